@@ -1,0 +1,45 @@
+/*
+ * cli.h: the option parser every subcommand uses, so that `--help`, `--opt value`,
+ * `--opt=value`, range checks and error messages look the same everywhere.
+ *
+ * A subcommand describes its options in a table ending with {0}; cnd_cli_parse() fills the
+ * destinations, collects positional arguments, and prints help generated from the table.
+ */
+#ifndef CND_CLI_H
+#define CND_CLI_H
+
+#include <stdint.h>
+
+typedef enum {
+    CND_OPT_STR,   /* const char **dest; points into argv */
+    CND_OPT_INT,   /* long *dest; min/max checked */
+    CND_OPT_DBL,   /* double *dest; min/max checked */
+    CND_OPT_FLAG,  /* int *dest; set to 1, takes no value */
+} cnd_opt_kind_t;
+
+typedef struct {
+    const char *name;     /* long name without "--"; NULL ends the table */
+    cnd_opt_kind_t kind;  /* value type */
+    void *dest;           /* where the value goes */
+    const char *metavar;  /* shown in help, e.g. "N"; NULL for flags */
+    const char *help;     /* one line; defaults go here in words */
+    double min, max;      /* inclusive bounds for INT/DBL; ignored when both are 0 */
+} cnd_opt_t;
+
+typedef struct {
+    const char *usage;     /* "condenser train --data SPEC --arch SPEC [options]" */
+    const char *summary;   /* one paragraph saying what the command does */
+    const cnd_opt_t *opts; /* option table */
+    int min_pos, max_pos;  /* allowed positional argument counts */
+} cnd_cli_t;
+
+/* Parses argv[1..argc) (argv[0] is the subcommand name). On success returns 0 and sets
+ * *npos and *pos to the positional arguments (pointers into argv). Returns 1 after printing help
+ * for --help/-h (the command should exit 0). Returns CND_EINVAL with a detail naming the option
+ * or argument at fault. */
+int cnd_cli_parse(const cnd_cli_t *cli, int argc, char **argv, int *npos, char ***pos);
+
+/* Prints the help text for `cli` to stdout. */
+void cnd_cli_help(const cnd_cli_t *cli);
+
+#endif

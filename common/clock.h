@@ -1,0 +1,14 @@
+/* clock.h: monotonic and wall-clock time helpers. */
+#ifndef CND_CLOCK_H
+#define CND_CLOCK_H
+
+#include <stdint.h>
+
+/* Seconds from an arbitrary fixed point, monotonic, nanosecond resolution. */
+double cnd_now(void);
+/* Wall-clock Unix time in seconds. */
+int64_t cnd_unix_time(void);
+/* Writes UTC time as ISO 8601 ("2026-11-28T01:18:34Z") into out (>= 21 bytes). */
+char *cnd_iso8601(char *out, int64_t unix_seconds);
+
+#endif

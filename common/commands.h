@@ -1,0 +1,14 @@
+/*
+ * commands.h: the subcommands of the `condenser` executable. Each is implemented in the folder
+ * of the part it belongs to, takes argv with argv[0] = the subcommand name, and returns 0 or a
+ * negative CND_E* code with the detail in cnd_err_detail(). main.c dispatches to them.
+ */
+#ifndef CND_COMMANDS_H
+#define CND_COMMANDS_H
+
+/* compress/ */
+int cnd_cmd_train(int argc, char **argv);
+int cnd_cmd_eval(int argc, char **argv);
+int cnd_cmd_info(int argc, char **argv);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * fileio.h: whole-file reads with a size cap, and crash-safe writes.
+ *
+ * Every file Condenser writes that a later run depends on (models, artifacts, keys, state
+ * snapshots) goes through cnd_file_write_atomic(): the bytes land in a temporary file in the
+ * same directory, are fsync'd, renamed over the target, and the directory is fsync'd. A kill at
+ * any point leaves either the old file or the new one, never a mix.
+ */
+#ifndef CND_FILEIO_H
+#define CND_FILEIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Reads all of `path` into a new malloc'd buffer (caller frees), NUL-terminated for
+ * convenience (the NUL is not counted in *len). Refuses files larger than max_bytes with
+ * CND_ERANGE. Returns 0, CND_EIO (open/read failed), CND_ERANGE or CND_ENOMEM. */
+int cnd_file_read(const char *path, size_t max_bytes, uint8_t **data, size_t *len);
+
+/* Like cnd_file_read but transparently gunzips (zlib's gzread passes plain files through). */
+int cnd_file_read_gz(const char *path, size_t max_bytes, uint8_t **data, size_t *len);
+
+/* Writes `len` bytes to `path` atomically with permissions `mode` (e.g. 0644, 0600).
+ * Returns 0 or CND_EIO with a detail naming the path and the failing step. */
+int cnd_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Creates a directory (and its parents) with `mode`; succeeds if it exists. */
+int cnd_mkdir_p(const char *path, mode_t mode);
+
+/* 1 if path exists, else 0. */
+int cnd_file_exists(const char *path);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * cmd_common.h: helpers shared by the compress/ subcommands.
+ */
+#ifndef CND_CMD_COMMON_H
+#define CND_CMD_COMMON_H
+
+#include "data.h"
+#include "model.h"
+#include "optim.h"
+
+/* Loads the training split of `spec` (a random `subset` of it when subset > 0) and a test set:
+ * `test_spec` when given, else the dataset's own test split (Fashion-MNIST), else none. */
+int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint64_t seed,
+                      cnd_dataset_t **train, cnd_dataset_t **test);
+
+/* Optimizer from its name ("adam", "adamw", "sgd"); lr <= 0 picks the default for it; a
+ * negative momentum keeps the default. */
+int cnd_cmd_optim(const char *name, double lr, double wd, double momentum, cnd_optim_cfg_t *out);
+
+/* Schedule from its name ("cosine", "step", "const"). */
+int cnd_cmd_parse_sched(const char *name, cnd_sched_kind_t *out);
+
+/* Records provenance (dataset, sample count, creation time) and class names in metadata. */
+int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_spec);
+
+#endif

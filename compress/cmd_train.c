@@ -1,0 +1,96 @@
+/*
+ * cmd_train.c: `condenser train`, float training of a model from an architecture spec.
+ */
+#include "cli.h"
+#include "commands.h"
+#include "clock.h"
+#include "data.h"
+#include "modelfile.h"
+#include "train.h"
+#include "cmd_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cnd_cmd_train(int argc, char **argv)
+{
+    const char *data = "fmnist", *arch = NULL, *out = NULL, *optname = "adam", *test = NULL;
+    const char *sched = "cosine";
+    long epochs = 5, batch = 64, seed = 1, threads = 0, subset = 0;
+    double lr = 0, wd = 0, momentum = -1, val = 0;
+    const cnd_opt_t opts[] = {
+        {"data", CND_OPT_STR, &data, "SPEC", "fmnist[:DIR] | idx:IMG,LBL | csv:PATH[,label=COL] (default fmnist)"},
+        {"arch", CND_OPT_STR, &arch, "SPEC", "architecture, e.g. \"dense(128) relu dense(10)\""},
+        {"epochs", CND_OPT_INT, &epochs, "N", "passes over the data (default 5)", 1, 10000},
+        {"batch", CND_OPT_INT, &batch, "B", "batch size (default 64)", 1, 4096},
+        {"lr", CND_OPT_DBL, &lr, "X", "learning rate (default 1e-3 adam, 0.05 sgd)", 1e-9, 10},
+        {"optimizer", CND_OPT_STR, &optname, "NAME", "adam | adamw | sgd (default adam)"},
+        {"momentum", CND_OPT_DBL, &momentum, "M", "SGD momentum (default 0.9)", 0, 0.999},
+        {"weight-decay", CND_OPT_DBL, &wd, "W", "weight decay on kernels (default 0)", 0, 1},
+        {"schedule", CND_OPT_STR, &sched, "NAME", "cosine | step | const (default cosine)"},
+        {"seed", CND_OPT_INT, &seed, "S", "seed for init and shuffling (default 1)", 0, 1e15},
+        {"threads", CND_OPT_INT, &threads, "T", "BLAS threads (default: all cores)", 1, 64},
+        {"subset", CND_OPT_INT, &subset, "N", "train on a random N-sample subset", 1, 1e9},
+        {"val", CND_OPT_DBL, &val, "FRAC", "hold out this fraction for validation (default 0)", 0, 0.9},
+        {"test", CND_OPT_STR, &test, "SPEC", "test data (default: the dataset's test split)"},
+        {"out", CND_OPT_STR, &out, "FILE", "where to write the model (.cnd)"},
+        {0}};
+    const cnd_cli_t cli = {"condenser train --arch SPEC --out FILE [options]",
+                           "Trains a float32 model on a dataset and saves it as a .cnd file.\n"
+                           "Prints one line per epoch and the test accuracy at the end.",
+                           opts, 0, 0};
+    int npos;
+    char **pos;
+    int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
+    if (rc) return rc > 0 ? 0 : rc;
+    if (!arch) return cnd_errf(CND_EINVAL, "--arch is required (try --help)");
+    if (!out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
+    cnd_train_cfg_t cfg = cnd_train_defaults();
+    if ((rc = cnd_cmd_optim(optname, lr, wd, momentum, &cfg.optim))) return rc;
+    if ((rc = cnd_cmd_parse_sched(sched, &cfg.sched))) return rc;
+    cfg.epochs = (int)epochs;
+    cfg.batch = (int)batch;
+    cfg.seed = (uint64_t)seed;
+    cfg.verbose = 1;
+    cnd_set_threads((int)threads);
+
+    cnd_dataset_t *all = NULL, *tr = NULL, *va = NULL, *te = NULL;
+    cnd_model_t *m = NULL;
+    if ((rc = cnd_cmd_load_data(data, test, subset, (uint64_t)seed, &all, &te))) goto done;
+    if ((rc = cnd_data_split(&tr, &va, all, val, (uint64_t)seed))) goto done;
+    cnd_data_destroy(&all);
+    if ((rc = cnd_model_new(&m, arch, tr->shape, (uint64_t)seed))) goto done;
+    if (m->n_classes < tr->n_classes) {
+        rc = cnd_errf(CND_EINVAL, "the architecture outputs %d classes but %s has %d",
+                      m->n_classes, data, tr->n_classes);
+        goto done;
+    }
+    cnd_data_norm_fit(tr, m->norm_mean, m->norm_std);
+    cnd_model_normalize(m, tr->x, tr->n);
+    cnd_model_normalize(m, va->x, va->n);
+    if (te) cnd_model_normalize(m, te->x, te->n);
+    printf("training %s on %s: %zu samples, %zu parameters, %.2f MMAC/sample\n", m->spec, data,
+           tr->n, m->num_params, (double)cnd_model_macs(m) / 1e6);
+    cnd_train_result_t res;
+    if ((rc = cnd_train(m, tr, va->n ? va : NULL, &cfg, &res))) goto done;
+    printf("trained in %.1fs (%.0f samples/s)\n", res.seconds, res.samples_per_s);
+    if ((rc = cnd_cmd_stamp(m, tr, data))) goto done;
+    if (te) {
+        cnd_eval_t ev;
+        if ((rc = cnd_evaluate(m, te, 256, &ev))) goto done;
+        char acc[32];
+        snprintf(acc, sizeof acc, "%.4f", ev.acc);
+        if ((rc = cnd_model_meta_set(m, "test_accuracy", acc))) goto done;
+        printf("test accuracy %.4f  loss %.4f  (%zu samples)\n", ev.acc, ev.loss, ev.n);
+    }
+    if ((rc = cnd_model_save(m, out))) goto done;
+    printf("wrote %s\n", out);
+done:
+    cnd_model_destroy(&m);
+    cnd_data_destroy(&all);
+    cnd_data_destroy(&tr);
+    cnd_data_destroy(&va);
+    cnd_data_destroy(&te);
+    return rc;
+}

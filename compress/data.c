@@ -1,0 +1,211 @@
+/*
+ * data.c: dataset lifetime, specs, subsets, splits, partitions and normalisation statistics.
+ * The format-specific loaders are in data_idx.c and data_csv.c.
+ */
+#include "data.h"
+#include "rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cnd_data_destroy(cnd_dataset_t **pds)
+{
+    if (!pds || !*pds) return;
+    cnd_dataset_t *ds = *pds;
+    free(ds->x);
+    free(ds->y);
+    if (ds->class_names)
+        for (int i = 0; i < ds->n_classes; i++) free(ds->class_names[i]);
+    free(ds->class_names);
+    free(ds);
+    *pds = NULL;
+}
+
+int cnd_data_open(cnd_dataset_t **out, const char *spec, const char *split)
+{
+    *out = NULL;
+    if (!strcmp(spec, "fmnist")) return cnd_data_load_fmnist(out, NULL, split);
+    if (!strncmp(spec, "fmnist:", 7)) return cnd_data_load_fmnist(out, spec + 7, split);
+    if (!strncmp(spec, "idx:", 4)) {
+        const char *comma = strchr(spec + 4, ',');
+        if (!comma)
+            return cnd_errf(CND_EINVAL, "data spec '%s': expected idx:IMAGES,LABELS", spec);
+        char images[4096];
+        size_t n = (size_t)(comma - (spec + 4));
+        if (n >= sizeof images) return cnd_errf(CND_EINVAL, "data spec: path too long");
+        memcpy(images, spec + 4, n);
+        images[n] = 0;
+        return cnd_data_load_idx(out, images, comma + 1);
+    }
+    if (!strncmp(spec, "csv:", 4)) {
+        char path[4096];
+        const char *label = NULL, *p = spec + 4, *opt = strstr(p, ",label=");
+        size_t n = opt ? (size_t)(opt - p) : strlen(p);
+        if (n >= sizeof path) return cnd_errf(CND_EINVAL, "data spec: path too long");
+        memcpy(path, p, n);
+        path[n] = 0;
+        if (opt) label = opt + 7;
+        return cnd_data_load_csv(out, path, label);
+    }
+    return cnd_errf(CND_EINVAL, "data spec '%s': expected fmnist[:DIR], idx:IMAGES,LABELS or "
+                    "csv:PATH[,label=COLUMN]", spec);
+}
+
+int cnd_data_subset(cnd_dataset_t **out, const cnd_dataset_t *ds, const uint32_t *idx, size_t n)
+{
+    *out = NULL;
+    size_t d = cnd_shape_size(ds->shape);
+    cnd_dataset_t *s = calloc(1, sizeof *s);
+    if (!s) return CND_ENOMEM;
+    s->n = n;
+    s->shape = ds->shape;
+    s->n_classes = ds->n_classes;
+    snprintf(s->name, sizeof s->name, "%s", ds->name);
+    s->x = malloc((n ? n : 1) * d * sizeof(float));
+    s->y = malloc(n ? n : 1);
+    if (ds->class_names) s->class_names = calloc((size_t)ds->n_classes, sizeof(char *));
+    if (!s->x || !s->y || (ds->class_names && !s->class_names)) goto oom;
+    for (int c = 0; ds->class_names && c < ds->n_classes; c++)
+        if (!(s->class_names[c] = strdup(ds->class_names[c]))) goto oom;
+    for (size_t i = 0; i < n; i++) {
+        if (idx[i] >= ds->n) {
+            cnd_data_destroy(&s);
+            return cnd_errf(CND_EINVAL, "subset index %u out of range (%zu samples)", idx[i],
+                            ds->n);
+        }
+        memcpy(s->x + i * d, ds->x + (size_t)idx[i] * d, d * sizeof(float));
+        s->y[i] = ds->y[idx[i]];
+    }
+    *out = s;
+    return 0;
+oom:
+    cnd_data_destroy(&s);
+    return CND_ENOMEM;
+}
+
+int cnd_data_split(cnd_dataset_t **train, cnd_dataset_t **val, const cnd_dataset_t *ds,
+                   double val_frac, uint64_t seed)
+{
+    *train = *val = NULL;
+    if (!(val_frac >= 0.0 && val_frac < 1.0))
+        return cnd_errf(CND_EINVAL, "validation fraction %g is not in [0, 1)", val_frac);
+    uint32_t *idx = malloc((ds->n ? ds->n : 1) * sizeof *idx);
+    if (!idx) return CND_ENOMEM;
+    for (size_t i = 0; i < ds->n; i++) idx[i] = (uint32_t)i;
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, seed);
+    cnd_rng_shuffle_u32(&rng, idx, ds->n);
+    size_t nv = (size_t)floor(val_frac * (double)ds->n);
+    int rc = cnd_data_subset(val, ds, idx, nv);
+    if (!rc) rc = cnd_data_subset(train, ds, idx + nv, ds->n - nv);
+    free(idx);
+    if (rc) {
+        cnd_data_destroy(train);
+        cnd_data_destroy(val);
+    }
+    return rc;
+}
+
+int cnd_data_partition(uint32_t *idx, size_t *counts, const cnd_dataset_t *ds, int sites,
+                       double alpha, uint64_t seed)
+{
+    if (sites < 1 || (size_t)sites > ds->n)
+        return cnd_errf(CND_EINVAL, "cannot split %zu samples among %d sites", ds->n, sites);
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, seed);
+    size_t n = ds->n;
+    memset(counts, 0, (size_t)sites * sizeof *counts);
+    if (alpha <= 0.0) {
+        for (size_t i = 0; i < n; i++) idx[i] = (uint32_t)i;
+        cnd_rng_shuffle_u32(&rng, idx, n);
+        for (int s = 0; s < sites; s++)
+            counts[s] = n / (size_t)sites + ((size_t)s < n % (size_t)sites);
+        return 0;
+    }
+    /* Label skew: per class, Dirichlet proportions over sites; then gather per site. */
+    int K = ds->n_classes;
+    uint32_t *site_of = malloc(n * sizeof *site_of);
+    uint32_t *cls = malloc(n * sizeof *cls);
+    double *prop = malloc((size_t)sites * sizeof *prop);
+    if (!site_of || !cls || !prop) {
+        free(site_of);
+        free(cls);
+        free(prop);
+        return CND_ENOMEM;
+    }
+    for (int k = 0; k < K; k++) {
+        size_t nk = 0;
+        for (size_t i = 0; i < n; i++)
+            if (ds->y[i] == k) cls[nk++] = (uint32_t)i;
+        cnd_rng_shuffle_u32(&rng, cls, nk);
+        double sum = 0.0;
+        for (int s = 0; s < sites; s++) sum += prop[s] = cnd_rng_gamma(&rng, alpha);
+        size_t start = 0;
+        double cum = 0.0;
+        for (int s = 0; s < sites; s++) {
+            cum += prop[s] / sum;
+            size_t end = s == sites - 1 ? nk : (size_t)llround(cum * (double)nk);
+            if (end > nk) end = nk;
+            for (size_t i = start; i < end; i++) site_of[cls[i]] = (uint32_t)s;
+            if (end > start) start = end;
+        }
+    }
+    /* Guarantee every site at least one sample: take from the largest site. */
+    for (int s = 0; s < sites; s++) {
+        size_t cnt = 0;
+        for (size_t i = 0; i < n; i++) cnt += site_of[i] == (uint32_t)s;
+        if (cnt) continue;
+        size_t *sz = calloc((size_t)sites, sizeof *sz);
+        if (!sz) {
+            free(site_of);
+            free(cls);
+            free(prop);
+            return CND_ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) sz[site_of[i]]++;
+        int big = 0;
+        for (int t = 1; t < sites; t++)
+            if (sz[t] > sz[big]) big = t;
+        for (size_t i = 0; i < n; i++)
+            if (site_of[i] == (uint32_t)big) {
+                site_of[i] = (uint32_t)s;
+                break;
+            }
+        free(sz);
+    }
+    size_t pos = 0;
+    for (int s = 0; s < sites; s++) {
+        size_t first = pos;
+        for (size_t i = 0; i < n; i++)
+            if (site_of[i] == (uint32_t)s) idx[pos++] = (uint32_t)i;
+        counts[s] = pos - first;
+    }
+    free(site_of);
+    free(cls);
+    free(prop);
+    return 0;
+}
+
+void cnd_data_norm_fit(const cnd_dataset_t *ds, float *mean, float *std)
+{
+    int C = ds->shape.c;
+    size_t hw = (size_t)ds->shape.h * ds->shape.w;
+    for (int c = 0; c < C; c++) {
+        double s = 0.0, ss = 0.0;
+        for (size_t i = 0; i < ds->n; i++) {
+            const float *p = ds->x + (i * (size_t)C + (size_t)c) * hw;
+            for (size_t j = 0; j < hw; j++) s += p[j];
+        }
+        double cnt = (double)ds->n * (double)hw;
+        double m = cnt > 0 ? s / cnt : 0.0;
+        for (size_t i = 0; i < ds->n; i++) {
+            const float *p = ds->x + (i * (size_t)C + (size_t)c) * hw;
+            for (size_t j = 0; j < hw; j++) ss += (p[j] - m) * (p[j] - m);
+        }
+        double sd = cnt > 0 ? sqrt(ss / cnt) : 1.0;
+        mean[c] = (float)m;
+        std[c] = sd < 1e-6 ? 1e-6f : (float)sd;
+    }
+}

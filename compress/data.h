@@ -1,0 +1,75 @@
+/*
+ * data.h: labelled datasets in memory, their loaders, splits and federated partitions.
+ *
+ * A dataset holds n samples of one shape as raw float32 values (pixels 0..255, CSV numbers as
+ * written) and a class label per sample. Normalisation is not applied at load time: the model
+ * owns its normalisation (fitted on training data, saved in the model file), and callers apply
+ * it with cnd_model_normalize() or cnd_data_normalize(), so evaluation always uses the
+ * statistics the model was trained with.
+ *
+ * Data specs on the command line:
+ *   fmnist[:DIR]            Fashion-MNIST IDX files (raw or .gz); DIR defaults to Debian's
+ *                           /usr/share/datasets/fashion-mnist
+ *   idx:IMAGES,LABELS       any IDX image/label file pair
+ *   csv:PATH[,label=COL]    CSV with a header row; COL (default "label") holds the class
+ */
+#ifndef CND_DATA_H
+#define CND_DATA_H
+
+#include "error.h"
+#include "layer.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CND_FMNIST_DIR    "/usr/share/datasets/fashion-mnist"
+#define CND_DATA_MAX_BYTES ((size_t)4 << 30) /* refuse inputs larger than 4 GiB */
+
+typedef struct {
+    size_t n;             /* samples */
+    cnd_shape_t shape;    /* per-sample shape */
+    float *x;             /* n x shape size raw values, owned */
+    uint8_t *y;           /* n labels, each < n_classes, owned */
+    int n_classes;        /* number of classes (<= 256) */
+    char **class_names;   /* n_classes owned strings, or NULL */
+    char name[128];       /* human-readable origin, e.g. "fmnist train" */
+} cnd_dataset_t;
+
+/* Loads an IDX image file (magic 0x00000803, u8 pixels) and label file (0x00000801), raw or
+ * gzip. Errors name the file and what is wrong (magic, sizes, truncation, count mismatch,
+ * label out of range). Returns 0 with an owned *out or a negative code. */
+CND_MUST_USE int cnd_data_load_idx(cnd_dataset_t **out, const char *images, const char *labels);
+
+/* Fashion-MNIST "train" (60,000) or "test" (10,000) from dir (NULL = default). */
+CND_MUST_USE int cnd_data_load_fmnist(cnd_dataset_t **out, const char *dir, const char *split);
+
+/* CSV with a header row. label_col names the class column (NULL = "label"); every other column
+ * must be numeric. Class values may be integers or names; classes are numbered in order of the
+ * sorted distinct values. Ragged rows, empty or non-numeric cells are errors naming
+ * file:line and the column. */
+CND_MUST_USE int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_col);
+
+/* Opens a dataset from a spec (see above) and a split ("train" or "test"; CSV ignores it). */
+CND_MUST_USE int cnd_data_open(cnd_dataset_t **out, const char *spec, const char *split);
+
+void cnd_data_destroy(cnd_dataset_t **ds);
+
+/* New dataset holding samples idx[0..n) of ds (copied). */
+CND_MUST_USE int cnd_data_subset(cnd_dataset_t **out, const cnd_dataset_t *ds,
+                                 const uint32_t *idx, size_t n);
+
+/* Seeded shuffle split into train and validation (val_frac in [0, 1)). */
+CND_MUST_USE int cnd_data_split(cnd_dataset_t **train, cnd_dataset_t **val,
+                                const cnd_dataset_t *ds, double val_frac, uint64_t seed);
+
+/* Partitions sample indices among `sites`: IID when alpha <= 0, otherwise label-skewed with
+ * per-class Dirichlet(alpha) proportions. idx receives a permutation of 0..n-1 and counts[s]
+ * how many consecutive entries belong to site s. Every site gets at least one sample when
+ * n >= sites. Returns 0, CND_EINVAL or CND_ENOMEM. */
+CND_MUST_USE int cnd_data_partition(uint32_t *idx, size_t *counts, const cnd_dataset_t *ds,
+                                    int sites, double alpha, uint64_t seed);
+
+/* Per-channel mean and standard deviation over all samples (std floored at 1e-6). */
+void cnd_data_norm_fit(const cnd_dataset_t *ds, float *mean, float *std);
+
+#endif

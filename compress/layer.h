@@ -1,0 +1,105 @@
+/*
+ * layer.h: the layers a model is made of, each with its forward and backward pass side by side.
+ *
+ * Tensors are float32 NCHW. A layer sees per-sample shapes (cnd_shape_t, C x H x W) and a batch
+ * size B given at call time; dense layers treat any input as flat features (C*H*W).
+ *
+ * Parameters, their gradients and the optimizer state live in three contiguous buffers owned
+ * by the model (see model.h); a layer only knows its offset and count in them, so a weight
+ * update or a federated update is one flat loop over `num_params` floats. Non-trainable state
+ * that must persist (batchnorm running statistics) lives in a separate contiguous `state`
+ * buffer the same way.
+ *
+ * Conventions (after llm.c): outputs first, then inputs, then weights, then dimensions; the
+ * first comment of each kernel gives the shapes; backward passes accumulate (+=) into
+ * parameter gradients, and the model's zero_grad clears them; backward writes (=) the input
+ * gradient `din`, which may be NULL when nobody needs it (the first layer).
+ */
+#ifndef CND_LAYER_H
+#define CND_LAYER_H
+
+#include "rng.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int c, h, w; /* channels, height, width of one sample; features are (F, 1, 1) */
+} cnd_shape_t;
+
+static inline size_t cnd_shape_size(cnd_shape_t s)
+{
+    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
+}
+
+typedef enum {
+    CND_L_DENSE,
+    CND_L_CONV2D,
+    CND_L_RELU,
+    CND_L_MAXPOOL,
+    CND_L_AVGPOOL,
+    CND_L_GAP,
+    CND_L_FLATTEN,
+    CND_L_BATCHNORM,
+    CND_L_COUNT
+} cnd_layer_type_t;
+
+typedef struct cnd_layer {
+    cnd_layer_type_t type;
+    union {
+        struct {
+            int out; /* output features */
+        } dense;
+        struct {
+            int oc, k, stride, pad; /* output channels, square kernel size, stride, zero pad */
+        } conv;
+        struct {
+            int k, stride; /* window and stride (stride defaults to k) */
+        } pool;
+        struct {
+            float eps, momentum; /* variance epsilon; running-stat update rate (PyTorch style) */
+        } bn;
+    } p;
+    cnd_shape_t in, out;   /* per-sample input and output shapes */
+    size_t param_off;      /* first parameter in the model's params/grads buffers */
+    size_t n_params;       /* trainable parameter count (weights then bias) */
+    size_t n_weights;      /* of which weights (decayed); the rest are biases/affine terms */
+    size_t state_off;      /* first float in the model's state buffer (bn running stats) */
+    size_t n_state;        /* non-trainable persistent floats */
+    /* Per-layer saved tensors for the backward pass, sized for the model's batch capacity. */
+    float *saved;          /* conv: im2col columns (CKK x B*P); bn: xhat (B x C x H x W) */
+    float *saved2;         /* bn: per-channel inverse std for the last batch (C) */
+    int32_t *argmax;       /* maxpool: flat input index of each output's maximum */
+} cnd_layer_t;
+
+/* What the model needs from the layer for a given batch capacity. */
+typedef struct {
+    size_t saved, saved2, argmax; /* element counts of the per-layer saved buffers */
+    size_t work;                  /* floats of shared scratch needed during forward/backward */
+} cnd_layer_mem_t;
+
+typedef struct {
+    const char *name; /* spec keyword, e.g. "conv2d" */
+    /* Sets l->out, n_params, n_weights, n_state from l->in and l->p; returns 0 or CND_EINVAL
+     * with a detail when the input shape does not fit (e.g. kernel larger than input). */
+    int (*shape)(cnd_layer_t *l);
+    /* He-normal weights, zero biases, unit/zero batchnorm affine and running stats. */
+    void (*init)(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng);
+    /* out (B, out) from in (B, in); `train` selects batch statistics and saves for backward. */
+    void (*forward)(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
+                    float *work, int B, int train);
+    /* din (B, in) (may be NULL) and dw (+=) from dout (B, out) and the saved forward data. */
+    void (*backward)(cnd_layer_t *l, float *din, float *dw, const float *dout, const float *in,
+                     const float *out, const float *w, float *work, int B);
+    /* Multiply-accumulates per sample. */
+    uint64_t (*macs)(const cnd_layer_t *l);
+    cnd_layer_mem_t (*mem)(const cnd_layer_t *l, int B);
+} cnd_layer_ops_t;
+
+/* The ops table for a layer type. */
+const cnd_layer_ops_t *cnd_layer_ops(cnd_layer_type_t t);
+
+/* Writes the layer as its spec token ("conv2d(32,3,pad=1)") into out. */
+void cnd_layer_spec(const cnd_layer_t *l, char *out, size_t n);
+
+#endif

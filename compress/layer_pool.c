@@ -1,0 +1,166 @@
+/*
+ * layer_pool.c: max pooling, average pooling and global average pooling.
+ *
+ * Windows are square, without padding; an output covers input rows [oh*S, oh*S+K). Max
+ * pooling records the flat input index of each maximum so the backward pass routes the
+ * gradient without recomputing (first maximum wins on ties, as in PyTorch).
+ */
+#include "layer.h"
+#include "error.h"
+
+#include <float.h>
+#include <string.h>
+
+static int s_pool_shape(cnd_layer_t *l)
+{
+    int K = l->p.pool.k, S = l->p.pool.stride;
+    if (K <= 0 || S <= 0) return cnd_errf(CND_EINVAL, "pool: window and stride must be positive");
+    if (l->in.h < K || l->in.w < K)
+        return cnd_errf(CND_EINVAL, "pool: window %d larger than input %dx%d", K, l->in.h,
+                        l->in.w);
+    l->out = (cnd_shape_t){l->in.c, (l->in.h - K) / S + 1, (l->in.w - K) / S + 1};
+    l->n_params = l->n_weights = l->n_state = 0;
+    return 0;
+}
+
+static void s_none_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng)
+{
+}
+
+static uint64_t s_no_macs(const cnd_layer_t *l)
+{
+    return 0;
+}
+
+static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
+                          float *state, float *work, int B, int train)
+{
+    // out is (B,C,OH,OW), in is (B,C,H,W); argmax is (B,C,OH,OW) flat indices into in
+    int H = l->in.h, W = l->in.w, K = l->p.pool.k, S = l->p.pool.stride;
+    int OH = l->out.h, OW = l->out.w;
+    size_t planes = (size_t)B * l->in.c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *src = in + pl * H * W;
+        float *dst = out + pl * OH * OW;
+        int32_t *am = l->argmax + pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                float best = -FLT_MAX;
+                int bi = (oh * S) * W + ow * S;
+                for (int i = 0; i < K; i++) {
+                    const float *r = src + (size_t)(oh * S + i) * W + ow * S;
+                    for (int j = 0; j < K; j++)
+                        if (r[j] > best) {
+                            best = r[j];
+                            bi = (oh * S + i) * W + ow * S + j;
+                        }
+                }
+                dst[oh * OW + ow] = best;
+                am[oh * OW + ow] = (int32_t)(pl * H * W + (size_t)bi);
+            }
+    }
+}
+
+static void s_max_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
+                           const float *in, const float *out, const float *w, float *work, int B)
+{
+    if (!din) return;
+    size_t nin = (size_t)B * cnd_shape_size(l->in), nout = (size_t)B * cnd_shape_size(l->out);
+    memset(din, 0, nin * sizeof(float));
+    for (size_t i = 0; i < nout; i++) din[l->argmax[i]] += dout[i];
+}
+
+static cnd_layer_mem_t s_max_mem(const cnd_layer_t *l, int B)
+{
+    return (cnd_layer_mem_t){.argmax = (size_t)B * cnd_shape_size(l->out)};
+}
+
+static void s_avg_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
+                          float *state, float *work, int B, int train)
+{
+    // out is (B,C,OH,OW), in is (B,C,H,W)
+    int H = l->in.h, W = l->in.w, K = l->p.pool.k, S = l->p.pool.stride;
+    int OH = l->out.h, OW = l->out.w;
+    float inv = 1.0f / (float)(K * K);
+    size_t planes = (size_t)B * l->in.c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *src = in + pl * H * W;
+        float *dst = out + pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                float acc = 0.0f;
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < K; j++) acc += src[(oh * S + i) * W + ow * S + j];
+                dst[oh * OW + ow] = acc * inv;
+            }
+    }
+}
+
+static void s_avg_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
+                           const float *in, const float *out, const float *w, float *work, int B)
+{
+    if (!din) return;
+    int H = l->in.h, W = l->in.w, K = l->p.pool.k, S = l->p.pool.stride;
+    int OH = l->out.h, OW = l->out.w;
+    float inv = 1.0f / (float)(K * K);
+    size_t planes = (size_t)B * l->in.c;
+    memset(din, 0, planes * H * W * sizeof(float));
+    for (size_t pl = 0; pl < planes; pl++) {
+        float *dst = din + pl * H * W;
+        const float *src = dout + pl * OH * OW;
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                float g = src[oh * OW + ow] * inv;
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < K; j++) dst[(oh * S + i) * W + ow * S + j] += g;
+            }
+    }
+}
+
+static cnd_layer_mem_t s_no_mem(const cnd_layer_t *l, int B)
+{
+    return (cnd_layer_mem_t){0};
+}
+
+static int s_gap_shape(cnd_layer_t *l)
+{
+    l->out = (cnd_shape_t){l->in.c, 1, 1};
+    l->n_params = l->n_weights = l->n_state = 0;
+    return 0;
+}
+
+static void s_gap_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
+                          float *state, float *work, int B, int train)
+{
+    // out is (B,C), in is (B,C,H,W)
+    size_t HW = (size_t)l->in.h * l->in.w, planes = (size_t)B * l->in.c;
+    float inv = 1.0f / (float)HW;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *s = in + pl * HW;
+        float acc = 0.0f;
+        for (size_t i = 0; i < HW; i++) acc += s[i];
+        out[pl] = acc * inv;
+    }
+}
+
+static void s_gap_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
+                           const float *in, const float *out, const float *w, float *work, int B)
+{
+    if (!din) return;
+    size_t HW = (size_t)l->in.h * l->in.w, planes = (size_t)B * l->in.c;
+    float inv = 1.0f / (float)HW;
+    for (size_t pl = 0; pl < planes; pl++) {
+        float g = dout[pl] * inv;
+        float *d = din + pl * HW;
+        for (size_t i = 0; i < HW; i++) d[i] = g;
+    }
+}
+
+const cnd_layer_ops_t cnd_layer_maxpool_ops = {"maxpool", s_pool_shape, s_none_init,
+                                               s_max_forward, s_max_backward, s_no_macs,
+                                               s_max_mem};
+const cnd_layer_ops_t cnd_layer_avgpool_ops = {"avgpool", s_pool_shape, s_none_init,
+                                               s_avg_forward, s_avg_backward, s_no_macs,
+                                               s_no_mem};
+const cnd_layer_ops_t cnd_layer_gap_ops = {"gap", s_gap_shape, s_none_init, s_gap_forward,
+                                           s_gap_backward, s_no_macs, s_no_mem};

@@ -1,0 +1,312 @@
+/*
+ * model.c: building a model from a spec, running it forward and backward (see model.h).
+ */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const cnd_layer_ops_t cnd_layer_dense_ops, cnd_layer_conv2d_ops, cnd_layer_relu_ops,
+    cnd_layer_maxpool_ops, cnd_layer_avgpool_ops, cnd_layer_gap_ops, cnd_layer_flatten_ops,
+    cnd_layer_batchnorm_ops;
+
+const cnd_layer_ops_t *cnd_layer_ops(cnd_layer_type_t t)
+{
+    static const cnd_layer_ops_t *table[CND_L_COUNT] = {
+        [CND_L_DENSE] = &cnd_layer_dense_ops,     [CND_L_CONV2D] = &cnd_layer_conv2d_ops,
+        [CND_L_RELU] = &cnd_layer_relu_ops,       [CND_L_MAXPOOL] = &cnd_layer_maxpool_ops,
+        [CND_L_AVGPOOL] = &cnd_layer_avgpool_ops, [CND_L_GAP] = &cnd_layer_gap_ops,
+        [CND_L_FLATTEN] = &cnd_layer_flatten_ops, [CND_L_BATCHNORM] = &cnd_layer_batchnorm_ops,
+    };
+    return (unsigned)t < CND_L_COUNT ? table[t] : NULL;
+}
+
+void cnd_layer_spec(const cnd_layer_t *l, char *out, size_t n)
+{
+    switch (l->type) {
+    case CND_L_DENSE: snprintf(out, n, "dense(%d)", l->p.dense.out); break;
+    case CND_L_CONV2D: {
+        int w = snprintf(out, n, "conv2d(%d,%d", l->p.conv.oc, l->p.conv.k);
+        if (l->p.conv.stride != 1 && w > 0 && (size_t)w < n)
+            w += snprintf(out + w, n - (size_t)w, ",stride=%d", l->p.conv.stride);
+        if (l->p.conv.pad && w > 0 && (size_t)w < n)
+            w += snprintf(out + w, n - (size_t)w, ",pad=%d", l->p.conv.pad);
+        if (w > 0 && (size_t)w < n) snprintf(out + w, n - (size_t)w, ")");
+        break;
+    }
+    case CND_L_MAXPOOL:
+    case CND_L_AVGPOOL:
+        if (l->p.pool.stride == l->p.pool.k)
+            snprintf(out, n, "%s(%d)", cnd_layer_ops(l->type)->name, l->p.pool.k);
+        else
+            snprintf(out, n, "%s(%d,stride=%d)", cnd_layer_ops(l->type)->name, l->p.pool.k,
+                     l->p.pool.stride);
+        break;
+    case CND_L_BATCHNORM:
+        if (l->p.bn.eps == 1e-5f && l->p.bn.momentum == 0.1f)
+            snprintf(out, n, "batchnorm");
+        else
+            snprintf(out, n, "batchnorm(eps=%g,momentum=%g)", l->p.bn.eps, l->p.bn.momentum);
+        break;
+    default: snprintf(out, n, "%s", cnd_layer_ops(l->type)->name); break;
+    }
+}
+
+static void s_free_work(cnd_model_t *m)
+{
+    if (m->acts)
+        for (int i = 0; i < m->n_layers; i++) free(m->acts[i]);
+    free(m->acts);
+    m->acts = NULL;
+    for (int i = 0; i < m->n_layers; i++) {
+        free(m->layers[i].saved);
+        free(m->layers[i].saved2);
+        free(m->layers[i].argmax);
+        m->layers[i].saved = m->layers[i].saved2 = NULL;
+        m->layers[i].argmax = NULL;
+    }
+    free(m->dbuf[0]);
+    free(m->dbuf[1]);
+    free(m->work);
+    m->dbuf[0] = m->dbuf[1] = m->work = NULL;
+    m->cap_B = 0;
+}
+
+void cnd_model_destroy(cnd_model_t **pm)
+{
+    if (!pm || !*pm) return;
+    cnd_model_t *m = *pm;
+    if (m->layers) s_free_work(m);
+    free(m->layers);
+    free(m->spec);
+    free(m->params);
+    free(m->grads);
+    free(m->state);
+    free(m->norm_mean);
+    free(m->norm_std);
+    for (int i = 0; i < m->n_meta; i++) {
+        free(m->meta[i].key);
+        free(m->meta[i].val);
+    }
+    free(m);
+    *pm = NULL;
+}
+
+static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
+{
+    cnd_layer_t tmp[CND_SPEC_MAX_LAYERS];
+    if (in.c <= 0 || in.h <= 0 || in.w <= 0 || cnd_shape_size(in) > (1u << 26))
+        return cnd_errf(CND_EINVAL, "input shape %dx%dx%d is not valid", in.c, in.h, in.w);
+    int n = cnd_spec_parse(spec, tmp, CND_SPEC_MAX_LAYERS);
+    if (n < 0) return n;
+    m->in = in;
+    m->n_layers = n;
+    m->layers = calloc((size_t)n, sizeof *m->layers);
+    if (!m->layers) return CND_ENOMEM;
+    memcpy(m->layers, tmp, (size_t)n * sizeof *tmp);
+    cnd_shape_t cur = in;
+    size_t np = 0, ns = 0, speclen = 0;
+    char tok[96];
+    for (int i = 0; i < n; i++) {
+        cnd_layer_t *l = &m->layers[i];
+        l->in = cur;
+        int rc = cnd_layer_ops(l->type)->shape(l);
+        if (rc) return cnd_err_wrap(rc, "layer %d (%s) with input %dx%dx%d", i + 1,
+                                    cnd_layer_ops(l->type)->name, cur.c, cur.h, cur.w);
+        if (l->out.c <= 0 || l->out.h <= 0 || l->out.w <= 0)
+            return cnd_errf(CND_EINVAL, "layer %d (%s) produces an empty output", i + 1,
+                            cnd_layer_ops(l->type)->name);
+        l->param_off = np;
+        l->state_off = ns;
+        if (l->n_params > ((size_t)1 << 31) - np)
+            return cnd_errf(CND_EINVAL, "model has more than 2^31 parameters");
+        np += l->n_params;
+        ns += l->n_state;
+        cur = l->out;
+        cnd_layer_spec(l, tok, sizeof tok);
+        speclen += strlen(tok) + 1;
+    }
+    if (cur.h != 1 || cur.w != 1)
+        return cnd_errf(CND_EINVAL, "the last layer outputs %dx%dx%d; end with flatten/gap and "
+                        "a dense layer so the model produces class scores", cur.c, cur.h, cur.w);
+    m->n_classes = cur.c;
+    m->num_params = np;
+    m->num_state = ns;
+    m->spec = malloc(speclen + 1);
+    m->params = calloc(np ? np : 1, sizeof(float));
+    m->grads = calloc(np ? np : 1, sizeof(float));
+    m->state = calloc(ns ? ns : 1, sizeof(float));
+    m->norm_mean = calloc((size_t)in.c, sizeof(float));
+    m->norm_std = malloc((size_t)in.c * sizeof(float));
+    if (!m->spec || !m->params || !m->grads || !m->state || !m->norm_mean || !m->norm_std)
+        return CND_ENOMEM;
+    for (int c = 0; c < in.c; c++) m->norm_std[c] = 1.0f;
+    m->spec[0] = 0;
+    for (int i = 0; i < n; i++) {
+        cnd_layer_spec(&m->layers[i], tok, sizeof tok);
+        if (i) strcat(m->spec, " ");
+        strcat(m->spec, tok);
+    }
+    return 0;
+}
+
+int cnd_model_new(cnd_model_t **out, const char *spec, cnd_shape_t in, uint64_t seed)
+{
+    *out = NULL;
+    cnd_model_t *m = calloc(1, sizeof *m);
+    if (!m) return CND_ENOMEM;
+    int rc = s_build(m, spec, in);
+    if (rc) {
+        cnd_model_destroy(&m);
+        return rc;
+    }
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, seed);
+    for (int i = 0; i < m->n_layers; i++) {
+        cnd_layer_t *l = &m->layers[i];
+        cnd_layer_ops(l->type)->init(l, m->params + l->param_off, m->state + l->state_off, &rng);
+    }
+    *out = m;
+    return 0;
+}
+
+int cnd_model_clone(cnd_model_t **out, const cnd_model_t *src)
+{
+    *out = NULL;
+    cnd_model_t *m = calloc(1, sizeof *m);
+    if (!m) return CND_ENOMEM;
+    int rc = s_build(m, src->spec, src->in);
+    if (rc) goto fail;
+    memcpy(m->params, src->params, src->num_params * sizeof(float));
+    memcpy(m->state, src->state, src->num_state * sizeof(float));
+    memcpy(m->norm_mean, src->norm_mean, (size_t)src->in.c * sizeof(float));
+    memcpy(m->norm_std, src->norm_std, (size_t)src->in.c * sizeof(float));
+    for (int i = 0; i < src->n_meta; i++)
+        if ((rc = cnd_model_meta_set(m, src->meta[i].key, src->meta[i].val))) goto fail;
+    *out = m;
+    return 0;
+fail:
+    cnd_model_destroy(&m);
+    return rc;
+}
+
+int cnd_model_reserve(cnd_model_t *m, int B)
+{
+    if (B <= m->cap_B) return 0;
+    s_free_work(m);
+    m->acts = calloc((size_t)m->n_layers, sizeof *m->acts);
+    if (!m->acts) return CND_ENOMEM;
+    size_t maxact = cnd_shape_size(m->in), work = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        cnd_layer_t *l = &m->layers[i];
+        size_t osz = cnd_shape_size(l->out);
+        if (osz > maxact) maxact = osz;
+        m->acts[i] = malloc((size_t)B * osz * sizeof(float));
+        cnd_layer_mem_t mem = cnd_layer_ops(l->type)->mem(l, B);
+        if (mem.saved) l->saved = malloc(mem.saved * sizeof(float));
+        if (mem.saved2) l->saved2 = malloc(mem.saved2 * sizeof(float));
+        if (mem.argmax) l->argmax = malloc(mem.argmax * sizeof(int32_t));
+        if (!m->acts[i] || (mem.saved && !l->saved) || (mem.saved2 && !l->saved2) ||
+            (mem.argmax && !l->argmax)) {
+            s_free_work(m);
+            return cnd_errf(CND_ENOMEM, "cannot allocate buffers for batch %d", B);
+        }
+        if (mem.work > work) work = mem.work;
+    }
+    m->dbuf[0] = malloc((size_t)B * maxact * sizeof(float));
+    m->dbuf[1] = malloc((size_t)B * maxact * sizeof(float));
+    m->work = malloc((work ? work : 1) * sizeof(float));
+    if (!m->dbuf[0] || !m->dbuf[1] || !m->work) {
+        s_free_work(m);
+        return cnd_errf(CND_ENOMEM, "cannot allocate buffers for batch %d", B);
+    }
+    m->cap_B = B;
+    return 0;
+}
+
+int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const float **logits)
+{
+    int rc = cnd_model_reserve(m, B);
+    if (rc) return rc;
+    const float *in = x;
+    for (int i = 0; i < m->n_layers; i++) {
+        cnd_layer_t *l = &m->layers[i];
+        cnd_layer_ops(l->type)->forward(l, m->acts[i], in, m->params + l->param_off,
+                                        m->state + l->state_off, m->work, B, train);
+        in = m->acts[i];
+    }
+    m->last_in = train ? x : NULL;
+    m->last_B = train ? B : 0;
+    *logits = m->acts[m->n_layers - 1];
+    return 0;
+}
+
+void cnd_model_backward(cnd_model_t *m, const float *dlogits)
+{
+    const float *dout = dlogits;
+    int B = m->last_B, which = 0;
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        cnd_layer_t *l = &m->layers[i];
+        const float *in = i ? m->acts[i - 1] : m->last_in;
+        float *din = i ? m->dbuf[which] : NULL;
+        cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in, m->acts[i],
+                                         m->params + l->param_off, m->work, B);
+        dout = din;
+        which ^= 1;
+    }
+}
+
+void cnd_model_zero_grad(cnd_model_t *m)
+{
+    memset(m->grads, 0, m->num_params * sizeof(float));
+}
+
+uint64_t cnd_model_macs(const cnd_model_t *m)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < m->n_layers; i++) t += cnd_layer_ops(m->layers[i].type)->macs(&m->layers[i]);
+    return t;
+}
+
+int cnd_model_meta_set(cnd_model_t *m, const char *key, const char *val)
+{
+    for (int i = 0; i < m->n_meta; i++)
+        if (!strcmp(m->meta[i].key, key)) {
+            char *v = strdup(val);
+            if (!v) return CND_ENOMEM;
+            free(m->meta[i].val);
+            m->meta[i].val = v;
+            return 0;
+        }
+    if (m->n_meta == CND_META_MAX)
+        return cnd_errf(CND_ERANGE, "model metadata is full (%d entries)", CND_META_MAX);
+    char *k = strdup(key), *v = strdup(val);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return CND_ENOMEM;
+    }
+    m->meta[m->n_meta].key = k;
+    m->meta[m->n_meta].val = v;
+    m->n_meta++;
+    return 0;
+}
+
+const char *cnd_model_meta_get(const cnd_model_t *m, const char *key)
+{
+    for (int i = 0; i < m->n_meta; i++)
+        if (!strcmp(m->meta[i].key, key)) return m->meta[i].val;
+    return NULL;
+}
+
+void cnd_model_normalize(const cnd_model_t *m, float *x, size_t n)
+{
+    size_t hw = (size_t)m->in.h * m->in.w;
+    for (size_t s = 0; s < n; s++)
+        for (int c = 0; c < m->in.c; c++) {
+            float mu = m->norm_mean[c], inv = 1.0f / m->norm_std[c];
+            float *p = x + (s * (size_t)m->in.c + (size_t)c) * hw;
+            for (size_t i = 0; i < hw; i++) p[i] = (p[i] - mu) * inv;
+        }
+}

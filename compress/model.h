@@ -1,0 +1,91 @@
+/*
+ * model.h: a sequential float32 network: its layers, its parameters, and the buffers a forward
+ * and backward pass need.
+ *
+ * Memory: `params`, `grads` hold num_params floats each, contiguous, layer after layer
+ * (weights then biases); `state` holds num_state persistent non-trainable floats (batchnorm
+ * running statistics). A federated update is the difference of two `params` vectors. Activation
+ * buffers are sized for a batch capacity that grows on demand (cnd_model_reserve).
+ *
+ * The model also carries what a deployment needs to use it correctly: the input shape, the
+ * per-channel input normalisation (x - mean) / std applied to raw data, and free-form metadata
+ * (dataset, accuracy, creation time, labels), all saved in the model file (modelfile.h).
+ */
+#ifndef CND_MODEL_H
+#define CND_MODEL_H
+
+#include "error.h"
+#include "layer.h"
+#include "spec.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CND_META_MAX 64
+
+typedef struct {
+    char *key, *val; /* owned NUL-terminated strings */
+} cnd_meta_kv_t;
+
+typedef struct cnd_model {
+    char *spec;              /* architecture spec, canonical form (cnd_layer_spec tokens) */
+    cnd_shape_t in;          /* per-sample input shape */
+    int n_layers;            /* <= CND_SPEC_MAX_LAYERS */
+    cnd_layer_t *layers;     /* n_layers entries */
+    int n_classes;           /* size of the last layer's output */
+    size_t num_params;       /* trainable floats */
+    float *params, *grads;   /* num_params each */
+    size_t num_state;        /* persistent non-trainable floats */
+    float *state;            /* num_state */
+    float *norm_mean;        /* in.c entries: input normalisation (x - mean) / std */
+    float *norm_std;         /* in.c entries, > 0 */
+    int n_meta;              /* metadata entries */
+    cnd_meta_kv_t meta[CND_META_MAX];
+    /* Work buffers for a batch capacity of cap_B samples. */
+    int cap_B;
+    float **acts;            /* acts[i] is layer i's output (cap_B x out size) */
+    float *dbuf[2];          /* ping-pong activation gradients (cap_B x max act size) */
+    float *work;             /* shared scratch */
+    const float *last_in;    /* input of the last training forward (caller keeps it alive) */
+    int last_B;              /* batch size of the last training forward */
+} cnd_model_t;
+
+/* Builds a model from `spec` for inputs of shape `in`, initialises weights from `seed`
+ * (He-normal; same seed gives the same bits), normalisation mean 0 / std 1, no metadata.
+ * Returns 0 and an owned model, or CND_EINVAL (spec or shape error with detail) / CND_ENOMEM. */
+CND_MUST_USE int cnd_model_new(cnd_model_t **out, const char *spec, cnd_shape_t in,
+                               uint64_t seed);
+
+/* Frees the model; accepts NULL and *m == NULL; nulls *m. */
+void cnd_model_destroy(cnd_model_t **m);
+
+/* Deep copy (parameters, state, normalisation, metadata; not work buffers). */
+CND_MUST_USE int cnd_model_clone(cnd_model_t **out, const cnd_model_t *m);
+
+/* Ensures activation buffers for B samples. Returns 0 or CND_ENOMEM. */
+CND_MUST_USE int cnd_model_reserve(cnd_model_t *m, int B);
+
+/* Forward pass over B normalised samples x (B x in size). In training mode batchnorm uses
+ * batch statistics and everything needed by backward is kept; `x` must stay valid until
+ * cnd_model_backward. Sets *logits to an internal (B x n_classes) buffer valid until the next
+ * forward. Returns 0 or CND_ENOMEM. */
+CND_MUST_USE int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train,
+                                   const float **logits);
+
+/* Backward pass from dlogits (last_B x n_classes); accumulates into grads. */
+void cnd_model_backward(cnd_model_t *m, const float *dlogits);
+
+void cnd_model_zero_grad(cnd_model_t *m);
+
+/* Multiply-accumulates per sample over all layers. */
+uint64_t cnd_model_macs(const cnd_model_t *m);
+
+/* Metadata: set replaces an existing key; returns 0, CND_ERANGE (table full) or CND_ENOMEM.
+ * get returns the value or NULL. */
+CND_MUST_USE int cnd_model_meta_set(cnd_model_t *m, const char *key, const char *val);
+const char *cnd_model_meta_get(const cnd_model_t *m, const char *key);
+
+/* Applies the model's normalisation in place to n raw samples. */
+void cnd_model_normalize(const cnd_model_t *m, float *x, size_t n);
+
+#endif

@@ -1,0 +1,196 @@
+/*
+ * train.c: minibatch training with shuffling, schedules and progress; evaluation.
+ */
+#include "train.h"
+#include "clock.h"
+#include "loss.h"
+#include "progress.h"
+#include "rng.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cnd_set_threads(int threads)
+{
+    if (threads > 0) openblas_set_num_threads(threads);
+}
+
+cnd_train_cfg_t cnd_train_defaults(void)
+{
+    cnd_train_cfg_t c = {0};
+    c.epochs = 5;
+    c.batch = 64;
+    c.optim = cnd_optim_defaults(CND_OPT_ADAM, 1e-3f);
+    c.sched = CND_SCHED_COSINE;
+    c.seed = 1;
+    return c;
+}
+
+typedef struct {
+    const uint8_t *labels;
+} s_xent_ctx;
+
+static float s_xent(void *ctx, float *dlogits, const float *logits, const uint32_t *idx, int B,
+                    int K, int *correct)
+{
+    const s_xent_ctx *c = ctx;
+    uint8_t y[4096];
+    for (int b = 0; b < B; b++) y[b] = c->labels[idx[b]];
+    return cnd_loss_xent(dlogits, logits, y, B, K, correct);
+}
+
+int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
+              const cnd_train_cfg_t *cfg, cnd_train_result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    int B = cfg->batch;
+    if (B < 1 || B > 4096) return cnd_errf(CND_EINVAL, "batch size %d not in [1, 4096]", B);
+    if (ds->n == 0) return cnd_errf(CND_EINVAL, "training set is empty");
+    if (ds->n_classes > m->n_classes)
+        return cnd_errf(CND_EINVAL, "data has %d classes but the model outputs %d",
+                        ds->n_classes, m->n_classes);
+    if (cnd_shape_size(ds->shape) != cnd_shape_size(m->in))
+        return cnd_errf(CND_EINVAL, "data samples are %dx%dx%d, model expects %dx%dx%d",
+                        ds->shape.c, ds->shape.h, ds->shape.w, m->in.c, m->in.h, m->in.w);
+    size_t d = cnd_shape_size(m->in), n = ds->n;
+    int K = m->n_classes, rc = 0;
+    uint32_t *order = malloc(n * sizeof *order);
+    float *xb = malloc((size_t)B * d * sizeof(float));
+    float *dlogits = malloc((size_t)B * K * sizeof(float));
+    cnd_optim_t opt;
+    memset(&opt, 0, sizeof opt);
+    if (!order || !xb || !dlogits || cnd_optim_init(&opt, &cfg->optim, m) ||
+        cnd_model_reserve(m, B)) {
+        rc = cnd_errf(CND_ENOMEM, "cannot allocate training buffers");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) order[i] = (uint32_t)i;
+    s_xent_ctx xc = {ds->y};
+    cnd_loss_fn lossfn = cfg->loss ? cfg->loss : s_xent;
+    void *lctx = cfg->loss ? cfg->loss_ctx : &xc;
+    long steps_per_epoch = (long)((n + (size_t)B - 1) / (size_t)B);
+    cnd_sched_cfg_t sched = {.kind = cfg->sched,
+                             .total_steps = steps_per_epoch * cfg->epochs,
+                             .warmup_steps = (long)(cfg->warmup_frac * steps_per_epoch *
+                                                    cfg->epochs),
+                             .step_size = steps_per_epoch * (cfg->epochs > 2 ? cfg->epochs / 3 : 1),
+                             .gamma = 0.1f,
+                             .min_lr_frac = 0.0f};
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, cfg->seed);
+    long step = 0;
+    double t0 = cnd_now();
+    for (int ep = 0; ep < cfg->epochs; ep++) {
+        double te = cnd_now();
+        cnd_rng_shuffle_u32(&rng, order, n);
+        char label[64], extra[64];
+        snprintf(label, sizeof label, "epoch %d/%d", ep + 1, cfg->epochs);
+        cnd_progress_t pr;
+        cnd_progress_begin(&pr, label, n, "samples");
+        double loss_sum = 0.0;
+        size_t correct = 0;
+        for (size_t s = 0; s < n; s += (size_t)B) {
+            int bs = (int)(n - s < (size_t)B ? n - s : (size_t)B);
+            for (int b = 0; b < bs; b++)
+                memcpy(xb + (size_t)b * d, ds->x + (size_t)order[s + b] * d, d * sizeof(float));
+            const float *logits;
+            if ((rc = cnd_model_forward(m, xb, bs, 1, &logits))) goto done;
+            int ok = 0;
+            float loss = lossfn(lctx, dlogits, logits, order + s, bs, K, &ok);
+            if (!isfinite(loss)) {
+                rc = cnd_errf(CND_EINVAL, "training diverged: loss is %f at epoch %d step %ld "
+                              "(lower --lr)", (double)loss, ep + 1, step + 1);
+                goto done;
+            }
+            loss_sum += (double)loss * bs;
+            correct += (size_t)ok;
+            cnd_model_zero_grad(m);
+            cnd_model_backward(m, dlogits);
+            cnd_optim_step(&opt, m, cnd_sched_lr(&sched, cfg->optim.lr, step));
+            step++;
+            snprintf(extra, sizeof extra, "loss %.4f", loss_sum / (double)(s + (size_t)bs));
+            cnd_progress_update(&pr, s + (size_t)bs, extra);
+        }
+        cnd_progress_end(&pr);
+        res->loss = (float)(loss_sum / (double)n);
+        res->acc = (float)correct / (float)n;
+        double el = cnd_now() - te;
+        if (cfg->verbose) {
+            printf("epoch %d/%d  loss %.4f  train acc %.4f", ep + 1, cfg->epochs, res->loss,
+                   res->acc);
+            if (val && val->n) {
+                cnd_eval_t ev;
+                if ((rc = cnd_evaluate(m, val, 256, &ev))) goto done;
+                printf("  val acc %.4f", ev.acc);
+            }
+            printf("  %.0f samples/s  %.1fs\n", (double)n / el, el);
+            fflush(stdout);
+        }
+        if (cfg->on_epoch && cfg->on_epoch(cfg->epoch_ctx, m, ep)) break;
+    }
+    res->seconds = cnd_now() - t0;
+    res->samples_per_s = res->seconds > 0 ? (double)n * cfg->epochs / res->seconds : 0;
+done:
+    cnd_optim_free(&opt);
+    free(order);
+    free(xb);
+    free(dlogits);
+    return rc;
+}
+
+int cnd_evaluate(cnd_model_t *m, const cnd_dataset_t *ds, int batch, cnd_eval_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (ds->n_classes > m->n_classes)
+        return cnd_errf(CND_EINVAL, "data has %d classes but the model outputs %d",
+                        ds->n_classes, m->n_classes);
+    if (cnd_shape_size(ds->shape) != cnd_shape_size(m->in))
+        return cnd_errf(CND_EINVAL, "data samples are %dx%dx%d, model expects %dx%dx%d",
+                        ds->shape.c, ds->shape.h, ds->shape.w, m->in.c, m->in.h, m->in.w);
+    int K = m->n_classes;
+    size_t d = cnd_shape_size(m->in);
+    double loss = 0.0;
+    size_t ok = 0;
+    out->n_classes = K;
+    for (size_t s = 0; s < ds->n; s += (size_t)batch) {
+        int bs = (int)(ds->n - s < (size_t)batch ? ds->n - s : (size_t)batch);
+        const float *logits;
+        int rc = cnd_model_forward(m, ds->x + s * d, bs, 0, &logits);
+        if (rc) return rc;
+        int c = 0;
+        loss += (double)cnd_loss_xent(NULL, logits, ds->y + s, bs, K, &c) * bs;
+        ok += (size_t)c;
+        for (int b = 0; b < bs; b++) {
+            int y = ds->y[s + (size_t)b];
+            out->per_class_total[y]++;
+            out->per_class_correct[y] += cnd_argmax(logits + (size_t)b * K, K) == y;
+        }
+    }
+    out->n = ds->n;
+    out->loss = ds->n ? (float)(loss / (double)ds->n) : 0.0f;
+    out->acc = ds->n ? (float)ok / (float)ds->n : 0.0f;
+    return 0;
+}
+
+int cnd_model_logits(cnd_model_t *m, const cnd_dataset_t *ds, int batch, float **logits)
+{
+    int K = m->n_classes;
+    size_t d = cnd_shape_size(m->in);
+    float *out = malloc((ds->n ? ds->n : 1) * (size_t)K * sizeof(float));
+    if (!out) return CND_ENOMEM;
+    for (size_t s = 0; s < ds->n; s += (size_t)batch) {
+        int bs = (int)(ds->n - s < (size_t)batch ? ds->n - s : (size_t)batch);
+        const float *lg;
+        int rc = cnd_model_forward(m, ds->x + s * d, bs, 0, &lg);
+        if (rc) {
+            free(out);
+            return rc;
+        }
+        memcpy(out + s * (size_t)K, lg, (size_t)bs * K * sizeof(float));
+    }
+    *logits = out;
+    return 0;
+}

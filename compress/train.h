@@ -1,0 +1,70 @@
+/*
+ * train.h: the training loop and evaluation.
+ *
+ * The loop is generic over the loss: a callback gets the logits of a batch and the dataset
+ * indices of its samples, writes dlogits and returns the loss. Plain training uses labels
+ * (cnd_train_xent_loss); distillation plugs in a loss that looks up cached teacher logits by
+ * sample index. Data passed here is already normalised.
+ */
+#ifndef CND_TRAIN_H
+#define CND_TRAIN_H
+
+#include "data.h"
+#include "model.h"
+#include "optim.h"
+
+/* Loss callback: dlogits (B,K) and *correct from logits (B,K) of samples idx[0..B). */
+typedef float (*cnd_loss_fn)(void *ctx, float *dlogits, const float *logits,
+                             const uint32_t *idx, int B, int K, int *correct);
+
+typedef struct {
+    int epochs;              /* passes over the data */
+    int batch;               /* samples per step */
+    cnd_optim_cfg_t optim;   /* optimizer and base learning rate */
+    cnd_sched_kind_t sched;  /* learning-rate schedule over all steps */
+    float warmup_frac;       /* fraction of steps spent in linear warm-up (0 = none) */
+    uint64_t seed;           /* shuffling seed */
+    int verbose;             /* print one summary line per epoch on stdout */
+    cnd_loss_fn loss;        /* NULL = cross-entropy on the dataset's labels */
+    void *loss_ctx;          /* passed to loss */
+    /* Optional hook after each epoch (e.g. QAT phase switches); non-zero return stops. */
+    int (*on_epoch)(void *ctx, cnd_model_t *m, int epoch);
+    void *epoch_ctx;
+} cnd_train_cfg_t;
+
+typedef struct {
+    float loss;              /* mean training loss of the last epoch */
+    float acc;               /* training accuracy of the last epoch */
+    double seconds;          /* wall time of all epochs */
+    double samples_per_s;    /* training throughput over all epochs */
+} cnd_train_result_t;
+
+cnd_train_cfg_t cnd_train_defaults(void);
+
+/* Trains m on ds. val (may be NULL) is evaluated after each epoch for the summary line.
+ * Returns 0, CND_ENOMEM or CND_EINVAL (non-finite loss: the detail names the epoch/step). */
+CND_MUST_USE int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
+                           const cnd_train_cfg_t *cfg, cnd_train_result_t *res);
+
+typedef struct {
+    size_t n;                /* samples evaluated */
+    float loss;              /* mean cross-entropy */
+    float acc;               /* top-1 accuracy */
+    int n_classes;
+    uint32_t per_class_total[256];
+    uint32_t per_class_correct[256];
+} cnd_eval_t;
+
+/* Evaluates m (eval mode) on normalised ds in batches. Returns 0 or CND_ENOMEM /
+ * CND_EINVAL (class count mismatch). */
+CND_MUST_USE int cnd_evaluate(cnd_model_t *m, const cnd_dataset_t *ds, int batch,
+                              cnd_eval_t *out);
+
+/* Runs the model over all of ds and stores logits (n x K) into a new buffer (caller frees). */
+CND_MUST_USE int cnd_model_logits(cnd_model_t *m, const cnd_dataset_t *ds, int batch,
+                                  float **logits);
+
+/* Sets OpenBLAS threads (1..64); 0 leaves the default. */
+void cnd_set_threads(int threads);
+
+#endif

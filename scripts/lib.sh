@@ -1,0 +1,46 @@
+# scripts/lib.sh: shared by scripts/demo, scripts/test and scripts/bench.
+# Installs missing Debian packages (as root, with apt-get) or names them and stops.
+
+CND_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Packages needed to build and run Condenser.
+CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev libssl-dev
+  libopenblas-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libinih-dev
+  dataset-fashion-mnist"
+
+cnd_missing_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$p")
+  done
+  echo "${missing[@]}"
+}
+
+# cnd_install PACKAGE...: installs what is missing, or explains exactly what to install.
+cnd_install() {
+  local missing
+  missing=$(cnd_missing_packages "$@")
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "error: these Debian packages are missing: $missing" >&2
+    echo "install them as root with:  apt-get update && apt-get install -y $missing" >&2
+    exit 1
+  fi
+  echo "installing: $missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2 || { echo "error: apt-get update failed" >&2; exit 1; }
+  # shellcheck disable=SC2086
+  apt-get install -y -q --no-install-recommends $missing >&2 ||
+    { echo "error: apt-get install failed for: $missing" >&2; exit 1; }
+}
+
+# cnd_build DIR [cmake args...]: configures once, then builds incrementally.
+cnd_build() {
+  local dir=$1
+  shift
+  if [ ! -f "$dir/CMakeCache.txt" ]; then
+    cmake -S "$CND_ROOT" -B "$dir" "$@" >/dev/null || exit 1
+  fi
+  cmake --build "$dir" -j"$(nproc)" >/dev/null || cmake --build "$dir" -j1 || exit 1
+}
