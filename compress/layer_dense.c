@@ -2,7 +2,9 @@
  * layer_dense.c: fully connected layer, out = in * W^T + b, on OpenBLAS sgemm.
  *
  * W is (O, F) row-major followed by b (O) in the parameter buffer, the layout PyTorch's
- * nn.Linear uses, so weights move between the two without transposes.
+ * nn.Linear uses, so weights move between the two without transposes. The input must be NCHW
+ * (B, F) features; the model builder refuses a dense layer straight after a multi-channel
+ * spatial layer (flatten or gap first). A following relu is fused (layer.h).
  */
 #include "layer.h"
 #include "error.h"
@@ -39,6 +41,8 @@ static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *
     for (int b = 0; b < B; b++) memcpy(out + (size_t)b * O, bias, (size_t)O * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, F, 1.0f, in, F, w, F, 1.0f, out,
                 O);
+    if (l->fuse_relu)
+        for (size_t i = 0; i < (size_t)B * O; i++) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
 }
 
 static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout, const float *in,
@@ -47,6 +51,10 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
     // din is (B,F), dweight is (O,F), dbias is (O), dout is (B,O), in is (B,F)
     int O = l->p.dense.out, F = (int)cnd_shape_size(l->in);
     float *dbias = dw + l->n_weights;
+    if (l->fuse_relu) { /* gradient mask of the fused relu, by the rectified output */
+        for (size_t i = 0; i < (size_t)B * O; i++) work[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+        dout = work;
+    }
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, F, B, 1.0f, dout, O, in, F, 1.0f, dw,
                 F);
     for (int b = 0; b < B; b++) {
@@ -65,7 +73,7 @@ static uint64_t s_macs(const cnd_layer_t *l)
 
 static cnd_layer_mem_t s_mem(const cnd_layer_t *l, int B)
 {
-    return (cnd_layer_mem_t){0};
+    return (cnd_layer_mem_t){.work = l->fuse_relu ? (size_t)B * (size_t)l->p.dense.out : 0};
 }
 
 const cnd_layer_ops_t cnd_layer_dense_ops = {"dense", s_shape, s_init, s_forward, s_backward,

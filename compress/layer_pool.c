@@ -1,7 +1,8 @@
 /*
  * layer_pool.c: max pooling, average pooling and global average pooling.
  *
- * Windows are square, without padding; an output covers input rows [oh*S, oh*S+K). Max
+ * Windows are square, without padding; an output covers input rows [oh*S, oh*S+K). Pooling
+ * works plane by plane, so it is the same code for NCHW and CBHW inputs (layer.h). Max
  * pooling records the flat input index of each maximum so the backward pass routes the
  * gradient without recomputing (first maximum wins on ties, as in PyTorch).
  */
@@ -43,6 +44,23 @@ static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const flo
         const float *src = in + pl * H * W;
         float *dst = out + pl * OH * OW;
         int32_t *am = l->argmax + pl * OH * OW;
+        if (K == 2 && S == 2) { /* the common case, without the inner window loops */
+            for (int oh = 0; oh < OH; oh++) {
+                const float *r0 = src + (size_t)(2 * oh) * W, *r1 = r0 + W;
+                int32_t base = (int32_t)(pl * H * W) + 2 * oh * W;
+                for (int ow = 0; ow < OW; ow++) {
+                    float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                    int32_t i = base + 2 * ow;
+                    float best = a;
+                    if (b > best) best = b, i = base + 2 * ow + 1;
+                    if (c > best) best = c, i = base + W + 2 * ow;
+                    if (d > best) best = d, i = base + W + 2 * ow + 1;
+                    dst[oh * OW + ow] = best;
+                    am[oh * OW + ow] = i;
+                }
+            }
+            continue;
+        }
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
                 float best = -FLT_MAX;
@@ -132,28 +150,32 @@ static int s_gap_shape(cnd_layer_t *l)
 static void s_gap_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
                           float *state, float *work, int B, int train)
 {
-    // out is (B,C), in is (B,C,H,W)
-    size_t HW = (size_t)l->in.h * l->in.w, planes = (size_t)B * l->in.c;
+    // out is (B,C), in is (B,C,H,W) or (C,B,H,W)
+    int C = l->in.c;
+    size_t HW = (size_t)l->in.h * l->in.w;
     float inv = 1.0f / (float)HW;
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *s = in + pl * HW;
-        float acc = 0.0f;
-        for (size_t i = 0; i < HW; i++) acc += s[i];
-        out[pl] = acc * inv;
-    }
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            const float *s = in + cnd_layer_plane(l, c, b, B);
+            float acc = 0.0f;
+            for (size_t i = 0; i < HW; i++) acc += s[i];
+            out[(size_t)b * C + c] = acc * inv;
+        }
 }
 
 static void s_gap_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
                            const float *in, const float *out, const float *w, float *work, int B)
 {
     if (!din) return;
-    size_t HW = (size_t)l->in.h * l->in.w, planes = (size_t)B * l->in.c;
+    int C = l->in.c;
+    size_t HW = (size_t)l->in.h * l->in.w;
     float inv = 1.0f / (float)HW;
-    for (size_t pl = 0; pl < planes; pl++) {
-        float g = dout[pl] * inv;
-        float *d = din + pl * HW;
-        for (size_t i = 0; i < HW; i++) d[i] = g;
-    }
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            float g = dout[(size_t)b * C + c] * inv;
+            float *d = din + cnd_layer_plane(l, c, b, B);
+            for (size_t i = 0; i < HW; i++) d[i] = g;
+        }
 }
 
 const cnd_layer_ops_t cnd_layer_maxpool_ops = {"maxpool", s_pool_shape, s_none_init,

@@ -18,6 +18,14 @@ void cnd_set_threads(int threads)
     if (threads > 0) openblas_set_num_threads(threads);
 }
 
+const char *cnd_blas_info(void)
+{
+    static _Thread_local char buf[96];
+    snprintf(buf, sizeof buf, "OpenBLAS %s kernels, %d threads", openblas_get_corename(),
+             openblas_get_num_threads());
+    return buf;
+}
+
 cnd_train_cfg_t cnd_train_defaults(void)
 {
     cnd_train_cfg_t c = {0};
@@ -81,6 +89,11 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
                              .min_lr_frac = 0.0f};
     cnd_rng_t rng;
     cnd_rng_seed(&rng, cfg->seed);
+    const char *prof = getenv("CND_PROFILE");
+    if (prof && prof[0] == '1' && cnd_model_profile_begin(m)) {
+        rc = CND_ENOMEM;
+        goto done;
+    }
     long step = 0;
     double t0 = cnd_now();
     for (int ep = 0; ep < cfg->epochs; ep++) {
@@ -133,6 +146,7 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     }
     res->seconds = cnd_now() - t0;
     res->samples_per_s = res->seconds > 0 ? (double)n * cfg->epochs / res->seconds : 0;
+    cnd_model_profile_print(m);
 done:
     cnd_optim_free(&opt);
     free(order);

@@ -67,4 +67,7 @@ CND_MUST_USE int cnd_model_logits(cnd_model_t *m, const cnd_dataset_t *ds, int b
 /* Sets OpenBLAS threads (1..64); 0 leaves the default. */
 void cnd_set_threads(int threads);
 
+/* "OpenBLAS <core> kernels, <n> threads", for logs and benchmarks. */
+const char *cnd_blas_info(void);
+
 #endif
