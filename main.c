@@ -46,6 +46,7 @@ static const struct {
     {"train", cnd_cmd_train, "train a float model on a dataset"},
     {"eval", cnd_cmd_eval, "evaluate a model on a dataset"},
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
+    {"distill", cnd_cmd_distill, "train a student from a teacher's soft targets and labels"},
 };
 
 static void s_usage(FILE *f)
