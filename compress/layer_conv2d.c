@@ -7,12 +7,15 @@
  * busy where B small per-sample GEMMs would not. The column matrix is kept for the backward
  * pass (dW = dY * col^T) so it needs no second im2col; dcol = W^T * dY goes back to the input
  * through col2im. A following relu is fused: applied while adding the bias, and its gradient
- * mask applied while reading dY.
+ * mask applied while reading dY. With several threads the batch is split into one chunk of
+ * samples per thread, each running im2col, its GEMMs (single-threaded sgemm on a column block)
+ * and col2im end to end (pool.h).
  *
  * Parameters: W (OC, C, K, K) then bias (OC), PyTorch's Conv2d layout.
  */
 #include "layer.h"
 #include "error.h"
+#include "pool.h"
 #include "vecops.h"
 
 #include <cblas.h>
@@ -55,8 +58,8 @@ static void s_valid_cols(int *lo, int *hi, int kj, int S, int PAD, int W, int OW
     *hi = h0;
 }
 
-/* col is (C*K*K, B*P); row r = (c,ki,kj); column b*P + oh*OW + ow. */
-static void s_im2col(float *col, const float *in, const cnd_layer_t *l, int B)
+/* col is (C*K*K, B*P); row r = (c,ki,kj); column b*P + oh*OW + ow; fills samples [b0, b1). */
+static void s_im2col(float *col, const float *in, const cnd_layer_t *l, int B, int b0, int b1)
 {
     int C = l->in.c, H = l->in.h, W = l->in.w, K = l->p.conv.k, S = l->p.conv.stride;
     int PAD = l->p.conv.pad, OH = l->out.h, OW = l->out.w;
@@ -67,7 +70,7 @@ static void s_im2col(float *col, const float *in, const cnd_layer_t *l, int B)
                 float *row = col + ((size_t)(c * K + ki) * K + kj) * BP;
                 int lo, hi;
                 s_valid_cols(&lo, &hi, kj, S, PAD, W, OW);
-                for (int b = 0; b < B; b++) {
+                for (int b = b0; b < b1; b++) {
                     const float *src = in + cnd_layer_plane(l, c, b, B);
                     float *dst = row + (size_t)b * P;
                     for (int oh = 0; oh < OH; oh++) {
@@ -90,22 +93,21 @@ static void s_im2col(float *col, const float *in, const cnd_layer_t *l, int B)
             }
 }
 
-/* din = col2im(dcol (C*K*K, B*P)), overwriting din. Channels are independent, so the loop
- * order keeps each channel's kernel taps together while its input planes are hot. */
-static void s_col2im(float *din, const float *dcol, const cnd_layer_t *l, int B)
+/* din = col2im(dcol (C*K*K, B*P)) for samples [b0, b1), overwriting those planes of din. */
+static void s_col2im(float *din, const float *dcol, const cnd_layer_t *l, int B, int b0, int b1)
 {
     int C = l->in.c, H = l->in.h, W = l->in.w, K = l->p.conv.k, S = l->p.conv.stride;
     int PAD = l->p.conv.pad, OH = l->out.h, OW = l->out.w;
     size_t P = (size_t)OH * OW, BP = (size_t)B * P;
     for (int c = 0; c < C; c++) {
-        for (int b = 0; b < B; b++) memset(din + cnd_layer_plane(l, c, b, B), 0,
-                                           (size_t)H * W * sizeof(float));
+        for (int b = b0; b < b1; b++) memset(din + cnd_layer_plane(l, c, b, B), 0,
+                                             (size_t)H * W * sizeof(float));
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
                 const float *row = dcol + ((size_t)(c * K + ki) * K + kj) * BP;
                 int lo, hi;
                 s_valid_cols(&lo, &hi, kj, S, PAD, W, OW);
-                for (int b = 0; b < B; b++) {
+                for (int b = b0; b < b1; b++) {
                     float *dst = din + cnd_layer_plane(l, c, b, B);
                     const float *src = row + (size_t)b * P;
                     for (int oh = 0; oh < OH; oh++) {
@@ -124,27 +126,80 @@ static void s_col2im(float *din, const float *dcol, const cnd_layer_t *l, int B)
     }
 }
 
-static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
-                      float *work, int B, int train)
+/* One task's share of a pass: samples [b0, b1) of the batch (pool.h). */
+typedef struct {
+    cnd_layer_t *l;
+    float *din, *dw, *out, *work;
+    const float *in, *dout, *w;
+    int B;
+} s_job;
+
+static void s_forward_task(void *ctx, int task, int ntasks)
 {
-    // out is (OC,B,OH,OW), in is (B,C,H,W) or (C,B,H,W), weight is (OC,C,K,K), bias is (OC)
-    int OC = l->p.conv.oc;
-    int CKK = l->in.c * l->p.conv.k * l->p.conv.k;
-    size_t BP = (size_t)B * l->out.h * l->out.w;
-    float *col = l->saved;
-    s_im2col(col, in, l, B);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)BP, CKK, 1.0f, w, CKK, col,
-                (int)BP, 0.0f, out, (int)BP);
-    const float *bias = w + l->n_weights;
+    const s_job *j = ctx;
+    cnd_layer_t *l = j->l;
+    int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k;
+    size_t P = (size_t)l->out.h * l->out.w, BP = (size_t)j->B * P;
+    long b0, b1;
+    cnd_pool_range(j->B, ntasks, task, &b0, &b1);
+    if (b1 == b0) return;
+    size_t c0 = (size_t)b0 * P, nc = (size_t)(b1 - b0) * P;
+    s_im2col(l->saved, j->in, l, j->B, (int)b0, (int)b1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)nc, CKK, 1.0f, j->w, CKK,
+                l->saved + c0, (int)BP, 0.0f, j->out + c0, (int)BP);
+    const float *bias = j->w + l->n_weights;
     for (int oc = 0; oc < OC; oc++) {
-        float *d = out + (size_t)oc * BP, bv = bias[oc];
+        float *d = j->out + (size_t)oc * BP + c0, bv = bias[oc];
         if (l->fuse_relu)
-            for (size_t p = 0; p < BP; p++) {
+            for (size_t p = 0; p < nc; p++) {
                 float v = d[p] + bv;
                 d[p] = v > 0.0f ? v : 0.0f;
             }
         else
-            for (size_t p = 0; p < BP; p++) d[p] += bv;
+            for (size_t p = 0; p < nc; p++) d[p] += bv;
+    }
+}
+
+static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
+                      float *work, int B, int train)
+{
+    // out is (OC,B,OH,OW), in is (B,C,H,W) or (C,B,H,W), weight is (OC,C,K,K), bias is (OC)
+    s_job j = {.l = l, .out = out, .in = in, .w = w, .B = B};
+    cnd_pool_run(s_forward_task, &j, cnd_pool_threads());
+}
+
+/* Work layout in backward: dcol (CKK, B*P) | relu-masked dY (OC, B*P) | per-task partial
+ * gradients (ntasks x n_params), combined in task order for determinism. */
+static void s_backward_task(void *ctx, int task, int ntasks)
+{
+    const s_job *j = ctx;
+    cnd_layer_t *l = j->l;
+    int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k;
+    size_t P = (size_t)l->out.h * l->out.w, BP = (size_t)j->B * P;
+    float *dcol = j->work, *mask = j->work + (size_t)CKK * BP;
+    float *part = mask + (size_t)OC * BP + (size_t)task * l->n_params;
+    long b0, b1;
+    cnd_pool_range(j->B, ntasks, task, &b0, &b1);
+    memset(part, 0, l->n_params * sizeof(float));
+    if (b1 == b0) return;
+    size_t c0 = (size_t)b0 * P, nc = (size_t)(b1 - b0) * P;
+    const float *dy = j->dout;
+    float *dbias = part + l->n_weights;
+    if (l->fuse_relu) {
+        for (int oc = 0; oc < OC; oc++) {
+            size_t o = (size_t)oc * BP + c0;
+            dbias[oc] = cnd_vrelu_mask_sum(mask + o, j->dout + o, j->out + o, nc);
+        }
+        dy = mask;
+    } else {
+        for (int oc = 0; oc < OC; oc++) dbias[oc] = cnd_vsum(dy + (size_t)oc * BP + c0, nc);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy + c0,
+                (int)BP, l->saved + c0, (int)BP, 0.0f, part, CKK);
+    if (j->din) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w, CKK,
+                    dy + c0, (int)BP, 0.0f, dcol + c0, (int)BP);
+        s_col2im(j->din, dcol, l, j->B, (int)b0, (int)b1);
     }
 }
 
@@ -152,29 +207,15 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
                        const float *out, const float *w, float *work, int B)
 {
     // din is (B,C,H,W) or (C,B,H,W), dweight is (OC,C,K,K), dout is (OC,B,OH,OW)
-    int OC = l->p.conv.oc;
-    int CKK = l->in.c * l->p.conv.k * l->p.conv.k;
+    int T = cnd_pool_threads();
+    s_job j = {.l = l, .din = din, .out = (float *)out, .work = work, .dout = dout, .w = w,
+               .B = B};
+    cnd_pool_run(s_backward_task, &j, T);
+    size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k;
     size_t BP = (size_t)B * l->out.h * l->out.w;
-    float *dcol = work; /* (CKK, B*P) */
-    float *dbias = dw + l->n_weights;
-    const float *dy = dout;
-    if (l->fuse_relu) { /* mask by the rectified output, into scratch after dcol */
-        float *m = work + (size_t)CKK * BP;
-        for (int oc = 0; oc < OC; oc++) {
-            size_t o = (size_t)oc * BP;
-            dbias[oc] += cnd_vrelu_mask_sum(m + o, dout + o, out + o, BP);
-        }
-        dy = m;
-    } else {
-        for (int oc = 0; oc < OC; oc++) dbias[oc] += cnd_vsum(dy + (size_t)oc * BP, BP);
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)BP, 1.0f, dy, (int)BP,
-                l->saved, (int)BP, 1.0f, dw, CKK);
-    if (din) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)BP, OC, 1.0f, w, CKK, dy,
-                    (int)BP, 0.0f, dcol, (int)BP);
-        s_col2im(din, dcol, l, B);
-    }
+    const float *part = work + (CKK + (size_t)l->p.conv.oc) * BP;
+    for (int t = 0; t < T; t++)
+        for (size_t i = 0; i < l->n_params; i++) dw[i] += part[(size_t)t * l->n_params + i];
 }
 
 static uint64_t s_macs(const cnd_layer_t *l)
@@ -186,7 +227,9 @@ static cnd_layer_mem_t s_mem(const cnd_layer_t *l, int B)
 {
     size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k;
     size_t BP = (size_t)B * l->out.h * l->out.w;
-    return (cnd_layer_mem_t){.saved = CKK * BP, .work = (CKK + (size_t)l->p.conv.oc) * BP};
+    size_t parts = (size_t)cnd_pool_threads() * l->n_params;
+    return (cnd_layer_mem_t){.saved = CKK * BP,
+                             .work = (CKK + (size_t)l->p.conv.oc) * BP + parts};
 }
 
 const cnd_layer_ops_t cnd_layer_conv2d_ops = {"conv2d", s_shape, s_init, s_forward, s_backward,

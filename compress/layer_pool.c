@@ -8,6 +8,7 @@
  */
 #include "layer.h"
 #include "error.h"
+#include "pool.h"
 
 #include <float.h>
 #include <string.h>
@@ -33,14 +34,26 @@ static uint64_t s_no_macs(const cnd_layer_t *l)
     return 0;
 }
 
-static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
-                          float *state, float *work, int B, int train)
+/* One task's share: planes [p0, p1) of the B*C planes (pool.h). */
+typedef struct {
+    cnd_layer_t *l;
+    float *out, *din;
+    const float *in, *dout;
+    int B;
+} s_job;
+
+static void s_max_forward_task(void *ctx, int task, int ntasks)
 {
     // out is (B,C,OH,OW), in is (B,C,H,W); argmax is (B,C,OH,OW) flat indices into in
+    const s_job *job = ctx;
+    cnd_layer_t *l = job->l;
+    const float *in = job->in;
+    float *out = job->out;
     int H = l->in.h, W = l->in.w, K = l->p.pool.k, S = l->p.pool.stride;
     int OH = l->out.h, OW = l->out.w;
-    size_t planes = (size_t)B * l->in.c;
-    for (size_t pl = 0; pl < planes; pl++) {
+    long p0, p1;
+    cnd_pool_range((long)job->B * l->in.c, ntasks, task, &p0, &p1);
+    for (size_t pl = (size_t)p0; pl < (size_t)p1; pl++) {
         const float *src = in + pl * H * W;
         float *dst = out + pl * OH * OW;
         int32_t *am = l->argmax + pl * OH * OW;
@@ -79,13 +92,32 @@ static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const flo
     }
 }
 
+static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
+                          float *state, float *work, int B, int train)
+{
+    s_job j = {.l = l, .out = out, .in = in, .B = B};
+    cnd_pool_run(s_max_forward_task, &j, cnd_pool_threads());
+}
+
+static void s_max_backward_task(void *ctx, int task, int ntasks)
+{
+    /* Each output plane's maxima lie in the same input plane, so planes split cleanly. */
+    const s_job *j = ctx;
+    const cnd_layer_t *l = j->l;
+    size_t hw = (size_t)l->in.h * l->in.w, ohw = (size_t)l->out.h * l->out.w;
+    long p0, p1;
+    cnd_pool_range((long)j->B * l->in.c, ntasks, task, &p0, &p1);
+    memset(j->din + (size_t)p0 * hw, 0, (size_t)(p1 - p0) * hw * sizeof(float));
+    for (size_t i = (size_t)p0 * ohw; i < (size_t)p1 * ohw; i++)
+        j->din[l->argmax[i]] += j->dout[i];
+}
+
 static void s_max_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
                            const float *in, const float *out, const float *w, float *work, int B)
 {
     if (!din) return;
-    size_t nin = (size_t)B * cnd_shape_size(l->in), nout = (size_t)B * cnd_shape_size(l->out);
-    memset(din, 0, nin * sizeof(float));
-    for (size_t i = 0; i < nout; i++) din[l->argmax[i]] += dout[i];
+    s_job j = {.l = l, .din = din, .dout = dout, .B = B};
+    cnd_pool_run(s_max_backward_task, &j, cnd_pool_threads());
 }
 
 static cnd_layer_mem_t s_max_mem(const cnd_layer_t *l, int B)

@@ -3,6 +3,7 @@
  */
 #include "model.h"
 #include "clock.h"
+#include "pool.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,7 +222,10 @@ fail:
 
 int cnd_model_reserve(cnd_model_t *m, int B)
 {
-    if (B <= m->cap_B) return 0;
+    /* Per-task partial gradients are sized by the thread count (pool.h). */
+    int T = cnd_pool_threads();
+    if (B <= m->cap_B && T == m->cap_T) return 0;
+    if (B < m->cap_B) B = m->cap_B;
     s_free_work(m);
     m->acts = calloc((size_t)m->n_layers, sizeof *m->acts);
     if (!m->acts) return CND_ENOMEM;
@@ -251,6 +255,7 @@ int cnd_model_reserve(cnd_model_t *m, int B)
         return cnd_errf(CND_ENOMEM, "cannot allocate buffers for batch %d", B);
     }
     m->cap_B = B;
+    m->cap_T = T;
     return 0;
 }
 

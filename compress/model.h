@@ -44,6 +44,7 @@ typedef struct cnd_model {
     cnd_meta_kv_t meta[CND_META_MAX];
     /* Work buffers for a batch capacity of cap_B samples. */
     int cap_B;
+    int cap_T;               /* thread count the work buffers were sized for */
     float **acts;            /* acts[i] is layer i's output (cap_B x out size) */
     float *dbuf[2];          /* ping-pong activation gradients (cap_B x max act size) */
     float *work;             /* shared scratch */

@@ -4,6 +4,7 @@
 #include "train.h"
 #include "clock.h"
 #include "loss.h"
+#include "pool.h"
 #include "progress.h"
 #include "rng.h"
 
@@ -15,14 +16,16 @@
 
 void cnd_set_threads(int threads)
 {
-    if (threads > 0) openblas_set_num_threads(threads);
+    /* Our pool splits each layer's batch across threads; each thread calls single-threaded
+     * sgemm (pool.h explains why this beats OpenBLAS's own threading here). */
+    if (cnd_pool_set_threads(threads) == 0) openblas_set_num_threads(1);
 }
 
 const char *cnd_blas_info(void)
 {
     static _Thread_local char buf[96];
-    snprintf(buf, sizeof buf, "OpenBLAS %s kernels, %d threads", openblas_get_corename(),
-             openblas_get_num_threads());
+    snprintf(buf, sizeof buf, "%d threads, OpenBLAS %s kernels", cnd_pool_threads(),
+             openblas_get_corename());
     return buf;
 }
 
