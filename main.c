@@ -21,6 +21,7 @@ static const struct {
     {"train", cnd_cmd_train, "train a float model on a dataset"},
     {"eval", cnd_cmd_eval, "evaluate a model on a dataset"},
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
+    {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
 };
 
 static void s_usage(FILE *f)
