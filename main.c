@@ -47,6 +47,7 @@ static const struct {
     {"eval", cnd_cmd_eval, "evaluate a model on a dataset"},
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
     {"distill", cnd_cmd_distill, "train a student from a teacher's soft targets and labels"},
+    {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
 };
 
 static void s_usage(FILE *f)

@@ -12,4 +12,7 @@ int cnd_cmd_eval(int argc, char **argv);
 int cnd_cmd_info(int argc, char **argv);
 int cnd_cmd_distill(int argc, char **argv);
 
+/* crypto/ */
+int cnd_cmd_keygen(int argc, char **argv);
+
 #endif
