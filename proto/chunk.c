@@ -26,10 +26,9 @@ struct cnd_assembler {
     uint8_t *have;                          /* bit i: chunk i held */
 };
 
-static int s_reject(cnd_proto_reject_t *rej, Condenser__ErrorCode code)
+static void s_reject(cnd_proto_reject_t *rej, Condenser__ErrorCode code)
 {
     if (rej) rej->code = code;
-    return 0;
 }
 
 int cnd_chunk_plan(Condenser__ObjectInfo *info, uint8_t digest[CND_PROTO_DIGEST_BYTES],
