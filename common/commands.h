@@ -11,4 +11,7 @@ int cnd_cmd_train(int argc, char **argv);
 int cnd_cmd_eval(int argc, char **argv);
 int cnd_cmd_info(int argc, char **argv);
 
+/* coordinator/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */
+int cnd_cmd_audit(int argc, char **argv);
+
 #endif
