@@ -245,7 +245,7 @@ static double s_nice_max(double m)
 static void s_line_chart(cnd_buf_t *b, const char *id, const char *title, const char *unit,
                          const s_pt *p, size_t n, int fixed01, const char *color)
 {
-    const double W = 560, H = 240, L = 56, R = 16, T = 30, B = 40;
+    const double W = 520, H = 240, L = 56, R = 16, T = 30, B = 40;
     double xmin = n ? p[0].x : 0, xmax = n ? p[0].x : 1, ymax = 0;
     for (size_t i = 0; i < n; i++) {
         if (p[i].x < xmin) xmin = p[i].x;
@@ -302,7 +302,7 @@ static void s_line_chart(cnd_buf_t *b, const char *id, const char *title, const 
 static void s_part_chart(cnd_buf_t *b, const double *round, const int *part, const int *drop,
                          size_t n)
 {
-    const double W = 560, H = 200, L = 56, R = 16, T = 30, B = 40;
+    const double W = 520, H = 220, L = 56, R = 16, T = 30, B = 40;
     int maxv = 1;
     for (size_t i = 0; i < n; i++)
         if (part[i] + drop[i] > maxv) maxv = part[i] + drop[i];

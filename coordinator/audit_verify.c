@@ -226,8 +226,19 @@ static int s_load_checkpoints(cnd_audit_verdict_t *v, cnd_audit_t *log, const ui
 
 /* Checks one row against its entry bytes and the tree so far. Returns 1 when the row's
  * problems were recorded (the entry is bad), else 0. `leaf` receives the recomputed hash. */
+/* What a change early in the log does to everything after it, reported once rather than at
+ * every later entry and checkpoint. */
+typedef struct {
+    int diverged;              /* an earlier entry was found bad: later prev_roots cannot match */
+    uint64_t chain_first, chain_last, chain_n; /* later prev_root mismatches not listed */
+    uint64_t cp_n;             /* checkpoint mismatches after the first, not listed */
+    char cp_first[160];        /* label of the first mismatching checkpoint, "" if none */
+    char cp_last[160];         /* label of the last one */
+} s_cascade;
+
 static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
-                       const cnd_merkle_frontier_t *f, uint8_t leaf[32], int64_t *prev_time)
+                       const cnd_merkle_frontier_t *f, uint8_t leaf[32], int64_t *prev_time,
+                       s_cascade *cs)
 {
     const char *text = (const char *)sqlite3_column_text(st, 6);
     int len = sqlite3_column_bytes(st, 6);
@@ -282,7 +293,10 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
     cnd_merkle_frontier_root(f, want);
     if (cnd_unhex(got, 32, cnd_json_str(cnd_json_get(e, "prev_root"))) != 0 ||
         sodium_memcmp(got, want, 32) != 0) {
-        if (!bad && seq > 0) {
+        if (cs->diverged) {
+            if (!cs->chain_n++) cs->chain_first = seq;
+            cs->chain_last = seq;
+        } else if (!bad && seq > 0) {
             s_problem(v, "entry %llu: its prev_root no longer matches entries 0..%llu: entry %llu was "
                          "changed, removed or reordered (or this entry's prev_root was edited)",
                       (unsigned long long)seq, (unsigned long long)seq - 1,
@@ -294,8 +308,11 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
             bad = 1;
         }
     }
+    else
+        cs->diverged = 0; /* the chain agrees again (a forger re-chained what follows) */
     cnd_json_free(&e);
     if (bad) s_bad(v, seq, seq + 1, 1);
+    if (bad || v->first_bad >= 0) cs->diverged = 1;
     return bad;
 }
 
@@ -401,6 +418,8 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
     uint64_t last_good = 0; /* size of the last checkpoint whose root matched */
     int broken = 0;
     int64_t prev_time = INT64_MIN;
+    s_cascade cs;
+    memset(&cs, 0, sizeof cs);
     /* Checkpoints of the empty tree. */
     for (; ti < nt && targets[ti].size == 0; ti++) {
         uint8_t e[32];
@@ -423,7 +442,7 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
             continue;
         }
         uint8_t leaf[32];
-        s_check_row(v, st, (uint64_t)seq, &f, leaf, &prev_time);
+        s_check_row(v, st, (uint64_t)seq, &f, leaf, &prev_time, &cs);
         cnd_merkle_frontier_push(&f, leaf);
         for (; ti < nt && targets[ti].size == f.size; ti++) {
             uint8_t root[32];
@@ -431,10 +450,15 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
             if (sodium_memcmp(root, targets[ti].root, 32) == 0) {
                 targets[ti].kept ? v->kept_ok++ : v->checkpoints_ok++;
                 if (f.size > last_good) last_good = f.size;
+            } else if (cs.cp_first[0]) {
+                /* Once one checkpoint mismatches, every later one does too. */
+                cs.cp_n++;
+                snprintf(cs.cp_last, sizeof cs.cp_last, "%s", targets[ti].label);
             } else {
                 s_problem(v, "%s: the entries no longer hash to the root it signed: an entry in "
                              "%llu..%llu was changed", targets[ti].label,
                           (unsigned long long)last_good, (unsigned long long)f.size - 1);
+                snprintf(cs.cp_first, sizeof cs.cp_first, "%s", targets[ti].label);
                 /* An entry already located inside the interval explains the mismatch. */
                 if (!(v->first_bad >= (int64_t)last_good && v->first_bad_exact))
                     s_bad(v, last_good, f.size, 0);
@@ -449,6 +473,14 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
         s_bad(v, f.size, f.size + 1, 1);
     }
     rc = 0;
+    if (cs.chain_n)
+        s_problem(v, "entries %llu..%llu (%llu of them): their prev_root no longer matches the "
+                     "entries before them, a consequence of the change located above",
+                  (unsigned long long)cs.chain_first, (unsigned long long)cs.chain_last,
+                  (unsigned long long)cs.chain_n);
+    if (cs.cp_n)
+        s_problem(v, "%llu later checkpoint(s), up to %s, no longer match either",
+                  (unsigned long long)cs.cp_n, cs.cp_last);
     if (progress) progress(ctx, v->entries, total);
     v->verified = f.size;
     cnd_merkle_frontier_root(&f, v->root);
