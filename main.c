@@ -48,6 +48,7 @@ static const struct {
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
     {"distill", cnd_cmd_distill, "train a student from a teacher's soft targets and labels"},
     {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
+    {"audit", cnd_cmd_audit, "verify, prove, export, reconcile and report on audit logs"},
 };
 
 static void s_usage(FILE *f)
