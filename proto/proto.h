@@ -37,11 +37,11 @@
 #define CND_PROTO_VERSION 1
 
 /* Frame and object sizes, bytes. */
-#define CND_PROTO_MAX_MSG      (1u << 20) /* one encoded Envelope; also ZMQ_MAXMSGSIZE */
-#define CND_PROTO_CHUNK_MIN    1024u
-#define CND_PROTO_CHUNK_MAX    (256u * 1024u)
+#define CND_PROTO_MAX_MSG       (1u << 20) /* one encoded Envelope; also ZMQ_MAXMSGSIZE */
+#define CND_PROTO_CHUNK_MIN     1024u
+#define CND_PROTO_CHUNK_MAX     (256u * 1024u)
 #define CND_PROTO_CHUNK_DEFAULT CND_PROTO_CHUNK_MAX
-#define CND_PROTO_OBJECT_MAX   ((uint64_t)1 << 31) /* one chunked object */
+#define CND_PROTO_OBJECT_MAX    ((uint64_t)1 << 31) /* one chunked object */
 
 /* Fixed lengths. */
 #define CND_PROTO_KEY_BYTES    32 /* Ed25519 / X25519 public keys */
@@ -63,13 +63,14 @@
 #define CND_PROTO_SHARE_MAX    256   /* one revealed Shamir share */
 
 /* Counts. */
-#define CND_PROTO_CAPS_MAX         32    /* Hello.capabilities */
-#define CND_PROTO_LABELS_MAX       32    /* DeviceProfile.labels */
-#define CND_PROTO_MAX_PEERS        512   /* KeyRoster.peers, ShareKeys/SharesRelay.shares,
+#define CND_PROTO_CAPS_MAX   32 /* Hello.capabilities */
+#define CND_PROTO_LABELS_MAX 32 /* DeviceProfile.labels */
+#define CND_PROTO_MAX_PEERS                                                                        \
+    512                                  /* KeyRoster.peers, ShareKeys/SharesRelay.shares,         \
                                             UnmaskResponse.shares */
 #define CND_PROTO_MAX_PARTICIPANTS 65535 /* participant ids are 1..this; list lengths too */
 #define CND_PROTO_MAX_ROUNDS       100000
-#define CND_PROTO_MAX_BITS         64    /* packed value width and SecAgg ring bits */
+#define CND_PROTO_MAX_BITS         64 /* packed value width and SecAgg ring bits */
 #define CND_PROTO_DEADLINE_MIN_MS  100u
 #define CND_PROTO_DEADLINE_MAX_MS  86400000u /* 24 h */
 
@@ -145,7 +146,8 @@ void cnd_proto_error_init(Condenser__Error *err, char textbuf[CND_PROTO_TEXT_MAX
  * can check a payload they built or keep. */
 int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env) CND_MUST_USE;
 int cnd_proto_validate_hello(cnd_proto_reject_t *rej, const Condenser__Hello *m) CND_MUST_USE;
-int cnd_proto_validate_hello_ack(cnd_proto_reject_t *rej, const Condenser__HelloAck *m) CND_MUST_USE;
+int cnd_proto_validate_hello_ack(cnd_proto_reject_t *rej,
+                                 const Condenser__HelloAck *m) CND_MUST_USE;
 int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpec *m) CND_MUST_USE;
 int cnd_proto_validate_job_announce(cnd_proto_reject_t *rej,
                                     const Condenser__JobAnnounce *m) CND_MUST_USE;
@@ -171,7 +173,8 @@ int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej,
 int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej,
                                        const Condenser__UnmaskResponse *m) CND_MUST_USE;
 int cnd_proto_validate_metrics(cnd_proto_reject_t *rej, const Condenser__Metrics *m) CND_MUST_USE;
-int cnd_proto_validate_round_end(cnd_proto_reject_t *rej, const Condenser__RoundEnd *m) CND_MUST_USE;
+int cnd_proto_validate_round_end(cnd_proto_reject_t *rej,
+                                 const Condenser__RoundEnd *m) CND_MUST_USE;
 int cnd_proto_validate_heartbeat(cnd_proto_reject_t *rej,
                                  const Condenser__Heartbeat *m) CND_MUST_USE;
 int cnd_proto_validate_error(cnd_proto_reject_t *rej, const Condenser__Error *m) CND_MUST_USE;
@@ -179,8 +182,8 @@ int cnd_proto_validate_device_profile(cnd_proto_reject_t *rej,
                                       const Condenser__DeviceProfile *m) CND_MUST_USE;
 int cnd_proto_validate_artifact_offer(cnd_proto_reject_t *rej,
                                       const Condenser__ArtifactOffer *m) CND_MUST_USE;
-int cnd_proto_validate_artifact_chunk_request(cnd_proto_reject_t *rej,
-                                              const Condenser__ArtifactChunkRequest *m) CND_MUST_USE;
+int cnd_proto_validate_artifact_chunk_request(
+    cnd_proto_reject_t *rej, const Condenser__ArtifactChunkRequest *m) CND_MUST_USE;
 int cnd_proto_validate_activation_report(cnd_proto_reject_t *rej,
                                          const Condenser__ActivationReport *m) CND_MUST_USE;
 int cnd_proto_validate_rollback(cnd_proto_reject_t *rej, const Condenser__Rollback *m) CND_MUST_USE;

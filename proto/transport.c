@@ -424,8 +424,7 @@ int cnd_server_new(cnd_server_t **out, const cnd_server_opts_t *o)
 
     /* 4. Listen. */
     if (zmq_bind(s->router, o->endpoint) != 0) {
-        rc = cnd_errf(CND_EIO, "server: cannot listen on %s: %s", o->endpoint,
-                      zmq_strerror(errno));
+        rc = cnd_errf(CND_EIO, "server: cannot listen on %s: %s", o->endpoint, zmq_strerror(errno));
         goto fail;
     }
     size_t el = sizeof s->endpoint;
@@ -579,8 +578,7 @@ int cnd_server_send(cnd_server_t *s, const cnd_peer_t *to, const void *data, siz
         if (e == EHOSTUNREACH)
             return cnd_errf(CND_ENOTFOUND, "server: peer is no longer connected");
         if (e == EAGAIN)
-            return cnd_errf(CND_ETIMEOUT, "server: peer's queue stayed full for %d ms",
-                            timeout_ms);
+            return cnd_errf(CND_ETIMEOUT, "server: peer's queue stayed full for %d ms", timeout_ms);
         return cnd_errf(CND_EIO, "server: send: %s", zmq_strerror(e));
     }
     /* The routing frame was accepted, so the pipe has room for the rest of the message. */
@@ -623,10 +621,10 @@ void cnd_server_destroy(cnd_server_t **ps)
 /* --- client ------------------------------------------------------------------------------- */
 
 struct cnd_client {
-    void *ctx;     /* own context, or the caller's shared one */
-    int own_ctx;   /* 1: terminate ctx on destroy */
+    void *ctx;   /* own context, or the caller's shared one */
+    int own_ctx; /* 1: terminate ctx on destroy */
     void *dealer;
-    void *mon;     /* NULL when monitoring is off */
+    void *mon; /* NULL when monitoring is off */
     int max_msg;
     cnd_client_state_t st;
 };
@@ -652,7 +650,8 @@ static void s_client_drain_monitor(cnd_client_t *c)
             if (c->st.connected) c->st.disconnects++;
             c->st.connected = 0;
             break;
-        default: break;
+        default:
+            break;
         }
     }
 }
@@ -721,8 +720,8 @@ int cnd_client_new(cnd_client_t **out, const cnd_client_opts_t *o)
         }
     }
     if (zmq_connect(c->dealer, o->endpoint) != 0) {
-        rc = cnd_errf(CND_EIO, "client: cannot connect to %s: %s", o->endpoint,
-                      zmq_strerror(errno));
+        rc =
+            cnd_errf(CND_EIO, "client: cannot connect to %s: %s", o->endpoint, zmq_strerror(errno));
         goto fail;
     }
     *out = c;

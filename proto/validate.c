@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_BAD  CONDENSER__ERROR_CODE__ERR_BAD_FIELD
-#define S_BIG  CONDENSER__ERROR_CODE__ERR_TOO_LARGE
+#define S_BAD CONDENSER__ERROR_CODE__ERR_BAD_FIELD
+#define S_BIG CONDENSER__ERROR_CODE__ERR_TOO_LARGE
 
 static int s_fail(cnd_proto_reject_t *rej, Condenser__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -53,8 +53,8 @@ static int s_opt_fixed(cnd_proto_reject_t *rej, const char *ctx, const char *f,
                        ProtobufCBinaryData b, size_t n)
 {
     if (b.len != 0 && b.len != n)
-        return s_fail(rej, b.len > n ? S_BIG : S_BAD, "%s.%s: %zu bytes, expected 0 or %zu", ctx,
-                      f, b.len, n);
+        return s_fail(rej, b.len > n ? S_BIG : S_BAD, "%s.%s: %zu bytes, expected 0 or %zu", ctx, f,
+                      b.len, n);
     return 0;
 }
 
@@ -153,8 +153,7 @@ static int s_text(cnd_proto_reject_t *rej, const char *ctx, const char *f, Proto
             break;
         case S_TEXT:
             if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
-                return s_fail(rej, S_BAD, "%s.%s: control byte 0x%02x at offset %zu", ctx, f, c,
-                              i);
+                return s_fail(rej, S_BAD, "%s.%s: control byte 0x%02x at offset %zu", ctx, f, c, i);
             break;
         }
     }
@@ -227,10 +226,10 @@ static int s_pid(cnd_proto_reject_t *rej, const char *ctx, const char *f, uint32
     return s_u64(rej, ctx, f, id, 1, CND_PROTO_MAX_PARTICIPANTS);
 }
 
-#define S_TRY(x)                                                                               \
-    do {                                                                                       \
-        int rc_ = (x);                                                                         \
-        if (rc_) return rc_;                                                                   \
+#define S_TRY(x)                                                                                   \
+    do {                                                                                           \
+        int rc_ = (x);                                                                             \
+        if (rc_) return rc_;                                                                       \
     } while (0)
 
 /* DER certificates start with a SEQUENCE tag. Full parsing is crypto/'s job. */
@@ -238,8 +237,8 @@ static int s_cert(cnd_proto_reject_t *rej, const char *ctx, ProtobufCBinaryData 
 {
     S_TRY(s_blob(rej, ctx, "certificate", b, 1, CND_PROTO_CERT_MAX));
     if (b.data[0] != 0x30)
-        return s_fail(rej, S_BAD, "%s.certificate: not DER (first byte 0x%02x, expected 0x30)",
-                      ctx, b.data[0]);
+        return s_fail(rej, S_BAD, "%s.certificate: not DER (first byte 0x%02x, expected 0x30)", ctx,
+                      b.data[0]);
     return 0;
 }
 
@@ -265,8 +264,8 @@ int cnd_proto_validate_hello(cnd_proto_reject_t *rej, const Condenser__Hello *m)
 {
     const char *c = "hello";
     S_TRY(s_text(rej, c, "node_name", m->node_name, 1, CND_PROTO_NAME_MAX, S_NAME));
-    S_TRY(s_enum(rej, c, "role", m->role, CONDENSER__ROLE__ROLE_SITE,
-                 CONDENSER__ROLE__ROLE_AUDITOR));
+    S_TRY(
+        s_enum(rej, c, "role", m->role, CONDENSER__ROLE__ROLE_SITE, CONDENSER__ROLE__ROLE_AUDITOR));
     S_TRY(s_fixed(rej, c, "identity_key", m->identity_key, CND_PROTO_KEY_BYTES));
     S_TRY(s_nonzero_key(rej, c, "identity_key", m->identity_key));
     S_TRY(s_cert(rej, c, m->certificate));
@@ -277,8 +276,8 @@ int cnd_proto_validate_hello(cnd_proto_reject_t *rej, const Condenser__Hello *m)
         S_TRY(s_text(rej, c, f, m->capabilities[i], 1, CND_PROTO_CAP_MAX, S_TOKEN));
         for (size_t j = 0; j < i; j++)
             if (m->capabilities[j].len == m->capabilities[i].len &&
-                memcmp(m->capabilities[j].data, m->capabilities[i].data,
-                       m->capabilities[i].len) == 0)
+                memcmp(m->capabilities[j].data, m->capabilities[i].data, m->capabilities[i].len) ==
+                    0)
                 return s_fail(rej, S_BAD, "%s.%s: duplicate of capabilities[%zu]", c, f, j);
     }
     S_TRY(s_u64(rej, c, "min_version", m->min_version, 1, 65535));
@@ -360,8 +359,7 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
     S_TRY(s_u64(rej, sc, "ring_bits", sa->ring_bits, 1, CND_PROTO_MAX_BITS));
     if (sa->neighbours != 0) {
         /* SecAgg+: each client shares with k neighbours, so t <= k. */
-        S_TRY(s_u64(rej, sc, "neighbours", sa->neighbours, sa->threshold,
-                    m->sites_per_round - 1));
+        S_TRY(s_u64(rej, sc, "neighbours", sa->neighbours, sa->threshold, m->sites_per_round - 1));
     }
     S_TRY(s_real(rej, sc, "clip", sa->clip, 0, 1, 1e30));
     S_TRY(s_real(rej, sc, "l2_clip", sa->l2_clip, 0, 0, 1e30));
@@ -376,7 +374,8 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
     case CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL:
         S_TRY(s_text(rej, c, "teacher_local", m->teacher_local, 1, CND_PROTO_NAME_MAX, S_NAME));
         break;
-    default: return s_fail(rej, S_BAD, "%s.teacher: neither shipped nor local", c);
+    default:
+        return s_fail(rej, S_BAD, "%s.teacher: neither shipped nor local", c);
     }
     return 0;
 }
@@ -510,8 +509,7 @@ int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej, const Condenser__
 {
     const char *c = "unmask_request";
     S_TRY(s_count(rej, c, "survivors", m->n_survivors, 1, CND_PROTO_MAX_PARTICIPANTS));
-    S_TRY(s_count(rej, c, "dropped", m->n_dropped, 0,
-                  CND_PROTO_MAX_PARTICIPANTS - m->n_survivors));
+    S_TRY(s_count(rej, c, "dropped", m->n_dropped, 0, CND_PROTO_MAX_PARTICIPANTS - m->n_survivors));
     s_idset_t *seen = calloc(1, sizeof *seen);
     if (!seen) return cnd_errf(CND_ENOMEM, "validating unmask_request: out of memory");
     int rc = 0;
@@ -534,8 +532,7 @@ int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej, const Condenser__
     return rc;
 }
 
-int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej,
-                                       const Condenser__UnmaskResponse *m)
+int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej, const Condenser__UnmaskResponse *m)
 {
     S_TRY(s_count(rej, "unmask_response", "shares", m->n_shares, 1, CND_PROTO_MAX_PEERS));
     s_idset_t seen = {{0}};
@@ -687,7 +684,8 @@ static s_scope_t s_scope(const Condenser__Envelope *env)
 {
     switch (env->type) {
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
-    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE: return S_JOB;
+    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
+        return S_JOB;
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
@@ -697,16 +695,21 @@ static s_scope_t s_scope(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_METRICS:
-    case CONDENSER__MSG_TYPE__MSG_ROUND_END: return S_JOB_ROUND;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END:
+        return S_JOB_ROUND;
     case CONDENSER__MSG_TYPE__MSG_CHUNK:
         if (!env->chunk) return S_JOB_NONE;
         switch (env->chunk->kind) {
         case CONDENSER__OBJECT_KIND__OBJ_MODEL:
-        case CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT: return S_JOB_ROUND;
-        case CONDENSER__OBJECT_KIND__OBJ_TEACHER: return S_JOB;
-        default: return S_JOB_NONE;
+        case CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT:
+            return S_JOB_ROUND;
+        case CONDENSER__OBJECT_KIND__OBJ_TEACHER:
+            return S_JOB;
+        default:
+            return S_JOB_NONE;
         }
-    default: return S_JOB_NONE;
+    default:
+        return S_JOB_NONE;
     }
 }
 
@@ -730,8 +733,7 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
                       cnd_proto_type_name(env->type));
     if ((int)env->payload_case != (int)env->type + 15)
         return s_fail(rej, S_BAD, "envelope.payload: field %d does not match type %s (field %d)",
-                      (int)env->payload_case, cnd_proto_type_name(env->type),
-                      (int)env->type + 15);
+                      (int)env->payload_case, cnd_proto_type_name(env->type), (int)env->type + 15);
     if (!cnd_proto_payload(env)) return s_fail(rej, S_BAD, "envelope.payload: NULL");
     S_TRY(s_text(rej, c, "sender", env->sender, 1, CND_PROTO_NAME_MAX, S_NAME));
     S_TRY(s_u64(rej, c, "seq", env->seq, 1, UINT64_MAX));
@@ -743,7 +745,8 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
                       CND_PROTO_MAX_ROUNDS);
 
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_HELLO: return cnd_proto_validate_hello(rej, env->hello);
+    case CONDENSER__MSG_TYPE__MSG_HELLO:
+        return cnd_proto_validate_hello(rej, env->hello);
     case CONDENSER__MSG_TYPE__MSG_HELLO_ACK:
         return cnd_proto_validate_hello_ack(rej, env->hello_ack);
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
@@ -757,7 +760,8 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_job_response(rej, env->job_response);
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
         return cnd_proto_validate_round_start(rej, env->round_start);
-    case CONDENSER__MSG_TYPE__MSG_CHUNK: return cnd_proto_validate_chunk(rej, env->chunk);
+    case CONDENSER__MSG_TYPE__MSG_CHUNK:
+        return cnd_proto_validate_chunk(rej, env->chunk);
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
         return cnd_proto_validate_advertise_keys(rej, env->advertise_keys);
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
@@ -772,12 +776,14 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_unmask_request(rej, env->unmask_request);
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
         return cnd_proto_validate_unmask_response(rej, env->unmask_response);
-    case CONDENSER__MSG_TYPE__MSG_METRICS: return cnd_proto_validate_metrics(rej, env->metrics);
+    case CONDENSER__MSG_TYPE__MSG_METRICS:
+        return cnd_proto_validate_metrics(rej, env->metrics);
     case CONDENSER__MSG_TYPE__MSG_ROUND_END:
         return cnd_proto_validate_round_end(rej, env->round_end);
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
         return cnd_proto_validate_heartbeat(rej, env->heartbeat);
-    case CONDENSER__MSG_TYPE__MSG_ERROR: return cnd_proto_validate_error(rej, env->error);
+    case CONDENSER__MSG_TYPE__MSG_ERROR:
+        return cnd_proto_validate_error(rej, env->error);
     case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
         return cnd_proto_validate_device_profile(rej, env->device_profile);
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
@@ -786,8 +792,10 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_artifact_chunk_request(rej, env->artifact_chunk_request);
     case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT:
         return cnd_proto_validate_activation_report(rej, env->activation_report);
-    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return cnd_proto_validate_rollback(rej, env->rollback);
-    default: return s_fail(rej, S_BAD, "envelope.type: unknown value %d", (int)env->type);
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
+        return cnd_proto_validate_rollback(rej, env->rollback);
+    default:
+        return s_fail(rej, S_BAD, "envelope.type: unknown value %d", (int)env->type);
     }
 }
 
@@ -815,7 +823,8 @@ int cnd_proto_check_sender(cnd_proto_reject_t *rej, const Condenser__Envelope *e
 static unsigned s_roles(const Condenser__Envelope *env)
 {
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_HELLO: return S_R(SITE) | S_R(DEVICE) | S_R(AUDITOR);
+    case CONDENSER__MSG_TYPE__MSG_HELLO:
+        return S_R(SITE) | S_R(DEVICE) | S_R(AUDITOR);
     case CONDENSER__MSG_TYPE__MSG_HELLO_ACK:
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
@@ -824,16 +833,19 @@ static unsigned s_roles(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_ROUND_END:
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
-    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return S_R(COORDINATOR);
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
+        return S_R(COORDINATOR);
     case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
-    case CONDENSER__MSG_TYPE__MSG_METRICS: return S_R(SITE);
+    case CONDENSER__MSG_TYPE__MSG_METRICS:
+        return S_R(SITE);
     case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_CHUNK_REQUEST:
-    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT: return S_R(DEVICE);
+    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT:
+        return S_R(DEVICE);
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
     case CONDENSER__MSG_TYPE__MSG_ERROR:
         return S_R(SITE) | S_R(DEVICE) | S_R(COORDINATOR) | S_R(AUDITOR);
@@ -841,7 +853,8 @@ static unsigned s_roles(const Condenser__Envelope *env)
         if (env->chunk && env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT)
             return S_R(SITE);
         return S_R(COORDINATOR);
-    default: return 0;
+    default:
+        return 0;
     }
 }
 #undef S_R
@@ -864,8 +877,8 @@ int cnd_proto_check_role(cnd_proto_reject_t *rej, const Condenser__Envelope *env
 
 const char *cnd_phase_name(cnd_phase_t p)
 {
-    static const char *const names[] = {"idle", "advertise", "share", "masked_input", "unmask",
-                                        "done"};
+    static const char *const names[] = {"idle",         "advertise", "share",
+                                        "masked_input", "unmask",    "done"};
     if ((unsigned)p < sizeof names / sizeof names[0]) return names[p];
     return "unknown";
 }
@@ -874,21 +887,27 @@ cnd_phase_t cnd_proto_phase_of(const Condenser__Envelope *env)
 {
     switch (env->type) {
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
-    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS: return CND_PHASE_ADVERTISE;
+    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
+        return CND_PHASE_ADVERTISE;
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
-    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS: return CND_PHASE_SHARE;
+    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
+        return CND_PHASE_SHARE;
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
-    case CONDENSER__MSG_TYPE__MSG_METRICS: return CND_PHASE_MASKED;
+    case CONDENSER__MSG_TYPE__MSG_METRICS:
+        return CND_PHASE_MASKED;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
-    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE: return CND_PHASE_UNMASK;
-    case CONDENSER__MSG_TYPE__MSG_ROUND_END: return CND_PHASE_DONE;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
+        return CND_PHASE_UNMASK;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END:
+        return CND_PHASE_DONE;
     case CONDENSER__MSG_TYPE__MSG_CHUNK:
         if (!env->chunk) return CND_PHASE_IDLE;
         if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MODEL) return CND_PHASE_ADVERTISE;
         if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT) return CND_PHASE_MASKED;
         return CND_PHASE_IDLE;
-    default: return CND_PHASE_IDLE;
+    default:
+        return CND_PHASE_IDLE;
     }
 }
 

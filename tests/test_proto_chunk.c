@@ -131,7 +131,8 @@ static void test_sizes(void)
         wire_t w = s_send_all(&info, obj, KIND_ART);
         cnd_assembler_t *a;
         CHECK_EQ_INT(cnd_assembler_new(&a, NULL, KIND_ART, &info, len), 0);
-        for (uint32_t i = w.n; i-- > 0;) CHECK_EQ_INT(cnd_assembler_add(a, NULL, s_chunk(&w, i)), 0);
+        for (uint32_t i = w.n; i-- > 0;)
+            CHECK_EQ_INT(cnd_assembler_add(a, NULL, s_chunk(&w, i)), 0);
         uint8_t *out;
         uint64_t ol;
         CHECK_EQ_INT(cnd_assembler_finish(a, NULL, &out, &ol), 0);
