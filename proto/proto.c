@@ -5,9 +5,9 @@
  * empty sub-message costs two bytes on the wire but a hundred or more in memory, so a 1 MiB
  * frame of empty entries would make the decoder allocate tens of megabytes before any count
  * check could run. Every decode therefore runs under a budget allocator that refuses to hand out
- * more than 4x the frame size plus 64 KiB (legitimate messages need under 3x: the largest ratio
- * is packed participant ids, 1-3 wire bytes to 4 decoded bytes). The budget and its allocator
- * live with the decoded message because protobuf-c needs the same allocator to free it.
+ * more than 4x the frame size plus 64 KiB (legitimate messages need less: the largest ratio is a
+ * round roster of participants with short names, tested in test_proto.c). The budget and its
+ * allocator live with the decoded message because protobuf-c needs the same allocator to free it.
  *
  * Unknown fields (from a newer minor revision of the schema) are accepted and then dropped, so
  * a decoded message holds only fields this version validated.
@@ -220,13 +220,13 @@ void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, 
         S_CASE(JOB_RESPONSE, Condenser__JobResponse, job_response)
         S_CASE(ROUND_START, Condenser__RoundStart, round_start)
         S_CASE(CHUNK, Condenser__Chunk, chunk)
-        S_CASE(ADVERTISE_KEYS, Condenser__AdvertiseKeys, advertise_keys)
-        S_CASE(KEY_ROSTER, Condenser__KeyRoster, key_roster)
-        S_CASE(SHARE_KEYS, Condenser__ShareKeys, share_keys)
-        S_CASE(SHARES_RELAY, Condenser__SharesRelay, shares_relay)
+        S_CASE(ADVERTISE_KEYS, Condenser__SecAggMessage, advertise_keys)
+        S_CASE(KEY_ROSTER, Condenser__SecAggMessage, key_roster)
+        S_CASE(SHARE_KEYS, Condenser__SecAggMessage, share_keys)
+        S_CASE(SHARES_RELAY, Condenser__SecAggMessage, shares_relay)
         S_CASE(MASKED_INPUT, Condenser__MaskedInput, masked_input)
-        S_CASE(UNMASK_REQUEST, Condenser__UnmaskRequest, unmask_request)
-        S_CASE(UNMASK_RESPONSE, Condenser__UnmaskResponse, unmask_response)
+        S_CASE(UNMASK_REQUEST, Condenser__SecAggMessage, unmask_request)
+        S_CASE(UNMASK_RESPONSE, Condenser__SecAggMessage, unmask_response)
         S_CASE(METRICS, Condenser__Metrics, metrics)
         S_CASE(ROUND_END, Condenser__RoundEnd, round_end)
         S_CASE(HEARTBEAT, Condenser__Heartbeat, heartbeat)

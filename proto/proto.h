@@ -57,20 +57,19 @@
 #define CND_PROTO_LABEL_VALUE_MAX 128
 
 /* Blob lengths. */
-#define CND_PROTO_CERT_MAX     4096  /* X.509 DER */
-#define CND_PROTO_MANIFEST_MAX 16384 /* signed artifact manifest */
-#define CND_PROTO_SHARE_CT_MAX 1024  /* one encrypted share blob */
-#define CND_PROTO_SHARE_MAX    256   /* one revealed Shamir share */
+#define CND_PROTO_CERT_MAX      4096           /* X.509 DER */
+#define CND_PROTO_MANIFEST_MAX  16384          /* signed artifact manifest */
+#define CND_PROTO_SECAGG_MAX    (512u * 1024u) /* one SecAggMessage body (crypto/secagg.h) */
+#define CND_PROTO_SECAGG_PARAMS 68             /* RoundStart.secagg_params ("CSP1" params) */
 
 /* Counts. */
-#define CND_PROTO_CAPS_MAX   32 /* Hello.capabilities */
-#define CND_PROTO_LABELS_MAX 32 /* DeviceProfile.labels */
-#define CND_PROTO_MAX_PEERS                                                                        \
-    512                                  /* KeyRoster.peers, ShareKeys/SharesRelay.shares,         \
-                                            UnmaskResponse.shares */
+#define CND_PROTO_CAPS_MAX         32    /* Hello.capabilities */
+#define CND_PROTO_LABELS_MAX       32    /* DeviceProfile.labels */
+#define CND_PROTO_MAX_PEERS        512   /* RoundStart.roster: sites in one round */
 #define CND_PROTO_MAX_PARTICIPANTS 65535 /* participant ids are 1..this; list lengths too */
 #define CND_PROTO_MAX_ROUNDS       100000
-#define CND_PROTO_MAX_BITS         64 /* packed value width and SecAgg ring bits */
+#define CND_PROTO_MAX_BITS         64 /* SecAgg ring bits in a job spec */
+#define CND_PROTO_MAX_VALUE_BITS   24 /* SecAggParams.value_bits (crypto/fixedpoint.h) */
 #define CND_PROTO_DEADLINE_MIN_MS  100u
 #define CND_PROTO_DEADLINE_MAX_MS  86400000u /* 24 h */
 
@@ -158,20 +157,13 @@ int cnd_proto_validate_round_start(cnd_proto_reject_t *rej,
 int cnd_proto_validate_object_info(cnd_proto_reject_t *rej, const char *ctx,
                                    const Condenser__ObjectInfo *m) CND_MUST_USE;
 int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m) CND_MUST_USE;
-int cnd_proto_validate_advertise_keys(cnd_proto_reject_t *rej,
-                                      const Condenser__AdvertiseKeys *m) CND_MUST_USE;
-int cnd_proto_validate_key_roster(cnd_proto_reject_t *rej,
-                                  const Condenser__KeyRoster *m) CND_MUST_USE;
-int cnd_proto_validate_share_keys(cnd_proto_reject_t *rej,
-                                  const Condenser__ShareKeys *m) CND_MUST_USE;
-int cnd_proto_validate_shares_relay(cnd_proto_reject_t *rej,
-                                    const Condenser__SharesRelay *m) CND_MUST_USE;
+/* A SecAgg+ phase message: `type` is the envelope type it travels in (ADVERTISE_KEYS,
+ * KEY_ROSTER, SHARE_KEYS, SHARES_RELAY, UNMASK_REQUEST or UNMASK_RESPONSE); the body must be a
+ * crypto/secagg.h message of the matching kind (cnd_secagg_peek) going the matching way. */
+int cnd_proto_validate_secagg(cnd_proto_reject_t *rej, Condenser__MsgType type,
+                              const Condenser__SecAggMessage *m) CND_MUST_USE;
 int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej,
                                     const Condenser__MaskedInput *m) CND_MUST_USE;
-int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej,
-                                      const Condenser__UnmaskRequest *m) CND_MUST_USE;
-int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej,
-                                       const Condenser__UnmaskResponse *m) CND_MUST_USE;
 int cnd_proto_validate_metrics(cnd_proto_reject_t *rej, const Condenser__Metrics *m) CND_MUST_USE;
 int cnd_proto_validate_round_end(cnd_proto_reject_t *rej,
                                  const Condenser__RoundEnd *m) CND_MUST_USE;

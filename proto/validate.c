@@ -13,6 +13,8 @@
  * the protobuf "validate" plug-ins are C++/Go code generators with no protobuf-c backend.
  */
 #include "proto.h"
+#include "fixedpoint.h"
+#include "secagg.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -268,7 +270,7 @@ int cnd_proto_validate_hello(cnd_proto_reject_t *rej, const Condenser__Hello *m)
         s_enum(rej, c, "role", m->role, CONDENSER__ROLE__ROLE_SITE, CONDENSER__ROLE__ROLE_AUDITOR));
     S_TRY(s_fixed(rej, c, "identity_key", m->identity_key, CND_PROTO_KEY_BYTES));
     S_TRY(s_nonzero_key(rej, c, "identity_key", m->identity_key));
-    S_TRY(s_cert(rej, c, m->certificate));
+    if (m->certificate.len) S_TRY(s_cert(rej, c, m->certificate));
     S_TRY(s_count(rej, c, "capabilities", m->n_capabilities, 0, CND_PROTO_CAPS_MAX));
     for (size_t i = 0; i < m->n_capabilities; i++) {
         char f[48];
@@ -364,6 +366,7 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
     S_TRY(s_real(rej, sc, "clip", sa->clip, 0, 1, 1e30));
     S_TRY(s_real(rej, sc, "l2_clip", sa->l2_clip, 0, 0, 1e30));
     S_TRY(s_u64(rej, sc, "sample_cap", sa->sample_cap, 1, UINT32_MAX));
+    S_TRY(s_u64(rej, sc, "value_bits", sa->value_bits, 2, CND_PROTO_MAX_VALUE_BITS));
     S_TRY(s_deadlines(rej, c, m->deadlines));
 
     switch (m->teacher_case) {
@@ -397,9 +400,33 @@ int cnd_proto_validate_round_start(cnd_proto_reject_t *rej, const Condenser__Rou
     const char *c = "round_start";
     S_TRY(s_present(rej, c, "model", m->model));
     S_TRY(cnd_proto_validate_object_info(rej, "round_start.model", m->model));
-    S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
-    S_TRY(s_u64(rej, c, "participants", m->participants, 2, CND_PROTO_MAX_PARTICIPANTS));
+    S_TRY(s_u64(rej, c, "participants", m->participants, 2, CND_PROTO_MAX_PEERS));
+    S_TRY(s_u64(rej, c, "participant_id", m->participant_id, 1, m->participants));
     S_TRY(s_deadlines(rej, c, m->deadlines));
+    S_TRY(s_fixed(rej, c, "secagg_params", m->secagg_params, CND_PROTO_SECAGG_PARAMS));
+    cnd_secagg_params_t sp;
+    if (cnd_secagg_params_decode(&sp, m->secagg_params.data, m->secagg_params.len))
+        return s_fail(rej, S_BAD, "%s.secagg_params: not valid SecAgg+ round parameters", c);
+    if (sp.n != m->participants)
+        return s_fail(rej, S_BAD, "%s.secagg_params: %u clients, but %u participants", c, sp.n,
+                      m->participants);
+    if (m->n_roster != m->participants)
+        return s_fail(rej, m->n_roster > m->participants ? S_BIG : S_BAD,
+                      "%s.roster: %zu entries, expected one per participant (%u)", c, m->n_roster,
+                      m->participants);
+    s_idset_t seen = {{0}};
+    for (size_t i = 0; i < m->n_roster; i++) {
+        char e[48];
+        snprintf(e, sizeof e, "round_start.roster[%zu]", i);
+        const Condenser__Participant *p = m->roster[i];
+        S_TRY(s_u64(rej, e, "participant_id", p->participant_id, 1, m->participants));
+        if (s_idset_add(&seen, p->participant_id))
+            return s_fail(rej, S_BAD, "%s.participant_id: %u listed twice", e, p->participant_id);
+        S_TRY(s_text(rej, e, "node_name", p->node_name, 1, CND_PROTO_NAME_MAX, S_NAME));
+        S_TRY(s_fixed(rej, e, "identity_key", p->identity_key, CND_PROTO_KEY_BYTES));
+        S_TRY(s_nonzero_key(rej, e, "identity_key", p->identity_key));
+        if (p->certificate.len) S_TRY(s_cert(rej, e, p->certificate));
+    }
     return 0;
 }
 
@@ -420,71 +447,54 @@ int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m)
     return 0;
 }
 
-int cnd_proto_validate_advertise_keys(cnd_proto_reject_t *rej, const Condenser__AdvertiseKeys *m)
+/* The crypto/secagg.h message kind and direction each envelope type carries. */
+static int s_secagg_kind(Condenser__MsgType t, uint8_t *kind, int *from_site)
 {
-    const char *c = "advertise_keys";
-    S_TRY(s_fixed(rej, c, "cipher_pk", m->cipher_pk, CND_PROTO_KEY_BYTES));
-    S_TRY(s_nonzero_key(rej, c, "cipher_pk", m->cipher_pk));
-    S_TRY(s_fixed(rej, c, "mask_pk", m->mask_pk, CND_PROTO_KEY_BYTES));
-    S_TRY(s_nonzero_key(rej, c, "mask_pk", m->mask_pk));
-    if (memcmp(m->cipher_pk.data, m->mask_pk.data, CND_PROTO_KEY_BYTES) == 0)
-        return s_fail(rej, S_BAD, "%s.mask_pk: equals cipher_pk (two distinct key pairs needed)",
-                      c);
-    S_TRY(s_fixed(rej, c, "signature", m->signature, CND_PROTO_SIG_BYTES));
-    S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
-    return 0;
-}
-
-int cnd_proto_validate_key_roster(cnd_proto_reject_t *rej, const Condenser__KeyRoster *m)
-{
-    S_TRY(s_count(rej, "key_roster", "peers", m->n_peers, 1, CND_PROTO_MAX_PEERS));
-    s_idset_t seen = {{0}};
-    for (size_t i = 0; i < m->n_peers; i++) {
-        char c[64];
-        snprintf(c, sizeof c, "key_roster.peers[%zu]", i);
-        const Condenser__PeerKeys *p = m->peers[i];
-        S_TRY(s_pid(rej, c, "participant_id", p->participant_id));
-        if (s_idset_add(&seen, p->participant_id))
-            return s_fail(rej, S_BAD, "%s.participant_id: %u listed twice", c, p->participant_id);
-        S_TRY(s_text(rej, c, "node_name", p->node_name, 1, CND_PROTO_NAME_MAX, S_NAME));
-        S_TRY(s_fixed(rej, c, "identity_key", p->identity_key, CND_PROTO_KEY_BYTES));
-        S_TRY(s_nonzero_key(rej, c, "identity_key", p->identity_key));
-        S_TRY(s_cert(rej, c, p->certificate));
-        S_TRY(s_fixed(rej, c, "cipher_pk", p->cipher_pk, CND_PROTO_KEY_BYTES));
-        S_TRY(s_nonzero_key(rej, c, "cipher_pk", p->cipher_pk));
-        S_TRY(s_fixed(rej, c, "mask_pk", p->mask_pk, CND_PROTO_KEY_BYTES));
-        S_TRY(s_nonzero_key(rej, c, "mask_pk", p->mask_pk));
-        S_TRY(s_fixed(rej, c, "signature", p->signature, CND_PROTO_SIG_BYTES));
+    switch (t) {
+    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
+        *kind = CND_SECAGG_ADVERT, *from_site = 1;
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
+        *kind = CND_SECAGG_KEYS, *from_site = 0;
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
+        *kind = CND_SECAGG_SHARES, *from_site = 1;
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
+        *kind = CND_SECAGG_SHARES_FOR, *from_site = 0;
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
+        *kind = CND_SECAGG_UNMASK_REQ, *from_site = 0;
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
+        *kind = CND_SECAGG_UNMASK, *from_site = 1;
+        return 0;
+    default:
+        return -1;
     }
-    /* The receiver is a member of its own neighbourhood, hence n_peers + 1. */
-    S_TRY(s_u64(rej, "key_roster", "threshold", m->threshold, 2, m->n_peers + 1));
+}
+
+int cnd_proto_validate_secagg(cnd_proto_reject_t *rej, Condenser__MsgType type,
+                              const Condenser__SecAggMessage *m)
+{
+    const char *c = cnd_proto_type_name(type);
+    uint8_t kind;
+    int from_site;
+    if (s_secagg_kind(type, &kind, &from_site))
+        return s_fail(rej, S_BAD, "envelope.type: %s does not carry a SecAgg+ message", c);
+    S_TRY(s_blob(rej, c, "body", m->body, CND_SECAGG_HDR_BYTES, CND_PROTO_SECAGG_MAX));
+    cnd_secagg_hdr_t h;
+    if (cnd_secagg_peek(&h, m->body.data, m->body.len))
+        return s_fail(rej, S_BAD, "%s.body: not a SecAgg+ message (bad header)", c);
+    if (h.type != kind)
+        return s_fail(rej, S_BAD, "%s.body: SecAgg+ message of kind %u, expected %u", c, h.type,
+                      kind);
+    if (from_site ? h.to != CND_SECAGG_SERVER || h.from == CND_SECAGG_SERVER
+                  : h.from != CND_SECAGG_SERVER || h.to == CND_SECAGG_SERVER)
+        return s_fail(rej, S_BAD, "%s.body: header from %u to %u goes the wrong way", c, h.from,
+                      h.to);
+    if (h.round_id == 0) return s_fail(rej, S_BAD, "%s.body: round id 0", c);
     return 0;
-}
-
-static int s_enc_shares(cnd_proto_reject_t *rej, const char *c, size_t n,
-                        Condenser__EncryptedShare *const *v)
-{
-    S_TRY(s_count(rej, c, "shares", n, 1, CND_PROTO_MAX_PEERS));
-    s_idset_t seen = {{0}};
-    for (size_t i = 0; i < n; i++) {
-        char e[64];
-        snprintf(e, sizeof e, "%s.shares[%zu]", c, i);
-        S_TRY(s_pid(rej, e, "peer", v[i]->peer));
-        if (s_idset_add(&seen, v[i]->peer))
-            return s_fail(rej, S_BAD, "%s.peer: %u listed twice", e, v[i]->peer);
-        S_TRY(s_blob(rej, e, "ciphertext", v[i]->ciphertext, 1, CND_PROTO_SHARE_CT_MAX));
-    }
-    return 0;
-}
-
-int cnd_proto_validate_share_keys(cnd_proto_reject_t *rej, const Condenser__ShareKeys *m)
-{
-    return s_enc_shares(rej, "share_keys", m->n_shares, m->shares);
-}
-
-int cnd_proto_validate_shares_relay(cnd_proto_reject_t *rej, const Condenser__SharesRelay *m)
-{
-    return s_enc_shares(rej, "shares_relay", m->n_shares, m->shares);
 }
 
 int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__MaskedInput *m)
@@ -492,62 +502,17 @@ int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__Ma
     const char *c = "masked_input";
     S_TRY(s_present(rej, c, "vector", m->vector));
     S_TRY(cnd_proto_validate_object_info(rej, "masked_input.vector", m->vector));
-    S_TRY(s_u64(rej, c, "bit_width", m->bit_width, 1, CND_PROTO_MAX_BITS));
+    S_TRY(s_u64(rej, c, "bit_width", m->bit_width, 1, CND_RING_MAX_BITS));
     /* length * bit_width cannot overflow: length is bounded by 8 * OBJECT_MAX (2^34). */
     S_TRY(s_u64(rej, c, "length", m->length, 1, CND_PROTO_OBJECT_MAX * 8));
-    uint64_t bytes = (m->length * m->bit_width + 7) / 8;
+    uint64_t bytes = CND_SECAGG_HDR_BYTES + 5 + (m->length * m->bit_width + 7) / 8;
     if (bytes != m->vector->total_size)
         return s_fail(rej, S_BAD,
-                      "%s.vector.total_size: %llu bytes, but %llu values of %u bits pack into %llu",
+                      "%s.vector.total_size: %llu bytes, but a MASKED message of %llu values of "
+                      "%u bits takes %llu",
                       c, (unsigned long long)m->vector->total_size, (unsigned long long)m->length,
                       m->bit_width, (unsigned long long)bytes);
     S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
-    return 0;
-}
-
-int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej, const Condenser__UnmaskRequest *m)
-{
-    const char *c = "unmask_request";
-    S_TRY(s_count(rej, c, "survivors", m->n_survivors, 1, CND_PROTO_MAX_PARTICIPANTS));
-    S_TRY(s_count(rej, c, "dropped", m->n_dropped, 0, CND_PROTO_MAX_PARTICIPANTS - m->n_survivors));
-    s_idset_t *seen = calloc(1, sizeof *seen);
-    if (!seen) return cnd_errf(CND_ENOMEM, "validating unmask_request: out of memory");
-    int rc = 0;
-    for (size_t i = 0; i < m->n_survivors && !rc; i++) {
-        char f[48];
-        snprintf(f, sizeof f, "survivors[%zu]", i);
-        rc = s_pid(rej, c, f, m->survivors[i]);
-        if (!rc && s_idset_add(seen, m->survivors[i]))
-            rc = s_fail(rej, S_BAD, "%s.%s: %u listed twice", c, f, m->survivors[i]);
-    }
-    for (size_t i = 0; i < m->n_dropped && !rc; i++) {
-        char f[48];
-        snprintf(f, sizeof f, "dropped[%zu]", i);
-        rc = s_pid(rej, c, f, m->dropped[i]);
-        if (!rc && s_idset_add(seen, m->dropped[i]))
-            rc = s_fail(rej, S_BAD, "%s.%s: %u listed twice or also a survivor", c, f,
-                        m->dropped[i]);
-    }
-    free(seen);
-    return rc;
-}
-
-int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej, const Condenser__UnmaskResponse *m)
-{
-    S_TRY(s_count(rej, "unmask_response", "shares", m->n_shares, 1, CND_PROTO_MAX_PEERS));
-    s_idset_t seen = {{0}};
-    for (size_t i = 0; i < m->n_shares; i++) {
-        char c[64];
-        snprintf(c, sizeof c, "unmask_response.shares[%zu]", i);
-        const Condenser__RevealedShare *s = m->shares[i];
-        S_TRY(s_pid(rej, c, "owner", s->owner));
-        /* One share per owner: never both the self-mask seed and the mask key of one peer. */
-        if (s_idset_add(&seen, s->owner))
-            return s_fail(rej, S_BAD, "%s.owner: %u listed twice", c, s->owner);
-        S_TRY(s_enum(rej, c, "kind", s->kind, CONDENSER__SHARE_KIND__SHARE_SELF_MASK_SEED,
-                     CONDENSER__SHARE_KIND__SHARE_MASK_KEY));
-        S_TRY(s_blob(rej, c, "share", s->share, 1, CND_PROTO_SHARE_MAX));
-    }
     return 0;
 }
 
@@ -763,19 +728,19 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_CHUNK:
         return cnd_proto_validate_chunk(rej, env->chunk);
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
-        return cnd_proto_validate_advertise_keys(rej, env->advertise_keys);
+        return cnd_proto_validate_secagg(rej, env->type, env->advertise_keys);
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
-        return cnd_proto_validate_key_roster(rej, env->key_roster);
+        return cnd_proto_validate_secagg(rej, env->type, env->key_roster);
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
-        return cnd_proto_validate_share_keys(rej, env->share_keys);
+        return cnd_proto_validate_secagg(rej, env->type, env->share_keys);
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
-        return cnd_proto_validate_shares_relay(rej, env->shares_relay);
+        return cnd_proto_validate_secagg(rej, env->type, env->shares_relay);
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
         return cnd_proto_validate_masked_input(rej, env->masked_input);
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
-        return cnd_proto_validate_unmask_request(rej, env->unmask_request);
+        return cnd_proto_validate_secagg(rej, env->type, env->unmask_request);
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
-        return cnd_proto_validate_unmask_response(rej, env->unmask_response);
+        return cnd_proto_validate_secagg(rej, env->type, env->unmask_response);
     case CONDENSER__MSG_TYPE__MSG_METRICS:
         return cnd_proto_validate_metrics(rej, env->metrics);
     case CONDENSER__MSG_TYPE__MSG_ROUND_END:

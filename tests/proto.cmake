@@ -17,7 +17,7 @@ endif()
 if(CMAKE_C_COMPILER_ID MATCHES "Clang")
   add_executable(fuzz_proto fuzz_proto.c ${CND_PROTO_SOURCES})
   target_include_directories(fuzz_proto PRIVATE ${CND_PROTO_INCLUDE_DIRS})
-  target_link_libraries(fuzz_proto PRIVATE cnd_common PkgConfig::PROTOBUFC PkgConfig::SODIUM m)
+  target_link_libraries(fuzz_proto PRIVATE cnd_common cnd_crypto PkgConfig::PROTOBUFC PkgConfig::SODIUM m)
   add_dependencies(fuzz_proto cnd_proto) # the generated header comes from cnd_proto's rule
   target_compile_definitions(fuzz_proto PRIVATE _GNU_SOURCE)
   target_compile_options(fuzz_proto PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined)

@@ -7,6 +7,7 @@
 #define TEST_PROTO_FIXTURE_H
 
 #include "proto.h"
+#include "secagg.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 #define S(s)    B(s, strlen(s))
 
 static uint8_t K1[32], K2[32], K3[32], K4[32], SIG[64], DIG[32], DIG2[32], CERT[300], MAN[200],
-    CT[120], SHARE[40], DATA[5000];
+    DATA[5000], PARAMS[CND_PROTO_SECAGG_PARAMS];
 static uint8_t BIG[CND_PROTO_CHUNK_MAX + 10];
 
 /* One valid instance of every payload, rebuilt fresh for each case. */
@@ -35,22 +36,13 @@ typedef struct {
     Condenser__JobResponse jr;
     Condenser__RoundStart rs;
     Condenser__ObjectInfo model;
+    Condenser__Participant part[3];
+    Condenser__Participant *partp[3];
     Condenser__Chunk chunk;
-    Condenser__AdvertiseKeys adv;
-    Condenser__KeyRoster roster;
-    Condenser__PeerKeys peer[3];
-    Condenser__PeerKeys *peerp[3];
-    Condenser__ShareKeys sk;
-    Condenser__SharesRelay sr;
-    Condenser__EncryptedShare es[3];
-    Condenser__EncryptedShare *esp[3];
+    Condenser__SecAggMessage sam;
+    uint8_t body[64]; /* a SecAgg+ header and a few body bytes */
     Condenser__MaskedInput mi;
     Condenser__ObjectInfo vec;
-    Condenser__UnmaskRequest ur;
-    uint32_t surv[3], drop[1];
-    Condenser__UnmaskResponse ures;
-    Condenser__RevealedShare rsh[3];
-    Condenser__RevealedShare *rshp[3];
     Condenser__Metrics met;
     Condenser__RoundEnd re;
     Condenser__Heartbeat hb;
@@ -78,10 +70,37 @@ static void s_fill_globals(void)
     CERT[0] = 0x30;
     for (size_t i = 1; i < sizeof CERT; i++) CERT[i] = (uint8_t)(i * 13);
     for (size_t i = 0; i < sizeof MAN; i++) MAN[i] = (uint8_t)(i * 7);
-    for (size_t i = 0; i < sizeof CT; i++) CT[i] = (uint8_t)(i * 31);
-    for (size_t i = 0; i < sizeof SHARE; i++) SHARE[i] = (uint8_t)(i * 17);
     for (size_t i = 0; i < sizeof DATA; i++) DATA[i] = (uint8_t)(i * 101 + 3);
     memset(BIG, 'x', sizeof BIG);
+    /* Round parameters of a 3-site round, in crypto/secagg.h's canonical form. */
+    cnd_secagg_params_t sp;
+    memset(&sp, 0, sizeof sp);
+    sp.round_id = 7;
+    memcpy(sp.round_seed, DIG, 32);
+    sp.n = 3;
+    sp.len = 1000;
+    sp.bits = 16;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    if (cnd_secagg_params_fill(&sp) == 0 && cnd_secagg_params_encode(&b, &sp) == 0 &&
+        b.len == sizeof PARAMS)
+        memcpy(PARAMS, b.data, sizeof PARAMS);
+    cnd_buf_free(&b);
+}
+
+/* A SecAgg+ routing header ("CSA1" | type | u64 round | u32 from | u32 to) and 16 body bytes
+ * into f->body; f->sam carries them. */
+static void s_secagg(fx_t *f, uint8_t type, uint32_t from, uint32_t to)
+{
+    uint8_t *p = f->body;
+    memcpy(p, "CSA1", 4);
+    p[4] = type;
+    for (int i = 0; i < 8; i++) p[5 + i] = (uint8_t)(7 >> (8 * i));
+    for (int i = 0; i < 4; i++) p[13 + i] = (uint8_t)(from >> (8 * i));
+    for (int i = 0; i < 4; i++) p[17 + i] = (uint8_t)(to >> (8 * i));
+    for (int i = 21; i < 37; i++) p[i] = (uint8_t)(i * 29);
+    condenser__sec_agg_message__init(&f->sam);
+    f->sam.body = B(f->body, 37);
 }
 
 static void s_deadlines(Condenser__Deadlines *d)
@@ -169,6 +188,7 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         f->sa.clip = 0.5f;
         f->sa.l2_clip = 10.0f;
         f->sa.sample_cap = 20000;
+        f->sa.value_bits = 8;
         f->spec.secagg = &f->sa;
         s_deadlines(&f->dl);
         f->spec.deadlines = &f->dl;
@@ -194,6 +214,18 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         f->rs.qat = 1;
         s_deadlines(&f->dl);
         f->rs.deadlines = &f->dl;
+        f->rs.secagg_params = B(PARAMS, sizeof PARAMS);
+        for (int i = 0; i < 3; i++) {
+            Condenser__Participant *q = &f->part[i];
+            condenser__participant__init(q);
+            q->participant_id = (uint32_t)(3 - i);
+            q->node_name = S(i == 0 ? "site-c" : i == 1 ? "site-b" : "site-a");
+            q->identity_key = B(i == 0 ? K2 : i == 1 ? K3 : K4, 32);
+            if (i == 1) q->certificate = B(CERT, sizeof CERT);
+            f->partp[i] = q;
+        }
+        f->rs.n_roster = 3;
+        f->rs.roster = f->partp;
         p = &f->rs;
         job = 42;
         round = 3;
@@ -211,61 +243,33 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
-        condenser__advertise_keys__init(&f->adv);
-        f->adv.cipher_pk = B(K1, 32);
-        f->adv.mask_pk = B(K2, 32);
-        f->adv.signature = B(SIG, 64);
-        f->adv.participant_id = 2;
-        p = &f->adv;
+        s_secagg(f, CND_SECAGG_ADVERT, 1, CND_SECAGG_SERVER);
+        p = &f->sam;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
-        condenser__key_roster__init(&f->roster);
-        for (int i = 0; i < 2; i++) {
-            Condenser__PeerKeys *k = &f->peer[i];
-            condenser__peer_keys__init(k);
-            k->participant_id = (uint32_t)(i == 0 ? 1 : 3);
-            k->node_name = S(i == 0 ? "site-a" : "site-c");
-            k->identity_key = B(K3, 32);
-            k->certificate = B(CERT, sizeof CERT);
-            k->cipher_pk = B(K1, 32);
-            k->mask_pk = B(K2, 32);
-            k->signature = B(SIG, 64);
-            f->peerp[i] = k;
-        }
-        f->roster.n_peers = 2;
-        f->roster.peers = f->peerp;
-        f->roster.threshold = 2;
-        p = &f->roster;
+        s_secagg(f, CND_SECAGG_KEYS, CND_SECAGG_SERVER, 1);
+        p = &f->sam;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
+        s_secagg(f, CND_SECAGG_SHARES, 1, CND_SECAGG_SERVER);
+        p = &f->sam;
+        job = 42;
+        round = 3;
+        break;
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
-        for (int i = 0; i < 2; i++) {
-            condenser__encrypted_share__init(&f->es[i]);
-            f->es[i].peer = (uint32_t)(i == 0 ? 1 : 3);
-            f->es[i].ciphertext = B(CT, sizeof CT);
-            f->esp[i] = &f->es[i];
-        }
-        if (t == CONDENSER__MSG_TYPE__MSG_SHARE_KEYS) {
-            condenser__share_keys__init(&f->sk);
-            f->sk.n_shares = 2;
-            f->sk.shares = f->esp;
-            p = &f->sk;
-        } else {
-            condenser__shares_relay__init(&f->sr);
-            f->sr.n_shares = 2;
-            f->sr.shares = f->esp;
-            p = &f->sr;
-        }
+        s_secagg(f, CND_SECAGG_SHARES_FOR, CND_SECAGG_SERVER, 1);
+        p = &f->sam;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
         condenser__masked_input__init(&f->mi);
-        s_objinfo(&f->vec, DIG, 2000002, CND_PROTO_CHUNK_MAX); /* 1,000,001 values x 16 bits */
+        /* 1,000,001 values x 16 bits behind the 26-byte MASKED header */
+        s_objinfo(&f->vec, DIG, CND_SECAGG_HDR_BYTES + 5 + 2000002, CND_PROTO_CHUNK_MAX);
         f->mi.vector = &f->vec;
         f->mi.bit_width = 16;
         f->mi.length = 1000001;
@@ -275,31 +279,14 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
-        condenser__unmask_request__init(&f->ur);
-        f->surv[0] = 1;
-        f->surv[1] = 2;
-        f->drop[0] = 3;
-        f->ur.n_survivors = 2;
-        f->ur.survivors = f->surv;
-        f->ur.n_dropped = 1;
-        f->ur.dropped = f->drop;
-        p = &f->ur;
+        s_secagg(f, CND_SECAGG_UNMASK_REQ, CND_SECAGG_SERVER, 2);
+        p = &f->sam;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
-        condenser__unmask_response__init(&f->ures);
-        for (int i = 0; i < 2; i++) {
-            condenser__revealed_share__init(&f->rsh[i]);
-            f->rsh[i].owner = (uint32_t)(i + 1);
-            f->rsh[i].kind = i == 0 ? CONDENSER__SHARE_KIND__SHARE_SELF_MASK_SEED
-                                    : CONDENSER__SHARE_KIND__SHARE_MASK_KEY;
-            f->rsh[i].share = B(SHARE, sizeof SHARE);
-            f->rshp[i] = &f->rsh[i];
-        }
-        f->ures.n_shares = 2;
-        f->ures.shares = f->rshp;
-        p = &f->ures;
+        s_secagg(f, CND_SECAGG_UNMASK, 2, CND_SECAGG_SERVER);
+        p = &f->sam;
         job = 42;
         round = 3;
         break;
