@@ -89,6 +89,11 @@ int cnd_identity_curve_keypair(uint8_t pk[CND_X25519_BYTES], uint8_t sk[CND_X255
     return 0;
 }
 
+void cnd_identity_secret_key(uint8_t sk[64], const cnd_identity_t *id)
+{
+    memcpy(sk, id->sk, crypto_sign_SECRETKEYBYTES);
+}
+
 int cnd_pubkey_to_curve(uint8_t out[CND_X25519_BYTES], const uint8_t pk[CND_ED25519_PK_BYTES])
 {
     int rc = cnd_crypto_init();

@@ -70,6 +70,11 @@ void cnd_identity_sign(uint8_t sig[CND_ED25519_SIG_BYTES], const cnd_identity_t 
 CND_MUST_USE int cnd_identity_curve_keypair(uint8_t pk[CND_X25519_BYTES],
                                             uint8_t sk[CND_X25519_BYTES], const cnd_identity_t *id);
 
+/* The 64-byte libsodium Ed25519 secret key (seed || public key), for the one API that takes a
+ * raw signing key: the audit log's checkpoint signer (coordinator/audit_log.h). The caller must
+ * sodium_memzero(sk) after use. */
+void cnd_identity_secret_key(uint8_t sk[64], const cnd_identity_t *id);
+
 /* X25519 form of any Ed25519 public key (e.g. to map an enrolled identity to the CurveZMQ key a
  * peer presents). Returns 0 or CND_ECRYPTO when pk is not a valid Ed25519 point. */
 CND_MUST_USE int cnd_pubkey_to_curve(uint8_t out[CND_X25519_BYTES],
