@@ -49,6 +49,10 @@ static const struct {
     {"distill", cnd_cmd_distill, "train a student from a teacher's soft targets and labels"},
     {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
     {"audit", cnd_cmd_audit, "verify, prove, export, reconcile and report on audit logs"},
+    {"coordinator", cnd_cmd_coordinator, "create (init) or run the federation coordinator"},
+    {"site", cnd_cmd_site, "enroll, list or revoke the sites and devices a coordinator admits"},
+    {"job", cnd_cmd_job, "create, list, show, cancel or export federated compression jobs"},
+    {"agent", cnd_cmd_agent, "run a site agent (or: agent status), training on local data"},
 };
 
 static void s_usage(FILE *f)

@@ -18,4 +18,12 @@ int cnd_cmd_keygen(int argc, char **argv);
 /* coordinator/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */
 int cnd_cmd_audit(int argc, char **argv);
 
+/* coordinator/: the federation (cmd_coordinator.c, cmd_site.c, cmd_job.c, cmd_demo.c) */
+int cnd_cmd_coordinator(int argc, char **argv);
+int cnd_cmd_site(int argc, char **argv);
+int cnd_cmd_job(int argc, char **argv);
+
+/* agent/cmd_agent.c */
+int cnd_cmd_agent(int argc, char **argv);
+
 #endif

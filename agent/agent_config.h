@@ -1,0 +1,69 @@
+/*
+ * agent_config.h: the site agent's INI configuration (parsed with inih, Debian's libinih).
+ *
+ *   [site]
+ *   name        = hospital-a                  ; the name the coordinator enrolled (required)
+ *   data        = idx:IMAGES,LABELS           ; local training data, a compress/data.h spec
+ * (required) validation  = 0.1                         ; fraction held out as the local validation
+ * split state       = agent.db                    ; the agent's database (default next to the
+ * config) work        = .                           ; where shipped teachers are cached (default:
+ * config dir)
+ *
+ *   [identity]
+ *   key         = identity.key                ; Ed25519 identity (condenser keygen), mode 0600
+ * (required) certificate = site.der                    ; X.509 DER from the federation CA
+ * (optional)
+ *
+ *   [coordinator]
+ *   endpoint    = tcp://coordinator:7700      ; (required)
+ *   public_key  = 64 hex digits, or a path to the coordinator's identity.pub   (required: pinned)
+ *
+ *   [teachers]                                ; site-local teachers, by the name a job uses
+ *   resnet-local = /srv/models/teacher.cnd
+ *
+ *   [limits]
+ *   threads     = 1                           ; training threads
+ *   memory_mb   = 4096                        ; refuse jobs whose data, teacher and models would
+ * need more max_model_mb = 256                        ; refuse larger model or teacher transfers
+ *
+ * Relative paths are relative to the directory holding the config file. Unknown sections or
+ * keys, missing required keys, and malformed values are errors naming file:line and the key.
+ */
+#ifndef CND_AGENT_CONFIG_H
+#define CND_AGENT_CONFIG_H
+
+#include "error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CND_AGENT_PATH_MAX     1024
+#define CND_AGENT_TEACHERS_MAX 16
+
+typedef struct {
+    char path[CND_AGENT_PATH_MAX]; /* the config file itself */
+    char name[64];
+    char data[CND_AGENT_PATH_MAX];  /* data spec */
+    double validation;              /* [0, 0.9] */
+    char state[CND_AGENT_PATH_MAX]; /* database path */
+    char work[CND_AGENT_PATH_MAX];  /* teacher cache directory */
+    char key[CND_AGENT_PATH_MAX];
+    char certificate[CND_AGENT_PATH_MAX]; /* "" if none */
+    char endpoint[256];
+    uint8_t coordinator_pk[32]; /* pinned Ed25519 key of the coordinator */
+    int n_teachers;
+    char teacher_name[CND_AGENT_TEACHERS_MAX][64];
+    char teacher_path[CND_AGENT_TEACHERS_MAX][CND_AGENT_PATH_MAX];
+    int threads;           /* 1..64 */
+    uint64_t memory_mb;    /* >= 64 */
+    uint64_t max_model_mb; /* >= 1 */
+} cnd_agent_config_t;
+
+/* Loads and checks a configuration. Returns 0, CND_EIO (cannot read) or CND_EINVAL (detail:
+ * "FILE:LINE: key: what is wrong" or the missing key). */
+CND_MUST_USE int cnd_agent_config_load(cnd_agent_config_t *c, const char *path);
+
+/* The path of a site-local teacher by name, or NULL. */
+const char *cnd_agent_config_teacher(const cnd_agent_config_t *c, const char *name);
+
+#endif

@@ -1,0 +1,927 @@
+/*
+ * agent_daemon.c: the site agent's event loop (see agent_daemon.h).
+ *
+ * Single thread: the socket, the store and the audit log belong to it. Local training runs in
+ * the loop (libzmq keeps the connection alive with ZMTP heartbeats meanwhile).
+ *
+ * Fault injection for the integration tests (tests/test_federation*.c), read from the
+ * environment once at start and documented in docs/site-operator-guide.md:
+ *   CND_AGENT_FAULT=advertise:R  the process kills itself (SIGKILL) right after sending its
+ *                                AdvertiseKeys in round R;
+ *   CND_AGENT_FAULT=masked:R     ... right after its masked update and metrics in round R;
+ *   CND_AGENT_FAULT=train:R      the local step of round R fails (as with broken data).
+ */
+#include "agent_daemon.h"
+#include "agent_config.h"
+#include "agent_store.h"
+#include "agent_train.h"
+#include "audit_actions.h"
+#include "audit_log.h"
+#include "chunk.h"
+#include "clock.h"
+#include "coord_job.h"
+#include "digest.h"
+#include "fileio.h"
+#include "fixedpoint.h"
+#include "identity.h"
+#include "modelfile.h"
+#include "proto.h"
+#include "secagg.h"
+#include "train.h"
+#include "transport.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+enum { S_FAULT_NONE, S_FAULT_ADVERTISE, S_FAULT_MASKED, S_FAULT_TRAIN };
+
+typedef struct {
+    const cnd_agent_run_opts_t *o;
+    cnd_agent_config_t cfg;
+    cnd_identity_t *id;
+    uint8_t *cert;
+    size_t cert_len;
+    char fpr[65];       /* this site */
+    char coord_fpr[65]; /* the pinned coordinator */
+    cnd_astore_t *store;
+    cnd_audit_t *audit;
+    cnd_client_t *cli;
+    uint64_t seq;
+    cnd_seqwin_t win; /* the coordinator's sequence numbers */
+    int hello_ok;
+    double hello_sent;
+    char coord_name[64];
+    int hb_ms;
+    double last_sent;
+    /* job */
+    uint64_t job;
+    cnd_job_spec_t spec;
+    uint8_t *spec_bytes; /* JobSpec as received */
+    size_t spec_len;
+    int job_state; /* 0 none, 1 waiting for the teacher, 2 accepted, 3 refused */
+    cnd_model_t *teacher;
+    uint8_t teacher_digest[32];
+    cnd_assembler_t *teacher_asm;
+    cnd_agent_data_t data;
+    int data_ok;
+    /* round */
+    cnd_round_view_t view;
+    uint32_t pid, n;
+    int qat;
+    cnd_secagg_params_t sp;
+    cnd_secagg_client_t *sc;
+    cnd_assembler_t *model_asm;
+    cnd_model_t *global;
+    uint8_t *shares; /* SharesRelay body waiting for the model */
+    size_t shares_len;
+    uint8_t *masked; /* MASKED message kept for a resend after ERR_BUSY */
+    size_t masked_len;
+    Condenser__ObjectInfo masked_info;
+    uint8_t masked_digest[32];
+    Condenser__Metrics metrics;
+    double resend_at; /* 0: nothing to resend */
+    cnd_around_t rr;  /* round row */
+    int round_open;
+    int done;
+    int fault, fault_round;
+} s_agent_t;
+
+static void s_log(s_agent_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_log(s_agent_t *a, const char *fmt, ...)
+{
+    if (!a->o->log) return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    a->o->log(a->o->log_ctx, buf);
+}
+
+/* --- logging of messages -------------------------------------------------------------------- */
+
+static int s_log_msg(s_agent_t *a, char dir, const char *type, uint64_t job, uint32_t round,
+                     const void *bytes, size_t len)
+{
+    int rc = cnd_astore_begin(a->store);
+    if (rc) return rc;
+    rc = cnd_astore_message(a->store, dir, type, job, round, bytes, len);
+    char jid[32];
+    snprintf(jid, sizeof jid, "%llu", (unsigned long long)job);
+    if (!rc)
+        rc = cnd_audit_log_message(a->audit, dir, a->fpr, a->coord_fpr, job ? jid : "", type,
+                                   round ? (int64_t)round : -1, bytes, len, NULL);
+    if (rc) {
+        cnd_astore_rollback(a->store);
+        return rc;
+    }
+    return cnd_astore_commit(a->store);
+}
+
+/* Builds, logs and sends one message. Returns 0, or CND_EPERM when the coordinator refuses
+ * this key (fatal), or another error (the message did not leave). */
+static int s_send(s_agent_t *a, Condenser__MsgType type, void *payload, uint64_t job,
+                  uint32_t round, int timeout_ms)
+{
+    Condenser__Envelope env;
+    cnd_proto_envelope_init(&env, type, payload, job, round, a->cfg.name, a->seq++);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = cnd_proto_encode(&buf, &len, &env);
+    if (rc) {
+        s_log(a, "not sending %s: %s", cnd_proto_type_name(type), cnd_err_detail());
+        return rc;
+    }
+    /* Logged before it leaves: the egress log never misses a message that was sent. */
+    if ((rc = s_log_msg(a, 'E', cnd_proto_type_name(type), job, round, buf, len))) {
+        s_log(a, "egress log: %s (message not sent)", cnd_err_detail());
+        free(buf);
+        return rc;
+    }
+    rc = cnd_client_send(a->cli, buf, len, timeout_ms);
+    free(buf);
+    if (rc)
+        s_log(a, "sending %s: %s", cnd_proto_type_name(type), cnd_err_detail());
+    else
+        a->last_sent = cnd_now();
+    return rc;
+}
+
+static int s_send_hello(s_agent_t *a)
+{
+    Condenser__Hello h;
+    condenser__hello__init(&h);
+    h.node_name = cnd_proto_str(a->cfg.name);
+    h.role = CONDENSER__ROLE__ROLE_SITE;
+    h.identity_key = cnd_proto_bytes(cnd_identity_pk(a->id), 32);
+    if (a->cert) h.certificate = cnd_proto_bytes(a->cert, a->cert_len);
+    ProtobufCBinaryData caps[1] = {cnd_proto_str("secagg+")};
+    h.n_capabilities = 1;
+    h.capabilities = caps;
+    h.min_version = CND_PROTO_VERSION;
+    h.max_version = CND_PROTO_VERSION;
+    h.software = cnd_proto_str("condenser 0.1.0");
+    a->hello_sent = cnd_now();
+    return s_send(a, CONDENSER__MSG_TYPE__MSG_HELLO, &h, 0, 0, 2000);
+}
+
+static int s_send_error(s_agent_t *a, Condenser__ErrorCode code, Condenser__MsgType ref,
+                        uint32_t round, const char *text)
+{
+    Condenser__Error e;
+    char buf[CND_PROTO_TEXT_MAX + 1];
+    cnd_proto_reject_t rej = {code, 0, ref};
+    cnd_proto_error_init(&e, buf, &rej, text);
+    return s_send(a, CONDENSER__MSG_TYPE__MSG_ERROR, &e, a->job, round, 2000);
+}
+
+/* --- rounds --------------------------------------------------------------------------------- */
+
+static void s_round_save(s_agent_t *a)
+{
+    if (a->round_open && cnd_astore_round_update(a->store, &a->rr))
+        s_log(a, "store: %s", cnd_err_detail());
+}
+
+static void s_round_clear(s_agent_t *a)
+{
+    cnd_secagg_client_destroy(&a->sc);
+    cnd_assembler_destroy(&a->model_asm);
+    cnd_model_destroy(&a->global);
+    free(a->shares);
+    a->shares = NULL;
+    a->shares_len = 0;
+    if (a->masked) sodium_memzero(a->masked, a->masked_len);
+    free(a->masked);
+    a->masked = NULL;
+    a->masked_len = 0;
+    a->resend_at = 0;
+    a->round_open = 0;
+}
+
+static void s_job_clear(s_agent_t *a)
+{
+    s_round_clear(a);
+    cnd_model_destroy(&a->teacher);
+    cnd_assembler_destroy(&a->teacher_asm);
+    cnd_agent_data_free(&a->data);
+    a->data_ok = 0;
+    free(a->spec_bytes);
+    a->spec_bytes = NULL;
+    a->job = 0;
+    a->job_state = 0;
+    memset(&a->view, 0, sizeof a->view);
+}
+
+static void s_round_fail(s_agent_t *a, const char *why)
+{
+    s_log(a, "round %u: %s", a->view.round, why);
+    char text[600];
+    snprintf(text, sizeof text, "site cannot complete round %u: %s", a->view.round, why);
+    (void)s_send_error(a, CONDENSER__ERROR_CODE__ERR_INTERNAL,
+                       CONDENSER__MSG_TYPE__MSG_SHARES_RELAY, a->view.round, text);
+    snprintf(a->rr.outcome, sizeof a->rr.outcome, "failed");
+    snprintf(a->rr.reason, sizeof a->rr.reason, "%s", why);
+    snprintf(a->rr.phase, sizeof a->rr.phase, "ended");
+    a->rr.ended_ms = cnd_unix_time() * 1000;
+    s_round_save(a);
+    s_round_clear(a);
+}
+
+static void s_maybe_fault(s_agent_t *a, int point)
+{
+    if (a->fault == point && a->view.round == (uint32_t)a->fault_round) {
+        s_log(a, "fault injection: killing this agent after %s in round %u",
+              point == S_FAULT_ADVERTISE ? "advertising keys" : "sending the masked update",
+              a->view.round);
+        raise(SIGKILL);
+    }
+}
+
+static int s_send_masked(s_agent_t *a)
+{
+    uint32_t round = a->view.round;
+    Condenser__MaskedInput mi;
+    condenser__masked_input__init(&mi);
+    mi.vector = &a->masked_info;
+    mi.bit_width = a->sp.bits;
+    mi.length = a->sp.len;
+    mi.participant_id = a->pid;
+    int rc = s_send(a, CONDENSER__MSG_TYPE__MSG_MASKED_INPUT, &mi, a->job, round, 5000);
+    for (uint32_t i = 0; !rc && i < a->masked_info.chunk_count; i++) {
+        Condenser__Chunk ch;
+        uint8_t sha[32];
+        if ((rc = cnd_chunk_piece(&ch, sha, CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT,
+                                  &a->masked_info, a->masked, i)))
+            break;
+        rc = s_send(a, CONDENSER__MSG_TYPE__MSG_CHUNK, &ch, a->job, round, 5000);
+    }
+    return rc;
+}
+
+/* The local step: train, encode, mask, send. */
+static void s_local_step(s_agent_t *a)
+{
+    uint32_t round = a->view.round;
+    if (a->fault == S_FAULT_TRAIN && round == (uint32_t)a->fault_round) {
+        s_round_fail(a, "local training failed (fault injection)");
+        return;
+    }
+    if (!a->data_ok) {
+        s_round_fail(a, "local data is not available");
+        return;
+    }
+    s_log(a, "round %u: training on %zu local samples", round, a->data.train_n->n);
+    cnd_agent_update_t u;
+    uint64_t seed = a->job * 1000003u + (uint64_t)round * 7919u + a->pid;
+    if (cnd_agent_local_round(&u, a->global, &a->data, &a->spec, a->qat, seed)) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        s_round_fail(a, why);
+        return;
+    }
+    cnd_fxp_params_t fp = {(uint32_t)u.dim,    a->n,
+                           a->spec.value_bits, a->spec.clip,
+                           a->spec.l2_clip,    a->spec.sample_cap};
+    cnd_fxp_layout_t lay;
+    uint32_t *x = NULL;
+    cnd_buf_t out;
+    cnd_buf_init(&out);
+    cnd_fxp_report_t rep;
+    int rc = cnd_fxp_layout(&lay, &fp);
+    if (!rc && (lay.len != a->sp.len || lay.bits != a->sp.bits))
+        rc = cnd_errf(CND_EPROTO,
+                      "the round's SecAgg+ parameters (%u values of %u bits) do not "
+                      "match this job's update (%u of %u)",
+                      a->sp.len, a->sp.bits, lay.len, lay.bits);
+    if (!rc && !(x = malloc((size_t)lay.len * sizeof *x)))
+        rc = cnd_errf(CND_ENOMEM, "masking: out of memory");
+    if (!rc) rc = cnd_fxp_encode(x, &rep, &fp, &lay, u.update, u.samples);
+    if (!rc) rc = cnd_secagg_client_mask(a->sc, &out, a->shares, a->shares_len, x);
+    if (x) sodium_memzero(x, (size_t)lay.len * sizeof *x);
+    free(x);
+    if (!rc && out.err) rc = CND_ENOMEM;
+    if (!rc)
+        rc = cnd_chunk_plan(&a->masked_info, a->masked_digest, out.data, out.len,
+                            CND_PROTO_CHUNK_DEFAULT);
+    if (rc) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        cnd_buf_free(&out);
+        cnd_agent_update_free(&u);
+        s_round_fail(a, why);
+        return;
+    }
+    a->masked = out.data; /* ownership moves */
+    a->masked_len = out.len;
+    a->rr.train_ms = u.train_ms;
+    a->rr.val_loss = u.val_loss;
+    a->rr.val_acc = u.val_acc;
+    a->rr.samples = u.samples;
+    a->rr.clipped = rep.clipped;
+    condenser__metrics__init(&a->metrics);
+    a->metrics.loss = u.val_loss >= 0 ? u.val_loss : 0;
+    a->metrics.accuracy = u.val_acc;
+    a->metrics.sample_count = u.samples;
+    a->metrics.train_ms = u.train_ms;
+    cnd_agent_update_free(&u);
+    if (s_send_masked(a) == 0) {
+        (void)s_send(a, CONDENSER__MSG_TYPE__MSG_METRICS, &a->metrics, a->job, round, 5000);
+        snprintf(a->rr.phase, sizeof a->rr.phase, "masked");
+        s_round_save(a);
+        s_log(a,
+              "round %u: sent the masked update (%zu bytes, %u values of %u bits, %u clipped)"
+              " and metrics (validation accuracy %.4f)",
+              round, a->masked_len, a->sp.len, a->sp.bits,
+              a->rr.clipped ? (unsigned)a->rr.clipped : 0u, a->rr.val_acc);
+        s_maybe_fault(a, S_FAULT_MASKED);
+    }
+}
+
+static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
+{
+    const Condenser__RoundStart *rs = env->round_start;
+    s_round_clear(a);
+    if (a->job_state != 2 || env->job_id != a->job) {
+        (void)s_send_error(a, CONDENSER__ERROR_CODE__ERR_UNKNOWN_JOB,
+                           CONDENSER__MSG_TYPE__MSG_ROUND_START, env->round,
+                           "this site has not accepted the job");
+        return;
+    }
+    a->view.round = env->round;
+    a->view.phase = CND_PHASE_ADVERTISE;
+    a->pid = rs->participant_id;
+    a->n = rs->participants;
+    a->qat = rs->qat;
+    memset(&a->rr, 0, sizeof a->rr);
+    a->rr.job = a->job;
+    a->rr.round = env->round;
+    a->rr.participant_id = a->pid;
+    a->rr.n = a->n;
+    snprintf(a->rr.phase, sizeof a->rr.phase, "started");
+    memcpy(a->rr.model_digest, rs->model->digest.data, 32);
+    if (cnd_astore_round_begin(a->store, &a->rr)) {
+        s_log(a, "store: %s", cnd_err_detail());
+        return;
+    }
+    a->round_open = 1;
+    char why[300] = "";
+    /* The roster: every participant's identity key, and this site at its own id. */
+    uint8_t(*keys)[32] = malloc(rs->n_roster * 32);
+    int me = 0;
+    for (size_t i = 0; keys && i < rs->n_roster; i++) {
+        const Condenser__Participant *p = rs->roster[i];
+        memcpy(keys[i], p->identity_key.data, 32);
+        if (p->participant_id == a->pid) {
+            char nm[64];
+            me = cnd_proto_text(nm, sizeof nm, p->node_name) == 0 && strcmp(nm, a->cfg.name) == 0 &&
+                 sodium_memcmp(p->identity_key.data, cnd_identity_pk(a->id), 32) == 0;
+        }
+    }
+    if (!keys)
+        snprintf(why, sizeof why, "out of memory");
+    else if (!me)
+        snprintf(why, sizeof why, "the roster does not list this site at participant id %u",
+                 a->pid);
+    else if (cnd_secagg_params_decode(&a->sp, rs->secagg_params.data, rs->secagg_params.len) ||
+             cnd_secagg_client_new(&a->sc, &a->sp, a->pid - 1, a->id, (const uint8_t(*)[32])keys,
+                                   rs->n_roster))
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+    free(keys);
+    uint64_t max = a->cfg.max_model_mb << 20;
+    cnd_proto_reject_t rej;
+    if (!why[0] &&
+        cnd_assembler_new(&a->model_asm, &rej, CONDENSER__OBJECT_KIND__OBJ_MODEL, rs->model, max))
+        snprintf(why, sizeof why, "global model: %s", cnd_err_detail());
+    if (why[0]) {
+        s_round_fail(a, why);
+        return;
+    }
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    if (cnd_secagg_client_advertise(a->sc, &b) == 0 && !b.err) {
+        Condenser__SecAggMessage m;
+        condenser__sec_agg_message__init(&m);
+        m.body = cnd_proto_bytes(b.data, b.len);
+        if (s_send(a, CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS, &m, a->job, env->round, 2000) == 0) {
+            snprintf(a->rr.phase, sizeof a->rr.phase, "advertised");
+            s_round_save(a);
+            s_log(a, "round %u: selected as participant %u of %u%s; keys advertised", env->round,
+                  a->pid, a->n, a->qat ? " (QAT)" : "");
+            cnd_buf_free(&b);
+            s_maybe_fault(a, S_FAULT_ADVERTISE);
+            return;
+        }
+    }
+    cnd_buf_free(&b);
+    s_round_fail(a, "could not advertise keys");
+}
+
+static void s_on_model_chunk(s_agent_t *a, const Condenser__Chunk *ch)
+{
+    if (!a->model_asm) return;
+    cnd_proto_reject_t rej;
+    int rc = cnd_assembler_add(a->model_asm, &rej, ch);
+    if (rc && rc != CND_EEXIST) {
+        char why[300];
+        snprintf(why, sizeof why, "global model chunk: %s", cnd_err_detail());
+        s_round_fail(a, why);
+        return;
+    }
+    if (cnd_assembler_received(a->model_asm) < cnd_assembler_count(a->model_asm)) return;
+    uint8_t *data = NULL;
+    uint64_t len = 0;
+    rc = cnd_assembler_finish(a->model_asm, &rej, &data, &len);
+    cnd_assembler_destroy(&a->model_asm);
+    if (!rc) rc = cnd_model_deserialize(&a->global, data, (size_t)len, "the global model");
+    free(data);
+    if (!rc && (strcmp(a->global->spec, a->spec.arch) != 0 ||
+                a->global->n_classes != (int)a->spec.classes))
+        rc = cnd_errf(CND_EPROTO, "the global model (%s) is not the job's student (%s)",
+                      a->global->spec, a->spec.arch);
+    if (rc) {
+        char why[300];
+        snprintf(why, sizeof why, "global model: %s", cnd_err_detail());
+        s_round_fail(a, why);
+        return;
+    }
+    if (a->shares) s_local_step(a); /* the shares came first */
+}
+
+/* --- jobs ----------------------------------------------------------------------------------- */
+
+static void s_job_answer(s_agent_t *a, int accept, const char *reason)
+{
+    Condenser__JobResponse r;
+    condenser__job_response__init(&r);
+    r.accept = accept;
+    if (!accept) r.reason = cnd_proto_str(reason);
+    if (r.reason.len > CND_PROTO_TEXT_MAX) r.reason.len = CND_PROTO_TEXT_MAX;
+    a->job_state = accept ? 2 : 3;
+    if (cnd_astore_job_put(a->store, a->job, a->spec_bytes, a->spec_len,
+                           accept ? "accepted" : "refused", reason))
+        s_log(a, "store: %s", cnd_err_detail());
+    (void)s_send(a, CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE, &r, a->job, 0, 2000);
+    if (accept)
+        s_log(a, "job %llu accepted: %zu training and %zu validation samples",
+              (unsigned long long)a->job, a->data.train ? a->data.train->n : 0,
+              a->data.val ? a->data.val->n : 0);
+    else
+        s_log(a, "job %llu refused: %s", (unsigned long long)a->job, reason);
+}
+
+/* Teacher and data are in place: prepare the data and answer. */
+static void s_job_prepare(s_agent_t *a)
+{
+    cnd_model_t *student = NULL;
+    char why[600] = "";
+    /* The student's normalisation comes with the first global model; until then use the
+     * teacher's when the student has none of its own (the job's init copies it). */
+    int rc =
+        cnd_model_new(&student, a->spec.arch,
+                      (cnd_shape_t){(int)a->spec.in_c, (int)a->spec.in_h, (int)a->spec.in_w}, 1);
+    if (!rc && student->n_classes != (int)a->spec.classes)
+        rc = cnd_errf(CND_EINVAL, "the student architecture has %d outputs, the job says %u",
+                      student->n_classes, a->spec.classes);
+    if (!rc)
+        for (int i = 0; i < student->in.c && i < a->teacher->in.c; i++) {
+            student->norm_mean[i] = a->teacher->norm_mean[i];
+            student->norm_std[i] = a->teacher->norm_std[i];
+        }
+    if (!rc) {
+        cnd_set_threads(a->cfg.threads);
+        rc = cnd_agent_data_prepare(&a->data, a->cfg.data, a->cfg.validation, 1, a->teacher,
+                                    student, &a->spec);
+    }
+    if (!rc) {
+        size_t need = cnd_agent_data_bytes(&a->data) +
+                      4 * (a->teacher->num_params + student->num_params) * sizeof(float);
+        if (need > a->cfg.memory_mb << 20)
+            rc = cnd_errf(CND_ERANGE,
+                          "the job needs about %zu MB, over this site's limit of "
+                          "%llu MB",
+                          need >> 20, (unsigned long long)a->cfg.memory_mb);
+    }
+    cnd_model_destroy(&student);
+    if (rc) {
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        cnd_agent_data_free(&a->data);
+        s_job_answer(a, 0, why);
+        return;
+    }
+    a->data_ok = 1;
+    s_job_answer(a, 1, NULL);
+}
+
+static void s_teacher_path(s_agent_t *a, char *out, size_t cap)
+{
+    char hex[65];
+    snprintf(out, cap, "%s/teachers/%s.cnd", a->cfg.work, cnd_hex(hex, a->teacher_digest, 32));
+}
+
+static void s_on_job_announce(s_agent_t *a, const cnd_proto_msg_t *m)
+{
+    const Condenser__JobSpec *js = m->env->job_announce->spec;
+    if (js->job_id == a->job && a->job_state >= 2) {
+        /* The same job again (we reconnected, or the coordinator restarted): same answer. */
+        s_job_answer(a, a->job_state == 2, a->job_state == 2 ? NULL : "refused before");
+        return;
+    }
+    s_job_clear(a);
+    a->job = js->job_id;
+    a->view.job_id = js->job_id;
+    a->spec_len = condenser__job_spec__get_packed_size(js);
+    a->spec_bytes = malloc(a->spec_len ? a->spec_len : 1);
+    if (a->spec_bytes) condenser__job_spec__pack(js, a->spec_bytes);
+    if (!a->spec_bytes || cnd_job_from_proto(&a->spec, js)) {
+        char why[300];
+        snprintf(why, sizeof why, "job spec: %s",
+                 a->spec_bytes ? cnd_err_detail() : "out of memory");
+        s_job_answer(a, 0, why);
+        return;
+    }
+    s_log(a, "job %llu announced: student %s, %u rounds", (unsigned long long)a->job, a->spec.arch,
+          a->spec.rounds);
+    if (!a->spec.teacher_shipped) {
+        const char *p = cnd_agent_config_teacher(&a->cfg, a->spec.teacher_local);
+        if (!p) {
+            char why[200];
+            snprintf(why, sizeof why, "no local teacher named '%s' in this site's configuration",
+                     a->spec.teacher_local);
+            s_job_answer(a, 0, why);
+            return;
+        }
+        if (cnd_model_load(&a->teacher, p)) {
+            char why[400];
+            snprintf(why, sizeof why, "local teacher: %s", cnd_err_detail());
+            s_job_answer(a, 0, why);
+            return;
+        }
+        s_job_prepare(a);
+        return;
+    }
+    memcpy(a->teacher_digest, js->teacher_shipped->digest.data, 32);
+    char path[CND_AGENT_PATH_MAX + 100];
+    s_teacher_path(a, path, sizeof path);
+    if (cnd_file_exists(path) && cnd_model_load(&a->teacher, path) == 0) {
+        uint8_t *b = NULL;
+        size_t n = 0;
+        uint8_t d[32];
+        int ok = cnd_file_read(path, (size_t)a->cfg.max_model_mb << 20, &b, &n) == 0;
+        if (ok) cnd_sha256(d, b, n);
+        free(b);
+        if (ok && sodium_memcmp(d, a->teacher_digest, 32) == 0) {
+            s_job_prepare(a);
+            return;
+        }
+        cnd_model_destroy(&a->teacher);
+    }
+    cnd_err_clear();
+    cnd_proto_reject_t rej;
+    if (cnd_assembler_new(&a->teacher_asm, &rej, CONDENSER__OBJECT_KIND__OBJ_TEACHER,
+                          js->teacher_shipped, a->cfg.max_model_mb << 20)) {
+        char why[300];
+        snprintf(why, sizeof why, "teacher: %s", cnd_err_detail());
+        s_job_answer(a, 0, why);
+        return;
+    }
+    a->job_state = 1;
+}
+
+static void s_on_teacher_chunk(s_agent_t *a, const Condenser__Chunk *ch)
+{
+    if (a->job_state != 1 || !a->teacher_asm) return; /* we have it already */
+    cnd_proto_reject_t rej;
+    int rc = cnd_assembler_add(a->teacher_asm, &rej, ch);
+    if (rc && rc != CND_EEXIST) {
+        s_log(a, "teacher chunk refused: %s", cnd_err_detail());
+        return;
+    }
+    if (cnd_assembler_received(a->teacher_asm) < cnd_assembler_count(a->teacher_asm)) return;
+    uint8_t *data = NULL;
+    uint64_t len = 0;
+    rc = cnd_assembler_finish(a->teacher_asm, &rej, &data, &len);
+    cnd_assembler_destroy(&a->teacher_asm);
+    char path[CND_AGENT_PATH_MAX + 100], dir[CND_AGENT_PATH_MAX + 20];
+    s_teacher_path(a, path, sizeof path);
+    snprintf(dir, sizeof dir, "%s/teachers", a->cfg.work);
+    if (!rc) rc = cnd_model_deserialize(&a->teacher, data, (size_t)len, "the shipped teacher");
+    if (!rc) rc = cnd_mkdir_p(dir, 0700);
+    if (!rc) rc = cnd_file_write_atomic(path, data, (size_t)len, 0600);
+    free(data);
+    if (rc) {
+        char why[400];
+        snprintf(why, sizeof why, "teacher: %s", cnd_err_detail());
+        s_job_answer(a, 0, why);
+        return;
+    }
+    s_log(a, "teacher received (%llu bytes) and cached", (unsigned long long)len);
+    s_job_prepare(a);
+}
+
+/* --- incoming messages ---------------------------------------------------------------------- */
+
+static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
+{
+    cnd_proto_msg_t *m = NULL;
+    cnd_proto_reject_t rej;
+    if (cnd_proto_decode(&m, &rej, buf, len)) {
+        s_log(a, "dropped a malformed message from the coordinator: %s", cnd_err_detail());
+        return;
+    }
+    const Condenser__Envelope *env = m->env;
+    char sender[64];
+    if (cnd_proto_text(sender, sizeof sender, env->sender) ||
+        (a->hello_ok && strcmp(sender, a->coord_name) != 0 &&
+         env->type != CONDENSER__MSG_TYPE__MSG_HELLO_ACK)) {
+        s_log(a, "dropped a message whose sender is not the coordinator");
+        goto done;
+    }
+    if (env->type == CONDENSER__MSG_TYPE__MSG_HELLO_ACK) cnd_seqwin_init(&a->win);
+    if (cnd_seqwin_accept(&a->win, &rej, env->seq)) {
+        s_log(a, "dropped %s: %s", cnd_proto_type_name(env->type), cnd_err_detail());
+        goto done;
+    }
+    if (s_log_msg(a, 'I', cnd_proto_type_name(env->type), env->job_id, env->round, buf, len))
+        s_log(a, "ingress log: %s", cnd_err_detail());
+    if (cnd_proto_check_role(&rej, env, CONDENSER__ROLE__ROLE_COORDINATOR)) {
+        s_log(a, "dropped %s: %s", cnd_proto_type_name(env->type), cnd_err_detail());
+        goto done;
+    }
+    if (cnd_proto_phase_of(env) != CND_PHASE_IDLE) {
+        if (cnd_proto_check_round(&rej, env, &a->view)) {
+            s_log(a, "dropped %s: %s", cnd_proto_type_name(env->type), cnd_err_detail());
+            goto done;
+        }
+    }
+    switch (env->type) {
+    case CONDENSER__MSG_TYPE__MSG_HELLO_ACK:
+        if (cnd_proto_text(a->coord_name, sizeof a->coord_name, env->hello_ack->coordinator_name))
+            goto done;
+        a->hello_ok = 1;
+        a->hb_ms = (int)env->hello_ack->heartbeat_ms;
+        s_log(a, "connected to coordinator %s", a->coord_name);
+        break;
+    case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
+        s_on_job_announce(a, m);
+        break;
+    case CONDENSER__MSG_TYPE__MSG_CHUNK:
+        if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_TEACHER && env->job_id == a->job)
+            s_on_teacher_chunk(a, env->chunk);
+        else if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MODEL)
+            s_on_model_chunk(a, env->chunk);
+        break;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_START:
+        s_on_round_start(a, env);
+        break;
+    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER: {
+        a->view.phase = CND_PHASE_SHARE;
+        if (!a->sc) break;
+        cnd_buf_t b;
+        cnd_buf_init(&b);
+        int rc = cnd_secagg_client_share_keys(a->sc, &b, env->key_roster->body.data,
+                                              env->key_roster->body.len);
+        if (!rc && !b.err) {
+            Condenser__SecAggMessage sm;
+            condenser__sec_agg_message__init(&sm);
+            sm.body = cnd_proto_bytes(b.data, b.len);
+            if (s_send(a, CONDENSER__MSG_TYPE__MSG_SHARE_KEYS, &sm, a->job, env->round, 2000) ==
+                0) {
+                snprintf(a->rr.phase, sizeof a->rr.phase, "shared");
+                s_round_save(a);
+            }
+        } else {
+            char why[300];
+            snprintf(why, sizeof why, "key roster refused: %s", cnd_err_detail());
+            s_round_fail(a, why);
+        }
+        cnd_buf_free(&b);
+        break;
+    }
+    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
+        a->view.phase = CND_PHASE_MASKED;
+        if (!a->sc) break;
+        free(a->shares);
+        a->shares = malloc(env->shares_relay->body.len);
+        if (!a->shares) {
+            s_round_fail(a, "out of memory");
+            break;
+        }
+        memcpy(a->shares, env->shares_relay->body.data, env->shares_relay->body.len);
+        a->shares_len = env->shares_relay->body.len;
+        if (a->global) s_local_step(a);
+        break;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST: {
+        a->view.phase = CND_PHASE_UNMASK;
+        if (!a->sc) break;
+        cnd_buf_t b;
+        cnd_buf_init(&b);
+        int rc = cnd_secagg_client_unmask(a->sc, &b, env->unmask_request->body.data,
+                                          env->unmask_request->body.len);
+        if (!rc && !b.err) {
+            Condenser__SecAggMessage sm;
+            condenser__sec_agg_message__init(&sm);
+            sm.body = cnd_proto_bytes(b.data, b.len);
+            if (s_send(a, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &sm, a->job, env->round,
+                       2000) == 0) {
+                snprintf(a->rr.phase, sizeof a->rr.phase, "unmasked");
+                s_round_save(a);
+            }
+            a->resend_at = 0;
+        } else {
+            s_log(a, "round %u: refused the unmask request: %s", env->round, cnd_err_detail());
+        }
+        cnd_buf_free(&b);
+        break;
+    }
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END: {
+        const Condenser__RoundEnd *re = env->round_end;
+        a->view.phase = CND_PHASE_DONE;
+        const char *oc = re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED   ? "ok"
+                         : re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED ? "cancelled"
+                                                                                      : "failed";
+        char why[CND_PROTO_TEXT_MAX + 1] = "";
+        if (re->reason.len && cnd_proto_text(why, sizeof why, re->reason)) why[0] = 0;
+        for (char *p = why; *p; p++)
+            if ((unsigned char)*p < 0x20) *p = ' ';
+        if (a->round_open) {
+            snprintf(a->rr.outcome, sizeof a->rr.outcome, "%s", oc);
+            snprintf(a->rr.reason, sizeof a->rr.reason, "%s", why);
+            snprintf(a->rr.phase, sizeof a->rr.phase, "ended");
+            a->rr.ended_ms = cnd_unix_time() * 1000;
+            s_round_save(a);
+        }
+        s_log(a, "round %u/%u ended: %s%s%s", env->round, a->spec.rounds, oc, why[0] ? ": " : "",
+              why);
+        s_round_clear(a);
+        if (cnd_audit_checkpoint(a->audit, "round.end", NULL))
+            s_log(a, "audit: %s", cnd_err_detail());
+        if (a->o->until_done && (env->round >= a->spec.rounds ||
+                                 re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED))
+            a->done = 1;
+        break;
+    }
+    case CONDENSER__MSG_TYPE__MSG_ERROR: {
+        const Condenser__Error *e = env->error;
+        char text[CND_PROTO_TEXT_MAX + 1];
+        if (cnd_proto_text(text, sizeof text, e->text)) text[0] = 0;
+        for (char *p = text; *p; p++)
+            if ((unsigned char)*p < 0x20) *p = ' ';
+        if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED && strstr(text, "hello")) {
+            a->hello_ok = 0; /* the coordinator lost our session (it restarted) */
+            a->hello_sent = 0;
+        } else if (e->code == CONDENSER__ERROR_CODE__ERR_BUSY &&
+                   e->ref_type == CONDENSER__MSG_TYPE__MSG_MASKED_INPUT && a->masked) {
+            a->resend_at = cnd_now() + 0.2 + 0.5 * randombytes_uniform(1000) / 1000.0;
+        } else {
+            s_log(a, "coordinator error %s: %s", cnd_proto_error_name(e->code), text);
+        }
+        break;
+    }
+    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
+        break;
+    default:
+        s_log(a, "ignored %s", cnd_proto_type_name(env->type));
+        break;
+    }
+done:
+    cnd_proto_msg_destroy(&m);
+}
+
+/* --- main loop ------------------------------------------------------------------------------ */
+
+static int s_open(s_agent_t *a)
+{
+    int rc = cnd_agent_config_load(&a->cfg, a->o->config);
+    if (rc) return rc;
+    if ((rc = cnd_identity_load(&a->id, a->cfg.key))) return rc;
+    cnd_pubkey_fingerprint(a->fpr, cnd_identity_pk(a->id));
+    cnd_pubkey_fingerprint(a->coord_fpr, a->cfg.coordinator_pk);
+    if (a->cfg.certificate[0] &&
+        (rc = cnd_file_read(a->cfg.certificate, 4096, &a->cert, &a->cert_len)))
+        return rc;
+    if ((rc = cnd_astore_open(&a->store, a->cfg.state, 0))) return rc;
+    uint8_t sk[64];
+    cnd_identity_secret_key(sk, a->id);
+    char origin[96];
+    snprintf(origin, sizeof origin, "condenser/site/%s", a->cfg.name);
+    rc = cnd_audit_open_db(&a->audit, cnd_astore_db(a->store), sk, origin);
+    sodium_memzero(sk, sizeof sk);
+    if (rc) return cnd_err_wrap(rc, "%s: audit log", a->cfg.state);
+    uint8_t cpk[32], csk[32], spk[32];
+    if ((rc = cnd_identity_curve_keypair(cpk, csk, a->id))) return rc;
+    if ((rc = cnd_pubkey_to_curve(spk, a->cfg.coordinator_pk))) {
+        sodium_memzero(csk, sizeof csk);
+        return cnd_err_wrap(rc, "%s: [coordinator] public_key", a->cfg.path);
+    }
+    cnd_client_opts_t co;
+    memset(&co, 0, sizeof co);
+    co.endpoint = a->cfg.endpoint;
+    co.server_key = spk;
+    co.public_key = cpk;
+    co.secret_key = csk;
+    co.heartbeat_ivl_ms = 1000;
+    co.reconnect_ivl_ms = 100;
+    co.reconnect_ivl_max_ms = 2000;
+    rc = cnd_client_new(&a->cli, &co);
+    sodium_memzero(csk, sizeof csk);
+    return rc;
+}
+
+int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
+{
+    s_agent_t *a = calloc(1, sizeof *a);
+    if (!a) return cnd_errf(CND_ENOMEM, "agent: out of memory");
+    a->o = o;
+    a->seq = cnd_proto_seq_start();
+    a->hb_ms = 2000;
+    cnd_seqwin_init(&a->win);
+    const char *fault = getenv("CND_AGENT_FAULT");
+    if (fault && *fault) {
+        char what[16];
+        int r = 0;
+        if (sscanf(fault, "%15[a-z]:%d", what, &r) == 2 && r > 0) {
+            a->fault_round = r;
+            a->fault = strcmp(what, "advertise") == 0 ? S_FAULT_ADVERTISE
+                       : strcmp(what, "masked") == 0  ? S_FAULT_MASKED
+                       : strcmp(what, "train") == 0   ? S_FAULT_TRAIN
+                                                      : S_FAULT_NONE;
+        }
+    }
+    int rc = s_open(a);
+    if (rc) goto out;
+    s_log(a, "site %s, data %s, coordinator %s (pinned key SHA256:%.16s...)", a->cfg.name,
+          a->cfg.data, a->cfg.endpoint, a->coord_fpr);
+    double t0 = cnd_now();
+    void *sock = cnd_client_socket(a->cli);
+    while (!*stop && !a->done) {
+        double now = cnd_now();
+        if (o->max_seconds > 0 && now - t0 > o->max_seconds) {
+            rc = cnd_errf(CND_ETIMEOUT, "agent: gave up after %.0f s", o->max_seconds);
+            break;
+        }
+        cnd_client_state_t st;
+        cnd_client_state(a->cli, &st);
+        if (!st.connected && st.auth_refusals) {
+            rc = cnd_errf(CND_EPERM,
+                          "the coordinator refused this site's key (ZAP status %d): "
+                          "it is not enrolled, or it was revoked",
+                          st.last_status);
+            break;
+        }
+        if (st.connected && !a->hello_ok && now - a->hello_sent > 3.0) {
+            int r = s_send_hello(a);
+            if (r == CND_EPERM) {
+                rc = r;
+                break;
+            }
+        }
+        if (a->hello_ok && now - a->last_sent > a->hb_ms / 1e3) {
+            Condenser__Heartbeat hb;
+            condenser__heartbeat__init(&hb);
+            hb.unix_ms = (uint64_t)cnd_unix_time() * 1000;
+            (void)s_send(a, CONDENSER__MSG_TYPE__MSG_HEARTBEAT, &hb, 0, 0, 200);
+        }
+        if (a->resend_at > 0 && now >= a->resend_at && a->masked) {
+            a->resend_at = 0;
+            s_log(a, "round %u: the coordinator was busy; sending the masked update again",
+                  a->view.round);
+            (void)s_send_masked(a);
+        }
+        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 200) < 0 && zmq_errno() != EINTR) {
+            rc = cnd_errf(CND_EIO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+            break;
+        }
+        for (int k = 0; k < 256 && !a->done; k++) {
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            int r = cnd_client_recv(a->cli, &buf, &len, 0);
+            if (r) {
+                cnd_err_clear();
+                break;
+            }
+            s_on_frame(a, buf, len);
+            free(buf);
+        }
+    }
+out:
+    if (a->round_open) {
+        snprintf(a->rr.outcome, sizeof a->rr.outcome, "abandoned");
+        snprintf(a->rr.phase, sizeof a->rr.phase, "ended");
+        s_round_save(a);
+    }
+    s_job_clear(a);
+    cnd_client_destroy(&a->cli);
+    cnd_audit_close(&a->audit);
+    cnd_astore_close(&a->store);
+    cnd_identity_destroy(&a->id);
+    free(a->cert);
+    free(a);
+    return rc;
+}

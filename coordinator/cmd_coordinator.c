@@ -1,0 +1,173 @@
+/*
+ * cmd_coordinator.c: `condenser coordinator init|run`.
+ *
+ * init creates the coordinator directory (coord_admin.h): its identity (or adopts an existing
+ * one with --key-dir), the database, and the first audit entry (the coordinator enrolling
+ * itself). run is the daemon (coord_daemon.h) with progress lines on stderr; SIGINT/SIGTERM stop
+ * it cleanly (a round in flight is redone on the next start; SIGKILL is equally safe).
+ */
+#include "audit_actions.h"
+#include "audit_json.h"
+#include "cli.h"
+#include "clock.h"
+#include "commands.h"
+#include "coord_admin.h"
+#include "coord_daemon.h"
+#include "digest.h"
+#include "fileio.h"
+#include "identity.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int s_init(int argc, char **argv)
+{
+    const char *dir = cnd_coord_default_dir(), *name = "coordinator", *key_dir = NULL;
+    const cnd_opt_t opts[] = {
+        {"dir", CND_OPT_STR, &dir, "DIR",
+         "coordinator directory to create (default $CND_COORDINATOR_DIR or .)"},
+        {"name", CND_OPT_STR, &name, "NAME", "the coordinator's node name (default coordinator)"},
+        {"key-dir", CND_OPT_STR, &key_dir, "DIR",
+         "use the identity in DIR (from condenser keygen) instead of a new one"},
+        {0}};
+    const cnd_cli_t cli = {
+        "condenser coordinator init [--dir DIR] [--name NAME] [--key-dir DIR]",
+        "Creates a coordinator: its Ed25519 identity (DIR/identity.key, mode 0600), whose X25519 "
+        "form is the CurveZMQ key every agent pins, and its database (DIR/coordinator.db) with "
+        "an audit log. Prints the public key to give to site operators.",
+        opts, 0, 0};
+    int npos;
+    char **pos;
+    int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
+    if (rc) return rc > 0 ? 0 : rc;
+    if (!cnd_cstore_name_ok(name))
+        return cnd_errf(CND_EINVAL, "--name '%s' is not a valid node name", name);
+    char db[600];
+    snprintf(db, sizeof db, "%s/%s", dir, CND_COORD_DB_FILE);
+    if (cnd_file_exists(db))
+        return cnd_errf(CND_EEXIST, "%s exists already: this directory holds a coordinator", db);
+    if ((rc = cnd_mkdir_p(dir, 0700))) return rc;
+    cnd_identity_t *id = NULL;
+    if (key_dir) {
+        char kp[600];
+        snprintf(kp, sizeof kp, "%s/%s", key_dir, CND_IDENTITY_KEY_FILE);
+        if (!(rc = cnd_identity_load(&id, kp)) && strcmp(key_dir, dir) != 0)
+            rc = cnd_identity_save(id, dir, 0);
+    } else {
+        rc = cnd_identity_generate(&id);
+        if (!rc) rc = cnd_identity_save(id, dir, 0);
+    }
+    if (rc) goto done;
+    cnd_cstore_t *s = NULL;
+    if ((rc = cnd_cstore_open(&s, db, 1))) goto done;
+    rc = cnd_cstore_meta_set(s, "name", name);
+    cnd_cstore_close(&s);
+    if (rc) goto done;
+    cnd_coord_t c;
+    if ((rc = cnd_coord_open(&c, dir, 1))) goto done;
+    char hex[65];
+    cnd_hex(hex, cnd_identity_pk(c.id), 32);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "name");
+    cnd_jw_str(&w, name);
+    cnd_jw_key(&w, "role");
+    cnd_jw_str(&w, "coordinator");
+    cnd_jw_key(&w, "public_key");
+    cnd_jw_str(&w, hex);
+    cnd_jw_obj_end(&w);
+    cnd_audit_rec_t a = {
+        .actor = c.fpr, .action = CND_AUDIT_ENROLL, .subject = c.fpr, .details = cnd_jw_text(&w)};
+    rc = cnd_audit_append(c.audit, &a, NULL);
+    cnd_jw_free(&w);
+    if (!rc) rc = cnd_coord_admin_log(&c, "coordinator.init", argc, argv, c.fpr, "", "ok");
+    if (!rc) rc = cnd_audit_checkpoint(c.audit, "init", NULL);
+    if (!rc) {
+        printf("coordinator %s initialised in %s\n", name, dir);
+        printf("database     %s\n", db);
+        printf("public key   %s/%s  (agents pin it: [coordinator] public_key = %s)\n", dir,
+               CND_IDENTITY_PUB_FILE, hex);
+        printf("fingerprint  SHA256:%s\n", c.fpr);
+    }
+    cnd_coord_close(&c);
+done:
+    cnd_identity_destroy(&id);
+    return rc;
+}
+
+static volatile sig_atomic_t s_stop;
+
+static void s_on_signal(int sig)
+{
+    (void)sig;
+    s_stop = 1;
+}
+
+static void s_print_log(void *ctx, const char *line)
+{
+    (void)ctx;
+    char t[32];
+    cnd_iso8601(t, cnd_unix_time());
+    fprintf(stderr, "%s coordinator: %s\n", t, line);
+    fflush(stderr);
+}
+
+static int s_run(int argc, char **argv)
+{
+    const char *dir = cnd_coord_default_dir(), *endpoint = "tcp://127.0.0.1:7700";
+    const char *endpoint_file = NULL, *capture = NULL;
+    int until_done = 0, quiet = 0;
+    long threads = 1, hb = 2000;
+    const cnd_opt_t opts[] = {
+        {"dir", CND_OPT_STR, &dir, "DIR",
+         "coordinator directory (default $CND_COORDINATOR_DIR or .)"},
+        {"endpoint", CND_OPT_STR, &endpoint, "EP",
+         "where to listen (default tcp://127.0.0.1:7700; port * = any)"},
+        {"endpoint-file", CND_OPT_STR, &endpoint_file, "FILE", "write the bound endpoint to FILE"},
+        {"until-done", CND_OPT_FLAG, &until_done, NULL, "exit once no job is pending or running"},
+        {"threads", CND_OPT_INT, &threads, "N", "threads for SecAgg+ mask removal (default 1)", 1,
+         64},
+        {"heartbeat-ms", CND_OPT_INT, &hb, "MS", "heartbeat interval asked of nodes (default 2000)",
+         100, 3600000},
+        {"capture", CND_OPT_STR, &capture, "FILE",
+         "append every received frame to FILE (diagnostics, canary checks)"},
+        {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
+        {0}};
+    const cnd_cli_t cli = {
+        "condenser coordinator run [--dir DIR] [--endpoint EP] [--until-done]",
+        "Runs the coordinator: admits enrolled sites over CurveZMQ, runs the jobs in the order "
+        "they were created, round by round (SecAgg+ with deadlines on every phase), and keeps "
+        "every state change and message in its database and audit log. Stop with Ctrl-C; a "
+        "round in flight is redone when it starts again.",
+        opts, 0, 0};
+    int npos;
+    char **pos;
+    int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
+    if (rc) return rc > 0 ? 0 : rc;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    cnd_coord_run_opts_t o = {dir,        endpoint, endpoint_file,     capture,
+                              until_done, (int)hb,  (unsigned)threads, quiet ? NULL : s_print_log,
+                              NULL};
+    return cnd_coord_run(&o, &s_stop);
+}
+
+int cnd_cmd_coordinator(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        printf("usage: condenser coordinator init|run [options]   (--help after each)\n");
+        return argc < 2 ? cnd_errf(CND_EINVAL, "a subcommand is required: init, run") : 0;
+    }
+    if (strcmp(argv[1], "init") == 0) return s_init(argc - 1, argv + 1);
+    if (strcmp(argv[1], "run") == 0) return s_run(argc - 1, argv + 1);
+    return cnd_errf(CND_EINVAL, "unknown subcommand 'coordinator %s' (init, run)", argv[1]);
+}

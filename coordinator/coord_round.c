@@ -1,0 +1,964 @@
+/*
+ * coord_round.c: the coordinator's round state machine (see coord_round.h).
+ *
+ * Invariants:
+ *   - r->rec mirrors the persisted round row; every change of phase or outcome goes through
+ *     s_persist(), which writes it, and io->commit() runs before any message of the next phase
+ *     leaves, so what a site sees never runs ahead of what a restarted coordinator would find.
+ *   - Site statuses are the SecAgg+ server's (crypto/secagg.h) plus CND_RSITE_* bits; the server
+ *     object is the authority on who advertised, shared, masked and unmasked.
+ *   - Nothing from a site is used before crypto/ or the assembler accepted it; a refused
+ *     message changes nothing here either.
+ */
+#include "coord_round.h"
+#include "audit_actions.h"
+#include "audit_json.h"
+#include "chunk.h"
+#include "clock.h"
+#include "digest.h"
+#include "fixedpoint.h"
+#include "modelfile.h"
+#include "secagg.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+typedef struct {
+    cnd_assembler_t *a; /* NULL when the slot is free */
+    uint32_t idx;       /* uploading site */
+} s_upload_t;
+
+struct cnd_round {
+    cnd_coord_t *c;
+    cnd_round_io_t io;
+    cnd_job_spec_t spec;
+    cnd_round_rec_t rec;  /* the persisted row and its sites */
+    uint8_t (*ed_pk)[32]; /* n identity keys, SecAgg+ order */
+    Condenser__Participant *roster;
+    Condenser__Participant **rosterp;
+    cnd_secagg_params_t sp;
+    cnd_fxp_params_t fp;
+    cnd_fxp_layout_t lay;
+    cnd_secagg_server_t *sa;
+    uint8_t *model; /* the global model file bytes sent this round */
+    size_t model_len;
+    Condenser__ObjectInfo model_info;
+    uint8_t model_digest[32];
+    int64_t model_version; /* version of that model */
+    cnd_phase_t phase;
+    double phase_start; /* cnd_now() when the phase opened */
+    double deadline;    /* cnd_now() when it closes at the latest */
+    s_upload_t up[CND_ROUND_MAX_UPLOADS];
+    int ended; /* 1 after RoundEnd went out */
+    int ok;    /* ended with a new model version */
+    int64_t new_version;
+    unsigned threads;
+};
+
+static int64_t s_now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static const char *const s_phase_names[] = {"idle",   "advertise", "share",
+                                            "masked", "unmask",    "done"};
+
+static void s_sync_status(cnd_round_t *r)
+{
+    if (!r->sa) return;
+    const uint8_t *st = cnd_secagg_server_status(r->sa);
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        r->rec.sites[i].status = (r->rec.sites[i].status & ~0xfu) | (st[i] & 0xfu);
+}
+
+static int s_persist(cnd_round_t *r)
+{
+    s_sync_status(r);
+    r->rec.phase_ms = s_now_ms();
+    snprintf(r->rec.phase, sizeof r->rec.phase, "%s", s_phase_names[r->phase]);
+    return cnd_cstore_round_update(r->c->store, &r->rec);
+}
+
+static void s_open_phase(cnd_round_t *r, cnd_phase_t ph)
+{
+    r->phase = ph;
+    r->phase_start = cnd_now();
+    int i = ph - CND_PHASE_ADVERTISE;
+    r->deadline = r->phase_start + (double)r->spec.deadline_ms[i] / 1e3;
+}
+
+/* --- audit ---------------------------------------------------------------------------------- */
+
+static void s_jw_fprs(cnd_jw_t *w, const cnd_round_t *r, uint32_t need, int want)
+{
+    cnd_jw_arr(w);
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        if (((r->rec.sites[i].status & need) != 0) == want) cnd_jw_str(w, r->rec.sites[i].fpr);
+    cnd_jw_arr_end(w);
+}
+
+static int s_audit_round_end(cnd_round_t *r, const char *status, const uint8_t *agg_digest,
+                             const uint8_t *model_digest)
+{
+    char jid[32], subj[32];
+    snprintf(jid, sizeof jid, "%lld", (long long)r->rec.job);
+    snprintf(subj, sizeof subj, "round %u", r->rec.round);
+    int applied = strcmp(status, "ok") == 0;
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "round");
+    cnd_jw_int(&w, r->rec.round);
+    cnd_jw_key(&w, "attempt");
+    cnd_jw_int(&w, r->rec.attempt);
+    cnd_jw_key(&w, "status");
+    cnd_jw_str(&w, status);
+    cnd_jw_key(&w, "participants");
+    if (applied)
+        s_jw_fprs(&w, r, CND_SECAGG_ST_MASKED, 1);
+    else {
+        cnd_jw_arr(&w);
+        cnd_jw_arr_end(&w);
+    }
+    cnd_jw_key(&w, "dropouts");
+    s_jw_fprs(&w, r, CND_SECAGG_ST_MASKED, 0);
+    double acc = 0, loss = 0;
+    uint64_t ws = 0;
+    for (uint32_t i = 0; i < r->rec.n; i++) {
+        const cnd_rsite_t *x = &r->rec.sites[i];
+        if ((x->status & CND_RSITE_METRICS) && (x->status & CND_SECAGG_ST_MASKED)) {
+            acc += x->accuracy * (double)x->samples;
+            loss += x->loss * (double)x->samples;
+            ws += x->samples;
+        }
+    }
+    if (ws) {
+        cnd_jw_key(&w, "metrics");
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "accuracy");
+        cnd_jw_double(&w, acc / (double)ws);
+        cnd_jw_key(&w, "loss");
+        cnd_jw_double(&w, loss / (double)ws);
+        cnd_jw_key(&w, "samples");
+        cnd_jw_int(&w, (int64_t)ws);
+        cnd_jw_obj_end(&w);
+    }
+    cnd_jw_key(&w, "qat");
+    cnd_jw_bool(&w, r->rec.qat);
+    if (r->rec.reason[0]) {
+        cnd_jw_key(&w, "reason");
+        cnd_jw_str(&w, r->rec.reason);
+    }
+    cnd_jw_obj_end(&w);
+    cnd_audit_digest_t dg[2];
+    size_t nd = 0;
+    if (agg_digest) {
+        dg[nd].name = "aggregate";
+        memcpy(dg[nd++].sha256, agg_digest, 32);
+    }
+    if (model_digest) {
+        dg[nd].name = "model";
+        memcpy(dg[nd++].sha256, model_digest, 32);
+    }
+    cnd_audit_rec_t a = {.actor = r->c->fpr,
+                         .action = CND_AUDIT_ROUND_END,
+                         .subject = subj,
+                         .job = jid,
+                         .details = cnd_jw_text(&w),
+                         .digests = nd ? dg : NULL,
+                         .n_digests = nd};
+    int rc = a.details ? cnd_audit_append(r->c->audit, &a, NULL) : CND_ENOMEM;
+    cnd_jw_free(&w);
+    if (!rc) rc = cnd_audit_checkpoint(r->c->audit, "round.end", NULL);
+    return rc;
+}
+
+/* --- sending -------------------------------------------------------------------------------- */
+
+static void s_send(cnd_round_t *r, uint32_t i, Condenser__MsgType t, void *payload)
+{
+    /* A failed send only means the site misses it; its deadline handles the rest. */
+    (void)r->io.send(r->io.ctx, r->rec.sites[i].name, t, payload, (uint64_t)r->rec.job,
+                     r->rec.round);
+}
+
+static void s_send_round_end(cnd_round_t *r, Condenser__RoundOutcome outcome)
+{
+    Condenser__RoundEnd re;
+    condenser__round_end__init(&re);
+    re.outcome = outcome;
+    uint32_t surv = 0;
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
+    if (outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED) {
+        re.model_digest = cnd_proto_bytes(r->model_digest, 32);
+        re.survivors = surv;
+    } else {
+        re.reason = cnd_proto_str(r->rec.reason[0] ? r->rec.reason : "round failed");
+        if (re.reason.len > CND_PROTO_TEXT_MAX) re.reason.len = CND_PROTO_TEXT_MAX;
+    }
+    for (uint32_t i = 0; i < r->rec.n; i++) s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_END, &re);
+    r->ended = 1;
+    r->phase = CND_PHASE_DONE;
+}
+
+/* Ends the round without applying anything. */
+static void s_fail(cnd_round_t *r, const char *outcome, const char *why)
+{
+    if (r->ended) return;
+    s_sync_status(r);
+    snprintf(r->rec.outcome, sizeof r->rec.outcome, "%s", outcome);
+    snprintf(r->rec.reason, sizeof r->rec.reason, "%s", why);
+    r->rec.ended_ms = s_now_ms();
+    if (r->phase >= CND_PHASE_ADVERTISE && r->phase <= CND_PHASE_UNMASK)
+        r->rec.t_phase[r->phase - CND_PHASE_ADVERTISE] = cnd_now() - r->phase_start;
+    r->phase = CND_PHASE_DONE;
+    /* Best effort: if the store fails the round is still over in memory, and a restart finds
+     * it open and redoes it. */
+    if (!s_persist(r) && !s_audit_round_end(r, "failed", NULL, NULL)) (void)r->io.commit(r->io.ctx);
+    s_send_round_end(r, strcmp(outcome, "cancelled") == 0
+                            ? CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED
+                            : CONDENSER__ROUND_OUTCOME__OUTCOME_FAILED);
+}
+
+/* --- start ---------------------------------------------------------------------------------- */
+
+void cnd_round_destroy(cnd_round_t **pr)
+{
+    if (!pr || !*pr) return;
+    cnd_round_t *r = *pr;
+    for (int i = 0; i < CND_ROUND_MAX_UPLOADS; i++) cnd_assembler_destroy(&r->up[i].a);
+    cnd_secagg_server_destroy(&r->sa);
+    cnd_round_rec_free(&r->rec);
+    free(r->ed_pk);
+    free(r->roster);
+    free(r->rosterp);
+    free(r->model);
+    free(r);
+    *pr = NULL;
+}
+
+int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io, int64_t job_id,
+                    const cnd_job_spec_t *spec, uint32_t round, uint32_t attempt,
+                    const cnd_round_site_t *sites, uint32_t n, int qat, unsigned threads)
+{
+    *out = NULL;
+    if (n < 2 || n > CND_PROTO_MAX_PEERS)
+        return cnd_errf(CND_EINVAL, "round %u: %u sites (2..%d)", round, n, CND_PROTO_MAX_PEERS);
+    cnd_round_t *r = calloc(1, sizeof *r);
+    if (!r) return cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
+    r->c = c;
+    r->io = *io;
+    r->spec = *spec;
+    r->threads = threads;
+    r->new_version = -1;
+    int rc;
+    cnd_model_t *m = NULL;
+    cnd_model_rec_t mrec;
+    memset(&mrec, 0, sizeof mrec);
+    if ((rc = cnd_cstore_model_latest(c->store, job_id, "float", &mrec, &r->model, &r->model_len)))
+        goto fail;
+    r->model_version = mrec.version;
+    memcpy(r->model_digest, mrec.digest, 32);
+    cnd_model_rec_free(&mrec);
+    if ((rc = cnd_model_deserialize(&m, r->model, r->model_len, "the global model"))) goto fail;
+    size_t dim = m->num_params + m->num_state;
+    cnd_model_destroy(&m);
+    if (dim > UINT32_MAX / 2) {
+        rc = cnd_errf(CND_ERANGE, "round %u: the model has %zu values; too many", round, dim);
+        goto fail;
+    }
+    r->fp = (cnd_fxp_params_t){(uint32_t)dim,   n, spec->value_bits, spec->clip, spec->l2_clip,
+                               spec->sample_cap};
+    if ((rc = cnd_fxp_layout(&r->lay, &r->fp))) goto fail;
+
+    /* SecAgg+ parameters: the threshold and survivor minimum follow the job, adjusted to the
+     * neighbourhood size this many sites give. */
+    memset(&r->sp, 0, sizeof r->sp);
+    r->sp.round_id = ((uint64_t)job_id << 40) | ((uint64_t)round << 12) | (attempt & 0xfff);
+    randombytes_buf(r->sp.round_seed, sizeof r->sp.round_seed);
+    r->sp.n = n;
+    r->sp.degree = spec->neighbours ? spec->neighbours : cnd_secagg_default_degree(n);
+    if (r->sp.degree > n - 1) r->sp.degree = n - 1;
+    if (r->sp.degree != n - 1 && r->sp.degree % 2) r->sp.degree++;
+    uint32_t k = r->sp.degree + 1, t = spec->threshold;
+    if (t < k / 2 + 1) t = k / 2 + 1;
+    if (t > k) t = k;
+    r->sp.threshold = t;
+    uint32_t ms = spec->quorum > t ? spec->quorum : t;
+    r->sp.min_survivors = ms > n ? n : ms;
+    r->sp.len = r->lay.len;
+    r->sp.bits = r->lay.bits;
+    if ((rc = cnd_secagg_params_fill(&r->sp))) goto fail;
+    r->ed_pk = malloc((size_t)n * 32);
+    r->roster = calloc(n, sizeof *r->roster);
+    r->rosterp = calloc(n, sizeof *r->rosterp);
+    r->rec.sites = calloc(n, sizeof *r->rec.sites);
+    if (!r->ed_pk || !r->roster || !r->rosterp || !r->rec.sites) {
+        rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
+        goto fail;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        memcpy(r->ed_pk[i], sites[i].ed_pk, 32);
+        cnd_rsite_t *x = &r->rec.sites[i];
+        x->idx = i;
+        snprintf(x->name, sizeof x->name, "%s", sites[i].name);
+        snprintf(x->fpr, sizeof x->fpr, "%s", sites[i].fpr);
+        condenser__participant__init(&r->roster[i]);
+        r->roster[i].participant_id = i + 1;
+        r->roster[i].node_name = cnd_proto_str(r->rec.sites[i].name);
+        r->roster[i].identity_key = cnd_proto_bytes(r->ed_pk[i], 32);
+        if (sites[i].cert)
+            r->roster[i].certificate = cnd_proto_bytes(sites[i].cert, sites[i].cert_len);
+        r->rosterp[i] = &r->roster[i];
+    }
+    if ((rc = cnd_secagg_server_new(&r->sa, &r->sp, (const uint8_t(*)[32])r->ed_pk, n, threads)))
+        goto fail;
+    uint8_t dig[32];
+    if ((rc = cnd_chunk_plan(&r->model_info, dig, r->model, r->model_len, CND_PROTO_CHUNK_DEFAULT)))
+        goto fail;
+    r->model_info.digest = cnd_proto_bytes(r->model_digest, 32);
+
+    /* Persist the round and its round.start entry before anything is sent. */
+    r->rec.job = job_id;
+    r->rec.round = round;
+    r->rec.attempt = attempt;
+    r->rec.qat = qat;
+    r->rec.n = n;
+    r->rec.model_version = -1;
+    r->rec.started_ms = s_now_ms();
+    r->rec.phase_ms = r->rec.started_ms;
+    snprintf(r->rec.phase, sizeof r->rec.phase, "advertise");
+    cnd_buf_t pb;
+    cnd_buf_init(&pb);
+    if ((rc = cnd_secagg_params_encode(&pb, &r->sp)) || pb.len != sizeof r->rec.params) {
+        cnd_buf_free(&pb);
+        rc = rc ? rc : cnd_errf(CND_EINVAL, "round %u: unexpected parameter encoding", round);
+        goto fail;
+    }
+    memcpy(r->rec.params, pb.data, pb.len);
+    cnd_buf_free(&pb);
+    if ((rc = cnd_cstore_round_insert(c->store, &r->rec))) goto fail;
+    {
+        char jid[32], subj[32];
+        snprintf(jid, sizeof jid, "%lld", (long long)job_id);
+        snprintf(subj, sizeof subj, "round %u", round);
+        cnd_jw_t w;
+        cnd_jw_init(&w);
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "round");
+        cnd_jw_int(&w, round);
+        cnd_jw_key(&w, "attempt");
+        cnd_jw_int(&w, attempt);
+        cnd_jw_key(&w, "sites");
+        s_jw_fprs(&w, r, 0, 0);
+        cnd_jw_key(&w, "model_version");
+        cnd_jw_int(&w, r->model_version);
+        cnd_jw_key(&w, "qat");
+        cnd_jw_bool(&w, qat);
+        cnd_jw_key(&w, "secagg");
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "threshold");
+        cnd_jw_int(&w, r->sp.threshold);
+        cnd_jw_key(&w, "degree");
+        cnd_jw_int(&w, r->sp.degree);
+        cnd_jw_key(&w, "min_survivors");
+        cnd_jw_int(&w, r->sp.min_survivors);
+        cnd_jw_key(&w, "ring_bits");
+        cnd_jw_int(&w, r->sp.bits);
+        cnd_jw_key(&w, "length");
+        cnd_jw_int(&w, r->sp.len);
+        cnd_jw_obj_end(&w);
+        cnd_jw_obj_end(&w);
+        cnd_audit_digest_t dg = {"global_model", {0}};
+        memcpy(dg.sha256, r->model_digest, 32);
+        cnd_audit_rec_t a = {.actor = c->fpr,
+                             .action = CND_AUDIT_ROUND_START,
+                             .subject = subj,
+                             .job = jid,
+                             .details = cnd_jw_text(&w),
+                             .digests = &dg,
+                             .n_digests = 1};
+        rc = a.details ? cnd_audit_append(c->audit, &a, NULL) : CND_ENOMEM;
+        cnd_jw_free(&w);
+        if (rc) goto fail;
+    }
+    if ((rc = io->commit(io->ctx))) goto fail;
+
+    /* RoundStart and the model, site by site. */
+    cnd_buf_t params;
+    cnd_buf_init(&params);
+    cnd_buf_put(&params, r->rec.params, sizeof r->rec.params);
+    Condenser__Deadlines dl;
+    condenser__deadlines__init(&dl);
+    dl.advertise_ms = spec->deadline_ms[0];
+    dl.share_ms = spec->deadline_ms[1];
+    dl.masked_input_ms = spec->deadline_ms[2];
+    dl.unmask_ms = spec->deadline_ms[3];
+    for (uint32_t i = 0; i < n; i++) {
+        Condenser__RoundStart rs;
+        condenser__round_start__init(&rs);
+        rs.model = &r->model_info;
+        rs.participant_id = i + 1;
+        rs.participants = n;
+        rs.qat = qat;
+        rs.deadlines = &dl;
+        rs.secagg_params = cnd_proto_bytes(r->rec.params, sizeof r->rec.params);
+        rs.n_roster = n;
+        rs.roster = r->rosterp;
+        s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
+        for (uint32_t k2 = 0; k2 < r->model_info.chunk_count; k2++) {
+            Condenser__Chunk ch;
+            uint8_t sha[32];
+            if (cnd_chunk_piece(&ch, sha, CONDENSER__OBJECT_KIND__OBJ_MODEL, &r->model_info,
+                                r->model, k2))
+                break;
+            s_send(r, i, CONDENSER__MSG_TYPE__MSG_CHUNK, &ch);
+        }
+    }
+    cnd_buf_free(&params);
+    s_open_phase(r, CND_PHASE_ADVERTISE);
+    *out = r;
+    return 0;
+fail:
+    cnd_model_destroy(&m);
+    cnd_round_destroy(&r);
+    return rc;
+}
+
+/* --- phases --------------------------------------------------------------------------------- */
+
+int cnd_round_site_index(const cnd_round_t *r, const char *site)
+{
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        if (strcmp(r->rec.sites[i].name, site) == 0) return (int)i;
+    return -1;
+}
+
+void cnd_round_view(const cnd_round_t *r, cnd_round_view_t *v)
+{
+    v->job_id = (uint64_t)r->rec.job;
+    v->round = r->rec.round;
+    v->phase = r->phase;
+}
+
+uint32_t cnd_round_number(const cnd_round_t *r)
+{
+    return r->rec.round;
+}
+
+const char *cnd_round_reason(const cnd_round_t *r)
+{
+    return r->rec.reason;
+}
+
+int cnd_round_result(const cnd_round_t *r, int64_t *version)
+{
+    if (version) *version = r->new_version;
+    return r->ok;
+}
+
+double cnd_round_time_left(const cnd_round_t *r, double now)
+{
+    if (r->ended) return 0;
+    double left = r->deadline - now;
+    return left > 0 ? left : 0;
+}
+
+/* Whether every site still expected in the current phase has answered. */
+static int s_phase_complete(const cnd_round_t *r)
+{
+    const uint8_t *st = cnd_secagg_server_status(r->sa);
+    uint8_t need, have;
+    switch (r->phase) {
+    case CND_PHASE_ADVERTISE:
+        need = 0, have = CND_SECAGG_ST_ADVERTISED;
+        break;
+    case CND_PHASE_SHARE:
+        need = CND_SECAGG_ST_ADVERTISED, have = CND_SECAGG_ST_SHARED;
+        break;
+    case CND_PHASE_MASKED:
+        need = CND_SECAGG_ST_SHARED, have = CND_SECAGG_ST_MASKED;
+        break;
+    case CND_PHASE_UNMASK:
+        need = CND_SECAGG_ST_MASKED, have = CND_SECAGG_ST_UNMASKED;
+        break;
+    default:
+        return 0;
+    }
+    for (uint32_t i = 0; i < r->rec.n; i++) {
+        if (r->rec.sites[i].status & CND_RSITE_FAILED) continue;
+        if ((st[i] & need) == need && !(st[i] & have)) return 0;
+    }
+    return 1;
+}
+
+static void s_close_phase_time(cnd_round_t *r)
+{
+    r->rec.t_phase[r->phase - CND_PHASE_ADVERTISE] = cnd_now() - r->phase_start;
+}
+
+/* Opens `next` after persisting it, then sends its opening message to every site whose status
+ * has `flag`, built by msg(). */
+typedef int (*s_msg_fn)(cnd_secagg_server_t *s, cnd_buf_t *out, uint32_t v);
+
+static int s_next_phase(cnd_round_t *r, cnd_phase_t next, uint8_t flag, s_msg_fn msg,
+                        Condenser__MsgType type)
+{
+    s_close_phase_time(r);
+    s_open_phase(r, next);
+    int rc = s_persist(r);
+    if (!rc) rc = r->io.commit(r->io.ctx);
+    if (rc) return rc;
+    const uint8_t *st = cnd_secagg_server_status(r->sa);
+    for (uint32_t i = 0; i < r->rec.n; i++) {
+        if (!(st[i] & flag) || (r->rec.sites[i].status & CND_RSITE_FAILED)) continue;
+        cnd_buf_t b;
+        cnd_buf_init(&b);
+        if (msg(r->sa, &b, i) == 0 && !b.err) {
+            Condenser__SecAggMessage m;
+            condenser__sec_agg_message__init(&m);
+            m.body = cnd_proto_bytes(b.data, b.len);
+            s_send(r, i, type, &m);
+        }
+        cnd_buf_free(&b);
+    }
+    /* The phase was opened before the sends; time spent sending counts toward it. */
+    return 0;
+}
+
+/* Removes the masks, decodes the weighted average and writes the new model version. */
+static int s_finish(cnd_round_t *r)
+{
+    double t0 = cnd_now();
+    s_close_phase_time(r);
+    /* Everything this writes (model version, momentum, round row, audit entries) commits
+     * together or not at all. */
+    sqlite3 *db = cnd_cstore_db(r->c->store);
+    if (sqlite3_exec(db, "SAVEPOINT round_finish", NULL, NULL, NULL) != SQLITE_OK)
+        return cnd_errf(CND_EDB, "round %u: %s", r->rec.round, sqlite3_errmsg(db));
+    size_t dim = r->fp.dim;
+    uint32_t *sum = malloc((size_t)r->sp.len * sizeof *sum);
+    float *avg = malloc(dim * sizeof *avg);
+    float *mom = NULL;
+    cnd_model_t *m = NULL;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    int rc = 0;
+    if (!sum || !avg) {
+        rc = cnd_errf(CND_ENOMEM, "round %u: out of memory for the aggregate", r->rec.round);
+        goto done;
+    }
+    if ((rc = cnd_secagg_server_finish(r->sa, sum))) goto done;
+    s_sync_status(r);
+    uint64_t total_w = 0;
+    if ((rc = cnd_fxp_decode(avg, &total_w, &r->fp, &r->lay, sum))) goto done;
+    /* Digest of the recovered sum as little-endian 32-bit words. */
+    uint8_t agg[32];
+    {
+        cnd_sha256_t *h = cnd_sha256_new();
+        if (!h) {
+            rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", r->rec.round);
+            goto done;
+        }
+        for (uint32_t i = 0; i < r->sp.len; i++) {
+            uint8_t le[4];
+            cnd_st_le32(le, sum[i]);
+            cnd_sha256_update(h, le, 4);
+        }
+        cnd_sha256_final(h, agg);
+        cnd_sha256_destroy(&h);
+    }
+    if ((rc = cnd_model_deserialize(&m, r->model, r->model_len, "the global model"))) goto done;
+    if (r->spec.server_momentum > 0) {
+        mom = calloc(m->num_params ? m->num_params : 1, sizeof *mom);
+        if (!mom) {
+            rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", r->rec.round);
+            goto done;
+        }
+        rc = cnd_cstore_momentum_get(r->c->store, r->rec.job, mom, m->num_params);
+        if (rc == CND_ENOTFOUND) rc = 0; /* first round: zero momentum */
+        if (rc) goto done;
+    }
+    cnd_fedavg_apply(m->params, m->num_params, m->state, m->num_state, avg, mom, r->spec.server_lr,
+                     r->spec.server_momentum);
+    for (size_t i = 0; i < m->num_params; i++)
+        if (!isfinite(m->params[i])) {
+            rc = cnd_errf(CND_ERANGE, "round %u: the updated model has a non-finite parameter",
+                          r->rec.round);
+            goto done;
+        }
+    char buf[64];
+    snprintf(buf, sizeof buf, "%u", r->rec.round);
+    if ((rc = cnd_model_meta_set(m, "federated_round", buf))) goto done;
+    if ((rc = cnd_model_serialize(m, &blob, &len))) goto done;
+
+    /* Site metrics of the survivors, for the version record. */
+    double acc = 0;
+    uint64_t ws = 0;
+    for (uint32_t i = 0; i < r->rec.n; i++) {
+        const cnd_rsite_t *x = &r->rec.sites[i];
+        if ((x->status & CND_RSITE_METRICS) && (x->status & CND_SECAGG_ST_MASKED)) {
+            acc += x->accuracy * (double)x->samples;
+            ws += x->samples;
+        }
+    }
+    cnd_model_rec_t mv;
+    memset(&mv, 0, sizeof mv);
+    mv.job = r->rec.job;
+    mv.version = r->model_version + 1;
+    mv.round = r->rec.round;
+    snprintf(mv.format, sizeof mv.format, "float");
+    mv.accuracy = ws ? acc / (double)ws : -1;
+    if ((rc = cnd_cstore_model_put(r->c->store, &mv, blob, len))) goto done;
+    if (mom && (rc = cnd_cstore_momentum_put(r->c->store, r->rec.job, mom, m->num_params)))
+        goto done;
+    memcpy(r->model_digest, mv.digest, 32);
+    r->new_version = mv.version;
+    uint32_t surv = 0;
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
+    r->rec.survivors = surv;
+    r->rec.model_version = mv.version;
+    snprintf(r->rec.outcome, sizeof r->rec.outcome, "ok");
+    r->rec.ended_ms = s_now_ms();
+    r->rec.t_finish = cnd_now() - t0;
+    r->phase = CND_PHASE_DONE;
+    if ((rc = s_persist(r))) goto done;
+    if ((rc = s_audit_round_end(r, "ok", agg, mv.digest))) goto done;
+    {
+        char jid[32], ver[32];
+        snprintf(jid, sizeof jid, "%lld", (long long)r->rec.job);
+        snprintf(ver, sizeof ver, "v%lld", (long long)mv.version);
+        cnd_jw_t w;
+        cnd_jw_init(&w);
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "version");
+        cnd_jw_str(&w, ver);
+        cnd_jw_key(&w, "round");
+        cnd_jw_int(&w, r->rec.round);
+        cnd_jw_key(&w, "format");
+        cnd_jw_str(&w, "float");
+        cnd_jw_key(&w, "size");
+        cnd_jw_int(&w, (int64_t)len);
+        if (ws) {
+            cnd_jw_key(&w, "accuracy");
+            cnd_jw_double(&w, mv.accuracy);
+        }
+        cnd_jw_key(&w, "samples");
+        cnd_jw_int(&w, (int64_t)total_w);
+        cnd_jw_obj_end(&w);
+        cnd_audit_digest_t dg = {"model", {0}};
+        memcpy(dg.sha256, mv.digest, 32);
+        cnd_audit_rec_t a = {.actor = r->c->fpr,
+                             .action = CND_AUDIT_MODEL_VERSION,
+                             .subject = ver,
+                             .job = jid,
+                             .details = cnd_jw_text(&w),
+                             .digests = &dg,
+                             .n_digests = 1};
+        rc = a.details ? cnd_audit_append(r->c->audit, &a, NULL) : CND_ENOMEM;
+        cnd_jw_free(&w);
+    }
+    if (!rc && sqlite3_exec(db, "RELEASE round_finish", NULL, NULL, NULL) != SQLITE_OK)
+        rc = cnd_errf(CND_EDB, "round %u: %s", r->rec.round, sqlite3_errmsg(db));
+    if (!rc) rc = r->io.commit(r->io.ctx);
+    if (!rc) {
+        r->ok = 1;
+        s_send_round_end(r, CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED);
+    }
+done:
+    if (rc) {
+        /* Nothing of the failed finish stays: roll its writes back and undo the in-memory
+         * success markers before s_fail records the failure. */
+        sqlite3_exec(db, "ROLLBACK TO round_finish", NULL, NULL, NULL);
+        sqlite3_exec(db, "RELEASE round_finish", NULL, NULL, NULL);
+        r->new_version = -1;
+        r->rec.model_version = -1;
+        r->rec.survivors = 0;
+        r->rec.outcome[0] = 0;
+        r->phase = CND_PHASE_UNMASK;
+    }
+    cnd_model_destroy(&m);
+    free(blob);
+    free(sum);
+    free(avg);
+    free(mom);
+    return rc;
+}
+
+/* Closes the current phase if it is complete (or force), as many phases as are complete. */
+static void s_advance(cnd_round_t *r, int force)
+{
+    while (!r->ended && (force || s_phase_complete(r))) {
+        int rc = 0;
+        force = 0;
+        switch (r->phase) {
+        case CND_PHASE_ADVERTISE:
+            if ((rc = cnd_secagg_server_end_adverts(r->sa))) break;
+            rc = s_next_phase(r, CND_PHASE_SHARE, CND_SECAGG_ST_ADVERTISED,
+                              cnd_secagg_server_keys_msg, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER);
+            break;
+        case CND_PHASE_SHARE:
+            if ((rc = cnd_secagg_server_end_shares(r->sa))) break;
+            rc = s_next_phase(r, CND_PHASE_MASKED, CND_SECAGG_ST_SHARED,
+                              cnd_secagg_server_shares_msg, CONDENSER__MSG_TYPE__MSG_SHARES_RELAY);
+            break;
+        case CND_PHASE_MASKED:
+            for (int i = 0; i < CND_ROUND_MAX_UPLOADS; i++) cnd_assembler_destroy(&r->up[i].a);
+            if ((rc = cnd_secagg_server_end_masked(r->sa))) break;
+            rc =
+                s_next_phase(r, CND_PHASE_UNMASK, CND_SECAGG_ST_MASKED,
+                             cnd_secagg_server_unmask_msg, CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST);
+            break;
+        case CND_PHASE_UNMASK:
+            rc = s_finish(r);
+            break;
+        default:
+            return;
+        }
+        if (rc) {
+            char why[256];
+            snprintf(why, sizeof why, "%s phase: %s", s_phase_names[r->phase], cnd_err_detail());
+            s_fail(r, "failed", why);
+        }
+    }
+}
+
+int cnd_round_tick(cnd_round_t *r, double now)
+{
+    if (!r->ended && now >= r->deadline) s_advance(r, 1);
+    return r->ended;
+}
+
+void cnd_round_cancel(cnd_round_t *r, const char *reason)
+{
+    s_fail(r, "cancelled", reason);
+}
+
+/* --- messages ------------------------------------------------------------------------------- */
+
+static int s_refuse(cnd_proto_reject_t *rej, const Condenser__Envelope *env, int rc)
+{
+    if (rej) {
+        rej->seq = env->seq;
+        rej->type = env->type;
+        switch (rc) {
+        case CND_ESTATE:
+            rej->code = CONDENSER__ERROR_CODE__ERR_WRONG_PHASE;
+            break;
+        case CND_EPROTO:
+        case CND_EFORMAT:
+            rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD;
+            break;
+        case CND_ECRYPTO:
+        case CND_EPERM:
+            rej->code = CONDENSER__ERROR_CODE__ERR_REFUSED;
+            break;
+        case CND_ECORRUPT:
+            rej->code = CONDENSER__ERROR_CODE__ERR_DIGEST_MISMATCH;
+            break;
+        case CND_ERANGE:
+            rej->code = CONDENSER__ERROR_CODE__ERR_TOO_LARGE;
+            break;
+        case CND_EEXIST:
+            rej->code = CONDENSER__ERROR_CODE__ERR_REPLAY;
+            break;
+        case CND_ENOTFOUND:
+            rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD;
+            break;
+        default:
+            rej->code = CONDENSER__ERROR_CODE__ERR_INTERNAL;
+            break;
+        }
+    }
+    return rc;
+}
+
+static s_upload_t *s_upload_of(cnd_round_t *r, uint32_t idx)
+{
+    for (int i = 0; i < CND_ROUND_MAX_UPLOADS; i++)
+        if (r->up[i].a && r->up[i].idx == idx) return &r->up[i];
+    return NULL;
+}
+
+static int s_on_masked_header(cnd_round_t *r, uint32_t idx, const Condenser__Envelope *env,
+                              cnd_proto_reject_t *rej)
+{
+    const Condenser__MaskedInput *mi = env->masked_input;
+    const char *who = r->rec.sites[idx].name;
+    if (mi->participant_id != idx + 1)
+        return s_refuse(rej, env,
+                        cnd_errf(CND_EPROTO,
+                                 "masked_input from %s: participant_id %u, "
+                                 "expected %u",
+                                 who, mi->participant_id, idx + 1));
+    if (mi->bit_width != r->sp.bits || mi->length != r->sp.len)
+        return s_refuse(rej, env,
+                        cnd_errf(CND_EPROTO,
+                                 "masked_input from %s: %llu values of %u "
+                                 "bits, the round uses %u of %u bits",
+                                 who, (unsigned long long)mi->length, mi->bit_width, r->sp.len,
+                                 r->sp.bits));
+    const uint8_t *st = cnd_secagg_server_status(r->sa);
+    if (!(st[idx] & CND_SECAGG_ST_SHARED) || (st[idx] & CND_SECAGG_ST_MASKED))
+        return s_refuse(rej, env,
+                        cnd_errf(CND_ESTATE,
+                                 "masked_input from %s: not expected (it "
+                                 "did not share keys, or already sent one)",
+                                 who));
+    s_upload_t *u = s_upload_of(r, idx);
+    if (u) cnd_assembler_destroy(&u->a); /* a fresh upload replaces an unfinished one */
+    for (int i = 0; i < CND_ROUND_MAX_UPLOADS && !u; i++)
+        if (!r->up[i].a) u = &r->up[i];
+    if (!u) {
+        if (rej) {
+            rej->seq = env->seq;
+            rej->type = env->type;
+            rej->code = CONDENSER__ERROR_CODE__ERR_BUSY;
+        }
+        return cnd_errf(CND_ETIMEOUT,
+                        "masked_input from %s: %d uploads in progress; send it "
+                        "again later",
+                        who, CND_ROUND_MAX_UPLOADS);
+    }
+    uint64_t want = CND_SECAGG_HDR_BYTES + 5 + cnd_ring_packed_bytes(r->sp.len, r->sp.bits);
+    int rc =
+        cnd_assembler_new(&u->a, rej, CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT, mi->vector, want);
+    if (rc) return rc;
+    u->idx = idx;
+    return 0;
+}
+
+static int s_on_masked_chunk(cnd_round_t *r, uint32_t idx, const Condenser__Envelope *env,
+                             cnd_proto_reject_t *rej)
+{
+    s_upload_t *u = s_upload_of(r, idx);
+    if (!u)
+        return s_refuse(rej, env,
+                        cnd_errf(CND_ESTATE, "chunk from %s: no masked input announced",
+                                 r->rec.sites[idx].name));
+    int rc = cnd_assembler_add(u->a, rej, env->chunk);
+    if (rc == CND_EEXIST) return 0;
+    if (rc) return rc;
+    if (cnd_assembler_received(u->a) < cnd_assembler_count(u->a)) return 0;
+    uint8_t *data = NULL;
+    uint64_t len = 0;
+    rc = cnd_assembler_finish(u->a, rej, &data, &len);
+    cnd_assembler_destroy(&u->a);
+    if (rc) return rc;
+    rc = cnd_secagg_server_add_masked(r->sa, idx, data, (size_t)len);
+    free(data);
+    if (rc) return s_refuse(rej, env, rc);
+    return 0;
+}
+
+int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope *env,
+                         size_t wire_len, cnd_proto_reject_t *rej)
+{
+    if (r->ended)
+        return s_refuse(rej, env, cnd_errf(CND_ESTATE, "round %u has ended", r->rec.round));
+    if (idx >= r->rec.n)
+        return s_refuse(rej, env,
+                        cnd_errf(CND_EPERM, "not a participant of round %u", r->rec.round));
+    int rc;
+    switch (env->type) {
+    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
+        rc = cnd_secagg_server_add_advert(r->sa, idx, env->advertise_keys->body.data,
+                                          env->advertise_keys->body.len);
+        break;
+    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
+        rc = cnd_secagg_server_add_shares(r->sa, idx, env->share_keys->body.data,
+                                          env->share_keys->body.len);
+        break;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
+        rc = cnd_secagg_server_add_unmask(r->sa, idx, env->unmask_response->body.data,
+                                          env->unmask_response->body.len);
+        break;
+    case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
+        if ((rc = s_on_masked_header(r, idx, env, rej))) return rc;
+        r->rec.ingress_bytes += wire_len;
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_CHUNK:
+        if (env->chunk->kind != CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT)
+            return s_refuse(rej, env,
+                            cnd_errf(CND_EPERM, "chunk of kind %d from a site", env->chunk->kind));
+        rc = s_on_masked_chunk(r, idx, env, rej);
+        if (rc) return rc;
+        r->rec.ingress_bytes += wire_len;
+        s_advance(r, 0);
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_METRICS: {
+        cnd_rsite_t *x = &r->rec.sites[idx];
+        if (x->status & CND_RSITE_METRICS)
+            return s_refuse(rej, env,
+                            cnd_errf(CND_EEXIST, "metrics from %s: already received", x->name));
+        x->loss = env->metrics->loss;
+        x->accuracy = env->metrics->accuracy;
+        x->samples = env->metrics->sample_count;
+        x->train_ms = env->metrics->train_ms;
+        x->status |= CND_RSITE_METRICS;
+        r->rec.ingress_bytes += wire_len;
+        return 0;
+    }
+    case CONDENSER__MSG_TYPE__MSG_ERROR:
+        /* A site reporting that it cannot take part in this round (broken data, failed
+         * training): stop waiting for it. */
+        r->rec.sites[idx].status |= CND_RSITE_FAILED;
+        r->rec.ingress_bytes += wire_len;
+        s_advance(r, 0);
+        return 0;
+    default:
+        return s_refuse(
+            rej, env,
+            cnd_errf(CND_EPROTO, "%s is not part of a round", cnd_proto_type_name(env->type)));
+    }
+    if (rc) return s_refuse(rej, env, rc);
+    r->rec.ingress_bytes += wire_len;
+    s_advance(r, 0);
+    return 0;
+}
+
+/* --- restart -------------------------------------------------------------------------------- */
+
+int cnd_round_abandon_open(cnd_coord_t *c, int64_t job_id)
+{
+    cnd_round_rec_t rec;
+    int rc = cnd_cstore_round_open(c->store, job_id, &rec);
+    if (rc == CND_ENOTFOUND) return 0;
+    if (rc) return rc;
+    cnd_round_t tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.c = c;
+    tmp.rec = rec;
+    snprintf(tmp.rec.outcome, sizeof tmp.rec.outcome, "restarted");
+    snprintf(tmp.rec.reason, sizeof tmp.rec.reason,
+             "the coordinator restarted during the %s phase; the round runs again", rec.phase);
+    tmp.rec.ended_ms = s_now_ms();
+    tmp.rec.phase_ms = tmp.rec.ended_ms;
+    snprintf(tmp.rec.phase, sizeof tmp.rec.phase, "done");
+    rc = cnd_cstore_round_update(c->store, &tmp.rec);
+    if (!rc) rc = s_audit_round_end(&tmp, "failed", NULL, NULL);
+    cnd_round_rec_free(&tmp.rec);
+    return rc;
+}
+
+void cnd_fedavg_apply(float *params, size_t n_params, float *state, size_t n_state,
+                      const float *avg, float *momentum, float lr, float beta)
+{
+    for (size_t i = 0; i < n_params; i++) {
+        float u = avg[i];
+        if (momentum) {
+            momentum[i] = beta * momentum[i] + avg[i];
+            u = momentum[i];
+        }
+        params[i] += lr * u;
+    }
+    for (size_t i = 0; i < n_state; i++) state[i] += avg[n_params + i];
+}

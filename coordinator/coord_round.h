@@ -1,0 +1,107 @@
+/*
+ * coord_round.h: one federated round as the coordinator runs it: a state machine over the
+ * SecAgg+ phases (crypto/secagg.h does the cryptography), with a deadline on every phase, the
+ * masked-update uploads reassembled from chunks, and at the end the weighted FedAvg update of
+ * the global model (optionally with server momentum) written as a new model version.
+ *
+ *   start:     RoundStart (model descriptor, SecAgg+ parameters, roster) + model chunks to each
+ *              selected site; phase ADVERTISE.
+ *   ADVERTISE: AdvertiseKeys from each site      -> KeyRoster to each site that advertised
+ *   SHARE:     ShareKeys                         -> SharesRelay to each site that shared
+ *   MASKED:    MaskedInput + chunks, Metrics     -> UnmaskRequest to each site that masked
+ *   UNMASK:    UnmaskResponse                    -> finish: remove the masks, decode the weighted
+ *              average, update the model, RoundEnd to every selected site.
+ * A phase ends when every site still expected has answered or its deadline passes, whichever
+ * comes first; sites that did not answer are dropouts. Fewer survivors than the quorum (or an
+ * unrecoverable mask) fails the round: nothing is applied and RoundEnd says why.
+ *
+ * Persistence: the round row (coord_store.h) is written at the start and at every phase change,
+ * before the messages that open the next phase are sent (io->commit). The new model version and
+ * the round's "ok" end are written in one transaction. The SecAgg+ secrets live only in memory:
+ * a coordinator restarted mid-round marks that attempt "restarted" and runs the round again
+ * (cnd_round_abandon_open), so a round is never half-applied.
+ *
+ * Memory: one model (the global student, serialised once and chunked to every site), one
+ * SecAgg+ accumulator of the update's length, and at most CND_ROUND_MAX_UPLOADS masked uploads
+ * being reassembled at a time (a site beyond that gets ERR_BUSY and sends again later).
+ */
+#ifndef CND_COORD_ROUND_H
+#define CND_COORD_ROUND_H
+
+#include "coord_admin.h"
+#include "coord_job.h"
+#include "proto.h"
+
+#define CND_ROUND_MAX_UPLOADS 4
+
+typedef struct {
+    void *ctx;
+    /* Sends `payload` (a Condenser__<Type> of `type`) to the named site inside an envelope for
+     * (job, round). Returns 0 or an error (the site then simply misses the message). */
+    int (*send)(void *ctx, const char *site, Condenser__MsgType type, void *payload, uint64_t job,
+                uint32_t round);
+    /* Commits the caller's open transaction and opens the next one. */
+    int (*commit)(void *ctx);
+} cnd_round_io_t;
+
+typedef struct {
+    char name[CND_NAME_MAX + 1];
+    char fpr[65];
+    uint8_t ed_pk[32];
+    const uint8_t *cert; /* borrowed, may be NULL */
+    size_t cert_len;
+} cnd_round_site_t;
+
+typedef struct cnd_round cnd_round_t;
+
+/* Starts round `round` (attempt `attempt`) of job `job_id` with the n selected sites (sorted
+ * by the caller; their order gives the SecAgg+ indices): persists the round, logs round.start,
+ * sends RoundStart and the model. c must hold the key (audit). Returns 0, or an error when the
+ * round could not start at all (nothing persisted). */
+CND_MUST_USE int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
+                                 int64_t job_id, const cnd_job_spec_t *spec, uint32_t round,
+                                 uint32_t attempt, const cnd_round_site_t *sites, uint32_t n,
+                                 int qat, unsigned threads);
+
+/* Index of the named site in this round, or -1. */
+int cnd_round_site_index(const cnd_round_t *r, const char *site);
+
+/* The coordinator's view for cnd_proto_check_round. */
+void cnd_round_view(const cnd_round_t *r, cnd_round_view_t *v);
+
+/* Handles one validated, round-bound message from participant idx (AdvertiseKeys, ShareKeys,
+ * MaskedInput, Chunk of a masked input, Metrics, UnmaskResponse, or an Error reporting a local
+ * failure). Returns 0 when accepted; otherwise a CND_E* code with the detail set and *rej filled
+ * for the MSG_ERROR reply. A refused message changes nothing. `wire_len` counts toward the
+ * round's ingress bytes. */
+CND_MUST_USE int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope *env,
+                                      size_t wire_len, cnd_proto_reject_t *rej);
+
+/* Advances on deadlines (now: cnd_now()). Returns 1 once the round has ended, else 0. */
+int cnd_round_tick(cnd_round_t *r, double now);
+/* Seconds until the current phase's deadline (>= 0), for the poll timeout. */
+double cnd_round_time_left(const cnd_round_t *r, double now);
+
+/* Ends the round without applying it: RoundEnd CANCELLED (reason) to every site, persisted as
+ * "cancelled". */
+void cnd_round_cancel(cnd_round_t *r, const char *reason);
+
+/* After the round ended: 1 if it produced a model version (*version), 0 if it failed. */
+int cnd_round_result(const cnd_round_t *r, int64_t *version);
+uint32_t cnd_round_number(const cnd_round_t *r);
+/* The last error of an ended round ("" when it succeeded). */
+const char *cnd_round_reason(const cnd_round_t *r);
+
+void cnd_round_destroy(cnd_round_t **r);
+
+/* At coordinator start: marks the job's round in flight (if any) as "restarted" with a
+ * round.end audit entry (status failed). The next round started is the same number, next
+ * attempt. Returns 0 or a store error. */
+CND_MUST_USE int cnd_round_abandon_open(cnd_coord_t *c, int64_t job_id);
+
+/* FedAvg step on a model's flat buffers, exposed for tests: params += lr * u (u = avg, or with
+ * momentum beta > 0: m = beta * m + avg, u = m), state += avg_state. */
+void cnd_fedavg_apply(float *params, size_t n_params, float *state, size_t n_state,
+                      const float *avg, float *momentum, float lr, float beta);
+
+#endif

@@ -1,0 +1,1155 @@
+/*
+ * coord_store.c: the coordinator's SQLite state (see coord_store.h).
+ *
+ * Every statement is prepared and bound; nothing is built with string formatting. Functions
+ * that write more than one row open a transaction unless the caller already holds one
+ * (s_tx_begin / s_tx_end count that). Blobs (models, teachers, certificates) are read with
+ * their sizes checked before they are copied.
+ */
+#include "coord_store.h"
+#include "digest.h"
+#include "identity.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+struct cnd_cstore {
+    sqlite3 *db;
+    char path[512];
+    int in_txn; /* 1 between cnd_cstore_begin and commit/rollback */
+};
+
+/* Forward migrations: entry i takes user_version i to i + 1. */
+static const char *const s_migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE coord_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE identity("
+    "  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL,"
+    "  ed_pk BLOB NOT NULL UNIQUE, curve_pk BLOB NOT NULL UNIQUE, fingerprint TEXT NOT NULL,"
+    "  certificate BLOB, enrolled_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0,"
+    "  revoke_reason TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE job("
+    "  id INTEGER PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, spec TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, reason TEXT NOT NULL DEFAULT '',"
+    "  teacher BLOB, teacher_digest BLOB, momentum BLOB);"
+    "CREATE TABLE model("
+    "  job INTEGER NOT NULL REFERENCES job(id), version INTEGER NOT NULL, round INTEGER NOT NULL,"
+    "  format TEXT NOT NULL, digest BLOB NOT NULL, size INTEGER NOT NULL, blob BLOB NOT NULL,"
+    "  accuracy REAL NOT NULL DEFAULT -1, created_ms INTEGER NOT NULL, manifest BLOB,"
+    "  PRIMARY KEY(job, version, format));"
+    "CREATE TABLE round("
+    "  job INTEGER NOT NULL REFERENCES job(id), round INTEGER NOT NULL, attempt INTEGER NOT NULL,"
+    "  phase TEXT NOT NULL, outcome TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',"
+    "  params BLOB NOT NULL, qat INTEGER NOT NULL, started_ms INTEGER NOT NULL,"
+    "  phase_ms INTEGER NOT NULL, ended_ms INTEGER NOT NULL DEFAULT 0,"
+    "  t_advertise REAL NOT NULL DEFAULT 0, t_share REAL NOT NULL DEFAULT 0,"
+    "  t_masked REAL NOT NULL DEFAULT 0, t_unmask REAL NOT NULL DEFAULT 0,"
+    "  t_finish REAL NOT NULL DEFAULT 0, n INTEGER NOT NULL, survivors INTEGER NOT NULL DEFAULT 0,"
+    "  model_version INTEGER NOT NULL DEFAULT -1, ingress_bytes INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(job, round, attempt));"
+    "CREATE TABLE round_site("
+    "  job INTEGER NOT NULL, round INTEGER NOT NULL, attempt INTEGER NOT NULL, idx INTEGER NOT "
+    "NULL,"
+    "  name TEXT NOT NULL, fingerprint TEXT NOT NULL, status INTEGER NOT NULL DEFAULT 0,"
+    "  loss REAL NOT NULL DEFAULT 0, accuracy REAL NOT NULL DEFAULT 0,"
+    "  samples INTEGER NOT NULL DEFAULT 0, train_ms INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY(job, round, attempt, idx));",
+};
+#define S_NMIG ((int)(sizeof s_migrations / sizeof s_migrations[0]))
+
+static int64_t s_now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static int s_dberr(cnd_cstore_t *s, const char *what)
+{
+    return cnd_errf(CND_EDB, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+static int s_exec(cnd_cstore_t *s, const char *sql, const char *what)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int rc = cnd_errf(CND_EDB, "%s: %s: %s", s->path, what, msg ? msg : "error");
+        sqlite3_free(msg);
+        return rc;
+    }
+    return 0;
+}
+
+static int s_prep(cnd_cstore_t *s, sqlite3_stmt **st, const char *sql)
+{
+    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
+        *st = NULL;
+        return s_dberr(s, "preparing a statement");
+    }
+    return 0;
+}
+
+/* Opens a transaction unless the caller holds one; *own says whether this call must end it. */
+static int s_tx_begin(cnd_cstore_t *s, int *own)
+{
+    *own = !s->in_txn;
+    if (!*own) return 0;
+    int rc = s_exec(s, "BEGIN IMMEDIATE", "beginning a transaction");
+    if (!rc) s->in_txn = 1;
+    return rc;
+}
+
+static int s_tx_end(cnd_cstore_t *s, int own, int rc)
+{
+    if (!own) return rc;
+    s->in_txn = 0;
+    if (rc) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    return s_exec(s, "COMMIT", "committing");
+}
+
+int cnd_cstore_begin(cnd_cstore_t *s)
+{
+    if (s->in_txn) return cnd_errf(CND_ESTATE, "%s: a transaction is already open", s->path);
+    int rc = s_exec(s, "BEGIN IMMEDIATE", "beginning a transaction");
+    if (!rc) s->in_txn = 1;
+    return rc;
+}
+
+int cnd_cstore_commit(cnd_cstore_t *s)
+{
+    s->in_txn = 0;
+    int rc = s_exec(s, "COMMIT", "committing");
+    if (rc) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+void cnd_cstore_rollback(cnd_cstore_t *s)
+{
+    if (!s || !s->in_txn) return;
+    s->in_txn = 0;
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int s_migrate(cnd_cstore_t *s)
+{
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "PRAGMA user_version");
+    if (rc) return rc;
+    int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (v < 0) return s_dberr(s, "reading the schema version");
+    if (v > S_NMIG)
+        return cnd_errf(CND_EFORMAT, "%s: schema version %d is newer than this program's (%d)",
+                        s->path, v, S_NMIG);
+    if (v == 0) {
+        /* A non-empty database without our schema is someone else's file. */
+        if ((rc = s_prep(s, &st, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'identity'")))
+            return rc;
+        int has = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+        sqlite3_finalize(st);
+        if (has) return cnd_errf(CND_EFORMAT, "%s is not a coordinator database", s->path);
+    }
+    for (; v < S_NMIG; v++) {
+        int own;
+        if ((rc = s_tx_begin(s, &own))) return rc;
+        rc = s_exec(s, s_migrations[v], "migrating the schema");
+        if (!rc) {
+            char sql[64];
+            snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v + 1);
+            rc = s_exec(s, sql, "setting the schema version");
+        }
+        if ((rc = s_tx_end(s, own, rc))) return rc;
+    }
+    return 0;
+}
+
+static int s_open(cnd_cstore_t **out, const char *path, int flags, int migrate)
+{
+    *out = NULL;
+    cnd_cstore_t *s = calloc(1, sizeof *s);
+    if (!s) return cnd_errf(CND_ENOMEM, "opening %s: out of memory", path);
+    snprintf(s->path, sizeof s->path, "%s", path);
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        int rc = cnd_errf(CND_EDB, "%s: cannot open: %s", path,
+                          s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        sqlite3_close(s->db);
+        free(s);
+        return rc;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    int rc = 0;
+    if (migrate) {
+        rc =
+            s_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                   "setting the journal mode");
+        if (!rc) rc = s_migrate(s);
+    } else {
+        sqlite3_stmt *st;
+        if (!(rc = s_prep(s, &st, "PRAGMA user_version"))) {
+            int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+            sqlite3_finalize(st);
+            if (v != CND_CSTORE_SCHEMA)
+                rc = cnd_errf(CND_EFORMAT, "%s: not a coordinator database of schema %d (found %d)",
+                              path, CND_CSTORE_SCHEMA, v);
+        }
+    }
+    if (rc) {
+        sqlite3_close(s->db);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int cnd_cstore_open(cnd_cstore_t **out, const char *path, int create)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    else if (!create)
+        return cnd_errf(CND_EIO,
+                        "%s: no such coordinator database (run condenser coordinator init)", path);
+    return s_open(out, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 1);
+}
+
+int cnd_cstore_open_readonly(cnd_cstore_t **out, const char *path)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return cnd_errf(CND_EIO, "%s: no such coordinator database", path);
+    fclose(f);
+    return s_open(out, path, SQLITE_OPEN_READONLY, 0);
+}
+
+void cnd_cstore_close(cnd_cstore_t **ps)
+{
+    if (!ps || !*ps) return;
+    cnd_cstore_t *s = *ps;
+    cnd_cstore_rollback(s);
+    sqlite3_close_v2(s->db);
+    free(s);
+    *ps = NULL;
+}
+
+sqlite3 *cnd_cstore_db(cnd_cstore_t *s)
+{
+    return s->db;
+}
+
+const char *cnd_cstore_path(const cnd_cstore_t *s)
+{
+    return s->path;
+}
+
+/* --- meta ----------------------------------------------------------------------------------- */
+
+int cnd_cstore_meta_get(cnd_cstore_t *s, const char *key, char *out, size_t cap)
+{
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "SELECT value FROM coord_meta WHERE key = ?1");
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        snprintf(out, cap, "%s", (const char *)sqlite3_column_text(st, 0));
+        rc = 0;
+    } else if (r == SQLITE_DONE) {
+        rc = cnd_errf(CND_ENOTFOUND, "%s: setting '%s' is not set", s->path, key);
+    } else {
+        rc = s_dberr(s, "reading a setting");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cnd_cstore_meta_set(cnd_cstore_t *s, const char *key, const char *val)
+{
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "INSERT OR REPLACE INTO coord_meta(key, value) VALUES(?1, ?2)");
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, val, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "writing a setting");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* --- identities ----------------------------------------------------------------------------- */
+
+void cnd_ident_rec_free(cnd_ident_rec_t *r)
+{
+    if (!r) return;
+    free(r->cert);
+    r->cert = NULL;
+    r->cert_len = 0;
+}
+
+int cnd_cstore_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > CND_NAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alnum && !(i > 0 && (c == '.' || c == '_' || c == '-'))) return 0;
+    }
+    return 1;
+}
+
+static int s_blob_copy(sqlite3_stmt *st, int col, uint8_t *dst, size_t n)
+{
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB || (size_t)sqlite3_column_bytes(st, col) != n)
+        return -1;
+    memcpy(dst, sqlite3_column_blob(st, col), n);
+    return 0;
+}
+
+#define S_IDENT_COLS                                                                               \
+    "id, name, role, ed_pk, curve_pk, fingerprint, certificate, enrolled_ms, revoked_ms, "         \
+    "revoke_reason"
+
+static int s_ident_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_ident_rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(st, 0);
+    snprintf(r->name, sizeof r->name, "%s", (const char *)sqlite3_column_text(st, 1));
+    snprintf(r->role, sizeof r->role, "%s", (const char *)sqlite3_column_text(st, 2));
+    if (s_blob_copy(st, 3, r->ed_pk, 32) || s_blob_copy(st, 4, r->curve_pk, 32))
+        return cnd_errf(CND_ECORRUPT, "%s: identity %lld has a malformed key", s->path,
+                        (long long)r->id);
+    snprintf(r->fpr, sizeof r->fpr, "%s", (const char *)sqlite3_column_text(st, 5));
+    int n = sqlite3_column_bytes(st, 6);
+    if (sqlite3_column_type(st, 6) == SQLITE_BLOB && n > 0) {
+        r->cert = malloc((size_t)n);
+        if (!r->cert) return cnd_errf(CND_ENOMEM, "reading a certificate: out of memory");
+        memcpy(r->cert, sqlite3_column_blob(st, 6), (size_t)n);
+        r->cert_len = (size_t)n;
+    }
+    r->enrolled_ms = sqlite3_column_int64(st, 7);
+    r->revoked_ms = sqlite3_column_int64(st, 8);
+    snprintf(r->reason, sizeof r->reason, "%s", (const char *)sqlite3_column_text(st, 9));
+    return 0;
+}
+
+int cnd_cstore_enroll(cnd_cstore_t *s, const char *name, const char *role, const uint8_t ed_pk[32],
+                      const uint8_t *cert, size_t cert_len)
+{
+    if (!cnd_cstore_name_ok(name))
+        return cnd_errf(CND_EINVAL,
+                        "'%s' is not a valid node name (1..63 letters, digits, '.', '_', '-'; "
+                        "first a letter or digit)",
+                        name);
+    if (strcmp(role, "site") != 0 && strcmp(role, "device") != 0)
+        return cnd_errf(CND_EINVAL, "role '%s': expected site or device", role);
+    uint8_t curve[32];
+    int rc = cnd_pubkey_to_curve(curve, ed_pk);
+    if (rc) return cnd_err_wrap(rc, "enrolling '%s'", name);
+    if (cert && (cert_len == 0 || cert_len > 4096 || cert[0] != 0x30))
+        return cnd_errf(CND_EINVAL, "enrolling '%s': the certificate is not DER (1..4096 bytes)",
+                        name);
+    cnd_ident_rec_t old;
+    if (cnd_cstore_ident_by_name(s, name, &old) == 0) {
+        cnd_ident_rec_free(&old);
+        return cnd_errf(CND_EEXIST, "a node named '%s' is enrolled already%s", name,
+                        old.revoked_ms ? " (revoked; enroll under a new name)" : "");
+    }
+    if (cnd_cstore_ident_by_curve(s, curve, &old) == 0) {
+        cnd_ident_rec_free(&old);
+        return cnd_errf(CND_EEXIST, "this key is enrolled already, as '%s'", old.name);
+    }
+    cnd_err_clear();
+    char fpr[65];
+    cnd_pubkey_fingerprint(fpr, ed_pk);
+    sqlite3_stmt *st;
+    if ((rc = s_prep(s, &st,
+                     "INSERT INTO identity(name, role, ed_pk, curve_pk, fingerprint, certificate,"
+                     " enrolled_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")))
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, ed_pk, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 4, curve, 32, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, fpr, -1, SQLITE_STATIC);
+    if (cert)
+        sqlite3_bind_blob(st, 6, cert, (int)cert_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 6);
+    sqlite3_bind_int64(st, 7, s_now_ms());
+    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "enrolling");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cnd_cstore_revoke(cnd_cstore_t *s, const char *name, const char *reason)
+{
+    cnd_ident_rec_t r;
+    int rc = cnd_cstore_ident_by_name(s, name, &r);
+    if (rc) return rc;
+    cnd_ident_rec_free(&r);
+    if (r.revoked_ms) return cnd_errf(CND_ESTATE, "'%s' is revoked already", name);
+    sqlite3_stmt *st;
+    if ((rc = s_prep(s, &st,
+                     "UPDATE identity SET revoked_ms = ?2, revoke_reason = ?3 WHERE name = ?1")))
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, s_now_ms());
+    sqlite3_bind_text(st, 3, reason ? reason : "", -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "revoking");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_ident_one(cnd_cstore_t *s, sqlite3_stmt *st, cnd_ident_rec_t *r, const char *what)
+{
+    int step = sqlite3_step(st), rc;
+    if (step == SQLITE_ROW)
+        rc = s_ident_row(s, st, r);
+    else if (step == SQLITE_DONE)
+        rc = cnd_errf(CND_ENOTFOUND, "no enrolled node %s", what);
+    else
+        rc = s_dberr(s, "reading identities");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cnd_cstore_ident_by_name(cnd_cstore_t *s, const char *name, cnd_ident_rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "SELECT " S_IDENT_COLS " FROM identity WHERE name = ?1");
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    char what[96];
+    snprintf(what, sizeof what, "named '%.63s'", name);
+    return s_ident_one(s, st, r, what);
+}
+
+int cnd_cstore_ident_by_curve(cnd_cstore_t *s, const uint8_t curve_pk[32], cnd_ident_rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "SELECT " S_IDENT_COLS " FROM identity WHERE curve_pk = ?1");
+    if (rc) return rc;
+    sqlite3_bind_blob(st, 1, curve_pk, 32, SQLITE_STATIC);
+    return s_ident_one(s, st, r, "with this key");
+}
+
+int cnd_cstore_idents(cnd_cstore_t *s, cnd_ident_rec_t **list, size_t *n)
+{
+    *list = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "SELECT " S_IDENT_COLS " FROM identity ORDER BY id");
+    if (rc) return rc;
+    size_t cap = 0;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            cnd_ident_rec_t *g = realloc(*list, cap * sizeof *g);
+            if (!g) {
+                rc = cnd_errf(CND_ENOMEM, "listing identities: out of memory");
+                break;
+            }
+            *list = g;
+        }
+        if ((rc = s_ident_row(s, st, &(*list)[*n]))) break;
+        (*n)++;
+    }
+    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "listing identities");
+    sqlite3_finalize(st);
+    if (rc) {
+        for (size_t i = 0; i < *n; i++) cnd_ident_rec_free(&(*list)[i]);
+        free(*list);
+        *list = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+/* --- jobs ----------------------------------------------------------------------------------- */
+
+void cnd_job_rec_free(cnd_job_rec_t *r)
+{
+    if (!r) return;
+    free(r->spec_json);
+    r->spec_json = NULL;
+}
+
+int cnd_cstore_job_create(cnd_cstore_t *s, int64_t *id, const char *name, const char *spec_json,
+                          const uint8_t *teacher, size_t teacher_len, const uint8_t *student,
+                          size_t student_len)
+{
+    *id = 0;
+    if (teacher_len > CND_CSTORE_MODEL_MAX || student_len > CND_CSTORE_MODEL_MAX ||
+        student_len == 0)
+        return cnd_errf(CND_ERANGE, "job models must be 1 byte .. 1 GiB");
+    int own, rc;
+    if ((rc = s_tx_begin(s, &own))) return rc;
+    sqlite3_stmt *st = NULL;
+    int64_t now = s_now_ms();
+    uint8_t tdig[32];
+    if (teacher) cnd_sha256(tdig, teacher, teacher_len);
+    rc =
+        s_prep(s, &st,
+               "INSERT INTO job(name, state, spec, created_ms, updated_ms, teacher, teacher_digest)"
+               " VALUES(?1, 'pending', ?2, ?3, ?3, ?4, ?5)");
+    if (!rc) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
+        if (teacher) {
+            sqlite3_bind_blob64(st, 4, teacher, teacher_len, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 5, tdig, 32, SQLITE_STATIC);
+        } else {
+            sqlite3_bind_null(st, 4);
+            sqlite3_bind_null(st, 5);
+        }
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = s_dberr(s, "creating a job");
+        else
+            *id = sqlite3_last_insert_rowid(s->db);
+        sqlite3_finalize(st);
+    }
+    if (!rc) {
+        cnd_model_rec_t m;
+        memset(&m, 0, sizeof m);
+        m.job = *id;
+        m.version = 0;
+        m.round = 0;
+        snprintf(m.format, sizeof m.format, "float");
+        m.accuracy = -1;
+        rc = cnd_cstore_model_put(s, &m, student, student_len);
+    }
+    return s_tx_end(s, own, rc);
+}
+
+#define S_JOB_COLS                                                                                 \
+    "id, name, state, spec, created_ms, updated_ms, reason, teacher_digest, length(teacher)"
+
+static int s_job_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_job_rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(st, 0);
+    snprintf(r->name, sizeof r->name, "%s", (const char *)sqlite3_column_text(st, 1));
+    snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(st, 2));
+    r->spec_json = strdup((const char *)sqlite3_column_text(st, 3));
+    if (!r->spec_json) return cnd_errf(CND_ENOMEM, "reading a job: out of memory");
+    r->created_ms = sqlite3_column_int64(st, 4);
+    r->updated_ms = sqlite3_column_int64(st, 5);
+    snprintf(r->reason, sizeof r->reason, "%s", (const char *)sqlite3_column_text(st, 6));
+    if (sqlite3_column_type(st, 7) == SQLITE_BLOB) {
+        if (s_blob_copy(st, 7, r->teacher_digest, 32))
+            return cnd_errf(CND_ECORRUPT, "%s: job %lld has a malformed teacher digest", s->path,
+                            (long long)r->id);
+        r->has_teacher = 1;
+        r->teacher_size = (uint64_t)sqlite3_column_int64(st, 8);
+    }
+    return 0;
+}
+
+int cnd_cstore_job_get(cnd_cstore_t *s, int64_t id, cnd_job_rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "SELECT " S_JOB_COLS " FROM job WHERE id = ?1");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        rc = s_job_row(s, st, r);
+    else if (step == SQLITE_DONE)
+        rc = cnd_errf(CND_ENOTFOUND, "%s: no job %lld", s->path, (long long)id);
+    else
+        rc = s_dberr(s, "reading a job");
+    sqlite3_finalize(st);
+    if (rc) cnd_job_rec_free(r);
+    return rc;
+}
+
+int cnd_cstore_jobs(cnd_cstore_t *s, cnd_job_rec_t **list, size_t *n)
+{
+    *list = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "SELECT " S_JOB_COLS " FROM job ORDER BY id DESC");
+    if (rc) return rc;
+    size_t cap = 0;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            cnd_job_rec_t *g = realloc(*list, cap * sizeof *g);
+            if (!g) {
+                rc = cnd_errf(CND_ENOMEM, "listing jobs: out of memory");
+                break;
+            }
+            *list = g;
+        }
+        rc = s_job_row(s, st, &(*list)[*n]);
+        (*n)++;
+        if (rc) break;
+    }
+    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "listing jobs");
+    sqlite3_finalize(st);
+    if (rc) {
+        for (size_t i = 0; i < *n; i++) cnd_job_rec_free(&(*list)[i]);
+        free(*list);
+        *list = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int cnd_cstore_job_next(cnd_cstore_t *s, int64_t *id)
+{
+    *id = 0;
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    "SELECT id FROM job WHERE state IN ('pending', 'running') ORDER BY id LIMIT 1");
+    if (rc) return rc;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        *id = sqlite3_column_int64(st, 0);
+    else if (step == SQLITE_DONE)
+        rc = CND_ENOTFOUND;
+    else
+        rc = s_dberr(s, "finding the next job");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cnd_cstore_job_set_state(cnd_cstore_t *s, int64_t id, const char *state, const char *reason)
+{
+    sqlite3_stmt *st;
+    int rc =
+        s_prep(s, &st, "UPDATE job SET state = ?2, reason = ?3, updated_ms = ?4 WHERE id = ?1");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, reason ? reason : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, s_now_ms());
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = s_dberr(s, "updating a job");
+    else if (sqlite3_changes(s->db) != 1)
+        rc = cnd_errf(CND_ENOTFOUND, "%s: no job %lld", s->path, (long long)id);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Copies a blob column into a new buffer of at most `max` bytes. */
+static int s_blob_dup(cnd_cstore_t *s, sqlite3_stmt *st, int col, size_t max, uint8_t **data,
+                      size_t *len, const char *what)
+{
+    *data = NULL;
+    *len = 0;
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB)
+        return cnd_errf(CND_ECORRUPT, "%s: %s is missing", s->path, what);
+    const void *p = sqlite3_column_blob(st, col);
+    int n = sqlite3_column_bytes(st, col);
+    if (n <= 0 || (size_t)n > max)
+        return cnd_errf(CND_ECORRUPT, "%s: %s has %d bytes", s->path, what, n);
+    *data = malloc((size_t)n);
+    if (!*data) return cnd_errf(CND_ENOMEM, "reading %s: out of memory", what);
+    memcpy(*data, p, (size_t)n);
+    *len = (size_t)n;
+    return 0;
+}
+
+int cnd_cstore_job_teacher(cnd_cstore_t *s, int64_t id, uint8_t **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "SELECT teacher, teacher_digest FROM job WHERE id = ?1");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB) {
+        uint8_t want[32], got[32];
+        rc = s_blob_dup(s, st, 0, CND_CSTORE_MODEL_MAX, data, len, "the job's teacher");
+        if (!rc && s_blob_copy(st, 1, want, 32))
+            rc = cnd_errf(CND_ECORRUPT, "%s: job %lld: teacher digest malformed", s->path,
+                          (long long)id);
+        if (!rc) {
+            cnd_sha256(got, *data, *len);
+            if (sodium_memcmp(got, want, 32) != 0)
+                rc = cnd_errf(CND_ECORRUPT,
+                              "%s: job %lld: the stored teacher does not match its "
+                              "digest",
+                              s->path, (long long)id);
+        }
+    } else if (step == SQLITE_ROW || step == SQLITE_DONE) {
+        rc = cnd_errf(CND_ENOTFOUND, "job %lld has no shipped teacher", (long long)id);
+    } else {
+        rc = s_dberr(s, "reading the teacher");
+    }
+    sqlite3_finalize(st);
+    if (rc) {
+        free(*data);
+        *data = NULL;
+        *len = 0;
+    }
+    return rc;
+}
+
+int cnd_cstore_momentum_get(cnd_cstore_t *s, int64_t job, float *buf, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "SELECT momentum FROM job WHERE id = ?1");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB) {
+        if ((size_t)sqlite3_column_bytes(st, 0) != n * sizeof(float))
+            rc = cnd_errf(CND_ECORRUPT, "%s: job %lld: momentum has %d bytes, expected %zu",
+                          s->path, (long long)job, sqlite3_column_bytes(st, 0), n * sizeof(float));
+        else
+            memcpy(buf, sqlite3_column_blob(st, 0), n * sizeof(float));
+    } else if (step == SQLITE_ROW || step == SQLITE_DONE) {
+        rc = CND_ENOTFOUND;
+    } else {
+        rc = s_dberr(s, "reading the server momentum");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cnd_cstore_momentum_put(cnd_cstore_t *s, int64_t job, const float *buf, size_t n)
+{
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "UPDATE job SET momentum = ?2 WHERE id = ?1");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_blob64(st, 2, buf, n * sizeof(float), SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "writing the server momentum");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* --- models --------------------------------------------------------------------------------- */
+
+void cnd_model_rec_free(cnd_model_rec_t *r)
+{
+    if (!r) return;
+    free(r->manifest);
+    r->manifest = NULL;
+    r->manifest_len = 0;
+}
+
+int cnd_cstore_model_put(cnd_cstore_t *s, cnd_model_rec_t *r, const uint8_t *blob, size_t len)
+{
+    if (len == 0 || len > CND_CSTORE_MODEL_MAX)
+        return cnd_errf(CND_ERANGE, "model blob of %zu bytes (1 byte .. 1 GiB)", len);
+    cnd_sha256(r->digest, blob, len);
+    r->size = len;
+    if (!r->created_ms) r->created_ms = s_now_ms();
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    "INSERT INTO model(job, version, round, format, digest, size, blob, accuracy,"
+                    " created_ms, manifest) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, r->job);
+    sqlite3_bind_int64(st, 2, r->version);
+    sqlite3_bind_int64(st, 3, r->round);
+    sqlite3_bind_text(st, 4, r->format, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, r->digest, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, (int64_t)len);
+    sqlite3_bind_blob64(st, 7, blob, len, SQLITE_STATIC);
+    sqlite3_bind_double(st, 8, r->accuracy);
+    sqlite3_bind_int64(st, 9, r->created_ms);
+    if (r->manifest)
+        sqlite3_bind_blob(st, 10, r->manifest, (int)r->manifest_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 10);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "storing a model version");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+#define S_MODEL_COLS                                                                               \
+    "job, version, round, format, digest, size, accuracy, created_ms, manifest, blob"
+
+static int s_model_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_model_rec_t *r, uint8_t **blob,
+                       size_t *len)
+{
+    memset(r, 0, sizeof *r);
+    r->job = sqlite3_column_int64(st, 0);
+    r->version = sqlite3_column_int64(st, 1);
+    r->round = sqlite3_column_int64(st, 2);
+    snprintf(r->format, sizeof r->format, "%s", (const char *)sqlite3_column_text(st, 3));
+    if (s_blob_copy(st, 4, r->digest, 32))
+        return cnd_errf(CND_ECORRUPT, "%s: model %lld/%lld: malformed digest", s->path,
+                        (long long)r->job, (long long)r->version);
+    r->size = (uint64_t)sqlite3_column_int64(st, 5);
+    r->accuracy = sqlite3_column_double(st, 6);
+    r->created_ms = sqlite3_column_int64(st, 7);
+    if (sqlite3_column_type(st, 8) == SQLITE_BLOB) {
+        int rc = s_blob_dup(s, st, 8, 1 << 20, &r->manifest, &r->manifest_len, "a manifest");
+        if (rc) return rc;
+    }
+    if (!blob) return 0;
+    char what[64];
+    snprintf(what, sizeof what, "model %lld version %lld", (long long)r->job,
+             (long long)r->version);
+    int rc = s_blob_dup(s, st, 9, CND_CSTORE_MODEL_MAX, blob, len, what);
+    if (rc) return rc;
+    uint8_t d[32];
+    cnd_sha256(d, *blob, *len);
+    if (*len != r->size || sodium_memcmp(d, r->digest, 32) != 0) {
+        free(*blob);
+        *blob = NULL;
+        *len = 0;
+        return cnd_errf(CND_ECORRUPT, "%s: %s does not match its stored digest", s->path, what);
+    }
+    return 0;
+}
+
+static int s_model_one(cnd_cstore_t *s, sqlite3_stmt *st, cnd_model_rec_t *r, uint8_t **blob,
+                       size_t *len, const char *what)
+{
+    int step = sqlite3_step(st), rc;
+    if (step == SQLITE_ROW)
+        rc = s_model_row(s, st, r, blob, len);
+    else if (step == SQLITE_DONE)
+        rc = cnd_errf(CND_ENOTFOUND, "%s: no %s", s->path, what);
+    else
+        rc = s_dberr(s, "reading a model");
+    sqlite3_finalize(st);
+    if (rc) cnd_model_rec_free(r);
+    return rc;
+}
+
+int cnd_cstore_model_latest(cnd_cstore_t *s, int64_t job, const char *format, cnd_model_rec_t *r,
+                            uint8_t **blob, size_t *len)
+{
+    memset(r, 0, sizeof *r);
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 AND format = ?2"
+                    " ORDER BY version DESC LIMIT 1");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_text(st, 2, format, -1, SQLITE_STATIC);
+    char what[96];
+    snprintf(what, sizeof what, "%s model for job %lld", format, (long long)job);
+    return s_model_one(s, st, r, blob, len, what);
+}
+
+int cnd_cstore_model_get(cnd_cstore_t *s, int64_t job, int64_t version, const char *format,
+                         cnd_model_rec_t *r, uint8_t **blob, size_t *len)
+{
+    memset(r, 0, sizeof *r);
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 AND version = ?2 AND "
+                    "format = ?3");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, version);
+    sqlite3_bind_text(st, 3, format, -1, SQLITE_STATIC);
+    char what[96];
+    snprintf(what, sizeof what, "%s model version %lld for job %lld", format, (long long)version,
+             (long long)job);
+    return s_model_one(s, st, r, blob, len, what);
+}
+
+int cnd_cstore_models(cnd_cstore_t *s, int64_t job, cnd_model_rec_t **list, size_t *n)
+{
+    *list = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 ORDER BY version, format");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    size_t cap = 0;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            cnd_model_rec_t *g = realloc(*list, cap * sizeof *g);
+            if (!g) {
+                rc = cnd_errf(CND_ENOMEM, "listing models: out of memory");
+                break;
+            }
+            *list = g;
+        }
+        rc = s_model_row(s, st, &(*list)[*n], NULL, NULL);
+        (*n)++;
+        if (rc) break;
+    }
+    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "listing models");
+    sqlite3_finalize(st);
+    if (rc) {
+        for (size_t i = 0; i < *n; i++) cnd_model_rec_free(&(*list)[i]);
+        free(*list);
+        *list = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+/* --- rounds --------------------------------------------------------------------------------- */
+
+void cnd_round_rec_free(cnd_round_rec_t *r)
+{
+    if (!r) return;
+    free(r->sites);
+    r->sites = NULL;
+}
+
+static int s_sites_write(cnd_cstore_t *s, const cnd_round_rec_t *r, int insert)
+{
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    insert ? "INSERT INTO round_site(job, round, attempt, idx, name, fingerprint,"
+                             " status, loss, accuracy, samples, train_ms)"
+                             " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                           : "UPDATE round_site SET status = ?7, loss = ?8, accuracy = ?9,"
+                             " samples = ?10, train_ms = ?11 WHERE job = ?1 AND round = ?2 AND"
+                             " attempt = ?3 AND idx = ?4 AND name = ?5 AND fingerprint = ?6");
+    if (rc) return rc;
+    for (uint32_t i = 0; i < r->n && !rc; i++) {
+        const cnd_rsite_t *x = &r->sites[i];
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, r->job);
+        sqlite3_bind_int64(st, 2, r->round);
+        sqlite3_bind_int64(st, 3, r->attempt);
+        sqlite3_bind_int64(st, 4, x->idx);
+        sqlite3_bind_text(st, 5, x->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, x->fpr, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, x->status);
+        sqlite3_bind_double(st, 8, x->loss);
+        sqlite3_bind_double(st, 9, x->accuracy);
+        sqlite3_bind_int64(st, 10, (int64_t)x->samples);
+        sqlite3_bind_int64(st, 11, x->train_ms);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "writing a round's sites");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cnd_cstore_round_insert(cnd_cstore_t *s, const cnd_round_rec_t *r)
+{
+    int own, rc;
+    if ((rc = s_tx_begin(s, &own))) return rc;
+    sqlite3_stmt *st;
+    rc = s_prep(s, &st,
+                "INSERT INTO round(job, round, attempt, phase, params, qat, started_ms, phase_ms,"
+                " n) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, r->job);
+        sqlite3_bind_int64(st, 2, r->round);
+        sqlite3_bind_int64(st, 3, r->attempt);
+        sqlite3_bind_text(st, 4, r->phase, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 5, r->params, sizeof r->params, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, r->qat);
+        sqlite3_bind_int64(st, 7, r->started_ms);
+        sqlite3_bind_int64(st, 8, r->phase_ms);
+        sqlite3_bind_int64(st, 9, r->n);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "starting a round");
+        sqlite3_finalize(st);
+    }
+    if (!rc) rc = s_sites_write(s, r, 1);
+    return s_tx_end(s, own, rc);
+}
+
+int cnd_cstore_round_update(cnd_cstore_t *s, const cnd_round_rec_t *r)
+{
+    int own, rc;
+    if ((rc = s_tx_begin(s, &own))) return rc;
+    sqlite3_stmt *st;
+    rc = s_prep(s, &st,
+                "UPDATE round SET phase = ?4, outcome = ?5, reason = ?6, phase_ms = ?7,"
+                " ended_ms = ?8, t_advertise = ?9, t_share = ?10, t_masked = ?11, t_unmask = ?12,"
+                " t_finish = ?13, survivors = ?14, model_version = ?15, ingress_bytes = ?16"
+                " WHERE job = ?1 AND round = ?2 AND attempt = ?3");
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, r->job);
+        sqlite3_bind_int64(st, 2, r->round);
+        sqlite3_bind_int64(st, 3, r->attempt);
+        sqlite3_bind_text(st, 4, r->phase, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, r->outcome, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, r->reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, r->phase_ms);
+        sqlite3_bind_int64(st, 8, r->ended_ms);
+        for (int i = 0; i < 4; i++) sqlite3_bind_double(st, 9 + i, r->t_phase[i]);
+        sqlite3_bind_double(st, 13, r->t_finish);
+        sqlite3_bind_int64(st, 14, r->survivors);
+        sqlite3_bind_int64(st, 15, r->model_version);
+        sqlite3_bind_int64(st, 16, (int64_t)r->ingress_bytes);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = s_dberr(s, "updating a round");
+        else if (sqlite3_changes(s->db) != 1)
+            rc = cnd_errf(CND_ENOTFOUND, "%s: no round %u attempt %u of job %lld", s->path,
+                          r->round, r->attempt, (long long)r->job);
+        sqlite3_finalize(st);
+    }
+    if (!rc) rc = s_sites_write(s, r, 0);
+    return s_tx_end(s, own, rc);
+}
+
+#define S_ROUND_COLS                                                                               \
+    "job, round, attempt, phase, outcome, reason, params, qat, started_ms, phase_ms, ended_ms,"    \
+    " t_advertise, t_share, t_masked, t_unmask, t_finish, n, survivors, model_version,"            \
+    " ingress_bytes"
+
+static int s_round_sites(cnd_cstore_t *s, cnd_round_rec_t *r)
+{
+    if (r->n == 0 || r->n > 65536)
+        return cnd_errf(CND_ECORRUPT, "%s: round %u has %u sites", s->path, r->round, r->n);
+    r->sites = calloc(r->n, sizeof *r->sites);
+    if (!r->sites) return cnd_errf(CND_ENOMEM, "reading a round: out of memory");
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    "SELECT idx, name, fingerprint, status, loss, accuracy, samples, train_ms"
+                    " FROM round_site WHERE job = ?1 AND round = ?2 AND attempt = ?3 ORDER BY idx");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, r->job);
+    sqlite3_bind_int64(st, 2, r->round);
+    sqlite3_bind_int64(st, 3, r->attempt);
+    uint32_t k = 0;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        uint32_t idx = (uint32_t)sqlite3_column_int64(st, 0);
+        if (idx != k || k >= r->n) {
+            rc = cnd_errf(CND_ECORRUPT, "%s: round %u: site rows out of order", s->path, r->round);
+            break;
+        }
+        cnd_rsite_t *x = &r->sites[k++];
+        x->idx = idx;
+        snprintf(x->name, sizeof x->name, "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(x->fpr, sizeof x->fpr, "%s", (const char *)sqlite3_column_text(st, 2));
+        x->status = (uint32_t)sqlite3_column_int64(st, 3);
+        x->loss = sqlite3_column_double(st, 4);
+        x->accuracy = sqlite3_column_double(st, 5);
+        x->samples = (uint64_t)sqlite3_column_int64(st, 6);
+        x->train_ms = (uint32_t)sqlite3_column_int64(st, 7);
+    }
+    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "reading a round's sites");
+    if (!rc && k != r->n)
+        rc = cnd_errf(CND_ECORRUPT, "%s: round %u lists %u of its %u sites", s->path, r->round, k,
+                      r->n);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_round_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_round_rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    r->job = sqlite3_column_int64(st, 0);
+    r->round = (uint32_t)sqlite3_column_int64(st, 1);
+    r->attempt = (uint32_t)sqlite3_column_int64(st, 2);
+    snprintf(r->phase, sizeof r->phase, "%s", (const char *)sqlite3_column_text(st, 3));
+    snprintf(r->outcome, sizeof r->outcome, "%s", (const char *)sqlite3_column_text(st, 4));
+    snprintf(r->reason, sizeof r->reason, "%s", (const char *)sqlite3_column_text(st, 5));
+    if (s_blob_copy(st, 6, r->params, sizeof r->params))
+        return cnd_errf(CND_ECORRUPT, "%s: round %u: malformed parameters", s->path, r->round);
+    r->qat = sqlite3_column_int(st, 7);
+    r->started_ms = sqlite3_column_int64(st, 8);
+    r->phase_ms = sqlite3_column_int64(st, 9);
+    r->ended_ms = sqlite3_column_int64(st, 10);
+    for (int i = 0; i < 4; i++) r->t_phase[i] = sqlite3_column_double(st, 11 + i);
+    r->t_finish = sqlite3_column_double(st, 15);
+    r->n = (uint32_t)sqlite3_column_int64(st, 16);
+    r->survivors = (uint32_t)sqlite3_column_int64(st, 17);
+    r->model_version = sqlite3_column_int64(st, 18);
+    r->ingress_bytes = (uint64_t)sqlite3_column_int64(st, 19);
+    return 0;
+}
+
+int cnd_cstore_round_open(cnd_cstore_t *s, int64_t job, cnd_round_rec_t *r)
+{
+    memset(r, 0, sizeof *r);
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    "SELECT " S_ROUND_COLS " FROM round WHERE job = ?1 AND outcome = ''"
+                    " ORDER BY round DESC, attempt DESC LIMIT 1");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        rc = s_round_row(s, st, r);
+    else if (step == SQLITE_DONE)
+        rc = CND_ENOTFOUND;
+    else
+        rc = s_dberr(s, "reading the round in flight");
+    sqlite3_finalize(st);
+    if (!rc) rc = s_round_sites(s, r);
+    if (rc) cnd_round_rec_free(r);
+    return rc;
+}
+
+int cnd_cstore_rounds(cnd_cstore_t *s, int64_t job, cnd_round_rec_t **list, size_t *n)
+{
+    *list = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    int rc =
+        s_prep(s, &st, "SELECT " S_ROUND_COLS " FROM round WHERE job = ?1 ORDER BY round, attempt");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    size_t cap = 0;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            cnd_round_rec_t *g = realloc(*list, cap * sizeof *g);
+            if (!g) {
+                rc = cnd_errf(CND_ENOMEM, "listing rounds: out of memory");
+                break;
+            }
+            *list = g;
+        }
+        rc = s_round_row(s, st, &(*list)[*n]);
+        (*n)++;
+        if (rc) break;
+    }
+    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "listing rounds");
+    sqlite3_finalize(st);
+    for (size_t i = 0; i < *n && !rc; i++) rc = s_round_sites(s, &(*list)[i]);
+    if (rc) {
+        for (size_t i = 0; i < *n; i++) cnd_round_rec_free(&(*list)[i]);
+        free(*list);
+        *list = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int cnd_cstore_round_next(cnd_cstore_t *s, int64_t job, uint32_t *round, uint32_t *attempt)
+{
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    "SELECT coalesce(max(round), 0) FROM round WHERE job = ?1 AND"
+                    " outcome IN ('ok', 'failed')");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return s_dberr(s, "finding the next round");
+    }
+    *round = (uint32_t)sqlite3_column_int64(st, 0) + 1;
+    sqlite3_finalize(st);
+    if ((rc = s_prep(s, &st,
+                     "SELECT coalesce(max(attempt), 0) FROM round WHERE job = ?1 AND round = ?2")))
+        return rc;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, *round);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return s_dberr(s, "finding the next attempt");
+    }
+    *attempt = (uint32_t)sqlite3_column_int64(st, 0) + 1;
+    sqlite3_finalize(st);
+    return 0;
+}
