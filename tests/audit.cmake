@@ -9,3 +9,8 @@ set_tests_properties(test_audit_report PROPERTIES SKIP_RETURN_CODE 77)
 # exits 77 (skipped) when one of them is absent.
 cnd_test(test_audit_recipe LABEL integration LIBS cnd_audit TIMEOUT 120)
 set_tests_properties(test_audit_recipe PROPERTIES SKIP_RETURN_CODE 77)
+# Benchmark behind docs/benchmarks.md's audit section (built, not run by ctest).
+add_executable(bench_audit bench_audit.c)
+target_link_libraries(bench_audit PRIVATE cnd_audit)
+target_include_directories(bench_audit PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+cnd_target_options(bench_audit)
