@@ -238,6 +238,12 @@ static void test_append_and_checkpoints(void)
     CHECK(cnd_audit_append(log, &r, NULL) == CND_EPERM);
     CHECK(cnd_audit_checkpoint(log, "x", NULL) == CND_EPERM);
     cnd_audit_close(&log);
+    uint8_t badsk[64];
+    memcpy(badsk, k.sk, 64);
+    badsk[40] ^= 1;
+    path_in(p, sizeof p, "badkey.db");
+    CHECK(cnd_audit_open(&log, p, badsk, NULL) == CND_EINVAL && log == NULL);
+    CHECK(cnd_audit_open(&log, p, NULL, NULL) == CND_EINVAL);
     path_in(p, sizeof p, "missing.db");
     CHECK(cnd_audit_open_readonly(&log, p) == CND_EIO);
 
