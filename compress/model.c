@@ -229,11 +229,16 @@ int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const fl
 {
     int rc = cnd_model_reserve(m, B);
     if (rc) return rc;
+    const cnd_model_hooks_t *h = m->hooks;
+    if (h && h->input) x = h->input(h->ctx, x, B);
     const float *in = x;
     for (int i = 0; i < m->n_layers; i++) {
         cnd_layer_t *l = &m->layers[i];
-        cnd_layer_ops(l->type)->forward(l, m->acts[i], in, m->params + l->param_off,
-                                        m->state + l->state_off, m->work, B, train);
+        const float *w = m->params + l->param_off;
+        if (h && h->weights && l->n_weights) w = h->weights(h->ctx, i, w);
+        cnd_layer_ops(l->type)->forward(l, m->acts[i], in, w, m->state + l->state_off, m->work,
+                                        B, train);
+        if (h && h->act_forward) h->act_forward(h->ctx, i, m->acts[i], B, train);
         in = m->acts[i];
     }
     m->last_in = train ? x : NULL;
@@ -246,12 +251,20 @@ void cnd_model_backward(cnd_model_t *m, const float *dlogits)
 {
     const float *dout = dlogits;
     int B = m->last_B, which = 0;
+    const cnd_model_hooks_t *h = m->hooks;
+    if (h && h->act_backward) { /* the hook edits gradients in place: copy the caller's */
+        memcpy(m->dbuf[1], dlogits, (size_t)B * m->n_classes * sizeof(float));
+        dout = m->dbuf[1];
+    }
     for (int i = m->n_layers - 1; i >= 0; i--) {
         cnd_layer_t *l = &m->layers[i];
         const float *in = i ? m->acts[i - 1] : m->last_in;
         float *din = i ? m->dbuf[which] : NULL;
-        cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in, m->acts[i],
-                                         m->params + l->param_off, m->work, B);
+        const float *w = m->params + l->param_off;
+        if (h && h->act_backward) h->act_backward(h->ctx, i, (float *)(uintptr_t)dout, B);
+        if (h && h->weights && l->n_weights) w = h->weights(h->ctx, i, w);
+        cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in, m->acts[i], w,
+                                         m->work, B);
         dout = din;
         which ^= 1;
     }

@@ -1,0 +1,321 @@
+/*
+ * rt_kernels_x86.c: x86-64 fast paths for dense, conv2d and maxpool (AVX2; AVX-512 VNNI).
+ *
+ * Each function is compiled for its instruction set with a target attribute, so the file builds
+ * with plain flags and the CPU is checked at run time (cnd_rt_cpu_has). Results equal the
+ * reference bit for bit: integer sums are exact in any order (the loader proved no int32
+ * overflow is possible), and requantization is the shared scalar cnd_rt_requant.
+ *
+ * AVX2: int8 inputs and weights are sign-extended to int16 and multiplied with vpmaddwd
+ * (exact; vpmaddubsw would saturate its int16 pair sums). AVX-512 VNNI: vpdpbusd multiplies
+ * unsigned by signed bytes, so inputs are shifted by +128 (x ^ 0x80) and the loader's bias_u8
+ * already subtracts 128 * sum w. Dense layers compute four output rows per pass over the input;
+ * conv2d gathers four im2col patches and computes a 4x4 (or 4x2) block of patch x channel dot
+ * products per pass, reducing the block's accumulators together. int4 rows are unpacked to int8
+ * in scratch before use.
+ *
+ * On other architectures this file only provides stubs that report nothing available.
+ */
+#include "rt_internal.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define T_AVX2 __attribute__((target("avx2")))
+#define T_VNNI __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+int cnd_rt_cpu_has(cnd_rt_kernels_t k)
+{
+    __builtin_cpu_init();
+    switch (k) {
+    case CND_RT_KERNELS_AVX2: return __builtin_cpu_supports("avx2") != 0;
+    case CND_RT_KERNELS_VNNI:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni");
+    default: return k == CND_RT_KERNELS_REF;
+    }
+}
+
+/* Unpacks an int4 row of K weights into K int8 values. */
+T_AVX2 static void s_unpack4(int8_t *dst, const uint8_t *src, uint32_t K)
+{
+    const __m128i lo4 = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+    uint32_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + k / 2));
+        __m128i lo = _mm_and_si128(b, lo4);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), lo4);
+        lo = _mm_sub_epi8(_mm_xor_si128(lo, eight), eight); /* sign-extend 4 -> 8 bits */
+        hi = _mm_sub_epi8(_mm_xor_si128(hi, eight), eight);
+        _mm_storeu_si128((__m128i *)(void *)(dst + k), _mm_unpacklo_epi8(lo, hi));
+        _mm_storeu_si128((__m128i *)(void *)(dst + k + 16), _mm_unpackhi_epi8(lo, hi));
+    }
+    for (; k < K; k++) dst[k] = cnd_rt_w4(src, k);
+}
+
+/* Row o of the layer's weights as int8: in place for int8, unpacked into buf for int4. */
+T_AVX2 static const int8_t *s_row(const cnd_rt_layer_t *l, uint32_t o, int8_t *buf)
+{
+    const uint8_t *r = l->w + (size_t)o * l->w_row;
+    if (l->wbits == 8) return (const int8_t *)r;
+    s_unpack4(buf, r, l->K);
+    return buf;
+}
+
+T_AVX2 static int32_t s_hsum8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* dst[j] = dot(x[j], w) for nx inputs of K int8 (nx <= 4), weights w of K int8. */
+T_AVX2 static void s_dot_avx2(int32_t *dst, const int8_t *const *x, int nx, const int8_t *w,
+                              uint32_t K)
+{
+    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                      _mm256_setzero_si256()};
+    uint32_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + k)));
+        for (int j = 0; j < nx; j++) {
+            __m256i xv =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x[j] + k)));
+            acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(xv, wv));
+        }
+    }
+    for (int j = 0; j < nx; j++) {
+        int32_t s = s_hsum8(acc[j]);
+        for (uint32_t t = k; t < K; t++) s += (int32_t)x[j][t] * w[t];
+        dst[j] = s;
+    }
+}
+
+T_AVX2 static void s_dense_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                int8_t *scratch)
+{
+    // out is (O), in is (K), weight is (O, K); four rows share each input load
+    uint32_t K = l->K, O = l->out_c, o = 0;
+    for (; o + 4 <= O; o += 4) {
+        const int8_t *w[4];
+        for (int r = 0; r < 4; r++) w[r] = s_row(l, o + (uint32_t)r, scratch + (size_t)r * ((K + 63) & ~63u));
+        __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                          _mm256_setzero_si256()};
+        uint32_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(in + k)));
+            for (int r = 0; r < 4; r++) {
+                __m256i wv = _mm256_cvtepi8_epi16(
+                    _mm_loadu_si128((const __m128i *)(const void *)(w[r] + k)));
+                acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(xv, wv));
+            }
+        }
+        for (int r = 0; r < 4; r++) {
+            int32_t s = s_hsum8(acc[r]) + l->bias[o + (uint32_t)r];
+            for (uint32_t t = k; t < K; t++) s += (int32_t)in[t] * w[r][t];
+            out[o + (uint32_t)r] = cnd_rt_requant(s, l->mult[o + (uint32_t)r], l->shift[o + (uint32_t)r],
+                                                  l->out_zp, l->act_min, l->act_max);
+        }
+    }
+    for (; o < O; o++) {
+        int32_t s;
+        const int8_t *x[1] = {in};
+        s_dot_avx2(&s, x, 1, s_row(l, o, scratch), K);
+        out[o] = cnd_rt_requant(s + l->bias[o], l->mult[o], l->shift[o], l->out_zp, l->act_min,
+                                l->act_max);
+    }
+}
+
+T_AVX2 static void s_conv_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                               int8_t *scratch)
+{
+    // out is (OH, OW, OC), in is (H, W, C), weight is (OC, KH, KW, C)
+    uint32_t K = l->K, OC = l->out_c, P = (uint32_t)l->out_h * l->out_w;
+    size_t stride = (K + 63) & ~(size_t)63;
+    int8_t *wbuf = scratch + RT_PATCHES * stride;
+    for (uint32_t p0 = 0; p0 < P; p0 += RT_PATCHES) {
+        int np = P - p0 < RT_PATCHES ? (int)(P - p0) : RT_PATCHES;
+        const int8_t *x[RT_PATCHES];
+        for (int j = 0; j < np; j++) {
+            uint32_t p = p0 + (uint32_t)j;
+            cnd_rt_conv_patch(scratch + (size_t)j * stride, in, l, (int)(p / l->out_w),
+                              (int)(p % l->out_w));
+            x[j] = scratch + (size_t)j * stride;
+        }
+        for (uint32_t c = 0; c < OC; c++) {
+            int32_t s[RT_PATCHES];
+            s_dot_avx2(s, x, np, s_row(l, c, wbuf), K);
+            for (int j = 0; j < np; j++)
+                out[(size_t)(p0 + (uint32_t)j) * OC + c] =
+                    cnd_rt_requant(s[j] + l->bias[c], l->mult[c], l->shift[c], l->out_zp,
+                                   l->act_min, l->act_max);
+        }
+    }
+}
+
+T_AVX2 static void s_maxpool_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                  int8_t *scratch)
+{
+    // out is (OH, OW, C), in is (H, W, C)
+    (void)scratch;
+    int C = l->in_c, W = l->in_w, K = l->k, S = l->stride;
+    for (int oh = 0; oh < l->out_h; oh++)
+        for (int ow = 0; ow < l->out_w; ow++) {
+            int8_t *o = out + ((size_t)oh * l->out_w + ow) * C;
+            const int8_t *base = in + ((size_t)(oh * S) * W + ow * S) * C;
+            int c = 0;
+            for (; c + 32 <= C; c += 32) {
+                __m256i m = _mm256_set1_epi8(-128);
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < K; j++)
+                        m = _mm256_max_epi8(m, _mm256_loadu_si256((const __m256i *)(const void *)(
+                                                   base + ((size_t)i * W + j) * C + c)));
+                _mm256_storeu_si256((__m256i *)(void *)(o + c), m);
+            }
+            for (; c < C; c++) {
+                int8_t best = -128;
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < K; j++) {
+                        int8_t v = base[((size_t)i * W + j) * C + c];
+                        if (v > best) best = v;
+                    }
+                o[c] = best;
+            }
+        }
+}
+
+/* Sums of four zmm accumulators as one xmm [sum a, sum b, sum c, sum d]. */
+T_VNNI static __m128i s_reduce4(__m512i a, __m512i b, __m512i c, __m512i d)
+{
+    __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    __m512i s = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                int8_t *scratch)
+{
+    // out is (O), in is (K), weight is (O, K); inputs as unsigned x ^ 0x80
+    uint32_t K = l->K, O = l->out_c;
+    size_t stride = (K + 63) & ~(size_t)63;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    uint32_t kfull = K & ~63u, rem = K - kfull;
+    __mmask64 tail = rem ? (((__mmask64)1 << rem) - 1) : 0;
+    for (uint32_t o = 0; o < O; o += 4) {
+        const int8_t *w[4];
+        int nr = O - o < 4 ? (int)(O - o) : 4;
+        for (int r = 0; r < 4; r++)
+            w[r] = s_row(l, o + (uint32_t)(r < nr ? r : 0), scratch + (size_t)r * stride);
+        __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                          _mm512_setzero_si512()};
+        for (uint32_t k = 0; k < kfull; k += 64) {
+            __m512i xv = _mm512_xor_si512(_mm512_loadu_si512((const void *)(in + k)), flip);
+            for (int r = 0; r < 4; r++)
+                acc[r] = _mm512_dpbusd_epi32(acc[r], xv, _mm512_loadu_si512((const void *)(w[r] + k)));
+        }
+        if (rem) {
+            __m512i xv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, in + kfull), flip);
+            for (int r = 0; r < 4; r++)
+                acc[r] = _mm512_dpbusd_epi32(acc[r], xv, _mm512_maskz_loadu_epi8(tail, w[r] + kfull));
+        }
+        int32_t s[4];
+        _mm_storeu_si128((__m128i *)(void *)s, s_reduce4(acc[0], acc[1], acc[2], acc[3]));
+        for (int r = 0; r < nr; r++) {
+            uint32_t c = o + (uint32_t)r;
+            out[c] = cnd_rt_requant(s[r] + l->bias_u8[c], l->mult[c], l->shift[c], l->out_zp,
+                                    l->act_min, l->act_max);
+        }
+    }
+}
+
+T_VNNI static void s_conv_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                               int8_t *scratch)
+{
+    // out is (OH, OW, OC), in is (H, W, C), weight is (OC, KH, KW, C); 4 patches x 4 channels
+    uint32_t K = l->K, OC = l->out_c, P = (uint32_t)l->out_h * l->out_w;
+    size_t stride = (K + 63) & ~(size_t)63;
+    int8_t *wbuf = scratch + RT_PATCHES * stride;
+    uint32_t kfull = K & ~63u, rem = K - kfull;
+    __mmask64 tail = rem ? (((__mmask64)1 << rem) - 1) : 0;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (uint32_t p0 = 0; p0 < P; p0 += RT_PATCHES) {
+        int np = P - p0 < RT_PATCHES ? (int)(P - p0) : RT_PATCHES;
+        const int8_t *x[RT_PATCHES];
+        for (int j = 0; j < RT_PATCHES; j++) {
+            int8_t *d = scratch + (size_t)j * stride;
+            if (j < np) {
+                uint32_t p = p0 + (uint32_t)j;
+                cnd_rt_conv_patch(d, in, l, (int)(p / l->out_w), (int)(p % l->out_w));
+                for (uint32_t k = 0; k < stride; k += 64) /* to unsigned; tail bytes unused */
+                    _mm512_storeu_si512((void *)(d + k),
+                                        _mm512_xor_si512(_mm512_loadu_si512((const void *)(d + k)), flip));
+            }
+            x[j] = j < np ? d : scratch; /* unused lanes repeat patch 0 */
+        }
+        for (uint32_t c0 = 0; c0 < OC; c0 += 4) {
+            int nc = OC - c0 < 4 ? (int)(OC - c0) : 4;
+            const int8_t *w[4];
+            for (int r = 0; r < 4; r++)
+                w[r] = s_row(l, c0 + (uint32_t)(r < nc ? r : 0), wbuf + (size_t)r * stride);
+            __m512i acc[4][4];
+            for (int j = 0; j < 4; j++)
+                for (int r = 0; r < 4; r++) acc[j][r] = _mm512_setzero_si512();
+            for (uint32_t k = 0; k < kfull; k += 64) {
+                __m512i wv[4];
+                for (int r = 0; r < 4; r++) wv[r] = _mm512_loadu_si512((const void *)(w[r] + k));
+                for (int j = 0; j < 4; j++) {
+                    __m512i xv = _mm512_loadu_si512((const void *)(x[j] + k));
+                    for (int r = 0; r < 4; r++) acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], xv, wv[r]);
+                }
+            }
+            if (rem) {
+                __m512i wv[4];
+                for (int r = 0; r < 4; r++) wv[r] = _mm512_maskz_loadu_epi8(tail, w[r] + kfull);
+                for (int j = 0; j < 4; j++) {
+                    __m512i xv = _mm512_loadu_si512((const void *)(x[j] + kfull));
+                    for (int r = 0; r < 4; r++) acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], xv, wv[r]);
+                }
+            }
+            for (int j = 0; j < np; j++) {
+                int32_t s[4];
+                _mm_storeu_si128((__m128i *)(void *)s,
+                                 s_reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]));
+                int8_t *o = out + (size_t)(p0 + (uint32_t)j) * OC + c0;
+                for (int r = 0; r < nc; r++) {
+                    uint32_t c = c0 + (uint32_t)r;
+                    o[r] = cnd_rt_requant(s[r] + l->bias_u8[c], l->mult[c], l->shift[c],
+                                          l->out_zp, l->act_min, l->act_max);
+                }
+            }
+        }
+    }
+}
+
+static const rt_kernels_t s_avx2 = {s_dense_avx2, s_conv_avx2, s_maxpool_avx2};
+static const rt_kernels_t s_vnni = {s_dense_vnni, s_conv_vnni, s_maxpool_avx2};
+
+const rt_kernels_t *cnd_rt_kernels_x86(cnd_rt_kernels_t k)
+{
+    return k == CND_RT_KERNELS_AVX2 ? &s_avx2 : k == CND_RT_KERNELS_VNNI ? &s_vnni : NULL;
+}
+
+#else
+
+int cnd_rt_cpu_has(cnd_rt_kernels_t k)
+{
+    return k == CND_RT_KERNELS_REF;
+}
+
+const rt_kernels_t *cnd_rt_kernels_x86(cnd_rt_kernels_t k)
+{
+    (void)k;
+    return NULL;
+}
+
+#endif

@@ -1,0 +1,2 @@
+# Tests of compress/quant*, compress/artifact* and the quantize/eval/export/bench commands.
+cnd_test(test_artifact LABEL unit LIBS cnd_compress)
