@@ -21,6 +21,7 @@ static const struct {
     {"train", cnd_cmd_train, "train a float model on a dataset"},
     {"eval", cnd_cmd_eval, "evaluate a model on a dataset"},
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
+    {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
 };
 
 static void s_usage(FILE *f)

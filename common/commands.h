@@ -10,5 +10,6 @@
 int cnd_cmd_train(int argc, char **argv);
 int cnd_cmd_eval(int argc, char **argv);
 int cnd_cmd_info(int argc, char **argv);
+int cnd_cmd_quantize(int argc, char **argv);
 
 #endif

@@ -26,6 +26,7 @@
 
 #include "data.h"
 #include "model.h"
+#include "train.h"
 
 #include <stdint.h>
 
@@ -140,6 +141,30 @@ void cnd_fq_weight_scales(const cnd_fq_t *fq, int layer, float *scales);
 /* Removes the hooks from the model and frees; accepts NULL. */
 void cnd_fq_destroy(cnd_fq_t **fq);
 
+/* ---- quantization-aware training ----------------------------------------------------------- */
+
+typedef struct {
+    int epochs;              /* passes over the training data */
+    int batch;               /* samples per step */
+    float lr;                /* Adam learning rate (cosine schedule to 0) */
+    uint64_t seed;           /* shuffling */
+    int verbose;             /* one line per epoch on stdout */
+    cnd_loss_fn loss;        /* NULL = cross-entropy on labels; a distillation loss plugs in
+                              * here exactly as for cnd_train (train.h) */
+    void *loss_ctx;
+} cnd_qat_cfg_t;
+
+/* Fine-tunes folded model m with fake quantization (weights per channel at wbits, activations
+ * at every point, observers on) on normalised `train` (val may be NULL). ranges holds the
+ * calibrated ranges on entry and the observers' final ranges on return; w_scales[i] receives a
+ * new array of per-channel weight scales for each dense/conv2d layer i (NULL elsewhere; free
+ * with cnd_quant_free_scales) for cnd_qmodel_build. */
+CND_MUST_USE int cnd_quant_qat(cnd_model_t *m, const cnd_qplan_t *plan, cnd_qrange_t *ranges,
+                               const int *w_mse, float **w_scales, int wbits,
+                               const cnd_dataset_t *train, const cnd_dataset_t *val,
+                               const cnd_qat_cfg_t *cfg);
+void cnd_quant_free_scales(float **w_scales, int n_layers);
+
 /* ---- the integer model --------------------------------------------------------------------- */
 
 typedef struct {
@@ -157,7 +182,8 @@ typedef struct {
     float *w_scale;           /* out_c */
     int32_t *bias;            /* out_c, scale in_scale * w_scale[c] */
     int32_t *mult, *shift;    /* out_c requantization */
-    int src;                  /* index of the float layer it implements (the last fused) */
+    int src;                  /* float layer whose output this layer's output approximates
+                               * (the ReLU when one is fused) */
 } cnd_qlayer_t;
 
 typedef struct {

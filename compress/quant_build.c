@@ -73,10 +73,12 @@ static int s_labels(cnd_qmodel_t *q, const char *csv)
     return 0;
 }
 
+/* `layout` is the C x H x W arrangement of the layer's input: for a dense layer behind a
+ * flatten it is the shape before the flatten, whose CHW order the float weights follow. */
 static int s_weighted(cnd_qlayer_t *ql, const cnd_layer_t *l, const float *w, float s_in,
-                      float s_out, int wbits, int mse, const float *scales)
+                      float s_out, int wbits, int mse, const float *scales, cnd_shape_t layout)
 {
-    int rows = ql->out_c, K = ql->K, C = l->in.c, H = l->in.h, W = l->in.w;
+    int rows = ql->out_c, K = ql->K, C = layout.c, H = layout.h, W = layout.w;
     int qmax = wbits == 8 ? 127 : 7;
     ql->w = malloc((size_t)rows * K);
     ql->w_scale = malloc((size_t)rows * sizeof(float));
@@ -147,6 +149,7 @@ int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t
     }
     float s_cur = q->in_scale;
     int32_t z_cur = q->in_zp;
+    cnd_shape_t layout = m->in; /* spatial arrangement of the current tensor (see s_weighted) */
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
         cnd_qlayer_t *ql = &q->layers[q->n_layers];
@@ -182,11 +185,11 @@ int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t
             ql->K = (int)(l->n_weights / (size_t)l->out.c);
             cnd_quant_params(ranges[p].lo, ranges[p].hi, &ql->out_scale, &ql->out_zp);
             if ((rc = s_weighted(ql, l, m->params + l->param_off, s_cur, ql->out_scale, wbits,
-                                 w_mse && w_mse[i], w_scales ? w_scales[i] : NULL)))
+                                 w_mse && w_mse[i], w_scales ? w_scales[i] : NULL, layout)))
                 goto fail;
             if (fused) {
                 ql->act_min = ql->out_zp;
-                i++;
+                ql->src = ++i; /* the ReLU's output is what the integer layer produces */
             }
             s_cur = ql->out_scale;
             z_cur = ql->out_zp;
@@ -210,6 +213,7 @@ int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t
                           i + 1, cnd_layer_ops(l->type)->name);
             goto fail;
         }
+        if (l->type != CND_L_FLATTEN) layout = m->layers[ql->src].out;
         if (ql->out_c > 65535) {
             rc = cnd_errf(CND_ERANGE, "layer %d: %d output channels/features exceed the "
                           "runtime's 65535", i + 1, ql->out_c);
