@@ -22,6 +22,8 @@ static const struct {
     {"eval", cnd_cmd_eval, "evaluate a model on a dataset"},
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
     {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
+    {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},
+    {"bench", cnd_cmd_bench, "latency, throughput and memory of a .cnd or .cndq model"},
 };
 
 static void s_usage(FILE *f)

@@ -11,5 +11,10 @@ int cnd_cmd_train(int argc, char **argv);
 int cnd_cmd_eval(int argc, char **argv);
 int cnd_cmd_info(int argc, char **argv);
 int cnd_cmd_quantize(int argc, char **argv);
+int cnd_cmd_export(int argc, char **argv);
+int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` goes to crypto/ */
+
+/* crypto/ */
+int cnd_cmd_bench_secagg(int argc, char **argv);
 
 #endif

@@ -78,6 +78,8 @@ typedef struct {
     size_t weight_bytes;     /* packed weight bytes over all layers */
     uint64_t macs;           /* multiply-accumulates per inference */
     const uint8_t *digest;   /* 32-byte SHA-256 of the body (points into the artifact) */
+    const uint8_t *norm;     /* input normalisation: f32 mean[c] then f32 std[c], little-endian
+                              * binary32 (for hosts that quantize non-pixel inputs) */
 } cnd_rt_info_t;
 
 /* Validates the artifact and reports the arena bytes cnd_rt_load needs for it (including
@@ -113,7 +115,8 @@ typedef void (*cnd_rt_tap_fn)(void *ctx, int layer, const int8_t *out, size_t n)
 void cnd_rt_run_i8_tap(cnd_rt_model_t *m, int8_t *logits, const int8_t *x, cnd_rt_tap_fn tap,
                        void *ctx);
 
-/* Maps raw uint8 HWC pixels to the int8 input through the lookup table (n = C*H*W). */
+/* Maps raw uint8 HWC pixels to the int8 input through the lookup table (n = C*H*W). Element i
+ * depends only on raw element i, so x and raw may be the same memory. */
 void cnd_rt_quantize_input(const cnd_rt_model_t *m, int8_t *x, const uint8_t *raw);
 
 /* Index of the largest logit (first on ties). */

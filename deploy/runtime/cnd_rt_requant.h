@@ -32,8 +32,11 @@ static inline int32_t cnd_rt_rdbp(int32_t x, int n)
     int32_t mask = (int32_t)(((int64_t)1 << n) - 1);
     int32_t rem = x & mask;
     int32_t thr = (mask >> 1) + (x < 0 ? 1 : 0);
-    /* x >> n on a negative int is implementation-defined in C99; divide exactly instead. */
-    int32_t q = (int32_t)(((int64_t)x - (int64_t)rem) / ((int64_t)1 << n));
+    /* x >> n on a negative int is implementation-defined in C99, and a division by a
+     * variable power of two costs an idiv: x - rem is an exact multiple of 2^n, so shift its
+     * magnitude instead. */
+    int64_t v = (int64_t)x - (int64_t)rem;
+    int32_t q = (int32_t)(v >= 0 ? (v >> n) : -((-v) >> n));
     return q + (rem > thr ? 1 : 0);
 }
 

@@ -47,6 +47,7 @@ struct cnd_rt_model {
     int32_t in_zp;
     uint32_t in_scale_bits;
     const int8_t *lut;        /* c x 256 */
+    const uint8_t *norm;      /* f32 mean[c], f32 std[c] */
     uint32_t n_layers;
     cnd_rt_layer_t *layers;
     uint32_t n_classes;

@@ -38,10 +38,17 @@ void cnd_rt_conv_patch(int8_t *dst, const int8_t *in, const cnd_rt_layer_t *l, i
     int ih0 = oh * l->stride - l->pad, iw0 = ow * l->stride - l->pad;
     for (int i = 0; i < K; i++) {
         int ih = ih0 + i;
+        if (ih >= 0 && ih < H && iw0 >= 0 && iw0 + K <= W) { /* whole kernel row inside */
+            memcpy(dst + (size_t)i * K * C, in + ((size_t)ih * W + iw0) * C, (size_t)K * C);
+            continue;
+        }
         for (int j = 0; j < K; j++) {
             int iw = iw0 + j;
             int8_t *d = dst + ((size_t)i * K + j) * C;
-            if (ih < 0 || ih >= H || iw < 0 || iw >= W)
+            int inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+            if (C == 1)
+                d[0] = inside ? in[(size_t)ih * W + iw] : (int8_t)l->in_zp;
+            else if (!inside)
                 memset(d, (int8_t)l->in_zp, (size_t)C);
             else
                 memcpy(d, in + ((size_t)ih * W + iw) * C, (size_t)C);

@@ -73,6 +73,58 @@ T_AVX2 static int32_t s_hsum8(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
+/* Requantizes acc[0..n) (channels c0..c0+n) + bias into out[0..n), 8 lanes at a time, with
+ * the arithmetic of cnd_rt_requant (cnd_rt_requant_h): saturating left shift, high multiply
+ * with round half up computed as (a*b + 2^30) >> 31 on 64-bit products (exact: the loader
+ * guarantees mult >= 0, so the INT32_MIN * INT32_MIN case cannot occur), rounding right shift
+ * as floor plus (remainder > threshold), clamp, zero point, clamp. */
+T_AVX2 static void s_requant_avx2(int8_t *out, const int32_t *acc, const cnd_rt_layer_t *l,
+                                  const int32_t *bias, uint32_t c0, uint32_t n)
+{
+    const __m256i one = _mm256_set1_epi32(1), zero = _mm256_setzero_si256();
+    const __m256i nudge = _mm256_set1_epi64x((int64_t)1 << 30);
+    const __m256i lo256 = _mm256_set1_epi32(-256), hi255 = _mm256_set1_epi32(255);
+    const __m256i zp = _mm256_set1_epi32(l->out_zp);
+    const __m256i amin = _mm256_set1_epi32(l->act_min), amax = _mm256_set1_epi32(l->act_max);
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint32_t c = c0 + i;
+        __m256i x = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(acc + i)),
+                                     _mm256_loadu_si256((const __m256i *)(const void *)(bias + c)));
+        __m256i sh = _mm256_loadu_si256((const __m256i *)(const void *)(l->shift + c));
+        __m256i mult = _mm256_loadu_si256((const __m256i *)(const void *)(l->mult + c));
+        __m256i ls = _mm256_max_epi32(_mm256_sub_epi32(zero, sh), zero);
+        __m256i rs = _mm256_max_epi32(sh, zero);
+        /* saturating left shift */
+        __m256i y = _mm256_sllv_epi32(x, ls);
+        __m256i ovf = _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_srav_epi32(y, ls), x),
+                                       _mm256_set1_epi32(-1));
+        __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(x, 31), _mm256_set1_epi32(INT32_MAX));
+        x = _mm256_blendv_epi8(y, sat, ovf);
+        /* high multiply: even and odd lanes as 64-bit products */
+        __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, mult), nudge);
+        __m256i po = _mm256_add_epi64(
+            _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)), nudge);
+        pe = _mm256_srli_epi64(pe, 31);
+        po = _mm256_slli_epi64(_mm256_srli_epi64(po, 31), 32);
+        x = _mm256_blend_epi32(pe, po, 0xAA);
+        /* rounding right shift */
+        __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, rs), one);
+        __m256i rem = _mm256_and_si256(x, mask);
+        __m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_srai_epi32(x, 31));
+        x = _mm256_sub_epi32(_mm256_srav_epi32(x, rs), _mm256_cmpgt_epi32(rem, thr));
+        x = _mm256_min_epi32(_mm256_max_epi32(x, lo256), hi255);
+        x = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(x, zp), amin), amax);
+        __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+        _mm_storel_epi64((__m128i *)(void *)(out + i), _mm_packs_epi16(p16, p16));
+    }
+    for (; i < n; i++) {
+        uint32_t c = c0 + i;
+        out[i] = cnd_rt_requant(acc[i] + bias[c], l->mult[c], l->shift[c], l->out_zp, l->act_min,
+                                l->act_max);
+    }
+}
+
 /* dst[j] = dot(x[j], w) for nx inputs of K int8 (nx <= 4), weights w of K int8. */
 T_AVX2 static void s_dot_avx2(int32_t *dst, const int8_t *const *x, int nx, const int8_t *w,
                               uint32_t K)
@@ -100,6 +152,7 @@ T_AVX2 static void s_dense_avx2(int8_t *out, const int8_t *in, const cnd_rt_laye
 {
     // out is (O), in is (K), weight is (O, K); four rows share each input load
     uint32_t K = l->K, O = l->out_c, o = 0;
+    int32_t *sums = (int32_t *)(void *)(scratch + RT_PATCHES * (((size_t)K + 63) & ~(size_t)63));
     for (; o + 4 <= O; o += 4) {
         const int8_t *w[4];
         for (int r = 0; r < 4; r++) w[r] = s_row(l, o + (uint32_t)r, scratch + (size_t)r * ((K + 63) & ~63u));
@@ -115,19 +168,16 @@ T_AVX2 static void s_dense_avx2(int8_t *out, const int8_t *in, const cnd_rt_laye
             }
         }
         for (int r = 0; r < 4; r++) {
-            int32_t s = s_hsum8(acc[r]) + l->bias[o + (uint32_t)r];
+            int32_t s = s_hsum8(acc[r]);
             for (uint32_t t = k; t < K; t++) s += (int32_t)in[t] * w[r][t];
-            out[o + (uint32_t)r] = cnd_rt_requant(s, l->mult[o + (uint32_t)r], l->shift[o + (uint32_t)r],
-                                                  l->out_zp, l->act_min, l->act_max);
+            sums[o + (uint32_t)r] = s;
         }
     }
     for (; o < O; o++) {
-        int32_t s;
         const int8_t *x[1] = {in};
-        s_dot_avx2(&s, x, 1, s_row(l, o, scratch), K);
-        out[o] = cnd_rt_requant(s + l->bias[o], l->mult[o], l->shift[o], l->out_zp, l->act_min,
-                                l->act_max);
+        s_dot_avx2(&sums[o], x, 1, s_row(l, o, scratch), K);
     }
+    s_requant_avx2(out, sums, l, l->bias, 0, O);
 }
 
 T_AVX2 static void s_conv_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
@@ -137,6 +187,7 @@ T_AVX2 static void s_conv_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer
     uint32_t K = l->K, OC = l->out_c, P = (uint32_t)l->out_h * l->out_w;
     size_t stride = (K + 63) & ~(size_t)63;
     int8_t *wbuf = scratch + RT_PATCHES * stride;
+    int32_t *sums = (int32_t *)(void *)(wbuf + (l->wbits == 4 ? RT_PATCHES * stride : 0));
     for (uint32_t p0 = 0; p0 < P; p0 += RT_PATCHES) {
         int np = P - p0 < RT_PATCHES ? (int)(P - p0) : RT_PATCHES;
         const int8_t *x[RT_PATCHES];
@@ -149,11 +200,11 @@ T_AVX2 static void s_conv_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer
         for (uint32_t c = 0; c < OC; c++) {
             int32_t s[RT_PATCHES];
             s_dot_avx2(s, x, np, s_row(l, c, wbuf), K);
-            for (int j = 0; j < np; j++)
-                out[(size_t)(p0 + (uint32_t)j) * OC + c] =
-                    cnd_rt_requant(s[j] + l->bias[c], l->mult[c], l->shift[c], l->out_zp,
-                                   l->act_min, l->act_max);
+            for (int j = 0; j < np; j++) sums[(size_t)j * OC + c] = s[j];
         }
+        for (int j = 0; j < np; j++)
+            s_requant_avx2(out + (size_t)(p0 + (uint32_t)j) * OC, sums + (size_t)j * OC, l,
+                           l->bias, 0, OC);
     }
 }
 
@@ -204,6 +255,7 @@ T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_laye
     // out is (O), in is (K), weight is (O, K); inputs as unsigned x ^ 0x80
     uint32_t K = l->K, O = l->out_c;
     size_t stride = (K + 63) & ~(size_t)63;
+    int32_t *sums = (int32_t *)(void *)(scratch + RT_PATCHES * stride);
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     uint32_t kfull = K & ~63u, rem = K - kfull;
     __mmask64 tail = rem ? (((__mmask64)1 << rem) - 1) : 0;
@@ -226,11 +278,61 @@ T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_laye
         }
         int32_t s[4];
         _mm_storeu_si128((__m128i *)(void *)s, s_reduce4(acc[0], acc[1], acc[2], acc[3]));
-        for (int r = 0; r < nr; r++) {
-            uint32_t c = o + (uint32_t)r;
-            out[c] = cnd_rt_requant(s[r] + l->bias_u8[c], l->mult[c], l->shift[c], l->out_zp,
-                                    l->act_min, l->act_max);
+        for (int r = 0; r < nr; r++) sums[o + (uint32_t)r] = s[r];
+    }
+    s_requant_avx2(out, sums, l, l->bias_u8, 0, O);
+}
+
+/* Sums of four xmm accumulators as [sum a, sum b, sum c, sum d]. */
+T_VNNI static __m128i s_reduce4x(__m128i a, __m128i b, __m128i c, __m128i d)
+{
+    __m128i ab = _mm_add_epi32(_mm_unpacklo_epi32(a, b), _mm_unpackhi_epi32(a, b));
+    __m128i cd = _mm_add_epi32(_mm_unpacklo_epi32(c, d), _mm_unpackhi_epi32(c, d));
+    return _mm_add_epi32(_mm_unpacklo_epi64(ab, cd), _mm_unpackhi_epi64(ab, cd));
+}
+
+/* conv2d with patches of at most 16 bytes (e.g. 3x3 on one channel): 128-bit VNNI, whose
+ * reductions cost a third of the 512-bit ones. Same layout and scratch use as s_conv_vnni. */
+T_VNNI static void s_conv_vnni_small(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                     int8_t *scratch)
+{
+    // out is (OH, OW, OC), in is (H, W, C), weight is (OC, KH, KW, C); K <= 16
+    uint32_t K = l->K, OC = l->out_c, P = (uint32_t)l->out_h * l->out_w;
+    size_t stride = (K + 63) & ~(size_t)63;
+    int8_t *wbuf = scratch + RT_PATCHES * stride;
+    int32_t *sums = (int32_t *)(void *)(wbuf + (l->wbits == 4 ? RT_PATCHES * stride : 0));
+    __mmask16 km = (__mmask16)((1u << K) - 1);
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    for (uint32_t p0 = 0; p0 < P; p0 += RT_PATCHES) {
+        int np = P - p0 < RT_PATCHES ? (int)(P - p0) : RT_PATCHES;
+        __m128i xv[RT_PATCHES];
+        for (int j = 0; j < RT_PATCHES; j++) {
+            int8_t *d = scratch + (size_t)j * stride;
+            if (j < np) {
+                uint32_t p = p0 + (uint32_t)j;
+                cnd_rt_conv_patch(d, in, l, (int)(p / l->out_w), (int)(p % l->out_w));
+            }
+            xv[j] = _mm_xor_si128(_mm_maskz_loadu_epi8(km, j < np ? d : scratch), flip);
         }
+        for (uint32_t c0 = 0; c0 < OC; c0 += 4) {
+            int nc = OC - c0 < 4 ? (int)(OC - c0) : 4;
+            __m128i wv[4];
+            for (int r = 0; r < 4; r++)
+                wv[r] = _mm_maskz_loadu_epi8(km, s_row(l, c0 + (uint32_t)(r < nc ? r : 0),
+                                                        wbuf + (size_t)r * stride));
+            for (int j = 0; j < np; j++) {
+                __m128i a0 = _mm_dpbusd_epi32(_mm_setzero_si128(), xv[j], wv[0]);
+                __m128i a1 = _mm_dpbusd_epi32(_mm_setzero_si128(), xv[j], wv[1]);
+                __m128i a2 = _mm_dpbusd_epi32(_mm_setzero_si128(), xv[j], wv[2]);
+                __m128i a3 = _mm_dpbusd_epi32(_mm_setzero_si128(), xv[j], wv[3]);
+                int32_t s4[4];
+                _mm_storeu_si128((__m128i *)(void *)s4, s_reduce4x(a0, a1, a2, a3));
+                for (int r = 0; r < nc; r++) sums[(size_t)j * OC + c0 + (uint32_t)r] = s4[r];
+            }
+        }
+        for (int j = 0; j < np; j++)
+            s_requant_avx2(out + (size_t)(p0 + (uint32_t)j) * OC, sums + (size_t)j * OC, l,
+                           l->bias_u8, 0, OC);
     }
 }
 
@@ -238,9 +340,14 @@ T_VNNI static void s_conv_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer
                                int8_t *scratch)
 {
     // out is (OH, OW, OC), in is (H, W, C), weight is (OC, KH, KW, C); 4 patches x 4 channels
+    if (l->K <= 16) {
+        s_conv_vnni_small(out, in, l, scratch);
+        return;
+    }
     uint32_t K = l->K, OC = l->out_c, P = (uint32_t)l->out_h * l->out_w;
     size_t stride = (K + 63) & ~(size_t)63;
     int8_t *wbuf = scratch + RT_PATCHES * stride;
+    int32_t *sums = (int32_t *)(void *)(wbuf + (l->wbits == 4 ? RT_PATCHES * stride : 0));
     uint32_t kfull = K & ~63u, rem = K - kfull;
     __mmask64 tail = rem ? (((__mmask64)1 << rem) - 1) : 0;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
@@ -286,14 +393,12 @@ T_VNNI static void s_conv_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer
                 int32_t s[4];
                 _mm_storeu_si128((__m128i *)(void *)s,
                                  s_reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]));
-                int8_t *o = out + (size_t)(p0 + (uint32_t)j) * OC + c0;
-                for (int r = 0; r < nc; r++) {
-                    uint32_t c = c0 + (uint32_t)r;
-                    o[r] = cnd_rt_requant(s[r] + l->bias_u8[c], l->mult[c], l->shift[c],
-                                          l->out_zp, l->act_min, l->act_max);
-                }
+                for (int r = 0; r < nc; r++) sums[(size_t)j * OC + c0 + (uint32_t)r] = s[r];
             }
         }
+        for (int j = 0; j < np; j++)
+            s_requant_avx2(out + (size_t)(p0 + (uint32_t)j) * OC, sums + (size_t)j * OC, l,
+                           l->bias_u8, 0, OC);
     }
 }
 

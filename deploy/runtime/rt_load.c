@@ -220,8 +220,10 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
         p->macs += (uint64_t)K * oc * oh * ow;
         p->weight_bytes += wlen;
         p->consts += 4 * s_align(4 * (size_t)oc);
-        size_t scr = op == CND_RT_OP_CONV2D ? RT_PATCHES * s_align(K) : 0;
-        if (wbits == 4) scr += RT_PATCHES * s_align(K); /* unpacked rows */
+        /* scratch layout: [patches or dense row buffers][int4 rows][int32 sums] */
+        size_t scr = RT_PATCHES * s_align(K);
+        if (wbits == 4 && op == CND_RT_OP_CONV2D) scr += RT_PATCHES * s_align(K);
+        scr += RT_PATCHES * s_align(4 * (size_t)oc);
         if (scr > p->scratch) p->scratch = scr;
     }
     size_t osz = (size_t)oc * oh * ow;
@@ -454,6 +456,7 @@ int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *aren
     const uint8_t *in = art + p.off[S_INPT];
     m->in_scale_bits = s_u32(in + 12);
     m->lut = (const int8_t *)(in + CND_RT_INPT_FIXED + 8u * p.c);
+    m->norm = in + CND_RT_INPT_FIXED;
     m->n_layers = p.n_layers;
     m->layers = (cnd_rt_layer_t *)(void *)cur;
     cur += s_align(p.n_layers * sizeof(cnd_rt_layer_t));

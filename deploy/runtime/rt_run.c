@@ -162,6 +162,7 @@ void cnd_rt_get_info(const cnd_rt_model_t *m, cnd_rt_info_t *info)
     info->weight_bytes = m->weight_bytes;
     info->macs = m->macs;
     info->digest = m->art + m->body_len;
+    info->norm = m->norm;
 }
 
 const char *cnd_rt_label(const cnd_rt_model_t *m, uint32_t i)
