@@ -70,7 +70,7 @@ int cnd_cmd_quantize(int argc, char **argv)
 {
     const char *data = "fmnist", *out = NULL, *method_s = "auto", *teacher = NULL, *test = NULL;
     long calib = 500, wbits = 8, qat_epochs = 0, batch = 64, seed = 1, threads = 0;
-    long selftests = 4, report_n = 1000;
+    long selftests = 4, report_n = 1000, subset = 0;
     double lr = 2e-4;
     int no_report = 0;
     const cnd_opt_t opts[] = {
@@ -83,6 +83,7 @@ int cnd_cmd_quantize(int argc, char **argv)
         {"teacher", CND_OPT_STR, &teacher, "T.cnd", "distill from this teacher during QAT (not available yet)"},
         {"lr", CND_OPT_DBL, &lr, "X", "QAT learning rate, Adam with cosine decay (default 2e-4)", 1e-9, 1},
         {"batch", CND_OPT_INT, &batch, "B", "QAT batch size (default 64)", 1, 4096},
+        {"subset", CND_OPT_INT, &subset, "N", "use a random N-sample subset of the training data", 1, 1e9},
         {"seed", CND_OPT_INT, &seed, "S", "seed for calibration sampling and QAT (default 1)", 0, 1e15},
         {"selftests", CND_OPT_INT, &selftests, "N", "self-test vectors to embed (default 4)", 0, 64},
         {"report-samples", CND_OPT_INT, &report_n, "N", "test samples for the per-layer report (default 1000)", 1, 1e7},
@@ -125,7 +126,7 @@ int cnd_cmd_quantize(int argc, char **argv)
 
     if ((rc = cnd_file_read(path, CND_MODELFILE_MAX, &src, &srclen))) goto done;
     if ((rc = cnd_model_deserialize(&m0, src, srclen, path))) goto done;
-    if ((rc = cnd_cmd_load_data(data, test, 0, (uint64_t)seed, &tr, &te))) goto done;
+    if ((rc = cnd_cmd_load_data(data, test, subset, (uint64_t)seed, &tr, &te))) goto done;
     if ((rc = cnd_quant_fold_bn(&m, m0))) goto done;
     cnd_qplan_t plan;
     if ((rc = cnd_quant_plan(&plan, m))) goto done;
