@@ -2,6 +2,7 @@
 cnd_test(test_runtime_sha256 LABEL unit LIBS cnd_runtime cnd_common)
 cnd_test(test_runtime_requant LABEL unit LIBS cnd_runtime cnd_compress)
 cnd_test(test_runtime_kernels LABEL unit LIBS cnd_runtime cnd_compress)
+cnd_test(test_runtime_fuzz LABEL fuzz LIBS cnd_runtime cnd_compress)
 
 # Cross-platform checks: random artifacts from runtime_mkart, the runtime rebuilt for ARM.
 add_executable(runtime_mkart runtime_mkart.c)
