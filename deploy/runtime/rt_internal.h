@@ -16,6 +16,15 @@
 #define RT_CACHELINE 64
 #define RT_PATCHES   4 /* conv patches gathered at once (fast paths reuse weight loads) */
 
+/* Builds with x86 fast paths reserve scratch for them (several patches, unpacked int4 rows,
+ * int32 sums); elsewhere only the reference's single conv patch is reserved, so a
+ * microcontroller's arena holds nothing it does not use. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RT_FAST_PATHS 1
+#else
+#define RT_FAST_PATHS 0
+#endif
+
 typedef struct cnd_rt_layer {
     uint8_t op;             /* cnd_rt_op_t */
     uint8_t wbits;          /* 8 or 4 (dense/conv2d) */

@@ -220,10 +220,14 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
         p->macs += (uint64_t)K * oc * oh * ow;
         p->weight_bytes += wlen;
         p->consts += 4 * s_align(4 * (size_t)oc);
-        /* scratch layout: [patches or dense row buffers][int4 rows][int32 sums] */
-        size_t scr = RT_PATCHES * s_align(K);
-        if (wbits == 4 && op == CND_RT_OP_CONV2D) scr += RT_PATCHES * s_align(K);
-        scr += RT_PATCHES * s_align(4 * (size_t)oc);
+        /* fast-path scratch layout: [patches or dense row buffers][int4 rows][int32 sums];
+         * the reference needs one conv patch and nothing for dense layers */
+        size_t scr = op == CND_RT_OP_CONV2D ? s_align(K) : 0;
+        if (RT_FAST_PATHS) {
+            scr = RT_PATCHES * s_align(K);
+            if (wbits == 4 && op == CND_RT_OP_CONV2D) scr += RT_PATCHES * s_align(K);
+            scr += RT_PATCHES * s_align(4 * (size_t)oc);
+        }
         if (scr > p->scratch) p->scratch = scr;
     }
     size_t osz = (size_t)oc * oh * ow;
