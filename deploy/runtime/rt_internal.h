@@ -40,7 +40,13 @@ typedef struct cnd_rt_layer {
     const int32_t *mult;    /* Q31 multipliers */
     const int32_t *shift;   /* n: M = mult * 2^(-31-n) */
     uint32_t in_bytes, out_bytes; /* activation sizes */
+    /* x86 builds, conv2d only: weights repacked at load for the VNNI kernel, blocks of 16
+     * output channels x 4 consecutive k: byte ((b * G + g) * 16 + j) * 4 + t holds
+     * w[16 b + j][4 g + t] (zero past OC or K), G = ceil(K / 4). NULL elsewhere. */
+    const int8_t *wpack;
 } cnd_rt_layer_t;
+
+#define RT_BC_TILE 8 /* pixels per pass of the packed-weight VNNI conv kernel */
 
 typedef void (*rt_layer_fn)(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
                             int8_t *scratch);

@@ -39,7 +39,13 @@ void cnd_rt_conv_patch(int8_t *dst, const int8_t *in, const cnd_rt_layer_t *l, i
     for (int i = 0; i < K; i++) {
         int ih = ih0 + i;
         if (ih >= 0 && ih < H && iw0 >= 0 && iw0 + K <= W) { /* whole kernel row inside */
-            memcpy(dst + (size_t)i * K * C, in + ((size_t)ih * W + iw0) * C, (size_t)K * C);
+            int8_t *d = dst + (size_t)i * K * C;
+            const int8_t *s = in + ((size_t)ih * W + iw0) * C;
+            size_t n = (size_t)K * C;
+            if (n <= 16) /* short rows (one input channel): a call to memcpy costs more */
+                for (size_t t = 0; t < n; t++) d[t] = s[t];
+            else
+                memcpy(d, s, n);
             continue;
         }
         for (int j = 0; j < K; j++) {

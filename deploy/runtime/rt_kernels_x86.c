@@ -9,10 +9,11 @@
  * AVX2: int8 inputs and weights are sign-extended to int16 and multiplied with vpmaddwd
  * (exact; vpmaddubsw would saturate its int16 pair sums). AVX-512 VNNI: vpdpbusd multiplies
  * unsigned by signed bytes, so inputs are shifted by +128 (x ^ 0x80) and the loader's bias_u8
- * already subtracts 128 * sum w. Dense layers compute four output rows per pass over the input;
- * conv2d gathers four im2col patches and computes a 4x4 (or 4x2) block of patch x channel dot
- * products per pass, reducing the block's accumulators together. int4 rows are unpacked to int8
- * in scratch before use.
+ * already subtracts 128 * sum w. Dense layers compute four output rows per pass over the input
+ * (AVX2 and VNNI) and reduce them together. conv2d: AVX2 gathers four im2col patches that share
+ * each weight row; VNNI uses the weights the loader repacked into 16-channel blocks, so each
+ * accumulator lane is one output channel and no reduction is needed. int4 rows are unpacked to
+ * int8 in scratch (the VNNI conv has them unpacked by the repacking).
  *
  * On other architectures this file only provides stubs that report nothing available.
  */
@@ -283,122 +284,80 @@ T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_laye
     s_requant_avx2(out, sums, l, l->bias_u8, 0, O);
 }
 
-/* Sums of four xmm accumulators as [sum a, sum b, sum c, sum d]. */
-T_VNNI static __m128i s_reduce4x(__m128i a, __m128i b, __m128i c, __m128i d)
+/* AVX-512 version of s_requant_avx2 for the 16 channels c0.. of one accumulator vector; n <= 16
+ * lanes are stored. Same arithmetic, bit for bit. */
+T_VNNI static void s_requant16(int8_t *out, __m512i acc, const cnd_rt_layer_t *l,
+                               const int32_t *bias, uint32_t c0, uint32_t n)
 {
-    __m128i ab = _mm_add_epi32(_mm_unpacklo_epi32(a, b), _mm_unpackhi_epi32(a, b));
-    __m128i cd = _mm_add_epi32(_mm_unpacklo_epi32(c, d), _mm_unpackhi_epi32(c, d));
-    return _mm_add_epi32(_mm_unpacklo_epi64(ab, cd), _mm_unpackhi_epi64(ab, cd));
+    __mmask16 m = (__mmask16)(n >= 16 ? 0xffffu : ((1u << n) - 1));
+    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
+    const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
+    __m512i x = _mm512_add_epi32(acc, _mm512_maskz_loadu_epi32(m, bias + c0));
+    __m512i sh = _mm512_maskz_loadu_epi32(m, l->shift + c0);
+    __m512i mult = _mm512_maskz_loadu_epi32(m, l->mult + c0);
+    __m512i ls = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
+    __m512i rs = _mm512_max_epi32(sh, zero);
+    __m512i y = _mm512_sllv_epi32(x, ls);
+    __mmask16 ovf = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(y, ls), x);
+    __m512i sat = _mm512_xor_si512(_mm512_srai_epi32(x, 31), _mm512_set1_epi32(INT32_MAX));
+    x = _mm512_mask_blend_epi32(ovf, y, sat);
+    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, mult), nudge);
+    __m512i po = _mm512_add_epi64(
+        _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), nudge);
+    pe = _mm512_srli_epi64(pe, 31);
+    po = _mm512_slli_epi64(_mm512_srli_epi64(po, 31), 32);
+    x = _mm512_mask_blend_epi32(0xAAAA, pe, po);
+    __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, rs), one);
+    __m512i rem = _mm512_and_si512(x, mask);
+    __m512i thr = _mm512_sub_epi32(_mm512_srai_epi32(mask, 1), _mm512_srai_epi32(x, 31));
+    __mmask16 up = _mm512_cmpgt_epi32_mask(rem, thr);
+    x = _mm512_mask_add_epi32(_mm512_srav_epi32(x, rs), up, _mm512_srav_epi32(x, rs), one);
+    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_set1_epi32(-256)), _mm512_set1_epi32(255));
+    x = _mm512_add_epi32(x, _mm512_set1_epi32(l->out_zp));
+    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_set1_epi32(l->act_min)),
+                         _mm512_set1_epi32(l->act_max));
+    _mm_mask_storeu_epi8(out, m, _mm512_cvtsepi32_epi8(x));
 }
 
-/* conv2d with patches of at most 16 bytes (e.g. 3x3 on one channel): 128-bit VNNI, whose
- * reductions cost a third of the 512-bit ones. Same layout and scratch use as s_conv_vnni. */
-T_VNNI static void s_conv_vnni_small(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
-                                     int8_t *scratch)
-{
-    // out is (OH, OW, OC), in is (H, W, C), weight is (OC, KH, KW, C); K <= 16
-    uint32_t K = l->K, OC = l->out_c, P = (uint32_t)l->out_h * l->out_w;
-    size_t stride = (K + 63) & ~(size_t)63;
-    int8_t *wbuf = scratch + RT_PATCHES * stride;
-    int32_t *sums = (int32_t *)(void *)(wbuf + (l->wbits == 4 ? RT_PATCHES * stride : 0));
-    __mmask16 km = (__mmask16)((1u << K) - 1);
-    const __m128i flip = _mm_set1_epi8((char)0x80);
-    for (uint32_t p0 = 0; p0 < P; p0 += RT_PATCHES) {
-        int np = P - p0 < RT_PATCHES ? (int)(P - p0) : RT_PATCHES;
-        __m128i xv[RT_PATCHES];
-        for (int j = 0; j < RT_PATCHES; j++) {
-            int8_t *d = scratch + (size_t)j * stride;
-            if (j < np) {
-                uint32_t p = p0 + (uint32_t)j;
-                cnd_rt_conv_patch(d, in, l, (int)(p / l->out_w), (int)(p % l->out_w));
-            }
-            xv[j] = _mm_xor_si128(_mm_maskz_loadu_epi8(km, j < np ? d : scratch), flip);
-        }
-        for (uint32_t c0 = 0; c0 < OC; c0 += 4) {
-            int nc = OC - c0 < 4 ? (int)(OC - c0) : 4;
-            __m128i wv[4];
-            for (int r = 0; r < 4; r++)
-                wv[r] = _mm_maskz_loadu_epi8(km, s_row(l, c0 + (uint32_t)(r < nc ? r : 0),
-                                                        wbuf + (size_t)r * stride));
-            for (int j = 0; j < np; j++) {
-                __m128i a0 = _mm_dpbusd_epi32(_mm_setzero_si128(), xv[j], wv[0]);
-                __m128i a1 = _mm_dpbusd_epi32(_mm_setzero_si128(), xv[j], wv[1]);
-                __m128i a2 = _mm_dpbusd_epi32(_mm_setzero_si128(), xv[j], wv[2]);
-                __m128i a3 = _mm_dpbusd_epi32(_mm_setzero_si128(), xv[j], wv[3]);
-                int32_t s4[4];
-                _mm_storeu_si128((__m128i *)(void *)s4, s_reduce4x(a0, a1, a2, a3));
-                for (int r = 0; r < nc; r++) sums[(size_t)j * OC + c0 + (uint32_t)r] = s4[r];
-            }
-        }
-        for (int j = 0; j < np; j++)
-            s_requant_avx2(out + (size_t)(p0 + (uint32_t)j) * OC, sums + (size_t)j * OC, l,
-                           l->bias_u8, 0, OC);
-    }
-}
-
+/* conv2d on weights repacked at load (l->wpack): each 32-bit lane of a zmm accumulates one of 16
+ * output channels, vpdpbusd multiplies four broadcast input bytes by that channel's four
+ * weights, so no horizontal reductions are needed; RT_BC_TILE pixels share each weight load and
+ * the 16 sums go straight to s_requant16. */
 T_VNNI static void s_conv_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
                                int8_t *scratch)
 {
-    // out is (OH, OW, OC), in is (H, W, C), weight is (OC, KH, KW, C); 4 patches x 4 channels
-    if (l->K <= 16) {
-        s_conv_vnni_small(out, in, l, scratch);
-        return;
-    }
+    // out is (OH, OW, OC), in is (H, W, C), packed weight is (OC/16, K/4, 16, 4)
     uint32_t K = l->K, OC = l->out_c, P = (uint32_t)l->out_h * l->out_w;
+    uint32_t G = (K + 3) / 4, NB = (OC + 15) / 16;
     size_t stride = (K + 63) & ~(size_t)63;
-    int8_t *wbuf = scratch + RT_PATCHES * stride;
-    int32_t *sums = (int32_t *)(void *)(wbuf + (l->wbits == 4 ? RT_PATCHES * stride : 0));
-    uint32_t kfull = K & ~63u, rem = K - kfull;
-    __mmask64 tail = rem ? (((__mmask64)1 << rem) - 1) : 0;
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (uint32_t p0 = 0; p0 < P; p0 += RT_PATCHES) {
-        int np = P - p0 < RT_PATCHES ? (int)(P - p0) : RT_PATCHES;
-        const int8_t *x[RT_PATCHES];
-        for (int j = 0; j < RT_PATCHES; j++) {
+    for (uint32_t p0 = 0; p0 < P; p0 += RT_BC_TILE) {
+        int np = P - p0 < RT_BC_TILE ? (int)(P - p0) : RT_BC_TILE;
+        const int8_t *x[RT_BC_TILE];
+        for (int j = 0; j < RT_BC_TILE; j++) {
             int8_t *d = scratch + (size_t)j * stride;
             if (j < np) {
                 uint32_t p = p0 + (uint32_t)j;
                 cnd_rt_conv_patch(d, in, l, (int)(p / l->out_w), (int)(p % l->out_w));
-                for (uint32_t k = 0; k < stride; k += 64) /* to unsigned; tail bytes unused */
-                    _mm512_storeu_si512((void *)(d + k),
-                                        _mm512_xor_si512(_mm512_loadu_si512((const void *)(d + k)), flip));
             }
-            x[j] = j < np ? d : scratch; /* unused lanes repeat patch 0 */
+            x[j] = j < np ? d : scratch;
         }
-        for (uint32_t c0 = 0; c0 < OC; c0 += 4) {
-            int nc = OC - c0 < 4 ? (int)(OC - c0) : 4;
-            const int8_t *w[4];
-            for (int r = 0; r < 4; r++)
-                w[r] = s_row(l, c0 + (uint32_t)(r < nc ? r : 0), wbuf + (size_t)r * stride);
-            __m512i acc[4][4];
-            for (int j = 0; j < 4; j++)
-                for (int r = 0; r < 4; r++) acc[j][r] = _mm512_setzero_si512();
-            for (uint32_t k = 0; k < kfull; k += 64) {
-                __m512i wv[4];
-                for (int r = 0; r < 4; r++) wv[r] = _mm512_loadu_si512((const void *)(w[r] + k));
-                for (int j = 0; j < 4; j++) {
-                    __m512i xv = _mm512_loadu_si512((const void *)(x[j] + k));
-                    for (int r = 0; r < 4; r++) acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], xv, wv[r]);
+        for (uint32_t b = 0; b < NB; b++) {
+            const int8_t *wp = l->wpack + (size_t)b * G * 64;
+            __m512i acc[RT_BC_TILE];
+            for (int j = 0; j < RT_BC_TILE; j++) acc[j] = _mm512_setzero_si512();
+            for (uint32_t g = 0; g < G; g++) {
+                __m512i wv = _mm512_loadu_si512((const void *)(wp + (size_t)g * 64));
+                for (int j = 0; j < RT_BC_TILE; j++) {
+                    uint32_t v; /* four input bytes, made unsigned (x + 128) */
+                    memcpy(&v, x[j] + 4 * g, 4);
+                    acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_set1_epi32((int)(v ^ 0x80808080u)), wv);
                 }
             }
-            if (rem) {
-                __m512i wv[4];
-                for (int r = 0; r < 4; r++) wv[r] = _mm512_maskz_loadu_epi8(tail, w[r] + kfull);
-                for (int j = 0; j < 4; j++) {
-                    __m512i xv = _mm512_loadu_si512((const void *)(x[j] + kfull));
-                    for (int r = 0; r < 4; r++) acc[j][r] = _mm512_dpbusd_epi32(acc[j][r], xv, wv[r]);
-                }
-            }
-            for (int j = 0; j < np; j++) {
-                int32_t s[4];
-                _mm_storeu_si128((__m128i *)(void *)s,
-                                 s_reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]));
-                for (int r = 0; r < nc; r++) sums[(size_t)j * OC + c0 + (uint32_t)r] = s[r];
-            }
+            uint32_t nc = OC - 16 * b < 16 ? OC - 16 * b : 16;
+            for (int j = 0; j < np; j++)
+                s_requant16(out + (size_t)(p0 + (uint32_t)j) * OC + 16 * b, acc[j], l, l->bias_u8,
+                            16 * b, nc);
         }
-        for (int j = 0; j < np; j++)
-            s_requant_avx2(out + (size_t)(p0 + (uint32_t)j) * OC, sums + (size_t)j * OC, l,
-                           l->bias_u8, 0, OC);
     }
 }
 

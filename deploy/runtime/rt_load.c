@@ -224,9 +224,11 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
          * the reference needs one conv patch and nothing for dense layers */
         size_t scr = op == CND_RT_OP_CONV2D ? s_align(K) : 0;
         if (RT_FAST_PATHS) {
-            scr = RT_PATCHES * s_align(K);
+            scr = RT_BC_TILE * s_align(K);
             if (wbits == 4 && op == CND_RT_OP_CONV2D) scr += RT_PATCHES * s_align(K);
             scr += RT_PATCHES * s_align(4 * (size_t)oc);
+            if (op == CND_RT_OP_CONV2D) /* repacked weights, see rt_internal.h */
+                p->consts += s_align((((size_t)oc + 15) / 16) * 16 * (((size_t)K + 3) / 4) * 4);
         }
         if (scr > p->scratch) p->scratch = scr;
     }
@@ -509,6 +511,24 @@ int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *aren
         l->bias_u8 = bu8;
         l->mult = mult;
         l->shift = shift;
+        if (RT_FAST_PATHS && l->op == CND_RT_OP_CONV2D) {
+            uint32_t G = (l->K + 3) / 4, B = ((uint32_t)l->out_c + 15) / 16;
+            int8_t *pk = (int8_t *)cur;
+            cur += s_align((size_t)B * 16 * G * 4);
+            for (uint32_t b = 0; b < B; b++)
+                for (uint32_t g = 0; g < G; g++)
+                    for (uint32_t j = 0; j < 16; j++)
+                        for (uint32_t t = 0; t < 4; t++) {
+                            uint32_t oc = 16 * b + j, k = 4 * g + t;
+                            int8_t v = 0;
+                            if (oc < l->out_c && k < l->K) {
+                                const uint8_t *wr = l->w + (size_t)oc * l->w_row;
+                                v = l->wbits == 8 ? (int8_t)wr[k] : cnd_rt_w4(wr, k);
+                            }
+                            pk[(((size_t)b * G + g) * 16 + j) * 4 + t] = v;
+                        }
+            l->wpack = pk;
+        }
     }
     m->n_classes = p.n_classes;
     m->out_scale_bits = s_u32(art + p.off[S_LAYR] + 16 + (p.n_layers - 1) * CND_RT_LAYER_BYTES +
