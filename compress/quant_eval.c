@@ -113,10 +113,15 @@ int cnd_qreport(cnd_qreport_row_t *rows, cnd_model_t *m, const cnd_qmodel_t *q,
     float *xb = malloc(100 * d * sizeof(float));
     int8_t *x = malloc(d), *lg = malloc((size_t)q->n_classes);
     s_tap_t tap = {0};
+    float *fl_nchw[CND_RT_MAX_LAYERS] = {0}; /* float outputs of the batch, NCHW (model.h) */
     int okbuf = sig && noise && xb && x && lg;
-    for (int i = 0; okbuf && i < L; i++)
+    for (int i = 0; okbuf && i < L; i++) {
         okbuf = (tap.out[i] = malloc((size_t)q->layers[i].out_c * q->layers[i].out_h *
                                      q->layers[i].out_w)) != NULL;
+        if (okbuf)
+            okbuf = (fl_nchw[i] = malloc(100 * cnd_shape_size(m->layers[q->layers[i].src].out) *
+                                         sizeof(float))) != NULL;
+    }
     if (!okbuf) {
         rc = CND_ENOMEM;
         goto done;
@@ -127,6 +132,8 @@ int cnd_qreport(cnd_qreport_row_t *rows, cnd_model_t *m, const cnd_qmodel_t *q,
         cnd_model_normalize(m, xb, (size_t)bs);
         const float *lgf;
         if ((rc = cnd_model_forward(m, xb, bs, 0, &lgf))) goto done;
+        for (int li = 0; li < L; li++)
+            if ((rc = cnd_model_act_nchw(m, q->layers[li].src, bs, fl_nchw[li]))) goto done;
         for (int b = 0; b < bs; b++) {
             cnd_qeval_input(a, x, ds, s + (size_t)b);
             cnd_rt_run_i8_tap(a->rt, lg, x, s_tap, &tap);
@@ -137,7 +144,7 @@ int cnd_qreport(cnd_qreport_row_t *rows, cnd_model_t *m, const cnd_qmodel_t *q,
                 int C = flat ? ql->in_c : ql->out_c, H = flat ? ql->in_h : ql->out_h,
                     W = flat ? ql->in_w : ql->out_w;
                 size_t HW = (size_t)H * W, osz = cnd_shape_size(fl->out);
-                const float *f = m->acts[ql->src] + (size_t)b * osz;
+                const float *f = fl_nchw[li] + (size_t)b * osz;
                 for (int c = 0; c < C; c++)
                     for (size_t p = 0; p < HW; p++) {
                         double fv = f[(size_t)c * HW + p];
@@ -165,7 +172,10 @@ int cnd_qreport(cnd_qreport_row_t *rows, cnd_model_t *m, const cnd_qmodel_t *q,
         }
     }
 done:
-    for (int i = 0; i < L; i++) free(tap.out[i]);
+    for (int i = 0; i < L; i++) {
+        free(tap.out[i]);
+        free(fl_nchw[i]);
+    }
     free(sig);
     free(noise);
     free(xb);

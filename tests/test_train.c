@@ -70,6 +70,23 @@ int main(void)
     CHECK(after.loss < before.loss);
     CHECK_EQ_INT(after.per_class_total[0] + after.per_class_total[1] + after.per_class_total[2],
                  300);
+    /* Two threads: deterministic for that thread count, and close to the one-thread result
+     * (the per-thread partial sums only change rounding). */
+    cnd_set_threads(2);
+    cnd_model_t *p2 = NULL, *q2 = NULL;
+    CHECK(cnd_model_new(&p2, arch, tr->shape, 42) == 0);
+    CHECK(cnd_model_new(&q2, arch, tr->shape, 42) == 0);
+    cnd_train_result_t r2;
+    CHECK(cnd_train(p2, tr, NULL, &cfg, &r2) == 0);
+    CHECK(cnd_train(q2, tr, NULL, &cfg, &r2) == 0);
+    CHECK(!memcmp(p2->params, q2->params, p2->num_params * sizeof(float)));
+    double maxd = 0;
+    for (size_t i = 0; i < a->num_params; i++)
+        if (fabs(p2->params[i] - a->params[i]) > maxd) maxd = fabs(p2->params[i] - a->params[i]);
+    CHECK(maxd < 0.05);
+    cnd_model_destroy(&p2);
+    cnd_model_destroy(&q2);
+    cnd_set_threads(1);
     /* A different seed gives different weights. */
     cnd_model_t *c = NULL;
     CHECK(cnd_model_new(&c, arch, tr->shape, 43) == 0);
