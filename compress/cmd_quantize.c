@@ -14,6 +14,7 @@
 #include "cmd_common.h"
 #include "commands.h"
 #include "digest.h"
+#include "distill.h"
 #include "fileio.h"
 #include "modelfile.h"
 #include "quant.h"
@@ -71,7 +72,7 @@ int cnd_cmd_quantize(int argc, char **argv)
     const char *data = "fmnist", *out = NULL, *method_s = "auto", *teacher = NULL, *test = NULL;
     long calib = 500, wbits = 8, qat_epochs = 0, batch = 64, seed = 1, threads = 0;
     long selftests = 4, report_n = 1000, subset = 0;
-    double lr = 2e-4;
+    double lr = 2e-4, T = CND_DISTILL_DEFAULT_T, alpha = CND_DISTILL_DEFAULT_ALPHA;
     int no_report = 0;
     const cnd_opt_t opts[] = {
         {"data", CND_OPT_STR, &data, "SPEC", "training data for calibration and QAT (default fmnist)"},
@@ -80,7 +81,9 @@ int cnd_cmd_quantize(int argc, char **argv)
         {"method", CND_OPT_STR, &method_s, "M", "auto | minmax | percentile | mse (default auto)"},
         {"wbits", CND_OPT_INT, &wbits, "B", "weight bits: 8 (W8A8) or 4 (W4A8) (default 8)", 4, 8},
         {"qat-epochs", CND_OPT_INT, &qat_epochs, "N", "quantization-aware fine-tuning epochs (default 0)", 0, 1000},
-        {"teacher", CND_OPT_STR, &teacher, "T.cnd", "distill from this teacher during QAT (not available yet)"},
+        {"teacher", CND_OPT_STR, &teacher, "T.cnd", "QAT with the distillation loss from this teacher (needs --qat-epochs)"},
+        {"temperature", CND_OPT_DBL, &T, "T", "distillation temperature (default 4)", 0.05, 100},
+        {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0, 1},
         {"lr", CND_OPT_DBL, &lr, "X", "QAT learning rate, Adam with cosine decay (default 2e-4)", 1e-9, 1},
         {"batch", CND_OPT_INT, &batch, "B", "QAT batch size (default 64)", 1, 4096},
         {"subset", CND_OPT_INT, &subset, "N", "use a random N-sample subset of the training data", 1, 1e9},
@@ -93,11 +96,11 @@ int cnd_cmd_quantize(int argc, char **argv)
         {0}};
     const cnd_cli_t cli = {
         "condenser quantize MODEL --out MODEL.cndq [--data SPEC] [--calib N] [--method M] "
-        "[--wbits 8|4] [--qat-epochs N]",
+        "[--wbits 8|4] [--qat-epochs N [--teacher T.cnd]]",
         "Quantizes a float model to an integer-only .cndq artifact: folds batchnorm, calibrates "
         "activation ranges on at most 500 training samples (auto picks minmax, percentile or "
         "MSE per tensor by the smallest logit error), optionally fine-tunes with fake "
-        "quantization (QAT), embeds self-test vectors, and prints a per-layer report (SNR "
+        "quantization (QAT, with the distillation loss when --teacher is given), embeds self-test vectors, and prints a per-layer report (SNR "
         "float vs integer, bytes, MACs) with float and integer test accuracy.",
         opts, 1, 1};
     int npos;
@@ -106,9 +109,9 @@ int cnd_cmd_quantize(int argc, char **argv)
     if (rc) return rc > 0 ? 0 : rc;
     if (!out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
     if (wbits != 8 && wbits != 4) return cnd_errf(CND_EINVAL, "--wbits must be 8 or 4");
-    if (teacher)
-        return cnd_errf(CND_EINVAL, "--teacher: distillation during QAT needs the distillation "
-                        "loss (compress/distill.h), which is not in this build yet");
+    if (teacher && qat_epochs == 0)
+        return cnd_errf(CND_EINVAL, "--teacher distills during quantization-aware training: "
+                        "give --qat-epochs N too");
     cnd_qmethod_t method;
     if ((rc = cnd_quant_method_parse(method_s, &method))) return rc;
     cnd_set_threads((int)threads);
@@ -117,7 +120,7 @@ int cnd_cmd_quantize(int argc, char **argv)
     cnd_dataset_t *tr = NULL, *te = NULL, *cal = NULL;
     cnd_qmodel_t *q = NULL;
     cnd_artifact_t *art = NULL;
-    float *xc = NULL, *w_scales[CND_SPEC_MAX_LAYERS] = {0};
+    float *xc = NULL, *tlog = NULL, *w_scales[CND_SPEC_MAX_LAYERS] = {0};
     uint8_t *tin = NULL, *bytes = NULL, *src = NULL;
     size_t len = 0, srclen = 0;
     cnd_qreport_row_t *rows = NULL;
@@ -175,10 +178,28 @@ int cnd_cmd_quantize(int argc, char **argv)
     printf("\n");
 
     if (qat_epochs > 0) {
-        cnd_model_normalize(m, tr->x, tr->n);
         cnd_qat_cfg_t qc = {(int)qat_epochs, (int)batch, (float)lr, (uint64_t)seed, 1, NULL, NULL};
-        printf("quantization-aware fine-tuning: %ld epochs, Adam lr %g, batch %ld\n", qat_epochs,
-               lr, batch);
+        cnd_distill_t dctx;
+        if (teacher) { /* teacher logits of the raw training set, once, before normalising it */
+            cnd_model_t *t = NULL;
+            if ((rc = cnd_model_load(&t, teacher))) goto done;
+            if (t->n_classes != m->n_classes) {
+                rc = cnd_errf(CND_EINVAL, "--teacher %s has %d outputs, the model %d: they must "
+                              "match", teacher, t->n_classes, m->n_classes);
+                cnd_model_destroy(&t);
+                goto done;
+            }
+            rc = cnd_distill_teacher_logits(&tlog, t, tr);
+            cnd_model_destroy(&t);
+            if (rc) goto done;
+            dctx = (cnd_distill_t){tlog, tr->y, m->n_classes, (float)T, (float)alpha};
+            qc.loss = cnd_distill_loss;
+            qc.loss_ctx = &dctx;
+        }
+        cnd_model_normalize(m, tr->x, tr->n);
+        printf("quantization-aware fine-tuning: %ld epochs, Adam lr %g, batch %ld, loss %s\n",
+               qat_epochs, lr, batch, teacher ? "distillation" : "cross-entropy");
+        if (teacher) printf("  teacher %s, T %g, alpha %g\n", teacher, T, alpha);
         rc = cnd_quant_qat(m, &plan, ranges, w_mse, w_scales, (int)wbits, tr, NULL, &qc);
         if (rc) goto done;
         printf("observed ranges:");
@@ -216,6 +237,11 @@ int cnd_cmd_quantize(int argc, char **argv)
     if ((rc = s_meta(q, "quant_scheme", buf))) goto done;
     snprintf(buf, sizeof buf, "%ld", qat_epochs);
     if ((rc = s_meta(q, "qat_epochs", buf))) goto done;
+    if (teacher) {
+        snprintf(buf, sizeof buf, "T=%g alpha=%g", T, alpha);
+        if ((rc = s_meta(q, "qat_distilled_from", teacher)) || (rc = s_meta(q, "qat_distill", buf)))
+            goto done;
+    }
     if ((rc = cnd_artifact_serialize(q, &bytes, &len))) goto done;
     if ((rc = cnd_artifact_open(&art, bytes, len, out))) goto done;
     if ((rc = cnd_artifact_selftest(art, out))) goto done;
@@ -300,6 +326,7 @@ done:
     cnd_qmodel_destroy(&q);
     cnd_artifact_destroy(&art);
     free(xc);
+    free(tlog);
     free(tin);
     free(bytes);
     free(src);
