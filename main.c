@@ -49,6 +49,9 @@ static const struct {
     {"distill", cnd_cmd_distill, "train a student from a teacher's soft targets and labels"},
     {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
     {"audit", cnd_cmd_audit, "verify, prove, export, reconcile and report on audit logs"},
+    {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
+    {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},
+    {"bench", cnd_cmd_bench, "latency, throughput and memory of a .cnd or .cndq model"},
 };
 
 static void s_usage(FILE *f)
