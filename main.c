@@ -53,6 +53,9 @@ static const struct {
     {"site", cnd_cmd_site, "enroll, list or revoke the sites and devices a coordinator admits"},
     {"job", cnd_cmd_job, "create, list, show, cancel or export federated compression jobs"},
     {"agent", cnd_cmd_agent, "run a site agent (or: agent status), training on local data"},
+    {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
+    {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},
+    {"bench", cnd_cmd_bench, "latency, throughput and memory of a .cnd or .cndq model"},
 };
 
 static void s_usage(FILE *f)

@@ -107,6 +107,25 @@ static void s_max_backward_task(void *ctx, int task, int ntasks)
     size_t hw = (size_t)l->in.h * l->in.w, ohw = (size_t)l->out.h * l->out.w;
     long p0, p1;
     cnd_pool_range((long)j->B * l->in.c, ntasks, task, &p0, &p1);
+    int H = l->in.h, W = l->in.w, OW = l->out.w;
+    if (l->p.pool.k == 2 && l->p.pool.stride == 2 && H % 2 == 0 && W % 2 == 0) {
+        /* Windows tile the plane exactly: write every input once, no memset pass. */
+        for (size_t pl = (size_t)p0; pl < (size_t)p1; pl++) {
+            float *d = j->din + pl * hw;
+            const float *g = j->dout + pl * ohw;
+            const int32_t *am = l->argmax + pl * ohw;
+            int32_t base = (int32_t)(pl * hw);
+            for (size_t o = 0; o < ohw; o++) {
+                int oh = (int)(o / (size_t)OW), ow = (int)(o % (size_t)OW);
+                int32_t i00 = (2 * oh) * W + 2 * ow, a = am[o] - base;
+                d[i00] = a == i00 ? g[o] : 0.0f;
+                d[i00 + 1] = a == i00 + 1 ? g[o] : 0.0f;
+                d[i00 + W] = a == i00 + W ? g[o] : 0.0f;
+                d[i00 + W + 1] = a == i00 + W + 1 ? g[o] : 0.0f;
+            }
+        }
+        return;
+    }
     memset(j->din + (size_t)p0 * hw, 0, (size_t)(p1 - p0) * hw * sizeof(float));
     for (size_t i = (size_t)p0 * ohw; i < (size_t)p1 * ohw; i++)
         j->din[l->argmax[i]] += j->dout[i];
