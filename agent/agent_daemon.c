@@ -8,8 +8,13 @@
  * environment once at start and documented in docs/site-operator-guide.md:
  *   CND_AGENT_FAULT=advertise:R  the process kills itself (SIGKILL) right after sending its
  *                                AdvertiseKeys in round R;
+ *   CND_AGENT_FAULT=shares:R     ... right after sending its ShareKeys in round R;
  *   CND_AGENT_FAULT=masked:R     ... right after its masked update and metrics in round R;
  *   CND_AGENT_FAULT=train:R      the local step of round R fails (as with broken data).
+ *   CND_AGENT_DEBUG_DUMP=DIR     writes each round's update, in float and encoded, UNMASKED, to
+ *                                DIR/<site>-j<job>-r<round>.upd (local disk only), so a test can
+ *                                compute the exact sum the coordinator must recover. Never set it
+ *                                on a real site.
  */
 #include "agent_daemon.h"
 #include "agent_config.h"
@@ -38,7 +43,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-enum { S_FAULT_NONE, S_FAULT_ADVERTISE, S_FAULT_MASKED, S_FAULT_TRAIN };
+enum { S_FAULT_NONE, S_FAULT_ADVERTISE, S_FAULT_SHARES, S_FAULT_MASKED, S_FAULT_TRAIN };
 
 typedef struct {
     const cnd_agent_run_opts_t *o;
@@ -237,7 +242,9 @@ static void s_maybe_fault(s_agent_t *a, int point)
 {
     if (a->fault == point && a->view.round == (uint32_t)a->fault_round) {
         s_log(a, "fault injection: killing this agent after %s in round %u",
-              point == S_FAULT_ADVERTISE ? "advertising keys" : "sending the masked update",
+              point == S_FAULT_ADVERTISE ? "advertising keys"
+              : point == S_FAULT_SHARES  ? "sharing keys"
+                                         : "sending the masked update",
               a->view.round);
         raise(SIGKILL);
     }
@@ -262,6 +269,28 @@ static int s_send_masked(s_agent_t *a)
         rc = s_send(a, CONDENSER__MSG_TYPE__MSG_CHUNK, &ch, a->job, round, 5000);
     }
     return rc;
+}
+
+/* CND_AGENT_DEBUG_DUMP (tests only, see the top of this file). */
+static void s_debug_dump(s_agent_t *a, const cnd_agent_update_t *u, const uint32_t *x, uint32_t len,
+                         uint64_t weight)
+{
+    const char *dir = getenv("CND_AGENT_DEBUG_DUMP");
+    if (!dir || !*dir) return;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    cnd_buf_put(&b, "CUPD", 4);
+    cnd_buf_u32(&b, (uint32_t)u->dim);
+    cnd_buf_u32(&b, len);
+    cnd_buf_u64(&b, weight);
+    for (size_t i = 0; i < u->dim; i++) cnd_buf_f32(&b, u->update[i]);
+    for (uint32_t i = 0; i < len; i++) cnd_buf_u32(&b, x[i]);
+    char path[CND_AGENT_PATH_MAX + 128];
+    snprintf(path, sizeof path, "%s/%s-j%llu-r%u.upd", dir, a->cfg.name, (unsigned long long)a->job,
+             a->view.round);
+    if (b.err || cnd_file_write_atomic(path, b.data, b.len, 0600))
+        s_log(a, "debug dump: %s", cnd_err_detail());
+    cnd_buf_free(&b);
 }
 
 /* The local step: train, encode, mask, send. */
@@ -302,6 +331,7 @@ static void s_local_step(s_agent_t *a)
     if (!rc && !(x = malloc((size_t)lay.len * sizeof *x)))
         rc = cnd_errf(CND_ENOMEM, "masking: out of memory");
     if (!rc) rc = cnd_fxp_encode(x, &rep, &fp, &lay, u.update, u.samples);
+    if (!rc) s_debug_dump(a, &u, x, lay.len, rep.weight);
     if (!rc) rc = cnd_secagg_client_mask(a->sc, &out, a->shares, a->shares_len, x);
     if (x) sodium_memzero(x, (size_t)lay.len * sizeof *x);
     free(x);
@@ -694,6 +724,9 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
                 0) {
                 snprintf(a->rr.phase, sizeof a->rr.phase, "shared");
                 s_round_save(a);
+                cnd_buf_free(&b);
+                s_maybe_fault(a, S_FAULT_SHARES);
+                break;
             }
         } else {
             char why[300];
@@ -848,6 +881,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
         if (sscanf(fault, "%15[a-z]:%d", what, &r) == 2 && r > 0) {
             a->fault_round = r;
             a->fault = strcmp(what, "advertise") == 0 ? S_FAULT_ADVERTISE
+                       : strcmp(what, "shares") == 0  ? S_FAULT_SHARES
                        : strcmp(what, "masked") == 0  ? S_FAULT_MASKED
                        : strcmp(what, "train") == 0   ? S_FAULT_TRAIN
                                                       : S_FAULT_NONE;

@@ -103,6 +103,14 @@ static int s_begin(s_daemon_t *d)
     return rc;
 }
 
+/* Commits the open transaction (if any) without opening another. */
+static int s_end(s_daemon_t *d)
+{
+    if (!d->txn) return 0;
+    d->txn = 0;
+    return cnd_cstore_commit(d->c.store);
+}
+
 static int s_commit(void *ctx)
 {
     s_daemon_t *d = ctx;
@@ -759,13 +767,20 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
     if (o->endpoint_file && (rc = cnd_file_write_atomic(o->endpoint_file, ep, strlen(ep), 0644)))
         goto out;
     s_log(d, "coordinator %s listening on %s (CurveZMQ, enrolled keys only)", d->c.name, ep);
-    if ((rc = s_begin(d))) goto out;
     void *sock = cnd_server_socket(d->srv);
+    double idle_since = 0; /* until_done: when the last job ended */
     while (!*stop) {
+        /* One transaction per iteration, never held while waiting in zmq_poll, so operators'
+         * commands (enroll, revoke, cancel) get the write lock between iterations. */
+        if ((rc = s_begin(d))) break;
         double now = cnd_now();
-        if (!d->job && !s_load_job(d) && o->until_done) break;
+        if (!d->job && !s_load_job(d) && o->until_done) {
+            /* Stay a moment so the last messages (RoundEnd) leave: sockets do not linger. */
+            if (idle_since == 0) idle_since = now;
+            if (now - idle_since > 1.5) break;
+        }
         s_maybe_start_round(d, now);
-        if (!d->job && o->until_done) break;
+        if ((rc = s_end(d))) break;
         double wait = 0.2;
         if (d->round) {
             double left = cnd_round_time_left(d->round, now);
@@ -777,6 +792,7 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
             rc = cnd_errf(CND_EIO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
             break;
         }
+        if ((rc = s_begin(d))) break;
         for (int k = 0; k < 256; k++) {
             cnd_frame_t f;
             int r = cnd_server_recv(d->srv, &f, 0);
@@ -796,7 +812,7 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
             d->last_state_check = now;
             s_check_job_state(d);
         }
-        if ((rc = s_commit(d))) {
+        if ((rc = s_end(d))) {
             s_log(d, "store: %s", cnd_err_detail());
             break;
         }
