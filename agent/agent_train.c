@@ -2,6 +2,7 @@
  * agent_train.c: the site's local distillation round (see agent_train.h).
  */
 #include "agent_train.h"
+#include "coord_quant.h"
 #include "clock.h"
 #include "distill.h"
 #include "train.h"
@@ -97,14 +98,16 @@ int cnd_agent_local_round(cnd_agent_update_t *out, const cnd_model_t *global,
                           uint64_t seed)
 {
     memset(out, 0, sizeof *out);
-    if (qat)
-        return cnd_errf(CND_EPERM, "this round asks for quantization-aware training, which this "
-                                   "build of the agent does not have");
     if (!d->train_n || !d->teacher_logits)
         return cnd_errf(CND_ESTATE, "local data is not prepared for this job");
     cnd_model_t *m = NULL;
+    cnd_fq_t *fq = NULL;
     int rc = cnd_model_clone(&m, global);
     if (rc) return rc;
+    /* QAT: fake quantization with the coordinator's quantizer rides along in the forward and
+     * backward passes (compress/quant.h); the float weights are what train and what the update
+     * is made of. */
+    if (qat && (rc = cnd_fedq_install(&fq, m))) goto done;
     cnd_train_cfg_t cfg = cnd_train_defaults();
     cfg.epochs = (int)job->local_epochs;
     cfg.batch = (int)(job->batch > 4096 ? 4096 : job->batch);
@@ -130,6 +133,7 @@ int cnd_agent_local_round(cnd_agent_update_t *out, const cnd_model_t *global,
         out->val_loss = isfinite(ev.loss) ? ev.loss : 0;
         out->val_acc = ev.acc;
     }
+    cnd_fq_destroy(&fq); /* hooks off: m is a plain float model again */
     out->dim = m->num_params + m->num_state;
     out->update = malloc((out->dim ? out->dim : 1) * sizeof *out->update);
     if (!out->update) {
@@ -145,6 +149,7 @@ int cnd_agent_local_round(cnd_agent_update_t *out, const cnd_model_t *global,
             goto done;
         }
 done:
+    cnd_fq_destroy(&fq);
     cnd_model_destroy(&m);
     if (rc) cnd_agent_update_free(out);
     return rc;

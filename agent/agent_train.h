@@ -54,8 +54,10 @@ typedef struct {
 
 void cnd_agent_update_free(cnd_agent_update_t *u);
 
-/* One local round from `global` (unchanged). qat asks for fake quantization (not available in
- * this build: CND_EPERM). Returns 0 with *out filled, or an error (nothing returned). */
+/* One local round from `global` (unchanged). qat trains with fake quantization using the
+ * quantizer the global model carries (coordinator/coord_quant.h); the validation metrics are
+ * then those of the fake-quantized model. Returns 0 with *out filled, or an error (nothing
+ * returned). */
 CND_MUST_USE int cnd_agent_local_round(cnd_agent_update_t *out, const cnd_model_t *global,
                                        const cnd_agent_data_t *d, const cnd_job_spec_t *job,
                                        int qat, uint64_t seed);

@@ -13,6 +13,8 @@
 #include "commands.h"
 #include "coord_admin.h"
 #include "coord_job.h"
+#include "coord_quant.h"
+#include "rng.h"
 #include "digest.h"
 #include "fileio.h"
 #include "modelfile.h"
@@ -40,7 +42,7 @@ static int s_parse_shape(const char *s, uint32_t *c, uint32_t *h, uint32_t *w)
 static int s_create(int argc, char **argv)
 {
     const char *dir = cnd_coord_default_dir(), *name = "", *arch = NULL, *teacher = NULL;
-    const char *teacher_local = NULL, *init = NULL, *input = NULL;
+    const char *teacher_local = NULL, *init = NULL, *input = NULL, *calib = NULL;
     cnd_job_spec_t j;
     cnd_job_defaults(&j);
     long classes = 0, qat = j.qat_rounds, wbits = j.weight_bits, abits = j.act_bits;
@@ -48,6 +50,7 @@ static int s_create(int argc, char **argv)
     long quorum = -1, threshold = -1, neighbours = 0, cap = j.sample_cap, vbits = j.value_bits;
     long dl_adv = j.deadline_ms[0], dl_share = j.deadline_ms[1], dl_masked = j.deadline_ms[2];
     long dl_unmask = j.deadline_ms[3], join = j.join_wait_ms, seed = (long)j.seed;
+    long calib_n = CND_FEDQ_CALIB_MAX;
     double T = j.temperature, alpha = j.alpha, lr = j.lr, clip = j.clip, l2 = j.l2_clip;
     double slr = j.server_lr, mom = j.server_momentum;
     const cnd_opt_t opts[] = {
@@ -66,6 +69,11 @@ static int s_create(int argc, char **argv)
         {"temperature", CND_OPT_DBL, &T, "T", "distillation temperature (default 4)", 0.05, 100},
         {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0,
          1},
+        {"calib-data", CND_OPT_STR, &calib, "SPEC",
+         "PUBLIC data (never a site's) to calibrate the int8 artifact; without it the job ends "
+         "with a float model only"},
+        {"calib-samples", CND_OPT_INT, &calib_n, "N",
+         "calibration samples to keep (default and at most 500)", 1, CND_FEDQ_CALIB_MAX},
         {"qat-rounds", CND_OPT_INT, &qat, "N",
          "train the last N rounds with fake quantization (default 0)", 0, 100000},
         {"weight-bits", CND_OPT_INT, &wbits, "B", "weight bits of the artifact (default 8)", 2, 8},
@@ -156,12 +164,12 @@ static int s_create(int argc, char **argv)
     j.server_momentum = (float)mom;
     j.join_wait_ms = (uint32_t)join;
     j.seed = (uint64_t)seed;
-    if (j.qat_rounds > 0)
-        return cnd_errf(CND_EPERM,
-                        "--qat-rounds: quantization-aware rounds need the quantization module, "
-                        "which this build does not have yet");
+    if (j.qat_rounds > 0 && !calib)
+        return cnd_errf(CND_EINVAL, "--qat-rounds needs --calib-data: the coordinator calibrates "
+                                    "the quantizer on public samples before each QAT round");
 
     cnd_model_t *t = NULL, *s = NULL;
+    cnd_dataset_t *cal = NULL;
     uint8_t *tbytes = NULL, *sbytes = NULL;
     size_t tlen = 0, slen = 0;
     char *json = NULL;
@@ -214,6 +222,36 @@ static int s_create(int argc, char **argv)
     j.in_w = (uint32_t)s->in.w;
     j.classes = (uint32_t)s->n_classes;
     if ((rc = cnd_job_check(&j))) goto done;
+    if (calib) {
+        if ((rc = cnd_fedq_check(s, (int)j.weight_bits, (int)j.act_bits, j.qat_rounds > 0)))
+            goto done;
+        cnd_dataset_t *all = NULL;
+        if ((rc = cnd_data_open(&all, calib, "train"))) goto done;
+        if (cnd_shape_size(all->shape) != cnd_shape_size(s->in)) {
+            rc = cnd_errf(CND_EINVAL, "--calib-data %s: samples are %dx%dx%d, the student takes "
+                          "%dx%dx%d", calib, all->shape.c, all->shape.h, all->shape.w, s->in.c,
+                          s->in.h, s->in.w);
+            cnd_data_destroy(&all);
+            goto done;
+        }
+        /* a seeded sample, so the job is reproducible */
+        uint32_t *idx = malloc(all->n * sizeof *idx);
+        if (!idx) {
+            cnd_data_destroy(&all);
+            rc = CND_ENOMEM;
+            goto done;
+        }
+        for (size_t i = 0; i < all->n; i++) idx[i] = (uint32_t)i;
+        cnd_rng_t rng;
+        cnd_rng_seed(&rng, (uint64_t)seed ^ 0xca11b);
+        cnd_rng_shuffle_u32(&rng, idx, all->n);
+        rc = cnd_data_subset(&cal, all, idx, (size_t)calib_n < all->n ? (size_t)calib_n : all->n);
+        free(idx);
+        cnd_data_destroy(&all);
+        if (rc) goto done;
+    } else if (j.qat_rounds == 0) {
+        cnd_err_clear();
+    }
     if ((rc = cnd_model_meta_set(s, "job", name))) goto done;
     if ((rc = cnd_model_serialize(s, &sbytes, &slen))) goto done;
     if ((rc = cnd_job_to_json(&json, &j))) goto done;
@@ -221,6 +259,7 @@ static int s_create(int argc, char **argv)
     int64_t id = 0;
     if ((rc = cnd_cstore_begin(c.store))) goto done;
     rc = cnd_cstore_job_create(c.store, &id, name, json, tbytes, tlen, sbytes, slen);
+    if (!rc && cal) rc = cnd_cstore_calib_put(c.store, id, cal);
     char jid[32];
     snprintf(jid, sizeof jid, "%lld", (long long)id);
     if (!rc) {
@@ -231,6 +270,8 @@ static int s_create(int argc, char **argv)
         cnd_jw_str(&w, name);
         cnd_jw_key(&w, "recipe");
         cnd_jw_raw(&w, json);
+        cnd_jw_key(&w, "calibration_samples");
+        cnd_jw_int(&w, cal ? (int64_t)cal->n : 0);
         cnd_jw_obj_end(&w);
         cnd_audit_digest_t dg[2];
         size_t nd = 0;
@@ -263,9 +304,13 @@ static int s_create(int argc, char **argv)
         uint8_t d[32];
         cnd_sha256(d, sbytes, slen);
         printf("student v0 sha256:%s\n", cnd_hex(hex, d, 32));
+        if (cal)
+            printf("int8 artifact at the end: %zu public calibration samples from %s%s\n", cal->n,
+                   calib ? calib : "", j.qat_rounds ? ", QAT in the last rounds" : "");
     }
 done:
     cnd_coord_close(&c);
+    cnd_data_destroy(&cal);
     cnd_model_destroy(&t);
     cnd_model_destroy(&s);
     free(tbytes);

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "coord_admin.h"
 #include "coord_job.h"
+#include "coord_quant.h"
 #include "coord_round.h"
 #include "digest.h"
 #include "fileio.h"
@@ -459,10 +460,25 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
         return;
     }
     if (round > d->spec.rounds) {
-        if (d->any_ok)
-            s_end_job(d, "completed", NULL);
-        else
+        if (!d->any_ok) {
             s_end_job(d, "failed", "no round produced a model");
+            return;
+        }
+        /* With calibration samples the job ends in a signed integer artifact. */
+        cnd_model_rec_t ar;
+        int prc = cnd_fedq_publish(&d->c, d->job, &d->spec, &ar);
+        char why[300] = "";
+        if (prc == 0) {
+            char hex[65];
+            s_log(d, "int8 artifact v%lld: %llu bytes, sha256 %s, manifest signed",
+                  (long long)ar.version, (unsigned long long)ar.size, cnd_hex(hex, ar.digest, 32));
+            cnd_model_rec_free(&ar);
+        } else if (prc != CND_ENOTFOUND) {
+            snprintf(why, sizeof why, "the float model is final; the int8 artifact failed: %s",
+                     cnd_err_detail());
+        }
+        cnd_err_clear();
+        s_end_job(d, "completed", why[0] ? why : NULL);
         return;
     }
     double fresh = 5.0 * (d->o->heartbeat_ms ? d->o->heartbeat_ms : 2000) / 1e3;

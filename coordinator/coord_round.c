@@ -11,6 +11,7 @@
  *     message changes nothing here either.
  */
 #include "coord_round.h"
+#include "coord_quant.h"
 #include "audit_actions.h"
 #include "audit_json.h"
 #include "chunk.h"
@@ -269,6 +270,22 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     cnd_model_rec_free(&mrec);
     if ((rc = cnd_model_deserialize(&m, r->model, r->model_len, "the global model"))) goto fail;
     size_t dim = m->num_params + m->num_state;
+    if (qat) {
+        /* QAT round: the model sent carries the quantizer every site trains with. */
+        cnd_dataset_t *cal = NULL;
+        if ((rc = cnd_cstore_calib_get(c->store, job_id, &cal))) {
+            if (rc == CND_ENOTFOUND)
+                rc = cnd_errf(CND_ESTATE, "QAT round without calibration samples in the job");
+            goto fail;
+        }
+        rc = cnd_fedq_annotate(m, cal, (int)spec->weight_bits);
+        cnd_data_destroy(&cal);
+        if (rc) goto fail;
+        free(r->model);
+        r->model = NULL;
+        if ((rc = cnd_model_serialize(m, &r->model, &r->model_len))) goto fail;
+        cnd_sha256(r->model_digest, r->model, r->model_len);
+    }
     cnd_model_destroy(&m);
     if (dim > UINT32_MAX / 2) {
         rc = cnd_errf(CND_ERANGE, "round %u: the model has %zu values; too many", round, dim);

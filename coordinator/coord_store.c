@@ -7,6 +7,7 @@
  * their sizes checked before they are copied.
  */
 #include "coord_store.h"
+#include "data.h"
 #include "digest.h"
 #include "identity.h"
 
@@ -57,8 +58,14 @@ static const char *const s_migrations[] = {
     "  loss REAL NOT NULL DEFAULT 0, accuracy REAL NOT NULL DEFAULT 0,"
     "  samples INTEGER NOT NULL DEFAULT 0, train_ms INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(job, round, attempt, idx));",
+    /* 1 -> 2: public calibration samples for integer artifacts and QAT (coord_quant.h) */
+    "CREATE TABLE job_calib("
+    "  job INTEGER PRIMARY KEY REFERENCES job(id), n INTEGER NOT NULL, c INTEGER NOT NULL,"
+    "  h INTEGER NOT NULL, w INTEGER NOT NULL, x BLOB NOT NULL);",
 };
 #define S_NMIG ((int)(sizeof s_migrations / sizeof s_migrations[0]))
+_Static_assert(sizeof s_migrations / sizeof s_migrations[0] == CND_CSTORE_SCHEMA,
+               "one migration per schema version");
 
 static int64_t s_now_ms(void)
 {
@@ -1151,5 +1158,74 @@ int cnd_cstore_round_next(cnd_cstore_t *s, int64_t job, uint32_t *round, uint32_
     }
     *attempt = (uint32_t)sqlite3_column_int64(st, 0) + 1;
     sqlite3_finalize(st);
+    return 0;
+}
+
+/* --- calibration samples -------------------------------------------------------------------- */
+
+int cnd_cstore_calib_put(cnd_cstore_t *s, int64_t job, const cnd_dataset_t *ds)
+{
+    size_t d = cnd_shape_size(ds->shape);
+    if (ds->n == 0 || ds->n > 100000 || d == 0 || d > (1u << 24))
+        return cnd_errf(CND_EINVAL, "calibration set of %zu samples of %zu values", ds->n, d);
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st,
+                    "INSERT OR REPLACE INTO job_calib(job, n, c, h, w, x)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int64(st, 2, (int64_t)ds->n);
+    sqlite3_bind_int(st, 3, ds->shape.c);
+    sqlite3_bind_int(st, 4, ds->shape.h);
+    sqlite3_bind_int(st, 5, ds->shape.w);
+    sqlite3_bind_blob64(st, 6, ds->x, ds->n * d * sizeof(float), SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "storing calibration samples");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cnd_cstore_calib_get(cnd_cstore_t *s, int64_t job, cnd_dataset_t **out)
+{
+    *out = NULL;
+    sqlite3_stmt *st;
+    int rc = s_prep(s, &st, "SELECT n, c, h, w, x FROM job_calib WHERE job = ?1");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, job);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        sqlite3_finalize(st);
+        return CND_ENOTFOUND;
+    }
+    if (step != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return s_dberr(s, "reading calibration samples");
+    }
+    int64_t n = sqlite3_column_int64(st, 0);
+    cnd_shape_t sh = {sqlite3_column_int(st, 1), sqlite3_column_int(st, 2),
+                      sqlite3_column_int(st, 3)};
+    size_t d = (size_t)sh.c * (size_t)sh.h * (size_t)sh.w;
+    if (n <= 0 || n > 100000 || sh.c <= 0 || sh.h <= 0 || sh.w <= 0 || d > (1u << 24) ||
+        (size_t)sqlite3_column_bytes(st, 4) != (size_t)n * d * sizeof(float)) {
+        sqlite3_finalize(st);
+        return cnd_errf(CND_ECORRUPT, "%s: job %lld: malformed calibration samples", s->path,
+                        (long long)job);
+    }
+    cnd_dataset_t *ds = calloc(1, sizeof *ds);
+    if (ds) {
+        ds->x = malloc((size_t)n * d * sizeof(float));
+        ds->y = calloc((size_t)n, 1);
+    }
+    if (!ds || !ds->x || !ds->y) {
+        cnd_data_destroy(&ds);
+        sqlite3_finalize(st);
+        return cnd_errf(CND_ENOMEM, "calibration samples: out of memory");
+    }
+    memcpy(ds->x, sqlite3_column_blob(st, 4), (size_t)n * d * sizeof(float));
+    sqlite3_finalize(st);
+    ds->n = (size_t)n;
+    ds->shape = sh;
+    ds->n_classes = 1;
+    snprintf(ds->name, sizeof ds->name, "job %lld calibration", (long long)job);
+    *out = ds;
     return 0;
 }

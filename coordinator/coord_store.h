@@ -25,13 +25,14 @@
 #ifndef CND_COORD_STORE_H
 #define CND_COORD_STORE_H
 
+#include "data.h"
 #include "error.h"
 
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define CND_CSTORE_SCHEMA    1
+#define CND_CSTORE_SCHEMA    2
 #define CND_NAME_MAX         63                /* identity and job names, like CND_PROTO_NAME_MAX */
 #define CND_CSTORE_MODEL_MAX ((size_t)1 << 30) /* one model blob */
 
@@ -202,5 +203,12 @@ CND_MUST_USE int cnd_cstore_rounds(cnd_cstore_t *s, int64_t job, cnd_round_rec_t
 /* Next round number to run (1 + the highest round ended ok or failed) and the attempt to use. */
 CND_MUST_USE int cnd_cstore_round_next(cnd_cstore_t *s, int64_t job, uint32_t *round,
                                        uint32_t *attempt);
+
+/* --- public calibration samples of a job (coord_quant.h) ----------------------------------- */
+
+/* Stores raw samples (labels are not kept). */
+CND_MUST_USE int cnd_cstore_calib_put(cnd_cstore_t *s, int64_t job, const cnd_dataset_t *ds);
+/* A new dataset of the stored samples (labels all 0), CND_ENOTFOUND if the job has none. */
+CND_MUST_USE int cnd_cstore_calib_get(cnd_cstore_t *s, int64_t job, cnd_dataset_t **out);
 
 #endif
