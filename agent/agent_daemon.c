@@ -784,7 +784,7 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
             if ((unsigned char)*p < 0x20) *p = ' ';
         if (a->round_open) {
             snprintf(a->rr.outcome, sizeof a->rr.outcome, "%s", oc);
-            snprintf(a->rr.reason, sizeof a->rr.reason, "%s", why);
+            snprintf(a->rr.reason, sizeof a->rr.reason, "%.255s", why);
             snprintf(a->rr.phase, sizeof a->rr.phase, "ended");
             a->rr.ended_ms = cnd_unix_time() * 1000;
             s_round_save(a);

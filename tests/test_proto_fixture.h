@@ -95,7 +95,7 @@ static void s_secagg(fx_t *f, uint8_t type, uint32_t from, uint32_t to)
     uint8_t *p = f->body;
     memcpy(p, "CSA1", 4);
     p[4] = type;
-    for (int i = 0; i < 8; i++) p[5 + i] = (uint8_t)(7 >> (8 * i));
+    for (int i = 0; i < 8; i++) p[5 + i] = (uint8_t)((uint64_t)7 >> (8 * i));
     for (int i = 0; i < 4; i++) p[13 + i] = (uint8_t)(from >> (8 * i));
     for (int i = 0; i < 4; i++) p[17 + i] = (uint8_t)(to >> (8 * i));
     for (int i = 21; i < 37; i++) p[i] = (uint8_t)(i * 29);
