@@ -52,6 +52,7 @@ static const struct {
     {"coordinator", cnd_cmd_coordinator, "create (init) or run the federation coordinator"},
     {"site", cnd_cmd_site, "enroll, list or revoke the sites and devices a coordinator admits"},
     {"job", cnd_cmd_job, "create, list, show, cancel or export federated compression jobs"},
+    {"demo", cnd_cmd_demo, "the main job: federated distillation to a signed int8 model, end to end"},
     {"agent", cnd_cmd_agent, "run a site agent (or: agent status), training on local data"},
     {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
     {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},

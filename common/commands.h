@@ -26,6 +26,7 @@ int cnd_cmd_audit(int argc, char **argv);
 int cnd_cmd_coordinator(int argc, char **argv);
 int cnd_cmd_site(int argc, char **argv);
 int cnd_cmd_job(int argc, char **argv);
+int cnd_cmd_demo(int argc, char **argv);
 
 /* agent/cmd_agent.c */
 int cnd_cmd_agent(int argc, char **argv);
