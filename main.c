@@ -21,6 +21,7 @@ static const struct {
     {"train", cnd_cmd_train, "train a float model on a dataset"},
     {"eval", cnd_cmd_eval, "evaluate a model on a dataset"},
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
+    {"bench-proto", cnd_cmd_bench_proto, "benchmark the wire protocol and the CURVE transport"},
 };
 
 static void s_usage(FILE *f)

@@ -11,4 +11,7 @@ int cnd_cmd_train(int argc, char **argv);
 int cnd_cmd_eval(int argc, char **argv);
 int cnd_cmd_info(int argc, char **argv);
 
+/* proto/ */
+int cnd_cmd_bench_proto(int argc, char **argv);
+
 #endif
