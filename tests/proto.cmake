@@ -30,3 +30,10 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
            -seed=1 ${CND_FUZZ_CORPUS})
   set_tests_properties(fuzz_proto PROPERTIES LABELS fuzz TIMEOUT 120 FIXTURES_REQUIRED fuzz_corpus)
 endif()
+
+# The benchmark command end to end on a small vector: it checks that the decoded vector and
+# every frame sent through the relay come back byte-identical, and fails otherwise.
+add_test(NAME bench_proto_smoke
+         COMMAND condenser bench-proto --values 20000 --bits 12 --chunk 4096 --reps 2 --rtt 20 --json)
+set_tests_properties(bench_proto_smoke PROPERTIES LABELS integration TIMEOUT 60
+                     PASS_REGULAR_EXPRESSION "\"wire_bytes_per_value\":1\\.5")

@@ -17,7 +17,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-enum { MAX_SEEDS = 32, ITERATIONS = 300000, MAX_LEN = 16384 };
+enum { MAX_SEEDS = 32, ITERATIONS = 100000, MAX_LEN = 16384 };
 
 typedef struct {
     uint8_t *p;
