@@ -196,6 +196,25 @@ int cnd_proto_encode(uint8_t **out, size_t *out_len, const Condenser__Envelope *
     return 0;
 }
 
+int cnd_proto_encode_buf(cnd_buf_t *out, const Condenser__Envelope *env)
+{
+    out->len = 0;
+    int rc = cnd_proto_validate(NULL, env);
+    if (rc)
+        return cnd_err_wrap(rc, "refusing to send an invalid %s message",
+                            cnd_proto_type_name(env->type));
+    size_t n = condenser__envelope__get_packed_size(env);
+    if (n > CND_PROTO_MAX_MSG)
+        return cnd_errf(CND_ERANGE, "%s message encodes to %zu bytes, over the %u-byte limit",
+                        cnd_proto_type_name(env->type), n, CND_PROTO_MAX_MSG);
+    if (cnd_buf_reserve(out, n ? n : 1))
+        return cnd_errf(CND_ENOMEM, "encoding a %zu-byte message: out of memory", n);
+    size_t w = condenser__envelope__pack(env, out->data);
+    if (w != n) return cnd_errf(CND_EPROTO, "protobuf-c packed %zu bytes, expected %zu", w, n);
+    out->len = n;
+    return 0;
+}
+
 void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, void *payload,
                              uint64_t job_id, uint32_t round, const char *sender, uint64_t seq)
 {

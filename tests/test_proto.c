@@ -24,11 +24,16 @@ static uint8_t *s_raw(const Condenser__Envelope *e, size_t *n)
 static void test_round_trips(void)
 {
     fx_t f;
+    cnd_buf_t reused;
+    cnd_buf_init(&reused);
     for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_ROLLBACK; t++) {
         s_build(&f, (Condenser__MsgType)t);
         uint8_t *buf = NULL;
         size_t n = 0;
         int rc = cnd_proto_encode(&buf, &n, &f.env);
+        /* encoding into one reused buffer gives the same bytes */
+        CHECK_EQ_INT(cnd_proto_encode_buf(&reused, &f.env), 0);
+        CHECK(buf && reused.len == n && memcmp(reused.data, buf, n) == 0);
         if (rc) fprintf(stderr, "encode %s: %s\n", cnd_proto_type_name(t), cnd_err_detail());
         CHECK_EQ_INT(rc, 0);
         if (rc) continue;
@@ -59,6 +64,13 @@ static void test_round_trips(void)
         CHECK(m == NULL);
         free(buf);
     }
+
+    /* an invalid message leaves the reused buffer empty */
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_METRICS);
+    f.met.accuracy = 2;
+    CHECK_EQ_INT(cnd_proto_encode_buf(&reused, &f.env), CND_EPROTO);
+    CHECK_EQ_INT(reused.len, 0);
+    cnd_buf_free(&reused);
 
     /* Spot checks of decoded values for the structurally richest messages. */
     s_build(&f, CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE);
