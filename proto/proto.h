@@ -265,4 +265,16 @@ void cnd_seqwin_commit(cnd_seqwin_t *w, uint64_t seq);
 /* check, then commit when accepted. */
 int cnd_seqwin_accept(cnd_seqwin_t *w, cnd_proto_reject_t *rej, uint64_t seq) CND_MUST_USE;
 
+/* --- the whole gate ----------------------------------------------------------------------- */
+
+/* Everything a receiver does with an incoming frame before using it, in this order: decode and
+ * validate (cnd_proto_decode), sender == the authenticated user_id, the sender's role may send
+ * this type, the sequence number passes the sender's replay window, and (when view is not NULL)
+ * the round/phase check; only then is seq committed to the window, so a refused message does not
+ * consume its number. Returns 0 with an owned *out, or the first failure's code with *rej set
+ * for the MSG_ERROR reply and the detail in cnd_err_detail(); *out is NULL on failure. */
+int cnd_proto_accept(cnd_proto_msg_t **out, cnd_proto_reject_t *rej, const void *data, size_t len,
+                     const char *user_id, Condenser__Role sender_role, cnd_seqwin_t *win,
+                     const cnd_round_view_t *view) CND_MUST_USE;
+
 #endif

@@ -1004,3 +1004,33 @@ int cnd_seqwin_accept(cnd_seqwin_t *w, cnd_proto_reject_t *rej, uint64_t seq)
     if (!rc) cnd_seqwin_commit(w, seq);
     return rc;
 }
+
+/* --- the whole gate ----------------------------------------------------------------------- */
+
+int cnd_proto_accept(cnd_proto_msg_t **out, cnd_proto_reject_t *rej, const void *data, size_t len,
+                     const char *user_id, Condenser__Role sender_role, cnd_seqwin_t *win,
+                     const cnd_round_view_t *view)
+{
+    cnd_proto_msg_t *m = NULL;
+    int rc = cnd_proto_decode(&m, rej, data, len);
+    if (rc) {
+        *out = NULL;
+        return rc;
+    }
+    const Condenser__Envelope *e = m->env;
+    if (!(rc = cnd_proto_check_sender(rej, e, user_id)) &&
+        !(rc = cnd_proto_check_role(rej, e, sender_role)) &&
+        !(rc = cnd_seqwin_check(win, rej, e->seq)) &&
+        !(view && (rc = cnd_proto_check_round(rej, e, view)))) {
+        cnd_seqwin_commit(win, e->seq);
+        *out = m;
+        return 0;
+    }
+    if (rej) {
+        rej->seq = e->seq;
+        rej->type = e->type;
+    }
+    cnd_proto_msg_destroy(&m);
+    *out = NULL;
+    return rc;
+}

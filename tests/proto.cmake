@@ -3,6 +3,7 @@ cnd_test(test_proto LABEL unit LIBS cnd_proto TIMEOUT 60)
 cnd_test(test_proto_chunk LABEL unit LIBS cnd_proto TIMEOUT 60)
 cnd_test(test_transport LABEL integration LIBS cnd_proto TIMEOUT 30)
 cnd_test(test_zap LABEL integration LIBS cnd_proto TIMEOUT 30)
+cnd_test(test_transport_gate LABEL integration LIBS cnd_proto TIMEOUT 30)
 
 # The fuzz target's function driven over a generated corpus of valid and mutated messages, with
 # whatever compiler builds the project, so ordinary CI runs exercise it.
