@@ -8,6 +8,10 @@ CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev l
   libopenblas-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libinih-dev
   dataset-fashion-mnist"
 
+# Packages only the tests need (scripts/test installs them): chromium opens the audit report
+# headless; sqlite3, openssl and python3 run the auditor guide's independent verification recipe.
+CND_TEST_PACKAGES="chromium sqlite3 openssl python3"
+
 cnd_missing_packages() {
   local missing=() p
   for p in "$@"; do

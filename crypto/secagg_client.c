@@ -1,0 +1,449 @@
+/*
+ * secagg_client.c: the client state machine of secagg.h.
+ *
+ * States: NEW -advertise-> ADVERTISED -share_keys-> SHARED -mask-> MASKED -unmask-> DONE, and
+ * FAILED from anywhere on evidence of misbehaviour. Secrets (the two X25519 secret keys, the
+ * self-mask seed, per-neighbour share keys and the shares held for neighbours) live in one
+ * sodium_malloc'd block; each is wiped as soon as the protocol no longer needs it, and the whole
+ * block on failure and on destroy. Per-neighbour state is indexed by the neighbour's position in
+ * the sorted neighbourhood N(me), which is also its Shamir evaluation point minus one.
+ */
+#include "secagg_internal.h"
+#include "fixedpoint.h"
+#include "shamir.h"
+#include "sign.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { ST_NEW, ST_ADVERTISED, ST_SHARED, ST_MASKED, ST_DONE, ST_FAILED };
+
+typedef struct {
+    uint8_t enc_sk[32];                      /* c_u secret */
+    uint8_t mask_sk[32];                     /* s_u secret */
+    uint8_t seed[32];                        /* b_u */
+    uint8_t share_key[CND_SECAGG_MAX_K][32]; /* AEAD key with each neighbour */
+    uint8_t held_seed[CND_SECAGG_MAX_K][32]; /* neighbour j's b share held here */
+    uint8_t held_sk[CND_SECAGG_MAX_K][32];   /* neighbour j's s secret share held here */
+} s_secrets_t;
+
+struct cnd_secagg_client {
+    cnd_secagg_params_t p;    /* filled round parameters */
+    uint8_t D[32];            /* their digest */
+    uint32_t me, k, my_pos;   /* index, |N(me)|, position of me in N(me) */
+    cnd_secagg_graph_t *g;    /* the round's graph */
+    const uint32_t *nb;       /* N(me), ascending */
+    const cnd_identity_t *id; /* borrowed */
+    uint8_t (*enrolled)[32];  /* sorted copy */
+    size_t n_enrolled;
+    int state;
+    s_secrets_t *sec;
+    uint8_t enc_pk[32], mask_pk[32], commit[32];
+    uint8_t peer_mask_pk[CND_SECAGG_MAX_K][32];
+    uint8_t peer_id[CND_SECAGG_MAX_K][32];
+    uint8_t advertised[CND_SECAGG_MAX_K]; /* 1: advert of N(me)[j] accepted (self: 1) */
+    uint8_t received[CND_SECAGG_MAX_K];   /* 1: share from N(me)[j] received (self: 1) */
+};
+
+int cnd_secagg_client_new(cnd_secagg_client_t **out, const cnd_secagg_params_t *p, uint32_t index,
+                          const cnd_identity_t *id, const uint8_t (*enrolled)[32],
+                          size_t n_enrolled)
+{
+    *out = NULL;
+    int rc = cnd_crypto_init();
+    if (rc) return rc;
+    cnd_secagg_params_t f = *p;
+    if ((rc = cnd_secagg_params_fill(&f))) return rc;
+    if (index >= f.n) return cnd_errf(CND_EINVAL, "secagg client index %u >= n = %u", index, f.n);
+    cnd_secagg_client_t *c = calloc(1, sizeof *c);
+    if (!c) return cnd_errf(CND_ENOMEM, "out of memory for a secagg client");
+    c->p = f;
+    c->me = index;
+    c->id = id;
+    cnd_sa_params_digest(c->D, &f);
+    c->sec = sodium_malloc(sizeof *c->sec);
+    c->enrolled = cnd_sa_enrolled_copy(enrolled, n_enrolled);
+    c->n_enrolled = n_enrolled;
+    if (!c->sec || !c->enrolled) rc = cnd_errf(CND_ENOMEM, "out of memory for a secagg client");
+    if (!rc) rc = cnd_secagg_graph_new(&c->g, &f);
+    if (rc) {
+        cnd_secagg_client_destroy(&c);
+        return rc;
+    }
+    sodium_memzero(c->sec, sizeof *c->sec);
+    c->nb = cnd_secagg_graph_neighbours(c->g, index, &c->k);
+    c->my_pos = (uint32_t)cnd_secagg_graph_pos(c->g, index, index);
+    c->advertised[c->my_pos] = 1;
+    c->received[c->my_pos] = 1;
+    c->state = ST_NEW;
+    *out = c;
+    return 0;
+}
+
+void cnd_secagg_client_destroy(cnd_secagg_client_t **c)
+{
+    if (!c || !*c) return;
+    if ((*c)->sec) sodium_free((*c)->sec);
+    free((*c)->enrolled);
+    cnd_secagg_graph_destroy(&(*c)->g);
+    free(*c);
+    *c = NULL;
+}
+
+/* Aborts the round: wipes every secret, refuses every later call, passes rc through. */
+static int s_abort(cnd_secagg_client_t *c, int rc)
+{
+    sodium_memzero(c->sec, sizeof *c->sec);
+    c->state = ST_FAILED;
+    return rc;
+}
+
+static int s_state(const cnd_secagg_client_t *c, int want, const char *what)
+{
+    if (c->state == want) return 0;
+    if (c->state == ST_FAILED)
+        return cnd_errf(CND_ESTATE, "secagg client %u: the round was aborted earlier", c->me);
+    return cnd_errf(CND_ESTATE, "secagg client %u: %s is not the next step of the round", c->me,
+                    what);
+}
+
+static int s_advertise(cnd_secagg_client_t *c, cnd_buf_t *out)
+{
+    int rc = s_state(c, ST_NEW, "advertise");
+    if (rc) return rc;
+    s_secrets_t *s = c->sec;
+    randombytes_buf(s->enc_sk, 32);
+    randombytes_buf(s->mask_sk, 32);
+    randombytes_buf(s->seed, 32);
+    if (crypto_scalarmult_base(c->enc_pk, s->enc_sk) != 0 ||
+        crypto_scalarmult_base(c->mask_pk, s->mask_sk) != 0)
+        return s_abort(c, cnd_errf(CND_ECRYPTO, "X25519 key generation failed"));
+    cnd_sa_commit(c->commit, c->D, c->me, s->seed);
+    uint8_t m[32 + 4 + 4 * 32], sig[CND_SIG_BYTES];
+    const uint8_t *idpk = cnd_identity_pk(c->id);
+    cnd_sa_advert_signed(m, c->D, c->me, idpk, c->enc_pk, c->mask_pk, c->commit);
+    if ((rc = cnd_sign(sig, c->id, "secagg-advert", m, sizeof m))) return s_abort(c, rc);
+    memcpy(c->peer_id[c->my_pos], idpk, 32);
+    memcpy(c->peer_mask_pk[c->my_pos], c->mask_pk, 32);
+    cnd_sa_hdr_put(out, CND_SECAGG_ADVERT, c->p.round_id, c->me, CND_SECAGG_SERVER);
+    cnd_buf_put(out, idpk, 32);
+    cnd_buf_put(out, c->enc_pk, 32);
+    cnd_buf_put(out, c->mask_pk, 32);
+    cnd_buf_put(out, c->commit, 32);
+    cnd_buf_put(out, sig, sizeof sig);
+    if (out->err) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    c->state = ST_ADVERTISED;
+    return 0;
+}
+
+static int s_share_keys(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *keys_msg, size_t len)
+{
+    int rc = s_state(c, ST_ADVERTISED, "share_keys");
+    if (rc) return rc;
+    char who[48];
+    snprintf(who, sizeof who, "secagg client %u", c->me);
+    cnd_rd_t r;
+    cnd_secagg_hdr_t h;
+    cnd_rd_init(&r, keys_msg, len);
+    if ((rc = cnd_sa_hdr_expect(&r, &h, CND_SECAGG_KEYS, c->p.round_id, c->me, who)))
+        return s_abort(c, rc);
+    uint32_t count = cnd_rd_u32(&r);
+    if (r.err || count > c->k - 1 || cnd_rd_left(&r) != (size_t)count * S_SA_ADVERT_BYTES)
+        return s_abort(c, cnd_errf(CND_EPROTO, "%s: KEYS message has a bad count or length", who));
+    uint8_t enc_pk[CND_SECAGG_MAX_K][32];
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *m = cnd_rd_take(&r, S_SA_ADVERT_BYTES);
+        cnd_sa_advert_t a;
+        if ((rc = cnd_sa_advert_parse(&a, m, S_SA_ADVERT_BYTES, c->p.round_id, who)))
+            return s_abort(c, rc);
+        int j = cnd_secagg_graph_pos(c->g, c->me, a.from);
+        if (j < 0 || a.from == c->me || c->advertised[j])
+            return s_abort(c, cnd_errf(CND_EPROTO,
+                                       "%s: relayed keys of client %u, which is not a neighbour "
+                                       "or appears twice",
+                                       who, a.from));
+        rc = cnd_sa_advert_verify(&a, c->D, (const uint8_t(*)[32])c->enrolled, c->n_enrolled);
+        if (rc < 0) return s_abort(c, cnd_err_wrap(rc, "%s", who));
+        for (uint32_t q = 0; q < c->k; q++)
+            if (c->advertised[q] && sodium_memcmp(c->peer_id[q], a.id_pk, 32) == 0)
+                return s_abort(c, cnd_errf(CND_ECRYPTO,
+                                           "%s: clients %u and %u present the same identity", who,
+                                           c->nb[q], a.from));
+        c->advertised[j] = 1;
+        memcpy(c->peer_id[j], a.id_pk, 32);
+        memcpy(c->peer_mask_pk[j], a.mask_pk, 32);
+        memcpy(enc_pk[j], a.enc_pk, 32);
+    }
+    if (count + 1 < c->p.threshold)
+        return s_abort(c, cnd_errf(CND_ESTATE,
+                                   "%s: only %u of %u neighbourhood members advertised keys; the "
+                                   "threshold is %u",
+                                   who, count + 1, c->k, c->p.threshold));
+    s_secrets_t *s = c->sec;
+    for (uint32_t j = 0; j < c->k; j++) {
+        if (j == c->my_pos || !c->advertised[j]) continue;
+        if (cnd_sa_pair_key(s->share_key[j], "share", c->D, c->me, c->nb[j], s->enc_sk,
+                            enc_pk[j]) != 0)
+            return s_abort(c, cnd_errf(CND_ECRYPTO, "%s: client %u's encryption key is invalid",
+                                       who, c->nb[j]));
+    }
+    /* Shares for every position of N(me); those of absent members are never sent. */
+    uint8_t xs[CND_SECAGG_MAX_K];
+    for (uint32_t j = 0; j < c->k; j++) xs[j] = (uint8_t)(j + 1);
+    uint8_t *sh = sodium_malloc(2 * (size_t)CND_SECAGG_MAX_K * 32);
+    if (!sh) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    uint8_t *sh_seed = sh, *sh_sk = sh + (size_t)CND_SECAGG_MAX_K * 32;
+    rc = cnd_shamir_split(sh_seed, s->seed, 32, c->p.threshold, xs, c->k);
+    if (!rc) rc = cnd_shamir_split(sh_sk, s->mask_sk, 32, c->p.threshold, xs, c->k);
+    if (rc) {
+        sodium_free(sh);
+        return s_abort(c, rc);
+    }
+    memcpy(s->held_seed[c->my_pos], sh_seed + (size_t)c->my_pos * 32, 32);
+    memcpy(s->held_sk[c->my_pos], sh_sk + (size_t)c->my_pos * 32, 32);
+    cnd_sa_hdr_put(out, CND_SECAGG_SHARES, c->p.round_id, c->me, CND_SECAGG_SERVER);
+    cnd_buf_u32(out, count);
+    uint8_t pt[S_SA_PT_BYTES], ct[S_SA_CT_BYTES], ad[S_SA_AD_BYTES];
+    for (uint32_t j = 0; j < c->k; j++) {
+        if (j == c->my_pos || !c->advertised[j]) continue;
+        uint32_t v = c->nb[j];
+        cnd_st_le32(pt, c->me);
+        cnd_st_le32(pt + 4, v);
+        memcpy(pt + 8, sh_seed + (size_t)j * 32, 32);
+        memcpy(pt + 40, sh_sk + (size_t)j * 32, 32);
+        cnd_sa_share_ad(ad, c->D, c->me, v);
+        randombytes_buf(ct, 24);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(ct + 24, NULL, pt, sizeof pt, ad, sizeof ad,
+                                                   NULL, ct, s->share_key[j]);
+        cnd_buf_u32(out, v);
+        cnd_buf_put(out, ct, sizeof ct);
+    }
+    sodium_memzero(pt, sizeof pt);
+    sodium_free(sh);
+    if (out->err) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    c->state = ST_SHARED;
+    return 0;
+}
+
+static int s_mask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *msg, size_t len,
+                  const uint32_t *x, const uint8_t *skip)
+{
+    int rc = s_state(c, ST_SHARED, "mask");
+    if (rc) return rc;
+    if (c->p.bits < 32) {
+        for (uint32_t i = 0; i < c->p.len; i++)
+            if (x[i] >> c->p.bits)
+                return cnd_errf(CND_ERANGE,
+                                "secagg client %u: input element %u = %u needs more "
+                                "than %u bits",
+                                c->me, i, x[i], c->p.bits);
+    }
+    char who[48];
+    snprintf(who, sizeof who, "secagg client %u", c->me);
+    cnd_rd_t r;
+    cnd_secagg_hdr_t h;
+    cnd_rd_init(&r, msg, len);
+    if ((rc = cnd_sa_hdr_expect(&r, &h, CND_SECAGG_SHARES_FOR, c->p.round_id, c->me, who)))
+        return s_abort(c, rc);
+    uint32_t count = cnd_rd_u32(&r);
+    if (r.err || count > c->k - 1 || cnd_rd_left(&r) != (size_t)count * (4 + S_SA_CT_BYTES))
+        return s_abort(
+            c, cnd_errf(CND_EPROTO, "%s: SHARES_FOR message has a bad count or length", who));
+    s_secrets_t *s = c->sec;
+    uint8_t pt[S_SA_PT_BYTES], ad[S_SA_AD_BYTES];
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t from = cnd_rd_u32(&r);
+        const uint8_t *ct = cnd_rd_take(&r, S_SA_CT_BYTES);
+        int j = cnd_secagg_graph_pos(c->g, c->me, from);
+        if (j < 0 || from == c->me || !c->advertised[j] || c->received[j])
+            return s_abort(c, cnd_errf(CND_EPROTO,
+                                       "%s: share from client %u, which is not an advertised "
+                                       "neighbour or sent twice",
+                                       who, from));
+        cnd_sa_share_ad(ad, c->D, from, c->me);
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, ct + 24, S_SA_CT_BYTES - 24,
+                                                       ad, sizeof ad, ct, s->share_key[j]) != 0)
+            return s_abort(c, cnd_errf(CND_ECRYPTO,
+                                       "%s: encrypted share from client %u fails authentication "
+                                       "(tampered, or not bound to this round and pair)",
+                                       who, from));
+        if (cnd_le32(pt) != from || cnd_le32(pt + 4) != c->me) {
+            sodium_memzero(pt, sizeof pt);
+            return s_abort(
+                c, cnd_errf(CND_ECRYPTO, "%s: share from client %u names another pair", who, from));
+        }
+        memcpy(s->held_seed[j], pt + 8, 32);
+        memcpy(s->held_sk[j], pt + 40, 32);
+        c->received[j] = 1;
+    }
+    sodium_memzero(pt, sizeof pt);
+    if (count + 1 < c->p.threshold)
+        return s_abort(c, cnd_errf(CND_ESTATE,
+                                   "%s: only %u neighbours shared keys; the threshold is %u", who,
+                                   count, c->p.threshold));
+    /* Masks: own seed, then one per neighbour that shared (it will mask with us as well). */
+    size_t n_jobs = 0;
+    cnd_sa_job_t *jobs = sodium_malloc((size_t)c->k * sizeof *jobs);
+    uint32_t *y = malloc((size_t)c->p.len * sizeof *y);
+    if (!jobs || !y) {
+        if (jobs) sodium_free(jobs);
+        free(y);
+        return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    }
+    memcpy(jobs[n_jobs].seed, s->seed, 32);
+    jobs[n_jobs++].negate = 0;
+    for (uint32_t j = 0; j < c->k && !rc; j++) {
+        if (j == c->my_pos || !c->received[j]) continue;
+        uint32_t v = c->nb[j];
+        if (skip && skip[v]) continue;
+        if (cnd_sa_pair_key(jobs[n_jobs].seed, "mask", c->D, c->me, v, s->mask_sk,
+                            c->peer_mask_pk[j]) != 0)
+            rc = cnd_errf(CND_ECRYPTO, "%s: client %u's mask key is invalid", who, v);
+        jobs[n_jobs++].negate = c->me > v; /* + for the smaller index, - for the larger */
+    }
+    if (!rc) {
+        memcpy(y, x, (size_t)c->p.len * sizeof *y);
+        rc = cnd_sa_apply_masks(y, c->p.len, cnd_sa_word_bits(c->p.bits), jobs, n_jobs, 1);
+    }
+    sodium_free(jobs);
+    if (!rc) {
+        cnd_sa_hdr_put(out, CND_SECAGG_MASKED, c->p.round_id, c->me, CND_SECAGG_SERVER);
+        cnd_buf_u32(out, c->p.len);
+        cnd_buf_u8(out, (uint8_t)c->p.bits);
+        size_t nb = cnd_ring_packed_bytes(c->p.len, c->p.bits);
+        if (cnd_buf_reserve(out, nb) == 0) {
+            cnd_ring_pack(out->data + out->len, y, c->p.len, c->p.bits);
+            out->len += nb;
+        }
+        if (out->err) rc = cnd_errf(CND_ENOMEM, "out of memory");
+    }
+    sodium_memzero(y, (size_t)c->p.len * sizeof *y);
+    free(y);
+    if (rc) return s_abort(c, rc);
+    /* Only the shares held for neighbours are still needed. */
+    sodium_memzero(s->enc_sk, 32);
+    sodium_memzero(s->mask_sk, 32);
+    sodium_memzero(s->seed, 32);
+    sodium_memzero(s->share_key, sizeof s->share_key);
+    c->state = ST_MASKED;
+    return 0;
+}
+
+/* Reads a strictly ascending list of at most max indices, all in N(me). */
+static int s_read_list(cnd_secagg_client_t *c, cnd_rd_t *r, uint32_t *list, uint32_t *n,
+                       const char *name, const char *who)
+{
+    *n = cnd_rd_u32(r);
+    if (r->err || *n > c->k)
+        return cnd_errf(CND_EPROTO, "%s: unmask request has a bad %s count", who, name);
+    for (uint32_t i = 0; i < *n; i++) {
+        list[i] = cnd_rd_u32(r);
+        if (r->err) return cnd_errf(CND_EPROTO, "%s: unmask request is truncated", who);
+        if (i && list[i] <= list[i - 1])
+            return cnd_errf(CND_EPROTO, "%s: unmask request's %s list is not ascending", who, name);
+        if (cnd_secagg_graph_pos(c->g, c->me, list[i]) < 0)
+            return cnd_errf(CND_EPROTO, "%s: unmask request names client %u, not a neighbour", who,
+                            list[i]);
+    }
+    return 0;
+}
+
+static int s_unmask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req, size_t len)
+{
+    int rc = s_state(c, ST_MASKED, "unmask");
+    if (rc) return rc;
+    char who[48];
+    snprintf(who, sizeof who, "secagg client %u", c->me);
+    cnd_rd_t r;
+    cnd_secagg_hdr_t h;
+    cnd_rd_init(&r, req, len);
+    uint32_t alive[CND_SECAGG_MAX_K], dropped[CND_SECAGG_MAX_K], na = 0, nd = 0;
+    if ((rc = cnd_sa_hdr_expect(&r, &h, CND_SECAGG_UNMASK_REQ, c->p.round_id, c->me, who)) ||
+        (rc = s_read_list(c, &r, alive, &na, "alive", who)) ||
+        (rc = s_read_list(c, &r, dropped, &nd, "dropped", who)))
+        return s_abort(c, rc);
+    if (cnd_rd_left(&r) != 0)
+        return s_abort(c, cnd_errf(CND_EPROTO, "%s: unmask request has trailing bytes", who));
+    uint8_t kind[CND_SECAGG_MAX_K] = {0}; /* by position: 1 seed share, 2 mask-key share */
+    for (uint32_t i = 0; i < na; i++) kind[cnd_secagg_graph_pos(c->g, c->me, alive[i])] = 1;
+    for (uint32_t i = 0; i < nd; i++) {
+        int j = cnd_secagg_graph_pos(c->g, c->me, dropped[i]);
+        if (dropped[i] == c->me)
+            return s_abort(c, cnd_errf(CND_EPERM,
+                                       "%s: the server calls this client dropped, but it sent "
+                                       "its masked input; refusing to reveal its mask key",
+                                       who));
+        if (kind[j])
+            return s_abort(c, cnd_errf(CND_EPERM,
+                                       "%s: the server asks for both the self-mask share and the "
+                                       "mask-key share of client %u; refusing",
+                                       who, dropped[i]));
+        kind[j] = 2;
+    }
+    if (kind[c->my_pos] != 1)
+        return s_abort(c, cnd_errf(CND_EPROTO,
+                                   "%s: unmask request does not list this client "
+                                   "as alive",
+                                   who));
+    for (uint32_t j = 0; j < c->k; j++)
+        if (kind[j] && !c->received[j])
+            return s_abort(c, cnd_errf(CND_EPROTO,
+                                       "%s: unmask request names client %u, which never sent "
+                                       "this client a share",
+                                       who, c->nb[j]));
+    cnd_sa_hdr_put(out, CND_SECAGG_UNMASK, c->p.round_id, c->me, CND_SECAGG_SERVER);
+    cnd_buf_u32(out, na + nd);
+    for (uint32_t j = 0; j < c->k; j++) { /* positions ascend with indices */
+        if (!kind[j]) continue;
+        cnd_buf_u32(out, c->nb[j]);
+        cnd_buf_u8(out, kind[j] == 1 ? S_SA_SHARE_SEED : S_SA_SHARE_MASKKEY);
+        cnd_buf_put(out, kind[j] == 1 ? c->sec->held_seed[j] : c->sec->held_sk[j], 32);
+    }
+    if (out->err) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    sodium_memzero(c->sec, sizeof *c->sec);
+    c->state = ST_DONE;
+    return 0;
+}
+
+/* Public entry points: on failure, whatever a step appended to `out` is taken back. */
+static int s_rollback(cnd_buf_t *out, size_t mark, int rc)
+{
+    if (rc && out->len > mark) {
+        sodium_memzero(out->data + mark, out->len - mark);
+        out->len = mark;
+    }
+    return rc;
+}
+
+int cnd_secagg_client_advertise(cnd_secagg_client_t *c, cnd_buf_t *out)
+{
+    size_t mark = out->len;
+    return s_rollback(out, mark, s_advertise(c, out));
+}
+
+int cnd_secagg_client_share_keys(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *keys_msg,
+                                 size_t len)
+{
+    size_t mark = out->len;
+    return s_rollback(out, mark, s_share_keys(c, out, keys_msg, len));
+}
+
+int cnd_secagg_client_mask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *shares_msg,
+                           size_t len, const uint32_t *x)
+{
+    size_t mark = out->len;
+    return s_rollback(out, mark, s_mask(c, out, shares_msg, len, x, NULL));
+}
+
+int cnd_sa_client_mask_sim(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *shares_msg,
+                           size_t len, const uint32_t *x, const uint8_t *skip)
+{
+    size_t mark = out->len;
+    return s_rollback(out, mark, s_mask(c, out, shares_msg, len, x, skip));
+}
+
+int cnd_secagg_client_unmask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req, size_t len)
+{
+    size_t mark = out->len;
+    return s_rollback(out, mark, s_unmask(c, out, req, len));
+}
