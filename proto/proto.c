@@ -5,8 +5,9 @@
  * empty sub-message costs two bytes on the wire but a hundred or more in memory, so a 1 MiB
  * frame of empty entries would make the decoder allocate tens of megabytes before any count
  * check could run. Every decode therefore runs under a budget allocator that refuses to hand out
- * more than 4x the frame size plus 64 KiB (legitimate messages need under 3x: the largest ratio
- * is packed participant ids, 1-3 wire bytes to 4 decoded bytes). The budget and its allocator
+ * more than 4x the frame size plus 64 KiB (legitimate messages need under 2x: a decoded
+ * sub-message struct is about 100 bytes and every legitimate one carries more than that on the
+ * wire, or is one of a few). The budget and its allocator
  * live with the decoded message because protobuf-c needs the same allocator to free it.
  *
  * Unknown fields (from a newer minor revision of the schema) are accepted and then dropped, so

@@ -13,7 +13,7 @@
  *         --> a read-only cnd_proto_msg_t the caller may use.
  *
  * Anything that fails gets a negative CND_E* code, a detail message naming the field
- * ("key_roster.peers[3].cipher_pk: 31 bytes, expected 32") through cnd_errf(), and a wire
+ * ("round_start.neighbours[3].certificate: not DER") through cnd_errf(), and a wire
  * ErrorCode plus the offending seq/type in a cnd_proto_reject_t so the caller can answer with a
  * MSG_ERROR. Outgoing envelopes are validated by the same rules before they are packed, so a bug
  * on our side is caught at the sender, not at the peer.
@@ -58,20 +58,19 @@
 #define CND_PROTO_LABEL_VALUE_MAX 128
 
 /* Blob lengths. */
-#define CND_PROTO_CERT_MAX     4096  /* X.509 DER */
-#define CND_PROTO_MANIFEST_MAX 16384 /* signed artifact manifest */
-#define CND_PROTO_SHARE_CT_MAX 1024  /* one encrypted share blob */
-#define CND_PROTO_SHARE_MAX    256   /* one revealed Shamir share */
+#define CND_PROTO_CERT_MAX          4096   /* X.509 DER */
+#define CND_PROTO_MANIFEST_MAX      16384  /* signed artifact manifest */
+#define CND_PROTO_SECAGG_MAX        262144 /* one crypto/secagg.h message other than MASKED */
+#define CND_PROTO_SECAGG_PARAMS_MAX 256    /* canonical SecAgg+ round parameters */
 
 /* Counts. */
-#define CND_PROTO_CAPS_MAX   32 /* Hello.capabilities */
-#define CND_PROTO_LABELS_MAX 32 /* DeviceProfile.labels */
-#define CND_PROTO_MAX_PEERS                                                                        \
-    512                                  /* KeyRoster.peers, ShareKeys/SharesRelay.shares,         \
-                                            UnmaskResponse.shares */
-#define CND_PROTO_MAX_PARTICIPANTS 65535 /* participant ids are 1..this; list lengths too */
+#define CND_PROTO_CAPS_MAX         32    /* Hello.capabilities */
+#define CND_PROTO_LABELS_MAX       32    /* DeviceProfile.labels */
+#define CND_PROTO_MAX_NEIGHBOURS   254   /* RoundStart.neighbours (SecAgg+ k <= 255) */
+#define CND_PROTO_MAX_PARTICIPANTS 65536 /* sites in a round; participant ids are 0..65535 */
 #define CND_PROTO_MAX_ROUNDS       100000
-#define CND_PROTO_MAX_BITS         64 /* packed value width and SecAgg ring bits */
+#define CND_PROTO_MAX_BITS         32 /* packed value width and SecAgg ring bits */
+#define CND_PROTO_MASKED_HDR       26 /* MASKED message bytes before the packed vector */
 #define CND_PROTO_DEADLINE_MIN_MS  100u
 #define CND_PROTO_DEADLINE_MAX_MS  86400000u /* 24 h */
 

@@ -14,6 +14,8 @@
  */
 #include "proto.h"
 
+#include "secagg.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -207,9 +209,9 @@ static int s_present(cnd_proto_reject_t *rej, const char *ctx, const char *f, co
     return 0;
 }
 
-/* A set of participant ids 1..CND_PROTO_MAX_PARTICIPANTS, to find duplicates in O(n). */
+/* A set of participant ids 0..CND_PROTO_MAX_PARTICIPANTS-1, to find duplicates in O(n). */
 typedef struct {
-    uint8_t bits[(CND_PROTO_MAX_PARTICIPANTS + 8) / 8];
+    uint8_t bits[CND_PROTO_MAX_PARTICIPANTS / 8];
 } s_idset_t;
 
 /* Returns 1 if id was already in the set, then adds it. id must be in range. */
@@ -221,9 +223,13 @@ static int s_idset_add(s_idset_t *s, uint32_t id)
     return had;
 }
 
+/* Participant ids are SecAgg+ client indices: 0-based. */
 static int s_pid(cnd_proto_reject_t *rej, const char *ctx, const char *f, uint32_t id)
 {
-    return s_u64(rej, ctx, f, id, 1, CND_PROTO_MAX_PARTICIPANTS);
+    if (id >= CND_PROTO_MAX_PARTICIPANTS)
+        return s_fail(rej, S_BIG, "%s.%s: %u outside 0..%d", ctx, f, id,
+                      CND_PROTO_MAX_PARTICIPANTS - 1);
+    return 0;
 }
 
 #define S_TRY(x)                                                                                   \
@@ -354,12 +360,28 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
     S_TRY(s_present(rej, c, "secagg", m->secagg));
     const Condenser__SecAggParams *sa = m->secagg;
     const char *sc = "job_spec.secagg";
-    S_TRY(s_u64(rej, sc, "threshold", sa->threshold, 2, m->sites_per_round));
-    S_TRY(s_u64(rej, c, "quorum", m->quorum, sa->threshold, m->sites_per_round));
+    if (sa->threshold != 0)
+        S_TRY(s_u64(rej, sc, "threshold", sa->threshold, 2, m->sites_per_round));
+    S_TRY(
+        s_u64(rej, c, "quorum", m->quorum, sa->threshold ? sa->threshold : 2, m->sites_per_round));
     S_TRY(s_u64(rej, sc, "ring_bits", sa->ring_bits, 1, CND_PROTO_MAX_BITS));
-    if (sa->neighbours != 0) {
-        /* SecAgg+: each client shares with k neighbours, so t <= k. */
-        S_TRY(s_u64(rej, sc, "neighbours", sa->neighbours, sa->threshold, m->sites_per_round - 1));
+    {
+        /* The graph and threshold rules are crypto/'s (t a strict majority of each
+         * neighbourhood, an even degree or the complete graph): ask it, for a full round. */
+        cnd_secagg_params_t p;
+        memset(&p, 0, sizeof p);
+        p.n = m->sites_per_round;
+        p.degree = sa->neighbours;
+        p.threshold = sa->threshold;
+        p.min_survivors = m->quorum;
+        p.len = 1;
+        p.bits = sa->ring_bits;
+        if (cnd_secagg_params_fill(&p) != 0) {
+            char why[400];
+            snprintf(why, sizeof why, "%s", cnd_err_detail());
+            return s_fail(rej, S_BAD, "%s (threshold %u, neighbours %u, quorum %u, sites %u): %s",
+                          sc, sa->threshold, sa->neighbours, m->quorum, m->sites_per_round, why);
+        }
     }
     S_TRY(s_real(rej, sc, "clip", sa->clip, 0, 1, 1e30));
     S_TRY(s_real(rej, sc, "l2_clip", sa->l2_clip, 0, 0, 1e30));
@@ -397,10 +419,44 @@ int cnd_proto_validate_round_start(cnd_proto_reject_t *rej, const Condenser__Rou
     const char *c = "round_start";
     S_TRY(s_present(rej, c, "model", m->model));
     S_TRY(cnd_proto_validate_object_info(rej, "round_start.model", m->model));
-    S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
     S_TRY(s_u64(rej, c, "participants", m->participants, 2, CND_PROTO_MAX_PARTICIPANTS));
+    if (m->participant_id >= m->participants)
+        return s_fail(rej, S_BAD, "%s.participant_id: %u, but only %u participants", c,
+                      m->participant_id, m->participants);
     S_TRY(s_deadlines(rej, c, m->deadlines));
-    return 0;
+    S_TRY(s_blob(rej, c, "secagg_params", m->secagg_params, 1, CND_PROTO_SECAGG_PARAMS_MAX));
+    cnd_secagg_params_t p;
+    if (cnd_secagg_params_decode(&p, m->secagg_params.data, m->secagg_params.len) != 0) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        return s_fail(rej, S_BAD, "%s.secagg_params: %s", c, why);
+    }
+    if (p.n != m->participants)
+        return s_fail(rej, S_BAD, "%s.secagg_params: n = %u, but participants = %u", c, p.n,
+                      m->participants);
+    /* Exactly this site's neighbours: min(degree, n - 1) of them. */
+    uint32_t want = p.degree < p.n - 1 ? p.degree : p.n - 1;
+    S_TRY(s_count(rej, c, "neighbours", m->n_neighbours, 1, CND_PROTO_MAX_NEIGHBOURS));
+    if (m->n_neighbours != want)
+        return s_fail(rej, S_BAD, "%s.neighbours: %zu entries, the round's graph gives %u", c,
+                      m->n_neighbours, want);
+    s_idset_t *seen = calloc(1, sizeof *seen);
+    if (!seen) return cnd_errf(CND_ENOMEM, "validating round_start: out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < m->n_neighbours && !rc; i++) {
+        char e[64];
+        snprintf(e, sizeof e, "round_start.neighbours[%zu]", i);
+        const Condenser__PeerCert *pc = m->neighbours[i];
+        if (pc->participant_id >= m->participants || pc->participant_id == m->participant_id)
+            rc = s_fail(rej, S_BAD, "%s.participant_id: %u is not another participant", e,
+                        pc->participant_id);
+        else if (s_idset_add(seen, pc->participant_id))
+            rc = s_fail(rej, S_BAD, "%s.participant_id: %u listed twice", e, pc->participant_id);
+        if (!rc) rc = s_text(rej, e, "node_name", pc->node_name, 1, CND_PROTO_NAME_MAX, S_NAME);
+        if (!rc) rc = s_cert(rej, e, pc->certificate);
+    }
+    free(seen);
+    return rc;
 }
 
 int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m)
@@ -420,71 +476,49 @@ int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m)
     return 0;
 }
 
+/* A crypto/secagg.h message carried in `field`: the header must name the expected type, and
+ * from/to must match the direction (from_id: the sender's participant id, or
+ * CND_SECAGG_SERVER for the coordinator; messages to the coordinator are addressed to it). */
+static int s_secagg(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
+                    uint8_t type, uint32_t from_id)
+{
+    S_TRY(s_blob(rej, ctx, f, b, CND_SECAGG_HDR_BYTES, CND_PROTO_SECAGG_MAX));
+    cnd_secagg_hdr_t h;
+    if (cnd_secagg_peek(&h, b.data, b.len) != 0)
+        return s_fail(rej, S_BAD, "%s.%s: not a secure-aggregation message", ctx, f);
+    if (h.type != type)
+        return s_fail(rej, S_BAD, "%s.%s: message type %u, expected %u", ctx, f, h.type, type);
+    if (h.from != from_id)
+        return s_fail(rej, S_BAD, "%s.%s: header sender %u, expected %u", ctx, f, h.from, from_id);
+    if (from_id != CND_SECAGG_SERVER && h.to != CND_SECAGG_SERVER)
+        return s_fail(rej, S_BAD, "%s.%s: addressed to %u, not to the coordinator", ctx, f, h.to);
+    if (from_id == CND_SECAGG_SERVER && h.to == CND_SECAGG_SERVER)
+        return s_fail(rej, S_BAD, "%s.%s: addressed to the coordinator itself", ctx, f);
+    return 0;
+}
+
 int cnd_proto_validate_advertise_keys(cnd_proto_reject_t *rej, const Condenser__AdvertiseKeys *m)
 {
-    const char *c = "advertise_keys";
-    S_TRY(s_fixed(rej, c, "cipher_pk", m->cipher_pk, CND_PROTO_KEY_BYTES));
-    S_TRY(s_nonzero_key(rej, c, "cipher_pk", m->cipher_pk));
-    S_TRY(s_fixed(rej, c, "mask_pk", m->mask_pk, CND_PROTO_KEY_BYTES));
-    S_TRY(s_nonzero_key(rej, c, "mask_pk", m->mask_pk));
-    if (memcmp(m->cipher_pk.data, m->mask_pk.data, CND_PROTO_KEY_BYTES) == 0)
-        return s_fail(rej, S_BAD, "%s.mask_pk: equals cipher_pk (two distinct key pairs needed)",
-                      c);
-    S_TRY(s_fixed(rej, c, "signature", m->signature, CND_PROTO_SIG_BYTES));
-    S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
-    return 0;
+    S_TRY(s_pid(rej, "advertise_keys", "participant_id", m->participant_id));
+    return s_secagg(rej, "advertise_keys", "advert", m->advert, CND_SECAGG_ADVERT,
+                    m->participant_id);
 }
 
 int cnd_proto_validate_key_roster(cnd_proto_reject_t *rej, const Condenser__KeyRoster *m)
 {
-    S_TRY(s_count(rej, "key_roster", "peers", m->n_peers, 1, CND_PROTO_MAX_PEERS));
-    s_idset_t seen = {{0}};
-    for (size_t i = 0; i < m->n_peers; i++) {
-        char c[64];
-        snprintf(c, sizeof c, "key_roster.peers[%zu]", i);
-        const Condenser__PeerKeys *p = m->peers[i];
-        S_TRY(s_pid(rej, c, "participant_id", p->participant_id));
-        if (s_idset_add(&seen, p->participant_id))
-            return s_fail(rej, S_BAD, "%s.participant_id: %u listed twice", c, p->participant_id);
-        S_TRY(s_text(rej, c, "node_name", p->node_name, 1, CND_PROTO_NAME_MAX, S_NAME));
-        S_TRY(s_fixed(rej, c, "identity_key", p->identity_key, CND_PROTO_KEY_BYTES));
-        S_TRY(s_nonzero_key(rej, c, "identity_key", p->identity_key));
-        S_TRY(s_cert(rej, c, p->certificate));
-        S_TRY(s_fixed(rej, c, "cipher_pk", p->cipher_pk, CND_PROTO_KEY_BYTES));
-        S_TRY(s_nonzero_key(rej, c, "cipher_pk", p->cipher_pk));
-        S_TRY(s_fixed(rej, c, "mask_pk", p->mask_pk, CND_PROTO_KEY_BYTES));
-        S_TRY(s_nonzero_key(rej, c, "mask_pk", p->mask_pk));
-        S_TRY(s_fixed(rej, c, "signature", p->signature, CND_PROTO_SIG_BYTES));
-    }
-    /* The receiver is a member of its own neighbourhood, hence n_peers + 1. */
-    S_TRY(s_u64(rej, "key_roster", "threshold", m->threshold, 2, m->n_peers + 1));
-    return 0;
-}
-
-static int s_enc_shares(cnd_proto_reject_t *rej, const char *c, size_t n,
-                        Condenser__EncryptedShare *const *v)
-{
-    S_TRY(s_count(rej, c, "shares", n, 1, CND_PROTO_MAX_PEERS));
-    s_idset_t seen = {{0}};
-    for (size_t i = 0; i < n; i++) {
-        char e[64];
-        snprintf(e, sizeof e, "%s.shares[%zu]", c, i);
-        S_TRY(s_pid(rej, e, "peer", v[i]->peer));
-        if (s_idset_add(&seen, v[i]->peer))
-            return s_fail(rej, S_BAD, "%s.peer: %u listed twice", e, v[i]->peer);
-        S_TRY(s_blob(rej, e, "ciphertext", v[i]->ciphertext, 1, CND_PROTO_SHARE_CT_MAX));
-    }
-    return 0;
+    return s_secagg(rej, "key_roster", "keys", m->keys, CND_SECAGG_KEYS, CND_SECAGG_SERVER);
 }
 
 int cnd_proto_validate_share_keys(cnd_proto_reject_t *rej, const Condenser__ShareKeys *m)
 {
-    return s_enc_shares(rej, "share_keys", m->n_shares, m->shares);
+    S_TRY(s_pid(rej, "share_keys", "participant_id", m->participant_id));
+    return s_secagg(rej, "share_keys", "shares", m->shares, CND_SECAGG_SHARES, m->participant_id);
 }
 
 int cnd_proto_validate_shares_relay(cnd_proto_reject_t *rej, const Condenser__SharesRelay *m)
 {
-    return s_enc_shares(rej, "shares_relay", m->n_shares, m->shares);
+    return s_secagg(rej, "shares_relay", "shares_for", m->shares_for, CND_SECAGG_SHARES_FOR,
+                    CND_SECAGG_SERVER);
 }
 
 int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__MaskedInput *m)
@@ -493,12 +527,13 @@ int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__Ma
     S_TRY(s_present(rej, c, "vector", m->vector));
     S_TRY(cnd_proto_validate_object_info(rej, "masked_input.vector", m->vector));
     S_TRY(s_u64(rej, c, "bit_width", m->bit_width, 1, CND_PROTO_MAX_BITS));
-    /* length * bit_width cannot overflow: length is bounded by 8 * OBJECT_MAX (2^34). */
-    S_TRY(s_u64(rej, c, "length", m->length, 1, CND_PROTO_OBJECT_MAX * 8));
-    uint64_t bytes = (m->length * m->bit_width + 7) / 8;
+    S_TRY(s_u64(rej, c, "length", m->length, 1, UINT32_MAX));
+    /* cannot overflow: length < 2^32 and bit_width <= 32 */
+    uint64_t bytes = CND_PROTO_MASKED_HDR + (m->length * m->bit_width + 7) / 8;
     if (bytes != m->vector->total_size)
         return s_fail(rej, S_BAD,
-                      "%s.vector.total_size: %llu bytes, but %llu values of %u bits pack into %llu",
+                      "%s.vector.total_size: %llu bytes, but a MASKED message of %llu values of "
+                      "%u bits has %llu",
                       c, (unsigned long long)m->vector->total_size, (unsigned long long)m->length,
                       m->bit_width, (unsigned long long)bytes);
     S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
@@ -507,48 +542,15 @@ int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__Ma
 
 int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej, const Condenser__UnmaskRequest *m)
 {
-    const char *c = "unmask_request";
-    S_TRY(s_count(rej, c, "survivors", m->n_survivors, 1, CND_PROTO_MAX_PARTICIPANTS));
-    S_TRY(s_count(rej, c, "dropped", m->n_dropped, 0, CND_PROTO_MAX_PARTICIPANTS - m->n_survivors));
-    s_idset_t *seen = calloc(1, sizeof *seen);
-    if (!seen) return cnd_errf(CND_ENOMEM, "validating unmask_request: out of memory");
-    int rc = 0;
-    for (size_t i = 0; i < m->n_survivors && !rc; i++) {
-        char f[48];
-        snprintf(f, sizeof f, "survivors[%zu]", i);
-        rc = s_pid(rej, c, f, m->survivors[i]);
-        if (!rc && s_idset_add(seen, m->survivors[i]))
-            rc = s_fail(rej, S_BAD, "%s.%s: %u listed twice", c, f, m->survivors[i]);
-    }
-    for (size_t i = 0; i < m->n_dropped && !rc; i++) {
-        char f[48];
-        snprintf(f, sizeof f, "dropped[%zu]", i);
-        rc = s_pid(rej, c, f, m->dropped[i]);
-        if (!rc && s_idset_add(seen, m->dropped[i]))
-            rc = s_fail(rej, S_BAD, "%s.%s: %u listed twice or also a survivor", c, f,
-                        m->dropped[i]);
-    }
-    free(seen);
-    return rc;
+    return s_secagg(rej, "unmask_request", "request", m->request, CND_SECAGG_UNMASK_REQ,
+                    CND_SECAGG_SERVER);
 }
 
 int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej, const Condenser__UnmaskResponse *m)
 {
-    S_TRY(s_count(rej, "unmask_response", "shares", m->n_shares, 1, CND_PROTO_MAX_PEERS));
-    s_idset_t seen = {{0}};
-    for (size_t i = 0; i < m->n_shares; i++) {
-        char c[64];
-        snprintf(c, sizeof c, "unmask_response.shares[%zu]", i);
-        const Condenser__RevealedShare *s = m->shares[i];
-        S_TRY(s_pid(rej, c, "owner", s->owner));
-        /* One share per owner: never both the self-mask seed and the mask key of one peer. */
-        if (s_idset_add(&seen, s->owner))
-            return s_fail(rej, S_BAD, "%s.owner: %u listed twice", c, s->owner);
-        S_TRY(s_enum(rej, c, "kind", s->kind, CONDENSER__SHARE_KIND__SHARE_SELF_MASK_SEED,
-                     CONDENSER__SHARE_KIND__SHARE_MASK_KEY));
-        S_TRY(s_blob(rej, c, "share", s->share, 1, CND_PROTO_SHARE_MAX));
-    }
-    return 0;
+    S_TRY(s_pid(rej, "unmask_response", "participant_id", m->participant_id));
+    return s_secagg(rej, "unmask_response", "unmask", m->unmask, CND_SECAGG_UNMASK,
+                    m->participant_id);
 }
 
 int cnd_proto_validate_metrics(cnd_proto_reject_t *rej, const Condenser__Metrics *m)

@@ -1,6 +1,7 @@
 # Tests of proto/: wire messages, validation, chunking, the CurveZMQ transport and ZAP.
 cnd_test(test_proto LABEL unit LIBS cnd_proto TIMEOUT 60)
 cnd_test(test_proto_chunk LABEL unit LIBS cnd_proto TIMEOUT 60)
+cnd_test(test_proto_secagg LABEL unit LIBS cnd_proto TIMEOUT 60)
 cnd_test(test_transport LABEL integration LIBS cnd_proto TIMEOUT 30)
 cnd_test(test_zap LABEL integration LIBS cnd_proto TIMEOUT 30)
 cnd_test(test_transport_gate LABEL integration LIBS cnd_proto TIMEOUT 30)
@@ -18,7 +19,7 @@ endif()
 if(CMAKE_C_COMPILER_ID MATCHES "Clang")
   add_executable(fuzz_proto fuzz_proto.c ${CND_PROTO_SOURCES})
   target_include_directories(fuzz_proto PRIVATE ${CND_PROTO_INCLUDE_DIRS})
-  target_link_libraries(fuzz_proto PRIVATE cnd_common PkgConfig::PROTOBUFC PkgConfig::SODIUM m)
+  target_link_libraries(fuzz_proto PRIVATE cnd_crypto cnd_common PkgConfig::PROTOBUFC PkgConfig::SODIUM m)
   add_dependencies(fuzz_proto cnd_proto) # the generated header comes from cnd_proto's rule
   target_compile_definitions(fuzz_proto PRIVATE _GNU_SOURCE)
   target_compile_options(fuzz_proto PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined)

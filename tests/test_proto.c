@@ -95,12 +95,27 @@ static void test_round_trips(void)
     cnd_proto_msg_destroy(&m);
     free(buf);
 
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_ROUND_START);
+    CHECK_EQ_INT(cnd_proto_encode(&buf, &n, &f.env), 0);
+    CHECK_EQ_INT(cnd_proto_decode(&m, NULL, buf, n), 0);
+    const Condenser__RoundStart *rs = m->env->round_start;
+    CHECK_EQ_INT(rs->n_neighbours, 2);
+    CHECK_EQ_INT(rs->neighbours[1]->participant_id, 2);
+    CHECK(rs->secagg_params.len == f.params_len &&
+          memcmp(rs->secagg_params.data, f.params, f.params_len) == 0);
+    cnd_secagg_params_t sp;
+    CHECK_EQ_INT(cnd_secagg_params_decode(&sp, rs->secagg_params.data, rs->secagg_params.len), 0);
+    CHECK_EQ_INT(sp.n, 3);
+    CHECK_EQ_INT(sp.round_id, 4200003);
+    cnd_proto_msg_destroy(&m);
+    free(buf);
+
+    /* SecAgg+ payloads carry the crypto/ message byte for byte. */
     s_build(&f, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE);
     CHECK_EQ_INT(cnd_proto_encode(&buf, &n, &f.env), 0);
     CHECK_EQ_INT(cnd_proto_decode(&m, NULL, buf, n), 0);
-    CHECK_EQ_INT(m->env->unmask_response->n_shares, 2);
-    CHECK_EQ_INT(m->env->unmask_response->shares[1]->kind, CONDENSER__SHARE_KIND__SHARE_MASK_KEY);
-    CHECK(memcmp(m->env->unmask_response->shares[0]->share.data, SHARE, sizeof SHARE) == 0);
+    CHECK(m->env->unmask_response->unmask.len == 101 &&
+          memcmp(m->env->unmask_response->unmask.data, f.samsg, 101) == 0);
     cnd_proto_msg_destroy(&m);
     free(buf);
 
@@ -132,9 +147,6 @@ static uint8_t NUL_NAME[] = {'s', 'i', 't', 0, 'e'};
 static uint8_t BAD_UTF8[] = {'o', 'k', 0xc3, 0x28};
 static uint8_t OVERLONG[] = {0xc0, 0xaf};
 static uint8_t CTRL[] = {'a', 0x1b, '[', '2', 'J'};
-static uint32_t IDS_DUP[] = {4, 5, 4};
-static uint32_t IDS_BIG[] = {70000};
-static uint32_t IDS_ZERO[] = {0};
 static uint32_t SHAPE2[] = {1, 28};
 
 #define MUT(name, body)                                                                            \
@@ -203,9 +215,11 @@ MUT(m_j_t1, f->sa.threshold = 1)
 MUT(m_j_t_over, f->sa.threshold = 4)
 MUT(m_j_quorum, f->spec.quorum = 1)
 MUT(m_j_quorum_over, f->spec.quorum = 4)
-MUT(m_j_ring65, f->sa.ring_bits = 65)
+MUT(m_j_ring33, f->sa.ring_bits = 33)
 MUT(m_j_neigh, f->spec.sites_per_round = 10; f->sa.threshold = 4; f->spec.quorum = 4;
-    f->sa.neighbours = 3)
+    f->sa.neighbours = 3) /* odd degree: crypto/ refuses */
+MUT(m_j_minority, f->spec.sites_per_round = 10; f->sa.threshold = 2; f->spec.quorum = 4;
+    f->sa.neighbours = 4) /* t = 2 is no majority of k = 5 */
 MUT(m_j_clip0, f->sa.clip = 0)
 MUT(m_j_l2neg, f->sa.l2_clip = -1)
 MUT(m_j_cap0, f->sa.sample_cap = 0)
@@ -225,9 +239,22 @@ MUT(m_rs_count, f->model.chunk_count = 1)
 MUT(m_rs_chunk_big, f->model.chunk_size = CND_PROTO_CHUNK_MAX + 1; f->model.chunk_count = 2)
 MUT(m_rs_total0, f->model.total_size = 0; f->model.chunk_count = 0)
 MUT(m_rs_total_big, f->model.total_size = CND_PROTO_OBJECT_MAX + 1)
-MUT(m_rs_pid0, f->rs.participant_id = 0)
+MUT(m_rs_pid, f->rs.participant_id = 3)
 MUT(m_rs_parts1, f->rs.participants = 1)
+MUT(m_rs_parts_big, f->rs.participants = CND_PROTO_MAX_PARTICIPANTS + 1)
 MUT(m_rs_nomodel, f->rs.model = NULL)
+MUT(m_rs_params_empty, f->rs.secagg_params = B("", 0))
+MUT(m_rs_params_junk, f->rs.secagg_params = B(MAN, 68))
+MUT(m_rs_params_cut, f->rs.secagg_params.len = 67)
+MUT(m_rs_params_n, f->rs.participants = 4)
+MUT(m_rs_nb_count, f->rs.n_neighbours = 1)
+MUT(m_rs_nb_none, f->rs.n_neighbours = 0)
+MUT(m_rs_nb_many, f->rs.n_neighbours = CND_PROTO_MAX_NEIGHBOURS + 1)
+MUT(m_rs_nb_self, f->pc[1].participant_id = 1)
+MUT(m_rs_nb_out, f->pc[1].participant_id = 3)
+MUT(m_rs_nb_dup, f->pc[1].participant_id = 0)
+MUT(m_rs_nb_name, f->pc[0].node_name = S("site a"))
+MUT(m_rs_nb_cert, f->pc[1].certificate = B(MAN, 10))
 /* chunk */
 MUT(m_c_kind0, f->chunk.kind = 0)
 MUT(m_c_kind9, f->chunk.kind = 9)
@@ -236,48 +263,34 @@ MUT(m_c_data_empty, f->chunk.data = B("", 0))
 MUT(m_c_data_big, f->chunk.data = B(BIG, CND_PROTO_CHUNK_MAX + 1))
 MUT(m_c_sha, f->chunk.sha256 = B(BIG, 33))
 MUT(m_c_offset, f->chunk.offset = 100)
-/* advertise_keys */
-MUT(m_a_cpk, f->adv.cipher_pk = B(K1, 31))
-MUT(m_a_mpk_zero, f->adv.mask_pk = B(ZERO32, 32))
-MUT(m_a_same, f->adv.mask_pk = B(K1, 32))
-MUT(m_a_sig, f->adv.signature = B(SIG, 63))
-MUT(m_a_pid, f->adv.participant_id = 0)
-/* key_roster */
-MUT(m_kr_empty, f->roster.n_peers = 0)
-MUT(m_kr_many, f->roster.n_peers = CND_PROTO_MAX_PEERS + 1)
-MUT(m_kr_dup, f->peer[1].participant_id = 1)
-MUT(m_kr_sig, f->peer[1].signature = B(BIG, 65))
-MUT(m_kr_mask, f->peer[0].mask_pk = B(K2, 0))
-MUT(m_kr_name, f->peer[0].node_name = S("a/b"))
-MUT(m_kr_cert, f->peer[1].certificate = B("", 0))
-MUT(m_kr_t_over, f->roster.threshold = 4)
-MUT(m_kr_t1, f->roster.threshold = 1)
-/* share_keys / shares_relay */
-MUT(m_sk_dup, f->es[1].peer = 1)
-MUT(m_sk_ct_empty, f->es[0].ciphertext = B("", 0))
-MUT(m_sk_ct_big, f->es[0].ciphertext = B(BIG, CND_PROTO_SHARE_CT_MAX + 1))
-MUT(m_sk_many, f->sk.n_shares = CND_PROTO_MAX_PEERS + 1)
-MUT(m_sk_none, f->sk.n_shares = 0)
-MUT(m_sr_peer0, f->es[1].peer = 0)
-/* masked_input */
+/* SecAgg+ phase messages: the carried crypto/ message's header against the envelope */
+MUT(m_a_pid_big, f->adv.participant_id = CND_PROTO_MAX_PARTICIPANTS)
+MUT(m_a_from, f->adv.participant_id = 2)
+MUT(m_a_short, f->adv.advert.len = 20)
+MUT(m_a_empty, f->adv.advert = B("", 0))
+MUT(m_a_magic, f->samsg[0] = 'X')
+MUT(m_a_type, s_sa_msg(f->samsg, CND_SECAGG_SHARES, 4200003, 1, CND_SECAGG_SERVER, 0))
+MUT(m_a_to, s_sa_msg(f->samsg, CND_SECAGG_ADVERT, 4200003, 1, 2, 0))
+MUT(m_a_big, f->adv.advert = B(BIG, CND_PROTO_SECAGG_MAX + 1))
+MUT(m_kr_from, s_sa_msg(f->samsg, CND_SECAGG_KEYS, 4200003, 0, 1, 0))
+MUT(m_kr_to_srv,
+    s_sa_msg(f->samsg, CND_SECAGG_KEYS, 4200003, CND_SECAGG_SERVER, CND_SECAGG_SERVER, 0))
+MUT(m_kr_type, s_sa_msg(f->samsg, CND_SECAGG_SHARES_FOR, 4200003, CND_SECAGG_SERVER, 1, 0))
+MUT(m_kr_empty, f->roster.keys = B("", 0))
+MUT(m_sk_type, s_sa_msg(f->samsg, CND_SECAGG_ADVERT, 4200003, 1, CND_SECAGG_SERVER, 0))
+MUT(m_sk_from, f->sk.participant_id = 0)
+MUT(m_sr_type, s_sa_msg(f->samsg, CND_SECAGG_KEYS, 4200003, CND_SECAGG_SERVER, 1, 0))
 MUT(m_mi_size, f->vec.total_size = 2000001; f->vec.chunk_count = 8)
 MUT(m_mi_bits0, f->mi.bit_width = 0)
-MUT(m_mi_bits65, f->mi.bit_width = 65)
+MUT(m_mi_bits33, f->mi.bit_width = 33)
 MUT(m_mi_len0, f->mi.length = 0)
+MUT(m_mi_len_big, f->mi.length = (uint64_t)UINT32_MAX + 1)
 MUT(m_mi_novec, f->mi.vector = NULL)
 MUT(m_mi_pid, f->mi.participant_id = 70000)
-/* unmask_request */
-MUT(m_ur_nosurv, f->ur.n_survivors = 0)
-MUT(m_ur_zero, f->ur.survivors = IDS_ZERO; f->ur.n_survivors = 1)
-MUT(m_ur_big, f->ur.dropped = IDS_BIG)
-MUT(m_ur_dup, f->ur.survivors = IDS_DUP; f->ur.n_survivors = 3)
-MUT(m_ur_overlap, f->drop[0] = 2)
-/* unmask_response */
-MUT(m_ures_both, f->rsh[1].owner = 1)
-MUT(m_ures_kind0, f->rsh[0].kind = 0)
-MUT(m_ures_empty, f->rsh[0].share = B("", 0))
-MUT(m_ures_big, f->rsh[0].share = B(BIG, CND_PROTO_SHARE_MAX + 1))
-MUT(m_ures_none, f->ures.n_shares = 0)
+MUT(m_ur_type, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, CND_SECAGG_SERVER, 1, 0))
+MUT(m_ur_empty, f->ur.request = B("", 0))
+MUT(m_ures_from, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, 0, CND_SECAGG_SERVER, 0))
+MUT(m_ures_to, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, 1, 0, 0))
 /* metrics */
 MUT(m_met_loss, f->met.loss = -0.1f)
 MUT(m_met_inf, f->met.loss = INFINITY)
@@ -393,8 +406,9 @@ static const bad_t s_bad[] = {
     {T(JOB_ANNOUNCE), "job_spec.secagg.threshold", BIGC, m_j_t_over},
     {T(JOB_ANNOUNCE), "job_spec.quorum", BAD, m_j_quorum},
     {T(JOB_ANNOUNCE), "job_spec.quorum", BIGC, m_j_quorum_over},
-    {T(JOB_ANNOUNCE), "job_spec.secagg.ring_bits", BIGC, m_j_ring65},
-    {T(JOB_ANNOUNCE), "job_spec.secagg.neighbours", BAD, m_j_neigh},
+    {T(JOB_ANNOUNCE), "job_spec.secagg.ring_bits", BIGC, m_j_ring33},
+    {T(JOB_ANNOUNCE), "job_spec.secagg (threshold 4, neighbours 3", BAD, m_j_neigh},
+    {T(JOB_ANNOUNCE), "job_spec.secagg (threshold 2, neighbours 4", BAD, m_j_minority},
     {T(JOB_ANNOUNCE), "job_spec.secagg.clip", BAD, m_j_clip0},
     {T(JOB_ANNOUNCE), "job_spec.secagg.l2_clip", BAD, m_j_l2neg},
     {T(JOB_ANNOUNCE), "job_spec.secagg.sample_cap", BAD, m_j_cap0},
@@ -411,9 +425,22 @@ static const bad_t s_bad[] = {
     {T(ROUND_START), "round_start.model.chunk_size", BIGC, m_rs_chunk_big},
     {T(ROUND_START), "round_start.model.total_size", BAD, m_rs_total0},
     {T(ROUND_START), "round_start.model.total_size", BIGC, m_rs_total_big},
-    {T(ROUND_START), "round_start.participant_id", BAD, m_rs_pid0},
+    {T(ROUND_START), "round_start.participant_id", BAD, m_rs_pid},
     {T(ROUND_START), "round_start.participants", BAD, m_rs_parts1},
+    {T(ROUND_START), "round_start.participants", BIGC, m_rs_parts_big},
     {T(ROUND_START), "round_start.model", BAD, m_rs_nomodel},
+    {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_empty},
+    {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_junk},
+    {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_cut},
+    {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_n},
+    {T(ROUND_START), "round_start.neighbours", BAD, m_rs_nb_count},
+    {T(ROUND_START), "round_start.neighbours", BAD, m_rs_nb_none},
+    {T(ROUND_START), "round_start.neighbours", BIGC, m_rs_nb_many},
+    {T(ROUND_START), "round_start.neighbours[1].participant_id", BAD, m_rs_nb_self},
+    {T(ROUND_START), "round_start.neighbours[1].participant_id", BAD, m_rs_nb_out},
+    {T(ROUND_START), "round_start.neighbours[1].participant_id", BAD, m_rs_nb_dup},
+    {T(ROUND_START), "round_start.neighbours[0].node_name", BAD, m_rs_nb_name},
+    {T(ROUND_START), "round_start.neighbours[1].certificate", BAD, m_rs_nb_cert},
     {T(CHUNK), "chunk.kind", BAD, m_c_kind0},
     {T(CHUNK), "chunk.kind", BAD, m_c_kind9},
     {T(CHUNK), "chunk.object_digest", BAD, m_c_digest},
@@ -421,42 +448,32 @@ static const bad_t s_bad[] = {
     {T(CHUNK), "chunk.data", BIGC, m_c_data_big},
     {T(CHUNK), "chunk.sha256", BIGC, m_c_sha},
     {T(CHUNK), "chunk.offset", BAD, m_c_offset},
-    {T(ADVERTISE_KEYS), "advertise_keys.cipher_pk", BAD, m_a_cpk},
-    {T(ADVERTISE_KEYS), "advertise_keys.mask_pk", BAD, m_a_mpk_zero},
-    {T(ADVERTISE_KEYS), "advertise_keys.mask_pk", BAD, m_a_same},
-    {T(ADVERTISE_KEYS), "advertise_keys.signature", BAD, m_a_sig},
-    {T(ADVERTISE_KEYS), "advertise_keys.participant_id", BAD, m_a_pid},
-    {T(KEY_ROSTER), "key_roster.peers", BAD, m_kr_empty},
-    {T(KEY_ROSTER), "key_roster.peers", BIGC, m_kr_many},
-    {T(KEY_ROSTER), "key_roster.peers[1].participant_id", BAD, m_kr_dup},
-    {T(KEY_ROSTER), "key_roster.peers[1].signature", BIGC, m_kr_sig},
-    {T(KEY_ROSTER), "key_roster.peers[0].mask_pk", BAD, m_kr_mask},
-    {T(KEY_ROSTER), "key_roster.peers[0].node_name", BAD, m_kr_name},
-    {T(KEY_ROSTER), "key_roster.peers[1].certificate", BAD, m_kr_cert},
-    {T(KEY_ROSTER), "key_roster.threshold", BIGC, m_kr_t_over},
-    {T(KEY_ROSTER), "key_roster.threshold", BAD, m_kr_t1},
-    {T(SHARE_KEYS), "share_keys.shares[1].peer", BAD, m_sk_dup},
-    {T(SHARE_KEYS), "share_keys.shares[0].ciphertext", BAD, m_sk_ct_empty},
-    {T(SHARE_KEYS), "share_keys.shares[0].ciphertext", BIGC, m_sk_ct_big},
-    {T(SHARE_KEYS), "share_keys.shares", BIGC, m_sk_many},
-    {T(SHARE_KEYS), "share_keys.shares", BAD, m_sk_none},
-    {T(SHARES_RELAY), "shares_relay.shares[1].peer", BAD, m_sr_peer0},
+    {T(ADVERTISE_KEYS), "advertise_keys.participant_id", BIGC, m_a_pid_big},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: header sender", BAD, m_a_from},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert", BAD, m_a_short},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: missing", BAD, m_a_empty},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: not a secure", BAD, m_a_magic},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: message type", BAD, m_a_type},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: addressed", BAD, m_a_to},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert", BIGC, m_a_big},
+    {T(KEY_ROSTER), "key_roster.keys: header sender", BAD, m_kr_from},
+    {T(KEY_ROSTER), "key_roster.keys: addressed to the coordinator", BAD, m_kr_to_srv},
+    {T(KEY_ROSTER), "key_roster.keys: message type", BAD, m_kr_type},
+    {T(KEY_ROSTER), "key_roster.keys", BAD, m_kr_empty},
+    {T(SHARE_KEYS), "share_keys.shares: message type", BAD, m_sk_type},
+    {T(SHARE_KEYS), "share_keys.shares: header sender", BAD, m_sk_from},
+    {T(SHARES_RELAY), "shares_relay.shares_for: message type", BAD, m_sr_type},
     {T(MASKED_INPUT), "masked_input.vector.total_size", BAD, m_mi_size},
     {T(MASKED_INPUT), "masked_input.bit_width", BAD, m_mi_bits0},
-    {T(MASKED_INPUT), "masked_input.bit_width", BIGC, m_mi_bits65},
+    {T(MASKED_INPUT), "masked_input.bit_width", BIGC, m_mi_bits33},
     {T(MASKED_INPUT), "masked_input.length", BAD, m_mi_len0},
+    {T(MASKED_INPUT), "masked_input.length", BIGC, m_mi_len_big},
     {T(MASKED_INPUT), "masked_input.vector", BAD, m_mi_novec},
     {T(MASKED_INPUT), "masked_input.participant_id", BIGC, m_mi_pid},
-    {T(UNMASK_REQUEST), "unmask_request.survivors", BAD, m_ur_nosurv},
-    {T(UNMASK_REQUEST), "unmask_request.survivors[0]", BAD, m_ur_zero},
-    {T(UNMASK_REQUEST), "unmask_request.dropped[0]", BIGC, m_ur_big},
-    {T(UNMASK_REQUEST), "unmask_request.survivors[2]", BAD, m_ur_dup},
-    {T(UNMASK_REQUEST), "unmask_request.dropped[0]", BAD, m_ur_overlap},
-    {T(UNMASK_RESPONSE), "unmask_response.shares[1].owner", BAD, m_ures_both},
-    {T(UNMASK_RESPONSE), "unmask_response.shares[0].kind", BAD, m_ures_kind0},
-    {T(UNMASK_RESPONSE), "unmask_response.shares[0].share", BAD, m_ures_empty},
-    {T(UNMASK_RESPONSE), "unmask_response.shares[0].share", BIGC, m_ures_big},
-    {T(UNMASK_RESPONSE), "unmask_response.shares", BAD, m_ures_none},
+    {T(UNMASK_REQUEST), "unmask_request.request: message type", BAD, m_ur_type},
+    {T(UNMASK_REQUEST), "unmask_request.request", BAD, m_ur_empty},
+    {T(UNMASK_RESPONSE), "unmask_response.unmask: header sender", BAD, m_ures_from},
+    {T(UNMASK_RESPONSE), "unmask_response.unmask: addressed", BAD, m_ures_to},
     {T(METRICS), "metrics.loss", BAD, m_met_loss},
     {T(METRICS), "metrics.loss", BAD, m_met_inf},
     {T(METRICS), "metrics.accuracy", BAD, m_met_acc},
@@ -507,8 +524,7 @@ static void test_bad_fields(void)
     static fx_t f; /* large: keep it off the stack */
     /* Arrays long enough for the "too many entries" cases. */
     static ProtobufCBinaryData many_caps[CND_PROTO_CAPS_MAX + 1];
-    static Condenser__PeerKeys *many_peers[CND_PROTO_MAX_PEERS + 1];
-    static Condenser__EncryptedShare *many_shares[CND_PROTO_MAX_PEERS + 1];
+    static Condenser__PeerCert *many_nb[CND_PROTO_MAX_NEIGHBOURS + 1];
     static Condenser__Label *many_labels[CND_PROTO_LABELS_MAX + 1];
     size_t types_seen[32] = {0};
     for (size_t i = 0; i < sizeof s_bad / sizeof s_bad[0]; i++) {
@@ -521,13 +537,9 @@ static void test_bad_fields(void)
             for (size_t k = 0; k < f.hello.n_capabilities; k++) many_caps[k] = S("qat");
             f.hello.capabilities = many_caps;
         }
-        if (f.roster.n_peers > 2) {
-            for (size_t k = 0; k < f.roster.n_peers; k++) many_peers[k] = &f.peer[0];
-            f.roster.peers = many_peers;
-        }
-        if (f.sk.n_shares > 2) {
-            for (size_t k = 0; k < f.sk.n_shares; k++) many_shares[k] = &f.es[0];
-            f.sk.shares = many_shares;
+        if (f.rs.n_neighbours > 2) {
+            for (size_t k = 0; k < f.rs.n_neighbours; k++) many_nb[k] = &f.pc[0];
+            f.rs.neighbours = many_nb;
         }
         if (f.dp.n_labels > 2) {
             for (size_t k = 0; k < f.dp.n_labels; k++) many_labels[k] = &f.lab[0];
@@ -605,8 +617,8 @@ static void test_decode_limits(void)
     const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     CHECK_EQ_INT(cnd_proto_decode(&m, &rej, junk, sizeof junk), CND_EFORMAT);
     CHECK_EQ_INT(rej.code, CONDENSER__ERROR_CODE__ERR_MALFORMED);
-    fx_t f;
-    s_build(&f, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER);
+    static fx_t f;
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_ROUND_START);
     size_t n;
     uint8_t *enc = s_raw(&f.env, &n);
     for (size_t cut = 1; cut < n; cut += 7) {
@@ -667,18 +679,19 @@ static void test_decode_limits(void)
     free(both);
     free(enc);
 
-    /* Memory amplification: a roster of 400,000 empty peers (2 bytes each on the wire) would
-     * need tens of megabytes of structs; the budget refuses it before any count check. */
+    /* Memory amplification: a RoundStart with 400,000 empty neighbour entries (2 bytes each on
+     * the wire) would need tens of megabytes of structs; the budget refuses it before any count
+     * check. */
     size_t p = 0, body = 400000 * 2;
     p += s_varint(buf + p, (1u << 3) | 0); /* version */
     buf[p++] = 1;
-    p += s_varint(buf + p, (2u << 3) | 0); /* type = KEY_ROSTER */
-    buf[p++] = CONDENSER__MSG_TYPE__MSG_KEY_ROSTER;
-    p += s_varint(buf + p, (23u << 3) | 2);
+    p += s_varint(buf + p, (2u << 3) | 0); /* type = ROUND_START */
+    buf[p++] = CONDENSER__MSG_TYPE__MSG_ROUND_START;
+    p += s_varint(buf + p, (20u << 3) | 2); /* round_start */
     p += s_varint(buf + p, body);
     for (size_t i = 0; i < 400000; i++) {
-        buf[p++] = 0x0a; /* field 1, length-delimited */
-        buf[p++] = 0x00; /* empty PeerKeys */
+        buf[p++] = 0x3a; /* field 7 (neighbours), length-delimited */
+        buf[p++] = 0x00; /* empty PeerCert */
     }
     CHECK(p <= CND_PROTO_MAX_MSG);
     cnd_err_clear();
@@ -686,52 +699,40 @@ static void test_decode_limits(void)
     CHECK_EQ_INT(rej.code, CONDENSER__ERROR_CODE__ERR_TOO_LARGE);
     CHECK(strstr(cnd_err_detail(), "memory") != NULL);
 
-    /* The largest legitimate lists still decode under the budget: 65535 packed survivor ids. */
-    static uint32_t ids[CND_PROTO_MAX_PARTICIPANTS];
-    for (uint32_t i = 0; i < CND_PROTO_MAX_PARTICIPANTS; i++) ids[i] = i + 1;
-    s_build(&f, CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST);
-    f.ur.survivors = ids;
-    f.ur.n_survivors = CND_PROTO_MAX_PARTICIPANTS;
-    f.ur.n_dropped = 0;
-    uint8_t *out;
-    CHECK_EQ_INT(cnd_proto_encode(&out, &n, &f.env), 0);
-    CHECK_EQ_INT(cnd_proto_decode(&m, &rej, out, n), 0);
-    if (m) CHECK_EQ_INT(m->env->unmask_request->survivors[65534], 65535);
-    cnd_proto_msg_destroy(&m);
-    free(out);
-    /* ...and a roster of 200 peers with 4 KiB certificates (about 850 KB). */
+    /* The largest legitimate lists still decode under the budget: a round of 300 sites with
+     * the largest SecAgg+ neighbourhood (254 neighbours) and 3 KiB certificates (~790 KB). */
     static uint8_t bigcert[CND_PROTO_CERT_MAX];
     bigcert[0] = 0x30;
-    static Condenser__PeerKeys peers[200];
-    static Condenser__PeerKeys *pp[200];
-    s_build(&f, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER);
-    for (int i = 0; i < 200; i++) {
-        peers[i] = f.peer[0];
-        peers[i].participant_id = (uint32_t)(i + 1);
-        peers[i].certificate = B(bigcert, sizeof bigcert);
-        pp[i] = &peers[i];
+    static Condenser__PeerCert nb[CND_PROTO_MAX_NEIGHBOURS];
+    static Condenser__PeerCert *nbp[CND_PROTO_MAX_NEIGHBOURS];
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_ROUND_START);
+    f.params_len = s_params(f.params, 300, 254);
+    f.rs.secagg_params = B(f.params, f.params_len);
+    f.rs.participants = 300;
+    f.rs.participant_id = 299;
+    for (int i = 0; i < CND_PROTO_MAX_NEIGHBOURS; i++) {
+        nb[i] = f.pc[0];
+        nb[i].participant_id = (uint32_t)i;
+        nb[i].certificate = B(bigcert, 3072);
+        nbp[i] = &nb[i];
     }
-    f.roster.peers = pp;
-    f.roster.n_peers = 200;
+    f.rs.neighbours = nbp;
+    f.rs.n_neighbours = CND_PROTO_MAX_NEIGHBOURS;
+    uint8_t *out;
     CHECK_EQ_INT(cnd_proto_encode(&out, &n, &f.env), 0);
-    CHECK(n > 800000);
+    CHECK(n > 780000);
+    CHECK_EQ_INT(cnd_proto_decode(&m, &rej, out, n), 0);
+    if (m) CHECK_EQ_INT(m->env->round_start->neighbours[253]->participant_id, 253);
+    cnd_proto_msg_destroy(&m);
+    free(out);
+    /* Every limit at its maximum (254 neighbours with 4 KiB certificates) still fits one frame
+     * and the budget: the largest valid RoundStart. */
+    for (int i = 0; i < CND_PROTO_MAX_NEIGHBOURS; i++) nb[i].certificate = B(bigcert, 4096);
+    CHECK_EQ_INT(cnd_proto_encode(&out, &n, &f.env), 0);
+    CHECK(n > 1040000 && n <= CND_PROTO_MAX_MSG);
     CHECK_EQ_INT(cnd_proto_decode(&m, &rej, out, n), 0);
     cnd_proto_msg_destroy(&m);
     free(out);
-    /* 300 such peers exceed the frame limit: the sender refuses to build it. */
-    static Condenser__PeerKeys *pp3[300];
-    for (int i = 0; i < 300; i++) pp3[i] = &peers[i % 200];
-    f.roster.peers = pp3;
-    f.roster.n_peers = 300;
-    for (int i = 0; i < 200; i++) peers[i].participant_id = (uint32_t)(i + 1);
-    /* ids repeat past 200, so validation fails first; make them unique via a second array */
-    static Condenser__PeerKeys peers2[100];
-    for (int i = 0; i < 100; i++) {
-        peers2[i] = peers[0];
-        peers2[i].participant_id = (uint32_t)(201 + i);
-        pp3[200 + i] = &peers2[i];
-    }
-    CHECK_EQ_INT(cnd_proto_encode(&out, &n, &f.env), CND_ERANGE);
 }
 
 /* --- replay window ------------------------------------------------------------------------ */

@@ -7,6 +7,7 @@
 #define TEST_PROTO_FIXTURE_H
 
 #include "proto.h"
+#include "secagg.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -35,22 +36,20 @@ typedef struct {
     Condenser__JobResponse jr;
     Condenser__RoundStart rs;
     Condenser__ObjectInfo model;
+    uint8_t params[128]; /* canonical SecAgg+ round parameters */
+    size_t params_len;
+    Condenser__PeerCert pc[2];
+    Condenser__PeerCert *pcp[2];
     Condenser__Chunk chunk;
     Condenser__AdvertiseKeys adv;
     Condenser__KeyRoster roster;
-    Condenser__PeerKeys peer[3];
-    Condenser__PeerKeys *peerp[3];
     Condenser__ShareKeys sk;
     Condenser__SharesRelay sr;
-    Condenser__EncryptedShare es[3];
-    Condenser__EncryptedShare *esp[3];
     Condenser__MaskedInput mi;
     Condenser__ObjectInfo vec;
     Condenser__UnmaskRequest ur;
-    uint32_t surv[3], drop[1];
     Condenser__UnmaskResponse ures;
-    Condenser__RevealedShare rsh[3];
-    Condenser__RevealedShare *rshp[3];
+    uint8_t samsg[256]; /* the crypto/secagg.h message carried by a SecAgg+ payload */
     Condenser__Metrics met;
     Condenser__RoundEnd re;
     Condenser__Heartbeat hb;
@@ -100,6 +99,41 @@ static void s_objinfo(Condenser__ObjectInfo *o, const uint8_t *dig, uint64_t tot
     o->total_size = total;
     o->chunk_size = cs;
     o->chunk_count = (uint32_t)((total + cs - 1) / cs);
+}
+
+/* A crypto/secagg.h message: the 21-byte header then `body` filler bytes. Returns its size. */
+static size_t s_sa_msg(uint8_t *out, uint8_t type, uint64_t round_id, uint32_t from, uint32_t to,
+                       size_t body)
+{
+    memcpy(out, "CSA1", 4);
+    out[4] = type;
+    for (int i = 0; i < 8; i++) out[5 + i] = (uint8_t)(round_id >> (8 * i));
+    for (int i = 0; i < 4; i++) out[13 + i] = (uint8_t)(from >> (8 * i));
+    for (int i = 0; i < 4; i++) out[17 + i] = (uint8_t)(to >> (8 * i));
+    for (size_t i = 0; i < body; i++) out[21 + i] = (uint8_t)(i * 29 + type);
+    return 21 + body;
+}
+
+/* Canonical parameters of a 3-site round (complete graph, t = 2, 16-bit ring). */
+static size_t s_params(uint8_t *out, uint32_t n, uint32_t degree)
+{
+    cnd_secagg_params_t p;
+    memset(&p, 0, sizeof p);
+    p.round_id = 4200003;
+    for (int i = 0; i < 32; i++) p.round_seed[i] = (uint8_t)(i * 7 + 1);
+    p.n = n;
+    p.degree = degree;
+    p.len = 1000001;
+    p.bits = 16;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    size_t len = 0;
+    if (cnd_secagg_params_fill(&p) == 0 && cnd_secagg_params_encode(&b, &p) == 0) {
+        memcpy(out, b.data, b.len);
+        len = b.len;
+    }
+    cnd_buf_free(&b);
+    return len;
 }
 
 /* Builds a valid message of type t in f->env. */
@@ -189,11 +223,22 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         condenser__round_start__init(&f->rs);
         s_objinfo(&f->model, DIG, 300000, CND_PROTO_CHUNK_MAX);
         f->rs.model = &f->model;
-        f->rs.participant_id = 2;
+        f->rs.participant_id = 1;
         f->rs.participants = 3;
         f->rs.qat = 1;
         s_deadlines(&f->dl);
         f->rs.deadlines = &f->dl;
+        f->params_len = s_params(f->params, 3, 0);
+        f->rs.secagg_params = B(f->params, f->params_len);
+        for (int i = 0; i < 2; i++) {
+            condenser__peer_cert__init(&f->pc[i]);
+            f->pc[i].participant_id = (uint32_t)(i == 0 ? 0 : 2);
+            f->pc[i].node_name = S(i == 0 ? "site-a" : "site-c");
+            f->pc[i].certificate = B(CERT, sizeof CERT);
+            f->pcp[i] = &f->pc[i];
+        }
+        f->rs.n_neighbours = 2;
+        f->rs.neighbours = f->pcp;
         p = &f->rs;
         job = 42;
         round = 3;
@@ -212,93 +257,63 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         break;
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
         condenser__advertise_keys__init(&f->adv);
-        f->adv.cipher_pk = B(K1, 32);
-        f->adv.mask_pk = B(K2, 32);
-        f->adv.signature = B(SIG, 64);
-        f->adv.participant_id = 2;
+        f->adv.participant_id = 1;
+        f->adv.advert =
+            B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_ADVERT, 4200003, 1, CND_SECAGG_SERVER, 192));
         p = &f->adv;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
         condenser__key_roster__init(&f->roster);
-        for (int i = 0; i < 2; i++) {
-            Condenser__PeerKeys *k = &f->peer[i];
-            condenser__peer_keys__init(k);
-            k->participant_id = (uint32_t)(i == 0 ? 1 : 3);
-            k->node_name = S(i == 0 ? "site-a" : "site-c");
-            k->identity_key = B(K3, 32);
-            k->certificate = B(CERT, sizeof CERT);
-            k->cipher_pk = B(K1, 32);
-            k->mask_pk = B(K2, 32);
-            k->signature = B(SIG, 64);
-            f->peerp[i] = k;
-        }
-        f->roster.n_peers = 2;
-        f->roster.peers = f->peerp;
-        f->roster.threshold = 2;
+        f->roster.keys = B(
+            f->samsg, s_sa_msg(f->samsg, CND_SECAGG_KEYS, 4200003, CND_SECAGG_SERVER, 1, 2 * 213));
         p = &f->roster;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
+        condenser__share_keys__init(&f->sk);
+        f->sk.participant_id = 1;
+        f->sk.shares = B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_SHARES, 4200003, 1,
+                                            CND_SECAGG_SERVER, 2 * 116));
+        p = &f->sk;
+        job = 42;
+        round = 3;
+        break;
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
-        for (int i = 0; i < 2; i++) {
-            condenser__encrypted_share__init(&f->es[i]);
-            f->es[i].peer = (uint32_t)(i == 0 ? 1 : 3);
-            f->es[i].ciphertext = B(CT, sizeof CT);
-            f->esp[i] = &f->es[i];
-        }
-        if (t == CONDENSER__MSG_TYPE__MSG_SHARE_KEYS) {
-            condenser__share_keys__init(&f->sk);
-            f->sk.n_shares = 2;
-            f->sk.shares = f->esp;
-            p = &f->sk;
-        } else {
-            condenser__shares_relay__init(&f->sr);
-            f->sr.n_shares = 2;
-            f->sr.shares = f->esp;
-            p = &f->sr;
-        }
+        condenser__shares_relay__init(&f->sr);
+        f->sr.shares_for = B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_SHARES_FOR, 4200003,
+                                                CND_SECAGG_SERVER, 1, 2 * 116));
+        p = &f->sr;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
         condenser__masked_input__init(&f->mi);
-        s_objinfo(&f->vec, DIG, 2000002, CND_PROTO_CHUNK_MAX); /* 1,000,001 values x 16 bits */
+        /* the MASKED message of 1,000,001 values x 16 bits: 26 + 2,000,002 bytes */
+        s_objinfo(&f->vec, DIG, CND_PROTO_MASKED_HDR + 2000002, CND_PROTO_CHUNK_MAX);
         f->mi.vector = &f->vec;
         f->mi.bit_width = 16;
         f->mi.length = 1000001;
-        f->mi.participant_id = 2;
+        f->mi.participant_id = 1;
         p = &f->mi;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
         condenser__unmask_request__init(&f->ur);
-        f->surv[0] = 1;
-        f->surv[1] = 2;
-        f->drop[0] = 3;
-        f->ur.n_survivors = 2;
-        f->ur.survivors = f->surv;
-        f->ur.n_dropped = 1;
-        f->ur.dropped = f->drop;
+        f->ur.request = B(
+            f->samsg, s_sa_msg(f->samsg, CND_SECAGG_UNMASK_REQ, 4200003, CND_SECAGG_SERVER, 1, 16));
         p = &f->ur;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
         condenser__unmask_response__init(&f->ures);
-        for (int i = 0; i < 2; i++) {
-            condenser__revealed_share__init(&f->rsh[i]);
-            f->rsh[i].owner = (uint32_t)(i + 1);
-            f->rsh[i].kind = i == 0 ? CONDENSER__SHARE_KIND__SHARE_SELF_MASK_SEED
-                                    : CONDENSER__SHARE_KIND__SHARE_MASK_KEY;
-            f->rsh[i].share = B(SHARE, sizeof SHARE);
-            f->rshp[i] = &f->rsh[i];
-        }
-        f->ures.n_shares = 2;
-        f->ures.shares = f->rshp;
+        f->ures.participant_id = 1;
+        f->ures.unmask =
+            B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, 1, CND_SECAGG_SERVER, 80));
         p = &f->ures;
         job = 42;
         round = 3;

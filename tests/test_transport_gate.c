@@ -7,6 +7,7 @@
  * oversized frame); each gets the right error code or loses its connection, and a well-behaved
  * site is served before, between and after them.
  */
+#include "secagg.h"
 #include "test_transport_fixture.h"
 
 #include <stdlib.h>
@@ -98,12 +99,16 @@ static int s_exchange(coord_t *c, cnd_client_t *cl, const uint8_t *b, size_t n, 
 static uint8_t *s_msg(ident_t *me, const char *claimed, Condenser__MsgType t, uint32_t round,
                       size_t *n)
 {
-    static uint8_t k1[32], k2[32], sig[64], dig[32];
-    for (int i = 0; i < 32; i++) {
-        k1[i] = (uint8_t)(i + 1);
-        k2[i] = (uint8_t)(i + 2);
-        dig[i] = (uint8_t)i;
-    }
+    static uint8_t dig[32], advert[21 + 192];
+    for (int i = 0; i < 32; i++) dig[i] = (uint8_t)i;
+    /* a crypto/secagg.h ADVERT header from participant 1 to the coordinator, filler body */
+    memset(advert, 0x5a, sizeof advert);
+    memcpy(advert, "CSA1", 4);
+    advert[4] = CND_SECAGG_ADVERT;
+    memset(advert + 5, 0, 8);
+    memset(advert + 13, 0, 4);
+    advert[13] = 1;
+    memset(advert + 17, 0xff, 4);
     Condenser__Metrics met;
     Condenser__AdvertiseKeys adv;
     Condenser__MaskedInput mi;
@@ -119,9 +124,7 @@ static uint8_t *s_msg(ident_t *me, const char *claimed, Condenser__MsgType t, ui
         break;
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
         condenser__advertise_keys__init(&adv);
-        adv.cipher_pk = (ProtobufCBinaryData){32, k1};
-        adv.mask_pk = (ProtobufCBinaryData){32, k2};
-        adv.signature = (ProtobufCBinaryData){64, sig};
+        adv.advert = (ProtobufCBinaryData){sizeof advert, advert};
         adv.participant_id = 1;
         p = &adv;
         break;
@@ -129,7 +132,7 @@ static uint8_t *s_msg(ident_t *me, const char *claimed, Condenser__MsgType t, ui
         condenser__masked_input__init(&mi);
         condenser__object_info__init(&vec);
         vec.digest = (ProtobufCBinaryData){32, dig};
-        vec.total_size = 20000;
+        vec.total_size = CND_PROTO_MASKED_HDR + 20000;
         vec.chunk_size = CND_PROTO_CHUNK_MAX;
         vec.chunk_count = 1;
         mi.vector = &vec;
