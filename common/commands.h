@@ -22,4 +22,7 @@ int cnd_cmd_bench_secagg(int argc, char **argv);
 /* coordinator/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */
 int cnd_cmd_audit(int argc, char **argv);
 
+/* proto/ */
+int cnd_cmd_bench_proto(int argc, char **argv);
+
 #endif

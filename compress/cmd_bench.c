@@ -158,6 +158,7 @@ out:
 
 int cnd_cmd_bench(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "proto")) return cnd_cmd_bench_proto(argc - 1, argv + 1);
 #ifdef CND_HAVE_BENCH_SECAGG /* defined when crypto/'s cnd_cmd_bench_secagg is linked in */
     if (argc > 1 && !strcmp(argv[1], "secagg")) return cnd_cmd_bench_secagg(argc - 1, argv + 1);
 #else
@@ -177,7 +178,8 @@ int cnd_cmd_bench(int argc, char **argv)
         {0}};
     const cnd_cli_t cli = {
         "condenser bench MODEL(.cnd|.cndq) [--iters N] [--batch B] [--kernels K] [--json]\n"
-        "       condenser bench secagg [options]",
+        "       condenser bench secagg [options]\n"
+        "       condenser bench proto [options]",
         "Measures inference speed on this machine: batch-1 latency (median and 99th percentile "
         "over --iters calls), throughput at --batch samples (integer artifacts run one sample "
         "after another on one core; float models run one batched pass), and working memory "
