@@ -22,6 +22,7 @@ static const struct {
     {"eval", cnd_cmd_eval, "evaluate a model on a dataset"},
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
     {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
+    {"ca", cnd_cmd_ca, "federation CA: init, issue, revoke, verify, list, crl"},
 };
 
 static void s_usage(FILE *f)

@@ -13,5 +13,6 @@ int cnd_cmd_info(int argc, char **argv);
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);
+int cnd_cmd_ca(int argc, char **argv);
 
 #endif
