@@ -8,7 +8,32 @@
 #include "error.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* OpenBLAS 0.3.21 (Debian 12) does not recognise AMD Zen 4/5 and falls back to its Haswell
+ * (AVX2) kernels, which run sgemm at about half the speed of its SkylakeX (AVX-512) kernels on
+ * those CPUs (measured 92 vs 144 GFLOP/s on one core; docs/benchmarks.md). The core type is
+ * read from the environment when the library loads, before main(), so when the CPU has the
+ * AVX-512 subsets those kernels need and the user has not chosen a core type, we set it and
+ * re-execute ourselves once. If the re-exec fails we simply carry on with the default. */
+static void s_select_blas_kernels(char **argv)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (getenv("OPENBLAS_CORETYPE") || getenv("CND_NO_BLAS_REEXEC")) return;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
+        return;
+    if (setenv("OPENBLAS_CORETYPE", "SkylakeX", 1) != 0) return;
+    setenv("CND_NO_BLAS_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* exec failed: keep going with the default kernels */
+#else
+    (void)argv;
+#endif
+}
 
 typedef int (*cnd_cmd_fn)(int argc, char **argv);
 
@@ -21,8 +46,10 @@ static const struct {
     {"train", cnd_cmd_train, "train a float model on a dataset"},
     {"eval", cnd_cmd_eval, "evaluate a model on a dataset"},
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
+    {"distill", cnd_cmd_distill, "train a student from a teacher's soft targets and labels"},
     {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
     {"ca", cnd_cmd_ca, "federation CA: init, issue, revoke, verify, list, crl"},
+    {"audit", cnd_cmd_audit, "verify, prove, export, reconcile and report on audit logs"},
 };
 
 static void s_usage(FILE *f)
@@ -36,6 +63,7 @@ static void s_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    s_select_blas_kernels(argv);
     if (argc < 2) {
         s_usage(stderr);
         return 2;

@@ -70,8 +70,8 @@ int cnd_cmd_train(int argc, char **argv)
     cnd_model_normalize(m, tr->x, tr->n);
     cnd_model_normalize(m, va->x, va->n);
     if (te) cnd_model_normalize(m, te->x, te->n);
-    printf("training %s on %s: %zu samples, %zu parameters, %.2f MMAC/sample\n", m->spec, data,
-           tr->n, m->num_params, (double)cnd_model_macs(m) / 1e6);
+    printf("training %s on %s: %zu samples, %zu parameters, %.2f MMAC/sample (%s)\n", m->spec,
+           data, tr->n, m->num_params, (double)cnd_model_macs(m) / 1e6, cnd_blas_info());
     cnd_train_result_t res;
     if ((rc = cnd_train(m, tr, va->n ? va : NULL, &cfg, &res))) goto done;
     printf("trained in %.1fs (%.0f samples/s)\n", res.seconds, res.samples_per_s);

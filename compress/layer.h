@@ -10,6 +10,19 @@
  * that must persist (batchnorm running statistics) lives in a separate contiguous `state`
  * buffer the same way.
  *
+ * Memory layout of activations: the model input is NCHW. Spatial layers keep their activations
+ * channel-major, "CBHW" (all of channel 0 for the whole batch, then channel 1, ...), because
+ * that is the layout a batched im2col + sgemm convolution produces and consumes directly: no
+ * transposes around each GEMM, and batchnorm statistics run over contiguous memory. `in_cbhw`
+ * records the layout of a layer's input; conv2d always outputs CBHW; relu, pools and batchnorm
+ * keep their input's layout; flatten, gap and dense output NCHW (B, F). With C == 1 the two
+ * layouts are the same bytes. cnd_model_act_nchw() returns any activation in NCHW.
+ *
+ * Fusion: a relu right after conv2d or dense is fused into it (`fuse_relu`); the relu layer
+ * then has `alias` set, owns no buffer and shares its input's (already rectified) activation.
+ * A flatten of an NCHW input is also an alias: the bytes do not change. Alias layers are never
+ * run; their output pointer is their input pointer (for layer 0, the caller's input).
+ *
  * Conventions (after llm.c): outputs first, then inputs, then weights, then dimensions; the
  * first comment of each kernel gives the shapes; backward passes accumulate (+=) into
  * parameter gradients, and the model's zero_grad clears them; backward writes (=) the input
@@ -61,6 +74,9 @@ typedef struct cnd_layer {
         } bn;
     } p;
     cnd_shape_t in, out;   /* per-sample input and output shapes */
+    int in_cbhw;           /* 1 if the input activation is stored CBHW, 0 if NCHW */
+    int fuse_relu;         /* conv2d/dense: apply relu to the output (the next layer aliases) */
+    int alias;             /* fused relu or identity flatten: no computation, no buffer */
     size_t param_off;      /* first parameter in the model's params/grads buffers */
     size_t n_params;       /* trainable parameter count (weights then bias) */
     size_t n_weights;      /* of which weights (decayed); the rest are biases/affine terms */
@@ -95,6 +111,13 @@ typedef struct {
     uint64_t (*macs)(const cnd_layer_t *l);
     cnd_layer_mem_t (*mem)(const cnd_layer_t *l, int B);
 } cnd_layer_ops_t;
+
+/* Offset in floats of the (c, b) plane of a layer's input of B samples, in its layout. */
+static inline size_t cnd_layer_plane(const cnd_layer_t *l, int c, int b, int B)
+{
+    size_t hw = (size_t)l->in.h * (size_t)l->in.w;
+    return (l->in_cbhw ? (size_t)c * (size_t)B + (size_t)b : (size_t)b * (size_t)l->in.c + (size_t)c) * hw;
+}
 
 /* The ops table for a layer type. */
 const cnd_layer_ops_t *cnd_layer_ops(cnd_layer_type_t t);

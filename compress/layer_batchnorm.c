@@ -48,12 +48,12 @@ static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *
         if (train) {
             double s = 0.0, ss = 0.0;
             for (int b = 0; b < B; b++) {
-                const float *x = in + ((size_t)b * C + c) * HW;
+                const float *x = in + cnd_layer_plane(l, c, b, B);
                 for (size_t i = 0; i < HW; i++) s += x[i];
             }
             double m = s / (double)N;
             for (int b = 0; b < B; b++) {
-                const float *x = in + ((size_t)b * C + c) * HW;
+                const float *x = in + cnd_layer_plane(l, c, b, B);
                 for (size_t i = 0; i < HW; i++) ss += ((double)x[i] - m) * ((double)x[i] - m);
             }
             double var = ss / (double)N;
@@ -70,9 +70,9 @@ static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *
         }
         float g = gamma[c], bt = beta[c];
         for (int b = 0; b < B; b++) {
-            const float *x = in + ((size_t)b * C + c) * HW;
-            float *y = out + ((size_t)b * C + c) * HW;
-            float *xh = train ? l->saved + ((size_t)b * C + c) * HW : NULL;
+            const float *x = in + cnd_layer_plane(l, c, b, B);
+            float *y = out + cnd_layer_plane(l, c, b, B);
+            float *xh = train ? l->saved + cnd_layer_plane(l, c, b, B) : NULL;
             for (size_t i = 0; i < HW; i++) {
                 float h = (x[i] - mean) * invstd;
                 if (xh) xh[i] = h;
@@ -93,8 +93,8 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
     for (int c = 0; c < C; c++) {
         double sdy = 0.0, sdyx = 0.0;
         for (int b = 0; b < B; b++) {
-            const float *dy = dout + ((size_t)b * C + c) * HW;
-            const float *xh = l->saved + ((size_t)b * C + c) * HW;
+            const float *dy = dout + cnd_layer_plane(l, c, b, B);
+            const float *xh = l->saved + cnd_layer_plane(l, c, b, B);
             for (size_t i = 0; i < HW; i++) {
                 sdy += dy[i];
                 sdyx += (double)dy[i] * xh[i];
@@ -106,9 +106,9 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
         float k = gamma[c] * l->saved2[c] / (float)N;
         float mdy = (float)sdy, mdyx = (float)sdyx;
         for (int b = 0; b < B; b++) {
-            const float *dy = dout + ((size_t)b * C + c) * HW;
-            const float *xh = l->saved + ((size_t)b * C + c) * HW;
-            float *dx = din + ((size_t)b * C + c) * HW;
+            const float *dy = dout + cnd_layer_plane(l, c, b, B);
+            const float *xh = l->saved + cnd_layer_plane(l, c, b, B);
+            float *dx = din + cnd_layer_plane(l, c, b, B);
             for (size_t i = 0; i < HW; i++)
                 dx[i] = k * ((float)N * dy[i] - mdy - xh[i] * mdyx);
         }

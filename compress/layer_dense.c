@@ -2,10 +2,14 @@
  * layer_dense.c: fully connected layer, out = in * W^T + b, on OpenBLAS sgemm.
  *
  * W is (O, F) row-major followed by b (O) in the parameter buffer, the layout PyTorch's
- * nn.Linear uses, so weights move between the two without transposes.
+ * nn.Linear uses, so weights move between the two without transposes. The input must be NCHW
+ * (B, F) features; the model builder refuses a dense layer straight after a multi-channel
+ * spatial layer (flatten or gap first). A following relu is fused (layer.h). With several
+ * threads each takes a block of rows of the batch (pool.h).
  */
 #include "layer.h"
 #include "error.h"
+#include "pool.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -30,32 +34,79 @@ static void s_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng)
     memset(w + l->n_weights, 0, (size_t)l->p.dense.out * sizeof(float));
 }
 
+typedef struct {
+    cnd_layer_t *l;
+    float *din, *dw, *out, *work;
+    const float *in, *dout, *w;
+    int B;
+} s_job;
+
+static void s_forward_task(void *ctx, int task, int ntasks)
+{
+    const s_job *j = ctx;
+    int O = j->l->p.dense.out, F = (int)cnd_shape_size(j->l->in);
+    long b0, b1;
+    cnd_pool_range(j->B, ntasks, task, &b0, &b1);
+    if (b1 == b0) return;
+    const float *bias = j->w + j->l->n_weights;
+    float *out = j->out + (size_t)b0 * O;
+    for (long b = b0; b < b1; b++) memcpy(j->out + (size_t)b * O, bias, (size_t)O * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(b1 - b0), O, F, 1.0f,
+                j->in + (size_t)b0 * F, F, j->w, F, 1.0f, out, O);
+    if (j->l->fuse_relu)
+        for (size_t i = 0; i < (size_t)(b1 - b0) * O; i++) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
+}
+
 static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
                       float *work, int B, int train)
 {
     // out is (B,O), in is (B,F), weight is (O,F), bias is (O)
+    s_job j = {.l = l, .out = out, .in = in, .w = w, .B = B};
+    cnd_pool_run(s_forward_task, &j, cnd_pool_threads());
+}
+
+/* Work layout in backward: relu-masked dout (B, O) | per-task partial gradients. */
+static void s_backward_task(void *ctx, int task, int ntasks)
+{
+    const s_job *j = ctx;
+    const cnd_layer_t *l = j->l;
     int O = l->p.dense.out, F = (int)cnd_shape_size(l->in);
-    const float *bias = w + l->n_weights;
-    for (int b = 0; b < B; b++) memcpy(out + (size_t)b * O, bias, (size_t)O * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, F, 1.0f, in, F, w, F, 1.0f, out,
-                O);
+    float *part = j->work + (size_t)j->B * O + (size_t)task * l->n_params;
+    long b0, b1;
+    cnd_pool_range(j->B, ntasks, task, &b0, &b1);
+    memset(part, 0, l->n_params * sizeof(float));
+    if (b1 == b0) return;
+    int rows = (int)(b1 - b0);
+    const float *dout = j->dout + (size_t)b0 * O;
+    if (l->fuse_relu) { /* gradient mask of the fused relu, by the rectified output */
+        float *m = j->work + (size_t)b0 * O;
+        const float *o = j->out + (size_t)b0 * O;
+        for (size_t i = 0; i < (size_t)rows * O; i++) m[i] = o[i] > 0.0f ? dout[i] : 0.0f;
+        dout = m;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, F, rows, 1.0f, dout, O,
+                j->in + (size_t)b0 * F, F, 0.0f, part, F);
+    float *dbias = part + l->n_weights;
+    for (int b = 0; b < rows; b++) {
+        const float *d = dout + (size_t)b * O;
+        for (int o = 0; o < O; o++) dbias[o] += d[o];
+    }
+    if (j->din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, F, O, 1.0f, dout, O, j->w,
+                    F, 0.0f, j->din + (size_t)b0 * F, F);
 }
 
 static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout, const float *in,
                        const float *out, const float *w, float *work, int B)
 {
     // din is (B,F), dweight is (O,F), dbias is (O), dout is (B,O), in is (B,F)
-    int O = l->p.dense.out, F = (int)cnd_shape_size(l->in);
-    float *dbias = dw + l->n_weights;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, F, B, 1.0f, dout, O, in, F, 1.0f, dw,
-                F);
-    for (int b = 0; b < B; b++) {
-        const float *d = dout + (size_t)b * O;
-        for (int o = 0; o < O; o++) dbias[o] += d[o];
-    }
-    if (din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, F, O, 1.0f, dout, O, w, F,
-                    0.0f, din, F);
+    int T = cnd_pool_threads();
+    s_job j = {.l = l, .din = din, .out = (float *)out, .work = work, .in = in, .dout = dout,
+               .w = w, .B = B};
+    cnd_pool_run(s_backward_task, &j, T);
+    const float *part = work + (size_t)B * l->p.dense.out;
+    for (int t = 0; t < T; t++)
+        for (size_t i = 0; i < l->n_params; i++) dw[i] += part[(size_t)t * l->n_params + i];
 }
 
 static uint64_t s_macs(const cnd_layer_t *l)
@@ -65,7 +116,8 @@ static uint64_t s_macs(const cnd_layer_t *l)
 
 static cnd_layer_mem_t s_mem(const cnd_layer_t *l, int B)
 {
-    return (cnd_layer_mem_t){0};
+    return (cnd_layer_mem_t){.work = (size_t)B * (size_t)l->p.dense.out +
+                                     (size_t)cnd_pool_threads() * l->n_params};
 }
 
 const cnd_layer_ops_t cnd_layer_dense_ops = {"dense", s_shape, s_init, s_forward, s_backward,

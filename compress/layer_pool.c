@@ -1,12 +1,14 @@
 /*
  * layer_pool.c: max pooling, average pooling and global average pooling.
  *
- * Windows are square, without padding; an output covers input rows [oh*S, oh*S+K). Max
+ * Windows are square, without padding; an output covers input rows [oh*S, oh*S+K). Pooling
+ * works plane by plane, so it is the same code for NCHW and CBHW inputs (layer.h). Max
  * pooling records the flat input index of each maximum so the backward pass routes the
  * gradient without recomputing (first maximum wins on ties, as in PyTorch).
  */
 #include "layer.h"
 #include "error.h"
+#include "pool.h"
 
 #include <float.h>
 #include <string.h>
@@ -32,17 +34,46 @@ static uint64_t s_no_macs(const cnd_layer_t *l)
     return 0;
 }
 
-static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
-                          float *state, float *work, int B, int train)
+/* One task's share: planes [p0, p1) of the B*C planes (pool.h). */
+typedef struct {
+    cnd_layer_t *l;
+    float *out, *din;
+    const float *in, *dout;
+    int B;
+} s_job;
+
+static void s_max_forward_task(void *ctx, int task, int ntasks)
 {
     // out is (B,C,OH,OW), in is (B,C,H,W); argmax is (B,C,OH,OW) flat indices into in
+    const s_job *job = ctx;
+    cnd_layer_t *l = job->l;
+    const float *in = job->in;
+    float *out = job->out;
     int H = l->in.h, W = l->in.w, K = l->p.pool.k, S = l->p.pool.stride;
     int OH = l->out.h, OW = l->out.w;
-    size_t planes = (size_t)B * l->in.c;
-    for (size_t pl = 0; pl < planes; pl++) {
+    long p0, p1;
+    cnd_pool_range((long)job->B * l->in.c, ntasks, task, &p0, &p1);
+    for (size_t pl = (size_t)p0; pl < (size_t)p1; pl++) {
         const float *src = in + pl * H * W;
         float *dst = out + pl * OH * OW;
         int32_t *am = l->argmax + pl * OH * OW;
+        if (K == 2 && S == 2) { /* the common case, without the inner window loops */
+            for (int oh = 0; oh < OH; oh++) {
+                const float *r0 = src + (size_t)(2 * oh) * W, *r1 = r0 + W;
+                int32_t base = (int32_t)(pl * H * W) + 2 * oh * W;
+                for (int ow = 0; ow < OW; ow++) {
+                    float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+                    int32_t i = base + 2 * ow;
+                    float best = a;
+                    if (b > best) best = b, i = base + 2 * ow + 1;
+                    if (c > best) best = c, i = base + W + 2 * ow;
+                    if (d > best) best = d, i = base + W + 2 * ow + 1;
+                    dst[oh * OW + ow] = best;
+                    am[oh * OW + ow] = i;
+                }
+            }
+            continue;
+        }
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
                 float best = -FLT_MAX;
@@ -61,13 +92,32 @@ static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const flo
     }
 }
 
+static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
+                          float *state, float *work, int B, int train)
+{
+    s_job j = {.l = l, .out = out, .in = in, .B = B};
+    cnd_pool_run(s_max_forward_task, &j, cnd_pool_threads());
+}
+
+static void s_max_backward_task(void *ctx, int task, int ntasks)
+{
+    /* Each output plane's maxima lie in the same input plane, so planes split cleanly. */
+    const s_job *j = ctx;
+    const cnd_layer_t *l = j->l;
+    size_t hw = (size_t)l->in.h * l->in.w, ohw = (size_t)l->out.h * l->out.w;
+    long p0, p1;
+    cnd_pool_range((long)j->B * l->in.c, ntasks, task, &p0, &p1);
+    memset(j->din + (size_t)p0 * hw, 0, (size_t)(p1 - p0) * hw * sizeof(float));
+    for (size_t i = (size_t)p0 * ohw; i < (size_t)p1 * ohw; i++)
+        j->din[l->argmax[i]] += j->dout[i];
+}
+
 static void s_max_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
                            const float *in, const float *out, const float *w, float *work, int B)
 {
     if (!din) return;
-    size_t nin = (size_t)B * cnd_shape_size(l->in), nout = (size_t)B * cnd_shape_size(l->out);
-    memset(din, 0, nin * sizeof(float));
-    for (size_t i = 0; i < nout; i++) din[l->argmax[i]] += dout[i];
+    s_job j = {.l = l, .din = din, .dout = dout, .B = B};
+    cnd_pool_run(s_max_backward_task, &j, cnd_pool_threads());
 }
 
 static cnd_layer_mem_t s_max_mem(const cnd_layer_t *l, int B)
@@ -132,28 +182,32 @@ static int s_gap_shape(cnd_layer_t *l)
 static void s_gap_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
                           float *state, float *work, int B, int train)
 {
-    // out is (B,C), in is (B,C,H,W)
-    size_t HW = (size_t)l->in.h * l->in.w, planes = (size_t)B * l->in.c;
+    // out is (B,C), in is (B,C,H,W) or (C,B,H,W)
+    int C = l->in.c;
+    size_t HW = (size_t)l->in.h * l->in.w;
     float inv = 1.0f / (float)HW;
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *s = in + pl * HW;
-        float acc = 0.0f;
-        for (size_t i = 0; i < HW; i++) acc += s[i];
-        out[pl] = acc * inv;
-    }
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            const float *s = in + cnd_layer_plane(l, c, b, B);
+            float acc = 0.0f;
+            for (size_t i = 0; i < HW; i++) acc += s[i];
+            out[(size_t)b * C + c] = acc * inv;
+        }
 }
 
 static void s_gap_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
                            const float *in, const float *out, const float *w, float *work, int B)
 {
     if (!din) return;
-    size_t HW = (size_t)l->in.h * l->in.w, planes = (size_t)B * l->in.c;
+    int C = l->in.c;
+    size_t HW = (size_t)l->in.h * l->in.w;
     float inv = 1.0f / (float)HW;
-    for (size_t pl = 0; pl < planes; pl++) {
-        float g = dout[pl] * inv;
-        float *d = din + pl * HW;
-        for (size_t i = 0; i < HW; i++) d[i] = g;
-    }
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            float g = dout[(size_t)b * C + c] * inv;
+            float *d = din + cnd_layer_plane(l, c, b, B);
+            for (size_t i = 0; i < HW; i++) d[i] = g;
+        }
 }
 
 const cnd_layer_ops_t cnd_layer_maxpool_ops = {"maxpool", s_pool_shape, s_none_init,

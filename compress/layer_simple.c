@@ -1,5 +1,9 @@
 /*
  * layer_simple.c: layers without parameters that only reshape or gate: relu and flatten.
+ *
+ * A relu fused into the preceding conv2d/dense (layer.h) is never called: the model skips
+ * layers marked `alias`. Flatten turns a CBHW activation into NCHW (B, C*H*W) features, the
+ * order PyTorch's Flatten gives, so dense weights mean the same thing in both.
  */
 #include "layer.h"
 
@@ -48,20 +52,40 @@ static void s_relu_backward(cnd_layer_t *l, float *din, float *dw, const float *
     for (size_t i = 0; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-static void s_copy_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
+static void s_flat_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
                            float *state, float *work, int B, int train)
 {
-    memcpy(out, in, (size_t)B * cnd_shape_size(l->in) * sizeof(float));
+    // out is (B, C*H*W), in is (B,C,H,W) or (C,B,H,W)
+    int C = l->in.c;
+    size_t HW = (size_t)l->in.h * l->in.w, F = (size_t)C * HW;
+    if (!l->in_cbhw || C == 1) {
+        memcpy(out, in, (size_t)B * F * sizeof(float));
+        return;
+    }
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            memcpy(out + (size_t)b * F + (size_t)c * HW, in + cnd_layer_plane(l, c, b, B),
+                   HW * sizeof(float));
 }
 
-static void s_copy_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
+static void s_flat_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
                             const float *in, const float *out, const float *w, float *work, int B)
 {
-    if (din) memcpy(din, dout, (size_t)B * cnd_shape_size(l->in) * sizeof(float));
+    if (!din) return;
+    int C = l->in.c;
+    size_t HW = (size_t)l->in.h * l->in.w, F = (size_t)C * HW;
+    if (!l->in_cbhw || C == 1) {
+        memcpy(din, dout, (size_t)B * F * sizeof(float));
+        return;
+    }
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            memcpy(din + cnd_layer_plane(l, c, b, B), dout + (size_t)b * F + (size_t)c * HW,
+                   HW * sizeof(float));
 }
 
 const cnd_layer_ops_t cnd_layer_relu_ops = {"relu", s_same_shape, s_none_init, s_relu_forward,
                                             s_relu_backward, s_no_macs, s_no_mem};
 const cnd_layer_ops_t cnd_layer_flatten_ops = {"flatten", s_flat_shape, s_none_init,
-                                               s_copy_forward, s_copy_backward, s_no_macs,
+                                               s_flat_forward, s_flat_backward, s_no_macs,
                                                s_no_mem};

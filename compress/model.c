@@ -2,6 +2,8 @@
  * model.c: building a model from a spec, running it forward and backward (see model.h).
  */
 #include "model.h"
+#include "clock.h"
+#include "pool.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +58,8 @@ void cnd_layer_spec(const cnd_layer_t *l, char *out, size_t n)
 static void s_free_work(cnd_model_t *m)
 {
     if (m->acts)
-        for (int i = 0; i < m->n_layers; i++) free(m->acts[i]);
+        for (int i = 0; i < m->n_layers; i++)
+            if (!m->layers[i].alias) free(m->acts[i]);
     free(m->acts);
     m->acts = NULL;
     for (int i = 0; i < m->n_layers; i++) {
@@ -85,6 +88,7 @@ void cnd_model_destroy(cnd_model_t **pm)
     free(m->state);
     free(m->norm_mean);
     free(m->norm_std);
+    free(m->prof);
     for (int i = 0; i < m->n_meta; i++) {
         free(m->meta[i].key);
         free(m->meta[i].val);
@@ -130,6 +134,31 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
     if (cur.h != 1 || cur.w != 1)
         return cnd_errf(CND_EINVAL, "the last layer outputs %dx%dx%d; end with flatten/gap and "
                         "a dense layer so the model produces class scores", cur.c, cur.h, cur.w);
+    /* Layouts (layer.h): the input is NCHW, which is also CBHW when it has one channel. */
+    int cbhw = in.c == 1 && (size_t)in.h * in.w > 1;
+    for (int i = 0; i < n; i++) {
+        cnd_layer_t *l = &m->layers[i];
+        l->in_cbhw = cbhw;
+        if (l->type == CND_L_DENSE && cbhw && l->in.c > 1)
+            return cnd_errf(CND_EINVAL, "layer %d (dense) follows a %dx%dx%d spatial output: put "
+                            "flatten or gap before it", i + 1, l->in.c, l->in.h, l->in.w);
+        if (l->type == CND_L_CONV2D) cbhw = 1;
+        else if (l->type == CND_L_DENSE || l->type == CND_L_FLATTEN || l->type == CND_L_GAP)
+            cbhw = 0;
+        if (l->type == CND_L_FLATTEN && (!l->in_cbhw || l->in.c == 1))
+            l->alias = 1; /* flattening NCHW is the identity on the bytes */
+        if ((l->type == CND_L_CONV2D || l->type == CND_L_DENSE) && i + 1 < n &&
+            m->layers[i + 1].type == CND_L_RELU) {
+            l->fuse_relu = 1;
+            m->layers[i + 1].alias = 1;
+        }
+    }
+    m->first_param_layer = n;
+    for (int i = n - 1; i >= 0; i--)
+        if (m->layers[i].n_params) m->first_param_layer = i;
+    if (cbhw && cur.c > 1)
+        return cnd_errf(CND_EINVAL, "the last layer keeps a spatial layout; end with flatten, "
+                        "gap or dense");
     m->n_classes = cur.c;
     m->num_params = np;
     m->num_state = ns;
@@ -193,7 +222,10 @@ fail:
 
 int cnd_model_reserve(cnd_model_t *m, int B)
 {
-    if (B <= m->cap_B) return 0;
+    /* Per-task partial gradients are sized by the thread count (pool.h). */
+    int T = cnd_pool_threads();
+    if (B <= m->cap_B && T == m->cap_T) return 0;
+    if (B < m->cap_B) B = m->cap_B;
     s_free_work(m);
     m->acts = calloc((size_t)m->n_layers, sizeof *m->acts);
     if (!m->acts) return CND_ENOMEM;
@@ -202,12 +234,13 @@ int cnd_model_reserve(cnd_model_t *m, int B)
         cnd_layer_t *l = &m->layers[i];
         size_t osz = cnd_shape_size(l->out);
         if (osz > maxact) maxact = osz;
-        m->acts[i] = malloc((size_t)B * osz * sizeof(float));
+        /* An alias layer's output is its input, set at each forward. */
+        m->acts[i] = l->alias ? NULL : malloc((size_t)B * osz * sizeof(float));
         cnd_layer_mem_t mem = cnd_layer_ops(l->type)->mem(l, B);
         if (mem.saved) l->saved = malloc(mem.saved * sizeof(float));
         if (mem.saved2) l->saved2 = malloc(mem.saved2 * sizeof(float));
         if (mem.argmax) l->argmax = malloc(mem.argmax * sizeof(int32_t));
-        if (!m->acts[i] || (mem.saved && !l->saved) || (mem.saved2 && !l->saved2) ||
+        if ((!l->alias && !m->acts[i]) || (mem.saved && !l->saved) || (mem.saved2 && !l->saved2) ||
             (mem.argmax && !l->argmax)) {
             s_free_work(m);
             return cnd_errf(CND_ENOMEM, "cannot allocate buffers for batch %d", B);
@@ -222,6 +255,7 @@ int cnd_model_reserve(cnd_model_t *m, int B)
         return cnd_errf(CND_ENOMEM, "cannot allocate buffers for batch %d", B);
     }
     m->cap_B = B;
+    m->cap_T = T;
     return 0;
 }
 
@@ -232,8 +266,13 @@ int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const fl
     const float *in = x;
     for (int i = 0; i < m->n_layers; i++) {
         cnd_layer_t *l = &m->layers[i];
-        cnd_layer_ops(l->type)->forward(l, m->acts[i], in, m->params + l->param_off,
-                                        m->state + l->state_off, m->work, B, train);
+        double t0 = m->prof ? cnd_now() : 0.0;
+        if (l->alias) /* shares its input's bytes; never written through */
+            m->acts[i] = (float *)in;
+        else
+            cnd_layer_ops(l->type)->forward(l, m->acts[i], in, m->params + l->param_off,
+                                            m->state + l->state_off, m->work, B, train);
+        if (m->prof) m->prof[2 * i] += cnd_now() - t0;
         in = m->acts[i];
     }
     m->last_in = train ? x : NULL;
@@ -245,15 +284,19 @@ int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const fl
 void cnd_model_backward(cnd_model_t *m, const float *dlogits)
 {
     const float *dout = dlogits;
-    int B = m->last_B, which = 0;
-    for (int i = m->n_layers - 1; i >= 0; i--) {
+    int B = m->last_B;
+    for (int i = m->n_layers - 1; i >= m->first_param_layer; i--) {
         cnd_layer_t *l = &m->layers[i];
+        if (l->alias) continue; /* identity, or a relu whose mask layer i-1 applies */
         const float *in = i ? m->acts[i - 1] : m->last_in;
-        float *din = i ? m->dbuf[which] : NULL;
+        /* The input gradient is only needed if a layer before this one has parameters. */
+        float *din = i > m->first_param_layer ? (dout == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0])
+                                              : NULL;
+        double t0 = m->prof ? cnd_now() : 0.0;
         cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in, m->acts[i],
                                          m->params + l->param_off, m->work, B);
+        if (m->prof) m->prof[2 * i + 1] += cnd_now() - t0;
         dout = din;
-        which ^= 1;
     }
 }
 
@@ -309,4 +352,46 @@ void cnd_model_normalize(const cnd_model_t *m, float *x, size_t n)
             float *p = x + (s * (size_t)m->in.c + (size_t)c) * hw;
             for (size_t i = 0; i < hw; i++) p[i] = (p[i] - mu) * inv;
         }
+}
+
+int cnd_model_act_nchw(const cnd_model_t *m, int i, int B, float *dst)
+{
+    if (i < 0 || i >= m->n_layers || B > m->cap_B || !m->acts)
+        return cnd_errf(CND_EINVAL, "no activation %d for batch %d", i, B);
+    const cnd_layer_t *l = &m->layers[i];
+    cnd_shape_t o = l->out;
+    size_t hw = (size_t)o.h * o.w;
+    /* The output layout is the next layer's input layout; the last layer's is NCHW. */
+    int cbhw = i + 1 < m->n_layers ? m->layers[i + 1].in_cbhw : 0;
+    if (!cbhw || o.c == 1) {
+        memcpy(dst, m->acts[i], (size_t)B * cnd_shape_size(o) * sizeof(float));
+        return 0;
+    }
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < o.c; c++)
+            memcpy(dst + ((size_t)b * o.c + c) * hw, m->acts[i] + ((size_t)c * B + b) * hw,
+                   hw * sizeof(float));
+    return 0;
+}
+
+int cnd_model_profile_begin(cnd_model_t *m)
+{
+    free(m->prof);
+    m->prof = calloc(2 * (size_t)m->n_layers, sizeof(double));
+    return m->prof ? 0 : CND_ENOMEM;
+}
+
+void cnd_model_profile_print(const cnd_model_t *m)
+{
+    if (!m->prof) return;
+    double tot = 0;
+    for (int i = 0; i < 2 * m->n_layers; i++) tot += m->prof[i];
+    fprintf(stderr, "per-layer time (forward / backward, seconds; %.2f s in layers):\n", tot);
+    for (int i = 0; i < m->n_layers; i++) {
+        char tok[96];
+        cnd_layer_spec(&m->layers[i], tok, sizeof tok);
+        fprintf(stderr, "  %2d %-24s %8.3f %8.3f  %5.1f%%%s\n", i, tok, m->prof[2 * i],
+                m->prof[2 * i + 1], tot > 0 ? 100.0 * (m->prof[2 * i] + m->prof[2 * i + 1]) / tot : 0,
+                m->layers[i].alias ? "  (fused)" : "");
+    }
 }

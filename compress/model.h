@@ -33,6 +33,7 @@ typedef struct cnd_model {
     int n_layers;            /* <= CND_SPEC_MAX_LAYERS */
     cnd_layer_t *layers;     /* n_layers entries */
     int n_classes;           /* size of the last layer's output */
+    int first_param_layer;   /* index of the first layer with parameters (backward stops there) */
     size_t num_params;       /* trainable floats */
     float *params, *grads;   /* num_params each */
     size_t num_state;        /* persistent non-trainable floats */
@@ -43,11 +44,13 @@ typedef struct cnd_model {
     cnd_meta_kv_t meta[CND_META_MAX];
     /* Work buffers for a batch capacity of cap_B samples. */
     int cap_B;
+    int cap_T;               /* thread count the work buffers were sized for */
     float **acts;            /* acts[i] is layer i's output (cap_B x out size) */
     float *dbuf[2];          /* ping-pong activation gradients (cap_B x max act size) */
     float *work;             /* shared scratch */
     const float *last_in;    /* input of the last training forward (caller keeps it alive) */
     int last_B;              /* batch size of the last training forward */
+    double *prof;            /* NULL, or 2 x n_layers seconds spent in forward / backward */
 } cnd_model_t;
 
 /* Builds a model from `spec` for inputs of shape `in`, initialises weights from `seed`
@@ -72,6 +75,10 @@ CND_MUST_USE int cnd_model_reserve(cnd_model_t *m, int B);
 CND_MUST_USE int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train,
                                    const float **logits);
 
+/* Copies layer i's output activation of the last forward pass (B samples) into dst in NCHW
+ * order, whatever its internal layout (layer.h). Returns 0 or CND_EINVAL. */
+CND_MUST_USE int cnd_model_act_nchw(const cnd_model_t *m, int i, int B, float *dst);
+
 /* Backward pass from dlogits (last_B x n_classes); accumulates into grads. */
 void cnd_model_backward(cnd_model_t *m, const float *dlogits);
 
@@ -84,6 +91,11 @@ uint64_t cnd_model_macs(const cnd_model_t *m);
  * get returns the value or NULL. */
 CND_MUST_USE int cnd_model_meta_set(cnd_model_t *m, const char *key, const char *val);
 const char *cnd_model_meta_get(const cnd_model_t *m, const char *key);
+
+/* Starts per-layer timing (allocates m->prof). Returns 0 or CND_ENOMEM. */
+CND_MUST_USE int cnd_model_profile_begin(cnd_model_t *m);
+/* Prints the per-layer forward/backward time table to stderr. */
+void cnd_model_profile_print(const cnd_model_t *m);
 
 /* Applies the model's normalisation in place to n raw samples. */
 void cnd_model_normalize(const cnd_model_t *m, float *x, size_t n);

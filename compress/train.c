@@ -4,6 +4,7 @@
 #include "train.h"
 #include "clock.h"
 #include "loss.h"
+#include "pool.h"
 #include "progress.h"
 #include "rng.h"
 
@@ -15,7 +16,17 @@
 
 void cnd_set_threads(int threads)
 {
-    if (threads > 0) openblas_set_num_threads(threads);
+    /* Our pool splits each layer's batch across threads; each thread calls single-threaded
+     * sgemm (pool.h explains why this beats OpenBLAS's own threading here). */
+    if (cnd_pool_set_threads(threads) == 0) openblas_set_num_threads(1);
+}
+
+const char *cnd_blas_info(void)
+{
+    static _Thread_local char buf[96];
+    snprintf(buf, sizeof buf, "%d threads, OpenBLAS %s kernels", cnd_pool_threads(),
+             openblas_get_corename());
+    return buf;
 }
 
 cnd_train_cfg_t cnd_train_defaults(void)
@@ -81,6 +92,11 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
                              .min_lr_frac = 0.0f};
     cnd_rng_t rng;
     cnd_rng_seed(&rng, cfg->seed);
+    const char *prof = getenv("CND_PROFILE");
+    if (prof && prof[0] == '1' && cnd_model_profile_begin(m)) {
+        rc = CND_ENOMEM;
+        goto done;
+    }
     long step = 0;
     double t0 = cnd_now();
     for (int ep = 0; ep < cfg->epochs; ep++) {
@@ -133,6 +149,7 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     }
     res->seconds = cnd_now() - t0;
     res->samples_per_s = res->seconds > 0 ? (double)n * cfg->epochs / res->seconds : 0;
+    cnd_model_profile_print(m);
 done:
     cnd_optim_free(&opt);
     free(order);

@@ -64,7 +64,11 @@ CND_MUST_USE int cnd_evaluate(cnd_model_t *m, const cnd_dataset_t *ds, int batch
 CND_MUST_USE int cnd_model_logits(cnd_model_t *m, const cnd_dataset_t *ds, int batch,
                                   float **logits);
 
-/* Sets OpenBLAS threads (1..64); 0 leaves the default. */
+/* Sets the training threads (1..64; 0 = one per core): the layer thread pool gets them and
+ * OpenBLAS runs single-threaded inside each task. */
 void cnd_set_threads(int threads);
+
+/* "OpenBLAS <core> kernels, <n> threads", for logs and benchmarks. */
+const char *cnd_blas_info(void);
 
 #endif

@@ -8,6 +8,9 @@ CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev l
   libopenblas-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libinih-dev
   dataset-fashion-mnist"
 
+# Only for scripts/test: cross builds and browser checks some tests run when present.
+CND_TEST_PACKAGES=""
+
 cnd_missing_packages() {
   local missing=() p
   for p in "$@"; do

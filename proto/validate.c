@@ -1,0 +1,987 @@
+/*
+ * validate.c: field-by-field validation of every message, and the stateful checks (sender,
+ * role, round/phase, replay window). See proto.h for the contract and docs/protocol.md for the
+ * rules in prose; the two must say the same thing.
+ *
+ * Style of this file: one function per payload type, each walking the fields in schema order
+ * and failing on the first bad one with "<message>.<field>: <what is wrong>". A count or length
+ * over its limit is ERR_TOO_LARGE (CND_ERANGE); anything else is ERR_BAD_FIELD (CND_EPROTO).
+ * Nothing here echoes peer-supplied text into the detail message: a hostile peer must not be
+ * able to write into our logs.
+ *
+ * Written by hand because protobuf-c checks only the encoding, not what the values mean, and
+ * the protobuf "validate" plug-ins are C++/Go code generators with no protobuf-c backend.
+ */
+#include "proto.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_BAD  CONDENSER__ERROR_CODE__ERR_BAD_FIELD
+#define S_BIG  CONDENSER__ERROR_CODE__ERR_TOO_LARGE
+
+static int s_fail(cnd_proto_reject_t *rej, Condenser__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int s_fail(cnd_proto_reject_t *rej, Condenser__ErrorCode code, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (rej) rej->code = code;
+    return cnd_errf(code == S_BIG ? CND_ERANGE : CND_EPROTO, "%s", buf);
+}
+
+/* --- field helpers ------------------------------------------------------------------------ */
+
+static int s_fixed(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
+                   size_t n)
+{
+    if (b.len != n)
+        return s_fail(rej, b.len > n ? S_BIG : S_BAD, "%s.%s: %zu bytes, expected %zu", ctx, f,
+                      b.len, n);
+    return 0;
+}
+
+/* Empty (absent) or exactly n bytes. */
+static int s_opt_fixed(cnd_proto_reject_t *rej, const char *ctx, const char *f,
+                       ProtobufCBinaryData b, size_t n)
+{
+    if (b.len != 0 && b.len != n)
+        return s_fail(rej, b.len > n ? S_BIG : S_BAD, "%s.%s: %zu bytes, expected 0 or %zu", ctx,
+                      f, b.len, n);
+    return 0;
+}
+
+static int s_blob(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
+                  size_t lo, size_t hi)
+{
+    if (b.len > hi) return s_fail(rej, S_BIG, "%s.%s: %zu bytes, limit %zu", ctx, f, b.len, hi);
+    if (b.len < lo) {
+        if (b.len == 0) return s_fail(rej, S_BAD, "%s.%s: missing", ctx, f);
+        return s_fail(rej, S_BAD, "%s.%s: %zu bytes, at least %zu needed", ctx, f, b.len, lo);
+    }
+    return 0;
+}
+
+/* Reject an all-zero key: the X25519 identity point and a classic "forgot to fill it" bug. */
+static int s_nonzero_key(cnd_proto_reject_t *rej, const char *ctx, const char *f,
+                         ProtobufCBinaryData b)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < b.len; i++) acc |= b.data[i];
+    if (b.len && !acc) return s_fail(rej, S_BAD, "%s.%s: all-zero key", ctx, f);
+    return 0;
+}
+
+static int s_utf8_ok(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if ((c & 0xe0) == 0xc0) {
+            len = 2;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (len > n - i) return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+typedef enum {
+    S_NAME,  /* node/teacher/hardware names: [A-Za-z0-9][A-Za-z0-9._-]* */
+    S_TOKEN, /* capability tokens, label keys: [a-z0-9][a-z0-9._+-]* */
+    S_TEXT,  /* human text: UTF-8, no control characters except tab and newline */
+} s_txt_kind_t;
+
+static int s_alnum(uint8_t c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int s_text(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
+                  size_t lo, size_t hi, s_txt_kind_t kind)
+{
+    int rc = s_blob(rej, ctx, f, b, lo, hi);
+    if (rc) return rc;
+    const uint8_t *p = b.data;
+    for (size_t i = 0; i < b.len; i++) {
+        uint8_t c = p[i];
+        if (c == 0) return s_fail(rej, S_BAD, "%s.%s: NUL byte at offset %zu", ctx, f, i);
+        switch (kind) {
+        case S_NAME:
+            if (!(s_alnum(c) || (i > 0 && (c == '.' || c == '_' || c == '-'))))
+                return s_fail(rej, S_BAD,
+                              "%s.%s: byte 0x%02x at offset %zu is not allowed in a name "
+                              "(letters, digits, '.', '_', '-'; first a letter or digit)",
+                              ctx, f, c, i);
+            break;
+        case S_TOKEN:
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                  (i > 0 && (c == '.' || c == '_' || c == '-' || c == '+'))))
+                return s_fail(rej, S_BAD,
+                              "%s.%s: byte 0x%02x at offset %zu is not allowed in a token "
+                              "(lower-case letters, digits, '.', '_', '-', '+')",
+                              ctx, f, c, i);
+            break;
+        case S_TEXT:
+            if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
+                return s_fail(rej, S_BAD, "%s.%s: control byte 0x%02x at offset %zu", ctx, f, c,
+                              i);
+            break;
+        }
+    }
+    if (kind == S_TEXT && !s_utf8_ok(p, b.len))
+        return s_fail(rej, S_BAD, "%s.%s: not valid UTF-8", ctx, f);
+    return 0;
+}
+
+static int s_u64(cnd_proto_reject_t *rej, const char *ctx, const char *f, uint64_t v, uint64_t lo,
+                 uint64_t hi)
+{
+    if (v < lo || v > hi) {
+        if (v == 0) return s_fail(rej, S_BAD, "%s.%s: missing (0)", ctx, f);
+        return s_fail(rej, v > hi ? S_BIG : S_BAD, "%s.%s: %llu outside %llu..%llu", ctx, f,
+                      (unsigned long long)v, (unsigned long long)lo, (unsigned long long)hi);
+    }
+    return 0;
+}
+
+/* Finite and in [lo, hi]; lo excluded when lo_open. */
+static int s_real(cnd_proto_reject_t *rej, const char *ctx, const char *f, float v, double lo,
+                  int lo_open, double hi)
+{
+    if (!isfinite(v)) return s_fail(rej, S_BAD, "%s.%s: not a finite number", ctx, f);
+    if (v < lo || (lo_open && v == lo) || v > hi)
+        return s_fail(rej, S_BAD, "%s.%s: %g outside %s%g, %g]", ctx, f, (double)v,
+                      lo_open ? "(" : "[", lo, hi);
+    return 0;
+}
+
+static int s_count(cnd_proto_reject_t *rej, const char *ctx, const char *f, size_t n, size_t lo,
+                   size_t hi)
+{
+    if (n > hi) return s_fail(rej, S_BIG, "%s.%s: %zu entries, limit %zu", ctx, f, n, hi);
+    if (n < lo) return s_fail(rej, S_BAD, "%s.%s: %zu entries, at least %zu needed", ctx, f, n, lo);
+    return 0;
+}
+
+static int s_enum(cnd_proto_reject_t *rej, const char *ctx, const char *f, int v, int lo, int hi)
+{
+    if (v < lo || v > hi) {
+        if (v == 0) return s_fail(rej, S_BAD, "%s.%s: missing (0)", ctx, f);
+        return s_fail(rej, S_BAD, "%s.%s: unknown value %d", ctx, f, v);
+    }
+    return 0;
+}
+
+static int s_present(cnd_proto_reject_t *rej, const char *ctx, const char *f, const void *p)
+{
+    if (!p) return s_fail(rej, S_BAD, "%s.%s: missing", ctx, f);
+    return 0;
+}
+
+/* A set of participant ids 1..CND_PROTO_MAX_PARTICIPANTS, to find duplicates in O(n). */
+typedef struct {
+    uint8_t bits[(CND_PROTO_MAX_PARTICIPANTS + 8) / 8];
+} s_idset_t;
+
+/* Returns 1 if id was already in the set, then adds it. id must be in range. */
+static int s_idset_add(s_idset_t *s, uint32_t id)
+{
+    uint8_t m = (uint8_t)(1u << (id & 7));
+    int had = (s->bits[id >> 3] & m) != 0;
+    s->bits[id >> 3] |= m;
+    return had;
+}
+
+static int s_pid(cnd_proto_reject_t *rej, const char *ctx, const char *f, uint32_t id)
+{
+    return s_u64(rej, ctx, f, id, 1, CND_PROTO_MAX_PARTICIPANTS);
+}
+
+#define S_TRY(x)                                                                               \
+    do {                                                                                       \
+        int rc_ = (x);                                                                         \
+        if (rc_) return rc_;                                                                   \
+    } while (0)
+
+/* DER certificates start with a SEQUENCE tag. Full parsing is crypto/'s job. */
+static int s_cert(cnd_proto_reject_t *rej, const char *ctx, ProtobufCBinaryData b)
+{
+    S_TRY(s_blob(rej, ctx, "certificate", b, 1, CND_PROTO_CERT_MAX));
+    if (b.data[0] != 0x30)
+        return s_fail(rej, S_BAD, "%s.certificate: not DER (first byte 0x%02x, expected 0x30)",
+                      ctx, b.data[0]);
+    return 0;
+}
+
+static int s_deadlines(cnd_proto_reject_t *rej, const char *ctx, const Condenser__Deadlines *d)
+{
+    char c[96];
+    S_TRY(s_present(rej, ctx, "deadlines", d));
+    snprintf(c, sizeof c, "%s.deadlines", ctx);
+    S_TRY(s_u64(rej, c, "advertise_ms", d->advertise_ms, CND_PROTO_DEADLINE_MIN_MS,
+                CND_PROTO_DEADLINE_MAX_MS));
+    S_TRY(s_u64(rej, c, "share_ms", d->share_ms, CND_PROTO_DEADLINE_MIN_MS,
+                CND_PROTO_DEADLINE_MAX_MS));
+    S_TRY(s_u64(rej, c, "masked_input_ms", d->masked_input_ms, CND_PROTO_DEADLINE_MIN_MS,
+                CND_PROTO_DEADLINE_MAX_MS));
+    S_TRY(s_u64(rej, c, "unmask_ms", d->unmask_ms, CND_PROTO_DEADLINE_MIN_MS,
+                CND_PROTO_DEADLINE_MAX_MS));
+    return 0;
+}
+
+/* --- payloads ----------------------------------------------------------------------------- */
+
+int cnd_proto_validate_hello(cnd_proto_reject_t *rej, const Condenser__Hello *m)
+{
+    const char *c = "hello";
+    S_TRY(s_text(rej, c, "node_name", m->node_name, 1, CND_PROTO_NAME_MAX, S_NAME));
+    S_TRY(s_enum(rej, c, "role", m->role, CONDENSER__ROLE__ROLE_SITE,
+                 CONDENSER__ROLE__ROLE_AUDITOR));
+    S_TRY(s_fixed(rej, c, "identity_key", m->identity_key, CND_PROTO_KEY_BYTES));
+    S_TRY(s_nonzero_key(rej, c, "identity_key", m->identity_key));
+    S_TRY(s_cert(rej, c, m->certificate));
+    S_TRY(s_count(rej, c, "capabilities", m->n_capabilities, 0, CND_PROTO_CAPS_MAX));
+    for (size_t i = 0; i < m->n_capabilities; i++) {
+        char f[48];
+        snprintf(f, sizeof f, "capabilities[%zu]", i);
+        S_TRY(s_text(rej, c, f, m->capabilities[i], 1, CND_PROTO_CAP_MAX, S_TOKEN));
+        for (size_t j = 0; j < i; j++)
+            if (m->capabilities[j].len == m->capabilities[i].len &&
+                memcmp(m->capabilities[j].data, m->capabilities[i].data,
+                       m->capabilities[i].len) == 0)
+                return s_fail(rej, S_BAD, "%s.%s: duplicate of capabilities[%zu]", c, f, j);
+    }
+    S_TRY(s_u64(rej, c, "min_version", m->min_version, 1, 65535));
+    S_TRY(s_u64(rej, c, "max_version", m->max_version, m->min_version, 65535));
+    S_TRY(s_text(rej, c, "software", m->software, 0, CND_PROTO_NAME_MAX, S_TEXT));
+    return 0;
+}
+
+int cnd_proto_validate_hello_ack(cnd_proto_reject_t *rej, const Condenser__HelloAck *m)
+{
+    const char *c = "hello_ack";
+    S_TRY(s_text(rej, c, "coordinator_name", m->coordinator_name, 1, CND_PROTO_NAME_MAX, S_NAME));
+    S_TRY(s_u64(rej, c, "version", m->version, 1, 65535));
+    S_TRY(s_u64(rej, c, "heartbeat_ms", m->heartbeat_ms, 100, 3600000));
+    S_TRY(s_u64(rej, c, "max_message", m->max_message, CND_PROTO_CHUNK_MAX + 4096,
+                CND_PROTO_MAX_MSG));
+    S_TRY(s_u64(rej, c, "chunk_size", m->chunk_size, CND_PROTO_CHUNK_MIN, CND_PROTO_CHUNK_MAX));
+    return 0;
+}
+
+int cnd_proto_validate_object_info(cnd_proto_reject_t *rej, const char *ctx,
+                                   const Condenser__ObjectInfo *m)
+{
+    S_TRY(s_fixed(rej, ctx, "digest", m->digest, CND_PROTO_DIGEST_BYTES));
+    S_TRY(s_u64(rej, ctx, "total_size", m->total_size, 1, CND_PROTO_OBJECT_MAX));
+    S_TRY(s_u64(rej, ctx, "chunk_size", m->chunk_size, CND_PROTO_CHUNK_MIN, CND_PROTO_CHUNK_MAX));
+    uint64_t want = (m->total_size + m->chunk_size - 1) / m->chunk_size;
+    if (m->chunk_count != want)
+        return s_fail(rej, S_BAD, "%s.chunk_count: %u, but %llu bytes in %u-byte chunks need %llu",
+                      ctx, m->chunk_count, (unsigned long long)m->total_size, m->chunk_size,
+                      (unsigned long long)want);
+    return 0;
+}
+
+int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpec *m)
+{
+    const char *c = "job_spec";
+    S_TRY(s_u64(rej, c, "job_id", m->job_id, 1, UINT64_MAX));
+    S_TRY(s_text(rej, c, "name", m->name, 0, CND_PROTO_NAME_MAX, S_TEXT));
+
+    S_TRY(s_present(rej, c, "student", m->student));
+    const Condenser__StudentSpec *st = m->student;
+    S_TRY(s_text(rej, "job_spec.student", "arch", st->arch, 1, CND_PROTO_ARCH_MAX, S_TEXT));
+    if (st->n_input_shape != 3)
+        return s_fail(rej, st->n_input_shape > 3 ? S_BIG : S_BAD,
+                      "job_spec.student.input_shape: %zu dimensions, expected 3 (C, H, W)",
+                      st->n_input_shape);
+    for (size_t i = 0; i < 3; i++) {
+        char f[32];
+        snprintf(f, sizeof f, "input_shape[%zu]", i);
+        S_TRY(s_u64(rej, "job_spec.student", f, st->input_shape[i], 1, 65535));
+    }
+    uint64_t elems = (uint64_t)st->input_shape[0] * st->input_shape[1] * st->input_shape[2];
+    if (elems > (1u << 24))
+        return s_fail(rej, S_BIG, "job_spec.student.input_shape: %llu values per sample, limit %u",
+                      (unsigned long long)elems, 1u << 24);
+    S_TRY(s_u64(rej, "job_spec.student", "num_classes", st->num_classes, 2, 65535));
+
+    S_TRY(s_u64(rej, c, "rounds", m->rounds, 1, CND_PROTO_MAX_ROUNDS));
+    S_TRY(s_present(rej, c, "recipe", m->recipe));
+    const Condenser__Recipe *r = m->recipe;
+    const char *rcx = "job_spec.recipe";
+    S_TRY(s_real(rej, rcx, "temperature", r->temperature, 0, 1, 100));
+    S_TRY(s_real(rej, rcx, "alpha", r->alpha, 0, 0, 1));
+    S_TRY(s_u64(rej, rcx, "qat_rounds", r->qat_rounds, 0, m->rounds));
+    S_TRY(s_u64(rej, rcx, "weight_bits", r->weight_bits, 2, 8));
+    S_TRY(s_u64(rej, rcx, "activation_bits", r->activation_bits, 2, 8));
+    S_TRY(s_u64(rej, rcx, "local_epochs", r->local_epochs, 1, 1000));
+    S_TRY(s_u64(rej, rcx, "batch_size", r->batch_size, 1, 65536));
+    S_TRY(s_real(rej, rcx, "learning_rate", r->learning_rate, 0, 1, 10));
+
+    /* Secure aggregation needs at least two sites: with one, the sum is that site's update. */
+    S_TRY(s_u64(rej, c, "sites_per_round", m->sites_per_round, 2, CND_PROTO_MAX_PARTICIPANTS));
+    S_TRY(s_present(rej, c, "secagg", m->secagg));
+    const Condenser__SecAggParams *sa = m->secagg;
+    const char *sc = "job_spec.secagg";
+    S_TRY(s_u64(rej, sc, "threshold", sa->threshold, 2, m->sites_per_round));
+    S_TRY(s_u64(rej, c, "quorum", m->quorum, sa->threshold, m->sites_per_round));
+    S_TRY(s_u64(rej, sc, "ring_bits", sa->ring_bits, 1, CND_PROTO_MAX_BITS));
+    if (sa->neighbours != 0) {
+        /* SecAgg+: each client shares with k neighbours, so t <= k. */
+        S_TRY(s_u64(rej, sc, "neighbours", sa->neighbours, sa->threshold,
+                    m->sites_per_round - 1));
+    }
+    S_TRY(s_real(rej, sc, "clip", sa->clip, 0, 1, 1e30));
+    S_TRY(s_real(rej, sc, "l2_clip", sa->l2_clip, 0, 0, 1e30));
+    S_TRY(s_u64(rej, sc, "sample_cap", sa->sample_cap, 1, UINT32_MAX));
+    S_TRY(s_deadlines(rej, c, m->deadlines));
+
+    switch (m->teacher_case) {
+    case CONDENSER__JOB_SPEC__TEACHER_TEACHER_SHIPPED:
+        S_TRY(s_present(rej, c, "teacher_shipped", m->teacher_shipped));
+        S_TRY(cnd_proto_validate_object_info(rej, "job_spec.teacher_shipped", m->teacher_shipped));
+        break;
+    case CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL:
+        S_TRY(s_text(rej, c, "teacher_local", m->teacher_local, 1, CND_PROTO_NAME_MAX, S_NAME));
+        break;
+    default: return s_fail(rej, S_BAD, "%s.teacher: neither shipped nor local", c);
+    }
+    return 0;
+}
+
+int cnd_proto_validate_job_announce(cnd_proto_reject_t *rej, const Condenser__JobAnnounce *m)
+{
+    S_TRY(s_present(rej, "job_announce", "spec", m->spec));
+    return cnd_proto_validate_job_spec(rej, m->spec);
+}
+
+int cnd_proto_validate_job_response(cnd_proto_reject_t *rej, const Condenser__JobResponse *m)
+{
+    return s_text(rej, "job_response", "reason", m->reason, m->accept ? 0 : 1, CND_PROTO_TEXT_MAX,
+                  S_TEXT);
+}
+
+int cnd_proto_validate_round_start(cnd_proto_reject_t *rej, const Condenser__RoundStart *m)
+{
+    const char *c = "round_start";
+    S_TRY(s_present(rej, c, "model", m->model));
+    S_TRY(cnd_proto_validate_object_info(rej, "round_start.model", m->model));
+    S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
+    S_TRY(s_u64(rej, c, "participants", m->participants, 2, CND_PROTO_MAX_PARTICIPANTS));
+    S_TRY(s_deadlines(rej, c, m->deadlines));
+    return 0;
+}
+
+int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m)
+{
+    const char *c = "chunk";
+    S_TRY(s_enum(rej, c, "kind", m->kind, CONDENSER__OBJECT_KIND__OBJ_MODEL,
+                 CONDENSER__OBJECT_KIND__OBJ_ARTIFACT));
+    S_TRY(s_fixed(rej, c, "object_digest", m->object_digest, CND_PROTO_DIGEST_BYTES));
+    S_TRY(s_u64(rej, c, "index", m->index, 0, CND_PROTO_OBJECT_MAX / CND_PROTO_CHUNK_MIN - 1));
+    S_TRY(s_u64(rej, c, "offset", m->offset, 0, CND_PROTO_OBJECT_MAX - 1));
+    if (m->offset < (uint64_t)m->index * CND_PROTO_CHUNK_MIN ||
+        m->offset > (uint64_t)m->index * CND_PROTO_CHUNK_MAX)
+        return s_fail(rej, S_BAD, "chunk.offset: %llu cannot be chunk %u of any allowed size",
+                      (unsigned long long)m->offset, m->index);
+    S_TRY(s_blob(rej, c, "data", m->data, 1, CND_PROTO_CHUNK_MAX));
+    S_TRY(s_fixed(rej, c, "sha256", m->sha256, CND_PROTO_DIGEST_BYTES));
+    return 0;
+}
+
+int cnd_proto_validate_advertise_keys(cnd_proto_reject_t *rej, const Condenser__AdvertiseKeys *m)
+{
+    const char *c = "advertise_keys";
+    S_TRY(s_fixed(rej, c, "cipher_pk", m->cipher_pk, CND_PROTO_KEY_BYTES));
+    S_TRY(s_nonzero_key(rej, c, "cipher_pk", m->cipher_pk));
+    S_TRY(s_fixed(rej, c, "mask_pk", m->mask_pk, CND_PROTO_KEY_BYTES));
+    S_TRY(s_nonzero_key(rej, c, "mask_pk", m->mask_pk));
+    if (memcmp(m->cipher_pk.data, m->mask_pk.data, CND_PROTO_KEY_BYTES) == 0)
+        return s_fail(rej, S_BAD, "%s.mask_pk: equals cipher_pk (two distinct key pairs needed)",
+                      c);
+    S_TRY(s_fixed(rej, c, "signature", m->signature, CND_PROTO_SIG_BYTES));
+    S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
+    return 0;
+}
+
+int cnd_proto_validate_key_roster(cnd_proto_reject_t *rej, const Condenser__KeyRoster *m)
+{
+    S_TRY(s_count(rej, "key_roster", "peers", m->n_peers, 1, CND_PROTO_MAX_PEERS));
+    s_idset_t seen = {{0}};
+    for (size_t i = 0; i < m->n_peers; i++) {
+        char c[64];
+        snprintf(c, sizeof c, "key_roster.peers[%zu]", i);
+        const Condenser__PeerKeys *p = m->peers[i];
+        S_TRY(s_pid(rej, c, "participant_id", p->participant_id));
+        if (s_idset_add(&seen, p->participant_id))
+            return s_fail(rej, S_BAD, "%s.participant_id: %u listed twice", c, p->participant_id);
+        S_TRY(s_text(rej, c, "node_name", p->node_name, 1, CND_PROTO_NAME_MAX, S_NAME));
+        S_TRY(s_fixed(rej, c, "identity_key", p->identity_key, CND_PROTO_KEY_BYTES));
+        S_TRY(s_nonzero_key(rej, c, "identity_key", p->identity_key));
+        S_TRY(s_cert(rej, c, p->certificate));
+        S_TRY(s_fixed(rej, c, "cipher_pk", p->cipher_pk, CND_PROTO_KEY_BYTES));
+        S_TRY(s_nonzero_key(rej, c, "cipher_pk", p->cipher_pk));
+        S_TRY(s_fixed(rej, c, "mask_pk", p->mask_pk, CND_PROTO_KEY_BYTES));
+        S_TRY(s_nonzero_key(rej, c, "mask_pk", p->mask_pk));
+        S_TRY(s_fixed(rej, c, "signature", p->signature, CND_PROTO_SIG_BYTES));
+    }
+    /* The receiver is a member of its own neighbourhood, hence n_peers + 1. */
+    S_TRY(s_u64(rej, "key_roster", "threshold", m->threshold, 2, m->n_peers + 1));
+    return 0;
+}
+
+static int s_enc_shares(cnd_proto_reject_t *rej, const char *c, size_t n,
+                        Condenser__EncryptedShare *const *v)
+{
+    S_TRY(s_count(rej, c, "shares", n, 1, CND_PROTO_MAX_PEERS));
+    s_idset_t seen = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        char e[64];
+        snprintf(e, sizeof e, "%s.shares[%zu]", c, i);
+        S_TRY(s_pid(rej, e, "peer", v[i]->peer));
+        if (s_idset_add(&seen, v[i]->peer))
+            return s_fail(rej, S_BAD, "%s.peer: %u listed twice", e, v[i]->peer);
+        S_TRY(s_blob(rej, e, "ciphertext", v[i]->ciphertext, 1, CND_PROTO_SHARE_CT_MAX));
+    }
+    return 0;
+}
+
+int cnd_proto_validate_share_keys(cnd_proto_reject_t *rej, const Condenser__ShareKeys *m)
+{
+    return s_enc_shares(rej, "share_keys", m->n_shares, m->shares);
+}
+
+int cnd_proto_validate_shares_relay(cnd_proto_reject_t *rej, const Condenser__SharesRelay *m)
+{
+    return s_enc_shares(rej, "shares_relay", m->n_shares, m->shares);
+}
+
+int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__MaskedInput *m)
+{
+    const char *c = "masked_input";
+    S_TRY(s_present(rej, c, "vector", m->vector));
+    S_TRY(cnd_proto_validate_object_info(rej, "masked_input.vector", m->vector));
+    S_TRY(s_u64(rej, c, "bit_width", m->bit_width, 1, CND_PROTO_MAX_BITS));
+    /* length * bit_width cannot overflow: length is bounded by 8 * OBJECT_MAX (2^34). */
+    S_TRY(s_u64(rej, c, "length", m->length, 1, CND_PROTO_OBJECT_MAX * 8));
+    uint64_t bytes = (m->length * m->bit_width + 7) / 8;
+    if (bytes != m->vector->total_size)
+        return s_fail(rej, S_BAD,
+                      "%s.vector.total_size: %llu bytes, but %llu values of %u bits pack into %llu",
+                      c, (unsigned long long)m->vector->total_size, (unsigned long long)m->length,
+                      m->bit_width, (unsigned long long)bytes);
+    S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
+    return 0;
+}
+
+int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej, const Condenser__UnmaskRequest *m)
+{
+    const char *c = "unmask_request";
+    S_TRY(s_count(rej, c, "survivors", m->n_survivors, 1, CND_PROTO_MAX_PARTICIPANTS));
+    S_TRY(s_count(rej, c, "dropped", m->n_dropped, 0,
+                  CND_PROTO_MAX_PARTICIPANTS - m->n_survivors));
+    s_idset_t *seen = calloc(1, sizeof *seen);
+    if (!seen) return cnd_errf(CND_ENOMEM, "validating unmask_request: out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < m->n_survivors && !rc; i++) {
+        char f[48];
+        snprintf(f, sizeof f, "survivors[%zu]", i);
+        rc = s_pid(rej, c, f, m->survivors[i]);
+        if (!rc && s_idset_add(seen, m->survivors[i]))
+            rc = s_fail(rej, S_BAD, "%s.%s: %u listed twice", c, f, m->survivors[i]);
+    }
+    for (size_t i = 0; i < m->n_dropped && !rc; i++) {
+        char f[48];
+        snprintf(f, sizeof f, "dropped[%zu]", i);
+        rc = s_pid(rej, c, f, m->dropped[i]);
+        if (!rc && s_idset_add(seen, m->dropped[i]))
+            rc = s_fail(rej, S_BAD, "%s.%s: %u listed twice or also a survivor", c, f,
+                        m->dropped[i]);
+    }
+    free(seen);
+    return rc;
+}
+
+int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej,
+                                       const Condenser__UnmaskResponse *m)
+{
+    S_TRY(s_count(rej, "unmask_response", "shares", m->n_shares, 1, CND_PROTO_MAX_PEERS));
+    s_idset_t seen = {{0}};
+    for (size_t i = 0; i < m->n_shares; i++) {
+        char c[64];
+        snprintf(c, sizeof c, "unmask_response.shares[%zu]", i);
+        const Condenser__RevealedShare *s = m->shares[i];
+        S_TRY(s_pid(rej, c, "owner", s->owner));
+        /* One share per owner: never both the self-mask seed and the mask key of one peer. */
+        if (s_idset_add(&seen, s->owner))
+            return s_fail(rej, S_BAD, "%s.owner: %u listed twice", c, s->owner);
+        S_TRY(s_enum(rej, c, "kind", s->kind, CONDENSER__SHARE_KIND__SHARE_SELF_MASK_SEED,
+                     CONDENSER__SHARE_KIND__SHARE_MASK_KEY));
+        S_TRY(s_blob(rej, c, "share", s->share, 1, CND_PROTO_SHARE_MAX));
+    }
+    return 0;
+}
+
+int cnd_proto_validate_metrics(cnd_proto_reject_t *rej, const Condenser__Metrics *m)
+{
+    const char *c = "metrics";
+    S_TRY(s_real(rej, c, "loss", m->loss, 0, 0, 1e30));
+    S_TRY(s_real(rej, c, "accuracy", m->accuracy, 0, 0, 1));
+    S_TRY(s_u64(rej, c, "sample_count", m->sample_count, 1, (uint64_t)1 << 40));
+    return 0;
+}
+
+int cnd_proto_validate_round_end(cnd_proto_reject_t *rej, const Condenser__RoundEnd *m)
+{
+    const char *c = "round_end";
+    S_TRY(s_enum(rej, c, "outcome", m->outcome, CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED,
+                 CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED));
+    int done = m->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED;
+    if (done)
+        S_TRY(s_fixed(rej, c, "model_digest", m->model_digest, CND_PROTO_DIGEST_BYTES));
+    else
+        S_TRY(s_opt_fixed(rej, c, "model_digest", m->model_digest, CND_PROTO_DIGEST_BYTES));
+    S_TRY(s_u64(rej, c, "survivors", m->survivors, done ? 2 : 0, CND_PROTO_MAX_PARTICIPANTS));
+    S_TRY(s_text(rej, c, "reason", m->reason, done ? 0 : 1, CND_PROTO_TEXT_MAX, S_TEXT));
+    return 0;
+}
+
+int cnd_proto_validate_heartbeat(cnd_proto_reject_t *rej, const Condenser__Heartbeat *m)
+{
+    (void)rej;
+    (void)m;
+    return 0; /* unix_ms is informative; any value is acceptable */
+}
+
+int cnd_proto_validate_error(cnd_proto_reject_t *rej, const Condenser__Error *m)
+{
+    const char *c = "error";
+    S_TRY(s_enum(rej, c, "code", m->code, CONDENSER__ERROR_CODE__ERR_BAD_VERSION,
+                 CONDENSER__ERROR_CODE__ERR_INTERNAL));
+    S_TRY(s_text(rej, c, "text", m->text, 1, CND_PROTO_TEXT_MAX, S_TEXT));
+    if (m->ref_type != 0)
+        S_TRY(s_enum(rej, c, "ref_type", m->ref_type, CONDENSER__MSG_TYPE__MSG_HELLO,
+                     CONDENSER__MSG_TYPE__MSG_ROLLBACK));
+    return 0;
+}
+
+int cnd_proto_validate_device_profile(cnd_proto_reject_t *rej, const Condenser__DeviceProfile *m)
+{
+    const char *c = "device_profile";
+    S_TRY(s_count(rej, c, "labels", m->n_labels, 0, CND_PROTO_LABELS_MAX));
+    for (size_t i = 0; i < m->n_labels; i++) {
+        char e[64];
+        snprintf(e, sizeof e, "device_profile.labels[%zu]", i);
+        const Condenser__Label *l = m->labels[i];
+        S_TRY(s_text(rej, e, "key", l->key, 1, CND_PROTO_LABEL_KEY_MAX, S_TOKEN));
+        S_TRY(s_text(rej, e, "value", l->value, 0, CND_PROTO_LABEL_VALUE_MAX, S_TEXT));
+        for (size_t j = 0; j < i; j++)
+            if (m->labels[j]->key.len == l->key.len &&
+                memcmp(m->labels[j]->key.data, l->key.data, l->key.len) == 0)
+                return s_fail(rej, S_BAD, "%s.key: same key as labels[%zu]", e, j);
+    }
+    S_TRY(s_text(rej, c, "hardware_class", m->hardware_class, 1, CND_PROTO_NAME_MAX, S_NAME));
+    if (m->cpu_class.len)
+        S_TRY(s_text(rej, c, "cpu_class", m->cpu_class, 1, CND_PROTO_NAME_MAX, S_NAME));
+    S_TRY(s_u64(rej, c, "ram_bytes", m->ram_bytes, 1, UINT64_MAX));
+    S_TRY(s_u64(rej, c, "flash_bytes", m->flash_bytes, 1, UINT64_MAX));
+    S_TRY(s_opt_fixed(rej, c, "running_digest", m->running_digest, CND_PROTO_DIGEST_BYTES));
+    if (!m->running_digest.len && m->running_sequence)
+        return s_fail(rej, S_BAD, "%s.running_sequence: set without running_digest", c);
+    S_TRY(s_text(rej, c, "runtime", m->runtime, 0, CND_PROTO_NAME_MAX, S_TEXT));
+    return 0;
+}
+
+int cnd_proto_validate_artifact_offer(cnd_proto_reject_t *rej, const Condenser__ArtifactOffer *m)
+{
+    const char *c = "artifact_offer";
+    S_TRY(s_u64(rej, c, "rollout_id", m->rollout_id, 1, UINT64_MAX));
+    S_TRY(s_blob(rej, c, "manifest", m->manifest, 1, CND_PROTO_MANIFEST_MAX));
+    S_TRY(s_fixed(rej, c, "manifest_signature", m->manifest_signature, CND_PROTO_SIG_BYTES));
+    S_TRY(s_fixed(rej, c, "artifact_digest", m->artifact_digest, CND_PROTO_DIGEST_BYTES));
+    S_TRY(s_u64(rej, c, "artifact_size", m->artifact_size, 1, CND_PROTO_OBJECT_MAX));
+    S_TRY(s_u64(rej, c, "chunk_size", m->chunk_size, CND_PROTO_CHUNK_MIN, CND_PROTO_CHUNK_MAX));
+    return 0;
+}
+
+int cnd_proto_validate_artifact_chunk_request(cnd_proto_reject_t *rej,
+                                              const Condenser__ArtifactChunkRequest *m)
+{
+    const char *c = "artifact_chunk_request";
+    S_TRY(s_fixed(rej, c, "artifact_digest", m->artifact_digest, CND_PROTO_DIGEST_BYTES));
+    S_TRY(s_u64(rej, c, "offset", m->offset, 0, CND_PROTO_OBJECT_MAX - 1));
+    S_TRY(s_u64(rej, c, "length", m->length, 1, CND_PROTO_CHUNK_MAX));
+    return 0;
+}
+
+int cnd_proto_validate_activation_report(cnd_proto_reject_t *rej,
+                                         const Condenser__ActivationReport *m)
+{
+    const char *c = "activation_report";
+    S_TRY(s_fixed(rej, c, "artifact_digest", m->artifact_digest, CND_PROTO_DIGEST_BYTES));
+    S_TRY(s_enum(rej, c, "state", m->state, CONDENSER__ACTIVATION_STATE__ACT_DOWNLOADING,
+                 CONDENSER__ACTIVATION_STATE__ACT_REFUSED));
+    int bad = m->state == CONDENSER__ACTIVATION_STATE__ACT_FAILED ||
+              m->state == CONDENSER__ACTIVATION_STATE__ACT_REFUSED;
+    S_TRY(s_text(rej, c, "reason", m->reason, bad ? 1 : 0, CND_PROTO_TEXT_MAX, S_TEXT));
+    if (m->state == CONDENSER__ACTIVATION_STATE__ACT_HEALTHY && !m->self_test_passed)
+        return s_fail(rej, S_BAD, "%s.self_test_passed: false in a HEALTHY report", c);
+    S_TRY(s_opt_fixed(rej, c, "active_digest", m->active_digest, CND_PROTO_DIGEST_BYTES));
+    if (!m->active_digest.len && m->active_sequence)
+        return s_fail(rej, S_BAD, "%s.active_sequence: set without active_digest", c);
+    return 0;
+}
+
+int cnd_proto_validate_rollback(cnd_proto_reject_t *rej, const Condenser__Rollback *m)
+{
+    const char *c = "rollback";
+    S_TRY(s_u64(rej, c, "rollout_id", m->rollout_id, 1, UINT64_MAX));
+    S_TRY(s_blob(rej, c, "manifest", m->manifest, 1, CND_PROTO_MANIFEST_MAX));
+    S_TRY(s_fixed(rej, c, "manifest_signature", m->manifest_signature, CND_PROTO_SIG_BYTES));
+    S_TRY(s_fixed(rej, c, "target_digest", m->target_digest, CND_PROTO_DIGEST_BYTES));
+    S_TRY(s_text(rej, c, "reason", m->reason, 0, CND_PROTO_TEXT_MAX, S_TEXT));
+    return 0;
+}
+
+/* --- envelope ----------------------------------------------------------------------------- */
+
+typedef enum {
+    S_JOB_NONE,  /* job_id and round are not checked */
+    S_JOB,       /* job_id != 0 */
+    S_JOB_ROUND, /* job_id != 0 and round >= 1 */
+} s_scope_t;
+
+static s_scope_t s_scope(const Condenser__Envelope *env)
+{
+    switch (env->type) {
+    case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
+    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE: return S_JOB;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_START:
+    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
+    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
+    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
+    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
+    case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
+    case CONDENSER__MSG_TYPE__MSG_METRICS:
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END: return S_JOB_ROUND;
+    case CONDENSER__MSG_TYPE__MSG_CHUNK:
+        if (!env->chunk) return S_JOB_NONE;
+        switch (env->chunk->kind) {
+        case CONDENSER__OBJECT_KIND__OBJ_MODEL:
+        case CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT: return S_JOB_ROUND;
+        case CONDENSER__OBJECT_KIND__OBJ_TEACHER: return S_JOB;
+        default: return S_JOB_NONE;
+        }
+    default: return S_JOB_NONE;
+    }
+}
+
+int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
+{
+    const char *c = "envelope";
+    if (rej) {
+        rej->code = S_BAD;
+        rej->seq = env->seq;
+        rej->type = env->type;
+    }
+    if (env->version != CND_PROTO_VERSION) {
+        if (rej) rej->code = CONDENSER__ERROR_CODE__ERR_BAD_VERSION;
+        return cnd_errf(CND_EPROTO, "envelope.version: %u, this node speaks version %d",
+                        env->version, CND_PROTO_VERSION);
+    }
+    S_TRY(s_enum(rej, c, "type", env->type, CONDENSER__MSG_TYPE__MSG_HELLO,
+                 CONDENSER__MSG_TYPE__MSG_ROLLBACK));
+    if (env->payload_case == CONDENSER__ENVELOPE__PAYLOAD__NOT_SET)
+        return s_fail(rej, S_BAD, "envelope.payload: missing (type %s)",
+                      cnd_proto_type_name(env->type));
+    if ((int)env->payload_case != (int)env->type + 15)
+        return s_fail(rej, S_BAD, "envelope.payload: field %d does not match type %s (field %d)",
+                      (int)env->payload_case, cnd_proto_type_name(env->type),
+                      (int)env->type + 15);
+    if (!cnd_proto_payload(env)) return s_fail(rej, S_BAD, "envelope.payload: NULL");
+    S_TRY(s_text(rej, c, "sender", env->sender, 1, CND_PROTO_NAME_MAX, S_NAME));
+    S_TRY(s_u64(rej, c, "seq", env->seq, 1, UINT64_MAX));
+    s_scope_t scope = s_scope(env);
+    if (scope != S_JOB_NONE) S_TRY(s_u64(rej, c, "job_id", env->job_id, 1, UINT64_MAX));
+    if (scope == S_JOB_ROUND) S_TRY(s_u64(rej, c, "round", env->round, 1, CND_PROTO_MAX_ROUNDS));
+    if (env->round > CND_PROTO_MAX_ROUNDS)
+        return s_fail(rej, S_BAD, "envelope.round: %u over the limit of %d", env->round,
+                      CND_PROTO_MAX_ROUNDS);
+
+    switch (env->type) {
+    case CONDENSER__MSG_TYPE__MSG_HELLO: return cnd_proto_validate_hello(rej, env->hello);
+    case CONDENSER__MSG_TYPE__MSG_HELLO_ACK:
+        return cnd_proto_validate_hello_ack(rej, env->hello_ack);
+    case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
+        S_TRY(cnd_proto_validate_job_announce(rej, env->job_announce));
+        if (env->job_announce->spec->job_id != env->job_id)
+            return s_fail(rej, S_BAD, "job_spec.job_id: %llu differs from envelope.job_id %llu",
+                          (unsigned long long)env->job_announce->spec->job_id,
+                          (unsigned long long)env->job_id);
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
+        return cnd_proto_validate_job_response(rej, env->job_response);
+    case CONDENSER__MSG_TYPE__MSG_ROUND_START:
+        return cnd_proto_validate_round_start(rej, env->round_start);
+    case CONDENSER__MSG_TYPE__MSG_CHUNK: return cnd_proto_validate_chunk(rej, env->chunk);
+    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
+        return cnd_proto_validate_advertise_keys(rej, env->advertise_keys);
+    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
+        return cnd_proto_validate_key_roster(rej, env->key_roster);
+    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
+        return cnd_proto_validate_share_keys(rej, env->share_keys);
+    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
+        return cnd_proto_validate_shares_relay(rej, env->shares_relay);
+    case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
+        return cnd_proto_validate_masked_input(rej, env->masked_input);
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
+        return cnd_proto_validate_unmask_request(rej, env->unmask_request);
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
+        return cnd_proto_validate_unmask_response(rej, env->unmask_response);
+    case CONDENSER__MSG_TYPE__MSG_METRICS: return cnd_proto_validate_metrics(rej, env->metrics);
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END:
+        return cnd_proto_validate_round_end(rej, env->round_end);
+    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
+        return cnd_proto_validate_heartbeat(rej, env->heartbeat);
+    case CONDENSER__MSG_TYPE__MSG_ERROR: return cnd_proto_validate_error(rej, env->error);
+    case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
+        return cnd_proto_validate_device_profile(rej, env->device_profile);
+    case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
+        return cnd_proto_validate_artifact_offer(rej, env->artifact_offer);
+    case CONDENSER__MSG_TYPE__MSG_ARTIFACT_CHUNK_REQUEST:
+        return cnd_proto_validate_artifact_chunk_request(rej, env->artifact_chunk_request);
+    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT:
+        return cnd_proto_validate_activation_report(rej, env->activation_report);
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return cnd_proto_validate_rollback(rej, env->rollback);
+    default: return s_fail(rej, S_BAD, "envelope.type: unknown value %d", (int)env->type);
+    }
+}
+
+/* --- stateful checks ---------------------------------------------------------------------- */
+
+int cnd_proto_check_sender(cnd_proto_reject_t *rej, const Condenser__Envelope *env,
+                           const char *user_id)
+{
+    size_t n = user_id ? strlen(user_id) : 0;
+    if (rej) {
+        rej->seq = env->seq;
+        rej->type = env->type;
+    }
+    if (n == 0 || env->sender.len != n || memcmp(env->sender.data, user_id, n) != 0) {
+        if (rej) rej->code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
+        return cnd_errf(CND_EPERM,
+                        "envelope.sender: does not match the authenticated identity '%s'",
+                        user_id ? user_id : "");
+    }
+    return 0;
+}
+
+/* Which roles may send each type; bit (1 << role). */
+#define S_R(r) (1u << CONDENSER__ROLE__ROLE_##r)
+static unsigned s_roles(const Condenser__Envelope *env)
+{
+    switch (env->type) {
+    case CONDENSER__MSG_TYPE__MSG_HELLO: return S_R(SITE) | S_R(DEVICE) | S_R(AUDITOR);
+    case CONDENSER__MSG_TYPE__MSG_HELLO_ACK:
+    case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
+    case CONDENSER__MSG_TYPE__MSG_ROUND_START:
+    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
+    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END:
+    case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return S_R(COORDINATOR);
+    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
+    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
+    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
+    case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
+    case CONDENSER__MSG_TYPE__MSG_METRICS: return S_R(SITE);
+    case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
+    case CONDENSER__MSG_TYPE__MSG_ARTIFACT_CHUNK_REQUEST:
+    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT: return S_R(DEVICE);
+    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
+    case CONDENSER__MSG_TYPE__MSG_ERROR:
+        return S_R(SITE) | S_R(DEVICE) | S_R(COORDINATOR) | S_R(AUDITOR);
+    case CONDENSER__MSG_TYPE__MSG_CHUNK:
+        if (env->chunk && env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT)
+            return S_R(SITE);
+        return S_R(COORDINATOR);
+    default: return 0;
+    }
+}
+#undef S_R
+
+int cnd_proto_check_role(cnd_proto_reject_t *rej, const Condenser__Envelope *env,
+                         Condenser__Role sender_role)
+{
+    if (rej) {
+        rej->seq = env->seq;
+        rej->type = env->type;
+    }
+    unsigned ok = s_roles(env);
+    if ((unsigned)sender_role >= 32 || !(ok & (1u << sender_role))) {
+        if (rej) rej->code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
+        return cnd_errf(CND_EPERM, "%s: not accepted from a node with role %d",
+                        cnd_proto_type_name(env->type), (int)sender_role);
+    }
+    return 0;
+}
+
+const char *cnd_phase_name(cnd_phase_t p)
+{
+    static const char *const names[] = {"idle", "advertise", "share", "masked_input", "unmask",
+                                        "done"};
+    if ((unsigned)p < sizeof names / sizeof names[0]) return names[p];
+    return "unknown";
+}
+
+cnd_phase_t cnd_proto_phase_of(const Condenser__Envelope *env)
+{
+    switch (env->type) {
+    case CONDENSER__MSG_TYPE__MSG_ROUND_START:
+    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS: return CND_PHASE_ADVERTISE;
+    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
+    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS: return CND_PHASE_SHARE;
+    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
+    case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
+    case CONDENSER__MSG_TYPE__MSG_METRICS: return CND_PHASE_MASKED;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE: return CND_PHASE_UNMASK;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END: return CND_PHASE_DONE;
+    case CONDENSER__MSG_TYPE__MSG_CHUNK:
+        if (!env->chunk) return CND_PHASE_IDLE;
+        if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MODEL) return CND_PHASE_ADVERTISE;
+        if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT) return CND_PHASE_MASKED;
+        return CND_PHASE_IDLE;
+    default: return CND_PHASE_IDLE;
+    }
+}
+
+int cnd_proto_check_round(cnd_proto_reject_t *rej, const Condenser__Envelope *env,
+                          const cnd_round_view_t *view)
+{
+    if (rej) {
+        rej->seq = env->seq;
+        rej->type = env->type;
+    }
+    cnd_phase_t ph = cnd_proto_phase_of(env);
+    if (ph == CND_PHASE_IDLE) return 0;
+    const char *t = cnd_proto_type_name(env->type);
+    if (env->job_id != view->job_id) {
+        if (rej) rej->code = CONDENSER__ERROR_CODE__ERR_UNKNOWN_JOB;
+        return cnd_errf(CND_ENOTFOUND, "%s: job %llu is not the job in flight (%llu)", t,
+                        (unsigned long long)env->job_id, (unsigned long long)view->job_id);
+    }
+    if (env->type == CONDENSER__MSG_TYPE__MSG_ROUND_START) {
+        if (env->round < view->round) {
+            if (rej) rej->code = CONDENSER__ERROR_CODE__ERR_STALE_ROUND;
+            return cnd_errf(CND_ESTATE, "%s: round %u is older than the current round %u", t,
+                            env->round, view->round);
+        }
+        return 0; /* opens (or cleanly restarts) a round: the receiver resets its round state */
+    }
+    if (env->round != view->round) {
+        if (rej) rej->code = CONDENSER__ERROR_CODE__ERR_STALE_ROUND;
+        return cnd_errf(CND_ESTATE, "%s: round %u is not the current round %u", t, env->round,
+                        view->round);
+    }
+    unsigned from_site = s_roles(env) & (1u << CONDENSER__ROLE__ROLE_SITE);
+    int ok;
+    if (from_site)
+        ok = ph == view->phase ||
+             (env->type == CONDENSER__MSG_TYPE__MSG_METRICS && view->phase == CND_PHASE_UNMASK);
+    else
+        ok = ph >= view->phase;
+    if (!ok) {
+        if (rej) rej->code = CONDENSER__ERROR_CODE__ERR_WRONG_PHASE;
+        return cnd_errf(CND_ESTATE, "%s: belongs to phase %s, round %u is in phase %s", t,
+                        cnd_phase_name(ph), view->round, cnd_phase_name(view->phase));
+    }
+    return 0;
+}
+
+/* --- replay window ------------------------------------------------------------------------ */
+
+void cnd_seqwin_init(cnd_seqwin_t *w)
+{
+    w->top = 0;
+    w->seen = 0;
+}
+
+int cnd_seqwin_check(const cnd_seqwin_t *w, cnd_proto_reject_t *rej, uint64_t seq)
+{
+    const char *why = NULL;
+    if (seq == 0)
+        why = "0 is not a valid sequence number";
+    else if (w->top == 0 || seq > w->top)
+        return 0;
+    else if (w->top - seq >= CND_SEQWIN_SIZE)
+        why = "older than the replay window";
+    else if (w->seen >> (w->top - seq) & 1)
+        why = "already received (replay)";
+    else
+        return 0;
+    if (rej) {
+        rej->code = CONDENSER__ERROR_CODE__ERR_REPLAY;
+        rej->seq = seq;
+    }
+    return cnd_errf(CND_EEXIST, "envelope.seq: %llu %s (highest seen %llu)",
+                    (unsigned long long)seq, why, (unsigned long long)w->top);
+}
+
+void cnd_seqwin_commit(cnd_seqwin_t *w, uint64_t seq)
+{
+    if (w->top == 0) {
+        w->top = seq;
+        w->seen = 1;
+    } else if (seq > w->top) {
+        uint64_t shift = seq - w->top;
+        w->seen = shift >= CND_SEQWIN_SIZE ? 0 : w->seen << shift;
+        w->seen |= 1;
+        w->top = seq;
+    } else if (w->top - seq < CND_SEQWIN_SIZE) {
+        w->seen |= (uint64_t)1 << (w->top - seq);
+    }
+}
+
+int cnd_seqwin_accept(cnd_seqwin_t *w, cnd_proto_reject_t *rej, uint64_t seq)
+{
+    int rc = cnd_seqwin_check(w, rej, seq);
+    if (!rc) cnd_seqwin_commit(w, seq);
+    return rc;
+}

@@ -1,0 +1,228 @@
+/* test_data.c: IDX and CSV loaders on good and broken files; splits; partitions. */
+#include "check.h"
+#include "data.h"
+#include "error.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static char s_dir[64];
+
+static const char *path(const char *name)
+{
+    static char buf[4][256];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", s_dir, name);
+    return buf[k];
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void write_file(const char *p, const void *d, size_t n)
+{
+    FILE *f = fopen(p, "wb");
+    fwrite(d, 1, n, f);
+    fclose(f);
+}
+
+/* Writes n images of h x w and n labels; returns nothing. */
+static void write_idx(const char *img, const char *lab, uint32_t n, uint32_t h, uint32_t w,
+                      uint32_t nlab, int gz)
+{
+    size_t isz = 16 + (size_t)n * h * w, lsz = 8 + nlab;
+    uint8_t *ib = malloc(isz), *lb = malloc(lsz);
+    put_be32(ib, 0x803);
+    put_be32(ib + 4, n);
+    put_be32(ib + 8, h);
+    put_be32(ib + 12, w);
+    for (size_t i = 16; i < isz; i++) ib[i] = (uint8_t)(i * 31);
+    put_be32(lb, 0x801);
+    put_be32(lb + 4, nlab);
+    for (uint32_t i = 0; i < nlab; i++) lb[8 + i] = (uint8_t)(i % 10);
+    if (gz) {
+        gzFile g = gzopen(img, "wb");
+        gzwrite(g, ib, (unsigned)isz);
+        gzclose(g);
+        g = gzopen(lab, "wb");
+        gzwrite(g, lb, (unsigned)lsz);
+        gzclose(g);
+    } else {
+        write_file(img, ib, isz);
+        write_file(lab, lb, lsz);
+    }
+    free(ib);
+    free(lb);
+}
+
+static void expect_fail(int rc, const char *needle)
+{
+    CHECK(rc < 0);
+    if (!strstr(cnd_err_detail(), needle))
+        fprintf(stderr, "detail '%s' lacks '%s'\n", cnd_err_detail(), needle);
+    CHECK(strstr(cnd_err_detail(), needle) != NULL);
+}
+
+static void test_idx(void)
+{
+    cnd_dataset_t *ds = NULL;
+    write_idx(path("i.idx"), path("l.idx"), 20, 4, 3, 20, 0);
+    CHECK(cnd_data_load_idx(&ds, path("i.idx"), path("l.idx")) == 0);
+    CHECK(ds && ds->n == 20 && ds->shape.h == 4 && ds->shape.w == 3 && ds->n_classes == 10);
+    CHECK(ds && ds->x[0] == (float)(uint8_t)(16 * 31) && ds->y[13] == 3);
+    cnd_data_destroy(&ds);
+    write_idx(path("i.gz"), path("l.gz"), 20, 4, 3, 20, 1);
+    CHECK(cnd_data_load_idx(&ds, path("i.gz"), path("l.gz")) == 0 && ds->n == 20);
+    cnd_data_destroy(&ds);
+    /* Count mismatch. */
+    write_idx(path("i2.idx"), path("l2.idx"), 20, 4, 3, 19, 0);
+    expect_fail(cnd_data_load_idx(&ds, path("i2.idx"), path("l2.idx")), "has 19 labels");
+    CHECK(ds == NULL);
+    /* Truncated data and truncated header. */
+    write_idx(path("i3.idx"), path("l3.idx"), 20, 4, 3, 20, 0);
+    CHECK(truncate(path("i3.idx"), 16 + 20 * 12 - 5) == 0);
+    expect_fail(cnd_data_load_idx(&ds, path("i3.idx"), path("l3.idx")), "truncated");
+    CHECK(truncate(path("i3.idx"), 10) == 0);
+    expect_fail(cnd_data_load_idx(&ds, path("i3.idx"), path("l3.idx")), "truncated IDX header");
+    /* Wrong magic (labels file given as images). */
+    expect_fail(cnd_data_load_idx(&ds, path("l.idx"), path("l.idx")), "bad IDX magic");
+    /* Truncated gzip stream. */
+    CHECK(truncate(path("i.gz"), 40) == 0);
+    expect_fail(cnd_data_load_idx(&ds, path("i.gz"), path("l.gz")), "i.gz");
+    /* Missing file. */
+    expect_fail(cnd_data_load_idx(&ds, path("nope"), path("l.idx")), "cannot open");
+    expect_fail(cnd_data_open(&ds, "fmnist:/nonexistent", "train"), "not found");
+    expect_fail(cnd_data_open(&ds, "bogus:x", "train"), "expected fmnist");
+}
+
+static void test_csv(void)
+{
+    cnd_dataset_t *ds = NULL;
+    const char *good = "age,bp,\"diag\",chol\n"
+                       "50,120.5,sick,200\r\n"
+                       "\"61\",130,healthy,1e2\n"
+                       "\n"
+                       "40, -3 ,sick,180\n";
+    write_file(path("g.csv"), good, strlen(good));
+    CHECK(cnd_data_load_csv(&ds, path("g.csv"), "diag") == 0);
+    CHECK(ds && ds->n == 3 && ds->shape.c == 3 && ds->n_classes == 2);
+    if (ds) {
+        CHECK(!strcmp(ds->class_names[0], "healthy") && !strcmp(ds->class_names[1], "sick"));
+        CHECK(ds->y[0] == 1 && ds->y[1] == 0 && ds->y[2] == 1);
+        CHECK(ds->x[0] == 50.0f && ds->x[1] == 120.5f && ds->x[2] == 200.0f);
+        CHECK(ds->x[5] == 100.0f && ds->x[7] == -3.0f);
+    }
+    cnd_data_destroy(&ds);
+    /* Numeric labels sort numerically (10 after 9). */
+    const char *num = "x,label\n1,10\n2,9\n3,10\n";
+    write_file(path("n.csv"), num, strlen(num));
+    CHECK(cnd_data_load_csv(&ds, path("n.csv"), NULL) == 0);
+    CHECK(ds && !strcmp(ds->class_names[0], "9") && ds->y[0] == 1 && ds->y[1] == 0);
+    cnd_data_destroy(&ds);
+    const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"a,label\n1,2\n3\n", ":3: row has 1 columns, header has 2"},
+        {"a,label\n1,2,3\n", ":2: row has more than"},
+        {"a,label\nx1,2\n", ":2: column 1 ('a'): 'x1' is not a finite number"},
+        {"a,label\n,2\n", ":2: column 1 ('a') is empty"},
+        {"a,label\nnan,2\n", "not a finite number"},
+        {"a,b\n1,2\n", "no column named 'label'"},
+        {"a,label\n\"1,2\n", "unterminated quoted field"},
+        {"", "empty file"},
+        {"a,label\n", "no data rows"},
+        {"label\n1\n", "at least one feature"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(path("b.csv"), bad[i].text, strlen(bad[i].text));
+        expect_fail(cnd_data_load_csv(&ds, path("b.csv"), NULL), bad[i].needle);
+        CHECK(ds == NULL);
+    }
+    CHECK(cnd_data_open(&ds, "csv:/nonexistent.csv,label=y", "train") == CND_EIO);
+}
+
+static void test_split_partition(void)
+{
+    cnd_dataset_t *ds = NULL, *tr = NULL, *va = NULL;
+    write_idx(path("p.idx"), path("pl.idx"), 1000, 2, 2, 1000, 0);
+    CHECK(cnd_data_load_idx(&ds, path("p.idx"), path("pl.idx")) == 0);
+    if (!ds) return;
+    CHECK(cnd_data_split(&tr, &va, ds, 0.2, 5) == 0);
+    CHECK(tr && va && tr->n == 800 && va->n == 200);
+    cnd_data_destroy(&tr);
+    cnd_data_destroy(&va);
+    CHECK(cnd_data_split(&tr, &va, ds, 1.5, 5) == CND_EINVAL);
+    uint32_t idx[1000];
+    size_t counts[7];
+    /* IID: near-equal sizes, a permutation. */
+    CHECK(cnd_data_partition(idx, counts, ds, 7, 0.0, 1) == 0);
+    int seen[1000] = {0};
+    size_t tot = 0;
+    for (int s = 0; s < 7; s++) {
+        tot += counts[s];
+        CHECK(counts[s] == 142 || counts[s] == 143);
+    }
+    CHECK_EQ_INT(tot, 1000);
+    for (int i = 0; i < 1000; i++) seen[idx[i]]++;
+    int perm = 1;
+    for (int i = 0; i < 1000; i++) perm &= seen[i] == 1;
+    CHECK(perm);
+    /* Dirichlet 0.1: a permutation, every site non-empty, and strong label skew: some site's
+     * most common class holds far more than the IID 10%. */
+    CHECK(cnd_data_partition(idx, counts, ds, 5, 0.1, 2) == 0);
+    memset(seen, 0, sizeof seen);
+    tot = 0;
+    double max_share = 0;
+    size_t off = 0;
+    for (int s = 0; s < 5; s++) {
+        CHECK(counts[s] >= 1);
+        int hist[10] = {0};
+        for (size_t i = 0; i < counts[s]; i++) hist[ds->y[idx[off + i]]]++;
+        for (int k = 0; k < 10; k++)
+            if (counts[s] > 20 && (double)hist[k] / counts[s] > max_share)
+                max_share = (double)hist[k] / counts[s];
+        off += counts[s];
+        tot += counts[s];
+    }
+    CHECK_EQ_INT(tot, 1000);
+    for (int i = 0; i < 1000; i++) seen[idx[i]]++;
+    perm = 1;
+    for (int i = 0; i < 1000; i++) perm &= seen[i] == 1;
+    CHECK(perm);
+    CHECK(max_share > 0.3);
+    /* Same seed, same partition. */
+    uint32_t idx2[1000];
+    size_t counts2[5];
+    CHECK(cnd_data_partition(idx2, counts2, ds, 5, 0.1, 2) == 0);
+    CHECK(!memcmp(idx, idx2, sizeof idx) && !memcmp(counts, counts2, sizeof counts2));
+    CHECK(cnd_data_partition(idx, counts, ds, 0, 0.5, 2) == CND_EINVAL);
+    /* Normalisation statistics. */
+    float mean, std;
+    cnd_data_norm_fit(ds, &mean, &std);
+    double s = 0;
+    for (size_t i = 0; i < ds->n * 4; i++) s += ds->x[i];
+    CHECK_NEAR(mean, s / (ds->n * 4), 1e-3);
+    CHECK(std > 1.0f);
+    cnd_data_destroy(&ds);
+}
+
+int main(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/cnd_test_data_XXXXXX");
+    if (!mkdtemp(s_dir)) return 1;
+    test_idx();
+    test_csv();
+    test_split_partition();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
+    if (system(cmd) != 0) return 1;
+    return check_result("test_data");
+}
