@@ -190,13 +190,14 @@ static int s_share_keys(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *k
     /* Shares for every position of N(me); those of absent members are never sent. */
     uint8_t xs[CND_SECAGG_MAX_K];
     for (uint32_t j = 0; j < c->k; j++) xs[j] = (uint8_t)(j + 1);
-    uint8_t *sh = sodium_malloc(2 * (size_t)CND_SECAGG_MAX_K * 32);
-    if (!sh) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    /* On the stack (16 KiB) rather than sodium_malloc: no page-table churn per client; wiped
+     * below on every path. */
+    uint8_t sh[2 * CND_SECAGG_MAX_K * 32];
     uint8_t *sh_seed = sh, *sh_sk = sh + (size_t)CND_SECAGG_MAX_K * 32;
     rc = cnd_shamir_split(sh_seed, s->seed, 32, c->p.threshold, xs, c->k);
     if (!rc) rc = cnd_shamir_split(sh_sk, s->mask_sk, 32, c->p.threshold, xs, c->k);
     if (rc) {
-        sodium_free(sh);
+        sodium_memzero(sh, sizeof sh);
         return s_abort(c, rc);
     }
     memcpy(s->held_seed[c->my_pos], sh_seed + (size_t)c->my_pos * 32, 32);
@@ -219,7 +220,7 @@ static int s_share_keys(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *k
         cnd_buf_put(out, ct, sizeof ct);
     }
     sodium_memzero(pt, sizeof pt);
-    sodium_free(sh);
+    sodium_memzero(sh, sizeof sh);
     if (out->err) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
     c->state = ST_SHARED;
     return 0;
@@ -283,13 +284,9 @@ static int s_mask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *msg, si
                                    count, c->p.threshold));
     /* Masks: own seed, then one per neighbour that shared (it will mask with us as well). */
     size_t n_jobs = 0;
-    cnd_sa_job_t *jobs = sodium_malloc((size_t)c->k * sizeof *jobs);
+    cnd_sa_job_t jobs[CND_SECAGG_MAX_K]; /* seeds on the stack, wiped below */
     uint32_t *y = malloc((size_t)c->p.len * sizeof *y);
-    if (!jobs || !y) {
-        if (jobs) sodium_free(jobs);
-        free(y);
-        return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
-    }
+    if (!y) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
     memcpy(jobs[n_jobs].seed, s->seed, 32);
     jobs[n_jobs++].negate = 0;
     for (uint32_t j = 0; j < c->k && !rc; j++) {
@@ -305,7 +302,7 @@ static int s_mask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *msg, si
         memcpy(y, x, (size_t)c->p.len * sizeof *y);
         rc = cnd_sa_apply_masks(y, c->p.len, cnd_sa_word_bits(c->p.bits), jobs, n_jobs, 1);
     }
-    sodium_free(jobs);
+    sodium_memzero(jobs, sizeof jobs);
     if (!rc) {
         cnd_sa_hdr_put(out, CND_SECAGG_MASKED, c->p.round_id, c->me, CND_SECAGG_SERVER);
         cnd_buf_u32(out, c->p.len);

@@ -10,6 +10,8 @@ CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev l
 
 # Only for scripts/test: cross builds and browser checks some tests run when present.
 CND_TEST_PACKAGES=""
+# crypto tests cross-check certificates with the openssl command line tool.
+CND_TEST_PACKAGES="$CND_TEST_PACKAGES openssl"
 
 cnd_missing_packages() {
   local missing=() p

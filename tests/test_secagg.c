@@ -690,6 +690,34 @@ static void test_params(void)
     CHECK_EQ_INT(cnd_secagg_peek(&h, hdr, sizeof hdr), CND_EFORMAT);
 }
 
+/* `condenser bench secagg` end to end on a small round (it checks its own sum exactly). */
+static void test_bench_command(void)
+{
+    const char *bin = getenv("CND_BIN");
+    if (!bin) {
+        fprintf(stderr, "CND_BIN not set; skipping the command test\n");
+        return;
+    }
+    char cmd[512], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s bench secagg --clients 12 --values 3000 --dropout 0.25 --samples 2 --json 2>&1",
+             bin);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    CHECK(p && pclose(p) == 0);
+    CHECK(strstr(out, "\"sum_ok\": true") != NULL);
+    CHECK(strstr(out, "\"clients\": 12, \"values\": 3000") != NULL);
+    CHECK(strstr(out, "\"dropped\": 3") != NULL);
+    snprintf(cmd, sizeof cmd, "%s bench secagg --clients 2 2>&1", bin);
+    p = popen(cmd, "r");
+    n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    CHECK(p && pclose(p) != 0);
+    CHECK(strstr(out, "--clients") != NULL);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -704,5 +732,6 @@ int main(void)
     test_server_refusals();
     test_bad_share_detected();
     test_masking_hides();
+    test_bench_command();
     return check_result("test_secagg");
 }
