@@ -8,7 +8,8 @@
  *   - the mask generators' keystream rate (AES-256-CTR and ChaCha20 through OpenSSL, ChaCha20
  *     through libsodium), which decided CND_PRG_MASK;
  *   - client time: fixed-point encoding of D floats, share_keys, and masking (median over a few
- *     clients that mask for real, single-threaded);
+ *     clients that mask for real, single-threaded), and answering the unmask request (which
+ *     checks min_survivors signatures on the survivor sets);
  *   - server time: adding the masked vectors as they arrive, and unmasking (finish) with
  *     --threads workers, split into rebuilding secrets + key agreement and mask expansion;
  *   - wire size of a masked vector against the packed plaintext at the ring width.
@@ -92,6 +93,8 @@ static int s_sim_step(void *arg, size_t i, unsigned worker)
         return rc;
     }
     case 4:
+        return cnd_secagg_client_consistency(s->cl[u], o, s->in[u].data, s->in[u].len);
+    case 5:
         return cnd_secagg_client_unmask(s->cl[u], o, s->in[u].data, s->in[u].len);
     }
     return CND_EINVAL;
@@ -176,7 +179,7 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
     for (int a = 0; a < 3; a++) rate[a] = s_prg_rate((cnd_prg_alg_t)a);
 
     cnd_progress_t prog;
-    cnd_progress_begin(&prog, "secagg bench", 4ull * n, "client steps");
+    cnd_progress_begin(&prog, "secagg bench", 3ull * n, "client steps");
     s_sim_t sim;
     memset(&sim, 0, sizeof sim);
     sim.n = n;
@@ -328,19 +331,39 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
     srv_t += cnd_now() - t + add_t;
     if (rc) goto done;
 
-    /* Phase 4: unmask. */
+    /* Phase 4: consistency (every survivor signs the survivor sets). */
     uint32_t na = 0;
     t = cnd_now();
     for (uint32_t u = 0; u < n && !rc; u++) {
         sim.in[u].len = 0;
         if (!dropped[u]) {
             idx[na++] = u;
-            rc = cnd_secagg_server_unmask_msg(srv, &sim.in[u], u);
+            rc = cnd_secagg_server_consistency_msg(srv, &sim.in[u], u);
         }
     }
     srv_t += cnd_now() - t;
     sim.phase = 4;
     if (!rc) rc = cnd_sa_parallel(na, (unsigned)threads, s_sim_step, &sim);
+    t = cnd_now();
+    for (uint32_t i = 0; i < na && !rc; i++)
+        rc = cnd_secagg_server_add_consistency(srv, idx[i], sim.out[idx[i]].data,
+                                               sim.out[idx[i]].len);
+    if (!rc) rc = cnd_secagg_server_end_consistency(srv);
+    for (uint32_t i = 0; i < na && !rc; i++) {
+        sim.in[idx[i]].len = 0;
+        rc = cnd_secagg_server_unmask_msg(srv, &sim.in[idx[i]], idx[i]);
+    }
+    srv_t += cnd_now() - t;
+    size_t unmask_req_bytes = na ? sim.in[idx[0]].len : 0;
+
+    /* Phase 5: unmask; the first survivor is timed on its own. */
+    sim.phase = 5;
+    double t_unmask_client = cnd_now();
+    if (!rc) rc = s_sim_step(&sim, 0, 0);
+    t_unmask_client = cnd_now() - t_unmask_client;
+    sim.idx = idx + 1;
+    if (!rc) rc = cnd_sa_parallel(na - 1, (unsigned)threads, s_sim_step, &sim);
+    sim.idx = idx;
     size_t unmask_bytes = sim.out[idx[0]].len;
     t = cnd_now();
     for (uint32_t i = 0; i < na && !rc; i++)
@@ -367,16 +390,17 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
                "\"threads\": %ld, \"degree\": %u, \"threshold\": %u, \"ring_bits\": %u, "
                "\"prg_gbps\": {\"aes256ctr_openssl\": %.2f, \"chacha20_openssl\": %.2f, "
                "\"chacha20_sodium\": %.2f}, \"client_encode_s\": %.6f, "
-               "\"client_share_keys_s\": %.6f, \"client_mask_s\": %.6f, "
+               "\"client_share_keys_s\": %.6f, \"client_mask_s\": %.6f, \"client_unmask_s\": %.6f, "
                "\"server_add_masked_s\": %.6f, \"server_unmask_s\": %.6f, "
                "\"server_unmask_keys_s\": %.6f, \"server_unmask_masks_s\": %.6f, "
                "\"server_total_s\": %.6f, \"masked_bytes\": %zu, \"packed_plaintext_bytes\": %zu, "
                "\"wire_ratio\": %.5f, \"advert_bytes\": %d, \"shares_bytes\": %zu, "
-               "\"keys_bytes\": %zu, \"unmask_bytes\": %zu, \"sum_ok\": true}\n",
+               "\"keys_bytes\": %zu, \"unmask_req_bytes\": %zu, \"unmask_bytes\": %zu, "
+               "\"sum_ok\": true}\n",
                n, values, dropout, n_drop, threads, p.degree, p.threshold, p.bits, rate[0], rate[1],
-               rate[2], t_enc, share_med, mask_med, add_t, unmask_t, keys_t, masks_t, srv_t,
-               masked_bytes, packed, ratio, S_SA_ADVERT_BYTES, share_bytes, keys_bytes,
-               unmask_bytes);
+               rate[2], t_enc, share_med, mask_med, t_unmask_client, add_t, unmask_t, keys_t,
+               masks_t, srv_t, masked_bytes, packed, ratio, S_SA_ADVERT_BYTES, share_bytes,
+               keys_bytes, unmask_req_bytes, unmask_bytes);
     } else {
         printf("secure aggregation: %u clients x %ld values, %u dropped after sharing (%.0f%%), "
                "degree %u (k = %u), threshold %u, ring 2^%u\n",
@@ -390,6 +414,8 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
         printf("  client share keys   %8.3f ms  (median of %u)\n", share_med * 1e3, ns);
         printf("  client masking      %8.3f ms  (median of %u; %u pairwise masks + self mask)\n",
                mask_med * 1e3, ns, p.degree);
+        printf("  client unmask       %8.3f ms  (checks %u signatures on the survivor sets)\n",
+               t_unmask_client * 1e3, p.min_survivors);
         printf("  server add masked   %8.3f ms  (all %u vectors, streaming)\n", add_t * 1e3,
                n - n_drop);
         printf("  server unmask       %8.3f ms  (%ld threads: secrets + key agreement %.3f ms, "
@@ -397,9 +423,10 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
                unmask_t * 1e3, threads, keys_t * 1e3, masks_t * 1e3);
         printf("  server total        %8.3f ms  (all server calls of the round)\n", srv_t * 1e3);
         printf("  wire: masked vector %zu bytes, packed plaintext %zu bytes (%.4fx); per client "
-               "also advert %d, shares %zu, keys received %zu, unmask %zu bytes\n",
+               "also advert %d, shares %zu, keys received %zu, unmask request %zu, unmask %zu "
+               "bytes\n",
                masked_bytes, packed, ratio, S_SA_ADVERT_BYTES, share_bytes, keys_bytes,
-               unmask_bytes);
+               unmask_req_bytes, unmask_bytes);
         printf("  sum check           exact (%u survivors)\n", n - n_drop);
     }
 done:
