@@ -17,6 +17,7 @@ int cnd_cmd_distill(int argc, char **argv);
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);
+int cnd_cmd_ca(int argc, char **argv);
 int cnd_cmd_bench_secagg(int argc, char **argv);
 
 /* coordinator/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */

@@ -158,14 +158,6 @@ out:
 
 int cnd_cmd_bench(int argc, char **argv)
 {
-    if (argc > 1 && !strcmp(argv[1], "proto")) return cnd_cmd_bench_proto(argc - 1, argv + 1);
-#ifdef CND_HAVE_BENCH_SECAGG /* defined when crypto/'s cnd_cmd_bench_secagg is linked in */
-    if (argc > 1 && !strcmp(argv[1], "secagg")) return cnd_cmd_bench_secagg(argc - 1, argv + 1);
-#else
-    if (argc > 1 && !strcmp(argv[1], "secagg"))
-        return cnd_errf(CND_EINVAL, "bench secagg: the secure-aggregation benchmark is not in "
-                        "this build");
-#endif
     long iters = 5000, batch = 256, threads = 1;
     const char *kern = "auto";
     int json = 0;
