@@ -476,17 +476,18 @@ int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m)
     return 0;
 }
 
-/* A crypto/secagg.h message carried in `field`: the header must name the expected type, and
- * from/to must match the direction (from_id: the sender's participant id, or
- * CND_SECAGG_SERVER for the coordinator; messages to the coordinator are addressed to it). */
-static int s_secagg(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
-                    uint8_t type, uint32_t from_id)
+/* A crypto/secagg.h message carried in `field`: the header must name the expected type (or
+ * `type2` when it is not 0), and from/to must match the direction (from_id: the sender's
+ * participant id, or CND_SECAGG_SERVER for the coordinator; messages to the coordinator are
+ * addressed to it). */
+static int s_secagg2(cnd_proto_reject_t *rej, const char *ctx, const char *f,
+                     ProtobufCBinaryData b, uint8_t type, uint8_t type2, uint32_t from_id)
 {
     S_TRY(s_blob(rej, ctx, f, b, CND_SECAGG_HDR_BYTES, CND_PROTO_SECAGG_MAX));
     cnd_secagg_hdr_t h;
     if (cnd_secagg_peek(&h, b.data, b.len) != 0)
         return s_fail(rej, S_BAD, "%s.%s: not a secure-aggregation message", ctx, f);
-    if (h.type != type)
+    if (h.type != type && (!type2 || h.type != type2))
         return s_fail(rej, S_BAD, "%s.%s: message type %u, expected %u", ctx, f, h.type, type);
     if (h.from != from_id)
         return s_fail(rej, S_BAD, "%s.%s: header sender %u, expected %u", ctx, f, h.from, from_id);
@@ -495,6 +496,12 @@ static int s_secagg(cnd_proto_reject_t *rej, const char *ctx, const char *f, Pro
     if (from_id == CND_SECAGG_SERVER && h.to == CND_SECAGG_SERVER)
         return s_fail(rej, S_BAD, "%s.%s: addressed to the coordinator itself", ctx, f);
     return 0;
+}
+
+static int s_secagg(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
+                    uint8_t type, uint32_t from_id)
+{
+    return s_secagg2(rej, ctx, f, b, type, 0, from_id);
 }
 
 int cnd_proto_validate_advertise_keys(cnd_proto_reject_t *rej, const Condenser__AdvertiseKeys *m)
@@ -542,15 +549,17 @@ int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__Ma
 
 int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej, const Condenser__UnmaskRequest *m)
 {
-    return s_secagg(rej, "unmask_request", "request", m->request, CND_SECAGG_UNMASK_REQ,
-                    CND_SECAGG_SERVER);
+    /* Phase 4 is two exchanges on the same envelope types: the consistency check (the
+     * survivor sets, CONSIST_REQ) and then the unmask request proper. */
+    return s_secagg2(rej, "unmask_request", "request", m->request, CND_SECAGG_UNMASK_REQ,
+                     CND_SECAGG_CONSIST_REQ, CND_SECAGG_SERVER);
 }
 
 int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej, const Condenser__UnmaskResponse *m)
 {
     S_TRY(s_pid(rej, "unmask_response", "participant_id", m->participant_id));
-    return s_secagg(rej, "unmask_response", "unmask", m->unmask, CND_SECAGG_UNMASK,
-                    m->participant_id);
+    return s_secagg2(rej, "unmask_response", "unmask", m->unmask, CND_SECAGG_UNMASK,
+                     CND_SECAGG_CONSIST, m->participant_id);
 }
 
 int cnd_proto_validate_metrics(cnd_proto_reject_t *rej, const Condenser__Metrics *m)
