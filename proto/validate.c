@@ -14,6 +14,7 @@
  */
 #include "proto.h"
 
+#include "manifest.h"
 #include "secagg.h"
 
 #include <math.h>
@@ -623,16 +624,45 @@ int cnd_proto_validate_device_profile(cnd_proto_reject_t *rej, const Condenser__
     return 0;
 }
 
+/* A crypto/manifest.h signed envelope; its body is parsed with crypto/'s own decoder (the
+ * signature is the device's to verify, against the federation key it trusts) and cross-checked
+ * with the message: digest, exact length, and the rollback flag. */
+static int s_manifest(cnd_proto_reject_t *rej, const char *ctx, ProtobufCBinaryData b,
+                      ProtobufCBinaryData digest, const uint64_t *size, int rollback)
+{
+    S_TRY(s_blob(rej, ctx, "manifest", b, 1, CND_PROTO_MANIFEST_MAX));
+    if (b.len < 12 + 96 || memcmp(b.data, "CNDSMF01", 8) != 0)
+        return s_fail(rej, S_BAD, "%s.manifest: not a signed manifest (CNDSMF01)", ctx);
+    uint32_t blen = cnd_le32(b.data + 8);
+    if ((size_t)blen != b.len - 12 - 96)
+        return s_fail(rej, S_BAD, "%s.manifest: body length %u does not fit its %zu bytes", ctx,
+                      blen, b.len);
+    cnd_manifest_t m;
+    if (cnd_manifest_decode(&m, b.data + 12, blen) != 0) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        return s_fail(rej, S_BAD, "%s.manifest: %s", ctx, why);
+    }
+    if (memcmp(m.digest, digest.data, CND_PROTO_DIGEST_BYTES) != 0)
+        return s_fail(rej, S_BAD, "%s: the digest differs from the manifest's", ctx);
+    if (size && m.length != *size)
+        return s_fail(rej, S_BAD, "%s.artifact_size: %llu, the manifest says %llu", ctx,
+                      (unsigned long long)*size, (unsigned long long)m.length);
+    if (((m.flags & CND_MANIFEST_ROLLBACK) != 0) != (rollback != 0))
+        return s_fail(rej, S_BAD, "%s.rollback: %s, the manifest %s the rollback flag", ctx,
+                      rollback ? "true" : "false",
+                      (m.flags & CND_MANIFEST_ROLLBACK) ? "has" : "lacks");
+    return 0;
+}
+
 int cnd_proto_validate_artifact_offer(cnd_proto_reject_t *rej, const Condenser__ArtifactOffer *m)
 {
     const char *c = "artifact_offer";
     S_TRY(s_u64(rej, c, "rollout_id", m->rollout_id, 1, UINT64_MAX));
-    S_TRY(s_blob(rej, c, "manifest", m->manifest, 1, CND_PROTO_MANIFEST_MAX));
-    S_TRY(s_fixed(rej, c, "manifest_signature", m->manifest_signature, CND_PROTO_SIG_BYTES));
     S_TRY(s_fixed(rej, c, "artifact_digest", m->artifact_digest, CND_PROTO_DIGEST_BYTES));
     S_TRY(s_u64(rej, c, "artifact_size", m->artifact_size, 1, CND_PROTO_OBJECT_MAX));
     S_TRY(s_u64(rej, c, "chunk_size", m->chunk_size, CND_PROTO_CHUNK_MIN, CND_PROTO_CHUNK_MAX));
-    return 0;
+    return s_manifest(rej, c, m->manifest, m->artifact_digest, &m->artifact_size, m->rollback);
 }
 
 int cnd_proto_validate_artifact_chunk_request(cnd_proto_reject_t *rej,
@@ -667,11 +697,9 @@ int cnd_proto_validate_rollback(cnd_proto_reject_t *rej, const Condenser__Rollba
 {
     const char *c = "rollback";
     S_TRY(s_u64(rej, c, "rollout_id", m->rollout_id, 1, UINT64_MAX));
-    S_TRY(s_blob(rej, c, "manifest", m->manifest, 1, CND_PROTO_MANIFEST_MAX));
-    S_TRY(s_fixed(rej, c, "manifest_signature", m->manifest_signature, CND_PROTO_SIG_BYTES));
     S_TRY(s_fixed(rej, c, "target_digest", m->target_digest, CND_PROTO_DIGEST_BYTES));
     S_TRY(s_text(rej, c, "reason", m->reason, 0, CND_PROTO_TEXT_MAX, S_TEXT));
-    return 0;
+    return s_manifest(rej, c, m->manifest, m->target_digest, NULL, 1);
 }
 
 /* --- envelope ----------------------------------------------------------------------------- */

@@ -323,7 +323,13 @@ MUT(m_dp_seq_nodig, f->dp.running_digest = B("", 0))
 MUT(m_ao_rollout0, f->ao.rollout_id = 0)
 MUT(m_ao_man_empty, f->ao.manifest = B("", 0))
 MUT(m_ao_man_big, f->ao.manifest = B(BIG, CND_PROTO_MANIFEST_MAX + 1))
-MUT(m_ao_sig, f->ao.manifest_signature = B(SIG, 32))
+MUT(m_ao_man_junk, f->ao.manifest = B(MAN, sizeof MAN))
+MUT(m_ao_man_cut, f->ao.manifest.len = SMAN_LEN - 1)
+MUT(m_ao_man_body, f->ao.manifest = B(SRB, SRB_LEN); f->ao.artifact_digest = B(DIG2, 32);
+    f->ao.artifact_size = 90000; SRB[12] ^= 0x01) /* breaks the body's magic; restored below */
+MUT(m_ao_digest, f->ao.artifact_digest = B(DIG2, 32))
+MUT(m_ao_size, f->ao.artifact_size = 100001)
+MUT(m_ao_rollback, f->ao.rollback = 1)
 MUT(m_ao_size0, f->ao.artifact_size = 0)
 MUT(m_ao_chunk, f->ao.chunk_size = 512)
 /* artifact_chunk_request */
@@ -339,7 +345,8 @@ MUT(m_ar_seq_nodig, f->ar.active_digest = B("", 0))
 MUT(m_ar_dig, f->ar.artifact_digest = B(DIG, 31))
 /* rollback */
 MUT(m_rb_target, f->rb.target_digest = B("", 0))
-MUT(m_rb_sig, f->rb.manifest_signature = B(BIG, 65))
+MUT(m_rb_noflag, f->rb.manifest = B(SMAN, SMAN_LEN); f->rb.target_digest = B(DIG, 32))
+MUT(m_rb_digest, f->rb.target_digest = B(DIG, 32))
 MUT(m_rb_rollout0, f->rb.rollout_id = 0)
 MUT(m_rb_reason_ctrl, f->rb.reason = B(CTRL, sizeof CTRL))
 
@@ -501,7 +508,12 @@ static const bad_t s_bad[] = {
     {T(ARTIFACT_OFFER), "artifact_offer.rollout_id", BAD, m_ao_rollout0},
     {T(ARTIFACT_OFFER), "artifact_offer.manifest", BAD, m_ao_man_empty},
     {T(ARTIFACT_OFFER), "artifact_offer.manifest", BIGC, m_ao_man_big},
-    {T(ARTIFACT_OFFER), "artifact_offer.manifest_signature", BAD, m_ao_sig},
+    {T(ARTIFACT_OFFER), "artifact_offer.manifest: not a signed manifest", BAD, m_ao_man_junk},
+    {T(ARTIFACT_OFFER), "artifact_offer.manifest: body length", BAD, m_ao_man_cut},
+    {T(ARTIFACT_OFFER), "artifact_offer.manifest: manifest", BAD, m_ao_man_body},
+    {T(ARTIFACT_OFFER), "artifact_offer: the digest differs", BAD, m_ao_digest},
+    {T(ARTIFACT_OFFER), "artifact_offer.artifact_size", BAD, m_ao_size},
+    {T(ARTIFACT_OFFER), "artifact_offer.rollback", BAD, m_ao_rollback},
     {T(ARTIFACT_OFFER), "artifact_offer.artifact_size", BAD, m_ao_size0},
     {T(ARTIFACT_OFFER), "artifact_offer.chunk_size", BAD, m_ao_chunk},
     {T(ARTIFACT_CHUNK_REQUEST), "artifact_chunk_request.length", BAD, m_acr_len0},
@@ -514,7 +526,8 @@ static const bad_t s_bad[] = {
     {T(ACTIVATION_REPORT), "activation_report.active_sequence", BAD, m_ar_seq_nodig},
     {T(ACTIVATION_REPORT), "activation_report.artifact_digest", BAD, m_ar_dig},
     {T(ROLLBACK), "rollback.target_digest", BAD, m_rb_target},
-    {T(ROLLBACK), "rollback.manifest_signature", BIGC, m_rb_sig},
+    {T(ROLLBACK), "rollback.rollback: true, the manifest lacks", BAD, m_rb_noflag},
+    {T(ROLLBACK), "rollback: the digest differs", BAD, m_rb_digest},
     {T(ROLLBACK), "rollback.rollout_id", BAD, m_rb_rollout0},
     {T(ROLLBACK), "rollback.reason", BAD, m_rb_reason_ctrl},
 };
@@ -582,6 +595,7 @@ static void test_bad_fields(void)
             free(raw);
         }
         types_seen[b->type]++;
+        s_fill_globals(); /* undo mutations of the shared byte arrays */
     }
     /* every payload type has rejection cases, except heartbeat (it has no constrained field) */
     for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_ROLLBACK; t++)
