@@ -10,10 +10,15 @@
 int cnd_cmd_train(int argc, char **argv);
 int cnd_cmd_eval(int argc, char **argv);
 int cnd_cmd_info(int argc, char **argv);
+int cnd_cmd_quantize(int argc, char **argv);
+int cnd_cmd_export(int argc, char **argv);
+int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` goes to crypto/ */
 int cnd_cmd_distill(int argc, char **argv);
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);
+int cnd_cmd_ca(int argc, char **argv);
+int cnd_cmd_bench_secagg(int argc, char **argv);
 
 /* coordinator/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */
 int cnd_cmd_audit(int argc, char **argv);

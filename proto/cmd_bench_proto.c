@@ -1,5 +1,5 @@
 /*
- * cmd_bench_proto.c: `condenser bench-proto`, the wire protocol benchmark behind the
+ * cmd_bench_proto.c: `condenser bench proto`, the wire protocol benchmark behind the
  * "Wire protocol" section of docs/benchmarks.md.
  *
  * What it measures, each as a median over repetitions, side by side in one run:
@@ -436,7 +436,7 @@ int cnd_cmd_bench_proto(int argc, char **argv)
         {"json", CND_OPT_FLAG, &json, NULL, "print the results as JSON"},
         {0}};
     const cnd_cli_t cli = {
-        "condenser bench-proto [--values N] [--bits B] [--chunk BYTES] [--json]",
+        "condenser bench proto [--values N] [--bits B] [--chunk BYTES] [--json]",
         "Measures the wire protocol: encode and decode throughput of a chunked masked vector "
         "(with SHA-256 and validation) against one SHA-256 pass and a memcpy, bytes on the wire "
         "over a CURVE session against the payload and against 8 bytes per value, and the "

@@ -36,6 +36,6 @@ endif()
 # The benchmark command end to end on a small vector: it checks that the decoded vector and
 # every frame sent through the relay come back byte-identical, and fails otherwise.
 add_test(NAME bench_proto_smoke
-         COMMAND condenser bench-proto --values 20000 --bits 12 --chunk 4096 --reps 2 --rtt 20 --json)
+         COMMAND condenser bench proto --values 20000 --bits 12 --chunk 4096 --reps 2 --rtt 20 --json)
 set_tests_properties(bench_proto_smoke PROPERTIES LABELS integration TIMEOUT 60
                      PASS_REGULAR_EXPRESSION "\"wire_bytes_per_value\":1\\.5")
