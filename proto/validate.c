@@ -541,6 +541,20 @@ int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__Ma
     return 0;
 }
 
+int cnd_proto_validate_consistency_request(cnd_proto_reject_t *rej,
+                                           const Condenser__ConsistencyRequest *m)
+{
+    return s_secagg(rej, "consistency_request", "request", m->request, CND_SECAGG_CONSIST_REQ,
+                    CND_SECAGG_SERVER);
+}
+
+int cnd_proto_validate_consistency(cnd_proto_reject_t *rej, const Condenser__Consistency *m)
+{
+    S_TRY(s_pid(rej, "consistency", "participant_id", m->participant_id));
+    return s_secagg(rej, "consistency", "consistency", m->consistency, CND_SECAGG_CONSIST,
+                    m->participant_id);
+}
+
 int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej, const Condenser__UnmaskRequest *m)
 {
     return s_secagg(rej, "unmask_request", "request", m->request, CND_SECAGG_UNMASK_REQ,
@@ -593,7 +607,7 @@ int cnd_proto_validate_error(cnd_proto_reject_t *rej, const Condenser__Error *m)
     S_TRY(s_text(rej, c, "text", m->text, 1, CND_PROTO_TEXT_MAX, S_TEXT));
     if (m->ref_type != 0)
         S_TRY(s_enum(rej, c, "ref_type", m->ref_type, CONDENSER__MSG_TYPE__MSG_HELLO,
-                     CONDENSER__MSG_TYPE__MSG_ROLLBACK));
+                     CONDENSER__MSG_TYPE__MSG_CONSISTENCY));
     return 0;
 }
 
@@ -722,6 +736,8 @@ static s_scope_t s_scope(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_METRICS:
@@ -757,7 +773,7 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
                         env->version, CND_PROTO_VERSION);
     }
     S_TRY(s_enum(rej, c, "type", env->type, CONDENSER__MSG_TYPE__MSG_HELLO,
-                 CONDENSER__MSG_TYPE__MSG_ROLLBACK));
+                 CONDENSER__MSG_TYPE__MSG_CONSISTENCY));
     if (env->payload_case == CONDENSER__ENVELOPE__PAYLOAD__NOT_SET)
         return s_fail(rej, S_BAD, "envelope.payload: missing (type %s)",
                       cnd_proto_type_name(env->type));
@@ -824,6 +840,10 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_activation_report(rej, env->activation_report);
     case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
         return cnd_proto_validate_rollback(rej, env->rollback);
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+        return cnd_proto_validate_consistency_request(rej, env->consistency_request);
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
+        return cnd_proto_validate_consistency(rej, env->consistency);
     default:
         return s_fail(rej, S_BAD, "envelope.type: unknown value %d", (int)env->type);
     }
@@ -860,6 +880,7 @@ static unsigned s_roles(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_ROUND_END:
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
@@ -869,6 +890,7 @@ static unsigned s_roles(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_METRICS:
         return S_R(SITE);
@@ -907,8 +929,8 @@ int cnd_proto_check_role(cnd_proto_reject_t *rej, const Condenser__Envelope *env
 
 const char *cnd_phase_name(cnd_phase_t p)
 {
-    static const char *const names[] = {"idle",         "advertise", "share",
-                                        "masked_input", "unmask",    "done"};
+    static const char *const names[] = {"idle",        "advertise", "share", "masked_input",
+                                        "consistency", "unmask",    "done"};
     if ((unsigned)p < sizeof names / sizeof names[0]) return names[p];
     return "unknown";
 }
@@ -926,6 +948,9 @@ cnd_phase_t cnd_proto_phase_of(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
     case CONDENSER__MSG_TYPE__MSG_METRICS:
         return CND_PHASE_MASKED;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
+        return CND_PHASE_CONSISTENCY;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
         return CND_PHASE_UNMASK;
@@ -973,7 +998,8 @@ int cnd_proto_check_round(cnd_proto_reject_t *rej, const Condenser__Envelope *en
     int ok;
     if (from_site)
         ok = ph == view->phase ||
-             (env->type == CONDENSER__MSG_TYPE__MSG_METRICS && view->phase == CND_PHASE_UNMASK);
+             (env->type == CONDENSER__MSG_TYPE__MSG_METRICS &&
+              (view->phase == CND_PHASE_CONSISTENCY || view->phase == CND_PHASE_UNMASK));
     else
         ok = ph >= view->phase;
     if (!ok) {

@@ -27,7 +27,7 @@ static void test_round_trips(void)
     fx_t f;
     cnd_buf_t reused;
     cnd_buf_init(&reused);
-    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_ROLLBACK; t++) {
+    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_CONSISTENCY; t++) {
         s_build(&f, (Condenser__MsgType)t);
         uint8_t *buf = NULL;
         size_t n = 0;
@@ -287,6 +287,11 @@ MUT(m_mi_len0, f->mi.length = 0)
 MUT(m_mi_len_big, f->mi.length = (uint64_t)UINT32_MAX + 1)
 MUT(m_mi_novec, f->mi.vector = NULL)
 MUT(m_mi_pid, f->mi.participant_id = 70000)
+MUT(m_cq_type, s_sa_msg(f->samsg, CND_SECAGG_CONSIST, 4200003, CND_SECAGG_SERVER, 1, 0))
+MUT(m_cq_from, s_sa_msg(f->samsg, CND_SECAGG_CONSIST_REQ, 4200003, 2, 1, 0))
+MUT(m_cs_from, f->cs.participant_id = 2)
+MUT(m_cs_type, s_sa_msg(f->samsg, CND_SECAGG_CONSIST_REQ, 4200003, 1, CND_SECAGG_SERVER, 0))
+MUT(m_cs_big, f->cs.consistency = B(BIG, CND_PROTO_SECAGG_MAX + 1))
 MUT(m_ur_type, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, CND_SECAGG_SERVER, 1, 0))
 MUT(m_ur_empty, f->ur.request = B("", 0))
 MUT(m_ures_from, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, 0, CND_SECAGG_SERVER, 0))
@@ -477,6 +482,11 @@ static const bad_t s_bad[] = {
     {T(MASKED_INPUT), "masked_input.length", BIGC, m_mi_len_big},
     {T(MASKED_INPUT), "masked_input.vector", BAD, m_mi_novec},
     {T(MASKED_INPUT), "masked_input.participant_id", BIGC, m_mi_pid},
+    {T(CONSISTENCY_REQUEST), "consistency_request.request: message type", BAD, m_cq_type},
+    {T(CONSISTENCY_REQUEST), "consistency_request.request: header sender", BAD, m_cq_from},
+    {T(CONSISTENCY), "consistency.consistency: header sender", BAD, m_cs_from},
+    {T(CONSISTENCY), "consistency.consistency: message type", BAD, m_cs_type},
+    {T(CONSISTENCY), "consistency.consistency", BIGC, m_cs_big},
     {T(UNMASK_REQUEST), "unmask_request.request: message type", BAD, m_ur_type},
     {T(UNMASK_REQUEST), "unmask_request.request", BAD, m_ur_empty},
     {T(UNMASK_RESPONSE), "unmask_response.unmask: header sender", BAD, m_ures_from},
@@ -598,7 +608,7 @@ static void test_bad_fields(void)
         s_fill_globals(); /* undo mutations of the shared byte arrays */
     }
     /* every payload type has rejection cases, except heartbeat (it has no constrained field) */
-    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_ROLLBACK; t++)
+    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_CONSISTENCY; t++)
         if (t != CONDENSER__MSG_TYPE__MSG_HEARTBEAT) CHECK(types_seen[t] > 0);
 }
 
@@ -826,6 +836,8 @@ static void test_checks(void)
 
     /* round/phase from the coordinator's view */
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* metrics in MASKED */
+    v.phase = CND_PHASE_CONSISTENCY;
+    CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* ...in CONSISTENCY */
     v.phase = CND_PHASE_UNMASK;
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* ...and in UNMASK */
     v.phase = CND_PHASE_SHARE;
@@ -857,6 +869,17 @@ static void test_checks(void)
     f.chunk.kind = CONDENSER__OBJECT_KIND__OBJ_ARTIFACT;
     CHECK_EQ_INT(cnd_proto_phase_of(&f.env), CND_PHASE_IDLE);
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* not round-bound */
+    /* the consistency phase sits between masked input and unmask */
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_CONSISTENCY);
+    CHECK_EQ_INT(cnd_proto_phase_of(&f.env), CND_PHASE_CONSISTENCY);
+    v.phase = CND_PHASE_CONSISTENCY;
+    CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0);
+    v.phase = CND_PHASE_UNMASK;
+    CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), CND_ESTATE);
+    CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, CONDENSER__ROLE__ROLE_SITE), 0);
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST);
+    CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, CONDENSER__ROLE__ROLE_COORDINATOR), 0);
+    CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, CONDENSER__ROLE__ROLE_SITE), CND_EPERM);
     /* messages not bound to a round always pass */
     s_build(&f, CONDENSER__MSG_TYPE__MSG_HEARTBEAT);
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0);
@@ -984,6 +1007,8 @@ static void test_helpers(void)
 
     CHECK(strcmp(cnd_proto_type_name(CONDENSER__MSG_TYPE__MSG_SHARE_KEYS), "share_keys") == 0);
     CHECK(strcmp(cnd_proto_type_name(CONDENSER__MSG_TYPE__MSG_ROLLBACK), "rollback") == 0);
+    CHECK(strcmp(cnd_proto_type_name(CONDENSER__MSG_TYPE__MSG_CONSISTENCY), "consistency") == 0);
+    CHECK(strcmp(cnd_phase_name(CND_PHASE_CONSISTENCY), "consistency") == 0);
     CHECK(strcmp(cnd_proto_type_name(1000), "unknown") == 0);
     CHECK(strcmp(cnd_proto_error_name(CONDENSER__ERROR_CODE__ERR_INTERNAL), "internal") == 0);
     CHECK(strcmp(cnd_phase_name(CND_PHASE_UNMASK), "unmask") == 0);

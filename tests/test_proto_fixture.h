@@ -51,6 +51,8 @@ typedef struct {
     Condenser__SharesRelay sr;
     Condenser__MaskedInput mi;
     Condenser__ObjectInfo vec;
+    Condenser__ConsistencyRequest cq;
+    Condenser__Consistency cs;
     Condenser__UnmaskRequest ur;
     Condenser__UnmaskResponse ures;
     uint8_t samsg[256]; /* the crypto/secagg.h message carried by a SecAgg+ payload */
@@ -337,6 +339,23 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         f->mi.length = 1000001;
         f->mi.participant_id = 1;
         p = &f->mi;
+        job = 42;
+        round = 3;
+        break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+        condenser__consistency_request__init(&f->cq);
+        f->cq.request = B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_CONSIST_REQ, 4200003,
+                                             CND_SECAGG_SERVER, 1, 4 + 1 + 1));
+        p = &f->cq;
+        job = 42;
+        round = 3;
+        break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
+        condenser__consistency__init(&f->cs);
+        f->cs.participant_id = 1;
+        f->cs.consistency =
+            B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_CONSIST, 4200003, 1, CND_SECAGG_SERVER, 64));
+        p = &f->cs;
         job = 42;
         round = 3;
         break;
