@@ -128,6 +128,10 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
             }
             cnd_err_clear();
             x->have_pk = 1;
+        } else if (strcmp(key, "ca_cert") == 0 || strcmp(key, "ca_crl") == 0) {
+            char *dst = strcmp(key, "ca_cert") == 0 ? c->ca_cert : c->ca_crl;
+            if (s_path(dst, CND_AGENT_PATH_MAX, x->dir, v))
+                return s_fail(x, sec, key, "path too long");
         } else {
             return s_fail(x, sec, key, "unknown key");
         }
@@ -182,12 +186,15 @@ int cnd_agent_config_load(cnd_agent_config_t *c, const char *path)
     if (x.rc) return cnd_errf(CND_EINVAL, "%s:%d: %s", path, line, x.err);
     if (line > 0) return cnd_errf(CND_EINVAL, "%s:%d: malformed line", path, line);
     if (line < 0) return cnd_errf(CND_EIO, "%s: cannot read", path);
-    const char *miss = !c->name[0]       ? "[site] name"
-                       : !c->data[0]     ? "[site] data"
-                       : !c->key[0]      ? "[identity] key"
-                       : !c->endpoint[0] ? "[coordinator] endpoint"
-                       : !x.have_pk      ? "[coordinator] public_key"
-                                         : NULL;
+    const char *miss = !c->name[0]          ? "[site] name"
+                       : !c->data[0]        ? "[site] data"
+                       : !c->key[0]         ? "[identity] key"
+                       : !c->certificate[0] ? "[identity] certificate"
+                       : !c->endpoint[0]    ? "[coordinator] endpoint"
+                       : !x.have_pk         ? "[coordinator] public_key"
+                       : !c->ca_cert[0]     ? "[coordinator] ca_cert"
+                       : !c->ca_crl[0]      ? "[coordinator] ca_crl"
+                                            : NULL;
     if (miss) return cnd_errf(CND_EINVAL, "%s: %s is required", path, miss);
     if (!c->state[0] && s_path(c->state, sizeof c->state, x.dir, "agent.db"))
         return cnd_errf(CND_EINVAL, "%s: path too long", path);

@@ -2,29 +2,32 @@
  * agent_config.h: the site agent's INI configuration (parsed with inih, Debian's libinih).
  *
  *   [site]
- *   name        = hospital-a                  ; the name the coordinator enrolled (required)
- *   data        = idx:IMAGES,LABELS           ; local training data, a compress/data.h spec
- * (required) validation  = 0.1                         ; fraction held out as the local validation
- * split state       = agent.db                    ; the agent's database (default next to the
- * config) work        = .                           ; where shipped teachers are cached (default:
- * config dir)
+ *   name = hospital-a            the name the coordinator enrolled (required)
+ *   data = idx:IMAGES,LABELS     local training data, a compress/data.h spec (required)
+ *   validation = 0.1             fraction held out as the local validation split
+ *   state = agent.db             the agent's database (default: next to the config)
+ *   work = .                     where shipped teachers are cached (default: the config's dir)
  *
  *   [identity]
- *   key         = identity.key                ; Ed25519 identity (condenser keygen), mode 0600
- * (required) certificate = site.der                    ; X.509 DER from the federation CA
- * (optional)
+ *   key = identity.key           Ed25519 identity (condenser keygen), mode 0600 (required)
+ *   certificate = site.pem       its certificate from the federation CA (condenser ca issue),
+ *                                PEM or DER (required: the coordinator checks it at Hello)
  *
  *   [coordinator]
- *   endpoint    = tcp://coordinator:7700      ; (required)
- *   public_key  = 64 hex digits, or a path to the coordinator's identity.pub   (required: pinned)
+ *   endpoint = tcp://host:7700   (required)
+ *   public_key = HEX | FILE      the coordinator's Ed25519 key, 64 hex digits or its
+ *                                identity.pub (required: pinned for CurveZMQ)
+ *   ca_cert = ca.crt             the federation CA certificate and its revocation list
+ *   ca_crl = crl.pem             (required): every neighbour's certificate in a round must
+ *                                verify against them before its keys are accepted
  *
- *   [teachers]                                ; site-local teachers, by the name a job uses
+ *   [teachers]                   site-local teachers, by the name a job uses
  *   resnet-local = /srv/models/teacher.cnd
  *
  *   [limits]
- *   threads     = 1                           ; training threads
- *   memory_mb   = 4096                        ; refuse jobs whose data, teacher and models would
- * need more max_model_mb = 256                        ; refuse larger model or teacher transfers
+ *   threads = 1                  training threads
+ *   memory_mb = 4096             refuse jobs whose data, teacher and models would need more
+ *   max_model_mb = 256           refuse larger model or teacher transfers
  *
  * Relative paths are relative to the directory holding the config file. Unknown sections or
  * keys, missing required keys, and malformed values are errors naming file:line and the key.
@@ -48,7 +51,9 @@ typedef struct {
     char state[CND_AGENT_PATH_MAX]; /* database path */
     char work[CND_AGENT_PATH_MAX];  /* teacher cache directory */
     char key[CND_AGENT_PATH_MAX];
-    char certificate[CND_AGENT_PATH_MAX]; /* "" if none */
+    char certificate[CND_AGENT_PATH_MAX]; /* this site's certificate (PEM or DER) */
+    char ca_cert[CND_AGENT_PATH_MAX];     /* federation CA certificate (PEM) */
+    char ca_crl[CND_AGENT_PATH_MAX];      /* its revocation list (PEM) */
     char endpoint[256];
     uint8_t coordinator_pk[32]; /* pinned Ed25519 key of the coordinator */
     int n_teachers;

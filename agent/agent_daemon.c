@@ -24,6 +24,7 @@
 #include "audit_log.h"
 #include "chunk.h"
 #include "clock.h"
+#include "coord_cert.h"
 #include "coord_job.h"
 #include "digest.h"
 #include "fileio.h"
@@ -401,27 +402,30 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
     }
     a->round_open = 1;
     char why[300] = "";
-    /* The roster: every participant's identity key, and this site at its own id. */
-    uint8_t(*keys)[32] = malloc(rs->n_roster * 32);
-    int me = 0;
-    for (size_t i = 0; keys && i < rs->n_roster; i++) {
-        const Condenser__Participant *p = rs->roster[i];
-        memcpy(keys[i], p->identity_key.data, 32);
-        if (p->participant_id == a->pid) {
-            char nm[64];
-            me = cnd_proto_text(nm, sizeof nm, p->node_name) == 0 && strcmp(nm, a->cfg.name) == 0 &&
-                 sodium_memcmp(p->identity_key.data, cnd_identity_pk(a->id), 32) == 0;
-        }
+    /* The neighbours: each certificate must verify against the federation CA (role site, its
+     * CN the name given); their identity keys (and this site's own) are the only ones whose
+     * SecAgg+ adverts this round accepts. */
+    uint8_t(*keys)[32] = malloc((rs->n_neighbours + 1) * 32);
+    size_t nk = 0;
+    int64_t now = cnd_unix_time();
+    if (!keys) snprintf(why, sizeof why, "out of memory");
+    for (size_t i = 0; !why[0] && i < rs->n_neighbours; i++) {
+        const Condenser__PeerCert *p = rs->neighbours[i];
+        char nm[64];
+        cnd_cert_info_t ci;
+        if (cnd_proto_text(nm, sizeof nm, p->node_name) ||
+            cnd_cert_check(&ci, a->cfg.ca_cert, a->cfg.ca_crl, p->certificate.data,
+                           p->certificate.len, "site", nm, now))
+            snprintf(why, sizeof why, "neighbour %u: %s", p->participant_id, cnd_err_detail());
+        else
+            memcpy(keys[nk++], ci.pubkey, 32);
     }
-    if (!keys)
-        snprintf(why, sizeof why, "out of memory");
-    else if (!me)
-        snprintf(why, sizeof why, "the roster does not list this site at participant id %u",
-                 a->pid);
-    else if (cnd_secagg_params_decode(&a->sp, rs->secagg_params.data, rs->secagg_params.len) ||
-             cnd_secagg_client_new(&a->sc, &a->sp, a->pid - 1, a->id, (const uint8_t(*)[32])keys,
-                                   rs->n_roster))
-        snprintf(why, sizeof why, "%s", cnd_err_detail());
+    if (!why[0]) {
+        memcpy(keys[nk++], cnd_identity_pk(a->id), 32);
+        if (cnd_secagg_params_decode(&a->sp, rs->secagg_params.data, rs->secagg_params.len) ||
+            cnd_secagg_client_new(&a->sc, &a->sp, a->pid, a->id, (const uint8_t(*)[32])keys, nk))
+            snprintf(why, sizeof why, "%s", cnd_err_detail());
+    }
     free(keys);
     uint64_t max = a->cfg.max_model_mb << 20;
     cnd_proto_reject_t rej;
@@ -435,9 +439,10 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
     cnd_buf_t b;
     cnd_buf_init(&b);
     if (cnd_secagg_client_advertise(a->sc, &b) == 0 && !b.err) {
-        Condenser__SecAggMessage m;
-        condenser__sec_agg_message__init(&m);
-        m.body = cnd_proto_bytes(b.data, b.len);
+        Condenser__AdvertiseKeys m;
+        condenser__advertise_keys__init(&m);
+        m.participant_id = a->pid;
+        m.advert = cnd_proto_bytes(b.data, b.len);
         if (s_send(a, CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS, &m, a->job, env->round, 2000) == 0) {
             snprintf(a->rr.phase, sizeof a->rr.phase, "advertised");
             s_round_save(a);
@@ -714,12 +719,13 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
         if (!a->sc) break;
         cnd_buf_t b;
         cnd_buf_init(&b);
-        int rc = cnd_secagg_client_share_keys(a->sc, &b, env->key_roster->body.data,
-                                              env->key_roster->body.len);
+        int rc = cnd_secagg_client_share_keys(a->sc, &b, env->key_roster->keys.data,
+                                              env->key_roster->keys.len);
         if (!rc && !b.err) {
-            Condenser__SecAggMessage sm;
-            condenser__sec_agg_message__init(&sm);
-            sm.body = cnd_proto_bytes(b.data, b.len);
+            Condenser__ShareKeys sm;
+            condenser__share_keys__init(&sm);
+            sm.participant_id = a->pid;
+            sm.shares = cnd_proto_bytes(b.data, b.len);
             if (s_send(a, CONDENSER__MSG_TYPE__MSG_SHARE_KEYS, &sm, a->job, env->round, 2000) ==
                 0) {
                 snprintf(a->rr.phase, sizeof a->rr.phase, "shared");
@@ -740,32 +746,56 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
         a->view.phase = CND_PHASE_MASKED;
         if (!a->sc) break;
         free(a->shares);
-        a->shares = malloc(env->shares_relay->body.len);
+        a->shares = malloc(env->shares_relay->shares_for.len);
         if (!a->shares) {
             s_round_fail(a, "out of memory");
             break;
         }
-        memcpy(a->shares, env->shares_relay->body.data, env->shares_relay->body.len);
-        a->shares_len = env->shares_relay->body.len;
+        memcpy(a->shares, env->shares_relay->shares_for.data, env->shares_relay->shares_for.len);
+        a->shares_len = env->shares_relay->shares_for.len;
         if (a->global) s_local_step(a);
         break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST: {
+        a->view.phase = CND_PHASE_CONSISTENCY;
+        if (!a->sc) break;
+        cnd_buf_t b;
+        cnd_buf_init(&b);
+        int rc = cnd_secagg_client_consistency(a->sc, &b, env->consistency_request->request.data,
+                                               env->consistency_request->request.len);
+        if (!rc && !b.err) {
+            Condenser__Consistency cm;
+            condenser__consistency__init(&cm);
+            cm.participant_id = a->pid;
+            cm.consistency = cnd_proto_bytes(b.data, b.len);
+            if (s_send(a, CONDENSER__MSG_TYPE__MSG_CONSISTENCY, &cm, a->job, env->round, 2000) ==
+                0) {
+                snprintf(a->rr.phase, sizeof a->rr.phase, "signed");
+                s_round_save(a);
+            }
+            a->resend_at = 0;
+        } else {
+            s_log(a, "round %u: refused the survivor sets: %s", env->round, cnd_err_detail());
+        }
+        cnd_buf_free(&b);
+        break;
+    }
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST: {
         a->view.phase = CND_PHASE_UNMASK;
         if (!a->sc) break;
         cnd_buf_t b;
         cnd_buf_init(&b);
-        int rc = cnd_secagg_client_unmask(a->sc, &b, env->unmask_request->body.data,
-                                          env->unmask_request->body.len);
+        int rc = cnd_secagg_client_unmask(a->sc, &b, env->unmask_request->request.data,
+                                          env->unmask_request->request.len);
         if (!rc && !b.err) {
-            Condenser__SecAggMessage sm;
-            condenser__sec_agg_message__init(&sm);
-            sm.body = cnd_proto_bytes(b.data, b.len);
-            if (s_send(a, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &sm, a->job, env->round,
+            Condenser__UnmaskResponse um;
+            condenser__unmask_response__init(&um);
+            um.participant_id = a->pid;
+            um.unmask = cnd_proto_bytes(b.data, b.len);
+            if (s_send(a, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &um, a->job, env->round,
                        2000) == 0) {
                 snprintf(a->rr.phase, sizeof a->rr.phase, "unmasked");
                 s_round_save(a);
             }
-            a->resend_at = 0;
         } else {
             s_log(a, "round %u: refused the unmask request: %s", env->round, cnd_err_detail());
         }
@@ -835,9 +865,8 @@ static int s_open(s_agent_t *a)
     if ((rc = cnd_identity_load(&a->id, a->cfg.key))) return rc;
     cnd_pubkey_fingerprint(a->fpr, cnd_identity_pk(a->id));
     cnd_pubkey_fingerprint(a->coord_fpr, a->cfg.coordinator_pk);
-    if (a->cfg.certificate[0] &&
-        (rc = cnd_file_read(a->cfg.certificate, 4096, &a->cert, &a->cert_len)))
-        return rc;
+    /* The certificate the coordinator enrolled, sent in every Hello (DER on the wire). */
+    if ((rc = cnd_cert_read_der(&a->cert, &a->cert_len, a->cfg.certificate))) return rc;
     if ((rc = cnd_astore_open(&a->store, a->cfg.state, 0))) return rc;
     uint8_t sk[64];
     cnd_identity_secret_key(sk, a->id);

@@ -12,11 +12,12 @@ int cnd_cmd_eval(int argc, char **argv);
 int cnd_cmd_info(int argc, char **argv);
 int cnd_cmd_quantize(int argc, char **argv);
 int cnd_cmd_export(int argc, char **argv);
-int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` goes to crypto/ */
+int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` is crypto/'s (two-word row) */
 int cnd_cmd_distill(int argc, char **argv);
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);
+int cnd_cmd_ca(int argc, char **argv);
 int cnd_cmd_bench_secagg(int argc, char **argv);
 
 /* coordinator/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */
@@ -30,5 +31,8 @@ int cnd_cmd_demo(int argc, char **argv);
 
 /* agent/cmd_agent.c */
 int cnd_cmd_agent(int argc, char **argv);
+
+/* proto/ */
+int cnd_cmd_bench_proto(int argc, char **argv);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include "audit_actions.h"
 #include "audit_json.h"
+#include "ca.h"
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"
@@ -17,6 +18,7 @@
 #include "fileio.h"
 #include "identity.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,16 +27,19 @@
 
 static int s_init(int argc, char **argv)
 {
-    const char *dir = cnd_coord_default_dir(), *name = "coordinator", *key_dir = NULL;
+    const char *dir = cnd_coord_default_dir(), *name = "coordinator", *key_dir = NULL, *ca = NULL;
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR",
          "coordinator directory to create (default $CND_COORDINATOR_DIR or .)"},
         {"name", CND_OPT_STR, &name, "NAME", "the coordinator's node name (default coordinator)"},
+        {"ca", CND_OPT_STR, &ca, "DIR",
+         "the federation CA directory (condenser ca init): its ca.crt and crl.pem, never its key, "
+         "check every site's certificate (required)"},
         {"key-dir", CND_OPT_STR, &key_dir, "DIR",
          "use the identity in DIR (from condenser keygen) instead of a new one"},
         {0}};
     const cnd_cli_t cli = {
-        "condenser coordinator init [--dir DIR] [--name NAME] [--key-dir DIR]",
+        "condenser coordinator init --ca CA_DIR [--dir DIR] [--name NAME] [--key-dir DIR]",
         "Creates a coordinator: its Ed25519 identity (DIR/identity.key, mode 0600), whose X25519 "
         "form is the CurveZMQ key every agent pins, and its database (DIR/coordinator.db) with "
         "an audit log. Prints the public key to give to site operators.",
@@ -45,6 +50,16 @@ static int s_init(int argc, char **argv)
     if (rc) return rc > 0 ? 0 : rc;
     if (!cnd_cstore_name_ok(name))
         return cnd_errf(CND_EINVAL, "--name '%s' is not a valid node name", name);
+    if (!ca)
+        return cnd_errf(CND_EINVAL, "--ca DIR is required: the federation CA that certifies sites");
+    char ca_cert[PATH_MAX], ca_crl[PATH_MAX], tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s/ca.crt", ca);
+    if (!realpath(tmp, ca_cert)) return cnd_errf(CND_EIO, "%s: no CA certificate there", tmp);
+    snprintf(tmp, sizeof tmp, "%s/crl.pem", ca);
+    if (!realpath(tmp, ca_crl)) return cnd_errf(CND_EIO, "%s: no revocation list there", tmp);
+    cnd_ca_trust_t *trust = NULL;
+    if ((rc = cnd_ca_trust_load(&trust, ca_cert, ca_crl))) return rc;
+    cnd_ca_trust_destroy(&trust);
     char db[600];
     snprintf(db, sizeof db, "%s/%s", dir, CND_COORD_DB_FILE);
     if (cnd_file_exists(db))
@@ -64,6 +79,8 @@ static int s_init(int argc, char **argv)
     cnd_cstore_t *s = NULL;
     if ((rc = cnd_cstore_open(&s, db, 1))) goto done;
     rc = cnd_cstore_meta_set(s, "name", name);
+    if (!rc) rc = cnd_cstore_meta_set(s, "ca_cert", ca_cert);
+    if (!rc) rc = cnd_cstore_meta_set(s, "ca_crl", ca_crl);
     cnd_cstore_close(&s);
     if (rc) goto done;
     cnd_coord_t c;

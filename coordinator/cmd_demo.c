@@ -62,8 +62,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_TEACHER "conv2d(32,3,pad=1) relu maxpool(2) conv2d(64,3,pad=1) relu maxpool(2) flatten dense(128) relu dense(10)"
-#define S_STUDENT "flatten dense(128) relu dense(10)"
+#define S_TEACHER                                                                                  \
+    "conv2d(32,3,pad=1) relu maxpool(2) conv2d(64,3,pad=1) relu maxpool(2) flatten dense(128) "    \
+    "relu dense(10)"
+#define S_STUDENT   "flatten dense(128) relu dense(10)"
 #define S_MAX_SITES 16
 
 typedef struct {
@@ -76,8 +78,8 @@ typedef struct {
 typedef struct {
     char dir[600];
     char name[32];
-    size_t n;              /* samples */
-    uint64_t data_bytes;   /* its IDX files */
+    size_t n;            /* samples */
+    uint64_t data_bytes; /* its IDX files */
     uint64_t sent_bytes, sent_msgs;
     int reconciled;
     int classes_present;
@@ -271,9 +273,9 @@ static int s_train_teacher(cnd_model_t **teacher, const cnd_dataset_t *pub,
 }
 
 /* The same student, distilled centrally on all private data with the same number of passes. */
-static int s_central(double *acc, double *acc_int8, cnd_model_t *teacher,
-                     const cnd_dataset_t *priv, const cnd_dataset_t *test,
-                     const cnd_dataset_t *calib, const s_opts_t *o, uint64_t student_seed)
+static int s_central(double *acc, double *acc_int8, cnd_model_t *teacher, const cnd_dataset_t *priv,
+                     const cnd_dataset_t *test, const cnd_dataset_t *calib, const s_opts_t *o,
+                     uint64_t student_seed)
 {
     cnd_model_t *s = NULL;
     float *logits = NULL;
@@ -360,9 +362,13 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
     char coord[600], log[700], calib[1400], buf[32];
     snprintf(coord, sizeof coord, "%s/coordinator", work);
     snprintf(log, sizeof log, "%s/setup.log", work);
-    const char *init[] = {"coordinator", "init", "--dir", coord, NULL};
-    int rc = s_run(log, init);
+    char ca[600];
+    snprintf(ca, sizeof ca, "%s/ca", work);
+    const char *cai[] = {"ca", "init", "--dir", ca, "--name", "condenser demo federation", NULL};
+    int rc = s_run(log, cai);
     if (rc) return rc;
+    const char *init[] = {"coordinator", "init", "--dir", coord, "--ca", ca, NULL};
+    if ((rc = s_run(log, init))) return rc;
     char pub[700];
     snprintf(pub, sizeof pub, "%s/identity.pub", coord);
     int port = s_free_port();
@@ -372,17 +378,22 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
     for (int s = 0; s < nsites; s++) {
         const char *kg[] = {"keygen", "--out", sites[s].dir, NULL};
         if ((rc = s_run(log, kg))) return rc;
-        char kp[700], ini[700];
+        char kp[700], ini[700], cert[700];
         snprintf(kp, sizeof kp, "%s/identity.pub", sites[s].dir);
-        const char *en[] = {"site", "enroll", sites[s].name, "--key", kp, "--dir", coord, NULL};
+        snprintf(cert, sizeof cert, "%s/site.pem", sites[s].dir);
+        const char *is[] = {"ca",   "issue",    "--dir", ca,      "--name", sites[s].name, "--role",
+                            "site", "--pubkey", kp,      "--out", cert,     NULL};
+        if ((rc = s_run(log, is))) return rc;
+        const char *en[] = {"site", "enroll", sites[s].name, "--cert", cert, "--dir", coord, NULL};
         if ((rc = s_run(log, en))) return rc;
         snprintf(ini, sizeof ini, "%s/agent.ini", sites[s].dir);
         char text[2048];
         int n = snprintf(text, sizeof text,
                          "; site agent configuration written by condenser demo\n"
                          "[site]\nname = %s\ndata = idx:images.idx,labels.idx\nvalidation = 0.1\n"
-                         "[identity]\nkey = identity.key\n"
+                         "[identity]\nkey = identity.key\ncertificate = site.pem\n"
                          "[coordinator]\nendpoint = %s\npublic_key = %s\n"
+                         "ca_cert = ../ca/ca.crt\nca_crl = ../ca/crl.pem\n"
                          "[limits]\nthreads = 1\nmemory_mb = 2048\n",
                          sites[s].name, endpoint, pub);
         if ((rc = cnd_file_write_atomic(ini, text, (size_t)n, 0600))) return rc;
@@ -403,20 +414,54 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
     snprintf(T, sizeof T, "%g", o->T);
     snprintf(A, sizeof A, "%g", o->alpha);
     snprintf(buf, sizeof buf, "%d", nsites);
-    const char *job[] = {"job", "create", "--dir", coord, "--name", "fmnist-demo",
-                         "--student-arch", o->student, "--teacher", teacher_path,
-                         "--rounds", rounds, "--sites", sitesn, "--quorum", buf,
-                         "--qat-rounds", qat, "--local-epochs", le, "--sample-cap", capb,
-                         "--clip", clip, "--seed", seed, "--temperature", T, "--alpha", A,
-                         "--calib-data", calib, "--join-wait-ms", "600000", "--lr", lr,
-                         "--server-lr", slr, "--server-momentum", smom, NULL};
+    const char *job[] = {"job",
+                         "create",
+                         "--dir",
+                         coord,
+                         "--name",
+                         "fmnist-demo",
+                         "--student-arch",
+                         o->student,
+                         "--teacher",
+                         teacher_path,
+                         "--rounds",
+                         rounds,
+                         "--sites",
+                         sitesn,
+                         "--quorum",
+                         buf,
+                         "--qat-rounds",
+                         qat,
+                         "--local-epochs",
+                         le,
+                         "--sample-cap",
+                         capb,
+                         "--clip",
+                         clip,
+                         "--seed",
+                         seed,
+                         "--temperature",
+                         T,
+                         "--alpha",
+                         A,
+                         "--calib-data",
+                         calib,
+                         "--join-wait-ms",
+                         "600000",
+                         "--lr",
+                         lr,
+                         "--server-lr",
+                         slr,
+                         "--server-momentum",
+                         smom,
+                         NULL};
     if ((rc = s_run(log, job))) return rc;
 
     double t0 = cnd_now();
     char clog[700];
     snprintf(clog, sizeof clog, "%s/coordinator.log", work);
-    const char *crun[] = {"coordinator", "run", "--dir", coord, "--endpoint", endpoint,
-                          "--until-done", NULL};
+    const char *crun[] = {"coordinator", "run",    "--dir",        coord,
+                          "--endpoint",  endpoint, "--until-done", NULL};
     pid_t cpid = s_spawn(clog, crun);
     pid_t apid[S_MAX_SITES];
     for (int s = 0; s < nsites; s++) {
@@ -474,8 +519,7 @@ static int s_collect(s_result_t *res, const char *work, s_site_t *sites, int nsi
     cnd_job_rec_t j;
     if ((rc = cnd_cstore_job_get(s, 1, &j))) goto done;
     int completed = strcmp(j.state, "completed") == 0;
-    if (!completed || j.reason[0])
-        s_say("job %s%s%s", j.state, j.reason[0] ? ": " : "", j.reason);
+    if (!completed || j.reason[0]) s_say("job %s%s%s", j.state, j.reason[0] ? ": " : "", j.reason);
     cnd_job_rec_free(&j);
     if (!completed) {
         rc = cnd_errf(CND_ESTATE, "the federated job did not complete (see %s/coordinator.log)",
@@ -670,8 +714,8 @@ static void s_print(const s_result_t *r, const s_opts_t *o)
     }
     printf("\nCondenser demo: federated distillation of Fashion-MNIST into an int8 student\n");
     printf("work directory: %s\n\n", r->workdir);
-    printf("%-46s %s\n", "teacher (CNN, public 10k images) accuracy", "");
-    printf("  %-44s %.4f\n", "teacher", r->teacher_acc);
+    printf("test accuracy (Fashion-MNIST test set, %d images)\n", 10000);
+    printf("  %-44s %.4f\n", "teacher (CNN, trained on the public images)", r->teacher_acc);
     printf("  %-44s %.4f\n", "federated student, float", r->fed_float_acc);
     printf("  %-44s %.4f\n", "federated student, int8 (integer runtime)", r->fed_int8_acc);
     printf("  %-44s %.4f\n", "same student distilled centrally, float", r->central_acc);
@@ -707,25 +751,55 @@ static void s_print(const s_result_t *r, const s_opts_t *o)
 
 int cnd_cmd_demo(int argc, char **argv)
 {
-    s_opts_t o = {NULL, NULL, S_STUDENT, NULL, 10, 3, 0, 10000, 3, 1, 2, 1, 0.5, 0.05,
-                  CND_DISTILL_DEFAULT_T, CND_DISTILL_DEFAULT_ALPHA, 1e-3, 1.0, 0.0, 0};
+    s_opts_t o = {NULL,
+                  NULL,
+                  S_STUDENT,
+                  NULL,
+                  10,
+                  3,
+                  0,
+                  10000,
+                  3,
+                  1,
+                  2,
+                  1,
+                  0.5,
+                  0.05,
+                  CND_DISTILL_DEFAULT_T,
+                  CND_DISTILL_DEFAULT_ALPHA,
+                  1e-3,
+                  1.0,
+                  0.0,
+                  0};
     int quiet = 0;
     const cnd_opt_t opts[] = {
-        {"workdir", CND_OPT_STR, &o.workdir, "DIR", "keep everything here (default: a new directory under ./demo-work)"},
+        {"workdir", CND_OPT_STR, &o.workdir, "DIR",
+         "keep everything here (default: a new directory under ./demo-work)"},
         {"rounds", CND_OPT_INT, &o.rounds, "N", "federated rounds (default 10)", 1, 1000},
         {"sites", CND_OPT_INT, &o.sites, "N", "site agents (default 3)", 2, S_MAX_SITES},
-        {"train-subset", CND_OPT_INT, &o.subset, "N", "use N of the 60,000 training images (default all)", 1000, 60000},
-        {"public", CND_OPT_INT, &o.public_n, "N", "public images for the teacher and calibration (default 10,000)", 500, 30000},
-        {"teacher-epochs", CND_OPT_INT, &o.teacher_epochs, "N", "teacher training epochs (default 3)", 1, 100},
-        {"local-epochs", CND_OPT_INT, &o.local_epochs, "N", "local epochs per round (default 1)", 1, 100},
-        {"qat-rounds", CND_OPT_INT, &o.qat_rounds, "N", "rounds with fake quantization at the end (default 2)", 0, 1000},
-        {"student", CND_OPT_STR, &o.student, "SPEC", "student architecture (default " S_STUDENT ")"},
-        {"clip", CND_OPT_DBL, &o.clip, "C", "per-coordinate clip of an update (default 0.05)", 1e-6, 100},
+        {"train-subset", CND_OPT_INT, &o.subset, "N",
+         "use N of the 60,000 training images (default all)", 1000, 60000},
+        {"public", CND_OPT_INT, &o.public_n, "N",
+         "public images for the teacher and calibration (default 10,000)", 500, 30000},
+        {"teacher-epochs", CND_OPT_INT, &o.teacher_epochs, "N",
+         "teacher training epochs (default 3)", 1, 100},
+        {"local-epochs", CND_OPT_INT, &o.local_epochs, "N", "local epochs per round (default 1)", 1,
+         100},
+        {"qat-rounds", CND_OPT_INT, &o.qat_rounds, "N",
+         "rounds with fake quantization at the end (default 2)", 0, 1000},
+        {"student", CND_OPT_STR, &o.student, "SPEC",
+         "student architecture (default " S_STUDENT ")"},
+        {"clip", CND_OPT_DBL, &o.clip, "C", "per-coordinate clip of an update (default 0.05)", 1e-6,
+         100},
         {"lr", CND_OPT_DBL, &o.lr, "X", "local Adam learning rate (default 1e-3)", 1e-6, 1},
-        {"server-lr", CND_OPT_DBL, &o.server_lr, "X", "server learning rate (default 1)", 1e-3, 100},
-        {"server-momentum", CND_OPT_DBL, &o.server_momentum, "M", "server momentum (default 0)", 0, 0.999},
-        {"teacher", CND_OPT_STR, &o.teacher, "FILE", "use this teacher (.cnd) instead of training one"},
-        {"dirichlet", CND_OPT_DBL, &o.alpha_dir, "A", "label skew of the site split (default 0.5)", 0.01, 1000},
+        {"server-lr", CND_OPT_DBL, &o.server_lr, "X", "server learning rate (default 1)", 1e-3,
+         100},
+        {"server-momentum", CND_OPT_DBL, &o.server_momentum, "M", "server momentum (default 0)", 0,
+         0.999},
+        {"teacher", CND_OPT_STR, &o.teacher, "FILE",
+         "use this teacher (.cnd) instead of training one"},
+        {"dirichlet", CND_OPT_DBL, &o.alpha_dir, "A", "label skew of the site split (default 0.5)",
+         0.01, 1000},
         {"data", CND_OPT_STR, &o.data_dir, "DIR", "Fashion-MNIST directory (default Debian's)"},
         {"seed", CND_OPT_INT, &o.seed, "S", "seed (default 1)", 0, 1e9},
         {"json", CND_OPT_FLAG, &o.json, NULL, "print the result table as JSON"},
@@ -814,8 +888,8 @@ int cnd_cmd_demo(int argc, char **argv)
         if (rc) goto out;
         res->teacher_acc = ev.acc;
     } else {
-        s_say("[2/6] training the teacher (%s) on %zu public images, %ld epochs", S_TEACHER,
-              pub->n, o.teacher_epochs);
+        s_say("[2/6] training the teacher (%s) on %zu public images, %ld epochs", S_TEACHER, pub->n,
+              o.teacher_epochs);
         if ((rc = s_train_teacher(&teacher, pub, test, &o, &res->teacher_acc))) goto out;
     }
     res->teacher_s = cnd_now() - tt;
@@ -839,7 +913,7 @@ int cnd_cmd_demo(int argc, char **argv)
     for (int s = 0; s < (int)o.sites; s++) {
         s_site_t *si = &res->sites[s];
         snprintf(si->name, sizeof si->name, "site-%c", 'a' + s);
-        snprintf(si->dir, sizeof si->dir, "%s/%s", work, si->name);
+        snprintf(si->dir, sizeof si->dir, "%s/site-%c", work, 'a' + s);
         cnd_dataset_t *sd = NULL;
         if ((rc = cnd_mkdir_p(si->dir, 0700))) goto out;
         if ((rc = s_subset_of(&sd, priv, part + off, counts[s]))) goto out;

@@ -228,9 +228,11 @@ static int s_create(int argc, char **argv)
         cnd_dataset_t *all = NULL;
         if ((rc = cnd_data_open(&all, calib, "train"))) goto done;
         if (cnd_shape_size(all->shape) != cnd_shape_size(s->in)) {
-            rc = cnd_errf(CND_EINVAL, "--calib-data %s: samples are %dx%dx%d, the student takes "
-                          "%dx%dx%d", calib, all->shape.c, all->shape.h, all->shape.w, s->in.c,
-                          s->in.h, s->in.w);
+            rc = cnd_errf(CND_EINVAL,
+                          "--calib-data %s: samples are %dx%dx%d, the student takes "
+                          "%dx%dx%d",
+                          calib, all->shape.c, all->shape.h, all->shape.w, s->in.c, s->in.h,
+                          s->in.w);
             cnd_data_destroy(&all);
             goto done;
         }

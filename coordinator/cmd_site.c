@@ -10,9 +10,11 @@
 #include "clock.h"
 #include "commands.h"
 #include "coord_admin.h"
+#include "coord_cert.h"
 #include "digest.h"
 #include "fileio.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,30 +26,49 @@ static int s_enroll(int argc, char **argv)
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR",
          "coordinator directory (default $CND_COORDINATOR_DIR or .)"},
-        {"key", CND_OPT_STR, &key, "FILE", "the node's identity.pub (required)"},
-        {"cert", CND_OPT_STR, &cert, "FILE", "its X.509 certificate (DER) from the federation CA"},
+        {"cert", CND_OPT_STR, &cert, "FILE",
+         "its certificate from the federation CA, PEM or DER (required)"},
+        {"key", CND_OPT_STR, &key, "FILE", "its identity.pub, checked against the certificate"},
         {"role", CND_OPT_STR, &role, "ROLE", "site (default) or device"},
         {0}};
     const cnd_cli_t cli = {
-        "condenser site enroll NAME --key identity.pub [--cert FILE.der] [--dir DIR]",
-        "Enrolls a node under NAME: from now on the coordinator admits a CurveZMQ connection "
-        "from this key (its X25519 form) and names its messages NAME. The certificate, when "
-        "given, is stored and must be the one the node presents in its Hello.",
+        "condenser site enroll NAME --cert FILE [--key identity.pub] [--role site|device] [--dir "
+        "DIR]",
+        "Enrolls a node under NAME: its certificate must verify against the federation CA "
+        "(chain, validity, not revoked) for NAME and the role. From then on the coordinator "
+        "admits a CurveZMQ connection from the certificate's key (its X25519 form), names its "
+        "messages NAME, and requires exactly this certificate in its Hello.",
         opts, 1, 1};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
-    if (!key) return cnd_errf(CND_EINVAL, "--key FILE is required (try --help)");
-    uint8_t pk[32];
-    if ((rc = cnd_pubkey_read(pk, key))) return rc;
-    uint8_t *der = NULL;
+    if (!cert) return cnd_errf(CND_EINVAL, "--cert FILE is required (try --help)");
+    uint8_t *der = NULL, pk[32];
     size_t der_len = 0;
-    if (cert && (rc = cnd_file_read(cert, 4096, &der, &der_len))) return rc;
+    if ((rc = cnd_cert_read_der(&der, &der_len, cert))) return rc;
     cnd_coord_t c;
     if ((rc = cnd_coord_open(&c, dir, 1))) {
         free(der);
         return rc;
+    }
+    cnd_cert_info_t ci;
+    if ((rc = cnd_cert_check(&ci, c.ca_cert, c.ca_crl, der, der_len, role, pos[0],
+                             cnd_unix_time()))) {
+        cnd_coord_close(&c);
+        free(der);
+        return rc;
+    }
+    memcpy(pk, ci.pubkey, 32);
+    if (key) {
+        uint8_t kp[32];
+        if ((rc = cnd_pubkey_read(kp, key)) ||
+            (sodium_memcmp(kp, pk, 32) != 0 &&
+             (rc = cnd_errf(CND_EPERM, "%s is not the key %s certifies", key, cert)))) {
+            cnd_coord_close(&c);
+            free(der);
+            return rc;
+        }
     }
     char fpr[65], hex[65];
     cnd_pubkey_fingerprint(fpr, pk);

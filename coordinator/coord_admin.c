@@ -30,6 +30,12 @@ int cnd_coord_open(cnd_coord_t *c, const char *dir, int with_key)
         cnd_err_clear();
         snprintf(c->name, sizeof c->name, "coordinator");
     }
+    if (cnd_cstore_meta_get(c->store, "ca_cert", c->ca_cert, sizeof c->ca_cert) ||
+        cnd_cstore_meta_get(c->store, "ca_crl", c->ca_crl, sizeof c->ca_crl)) {
+        rc = cnd_errf(CND_EFORMAT, "%s: no federation CA recorded (coordinator init --ca DIR)",
+                      c->db_path);
+        goto fail;
+    }
     if (!with_key) return 0;
     char key[600];
     snprintf(key, sizeof key, "%s/%s", dir, CND_IDENTITY_KEY_FILE);

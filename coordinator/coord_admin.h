@@ -25,6 +25,8 @@ typedef struct {
     cnd_audit_t *audit; /* NULL when opened without the key */
     char fpr[65];       /* the coordinator's fingerprint (audit actor of its own events) */
     char name[64];      /* coordinator node name */
+    char ca_cert[600];  /* the federation CA certificate (PEM), recorded by coordinator init */
+    char ca_crl[600];   /* its revocation list (PEM): re-read at every check */
 } cnd_coord_t;
 
 /* Opens DIR: the database (which must exist) and, with_key = 1, the identity and the audit log.

@@ -12,6 +12,7 @@
 #include "chunk.h"
 #include "clock.h"
 #include "coord_admin.h"
+#include "coord_cert.h"
 #include "coord_job.h"
 #include "coord_quant.h"
 #include "coord_round.h"
@@ -595,11 +596,20 @@ static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
         s_reject(d, s, s->name, f, &rej, "hello.role differs from the enrolled role");
         return;
     }
-    /* With an enrolled certificate, the node must present exactly that one. (Chain checks
-     * against the federation CA happen at enrollment.) */
-    if (s->cert && (h->certificate.len != s->cert_len ||
-                    memcmp(h->certificate.data, s->cert, s->cert_len) != 0)) {
+    /* The node presents exactly the certificate enrolled for it, and that certificate still
+     * verifies against the federation CA (validity, revocation list) for its name and role. */
+    cnd_cert_info_t ci;
+    if (!s->cert || h->certificate.len != s->cert_len ||
+        memcmp(h->certificate.data, s->cert, s->cert_len) != 0) {
         s_reject(d, s, s->name, f, &rej, "hello.certificate is not the enrolled certificate");
+        return;
+    }
+    if (cnd_cert_check(&ci, d->c.ca_cert, d->c.ca_crl, s->cert, s->cert_len,
+                       s->role == CONDENSER__ROLE__ROLE_DEVICE ? "device" : "site", s->name,
+                       cnd_unix_time())) {
+        char why[400];
+        snprintf(why, sizeof why, "hello.certificate: %s", cnd_err_detail());
+        s_reject(d, s, s->name, f, &rej, why);
         return;
     }
     if (h->min_version > CND_PROTO_VERSION || h->max_version < CND_PROTO_VERSION) {

@@ -31,8 +31,10 @@ int cnd_fedq_check(const cnd_model_t *m, int wbits, int act_bits, int qat)
     if (qat)
         for (int i = 0; i < m->n_layers; i++)
             if (m->layers[i].type == CND_L_BATCHNORM)
-                return cnd_errf(CND_EINVAL, "quantization-aware rounds need a student without "
-                                            "batchnorm (layer %d is one)", i + 1);
+                return cnd_errf(CND_EINVAL,
+                                "quantization-aware rounds need a student without "
+                                "batchnorm (layer %d is one)",
+                                i + 1);
     return 0;
 }
 
@@ -236,8 +238,13 @@ int cnd_fedq_publish(cnd_coord_t *c, int64_t job, const cnd_job_spec_t *spec, cn
     cnd_jw_obj_end(&w);
     cnd_audit_digest_t dg = {"model", {0}};
     memcpy(dg.sha256, mf.digest, 32);
-    cnd_audit_rec_t a = {.actor = c->fpr, .action = CND_AUDIT_MODEL_VERSION, .subject = ver,
-                         .job = jid, .details = cnd_jw_text(&w), .digests = &dg, .n_digests = 1};
+    cnd_audit_rec_t a = {.actor = c->fpr,
+                         .action = CND_AUDIT_MODEL_VERSION,
+                         .subject = ver,
+                         .job = jid,
+                         .details = cnd_jw_text(&w),
+                         .digests = &dg,
+                         .n_digests = 1};
     rc = a.details ? cnd_audit_append(c->audit, &a, NULL) : CND_ENOMEM;
     cnd_jw_free(&w);
     if (!rc) {
@@ -259,8 +266,12 @@ int cnd_fedq_publish(cnd_coord_t *c, int64_t job, const cnd_job_spec_t *spec, cn
         cnd_audit_digest_t dgs[2] = {{"artifact", {0}}, {"manifest", {0}}};
         memcpy(dgs[0].sha256, mf.digest, 32);
         cnd_sha256(dgs[1].sha256, man.data, man.len);
-        cnd_audit_rec_t b = {.actor = c->fpr, .action = CND_AUDIT_ARTIFACT_SIGN, .subject = ver,
-                             .job = jid, .details = cnd_jw_text(&w), .digests = dgs,
+        cnd_audit_rec_t b = {.actor = c->fpr,
+                             .action = CND_AUDIT_ARTIFACT_SIGN,
+                             .subject = ver,
+                             .job = jid,
+                             .details = cnd_jw_text(&w),
+                             .digests = dgs,
                              .n_digests = 2};
         rc = b.details ? cnd_audit_append(c->audit, &b, NULL) : CND_ENOMEM;
         cnd_jw_free(&w);

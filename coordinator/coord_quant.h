@@ -29,7 +29,7 @@
 #include "model.h"
 #include "quant.h"
 
-#define CND_FEDQ_CALIB_MAX 500
+#define CND_FEDQ_CALIB_MAX   500
 #define CND_FEDQ_META_RANGES "qat.ranges"
 #define CND_FEDQ_META_WMSE   "qat.wmse"
 #define CND_FEDQ_META_WBITS  "qat.wbits"

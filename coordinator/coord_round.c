@@ -39,8 +39,8 @@ struct cnd_round {
     cnd_job_spec_t spec;
     cnd_round_rec_t rec;  /* the persisted row and its sites */
     uint8_t (*ed_pk)[32]; /* n identity keys, SecAgg+ order */
-    Condenser__Participant *roster;
-    Condenser__Participant **rosterp;
+    const uint8_t **cert; /* n DER certificates (borrowed from the caller's sessions) */
+    size_t *cert_len;
     cnd_secagg_params_t sp;
     cnd_fxp_params_t fp;
     cnd_fxp_layout_t lay;
@@ -67,15 +67,17 @@ static int64_t s_now_ms(void)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static const char *const s_phase_names[] = {"idle",   "advertise", "share",
-                                            "masked", "unmask",    "done"};
+static const char *const s_phase_names[] = {"idle",        "advertise", "share", "masked",
+                                            "consistency", "unmask",    "done"};
+_Static_assert(sizeof s_phase_names / sizeof s_phase_names[0] == CND_PHASE_DONE + 1,
+               "one name per phase");
 
 static void s_sync_status(cnd_round_t *r)
 {
     if (!r->sa) return;
     const uint8_t *st = cnd_secagg_server_status(r->sa);
     for (uint32_t i = 0; i < r->rec.n; i++)
-        r->rec.sites[i].status = (r->rec.sites[i].status & ~0xfu) | (st[i] & 0xfu);
+        r->rec.sites[i].status = (r->rec.sites[i].status & ~0xffu) | st[i];
 }
 
 static int s_persist(cnd_round_t *r)
@@ -90,7 +92,9 @@ static void s_open_phase(cnd_round_t *r, cnd_phase_t ph)
 {
     r->phase = ph;
     r->phase_start = cnd_now();
+    /* deadlines: advertise, share, masked input, then unmask_ms for consistency and unmask */
     int i = ph - CND_PHASE_ADVERTISE;
+    if (i > 3) i = 3;
     r->deadline = r->phase_start + (double)r->spec.deadline_ms[i] / 1e3;
 }
 
@@ -238,8 +242,8 @@ void cnd_round_destroy(cnd_round_t **pr)
     cnd_secagg_server_destroy(&r->sa);
     cnd_round_rec_free(&r->rec);
     free(r->ed_pk);
-    free(r->roster);
-    free(r->rosterp);
+    free(r->cert);
+    free(r->cert_len);
     free(r->model);
     free(r);
     *pr = NULL;
@@ -250,8 +254,9 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
                     const cnd_round_site_t *sites, uint32_t n, int qat, unsigned threads)
 {
     *out = NULL;
-    if (n < 2 || n > CND_PROTO_MAX_PEERS)
-        return cnd_errf(CND_EINVAL, "round %u: %u sites (2..%d)", round, n, CND_PROTO_MAX_PEERS);
+    if (n < 2 || n > CND_PROTO_MAX_PARTICIPANTS)
+        return cnd_errf(CND_EINVAL, "round %u: %u sites (2..%d)", round, n,
+                        CND_PROTO_MAX_PARTICIPANTS);
     cnd_round_t *r = calloc(1, sizeof *r);
     if (!r) return cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
     r->c = c;
@@ -308,16 +313,18 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     if (t < k / 2 + 1) t = k / 2 + 1;
     if (t > k) t = k;
     r->sp.threshold = t;
+    /* crypto/secagg.h: at least the threshold and a strict majority of the round's sites */
     uint32_t ms = spec->quorum > t ? spec->quorum : t;
+    if (ms < n / 2 + 1) ms = n / 2 + 1;
     r->sp.min_survivors = ms > n ? n : ms;
     r->sp.len = r->lay.len;
     r->sp.bits = r->lay.bits;
     if ((rc = cnd_secagg_params_fill(&r->sp))) goto fail;
     r->ed_pk = malloc((size_t)n * 32);
-    r->roster = calloc(n, sizeof *r->roster);
-    r->rosterp = calloc(n, sizeof *r->rosterp);
+    r->cert = calloc(n, sizeof *r->cert);
+    r->cert_len = calloc(n, sizeof *r->cert_len);
     r->rec.sites = calloc(n, sizeof *r->rec.sites);
-    if (!r->ed_pk || !r->roster || !r->rosterp || !r->rec.sites) {
+    if (!r->ed_pk || !r->cert || !r->cert_len || !r->rec.sites) {
         rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
         goto fail;
     }
@@ -327,13 +334,12 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
         x->idx = i;
         snprintf(x->name, sizeof x->name, "%s", sites[i].name);
         snprintf(x->fpr, sizeof x->fpr, "%s", sites[i].fpr);
-        condenser__participant__init(&r->roster[i]);
-        r->roster[i].participant_id = i + 1;
-        r->roster[i].node_name = cnd_proto_str(r->rec.sites[i].name);
-        r->roster[i].identity_key = cnd_proto_bytes(r->ed_pk[i], 32);
-        if (sites[i].cert)
-            r->roster[i].certificate = cnd_proto_bytes(sites[i].cert, sites[i].cert_len);
-        r->rosterp[i] = &r->roster[i];
+        if (!sites[i].cert || !sites[i].cert_len) {
+            rc = cnd_errf(CND_EINVAL, "round %u: site %s has no certificate", round, sites[i].name);
+            goto fail;
+        }
+        r->cert[i] = sites[i].cert;
+        r->cert_len[i] = sites[i].cert_len;
     }
     if ((rc = cnd_secagg_server_new(&r->sa, &r->sp, (const uint8_t(*)[32])r->ed_pk, n, threads)))
         goto fail;
@@ -408,10 +414,19 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     }
     if ((rc = io->commit(io->ctx))) goto fail;
 
-    /* RoundStart and the model, site by site. */
-    cnd_buf_t params;
-    cnd_buf_init(&params);
-    cnd_buf_put(&params, r->rec.params, sizeof r->rec.params);
+    /* RoundStart (with the certificates of the site's SecAgg+ neighbours) and the model, site
+     * by site. */
+    cnd_secagg_graph_t *g = NULL;
+    if ((rc = cnd_secagg_graph_new(&g, &r->sp))) goto fail;
+    Condenser__PeerCert *pc = calloc(n, sizeof *pc);
+    Condenser__PeerCert **pcp = calloc(n, sizeof *pcp);
+    if (!pc || !pcp) {
+        free(pc);
+        free(pcp);
+        cnd_secagg_graph_destroy(&g);
+        rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
+        goto fail;
+    }
     Condenser__Deadlines dl;
     condenser__deadlines__init(&dl);
     dl.advertise_ms = spec->deadline_ms[0];
@@ -419,16 +434,27 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     dl.masked_input_ms = spec->deadline_ms[2];
     dl.unmask_ms = spec->deadline_ms[3];
     for (uint32_t i = 0; i < n; i++) {
+        uint32_t k2n = 0, np = 0;
+        const uint32_t *nb = cnd_secagg_graph_neighbours(g, i, &k2n);
+        for (uint32_t j = 0; j < k2n; j++) {
+            if (nb[j] == i) continue;
+            condenser__peer_cert__init(&pc[np]);
+            pc[np].participant_id = nb[j];
+            pc[np].node_name = cnd_proto_str(r->rec.sites[nb[j]].name);
+            pc[np].certificate = cnd_proto_bytes(r->cert[nb[j]], r->cert_len[nb[j]]);
+            pcp[np] = &pc[np];
+            np++;
+        }
         Condenser__RoundStart rs;
         condenser__round_start__init(&rs);
         rs.model = &r->model_info;
-        rs.participant_id = i + 1;
+        rs.participant_id = i;
         rs.participants = n;
         rs.qat = qat;
         rs.deadlines = &dl;
         rs.secagg_params = cnd_proto_bytes(r->rec.params, sizeof r->rec.params);
-        rs.n_roster = n;
-        rs.roster = r->rosterp;
+        rs.n_neighbours = np;
+        rs.neighbours = pcp;
         s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
         for (uint32_t k2 = 0; k2 < r->model_info.chunk_count; k2++) {
             Condenser__Chunk ch;
@@ -439,7 +465,9 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
             s_send(r, i, CONDENSER__MSG_TYPE__MSG_CHUNK, &ch);
         }
     }
-    cnd_buf_free(&params);
+    free(pc);
+    free(pcp);
+    cnd_secagg_graph_destroy(&g);
     s_open_phase(r, CND_PHASE_ADVERTISE);
     *out = r;
     return 0;
@@ -503,8 +531,11 @@ static int s_phase_complete(const cnd_round_t *r)
     case CND_PHASE_MASKED:
         need = CND_SECAGG_ST_SHARED, have = CND_SECAGG_ST_MASKED;
         break;
+    case CND_PHASE_CONSISTENCY:
+        need = CND_SECAGG_ST_MASKED, have = CND_SECAGG_ST_SIGNED;
+        break;
     case CND_PHASE_UNMASK:
-        need = CND_SECAGG_ST_MASKED, have = CND_SECAGG_ST_UNMASKED;
+        need = CND_SECAGG_ST_SIGNED, have = CND_SECAGG_ST_UNMASKED;
         break;
     default:
         return 0;
@@ -539,10 +570,37 @@ static int s_next_phase(cnd_round_t *r, cnd_phase_t next, uint8_t flag, s_msg_fn
         cnd_buf_t b;
         cnd_buf_init(&b);
         if (msg(r->sa, &b, i) == 0 && !b.err) {
-            Condenser__SecAggMessage m;
-            condenser__sec_agg_message__init(&m);
-            m.body = cnd_proto_bytes(b.data, b.len);
-            s_send(r, i, type, &m);
+            ProtobufCBinaryData body = cnd_proto_bytes(b.data, b.len);
+            Condenser__KeyRoster kr;
+            Condenser__SharesRelay sr;
+            Condenser__ConsistencyRequest cr;
+            Condenser__UnmaskRequest ur;
+            void *payload = NULL;
+            switch (type) {
+            case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
+                condenser__key_roster__init(&kr);
+                kr.keys = body;
+                payload = &kr;
+                break;
+            case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
+                condenser__shares_relay__init(&sr);
+                sr.shares_for = body;
+                payload = &sr;
+                break;
+            case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+                condenser__consistency_request__init(&cr);
+                cr.request = body;
+                payload = &cr;
+                break;
+            case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
+                condenser__unmask_request__init(&ur);
+                ur.request = body;
+                payload = &ur;
+                break;
+            default:
+                break;
+            }
+            if (payload) s_send(r, i, type, payload);
         }
         cnd_buf_free(&b);
     }
@@ -730,8 +788,14 @@ static void s_advance(cnd_round_t *r, int force)
         case CND_PHASE_MASKED:
             for (int i = 0; i < CND_ROUND_MAX_UPLOADS; i++) cnd_assembler_destroy(&r->up[i].a);
             if ((rc = cnd_secagg_server_end_masked(r->sa))) break;
+            rc = s_next_phase(r, CND_PHASE_CONSISTENCY, CND_SECAGG_ST_MASKED,
+                              cnd_secagg_server_consistency_msg,
+                              CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST);
+            break;
+        case CND_PHASE_CONSISTENCY:
+            if ((rc = cnd_secagg_server_end_consistency(r->sa))) break;
             rc =
-                s_next_phase(r, CND_PHASE_UNMASK, CND_SECAGG_ST_MASKED,
+                s_next_phase(r, CND_PHASE_UNMASK, CND_SECAGG_ST_SIGNED,
                              cnd_secagg_server_unmask_msg, CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST);
             break;
         case CND_PHASE_UNMASK:
@@ -810,12 +874,12 @@ static int s_on_masked_header(cnd_round_t *r, uint32_t idx, const Condenser__Env
 {
     const Condenser__MaskedInput *mi = env->masked_input;
     const char *who = r->rec.sites[idx].name;
-    if (mi->participant_id != idx + 1)
+    if (mi->participant_id != idx)
         return s_refuse(rej, env,
                         cnd_errf(CND_EPROTO,
                                  "masked_input from %s: participant_id %u, "
                                  "expected %u",
-                                 who, mi->participant_id, idx + 1));
+                                 who, mi->participant_id, idx));
     if (mi->bit_width != r->sp.bits || mi->length != r->sp.len)
         return s_refuse(rej, env,
                         cnd_errf(CND_EPROTO,
@@ -887,16 +951,20 @@ int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope
     int rc;
     switch (env->type) {
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
-        rc = cnd_secagg_server_add_advert(r->sa, idx, env->advertise_keys->body.data,
-                                          env->advertise_keys->body.len);
+        rc = cnd_secagg_server_add_advert(r->sa, idx, env->advertise_keys->advert.data,
+                                          env->advertise_keys->advert.len);
         break;
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
-        rc = cnd_secagg_server_add_shares(r->sa, idx, env->share_keys->body.data,
-                                          env->share_keys->body.len);
+        rc = cnd_secagg_server_add_shares(r->sa, idx, env->share_keys->shares.data,
+                                          env->share_keys->shares.len);
         break;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
-        rc = cnd_secagg_server_add_unmask(r->sa, idx, env->unmask_response->body.data,
-                                          env->unmask_response->body.len);
+        rc = cnd_secagg_server_add_unmask(r->sa, idx, env->unmask_response->unmask.data,
+                                          env->unmask_response->unmask.len);
+        break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
+        rc = cnd_secagg_server_add_consistency(r->sa, idx, env->consistency->consistency.data,
+                                               env->consistency->consistency.len);
         break;
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
         if ((rc = s_on_masked_header(r, idx, env, rej))) return rc;

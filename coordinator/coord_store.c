@@ -61,7 +61,8 @@ static const char *const s_migrations[] = {
     /* 1 -> 2: public calibration samples for integer artifacts and QAT (coord_quant.h) */
     "CREATE TABLE job_calib("
     "  job INTEGER PRIMARY KEY REFERENCES job(id), n INTEGER NOT NULL, c INTEGER NOT NULL,"
-    "  h INTEGER NOT NULL, w INTEGER NOT NULL, x BLOB NOT NULL);",
+    "  h INTEGER NOT NULL, w INTEGER NOT NULL, x BLOB NOT NULL);"
+    "ALTER TABLE round ADD COLUMN t_consistency REAL NOT NULL DEFAULT 0;",
 };
 #define S_NMIG ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 _Static_assert(sizeof s_migrations / sizeof s_migrations[0] == CND_CSTORE_SCHEMA,
@@ -978,7 +979,8 @@ int cnd_cstore_round_update(cnd_cstore_t *s, const cnd_round_rec_t *r)
     rc = s_prep(s, &st,
                 "UPDATE round SET phase = ?4, outcome = ?5, reason = ?6, phase_ms = ?7,"
                 " ended_ms = ?8, t_advertise = ?9, t_share = ?10, t_masked = ?11, t_unmask = ?12,"
-                " t_finish = ?13, survivors = ?14, model_version = ?15, ingress_bytes = ?16"
+                " t_finish = ?13, survivors = ?14, model_version = ?15, ingress_bytes = ?16,"
+                " t_consistency = ?17"
                 " WHERE job = ?1 AND round = ?2 AND attempt = ?3");
     if (!rc) {
         sqlite3_bind_int64(st, 1, r->job);
@@ -989,7 +991,11 @@ int cnd_cstore_round_update(cnd_cstore_t *s, const cnd_round_rec_t *r)
         sqlite3_bind_text(st, 6, r->reason, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 7, r->phase_ms);
         sqlite3_bind_int64(st, 8, r->ended_ms);
-        for (int i = 0; i < 4; i++) sqlite3_bind_double(st, 9 + i, r->t_phase[i]);
+        sqlite3_bind_double(st, 9, r->t_phase[0]);
+        sqlite3_bind_double(st, 10, r->t_phase[1]);
+        sqlite3_bind_double(st, 11, r->t_phase[2]);
+        sqlite3_bind_double(st, 12, r->t_phase[4]);
+        sqlite3_bind_double(st, 17, r->t_phase[3]);
         sqlite3_bind_double(st, 13, r->t_finish);
         sqlite3_bind_int64(st, 14, r->survivors);
         sqlite3_bind_int64(st, 15, r->model_version);
@@ -1008,7 +1014,7 @@ int cnd_cstore_round_update(cnd_cstore_t *s, const cnd_round_rec_t *r)
 #define S_ROUND_COLS                                                                               \
     "job, round, attempt, phase, outcome, reason, params, qat, started_ms, phase_ms, ended_ms,"    \
     " t_advertise, t_share, t_masked, t_unmask, t_finish, n, survivors, model_version,"            \
-    " ingress_bytes"
+    " ingress_bytes, t_consistency"
 
 static int s_round_sites(cnd_cstore_t *s, cnd_round_rec_t *r)
 {
@@ -1065,7 +1071,11 @@ static int s_round_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_round_rec_t *r)
     r->started_ms = sqlite3_column_int64(st, 8);
     r->phase_ms = sqlite3_column_int64(st, 9);
     r->ended_ms = sqlite3_column_int64(st, 10);
-    for (int i = 0; i < 4; i++) r->t_phase[i] = sqlite3_column_double(st, 11 + i);
+    r->t_phase[0] = sqlite3_column_double(st, 11);
+    r->t_phase[1] = sqlite3_column_double(st, 12);
+    r->t_phase[2] = sqlite3_column_double(st, 13);
+    r->t_phase[4] = sqlite3_column_double(st, 14);
+    r->t_phase[3] = sqlite3_column_double(st, 20);
     r->t_finish = sqlite3_column_double(st, 15);
     r->n = (uint32_t)sqlite3_column_int64(st, 16);
     r->survivors = (uint32_t)sqlite3_column_int64(st, 17);

@@ -158,8 +158,8 @@ CND_MUST_USE int cnd_cstore_models(cnd_cstore_t *s, int64_t job, cnd_model_rec_t
 /* --- rounds --------------------------------------------------------------------------------- */
 
 /* Per-site flags of a round (the CND_SECAGG_ST_* bits, plus these). */
-#define CND_RSITE_FAILED  0x10 /* the site reported a local failure */
-#define CND_RSITE_METRICS 0x20 /* its metrics arrived */
+#define CND_RSITE_FAILED  0x100 /* the site reported a local failure */
+#define CND_RSITE_METRICS 0x200 /* its metrics arrived */
 
 typedef struct {
     uint32_t idx; /* SecAgg index (participant id - 1) */
@@ -175,13 +175,13 @@ typedef struct {
     int64_t job;
     uint32_t round;   /* 1-based */
     uint32_t attempt; /* 1-based; a restarted round is redone as attempt + 1 */
-    char phase[16];   /* advertise | share | masked | unmask | done */
+    char phase[16];   /* advertise | share | masked | consistency | unmask | done */
     char outcome[16]; /* "" while running, ok | failed | restarted | cancelled */
     char reason[256];
     uint8_t params[68]; /* canonical SecAgg+ parameters */
     int qat;
     int64_t started_ms, phase_ms, ended_ms;
-    double t_phase[4];      /* seconds spent in advertise, share, masked, unmask */
+    double t_phase[5];      /* seconds in advertise, share, masked, consistency, unmask */
     double t_finish;        /* seconds in mask removal + decoding + model update */
     uint32_t n;             /* participants */
     uint32_t survivors;     /* masked inputs in the sum (when ended ok) */

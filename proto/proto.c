@@ -5,9 +5,10 @@
  * empty sub-message costs two bytes on the wire but a hundred or more in memory, so a 1 MiB
  * frame of empty entries would make the decoder allocate tens of megabytes before any count
  * check could run. Every decode therefore runs under a budget allocator that refuses to hand out
- * more than 4x the frame size plus 64 KiB (legitimate messages need less: the largest ratio is a
- * round roster of participants with short names, tested in test_proto.c). The budget and its
- * allocator live with the decoded message because protobuf-c needs the same allocator to free it.
+ * more than 4x the frame size plus 64 KiB (legitimate messages need under 2x: a decoded
+ * sub-message struct is about 100 bytes and every legitimate one carries more than that on the
+ * wire, or is one of a few). The budget and its allocator
+ * live with the decoded message because protobuf-c needs the same allocator to free it.
  *
  * Unknown fields (from a newer minor revision of the schema) are accepted and then dropped, so
  * a decoded message holds only fields this version validated.
@@ -196,6 +197,25 @@ int cnd_proto_encode(uint8_t **out, size_t *out_len, const Condenser__Envelope *
     return 0;
 }
 
+int cnd_proto_encode_buf(cnd_buf_t *out, const Condenser__Envelope *env)
+{
+    out->len = 0;
+    int rc = cnd_proto_validate(NULL, env);
+    if (rc)
+        return cnd_err_wrap(rc, "refusing to send an invalid %s message",
+                            cnd_proto_type_name(env->type));
+    size_t n = condenser__envelope__get_packed_size(env);
+    if (n > CND_PROTO_MAX_MSG)
+        return cnd_errf(CND_ERANGE, "%s message encodes to %zu bytes, over the %u-byte limit",
+                        cnd_proto_type_name(env->type), n, CND_PROTO_MAX_MSG);
+    if (cnd_buf_reserve(out, n ? n : 1))
+        return cnd_errf(CND_ENOMEM, "encoding a %zu-byte message: out of memory", n);
+    size_t w = condenser__envelope__pack(env, out->data);
+    if (w != n) return cnd_errf(CND_EPROTO, "protobuf-c packed %zu bytes, expected %zu", w, n);
+    out->len = n;
+    return 0;
+}
+
 void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, void *payload,
                              uint64_t job_id, uint32_t round, const char *sender, uint64_t seq)
 {
@@ -220,13 +240,13 @@ void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, 
         S_CASE(JOB_RESPONSE, Condenser__JobResponse, job_response)
         S_CASE(ROUND_START, Condenser__RoundStart, round_start)
         S_CASE(CHUNK, Condenser__Chunk, chunk)
-        S_CASE(ADVERTISE_KEYS, Condenser__SecAggMessage, advertise_keys)
-        S_CASE(KEY_ROSTER, Condenser__SecAggMessage, key_roster)
-        S_CASE(SHARE_KEYS, Condenser__SecAggMessage, share_keys)
-        S_CASE(SHARES_RELAY, Condenser__SecAggMessage, shares_relay)
+        S_CASE(ADVERTISE_KEYS, Condenser__AdvertiseKeys, advertise_keys)
+        S_CASE(KEY_ROSTER, Condenser__KeyRoster, key_roster)
+        S_CASE(SHARE_KEYS, Condenser__ShareKeys, share_keys)
+        S_CASE(SHARES_RELAY, Condenser__SharesRelay, shares_relay)
         S_CASE(MASKED_INPUT, Condenser__MaskedInput, masked_input)
-        S_CASE(UNMASK_REQUEST, Condenser__SecAggMessage, unmask_request)
-        S_CASE(UNMASK_RESPONSE, Condenser__SecAggMessage, unmask_response)
+        S_CASE(UNMASK_REQUEST, Condenser__UnmaskRequest, unmask_request)
+        S_CASE(UNMASK_RESPONSE, Condenser__UnmaskResponse, unmask_response)
         S_CASE(METRICS, Condenser__Metrics, metrics)
         S_CASE(ROUND_END, Condenser__RoundEnd, round_end)
         S_CASE(HEARTBEAT, Condenser__Heartbeat, heartbeat)
@@ -236,6 +256,8 @@ void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, 
         S_CASE(ARTIFACT_CHUNK_REQUEST, Condenser__ArtifactChunkRequest, artifact_chunk_request)
         S_CASE(ACTIVATION_REPORT, Condenser__ActivationReport, activation_report)
         S_CASE(ROLLBACK, Condenser__Rollback, rollback)
+        S_CASE(CONSISTENCY_REQUEST, Condenser__ConsistencyRequest, consistency_request)
+        S_CASE(CONSISTENCY, Condenser__Consistency, consistency)
 #undef S_CASE
     default:
         break;
@@ -291,6 +313,10 @@ const void *cnd_proto_payload(const Condenser__Envelope *env)
         return env->activation_report;
     case CONDENSER__ENVELOPE__PAYLOAD_ROLLBACK:
         return env->rollback;
+    case CONDENSER__ENVELOPE__PAYLOAD_CONSISTENCY_REQUEST:
+        return env->consistency_request;
+    case CONDENSER__ENVELOPE__PAYLOAD_CONSISTENCY:
+        return env->consistency;
     default:
         return NULL;
     }
@@ -344,6 +370,8 @@ static const char *const s_type_names[] = {
     "artifact_chunk_request",
     "activation_report",
     "rollback",
+    "consistency_request",
+    "consistency",
 };
 
 const char *cnd_proto_type_name(Condenser__MsgType t)

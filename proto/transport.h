@@ -18,7 +18,9 @@
  * key pinned (a server without the matching secret key cannot complete the handshake). It
  * reconnects by itself with back-off, sends only over a completed (authenticated) session
  * (ZMQ_IMMEDIATE), and watches its own socket events so that a refused key is reported as such
- * (CND_EPERM) instead of as a silent timeout.
+ * (CND_EPERM) instead of as a silent timeout. libzmq gives up on a connection whose handshake
+ * the server refused; the client dials again every reconnect_ivl_max_ms (during its own send,
+ * recv and state calls), so a node enrolled after it started gets in without a restart.
  *
  * Every send and receive takes a timeout in milliseconds (>= 0); nothing waits without bound.
  * Nothing listens unencrypted: a server cannot be created without a secret key, and the CURVE
@@ -163,11 +165,13 @@ typedef struct {
     int heartbeat_timeout_ms;  /* 0 = 3 * heartbeat_ivl_ms */
     int handshake_ivl_ms;      /* 0 = 5000 */
     int reconnect_ivl_ms;      /* first reconnect delay; 0 = 100 */
-    int reconnect_ivl_max_ms;  /* back-off cap; 0 = 5000 */
+    int reconnect_ivl_max_ms;  /* back-off cap, and the re-dial interval after the server refused
+                                  this key; 0 = 5000 */
     void *zmq_context;         /* optional context shared by many clients (a fleet
                                   simulator); NULL = the client makes and ends its own */
-    int no_monitor;            /* 1: no socket monitor (saves two sockets per client);
-                                  a refused key then shows as CND_ETIMEOUT, not CND_EPERM */
+    int no_monitor;            /* 1: no socket monitor (saves two sockets per client); a
+                                  refused key then shows as CND_ETIMEOUT, not CND_EPERM, and
+                                  is not re-dialled (recreate the client instead) */
 } cnd_client_opts_t;
 
 typedef struct {

@@ -6,6 +6,7 @@
  *   - decode either fails cleanly (no message, a wire error code set) or returns a message;
  *   - a decoded message re-encodes (validation agrees with itself) and the re-encoding decodes
  *     to the same bytes again (encoding is a fixed point after one round);
+ *   - the full gate (cnd_proto_accept) never accepts what decode refuses;
  *   - the checks and the assembler never crash on anything decode accepted.
  *
  * Built as a libFuzzer binary when the compiler is clang (tests/proto.cmake); the same function
@@ -73,8 +74,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cnd_proto_msg_t *m = NULL;
     cnd_proto_reject_t rej;
     memset(&rej, 0, sizeof rej);
+    /* the full gate, with a window that has seen one message */
+    cnd_seqwin_t w;
+    cnd_seqwin_init(&w);
+    cnd_seqwin_commit(&w, 1000);
+    cnd_round_view_t v = {42, 3, CND_PHASE_MASKED};
+    int gate = cnd_proto_accept(&m, &rej, data, size, "site-b", CONDENSER__ROLE__ROLE_SITE, &w, &v);
+    if (gate == 0 && (!m || w.top < 1000)) abort();
+    if (gate != 0 && m) abort();
+    cnd_proto_msg_destroy(&m);
+    memset(&rej, 0, sizeof rej);
     if (cnd_proto_decode(&m, &rej, data, size) != 0) {
         if (m || rej.code == CONDENSER__ERROR_CODE__ERR_UNSPECIFIED) abort();
+        if (gate == 0) abort(); /* the gate cannot accept what decode refuses */
         return 0;
     }
     uint8_t *enc = NULL, *enc2 = NULL;

@@ -1,8 +1,10 @@
 # Tests of proto/: wire messages, validation, chunking, the CurveZMQ transport and ZAP.
 cnd_test(test_proto LABEL unit LIBS cnd_proto TIMEOUT 60)
 cnd_test(test_proto_chunk LABEL unit LIBS cnd_proto TIMEOUT 60)
+cnd_test(test_proto_secagg LABEL unit LIBS cnd_proto TIMEOUT 60)
 cnd_test(test_transport LABEL integration LIBS cnd_proto TIMEOUT 30)
 cnd_test(test_zap LABEL integration LIBS cnd_proto TIMEOUT 30)
+cnd_test(test_transport_gate LABEL integration LIBS cnd_proto TIMEOUT 30)
 
 # The fuzz target's function driven over a generated corpus of valid and mutated messages, with
 # whatever compiler builds the project, so ordinary CI runs exercise it.
@@ -17,7 +19,7 @@ endif()
 if(CMAKE_C_COMPILER_ID MATCHES "Clang")
   add_executable(fuzz_proto fuzz_proto.c ${CND_PROTO_SOURCES})
   target_include_directories(fuzz_proto PRIVATE ${CND_PROTO_INCLUDE_DIRS})
-  target_link_libraries(fuzz_proto PRIVATE cnd_common cnd_crypto PkgConfig::PROTOBUFC PkgConfig::SODIUM m)
+  target_link_libraries(fuzz_proto PRIVATE cnd_crypto cnd_common PkgConfig::PROTOBUFC PkgConfig::SODIUM m)
   add_dependencies(fuzz_proto cnd_proto) # the generated header comes from cnd_proto's rule
   target_compile_definitions(fuzz_proto PRIVATE _GNU_SOURCE)
   target_compile_options(fuzz_proto PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined)
@@ -30,3 +32,10 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
            -seed=1 ${CND_FUZZ_CORPUS})
   set_tests_properties(fuzz_proto PROPERTIES LABELS fuzz TIMEOUT 120 FIXTURES_REQUIRED fuzz_corpus)
 endif()
+
+# The benchmark command end to end on a small vector: it checks that the decoded vector and
+# every frame sent through the relay come back byte-identical, and fails otherwise.
+add_test(NAME bench_proto_smoke
+         COMMAND condenser bench proto --values 20000 --bits 12 --chunk 4096 --reps 2 --rtt 20 --json)
+set_tests_properties(bench_proto_smoke PROPERTIES LABELS integration TIMEOUT 60
+                     PASS_REGULAR_EXPRESSION "\"wire_bytes_per_value\":1\\.5")

@@ -281,8 +281,9 @@ static void test_agent_config(void)
     for (int i = 0; i < 32; i++) pk[i] = (uint8_t)(i + 1);
     CHECK_EQ_INT(cnd_pubkey_write(pub, pk), 0);
     const char *good = "[site]\nname = h-1\ndata = idx:img.idx,lab.idx\nvalidation = 0.25\n"
-                       "[identity]\nkey = keys/identity.key\n"
+                       "[identity]\nkey = keys/identity.key\ncertificate = h1.pem\n"
                        "[coordinator]\nendpoint = tcp://10.0.0.1:7700\npublic_key = coord.pub\n"
+                       "ca_cert = /etc/ca.crt\nca_crl = crl.pem\n"
                        "[teachers]\nbig = /models/t.cnd\n[limits]\nthreads = 2\nmemory_mb = 512\n";
     CHECK_EQ_INT(cnd_file_write_atomic(ini, good, strlen(good), 0644), 0);
     cnd_agent_config_t c;
@@ -296,6 +297,9 @@ static void test_agent_config(void)
     snprintf(want, sizeof want, "%s/agent.db", s_dir);
     CHECK(strcmp(c.state, want) == 0);
     CHECK(memcmp(c.coordinator_pk, pk, 32) == 0);
+    CHECK(strcmp(c.ca_cert, "/etc/ca.crt") == 0);
+    snprintf(want, sizeof want, "%s/crl.pem", s_dir);
+    CHECK(strcmp(c.ca_crl, want) == 0);
     CHECK_NEAR(c.validation, 0.25, 0);
     CHECK_EQ_INT(c.threads, 2);
     CHECK_EQ_INT(c.memory_mb, 512);
@@ -312,8 +316,15 @@ static void test_agent_config(void)
         {"[coordinator]\nendpoint = http://x\n", ":2: [coordinator] endpoint"},
         {"[weird]\na = b\n", ":2: [weird] a: unknown section"},
         {"[site]\nname = a\n", "[site] data is required"},
-        {"[site]\nname = a b\ndata = fmnist\n[identity]\nkey = k\n[coordinator]\n"
+        {"[site]\nname = a\ndata = fmnist\n[identity]\nkey = k\n[coordinator]\n"
          "endpoint = tcp://h:1\npublic_key = coord.pub\n",
+         "[identity] certificate is required"},
+        {"[site]\nname = a\ndata = fmnist\n[identity]\nkey = k\ncertificate = c\n"
+         "[coordinator]\nendpoint = tcp://h:1\npublic_key = coord.pub\nca_cert = x\n",
+         "[coordinator] ca_crl is required"},
+        {"[site]\nname = a b\ndata = fmnist\n[identity]\nkey = k\ncertificate = c\n"
+         "[coordinator]\nendpoint = tcp://h:1\npublic_key = coord.pub\nca_cert = x\n"
+         "ca_crl = y\n",
          "not a valid node name"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -208,13 +208,29 @@ static inline void fx_fed_cleanup(fx_fed_t *f)
     }
 }
 
-/* Coordinator init; a teacher; n sites with keys, data, enrollment and INI files. */
+/* `condenser ca issue` of a site certificate from the fixture's CA (root/ca). */
+static inline void fx_issue(fx_fed_t *f, const char *log, const char *name, const char *pub,
+                            const char *out)
+{
+    char ca[400];
+    fx_path(ca, sizeof ca, f->root, "ca");
+    const char *is[] = {"ca",   "issue",    "--dir", ca,      "--name", name, "--role",
+                        "site", "--pubkey", pub,     "--out", out,      NULL};
+    CHECK_EQ_INT(fx_run(log, is), 0);
+}
+
+/* A federation CA (root/ca), coordinator init; a teacher; n sites with keys, certificates,
+ * data, enrollment and INI files. */
 static inline void fx_fed_setup(fx_fed_t *f, int samples_per_site, const uint8_t *canary,
                                 size_t canary_len)
 {
     char log[400], teacher[400];
     fx_path(log, sizeof log, f->root, "setup.log");
-    const char *init[] = {"coordinator", "init", "--dir", f->coord, NULL};
+    char ca[400];
+    fx_path(ca, sizeof ca, f->root, "ca");
+    const char *cai[] = {"ca", "init", "--dir", ca, "--name", "test federation", NULL};
+    CHECK_EQ_INT(fx_run(log, cai), 0);
+    const char *init[] = {"coordinator", "init", "--dir", f->coord, "--ca", ca, NULL};
     CHECK_EQ_INT(fx_run(log, init), 0);
     cnd_model_t *t = NULL;
     CHECK_EQ_INT(cnd_model_new(&t, FX_TEACHER, (cnd_shape_t){1, 8, 8}, 7), 0);
@@ -232,10 +248,12 @@ static inline void fx_fed_setup(fx_fed_t *f, int samples_per_site, const uint8_t
         fx_path(f->site_dir[s], sizeof f->site_dir[s], f->root, f->site_name[s]);
         const char *kg[] = {"keygen", "--out", f->site_dir[s], NULL};
         CHECK_EQ_INT(fx_run(log, kg), 0);
-        char kp[400], img[400], lab[400];
+        char kp[400], img[400], lab[400], cert[400];
         fx_path(kp, sizeof kp, f->site_dir[s], "identity.pub");
-        const char *en[] = {"site", "enroll", f->site_name[s], "--key",
-                            kp,     "--dir",  f->coord,        NULL};
+        fx_path(cert, sizeof cert, f->site_dir[s], "site.pem");
+        fx_issue(f, log, f->site_name[s], kp, cert);
+        const char *en[] = {"site", "enroll", f->site_name[s], "--cert",
+                            cert,   "--dir",  f->coord,        NULL};
         CHECK_EQ_INT(fx_run(log, en), 0);
         fx_path(img, sizeof img, f->site_dir[s], "images.idx");
         fx_path(lab, sizeof lab, f->site_dir[s], "labels.idx");
@@ -247,9 +265,9 @@ static inline void fx_fed_setup(fx_fed_t *f, int samples_per_site, const uint8_t
         if (!ini) continue;
         fprintf(ini,
                 "[site]\nname = %s\ndata = idx:images.idx,labels.idx\nvalidation = 0.2\n"
-                "[identity]\nkey = identity.key\n"
-                "[coordinator]\nendpoint = %s\npublic_key = %s\n"
-                "[limits]\nthreads = 1\n",
+                "[identity]\nkey = identity.key\ncertificate = site.pem\n"
+                "[coordinator]\nendpoint = %s\npublic_key = %s\nca_cert = ../ca/ca.crt\n"
+                "ca_crl = ../ca/crl.pem\n[limits]\nthreads = 1\n",
                 f->site_name[s], f->endpoint, pub);
         fclose(ini);
     }

@@ -10,6 +10,7 @@
  *     agents completes without mallory (it is selected, then drops out of the round).
  */
 #include "check.h"
+#include "coord_cert.h"
 #include "coord_store.h"
 #include "identity.h"
 #include "proto.h"
@@ -82,8 +83,11 @@ static void s_agent_refused(fx_fed_t *f, const char *name, int enroll, int revok
     const char *kg[] = {"keygen", "--out", dir, NULL};
     CHECK_EQ_INT(fx_run(log, kg), 0);
     fx_path(kp, sizeof kp, dir, "identity.pub");
+    char cert[450];
+    fx_path(cert, sizeof cert, dir, "site.pem");
+    fx_issue(f, log, name, kp, cert); /* a valid certificate: only enrollment is missing */
     if (enroll) {
-        const char *en[] = {"site", "enroll", name, "--key", kp, "--dir", f->coord, NULL};
+        const char *en[] = {"site", "enroll", name, "--cert", cert, "--dir", f->coord, NULL};
         CHECK_EQ_INT(fx_run(log, en), 0);
     }
     if (revoke) {
@@ -97,7 +101,8 @@ static void s_agent_refused(fx_fed_t *f, const char *name, int enroll, int revok
     if (!fp) return;
     fprintf(fp,
             "[site]\nname = %s\ndata = idx:../site-0/images.idx,../site-0/labels.idx\n"
-            "[identity]\nkey = identity.key\n[coordinator]\nendpoint = %s\npublic_key = %s\n",
+            "[identity]\nkey = identity.key\ncertificate = site.pem\n[coordinator]\n"
+            "endpoint = %s\npublic_key = %s\nca_cert = ../ca/ca.crt\nca_crl = ../ca/crl.pem\n",
             name, f->endpoint, pub);
     fclose(fp);
     const char *args[] = {"agent", "--config", ini, "--max-seconds", "20", NULL};
@@ -123,8 +128,14 @@ int main(void)
     const char *kg[] = {"keygen", "--out", mdir, NULL};
     CHECK_EQ_INT(fx_run(mlog, kg), 0);
     fx_path(mpub, sizeof mpub, mdir, "identity.pub");
-    const char *en[] = {"site", "enroll", "mallory", "--key", mpub, "--dir", f.coord, NULL};
+    char mcert[450];
+    fx_path(mcert, sizeof mcert, mdir, "site.pem");
+    fx_issue(&f, mlog, "mallory", mpub, mcert);
+    const char *en[] = {"site", "enroll", "mallory", "--cert", mcert, "--dir", f.coord, NULL};
     CHECK_EQ_INT(fx_run(mlog, en), 0);
+    uint8_t *mder = NULL;
+    size_t mder_len = 0;
+    CHECK_EQ_INT(cnd_cert_read_der(&mder, &mder_len, mcert), 0);
     const char *job[] = {
         "--rounds",       "1",     "--sites",        "4",     "--quorum",   "3",
         "--join-wait-ms", "60000", "--advertise-ms", "3000",  "--share-ms", "10000",
@@ -175,6 +186,7 @@ int main(void)
     h.node_name = cnd_proto_str("mallory");
     h.role = CONDENSER__ROLE__ROLE_SITE;
     h.identity_key = cnd_proto_bytes(cnd_identity_pk(m.id), 32);
+    h.certificate = cnd_proto_bytes(mder, mder_len);
     h.min_version = h.max_version = 1;
     size_t hn;
     uint8_t *hello = s_enc(&m, CONDENSER__MSG_TYPE__MSG_HELLO, &h, 0, 0, "mallory", &hn);
@@ -215,23 +227,28 @@ int main(void)
     memcpy(body, "CSA1", 4);
     body[4] = CND_SECAGG_UNMASK;
     body[5] = 1;
-    body[13] = (uint8_t)(pid - 1);
+    body[13] = (uint8_t)pid;
     memset(body + 17, 0xff, 4);
-    Condenser__SecAggMessage sm;
-    condenser__sec_agg_message__init(&sm);
-    sm.body = cnd_proto_bytes(body, 40);
-    b = s_enc(&m, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &sm, jobid, round, "mallory", &n);
+    Condenser__UnmaskResponse um;
+    condenser__unmask_response__init(&um);
+    um.participant_id = pid;
+    um.unmask = cnd_proto_bytes(body, 40);
+    b = s_enc(&m, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &um, jobid, round, "mallory", &n);
     s_send_raw(&m, b, n);
     free(b);
     s_expect_error(&m, CONDENSER__ERROR_CODE__ERR_WRONG_PHASE, "wrong phase");
     /* 8. An advert for a round that has not started. */
     body[4] = CND_SECAGG_ADVERT;
-    b = s_enc(&m, CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS, &sm, jobid, round + 1, "mallory", &n);
+    Condenser__AdvertiseKeys ak;
+    condenser__advertise_keys__init(&ak);
+    ak.participant_id = pid;
+    ak.advert = cnd_proto_bytes(body, 40);
+    b = s_enc(&m, CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS, &ak, jobid, round + 1, "mallory", &n);
     s_send_raw(&m, b, n);
     free(b);
     s_expect_error(&m, CONDENSER__ERROR_CODE__ERR_STALE_ROUND, "future round");
     /* 9. A forged advert in the right phase: crypto/ refuses it (bad signature). */
-    b = s_enc(&m, CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS, &sm, jobid, round, "mallory", &n);
+    b = s_enc(&m, CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS, &ak, jobid, round, "mallory", &n);
     s_send_raw(&m, b, n);
     free(b);
     cnd_proto_msg_t *e9 = s_wait(&m, CONDENSER__MSG_TYPE__MSG_ERROR, 10);
@@ -245,6 +262,7 @@ int main(void)
     free(huge);
     cnd_client_destroy(&m.c);
     cnd_identity_destroy(&m.id);
+    free(mder);
     sodium_memzero(csk, sizeof csk);
 
     /* The honest sites finish the job without mallory. */

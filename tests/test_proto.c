@@ -2,11 +2,11 @@
  * test_proto.c: every message type round-trips through encode/decode bit for bit; every
  * validation rule rejects its bad field with the right wire code and a detail naming the field;
  * decode limits (frame size, memory budget, malformed bytes, duplicate oneof members); the replay
- * window against a naive model; round/phase, role and sender checks.
+ * window against a naive model; round/phase, role and sender checks, and cnd_proto_accept() that
+ * chains them.
  */
 #include "check.h"
 #include "proto.h"
-#include "secagg.h"
 #include "test_proto_fixture.h"
 
 #include <math.h>
@@ -25,11 +25,16 @@ static uint8_t *s_raw(const Condenser__Envelope *e, size_t *n)
 static void test_round_trips(void)
 {
     fx_t f;
-    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_ROLLBACK; t++) {
+    cnd_buf_t reused;
+    cnd_buf_init(&reused);
+    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_CONSISTENCY; t++) {
         s_build(&f, (Condenser__MsgType)t);
         uint8_t *buf = NULL;
         size_t n = 0;
         int rc = cnd_proto_encode(&buf, &n, &f.env);
+        /* encoding into one reused buffer gives the same bytes */
+        CHECK_EQ_INT(cnd_proto_encode_buf(&reused, &f.env), 0);
+        CHECK(buf && reused.len == n && memcmp(reused.data, buf, n) == 0);
         if (rc) fprintf(stderr, "encode %s: %s\n", cnd_proto_type_name(t), cnd_err_detail());
         CHECK_EQ_INT(rc, 0);
         if (rc) continue;
@@ -61,6 +66,13 @@ static void test_round_trips(void)
         free(buf);
     }
 
+    /* an invalid message leaves the reused buffer empty */
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_METRICS);
+    f.met.accuracy = 2;
+    CHECK_EQ_INT(cnd_proto_encode_buf(&reused, &f.env), CND_EPROTO);
+    CHECK_EQ_INT(reused.len, 0);
+    cnd_buf_free(&reused);
+
     /* Spot checks of decoded values for the structurally richest messages. */
     s_build(&f, CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE);
     uint8_t *buf;
@@ -83,43 +95,27 @@ static void test_round_trips(void)
     cnd_proto_msg_destroy(&m);
     free(buf);
 
-    /* SecAgg+ messages travel as crypto/secagg.h's bytes, unchanged. */
-    s_build(&f, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE);
-    CHECK_EQ_INT(cnd_proto_encode(&buf, &n, &f.env), 0);
-    CHECK_EQ_INT(cnd_proto_decode(&m, NULL, buf, n), 0);
-    CHECK_EQ_INT(m->env->unmask_response->body.len, 37);
-    CHECK(memcmp(m->env->unmask_response->body.data, f.body, 37) == 0);
-    cnd_secagg_hdr_t h;
-    CHECK_EQ_INT(cnd_secagg_peek(&h, m->env->unmask_response->body.data, 37), 0);
-    CHECK_EQ_INT(h.type, CND_SECAGG_UNMASK);
-    CHECK_EQ_INT(h.from, 2);
-    CHECK_EQ_INT(h.to, CND_SECAGG_SERVER);
-    CHECK_EQ_INT(h.round_id, 7);
-    cnd_proto_msg_destroy(&m);
-    free(buf);
-
-    /* The round roster and parameters. */
     s_build(&f, CONDENSER__MSG_TYPE__MSG_ROUND_START);
     CHECK_EQ_INT(cnd_proto_encode(&buf, &n, &f.env), 0);
     CHECK_EQ_INT(cnd_proto_decode(&m, NULL, buf, n), 0);
-    CHECK_EQ_INT(m->env->round_start->n_roster, 3);
-    CHECK_EQ_INT(m->env->round_start->roster[2]->participant_id, 1);
-    CHECK_EQ_INT(m->env->round_start->roster[0]->certificate.len, 0);
-    CHECK_EQ_INT(m->env->round_start->roster[1]->certificate.len, sizeof CERT);
+    const Condenser__RoundStart *rs = m->env->round_start;
+    CHECK_EQ_INT(rs->n_neighbours, 2);
+    CHECK_EQ_INT(rs->neighbours[1]->participant_id, 2);
+    CHECK(rs->secagg_params.len == f.params_len &&
+          memcmp(rs->secagg_params.data, f.params, f.params_len) == 0);
     cnd_secagg_params_t sp;
-    CHECK_EQ_INT(cnd_secagg_params_decode(&sp, m->env->round_start->secagg_params.data,
-                                          m->env->round_start->secagg_params.len),
-                 0);
+    CHECK_EQ_INT(cnd_secagg_params_decode(&sp, rs->secagg_params.data, rs->secagg_params.len), 0);
     CHECK_EQ_INT(sp.n, 3);
-    CHECK_EQ_INT(sp.len, 1000);
+    CHECK_EQ_INT(sp.round_id, 4200003);
     cnd_proto_msg_destroy(&m);
     free(buf);
 
-    /* A node of a federation without a CA sends no certificate. */
-    s_build(&f, CONDENSER__MSG_TYPE__MSG_HELLO);
-    f.hello.certificate = B("", 0);
+    /* SecAgg+ payloads carry the crypto/ message byte for byte. */
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE);
     CHECK_EQ_INT(cnd_proto_encode(&buf, &n, &f.env), 0);
     CHECK_EQ_INT(cnd_proto_decode(&m, NULL, buf, n), 0);
+    CHECK(m->env->unmask_response->unmask.len == 101 &&
+          memcmp(m->env->unmask_response->unmask.data, f.samsg, 101) == 0);
     cnd_proto_msg_destroy(&m);
     free(buf);
 
@@ -151,7 +147,6 @@ static uint8_t NUL_NAME[] = {'s', 'i', 't', 0, 'e'};
 static uint8_t BAD_UTF8[] = {'o', 'k', 0xc3, 0x28};
 static uint8_t OVERLONG[] = {0xc0, 0xaf};
 static uint8_t CTRL[] = {'a', 0x1b, '[', '2', 'J'};
-static uint8_t HUGE[CND_PROTO_SECAGG_MAX + 1];
 static uint32_t SHAPE2[] = {1, 28};
 
 #define MUT(name, body)                                                                            \
@@ -182,6 +177,7 @@ MUT(m_h_role9, f->hello.role = 9)
 MUT(m_h_key31, f->hello.identity_key = B(K1, 31))
 MUT(m_h_key33, f->hello.identity_key = B(BIG, 33))
 MUT(m_h_key_zero, f->hello.identity_key = B(ZERO32, 32))
+MUT(m_h_cert_empty, f->hello.certificate = B("", 0))
 MUT(m_h_cert_notder, f->hello.certificate = B(MAN, sizeof MAN))
 MUT(m_h_cert_big, f->hello.certificate = B(BIG, CND_PROTO_CERT_MAX + 1))
 MUT(m_h_caps_many, f->hello.n_capabilities = CND_PROTO_CAPS_MAX + 1)
@@ -219,9 +215,11 @@ MUT(m_j_t1, f->sa.threshold = 1)
 MUT(m_j_t_over, f->sa.threshold = 4)
 MUT(m_j_quorum, f->spec.quorum = 1)
 MUT(m_j_quorum_over, f->spec.quorum = 4)
-MUT(m_j_ring65, f->sa.ring_bits = 65)
+MUT(m_j_ring33, f->sa.ring_bits = 33)
 MUT(m_j_neigh, f->spec.sites_per_round = 10; f->sa.threshold = 4; f->spec.quorum = 4;
-    f->sa.neighbours = 3)
+    f->sa.neighbours = 3) /* odd degree: crypto/ refuses */
+MUT(m_j_minority, f->spec.sites_per_round = 10; f->sa.threshold = 2; f->spec.quorum = 4;
+    f->sa.neighbours = 4) /* t = 2 is no majority of k = 5 */
 MUT(m_j_clip0, f->sa.clip = 0)
 MUT(m_j_l2neg, f->sa.l2_clip = -1)
 MUT(m_j_cap0, f->sa.sample_cap = 0)
@@ -243,19 +241,22 @@ MUT(m_rs_count, f->model.chunk_count = 1)
 MUT(m_rs_chunk_big, f->model.chunk_size = CND_PROTO_CHUNK_MAX + 1; f->model.chunk_count = 2)
 MUT(m_rs_total0, f->model.total_size = 0; f->model.chunk_count = 0)
 MUT(m_rs_total_big, f->model.total_size = CND_PROTO_OBJECT_MAX + 1)
-MUT(m_rs_pid0, f->rs.participant_id = 0)
+MUT(m_rs_pid, f->rs.participant_id = 3)
 MUT(m_rs_parts1, f->rs.participants = 1)
+MUT(m_rs_parts_big, f->rs.participants = CND_PROTO_MAX_PARTICIPANTS + 1)
 MUT(m_rs_nomodel, f->rs.model = NULL)
-MUT(m_rs_pid_over, f->rs.participant_id = 4)
-MUT(m_rs_params_short, f->rs.secagg_params = B(PARAMS, sizeof PARAMS - 1))
-MUT(m_rs_params_bad, f->rs.secagg_params = B(MAN, sizeof PARAMS))
+MUT(m_rs_params_empty, f->rs.secagg_params = B("", 0))
+MUT(m_rs_params_junk, f->rs.secagg_params = B(MAN, 68))
+MUT(m_rs_params_cut, f->rs.secagg_params.len = 67)
 MUT(m_rs_params_n, f->rs.participants = 4)
-MUT(m_rs_roster_short, f->rs.n_roster = 2)
-MUT(m_rs_roster_dup, f->part[1].participant_id = 3)
-MUT(m_rs_roster_id, f->part[0].participant_id = 9)
-MUT(m_rs_roster_name, f->part[2].node_name = S("a/b"))
-MUT(m_rs_roster_key, f->part[2].identity_key = B(ZERO32, 32))
-MUT(m_rs_roster_cert, f->part[1].certificate = B(MAN, sizeof MAN))
+MUT(m_rs_nb_count, f->rs.n_neighbours = 1)
+MUT(m_rs_nb_none, f->rs.n_neighbours = 0)
+MUT(m_rs_nb_many, f->rs.n_neighbours = CND_PROTO_MAX_NEIGHBOURS + 1)
+MUT(m_rs_nb_self, f->pc[1].participant_id = 1)
+MUT(m_rs_nb_out, f->pc[1].participant_id = 3)
+MUT(m_rs_nb_dup, f->pc[1].participant_id = 0)
+MUT(m_rs_nb_name, f->pc[0].node_name = S("site a"))
+MUT(m_rs_nb_cert, f->pc[1].certificate = B(MAN, 10))
 /* chunk */
 MUT(m_c_kind0, f->chunk.kind = 0)
 MUT(m_c_kind9, f->chunk.kind = 9)
@@ -264,24 +265,39 @@ MUT(m_c_data_empty, f->chunk.data = B("", 0))
 MUT(m_c_data_big, f->chunk.data = B(BIG, CND_PROTO_CHUNK_MAX + 1))
 MUT(m_c_sha, f->chunk.sha256 = B(BIG, 33))
 MUT(m_c_offset, f->chunk.offset = 100)
-/* SecAgg+ messages: size, header, kind and direction */
-MUT(m_sa_empty, f->sam.body = B("", 0))
-MUT(m_sa_short, f->sam.body = B(f->body, CND_SECAGG_HDR_BYTES - 1))
-MUT(m_sa_big, f->sam.body = B(HUGE, sizeof HUGE))
-MUT(m_sa_magic, f->body[3] = '2')
-MUT(m_sa_kind, f->body[4] = CND_SECAGG_SHARES)
-MUT(m_sa_kind_unknown, f->body[4] = 99)
-MUT(m_sa_to_site, f->body[17] = 5)
-MUT(m_sa_from_server, memset(f->body + 13, 0xff, 4))
-MUT(m_sa_to_server, memset(f->body + 17, 0xff, 4))
-MUT(m_sa_round0, memset(f->body + 5, 0, 8))
-/* masked_input */
+/* SecAgg+ phase messages: the carried crypto/ message's header against the envelope */
+MUT(m_a_pid_big, f->adv.participant_id = CND_PROTO_MAX_PARTICIPANTS)
+MUT(m_a_from, f->adv.participant_id = 2)
+MUT(m_a_short, f->adv.advert.len = 20)
+MUT(m_a_empty, f->adv.advert = B("", 0))
+MUT(m_a_magic, f->samsg[0] = 'X')
+MUT(m_a_type, s_sa_msg(f->samsg, CND_SECAGG_SHARES, 4200003, 1, CND_SECAGG_SERVER, 0))
+MUT(m_a_to, s_sa_msg(f->samsg, CND_SECAGG_ADVERT, 4200003, 1, 2, 0))
+MUT(m_a_big, f->adv.advert = B(BIG, CND_PROTO_SECAGG_MAX + 1))
+MUT(m_kr_from, s_sa_msg(f->samsg, CND_SECAGG_KEYS, 4200003, 0, 1, 0))
+MUT(m_kr_to_srv,
+    s_sa_msg(f->samsg, CND_SECAGG_KEYS, 4200003, CND_SECAGG_SERVER, CND_SECAGG_SERVER, 0))
+MUT(m_kr_type, s_sa_msg(f->samsg, CND_SECAGG_SHARES_FOR, 4200003, CND_SECAGG_SERVER, 1, 0))
+MUT(m_kr_empty, f->roster.keys = B("", 0))
+MUT(m_sk_type, s_sa_msg(f->samsg, CND_SECAGG_ADVERT, 4200003, 1, CND_SECAGG_SERVER, 0))
+MUT(m_sk_from, f->sk.participant_id = 0)
+MUT(m_sr_type, s_sa_msg(f->samsg, CND_SECAGG_KEYS, 4200003, CND_SECAGG_SERVER, 1, 0))
 MUT(m_mi_size, f->vec.total_size = 2000001; f->vec.chunk_count = 8)
 MUT(m_mi_bits0, f->mi.bit_width = 0)
 MUT(m_mi_bits33, f->mi.bit_width = 33)
 MUT(m_mi_len0, f->mi.length = 0)
+MUT(m_mi_len_big, f->mi.length = (uint64_t)UINT32_MAX + 1)
 MUT(m_mi_novec, f->mi.vector = NULL)
 MUT(m_mi_pid, f->mi.participant_id = 70000)
+MUT(m_cq_type, s_sa_msg(f->samsg, CND_SECAGG_CONSIST, 4200003, CND_SECAGG_SERVER, 1, 0))
+MUT(m_cq_from, s_sa_msg(f->samsg, CND_SECAGG_CONSIST_REQ, 4200003, 2, 1, 0))
+MUT(m_cs_from, f->cs.participant_id = 2)
+MUT(m_cs_type, s_sa_msg(f->samsg, CND_SECAGG_CONSIST_REQ, 4200003, 1, CND_SECAGG_SERVER, 0))
+MUT(m_cs_big, f->cs.consistency = B(BIG, CND_PROTO_SECAGG_MAX + 1))
+MUT(m_ur_type, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, CND_SECAGG_SERVER, 1, 0))
+MUT(m_ur_empty, f->ur.request = B("", 0))
+MUT(m_ures_from, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, 0, CND_SECAGG_SERVER, 0))
+MUT(m_ures_to, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, 1, 0, 0))
 /* metrics */
 MUT(m_met_loss, f->met.loss = -0.1f)
 MUT(m_met_inf, f->met.loss = INFINITY)
@@ -314,7 +330,13 @@ MUT(m_dp_seq_nodig, f->dp.running_digest = B("", 0))
 MUT(m_ao_rollout0, f->ao.rollout_id = 0)
 MUT(m_ao_man_empty, f->ao.manifest = B("", 0))
 MUT(m_ao_man_big, f->ao.manifest = B(BIG, CND_PROTO_MANIFEST_MAX + 1))
-MUT(m_ao_sig, f->ao.manifest_signature = B(SIG, 32))
+MUT(m_ao_man_junk, f->ao.manifest = B(MAN, sizeof MAN))
+MUT(m_ao_man_cut, f->ao.manifest.len = SMAN_LEN - 1)
+MUT(m_ao_man_body, f->ao.manifest = B(SRB, SRB_LEN); f->ao.artifact_digest = B(DIG2, 32);
+    f->ao.artifact_size = 90000; SRB[12] ^= 0x01) /* breaks the body's magic; restored below */
+MUT(m_ao_digest, f->ao.artifact_digest = B(DIG2, 32))
+MUT(m_ao_size, f->ao.artifact_size = 100001)
+MUT(m_ao_rollback, f->ao.rollback = 1)
 MUT(m_ao_size0, f->ao.artifact_size = 0)
 MUT(m_ao_chunk, f->ao.chunk_size = 512)
 /* artifact_chunk_request */
@@ -330,7 +352,8 @@ MUT(m_ar_seq_nodig, f->ar.active_digest = B("", 0))
 MUT(m_ar_dig, f->ar.artifact_digest = B(DIG, 31))
 /* rollback */
 MUT(m_rb_target, f->rb.target_digest = B("", 0))
-MUT(m_rb_sig, f->rb.manifest_signature = B(BIG, 65))
+MUT(m_rb_noflag, f->rb.manifest = B(SMAN, SMAN_LEN); f->rb.target_digest = B(DIG, 32))
+MUT(m_rb_digest, f->rb.target_digest = B(DIG, 32))
 MUT(m_rb_rollout0, f->rb.rollout_id = 0)
 MUT(m_rb_reason_ctrl, f->rb.reason = B(CTRL, sizeof CTRL))
 
@@ -361,6 +384,7 @@ static const bad_t s_bad[] = {
     {T(HELLO), "hello.identity_key", BAD, m_h_key31},
     {T(HELLO), "hello.identity_key", BIGC, m_h_key33},
     {T(HELLO), "hello.identity_key", BAD, m_h_key_zero},
+    {T(HELLO), "hello.certificate", BAD, m_h_cert_empty},
     {T(HELLO), "hello.certificate", BAD, m_h_cert_notder},
     {T(HELLO), "hello.certificate", BIGC, m_h_cert_big},
     {T(HELLO), "hello.capabilities", BIGC, m_h_caps_many},
@@ -396,8 +420,9 @@ static const bad_t s_bad[] = {
     {T(JOB_ANNOUNCE), "job_spec.secagg.threshold", BIGC, m_j_t_over},
     {T(JOB_ANNOUNCE), "job_spec.quorum", BAD, m_j_quorum},
     {T(JOB_ANNOUNCE), "job_spec.quorum", BIGC, m_j_quorum_over},
-    {T(JOB_ANNOUNCE), "job_spec.secagg.ring_bits", BIGC, m_j_ring65},
-    {T(JOB_ANNOUNCE), "job_spec.secagg.neighbours", BAD, m_j_neigh},
+    {T(JOB_ANNOUNCE), "job_spec.secagg.ring_bits", BIGC, m_j_ring33},
+    {T(JOB_ANNOUNCE), "job_spec.secagg (threshold 4, neighbours 3", BAD, m_j_neigh},
+    {T(JOB_ANNOUNCE), "job_spec.secagg (threshold 2, neighbours 4", BAD, m_j_minority},
     {T(JOB_ANNOUNCE), "job_spec.secagg.clip", BAD, m_j_clip0},
     {T(JOB_ANNOUNCE), "job_spec.secagg.l2_clip", BAD, m_j_l2neg},
     {T(JOB_ANNOUNCE), "job_spec.secagg.sample_cap", BAD, m_j_cap0},
@@ -416,19 +441,22 @@ static const bad_t s_bad[] = {
     {T(ROUND_START), "round_start.model.chunk_size", BIGC, m_rs_chunk_big},
     {T(ROUND_START), "round_start.model.total_size", BAD, m_rs_total0},
     {T(ROUND_START), "round_start.model.total_size", BIGC, m_rs_total_big},
-    {T(ROUND_START), "round_start.participant_id", BAD, m_rs_pid0},
+    {T(ROUND_START), "round_start.participant_id", BAD, m_rs_pid},
     {T(ROUND_START), "round_start.participants", BAD, m_rs_parts1},
+    {T(ROUND_START), "round_start.participants", BIGC, m_rs_parts_big},
     {T(ROUND_START), "round_start.model", BAD, m_rs_nomodel},
-    {T(ROUND_START), "round_start.participant_id", BIGC, m_rs_pid_over},
-    {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_short},
-    {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_bad},
+    {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_empty},
+    {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_junk},
+    {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_cut},
     {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_n},
-    {T(ROUND_START), "round_start.roster", BAD, m_rs_roster_short},
-    {T(ROUND_START), "round_start.roster[1].participant_id", BAD, m_rs_roster_dup},
-    {T(ROUND_START), "round_start.roster[0].participant_id", BIGC, m_rs_roster_id},
-    {T(ROUND_START), "round_start.roster[2].node_name", BAD, m_rs_roster_name},
-    {T(ROUND_START), "round_start.roster[2].identity_key", BAD, m_rs_roster_key},
-    {T(ROUND_START), "round_start.roster[1].certificate", BAD, m_rs_roster_cert},
+    {T(ROUND_START), "round_start.neighbours", BAD, m_rs_nb_count},
+    {T(ROUND_START), "round_start.neighbours", BAD, m_rs_nb_none},
+    {T(ROUND_START), "round_start.neighbours", BIGC, m_rs_nb_many},
+    {T(ROUND_START), "round_start.neighbours[1].participant_id", BAD, m_rs_nb_self},
+    {T(ROUND_START), "round_start.neighbours[1].participant_id", BAD, m_rs_nb_out},
+    {T(ROUND_START), "round_start.neighbours[1].participant_id", BAD, m_rs_nb_dup},
+    {T(ROUND_START), "round_start.neighbours[0].node_name", BAD, m_rs_nb_name},
+    {T(ROUND_START), "round_start.neighbours[1].certificate", BAD, m_rs_nb_cert},
     {T(CHUNK), "chunk.kind", BAD, m_c_kind0},
     {T(CHUNK), "chunk.kind", BAD, m_c_kind9},
     {T(CHUNK), "chunk.object_digest", BAD, m_c_digest},
@@ -436,29 +464,37 @@ static const bad_t s_bad[] = {
     {T(CHUNK), "chunk.data", BIGC, m_c_data_big},
     {T(CHUNK), "chunk.sha256", BIGC, m_c_sha},
     {T(CHUNK), "chunk.offset", BAD, m_c_offset},
-    {T(ADVERTISE_KEYS), "advertise_keys.body", BAD, m_sa_empty},
-    {T(ADVERTISE_KEYS), "advertise_keys.body", BAD, m_sa_short},
-    {T(ADVERTISE_KEYS), "advertise_keys.body", BIGC, m_sa_big},
-    {T(ADVERTISE_KEYS), "advertise_keys.body", BAD, m_sa_magic},
-    {T(ADVERTISE_KEYS), "advertise_keys.body", BAD, m_sa_kind},
-    {T(ADVERTISE_KEYS), "advertise_keys.body", BAD, m_sa_to_site},
-    {T(ADVERTISE_KEYS), "advertise_keys.body", BAD, m_sa_round0},
-    {T(KEY_ROSTER), "key_roster.body", BAD, m_sa_kind},
-    {T(KEY_ROSTER), "key_roster.body", BAD, m_sa_to_server},
-    {T(SHARE_KEYS), "share_keys.body", BAD, m_sa_kind_unknown},
-    {T(SHARE_KEYS), "share_keys.body", BAD, m_sa_from_server},
-    {T(SHARES_RELAY), "shares_relay.body", BAD, m_sa_kind},
-    {T(SHARES_RELAY), "shares_relay.body", BAD, m_sa_magic},
+    {T(ADVERTISE_KEYS), "advertise_keys.participant_id", BIGC, m_a_pid_big},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: header sender", BAD, m_a_from},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert", BAD, m_a_short},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: missing", BAD, m_a_empty},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: not a secure", BAD, m_a_magic},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: message type", BAD, m_a_type},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert: addressed", BAD, m_a_to},
+    {T(ADVERTISE_KEYS), "advertise_keys.advert", BIGC, m_a_big},
+    {T(KEY_ROSTER), "key_roster.keys: header sender", BAD, m_kr_from},
+    {T(KEY_ROSTER), "key_roster.keys: addressed to the coordinator", BAD, m_kr_to_srv},
+    {T(KEY_ROSTER), "key_roster.keys: message type", BAD, m_kr_type},
+    {T(KEY_ROSTER), "key_roster.keys", BAD, m_kr_empty},
+    {T(SHARE_KEYS), "share_keys.shares: message type", BAD, m_sk_type},
+    {T(SHARE_KEYS), "share_keys.shares: header sender", BAD, m_sk_from},
+    {T(SHARES_RELAY), "shares_relay.shares_for: message type", BAD, m_sr_type},
     {T(MASKED_INPUT), "masked_input.vector.total_size", BAD, m_mi_size},
     {T(MASKED_INPUT), "masked_input.bit_width", BAD, m_mi_bits0},
     {T(MASKED_INPUT), "masked_input.bit_width", BIGC, m_mi_bits33},
     {T(MASKED_INPUT), "masked_input.length", BAD, m_mi_len0},
+    {T(MASKED_INPUT), "masked_input.length", BIGC, m_mi_len_big},
     {T(MASKED_INPUT), "masked_input.vector", BAD, m_mi_novec},
     {T(MASKED_INPUT), "masked_input.participant_id", BIGC, m_mi_pid},
-    {T(UNMASK_REQUEST), "unmask_request.body", BAD, m_sa_kind},
-    {T(UNMASK_REQUEST), "unmask_request.body", BAD, m_sa_to_server},
-    {T(UNMASK_RESPONSE), "unmask_response.body", BAD, m_sa_short},
-    {T(UNMASK_RESPONSE), "unmask_response.body", BAD, m_sa_to_site},
+    {T(CONSISTENCY_REQUEST), "consistency_request.request: message type", BAD, m_cq_type},
+    {T(CONSISTENCY_REQUEST), "consistency_request.request: header sender", BAD, m_cq_from},
+    {T(CONSISTENCY), "consistency.consistency: header sender", BAD, m_cs_from},
+    {T(CONSISTENCY), "consistency.consistency: message type", BAD, m_cs_type},
+    {T(CONSISTENCY), "consistency.consistency", BIGC, m_cs_big},
+    {T(UNMASK_REQUEST), "unmask_request.request: message type", BAD, m_ur_type},
+    {T(UNMASK_REQUEST), "unmask_request.request", BAD, m_ur_empty},
+    {T(UNMASK_RESPONSE), "unmask_response.unmask: header sender", BAD, m_ures_from},
+    {T(UNMASK_RESPONSE), "unmask_response.unmask: addressed", BAD, m_ures_to},
     {T(METRICS), "metrics.loss", BAD, m_met_loss},
     {T(METRICS), "metrics.loss", BAD, m_met_inf},
     {T(METRICS), "metrics.accuracy", BAD, m_met_acc},
@@ -486,7 +522,12 @@ static const bad_t s_bad[] = {
     {T(ARTIFACT_OFFER), "artifact_offer.rollout_id", BAD, m_ao_rollout0},
     {T(ARTIFACT_OFFER), "artifact_offer.manifest", BAD, m_ao_man_empty},
     {T(ARTIFACT_OFFER), "artifact_offer.manifest", BIGC, m_ao_man_big},
-    {T(ARTIFACT_OFFER), "artifact_offer.manifest_signature", BAD, m_ao_sig},
+    {T(ARTIFACT_OFFER), "artifact_offer.manifest: not a signed manifest", BAD, m_ao_man_junk},
+    {T(ARTIFACT_OFFER), "artifact_offer.manifest: body length", BAD, m_ao_man_cut},
+    {T(ARTIFACT_OFFER), "artifact_offer.manifest: manifest", BAD, m_ao_man_body},
+    {T(ARTIFACT_OFFER), "artifact_offer: the digest differs", BAD, m_ao_digest},
+    {T(ARTIFACT_OFFER), "artifact_offer.artifact_size", BAD, m_ao_size},
+    {T(ARTIFACT_OFFER), "artifact_offer.rollback", BAD, m_ao_rollback},
     {T(ARTIFACT_OFFER), "artifact_offer.artifact_size", BAD, m_ao_size0},
     {T(ARTIFACT_OFFER), "artifact_offer.chunk_size", BAD, m_ao_chunk},
     {T(ARTIFACT_CHUNK_REQUEST), "artifact_chunk_request.length", BAD, m_acr_len0},
@@ -499,7 +540,8 @@ static const bad_t s_bad[] = {
     {T(ACTIVATION_REPORT), "activation_report.active_sequence", BAD, m_ar_seq_nodig},
     {T(ACTIVATION_REPORT), "activation_report.artifact_digest", BAD, m_ar_dig},
     {T(ROLLBACK), "rollback.target_digest", BAD, m_rb_target},
-    {T(ROLLBACK), "rollback.manifest_signature", BIGC, m_rb_sig},
+    {T(ROLLBACK), "rollback.rollback: true, the manifest lacks", BAD, m_rb_noflag},
+    {T(ROLLBACK), "rollback: the digest differs", BAD, m_rb_digest},
     {T(ROLLBACK), "rollback.rollout_id", BAD, m_rb_rollout0},
     {T(ROLLBACK), "rollback.reason", BAD, m_rb_reason_ctrl},
 };
@@ -509,6 +551,7 @@ static void test_bad_fields(void)
     static fx_t f; /* large: keep it off the stack */
     /* Arrays long enough for the "too many entries" cases. */
     static ProtobufCBinaryData many_caps[CND_PROTO_CAPS_MAX + 1];
+    static Condenser__PeerCert *many_nb[CND_PROTO_MAX_NEIGHBOURS + 1];
     static Condenser__Label *many_labels[CND_PROTO_LABELS_MAX + 1];
     size_t types_seen[32] = {0};
     for (size_t i = 0; i < sizeof s_bad / sizeof s_bad[0]; i++) {
@@ -520,6 +563,10 @@ static void test_bad_fields(void)
         if (f.hello.n_capabilities > 2) {
             for (size_t k = 0; k < f.hello.n_capabilities; k++) many_caps[k] = S("qat");
             f.hello.capabilities = many_caps;
+        }
+        if (f.rs.n_neighbours > 2) {
+            for (size_t k = 0; k < f.rs.n_neighbours; k++) many_nb[k] = &f.pc[0];
+            f.rs.neighbours = many_nb;
         }
         if (f.dp.n_labels > 2) {
             for (size_t k = 0; k < f.dp.n_labels; k++) many_labels[k] = &f.lab[0];
@@ -562,9 +609,10 @@ static void test_bad_fields(void)
             free(raw);
         }
         types_seen[b->type]++;
+        s_fill_globals(); /* undo mutations of the shared byte arrays */
     }
     /* every payload type has rejection cases, except heartbeat (it has no constrained field) */
-    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_ROLLBACK; t++)
+    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_CONSISTENCY; t++)
         if (t != CONDENSER__MSG_TYPE__MSG_HEARTBEAT) CHECK(types_seen[t] > 0);
 }
 
@@ -597,7 +645,7 @@ static void test_decode_limits(void)
     const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     CHECK_EQ_INT(cnd_proto_decode(&m, &rej, junk, sizeof junk), CND_EFORMAT);
     CHECK_EQ_INT(rej.code, CONDENSER__ERROR_CODE__ERR_MALFORMED);
-    fx_t f;
+    static fx_t f;
     s_build(&f, CONDENSER__MSG_TYPE__MSG_ROUND_START);
     size_t n;
     uint8_t *enc = s_raw(&f.env, &n);
@@ -659,18 +707,19 @@ static void test_decode_limits(void)
     free(both);
     free(enc);
 
-    /* Memory amplification: a roster of 400,000 empty participants (2 bytes each on the wire)
-     * would need tens of megabytes of structs; the budget refuses it before any count check. */
+    /* Memory amplification: a RoundStart with 400,000 empty neighbour entries (2 bytes each on
+     * the wire) would need tens of megabytes of structs; the budget refuses it before any count
+     * check. */
     size_t p = 0, body = 400000 * 2;
     p += s_varint(buf + p, (1u << 3) | 0); /* version */
     buf[p++] = 1;
     p += s_varint(buf + p, (2u << 3) | 0); /* type = ROUND_START */
     buf[p++] = CONDENSER__MSG_TYPE__MSG_ROUND_START;
-    p += s_varint(buf + p, (20u << 3) | 2);
+    p += s_varint(buf + p, (20u << 3) | 2); /* round_start */
     p += s_varint(buf + p, body);
     for (size_t i = 0; i < 400000; i++) {
-        buf[p++] = (7u << 3) | 2; /* field 7 (roster), length-delimited */
-        buf[p++] = 0x00;          /* empty Participant */
+        buf[p++] = 0x3a; /* field 7 (neighbours), length-delimited */
+        buf[p++] = 0x00; /* empty PeerCert */
     }
     CHECK(p <= CND_PROTO_MAX_MSG);
     cnd_err_clear();
@@ -678,61 +727,40 @@ static void test_decode_limits(void)
     CHECK_EQ_INT(rej.code, CONDENSER__ERROR_CODE__ERR_TOO_LARGE);
     CHECK(strstr(cnd_err_detail(), "memory") != NULL);
 
-    /* The largest legitimate rosters still decode under the budget: CND_PROTO_MAX_PEERS sites
-     * with one-letter names and no certificate (the worst ratio of memory to wire bytes)... */
-    static Condenser__Participant parts[CND_PROTO_MAX_PEERS];
-    static Condenser__Participant *pp[CND_PROTO_MAX_PEERS + 1];
-    static uint8_t params[CND_PROTO_SECAGG_PARAMS];
-    uint8_t *out;
-    for (int round = 0; round < 3; round++) {
-        /* 0: 512 sites, no certificates; 1: 200 sites with 4 KiB certificates (about 850 KB);
-         * 2: 300 such sites exceed the frame limit: the sender refuses to build it. */
-        static uint8_t bigcert[CND_PROTO_CERT_MAX];
-        bigcert[0] = 0x30;
-        uint32_t np = round == 0 ? CND_PROTO_MAX_PEERS : round == 1 ? 200 : 300;
-        cnd_secagg_params_t sp;
-        memset(&sp, 0, sizeof sp);
-        sp.round_id = 1;
-        sp.n = np;
-        sp.len = 10;
-        sp.bits = 16;
-        cnd_buf_t pb;
-        cnd_buf_init(&pb);
-        CHECK_EQ_INT(cnd_secagg_params_fill(&sp), 0);
-        CHECK_EQ_INT(cnd_secagg_params_encode(&pb, &sp), 0);
-        CHECK_EQ_INT(pb.len, sizeof params);
-        memcpy(params, pb.data, sizeof params);
-        cnd_buf_free(&pb);
-        s_build(&f, CONDENSER__MSG_TYPE__MSG_ROUND_START);
-        for (uint32_t i = 0; i < np; i++) {
-            parts[i] = f.part[0];
-            parts[i].participant_id = i + 1;
-            parts[i].node_name = S("s");
-            parts[i].certificate = round ? B(bigcert, sizeof bigcert) : B("", 0);
-            pp[i] = &parts[i];
-        }
-        f.rs.roster = pp;
-        f.rs.n_roster = np;
-        f.rs.participants = np;
-        f.rs.secagg_params = B(params, sizeof params);
-        int rc = cnd_proto_encode(&out, &n, &f.env);
-        if (round == 2) {
-            CHECK_EQ_INT(rc, CND_ERANGE);
-            continue;
-        }
-        CHECK_EQ_INT(rc, 0);
-        if (round == 1) CHECK(n > 800000);
-        CHECK_EQ_INT(cnd_proto_decode(&m, &rej, out, n), 0);
-        if (m) CHECK_EQ_INT(m->env->round_start->roster[np - 1]->participant_id, np);
-        cnd_proto_msg_destroy(&m);
-        free(out);
-    }
-    /* ...and one more participant than the limit is refused as too large. */
+    /* The largest legitimate lists still decode under the budget: a round of 300 sites with
+     * the largest SecAgg+ neighbourhood (254 neighbours) and 3 KiB certificates (~790 KB). */
+    static uint8_t bigcert[CND_PROTO_CERT_MAX];
+    bigcert[0] = 0x30;
+    static Condenser__PeerCert nb[CND_PROTO_MAX_NEIGHBOURS];
+    static Condenser__PeerCert *nbp[CND_PROTO_MAX_NEIGHBOURS];
     s_build(&f, CONDENSER__MSG_TYPE__MSG_ROUND_START);
-    f.rs.participants = CND_PROTO_MAX_PEERS + 1;
-    cnd_proto_reject_t r3 = {0};
-    CHECK_EQ_INT(cnd_proto_validate(&r3, &f.env), CND_ERANGE);
-    CHECK_EQ_INT(r3.code, CONDENSER__ERROR_CODE__ERR_TOO_LARGE);
+    f.params_len = s_params(f.params, 300, 254);
+    f.rs.secagg_params = B(f.params, f.params_len);
+    f.rs.participants = 300;
+    f.rs.participant_id = 299;
+    for (int i = 0; i < CND_PROTO_MAX_NEIGHBOURS; i++) {
+        nb[i] = f.pc[0];
+        nb[i].participant_id = (uint32_t)i;
+        nb[i].certificate = B(bigcert, 3072);
+        nbp[i] = &nb[i];
+    }
+    f.rs.neighbours = nbp;
+    f.rs.n_neighbours = CND_PROTO_MAX_NEIGHBOURS;
+    uint8_t *out;
+    CHECK_EQ_INT(cnd_proto_encode(&out, &n, &f.env), 0);
+    CHECK(n > 780000);
+    CHECK_EQ_INT(cnd_proto_decode(&m, &rej, out, n), 0);
+    if (m) CHECK_EQ_INT(m->env->round_start->neighbours[253]->participant_id, 253);
+    cnd_proto_msg_destroy(&m);
+    free(out);
+    /* Every limit at its maximum (254 neighbours with 4 KiB certificates) still fits one frame
+     * and the budget: the largest valid RoundStart. */
+    for (int i = 0; i < CND_PROTO_MAX_NEIGHBOURS; i++) nb[i].certificate = B(bigcert, 4096);
+    CHECK_EQ_INT(cnd_proto_encode(&out, &n, &f.env), 0);
+    CHECK(n > 1040000 && n <= CND_PROTO_MAX_MSG);
+    CHECK_EQ_INT(cnd_proto_decode(&m, &rej, out, n), 0);
+    cnd_proto_msg_destroy(&m);
+    free(out);
 }
 
 /* --- replay window ------------------------------------------------------------------------ */
@@ -812,6 +840,8 @@ static void test_checks(void)
 
     /* round/phase from the coordinator's view */
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* metrics in MASKED */
+    v.phase = CND_PHASE_CONSISTENCY;
+    CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* ...in CONSISTENCY */
     v.phase = CND_PHASE_UNMASK;
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* ...and in UNMASK */
     v.phase = CND_PHASE_SHARE;
@@ -843,6 +873,17 @@ static void test_checks(void)
     f.chunk.kind = CONDENSER__OBJECT_KIND__OBJ_ARTIFACT;
     CHECK_EQ_INT(cnd_proto_phase_of(&f.env), CND_PHASE_IDLE);
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* not round-bound */
+    /* the consistency phase sits between masked input and unmask */
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_CONSISTENCY);
+    CHECK_EQ_INT(cnd_proto_phase_of(&f.env), CND_PHASE_CONSISTENCY);
+    v.phase = CND_PHASE_CONSISTENCY;
+    CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0);
+    v.phase = CND_PHASE_UNMASK;
+    CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), CND_ESTATE);
+    CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, CONDENSER__ROLE__ROLE_SITE), 0);
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST);
+    CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, CONDENSER__ROLE__ROLE_COORDINATOR), 0);
+    CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, CONDENSER__ROLE__ROLE_SITE), CND_EPERM);
     /* messages not bound to a round always pass */
     s_build(&f, CONDENSER__MSG_TYPE__MSG_HEARTBEAT);
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0);
@@ -885,6 +926,59 @@ static void test_checks(void)
     CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, 99), CND_EPERM);
 }
 
+/* cnd_proto_accept: every check in order; a refused message does not consume its seq. */
+static void test_accept(void)
+{
+    fx_t f;
+    cnd_seqwin_t w;
+    cnd_seqwin_init(&w);
+    cnd_round_view_t v = {42, 3, CND_PHASE_SHARE};
+    cnd_proto_reject_t rej;
+    cnd_proto_msg_t *m = NULL;
+    uint8_t *buf;
+    size_t n;
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_METRICS); /* seq 1014, belongs to MASKED */
+    CHECK_EQ_INT(cnd_proto_encode(&buf, &n, &f.env), 0);
+    CHECK_EQ_INT(cnd_proto_accept(&m, &rej, buf, n, "site-b", CONDENSER__ROLE__ROLE_SITE, &w, &v),
+                 CND_ESTATE);
+    CHECK(m == NULL);
+    CHECK_EQ_INT(rej.code, CONDENSER__ERROR_CODE__ERR_WRONG_PHASE);
+    CHECK_EQ_INT(rej.seq, 1014);
+    CHECK_EQ_INT(w.top, 0); /* not consumed */
+    CHECK_EQ_INT(cnd_proto_accept(&m, &rej, buf, n, "site-c", CONDENSER__ROLE__ROLE_SITE, &w, &v),
+                 CND_EPERM);
+    CHECK_EQ_INT(cnd_proto_accept(&m, &rej, buf, n, "site-b", CONDENSER__ROLE__ROLE_DEVICE, &w, &v),
+                 CND_EPERM);
+    v.phase = CND_PHASE_MASKED;
+    CHECK_EQ_INT(cnd_proto_accept(&m, &rej, buf, n, "site-b", CONDENSER__ROLE__ROLE_SITE, &w, &v),
+                 0);
+    CHECK(m != NULL && m->env->metrics->sample_count == 12345);
+    cnd_proto_msg_destroy(&m);
+    CHECK_EQ_INT(w.top, 1014);
+    CHECK_EQ_INT(cnd_proto_accept(&m, &rej, buf, n, "site-b", CONDENSER__ROLE__ROLE_SITE, &w, &v),
+                 CND_EEXIST);
+    CHECK_EQ_INT(rej.code, CONDENSER__ERROR_CODE__ERR_REPLAY);
+    CHECK(m == NULL);
+    /* without a round view only the round check is skipped */
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_HEARTBEAT);
+    free(buf);
+    CHECK_EQ_INT(cnd_proto_encode(&buf, &n, &f.env), 0);
+    CHECK_EQ_INT(
+        cnd_proto_accept(&m, &rej, buf, n, "site-b", CONDENSER__ROLE__ROLE_DEVICE, &w, NULL),
+        0); /* heartbeat seq 1016 */
+    CHECK(m && m->env->type == CONDENSER__MSG_TYPE__MSG_HEARTBEAT);
+    CHECK_EQ_INT(w.top, 1016);
+    free(buf);
+    cnd_proto_msg_destroy(&m);
+    /* undecodable input: no message, nothing consumed */
+    const uint8_t junk[] = {0xff};
+    CHECK_EQ_INT(
+        cnd_proto_accept(&m, &rej, junk, 1, "site-b", CONDENSER__ROLE__ROLE_SITE, &w, NULL),
+        CND_EFORMAT);
+    CHECK_EQ_INT(rej.code, CONDENSER__ERROR_CODE__ERR_MALFORMED);
+    CHECK_EQ_INT(w.top, 1016);
+}
+
 static void test_helpers(void)
 {
     char out[8];
@@ -917,6 +1011,8 @@ static void test_helpers(void)
 
     CHECK(strcmp(cnd_proto_type_name(CONDENSER__MSG_TYPE__MSG_SHARE_KEYS), "share_keys") == 0);
     CHECK(strcmp(cnd_proto_type_name(CONDENSER__MSG_TYPE__MSG_ROLLBACK), "rollback") == 0);
+    CHECK(strcmp(cnd_proto_type_name(CONDENSER__MSG_TYPE__MSG_CONSISTENCY), "consistency") == 0);
+    CHECK(strcmp(cnd_phase_name(CND_PHASE_CONSISTENCY), "consistency") == 0);
     CHECK(strcmp(cnd_proto_type_name(1000), "unknown") == 0);
     CHECK(strcmp(cnd_proto_error_name(CONDENSER__ERROR_CODE__ERR_INTERNAL), "internal") == 0);
     CHECK(strcmp(cnd_phase_name(CND_PHASE_UNMASK), "unmask") == 0);
@@ -932,6 +1028,7 @@ int main(void)
     test_decode_limits();
     test_seqwin();
     test_checks();
+    test_accept();
     test_helpers();
     return check_result("test_proto");
 }

@@ -64,9 +64,8 @@ static const Condenser__Chunk *s_chunk(const wire_t *w, uint32_t i)
 
 static void test_masked_vector_round_trip(void)
 {
-    /* A MASKED message of 1,000,000 values of 16 bits: a 26-byte header (crypto/secagg.h) and
-     * 2,000,000 packed bytes, 8 chunks of 256 KiB. */
-    const size_t len = 26 + 2000000;
+    /* A MASKED message of 1,000,000 values of 16 bits: 26 + 2,000,000 bytes, 8 chunks. */
+    const size_t len = CND_PROTO_MASKED_HDR + 2000000;
     uint8_t *obj = s_random_bytes(len, 1);
     Condenser__ObjectInfo info;
     uint8_t digest[32];

@@ -6,8 +6,12 @@
 #ifndef TEST_PROTO_FIXTURE_H
 #define TEST_PROTO_FIXTURE_H
 
+#include "identity.h"
+#include "manifest.h"
 #include "proto.h"
 #include "secagg.h"
+
+#include <stdio.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -16,7 +20,7 @@
 #define S(s)    B(s, strlen(s))
 
 static uint8_t K1[32], K2[32], K3[32], K4[32], SIG[64], DIG[32], DIG2[32], CERT[300], MAN[200],
-    DATA[5000], PARAMS[CND_PROTO_SECAGG_PARAMS];
+    CT[120], SHARE[40], DATA[5000];
 static uint8_t BIG[CND_PROTO_CHUNK_MAX + 10];
 
 /* One valid instance of every payload, rebuilt fresh for each case. */
@@ -36,13 +40,22 @@ typedef struct {
     Condenser__JobResponse jr;
     Condenser__RoundStart rs;
     Condenser__ObjectInfo model;
-    Condenser__Participant part[3];
-    Condenser__Participant *partp[3];
+    uint8_t params[128]; /* canonical SecAgg+ round parameters */
+    size_t params_len;
+    Condenser__PeerCert pc[2];
+    Condenser__PeerCert *pcp[2];
     Condenser__Chunk chunk;
-    Condenser__SecAggMessage sam;
-    uint8_t body[64]; /* a SecAgg+ header and a few body bytes */
+    Condenser__AdvertiseKeys adv;
+    Condenser__KeyRoster roster;
+    Condenser__ShareKeys sk;
+    Condenser__SharesRelay sr;
     Condenser__MaskedInput mi;
     Condenser__ObjectInfo vec;
+    Condenser__ConsistencyRequest cq;
+    Condenser__Consistency cs;
+    Condenser__UnmaskRequest ur;
+    Condenser__UnmaskResponse ures;
+    uint8_t samsg[256]; /* the crypto/secagg.h message carried by a SecAgg+ payload */
     Condenser__Metrics met;
     Condenser__RoundEnd re;
     Condenser__Heartbeat hb;
@@ -55,6 +68,39 @@ typedef struct {
     Condenser__ActivationReport ar;
     Condenser__Rollback rb;
 } fx_t;
+
+/* Signed manifests (crypto/manifest.h) for the offer (artifact DIG, 100,000 bytes) and the
+ * rollback (artifact DIG2, 90,000 bytes, rollback flag). */
+static uint8_t SMAN[1024], SRB[1024];
+static size_t SMAN_LEN, SRB_LEN;
+
+static size_t s_sign_manifest(uint8_t *out, const uint8_t *digest, uint64_t length, uint32_t flags)
+{
+    uint8_t seed[32];
+    for (int i = 0; i < 32; i++) seed[i] = (uint8_t)(200 - i);
+    cnd_identity_t *fed = NULL;
+    cnd_manifest_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "fmnist-student-int8");
+    snprintf(m.target, sizeof m.target, "cortex-m7,x86-64");
+    m.sequence = 8;
+    m.version = flags ? 2 : 3;
+    m.length = length;
+    memcpy(m.digest, digest, 32);
+    m.expires = 4102444800; /* 2100-01-01 */
+    m.flags = flags;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    size_t n = 0;
+    if (cnd_identity_from_seed(&fed, seed) == 0 && cnd_manifest_sign(&b, &m, fed) == 0 &&
+        b.len <= 1024) {
+        memcpy(out, b.data, b.len);
+        n = b.len;
+    }
+    cnd_buf_free(&b);
+    cnd_identity_destroy(&fed);
+    return n;
+}
 
 static void s_fill_globals(void)
 {
@@ -70,37 +116,12 @@ static void s_fill_globals(void)
     CERT[0] = 0x30;
     for (size_t i = 1; i < sizeof CERT; i++) CERT[i] = (uint8_t)(i * 13);
     for (size_t i = 0; i < sizeof MAN; i++) MAN[i] = (uint8_t)(i * 7);
+    for (size_t i = 0; i < sizeof CT; i++) CT[i] = (uint8_t)(i * 31);
+    for (size_t i = 0; i < sizeof SHARE; i++) SHARE[i] = (uint8_t)(i * 17);
     for (size_t i = 0; i < sizeof DATA; i++) DATA[i] = (uint8_t)(i * 101 + 3);
     memset(BIG, 'x', sizeof BIG);
-    /* Round parameters of a 3-site round, in crypto/secagg.h's canonical form. */
-    cnd_secagg_params_t sp;
-    memset(&sp, 0, sizeof sp);
-    sp.round_id = 7;
-    memcpy(sp.round_seed, DIG, 32);
-    sp.n = 3;
-    sp.len = 1000;
-    sp.bits = 16;
-    cnd_buf_t b;
-    cnd_buf_init(&b);
-    if (cnd_secagg_params_fill(&sp) == 0 && cnd_secagg_params_encode(&b, &sp) == 0 &&
-        b.len == sizeof PARAMS)
-        memcpy(PARAMS, b.data, sizeof PARAMS);
-    cnd_buf_free(&b);
-}
-
-/* A SecAgg+ routing header ("CSA1" | type | u64 round | u32 from | u32 to) and 16 body bytes
- * into f->body; f->sam carries them. */
-static void s_secagg(fx_t *f, uint8_t type, uint32_t from, uint32_t to)
-{
-    uint8_t *p = f->body;
-    memcpy(p, "CSA1", 4);
-    p[4] = type;
-    for (int i = 0; i < 8; i++) p[5 + i] = (uint8_t)((uint64_t)7 >> (8 * i));
-    for (int i = 0; i < 4; i++) p[13 + i] = (uint8_t)(from >> (8 * i));
-    for (int i = 0; i < 4; i++) p[17 + i] = (uint8_t)(to >> (8 * i));
-    for (int i = 21; i < 37; i++) p[i] = (uint8_t)(i * 29);
-    condenser__sec_agg_message__init(&f->sam);
-    f->sam.body = B(f->body, 37);
+    SMAN_LEN = s_sign_manifest(SMAN, DIG, 100000, 0);
+    SRB_LEN = s_sign_manifest(SRB, DIG2, 90000, CND_MANIFEST_ROLLBACK);
 }
 
 static void s_deadlines(Condenser__Deadlines *d)
@@ -119,6 +140,41 @@ static void s_objinfo(Condenser__ObjectInfo *o, const uint8_t *dig, uint64_t tot
     o->total_size = total;
     o->chunk_size = cs;
     o->chunk_count = (uint32_t)((total + cs - 1) / cs);
+}
+
+/* A crypto/secagg.h message: the 21-byte header then `body` filler bytes. Returns its size. */
+static size_t s_sa_msg(uint8_t *out, uint8_t type, uint64_t round_id, uint32_t from, uint32_t to,
+                       size_t body)
+{
+    memcpy(out, "CSA1", 4);
+    out[4] = type;
+    for (int i = 0; i < 8; i++) out[5 + i] = (uint8_t)(round_id >> (8 * i));
+    for (int i = 0; i < 4; i++) out[13 + i] = (uint8_t)(from >> (8 * i));
+    for (int i = 0; i < 4; i++) out[17 + i] = (uint8_t)(to >> (8 * i));
+    for (size_t i = 0; i < body; i++) out[21 + i] = (uint8_t)(i * 29 + type);
+    return 21 + body;
+}
+
+/* Canonical parameters of a 3-site round (complete graph, t = 2, 16-bit ring). */
+static size_t s_params(uint8_t *out, uint32_t n, uint32_t degree)
+{
+    cnd_secagg_params_t p;
+    memset(&p, 0, sizeof p);
+    p.round_id = 4200003;
+    for (int i = 0; i < 32; i++) p.round_seed[i] = (uint8_t)(i * 7 + 1);
+    p.n = n;
+    p.degree = degree;
+    p.len = 1000001;
+    p.bits = 16;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    size_t len = 0;
+    if (cnd_secagg_params_fill(&p) == 0 && cnd_secagg_params_encode(&b, &p) == 0) {
+        memcpy(out, b.data, b.len);
+        len = b.len;
+    }
+    cnd_buf_free(&b);
+    return len;
 }
 
 /* Builds a valid message of type t in f->env. */
@@ -209,23 +265,22 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         condenser__round_start__init(&f->rs);
         s_objinfo(&f->model, DIG, 300000, CND_PROTO_CHUNK_MAX);
         f->rs.model = &f->model;
-        f->rs.participant_id = 2;
+        f->rs.participant_id = 1;
         f->rs.participants = 3;
         f->rs.qat = 1;
         s_deadlines(&f->dl);
         f->rs.deadlines = &f->dl;
-        f->rs.secagg_params = B(PARAMS, sizeof PARAMS);
-        for (int i = 0; i < 3; i++) {
-            Condenser__Participant *q = &f->part[i];
-            condenser__participant__init(q);
-            q->participant_id = (uint32_t)(3 - i);
-            q->node_name = S(i == 0 ? "site-c" : i == 1 ? "site-b" : "site-a");
-            q->identity_key = B(i == 0 ? K2 : i == 1 ? K3 : K4, 32);
-            if (i == 1) q->certificate = B(CERT, sizeof CERT);
-            f->partp[i] = q;
+        f->params_len = s_params(f->params, 3, 0);
+        f->rs.secagg_params = B(f->params, f->params_len);
+        for (int i = 0; i < 2; i++) {
+            condenser__peer_cert__init(&f->pc[i]);
+            f->pc[i].participant_id = (uint32_t)(i == 0 ? 0 : 2);
+            f->pc[i].node_name = S(i == 0 ? "site-a" : "site-c");
+            f->pc[i].certificate = B(CERT, sizeof CERT);
+            f->pcp[i] = &f->pc[i];
         }
-        f->rs.n_roster = 3;
-        f->rs.roster = f->partp;
+        f->rs.n_neighbours = 2;
+        f->rs.neighbours = f->pcp;
         p = &f->rs;
         job = 42;
         round = 3;
@@ -243,50 +298,82 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
-        s_secagg(f, CND_SECAGG_ADVERT, 1, CND_SECAGG_SERVER);
-        p = &f->sam;
+        condenser__advertise_keys__init(&f->adv);
+        f->adv.participant_id = 1;
+        f->adv.advert =
+            B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_ADVERT, 4200003, 1, CND_SECAGG_SERVER, 192));
+        p = &f->adv;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
-        s_secagg(f, CND_SECAGG_KEYS, CND_SECAGG_SERVER, 1);
-        p = &f->sam;
+        condenser__key_roster__init(&f->roster);
+        f->roster.keys = B(
+            f->samsg, s_sa_msg(f->samsg, CND_SECAGG_KEYS, 4200003, CND_SECAGG_SERVER, 1, 2 * 213));
+        p = &f->roster;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
-        s_secagg(f, CND_SECAGG_SHARES, 1, CND_SECAGG_SERVER);
-        p = &f->sam;
+        condenser__share_keys__init(&f->sk);
+        f->sk.participant_id = 1;
+        f->sk.shares = B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_SHARES, 4200003, 1,
+                                            CND_SECAGG_SERVER, 2 * 116));
+        p = &f->sk;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
-        s_secagg(f, CND_SECAGG_SHARES_FOR, CND_SECAGG_SERVER, 1);
-        p = &f->sam;
+        condenser__shares_relay__init(&f->sr);
+        f->sr.shares_for = B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_SHARES_FOR, 4200003,
+                                                CND_SECAGG_SERVER, 1, 2 * 116));
+        p = &f->sr;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
         condenser__masked_input__init(&f->mi);
-        /* 1,000,001 values x 16 bits behind the 26-byte MASKED header */
-        s_objinfo(&f->vec, DIG, CND_SECAGG_HDR_BYTES + 5 + 2000002, CND_PROTO_CHUNK_MAX);
+        /* the MASKED message of 1,000,001 values x 16 bits: 26 + 2,000,002 bytes */
+        s_objinfo(&f->vec, DIG, CND_PROTO_MASKED_HDR + 2000002, CND_PROTO_CHUNK_MAX);
         f->mi.vector = &f->vec;
         f->mi.bit_width = 16;
         f->mi.length = 1000001;
-        f->mi.participant_id = 2;
+        f->mi.participant_id = 1;
         p = &f->mi;
         job = 42;
         round = 3;
         break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+        condenser__consistency_request__init(&f->cq);
+        f->cq.request = B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_CONSIST_REQ, 4200003,
+                                             CND_SECAGG_SERVER, 1, 4 + 1 + 1));
+        p = &f->cq;
+        job = 42;
+        round = 3;
+        break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
+        condenser__consistency__init(&f->cs);
+        f->cs.participant_id = 1;
+        f->cs.consistency =
+            B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_CONSIST, 4200003, 1, CND_SECAGG_SERVER, 64));
+        p = &f->cs;
+        job = 42;
+        round = 3;
+        break;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
-        s_secagg(f, CND_SECAGG_UNMASK_REQ, CND_SECAGG_SERVER, 2);
-        p = &f->sam;
+        condenser__unmask_request__init(&f->ur);
+        f->ur.request = B(
+            f->samsg, s_sa_msg(f->samsg, CND_SECAGG_UNMASK_REQ, 4200003, CND_SECAGG_SERVER, 1, 16));
+        p = &f->ur;
         job = 42;
         round = 3;
         break;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
-        s_secagg(f, CND_SECAGG_UNMASK, 2, CND_SECAGG_SERVER);
-        p = &f->sam;
+        condenser__unmask_response__init(&f->ures);
+        f->ures.participant_id = 1;
+        f->ures.unmask =
+            B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, 1, CND_SECAGG_SERVER, 80));
+        p = &f->ures;
         job = 42;
         round = 3;
         break;
@@ -347,8 +434,7 @@ static void s_build(fx_t *f, Condenser__MsgType t)
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
         condenser__artifact_offer__init(&f->ao);
         f->ao.rollout_id = 9;
-        f->ao.manifest = B(MAN, sizeof MAN);
-        f->ao.manifest_signature = B(SIG, 64);
+        f->ao.manifest = B(SMAN, SMAN_LEN);
         f->ao.artifact_digest = B(DIG, 32);
         f->ao.artifact_size = 100000;
         f->ao.chunk_size = 16384;
@@ -375,8 +461,7 @@ static void s_build(fx_t *f, Condenser__MsgType t)
     case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
         condenser__rollback__init(&f->rb);
         f->rb.rollout_id = 9;
-        f->rb.manifest = B(MAN, sizeof MAN);
-        f->rb.manifest_signature = B(SIG, 64);
+        f->rb.manifest = B(SRB, SRB_LEN);
         f->rb.target_digest = B(DIG2, 32);
         f->rb.reason = S("canary failures 3/10 above 20%");
         p = &f->rb;
