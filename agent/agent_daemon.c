@@ -944,7 +944,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
                 break;
             }
         }
-        if (a->hello_ok && now - a->last_sent > a->hb_ms / 1e3) {
+        if (st.connected && a->hello_ok && now - a->last_sent > a->hb_ms / 1e3) {
             Condenser__Heartbeat hb;
             condenser__heartbeat__init(&hb);
             hb.unix_ms = (uint64_t)cnd_unix_time() * 1000;

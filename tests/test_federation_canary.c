@@ -9,6 +9,8 @@
  *     which its Hello carries.
  *   - Site 2's local step fails in round 1 (CND_AGENT_FAULT=train:1): it reports the failure,
  *     the round completes with the other two sites, and site 2 takes part in round 2.
+ *   - Site 3's data file is corrupt: its agent refuses the job with the reason and keeps running
+ *     (it stops only at its --max-seconds), and the job goes on with the other three.
  *   - For every site, `condenser audit reconcile` finds the coordinator received exactly what
  *     the site logged as sent, and every audit log verifies.
  */
@@ -44,8 +46,12 @@ int main(void)
     if (sodium_init() < 0) return 1;
     randombytes_buf(canary, sizeof canary);
     fx_fed_t f;
-    fx_fed_init(&f, "canary", 3);
+    fx_fed_init(&f, "canary", 4);
     fx_fed_setup(&f, 200, canary, sizeof canary);
+    /* site 3: a truncated image file */
+    char bad[400];
+    snprintf(bad, sizeof bad, "%s/images.idx", f.site_dir[3]);
+    CHECK_EQ_INT(truncate(bad, 100), 0);
     const char *job[] = {"--rounds", "2",           "--sites", "3", "--quorum",
                          "2",        "--masked-ms", "20000",   NULL};
     fx_job_create(&f, job);
@@ -57,8 +63,20 @@ int main(void)
         const char *env[] = {s == 2 ? "CND_AGENT_FAULT=train:1" : NULL, NULL};
         ag[s] = fx_start_agent(&f, s, env);
     }
+    char blog[400];
+    snprintf(blog, sizeof blog, "%s/agent.log", f.site_dir[3]);
+    const char *bargs[] = {"agent", "--config", f.site_ini[3], "--max-seconds", "6", NULL};
+    pid_t broken = fx_spawn(blog, NULL, bargs);
     CHECK_EQ_INT(fx_wait(coord, 50), 0);
     for (int s = 0; s < 3; s++) CHECK_EQ_INT(fx_wait(ag[s], 10), 0);
+    /* the broken site stayed up until its own limit and said why it refused */
+    CHECK_EQ_INT(fx_wait(broken, 20), 1);
+    uint8_t *bl = NULL;
+    size_t bln = 0;
+    CHECK_EQ_INT(cnd_file_read(blog, 1 << 20, &bl, &bln), 0);
+    CHECK(bl && strstr((char *)bl, "refused") && strstr((char *)bl, "images.idx"));
+    CHECK(bl && strstr((char *)bl, "gave up after 6 s"));
+    free(bl);
 
     /* Rounds: site 2 failed locally in round 1 and was in round 2. */
     cnd_round_rec_t *r = NULL;
@@ -83,7 +101,7 @@ int main(void)
     CHECK_EQ_INT(cnd_file_read(cap, 1 << 28, &c, &cn), 0);
     /* ...which is everything the sites logged as sent: each frame plus its 4-byte length. */
     uint64_t sent = 0, frames = 0;
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < 4; s++) {
         char adb[400];
         fx_path(adb, sizeof adb, f.site_dir[s], "agent.db");
         cnd_astore_t *as = NULL;
@@ -117,7 +135,7 @@ int main(void)
     fx_path(log, sizeof log, f.root, "audit.log");
     const char *vc[] = {"audit", "verify", db, NULL};
     CHECK_EQ_INT(fx_run(log, vc), 0);
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < 4; s++) {
         char adb[400];
         fx_path(adb, sizeof adb, f.site_dir[s], "agent.db");
         const char *rec[] = {"audit", "reconcile", adb, db, NULL};
