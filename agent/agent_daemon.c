@@ -8,8 +8,10 @@
  * environment once at start and documented in docs/site-operator-guide.md:
  *   CND_AGENT_FAULT=advertise:R  the process kills itself (SIGKILL) right after sending its
  *                                AdvertiseKeys in round R;
- *   CND_AGENT_FAULT=shares:R     ... right after sending its ShareKeys in round R;
- *   CND_AGENT_FAULT=masked:R     ... right after its masked update and metrics in round R;
+ *   CND_AGENT_FAULT=shares:R     ... when the SharesRelay of round R arrives: its key shares
+ *                                were accepted, it never masks (a dropout after sharing);
+ *   CND_AGENT_FAULT=masked:R     ... when the ConsistencyRequest of round R arrives: its masked
+ *                                update was accepted, it never signs or unmasks;
  *   CND_AGENT_FAULT=train:R      the local step of round R fails (as with broken data).
  *   CND_AGENT_DEBUG_DUMP=DIR     writes each round's update, in float and encoded, UNMASKED, to
  *                                DIR/<site>-j<job>-r<round>.upd (local disk only), so a test can
@@ -242,10 +244,10 @@ static void s_round_fail(s_agent_t *a, const char *why)
 static void s_maybe_fault(s_agent_t *a, int point)
 {
     if (a->fault == point && a->view.round == (uint32_t)a->fault_round) {
-        s_log(a, "fault injection: killing this agent after %s in round %u",
-              point == S_FAULT_ADVERTISE ? "advertising keys"
-              : point == S_FAULT_SHARES  ? "sharing keys"
-                                         : "sending the masked update",
+        s_log(a, "fault injection: killing this agent %s in round %u",
+              point == S_FAULT_ADVERTISE ? "after advertising keys"
+              : point == S_FAULT_SHARES  ? "after its key shares were taken (before masking)"
+                                         : "after its masked update was taken (before unmasking)",
               a->view.round);
         raise(SIGKILL);
     }
@@ -370,7 +372,6 @@ static void s_local_step(s_agent_t *a)
               " and metrics (validation accuracy %.4f)",
               round, a->masked_len, a->sp.len, a->sp.bits,
               a->rr.clipped ? (unsigned)a->rr.clipped : 0u, a->rr.val_acc);
-        s_maybe_fault(a, S_FAULT_MASKED);
     }
 }
 
@@ -402,21 +403,21 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
     }
     a->round_open = 1;
     char why[300] = "";
-    /* The neighbours: each certificate must verify against the federation CA (role site, its
-     * CN the name given); their identity keys (and this site's own) are the only ones whose
-     * SecAgg+ adverts this round accepts. */
-    uint8_t(*keys)[32] = malloc((rs->n_neighbours + 1) * 32);
+    /* The other participants: each certificate must verify against the federation CA (role
+     * site, its CN the name given); their identity keys (and this site's own) are the only ones
+     * this round accepts, for neighbours' adverts and for the survivors' signatures. */
+    uint8_t(*keys)[32] = malloc((rs->n_peers + 1) * 32);
     size_t nk = 0;
     int64_t now = cnd_unix_time();
     if (!keys) snprintf(why, sizeof why, "out of memory");
-    for (size_t i = 0; !why[0] && i < rs->n_neighbours; i++) {
-        const Condenser__PeerCert *p = rs->neighbours[i];
+    for (size_t i = 0; !why[0] && i < rs->n_peers; i++) {
+        const Condenser__PeerCert *p = rs->peers[i];
         char nm[64];
         cnd_cert_info_t ci;
         if (cnd_proto_text(nm, sizeof nm, p->node_name) ||
             cnd_cert_check(&ci, a->cfg.ca_cert, a->cfg.ca_crl, p->certificate.data,
                            p->certificate.len, "site", nm, now))
-            snprintf(why, sizeof why, "neighbour %u: %s", p->participant_id, cnd_err_detail());
+            snprintf(why, sizeof why, "participant %u: %s", p->participant_id, cnd_err_detail());
         else
             memcpy(keys[nk++], ci.pubkey, 32);
     }
@@ -730,9 +731,6 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
                 0) {
                 snprintf(a->rr.phase, sizeof a->rr.phase, "shared");
                 s_round_save(a);
-                cnd_buf_free(&b);
-                s_maybe_fault(a, S_FAULT_SHARES);
-                break;
             }
         } else {
             char why[300];
@@ -745,6 +743,7 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
         a->view.phase = CND_PHASE_MASKED;
         if (!a->sc) break;
+        s_maybe_fault(a, S_FAULT_SHARES); /* the relay proves our shares were accepted */
         free(a->shares);
         a->shares = malloc(env->shares_relay->shares_for.len);
         if (!a->shares) {
@@ -758,6 +757,7 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
     case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST: {
         a->view.phase = CND_PHASE_CONSISTENCY;
         if (!a->sc) break;
+        s_maybe_fault(a, S_FAULT_MASKED); /* the request proves our masked update was taken */
         cnd_buf_t b;
         cnd_buf_init(&b);
         int rc = cnd_secagg_client_consistency(a->sc, &b, env->consistency_request->request.data,

@@ -340,7 +340,7 @@ static void s_watch(const char *db, int *shown, long rounds)
                     ws += (double)r[i].sites[k].samples;
                 }
             double tot = (double)(r[i].ended_ms - r[i].started_ms) / 1e3;
-            double sec = r[i].t_phase[0] + r[i].t_phase[1] + r[i].t_phase[3] + r[i].t_finish;
+            double sec = cnd_round_secagg_seconds(&r[i]);
             s_say("round %u/%ld %s%s: %u sites, mean site validation accuracy %.4f, %.2f s "
                   "(SecAgg+ %.0f%%)%s%s",
                   r[i].round, rounds, r[i].outcome, r[i].qat ? " (QAT)" : "", r[i].survivors,
@@ -533,7 +533,7 @@ static int s_collect(s_result_t *res, const char *work, s_site_t *sites, int nsi
         res->rounds_total++;
         if (strcmp(r[i].outcome, "ok") == 0) {
             res->rounds_ok++;
-            res->secagg_s += r[i].t_phase[0] + r[i].t_phase[1] + r[i].t_phase[3] + r[i].t_finish;
+            res->secagg_s += cnd_round_secagg_seconds(&r[i]);
             res->round_s += (double)(r[i].ended_ms - r[i].started_ms) / 1e3;
             cnd_secagg_params_t sp;
             if (cnd_secagg_params_decode(&sp, r[i].params, sizeof r[i].params) == 0) {

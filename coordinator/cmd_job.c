@@ -408,7 +408,7 @@ static int s_show(int argc, char **argv)
     }
     for (size_t i = 0; i < nr; i++) {
         cnd_round_rec_t *r = &rounds[i];
-        double acc = 0, loss = 0, ws = 0, sec = r->t_phase[0] + r->t_phase[1] + r->t_phase[3];
+        double acc = 0, loss = 0, ws = 0, sec = cnd_round_secagg_seconds(r);
         double tot = r->ended_ms ? (double)(r->ended_ms - r->started_ms) / 1e3 : 0;
         for (uint32_t k = 0; k < r->n; k++)
             if (r->sites[k].status & CND_RSITE_METRICS) {
@@ -422,7 +422,7 @@ static int s_show(int argc, char **argv)
             if (ws > 0) snprintf(a, sizeof a, "%.4f", acc), snprintf(l, sizeof l, "%.4f", loss);
             printf("%-6u %-4u %-9s %-10s %-6u %-9u %-8s %-8s %-8.3f %-8.2f %s\n", r->round,
                    r->attempt, r->phase, r->outcome[0] ? r->outcome : "running", r->n, r->survivors,
-                   a, l, sec + r->t_finish, tot, r->reason);
+                   a, l, sec, tot, r->reason);
         }
         cnd_jw_obj(&w);
         cnd_jw_key(&w, "round");
@@ -441,13 +441,15 @@ static int s_show(int argc, char **argv)
         cnd_jw_int(&w, r->model_version);
         cnd_jw_key(&w, "seconds");
         cnd_jw_obj(&w);
-        static const char *const ph[] = {"advertise", "share", "masked", "unmask"};
-        for (int k = 0; k < 4; k++) {
+        static const char *const ph[] = {"advertise", "share", "masked", "consistency", "unmask"};
+        for (int k = 0; k < 5; k++) {
             cnd_jw_key(&w, ph[k]);
             cnd_jw_double(&w, r->t_phase[k]);
         }
         cnd_jw_key(&w, "finish");
         cnd_jw_double(&w, r->t_finish);
+        cnd_jw_key(&w, "secagg");
+        cnd_jw_double(&w, sec);
         cnd_jw_key(&w, "total");
         cnd_jw_double(&w, tot);
         cnd_jw_obj_end(&w);

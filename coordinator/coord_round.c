@@ -254,9 +254,9 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
                     const cnd_round_site_t *sites, uint32_t n, int qat, unsigned threads)
 {
     *out = NULL;
-    if (n < 2 || n > CND_PROTO_MAX_PARTICIPANTS)
+    if (n < 2 || n > CND_PROTO_MAX_PEERS + 1)
         return cnd_errf(CND_EINVAL, "round %u: %u sites (2..%d)", round, n,
-                        CND_PROTO_MAX_PARTICIPANTS);
+                        CND_PROTO_MAX_PEERS + 1);
     cnd_round_t *r = calloc(1, sizeof *r);
     if (!r) return cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
     r->c = c;
@@ -414,16 +414,14 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     }
     if ((rc = io->commit(io->ctx))) goto fail;
 
-    /* RoundStart (with the certificates of the site's SecAgg+ neighbours) and the model, site
-     * by site. */
-    cnd_secagg_graph_t *g = NULL;
-    if ((rc = cnd_secagg_graph_new(&g, &r->sp))) goto fail;
+    /* RoundStart (with the certificates of every other participant: a site accepts SecAgg+
+     * adverts from its neighbours and consistency signatures from any survivor) and the model,
+     * site by site. */
     Condenser__PeerCert *pc = calloc(n, sizeof *pc);
     Condenser__PeerCert **pcp = calloc(n, sizeof *pcp);
     if (!pc || !pcp) {
         free(pc);
         free(pcp);
-        cnd_secagg_graph_destroy(&g);
         rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
         goto fail;
     }
@@ -434,14 +432,13 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     dl.masked_input_ms = spec->deadline_ms[2];
     dl.unmask_ms = spec->deadline_ms[3];
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t k2n = 0, np = 0;
-        const uint32_t *nb = cnd_secagg_graph_neighbours(g, i, &k2n);
-        for (uint32_t j = 0; j < k2n; j++) {
-            if (nb[j] == i) continue;
+        uint32_t np = 0;
+        for (uint32_t j = 0; j < n; j++) {
+            if (j == i) continue;
             condenser__peer_cert__init(&pc[np]);
-            pc[np].participant_id = nb[j];
-            pc[np].node_name = cnd_proto_str(r->rec.sites[nb[j]].name);
-            pc[np].certificate = cnd_proto_bytes(r->cert[nb[j]], r->cert_len[nb[j]]);
+            pc[np].participant_id = j;
+            pc[np].node_name = cnd_proto_str(r->rec.sites[j].name);
+            pc[np].certificate = cnd_proto_bytes(r->cert[j], r->cert_len[j]);
             pcp[np] = &pc[np];
             np++;
         }
@@ -453,8 +450,8 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
         rs.qat = qat;
         rs.deadlines = &dl;
         rs.secagg_params = cnd_proto_bytes(r->rec.params, sizeof r->rec.params);
-        rs.n_neighbours = np;
-        rs.neighbours = pcp;
+        rs.n_peers = np;
+        rs.peers = pcp;
         s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
         for (uint32_t k2 = 0; k2 < r->model_info.chunk_count; k2++) {
             Condenser__Chunk ch;
@@ -467,7 +464,6 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     }
     free(pc);
     free(pcp);
-    cnd_secagg_graph_destroy(&g);
     s_open_phase(r, CND_PHASE_ADVERTISE);
     *out = r;
     return 0;

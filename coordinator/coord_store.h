@@ -192,6 +192,13 @@ typedef struct {
 
 void cnd_round_rec_free(cnd_round_rec_t *r);
 
+/* Seconds of a round spent on secure aggregation: the advertise, share, consistency and unmask
+ * phases and the mask removal (t_finish); the masked-input phase is the sites' training. */
+static inline double cnd_round_secagg_seconds(const cnd_round_rec_t *r)
+{
+    return r->t_phase[0] + r->t_phase[1] + r->t_phase[3] + r->t_phase[4] + r->t_finish;
+}
+
 /* Inserts a new round row with its sites. */
 CND_MUST_USE int cnd_cstore_round_insert(cnd_cstore_t *s, const cnd_round_rec_t *r);
 /* Writes phase, times, statuses and metrics of every site (the row must exist). */

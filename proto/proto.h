@@ -13,7 +13,7 @@
  *         --> a read-only cnd_proto_msg_t the caller may use.
  *
  * Anything that fails gets a negative CND_E* code, a detail message naming the field
- * ("round_start.neighbours[3].certificate: not DER") through cnd_errf(), and a wire
+ * ("round_start.peers[3].certificate: not DER") through cnd_errf(), and a wire
  * ErrorCode plus the offending seq/type in a cnd_proto_reject_t so the caller can answer with a
  * MSG_ERROR. Outgoing envelopes are validated by the same rules before they are packed, so a bug
  * on our side is caught at the sender, not at the peer.
@@ -66,7 +66,7 @@
 /* Counts. */
 #define CND_PROTO_CAPS_MAX         32    /* Hello.capabilities */
 #define CND_PROTO_LABELS_MAX       32    /* DeviceProfile.labels */
-#define CND_PROTO_MAX_NEIGHBOURS   254   /* RoundStart.neighbours (SecAgg+ k <= 255) */
+#define CND_PROTO_MAX_PEERS        4095  /* RoundStart.peers: sites in a round, minus one */
 #define CND_PROTO_MAX_PARTICIPANTS 65536 /* sites in a round; participant ids are 0..65535 */
 #define CND_PROTO_MAX_ROUNDS       100000
 #define CND_PROTO_MAX_BITS         32 /* packed value width and SecAgg ring bits */

@@ -421,7 +421,7 @@ int cnd_proto_validate_round_start(cnd_proto_reject_t *rej, const Condenser__Rou
     const char *c = "round_start";
     S_TRY(s_present(rej, c, "model", m->model));
     S_TRY(cnd_proto_validate_object_info(rej, "round_start.model", m->model));
-    S_TRY(s_u64(rej, c, "participants", m->participants, 2, CND_PROTO_MAX_PARTICIPANTS));
+    S_TRY(s_u64(rej, c, "participants", m->participants, 2, CND_PROTO_MAX_PEERS + 1));
     if (m->participant_id >= m->participants)
         return s_fail(rej, S_BAD, "%s.participant_id: %u, but only %u participants", c,
                       m->participant_id, m->participants);
@@ -436,19 +436,19 @@ int cnd_proto_validate_round_start(cnd_proto_reject_t *rej, const Condenser__Rou
     if (p.n != m->participants)
         return s_fail(rej, S_BAD, "%s.secagg_params: n = %u, but participants = %u", c, p.n,
                       m->participants);
-    /* Exactly this site's neighbours: min(degree, n - 1) of them. */
-    uint32_t want = p.degree < p.n - 1 ? p.degree : p.n - 1;
-    S_TRY(s_count(rej, c, "neighbours", m->n_neighbours, 1, CND_PROTO_MAX_NEIGHBOURS));
-    if (m->n_neighbours != want)
-        return s_fail(rej, S_BAD, "%s.neighbours: %zu entries, the round's graph gives %u", c,
-                      m->n_neighbours, want);
+    /* Every other participant: n - 1 of them. */
+    uint32_t want = p.n - 1;
+    S_TRY(s_count(rej, c, "peers", m->n_peers, 1, CND_PROTO_MAX_PEERS));
+    if (m->n_peers != want)
+        return s_fail(rej, S_BAD, "%s.peers: %zu entries, expected every other participant (%u)", c,
+                      m->n_peers, want);
     s_idset_t *seen = calloc(1, sizeof *seen);
     if (!seen) return cnd_errf(CND_ENOMEM, "validating round_start: out of memory");
     int rc = 0;
-    for (size_t i = 0; i < m->n_neighbours && !rc; i++) {
+    for (size_t i = 0; i < m->n_peers && !rc; i++) {
         char e[64];
-        snprintf(e, sizeof e, "round_start.neighbours[%zu]", i);
-        const Condenser__PeerCert *pc = m->neighbours[i];
+        snprintf(e, sizeof e, "round_start.peers[%zu]", i);
+        const Condenser__PeerCert *pc = m->peers[i];
         if (pc->participant_id >= m->participants || pc->participant_id == m->participant_id)
             rc = s_fail(rej, S_BAD, "%s.participant_id: %u is not another participant", e,
                         pc->participant_id);

@@ -92,7 +92,11 @@ def scale(binp, n_sites, rounds, work):
          "--rounds", str(rounds), "--sites", str(n_sites), "--quorum", str(quorum),
          "--join-wait-ms", "600000", "--sample-cap", "180", "--masked-ms", "120000"], log)
     clog = open(os.path.join(root, "coordinator.log"), "wb")
-    cp = subprocess.Popen([binp, "coordinator", "run", "--dir", coord, "--endpoint",
+    # /usr/bin/time measures the coordinator's own peak RSS (a child forked from this Python
+    # process would count Python's pages from before its exec).
+    rss_file = os.path.join(root, "coordinator.maxrss")
+    cp = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file,
+                           binp, "coordinator", "run", "--dir", coord, "--endpoint",
                            "tcp://127.0.0.1:*", "--endpoint-file", port_file, "--until-done",
                            "--threads", "2"], stdout=clog, stderr=clog)
     for _ in range(200):
@@ -110,7 +114,7 @@ def scale(binp, n_sites, rounds, work):
                     f"ca_cert = ../ca/ca.crt\nca_crl = ../ca/crl.pem\n[limits]\nthreads = 1\n")
         alog = open(os.path.join(d, "agent.log"), "wb")
         agents.append(subprocess.Popen([binp, "agent", "--config", os.path.join(d, "agent.ini"),
-                                        "--until-done", "--quiet"], stdout=alog, stderr=alog))
+                                        "--until-done"], stdout=alog, stderr=alog))
     t0 = time.time()
     _, status, ru = os.wait4(cp.pid, 0)
     wall = time.time() - t0
@@ -122,14 +126,16 @@ def scale(binp, n_sites, rounds, work):
                                      capture_output=True, text=True).stdout)
     ok = [r for r in show["rounds"] if r["outcome"] == "ok"]
     sec = {k: statistics.median(r["seconds"][k] for r in ok)
-           for k in ("advertise", "share", "masked", "consistency", "unmask", "finish", "total")}
+           for k in ("advertise", "share", "masked", "consistency", "unmask", "finish", "secagg",
+                     "total")}
     # the masked update of one site on the wire: its MaskedInput chunks per round
     db = sqlite3.connect(os.path.join(sites[0][1], "agent.db"))
     chunk_bytes, n_chunks = db.execute(
         "SELECT sum(size), count(*) FROM agent_message WHERE dir='E' AND type='chunk'").fetchone()
     sent_total = db.execute("SELECT sum(size) FROM agent_message WHERE dir='E'").fetchone()[0]
     db.close()
-    return {"sites": n_sites, "rounds_ok": len(ok), "max_rss_mb": ru.ru_maxrss / 1024.0,
+    max_rss_kb = int(open(rss_file).read().split()[-1])
+    return {"sites": n_sites, "rounds_ok": len(ok), "max_rss_mb": max_rss_kb / 1024.0,
             "seconds": sec, "wall": wall, "chunk_bytes_per_round": chunk_bytes / max(1, len(ok)),
             "sent_per_round": sent_total / max(1, len(ok))}
 
@@ -179,7 +185,7 @@ def main():
     for n in [int(x) for x in a.sites.split(",")]:
         r = scale(a.bin, n, 3, a.work)
         s = r["seconds"]
-        secagg = s["advertise"] + s["share"] + s["consistency"] + s["unmask"] + s["finish"]
+        secagg = s["secagg"]
         print(f"| {n} | {r['max_rss_mb']:.0f} MB | {s['total']:.2f} s | {s['advertise']:.3f} | "
               f"{s['share']:.3f} | {s['masked']:.3f} | {s['consistency']:.3f} | "
               f"{s['unmask'] + s['finish']:.3f} | {100 * secagg / s['total']:.1f}% | "

@@ -99,8 +99,8 @@ static void test_round_trips(void)
     CHECK_EQ_INT(cnd_proto_encode(&buf, &n, &f.env), 0);
     CHECK_EQ_INT(cnd_proto_decode(&m, NULL, buf, n), 0);
     const Condenser__RoundStart *rs = m->env->round_start;
-    CHECK_EQ_INT(rs->n_neighbours, 2);
-    CHECK_EQ_INT(rs->neighbours[1]->participant_id, 2);
+    CHECK_EQ_INT(rs->n_peers, 2);
+    CHECK_EQ_INT(rs->peers[1]->participant_id, 2);
     CHECK(rs->secagg_params.len == f.params_len &&
           memcmp(rs->secagg_params.data, f.params, f.params_len) == 0);
     cnd_secagg_params_t sp;
@@ -249,9 +249,10 @@ MUT(m_rs_params_empty, f->rs.secagg_params = B("", 0))
 MUT(m_rs_params_junk, f->rs.secagg_params = B(MAN, 68))
 MUT(m_rs_params_cut, f->rs.secagg_params.len = 67)
 MUT(m_rs_params_n, f->rs.participants = 4)
-MUT(m_rs_nb_count, f->rs.n_neighbours = 1)
-MUT(m_rs_nb_none, f->rs.n_neighbours = 0)
-MUT(m_rs_nb_many, f->rs.n_neighbours = CND_PROTO_MAX_NEIGHBOURS + 1)
+MUT(m_rs_nb_count, f->rs.n_peers = 1)
+MUT(m_rs_nb_none, f->rs.n_peers = 0)
+MUT(m_rs_nb_many, f->rs.n_peers = CND_PROTO_MAX_PEERS + 1;
+    f->pc[0].certificate = B(CERT, 64)) /* the frame stays under its size and memory limits */
 MUT(m_rs_nb_self, f->pc[1].participant_id = 1)
 MUT(m_rs_nb_out, f->pc[1].participant_id = 3)
 MUT(m_rs_nb_dup, f->pc[1].participant_id = 0)
@@ -449,14 +450,14 @@ static const bad_t s_bad[] = {
     {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_junk},
     {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_cut},
     {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_n},
-    {T(ROUND_START), "round_start.neighbours", BAD, m_rs_nb_count},
-    {T(ROUND_START), "round_start.neighbours", BAD, m_rs_nb_none},
-    {T(ROUND_START), "round_start.neighbours", BIGC, m_rs_nb_many},
-    {T(ROUND_START), "round_start.neighbours[1].participant_id", BAD, m_rs_nb_self},
-    {T(ROUND_START), "round_start.neighbours[1].participant_id", BAD, m_rs_nb_out},
-    {T(ROUND_START), "round_start.neighbours[1].participant_id", BAD, m_rs_nb_dup},
-    {T(ROUND_START), "round_start.neighbours[0].node_name", BAD, m_rs_nb_name},
-    {T(ROUND_START), "round_start.neighbours[1].certificate", BAD, m_rs_nb_cert},
+    {T(ROUND_START), "round_start.peers", BAD, m_rs_nb_count},
+    {T(ROUND_START), "round_start.peers", BAD, m_rs_nb_none},
+    {T(ROUND_START), "round_start.peers", BIGC, m_rs_nb_many},
+    {T(ROUND_START), "round_start.peers[1].participant_id", BAD, m_rs_nb_self},
+    {T(ROUND_START), "round_start.peers[1].participant_id", BAD, m_rs_nb_out},
+    {T(ROUND_START), "round_start.peers[1].participant_id", BAD, m_rs_nb_dup},
+    {T(ROUND_START), "round_start.peers[0].node_name", BAD, m_rs_nb_name},
+    {T(ROUND_START), "round_start.peers[1].certificate", BAD, m_rs_nb_cert},
     {T(CHUNK), "chunk.kind", BAD, m_c_kind0},
     {T(CHUNK), "chunk.kind", BAD, m_c_kind9},
     {T(CHUNK), "chunk.object_digest", BAD, m_c_digest},
@@ -551,7 +552,7 @@ static void test_bad_fields(void)
     static fx_t f; /* large: keep it off the stack */
     /* Arrays long enough for the "too many entries" cases. */
     static ProtobufCBinaryData many_caps[CND_PROTO_CAPS_MAX + 1];
-    static Condenser__PeerCert *many_nb[CND_PROTO_MAX_NEIGHBOURS + 1];
+    static Condenser__PeerCert *many_nb[CND_PROTO_MAX_PEERS + 1];
     static Condenser__Label *many_labels[CND_PROTO_LABELS_MAX + 1];
     size_t types_seen[32] = {0};
     for (size_t i = 0; i < sizeof s_bad / sizeof s_bad[0]; i++) {
@@ -564,9 +565,9 @@ static void test_bad_fields(void)
             for (size_t k = 0; k < f.hello.n_capabilities; k++) many_caps[k] = S("qat");
             f.hello.capabilities = many_caps;
         }
-        if (f.rs.n_neighbours > 2) {
-            for (size_t k = 0; k < f.rs.n_neighbours; k++) many_nb[k] = &f.pc[0];
-            f.rs.neighbours = many_nb;
+        if (f.rs.n_peers > 2) {
+            for (size_t k = 0; k < f.rs.n_peers; k++) many_nb[k] = &f.pc[0];
+            f.rs.peers = many_nb;
         }
         if (f.dp.n_labels > 2) {
             for (size_t k = 0; k < f.dp.n_labels; k++) many_labels[k] = &f.lab[0];
@@ -707,7 +708,7 @@ static void test_decode_limits(void)
     free(both);
     free(enc);
 
-    /* Memory amplification: a RoundStart with 400,000 empty neighbour entries (2 bytes each on
+    /* Memory amplification: a RoundStart with 400,000 empty peer entries (2 bytes each on
      * the wire) would need tens of megabytes of structs; the budget refuses it before any count
      * check. */
     size_t p = 0, body = 400000 * 2;
@@ -718,7 +719,7 @@ static void test_decode_limits(void)
     p += s_varint(buf + p, (20u << 3) | 2); /* round_start */
     p += s_varint(buf + p, body);
     for (size_t i = 0; i < 400000; i++) {
-        buf[p++] = 0x3a; /* field 7 (neighbours), length-delimited */
+        buf[p++] = 0x3a; /* field 7 (peers), length-delimited */
         buf[p++] = 0x00; /* empty PeerCert */
     }
     CHECK(p <= CND_PROTO_MAX_MSG);
@@ -727,37 +728,45 @@ static void test_decode_limits(void)
     CHECK_EQ_INT(rej.code, CONDENSER__ERROR_CODE__ERR_TOO_LARGE);
     CHECK(strstr(cnd_err_detail(), "memory") != NULL);
 
-    /* The largest legitimate lists still decode under the budget: a round of 300 sites with
-     * the largest SecAgg+ neighbourhood (254 neighbours) and 3 KiB certificates (~790 KB). */
+    /* The largest legitimate lists still decode under the budget. A round of 256 sites, each
+     * RoundStart listing the 255 others with 3 KiB certificates (~790 KB)... */
     static uint8_t bigcert[CND_PROTO_CERT_MAX];
     bigcert[0] = 0x30;
-    static Condenser__PeerCert nb[CND_PROTO_MAX_NEIGHBOURS];
-    static Condenser__PeerCert *nbp[CND_PROTO_MAX_NEIGHBOURS];
+    static Condenser__PeerCert nb[CND_PROTO_MAX_PEERS];
+    static Condenser__PeerCert *nbp[CND_PROTO_MAX_PEERS];
     s_build(&f, CONDENSER__MSG_TYPE__MSG_ROUND_START);
-    f.params_len = s_params(f.params, 300, 254);
+    f.params_len = s_params(f.params, 256, 16);
     f.rs.secagg_params = B(f.params, f.params_len);
-    f.rs.participants = 300;
-    f.rs.participant_id = 299;
-    for (int i = 0; i < CND_PROTO_MAX_NEIGHBOURS; i++) {
+    f.rs.participants = 256;
+    f.rs.participant_id = 255;
+    for (int i = 0; i < CND_PROTO_MAX_PEERS; i++) {
         nb[i] = f.pc[0];
         nb[i].participant_id = (uint32_t)i;
         nb[i].certificate = B(bigcert, 3072);
         nbp[i] = &nb[i];
     }
-    f.rs.neighbours = nbp;
-    f.rs.n_neighbours = CND_PROTO_MAX_NEIGHBOURS;
+    f.rs.peers = nbp;
+    f.rs.n_peers = 255;
     uint8_t *out;
     CHECK_EQ_INT(cnd_proto_encode(&out, &n, &f.env), 0);
     CHECK(n > 780000);
     CHECK_EQ_INT(cnd_proto_decode(&m, &rej, out, n), 0);
-    if (m) CHECK_EQ_INT(m->env->round_start->neighbours[253]->participant_id, 253);
+    if (m) CHECK_EQ_INT(m->env->round_start->peers[254]->participant_id, 254);
     cnd_proto_msg_destroy(&m);
     free(out);
-    /* Every limit at its maximum (254 neighbours with 4 KiB certificates) still fits one frame
-     * and the budget: the largest valid RoundStart. */
-    for (int i = 0; i < CND_PROTO_MAX_NEIGHBOURS; i++) nb[i].certificate = B(bigcert, 4096);
+    /* ...with 4 KiB certificates they exceed the frame: the sender refuses to build it... */
+    for (int i = 0; i < 255; i++) nb[i].certificate = B(bigcert, 4096);
+    CHECK_EQ_INT(cnd_proto_encode(&out, &n, &f.env), CND_ERANGE);
+    /* ...and the largest round, 4096 sites, fits with 200-byte certificates (Ed25519
+     * certificates are about that size) under the decoding budget. */
+    f.params_len = s_params(f.params, CND_PROTO_MAX_PEERS + 1, 16);
+    f.rs.secagg_params = B(f.params, f.params_len);
+    f.rs.participants = CND_PROTO_MAX_PEERS + 1;
+    f.rs.participant_id = CND_PROTO_MAX_PEERS;
+    for (int i = 0; i < CND_PROTO_MAX_PEERS; i++) nb[i].certificate = B(bigcert, 200);
+    f.rs.n_peers = CND_PROTO_MAX_PEERS;
     CHECK_EQ_INT(cnd_proto_encode(&out, &n, &f.env), 0);
-    CHECK(n > 1040000 && n <= CND_PROTO_MAX_MSG);
+    CHECK(n > 850000 && n <= CND_PROTO_MAX_MSG);
     CHECK_EQ_INT(cnd_proto_decode(&m, &rej, out, n), 0);
     cnd_proto_msg_destroy(&m);
     free(out);

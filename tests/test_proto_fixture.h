@@ -279,8 +279,8 @@ static void s_build(fx_t *f, Condenser__MsgType t)
             f->pc[i].certificate = B(CERT, sizeof CERT);
             f->pcp[i] = &f->pc[i];
         }
-        f->rs.n_neighbours = 2;
-        f->rs.neighbours = f->pcp;
+        f->rs.n_peers = 2;
+        f->rs.peers = f->pcp;
         p = &f->rs;
         job = 42;
         round = 3;

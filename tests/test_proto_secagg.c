@@ -128,15 +128,14 @@ int main(void)
     dl.masked_input_ms = 60000;
 
     for (uint32_t u = 0; u < N; u++) {
-        uint32_t k;
-        const uint32_t *nb = cnd_secagg_graph_neighbours(g, u, &k);
+        /* every other participant (their signatures can come with an unmask request) */
         Condenser__PeerCert pc[N], *pcp[N];
         size_t np = 0;
-        for (uint32_t j = 0; j < k; j++) {
-            if (nb[j] == u) continue;
+        for (uint32_t j = 0; j < N; j++) {
+            if (j == u) continue;
             condenser__peer_cert__init(&pc[np]);
-            pc[np].participant_id = nb[j];
-            pc[np].node_name = cnd_proto_str(NAMES[nb[j]]);
+            pc[np].participant_id = j;
+            pc[np].node_name = cnd_proto_str(NAMES[j]);
             pc[np].certificate = cnd_proto_bytes(CERT, sizeof CERT);
             pcp[np] = &pc[np];
             np++;
@@ -148,21 +147,21 @@ int main(void)
         rs.participants = N;
         rs.deadlines = &dl;
         rs.secagg_params = cnd_proto_bytes(pb.data, pb.len);
-        rs.n_neighbours = np;
-        rs.neighbours = pcp;
+        rs.n_peers = np;
+        rs.peers = pcp;
         cnd_proto_msg_t *m = s_to_site(&co, &site[u], u, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
         if (!m) return check_result("test_proto_secagg");
-        /* The site takes the round parameters from the wire, and accepts adverts from the
-         * identities of the certified neighbours (here: their keys; the agent reads them from
-         * the certificates after checking them against the CA). */
+        /* The site takes the round parameters from the wire, and accepts the identities of the
+         * certified participants (here: their keys; the agent reads them from the certificates
+         * after checking them against the CA). */
         cnd_secagg_params_t sp;
         const Condenser__RoundStart *r = m->env->round_start;
         CHECK_EQ_INT(cnd_secagg_params_decode(&sp, r->secagg_params.data, r->secagg_params.len), 0);
         uint8_t peers[N][32];
         size_t npk = 0;
         memcpy(peers[npk++], cnd_identity_pk(site[u].id), 32);
-        for (size_t j = 0; j < r->n_neighbours; j++)
-            memcpy(peers[npk++], enrolled[r->neighbours[j]->participant_id], 32);
+        for (size_t j = 0; j < r->n_peers; j++)
+            memcpy(peers[npk++], enrolled[r->peers[j]->participant_id], 32);
         CHECK_EQ_INT(cnd_secagg_client_new(&site[u].cl, &sp, r->participant_id, site[u].id,
                                            (const uint8_t(*)[32])peers, npk),
                      0);
