@@ -480,7 +480,9 @@ int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m)
 
 /* A crypto/secagg.h message carried in `field`: the header must name the expected type, and
  * from/to must match the direction (from_id: the sender's participant id, or
- * CND_SECAGG_SERVER for the coordinator; messages to the coordinator are addressed to it). */
+ * CND_SECAGG_SERVER for the coordinator; messages to the coordinator are addressed to it).
+ * Every SecAgg+ message type has its own envelope type, so the phase checks see which exchange
+ * a message belongs to without opening it. */
 static int s_secagg(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
                     uint8_t type, uint32_t from_id)
 {
