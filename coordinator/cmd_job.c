@@ -75,7 +75,7 @@ static int s_create(int argc, char **argv)
         {"calib-samples", CND_OPT_INT, &calib_n, "N",
          "calibration samples to keep (default and at most 500)", 1, CND_FEDQ_CALIB_MAX},
         {"qat-rounds", CND_OPT_INT, &qat, "N",
-         "train the last N rounds with fake quantization (default 0)", 0, 100000},
+         "train the last N rounds with fake quantization (default 0; needs --calib-data)", 0, 100000},
         {"weight-bits", CND_OPT_INT, &wbits, "B", "weight bits of the artifact (default 8)", 2, 8},
         {"act-bits", CND_OPT_INT, &abits, "B", "activation bits (default 8)", 2, 8},
         {"local-epochs", CND_OPT_INT, &epochs, "N", "local epochs per round (default 1)", 1, 1000},
