@@ -409,14 +409,18 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
     uint8_t(*keys)[32] = malloc((rs->n_peers + 1) * 32);
     size_t nk = 0;
     int64_t now = cnd_unix_time();
-    if (!keys) snprintf(why, sizeof why, "out of memory");
+    cnd_ca_trust_t *trust = NULL; /* loaded once per round: a new CRL takes effect next round */
+    if (!keys)
+        snprintf(why, sizeof why, "out of memory");
+    else if (cnd_ca_trust_load(&trust, a->cfg.ca_cert, a->cfg.ca_crl))
+        snprintf(why, sizeof why, "federation CA: %s", cnd_err_detail());
     for (size_t i = 0; !why[0] && i < rs->n_peers; i++) {
         const Condenser__PeerCert *p = rs->peers[i];
         char nm[64];
         cnd_cert_info_t ci;
         if (cnd_proto_text(nm, sizeof nm, p->node_name) ||
-            cnd_cert_check(&ci, a->cfg.ca_cert, a->cfg.ca_crl, p->certificate.data,
-                           p->certificate.len, "site", nm, now))
+            cnd_cert_check_trust(&ci, trust, p->certificate.data, p->certificate.len, "site",
+                                 nm, now))
             snprintf(why, sizeof why, "participant %u: %s", p->participant_id, cnd_err_detail());
         else
             memcpy(keys[nk++], ci.pubkey, 32);
@@ -428,6 +432,7 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
             snprintf(why, sizeof why, "%s", cnd_err_detail());
     }
     free(keys);
+    cnd_ca_trust_destroy(&trust);
     uint64_t max = a->cfg.max_model_mb << 20;
     cnd_proto_reject_t rej;
     if (!why[0] &&

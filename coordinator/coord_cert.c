@@ -51,8 +51,8 @@ int cnd_cert_read_der(uint8_t **der, size_t *len, const char *path)
     return rc;
 }
 
-int cnd_cert_check(cnd_cert_info_t *info, const char *ca_cert, const char *ca_crl,
-                   const uint8_t *der, size_t len, const char *role, const char *name, int64_t now)
+int cnd_cert_check_trust(cnd_cert_info_t *info, const cnd_ca_trust_t *t, const uint8_t *der,
+                         size_t len, const char *role, const char *name, int64_t now)
 {
     memset(info, 0, sizeof *info);
     const unsigned char *p = der;
@@ -66,15 +66,24 @@ int cnd_cert_check(cnd_cert_info_t *info, const char *ca_cert, const char *ca_cr
     X509_free(x);
     char *pem = NULL;
     long pn = ok ? BIO_get_mem_data(b, &pem) : 0;
-    cnd_ca_trust_t *t = NULL;
-    int rc = ok && pn > 0 ? cnd_ca_trust_load(&t, ca_cert, ca_crl)
-                          : cnd_errf(CND_ENOMEM, "certificate: out of memory");
     cnd_cert_fail_t why;
-    if (!rc) rc = cnd_ca_verify(info, &why, t, (const uint8_t *)pem, (size_t)pn, role, now);
-    cnd_ca_trust_destroy(&t);
+    int rc = ok && pn > 0 ? cnd_ca_verify(info, &why, t, (const uint8_t *)pem, (size_t)pn, role, now)
+                          : cnd_errf(CND_ENOMEM, "certificate: out of memory");
     BIO_free(b);
     if (rc) return cnd_err_wrap(rc, "certificate of '%s'", name ? name : "?");
     if (name && strcmp(info->name, name) != 0)
         return cnd_errf(CND_EPERM, "certificate names '%s', not '%s'", info->name, name);
     return 0;
+}
+
+int cnd_cert_check(cnd_cert_info_t *info, const char *ca_cert, const char *ca_crl,
+                   const uint8_t *der, size_t len, const char *role, const char *name, int64_t now)
+{
+    memset(info, 0, sizeof *info);
+    cnd_ca_trust_t *t = NULL;
+    int rc = cnd_ca_trust_load(&t, ca_cert, ca_crl);
+    if (rc) return cnd_err_wrap(rc, "certificate of '%s'", name ? name : "?");
+    rc = cnd_cert_check_trust(info, t, der, len, role, name, now);
+    cnd_ca_trust_destroy(&t);
+    return rc;
 }

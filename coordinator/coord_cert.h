@@ -29,4 +29,9 @@ CND_MUST_USE int cnd_cert_check(cnd_cert_info_t *info, const char *ca_cert, cons
                                 const uint8_t *der, size_t len, const char *role, const char *name,
                                 int64_t now);
 
+/* Same with trust already loaded (cnd_ca_trust_load), for many certificates at once. */
+CND_MUST_USE int cnd_cert_check_trust(cnd_cert_info_t *info, const cnd_ca_trust_t *t,
+                                      const uint8_t *der, size_t len, const char *role,
+                                      const char *name, int64_t now);
+
 #endif

@@ -54,6 +54,7 @@ struct cnd_round {
     double phase_start; /* cnd_now() when the phase opened */
     double deadline;    /* cnd_now() when it closes at the latest */
     s_upload_t up[CND_ROUND_MAX_UPLOADS];
+    int max_uploads;           /* concurrent uploads allowed: the budget over one upload's size */
     int ended; /* 1 after RoundEnd went out */
     int ok;    /* ended with a new model version */
     int64_t new_version;
@@ -320,6 +321,13 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     r->sp.len = r->lay.len;
     r->sp.bits = r->lay.bits;
     if ((rc = cnd_secagg_params_fill(&r->sp))) goto fail;
+    {
+        size_t one = CND_SECAGG_HDR_BYTES + 5 + cnd_ring_packed_bytes(r->sp.len, r->sp.bits);
+        size_t nup = CND_ROUND_UPLOAD_BUDGET / (one ? one : 1);
+        r->max_uploads = nup < 4                       ? 4
+                         : nup > CND_ROUND_MAX_UPLOADS ? CND_ROUND_MAX_UPLOADS
+                                                       : (int)nup;
+    }
     r->ed_pk = malloc((size_t)n * 32);
     r->cert = calloc(n, sizeof *r->cert);
     r->cert_len = calloc(n, sizeof *r->cert_len);
@@ -892,7 +900,7 @@ static int s_on_masked_header(cnd_round_t *r, uint32_t idx, const Condenser__Env
                                  who));
     s_upload_t *u = s_upload_of(r, idx);
     if (u) cnd_assembler_destroy(&u->a); /* a fresh upload replaces an unfinished one */
-    for (int i = 0; i < CND_ROUND_MAX_UPLOADS && !u; i++)
+    for (int i = 0; i < r->max_uploads && !u; i++)
         if (!r->up[i].a) u = &r->up[i];
     if (!u) {
         if (rej) {
@@ -903,7 +911,7 @@ static int s_on_masked_header(cnd_round_t *r, uint32_t idx, const Condenser__Env
         return cnd_errf(CND_ETIMEOUT,
                         "masked_input from %s: %d uploads in progress; send it "
                         "again later",
-                        who, CND_ROUND_MAX_UPLOADS);
+                        who, r->max_uploads);
     }
     uint64_t want = CND_SECAGG_HDR_BYTES + 5 + cnd_ring_packed_bytes(r->sp.len, r->sp.bits);
     int rc =

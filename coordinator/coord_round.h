@@ -22,7 +22,8 @@
  * (cnd_round_abandon_open), so a round is never half-applied.
  *
  * Memory: one model (the global student, serialised once and chunked to every site), one
- * SecAgg+ accumulator of the update's length, and at most CND_ROUND_MAX_UPLOADS masked uploads
+ * SecAgg+ accumulator of the update's length, and the masked uploads being reassembled: at most
+ * CND_ROUND_UPLOAD_BUDGET bytes of them (and between 4 and CND_ROUND_MAX_UPLOADS uploads)
  * being reassembled at a time (a site beyond that gets ERR_BUSY and sends again later).
  */
 #ifndef CND_COORD_ROUND_H
@@ -32,7 +33,8 @@
 #include "coord_job.h"
 #include "proto.h"
 
-#define CND_ROUND_MAX_UPLOADS 4
+#define CND_ROUND_MAX_UPLOADS   64
+#define CND_ROUND_UPLOAD_BUDGET ((size_t)32 << 20) /* bytes of masked uploads held at once */
 
 typedef struct {
     void *ctx;

@@ -132,11 +132,15 @@ def scale(binp, n_sites, rounds, work):
     db = sqlite3.connect(os.path.join(sites[0][1], "agent.db"))
     chunk_bytes, n_chunks = db.execute(
         "SELECT sum(size), count(*) FROM agent_message WHERE dir='E' AND type='chunk'").fetchone()
+    # a MaskedInput is sent again (with its chunks) when the coordinator answered ERR_BUSY
+    n_masked = db.execute(
+        "SELECT count(*) FROM agent_message WHERE dir='E' AND type='masked_input'").fetchone()[0]
     sent_total = db.execute("SELECT sum(size) FROM agent_message WHERE dir='E'").fetchone()[0]
     db.close()
     max_rss_kb = int(open(rss_file).read().split()[-1])
     return {"sites": n_sites, "rounds_ok": len(ok), "max_rss_mb": max_rss_kb / 1024.0,
-            "seconds": sec, "wall": wall, "chunk_bytes_per_round": chunk_bytes / max(1, len(ok)),
+            "seconds": sec, "wall": wall, "chunk_bytes_per_update": chunk_bytes / max(1, n_masked),
+            "uploads_per_round": n_masked / max(1, len(ok)),
             "sent_per_round": sent_total / max(1, len(ok))}
 
 
@@ -189,7 +193,7 @@ def main():
         print(f"| {n} | {r['max_rss_mb']:.0f} MB | {s['total']:.2f} s | {s['advertise']:.3f} | "
               f"{s['share']:.3f} | {s['masked']:.3f} | {s['consistency']:.3f} | "
               f"{s['unmask'] + s['finish']:.3f} | {100 * secagg / s['total']:.1f}% | "
-              f"{r['chunk_bytes_per_round'] / params:.3f} B/param ({ring_bits(n)}-bit ring) |")
+              f"{r['chunk_bytes_per_update'] / params:.3f} B/param ({ring_bits(n)}-bit ring) |")
 
     print("\nBytes per parameter of a masked 8-bit update (ring width for n sites, "
           "crypto/fixedpoint.h), against Flower's SecAgg+ (64-bit values):\n")
