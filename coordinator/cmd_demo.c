@@ -4,7 +4,8 @@
  *   1. Fashion-MNIST: a seeded permutation of the training set; the first --public images are
  *      the "public" set (the teacher's training data and the coordinator's calibration samples),
  *      the rest are private and split among --sites sites with a label-skewed Dirichlet(0.5)
- *      partition. Each site's share is written as its own IDX files in its directory.
+ *      partition. Each site's share is written as its own IDX files in its directory; the agent
+ *      holds 5% of it out as the validation split its reported accuracy comes from.
  *   2. The teacher (a CNN) is trained on the public set, in this process.
  *   3. The federation, as separate processes of this very executable (/proc/self/exe), with
  *      fresh keys and databases in --workdir: `coordinator init`, `keygen` and `site enroll` for
@@ -390,7 +391,7 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
         char text[2048];
         int n = snprintf(text, sizeof text,
                          "; site agent configuration written by condenser demo\n"
-                         "[site]\nname = %s\ndata = idx:images.idx,labels.idx\nvalidation = 0.1\n"
+                         "[site]\nname = %s\ndata = idx:images.idx,labels.idx\nvalidation = 0.05\n"
                          "[identity]\nkey = identity.key\ncertificate = site.pem\n"
                          "[coordinator]\nendpoint = %s\npublic_key = %s\n"
                          "ca_cert = ../ca/ca.crt\nca_crl = ../ca/crl.pem\n"
@@ -755,7 +756,7 @@ int cnd_cmd_demo(int argc, char **argv)
                   NULL,
                   S_STUDENT,
                   NULL,
-                  10,
+                  12,
                   3,
                   0,
                   10000,
@@ -775,7 +776,7 @@ int cnd_cmd_demo(int argc, char **argv)
     const cnd_opt_t opts[] = {
         {"workdir", CND_OPT_STR, &o.workdir, "DIR",
          "keep everything here (default: a new directory under ./demo-work)"},
-        {"rounds", CND_OPT_INT, &o.rounds, "N", "federated rounds (default 10)", 1, 1000},
+        {"rounds", CND_OPT_INT, &o.rounds, "N", "federated rounds (default 12)", 1, 1000},
         {"sites", CND_OPT_INT, &o.sites, "N", "site agents (default 3)", 2, S_MAX_SITES},
         {"train-subset", CND_OPT_INT, &o.subset, "N",
          "use N of the 60,000 training images (default all)", 1000, 60000},

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """scripts/bench_federation.py: the federation section of scripts/bench (docs/benchmarks.md).
 
-1. `condenser demo --json` (the main job: 3 sites, 10 rounds, full Fashion-MNIST): accuracy of the
+1. `condenser demo --json` (the main job: 3 sites, 12 rounds, full Fashion-MNIST): accuracy of the
    federated int8 student against the same student distilled centrally, the share of round time
    spent in the SecAgg+ phases, bytes each site sent against its data, wall time.
 2. Scale: a coordinator with N real agent processes on loopback (N = 10 and 50; each site holds 200
@@ -160,7 +160,7 @@ def main():
 
     print("\n## Federation\n")
     print(f"`scripts/bench federation` ({os.cpu_count()} cores; `condenser demo` defaults: 3 sites, "
-          f"10 rounds of 1 local epoch, Dirichlet(0.5) shares of 50,000 private images, 2 QAT "
+          f"12 rounds of 1 local epoch, Dirichlet(0.5) shares of 50,000 private images, 2 QAT "
           f"rounds; median of {a.repeat}):\n")
     rows = demo(a.bin, a.repeat)
     med = lambda k: statistics.median(r[k] for r in rows)

@@ -5,3 +5,4 @@ cnd_test(test_federation_dropout LABEL integration LIBS cnd_coordinator cnd_agen
 cnd_test(test_federation_restart LABEL integration LIBS cnd_coordinator cnd_agent TIMEOUT 120)
 cnd_test(test_federation_reject LABEL integration LIBS cnd_coordinator cnd_agent TIMEOUT 120)
 cnd_test(test_federation_canary LABEL integration LIBS cnd_coordinator cnd_agent TIMEOUT 120)
+cnd_test(test_federation_demo LABEL integration LIBS cnd_coordinator cnd_agent TIMEOUT 180)
