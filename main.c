@@ -50,7 +50,11 @@ static const struct {
     {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
     {"ca", cnd_cmd_ca, "federation CA: init, issue, revoke, verify, list, crl"},
     {"audit", cnd_cmd_audit, "verify, prove, export, reconcile and report on audit logs"},
+    {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
+    {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},
+    {"bench", cnd_cmd_bench, "latency, throughput and memory of a .cnd or .cndq model"},
     {"bench secagg", cnd_cmd_bench_secagg, "benchmark secure aggregation (SecAgg+)"},
+    {"bench proto", cnd_cmd_bench_proto, "benchmark the wire protocol and the CURVE transport"},
 };
 
 static void s_usage(FILE *f)

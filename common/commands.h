@@ -10,6 +10,9 @@
 int cnd_cmd_train(int argc, char **argv);
 int cnd_cmd_eval(int argc, char **argv);
 int cnd_cmd_info(int argc, char **argv);
+int cnd_cmd_quantize(int argc, char **argv);
+int cnd_cmd_export(int argc, char **argv);
+int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` is crypto/'s (two-word row) */
 int cnd_cmd_distill(int argc, char **argv);
 
 /* crypto/ */
@@ -19,5 +22,8 @@ int cnd_cmd_bench_secagg(int argc, char **argv);
 
 /* coordinator/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */
 int cnd_cmd_audit(int argc, char **argv);
+
+/* proto/ */
+int cnd_cmd_bench_proto(int argc, char **argv);
 
 #endif

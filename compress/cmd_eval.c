@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "data.h"
 #include "modelfile.h"
+#include "quant_eval.h"
 #include "train.h"
 
 #include <stdio.h>
@@ -26,13 +27,17 @@ int cnd_cmd_eval(int argc, char **argv)
         {0}};
     const cnd_cli_t cli = {"condenser eval MODEL [--data SPEC] [--json]",
                            "Evaluates a model on a dataset: accuracy, mean cross-entropy loss and "
-                           "accuracy per class.",
+                           "accuracy per class. MODEL may be a float .cnd model or an integer "
+                           ".cndq artifact, which runs through the integer runtime after its "
+                           "self-test.",
                            opts, 1, 1};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
     cnd_set_threads((int)threads);
+    if (cnd_quant_is_artifact(pos[0])) /* .cndq: through the integer runtime */
+        return cnd_quant_cmd_eval(pos[0], data, split, json);
     cnd_model_t *m = NULL;
     cnd_dataset_t *ds = NULL;
     if ((rc = cnd_model_load(&m, pos[0]))) goto done;

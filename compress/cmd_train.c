@@ -7,6 +7,7 @@
 #include "data.h"
 #include "modelfile.h"
 #include "train.h"
+#include "augment.h"
 #include "cmd_common.h"
 
 #include <stdio.h>
@@ -16,7 +17,7 @@
 int cnd_cmd_train(int argc, char **argv)
 {
     const char *data = "fmnist", *arch = NULL, *out = NULL, *optname = "adam", *test = NULL;
-    const char *sched = "cosine";
+    const char *sched = "cosine", *augment = "none";
     long epochs = 5, batch = 64, seed = 1, threads = 0, subset = 0;
     double lr = 0, wd = 0, momentum = -1, val = 0;
     const cnd_opt_t opts[] = {
@@ -32,6 +33,7 @@ int cnd_cmd_train(int argc, char **argv)
         {"seed", CND_OPT_INT, &seed, "S", "seed for init and shuffling (default 1)", 0, 1e15},
         {"threads", CND_OPT_INT, &threads, "T", "BLAS threads (default: all cores)", 1, 64},
         {"subset", CND_OPT_INT, &subset, "N", "train on a random N-sample subset", 1, 1e9},
+        {"augment", CND_OPT_STR, &augment, "KIND", "none | shift | flip | shift+flip (default none)"},
         {"val", CND_OPT_DBL, &val, "FRAC", "hold out this fraction for validation (default 0)", 0, 0.9},
         {"test", CND_OPT_STR, &test, "SPEC", "test data (default: the dataset's test split)"},
         {"out", CND_OPT_STR, &out, "FILE", "where to write the model (.cnd)"},
@@ -49,6 +51,7 @@ int cnd_cmd_train(int argc, char **argv)
     cnd_train_cfg_t cfg = cnd_train_defaults();
     if ((rc = cnd_cmd_optim(optname, lr, wd, momentum, &cfg.optim))) return rc;
     if ((rc = cnd_cmd_parse_sched(sched, &cfg.sched))) return rc;
+    if ((rc = cnd_augment_parse(augment, &cfg.augment))) return rc;
     cfg.epochs = (int)epochs;
     cfg.batch = (int)batch;
     cfg.seed = (uint64_t)seed;
@@ -72,6 +75,9 @@ int cnd_cmd_train(int argc, char **argv)
     if (te) cnd_model_normalize(m, te->x, te->n);
     printf("training %s on %s: %zu samples, %zu parameters, %.2f MMAC/sample (%s)\n", m->spec,
            data, tr->n, m->num_params, (double)cnd_model_macs(m) / 1e6, cnd_blas_info());
+    float bg[256];
+    for (int c = 0; c < m->in.c && c < 256; c++) bg[c] = -m->norm_mean[c] / m->norm_std[c];
+    cfg.aug_bg = bg;
     cnd_train_result_t res;
     if ((rc = cnd_train(m, tr, va->n ? va : NULL, &cfg, &res))) goto done;
     printf("trained in %.1fs (%.0f samples/s)\n", res.seconds, res.samples_per_s);

@@ -107,6 +107,32 @@ static void s_max_backward_task(void *ctx, int task, int ntasks)
     size_t hw = (size_t)l->in.h * l->in.w, ohw = (size_t)l->out.h * l->out.w;
     long p0, p1;
     cnd_pool_range((long)j->B * l->in.c, ntasks, task, &p0, &p1);
+    int H = l->in.h, W = l->in.w, OW = l->out.w;
+    if (l->p.pool.k == 2 && l->p.pool.stride == 2 && H % 2 == 0 && W % 2 == 0) {
+        /* Windows tile the plane exactly: write every input once, no memset pass. */
+        for (size_t pl = (size_t)p0; pl < (size_t)p1; pl++) {
+            float *d = j->din + pl * hw;
+            const float *g = j->dout + pl * ohw;
+            const int32_t *am = l->argmax + pl * ohw;
+            int32_t base = (int32_t)(pl * hw);
+            int OH = l->out.h;
+            for (int oh = 0; oh < OH; oh++) {
+                float *r0 = d + (size_t)(2 * oh) * W, *r1 = r0 + W;
+                const float *gr = g + (size_t)oh * OW;
+                const int32_t *ar = am + (size_t)oh * OW;
+                int32_t row0 = base + 2 * oh * W;
+                for (int ow = 0; ow < OW; ow++) {
+                    int32_t a = ar[ow] - row0 - 2 * ow; /* 0, 1, W or W+1 */
+                    float v = gr[ow];
+                    r0[2 * ow] = a == 0 ? v : 0.0f;
+                    r0[2 * ow + 1] = a == 1 ? v : 0.0f;
+                    r1[2 * ow] = a == W ? v : 0.0f;
+                    r1[2 * ow + 1] = a == W + 1 ? v : 0.0f;
+                }
+            }
+        }
+        return;
+    }
     memset(j->din + (size_t)p0 * hw, 0, (size_t)(p1 - p0) * hw * sizeof(float));
     for (size_t i = (size_t)p0 * ohw; i < (size_t)p1 * ohw; i++)
         j->din[l->argmax[i]] += j->dout[i];

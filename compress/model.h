@@ -27,6 +27,21 @@ typedef struct {
     char *key, *val; /* owned NUL-terminated strings */
 } cnd_meta_kv_t;
 
+/* Optional callbacks run inside the float forward and backward passes, so that compress/quant
+ * can simulate quantization (calibration checks, quantization-aware training) without its own
+ * copy of the network code. NULL (the default) means plain float. Not copied by clone; whoever
+ * installs them removes them. `weights` may substitute a layer's weights (it is called for the
+ * same layer in forward and backward and must return the same values both times); `act_forward`
+ * may rewrite layer i's output in place; `act_backward` may rewrite the gradient with respect
+ * to layer i's output just before layer i's backward pass. */
+typedef struct cnd_model_hooks {
+    void *ctx;
+    const float *(*input)(void *ctx, const float *x, int B);
+    const float *(*weights)(void *ctx, int layer, const float *w);
+    void (*act_forward)(void *ctx, int layer, float *out, int B, int train);
+    void (*act_backward)(void *ctx, int layer, float *dout, int B);
+} cnd_model_hooks_t;
+
 typedef struct cnd_model {
     char *spec;              /* architecture spec, canonical form (cnd_layer_spec tokens) */
     cnd_shape_t in;          /* per-sample input shape */
@@ -51,6 +66,8 @@ typedef struct cnd_model {
     const float *last_in;    /* input of the last training forward (caller keeps it alive) */
     int last_B;              /* batch size of the last training forward */
     double *prof;            /* NULL, or 2 x n_layers seconds spent in forward / backward */
+    int prof_cpu;            /* prof counts process CPU time instead of wall time */
+    const cnd_model_hooks_t *hooks; /* fake-quantization callbacks, or NULL (see above) */
 } cnd_model_t;
 
 /* Builds a model from `spec` for inputs of shape `in`, initialises weights from `seed`
@@ -92,8 +109,9 @@ uint64_t cnd_model_macs(const cnd_model_t *m);
 CND_MUST_USE int cnd_model_meta_set(cnd_model_t *m, const char *key, const char *val);
 const char *cnd_model_meta_get(const cnd_model_t *m, const char *key);
 
-/* Starts per-layer timing (allocates m->prof). Returns 0 or CND_ENOMEM. */
-CND_MUST_USE int cnd_model_profile_begin(cnd_model_t *m);
+/* Starts per-layer timing (allocates m->prof): wall time, or process CPU time when cpu is set.
+ * Returns 0 or CND_ENOMEM. */
+CND_MUST_USE int cnd_model_profile_begin(cnd_model_t *m, int cpu);
 /* Prints the per-layer forward/backward time table to stderr. */
 void cnd_model_profile_print(const cnd_model_t *m);
 

@@ -3,6 +3,7 @@
  */
 #include "train.h"
 #include "clock.h"
+#include "augment.h"
 #include "loss.h"
 #include "pool.h"
 #include "progress.h"
@@ -70,10 +71,17 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     int K = m->n_classes, rc = 0;
     uint32_t *order = malloc(n * sizeof *order);
     float *xb = malloc((size_t)B * d * sizeof(float));
+    float *aug_work = malloc(d * sizeof(float));
+    cnd_rng_t aug_rng;
+    cnd_rng_seed(&aug_rng, cfg->seed ^ 0xa06e11ULL);
     float *dlogits = malloc((size_t)B * K * sizeof(float));
     cnd_optim_t opt;
     memset(&opt, 0, sizeof opt);
-    if (!order || !xb || !dlogits || cnd_optim_init(&opt, &cfg->optim, m) ||
+    if (cfg->augment && !cfg->aug_bg) {
+        rc = cnd_errf(CND_EINVAL, "augmentation needs the background value of each channel");
+        goto done;
+    }
+    if (!order || !xb || !aug_work || !dlogits || cnd_optim_init(&opt, &cfg->optim, m) ||
         cnd_model_reserve(m, B)) {
         rc = cnd_errf(CND_ENOMEM, "cannot allocate training buffers");
         goto done;
@@ -93,7 +101,8 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     cnd_rng_t rng;
     cnd_rng_seed(&rng, cfg->seed);
     const char *prof = getenv("CND_PROFILE");
-    if (prof && prof[0] == '1' && cnd_model_profile_begin(m)) {
+    if (prof && (prof[0] == '1' || !strcmp(prof, "cpu")) &&
+        cnd_model_profile_begin(m, !strcmp(prof, "cpu"))) {
         rc = CND_ENOMEM;
         goto done;
     }
@@ -112,6 +121,10 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
             int bs = (int)(n - s < (size_t)B ? n - s : (size_t)B);
             for (int b = 0; b < bs; b++)
                 memcpy(xb + (size_t)b * d, ds->x + (size_t)order[s + b] * d, d * sizeof(float));
+            if (cfg->augment)
+                cnd_augment_batch(xb, aug_work, bs, m->in, cfg->aug_bg, cfg->augment,
+                                  cfg->aug_shift > 0 ? cfg->aug_shift : 2, &aug_rng);
+            if (cfg->on_batch && (rc = cfg->on_batch(cfg->batch_ctx, xb, order + s, bs))) goto done;
             const float *logits;
             if ((rc = cnd_model_forward(m, xb, bs, 1, &logits))) goto done;
             int ok = 0;
@@ -154,6 +167,7 @@ done:
     cnd_optim_free(&opt);
     free(order);
     free(xb);
+    free(aug_work);
     free(dlogits);
     return rc;
 }

@@ -27,6 +27,13 @@ typedef struct {
     int verbose;             /* print one summary line per epoch on stdout */
     cnd_loss_fn loss;        /* NULL = cross-entropy on the dataset's labels */
     void *loss_ctx;          /* passed to loss */
+    unsigned augment;        /* CND_AUG_* flags (augment.h); 0 = none */
+    int aug_shift;           /* largest shift in pixels (default 2) */
+    const float *aug_bg;     /* per-channel normalised background value for shifted-in pixels */
+    /* Optional hook on each batch after augmentation, before the forward pass (distillation
+     * with augmentation runs the teacher on the same images here). Non-zero return stops. */
+    int (*on_batch)(void *ctx, const float *xb, const uint32_t *idx, int B);
+    void *batch_ctx;
     /* Optional hook after each epoch (e.g. QAT phase switches); non-zero return stops. */
     int (*on_epoch)(void *ctx, cnd_model_t *m, int epoch);
     void *epoch_ctx;

@@ -67,6 +67,8 @@ static size_t s_utf8_len(const uint8_t *s, size_t n)
     return k;
 }
 
+static int s_plain(uint8_t ch);
+
 static void s_put_utf8(cnd_buf_t *b, uint32_t cp)
 {
     uint8_t u[4];
@@ -121,6 +123,13 @@ static int s_string(s_cur *c, char **out)
         if (c->off >= c->len) {
             rc = s_fail(c, "unterminated string");
             goto done;
+        }
+        size_t run = c->off;
+        while (run < c->len && s_plain((uint8_t)c->p[run])) run++;
+        if (run > c->off) { /* plain ASCII: copy the run at once */
+            cnd_buf_put(&b, c->p + c->off, run - c->off);
+            c->off = run;
+            continue;
         }
         uint8_t ch = (uint8_t)c->p[c->off];
         if (ch == '"') {
@@ -424,12 +433,25 @@ void cnd_json_free(cnd_json_t **pv)
     *pv = NULL;
 }
 
+/* 1 for the bytes a canonical string holds as themselves: printable ASCII but `"` and `\`. */
+static int s_plain(uint8_t ch)
+{
+    return ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\';
+}
+
 void cnd_json_put_str(cnd_buf_t *out, const char *s, size_t len)
 {
     static const char hexd[] = "0123456789abcdef";
     cnd_buf_u8(out, '"');
     size_t i = 0;
     while (i < len) {
+        size_t run = i;
+        while (run < len && s_plain((uint8_t)s[run])) run++;
+        if (run > i) { /* copy runs of plain ASCII in one go */
+            cnd_buf_put(out, s + i, run - i);
+            i = run;
+            continue;
+        }
         uint8_t ch = (uint8_t)s[i];
         if (ch == '"' || ch == '\\') {
             cnd_buf_u8(out, '\\');

@@ -278,7 +278,21 @@ fail:
 static int s_open_common(cnd_audit_t **out, sqlite3 *db, int owns, const uint8_t *sk,
                          const char *origin)
 {
-    if (sodium_init() < 0) return cnd_errf(CND_ECRYPTO, "libsodium failed to initialise");
+    if (sodium_init() < 0) {
+        if (owns) sqlite3_close(db);
+        return cnd_errf(CND_ECRYPTO, "libsodium failed to initialise");
+    }
+    /* A libsodium secret key is seed || public key: check the halves belong together, or every
+     * checkpoint would carry a signature nobody can verify. */
+    uint8_t pk2[32], sk2[64];
+    int key_ok = sk && crypto_sign_seed_keypair(pk2, sk2, sk) == 0 &&
+                 sodium_memcmp(pk2, sk + 32, 32) == 0;
+    sodium_memzero(sk2, sizeof sk2);
+    if (!key_ok) {
+        if (owns) sqlite3_close(db);
+        return cnd_errf(CND_EINVAL, "audit log: the signing key is missing or not a valid Ed25519 "
+                                    "secret key (seed || public key)");
+    }
     cnd_audit_t *log = calloc(1, sizeof *log);
     if (!log) {
         if (owns) sqlite3_close(db);

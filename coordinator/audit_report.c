@@ -365,12 +365,23 @@ static void s_section_verification(cnd_buf_t *b, const cnd_audit_verdict_t *v)
     s_pf(b, "<div class=\"result\">Verification: %s</div><p>", v->ok ? "PASSED" : "FAILED");
     s_esc(b, v->summary);
     s_put(b, "</p>");
+    char cov[64];
+    if (v->covered)
+        snprintf(cov, sizeof cov, "entries 0..%llu are", (unsigned long long)v->covered - 1);
+    else
+        snprintf(cov, sizeof cov, "no entry is");
     s_pf(b, "<p class=\"meta\">%llu entries read, %llu checkpoint(s), %llu with a valid signature and "
-            "root; entries 0..%lld covered by a signed checkpoint. Signing key fingerprint <span "
+            "root; %s covered by a verified signed checkpoint. Signing key fingerprint <span "
             "class=\"fpr\">%s</span> (%s).</p>",
          (unsigned long long)v->entries, (unsigned long long)v->checkpoints,
-         (unsigned long long)v->checkpoints_ok, (long long)v->covered - 1, v->fingerprint,
+         (unsigned long long)v->checkpoints_ok, cov, v->fingerprint,
          v->key_pinned ? "given by the auditor" : "as recorded in the log: not independently pinned");
+    if (!v->ok)
+        s_pf(b, "<p class=\"bad\" id=\"untrusted\">The log did not verify: the figures below are "
+                "shown as the log now holds them, and %s%lld on may have been altered. Use them "
+                "only to investigate.</p>",
+             v->first_bad >= 0 ? "everything from entry " : "anything from entry ",
+             v->first_bad >= 0 ? (long long)v->first_bad : 0LL);
     size_t np = v->n_problems < 100 ? v->n_problems : 100;
     if (np) {
         s_put(b, "<p><b>Problems</b></p><ol class=\"problems\">");

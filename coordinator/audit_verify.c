@@ -332,6 +332,10 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
     sqlite3_stmt *st = NULL;
     int rc = 0;
 
+    /* One read transaction: a node appending meanwhile cannot make the checkpoints and the
+     * entries come from different moments. */
+    int in_txn = sqlite3_get_autocommit(db) && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+
     /* 1. The file itself. */
     if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) == SQLITE_OK) {
         if (sqlite3_step(st) == SQLITE_ROW) {
@@ -502,6 +506,7 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
 
 done:
     sqlite3_finalize(st);
+    if (in_txn) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     free(targets);
     if (rc) {
         cnd_audit_verdict_free(v);

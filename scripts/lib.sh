@@ -8,10 +8,12 @@ CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev l
   libopenblas-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libinih-dev
   dataset-fashion-mnist"
 
-# Only for scripts/test: cross builds and browser checks some tests run when present.
-CND_TEST_PACKAGES=""
-# crypto tests cross-check certificates with the openssl command line tool.
-CND_TEST_PACKAGES="$CND_TEST_PACKAGES openssl"
+# Packages only the tests need (scripts/test installs them): chromium opens the audit report
+# headless; sqlite3, openssl and python3 run the auditor guide's independent verification recipe;
+# the cross compilers and qemu-user build and run the edge runtime for ARM
+# (tests/test_runtime_cross.sh, tests/test_runtime_m4.sh).
+CND_TEST_PACKAGES="chromium sqlite3 openssl python3 gcc-arm-linux-gnueabihf qemu-user
+  gcc-arm-none-eabi libnewlib-arm-none-eabi"
 
 cnd_missing_packages() {
   local missing=() p

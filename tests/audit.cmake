@@ -5,3 +5,12 @@ cnd_test(test_audit_tools LABEL integration LIBS cnd_audit TIMEOUT 180)
 # Opens the HTML report in headless Chromium; exits 77 (skipped) when chromium is absent.
 cnd_test(test_audit_report LABEL integration LIBS cnd_audit TIMEOUT 240)
 set_tests_properties(test_audit_report PROPERTIES SKIP_RETURN_CODE 77)
+# Runs docs/auditor-guide.md's independent recipe (sqlite3, sha256sum, python3, openssl);
+# exits 77 (skipped) when one of them is absent.
+cnd_test(test_audit_recipe LABEL integration LIBS cnd_audit TIMEOUT 120)
+set_tests_properties(test_audit_recipe PROPERTIES SKIP_RETURN_CODE 77)
+# Benchmark behind docs/benchmarks.md's audit section (built, not run by ctest).
+add_executable(bench_audit bench_audit.c)
+target_link_libraries(bench_audit PRIVATE cnd_audit)
+target_include_directories(bench_audit PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+cnd_target_options(bench_audit)

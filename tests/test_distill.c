@@ -2,6 +2,7 @@
  * alpha = 0 reduces to cross-entropy; the teacher-logit cache uses the teacher's own
  * normalisation. */
 #include "check.h"
+#include "augment.h"
 #include "distill.h"
 #include "loss.h"
 
@@ -79,6 +80,60 @@ int main(void)
     free(lg);
     cnd_dataset_t wrong = {.n = 1, .shape = {2, 1, 1}, .x = xs, .y = ys, .n_classes = 2};
     CHECK(cnd_distill_teacher_logits(&lg, t, &wrong) == CND_EINVAL);
+    /* Online teacher: maps the student's normalisation onto the teacher's and scores the batch
+     * exactly as the cached path does. */
+    cnd_distill_t on;
+    memset(&on, 0, sizeof on);
+    float s_mean = 4.0f, s_std = 5.0f; /* student normalisation of the same raw data */
+    CHECK(cnd_distill_online_init(&on, t, &s_mean, &s_std, 2) == 0);
+    float xs_student[2] = {(14.0f - 4.0f) / 5.0f, (6.0f - 4.0f) / 5.0f};
+    uint32_t ids[2] = {0, 1};
+    CHECK(cnd_distill_on_batch(&on, xs_student, ids, 2) == 0);
+    CHECK_NEAR(on.batch_logits[0], 2.0, 1e-5);
+    CHECK_NEAR(on.batch_logits[3], 2.0, 1e-5);
+    CHECK(cnd_distill_on_batch(&on, xs_student, ids, 3) == CND_EINVAL);
+    cnd_distill_online_free(&on);
+    cnd_distill_online_free(&on);
     cnd_model_destroy(&t);
+
+    /* Augmentation: a shift moves pixels and fills with the background; a flip mirrors. */
+    float img[2 * 16], work[16], bgv = -9.0f;
+    for (int i = 0; i < 32; i++) img[i] = (float)i;
+    cnd_rng_t ar;
+    cnd_rng_seed(&ar, 1);
+    int shifted = 0, kept = 0;
+    for (int rep = 0; rep < 50; rep++) {
+        float tmp[32];
+        memcpy(tmp, img, sizeof tmp);
+        cnd_augment_batch(tmp, work, 2, (cnd_shape_t){1, 4, 4}, &bgv, CND_AUG_SHIFT, 1, &ar);
+        /* Every output pixel is the background or some input pixel of the same sample, and the
+         * multiset of non-background values is a contiguous block of the original. */
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < 16; i++) {
+                float v = tmp[b * 16 + i];
+                CHECK(v == bgv || (v >= b * 16 && v < b * 16 + 16));
+                shifted += v == bgv;
+                kept += v != bgv;
+            }
+    }
+    CHECK(shifted > 0 && kept > shifted);
+    float fl[16];
+    for (int i = 0; i < 16; i++) fl[i] = (float)i;
+    int flipped = 0;
+    for (int rep = 0; rep < 20; rep++) {
+        float tmp[16];
+        memcpy(tmp, fl, sizeof tmp);
+        cnd_augment_batch(tmp, work, 1, (cnd_shape_t){1, 4, 4}, &bgv, CND_AUG_FLIP, 0, &ar);
+        if (tmp[0] == 3.0f) {
+            flipped++;
+            CHECK(tmp[1] == 2.0f && tmp[4] == 7.0f && tmp[15] == 12.0f);
+        } else {
+            CHECK(!memcmp(tmp, fl, sizeof tmp));
+        }
+    }
+    CHECK(flipped > 3 && flipped < 17);
+    unsigned f;
+    CHECK(cnd_augment_parse("shift+flip", &f) == 0 && f == (CND_AUG_SHIFT | CND_AUG_FLIP));
+    CHECK(cnd_augment_parse("rotate", &f) == CND_EINVAL);
     return check_result("test_distill");
 }

@@ -1,0 +1,268 @@
+/*
+ * quant_build.c: turning a folded float model plus activation ranges into the integer model
+ * (cnd_qmodel_t) that the artifact writer serialises and the runtime executes.
+ *
+ * This is where layouts change: activations become HWC, conv2d weights go from OIHW to OHWI,
+ * and a dense layer fed by a C x H x W tensor has its weight columns permuted from CHW order
+ * to HWC order, so that flatten costs nothing at run time. Biases are quantized with scale
+ * s_in * s_w[c] and requantization multipliers computed in double precision.
+ */
+#include "quant.h"
+#include "cnd_rt_format.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cnd_qmodel_destroy(cnd_qmodel_t **pq)
+{
+    if (!pq || !*pq) return;
+    cnd_qmodel_t *q = *pq;
+    for (int i = 0; i < q->n_layers; i++) {
+        cnd_qlayer_t *l = &q->layers[i];
+        free(l->w);
+        free(l->w_scale);
+        free(l->bias);
+        free(l->mult);
+        free(l->shift);
+    }
+    free(q->layers);
+    free(q->norm_mean);
+    free(q->norm_std);
+    free(q->lut);
+    if (q->labels)
+        for (int k = 0; k < q->n_classes; k++) free(q->labels[k]);
+    free(q->labels);
+    for (int i = 0; i < q->n_meta; i++) {
+        free(q->meta[i].key);
+        free(q->meta[i].val);
+    }
+    free(q->test_in);
+    free(q->test_out);
+    free(q);
+    *pq = NULL;
+}
+
+static int s_labels(cnd_qmodel_t *q, const char *csv)
+{
+    q->labels = calloc((size_t)q->n_classes, sizeof(char *));
+    if (!q->labels) return CND_ENOMEM;
+    const char *p = csv;
+    for (int k = 0; k < q->n_classes; k++) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == 0 || (!e && k + 1 < q->n_classes)) break; /* too few labels: keep none */
+        if (n > CND_RT_LABEL_MAX) n = CND_RT_LABEL_MAX;
+        q->labels[k] = malloc(n + 1);
+        if (!q->labels[k]) return CND_ENOMEM;
+        for (size_t j = 0; j < n; j++) {
+            unsigned char ch = (unsigned char)p[j];
+            q->labels[k][j] = (char)(ch < 0x20 || ch == 0x7f ? '?' : ch);
+        }
+        q->labels[k][n] = 0;
+        if (!e) break;
+        p = e + 1;
+    }
+    for (int k = 0; k < q->n_classes; k++)
+        if (!q->labels[k]) { /* incomplete: drop them all rather than ship wrong names */
+            for (int j = 0; j < q->n_classes; j++) free(q->labels[j]);
+            free(q->labels);
+            q->labels = NULL;
+            break;
+        }
+    return 0;
+}
+
+/* `layout` is the C x H x W arrangement of the layer's input: for a dense layer behind a
+ * flatten it is the shape before the flatten, whose CHW order the float weights follow. */
+static int s_weighted(cnd_qlayer_t *ql, const cnd_layer_t *l, const float *w, float s_in,
+                      float s_out, int wbits, int mse, const float *scales, cnd_shape_t layout)
+{
+    int rows = ql->out_c, K = ql->K, C = layout.c, H = layout.h, W = layout.w;
+    int qmax = wbits == 8 ? 127 : 7;
+    ql->w = malloc((size_t)rows * K);
+    ql->w_scale = malloc((size_t)rows * sizeof(float));
+    ql->bias = malloc((size_t)rows * sizeof(int32_t));
+    ql->mult = malloc((size_t)rows * sizeof(int32_t));
+    ql->shift = malloc((size_t)rows * sizeof(int32_t));
+    if (!ql->w || !ql->w_scale || !ql->bias || !ql->mult || !ql->shift) return CND_ENOMEM;
+    if (scales)
+        memcpy(ql->w_scale, scales, (size_t)rows * sizeof(float));
+    else
+        cnd_quant_weight_scales(ql->w_scale, w, rows, K, qmax, mse);
+    const float *b = w + l->n_weights;
+    for (int r = 0; r < rows; r++) {
+        float s = ql->w_scale[r];
+        const float *src = w + (size_t)r * K;
+        int8_t *dst = ql->w + (size_t)r * K;
+        if (l->type == CND_L_CONV2D) {
+            int k = l->p.conv.k;
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++)
+                        dst[((size_t)i * k + j) * C + c] =
+                            (int8_t)cnd_quant_q(src[((size_t)c * k + i) * k + j], s, 0, -qmax, qmax);
+        } else {
+            for (int c = 0; c < C; c++)
+                for (int h = 0; h < H; h++)
+                    for (int x = 0; x < W; x++)
+                        dst[((size_t)h * W + x) * C + c] =
+                            (int8_t)cnd_quant_q(src[((size_t)c * H + h) * W + x], s, 0, -qmax, qmax);
+        }
+        double bs = (double)s_in * s;
+        double bq = bs > 0 ? round((double)b[r] / bs) : 0.0;
+        if (bq > 1073741823.0) bq = 1073741823.0; /* leave headroom; the loader checks sums */
+        if (bq < -1073741823.0) bq = -1073741823.0;
+        ql->bias[r] = (int32_t)bq;
+        cnd_quant_multiplier((double)s_in * s / s_out, &ql->mult[r], &ql->shift[r]);
+    }
+    return 0;
+}
+
+int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t *plan,
+                     const cnd_qrange_t *ranges, const int *w_mse, float *const *w_scales,
+                     int wbits)
+{
+    *out = NULL;
+    if (wbits != 8 && wbits != 4) return cnd_errf(CND_EINVAL, "weight bits must be 8 or 4");
+    if (m->in.c > CND_RT_MAX_DIM || m->in.h > CND_RT_MAX_DIM || m->in.w > CND_RT_MAX_DIM)
+        return cnd_errf(CND_ERANGE, "input %dx%dx%d too large for the runtime", m->in.c,
+                        m->in.h, m->in.w);
+    cnd_qmodel_t *q = calloc(1, sizeof *q);
+    if (!q) return CND_ENOMEM;
+    int rc = CND_ENOMEM, C = m->in.c;
+    q->in = m->in;
+    q->n_classes = m->n_classes;
+    cnd_quant_params(ranges[0].lo, ranges[0].hi, &q->in_scale, &q->in_zp);
+    q->norm_mean = malloc((size_t)C * sizeof(float));
+    q->norm_std = malloc((size_t)C * sizeof(float));
+    q->lut = malloc((size_t)C * 256);
+    q->layers = calloc((size_t)m->n_layers, sizeof *q->layers);
+    if (!q->norm_mean || !q->norm_std || !q->lut || !q->layers) goto fail;
+    memcpy(q->norm_mean, m->norm_mean, (size_t)C * sizeof(float));
+    memcpy(q->norm_std, m->norm_std, (size_t)C * sizeof(float));
+    for (int c = 0; c < C; c++) {
+        float mu = m->norm_mean[c], inv = 1.0f / m->norm_std[c];
+        for (int r = 0; r < 256; r++)
+            q->lut[c * 256 + r] =
+                (int8_t)cnd_quant_q(((float)r - mu) * inv, q->in_scale, q->in_zp, -128, 127);
+    }
+    float s_cur = q->in_scale;
+    int32_t z_cur = q->in_zp;
+    cnd_shape_t layout = m->in; /* spatial arrangement of the current tensor (see s_weighted) */
+    for (int i = 0; i < m->n_layers; i++) {
+        const cnd_layer_t *l = &m->layers[i];
+        cnd_qlayer_t *ql = &q->layers[q->n_layers];
+        memset(ql, 0, sizeof *ql);
+        ql->src = i;
+        ql->in_c = l->in.c;
+        ql->in_h = l->in.h;
+        ql->in_w = l->in.w;
+        ql->out_c = l->out.c;
+        ql->out_h = l->out.h;
+        ql->out_w = l->out.w;
+        ql->in_scale = ql->out_scale = s_cur;
+        ql->in_zp = ql->out_zp = z_cur;
+        ql->act_min = -128;
+        ql->act_max = 127;
+        switch (l->type) {
+        case CND_L_DENSE:
+        case CND_L_CONV2D: {
+            int fused = plan->fused_relu[i];
+            int p = plan->point_of_layer[fused ? i + 1 : i];
+            ql->op = l->type == CND_L_DENSE ? CND_RT_OP_DENSE : CND_RT_OP_CONV2D;
+            ql->relu = fused;
+            ql->wbits = wbits;
+            if (l->type == CND_L_CONV2D) {
+                ql->k = l->p.conv.k;
+                ql->stride = l->p.conv.stride;
+                ql->pad = l->p.conv.pad;
+                if (ql->k > 255 || ql->stride > 255 || ql->pad > 255) {
+                    rc = cnd_errf(CND_ERANGE, "layer %d: kernel, stride or pad above 255", i + 1);
+                    goto fail;
+                }
+            }
+            ql->K = (int)(l->n_weights / (size_t)l->out.c);
+            cnd_quant_params(ranges[p].lo, ranges[p].hi, &ql->out_scale, &ql->out_zp);
+            if ((rc = s_weighted(ql, l, m->params + l->param_off, s_cur, ql->out_scale, wbits,
+                                 w_mse && w_mse[i], w_scales ? w_scales[i] : NULL, layout)))
+                goto fail;
+            if (fused) {
+                ql->act_min = ql->out_zp;
+                ql->src = ++i; /* the ReLU's output is what the integer layer produces */
+            }
+            s_cur = ql->out_scale;
+            z_cur = ql->out_zp;
+            break;
+        }
+        case CND_L_RELU: ql->op = CND_RT_OP_RELU; ql->act_min = z_cur; break;
+        case CND_L_MAXPOOL:
+        case CND_L_AVGPOOL:
+            ql->op = l->type == CND_L_MAXPOOL ? CND_RT_OP_MAXPOOL : CND_RT_OP_AVGPOOL;
+            ql->k = l->p.pool.k;
+            ql->stride = l->p.pool.stride;
+            if (ql->k > 255 || ql->stride > 255) {
+                rc = cnd_errf(CND_ERANGE, "layer %d: pool window or stride above 255", i + 1);
+                goto fail;
+            }
+            break;
+        case CND_L_GAP: ql->op = CND_RT_OP_GAP; break;
+        case CND_L_FLATTEN: ql->op = CND_RT_OP_FLATTEN; break;
+        default:
+            rc = cnd_errf(CND_EINVAL, "layer %d (%s) has no integer kernel; fold batchnorm first",
+                          i + 1, cnd_layer_ops(l->type)->name);
+            goto fail;
+        }
+        if (l->type != CND_L_FLATTEN) layout = m->layers[ql->src].out;
+        if (ql->out_c > 65535) {
+            rc = cnd_errf(CND_ERANGE, "layer %d: %d output channels/features exceed the "
+                          "runtime's 65535", i + 1, ql->out_c);
+            goto fail;
+        }
+        q->n_layers++;
+    }
+    for (int i = 0; i < m->n_meta && q->n_meta < CND_RT_META_MAX; i++) {
+        const char *k = m->meta[i].key, *v = m->meta[i].val;
+        if (strlen(k) < 1 || strlen(k) > 64) continue;
+        size_t vl = strlen(v) > 1024 ? 1024 : strlen(v);
+        q->meta[q->n_meta].key = strdup(k);
+        q->meta[q->n_meta].val = strndup(v, vl);
+        if (!q->meta[q->n_meta].key || !q->meta[q->n_meta].val) {
+            q->n_meta++;
+            goto fail;
+        }
+        q->n_meta++;
+    }
+    const char *labels = cnd_model_meta_get(m, "labels");
+    if (labels && (rc = s_labels(q, labels))) goto fail;
+    *out = q;
+    return 0;
+fail:
+    cnd_qmodel_destroy(&q);
+    return rc;
+}
+
+int cnd_quant_raw_is_u8(const float *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (!(x[i] >= 0.0f && x[i] <= 255.0f) || x[i] != floorf(x[i])) return 0;
+    return 1;
+}
+
+void cnd_qmodel_input(const cnd_qmodel_t *q, int8_t *x, const float *raw)
+{
+    int C = q->in.c, H = q->in.h, W = q->in.w;
+    size_t hw = (size_t)H * W;
+    for (int c = 0; c < C; c++) {
+        float mu = q->norm_mean[c], inv = 1.0f / q->norm_std[c];
+        for (size_t p = 0; p < hw; p++) {
+            float v = raw[(size_t)c * hw + p];
+            int8_t o;
+            if (v >= 0.0f && v <= 255.0f && v == floorf(v))
+                o = q->lut[c * 256 + (int)v];
+            else
+                o = (int8_t)cnd_quant_q((v - mu) * inv, q->in_scale, q->in_zp, -128, 127);
+            x[p * C + c] = o;
+        }
+    }
+}

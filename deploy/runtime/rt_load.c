@@ -1,0 +1,557 @@
+/*
+ * rt_load.c: validating a `.cndq` artifact and building a model in the caller's arena.
+ *
+ * Everything in an artifact is untrusted. s_parse() reads the whole artifact without writing
+ * anywhere and checks, in this order: the header (magic, version, lengths; a short buffer is
+ * CND_RT_ETRUNC, a longer one or a declared size over CND_RT_MAX_FILE is refused), the SHA-256
+ * digest (CND_RT_ECORRUPT), the signature trailer's framing, the section sequence, and then
+ * every field of every section: shapes chain from layer to layer, zero points and scales chain,
+ * offsets and lengths stay inside DATA, requantization parameters are in range, and for every
+ * output channel the worst-case accumulator (over all possible int8 inputs, for the reference
+ * and for the unsigned-input VNNI formulation) fits in int32, so no kernel can overflow on any
+ * accepted artifact. Only after all of that succeeds does cnd_rt_load() write the arena.
+ */
+#include "rt_internal.h"
+#include "cnd_rt_sha256.h"
+
+#include <string.h>
+
+static uint16_t s_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t s_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int32_t s_i32(const uint8_t *p)
+{
+    uint32_t u = s_u32(p);
+    return u <= 0x7fffffffu ? (int32_t)u : (int32_t)(u - 0x80000000u) - 0x7fffffff - 1;
+}
+
+static size_t s_align(size_t n)
+{
+    return (n + (RT_CACHELINE - 1)) & ~(size_t)(RT_CACHELINE - 1);
+}
+
+static int s_fail(cnd_rt_diag_t *d, int code, uint32_t off, int layer, const char *what)
+{
+    if (d) {
+        d->code = code;
+        d->offset = off;
+        d->layer = layer;
+        d->what = what;
+    }
+    return code;
+}
+
+static int s_zero(const uint8_t *p, size_t n)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++) acc |= p[i];
+    return acc == 0;
+}
+
+typedef struct {
+    uint32_t body_len, file_len;
+    uint32_t off[CND_RT_NSECTIONS], len[CND_RT_NSECTIONS]; /* payload offset/length */
+    uint16_t c, h, w;
+    int32_t in_zp;
+    uint32_t n_layers, n_classes, n_labels, n_tests;
+    size_t max_act, scratch, consts, weight_bytes, arena;
+    uint64_t macs;
+} s_parse_t;
+
+enum { S_INPT, S_LABL, S_LAYR, S_DATA, S_TEST, S_META };
+
+/* Validates one layer entry at `e`. *cur holds the incoming shape/zp/scale and receives the
+ * outgoing ones. */
+typedef struct {
+    uint32_t c, h, w;
+    int32_t zp;
+    uint32_t scale;
+} s_act_t;
+
+static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, s_act_t *cur,
+                         cnd_rt_diag_t *d)
+{
+    const uint8_t *e = a + eoff;
+    uint8_t op = e[CND_RT_L_OP], flags = e[CND_RT_L_FLAGS], wbits = e[CND_RT_L_WBITS];
+    uint32_t ic = s_u16(e + CND_RT_L_IN_C), ih = s_u16(e + CND_RT_L_IN_C + 2),
+             iw = s_u16(e + CND_RT_L_IN_C + 4);
+    uint32_t oc = s_u16(e + CND_RT_L_OUT_C), oh = s_u16(e + CND_RT_L_OUT_C + 2),
+             ow = s_u16(e + CND_RT_L_OUT_C + 4);
+    uint32_t k = e[CND_RT_L_K], st = e[CND_RT_L_STRIDE], pad = e[CND_RT_L_PAD];
+    int32_t amin = (int8_t)e[CND_RT_L_ACT_MIN], amax = (int8_t)e[CND_RT_L_ACT_MAX];
+    int32_t izp = s_i32(e + CND_RT_L_IN_ZP), ozp = s_i32(e + CND_RT_L_OUT_ZP);
+    uint32_t isc = s_u32(e + CND_RT_L_IN_SCALE), osc = s_u32(e + CND_RT_L_OUT_SCALE);
+    uint32_t woff = s_u32(e + CND_RT_L_W_OFF), wlen = s_u32(e + CND_RT_L_W_LEN);
+    uint32_t boff = s_u32(e + CND_RT_L_BIAS_OFF), moff = s_u32(e + CND_RT_L_MULT_OFF);
+    uint32_t soff = s_u32(e + CND_RT_L_SHIFT_OFF);
+    const uint8_t *data = a + p->off[S_DATA];
+    uint64_t dlen = p->len[S_DATA];
+
+    if (e[3] || e[19] || e[22] || e[23] || !s_zero(e + 60, 4))
+        return s_fail(d, CND_RT_EFORMAT, eoff, li, "layer: reserved bytes are not zero");
+    if (flags & ~CND_RT_L_FLAG_RELU)
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_FLAGS, li, "layer: unknown flags");
+    if (ic != cur->c || ih != cur->h || iw != cur->w)
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_IN_C, li,
+                      "layer: input shape differs from the previous output");
+    if (izp != cur->zp || isc != cur->scale)
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_IN_ZP, li,
+                      "layer: input zero point or scale differs from the previous output");
+    if (!oc || !oh || !ow || oc > 65535 || oh > CND_RT_MAX_DIM || ow > CND_RT_MAX_DIM)
+        return s_fail(d, CND_RT_ERANGE, eoff + CND_RT_L_OUT_C, li, "layer: output shape");
+    if ((uint64_t)oc * oh * ow > CND_RT_MAX_ACT)
+        return s_fail(d, CND_RT_ERANGE, eoff + CND_RT_L_OUT_C, li,
+                      "layer: output tensor too large");
+    if (ozp < -128 || ozp > 127)
+        return s_fail(d, CND_RT_ERANGE, eoff + CND_RT_L_OUT_ZP, li,
+                      "layer: output zero point outside [-128, 127]");
+    if (amin > amax)
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_ACT_MIN, li,
+                      "layer: act_min above act_max");
+    int weighted = op == CND_RT_OP_DENSE || op == CND_RT_OP_CONV2D;
+    if (!weighted && (wbits || woff || wlen || boff || moff || soff || flags))
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_WBITS, li,
+                      "layer: weights or flags on a layer without weights");
+    if (op != CND_RT_OP_CONV2D && pad)
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_PAD, li, "layer: padding not allowed");
+    uint32_t K = 0;
+    switch (op) {
+    case CND_RT_OP_DENSE:
+        if (oh != 1 || ow != 1 || k || st)
+            return s_fail(d, CND_RT_EFORMAT, eoff, li, "dense: output must be Cx1x1, no kernel");
+        K = ic * ih * iw;
+        break;
+    case CND_RT_OP_CONV2D:
+        if (!k || !st || pad >= k || ih + 2 * pad < k || iw + 2 * pad < k)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_K, li,
+                          "conv2d: kernel, stride or padding invalid for its input");
+        if (oh != (ih + 2 * pad - k) / st + 1 || ow != (iw + 2 * pad - k) / st + 1)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
+                          "conv2d: output size does not follow from input, kernel, stride, pad");
+        K = k * k * ic;
+        break;
+    case CND_RT_OP_MAXPOOL:
+    case CND_RT_OP_AVGPOOL:
+        if (!k || !st || ih < k || iw < k)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_K, li,
+                          "pool: window or stride invalid for its input");
+        if (oc != ic || oh != (ih - k) / st + 1 || ow != (iw - k) / st + 1)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
+                          "pool: output size does not follow from input, window, stride");
+        break;
+    case CND_RT_OP_GAP:
+        if (k || st || oc != ic || oh != 1 || ow != 1)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li, "gap: output must be Cx1x1");
+        if (ih * iw > 65536)
+            return s_fail(d, CND_RT_ERANGE, eoff + CND_RT_L_IN_C, li,
+                          "gap: more than 65536 pixels per channel");
+        break;
+    case CND_RT_OP_FLATTEN:
+        if (k || st || oc != ic * ih * iw || oh != 1 || ow != 1)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
+                          "flatten: output must be (C*H*W)x1x1");
+        break;
+    case CND_RT_OP_RELU:
+        if (k || st || oc != ic || oh != ih || ow != iw)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
+                          "relu: output shape must equal input shape");
+        break;
+    default:
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OP, li, "layer: unknown operation");
+    }
+    if (!weighted && (ozp != izp || osc != isc))
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_ZP, li,
+                      "layer: must keep its input's zero point and scale");
+    if (!weighted && op != CND_RT_OP_RELU && (amin != -128 || amax != 127))
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_ACT_MIN, li,
+                      "layer: clamp must be [-128, 127]");
+    if (weighted) {
+        if (wbits != 8 && wbits != 4)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_WBITS, li,
+                          "layer: weight bits must be 8 or 4");
+        if (K == 0 || K > (1u << 20))
+            return s_fail(d, CND_RT_ERANGE, eoff, li, "layer: more than 2^20 inputs per output");
+        uint32_t row = wbits == 8 ? K : (K + 1) / 2;
+        if ((uint64_t)wlen != (uint64_t)row * oc)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_W_LEN, li,
+                          "layer: weight length does not match the shape");
+        if ((uint64_t)woff + wlen > dlen || (uint64_t)boff + 4u * oc > dlen ||
+            (uint64_t)moff + 4u * oc > dlen || (uint64_t)soff + oc > dlen)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_W_OFF, li,
+                          "layer: weights, biases or requantization data outside DATA");
+        if ((boff | moff) & 3)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_BIAS_OFF, li,
+                          "layer: int32 arrays must be 4-byte aligned in DATA");
+        for (uint32_t c = 0; c < oc; c++) {
+            uint32_t at = p->off[S_DATA];
+            int32_t mult = s_i32(data + moff + 4 * c);
+            int32_t shift = (int8_t)data[soff + c];
+            if (mult < 0)
+                return s_fail(d, CND_RT_ERANGE, at + moff + 4 * c, li,
+                              "layer: negative requantization multiplier");
+            if (shift < -31 || shift > 31)
+                return s_fail(d, CND_RT_ERANGE, at + soff + c, li,
+                              "layer: requantization shift outside [-31, 31]");
+            const uint8_t *wr = data + woff + (size_t)c * row;
+            int64_t sum = 0, sabs = 0;
+            for (uint32_t j = 0; j < K; j++) {
+                int32_t v = wbits == 8 ? (int8_t)wr[j] : cnd_rt_w4(wr, j);
+                sum += v;
+                sabs += v < 0 ? -v : v;
+            }
+            if (wbits == 4 && (K & 1) && (wr[row - 1] >> 4))
+                return s_fail(d, CND_RT_EFORMAT, at + woff + c * row + row - 1, li,
+                              "layer: int4 row padding nibble is not zero");
+            int64_t b = s_i32(data + boff + 4 * c);
+            int64_t beff = b - (int64_t)izp * sum, bu8 = b - ((int64_t)izp + 128) * sum;
+            int64_t lim = 0x7fffffff;
+            if ((b < 0 ? -b : b) + 255 * sabs > lim || (beff < 0 ? -beff : beff) + 128 * sabs > lim ||
+                (bu8 < 0 ? -bu8 : bu8) + 255 * sabs > lim)
+                return s_fail(d, CND_RT_ERANGE, at + boff + 4 * c, li,
+                              "layer: bias and weights allow an int32 accumulator overflow");
+        }
+        p->macs += (uint64_t)K * oc * oh * ow;
+        p->weight_bytes += wlen;
+        p->consts += 4 * s_align(4 * (size_t)oc);
+        /* fast-path scratch layout: [patches or dense row buffers][int4 rows][int32 sums];
+         * the reference needs one conv patch and nothing for dense layers */
+        size_t scr = op == CND_RT_OP_CONV2D ? s_align(K) : 0;
+        if (RT_FAST_PATHS) {
+            scr = RT_BC_TILE * s_align(K);
+            if (wbits == 4 && op == CND_RT_OP_CONV2D) scr += RT_PATCHES * s_align(K);
+            scr += RT_PATCHES * s_align(4 * (size_t)oc);
+            if (op == CND_RT_OP_CONV2D) /* repacked weights, see rt_internal.h */
+                p->consts += s_align((((size_t)oc + 15) / 16) * 16 * (((size_t)K + 3) / 4) * 4);
+        }
+        if (scr > p->scratch) p->scratch = scr;
+    }
+    size_t osz = (size_t)oc * oh * ow;
+    if (osz > p->max_act) p->max_act = osz;
+    cur->c = oc;
+    cur->h = oh;
+    cur->w = ow;
+    cur->zp = ozp;
+    cur->scale = osc;
+    return 0;
+}
+
+static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
+{
+    static const uint32_t tags[CND_RT_NSECTIONS] = {CND_RT_TAG_INPT, CND_RT_TAG_LABL,
+                                                    CND_RT_TAG_LAYR, CND_RT_TAG_DATA,
+                                                    CND_RT_TAG_TEST, CND_RT_TAG_META};
+    memset(p, 0, sizeof *p);
+    if (!a) return s_fail(d, CND_RT_EINVAL, 0, -1, "artifact pointer is NULL");
+    if (len < CND_RT_HEADER_BYTES)
+        return s_fail(d, CND_RT_ETRUNC, (uint32_t)len, -1, "header: fewer than 64 bytes");
+    if (memcmp(a, CND_RT_MAGIC, 4))
+        return s_fail(d, CND_RT_EFORMAT, 0, -1, "header: magic is not CNDQ");
+    if (s_u16(a + CND_RT_H_VERSION) != CND_RT_VERSION)
+        return s_fail(d, CND_RT_EFORMAT, CND_RT_H_VERSION, -1, "header: unsupported version");
+    if (s_u16(a + CND_RT_H_HDRLEN) != CND_RT_HEADER_BYTES)
+        return s_fail(d, CND_RT_EFORMAT, CND_RT_H_HDRLEN, -1, "header: header length is not 64");
+    p->body_len = s_u32(a + CND_RT_H_BODYLEN);
+    p->file_len = s_u32(a + CND_RT_H_FILELEN);
+    if (p->file_len > CND_RT_MAX_FILE)
+        return s_fail(d, CND_RT_ERANGE, CND_RT_H_FILELEN, -1,
+                      "header: artifact larger than the runtime accepts (64 MiB)");
+    if (p->body_len < CND_RT_HEADER_BYTES || p->body_len % CND_RT_ALIGN ||
+        (uint64_t)p->file_len != (uint64_t)p->body_len + CND_RT_DIGEST_BYTES + CND_RT_TRAILER_BYTES)
+        return s_fail(d, CND_RT_EFORMAT, CND_RT_H_BODYLEN, -1,
+                      "header: body and file lengths are inconsistent");
+    if (len < p->file_len)
+        return s_fail(d, CND_RT_ETRUNC, (uint32_t)len, -1,
+                      "artifact is shorter than its header says (truncated)");
+    if (len > p->file_len)
+        return s_fail(d, CND_RT_EFORMAT, p->file_len, -1,
+                      "artifact has bytes after its declared end");
+    if (s_u32(a + CND_RT_H_FLAGS))
+        return s_fail(d, CND_RT_EFORMAT, CND_RT_H_FLAGS, -1, "header: unknown flags");
+    if (s_u16(a + CND_RT_H_NSECT) != CND_RT_NSECTIONS || !s_zero(a + 22, 42))
+        return s_fail(d, CND_RT_EFORMAT, CND_RT_H_NSECT, -1,
+                      "header: section count or reserved bytes wrong");
+    uint8_t dg[32];
+    cnd_rt_sha256(dg, a, p->body_len);
+    uint8_t diff = 0;
+    for (int i = 0; i < 32; i++) diff |= (uint8_t)(dg[i] ^ a[p->body_len + i]);
+    if (diff)
+        return s_fail(d, CND_RT_ECORRUPT, p->body_len, -1,
+                      "digest: SHA-256 of the body does not match (corrupted)");
+    const uint8_t *t = a + p->body_len + CND_RT_DIGEST_BYTES;
+    uint32_t toff = p->body_len + CND_RT_DIGEST_BYTES, siglen = s_u32(t + CND_RT_T_SIGLEN);
+    if (memcmp(t, CND_RT_TRAILER_MAGIC, 4) || s_u16(t + 4) != CND_RT_TRAILER_VERSION)
+        return s_fail(d, CND_RT_EFORMAT, toff, -1, "trailer: bad magic or version");
+    if (siglen > CND_RT_SIG_MAX || s_u32(t + 12) ||
+        !s_zero(t + CND_RT_T_SIGDATA + siglen, CND_RT_SIG_MAX - siglen) ||
+        (s_u16(t + CND_RT_T_SCHEME) == 0 && siglen))
+        return s_fail(d, CND_RT_EFORMAT, toff + CND_RT_T_SIGLEN, -1,
+                      "trailer: signature length or padding invalid");
+
+    uint32_t pos = CND_RT_HEADER_BYTES;
+    for (int s = 0; s < CND_RT_NSECTIONS; s++) {
+        if ((uint64_t)pos + CND_RT_SECTION_HDR > p->body_len)
+            return s_fail(d, CND_RT_EFORMAT, pos, -1, "sections: body ends before all sections");
+        if (s_u32(a + pos) != tags[s])
+            return s_fail(d, CND_RT_EFORMAT, pos, -1,
+                          "sections: expected INPT LABL LAYR DATA TEST META in this order");
+        uint32_t n = s_u32(a + pos + 4);
+        if (!s_zero(a + pos + 8, 8))
+            return s_fail(d, CND_RT_EFORMAT, pos + 8, -1, "section: reserved bytes not zero");
+        uint64_t end = (uint64_t)pos + CND_RT_SECTION_HDR + n;
+        uint64_t padded = (end + CND_RT_ALIGN - 1) & ~(uint64_t)(CND_RT_ALIGN - 1);
+        if (padded > p->body_len)
+            return s_fail(d, CND_RT_EFORMAT, pos + 4, -1, "section: length runs past the body");
+        if (!s_zero(a + end, (size_t)(padded - end)))
+            return s_fail(d, CND_RT_EFORMAT, (uint32_t)end, -1, "section: padding not zero");
+        p->off[s] = pos + CND_RT_SECTION_HDR;
+        p->len[s] = n;
+        pos = (uint32_t)padded;
+    }
+    if (pos != p->body_len)
+        return s_fail(d, CND_RT_EFORMAT, pos, -1, "sections: bytes after the last section");
+
+    /* INPT */
+    const uint8_t *in = a + p->off[S_INPT];
+    uint32_t ilen = p->len[S_INPT];
+    if (ilen < CND_RT_INPT_FIXED)
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_INPT], -1, "INPT: too short");
+    p->c = s_u16(in);
+    p->h = s_u16(in + 2);
+    p->w = s_u16(in + 4);
+    p->in_zp = s_i32(in + 8);
+    if (!p->c || !p->h || !p->w || p->c > CND_RT_MAX_DIM || p->h > CND_RT_MAX_DIM ||
+        p->w > CND_RT_MAX_DIM || (uint64_t)p->c * p->h * p->w > CND_RT_MAX_ACT)
+        return s_fail(d, CND_RT_ERANGE, p->off[S_INPT], -1, "INPT: input shape out of range");
+    if (in[6] || in[7])
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_INPT] + 6, -1, "INPT: layout must be HWC (0)");
+    if (p->in_zp < -128 || p->in_zp > 127)
+        return s_fail(d, CND_RT_ERANGE, p->off[S_INPT] + 8, -1, "INPT: zero point out of range");
+    if ((uint64_t)ilen != CND_RT_INPT_FIXED + 264u * p->c)
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_INPT] - 12, -1,
+                      "INPT: length does not match the channel count");
+    p->max_act = (size_t)p->c * p->h * p->w;
+
+    /* LAYR */
+    const uint8_t *ly = a + p->off[S_LAYR];
+    if (p->len[S_LAYR] < 16)
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_LAYR], -1, "LAYR: too short");
+    p->n_layers = s_u32(ly);
+    if (p->n_layers < 1 || p->n_layers > CND_RT_MAX_LAYERS || !s_zero(ly + 4, 12))
+        return s_fail(d, CND_RT_ERANGE, p->off[S_LAYR], -1, "LAYR: layer count not in 1..64");
+    if ((uint64_t)p->len[S_LAYR] != 16u + (uint64_t)CND_RT_LAYER_BYTES * p->n_layers)
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_LAYR] - 12, -1,
+                      "LAYR: length does not match the layer count");
+    s_act_t cur = {p->c, p->h, p->w, p->in_zp, s_u32(in + 12)};
+    for (uint32_t i = 0; i < p->n_layers; i++) {
+        int rc = s_check_layer(p, a, p->off[S_LAYR] + 16 + i * CND_RT_LAYER_BYTES, (int)i, &cur, d);
+        if (rc) return rc;
+    }
+    if (cur.h != 1 || cur.w != 1)
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_LAYR], (int)p->n_layers - 1,
+                      "LAYR: the last layer must output Cx1x1 logits");
+    p->n_classes = cur.c;
+
+    /* LABL */
+    const uint8_t *lb = a + p->off[S_LABL];
+    uint32_t llen = p->len[S_LABL];
+    if (llen < 4) return s_fail(d, CND_RT_EFORMAT, p->off[S_LABL], -1, "LABL: too short");
+    p->n_labels = s_u32(lb);
+    if (p->n_labels && p->n_labels != p->n_classes)
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_LABL], -1,
+                      "LABL: label count is neither 0 nor the class count");
+    uint32_t q = 4;
+    for (uint32_t i = 0; i < p->n_labels; i++) {
+        if (q >= llen) return s_fail(d, CND_RT_EFORMAT, p->off[S_LABL] + q, -1, "LABL: truncated");
+        uint32_t n = lb[q];
+        if (n < 1 || n > CND_RT_LABEL_MAX || (uint64_t)q + 2 + n > llen)
+            return s_fail(d, CND_RT_EFORMAT, p->off[S_LABL] + q, -1, "LABL: bad label length");
+        for (uint32_t j = 0; j < n; j++)
+            if (lb[q + 1 + j] < 0x20 || lb[q + 1 + j] == 0x7f)
+                return s_fail(d, CND_RT_EFORMAT, p->off[S_LABL] + q + 1 + j, -1,
+                              "LABL: control character in a label");
+        if (lb[q + 1 + n])
+            return s_fail(d, CND_RT_EFORMAT, p->off[S_LABL] + q + 1 + n, -1,
+                          "LABL: label not NUL-terminated");
+        q += n + 2;
+    }
+    if (q != llen) return s_fail(d, CND_RT_EFORMAT, p->off[S_LABL] + q, -1, "LABL: trailing bytes");
+
+    /* TEST */
+    const uint8_t *ts = a + p->off[S_TEST];
+    if (p->len[S_TEST] < 16) return s_fail(d, CND_RT_EFORMAT, p->off[S_TEST], -1, "TEST: too short");
+    p->n_tests = s_u32(ts);
+    uint32_t kind = s_u32(ts + 4), tin = s_u32(ts + 8), tout = s_u32(ts + 12);
+    if (p->n_tests > CND_RT_TEST_MAX || kind > CND_RT_TEST_I8)
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_TEST], -1, "TEST: count or kind invalid");
+    if ((uint64_t)tin != (uint64_t)p->c * p->h * p->w || tout != p->n_classes)
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_TEST] + 8, -1,
+                      "TEST: vector sizes do not match the model");
+    if ((uint64_t)p->len[S_TEST] != 16u + (uint64_t)p->n_tests * (tin + tout))
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_TEST] - 12, -1,
+                      "TEST: length does not match the vector count");
+
+    /* META */
+    const uint8_t *mt = a + p->off[S_META];
+    uint32_t mlen = p->len[S_META];
+    if (mlen < 4) return s_fail(d, CND_RT_EFORMAT, p->off[S_META], -1, "META: too short");
+    uint32_t nm = s_u32(mt);
+    if (nm > CND_RT_META_MAX) return s_fail(d, CND_RT_ERANGE, p->off[S_META], -1, "META: too many entries");
+    q = 4;
+    for (uint32_t i = 0; i < 2 * nm; i++) {
+        if ((uint64_t)q + 2 > mlen)
+            return s_fail(d, CND_RT_EFORMAT, p->off[S_META] + q, -1, "META: truncated");
+        uint32_t n = s_u16(mt + q);
+        if ((i % 2 == 0 && (n < 1 || n > 64)) || n > 1024 || (uint64_t)q + 2 + n > mlen)
+            return s_fail(d, CND_RT_EFORMAT, p->off[S_META] + q, -1, "META: bad entry length");
+        q += 2 + n;
+    }
+    if (q != mlen) return s_fail(d, CND_RT_EFORMAT, p->off[S_META] + q, -1, "META: trailing bytes");
+
+    p->arena = (RT_CACHELINE - 1) + s_align(sizeof(struct cnd_rt_model)) +
+               s_align(p->n_layers * sizeof(cnd_rt_layer_t)) + p->consts +
+               2 * s_align(p->max_act) + s_align(p->scratch);
+    return 0;
+}
+
+int cnd_rt_arena_size(size_t *out, const uint8_t *art, size_t len, cnd_rt_diag_t *diag)
+{
+    s_parse_t p;
+    if (!out) return s_fail(diag, CND_RT_EINVAL, 0, -1, "output pointer is NULL");
+    int rc = s_parse(&p, art, len, diag);
+    if (rc) return rc;
+    *out = p.arena;
+    return 0;
+}
+
+static int32_t *s_consts(uint8_t **cur, uint32_t n)
+{
+    int32_t *r = (int32_t *)(void *)*cur;
+    *cur += s_align(4 * (size_t)n);
+    return r;
+}
+
+int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *arena,
+                size_t arena_len, cnd_rt_diag_t *diag)
+{
+    s_parse_t p;
+    if (!out || !arena) return s_fail(diag, CND_RT_EINVAL, 0, -1, "output or arena is NULL");
+    int rc = s_parse(&p, art, len, diag);
+    if (rc) return rc;
+    if (arena_len < p.arena)
+        return s_fail(diag, CND_RT_ENOMEM, 0, -1, "arena smaller than cnd_rt_arena_size");
+
+    uintptr_t base = ((uintptr_t)arena + (RT_CACHELINE - 1)) & ~(uintptr_t)(RT_CACHELINE - 1);
+    uint8_t *cur = (uint8_t *)arena + (base - (uintptr_t)arena);
+    cnd_rt_model_t *m = (cnd_rt_model_t *)(void *)cur;
+    cur += s_align(sizeof *m);
+    memset(m, 0, sizeof *m);
+    m->art = art;
+    m->file_len = p.file_len;
+    m->body_len = p.body_len;
+    m->c = p.c;
+    m->h = p.h;
+    m->w = p.w;
+    m->in_zp = p.in_zp;
+    const uint8_t *in = art + p.off[S_INPT];
+    m->in_scale_bits = s_u32(in + 12);
+    m->lut = (const int8_t *)(in + CND_RT_INPT_FIXED + 8u * p.c);
+    m->norm = in + CND_RT_INPT_FIXED;
+    m->n_layers = p.n_layers;
+    m->layers = (cnd_rt_layer_t *)(void *)cur;
+    cur += s_align(p.n_layers * sizeof(cnd_rt_layer_t));
+    const uint8_t *data = art + p.off[S_DATA];
+    for (uint32_t i = 0; i < p.n_layers; i++) {
+        const uint8_t *e = art + p.off[S_LAYR] + 16 + i * CND_RT_LAYER_BYTES;
+        cnd_rt_layer_t *l = &m->layers[i];
+        memset(l, 0, sizeof *l);
+        l->op = e[CND_RT_L_OP];
+        l->wbits = e[CND_RT_L_WBITS];
+        l->act_min = (int8_t)e[CND_RT_L_ACT_MIN];
+        l->act_max = (int8_t)e[CND_RT_L_ACT_MAX];
+        l->in_c = s_u16(e + CND_RT_L_IN_C);
+        l->in_h = s_u16(e + CND_RT_L_IN_C + 2);
+        l->in_w = s_u16(e + CND_RT_L_IN_C + 4);
+        l->out_c = s_u16(e + CND_RT_L_OUT_C);
+        l->out_h = s_u16(e + CND_RT_L_OUT_C + 2);
+        l->out_w = s_u16(e + CND_RT_L_OUT_C + 4);
+        l->k = e[CND_RT_L_K];
+        l->stride = e[CND_RT_L_STRIDE];
+        l->pad = e[CND_RT_L_PAD];
+        l->in_zp = s_i32(e + CND_RT_L_IN_ZP);
+        l->out_zp = s_i32(e + CND_RT_L_OUT_ZP);
+        l->in_bytes = (uint32_t)l->in_c * l->in_h * l->in_w;
+        l->out_bytes = (uint32_t)l->out_c * l->out_h * l->out_w;
+        if (l->op != CND_RT_OP_DENSE && l->op != CND_RT_OP_CONV2D) continue;
+        l->K = l->op == CND_RT_OP_DENSE ? l->in_bytes : (uint32_t)l->k * l->k * l->in_c;
+        l->w_row = l->wbits == 8 ? l->K : (l->K + 1) / 2;
+        l->w = data + s_u32(e + CND_RT_L_W_OFF);
+        int32_t *bias = s_consts(&cur, l->out_c), *bu8 = s_consts(&cur, l->out_c);
+        int32_t *mult = s_consts(&cur, l->out_c), *shift = s_consts(&cur, l->out_c);
+        uint32_t boff = s_u32(e + CND_RT_L_BIAS_OFF), moff = s_u32(e + CND_RT_L_MULT_OFF);
+        uint32_t soff = s_u32(e + CND_RT_L_SHIFT_OFF);
+        for (uint32_t c = 0; c < l->out_c; c++) {
+            const uint8_t *wr = l->w + (size_t)c * l->w_row;
+            int64_t sum = 0;
+            for (uint32_t j = 0; j < l->K; j++)
+                sum += l->wbits == 8 ? (int8_t)wr[j] : cnd_rt_w4(wr, j);
+            int64_t b = s_i32(data + boff + 4 * c);
+            bias[c] = (int32_t)(b - (int64_t)l->in_zp * sum);
+            bu8[c] = (int32_t)(b - ((int64_t)l->in_zp + 128) * sum);
+            mult[c] = s_i32(data + moff + 4 * c);
+            shift[c] = (int8_t)data[soff + c];
+        }
+        l->bias = bias;
+        l->bias_u8 = bu8;
+        l->mult = mult;
+        l->shift = shift;
+        if (RT_FAST_PATHS && l->op == CND_RT_OP_CONV2D) {
+            uint32_t G = (l->K + 3) / 4, B = ((uint32_t)l->out_c + 15) / 16;
+            int8_t *pk = (int8_t *)cur;
+            cur += s_align((size_t)B * 16 * G * 4);
+            for (uint32_t b = 0; b < B; b++)
+                for (uint32_t g = 0; g < G; g++)
+                    for (uint32_t j = 0; j < 16; j++)
+                        for (uint32_t t = 0; t < 4; t++) {
+                            uint32_t oc = 16 * b + j, k = 4 * g + t;
+                            int8_t v = 0;
+                            if (oc < l->out_c && k < l->K) {
+                                const uint8_t *wr = l->w + (size_t)oc * l->w_row;
+                                v = l->wbits == 8 ? (int8_t)wr[k] : cnd_rt_w4(wr, k);
+                            }
+                            pk[(((size_t)b * G + g) * 16 + j) * 4 + t] = v;
+                        }
+            l->wpack = pk;
+        }
+    }
+    m->n_classes = p.n_classes;
+    m->out_scale_bits = s_u32(art + p.off[S_LAYR] + 16 + (p.n_layers - 1) * CND_RT_LAYER_BYTES +
+                              CND_RT_L_OUT_SCALE);
+    m->n_labels = p.n_labels;
+    m->labels = p.n_labels ? art + p.off[S_LABL] + 4 : NULL;
+    const uint8_t *ts = art + p.off[S_TEST];
+    m->n_tests = p.n_tests;
+    m->test_kind = s_u32(ts + 4);
+    m->test_in = s_u32(ts + 8);
+    m->test_out = s_u32(ts + 12);
+    m->tests = ts + 16;
+    m->trailer = art + p.body_len + CND_RT_DIGEST_BYTES;
+    m->buf[0] = (int8_t *)cur;
+    cur += s_align(p.max_act);
+    m->buf[1] = (int8_t *)cur;
+    cur += s_align(p.max_act);
+    m->scratch = (int8_t *)cur;
+    m->arena_bytes = p.arena;
+    m->weight_bytes = p.weight_bytes;
+    m->macs = p.macs;
+    rc = cnd_rt_set_kernels(m, CND_RT_KERNELS_AUTO);
+    (void)rc; /* AUTO always succeeds: the reference is always there */
+    *out = m;
+    return 0;
+}

@@ -1,0 +1,201 @@
+/*
+ * rt_run.c: running a loaded model layer by layer, kernel selection, self-test, accessors.
+ *
+ * Activations ping-pong between the two arena buffers; flatten is free (HWC is already flat),
+ * so it passes the pointer on. The kernel set is a table of function pointers chosen once at
+ * load (AUTO = the fastest the CPU has) and changeable for tests and benchmarks.
+ */
+#include "rt_internal.h"
+
+#include <string.h>
+
+int cnd_rt_kernels_available(cnd_rt_kernels_t k)
+{
+    if (k == CND_RT_KERNELS_AUTO || k == CND_RT_KERNELS_REF) return 1;
+    return cnd_rt_kernels_x86(k) != NULL && cnd_rt_cpu_has(k);
+}
+
+int cnd_rt_set_kernels(cnd_rt_model_t *m, cnd_rt_kernels_t k)
+{
+    if (!m) return CND_RT_EINVAL;
+    if (k == CND_RT_KERNELS_AUTO) {
+        k = cnd_rt_kernels_available(CND_RT_KERNELS_VNNI)   ? CND_RT_KERNELS_VNNI
+            : cnd_rt_kernels_available(CND_RT_KERNELS_AVX2) ? CND_RT_KERNELS_AVX2
+                                                            : CND_RT_KERNELS_REF;
+    }
+    if (k == CND_RT_KERNELS_REF) {
+        m->kern = &cnd_rt_kernels_ref;
+    } else {
+        if (!cnd_rt_kernels_available(k)) return CND_RT_EINVAL;
+        m->kern = cnd_rt_kernels_x86(k);
+    }
+    m->kset = k;
+    return 0;
+}
+
+cnd_rt_kernels_t cnd_rt_get_kernels(const cnd_rt_model_t *m)
+{
+    return m->kset;
+}
+
+const char *cnd_rt_kernels_name(cnd_rt_kernels_t k)
+{
+    switch (k) {
+    case CND_RT_KERNELS_AUTO: return "auto";
+    case CND_RT_KERNELS_REF: return "ref";
+    case CND_RT_KERNELS_AVX2: return "avx2";
+    case CND_RT_KERNELS_VNNI: return "avx512vnni";
+    }
+    return "?";
+}
+
+void cnd_rt_quantize_input(const cnd_rt_model_t *m, int8_t *x, const uint8_t *raw)
+{
+    uint32_t C = m->c, n = (uint32_t)m->h * m->w;
+    if (C == 1) {
+        for (uint32_t i = 0; i < n; i++) x[i] = m->lut[raw[i]];
+        return;
+    }
+    for (uint32_t p = 0; p < n; p++)
+        for (uint32_t c = 0; c < C; c++) x[p * C + c] = m->lut[c * 256u + raw[p * C + c]];
+}
+
+static const int8_t *s_run(cnd_rt_model_t *m, const int8_t *x, cnd_rt_tap_fn tap, void *ctx)
+{
+    const int8_t *cur = x;
+    int which = 0;
+    for (uint32_t i = 0; i < m->n_layers; i++) {
+        const cnd_rt_layer_t *l = &m->layers[i];
+        int8_t *out = m->buf[which];
+        if (cur == out) out = m->buf[which ^= 1];
+        switch (l->op) {
+        case CND_RT_OP_DENSE: m->kern->dense(out, cur, l, m->scratch); break;
+        case CND_RT_OP_CONV2D: m->kern->conv2d(out, cur, l, m->scratch); break;
+        case CND_RT_OP_MAXPOOL: m->kern->maxpool(out, cur, l, m->scratch); break;
+        case CND_RT_OP_AVGPOOL: cnd_rt_ref_avgpool(out, cur, l); break;
+        case CND_RT_OP_GAP: cnd_rt_ref_gap(out, cur, l); break;
+        case CND_RT_OP_RELU: cnd_rt_ref_relu(out, cur, l); break;
+        default: out = (int8_t *)(uintptr_t)cur; break; /* flatten */
+        }
+        if (tap) tap(ctx, (int)i, out, l->out_bytes);
+        if (out != cur) which ^= 1;
+        cur = out;
+    }
+    return cur;
+}
+
+void cnd_rt_run_i8(cnd_rt_model_t *m, int8_t *logits, const int8_t *x)
+{
+    memcpy(logits, s_run(m, x, NULL, NULL), m->n_classes);
+}
+
+void cnd_rt_run_i8_tap(cnd_rt_model_t *m, int8_t *logits, const int8_t *x, cnd_rt_tap_fn tap,
+                       void *ctx)
+{
+    memcpy(logits, s_run(m, x, tap, ctx), m->n_classes);
+}
+
+void cnd_rt_run_u8(cnd_rt_model_t *m, int8_t *logits, const uint8_t *raw)
+{
+    /* The input is quantised into buf[1]; the first layer then writes buf[0]. */
+    cnd_rt_quantize_input(m, m->buf[1], raw);
+    memcpy(logits, s_run(m, m->buf[1], NULL, NULL), m->n_classes);
+}
+
+uint32_t cnd_rt_argmax(const cnd_rt_model_t *m, const int8_t *logits)
+{
+    uint32_t best = 0;
+    for (uint32_t k = 1; k < m->n_classes; k++)
+        if (logits[k] > logits[best]) best = k;
+    return best;
+}
+
+int cnd_rt_selftest_vector(const cnd_rt_model_t *m, uint32_t i, const uint8_t **input,
+                           const int8_t **expected, uint32_t *kind)
+{
+    if (i >= m->n_tests) return CND_RT_EINVAL;
+    const uint8_t *v = m->tests + (size_t)i * (m->test_in + m->test_out);
+    if (input) *input = v;
+    if (expected) *expected = (const int8_t *)(v + m->test_in);
+    if (kind) *kind = m->test_kind;
+    return 0;
+}
+
+int cnd_rt_selftest(cnd_rt_model_t *m, uint32_t *failed)
+{
+    for (uint32_t i = 0; i < m->n_tests; i++) {
+        const uint8_t *in;
+        const int8_t *exp;
+        uint32_t kind;
+        (void)cnd_rt_selftest_vector(m, i, &in, &exp, &kind);
+        const int8_t *x = (const int8_t *)in;
+        if (kind == CND_RT_TEST_RAW_U8) {
+            cnd_rt_quantize_input(m, m->buf[1], in);
+            x = m->buf[1];
+        }
+        if (memcmp(s_run(m, x, NULL, NULL), exp, m->n_classes)) {
+            if (failed) *failed = i;
+            return CND_RT_ESELFTEST;
+        }
+    }
+    return 0;
+}
+
+void cnd_rt_get_info(const cnd_rt_model_t *m, cnd_rt_info_t *info)
+{
+    const cnd_rt_layer_t *last = &m->layers[m->n_layers - 1];
+    memset(info, 0, sizeof *info);
+    info->c = m->c;
+    info->h = m->h;
+    info->w = m->w;
+    info->in_zp = m->in_zp;
+    info->in_scale_bits = m->in_scale_bits;
+    info->n_classes = m->n_classes;
+    info->out_zp = last->out_zp;
+    info->out_scale_bits = m->out_scale_bits;
+    info->n_layers = m->n_layers;
+    info->n_labels = m->n_labels;
+    info->n_selftests = m->n_tests;
+    info->sig_scheme = (uint32_t)m->trailer[CND_RT_T_SCHEME] |
+                       (uint32_t)m->trailer[CND_RT_T_SCHEME + 1] << 8;
+    info->arena_bytes = m->arena_bytes;
+    info->weight_bytes = m->weight_bytes;
+    info->macs = m->macs;
+    info->digest = m->art + m->body_len;
+    info->norm = m->norm;
+}
+
+const char *cnd_rt_label(const cnd_rt_model_t *m, uint32_t i)
+{
+    if (i >= m->n_labels) return NULL;
+    const uint8_t *p = m->labels;
+    for (uint32_t j = 0; j < i; j++) p += p[0] + 2u;
+    return (const char *)(p + 1);
+}
+
+void cnd_rt_signature(const cnd_rt_model_t *m, uint32_t *scheme, const uint8_t **sig,
+                      uint32_t *sig_len, uint32_t *signed_len)
+{
+    const uint8_t *t = m->trailer;
+    if (scheme) *scheme = (uint32_t)t[CND_RT_T_SCHEME] | (uint32_t)t[CND_RT_T_SCHEME + 1] << 8;
+    if (sig) *sig = t + CND_RT_T_SIGDATA;
+    if (sig_len)
+        *sig_len = (uint32_t)t[CND_RT_T_SIGLEN] | (uint32_t)t[CND_RT_T_SIGLEN + 1] << 8 |
+                   (uint32_t)t[CND_RT_T_SIGLEN + 2] << 16 | (uint32_t)t[CND_RT_T_SIGLEN + 3] << 24;
+    if (signed_len) *signed_len = m->body_len + CND_RT_DIGEST_BYTES;
+}
+
+const char *cnd_rt_strerror(int code)
+{
+    switch (code) {
+    case CND_RT_OK: return "ok";
+    case CND_RT_ENOMEM: return "arena too small";
+    case CND_RT_EINVAL: return "invalid argument";
+    case CND_RT_EFORMAT: return "malformed artifact";
+    case CND_RT_ECORRUPT: return "artifact digest mismatch";
+    case CND_RT_ERANGE: return "artifact value out of range";
+    case CND_RT_ETRUNC: return "truncated artifact";
+    case CND_RT_ESELFTEST: return "self-test output mismatch";
+    }
+    return "unknown error";
+}

@@ -1,0 +1,248 @@
+/*
+ * test_runtime_kernels.c: every runtime kernel against an independent wide-integer model of
+ * the layer (int64 sums straight from the quantized model's fields, no effective-bias tricks),
+ * and every fast kernel set (AVX2, AVX-512 VNNI, when the CPU has them) against the scalar
+ * reference bit for bit, on every layer output of random models: odd sizes (tails of 16 and
+ * 64 bytes, channel counts not multiple of 4), strides, padding, int8 and int4 weights,
+ * extreme weights, negative shifts, extreme zero points, and inputs at -128 / 127.
+ */
+#include "check.h"
+#include "cnd_rt_requant.h"
+#include "quant_testutil.h"
+
+#include <stdio.h>
+
+typedef struct {
+    int n;
+    int8_t *out[CND_RT_MAX_LAYERS];
+    size_t len[CND_RT_MAX_LAYERS];
+} s_trace_t;
+
+static void s_tap(void *ctx, int layer, const int8_t *out, size_t n)
+{
+    s_trace_t *t = ctx;
+    t->out[layer] = malloc(n);
+    memcpy(t->out[layer], out, n);
+    t->len[layer] = n;
+    t->n = layer + 1;
+}
+
+static void s_trace_free(s_trace_t *t)
+{
+    for (int i = 0; i < t->n; i++) free(t->out[i]);
+    t->n = 0;
+}
+
+static int8_t s_wide_requant(int64_t acc, const cnd_qlayer_t *l, int c)
+{
+    /* the documented arithmetic, in wide integers */
+    __int128 x = acc;
+    int32_t sh = l->shift[c];
+    if (sh < 0) x *= (__int128)1 << -sh;
+    if (x > INT32_MAX) x = INT32_MAX;
+    if (x < INT32_MIN) x = INT32_MIN;
+    int32_t y = cnd_rt_srdhm((int32_t)x, l->mult[c]);
+    y = cnd_rt_rdbp(y, sh > 0 ? sh : 0);
+    int64_t v = (int64_t)y + l->out_zp;
+    if (v < l->act_min) v = l->act_min;
+    if (v > l->act_max) v = l->act_max;
+    return (int8_t)v;
+}
+
+/* Recomputes layer l from its input x (HWC) and compares with got. Returns mismatches. */
+static int s_check_layer(const cnd_qlayer_t *l, const int8_t *x, const int8_t *got)
+{
+    int bad = 0, C = l->in_c, H = l->in_h, W = l->in_w;
+    switch (l->op) {
+    case CND_RT_OP_DENSE:
+        for (int o = 0; o < l->out_c; o++) {
+            int64_t acc = l->bias[o];
+            for (int k = 0; k < l->K; k++)
+                acc += ((int64_t)x[k] - l->in_zp) * l->w[(size_t)o * l->K + k];
+            bad += s_wide_requant(acc, l, o) != got[o];
+        }
+        break;
+    case CND_RT_OP_CONV2D:
+        for (int oh = 0; oh < l->out_h; oh++)
+            for (int ow = 0; ow < l->out_w; ow++)
+                for (int o = 0; o < l->out_c; o++) {
+                    int64_t acc = l->bias[o];
+                    for (int i = 0; i < l->k; i++)
+                        for (int j = 0; j < l->k; j++) {
+                            int ih = oh * l->stride - l->pad + i, iw = ow * l->stride - l->pad + j;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue; /* real 0 */
+                            for (int c = 0; c < C; c++)
+                                acc += ((int64_t)x[((size_t)ih * W + iw) * C + c] - l->in_zp) *
+                                       l->w[(size_t)o * l->K + ((size_t)i * l->k + j) * C + c];
+                        }
+                    bad += s_wide_requant(acc, l, o) != got[((size_t)oh * l->out_w + ow) * l->out_c + o];
+                }
+        break;
+    case CND_RT_OP_MAXPOOL:
+    case CND_RT_OP_AVGPOOL:
+        for (int oh = 0; oh < l->out_h; oh++)
+            for (int ow = 0; ow < l->out_w; ow++)
+                for (int c = 0; c < C; c++) {
+                    int mx = -128;
+                    long sum = 0;
+                    for (int i = 0; i < l->k; i++)
+                        for (int j = 0; j < l->k; j++) {
+                            int v = x[((size_t)(oh * l->stride + i) * W + ow * l->stride + j) * C + c];
+                            if (v > mx) mx = v;
+                            sum += v;
+                        }
+                    long n = (long)l->k * l->k;
+                    /* round half away from zero, written with floor */
+                    long avg = sum >= 0 ? (2 * sum + n) / (2 * n) : -((-2 * sum + n) / (2 * n));
+                    int want = l->op == CND_RT_OP_MAXPOOL ? mx : (int)avg;
+                    bad += want != got[((size_t)oh * l->out_w + ow) * C + c];
+                }
+        break;
+    case CND_RT_OP_GAP:
+        for (int c = 0; c < C; c++) {
+            long sum = 0, n = (long)H * W;
+            for (long p = 0; p < n; p++) sum += x[p * C + c];
+            long avg = sum >= 0 ? (2 * sum + n) / (2 * n) : -((-2 * sum + n) / (2 * n));
+            bad += avg != got[c];
+        }
+        break;
+    case CND_RT_OP_RELU:
+        for (int i = 0; i < C * H * W; i++) {
+            int v = x[i] < l->act_min ? l->act_min : x[i] > l->act_max ? l->act_max : x[i];
+            bad += v != got[i];
+        }
+        break;
+    default:
+        for (int i = 0; i < C * H * W; i++) bad += x[i] != got[i];
+        break;
+    }
+    return bad;
+}
+
+/* Pushes some weights to the extremes and varies requantization so edge paths run. */
+static void s_extremes(cnd_qmodel_t *q, cnd_rng_t *r, int wbits)
+{
+    int qmax = wbits == 8 ? 127 : 7;
+    for (int i = 0; i < q->n_layers; i++) {
+        cnd_qlayer_t *l = &q->layers[i];
+        if (!l->w) continue;
+        for (int o = 0; o < l->out_c; o++) {
+            if (cnd_rng_below(r, 3) == 0)
+                for (int k = 0; k < l->K; k++)
+                    l->w[(size_t)o * l->K + k] = (int8_t)(cnd_rng_below(r, 2) ? qmax : -qmax - (wbits == 4));
+            if (cnd_rng_below(r, 4) == 0) l->shift[o] = -(int32_t)cnd_rng_below(r, 8);
+            if (cnd_rng_below(r, 5) == 0) l->mult[o] = 0x7fffffff;
+        }
+        if (cnd_rng_below(r, 3) == 0) l->out_zp = cnd_rng_below(r, 2) ? 127 : -128;
+        if (l->relu) l->act_min = l->out_zp;
+    }
+    /* keep the zero-point chain consistent */
+    for (int i = 1; i < q->n_layers; i++) {
+        cnd_qlayer_t *l = &q->layers[i], *p = &q->layers[i - 1];
+        l->in_zp = p->out_zp;
+        l->in_scale = p->out_scale;
+        if (!l->w) {
+            l->out_zp = l->in_zp;
+            l->out_scale = l->in_scale;
+            if (l->op == CND_RT_OP_RELU) l->act_min = l->in_zp;
+        }
+    }
+}
+
+int main(void)
+{
+    static const struct {
+        const char *spec;
+        cnd_shape_t in;
+    } cases[] = {
+        {"flatten dense(1)", {1, 1, 1}},
+        {"flatten dense(7) relu dense(3)", {1, 1, 7}},
+        {"flatten dense(13) dense(9)", {1, 8, 8}},
+        {"flatten dense(5) relu dense(10)", {1, 1, 65}},
+        {"flatten dense(6) relu dense(4)", {3, 5, 9}},
+        {"dense(33) relu dense(2)", {1, 13, 10}},
+        {"conv2d(5,3,pad=1) relu flatten dense(3)", {1, 6, 6}},
+        {"conv2d(9,3,stride=2) relu maxpool(2) flatten dense(4)", {3, 11, 11}},
+        {"conv2d(3,1) relu conv2d(7,5,pad=2) relu gap dense(2)", {2, 7, 9}},
+        {"conv2d(6,2,stride=3,pad=1) avgpool(2) relu flatten dense(3)", {5, 12, 10}},
+        {"conv2d(33,3,pad=1) relu maxpool(2,stride=1) conv2d(4,3) relu gap dense(5)", {2, 6, 6}},
+        {"conv2d(16,4,stride=2,pad=3) relu maxpool(3,stride=2) flatten dense(6)", {4, 15, 15}},
+        {"conv2d(70,3,pad=1) relu maxpool(2) flatten dense(65) relu dense(10)", {1, 8, 8}},
+        {"relu maxpool(2) flatten dense(3)", {2, 4, 4}},
+    };
+    cnd_rng_t r;
+    cnd_rng_seed(&r, 99);
+    int n_fast = 0;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int wbits = 8; wbits >= 4; wbits -= 4)
+            for (int variant = 0; variant < 2; variant++) {
+                cnd_qmodel_t *q = NULL;
+                int rc = qt_make(&q, NULL, cases[ci].spec, cases[ci].in, wbits,
+                                 variant ? CND_QM_PERCENTILE : CND_QM_MINMAX, 100 + ci);
+                CHECK_EQ_INT(rc, 0);
+                if (rc) {
+                    fprintf(stderr, "case %zu: %s\n", ci, cnd_err_detail());
+                    continue;
+                }
+                if (variant) s_extremes(q, &r, wbits);
+                q->n_tests = 0;
+                uint8_t *a;
+                size_t len;
+                CHECK_EQ_INT(cnd_artifact_serialize(q, &a, &len), 0);
+                cnd_artifact_t *art = NULL;
+                rc = cnd_artifact_open(&art, a, len, "case");
+                CHECK_EQ_INT(rc, 0);
+                if (rc) {
+                    fprintf(stderr, "case %zu w%d v%d: %s\n", ci, wbits, variant, cnd_err_detail());
+                    free(a);
+                    cnd_qmodel_destroy(&q);
+                    continue;
+                }
+                size_t d = cnd_shape_size(cases[ci].in);
+                int8_t *x = malloc(d);
+                for (int trial = 0; trial < 6; trial++) {
+                    for (size_t i = 0; i < d; i++)
+                        x[i] = trial == 0 ? -128 : trial == 1 ? 127
+                                                 : (int8_t)(cnd_rng_below(&r, 256) - 128);
+                    s_trace_t ref = {0};
+                    int8_t lref[4096], lfast[4096];
+                    CHECK_EQ_INT(cnd_rt_set_kernels(art->rt, CND_RT_KERNELS_REF), 0);
+                    cnd_rt_run_i8_tap(art->rt, lref, x, s_tap, &ref);
+                    CHECK_EQ_INT(ref.n, q->n_layers);
+                    for (int li = 0; li < ref.n; li++) {
+                        const int8_t *lin = li ? ref.out[li - 1] : x;
+                        int bad = s_check_layer(&q->layers[li], lin, ref.out[li]);
+                        if (bad)
+                            fprintf(stderr, "case %zu w%d v%d layer %d op %d: %d wrong\n", ci,
+                                    wbits, variant, li, q->layers[li].op, bad);
+                        CHECK_EQ_INT(bad, 0);
+                    }
+                    for (int k = CND_RT_KERNELS_AVX2; k <= CND_RT_KERNELS_VNNI; k++) {
+                        if (!cnd_rt_kernels_available((cnd_rt_kernels_t)k)) continue;
+                        n_fast++;
+                        s_trace_t fast = {0};
+                        CHECK_EQ_INT(cnd_rt_set_kernels(art->rt, (cnd_rt_kernels_t)k), 0);
+                        cnd_rt_run_i8_tap(art->rt, lfast, x, s_tap, &fast);
+                        for (int li = 0; li < ref.n && li < fast.n; li++) {
+                            int same = fast.len[li] == ref.len[li] &&
+                                       !memcmp(fast.out[li], ref.out[li], ref.len[li]);
+                            if (!same)
+                                fprintf(stderr, "case %zu w%d v%d layer %d: %s differs\n", ci,
+                                        wbits, variant, li, cnd_rt_kernels_name((cnd_rt_kernels_t)k));
+                            CHECK(same);
+                        }
+                        CHECK(!memcmp(lref, lfast, (size_t)q->n_classes));
+                        s_trace_free(&fast);
+                    }
+                    s_trace_free(&ref);
+                }
+                free(x);
+                cnd_artifact_destroy(&art);
+                free(a);
+                cnd_qmodel_destroy(&q);
+            }
+    fprintf(stderr, "fast kernel comparisons: %d (avx2 %s, vnni %s)\n", n_fast,
+            cnd_rt_kernels_available(CND_RT_KERNELS_AVX2) ? "yes" : "no",
+            cnd_rt_kernels_available(CND_RT_KERNELS_VNNI) ? "yes" : "no");
+    return check_result("test_runtime_kernels");
+}
