@@ -100,7 +100,7 @@ uint32_t cnd_secagg_degree_for_dropout(uint32_t n, double dropout, double fail_p
 CND_MUST_USE int cnd_secagg_params_fill(cnd_secagg_params_t *p);
 
 /* Canonical bytes of the parameters ("CSP1" | round_id | seed | n | degree | threshold |
- * min_survivors | len | bits; 69 bytes) and their parser (strict; validates like _fill). */
+ * min_survivors | len | bits; 68 bytes) and their parser (strict; validates like _fill). */
 CND_MUST_USE int cnd_secagg_params_encode(cnd_buf_t *out, const cnd_secagg_params_t *p);
 CND_MUST_USE int cnd_secagg_params_decode(cnd_secagg_params_t *p, const uint8_t *data, size_t len);
 
