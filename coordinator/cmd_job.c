@@ -84,7 +84,8 @@ static int s_create(int argc, char **argv)
         {"rounds", CND_OPT_INT, &rounds, "N", "federated rounds (default 10)", 1, 100000},
         {"sites", CND_OPT_INT, &sites, "N", "sites per round (default 3)", 2, 512},
         {"quorum", CND_OPT_INT, &quorum, "N",
-         "fewest surviving sites for a round (default: threshold)", 2, 512},
+         "fewest surviving sites for a round: a strict majority of --sites and at least the "
+         "threshold (default: the smallest such)", 2, 512},
         {"threshold", CND_OPT_INT, &threshold, "T",
          "SecAgg+ threshold (default: majority of a neighbourhood)", 2, 512},
         {"neighbours", CND_OPT_INT, &neighbours, "K",
@@ -151,7 +152,9 @@ static int s_create(int argc, char **argv)
         threshold = (d + 1) / 2 + 1;
     }
     j.threshold = (uint32_t)threshold;
-    j.quorum = (uint32_t)(quorum < 0 ? threshold : quorum);
+    if (quorum < 0) /* at least the threshold and a strict majority of the round's sites */
+        quorum = threshold > sites / 2 + 1 ? threshold : sites / 2 + 1;
+    j.quorum = (uint32_t)quorum;
     j.clip = (float)clip;
     j.l2_clip = (float)l2;
     j.sample_cap = (uint32_t)cap;

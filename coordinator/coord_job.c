@@ -82,7 +82,11 @@ int cnd_job_check(const cnd_job_spec_t *j)
     S_TRY(s_range("lr", j->lr, 0, 10));
     S_TRY(s_range("sites_per_round", j->sites_per_round, 2, 512));
     S_TRY(s_range("threshold", j->threshold, 2, j->sites_per_round));
-    S_TRY(s_range("quorum", j->quorum, j->threshold, j->sites_per_round));
+    /* SecAgg+ reveals a sum only with a strict majority of the round's sites (crypto/secagg.h) */
+    S_TRY(s_range("quorum", j->quorum,
+                  j->threshold > j->sites_per_round / 2 + 1 ? j->threshold
+                                                             : j->sites_per_round / 2 + 1,
+                  j->sites_per_round));
     if (j->neighbours) {
         S_TRY(s_range("neighbours", j->neighbours, j->threshold, j->sites_per_round - 1));
         if (j->neighbours != j->sites_per_round - 1 && j->neighbours % 2)
