@@ -48,10 +48,13 @@ static const struct {
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
     {"distill", cnd_cmd_distill, "train a student from a teacher's soft targets and labels"},
     {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
+    {"ca", cnd_cmd_ca, "federation CA: init, issue, revoke, verify, list, crl"},
     {"audit", cnd_cmd_audit, "verify, prove, export, reconcile and report on audit logs"},
     {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
     {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},
     {"bench", cnd_cmd_bench, "latency, throughput and memory of a .cnd or .cndq model"},
+    {"bench secagg", cnd_cmd_bench_secagg, "benchmark secure aggregation (SecAgg+)"},
+    {"bench proto", cnd_cmd_bench_proto, "benchmark the wire protocol and the CURVE transport"},
 };
 
 static void s_usage(FILE *f)
@@ -79,14 +82,21 @@ int main(int argc, char **argv)
         printf("condenser 0.1.0\n");
         return 0;
     }
-    for (size_t i = 0; i < sizeof s_cmds / sizeof s_cmds[0]; i++) {
-        if (strcmp(name, s_cmds[i].name) != 0) continue;
-        cnd_err_clear();
-        int rc = s_cmds[i].fn(argc - 1, argv + 1);
-        if (rc == 0) return 0;
-        const char *d = cnd_err_detail();
-        fprintf(stderr, "condenser %s: error: %s\n", name, d[0] ? d : cnd_strerror(rc));
-        return rc == CND_EINVAL ? 2 : 1;
+    /* Two-word rows ("bench secagg") match first, so several areas can share a verb; the
+     * command then sees argv[0] = its second word. */
+    char two[128] = "";
+    if (argc > 2) snprintf(two, sizeof two, "%s %s", argv[1], argv[2]);
+    for (int words = 2; words >= 1; words--) {
+        if (words == 2 && !two[0]) continue;
+        for (size_t i = 0; i < sizeof s_cmds / sizeof s_cmds[0]; i++) {
+            if (strcmp(words == 2 ? two : name, s_cmds[i].name) != 0) continue;
+            cnd_err_clear();
+            int rc = s_cmds[i].fn(argc - words, argv + words);
+            if (rc == 0) return 0;
+            const char *d = cnd_err_detail();
+            fprintf(stderr, "condenser %s: error: %s\n", s_cmds[i].name, d[0] ? d : cnd_strerror(rc));
+            return rc == CND_EINVAL ? 2 : 1;
+        }
     }
     fprintf(stderr, "condenser: unknown command '%s'\n\n", name);
     s_usage(stderr);

@@ -6,6 +6,8 @@
 
 /* Seconds from an arbitrary fixed point, monotonic, nanosecond resolution. */
 double cnd_now(void);
+/* CPU seconds used by the whole process (all threads), for profiling on a busy machine. */
+double cnd_cputime(void);
 /* Wall-clock Unix time in seconds. */
 int64_t cnd_unix_time(void);
 /* Writes UTC time as ISO 8601 ("2026-11-28T01:18:34Z") into out (>= 21 bytes). */

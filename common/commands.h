@@ -17,9 +17,13 @@ int cnd_cmd_distill(int argc, char **argv);
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);
+int cnd_cmd_ca(int argc, char **argv);
 int cnd_cmd_bench_secagg(int argc, char **argv);
 
 /* coordinator/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */
 int cnd_cmd_audit(int argc, char **argv);
+
+/* proto/ */
+int cnd_cmd_bench_proto(int argc, char **argv);
 
 #endif

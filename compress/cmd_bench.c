@@ -158,13 +158,6 @@ out:
 
 int cnd_cmd_bench(int argc, char **argv)
 {
-#ifdef CND_HAVE_BENCH_SECAGG /* defined when crypto/'s cnd_cmd_bench_secagg is linked in */
-    if (argc > 1 && !strcmp(argv[1], "secagg")) return cnd_cmd_bench_secagg(argc - 1, argv + 1);
-#else
-    if (argc > 1 && !strcmp(argv[1], "secagg"))
-        return cnd_errf(CND_EINVAL, "bench secagg: the secure-aggregation benchmark is not in "
-                        "this build");
-#endif
     long iters = 5000, batch = 256, threads = 1;
     const char *kern = "auto";
     int json = 0;
@@ -177,7 +170,8 @@ int cnd_cmd_bench(int argc, char **argv)
         {0}};
     const cnd_cli_t cli = {
         "condenser bench MODEL(.cnd|.cndq) [--iters N] [--batch B] [--kernels K] [--json]\n"
-        "       condenser bench secagg [options]",
+        "       condenser bench secagg [options]\n"
+        "       condenser bench proto [options]",
         "Measures inference speed on this machine: batch-1 latency (median and 99th percentile "
         "over --iters calls), throughput at --batch samples (integer artifacts run one sample "
         "after another on one core; float models run one batched pass), and working memory "

@@ -28,7 +28,7 @@ int cnd_cmd_distill(int argc, char **argv)
         {"arch", CND_OPT_STR, &arch, "SPEC", "student architecture (a new student)"},
         {"student", CND_OPT_STR, &student, "FILE", "or: continue from this student model"},
         {"data", CND_OPT_STR, &data, "SPEC", "training data (default fmnist)"},
-        {"temperature", CND_OPT_DBL, &T, "T", "softmax temperature (default 4)", 0.05, 100},
+        {"temperature", CND_OPT_DBL, &T, "T", "softmax temperature (default 2)", 0.05, 100},
         {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0, 1},
         {"epochs", CND_OPT_INT, &epochs, "N", "passes over the data (default 5)", 1, 10000},
         {"batch", CND_OPT_INT, &batch, "B", "batch size (default 64)", 1, 4096},
@@ -48,7 +48,7 @@ int cnd_cmd_distill(int argc, char **argv)
         "condenser distill --teacher T.cnd (--arch SPEC | --student S.cnd) --out FILE [options]",
         "Distills a teacher into a student: the loss mixes the teacher's softened outputs\n"
         "(temperature T, weight alpha) with the labels (weight 1 - alpha). The teacher runs\n"
-        "forward once over the data; its logits are cached for all epochs. Defaults (T 4,\n"
+        "forward once over the data; its logits are cached for all epochs. Defaults (T 2,\n"
         "alpha 0.5) come from the measurements in docs/benchmarks.md.",
         opts, 0, 0};
     int npos;

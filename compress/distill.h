@@ -15,7 +15,7 @@
 #include "data.h"
 #include "model.h"
 
-#define CND_DISTILL_DEFAULT_T     4.0f
+#define CND_DISTILL_DEFAULT_T     2.0f
 #define CND_DISTILL_DEFAULT_ALPHA 0.5f
 
 typedef struct {

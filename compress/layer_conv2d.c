@@ -1,15 +1,15 @@
 /*
  * layer_conv2d.c: 2-D convolution with square kernels, stride and zero padding.
  *
- * The whole batch goes through one sgemm: im2col lays the input out as a (C*K*K, B*P) matrix
- * (P = OH*OW output pixels per sample), and W (OC, C*K*K) times it gives (OC, B*P), which is
- * the output in CBHW layout (see layer.h) with no further copy. One large GEMM keeps both cores
- * busy where B small per-sample GEMMs would not. The column matrix is kept for the backward
- * pass (dW = dY * col^T) so it needs no second im2col; dcol = W^T * dY goes back to the input
- * through col2im. A following relu is fused: applied while adding the bias, and its gradient
- * mask applied while reading dY. With several threads the batch is split into one chunk of
- * samples per thread, each running im2col, its GEMMs (single-threaded sgemm on a column block)
- * and col2im end to end (pool.h).
+ * The output of a batch is one (OC, B*P) matrix (P = OH*OW pixels per sample), which is the
+ * CBHW layout of layer.h: W (OC, C*K*K) times the im2col matrix (C*K*K, B*P). Rather than
+ * building that column matrix for the whole batch (14 MB for a 32-channel 14x14 layer at batch
+ * 64, written once and read twice, so memory-bound), each thread takes a chunk of samples
+ * (pool.h) and walks it in small groups whose columns fit in the core's L2 cache: im2col of the
+ * group, then its GEMM into the output's column block. The backward pass rebuilds the group's
+ * columns the same way (cheap, in cache) for dW += dY * col^T, computes dcol = W^T * dY into
+ * the same small buffer and scatters it back with col2im. A following relu is fused: applied
+ * while adding the bias, and its gradient mask applied while reading dY.
  *
  * Parameters: W (OC, C, K, K) then bias (OC), PyTorch's Conv2d layout.
  */
@@ -46,6 +46,17 @@ static void s_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng)
     memset(w + l->n_weights, 0, (size_t)l->p.conv.oc * sizeof(float));
 }
 
+/* Bytes of column matrix a group may take: about half of a core's L2 cache. */
+#define GROUP_BYTES (512u * 1024u)
+
+/* Samples per cache-resident group (>= 1). */
+static int s_group(const cnd_layer_t *l)
+{
+    size_t per = (size_t)l->in.c * l->p.conv.k * l->p.conv.k * l->out.h * l->out.w * 4;
+    size_t g = GROUP_BYTES / (per ? per : 1);
+    return g < 1 ? 1 : (int)g;
+}
+
 /* Valid output columns [*lo, *hi) for kernel column kj: 0 <= ow*S - PAD + kj < W. */
 static void s_valid_cols(int *lo, int *hi, int kj, int S, int PAD, int W, int OW)
 {
@@ -58,21 +69,72 @@ static void s_valid_cols(int *lo, int *hi, int kj, int S, int PAD, int W, int OW
     *hi = h0;
 }
 
-/* col is (C*K*K, B*P); row r = (c,ki,kj); column b*P + oh*OW + ow; fills samples [b0, b1). */
-static void s_im2col(float *col, const float *in, const cnd_layer_t *l, int B, int b0, int b1)
+/* "Same" convolutions (stride 1, output size = input size) on channel-major input have a
+ * faster im2col: in CBHW the B planes of one channel are one contiguous array, and the column
+ * row of tap (ki, kj) is that array shifted by (ki-PAD)*W + (kj-PAD), except at plane edges,
+ * where the shift would read a neighbouring row or sample and the padding must be zero. So a
+ * row is one long copy plus a few zeroed edge rows and columns, not H short copies per sample. */
+static int s_same_fast(const cnd_layer_t *l)
+{
+    return l->p.conv.stride == 1 && l->out.h == l->in.h && l->out.w == l->in.w &&
+           (l->in_cbhw || l->in.c == 1);
+}
+
+/* Zeroes, in n consecutive planes of a column row, the positions where tap (di, dj) falls in
+ * the zero padding. */
+static void s_zero_edges(float *row, int H, int W, int di, int dj, int n)
+{
+    size_t hw = (size_t)H * W;
+    for (int b = 0; b < n; b++) {
+        float *pl = row + (size_t)b * hw;
+        if (di < 0) memset(pl, 0, (size_t)(-di) * W * sizeof(float));
+        if (di > 0) memset(pl + (size_t)(H - di) * W, 0, (size_t)di * W * sizeof(float));
+        if (dj < 0)
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < -dj; j++) pl[(size_t)i * W + j] = 0.0f;
+        if (dj > 0)
+            for (int i = 0; i < H; i++)
+                for (int j = W - dj; j < W; j++) pl[(size_t)i * W + j] = 0.0f;
+    }
+}
+
+/* col (C*K*K rows, leading dimension ld) receives the columns of samples [b0, b1), column 0
+ * being sample b0's first output pixel. */
+static void s_im2col(float *col, size_t ld, const float *in, const cnd_layer_t *l, int B, int b0,
+                     int b1)
 {
     int C = l->in.c, H = l->in.h, W = l->in.w, K = l->p.conv.k, S = l->p.conv.stride;
     int PAD = l->p.conv.pad, OH = l->out.h, OW = l->out.w;
-    size_t P = (size_t)OH * OW, BP = (size_t)B * P;
+    size_t P = (size_t)OH * OW;
+    if (s_same_fast(l)) {
+        long BHW = (long)B * H * W, lo = (long)b0 * (long)P, hi = (long)b1 * (long)P;
+        for (int c = 0; c < C; c++) {
+            const float *src = in + (size_t)c * (size_t)BHW; /* channel c of every sample */
+            for (int ki = 0; ki < K; ki++)
+                for (int kj = 0; kj < K; kj++) {
+                    float *row = col + (size_t)((c * K + ki) * K + kj) * ld;
+                    long off = (long)(ki - PAD) * W + (kj - PAD);
+                    long a = lo, e = hi; /* copy where 0 <= p + off < BHW */
+                    if (a + off < 0) a = -off;
+                    if (e + off > BHW) e = BHW - off;
+                    if (e < a) e = a;
+                    memset(row, 0, (size_t)(a - lo) * sizeof(float));
+                    memcpy(row + (a - lo), src + a + off, (size_t)(e - a) * sizeof(float));
+                    memset(row + (e - lo), 0, (size_t)(hi - e) * sizeof(float));
+                    s_zero_edges(row, H, W, ki - PAD, kj - PAD, b1 - b0);
+                }
+        }
+        return;
+    }
     for (int c = 0; c < C; c++)
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
-                float *row = col + ((size_t)(c * K + ki) * K + kj) * BP;
+                float *row = col + (size_t)((c * K + ki) * K + kj) * ld;
                 int lo, hi;
                 s_valid_cols(&lo, &hi, kj, S, PAD, W, OW);
                 for (int b = b0; b < b1; b++) {
                     const float *src = in + cnd_layer_plane(l, c, b, B);
-                    float *dst = row + (size_t)b * P;
+                    float *dst = row + (size_t)(b - b0) * P;
                     for (int oh = 0; oh < OH; oh++) {
                         int ih = oh * S - PAD + ki;
                         float *d = dst + (size_t)oh * OW;
@@ -80,53 +142,72 @@ static void s_im2col(float *col, const float *in, const cnd_layer_t *l, int B, i
                             for (int ow = 0; ow < OW; ow++) d[ow] = 0.0f;
                             continue;
                         }
-                        const float *s = src + (size_t)ih * W;
+                        const float *sr = src + (size_t)ih * W;
                         int off = kj - PAD; /* ow >= lo keeps ow*S + off >= 0 */
                         for (int ow = 0; ow < lo; ow++) d[ow] = 0.0f;
                         if (S == 1)
-                            for (int ow = lo; ow < hi; ow++) d[ow] = s[ow + off];
+                            for (int ow = lo; ow < hi; ow++) d[ow] = sr[ow + off];
                         else
-                            for (int ow = lo; ow < hi; ow++) d[ow] = s[ow * S + off];
+                            for (int ow = lo; ow < hi; ow++) d[ow] = sr[ow * S + off];
                         for (int ow = hi; ow < OW; ow++) d[ow] = 0.0f;
                     }
                 }
             }
 }
 
-/* din = col2im(dcol (C*K*K, B*P)) for samples [b0, b1), overwriting those planes of din. */
-static void s_col2im(float *din, const float *dcol, const cnd_layer_t *l, int B, int b0, int b1)
+/* Adds the columns dcol (leading dimension ld, column 0 = sample b0) back into din's planes of
+ * samples [b0, b1), which the caller has zeroed. dcol is scratch: its padding positions are
+ * zeroed here so that the shifted add never carries a padding gradient into a real pixel. */
+static void s_col2im(float *din, float *dcol, size_t ld, const cnd_layer_t *l, int B, int b0,
+                     int b1)
 {
     int C = l->in.c, H = l->in.h, W = l->in.w, K = l->p.conv.k, S = l->p.conv.stride;
     int PAD = l->p.conv.pad, OH = l->out.h, OW = l->out.w;
-    size_t P = (size_t)OH * OW, BP = (size_t)B * P;
-    for (int c = 0; c < C; c++) {
-        for (int b = b0; b < b1; b++) memset(din + cnd_layer_plane(l, c, b, B), 0,
-                                             (size_t)H * W * sizeof(float));
+    size_t P = (size_t)OH * OW;
+    if (s_same_fast(l)) {
+        long BHW = (long)B * H * W, lo = (long)b0 * (long)P, hi = (long)b1 * (long)P;
+        for (int c = 0; c < C; c++) {
+            float *dst = din + (size_t)c * (size_t)BHW;
+            for (int ki = 0; ki < K; ki++)
+                for (int kj = 0; kj < K; kj++) {
+                    float *row = dcol + (size_t)((c * K + ki) * K + kj) * ld;
+                    long off = (long)(ki - PAD) * W + (kj - PAD);
+                    s_zero_edges(row, H, W, ki - PAD, kj - PAD, b1 - b0);
+                    long a = lo, e = hi; /* p with p + off inside this group's planes */
+                    if (a + off < lo) a = lo - off;
+                    if (e + off > hi) e = hi - off;
+                    float *d = dst + a + off;
+                    const float *r = row + (a - lo);
+                    for (long p = 0; p < e - a; p++) d[p] += r[p];
+                }
+        }
+        return;
+    }
+    for (int c = 0; c < C; c++)
         for (int ki = 0; ki < K; ki++)
             for (int kj = 0; kj < K; kj++) {
-                const float *row = dcol + ((size_t)(c * K + ki) * K + kj) * BP;
+                const float *row = dcol + (size_t)((c * K + ki) * K + kj) * ld;
                 int lo, hi;
                 s_valid_cols(&lo, &hi, kj, S, PAD, W, OW);
                 for (int b = b0; b < b1; b++) {
                     float *dst = din + cnd_layer_plane(l, c, b, B);
-                    const float *src = row + (size_t)b * P;
+                    const float *src = row + (size_t)(b - b0) * P;
                     for (int oh = 0; oh < OH; oh++) {
                         int ih = oh * S - PAD + ki;
                         if (ih < 0 || ih >= H) continue;
                         float *d = dst + (size_t)ih * W;
-                        const float *s = src + (size_t)oh * OW;
+                        const float *sr = src + (size_t)oh * OW;
                         int off = kj - PAD;
                         if (S == 1)
-                            for (int ow = lo; ow < hi; ow++) d[ow + off] += s[ow];
+                            for (int ow = lo; ow < hi; ow++) d[ow + off] += sr[ow];
                         else
-                            for (int ow = lo; ow < hi; ow++) d[ow * S + off] += s[ow];
+                            for (int ow = lo; ow < hi; ow++) d[ow * S + off] += sr[ow];
                     }
                 }
             }
-    }
 }
 
-/* One task's share of a pass: samples [b0, b1) of the batch (pool.h). */
+/* One task's share of a pass: samples [b0, b1) of the batch, walked in cache-sized groups. */
 typedef struct {
     cnd_layer_t *l;
     float *din, *dw, *out, *work;
@@ -134,29 +215,41 @@ typedef struct {
     int B;
 } s_job;
 
+/* Per-task scratch in `work`: columns (CKK x G*P) | dY or dcol (max(OC, CKK) x G*P) | partial
+ * gradients (n_params). */
+static size_t s_task_floats(const cnd_layer_t *l)
+{
+    size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k, OC = (size_t)l->p.conv.oc;
+    size_t GP = (size_t)s_group(l) * l->out.h * l->out.w;
+    return CKK * GP + (CKK > OC ? CKK : OC) * GP + l->n_params;
+}
+
 static void s_forward_task(void *ctx, int task, int ntasks)
 {
     const s_job *j = ctx;
     cnd_layer_t *l = j->l;
-    int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k;
+    int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k, G = s_group(l);
     size_t P = (size_t)l->out.h * l->out.w, BP = (size_t)j->B * P;
+    float *col = j->work + (size_t)task * s_task_floats(l);
+    const float *bias = j->w + l->n_weights;
     long b0, b1;
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
-    if (b1 == b0) return;
-    size_t c0 = (size_t)b0 * P, nc = (size_t)(b1 - b0) * P;
-    s_im2col(l->saved, j->in, l, j->B, (int)b0, (int)b1);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)nc, CKK, 1.0f, j->w, CKK,
-                l->saved + c0, (int)BP, 0.0f, j->out + c0, (int)BP);
-    const float *bias = j->w + l->n_weights;
-    for (int oc = 0; oc < OC; oc++) {
-        float *d = j->out + (size_t)oc * BP + c0, bv = bias[oc];
-        if (l->fuse_relu)
-            for (size_t p = 0; p < nc; p++) {
-                float v = d[p] + bv;
-                d[p] = v > 0.0f ? v : 0.0f;
-            }
-        else
-            for (size_t p = 0; p < nc; p++) d[p] += bv;
+    for (long g0 = b0; g0 < b1; g0 += G) {
+        long g1 = g0 + G < b1 ? g0 + G : b1;
+        size_t c0 = (size_t)g0 * P, nc = (size_t)(g1 - g0) * P;
+        s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)nc, CKK, 1.0f, j->w, CKK,
+                    col, (int)nc, 0.0f, j->out + c0, (int)BP);
+        for (int oc = 0; oc < OC; oc++) {
+            float *d = j->out + (size_t)oc * BP + c0, bv = bias[oc];
+            if (l->fuse_relu)
+                for (size_t p = 0; p < nc; p++) {
+                    float v = d[p] + bv;
+                    d[p] = v > 0.0f ? v : 0.0f;
+                }
+            else
+                for (size_t p = 0; p < nc; p++) d[p] += bv;
+        }
     }
 }
 
@@ -164,42 +257,53 @@ static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *
                       float *work, int B, int train)
 {
     // out is (OC,B,OH,OW), in is (B,C,H,W) or (C,B,H,W), weight is (OC,C,K,K), bias is (OC)
-    s_job j = {.l = l, .out = out, .in = in, .w = w, .B = B};
+    s_job j = {.l = l, .out = out, .in = in, .w = w, .work = work, .B = B};
     cnd_pool_run(s_forward_task, &j, cnd_pool_threads());
 }
 
-/* Work layout in backward: dcol (CKK, B*P) | relu-masked dY (OC, B*P) | per-task partial
- * gradients (ntasks x n_params), combined in task order for determinism. */
 static void s_backward_task(void *ctx, int task, int ntasks)
 {
     const s_job *j = ctx;
     cnd_layer_t *l = j->l;
-    int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k;
+    int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k, G = s_group(l);
     size_t P = (size_t)l->out.h * l->out.w, BP = (size_t)j->B * P;
-    float *dcol = j->work, *mask = j->work + (size_t)CKK * BP;
-    float *part = mask + (size_t)OC * BP + (size_t)task * l->n_params;
+    size_t GP = (size_t)G * P;
+    float *col = j->work + (size_t)task * s_task_floats(l);
+    float *buf = col + (size_t)CKK * GP;      /* masked dY, then dcol */
+    float *part = buf + (size_t)(CKK > OC ? CKK : OC) * GP;
+    float *dbias = part + l->n_weights;
+    size_t HW = (size_t)l->in.h * l->in.w;
     long b0, b1;
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
     memset(part, 0, l->n_params * sizeof(float));
-    if (b1 == b0) return;
-    size_t c0 = (size_t)b0 * P, nc = (size_t)(b1 - b0) * P;
-    const float *dy = j->dout;
-    float *dbias = part + l->n_weights;
-    if (l->fuse_relu) {
-        for (int oc = 0; oc < OC; oc++) {
-            size_t o = (size_t)oc * BP + c0;
-            dbias[oc] = cnd_vrelu_mask_sum(mask + o, j->dout + o, j->out + o, nc);
+    if (j->din) /* this task's input planes, accumulated by col2im */
+        for (int c = 0; c < l->in.c; c++)
+            for (long b = b0; b < b1; b++)
+                memset(j->din + cnd_layer_plane(l, c, (int)b, j->B), 0, HW * sizeof(float));
+    for (long g0 = b0; g0 < b1; g0 += G) {
+        long g1 = g0 + G < b1 ? g0 + G : b1;
+        size_t c0 = (size_t)g0 * P, nc = (size_t)(g1 - g0) * P;
+        const float *dy = j->dout + c0; /* (OC, nc) with leading dimension BP */
+        size_t ldy = BP;
+        if (l->fuse_relu) {
+            for (int oc = 0; oc < OC; oc++)
+                dbias[oc] += cnd_vrelu_mask_sum(buf + (size_t)oc * nc,
+                                                j->dout + (size_t)oc * BP + c0,
+                                                j->out + (size_t)oc * BP + c0, nc);
+            dy = buf;
+            ldy = nc;
+        } else {
+            for (int oc = 0; oc < OC; oc++) dbias[oc] += cnd_vsum(dy + (size_t)oc * BP, nc);
         }
-        dy = mask;
-    } else {
-        for (int oc = 0; oc < OC; oc++) dbias[oc] = cnd_vsum(dy + (size_t)oc * BP + c0, nc);
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy + c0,
-                (int)BP, l->saved + c0, (int)BP, 0.0f, part, CKK);
-    if (j->din) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w, CKK,
-                    dy + c0, (int)BP, 0.0f, dcol + c0, (int)BP);
-        s_col2im(j->din, dcol, l, j->B, (int)b0, (int)b1);
+        s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy,
+                    (int)ldy, col, (int)nc, 1.0f, part, CKK);
+        if (j->din) {
+            /* dcol overwrites col: W^T (CKK, OC) * dY (OC, nc). */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w,
+                        CKK, dy, (int)ldy, 0.0f, col, (int)nc);
+            s_col2im(j->din, col, nc, l, j->B, (int)g0, (int)g1);
+        }
     }
 }
 
@@ -208,14 +312,15 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
 {
     // din is (B,C,H,W) or (C,B,H,W), dweight is (OC,C,K,K), dout is (OC,B,OH,OW)
     int T = cnd_pool_threads();
-    s_job j = {.l = l, .din = din, .out = (float *)out, .work = work, .dout = dout, .w = w,
-               .B = B};
+    s_job j = {.l = l, .din = din, .out = (float *)out, .work = work, .in = in, .dout = dout,
+               .w = w, .B = B};
     cnd_pool_run(s_backward_task, &j, T);
-    size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k;
-    size_t BP = (size_t)B * l->out.h * l->out.w;
-    const float *part = work + (CKK + (size_t)l->p.conv.oc) * BP;
-    for (int t = 0; t < T; t++)
-        for (size_t i = 0; i < l->n_params; i++) dw[i] += part[(size_t)t * l->n_params + i];
+    size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k, OC = (size_t)l->p.conv.oc;
+    size_t GP = (size_t)s_group(l) * l->out.h * l->out.w;
+    for (int t = 0; t < T; t++) {
+        const float *part = work + (size_t)t * s_task_floats(l) + CKK * GP + (CKK > OC ? CKK : OC) * GP;
+        for (size_t i = 0; i < l->n_params; i++) dw[i] += part[i];
+    }
 }
 
 static uint64_t s_macs(const cnd_layer_t *l)
@@ -225,11 +330,7 @@ static uint64_t s_macs(const cnd_layer_t *l)
 
 static cnd_layer_mem_t s_mem(const cnd_layer_t *l, int B)
 {
-    size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k;
-    size_t BP = (size_t)B * l->out.h * l->out.w;
-    size_t parts = (size_t)cnd_pool_threads() * l->n_params;
-    return (cnd_layer_mem_t){.saved = CKK * BP,
-                             .work = (CKK + (size_t)l->p.conv.oc) * BP + parts};
+    return (cnd_layer_mem_t){.work = (size_t)cnd_pool_threads() * s_task_floats(l)};
 }
 
 const cnd_layer_ops_t cnd_layer_conv2d_ops = {"conv2d", s_shape, s_init, s_forward, s_backward,

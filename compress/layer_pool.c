@@ -115,13 +115,20 @@ static void s_max_backward_task(void *ctx, int task, int ntasks)
             const float *g = j->dout + pl * ohw;
             const int32_t *am = l->argmax + pl * ohw;
             int32_t base = (int32_t)(pl * hw);
-            for (size_t o = 0; o < ohw; o++) {
-                int oh = (int)(o / (size_t)OW), ow = (int)(o % (size_t)OW);
-                int32_t i00 = (2 * oh) * W + 2 * ow, a = am[o] - base;
-                d[i00] = a == i00 ? g[o] : 0.0f;
-                d[i00 + 1] = a == i00 + 1 ? g[o] : 0.0f;
-                d[i00 + W] = a == i00 + W ? g[o] : 0.0f;
-                d[i00 + W + 1] = a == i00 + W + 1 ? g[o] : 0.0f;
+            int OH = l->out.h;
+            for (int oh = 0; oh < OH; oh++) {
+                float *r0 = d + (size_t)(2 * oh) * W, *r1 = r0 + W;
+                const float *gr = g + (size_t)oh * OW;
+                const int32_t *ar = am + (size_t)oh * OW;
+                int32_t row0 = base + 2 * oh * W;
+                for (int ow = 0; ow < OW; ow++) {
+                    int32_t a = ar[ow] - row0 - 2 * ow; /* 0, 1, W or W+1 */
+                    float v = gr[ow];
+                    r0[2 * ow] = a == 0 ? v : 0.0f;
+                    r0[2 * ow + 1] = a == 1 ? v : 0.0f;
+                    r1[2 * ow] = a == W ? v : 0.0f;
+                    r1[2 * ow + 1] = a == W + 1 ? v : 0.0f;
+                }
             }
         }
         return;

@@ -55,6 +55,12 @@ void cnd_layer_spec(const cnd_layer_t *l, char *out, size_t n)
     }
 }
 
+/* Profiling clock: wall time, or process CPU time with CND_PROFILE=cpu (m->prof_cpu). */
+static double s_prof_clock(const cnd_model_t *m)
+{
+    return m->prof_cpu ? cnd_cputime() : cnd_now();
+}
+
 static void s_free_work(cnd_model_t *m)
 {
     if (m->acts)
@@ -268,7 +274,7 @@ int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const fl
     const float *in = x;
     for (int i = 0; i < m->n_layers; i++) {
         cnd_layer_t *l = &m->layers[i];
-        double t0 = m->prof ? cnd_now() : 0.0;
+        double t0 = m->prof ? s_prof_clock(m) : 0.0;
         const float *w = m->params + l->param_off;
         if (h && h->weights && l->n_weights && !l->alias) w = h->weights(h->ctx, i, w);
         if (l->alias) /* shares its input's bytes; never written through */
@@ -278,7 +284,7 @@ int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const fl
                                             m->work, B, train);
         /* a hook may rewrite an alias layer's output too: it is its input's buffer, in place */
         if (h && h->act_forward) h->act_forward(h->ctx, i, m->acts[i], B, train);
-        if (m->prof) m->prof[2 * i] += cnd_now() - t0;
+        if (m->prof) m->prof[2 * i] += s_prof_clock(m) - t0;
         in = m->acts[i];
     }
     m->last_in = train ? x : NULL;
@@ -307,10 +313,10 @@ void cnd_model_backward(cnd_model_t *m, const float *dlogits)
                                               : NULL;
         const float *w = m->params + l->param_off;
         if (h && h->weights && l->n_weights) w = h->weights(h->ctx, i, w);
-        double t0 = m->prof ? cnd_now() : 0.0;
+        double t0 = m->prof ? s_prof_clock(m) : 0.0;
         cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in, m->acts[i], w,
                                          m->work, B);
-        if (m->prof) m->prof[2 * i + 1] += cnd_now() - t0;
+        if (m->prof) m->prof[2 * i + 1] += s_prof_clock(m) - t0;
         dout = din;
     }
 }
@@ -389,8 +395,9 @@ int cnd_model_act_nchw(const cnd_model_t *m, int i, int B, float *dst)
     return 0;
 }
 
-int cnd_model_profile_begin(cnd_model_t *m)
+int cnd_model_profile_begin(cnd_model_t *m, int cpu)
 {
+    m->prof_cpu = cpu;
     free(m->prof);
     m->prof = calloc(2 * (size_t)m->n_layers, sizeof(double));
     return m->prof ? 0 : CND_ENOMEM;
@@ -401,7 +408,8 @@ void cnd_model_profile_print(const cnd_model_t *m)
     if (!m->prof) return;
     double tot = 0;
     for (int i = 0; i < 2 * m->n_layers; i++) tot += m->prof[i];
-    fprintf(stderr, "per-layer time (forward / backward, seconds; %.2f s in layers):\n", tot);
+    fprintf(stderr, "per-layer %s time (forward / backward, seconds; %.2f s in layers):\n",
+            m->prof_cpu ? "CPU" : "wall", tot);
     for (int i = 0; i < m->n_layers; i++) {
         char tok[96];
         cnd_layer_spec(&m->layers[i], tok, sizeof tok);

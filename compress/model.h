@@ -66,6 +66,7 @@ typedef struct cnd_model {
     const float *last_in;    /* input of the last training forward (caller keeps it alive) */
     int last_B;              /* batch size of the last training forward */
     double *prof;            /* NULL, or 2 x n_layers seconds spent in forward / backward */
+    int prof_cpu;            /* prof counts process CPU time instead of wall time */
     const cnd_model_hooks_t *hooks; /* fake-quantization callbacks, or NULL (see above) */
 } cnd_model_t;
 
@@ -108,8 +109,9 @@ uint64_t cnd_model_macs(const cnd_model_t *m);
 CND_MUST_USE int cnd_model_meta_set(cnd_model_t *m, const char *key, const char *val);
 const char *cnd_model_meta_get(const cnd_model_t *m, const char *key);
 
-/* Starts per-layer timing (allocates m->prof). Returns 0 or CND_ENOMEM. */
-CND_MUST_USE int cnd_model_profile_begin(cnd_model_t *m);
+/* Starts per-layer timing (allocates m->prof): wall time, or process CPU time when cpu is set.
+ * Returns 0 or CND_ENOMEM. */
+CND_MUST_USE int cnd_model_profile_begin(cnd_model_t *m, int cpu);
 /* Prints the per-layer forward/backward time table to stderr. */
 void cnd_model_profile_print(const cnd_model_t *m);
 

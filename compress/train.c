@@ -101,7 +101,8 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     cnd_rng_t rng;
     cnd_rng_seed(&rng, cfg->seed);
     const char *prof = getenv("CND_PROFILE");
-    if (prof && prof[0] == '1' && cnd_model_profile_begin(m)) {
+    if (prof && (prof[0] == '1' || !strcmp(prof, "cpu")) &&
+        cnd_model_profile_begin(m, !strcmp(prof, "cpu"))) {
         rc = CND_ENOMEM;
         goto done;
     }

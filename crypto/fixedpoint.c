@@ -163,6 +163,8 @@ void cnd_ring_pack(uint8_t *out, const uint32_t *v, size_t n, unsigned bits)
         for (size_t i = 0; i < n; i++) cnd_st_le32(out + 4 * i, v[i]);
         return;
     }
+    /* Other widths: a 64-bit bit buffer flushed 32 bits at a time (have < 32 before each add,
+     * bits <= 31, so nothing overflows). */
     const uint64_t mask = ((uint64_t)1 << bits) - 1;
     uint64_t acc = 0;
     unsigned have = 0;
@@ -170,13 +172,30 @@ void cnd_ring_pack(uint8_t *out, const uint32_t *v, size_t n, unsigned bits)
     for (size_t i = 0; i < n; i++) {
         acc |= ((uint64_t)v[i] & mask) << have;
         have += bits;
-        while (have >= 8) {
-            out[o++] = (uint8_t)acc;
-            acc >>= 8;
-            have -= 8;
+        if (have >= 32) {
+            cnd_st_le32(out + o, (uint32_t)acc);
+            o += 4;
+            acc >>= 32;
+            have -= 32;
         }
     }
-    if (have) out[o] = (uint8_t)acc;
+    for (; have > 0; have = have > 8 ? have - 8 : 0) {
+        out[o++] = (uint8_t)acc;
+        acc >>= 8;
+    }
+}
+
+static inline uint64_t s_le64(const uint8_t *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+#else
+    uint64_t v = 0;
+    for (int k = 7; k >= 0; k--) v = v << 8 | p[k];
+    return v;
+#endif
 }
 
 static int s_unpack(uint32_t *dst, const uint8_t *in, size_t n, unsigned bits, int add)
@@ -209,11 +228,26 @@ static int s_unpack(uint32_t *dst, const uint8_t *in, size_t n, unsigned bits, i
         }
         return 0;
     }
+    /* Other widths: while 8 bytes can be read at the element's first byte, one unaligned 64-bit
+     * little-endian load and a shift give the element (bit offset <= 7, bits <= 31); the last
+     * few elements go through a bit buffer. */
     const uint64_t mask = ((uint64_t)1 << bits) - 1;
+    size_t i = 0;
+    for (; i < n; i++) {
+        size_t bit = i * bits, byte = bit >> 3;
+        if (byte + 8 > nbytes) break;
+        uint32_t v = (uint32_t)((s_le64(in + byte) >> (bit & 7)) & mask);
+        dst[i] = add ? dst[i] + v : v;
+    }
+    size_t bit0 = i * bits;
+    size_t o = bit0 >> 3;
+    unsigned skip = (unsigned)(bit0 & 7), have = 0;
     uint64_t acc = 0;
-    unsigned have = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
+    if (skip && i < n) {
+        acc = (uint64_t)in[o++] >> skip;
+        have = 8 - skip;
+    }
+    for (; i < n; i++) {
         while (have < bits) {
             acc |= (uint64_t)in[o++] << have;
             have += 8;

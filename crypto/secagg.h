@@ -23,19 +23,31 @@
  *   3. MASKED (client -> server): y_u = x_u + PRG(b_u) + sum_{v in N(u) & U2, v > u} PRG(s_uv)
  *      - sum_{v in N(u) & U2, v < u} PRG(s_uv) mod 2^b, with s_uv = HKDF(X25519(s_u, s_v), round,
  *      pair), packed at b bits per element. The server adds it to its running sum and drops it.
- *   4. UNMASK: the server tells each survivor v which of its neighbours survived (alive) and
- *      which dropped after sharing (dropped). v returns its share of b_u for alive u and of s_u's
- *      key for dropped u, refusing a request that names one client in both lists, that calls v
- *      itself dropped, or that names clients v holds no shares of. One request per round.
+ *   4. CONSISTENCY: the server sends every survivor the global sets U2 and U3 (bitmaps); each
+ *      checks them against what it saw (it is in U3; exactly its neighbours in U2 sent it
+ *      shares) and signs them with its identity key (CONSISTENCY_REQ / CONSISTENCY).
+ *   5. UNMASK: the server tells each signer v which of its neighbours survived (alive) and
+ *      which dropped after sharing (dropped), with min_survivors signatures of distinct
+ *      enrolled clients of U3 over the very sets v signed. v returns its share of b_u for
+ *      alive u and of s_u's key for dropped u. It refuses a request that names one client in
+ *      both lists, calls v itself dropped, differs from the sets v signed, or lacks enough valid
+ *      signatures. One request per round.
  *   finish: the server rebuilds each alive b_u from t shares (checked against the commitment)
  *      and removes PRG(b_u); rebuilds each dropped s_u (checked against its public key) and
  *      removes the masks it shared with survivors. Fewer than t shares for anyone: the round
- *      fails with CND_ESTATE naming the client and the counts.
+ *      fails with CND_ESTATE naming the client and the counts (more answers may still come).
  *
- * Threshold: t must be a strict majority of the neighbourhood (t > k/2). An honest client answers
- * one request, with one kind of share per neighbour, so a server that lies about who dropped
- * cannot collect t shares of both kinds for the same client from honest neighbours; with c
- * corrupted neighbours it needs c >= 2t - k. See docs/threat-model.md.
+ * Why step 4: in a sparse graph a server could otherwise tell u's neighbours "u survived"
+ * (getting b_u) while telling the neighbours of each of u's neighbours "v dropped" (getting every
+ * s_v), and so strip all of u's masks: one client's update exposed without any client ever being
+ * asked for both shares of one peer. Honest clients sign one survivor set each and min_survivors
+ * is a strict majority of n, so only one set can gather enough signatures, and every honest
+ * client answers for that same set. With a single consistent U3 the server can unmask only sums
+ * over groups of survivors closed under "neighbour in U3", each of at least t clients.
+ *
+ * Threshold: t must be a strict majority of the neighbourhood (t > k/2), so that even a server
+ * that lied about survivors could not collect t shares of both kinds for one client from honest
+ * neighbours; with c corrupted neighbours it needs c >= 2t - k. See docs/threat-model.md.
  *
  * Errors: every function returns 0 or a CND_E* code with a detail naming the client index and
  * what was wrong. Bad input from a peer leaves the server's state unchanged (that message is
@@ -67,8 +79,9 @@ typedef struct {
     uint32_t degree;        /* neighbours of each client besides itself: even, or n-1 for the
                                complete graph (larger values mean complete); 0 = default */
     uint32_t threshold;     /* t: floor(k/2)+1 <= t <= k with k = degree+1; 0 = floor(k/2)+1 */
-    uint32_t min_survivors; /* the round refuses to reveal a sum of fewer masked inputs;
-                               threshold <= min_survivors <= n; 0 = threshold */
+    uint32_t min_survivors; /* fewest masked inputs the round may reveal the sum of, and the
+                               signatures an unmask request needs: a strict majority of n and
+                               at least threshold; 0 = max(threshold, floor(n/2) + 1) */
     uint32_t len;           /* ring elements per vector, >= 1 */
     uint32_t bits;          /* ring width b, 1..32 */
 } cnd_secagg_params_t;
@@ -94,13 +107,15 @@ CND_MUST_USE int cnd_secagg_params_decode(cnd_secagg_params_t *p, const uint8_t 
 /* Message types and the routing header every message starts with:
  *   "CSA1" | u8 type | u64 round_id | u32 from | u32 to     (21 bytes, little-endian) */
 typedef enum {
-    CND_SECAGG_ADVERT = 1,     /* client -> server */
-    CND_SECAGG_KEYS = 2,       /* server -> client: neighbours' adverts */
-    CND_SECAGG_SHARES = 3,     /* client -> server: encrypted shares for neighbours */
-    CND_SECAGG_SHARES_FOR = 4, /* server -> client: shares addressed to it */
-    CND_SECAGG_MASKED = 5,     /* client -> server: packed masked vector */
-    CND_SECAGG_UNMASK_REQ = 6, /* server -> client: who survived, who dropped */
-    CND_SECAGG_UNMASK = 7,     /* client -> server: the shares asked for */
+    CND_SECAGG_ADVERT = 1,      /* client -> server */
+    CND_SECAGG_KEYS = 2,        /* server -> client: neighbours' adverts */
+    CND_SECAGG_SHARES = 3,      /* client -> server: encrypted shares for neighbours */
+    CND_SECAGG_SHARES_FOR = 4,  /* server -> client: shares addressed to it */
+    CND_SECAGG_MASKED = 5,      /* client -> server: packed masked vector */
+    CND_SECAGG_CONSIST_REQ = 6, /* server -> client: the global sets U2 and U3 */
+    CND_SECAGG_CONSIST = 7,     /* client -> server: its signature over them */
+    CND_SECAGG_UNMASK_REQ = 8,  /* server -> client: who survived, who dropped, signatures */
+    CND_SECAGG_UNMASK = 9,      /* client -> server: the shares asked for */
 } cnd_secagg_msg_type_t;
 
 typedef struct {
@@ -150,9 +165,17 @@ CND_MUST_USE int cnd_secagg_client_share_keys(cnd_secagg_client_t *c, cnd_buf_t 
 CND_MUST_USE int cnd_secagg_client_mask(cnd_secagg_client_t *c, cnd_buf_t *out,
                                         const uint8_t *shares_msg, size_t len, const uint32_t *x);
 
-/* Phase 4: answers the UNMASK_REQ message with the UNMASK message. CND_EPERM: the request asks for
- * both kinds of share of one client, or calls this client dropped; CND_EPROTO: malformed, or
- * names a client this one holds no shares of. */
+/* Phase 4: checks the CONSIST_REQ message (this client in U3, U3 within U2, at least
+ * min_survivors survivors, and its neighbours in U2 exactly those that sent it shares) and
+ * appends the CONSISTENCY message (its signature over the sets). CND_EPROTO / CND_EPERM on a
+ * set that contradicts what this client saw. */
+CND_MUST_USE int cnd_secagg_client_consistency(cnd_secagg_client_t *c, cnd_buf_t *out,
+                                               const uint8_t *req, size_t len);
+
+/* Phase 5: answers the UNMASK_REQ message with the UNMASK message. CND_EPERM: the request asks for
+ * both kinds of share of one client, or calls this client dropped; CND_EPROTO: malformed, or its
+ * lists differ from the sets this client signed; CND_ECRYPTO: fewer than min_survivors valid
+ * signatures of distinct enrolled survivors over those sets. */
 CND_MUST_USE int cnd_secagg_client_unmask(cnd_secagg_client_t *c, cnd_buf_t *out,
                                           const uint8_t *req, size_t len);
 
@@ -163,7 +186,8 @@ typedef struct cnd_secagg_server cnd_secagg_server_t;
 #define CND_SECAGG_ST_ADVERTISED 0x1
 #define CND_SECAGG_ST_SHARED     0x2
 #define CND_SECAGG_ST_MASKED     0x4
-#define CND_SECAGG_ST_UNMASKED   0x8
+#define CND_SECAGG_ST_SIGNED     0x8
+#define CND_SECAGG_ST_UNMASKED   0x10
 
 /* The coordinator's side of one round. enrolled: identity keys accepted for clients (copied).
  * threads: workers for finish (0 or 1 = the calling thread only). */
@@ -195,6 +219,13 @@ CND_MUST_USE int cnd_secagg_server_shares_msg(cnd_secagg_server_t *s, cnd_buf_t 
 CND_MUST_USE int cnd_secagg_server_add_masked(cnd_secagg_server_t *s, uint32_t from,
                                               const uint8_t *msg, size_t len);
 CND_MUST_USE int cnd_secagg_server_end_masked(cnd_secagg_server_t *s);
+CND_MUST_USE int cnd_secagg_server_consistency_msg(cnd_secagg_server_t *s, cnd_buf_t *out,
+                                                   uint32_t v);
+
+CND_MUST_USE int cnd_secagg_server_add_consistency(cnd_secagg_server_t *s, uint32_t from,
+                                                   const uint8_t *msg, size_t len);
+/* Closes phase 4. CND_ESTATE when fewer than min_survivors signed. */
+CND_MUST_USE int cnd_secagg_server_end_consistency(cnd_secagg_server_t *s);
 CND_MUST_USE int cnd_secagg_server_unmask_msg(cnd_secagg_server_t *s, cnd_buf_t *out, uint32_t v);
 
 CND_MUST_USE int cnd_secagg_server_add_unmask(cnd_secagg_server_t *s, uint32_t from,

@@ -1,12 +1,13 @@
 /*
  * secagg_client.c: the client state machine of secagg.h.
  *
- * States: NEW -advertise-> ADVERTISED -share_keys-> SHARED -mask-> MASKED -unmask-> DONE, and
- * FAILED from anywhere on evidence of misbehaviour. Secrets (the two X25519 secret keys, the
- * self-mask seed, per-neighbour share keys and the shares held for neighbours) live in one
- * sodium_malloc'd block; each is wiped as soon as the protocol no longer needs it, and the whole
- * block on failure and on destroy. Per-neighbour state is indexed by the neighbour's position in
- * the sorted neighbourhood N(me), which is also its Shamir evaluation point minus one.
+ * States: NEW -advertise-> ADVERTISED -share_keys-> SHARED -mask-> MASKED -consistency->
+ * SIGNED -unmask-> DONE, and FAILED from anywhere on evidence of misbehaviour. Secrets (the two
+ * X25519 secret keys, the self-mask seed, per-neighbour share keys and the shares held for
+ * neighbours) live in one sodium_malloc'd block; each is wiped as soon as the protocol no longer
+ * needs it, and the whole block on failure and on destroy. Per-neighbour state is indexed by the
+ * neighbour's position in the sorted neighbourhood N(me), which is also its Shamir evaluation point
+ * minus one.
  */
 #include "secagg_internal.h"
 #include "fixedpoint.h"
@@ -16,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { ST_NEW, ST_ADVERTISED, ST_SHARED, ST_MASKED, ST_DONE, ST_FAILED };
+enum { ST_NEW, ST_ADVERTISED, ST_SHARED, ST_MASKED, ST_SIGNED, ST_DONE, ST_FAILED };
 
 typedef struct {
     uint8_t enc_sk[32];                      /* c_u secret */
@@ -43,6 +44,9 @@ struct cnd_secagg_client {
     uint8_t peer_id[CND_SECAGG_MAX_K][32];
     uint8_t advertised[CND_SECAGG_MAX_K]; /* 1: advert of N(me)[j] accepted (self: 1) */
     uint8_t received[CND_SECAGG_MAX_K];   /* 1: share from N(me)[j] received (self: 1) */
+    uint8_t status[CND_SECAGG_MAX_K];     /* signed survivor set: 1 alive, 2 dropped */
+    uint8_t sdigest[32];                  /* digest of the survivor sets signed */
+    uint8_t *u3;                          /* the signed U3 bitmap */
 };
 
 int cnd_secagg_client_new(cnd_secagg_client_t **out, const cnd_secagg_params_t *p, uint32_t index,
@@ -85,6 +89,7 @@ void cnd_secagg_client_destroy(cnd_secagg_client_t **c)
     if (!c || !*c) return;
     if ((*c)->sec) sodium_free((*c)->sec);
     free((*c)->enrolled);
+    free((*c)->u3);
     cnd_secagg_graph_destroy(&(*c)->g);
     free(*c);
     *c = NULL;
@@ -190,13 +195,14 @@ static int s_share_keys(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *k
     /* Shares for every position of N(me); those of absent members are never sent. */
     uint8_t xs[CND_SECAGG_MAX_K];
     for (uint32_t j = 0; j < c->k; j++) xs[j] = (uint8_t)(j + 1);
-    uint8_t *sh = sodium_malloc(2 * (size_t)CND_SECAGG_MAX_K * 32);
-    if (!sh) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    /* On the stack (16 KiB) rather than sodium_malloc: no page-table churn per client; wiped
+     * below on every path. */
+    uint8_t sh[2 * CND_SECAGG_MAX_K * 32];
     uint8_t *sh_seed = sh, *sh_sk = sh + (size_t)CND_SECAGG_MAX_K * 32;
     rc = cnd_shamir_split(sh_seed, s->seed, 32, c->p.threshold, xs, c->k);
     if (!rc) rc = cnd_shamir_split(sh_sk, s->mask_sk, 32, c->p.threshold, xs, c->k);
     if (rc) {
-        sodium_free(sh);
+        sodium_memzero(sh, sizeof sh);
         return s_abort(c, rc);
     }
     memcpy(s->held_seed[c->my_pos], sh_seed + (size_t)c->my_pos * 32, 32);
@@ -219,7 +225,7 @@ static int s_share_keys(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *k
         cnd_buf_put(out, ct, sizeof ct);
     }
     sodium_memzero(pt, sizeof pt);
-    sodium_free(sh);
+    sodium_memzero(sh, sizeof sh);
     if (out->err) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
     c->state = ST_SHARED;
     return 0;
@@ -283,13 +289,9 @@ static int s_mask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *msg, si
                                    count, c->p.threshold));
     /* Masks: own seed, then one per neighbour that shared (it will mask with us as well). */
     size_t n_jobs = 0;
-    cnd_sa_job_t *jobs = sodium_malloc((size_t)c->k * sizeof *jobs);
+    cnd_sa_job_t jobs[CND_SECAGG_MAX_K]; /* seeds on the stack, wiped below */
     uint32_t *y = malloc((size_t)c->p.len * sizeof *y);
-    if (!jobs || !y) {
-        if (jobs) sodium_free(jobs);
-        free(y);
-        return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
-    }
+    if (!y) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
     memcpy(jobs[n_jobs].seed, s->seed, 32);
     jobs[n_jobs++].negate = 0;
     for (uint32_t j = 0; j < c->k && !rc; j++) {
@@ -305,7 +307,7 @@ static int s_mask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *msg, si
         memcpy(y, x, (size_t)c->p.len * sizeof *y);
         rc = cnd_sa_apply_masks(y, c->p.len, cnd_sa_word_bits(c->p.bits), jobs, n_jobs, 1);
     }
-    sodium_free(jobs);
+    sodium_memzero(jobs, sizeof jobs);
     if (!rc) {
         cnd_sa_hdr_put(out, CND_SECAGG_MASKED, c->p.round_id, c->me, CND_SECAGG_SERVER);
         cnd_buf_u32(out, c->p.len);
@@ -329,6 +331,65 @@ static int s_mask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *msg, si
     return 0;
 }
 
+static int s_consistency(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req, size_t len)
+{
+    int rc = s_state(c, ST_MASKED, "consistency");
+    if (rc) return rc;
+    char who[48];
+    snprintf(who, sizeof who, "secagg client %u", c->me);
+    cnd_rd_t r;
+    cnd_secagg_hdr_t h;
+    cnd_rd_init(&r, req, len);
+    if ((rc = cnd_sa_hdr_expect(&r, &h, CND_SECAGG_CONSIST_REQ, c->p.round_id, c->me, who)))
+        return s_abort(c, rc);
+    uint32_t n = cnd_rd_u32(&r);
+    size_t nb = cnd_sa_bitmap_bytes(c->p.n);
+    const uint8_t *u2 = cnd_rd_take(&r, nb), *u3 = cnd_rd_take(&r, nb);
+    if (r.err || n != c->p.n || cnd_rd_left(&r) != 0)
+        return s_abort(c, cnd_errf(CND_EPROTO, "%s: malformed survivor sets", who));
+    uint32_t n3 = 0;
+    for (uint32_t u = 0; u < c->p.n; u++) {
+        if (cnd_sa_bit(u3, u) && !cnd_sa_bit(u2, u))
+            return s_abort(c, cnd_errf(CND_EPROTO,
+                                       "%s: survivor set names client %u as masked but not shared",
+                                       who, u));
+        n3 += cnd_sa_bit(u3, u);
+    }
+    if (c->p.n % 8 && ((u2[nb - 1] | u3[nb - 1]) >> (c->p.n % 8)))
+        return s_abort(c, cnd_errf(CND_EPROTO, "%s: survivor bitmaps have stray bits", who));
+    if (!cnd_sa_bit(u3, c->me))
+        return s_abort(c, cnd_errf(CND_EPERM,
+                                   "%s: the survivor set leaves out this client, which sent its "
+                                   "masked input; refusing to sign it",
+                                   who));
+    if (n3 < c->p.min_survivors)
+        return s_abort(c, cnd_errf(CND_EPERM,
+                                   "%s: only %u survivors; the round may not reveal a sum of "
+                                   "fewer than %u",
+                                   who, n3, c->p.min_survivors));
+    for (uint32_t j = 0; j < c->k; j++) {
+        uint32_t v = c->nb[j];
+        if (j != c->my_pos && cnd_sa_bit(u2, v) != c->received[j])
+            return s_abort(c, cnd_errf(CND_EPROTO,
+                                       "%s: survivor set says client %u %s keys, but it %s this "
+                                       "client a share",
+                                       who, v, cnd_sa_bit(u2, v) ? "shared" : "did not share",
+                                       c->received[j] ? "sent" : "never sent"));
+        c->status[j] = cnd_sa_bit(u3, v) ? 1 : cnd_sa_bit(u2, v) ? 2 : 0;
+    }
+    if (!(c->u3 = malloc(nb))) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    memcpy(c->u3, u3, nb);
+    cnd_sa_survivors_digest(c->sdigest, c->D, c->p.n, u2, u3);
+    uint8_t m[S_SA_CONSIST_SIGNED], sig[CND_SIG_BYTES];
+    cnd_sa_consist_signed(m, c->D, c->me, c->sdigest);
+    if ((rc = cnd_sign(sig, c->id, "secagg-consistency", m, sizeof m))) return s_abort(c, rc);
+    cnd_sa_hdr_put(out, CND_SECAGG_CONSIST, c->p.round_id, c->me, CND_SECAGG_SERVER);
+    cnd_buf_put(out, sig, sizeof sig);
+    if (out->err) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    c->state = ST_SIGNED;
+    return 0;
+}
+
 /* Reads a strictly ascending list of at most max indices, all in N(me). */
 static int s_read_list(cnd_secagg_client_t *c, cnd_rd_t *r, uint32_t *list, uint32_t *n,
                        const char *name, const char *who)
@@ -348,9 +409,66 @@ static int s_read_list(cnd_secagg_client_t *c, cnd_rd_t *r, uint32_t *list, uint
     return 0;
 }
 
+static int s_cmp_key(const void *a, const void *b)
+{
+    return memcmp(a, b, 32);
+}
+
+/* Checks the signatures of an unmask request: at least min_survivors entries, ascending indices
+ * in the signed U3, distinct enrolled identities, each a valid signature over this client's
+ * survivor digest. */
+static int s_check_sigs(cnd_secagg_client_t *c, cnd_rd_t *r, const char *who)
+{
+    uint32_t ns = cnd_rd_u32(r);
+    if (r->err || ns > c->p.n || cnd_rd_left(r) != (size_t)ns * S_SA_SIG_ENTRY)
+        return cnd_errf(CND_EPROTO, "%s: unmask request has a bad signature list", who);
+    if (ns < c->p.min_survivors)
+        return cnd_errf(CND_ECRYPTO, "%s: only %u survivors signed the survivor set; %u are needed",
+                        who, ns, c->p.min_survivors);
+    uint8_t(*pks)[32] = malloc((size_t)ns * 32);
+    if (!pks) return cnd_errf(CND_ENOMEM, "out of memory");
+    int rc = 0;
+    uint32_t prev = 0;
+    uint8_t m[S_SA_CONSIST_SIGNED];
+    for (uint32_t i = 0; i < ns && !rc; i++) {
+        uint32_t u = cnd_rd_u32(r);
+        const uint8_t *pk = cnd_rd_take(r, 32), *sig = cnd_rd_take(r, 64);
+        if ((i && u <= prev) || u >= c->p.n || !cnd_sa_bit(c->u3, u)) {
+            rc = cnd_errf(CND_EPROTO,
+                          "%s: signature %u is from client %u, not an ascending "
+                          "survivor",
+                          who, i, u);
+            break;
+        }
+        prev = u;
+        if (cnd_sa_enrolled_find((const uint8_t(*)[32])c->enrolled, c->n_enrolled, pk) < 0) {
+            rc = cnd_errf(CND_ECRYPTO,
+                          "%s: survivor set signed for client %u by an identity "
+                          "that is not enrolled",
+                          who, u);
+            break;
+        }
+        cnd_sa_consist_signed(m, c->D, u, c->sdigest);
+        if (cnd_verify(sig, pk, "secagg-consistency", m, sizeof m) != 0)
+            rc = cnd_errf(CND_ECRYPTO,
+                          "%s: client %u's signature is not over the survivor set this client "
+                          "signed (the server shows different sets to different clients?)",
+                          who, u);
+        memcpy(pks[i], pk, 32);
+    }
+    if (!rc) {
+        qsort(pks, ns, 32, s_cmp_key);
+        for (uint32_t i = 1; i < ns && !rc; i++)
+            if (memcmp(pks[i - 1], pks[i], 32) == 0)
+                rc = cnd_errf(CND_ECRYPTO, "%s: one identity signed the survivor set twice", who);
+    }
+    free(pks);
+    return rc;
+}
+
 static int s_unmask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req, size_t len)
 {
-    int rc = s_state(c, ST_MASKED, "unmask");
+    int rc = s_state(c, ST_SIGNED, "unmask");
     if (rc) return rc;
     char who[48];
     snprintf(who, sizeof who, "secagg client %u", c->me);
@@ -362,8 +480,6 @@ static int s_unmask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req, 
         (rc = s_read_list(c, &r, alive, &na, "alive", who)) ||
         (rc = s_read_list(c, &r, dropped, &nd, "dropped", who)))
         return s_abort(c, rc);
-    if (cnd_rd_left(&r) != 0)
-        return s_abort(c, cnd_errf(CND_EPROTO, "%s: unmask request has trailing bytes", who));
     uint8_t kind[CND_SECAGG_MAX_K] = {0}; /* by position: 1 seed share, 2 mask-key share */
     for (uint32_t i = 0; i < na; i++) kind[cnd_secagg_graph_pos(c->g, c->me, alive[i])] = 1;
     for (uint32_t i = 0; i < nd; i++) {
@@ -380,17 +496,13 @@ static int s_unmask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req, 
                                        who, dropped[i]));
         kind[j] = 2;
     }
-    if (kind[c->my_pos] != 1)
-        return s_abort(c, cnd_errf(CND_EPROTO,
-                                   "%s: unmask request does not list this client "
-                                   "as alive",
-                                   who));
     for (uint32_t j = 0; j < c->k; j++)
-        if (kind[j] && !c->received[j])
+        if (kind[j] != c->status[j])
             return s_abort(c, cnd_errf(CND_EPROTO,
-                                       "%s: unmask request names client %u, which never sent "
-                                       "this client a share",
+                                       "%s: unmask request treats client %u differently from the "
+                                       "survivor set this client signed",
                                        who, c->nb[j]));
+    if ((rc = s_check_sigs(c, &r, who))) return s_abort(c, rc);
     cnd_sa_hdr_put(out, CND_SECAGG_UNMASK, c->p.round_id, c->me, CND_SECAGG_SERVER);
     cnd_buf_u32(out, na + nd);
     for (uint32_t j = 0; j < c->k; j++) { /* positions ascend with indices */
@@ -440,6 +552,13 @@ int cnd_sa_client_mask_sim(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t
 {
     size_t mark = out->len;
     return s_rollback(out, mark, s_mask(c, out, shares_msg, len, x, skip));
+}
+
+int cnd_secagg_client_consistency(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req,
+                                  size_t len)
+{
+    size_t mark = out->len;
+    return s_rollback(out, mark, s_consistency(c, out, req, len));
 }
 
 int cnd_secagg_client_unmask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req, size_t len)

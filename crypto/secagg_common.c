@@ -80,10 +80,13 @@ int cnd_secagg_params_fill(cnd_secagg_params_t *p)
                         "secagg params: threshold %u must be a strict majority of the "
                         "neighbourhood, in [%u, %u]",
                         p->threshold, k / 2 + 1, k);
-    if (p->min_survivors == 0) p->min_survivors = p->threshold;
-    if (p->min_survivors < p->threshold || p->min_survivors > p->n)
-        return cnd_errf(CND_EINVAL, "secagg params: min_survivors %u outside [%u, %u]",
-                        p->min_survivors, p->threshold, p->n);
+    uint32_t floor_ms = p->threshold > p->n / 2 + 1 ? p->threshold : p->n / 2 + 1;
+    if (p->min_survivors == 0) p->min_survivors = floor_ms;
+    if (p->min_survivors < floor_ms || p->min_survivors > p->n)
+        return cnd_errf(CND_EINVAL,
+                        "secagg params: min_survivors %u outside [%u, %u] (at least the threshold "
+                        "and a strict majority of the clients)",
+                        p->min_survivors, floor_ms, p->n);
     if (p->len == 0) return cnd_errf(CND_EINVAL, "secagg params: vector length is 0");
     if (p->bits < 1 || p->bits > 32)
         return cnd_errf(CND_EINVAL, "secagg params: ring width %u outside [1, 32]", p->bits);
@@ -175,9 +178,10 @@ void cnd_sa_hdr_put(cnd_buf_t *b, uint8_t type, uint64_t round, uint32_t from, u
 
 static const char *s_type_name(unsigned t)
 {
-    static const char *names[] = {"?",          "ADVERT", "KEYS",       "SHARES",
-                                  "SHARES_FOR", "MASKED", "UNMASK_REQ", "UNMASK"};
-    return t < 8 ? names[t] : "?";
+    static const char *names[] = {"?",          "ADVERT", "KEYS",        "SHARES",
+                                  "SHARES_FOR", "MASKED", "CONSIST_REQ", "CONSISTENCY",
+                                  "UNMASK_REQ", "UNMASK"};
+    return t < 10 ? names[t] : "?";
 }
 
 int cnd_sa_hdr_expect(cnd_rd_t *r, cnd_secagg_hdr_t *h, uint8_t type, uint64_t round, uint32_t to,
@@ -207,6 +211,34 @@ void cnd_sa_advert_signed(uint8_t out[32 + 4 + 4 * 32], const uint8_t D[32], uin
     memcpy(out + 68, c_pk, 32);
     memcpy(out + 100, s_pk, 32);
     memcpy(out + 132, commit, 32);
+}
+
+void cnd_sa_survivors_digest(uint8_t out[32], const uint8_t D[32], uint32_t n, const uint8_t *u2,
+                             const uint8_t *u3)
+{
+    static const char label[] = "condenser-secagg-survivors-v1";
+    uint8_t nb[4];
+    cnd_st_le32(nb, n);
+    cnd_sha256_t *h = cnd_sha256_new();
+    if (!h) { /* cannot happen short of OOM in OpenSSL; a zero digest then matches nothing */
+        memset(out, 0, 32);
+        return;
+    }
+    cnd_sha256_update(h, label, sizeof label - 1);
+    cnd_sha256_update(h, D, 32);
+    cnd_sha256_update(h, nb, 4);
+    cnd_sha256_update(h, u2, cnd_sa_bitmap_bytes(n));
+    cnd_sha256_update(h, u3, cnd_sa_bitmap_bytes(n));
+    cnd_sha256_final(h, out);
+    cnd_sha256_destroy(&h);
+}
+
+void cnd_sa_consist_signed(uint8_t out[S_SA_CONSIST_SIGNED], const uint8_t D[32], uint32_t signer,
+                           const uint8_t sdigest[32])
+{
+    memcpy(out, D, 32);
+    cnd_st_le32(out + 32, signer);
+    memcpy(out + 36, sdigest, 32);
 }
 
 void cnd_sa_commit(uint8_t out[32], const uint8_t D[32], uint32_t u, const uint8_t seed[32])

@@ -15,6 +15,8 @@
  *                  | D | u32 from | u32 to; plaintext u32 from | u32 to | b share | s_u share
  *   graph          permutation drawn from the mask PRG keyed SHA-256("condenser-secagg-graph-v1"
  *                  | D)
+ *   consistency    sign.h context "secagg-consistency" over D | u32 signer | SHA-256(
+ *                  "condenser-secagg-survivors-v1" | D | u32 n | U2 bitmap | U3 bitmap)
  */
 #ifndef CND_SECAGG_INTERNAL_H
 #define CND_SECAGG_INTERNAL_H
@@ -81,6 +83,27 @@ void cnd_sa_commit(uint8_t out[32], const uint8_t D[32], uint32_t u, const uint8
 CND_MUST_USE int cnd_sa_pair_key(uint8_t out[32], const char *label, const uint8_t D[32],
                                  uint32_t u, uint32_t v, const uint8_t my_sk[32],
                                  const uint8_t peer_pk[32]);
+
+/* Survivor sets travel as bitmaps of n bits, bit u of byte u/8 (LSB first), unused bits zero. */
+static inline size_t cnd_sa_bitmap_bytes(uint32_t n)
+{
+    return ((size_t)n + 7) / 8;
+}
+static inline int cnd_sa_bit(const uint8_t *bm, uint32_t u)
+{
+    return bm[u / 8] >> (u % 8) & 1;
+}
+
+/* SHA-256("condenser-secagg-survivors-v1" | D | u32 n | U2 bitmap | U3 bitmap). */
+void cnd_sa_survivors_digest(uint8_t out[32], const uint8_t D[32], uint32_t n, const uint8_t *u2,
+                             const uint8_t *u3);
+
+/* What a consistency signature covers (sign.h context "secagg-consistency"):
+ * D | u32 signer | survivors digest. */
+#define S_SA_CONSIST_SIGNED (32 + 4 + 32)
+#define S_SA_SIG_ENTRY      (4 + 32 + 64) /* u32 index | identity pk | signature */
+void cnd_sa_consist_signed(uint8_t out[S_SA_CONSIST_SIGNED], const uint8_t D[32], uint32_t signer,
+                           const uint8_t sdigest[32]);
 
 /* Associated data of a share ciphertext. */
 void cnd_sa_share_ad(uint8_t out[25 + 32 + 8], const uint8_t D[32], uint32_t from, uint32_t to);

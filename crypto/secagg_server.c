@@ -1,10 +1,11 @@
 /*
  * secagg_server.c: the coordinator's state machine of secagg.h.
  *
- * Phases: ADVERTS -end_adverts-> SHARES -end_shares-> MASKED -end_masked-> UNMASK -finish-> DONE.
- * The sets U1 (advertised), U2 (shared), U3 (masked) are the status flags at the end of each
- * phase. Every add_* validates the whole message before touching state, so a refused message
- * changes nothing and its sender simply counts as dropped.
+ * Phases: ADVERTS -end_adverts-> SHARES -end_shares-> MASKED -end_masked-> CONSIST
+ * -end_consistency-> UNMASK -finish-> DONE. The sets U1 (advertised), U2 (shared), U3 (masked),
+ * U4 (signed the survivor sets) are the status flags at the end of each phase. Every add_*
+ * validates the whole message before touching state, so a refused message changes nothing and its
+ * sender simply counts as dropped.
  *
  * Memory: per client its advert (213 bytes), the k-1 share ciphertexts it sends (112 bytes
  * each) and the k shares that will be returned about it (32 bytes each), plus ONE accumulator of
@@ -21,11 +22,12 @@
 #include "clock.h"
 #include "fixedpoint.h"
 #include "shamir.h"
+#include "sign.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-enum { PH_ADVERTS, PH_SHARES, PH_MASKED, PH_UNMASK, PH_DONE, PH_FAILED };
+enum { PH_ADVERTS, PH_SHARES, PH_MASKED, PH_CONSIST, PH_UNMASK, PH_DONE, PH_FAILED };
 
 struct cnd_secagg_server {
     cnd_secagg_params_t p; /* filled parameters */
@@ -43,6 +45,9 @@ struct cnd_secagg_server {
     uint8_t *shares;        /* n x k x 32: owner u's share held by N(u)[j] */
     uint8_t *have;          /* n x k: share present */
     uint32_t *acc;          /* running sum of masked vectors */
+    uint8_t *u2, *u3;       /* survivor bitmaps, fixed at end_masked */
+    uint8_t sdigest[32];    /* their digest, which survivors sign */
+    uint8_t *sigs;          /* n x 64: consistency signatures */
     double t_keys, t_masks; /* last finish: secrets+seeds, mask expansion (s) */
 };
 
@@ -75,8 +80,11 @@ int cnd_secagg_server_new(cnd_secagg_server_t **out, const cnd_secagg_params_t *
     s->shares = sodium_malloc(nk * 32);
     s->have = calloc(nk, 1);
     s->acc = calloc(f.len, sizeof *s->acc);
+    s->u2 = calloc(cnd_sa_bitmap_bytes(f.n), 1);
+    s->u3 = calloc(cnd_sa_bitmap_bytes(f.n), 1);
+    s->sigs = malloc((size_t)f.n * 64);
     if (!s->enrolled || !s->id_used_by || !s->status || !s->adverts || !s->cts || !s->shares ||
-        !s->have || !s->acc)
+        !s->have || !s->acc || !s->u2 || !s->u3 || !s->sigs)
         rc = cnd_errf(CND_ENOMEM, "out of memory for a secagg server of %u clients", f.n);
     if (!rc) rc = cnd_secagg_graph_new(&s->g, &f);
     if (rc) {
@@ -100,6 +108,9 @@ void cnd_secagg_server_destroy(cnd_secagg_server_t **sp)
     if (s->shares) sodium_free(s->shares);
     free(s->have);
     free(s->acc);
+    free(s->u2);
+    free(s->u3);
+    free(s->sigs);
     cnd_secagg_graph_destroy(&s->g);
     free(s);
     *sp = NULL;
@@ -118,7 +129,7 @@ void cnd_secagg_server_finish_times(const cnd_secagg_server_t *s, double *keys_s
 
 static const char *s_phase_name(int ph)
 {
-    static const char *n[] = {"advertise", "share keys", "masked input",
+    static const char *n[] = {"advertise", "share keys", "masked input", "consistency",
                               "unmask",    "done",       "failed"};
     return n[ph];
 }
@@ -315,7 +326,52 @@ int cnd_secagg_server_add_masked(cnd_secagg_server_t *s, uint32_t from, const ui
 
 int cnd_secagg_server_end_masked(cnd_secagg_server_t *s)
 {
-    return s_end(s, PH_MASKED, CND_SECAGG_ST_MASKED, "sent masked input");
+    int rc = s_end(s, PH_MASKED, CND_SECAGG_ST_MASKED, "sent masked input");
+    if (rc) return rc;
+    for (uint32_t u = 0; u < s->p.n; u++) {
+        if (s->status[u] & CND_SECAGG_ST_SHARED) s->u2[u / 8] |= (uint8_t)(1u << (u % 8));
+        if (s->status[u] & CND_SECAGG_ST_MASKED) s->u3[u / 8] |= (uint8_t)(1u << (u % 8));
+    }
+    cnd_sa_survivors_digest(s->sdigest, s->D, s->p.n, s->u2, s->u3);
+    return 0;
+}
+
+int cnd_secagg_server_consistency_msg(cnd_secagg_server_t *s, cnd_buf_t *out, uint32_t v)
+{
+    int rc = s_msg_for(s, v, PH_CONSIST, CND_SECAGG_ST_MASKED, "CONSIST_REQ message");
+    if (rc) return rc;
+    cnd_sa_hdr_put(out, CND_SECAGG_CONSIST_REQ, s->p.round_id, CND_SECAGG_SERVER, v);
+    cnd_buf_u32(out, s->p.n);
+    cnd_buf_put(out, s->u2, cnd_sa_bitmap_bytes(s->p.n));
+    cnd_buf_put(out, s->u3, cnd_sa_bitmap_bytes(s->p.n));
+    return out->err ? cnd_errf(CND_ENOMEM, "out of memory") : 0;
+}
+
+int cnd_secagg_server_add_consistency(cnd_secagg_server_t *s, uint32_t from, const uint8_t *msg,
+                                      size_t len)
+{
+    cnd_rd_t r;
+    int rc = s_begin(s, &r, PH_CONSIST, CND_SECAGG_CONSIST, from, CND_SECAGG_ST_MASKED,
+                     CND_SECAGG_ST_SIGNED, msg, len, "CONSISTENCY");
+    if (rc) return rc;
+    const uint8_t *sig = cnd_rd_take(&r, 64);
+    if (!sig || cnd_rd_left(&r) != 0)
+        return cnd_errf(CND_EPROTO, "secagg: malformed CONSISTENCY from client %u", from);
+    uint8_t m[S_SA_CONSIST_SIGNED];
+    cnd_sa_consist_signed(m, s->D, from, s->sdigest);
+    if (cnd_verify(sig, S_ADV(s, from) + CND_SECAGG_HDR_BYTES, "secagg-consistency", m, sizeof m) !=
+        0)
+        return cnd_errf(CND_ECRYPTO,
+                        "secagg: client %u's signature does not cover this round's survivor sets",
+                        from);
+    memcpy(s->sigs + (size_t)from * 64, sig, 64);
+    s->status[from] |= CND_SECAGG_ST_SIGNED;
+    return 0;
+}
+
+int cnd_secagg_server_end_consistency(cnd_secagg_server_t *s)
+{
+    return s_end(s, PH_CONSIST, CND_SECAGG_ST_SIGNED, "signed the survivor sets");
 }
 
 /* Who v is asked about: alive = N(v) & U3, dropped = N(v) & (U2 \ U3). */
@@ -328,7 +384,7 @@ static uint8_t s_kind(const cnd_secagg_server_t *s, uint32_t u)
 
 int cnd_secagg_server_unmask_msg(cnd_secagg_server_t *s, cnd_buf_t *out, uint32_t v)
 {
-    int rc = s_msg_for(s, v, PH_UNMASK, CND_SECAGG_ST_MASKED, "UNMASK_REQ message");
+    int rc = s_msg_for(s, v, PH_UNMASK, CND_SECAGG_ST_SIGNED, "UNMASK_REQ message");
     if (rc) return rc;
     uint32_t k, na = 0, nd = 0;
     const uint32_t *nb = cnd_secagg_graph_neighbours(s->g, v, &k);
@@ -343,6 +399,16 @@ int cnd_secagg_server_unmask_msg(cnd_secagg_server_t *s, cnd_buf_t *out, uint32_
     cnd_buf_u32(out, nd);
     for (uint32_t j = 0; j < k; j++)
         if (s_kind(s, nb[j]) == S_SA_SHARE_MASKKEY) cnd_buf_u32(out, nb[j]);
+    /* Evidence that the survivor sets are the ones a majority signed: the first min_survivors
+     * signatures by index. */
+    cnd_buf_u32(out, s->p.min_survivors);
+    for (uint32_t u = 0, c = 0; u < s->p.n && c < s->p.min_survivors; u++) {
+        if (!(s->status[u] & CND_SECAGG_ST_SIGNED)) continue;
+        cnd_buf_u32(out, u);
+        cnd_buf_put(out, S_ADV(s, u) + CND_SECAGG_HDR_BYTES, 32);
+        cnd_buf_put(out, s->sigs + (size_t)u * 64, 64);
+        c++;
+    }
     return out->err ? cnd_errf(CND_ENOMEM, "out of memory") : 0;
 }
 
@@ -350,7 +416,7 @@ int cnd_secagg_server_add_unmask(cnd_secagg_server_t *s, uint32_t from, const ui
                                  size_t len)
 {
     cnd_rd_t r;
-    int rc = s_begin(s, &r, PH_UNMASK, CND_SECAGG_UNMASK, from, CND_SECAGG_ST_MASKED,
+    int rc = s_begin(s, &r, PH_UNMASK, CND_SECAGG_UNMASK, from, CND_SECAGG_ST_SIGNED,
                      CND_SECAGG_ST_UNMASKED, msg, len, "UNMASK");
     if (rc) return rc;
     uint32_t k, want = 0;

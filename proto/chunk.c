@@ -38,8 +38,8 @@ int cnd_chunk_plan(Condenser__ObjectInfo *info, uint8_t digest[CND_PROTO_DIGEST_
         return cnd_errf(CND_EINVAL, "object of %llu bytes cannot be chunked (1..%llu)",
                         (unsigned long long)len, (unsigned long long)CND_PROTO_OBJECT_MAX);
     if (chunk_size < CND_PROTO_CHUNK_MIN || chunk_size > CND_PROTO_CHUNK_MAX)
-        return cnd_errf(CND_EINVAL, "chunk size %u outside %u..%u", chunk_size,
-                        CND_PROTO_CHUNK_MIN, CND_PROTO_CHUNK_MAX);
+        return cnd_errf(CND_EINVAL, "chunk size %u outside %u..%u", chunk_size, CND_PROTO_CHUNK_MIN,
+                        CND_PROTO_CHUNK_MAX);
     condenser__object_info__init(info);
     cnd_sha256(digest, data, (size_t)len);
     info->digest = cnd_proto_bytes(digest, CND_PROTO_DIGEST_BYTES);
@@ -50,15 +50,14 @@ int cnd_chunk_plan(Condenser__ObjectInfo *info, uint8_t digest[CND_PROTO_DIGEST_
 }
 
 int cnd_chunk_piece(Condenser__Chunk *c, uint8_t sha[CND_PROTO_DIGEST_BYTES],
-                    Condenser__ObjectKind kind, const Condenser__ObjectInfo *info,
-                    const void *data, uint32_t index)
+                    Condenser__ObjectKind kind, const Condenser__ObjectInfo *info, const void *data,
+                    uint32_t index)
 {
     if (index >= info->chunk_count)
-        return cnd_errf(CND_EINVAL, "chunk %u of an object of %u chunks", index,
-                        info->chunk_count);
+        return cnd_errf(CND_EINVAL, "chunk %u of an object of %u chunks", index, info->chunk_count);
     uint64_t off = (uint64_t)index * info->chunk_size;
-    uint64_t n = info->total_size - off < info->chunk_size ? info->total_size - off
-                                                           : info->chunk_size;
+    uint64_t n =
+        info->total_size - off < info->chunk_size ? info->total_size - off : info->chunk_size;
     condenser__chunk__init(c);
     c->kind = kind;
     c->object_digest = info->digest;
@@ -81,8 +80,7 @@ int cnd_chunk_verify(cnd_proto_reject_t *rej, const Condenser__Chunk *c)
     cnd_sha256(h, c->data.data, c->data.len);
     if (sodium_memcmp(h, c->sha256.data, sizeof h) != 0) {
         s_reject(rej, CONDENSER__ERROR_CODE__ERR_DIGEST_MISMATCH);
-        return cnd_errf(CND_ECORRUPT, "chunk %u: bytes do not match the chunk's sha256",
-                        c->index);
+        return cnd_errf(CND_ECORRUPT, "chunk %u: bytes do not match the chunk's sha256", c->index);
     }
     return 0;
 }
@@ -141,8 +139,7 @@ int cnd_assembler_add(cnd_assembler_t *a, cnd_proto_reject_t *rej, const Condens
     }
     if (c->index >= a->count) {
         s_reject(rej, CONDENSER__ERROR_CODE__ERR_TOO_LARGE);
-        return cnd_errf(CND_EPROTO, "chunk %u: beyond the announced %u chunks", c->index,
-                        a->count);
+        return cnd_errf(CND_EPROTO, "chunk %u: beyond the announced %u chunks", c->index, a->count);
     }
     uint64_t off = (uint64_t)c->index * a->chunk_size;
     uint64_t want = a->total - off < a->chunk_size ? a->total - off : a->chunk_size;
@@ -195,8 +192,7 @@ uint64_t cnd_assembler_prefix_bytes(const cnd_assembler_t *a)
     return b > a->total ? a->total : b;
 }
 
-int cnd_assembler_finish(cnd_assembler_t *a, cnd_proto_reject_t *rej, uint8_t **data,
-                         uint64_t *len)
+int cnd_assembler_finish(cnd_assembler_t *a, cnd_proto_reject_t *rej, uint8_t **data, uint64_t *len)
 {
     *data = NULL;
     *len = 0;
@@ -213,8 +209,7 @@ int cnd_assembler_finish(cnd_assembler_t *a, cnd_proto_reject_t *rej, uint8_t **
     cnd_sha256(h, a->data, (size_t)a->total);
     if (sodium_memcmp(h, a->digest, sizeof h) != 0) {
         s_reject(rej, CONDENSER__ERROR_CODE__ERR_DIGEST_MISMATCH);
-        return cnd_errf(CND_ECORRUPT,
-                        "object of %llu bytes does not match its announced SHA-256",
+        return cnd_errf(CND_ECORRUPT, "object of %llu bytes does not match its announced SHA-256",
                         (unsigned long long)a->total);
     }
     *data = a->data;

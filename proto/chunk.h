@@ -40,8 +40,8 @@ int cnd_chunk_plan(Condenser__ObjectInfo *info, uint8_t digest[CND_PROTO_DIGEST_
  * chunk's SHA-256 goes to sha (c->sha256 points at it), c->data and c->object_digest borrow
  * from data and info. Returns 0 or CND_EINVAL for an index >= info->chunk_count. */
 int cnd_chunk_piece(Condenser__Chunk *c, uint8_t sha[CND_PROTO_DIGEST_BYTES],
-                    Condenser__ObjectKind kind, const Condenser__ObjectInfo *info,
-                    const void *data, uint32_t index) CND_MUST_USE;
+                    Condenser__ObjectKind kind, const Condenser__ObjectInfo *info, const void *data,
+                    uint32_t index) CND_MUST_USE;
 
 /* Checks a chunk's bytes against its own sha256 (for receivers that stream to disk instead of
  * using an assembler). Returns 0 or CND_ECORRUPT (ERR_DIGEST_MISMATCH). */

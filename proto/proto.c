@@ -5,9 +5,13 @@
  * empty sub-message costs two bytes on the wire but a hundred or more in memory, so a 1 MiB
  * frame of empty entries would make the decoder allocate tens of megabytes before any count
  * check could run. Every decode therefore runs under a budget allocator that refuses to hand out
- * more than 4x the frame size plus 64 KiB (legitimate messages need under 3x: the largest ratio
- * is packed participant ids, 1-3 wire bytes to 4 decoded bytes). The budget and its allocator
+ * more than 4x the frame size plus 64 KiB (legitimate messages need under 2x: a decoded
+ * sub-message struct is about 100 bytes and every legitimate one carries more than that on the
+ * wire, or is one of a few). The budget and its allocator
  * live with the decoded message because protobuf-c needs the same allocator to free it.
+ *
+ * Unknown fields (from a newer minor revision of the schema) are accepted and then dropped, so
+ * a decoded message holds only fields this version validated.
  *
  * Invariant: a cnd_proto_msg_t handed to a caller has passed cnd_proto_validate().
  */
@@ -19,8 +23,8 @@
 #include <string.h>
 #include <time.h>
 
-#define S_HDR ((sizeof(size_t) + alignof(max_align_t) - 1) / alignof(max_align_t) * \
-               alignof(max_align_t))
+#define S_HDR                                                                                      \
+    ((sizeof(size_t) + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t))
 
 typedef struct {
     ProtobufCAllocator pa; /* handed to protobuf-c; allocator_data points at this struct */
@@ -52,6 +56,46 @@ static void s_budget_free(void *ud, void *ptr)
     memcpy(&n, p, sizeof n);
     b->used -= S_HDR + n;
     free(p);
+}
+
+/* Drops the unknown fields protobuf-c kept, everywhere in the tree, so that what the caller
+ * holds (and could re-encode or relay) is exactly what validation saw. Returns 1 if an unknown
+ * field had the invalid number 0: protobuf-c accepts it when written as an over-long varint and
+ * would re-emit it in a form it then refuses, so such input is malformed, not "unknown". */
+static int s_scrub(ProtobufCMessage *m, ProtobufCAllocator *a)
+{
+    int bad = 0;
+    for (unsigned i = 0; i < m->n_unknown_fields; i++) {
+        if (m->unknown_fields[i].tag == 0) bad = 1;
+        a->free(a->allocator_data, m->unknown_fields[i].data);
+    }
+    if (m->unknown_fields) a->free(a->allocator_data, m->unknown_fields);
+    m->unknown_fields = NULL;
+    m->n_unknown_fields = 0;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    char *base = (char *)m;
+    for (unsigned f = 0; f < d->n_fields; f++) {
+        const ProtobufCFieldDescriptor *fd = &d->fields[f];
+        if (fd->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n;
+            ProtobufCMessage **arr;
+            memcpy(&n, base + fd->quantifier_offset, sizeof n);
+            memcpy(&arr, base + fd->offset, sizeof arr);
+            for (size_t k = 0; k < n; k++)
+                if (arr[k]) bad |= s_scrub(arr[k], a);
+            continue;
+        }
+        if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            uint32_t which;
+            memcpy(&which, base + fd->quantifier_offset, sizeof which);
+            if (which != fd->id) continue; /* the union holds another member */
+        }
+        ProtobufCMessage *sub;
+        memcpy(&sub, base + fd->offset, sizeof sub);
+        if (sub) bad |= s_scrub(sub, a);
+    }
+    return bad;
 }
 
 static void s_reject(cnd_proto_reject_t *rej, Condenser__ErrorCode code, uint64_t seq,
@@ -96,8 +140,13 @@ int cnd_proto_decode(cnd_proto_msg_t **out, cnd_proto_reject_t *rej, const void 
                             "message of %zu bytes needs more than %zu bytes of memory to decode",
                             len, 4 * len + 64 * 1024);
         }
-        return cnd_errf(CND_EFORMAT, "message of %zu bytes is not a valid Envelope encoding",
-                        len);
+        return cnd_errf(CND_EFORMAT, "message of %zu bytes is not a valid Envelope encoding", len);
+    }
+    if (s_scrub(&env->base, &b->pa)) {
+        condenser__envelope__free_unpacked(env, &b->pa);
+        free(m);
+        free(b);
+        return cnd_errf(CND_EFORMAT, "message of %zu bytes uses the invalid field number 0", len);
     }
     int rc = cnd_proto_validate(rej, env);
     if (rc) {
@@ -129,8 +178,9 @@ int cnd_proto_encode(uint8_t **out, size_t *out_len, const Condenser__Envelope *
     *out = NULL;
     *out_len = 0;
     int rc = cnd_proto_validate(NULL, env);
-    if (rc) return cnd_err_wrap(rc, "refusing to send an invalid %s message",
-                                cnd_proto_type_name(env->type));
+    if (rc)
+        return cnd_err_wrap(rc, "refusing to send an invalid %s message",
+                            cnd_proto_type_name(env->type));
     size_t n = condenser__envelope__get_packed_size(env);
     if (n > CND_PROTO_MAX_MSG)
         return cnd_errf(CND_ERANGE, "%s message encodes to %zu bytes, over the %u-byte limit",
@@ -147,6 +197,25 @@ int cnd_proto_encode(uint8_t **out, size_t *out_len, const Condenser__Envelope *
     return 0;
 }
 
+int cnd_proto_encode_buf(cnd_buf_t *out, const Condenser__Envelope *env)
+{
+    out->len = 0;
+    int rc = cnd_proto_validate(NULL, env);
+    if (rc)
+        return cnd_err_wrap(rc, "refusing to send an invalid %s message",
+                            cnd_proto_type_name(env->type));
+    size_t n = condenser__envelope__get_packed_size(env);
+    if (n > CND_PROTO_MAX_MSG)
+        return cnd_errf(CND_ERANGE, "%s message encodes to %zu bytes, over the %u-byte limit",
+                        cnd_proto_type_name(env->type), n, CND_PROTO_MAX_MSG);
+    if (cnd_buf_reserve(out, n ? n : 1))
+        return cnd_errf(CND_ENOMEM, "encoding a %zu-byte message: out of memory", n);
+    size_t w = condenser__envelope__pack(env, out->data);
+    if (w != n) return cnd_errf(CND_EPROTO, "protobuf-c packed %zu bytes, expected %zu", w, n);
+    out->len = n;
+    return 0;
+}
+
 void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, void *payload,
                              uint64_t job_id, uint32_t round, const char *sender, uint64_t seq)
 {
@@ -160,10 +229,10 @@ void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, 
     env->payload_case = CONDENSER__ENVELOPE__PAYLOAD__NOT_SET;
     if (!payload) return;
     switch (type) {
-#define S_CASE(T, C, f)                                                                        \
-    case CONDENSER__MSG_TYPE__MSG_##T:                                                         \
-        env->payload_case = CONDENSER__ENVELOPE__PAYLOAD_##T;                                  \
-        env->f = (C *)payload;                                                                 \
+#define S_CASE(T, C, f)                                                                            \
+    case CONDENSER__MSG_TYPE__MSG_##T:                                                             \
+        env->payload_case = CONDENSER__ENVELOPE__PAYLOAD_##T;                                      \
+        env->f = (C *)payload;                                                                     \
         break;
         S_CASE(HELLO, Condenser__Hello, hello)
         S_CASE(HELLO_ACK, Condenser__HelloAck, hello_ack)
@@ -188,7 +257,8 @@ void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, 
         S_CASE(ACTIVATION_REPORT, Condenser__ActivationReport, activation_report)
         S_CASE(ROLLBACK, Condenser__Rollback, rollback)
 #undef S_CASE
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -197,29 +267,52 @@ const void *cnd_proto_payload(const Condenser__Envelope *env)
     /* Every member of the payload union is a pointer to a message, which is what a generic
      * reader needs; read the one the case names. */
     switch (env->payload_case) {
-    case CONDENSER__ENVELOPE__PAYLOAD_HELLO: return env->hello;
-    case CONDENSER__ENVELOPE__PAYLOAD_HELLO_ACK: return env->hello_ack;
-    case CONDENSER__ENVELOPE__PAYLOAD_JOB_ANNOUNCE: return env->job_announce;
-    case CONDENSER__ENVELOPE__PAYLOAD_JOB_RESPONSE: return env->job_response;
-    case CONDENSER__ENVELOPE__PAYLOAD_ROUND_START: return env->round_start;
-    case CONDENSER__ENVELOPE__PAYLOAD_CHUNK: return env->chunk;
-    case CONDENSER__ENVELOPE__PAYLOAD_ADVERTISE_KEYS: return env->advertise_keys;
-    case CONDENSER__ENVELOPE__PAYLOAD_KEY_ROSTER: return env->key_roster;
-    case CONDENSER__ENVELOPE__PAYLOAD_SHARE_KEYS: return env->share_keys;
-    case CONDENSER__ENVELOPE__PAYLOAD_SHARES_RELAY: return env->shares_relay;
-    case CONDENSER__ENVELOPE__PAYLOAD_MASKED_INPUT: return env->masked_input;
-    case CONDENSER__ENVELOPE__PAYLOAD_UNMASK_REQUEST: return env->unmask_request;
-    case CONDENSER__ENVELOPE__PAYLOAD_UNMASK_RESPONSE: return env->unmask_response;
-    case CONDENSER__ENVELOPE__PAYLOAD_METRICS: return env->metrics;
-    case CONDENSER__ENVELOPE__PAYLOAD_ROUND_END: return env->round_end;
-    case CONDENSER__ENVELOPE__PAYLOAD_HEARTBEAT: return env->heartbeat;
-    case CONDENSER__ENVELOPE__PAYLOAD_ERROR: return env->error;
-    case CONDENSER__ENVELOPE__PAYLOAD_DEVICE_PROFILE: return env->device_profile;
-    case CONDENSER__ENVELOPE__PAYLOAD_ARTIFACT_OFFER: return env->artifact_offer;
-    case CONDENSER__ENVELOPE__PAYLOAD_ARTIFACT_CHUNK_REQUEST: return env->artifact_chunk_request;
-    case CONDENSER__ENVELOPE__PAYLOAD_ACTIVATION_REPORT: return env->activation_report;
-    case CONDENSER__ENVELOPE__PAYLOAD_ROLLBACK: return env->rollback;
-    default: return NULL;
+    case CONDENSER__ENVELOPE__PAYLOAD_HELLO:
+        return env->hello;
+    case CONDENSER__ENVELOPE__PAYLOAD_HELLO_ACK:
+        return env->hello_ack;
+    case CONDENSER__ENVELOPE__PAYLOAD_JOB_ANNOUNCE:
+        return env->job_announce;
+    case CONDENSER__ENVELOPE__PAYLOAD_JOB_RESPONSE:
+        return env->job_response;
+    case CONDENSER__ENVELOPE__PAYLOAD_ROUND_START:
+        return env->round_start;
+    case CONDENSER__ENVELOPE__PAYLOAD_CHUNK:
+        return env->chunk;
+    case CONDENSER__ENVELOPE__PAYLOAD_ADVERTISE_KEYS:
+        return env->advertise_keys;
+    case CONDENSER__ENVELOPE__PAYLOAD_KEY_ROSTER:
+        return env->key_roster;
+    case CONDENSER__ENVELOPE__PAYLOAD_SHARE_KEYS:
+        return env->share_keys;
+    case CONDENSER__ENVELOPE__PAYLOAD_SHARES_RELAY:
+        return env->shares_relay;
+    case CONDENSER__ENVELOPE__PAYLOAD_MASKED_INPUT:
+        return env->masked_input;
+    case CONDENSER__ENVELOPE__PAYLOAD_UNMASK_REQUEST:
+        return env->unmask_request;
+    case CONDENSER__ENVELOPE__PAYLOAD_UNMASK_RESPONSE:
+        return env->unmask_response;
+    case CONDENSER__ENVELOPE__PAYLOAD_METRICS:
+        return env->metrics;
+    case CONDENSER__ENVELOPE__PAYLOAD_ROUND_END:
+        return env->round_end;
+    case CONDENSER__ENVELOPE__PAYLOAD_HEARTBEAT:
+        return env->heartbeat;
+    case CONDENSER__ENVELOPE__PAYLOAD_ERROR:
+        return env->error;
+    case CONDENSER__ENVELOPE__PAYLOAD_DEVICE_PROFILE:
+        return env->device_profile;
+    case CONDENSER__ENVELOPE__PAYLOAD_ARTIFACT_OFFER:
+        return env->artifact_offer;
+    case CONDENSER__ENVELOPE__PAYLOAD_ARTIFACT_CHUNK_REQUEST:
+        return env->artifact_chunk_request;
+    case CONDENSER__ENVELOPE__PAYLOAD_ACTIVATION_REPORT:
+        return env->activation_report;
+    case CONDENSER__ENVELOPE__PAYLOAD_ROLLBACK:
+        return env->rollback;
+    default:
+        return NULL;
     }
 }
 
@@ -248,12 +341,29 @@ int cnd_proto_text(char *out, size_t cap, ProtobufCBinaryData b)
 }
 
 static const char *const s_type_names[] = {
-    "unspecified",   "hello",          "hello_ack",      "job_announce",
-    "job_response",  "round_start",    "chunk",          "advertise_keys",
-    "key_roster",    "share_keys",     "shares_relay",   "masked_input",
-    "unmask_request", "unmask_response", "metrics",      "round_end",
-    "heartbeat",     "error",          "device_profile", "artifact_offer",
-    "artifact_chunk_request", "activation_report", "rollback",
+    "unspecified",
+    "hello",
+    "hello_ack",
+    "job_announce",
+    "job_response",
+    "round_start",
+    "chunk",
+    "advertise_keys",
+    "key_roster",
+    "share_keys",
+    "shares_relay",
+    "masked_input",
+    "unmask_request",
+    "unmask_response",
+    "metrics",
+    "round_end",
+    "heartbeat",
+    "error",
+    "device_profile",
+    "artifact_offer",
+    "artifact_chunk_request",
+    "activation_report",
+    "rollback",
 };
 
 const char *cnd_proto_type_name(Condenser__MsgType t)
@@ -263,9 +373,9 @@ const char *cnd_proto_type_name(Condenser__MsgType t)
 }
 
 static const char *const s_error_names[] = {
-    "unspecified", "bad_version", "malformed", "bad_field",  "too_large",
-    "wrong_phase", "stale_round", "replay",    "unauthorized", "unknown_job",
-    "digest_mismatch", "refused", "busy",      "timeout",    "internal",
+    "unspecified",     "bad_version", "malformed", "bad_field",    "too_large",
+    "wrong_phase",     "stale_round", "replay",    "unauthorized", "unknown_job",
+    "digest_mismatch", "refused",     "busy",      "timeout",      "internal",
 };
 
 const char *cnd_proto_error_name(Condenser__ErrorCode c)

@@ -13,7 +13,7 @@
  *         --> a read-only cnd_proto_msg_t the caller may use.
  *
  * Anything that fails gets a negative CND_E* code, a detail message naming the field
- * ("key_roster.peers[3].cipher_pk: 31 bytes, expected 32") through cnd_errf(), and a wire
+ * ("round_start.neighbours[3].certificate: not DER") through cnd_errf(), and a wire
  * ErrorCode plus the offending seq/type in a cnd_proto_reject_t so the caller can answer with a
  * MSG_ERROR. Outgoing envelopes are validated by the same rules before they are packed, so a bug
  * on our side is caught at the sender, not at the peer.
@@ -28,6 +28,7 @@
 #ifndef CND_PROTO_H
 #define CND_PROTO_H
 
+#include "bytes.h"
 #include "condenser.pb-c.h"
 #include "error.h"
 
@@ -37,11 +38,11 @@
 #define CND_PROTO_VERSION 1
 
 /* Frame and object sizes, bytes. */
-#define CND_PROTO_MAX_MSG      (1u << 20) /* one encoded Envelope; also ZMQ_MAXMSGSIZE */
-#define CND_PROTO_CHUNK_MIN    1024u
-#define CND_PROTO_CHUNK_MAX    (256u * 1024u)
+#define CND_PROTO_MAX_MSG       (1u << 20) /* one encoded Envelope; also ZMQ_MAXMSGSIZE */
+#define CND_PROTO_CHUNK_MIN     1024u
+#define CND_PROTO_CHUNK_MAX     (256u * 1024u)
 #define CND_PROTO_CHUNK_DEFAULT CND_PROTO_CHUNK_MAX
-#define CND_PROTO_OBJECT_MAX   ((uint64_t)1 << 31) /* one chunked object */
+#define CND_PROTO_OBJECT_MAX    ((uint64_t)1 << 31) /* one chunked object */
 
 /* Fixed lengths. */
 #define CND_PROTO_KEY_BYTES    32 /* Ed25519 / X25519 public keys */
@@ -57,19 +58,19 @@
 #define CND_PROTO_LABEL_VALUE_MAX 128
 
 /* Blob lengths. */
-#define CND_PROTO_CERT_MAX     4096  /* X.509 DER */
-#define CND_PROTO_MANIFEST_MAX 16384 /* signed artifact manifest */
-#define CND_PROTO_SHARE_CT_MAX 1024  /* one encrypted share blob */
-#define CND_PROTO_SHARE_MAX    256   /* one revealed Shamir share */
+#define CND_PROTO_CERT_MAX          4096   /* X.509 DER */
+#define CND_PROTO_MANIFEST_MAX      16384  /* signed artifact manifest */
+#define CND_PROTO_SECAGG_MAX        262144 /* one crypto/secagg.h message other than MASKED */
+#define CND_PROTO_SECAGG_PARAMS_MAX 256    /* canonical SecAgg+ round parameters */
 
 /* Counts. */
 #define CND_PROTO_CAPS_MAX         32    /* Hello.capabilities */
 #define CND_PROTO_LABELS_MAX       32    /* DeviceProfile.labels */
-#define CND_PROTO_MAX_PEERS        512   /* KeyRoster.peers, ShareKeys/SharesRelay.shares,
-                                            UnmaskResponse.shares */
-#define CND_PROTO_MAX_PARTICIPANTS 65535 /* participant ids are 1..this; list lengths too */
+#define CND_PROTO_MAX_NEIGHBOURS   254   /* RoundStart.neighbours (SecAgg+ k <= 255) */
+#define CND_PROTO_MAX_PARTICIPANTS 65536 /* sites in a round; participant ids are 0..65535 */
 #define CND_PROTO_MAX_ROUNDS       100000
-#define CND_PROTO_MAX_BITS         64    /* packed value width and SecAgg ring bits */
+#define CND_PROTO_MAX_BITS         32 /* packed value width and SecAgg ring bits */
+#define CND_PROTO_MASKED_HDR       26 /* MASKED message bytes before the packed vector */
 #define CND_PROTO_DEADLINE_MIN_MS  100u
 #define CND_PROTO_DEADLINE_MAX_MS  86400000u /* 24 h */
 
@@ -105,6 +106,12 @@ void cnd_proto_msg_destroy(cnd_proto_msg_t **m);
  * Returns 0, CND_EPROTO (invalid, field named), CND_ERANGE (encodes to more than
  * CND_PROTO_MAX_MSG) or CND_ENOMEM. The caller frees *out with free(). */
 int cnd_proto_encode(uint8_t **out, size_t *out_len, const Condenser__Envelope *env) CND_MUST_USE;
+
+/* Same as cnd_proto_encode(), into out (a cnd_buf_t from common/bytes.h), whose memory is
+ * reused from call to call: a sender that encodes every frame into one buffer touches the same
+ * pages again instead of fresh ones (first-touch page faults dominate the cost of 256 KiB frames
+ * otherwise). On success out->len is the encoded size; on failure out->len is 0. */
+int cnd_proto_encode_buf(cnd_buf_t *out, const Condenser__Envelope *env) CND_MUST_USE;
 
 /* Prepares env to carry `payload` (a pointer to the Condenser__<Type> matching `type`): sets
  * version, type, the payload case and pointer, job, round, sender (borrowed, must outlive env)
@@ -145,7 +152,8 @@ void cnd_proto_error_init(Condenser__Error *err, char textbuf[CND_PROTO_TEXT_MAX
  * can check a payload they built or keep. */
 int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env) CND_MUST_USE;
 int cnd_proto_validate_hello(cnd_proto_reject_t *rej, const Condenser__Hello *m) CND_MUST_USE;
-int cnd_proto_validate_hello_ack(cnd_proto_reject_t *rej, const Condenser__HelloAck *m) CND_MUST_USE;
+int cnd_proto_validate_hello_ack(cnd_proto_reject_t *rej,
+                                 const Condenser__HelloAck *m) CND_MUST_USE;
 int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpec *m) CND_MUST_USE;
 int cnd_proto_validate_job_announce(cnd_proto_reject_t *rej,
                                     const Condenser__JobAnnounce *m) CND_MUST_USE;
@@ -171,7 +179,8 @@ int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej,
 int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej,
                                        const Condenser__UnmaskResponse *m) CND_MUST_USE;
 int cnd_proto_validate_metrics(cnd_proto_reject_t *rej, const Condenser__Metrics *m) CND_MUST_USE;
-int cnd_proto_validate_round_end(cnd_proto_reject_t *rej, const Condenser__RoundEnd *m) CND_MUST_USE;
+int cnd_proto_validate_round_end(cnd_proto_reject_t *rej,
+                                 const Condenser__RoundEnd *m) CND_MUST_USE;
 int cnd_proto_validate_heartbeat(cnd_proto_reject_t *rej,
                                  const Condenser__Heartbeat *m) CND_MUST_USE;
 int cnd_proto_validate_error(cnd_proto_reject_t *rej, const Condenser__Error *m) CND_MUST_USE;
@@ -179,8 +188,8 @@ int cnd_proto_validate_device_profile(cnd_proto_reject_t *rej,
                                       const Condenser__DeviceProfile *m) CND_MUST_USE;
 int cnd_proto_validate_artifact_offer(cnd_proto_reject_t *rej,
                                       const Condenser__ArtifactOffer *m) CND_MUST_USE;
-int cnd_proto_validate_artifact_chunk_request(cnd_proto_reject_t *rej,
-                                              const Condenser__ArtifactChunkRequest *m) CND_MUST_USE;
+int cnd_proto_validate_artifact_chunk_request(
+    cnd_proto_reject_t *rej, const Condenser__ArtifactChunkRequest *m) CND_MUST_USE;
 int cnd_proto_validate_activation_report(cnd_proto_reject_t *rej,
                                          const Condenser__ActivationReport *m) CND_MUST_USE;
 int cnd_proto_validate_rollback(cnd_proto_reject_t *rej, const Condenser__Rollback *m) CND_MUST_USE;
@@ -254,5 +263,17 @@ int cnd_seqwin_check(const cnd_seqwin_t *w, cnd_proto_reject_t *rej, uint64_t se
 void cnd_seqwin_commit(cnd_seqwin_t *w, uint64_t seq);
 /* check, then commit when accepted. */
 int cnd_seqwin_accept(cnd_seqwin_t *w, cnd_proto_reject_t *rej, uint64_t seq) CND_MUST_USE;
+
+/* --- the whole gate ----------------------------------------------------------------------- */
+
+/* Everything a receiver does with an incoming frame before using it, in this order: decode and
+ * validate (cnd_proto_decode), sender == the authenticated user_id, the sender's role may send
+ * this type, the sequence number passes the sender's replay window, and (when view is not NULL)
+ * the round/phase check; only then is seq committed to the window, so a refused message does not
+ * consume its number. Returns 0 with an owned *out, or the first failure's code with *rej set
+ * for the MSG_ERROR reply and the detail in cnd_err_detail(); *out is NULL on failure. */
+int cnd_proto_accept(cnd_proto_msg_t **out, cnd_proto_reject_t *rej, const void *data, size_t len,
+                     const char *user_id, Condenser__Role sender_role, cnd_seqwin_t *win,
+                     const cnd_round_view_t *view) CND_MUST_USE;
 
 #endif

@@ -424,8 +424,7 @@ int cnd_server_new(cnd_server_t **out, const cnd_server_opts_t *o)
 
     /* 4. Listen. */
     if (zmq_bind(s->router, o->endpoint) != 0) {
-        rc = cnd_errf(CND_EIO, "server: cannot listen on %s: %s", o->endpoint,
-                      zmq_strerror(errno));
+        rc = cnd_errf(CND_EIO, "server: cannot listen on %s: %s", o->endpoint, zmq_strerror(errno));
         goto fail;
     }
     size_t el = sizeof s->endpoint;
@@ -579,8 +578,7 @@ int cnd_server_send(cnd_server_t *s, const cnd_peer_t *to, const void *data, siz
         if (e == EHOSTUNREACH)
             return cnd_errf(CND_ENOTFOUND, "server: peer is no longer connected");
         if (e == EAGAIN)
-            return cnd_errf(CND_ETIMEOUT, "server: peer's queue stayed full for %d ms",
-                            timeout_ms);
+            return cnd_errf(CND_ETIMEOUT, "server: peer's queue stayed full for %d ms", timeout_ms);
         return cnd_errf(CND_EIO, "server: send: %s", zmq_strerror(e));
     }
     /* The routing frame was accepted, so the pipe has room for the rest of the message. */
@@ -623,13 +621,28 @@ void cnd_server_destroy(cnd_server_t **ps)
 /* --- client ------------------------------------------------------------------------------- */
 
 struct cnd_client {
-    void *ctx;     /* own context, or the caller's shared one */
-    int own_ctx;   /* 1: terminate ctx on destroy */
+    void *ctx;   /* own context, or the caller's shared one */
+    int own_ctx; /* 1: terminate ctx on destroy */
     void *dealer;
-    void *mon;     /* NULL when monitoring is off */
+    void *mon; /* NULL when monitoring is off */
     int max_msg;
+    char endpoint[256]; /* for re-dialling after a refusal */
+    int redial_ms;      /* wait after a refusal before dialling again */
+    double refused_at;  /* monotonic ms of the last unanswered refusal, 0 = none */
     cnd_client_state_t st;
 };
+
+/* libzmq (4.3) does not reconnect after the server refused the handshake (ZAP 400/500), so a
+ * node enrolled a minute after it started, or refused while the coordinator's store was briefly
+ * unavailable, would stay cut off. After redial_ms we drop the connection and dial again; a
+ * refusal that persists costs one handshake per redial_ms. */
+static void s_client_redial(cnd_client_t *c)
+{
+    if (c->st.connected || c->refused_at == 0 || s_now_ms() - c->refused_at < c->redial_ms) return;
+    c->refused_at = 0;
+    (void)zmq_disconnect(c->dealer, c->endpoint);
+    (void)zmq_connect(c->dealer, c->endpoint);
+}
 
 static void s_client_drain_monitor(cnd_client_t *c)
 {
@@ -647,12 +660,14 @@ static void s_client_drain_monitor(cnd_client_t *c)
             c->st.connected = 0;
             c->st.auth_refusals++;
             c->st.last_status = (int)val;
+            c->refused_at = s_now_ms();
             break;
         case ZMQ_EVENT_DISCONNECTED:
             if (c->st.connected) c->st.disconnects++;
             c->st.connected = 0;
             break;
-        default: break;
+        default:
+            break;
         }
     }
 }
@@ -720,9 +735,11 @@ int cnd_client_new(cnd_client_t **out, const cnd_client_opts_t *o)
             goto fail;
         }
     }
-    if (zmq_connect(c->dealer, o->endpoint) != 0) {
-        rc = cnd_errf(CND_EIO, "client: cannot connect to %s: %s", o->endpoint,
-                      zmq_strerror(errno));
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", o->endpoint);
+    c->redial_ms = rmax;
+    if (strlen(o->endpoint) >= sizeof c->endpoint || zmq_connect(c->dealer, o->endpoint) != 0) {
+        rc =
+            cnd_errf(CND_EIO, "client: cannot connect to %s: %s", o->endpoint, zmq_strerror(errno));
         goto fail;
     }
     *out = c;
@@ -752,13 +769,21 @@ int cnd_client_send(cnd_client_t *c, const void *data, size_t len, int timeout_m
         return cnd_errf(CND_ERANGE, "client: %zu-byte frame over the %d-byte limit", len,
                         c->max_msg);
     if (timeout_ms < 0) timeout_ms = 0;
-    int rc = s_setint(c->dealer, ZMQ_SNDTIMEO, timeout_ms, "ZMQ_SNDTIMEO");
-    if (rc) return rc;
-    if (zmq_send(c->dealer, data, len, 0) < 0) {
-        if (errno == EAGAIN) return s_client_unreachable(c, timeout_ms, "send queue stayed full");
-        return cnd_errf(CND_EIO, "client: send: %s", zmq_strerror(errno));
+    /* Waits in slices so that a refused connection can be re-dialled meanwhile. */
+    double deadline = s_now_ms() + timeout_ms;
+    for (;;) {
+        s_client_drain_monitor(c);
+        s_client_redial(c);
+        double left = deadline - s_now_ms();
+        int slice = left <= 0 ? 0 : left < 50 ? (int)left + 1 : 50;
+        int rc = s_setint(c->dealer, ZMQ_SNDTIMEO, slice, "ZMQ_SNDTIMEO");
+        if (rc) return rc;
+        if (zmq_send(c->dealer, data, len, 0) >= 0) return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            return cnd_errf(CND_EIO, "client: send: %s", zmq_strerror(errno));
+        if (deadline - s_now_ms() <= 0)
+            return s_client_unreachable(c, timeout_ms, "send queue stayed full");
     }
-    return 0;
 }
 
 int cnd_client_recv(cnd_client_t *c, uint8_t **data, size_t *len, int timeout_ms)
@@ -769,6 +794,7 @@ int cnd_client_recv(cnd_client_t *c, uint8_t **data, size_t *len, int timeout_ms
     double deadline = s_now_ms() + timeout_ms;
     for (;;) {
         s_client_drain_monitor(c);
+        s_client_redial(c);
         zmq_msg_t m;
         zmq_msg_init(&m);
         if (zmq_msg_recv(&m, c->dealer, ZMQ_DONTWAIT) >= 0) {
@@ -796,7 +822,9 @@ int cnd_client_recv(cnd_client_t *c, uint8_t **data, size_t *len, int timeout_ms
         double left = deadline - s_now_ms();
         if (left <= 0) return s_client_unreachable(c, timeout_ms, "nothing received");
         zmq_pollitem_t it[2] = {{c->dealer, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
-        if (zmq_poll(it, c->mon ? 2 : 1, (long)left + 1) < 0 && errno != EINTR)
+        long wait = c->refused_at ? 50 : (long)left + 1; /* wake up to re-dial */
+        if (zmq_poll(it, c->mon ? 2 : 1, wait < (long)left + 1 ? wait : (long)left + 1) < 0 &&
+            errno != EINTR)
             return cnd_errf(CND_EIO, "client: poll: %s", zmq_strerror(errno));
     }
 }
@@ -804,6 +832,7 @@ int cnd_client_recv(cnd_client_t *c, uint8_t **data, size_t *len, int timeout_ms
 void cnd_client_state(cnd_client_t *c, cnd_client_state_t *out)
 {
     s_client_drain_monitor(c);
+    s_client_redial(c);
     *out = c->st;
 }
 

@@ -18,7 +18,9 @@
  * key pinned (a server without the matching secret key cannot complete the handshake). It
  * reconnects by itself with back-off, sends only over a completed (authenticated) session
  * (ZMQ_IMMEDIATE), and watches its own socket events so that a refused key is reported as such
- * (CND_EPERM) instead of as a silent timeout.
+ * (CND_EPERM) instead of as a silent timeout. libzmq gives up on a connection whose handshake
+ * the server refused; the client dials again every reconnect_ivl_max_ms (during its own send,
+ * recv and state calls), so a node enrolled after it started gets in without a restart.
  *
  * Every send and receive takes a timeout in milliseconds (>= 0); nothing waits without bound.
  * Nothing listens unencrypted: a server cannot be created without a secret key, and the CURVE
@@ -40,10 +42,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CND_CURVE_KEY_BYTES   32
-#define CND_ED25519_SK_BYTES  64
-#define CND_USER_ID_MAX       64 /* user id buffer, NUL included */
-#define CND_ROUTING_ID_MAX    255
+#define CND_CURVE_KEY_BYTES  32
+#define CND_ED25519_SK_BYTES 64
+#define CND_USER_ID_MAX      64 /* user id buffer, NUL included */
+#define CND_ROUTING_ID_MAX   255
 
 /* Ed25519 identity -> CurveZMQ keys. Returns 0 or CND_ECRYPTO (not a valid Ed25519 key). */
 int cnd_transport_curve_keys(uint8_t curve_pk[CND_CURVE_KEY_BYTES],
@@ -83,18 +85,18 @@ typedef struct {
 typedef void (*cnd_transport_event_fn)(void *ctx, const cnd_transport_event_t *ev);
 
 typedef struct {
-    const char *endpoint;           /* tcp://HOST:PORT (PORT may be a wildcard), ipc://PATH */
-    const uint8_t *secret_key;      /* 32-byte CURVE secret key of the coordinator (required) */
-    cnd_zap_allow_fn allow;         /* required */
+    const char *endpoint;      /* tcp://HOST:PORT (PORT may be a wildcard), ipc://PATH */
+    const uint8_t *secret_key; /* 32-byte CURVE secret key of the coordinator (required) */
+    cnd_zap_allow_fn allow;    /* required */
     void *allow_ctx;
     cnd_transport_event_fn on_event; /* optional: every admission, refusal and drop */
     void *event_ctx;
-    int recheck;             /* 1: ask allow() again for every received message */
-    int max_msg;             /* bytes per frame; 0 = CND_PROTO_MAX_MSG */
-    int hwm;                 /* messages queued per peer each way; 0 = 1000 */
-    int heartbeat_ivl_ms;    /* ZMTP PING interval; 0 = 2000 */
+    int recheck;              /* 1: ask allow() again for every received message */
+    int max_msg;              /* bytes per frame; 0 = CND_PROTO_MAX_MSG */
+    int hwm;                  /* messages queued per peer each way; 0 = 1000 */
+    int heartbeat_ivl_ms;     /* ZMTP PING interval; 0 = 2000 */
     int heartbeat_timeout_ms; /* drop a silent peer after; 0 = 3 * heartbeat_ivl_ms */
-    int handshake_ivl_ms;    /* handshake deadline; 0 = 5000 */
+    int handshake_ivl_ms;     /* handshake deadline; 0 = 5000 */
 } cnd_server_opts_t;
 
 typedef struct {
@@ -114,10 +116,10 @@ typedef struct {
 
 /* One received frame. data is owned (free with cnd_frame_clear). */
 typedef struct {
-    cnd_peer_t peer;                         /* reply address */
-    char user_id[CND_USER_ID_MAX];           /* ZAP user id of the sender */
-    uint8_t curve_key[CND_CURVE_KEY_BYTES];  /* sender's authenticated CURVE public key */
-    uint8_t *data;                           /* frame bytes, len <= max_msg */
+    cnd_peer_t peer;                        /* reply address */
+    char user_id[CND_USER_ID_MAX];          /* ZAP user id of the sender */
+    uint8_t curve_key[CND_CURVE_KEY_BYTES]; /* sender's authenticated CURVE public key */
+    uint8_t *data;                          /* frame bytes, len <= max_msg */
     size_t len;
 } cnd_frame_t;
 
@@ -153,29 +155,31 @@ void *cnd_server_socket(cnd_server_t *s);
 void cnd_server_destroy(cnd_server_t **s);
 
 typedef struct {
-    const char *endpoint;          /* coordinator endpoint */
-    const uint8_t *server_key;     /* pinned 32-byte CURVE public key of the coordinator */
-    const uint8_t *public_key;     /* this node's 32-byte CURVE public key */
-    const uint8_t *secret_key;     /* this node's 32-byte CURVE secret key */
-    int max_msg;                   /* 0 = CND_PROTO_MAX_MSG */
-    int hwm;                       /* 0 = 1000 */
-    int heartbeat_ivl_ms;          /* 0 = 2000 */
-    int heartbeat_timeout_ms;      /* 0 = 3 * heartbeat_ivl_ms */
-    int handshake_ivl_ms;          /* 0 = 5000 */
-    int reconnect_ivl_ms;          /* first reconnect delay; 0 = 100 */
-    int reconnect_ivl_max_ms;      /* back-off cap; 0 = 5000 */
-    void *zmq_context;             /* optional context shared by many clients (a fleet
-                                      simulator); NULL = the client makes and ends its own */
-    int no_monitor;                /* 1: no socket monitor (saves two sockets per client);
-                                      a refused key then shows as CND_ETIMEOUT, not CND_EPERM */
+    const char *endpoint;      /* coordinator endpoint */
+    const uint8_t *server_key; /* pinned 32-byte CURVE public key of the coordinator */
+    const uint8_t *public_key; /* this node's 32-byte CURVE public key */
+    const uint8_t *secret_key; /* this node's 32-byte CURVE secret key */
+    int max_msg;               /* 0 = CND_PROTO_MAX_MSG */
+    int hwm;                   /* 0 = 1000 */
+    int heartbeat_ivl_ms;      /* 0 = 2000 */
+    int heartbeat_timeout_ms;  /* 0 = 3 * heartbeat_ivl_ms */
+    int handshake_ivl_ms;      /* 0 = 5000 */
+    int reconnect_ivl_ms;      /* first reconnect delay; 0 = 100 */
+    int reconnect_ivl_max_ms;  /* back-off cap, and the re-dial interval after the server refused
+                                  this key; 0 = 5000 */
+    void *zmq_context;         /* optional context shared by many clients (a fleet
+                                  simulator); NULL = the client makes and ends its own */
+    int no_monitor;            /* 1: no socket monitor (saves two sockets per client); a
+                                  refused key then shows as CND_ETIMEOUT, not CND_EPERM, and
+                                  is not re-dialled (recreate the client instead) */
 } cnd_client_opts_t;
 
 typedef struct {
-    int connected;           /* a CURVE session is up (handshake and ZAP passed) */
-    uint64_t handshakes;     /* sessions established so far */
-    uint64_t auth_refusals;  /* handshakes the server refused (ZAP status in last_status) */
+    int connected;          /* a CURVE session is up (handshake and ZAP passed) */
+    uint64_t handshakes;    /* sessions established so far */
+    uint64_t auth_refusals; /* handshakes the server refused (ZAP status in last_status) */
     uint64_t disconnects;
-    int last_status;         /* last ZAP refusal status (400, 500, ...) or 0 */
+    int last_status; /* last ZAP refusal status (400, 500, ...) or 0 */
 } cnd_client_state_t;
 
 typedef struct cnd_client cnd_client_t;

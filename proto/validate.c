@@ -14,14 +14,16 @@
  */
 #include "proto.h"
 
+#include "secagg.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define S_BAD  CONDENSER__ERROR_CODE__ERR_BAD_FIELD
-#define S_BIG  CONDENSER__ERROR_CODE__ERR_TOO_LARGE
+#define S_BAD CONDENSER__ERROR_CODE__ERR_BAD_FIELD
+#define S_BIG CONDENSER__ERROR_CODE__ERR_TOO_LARGE
 
 static int s_fail(cnd_proto_reject_t *rej, Condenser__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -53,8 +55,8 @@ static int s_opt_fixed(cnd_proto_reject_t *rej, const char *ctx, const char *f,
                        ProtobufCBinaryData b, size_t n)
 {
     if (b.len != 0 && b.len != n)
-        return s_fail(rej, b.len > n ? S_BIG : S_BAD, "%s.%s: %zu bytes, expected 0 or %zu", ctx,
-                      f, b.len, n);
+        return s_fail(rej, b.len > n ? S_BIG : S_BAD, "%s.%s: %zu bytes, expected 0 or %zu", ctx, f,
+                      b.len, n);
     return 0;
 }
 
@@ -153,8 +155,7 @@ static int s_text(cnd_proto_reject_t *rej, const char *ctx, const char *f, Proto
             break;
         case S_TEXT:
             if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
-                return s_fail(rej, S_BAD, "%s.%s: control byte 0x%02x at offset %zu", ctx, f, c,
-                              i);
+                return s_fail(rej, S_BAD, "%s.%s: control byte 0x%02x at offset %zu", ctx, f, c, i);
             break;
         }
     }
@@ -208,9 +209,9 @@ static int s_present(cnd_proto_reject_t *rej, const char *ctx, const char *f, co
     return 0;
 }
 
-/* A set of participant ids 1..CND_PROTO_MAX_PARTICIPANTS, to find duplicates in O(n). */
+/* A set of participant ids 0..CND_PROTO_MAX_PARTICIPANTS-1, to find duplicates in O(n). */
 typedef struct {
-    uint8_t bits[(CND_PROTO_MAX_PARTICIPANTS + 8) / 8];
+    uint8_t bits[CND_PROTO_MAX_PARTICIPANTS / 8];
 } s_idset_t;
 
 /* Returns 1 if id was already in the set, then adds it. id must be in range. */
@@ -222,15 +223,19 @@ static int s_idset_add(s_idset_t *s, uint32_t id)
     return had;
 }
 
+/* Participant ids are SecAgg+ client indices: 0-based. */
 static int s_pid(cnd_proto_reject_t *rej, const char *ctx, const char *f, uint32_t id)
 {
-    return s_u64(rej, ctx, f, id, 1, CND_PROTO_MAX_PARTICIPANTS);
+    if (id >= CND_PROTO_MAX_PARTICIPANTS)
+        return s_fail(rej, S_BIG, "%s.%s: %u outside 0..%d", ctx, f, id,
+                      CND_PROTO_MAX_PARTICIPANTS - 1);
+    return 0;
 }
 
-#define S_TRY(x)                                                                               \
-    do {                                                                                       \
-        int rc_ = (x);                                                                         \
-        if (rc_) return rc_;                                                                   \
+#define S_TRY(x)                                                                                   \
+    do {                                                                                           \
+        int rc_ = (x);                                                                             \
+        if (rc_) return rc_;                                                                       \
     } while (0)
 
 /* DER certificates start with a SEQUENCE tag. Full parsing is crypto/'s job. */
@@ -238,8 +243,8 @@ static int s_cert(cnd_proto_reject_t *rej, const char *ctx, ProtobufCBinaryData 
 {
     S_TRY(s_blob(rej, ctx, "certificate", b, 1, CND_PROTO_CERT_MAX));
     if (b.data[0] != 0x30)
-        return s_fail(rej, S_BAD, "%s.certificate: not DER (first byte 0x%02x, expected 0x30)",
-                      ctx, b.data[0]);
+        return s_fail(rej, S_BAD, "%s.certificate: not DER (first byte 0x%02x, expected 0x30)", ctx,
+                      b.data[0]);
     return 0;
 }
 
@@ -265,8 +270,8 @@ int cnd_proto_validate_hello(cnd_proto_reject_t *rej, const Condenser__Hello *m)
 {
     const char *c = "hello";
     S_TRY(s_text(rej, c, "node_name", m->node_name, 1, CND_PROTO_NAME_MAX, S_NAME));
-    S_TRY(s_enum(rej, c, "role", m->role, CONDENSER__ROLE__ROLE_SITE,
-                 CONDENSER__ROLE__ROLE_AUDITOR));
+    S_TRY(
+        s_enum(rej, c, "role", m->role, CONDENSER__ROLE__ROLE_SITE, CONDENSER__ROLE__ROLE_AUDITOR));
     S_TRY(s_fixed(rej, c, "identity_key", m->identity_key, CND_PROTO_KEY_BYTES));
     S_TRY(s_nonzero_key(rej, c, "identity_key", m->identity_key));
     S_TRY(s_cert(rej, c, m->certificate));
@@ -277,8 +282,8 @@ int cnd_proto_validate_hello(cnd_proto_reject_t *rej, const Condenser__Hello *m)
         S_TRY(s_text(rej, c, f, m->capabilities[i], 1, CND_PROTO_CAP_MAX, S_TOKEN));
         for (size_t j = 0; j < i; j++)
             if (m->capabilities[j].len == m->capabilities[i].len &&
-                memcmp(m->capabilities[j].data, m->capabilities[i].data,
-                       m->capabilities[i].len) == 0)
+                memcmp(m->capabilities[j].data, m->capabilities[i].data, m->capabilities[i].len) ==
+                    0)
                 return s_fail(rej, S_BAD, "%s.%s: duplicate of capabilities[%zu]", c, f, j);
     }
     S_TRY(s_u64(rej, c, "min_version", m->min_version, 1, 65535));
@@ -355,13 +360,28 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
     S_TRY(s_present(rej, c, "secagg", m->secagg));
     const Condenser__SecAggParams *sa = m->secagg;
     const char *sc = "job_spec.secagg";
-    S_TRY(s_u64(rej, sc, "threshold", sa->threshold, 2, m->sites_per_round));
-    S_TRY(s_u64(rej, c, "quorum", m->quorum, sa->threshold, m->sites_per_round));
+    if (sa->threshold != 0)
+        S_TRY(s_u64(rej, sc, "threshold", sa->threshold, 2, m->sites_per_round));
+    S_TRY(
+        s_u64(rej, c, "quorum", m->quorum, sa->threshold ? sa->threshold : 2, m->sites_per_round));
     S_TRY(s_u64(rej, sc, "ring_bits", sa->ring_bits, 1, CND_PROTO_MAX_BITS));
-    if (sa->neighbours != 0) {
-        /* SecAgg+: each client shares with k neighbours, so t <= k. */
-        S_TRY(s_u64(rej, sc, "neighbours", sa->neighbours, sa->threshold,
-                    m->sites_per_round - 1));
+    {
+        /* The graph and threshold rules are crypto/'s (t a strict majority of each
+         * neighbourhood, an even degree or the complete graph): ask it, for a full round. */
+        cnd_secagg_params_t p;
+        memset(&p, 0, sizeof p);
+        p.n = m->sites_per_round;
+        p.degree = sa->neighbours;
+        p.threshold = sa->threshold;
+        p.min_survivors = m->quorum;
+        p.len = 1;
+        p.bits = sa->ring_bits;
+        if (cnd_secagg_params_fill(&p) != 0) {
+            char why[400];
+            snprintf(why, sizeof why, "%s", cnd_err_detail());
+            return s_fail(rej, S_BAD, "%s (threshold %u, neighbours %u, quorum %u, sites %u): %s",
+                          sc, sa->threshold, sa->neighbours, m->quorum, m->sites_per_round, why);
+        }
     }
     S_TRY(s_real(rej, sc, "clip", sa->clip, 0, 1, 1e30));
     S_TRY(s_real(rej, sc, "l2_clip", sa->l2_clip, 0, 0, 1e30));
@@ -376,7 +396,8 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
     case CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL:
         S_TRY(s_text(rej, c, "teacher_local", m->teacher_local, 1, CND_PROTO_NAME_MAX, S_NAME));
         break;
-    default: return s_fail(rej, S_BAD, "%s.teacher: neither shipped nor local", c);
+    default:
+        return s_fail(rej, S_BAD, "%s.teacher: neither shipped nor local", c);
     }
     return 0;
 }
@@ -398,10 +419,44 @@ int cnd_proto_validate_round_start(cnd_proto_reject_t *rej, const Condenser__Rou
     const char *c = "round_start";
     S_TRY(s_present(rej, c, "model", m->model));
     S_TRY(cnd_proto_validate_object_info(rej, "round_start.model", m->model));
-    S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
     S_TRY(s_u64(rej, c, "participants", m->participants, 2, CND_PROTO_MAX_PARTICIPANTS));
+    if (m->participant_id >= m->participants)
+        return s_fail(rej, S_BAD, "%s.participant_id: %u, but only %u participants", c,
+                      m->participant_id, m->participants);
     S_TRY(s_deadlines(rej, c, m->deadlines));
-    return 0;
+    S_TRY(s_blob(rej, c, "secagg_params", m->secagg_params, 1, CND_PROTO_SECAGG_PARAMS_MAX));
+    cnd_secagg_params_t p;
+    if (cnd_secagg_params_decode(&p, m->secagg_params.data, m->secagg_params.len) != 0) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        return s_fail(rej, S_BAD, "%s.secagg_params: %s", c, why);
+    }
+    if (p.n != m->participants)
+        return s_fail(rej, S_BAD, "%s.secagg_params: n = %u, but participants = %u", c, p.n,
+                      m->participants);
+    /* Exactly this site's neighbours: min(degree, n - 1) of them. */
+    uint32_t want = p.degree < p.n - 1 ? p.degree : p.n - 1;
+    S_TRY(s_count(rej, c, "neighbours", m->n_neighbours, 1, CND_PROTO_MAX_NEIGHBOURS));
+    if (m->n_neighbours != want)
+        return s_fail(rej, S_BAD, "%s.neighbours: %zu entries, the round's graph gives %u", c,
+                      m->n_neighbours, want);
+    s_idset_t *seen = calloc(1, sizeof *seen);
+    if (!seen) return cnd_errf(CND_ENOMEM, "validating round_start: out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < m->n_neighbours && !rc; i++) {
+        char e[64];
+        snprintf(e, sizeof e, "round_start.neighbours[%zu]", i);
+        const Condenser__PeerCert *pc = m->neighbours[i];
+        if (pc->participant_id >= m->participants || pc->participant_id == m->participant_id)
+            rc = s_fail(rej, S_BAD, "%s.participant_id: %u is not another participant", e,
+                        pc->participant_id);
+        else if (s_idset_add(seen, pc->participant_id))
+            rc = s_fail(rej, S_BAD, "%s.participant_id: %u listed twice", e, pc->participant_id);
+        if (!rc) rc = s_text(rej, e, "node_name", pc->node_name, 1, CND_PROTO_NAME_MAX, S_NAME);
+        if (!rc) rc = s_cert(rej, e, pc->certificate);
+    }
+    free(seen);
+    return rc;
 }
 
 int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m)
@@ -421,71 +476,56 @@ int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m)
     return 0;
 }
 
+/* A crypto/secagg.h message carried in `field`: the header must name the expected type (or
+ * `type2` when it is not 0), and from/to must match the direction (from_id: the sender's
+ * participant id, or CND_SECAGG_SERVER for the coordinator; messages to the coordinator are
+ * addressed to it). */
+static int s_secagg2(cnd_proto_reject_t *rej, const char *ctx, const char *f,
+                     ProtobufCBinaryData b, uint8_t type, uint8_t type2, uint32_t from_id)
+{
+    S_TRY(s_blob(rej, ctx, f, b, CND_SECAGG_HDR_BYTES, CND_PROTO_SECAGG_MAX));
+    cnd_secagg_hdr_t h;
+    if (cnd_secagg_peek(&h, b.data, b.len) != 0)
+        return s_fail(rej, S_BAD, "%s.%s: not a secure-aggregation message", ctx, f);
+    if (h.type != type && (!type2 || h.type != type2))
+        return s_fail(rej, S_BAD, "%s.%s: message type %u, expected %u", ctx, f, h.type, type);
+    if (h.from != from_id)
+        return s_fail(rej, S_BAD, "%s.%s: header sender %u, expected %u", ctx, f, h.from, from_id);
+    if (from_id != CND_SECAGG_SERVER && h.to != CND_SECAGG_SERVER)
+        return s_fail(rej, S_BAD, "%s.%s: addressed to %u, not to the coordinator", ctx, f, h.to);
+    if (from_id == CND_SECAGG_SERVER && h.to == CND_SECAGG_SERVER)
+        return s_fail(rej, S_BAD, "%s.%s: addressed to the coordinator itself", ctx, f);
+    return 0;
+}
+
+static int s_secagg(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
+                    uint8_t type, uint32_t from_id)
+{
+    return s_secagg2(rej, ctx, f, b, type, 0, from_id);
+}
+
 int cnd_proto_validate_advertise_keys(cnd_proto_reject_t *rej, const Condenser__AdvertiseKeys *m)
 {
-    const char *c = "advertise_keys";
-    S_TRY(s_fixed(rej, c, "cipher_pk", m->cipher_pk, CND_PROTO_KEY_BYTES));
-    S_TRY(s_nonzero_key(rej, c, "cipher_pk", m->cipher_pk));
-    S_TRY(s_fixed(rej, c, "mask_pk", m->mask_pk, CND_PROTO_KEY_BYTES));
-    S_TRY(s_nonzero_key(rej, c, "mask_pk", m->mask_pk));
-    if (memcmp(m->cipher_pk.data, m->mask_pk.data, CND_PROTO_KEY_BYTES) == 0)
-        return s_fail(rej, S_BAD, "%s.mask_pk: equals cipher_pk (two distinct key pairs needed)",
-                      c);
-    S_TRY(s_fixed(rej, c, "signature", m->signature, CND_PROTO_SIG_BYTES));
-    S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
-    return 0;
+    S_TRY(s_pid(rej, "advertise_keys", "participant_id", m->participant_id));
+    return s_secagg(rej, "advertise_keys", "advert", m->advert, CND_SECAGG_ADVERT,
+                    m->participant_id);
 }
 
 int cnd_proto_validate_key_roster(cnd_proto_reject_t *rej, const Condenser__KeyRoster *m)
 {
-    S_TRY(s_count(rej, "key_roster", "peers", m->n_peers, 1, CND_PROTO_MAX_PEERS));
-    s_idset_t seen = {{0}};
-    for (size_t i = 0; i < m->n_peers; i++) {
-        char c[64];
-        snprintf(c, sizeof c, "key_roster.peers[%zu]", i);
-        const Condenser__PeerKeys *p = m->peers[i];
-        S_TRY(s_pid(rej, c, "participant_id", p->participant_id));
-        if (s_idset_add(&seen, p->participant_id))
-            return s_fail(rej, S_BAD, "%s.participant_id: %u listed twice", c, p->participant_id);
-        S_TRY(s_text(rej, c, "node_name", p->node_name, 1, CND_PROTO_NAME_MAX, S_NAME));
-        S_TRY(s_fixed(rej, c, "identity_key", p->identity_key, CND_PROTO_KEY_BYTES));
-        S_TRY(s_nonzero_key(rej, c, "identity_key", p->identity_key));
-        S_TRY(s_cert(rej, c, p->certificate));
-        S_TRY(s_fixed(rej, c, "cipher_pk", p->cipher_pk, CND_PROTO_KEY_BYTES));
-        S_TRY(s_nonzero_key(rej, c, "cipher_pk", p->cipher_pk));
-        S_TRY(s_fixed(rej, c, "mask_pk", p->mask_pk, CND_PROTO_KEY_BYTES));
-        S_TRY(s_nonzero_key(rej, c, "mask_pk", p->mask_pk));
-        S_TRY(s_fixed(rej, c, "signature", p->signature, CND_PROTO_SIG_BYTES));
-    }
-    /* The receiver is a member of its own neighbourhood, hence n_peers + 1. */
-    S_TRY(s_u64(rej, "key_roster", "threshold", m->threshold, 2, m->n_peers + 1));
-    return 0;
-}
-
-static int s_enc_shares(cnd_proto_reject_t *rej, const char *c, size_t n,
-                        Condenser__EncryptedShare *const *v)
-{
-    S_TRY(s_count(rej, c, "shares", n, 1, CND_PROTO_MAX_PEERS));
-    s_idset_t seen = {{0}};
-    for (size_t i = 0; i < n; i++) {
-        char e[64];
-        snprintf(e, sizeof e, "%s.shares[%zu]", c, i);
-        S_TRY(s_pid(rej, e, "peer", v[i]->peer));
-        if (s_idset_add(&seen, v[i]->peer))
-            return s_fail(rej, S_BAD, "%s.peer: %u listed twice", e, v[i]->peer);
-        S_TRY(s_blob(rej, e, "ciphertext", v[i]->ciphertext, 1, CND_PROTO_SHARE_CT_MAX));
-    }
-    return 0;
+    return s_secagg(rej, "key_roster", "keys", m->keys, CND_SECAGG_KEYS, CND_SECAGG_SERVER);
 }
 
 int cnd_proto_validate_share_keys(cnd_proto_reject_t *rej, const Condenser__ShareKeys *m)
 {
-    return s_enc_shares(rej, "share_keys", m->n_shares, m->shares);
+    S_TRY(s_pid(rej, "share_keys", "participant_id", m->participant_id));
+    return s_secagg(rej, "share_keys", "shares", m->shares, CND_SECAGG_SHARES, m->participant_id);
 }
 
 int cnd_proto_validate_shares_relay(cnd_proto_reject_t *rej, const Condenser__SharesRelay *m)
 {
-    return s_enc_shares(rej, "shares_relay", m->n_shares, m->shares);
+    return s_secagg(rej, "shares_relay", "shares_for", m->shares_for, CND_SECAGG_SHARES_FOR,
+                    CND_SECAGG_SERVER);
 }
 
 int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__MaskedInput *m)
@@ -494,12 +534,13 @@ int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__Ma
     S_TRY(s_present(rej, c, "vector", m->vector));
     S_TRY(cnd_proto_validate_object_info(rej, "masked_input.vector", m->vector));
     S_TRY(s_u64(rej, c, "bit_width", m->bit_width, 1, CND_PROTO_MAX_BITS));
-    /* length * bit_width cannot overflow: length is bounded by 8 * OBJECT_MAX (2^34). */
-    S_TRY(s_u64(rej, c, "length", m->length, 1, CND_PROTO_OBJECT_MAX * 8));
-    uint64_t bytes = (m->length * m->bit_width + 7) / 8;
+    S_TRY(s_u64(rej, c, "length", m->length, 1, UINT32_MAX));
+    /* cannot overflow: length < 2^32 and bit_width <= 32 */
+    uint64_t bytes = CND_PROTO_MASKED_HDR + (m->length * m->bit_width + 7) / 8;
     if (bytes != m->vector->total_size)
         return s_fail(rej, S_BAD,
-                      "%s.vector.total_size: %llu bytes, but %llu values of %u bits pack into %llu",
+                      "%s.vector.total_size: %llu bytes, but a MASKED message of %llu values of "
+                      "%u bits has %llu",
                       c, (unsigned long long)m->vector->total_size, (unsigned long long)m->length,
                       m->bit_width, (unsigned long long)bytes);
     S_TRY(s_pid(rej, c, "participant_id", m->participant_id));
@@ -508,50 +549,17 @@ int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__Ma
 
 int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej, const Condenser__UnmaskRequest *m)
 {
-    const char *c = "unmask_request";
-    S_TRY(s_count(rej, c, "survivors", m->n_survivors, 1, CND_PROTO_MAX_PARTICIPANTS));
-    S_TRY(s_count(rej, c, "dropped", m->n_dropped, 0,
-                  CND_PROTO_MAX_PARTICIPANTS - m->n_survivors));
-    s_idset_t *seen = calloc(1, sizeof *seen);
-    if (!seen) return cnd_errf(CND_ENOMEM, "validating unmask_request: out of memory");
-    int rc = 0;
-    for (size_t i = 0; i < m->n_survivors && !rc; i++) {
-        char f[48];
-        snprintf(f, sizeof f, "survivors[%zu]", i);
-        rc = s_pid(rej, c, f, m->survivors[i]);
-        if (!rc && s_idset_add(seen, m->survivors[i]))
-            rc = s_fail(rej, S_BAD, "%s.%s: %u listed twice", c, f, m->survivors[i]);
-    }
-    for (size_t i = 0; i < m->n_dropped && !rc; i++) {
-        char f[48];
-        snprintf(f, sizeof f, "dropped[%zu]", i);
-        rc = s_pid(rej, c, f, m->dropped[i]);
-        if (!rc && s_idset_add(seen, m->dropped[i]))
-            rc = s_fail(rej, S_BAD, "%s.%s: %u listed twice or also a survivor", c, f,
-                        m->dropped[i]);
-    }
-    free(seen);
-    return rc;
+    /* Phase 4 is two exchanges on the same envelope types: the consistency check (the
+     * survivor sets, CONSIST_REQ) and then the unmask request proper. */
+    return s_secagg2(rej, "unmask_request", "request", m->request, CND_SECAGG_UNMASK_REQ,
+                     CND_SECAGG_CONSIST_REQ, CND_SECAGG_SERVER);
 }
 
-int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej,
-                                       const Condenser__UnmaskResponse *m)
+int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej, const Condenser__UnmaskResponse *m)
 {
-    S_TRY(s_count(rej, "unmask_response", "shares", m->n_shares, 1, CND_PROTO_MAX_PEERS));
-    s_idset_t seen = {{0}};
-    for (size_t i = 0; i < m->n_shares; i++) {
-        char c[64];
-        snprintf(c, sizeof c, "unmask_response.shares[%zu]", i);
-        const Condenser__RevealedShare *s = m->shares[i];
-        S_TRY(s_pid(rej, c, "owner", s->owner));
-        /* One share per owner: never both the self-mask seed and the mask key of one peer. */
-        if (s_idset_add(&seen, s->owner))
-            return s_fail(rej, S_BAD, "%s.owner: %u listed twice", c, s->owner);
-        S_TRY(s_enum(rej, c, "kind", s->kind, CONDENSER__SHARE_KIND__SHARE_SELF_MASK_SEED,
-                     CONDENSER__SHARE_KIND__SHARE_MASK_KEY));
-        S_TRY(s_blob(rej, c, "share", s->share, 1, CND_PROTO_SHARE_MAX));
-    }
-    return 0;
+    S_TRY(s_pid(rej, "unmask_response", "participant_id", m->participant_id));
+    return s_secagg2(rej, "unmask_response", "unmask", m->unmask, CND_SECAGG_UNMASK,
+                     CND_SECAGG_CONSIST, m->participant_id);
 }
 
 int cnd_proto_validate_metrics(cnd_proto_reject_t *rej, const Condenser__Metrics *m)
@@ -687,7 +695,8 @@ static s_scope_t s_scope(const Condenser__Envelope *env)
 {
     switch (env->type) {
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
-    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE: return S_JOB;
+    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
+        return S_JOB;
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
@@ -697,16 +706,21 @@ static s_scope_t s_scope(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_METRICS:
-    case CONDENSER__MSG_TYPE__MSG_ROUND_END: return S_JOB_ROUND;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END:
+        return S_JOB_ROUND;
     case CONDENSER__MSG_TYPE__MSG_CHUNK:
         if (!env->chunk) return S_JOB_NONE;
         switch (env->chunk->kind) {
         case CONDENSER__OBJECT_KIND__OBJ_MODEL:
-        case CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT: return S_JOB_ROUND;
-        case CONDENSER__OBJECT_KIND__OBJ_TEACHER: return S_JOB;
-        default: return S_JOB_NONE;
+        case CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT:
+            return S_JOB_ROUND;
+        case CONDENSER__OBJECT_KIND__OBJ_TEACHER:
+            return S_JOB;
+        default:
+            return S_JOB_NONE;
         }
-    default: return S_JOB_NONE;
+    default:
+        return S_JOB_NONE;
     }
 }
 
@@ -730,8 +744,7 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
                       cnd_proto_type_name(env->type));
     if ((int)env->payload_case != (int)env->type + 15)
         return s_fail(rej, S_BAD, "envelope.payload: field %d does not match type %s (field %d)",
-                      (int)env->payload_case, cnd_proto_type_name(env->type),
-                      (int)env->type + 15);
+                      (int)env->payload_case, cnd_proto_type_name(env->type), (int)env->type + 15);
     if (!cnd_proto_payload(env)) return s_fail(rej, S_BAD, "envelope.payload: NULL");
     S_TRY(s_text(rej, c, "sender", env->sender, 1, CND_PROTO_NAME_MAX, S_NAME));
     S_TRY(s_u64(rej, c, "seq", env->seq, 1, UINT64_MAX));
@@ -743,7 +756,8 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
                       CND_PROTO_MAX_ROUNDS);
 
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_HELLO: return cnd_proto_validate_hello(rej, env->hello);
+    case CONDENSER__MSG_TYPE__MSG_HELLO:
+        return cnd_proto_validate_hello(rej, env->hello);
     case CONDENSER__MSG_TYPE__MSG_HELLO_ACK:
         return cnd_proto_validate_hello_ack(rej, env->hello_ack);
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
@@ -757,7 +771,8 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_job_response(rej, env->job_response);
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
         return cnd_proto_validate_round_start(rej, env->round_start);
-    case CONDENSER__MSG_TYPE__MSG_CHUNK: return cnd_proto_validate_chunk(rej, env->chunk);
+    case CONDENSER__MSG_TYPE__MSG_CHUNK:
+        return cnd_proto_validate_chunk(rej, env->chunk);
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
         return cnd_proto_validate_advertise_keys(rej, env->advertise_keys);
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
@@ -772,12 +787,14 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_unmask_request(rej, env->unmask_request);
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
         return cnd_proto_validate_unmask_response(rej, env->unmask_response);
-    case CONDENSER__MSG_TYPE__MSG_METRICS: return cnd_proto_validate_metrics(rej, env->metrics);
+    case CONDENSER__MSG_TYPE__MSG_METRICS:
+        return cnd_proto_validate_metrics(rej, env->metrics);
     case CONDENSER__MSG_TYPE__MSG_ROUND_END:
         return cnd_proto_validate_round_end(rej, env->round_end);
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
         return cnd_proto_validate_heartbeat(rej, env->heartbeat);
-    case CONDENSER__MSG_TYPE__MSG_ERROR: return cnd_proto_validate_error(rej, env->error);
+    case CONDENSER__MSG_TYPE__MSG_ERROR:
+        return cnd_proto_validate_error(rej, env->error);
     case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
         return cnd_proto_validate_device_profile(rej, env->device_profile);
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
@@ -786,8 +803,10 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_artifact_chunk_request(rej, env->artifact_chunk_request);
     case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT:
         return cnd_proto_validate_activation_report(rej, env->activation_report);
-    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return cnd_proto_validate_rollback(rej, env->rollback);
-    default: return s_fail(rej, S_BAD, "envelope.type: unknown value %d", (int)env->type);
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
+        return cnd_proto_validate_rollback(rej, env->rollback);
+    default:
+        return s_fail(rej, S_BAD, "envelope.type: unknown value %d", (int)env->type);
     }
 }
 
@@ -815,7 +834,8 @@ int cnd_proto_check_sender(cnd_proto_reject_t *rej, const Condenser__Envelope *e
 static unsigned s_roles(const Condenser__Envelope *env)
 {
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_HELLO: return S_R(SITE) | S_R(DEVICE) | S_R(AUDITOR);
+    case CONDENSER__MSG_TYPE__MSG_HELLO:
+        return S_R(SITE) | S_R(DEVICE) | S_R(AUDITOR);
     case CONDENSER__MSG_TYPE__MSG_HELLO_ACK:
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
@@ -824,16 +844,19 @@ static unsigned s_roles(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_ROUND_END:
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
-    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return S_R(COORDINATOR);
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
+        return S_R(COORDINATOR);
     case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
-    case CONDENSER__MSG_TYPE__MSG_METRICS: return S_R(SITE);
+    case CONDENSER__MSG_TYPE__MSG_METRICS:
+        return S_R(SITE);
     case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_CHUNK_REQUEST:
-    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT: return S_R(DEVICE);
+    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT:
+        return S_R(DEVICE);
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
     case CONDENSER__MSG_TYPE__MSG_ERROR:
         return S_R(SITE) | S_R(DEVICE) | S_R(COORDINATOR) | S_R(AUDITOR);
@@ -841,7 +864,8 @@ static unsigned s_roles(const Condenser__Envelope *env)
         if (env->chunk && env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT)
             return S_R(SITE);
         return S_R(COORDINATOR);
-    default: return 0;
+    default:
+        return 0;
     }
 }
 #undef S_R
@@ -864,8 +888,8 @@ int cnd_proto_check_role(cnd_proto_reject_t *rej, const Condenser__Envelope *env
 
 const char *cnd_phase_name(cnd_phase_t p)
 {
-    static const char *const names[] = {"idle", "advertise", "share", "masked_input", "unmask",
-                                        "done"};
+    static const char *const names[] = {"idle",         "advertise", "share",
+                                        "masked_input", "unmask",    "done"};
     if ((unsigned)p < sizeof names / sizeof names[0]) return names[p];
     return "unknown";
 }
@@ -874,21 +898,27 @@ cnd_phase_t cnd_proto_phase_of(const Condenser__Envelope *env)
 {
     switch (env->type) {
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
-    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS: return CND_PHASE_ADVERTISE;
+    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
+        return CND_PHASE_ADVERTISE;
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
-    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS: return CND_PHASE_SHARE;
+    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
+        return CND_PHASE_SHARE;
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
-    case CONDENSER__MSG_TYPE__MSG_METRICS: return CND_PHASE_MASKED;
+    case CONDENSER__MSG_TYPE__MSG_METRICS:
+        return CND_PHASE_MASKED;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
-    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE: return CND_PHASE_UNMASK;
-    case CONDENSER__MSG_TYPE__MSG_ROUND_END: return CND_PHASE_DONE;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
+        return CND_PHASE_UNMASK;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END:
+        return CND_PHASE_DONE;
     case CONDENSER__MSG_TYPE__MSG_CHUNK:
         if (!env->chunk) return CND_PHASE_IDLE;
         if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MODEL) return CND_PHASE_ADVERTISE;
         if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT) return CND_PHASE_MASKED;
         return CND_PHASE_IDLE;
-    default: return CND_PHASE_IDLE;
+    default:
+        return CND_PHASE_IDLE;
     }
 }
 
@@ -983,5 +1013,35 @@ int cnd_seqwin_accept(cnd_seqwin_t *w, cnd_proto_reject_t *rej, uint64_t seq)
 {
     int rc = cnd_seqwin_check(w, rej, seq);
     if (!rc) cnd_seqwin_commit(w, seq);
+    return rc;
+}
+
+/* --- the whole gate ----------------------------------------------------------------------- */
+
+int cnd_proto_accept(cnd_proto_msg_t **out, cnd_proto_reject_t *rej, const void *data, size_t len,
+                     const char *user_id, Condenser__Role sender_role, cnd_seqwin_t *win,
+                     const cnd_round_view_t *view)
+{
+    cnd_proto_msg_t *m = NULL;
+    int rc = cnd_proto_decode(&m, rej, data, len);
+    if (rc) {
+        *out = NULL;
+        return rc;
+    }
+    const Condenser__Envelope *e = m->env;
+    if (!(rc = cnd_proto_check_sender(rej, e, user_id)) &&
+        !(rc = cnd_proto_check_role(rej, e, sender_role)) &&
+        !(rc = cnd_seqwin_check(win, rej, e->seq)) &&
+        !(view && (rc = cnd_proto_check_round(rej, e, view)))) {
+        cnd_seqwin_commit(win, e->seq);
+        *out = m;
+        return 0;
+    }
+    if (rej) {
+        rej->seq = e->seq;
+        rej->type = e->type;
+    }
+    cnd_proto_msg_destroy(&m);
+    *out = NULL;
     return rc;
 }

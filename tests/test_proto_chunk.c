@@ -64,8 +64,8 @@ static const Condenser__Chunk *s_chunk(const wire_t *w, uint32_t i)
 
 static void test_masked_vector_round_trip(void)
 {
-    /* 1,000,000 values of 16 bits, packed: 2,000,000 bytes, 8 chunks of 256 KiB. */
-    const size_t len = 2000000;
+    /* A MASKED message of 1,000,000 values of 16 bits: 26 + 2,000,000 bytes, 8 chunks. */
+    const size_t len = CND_PROTO_MASKED_HDR + 2000000;
     uint8_t *obj = s_random_bytes(len, 1);
     Condenser__ObjectInfo info;
     uint8_t digest[32];
@@ -131,7 +131,8 @@ static void test_sizes(void)
         wire_t w = s_send_all(&info, obj, KIND_ART);
         cnd_assembler_t *a;
         CHECK_EQ_INT(cnd_assembler_new(&a, NULL, KIND_ART, &info, len), 0);
-        for (uint32_t i = w.n; i-- > 0;) CHECK_EQ_INT(cnd_assembler_add(a, NULL, s_chunk(&w, i)), 0);
+        for (uint32_t i = w.n; i-- > 0;)
+            CHECK_EQ_INT(cnd_assembler_add(a, NULL, s_chunk(&w, i)), 0);
         uint8_t *out;
         uint64_t ol;
         CHECK_EQ_INT(cnd_assembler_finish(a, NULL, &out, &ol), 0);

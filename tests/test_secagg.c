@@ -2,20 +2,22 @@
  * test_secagg.c: whole secure-aggregation rounds in one process (crypto/secagg.h): n from 3 to
  * 200, clients dropping at each phase, the sum checked exactly against the plain sum of the
  * survivors' inputs; and the attacks the protocol must stop: a server asking for both shares of
- * one client, tampered or misrouted share ciphertexts, forged or replayed round keys, one identity
- * posing as two clients, malformed or misattributed messages (refused without changing state),
- * and clean failure below the threshold.
+ * one client, a server showing different survivor sets to different clients (to isolate one
+ * client's update), tampered or misrouted share ciphertexts, forged or replayed round keys, one
+ * identity posing as two clients, malformed or misattributed messages (refused without changing
+ * state), and clean failure below the threshold.
  */
 #include "check.h"
 #include "rng.h"
 #include "secagg.h"
 #include "secagg_internal.h"
+#include "sign.h"
 
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { DROP_NONE, DROP_ADVERT, DROP_SHARES, DROP_MASKED, DROP_UNMASK };
+enum { DROP_NONE, DROP_ADVERT, DROP_SHARES, DROP_MASKED, DROP_CONSIST, DROP_UNMASK };
 
 typedef struct {
     cnd_secagg_params_t p;
@@ -133,12 +135,32 @@ static int r_phase3(round_t *r)
     return cnd_secagg_server_end_masked(r->srv);
 }
 
-static void r_phase4(round_t *r, int include_unmask_droppers)
+/* Consistency: every client that masked signs the survivor sets (except DROP_CONSIST). */
+static int r_phase4(round_t *r)
 {
     cnd_buf_t k, s;
     const uint8_t *st = cnd_secagg_server_status(r->srv);
     for (uint32_t u = 0; u < r->n; u++) {
-        if (!(st[u] & CND_SECAGG_ST_MASKED) || (st[u] & CND_SECAGG_ST_UNMASKED)) continue;
+        if (!(st[u] & CND_SECAGG_ST_MASKED) || (st[u] & CND_SECAGG_ST_SIGNED) ||
+            r->drop[u] == DROP_CONSIST)
+            continue;
+        cnd_buf_init(&k);
+        cnd_buf_init(&s);
+        CHECK(cnd_secagg_server_consistency_msg(r->srv, &k, u) == 0);
+        CHECK(cnd_secagg_client_consistency(r->cl[u], &s, k.data, k.len) == 0);
+        CHECK(cnd_secagg_server_add_consistency(r->srv, u, s.data, s.len) == 0);
+        cnd_buf_free(&k);
+        cnd_buf_free(&s);
+    }
+    return cnd_secagg_server_end_consistency(r->srv);
+}
+
+static void r_phase5(round_t *r, int include_unmask_droppers)
+{
+    cnd_buf_t k, s;
+    const uint8_t *st = cnd_secagg_server_status(r->srv);
+    for (uint32_t u = 0; u < r->n; u++) {
+        if (!(st[u] & CND_SECAGG_ST_SIGNED) || (st[u] & CND_SECAGG_ST_UNMASKED)) continue;
         if (r->drop[u] == DROP_UNMASK && !include_unmask_droppers) continue;
         cnd_buf_init(&k);
         cnd_buf_init(&s);
@@ -171,8 +193,9 @@ static int r_run(round_t *r)
     int rc = r_phase1(r);
     if (!rc) rc = r_phase2(r);
     if (!rc) rc = r_phase3(r);
+    if (!rc) rc = r_phase4(r);
     if (rc) return rc;
-    r_phase4(r, 0);
+    r_phase5(r, 0);
     uint32_t *sum = malloc((size_t)r->p.len * 4);
     rc = cnd_secagg_server_finish(r->srv, sum);
     if (!rc) CHECK(r_check_sum(r, sum));
@@ -275,12 +298,12 @@ static void test_below_threshold(void)
     round_t r;
     r_init(&r, 7, 50, 16, 0, 31, 1);                          /* complete, k = 7, t = 4 */
     for (uint32_t u = 0; u < 4; u++) r.drop[u] = DROP_UNMASK; /* only 3 answer */
-    CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0);
-    r_phase4(&r, 0);
+    CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0 && r_phase4(&r) == 0);
+    r_phase5(&r, 0);
     uint32_t sum[50];
     CHECK_EQ_INT(cnd_secagg_server_finish(r.srv, sum), CND_ESTATE);
     CHECK(strstr(cnd_err_detail(), "shares needed") != NULL);
-    r_phase4(&r, 1); /* the slow clients answer after all */
+    r_phase5(&r, 1); /* the slow clients answer after all */
     CHECK_EQ_INT(cnd_secagg_server_finish(r.srv, sum), 0);
     CHECK(r_check_sum(&r, sum));
     r_free(&r);
@@ -309,7 +332,7 @@ static void test_refuse_both(void)
     round_t r;
     r_init(&r, 5, 40, 16, 0, 41, 1);
     r.drop[2] = DROP_MASKED;
-    CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0);
+    CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0 && r_phase4(&r) == 0);
     /* Honest request to client 0: alive {0,1,3,4}, dropped {2}. The server lies: 1 also dropped. */
     cnd_buf_t q, a;
     cnd_buf_init(&q);
@@ -347,6 +370,158 @@ static void test_refuse_both(void)
     a.len = 0;
     CHECK_EQ_INT(cnd_secagg_client_unmask(r.cl[3], &a, h.data, h.len), CND_ESTATE);
     cnd_buf_free(&h);
+    cnd_buf_free(&q);
+    cnd_buf_free(&a);
+    r_free(&r);
+}
+
+/* A CONSIST_REQ with the given survivor bitmaps, for client v. */
+static void s_consist_req(cnd_buf_t *q, const round_t *r, uint32_t v, const uint8_t *u2,
+                          const uint8_t *u3)
+{
+    q->len = 0;
+    cnd_sa_hdr_put(q, CND_SECAGG_CONSIST_REQ, r->p.round_id, CND_SECAGG_SERVER, v);
+    cnd_buf_u32(q, r->n);
+    cnd_buf_put(q, u2, cnd_sa_bitmap_bytes(r->n));
+    cnd_buf_put(q, u3, cnd_sa_bitmap_bytes(r->n));
+}
+
+/* A malicious server shows different survivor sets to different clients, to collect the
+ * self-mask shares of a victim from some and the mask-key shares of its neighbours from others.
+ * With a strict majority of signatures required on one set, no unmask request can be answered. */
+static void test_inconsistent_sets(void)
+{
+    round_t r;
+    r_init(&r, 6, 30, 16, 0, 130, 1); /* complete: k = 6, t = 4, min_survivors = 4 */
+    CHECK_EQ_INT(r.p.min_survivors, 4);
+    CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0);
+    uint8_t u2 = 0x3f, all = 0x3f, no5 = 0x1f, no0 = 0x3e;
+    cnd_buf_t q, sig[6], a;
+    cnd_buf_init(&q);
+    cnd_buf_init(&a);
+    /* Version A (everyone survived) to clients 0, 1, 2; version B (client 5 "dropped") to 3, 4. */
+    for (uint32_t u = 0; u < 5; u++) {
+        cnd_buf_init(&sig[u]);
+        s_consist_req(&q, &r, u, &u2, u < 3 ? &all : &no5);
+        CHECK(cnd_secagg_client_consistency(r.cl[u], &sig[u], q.data, q.len) == 0);
+    }
+    /* Client 5 will not sign a set that leaves it out. */
+    cnd_buf_init(&sig[5]);
+    s_consist_req(&q, &r, 5, &u2, &no5);
+    CHECK_EQ_INT(cnd_secagg_client_consistency(r.cl[5], &sig[5], q.data, q.len), CND_EPERM);
+    CHECK(strstr(cnd_err_detail(), "leaves out this client") != NULL);
+    /* Request to client 0 under version A with the 3 version-A signatures: too few. */
+    q.len = 0;
+    cnd_sa_hdr_put(&q, CND_SECAGG_UNMASK_REQ, r.p.round_id, CND_SECAGG_SERVER, 0);
+    cnd_buf_u32(&q, 6);
+    for (uint32_t u = 0; u < 6; u++) cnd_buf_u32(&q, u);
+    cnd_buf_u32(&q, 0);
+    size_t lists = q.len;
+    cnd_buf_u32(&q, 3);
+    for (uint32_t u = 0; u < 3; u++) {
+        cnd_buf_u32(&q, u);
+        cnd_buf_put(&q, cnd_identity_pk(r.ids[u]), 32);
+        cnd_buf_put(&q, sig[u].data + CND_SECAGG_HDR_BYTES, 64);
+    }
+    CHECK_EQ_INT(cnd_secagg_client_unmask(r.cl[0], &a, q.data, q.len), CND_ECRYPTO);
+    CHECK(strstr(cnd_err_detail(), "only 3 survivors signed") != NULL);
+    CHECK_EQ_INT(a.len, 0);
+    /* Client 1, with version B's signatures padded in: they are not over the set it signed. */
+    q.len = 0;
+    cnd_sa_hdr_put(&q, CND_SECAGG_UNMASK_REQ, r.p.round_id, CND_SECAGG_SERVER, 1);
+    cnd_buf_u32(&q, 6);
+    for (uint32_t u = 0; u < 6; u++) cnd_buf_u32(&q, u);
+    cnd_buf_u32(&q, 0);
+    cnd_buf_u32(&q, 5);
+    for (uint32_t u = 0; u < 5; u++) {
+        cnd_buf_u32(&q, u);
+        cnd_buf_put(&q, cnd_identity_pk(r.ids[u]), 32);
+        cnd_buf_put(&q, sig[u].data + CND_SECAGG_HDR_BYTES, 64);
+    }
+    CHECK_EQ_INT(cnd_secagg_client_unmask(r.cl[1], &a, q.data, q.len), CND_ECRYPTO);
+    CHECK(strstr(cnd_err_detail(), "different sets") != NULL);
+    /* Client 3 (version B) asked as if client 5 were alive: differs from what it signed. */
+    q.len = 0;
+    cnd_sa_hdr_put(&q, CND_SECAGG_UNMASK_REQ, r.p.round_id, CND_SECAGG_SERVER, 3);
+    cnd_buf_u32(&q, 6);
+    for (uint32_t u = 0; u < 6; u++) cnd_buf_u32(&q, u);
+    cnd_buf_u32(&q, 0);
+    cnd_buf_u32(&q, 0);
+    CHECK_EQ_INT(cnd_secagg_client_unmask(r.cl[3], &a, q.data, q.len), CND_EPROTO);
+    CHECK(strstr(cnd_err_detail(), "differently from the survivor set") != NULL);
+    /* Client 4 (version B, lists right) with a forged signature; then it refuses anything. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        q.len = 0;
+        cnd_sa_hdr_put(&q, CND_SECAGG_UNMASK_REQ, r.p.round_id, CND_SECAGG_SERVER, 4);
+        cnd_buf_u32(&q, 5);
+        for (uint32_t u = 0; u < 5; u++) cnd_buf_u32(&q, u);
+        cnd_buf_u32(&q, 1);
+        cnd_buf_u32(&q, 5);
+        cnd_buf_u32(&q, 4);
+        uint32_t who[4] = {0, 1, 3, 4};
+        for (int i = 0; i < 4; i++) {
+            cnd_buf_u32(&q, who[i]);
+            cnd_buf_put(&q, cnd_identity_pk(r.ids[who[i]]), 32);
+            cnd_buf_put(&q, sig[who[i]].data + CND_SECAGG_HDR_BYTES, 64);
+        }
+        CHECK_EQ_INT(cnd_secagg_client_unmask(r.cl[4], &a, q.data, q.len),
+                     attempt == 0 ? CND_ECRYPTO : CND_ESTATE);
+    }
+    (void)lists;
+    (void)no0;
+    for (uint32_t u = 0; u < 6; u++) cnd_buf_free(&sig[u]);
+    cnd_buf_free(&q);
+    cnd_buf_free(&a);
+    r_free(&r);
+
+    /* Survivor sets that contradict what a client saw are refused at signing. */
+    r_init(&r, 5, 10, 16, 0, 131, 1);
+    r.drop[4] = DROP_SHARES;
+    CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0);
+    cnd_buf_init(&q);
+    cnd_buf_init(&a);
+    uint8_t lie2 = 0x1f, ok2 = 0x0f, ok3 = 0x0f, small3 = 0x03;
+    s_consist_req(&q, &r, 0, &lie2, &ok3); /* says 4 shared; 0 never got its share */
+    CHECK_EQ_INT(cnd_secagg_client_consistency(r.cl[0], &a, q.data, q.len), CND_EPROTO);
+    s_consist_req(&q, &r, 1, &ok2, &small3); /* only two survivors: below min_survivors */
+    CHECK_EQ_INT(cnd_secagg_client_consistency(r.cl[1], &a, q.data, q.len), CND_EPERM);
+    CHECK(strstr(cnd_err_detail(), "fewer than 3") != NULL);
+    cnd_buf_free(&q);
+    cnd_buf_free(&a);
+    r_free(&r);
+
+    /* A colluding client signing the (true) survivor sets under a second index: one identity
+     * counts once. */
+    r_init(&r, 6, 10, 16, 0, 132, 1);
+    CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0);
+    cnd_buf_init(&q);
+    cnd_buf_init(&a);
+    cnd_buf_t sg[6];
+    uint8_t allb = 0x3f;
+    for (uint32_t u = 0; u < 3; u++) {
+        cnd_buf_init(&sg[u]);
+        s_consist_req(&q, &r, u, &allb, &allb);
+        CHECK(cnd_secagg_client_consistency(r.cl[u], &sg[u], q.data, q.len) == 0);
+    }
+    uint8_t D[32], sd[32], m[S_SA_CONSIST_SIGNED], extra[64];
+    cnd_sa_params_digest(D, &r.p);
+    cnd_sa_survivors_digest(sd, D, 6, &allb, &allb);
+    cnd_sa_consist_signed(m, D, 3, sd);
+    CHECK(cnd_sign(extra, r.ids[0], "secagg-consistency", m, sizeof m) == 0);
+    q.len = 0;
+    cnd_sa_hdr_put(&q, CND_SECAGG_UNMASK_REQ, r.p.round_id, CND_SECAGG_SERVER, 0);
+    cnd_buf_u32(&q, 6);
+    for (uint32_t u = 0; u < 6; u++) cnd_buf_u32(&q, u);
+    cnd_buf_u32(&q, 0);
+    cnd_buf_u32(&q, 4);
+    for (uint32_t u = 0; u < 4; u++) {
+        cnd_buf_u32(&q, u);
+        cnd_buf_put(&q, cnd_identity_pk(r.ids[u == 3 ? 0 : u]), 32);
+        cnd_buf_put(&q, u == 3 ? extra : sg[u].data + CND_SECAGG_HDR_BYTES, 64);
+    }
+    CHECK_EQ_INT(cnd_secagg_client_unmask(r.cl[0], &a, q.data, q.len), CND_ECRYPTO);
+    CHECK(strstr(cnd_err_detail(), "twice") != NULL);
+    for (uint32_t u = 0; u < 3; u++) cnd_buf_free(&sg[u]);
     cnd_buf_free(&q);
     cnd_buf_free(&a);
     r_free(&r);
@@ -552,6 +727,20 @@ static void test_server_refusals(void)
         cnd_buf_free(&m);
     }
     CHECK(cnd_secagg_server_end_masked(r.srv) == 0);
+    /* A consistency signature over other sets, or from another client, is refused. */
+    cnd_buf_t cq, cs;
+    cnd_buf_init(&cq);
+    cnd_buf_init(&cs);
+    CHECK(cnd_secagg_server_consistency_msg(r.srv, &cq, 1) == 0);
+    CHECK(cnd_secagg_client_consistency(r.cl[1], &cs, cq.data, cq.len) == 0);
+    CHECK_EQ_INT(cnd_secagg_server_add_consistency(r.srv, 2, cs.data, cs.len), CND_EPROTO);
+    cs.data[CND_SECAGG_HDR_BYTES + 3] ^= 1;
+    CHECK_EQ_INT(cnd_secagg_server_add_consistency(r.srv, 1, cs.data, cs.len), CND_ECRYPTO);
+    cs.data[CND_SECAGG_HDR_BYTES + 3] ^= 1;
+    CHECK(cnd_secagg_server_add_consistency(r.srv, 1, cs.data, cs.len) == 0);
+    cnd_buf_free(&cq);
+    cnd_buf_free(&cs);
+    CHECK(r_phase4(&r) == 0); /* the others sign */
     /* Unmask answers that do not match the request are refused. */
     cnd_buf_t q, a;
     cnd_buf_init(&q);
@@ -564,7 +753,7 @@ static void test_server_refusals(void)
     CHECK(cnd_secagg_server_add_unmask(r.srv, 0, a.data, a.len) == 0);
     cnd_buf_free(&q);
     cnd_buf_free(&a);
-    r_phase4(&r, 1);
+    r_phase5(&r, 1);
     uint32_t sum[100];
     CHECK_EQ_INT(cnd_secagg_server_finish(r.srv, sum), 0);
     CHECK(r_check_sum(&r, sum));
@@ -579,7 +768,7 @@ static void test_bad_share_detected(void)
         round_t r;
         r_init(&r, 5, 20, 16, 0, 100 + (uint64_t)which, 1);
         r.drop[4] = DROP_MASKED;
-        CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0);
+        CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0 && r_phase4(&r) == 0);
         const uint8_t *st = cnd_secagg_server_status(r.srv);
         for (uint32_t u = 0; u < 5; u++) {
             if (!(st[u] & CND_SECAGG_ST_MASKED)) continue;
@@ -650,7 +839,7 @@ static void test_params(void)
     CHECK(cnd_secagg_params_fill(&p) == 0);
     CHECK_EQ_INT(p.degree, 18);
     CHECK_EQ_INT(p.threshold, 10);
-    CHECK_EQ_INT(p.min_survivors, 10);
+    CHECK_EQ_INT(p.min_survivors, 251); /* strict majority of 500 */
     cnd_buf_t b;
     cnd_buf_init(&b);
     CHECK(cnd_secagg_params_encode(&b, &p) == 0);
@@ -686,8 +875,36 @@ static void test_params(void)
     CHECK(h.type == CND_SECAGG_MASKED && h.round_id == 77 && h.from == 5 &&
           h.to == CND_SECAGG_SERVER);
     CHECK_EQ_INT(cnd_secagg_peek(&h, hdr, sizeof hdr - 1), CND_EFORMAT);
-    hdr[4] = 9;
+    hdr[4] = 10;
     CHECK_EQ_INT(cnd_secagg_peek(&h, hdr, sizeof hdr), CND_EFORMAT);
+}
+
+/* `condenser bench secagg` end to end on a small round (it checks its own sum exactly). */
+static void test_bench_command(void)
+{
+    const char *bin = getenv("CND_BIN");
+    if (!bin) {
+        fprintf(stderr, "CND_BIN not set; skipping the command test\n");
+        return;
+    }
+    char cmd[512], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s bench secagg --clients 12 --values 3000 --dropout 0.25 --samples 2 --json 2>&1",
+             bin);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    CHECK(p && pclose(p) == 0);
+    CHECK(strstr(out, "\"sum_ok\": true") != NULL);
+    CHECK(strstr(out, "\"clients\": 12, \"values\": 3000") != NULL);
+    CHECK(strstr(out, "\"dropped\": 3") != NULL);
+    snprintf(cmd, sizeof cmd, "%s bench secagg --clients 2 2>&1", bin);
+    p = popen(cmd, "r");
+    n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    CHECK(p && pclose(p) != 0);
+    CHECK(strstr(out, "--clients") != NULL);
 }
 
 int main(void)
@@ -699,10 +916,12 @@ int main(void)
     test_sparse();
     test_below_threshold();
     test_refuse_both();
+    test_inconsistent_sets();
     test_tampered_shares();
     test_forged_and_replayed_keys();
     test_server_refusals();
     test_bad_share_detected();
     test_masking_hides();
+    test_bench_command();
     return check_result("test_secagg");
 }

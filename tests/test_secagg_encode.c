@@ -261,6 +261,16 @@ static void test_weighted_round(void)
     for (int u = 0; u < N; u++) {
         cnd_buf_init(&b);
         cnd_buf_init(&m);
+        CHECK(cnd_secagg_server_consistency_msg(s, &b, (uint32_t)u) == 0);
+        CHECK(cnd_secagg_client_consistency(cl[u], &m, b.data, b.len) == 0);
+        CHECK(cnd_secagg_server_add_consistency(s, (uint32_t)u, m.data, m.len) == 0);
+        cnd_buf_free(&b);
+        cnd_buf_free(&m);
+    }
+    CHECK(cnd_secagg_server_end_consistency(s) == 0);
+    for (int u = 0; u < N; u++) {
+        cnd_buf_init(&b);
+        cnd_buf_init(&m);
         CHECK(cnd_secagg_server_unmask_msg(s, &b, (uint32_t)u) == 0);
         CHECK(cnd_secagg_client_unmask(cl[u], &m, b.data, b.len) == 0);
         CHECK(cnd_secagg_server_add_unmask(s, (uint32_t)u, m.data, m.len) == 0);

@@ -31,9 +31,9 @@ typedef struct {
     const ident_t *ids[REG_MAX];
     int revoked[REG_MAX];
     int n;
-    int mode;        /* 0: normal; 1: allow() returns a bad user id; 2: allow() fails (< 0) */
+    int mode; /* 0: normal; 1: allow() returns a bad user id; 2: allow() fails (< 0) */
     int allow_calls;
-    int ev[8];       /* count per cnd_transport_event_kind_t */
+    int ev[8]; /* count per cnd_transport_event_kind_t */
     uint8_t last_refused[32];
     char last_address[64];
 } registry_t;
@@ -121,7 +121,7 @@ static inline double fx_now_ms(void)
 }
 
 static inline cnd_server_t *fx_server(registry_t *r, const ident_t *srv, int recheck, int max_msg,
-                               int hwm, int hb_ms)
+                                      int hwm, int hb_ms)
 {
     cnd_server_opts_t o;
     memset(&o, 0, sizeof o);
@@ -142,8 +142,8 @@ static inline cnd_server_t *fx_server(registry_t *r, const ident_t *srv, int rec
     return s;
 }
 
-static inline cnd_client_t *fx_client(const char *endpoint, const uint8_t server_pk[32], const ident_t *me,
-                               int max_msg)
+static inline cnd_client_t *fx_client(const char *endpoint, const uint8_t server_pk[32],
+                                      const ident_t *me, int max_msg)
 {
     cnd_client_opts_t o;
     memset(&o, 0, sizeof o);

@@ -3,7 +3,8 @@
  * unknown key never gets an answer and the server counts and reports the refusal (with the
  * key); a key revoked while connected is cut off at its next message (recheck) and refused when
  * it reconnects; without recheck it is refused on reconnect; allow() failures and bad user ids
- * refuse too; and a client that lies about its sender name is caught by the proto check.
+ * refuse too; a node enrolled after it started (or refused during a store failure) gets in
+ * without a restart; and a client that lies about its sender name is caught by the proto check.
  */
 #include "test_transport_fixture.h"
 
@@ -181,6 +182,69 @@ static void test_allow_failures(void)
     }
 }
 
+/* libzmq gives up after a refused handshake; the client re-dials, so a node that is enrolled
+ * after it started, or that was refused while allow() was failing, gets in without a restart. */
+static void test_admitted_later(void)
+{
+    registry_t reg;
+    fx_reg_init(&reg);
+    ident_t srv, a;
+    fx_ident(&srv, "coordinator");
+    fx_ident(&a, "site-a");
+    cnd_server_t *s = fx_server(&reg, &srv, 0, 0, 0, 0);
+    if (!s) return;
+    cnd_client_t *ca = fx_client(cnd_server_endpoint(s), srv.pk, &a, 0); /* re-dial: 200 ms */
+    size_t n;
+    uint8_t *hb = fx_heartbeat(&a, &n);
+    int rc = CND_ETIMEOUT;
+    double t0 = fx_now_ms();
+    while (rc == CND_ETIMEOUT && fx_now_ms() - t0 < 3000) rc = cnd_client_send(ca, hb, n, 200);
+    CHECK_EQ_INT(rc, CND_EPERM); /* not enrolled yet */
+    fx_reg_add(&reg, &a);        /* the operator enrolls it */
+    CHECK_EQ_INT(cnd_client_send(ca, hb, n, 3000), 0);
+    free(hb);
+    cnd_frame_t f;
+    CHECK_EQ_INT(cnd_server_recv(s, &f, 3000), 0);
+    CHECK(strcmp(f.user_id, "site-a") == 0);
+    cnd_frame_clear(&f);
+    CHECK(fx_round_trip(s, ca, &a, &srv));
+    cnd_client_state_t cs;
+    cnd_client_state(ca, &cs);
+    CHECK(cs.connected);
+    CHECK(cs.auth_refusals >= 1);
+    cnd_server_stats_t st;
+    cnd_server_stats(s, &st);
+    CHECK_EQ_INT(st.zap_admitted, 1);
+
+    /* A transient failure of the admission store (status 500) heals the same way. */
+    ident_t b;
+    fx_ident(&b, "site-b");
+    fx_reg_add(&reg, &b);
+    pthread_mutex_lock(&reg.mu);
+    reg.mode = 2;
+    pthread_mutex_unlock(&reg.mu);
+    cnd_client_t *cb = fx_client(cnd_server_endpoint(s), srv.pk, &b, 0);
+    hb = fx_heartbeat(&b, &n);
+    rc = CND_ETIMEOUT;
+    t0 = fx_now_ms();
+    while (rc == CND_ETIMEOUT && fx_now_ms() - t0 < 3000) rc = cnd_client_send(cb, hb, n, 200);
+    CHECK_EQ_INT(rc, CND_EPERM);
+    cnd_client_state(cb, &cs);
+    CHECK_EQ_INT(cs.last_status, 500);
+    pthread_mutex_lock(&reg.mu);
+    reg.mode = 0;
+    pthread_mutex_unlock(&reg.mu);
+    CHECK_EQ_INT(cnd_client_send(cb, hb, n, 3000), 0);
+    free(hb);
+    CHECK_EQ_INT(cnd_server_recv(s, &f, 3000), 0);
+    CHECK(strcmp(f.user_id, "site-b") == 0);
+    cnd_frame_clear(&f);
+
+    cnd_client_destroy(&cb);
+    cnd_client_destroy(&ca);
+    cnd_server_destroy(&s);
+}
+
 /* An authenticated client that claims another node's name in the envelope is caught. */
 static void test_sender_spoof(void)
 {
@@ -245,6 +309,7 @@ int main(void)
     test_revoked_recheck();
     test_revoked_on_reconnect();
     test_allow_failures();
+    test_admitted_later();
     test_sender_spoof();
     return check_result("test_zap");
 }
