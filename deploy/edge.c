@@ -1195,6 +1195,12 @@ void cnd_edge_status(const cnd_edge_t *e, cnd_edge_status_t *st)
     st->last_rollout = e->rep ? e->rep_rollout : 0;
 }
 
+void cnd_edge_set_fault(cnd_edge_t *e, cnd_edge_fault_t f)
+{
+    e->fault = f;
+    e->crashed_once = 0;
+}
+
 cnd_rt_model_t *cnd_edge_model(cnd_edge_t *e)
 {
     return e->has_model ? e->rt : NULL;

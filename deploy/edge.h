@@ -162,6 +162,9 @@ typedef struct {
 
 void cnd_edge_status(const cnd_edge_t *e, cnd_edge_status_t *st);
 
+/* Sets the simulated fault from now on (the simulator provisions devices first, then arms it). */
+void cnd_edge_set_fault(cnd_edge_t *e, cnd_edge_fault_t f);
+
 /* The active model for inference (NULL when none, or keep_model is 0). */
 cnd_rt_model_t *cnd_edge_model(cnd_edge_t *e);
 

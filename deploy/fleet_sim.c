@@ -59,7 +59,7 @@ struct cnd_fleet_sim {
     cnd_buf_t buf;
     cnd_fleet_sim_stats_t st;
     uint8_t server_curve[32];
-    int connected;
+    uint32_t next_connect; /* devices [0, next_connect) have their connection */
 };
 
 void cnd_fleet_sim_device_name(char out[32], uint32_t i)
@@ -276,7 +276,7 @@ int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_opts_t *o)
                               .n_trust = 1,
                               .latency_runs = s->o.latency_runs,
                               .keep_model = 0,
-                              .fault = d->fault};
+                              .fault = CND_EDGE_FAULT_NONE};
         if ((rc = cnd_edge_store_mem(&d->store, s->pool))) goto fail;
         if ((rc = cnd_edge_new(&d->edge, &cfg, &d->store, s_send, d))) goto fail;
         if ((rc = cnd_edge_boot(d->edge))) goto fail;
@@ -288,6 +288,7 @@ int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_opts_t *o)
                 goto fail;
             }
         }
+        cnd_edge_set_fault(d->edge, d->fault); /* armed after provisioning */
         memcpy(d->cpk, cpk, 32);
         memcpy(d->csk, csk, 32);
         sodium_memzero(csk, sizeof csk);
@@ -346,9 +347,11 @@ int cnd_fleet_sim_enroll(cnd_fleet_sim_t *s, sqlite3 *db)
 
 /* Connects every device (after enrollment: a key the coordinator refuses is not retried by
  * libzmq when no monitor watches the socket). */
-static int s_connect_all(cnd_fleet_sim_t *s)
+static int s_connect_some(cnd_fleet_sim_t *s, uint32_t max)
 {
-    for (uint32_t k = 0; k < s->n; k++) {
+    /* A few at a time: the coordinator's listen backlog is libzmq's default (100), and SYNs
+     * beyond it are retried by TCP only after a second or more. */
+    for (uint32_t k = s->next_connect; k < s->n && k < s->next_connect + max; k++) {
         s_dev_t *d = &s->dev[k];
         int rc;
         cnd_client_opts_t co = {.endpoint = s->o.endpoint,
@@ -377,26 +380,27 @@ static int s_connect_all(cnd_fleet_sim_t *s)
             return rc;
         }
     }
-    s->connected = 1;
+    s->next_connect = s->next_connect + max < s->n ? s->next_connect + max : s->n;
     return 0;
 }
 
 int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop, double max_seconds,
                       int (*done)(void *ctx, cnd_fleet_sim_t *s), void *ctx)
 {
-    if (!s->connected) {
-        int rc = s_connect_all(s);
-        if (rc) return rc;
-    }
     double t0 = cnd_now(), next_sweep = 0, next_done = t0 + 0.2;
     struct epoll_event evs[512];
     while (!(stop && *stop)) {
         double now = cnd_now();
         if (max_seconds > 0 && now - t0 > max_seconds) break;
+        if (s->next_connect < s->n) {
+            int rc = s_connect_some(s, 32);
+            if (rc) return rc;
+        }
         if (now >= next_sweep) {
             next_sweep = now + 0.2;
             for (uint32_t k = 0; k < s->n; k++) {
                 s_dev_t *d = &s->dev[k];
+                if (!d->cli) continue;
                 if (d->need_hello) s_hello(d, now);
                 cnd_edge_tick(d->edge, now);
                 if (!d->need_hello && now >= d->next_hb) {
@@ -413,7 +417,7 @@ int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop, double ma
             next_done = now + 0.2;
             if (done(ctx, s)) break;
         }
-        int n = epoll_wait(s->ep, evs, 512, 20);
+        int n = epoll_wait(s->ep, evs, 512, s->next_connect < s->n ? 5 : 20);
         if (n < 0 && errno != EINTR) return cnd_errf(CND_EIO, "fleet-sim: epoll_wait: %s", strerror(errno));
         now = cnd_now();
         for (int i = 0; i < n; i++) s_drain(evs[i].data.ptr, now);
