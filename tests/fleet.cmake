@@ -5,3 +5,12 @@ target_link_libraries(fleet_mkart PRIVATE cnd_compress)
 target_include_directories(fleet_mkart PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 cnd_target_options(fleet_mkart)
 cnd_test(test_edge LABEL unit LIBS cnd_deploy cnd_compress TIMEOUT 60)
+cnd_test(test_rollout_plan LABEL unit LIBS cnd_rollout cnd_compress TIMEOUT 60)
+# Real sockets: the device-serving coordinator in a thread and 200 simulated devices (100 under
+# AddressSanitizer) on loopback: a healthy rollout, a 20%-faulty one that aborts and rolls back,
+# and a coordinator restart in the middle of a rollout. test_rollout_1000 runs the same with
+# 1000 devices (about 90 s on a busy 2-core machine: label slow).
+cnd_test(test_rollout LABEL integration LIBS cnd_deploy cnd_rollout cnd_compress TIMEOUT 180)
+add_test(NAME test_rollout_1000 COMMAND test_rollout)
+set_tests_properties(test_rollout_1000 PROPERTIES LABELS slow TIMEOUT 600
+                     ENVIRONMENT "CND_FLEET_TEST_DEVICES=1000;OPENBLAS_NUM_THREADS=1")
