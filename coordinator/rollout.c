@@ -1274,7 +1274,10 @@ static void s_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now, const cha
 
 static void s_check_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
 {
-    if (strcmp(r->rec.state, "running") != 0 && strcmp(r->rec.state, "paused") != 0) return;
+    /* Completed rollouts still take late joiners, so the rule still applies to them. */
+    if (strcmp(r->rec.state, "running") != 0 && strcmp(r->rec.state, "paused") != 0 &&
+        strcmp(r->rec.state, "completed") != 0)
+        return;
     uint32_t fails = r->failed + r->refused + r->timeouts;
     uint32_t done = fails + r->ok;
     if (done < r->rec.abort_min || done == 0) return;

@@ -430,13 +430,12 @@ static uint32_t s_median(uint32_t *v, int n)
 
 /* Loads bytes into a fresh arena, runs the self-test vectors bit for bit and measures latency.
  * On success returns 0 with the arena and model (when keep is set) handed over. */
-static int s_trial(cnd_edge_t *e, const uint8_t *art, size_t len, int inject_fault,
+static int s_trial(cnd_edge_t *e, const uint8_t *art, size_t len, size_t need, int inject_fault,
                    uint32_t *latency, void **arena_out, cnd_rt_model_t **rt_out,
                    cnd_edge_reason_t *why)
 {
     cnd_rt_diag_t dg;
-    size_t need = 0;
-    int rc = cnd_rt_arena_size(&need, art, len, &dg);
+    int rc = need ? 0 : cnd_rt_arena_size(&need, art, len, &dg);
     if (rc)
         return s_fail(why, CND_EDGE_INVALID, CND_EFORMAT, "runtime refuses it: %s at byte %u",
                       dg.what ? dg.what : cnd_rt_strerror(rc), dg.offset);
@@ -537,7 +536,7 @@ static int s_load_slot(cnd_edge_t *e, int s, int inject_fault, cnd_edge_reason_t
     void *arena = NULL;
     cnd_rt_model_t *m = NULL;
     uint32_t lat = 0;
-    rc = s_trial(e, data, len, inject_fault, &lat, &arena, &m, why);
+    rc = s_trial(e, data, len, 0, inject_fault, &lat, &arena, &m, why);
     if (rc) {
         free(data);
         return rc;
@@ -669,7 +668,29 @@ static int s_activate(cnd_edge_t *e, const uint8_t *art, size_t len, const uint8
         return CND_ECANCELED;
     }
     int inject = e->fault == CND_EDGE_FAULT_SELFTEST && !rollback;
-    rc = s_load_slot(e, slot, inject, why);
+    /* The trial runs on the bytes just verified and written (the slot holds the same bytes;
+     * every later boot re-reads and re-checks it). */
+    void *arena = NULL;
+    cnd_rt_model_t *rtm = NULL;
+    uint32_t lat = 0;
+    rc = s_trial(e, art, len, need, inject, &lat, &arena, &rtm, why);
+    if (!rc) {
+        s_unload(e);
+        e->latency_us = lat;
+        if (e->keep_model) {
+            e->art = malloc(len);
+            if (e->art) {
+                memcpy(e->art, art, len);
+                /* The model points into the artifact bytes: load it again over the copy. */
+                cnd_rt_diag_t dg2;
+                if (cnd_rt_load(&rtm, e->art, len, arena, need, &dg2)) rtm = NULL;
+            }
+            e->arena = arena;
+            e->rt = e->art ? rtm : NULL;
+        } else {
+            free(arena);
+        }
+    }
     if (!rc) {
         e->pending = 0;
         e->has_model = 1;
