@@ -14,3 +14,9 @@ cnd_test(test_rollout LABEL integration LIBS cnd_deploy cnd_rollout cnd_compress
 add_test(NAME test_rollout_1000 COMMAND test_rollout)
 set_tests_properties(test_rollout_1000 PROPERTIES LABELS slow TIMEOUT 600
                      ENVIRONMENT "CND_FLEET_TEST_DEVICES=1000;OPENBLAS_NUM_THREADS=1")
+# The edge daemon and rollout commands as processes: a download killed mid-way resumes, the
+# rollout completes, an operator rollback returns both devices to v1. Needs sqlite3 and python3.
+add_test(NAME test_edge_cli
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/test_edge_cli.sh $<TARGET_FILE:condenser>
+                 $<TARGET_FILE:fleet_mkart>)
+set_tests_properties(test_edge_cli PROPERTIES LABELS integration TIMEOUT 180 SKIP_RETURN_CODE 77)
