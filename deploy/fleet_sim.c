@@ -44,6 +44,7 @@ typedef struct {
     cnd_edge_label_t labels[8];
     char site[32];
     uint8_t cpk[32], csk[32]; /* CURVE keys until the connection is made (then wiped) */
+    double connect_t;         /* when its connection was made */
 } s_dev_t;
 
 struct cnd_fleet_sim {
@@ -61,6 +62,7 @@ struct cnd_fleet_sim {
     uint8_t server_curve[32];
     uint32_t next_connect; /* devices [0, next_connect) have their connection */
     uint32_t n_connected;  /* devices whose first profile went out */
+    uint32_t n_slow;       /* connections older than 5 s still without a session */
 };
 
 void cnd_fleet_sim_device_name(char out[32], uint32_t i)
@@ -366,6 +368,7 @@ static int s_connect_some(cnd_fleet_sim_t *s, uint32_t max)
                                 .reconnect_ivl_max_ms = 5000,
                                 .zmq_context = s->ctx,
                                 .no_monitor = 1};
+        d->connect_t = cnd_now();
         rc = cnd_client_new(&d->cli, &co);
         sodium_memzero(d->csk, sizeof d->csk);
         if (rc) return rc;
@@ -396,15 +399,18 @@ int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop, double ma
         if (max_seconds > 0 && now - t0 > max_seconds) break;
         /* At most 64 handshakes in flight: more only overflow the server's listen backlog,
          * and TCP retries a dropped SYN after a second, then two, then four. */
-        if (s->next_connect < s->n && s->next_connect - s->n_connected < 64) {
-            int rc = s_connect_some(s, 64 - (s->next_connect - s->n_connected));
+        uint32_t inflight = s->next_connect - s->n_connected - s->n_slow;
+        if (s->next_connect < s->n && inflight < 64) {
+            int rc = s_connect_some(s, 64 - inflight);
             if (rc) return rc;
         }
         if (now >= next_sweep) {
             next_sweep = now + 0.2;
+            s->n_slow = 0;
             for (uint32_t k = 0; k < s->n; k++) {
                 s_dev_t *d = &s->dev[k];
                 if (!d->cli) continue;
+                if (!d->connected && now - d->connect_t > 5) s->n_slow++;
                 if (d->need_hello) s_hello(d, now);
                 cnd_edge_tick(d->edge, now);
                 if (!d->need_hello && now >= d->next_hb) {
