@@ -376,7 +376,11 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
     so.secret_key = csk;
     so.allow = s_allow;
     so.allow_ctx = s;
-    so.heartbeat_ivl_ms = 5000;
+    /* libzmq 4.3 cancels a timer by walking every timer of the I/O thread, and a ZMTP
+     * heartbeat cancels one at every message after each PING: with 10,000 devices that is
+     * quadratic and took a whole core. Device liveness comes from the application's own
+     * heartbeats (offline_after_s), so ZMTP pings are only a slow backstop here. */
+    so.heartbeat_ivl_ms = 600000;
     so.handshake_ivl_ms = 30000; /* thousands of handshakes at once on a busy machine */
     rc = cnd_server_new(&s->srv, &so);
     sodium_memzero(csk, sizeof csk);

@@ -362,7 +362,9 @@ static int s_connect_some(cnd_fleet_sim_t *s, uint32_t max)
                                 .server_key = s->server_curve,
                                 .public_key = d->cpk,
                                 .secret_key = d->csk,
-                                .heartbeat_ivl_ms = 5000,
+                                /* ZMTP pings only as a slow backstop: libzmq 4.3 cancels
+                                 * timers by a walk over all of them (rollout_serve.c) */
+                                .heartbeat_ivl_ms = 600000,
                                 .handshake_ivl_ms = 30000,
                                 .reconnect_ivl_ms = 200 + (int)(k % 400),
                                 .reconnect_ivl_max_ms = 5000,
