@@ -105,9 +105,10 @@ static int s_init(int argc, char **argv)
 static int s_enroll(int argc, char **argv)
 {
     const char *dir = s_default_dir(), *key = NULL;
-    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
-                              {"key", CND_OPT_STR, &key, "FILE", "the device's identity.pub (required)"},
-                              {0}};
+    const cnd_opt_t opts[] = {
+        {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+        {"key", CND_OPT_STR, &key, "FILE", "the device's identity.pub (required)"},
+        {0}};
     const cnd_cli_t cli = {"condenser rollout enroll NAME --key identity.pub [--dir DIR]",
                            "Enrolls an edge device: from now on the coordinator admits its "
                            "CurveZMQ key and names it NAME.",
@@ -137,7 +138,9 @@ static int s_enroll(int argc, char **argv)
             cnd_jw_key(&w, "public_key");
             cnd_jw_str(&w, cnd_hex(hex, pk, 32));
             cnd_jw_obj_end(&w);
-            cnd_audit_rec_t r = {.actor = d.fpr, .action = CND_AUDIT_ENROLL, .subject = fpr,
+            cnd_audit_rec_t r = {.actor = d.fpr,
+                                 .action = CND_AUDIT_ENROLL,
+                                 .subject = fpr,
                                  .details = cnd_jw_text(&w)};
             rc = cnd_audit_append(d.audit, &r, NULL);
             cnd_jw_free(&w);
@@ -186,8 +189,8 @@ static int s_publish(int argc, char **argv)
         free(art);
         return rc;
     }
-    cnd_publish_opts_t po = {model, (uint64_t)version, variant, classes, acc, latency, job,
-                             days * 86400};
+    cnd_publish_opts_t po = {model, (uint64_t)version, variant, classes,
+                             acc,   latency,           job,     days * 86400};
     int64_t aid = 0;
     uint8_t *man = NULL;
     size_t ml = 0;
@@ -220,10 +223,12 @@ static int s_create(int argc, char **argv)
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
         {"model", CND_OPT_STR, &model, "MODEL@N", "model version to roll out (required)"},
-        {"select", CND_OPT_STR, &select, "K=V[,K=V]", "devices by labels (class=, cpu=, name=, "
-                                                      "any label; V1|V2 alternatives)"},
+        {"select", CND_OPT_STR, &select, "K=V[,K=V]",
+         "devices by labels (class=, cpu=, name=, "
+         "any label; V1|V2 alternatives)"},
         {"canary", CND_OPT_INT, &canary, "N", "devices in the canary wave (default 1)", 1, 1e9},
-        {"rate", CND_OPT_INT, &rate, "BASE", "devices in the first wave after it (default all)", 0, 1e9},
+        {"rate", CND_OPT_INT, &rate, "BASE", "devices in the first wave after it (default all)", 0,
+         1e9},
         {"factor", CND_OPT_DBL, &factor, "F", "growth of each later wave (default 2)", 1, 100},
         {"abort-failures", CND_OPT_DBL, &abort_pct, "PCT",
          "abort when more than PCT% of finished devices failed (default 10)", 0, 100},
@@ -253,9 +258,9 @@ static int s_create(int argc, char **argv)
     if (!model) return cnd_errf(CND_EINVAL, "--model MODEL@N is required");
     cnd_rollout_dir_t d;
     if ((rc = cnd_rollout_dir_open(&d, dir, 1))) return rc;
-    cnd_rollout_params_t p = {model, select, (uint32_t)canary, (uint32_t)rate, factor, abort_pct,
-                              (uint32_t)abort_min, (uint32_t)timeout, window, (uint32_t)chunk,
-                              (uint32_t)max_active, days * 86400};
+    cnd_rollout_params_t p = {model,  select,          (uint32_t)canary,     (uint32_t)rate,
+                              factor, abort_pct,       (uint32_t)abort_min,  (uint32_t)timeout,
+                              window, (uint32_t)chunk, (uint32_t)max_active, days * 86400};
     cnd_rollout_summary_t sum;
     char rid[32] = "";
     if (!(rc = s_begin(&d))) {
@@ -266,7 +271,8 @@ static int s_create(int argc, char **argv)
     if (!rc)
         printf("rollout %s: %u devices selected, %u to update in %u waves (canary %ld), %u already "
                "current, %u unfit, %u in another rollout\n",
-               rid, sum.selected, sum.targeted, sum.waves, canary, sum.current, sum.unfit, sum.busy);
+               rid, sum.selected, sum.targeted, sum.waves, canary, sum.current, sum.unfit,
+               sum.busy);
     cnd_rollout_dir_close(&d);
     return rc;
 }
@@ -276,7 +282,8 @@ static int s_list(int argc, char **argv)
     const char *dir = s_default_dir();
     const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help}, {0}};
     const cnd_cli_t cli = {"condenser rollout list [--dir DIR]",
-                           "Lists rollouts, newest first, and the published artifacts.", opts, 0, 0};
+                           "Lists rollouts, newest first, and the published artifacts.", opts, 0,
+                           0};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
@@ -291,7 +298,8 @@ static int s_list(int argc, char **argv)
             char v[160];
             cnd_rollout_version_name(v, sizeof v, r[i].model, r[i].version);
             printf("%-6lld %-24s %-13s %-5u %s%s%s\n", (long long)r[i].id, v, r[i].state, r[i].wave,
-                   r[i].select[0] ? r[i].select : "(all)", r[i].reason[0] ? " / " : "", r[i].reason);
+                   r[i].select[0] ? r[i].select : "(all)", r[i].reason[0] ? " / " : "",
+                   r[i].reason);
         }
     }
     free(r);
@@ -333,11 +341,12 @@ static int s_show(int argc, char **argv)
     cnd_rollout_rec_t r;
     cnd_rdevice_t *dv = NULL;
     size_t n = 0;
-    if (!(rc = cnd_rstore_rollout_get(d.db, id, &r)) && !(rc = cnd_rstore_devices(d.db, id, &dv, &n))) {
+    if (!(rc = cnd_rstore_rollout_get(d.db, id, &r)) &&
+        !(rc = cnd_rstore_devices(d.db, id, &dv, &n))) {
         char v[160];
         cnd_rollout_version_name(v, sizeof v, r.model, r.version);
-        printf("rollout %lld of %s: %s%s%s%s\n", id, v, r.state, r.reason[0] ? " (" : "",
-               r.reason, r.reason[0] ? ")" : "");
+        printf("rollout %lld of %s: %s%s%s%s\n", id, v, r.state, r.reason[0] ? " (" : "", r.reason,
+               r.reason[0] ? ")" : "");
         printf("select '%s', canary %u, rate %u, factor %g, abort above %g%% after %u, device "
                "timeout %u s, window %s, chunk %u, wave now %u\n",
                r.select, r.canary, r.rate, r.factor, r.abort_pct, r.abort_min, r.timeout_s,
@@ -353,13 +362,21 @@ static int s_show(int argc, char **argv)
                 if (dv[i].wave != w) continue;
                 const char *s = dv[i].state;
                 c[0]++;
-                if (!strcmp(s, "healthy")) c[1]++;
-                else if (!strcmp(s, "failed") || !strcmp(s, "refused")) c[2]++;
-                else if (!strcmp(s, "timeout")) c[3]++;
-                else if (!strcmp(s, "deferred")) c[4]++;
-                else if (!strcmp(s, "offered") || !strcmp(s, "pending") || !strcmp(s, "rollback_sent")) c[5]++;
-                else if (!strcmp(s, "rolled_back")) c[6]++;
-                else c[7]++;
+                if (!strcmp(s, "healthy"))
+                    c[1]++;
+                else if (!strcmp(s, "failed") || !strcmp(s, "refused"))
+                    c[2]++;
+                else if (!strcmp(s, "timeout"))
+                    c[3]++;
+                else if (!strcmp(s, "deferred"))
+                    c[4]++;
+                else if (!strcmp(s, "offered") || !strcmp(s, "pending") ||
+                         !strcmp(s, "rollback_sent"))
+                    c[5]++;
+                else if (!strcmp(s, "rolled_back"))
+                    c[6]++;
+                else
+                    c[7]++;
             }
             char wn[16];
             snprintf(wn, sizeof wn, w ? "%u" : "canary", w);
@@ -387,10 +404,11 @@ static int s_admin(const char *action, int argc, char **argv)
     snprintf(summary, sizeof summary, "%s",
              !strcmp(action, "pause")    ? "Stops new offers; devices in flight finish."
              : !strcmp(action, "resume") ? "Resumes offers of a paused rollout."
-             : !strcmp(action, "abort")  ? "Stops the rollout for good: no new offers, devices in "
-                                           "flight finish, nobody is rolled back."
-                                         : "Stops the rollout and sends every device it offered the "
-                                           "artifact to a signed rollback to its previous artifact.");
+             : !strcmp(action, "abort")
+                 ? "Stops the rollout for good: no new offers, devices in "
+                   "flight finish, nobody is rolled back."
+                 : "Stops the rollout and sends every device it offered the "
+                   "artifact to a signed rollback to its previous artifact.");
     const cnd_cli_t cli = {usage, summary, opts, 1, 1};
     int npos;
     char **pos;
@@ -433,10 +451,13 @@ static int s_serve(int argc, char **argv)
     int until_idle = 0, quiet = 0;
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
-        {"endpoint", CND_OPT_STR, &endpoint, "EP", "where to listen (default tcp://127.0.0.1:7710)"},
+        {"endpoint", CND_OPT_STR, &endpoint, "EP",
+         "where to listen (default tcp://127.0.0.1:7710)"},
         {"endpoint-file", CND_OPT_STR, &epf, "FILE", "write the bound endpoint there"},
-        {"heartbeat-ms", CND_OPT_INT, &hb, "MS", "heartbeat asked of devices (default 10000)", 100, 3600000},
-        {"offline-after", CND_OPT_INT, &offline, "S", "a silent device is offline after (default 30)", 1, 86400},
+        {"heartbeat-ms", CND_OPT_INT, &hb, "MS", "heartbeat asked of devices (default 10000)", 100,
+         3600000},
+        {"offline-after", CND_OPT_INT, &offline, "S",
+         "a silent device is offline after (default 30)", 1, 86400},
         {"until-idle", CND_OPT_FLAG, &until_idle, NULL, "exit once rollouts are over"},
         {"max-seconds", CND_OPT_DBL, &max_s, "S", "exit after S seconds", 0, 1e9},
         {"stats", CND_OPT_STR, &stats, "FILE", "write run statistics (JSON) there on exit"},
@@ -454,8 +475,9 @@ static int s_serve(int argc, char **argv)
     if (rc) return rc > 0 ? 0 : rc;
     signal(SIGINT, s_on_signal);
     signal(SIGTERM, s_on_signal);
-    cnd_rollout_serve_opts_t o = {dir, endpoint, epf, (int)hb, (int)offline, until_idle, max_s,
-                                  quiet ? NULL : s_print_log, NULL};
+    cnd_rollout_serve_opts_t o = {dir,          endpoint,   epf,   (int)hb,
+                                  (int)offline, until_idle, max_s, quiet ? NULL : s_print_log,
+                                  NULL};
     cnd_rollout_serve_stats_t st;
     rc = cnd_rollout_serve(&o, &s_stop, &st);
     if (stats) {
@@ -491,7 +513,8 @@ int cnd_cmd_rollout(int argc, char **argv)
     if (!strcmp(c, "list")) return s_list(argc - 1, argv + 1);
     if (!strcmp(c, "show")) return s_show(argc - 1, argv + 1);
     if (!strcmp(c, "serve")) return s_serve(argc - 1, argv + 1);
-    if (!strcmp(c, "pause") || !strcmp(c, "resume") || !strcmp(c, "abort") || !strcmp(c, "rollback"))
+    if (!strcmp(c, "pause") || !strcmp(c, "resume") || !strcmp(c, "abort") ||
+        !strcmp(c, "rollback"))
         return s_admin(c, argc - 1, argv + 1);
     return cnd_errf(CND_EINVAL, "unknown subcommand 'rollout %s' (%s)", c, subs);
 }

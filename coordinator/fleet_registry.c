@@ -49,13 +49,16 @@ static int s_name_ok(const char *s)
 int cnd_fleet_enroll(sqlite3 *db, const char *name, const uint8_t ed_pk[32])
 {
     if (!s_name_ok(name))
-        return cnd_errf(CND_EINVAL, "'%s' is not a valid device name ([A-Za-z0-9][A-Za-z0-9._-]*,"
-                                    " 1..63 bytes)", name);
+        return cnd_errf(CND_EINVAL,
+                        "'%s' is not a valid device name ([A-Za-z0-9][A-Za-z0-9._-]*,"
+                        " 1..63 bytes)",
+                        name);
     uint8_t curve[32];
     if (cnd_pubkey_to_curve(curve, ed_pk))
         return cnd_errf(CND_EINVAL, "%s: the key is not a valid Ed25519 public key", name);
     cnd_fleet_device_t d;
-    if (cnd_fleet_get(db, name, &d) == 0) return cnd_errf(CND_EEXIST, "device '%s' is enrolled already", name);
+    if (cnd_fleet_get(db, name, &d) == 0)
+        return cnd_errf(CND_EEXIST, "device '%s' is enrolled already", name);
     if (cnd_fleet_by_curve(db, curve, &d) == 0)
         return cnd_errf(CND_EEXIST, "this key is enrolled already, as '%s'", d.name);
     cnd_err_clear();
@@ -72,7 +75,9 @@ int cnd_fleet_enroll(sqlite3 *db, const char *name, const uint8_t ed_pk[32])
     sqlite3_bind_blob(st, 3, curve, 32, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, fpr, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 5, cnd_unix_time() * 1000);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : cnd_errf(CND_EDB, "fleet enroll: %s", sqlite3_errmsg(db));
+    int rc = sqlite3_step(st) == SQLITE_DONE
+                 ? 0
+                 : cnd_errf(CND_EDB, "fleet enroll: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return rc;
 }
@@ -85,17 +90,20 @@ int cnd_fleet_revoke(sqlite3 *db, const char *name)
     if (rc) return rc;
     if (d.revoked_ms) return cnd_errf(CND_ESTATE, "device '%s' is revoked already", name);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "UPDATE fleet_device SET revoked_ms = ?2 WHERE name = ?1", -1, &st, NULL))
+    if (sqlite3_prepare_v2(db, "UPDATE fleet_device SET revoked_ms = ?2 WHERE name = ?1", -1, &st,
+                           NULL))
         return cnd_errf(CND_EDB, "fleet revoke: %s", sqlite3_errmsg(db));
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, cnd_unix_time() * 1000);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : cnd_errf(CND_EDB, "fleet revoke: %s", sqlite3_errmsg(db));
+    rc = sqlite3_step(st) == SQLITE_DONE
+             ? 0
+             : cnd_errf(CND_EDB, "fleet revoke: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return rc;
 }
 
-#define S_COLS                                                                                   \
-    "name, ed_pk, curve_pk, fpr, enrolled_ms, revoked_ms, hw, cpu, ram, flash, budget_us, "      \
+#define S_COLS                                                                                     \
+    "name, ed_pk, curve_pk, fpr, enrolled_ms, revoked_ms, hw, cpu, ram, flash, budget_us, "        \
     "labels, running_digest, running_seq, runtime, profile_ms"
 
 static void s_text(char *out, size_t cap, sqlite3_stmt *st, int col)
@@ -129,8 +137,7 @@ static void s_row(cnd_fleet_device_t *d, sqlite3_stmt *st)
     d->profile_ms = sqlite3_column_int64(st, 15);
 }
 
-static int s_get(sqlite3 *db, const char *where, const void *key, int keylen,
-                 cnd_fleet_device_t *d)
+static int s_get(sqlite3 *db, const char *where, const void *key, int keylen, cnd_fleet_device_t *d)
 {
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT " S_COLS " FROM fleet_device WHERE %s", where);
@@ -189,7 +196,9 @@ int cnd_fleet_put_profile(sqlite3 *db, const cnd_fleet_device_t *d)
     sqlite3_bind_int64(st, 9, (int64_t)d->running_seq);
     sqlite3_bind_text(st, 10, d->runtime, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 11, d->profile_ms);
-    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : cnd_errf(CND_EDB, "fleet profile: %s", sqlite3_errmsg(db));
+    int rc = sqlite3_step(st) == SQLITE_DONE
+                 ? 0
+                 : cnd_errf(CND_EDB, "fleet profile: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return rc;
 }

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CND_FLEET_NAME_MAX 63
+#define CND_FLEET_NAME_MAX   63
 #define CND_FLEET_LABELS_MAX 32
 
 typedef struct {

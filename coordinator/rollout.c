@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_DAY_S 86400
+#define S_DAY_S           86400
 #define S_DEFAULT_EXPIRES (30 * S_DAY_S)
 
 /* ============================================================================================
@@ -100,9 +100,9 @@ static int s_audit(cnd_audit_t *audit, const char *actor, const char *action, co
     return cnd_audit_append(audit, &r, NULL);
 }
 
-int cnd_rollout_sign(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
-                     const char *actor, const cnd_rartifact_t *a, int rollback, int64_t expires_s,
-                     uint8_t **out, size_t *out_len)
+int cnd_rollout_sign(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
+                     const cnd_rartifact_t *a, int rollback, int64_t expires_s, uint8_t **out,
+                     size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;
@@ -217,7 +217,8 @@ int cnd_rollout_publish(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *i
     snprintf(a.classes, sizeof a.classes, "%s", o->classes ? o->classes : "");
     a.accuracy = o->accuracy;
     char acc[64];
-    if (a.accuracy < 0 && s_meta(art, len, "test_accuracy", acc, sizeof acc)) a.accuracy = atof(acc);
+    if (a.accuracy < 0 && s_meta(art, len, "test_accuracy", acc, sizeof acc))
+        a.accuracy = atof(acc);
     if (!(a.accuracy >= 0 && a.accuracy <= 1)) a.accuracy = -1;
     snprintf(a.latency, sizeof a.latency, "%s", o->latency ? o->latency : "");
     if ((rc = cnd_rstore_artifact_put(db, &a, art, len))) return rc;
@@ -299,7 +300,8 @@ static int s_best_fit(sqlite3 *db, const cnd_rartifact_t *v, size_t n, const cnd
     for (size_t i = 0; i < n; i++) {
         const cnd_rartifact_t *a = &v[i];
         if (!s_class_ok(a->classes, d->hw)) {
-            snprintf(why, cap, "%s is built for classes '%s', not '%s'", a->variant, a->classes, d->hw);
+            snprintf(why, cap, "%s is built for classes '%s', not '%s'", a->variant, a->classes,
+                     d->hw);
             continue;
         }
         if (a->size > d->flash || running_size > d->flash - a->size) {
@@ -374,11 +376,13 @@ static int s_resolve(sqlite3 *db, const char *spec, char *model, size_t cap, uin
     if (at) {
         snprintf(model, cap, "%.*s", (int)(at - spec), spec);
         *version = strtoull(at + 1, &end, 10);
-        if (*end || !*version) return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
+        if (*end || !*version)
+            return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
         return 0;
     }
     *version = strtoull(spec, &end, 10);
-    if (*end || !*version) return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
+    if (*end || !*version)
+        return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
     cnd_rartifact_t *all;
     size_t n;
     int rc = cnd_rstore_artifacts(db, "", (int64_t)*version, &all, &n);
@@ -387,8 +391,10 @@ static int s_resolve(sqlite3 *db, const char *spec, char *model, size_t cap, uin
     for (size_t i = 0; i < n; i++) {
         if (model[0] && strcmp(model, all[i].model) != 0) {
             free(all);
-            return cnd_errf(CND_EINVAL, "--model %s: several models have that version; use "
-                                        "MODEL@VERSION", spec);
+            return cnd_errf(CND_EINVAL,
+                            "--model %s: several models have that version; use "
+                            "MODEL@VERSION",
+                            spec);
         }
         snprintf(model, cap, "%s", all[i].model);
     }
@@ -409,24 +415,33 @@ static int s_busy_devices(sqlite3 *db, char ***names, size_t *n)
     *names = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT d.device FROM rollout_device d JOIN rollout r ON r.id = d.rollout"
-                           " WHERE r.state IN ('running', 'paused', 'rolling_back')"
-                           " AND d.state NOT IN ('skipped', 'current', 'cancelled')",
-                           -1, &st, NULL))
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT d.device FROM rollout_device d JOIN rollout r ON r.id = d.rollout"
+            " WHERE r.state IN ('running', 'paused', 'rolling_back')"
+            " AND d.state NOT IN ('skipped', 'current', 'cancelled')",
+            -1, &st, NULL))
         return cnd_errf(CND_EDB, "rollout: %s", sqlite3_errmsg(db));
     size_t cap = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int rc = 0;
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 64;
             char **g = realloc(*names, cap * sizeof *g);
-            if (!g) break;
+            if (!g) {
+                rc = cnd_errf(CND_ENOMEM, "out of memory");
+                break;
+            }
             *names = g;
         }
-        (*names)[(*n)++] = strdup((const char *)sqlite3_column_text(st, 0));
+        char *nm = strdup((const char *)sqlite3_column_text(st, 0));
+        if (!nm)
+            rc = cnd_errf(CND_ENOMEM, "out of memory");
+        else
+            (*names)[(*n)++] = nm;
     }
     sqlite3_finalize(st);
-    return 0;
+    return rc;
 }
 
 static int s_cmp_str(const void *a, const void *b)
@@ -434,9 +449,8 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
-                       const char *actor, const cnd_rollout_params_t *p,
-                       cnd_rollout_summary_t *out)
+int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
+                       const cnd_rollout_params_t *p, cnd_rollout_summary_t *out)
 {
     memset(out, 0, sizeof *out);
     cnd_rollout_rec_t r;
@@ -467,8 +481,10 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
     size_t nv = 0;
     if ((rc = cnd_rstore_artifacts(db, r.model, (int64_t)r.version, &v, &nv))) return rc;
     if (!nv) {
-        return cnd_errf(CND_ENOTFOUND, "no artifact of %s@%llu is published (condenser rollout "
-                                       "publish)", r.model, (unsigned long long)r.version);
+        return cnd_errf(CND_ENOTFOUND,
+                        "no artifact of %s@%llu is published (condenser rollout "
+                        "publish)",
+                        r.model, (unsigned long long)r.version);
     }
     snprintf(r.job, sizeof r.job, "%s", v[0].job);
     cnd_fleet_device_t *devs = NULL;
@@ -478,7 +494,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
     int *choice = NULL;
     uint32_t *order = NULL;
     if ((rc = cnd_fleet_list(db, &devs, &nd)) || (rc = s_busy_devices(db, &busy, &nbusy))) goto out;
-    qsort(busy, nbusy, sizeof *busy, s_cmp_str);
+    if (nbusy) qsort(busy, nbusy, sizeof *busy, s_cmp_str);
     if ((rc = cnd_rstore_rollout_insert(db, &r))) goto out;
     out->id = r.id;
     choice = calloc(nd ? nd : 1, sizeof *choice);
@@ -502,7 +518,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
         memcpy(row.prev_digest, d->running_digest, 32);
         row.updated_ms = now;
         const char *nm = d->name;
-        if (bsearch(&nm, busy, nbusy, sizeof *busy, s_cmp_str)) {
+        if (nbusy && bsearch(&nm, busy, nbusy, sizeof *busy, s_cmp_str)) {
             out->busy++;
             snprintf(row.state, sizeof row.state, "skipped");
             snprintf(row.reason, sizeof row.reason, "in another live rollout");
@@ -567,7 +583,8 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
         if (!used) continue;
         uint8_t *man;
         size_t ml;
-        if ((rc = cnd_rollout_sign(db, audit, id, actor, &v[i], 0, p->expires_s, &man, &ml))) goto out;
+        if ((rc = cnd_rollout_sign(db, audit, id, actor, &v[i], 0, p->expires_s, &man, &ml)))
+            goto out;
         uint64_t seq = 0;
         cnd_manifest_t mm;
         if (!cnd_manifest_decode(&mm, man + 12, ml - 108)) seq = mm.sequence;
@@ -690,7 +707,8 @@ int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_
     snprintf(rid, sizeof rid, "%lld", (long long)id);
     cnd_jw_t w;
     char why[300];
-    snprintf(why, sizeof why, "%s%s%s", strcmp(action, "rollback") == 0 ? "rollback requested: " : "",
+    snprintf(why, sizeof why, "%s%s%s",
+             strcmp(action, "rollback") == 0 ? "rollback requested: " : "",
              reason && reason[0] ? reason : "operator", "");
     s_state_entry(&w, rid, logged, why);
     rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_STATE, rid, r.job, &w, NULL, 0);
@@ -726,10 +744,10 @@ typedef struct {
     char name[64];
     char fpr[65];
     char cpu[64];
-    int64_t seen_ms;      /* 0: never during this run */
+    int64_t seen_ms; /* 0: never during this run */
     int has_running;
     uint8_t running[32];
-    s_roll_t *r;          /* newest loaded rollout that holds it */
+    s_roll_t *r; /* newest loaded rollout that holds it */
     size_t idx;
     int used;
 } s_node_t;
@@ -738,7 +756,7 @@ typedef struct {
     cnd_rartifact_t a;
     uint8_t *bytes;
     size_t len;
-    uint32_t sha_chunk;   /* chunk size of the cached chunk digests */
+    uint32_t sha_chunk; /* chunk size of the cached chunk digests */
     uint8_t (*sha)[32];
     uint32_t n_sha;
 } s_art_t;
@@ -769,7 +787,8 @@ struct cnd_rollout_engine {
     cnd_rollout_stats_t st;
 };
 
-static void s_log(cnd_rollout_engine_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_log(cnd_rollout_engine_t *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void s_log(cnd_rollout_engine_t *e, const char *fmt, ...)
 {
     if (!e->io.log) return;
@@ -982,10 +1001,14 @@ static void s_audit_wave(cnd_rollout_engine_t *e, s_roll_t *r, uint32_t wave, co
         if (x->wave != wave || strcmp(x->state, "skipped") == 0 || strcmp(x->state, "current") == 0)
             continue;
         devices++;
-        if (strcmp(x->state, "healthy") == 0) ok++;
-        else if (strcmp(x->state, "failed") == 0 || strcmp(x->state, "refused") == 0) failed++;
-        else if (strcmp(x->state, "timeout") == 0) tout++;
-        else if (strcmp(x->state, "deferred") == 0) deferred++;
+        if (strcmp(x->state, "healthy") == 0)
+            ok++;
+        else if (strcmp(x->state, "failed") == 0 || strcmp(x->state, "refused") == 0)
+            failed++;
+        else if (strcmp(x->state, "timeout") == 0)
+            tout++;
+        else if (strcmp(x->state, "deferred") == 0)
+            deferred++;
     }
     char rid[32];
     snprintf(rid, sizeof rid, "%lld", (long long)r->rec.id);
@@ -1068,10 +1091,14 @@ static s_roll_t *s_load_roll(cnd_rollout_engine_t *e, int64_t id)
         const char *s = d->row.state;
         if (d->row.wave > r->max_wave && strcmp(s, "skipped") && strcmp(s, "current"))
             r->max_wave = d->row.wave;
-        if (strcmp(s, "healthy") == 0) r->ok++;
-        else if (strcmp(s, "failed") == 0) r->failed++;
-        else if (strcmp(s, "refused") == 0) r->refused++;
-        else if (strcmp(s, "timeout") == 0) r->timeouts++;
+        if (strcmp(s, "healthy") == 0)
+            r->ok++;
+        else if (strcmp(s, "failed") == 0)
+            r->failed++;
+        else if (strcmp(s, "refused") == 0)
+            r->refused++;
+        else if (strcmp(s, "timeout") == 0)
+            r->timeouts++;
         if (strcmp(s, "offered") == 0) {
             r->active++;
             d->deadline_ms = d->row.offered_ms + (int64_t)r->rec.timeout_s * 1000;
@@ -1147,7 +1174,8 @@ static void s_poll(cnd_rollout_engine_t *e, int64_t now)
         /* An operator changed it. */
         cnd_rollout_rec_t fresh;
         if (cnd_rstore_rollout_get(e->db, id, &fresh)) continue;
-        s_log(e, "rollout %lld: %s -> %s (%s)", (long long)id, r->rec.state, fresh.state, fresh.reason);
+        s_log(e, "rollout %lld: %s -> %s (%s)", (long long)id, r->rec.state, fresh.state,
+              fresh.reason);
         snprintf(r->rec.state, sizeof r->rec.state, "%s", fresh.state);
         snprintf(r->rec.reason, sizeof r->rec.reason, "%s", fresh.reason);
         snprintf(r->written_state, sizeof r->written_state, "%s", fresh.state);
@@ -1155,9 +1183,11 @@ static void s_poll(cnd_rollout_engine_t *e, int64_t now)
             s_begin_rollback(e, r, now);
         } else if (strcmp(fresh.state, "aborted") == 0) {
             for (size_t i = 0; i < r->n; i++)
-                if (!strcmp(r->devs[i].row.state, "pending") || !strcmp(r->devs[i].row.state, "deferred")) {
+                if (!strcmp(r->devs[i].row.state, "pending") ||
+                    !strcmp(r->devs[i].row.state, "deferred")) {
                     snprintf(r->devs[i].row.state, sizeof r->devs[i].row.state, "cancelled");
-                    snprintf(r->devs[i].row.reason, sizeof r->devs[i].row.reason, "rollout aborted");
+                    snprintf(r->devs[i].row.reason, sizeof r->devs[i].row.reason,
+                             "rollout aborted");
                     s_put_dev(e, &r->devs[i]);
                 }
         }
@@ -1339,7 +1369,8 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
         } else if (d->need_rollback && now > d->deadline_ms) {
             d->need_rollback = 0;
             snprintf(d->row.state, sizeof d->row.state, "rollback_timeout");
-            snprintf(d->row.reason, sizeof d->row.reason, "offline: the rollback could not be sent");
+            snprintf(d->row.reason, sizeof d->row.reason,
+                     "offline: the rollback could not be sent");
             s_put_dev(e, d);
             s_audit_device(e, r, d, "timeout");
         }
@@ -1362,8 +1393,10 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
             s_put_roll(e, r);
             uint32_t back = 0, bad = 0;
             for (size_t i = 0; i < r->n; i++) {
-                if (!strcmp(r->devs[i].row.state, "rolled_back")) back++;
-                else if (!strncmp(r->devs[i].row.state, "rollback_", 9)) bad++;
+                if (!strcmp(r->devs[i].row.state, "rolled_back"))
+                    back++;
+                else if (!strncmp(r->devs[i].row.state, "rollback_", 9))
+                    bad++;
             }
             char why[160];
             snprintf(why, sizeof why, "%u devices rolled back, %u did not confirm", back, bad);
@@ -1392,7 +1425,8 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
     if (!running) return;
     /* Wave done? */
     for (size_t i = 0; i < r->n; i++)
-        if (r->devs[i].row.wave == r->rec.wave && !s_final_or_deferred(r->devs[i].row.state)) return;
+        if (r->devs[i].row.wave == r->rec.wave && !s_final_or_deferred(r->devs[i].row.state))
+            return;
     if (r->rec.wave < r->max_wave) {
         s_audit_wave(e, r, r->rec.wave, "continue");
         r->rec.wave++;
@@ -1485,7 +1519,8 @@ static void s_on_profile(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__
     fd.flash = p->flash_bytes;
     fd.budget_us = p->latency_budget_us;
     for (size_t i = 0; i < p->n_labels && i < CND_FLEET_LABELS_MAX; i++) {
-        if (cnd_proto_text(fd.labels[fd.n_labels].key, sizeof fd.labels[0].key, p->labels[i]->key) ||
+        if (cnd_proto_text(fd.labels[fd.n_labels].key, sizeof fd.labels[0].key,
+                           p->labels[i]->key) ||
             cnd_proto_text(fd.labels[fd.n_labels].value, sizeof fd.labels[0].value,
                            p->labels[i]->value)) {
             cnd_err_clear();
@@ -1554,7 +1589,9 @@ static void s_on_chunk_request(cnd_rollout_engine_t *e, s_node_t *n,
     uint32_t want = left < chunk ? (uint32_t)left : chunk;
     if (q->offset % chunk || !left || q->length != want) {
         rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD;
-        cnd_errf(CND_EPROTO, "artifact_chunk_request: offset %llu / length %u do not match the %u-byte chunks of a %llu-byte artifact",
+        cnd_errf(CND_EPROTO,
+                 "artifact_chunk_request: offset %llu / length %u do not match the %u-byte chunks "
+                 "of a %llu-byte artifact",
                  (unsigned long long)q->offset, q->length, chunk, (unsigned long long)a->a.size);
         return;
     }
@@ -1622,12 +1659,18 @@ static void s_on_report(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__A
                 cnd_err_clear();
             s_outcome(e, r, d, "healthy", "", now);
             break;
-        case CONDENSER__ACTIVATION_STATE__ACT_FAILED: s_outcome(e, r, d, "failed", reason, now); break;
-        case CONDENSER__ACTIVATION_STATE__ACT_REFUSED: s_outcome(e, r, d, "refused", reason, now); break;
-        default: break; /* progress */
+        case CONDENSER__ACTIVATION_STATE__ACT_FAILED:
+            s_outcome(e, r, d, "failed", reason, now);
+            break;
+        case CONDENSER__ACTIVATION_STATE__ACT_REFUSED:
+            s_outcome(e, r, d, "refused", reason, now);
+            break;
+        default:
+            break; /* progress */
         }
     } else if (!strcmp(d->row.state, "rollback_sent")) {
-        if (!d->row.has_prev || memcmp(d->row.prev_digest, p->artifact_digest.data, 32) != 0) return;
+        if (!d->row.has_prev || memcmp(d->row.prev_digest, p->artifact_digest.data, 32) != 0)
+            return;
         if (p->state == CONDENSER__ACTIVATION_STATE__ACT_ROLLED_BACK) {
             snprintf(d->row.state, sizeof d->row.state, "rolled_back");
             snprintf(d->row.reason, sizeof d->row.reason, "%s", reason);
@@ -1656,16 +1699,22 @@ int cnd_rollout_on_message(cnd_rollout_engine_t *e, const char *device, const ch
     n->seen_ms = now;
     if (fpr) snprintf(n->fpr, sizeof n->fpr, "%s", fpr);
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE: s_on_profile(e, n, env->device_profile, now); return 0;
+    case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
+        s_on_profile(e, n, env->device_profile, now);
+        return 0;
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_CHUNK_REQUEST: {
         int refused = 0;
         s_on_chunk_request(e, n, env->artifact_chunk_request, rej, &refused);
         return refused ? (int)CND_EPERM : 0;
     }
-    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT: s_on_report(e, n, env->activation_report, now); return 0;
+    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT:
+        s_on_report(e, n, env->activation_report, now);
+        return 0;
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
     case CONDENSER__MSG_TYPE__MSG_ERROR:
-    case CONDENSER__MSG_TYPE__MSG_HELLO: (void)was_offline; return 0;
+    case CONDENSER__MSG_TYPE__MSG_HELLO:
+        (void)was_offline;
+        return 0;
     default:
         rej->code = CONDENSER__ERROR_CODE__ERR_REFUSED;
         return cnd_errf(CND_EPERM, "%s is not a device message", cnd_proto_type_name(env->type));
@@ -1679,7 +1728,8 @@ int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db, cnd_audit_t 
                            const cnd_rollout_engine_opts_t *o)
 {
     *out = NULL;
-    if (!db || !id || !io || !io->send) return cnd_errf(CND_EINVAL, "rollout engine: db, identity and send are required");
+    if (!db || !id || !io || !io->send)
+        return cnd_errf(CND_EINVAL, "rollout engine: db, identity and send are required");
     int rc = cnd_fleet_init(db);
     if (!rc) rc = cnd_rstore_init(db);
     if (rc) return rc;

@@ -44,14 +44,14 @@
 /* --- publication ---------------------------------------------------------------------------- */
 
 typedef struct {
-    const char *model;    /* manifest name (required), e.g. "fmnist" */
-    uint64_t version;     /* model version (>= 1) */
-    const char *variant;  /* NULL: the artifact's quant_scheme metadata, else "int8" */
-    const char *classes;  /* device classes, comma-separated; NULL/"" = any */
-    double accuracy;      /* < 0: the artifact's test_accuracy metadata, if any */
-    const char *latency;  /* "cpu=us,..." measured on devices (condenser bench); may be NULL */
-    const char *job;      /* job id it came from; may be NULL */
-    int64_t expires_s;    /* manifest lifetime from now; 0 = 30 days */
+    const char *model;   /* manifest name (required), e.g. "fmnist" */
+    uint64_t version;    /* model version (>= 1) */
+    const char *variant; /* NULL: the artifact's quant_scheme metadata, else "int8" */
+    const char *classes; /* device classes, comma-separated; NULL/"" = any */
+    double accuracy;     /* < 0: the artifact's test_accuracy metadata, if any */
+    const char *latency; /* "cpu=us,..." measured on devices (condenser bench); may be NULL */
+    const char *job;     /* job id it came from; may be NULL */
+    int64_t expires_s;   /* manifest lifetime from now; 0 = 30 days */
 } cnd_publish_opts_t;
 
 /* Validates, self-tests, stores and signs an artifact. *artifact_id receives its id; *manifest
@@ -90,12 +90,12 @@ typedef struct {
 
 typedef struct {
     int64_t id;
-    uint32_t selected;  /* devices that matched the labels */
-    uint32_t targeted;  /* of which a variant fits and they do not run it yet */
-    uint32_t current;   /* already running the target */
-    uint32_t unfit;     /* no variant fits */
-    uint32_t busy;      /* in another live rollout */
-    uint32_t waves;     /* canary included */
+    uint32_t selected; /* devices that matched the labels */
+    uint32_t targeted; /* of which a variant fits and they do not run it yet */
+    uint32_t current;  /* already running the target */
+    uint32_t unfit;    /* no variant fits */
+    uint32_t busy;     /* in another live rollout */
+    uint32_t waves;    /* canary included */
 } cnd_rollout_summary_t;
 
 CND_MUST_USE int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
@@ -128,9 +128,8 @@ typedef struct {
 typedef struct cnd_rollout_engine cnd_rollout_engine_t;
 
 /* The engine borrows db, audit and id (the signing identity), which must outlive it. */
-CND_MUST_USE int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db,
-                                        cnd_audit_t *audit, const cnd_identity_t *id,
-                                        const cnd_rollout_io_t *io,
+CND_MUST_USE int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db, cnd_audit_t *audit,
+                                        const cnd_identity_t *id, const cnd_rollout_io_t *io,
                                         const cnd_rollout_engine_opts_t *o);
 void cnd_rollout_engine_destroy(cnd_rollout_engine_t **e);
 
@@ -144,9 +143,9 @@ int cnd_rollout_on_message(cnd_rollout_engine_t *e, const char *device, const ch
 void cnd_rollout_tick(cnd_rollout_engine_t *e, int64_t now_ms);
 
 typedef struct {
-    uint32_t live;        /* rollouts running, paused or rolling back */
-    uint32_t online;      /* devices seen recently */
-    uint32_t active;      /* devices downloading or on trial */
+    uint32_t live;   /* rollouts running, paused or rolling back */
+    uint32_t online; /* devices seen recently */
+    uint32_t active; /* devices downloading or on trial */
     uint64_t chunks_sent, bytes_sent, offers_sent, rollbacks_sent, reports;
 } cnd_rollout_stats_t;
 

@@ -278,7 +278,8 @@ static void s_reject(s_srv_t *s, s_sess_t *x, const cnd_frame_t *f, const cnd_pr
                          .details = cnd_jw_text(&w),
                          .digests = &dg,
                          .n_digests = 1};
-    if (a.details && cnd_audit_append(s->dir.audit, &a, NULL)) s_log(s, "audit: %s", cnd_err_detail());
+    if (a.details && cnd_audit_append(s->dir.audit, &a, NULL))
+        s_log(s, "audit: %s", cnd_err_detail());
     cnd_jw_free(&w);
     if (rej->type == CONDENSER__MSG_TYPE__MSG_ERROR || !x) return;
     Condenser__Error err;
@@ -391,7 +392,8 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
     s_log(s, "rollout server listening on %s (CurveZMQ, enrolled devices only)", ep);
     cnd_rollout_io_t io = {s, s_io_send, s_commit, s_eng_log};
     cnd_rollout_engine_opts_t eo = {o->offline_after_s, 0};
-    if ((rc = cnd_rollout_engine_new(&s->eng, s->dir.db, s->dir.audit, s->dir.id, &io, &eo))) goto out;
+    if ((rc = cnd_rollout_engine_new(&s->eng, s->dir.db, s->dir.audit, s->dir.id, &io, &eo)))
+        goto out;
     /* Waiting uses the socket's ZMQ_FD with poll(2) rather than zmq_poll: zmq_poll reads
      * ZMQ_EVENTS, and with ZMQ_ROUTER_MANDATORY libzmq 4.3 computes POLLOUT by walking every
      * peer's pipe, which at 10,000 devices cost most of the coordinator's CPU. Every wake-up

@@ -39,9 +39,9 @@ typedef struct {
 } cnd_rollout_serve_opts_t;
 
 typedef struct {
-    double seconds;          /* wall time of the run */
-    double cpu_seconds;      /* process CPU time (user + system) during the run */
-    uint64_t peak_rss_kb;    /* process peak resident memory */
+    double seconds;       /* wall time of the run */
+    double cpu_seconds;   /* process CPU time (user + system) during the run */
+    uint64_t peak_rss_kb; /* process peak resident memory */
     uint64_t frames_in, frames_out, rejected;
     uint64_t chunks_sent, bytes_sent;
 } cnd_rollout_serve_stats_t;

@@ -26,37 +26,37 @@ static int s_exec(sqlite3 *db, const char *sql)
 int cnd_rstore_init(sqlite3 *db)
 {
     int rc = s_exec(
-        db,
-        "CREATE TABLE IF NOT EXISTS rollout_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS rollout_artifact("
-        " id INTEGER PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL,"
-        " variant TEXT NOT NULL, job TEXT NOT NULL DEFAULT '', digest BLOB NOT NULL UNIQUE,"
-        " size INTEGER NOT NULL, arena INTEGER NOT NULL, macs INTEGER NOT NULL,"
-        " wbits INTEGER NOT NULL, classes TEXT NOT NULL, accuracy REAL NOT NULL,"
-        " latency TEXT NOT NULL, bytes BLOB NOT NULL, created_ms INTEGER NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS rollout_seq(model TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS rollout("
-        " id INTEGER PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL,"
-        " select_expr TEXT NOT NULL, canary INTEGER NOT NULL, rate INTEGER NOT NULL,"
-        " factor REAL NOT NULL, abort_pct REAL NOT NULL, abort_min INTEGER NOT NULL,"
-        " timeout_s INTEGER NOT NULL, win_start INTEGER NOT NULL, win_end INTEGER NOT NULL,"
-        " chunk INTEGER NOT NULL, max_active INTEGER NOT NULL, state TEXT NOT NULL,"
-        " reason TEXT NOT NULL, wave INTEGER NOT NULL, job TEXT NOT NULL,"
-        " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
-        "CREATE TABLE IF NOT EXISTS rollout_manifest("
-        " rollout INTEGER NOT NULL, artifact INTEGER NOT NULL, kind TEXT NOT NULL,"
-        " seq INTEGER NOT NULL, manifest BLOB NOT NULL, PRIMARY KEY(rollout, artifact, kind));"
-        "CREATE TABLE IF NOT EXISTS rollout_device("
-        " rollout INTEGER NOT NULL, device TEXT NOT NULL, wave INTEGER NOT NULL,"
-        " artifact INTEGER NOT NULL, prev_digest BLOB, state TEXT NOT NULL,"
-        " reason TEXT NOT NULL, offered_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
-        " latency_us INTEGER NOT NULL, PRIMARY KEY(rollout, device));"
-        "CREATE TABLE IF NOT EXISTS rollout_latency("
-        " artifact INTEGER NOT NULL, cpu TEXT NOT NULL, samples INTEGER NOT NULL,"
-        " sum_us INTEGER NOT NULL, PRIMARY KEY(artifact, cpu));");
+        db, "CREATE TABLE IF NOT EXISTS rollout_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS rollout_artifact("
+            " id INTEGER PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL,"
+            " variant TEXT NOT NULL, job TEXT NOT NULL DEFAULT '', digest BLOB NOT NULL UNIQUE,"
+            " size INTEGER NOT NULL, arena INTEGER NOT NULL, macs INTEGER NOT NULL,"
+            " wbits INTEGER NOT NULL, classes TEXT NOT NULL, accuracy REAL NOT NULL,"
+            " latency TEXT NOT NULL, bytes BLOB NOT NULL, created_ms INTEGER NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS rollout_seq(model TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS rollout("
+            " id INTEGER PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL,"
+            " select_expr TEXT NOT NULL, canary INTEGER NOT NULL, rate INTEGER NOT NULL,"
+            " factor REAL NOT NULL, abort_pct REAL NOT NULL, abort_min INTEGER NOT NULL,"
+            " timeout_s INTEGER NOT NULL, win_start INTEGER NOT NULL, win_end INTEGER NOT NULL,"
+            " chunk INTEGER NOT NULL, max_active INTEGER NOT NULL, state TEXT NOT NULL,"
+            " reason TEXT NOT NULL, wave INTEGER NOT NULL, job TEXT NOT NULL,"
+            " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+            "CREATE TABLE IF NOT EXISTS rollout_manifest("
+            " rollout INTEGER NOT NULL, artifact INTEGER NOT NULL, kind TEXT NOT NULL,"
+            " seq INTEGER NOT NULL, manifest BLOB NOT NULL, PRIMARY KEY(rollout, artifact, kind));"
+            "CREATE TABLE IF NOT EXISTS rollout_device("
+            " rollout INTEGER NOT NULL, device TEXT NOT NULL, wave INTEGER NOT NULL,"
+            " artifact INTEGER NOT NULL, prev_digest BLOB, state TEXT NOT NULL,"
+            " reason TEXT NOT NULL, offered_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+            " latency_us INTEGER NOT NULL, PRIMARY KEY(rollout, device));"
+            "CREATE TABLE IF NOT EXISTS rollout_latency("
+            " artifact INTEGER NOT NULL, cpu TEXT NOT NULL, samples INTEGER NOT NULL,"
+            " sum_us INTEGER NOT NULL, PRIMARY KEY(artifact, cpu));");
     if (rc) return rc;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM rollout_meta WHERE key = 'schema'", -1, &st, NULL))
+    if (sqlite3_prepare_v2(db, "SELECT value FROM rollout_meta WHERE key = 'schema'", -1, &st,
+                           NULL))
         return cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
     int have = sqlite3_step(st) == SQLITE_ROW ? atoi((const char *)sqlite3_column_text(st, 0)) : 0;
     sqlite3_finalize(st);
@@ -79,7 +79,8 @@ static int s_done(sqlite3 *db, sqlite3_stmt *st)
     int r = sqlite3_step(st);
     sqlite3_finalize(st);
     if (r == SQLITE_DONE) return 0;
-    if (r == SQLITE_CONSTRAINT) return cnd_errf(CND_EEXIST, "rollout store: %s", sqlite3_errmsg(db));
+    if (r == SQLITE_CONSTRAINT)
+        return cnd_errf(CND_EEXIST, "rollout store: %s", sqlite3_errmsg(db));
     return cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
 }
 
@@ -91,8 +92,8 @@ static void s_text(char *out, size_t cap, sqlite3_stmt *st, int col)
 
 /* --- artifacts ------------------------------------------------------------------------------ */
 
-#define S_ACOLS                                                                                  \
-    "id, model, version, variant, job, digest, size, arena, macs, wbits, classes, accuracy, "    \
+#define S_ACOLS                                                                                    \
+    "id, model, version, variant, job, digest, size, arena, macs, wbits, classes, accuracy, "      \
     "latency, created_ms"
 
 static void s_arow(cnd_rartifact_t *a, sqlite3_stmt *st)
@@ -124,10 +125,11 @@ int cnd_rstore_artifact_put(sqlite3 *db, cnd_rartifact_t *a, const uint8_t *byte
     }
     cnd_err_clear();
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
-                    "INSERT INTO rollout_artifact(model, version, variant, job, digest, size, arena,"
-                    " macs, wbits, classes, accuracy, latency, bytes, created_ms)"
-                    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
+    int rc =
+        s_prep(db, &st,
+               "INSERT INTO rollout_artifact(model, version, variant, job, digest, size, arena,"
+               " macs, wbits, classes, accuracy, latency, bytes, created_ms)"
+               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
     if (rc) return rc;
     a->created_ms = cnd_unix_time() * 1000;
     sqlite3_bind_text(st, 1, a->model, -1, SQLITE_TRANSIENT);
@@ -195,7 +197,9 @@ int cnd_rstore_artifact_by_digest(sqlite3 *db, const uint8_t digest[32], cnd_rar
     int r = sqlite3_step(st);
     if (r == SQLITE_ROW) s_arow(a, st);
     sqlite3_finalize(st);
-    return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? CND_ENOTFOUND : cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
+    return r == SQLITE_ROW    ? 0
+           : r == SQLITE_DONE ? CND_ENOTFOUND
+                              : cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
 }
 
 int cnd_rstore_artifacts(sqlite3 *db, const char *model, int64_t version, cnd_rartifact_t **out,
@@ -284,8 +288,8 @@ int cnd_rstore_latency_add(sqlite3 *db, int64_t artifact, const char *cpu, uint3
 
 /* --- rollouts ------------------------------------------------------------------------------- */
 
-#define S_RCOLS                                                                                  \
-    "id, model, version, select_expr, canary, rate, factor, abort_pct, abort_min, timeout_s, "   \
+#define S_RCOLS                                                                                    \
+    "id, model, version, select_expr, canary, rate, factor, abort_pct, abort_min, timeout_s, "     \
     "win_start, win_end, chunk, max_active, state, reason, wave, job, created_ms, updated_ms"
 
 static void s_rrow(cnd_rollout_rec_t *r, sqlite3_stmt *st)
@@ -443,7 +447,8 @@ int cnd_rstore_manifest_get(sqlite3 *db, int64_t rollout, int64_t artifact, cons
             rc = cnd_errf(CND_ENOMEM, "out of memory");
         }
     } else {
-        rc = r == SQLITE_DONE ? CND_ENOTFOUND : cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
+        rc = r == SQLITE_DONE ? CND_ENOTFOUND
+                              : cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
     }
     sqlite3_finalize(st);
     return rc;
@@ -476,10 +481,11 @@ int cnd_rstore_devices(sqlite3 *db, int64_t rollout, cnd_rdevice_t **out, size_t
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
-                    "SELECT rollout, device, wave, artifact, prev_digest, state, reason, offered_ms,"
-                    " updated_ms, latency_us FROM rollout_device WHERE rollout = ?1"
-                    " ORDER BY wave, device");
+    int rc =
+        s_prep(db, &st,
+               "SELECT rollout, device, wave, artifact, prev_digest, state, reason, offered_ms,"
+               " updated_ms, latency_us FROM rollout_device WHERE rollout = ?1"
+               " ORDER BY wave, device");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, rollout);
     size_t cap = 0;
@@ -523,9 +529,18 @@ int cnd_rstore_devices(sqlite3 *db, int64_t rollout, cnd_rdevice_t **out, size_t
 
 int cnd_rdevice_terminal(const char *s)
 {
-    static const char *t[] = {"healthy", "failed", "refused", "timeout", "current", "skipped",
-                              "cancelled", "rolled_back", "rollback_failed", "rollback_timeout",
-                              "rollback_unavailable", NULL};
+    static const char *t[] = {"healthy",
+                              "failed",
+                              "refused",
+                              "timeout",
+                              "current",
+                              "skipped",
+                              "cancelled",
+                              "rolled_back",
+                              "rollback_failed",
+                              "rollback_timeout",
+                              "rollback_unavailable",
+                              NULL};
     for (int i = 0; t[i]; i++)
         if (strcmp(s, t[i]) == 0) return 1;
     return 0;

@@ -40,8 +40,8 @@ typedef struct {
     int64_t id;
     char model[CND_ROLLOUT_MODEL_MAX + 1]; /* manifest name */
     uint64_t version;
-    char variant[32];  /* "int8", "w4a8", ... */
-    char job[32];      /* job id it came from, or "" */
+    char variant[32]; /* "int8", "w4a8", ... */
+    char job[32];     /* job id it came from, or "" */
     uint8_t digest[32];
     uint64_t size, arena, macs;
     int wbits;         /* weight bits (8, 4), 0 unknown */
@@ -66,7 +66,7 @@ typedef struct {
     uint32_t max_active;    /* devices downloading or on trial at once */
     char state[16];
     char reason[256];
-    uint32_t wave;          /* current wave (0 = canary) */
+    uint32_t wave; /* current wave (0 = canary) */
     char job[32];
     int64_t created_ms, updated_ms;
 } cnd_rollout_rec_t;
@@ -75,7 +75,7 @@ typedef struct {
     int64_t rollout;
     char device[64];
     uint32_t wave;
-    int64_t artifact;      /* target variant, 0 = none */
+    int64_t artifact; /* target variant, 0 = none */
     int has_prev;
     uint8_t prev_digest[32];
     char state[24];
@@ -105,7 +105,8 @@ CND_MUST_USE int cnd_rstore_next_seq(sqlite3 *db, const char *model, uint64_t *s
 /* Learned latency (mean of device reports) of an artifact on a CPU class: 0 and *us when known,
  * CND_ENOTFOUND otherwise. */
 CND_MUST_USE int cnd_rstore_latency(sqlite3 *db, int64_t artifact, const char *cpu, uint32_t *us);
-CND_MUST_USE int cnd_rstore_latency_add(sqlite3 *db, int64_t artifact, const char *cpu, uint32_t us);
+CND_MUST_USE int cnd_rstore_latency_add(sqlite3 *db, int64_t artifact, const char *cpu,
+                                        uint32_t us);
 
 /* --- rollouts --- */
 CND_MUST_USE int cnd_rstore_rollout_insert(sqlite3 *db, cnd_rollout_rec_t *r);

@@ -49,10 +49,10 @@ static int s_ini(void *user, const char *section, const char *name, const char *
 {
     s_conf_t *c = user;
     if (strcmp(section, "edge") != 0) return 1;
-#define S_STR(k, f)                                                                              \
-    if (!strcmp(name, k)) {                                                                      \
-        snprintf(c->f, sizeof c->f, "%s", value);                                                \
-        return 1;                                                                                \
+#define S_STR(k, f)                                                                                \
+    if (!strcmp(name, k)) {                                                                        \
+        snprintf(c->f, sizeof c->f, "%s", value);                                                  \
+        return 1;                                                                                  \
     }
     S_STR("name", name)
     S_STR("endpoint", endpoint)
@@ -70,10 +70,14 @@ static int s_ini(void *user, const char *section, const char *name, const char *
         c->has_trust = !cnd_pubkey_parse(c->trust_pk, value, "trust_key");
         return c->has_trust;
     }
-    if (!strcmp(name, "ram")) c->ram = strtoull(value, NULL, 10);
-    else if (!strcmp(name, "flash")) c->flash = strtoull(value, NULL, 10);
-    else if (!strcmp(name, "latency_budget_us")) c->budget = (uint32_t)strtoul(value, NULL, 10);
-    else return 0;
+    if (!strcmp(name, "ram"))
+        c->ram = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "flash"))
+        c->flash = strtoull(value, NULL, 10);
+    else if (!strcmp(name, "latency_budget_us"))
+        c->budget = (uint32_t)strtoul(value, NULL, 10);
+    else
+        return 0;
     return 1;
 }
 
@@ -86,8 +90,10 @@ static int s_load_conf(s_conf_t *c, const char *dir)
     if (line < 0) return cnd_errf(CND_EIO, "%s: cannot read (run condenser edge init)", path);
     if (line > 0) return cnd_errf(CND_EFORMAT, "%s:%d: unknown key or bad value", path, line);
     if (!c->name[0] || !c->endpoint[0] || !c->has_coord || !c->cls[0] || !c->ram || !c->flash)
-        return cnd_errf(CND_EFORMAT, "%s: name, endpoint, coordinator_key, class, ram and flash "
-                                     "are required", path);
+        return cnd_errf(CND_EFORMAT,
+                        "%s: name, endpoint, coordinator_key, class, ram and flash "
+                        "are required",
+                        path);
     if (!c->has_trust) memcpy(c->trust_pk, c->coord_pk, 32);
     char *save = NULL;
     for (char *t = strtok_r(c->labels_text, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -234,8 +240,8 @@ static int s_init(int argc, char **argv)
                      "name = %s\nendpoint = %s\ncoordinator_key = %s\n%s%s%sclass = %s\ncpu = %s\n"
                      "ram = %ld\nflash = %ld\nlatency_budget_us = %ld\nmodel = %s\nlabels = %s\n"
                      "certificate = %s\n",
-                     name, endpoint, ch, tkey ? "trust_key = " : "", tkey ? th : "", tkey ? "\n" : "",
-                     cls, cpu, ram, flash, budget, model, labels, cert);
+                     name, endpoint, ch, tkey ? "trust_key = " : "", tkey ? th : "",
+                     tkey ? "\n" : "", cls, cpu, ram, flash, budget, model, labels, cert);
     if (n < 0 || (size_t)n >= sizeof text) return cnd_errf(CND_EINVAL, "configuration too long");
     if ((rc = cnd_file_write_atomic(path, text, (size_t)n, 0600))) return rc;
     s_conf_t c;
@@ -284,9 +290,10 @@ static int s_run(int argc, char **argv)
 {
     const char *dir = NULL;
     double max_s = 0;
-    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", "device directory (required)"},
-                              {"max-seconds", CND_OPT_DBL, &max_s, "S", "exit after S seconds", 0, 1e9},
-                              {0}};
+    const cnd_opt_t opts[] = {
+        {"dir", CND_OPT_STR, &dir, "DIR", "device directory (required)"},
+        {"max-seconds", CND_OPT_DBL, &max_s, "S", "exit after S seconds", 0, 1e9},
+        {0}};
     const cnd_cli_t cli = {"condenser edge run --dir DIR",
                            "Runs the device: connects to the pinned coordinator over CurveZMQ, "
                            "reports its profile, verifies, downloads and activates offered "
@@ -324,8 +331,8 @@ static int s_run(int argc, char **argv)
             snprintf(cp, sizeof cp, "%s/%s", dir, d.conf.cert);
         if ((rc = cnd_file_read(cp, CND_PROTO_CERT_MAX, &cert, &cert_len))) goto out;
     }
-    cnd_client_opts_t co = {.endpoint = d.conf.endpoint, .server_key = server, .public_key = cpk,
-                            .secret_key = csk};
+    cnd_client_opts_t co = {
+        .endpoint = d.conf.endpoint, .server_key = server, .public_key = cpk, .secret_key = csk};
     rc = cnd_client_new(&d.link.cli, &co);
     sodium_memzero(csk, sizeof csk);
     if (rc) goto out;
@@ -467,16 +474,16 @@ static int s_status(int argc, char **argv)
         char hex[65] = "";
         if (es.has_model) cnd_hex(hex, es.digest, 32);
         if (json)
-            printf("{\"has_model\":%s,\"slot\":%d,\"digest\":\"%s\",\"model\":\"%s\",\"version\":%llu,"
-                   "\"sequence\":%llu,\"highest_sequence\":%llu,\"latency_us\":%u,"
-                   "\"downloading\":%s,\"chunks_held\":%u,\"chunks_total\":%u,\"last_state\":%d,"
-                   "\"last_rollout\":%llu,\"last_reason\":\"%s\"}\n",
-                   es.has_model ? "true" : "false", es.slot, hex, es.model,
-                   (unsigned long long)es.version, (unsigned long long)es.sequence,
-                   (unsigned long long)es.highest_seq, es.latency_us,
-                   es.downloading ? "true" : "false", es.chunks_held, es.chunks_total,
-                   es.last_state, (unsigned long long)es.last_rollout,
-                   cnd_edge_reason_name(es.last_reason));
+            printf(
+                "{\"has_model\":%s,\"slot\":%d,\"digest\":\"%s\",\"model\":\"%s\",\"version\":%llu,"
+                "\"sequence\":%llu,\"highest_sequence\":%llu,\"latency_us\":%u,"
+                "\"downloading\":%s,\"chunks_held\":%u,\"chunks_total\":%u,\"last_state\":%d,"
+                "\"last_rollout\":%llu,\"last_reason\":\"%s\"}\n",
+                es.has_model ? "true" : "false", es.slot, hex, es.model,
+                (unsigned long long)es.version, (unsigned long long)es.sequence,
+                (unsigned long long)es.highest_seq, es.latency_us,
+                es.downloading ? "true" : "false", es.chunks_held, es.chunks_total, es.last_state,
+                (unsigned long long)es.last_rollout, cnd_edge_reason_name(es.last_reason));
         else
             printf("device %s: %s%s%s v%llu (sequence %llu, slot %c), self-test passed, %u us\n"
                    "highest sequence accepted %llu; %s\n",
@@ -492,7 +499,8 @@ static int s_status(int argc, char **argv)
 static int s_infer(int argc, char **argv)
 {
     const char *dir = NULL;
-    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", "device directory (required)"}, {0}};
+    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", "device directory (required)"},
+                              {0}};
     const cnd_cli_t cli = {"condenser edge infer --dir DIR INPUT",
                            "Runs the device's active model on INPUT: raw uint8 HWC samples back to "
                            "back (C*H*W bytes each). Prints the class of each sample.",
@@ -538,7 +546,8 @@ static int s_infer(int argc, char **argv)
 int cnd_cmd_edge(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: condenser edge init|run|install|status|infer [options]   (--help after each)\n");
+        printf("usage: condenser edge init|run|install|status|infer [options]   (--help after "
+               "each)\n");
         return argc < 2 ? cnd_errf(CND_EINVAL, "a subcommand is required: init, run, install, "
                                                "status, infer")
                         : 0;
@@ -549,5 +558,6 @@ int cnd_cmd_edge(int argc, char **argv)
     if (!strcmp(c, "install")) return s_install(argc - 1, argv + 1);
     if (!strcmp(c, "status")) return s_status(argc - 1, argv + 1);
     if (!strcmp(c, "infer")) return s_infer(argc - 1, argv + 1);
-    return cnd_errf(CND_EINVAL, "unknown subcommand 'edge %s' (init, run, install, status, infer)", c);
+    return cnd_errf(CND_EINVAL, "unknown subcommand 'edge %s' (init, run, install, status, infer)",
+                    c);
 }

@@ -28,10 +28,10 @@ static void s_on_signal(int sig)
 }
 
 typedef struct {
-    sqlite3 *db;           /* read-only view of the coordinator's database, or NULL */
-    int64_t after;         /* only rollouts with a larger id count */
-    int wait_rollout;      /* keep running until a rollout appears */
-    double settle_until;   /* exit once this time passes with the rollout over */
+    sqlite3 *db;         /* read-only view of the coordinator's database, or NULL */
+    int64_t after;       /* only rollouts with a larger id count */
+    int wait_rollout;    /* keep running until a rollout appears */
+    double settle_until; /* exit once this time passes with the rollout over */
     cnd_progress_t prog;
     uint32_t target_connected;
 } s_watch_t;
@@ -45,7 +45,8 @@ static int s_done(void *ctx, cnd_fleet_sim_t *s)
     cnd_progress_update(&w->prog, conn, extra);
     if (!w->db) return 0;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(w->db, "SELECT id, state FROM rollout WHERE id > ?1 ORDER BY id DESC LIMIT 1",
+    if (sqlite3_prepare_v2(w->db,
+                           "SELECT id, state FROM rollout WHERE id > ?1 ORDER BY id DESC LIMIT 1",
                            -1, &st, NULL) != SQLITE_OK)
         return 0; /* no rollout tables yet */
     sqlite3_bind_int64(st, 1, w->after);
@@ -98,13 +99,16 @@ int cnd_cmd_fleet_sim(int argc, char **argv)
         {"ram", CND_OPT_INT, &ram, "BYTES", "RAM budget (default 16 MiB)", 1, 1e15},
         {"flash", CND_OPT_INT, &flash, "BYTES", "flash budget (default 64 MiB)", 1, 1e15},
         {"latency-budget", CND_OPT_INT, &budget, "US", "latency budget (default none)", 0, 1e9},
-        {"labels", CND_OPT_STR, &labels, "K=V,...", "extra labels (every device has fleet=sim, "
-                                                    "site=site<i % sites>)"},
+        {"labels", CND_OPT_STR, &labels, "K=V,...",
+         "extra labels (every device has fleet=sim, "
+         "site=site<i % sites>)"},
         {"sites", CND_OPT_INT, &sites, "N", "sites the devices spread over (default 4)", 1, 1e6},
         {"model", CND_OPT_STR, &model, "NAME", "model name devices accept (default any)"},
-        {"heartbeat-ms", CND_OPT_INT, &hb, "MS", "heartbeat interval (default 10000)", 100, 3600000},
+        {"heartbeat-ms", CND_OPT_INT, &hb, "MS", "heartbeat interval (default 10000)", 100,
+         3600000},
         {"shard", CND_OPT_STR, &shard, "I/K", "simulate only the I-th of K slices of the fleet"},
-        {"duration", CND_OPT_DBL, &duration, "S", "stop after S seconds (default: when done)", 0, 1e9},
+        {"duration", CND_OPT_DBL, &duration, "S", "stop after S seconds (default: when done)", 0,
+         1e9},
         {"report", CND_OPT_STR, &report, "FILE", "write one line per device there"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "print only the summary"},
         {0}};
@@ -119,7 +123,8 @@ int cnd_cmd_fleet_sim(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
-    if (!endpoint || !key) return cnd_errf(CND_EINVAL, "--endpoint and --coordinator-key are required");
+    if (!endpoint || !key)
+        return cnd_errf(CND_EINVAL, "--endpoint and --coordinator-key are required");
     if (!!initial != !!iman)
         return cnd_errf(CND_EINVAL, "--initial and --initial-manifest go together");
     cnd_fleet_sim_opts_t o;
@@ -235,9 +240,10 @@ int cnd_cmd_fleet_sim(int argc, char **argv)
                 char hex[65];
                 fprintf(rf, "%s %s %s v%llu seq %llu state %d rollout %llu %s\n",
                         cnd_fleet_sim_name(s, i),
-                        f == CND_EDGE_FAULT_NONE ? "ok" : f == CND_EDGE_FAULT_SELFTEST ? "selftest"
-                                                      : f == CND_EDGE_FAULT_HANG       ? "hang"
-                                                                                       : "crash",
+                        f == CND_EDGE_FAULT_NONE       ? "ok"
+                        : f == CND_EDGE_FAULT_SELFTEST ? "selftest"
+                        : f == CND_EDGE_FAULT_HANG     ? "hang"
+                                                       : "crash",
                         es.has_model ? cnd_hex(hex, es.digest, 32) : "none",
                         (unsigned long long)es.version, (unsigned long long)es.sequence,
                         es.last_state, (unsigned long long)es.last_rollout,
@@ -253,7 +259,8 @@ int cnd_cmd_fleet_sim(int argc, char **argv)
                "%.1f MiB, peak RSS %.1f MiB, cpu %.1f s\n",
                n, faulty, cnd_now() - t0, (unsigned long long)ss.frames_in,
                (unsigned long long)ss.frames_out, ss.pool_bytes / 1048576.0, ru.ru_maxrss / 1024.0,
-               ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+               ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+                   (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
         for (uint32_t k = 0; k < nby; k++) {
             char hex[65];
             printf("  running %.16s...: %u devices\n", cnd_hex(hex, by[k].d, 32), by[k].n);

@@ -31,9 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_MAGIC "CNDEDG01"
+#define S_MAGIC        "CNDEDG01"
 #define S_MAX_INFLIGHT 16
-#define S_REASON_MAX 256
+#define S_REASON_MAX   256
 
 typedef struct {
     uint64_t off;
@@ -97,25 +97,44 @@ struct cnd_edge {
 const char *cnd_edge_reason_name(cnd_edge_reason_t r)
 {
     switch (r) {
-    case CND_EDGE_OK: return "ok";
-    case CND_EDGE_UNSIGNED: return "unsigned";
-    case CND_EDGE_UNTRUSTED_KEY: return "untrusted-key";
-    case CND_EDGE_BAD_SIGNATURE: return "bad-signature";
-    case CND_EDGE_EXPIRED: return "expired";
-    case CND_EDGE_OLDER: return "older-sequence";
-    case CND_EDGE_DOWNGRADE: return "downgrade";
-    case CND_EDGE_WRONG_CLASS: return "wrong-device-class";
-    case CND_EDGE_WRONG_MODEL: return "wrong-model";
-    case CND_EDGE_OVERSIZED: return "oversized";
-    case CND_EDGE_TRUNCATED: return "truncated";
-    case CND_EDGE_MODIFIED: return "modified";
-    case CND_EDGE_MISMATCH: return "offer-mismatch";
-    case CND_EDGE_INVALID: return "invalid-artifact";
-    case CND_EDGE_RAM: return "ram";
-    case CND_EDGE_SELFTEST: return "self-test";
-    case CND_EDGE_LATENCY: return "latency";
-    case CND_EDGE_INTERRUPTED: return "interrupted";
-    case CND_EDGE_STORAGE: return "storage";
+    case CND_EDGE_OK:
+        return "ok";
+    case CND_EDGE_UNSIGNED:
+        return "unsigned";
+    case CND_EDGE_UNTRUSTED_KEY:
+        return "untrusted-key";
+    case CND_EDGE_BAD_SIGNATURE:
+        return "bad-signature";
+    case CND_EDGE_EXPIRED:
+        return "expired";
+    case CND_EDGE_OLDER:
+        return "older-sequence";
+    case CND_EDGE_DOWNGRADE:
+        return "downgrade";
+    case CND_EDGE_WRONG_CLASS:
+        return "wrong-device-class";
+    case CND_EDGE_WRONG_MODEL:
+        return "wrong-model";
+    case CND_EDGE_OVERSIZED:
+        return "oversized";
+    case CND_EDGE_TRUNCATED:
+        return "truncated";
+    case CND_EDGE_MODIFIED:
+        return "modified";
+    case CND_EDGE_MISMATCH:
+        return "offer-mismatch";
+    case CND_EDGE_INVALID:
+        return "invalid-artifact";
+    case CND_EDGE_RAM:
+        return "ram";
+    case CND_EDGE_SELFTEST:
+        return "self-test";
+    case CND_EDGE_LATENCY:
+        return "latency";
+    case CND_EDGE_INTERRUPTED:
+        return "interrupted";
+    case CND_EDGE_STORAGE:
+        return "storage";
     }
     return "unknown";
 }
@@ -249,7 +268,8 @@ static int s_load_state(cnd_edge_t *e)
     e->prev = (int8_t)cnd_rd_u8(&r);
     e->pending = cnd_rd_u8(&r);
     e->highest = cnd_rd_u64(&r);
-    for (int i = 0; i < 2; i++) e->slot_man[i] = s_rd_blob(&r, &e->slot_man_len[i], CND_PROTO_MANIFEST_MAX);
+    for (int i = 0; i < 2; i++)
+        e->slot_man[i] = s_rd_blob(&r, &e->slot_man_len[i], CND_PROTO_MANIFEST_MAX);
     e->dl = cnd_rd_u8(&r);
     if (e->dl) {
         e->dl_rollout = cnd_rd_u64(&r);
@@ -303,14 +323,22 @@ static int s_load_state(cnd_edge_t *e)
 static cnd_edge_reason_t s_map_fail(cnd_manifest_fail_t f)
 {
     switch (f) {
-    case CND_MANIFEST_OK: return CND_EDGE_OK;
-    case CND_MANIFEST_MALFORMED: return CND_EDGE_UNSIGNED;
-    case CND_MANIFEST_UNTRUSTED_KEY: return CND_EDGE_UNTRUSTED_KEY;
-    case CND_MANIFEST_BAD_SIGNATURE: return CND_EDGE_BAD_SIGNATURE;
-    case CND_MANIFEST_EXPIRED: return CND_EDGE_EXPIRED;
-    case CND_MANIFEST_OLDER: return CND_EDGE_OLDER;
-    case CND_MANIFEST_DOWNGRADE: return CND_EDGE_DOWNGRADE;
-    case CND_MANIFEST_WRONG_TARGET: return CND_EDGE_WRONG_CLASS;
+    case CND_MANIFEST_OK:
+        return CND_EDGE_OK;
+    case CND_MANIFEST_MALFORMED:
+        return CND_EDGE_UNSIGNED;
+    case CND_MANIFEST_UNTRUSTED_KEY:
+        return CND_EDGE_UNTRUSTED_KEY;
+    case CND_MANIFEST_BAD_SIGNATURE:
+        return CND_EDGE_BAD_SIGNATURE;
+    case CND_MANIFEST_EXPIRED:
+        return CND_EDGE_EXPIRED;
+    case CND_MANIFEST_OLDER:
+        return CND_EDGE_OLDER;
+    case CND_MANIFEST_DOWNGRADE:
+        return CND_EDGE_DOWNGRADE;
+    case CND_MANIFEST_WRONG_TARGET:
+        return CND_EDGE_WRONG_CLASS;
     }
     return CND_EDGE_UNSIGNED;
 }
@@ -444,7 +472,8 @@ static int s_trial(cnd_edge_t *e, const uint8_t *art, size_t len, size_t need, i
                       "arena %zu + artifact %zu bytes exceed the RAM budget of %llu", need, len,
                       (unsigned long long)e->ram);
     void *arena = malloc(need);
-    if (!arena) return s_fail(why, CND_EDGE_RAM, CND_ENOMEM, "cannot allocate a %zu-byte arena", need);
+    if (!arena)
+        return s_fail(why, CND_EDGE_RAM, CND_ENOMEM, "cannot allocate a %zu-byte arena", need);
     cnd_rt_model_t *m = NULL;
     rc = cnd_rt_load(&m, art, len, arena, need, &dg);
     if (rc) {
@@ -456,7 +485,8 @@ static int s_trial(cnd_edge_t *e, const uint8_t *art, size_t len, size_t need, i
     cnd_rt_get_info(m, &info);
     if (info.n_selftests == 0) {
         free(arena);
-        return s_fail(why, CND_EDGE_SELFTEST, CND_ECORRUPT, "the artifact has no self-test vectors");
+        return s_fail(why, CND_EDGE_SELFTEST, CND_ECORRUPT,
+                      "the artifact has no self-test vectors");
     }
     uint32_t failed = 0;
     rc = cnd_rt_selftest(m, &failed);
@@ -478,8 +508,7 @@ static int s_trial(cnd_edge_t *e, const uint8_t *art, size_t len, size_t need, i
     if (rc) {
         free(arena);
         return s_fail(why, CND_EDGE_SELFTEST, CND_ECORRUPT,
-                      "self-test vector %u of %u gave other output bits", failed,
-                      info.n_selftests);
+                      "self-test vector %u of %u gave other output bits", failed, info.n_selftests);
     }
     /* Latency: the median of a few runs of the first self-test input. */
     uint32_t t[16];
@@ -490,8 +519,7 @@ static int s_trial(cnd_edge_t *e, const uint8_t *art, size_t len, size_t need, i
     int8_t logits[4096];
     if (info.n_classes > sizeof logits || cnd_rt_selftest_vector(m, 0, &in, &expect, &kind)) {
         free(arena);
-        return s_fail(why, CND_EDGE_INVALID, CND_EFORMAT, "%u classes: too many",
-                      info.n_classes);
+        return s_fail(why, CND_EDGE_INVALID, CND_EFORMAT, "%u classes: too many", info.n_classes);
     }
     for (int i = 0; i < runs; i++) {
         double t0 = cnd_now();
@@ -517,7 +545,8 @@ static int s_trial(cnd_edge_t *e, const uint8_t *art, size_t len, size_t need, i
  * arena and model stay loaded. */
 static int s_load_slot(cnd_edge_t *e, int s, int inject_fault, cnd_edge_reason_t *why)
 {
-    if (s < 0 || !e->slot_man[s]) return s_fail(why, CND_EDGE_UNSIGNED, CND_ENOTFOUND, "empty slot");
+    if (s < 0 || !e->slot_man[s])
+        return s_fail(why, CND_EDGE_UNSIGNED, CND_ENOTFOUND, "empty slot");
     int rc = s_check_slot_manifest(e, s);
     if (rc) {
         char d[160];
@@ -527,7 +556,9 @@ static int s_load_slot(cnd_edge_t *e, int s, int inject_fault, cnd_edge_reason_t
     uint8_t *data = NULL;
     size_t len = 0;
     rc = e->store.ops->slot_read(e->store.ctx, s, &data, &len);
-    if (rc) return s_fail(why, CND_EDGE_STORAGE, rc == CND_ENOTFOUND ? CND_EIO : rc, "slot %c unreadable", 'A' + s);
+    if (rc)
+        return s_fail(why, CND_EDGE_STORAGE, rc == CND_ENOTFOUND ? CND_EIO : rc,
+                      "slot %c unreadable", 'A' + s);
     if (cnd_manifest_check_artifact(&e->slot_m[s], data, len)) {
         free(data);
         return s_fail(why, len < e->slot_m[s].length ? CND_EDGE_TRUNCATED : CND_EDGE_MODIFIED,
@@ -577,8 +608,9 @@ int cnd_edge_boot(cnd_edge_t *e)
         e->rep_rollout = rollout;
         e->rep_state = CONDENSER__ACTIVATION_STATE__ACT_FAILED;
         memcpy(e->rep_digest, dg, 32);
-        snprintf(e->rep_reason, sizeof e->rep_reason,
-                 "interrupted: restarted while the new model was on trial; back on the previous slot");
+        snprintf(
+            e->rep_reason, sizeof e->rep_reason,
+            "interrupted: restarted while the new model was on trial; back on the previous slot");
         e->rep_selftest = 0;
         e->rep_latency = 0;
         e->last_reason = CND_EDGE_INTERRUPTED;
@@ -629,7 +661,8 @@ static int s_activate(cnd_edge_t *e, const uint8_t *art, size_t len, const uint8
                       (unsigned long long)e->ram);
     int slot = e->active < 0 ? 0 : 1 - e->active;
     if ((rc = e->store.ops->slot_write(e->store.ctx, slot, art, len, m->digest)))
-        return s_fail(why, CND_EDGE_STORAGE, rc, "writing slot %c: %s", 'A' + slot, cnd_err_detail());
+        return s_fail(why, CND_EDGE_STORAGE, rc, "writing slot %c: %s", 'A' + slot,
+                      cnd_err_detail());
     uint8_t *copy = malloc(man_len);
     if (!copy) return s_fail(why, CND_EDGE_STORAGE, CND_ENOMEM, "out of memory");
     memcpy(copy, man, man_len);
@@ -930,8 +963,8 @@ static int s_on_offer(cnd_edge_t *e, const Condenser__ArtifactOffer *o, double n
 
 static int s_on_chunk(cnd_edge_t *e, const Condenser__Chunk *c, double now)
 {
-    if (!e->dl || c->kind != CONDENSER__OBJECT_KIND__OBJ_ARTIFACT ||
-        c->object_digest.len != 32 || memcmp(c->object_digest.data, e->dl_m.digest, 32) != 0)
+    if (!e->dl || c->kind != CONDENSER__OBJECT_KIND__OBJ_ARTIFACT || c->object_digest.len != 32 ||
+        memcmp(c->object_digest.data, e->dl_m.digest, 32) != 0)
         return 0; /* not for the download in progress: ignored */
     uint64_t off = (uint64_t)c->index * e->dl_chunk;
     for (uint32_t i = 0; i < e->n_inflight; i++)
@@ -958,7 +991,7 @@ static int s_on_chunk(cnd_edge_t *e, const Condenser__Chunk *c, double now)
         rc = s_save(e);
     }
     if (rc) {
-        e->dl_bits[c->index / 8] &= (uint8_t)~(1u << (c->index % 8));
+        e->dl_bits[c->index / 8] &= (uint8_t) ~(1u << (c->index % 8));
         e->retry_at = now + 1.0;
         cnd_err_clear();
         return 0;
@@ -997,8 +1030,8 @@ static int s_on_rollback(cnd_edge_t *e, const Condenser__Rollback *r, double now
         if (!e->store.ops->slot_read(e->store.ctx, other, &data, &len) &&
             !cnd_manifest_check_artifact(&m, data, len)) {
             /* Re-activate the other slot through the same steps (written back unchanged). */
-            int rc = s_activate(e, data, len, r->manifest.data, r->manifest.len, &m,
-                                r->rollout_id, 1, &why);
+            int rc = s_activate(e, data, len, r->manifest.data, r->manifest.len, &m, r->rollout_id,
+                                1, &why);
             free(data);
             if (rc == CND_ECANCELED) return rc;
             if (rc) {
@@ -1014,7 +1047,8 @@ static int s_on_rollback(cnd_edge_t *e, const Condenser__Rollback *r, double now
         cnd_err_clear();
     }
     uint32_t chunk = CND_PROTO_CHUNK_DEFAULT;
-    if (m.length < chunk) chunk = m.length < CND_PROTO_CHUNK_MIN ? CND_PROTO_CHUNK_MIN : (uint32_t)m.length;
+    if (m.length < chunk)
+        chunk = m.length < CND_PROTO_CHUNK_MIN ? CND_PROTO_CHUNK_MIN : (uint32_t)m.length;
     int rc = s_dl_start(e, &m, r->manifest.data, r->manifest.len, r->rollout_id, 1, chunk, now);
     if (rc) {
         e->last_reason = CND_EDGE_STORAGE;
@@ -1027,9 +1061,12 @@ static int s_on_rollback(cnd_edge_t *e, const Condenser__Rollback *r, double now
 int cnd_edge_on_message(cnd_edge_t *e, const Condenser__Envelope *env, double now)
 {
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER: return s_on_offer(e, env->artifact_offer, now);
-    case CONDENSER__MSG_TYPE__MSG_CHUNK: return s_on_chunk(e, env->chunk, now);
-    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return s_on_rollback(e, env->rollback, now);
+    case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
+        return s_on_offer(e, env->artifact_offer, now);
+    case CONDENSER__MSG_TYPE__MSG_CHUNK:
+        return s_on_chunk(e, env->chunk, now);
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
+        return s_on_rollback(e, env->rollback, now);
     case CONDENSER__MSG_TYPE__MSG_ERROR:
         if (env->error->ref_type == CONDENSER__MSG_TYPE__MSG_ARTIFACT_CHUNK_REQUEST && e->dl) {
             /* Busy or refused: drop the requests in flight and ask again a little later. */
@@ -1037,7 +1074,8 @@ int cnd_edge_on_message(cnd_edge_t *e, const Condenser__Envelope *env, double no
             e->retry_at = now + (env->error->code == CONDENSER__ERROR_CODE__ERR_BUSY ? 0.5 : 2.0);
         }
         return 0;
-    default: return 0;
+    default:
+        return 0;
     }
 }
 

@@ -87,14 +87,14 @@ typedef struct {
     uint64_t flash_bytes;       /* storage for two slots */
     uint32_t latency_budget_us; /* 0 = none */
     const cnd_edge_label_t *labels;
-    size_t n_labels;             /* <= 32 */
-    const uint8_t (*trust)[32];  /* trusted federation (manifest signing) keys */
-    size_t n_trust;              /* >= 1 */
-    int latency_runs;            /* inferences timed at activation; 0 = 5 */
-    int keep_model;              /* 1: keep the active model loaded (serving inference) */
+    size_t n_labels;            /* <= 32 */
+    const uint8_t (*trust)[32]; /* trusted federation (manifest signing) keys */
+    size_t n_trust;             /* >= 1 */
+    int latency_runs;           /* inferences timed at activation; 0 = 5 */
+    int keep_model;             /* 1: keep the active model loaded (serving inference) */
     cnd_edge_fault_t fault;
-    uint32_t max_inflight;       /* chunk requests in flight; 0 = 4 */
-    double request_timeout_s;    /* re-request a chunk after this; 0 = 5 */
+    uint32_t max_inflight;    /* chunk requests in flight; 0 = 4 */
+    double request_timeout_s; /* re-request a chunk after this; 0 = 5 */
 } cnd_edge_cfg_t;
 
 /* Sends one message to the coordinator (the caller wraps it in an envelope). Returns 0 or an
@@ -107,8 +107,7 @@ typedef struct cnd_edge cnd_edge_t;
 /* Creates a device over `store` (borrowed; must outlive it). The configuration is copied.
  * Call cnd_edge_boot next. Returns 0, CND_EINVAL or CND_ENOMEM. */
 CND_MUST_USE int cnd_edge_new(cnd_edge_t **out, const cnd_edge_cfg_t *cfg,
-                              const cnd_edge_store_t *store, cnd_edge_send_fn send,
-                              void *send_ctx);
+                              const cnd_edge_store_t *store, cnd_edge_send_fn send, void *send_ctx);
 void cnd_edge_destroy(cnd_edge_t **e);
 
 /* Loads the state. A `pending` flag left by a crash during a trial switches back to the
@@ -144,20 +143,20 @@ CND_MUST_USE int cnd_edge_install(cnd_edge_t *e, const uint8_t *art, size_t len,
                                   cnd_edge_reason_t *why);
 
 typedef struct {
-    int has_model;         /* a verified, self-tested model is active */
-    int slot;              /* 0 = A, 1 = B, -1 none */
-    uint8_t digest[32];    /* active artifact */
-    char model[129];       /* its manifest name */
-    uint64_t version;      /* its manifest version */
-    uint64_t sequence;     /* its manifest sequence */
-    uint64_t highest_seq;  /* highest sequence ever accepted */
-    uint32_t latency_us;   /* measured median latency of the active model */
-    int downloading;       /* a download is in progress */
+    int has_model;        /* a verified, self-tested model is active */
+    int slot;             /* 0 = A, 1 = B, -1 none */
+    uint8_t digest[32];   /* active artifact */
+    char model[129];      /* its manifest name */
+    uint64_t version;     /* its manifest version */
+    uint64_t sequence;    /* its manifest sequence */
+    uint64_t highest_seq; /* highest sequence ever accepted */
+    uint32_t latency_us;  /* measured median latency of the active model */
+    int downloading;      /* a download is in progress */
     uint32_t chunks_held, chunks_total;
-    uint64_t refused;      /* offers and rollbacks refused since start */
+    uint64_t refused;              /* offers and rollbacks refused since start */
     cnd_edge_reason_t last_reason; /* of the last refusal or failure */
-    int last_state;        /* Condenser__ActivationState of the last report, 0 if none */
-    uint64_t last_rollout; /* rollout id of the last report */
+    int last_state;                /* Condenser__ActivationState of the last report, 0 if none */
+    uint64_t last_rollout;         /* rollout id of the last report */
 } cnd_edge_status_t;
 
 void cnd_edge_status(const cnd_edge_t *e, cnd_edge_status_t *st);

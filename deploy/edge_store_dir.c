@@ -40,7 +40,8 @@ static void s_path(char *out, size_t cap, const s_dir_t *d, const char *name)
 static int s_fsync_dir(s_dir_t *d)
 {
     int fd = open(d->dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return cnd_errf(CND_EIO, "%s: cannot open the directory: %s", d->dir, strerror(errno));
+    if (fd < 0)
+        return cnd_errf(CND_EIO, "%s: cannot open the directory: %s", d->dir, strerror(errno));
     int r = fsync(fd);
     close(fd);
     if (r) return cnd_errf(CND_EIO, "%s: fsync: %s", d->dir, strerror(errno));
@@ -193,8 +194,9 @@ static void s_part_discard(void *ctx)
     unlink(p);
 }
 
-static const cnd_edge_store_ops_t s_ops = {s_state_load, s_state_save, s_slot_write, s_slot_read,
-                                           s_part_begin, s_part_write, s_part_read, s_part_discard};
+static const cnd_edge_store_ops_t s_ops = {s_state_load, s_state_save,  s_slot_write,
+                                           s_slot_read,  s_part_begin,  s_part_write,
+                                           s_part_read,  s_part_discard};
 
 int cnd_edge_store_dir(cnd_edge_store_t *out, const char *dir)
 {

@@ -224,8 +224,9 @@ static int s_part_read(void *ctx, uint8_t **data, size_t *len)
     return 0;
 }
 
-static const cnd_edge_store_ops_t s_ops = {s_state_load, s_state_save, s_slot_write, s_slot_read,
-                                           s_part_begin, s_part_write, s_part_read, s_part_discard};
+static const cnd_edge_store_ops_t s_ops = {s_state_load, s_state_save,  s_slot_write,
+                                           s_slot_read,  s_part_begin,  s_part_write,
+                                           s_part_read,  s_part_discard};
 
 int cnd_edge_store_mem(cnd_edge_store_t *out, cnd_edge_pool_t *pool)
 {

@@ -28,7 +28,7 @@ typedef struct cnd_fleet_sim cnd_fleet_sim_t;
 
 typedef struct {
     cnd_fleet_sim_t *sim;
-    uint32_t index;       /* global index */
+    uint32_t index; /* global index */
     char name[32];
     uint8_t ed_pk[32];
     cnd_client_t *cli;
@@ -38,7 +38,7 @@ typedef struct {
     cnd_edge_fault_t fault;
     int need_hello;
     int send_failed;
-    int connected;        /* profile went out at least once */
+    int connected; /* profile went out at least once */
     uint64_t seq;
     double next_hb;
     cnd_edge_label_t labels[8];
@@ -430,7 +430,8 @@ int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop, double ma
             if (done(ctx, s)) break;
         }
         int n = epoll_wait(s->ep, evs, 512, s->next_connect < s->n ? 5 : 20);
-        if (n < 0 && errno != EINTR) return cnd_errf(CND_EIO, "fleet-sim: epoll_wait: %s", strerror(errno));
+        if (n < 0 && errno != EINTR)
+            return cnd_errf(CND_EIO, "fleet-sim: epoll_wait: %s", strerror(errno));
         now = cnd_now();
         for (int i = 0; i < n; i++) s_drain(evs[i].data.ptr, now);
     }

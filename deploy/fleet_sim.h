@@ -30,26 +30,26 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *endpoint;             /* coordinator endpoint */
-    uint8_t coordinator_pk[32];       /* Ed25519: CURVE server key and manifest trust */
-    uint32_t devices;                 /* devices in the whole fleet */
-    uint32_t first, count;            /* this process simulates [first, first + count) */
+    const char *endpoint;       /* coordinator endpoint */
+    uint8_t coordinator_pk[32]; /* Ed25519: CURVE server key and manifest trust */
+    uint32_t devices;           /* devices in the whole fleet */
+    uint32_t first, count;      /* this process simulates [first, first + count) */
     uint64_t seed;
-    double fail_rate;                 /* fraction of faulty devices */
-    const char *fault;                /* "selftest", "hang", "crash" or "mixed" */
-    const char *hw_class;             /* device class (default "sim-gw") */
-    const char *cpu_class;            /* default "x86-64" */
-    uint64_t ram_bytes, flash_bytes;  /* defaults 16 MiB, 64 MiB */
+    double fail_rate;                /* fraction of faulty devices */
+    const char *fault;               /* "selftest", "hang", "crash" or "mixed" */
+    const char *hw_class;            /* device class (default "sim-gw") */
+    const char *cpu_class;           /* default "x86-64" */
+    uint64_t ram_bytes, flash_bytes; /* defaults 16 MiB, 64 MiB */
     uint32_t latency_budget_us;
-    const char *labels;               /* extra labels "k=v,..." */
-    uint32_t sites;                   /* devices get site=site<i % sites> (default 4) */
-    const char *model;                /* model name devices accept ("" = any) */
-    const uint8_t *initial;           /* artifact every device starts on (may be NULL) */
+    const char *labels;     /* extra labels "k=v,..." */
+    uint32_t sites;         /* devices get site=site<i % sites> (default 4) */
+    const char *model;      /* model name devices accept ("" = any) */
+    const uint8_t *initial; /* artifact every device starts on (may be NULL) */
     size_t initial_len;
     const uint8_t *initial_manifest;
     size_t initial_manifest_len;
-    int heartbeat_ms;                 /* default 10000 */
-    int latency_runs;                 /* default 1 */
+    int heartbeat_ms; /* default 10000 */
+    int latency_runs; /* default 1 */
 } cnd_fleet_sim_opts_t;
 
 typedef struct cnd_fleet_sim cnd_fleet_sim_t;
@@ -66,8 +66,8 @@ CND_MUST_USE int cnd_fleet_sim_enroll(cnd_fleet_sim_t *s, sqlite3 *db);
 /* Runs the event loop until *stop, max_seconds, or done(ctx, s) returns nonzero (checked about
  * five times a second). */
 CND_MUST_USE int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop,
-                                   double max_seconds,
-                                   int (*done)(void *ctx, cnd_fleet_sim_t *s), void *ctx);
+                                   double max_seconds, int (*done)(void *ctx, cnd_fleet_sim_t *s),
+                                   void *ctx);
 
 uint32_t cnd_fleet_sim_count(const cnd_fleet_sim_t *s);
 const char *cnd_fleet_sim_name(const cnd_fleet_sim_t *s, uint32_t i);
@@ -78,8 +78,8 @@ uint32_t cnd_fleet_sim_connected(const cnd_fleet_sim_t *s);
 
 typedef struct {
     uint64_t frames_in, frames_out, send_failures;
-    uint64_t pool_bytes;  /* shared blobs and private state of all stores */
-    uint64_t reboots;     /* CRASH faults that fired */
+    uint64_t pool_bytes; /* shared blobs and private state of all stores */
+    uint64_t reboots;    /* CRASH faults that fired */
 } cnd_fleet_sim_stats_t;
 void cnd_fleet_sim_stats(const cnd_fleet_sim_t *s, cnd_fleet_sim_stats_t *st);
 

@@ -16,7 +16,8 @@ static inline int fleet_mkart(uint8_t **data, size_t *len, int big, int wbits, u
 {
     cnd_qmodel_t *q = NULL;
     cnd_shape_t in = {1, 28, 28};
-    int rc = qt_make(&q, NULL, big ? "flatten dense(128) relu dense(10)" : "flatten dense(10) relu dense(10)",
+    int rc = qt_make(&q, NULL,
+                     big ? "flatten dense(128) relu dense(10)" : "flatten dense(10) relu dense(10)",
                      in, wbits, CND_QM_MINMAX, seed);
     if (!rc) rc = cnd_artifact_serialize(q, data, len);
     cnd_qmodel_destroy(&q);

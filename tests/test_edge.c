@@ -120,13 +120,20 @@ static void test_attacks(void)
         const char *what;
         cnd_edge_reason_t want;
     } cases[] = {
-        {"unsigned", CND_EDGE_UNSIGNED},         {"unsigned-body", CND_EDGE_UNSIGNED},
-        {"wrong-key", CND_EDGE_UNTRUSTED_KEY},   {"modified-manifest", CND_EDGE_BAD_SIGNATURE},
-        {"modified", CND_EDGE_MODIFIED},         {"truncated", CND_EDGE_TRUNCATED},
-        {"oversized", CND_EDGE_OVERSIZED},       {"over-budget", CND_EDGE_OVERSIZED},
-        {"expired", CND_EDGE_EXPIRED},           {"older", CND_EDGE_OLDER},
-        {"replay", CND_EDGE_OLDER},              {"downgrade", CND_EDGE_DOWNGRADE},
-        {"wrong-class", CND_EDGE_WRONG_CLASS},   {"wrong-model", CND_EDGE_WRONG_MODEL},
+        {"unsigned", CND_EDGE_UNSIGNED},
+        {"unsigned-body", CND_EDGE_UNSIGNED},
+        {"wrong-key", CND_EDGE_UNTRUSTED_KEY},
+        {"modified-manifest", CND_EDGE_BAD_SIGNATURE},
+        {"modified", CND_EDGE_MODIFIED},
+        {"truncated", CND_EDGE_TRUNCATED},
+        {"oversized", CND_EDGE_OVERSIZED},
+        {"over-budget", CND_EDGE_OVERSIZED},
+        {"expired", CND_EDGE_EXPIRED},
+        {"older", CND_EDGE_OLDER},
+        {"replay", CND_EDGE_OLDER},
+        {"downgrade", CND_EDGE_DOWNGRADE},
+        {"wrong-class", CND_EDGE_WRONG_CLASS},
+        {"wrong-model", CND_EDGE_WRONG_MODEL},
     };
     int seen[32] = {0};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -232,7 +239,8 @@ static void test_attacks(void)
     uint8_t d2[32];
     cnd_sha256(d2, v2, l2);
     s_status(e, &s2);
-    CHECK(s2.has_model && memcmp(s2.digest, d2, 32) == 0 && s2.version == 2 && s2.highest_seq == 21);
+    CHECK(s2.has_model && memcmp(s2.digest, d2, 32) == 0 && s2.version == 2 &&
+          s2.highest_seq == 21);
     uint8_t *v3 = malloc(l1);
     memcpy(v3, v1, l1);
     uint32_t tl = 0, toff = qt_section(v3, CND_RT_TAG_TEST, &tl);
@@ -252,7 +260,8 @@ static void test_attacks(void)
     CHECK(cnd_edge_install(e, v1, l1, m.data, m.len, &why) == 0);
     cnd_buf_free(&m);
     s_status(e, &s2);
-    CHECK(s2.has_model && memcmp(s2.digest, d1, 32) == 0 && s2.version == 1 && s2.highest_seq == 23);
+    CHECK(s2.has_model && memcmp(s2.digest, d1, 32) == 0 && s2.version == 1 &&
+          s2.highest_seq == 23);
     /* Replaying the v2 manifest (sequence 21) now fails. */
     s_manifest(&m, s_fed, v2, l2, "fm", "", 21, 2, later, 0);
     CHECK(cnd_edge_install(e, v2, l2, m.data, m.len, &why) != 0);
@@ -400,7 +409,8 @@ static void test_resume(void)
     o.artifact_size = l2;
     o.chunk_size = chunk;
     Condenser__Envelope env;
-    cnd_proto_envelope_init(&env, CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER, &o, 0, 0, "coordinator", 1);
+    cnd_proto_envelope_init(&env, CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER, &o, 0, 0, "coordinator",
+                            1);
     CHECK(cnd_edge_on_message(e, &env, 0) == 0);
     CHECK_EQ_INT(cap.n_req, 4); /* at most 4 in flight */
     CHECK(cap.req[0] == 0);

@@ -83,11 +83,11 @@ static void s_serve_stop(s_server_t *s)
 
 typedef struct {
     sqlite3 *db;
-    int stage;            /* 0: waiting for profiles, 1: rollout running, 2: over */
+    int stage; /* 0: waiting for profiles, 1: rollout running, 2: over */
     const cnd_rollout_params_t *p;
     int64_t rollout;
     double deadline;
-    int stop_after_wave;  /* scenario 3: stop the coordinator once this wave started (-1: no) */
+    int stop_after_wave; /* scenario 3: stop the coordinator once this wave started (-1: no) */
     s_server_t *srv;
     int restarted;
     char endpoint[128];
@@ -129,7 +129,8 @@ static int s_done(void *ctx, cnd_fleet_sim_t *sim)
     }
     char sql[200];
     if (w->stop_after_wave >= 0 && !w->restarted) {
-        snprintf(sql, sizeof sql, "SELECT wave FROM rollout WHERE id = %lld", (long long)w->rollout);
+        snprintf(sql, sizeof sql, "SELECT wave FROM rollout WHERE id = %lld",
+                 (long long)w->rollout);
         if (s_int(w->db, sql) >= w->stop_after_wave) {
             fprintf(stderr, "  stopping the coordinator in wave %d\n", w->stop_after_wave);
             s_serve_stop(w->srv);
@@ -153,7 +154,8 @@ static int s_done(void *ctx, cnd_fleet_sim_t *sim)
 static int s_count_rows(sqlite3 *db, int64_t id, const char *states)
 {
     char sql[300];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM rollout_device WHERE rollout = %lld AND state IN (%s)",
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM rollout_device WHERE rollout = %lld AND state IN (%s)",
              (long long)id, states);
     return (int)s_int(db, sql);
 }
@@ -175,7 +177,8 @@ static void s_scenario(const char *name, double fail_rate, const cnd_rollout_par
     int64_t id;
     free(s_man1);
     s_man1 = NULL;
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, s_v1, s_l1, &o1, &id, &s_man1, &s_lm1) == 0);
+    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, s_v1, s_l1, &o1, &id, &s_man1, &s_lm1) ==
+          0);
     CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, s_v2, s_l2, &o2, &id, NULL, NULL) == 0);
     uint8_t pk[32];
     memcpy(pk, cnd_identity_pk(d.id), 32);
@@ -229,7 +232,8 @@ static void s_scenario(const char *name, double fail_rate, const cnd_rollout_par
              want_abort ? "rolled_back" : "completed", (long long)w.rollout);
     CHECK(s_int(w.db, sql) == 1);
     /* No device silently stuck: every row is in a final state. */
-    CHECK_EQ_INT(s_count_rows(w.db, w.rollout, "'pending', 'offered', 'deferred', 'rollback_sent'"), 0);
+    CHECK_EQ_INT(s_count_rows(w.db, w.rollout, "'pending', 'offered', 'deferred', 'rollback_sent'"),
+                 0);
     uint32_t on1 = 0, on2 = 0, faulty = 0;
     for (uint32_t i = 0; i < cnd_fleet_sim_count(sim); i++) {
         cnd_edge_status_t es;
@@ -253,19 +257,23 @@ static void s_scenario(const char *name, double fail_rate, const cnd_rollout_par
         CHECK_EQ_INT(s_count_rows(w.db, w.rollout, "'healthy'"), 0);
         CHECK(s_int(w.db, "SELECT count(*) FROM audit_entry WHERE action = 'rollout.state' AND"
                           " json_extract(entry, '$.details.state') = 'rolled_back'") == 1);
-        fprintf(stderr, "  aborted in wave %lld; %d rolled back, %d rollback timeouts, %d cancelled\n",
+        fprintf(stderr,
+                "  aborted in wave %lld; %d rolled back, %d rollback timeouts, %d cancelled\n",
                 (long long)aborted_wave, s_count_rows(w.db, w.rollout, "'rolled_back'"),
                 s_count_rows(w.db, w.rollout, "'rollback_timeout'"),
                 s_count_rows(w.db, w.rollout, "'cancelled'"));
     } else {
         CHECK_EQ_INT(on2, s_n);
         CHECK_EQ_INT(s_count_rows(w.db, w.rollout, "'healthy'"), s_n);
-        snprintf(sql, sizeof sql, "SELECT wave + 1 FROM rollout WHERE id = %lld", (long long)w.rollout);
+        snprintf(sql, sizeof sql, "SELECT wave + 1 FROM rollout WHERE id = %lld",
+                 (long long)w.rollout);
         CHECK_EQ_INT(waves, s_int(w.db, sql));
-        CHECK(s_int(w.db, "SELECT count(*) FROM audit_entry WHERE action = 'rollout.device'") >= s_n);
+        CHECK(s_int(w.db, "SELECT count(*) FROM audit_entry WHERE action = 'rollout.device'") >=
+              s_n);
         if (stop_after_wave >= 0) CHECK(w.restarted);
     }
-    fprintf(stderr, "  %s done in %.1f s (%lld wave entries)\n", name, cnd_now() - t0, (long long)waves);
+    fprintf(stderr, "  %s done in %.1f s (%lld wave entries)\n", name, cnd_now() - t0,
+            (long long)waves);
     sqlite3_close(w.db);
     cnd_fleet_sim_destroy(&sim);
 }
@@ -282,7 +290,8 @@ int main(void)
     cnd_sha256(s_d1, s_v1, s_l1);
     cnd_sha256(s_d2, s_v2, s_l2);
     uint32_t canary = s_n / 20, rate = s_n / 10;
-    cnd_rollout_params_t healthy = {"fm@2", "fleet=sim", canary, rate, 2.0, 10, 10, 60, NULL, 0, 0, 0};
+    cnd_rollout_params_t healthy = {"fm@2", "fleet=sim", canary, rate, 2.0, 10,
+                                    10,     60,          NULL,   0,    0,   0};
     s_scenario("healthy fleet", 0, &healthy, -1, 0);
     cnd_rollout_params_t faulty = {"fm@2", "", canary, rate, 2.0, 10, 10, 3, NULL, 0, 0, 0};
     s_scenario("20% faulty", 0.2, &faulty, -1, 1);

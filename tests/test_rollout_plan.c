@@ -68,7 +68,8 @@ static int s_count_action(cnd_rollout_dir_t *d, const char *action)
 {
     sqlite3_stmt *st;
     int n = -1;
-    if (sqlite3_prepare_v2(d->db, "SELECT count(*) FROM audit_entry WHERE action = ?1", -1, &st, NULL) == 0) {
+    if (sqlite3_prepare_v2(d->db, "SELECT count(*) FROM audit_entry WHERE action = ?1", -1, &st,
+                           NULL) == 0) {
         sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
@@ -98,7 +99,8 @@ int main(void)
     /* The same bytes twice are refused; a broken artifact is refused. */
     cnd_publish_opts_t po = {"fm", 3, NULL, NULL, -1, NULL, NULL, 0};
     int64_t aid;
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &po, &aid, NULL, NULL) == CND_EEXIST);
+    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &po, &aid, NULL, NULL) ==
+          CND_EEXIST);
     v1[100] ^= 1;
     CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v1, l1, &po, &aid, NULL, NULL) != 0);
     v1[100] ^= 1;
@@ -112,10 +114,10 @@ int main(void)
     }
     s_device(&d, "small-flash", "gw", "x86-64", big, l2 + l1 - 1, 0, "3", d1); /* w4a8 only */
     s_device(&d, "tiny-ram", "gw", "x86-64", 20000, big, 0, "3", d1);          /* nothing */
-    s_device(&d, "fast", "monitor", "x86-64", big, big, 10, "3", d1);         /* 10 us: w4a8 */
-    s_device(&d, "mcu", "mcu", "cortex-m4", big, big, 0, "3", d1);            /* w4a8 class */
-    s_device(&d, "arm", "bedside-arm", "a53", big, big, 0, "3", d1);          /* no class */
-    s_device(&d, "current", "gw", "x86-64", big, big, 0, "3", d2);            /* runs int8 v2 */
+    s_device(&d, "fast", "monitor", "x86-64", big, big, 10, "3", d1);          /* 10 us: w4a8 */
+    s_device(&d, "mcu", "mcu", "cortex-m4", big, big, 0, "3", d1);             /* w4a8 class */
+    s_device(&d, "arm", "bedside-arm", "a53", big, big, 0, "3", d1);           /* no class */
+    s_device(&d, "current", "gw", "x86-64", big, big, 0, "3", d2);             /* runs int8 v2 */
     s_device(&d, "south", "gw", "x86-64", big, big, 0, "3", d1);
     {
         /* Label mismatch: site=south. */
@@ -147,7 +149,8 @@ int main(void)
     CHECK((x = s_find(rows, n, "mcu")) && x->artifact == a4);
     CHECK((x = s_find(rows, n, "tiny-ram")) && !strcmp(x->state, "skipped") &&
           strstr(x->reason, "RAM"));
-    CHECK((x = s_find(rows, n, "arm")) && !strcmp(x->state, "skipped") && strstr(x->reason, "classes"));
+    CHECK((x = s_find(rows, n, "arm")) && !strcmp(x->state, "skipped") &&
+          strstr(x->reason, "classes"));
     CHECK((x = s_find(rows, n, "current")) && !strcmp(x->state, "current"));
     CHECK(s_find(rows, n, "south") == NULL);
     uint32_t per_wave[8] = {0};
