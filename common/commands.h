@@ -12,7 +12,7 @@ int cnd_cmd_eval(int argc, char **argv);
 int cnd_cmd_info(int argc, char **argv);
 int cnd_cmd_quantize(int argc, char **argv);
 int cnd_cmd_export(int argc, char **argv);
-int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` goes to crypto/ */
+int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` is crypto/'s (two-word row) */
 int cnd_cmd_distill(int argc, char **argv);
 
 /* crypto/ */

@@ -1,8 +1,9 @@
 /*
  * pool.c: see pool.h. Workers sleep on a condition variable between jobs; a job is published
  * by bumping a generation counter, and the caller waits for the pending count to reach zero.
- * Tasks are claimed by compare-and-swap on one 64-bit word holding (generation, next task), so
- * a worker still finishing its loop over an old job can never claim a task of the next one.
+ * Tasks are claimed by compare-and-swap on one 64-bit word holding (generation, task count,
+ * next task), so a worker sees the three consistently: one still finishing its loop over an old
+ * job can never claim a task of the next one, nor compare an old index with a new count.
  * Before sleeping, a worker spins briefly: a training step issues jobs every few hundred
  * microseconds.
  */
@@ -25,23 +26,32 @@ static struct {
     int nthreads;              /* total including the caller */
     int nworkers;              /* nthreads - 1 running workers */
     atomic_uint gen;           /* job generation; workers run a job when it changes */
-    _Atomic unsigned long long claim; /* (generation << 32) | next task index */
+    _Atomic unsigned long long claim; /* generation (24 bits) | task count (20) | next (20) */
     atomic_int pending;        /* tasks not yet finished */
-    atomic_int ntasks;         /* tasks of the current job */
     cnd_task_fn fn;            /* current job */
     void *ctx;
     int quit;                  /* workers exit when set */
 } s_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
+#define CLAIM_BITS 20
+#define CLAIM_MASK ((1ull << CLAIM_BITS) - 1)
+#define GEN_MASK   0xffffffull
+
+static unsigned long long s_claim_word(unsigned gen, int ntasks)
+{
+    return ((unsigned long long)(gen & GEN_MASK) << (2 * CLAIM_BITS)) |
+           ((unsigned long long)ntasks << CLAIM_BITS);
+}
+
 static void s_drain(unsigned gen)
 {
     for (;;) {
         unsigned long long c = atomic_load(&s_pool.claim);
-        if ((unsigned)(c >> 32) != gen) return;
-        int t = (int)(c & 0xffffffffu);
-        if (t >= s_pool.ntasks) return;
+        if ((unsigned)(c >> (2 * CLAIM_BITS)) != (gen & GEN_MASK)) return;
+        int n = (int)((c >> CLAIM_BITS) & CLAIM_MASK), t = (int)(c & CLAIM_MASK);
+        if (t >= n) return;
         if (!atomic_compare_exchange_weak(&s_pool.claim, &c, c + 1)) continue;
-        s_pool.fn(s_pool.ctx, t, s_pool.ntasks);
+        s_pool.fn(s_pool.ctx, t, n);
         if (atomic_fetch_sub(&s_pool.pending, 1) == 1) {
             pthread_mutex_lock(&s_pool.mu);
             pthread_cond_broadcast(&s_pool.done);
@@ -109,16 +119,15 @@ int cnd_pool_threads(void)
 void cnd_pool_run(cnd_task_fn fn, void *ctx, int ntasks)
 {
     if (ntasks <= 0) return;
-    if (s_pool.nworkers == 0 || ntasks == 1) {
+    if (s_pool.nworkers == 0 || ntasks == 1 || (unsigned long long)ntasks > CLAIM_MASK) {
         for (int i = 0; i < ntasks; i++) fn(ctx, i, ntasks);
         return;
     }
     s_pool.fn = fn;
     s_pool.ctx = ctx;
-    s_pool.ntasks = ntasks;
     atomic_store(&s_pool.pending, ntasks);
     unsigned gen = atomic_load(&s_pool.gen) + 1;
-    atomic_store(&s_pool.claim, (unsigned long long)gen << 32);
+    atomic_store(&s_pool.claim, s_claim_word(gen, ntasks));
     pthread_mutex_lock(&s_pool.mu);
     atomic_store(&s_pool.gen, gen);
     pthread_cond_broadcast(&s_pool.wake);

@@ -3,10 +3,10 @@
  * throughput and working memory of a float model (our OpenBLAS path) or an integer artifact
  * (the edge runtime, kernels chosen at run time or forced with --kernels).
  *
- * `condenser bench secagg ...` belongs to crypto/ (cnd_cmd_bench_secagg in commands.h); this
- * file only dispatches to it. Inputs are seeded random pixels (latency does not depend on the
- * values for these networks); every timed call is measured separately with a monotonic clock
- * after a warm-up, and the batch figure is the best of three passes.
+ * `condenser bench secagg ...` belongs to crypto/: main.c matches that two-word command first
+ * and calls cnd_cmd_bench_secagg directly. Inputs are seeded random pixels (latency does not
+ * depend on the values for these networks); every timed call is measured separately with a
+ * monotonic clock after a warm-up, and the batch figure is the best of three passes.
  */
 #include "artifact.h"
 #include "cli.h"

@@ -61,7 +61,14 @@ static inline int32_t cnd_quant_q(float x, float s, int32_t z, int32_t qmin, int
     long q;
     if (r > 1e9f) q = 1000000000L;
     else if (r < -1e9f) q = -1000000000L;
-    else q = (long)(r >= 0 ? r + 0.5f : r - 0.5f);
+    else if (r != r) q = 0; /* NaN */
+    else {
+        /* round half away from zero, exactly: the fraction r - trunc(r) is exact in float
+         * (r + 0.5f would round 0.49999997f up) */
+        q = (long)r;
+        float f = r - (float)q;
+        q += f >= 0.5f ? 1 : f <= -0.5f ? -1 : 0;
+    }
     q += z;
     return (int32_t)(q < qmin ? qmin : q > qmax ? qmax : q);
 }

@@ -53,6 +53,40 @@ def bench(a, model, extra=()):
     return json.loads(txt.strip().splitlines()[-1])
 
 
+def targets(res):
+    """The issue's targets next to what this run measured."""
+    def ok(c):
+        return "met" if c else "**missed**"
+    md = ["### Targets (issue 3) against this run", "", "| target | MLP | CNN |", "|---|---|---|"]
+    rows = [("int8 PTQ within 0.3 points of float", lambda r: r["ptq8"]["int"] - r["ptq8"]["float"], lambda d: d >= -0.003),
+            ("int8 QAT within 0.1 points (or above)", lambda r: r["qat8"]["int"] - r["qat8"]["float"], lambda d: d >= -0.001),
+            ("W4A8 QAT within 1.0 point", lambda r: r["qat4"]["int"] - r["qat4"]["float"], lambda d: d >= -0.010)]
+    for name, f, c in rows:
+        md.append(f"| {name} | " + " | ".join(f"{100 * f(r):+.2f} ({ok(c(f(r)))})" for r in res.values()) + " |")
+    md.append("| int8 artifact <= 0.27x float | " + " | ".join(f"{r['ptq8']['ratio']:.3f}x ({ok(r['ptq8']['ratio'] <= 0.27)})" for r in res.values()) + " |")
+    md.append("| W4A8 artifact <= 0.15x float | " + " | ".join(f"{r['qat4']['ratio']:.3f}x ({ok(r['qat4']['ratio'] <= 0.15)})" for r in res.values()) + " |")
+    def med(r, k):
+        d = r["speed"].get(k)
+        return statistics.median(d["p50"]) if d else None
+    cells = {"half": [], "torchq": [], "torchf": []}
+    for r in res.values():
+        fl, i8 = med(r, "ours float32 (OpenBLAS, 1 thread)"), med(r, "ours int8, auto kernels")
+        tq = [statistics.median(d["p50"]) for k, d in r["speed"].items() if k.startswith("PyTorch int8")]
+        tf = med(r, "PyTorch float32")
+        cells["half"].append(f"{i8 / fl:.2f} ({ok(i8 <= fl / 2)})")
+        cells["torchq"].append(f"{min(tq) / i8:.1f}x ({ok(min(tq) >= 5 * i8)})" if tq else "no PyTorch")
+        cells["torchf"].append(f"{tf / i8:.1f}x ({ok(tf > i8)})" if tf else "no PyTorch")
+    md.append("| int8 batch-1 latency <= 0.5x our float path | " + " | ".join(cells["half"]) + " |")
+    md.append("| >= 5x faster than PyTorch's fastest int8 engine | " + " | ".join(cells["torchq"]) + " |")
+    md.append("| faster than PyTorch float at batch 1 | " + " | ".join(cells["torchf"]) + " |")
+    cnn = res.get("CNN")
+    if cnn:
+        md.append(f"| PTQ of the CNN, 500 samples, < 10 s | | {cnn['ptq8']['ptq_s']:.2f} s calibration + build "
+                  f"({ok(cnn['ptq8']['ptq_s'] < 10)}); whole command {cnn['ptq8']['total_s']:.1f} s |")
+    md.append("")
+    return md
+
+
 def edge_section(a, res):
     """Arena on 32-bit ARM (reference kernels, via qemu-arm) and Cortex-M4 code size."""
     import shutil
@@ -197,9 +231,10 @@ def main():
         if tf:
             line += f"; PyTorch float32 / our int8 = {tf[0] / i8:.1f}x"
         md += ["", line + ".", ""]
+    md += targets(res)
     md += edge_section(a, res)
-    md += ["Memory: the runtime's arena (activations, per-channel constants, scratch; weights stay "
-           "in the artifact) for `.cndq`; activations, scratch and weights at batch 1 for `.cnd`. "
+    md += ["Memory: the runtime's arena (activations, per-channel constants, scratch; dense weights "
+           "stay in the artifact, x86 arenas also hold the conv weights repacked for VNNI) for `.cndq`; activations, scratch and weights at batch 1 for `.cnd`. "
            "Integer throughput is one core running samples one after another; float throughput is "
            "one batched OpenBLAS pass.", END]
     section = "\n".join(md) + "\n"

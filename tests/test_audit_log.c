@@ -677,7 +677,15 @@ static void test_kill_during_append(void)
             }
         }
         CHECK(pid > 0);
-        struct timespec ts = {0, 150000000 + 70000000 * round};
+        /* Kill mid-stream: wait (up to 30 s on a loaded machine under ASan) until the child has
+         * appended more entries, then let it run a little longer so the kill lands at an
+         * arbitrary point of an append or checkpoint. */
+        int64_t before = round ? log_size("kill.db") : 0;
+        for (int w = 0; w < 3000 && log_size("kill.db") < before + 10; w++) {
+            struct timespec poll = {0, 10000000};
+            nanosleep(&poll, NULL);
+        }
+        struct timespec ts = {0, 30000000 + 23000000 * round};
         nanosleep(&ts, NULL);
         CHECK(kill(pid, SIGKILL) == 0);
         int status = 0;

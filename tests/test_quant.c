@@ -37,6 +37,10 @@ static void s_params(void)
     CHECK_EQ_INT(cnd_quant_q(0.5f, 1.0f, 0, -128, 127), 1);
     CHECK_EQ_INT(cnd_quant_q(-0.5f, 1.0f, 0, -128, 127), -1);
     CHECK_EQ_INT(cnd_quant_q(2.49f, 1.0f, 0, -128, 127), 2);
+    CHECK_EQ_INT(cnd_quant_q(0.49999997f, 1.0f, 0, -128, 127), 0); /* r + 0.5f would give 1 */
+    CHECK_EQ_INT(cnd_quant_q(-0.49999997f, 1.0f, 0, -128, 127), 0);
+    CHECK_EQ_INT(cnd_quant_q(-2.5f, 1.0f, 0, -128, 127), -3);
+    CHECK_EQ_INT(cnd_quant_q(NAN, 1.0f, 3, -128, 127), 3);
     CHECK_EQ_INT(cnd_quant_q(1e30f, 1.0f, 0, -128, 127), 127);
     CHECK_EQ_INT(cnd_quant_q(-1e30f, 1.0f, 0, -7, 7), -7);
     /* fake quantization values and mask */
