@@ -1215,7 +1215,6 @@ static int s_offer(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_node_t *n
     condenser__artifact_offer__init(&o);
     o.rollout_id = (uint64_t)r->rec.id;
     o.manifest = cnd_proto_bytes(m->m, m->len);
-    o.manifest_signature = cnd_proto_bytes(m->m + m->len - 64, 64);
     o.artifact_digest = cnd_proto_bytes(a->a.digest, 32);
     o.artifact_size = a->a.size;
     o.chunk_size = r->rec.chunk;
@@ -1258,7 +1257,6 @@ static int s_send_rollback(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_n
     condenser__rollback__init(&rb);
     rb.rollout_id = (uint64_t)r->rec.id;
     rb.manifest = cnd_proto_bytes(m->m, m->len);
-    rb.manifest_signature = cnd_proto_bytes(m->m + m->len - 64, 64);
     rb.target_digest = cnd_proto_bytes(a->a.digest, 32);
     rb.reason = cnd_proto_str(r->rec.reason);
     int rc = s_send(e, n, CONDENSER__MSG_TYPE__MSG_ROLLBACK, &rb);

@@ -404,7 +404,6 @@ static void test_resume(void)
     condenser__artifact_offer__init(&o);
     o.rollout_id = 7;
     o.manifest = cnd_proto_bytes(m2.data, m2.len);
-    o.manifest_signature = cnd_proto_bytes(m2.data + m2.len - 64, 64);
     o.artifact_digest = cnd_proto_bytes(odig, 32);
     o.artifact_size = l2;
     o.chunk_size = chunk;
