@@ -1579,7 +1579,8 @@ static void s_on_chunk_request(cnd_rollout_engine_t *e, s_node_t *n,
         if (a) chunk = s_rollback_chunk(a->a.size);
     }
     if (!a || memcmp(a->a.digest, q->artifact_digest.data, 32) != 0) {
-        rej->code = CONDENSER__ERROR_CODE__ERR_REFUSED;
+        /* docs/protocol.md section 6: an unknown digest is ERR_BAD_FIELD. */
+        rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD;
         cnd_errf(CND_EPERM, "artifact_chunk_request: no transfer of that artifact to this device");
         return;
     }
