@@ -776,6 +776,7 @@ struct cnd_rollout_engine {
     cnd_rollout_io_t io;
     int64_t offline_ms, poll_ms;
     int64_t started_ms, last_poll_ms;
+    int64_t last_tick_ms; /* engine time never goes back: messages use max(clock, last tick) */
     s_roll_t **rolls;
     size_t n_rolls;
     s_node_t *nodes; /* open addressing */
@@ -1444,6 +1445,7 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
 
 void cnd_rollout_tick(cnd_rollout_engine_t *e, int64_t now_ms)
 {
+    if (now_ms > e->last_tick_ms) e->last_tick_ms = now_ms;
     if (now_ms - e->last_poll_ms >= e->poll_ms) {
         e->last_poll_ms = now_ms;
         s_poll(e, now_ms);
@@ -1694,6 +1696,7 @@ int cnd_rollout_on_message(cnd_rollout_engine_t *e, const char *device, const ch
     s_node_t *n = s_node_get(e, device);
     if (!n) return cnd_errf(CND_ENOMEM, "out of memory");
     int64_t now = s_now_ms();
+    if (e->last_tick_ms > now) now = e->last_tick_ms;
     int was_offline = !s_online(e, n, now);
     n->seen_ms = now;
     if (fpr) snprintf(n->fpr, sizeof n->fpr, "%s", fpr);

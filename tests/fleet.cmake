@@ -6,6 +6,7 @@ target_include_directories(fleet_mkart PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 cnd_target_options(fleet_mkart)
 cnd_test(test_edge LABEL unit LIBS cnd_deploy cnd_compress TIMEOUT 60)
 cnd_test(test_rollout_plan LABEL unit LIBS cnd_rollout cnd_compress TIMEOUT 60)
+cnd_test(test_rollout_engine LABEL unit LIBS cnd_rollout cnd_compress TIMEOUT 60)
 # Real sockets: the device-serving coordinator in a thread and 200 simulated devices (100 under
 # AddressSanitizer) on loopback: a healthy rollout, a 20%-faulty one that aborts and rolls back,
 # and a coordinator restart in the middle of a rollout. test_rollout_1000 runs the same with
