@@ -72,6 +72,7 @@ struct cnd_edge {
     cnd_manifest_t dl_m;
     uint32_t dl_chunk, dl_count;
     uint8_t *dl_bits;
+    int dl_retried; /* the whole download was fetched again once after a digest mismatch */
     int rep;
     uint64_t rep_rollout;
     uint32_t rep_state;
@@ -852,6 +853,7 @@ static int s_dl_start(cnd_edge_t *e, const cnd_manifest_t *m, const uint8_t *man
     e->dl_chunk = chunk;
     e->dl_count = (uint32_t)count;
     e->dl = 1;
+    e->dl_retried = 0;
     e->n_inflight = 0;
     e->retry_at = 0;
     if ((rc = s_save(e))) {
@@ -881,6 +883,19 @@ static int s_dl_finish(cnd_edge_t *e)
     cnd_edge_reason_t why = CND_EDGE_OK;
     if (cnd_manifest_check_artifact(&m, data, len)) {
         free(data);
+        if (!e->dl_retried) {
+            /* Every chunk matched its own digest when it arrived, so the stored copy changed
+             * since (storage fault) or a chunk was held from an earlier object: download the
+             * whole artifact once more before giving up. */
+            e->dl_retried = 1;
+            memset(e->dl_bits, 0, (e->dl_count + 7) / 8);
+            e->n_inflight = 0;
+            if (!e->store.ops->part_begin(e->store.ctx, m.length) && !s_save(e)) {
+                s_pump(e, cnd_now());
+                return 0;
+            }
+            cnd_err_clear();
+        }
         s_dl_clear(e);
         e->last_reason = CND_EDGE_MODIFIED;
         s_report(e, rollout, m.digest, CONDENSER__ACTIVATION_STATE__ACT_FAILED,

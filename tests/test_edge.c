@@ -11,7 +11,8 @@
  *     step k, CND_EDGE_CRASH_AT): after each, the device boots on the old or the new model and
  *     that model passes its self-test; both outcomes occur, the last run completes;
  *   - a download interrupted by a restart resumes from the first missing chunk, a corrupted
- *     chunk is asked for again, and a chunk past the signed size is never written.
+ *     chunk is asked for again, a held chunk damaged on disk makes the whole artifact come
+ *     again once (the whole-digest check), and nothing past the signed size is written.
  */
 #include "check.h"
 #include "chunk.h"
@@ -441,8 +442,30 @@ static void test_resume(void)
     CHECK(s.downloading && s.chunks_held == 2);
     cnd_edge_connected(e, 0);
     CHECK(cap.n_req >= 1 && cap.req[0] == 2 * chunk); /* resumes from the first missing chunk */
-    /* The rest arrives; the device activates and reports healthy. */
+    /* Storage fault while it was off: a byte of held chunk 0 changes on disk. */
+    {
+        char pp[400];
+        snprintf(pp, sizeof pp, "%s/download.part", dir);
+        FILE *f = fopen(pp, "r+b");
+        CHECK(f != NULL);
+        if (f) {
+            fseek(f, 100, SEEK_SET);
+            fputc(0x5A ^ v2[100], f);
+            fclose(f);
+        }
+    }
+    /* The rest arrives; the whole-digest check fails, so it fetches everything once more. */
     for (uint32_t i = 2; i < info.chunk_count; i++) {
+        s_chunk_env(&env, &c, sha, &info, v2, i);
+        CHECK(cnd_edge_on_message(e, &env, 0) == 0);
+    }
+    s_status(e, &s);
+    CHECK(s.downloading && s.chunks_held == 0);
+    CHECK(cap.n_req >= 1 && cap.req[cap.n_req - 1] <= 3 * chunk);
+    int asked0 = 0;
+    for (int i = 0; i < cap.n_req; i++) asked0 |= cap.req[i] == 0 && i > 0;
+    CHECK(asked0);
+    for (uint32_t i = 0; i < info.chunk_count; i++) {
         s_chunk_env(&env, &c, sha, &info, v2, i);
         CHECK(cnd_edge_on_message(e, &env, 0) == 0);
     }
