@@ -82,6 +82,20 @@ int cnd_fleet_enroll(sqlite3 *db, const char *name, const uint8_t ed_pk[32])
     return rc;
 }
 
+int cnd_fleet_ensure(sqlite3 *db, const char *name, const uint8_t ed_pk[32])
+{
+    cnd_fleet_device_t d;
+    int rc = cnd_fleet_get(db, name, &d);
+    if (rc == 0) {
+        if (memcmp(d.ed_pk, ed_pk, 32) != 0)
+            return cnd_errf(CND_EEXIST, "device '%s' is registered with another key", name);
+        return 0;
+    }
+    if (rc != CND_ENOTFOUND) return rc;
+    cnd_err_clear();
+    return cnd_fleet_enroll(db, name, ed_pk);
+}
+
 int cnd_fleet_revoke(sqlite3 *db, const char *name)
 {
     cnd_fleet_device_t d;

@@ -58,6 +58,12 @@ CND_MUST_USE int cnd_fleet_init(sqlite3 *db);
 /* Enrolls a device (its key is admitted from now on). CND_EEXIST when the name or key is
  * enrolled, CND_EINVAL for a bad name or key, CND_EDB. */
 CND_MUST_USE int cnd_fleet_enroll(sqlite3 *db, const char *name, const uint8_t ed_pk[32]);
+/* For a host that keeps its own enrollment table (the coordinator daemon's identities): makes
+ * sure `name` with this key has a fleet_device row, so its profiles can be stored. Returns 0,
+ * CND_EEXIST when the name is registered with another key (or the key under another name),
+ * CND_EINVAL or CND_EDB. */
+CND_MUST_USE int cnd_fleet_ensure(sqlite3 *db, const char *name, const uint8_t ed_pk[32]);
+
 /* Revokes by name: CND_ENOTFOUND, CND_ESTATE (already), CND_EDB. */
 CND_MUST_USE int cnd_fleet_revoke(sqlite3 *db, const char *name);
 

@@ -24,7 +24,8 @@
  *
  * The engine is embedded by the process that owns the transport (rollout_serve.c today; the
  * coordinator daemon once it hosts it): one call per accepted device message, one tick per loop
- * iteration. It never blocks and never opens a transaction: the caller wraps each loop
+ * iteration. A host with its own enrollment table calls cnd_fleet_ensure() (fleet_registry.h)
+ * when a device session opens, so the device's profile has a row to land in. It never blocks and never opens a transaction: the caller wraps each loop
  * iteration in one and provides commit(), which the engine calls before a message that depends
  * on freshly written state (a rollback manifest) leaves.
  */

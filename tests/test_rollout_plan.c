@@ -167,6 +167,16 @@ int main(void)
     cnd_rollout_summary_t s2;
     CHECK(cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &p2, &s2) == 0);
     CHECK_EQ_INT(s2.busy, 23);
+    /* A host's own enrollment: ensure is idempotent and refuses a second key for a name. */
+    {
+        cnd_identity_t *a = NULL, *b = NULL;
+        CHECK(cnd_identity_generate(&a) == 0 && cnd_identity_generate(&b) == 0);
+        CHECK(cnd_fleet_ensure(d.db, "hosted", cnd_identity_pk(a)) == 0);
+        CHECK(cnd_fleet_ensure(d.db, "hosted", cnd_identity_pk(a)) == 0);
+        CHECK(cnd_fleet_ensure(d.db, "hosted", cnd_identity_pk(b)) == CND_EEXIST);
+        cnd_identity_destroy(&a);
+        cnd_identity_destroy(&b);
+    }
     /* Operator actions and their refusals. */
     CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "resume", NULL) == CND_ESTATE);
     CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "pause", "night") == 0);
