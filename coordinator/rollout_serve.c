@@ -79,7 +79,15 @@ int cnd_rollout_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key)
          * exactly bytes 8..72 of the identity file (crypto/identity.h). */
         if (!rc) rc = cnd_file_read(kp, 4096, &raw, &len);
         if (!rc && len != 72) rc = cnd_errf(CND_EFORMAT, "%s: unexpected size", kp);
-        if (!rc) rc = cnd_audit_open_db(&d->audit, d->db, raw + 8, NULL);
+        /* A log created by `condenser coordinator init` has its own origin: keep it. */
+        char origin[CND_AUDIT_MAX_ORIGIN + 1] = "";
+        sqlite3_stmt *st = NULL;
+        if (!rc && sqlite3_prepare_v2(d->db, "SELECT value FROM audit_meta WHERE key = 'origin'",
+                                      -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            snprintf(origin, sizeof origin, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        if (!rc) rc = cnd_audit_open_db(&d->audit, d->db, raw + 8, origin[0] ? origin : NULL);
         if (raw) {
             sodium_memzero(raw, len);
             free(raw);
