@@ -58,6 +58,9 @@ static const struct {
     {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
     {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},
     {"bench", cnd_cmd_bench, "latency, throughput and memory of a .cnd or .cndq model"},
+    {"rollout", cnd_cmd_rollout, "edge rollouts: publish, create, list, show, pause, rollback, serve"},
+    {"edge", cnd_cmd_edge, "edge device daemon: init, run, install, status, infer"},
+    {"fleet-sim", cnd_cmd_fleet_sim, "simulate a fleet of edge devices in one process"},
     {"bench secagg", cnd_cmd_bench_secagg, "benchmark secure aggregation (SecAgg+)"},
     {"bench proto", cnd_cmd_bench_proto, "benchmark the wire protocol and the CURVE transport"},
 };

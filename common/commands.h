@@ -35,4 +35,9 @@ int cnd_cmd_agent(int argc, char **argv);
 /* proto/ */
 int cnd_cmd_bench_proto(int argc, char **argv);
 
+/* coordinator/cmd_rollout.c, deploy/cmd_edge.c, deploy/cmd_fleet_sim.c (edge fleets) */
+int cnd_cmd_rollout(int argc, char **argv);
+int cnd_cmd_edge(int argc, char **argv);
+int cnd_cmd_fleet_sim(int argc, char **argv);
+
 #endif

@@ -1,0 +1,157 @@
+/*
+ * rollout.h: health-gated rollouts of signed artifacts to edge devices, on the coordinator.
+ *
+ * Three parts, all over the coordinator's SQLite database (rollout_store.h, fleet_registry.h)
+ * and its audit log (audit_actions.h vocabulary):
+ *
+ *   - publication (cnd_rollout_publish): an artifact enters the registry as a variant of a
+ *     model version after the runtime has validated it and its own self-test vectors pass; a
+ *     manifest is signed for it (artifact.sign);
+ *   - creation and operator actions (cnd_rollout_create, cnd_rollout_admin): devices are chosen
+ *     by labels and by fit (each device gets the best variant that fits its class, RAM, flash
+ *     and latency budget), shuffled with the rollout id as seed and split into a canary and
+ *     exponentially growing waves; fresh offer manifests are signed (a new sequence, so a device
+ *     that was rolled back accepts the same version again later). Pause, resume, abort and
+ *     rollback only change the rollout's state; the engine acts on it;
+ *   - the engine (cnd_rollout_engine_*), run inside the coordinator's event loop: it offers the
+ *     artifact to the devices of the current wave (at most max_active at once, only inside the
+ *     time window), serves their chunk requests, records their reports, counts a device that
+ *     neither succeeds nor fails within the timeout as failed, moves to the next wave when every
+ *     device of the current one has finished, and when failures exceed the threshold (after the
+ *     minimum number of devices) aborts and sends every device it offered the artifact to a
+ *     signed rollback to the artifact it ran before. Devices that come online later get the
+ *     current target. All state is in SQLite; a restarted coordinator picks up where it was.
+ *
+ * The engine is embedded by the process that owns the transport (rollout_serve.c today; the
+ * coordinator daemon once it hosts it): one call per accepted device message, one tick per loop
+ * iteration. A host with its own enrollment table calls cnd_fleet_ensure() (fleet_registry.h)
+ * when a device session opens, so the device's profile has a row to land in. It never blocks and never opens a transaction: the caller wraps each loop
+ * iteration in one and provides commit(), which the engine calls before a message that depends
+ * on freshly written state (a rollback manifest) leaves.
+ */
+#ifndef CND_ROLLOUT_H
+#define CND_ROLLOUT_H
+
+#include "audit_log.h"
+#include "condenser.pb-c.h"
+#include "error.h"
+#include "identity.h"
+#include "proto.h"
+#include "rollout_store.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+/* --- publication ---------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *model;   /* manifest name (required), e.g. "fmnist" */
+    uint64_t version;    /* model version (>= 1) */
+    const char *variant; /* NULL: the artifact's quant_scheme metadata, else "int8" */
+    const char *classes; /* device classes, comma-separated; NULL/"" = any */
+    double accuracy;     /* < 0: the artifact's test_accuracy metadata, if any */
+    const char *latency; /* "cpu=us,..." measured on devices (condenser bench); may be NULL */
+    const char *job;     /* job id it came from; may be NULL */
+    int64_t expires_s;   /* manifest lifetime from now; 0 = 30 days */
+} cnd_publish_opts_t;
+
+/* Validates, self-tests, stores and signs an artifact. *artifact_id receives its id; *manifest
+ * (may be NULL) a signed manifest for it (caller frees with free). Returns 0, CND_EFORMAT /
+ * CND_ECORRUPT (the runtime refuses it or its self-test fails), CND_EEXIST, CND_EINVAL, CND_EDB. */
+CND_MUST_USE int cnd_rollout_publish(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
+                                     const char *actor, const uint8_t *art, size_t len,
+                                     const cnd_publish_opts_t *o, int64_t *artifact_id,
+                                     uint8_t **manifest, size_t *manifest_len);
+
+/* Signs a manifest for an artifact of the registry (new sequence; rollback flag as given) and
+ * logs artifact.sign. *out is owned by the caller. */
+CND_MUST_USE int cnd_rollout_sign(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
+                                  const char *actor, const cnd_rartifact_t *a, int rollback,
+                                  int64_t expires_s, uint8_t **out, size_t *out_len);
+
+/* "model@version" as used in audit entries and --model. */
+void cnd_rollout_version_name(char *out, size_t cap, const char *model, uint64_t version);
+
+/* --- creation and operator actions ---------------------------------------------------------- */
+
+typedef struct {
+    const char *model_version; /* "model@N", or "N" when the registry holds one model */
+    const char *select;        /* label selection (fleet_registry.h); "" = all devices */
+    uint32_t canary;           /* devices in the canary wave (0 = 1) */
+    uint32_t rate;             /* devices in the first wave after the canary (0 = all) */
+    double factor;             /* each later wave is this many times larger (>= 1) */
+    double abort_pct;          /* abort when failures exceed this share of finished devices */
+    uint32_t abort_min;        /* ... once at least this many have finished */
+    uint32_t timeout_s;        /* per-device deadline from the offer */
+    const char *window;        /* "HH:MM-HH:MM" UTC when new offers may go out; NULL = always */
+    uint32_t chunk;            /* chunk size offered (0 = 65536) */
+    uint32_t max_active;       /* devices downloading or on trial at once (0 = 500) */
+    int64_t expires_s;         /* offer manifest lifetime (0 = 30 days) */
+} cnd_rollout_params_t;
+
+typedef struct {
+    int64_t id;
+    uint32_t selected; /* devices that matched the labels */
+    uint32_t targeted; /* of which a variant fits and they do not run it yet */
+    uint32_t current;  /* already running the target */
+    uint32_t unfit;    /* no variant fits */
+    uint32_t busy;     /* in another live rollout */
+    uint32_t waves;    /* canary included */
+} cnd_rollout_summary_t;
+
+CND_MUST_USE int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
+                                    const char *actor, const cnd_rollout_params_t *p,
+                                    cnd_rollout_summary_t *out);
+
+/* action: "pause", "resume", "abort" or "rollback". Refused (CND_ESTATE) when the rollout's state
+ * does not allow it. Logs rollout.state. */
+CND_MUST_USE int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_t id,
+                                   const char *action, const char *reason);
+
+/* --- the engine ----------------------------------------------------------------------------- */
+
+typedef struct {
+    void *ctx;
+    /* Sends one message to a device by name. Returns 0, or CND_ENOTFOUND when it has no session
+     * (the engine then treats it as offline). */
+    int (*send)(void *ctx, const char *device, Condenser__MsgType type, void *payload);
+    /* Commits the caller's transaction and opens the next one. */
+    int (*commit)(void *ctx);
+    /* One progress line (may be NULL). */
+    void (*log)(void *ctx, const char *line);
+} cnd_rollout_io_t;
+
+typedef struct {
+    int offline_after_s; /* a device silent this long is offline (0 = 30) */
+    int poll_ms;         /* how often operator changes are read from the database (0 = 500) */
+} cnd_rollout_engine_opts_t;
+
+typedef struct cnd_rollout_engine cnd_rollout_engine_t;
+
+/* The engine borrows db, audit and id (the signing identity), which must outlive it. */
+CND_MUST_USE int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db, cnd_audit_t *audit,
+                                        const cnd_identity_t *id, const cnd_rollout_io_t *io,
+                                        const cnd_rollout_engine_opts_t *o);
+void cnd_rollout_engine_destroy(cnd_rollout_engine_t **e);
+
+/* A message from an authenticated device (its enrolled name and fingerprint): DeviceProfile,
+ * ArtifactChunkRequest, ActivationReport, Heartbeat, Error. Returns 0, or a refusal (CND_EPROTO,
+ * CND_EPERM, CND_ENOTFOUND) with *rej filled for an Error reply and the detail set. */
+int cnd_rollout_on_message(cnd_rollout_engine_t *e, const char *device, const char *fpr,
+                           const Condenser__Envelope *env, cnd_proto_reject_t *rej);
+
+/* Advances waves, timeouts, offers and rollbacks. now_ms is wall-clock Unix milliseconds. */
+void cnd_rollout_tick(cnd_rollout_engine_t *e, int64_t now_ms);
+
+typedef struct {
+    uint32_t live;   /* rollouts running, paused or rolling back */
+    uint32_t online; /* devices seen recently */
+    uint32_t active; /* devices downloading or on trial */
+    uint64_t chunks_sent, bytes_sent, offers_sent, rollbacks_sent, reports;
+} cnd_rollout_stats_t;
+
+void cnd_rollout_engine_stats(const cnd_rollout_engine_t *e, cnd_rollout_stats_t *st);
+/* 1 when no rollout is running, paused or rolling back (every device reached a final state). */
+int cnd_rollout_engine_idle(const cnd_rollout_engine_t *e);
+
+#endif
