@@ -1,19 +1,26 @@
 /*
- * rt_kernels_x86.c: x86-64 fast paths for dense, conv2d and maxpool (AVX2; AVX-512 VNNI).
+ * rt_kernels_x86.c: x86-64 fast paths for dense, conv2d, maxpool and fused conv2d + maxpool
+ * (AVX2; AVX-512 VNNI).
  *
  * Each function is compiled for its instruction set with a target attribute, so the file builds
  * with plain flags and the CPU is checked at run time (cnd_rt_cpu_has). Results equal the
  * reference bit for bit: integer sums are exact in any order (the loader proved no int32
- * overflow is possible), and requantization is the shared scalar cnd_rt_requant.
+ * overflow is possible), and requantization is either the shared scalar cnd_rt_requant or a
+ * vector form with the same arithmetic (s_requant_avx2; s_rq16, see rt_rq16_t).
  *
  * AVX2: int8 inputs and weights are sign-extended to int16 and multiplied with vpmaddwd
- * (exact; vpmaddubsw would saturate its int16 pair sums). AVX-512 VNNI: vpdpbusd multiplies
- * unsigned by signed bytes, so inputs are shifted by +128 (x ^ 0x80) and the loader's bias_u8
- * already subtracts 128 * sum w. Dense layers compute four output rows per pass over the input
- * (AVX2 and VNNI) and reduce them together. conv2d: AVX2 gathers four im2col patches that share
- * each weight row; VNNI uses the weights the loader repacked into 16-channel blocks, so each
- * accumulator lane is one output channel and no reduction is needed. int4 rows are unpacked to
- * int8 in scratch (the VNNI conv has them unpacked by the repacking).
+ * (exact; vpmaddubsw would saturate its int16 pair sums). Dense layers compute four output rows
+ * per pass over the input; conv2d gathers four im2col patches that share each weight row.
+ *
+ * AVX-512 VNNI: vpdpbusd multiplies unsigned by signed bytes, so inputs are shifted by +128
+ * (x ^ 0x80) and the loader's bias_u8 already subtracts 128 * sum w. Dense layers as above.
+ * conv2d is a direct convolution on an unsigned, padded copy of the HWC input with weights the
+ * loader repacked so that each 32-bit accumulator lane is one output channel: a tile of 4-8
+ * pixels x 1-4 blocks of 16 channels stays in 16 registers, each group of 4 input bytes is
+ * broadcast once per pixel and each weight vector loaded once per tile, with no im2col and no
+ * horizontal reductions. Followed by a maxpool it runs fused: window maxima of the int32 sums
+ * are requantized once (exact, requantization being monotone; rt_internal.h). int4 rows are
+ * unpacked to int8 in scratch (the VNNI conv has them unpacked by the repacking).
  *
  * On other architectures this file only provides stubs that report nothing available.
  */
@@ -250,6 +257,75 @@ T_VNNI static __m128i s_reduce4(__m512i a, __m512i b, __m512i c, __m512i d)
     return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
+/* Per-layer requantization vectors, loaded once per kernel call: an int8 store may alias
+ * anything, so the compiler would otherwise reload them from the layer after every output. */
+typedef struct {
+    __m512i thr;
+    __m256i zp;
+    __m128i amin, amax;
+    int lshift;
+} s_rqv_t;
+
+T_VNNI static inline s_rqv_t s_rqv(const cnd_rt_layer_t *l)
+{
+    s_rqv_t v;
+    v.thr = _mm512_set1_epi64(-((int64_t)1 << 30));
+    v.zp = _mm256_set1_epi16((short)l->out_zp);
+    v.amin = _mm_set1_epi8(l->act_min);
+    v.amax = _mm_set1_epi8(l->act_max);
+    v.lshift = l->lshift;
+    return v;
+}
+
+/* Requantizes 16 accumulators (channels of block q) into int8 and stores the lanes in mask m:
+ * cnd_rt_requant's arithmetic through the precomputed constants of rt_rq16_t (see
+ * rt_internal.h for why the 64-bit form is exact). The saturating narrowings replace the clamp
+ * to [-256, 255]: any value beyond int8 after adding the zero point ends at act_min or act_max
+ * either way. */
+T_VNNI static inline void s_rq16(int8_t *out, __m512i acc, const s_rqv_t *v, const rt_rq16_t *q,
+                                 __mmask16 m)
+{
+    __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512((const void *)q->bias));
+    if (v->lshift) { /* saturating left shift by ls (0 in lanes with shift >= 0) */
+        __m512i ls = _mm512_loadu_si512((const void *)q->ls);
+        __m512i y = _mm512_sllv_epi32(x, ls);
+        __mmask16 ovf = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(y, ls), x);
+        __m512i sat = _mm512_xor_si512(_mm512_srai_epi32(x, 31), _mm512_set1_epi32(INT32_MAX));
+        x = _mm512_mask_blend_epi32(ovf, y, sat);
+    }
+    __m512i mult = _mm512_loadu_si512((const void *)q->mult);
+    __m512i pe = _mm512_mul_epi32(x, mult);
+    __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32));
+    __m512i te = _mm512_add_epi64(pe, _mm512_loadu_si512((const void *)q->k1[0]));
+    __m512i to = _mm512_add_epi64(po, _mm512_loadu_si512((const void *)q->k1[1]));
+    te = _mm512_mask_sub_epi64(te, _mm512_cmplt_epi64_mask(pe, v->thr), te,
+                               _mm512_loadu_si512((const void *)q->k2[0]));
+    to = _mm512_mask_sub_epi64(to, _mm512_cmplt_epi64_mask(po, v->thr), to,
+                               _mm512_loadu_si512((const void *)q->k2[1]));
+    te = _mm512_srav_epi64(te, _mm512_loadu_si512((const void *)q->sh[0]));
+    to = _mm512_srav_epi64(to, _mm512_loadu_si512((const void *)q->sh[1]));
+    x = _mm512_mask_shuffle_epi32(te, 0xAAAA, to, _MM_PERM_CDAB); /* odd lanes from to */
+    __m128i b = _mm256_cvtsepi16_epi8(_mm256_adds_epi16(_mm512_cvtsepi32_epi16(x), v->zp));
+    _mm_mask_storeu_epi8(out, m, _mm_min_epi8(_mm_max_epi8(b, v->amin), v->amax));
+}
+
+/* Lane mask of the channels of block b that exist (out_c need not be a multiple of 16). */
+static inline __mmask16 s_lanes(uint32_t oc, uint32_t b)
+{
+    uint32_t n = oc - 16 * b;
+    return (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1);
+}
+
+/* out[c] = requant(acc[c] + bias_u8[c]) for all channels of l. */
+T_VNNI static void s_requant_vnni(int8_t *out, const int32_t *acc, const cnd_rt_layer_t *l)
+{
+    s_rqv_t v = s_rqv(l);
+    for (uint32_t b = 0; b < ((uint32_t)l->out_c + 15) / 16; b++) {
+        __mmask16 m = s_lanes(l->out_c, b);
+        s_rq16(out + 16 * b, _mm512_maskz_loadu_epi32(m, acc + 16 * b), &v, l->rq + b, m);
+    }
+}
+
 T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
                                 int8_t *scratch)
 {
@@ -281,88 +357,265 @@ T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_laye
         _mm_storeu_si128((__m128i *)(void *)s, s_reduce4(acc[0], acc[1], acc[2], acc[3]));
         for (int r = 0; r < nr; r++) sums[o + (uint32_t)r] = s[r];
     }
-    s_requant_avx2(out, sums, l, l->bias_u8, 0, O);
+    s_requant_vnni(out, sums, l);
 }
 
-/* AVX-512 version of s_requant_avx2 for the 16 channels c0.. of one accumulator vector; n <= 16
- * lanes are stored. Same arithmetic, bit for bit. */
-T_VNNI static void s_requant16(int8_t *out, __m512i acc, const cnd_rt_layer_t *l,
-                               const int32_t *bias, uint32_t c0, uint32_t n)
+/* dst[0..n) = v, with 64-byte stores (masked tail). */
+T_VNNI static inline void s_fill(uint8_t *dst, __m512i v, size_t n)
 {
-    __mmask16 m = (__mmask16)(n >= 16 ? 0xffffu : ((1u << n) - 1));
-    const __m512i one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
-    const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
-    __m512i x = _mm512_add_epi32(acc, _mm512_maskz_loadu_epi32(m, bias + c0));
-    __m512i sh = _mm512_maskz_loadu_epi32(m, l->shift + c0);
-    __m512i mult = _mm512_maskz_loadu_epi32(m, l->mult + c0);
-    __m512i ls = _mm512_max_epi32(_mm512_sub_epi32(zero, sh), zero);
-    __m512i rs = _mm512_max_epi32(sh, zero);
-    __m512i y = _mm512_sllv_epi32(x, ls);
-    __mmask16 ovf = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(y, ls), x);
-    __m512i sat = _mm512_xor_si512(_mm512_srai_epi32(x, 31), _mm512_set1_epi32(INT32_MAX));
-    x = _mm512_mask_blend_epi32(ovf, y, sat);
-    __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(x, mult), nudge);
-    __m512i po = _mm512_add_epi64(
-        _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32)), nudge);
-    pe = _mm512_srli_epi64(pe, 31);
-    po = _mm512_slli_epi64(_mm512_srli_epi64(po, 31), 32);
-    x = _mm512_mask_blend_epi32(0xAAAA, pe, po);
-    __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, rs), one);
-    __m512i rem = _mm512_and_si512(x, mask);
-    __m512i thr = _mm512_sub_epi32(_mm512_srai_epi32(mask, 1), _mm512_srai_epi32(x, 31));
-    __mmask16 up = _mm512_cmpgt_epi32_mask(rem, thr);
-    x = _mm512_mask_add_epi32(_mm512_srav_epi32(x, rs), up, _mm512_srav_epi32(x, rs), one);
-    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_set1_epi32(-256)), _mm512_set1_epi32(255));
-    x = _mm512_add_epi32(x, _mm512_set1_epi32(l->out_zp));
-    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_set1_epi32(l->act_min)),
-                         _mm512_set1_epi32(l->act_max));
-    _mm_mask_storeu_epi8(out, m, _mm512_cvtsepi32_epi8(x));
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) _mm512_storeu_si512((void *)(dst + i), v);
+    if (i < n) _mm512_mask_storeu_epi8(dst + i, ((__mmask64)1 << (n - i)) - 1, v);
 }
 
-/* conv2d on weights repacked at load (l->wpack): each 32-bit lane of a zmm accumulates one of 16
- * output channels, vpdpbusd multiplies four broadcast input bytes by that channel's four
- * weights, so no horizontal reductions are needed; RT_BC_TILE pixels share each weight load and
- * the 16 sums go straight to s_requant16. */
-T_VNNI static void s_conv_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
-                               int8_t *scratch)
+/* dst[0..n) = src[0..n) ^ 0x80: int8 to the unsigned (x + 128) that vpdpbusd multiplies. */
+T_VNNI static inline void s_flip_copy(uint8_t *dst, const int8_t *src, size_t n)
 {
-    // out is (OH, OW, OC), in is (H, W, C), packed weight is (OC/16, K/4, 16, 4)
-    uint32_t K = l->K, OC = l->out_c, P = (uint32_t)l->out_h * l->out_w;
-    uint32_t G = (K + 3) / 4, NB = (OC + 15) / 16;
-    size_t stride = (K + 63) & ~(size_t)63;
-    for (uint32_t p0 = 0; p0 < P; p0 += RT_BC_TILE) {
-        int np = P - p0 < RT_BC_TILE ? (int)(P - p0) : RT_BC_TILE;
-        const int8_t *x[RT_BC_TILE];
-        for (int j = 0; j < RT_BC_TILE; j++) {
-            int8_t *d = scratch + (size_t)j * stride;
-            if (j < np) {
-                uint32_t p = p0 + (uint32_t)j;
-                cnd_rt_conv_patch(d, in, l, (int)(p / l->out_w), (int)(p % l->out_w));
-            }
-            x[j] = j < np ? d : scratch;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        _mm512_storeu_si512((void *)(dst + i),
+                            _mm512_xor_si512(_mm512_loadu_si512((const void *)(src + i)), flip));
+    if (i < n) {
+        __mmask64 m = ((__mmask64)1 << (n - i)) - 1;
+        _mm512_mask_storeu_epi8(dst + i, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + i), flip));
+    }
+}
+
+/* The conv input as unsigned bytes with its zero padding written out: (H + 2 pad) rows of
+ * (W + 2 pad) * C bytes, padding = in_zp + 128 (real zero), then 64 zero bytes of slack that
+ * the last groups of a row may read (their weights are zero). */
+T_VNNI static void s_pad_input(uint8_t *dst, const int8_t *in, const cnd_rt_layer_t *l)
+{
+    size_t C = l->in_c, W = l->in_w, H = l->in_h, pad = l->pad;
+    size_t row = (W + 2 * pad) * C, side = pad * C, inner = W * C;
+    __m512i z = _mm512_set1_epi8((char)(uint8_t)(l->in_zp + 128));
+    s_fill(dst, z, pad * row);
+    for (size_t h = 0; h < H; h++) {
+        uint8_t *d = dst + (pad + h) * row;
+        if (side) {
+            s_fill(d, z, side);
+            s_fill(d + side + inner, z, side);
         }
-        for (uint32_t b = 0; b < NB; b++) {
-            const int8_t *wp = l->wpack + (size_t)b * G * 64;
-            __m512i acc[RT_BC_TILE];
-            for (int j = 0; j < RT_BC_TILE; j++) acc[j] = _mm512_setzero_si512();
-            for (uint32_t g = 0; g < G; g++) {
-                __m512i wv = _mm512_loadu_si512((const void *)(wp + (size_t)g * 64));
-                for (int j = 0; j < RT_BC_TILE; j++) {
-                    uint32_t v; /* four input bytes, made unsigned (x + 128) */
-                    memcpy(&v, x[j] + 4 * g, 4);
-                    acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_set1_epi32((int)(v ^ 0x80808080u)), wv);
-                }
+        s_flip_copy(d + side, in + h * inner, inner);
+    }
+    s_fill(dst + (pad + H) * row, z, pad * row);
+    s_fill(dst + (H + 2 * pad) * row, _mm512_setzero_si512(), 64);
+}
+
+/* Patch mode (cnd_rt_vnni_direct is false): the k rows of 4 * grow unsigned bytes that output
+ * pixel (oh, ow) reads, padding as in_zp + 128, bytes past k * C of a row zero. */
+static void s_vnni_patch(uint8_t *dst, const int8_t *in, const cnd_rt_layer_t *l, uint32_t oh,
+                         uint32_t ow)
+{
+    int C = l->in_c, H = l->in_h, W = l->in_w, k = l->k, rowlen = 4 * (int)l->grow;
+    int ih0 = (int)(oh * l->stride) - l->pad, iw0 = (int)(ow * l->stride) - l->pad;
+    uint8_t zpu = (uint8_t)(l->in_zp + 128);
+    for (int i = 0; i < k; i++) {
+        uint8_t *d = dst + (size_t)i * rowlen;
+        int ih = ih0 + i;
+        for (int j = 0; j < k; j++) {
+            int iw = iw0 + j;
+            int inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+            const int8_t *s = in + ((size_t)ih * W + iw) * C;
+            for (int c = 0; c < C; c++) d[j * C + c] = inside ? (uint8_t)(s[c] ^ 0x80) : zpu;
+        }
+        for (int t = k * C; t < rowlen; t++) d[t] = 0;
+    }
+}
+
+/* One tile of the direct VNNI conv: acc[j * NB + b] = the sum, over every group g = (kh, r), of
+ * the 4 unsigned input bytes at px[j] + kh * rowstep + 4 r (broadcast to all lanes) times the
+ * 16 x 4 weights of block b (each lane one output channel: no horizontal reductions). NP
+ * pixels share each weight load and NB blocks share each broadcast; NP * NB accumulators stay
+ * in registers. NP and NB are constants at every call (the function is always inlined). */
+#define S_ALWAYS_INLINE __attribute__((always_inline)) inline
+T_VNNI static S_ALWAYS_INLINE void s_vnni_tile(__m512i *acc, const uint8_t *const *px,
+                                               const int NP, const int NB, const int8_t *w,
+                                               uint32_t k, uint32_t grow, size_t rowstep)
+{
+    const uint8_t *p[RT_VNNI_PATCHES];
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; j++) p[j] = px[j];
+#pragma GCC unroll 16
+    for (int i = 0; i < NP * NB; i++) acc[i] = _mm512_setzero_si512();
+    for (uint32_t kh = 0; kh < k; kh++) {
+        for (uint32_t r = 0; r < grow; r++, w += NB * 64) {
+            __m512i wv[RT_VNNI_NB];
+#pragma GCC unroll 4
+            for (int b = 0; b < NB; b++) wv[b] = _mm512_loadu_si512((const void *)(w + b * 64));
+#pragma GCC unroll 8
+            for (int j = 0; j < NP; j++) {
+                int32_t v;
+                memcpy(&v, p[j] + 4 * r, 4);
+                __m512i x = _mm512_set1_epi32(v);
+#pragma GCC unroll 4
+                for (int b = 0; b < NB; b++)
+                    acc[j * NB + b] = _mm512_dpbusd_epi32(acc[j * NB + b], x, wv[b]);
             }
-            uint32_t nc = OC - 16 * b < 16 ? OC - 16 * b : 16;
-            for (int j = 0; j < np; j++)
-                s_requant16(out + (size_t)(p0 + (uint32_t)j) * OC + 16 * b, acc[j], l, l->bias_u8,
-                            16 * b, nc);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < NP; j++) p[j] += rowstep;
+    }
+}
+
+/* Geometry of one VNNI conv run: the conv itself (unfused: windows of one pixel) or conv2d +
+ * maxpool (windows of kp x kp conv pixels at stride sp, max taken before requantization).
+ * Window entries are visited in order (window by window in raster order, each window's pixels
+ * in raster order) by an iterator that moves pointers instead of dividing indices. */
+typedef struct {
+    const cnd_rt_layer_t *l;
+    const int8_t *in;
+    int8_t *out;
+    const uint8_t *src; /* padded unsigned input (direct) or NULL (patch mode) */
+    uint8_t *patches;   /* patch mode: RT_VNNI_PATCHES buffers of patch_len bytes */
+    size_t rowstep, patch_len;
+    uint32_t kp, sp, ph, pw, kk, total; /* window side, stride, windows per column and row */
+} s_conv_geo_t;
+
+typedef struct {
+    uint32_t di, dj, wy, wx;   /* pixel in window, window */
+    const uint8_t *row, *win;  /* direct: start of the window row, of the window */
+} s_conv_it_t;
+
+static inline void s_it_start(s_conv_it_t *it, const s_conv_geo_t *g)
+{
+    it->di = it->dj = it->wy = it->wx = 0;
+    it->row = it->win = g->src;
+}
+
+/* The input pointer of the current entry (patch mode: builds its patch into buffer j), then
+ * steps to the next entry. */
+static inline const uint8_t *s_it_next(s_conv_it_t *it, const s_conv_geo_t *g, int j)
+{
+    const cnd_rt_layer_t *l = g->l;
+    size_t s = l->stride, C = l->in_c;
+    const uint8_t *ptr;
+    if (g->src) {
+        ptr = it->win + it->di * s * g->rowstep + it->dj * s * C;
+    } else {
+        uint8_t *d = g->patches + (size_t)j * g->patch_len;
+        s_vnni_patch(d, g->in, l, it->wy * g->sp + it->di, it->wx * g->sp + it->dj);
+        ptr = d;
+    }
+    if (++it->dj == g->kp) {
+        it->dj = 0;
+        if (++it->di == g->kp) {
+            it->di = 0;
+            if (++it->wx == g->pw) {
+                it->wx = 0;
+                it->wy++;
+                it->row += g->sp * s * g->rowstep;
+                it->win = it->row;
+            } else {
+                it->win += g->sp * s * C;
+            }
+        }
+    }
+    return ptr;
+}
+
+/* One pass over all windows for blocks [b0, b0 + NB), NP window entries per tile. */
+T_VNNI static S_ALWAYS_INLINE void s_conv_pass(const s_conv_geo_t *g, uint32_t b0, const int NP,
+                                               const int NB, const int8_t *w)
+{
+    const cnd_rt_layer_t *l = g->l;
+    __m512i run[RT_VNNI_NB] = {_mm512_setzero_si512(), _mm512_setzero_si512(),
+                               _mm512_setzero_si512(), _mm512_setzero_si512()};
+    __mmask16 last = s_lanes(l->out_c, b0 + (uint32_t)NB - 1);
+    const rt_rq16_t *rq = l->rq + b0;
+    const s_rqv_t v = s_rqv(l);
+    const uint32_t kk = g->kk, total = g->total, k = l->k, grow = l->grow;
+    const size_t rowstep = g->rowstep, ostep = l->out_c;
+    s_conv_it_t it;
+    s_it_start(&it, g);
+    uint32_t i = 0;                             /* epilogue: pixel index within the window */
+    int8_t *o = g->out + 16 * (size_t)b0;       /* epilogue: the window's output */
+    for (uint32_t e0 = 0; e0 < total; e0 += (uint32_t)NP) {
+        const uint8_t *px[RT_VNNI_PATCHES];
+        int valid = total - e0 < (uint32_t)NP ? (int)(total - e0) : NP;
+        for (int j = 0; j < NP; j++) px[j] = j < valid ? s_it_next(&it, g, j) : px[0];
+        __m512i acc[RT_VNNI_PATCHES * RT_VNNI_NB];
+        s_vnni_tile(acc, px, NP, NB, w, k, grow, rowstep);
+#pragma GCC unroll 8
+        for (int j = 0; j < NP; j++) {
+            if (j >= valid) break;
+#pragma GCC unroll 4
+            for (int b = 0; b < NB; b++)
+                run[b] = i ? _mm512_max_epi32(run[b], acc[j * NB + b]) : acc[j * NB + b];
+            if (++i == kk) {
+#pragma GCC unroll 4
+                for (int b = 0; b < NB; b++)
+                    s_rq16(o + 16 * b, run[b], &v, rq + b, b == NB - 1 ? last : (__mmask16)0xffff);
+                i = 0;
+                o += ostep;
+            }
         }
     }
 }
 
-static const rt_kernels_t s_avx2 = {s_dense_avx2, s_conv_avx2, s_maxpool_avx2};
-static const rt_kernels_t s_vnni = {s_dense_vnni, s_conv_vnni, s_maxpool_avx2};
+/* conv2d (p == NULL) or conv2d + maxpool p, direct on an unsigned padded copy of the input
+ * (or per-pixel patches, see cnd_rt_vnni_direct), weights as repacked at load. Blocks of up
+ * to four 16-channel blocks per pass; 4 pixels per tile for 3-4 blocks, 8 for 1-2 (16
+ * accumulators either way). */
+T_VNNI static void s_conv_vnni_any(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                   const cnd_rt_layer_t *p, int8_t *scratch)
+{
+    s_conv_geo_t g;
+    g.l = l;
+    g.in = in;
+    g.out = out;
+    g.kp = p ? p->k : 1;
+    g.sp = p ? p->stride : 1;
+    g.pw = p ? p->out_w : l->out_w;
+    g.ph = p ? p->out_h : l->out_h;
+    g.kk = g.kp * g.kp;
+    g.total = g.ph * g.pw * g.kk;
+    if (cnd_rt_vnni_direct(l->k, l->in_c, l->in_h, l->in_w, l->pad)) {
+        s_pad_input((uint8_t *)scratch, in, l);
+        g.src = (const uint8_t *)scratch;
+        g.rowstep = (size_t)(l->in_w + 2 * l->pad) * l->in_c;
+        g.patches = NULL;
+        g.patch_len = 0;
+    } else {
+        g.src = NULL;
+        g.rowstep = 4 * (size_t)l->grow;
+        g.patches = (uint8_t *)scratch;
+        g.patch_len = ((size_t)l->k * g.rowstep + 63) & ~(size_t)63;
+    }
+    uint32_t B = ((uint32_t)l->out_c + 15) / 16, G = l->k * l->grow;
+    for (uint32_t b0 = 0; b0 < B; b0 += RT_VNNI_NB) {
+        const int8_t *w = l->wpack + (size_t)b0 * G * 64;
+        switch (B - b0 < RT_VNNI_NB ? B - b0 : RT_VNNI_NB) {
+        case 4: s_conv_pass(&g, b0, 4, 4, w); break;
+        case 3: s_conv_pass(&g, b0, 4, 3, w); break;
+        case 2: s_conv_pass(&g, b0, 8, 2, w); break;
+        default: s_conv_pass(&g, b0, 8, 1, w); break;
+        }
+    }
+}
+
+T_VNNI static void s_conv_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                               int8_t *scratch)
+{
+    s_conv_vnni_any(out, in, l, NULL, scratch);
+}
+
+T_VNNI static void s_conv_pool_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                    const cnd_rt_layer_t *p, int8_t *scratch)
+{
+    s_conv_vnni_any(out, in, l, p, scratch);
+}
+
+int cnd_rt_vnni_requant(int8_t *out, const int32_t *acc, const cnd_rt_layer_t *l)
+{
+    if (!cnd_rt_cpu_has(CND_RT_KERNELS_VNNI)) return CND_RT_EINVAL;
+    s_requant_vnni(out, acc, l);
+    return 0;
+}
+
+static const rt_kernels_t s_avx2 = {s_dense_avx2, s_conv_avx2, s_maxpool_avx2, NULL};
+static const rt_kernels_t s_vnni = {s_dense_vnni, s_conv_vnni, s_maxpool_avx2, s_conv_pool_vnni};
 
 const rt_kernels_t *cnd_rt_kernels_x86(cnd_rt_kernels_t k)
 {
@@ -380,6 +633,14 @@ const rt_kernels_t *cnd_rt_kernels_x86(cnd_rt_kernels_t k)
 {
     (void)k;
     return NULL;
+}
+
+int cnd_rt_vnni_requant(int8_t *out, const int32_t *acc, const cnd_rt_layer_t *l)
+{
+    (void)out;
+    (void)acc;
+    (void)l;
+    return CND_RT_EINVAL;
 }
 
 #endif
