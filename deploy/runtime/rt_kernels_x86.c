@@ -326,10 +326,79 @@ T_VNNI static void s_requant_vnni(int8_t *out, const int32_t *acc, const cnd_rt_
     }
 }
 
+/* int4 dense on VNNI without unpacking rows: 64 packed bytes hold 128 weights, low nibbles at
+ * even and high nibbles at odd positions. (nibble & 0xF) ^ 8 = w + 8 in [0, 15] is the
+ * unsigned operand of vpdpbusd (one vpternlogd per 64 bytes), the raw signed input the signed
+ * one, deinterleaved once per call into even (xe) and odd (xo) positions of each 128-input
+ * chunk, zero past K. Then sum (w + 8) x - 8 sum x = sum w x, exactly (|sum (w + 8) x| <=
+ * 15 * 128 * 2^20 < 2^31); bias - bias_u8 converts to the unsigned-input bias that
+ * s_requant_vnni adds. */
+T_VNNI static void s_dense4_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                 int8_t *scratch)
+{
+    // out is (O), in is (K), weight is (O, ceil(K/2)) packed int4
+    uint32_t K = l->K, O = l->out_c, row = l->w_row, nfull = K / 128, nch = (K + 127) / 128;
+    size_t stride = (K + 63) & ~(size_t)63;
+    int8_t *xe = scratch, *xo = scratch + 64 * (size_t)nch; /* 128 nch <= 4 stride */
+    int32_t *sums = (int32_t *)(void *)(scratch + RT_PATCHES * stride);
+    const __m512i lo16 = _mm512_set1_epi16(0x00ff), ones = _mm512_set1_epi8(1);
+    const __m512i fix = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
+    __m512i sx = _mm512_setzero_si512();
+    for (uint32_t i = 0; i < nch; i++) {
+        uint32_t v = K - 128 * i; /* valid inputs in this chunk (128 unless the last) */
+        __mmask64 ma = v >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << v) - 1;
+        __mmask64 mb = v >= 128 ? ~(__mmask64)0 : v > 64 ? ((__mmask64)1 << (v - 64)) - 1 : 0;
+        __m512i a = _mm512_maskz_loadu_epi8(ma, in + 128 * (size_t)i);
+        __m512i b = _mm512_maskz_loadu_epi8(mb, in + 128 * (size_t)i + 64);
+        /* packus works per 128-bit lane: [a0 b0 a1 b1 ...] in 8-byte pieces, fixed by fix */
+        __m512i e = _mm512_permutexvar_epi64(
+            fix, _mm512_packus_epi16(_mm512_and_si512(a, lo16), _mm512_and_si512(b, lo16)));
+        __m512i o = _mm512_permutexvar_epi64(
+            fix, _mm512_packus_epi16(_mm512_srli_epi16(a, 8), _mm512_srli_epi16(b, 8)));
+        _mm512_storeu_si512((void *)(xe + 64 * (size_t)i), e);
+        _mm512_storeu_si512((void *)(xo + 64 * (size_t)i), o);
+        sx = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sx, ones, e), ones, o);
+    }
+    uint32_t sum8 = 8u * (uint32_t)_mm512_reduce_add_epi32(sx);
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m08 = _mm512_set1_epi8(0x08);
+    uint32_t tb = (K - 128 * nfull + 1) / 2; /* packed bytes of the last, partial chunk */
+    __mmask64 tail = ((__mmask64)1 << tb) - 1;
+    for (uint32_t o = 0; o < O; o += 4) {
+        const uint8_t *w[4];
+        int nr = O - o < 4 ? (int)(O - o) : 4;
+        for (int r = 0; r < 4; r++) w[r] = l->w + (size_t)(o + (uint32_t)(r < nr ? r : 0)) * row;
+        __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                          _mm512_setzero_si512()};
+        for (uint32_t i = 0; i < nch; i++) {
+            __m512i e = _mm512_loadu_si512((const void *)(xe + 64 * (size_t)i));
+            __m512i od = _mm512_loadu_si512((const void *)(xo + 64 * (size_t)i));
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m512i b = i < nfull ? _mm512_loadu_si512((const void *)(w[r] + 64 * (size_t)i))
+                                      : _mm512_maskz_loadu_epi8(tail, w[r] + 64 * (size_t)i);
+                __m512i lo = _mm512_ternarylogic_epi32(b, m0f, m08, 0x6a); /* (b & f) ^ 8 */
+                __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(b, 4), m0f, m08, 0x6a);
+                acc[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r], lo, e), hi, od);
+            }
+        }
+        uint32_t s4[4];
+        _mm_storeu_si128((__m128i *)(void *)s4, s_reduce4(acc[0], acc[1], acc[2], acc[3]));
+        for (int r = 0; r < nr; r++) {
+            uint32_t c = o + (uint32_t)r; /* wrapping arithmetic; the result is in range */
+            sums[c] = (int32_t)(s4[r] - sum8 + (uint32_t)l->bias[c] - (uint32_t)l->bias_u8[c]);
+        }
+    }
+    s_requant_vnni(out, sums, l);
+}
+
 T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
                                 int8_t *scratch)
 {
     // out is (O), in is (K), weight is (O, K); inputs as unsigned x ^ 0x80
+    if (l->wbits == 4) {
+        s_dense4_vnni(out, in, l, scratch);
+        return;
+    }
     uint32_t K = l->K, O = l->out_c;
     size_t stride = (K + 63) & ~(size_t)63;
     int32_t *sums = (int32_t *)(void *)(scratch + RT_PATCHES * stride);
