@@ -456,6 +456,10 @@ static int32_t *s_consts(uint8_t **cur, uint32_t n)
 
 void cnd_rt_rq16_fill(rt_rq16_t *rq, const cnd_rt_layer_t *l)
 {
+#if !RT_FAST_PATHS
+    (void)rq; /* no kernel uses the constants: nothing to fill (and no code on devices) */
+    (void)l;
+#else
     uint32_t B = ((uint32_t)l->out_c + 15) / 16;
     memset(rq, 0, B * sizeof(rt_rq16_t));
     for (uint32_t b = 0; b < B; b++)
@@ -469,6 +473,7 @@ void cnd_rt_rq16_fill(rt_rq16_t *rq, const cnd_rt_layer_t *l)
             rq[b].k2[j & 1][j >> 1] = n ? (int64_t)1 << 31 : 0;
             rq[b].sh[j & 1][j >> 1] = 31 + n;
         }
+#endif
 }
 
 static const rt_rq16_t *s_rq_build(uint8_t **cur, const cnd_rt_layer_t *l)
@@ -581,9 +586,9 @@ int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *aren
         l->bias_u8 = bu8;
         l->mult = mult;
         l->shift = shift;
-        for (uint32_t c = 0; c < l->out_c; c++)
-            if (shift[c] < 0) l->lshift = 1;
         if (RT_FAST_PATHS) {
+            for (uint32_t c = 0; c < l->out_c; c++)
+                if (shift[c] < 0) l->lshift = 1;
             l->rq = s_rq_build(&cur, l);
             if (l->op == CND_RT_OP_CONV2D) l->wpack = s_pack_conv(&cur, l);
         }

@@ -64,6 +64,7 @@ void cnd_rt_quantize_input(const cnd_rt_model_t *m, int8_t *x, const uint8_t *ra
 
 int cnd_rt_fuses(const cnd_rt_model_t *m, uint32_t i)
 {
+    if (!RT_FAST_PATHS) return 0; /* only fast kernel sets fuse; keeps device code small */
     if (!m->kern->conv2d_maxpool || i + 1 >= m->n_layers) return 0;
     const cnd_rt_layer_t *l = &m->layers[i], *p = &m->layers[i + 1];
     return l->op == CND_RT_OP_CONV2D && p->op == CND_RT_OP_MAXPOOL && p->stride >= p->k;
