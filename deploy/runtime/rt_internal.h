@@ -4,8 +4,9 @@
  *
  * A loaded model is: one cnd_rt_model struct, n_layers cnd_rt_layer structs, per-channel int32
  * constants (effective biases, multipliers, shifts), two ping-pong activation buffers of the
- * largest activation, and one scratch buffer (conv patches, unpacked int4 weight rows, the
- * padded input of the direct VNNI conv); all 64-byte aligned inside the caller's arena.
+ * largest activation, and one scratch buffer (the reference's conv patch, unpacked int4 weight
+ * rows, the padded input copy of the direct conv kernels); all 64-byte aligned inside the
+ * caller's arena.
  * Weights stay in the artifact; x86 builds add conv weights repacked for VNNI and per-block
  * requantization constants (rt_rq16_t).
  *
@@ -23,10 +24,10 @@
 #include "cnd_rt_requant.h"
 
 #define RT_CACHELINE 64
-#define RT_PATCHES   4 /* conv patches gathered at once (fast paths reuse weight loads) */
+#define RT_PATCHES   4 /* dense rows per pass of the x86 kernels (their int4 row buffers) */
 
-/* Builds with x86 fast paths reserve scratch for them (several patches, unpacked int4 rows,
- * int32 sums); elsewhere only the reference's single conv patch is reserved, so a
+/* Builds with x86 fast paths reserve scratch for them (padded conv input copies, unpacked int4
+ * rows, int32 sums) and arena for repacked conv weights and requantization constants; elsewhere only the reference's single conv patch is reserved, so a
  * microcontroller's arena holds nothing it does not use. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define RT_FAST_PATHS 1
@@ -49,7 +50,8 @@ typedef struct cnd_rt_layer {
     const int32_t *mult;    /* Q31 multipliers */
     const int32_t *shift;   /* n: M = mult * 2^(-31-n) */
     uint32_t in_bytes, out_bytes; /* activation sizes */
-    /* x86 builds, conv2d only: weights repacked at load for the direct VNNI kernel. Each kernel
+    /* x86 builds, conv2d only: weights repacked at load for the direct VNNI kernel (the AVX2
+     * one reads them too, sign-extending to int16). Each kernel
      * row kh holds k*C contiguous input bytes (HWC), split into grow = ceil(k*C/4) groups of 4
      * (the last zero-padded); group g = kh * grow + r covers row bytes 4r..4r+3. Output
      * channels form blocks of 16, blocks form passes of up to RT_VNNI_NB; within pass p (nb
@@ -64,11 +66,12 @@ typedef struct cnd_rt_layer {
 } cnd_rt_layer_t;
 
 #define RT_VNNI_NB 4      /* 16-channel blocks per pass of the direct VNNI conv */
-#define RT_VNNI_PATCHES 8 /* pixels per tile of the VNNI conv (its patch mode's buffers) */
+#define RT_VNNI_PATCHES 8 /* most pixels per tile of the direct convs (patch mode's buffers) */
 
-/* The direct VNNI conv reads an unsigned copy of the whole padded input (scratch); when the
- * padding would make that copy large compared with the input (tiny images, wide padding) it
- * gathers per-pixel patches instead. The loader sizes scratch with the same rule. */
+/* The direct conv kernels read a copy of the whole padded input (scratch: unsigned bytes for
+ * VNNI, int16 for AVX2); when the padding would make that copy large compared with the input
+ * (tiny images, wide padding) they gather per-pixel patches instead. The loader sizes scratch
+ * with the same rule. */
 static inline int cnd_rt_vnni_direct(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t pad)
 {
     (void)k;

@@ -10,7 +10,9 @@
  *
  * AVX2: int8 inputs and weights are sign-extended to int16 and multiplied with vpmaddwd
  * (exact; vpmaddubsw would saturate its int16 pair sums). Dense layers compute four output rows
- * per pass over the input; conv2d gathers four im2col patches that share each weight row.
+ * per pass over the input. conv2d (and conv2d + maxpool, fused) is the direct convolution
+ * below on an int16 padded copy of the input, with the VNNI weight packing sign-extended on
+ * load, two pixels x 16 channels per tile.
  *
  * AVX-512 VNNI: vpdpbusd multiplies unsigned by signed bytes, so inputs are shifted by +128
  * (x ^ 0x80) and the loader's bias_u8 already subtracts 128 * sum w. Dense layers as above.
@@ -186,34 +188,6 @@ T_AVX2 static void s_dense_avx2(int8_t *out, const int8_t *in, const cnd_rt_laye
         s_dot_avx2(&sums[o], x, 1, s_row(l, o, scratch), K);
     }
     s_requant_avx2(out, sums, l, l->bias, 0, O);
-}
-
-T_AVX2 static void s_conv_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
-                               int8_t *scratch)
-{
-    // out is (OH, OW, OC), in is (H, W, C), weight is (OC, KH, KW, C)
-    uint32_t K = l->K, OC = l->out_c, P = (uint32_t)l->out_h * l->out_w;
-    size_t stride = (K + 63) & ~(size_t)63;
-    int8_t *wbuf = scratch + RT_PATCHES * stride;
-    int32_t *sums = (int32_t *)(void *)(wbuf + (l->wbits == 4 ? RT_PATCHES * stride : 0));
-    for (uint32_t p0 = 0; p0 < P; p0 += RT_PATCHES) {
-        int np = P - p0 < RT_PATCHES ? (int)(P - p0) : RT_PATCHES;
-        const int8_t *x[RT_PATCHES];
-        for (int j = 0; j < np; j++) {
-            uint32_t p = p0 + (uint32_t)j;
-            cnd_rt_conv_patch(scratch + (size_t)j * stride, in, l, (int)(p / l->out_w),
-                              (int)(p % l->out_w));
-            x[j] = scratch + (size_t)j * stride;
-        }
-        for (uint32_t c = 0; c < OC; c++) {
-            int32_t s[RT_PATCHES];
-            s_dot_avx2(s, x, np, s_row(l, c, wbuf), K);
-            for (int j = 0; j < np; j++) sums[(size_t)j * OC + c] = s[j];
-        }
-        for (int j = 0; j < np; j++)
-            s_requant_avx2(out + (size_t)(p0 + (uint32_t)j) * OC, sums + (size_t)j * OC, l,
-                           l->bias, 0, OC);
-    }
 }
 
 T_AVX2 static void s_maxpool_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
@@ -504,24 +478,32 @@ T_VNNI static void s_pad_input(uint8_t *dst, const int8_t *in, const cnd_rt_laye
     s_fill(dst + (H + 2 * pad) * row, _mm512_setzero_si512(), 64);
 }
 
-/* Patch mode (cnd_rt_vnni_direct is false): the k rows of 4 * grow unsigned bytes that output
- * pixel (oh, ow) reads, padding as in_zp + 128, bytes past k * C of a row zero. */
-static void s_vnni_patch(uint8_t *dst, const int8_t *in, const cnd_rt_layer_t *l, uint32_t oh,
-                         uint32_t ow)
+/* Patch mode (cnd_rt_vnni_direct is false): the k rows of 4 * grow values that output pixel
+ * (oh, ow) reads, values past k * C of a row zero. esz 1 (VNNI): unsigned bytes x ^ 0x80,
+ * padding in_zp + 128; esz 2 (AVX2): int16 x, padding in_zp. */
+static void s_conv_patch(uint8_t *dst, const int8_t *in, const cnd_rt_layer_t *l, uint32_t oh,
+                         uint32_t ow, int esz)
 {
     int C = l->in_c, H = l->in_h, W = l->in_w, k = l->k, rowlen = 4 * (int)l->grow;
     int ih0 = (int)(oh * l->stride) - l->pad, iw0 = (int)(ow * l->stride) - l->pad;
-    uint8_t zpu = (uint8_t)(l->in_zp + 128);
     for (int i = 0; i < k; i++) {
-        uint8_t *d = dst + (size_t)i * rowlen;
+        uint8_t *d8 = dst + (size_t)i * rowlen * esz;
+        int16_t *d16 = (int16_t *)(void *)d8;
         int ih = ih0 + i;
         for (int j = 0; j < k; j++) {
             int iw = iw0 + j;
             int inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
             const int8_t *s = in + ((size_t)ih * W + iw) * C;
-            for (int c = 0; c < C; c++) d[j * C + c] = inside ? (uint8_t)(s[c] ^ 0x80) : zpu;
+            for (int c = 0; c < C; c++) {
+                int v = inside ? s[c] : l->in_zp;
+                if (esz == 1) d8[j * C + c] = (uint8_t)(v + 128);
+                else d16[j * C + c] = (int16_t)v;
+            }
         }
-        for (int t = k * C; t < rowlen; t++) d[t] = 0;
+        for (int t = k * C; t < rowlen; t++) {
+            if (esz == 1) d8[t] = 0;
+            else d16[t] = 0;
+        }
     }
 }
 
@@ -542,17 +524,15 @@ T_VNNI static S_ALWAYS_INLINE void s_vnni_tile(__m512i *acc, const uint8_t *cons
     for (int i = 0; i < NP * NB; i++) acc[i] = _mm512_setzero_si512();
     for (uint32_t kh = 0; kh < k; kh++) {
         for (uint32_t r = 0; r < grow; r++, w += NB * 64) {
-            __m512i wv[RT_VNNI_NB];
-#pragma GCC unroll 4
-            for (int b = 0; b < NB; b++) wv[b] = _mm512_loadu_si512((const void *)(w + b * 64));
 #pragma GCC unroll 8
             for (int j = 0; j < NP; j++) {
                 int32_t v;
                 memcpy(&v, p[j] + 4 * r, 4);
                 __m512i x = _mm512_set1_epi32(v);
 #pragma GCC unroll 4
-                for (int b = 0; b < NB; b++)
-                    acc[j * NB + b] = _mm512_dpbusd_epi32(acc[j * NB + b], x, wv[b]);
+                for (int b = 0; b < NB; b++) /* weights as memory operands (L1-resident) */
+                    acc[j * NB + b] = _mm512_dpbusd_epi32(
+                        acc[j * NB + b], x, _mm512_loadu_si512((const void *)(w + b * 64)));
             }
         }
 #pragma GCC unroll 8
@@ -560,19 +540,52 @@ T_VNNI static S_ALWAYS_INLINE void s_vnni_tile(__m512i *acc, const uint8_t *cons
     }
 }
 
-/* Geometry of one VNNI conv run: the conv itself (unfused: windows of one pixel) or conv2d +
- * maxpool (windows of kp x kp conv pixels at stride sp, max taken before requantization).
- * Window entries are visited in order (window by window in raster order, each window's pixels
- * in raster order) by an iterator that moves pointers instead of dividing indices. */
+/* Geometry of one direct conv run (VNNI or AVX2): the conv itself (unfused: windows of one
+ * pixel) or conv2d + maxpool (windows of kp x kp conv pixels at stride sp, max taken before
+ * requantization). Window entries are visited in order (window by window in raster order,
+ * each window's pixels in raster order) by an iterator that moves pointers instead of dividing
+ * indices. Inputs are esz-byte values: unsigned bytes for VNNI, int16 for AVX2. */
 typedef struct {
     const cnd_rt_layer_t *l;
     const int8_t *in;
     int8_t *out;
-    const uint8_t *src; /* padded unsigned input (direct) or NULL (patch mode) */
+    const uint8_t *src; /* padded input copy (direct) or NULL (patch mode) */
     uint8_t *patches;   /* patch mode: RT_VNNI_PATCHES buffers of patch_len bytes */
-    size_t rowstep, patch_len;
+    size_t rowstep, patch_len, pixstep; /* bytes: input row, patch, input pixel * stride */
     uint32_t kp, sp, ph, pw, kk, total; /* window side, stride, windows per column and row */
+    int esz;
 } s_conv_geo_t;
+
+/* Fills g for conv l (and maxpool p, or NULL) with esz-byte inputs at src (direct mode; the
+ * caller writes the padded copy there) or patches in scratch. Always inlined: if g escaped,
+ * every int8 output store would force its fields to be reloaded. */
+static S_ALWAYS_INLINE void s_geo_init(s_conv_geo_t *g, int8_t *out, const int8_t *in,
+                                       const cnd_rt_layer_t *l, const cnd_rt_layer_t *p,
+                                       int8_t *scratch, int esz)
+{
+    g->l = l;
+    g->in = in;
+    g->out = out;
+    g->esz = esz;
+    g->kp = p ? p->k : 1;
+    g->sp = p ? p->stride : 1;
+    g->pw = p ? p->out_w : l->out_w;
+    g->ph = p ? p->out_h : l->out_h;
+    g->kk = g->kp * g->kp;
+    g->total = g->ph * g->pw * g->kk;
+    g->pixstep = (size_t)l->stride * l->in_c * (size_t)esz;
+    if (cnd_rt_vnni_direct(l->k, l->in_c, l->in_h, l->in_w, l->pad)) {
+        g->src = (const uint8_t *)scratch;
+        g->rowstep = (size_t)(l->in_w + 2 * l->pad) * l->in_c * (size_t)esz;
+        g->patches = NULL;
+        g->patch_len = 0;
+    } else {
+        g->src = NULL;
+        g->rowstep = 4 * (size_t)l->grow * (size_t)esz;
+        g->patches = (uint8_t *)scratch;
+        g->patch_len = ((size_t)l->k * g->rowstep + 63) & ~(size_t)63;
+    }
+}
 
 typedef struct {
     uint32_t di, dj, wy, wx;   /* pixel in window, window */
@@ -589,14 +602,12 @@ static inline void s_it_start(s_conv_it_t *it, const s_conv_geo_t *g)
  * steps to the next entry. */
 static inline const uint8_t *s_it_next(s_conv_it_t *it, const s_conv_geo_t *g, int j)
 {
-    const cnd_rt_layer_t *l = g->l;
-    size_t s = l->stride, C = l->in_c;
     const uint8_t *ptr;
     if (g->src) {
-        ptr = it->win + it->di * s * g->rowstep + it->dj * s * C;
+        ptr = it->win + it->di * g->l->stride * g->rowstep + it->dj * g->pixstep;
     } else {
         uint8_t *d = g->patches + (size_t)j * g->patch_len;
-        s_vnni_patch(d, g->in, l, it->wy * g->sp + it->di, it->wx * g->sp + it->dj);
+        s_conv_patch(d, g->in, g->l, it->wy * g->sp + it->di, it->wx * g->sp + it->dj, g->esz);
         ptr = d;
     }
     if (++it->dj == g->kp) {
@@ -606,10 +617,10 @@ static inline const uint8_t *s_it_next(s_conv_it_t *it, const s_conv_geo_t *g, i
             if (++it->wx == g->pw) {
                 it->wx = 0;
                 it->wy++;
-                it->row += g->sp * s * g->rowstep;
+                it->row += g->sp * g->l->stride * g->rowstep;
                 it->win = it->row;
             } else {
-                it->win += g->sp * s * C;
+                it->win += g->sp * g->pixstep;
             }
         }
     }
@@ -655,6 +666,20 @@ T_VNNI static S_ALWAYS_INLINE void s_conv_pass(const s_conv_geo_t *g, uint32_t b
     }
 }
 
+/* One function per tile shape, so that each gets its own register allocation (inlined into
+ * one function they spilled); the geometry comes by value and cannot alias the outputs. */
+#define S_PASS_FN(NP, NB)                                                                          \
+    T_VNNI __attribute__((noinline)) static void s_conv_pass_##NP##_##NB(                          \
+        s_conv_geo_t g, uint32_t b0, const int8_t *w)                                              \
+    {                                                                                              \
+        s_conv_pass(&g, b0, NP, NB, w);                                                            \
+    }
+S_PASS_FN(4, 4)
+S_PASS_FN(4, 3)
+S_PASS_FN(8, 2)
+S_PASS_FN(8, 1)
+#undef S_PASS_FN
+
 /* conv2d (p == NULL) or conv2d + maxpool p, direct on an unsigned padded copy of the input
  * (or per-pixel patches, see cnd_rt_vnni_direct), weights as repacked at load. Blocks of up
  * to four 16-channel blocks per pass; 4 pixels per tile for 3-4 blocks, 8 for 1-2 (16
@@ -663,35 +688,16 @@ T_VNNI static void s_conv_vnni_any(int8_t *out, const int8_t *in, const cnd_rt_l
                                    const cnd_rt_layer_t *p, int8_t *scratch)
 {
     s_conv_geo_t g;
-    g.l = l;
-    g.in = in;
-    g.out = out;
-    g.kp = p ? p->k : 1;
-    g.sp = p ? p->stride : 1;
-    g.pw = p ? p->out_w : l->out_w;
-    g.ph = p ? p->out_h : l->out_h;
-    g.kk = g.kp * g.kp;
-    g.total = g.ph * g.pw * g.kk;
-    if (cnd_rt_vnni_direct(l->k, l->in_c, l->in_h, l->in_w, l->pad)) {
-        s_pad_input((uint8_t *)scratch, in, l);
-        g.src = (const uint8_t *)scratch;
-        g.rowstep = (size_t)(l->in_w + 2 * l->pad) * l->in_c;
-        g.patches = NULL;
-        g.patch_len = 0;
-    } else {
-        g.src = NULL;
-        g.rowstep = 4 * (size_t)l->grow;
-        g.patches = (uint8_t *)scratch;
-        g.patch_len = ((size_t)l->k * g.rowstep + 63) & ~(size_t)63;
-    }
+    s_geo_init(&g, out, in, l, p, scratch, 1);
+    if (g.src) s_pad_input((uint8_t *)scratch, in, l);
     uint32_t B = ((uint32_t)l->out_c + 15) / 16, G = l->k * l->grow;
     for (uint32_t b0 = 0; b0 < B; b0 += RT_VNNI_NB) {
         const int8_t *w = l->wpack + (size_t)b0 * G * 64;
         switch (B - b0 < RT_VNNI_NB ? B - b0 : RT_VNNI_NB) {
-        case 4: s_conv_pass(&g, b0, 4, 4, w); break;
-        case 3: s_conv_pass(&g, b0, 4, 3, w); break;
-        case 2: s_conv_pass(&g, b0, 8, 2, w); break;
-        default: s_conv_pass(&g, b0, 8, 1, w); break;
+        case 4: s_conv_pass_4_4(g, b0, w); break;
+        case 3: s_conv_pass_4_3(g, b0, w); break;
+        case 2: s_conv_pass_8_2(g, b0, w); break;
+        default: s_conv_pass_8_1(g, b0, w); break;
         }
     }
 }
@@ -708,6 +714,125 @@ T_VNNI static void s_conv_pool_vnni(int8_t *out, const int8_t *in, const cnd_rt_
     s_conv_vnni_any(out, in, l, p, scratch);
 }
 
+/* The conv input as int16 with its padding (in_zp) written out, rows of (W + 2 pad) * C values,
+ * then 64 zero bytes of slack that the last groups of a row may read (their weights are 0). */
+T_AVX2 static void s_pad_input16(int16_t *dst, const int8_t *in, const cnd_rt_layer_t *l)
+{
+    size_t C = l->in_c, W = l->in_w, H = l->in_h, pad = l->pad;
+    size_t row = (W + 2 * pad) * C, side = pad * C, inner = W * C, n;
+    int16_t z = (int16_t)l->in_zp;
+    for (n = 0; n < pad * row; n++) dst[n] = z;
+    for (size_t h = 0; h < H; h++) {
+        int16_t *d = dst + (pad + h) * row;
+        const int8_t *x = in + h * inner;
+        for (n = 0; n < side; n++) d[n] = d[side + inner + n] = z;
+        d += side;
+        for (n = 0; n + 16 <= inner; n += 16)
+            _mm256_storeu_si256((__m256i *)(void *)(d + n),
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + n))));
+        for (; n < inner; n++) d[n] = x[n];
+    }
+    int16_t *b = dst + (pad + H) * row;
+    for (n = 0; n < pad * row; n++) b[n] = z;
+    memset(dst + (H + 2 * pad) * row, 0, 64);
+}
+
+/* One tile of the direct AVX2 conv for one 16-channel block, weights in the VNNI packing: per
+ * group, the block's 64 bytes (16 channels x 4 weights) are sign-extended a quarter at a time
+ * (channels 4q..4q+3: dword lanes alternate weights 0-1 and 2-3 of a channel) and vpmaddwd'd
+ * with the group's 4 int16 inputs broadcast as a quadword, so acc[j * 4 + q] holds, per
+ * channel, two partial sums (pairs 0-1 and 2-3) that s_avx2_sum16 adds. NP = 2 pixels: 8
+ * accumulators, 4 weights, the input and a product fit the 16 ymm registers. */
+T_AVX2 static S_ALWAYS_INLINE void s_avx2_tile(__m256i *acc, const uint8_t *const *px,
+                                               const int8_t *w, size_t wstep, uint32_t k,
+                                               uint32_t grow, size_t rowstep)
+{
+    const uint8_t *p0 = px[0], *p1 = px[1];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_si256();
+    for (uint32_t kh = 0; kh < k; kh++, p0 += rowstep, p1 += rowstep)
+        for (uint32_t r = 0; r < grow; r++, w += wstep) {
+            __m256i wq[4];
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++)
+                wq[q] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 16 * q)));
+            int64_t v0, v1;
+            memcpy(&v0, p0 + 8 * r, 8);
+            memcpy(&v1, p1 + 8 * r, 8);
+            __m256i x0 = _mm256_set1_epi64x(v0), x1 = _mm256_set1_epi64x(v1);
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++) {
+                acc[q] = _mm256_add_epi32(acc[q], _mm256_madd_epi16(wq[q], x0));
+                acc[4 + q] = _mm256_add_epi32(acc[4 + q], _mm256_madd_epi16(wq[q], x1));
+            }
+        }
+}
+
+/* The 16 channel sums of one pixel from its 4 pair-accumulators: lo = channels 0-7, hi 8-15. */
+T_AVX2 static inline void s_avx2_sum16(__m256i *lo, __m256i *hi, const __m256i *a)
+{
+    /* hadd per 128-bit lane gives [c0 c1 c4 c5 | c2 c3 c6 c7]; vpermq 0xd8 restores order */
+    *lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[0], a[1]), 0xd8);
+    *hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[2], a[3]), 0xd8);
+}
+
+/* conv2d (p == NULL) or conv2d + maxpool p on AVX2, direct on an int16 padded copy of the
+ * input (or int16 patches) with the weights repacked for VNNI; one 16-channel block per pass,
+ * 2 window entries per tile, window maxima of the int32 sums requantized once. */
+T_AVX2 static void s_conv_avx2_any(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                   const cnd_rt_layer_t *p, int8_t *scratch)
+{
+    s_conv_geo_t g;
+    s_geo_init(&g, out, in, l, p, scratch, 2);
+    if (g.src) s_pad_input16((int16_t *)(void *)scratch, in, l);
+    uint32_t B = ((uint32_t)l->out_c + 15) / 16, G = l->k * l->grow;
+    for (uint32_t b = 0; b < B; b++) {
+        uint32_t pass = b / RT_VNNI_NB, nb = B - pass * RT_VNNI_NB;
+        if (nb > RT_VNNI_NB) nb = RT_VNNI_NB;
+        const int8_t *w = l->wpack + ((size_t)pass * RT_VNNI_NB * G + b % RT_VNNI_NB) * 64;
+        uint32_t nc = l->out_c - 16 * b < 16 ? l->out_c - 16 * b : 16;
+        __m256i run_lo = _mm256_setzero_si256(), run_hi = run_lo;
+        s_conv_it_t it;
+        s_it_start(&it, &g);
+        uint32_t i = 0;
+        int8_t *o = out + 16 * (size_t)b;
+        for (uint32_t e0 = 0; e0 < g.total; e0 += 2) {
+            int valid = g.total - e0 < 2 ? 1 : 2;
+            const uint8_t *px[2];
+            px[0] = s_it_next(&it, &g, 0);
+            px[1] = valid == 2 ? s_it_next(&it, &g, 1) : px[0];
+            __m256i acc[8];
+            s_avx2_tile(acc, px, w, (size_t)nb * 64, l->k, l->grow, g.rowstep);
+            for (int j = 0; j < valid; j++) {
+                __m256i lo, hi;
+                s_avx2_sum16(&lo, &hi, acc + 4 * j);
+                run_lo = i ? _mm256_max_epi32(run_lo, lo) : lo;
+                run_hi = i ? _mm256_max_epi32(run_hi, hi) : hi;
+                if (++i == g.kk) {
+                    int32_t sums[16];
+                    _mm256_storeu_si256((__m256i *)(void *)sums, run_lo);
+                    _mm256_storeu_si256((__m256i *)(void *)(sums + 8), run_hi);
+                    s_requant_avx2(o, sums, l, l->bias, 16 * b, nc);
+                    i = 0;
+                    o += l->out_c;
+                }
+            }
+        }
+    }
+}
+
+T_AVX2 static void s_conv_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                               int8_t *scratch)
+{
+    s_conv_avx2_any(out, in, l, NULL, scratch);
+}
+
+T_AVX2 static void s_conv_pool_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                    const cnd_rt_layer_t *p, int8_t *scratch)
+{
+    s_conv_avx2_any(out, in, l, p, scratch);
+}
+
 int cnd_rt_vnni_requant(int8_t *out, const int32_t *acc, const cnd_rt_layer_t *l)
 {
     if (!cnd_rt_cpu_has(CND_RT_KERNELS_VNNI)) return CND_RT_EINVAL;
@@ -715,7 +840,7 @@ int cnd_rt_vnni_requant(int8_t *out, const int32_t *acc, const cnd_rt_layer_t *l
     return 0;
 }
 
-static const rt_kernels_t s_avx2 = {s_dense_avx2, s_conv_avx2, s_maxpool_avx2, NULL};
+static const rt_kernels_t s_avx2 = {s_dense_avx2, s_conv_avx2, s_maxpool_avx2, s_conv_pool_avx2};
 static const rt_kernels_t s_vnni = {s_dense_vnni, s_conv_vnni, s_maxpool_avx2, s_conv_pool_vnni};
 
 const rt_kernels_t *cnd_rt_kernels_x86(cnd_rt_kernels_t k)

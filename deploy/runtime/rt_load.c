@@ -75,16 +75,17 @@ typedef struct {
     uint32_t scale;
 } s_act_t;
 
-/* Scratch of the direct VNNI conv (rt_kernels_x86.c): the whole input as unsigned bytes with
- * its padding written out (and 64 bytes of slack the last groups read past the end) when that
- * is at most 4x the input plus 4 KiB; otherwise per-pixel patches of k rows of 4 * grow bytes
- * for RT_VNNI_PATCHES pixels (cnd_rt_vnni_direct decides the same way). */
+/* Scratch of the direct conv kernels (rt_kernels_x86.c): the whole input with its padding
+ * written out, as int16 for AVX2 (unsigned bytes for VNNI need half), and 64 bytes of slack
+ * that the last groups of a row may read, when that is at most 4x the input plus 4 KiB;
+ * otherwise per-pixel patches of k rows of 4 * grow int16 values for RT_VNNI_PATCHES pixels
+ * (cnd_rt_vnni_direct decides the same way). */
 static size_t s_vnni_scratch(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t pad)
 {
     size_t grow = ((size_t)k * c + 3) / 4;
     if (cnd_rt_vnni_direct(k, c, h, w, pad))
-        return s_align((size_t)(h + 2 * pad) * (w + 2 * pad) * c + 64);
-    return RT_VNNI_PATCHES * s_align((size_t)k * grow * 4) + 64;
+        return s_align(2 * (size_t)(h + 2 * pad) * (w + 2 * pad) * c + 64);
+    return RT_VNNI_PATCHES * s_align(2 * (size_t)k * grow * 4) + 64;
 }
 
 static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, s_act_t *cur,
@@ -237,14 +238,12 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
         if (RT_FAST_PATHS) {
             size_t blocks = ((size_t)oc + 15) / 16;
             p->consts += blocks * sizeof(rt_rq16_t); /* requantization constants */
-            /* AVX2 and VNNI dense: [4 int4 row buffers][int32 sums]; AVX2 conv: [4 patches]
-             * [4 int4 row buffers if int4][4 x oc int32 sums] */
-            scr = RT_PATCHES * s_align(K) + RT_PATCHES * s_align(4 * (size_t)oc);
-            if (op == CND_RT_OP_CONV2D) {
-                if (wbits == 4) scr += RT_PATCHES * s_align(K);
-                size_t grow = ((size_t)k * ic + 3) / 4, vnni = s_vnni_scratch(k, ic, ih, iw, pad);
-                if (vnni > scr) scr = vnni;
+            if (op == CND_RT_OP_CONV2D) { /* the direct conv kernels' input copy or patches */
+                size_t grow = ((size_t)k * ic + 3) / 4;
+                scr = s_vnni_scratch(k, ic, ih, iw, pad);
                 p->consts += s_align(blocks * 16 * k * grow * 4); /* repacked weights */
+            } else { /* dense (AVX2 and VNNI): [4 int4 row buffers][int32 sums] */
+                scr = RT_PATCHES * s_align(K) + RT_PATCHES * s_align(4 * (size_t)oc);
             }
         }
         if (scr > p->scratch) p->scratch = scr;
