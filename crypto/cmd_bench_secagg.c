@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     uint32_t n, len, bits;
@@ -46,6 +47,15 @@ typedef struct {
     uint8_t seed[32];
     int phase;
 } s_sim_t;
+
+/* CPU seconds used by the whole process (all threads): on a shared machine the wall clock
+ * includes waiting for a core, CPU time does not. */
+static double s_cpu(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 static int s_cmp_dbl(const void *a, const void *b)
 {
@@ -197,11 +207,12 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
     sim.x = malloc((size_t)threads * p.len * 4);
     double *t_mask = calloc((size_t)samples, sizeof(double));
     double *t_share = calloc((size_t)samples, sizeof(double));
+    double *c_mask = calloc((size_t)samples, sizeof(double));
     cnd_secagg_server_t *srv = NULL;
     cnd_prg_t *g = cnd_prg_new(CND_PRG_MASK);
     float *upd = malloc((size_t)values * sizeof *upd);
     if (!ids || !enrolled || !sim.cl || !sim.in || !sim.out || !idx || !skip || !dropped ||
-        !expect || !sum || !sim.x || !t_mask || !t_share || !g || !upd) {
+        !expect || !sum || !sim.x || !t_mask || !t_share || !c_mask || !g || !upd) {
         rc = cnd_errf(CND_ENOMEM, "out of memory for %u clients x %ld values", n, values);
         goto done;
     }
@@ -232,7 +243,7 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
     double srv_t = 0, t;
     sim.idx = idx;
     sim.phase = 1;
-    if ((rc = cnd_sa_parallel(n, (unsigned)threads, s_sim_step, &sim))) goto done;
+    if ((rc = cnd_sa_parallel(n, (unsigned)threads, 1, s_sim_step, &sim))) goto done;
     t = cnd_now();
     for (uint32_t u = 0; u < n && !rc; u++)
         rc = cnd_secagg_server_add_advert(srv, u, sim.out[u].data, sim.out[u].len);
@@ -256,7 +267,7 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
         t_share[i] = cnd_now() - t;
     }
     sim.idx = idx + ns;
-    if (!rc) rc = cnd_sa_parallel(n - ns, (unsigned)threads, s_sim_step, &sim);
+    if (!rc) rc = cnd_sa_parallel(n - ns, (unsigned)threads, 1, s_sim_step, &sim);
     sim.idx = idx;
     t = cnd_now();
     for (uint32_t u = 0; u < n && !rc; u++)
@@ -293,7 +304,9 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
         for (uint32_t i = 0; i < p.len; i++) expect[i] += x[i];
         sim.out[u].len = 0;
         t = cnd_now();
+        double c0 = s_cpu();
         rc = cnd_secagg_client_mask(sim.cl[u], &sim.out[u], sim.in[u].data, sim.in[u].len, x);
+        c_mask[u] = s_cpu() - c0;
         t_mask[u] = cnd_now() - t;
         if (rc) break;
         masked_bytes = sim.out[u].len;
@@ -310,7 +323,7 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
         if (!dropped[u]) batch[nb++] = u;
         if (nb == (uint32_t)threads * 2 || (u == n - 1 && nb)) {
             sim.idx = batch;
-            if ((rc = cnd_sa_parallel(nb, (unsigned)threads, s_sim_step, &sim))) break;
+            if ((rc = cnd_sa_parallel(nb, (unsigned)threads, 1, s_sim_step, &sim))) break;
             for (uint32_t i = 0; i < nb && !rc; i++) {
                 uint32_t v = batch[i];
                 t = cnd_now();
@@ -343,7 +356,7 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
     }
     srv_t += cnd_now() - t;
     sim.phase = 4;
-    if (!rc) rc = cnd_sa_parallel(na, (unsigned)threads, s_sim_step, &sim);
+    if (!rc) rc = cnd_sa_parallel(na, (unsigned)threads, 1, s_sim_step, &sim);
     t = cnd_now();
     for (uint32_t i = 0; i < na && !rc; i++)
         rc = cnd_secagg_server_add_consistency(srv, idx[i], sim.out[idx[i]].data,
@@ -362,15 +375,16 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
     if (!rc) rc = s_sim_step(&sim, 0, 0);
     t_unmask_client = cnd_now() - t_unmask_client;
     sim.idx = idx + 1;
-    if (!rc) rc = cnd_sa_parallel(na - 1, (unsigned)threads, s_sim_step, &sim);
+    if (!rc) rc = cnd_sa_parallel(na - 1, (unsigned)threads, 1, s_sim_step, &sim);
     sim.idx = idx;
     size_t unmask_bytes = sim.out[idx[0]].len;
     t = cnd_now();
     for (uint32_t i = 0; i < na && !rc; i++)
         rc = cnd_secagg_server_add_unmask(srv, idx[i], sim.out[idx[i]].data, sim.out[idx[i]].len);
-    double unmask_t = cnd_now();
+    double unmask_t = cnd_now(), unmask_cpu = s_cpu();
     if (!rc) rc = cnd_secagg_server_finish(srv, sum);
     unmask_t = cnd_now() - unmask_t;
+    unmask_cpu = s_cpu() - unmask_cpu;
     srv_t += cnd_now() - t;
     cnd_progress_end(&prog);
     if (rc) goto done;
@@ -383,24 +397,33 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
     double keys_t, masks_t;
     cnd_secagg_server_finish_times(srv, &keys_t, &masks_t);
     double mask_med = s_median(t_mask, ns), share_med = s_median(t_share, ns);
+    double mask_cpu = s_median(c_mask, ns);
+    double load[1] = {0};
+    if (getloadavg(load, 1) != 1) load[0] = -1;
     size_t packed = cnd_ring_packed_bytes(p.len, p.bits);
     double ratio = (double)masked_bytes / (double)packed;
     if (json) {
-        printf("{\"clients\": %u, \"values\": %ld, \"dropout\": %.3f, \"dropped\": %u, "
-               "\"threads\": %ld, \"degree\": %u, \"threshold\": %u, \"ring_bits\": %u, "
-               "\"prg_gbps\": {\"aes256ctr_openssl\": %.2f, \"chacha20_openssl\": %.2f, "
-               "\"chacha20_sodium\": %.2f}, \"client_encode_s\": %.6f, "
-               "\"client_share_keys_s\": %.6f, \"client_mask_s\": %.6f, \"client_unmask_s\": %.6f, "
-               "\"server_add_masked_s\": %.6f, \"server_unmask_s\": %.6f, "
-               "\"server_unmask_keys_s\": %.6f, \"server_unmask_masks_s\": %.6f, "
-               "\"server_total_s\": %.6f, \"masked_bytes\": %zu, \"packed_plaintext_bytes\": %zu, "
-               "\"wire_ratio\": %.5f, \"advert_bytes\": %d, \"shares_bytes\": %zu, "
-               "\"keys_bytes\": %zu, \"unmask_req_bytes\": %zu, \"unmask_bytes\": %zu, "
-               "\"sum_ok\": true}\n",
-               n, values, dropout, n_drop, threads, p.degree, p.threshold, p.bits, rate[0], rate[1],
-               rate[2], t_enc, share_med, mask_med, t_unmask_client, add_t, unmask_t, keys_t,
-               masks_t, srv_t, masked_bytes, packed, ratio, S_SA_ADVERT_BYTES, share_bytes,
-               keys_bytes, unmask_req_bytes, unmask_bytes);
+        printf("{\"clients\": %u, \"values\": %ld, \"dropout\": %.3f, \"dropped\": %u, ", n, values,
+               dropout, n_drop);
+        printf("\"threads\": %ld, \"degree\": %u, \"threshold\": %u, \"min_survivors\": %u, "
+               "\"ring_bits\": %u, ",
+               threads, p.degree, p.threshold, p.min_survivors, p.bits);
+        printf("\"prg_gbps\": {\"aes256ctr_openssl\": %.2f, \"chacha20_openssl\": %.2f, "
+               "\"chacha20_sodium\": %.2f}, ",
+               rate[0], rate[1], rate[2]);
+        printf("\"client_encode_s\": %.6f, \"client_share_keys_s\": %.6f, \"client_mask_s\": %.6f, "
+               "\"client_mask_cpu_s\": %.6f, \"client_unmask_s\": %.6f, ",
+               t_enc, share_med, mask_med, mask_cpu, t_unmask_client);
+        printf("\"server_add_masked_s\": %.6f, \"server_unmask_s\": %.6f, "
+               "\"server_unmask_cpu_s\": %.6f, \"server_unmask_keys_s\": %.6f, "
+               "\"server_unmask_masks_s\": %.6f, \"server_total_s\": %.6f, ",
+               add_t, unmask_t, unmask_cpu, keys_t, masks_t, srv_t);
+        printf("\"masked_bytes\": %zu, \"packed_plaintext_bytes\": %zu, \"wire_ratio\": %.5f, "
+               "\"advert_bytes\": %d, \"shares_bytes\": %zu, \"keys_bytes\": %zu, "
+               "\"unmask_req_bytes\": %zu, \"unmask_bytes\": %zu, ",
+               masked_bytes, packed, ratio, S_SA_ADVERT_BYTES, share_bytes, keys_bytes,
+               unmask_req_bytes, unmask_bytes);
+        printf("\"load_avg\": %.2f, \"sum_ok\": true}\n", load[0]);
     } else {
         printf("secure aggregation: %u clients x %ld values, %u dropped after sharing (%.0f%%), "
                "degree %u (k = %u), threshold %u, ring 2^%u\n",
@@ -412,22 +435,24 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
             "  client encode       %8.3f ms  (clip, weight, stochastic rounding of %ld floats)\n",
             t_enc * 1e3, values);
         printf("  client share keys   %8.3f ms  (median of %u)\n", share_med * 1e3, ns);
-        printf("  client masking      %8.3f ms  (median of %u; %u pairwise masks + self mask)\n",
-               mask_med * 1e3, ns, p.degree);
+        printf("  client masking      %8.3f ms  (median of %u; %u pairwise masks + self mask; "
+               "%.3f ms CPU)\n",
+               mask_med * 1e3, ns, p.degree, mask_cpu * 1e3);
         printf("  client unmask       %8.3f ms  (checks %u signatures on the survivor sets)\n",
                t_unmask_client * 1e3, p.min_survivors);
         printf("  server add masked   %8.3f ms  (all %u vectors, streaming)\n", add_t * 1e3,
                n - n_drop);
         printf("  server unmask       %8.3f ms  (%ld threads: secrets + key agreement %.3f ms, "
-               "mask expansion %.3f ms)\n",
-               unmask_t * 1e3, threads, keys_t * 1e3, masks_t * 1e3);
+               "mask expansion %.3f ms; %.3f s CPU)\n",
+               unmask_t * 1e3, threads, keys_t * 1e3, masks_t * 1e3, unmask_cpu);
         printf("  server total        %8.3f ms  (all server calls of the round)\n", srv_t * 1e3);
         printf("  wire: masked vector %zu bytes, packed plaintext %zu bytes (%.4fx); per client "
                "also advert %d, shares %zu, keys received %zu, unmask request %zu, unmask %zu "
                "bytes\n",
                masked_bytes, packed, ratio, S_SA_ADVERT_BYTES, share_bytes, keys_bytes,
                unmask_req_bytes, unmask_bytes);
-        printf("  sum check           exact (%u survivors)\n", n - n_drop);
+        printf("  sum check           exact (%u survivors); load average %.2f\n", n - n_drop,
+               load[0]);
     }
 done:
     cnd_progress_end(&prog);
@@ -454,6 +479,7 @@ done:
     free(sim.x);
     free(t_mask);
     free(t_share);
+    free(c_mask);
     free(upd);
     return rc;
 }

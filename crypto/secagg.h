@@ -100,12 +100,26 @@ uint32_t cnd_secagg_degree_for_dropout(uint32_t n, double dropout, double fail_p
 CND_MUST_USE int cnd_secagg_params_fill(cnd_secagg_params_t *p);
 
 /* Canonical bytes of the parameters ("CSP1" | round_id | seed | n | degree | threshold |
- * min_survivors | len | bits; 69 bytes) and their parser (strict; validates like _fill). */
+ * min_survivors | len | bits; 68 bytes) and their parser (strict; validates like _fill). */
 CND_MUST_USE int cnd_secagg_params_encode(cnd_buf_t *out, const cnd_secagg_params_t *p);
 CND_MUST_USE int cnd_secagg_params_decode(cnd_secagg_params_t *p, const uint8_t *data, size_t len);
 
 /* Message types and the routing header every message starts with:
- *   "CSA1" | u8 type | u64 round_id | u32 from | u32 to     (21 bytes, little-endian) */
+ *   "CSA1" | u8 type | u64 round_id | u32 from | u32 to     (21 bytes, little-endian)
+ * Bodies (u32/u64 little-endian; k = neighbourhood size; every count is bounded by k or n and
+ * checked against the exact remaining length before anything is read):
+ *   ADVERT        identity pk 32 | c pk 32 | s pk 32 | seed commitment 32 | signature 64
+ *   KEYS          u32 count | count x ADVERT message (213 bytes each, header included)
+ *   SHARES        u32 count | count x (u32 to | nonce 24 | ciphertext 72 + tag 16), `to` ascending
+ *   SHARES_FOR    u32 count | count x (u32 from | nonce 24 | ciphertext 72 + tag 16)
+ *   MASKED        u32 len | u8 bits | ceil(len * bits / 8) bytes packed (fixedpoint.h)
+ *   CONSIST_REQ   u32 n | U2 bitmap ceil(n/8) | U3 bitmap ceil(n/8)   (bit u of byte u/8)
+ *   CONSISTENCY   signature 64
+ *   UNMASK_REQ    u32 na | na x u32 alive | u32 nd | nd x u32 dropped (both ascending)
+ *                 | u32 ns | ns x (u32 signer | identity pk 32 | signature 64), signer ascending
+ *   UNMASK        u32 count | count x (u32 owner | u8 kind 1 = seed, 2 = mask key | share 32)
+ * The federation carries these as opaque bytes (e.g. a protobuf `bytes` field); a peer's
+ * authenticated index is passed to the server next to each message. */
 typedef enum {
     CND_SECAGG_ADVERT = 1,      /* client -> server */
     CND_SECAGG_KEYS = 2,        /* server -> client: neighbours' adverts */

@@ -504,7 +504,7 @@ static void *s_par_worker(void *arg)
     return NULL;
 }
 
-int cnd_sa_parallel(size_t n, unsigned threads, cnd_sa_item_fn fn, void *ctx)
+int cnd_sa_parallel(size_t n, unsigned threads, size_t min_per_worker, cnd_sa_item_fn fn, void *ctx)
 {
     s_par_t p;
     p.n = n;
@@ -514,7 +514,11 @@ int cnd_sa_parallel(size_t n, unsigned threads, cnd_sa_item_fn fn, void *ctx)
     atomic_init(&p.rc, 0);
     if (threads < 1) threads = 1;
     if (threads > CND_SA_MAX_THREADS) threads = CND_SA_MAX_THREADS;
-    if (threads > n) threads = n ? (unsigned)n : 1;
+    /* Starting a thread costs more than a few small items (and on a busy machine a new thread
+     * may wait a long time for a core), so callers of cheap items ask for several per worker. */
+    if (min_per_worker < 1) min_per_worker = 1;
+    if (threads > n / min_per_worker)
+        threads = n / min_per_worker ? (unsigned)(n / min_per_worker) : 1;
     pthread_t tid[CND_SA_MAX_THREADS];
     s_par_arg_t args[CND_SA_MAX_THREADS];
     unsigned started = 0;
@@ -574,7 +578,7 @@ int cnd_sa_apply_masks(uint32_t *acc, size_t len, unsigned word_bits, const cnd_
     int rc = 0;
     for (unsigned t = 0; t < threads && !rc; t++)
         if (!(m.prg[t] = cnd_prg_new(CND_PRG_MASK))) rc = CND_ECRYPTO;
-    if (!rc) rc = cnd_sa_parallel(n_chunks, threads, s_mask_chunk, &m);
+    if (!rc) rc = cnd_sa_parallel(n_chunks, threads, 1, s_mask_chunk, &m);
     for (unsigned t = 0; t < threads; t++) cnd_prg_destroy(&m.prg[t]);
     return rc;
 }

@@ -121,11 +121,13 @@ typedef struct {
 CND_MUST_USE int cnd_sa_apply_masks(uint32_t *acc, size_t len, unsigned word_bits,
                                     const cnd_sa_job_t *jobs, size_t n_jobs, unsigned threads);
 
-/* Runs fn(ctx, i, worker) for i in [0, n) on `threads` workers (worker in [0, threads)); stops
- * early and returns the first nonzero result. */
+/* Runs fn(ctx, i, worker) for i in [0, n) on up to `threads` workers (worker in [0, threads);
+ * fewer when there would be under min_per_worker items per worker); stops early and returns the
+ * first nonzero result. */
 #define CND_SA_MAX_THREADS 64
 typedef int (*cnd_sa_item_fn)(void *ctx, size_t i, unsigned worker);
-CND_MUST_USE int cnd_sa_parallel(size_t n, unsigned threads, cnd_sa_item_fn fn, void *ctx);
+CND_MUST_USE int cnd_sa_parallel(size_t n, unsigned threads, size_t min_per_worker,
+                                 cnd_sa_item_fn fn, void *ctx);
 
 /* BENCHMARK SIMULATION ONLY, NEVER IN A REAL ROUND: masks like cnd_secagg_client_mask but leaves
  * out the pairwise masks shared with the clients flagged in `skip` (n bytes). When `skip` flags

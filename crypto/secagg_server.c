@@ -575,8 +575,8 @@ int cnd_secagg_server_finish(cnd_secagg_server_t *s, uint32_t *sum)
     f.pair_u = pairs;
     f.pair_v = pairs + n_pairs;
     f.pair_owner = pairs + 2 * n_pairs;
-    if ((rc = cnd_sa_parallel(n_own, s->threads, s_rebuild, &f))) goto fail;
-    if ((rc = cnd_sa_parallel(n_pairs, s->threads, s_pair_seed, &f))) goto fail;
+    if ((rc = cnd_sa_parallel(n_own, s->threads, 8, s_rebuild, &f))) goto fail;
+    if ((rc = cnd_sa_parallel(n_pairs, s->threads, 8, s_pair_seed, &f))) goto fail;
     double t1 = cnd_now();
     rc = cnd_sa_apply_masks(s->acc, s->p.len, cnd_sa_word_bits(s->p.bits), f.jobs,
                             n_alive + n_pairs, s->threads);

@@ -256,6 +256,8 @@ void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, 
         S_CASE(ARTIFACT_CHUNK_REQUEST, Condenser__ArtifactChunkRequest, artifact_chunk_request)
         S_CASE(ACTIVATION_REPORT, Condenser__ActivationReport, activation_report)
         S_CASE(ROLLBACK, Condenser__Rollback, rollback)
+        S_CASE(CONSISTENCY_REQUEST, Condenser__ConsistencyRequest, consistency_request)
+        S_CASE(CONSISTENCY, Condenser__Consistency, consistency)
 #undef S_CASE
     default:
         break;
@@ -311,6 +313,10 @@ const void *cnd_proto_payload(const Condenser__Envelope *env)
         return env->activation_report;
     case CONDENSER__ENVELOPE__PAYLOAD_ROLLBACK:
         return env->rollback;
+    case CONDENSER__ENVELOPE__PAYLOAD_CONSISTENCY_REQUEST:
+        return env->consistency_request;
+    case CONDENSER__ENVELOPE__PAYLOAD_CONSISTENCY:
+        return env->consistency;
     default:
         return NULL;
     }
@@ -364,6 +370,8 @@ static const char *const s_type_names[] = {
     "artifact_chunk_request",
     "activation_report",
     "rollback",
+    "consistency_request",
+    "consistency",
 };
 
 const char *cnd_proto_type_name(Condenser__MsgType t)

@@ -174,6 +174,10 @@ int cnd_proto_validate_shares_relay(cnd_proto_reject_t *rej,
                                     const Condenser__SharesRelay *m) CND_MUST_USE;
 int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej,
                                     const Condenser__MaskedInput *m) CND_MUST_USE;
+int cnd_proto_validate_consistency_request(cnd_proto_reject_t *rej,
+                                           const Condenser__ConsistencyRequest *m) CND_MUST_USE;
+int cnd_proto_validate_consistency(cnd_proto_reject_t *rej,
+                                   const Condenser__Consistency *m) CND_MUST_USE;
 int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej,
                                       const Condenser__UnmaskRequest *m) CND_MUST_USE;
 int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej,
@@ -209,12 +213,13 @@ int cnd_proto_check_role(cnd_proto_reject_t *rej, const Condenser__Envelope *env
 
 /* Phases of one round as the coordinator runs it (docs/protocol.md, "Round state machine"). */
 typedef enum {
-    CND_PHASE_IDLE = 0,  /* no round in flight */
-    CND_PHASE_ADVERTISE, /* collecting AdvertiseKeys (model download and training start) */
-    CND_PHASE_SHARE,     /* roster sent; collecting ShareKeys */
-    CND_PHASE_MASKED,    /* shares relayed; collecting MaskedInput + chunks + Metrics */
-    CND_PHASE_UNMASK,    /* UnmaskRequest sent; collecting UnmaskResponse */
-    CND_PHASE_DONE,      /* RoundEnd sent */
+    CND_PHASE_IDLE = 0,    /* no round in flight */
+    CND_PHASE_ADVERTISE,   /* collecting AdvertiseKeys (model download and training start) */
+    CND_PHASE_SHARE,       /* roster sent; collecting ShareKeys */
+    CND_PHASE_MASKED,      /* shares relayed; collecting MaskedInput + chunks + Metrics */
+    CND_PHASE_CONSISTENCY, /* survivor sets sent; collecting the survivors' signatures */
+    CND_PHASE_UNMASK,      /* UnmaskRequest sent; collecting UnmaskResponse */
+    CND_PHASE_DONE,        /* RoundEnd sent */
 } cnd_phase_t;
 
 const char *cnd_phase_name(cnd_phase_t p);
@@ -238,10 +243,10 @@ typedef struct {
  * - RoundStart may open any round >= view->round; every other round-bound message must carry
  *   exactly view->round (older: stale; newer: not started here);
  * - a message a site sends must belong to view->phase (the coordinator's view; Metrics are
- *   accepted in MASKED and UNMASK); a message the coordinator sends must not belong to a phase
- *   before view->phase (the site's view: phases never go back within a round).
- * Messages that are not round-bound (cnd_proto_phase_of() == IDLE) pass. Returns 0, CND_ESTATE
- * (ERR_WRONG_PHASE / ERR_STALE_ROUND) or CND_ENOTFOUND (ERR_UNKNOWN_JOB). */
+ *   accepted in MASKED, CONSISTENCY and UNMASK); a message the coordinator sends must not belong to
+ * a phase before view->phase (the site's view: phases never go back within a round). Messages that
+ * are not round-bound (cnd_proto_phase_of() == IDLE) pass. Returns 0, CND_ESTATE (ERR_WRONG_PHASE /
+ * ERR_STALE_ROUND) or CND_ENOTFOUND (ERR_UNKNOWN_JOB). */
 int cnd_proto_check_round(cnd_proto_reject_t *rej, const Condenser__Envelope *env,
                           const cnd_round_view_t *view) CND_MUST_USE;
 

@@ -14,6 +14,7 @@
  */
 #include "proto.h"
 
+#include "manifest.h"
 #include "secagg.h"
 
 #include <math.h>
@@ -476,18 +477,19 @@ int cnd_proto_validate_chunk(cnd_proto_reject_t *rej, const Condenser__Chunk *m)
     return 0;
 }
 
-/* A crypto/secagg.h message carried in `field`: the header must name the expected type (or
- * `type2` when it is not 0), and from/to must match the direction (from_id: the sender's
- * participant id, or CND_SECAGG_SERVER for the coordinator; messages to the coordinator are
- * addressed to it). */
-static int s_secagg2(cnd_proto_reject_t *rej, const char *ctx, const char *f,
-                     ProtobufCBinaryData b, uint8_t type, uint8_t type2, uint32_t from_id)
+/* A crypto/secagg.h message carried in `field`: the header must name the expected type, and
+ * from/to must match the direction (from_id: the sender's participant id, or
+ * CND_SECAGG_SERVER for the coordinator; messages to the coordinator are addressed to it).
+ * Every SecAgg+ message type has its own envelope type, so the phase checks see which exchange
+ * a message belongs to without opening it. */
+static int s_secagg(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
+                    uint8_t type, uint32_t from_id)
 {
     S_TRY(s_blob(rej, ctx, f, b, CND_SECAGG_HDR_BYTES, CND_PROTO_SECAGG_MAX));
     cnd_secagg_hdr_t h;
     if (cnd_secagg_peek(&h, b.data, b.len) != 0)
         return s_fail(rej, S_BAD, "%s.%s: not a secure-aggregation message", ctx, f);
-    if (h.type != type && (!type2 || h.type != type2))
+    if (h.type != type)
         return s_fail(rej, S_BAD, "%s.%s: message type %u, expected %u", ctx, f, h.type, type);
     if (h.from != from_id)
         return s_fail(rej, S_BAD, "%s.%s: header sender %u, expected %u", ctx, f, h.from, from_id);
@@ -496,12 +498,6 @@ static int s_secagg2(cnd_proto_reject_t *rej, const char *ctx, const char *f,
     if (from_id == CND_SECAGG_SERVER && h.to == CND_SECAGG_SERVER)
         return s_fail(rej, S_BAD, "%s.%s: addressed to the coordinator itself", ctx, f);
     return 0;
-}
-
-static int s_secagg(cnd_proto_reject_t *rej, const char *ctx, const char *f, ProtobufCBinaryData b,
-                    uint8_t type, uint32_t from_id)
-{
-    return s_secagg2(rej, ctx, f, b, type, 0, from_id);
 }
 
 int cnd_proto_validate_advertise_keys(cnd_proto_reject_t *rej, const Condenser__AdvertiseKeys *m)
@@ -547,19 +543,31 @@ int cnd_proto_validate_masked_input(cnd_proto_reject_t *rej, const Condenser__Ma
     return 0;
 }
 
+int cnd_proto_validate_consistency_request(cnd_proto_reject_t *rej,
+                                           const Condenser__ConsistencyRequest *m)
+{
+    return s_secagg(rej, "consistency_request", "request", m->request, CND_SECAGG_CONSIST_REQ,
+                    CND_SECAGG_SERVER);
+}
+
+int cnd_proto_validate_consistency(cnd_proto_reject_t *rej, const Condenser__Consistency *m)
+{
+    S_TRY(s_pid(rej, "consistency", "participant_id", m->participant_id));
+    return s_secagg(rej, "consistency", "consistency", m->consistency, CND_SECAGG_CONSIST,
+                    m->participant_id);
+}
+
 int cnd_proto_validate_unmask_request(cnd_proto_reject_t *rej, const Condenser__UnmaskRequest *m)
 {
-    /* Phase 4 is two exchanges on the same envelope types: the consistency check (the
-     * survivor sets, CONSIST_REQ) and then the unmask request proper. */
-    return s_secagg2(rej, "unmask_request", "request", m->request, CND_SECAGG_UNMASK_REQ,
-                     CND_SECAGG_CONSIST_REQ, CND_SECAGG_SERVER);
+    return s_secagg(rej, "unmask_request", "request", m->request, CND_SECAGG_UNMASK_REQ,
+                    CND_SECAGG_SERVER);
 }
 
 int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej, const Condenser__UnmaskResponse *m)
 {
     S_TRY(s_pid(rej, "unmask_response", "participant_id", m->participant_id));
-    return s_secagg2(rej, "unmask_response", "unmask", m->unmask, CND_SECAGG_UNMASK,
-                     CND_SECAGG_CONSIST, m->participant_id);
+    return s_secagg(rej, "unmask_response", "unmask", m->unmask, CND_SECAGG_UNMASK,
+                    m->participant_id);
 }
 
 int cnd_proto_validate_metrics(cnd_proto_reject_t *rej, const Condenser__Metrics *m)
@@ -601,7 +609,7 @@ int cnd_proto_validate_error(cnd_proto_reject_t *rej, const Condenser__Error *m)
     S_TRY(s_text(rej, c, "text", m->text, 1, CND_PROTO_TEXT_MAX, S_TEXT));
     if (m->ref_type != 0)
         S_TRY(s_enum(rej, c, "ref_type", m->ref_type, CONDENSER__MSG_TYPE__MSG_HELLO,
-                     CONDENSER__MSG_TYPE__MSG_ROLLBACK));
+                     CONDENSER__MSG_TYPE__MSG_CONSISTENCY));
     return 0;
 }
 
@@ -632,16 +640,45 @@ int cnd_proto_validate_device_profile(cnd_proto_reject_t *rej, const Condenser__
     return 0;
 }
 
+/* A crypto/manifest.h signed envelope; its body is parsed with crypto/'s own decoder (the
+ * signature is the device's to verify, against the federation key it trusts) and cross-checked
+ * with the message: digest, exact length, and the rollback flag. */
+static int s_manifest(cnd_proto_reject_t *rej, const char *ctx, ProtobufCBinaryData b,
+                      ProtobufCBinaryData digest, const uint64_t *size, int rollback)
+{
+    S_TRY(s_blob(rej, ctx, "manifest", b, 1, CND_PROTO_MANIFEST_MAX));
+    if (b.len < 12 + 96 || memcmp(b.data, "CNDSMF01", 8) != 0)
+        return s_fail(rej, S_BAD, "%s.manifest: not a signed manifest (CNDSMF01)", ctx);
+    uint32_t blen = cnd_le32(b.data + 8);
+    if ((size_t)blen != b.len - 12 - 96)
+        return s_fail(rej, S_BAD, "%s.manifest: body length %u does not fit its %zu bytes", ctx,
+                      blen, b.len);
+    cnd_manifest_t m;
+    if (cnd_manifest_decode(&m, b.data + 12, blen) != 0) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        return s_fail(rej, S_BAD, "%s.manifest: %s", ctx, why);
+    }
+    if (memcmp(m.digest, digest.data, CND_PROTO_DIGEST_BYTES) != 0)
+        return s_fail(rej, S_BAD, "%s: the digest differs from the manifest's", ctx);
+    if (size && m.length != *size)
+        return s_fail(rej, S_BAD, "%s.artifact_size: %llu, the manifest says %llu", ctx,
+                      (unsigned long long)*size, (unsigned long long)m.length);
+    if (((m.flags & CND_MANIFEST_ROLLBACK) != 0) != (rollback != 0))
+        return s_fail(rej, S_BAD, "%s.rollback: %s, the manifest %s the rollback flag", ctx,
+                      rollback ? "true" : "false",
+                      (m.flags & CND_MANIFEST_ROLLBACK) ? "has" : "lacks");
+    return 0;
+}
+
 int cnd_proto_validate_artifact_offer(cnd_proto_reject_t *rej, const Condenser__ArtifactOffer *m)
 {
     const char *c = "artifact_offer";
     S_TRY(s_u64(rej, c, "rollout_id", m->rollout_id, 1, UINT64_MAX));
-    S_TRY(s_blob(rej, c, "manifest", m->manifest, 1, CND_PROTO_MANIFEST_MAX));
-    S_TRY(s_fixed(rej, c, "manifest_signature", m->manifest_signature, CND_PROTO_SIG_BYTES));
     S_TRY(s_fixed(rej, c, "artifact_digest", m->artifact_digest, CND_PROTO_DIGEST_BYTES));
     S_TRY(s_u64(rej, c, "artifact_size", m->artifact_size, 1, CND_PROTO_OBJECT_MAX));
     S_TRY(s_u64(rej, c, "chunk_size", m->chunk_size, CND_PROTO_CHUNK_MIN, CND_PROTO_CHUNK_MAX));
-    return 0;
+    return s_manifest(rej, c, m->manifest, m->artifact_digest, &m->artifact_size, m->rollback);
 }
 
 int cnd_proto_validate_artifact_chunk_request(cnd_proto_reject_t *rej,
@@ -676,11 +713,9 @@ int cnd_proto_validate_rollback(cnd_proto_reject_t *rej, const Condenser__Rollba
 {
     const char *c = "rollback";
     S_TRY(s_u64(rej, c, "rollout_id", m->rollout_id, 1, UINT64_MAX));
-    S_TRY(s_blob(rej, c, "manifest", m->manifest, 1, CND_PROTO_MANIFEST_MAX));
-    S_TRY(s_fixed(rej, c, "manifest_signature", m->manifest_signature, CND_PROTO_SIG_BYTES));
     S_TRY(s_fixed(rej, c, "target_digest", m->target_digest, CND_PROTO_DIGEST_BYTES));
     S_TRY(s_text(rej, c, "reason", m->reason, 0, CND_PROTO_TEXT_MAX, S_TEXT));
-    return 0;
+    return s_manifest(rej, c, m->manifest, m->target_digest, NULL, 1);
 }
 
 /* --- envelope ----------------------------------------------------------------------------- */
@@ -703,6 +738,8 @@ static s_scope_t s_scope(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_METRICS:
@@ -738,7 +775,7 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
                         env->version, CND_PROTO_VERSION);
     }
     S_TRY(s_enum(rej, c, "type", env->type, CONDENSER__MSG_TYPE__MSG_HELLO,
-                 CONDENSER__MSG_TYPE__MSG_ROLLBACK));
+                 CONDENSER__MSG_TYPE__MSG_CONSISTENCY));
     if (env->payload_case == CONDENSER__ENVELOPE__PAYLOAD__NOT_SET)
         return s_fail(rej, S_BAD, "envelope.payload: missing (type %s)",
                       cnd_proto_type_name(env->type));
@@ -805,6 +842,10 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_activation_report(rej, env->activation_report);
     case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
         return cnd_proto_validate_rollback(rej, env->rollback);
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+        return cnd_proto_validate_consistency_request(rej, env->consistency_request);
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
+        return cnd_proto_validate_consistency(rej, env->consistency);
     default:
         return s_fail(rej, S_BAD, "envelope.type: unknown value %d", (int)env->type);
     }
@@ -841,6 +882,7 @@ static unsigned s_roles(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_ROUND_END:
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
@@ -850,6 +892,7 @@ static unsigned s_roles(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_METRICS:
         return S_R(SITE);
@@ -888,8 +931,8 @@ int cnd_proto_check_role(cnd_proto_reject_t *rej, const Condenser__Envelope *env
 
 const char *cnd_phase_name(cnd_phase_t p)
 {
-    static const char *const names[] = {"idle",         "advertise", "share",
-                                        "masked_input", "unmask",    "done"};
+    static const char *const names[] = {"idle",        "advertise", "share", "masked_input",
+                                        "consistency", "unmask",    "done"};
     if ((unsigned)p < sizeof names / sizeof names[0]) return names[p];
     return "unknown";
 }
@@ -907,6 +950,9 @@ cnd_phase_t cnd_proto_phase_of(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
     case CONDENSER__MSG_TYPE__MSG_METRICS:
         return CND_PHASE_MASKED;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
+        return CND_PHASE_CONSISTENCY;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
         return CND_PHASE_UNMASK;
@@ -954,7 +1000,8 @@ int cnd_proto_check_round(cnd_proto_reject_t *rej, const Condenser__Envelope *en
     int ok;
     if (from_site)
         ok = ph == view->phase ||
-             (env->type == CONDENSER__MSG_TYPE__MSG_METRICS && view->phase == CND_PHASE_UNMASK);
+             (env->type == CONDENSER__MSG_TYPE__MSG_METRICS &&
+              (view->phase == CND_PHASE_CONSISTENCY || view->phase == CND_PHASE_UNMASK));
     else
         ok = ph >= view->phase;
     if (!ok) {

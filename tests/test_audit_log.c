@@ -322,6 +322,25 @@ static int64_t log_size(const char *name)
     return n;
 }
 
+/* Entry count read while another process may be appending: read-only, waits for locks. */
+static int64_t live_size(const char *name)
+{
+    char p[512];
+    path_in(p, sizeof p, name);
+    sqlite3 *db = NULL;
+    int64_t n = -1;
+    if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM audit_entry", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
+}
+
 static void build_small_log(const char *name, const fx_key_t *k, int n, int every)
 {
     cnd_audit_t *log = open_log(name, k);
@@ -677,7 +696,15 @@ static void test_kill_during_append(void)
             }
         }
         CHECK(pid > 0);
-        struct timespec ts = {0, 150000000 + 70000000 * round};
+        /* Kill mid-stream: wait (up to 30 s on a loaded machine under ASan) until the child has
+         * appended more entries, then let it run a little longer so the kill lands at an
+         * arbitrary point of an append or checkpoint. */
+        int64_t before = round ? live_size("kill.db") : 0;
+        for (int w = 0; w < 3000 && live_size("kill.db") < before + 10; w++) {
+            struct timespec poll = {0, 10000000};
+            nanosleep(&poll, NULL);
+        }
+        struct timespec ts = {0, 30000000 + 23000000 * round};
         nanosleep(&ts, NULL);
         CHECK(kill(pid, SIGKILL) == 0);
         int status = 0;

@@ -27,7 +27,7 @@ static void test_round_trips(void)
     fx_t f;
     cnd_buf_t reused;
     cnd_buf_init(&reused);
-    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_ROLLBACK; t++) {
+    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_CONSISTENCY; t++) {
         s_build(&f, (Condenser__MsgType)t);
         uint8_t *buf = NULL;
         size_t n = 0;
@@ -287,6 +287,11 @@ MUT(m_mi_len0, f->mi.length = 0)
 MUT(m_mi_len_big, f->mi.length = (uint64_t)UINT32_MAX + 1)
 MUT(m_mi_novec, f->mi.vector = NULL)
 MUT(m_mi_pid, f->mi.participant_id = 70000)
+MUT(m_cq_type, s_sa_msg(f->samsg, CND_SECAGG_CONSIST, 4200003, CND_SECAGG_SERVER, 1, 0))
+MUT(m_cq_from, s_sa_msg(f->samsg, CND_SECAGG_CONSIST_REQ, 4200003, 2, 1, 0))
+MUT(m_cs_from, f->cs.participant_id = 2)
+MUT(m_cs_type, s_sa_msg(f->samsg, CND_SECAGG_CONSIST_REQ, 4200003, 1, CND_SECAGG_SERVER, 0))
+MUT(m_cs_big, f->cs.consistency = B(BIG, CND_PROTO_SECAGG_MAX + 1))
 MUT(m_ur_type, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, CND_SECAGG_SERVER, 1, 0))
 MUT(m_ur_empty, f->ur.request = B("", 0))
 MUT(m_ures_from, s_sa_msg(f->samsg, CND_SECAGG_UNMASK, 4200003, 0, CND_SECAGG_SERVER, 0))
@@ -323,7 +328,13 @@ MUT(m_dp_seq_nodig, f->dp.running_digest = B("", 0))
 MUT(m_ao_rollout0, f->ao.rollout_id = 0)
 MUT(m_ao_man_empty, f->ao.manifest = B("", 0))
 MUT(m_ao_man_big, f->ao.manifest = B(BIG, CND_PROTO_MANIFEST_MAX + 1))
-MUT(m_ao_sig, f->ao.manifest_signature = B(SIG, 32))
+MUT(m_ao_man_junk, f->ao.manifest = B(MAN, sizeof MAN))
+MUT(m_ao_man_cut, f->ao.manifest.len = SMAN_LEN - 1)
+MUT(m_ao_man_body, f->ao.manifest = B(SRB, SRB_LEN); f->ao.artifact_digest = B(DIG2, 32);
+    f->ao.artifact_size = 90000; SRB[12] ^= 0x01) /* breaks the body's magic; restored below */
+MUT(m_ao_digest, f->ao.artifact_digest = B(DIG2, 32))
+MUT(m_ao_size, f->ao.artifact_size = 100001)
+MUT(m_ao_rollback, f->ao.rollback = 1)
 MUT(m_ao_size0, f->ao.artifact_size = 0)
 MUT(m_ao_chunk, f->ao.chunk_size = 512)
 /* artifact_chunk_request */
@@ -339,7 +350,8 @@ MUT(m_ar_seq_nodig, f->ar.active_digest = B("", 0))
 MUT(m_ar_dig, f->ar.artifact_digest = B(DIG, 31))
 /* rollback */
 MUT(m_rb_target, f->rb.target_digest = B("", 0))
-MUT(m_rb_sig, f->rb.manifest_signature = B(BIG, 65))
+MUT(m_rb_noflag, f->rb.manifest = B(SMAN, SMAN_LEN); f->rb.target_digest = B(DIG, 32))
+MUT(m_rb_digest, f->rb.target_digest = B(DIG, 32))
 MUT(m_rb_rollout0, f->rb.rollout_id = 0)
 MUT(m_rb_reason_ctrl, f->rb.reason = B(CTRL, sizeof CTRL))
 
@@ -470,6 +482,11 @@ static const bad_t s_bad[] = {
     {T(MASKED_INPUT), "masked_input.length", BIGC, m_mi_len_big},
     {T(MASKED_INPUT), "masked_input.vector", BAD, m_mi_novec},
     {T(MASKED_INPUT), "masked_input.participant_id", BIGC, m_mi_pid},
+    {T(CONSISTENCY_REQUEST), "consistency_request.request: message type", BAD, m_cq_type},
+    {T(CONSISTENCY_REQUEST), "consistency_request.request: header sender", BAD, m_cq_from},
+    {T(CONSISTENCY), "consistency.consistency: header sender", BAD, m_cs_from},
+    {T(CONSISTENCY), "consistency.consistency: message type", BAD, m_cs_type},
+    {T(CONSISTENCY), "consistency.consistency", BIGC, m_cs_big},
     {T(UNMASK_REQUEST), "unmask_request.request: message type", BAD, m_ur_type},
     {T(UNMASK_REQUEST), "unmask_request.request", BAD, m_ur_empty},
     {T(UNMASK_RESPONSE), "unmask_response.unmask: header sender", BAD, m_ures_from},
@@ -501,7 +518,12 @@ static const bad_t s_bad[] = {
     {T(ARTIFACT_OFFER), "artifact_offer.rollout_id", BAD, m_ao_rollout0},
     {T(ARTIFACT_OFFER), "artifact_offer.manifest", BAD, m_ao_man_empty},
     {T(ARTIFACT_OFFER), "artifact_offer.manifest", BIGC, m_ao_man_big},
-    {T(ARTIFACT_OFFER), "artifact_offer.manifest_signature", BAD, m_ao_sig},
+    {T(ARTIFACT_OFFER), "artifact_offer.manifest: not a signed manifest", BAD, m_ao_man_junk},
+    {T(ARTIFACT_OFFER), "artifact_offer.manifest: body length", BAD, m_ao_man_cut},
+    {T(ARTIFACT_OFFER), "artifact_offer.manifest: manifest", BAD, m_ao_man_body},
+    {T(ARTIFACT_OFFER), "artifact_offer: the digest differs", BAD, m_ao_digest},
+    {T(ARTIFACT_OFFER), "artifact_offer.artifact_size", BAD, m_ao_size},
+    {T(ARTIFACT_OFFER), "artifact_offer.rollback", BAD, m_ao_rollback},
     {T(ARTIFACT_OFFER), "artifact_offer.artifact_size", BAD, m_ao_size0},
     {T(ARTIFACT_OFFER), "artifact_offer.chunk_size", BAD, m_ao_chunk},
     {T(ARTIFACT_CHUNK_REQUEST), "artifact_chunk_request.length", BAD, m_acr_len0},
@@ -514,7 +536,8 @@ static const bad_t s_bad[] = {
     {T(ACTIVATION_REPORT), "activation_report.active_sequence", BAD, m_ar_seq_nodig},
     {T(ACTIVATION_REPORT), "activation_report.artifact_digest", BAD, m_ar_dig},
     {T(ROLLBACK), "rollback.target_digest", BAD, m_rb_target},
-    {T(ROLLBACK), "rollback.manifest_signature", BIGC, m_rb_sig},
+    {T(ROLLBACK), "rollback.rollback: true, the manifest lacks", BAD, m_rb_noflag},
+    {T(ROLLBACK), "rollback: the digest differs", BAD, m_rb_digest},
     {T(ROLLBACK), "rollback.rollout_id", BAD, m_rb_rollout0},
     {T(ROLLBACK), "rollback.reason", BAD, m_rb_reason_ctrl},
 };
@@ -582,9 +605,10 @@ static void test_bad_fields(void)
             free(raw);
         }
         types_seen[b->type]++;
+        s_fill_globals(); /* undo mutations of the shared byte arrays */
     }
     /* every payload type has rejection cases, except heartbeat (it has no constrained field) */
-    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_ROLLBACK; t++)
+    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_CONSISTENCY; t++)
         if (t != CONDENSER__MSG_TYPE__MSG_HEARTBEAT) CHECK(types_seen[t] > 0);
 }
 
@@ -812,6 +836,8 @@ static void test_checks(void)
 
     /* round/phase from the coordinator's view */
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* metrics in MASKED */
+    v.phase = CND_PHASE_CONSISTENCY;
+    CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* ...in CONSISTENCY */
     v.phase = CND_PHASE_UNMASK;
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* ...and in UNMASK */
     v.phase = CND_PHASE_SHARE;
@@ -843,6 +869,17 @@ static void test_checks(void)
     f.chunk.kind = CONDENSER__OBJECT_KIND__OBJ_ARTIFACT;
     CHECK_EQ_INT(cnd_proto_phase_of(&f.env), CND_PHASE_IDLE);
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0); /* not round-bound */
+    /* the consistency phase sits between masked input and unmask */
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_CONSISTENCY);
+    CHECK_EQ_INT(cnd_proto_phase_of(&f.env), CND_PHASE_CONSISTENCY);
+    v.phase = CND_PHASE_CONSISTENCY;
+    CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0);
+    v.phase = CND_PHASE_UNMASK;
+    CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), CND_ESTATE);
+    CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, CONDENSER__ROLE__ROLE_SITE), 0);
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST);
+    CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, CONDENSER__ROLE__ROLE_COORDINATOR), 0);
+    CHECK_EQ_INT(cnd_proto_check_role(&rej, &f.env, CONDENSER__ROLE__ROLE_SITE), CND_EPERM);
     /* messages not bound to a round always pass */
     s_build(&f, CONDENSER__MSG_TYPE__MSG_HEARTBEAT);
     CHECK_EQ_INT(cnd_proto_check_round(&rej, &f.env, &v), 0);
@@ -970,6 +1007,8 @@ static void test_helpers(void)
 
     CHECK(strcmp(cnd_proto_type_name(CONDENSER__MSG_TYPE__MSG_SHARE_KEYS), "share_keys") == 0);
     CHECK(strcmp(cnd_proto_type_name(CONDENSER__MSG_TYPE__MSG_ROLLBACK), "rollback") == 0);
+    CHECK(strcmp(cnd_proto_type_name(CONDENSER__MSG_TYPE__MSG_CONSISTENCY), "consistency") == 0);
+    CHECK(strcmp(cnd_phase_name(CND_PHASE_CONSISTENCY), "consistency") == 0);
     CHECK(strcmp(cnd_proto_type_name(1000), "unknown") == 0);
     CHECK(strcmp(cnd_proto_error_name(CONDENSER__ERROR_CODE__ERR_INTERNAL), "internal") == 0);
     CHECK(strcmp(cnd_phase_name(CND_PHASE_UNMASK), "unmask") == 0);

@@ -6,8 +6,12 @@
 #ifndef TEST_PROTO_FIXTURE_H
 #define TEST_PROTO_FIXTURE_H
 
+#include "identity.h"
+#include "manifest.h"
 #include "proto.h"
 #include "secagg.h"
+
+#include <stdio.h>
 
 #include <stdint.h>
 #include <string.h>
@@ -47,6 +51,8 @@ typedef struct {
     Condenser__SharesRelay sr;
     Condenser__MaskedInput mi;
     Condenser__ObjectInfo vec;
+    Condenser__ConsistencyRequest cq;
+    Condenser__Consistency cs;
     Condenser__UnmaskRequest ur;
     Condenser__UnmaskResponse ures;
     uint8_t samsg[256]; /* the crypto/secagg.h message carried by a SecAgg+ payload */
@@ -62,6 +68,39 @@ typedef struct {
     Condenser__ActivationReport ar;
     Condenser__Rollback rb;
 } fx_t;
+
+/* Signed manifests (crypto/manifest.h) for the offer (artifact DIG, 100,000 bytes) and the
+ * rollback (artifact DIG2, 90,000 bytes, rollback flag). */
+static uint8_t SMAN[1024], SRB[1024];
+static size_t SMAN_LEN, SRB_LEN;
+
+static size_t s_sign_manifest(uint8_t *out, const uint8_t *digest, uint64_t length, uint32_t flags)
+{
+    uint8_t seed[32];
+    for (int i = 0; i < 32; i++) seed[i] = (uint8_t)(200 - i);
+    cnd_identity_t *fed = NULL;
+    cnd_manifest_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "fmnist-student-int8");
+    snprintf(m.target, sizeof m.target, "cortex-m7,x86-64");
+    m.sequence = 8;
+    m.version = flags ? 2 : 3;
+    m.length = length;
+    memcpy(m.digest, digest, 32);
+    m.expires = 4102444800; /* 2100-01-01 */
+    m.flags = flags;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    size_t n = 0;
+    if (cnd_identity_from_seed(&fed, seed) == 0 && cnd_manifest_sign(&b, &m, fed) == 0 &&
+        b.len <= 1024) {
+        memcpy(out, b.data, b.len);
+        n = b.len;
+    }
+    cnd_buf_free(&b);
+    cnd_identity_destroy(&fed);
+    return n;
+}
 
 static void s_fill_globals(void)
 {
@@ -81,6 +120,8 @@ static void s_fill_globals(void)
     for (size_t i = 0; i < sizeof SHARE; i++) SHARE[i] = (uint8_t)(i * 17);
     for (size_t i = 0; i < sizeof DATA; i++) DATA[i] = (uint8_t)(i * 101 + 3);
     memset(BIG, 'x', sizeof BIG);
+    SMAN_LEN = s_sign_manifest(SMAN, DIG, 100000, 0);
+    SRB_LEN = s_sign_manifest(SRB, DIG2, 90000, CND_MANIFEST_ROLLBACK);
 }
 
 static void s_deadlines(Condenser__Deadlines *d)
@@ -301,6 +342,23 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         job = 42;
         round = 3;
         break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
+        condenser__consistency_request__init(&f->cq);
+        f->cq.request = B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_CONSIST_REQ, 4200003,
+                                             CND_SECAGG_SERVER, 1, 4 + 1 + 1));
+        p = &f->cq;
+        job = 42;
+        round = 3;
+        break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
+        condenser__consistency__init(&f->cs);
+        f->cs.participant_id = 1;
+        f->cs.consistency =
+            B(f->samsg, s_sa_msg(f->samsg, CND_SECAGG_CONSIST, 4200003, 1, CND_SECAGG_SERVER, 64));
+        p = &f->cs;
+        job = 42;
+        round = 3;
+        break;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
         condenser__unmask_request__init(&f->ur);
         f->ur.request = B(
@@ -375,8 +433,7 @@ static void s_build(fx_t *f, Condenser__MsgType t)
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
         condenser__artifact_offer__init(&f->ao);
         f->ao.rollout_id = 9;
-        f->ao.manifest = B(MAN, sizeof MAN);
-        f->ao.manifest_signature = B(SIG, 64);
+        f->ao.manifest = B(SMAN, SMAN_LEN);
         f->ao.artifact_digest = B(DIG, 32);
         f->ao.artifact_size = 100000;
         f->ao.chunk_size = 16384;
@@ -403,8 +460,7 @@ static void s_build(fx_t *f, Condenser__MsgType t)
     case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
         condenser__rollback__init(&f->rb);
         f->rb.rollout_id = 9;
-        f->rb.manifest = B(MAN, sizeof MAN);
-        f->rb.manifest_signature = B(SIG, 64);
+        f->rb.manifest = B(SRB, SRB_LEN);
         f->rb.target_digest = B(DIG2, 32);
         f->rb.reason = S("canary failures 3/10 above 20%");
         p = &f->rb;

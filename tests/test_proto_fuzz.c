@@ -28,7 +28,7 @@ static int s_seeds(seed_t *seeds)
 {
     static fx_t f;
     int k = 0;
-    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_ROLLBACK; t++) {
+    for (int t = 1; t <= CONDENSER__MSG_TYPE__MSG_CONSISTENCY; t++) {
         s_build(&f, (Condenser__MsgType)t);
         seeds[k].n = condenser__envelope__get_packed_size(&f.env);
         seeds[k].p = malloc(seeds[k].n);

@@ -293,43 +293,43 @@ int main(void)
     CHECK(chunk_frames >= 3 * 10); /* 40 KB vectors in 4 KiB chunks */
     CHECK_EQ_INT(cnd_secagg_server_end_masked(co.srv), 0);
 
-    /* Phase 4a: the consistency check, on the same envelope types as the unmask exchange:
-     * the survivor sets out, each survivor's signature over them back. */
-    co.view.phase = CND_PHASE_UNMASK;
+    /* Phase 4: the survivor sets to every survivor, their signatures back. */
+    co.view.phase = CND_PHASE_CONSISTENCY;
     for (uint32_t u = 0; u < N; u++) {
         if (u == DROP) continue;
         b.len = 0;
         CHECK_EQ_INT(cnd_secagg_server_consistency_msg(co.srv, &b, u), 0);
-        Condenser__UnmaskRequest cr;
-        condenser__unmask_request__init(&cr);
-        cr.request = cnd_proto_bytes(b.data, b.len);
+        Condenser__ConsistencyRequest cq;
+        condenser__consistency_request__init(&cq);
+        cq.request = cnd_proto_bytes(b.data, b.len);
         cnd_proto_msg_t *m =
-            s_to_site(&co, &site[u], u, CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST, &cr);
+            s_to_site(&co, &site[u], u, CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST, &cq);
         if (!m) continue;
-        site[u].view.phase = CND_PHASE_UNMASK;
+        site[u].view.phase = CND_PHASE_CONSISTENCY;
         cnd_buf_t out;
         cnd_buf_init(&out);
         CHECK_EQ_INT(cnd_secagg_client_consistency(site[u].cl, &out,
-                                                   m->env->unmask_request->request.data,
-                                                   m->env->unmask_request->request.len),
+                                                   m->env->consistency_request->request.data,
+                                                   m->env->consistency_request->request.len),
                      0);
         cnd_proto_msg_destroy(&m);
-        Condenser__UnmaskResponse cres;
-        condenser__unmask_response__init(&cres);
-        cres.participant_id = u;
-        cres.unmask = cnd_proto_bytes(out.data, out.len);
-        m = s_to_coord(&co, &site[u], u, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &cres);
+        Condenser__Consistency cs;
+        condenser__consistency__init(&cs);
+        cs.participant_id = u;
+        cs.consistency = cnd_proto_bytes(out.data, out.len);
+        m = s_to_coord(&co, &site[u], u, CONDENSER__MSG_TYPE__MSG_CONSISTENCY, &cs);
         if (m)
             CHECK_EQ_INT(cnd_secagg_server_add_consistency(co.srv, u,
-                                                           m->env->unmask_response->unmask.data,
-                                                           m->env->unmask_response->unmask.len),
+                                                           m->env->consistency->consistency.data,
+                                                           m->env->consistency->consistency.len),
                          0);
         cnd_proto_msg_destroy(&m);
         cnd_buf_free(&out);
     }
     CHECK_EQ_INT(cnd_secagg_server_end_consistency(co.srv), 0);
 
-    /* Phase 4b: unmask requests to the survivors, their shares back. */
+    /* Phase 5: unmask requests to the survivors, their shares back. */
+    co.view.phase = CND_PHASE_UNMASK;
     for (uint32_t u = 0; u < N; u++) {
         if (u == DROP) continue;
         b.len = 0;
