@@ -101,14 +101,17 @@ def edge_section(a, res):
             [os.path.join(rt, "tools", "rt_driver.c"), "-o", drv])
         md += ["| artifact | arena on x86-64 (fast paths) | arena on 32-bit ARM (reference kernels) |",
                "|---|---|---|"]
+        measured = {"ptq8": "ours int8, auto kernels", "qat4": "ours W4A8, auto kernels"}
         for net in res:
             for v in ("ptq8", "qat4"):
                 art = os.path.join(a.work, f"{net.lower()}-{v}.cndq")
+                # the arena condenser bench reported in this run (quantize logs may be reused)
+                x86 = (res[net].get("speed", {}).get(measured[v]) or {}).get("mem") or res[net][v]["arena"]
                 p = subprocess.run(["qemu-arm", drv, art, "1"], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
                 m = re.search(r"arena (\d+)", p.stderr)
                 ok = "selftest ok" in p.stdout
-                md.append(f"| {net.lower()}-{v}.cndq | {res[net][v]['arena']:,} B | "
+                md.append(f"| {net.lower()}-{v}.cndq | {x86:,} B | "
                           f"{int(m.group(1)):,} B{'' if ok else ' (self-test FAILED)'} |")
         md.append("")
         cmds.append("qemu-arm drv-arm ARTIFACT 1   (deploy/runtime/tools/rt_driver.c, arm-linux-gnueabihf-gcc -static)")
@@ -133,6 +136,24 @@ def edge_section(a, res):
                     "-DCND_RT_FIRMWARE_MODEL=mlp-ptq8.c && arm-none-eabi-size ...")
     if cmds:
         md += ["Commands:", "", "```"] + cmds + ["```", ""]
+    return md
+
+
+def steps_section(a):
+    """Per-step time of the integer CNN (deploy/runtime/tools/rt_layers.c), if it was built."""
+    tool = os.path.join(os.path.dirname(os.path.abspath(a.bin)), "deploy", "runtime", "cnd_rt_layers")
+    art = os.path.join(a.work, "cnn-ptq8.cndq")
+    if not os.path.exists(tool) or not os.path.exists(art):
+        return []
+    md = ["### Where the CNN's time goes (int8, per step of the execution plan)", "",
+          "`cnd_rt_layers cnn-ptq8.cndq %d KERNELS` (one step = one layer, or a conv2d fused with "
+          "the maxpool after it, marked `+pool`; minimum and median of %d calls on the first "
+          "self-test input; minimums show what the code costs, medians what the shared machine "
+          "allowed):" % (a.iters, a.iters), "", "```"]
+    for k in ("auto", "avx2"):
+        txt, _ = run([tool, art, str(a.iters), k])
+        md += [line.replace(a.work + "/", "") for line in txt.strip().splitlines()]
+    md += ["```", ""]
     return md
 
 
@@ -231,10 +252,11 @@ def main():
         if tf:
             line += f"; PyTorch float32 / our int8 = {tf[0] / i8:.1f}x"
         md += ["", line + ".", ""]
+    md += steps_section(a)
     md += targets(res)
     md += edge_section(a, res)
     md += ["Memory: the runtime's arena (activations, per-channel constants, scratch; dense weights "
-           "stay in the artifact, x86 arenas also hold the conv weights repacked for VNNI) for `.cndq`; activations, scratch and weights at batch 1 for `.cnd`. "
+           "stay in the artifact; x86 arenas also hold the conv weights repacked for VNNI, per-channel requantization constants for AVX-512 and the padded unsigned copy of a conv input) for `.cndq`; activations, scratch and weights at batch 1 for `.cnd`. "
            "Integer throughput is one core running samples one after another; float throughput is "
            "one batched OpenBLAS pass.", END]
     section = "\n".join(md) + "\n"

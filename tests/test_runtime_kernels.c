@@ -5,10 +5,17 @@
  * reference bit for bit, on every layer output of random models: odd sizes (tails of 16 and
  * 64 bytes, channel counts not multiple of 4), strides, padding, int8 and int4 weights,
  * extreme weights, negative shifts, extreme zero points, and inputs at -128 / 127.
+ *
+ * Untapped runs fuse conv2d + maxpool where the kernel set can (rt_internal.h, "Execution
+ * plan"), so each fast set also runs every prefix of the model untapped (cnd_rt_run_prefix)
+ * and compares its last output with the reference's layer output: fused steps, the direct VNNI
+ * conv on its padded copy and its patch mode, 1 to 5 channel blocks, pooling windows that span
+ * tiles, pools with stride above the window, conv outputs the pool leaves unused.
  */
 #include "check.h"
 #include "cnd_rt_requant.h"
 #include "quant_testutil.h"
+#include "rt_internal.h"
 
 #include <stdio.h>
 
@@ -169,10 +176,19 @@ int main(void)
         {"conv2d(16,4,stride=2,pad=3) relu maxpool(3,stride=2) flatten dense(6)", {4, 15, 15}},
         {"conv2d(70,3,pad=1) relu maxpool(2) flatten dense(65) relu dense(10)", {1, 8, 8}},
         {"relu maxpool(2) flatten dense(3)", {2, 4, 4}},
+        /* the Fashion-MNIST CNN's structure: two fused conv + pool steps, 2 and 4 blocks */
+        {"conv2d(32,3,pad=1) relu maxpool(2) conv2d(64,3,pad=1) relu maxpool(2) flatten "
+         "dense(16) relu dense(10)", {1, 12, 12}},
+        /* 3x3 windows span tiles; conv rows/columns the pool does not use */
+        {"conv2d(20,3,pad=1) relu maxpool(3,stride=3) flatten dense(3)", {3, 10, 11}},
+        /* no ReLU before the pool, conv stride 2, pool stride above its window, 3 blocks */
+        {"conv2d(48,3,stride=2,pad=2) maxpool(2,stride=3) flatten dense(4)", {4, 13, 13}},
+        /* padding large against a tiny input: the VNNI conv's patch mode, fused and not */
+        {"conv2d(7,3,pad=2) relu maxpool(2) conv2d(5,3,pad=2) relu flatten dense(3)", {300, 1, 1}},
     };
     cnd_rng_t r;
     cnd_rng_seed(&r, 99);
-    int n_fast = 0;
+    int n_fast = 0, n_fused = 0;
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
         for (int wbits = 8; wbits >= 4; wbits -= 4)
             for (int variant = 0; variant < 2; variant++) {
@@ -233,6 +249,21 @@ int main(void)
                         }
                         CHECK(!memcmp(lref, lfast, (size_t)q->n_classes));
                         s_trace_free(&fast);
+                        /* untapped (fused) runs of every prefix */
+                        for (int n = 1; n <= ref.n; n++) {
+                            const int8_t *got = cnd_rt_run_prefix(art->rt, x, (uint32_t)n);
+                            int same = !memcmp(got, ref.out[n - 1], ref.len[n - 1]);
+                            int fused = n >= 2 && cnd_rt_fuses(art->rt, (uint32_t)n - 2);
+                            n_fused += fused;
+                            if (!same)
+                                fprintf(stderr, "case %zu w%d v%d layers 0..%d%s: %s differs\n",
+                                        ci, wbits, variant, n - 1, fused ? " (fused)" : "",
+                                        cnd_rt_kernels_name((cnd_rt_kernels_t)k));
+                            CHECK(same);
+                        }
+                        int8_t lrun[4096];
+                        cnd_rt_run_i8(art->rt, lrun, x);
+                        CHECK(!memcmp(lref, lrun, (size_t)q->n_classes));
                     }
                     s_trace_free(&ref);
                 }
@@ -241,8 +272,9 @@ int main(void)
                 free(a);
                 cnd_qmodel_destroy(&q);
             }
-    fprintf(stderr, "fast kernel comparisons: %d (avx2 %s, vnni %s)\n", n_fast,
-            cnd_rt_kernels_available(CND_RT_KERNELS_AVX2) ? "yes" : "no",
+    if (cnd_rt_kernels_available(CND_RT_KERNELS_VNNI)) CHECK(n_fused > 0);
+    fprintf(stderr, "fast kernel comparisons: %d, of fused steps %d (avx2 %s, vnni %s)\n",
+            n_fast, n_fused, cnd_rt_kernels_available(CND_RT_KERNELS_AVX2) ? "yes" : "no",
             cnd_rt_kernels_available(CND_RT_KERNELS_VNNI) ? "yes" : "no");
     return check_result("test_runtime_kernels");
 }

@@ -7,14 +7,22 @@
  * The reference uses __int128 and floor division written out, not the bit tricks the runtime
  * uses: SRDHM(a, b) = floor((2ab + 2^31) / 2^32) (round half up of ab / 2^31) except
  * INT32_MIN^2 -> INT32_MAX; RDBP(x, n) = round half away from zero of x / 2^n.
+ *
+ * When the CPU has AVX-512 VNNI, the same reference also checks the vector epilogue of the VNNI
+ * kernels (one 64-bit multiply and one shift per lane with constants precomputed per channel,
+ * rt_internal.h rt_rq16_t) on random layers of 1..40 channels: every shift in [-31, 31],
+ * multipliers from 0 to 2^31 - 1, zero points and clamps, accumulators over the whole int32
+ * range and at the rounding edges.
  */
 #include "check.h"
 #include "cnd_rt_requant.h"
 #include "quant.h"
 #include "rng.h"
+#include "rt_internal.h"
 
 #include <limits.h>
 #include <math.h>
+#include <string.h>
 
 typedef __int128 i128;
 
@@ -52,6 +60,62 @@ static int8_t s_ref_requant(int32_t acc, int32_t mult, int32_t shift, int32_t zp
     if (y < lo) y = lo;
     if (y > hi) y = hi;
     return (int8_t)y;
+}
+
+/* The VNNI requantization epilogue against s_ref_requant; returns mismatches. */
+static int s_check_vnni(cnd_rng_t *r)
+{
+    enum { MAXC = 40 };
+    static rt_rq16_t rq[(MAXC + 15) / 16];
+    int32_t bias[MAXC], mult[MAXC], shift[MAXC], acc[MAXC];
+    int8_t got[MAXC];
+    int bad = 0;
+    for (int t = 0; t < 20000; t++) {
+        cnd_rt_layer_t l;
+        memset(&l, 0, sizeof l);
+        l.out_c = (uint16_t)(1 + cnd_rng_below(r, MAXC));
+        l.out_zp = (int32_t)cnd_rng_below(r, 256) - 128;
+        l.act_min = (int8_t)((t & 1) ? l.out_zp : -128);
+        l.act_max = (int8_t)((t & 2) ? 127 : 100);
+        for (int c = 0; c < l.out_c; c++) {
+            mult[c] = (int32_t)(cnd_rng_u64(r) >> 33);
+            if (c % 3 == 0) mult[c] |= 1 << 30;
+            if (c % 7 == 5) mult[c] = INT32_MAX;
+            if (c % 11 == 4) mult[c] = 0;
+            shift[c] = (t & 4) ? (int32_t)cnd_rng_below(r, 32)           /* right shifts only */
+                               : (int32_t)cnd_rng_below(r, 63) - 31;
+            int kind = (int)cnd_rng_below(r, 4);
+            int32_t a = (int32_t)(uint32_t)cnd_rng_u64(r);
+            if (kind == 1) a >>= (int)cnd_rng_below(r, 31);
+            if (kind == 2) { /* just around a rounding edge of x * mult / 2^(31 + n) */
+                int n = shift[c] > 0 ? shift[c] : 0;
+                int64_t edge = mult[c] ? (((int64_t)1 << (30 + n)) / (mult[c] | 1)) : 0;
+                a = (int32_t)(edge * ((int64_t)cnd_rng_below(r, 7) - 3) +
+                              (int64_t)cnd_rng_below(r, 5) - 2);
+            }
+            if (kind == 3) a = (t & 8) ? INT32_MAX - (int32_t)cnd_rng_below(r, 3)
+                                       : INT32_MIN + (int32_t)cnd_rng_below(r, 3);
+            /* the kernels add bias_u8 to the sums; the loader proved that cannot overflow */
+            bias[c] = (t & 16) ? 0 : (int32_t)cnd_rng_below(r, 1 << 21) - (1 << 20);
+            if ((int64_t)a + bias[c] > INT32_MAX || (int64_t)a + bias[c] < INT32_MIN) bias[c] = 0;
+            acc[c] = a;
+            if (shift[c] < 0) l.lshift = 1;
+        }
+        l.bias_u8 = bias;
+        l.mult = mult;
+        l.shift = shift;
+        cnd_rt_rq16_fill(rq, &l);
+        l.rq = rq;
+        if (cnd_rt_vnni_requant(got, acc, &l)) return -1;
+        for (int c = 0; c < l.out_c; c++) {
+            int8_t want = s_ref_requant(acc[c] + bias[c], mult[c], shift[c], l.out_zp,
+                                        l.act_min, l.act_max);
+            if (got[c] != want && bad++ < 5)
+                fprintf(stderr, "vnni requant: acc %d bias %d mult %d shift %d zp %d: %d, want %d\n",
+                        acc[c], bias[c], mult[c], shift[c], l.out_zp, got[c], want);
+        }
+    }
+    return bad;
 }
 
 int main(void)
@@ -133,6 +197,12 @@ int main(void)
     }
     CHECK_EQ_INT(mism, 0);
     CHECK_EQ_INT(far, 0);
+
+    if (cnd_rt_kernels_available(CND_RT_KERNELS_VNNI)) {
+        CHECK_EQ_INT(s_check_vnni(&r), 0);
+    } else {
+        fprintf(stderr, "no AVX-512 VNNI: vector requantization not checked here\n");
+    }
 
     /* Host multipliers reproduce the real multiplier. */
     const double reals[] = {1e-12, 3e-10, 1e-6, 0.001234, 0.25, 0.5, 0.7071, 0.9999999, 1.0,

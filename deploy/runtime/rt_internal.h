@@ -4,8 +4,18 @@
  *
  * A loaded model is: one cnd_rt_model struct, n_layers cnd_rt_layer structs, per-channel int32
  * constants (effective biases, multipliers, shifts), two ping-pong activation buffers of the
- * largest activation, and one scratch buffer (conv patches, unpacked int4 weight rows); all
- * 64-byte aligned inside the caller's arena. Weights stay in the artifact.
+ * largest activation, and one scratch buffer (the reference's conv patch, unpacked int4 weight
+ * rows, the padded input copy of the direct conv kernels); all 64-byte aligned inside the
+ * caller's arena.
+ * Weights stay in the artifact; x86 builds add conv weights repacked for VNNI and per-block
+ * requantization constants (rt_rq16_t).
+ *
+ * Execution plan: s_run (rt_run.c) walks the layers; when the kernel set has a fused
+ * conv2d + maxpool kernel and a conv2d is directly followed by a non-overlapping maxpool
+ * (stride >= window), both run as one step that requantizes only the window maxima. That is
+ * exact because requantization is monotone non-decreasing in the accumulator (multipliers are
+ * >= 0, checked at load): max(requant(a), requant(b)) = requant(max(a, b)). Runs with a tap
+ * callback never fuse, so every layer's output stays observable.
  */
 #ifndef CND_RT_INTERNAL_H
 #define CND_RT_INTERNAL_H
@@ -14,10 +24,10 @@
 #include "cnd_rt_requant.h"
 
 #define RT_CACHELINE 64
-#define RT_PATCHES   4 /* conv patches gathered at once (fast paths reuse weight loads) */
+#define RT_PATCHES   4 /* dense rows per pass of the x86 kernels (their int4 row buffers) */
 
-/* Builds with x86 fast paths reserve scratch for them (several patches, unpacked int4 rows,
- * int32 sums); elsewhere only the reference's single conv patch is reserved, so a
+/* Builds with x86 fast paths reserve scratch for them (padded conv input copies, unpacked int4
+ * rows, int32 sums) and arena for repacked conv weights and requantization constants; elsewhere only the reference's single conv patch is reserved, so a
  * microcontroller's arena holds nothing it does not use. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define RT_FAST_PATHS 1
@@ -40,19 +50,61 @@ typedef struct cnd_rt_layer {
     const int32_t *mult;    /* Q31 multipliers */
     const int32_t *shift;   /* n: M = mult * 2^(-31-n) */
     uint32_t in_bytes, out_bytes; /* activation sizes */
-    /* x86 builds, conv2d only: weights repacked at load for the VNNI kernel, blocks of 16
-     * output channels x 4 consecutive k: byte ((b * G + g) * 16 + j) * 4 + t holds
-     * w[16 b + j][4 g + t] (zero past OC or K), G = ceil(K / 4). NULL elsewhere. */
+    /* x86 builds, conv2d only: weights repacked at load for the direct VNNI kernel (the AVX2
+     * one reads them too, sign-extending to int16). Each kernel
+     * row kh holds k*C contiguous input bytes (HWC), split into grow = ceil(k*C/4) groups of 4
+     * (the last zero-padded); group g = kh * grow + r covers row bytes 4r..4r+3. Output
+     * channels form blocks of 16, blocks form passes of up to RT_VNNI_NB; within pass p (nb
+     * blocks) the bytes for group g, block b, channel j, byte t are at
+     * p * RT_VNNI_NB * G * 64 + (g * nb + b) * 64 + j * 4 + t, holding
+     * w[16 (p RT_VNNI_NB + b) + j][kh][4r + t] (zero past OC or k*C). G = k * grow. */
     const int8_t *wpack;
+    uint32_t grow;          /* groups of 4 bytes per kernel row (see wpack) */
+    uint8_t lshift;         /* some channel has shift < 0 (a left shift before the multiply) */
+    /* x86 builds, dense and conv2d: requantization constants per block of 16 channels. */
+    const struct rt_rq16 *rq;
 } cnd_rt_layer_t;
 
-#define RT_BC_TILE 8 /* pixels per pass of the packed-weight VNNI conv kernel */
+#define RT_VNNI_NB 4      /* 16-channel blocks per pass of the direct VNNI conv */
+#define RT_VNNI_PATCHES 8 /* most pixels per tile of the direct convs (patch mode's buffers) */
+
+/* The direct conv kernels read a copy of the whole padded input (scratch: unsigned bytes for
+ * VNNI, int16 for AVX2); when the padding would make that copy large compared with the input
+ * (tiny images, wide padding) they gather per-pixel patches instead. The loader sizes scratch
+ * with the same rule. */
+static inline int cnd_rt_vnni_direct(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t pad)
+{
+    (void)k;
+    uint64_t padded = (uint64_t)(h + 2 * pad) * (w + 2 * pad) * c;
+    return padded <= 4 * (uint64_t)h * w * c + 4096;
+}
+
+/* Requantization constants of 16 output channels for the AVX-512 kernels, precomputed at load
+ * from bias_u8, mult and shift (n = max(shift, 0), ls = max(-shift, 0)). With p = x * mult
+ * (x = acc + bias after the saturating left shift by ls), the documented result
+ * RDBP(SRDHM(x, mult), n) equals floor((p + k1 - (p < -2^30 ? k2 : 0)) / 2^sh) where
+ * k1 = 2^30 + 2^(30+n) and k2 = 2^31 for n > 0 (k1 = 2^30, k2 = 0 for n = 0) and sh = 31 + n:
+ * SRDHM is floor((p + 2^30) / 2^31), RDBP(y, n) is floor((y + 2^(n-1) - [y < 0]) / 2^n), and
+ * y < 0 exactly when p < -2^30; nested floors of divisions by 2^31 and 2^n are one floor of a
+ * division by 2^(31+n). |p| < 2^62, so the sums fit in int64. The 64-bit values are split in
+ * even and odd channels, matching the lanes of _mm512_mul_epi32. */
+typedef struct rt_rq16 {
+    int32_t bias[16];   /* bias_u8: the VNNI kernels accumulate unsigned (x + 128) inputs */
+    int32_t mult[16];
+    int32_t ls[16];
+    int32_t pad_[16];
+    int64_t k1[2][8], k2[2][8], sh[2][8]; /* [0]: channels 0, 2, ..., 14; [1]: 1, 3, ..., 15 */
+} rt_rq16_t;
 
 typedef void (*rt_layer_fn)(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
                             int8_t *scratch);
+/* conv2d l followed by maxpool p in one pass (see "Execution plan" above). */
+typedef void (*rt_fused_fn)(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                            const cnd_rt_layer_t *p, int8_t *scratch);
 
 typedef struct {
     rt_layer_fn dense, conv2d, maxpool;
+    rt_fused_fn conv2d_maxpool; /* NULL: run the two layers separately */
 } rt_kernels_t;
 
 struct cnd_rt_model {
@@ -94,5 +146,22 @@ void cnd_rt_ref_relu(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l);
 /* Gathers the K-byte patch for output pixel (oh, ow) of a conv layer into dst, using the input
  * zero point for padding. Shared by all kernel sets. */
 void cnd_rt_conv_patch(int8_t *dst, const int8_t *in, const cnd_rt_layer_t *l, int oh, int ow);
+
+/* Runs layers [0, n) of the model on x exactly as cnd_rt_run_i8 does (fusing where the kernel
+ * set can) and returns the output of layer n - 1, which lives in the arena. For tests that
+ * compare a fused step's output with the reference; n must be in [1, n_layers]. */
+const int8_t *cnd_rt_run_prefix(cnd_rt_model_t *m, const int8_t *x, uint32_t n);
+
+/* Fills the requantization constants of layer l's ceil(out_c / 16) blocks from its bias_u8,
+ * mult and shift (channels past out_c zero). */
+void cnd_rt_rq16_fill(rt_rq16_t *rq, const cnd_rt_layer_t *l);
+
+/* Requantizes out[c] = requant(acc[c] + bias_u8[c]) for the out_c channels of l with the
+ * AVX-512 epilogue the VNNI kernels use (l->rq and lshift must be set). For tests; returns
+ * CND_RT_EINVAL when this build or CPU has no VNNI kernels. */
+int cnd_rt_vnni_requant(int8_t *out, const int32_t *acc, const cnd_rt_layer_t *l);
+
+/* 1 if layers i and i + 1 run as one fused conv2d + maxpool step with the current kernels. */
+int cnd_rt_fuses(const cnd_rt_model_t *m, uint32_t i);
 
 #endif

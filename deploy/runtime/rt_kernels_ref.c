@@ -131,4 +131,4 @@ void cnd_rt_ref_relu(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l)
     }
 }
 
-const rt_kernels_t cnd_rt_kernels_ref = {s_dense, s_conv2d, s_maxpool};
+const rt_kernels_t cnd_rt_kernels_ref = {s_dense, s_conv2d, s_maxpool, NULL};

@@ -75,6 +75,19 @@ typedef struct {
     uint32_t scale;
 } s_act_t;
 
+/* Scratch of the direct conv kernels (rt_kernels_x86.c): the whole input with its padding
+ * written out, as int16 for AVX2 (unsigned bytes for VNNI need half), and 64 bytes of slack
+ * that the last groups of a row may read, when that is at most 4x the input plus 4 KiB;
+ * otherwise per-pixel patches of k rows of 4 * grow int16 values for RT_VNNI_PATCHES pixels
+ * (cnd_rt_vnni_direct decides the same way). */
+static size_t s_vnni_scratch(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uint32_t pad)
+{
+    size_t grow = ((size_t)k * c + 3) / 4;
+    if (cnd_rt_vnni_direct(k, c, h, w, pad))
+        return s_align(2 * (size_t)(h + 2 * pad) * (w + 2 * pad) * c + 64);
+    return RT_VNNI_PATCHES * s_align(2 * (size_t)k * grow * 4) + 64;
+}
+
 static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, s_act_t *cur,
                          cnd_rt_diag_t *d)
 {
@@ -220,15 +233,18 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
         p->macs += (uint64_t)K * oc * oh * ow;
         p->weight_bytes += wlen;
         p->consts += 4 * s_align(4 * (size_t)oc);
-        /* fast-path scratch layout: [patches or dense row buffers][int4 rows][int32 sums];
-         * the reference needs one conv patch and nothing for dense layers */
+        /* the reference needs one conv patch and nothing for dense layers */
         size_t scr = op == CND_RT_OP_CONV2D ? s_align(K) : 0;
         if (RT_FAST_PATHS) {
-            scr = RT_BC_TILE * s_align(K);
-            if (wbits == 4 && op == CND_RT_OP_CONV2D) scr += RT_PATCHES * s_align(K);
-            scr += RT_PATCHES * s_align(4 * (size_t)oc);
-            if (op == CND_RT_OP_CONV2D) /* repacked weights, see rt_internal.h */
-                p->consts += s_align((((size_t)oc + 15) / 16) * 16 * (((size_t)K + 3) / 4) * 4);
+            size_t blocks = ((size_t)oc + 15) / 16;
+            p->consts += blocks * sizeof(rt_rq16_t); /* requantization constants */
+            if (op == CND_RT_OP_CONV2D) { /* the direct conv kernels' input copy or patches */
+                size_t grow = ((size_t)k * ic + 3) / 4;
+                scr = s_vnni_scratch(k, ic, ih, iw, pad);
+                p->consts += s_align(blocks * 16 * k * grow * 4); /* repacked weights */
+            } else { /* dense (AVX2 and VNNI): [4 int4 row buffers][int32 sums] */
+                scr = RT_PATCHES * s_align(K) + RT_PATCHES * s_align(4 * (size_t)oc);
+            }
         }
         if (scr > p->scratch) p->scratch = scr;
     }
@@ -437,6 +453,64 @@ static int32_t *s_consts(uint8_t **cur, uint32_t n)
     return r;
 }
 
+void cnd_rt_rq16_fill(rt_rq16_t *rq, const cnd_rt_layer_t *l)
+{
+#if !RT_FAST_PATHS
+    (void)rq; /* no kernel uses the constants: nothing to fill (and no code on devices) */
+    (void)l;
+#else
+    uint32_t B = ((uint32_t)l->out_c + 15) / 16;
+    memset(rq, 0, B * sizeof(rt_rq16_t));
+    for (uint32_t b = 0; b < B; b++)
+        for (uint32_t j = 0; j < 16 && 16 * b + j < l->out_c; j++) {
+            uint32_t c = 16 * b + j;
+            int32_t sh = l->shift[c], n = sh > 0 ? sh : 0;
+            rq[b].bias[j] = l->bias_u8[c];
+            rq[b].mult[j] = l->mult[c];
+            rq[b].ls[j] = sh < 0 ? -sh : 0;
+            rq[b].k1[j & 1][j >> 1] = ((int64_t)1 << 30) + (n ? (int64_t)1 << (30 + n) : 0);
+            rq[b].k2[j & 1][j >> 1] = n ? (int64_t)1 << 31 : 0;
+            rq[b].sh[j & 1][j >> 1] = 31 + n;
+        }
+#endif
+}
+
+static const rt_rq16_t *s_rq_build(uint8_t **cur, const cnd_rt_layer_t *l)
+{
+    rt_rq16_t *rq = (rt_rq16_t *)(void *)*cur;
+    *cur += (((size_t)l->out_c + 15) / 16) * sizeof(rt_rq16_t);
+    cnd_rt_rq16_fill(rq, l);
+    return rq;
+}
+
+/* conv2d weights in the direct VNNI kernel's order (see cnd_rt_layer_t.wpack). */
+static const int8_t *s_pack_conv(uint8_t **cur, cnd_rt_layer_t *l)
+{
+    uint32_t kc = (uint32_t)l->k * l->in_c, grow = (kc + 3) / 4, G = l->k * grow;
+    uint32_t B = ((uint32_t)l->out_c + 15) / 16;
+    int8_t *pk = (int8_t *)*cur;
+    *cur += s_align((size_t)B * 16 * G * 4);
+    l->grow = grow;
+    for (uint32_t b = 0; b < B; b++) {
+        uint32_t pass = b / RT_VNNI_NB, pb = b % RT_VNNI_NB;
+        uint32_t nb = B - pass * RT_VNNI_NB < RT_VNNI_NB ? B - pass * RT_VNNI_NB : RT_VNNI_NB;
+        int8_t *dst = pk + (size_t)pass * RT_VNNI_NB * G * 64;
+        for (uint32_t g = 0; g < G; g++)
+            for (uint32_t j = 0; j < 16; j++)
+                for (uint32_t t = 0; t < 4; t++) {
+                    uint32_t oc = 16 * b + j, kh = g / grow, r = 4 * (g % grow) + t;
+                    int8_t v = 0;
+                    if (oc < l->out_c && r < kc) {
+                        const uint8_t *wr = l->w + (size_t)oc * l->w_row;
+                        uint32_t kk = kh * kc + r;
+                        v = l->wbits == 8 ? (int8_t)wr[kk] : cnd_rt_w4(wr, kk);
+                    }
+                    dst[((size_t)g * nb + pb) * 64 + j * 4 + t] = v;
+                }
+    }
+    return pk;
+}
+
 int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *arena,
                 size_t arena_len, cnd_rt_diag_t *diag)
 {
@@ -511,23 +585,11 @@ int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *aren
         l->bias_u8 = bu8;
         l->mult = mult;
         l->shift = shift;
-        if (RT_FAST_PATHS && l->op == CND_RT_OP_CONV2D) {
-            uint32_t G = (l->K + 3) / 4, B = ((uint32_t)l->out_c + 15) / 16;
-            int8_t *pk = (int8_t *)cur;
-            cur += s_align((size_t)B * 16 * G * 4);
-            for (uint32_t b = 0; b < B; b++)
-                for (uint32_t g = 0; g < G; g++)
-                    for (uint32_t j = 0; j < 16; j++)
-                        for (uint32_t t = 0; t < 4; t++) {
-                            uint32_t oc = 16 * b + j, k = 4 * g + t;
-                            int8_t v = 0;
-                            if (oc < l->out_c && k < l->K) {
-                                const uint8_t *wr = l->w + (size_t)oc * l->w_row;
-                                v = l->wbits == 8 ? (int8_t)wr[k] : cnd_rt_w4(wr, k);
-                            }
-                            pk[(((size_t)b * G + g) * 16 + j) * 4 + t] = v;
-                        }
-            l->wpack = pk;
+        if (RT_FAST_PATHS) {
+            for (uint32_t c = 0; c < l->out_c; c++)
+                if (shift[c] < 0) l->lshift = 1;
+            l->rq = s_rq_build(&cur, l);
+            if (l->op == CND_RT_OP_CONV2D) l->wpack = s_pack_conv(&cur, l);
         }
     }
     m->n_classes = p.n_classes;

@@ -2,7 +2,9 @@
  * rt_run.c: running a loaded model layer by layer, kernel selection, self-test, accessors.
  *
  * Activations ping-pong between the two arena buffers; flatten is free (HWC is already flat),
- * so it passes the pointer on. The kernel set is a table of function pointers chosen once at
+ * so it passes the pointer on. A conv2d directly followed by a non-overlapping maxpool runs as
+ * one fused step when the kernel set has one (rt_internal.h, "Execution plan"), except in
+ * tapped runs, which show every layer's output. The kernel set is a table of function pointers chosen once at
  * load (AUTO = the fastest the CPU has) and changeable for tests and benchmarks.
  */
 #include "rt_internal.h"
@@ -60,14 +62,31 @@ void cnd_rt_quantize_input(const cnd_rt_model_t *m, int8_t *x, const uint8_t *ra
         for (uint32_t c = 0; c < C; c++) x[p * C + c] = m->lut[c * 256u + raw[p * C + c]];
 }
 
-static const int8_t *s_run(cnd_rt_model_t *m, const int8_t *x, cnd_rt_tap_fn tap, void *ctx)
+int cnd_rt_fuses(const cnd_rt_model_t *m, uint32_t i)
+{
+    if (!RT_FAST_PATHS) return 0; /* only fast kernel sets fuse; keeps device code small */
+    if (!m->kern->conv2d_maxpool || i + 1 >= m->n_layers) return 0;
+    const cnd_rt_layer_t *l = &m->layers[i], *p = &m->layers[i + 1];
+    return l->op == CND_RT_OP_CONV2D && p->op == CND_RT_OP_MAXPOOL && p->stride >= p->k;
+}
+
+/* Runs layers [0, n); returns the last output. With a tap every layer runs on its own. */
+static const int8_t *s_run(cnd_rt_model_t *m, const int8_t *x, uint32_t n, cnd_rt_tap_fn tap,
+                           void *ctx)
 {
     const int8_t *cur = x;
     int which = 0;
-    for (uint32_t i = 0; i < m->n_layers; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         const cnd_rt_layer_t *l = &m->layers[i];
         int8_t *out = m->buf[which];
         if (cur == out) out = m->buf[which ^= 1];
+        if (!tap && i + 1 < n && cnd_rt_fuses(m, i)) {
+            m->kern->conv2d_maxpool(out, cur, l, &m->layers[i + 1], m->scratch);
+            i++;
+            which ^= 1;
+            cur = out;
+            continue;
+        }
         switch (l->op) {
         case CND_RT_OP_DENSE: m->kern->dense(out, cur, l, m->scratch); break;
         case CND_RT_OP_CONV2D: m->kern->conv2d(out, cur, l, m->scratch); break;
@@ -84,22 +103,27 @@ static const int8_t *s_run(cnd_rt_model_t *m, const int8_t *x, cnd_rt_tap_fn tap
     return cur;
 }
 
+const int8_t *cnd_rt_run_prefix(cnd_rt_model_t *m, const int8_t *x, uint32_t n)
+{
+    return s_run(m, x, n, NULL, NULL);
+}
+
 void cnd_rt_run_i8(cnd_rt_model_t *m, int8_t *logits, const int8_t *x)
 {
-    memcpy(logits, s_run(m, x, NULL, NULL), m->n_classes);
+    memcpy(logits, s_run(m, x, m->n_layers, NULL, NULL), m->n_classes);
 }
 
 void cnd_rt_run_i8_tap(cnd_rt_model_t *m, int8_t *logits, const int8_t *x, cnd_rt_tap_fn tap,
                        void *ctx)
 {
-    memcpy(logits, s_run(m, x, tap, ctx), m->n_classes);
+    memcpy(logits, s_run(m, x, m->n_layers, tap, ctx), m->n_classes);
 }
 
 void cnd_rt_run_u8(cnd_rt_model_t *m, int8_t *logits, const uint8_t *raw)
 {
     /* The input is quantised into buf[1]; the first layer then writes buf[0]. */
     cnd_rt_quantize_input(m, m->buf[1], raw);
-    memcpy(logits, s_run(m, m->buf[1], NULL, NULL), m->n_classes);
+    memcpy(logits, s_run(m, m->buf[1], m->n_layers, NULL, NULL), m->n_classes);
 }
 
 uint32_t cnd_rt_argmax(const cnd_rt_model_t *m, const int8_t *logits)
@@ -133,7 +157,7 @@ int cnd_rt_selftest(cnd_rt_model_t *m, uint32_t *failed)
             cnd_rt_quantize_input(m, m->buf[1], in);
             x = m->buf[1];
         }
-        if (memcmp(s_run(m, x, NULL, NULL), exp, m->n_classes)) {
+        if (memcmp(s_run(m, x, m->n_layers, NULL, NULL), exp, m->n_classes)) {
             if (failed) *failed = i;
             return CND_RT_ESELFTEST;
         }
