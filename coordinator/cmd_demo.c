@@ -40,6 +40,7 @@
 #include "identity.h"
 #include "manifest.h"
 #include "modelfile.h"
+#include "proc.h"
 #include "progress.h"
 #include "quant_eval.h"
 #include "rng.h"
@@ -141,59 +142,10 @@ done:
     return rc;
 }
 
-/* fork/exec of this executable with args; output appended to log. */
-static pid_t s_spawn(const char *log, const char *const *args)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char *argv[64];
-        int n = 0;
-        argv[n++] = "condenser";
-        for (int i = 0; args[i] && n < 63; i++) argv[n++] = (char *)args[i];
-        argv[n] = NULL;
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int s_wait(pid_t pid, double timeout_s, int *status)
-{
-    double end = cnd_now() + timeout_s;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            return 0;
-        }
-        if (r < 0) return cnd_errf(CND_EIO, "waitpid: %s", strerror(errno));
-        if (cnd_now() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return cnd_errf(CND_ETIMEOUT, "process %d did not finish in %.0f s", (int)pid,
-                            timeout_s);
-        }
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
 /* Runs a condenser command to completion; a failure names the log. */
 static int s_run(const char *log, const char *const *args)
 {
-    int st = 0;
-    int rc = s_wait(s_spawn(log, args), 600, &st);
-    if (rc) return rc;
-    if (st != 0)
-        return cnd_errf(CND_EIO, "condenser %s %s failed (exit %d): see %s", args[0],
-                        args[1] ? args[1] : "", st, log);
-    return 0;
+    return cnd_proc_run_self(log, args, 600);
 }
 
 static int s_free_port(void)
@@ -463,14 +415,14 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
     snprintf(clog, sizeof clog, "%s/coordinator.log", work);
     const char *crun[] = {"coordinator", "run",    "--dir",        coord,
                           "--endpoint",  endpoint, "--until-done", NULL};
-    pid_t cpid = s_spawn(clog, crun);
+    pid_t cpid = cnd_proc_spawn_self(clog, crun);
     pid_t apid[S_MAX_SITES];
     for (int s = 0; s < nsites; s++) {
         char alog[700], ini[700];
         snprintf(alog, sizeof alog, "%s/agent.log", sites[s].dir);
         snprintf(ini, sizeof ini, "%s/agent.ini", sites[s].dir);
         const char *arun[] = {"agent", "--config", ini, "--until-done", NULL};
-        apid[s] = s_spawn(alog, arun);
+        apid[s] = cnd_proc_spawn_self(alog, arun);
     }
     s_say("federation running: coordinator on %s, %d site agents (logs in %s)", endpoint, nsites,
           work);
@@ -496,7 +448,7 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
     }
     for (int s = 0; s < nsites; s++) {
         int st = 0;
-        if (s_wait(apid[s], 30, &st) || st != 0)
+        if (cnd_proc_wait(apid[s], 30, &st) || st != 0)
             s_say("agent %s ended with status %d (see %s/agent.log)", sites[s].name, st,
                   sites[s].dir);
         cnd_err_clear();
