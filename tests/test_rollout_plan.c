@@ -3,7 +3,7 @@
  * variant per device (class, flash next to the running model, RAM, latency budget), canary and
  * exponential wave sizes, devices already current or unfit, operator state changes and their
  * refusals, and the audit entries (rollout.create, artifact.sign, rollout.state); the per-wave
- * tally (cnd_rollout_waves) that `rollout show` and `condenser demo` print.
+ * tally (cnd_rollout_waves) that `rollout show` and `condenser demo` print; fleet counts.
  */
 #include "check.h"
 #include "digest.h"
@@ -241,6 +241,19 @@ int main(void)
     bad = p;
     bad.select = "site";
     CHECK(cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &bad, &s2) == CND_EINVAL);
+    {
+        /* cnd_fleet_count: the 27 devices of s_device sent a profile, "hosted" (ensure) and a
+         * newly enrolled one have not */
+        uint64_t en = 0, pr = 0, en2 = 0, pr2 = 0;
+        CHECK(cnd_fleet_count(d.db, &en, &pr) == 0);
+        CHECK(en == 28 && pr == 27);
+        cnd_identity_t *nid = NULL;
+        CHECK(cnd_identity_generate(&nid) == 0);
+        CHECK(cnd_fleet_enroll(d.db, "no-profile-yet", cnd_identity_pk(nid)) == 0);
+        cnd_identity_destroy(&nid);
+        CHECK(cnd_fleet_count(d.db, &en2, &pr2) == 0);
+        CHECK(en2 == en + 1 && pr2 == pr);
+    }
     cnd_rollout_dir_close(&d);
     free(v1);
     free(v2);
