@@ -632,9 +632,10 @@ static int s_fleet(s_result_t *res, const s_opts_t *o, const char *work, const c
     res->v1_version = o->rounds >= 2 ? 1 : 0;
     if ((rc = s_previous_version(&res->v1_int8_acc, work, res->v1_version, cal, test, v1)))
         return rc;
-    s_say("v1 (devices run it now): the global model after round %lld, int8, test accuracy "
+    s_say("v1 (devices run it now): the job's model version %lld (%s), int8, test accuracy "
           "%.4f; v2: the federated artifact, %.4f",
-          (long long)res->v1_version, res->v1_int8_acc, res->fed_int8_acc);
+          (long long)res->v1_version, res->v1_version ? "after round 1" : "the initial student",
+          res->v1_int8_acc, res->fed_int8_acc);
     uint32_t n = (uint32_t)o->devices;
     cnd_demo_fleet_opts_t fo = {coord, dir, v1, v2, res->v1_int8_acc, res->fed_int8_acc,
                                 "fmnist-demo", "1", n,
@@ -776,7 +777,11 @@ static void s_print_fleet(const s_result_t *r, const s_opts_t *o)
         return;
     }
     char v1[64];
-    snprintf(v1, sizeof v1, "v1, global model after round %lld, int8", (long long)r->v1_version);
+    if (r->v1_version > 0)
+        snprintf(v1, sizeof v1, "v1, global model after round %lld, int8",
+                 (long long)r->v1_version);
+    else
+        snprintf(v1, sizeof v1, "v1, initial student (before round 1), int8");
     printf("  %-44s %.4f test accuracy, on all %ld devices before\n", v1, r->v1_int8_acc,
            o->devices);
     printf("  %-44s %.4f test accuracy, the signed artifact above\n", "v2, federated student, int8",
@@ -915,7 +920,7 @@ static void s_print(const s_result_t *r, const s_opts_t *o)
                s->reconciled ? "yes" : "NO");
     }
     s_print_fleet(r, o);
-    printf("audit (after the rollout)\n");
+    printf("audit (the last step)\n");
     printf("  %-44s %s: %d of %d, each with its node's key\n", "logs (coordinator and sites)",
            r->audit_ok ? "verified" : "VERIFICATION FAILED", r->logs_ok, r->n_logs);
     printf("  %-44s %llu entries\n", "coordinator log", (unsigned long long)r->coord_entries);
