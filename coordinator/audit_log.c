@@ -991,10 +991,14 @@ int cnd_audit_read_public_key(uint8_t pk[CND_AUDIT_PK_BYTES], const char *spec)
         EVP_PKEY_free(k);
         BIO_free(bio);
     } else {
-        /* Trim whitespace and an optional "ed25519:" prefix, then hex or base64. */
+        /* Trim whitespace and an optional "ed25519:" prefix or the "condenser-ed25519 " of a
+         * node's identity.pub (crypto/identity.h), then hex or base64. */
         while (len && (t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == ' ')) t[--len] = 0;
         while (*t == ' ' || *t == '\n') t++;
-        if (strncmp(t, "ed25519:", 8) == 0) t += 8;
+        if (strncmp(t, "ed25519:", 8) == 0)
+            t += 8;
+        else if (strncmp(t, "condenser-ed25519 ", 18) == 0)
+            t += 18;
         size_t got = 0;
         if (strlen(t) == 64 && cnd_unhex(pk, 32, t) == 0)
             rc = 0;

@@ -740,14 +740,24 @@ static void s_section_rollouts(cnd_buf_t *b, const s_ents *E, const char *job)
         s_esc(b, ver);
         s_put(b, "</h3><p class=\"meta\">Created ");
         s_esc(b, when);
-        s_put(b, "; devices selected by <code>");
-        s_val(b, s_det(c, "select"));
-        s_put(b, "</code>: ");
+        const char *sel = s_str(s_det(c, "select"));
+        s_put(b, "; devices selected by ");
+        if (sel[0]) {
+            s_put(b, "<code>");
+            s_esc(b, sel);
+            s_put(b, "</code>: ");
+        } else {
+            s_put(b, "no label (all devices): ");
+        }
         s_val(b, s_det(c, "devices"));
         s_put(b, ", canary ");
         s_val(b, s_det(c, "canary"));
+        /* A wave's time: from the entry before it (creation, or the previous wave's end) to its
+         * own entry, both as the log recorded them. */
+        int64_t prev_ms = 0;
+        (void)cnd_json_int(s_get(c, "time_ms"), &prev_ms);
         s_put(b, ".</p><table class=\"waves\"><tr><th>wave</th><th>devices</th><th>succeeded</th>"
-                 "<th>failed</th><th>timed out</th><th>state</th></tr>");
+                 "<th>failed</th><th>timed out</th><th>seconds</th><th>state</th></tr>");
         for (size_t k = i + 1; k < E->n; k++) {
             const s_ent *w = &E->v[k];
             if (strcmp(s_str(s_det(w, "rollout")), rid) != 0) continue;
@@ -770,13 +780,18 @@ static void s_section_rollouts(cnd_buf_t *b, const s_ents *E, const char *job)
                 s_val(b, s_det(w, "failed"));
                 s_pf(b, "</td><td class=\"num%s\">", tout ? " bad" : "");
                 s_val(b, s_det(w, "timed_out"));
-                s_put(b, "</td><td>");
+                int64_t t_ms = 0;
+                if (cnd_json_int(s_get(w, "time_ms"), &t_ms) && prev_ms > 0 && t_ms >= prev_ms)
+                    s_pf(b, "</td><td class=\"num\">%.2f</td><td>", (double)(t_ms - prev_ms) / 1e3);
+                else
+                    s_put(b, "</td><td>&ndash;</td><td>");
+                prev_ms = t_ms;
                 s_val(b, s_det(w, "state"));
                 s_put(b, "</td></tr>");
             } else if (strcmp(a, CND_AUDIT_ROLLOUT_STATE) == 0) {
                 char ws[32];
                 s_when(ws, w);
-                s_put(b, "<tr class=\"state\"><td colspan=\"6\">");
+                s_put(b, "<tr class=\"state\"><td colspan=\"7\">");
                 s_esc(b, ws);
                 s_put(b, ": rollout <b>");
                 s_esc(b, s_str(s_det(w, "state")));

@@ -17,7 +17,16 @@
  *      test accuracy; the same student distilled centrally on all private data with the same
  *      number of passes (the reference the federation should approach); bytes each site sent
  *      against the size of its data (from its own egress log); the share of round time spent in
- *      the SecAgg+ phases; audit logs verified and every site reconciled with the coordinator.
+ *      the SecAgg+ phases.
+ *   5. The edge fleet (--devices, demo_fleet.h): the signed artifact (v2) rolled out from the
+ *      same coordinator directory to simulated devices that run v1 before, a canary and then
+ *      exponentially growing waves, health-gated. v1 is an honest earlier version of the same
+ *      model: the federation's global model after round 1 (the initial student when there is
+ *      only one round), frozen to int8 here exactly as the coordinator freezes its final model
+ *      (cnd_fedq_freeze with the job's public calibration samples).
+ *   6. The audit: every log verified after the rollout (the coordinator's and each site's, each
+ *      against its node's own public key), every site reconciled with the coordinator, and the
+ *      job's HTML report (rollout waves included) written to report.html.
  *
  * Everything (databases, keys, logs, data shares, models, artifact) stays in the work directory.
  */
@@ -33,6 +42,9 @@
 #include "coord_admin.h"
 #include "coord_quant.h"
 #include "coord_store.h"
+#include "audit_report.h"
+#include "bytes.h"
+#include "demo_fleet.h"
 #include "data.h"
 #include "digest.h"
 #include "distill.h"
@@ -40,6 +52,7 @@
 #include "identity.h"
 #include "manifest.h"
 #include "modelfile.h"
+#include "proc.h"
 #include "progress.h"
 #include "quant_eval.h"
 #include "rng.h"
@@ -74,6 +87,7 @@ typedef struct {
     long rounds, sites, subset, public_n, teacher_epochs, local_epochs, qat_rounds, seed;
     double alpha_dir, clip, T, alpha, lr, server_lr, server_momentum;
     int json;
+    long devices; /* edge fleet size; 0 = no rollout */
 } s_opts_t;
 
 typedef struct {
@@ -141,59 +155,10 @@ done:
     return rc;
 }
 
-/* fork/exec of this executable with args; output appended to log. */
-static pid_t s_spawn(const char *log, const char *const *args)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        char *argv[64];
-        int n = 0;
-        argv[n++] = "condenser";
-        for (int i = 0; args[i] && n < 63; i++) argv[n++] = (char *)args[i];
-        argv[n] = NULL;
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int s_wait(pid_t pid, double timeout_s, int *status)
-{
-    double end = cnd_now() + timeout_s;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            return 0;
-        }
-        if (r < 0) return cnd_errf(CND_EIO, "waitpid: %s", strerror(errno));
-        if (cnd_now() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            return cnd_errf(CND_ETIMEOUT, "process %d did not finish in %.0f s", (int)pid,
-                            timeout_s);
-        }
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
 /* Runs a condenser command to completion; a failure names the log. */
 static int s_run(const char *log, const char *const *args)
 {
-    int st = 0;
-    int rc = s_wait(s_spawn(log, args), 600, &st);
-    if (rc) return rc;
-    if (st != 0)
-        return cnd_errf(CND_EIO, "condenser %s %s failed (exit %d): see %s", args[0],
-                        args[1] ? args[1] : "", st, log);
-    return 0;
+    return cnd_proc_run_self(log, args, 600);
 }
 
 static int s_free_port(void)
@@ -243,6 +208,16 @@ typedef struct {
     char artifact_sha[65];
     uint32_t ring_bits, values;
     double bytes_per_param;
+    /* the edge fleet (fleet.rollout == 0: none) */
+    cnd_demo_fleet_result_t fleet;
+    int64_t v1_version; /* the coordinator's model version devices ran before */
+    double v1_int8_acc; /* its int8 test accuracy */
+    double fleet_s;
+    /* the audit, after everything else */
+    int n_logs, logs_ok;
+    uint64_t coord_entries;
+    char report[600]; /* report.html, "" when it could not be written */
+    double audit_s;
 } s_result_t;
 
 static int s_train_teacher(cnd_model_t **teacher, const cnd_dataset_t *pub,
@@ -463,14 +438,14 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
     snprintf(clog, sizeof clog, "%s/coordinator.log", work);
     const char *crun[] = {"coordinator", "run",    "--dir",        coord,
                           "--endpoint",  endpoint, "--until-done", NULL};
-    pid_t cpid = s_spawn(clog, crun);
+    pid_t cpid = cnd_proc_spawn_self(clog, crun);
     pid_t apid[S_MAX_SITES];
     for (int s = 0; s < nsites; s++) {
         char alog[700], ini[700];
         snprintf(alog, sizeof alog, "%s/agent.log", sites[s].dir);
         snprintf(ini, sizeof ini, "%s/agent.ini", sites[s].dir);
         const char *arun[] = {"agent", "--config", ini, "--until-done", NULL};
-        apid[s] = s_spawn(alog, arun);
+        apid[s] = cnd_proc_spawn_self(alog, arun);
     }
     s_say("federation running: coordinator on %s, %d site agents (logs in %s)", endpoint, nsites,
           work);
@@ -496,7 +471,7 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
     }
     for (int s = 0; s < nsites; s++) {
         int st = 0;
-        if (s_wait(apid[s], 30, &st) || st != 0)
+        if (cnd_proc_wait(apid[s], 30, &st) || st != 0)
             s_say("agent %s ended with status %d (see %s/agent.log)", sites[s].name, st,
                   sites[s].dir);
         cnd_err_clear();
@@ -508,8 +483,8 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
 }
 
 /* Reads the job's outcome from the coordinator's database and the sites' own logs. */
-static int s_collect(s_result_t *res, const char *work, s_site_t *sites, int nsites,
-                     const cnd_dataset_t *test, uint8_t **float_blob, size_t *float_len)
+static int s_collect(s_result_t *res, const char *work, const cnd_dataset_t *test,
+                     uint8_t **float_blob, size_t *float_len)
 {
     char coord[600], db[700];
     snprintf(coord, sizeof coord, "%s/coordinator", work);
@@ -601,27 +576,114 @@ static int s_collect(s_result_t *res, const char *work, s_site_t *sites, int nsi
     }
     free(art);
     if (rc) goto done;
-    /* audit: the coordinator's log and every site's verify, and each site reconciles */
+done:
+    cnd_cstore_close(&s);
+    return rc;
+}
+
+/* v1 for the fleet: the coordinator's float model `version` of the job, frozen to int8 as the
+ * coordinator froze the final one, written to path; *acc receives its test accuracy. */
+static int s_previous_version(double *acc, const char *work, int64_t version,
+                              const cnd_dataset_t *cal, const cnd_dataset_t *test, const char *path)
+{
+    char db[700];
+    snprintf(db, sizeof db, "%s/coordinator/coordinator.db", work);
+    cnd_cstore_t *cs = NULL;
+    cnd_model_rec_t fm;
+    uint8_t *blob = NULL, *art = NULL;
+    size_t blen = 0, alen = 0;
+    cnd_model_t *m = NULL;
+    cnd_artifact_t *a = NULL;
+    memset(&fm, 0, sizeof fm);
+    int rc = cnd_cstore_open_readonly(&cs, db);
+    if (!rc) rc = cnd_cstore_model_get(cs, 1, version, "float", &fm, &blob, &blen);
+    cnd_cstore_close(&cs);
+    if (!rc) rc = cnd_model_deserialize(&m, blob, blen, "the model devices run before");
+    if (!rc) rc = cnd_fedq_freeze(&art, &alen, m, cal, 8);
+    if (!rc) rc = cnd_artifact_open(&a, art, alen, "v1");
+    cnd_eval_t eq;
+    if (!rc) rc = cnd_qeval(a, test, &eq);
+    if (!rc) *acc = eq.acc;
+    if (!rc) rc = cnd_file_write_atomic(path, art, alen, 0644);
+    cnd_artifact_destroy(&a);
+    cnd_model_destroy(&m);
+    cnd_model_rec_free(&fm);
+    free(blob);
+    free(art);
+    return rc;
+}
+
+static void s_say_line(const char *line)
+{
+    s_say("%s", line);
+}
+
+/* Rolls the federation's signed artifact out to --devices simulated devices. */
+static int s_fleet(s_result_t *res, const s_opts_t *o, const char *work, const cnd_dataset_t *cal,
+                   const cnd_dataset_t *test)
+{
+    char dir[600], coord[600], v1[700], v2[700];
+    snprintf(dir, sizeof dir, "%s/fleet", work);
+    snprintf(coord, sizeof coord, "%s/coordinator", work);
+    snprintf(v1, sizeof v1, "%s/v1-int8.cndq", dir);
+    snprintf(v2, sizeof v2, "%s/student-int8.cndq", work);
+    int rc = cnd_mkdir_p(dir, 0700);
+    if (rc) return rc;
+    res->v1_version = o->rounds >= 2 ? 1 : 0;
+    if ((rc = s_previous_version(&res->v1_int8_acc, work, res->v1_version, cal, test, v1)))
+        return rc;
+    s_say("v1 (devices run it now): the job's model version %lld (%s), int8, test accuracy "
+          "%.4f; v2: the federated artifact, %.4f",
+          (long long)res->v1_version, res->v1_version ? "after round 1" : "the initial student",
+          res->v1_int8_acc, res->fed_int8_acc);
+    uint32_t n = (uint32_t)o->devices;
+    cnd_demo_fleet_opts_t fo = {coord, dir, v1, v2, res->v1_int8_acc, res->fed_int8_acc,
+                                "fmnist-demo", "1", n,
+                                /* 10 for 200 devices: about 5% of the fleet, at least 1 */
+                                n / 20 < 1    ? 1
+                                : n / 20 > 10 ? 10
+                                              : n / 20,
+                                /* profiles and the rollout each: 200 devices need ~5 s */
+                                60 + n / 10.0, s_quiet ? NULL : s_say_line};
+    return cnd_demo_fleet_run(&res->fleet, &fo);
+}
+
+/* Verifies every log the demo produced, each against its node's own key, reconciles every site
+ * with the coordinator, reads what left each site (its egress log) and writes report.html. */
+static int s_audit(s_result_t *res, const char *work, s_site_t *sites, int nsites)
+{
+    char coord[600], db[700], pub[700];
+    snprintf(coord, sizeof coord, "%s/coordinator", work);
+    snprintf(db, sizeof db, "%s/coordinator.db", coord);
+    snprintf(pub, sizeof pub, "%s/identity.pub", coord);
+    uint8_t cpk[32];
+    int rc = cnd_pubkey_read(cpk, pub);
+    if (rc) return rc;
     cnd_audit_t *clog = NULL;
-    res->audit_ok = 1;
-    if ((rc = cnd_audit_open_readonly(&clog, db))) goto done;
+    if ((rc = cnd_audit_open_readonly(&clog, db))) return rc;
     cnd_audit_verdict_t v;
-    if (cnd_audit_verify(&v, clog, NULL, NULL, NULL, 0, NULL, NULL) || !v.ok) res->audit_ok = 0;
-    cnd_audit_verdict_free(&v);
+    memset(&v, 0, sizeof v);
+    res->n_logs = 1 + nsites;
+    if (cnd_audit_verify(&v, clog, cpk, NULL, NULL, 0, NULL, NULL) == 0 && v.ok) res->logs_ok++;
+    res->coord_entries = v.entries;
+    s_say("coordinator log: %s", v.summary);
     for (int k = 0; k < nsites; k++) {
-        char adb[700];
+        char adb[700], spub[700];
         snprintf(adb, sizeof adb, "%s/agent.db", sites[k].dir);
+        snprintf(spub, sizeof spub, "%s/identity.pub", sites[k].dir);
         cnd_astore_t *as = NULL;
         if (cnd_astore_open(&as, adb, 1) == 0) {
             if (cnd_astore_totals(as, 'E', 0, &sites[k].sent_bytes, &sites[k].sent_msgs))
                 sites[k].sent_bytes = 0;
             cnd_astore_close(&as);
         }
+        uint8_t spk[32];
         cnd_audit_t *alog = NULL;
-        if (cnd_audit_open_readonly(&alog, adb) == 0) {
+        if (cnd_pubkey_read(spk, spub) == 0 && cnd_audit_open_readonly(&alog, adb) == 0) {
             cnd_audit_verdict_t va;
-            if (cnd_audit_verify(&va, alog, NULL, NULL, NULL, 0, NULL, NULL) || !va.ok)
-                res->audit_ok = 0;
+            if (cnd_audit_verify(&va, alog, spk, NULL, NULL, 0, NULL, NULL) == 0 && va.ok)
+                res->logs_ok++;
+            s_say("%s log: %s", sites[k].name, va.summary);
             cnd_audit_verdict_free(&va);
             cnd_audit_reconcile_t rr;
             memset(&rr, 0, sizeof rr);
@@ -630,14 +692,112 @@ static int s_collect(s_result_t *res, const char *work, s_site_t *sites, int nsi
             cnd_audit_reconcile_free(&rr);
             cnd_audit_close(&alog);
         } else {
-            res->audit_ok = 0;
+            s_say("%s log: cannot be read: %s", sites[k].name, cnd_err_detail());
         }
         cnd_err_clear();
     }
+    res->audit_ok = res->logs_ok == res->n_logs;
+    /* the job's report, with the verification just done */
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    char path[600];
+    snprintf(path, sizeof path, "%s/report.html", work);
+    rc = cnd_audit_report_html(&b, clog, "1", &v, "coordinator/coordinator.db");
+    if (!rc && b.err) rc = cnd_errf(CND_ENOMEM, "report: out of memory");
+    if (!rc) rc = cnd_file_write_atomic(path, b.data, b.len, 0644);
+    if (!rc) snprintf(res->report, sizeof res->report, "%s", path);
+    cnd_buf_free(&b);
+    cnd_audit_verdict_free(&v);
     cnd_audit_close(&clog);
-done:
-    cnd_cstore_close(&s);
     return rc;
+}
+
+static void s_print_fleet_json(cnd_jw_t *w, const s_result_t *r, const s_opts_t *o)
+{
+    const cnd_demo_fleet_result_t *f = &r->fleet;
+    cnd_jw_key(w, "fleet");
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "devices");
+    cnd_jw_int(w, o->devices);
+    if (o->devices <= 0) { /* no rollout */
+        cnd_jw_obj_end(w);
+        return;
+    }
+    cnd_jw_key(w, "v1_model_version");
+    cnd_jw_int(w, r->v1_version);
+    cnd_jw_key(w, "v1_int8_accuracy");
+    cnd_jw_double(w, r->v1_int8_acc);
+    cnd_jw_key(w, "v2_int8_accuracy");
+    cnd_jw_double(w, r->fed_int8_acc);
+    cnd_jw_key(w, "rollout");
+    cnd_jw_int(w, f->rollout);
+    cnd_jw_key(w, "state");
+    cnd_jw_str(w, f->state);
+    cnd_jw_key(w, "targeted");
+    cnd_jw_int(w, f->targeted);
+    cnd_jw_key(w, "running_v2");
+    cnd_jw_int(w, f->on_v2);
+    cnd_jw_key(w, "running_v1");
+    cnd_jw_int(w, f->on_v1);
+    cnd_jw_key(w, "connect_seconds");
+    cnd_jw_double(w, f->connect_s);
+    cnd_jw_key(w, "rollout_seconds");
+    cnd_jw_double(w, f->rollout_s);
+    cnd_jw_key(w, "waves");
+    cnd_jw_arr(w);
+    for (uint32_t i = 0; i < f->n_waves; i++) {
+        const cnd_rollout_wave_t *x = &f->waves[i];
+        cnd_jw_obj(w);
+        cnd_jw_key(w, "wave");
+        cnd_jw_int(w, i);
+        cnd_jw_key(w, "devices");
+        cnd_jw_int(w, x->devices);
+        cnd_jw_key(w, "healthy");
+        cnd_jw_int(w, x->healthy);
+        cnd_jw_key(w, "failed");
+        cnd_jw_int(w, x->failed);
+        cnd_jw_key(w, "timed_out");
+        cnd_jw_int(w, x->timed_out);
+        cnd_jw_key(w, "other");
+        cnd_jw_int(w, x->deferred + x->open + x->rolled_back + x->other);
+        cnd_jw_key(w, "seconds");
+        cnd_jw_double(w, f->wave_s ? f->wave_s[i] : 0);
+        cnd_jw_obj_end(w);
+    }
+    cnd_jw_arr_end(w);
+    cnd_jw_obj_end(w);
+}
+
+static void s_print_fleet(const s_result_t *r, const s_opts_t *o)
+{
+    const cnd_demo_fleet_result_t *f = &r->fleet;
+    printf("edge fleet (simulated devices over loopback CurveZMQ)\n");
+    if (o->devices <= 0) {
+        printf("  %-44s skipped (--devices 0)\n", "rollout");
+        return;
+    }
+    char v1[64];
+    if (r->v1_version > 0)
+        snprintf(v1, sizeof v1, "v1, global model after round %lld, int8",
+                 (long long)r->v1_version);
+    else
+        snprintf(v1, sizeof v1, "v1, initial student (before round 1), int8");
+    printf("  %-44s %.4f test accuracy, on all %ld devices before\n", v1, r->v1_int8_acc,
+           o->devices);
+    printf("  %-44s %.4f test accuracy, the signed artifact above\n", "v2, federated student, int8",
+           r->fed_int8_acc);
+    printf("  %-44s %ld, connected and profiled in %.1f s\n", "devices", o->devices, f->connect_s);
+    printf("  %-44s %s in %.1f s, %u of %ld devices now run v2\n", "rollout of v2", f->state,
+           f->rollout_s, f->on_v2, o->devices);
+    printf("  %-10s %8s %8s %8s %10s %8s\n", "wave", "devices", "healthy", "failed", "timed out",
+           "seconds");
+    for (uint32_t i = 0; i < f->n_waves; i++) {
+        const cnd_rollout_wave_t *x = &f->waves[i];
+        char name[16];
+        snprintf(name, sizeof name, i ? "%u" : "canary", i);
+        printf("  %-10s %8u %8u %8u %10u %8.2f\n", name, x->devices, x->healthy, x->failed,
+               x->timed_out, f->wave_s ? f->wave_s[i] : 0);
+    }
 }
 
 static void s_print(const s_result_t *r, const s_opts_t *o)
@@ -697,6 +857,18 @@ static void s_print(const s_result_t *r, const s_opts_t *o)
         cnd_jw_arr_end(&w);
         cnd_jw_key(&w, "audit_logs_verified");
         cnd_jw_bool(&w, r->audit_ok);
+        cnd_jw_key(&w, "audit");
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "logs");
+        cnd_jw_int(&w, r->n_logs);
+        cnd_jw_key(&w, "logs_verified");
+        cnd_jw_int(&w, r->logs_ok);
+        cnd_jw_key(&w, "coordinator_entries");
+        cnd_jw_int(&w, (int64_t)r->coord_entries);
+        cnd_jw_key(&w, "report");
+        cnd_jw_str(&w, r->report);
+        cnd_jw_obj_end(&w);
+        s_print_fleet_json(&w, r, o);
         cnd_jw_key(&w, "seconds");
         cnd_jw_obj(&w);
         cnd_jw_key(&w, "teacher");
@@ -705,6 +877,10 @@ static void s_print(const s_result_t *r, const s_opts_t *o)
         cnd_jw_double(&w, r->federation_s);
         cnd_jw_key(&w, "central_reference");
         cnd_jw_double(&w, r->central_s);
+        cnd_jw_key(&w, "fleet");
+        cnd_jw_double(&w, r->fleet_s);
+        cnd_jw_key(&w, "audit");
+        cnd_jw_double(&w, r->audit_s);
         cnd_jw_key(&w, "wall");
         cnd_jw_double(&w, r->wall_s);
         cnd_jw_obj_end(&w);
@@ -743,11 +919,16 @@ static void s_print(const s_result_t *r, const s_opts_t *o)
                s->data_bytes ? 100.0 * (double)s->sent_bytes / (double)s->data_bytes : 0,
                s->reconciled ? "yes" : "NO");
     }
-    printf("  %-44s %s\n", "audit logs (coordinator and sites)",
-           r->audit_ok ? "verified" : "VERIFICATION FAILED");
+    s_print_fleet(r, o);
+    printf("audit (the last step)\n");
+    printf("  %-44s %s: %d of %d, each with its node's key\n", "logs (coordinator and sites)",
+           r->audit_ok ? "verified" : "VERIFICATION FAILED", r->logs_ok, r->n_logs);
+    printf("  %-44s %llu entries\n", "coordinator log", (unsigned long long)r->coord_entries);
+    printf("  %-44s %s\n", "HTML report of the job", r->report[0] ? r->report : "NOT WRITTEN");
     printf("wall time\n");
-    printf("  %-44s %.1f s (teacher %.1f s, federation %.1f s, central reference %.1f s)\n",
-           "total", r->wall_s, r->teacher_s, r->federation_s, r->central_s);
+    printf("  %-44s %.1f s (teacher %.1f s, federation %.1f s, central reference %.1f s, "
+           "fleet %.1f s, audit %.1f s)\n",
+           "total", r->wall_s, r->teacher_s, r->federation_s, r->central_s, r->fleet_s, r->audit_s);
 }
 
 int cnd_cmd_demo(int argc, char **argv)
@@ -771,7 +952,8 @@ int cnd_cmd_demo(int argc, char **argv)
                   1e-3,
                   1.0,
                   0.0,
-                  0};
+                  0,
+                  200};
     int quiet = 0;
     const cnd_opt_t opts[] = {
         {"workdir", CND_OPT_STR, &o.workdir, "DIR",
@@ -803,16 +985,22 @@ int cnd_cmd_demo(int argc, char **argv)
          0.01, 1000},
         {"data", CND_OPT_STR, &o.data_dir, "DIR", "Fashion-MNIST directory (default Debian's)"},
         {"seed", CND_OPT_INT, &o.seed, "S", "seed (default 1)", 0, 1e9},
+        {"devices", CND_OPT_INT, &o.devices, "N",
+         "simulated edge devices the artifact is rolled out to (default 200; 0: no rollout)", 0,
+         5000},
         {"json", CND_OPT_FLAG, &o.json, NULL, "print the result table as JSON"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
         {0}};
     const cnd_cli_t cli = {
-        "condenser demo [--workdir DIR] [--rounds N] [--sites N] [--train-subset N] [--json]",
+        "condenser demo [--workdir DIR] [--rounds N] [--sites N] [--train-subset N] "
+        "[--devices N] [--json]",
         "The main job on one machine: a CNN teacher trained on 10,000 public Fashion-MNIST "
         "images; a coordinator and site agents as separate processes over loopback CurveZMQ, "
         "each site holding a label-skewed share of the remaining images; federated "
         "distillation rounds with secure aggregation (QAT in the last ones); the signed int8 "
-        "artifact; and a table comparing it with the same student distilled centrally.",
+        "artifact, compared with the same student distilled centrally; its rollout to a "
+        "simulated edge fleet in health-gated waves (canary first); and every audit log "
+        "verified, with the job's HTML report written to report.html in the work directory.",
         opts, 0, 0};
     int npos;
     char **pos;
@@ -824,6 +1012,13 @@ int cnd_cmd_demo(int argc, char **argv)
     double t0 = cnd_now();
     s_result_t *res = calloc(1, sizeof *res);
     if (!res) return cnd_errf(CND_ENOMEM, "demo: out of memory");
+    /* before the first goto out, which frees them */
+    cnd_dataset_t *train = NULL, *test = NULL, *pub = NULL, *priv = NULL, *cal = NULL;
+    cnd_model_t *teacher = NULL;
+    uint32_t *perm = NULL, *part = NULL;
+    size_t *counts = NULL;
+    uint8_t *fblob = NULL;
+    size_t flen = 0;
     char work[512];
     if (o.workdir) {
         snprintf(work, sizeof work, "%s", o.workdir);
@@ -840,13 +1035,7 @@ int cnd_cmd_demo(int argc, char **argv)
     }
     snprintf(res->workdir, sizeof res->workdir, "%s", work);
     cnd_set_threads(0);
-    cnd_dataset_t *train = NULL, *test = NULL, *pub = NULL, *priv = NULL;
-    cnd_model_t *teacher = NULL;
-    uint32_t *perm = NULL, *part = NULL;
-    size_t *counts = NULL;
-    uint8_t *fblob = NULL;
-    size_t flen = 0;
-    s_say("[1/6] loading Fashion-MNIST into %s", work);
+    s_say("[1/7] loading Fashion-MNIST into %s", work);
     if ((rc = cnd_data_load_fmnist(&train, o.data_dir, "train")) ||
         (rc = cnd_data_load_fmnist(&test, o.data_dir, "test")))
         goto out;
@@ -879,7 +1068,7 @@ int cnd_cmd_demo(int argc, char **argv)
 
     double tt = cnd_now();
     if (o.teacher) {
-        s_say("[2/6] using the teacher %s", o.teacher);
+        s_say("[2/7] using the teacher %s", o.teacher);
         if ((rc = cnd_model_load(&teacher, o.teacher))) goto out;
         cnd_dataset_t *tn = NULL;
         cnd_eval_t ev;
@@ -889,7 +1078,7 @@ int cnd_cmd_demo(int argc, char **argv)
         if (rc) goto out;
         res->teacher_acc = ev.acc;
     } else {
-        s_say("[2/6] training the teacher (%s) on %zu public images, %ld epochs", S_TEACHER, pub->n,
+        s_say("[2/7] training the teacher (%s) on %zu public images, %ld epochs", S_TEACHER, pub->n,
               o.teacher_epochs);
         if ((rc = s_train_teacher(&teacher, pub, test, &o, &res->teacher_acc))) goto out;
     }
@@ -897,7 +1086,7 @@ int cnd_cmd_demo(int argc, char **argv)
     if ((rc = cnd_model_save(teacher, teacher_path))) goto out;
     s_say("teacher test accuracy %.4f (%.1f s)", res->teacher_acc, res->teacher_s);
 
-    s_say("[3/6] splitting %zu private images among %ld sites (Dirichlet alpha %g)", priv->n,
+    s_say("[3/7] splitting %zu private images among %ld sites (Dirichlet alpha %g)", priv->n,
           o.sites, o.alpha_dir);
     part = malloc(priv->n * sizeof *part);
     counts = calloc((size_t)o.sites, sizeof *counts);
@@ -935,18 +1124,17 @@ int cnd_cmd_demo(int argc, char **argv)
         s_say("%s: %zu images, %d classes present", si->name, si->n, si->classes_present);
     }
 
-    s_say("[4/6] federated distillation: %ld rounds (%ld with QAT), SecAgg+ over %ld sites",
+    s_say("[4/7] federated distillation: %ld rounds (%ld with QAT), SecAgg+ over %ld sites",
           o.rounds, o.qat_rounds, o.sites);
     if ((rc = s_federate(res, &o, work, res->sites, (int)o.sites, teacher_path, pub_images,
                          pub_labels, cap)))
         goto out;
-    if ((rc = s_collect(res, work, res->sites, (int)o.sites, test, &fblob, &flen))) goto out;
+    if ((rc = s_collect(res, work, test, &fblob, &flen))) goto out;
     s_say("federated student: float %.4f, int8 %.4f", res->fed_float_acc, res->fed_int8_acc);
 
-    s_say("[5/6] the reference: the same student distilled centrally on all %zu private images",
+    s_say("[5/7] the reference: the same student distilled centrally on all %zu private images",
           priv->n);
     double tc = cnd_now();
-    cnd_dataset_t *cal = NULL;
     {
         /* the coordinator's calibration samples, read back from its database */
         char db[700];
@@ -959,17 +1147,37 @@ int cnd_cmd_demo(int argc, char **argv)
     }
     rc = s_central(&res->central_acc, &res->central_int8_acc, teacher, priv, test, cal, &o,
                    (uint64_t)o.seed);
-    cnd_data_destroy(&cal);
     if (rc) goto out;
     res->central_s = cnd_now() - tc;
     s_say("central student: float %.4f, int8 %.4f (%.1f s)", res->central_acc,
           res->central_int8_acc, res->central_s);
-    s_say("[6/6] done");
+
+    if (o.devices > 0) {
+        s_say("[6/7] the edge fleet: the signed artifact rolled out to %ld simulated devices",
+              o.devices);
+        double tf = cnd_now();
+        if ((rc = s_fleet(res, &o, work, cal, test))) goto out;
+        res->fleet_s = cnd_now() - tf;
+    } else {
+        s_say("[6/7] the edge fleet: skipped (--devices 0)");
+    }
+
+    s_say("[7/7] the audit: verifying every log, reconciling the sites, writing the report");
+    double ta = cnd_now();
+    if ((rc = s_audit(res, work, res->sites, (int)o.sites))) goto out;
+    res->audit_s = cnd_now() - ta;
+    s_say("report: %s", res->report);
     res->wall_s = cnd_now() - t0;
     s_print(res, &o);
     if (!res->manifest_ok || !res->audit_ok)
         rc = cnd_errf(CND_ECORRUPT, "the artifact's signature or an audit log did not verify");
+    else if (o.devices > 0 &&
+             (strcmp(res->fleet.state, "completed") || res->fleet.on_v2 != (uint32_t)o.devices))
+        rc = cnd_errf(CND_ESTATE, "the rollout ended %s with %u of %ld devices on v2: see %s/fleet",
+                      res->fleet.state, res->fleet.on_v2, o.devices, work);
 out:
+    cnd_data_destroy(&cal);
+    cnd_demo_fleet_result_free(&res->fleet);
     free(fblob);
     free(perm);
     free(part);

@@ -351,43 +351,25 @@ static int s_show(int argc, char **argv)
                "timeout %u s, window %s, chunk %u, wave now %u\n",
                r.select, r.canary, r.rate, r.factor, r.abort_pct, r.abort_min, r.timeout_s,
                r.win_start < 0 ? "always" : "set", r.chunk, r.wave);
-        uint32_t maxw = 0;
-        for (size_t i = 0; i < n; i++)
-            if (dv[i].wave > maxw) maxw = dv[i].wave;
+        cnd_rollout_wave_t *wv = NULL;
+        uint32_t nw = 0;
+        if ((rc = cnd_rollout_waves(&wv, &nw, dv, n))) goto done;
         printf("%-7s %7s %7s %7s %7s %8s %7s %7s %s\n", "wave", "devices", "healthy", "failed",
                "timeout", "deferred", "open", "rolled", "other");
-        for (uint32_t w = 0; w <= maxw && n; w++) {
-            uint32_t c[8] = {0};
-            for (size_t i = 0; i < n; i++) {
-                if (dv[i].wave != w) continue;
-                const char *s = dv[i].state;
-                c[0]++;
-                if (!strcmp(s, "healthy"))
-                    c[1]++;
-                else if (!strcmp(s, "failed") || !strcmp(s, "refused"))
-                    c[2]++;
-                else if (!strcmp(s, "timeout"))
-                    c[3]++;
-                else if (!strcmp(s, "deferred"))
-                    c[4]++;
-                else if (!strcmp(s, "offered") || !strcmp(s, "pending") ||
-                         !strcmp(s, "rollback_sent"))
-                    c[5]++;
-                else if (!strcmp(s, "rolled_back"))
-                    c[6]++;
-                else
-                    c[7]++;
-            }
+        for (uint32_t w = 0; w < nw; w++) {
+            const cnd_rollout_wave_t *x = &wv[w];
             char wn[16];
             snprintf(wn, sizeof wn, w ? "%u" : "canary", w);
-            printf("%-7s %7u %7u %7u %7u %8u %7u %7u %u\n", wn, c[0], c[1], c[2], c[3], c[4], c[5],
-                   c[6], c[7]);
+            printf("%-7s %7u %7u %7u %7u %8u %7u %7u %u\n", wn, x->devices, x->healthy, x->failed,
+                   x->timed_out, x->deferred, x->open, x->rolled_back, x->other);
         }
+        free(wv);
         if (devices)
             for (size_t i = 0; i < n; i++)
                 printf("  %-24s wave %-3u %-20s %s\n", dv[i].device, dv[i].wave, dv[i].state,
                        dv[i].reason);
     }
+done:
     free(dv);
     cnd_rollout_dir_close(&d);
     return rc;

@@ -217,6 +217,25 @@ int cnd_fleet_put_profile(sqlite3 *db, const cnd_fleet_device_t *d)
     return rc;
 }
 
+int cnd_fleet_count(sqlite3 *db, uint64_t *enrolled, uint64_t *profiled)
+{
+    *enrolled = *profiled = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*), coalesce(sum(profile_ms > 0), 0) FROM fleet_device",
+                           -1, &st, NULL))
+        return cnd_errf(CND_EDB, "fleet count: %s", sqlite3_errmsg(db));
+    int rc = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *enrolled = (uint64_t)sqlite3_column_int64(st, 0);
+        *profiled = (uint64_t)sqlite3_column_int64(st, 1);
+    } else {
+        rc = cnd_errf(CND_EDB, "fleet count: %s", sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int cnd_fleet_list(sqlite3 *db, cnd_fleet_device_t **out, size_t *n)
 {
     *out = NULL;

@@ -74,6 +74,10 @@ CND_MUST_USE int cnd_fleet_by_curve(sqlite3 *db, const uint8_t curve_pk[32], cnd
 /* Stores a profile (d->name must be enrolled). */
 CND_MUST_USE int cnd_fleet_put_profile(sqlite3 *db, const cnd_fleet_device_t *d);
 
+/* How many devices are enrolled (revoked ones too) and how many of those sent a profile.
+ * Returns 0 or CND_EDB (also before the tables exist). */
+CND_MUST_USE int cnd_fleet_count(sqlite3 *db, uint64_t *enrolled, uint64_t *profiled);
+
 /* All enrolled devices into a new array (caller frees). */
 CND_MUST_USE int cnd_fleet_list(sqlite3 *db, cnd_fleet_device_t **out, size_t *n);
 

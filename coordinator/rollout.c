@@ -666,6 +666,51 @@ static void s_state_entry(cnd_jw_t *w, const char *rid, const char *state, const
     cnd_jw_obj_end(w);
 }
 
+int cnd_rollout_waves(cnd_rollout_wave_t **out, uint32_t *n_waves, const cnd_rdevice_t *dv,
+                      size_t n)
+{
+    *out = NULL;
+    *n_waves = 0;
+    uint32_t maxw = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* waves are non-empty, so a larger number cannot come from the engine */
+        if (dv[i].wave >= n)
+            return cnd_errf(CND_ECORRUPT, "rollout %lld: device %s in wave %u of %zu devices",
+                            (long long)dv[i].rollout, dv[i].device, dv[i].wave, n);
+        if (dv[i].wave > maxw) maxw = dv[i].wave;
+    }
+    if (!n) return 0;
+    cnd_rollout_wave_t *w = calloc((size_t)maxw + 1, sizeof *w);
+    if (!w) return cnd_errf(CND_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        cnd_rollout_wave_t *x = &w[dv[i].wave];
+        const char *s = dv[i].state;
+        x->devices++;
+        if (!strcmp(s, "healthy"))
+            x->healthy++;
+        else if (!strcmp(s, "failed") || !strcmp(s, "refused"))
+            x->failed++;
+        else if (!strcmp(s, "timeout"))
+            x->timed_out++;
+        else if (!strcmp(s, "deferred"))
+            x->deferred++;
+        else if (!strcmp(s, "offered") || !strcmp(s, "pending") || !strcmp(s, "rollback_sent"))
+            x->open++;
+        else if (!strcmp(s, "rolled_back"))
+            x->rolled_back++;
+        else
+            x->other++;
+        if (dv[i].offered_ms > 0) {
+            if (!x->first_offer_ms || dv[i].offered_ms < x->first_offer_ms)
+                x->first_offer_ms = dv[i].offered_ms;
+            if (dv[i].updated_ms > x->last_update_ms) x->last_update_ms = dv[i].updated_ms;
+        }
+    }
+    *out = w;
+    *n_waves = maxw + 1;
+    return 0;
+}
+
 int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_t id,
                       const char *action, const char *reason)
 {

@@ -108,6 +108,26 @@ CND_MUST_USE int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_i
 CND_MUST_USE int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_t id,
                                    const char *action, const char *reason);
 
+/* Where the devices of each wave of a rollout stand, from its device rows (rollout_store.h). */
+typedef struct {
+    uint32_t devices;        /* rows in the wave */
+    uint32_t healthy;        /* installed, self-tested and reported healthy */
+    uint32_t failed;         /* failed or refused */
+    uint32_t timed_out;      /* no outcome within the device timeout */
+    uint32_t deferred;       /* offline when the wave came */
+    uint32_t open;           /* offered, pending or waiting for a rollback */
+    uint32_t rolled_back;    /* confirmed a rollback */
+    uint32_t other;          /* skipped, current, rollback_failed, ... */
+    int64_t first_offer_ms;  /* earliest offer to a device of the wave, 0 = none yet */
+    int64_t last_update_ms;  /* latest change of an offered device of the wave, 0 = none */
+} cnd_rollout_wave_t;
+
+/* Tallies device rows (any order) by wave: *out receives *n_waves entries, indexed by wave
+ * (0 = canary), highest wave + 1 of them (caller frees; NULL and 0 for no rows). Returns 0,
+ * CND_ECORRUPT for a wave number above the number of rows, or CND_ENOMEM. */
+CND_MUST_USE int cnd_rollout_waves(cnd_rollout_wave_t **out, uint32_t *n_waves,
+                                   const cnd_rdevice_t *dv, size_t n);
+
 /* --- the engine ----------------------------------------------------------------------------- */
 
 typedef struct {

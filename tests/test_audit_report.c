@@ -147,6 +147,10 @@ int main(void)
         CHECK_EQ_INT(count_in(dom, strlen(dom), "<tr class=\"wave\">"), 4);
         CHECK(strstr(dom, "<td>canary</td>") != NULL);
         CHECK(strstr(dom, "Rollout ro-1 of v1-int8") != NULL);
+        /* each wave's time, from the log's own timestamps */
+        CHECK(s && count_in(s, n, "<th>seconds</th>") == 1);
+        CHECK(s && count_in(s, n, "<td>&ndash;</td><td>") == 0);
+        CHECK(strstr(dom, "devices selected by <code>ward=icu</code>") != NULL);
         /* The recipe. */
         s = section(dom, "recipe", "</table>", &n);
         CHECK(count_in(s, n, "distill.alpha") == 1 && count_in(s, n, "fmnist-cnn-int8") == 1);

@@ -129,10 +129,16 @@ static void test_keys(void)
     CHECK(cnd_audit_read_public_key(pk, p) == 0 && !memcmp(pk, coord.pk, 32));
     char b64[64];
     sodium_bin2base64(b64, sizeof b64, coord.pk, 32, sodium_base64_VARIANT_ORIGINAL);
-    char line[80];
+    char line[96];
     snprintf(line, sizeof line, "ed25519:%s\n", b64);
     write_file("b64.pub", line, strlen(line));
     snprintf(p, sizeof p, "%s/b64.pub", g_dir);
+    memset(pk, 0, 32);
+    CHECK(cnd_audit_read_public_key(pk, p) == 0 && !memcmp(pk, coord.pk, 32));
+    /* a node's own identity.pub, as `condenser keygen` and `coordinator init` write it */
+    snprintf(line, sizeof line, "condenser-ed25519 %s\n", hex);
+    write_file("identity.pub", line, strlen(line));
+    snprintf(p, sizeof p, "%s/identity.pub", g_dir);
     memset(pk, 0, 32);
     CHECK(cnd_audit_read_public_key(pk, p) == 0 && !memcmp(pk, coord.pk, 32));
     EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, coord.pk, 32);

@@ -2,7 +2,10 @@
  * test_federation_demo.c: `condenser demo` end to end, small (3,000 training images, 2 rounds,
  * the last with QAT): the separate processes come up and go down, the job completes, the int8
  * artifact is signed and its manifest verifies, every audit log verifies and every site
- * reconciles with the coordinator, and the JSON result carries the table's quantities.
+ * reconciles with the coordinator, and the JSON result carries the table's quantities. Then the
+ * edge fleet (--devices 20): the rollout of the artifact completes through the canary and the
+ * waves, the per-wave counts add up to the fleet, every device is healthy and runs v2; and the
+ * audit after it: all four logs verified, report.html written with the rollout and its waves.
  * Skipped (passes) when Fashion-MNIST is not installed.
  */
 #include "check.h"
@@ -28,6 +31,27 @@ static int s_count(const char *s, const char *needle)
     return n;
 }
 
+/* The fleet's waves from the JSON: sums of devices, healthy, failed and timed out; returns how
+ * many waves there are (-1 when the array is missing). */
+static int s_waves(const char *json, double *dev, double *ok, double *bad, double *first)
+{
+    *dev = *ok = *bad = *first = 0;
+    const char *p = strstr(json, "\"waves\":[");
+    if (!p) return -1;
+    const char *end = strchr(p, ']');
+    int n = 0;
+    for (const char *w = strstr(p, "{\"wave\":"); w && end && w < end;
+         w = strstr(w + 1, "{\"wave\":")) {
+        double d = s_num(w, "devices");
+        if (n == 0) *first = d;
+        *dev += d;
+        *ok += s_num(w, "healthy");
+        *bad += s_num(w, "failed") + s_num(w, "timed_out") + s_num(w, "other");
+        n++;
+    }
+    return n;
+}
+
 int main(void)
 {
     if (!cnd_file_exists(CND_FMNIST_DIR "/train-images-idx3-ubyte.gz")) {
@@ -48,10 +72,10 @@ int main(void)
         if (fo < 0 || fe < 0) _exit(126);
         dup2(fo, 1);
         dup2(fe, 2);
-        const char *argv[] = {fx_bin(),           "demo", "--workdir",    work,
-                              "--train-subset",   "3000", "--public",     "1000",
-                              "--rounds",         "2",    "--qat-rounds", "1",
-                              "--teacher-epochs", "1",    "--json",       NULL};
+        const char *argv[] = {
+            fx_bin(),           "demo", "--workdir", work, "--train-subset", "3000",
+            "--public",         "1000", "--rounds",  "2",  "--qat-rounds",   "1",
+            "--teacher-epochs", "1",    "--devices", "20", "--json",         NULL};
         execv(fx_bin(), (char **)argv);
         _exit(127);
     }
@@ -84,7 +108,50 @@ int main(void)
         size_t ln = 0;
         CHECK(cnd_file_read(log, 1 << 20, &l, &ln) == 0);
         CHECK(l && ln > 0 && memmem(l, ln, "round 2/2", 9) != NULL);
+        CHECK(l && memmem(l, ln, "rollout 1 canary: 1 devices, 1 healthy", 38) != NULL);
         free(l);
+        /* the fleet: 20 devices on v1 (the model after round 1), all moved to v2 in waves */
+        const char *fleet_j = strstr(json, "\"fleet\":{");
+        CHECK(fleet_j != NULL);
+        if (fleet_j) {
+            CHECK(strstr(fleet_j, "\"state\":\"completed\"") != NULL);
+            CHECK(s_num(fleet_j, "devices") == 20);
+            CHECK(s_num(fleet_j, "v1_model_version") == 1);
+            CHECK(s_num(fleet_j, "targeted") == 20);
+            CHECK(s_num(fleet_j, "running_v2") == 20);
+            CHECK(s_num(fleet_j, "running_v1") == 0);
+            double v1 = s_num(fleet_j, "v1_int8_accuracy");
+            CHECK(v1 > 0.1 && v1 < 1);
+            double dev, ok, bad, first;
+            int nw = s_waves(fleet_j, &dev, &ok, &bad, &first);
+            /* canary 1 (5% of 20), then 2, 4, 8 and the 5 left */
+            CHECK(nw == 5);
+            CHECK(first == 1);
+            CHECK(dev == 20 && ok == 20 && bad == 0);
+        }
+        /* the audit, after the rollout */
+        const char *a = strstr(json, "\"audit\":{");
+        CHECK(a != NULL);
+        if (a) {
+            CHECK(s_num(a, "logs") == 4 && s_num(a, "logs_verified") == 4);
+            CHECK(s_num(a, "coordinator_entries") > 100);
+        }
+        char rp[700];
+        fx_path(rp, sizeof rp, work, "report.html");
+        CHECK(strstr(json, rp) != NULL); /* the path the table names */
+        uint8_t *h = NULL;
+        size_t hn = 0;
+        CHECK(cnd_file_read(rp, 8 << 20, &h, &hn) == 0);
+        if (h) {
+            const char *html = (const char *)h;
+            CHECK(strstr(html, "<section id=\"verification\" class=\"passed\"") != NULL);
+            CHECK(strstr(html, "id=\"rollouts\"") != NULL);
+            CHECK(strstr(html, "Rollout 1 of fmnist-demo@2") != NULL);
+            CHECK(s_count(html, "<tr class=\"wave\">") == 5);
+            CHECK(strstr(html, "rollout <b>completed</b>") != NULL);
+            CHECK(strstr(html, "No rollout of this job") == NULL);
+        }
+        free(h);
     }
     free(json);
     char p[700];

@@ -2,7 +2,8 @@
  * test_rollout_plan.c: rollout creation without sockets: selection by labels, the best fitting
  * variant per device (class, flash next to the running model, RAM, latency budget), canary and
  * exponential wave sizes, devices already current or unfit, operator state changes and their
- * refusals, and the audit entries (rollout.create, artifact.sign, rollout.state).
+ * refusals, and the audit entries (rollout.create, artifact.sign, rollout.state); the per-wave
+ * tally (cnd_rollout_waves) that `rollout show` and `condenser demo` print; fleet counts.
  */
 #include "check.h"
 #include "digest.h"
@@ -77,8 +78,51 @@ static int s_count_action(cnd_rollout_dir_t *d, const char *action)
     return n;
 }
 
+/* cnd_rollout_waves against counts made by hand: rows out of order, every state class. */
+static void s_test_waves(void)
+{
+    static const struct {
+        uint32_t wave;
+        const char *state;
+        int64_t offered, updated;
+    } rows[] = {{2, "healthy", 300, 390},  {0, "healthy", 100, 150},   {1, "failed", 200, 260},
+                {2, "refused", 310, 320},  {1, "timeout", 210, 900},   {2, "deferred", 0, 330},
+                {2, "offered", 305, 305},  {1, "rolled_back", 205, 950}, {2, "skipped", 0, 10},
+                {2, "rollback_sent", 340, 400}};
+    size_t n = sizeof rows / sizeof rows[0];
+    cnd_rdevice_t dv[10];
+    memset(dv, 0, sizeof dv);
+    for (size_t i = 0; i < n; i++) {
+        dv[i].wave = rows[i].wave;
+        snprintf(dv[i].state, sizeof dv[i].state, "%s", rows[i].state);
+        snprintf(dv[i].device, sizeof dv[i].device, "d%zu", i);
+        dv[i].offered_ms = rows[i].offered;
+        dv[i].updated_ms = rows[i].updated;
+    }
+    cnd_rollout_wave_t *w = NULL;
+    uint32_t nw = 0;
+    CHECK(cnd_rollout_waves(&w, &nw, dv, n) == 0);
+    CHECK(nw == 3);
+    if (w && nw == 3) {
+        CHECK(w[0].devices == 1 && w[0].healthy == 1 && w[0].first_offer_ms == 100 &&
+              w[0].last_update_ms == 150);
+        CHECK(w[1].devices == 3 && w[1].failed == 1 && w[1].timed_out == 1 &&
+              w[1].rolled_back == 1 && w[1].healthy == 0);
+        CHECK(w[1].first_offer_ms == 200 && w[1].last_update_ms == 950);
+        CHECK(w[2].devices == 6 && w[2].healthy == 1 && w[2].failed == 1 && w[2].deferred == 1 &&
+              w[2].open == 2 && w[2].other == 1);
+        /* rows never offered (deferred, skipped) do not count for the wave's time */
+        CHECK(w[2].first_offer_ms == 300 && w[2].last_update_ms == 400);
+    }
+    free(w);
+    CHECK(cnd_rollout_waves(&w, &nw, dv, 0) == 0 && w == NULL && nw == 0);
+    dv[3].wave = 10; /* more waves than devices: not from the engine */
+    CHECK(cnd_rollout_waves(&w, &nw, dv, n) == CND_ECORRUPT && w == NULL);
+}
+
 int main(void)
 {
+    s_test_waves();
     char dir[256];
     snprintf(dir, sizeof dir, "/tmp/cnd_test_rollout_plan_%d", (int)getpid());
     CHECK(cnd_rollout_dir_init(dir) == 0);
@@ -197,6 +241,19 @@ int main(void)
     bad = p;
     bad.select = "site";
     CHECK(cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &bad, &s2) == CND_EINVAL);
+    {
+        /* cnd_fleet_count: the 27 devices of s_device sent a profile, "hosted" (ensure) and a
+         * newly enrolled one have not */
+        uint64_t en = 0, pr = 0, en2 = 0, pr2 = 0;
+        CHECK(cnd_fleet_count(d.db, &en, &pr) == 0);
+        CHECK(en == 28 && pr == 27);
+        cnd_identity_t *nid = NULL;
+        CHECK(cnd_identity_generate(&nid) == 0);
+        CHECK(cnd_fleet_enroll(d.db, "no-profile-yet", cnd_identity_pk(nid)) == 0);
+        cnd_identity_destroy(&nid);
+        CHECK(cnd_fleet_count(d.db, &en2, &pr2) == 0);
+        CHECK(en2 == en + 1 && pr2 == pr);
+    }
     cnd_rollout_dir_close(&d);
     free(v1);
     free(v2);
