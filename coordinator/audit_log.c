@@ -966,6 +966,40 @@ int cnd_audit_log_message(cnd_audit_t *log, char dir, const char *actor, const c
     return rc;
 }
 
+int cnd_audit_log_enroll(cnd_audit_t *log, const char *actor, const char *fpr, const char *name,
+                         const char *role, const uint8_t pk[32], const uint8_t *cert_der,
+                         size_t cert_len)
+{
+    char hex[65];
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", pk[i]);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "name");
+    cnd_jw_str(&w, name);
+    cnd_jw_key(&w, "role");
+    cnd_jw_str(&w, role);
+    cnd_jw_key(&w, "public_key");
+    cnd_jw_str(&w, hex);
+    cnd_jw_obj_end(&w);
+    const char *details = cnd_jw_text(&w);
+    if (!details) {
+        cnd_jw_free(&w);
+        return CND_ENOMEM;
+    }
+    cnd_audit_digest_t d = {"certificate", {0}};
+    if (cert_der) cnd_sha256(d.sha256, cert_der, cert_len);
+    cnd_audit_rec_t rec = {.actor = actor,
+                           .action = CND_AUDIT_ENROLL,
+                           .subject = fpr,
+                           .details = details,
+                           .digests = cert_der ? &d : NULL,
+                           .n_digests = cert_der ? 1 : 0};
+    int rc = cnd_audit_append(log, &rec, NULL);
+    cnd_jw_free(&w);
+    return rc;
+}
+
 int cnd_audit_read_public_key(uint8_t pk[CND_AUDIT_PK_BYTES], const char *spec)
 {
     if (strlen(spec) == 64 && cnd_unhex(pk, 32, spec) == 0) return 0;

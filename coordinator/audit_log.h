@@ -138,6 +138,13 @@ sqlite3 *cnd_audit_db(cnd_audit_t *log);
  * actor, subject and peer fields. */
 void cnd_audit_fingerprint(char out[CND_AUDIT_FPR_HEX], const uint8_t pk[CND_AUDIT_PK_BYTES]);
 
+/* Convenience: appends the `enroll` entry for a node admitted under Ed25519 key `pk` (subject:
+ * its fingerprint `fpr`; details: name, role, public key in hex; with a certificate, the
+ * SHA-256 of its DER bytes as the "certificate" digest). Every enrollment path uses it. */
+CND_MUST_USE int cnd_audit_log_enroll(cnd_audit_t *log, const char *actor, const char *fpr,
+                                      const char *name, const char *role, const uint8_t pk[32],
+                                      const uint8_t *cert_der, size_t cert_len);
+
 /* Convenience: appends an `egress` (dir = 'E', the node sent it) or `ingress` (dir = 'I', it
  * received it) entry for one message, computing its size and SHA-256 from the exact bytes, so
  * that both ends log messages the same way and `condenser audit reconcile` can match them.

@@ -87,20 +87,8 @@ static int s_init(int argc, char **argv)
     if ((rc = cnd_coord_open(&c, dir, 1))) goto done;
     char hex[65];
     cnd_hex(hex, cnd_identity_pk(c.id), 32);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "name");
-    cnd_jw_str(&w, name);
-    cnd_jw_key(&w, "role");
-    cnd_jw_str(&w, "coordinator");
-    cnd_jw_key(&w, "public_key");
-    cnd_jw_str(&w, hex);
-    cnd_jw_obj_end(&w);
-    cnd_audit_rec_t a = {
-        .actor = c.fpr, .action = CND_AUDIT_ENROLL, .subject = c.fpr, .details = cnd_jw_text(&w)};
-    rc = cnd_audit_append(c.audit, &a, NULL);
-    cnd_jw_free(&w);
+    rc = cnd_audit_log_enroll(c.audit, c.fpr, c.fpr, name, "coordinator", cnd_identity_pk(c.id),
+                              NULL, 0);
     if (!rc) rc = cnd_coord_admin_log(&c, "coordinator.init", argc, argv, c.fpr, "", "ok");
     if (!rc) rc = cnd_audit_checkpoint(c.audit, "init", NULL);
     if (!rc) {

@@ -125,26 +125,7 @@ static int s_enroll(int argc, char **argv)
     char fpr[65];
     cnd_pubkey_fingerprint(fpr, pk);
     if (!(rc = s_begin(&d))) {
-        rc = cnd_fleet_enroll(d.db, pos[0], pk);
-        if (!rc) {
-            char hex[65];
-            cnd_jw_t w;
-            cnd_jw_init(&w);
-            cnd_jw_obj(&w);
-            cnd_jw_key(&w, "name");
-            cnd_jw_str(&w, pos[0]);
-            cnd_jw_key(&w, "role");
-            cnd_jw_str(&w, "device");
-            cnd_jw_key(&w, "public_key");
-            cnd_jw_str(&w, cnd_hex(hex, pk, 32));
-            cnd_jw_obj_end(&w);
-            cnd_audit_rec_t r = {.actor = d.fpr,
-                                 .action = CND_AUDIT_ENROLL,
-                                 .subject = fpr,
-                                 .details = cnd_jw_text(&w)};
-            rc = cnd_audit_append(d.audit, &r, NULL);
-            cnd_jw_free(&w);
-        }
+        rc = cnd_fleet_enroll_logged(d.db, d.audit, d.fpr, pos[0], pk);
         rc = s_finish(&d, rc, "enroll", argc, argv, fpr);
     }
     if (!rc) printf("device %s enrolled (fingerprint %s)\n", pos[0], fpr);

@@ -70,33 +70,11 @@ static int s_enroll(int argc, char **argv)
             return rc;
         }
     }
-    char fpr[65], hex[65];
+    char fpr[65];
     cnd_pubkey_fingerprint(fpr, pk);
-    cnd_hex(hex, pk, 32);
     if (!(rc = cnd_cstore_begin(c.store))) {
         rc = cnd_cstore_enroll(c.store, pos[0], role, pk, der, der_len);
-        if (!rc) {
-            cnd_jw_t w;
-            cnd_jw_init(&w);
-            cnd_jw_obj(&w);
-            cnd_jw_key(&w, "name");
-            cnd_jw_str(&w, pos[0]);
-            cnd_jw_key(&w, "role");
-            cnd_jw_str(&w, role);
-            cnd_jw_key(&w, "public_key");
-            cnd_jw_str(&w, hex);
-            cnd_jw_obj_end(&w);
-            cnd_audit_digest_t dg = {"certificate", {0}};
-            if (der) cnd_sha256(dg.sha256, der, der_len);
-            cnd_audit_rec_t r = {.actor = c.fpr,
-                                 .action = CND_AUDIT_ENROLL,
-                                 .subject = fpr,
-                                 .details = cnd_jw_text(&w),
-                                 .digests = der ? &dg : NULL,
-                                 .n_digests = der ? 1 : 0};
-            rc = cnd_audit_append(c.audit, &r, NULL);
-            cnd_jw_free(&w);
-        }
+        if (!rc) rc = cnd_audit_log_enroll(c.audit, c.fpr, fpr, pos[0], role, pk, der, der_len);
         if (!rc) rc = cnd_coord_admin_log(&c, "site.enroll", argc, argv, fpr, "", "ok");
         if (!rc)
             rc = cnd_cstore_commit(c.store);

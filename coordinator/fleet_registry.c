@@ -2,6 +2,7 @@
  * fleet_registry.c: the device register and label selection (see fleet_registry.h).
  */
 #include "fleet_registry.h"
+#include "audit_log.h"
 #include "clock.h"
 #include "digest.h"
 #include "identity.h"
@@ -80,6 +81,16 @@ int cnd_fleet_enroll(sqlite3 *db, const char *name, const uint8_t ed_pk[32])
                  : cnd_errf(CND_EDB, "fleet enroll: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     return rc;
+}
+
+int cnd_fleet_enroll_logged(sqlite3 *db, cnd_audit_t *audit, const char *actor, const char *name,
+                            const uint8_t ed_pk[32])
+{
+    int rc = cnd_fleet_enroll(db, name, ed_pk);
+    if (rc || !audit) return rc;
+    char fpr[65];
+    cnd_pubkey_fingerprint(fpr, ed_pk);
+    return cnd_audit_log_enroll(audit, actor, fpr, name, "device", ed_pk, NULL, 0);
 }
 
 int cnd_fleet_ensure(sqlite3 *db, const char *name, const uint8_t ed_pk[32])

@@ -58,6 +58,12 @@ CND_MUST_USE int cnd_fleet_init(sqlite3 *db);
 /* Enrolls a device (its key is admitted from now on). CND_EEXIST when the name or key is
  * enrolled, CND_EINVAL for a bad name or key, CND_EDB. */
 CND_MUST_USE int cnd_fleet_enroll(sqlite3 *db, const char *name, const uint8_t ed_pk[32]);
+/* cnd_fleet_enroll, then (when audit is not NULL) the log's "enroll" entry for the device
+ * (coordinator/audit_actions.h), written by `actor` (a fingerprint) in the caller's transaction
+ * on the database the log shares. Every path that admits a device goes through here. */
+typedef struct cnd_audit cnd_audit_t;
+CND_MUST_USE int cnd_fleet_enroll_logged(sqlite3 *db, cnd_audit_t *audit, const char *actor,
+                                         const char *name, const uint8_t ed_pk[32]);
 /* For a host that keeps its own enrollment table (the coordinator daemon's identities): makes
  * sure `name` with this key has a fleet_device row, so its profiles can be stored. Returns 0,
  * CND_EEXIST when the name is registered with another key (or the key under another name),

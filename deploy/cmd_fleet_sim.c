@@ -13,12 +13,15 @@
 #include "fleet_sim.h"
 #include "identity.h"
 #include "progress.h"
+#include "rollout_serve.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t s_stop;
 static void s_on_signal(int sig)
@@ -169,31 +172,33 @@ int cnd_cmd_fleet_sim(int argc, char **argv)
     cnd_fleet_sim_t *s = NULL;
     s_watch_t w;
     memset(&w, 0, sizeof w);
+    cnd_rollout_dir_t cd;
+    memset(&cd, 0, sizeof cd);
     rc = cnd_fleet_sim_new(&s, &o);
     free(art);
     free(man);
     if (rc) return rc;
     double t_build = cnd_now() - t0;
     if (cdir) {
+        /* The coordinator's directory: its database and its key, so that each enrollment is
+         * also an "enroll" entry of its audit log, as with `condenser rollout enroll`. */
         char path[600];
         snprintf(path, sizeof path, "%s/coordinator.db", cdir);
-        sqlite3 *db = NULL;
-        if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-            rc = cnd_errf(CND_EDB, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
-            sqlite3_close(db);
+        if (access(path, R_OK | W_OK) != 0) {
+            rc = cnd_errf(CND_EIO, "--coordinator-dir %s: no coordinator database there (%s)", cdir,
+                          strerror(errno));
             goto out;
         }
-        sqlite3_busy_timeout(db, 30000);
-        rc = cnd_fleet_sim_enroll(s, db);
-        if (!rc) {
+        if ((rc = cnd_rollout_dir_open(&cd, cdir, 1))) goto out;
+        if (!(rc = cnd_fleet_sim_enroll(s, cd.db, cd.audit, cd.fpr))) {
             sqlite3_stmt *st;
-            if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM rollout", -1, &st, NULL) ==
-                SQLITE_OK) {
+            if (sqlite3_prepare_v2(cd.db, "SELECT coalesce(max(id), 0) FROM rollout", -1, &st,
+                                   NULL) == SQLITE_OK) {
                 if (sqlite3_step(st) == SQLITE_ROW) w.after = sqlite3_column_int64(st, 0);
                 sqlite3_finalize(st);
             }
         }
-        w.db = db;
+        w.db = cd.db;
         if (rc) goto out;
     }
     if (!quiet)
@@ -270,7 +275,7 @@ int cnd_cmd_fleet_sim(int argc, char **argv)
                states[4], states[5], states[7], states[6], states[0]);
     }
 out:
-    if (w.db) sqlite3_close(w.db);
+    cnd_rollout_dir_close(&cd);
     cnd_fleet_sim_destroy(&s);
     return rc;
 }

@@ -328,7 +328,7 @@ void cnd_fleet_sim_destroy(cnd_fleet_sim_t **ps)
     *ps = NULL;
 }
 
-int cnd_fleet_sim_enroll(cnd_fleet_sim_t *s, sqlite3 *db)
+int cnd_fleet_sim_enroll(cnd_fleet_sim_t *s, sqlite3 *db, cnd_audit_t *audit, const char *actor)
 {
     int rc = cnd_fleet_init(db);
     if (rc) return rc;
@@ -337,7 +337,7 @@ int cnd_fleet_sim_enroll(cnd_fleet_sim_t *s, sqlite3 *db)
     for (uint32_t k = 0; k < s->n && !rc; k++) {
         cnd_fleet_device_t fd;
         if (cnd_fleet_get(db, s->dev[k].name, &fd) == 0) continue;
-        rc = cnd_fleet_enroll(db, s->dev[k].name, s->dev[k].ed_pk);
+        rc = cnd_fleet_enroll_logged(db, audit, actor, s->dev[k].name, s->dev[k].ed_pk);
     }
     if (rc) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -60,8 +60,12 @@ CND_MUST_USE int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_op
 void cnd_fleet_sim_destroy(cnd_fleet_sim_t **s);
 
 /* Enrolls this process's devices into a coordinator database (fleet_device rows) in one
- * transaction; devices enrolled already are skipped. */
-CND_MUST_USE int cnd_fleet_sim_enroll(cnd_fleet_sim_t *s, sqlite3 *db);
+ * transaction, as `condenser rollout enroll` does; devices enrolled already are skipped. With
+ * an audit log on that database (not NULL), each enrollment is also its "enroll" entry,
+ * written by `actor` (the coordinator's fingerprint). */
+typedef struct cnd_audit cnd_audit_t;
+CND_MUST_USE int cnd_fleet_sim_enroll(cnd_fleet_sim_t *s, sqlite3 *db, cnd_audit_t *audit,
+                                      const char *actor);
 
 /* Runs the event loop until *stop, max_seconds, or done(ctx, s) returns nonzero (checked about
  * five times a second). */

@@ -13,6 +13,7 @@
 #include "fileio.h"
 #include "test_federation_fixture.h"
 
+#include <sqlite3.h>
 #include <string.h>
 
 static double s_num(const char *json, const char *key)
@@ -22,6 +23,26 @@ static double s_num(const char *json, const char *key)
     const char *p = strstr(json, pat);
     CHECK(p != NULL);
     return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
+/* Entries of the coordinator's audit log with this action whose entry text contains `like`. */
+static int s_entries(const char *db_path, const char *action, const char *like)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM audit_entry WHERE action = ?1 AND"
+                           " instr(entry, ?2) > 0",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, like, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
 }
 
 static int s_count(const char *s, const char *needle)
@@ -136,6 +157,11 @@ int main(void)
             CHECK(s_num(a, "logs") == 4 && s_num(a, "logs_verified") == 4);
             CHECK(s_num(a, "coordinator_entries") > 100);
         }
+        /* every device the rollout reached was enrolled on the record, as every site was */
+        char cdb[700];
+        fx_path(cdb, sizeof cdb, work, "coordinator/coordinator.db");
+        CHECK_EQ_INT(s_entries(cdb, "enroll", "\"role\":\"device\""), 20);
+        CHECK_EQ_INT(s_entries(cdb, "rollout.device", "\"outcome\":\"healthy\""), 20);
         char rp[700];
         fx_path(rp, sizeof rp, work, "report.html");
         CHECK(strstr(json, rp) != NULL); /* the path the table names */

@@ -218,7 +218,7 @@ static void s_scenario(const char *name, double fail_rate, const cnd_rollout_par
     snprintf(path, sizeof path, "%s/coordinator.db", s_dir);
     CHECK(sqlite3_open(path, &w.db) == 0);
     sqlite3_busy_timeout(w.db, 10000);
-    CHECK(cnd_fleet_sim_enroll(sim, w.db) == 0);
+    CHECK(cnd_fleet_sim_enroll(sim, w.db, NULL, NULL) == 0);
     w.p = p;
     w.deadline = cnd_now() + 200;
     w.stop_after_wave = stop_after_wave;
