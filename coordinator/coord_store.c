@@ -290,6 +290,50 @@ int cnd_cstore_meta_set(cnd_cstore_t *s, const char *key, const char *val)
     return rc;
 }
 
+/* --- listing ------------------------------------------------------------------------------ */
+
+/* Frees the n records of a list made by s_list and the list itself; sets *n to 0. */
+static void s_list_free(void *list, size_t *n, size_t size, void (*fr)(void *rec))
+{
+    for (size_t i = 0; i < *n; i++) fr((char *)list + i * size);
+    free(list);
+    *n = 0;
+}
+
+/* Reads every row of a prepared statement into a growing array of records of `size` bytes:
+ * row() fills one record (it starts by zeroing it, so a record it fails on can be freed), fr()
+ * frees one. On error every record is freed and the list is left empty. Finalizes st. */
+typedef int (*s_row_fn)(cnd_cstore_t *s, sqlite3_stmt *st, void *rec);
+static int s_list(cnd_cstore_t *s, sqlite3_stmt *st, size_t size, s_row_fn row,
+                  void (*fr)(void *rec), void **list, size_t *n, const char *what)
+{
+    *list = NULL;
+    *n = 0;
+    size_t cap = 0;
+    int rc = 0, step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            void *g = realloc(*list, cap * size);
+            if (!g) {
+                rc = cnd_errf(CND_ENOMEM, "%s: out of memory", what);
+                break;
+            }
+            *list = g;
+        }
+        rc = row(s, st, (char *)*list + *n * size);
+        (*n)++;
+        if (rc) break;
+    }
+    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, what);
+    sqlite3_finalize(st);
+    if (rc) {
+        s_list_free(*list, n, size, fr);
+        *list = NULL;
+    }
+    return rc;
+}
+
 /* --- identities ----------------------------------------------------------------------------- */
 
 void cnd_ident_rec_free(cnd_ident_rec_t *r)
@@ -450,6 +494,15 @@ int cnd_cstore_ident_by_curve(cnd_cstore_t *s, const uint8_t curve_pk[32], cnd_i
     return s_ident_one(s, st, r, "with this key");
 }
 
+static int s_ident_row_v(cnd_cstore_t *s, sqlite3_stmt *st, void *r)
+{
+    return s_ident_row(s, st, r);
+}
+static void s_ident_free_v(void *r)
+{
+    cnd_ident_rec_free(r);
+}
+
 int cnd_cstore_idents(cnd_cstore_t *s, cnd_ident_rec_t **list, size_t *n)
 {
     *list = NULL;
@@ -457,30 +510,8 @@ int cnd_cstore_idents(cnd_cstore_t *s, cnd_ident_rec_t **list, size_t *n)
     sqlite3_stmt *st;
     int rc = s_prep(s, &st, "SELECT " S_IDENT_COLS " FROM identity ORDER BY id");
     if (rc) return rc;
-    size_t cap = 0;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            cnd_ident_rec_t *g = realloc(*list, cap * sizeof *g);
-            if (!g) {
-                rc = cnd_errf(CND_ENOMEM, "listing identities: out of memory");
-                break;
-            }
-            *list = g;
-        }
-        if ((rc = s_ident_row(s, st, &(*list)[*n]))) break;
-        (*n)++;
-    }
-    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "listing identities");
-    sqlite3_finalize(st);
-    if (rc) {
-        for (size_t i = 0; i < *n; i++) cnd_ident_rec_free(&(*list)[i]);
-        free(*list);
-        *list = NULL;
-        *n = 0;
-    }
-    return rc;
+    return s_list(s, st, sizeof **list, s_ident_row_v, s_ident_free_v, (void **)list, n,
+                  "listing identities");
 }
 
 /* --- jobs ----------------------------------------------------------------------------------- */
@@ -583,6 +614,15 @@ int cnd_cstore_job_get(cnd_cstore_t *s, int64_t id, cnd_job_rec_t *r)
     return rc;
 }
 
+static int s_job_row_v(cnd_cstore_t *s, sqlite3_stmt *st, void *r)
+{
+    return s_job_row(s, st, r);
+}
+static void s_job_free_v(void *r)
+{
+    cnd_job_rec_free(r);
+}
+
 int cnd_cstore_jobs(cnd_cstore_t *s, cnd_job_rec_t **list, size_t *n)
 {
     *list = NULL;
@@ -590,31 +630,8 @@ int cnd_cstore_jobs(cnd_cstore_t *s, cnd_job_rec_t **list, size_t *n)
     sqlite3_stmt *st;
     int rc = s_prep(s, &st, "SELECT " S_JOB_COLS " FROM job ORDER BY id DESC");
     if (rc) return rc;
-    size_t cap = 0;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            cnd_job_rec_t *g = realloc(*list, cap * sizeof *g);
-            if (!g) {
-                rc = cnd_errf(CND_ENOMEM, "listing jobs: out of memory");
-                break;
-            }
-            *list = g;
-        }
-        rc = s_job_row(s, st, &(*list)[*n]);
-        (*n)++;
-        if (rc) break;
-    }
-    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "listing jobs");
-    sqlite3_finalize(st);
-    if (rc) {
-        for (size_t i = 0; i < *n; i++) cnd_job_rec_free(&(*list)[i]);
-        free(*list);
-        *list = NULL;
-        *n = 0;
-    }
-    return rc;
+    return s_list(s, st, sizeof **list, s_job_row_v, s_job_free_v, (void **)list, n,
+                  "listing jobs");
 }
 
 int cnd_cstore_job_next(cnd_cstore_t *s, int64_t *id)
@@ -870,6 +887,15 @@ int cnd_cstore_model_get(cnd_cstore_t *s, int64_t job, int64_t version, const ch
     return s_model_one(s, st, r, blob, len, what);
 }
 
+static int s_model_row_v(cnd_cstore_t *s, sqlite3_stmt *st, void *r)
+{
+    return s_model_row(s, st, r, NULL, NULL);
+}
+static void s_model_free_v(void *r)
+{
+    cnd_model_rec_free(r);
+}
+
 int cnd_cstore_models(cnd_cstore_t *s, int64_t job, cnd_model_rec_t **list, size_t *n)
 {
     *list = NULL;
@@ -879,31 +905,8 @@ int cnd_cstore_models(cnd_cstore_t *s, int64_t job, cnd_model_rec_t **list, size
                     "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 ORDER BY version, format");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
-    size_t cap = 0;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            cnd_model_rec_t *g = realloc(*list, cap * sizeof *g);
-            if (!g) {
-                rc = cnd_errf(CND_ENOMEM, "listing models: out of memory");
-                break;
-            }
-            *list = g;
-        }
-        rc = s_model_row(s, st, &(*list)[*n], NULL, NULL);
-        (*n)++;
-        if (rc) break;
-    }
-    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "listing models");
-    sqlite3_finalize(st);
-    if (rc) {
-        for (size_t i = 0; i < *n; i++) cnd_model_rec_free(&(*list)[i]);
-        free(*list);
-        *list = NULL;
-        *n = 0;
-    }
-    return rc;
+    return s_list(s, st, sizeof **list, s_model_row_v, s_model_free_v, (void **)list, n,
+                  "listing models");
 }
 
 /* --- rounds --------------------------------------------------------------------------------- */
@@ -1106,6 +1109,15 @@ int cnd_cstore_round_open(cnd_cstore_t *s, int64_t job, cnd_round_rec_t *r)
     return rc;
 }
 
+static int s_round_row_v(cnd_cstore_t *s, sqlite3_stmt *st, void *r)
+{
+    return s_round_row(s, st, r);
+}
+static void s_round_free_v(void *r)
+{
+    cnd_round_rec_free(r);
+}
+
 int cnd_cstore_rounds(cnd_cstore_t *s, int64_t job, cnd_round_rec_t **list, size_t *n)
 {
     *list = NULL;
@@ -1115,30 +1127,12 @@ int cnd_cstore_rounds(cnd_cstore_t *s, int64_t job, cnd_round_rec_t **list, size
         s_prep(s, &st, "SELECT " S_ROUND_COLS " FROM round WHERE job = ?1 ORDER BY round, attempt");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
-    size_t cap = 0;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            cnd_round_rec_t *g = realloc(*list, cap * sizeof *g);
-            if (!g) {
-                rc = cnd_errf(CND_ENOMEM, "listing rounds: out of memory");
-                break;
-            }
-            *list = g;
-        }
-        rc = s_round_row(s, st, &(*list)[*n]);
-        (*n)++;
-        if (rc) break;
-    }
-    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "listing rounds");
-    sqlite3_finalize(st);
+    rc = s_list(s, st, sizeof **list, s_round_row_v, s_round_free_v, (void **)list, n,
+                "listing rounds");
     for (size_t i = 0; i < *n && !rc; i++) rc = s_round_sites(s, &(*list)[i]);
     if (rc) {
-        for (size_t i = 0; i < *n; i++) cnd_round_rec_free(&(*list)[i]);
-        free(*list);
+        s_list_free(*list, n, sizeof **list, s_round_free_v);
         *list = NULL;
-        *n = 0;
     }
     return rc;
 }
