@@ -60,6 +60,7 @@
 #include "train.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -931,6 +932,28 @@ static void s_print(const s_result_t *r, const s_opts_t *o)
            "total", r->wall_s, r->teacher_s, r->federation_s, r->central_s, r->fleet_s, r->audit_s);
 }
 
+/* 0 when dir does not exist or is empty; CND_EEXIST naming it when it holds anything. */
+static int s_check_empty_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return 0;
+        return cnd_errf(CND_EIO, "--workdir %s: %s", dir, strerror(errno));
+    }
+    const struct dirent *e;
+    int empty = 1;
+    while (empty && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = 0;
+    closedir(d);
+    if (!empty)
+        return cnd_errf(CND_EEXIST,
+                        "--workdir %s is not empty: the demo creates fresh keys, a CA and "
+                        "databases there; give a new or empty directory (an earlier run's files "
+                        "are left as they are)",
+                        dir);
+    return 0;
+}
+
 int cnd_cmd_demo(int argc, char **argv)
 {
     s_opts_t o = {NULL,
@@ -957,7 +980,7 @@ int cnd_cmd_demo(int argc, char **argv)
     int quiet = 0;
     const cnd_opt_t opts[] = {
         {"workdir", CND_OPT_STR, &o.workdir, "DIR",
-         "keep everything here (default: a new directory under ./demo-work)"},
+         "keep everything here; a new or empty directory (default: a new one under ./demo-work)"},
         {"rounds", CND_OPT_INT, &o.rounds, "N", "federated rounds (default 12)", 1, 1000},
         {"sites", CND_OPT_INT, &o.sites, "N", "site agents (default 3)", 2, S_MAX_SITES},
         {"train-subset", CND_OPT_INT, &o.subset, "N",
@@ -1022,6 +1045,8 @@ int cnd_cmd_demo(int argc, char **argv)
     char work[512];
     if (o.workdir) {
         snprintf(work, sizeof work, "%s", o.workdir);
+        /* Fresh keys, CA and databases every run: never on top of an earlier run's. */
+        if ((rc = s_check_empty_dir(work))) goto out;
     } else {
         char t[32];
         time_t now = time(NULL);

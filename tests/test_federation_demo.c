@@ -185,6 +185,23 @@ int main(void)
     CHECK(cnd_file_exists(p));
     fx_path(p, sizeof p, work, "student-int8.cndq.manifest");
     CHECK(cnd_file_exists(p));
+    /* The same work directory again: refused at once, naming it, and the first run's files
+     * (its CA, keys and databases) untouched. */
+    {
+        char rlog[700];
+        fx_path(rlog, sizeof rlog, f.root, "demo-again.log");
+        const char *again[] = {"demo", "--workdir", work, "--quiet", NULL};
+        double t0 = fx_now();
+        CHECK_EQ_INT(fx_run(rlog, again), 1);
+        CHECK(fx_now() - t0 < 20);
+        uint8_t *l = NULL;
+        size_t ln = 0;
+        CHECK_EQ_INT(cnd_file_read(rlog, 1 << 20, &l, &ln), 0);
+        CHECK(l && strstr((char *)l, "is not empty") && strstr((char *)l, work));
+        free(l);
+        fx_path(p, sizeof p, work, "student-int8.cndq");
+        CHECK(cnd_file_exists(p));
+    }
     fx_fed_cleanup(&f);
     return check_result("test_federation_demo");
 }
