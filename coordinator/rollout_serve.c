@@ -42,6 +42,8 @@ static int s_open_db(sqlite3 **db, const char *path, int flags)
     return 0;
 }
 
+static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int create);
+
 int cnd_rollout_dir_init(const char *dir)
 {
     int rc = cnd_mkdir_p(dir, 0700);
@@ -56,17 +58,29 @@ int cnd_rollout_dir_init(const char *dir)
         if (rc) return rc;
     }
     cnd_rollout_dir_t d;
-    if ((rc = cnd_rollout_dir_open(&d, dir, 1))) return rc;
+    if ((rc = s_dir_open(&d, dir, 1, 1))) return rc;
     cnd_rollout_dir_close(&d);
     return 0;
 }
 
 int cnd_rollout_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key)
 {
+    return s_dir_open(d, dir, with_key, 0);
+}
+
+/* Opens DIR's database, creating it only when `create` (rollout init): every other command on a
+ * directory without one fails and leaves the directory as it was. */
+static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int create)
+{
     memset(d, 0, sizeof *d);
     char path[600];
     snprintf(path, sizeof path, "%s/coordinator.db", dir);
-    int rc = s_open_db(&d->db, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (!create && !cnd_file_exists(path))
+        return cnd_errf(CND_ENOTFOUND,
+                        "%s: no coordinator database in %s (run `condenser rollout init --dir %s` "
+                        "or `condenser coordinator init`)",
+                        path, dir, dir);
+    int rc = s_open_db(&d->db, path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0));
     if (!rc) rc = cnd_fleet_init(d->db);
     if (!rc) rc = cnd_rstore_init(d->db);
     if (!rc && with_key) {

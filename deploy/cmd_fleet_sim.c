@@ -15,13 +15,11 @@
 #include "progress.h"
 #include "rollout_serve.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 static volatile sig_atomic_t s_stop;
 static void s_on_signal(int sig)
@@ -182,13 +180,6 @@ int cnd_cmd_fleet_sim(int argc, char **argv)
     if (cdir) {
         /* The coordinator's directory: its database and its key, so that each enrollment is
          * also an "enroll" entry of its audit log, as with `condenser rollout enroll`. */
-        char path[600];
-        snprintf(path, sizeof path, "%s/coordinator.db", cdir);
-        if (access(path, R_OK | W_OK) != 0) {
-            rc = cnd_errf(CND_EIO, "--coordinator-dir %s: no coordinator database there (%s)", cdir,
-                          strerror(errno));
-            goto out;
-        }
         if ((rc = cnd_rollout_dir_open(&cd, cdir, 1))) goto out;
         if (!(rc = cnd_fleet_sim_enroll(s, cd.db, cd.audit, cd.fpr))) {
             sqlite3_stmt *st;

@@ -27,6 +27,11 @@ wait_for() { # wait_for SECONDS CMD...: until CMD succeeds
 d1=$(sha256sum "$w/v1.cndq" | cut -d' ' -f1)
 d2=$(sha256sum "$w/v2.cndq" | cut -d' ' -f1)
 c="$w/coord"
+# A rollout command on a directory that holds no coordinator fails, says so, and creates nothing.
+mkdir "$w/none"
+if "$bin" rollout list --dir "$w/none" > "$w/none.log" 2>&1; then fail "rollout list on an empty directory succeeded"; fi
+grep -q "no coordinator database" "$w/none.log" || fail "unclear error: $(cat "$w/none.log")"
+[ -z "$(ls -A "$w/none")" ] || fail "rollout list created $(ls "$w/none") in an empty directory"
 "$bin" rollout init --dir "$c" > /dev/null
 "$bin" rollout publish "$w/v1.cndq" --dir "$c" --model fm --version 1 --manifest-out "$w/v1.man" > /dev/null
 "$bin" rollout publish "$w/v2.cndq" --dir "$c" --model fm --version 2 > /dev/null
