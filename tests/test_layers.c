@@ -198,15 +198,18 @@ static void test_conv_reference(void)
     cnd_rng_t rng;
     cnd_rng_seed(&rng, 11);
     int configs[][6] = {/* C, H, W, OC, K, stride, pad packed below */
-                        {3, 8, 7, 5, 3, 1}, {2, 9, 9, 4, 3, 2}, {1, 28, 28, 8, 5, 1}};
-    int pads[] = {1, 0, 2};
-    for (int t = 0; t < 3; t++) {
+                        {3, 8, 7, 5, 3, 1}, {2, 9, 9, 4, 3, 2}, {1, 28, 28, 8, 5, 1},
+                        {1, 28, 28, 32, 3, 1}, {1, 7, 5, 3, 7, 1}};
+    int pads[] = {1, 0, 2, 1, 3};
+    int relu[] = {0, 0, 0, 1, 0}; /* single-channel same convs take the direct path */
+    for (int t = 0; t < 5; t++) {
         int C = configs[t][0], H = configs[t][1], W = configs[t][2], OC = configs[t][3];
         int K = configs[t][4], S = configs[t][5], P = pads[t], B = 3;
         cnd_layer_t proto;
         memset(&proto, 0, sizeof proto);
         proto.type = CND_L_CONV2D;
         SET_CONV(proto, OC, K, S, P);
+        proto.fuse_relu = relu[t];
         harness h;
         CHECK(h_init(&h, proto, (cnd_shape_t){C, H, W}, B, &rng) == 0);
         int OH = h.l.out.h, OW = h.l.out.w;
@@ -229,6 +232,7 @@ static void test_conv_reference(void)
                                     acc += (double)h.w[((oc * C + c) * K + i) * K + j] *
                                            x[((size_t)(b * C + c) * H + ih) * W + iw];
                                 }
+                        if (relu[t] && acc < 0) acc = 0;
                         /* conv2d's output is CBHW (layer.h) */
                         double got = out[(((size_t)oc * B + b) * OH + oh) * OW + ow];
                         if (fabs(got - acc) > max_err) max_err = fabs(got - acc);
