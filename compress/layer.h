@@ -20,6 +20,10 @@
  *
  * Fusion: a relu right after conv2d or dense is fused into it (`fuse_relu`); the relu layer
  * then has `alias` set, owns no buffer and shares its input's (already rectified) activation.
+ * In a training pass without hooks, a 2x2 maxpool after a conv2d (and its relu) is computed
+ * inside the convolution too (`fuse_pool`, `pool_fused`): the full-size convolution output,
+ * the largest activation of a CNN, then never leaves the cache; that pass leaves the conv's
+ * own activation unwritten (cnd_model_act_nchw refuses it).
  * A flatten of an NCHW input is also an alias: the bytes do not change. Alias layers are never
  * run; their output pointer is their input pointer (for layer 0, the caller's input).
  *
@@ -76,6 +80,8 @@ typedef struct cnd_layer {
     cnd_shape_t in, out;   /* per-sample input and output shapes */
     int in_cbhw;           /* 1 if the input activation is stored CBHW, 0 if NCHW */
     int fuse_relu;         /* conv2d/dense: apply relu to the output (the next layer aliases) */
+    int fuse_pool;         /* conv2d: index of a following 2x2 maxpool it computes in training */
+    int pool_fused;        /* maxpool: computed by the conv2d before it in training */
     int alias;             /* fused relu or identity flatten: no computation, no buffer */
     size_t param_off;      /* first parameter in the model's params/grads buffers */
     size_t n_params;       /* trainable parameter count (weights then bias) */
@@ -85,7 +91,7 @@ typedef struct cnd_layer {
     /* Per-layer saved tensors for the backward pass, sized for the model's batch capacity. */
     float *saved;          /* conv: im2col columns (CKK x B*P); bn: xhat (B x C x H x W) */
     float *saved2;         /* bn: per-channel inverse std for the last batch (C) */
-    int32_t *argmax;       /* maxpool: flat input index of each output's maximum */
+    int32_t *argmax;       /* maxpool: where each maximum came from (layer_pool.c) */
 } cnd_layer_t;
 
 /* What the model needs from the layer for a given batch capacity. */
@@ -118,6 +124,25 @@ static inline size_t cnd_layer_plane(const cnd_layer_t *l, int c, int b, int B)
     size_t hw = (size_t)l->in.h * (size_t)l->in.w;
     return (l->in_cbhw ? (size_t)c * (size_t)B + (size_t)b : (size_t)b * (size_t)l->in.c + (size_t)c) * hw;
 }
+
+/* 2x2 max pooling with stride 2, one row of windows (layer_pool.c), shared with conv2d's
+ * fused path. Forward: dst[ow] is the max of r0[2ow], r0[2ow+1], r1[2ow], r1[2ow+1], and
+ * code[ow] the position (0..3, in that order) of the first input equal to it. Backward: each
+ * window's gradient g[ow] goes to its coded input of rows d0/d1, zeros to the other three
+ * (every input is written); with `gate` non-NULL, only where gate[ow] > 0 (a relu before the
+ * pool, judged by the pooled output). */
+void cnd_maxpool2_row(float *dst, uint8_t *code, const float *r0, const float *r1, int OW);
+void cnd_maxpool2_row_back(float *d0, float *d1, const float *g, const float *gate,
+                           const uint8_t *code, int OW);
+
+/* conv2d [relu] maxpool(2) in one pass over cache-sized groups, for training (model.c): the
+ * convolution's output never goes to memory, only the pooled output `pout` (the maxpool
+ * layer's activation) and its window codes. The backward pass takes the pooled gradient. */
+void cnd_conv2d_forward_pool(cnd_layer_t *l, float *pout, uint8_t *codes, const float *in,
+                             const float *w, float *work, int B);
+void cnd_conv2d_backward_pool(cnd_layer_t *l, float *din, float *dw, const float *dpool,
+                              const float *in, const float *pout, const uint8_t *codes,
+                              const float *w, float *work, int B);
 
 /* The ops table for a layer type. */
 const cnd_layer_ops_t *cnd_layer_ops(cnd_layer_type_t t);

@@ -46,13 +46,15 @@ static void s_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng)
     memset(w + l->n_weights, 0, (size_t)l->p.conv.oc * sizeof(float));
 }
 
-/* Bytes of column matrix a group may take: about half of a core's L2 cache. */
+/* Bytes a group's columns and its output (or output gradient) may take together: about half
+ * of a core's L2 cache. */
 #define GROUP_BYTES (512u * 1024u)
 
 /* Samples per cache-resident group (>= 1). */
 static int s_group(const cnd_layer_t *l)
 {
-    size_t per = (size_t)l->in.c * l->p.conv.k * l->p.conv.k * l->out.h * l->out.w * 4;
+    size_t rows = (size_t)l->in.c * l->p.conv.k * l->p.conv.k + (size_t)l->p.conv.oc;
+    size_t per = rows * l->out.h * l->out.w * 4;
     size_t g = GROUP_BYTES / (per ? per : 1);
     return g < 1 ? 1 : (int)g;
 }
@@ -212,6 +214,7 @@ typedef struct {
     cnd_layer_t *l;
     float *din, *dw, *out, *work;
     const float *in, *dout, *w;
+    uint8_t *codes; /* fused pooling: window codes of `out`, the pooled output */
     int B;
 } s_job;
 
@@ -307,6 +310,17 @@ static void s_backward_task(void *ctx, int task, int ntasks)
     }
 }
 
+/* Adds the per-task partial gradients (in task order: deterministic, pool.h) into dw. */
+static void s_sum_parts(const cnd_layer_t *l, float *dw, const float *work)
+{
+    size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k, OC = (size_t)l->p.conv.oc;
+    size_t GP = (size_t)s_group(l) * l->out.h * l->out.w;
+    for (int t = 0; t < cnd_pool_threads(); t++) {
+        const float *part = work + (size_t)t * s_task_floats(l) + CKK * GP + (CKK > OC ? CKK : OC) * GP;
+        for (size_t i = 0; i < l->n_params; i++) dw[i] += part[i];
+    }
+}
+
 static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout, const float *in,
                        const float *out, const float *w, float *work, int B)
 {
@@ -315,12 +329,7 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
     s_job j = {.l = l, .din = din, .out = (float *)out, .work = work, .in = in, .dout = dout,
                .w = w, .B = B};
     cnd_pool_run(s_backward_task, &j, T);
-    size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k, OC = (size_t)l->p.conv.oc;
-    size_t GP = (size_t)s_group(l) * l->out.h * l->out.w;
-    for (int t = 0; t < T; t++) {
-        const float *part = work + (size_t)t * s_task_floats(l) + CKK * GP + (CKK > OC ? CKK : OC) * GP;
-        for (size_t i = 0; i < l->n_params; i++) dw[i] += part[i];
-    }
+    s_sum_parts(l, dw, work);
 }
 
 static uint64_t s_macs(const cnd_layer_t *l)
@@ -331,6 +340,123 @@ static uint64_t s_macs(const cnd_layer_t *l)
 static cnd_layer_mem_t s_mem(const cnd_layer_t *l, int B)
 {
     return (cnd_layer_mem_t){.work = (size_t)cnd_pool_threads() * s_task_floats(l)};
+}
+
+/* The pooled outputs of samples [g0, g1) from their convolution output y (OC rows of
+ * (g1-g0)*P, leading dimension ld), bias and relu applied first, as the unfused layers do. */
+static void s_pool_group(const s_job *j, float *y, size_t ld, long g0, long g1)
+{
+    const cnd_layer_t *l = j->l;
+    int OC = l->p.conv.oc, OH = l->out.h, OW = l->out.w, POW = OW / 2;
+    size_t P = (size_t)OH * OW, PP = (size_t)(OH / 2) * POW;
+    const float *bias = j->w + l->n_weights;
+    for (int oc = 0; oc < OC; oc++) {
+        float *d = y + (size_t)oc * ld, bv = bias[oc];
+        size_t n = (size_t)(g1 - g0) * P;
+        if (l->fuse_relu)
+            for (size_t p = 0; p < n; p++) {
+                float v = d[p] + bv;
+                d[p] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (size_t p = 0; p < n; p++) d[p] += bv;
+        for (long b = g0; b < g1; b++) {
+            const float *plane = d + (size_t)(b - g0) * P;
+            size_t at = ((size_t)oc * (size_t)j->B + (size_t)b) * PP; /* CBHW */
+            for (int ph = 0; ph < OH / 2; ph++) {
+                const float *r0 = plane + (size_t)(2 * ph) * OW;
+                cnd_maxpool2_row(j->out + at + (size_t)ph * POW, j->codes + at + (size_t)ph * POW,
+                                 r0, r0 + OW, POW);
+            }
+        }
+    }
+}
+
+static void s_forward_pool_task(void *ctx, int task, int ntasks)
+{
+    const s_job *j = ctx;
+    cnd_layer_t *l = j->l;
+    int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k, G = s_group(l);
+    size_t P = (size_t)l->out.h * l->out.w, GP = (size_t)G * P;
+    float *col = j->work + (size_t)task * s_task_floats(l);
+    float *y = col + (size_t)CKK * GP;
+    long b0, b1;
+    cnd_pool_range(j->B, ntasks, task, &b0, &b1);
+    for (long g0 = b0; g0 < b1; g0 += G) {
+        long g1 = g0 + G < b1 ? g0 + G : b1;
+        size_t nc = (size_t)(g1 - g0) * P;
+        s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)nc, CKK, 1.0f, j->w, CKK,
+                    col, (int)nc, 0.0f, y, (int)nc);
+        s_pool_group(j, y, nc, g0, g1);
+    }
+}
+
+void cnd_conv2d_forward_pool(cnd_layer_t *l, float *pout, uint8_t *codes, const float *in,
+                             const float *w, float *work, int B)
+{
+    // pout is (OC,B,OH/2,OW/2), codes the same count, in is (B,C,H,W) or (C,B,H,W)
+    s_job j = {.l = l, .out = pout, .codes = codes, .in = in, .w = w, .work = work, .B = B};
+    cnd_pool_run(s_forward_pool_task, &j, cnd_pool_threads());
+}
+
+static void s_backward_pool_task(void *ctx, int task, int ntasks)
+{
+    const s_job *j = ctx;
+    cnd_layer_t *l = j->l;
+    int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k, G = s_group(l);
+    int OH = l->out.h, OW = l->out.w, POW = OW / 2;
+    size_t P = (size_t)OH * OW, PP = (size_t)(OH / 2) * POW, GP = (size_t)G * P;
+    float *col = j->work + (size_t)task * s_task_floats(l);
+    float *dy = col + (size_t)CKK * GP;
+    float *part = dy + (size_t)(CKK > OC ? CKK : OC) * GP;
+    float *dbias = part + l->n_weights;
+    size_t HW = (size_t)l->in.h * l->in.w;
+    long b0, b1;
+    cnd_pool_range(j->B, ntasks, task, &b0, &b1);
+    memset(part, 0, l->n_params * sizeof(float));
+    if (j->din)
+        for (int c = 0; c < l->in.c; c++)
+            for (long b = b0; b < b1; b++)
+                memset(j->din + cnd_layer_plane(l, c, (int)b, j->B), 0, HW * sizeof(float));
+    for (long g0 = b0; g0 < b1; g0 += G) {
+        long g1 = g0 + G < b1 ? g0 + G : b1;
+        size_t nc = (size_t)(g1 - g0) * P;
+        /* dY of the group: each pooled gradient at its window's maximum, where the relu let
+         * the maximum through (the pooled output is the rectified maximum). */
+        for (int oc = 0; oc < OC; oc++) {
+            float *d = dy + (size_t)oc * nc;
+            for (long b = g0; b < g1; b++) {
+                size_t at = ((size_t)oc * (size_t)j->B + (size_t)b) * PP;
+                for (int ph = 0; ph < OH / 2; ph++) {
+                    float *r0 = d + (size_t)(b - g0) * P + (size_t)(2 * ph) * OW;
+                    cnd_maxpool2_row_back(r0, r0 + OW, j->dout + at + (size_t)ph * POW,
+                                          l->fuse_relu ? j->out + at + (size_t)ph * POW : NULL,
+                                          j->codes + at + (size_t)ph * POW, POW);
+                }
+            }
+            dbias[oc] += cnd_vsum(d, nc);
+        }
+        s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy, (int)nc,
+                    col, (int)nc, 1.0f, part, CKK);
+        if (j->din) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w,
+                        CKK, dy, (int)nc, 0.0f, col, (int)nc);
+            s_col2im(j->din, col, nc, l, j->B, (int)g0, (int)g1);
+        }
+    }
+}
+
+void cnd_conv2d_backward_pool(cnd_layer_t *l, float *din, float *dw, const float *dpool,
+                              const float *in, const float *pout, const uint8_t *codes,
+                              const float *w, float *work, int B)
+{
+    // din as in s_backward; dpool, pout and codes are (OC,B,OH/2,OW/2)
+    s_job j = {.l = l, .din = din, .out = (float *)pout, .codes = (uint8_t *)codes, .work = work,
+               .in = in, .dout = dpool, .w = w, .B = B};
+    cnd_pool_run(s_backward_pool_task, &j, cnd_pool_threads());
+    s_sum_parts(l, dw, work);
 }
 
 const cnd_layer_ops_t cnd_layer_conv2d_ops = {"conv2d", s_shape, s_init, s_forward, s_backward,

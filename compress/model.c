@@ -158,6 +158,15 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
             l->fuse_relu = 1;
             m->layers[i + 1].alias = 1;
         }
+        /* conv2d [relu] maxpool(2) over an even output: the pool runs inside the conv in
+         * training (layer.h) */
+        int p = i + 1 + l->fuse_relu;
+        if (l->type == CND_L_CONV2D && p < n && m->layers[p].type == CND_L_MAXPOOL &&
+            m->layers[p].p.pool.k == 2 && m->layers[p].p.pool.stride == 2 &&
+            l->out.h % 2 == 0 && l->out.w % 2 == 0) {
+            l->fuse_pool = p;
+            m->layers[p].pool_fused = 1;
+        }
     }
     m->first_param_layer = n;
     for (int i = n - 1; i >= 0; i--)
@@ -272,6 +281,9 @@ int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const fl
     const cnd_model_hooks_t *h = m->hooks;
     if (h && h->input) x = h->input(h->ctx, x, B);
     const float *in = x;
+    /* Fused conv+pool passes write only the pool's output; not with hooks, which see (and may
+     * rewrite) every layer's activation. */
+    int fuse = train && !h && !m->no_fuse;
     for (int i = 0; i < m->n_layers; i++) {
         cnd_layer_t *l = &m->layers[i];
         double t0 = m->prof ? s_prof_clock(m) : 0.0;
@@ -279,6 +291,11 @@ int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const fl
         if (h && h->weights && l->n_weights && !l->alias) w = h->weights(h->ctx, i, w);
         if (l->alias) /* shares its input's bytes; never written through */
             m->acts[i] = (float *)in;
+        else if (fuse && l->pool_fused)
+            ; /* computed with the conv before it */
+        else if (fuse && l->fuse_pool)
+            cnd_conv2d_forward_pool(l, m->acts[l->fuse_pool],
+                                    (uint8_t *)m->layers[l->fuse_pool].argmax, in, w, m->work, B);
         else
             cnd_layer_ops(l->type)->forward(l, m->acts[i], in, w, m->state + l->state_off,
                                             m->work, B, train);
@@ -287,6 +304,7 @@ int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const fl
         if (m->prof) m->prof[2 * i] += s_prof_clock(m) - t0;
         in = m->acts[i];
     }
+    m->last_fused = fuse;
     m->last_in = train ? x : NULL;
     m->last_B = train ? B : 0;
     *logits = m->acts[m->n_layers - 1];
@@ -307,6 +325,7 @@ void cnd_model_backward(cnd_model_t *m, const float *dlogits)
         /* before skipping an alias: a fused relu's fake-quantization mask applies here */
         if (h && h->act_backward) h->act_backward(h->ctx, i, (float *)(uintptr_t)dout, B);
         if (l->alias) continue; /* identity, or a relu whose mask layer i-1 applies */
+        if (m->last_fused && l->pool_fused) continue; /* its conv takes the pooled gradient */
         const float *in = i ? m->acts[i - 1] : m->last_in;
         /* The input gradient is only needed if a layer before this one has parameters. */
         float *din = i > m->first_param_layer ? (dout == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0])
@@ -314,8 +333,14 @@ void cnd_model_backward(cnd_model_t *m, const float *dlogits)
         const float *w = m->params + l->param_off;
         if (h && h->weights && l->n_weights) w = h->weights(h->ctx, i, w);
         double t0 = m->prof ? s_prof_clock(m) : 0.0;
-        cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in, m->acts[i], w,
-                                         m->work, B);
+        if (m->last_fused && l->fuse_pool)
+            cnd_conv2d_backward_pool(l, din, m->grads + l->param_off, dout, in,
+                                     m->acts[l->fuse_pool],
+                                     (const uint8_t *)m->layers[l->fuse_pool].argmax, w, m->work,
+                                     B);
+        else
+            cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in,
+                                             m->acts[i], w, m->work, B);
         if (m->prof) m->prof[2 * i + 1] += s_prof_clock(m) - t0;
         dout = din;
     }
@@ -380,6 +405,10 @@ int cnd_model_act_nchw(const cnd_model_t *m, int i, int B, float *dst)
     if (i < 0 || i >= m->n_layers || B > m->cap_B || !m->acts)
         return cnd_errf(CND_EINVAL, "no activation %d for batch %d", i, B);
     const cnd_layer_t *l = &m->layers[i];
+    int conv = l->type == CND_L_RELU && i > 0 ? i - 1 : i; /* a fused relu's bytes are its conv's */
+    if (m->last_fused && m->layers[conv].fuse_pool)
+        return cnd_errf(CND_EINVAL, "activation %d was not kept by the last (fused) training "
+                        "pass; run an inference pass to read it", i);
     cnd_shape_t o = l->out;
     size_t hw = (size_t)o.h * o.w;
     /* The output layout is the next layer's input layout; the last layer's is NCHW. */
@@ -415,6 +444,6 @@ void cnd_model_profile_print(const cnd_model_t *m)
         cnd_layer_spec(&m->layers[i], tok, sizeof tok);
         fprintf(stderr, "  %2d %-24s %8.3f %8.3f  %5.1f%%%s\n", i, tok, m->prof[2 * i],
                 m->prof[2 * i + 1], tot > 0 ? 100.0 * (m->prof[2 * i] + m->prof[2 * i + 1]) / tot : 0,
-                m->layers[i].alias ? "  (fused)" : "");
+                m->layers[i].alias || m->layers[i].pool_fused ? "  (fused)" : "");
     }
 }

@@ -68,6 +68,8 @@ typedef struct cnd_model {
     double *prof;            /* NULL, or 2 x n_layers seconds spent in forward / backward */
     int prof_cpu;            /* prof counts process CPU time instead of wall time */
     const cnd_model_hooks_t *hooks; /* fake-quantization callbacks, or NULL (see above) */
+    int no_fuse;             /* 1: run conv2d and a following maxpool separately (layer.h) */
+    int last_fused;          /* the last forward ran fused conv+pool passes */
 } cnd_model_t;
 
 /* Builds a model from `spec` for inputs of shape `in`, initialises weights from `seed`

@@ -9,6 +9,7 @@
 #include "layer.h"
 #include "loss.h"
 #include "model.h"
+#include "pool.h"
 #include "rng.h"
 
 #include <stdlib.h>
@@ -324,6 +325,98 @@ static void model_gradient(const char *arch, int max_bad)
     cnd_model_destroy(&m);
 }
 
+/* 2x2 max pooling over planes wide enough for the vector path and its tail (11 windows a
+ * row), from values with many ties, against the naive definition: the output is the window's
+ * maximum, and its gradient goes to the first input equal to it in row-major order, zeros
+ * elsewhere. */
+static void test_maxpool_wide(void)
+{
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, 3);
+    cnd_layer_t proto = {.type = CND_L_MAXPOOL, .in_cbhw = 1};
+    proto.p.pool.k = 2;
+    proto.p.pool.stride = 2;
+    harness h;
+    cnd_shape_t in = {3, 4, 22};
+    int B = 2;
+    if (h_init(&h, proto, in, B, &rng)) {
+        CHECK(!"layer shape failed");
+        return;
+    }
+    size_t nin = (size_t)B * cnd_shape_size(in), nout = (size_t)B * cnd_shape_size(h.l.out);
+    float x[2 * 3 * 4 * 22], out[2 * 3 * 2 * 11], g[2 * 3 * 2 * 11], din[2 * 3 * 4 * 22];
+    for (size_t i = 0; i < nin; i++) x[i] = (float)cnd_rng_below(&rng, 3) - 1.0f;
+    for (size_t i = 0; i < nout; i++) g[i] = (float)i + 1.0f;
+    h.ops->forward(&h.l, out, x, h.w, h.state, h.work, B, 1);
+    h.ops->backward(&h.l, din, NULL, g, x, out, h.w, h.work, B);
+    int bad = 0;
+    for (size_t pl = 0; pl < (size_t)B * in.c; pl++)
+        for (int oh = 0; oh < 2; oh++)
+            for (int ow = 0; ow < 11; ow++) {
+                size_t o = pl * 22 + (size_t)oh * 11 + ow, at[4];
+                for (int k = 0; k < 4; k++)
+                    at[k] = pl * 88 + (size_t)(2 * oh + k / 2) * 22 + (size_t)(2 * ow + k % 2);
+                float m = x[at[0]];
+                for (int k = 1; k < 4; k++) m = x[at[k]] > m ? x[at[k]] : m;
+                int first = 0;
+                while (x[at[first]] != m) first++;
+                bad += out[o] != m;
+                for (int k = 0; k < 4; k++) bad += din[at[k]] != (k == first ? g[o] : 0.0f);
+            }
+    CHECK_EQ_INT(bad, 0);
+    h_free(&h);
+}
+
+/* A conv2d [relu] maxpool(2) pass fused for training gives the same bits as the layers run
+ * one by one: logits, every parameter gradient and, through the second conv, the pooled
+ * input gradient. Planes wide enough for the vector path and its scalar tail (pooled widths
+ * 18 and 9), ties (repeated inputs; a relu's zeros), with and without a relu, 2 threads. */
+static void test_fused_pool(void)
+{
+    const char *arch = "conv2d(5,3,pad=1) relu maxpool(2) conv2d(6,3,pad=1) maxpool(2) flatten "
+                       "dense(4)";
+    cnd_shape_t in = {2, 20, 36};
+    int B = 5;
+    size_t d = cnd_shape_size(in);
+    float *x = malloc((size_t)B * d * sizeof(float));
+    uint8_t y[5] = {0, 1, 2, 3, 1};
+    float dl[5 * 4], *g[2] = {NULL, NULL}, lgs[2][5 * 4];
+    CHECK(x != NULL);
+    if (!x) return;
+    for (size_t i = 0; i < (size_t)B * d; i++) x[i] = (float)((i * 7919) % 11) - 5.0f;
+    CHECK(cnd_pool_set_threads(2) == 0);
+    for (int v = 0; v < 2; v++) {
+        cnd_model_t *m = NULL;
+        CHECK(cnd_model_new(&m, arch, in, 3) == 0);
+        if (!m) break;
+        CHECK(m->layers[0].fuse_pool == 2 && m->layers[3].fuse_pool == 4);
+        m->no_fuse = v;
+        const float *lg;
+        CHECK(cnd_model_forward(m, x, B, 1, &lg) == 0);
+        CHECK_EQ_INT(m->last_fused, !v);
+        memcpy(lgs[v], lg, sizeof lgs[v]);
+        cnd_loss_xent(dl, lg, y, B, 4, NULL);
+        cnd_model_zero_grad(m);
+        cnd_model_backward(m, dl);
+        g[v] = malloc(m->num_params * sizeof(float));
+        if (g[v]) memcpy(g[v], m->grads, m->num_params * sizeof(float));
+        if (v == 1 && g[0] && g[1]) {
+            CHECK(memcmp(lgs[0], lgs[1], sizeof lgs[0]) == 0);
+            size_t diff = 0;
+            for (size_t i = 0; i < m->num_params; i++) diff += g[0][i] != g[1][i];
+            CHECK_EQ_INT((int)diff, 0);
+            double norm = 0;
+            for (size_t i = 0; i < m->num_params; i++) norm += fabs(g[1][i]);
+            CHECK(norm > 1e-3); /* the comparison saw real gradients */
+        }
+        cnd_model_destroy(&m);
+    }
+    CHECK(cnd_pool_set_threads(1) == 0);
+    free(g[0]);
+    free(g[1]);
+    free(x);
+}
+
 static void test_model_gradient(void)
 {
     /* Smooth path through every layout change: must match everywhere. */
@@ -346,9 +439,15 @@ static void test_model_gradient(void)
     float x[4 * 128];
     for (int i = 0; i < B * 128; i++) x[i] = (float)(i % 13) - 6.0f;
     const float *lg;
-    CHECK(cnd_model_forward(m, x, B, 1, &lg) == 0);
-    /* The NCHW view of a CBHW activation puts sample 1's first channel after sample 0's. */
     float nchw[4 * 3 * 8 * 8];
+    /* A training pass computes conv 0's pooling inside it and keeps no conv output. */
+    CHECK(m->layers[0].fuse_pool == 2 && m->layers[2].pool_fused && !m->layers[3].fuse_pool);
+    CHECK(cnd_model_forward(m, x, B, 1, &lg) == 0);
+    CHECK(cnd_model_act_nchw(m, 0, B, nchw) == CND_EINVAL);
+    CHECK(cnd_model_act_nchw(m, 1, B, nchw) == CND_EINVAL);
+    CHECK(cnd_model_act_nchw(m, 2, B, nchw) == 0);
+    /* The NCHW view of a CBHW activation puts sample 1's first channel after sample 0's. */
+    CHECK(cnd_model_forward(m, x, B, 0, &lg) == 0);
     CHECK(cnd_model_act_nchw(m, 0, B, nchw) == 0);
     CHECK(nchw[3 * 64] == m->acts[0][1 * 64]); /* (b=1,c=0) in NCHW vs CBHW */
     CHECK(nchw[64] == m->acts[0][B * 64]);     /* (b=0,c=1) */
@@ -362,6 +461,8 @@ static void test_model_gradient(void)
 int main(void)
 {
     test_model_gradient();
+    test_maxpool_wide();
+    test_fused_pool();
     test_gradients();
     test_conv_reference();
     test_xent();
