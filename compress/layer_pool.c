@@ -59,7 +59,10 @@ void cnd_maxpool2_row(float *dst, uint8_t *code, const float *r0, const float *r
     int ow = 0;
 #if defined(__SSE2__)
     const __m128i k1 = _mm_set1_epi32(1), k2 = _mm_set1_epi32(2), k3 = _mm_set1_epi32(3);
-    for (; ow + 4 <= OW; ow += 4) {
+    /* The last step overlaps the one before when OW is not a multiple of 4: windows are
+     * recomputed with the same result, so no scalar tail is needed once OW >= 4. */
+    for (int next = 0; OW >= 4 && next < OW; next = ow + 4) {
+        ow = next + 4 <= OW ? next : OW - 4;
         __m128 x0 = _mm_loadu_ps(r0 + 2 * ow), x1 = _mm_loadu_ps(r0 + 2 * ow + 4);
         __m128 y0 = _mm_loadu_ps(r1 + 2 * ow), y1 = _mm_loadu_ps(r1 + 2 * ow + 4);
         __m128 a = _mm_shuffle_ps(x0, x1, _MM_SHUFFLE(2, 0, 2, 0));
@@ -80,6 +83,7 @@ void cnd_maxpool2_row(float *dst, uint8_t *code, const float *r0, const float *r
         int32_t four = _mm_cvtsi128_si32(k);
         memcpy(code + ow, &four, 4);
     }
+    if (OW >= 4) return;
 #endif
     for (; ow < OW; ow++) {
         float best = r0[2 * ow];
@@ -99,7 +103,8 @@ void cnd_maxpool2_row_back(float *d0, float *d1, const float *g, const float *ga
 #if defined(__SSE2__)
     const __m128i zero = _mm_setzero_si128();
     const __m128i k1 = _mm_set1_epi32(1), k2 = _mm_set1_epi32(2), k3 = _mm_set1_epi32(3);
-    for (; ow + 4 <= OW; ow += 4) {
+    for (int next = 0; OW >= 4 && next < OW; next = ow + 4) { /* overlapping, as above */
+        ow = next + 4 <= OW ? next : OW - 4;
         int32_t four;
         memcpy(&four, code + ow, 4);
         __m128i k = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(four), zero), zero);
@@ -114,6 +119,7 @@ void cnd_maxpool2_row_back(float *d0, float *d1, const float *g, const float *ga
         _mm_storeu_ps(d1 + 2 * ow, _mm_unpacklo_ps(c, d));
         _mm_storeu_ps(d1 + 2 * ow + 4, _mm_unpackhi_ps(c, d));
     }
+    if (OW >= 4) return;
 #endif
     for (; ow < OW; ow++) {
         float v = !gate || gate[ow] > 0.0f ? g[ow] : 0.0f;
