@@ -158,20 +158,30 @@ static void s_im2col(float *col, size_t ld, const float *in, const cnd_layer_t *
 }
 
 /* Adds the columns dcol (leading dimension ld, column 0 = sample b0) back into din's planes of
- * samples [b0, b1), which the caller has zeroed. dcol is scratch: its padding positions are
- * zeroed here so that the shifted add never carries a padding gradient into a real pixel. */
+ * samples [b0, b1). dcol is scratch: its padding positions are zeroed here so that the shifted
+ * add never carries a padding gradient into a real pixel. A "same" convolution's centre tap
+ * covers every pixel with no shift, so it is copied first and din needs no zeroing
+ * (s_col2im_sets); otherwise the caller zeroes din's planes first. */
+static int s_col2im_sets(const cnd_layer_t *l)
+{
+    return s_same_fast(l);
+}
+
 static void s_col2im(float *din, float *dcol, size_t ld, const cnd_layer_t *l, int B, int b0,
                      int b1)
 {
     int C = l->in.c, H = l->in.h, W = l->in.w, K = l->p.conv.k, S = l->p.conv.stride;
     int PAD = l->p.conv.pad, OH = l->out.h, OW = l->out.w;
     size_t P = (size_t)OH * OW;
-    if (s_same_fast(l)) {
+    if (s_same_fast(l)) { /* then K == 2 * PAD + 1: the centre tap (PAD, PAD) has no shift */
         long BHW = (long)B * H * W, lo = (long)b0 * (long)P, hi = (long)b1 * (long)P;
         for (int c = 0; c < C; c++) {
             float *dst = din + (size_t)c * (size_t)BHW;
+            memcpy(dst + lo, dcol + (size_t)((c * K + PAD) * K + PAD) * ld,
+                   (size_t)(hi - lo) * sizeof(float));
             for (int ki = 0; ki < K; ki++)
                 for (int kj = 0; kj < K; kj++) {
+                    if (ki == PAD && kj == PAD) continue;
                     float *row = dcol + (size_t)((c * K + ki) * K + kj) * ld;
                     long off = (long)(ki - PAD) * W + (kj - PAD);
                     s_zero_edges(row, H, W, ki - PAD, kj - PAD, b1 - b0);
@@ -279,7 +289,7 @@ static void s_backward_task(void *ctx, int task, int ntasks)
     long b0, b1;
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
     memset(part, 0, l->n_params * sizeof(float));
-    if (j->din) /* this task's input planes, accumulated by col2im */
+    if (j->din && !s_col2im_sets(l)) /* this task's input planes, accumulated by col2im */
         for (int c = 0; c < l->in.c; c++)
             for (long b = b0; b < b1; b++)
                 memset(j->din + cnd_layer_plane(l, c, (int)b, j->B), 0, HW * sizeof(float));
@@ -415,7 +425,7 @@ static void s_backward_pool_task(void *ctx, int task, int ntasks)
     long b0, b1;
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
     memset(part, 0, l->n_params * sizeof(float));
-    if (j->din)
+    if (j->din && !s_col2im_sets(l))
         for (int c = 0; c < l->in.c; c++)
             for (long b = b0; b < b1; b++)
                 memset(j->din + cnd_layer_plane(l, c, (int)b, j->B), 0, HW * sizeof(float));
