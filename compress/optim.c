@@ -4,6 +4,7 @@
  * Adam with bias correction; AdamW with decoupled decay p -= lr*wd*p before the Adam step.
  */
 #include "optim.h"
+#include "pool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,6 +47,47 @@ void cnd_optim_free(cnd_optim_t *o)
     memset(o, 0, sizeof *o);
 }
 
+/* Adam/AdamW over one task's share of the parameters. Every element is independent, so the
+ * split across threads (pool.h) does not change a bit; without weight decay the loop has no
+ * branch and runs in SIMD lanes. */
+typedef struct {
+    cnd_optim_t *o;
+    float *p;
+    const float *g;
+    float lr, step, inv_sqrt_bc2;
+} s_adam_job;
+
+static void s_adam_task(void *ctx, int task, int ntasks)
+{
+    const s_adam_job *j = ctx;
+    cnd_optim_t *o = j->o;
+    const cnd_optim_cfg_t *c = &o->cfg;
+    float *restrict p = j->p, *restrict mm = o->m, *restrict vv = o->v;
+    const float *restrict g = j->g;
+    float b1 = c->beta1, b2 = c->beta2, eps = c->eps, step = j->step, isb = j->inv_sqrt_bc2;
+    float wd = c->weight_decay, lr = j->lr;
+    long lo, hi;
+    cnd_pool_range((long)o->n, ntasks, task, &lo, &hi);
+    if (!o->decay) {
+        for (long i = lo; i < hi; i++) {
+            float gi = g[i];
+            mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
+            vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
+            p[i] -= step * mm[i] / (sqrtf(vv[i]) * isb + eps);
+        }
+        return;
+    }
+    int decoupled = c->kind == CND_OPT_ADAMW;
+    for (long i = lo; i < hi; i++) {
+        float gi = g[i];
+        if (o->decay[i] && decoupled) p[i] -= lr * wd * p[i];
+        else if (o->decay[i]) gi += wd * p[i];
+        mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
+        vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
+        p[i] -= step * mm[i] / (sqrtf(vv[i]) * isb + eps);
+    }
+}
+
 void cnd_optim_step(cnd_optim_t *o, cnd_model_t *m, float lr)
 {
     const cnd_optim_cfg_t *c = &o->cfg;
@@ -69,17 +111,8 @@ void cnd_optim_step(cnd_optim_t *o, cnd_model_t *m, float lr)
     }
     float b1 = c->beta1, b2 = c->beta2;
     float bc1 = 1.0f - powf(b1, (float)o->t), bc2 = 1.0f - powf(b2, (float)o->t);
-    float step = lr / bc1, inv_sqrt_bc2 = 1.0f / sqrtf(bc2);
-    int decoupled = c->kind == CND_OPT_ADAMW;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i];
-        int dec = o->decay && o->decay[i];
-        if (dec && decoupled) p[i] -= lr * wd * p[i];
-        else if (dec) gi += wd * p[i];
-        o->m[i] = b1 * o->m[i] + (1.0f - b1) * gi;
-        o->v[i] = b2 * o->v[i] + (1.0f - b2) * gi * gi;
-        p[i] -= step * o->m[i] / (sqrtf(o->v[i]) * inv_sqrt_bc2 + c->eps);
-    }
+    s_adam_job j = {o, p, g, lr, lr / bc1, 1.0f / sqrtf(bc2)};
+    cnd_pool_run(s_adam_task, &j, cnd_pool_threads());
 }
 
 float cnd_sched_lr(const cnd_sched_cfg_t *s, float base, long step)
