@@ -5,7 +5,8 @@
  * nn.Linear uses, so weights move between the two without transposes. The input must be NCHW
  * (B, F) features; the model builder refuses a dense layer straight after a multi-channel
  * spatial layer (flatten or gap first). A following relu is fused (layer.h). With several
- * threads each takes a block of rows of the batch (pool.h).
+ * threads (pool.h) each takes a block of rows of the batch, except for the weight gradient,
+ * where each takes a block of output features (see s_backward_w_task).
  */
 #include "layer.h"
 #include "error.h"
@@ -65,48 +66,56 @@ static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *
     cnd_pool_run(s_forward_task, &j, cnd_pool_threads());
 }
 
-/* Work layout in backward: relu-masked dout (B, O) | per-task partial gradients. */
-static void s_backward_task(void *ctx, int task, int ntasks)
+/* Backward in two passes over the threads. First each task takes a block of output features:
+ * it masks their columns of dY by the fused relu (into `work`, (B, O)) and adds their rows of
+ * dW = dY^T X and of db straight into the gradients, over the whole batch, so no partial sums
+ * need reducing. Then each takes a block of batch rows for din = dY W, which needs every
+ * column of the masked dY. */
+static void s_backward_w_task(void *ctx, int task, int ntasks)
+{
+    const s_job *j = ctx;
+    const cnd_layer_t *l = j->l;
+    int O = l->p.dense.out, F = (int)cnd_shape_size(l->in), B = j->B;
+    long o0, o1;
+    cnd_pool_range(O, ntasks, task, &o0, &o1);
+    if (o1 == o0) return;
+    const float *dy = j->dout;
+    if (l->fuse_relu) { /* gradient mask of the fused relu, by the rectified output */
+        for (int b = 0; b < B; b++) {
+            float *m = j->work + (size_t)b * O;
+            const float *o = j->out + (size_t)b * O, *d = j->dout + (size_t)b * O;
+            for (long k = o0; k < o1; k++) m[k] = o[k] > 0.0f ? d[k] : 0.0f;
+        }
+        dy = j->work;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), F, B, 1.0f, dy + o0, O,
+                j->in, F, 1.0f, j->dw + (size_t)o0 * F, F);
+    float *dbias = j->dw + l->n_weights;
+    for (int b = 0; b < B; b++)
+        for (long k = o0; k < o1; k++) dbias[k] += dy[(size_t)b * O + k];
+}
+
+static void s_backward_x_task(void *ctx, int task, int ntasks)
 {
     const s_job *j = ctx;
     const cnd_layer_t *l = j->l;
     int O = l->p.dense.out, F = (int)cnd_shape_size(l->in);
-    float *part = j->work + (size_t)j->B * O + (size_t)task * l->n_params;
     long b0, b1;
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
-    memset(part, 0, l->n_params * sizeof(float));
     if (b1 == b0) return;
-    int rows = (int)(b1 - b0);
-    const float *dout = j->dout + (size_t)b0 * O;
-    if (l->fuse_relu) { /* gradient mask of the fused relu, by the rectified output */
-        float *m = j->work + (size_t)b0 * O;
-        const float *o = j->out + (size_t)b0 * O;
-        for (size_t i = 0; i < (size_t)rows * O; i++) m[i] = o[i] > 0.0f ? dout[i] : 0.0f;
-        dout = m;
-    }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, F, rows, 1.0f, dout, O,
-                j->in + (size_t)b0 * F, F, 0.0f, part, F);
-    float *dbias = part + l->n_weights;
-    for (int b = 0; b < rows; b++) {
-        const float *d = dout + (size_t)b * O;
-        for (int o = 0; o < O; o++) dbias[o] += d[o];
-    }
-    if (j->din)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, F, O, 1.0f, dout, O, j->w,
-                    F, 0.0f, j->din + (size_t)b0 * F, F);
+    const float *dy = (l->fuse_relu ? j->work : j->dout) + (size_t)b0 * O;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(b1 - b0), F, O, 1.0f, dy, O,
+                j->w, F, 0.0f, j->din + (size_t)b0 * F, F);
 }
 
 static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout, const float *in,
                        const float *out, const float *w, float *work, int B)
 {
     // din is (B,F), dweight is (O,F), dbias is (O), dout is (B,O), in is (B,F)
-    int T = cnd_pool_threads();
-    s_job j = {.l = l, .din = din, .out = (float *)out, .work = work, .in = in, .dout = dout,
-               .w = w, .B = B};
-    cnd_pool_run(s_backward_task, &j, T);
-    const float *part = work + (size_t)B * l->p.dense.out;
-    for (int t = 0; t < T; t++)
-        for (size_t i = 0; i < l->n_params; i++) dw[i] += part[(size_t)t * l->n_params + i];
+    s_job j = {.l = l, .din = din, .dw = dw, .out = (float *)out, .work = work, .in = in,
+               .dout = dout, .w = w, .B = B};
+    cnd_pool_run(s_backward_w_task, &j, cnd_pool_threads());
+    if (din) cnd_pool_run(s_backward_x_task, &j, cnd_pool_threads());
 }
 
 static uint64_t s_macs(const cnd_layer_t *l)
@@ -116,8 +125,7 @@ static uint64_t s_macs(const cnd_layer_t *l)
 
 static cnd_layer_mem_t s_mem(const cnd_layer_t *l, int B)
 {
-    return (cnd_layer_mem_t){.work = (size_t)B * (size_t)l->p.dense.out +
-                                     (size_t)cnd_pool_threads() * l->n_params};
+    return (cnd_layer_mem_t){.work = (size_t)B * (size_t)l->p.dense.out};
 }
 
 const cnd_layer_ops_t cnd_layer_dense_ops = {"dense", s_shape, s_init, s_forward, s_backward,

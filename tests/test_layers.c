@@ -160,6 +160,20 @@ static void test_gradients(void)
     l.p.dense.out = 6;
     l.fuse_relu = 1;
     grad_check("dense fused relu", l, (cnd_shape_t){7, 1, 1}, 3, 1);
+    /* Two threads split the weight gradient by output features and the input gradient by
+     * batch rows (odd counts: uneven blocks), and the convolution by samples. */
+    CHECK(cnd_pool_set_threads(2) == 0);
+    l.p.dense.out = 5;
+    grad_check("dense fused relu, 2 threads", l, (cnd_shape_t){7, 1, 1}, 3, 1);
+    memset(&l, 0, sizeof l);
+    l.type = CND_L_CONV2D;
+    l.p.conv.oc = 4;
+    l.p.conv.k = 3;
+    l.p.conv.stride = 1;
+    l.p.conv.pad = 1;
+    l.fuse_relu = 1;
+    grad_check("conv2d fused relu, 2 threads", l, (cnd_shape_t){3, 6, 5}, 3, 1);
+    CHECK(cnd_pool_set_threads(1) == 0);
     memset(&l, 0, sizeof l);
     l.type = CND_L_RELU;
     grad_check("relu", l, (cnd_shape_t){3, 4, 4}, 2, 1);
