@@ -87,16 +87,18 @@ static int s_same_fast(const cnd_layer_t *l)
 static void s_zero_edges(float *row, int H, int W, int di, int dj, int n)
 {
     size_t hw = (size_t)H * W;
-    for (int b = 0; b < n; b++) {
-        float *pl = row + (size_t)b * hw;
-        if (di < 0) memset(pl, 0, (size_t)(-di) * W * sizeof(float));
-        if (di > 0) memset(pl + (size_t)(H - di) * W, 0, (size_t)di * W * sizeof(float));
-        if (dj < 0)
-            for (int i = 0; i < H; i++)
-                for (int j = 0; j < -dj; j++) pl[(size_t)i * W + j] = 0.0f;
-        if (dj > 0)
-            for (int i = 0; i < H; i++)
-                for (int j = W - dj; j < W; j++) pl[(size_t)i * W + j] = 0.0f;
+    if (di != 0) { /* |di| whole rows at the top or bottom of each plane */
+        size_t off = di < 0 ? 0 : (size_t)(H - di) * W, len = (size_t)(di < 0 ? -di : di) * W;
+        for (int b = 0; b < n; b++) {
+            float *z = row + (size_t)b * hw + off;
+            for (size_t k = 0; k < len; k++) z[k] = 0.0f;
+        }
+    }
+    if (dj != 0) { /* |dj| columns at the left or right of every row: planes are contiguous */
+        int j0 = dj < 0 ? 0 : W - dj, j1 = dj < 0 ? -dj : W;
+        size_t rows = (size_t)n * H;
+        for (size_t r = 0; r < rows; r++)
+            for (int j = j0; j < j1; j++) row[r * W + j] = 0.0f;
     }
 }
 
