@@ -239,6 +239,31 @@ static size_t s_task_floats(const cnd_layer_t *l)
     return CKK * GP + (CKK > OC ? CKK : OC) * GP + l->n_params;
 }
 
+/* d[0..n) += bias, then the fused relu if the layer has one. */
+static void s_bias_act(float *d, size_t n, float bias, const cnd_layer_t *l)
+{
+    if (l->fuse_relu)
+        for (size_t p = 0; p < n; p++) {
+            float v = d[p] + bias;
+            d[p] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (size_t p = 0; p < n; p++) d[p] += bias;
+}
+
+/* A backward task's start: its partial gradients cleared and, unless col2im sets them, its
+ * samples' input-gradient planes zeroed for col2im to accumulate into. */
+static void s_backward_begin(const s_job *j, float *part, long b0, long b1)
+{
+    const cnd_layer_t *l = j->l;
+    size_t HW = (size_t)l->in.h * l->in.w;
+    memset(part, 0, l->n_params * sizeof(float));
+    if (j->din && !s_col2im_sets(l))
+        for (int c = 0; c < l->in.c; c++)
+            for (long b = b0; b < b1; b++)
+                memset(j->din + cnd_layer_plane(l, c, (int)b, j->B), 0, HW * sizeof(float));
+}
+
 static void s_forward_task(void *ctx, int task, int ntasks)
 {
     const s_job *j = ctx;
@@ -255,16 +280,7 @@ static void s_forward_task(void *ctx, int task, int ntasks)
         s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)nc, CKK, 1.0f, j->w, CKK,
                     col, (int)nc, 0.0f, j->out + c0, (int)BP);
-        for (int oc = 0; oc < OC; oc++) {
-            float *d = j->out + (size_t)oc * BP + c0, bv = bias[oc];
-            if (l->fuse_relu)
-                for (size_t p = 0; p < nc; p++) {
-                    float v = d[p] + bv;
-                    d[p] = v > 0.0f ? v : 0.0f;
-                }
-            else
-                for (size_t p = 0; p < nc; p++) d[p] += bv;
-        }
+        for (int oc = 0; oc < OC; oc++) s_bias_act(j->out + (size_t)oc * BP + c0, nc, bias[oc], l);
     }
 }
 
@@ -287,14 +303,9 @@ static void s_backward_task(void *ctx, int task, int ntasks)
     float *buf = col + (size_t)CKK * GP;      /* masked dY, then dcol */
     float *part = buf + (size_t)(CKK > OC ? CKK : OC) * GP;
     float *dbias = part + l->n_weights;
-    size_t HW = (size_t)l->in.h * l->in.w;
     long b0, b1;
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
-    memset(part, 0, l->n_params * sizeof(float));
-    if (j->din && !s_col2im_sets(l)) /* this task's input planes, accumulated by col2im */
-        for (int c = 0; c < l->in.c; c++)
-            for (long b = b0; b < b1; b++)
-                memset(j->din + cnd_layer_plane(l, c, (int)b, j->B), 0, HW * sizeof(float));
+    s_backward_begin(j, part, b0, b1);
     for (long g0 = b0; g0 < b1; g0 += G) {
         long g1 = g0 + G < b1 ? g0 + G : b1;
         size_t c0 = (size_t)g0 * P, nc = (size_t)(g1 - g0) * P;
@@ -363,15 +374,8 @@ static void s_pool_group(const s_job *j, float *y, size_t ld, long g0, long g1)
     size_t P = (size_t)OH * OW, PP = (size_t)(OH / 2) * POW;
     const float *bias = j->w + l->n_weights;
     for (int oc = 0; oc < OC; oc++) {
-        float *d = y + (size_t)oc * ld, bv = bias[oc];
-        size_t n = (size_t)(g1 - g0) * P;
-        if (l->fuse_relu)
-            for (size_t p = 0; p < n; p++) {
-                float v = d[p] + bv;
-                d[p] = v > 0.0f ? v : 0.0f;
-            }
-        else
-            for (size_t p = 0; p < n; p++) d[p] += bv;
+        float *d = y + (size_t)oc * ld;
+        s_bias_act(d, (size_t)(g1 - g0) * P, bias[oc], l);
         for (long b = g0; b < g1; b++) {
             const float *plane = d + (size_t)(b - g0) * P;
             size_t at = ((size_t)oc * (size_t)j->B + (size_t)b) * PP; /* CBHW */
@@ -423,14 +427,9 @@ static void s_backward_pool_task(void *ctx, int task, int ntasks)
     float *dy = col + (size_t)CKK * GP;
     float *part = dy + (size_t)(CKK > OC ? CKK : OC) * GP;
     float *dbias = part + l->n_weights;
-    size_t HW = (size_t)l->in.h * l->in.w;
     long b0, b1;
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
-    memset(part, 0, l->n_params * sizeof(float));
-    if (j->din && !s_col2im_sets(l))
-        for (int c = 0; c < l->in.c; c++)
-            for (long b = b0; b < b1; b++)
-                memset(j->din + cnd_layer_plane(l, c, (int)b, j->B), 0, HW * sizeof(float));
+    s_backward_begin(j, part, b0, b1);
     for (long g0 = b0; g0 < b1; g0 += G) {
         long g1 = g0 + G < b1 ? g0 + G : b1;
         size_t nc = (size_t)(g1 - g0) * P;
