@@ -382,14 +382,11 @@ static void test_maxpool_wide(void)
 }
 
 /* A conv2d [relu] maxpool(2) pass fused for training gives the same bits as the layers run
- * one by one: logits, every parameter gradient and, through the second conv, the pooled
- * input gradient. Planes wide enough for the vector path and its scalar tail (pooled widths
+ * one by one: logits, every parameter gradient and, through a later conv, the pooled input
+ * gradient. Planes wide enough for the vector path and its scalar tail (pooled widths
  * 18 and 9), ties (repeated inputs; a relu's zeros), with and without a relu, 2 threads. */
-static void test_fused_pool(void)
+static void fused_pool_case(const char *arch, cnd_shape_t in, int pool_a, int pool_b)
 {
-    const char *arch = "conv2d(5,3,pad=1) relu maxpool(2) conv2d(6,3,pad=1) maxpool(2) flatten "
-                       "dense(4)";
-    cnd_shape_t in = {2, 20, 36};
     int B = 5;
     size_t d = cnd_shape_size(in);
     float *x = malloc((size_t)B * d * sizeof(float));
@@ -398,12 +395,13 @@ static void test_fused_pool(void)
     CHECK(x != NULL);
     if (!x) return;
     for (size_t i = 0; i < (size_t)B * d; i++) x[i] = (float)((i * 7919) % 11) - 5.0f;
-    CHECK(cnd_pool_set_threads(2) == 0);
     for (int v = 0; v < 2; v++) {
         cnd_model_t *m = NULL;
         CHECK(cnd_model_new(&m, arch, in, 3) == 0);
         if (!m) break;
-        CHECK(m->layers[0].fuse_pool == 2 && m->layers[3].fuse_pool == 4);
+        CHECK_EQ_INT(m->layers[pool_a].fuse_pool, pool_a + 1 + m->layers[pool_a].fuse_relu);
+        if (pool_b >= 0)
+            CHECK_EQ_INT(m->layers[pool_b].fuse_pool, pool_b + 1 + m->layers[pool_b].fuse_relu);
         m->no_fuse = v;
         const float *lg;
         CHECK(cnd_model_forward(m, x, B, 1, &lg) == 0);
@@ -418,6 +416,7 @@ static void test_fused_pool(void)
             CHECK(memcmp(lgs[0], lgs[1], sizeof lgs[0]) == 0);
             size_t diff = 0;
             for (size_t i = 0; i < m->num_params; i++) diff += g[0][i] != g[1][i];
+            if (diff) fprintf(stderr, "%s: %zu gradients differ\n", arch, diff);
             CHECK_EQ_INT((int)diff, 0);
             double norm = 0;
             for (size_t i = 0; i < m->num_params; i++) norm += fabs(g[1][i]);
@@ -425,10 +424,20 @@ static void test_fused_pool(void)
         }
         cnd_model_destroy(&m);
     }
-    CHECK(cnd_pool_set_threads(1) == 0);
     free(g[0]);
     free(g[1]);
     free(x);
+}
+
+static void test_fused_pool(void)
+{
+    CHECK(cnd_pool_set_threads(2) == 0);
+    fused_pool_case("conv2d(5,3,pad=1) relu maxpool(2) conv2d(6,3,pad=1) maxpool(2) flatten "
+                    "dense(4)", (cnd_shape_t){2, 20, 36}, 0, 3);
+    /* A strided conv (general im2col/col2im) whose input gradient feeds a first conv. */
+    fused_pool_case("conv2d(3,3,pad=1) conv2d(4,3,stride=2) relu maxpool(2) flatten dense(4)",
+                    (cnd_shape_t){2, 18, 22}, 1, -1);
+    CHECK(cnd_pool_set_threads(1) == 0);
 }
 
 static void test_model_gradient(void)
