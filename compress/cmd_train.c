@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "clock.h"
 #include "data.h"
+#include "fileio.h"
 #include "modelfile.h"
 #include "train.h"
 #include "augment.h"
@@ -20,6 +21,7 @@ int cnd_cmd_train(int argc, char **argv)
     const char *sched = "cosine", *augment = "none";
     long epochs = 5, batch = 64, seed = 1, threads = 0, subset = 0;
     double lr = 0, wd = 0, momentum = -1, val = 0;
+    int resume = 0, no_ckpt = 0;
     const cnd_opt_t opts[] = {
         {"data", CND_OPT_STR, &data, "SPEC", "fmnist[:DIR] | idx:IMG,LBL | csv:PATH[,label=COL] (default fmnist)"},
         {"arch", CND_OPT_STR, &arch, "SPEC", "architecture, e.g. \"dense(128) relu dense(10)\""},
@@ -37,10 +39,16 @@ int cnd_cmd_train(int argc, char **argv)
         {"val", CND_OPT_DBL, &val, "FRAC", "hold out this fraction for validation (default 0)", 0, 0.9},
         {"test", CND_OPT_STR, &test, "SPEC", "test data (default: the dataset's test split)"},
         {"out", CND_OPT_STR, &out, "FILE", "where to write the model (.cnd)"},
+        {"resume", CND_OPT_FLAG, &resume, NULL, "continue the interrupted run that FILE.ckpt holds"},
+        {"no-checkpoint", CND_OPT_FLAG, &no_ckpt, NULL, "do not write FILE.ckpt after each epoch"},
         {0}};
     const cnd_cli_t cli = {"condenser train --arch SPEC --out FILE [options]",
                            "Trains a float32 model on a dataset and saves it as a .cnd file.\n"
-                           "Prints one line per epoch and the test accuracy at the end.",
+                           "Prints one line per epoch and the test accuracy at the end.\n"
+                           "After every epoch the run's state goes to FILE.ckpt (written\n"
+                           "atomically); if the run is killed, the same command with --resume\n"
+                           "continues after the last finished epoch and gives the same model\n"
+                           "as an uninterrupted run. FILE.ckpt is removed once FILE is written.",
                            opts, 0, 0};
     int npos;
     char **pos;
@@ -57,6 +65,28 @@ int cnd_cmd_train(int argc, char **argv)
     cfg.seed = (uint64_t)seed;
     cfg.verbose = 1;
     cnd_set_threads((int)threads);
+    if (resume && no_ckpt) return cnd_errf(CND_EINVAL, "--resume needs the checkpoint that "
+                                           "--no-checkpoint turns off");
+    /* The settings a checkpoint must match to be resumed (threads may differ: the result is
+     * then not bit-identical, but still the same training). */
+    char ckpt[4096], config[2048];
+    if (strlen(out) + 6 > sizeof ckpt) return cnd_errf(CND_EINVAL, "--out path is too long");
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", out);
+    if (!no_ckpt && !resume && cnd_file_exists(ckpt)) /* before the data loads; cnd_train checks too */
+        return cnd_errf(CND_EINVAL, "%s exists: an earlier run was interrupted; resume it "
+                        "(--resume) or delete the file to start over", ckpt);
+    snprintf(config, sizeof config,
+             "command=train;arch=%s;data=%s;test=%s;epochs=%ld;batch=%ld;lr=%.7g;"
+             "optimizer=%s;momentum=%.7g;weight-decay=%.7g;schedule=%s;seed=%ld;subset=%ld;"
+             "augment=%s;val=%.7g",
+             arch, data, test ? test : "", epochs, batch, (double)cfg.optim.lr, optname,
+             (double)cfg.optim.momentum, (double)cfg.optim.weight_decay, sched, seed, subset,
+             augment, val);
+    if (!no_ckpt) {
+        cfg.ckpt_path = ckpt;
+        cfg.ckpt_config = config;
+        cfg.resume = resume;
+    }
 
     cnd_dataset_t *all = NULL, *tr = NULL, *va = NULL, *te = NULL;
     cnd_model_t *m = NULL;
@@ -92,6 +122,8 @@ int cnd_cmd_train(int argc, char **argv)
     }
     if ((rc = cnd_model_save(m, out))) goto done;
     printf("wrote %s\n", out);
+    if (cfg.ckpt_path && remove(cfg.ckpt_path) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", cfg.ckpt_path);
 done:
     cnd_model_destroy(&m);
     cnd_data_destroy(&all);

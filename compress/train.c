@@ -2,7 +2,9 @@
  * train.c: minibatch training with shuffling, schedules and progress; evaluation.
  */
 #include "train.h"
+#include "checkpoint.h"
 #include "clock.h"
+#include "fileio.h"
 #include "augment.h"
 #include "loss.h"
 #include "pool.h"
@@ -107,10 +109,42 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
         goto done;
     }
     long step = 0;
+    int start_epoch = 0;
+    if (cfg->ckpt_path && cnd_file_exists(cfg->ckpt_path)) {
+        if (!cfg->resume) {
+            rc = cnd_errf(CND_EINVAL, "%s exists: an earlier run was interrupted; resume it "
+                          "(--resume) or delete the file to start over", cfg->ckpt_path);
+            goto done;
+        }
+        cnd_ckpt_t ck;
+        if ((rc = cnd_ckpt_load(&ck, cfg->ckpt_path))) goto done;
+        char diff[256];
+        if (cnd_ckpt_config_diff(ck.config, cfg->ckpt_config ? cfg->ckpt_config : "", diff,
+                                 sizeof diff))
+            rc = cnd_errf(CND_EINVAL, "%s was written with other settings: %s; rerun with its "
+                          "settings or delete it to start over", cfg->ckpt_path, diff);
+        else if (ck.epochs_done > cfg->epochs)
+            rc = cnd_errf(CND_EINVAL, "%s has %d epochs done, more than the %d asked",
+                          cfg->ckpt_path, ck.epochs_done, cfg->epochs);
+        else if (!(rc = cnd_ckpt_apply(&ck, cfg->ckpt_path, m, &opt))) {
+            start_epoch = ck.epochs_done;
+            step = ck.step;
+            aug_rng = ck.aug_rng;
+            if (cfg->verbose)
+                printf("resuming from %s: %d of %d epochs done\n", cfg->ckpt_path, start_epoch,
+                       cfg->epochs);
+        }
+        cnd_ckpt_free(&ck);
+        if (rc) goto done;
+    }
+    else if (cfg->ckpt_path && cfg->resume && cfg->verbose)
+        printf("no checkpoint at %s: starting from the first epoch\n", cfg->ckpt_path);
+    res->resumed_epochs = start_epoch;
     double t0 = cnd_now();
     for (int ep = 0; ep < cfg->epochs; ep++) {
         double te = cnd_now();
         cnd_rng_shuffle_u32(&rng, order, n);
+        if (ep < start_epoch) continue; /* replays the shuffles of the finished epochs */
         char label[64], extra[64];
         snprintf(label, sizeof label, "epoch %d/%d", ep + 1, cfg->epochs);
         cnd_progress_t pr;
@@ -158,10 +192,15 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
             printf("  %.0f samples/s  %.1fs\n", (double)n / el, el);
             fflush(stdout);
         }
+        if (cfg->ckpt_path && (rc = cnd_ckpt_save(cfg->ckpt_path, cfg->ckpt_config ?
+                                                  cfg->ckpt_config : "", ep + 1, step,
+                                                  &aug_rng, &opt, m)))
+            goto done;
         if (cfg->on_epoch && cfg->on_epoch(cfg->epoch_ctx, m, ep)) break;
     }
     res->seconds = cnd_now() - t0;
-    res->samples_per_s = res->seconds > 0 ? (double)n * cfg->epochs / res->seconds : 0;
+    res->samples_per_s = res->seconds > 0 ? (double)n * (cfg->epochs - start_epoch) /
+                                                res->seconds : 0;
     cnd_model_profile_print(m);
 done:
     cnd_optim_free(&opt);

@@ -37,6 +37,12 @@ typedef struct {
     /* Optional hook after each epoch (e.g. QAT phase switches); non-zero return stops. */
     int (*on_epoch)(void *ctx, cnd_model_t *m, int epoch);
     void *epoch_ctx;
+    /* Checkpoints (checkpoint.h): with ckpt_path set, one is written there after every epoch,
+     * tagged with ckpt_config (the run's settings, "key=value;..."). With resume set, training
+     * continues from it; without, an existing file is refused rather than overwritten. */
+    const char *ckpt_path;
+    const char *ckpt_config;
+    int resume;
 } cnd_train_cfg_t;
 
 typedef struct {
@@ -44,12 +50,15 @@ typedef struct {
     float acc;               /* training accuracy of the last epoch */
     double seconds;          /* wall time of all epochs */
     double samples_per_s;    /* training throughput over all epochs */
+    int resumed_epochs;      /* epochs a checkpoint had already done (0 = fresh run) */
 } cnd_train_result_t;
 
 cnd_train_cfg_t cnd_train_defaults(void);
 
 /* Trains m on ds. val (may be NULL) is evaluated after each epoch for the summary line.
- * Returns 0, CND_ENOMEM or CND_EINVAL (non-finite loss: the detail names the epoch/step). */
+ * Returns 0, CND_ENOMEM or CND_EINVAL (non-finite loss: the detail names the epoch/step; a
+ * checkpoint of other settings, or one present without resume), or a checkpoint read/write
+ * error (CND_EIO, CND_EFORMAT, CND_ECORRUPT). */
 CND_MUST_USE int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
                            const cnd_train_cfg_t *cfg, cnd_train_result_t *res);
 

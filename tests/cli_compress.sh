@@ -35,6 +35,30 @@ grep -q '^test accuracy 0\.[5-9]' "$d/distill.log" || fail "distill accuracy"
 grep -q 'scores every augmented batch' "$d/distill2.log" || fail "online teacher"
 "$bin" info "$d/s2.cnd" | grep -q 'distilled_from' || fail "distill metadata"
 
+# A killed training run resumes from FILE.ckpt. Without --resume, or with other settings, the
+# checkpoint is refused and kept; the resumed run ends with the model of an uninterrupted one
+# (test_train checks the bits) and removes the checkpoint.
+[ ! -e "$d/t.cnd.ckpt" ] || fail "checkpoint left after a finished run"
+args=(--arch "flatten dense(32) relu dense(10)" --epochs 40 --subset 3000 --threads 1)
+"$bin" train "${args[@]}" --out "$d/full.cnd" > "$d/full.log"
+"$bin" train "${args[@]}" --out "$d/k.cnd" > "$d/k.log" 2>&1 &
+pid=$!
+for _ in $(seq 500); do [ -e "$d/k.cnd.ckpt" ] && break; sleep 0.01; done
+kill -9 $pid
+wait $pid 2> /dev/null || true
+[ -e "$d/k.cnd.ckpt" ] && [ ! -e "$d/k.cnd" ] || fail "no checkpoint after a kill: $(cat "$d/k.log")"
+set +e
+"$bin" train "${args[@]}" --out "$d/k.cnd" 2> "$d/err"; rc=$?
+[ $rc -eq 2 ] && grep -q -- 'k.cnd.ckpt exists.*--resume' "$d/err" || fail "no --resume: rc $rc $(cat "$d/err")"
+"$bin" train "${args[@]}" --lr 0.01 --resume --out "$d/k.cnd" 2> "$d/err"; rc=$?
+[ $rc -eq 2 ] && grep -q 'lr=0.001 (this run: 0.01)' "$d/err" || fail "other settings: rc $rc $(cat "$d/err")"
+set -e
+"$bin" train "${args[@]}" --resume --out "$d/k.cnd" > "$d/k2.log"
+grep -q 'resuming from .*k.cnd.ckpt: [0-9]* of 40 epochs done' "$d/k2.log" || fail "resume: $(cat "$d/k2.log")"
+[ ! -e "$d/k.cnd.ckpt" ] || fail "checkpoint left after the resumed run"
+[ "$(grep '^test accuracy' "$d/full.log")" = "$(grep '^test accuracy' "$d/k2.log")" ] ||
+  fail "resumed run differs: $(grep '^test accuracy' "$d/full.log" "$d/k2.log")"
+
 # Errors: exit code 2 for bad usage, 1 for bad input, messages naming what is wrong.
 set +e
 "$bin" train --arch "dense(10" --out "$d/x.cnd" 2> "$d/err"; rc=$?
