@@ -4,6 +4,7 @@
  */
 #include "cmd_common.h"
 #include "clock.h"
+#include "fileio.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,4 +77,27 @@ int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_s
         free(s);
     }
     return rc;
+}
+
+int cnd_cmd_ckpt_setup(cnd_train_cfg_t *cfg, const char *out, int resume, int no_ckpt,
+                       const char *config, char *path, size_t n)
+{
+    if (resume && no_ckpt)
+        return cnd_errf(CND_EINVAL, "--resume needs the checkpoint that --no-checkpoint turns off");
+    if (no_ckpt) return 0;
+    if (strlen(out) + 6 > n) return cnd_errf(CND_EINVAL, "--out path is too long");
+    snprintf(path, n, "%s.ckpt", out);
+    if (!resume && cnd_file_exists(path)) /* before the data loads; cnd_train checks too */
+        return cnd_errf(CND_EINVAL, "%s exists: an earlier run was interrupted; resume it "
+                        "(--resume) or delete the file to start over", path);
+    cfg->ckpt_path = path;
+    cfg->ckpt_config = config;
+    cfg->resume = resume;
+    return 0;
+}
+
+void cnd_cmd_ckpt_done(const cnd_train_cfg_t *cfg)
+{
+    if (cfg->ckpt_path && remove(cfg->ckpt_path) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", cfg->ckpt_path);
 }

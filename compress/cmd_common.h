@@ -7,6 +7,7 @@
 #include "data.h"
 #include "model.h"
 #include "optim.h"
+#include "train.h"
 
 /* Loads the training split of `spec` (a random `subset` of it when subset > 0) and a test set:
  * `test_spec` when given, else the dataset's own test split (Fashion-MNIST), else none. */
@@ -19,6 +20,14 @@ int cnd_cmd_optim(const char *name, double lr, double wd, double momentum, cnd_o
 
 /* Schedule from its name ("cosine", "step", "const"). */
 int cnd_cmd_parse_sched(const char *name, cnd_sched_kind_t *out);
+
+/* Checkpoint options of train and distill (checkpoint.h): unless no_ckpt, points cfg at
+ * OUT.ckpt (written into path[n]) tagged with `config`; refuses, before any data is loaded,
+ * --resume with --no-checkpoint and a checkpoint present without --resume. */
+int cnd_cmd_ckpt_setup(cnd_train_cfg_t *cfg, const char *out, int resume, int no_ckpt,
+                       const char *config, char *path, size_t n);
+/* After OUT is written: removes the checkpoint (a warning on stderr if that fails). */
+void cnd_cmd_ckpt_done(const cnd_train_cfg_t *cfg);
 
 /* Records provenance (dataset, sample count, creation time) and class names in metadata. */
 int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_spec);

@@ -23,6 +23,7 @@ int cnd_cmd_distill(int argc, char **argv)
     long epochs = 5, batch = 64, seed = 1, threads = 0, subset = 0;
     double lr = 0, wd = 0, momentum = -1, T = CND_DISTILL_DEFAULT_T,
            alpha = CND_DISTILL_DEFAULT_ALPHA;
+    int resume = 0, no_ckpt = 0;
     const cnd_opt_t opts[] = {
         {"teacher", CND_OPT_STR, &teacher_path, "FILE", "teacher model (.cnd), run forward only"},
         {"arch", CND_OPT_STR, &arch, "SPEC", "student architecture (a new student)"},
@@ -43,13 +44,16 @@ int cnd_cmd_distill(int argc, char **argv)
         {"subset", CND_OPT_INT, &subset, "N", "train on a random N-sample subset", 1, 1e9},
         {"test", CND_OPT_STR, &test, "SPEC", "test data (default: the dataset's test split)"},
         {"out", CND_OPT_STR, &out, "FILE", "where to write the student (.cnd)"},
+        {"resume", CND_OPT_FLAG, &resume, NULL, "continue the interrupted run that FILE.ckpt holds"},
+        {"no-checkpoint", CND_OPT_FLAG, &no_ckpt, NULL, "do not write FILE.ckpt after each epoch"},
         {0}};
     const cnd_cli_t cli = {
         "condenser distill --teacher T.cnd (--arch SPEC | --student S.cnd) --out FILE [options]",
         "Distills a teacher into a student: the loss mixes the teacher's softened outputs\n"
         "(temperature T, weight alpha) with the labels (weight 1 - alpha). The teacher runs\n"
         "forward once over the data; its logits are cached for all epochs. Defaults (T 2,\n"
-        "alpha 0.5) come from the measurements in docs/benchmarks.md.",
+        "alpha 0.5) come from the measurements in docs/benchmarks.md. As with train, the\n"
+        "run's state goes to FILE.ckpt after every epoch, and --resume continues a killed run.",
         opts, 0, 0};
     int npos;
     char **pos;
@@ -67,6 +71,16 @@ int cnd_cmd_distill(int argc, char **argv)
     cfg.seed = (uint64_t)seed;
     cfg.verbose = 1;
     cnd_set_threads((int)threads);
+    char ckpt[4096], config[3072];
+    snprintf(config, sizeof config,
+             "command=distill;teacher=%s;arch=%s;student=%s;data=%s;test=%s;temperature=%.7g;"
+             "alpha=%.7g;epochs=%ld;batch=%ld;lr=%.7g;optimizer=%s;momentum=%.7g;"
+             "weight-decay=%.7g;schedule=%s;seed=%ld;augment=%s;subset=%ld",
+             teacher_path, arch ? arch : "", student ? student : "", data, test ? test : "", T,
+             alpha, epochs, batch, (double)cfg.optim.lr, optname, (double)cfg.optim.momentum,
+             (double)cfg.optim.weight_decay, sched, seed, augment, subset);
+    if ((rc = cnd_cmd_ckpt_setup(&cfg, out, resume, no_ckpt, config, ckpt, sizeof ckpt)))
+        return rc;
 
     cnd_model_t *t = NULL, *s = NULL;
     cnd_dataset_t *tr = NULL, *te = NULL;
@@ -135,6 +149,7 @@ int cnd_cmd_distill(int argc, char **argv)
     }
     if ((rc = cnd_model_save(s, out))) goto done;
     printf("wrote %s\n", out);
+    cnd_cmd_ckpt_done(&cfg);
 done:
     cnd_distill_online_free(&dctx);
     free(tlog);

@@ -5,7 +5,6 @@
 #include "commands.h"
 #include "clock.h"
 #include "data.h"
-#include "fileio.h"
 #include "modelfile.h"
 #include "train.h"
 #include "augment.h"
@@ -65,16 +64,9 @@ int cnd_cmd_train(int argc, char **argv)
     cfg.seed = (uint64_t)seed;
     cfg.verbose = 1;
     cnd_set_threads((int)threads);
-    if (resume && no_ckpt) return cnd_errf(CND_EINVAL, "--resume needs the checkpoint that "
-                                           "--no-checkpoint turns off");
     /* The settings a checkpoint must match to be resumed (threads may differ: the result is
      * then not bit-identical, but still the same training). */
     char ckpt[4096], config[2048];
-    if (strlen(out) + 6 > sizeof ckpt) return cnd_errf(CND_EINVAL, "--out path is too long");
-    snprintf(ckpt, sizeof ckpt, "%s.ckpt", out);
-    if (!no_ckpt && !resume && cnd_file_exists(ckpt)) /* before the data loads; cnd_train checks too */
-        return cnd_errf(CND_EINVAL, "%s exists: an earlier run was interrupted; resume it "
-                        "(--resume) or delete the file to start over", ckpt);
     snprintf(config, sizeof config,
              "command=train;arch=%s;data=%s;test=%s;epochs=%ld;batch=%ld;lr=%.7g;"
              "optimizer=%s;momentum=%.7g;weight-decay=%.7g;schedule=%s;seed=%ld;subset=%ld;"
@@ -82,11 +74,8 @@ int cnd_cmd_train(int argc, char **argv)
              arch, data, test ? test : "", epochs, batch, (double)cfg.optim.lr, optname,
              (double)cfg.optim.momentum, (double)cfg.optim.weight_decay, sched, seed, subset,
              augment, val);
-    if (!no_ckpt) {
-        cfg.ckpt_path = ckpt;
-        cfg.ckpt_config = config;
-        cfg.resume = resume;
-    }
+    if ((rc = cnd_cmd_ckpt_setup(&cfg, out, resume, no_ckpt, config, ckpt, sizeof ckpt)))
+        return rc;
 
     cnd_dataset_t *all = NULL, *tr = NULL, *va = NULL, *te = NULL;
     cnd_model_t *m = NULL;
@@ -122,8 +111,7 @@ int cnd_cmd_train(int argc, char **argv)
     }
     if ((rc = cnd_model_save(m, out))) goto done;
     printf("wrote %s\n", out);
-    if (cfg.ckpt_path && remove(cfg.ckpt_path) != 0)
-        fprintf(stderr, "warning: could not remove %s\n", cfg.ckpt_path);
+    cnd_cmd_ckpt_done(&cfg);
 done:
     cnd_model_destroy(&m);
     cnd_data_destroy(&all);

@@ -37,27 +37,33 @@ grep -q 'scores every augmented batch' "$d/distill2.log" || fail "online teacher
 
 # A killed training run resumes from FILE.ckpt. Without --resume, or with other settings, the
 # checkpoint is refused and kept; the resumed run ends with the model of an uninterrupted one
-# (test_train checks the bits) and removes the checkpoint.
+# (test_train checks the bits) and removes the checkpoint. Same for distill.
 [ ! -e "$d/t.cnd.ckpt" ] || fail "checkpoint left after a finished run"
-args=(--arch "flatten dense(32) relu dense(10)" --epochs 40 --subset 3000 --threads 1)
-"$bin" train "${args[@]}" --out "$d/full.cnd" > "$d/full.log"
-"$bin" train "${args[@]}" --out "$d/k.cnd" > "$d/k.log" 2>&1 &
-pid=$!
-for _ in $(seq 500); do [ -e "$d/k.cnd.ckpt" ] && break; sleep 0.01; done
-kill -9 $pid
-wait $pid 2> /dev/null || true
-[ -e "$d/k.cnd.ckpt" ] && [ ! -e "$d/k.cnd" ] || fail "no checkpoint after a kill: $(cat "$d/k.log")"
-set +e
-"$bin" train "${args[@]}" --out "$d/k.cnd" 2> "$d/err"; rc=$?
-[ $rc -eq 2 ] && grep -q -- 'k.cnd.ckpt exists.*--resume' "$d/err" || fail "no --resume: rc $rc $(cat "$d/err")"
-"$bin" train "${args[@]}" --lr 0.01 --resume --out "$d/k.cnd" 2> "$d/err"; rc=$?
-[ $rc -eq 2 ] && grep -q 'lr=0.001 (this run: 0.01)' "$d/err" || fail "other settings: rc $rc $(cat "$d/err")"
-set -e
-"$bin" train "${args[@]}" --resume --out "$d/k.cnd" > "$d/k2.log"
-grep -q 'resuming from .*k.cnd.ckpt: [0-9]* of 40 epochs done' "$d/k2.log" || fail "resume: $(cat "$d/k2.log")"
-[ ! -e "$d/k.cnd.ckpt" ] || fail "checkpoint left after the resumed run"
-[ "$(grep '^test accuracy' "$d/full.log")" = "$(grep '^test accuracy' "$d/k2.log")" ] ||
-  fail "resumed run differs: $(grep '^test accuracy' "$d/full.log" "$d/k2.log")"
+kill_resume() { # NAME SUBCOMMAND ARGS...
+  local name=$1; shift
+  "$bin" "$@" --out "$d/$name-full.cnd" > "$d/$name-full.log"
+  "$bin" "$@" --out "$d/$name.cnd" > "$d/$name.log" 2>&1 &
+  local pid=$! rc
+  for _ in $(seq 1000); do [ -e "$d/$name.cnd.ckpt" ] && break; sleep 0.01; done
+  kill -9 $pid
+  wait $pid 2> /dev/null || true
+  [ -e "$d/$name.cnd.ckpt" ] && [ ! -e "$d/$name.cnd" ] || fail "$name: no checkpoint after a kill"
+  set +e
+  "$bin" "$@" --out "$d/$name.cnd" 2> "$d/err"; rc=$?
+  [ $rc -eq 2 ] && grep -q -- "$name.cnd.ckpt exists.*--resume" "$d/err" || fail "$name: no --resume: rc $rc $(cat "$d/err")"
+  "$bin" "$@" --lr 0.01 --resume --out "$d/$name.cnd" 2> "$d/err"; rc=$?
+  [ $rc -eq 2 ] && grep -q 'lr=0.001 (this run: 0.01)' "$d/err" || fail "$name: other settings: rc $rc $(cat "$d/err")"
+  set -e
+  "$bin" "$@" --resume --out "$d/$name.cnd" > "$d/$name-2.log"
+  grep -q "resuming from .*$name.cnd.ckpt: [0-9]* of 40 epochs done" "$d/$name-2.log" ||
+    fail "$name: resume: $(cat "$d/$name-2.log")"
+  [ ! -e "$d/$name.cnd.ckpt" ] || fail "$name: checkpoint left after the resumed run"
+  [ "$(grep '^test accuracy' "$d/$name-full.log")" = "$(grep '^test accuracy' "$d/$name-2.log")" ] ||
+    fail "$name: resumed run differs: $(grep -h '^test accuracy' "$d/$name-full.log" "$d/$name-2.log")"
+}
+kill_resume tr train --arch "flatten dense(32) relu dense(10)" --epochs 40 --subset 3000 --threads 1
+kill_resume ds distill --teacher "$d/t.cnd" --arch "flatten dense(16) relu dense(10)" --epochs 40 \
+  --subset 2000 --threads 1
 
 # Errors: exit code 2 for bad usage, 1 for bad input, messages naming what is wrong.
 set +e
