@@ -239,6 +239,18 @@ static size_t s_task_floats(const cnd_layer_t *l)
     return CKK * GP + (CKK > OC ? CKK : OC) * GP + l->n_params;
 }
 
+/* Task `task`'s scratch in work (s_task_floats): returns its columns; *buf gets the dY/dcol
+ * area, *part its partial gradients. */
+static float *s_scratch(const cnd_layer_t *l, float *work, int task, float **buf, float **part)
+{
+    size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k, OC = (size_t)l->p.conv.oc;
+    size_t GP = (size_t)s_group(l) * l->out.h * l->out.w;
+    float *col = work + (size_t)task * s_task_floats(l);
+    *buf = col + CKK * GP;
+    *part = *buf + (CKK > OC ? CKK : OC) * GP;
+    return col;
+}
+
 /* d[0..n) += bias, then the fused relu if the layer has one. */
 static void s_bias_act(float *d, size_t n, float bias, const cnd_layer_t *l)
 {
@@ -298,10 +310,8 @@ static void s_backward_task(void *ctx, int task, int ntasks)
     cnd_layer_t *l = j->l;
     int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k, G = s_group(l);
     size_t P = (size_t)l->out.h * l->out.w, BP = (size_t)j->B * P;
-    size_t GP = (size_t)G * P;
-    float *col = j->work + (size_t)task * s_task_floats(l);
-    float *buf = col + (size_t)CKK * GP;      /* masked dY, then dcol */
-    float *part = buf + (size_t)(CKK > OC ? CKK : OC) * GP;
+    float *buf, *part; /* buf: masked dY, then dcol */
+    float *col = s_scratch(l, j->work, task, &buf, &part);
     float *dbias = part + l->n_weights;
     long b0, b1;
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
@@ -336,10 +346,9 @@ static void s_backward_task(void *ctx, int task, int ntasks)
 /* Adds the per-task partial gradients (in task order: deterministic, pool.h) into dw. */
 static void s_sum_parts(const cnd_layer_t *l, float *dw, const float *work)
 {
-    size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k, OC = (size_t)l->p.conv.oc;
-    size_t GP = (size_t)s_group(l) * l->out.h * l->out.w;
     for (int t = 0; t < cnd_pool_threads(); t++) {
-        const float *part = work + (size_t)t * s_task_floats(l) + CKK * GP + (CKK > OC ? CKK : OC) * GP;
+        float *buf, *part;
+        s_scratch(l, (float *)work, t, &buf, &part);
         for (size_t i = 0; i < l->n_params; i++) dw[i] += part[i];
     }
 }
@@ -422,10 +431,9 @@ static void s_backward_pool_task(void *ctx, int task, int ntasks)
     cnd_layer_t *l = j->l;
     int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k, G = s_group(l);
     int OH = l->out.h, OW = l->out.w, POW = OW / 2;
-    size_t P = (size_t)OH * OW, PP = (size_t)(OH / 2) * POW, GP = (size_t)G * P;
-    float *col = j->work + (size_t)task * s_task_floats(l);
-    float *dy = col + (size_t)CKK * GP;
-    float *part = dy + (size_t)(CKK > OC ? CKK : OC) * GP;
+    size_t P = (size_t)OH * OW, PP = (size_t)(OH / 2) * POW;
+    float *dy, *part;
+    float *col = s_scratch(l, j->work, task, &dy, &part);
     float *dbias = part + l->n_weights;
     long b0, b1;
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
