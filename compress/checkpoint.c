@@ -28,7 +28,7 @@ int cnd_ckpt_save(const char *path, const char *config, int epochs_done, long st
     cnd_buf_init(&b);
     cnd_buf_put(&b, CND_CKPT_MAGIC, 4);
     cnd_buf_u32(&b, CND_CKPT_VERSION);
-    cnd_buf_str(&b, config);
+    cnd_buf_str(&b, config ? config : "");
     cnd_buf_u32(&b, (uint32_t)epochs_done);
     cnd_buf_u64(&b, (uint64_t)step);
     for (int i = 0; i < 4; i++) cnd_buf_u64(&b, aug_rng->s[i]);
@@ -210,6 +210,12 @@ int cnd_ckpt_config_diff(const char *have, const char *want, char *out, size_t n
 {
     if (n) out[0] = 0;
     return s_diff_one(have, want, 1, out, n) || s_diff_one(want, have, 0, out, n);
+}
+
+int cnd_ckpt_refuse_existing(const char *path)
+{
+    return cnd_errf(CND_EINVAL, "%s exists: an earlier run was interrupted; resume it "
+                    "(--resume) or delete the file to start over", path);
 }
 
 void cnd_ckpt_free(cnd_ckpt_t *ck)

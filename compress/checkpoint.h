@@ -34,7 +34,8 @@ typedef struct {
     cnd_model_t *model;    /* parameters, running statistics and normalisation */
 } cnd_ckpt_t;
 
-/* Writes a checkpoint of m and o after `epochs_done` epochs. Returns 0, CND_ENOMEM or CND_EIO. */
+/* Writes a checkpoint of m and o after `epochs_done` epochs, tagged with `config` (NULL = "").
+ * Returns 0, CND_ENOMEM or CND_EIO. */
 CND_MUST_USE int cnd_ckpt_save(const char *path, const char *config, int epochs_done, long step,
                                const cnd_rng_t *aug_rng, const cnd_optim_t *o,
                                const cnd_model_t *m);
@@ -53,6 +54,9 @@ CND_MUST_USE int cnd_ckpt_apply(const cnd_ckpt_t *ck, const char *path, cnd_mode
 /* The first "key=value" of `have` that differs from `want`, as "key=HAVE (this run: WANT)",
  * into out; returns 0 if the two settings strings are equal. */
 int cnd_ckpt_config_diff(const char *have, const char *want, char *out, size_t n);
+
+/* The error for a checkpoint found where a run would start afresh (CND_EINVAL, naming it). */
+int cnd_ckpt_refuse_existing(const char *path);
 
 void cnd_ckpt_free(cnd_ckpt_t *ck);
 

@@ -3,6 +3,7 @@
  * loading data from a spec, optimizer and schedule names, provenance metadata.
  */
 #include "cmd_common.h"
+#include "checkpoint.h"
 #include "clock.h"
 #include "fileio.h"
 
@@ -88,8 +89,7 @@ int cnd_cmd_ckpt_setup(cnd_train_cfg_t *cfg, const char *out, int resume, int no
     if (strlen(out) + 6 > n) return cnd_errf(CND_EINVAL, "--out path is too long");
     snprintf(path, n, "%s.ckpt", out);
     if (!resume && cnd_file_exists(path)) /* before the data loads; cnd_train checks too */
-        return cnd_errf(CND_EINVAL, "%s exists: an earlier run was interrupted; resume it "
-                        "(--resume) or delete the file to start over", path);
+        return cnd_ckpt_refuse_existing(path);
     cfg->ckpt_path = path;
     cfg->ckpt_config = config;
     cfg->resume = resume;

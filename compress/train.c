@@ -56,6 +56,40 @@ static float s_xent(void *ctx, float *dlogits, const float *logits, const uint32
     return cnd_loss_xent(dlogits, logits, y, B, K, correct);
 }
 
+/* Continues from cfg->ckpt_path when it exists and cfg->resume is set (checkpoint.h): the model
+ * and optimizer get its state, and *epoch, *step, *aug_rng its position. Refuses a checkpoint
+ * without resume, of other settings, or with more epochs done than asked; changes nothing then. */
+static int s_resume(const cnd_train_cfg_t *cfg, cnd_model_t *m, cnd_optim_t *opt, int *epoch,
+                    long *step, cnd_rng_t *aug_rng)
+{
+    const char *path = cfg->ckpt_path, *config = cfg->ckpt_config ? cfg->ckpt_config : "";
+    if (!cnd_file_exists(path)) {
+        if (cfg->resume && cfg->verbose)
+            printf("no checkpoint at %s: starting from the first epoch\n", path);
+        return 0;
+    }
+    if (!cfg->resume) return cnd_ckpt_refuse_existing(path);
+    cnd_ckpt_t ck;
+    int rc = cnd_ckpt_load(&ck, path);
+    if (rc) return rc;
+    char diff[256];
+    if (cnd_ckpt_config_diff(ck.config, config, diff, sizeof diff))
+        rc = cnd_errf(CND_EINVAL, "%s was written with other settings: %s; rerun with its "
+                      "settings or delete it to start over", path, diff);
+    else if (ck.epochs_done > cfg->epochs)
+        rc = cnd_errf(CND_EINVAL, "%s has %d epochs done, more than the %d asked", path,
+                      ck.epochs_done, cfg->epochs);
+    else if (!(rc = cnd_ckpt_apply(&ck, path, m, opt))) {
+        *epoch = ck.epochs_done;
+        *step = ck.step;
+        *aug_rng = ck.aug_rng;
+        if (cfg->verbose)
+            printf("resuming from %s: %d of %d epochs done\n", path, *epoch, cfg->epochs);
+    }
+    cnd_ckpt_free(&ck);
+    return rc;
+}
+
 int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
               const cnd_train_cfg_t *cfg, cnd_train_result_t *res)
 {
@@ -110,35 +144,7 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     }
     long step = 0;
     int start_epoch = 0;
-    if (cfg->ckpt_path && cnd_file_exists(cfg->ckpt_path)) {
-        if (!cfg->resume) {
-            rc = cnd_errf(CND_EINVAL, "%s exists: an earlier run was interrupted; resume it "
-                          "(--resume) or delete the file to start over", cfg->ckpt_path);
-            goto done;
-        }
-        cnd_ckpt_t ck;
-        if ((rc = cnd_ckpt_load(&ck, cfg->ckpt_path))) goto done;
-        char diff[256];
-        if (cnd_ckpt_config_diff(ck.config, cfg->ckpt_config ? cfg->ckpt_config : "", diff,
-                                 sizeof diff))
-            rc = cnd_errf(CND_EINVAL, "%s was written with other settings: %s; rerun with its "
-                          "settings or delete it to start over", cfg->ckpt_path, diff);
-        else if (ck.epochs_done > cfg->epochs)
-            rc = cnd_errf(CND_EINVAL, "%s has %d epochs done, more than the %d asked",
-                          cfg->ckpt_path, ck.epochs_done, cfg->epochs);
-        else if (!(rc = cnd_ckpt_apply(&ck, cfg->ckpt_path, m, &opt))) {
-            start_epoch = ck.epochs_done;
-            step = ck.step;
-            aug_rng = ck.aug_rng;
-            if (cfg->verbose)
-                printf("resuming from %s: %d of %d epochs done\n", cfg->ckpt_path, start_epoch,
-                       cfg->epochs);
-        }
-        cnd_ckpt_free(&ck);
-        if (rc) goto done;
-    }
-    else if (cfg->ckpt_path && cfg->resume && cfg->verbose)
-        printf("no checkpoint at %s: starting from the first epoch\n", cfg->ckpt_path);
+    if (cfg->ckpt_path && (rc = s_resume(cfg, m, &opt, &start_epoch, &step, &aug_rng))) goto done;
     res->resumed_epochs = start_epoch;
     double t0 = cnd_now();
     for (int ep = 0; ep < cfg->epochs; ep++) {
@@ -192,8 +198,7 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
             printf("  %.0f samples/s  %.1fs\n", (double)n / el, el);
             fflush(stdout);
         }
-        if (cfg->ckpt_path && (rc = cnd_ckpt_save(cfg->ckpt_path, cfg->ckpt_config ?
-                                                  cfg->ckpt_config : "", ep + 1, step,
+        if (cfg->ckpt_path && (rc = cnd_ckpt_save(cfg->ckpt_path, cfg->ckpt_config, ep + 1, step,
                                                   &aug_rng, &opt, m)))
             goto done;
         if (cfg->on_epoch && cfg->on_epoch(cfg->epoch_ctx, m, ep)) break;
