@@ -172,8 +172,11 @@ int main(void)
     CHECK(after.loss < before.loss);
     CHECK_EQ_INT(after.per_class_total[0] + after.per_class_total[1] + after.per_class_total[2],
                  300);
-    /* Two threads: deterministic for that thread count, and close to the one-thread result
-     * (the per-thread partial sums only change rounding). */
+    /* Two threads: deterministic for that thread count, and as good as one thread. The weights
+     * themselves are not compared: per-thread partial sums change rounding in the first step,
+     * and four epochs of SGD amplify that by orders of magnitude depending on which kernels
+     * OpenBLAS picks (SkylakeX vs Haswell differed by more than 0.05). The per-step gradient
+     * agreement across thread counts is checked in test_layers. */
     cnd_set_threads(2);
     cnd_model_t *p2 = NULL, *q2 = NULL;
     CHECK(cnd_model_new(&p2, arch, tr->shape, 42) == 0);
@@ -182,10 +185,11 @@ int main(void)
     CHECK(cnd_train(p2, tr, NULL, &cfg, &r2) == 0);
     CHECK(cnd_train(q2, tr, NULL, &cfg, &r2) == 0);
     CHECK(!memcmp(p2->params, q2->params, p2->num_params * sizeof(float)));
-    double maxd = 0;
-    for (size_t i = 0; i < a->num_params; i++)
-        if (fabs(p2->params[i] - a->params[i]) > maxd) maxd = fabs(p2->params[i] - a->params[i]);
-    CHECK(maxd < 0.05);
+    cnd_eval_t after2;
+    CHECK(cnd_evaluate(p2, te, 64, &after2) == 0);
+    fprintf(stderr, "blobs, 2 threads: acc %.3f, loss %.3f\n", after2.acc, after2.loss);
+    CHECK(after2.acc > 0.9f);
+    CHECK(after2.loss < before.loss);
     cnd_model_destroy(&p2);
     cnd_model_destroy(&q2);
     cnd_set_threads(1);
