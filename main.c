@@ -37,7 +37,6 @@ static void s_select_blas_kernels(char **argv)
 
 typedef int (*cnd_cmd_fn)(int argc, char **argv);
 
-
 static const struct {
     const char *name;
     cnd_cmd_fn fn;
@@ -53,12 +52,14 @@ static const struct {
     {"coordinator", cnd_cmd_coordinator, "create (init) or run the federation coordinator"},
     {"site", cnd_cmd_site, "enroll, list or revoke the sites and devices a coordinator admits"},
     {"job", cnd_cmd_job, "create, list, show, cancel or export federated compression jobs"},
-    {"demo", cnd_cmd_demo, "the main job: federated distillation to a signed int8 model, end to end"},
+    {"demo", cnd_cmd_demo,
+     "the main job: federated distillation to a signed int8 model, end to end"},
     {"agent", cnd_cmd_agent, "run a site agent (or: agent status), training on local data"},
     {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
     {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},
     {"bench", cnd_cmd_bench, "latency, throughput and memory of a .cnd or .cndq model"},
-    {"rollout", cnd_cmd_rollout, "edge rollouts: publish, create, list, show, pause, rollback, serve"},
+    {"rollout", cnd_cmd_rollout,
+     "edge rollouts: publish, create, list, show, pause, rollback, serve"},
     {"edge", cnd_cmd_edge, "edge device daemon: init, run, install, status, infer"},
     {"fleet-sim", cnd_cmd_fleet_sim, "simulate a fleet of edge devices in one process"},
     {"bench secagg", cnd_cmd_bench_secagg, "benchmark secure aggregation (SecAgg+)"},
@@ -102,7 +103,8 @@ int main(int argc, char **argv)
             int rc = s_cmds[i].fn(argc - words, argv + words);
             if (rc == 0) return 0;
             const char *d = cnd_err_detail();
-            fprintf(stderr, "condenser %s: error: %s\n", s_cmds[i].name, d[0] ? d : cnd_strerror(rc));
+            fprintf(stderr, "condenser %s: error: %s\n", s_cmds[i].name,
+                    d[0] ? d : cnd_strerror(rc));
             return rc == CND_EINVAL ? 2 : 1;
         }
     }

@@ -419,8 +419,8 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
         char nm[64];
         cnd_cert_info_t ci;
         if (cnd_proto_text(nm, sizeof nm, p->node_name) ||
-            cnd_cert_check_trust(&ci, trust, p->certificate.data, p->certificate.len, "site",
-                                 nm, now))
+            cnd_cert_check_trust(&ci, trust, p->certificate.data, p->certificate.len, "site", nm,
+                                 now))
             snprintf(why, sizeof why, "participant %u: %s", p->participant_id, cnd_err_detail());
         else
             memcpy(keys[nk++], ci.pubkey, 32);
@@ -708,18 +708,14 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
         a->hb_ms = (int)env->hello_ack->heartbeat_ms;
         s_log(a, "connected to coordinator %s", a->coord_name);
         break;
-    case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
-        s_on_job_announce(a, m);
-        break;
+    case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE: s_on_job_announce(a, m); break;
     case CONDENSER__MSG_TYPE__MSG_CHUNK:
         if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_TEACHER && env->job_id == a->job)
             s_on_teacher_chunk(a, env->chunk);
         else if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MODEL)
             s_on_model_chunk(a, env->chunk);
         break;
-    case CONDENSER__MSG_TYPE__MSG_ROUND_START:
-        s_on_round_start(a, env);
-        break;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_START: s_on_round_start(a, env); break;
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER: {
         a->view.phase = CND_PHASE_SHARE;
         if (!a->sc) break;
@@ -851,11 +847,8 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
         }
         break;
     }
-    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
-        break;
-    default:
-        s_log(a, "ignored %s", cnd_proto_type_name(env->type));
-        break;
+    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT: break;
+    default: s_log(a, "ignored %s", cnd_proto_type_name(env->type)); break;
     }
 done:
     cnd_proto_msg_destroy(&m);

@@ -29,9 +29,7 @@ static int s_set(const cnd_opt_t *o, const char *val)
     char *end = NULL;
     int bounded = !(o->min == 0 && o->max == 0);
     switch (o->kind) {
-    case CND_OPT_STR:
-        *(const char **)o->dest = val;
-        return 0;
+    case CND_OPT_STR: *(const char **)o->dest = val; return 0;
     case CND_OPT_INT: {
         errno = 0;
         long v = strtol(val, &end, 10);
@@ -49,14 +47,11 @@ static int s_set(const cnd_opt_t *o, const char *val)
         if (errno || end == val || *end || !isfinite(v))
             return cnd_errf(CND_EINVAL, "--%s: '%s' is not a number", o->name, val);
         if (bounded && (v < o->min || v > o->max))
-            return cnd_errf(CND_EINVAL, "--%s: %g is outside [%g, %g]", o->name, v, o->min,
-                            o->max);
+            return cnd_errf(CND_EINVAL, "--%s: %g is outside [%g, %g]", o->name, v, o->min, o->max);
         *(double *)o->dest = v;
         return 0;
     }
-    case CND_OPT_FLAG:
-        *(int *)o->dest = 1;
-        return 0;
+    case CND_OPT_FLAG: *(int *)o->dest = 1; return 0;
     }
     return CND_EINVAL;
 }
@@ -104,8 +99,7 @@ int cnd_cli_parse(const cnd_cli_t *cli, int argc, char **argv, int *npos, char *
         int rc = s_set(o, val);
         if (rc) return rc;
     }
-    if (np < cli->min_pos)
-        return cnd_errf(CND_EINVAL, "missing argument: %s", cli->usage);
+    if (np < cli->min_pos) return cnd_errf(CND_EINVAL, "missing argument: %s", cli->usage);
     if (np > cli->max_pos)
         return cnd_errf(CND_EINVAL, "unexpected argument '%s' (try --help)", out[cli->max_pos]);
     *npos = np;

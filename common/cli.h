@@ -11,19 +11,19 @@
 #include <stdint.h>
 
 typedef enum {
-    CND_OPT_STR,   /* const char **dest; points into argv */
-    CND_OPT_INT,   /* long *dest; min/max checked */
-    CND_OPT_DBL,   /* double *dest; min/max checked */
-    CND_OPT_FLAG,  /* int *dest; set to 1, takes no value */
+    CND_OPT_STR,  /* const char **dest; points into argv */
+    CND_OPT_INT,  /* long *dest; min/max checked */
+    CND_OPT_DBL,  /* double *dest; min/max checked */
+    CND_OPT_FLAG, /* int *dest; set to 1, takes no value */
 } cnd_opt_kind_t;
 
 typedef struct {
-    const char *name;     /* long name without "--"; NULL ends the table */
-    cnd_opt_kind_t kind;  /* value type */
-    void *dest;           /* where the value goes */
-    const char *metavar;  /* shown in help, e.g. "N"; NULL for flags */
-    const char *help;     /* one line; defaults go here in words */
-    double min, max;      /* inclusive bounds for INT/DBL; ignored when both are 0 */
+    const char *name;    /* long name without "--"; NULL ends the table */
+    cnd_opt_kind_t kind; /* value type */
+    void *dest;          /* where the value goes */
+    const char *metavar; /* shown in help, e.g. "N"; NULL for flags */
+    const char *help;    /* one line; defaults go here in words */
+    double min, max;     /* inclusive bounds for INT/DBL; ignored when both are 0 */
 } cnd_opt_t;
 
 typedef struct {

@@ -77,8 +77,8 @@ int cnd_file_read_gz(const char *path, size_t max_bytes, uint8_t **data, size_t 
             if (cap >= max_bytes) {
                 free(buf);
                 gzclose(gz);
-                return cnd_errf(CND_ERANGE, "%s: uncompressed size exceeds the limit of %zu",
-                                path, max_bytes);
+                return cnd_errf(CND_ERANGE, "%s: uncompressed size exceeds the limit of %zu", path,
+                                max_bytes);
             }
             size_t ncap = cap * 2 > max_bytes ? max_bytes : cap * 2;
             uint8_t *nb = realloc(buf, ncap + 1);

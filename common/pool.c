@@ -23,14 +23,14 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     pthread_t tid[MAX_THREADS];
-    int nthreads;              /* total including the caller */
-    int nworkers;              /* nthreads - 1 running workers */
-    atomic_uint gen;           /* job generation; workers run a job when it changes */
+    int nthreads;                     /* total including the caller */
+    int nworkers;                     /* nthreads - 1 running workers */
+    atomic_uint gen;                  /* job generation; workers run a job when it changes */
     _Atomic unsigned long long claim; /* generation (24 bits) | task count (20) | next (20) */
-    atomic_int pending;        /* tasks not yet finished */
-    cnd_task_fn fn;            /* current job */
+    atomic_int pending;               /* tasks not yet finished */
+    cnd_task_fn fn;                   /* current job */
     void *ctx;
-    int quit;                  /* workers exit when set */
+    int quit; /* workers exit when set */
 } s_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 #define CLAIM_BITS 20
@@ -107,8 +107,9 @@ int cnd_pool_set_threads(int threads)
         s_pool.nworkers++;
         s_pool.nthreads++;
     }
-    return s_pool.nthreads == threads ? 0 : cnd_errf(CND_ENOMEM, "could only start %d threads",
-                                                      s_pool.nthreads);
+    return s_pool.nthreads == threads
+               ? 0
+               : cnd_errf(CND_ENOMEM, "could only start %d threads", s_pool.nthreads);
 }
 
 int cnd_pool_threads(void)

@@ -11,13 +11,13 @@
 #include <stdint.h>
 
 typedef struct {
-    char label[64];     /* e.g. "epoch 2/5" */
-    uint64_t total;     /* units of work (samples); 0 = unknown */
-    uint64_t done;      /* units finished so far */
-    double start;       /* cnd_now() at begin */
-    double last_draw;   /* cnd_now() of the last redraw */
-    int enabled;        /* 1 when drawing */
-    const char *unit;   /* "samples", "chunks", ... for the rate */
+    char label[64];   /* e.g. "epoch 2/5" */
+    uint64_t total;   /* units of work (samples); 0 = unknown */
+    uint64_t done;    /* units finished so far */
+    double start;     /* cnd_now() at begin */
+    double last_draw; /* cnd_now() of the last redraw */
+    int enabled;      /* 1 when drawing */
+    const char *unit; /* "samples", "chunks", ... for the rate */
 } cnd_progress_t;
 
 void cnd_progress_begin(cnd_progress_t *p, const char *label, uint64_t total, const char *unit);

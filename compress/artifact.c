@@ -296,8 +296,10 @@ int cnd_artifact_selftest(cnd_artifact_t *a, const char *what)
     uint32_t bad = 0;
     int rc = cnd_rt_selftest(a->rt, &bad);
     if (rc)
-        return cnd_errf(CND_ECORRUPT, "%s: self-test vector %u gives different logits with the "
-                        "%s kernels", what, bad, cnd_rt_kernels_name(cnd_rt_get_kernels(a->rt)));
+        return cnd_errf(CND_ECORRUPT,
+                        "%s: self-test vector %u gives different logits with the "
+                        "%s kernels",
+                        what, bad, cnd_rt_kernels_name(cnd_rt_get_kernels(a->rt)));
     return 0;
 }
 

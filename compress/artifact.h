@@ -33,11 +33,11 @@ CND_MUST_USE int cnd_artifact_save(const cnd_qmodel_t *q, const char *path);
 
 /* A loaded artifact: its bytes, a heap arena and the runtime model inside it. */
 typedef struct {
-    uint8_t *bytes;       /* the artifact (owned) */
+    uint8_t *bytes; /* the artifact (owned) */
     size_t len;
-    void *arena;          /* owned */
+    void *arena; /* owned */
     size_t arena_len;
-    cnd_rt_model_t *rt;   /* lives in arena */
+    cnd_rt_model_t *rt; /* lives in arena */
     cnd_rt_info_t info;
 } cnd_artifact_t;
 

@@ -8,16 +8,21 @@
 
 int cnd_augment_parse(const char *s, unsigned *flags)
 {
-    if (!strcmp(s, "none")) *flags = 0;
-    else if (!strcmp(s, "shift")) *flags = CND_AUG_SHIFT;
-    else if (!strcmp(s, "flip")) *flags = CND_AUG_FLIP;
-    else if (!strcmp(s, "shift+flip") || !strcmp(s, "flip+shift")) *flags = CND_AUG_SHIFT | CND_AUG_FLIP;
-    else return cnd_errf(CND_EINVAL, "--augment: '%s' is not none, shift, flip or shift+flip", s);
+    if (!strcmp(s, "none"))
+        *flags = 0;
+    else if (!strcmp(s, "shift"))
+        *flags = CND_AUG_SHIFT;
+    else if (!strcmp(s, "flip"))
+        *flags = CND_AUG_FLIP;
+    else if (!strcmp(s, "shift+flip") || !strcmp(s, "flip+shift"))
+        *flags = CND_AUG_SHIFT | CND_AUG_FLIP;
+    else
+        return cnd_errf(CND_EINVAL, "--augment: '%s' is not none, shift, flip or shift+flip", s);
     return 0;
 }
 
-void cnd_augment_batch(float *x, float *work, int B, cnd_shape_t s, const float *bg,
-                       unsigned flags, int max_shift, cnd_rng_t *rng)
+void cnd_augment_batch(float *x, float *work, int B, cnd_shape_t s, const float *bg, unsigned flags,
+                       int max_shift, cnd_rng_t *rng)
 {
     if (!flags || s.h * s.w <= 1) return;
     size_t hw = (size_t)s.h * s.w, d = (size_t)s.c * hw;

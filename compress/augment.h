@@ -19,7 +19,7 @@ int cnd_augment_parse(const char *s, unsigned *flags);
 
 /* Augments B samples of shape s in place. bg[c] is the value of an empty pixel of channel c
  * (the normalised value of raw 0). work must hold one sample (C*H*W floats). */
-void cnd_augment_batch(float *x, float *work, int B, cnd_shape_t s, const float *bg,
-                       unsigned flags, int max_shift, cnd_rng_t *rng);
+void cnd_augment_batch(float *x, float *work, int B, cnd_shape_t s, const float *bg, unsigned flags,
+                       int max_shift, cnd_rng_t *rng);
 
 #endif

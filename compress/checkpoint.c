@@ -74,22 +74,28 @@ int cnd_ckpt_load(cnd_ckpt_t *ck, const char *path)
     int rc = cnd_file_read(path, 3 * CND_MODELFILE_MAX, &data, &len);
     if (rc) return rc;
     if (len < 8 + CND_SHA256_BYTES || memcmp(data, CND_CKPT_MAGIC, 4) != 0) {
-        rc = cnd_errf(CND_EFORMAT, "%s: not a Condenser training checkpoint (missing \"%s\" "
-                      "magic)", path, CND_CKPT_MAGIC);
+        rc = cnd_errf(CND_EFORMAT,
+                      "%s: not a Condenser training checkpoint (missing \"%s\" "
+                      "magic)",
+                      path, CND_CKPT_MAGIC);
         goto fail;
     }
     uint32_t version = cnd_le32(data + 4);
     if (version != CND_CKPT_VERSION) {
-        rc = cnd_errf(CND_EFORMAT, "%s: checkpoint version %u is not supported (this build "
-                      "reads version %d)", path, version, CND_CKPT_VERSION);
+        rc = cnd_errf(CND_EFORMAT,
+                      "%s: checkpoint version %u is not supported (this build "
+                      "reads version %d)",
+                      path, version, CND_CKPT_VERSION);
         goto fail;
     }
     size_t body = len - CND_SHA256_BYTES;
     uint8_t dg[CND_SHA256_BYTES];
     cnd_sha256(dg, data, body);
     if (memcmp(dg, data + body, CND_SHA256_BYTES) != 0) {
-        rc = cnd_errf(CND_ECORRUPT, "%s: digest mismatch: the checkpoint is corrupted or "
-                      "truncated", path);
+        rc = cnd_errf(CND_ECORRUPT,
+                      "%s: digest mismatch: the checkpoint is corrupted or "
+                      "truncated",
+                      path);
         goto fail;
     }
     cnd_rd_t r;
@@ -134,8 +140,8 @@ int cnd_ckpt_load(cnd_ckpt_t *ck, const char *path)
     }
     if ((rc = cnd_model_deserialize(&ck->model, mp, (size_t)ml, path))) goto fail;
     if (ck->model->num_params != ck->optim.n) {
-        rc = cnd_errf(CND_EFORMAT, "%s: optimizer state has %zu values for %zu parameters",
-                      path, ck->optim.n, ck->model->num_params);
+        rc = cnd_errf(CND_EFORMAT, "%s: optimizer state has %zu values for %zu parameters", path,
+                      ck->optim.n, ck->model->num_params);
         goto fail;
     }
     free(data);
@@ -153,9 +159,11 @@ int cnd_ckpt_apply(const cnd_ckpt_t *ck, const char *path, cnd_model_t *m, cnd_o
     const cnd_model_t *c = ck->model;
     if (strcmp(c->spec, m->spec) != 0 || c->in.c != m->in.c || c->in.h != m->in.h ||
         c->in.w != m->in.w)
-        return cnd_errf(CND_EINVAL, "%s holds a %dx%dx%d \"%s\" model; this run trains a "
-                        "%dx%dx%d \"%s\"", path, c->in.c, c->in.h, c->in.w, c->spec, m->in.c,
-                        m->in.h, m->in.w, m->spec);
+        return cnd_errf(CND_EINVAL,
+                        "%s holds a %dx%dx%d \"%s\" model; this run trains a "
+                        "%dx%dx%d \"%s\"",
+                        path, c->in.c, c->in.h, c->in.w, c->spec, m->in.c, m->in.h, m->in.w,
+                        m->spec);
     if (ck->optim.cfg.kind != o->cfg.kind || ck->optim.n != o->n ||
         (ck->optim.v != NULL) != (o->v != NULL))
         return cnd_errf(CND_EINVAL, "%s holds the state of another optimizer", path);
@@ -214,8 +222,10 @@ int cnd_ckpt_config_diff(const char *have, const char *want, char *out, size_t n
 
 int cnd_ckpt_refuse_existing(const char *path)
 {
-    return cnd_errf(CND_EINVAL, "%s exists: an earlier run was interrupted; resume it "
-                    "(--resume) or delete the file to start over", path);
+    return cnd_errf(CND_EINVAL,
+                    "%s exists: an earlier run was interrupted; resume it "
+                    "(--resume) or delete the file to start over",
+                    path);
 }
 
 void cnd_ckpt_free(cnd_ckpt_t *ck)

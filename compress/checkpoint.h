@@ -26,12 +26,12 @@
 #define CND_CKPT_VERSION 1
 
 typedef struct {
-    char *config;          /* settings of the run that wrote it */
-    int epochs_done;       /* finished epochs */
-    long step;             /* optimizer steps taken (learning-rate schedule position) */
-    cnd_rng_t aug_rng;     /* augmentation generator after the last finished epoch */
-    cnd_optim_t optim;     /* kind, step count and moments (cfg.kind, t, n, m, v) */
-    cnd_model_t *model;    /* parameters, running statistics and normalisation */
+    char *config;       /* settings of the run that wrote it */
+    int epochs_done;    /* finished epochs */
+    long step;          /* optimizer steps taken (learning-rate schedule position) */
+    cnd_rng_t aug_rng;  /* augmentation generator after the last finished epoch */
+    cnd_optim_t optim;  /* kind, step count and moments (cfg.kind, t, n, m, v) */
+    cnd_model_t *model; /* parameters, running statistics and normalisation */
 } cnd_ckpt_t;
 
 /* Writes a checkpoint of m and o after `epochs_done` epochs, tagged with `config` (NULL = "").

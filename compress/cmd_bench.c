@@ -103,9 +103,12 @@ static int s_bench_int(s_result_t *r, const char *path, long iters, int batch, c
     int rc = cnd_artifact_load(&a, path);
     if (rc) return rc;
     cnd_rt_kernels_t k = CND_RT_KERNELS_AUTO;
-    if (!strcmp(kern, "ref")) k = CND_RT_KERNELS_REF;
-    else if (!strcmp(kern, "avx2")) k = CND_RT_KERNELS_AVX2;
-    else if (!strcmp(kern, "vnni") || !strcmp(kern, "avx512vnni")) k = CND_RT_KERNELS_VNNI;
+    if (!strcmp(kern, "ref"))
+        k = CND_RT_KERNELS_REF;
+    else if (!strcmp(kern, "avx2"))
+        k = CND_RT_KERNELS_AVX2;
+    else if (!strcmp(kern, "vnni") || !strcmp(kern, "avx512vnni"))
+        k = CND_RT_KERNELS_VNNI;
     else if (strcmp(kern, "auto")) {
         rc = cnd_errf(CND_EINVAL, "--kernels: '%s' is not auto, ref, avx2 or vnni", kern);
         goto out;
@@ -163,7 +166,8 @@ int cnd_cmd_bench(int argc, char **argv)
     int json = 0;
     const cnd_opt_t opts[] = {
         {"iters", CND_OPT_INT, &iters, "N", "timed batch-1 inferences (default 5000)", 10, 1e8},
-        {"batch", CND_OPT_INT, &batch, "B", "batch for the throughput figure (default 256)", 1, 4096},
+        {"batch", CND_OPT_INT, &batch, "B", "batch for the throughput figure (default 256)", 1,
+         4096},
         {"kernels", CND_OPT_STR, &kern, "K", ".cndq: auto | ref | avx2 | vnni (default auto)"},
         {"threads", CND_OPT_INT, &threads, "T", ".cnd: BLAS threads (default 1)", 1, 64},
         {"json", CND_OPT_FLAG, &json, NULL, "print the result as JSON"},

@@ -37,10 +37,14 @@ int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint
 int cnd_cmd_optim(const char *name, double lr, double wd, double momentum, cnd_optim_cfg_t *out)
 {
     cnd_optim_kind_t k;
-    if (!strcmp(name, "adam")) k = CND_OPT_ADAM;
-    else if (!strcmp(name, "adamw")) k = CND_OPT_ADAMW;
-    else if (!strcmp(name, "sgd")) k = CND_OPT_SGD;
-    else return cnd_errf(CND_EINVAL, "--optimizer: '%s' is not adam, adamw or sgd", name);
+    if (!strcmp(name, "adam"))
+        k = CND_OPT_ADAM;
+    else if (!strcmp(name, "adamw"))
+        k = CND_OPT_ADAMW;
+    else if (!strcmp(name, "sgd"))
+        k = CND_OPT_SGD;
+    else
+        return cnd_errf(CND_EINVAL, "--optimizer: '%s' is not adam, adamw or sgd", name);
     *out = cnd_optim_defaults(k, lr > 0 ? (float)lr : (k == CND_OPT_SGD ? 0.05f : 1e-3f));
     out->weight_decay = (float)wd;
     if (k == CND_OPT_SGD && momentum >= 0) out->momentum = (float)momentum;
@@ -49,10 +53,14 @@ int cnd_cmd_optim(const char *name, double lr, double wd, double momentum, cnd_o
 
 int cnd_cmd_parse_sched(const char *name, cnd_sched_kind_t *out)
 {
-    if (!strcmp(name, "cosine")) *out = CND_SCHED_COSINE;
-    else if (!strcmp(name, "step")) *out = CND_SCHED_STEP;
-    else if (!strcmp(name, "const") || !strcmp(name, "constant")) *out = CND_SCHED_CONST;
-    else return cnd_errf(CND_EINVAL, "--schedule: '%s' is not cosine, step or const", name);
+    if (!strcmp(name, "cosine"))
+        *out = CND_SCHED_COSINE;
+    else if (!strcmp(name, "step"))
+        *out = CND_SCHED_STEP;
+    else if (!strcmp(name, "const") || !strcmp(name, "constant"))
+        *out = CND_SCHED_CONST;
+    else
+        return cnd_errf(CND_EINVAL, "--schedule: '%s' is not cosine, step or const", name);
     return 0;
 }
 

@@ -30,7 +30,8 @@ int cnd_cmd_distill(int argc, char **argv)
         {"student", CND_OPT_STR, &student, "FILE", "or: continue from this student model"},
         {"data", CND_OPT_STR, &data, "SPEC", "training data (default fmnist)"},
         {"temperature", CND_OPT_DBL, &T, "T", "softmax temperature (default 2)", 0.05, 100},
-        {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0, 1},
+        {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0,
+         1},
         {"epochs", CND_OPT_INT, &epochs, "N", "passes over the data (default 5)", 1, 10000},
         {"batch", CND_OPT_INT, &batch, "B", "batch size (default 64)", 1, 4096},
         {"lr", CND_OPT_DBL, &lr, "X", "learning rate (default 1e-3 adam, 0.05 sgd)", 1e-9, 10},
@@ -40,11 +41,13 @@ int cnd_cmd_distill(int argc, char **argv)
         {"schedule", CND_OPT_STR, &sched, "NAME", "cosine | step | const (default cosine)"},
         {"seed", CND_OPT_INT, &seed, "S", "seed for init and shuffling (default 1)", 0, 1e15},
         {"threads", CND_OPT_INT, &threads, "T", "BLAS threads (default: all cores)", 1, 64},
-        {"augment", CND_OPT_STR, &augment, "KIND", "none | shift | flip | shift+flip (default none)"},
+        {"augment", CND_OPT_STR, &augment, "KIND",
+         "none | shift | flip | shift+flip (default none)"},
         {"subset", CND_OPT_INT, &subset, "N", "train on a random N-sample subset", 1, 1e9},
         {"test", CND_OPT_STR, &test, "SPEC", "test data (default: the dataset's test split)"},
         {"out", CND_OPT_STR, &out, "FILE", "where to write the student (.cnd)"},
-        {"resume", CND_OPT_FLAG, &resume, NULL, "continue the interrupted run that FILE.ckpt holds"},
+        {"resume", CND_OPT_FLAG, &resume, NULL,
+         "continue the interrupted run that FILE.ckpt holds"},
         {"no-checkpoint", CND_OPT_FLAG, &no_ckpt, NULL, "do not write FILE.ckpt after each epoch"},
         {0}};
     const cnd_cli_t cli = {
@@ -79,8 +82,7 @@ int cnd_cmd_distill(int argc, char **argv)
              teacher_path, arch ? arch : "", student ? student : "", data, test ? test : "", T,
              alpha, epochs, batch, (double)cfg.optim.lr, optname, (double)cfg.optim.momentum,
              (double)cfg.optim.weight_decay, sched, seed, augment, subset);
-    if ((rc = cnd_cmd_ckpt_setup(&cfg, out, resume, no_ckpt, config, ckpt, sizeof ckpt)))
-        return rc;
+    if ((rc = cnd_cmd_ckpt_setup(&cfg, out, resume, no_ckpt, config, ckpt, sizeof ckpt))) return rc;
 
     cnd_model_t *t = NULL, *s = NULL;
     cnd_dataset_t *tr = NULL, *te = NULL;

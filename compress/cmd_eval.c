@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 int cnd_cmd_eval(int argc, char **argv)
 {
     const char *data = "fmnist", *split = "test";
@@ -47,7 +46,8 @@ int cnd_cmd_eval(int argc, char **argv)
     if ((rc = cnd_evaluate(m, ds, (int)batch, &ev))) goto done;
     if (json) {
         printf("{\"model\":\"%s\",\"data\":\"%s\",\"samples\":%zu,\"accuracy\":%.6f,"
-               "\"loss\":%.6f,\"per_class\":[", pos[0], data, ev.n, ev.acc, ev.loss);
+               "\"loss\":%.6f,\"per_class\":[",
+               pos[0], data, ev.n, ev.acc, ev.loss);
         for (int k = 0; k < ds->n_classes; k++)
             printf("%s{\"class\":%d,\"samples\":%u,\"accuracy\":%.6f}", k ? "," : "", k,
                    ev.per_class_total[k],
@@ -55,8 +55,8 @@ int cnd_cmd_eval(int argc, char **argv)
                                          : 0.0);
         printf("]}\n");
     } else {
-        printf("%s on %s: accuracy %.4f  loss %.4f  (%zu samples)\n", pos[0], data, ev.acc,
-               ev.loss, ev.n);
+        printf("%s on %s: accuracy %.4f  loss %.4f  (%zu samples)\n", pos[0], data, ev.acc, ev.loss,
+               ev.n);
         for (int k = 0; k < ds->n_classes; k++)
             printf("  class %2d %-14s %6u samples  accuracy %.4f\n", k,
                    ds->class_names ? ds->class_names[k] : "", ev.per_class_total[k],

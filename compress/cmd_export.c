@@ -95,7 +95,9 @@ int cnd_cmd_export(int argc, char **argv)
         rc = CND_ENOMEM;
     } else if (out) {
         rc = cnd_file_write_atomic(out, b.data, b.len, 0644);
-        if (!rc) fprintf(stderr, "wrote %s (%zu bytes of C for a %zu-byte artifact)\n", out, b.len, a->len);
+        if (!rc)
+            fprintf(stderr, "wrote %s (%zu bytes of C for a %zu-byte artifact)\n", out, b.len,
+                    a->len);
     } else if (fwrite(b.data, 1, b.len, stdout) != b.len) {
         rc = cnd_errf(CND_EIO, "writing to stdout failed");
     }

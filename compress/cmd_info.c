@@ -31,8 +31,8 @@ static int s_info_artifact(const char *path)
     printf("artifact  %s (%zu bytes, integer-only)\n", path, a->len);
     printf("input     %ux%ux%u int8, scale %g, zero point %d\n", in->c, in->h, in->w,
            (double)in_scale, in->in_zp);
-    printf("output    %u int8 logits, scale %g, zero point %d\n", in->n_classes,
-           (double)out_scale, in->out_zp);
+    printf("output    %u int8 logits, scale %g, zero point %d\n", in->n_classes, (double)out_scale,
+           in->out_zp);
     printf("layers    %u    MACs per inference %llu    weight bytes %zu    arena bytes %zu\n",
            in->n_layers, (unsigned long long)in->macs, in->weight_bytes, in->arena_bytes);
     printf("kernels   %s\n", cnd_rt_kernels_name(cnd_rt_get_kernels(a->rt)));
@@ -47,7 +47,6 @@ static int s_info_artifact(const char *path)
     cnd_artifact_destroy(&a);
     return st;
 }
-
 
 int cnd_cmd_info(int argc, char **argv)
 {
@@ -72,18 +71,17 @@ int cnd_cmd_info(int argc, char **argv)
     if ((rc = cnd_model_load(&m, pos[0]))) return rc;
     printf("model   %s\narch    %s\ninput   %dx%dx%d   classes %d\n\n", pos[0], m->spec, m->in.c,
            m->in.h, m->in.w, m->n_classes);
-    printf("  #  %-26s %-14s %10s %12s %12s\n", "layer", "output", "params", "bytes(f32)",
-           "MACs");
+    printf("  #  %-26s %-14s %10s %12s %12s\n", "layer", "output", "params", "bytes(f32)", "MACs");
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
         char tok[64], shp[32];
         cnd_layer_spec(l, tok, sizeof tok);
         snprintf(shp, sizeof shp, "%dx%dx%d", l->out.c, l->out.h, l->out.w);
-        printf("%3d  %-26s %-14s %10zu %12zu %12llu\n", i, tok, shp, l->n_params,
-               l->n_params * 4, (unsigned long long)cnd_layer_ops(l->type)->macs(l));
+        printf("%3d  %-26s %-14s %10zu %12zu %12llu\n", i, tok, shp, l->n_params, l->n_params * 4,
+               (unsigned long long)cnd_layer_ops(l->type)->macs(l));
     }
-    printf("\ntotal: %zu parameters, %zu bytes float32, %llu MACs per inference\n",
-           m->num_params, m->num_params * 4, (unsigned long long)cnd_model_macs(m));
+    printf("\ntotal: %zu parameters, %zu bytes float32, %llu MACs per inference\n", m->num_params,
+           m->num_params * 4, (unsigned long long)cnd_model_macs(m));
     if (m->n_meta) printf("\nmetadata:\n");
     for (int i = 0; i < m->n_meta; i++) printf("  %-16s %s\n", m->meta[i].key, m->meta[i].val);
     cnd_model_destroy(&m);

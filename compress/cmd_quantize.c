@@ -75,21 +75,31 @@ int cnd_cmd_quantize(int argc, char **argv)
     double lr = 2e-4, T = CND_DISTILL_DEFAULT_T, alpha = CND_DISTILL_DEFAULT_ALPHA;
     int no_report = 0;
     const cnd_opt_t opts[] = {
-        {"data", CND_OPT_STR, &data, "SPEC", "training data for calibration and QAT (default fmnist)"},
+        {"data", CND_OPT_STR, &data, "SPEC",
+         "training data for calibration and QAT (default fmnist)"},
         {"test", CND_OPT_STR, &test, "SPEC", "test data (default: the dataset's test split)"},
-        {"calib", CND_OPT_INT, &calib, "N", "calibration samples (default 500, at most 500)", 1, 500},
+        {"calib", CND_OPT_INT, &calib, "N", "calibration samples (default 500, at most 500)", 1,
+         500},
         {"method", CND_OPT_STR, &method_s, "M", "auto | minmax | percentile | mse (default auto)"},
         {"wbits", CND_OPT_INT, &wbits, "B", "weight bits: 8 (W8A8) or 4 (W4A8) (default 8)", 4, 8},
-        {"qat-epochs", CND_OPT_INT, &qat_epochs, "N", "quantization-aware fine-tuning epochs (default 0)", 0, 1000},
-        {"teacher", CND_OPT_STR, &teacher, "T.cnd", "QAT with the distillation loss from this teacher (needs --qat-epochs)"},
+        {"qat-epochs", CND_OPT_INT, &qat_epochs, "N",
+         "quantization-aware fine-tuning epochs (default 0)", 0, 1000},
+        {"teacher", CND_OPT_STR, &teacher, "T.cnd",
+         "QAT with the distillation loss from this teacher (needs --qat-epochs)"},
         {"temperature", CND_OPT_DBL, &T, "T", "distillation temperature (default 4)", 0.05, 100},
-        {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0, 1},
-        {"lr", CND_OPT_DBL, &lr, "X", "QAT learning rate, Adam with cosine decay (default 2e-4)", 1e-9, 1},
+        {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0,
+         1},
+        {"lr", CND_OPT_DBL, &lr, "X", "QAT learning rate, Adam with cosine decay (default 2e-4)",
+         1e-9, 1},
         {"batch", CND_OPT_INT, &batch, "B", "QAT batch size (default 64)", 1, 4096},
-        {"subset", CND_OPT_INT, &subset, "N", "use a random N-sample subset of the training data", 1, 1e9},
-        {"seed", CND_OPT_INT, &seed, "S", "seed for calibration sampling and QAT (default 1)", 0, 1e15},
-        {"selftests", CND_OPT_INT, &selftests, "N", "self-test vectors to embed (default 4)", 0, 64},
-        {"report-samples", CND_OPT_INT, &report_n, "N", "test samples for the per-layer report (default 1000)", 1, 1e7},
+        {"subset", CND_OPT_INT, &subset, "N", "use a random N-sample subset of the training data",
+         1, 1e9},
+        {"seed", CND_OPT_INT, &seed, "S", "seed for calibration sampling and QAT (default 1)", 0,
+         1e15},
+        {"selftests", CND_OPT_INT, &selftests, "N", "self-test vectors to embed (default 4)", 0,
+         64},
+        {"report-samples", CND_OPT_INT, &report_n, "N",
+         "test samples for the per-layer report (default 1000)", 1, 1e7},
         {"no-report", CND_OPT_FLAG, &no_report, NULL, "skip the per-layer report"},
         {"threads", CND_OPT_INT, &threads, "T", "BLAS threads", 1, 64},
         {"out", CND_OPT_STR, &out, "FILE", "where to write the artifact (.cndq)"},
@@ -100,7 +110,8 @@ int cnd_cmd_quantize(int argc, char **argv)
         "Quantizes a float model to an integer-only .cndq artifact: folds batchnorm, calibrates "
         "activation ranges on at most 500 training samples (auto picks minmax, percentile or "
         "MSE per tensor by the smallest logit error), optionally fine-tunes with fake "
-        "quantization (QAT, with the distillation loss when --teacher is given), embeds self-test vectors, and prints a per-layer report (SNR "
+        "quantization (QAT, with the distillation loss when --teacher is given), embeds self-test "
+        "vectors, and prints a per-layer report (SNR "
         "float vs integer, bytes, MACs) with float and integer test accuracy.",
         opts, 1, 1};
     int npos;
@@ -111,7 +122,7 @@ int cnd_cmd_quantize(int argc, char **argv)
     if (wbits != 8 && wbits != 4) return cnd_errf(CND_EINVAL, "--wbits must be 8 or 4");
     if (teacher && qat_epochs == 0)
         return cnd_errf(CND_EINVAL, "--teacher distills during quantization-aware training: "
-                        "give --qat-epochs N too");
+                                    "give --qat-epochs N too");
     cnd_qmethod_t method;
     if ((rc = cnd_quant_method_parse(method_s, &method))) return rc;
     cnd_set_threads((int)threads);
@@ -138,8 +149,8 @@ int cnd_cmd_quantize(int argc, char **argv)
                       tr->shape.c, tr->shape.h, tr->shape.w, m->in.c, m->in.h, m->in.w);
         goto done;
     }
-    printf("quantizing %s (%s) to W%ldA8 with %ld calibration samples, method %s\n", path,
-           m0->spec, wbits, calib < (long)tr->n ? calib : (long)tr->n, method_s);
+    printf("quantizing %s (%s) to W%ldA8 with %ld calibration samples, method %s\n", path, m0->spec,
+           wbits, calib < (long)tr->n ? calib : (long)tr->n, method_s);
 
     /* calibration set: a seeded sample of the training split */
     size_t nc = (size_t)calib < tr->n ? (size_t)calib : tr->n;
@@ -184,8 +195,10 @@ int cnd_cmd_quantize(int argc, char **argv)
             cnd_model_t *t = NULL;
             if ((rc = cnd_model_load(&t, teacher))) goto done;
             if (t->n_classes != m->n_classes) {
-                rc = cnd_errf(CND_EINVAL, "--teacher %s has %d outputs, the model %d: they must "
-                              "match", teacher, t->n_classes, m->n_classes);
+                rc = cnd_errf(CND_EINVAL,
+                              "--teacher %s has %d outputs, the model %d: they must "
+                              "match",
+                              teacher, t->n_classes, m->n_classes);
                 cnd_model_destroy(&t);
                 goto done;
             }
@@ -283,9 +296,10 @@ int cnd_cmd_quantize(int argc, char **argv)
             size_t nr = (size_t)report_n < te->n ? (size_t)report_n : te->n;
             if ((rc = cnd_qreport(rows, m, q, art, te, nr))) goto done;
             printf("\nper-layer report (%zu test samples; SNR of the integer output vs the float "
-                   "model%s):\n", nr, qat_epochs ? " after QAT" : "");
-            printf("  %-3s %-28s %9s %12s %10s %10s %12s\n", "#", "layer", "SNR dB",
-                   "weight B", "const B", "act B", "MACs");
+                   "model%s):\n",
+                   nr, qat_epochs ? " after QAT" : "");
+            printf("  %-3s %-28s %9s %12s %10s %10s %12s\n", "#", "layer", "SNR dB", "weight B",
+                   "const B", "act B", "MACs");
             size_t tw = 0, tcst = 0, ta = 0;
             uint64_t tm = 0;
             for (int i = 0; i < q->n_layers; i++) {
@@ -311,9 +325,9 @@ int cnd_cmd_quantize(int argc, char **argv)
     char dhex[CND_SHA256_HEX];
     cnd_hex(dhex, art->info.digest, 32);
     printf("\nwrote %s: %zu bytes (%.3fx the float model's %zu bytes), arena %zu bytes, "
-           "%llu MACs, %u self-tests, sha256 %s\n", out, len, (double)len / (double)srclen,
-           srclen, art->info.arena_bytes, (unsigned long long)art->info.macs,
-           art->info.n_selftests, dhex);
+           "%llu MACs, %u self-tests, sha256 %s\n",
+           out, len, (double)len / (double)srclen, srclen, art->info.arena_bytes,
+           (unsigned long long)art->info.macs, art->info.n_selftests, dhex);
     printf("PTQ time (calibration + build, excluding data loading and QAT): %.2fs; total %.1fs\n",
            t_ptq, cnd_now() - t0);
 done:

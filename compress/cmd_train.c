@@ -22,7 +22,8 @@ int cnd_cmd_train(int argc, char **argv)
     double lr = 0, wd = 0, momentum = -1, val = 0;
     int resume = 0, no_ckpt = 0;
     const cnd_opt_t opts[] = {
-        {"data", CND_OPT_STR, &data, "SPEC", "fmnist[:DIR] | idx:IMG,LBL | csv:PATH[,label=COL] (default fmnist)"},
+        {"data", CND_OPT_STR, &data, "SPEC",
+         "fmnist[:DIR] | idx:IMG,LBL | csv:PATH[,label=COL] (default fmnist)"},
         {"arch", CND_OPT_STR, &arch, "SPEC", "architecture, e.g. \"dense(128) relu dense(10)\""},
         {"epochs", CND_OPT_INT, &epochs, "N", "passes over the data (default 5)", 1, 10000},
         {"batch", CND_OPT_INT, &batch, "B", "batch size (default 64)", 1, 4096},
@@ -34,11 +35,14 @@ int cnd_cmd_train(int argc, char **argv)
         {"seed", CND_OPT_INT, &seed, "S", "seed for init and shuffling (default 1)", 0, 1e15},
         {"threads", CND_OPT_INT, &threads, "T", "BLAS threads (default: all cores)", 1, 64},
         {"subset", CND_OPT_INT, &subset, "N", "train on a random N-sample subset", 1, 1e9},
-        {"augment", CND_OPT_STR, &augment, "KIND", "none | shift | flip | shift+flip (default none)"},
-        {"val", CND_OPT_DBL, &val, "FRAC", "hold out this fraction for validation (default 0)", 0, 0.9},
+        {"augment", CND_OPT_STR, &augment, "KIND",
+         "none | shift | flip | shift+flip (default none)"},
+        {"val", CND_OPT_DBL, &val, "FRAC", "hold out this fraction for validation (default 0)", 0,
+         0.9},
         {"test", CND_OPT_STR, &test, "SPEC", "test data (default: the dataset's test split)"},
         {"out", CND_OPT_STR, &out, "FILE", "where to write the model (.cnd)"},
-        {"resume", CND_OPT_FLAG, &resume, NULL, "continue the interrupted run that FILE.ckpt holds"},
+        {"resume", CND_OPT_FLAG, &resume, NULL,
+         "continue the interrupted run that FILE.ckpt holds"},
         {"no-checkpoint", CND_OPT_FLAG, &no_ckpt, NULL, "do not write FILE.ckpt after each epoch"},
         {0}};
     const cnd_cli_t cli = {"condenser train --arch SPEC --out FILE [options]",
@@ -74,8 +78,7 @@ int cnd_cmd_train(int argc, char **argv)
              arch, data, test ? test : "", epochs, batch, (double)cfg.optim.lr, optname,
              (double)cfg.optim.momentum, (double)cfg.optim.weight_decay, sched, seed, subset,
              augment, val);
-    if ((rc = cnd_cmd_ckpt_setup(&cfg, out, resume, no_ckpt, config, ckpt, sizeof ckpt)))
-        return rc;
+    if ((rc = cnd_cmd_ckpt_setup(&cfg, out, resume, no_ckpt, config, ckpt, sizeof ckpt))) return rc;
 
     cnd_dataset_t *all = NULL, *tr = NULL, *va = NULL, *te = NULL;
     cnd_model_t *m = NULL;
@@ -84,16 +87,16 @@ int cnd_cmd_train(int argc, char **argv)
     cnd_data_destroy(&all);
     if ((rc = cnd_model_new(&m, arch, tr->shape, (uint64_t)seed))) goto done;
     if (m->n_classes < tr->n_classes) {
-        rc = cnd_errf(CND_EINVAL, "the architecture outputs %d classes but %s has %d",
-                      m->n_classes, data, tr->n_classes);
+        rc = cnd_errf(CND_EINVAL, "the architecture outputs %d classes but %s has %d", m->n_classes,
+                      data, tr->n_classes);
         goto done;
     }
     cnd_data_norm_fit(tr, m->norm_mean, m->norm_std);
     cnd_model_normalize(m, tr->x, tr->n);
     cnd_model_normalize(m, va->x, va->n);
     if (te) cnd_model_normalize(m, te->x, te->n);
-    printf("training %s on %s: %zu samples, %zu parameters, %.2f MMAC/sample (%s)\n", m->spec,
-           data, tr->n, m->num_params, (double)cnd_model_macs(m) / 1e6, cnd_blas_info());
+    printf("training %s on %s: %zu samples, %zu parameters, %.2f MMAC/sample (%s)\n", m->spec, data,
+           tr->n, m->num_params, (double)cnd_model_macs(m) / 1e6, cnd_blas_info());
     float bg[256];
     for (int c = 0; c < m->in.c && c < 256; c++) bg[c] = -m->norm_mean[c] / m->norm_std[c];
     cfg.aug_bg = bg;

@@ -30,8 +30,7 @@ int cnd_data_open(cnd_dataset_t **out, const char *spec, const char *split)
     if (!strncmp(spec, "fmnist:", 7)) return cnd_data_load_fmnist(out, spec + 7, split);
     if (!strncmp(spec, "idx:", 4)) {
         const char *comma = strchr(spec + 4, ',');
-        if (!comma)
-            return cnd_errf(CND_EINVAL, "data spec '%s': expected idx:IMAGES,LABELS", spec);
+        if (!comma) return cnd_errf(CND_EINVAL, "data spec '%s': expected idx:IMAGES,LABELS", spec);
         char images[4096];
         size_t n = (size_t)(comma - (spec + 4));
         if (n >= sizeof images) return cnd_errf(CND_EINVAL, "data spec: path too long");
@@ -49,8 +48,10 @@ int cnd_data_open(cnd_dataset_t **out, const char *spec, const char *split)
         if (opt) label = opt + 7;
         return cnd_data_load_csv(out, path, label);
     }
-    return cnd_errf(CND_EINVAL, "data spec '%s': expected fmnist[:DIR], idx:IMAGES,LABELS or "
-                    "csv:PATH[,label=COLUMN]", spec);
+    return cnd_errf(CND_EINVAL,
+                    "data spec '%s': expected fmnist[:DIR], idx:IMAGES,LABELS or "
+                    "csv:PATH[,label=COLUMN]",
+                    spec);
 }
 
 int cnd_data_subset(cnd_dataset_t **out, const cnd_dataset_t *ds, const uint32_t *idx, size_t n)

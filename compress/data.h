@@ -22,17 +22,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CND_FMNIST_DIR    "/usr/share/datasets/fashion-mnist"
+#define CND_FMNIST_DIR     "/usr/share/datasets/fashion-mnist"
 #define CND_DATA_MAX_BYTES ((size_t)4 << 30) /* refuse inputs larger than 4 GiB */
 
 typedef struct {
-    size_t n;             /* samples */
-    cnd_shape_t shape;    /* per-sample shape */
-    float *x;             /* n x shape size raw values, owned */
-    uint8_t *y;           /* n labels, each < n_classes, owned */
-    int n_classes;        /* number of classes (<= 256) */
-    char **class_names;   /* n_classes owned strings, or NULL */
-    char name[128];       /* human-readable origin, e.g. "fmnist train" */
+    size_t n;           /* samples */
+    cnd_shape_t shape;  /* per-sample shape */
+    float *x;           /* n x shape size raw values, owned */
+    uint8_t *y;         /* n labels, each < n_classes, owned */
+    int n_classes;      /* number of classes (<= 256) */
+    char **class_names; /* n_classes owned strings, or NULL */
+    char name[128];     /* human-readable origin, e.g. "fmnist train" */
 } cnd_dataset_t;
 
 /* Loads an IDX image file (magic 0x00000803, u8 pixels) and label file (0x00000801), raw or
@@ -55,12 +55,12 @@ CND_MUST_USE int cnd_data_open(cnd_dataset_t **out, const char *spec, const char
 void cnd_data_destroy(cnd_dataset_t **ds);
 
 /* New dataset holding samples idx[0..n) of ds (copied). */
-CND_MUST_USE int cnd_data_subset(cnd_dataset_t **out, const cnd_dataset_t *ds,
-                                 const uint32_t *idx, size_t n);
+CND_MUST_USE int cnd_data_subset(cnd_dataset_t **out, const cnd_dataset_t *ds, const uint32_t *idx,
+                                 size_t n);
 
 /* Seeded shuffle split into train and validation (val_frac in [0, 1)). */
-CND_MUST_USE int cnd_data_split(cnd_dataset_t **train, cnd_dataset_t **val,
-                                const cnd_dataset_t *ds, double val_frac, uint64_t seed);
+CND_MUST_USE int cnd_data_split(cnd_dataset_t **train, cnd_dataset_t **val, const cnd_dataset_t *ds,
+                                double val_frac, uint64_t seed);
 
 /* Partitions sample indices among `sites`: IID when alpha <= 0, otherwise label-skewed with
  * per-class Dirichlet(alpha) proportions. idx receives a permutation of 0..n-1 and counts[s]

@@ -40,14 +40,16 @@ static int s_field(s_csv *c, char *buf, size_t cap, int *eol, int col)
                                 c->path, c->line, col + 1);
             char ch = *c->p++;
             if (ch == '"') {
-                if (c->p < c->end && *c->p == '"') c->p++;
-                else break;
+                if (c->p < c->end && *c->p == '"')
+                    c->p++;
+                else
+                    break;
             } else if (ch == '\n') {
                 c->line++;
             }
             if (n + 1 >= cap)
-                return cnd_errf(CND_EFORMAT, "%s:%zu: column %d: field too long", c->path,
-                                c->line, col + 1);
+                return cnd_errf(CND_EFORMAT, "%s:%zu: column %d: field too long", c->path, c->line,
+                                col + 1);
             buf[n++] = ch;
         }
     }
@@ -172,8 +174,8 @@ int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_c
             if ((rc = s_field(&c, cell, sizeof cell, &eol, col))) goto done_rows;
             char *v = s_trim(cell);
             if (!*v) {
-                rc = cnd_errf(CND_EFORMAT, "%s:%zu: column %d ('%s') is empty", path, line,
-                              col + 1, names[col]);
+                rc = cnd_errf(CND_EFORMAT, "%s:%zu: column %d ('%s') is empty", path, line, col + 1,
+                              names[col]);
                 goto done_rows;
             }
             if (col == lcol) {
@@ -183,8 +185,10 @@ int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_c
                 errno = 0;
                 double d = strtod(v, &end);
                 if (end == v || *end || errno == ERANGE || !isfinite(d)) {
-                    rc = cnd_errf(CND_EFORMAT, "%s:%zu: column %d ('%s'): '%.40s' is not a "
-                                  "finite number", path, line, col + 1, names[col], v);
+                    rc = cnd_errf(CND_EFORMAT,
+                                  "%s:%zu: column %d ('%s'): '%.40s' is not a "
+                                  "finite number",
+                                  path, line, col + 1, names[col], v);
                     goto done_rows;
                 }
                 x[rows * (size_t)F + (size_t)f++] = (float)d;
@@ -204,8 +208,8 @@ int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_c
             if (!strcmp(cls[k].name, cur)) break;
         if (k == ncls) {
             if (ncls == 256) {
-                rc = cnd_errf(CND_EFORMAT, "%s:%zu: more than 256 distinct classes in '%s'",
-                              path, line, label_col);
+                rc = cnd_errf(CND_EFORMAT, "%s:%zu: more than 256 distinct classes in '%s'", path,
+                              line, label_col);
                 goto done_rows;
             }
             cls[ncls].name = cur;

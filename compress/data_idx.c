@@ -14,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *s_fmnist_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+static const char *s_fmnist_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                         "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                         "Bag",         "Ankle boot"};
 
 /* Parses an IDX header; sets dims and the data pointer. */
 static int s_idx_parse(const char *path, const uint8_t *buf, size_t len, int want_ndim,
@@ -24,9 +25,10 @@ static int s_idx_parse(const char *path, const uint8_t *buf, size_t len, int wan
     if (len < 4) return cnd_errf(CND_EFORMAT, "%s: file too short for an IDX header", path);
     uint32_t magic = cnd_be32(buf);
     if ((magic >> 8) != 0x08 || (int)(magic & 0xff) != want_ndim)
-        return cnd_errf(CND_EFORMAT, "%s: bad IDX magic 0x%08x (expected 0x%08x: unsigned "
-                        "bytes, %d dimensions)", path, magic, 0x800u | (unsigned)want_ndim,
-                        want_ndim);
+        return cnd_errf(CND_EFORMAT,
+                        "%s: bad IDX magic 0x%08x (expected 0x%08x: unsigned "
+                        "bytes, %d dimensions)",
+                        path, magic, 0x800u | (unsigned)want_ndim, want_ndim);
     size_t hdr = 4 + 4 * (size_t)want_ndim;
     if (len < hdr) return cnd_errf(CND_EFORMAT, "%s: truncated IDX header", path);
     uint64_t total = 1;
@@ -38,8 +40,10 @@ static int s_idx_parse(const char *path, const uint8_t *buf, size_t len, int wan
             return cnd_errf(CND_EFORMAT, "%s: declared size too large", path);
     }
     if (len - hdr != total)
-        return cnd_errf(CND_EFORMAT, "%s: header declares %llu data bytes but the file holds "
-                        "%zu (%s)", path, (unsigned long long)total, len - hdr,
+        return cnd_errf(CND_EFORMAT,
+                        "%s: header declares %llu data bytes but the file holds "
+                        "%zu (%s)",
+                        path, (unsigned long long)total, len - hdr,
                         len - hdr < total ? "truncated" : "trailing garbage");
     *data = buf + hdr;
     return 0;
@@ -60,8 +64,8 @@ int cnd_data_load_idx(cnd_dataset_t **out, const char *images, const char *label
     if ((rc = s_idx_parse(images, ib, il, 3, idim, &ip))) goto done;
     if ((rc = s_idx_parse(labels, lb, ll, 1, ldim, &lp))) goto done;
     if (idim[0] != ldim[0]) {
-        rc = cnd_errf(CND_EFORMAT, "%s has %u images but %s has %u labels", images, idim[0],
-                      labels, ldim[0]);
+        rc = cnd_errf(CND_EFORMAT, "%s has %u images but %s has %u labels", images, idim[0], labels,
+                      ldim[0]);
         goto done;
     }
     if (idim[1] > 4096 || idim[2] > 4096) {
@@ -101,9 +105,12 @@ int cnd_data_load_fmnist(cnd_dataset_t **out, const char *dir, const char *split
     *out = NULL;
     if (!dir || !*dir) dir = CND_FMNIST_DIR;
     const char *pre;
-    if (!split || !strcmp(split, "train")) pre = "train";
-    else if (!strcmp(split, "test")) pre = "t10k";
-    else return cnd_errf(CND_EINVAL, "fmnist: unknown split '%s' (train or test)", split);
+    if (!split || !strcmp(split, "train"))
+        pre = "train";
+    else if (!strcmp(split, "test"))
+        pre = "t10k";
+    else
+        return cnd_errf(CND_EINVAL, "fmnist: unknown split '%s' (train or test)", split);
     char img[4096], lab[4096];
     snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", dir, pre);
     snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte.gz", dir, pre);
@@ -112,8 +119,10 @@ int cnd_data_load_fmnist(cnd_dataset_t **out, const char *dir, const char *split
         snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte", dir, pre);
     }
     if (!cnd_file_exists(img))
-        return cnd_errf(CND_EIO, "Fashion-MNIST not found in %s (install Debian's "
-                        "dataset-fashion-mnist or pass fmnist:DIR)", dir);
+        return cnd_errf(CND_EIO,
+                        "Fashion-MNIST not found in %s (install Debian's "
+                        "dataset-fashion-mnist or pass fmnist:DIR)",
+                        dir);
     int rc = cnd_data_load_idx(out, img, lab);
     if (rc) return rc;
     cnd_dataset_t *ds = *out;

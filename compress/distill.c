@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-float cnd_distill_loss(void *ctx, float *dlogits, const float *logits, const uint32_t *idx,
-                       int B, int K, int *correct)
+float cnd_distill_loss(void *ctx, float *dlogits, const float *logits, const uint32_t *idx, int B,
+                       int K, int *correct)
 {
     const cnd_distill_t *d = ctx;
     float T = d->T, a = d->alpha, invB = 1.0f / (float)B;
@@ -28,7 +28,8 @@ float cnd_distill_loss(void *ctx, float *dlogits, const float *logits, const uin
         /* KL(pt || ps) = sum pt (log pt - log ps); terms with pt == 0 contribute 0. */
         double kl = 0.0;
         for (int k = 0; k < K; k++)
-            if (pt[k] > 0.0f) kl += (double)pt[k] * (log((double)pt[k]) - log((double)ps[k] + 1e-30));
+            if (pt[k] > 0.0f)
+                kl += (double)pt[k] * (log((double)pt[k]) - log((double)ps[k] + 1e-30));
         double ce = -log((double)p1[y] + 1e-30);
         total += (double)a * T * T * kl + (1.0 - a) * ce;
         ok += cnd_argmax(zs, K) == y;
@@ -51,8 +52,8 @@ int cnd_distill_teacher_logits(float **logits, cnd_model_t *teacher, const cnd_d
                         teacher->in.c, teacher->in.h, teacher->in.w, raw->shape.c, raw->shape.h,
                         raw->shape.w);
     if (teacher->n_classes < raw->n_classes || teacher->n_classes > 256)
-        return cnd_errf(CND_EINVAL, "teacher outputs %d classes, data has %d",
-                        teacher->n_classes, raw->n_classes);
+        return cnd_errf(CND_EINVAL, "teacher outputs %d classes, data has %d", teacher->n_classes,
+                        raw->n_classes);
     size_t d = cnd_shape_size(raw->shape);
     cnd_dataset_t view = *raw;
     view.x = malloc((raw->n ? raw->n : 1) * d * sizeof(float));

@@ -26,17 +26,17 @@ typedef struct {
     float T;                     /* temperature > 0 */
     float alpha;                 /* weight of the soft term in [0, 1] */
     /* Per-batch teacher (set up by cnd_distill_online_init): */
-    cnd_model_t *teacher;        /* borrowed */
-    float *tx;                   /* batch in the teacher's normalisation */
-    float *batch_logits;         /* teacher logits of the current batch (B x K) */
-    float *scale, *shift;        /* per channel: x_teacher = x_student * scale + shift */
-    int cap;                     /* batch capacity of tx and batch_logits */
+    cnd_model_t *teacher; /* borrowed */
+    float *tx;            /* batch in the teacher's normalisation */
+    float *batch_logits;  /* teacher logits of the current batch (B x K) */
+    float *scale, *shift; /* per channel: x_teacher = x_student * scale + shift */
+    int cap;              /* batch capacity of tx and batch_logits */
 } cnd_distill_t;
 
 /* Loss callback for cnd_train_cfg_t.loss (ctx is a cnd_distill_t). Returns the mean loss over
  * the batch, writes dlogits (already divided by B) and counts correct predictions. */
-float cnd_distill_loss(void *ctx, float *dlogits, const float *logits, const uint32_t *idx,
-                       int B, int K, int *correct);
+float cnd_distill_loss(void *ctx, float *dlogits, const float *logits, const uint32_t *idx, int B,
+                       int K, int *correct);
 
 /* Prepares d to run `teacher` on every training batch (for augmented data, where cached
  * logits would be stale): the student's normalisation (s_mean, s_std) is mapped onto the

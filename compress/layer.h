@@ -77,21 +77,21 @@ typedef struct cnd_layer {
             float eps, momentum; /* variance epsilon; running-stat update rate (PyTorch style) */
         } bn;
     } p;
-    cnd_shape_t in, out;   /* per-sample input and output shapes */
-    int in_cbhw;           /* 1 if the input activation is stored CBHW, 0 if NCHW */
-    int fuse_relu;         /* conv2d/dense: apply relu to the output (the next layer aliases) */
-    int fuse_pool;         /* conv2d: index of a following 2x2 maxpool it computes in training */
-    int pool_fused;        /* maxpool: computed by the conv2d before it in training */
-    int alias;             /* fused relu or identity flatten: no computation, no buffer */
-    size_t param_off;      /* first parameter in the model's params/grads buffers */
-    size_t n_params;       /* trainable parameter count (weights then bias) */
-    size_t n_weights;      /* of which weights (decayed); the rest are biases/affine terms */
-    size_t state_off;      /* first float in the model's state buffer (bn running stats) */
-    size_t n_state;        /* non-trainable persistent floats */
+    cnd_shape_t in, out; /* per-sample input and output shapes */
+    int in_cbhw;         /* 1 if the input activation is stored CBHW, 0 if NCHW */
+    int fuse_relu;       /* conv2d/dense: apply relu to the output (the next layer aliases) */
+    int fuse_pool;       /* conv2d: index of a following 2x2 maxpool it computes in training */
+    int pool_fused;      /* maxpool: computed by the conv2d before it in training */
+    int alias;           /* fused relu or identity flatten: no computation, no buffer */
+    size_t param_off;    /* first parameter in the model's params/grads buffers */
+    size_t n_params;     /* trainable parameter count (weights then bias) */
+    size_t n_weights;    /* of which weights (decayed); the rest are biases/affine terms */
+    size_t state_off;    /* first float in the model's state buffer (bn running stats) */
+    size_t n_state;      /* non-trainable persistent floats */
     /* Per-layer saved tensors for the backward pass, sized for the model's batch capacity. */
-    float *saved;          /* conv: im2col columns (CKK x B*P); bn: xhat (B x C x H x W) */
-    float *saved2;         /* bn: per-channel inverse std for the last batch (C) */
-    int32_t *argmax;       /* maxpool: where each maximum came from (layer_pool.c) */
+    float *saved;    /* conv: im2col columns (CKK x B*P); bn: xhat (B x C x H x W) */
+    float *saved2;   /* bn: per-channel inverse std for the last batch (C) */
+    int32_t *argmax; /* maxpool: where each maximum came from (layer_pool.c) */
 } cnd_layer_t;
 
 /* What the model needs from the layer for a given batch capacity. */
@@ -122,7 +122,9 @@ typedef struct {
 static inline size_t cnd_layer_plane(const cnd_layer_t *l, int c, int b, int B)
 {
     size_t hw = (size_t)l->in.h * (size_t)l->in.w;
-    return (l->in_cbhw ? (size_t)c * (size_t)B + (size_t)b : (size_t)b * (size_t)l->in.c + (size_t)c) * hw;
+    return (l->in_cbhw ? (size_t)c * (size_t)B + (size_t)b
+                       : (size_t)b * (size_t)l->in.c + (size_t)c) *
+           hw;
 }
 
 /* 2x2 max pooling with stride 2, one row of windows (layer_pool.c), shared with conv2d's

@@ -109,8 +109,7 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
             const float *dy = dout + cnd_layer_plane(l, c, b, B);
             const float *xh = l->saved + cnd_layer_plane(l, c, b, B);
             float *dx = din + cnd_layer_plane(l, c, b, B);
-            for (size_t i = 0; i < HW; i++)
-                dx[i] = k * ((float)N * dy[i] - mdy - xh[i] * mdyx);
+            for (size_t i = 0; i < HW; i++) dx[i] = k * ((float)N * dy[i] - mdy - xh[i] * mdyx);
         }
     }
 }
@@ -126,4 +125,4 @@ static cnd_layer_mem_t s_mem(const cnd_layer_t *l, int B)
 }
 
 const cnd_layer_ops_t cnd_layer_batchnorm_ops = {"batchnorm", s_shape, s_init, s_forward,
-                                                 s_backward, s_macs, s_mem};
+                                                 s_backward,  s_macs,  s_mem};

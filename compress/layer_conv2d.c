@@ -29,8 +29,8 @@ static int s_shape(cnd_layer_t *l)
     if (l->p.conv.oc <= 0 || K <= 0 || S <= 0 || P < 0)
         return cnd_errf(CND_EINVAL, "conv2d: channels, kernel and stride must be positive");
     if (H + 2 * P < K || W + 2 * P < K)
-        return cnd_errf(CND_EINVAL, "conv2d: kernel %d does not fit input %dx%d with pad %d", K,
-                        H, W, P);
+        return cnd_errf(CND_EINVAL, "conv2d: kernel %d does not fit input %dx%d with pad %d", K, H,
+                        W, P);
     l->out = (cnd_shape_t){l->p.conv.oc, (H + 2 * P - K) / S + 1, (W + 2 * P - K) / S + 1};
     l->n_weights = (size_t)l->p.conv.oc * (size_t)C * (size_t)K * (size_t)K;
     l->n_params = l->n_weights + (size_t)l->p.conv.oc;
@@ -323,21 +323,21 @@ static void s_backward_task(void *ctx, int task, int ntasks)
         size_t ldy = BP;
         if (l->fuse_relu) {
             for (int oc = 0; oc < OC; oc++)
-                dbias[oc] += cnd_vrelu_mask_sum(buf + (size_t)oc * nc,
-                                                j->dout + (size_t)oc * BP + c0,
-                                                j->out + (size_t)oc * BP + c0, nc);
+                dbias[oc] +=
+                    cnd_vrelu_mask_sum(buf + (size_t)oc * nc, j->dout + (size_t)oc * BP + c0,
+                                       j->out + (size_t)oc * BP + c0, nc);
             dy = buf;
             ldy = nc;
         } else {
             for (int oc = 0; oc < OC; oc++) dbias[oc] += cnd_vsum(dy + (size_t)oc * BP, nc);
         }
         s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy,
-                    (int)ldy, col, (int)nc, 1.0f, part, CKK);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy, (int)ldy,
+                    col, (int)nc, 1.0f, part, CKK);
         if (j->din) {
             /* dcol overwrites col: W^T (CKK, OC) * dY (OC, nc). */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w,
-                        CKK, dy, (int)ldy, 0.0f, col, (int)nc);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w, CKK,
+                        dy, (int)ldy, 0.0f, col, (int)nc);
             s_col2im(j->din, col, nc, l, j->B, (int)g0, (int)g1);
         }
     }
@@ -358,8 +358,14 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
 {
     // din is (B,C,H,W) or (C,B,H,W), dweight is (OC,C,K,K), dout is (OC,B,OH,OW)
     int T = cnd_pool_threads();
-    s_job j = {.l = l, .din = din, .out = (float *)out, .work = work, .in = in, .dout = dout,
-               .w = w, .B = B};
+    s_job j = {.l = l,
+               .din = din,
+               .out = (float *)out,
+               .work = work,
+               .in = in,
+               .dout = dout,
+               .w = w,
+               .B = B};
     cnd_pool_run(s_backward_task, &j, T);
     s_sum_parts(l, dw, work);
 }
@@ -460,8 +466,8 @@ static void s_backward_pool_task(void *ctx, int task, int ntasks)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy, (int)nc,
                     col, (int)nc, 1.0f, part, CKK);
         if (j->din) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w,
-                        CKK, dy, (int)nc, 0.0f, col, (int)nc);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w, CKK,
+                        dy, (int)nc, 0.0f, col, (int)nc);
             s_col2im(j->din, col, nc, l, j->B, (int)g0, (int)g1);
         }
     }
@@ -472,11 +478,18 @@ void cnd_conv2d_backward_pool(cnd_layer_t *l, float *din, float *dw, const float
                               const float *w, float *work, int B)
 {
     // din as in s_backward; dpool, pout and codes are (OC,B,OH/2,OW/2)
-    s_job j = {.l = l, .din = din, .out = (float *)pout, .codes = (uint8_t *)codes, .work = work,
-               .in = in, .dout = dpool, .w = w, .B = B};
+    s_job j = {.l = l,
+               .din = din,
+               .out = (float *)pout,
+               .codes = (uint8_t *)codes,
+               .work = work,
+               .in = in,
+               .dout = dpool,
+               .w = w,
+               .B = B};
     cnd_pool_run(s_backward_pool_task, &j, cnd_pool_threads());
     s_sum_parts(l, dw, work);
 }
 
-const cnd_layer_ops_t cnd_layer_conv2d_ops = {"conv2d", s_shape, s_init, s_forward, s_backward,
-                                              s_macs, s_mem};
+const cnd_layer_ops_t cnd_layer_conv2d_ops = {"conv2d",   s_shape, s_init, s_forward,
+                                              s_backward, s_macs,  s_mem};

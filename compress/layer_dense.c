@@ -104,16 +104,23 @@ static void s_backward_x_task(void *ctx, int task, int ntasks)
     cnd_pool_range(j->B, ntasks, task, &b0, &b1);
     if (b1 == b0) return;
     const float *dy = (l->fuse_relu ? j->work : j->dout) + (size_t)b0 * O;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(b1 - b0), F, O, 1.0f, dy, O,
-                j->w, F, 0.0f, j->din + (size_t)b0 * F, F);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(b1 - b0), F, O, 1.0f, dy, O, j->w,
+                F, 0.0f, j->din + (size_t)b0 * F, F);
 }
 
 static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout, const float *in,
                        const float *out, const float *w, float *work, int B)
 {
     // din is (B,F), dweight is (O,F), dbias is (O), dout is (B,O), in is (B,F)
-    s_job j = {.l = l, .din = din, .dw = dw, .out = (float *)out, .work = work, .in = in,
-               .dout = dout, .w = w, .B = B};
+    s_job j = {.l = l,
+               .din = din,
+               .dw = dw,
+               .out = (float *)out,
+               .work = work,
+               .in = in,
+               .dout = dout,
+               .w = w,
+               .B = B};
     cnd_pool_run(s_backward_w_task, &j, cnd_pool_threads());
     if (din) cnd_pool_run(s_backward_x_task, &j, cnd_pool_threads());
 }
@@ -128,5 +135,5 @@ static cnd_layer_mem_t s_mem(const cnd_layer_t *l, int B)
     return (cnd_layer_mem_t){.work = (size_t)B * (size_t)l->p.dense.out};
 }
 
-const cnd_layer_ops_t cnd_layer_dense_ops = {"dense", s_shape, s_init, s_forward, s_backward,
-                                             s_macs, s_mem};
+const cnd_layer_ops_t cnd_layer_dense_ops = {"dense",    s_shape, s_init, s_forward,
+                                             s_backward, s_macs,  s_mem};

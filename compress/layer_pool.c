@@ -22,16 +22,13 @@ static int s_pool_shape(cnd_layer_t *l)
     int K = l->p.pool.k, S = l->p.pool.stride;
     if (K <= 0 || S <= 0) return cnd_errf(CND_EINVAL, "pool: window and stride must be positive");
     if (l->in.h < K || l->in.w < K)
-        return cnd_errf(CND_EINVAL, "pool: window %d larger than input %dx%d", K, l->in.h,
-                        l->in.w);
+        return cnd_errf(CND_EINVAL, "pool: window %d larger than input %dx%d", K, l->in.h, l->in.w);
     l->out = (cnd_shape_t){l->in.c, (l->in.h - K) / S + 1, (l->in.w - K) / S + 1};
     l->n_params = l->n_weights = l->n_state = 0;
     return 0;
 }
 
-static void s_none_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng)
-{
-}
+static void s_none_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng) {}
 
 static uint64_t s_no_macs(const cnd_layer_t *l)
 {
@@ -149,8 +146,8 @@ static void s_max_forward_task(void *ctx, int task, int ntasks)
         for (size_t pl = (size_t)p0; pl < (size_t)p1; pl++)
             for (int oh = 0; oh < OH; oh++) {
                 const float *r0 = in + pl * H * W + (size_t)(2 * oh) * W;
-                cnd_maxpool2_row(out + pl * ohw + (size_t)oh * OW, codes + pl * ohw + (size_t)oh * OW,
-                           r0, r0 + W, OW);
+                cnd_maxpool2_row(out + pl * ohw + (size_t)oh * OW,
+                                 codes + pl * ohw + (size_t)oh * OW, r0, r0 + W, OW);
             }
         return;
     }
@@ -176,8 +173,8 @@ static void s_max_forward_task(void *ctx, int task, int ntasks)
     }
 }
 
-static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
-                          float *state, float *work, int B, int train)
+static void s_max_forward(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
+                          float *work, int B, int train)
 {
     s_job j = {.l = l, .out = out, .in = in, .B = B};
     cnd_pool_run(s_max_forward_task, &j, cnd_pool_threads());
@@ -203,8 +200,7 @@ static void s_max_backward_task(void *ctx, int task, int ntasks)
         return;
     }
     memset(j->din + (size_t)p0 * hw, 0, (size_t)(p1 - p0) * hw * sizeof(float));
-    for (size_t i = (size_t)p0 * ohw; i < (size_t)p1 * ohw; i++)
-        j->din[l->argmax[i]] += j->dout[i];
+    for (size_t i = (size_t)p0 * ohw; i < (size_t)p1 * ohw; i++) j->din[l->argmax[i]] += j->dout[i];
 }
 
 static void s_max_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
@@ -220,8 +216,8 @@ static cnd_layer_mem_t s_max_mem(const cnd_layer_t *l, int B)
     return (cnd_layer_mem_t){.argmax = (size_t)B * cnd_shape_size(l->out)};
 }
 
-static void s_avg_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
-                          float *state, float *work, int B, int train)
+static void s_avg_forward(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
+                          float *work, int B, int train)
 {
     // out is (B,C,OH,OW), in is (B,C,H,W)
     int H = l->in.h, W = l->in.w, K = l->p.pool.k, S = l->p.pool.stride;
@@ -274,8 +270,8 @@ static int s_gap_shape(cnd_layer_t *l)
     return 0;
 }
 
-static void s_gap_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
-                          float *state, float *work, int B, int train)
+static void s_gap_forward(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
+                          float *work, int B, int train)
 {
     // out is (B,C), in is (B,C,H,W) or (C,B,H,W)
     int C = l->in.c;
@@ -305,11 +301,9 @@ static void s_gap_backward(cnd_layer_t *l, float *din, float *dw, const float *d
         }
 }
 
-const cnd_layer_ops_t cnd_layer_maxpool_ops = {"maxpool", s_pool_shape, s_none_init,
-                                               s_max_forward, s_max_backward, s_no_macs,
-                                               s_max_mem};
-const cnd_layer_ops_t cnd_layer_avgpool_ops = {"avgpool", s_pool_shape, s_none_init,
-                                               s_avg_forward, s_avg_backward, s_no_macs,
-                                               s_no_mem};
-const cnd_layer_ops_t cnd_layer_gap_ops = {"gap", s_gap_shape, s_none_init, s_gap_forward,
-                                           s_gap_backward, s_no_macs, s_no_mem};
+const cnd_layer_ops_t cnd_layer_maxpool_ops = {
+    "maxpool", s_pool_shape, s_none_init, s_max_forward, s_max_backward, s_no_macs, s_max_mem};
+const cnd_layer_ops_t cnd_layer_avgpool_ops = {
+    "avgpool", s_pool_shape, s_none_init, s_avg_forward, s_avg_backward, s_no_macs, s_no_mem};
+const cnd_layer_ops_t cnd_layer_gap_ops = {"gap",          s_gap_shape, s_none_init, s_gap_forward,
+                                           s_gap_backward, s_no_macs,   s_no_mem};

@@ -23,9 +23,7 @@ static int s_flat_shape(cnd_layer_t *l)
     return 0;
 }
 
-static void s_none_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng)
-{
-}
+static void s_none_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng) {}
 
 static uint64_t s_no_macs(const cnd_layer_t *l)
 {
@@ -84,8 +82,7 @@ static void s_flat_backward(cnd_layer_t *l, float *din, float *dw, const float *
                    HW * sizeof(float));
 }
 
-const cnd_layer_ops_t cnd_layer_relu_ops = {"relu", s_same_shape, s_none_init, s_relu_forward,
-                                            s_relu_backward, s_no_macs, s_no_mem};
-const cnd_layer_ops_t cnd_layer_flatten_ops = {"flatten", s_flat_shape, s_none_init,
-                                               s_flat_forward, s_flat_backward, s_no_macs,
-                                               s_no_mem};
+const cnd_layer_ops_t cnd_layer_relu_ops = {
+    "relu", s_same_shape, s_none_init, s_relu_forward, s_relu_backward, s_no_macs, s_no_mem};
+const cnd_layer_ops_t cnd_layer_flatten_ops = {
+    "flatten", s_flat_shape, s_none_init, s_flat_forward, s_flat_backward, s_no_macs, s_no_mem};

@@ -122,8 +122,9 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
         cnd_layer_t *l = &m->layers[i];
         l->in = cur;
         int rc = cnd_layer_ops(l->type)->shape(l);
-        if (rc) return cnd_err_wrap(rc, "layer %d (%s) with input %dx%dx%d", i + 1,
-                                    cnd_layer_ops(l->type)->name, cur.c, cur.h, cur.w);
+        if (rc)
+            return cnd_err_wrap(rc, "layer %d (%s) with input %dx%dx%d", i + 1,
+                                cnd_layer_ops(l->type)->name, cur.c, cur.h, cur.w);
         if (l->out.c <= 0 || l->out.h <= 0 || l->out.w <= 0)
             return cnd_errf(CND_EINVAL, "layer %d (%s) produces an empty output", i + 1,
                             cnd_layer_ops(l->type)->name);
@@ -138,17 +139,22 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
         speclen += strlen(tok) + 1;
     }
     if (cur.h != 1 || cur.w != 1)
-        return cnd_errf(CND_EINVAL, "the last layer outputs %dx%dx%d; end with flatten/gap and "
-                        "a dense layer so the model produces class scores", cur.c, cur.h, cur.w);
+        return cnd_errf(CND_EINVAL,
+                        "the last layer outputs %dx%dx%d; end with flatten/gap and "
+                        "a dense layer so the model produces class scores",
+                        cur.c, cur.h, cur.w);
     /* Layouts (layer.h): the input is NCHW, which is also CBHW when it has one channel. */
     int cbhw = in.c == 1 && (size_t)in.h * in.w > 1;
     for (int i = 0; i < n; i++) {
         cnd_layer_t *l = &m->layers[i];
         l->in_cbhw = cbhw;
         if (l->type == CND_L_DENSE && cbhw && l->in.c > 1)
-            return cnd_errf(CND_EINVAL, "layer %d (dense) follows a %dx%dx%d spatial output: put "
-                            "flatten or gap before it", i + 1, l->in.c, l->in.h, l->in.w);
-        if (l->type == CND_L_CONV2D) cbhw = 1;
+            return cnd_errf(CND_EINVAL,
+                            "layer %d (dense) follows a %dx%dx%d spatial output: put "
+                            "flatten or gap before it",
+                            i + 1, l->in.c, l->in.h, l->in.w);
+        if (l->type == CND_L_CONV2D)
+            cbhw = 1;
         else if (l->type == CND_L_DENSE || l->type == CND_L_FLATTEN || l->type == CND_L_GAP)
             cbhw = 0;
         if (l->type == CND_L_FLATTEN && (!l->in_cbhw || l->in.c == 1))
@@ -162,8 +168,8 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
          * training (layer.h) */
         int p = i + 1 + l->fuse_relu;
         if (l->type == CND_L_CONV2D && p < n && m->layers[p].type == CND_L_MAXPOOL &&
-            m->layers[p].p.pool.k == 2 && m->layers[p].p.pool.stride == 2 &&
-            l->out.h % 2 == 0 && l->out.w % 2 == 0) {
+            m->layers[p].p.pool.k == 2 && m->layers[p].p.pool.stride == 2 && l->out.h % 2 == 0 &&
+            l->out.w % 2 == 0) {
             l->fuse_pool = p;
             m->layers[p].pool_fused = 1;
         }
@@ -173,7 +179,7 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
         if (m->layers[i].n_params) m->first_param_layer = i;
     if (cbhw && cur.c > 1)
         return cnd_errf(CND_EINVAL, "the last layer keeps a spatial layout; end with flatten, "
-                        "gap or dense");
+                                    "gap or dense");
     m->n_classes = cur.c;
     m->num_params = np;
     m->num_state = ns;
@@ -297,8 +303,8 @@ int cnd_model_forward(cnd_model_t *m, const float *x, int B, int train, const fl
             cnd_conv2d_forward_pool(l, m->acts[l->fuse_pool],
                                     (uint8_t *)m->layers[l->fuse_pool].argmax, in, w, m->work, B);
         else
-            cnd_layer_ops(l->type)->forward(l, m->acts[i], in, w, m->state + l->state_off,
-                                            m->work, B, train);
+            cnd_layer_ops(l->type)->forward(l, m->acts[i], in, w, m->state + l->state_off, m->work,
+                                            B, train);
         /* a hook may rewrite an alias layer's output too: it is its input's buffer, in place */
         if (h && h->act_forward) h->act_forward(h->ctx, i, m->acts[i], B, train);
         if (m->prof) m->prof[2 * i] += s_prof_clock(m) - t0;
@@ -328,19 +334,18 @@ void cnd_model_backward(cnd_model_t *m, const float *dlogits)
         if (m->last_fused && l->pool_fused) continue; /* its conv takes the pooled gradient */
         const float *in = i ? m->acts[i - 1] : m->last_in;
         /* The input gradient is only needed if a layer before this one has parameters. */
-        float *din = i > m->first_param_layer ? (dout == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0])
-                                              : NULL;
+        float *din =
+            i > m->first_param_layer ? (dout == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]) : NULL;
         const float *w = m->params + l->param_off;
         if (h && h->weights && l->n_weights) w = h->weights(h->ctx, i, w);
         double t0 = m->prof ? s_prof_clock(m) : 0.0;
         if (m->last_fused && l->fuse_pool)
-            cnd_conv2d_backward_pool(l, din, m->grads + l->param_off, dout, in,
-                                     m->acts[l->fuse_pool],
-                                     (const uint8_t *)m->layers[l->fuse_pool].argmax, w, m->work,
-                                     B);
+            cnd_conv2d_backward_pool(
+                l, din, m->grads + l->param_off, dout, in, m->acts[l->fuse_pool],
+                (const uint8_t *)m->layers[l->fuse_pool].argmax, w, m->work, B);
         else
-            cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in,
-                                             m->acts[i], w, m->work, B);
+            cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in, m->acts[i],
+                                             w, m->work, B);
         if (m->prof) m->prof[2 * i + 1] += s_prof_clock(m) - t0;
         dout = din;
     }
@@ -354,7 +359,8 @@ void cnd_model_zero_grad(cnd_model_t *m)
 uint64_t cnd_model_macs(const cnd_model_t *m)
 {
     uint64_t t = 0;
-    for (int i = 0; i < m->n_layers; i++) t += cnd_layer_ops(m->layers[i].type)->macs(&m->layers[i]);
+    for (int i = 0; i < m->n_layers; i++)
+        t += cnd_layer_ops(m->layers[i].type)->macs(&m->layers[i]);
     return t;
 }
 
@@ -407,8 +413,10 @@ int cnd_model_act_nchw(const cnd_model_t *m, int i, int B, float *dst)
     const cnd_layer_t *l = &m->layers[i];
     int conv = l->type == CND_L_RELU && i > 0 ? i - 1 : i; /* a fused relu's bytes are its conv's */
     if (m->last_fused && m->layers[conv].fuse_pool)
-        return cnd_errf(CND_EINVAL, "activation %d was not kept by the last (fused) training "
-                        "pass; run an inference pass to read it", i);
+        return cnd_errf(CND_EINVAL,
+                        "activation %d was not kept by the last (fused) training "
+                        "pass; run an inference pass to read it",
+                        i);
     cnd_shape_t o = l->out;
     size_t hw = (size_t)o.h * o.w;
     /* The output layout is the next layer's input layout; the last layer's is NCHW. */
@@ -443,7 +451,8 @@ void cnd_model_profile_print(const cnd_model_t *m)
         char tok[96];
         cnd_layer_spec(&m->layers[i], tok, sizeof tok);
         fprintf(stderr, "  %2d %-24s %8.3f %8.3f  %5.1f%%%s\n", i, tok, m->prof[2 * i],
-                m->prof[2 * i + 1], tot > 0 ? 100.0 * (m->prof[2 * i] + m->prof[2 * i + 1]) / tot : 0,
+                m->prof[2 * i + 1],
+                tot > 0 ? 100.0 * (m->prof[2 * i] + m->prof[2 * i + 1]) / tot : 0,
                 m->layers[i].alias || m->layers[i].pool_fused ? "  (fused)" : "");
     }
 }

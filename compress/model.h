@@ -43,40 +43,39 @@ typedef struct cnd_model_hooks {
 } cnd_model_hooks_t;
 
 typedef struct cnd_model {
-    char *spec;              /* architecture spec, canonical form (cnd_layer_spec tokens) */
-    cnd_shape_t in;          /* per-sample input shape */
-    int n_layers;            /* <= CND_SPEC_MAX_LAYERS */
-    cnd_layer_t *layers;     /* n_layers entries */
-    int n_classes;           /* size of the last layer's output */
-    int first_param_layer;   /* index of the first layer with parameters (backward stops there) */
-    size_t num_params;       /* trainable floats */
-    float *params, *grads;   /* num_params each */
-    size_t num_state;        /* persistent non-trainable floats */
-    float *state;            /* num_state */
-    float *norm_mean;        /* in.c entries: input normalisation (x - mean) / std */
-    float *norm_std;         /* in.c entries, > 0 */
-    int n_meta;              /* metadata entries */
+    char *spec;            /* architecture spec, canonical form (cnd_layer_spec tokens) */
+    cnd_shape_t in;        /* per-sample input shape */
+    int n_layers;          /* <= CND_SPEC_MAX_LAYERS */
+    cnd_layer_t *layers;   /* n_layers entries */
+    int n_classes;         /* size of the last layer's output */
+    int first_param_layer; /* index of the first layer with parameters (backward stops there) */
+    size_t num_params;     /* trainable floats */
+    float *params, *grads; /* num_params each */
+    size_t num_state;      /* persistent non-trainable floats */
+    float *state;          /* num_state */
+    float *norm_mean;      /* in.c entries: input normalisation (x - mean) / std */
+    float *norm_std;       /* in.c entries, > 0 */
+    int n_meta;            /* metadata entries */
     cnd_meta_kv_t meta[CND_META_MAX];
     /* Work buffers for a batch capacity of cap_B samples. */
     int cap_B;
-    int cap_T;               /* thread count the work buffers were sized for */
-    float **acts;            /* acts[i] is layer i's output (cap_B x out size) */
-    float *dbuf[2];          /* ping-pong activation gradients (cap_B x max act size) */
-    float *work;             /* shared scratch */
-    const float *last_in;    /* input of the last training forward (caller keeps it alive) */
-    int last_B;              /* batch size of the last training forward */
-    double *prof;            /* NULL, or 2 x n_layers seconds spent in forward / backward */
-    int prof_cpu;            /* prof counts process CPU time instead of wall time */
+    int cap_T;                      /* thread count the work buffers were sized for */
+    float **acts;                   /* acts[i] is layer i's output (cap_B x out size) */
+    float *dbuf[2];                 /* ping-pong activation gradients (cap_B x max act size) */
+    float *work;                    /* shared scratch */
+    const float *last_in;           /* input of the last training forward (caller keeps it alive) */
+    int last_B;                     /* batch size of the last training forward */
+    double *prof;                   /* NULL, or 2 x n_layers seconds spent in forward / backward */
+    int prof_cpu;                   /* prof counts process CPU time instead of wall time */
     const cnd_model_hooks_t *hooks; /* fake-quantization callbacks, or NULL (see above) */
-    int no_fuse;             /* 1: run conv2d and a following maxpool separately (layer.h) */
-    int last_fused;          /* the last forward ran fused conv+pool passes */
+    int no_fuse;                    /* 1: run conv2d and a following maxpool separately (layer.h) */
+    int last_fused;                 /* the last forward ran fused conv+pool passes */
 } cnd_model_t;
 
 /* Builds a model from `spec` for inputs of shape `in`, initialises weights from `seed`
  * (He-normal; same seed gives the same bits), normalisation mean 0 / std 1, no metadata.
  * Returns 0 and an owned model, or CND_EINVAL (spec or shape error with detail) / CND_ENOMEM. */
-CND_MUST_USE int cnd_model_new(cnd_model_t **out, const char *spec, cnd_shape_t in,
-                               uint64_t seed);
+CND_MUST_USE int cnd_model_new(cnd_model_t **out, const char *spec, cnd_shape_t in, uint64_t seed);
 
 /* Frees the model; accepts NULL and *m == NULL; nulls *m. */
 void cnd_model_destroy(cnd_model_t **m);

@@ -26,15 +26,18 @@ static int s_tensors(const cnd_model_t *m, s_tensor *t, int max)
         float *w = m->params + l->param_off, *st = m->state + l->state_off;
         switch (l->type) {
         case CND_L_DENSE:
-            t[n] = (s_tensor){"", 2, {(uint32_t)l->p.dense.out, (uint32_t)cnd_shape_size(l->in)},
-                              w};
+            t[n] =
+                (s_tensor){"", 2, {(uint32_t)l->p.dense.out, (uint32_t)cnd_shape_size(l->in)}, w};
             snprintf(t[n++].name, 48, "L%d.weight", i);
             t[n] = (s_tensor){"", 1, {(uint32_t)l->p.dense.out}, w + l->n_weights};
             snprintf(t[n++].name, 48, "L%d.bias", i);
             break;
         case CND_L_CONV2D:
-            t[n] = (s_tensor){"", 4, {(uint32_t)l->p.conv.oc, (uint32_t)l->in.c,
-                                      (uint32_t)l->p.conv.k, (uint32_t)l->p.conv.k}, w};
+            t[n] = (s_tensor){"",
+                              4,
+                              {(uint32_t)l->p.conv.oc, (uint32_t)l->in.c, (uint32_t)l->p.conv.k,
+                               (uint32_t)l->p.conv.k},
+                              w};
             snprintf(t[n++].name, 48, "L%d.weight", i);
             t[n] = (s_tensor){"", 1, {(uint32_t)l->p.conv.oc}, w + l->n_weights};
             snprintf(t[n++].name, 48, "L%d.bias", i);
@@ -121,8 +124,10 @@ int cnd_model_deserialize(cnd_model_t **out, const uint8_t *data, size_t len, co
                         what);
     uint32_t version = cnd_le32(data + 4);
     if (version != CND_MODELFILE_VERSION)
-        return cnd_errf(CND_EFORMAT, "%s: model file version %u is not supported (this build "
-                        "reads version %d)", what, version, CND_MODELFILE_VERSION);
+        return cnd_errf(CND_EFORMAT,
+                        "%s: model file version %u is not supported (this build "
+                        "reads version %d)",
+                        what, version, CND_MODELFILE_VERSION);
     uint8_t dg[CND_SHA256_BYTES];
     size_t body = len - CND_SHA256_BYTES;
     cnd_sha256(dg, data, body);
@@ -193,8 +198,10 @@ int cnd_model_deserialize(cnd_model_t **out, const uint8_t *data, size_t len, co
         int ok = name && !r.err && !strcmp(name, t[i].name) && ndim == (uint32_t)t[i].ndim;
         for (uint32_t d = 0; ok && d < ndim; d++) ok = cnd_rd_u32(&r) == t[i].dim[d];
         if (!ok) {
-            rc = cnd_errf(CND_EFORMAT, "%s: tensor %d is '%s', expected %s with the shape the "
-                          "architecture gives", what, i, name ? name : "?", t[i].name);
+            rc = cnd_errf(CND_EFORMAT,
+                          "%s: tensor %d is '%s', expected %s with the shape the "
+                          "architecture gives",
+                          what, i, name ? name : "?", t[i].name);
             free(name);
             goto fail;
         }

@@ -80,8 +80,10 @@ static void s_adam_task(void *ctx, int task, int ntasks)
     int decoupled = c->kind == CND_OPT_ADAMW;
     for (long i = lo; i < hi; i++) {
         float gi = g[i];
-        if (o->decay[i] && decoupled) p[i] -= lr * wd * p[i];
-        else if (o->decay[i]) gi += wd * p[i];
+        if (o->decay[i] && decoupled)
+            p[i] -= lr * wd * p[i];
+        else if (o->decay[i])
+            gi += wd * p[i];
         mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
         vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
         p[i] -= step * mm[i] / (sqrtf(vv[i]) * isb + eps);

@@ -17,29 +17,29 @@ typedef enum { CND_SCHED_CONST, CND_SCHED_STEP, CND_SCHED_COSINE } cnd_sched_kin
 
 typedef struct {
     cnd_optim_kind_t kind;
-    float lr;            /* base learning rate */
-    float momentum;      /* SGD momentum (0 = plain SGD) */
-    float beta1, beta2;  /* Adam moment rates */
-    float eps;           /* Adam denominator epsilon */
-    float weight_decay;  /* SGD/Adam: L2 added to the gradient; AdamW: decoupled decay */
-    int nesterov;        /* SGD: Nesterov momentum */
+    float lr;           /* base learning rate */
+    float momentum;     /* SGD momentum (0 = plain SGD) */
+    float beta1, beta2; /* Adam moment rates */
+    float eps;          /* Adam denominator epsilon */
+    float weight_decay; /* SGD/Adam: L2 added to the gradient; AdamW: decoupled decay */
+    int nesterov;       /* SGD: Nesterov momentum */
 } cnd_optim_cfg_t;
 
 typedef struct {
     cnd_sched_kind_t kind;
-    long total_steps;    /* cosine: steps until lr reaches min_lr */
-    long warmup_steps;   /* linear warm-up from 0 (cosine and step) */
-    long step_size;      /* step: multiply by gamma every step_size steps */
-    float gamma;         /* step: decay factor */
-    float min_lr_frac;   /* cosine: final lr as a fraction of the base lr */
+    long total_steps;  /* cosine: steps until lr reaches min_lr */
+    long warmup_steps; /* linear warm-up from 0 (cosine and step) */
+    long step_size;    /* step: multiply by gamma every step_size steps */
+    float gamma;       /* step: decay factor */
+    float min_lr_frac; /* cosine: final lr as a fraction of the base lr */
 } cnd_sched_cfg_t;
 
 typedef struct {
     cnd_optim_cfg_t cfg;
-    size_t n;            /* num_params */
-    float *m, *v;        /* moment buffers (v only for Adam) */
-    long t;              /* steps taken */
-    uint8_t *decay;      /* per-parameter 1 if decayed; NULL when weight_decay == 0 */
+    size_t n;       /* num_params */
+    float *m, *v;   /* moment buffers (v only for Adam) */
+    long t;         /* steps taken */
+    uint8_t *decay; /* per-parameter 1 if decayed; NULL when weight_decay == 0 */
 } cnd_optim_t;
 
 /* Default configurations: SGD momentum 0.9; Adam beta (0.9, 0.999), eps 1e-8. */

@@ -13,11 +13,16 @@
 
 int cnd_quant_method_parse(const char *s, cnd_qmethod_t *out)
 {
-    if (!strcmp(s, "minmax")) *out = CND_QM_MINMAX;
-    else if (!strcmp(s, "percentile")) *out = CND_QM_PERCENTILE;
-    else if (!strcmp(s, "mse")) *out = CND_QM_MSE;
-    else if (!strcmp(s, "auto")) *out = CND_QM_AUTO;
-    else return cnd_errf(CND_EINVAL, "--method: '%s' is not auto, minmax, percentile or mse", s);
+    if (!strcmp(s, "minmax"))
+        *out = CND_QM_MINMAX;
+    else if (!strcmp(s, "percentile"))
+        *out = CND_QM_PERCENTILE;
+    else if (!strcmp(s, "mse"))
+        *out = CND_QM_MSE;
+    else if (!strcmp(s, "auto"))
+        *out = CND_QM_AUTO;
+    else
+        return cnd_errf(CND_EINVAL, "--method: '%s' is not auto, minmax, percentile or mse", s);
     return 0;
 }
 
@@ -120,11 +125,12 @@ int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m)
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
         if (l->type == CND_L_BATCHNORM) {
-            if (i == 0 || (m->layers[i - 1].type != CND_L_DENSE &&
-                           m->layers[i - 1].type != CND_L_CONV2D))
+            if (i == 0 ||
+                (m->layers[i - 1].type != CND_L_DENSE && m->layers[i - 1].type != CND_L_CONV2D))
                 return cnd_errf(CND_EINVAL,
                                 "layer %d (batchnorm) does not directly follow a dense or conv2d "
-                                "layer, so it cannot be folded for integer inference", i + 1);
+                                "layer, so it cannot be folded for integer inference",
+                                i + 1);
             continue;
         }
         cnd_layer_spec(l, tok, sizeof tok);

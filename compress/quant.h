@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define CND_QUANT_MAX_POINTS (CND_SPEC_MAX_LAYERS + 1)
-#define CND_QUANT_BINS 2048
+#define CND_QUANT_BINS       2048
 
 typedef enum {
     CND_QM_MINMAX,
@@ -59,9 +59,12 @@ static inline int32_t cnd_quant_q(float x, float s, int32_t z, int32_t qmin, int
 {
     float r = x / s;
     long q;
-    if (r > 1e9f) q = 1000000000L;
-    else if (r < -1e9f) q = -1000000000L;
-    else if (r != r) q = 0; /* NaN */
+    if (r > 1e9f)
+        q = 1000000000L;
+    else if (r < -1e9f)
+        q = -1000000000L;
+    else if (r != r)
+        q = 0; /* NaN */
     else {
         /* round half away from zero, exactly: the fraction r - trunc(r) is exact in float
          * (r + 0.5f would round 0.49999997f up) */
@@ -93,13 +96,13 @@ CND_MUST_USE int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m);
 /* ---- quantization plan --------------------------------------------------------------------- */
 
 typedef struct {
-    int n_points;                          /* quantization points; point 0 is the input */
-    int point_layer[CND_QUANT_MAX_POINTS]; /* float layer producing the point (-1 = input) */
+    int n_points;                            /* quantization points; point 0 is the input */
+    int point_layer[CND_QUANT_MAX_POINTS];   /* float layer producing the point (-1 = input) */
     int point_of_layer[CND_SPEC_MAX_LAYERS]; /* point whose parameters layer i's output has;
                                               * -1 for a dense/conv2d whose ReLU is fused */
-    int fused_relu[CND_SPEC_MAX_LAYERS];   /* dense/conv2d i has the ReLU i+1 folded in */
-    int fq_at[CND_SPEC_MAX_LAYERS];        /* fake-quantize layer i's output (new point, or
-                                            * avgpool/gap re-rounding with the input's params) */
+    int fused_relu[CND_SPEC_MAX_LAYERS];     /* dense/conv2d i has the ReLU i+1 folded in */
+    int fq_at[CND_SPEC_MAX_LAYERS];          /* fake-quantize layer i's output (new point, or
+                                              * avgpool/gap re-rounding with the input's params) */
 } cnd_qplan_t;
 
 /* Works out the quantization points of a folded model; CND_EINVAL if it holds a batchnorm. */
@@ -108,13 +111,13 @@ CND_MUST_USE int cnd_quant_plan(cnd_qplan_t *plan, const cnd_model_t *m);
 /* ---- observers and calibration ------------------------------------------------------------- */
 
 typedef struct {
-    float lo, hi;   /* real range of a quantization point */
+    float lo, hi; /* real range of a quantization point */
 } cnd_qrange_t;
 
 typedef struct {
-    float min, max;                   /* observed extremes */
-    double hist[CND_QUANT_BINS];      /* counts over [min, max] (second pass) */
-    uint64_t n;                       /* values seen */
+    float min, max;              /* observed extremes */
+    double hist[CND_QUANT_BINS]; /* counts over [min, max] (second pass) */
+    uint64_t n;                  /* values seen */
 } cnd_observer_t;
 
 /* Ranges of every quantization point of a folded model from `n` normalised samples of x.
@@ -151,13 +154,13 @@ void cnd_fq_destroy(cnd_fq_t **fq);
 /* ---- quantization-aware training ----------------------------------------------------------- */
 
 typedef struct {
-    int epochs;              /* passes over the training data */
-    int batch;               /* samples per step */
-    float lr;                /* Adam learning rate (cosine schedule to 0) */
-    uint64_t seed;           /* shuffling */
-    int verbose;             /* one line per epoch on stdout */
-    cnd_loss_fn loss;        /* NULL = cross-entropy on labels; a distillation loss plugs in
-                              * here exactly as for cnd_train (train.h) */
+    int epochs;       /* passes over the training data */
+    int batch;        /* samples per step */
+    float lr;         /* Adam learning rate (cosine schedule to 0) */
+    uint64_t seed;    /* shuffling */
+    int verbose;      /* one line per epoch on stdout */
+    cnd_loss_fn loss; /* NULL = cross-entropy on labels; a distillation loss plugs in
+                       * here exactly as for cnd_train (train.h) */
     void *loss_ctx;
 } cnd_qat_cfg_t;
 
@@ -175,11 +178,11 @@ void cnd_quant_free_scales(float **w_scales, int n_layers);
 /* ---- the integer model --------------------------------------------------------------------- */
 
 typedef struct {
-    int op;                   /* cnd_rt_op_t */
-    int relu;                 /* dense/conv2d: ReLU fused */
-    int wbits;                /* 8 or 4 for dense/conv2d */
-    int in_c, in_h, in_w;     /* input shape */
-    int out_c, out_h, out_w;  /* output shape */
+    int op;                  /* cnd_rt_op_t */
+    int relu;                /* dense/conv2d: ReLU fused */
+    int wbits;               /* 8 or 4 for dense/conv2d */
+    int in_c, in_h, in_w;    /* input shape */
+    int out_c, out_h, out_w; /* output shape */
     int k, stride, pad;
     int32_t in_zp, out_zp;
     float in_scale, out_scale;
@@ -194,21 +197,21 @@ typedef struct {
 } cnd_qlayer_t;
 
 typedef struct {
-    cnd_shape_t in;           /* input C x H x W */
+    cnd_shape_t in; /* input C x H x W */
     float in_scale;
     int32_t in_zp;
     float *norm_mean, *norm_std; /* in.c */
-    int8_t *lut;              /* in.c x 256: raw uint8 -> int8 input */
+    int8_t *lut;                 /* in.c x 256: raw uint8 -> int8 input */
     int n_layers;
     cnd_qlayer_t *layers;
     int n_classes;
-    char **labels;            /* n_classes strings or NULL */
+    char **labels; /* n_classes strings or NULL */
     int n_meta;
     cnd_meta_kv_t meta[CND_META_MAX];
-    int n_tests;              /* embedded self-test vectors */
-    int test_kind;            /* CND_RT_TEST_RAW_U8 or CND_RT_TEST_I8 */
-    uint8_t *test_in;         /* n_tests x C*H*W */
-    int8_t *test_out;         /* n_tests x n_classes */
+    int n_tests;      /* embedded self-test vectors */
+    int test_kind;    /* CND_RT_TEST_RAW_U8 or CND_RT_TEST_I8 */
+    uint8_t *test_in; /* n_tests x C*H*W */
+    int8_t *test_out; /* n_tests x n_classes */
 } cnd_qmodel_t;
 
 /* Builds the integer model of folded float model m with activation ranges per point and
@@ -217,9 +220,9 @@ typedef struct {
  * use instead, e.g. those QAT trained with (cnd_fq_weight_scales).
  * Copies m's normalisation, metadata and labels (from the "labels" metadata key). No
  * self-tests yet (cnd_artifact_add_selftests). */
-CND_MUST_USE int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m,
-                                  const cnd_qplan_t *plan, const cnd_qrange_t *ranges,
-                                  const int *w_mse, float *const *w_scales, int wbits);
+CND_MUST_USE int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t *plan,
+                                  const cnd_qrange_t *ranges, const int *w_mse,
+                                  float *const *w_scales, int wbits);
 void cnd_qmodel_destroy(cnd_qmodel_t **q);
 
 /* Quantizes raw input samples to the int8 HWC input (through the LUT when every value is an

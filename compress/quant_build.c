@@ -100,14 +100,14 @@ static int s_weighted(cnd_qlayer_t *ql, const cnd_layer_t *l, const float *w, fl
             for (int c = 0; c < C; c++)
                 for (int i = 0; i < k; i++)
                     for (int j = 0; j < k; j++)
-                        dst[((size_t)i * k + j) * C + c] =
-                            (int8_t)cnd_quant_q(src[((size_t)c * k + i) * k + j], s, 0, -qmax, qmax);
+                        dst[((size_t)i * k + j) * C + c] = (int8_t)cnd_quant_q(
+                            src[((size_t)c * k + i) * k + j], s, 0, -qmax, qmax);
         } else {
             for (int c = 0; c < C; c++)
                 for (int h = 0; h < H; h++)
                     for (int x = 0; x < W; x++)
-                        dst[((size_t)h * W + x) * C + c] =
-                            (int8_t)cnd_quant_q(src[((size_t)c * H + h) * W + x], s, 0, -qmax, qmax);
+                        dst[((size_t)h * W + x) * C + c] = (int8_t)cnd_quant_q(
+                            src[((size_t)c * H + h) * W + x], s, 0, -qmax, qmax);
         }
         double bs = (double)s_in * s;
         double bq = bs > 0 ? round((double)b[r] / bs) : 0.0;
@@ -126,8 +126,8 @@ int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t
     *out = NULL;
     if (wbits != 8 && wbits != 4) return cnd_errf(CND_EINVAL, "weight bits must be 8 or 4");
     if (m->in.c > CND_RT_MAX_DIM || m->in.h > CND_RT_MAX_DIM || m->in.w > CND_RT_MAX_DIM)
-        return cnd_errf(CND_ERANGE, "input %dx%dx%d too large for the runtime", m->in.c,
-                        m->in.h, m->in.w);
+        return cnd_errf(CND_ERANGE, "input %dx%dx%d too large for the runtime", m->in.c, m->in.h,
+                        m->in.w);
     cnd_qmodel_t *q = calloc(1, sizeof *q);
     if (!q) return CND_ENOMEM;
     int rc = CND_ENOMEM, C = m->in.c;
@@ -195,7 +195,10 @@ int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t
             z_cur = ql->out_zp;
             break;
         }
-        case CND_L_RELU: ql->op = CND_RT_OP_RELU; ql->act_min = z_cur; break;
+        case CND_L_RELU:
+            ql->op = CND_RT_OP_RELU;
+            ql->act_min = z_cur;
+            break;
         case CND_L_MAXPOOL:
         case CND_L_AVGPOOL:
             ql->op = l->type == CND_L_MAXPOOL ? CND_RT_OP_MAXPOOL : CND_RT_OP_AVGPOOL;
@@ -215,8 +218,10 @@ int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t
         }
         if (l->type != CND_L_FLATTEN) layout = m->layers[ql->src].out;
         if (ql->out_c > 65535) {
-            rc = cnd_errf(CND_ERANGE, "layer %d: %d output channels/features exceed the "
-                          "runtime's 65535", i + 1, ql->out_c);
+            rc = cnd_errf(CND_ERANGE,
+                          "layer %d: %d output channels/features exceed the "
+                          "runtime's 65535",
+                          i + 1, ql->out_c);
             goto fail;
         }
         q->n_layers++;

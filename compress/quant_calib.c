@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_BATCH 100
+#define S_BATCH        100
 #define S_AUTO_SAMPLES 256
 
 static const float *s_point_data(const cnd_model_t *m, const cnd_qplan_t *plan, int p,
@@ -133,8 +133,10 @@ int cnd_quant_calibrate(cnd_qrange_t *ranges, cnd_qmethod_t *chosen, int *w_mse,
                 if (pass == 0) {
                     for (size_t k = 0; k < cnt; k++) {
                         if (!isfinite(v[k])) {
-                            rc = cnd_errf(CND_EINVAL, "calibration: non-finite activation at "
-                                          "quantization point %d", p);
+                            rc = cnd_errf(CND_EINVAL,
+                                          "calibration: non-finite activation at "
+                                          "quantization point %d",
+                                          p);
                             goto done;
                         }
                         o->min = fminf(o->min, v[k]);

@@ -103,8 +103,8 @@ static void s_tap(void *ctx, int layer, const int8_t *out, size_t n)
     memcpy(t->out[layer], out, n);
 }
 
-int cnd_qreport(cnd_qreport_row_t *rows, cnd_model_t *m, const cnd_qmodel_t *q,
-                cnd_artifact_t *a, const cnd_dataset_t *ds, size_t n)
+int cnd_qreport(cnd_qreport_row_t *rows, cnd_model_t *m, const cnd_qmodel_t *q, cnd_artifact_t *a,
+                const cnd_dataset_t *ds, size_t n)
 {
     int L = q->n_layers, rc = 0;
     size_t d = cnd_shape_size(m->in);
@@ -217,12 +217,12 @@ int cnd_quant_cmd_eval(const char *path, const char *data, const char *split, in
         printf("]}\n");
     } else {
         printf("%s on %s (integer runtime, %s kernels, self-test passed): accuracy %.4f  "
-               "loss %.4f  (%zu samples)\n", path, data, kern, ev.acc, ev.loss, ev.n);
+               "loss %.4f  (%zu samples)\n",
+               path, data, kern, ev.acc, ev.loss, ev.n);
         for (int k = 0; k < ds->n_classes; k++) {
             const char *name = cnd_rt_label(a->rt, (uint32_t)k);
             printf("  class %2d %-14s %6u samples  accuracy %.4f\n", k,
-                   name ? name : (ds->class_names ? ds->class_names[k] : ""),
-                   ev.per_class_total[k],
+                   name ? name : (ds->class_names ? ds->class_names[k] : ""), ev.per_class_total[k],
                    ev.per_class_total[k] ? (double)ev.per_class_correct[k] / ev.per_class_total[k]
                                          : 0.0);
         }

@@ -20,12 +20,12 @@ void cnd_qeval_input(const cnd_artifact_t *a, int8_t *x, const cnd_dataset_t *ds
 CND_MUST_USE int cnd_qeval(cnd_artifact_t *a, const cnd_dataset_t *ds, cnd_eval_t *out);
 
 typedef struct {
-    char name[112];     /* "conv2d(32,3,pad=1)+relu" */
-    double snr_db;      /* 10 log10(sum f^2 / sum (f - dequant(q))^2) over the samples */
-    size_t weight_bytes;/* packed weights (int8 or int4) */
-    size_t const_bytes; /* int32 bias + multiplier + int8 shift per channel */
-    size_t act_bytes;   /* int8 output tensor per sample */
-    uint64_t macs;      /* per sample */
+    char name[112];      /* "conv2d(32,3,pad=1)+relu" */
+    double snr_db;       /* 10 log10(sum f^2 / sum (f - dequant(q))^2) over the samples */
+    size_t weight_bytes; /* packed weights (int8 or int4) */
+    size_t const_bytes;  /* int32 bias + multiplier + int8 shift per channel */
+    size_t act_bytes;    /* int8 output tensor per sample */
+    uint64_t macs;       /* per sample */
 } cnd_qreport_row_t;
 
 /* One row per integer layer, comparing the float model m (folded, no hooks) with artifact a

@@ -28,10 +28,10 @@ struct cnd_fq {
     cnd_qplan_t plan;
     int wbits, qmax, observe, active;
     cnd_qrange_t ranges[CND_QUANT_MAX_POINTS];
-    float *ratio[CND_SPEC_MAX_LAYERS];  /* per output channel clip ratio in (0, 1] */
-    float *scales;                      /* scratch: one layer's channel scales */
-    float *wq;                          /* fake-quantized weights, laid out like params */
-    float *xin;                         /* fake-quantized input */
+    float *ratio[CND_SPEC_MAX_LAYERS]; /* per output channel clip ratio in (0, 1] */
+    float *scales;                     /* scratch: one layer's channel scales */
+    float *wq;                         /* fake-quantized weights, laid out like params */
+    float *xin;                        /* fake-quantized input */
     size_t xin_cap;
     uint8_t *mask[CND_SPEC_MAX_LAYERS]; /* STE masks of the last training forward */
     size_t mask_cap[CND_SPEC_MAX_LAYERS];
@@ -141,9 +141,8 @@ static void s_act_backward(void *ctx, int i, float *dout, int B)
         if (!mask[k]) dout[k] = 0.0f;
 }
 
-int cnd_fq_new(cnd_fq_t **out, cnd_model_t *m, const cnd_qplan_t *plan,
-               const cnd_qrange_t *ranges, const int *w_mse, int wbits, int observe,
-               int npoints_active)
+int cnd_fq_new(cnd_fq_t **out, cnd_model_t *m, const cnd_qplan_t *plan, const cnd_qrange_t *ranges,
+               const int *w_mse, int wbits, int observe, int npoints_active)
 {
     *out = NULL;
     if (wbits != 8 && wbits != 4) return cnd_errf(CND_EINVAL, "weight bits must be 8 or 4");

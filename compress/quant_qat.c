@@ -20,9 +20,9 @@ void cnd_quant_free_scales(float **w_scales, int n_layers)
     }
 }
 
-int cnd_quant_qat(cnd_model_t *m, const cnd_qplan_t *plan, cnd_qrange_t *ranges,
-                  const int *w_mse, float **w_scales, int wbits, const cnd_dataset_t *train,
-                  const cnd_dataset_t *val, const cnd_qat_cfg_t *cfg)
+int cnd_quant_qat(cnd_model_t *m, const cnd_qplan_t *plan, cnd_qrange_t *ranges, const int *w_mse,
+                  float **w_scales, int wbits, const cnd_dataset_t *train, const cnd_dataset_t *val,
+                  const cnd_qat_cfg_t *cfg)
 {
     for (int i = 0; i < m->n_layers; i++) w_scales[i] = NULL;
     cnd_fq_t *fq = NULL;

@@ -11,19 +11,20 @@
 #include <string.h>
 
 typedef struct {
-    const char *s;   /* whole spec */
-    size_t i;        /* cursor */
+    const char *s; /* whole spec */
+    size_t i;      /* cursor */
 } s_parser;
 
 static int s_fail(const s_parser *p, const char *expected)
 {
     const char *at = p->s + p->i;
-    if (!*at) return cnd_errf(CND_EINVAL, "spec position %zu: expected %s, found end of spec",
-                              p->i + 1, expected);
+    if (!*at)
+        return cnd_errf(CND_EINVAL, "spec position %zu: expected %s, found end of spec", p->i + 1,
+                        expected);
     int n = 0;
     while (at[n] && !isspace((unsigned char)at[n]) && n < 12) n++;
-    return cnd_errf(CND_EINVAL, "spec position %zu: expected %s, found '%.*s'", p->i + 1,
-                    expected, n, at);
+    return cnd_errf(CND_EINVAL, "spec position %zu: expected %s, found '%.*s'", p->i + 1, expected,
+                    n, at);
 }
 
 static void s_ws(s_parser *p)
@@ -33,9 +34,9 @@ static void s_ws(s_parser *p)
 
 /* One argument: either a number, or key=number. */
 typedef struct {
-    char key[16];  /* "" for positional */
-    double val;    /* value */
-    size_t pos;    /* 0-based position, for messages */
+    char key[16]; /* "" for positional */
+    double val;   /* value */
+    size_t pos;   /* 0-based position, for messages */
 } s_arg;
 
 static int s_args(s_parser *p, s_arg *args, int max, int *n)
@@ -118,16 +119,20 @@ int cnd_spec_parse(const char *spec, cnd_layer_t *layers, int max)
         if (!strcmp(name, "dense")) {
             l->type = CND_L_DENSE;
             if (na != 1 || npos != 1)
-                return cnd_errf(CND_EINVAL, "spec position %zu: dense takes one argument: "
-                                "dense(OUTPUTS)", start + 1);
+                return cnd_errf(CND_EINVAL,
+                                "spec position %zu: dense takes one argument: "
+                                "dense(OUTPUTS)",
+                                start + 1);
             if ((rc = s_int_arg(&p, &a[0], "dense outputs", 1, 1 << 20, &l->p.dense.out)))
                 return rc;
         } else if (!strcmp(name, "conv2d") || !strcmp(name, "conv")) {
             l->type = CND_L_CONV2D;
             l->p.conv.stride = 1;
             if (npos != 2 || (na > 2 && (a[0].key[0] || a[1].key[0])))
-                return cnd_errf(CND_EINVAL, "spec position %zu: conv2d takes "
-                                "conv2d(CHANNELS,KERNEL[,stride=S][,pad=P])", start + 1);
+                return cnd_errf(CND_EINVAL,
+                                "spec position %zu: conv2d takes "
+                                "conv2d(CHANNELS,KERNEL[,stride=S][,pad=P])",
+                                start + 1);
             if ((rc = s_int_arg(&p, &a[0], "conv2d channels", 1, 1 << 16, &l->p.conv.oc)) ||
                 (rc = s_int_arg(&p, &a[1], "conv2d kernel", 1, 64, &l->p.conv.k)))
                 return rc;
@@ -137,8 +142,10 @@ int cnd_spec_parse(const char *spec, cnd_layer_t *layers, int max)
                 else if (!strcmp(a[i].key, "pad"))
                     rc = s_int_arg(&p, &a[i], "pad", 0, 64, &l->p.conv.pad);
                 else
-                    rc = cnd_errf(CND_EINVAL, "spec position %zu: conv2d has no argument '%s' "
-                                  "(expected stride= or pad=)", a[i].pos + 1, a[i].key);
+                    rc = cnd_errf(CND_EINVAL,
+                                  "spec position %zu: conv2d has no argument '%s' "
+                                  "(expected stride= or pad=)",
+                                  a[i].pos + 1, a[i].key);
                 if (rc) return rc;
             }
         } else if (!strcmp(name, "maxpool") || !strcmp(name, "avgpool")) {
@@ -150,8 +157,10 @@ int cnd_spec_parse(const char *spec, cnd_layer_t *layers, int max)
             l->p.pool.stride = l->p.pool.k;
             for (int i = 1; i < na; i++) {
                 if (strcmp(a[i].key, "stride"))
-                    return cnd_errf(CND_EINVAL, "spec position %zu: %s has no argument '%s' "
-                                    "(expected stride=)", a[i].pos + 1, name, a[i].key);
+                    return cnd_errf(CND_EINVAL,
+                                    "spec position %zu: %s has no argument '%s' "
+                                    "(expected stride=)",
+                                    a[i].pos + 1, name, a[i].key);
                 if ((rc = s_int_arg(&p, &a[i], "stride", 1, 64, &l->p.pool.stride))) return rc;
             }
         } else if (!strcmp(name, "batchnorm") || !strcmp(name, "bn")) {
@@ -164,15 +173,19 @@ int cnd_spec_parse(const char *spec, cnd_layer_t *layers, int max)
                 else if (!strcmp(a[i].key, "momentum") && a[i].val > 0 && a[i].val <= 1)
                     l->p.bn.momentum = (float)a[i].val;
                 else
-                    return cnd_errf(CND_EINVAL, "spec position %zu: batchnorm takes "
-                                    "eps=E (0<E<1) and momentum=M (0<M<=1)", a[i].pos + 1);
+                    return cnd_errf(CND_EINVAL,
+                                    "spec position %zu: batchnorm takes "
+                                    "eps=E (0<E<1) and momentum=M (0<M<=1)",
+                                    a[i].pos + 1);
             }
         } else if (!strcmp(name, "relu") || !strcmp(name, "gap") || !strcmp(name, "flatten")) {
             l->type = name[0] == 'r' ? CND_L_RELU : name[0] == 'g' ? CND_L_GAP : CND_L_FLATTEN;
-            if (na) return cnd_errf(CND_EINVAL, "spec position %zu: %s takes no arguments",
-                                    start + 1, name);
+            if (na)
+                return cnd_errf(CND_EINVAL, "spec position %zu: %s takes no arguments", start + 1,
+                                name);
         } else {
-            return cnd_errf(CND_EINVAL, "spec position %zu: unknown layer '%s' (expected dense, "
+            return cnd_errf(CND_EINVAL,
+                            "spec position %zu: unknown layer '%s' (expected dense, "
                             "conv2d, relu, maxpool, avgpool, gap, flatten or batchnorm)",
                             start + 1, name);
         }

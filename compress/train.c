@@ -74,8 +74,10 @@ static int s_resume(const cnd_train_cfg_t *cfg, cnd_model_t *m, cnd_optim_t *opt
     if (rc) return rc;
     char diff[256];
     if (cnd_ckpt_config_diff(ck.config, config, diff, sizeof diff))
-        rc = cnd_errf(CND_EINVAL, "%s was written with other settings: %s; rerun with its "
-                      "settings or delete it to start over", path, diff);
+        rc = cnd_errf(CND_EINVAL,
+                      "%s was written with other settings: %s; rerun with its "
+                      "settings or delete it to start over",
+                      path, diff);
     else if (ck.epochs_done > cfg->epochs)
         rc = cnd_errf(CND_EINVAL, "%s has %d epochs done, more than the %d asked", path,
                       ck.epochs_done, cfg->epochs);
@@ -98,8 +100,8 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     if (B < 1 || B > 4096) return cnd_errf(CND_EINVAL, "batch size %d not in [1, 4096]", B);
     if (ds->n == 0) return cnd_errf(CND_EINVAL, "training set is empty");
     if (ds->n_classes > m->n_classes)
-        return cnd_errf(CND_EINVAL, "data has %d classes but the model outputs %d",
-                        ds->n_classes, m->n_classes);
+        return cnd_errf(CND_EINVAL, "data has %d classes but the model outputs %d", ds->n_classes,
+                        m->n_classes);
     if (cnd_shape_size(ds->shape) != cnd_shape_size(m->in))
         return cnd_errf(CND_EINVAL, "data samples are %dx%dx%d, model expects %dx%dx%d",
                         ds->shape.c, ds->shape.h, ds->shape.w, m->in.c, m->in.h, m->in.w);
@@ -129,8 +131,8 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     long steps_per_epoch = (long)((n + (size_t)B - 1) / (size_t)B);
     cnd_sched_cfg_t sched = {.kind = cfg->sched,
                              .total_steps = steps_per_epoch * cfg->epochs,
-                             .warmup_steps = (long)(cfg->warmup_frac * steps_per_epoch *
-                                                    cfg->epochs),
+                             .warmup_steps =
+                                 (long)(cfg->warmup_frac * steps_per_epoch * cfg->epochs),
                              .step_size = steps_per_epoch * (cfg->epochs > 2 ? cfg->epochs / 3 : 1),
                              .gamma = 0.1f,
                              .min_lr_frac = 0.0f};
@@ -170,8 +172,10 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
             int ok = 0;
             float loss = lossfn(lctx, dlogits, logits, order + s, bs, K, &ok);
             if (!isfinite(loss)) {
-                rc = cnd_errf(CND_EINVAL, "training diverged: loss is %f at epoch %d step %ld "
-                              "(lower --lr)", (double)loss, ep + 1, step + 1);
+                rc = cnd_errf(CND_EINVAL,
+                              "training diverged: loss is %f at epoch %d step %ld "
+                              "(lower --lr)",
+                              (double)loss, ep + 1, step + 1);
                 goto done;
             }
             loss_sum += (double)loss * bs;
@@ -198,14 +202,14 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
             printf("  %.0f samples/s  %.1fs\n", (double)n / el, el);
             fflush(stdout);
         }
-        if (cfg->ckpt_path && (rc = cnd_ckpt_save(cfg->ckpt_path, cfg->ckpt_config, ep + 1, step,
-                                                  &aug_rng, &opt, m)))
+        if (cfg->ckpt_path &&
+            (rc = cnd_ckpt_save(cfg->ckpt_path, cfg->ckpt_config, ep + 1, step, &aug_rng, &opt, m)))
             goto done;
         if (cfg->on_epoch && cfg->on_epoch(cfg->epoch_ctx, m, ep)) break;
     }
     res->seconds = cnd_now() - t0;
-    res->samples_per_s = res->seconds > 0 ? (double)n * (cfg->epochs - start_epoch) /
-                                                res->seconds : 0;
+    res->samples_per_s =
+        res->seconds > 0 ? (double)n * (cfg->epochs - start_epoch) / res->seconds : 0;
     cnd_model_profile_print(m);
 done:
     cnd_optim_free(&opt);
@@ -220,8 +224,8 @@ int cnd_evaluate(cnd_model_t *m, const cnd_dataset_t *ds, int batch, cnd_eval_t 
 {
     memset(out, 0, sizeof *out);
     if (ds->n_classes > m->n_classes)
-        return cnd_errf(CND_EINVAL, "data has %d classes but the model outputs %d",
-                        ds->n_classes, m->n_classes);
+        return cnd_errf(CND_EINVAL, "data has %d classes but the model outputs %d", ds->n_classes,
+                        m->n_classes);
     if (cnd_shape_size(ds->shape) != cnd_shape_size(m->in))
         return cnd_errf(CND_EINVAL, "data samples are %dx%dx%d, model expects %dx%dx%d",
                         ds->shape.c, ds->shape.h, ds->shape.w, m->in.c, m->in.h, m->in.w);

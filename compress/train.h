@@ -14,22 +14,22 @@
 #include "optim.h"
 
 /* Loss callback: dlogits (B,K) and *correct from logits (B,K) of samples idx[0..B). */
-typedef float (*cnd_loss_fn)(void *ctx, float *dlogits, const float *logits,
-                             const uint32_t *idx, int B, int K, int *correct);
+typedef float (*cnd_loss_fn)(void *ctx, float *dlogits, const float *logits, const uint32_t *idx,
+                             int B, int K, int *correct);
 
 typedef struct {
-    int epochs;              /* passes over the data */
-    int batch;               /* samples per step */
-    cnd_optim_cfg_t optim;   /* optimizer and base learning rate */
-    cnd_sched_kind_t sched;  /* learning-rate schedule over all steps */
-    float warmup_frac;       /* fraction of steps spent in linear warm-up (0 = none) */
-    uint64_t seed;           /* shuffling seed */
-    int verbose;             /* print one summary line per epoch on stdout */
-    cnd_loss_fn loss;        /* NULL = cross-entropy on the dataset's labels */
-    void *loss_ctx;          /* passed to loss */
-    unsigned augment;        /* CND_AUG_* flags (augment.h); 0 = none */
-    int aug_shift;           /* largest shift in pixels (default 2) */
-    const float *aug_bg;     /* per-channel normalised background value for shifted-in pixels */
+    int epochs;             /* passes over the data */
+    int batch;              /* samples per step */
+    cnd_optim_cfg_t optim;  /* optimizer and base learning rate */
+    cnd_sched_kind_t sched; /* learning-rate schedule over all steps */
+    float warmup_frac;      /* fraction of steps spent in linear warm-up (0 = none) */
+    uint64_t seed;          /* shuffling seed */
+    int verbose;            /* print one summary line per epoch on stdout */
+    cnd_loss_fn loss;       /* NULL = cross-entropy on the dataset's labels */
+    void *loss_ctx;         /* passed to loss */
+    unsigned augment;       /* CND_AUG_* flags (augment.h); 0 = none */
+    int aug_shift;          /* largest shift in pixels (default 2) */
+    const float *aug_bg;    /* per-channel normalised background value for shifted-in pixels */
     /* Optional hook on each batch after augmentation, before the forward pass (distillation
      * with augmentation runs the teacher on the same images here). Non-zero return stops. */
     int (*on_batch)(void *ctx, const float *xb, const uint32_t *idx, int B);
@@ -46,11 +46,11 @@ typedef struct {
 } cnd_train_cfg_t;
 
 typedef struct {
-    float loss;              /* mean training loss of the last epoch */
-    float acc;               /* training accuracy of the last epoch */
-    double seconds;          /* wall time of all epochs */
-    double samples_per_s;    /* training throughput over all epochs */
-    int resumed_epochs;      /* epochs a checkpoint had already done (0 = fresh run) */
+    float loss;           /* mean training loss of the last epoch */
+    float acc;            /* training accuracy of the last epoch */
+    double seconds;       /* wall time of all epochs */
+    double samples_per_s; /* training throughput over all epochs */
+    int resumed_epochs;   /* epochs a checkpoint had already done (0 = fresh run) */
 } cnd_train_result_t;
 
 cnd_train_cfg_t cnd_train_defaults(void);
@@ -63,9 +63,9 @@ CND_MUST_USE int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_da
                            const cnd_train_cfg_t *cfg, cnd_train_result_t *res);
 
 typedef struct {
-    size_t n;                /* samples evaluated */
-    float loss;              /* mean cross-entropy */
-    float acc;               /* top-1 accuracy */
+    size_t n;   /* samples evaluated */
+    float loss; /* mean cross-entropy */
+    float acc;  /* top-1 accuracy */
     int n_classes;
     uint32_t per_class_total[256];
     uint32_t per_class_correct[256];
@@ -73,8 +73,7 @@ typedef struct {
 
 /* Evaluates m (eval mode) on normalised ds in batches. Returns 0 or CND_ENOMEM /
  * CND_EINVAL (class count mismatch). */
-CND_MUST_USE int cnd_evaluate(cnd_model_t *m, const cnd_dataset_t *ds, int batch,
-                              cnd_eval_t *out);
+CND_MUST_USE int cnd_evaluate(cnd_model_t *m, const cnd_dataset_t *ds, int batch, cnd_eval_t *out);
 
 /* Runs the model over all of ds and stores logits (n x K) into a new buffer (caller frees). */
 CND_MUST_USE int cnd_model_logits(cnd_model_t *m, const cnd_dataset_t *ds, int batch,

@@ -26,8 +26,8 @@
  * cert.issue    subject: fingerprint. details: {"name", "role", "serial": hex, "not_after": unix s}
  *               digests: {"certificate": DER bytes}
  * cert.revoke   subject: fingerprint. details: {"serial": hex, "reason": str} */
-#define CND_AUDIT_ENROLL "enroll"
-#define CND_AUDIT_CERT_ISSUE "cert.issue"
+#define CND_AUDIT_ENROLL      "enroll"
+#define CND_AUDIT_CERT_ISSUE  "cert.issue"
 #define CND_AUDIT_CERT_REVOKE "cert.revoke"
 
 /* --- jobs and rounds ---
@@ -48,10 +48,10 @@
  *                         (aggregate of the sites' reported metrics), "qat": bool,
  *                         "reason": str (why it failed)}
  *               digests: {"aggregate": the recovered sum, "model": the new global model} */
-#define CND_AUDIT_JOB_CREATE "job.create"
-#define CND_AUDIT_JOB_STATE "job.state"
+#define CND_AUDIT_JOB_CREATE  "job.create"
+#define CND_AUDIT_JOB_STATE   "job.state"
 #define CND_AUDIT_ROUND_START "round.start"
-#define CND_AUDIT_ROUND_END "round.end"
+#define CND_AUDIT_ROUND_END   "round.end"
 
 /* --- models and artifacts ---
  * model.version subject: version name. details: {"version": str (required), "round": int,
@@ -78,9 +78,9 @@
  * rollout.state  subject: rollout id. details: {"rollout": str, "state": "paused"|"resumed"|
  *                          "aborted"|"completed"|"rolled_back", "reason": str} */
 #define CND_AUDIT_ROLLOUT_CREATE "rollout.create"
-#define CND_AUDIT_ROLLOUT_WAVE "rollout.wave"
+#define CND_AUDIT_ROLLOUT_WAVE   "rollout.wave"
 #define CND_AUDIT_ROLLOUT_DEVICE "rollout.device"
-#define CND_AUDIT_ROLLOUT_STATE "rollout.state"
+#define CND_AUDIT_ROLLOUT_STATE  "rollout.state"
 
 /* --- messages (what left a node and what reached it) ---
  * egress        logged by the sender for every message it sent; ingress: by the receiver for
@@ -91,7 +91,7 @@
  *               digests: {"message": SHA-256 of the exact bytes on the wire (required)}
  * `condenser audit reconcile` matches a site's egress to its coordinator's ingress by
  * (message digest, size); "bytes that left each site" in the report sums these sizes. */
-#define CND_AUDIT_EGRESS "egress"
+#define CND_AUDIT_EGRESS  "egress"
 #define CND_AUDIT_INGRESS "ingress"
 
 /* --- refusals ---
@@ -101,7 +101,7 @@
  *                   details: {"peer": fingerprint, "type": str, "size": int, "reason": str
  *                             (required)} digests: {"message": the rejected bytes} */
 #define CND_AUDIT_REJECT_CONNECTION "reject.connection"
-#define CND_AUDIT_REJECT_MESSAGE "reject.message"
+#define CND_AUDIT_REJECT_MESSAGE    "reject.message"
 
 /* --- operator actions ---
  * admin.<command> e.g. admin.job.create, admin.job.cancel, admin.site.enroll,

@@ -39,7 +39,8 @@ static int s_read_kept(const char *list, cnd_audit_cp_t *kept, char names[][256]
     while (*p) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (*n == S_MAX_KEPT) return cnd_errf(CND_EINVAL, "--checkpoint: at most %d files", S_MAX_KEPT);
+        if (*n == S_MAX_KEPT)
+            return cnd_errf(CND_EINVAL, "--checkpoint: at most %d files", S_MAX_KEPT);
         if (len == 0 || len >= 256) return cnd_errf(CND_EINVAL, "--checkpoint: bad file name");
         memcpy(names[*n], p, len);
         names[*n][len] = 0;
@@ -85,13 +86,14 @@ static int s_verify(int argc, char **argv)
 {
     const char *key = NULL, *kept = NULL;
     int json = 0;
-    const cnd_opt_t opts[] = {
-        {"key", CND_OPT_STR, &key, "PUB", "the node's Ed25519 public key (file or 64 hex); "
-                                          "default: the key recorded in the log (weaker)"},
-        {"checkpoint", CND_OPT_STR, &kept, "FILE[,FILE]", "checkpoints kept from earlier: the log "
-                                                          "must still extend them"},
-        {"json", CND_OPT_FLAG, &json, NULL, "print the verdict as JSON"},
-        {0}};
+    const cnd_opt_t opts[] = {{"key", CND_OPT_STR, &key, "PUB",
+                               "the node's Ed25519 public key (file or 64 hex); "
+                               "default: the key recorded in the log (weaker)"},
+                              {"checkpoint", CND_OPT_STR, &kept, "FILE[,FILE]",
+                               "checkpoints kept from earlier: the log "
+                               "must still extend them"},
+                              {"json", CND_OPT_FLAG, &json, NULL, "print the verdict as JSON"},
+                              {0}};
     const cnd_cli_t cli = {
         "condenser audit verify DB [--key PUB] [--checkpoint FILE] [--json]",
         "Checks every entry of the audit log in DB against the Merkle tree, every checkpoint's "
@@ -127,7 +129,10 @@ static int s_verify(int argc, char **argv)
         cnd_jw_key(&w, "covered");
         cnd_jw_int(&w, (int64_t)v.covered);
         cnd_jw_key(&w, "first_bad");
-        if (v.first_bad >= 0) cnd_jw_int(&w, v.first_bad); else cnd_jw_null(&w);
+        if (v.first_bad >= 0)
+            cnd_jw_int(&w, v.first_bad);
+        else
+            cnd_jw_null(&w);
         cnd_jw_key(&w, "first_bad_exact");
         cnd_jw_bool(&w, v.first_bad_exact);
         cnd_jw_key(&w, "root");
@@ -175,9 +180,11 @@ static int s_prove(int argc, char **argv)
     const char *from = NULL, *out = NULL;
     const cnd_opt_t opts[] = {
         {"entry", CND_OPT_INT, &entry, "N", "prove that entry N is in the log", 0, 9.2e18},
-        {"from-checkpoint", CND_OPT_STR, &from, "FILE", "prove that the log extends this checkpoint"},
-        {"out", CND_OPT_STR, &out, "FILE", "where to write the proof (default entry-N.proof.json "
-                                            "or consistency-M-N.proof.json; '-' for stdout)"},
+        {"from-checkpoint", CND_OPT_STR, &from, "FILE",
+         "prove that the log extends this checkpoint"},
+        {"out", CND_OPT_STR, &out, "FILE",
+         "where to write the proof (default entry-N.proof.json "
+         "or consistency-M-N.proof.json; '-' for stdout)"},
         {0}};
     const cnd_cli_t cli = {
         "condenser audit prove DB (--entry N | --from-checkpoint FILE) [--out FILE]",
@@ -218,8 +225,9 @@ static int s_prove(int argc, char **argv)
 static int s_check_proof(int argc, char **argv)
 {
     const char *key = NULL;
-    const cnd_opt_t opts[] = {{"key", CND_OPT_STR, &key, "PUB", "the log's Ed25519 public key "
-                                                               "(file or 64 hex; required)"},
+    const cnd_opt_t opts[] = {{"key", CND_OPT_STR, &key, "PUB",
+                               "the log's Ed25519 public key "
+                               "(file or 64 hex; required)"},
                               {0}};
     const cnd_cli_t cli = {"condenser audit check-proof FILE --key PUB",
                            "Checks a proof file written by `condenser audit prove`: the "
@@ -230,8 +238,9 @@ static int s_check_proof(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
-    if (!key) return cnd_errf(CND_EINVAL, "--key PUB is required: a proof means nothing without "
-                                          "the key that signed it");
+    if (!key)
+        return cnd_errf(CND_EINVAL, "--key PUB is required: a proof means nothing without "
+                                    "the key that signed it");
     uint8_t pk[32];
     if ((rc = cnd_audit_read_public_key(pk, key))) return rc;
     uint8_t *data = NULL;
@@ -281,8 +290,9 @@ static int s_export(int argc, char **argv)
     const char *job = NULL, *format = "jsonl", *out = NULL;
     const cnd_opt_t opts[] = {
         {"job", CND_OPT_STR, &job, "J", "only the entries of job J"},
-        {"format", CND_OPT_STR, &format, "jsonl|csv", "JSON Lines (the exact entry bytes, default) "
-                                                      "or CSV"},
+        {"format", CND_OPT_STR, &format, "jsonl|csv",
+         "JSON Lines (the exact entry bytes, default) "
+         "or CSV"},
         {"out", CND_OPT_STR, &out, "FILE", "where to write (default: stdout)"},
         {0}};
     const cnd_cli_t cli = {"condenser audit export DB [--job J] [--format jsonl|csv] [--out FILE]",
@@ -319,15 +329,19 @@ static int s_reconcile(int argc, char **argv)
     const char *site = NULL, *coord = NULL, *job = NULL, *akey = NULL, *ckey = NULL;
     int allow = 0;
     const cnd_opt_t opts[] = {
-        {"site", CND_OPT_STR, &site, "FPR", "the site's fingerprint (default: of the key that "
-                                            "signs AGENT_DB)"},
-        {"coordinator", CND_OPT_STR, &coord, "FPR", "the coordinator's fingerprint (default: of the "
-                                                    "key that signs COORDINATOR_DB)"},
+        {"site", CND_OPT_STR, &site, "FPR",
+         "the site's fingerprint (default: of the key that "
+         "signs AGENT_DB)"},
+        {"coordinator", CND_OPT_STR, &coord, "FPR",
+         "the coordinator's fingerprint (default: of the "
+         "key that signs COORDINATOR_DB)"},
         {"job", CND_OPT_STR, &job, "J", "only messages of job J"},
-        {"agent-key", CND_OPT_STR, &akey, "PUB", "pin the site's public key for verifying AGENT_DB"},
+        {"agent-key", CND_OPT_STR, &akey, "PUB",
+         "pin the site's public key for verifying AGENT_DB"},
         {"coordinator-key", CND_OPT_STR, &ckey, "PUB", "pin the coordinator's public key"},
-        {"allow-undelivered", CND_OPT_FLAG, &allow, NULL, "do not fail on messages the site sent that "
-                                                          "never arrived (a site killed mid-send)"},
+        {"allow-undelivered", CND_OPT_FLAG, &allow, NULL,
+         "do not fail on messages the site sent that "
+         "never arrived (a site killed mid-send)"},
         {0}};
     const cnd_cli_t cli = {
         "condenser audit reconcile AGENT_DB COORDINATOR_DB [options]",
@@ -351,8 +365,8 @@ static int s_reconcile(int argc, char **argv)
     const char *keys[2] = {akey, ckey};
     for (int i = 0; i < 2 && !rc; i++) {
         cnd_audit_verdict_t v;
-        if ((rc = s_run_verify(&v, logs[i], keys[i], NULL, i ? "verifying coordinator log"
-                                                             : "verifying agent log")))
+        if ((rc = s_run_verify(&v, logs[i], keys[i], NULL,
+                               i ? "verifying coordinator log" : "verifying agent log")))
             break;
         printf("%s log %s: %s\n", i ? "coordinator" : "site", paths[i], v.summary);
         if (!v.ok) {
@@ -380,8 +394,9 @@ static int s_reconcile(int argc, char **argv)
     int fail = bad_logs || r.not_sent || (r.not_received && !allow);
     printf("%s\n", fail ? "RECONCILE FAILED" : "RECONCILED");
     if (fail)
-        rc = cnd_errf(CND_ECORRUPT, "reconcile failed: %llu received but not sent, %llu sent but "
-                                    "not received, %d log(s) failed verification",
+        rc = cnd_errf(CND_ECORRUPT,
+                      "reconcile failed: %llu received but not sent, %llu sent but "
+                      "not received, %d log(s) failed verification",
                       (unsigned long long)r.not_sent, (unsigned long long)r.not_received, bad_logs);
     cnd_audit_reconcile_free(&r);
     return rc;
@@ -446,10 +461,11 @@ int cnd_cmd_audit(int argc, char **argv)
     size_t n = sizeof s_sub / sizeof s_sub[0];
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         FILE *f = argc < 2 ? stderr : stdout;
-        fprintf(f, "usage: condenser audit <command> [options]   (condenser audit <command> --help)\n\n"
-                   "The auditor's tools for Condenser's tamper-evident logs. They read a copy of a\n"
-                   "log database offline and need only public keys. See docs/auditor-guide.md.\n\n"
-                   "commands:\n");
+        fprintf(
+            f, "usage: condenser audit <command> [options]   (condenser audit <command> --help)\n\n"
+               "The auditor's tools for Condenser's tamper-evident logs. They read a copy of a\n"
+               "log database offline and need only public keys. See docs/auditor-guide.md.\n\n"
+               "commands:\n");
         for (size_t i = 0; i < n; i++) fprintf(f, "  %-12s %s\n", s_sub[i].name, s_sub[i].help);
         return argc < 2 ? cnd_errf(CND_EINVAL, "missing audit command") : 0;
     }

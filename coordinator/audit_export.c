@@ -41,7 +41,8 @@ int cnd_audit_export(cnd_buf_t *out, cnd_audit_t *log, const char *job, cnd_audi
         return cnd_errf(CND_EDB, "reading entries: %s", sqlite3_errmsg(db));
     if (job) sqlite3_bind_text(st, 1, job, -1, SQLITE_STATIC);
     if (fmt == CND_AUDIT_FMT_CSV) {
-        const char *hdr = "seq,time_utc,time_ms,actor,action,subject,job,details,digests,leaf_hash\r\n";
+        const char *hdr =
+            "seq,time_utc,time_ms,actor,action,subject,job,details,digests,leaf_hash\r\n";
         cnd_buf_put(out, hdr, strlen(hdr));
     }
     int rc;

@@ -101,8 +101,10 @@ static int s_hex4(s_cur *c, uint32_t *out)
     uint32_t v = 0;
     for (int i = 0; i < 4; i++) {
         char h = c->p[c->off + (size_t)i];
-        int d = (h >= '0' && h <= '9') ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10
-                : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : -1;
+        int d = (h >= '0' && h <= '9')   ? h - '0'
+                : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+                : (h >= 'A' && h <= 'F') ? h - 'A' + 10
+                                         : -1;
         if (d < 0) return s_fail(c, "bad hex digit in \\u escape");
         v = v << 4 | (uint32_t)d;
     }
@@ -361,7 +363,8 @@ static int s_container(s_cur *c, cnd_json_t *v, int is_obj)
             return rc;
         }
         s_ws(c);
-        if (c->off >= c->len) return s_fail(c, is_obj ? "unterminated object" : "unterminated array");
+        if (c->off >= c->len)
+            return s_fail(c, is_obj ? "unterminated object" : "unterminated array");
         char ch = c->p[c->off++];
         if (ch == ',') continue;
         if (ch == close) break;
@@ -382,12 +385,31 @@ static int s_value(s_cur *c, cnd_json_t **out)
     int rc = 0;
     char ch = c->p[c->off];
     switch (ch) {
-    case '{': v->type = CND_JSON_OBJ; rc = s_container(c, v, 1); break;
-    case '[': v->type = CND_JSON_ARR; rc = s_container(c, v, 0); break;
-    case '"': v->type = CND_JSON_STR; rc = s_string(c, &v->s); break;
-    case 't': v->type = CND_JSON_BOOL; v->b = 1; rc = s_lit(c, "true"); break;
-    case 'f': v->type = CND_JSON_BOOL; rc = s_lit(c, "false"); break;
-    case 'n': v->type = CND_JSON_NULL; rc = s_lit(c, "null"); break;
+    case '{':
+        v->type = CND_JSON_OBJ;
+        rc = s_container(c, v, 1);
+        break;
+    case '[':
+        v->type = CND_JSON_ARR;
+        rc = s_container(c, v, 0);
+        break;
+    case '"':
+        v->type = CND_JSON_STR;
+        rc = s_string(c, &v->s);
+        break;
+    case 't':
+        v->type = CND_JSON_BOOL;
+        v->b = 1;
+        rc = s_lit(c, "true");
+        break;
+    case 'f':
+        v->type = CND_JSON_BOOL;
+        rc = s_lit(c, "false");
+        break;
+    case 'n':
+        v->type = CND_JSON_NULL;
+        rc = s_lit(c, "null");
+        break;
     default:
         if (ch == '-' || (ch >= '0' && ch <= '9'))
             rc = s_number(c, v);
@@ -458,8 +480,12 @@ void cnd_json_put_str(cnd_buf_t *out, const char *s, size_t len)
             cnd_buf_u8(out, ch);
             i++;
         } else if (ch < 0x20) {
-            const char *e = ch == '\b' ? "\\b" : ch == '\t' ? "\\t" : ch == '\n' ? "\\n"
-                          : ch == '\f' ? "\\f" : ch == '\r' ? "\\r" : NULL;
+            const char *e = ch == '\b'   ? "\\b"
+                            : ch == '\t' ? "\\t"
+                            : ch == '\n' ? "\\n"
+                            : ch == '\f' ? "\\f"
+                            : ch == '\r' ? "\\r"
+                                         : NULL;
             if (e) {
                 cnd_buf_put(out, e, 2);
             } else {
@@ -625,10 +651,22 @@ static void s_close(cnd_jw_t *w, int is_obj)
     cnd_buf_u8(&w->buf, is_obj ? '}' : ']');
 }
 
-void cnd_jw_obj(cnd_jw_t *w) { s_open(w, 1); }
-void cnd_jw_obj_end(cnd_jw_t *w) { s_close(w, 1); }
-void cnd_jw_arr(cnd_jw_t *w) { s_open(w, 0); }
-void cnd_jw_arr_end(cnd_jw_t *w) { s_close(w, 0); }
+void cnd_jw_obj(cnd_jw_t *w)
+{
+    s_open(w, 1);
+}
+void cnd_jw_obj_end(cnd_jw_t *w)
+{
+    s_close(w, 1);
+}
+void cnd_jw_arr(cnd_jw_t *w)
+{
+    s_open(w, 0);
+}
+void cnd_jw_arr_end(cnd_jw_t *w)
+{
+    s_close(w, 0);
+}
 
 void cnd_jw_key(cnd_jw_t *w, const char *key)
 {

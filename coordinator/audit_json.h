@@ -51,13 +51,13 @@ typedef enum {
 typedef struct cnd_json cnd_json_t;
 struct cnd_json {
     cnd_json_type_t type;
-    int b;               /* BOOL */
-    int64_t i;           /* INT */
-    double d;            /* NUM (and INT converted, for convenience) */
-    char *s;             /* STR: NUL-terminated UTF-8 (no embedded NUL) */
-    size_t n;            /* ARR/OBJ: number of items */
-    cnd_json_t **items;  /* ARR/OBJ: owned children */
-    char **keys;         /* OBJ: owned keys, sorted (memcmp order), parallel to items */
+    int b;              /* BOOL */
+    int64_t i;          /* INT */
+    double d;           /* NUM (and INT converted, for convenience) */
+    char *s;            /* STR: NUL-terminated UTF-8 (no embedded NUL) */
+    size_t n;           /* ARR/OBJ: number of items */
+    cnd_json_t **items; /* ARR/OBJ: owned children */
+    char **keys;        /* OBJ: owned keys, sorted (memcmp order), parallel to items */
 };
 
 #define CND_JSON_MAX_DEPTH 64
@@ -93,11 +93,11 @@ void cnd_json_put_double(cnd_buf_t *out, double d);
 /* A streaming writer. Commas are inserted automatically; misuse (a key outside an object) is a
  * programming error caught by assert. Errors (out of memory) are sticky in w.buf.err. */
 typedef struct {
-    cnd_buf_t buf;         /* the text so far; owned until taken */
-    int depth;             /* open containers */
+    cnd_buf_t buf;                         /* the text so far; owned until taken */
+    int depth;                             /* open containers */
     uint8_t first[CND_JSON_MAX_DEPTH + 1]; /* 1 while the container at that depth is empty */
     uint8_t is_obj[CND_JSON_MAX_DEPTH + 1];
-    int after_key;         /* 1 between a key and its value */
+    int after_key; /* 1 between a key and its value */
 } cnd_jw_t;
 
 void cnd_jw_init(cnd_jw_t *w);

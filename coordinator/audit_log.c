@@ -23,17 +23,17 @@
 #include <time.h>
 
 struct cnd_audit {
-    sqlite3 *db;                       /* the database holding the audit_ tables */
-    int owns_db;                       /* 1 when opened here (closed on close) */
-    int readonly;                      /* 1 for auditor tools: no appends, no checkpoints */
-    uint8_t sk[CND_AUDIT_SK_BYTES];    /* signing key (wiped on close) */
-    uint8_t pk[CND_AUDIT_PK_BYTES];    /* its public half, or the recorded key when read-only */
+    sqlite3 *db;                    /* the database holding the audit_ tables */
+    int owns_db;                    /* 1 when opened here (closed on close) */
+    int readonly;                   /* 1 for auditor tools: no appends, no checkpoints */
+    uint8_t sk[CND_AUDIT_SK_BYTES]; /* signing key (wiped on close) */
+    uint8_t pk[CND_AUDIT_PK_BYTES]; /* its public half, or the recorded key when read-only */
     char origin[CND_AUDIT_MAX_ORIGIN + 1];
-    uint64_t every;                    /* automatic checkpoint interval; 0 = off */
-    cnd_merkle_frontier_t f;           /* right edge of the tree as last seen */
-    int f_valid;                       /* 0 until loaded, or after a rollback */
-    uint8_t last_leaf[32];             /* hash of leaf f.size-1, to detect a changed prefix */
-    int txn;                           /* 1: BEGIN IMMEDIATE was used, 2: a SAVEPOINT */
+    uint64_t every;          /* automatic checkpoint interval; 0 = off */
+    cnd_merkle_frontier_t f; /* right edge of the tree as last seen */
+    int f_valid;             /* 0 until loaded, or after a rollback */
+    uint8_t last_leaf[32];   /* hash of leaf f.size-1, to detect a changed prefix */
+    int txn;                 /* 1: BEGIN IMMEDIATE was used, 2: a SAVEPOINT */
 };
 
 /* Forward migrations: entry i takes the schema from version i to i+1. */
@@ -41,11 +41,11 @@ static const char *const s_migrations[] = {
     /* 0 -> 1 */
     "CREATE TABLE audit_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE audit_entry("
-    "  seq INTEGER PRIMARY KEY,"      /* 0-based leaf index, contiguous */
+    "  seq INTEGER PRIMARY KEY," /* 0-based leaf index, contiguous */
     "  time_ms INTEGER NOT NULL,"
     "  actor TEXT NOT NULL, action TEXT NOT NULL, subject TEXT NOT NULL, job TEXT NOT NULL,"
-    "  entry TEXT NOT NULL,"          /* canonical JSON: the Merkle leaf bytes */
-    "  leaf_hash BLOB NOT NULL);"     /* SHA-256(0x00 || entry), a cache for appenders */
+    "  entry TEXT NOT NULL,"      /* canonical JSON: the Merkle leaf bytes */
+    "  leaf_hash BLOB NOT NULL);" /* SHA-256(0x00 || entry), a cache for appenders */
     "CREATE INDEX audit_entry_job ON audit_entry(job, seq);"
     "CREATE INDEX audit_entry_action ON audit_entry(action, seq);"
     "CREATE TABLE audit_checkpoint("
@@ -189,7 +189,8 @@ static int s_is_origin(const char *s)
 static int s_check_text(const char *field, const char *s, size_t max)
 {
     size_t n = strlen(s);
-    if (n > max) return cnd_errf(CND_EINVAL, "audit entry: %s is %zu bytes (max %zu)", field, n, max);
+    if (n > max)
+        return cnd_errf(CND_EINVAL, "audit entry: %s is %zu bytes (max %zu)", field, n, max);
     cnd_json_t *v = NULL;
     cnd_buf_t b;
     cnd_buf_init(&b);
@@ -240,11 +241,13 @@ static int s_setup(cnd_audit_t *log)
 
     char pkhex[2 * CND_AUDIT_PK_BYTES + 1];
     cnd_hex(pkhex, log->pk, CND_AUDIT_PK_BYTES);
-    if ((rc = s_meta_get(log->db, "public_key", &key)) || (rc = s_meta_get(log->db, "origin", &origin)))
+    if ((rc = s_meta_get(log->db, "public_key", &key)) ||
+        (rc = s_meta_get(log->db, "origin", &origin)))
         goto fail;
     if (key && strcmp(key, pkhex) != 0) {
-        rc = cnd_errf(CND_EPERM, "audit log was created with key %.16s..., not this node's %.16s...",
-                      key, pkhex);
+        rc =
+            cnd_errf(CND_EPERM, "audit log was created with key %.16s..., not this node's %.16s...",
+                     key, pkhex);
         goto fail;
     }
     if (origin && strcmp(origin, log->origin) != 0) {
@@ -285,8 +288,8 @@ static int s_open_common(cnd_audit_t **out, sqlite3 *db, int owns, const uint8_t
     /* A libsodium secret key is seed || public key: check the halves belong together, or every
      * checkpoint would carry a signature nobody can verify. */
     uint8_t pk2[32], sk2[64];
-    int key_ok = sk && crypto_sign_seed_keypair(pk2, sk2, sk) == 0 &&
-                 sodium_memcmp(pk2, sk + 32, 32) == 0;
+    int key_ok =
+        sk && crypto_sign_seed_keypair(pk2, sk2, sk) == 0 && sodium_memcmp(pk2, sk + 32, 32) == 0;
     sodium_memzero(sk2, sizeof sk2);
     if (!key_ok) {
         if (owns) sqlite3_close(db);
@@ -329,7 +332,8 @@ int cnd_audit_open(cnd_audit_t **out, const char *path, const uint8_t *sk, const
     *out = NULL;
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
-        int rc = cnd_errf(CND_EDB, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "no memory");
+        int rc =
+            cnd_errf(CND_EDB, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "no memory");
         sqlite3_close(db);
         return rc;
     }
@@ -357,7 +361,8 @@ int cnd_audit_open_readonly(cnd_audit_t **out, const char *path)
     if (!cnd_file_exists(path)) return cnd_errf(CND_EIO, "%s: no such file", path);
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        int rc = cnd_errf(CND_EDB, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "no memory");
+        int rc =
+            cnd_errf(CND_EDB, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "no memory");
         sqlite3_close(db);
         return rc;
     }
@@ -377,15 +382,16 @@ int cnd_audit_open_readonly(cnd_audit_t **out, const char *path)
         goto fail;
     }
     if (!has) {
-        rc = cnd_errf(CND_EFORMAT, "%s is not a Condenser audit log (it has no audit_meta table)", path);
+        rc = cnd_errf(CND_EFORMAT, "%s is not a Condenser audit log (it has no audit_meta table)",
+                      path);
         goto fail;
     }
     if ((rc = s_meta_get(db, "schema_version", &ver)) || (rc = s_meta_get(db, "origin", &origin)) ||
         (rc = s_meta_get(db, "public_key", &key)))
         goto fail;
     if (!ver || strtol(ver, NULL, 10) != CND_AUDIT_SCHEMA_VERSION) {
-        rc = cnd_errf(CND_EFORMAT, "%s: audit schema version %s is not %d", path, ver ? ver : "(none)",
-                      CND_AUDIT_SCHEMA_VERSION);
+        rc = cnd_errf(CND_EFORMAT, "%s: audit schema version %s is not %d", path,
+                      ver ? ver : "(none)", CND_AUDIT_SCHEMA_VERSION);
         goto fail;
     }
     if (!origin || !s_is_origin(origin) || !key || strlen(key) != 64 ||
@@ -475,7 +481,8 @@ static int s_leaf_at(sqlite3 *db, uint64_t seq, uint8_t h[32])
         memcpy(h, sqlite3_column_blob(st, 0), 32);
         rc = 0;
     } else {
-        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? CND_ENOTFOUND : s_dberr(db, "reading a leaf hash");
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? CND_ENOTFOUND
+                                                   : s_dberr(db, "reading a leaf hash");
     }
     sqlite3_finalize(st);
     return rc;
@@ -620,7 +627,8 @@ int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len)
     cp->tree_size = v;
     size_t got = 0;
     if (s_line(text, len, &off, line, sizeof line) || strlen(line) != 44 ||
-        sodium_base642bin(cp->root, 32, line, 44, NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL) ||
+        sodium_base642bin(cp->root, 32, line, 44, NULL, &got, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) ||
         got != 32)
         return cnd_errf(CND_EFORMAT, "checkpoint line 3: expected the base64 root hash");
     if (s_line(text, len, &off, line, sizeof line) || strncmp(line, "time ", 5) != 0)
@@ -633,7 +641,8 @@ int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len)
         return cnd_errf(CND_EFORMAT, "checkpoint line 5: expected 'reason <token>'");
     snprintf(cp->reason, sizeof cp->reason, "%.*s", CND_AUDIT_MAX_REASON, line + 7);
     if (s_line(text, len, &off, line, sizeof line) || line[0])
-        return cnd_errf(CND_EFORMAT, "checkpoint line 6: expected the blank line before signatures");
+        return cnd_errf(CND_EFORMAT,
+                        "checkpoint line 6: expected the blank line before signatures");
     /* The body must be exactly what we would sign, byte for byte. */
     cnd_buf_t body;
     cnd_buf_init(&body);
@@ -644,8 +653,8 @@ int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len)
     /* Signature lines: "— <name> <base64>"; the first one by this origin is used. */
     for (int n = 0; s_line(text, len, &off, line, sizeof line) == 0; n++) {
         if (strncmp(line, "\xE2\x80\x94 ", 4) != 0)
-            return cnd_errf(CND_EFORMAT, "checkpoint signature line %d does not start with an em dash",
-                            n + 1);
+            return cnd_errf(CND_EFORMAT,
+                            "checkpoint signature line %d does not start with an em dash", n + 1);
         char *name = line + 4, *sp = strchr(name, ' ');
         if (!sp) return cnd_errf(CND_EFORMAT, "checkpoint signature line %d: no signature", n + 1);
         *sp = 0;
@@ -765,11 +774,13 @@ static int s_build_entry(cnd_jw_t *w, const cnd_audit_rec_t *rec, uint64_t seq, 
     const char *subject = rec->subject ? rec->subject : "", *job = rec->job ? rec->job : "";
     int rc;
     if (!s_is_token(rec->action, 64))
-        return cnd_errf(CND_EINVAL, "audit entry: action '%s': use 1-64 characters of a-z 0-9 _ . -",
+        return cnd_errf(CND_EINVAL,
+                        "audit entry: action '%s': use 1-64 characters of a-z 0-9 _ . -",
                         rec->action ? rec->action : "(null)");
-    if (!rec->actor || !rec->actor[0]) return cnd_errf(CND_EINVAL, "audit entry: actor is required");
-    if ((rc = s_check_text("actor", rec->actor, 256)) || (rc = s_check_text("subject", subject, 1024)) ||
-        (rc = s_check_text("job", job, 256)))
+    if (!rec->actor || !rec->actor[0])
+        return cnd_errf(CND_EINVAL, "audit entry: actor is required");
+    if ((rc = s_check_text("actor", rec->actor, 256)) ||
+        (rc = s_check_text("subject", subject, 1024)) || (rc = s_check_text("job", job, 256)))
         return rc;
     if (rec->n_digests > 64) return cnd_errf(CND_EINVAL, "audit entry: more than 64 digests");
     const cnd_audit_digest_t *sorted[64];
@@ -854,10 +865,11 @@ int cnd_audit_append(cnd_audit_t *log, const cnd_audit_rec_t *rec, uint64_t *seq
     int64_t now = s_now_ms();
     if ((rc = s_build_entry(&w, rec, seq, now, prev))) goto fail;
     cnd_merkle_leaf_hash(leaf, w.buf.data, w.buf.len);
-    if (sqlite3_prepare_v2(log->db,
-                           "INSERT INTO audit_entry(seq, time_ms, actor, action, subject, job, entry,"
-                           " leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL)) {
+    if (sqlite3_prepare_v2(
+            log->db,
+            "INSERT INTO audit_entry(seq, time_ms, actor, action, subject, job, entry,"
+            " leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            -1, &st, NULL)) {
         rc = s_dberr(log->db, "appending an entry");
         goto fail;
     }
@@ -897,10 +909,11 @@ fail:
 int cnd_audit_latest_checkpoint(cnd_audit_t *log, cnd_audit_cp_t *cp)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(log->db,
-                           "SELECT id, tree_size, root, time_ms, origin, reason, public_key, signature"
-                           " FROM audit_checkpoint ORDER BY tree_size DESC, id DESC LIMIT 1",
-                           -1, &st, NULL))
+    if (sqlite3_prepare_v2(
+            log->db,
+            "SELECT id, tree_size, root, time_ms, origin, reason, public_key, signature"
+            " FROM audit_checkpoint ORDER BY tree_size DESC, id DESC LIMIT 1",
+            -1, &st, NULL))
         return s_dberr(log->db, "reading checkpoints");
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
@@ -916,7 +929,8 @@ int cnd_audit_latest_checkpoint(cnd_audit_t *log, cnd_audit_cp_t *cp)
     cp->id = sqlite3_column_int64(st, 0);
     cp->tree_size = (uint64_t)sqlite3_column_int64(st, 1);
     cp->time_ms = sqlite3_column_int64(st, 3);
-    const char *o = (const char *)sqlite3_column_text(st, 4), *r = (const char *)sqlite3_column_text(st, 5);
+    const char *o = (const char *)sqlite3_column_text(st, 4),
+               *r = (const char *)sqlite3_column_text(st, 5);
     snprintf(cp->origin, sizeof cp->origin, "%s", o ? o : "");
     snprintf(cp->reason, sizeof cp->reason, "%s", r ? r : "");
     rc = 0;
@@ -937,7 +951,8 @@ int cnd_audit_log_message(cnd_audit_t *log, char dir, const char *actor, const c
                           const char *job, const char *type, int64_t round, const void *bytes,
                           size_t len, uint64_t *seq)
 {
-    if (dir != 'E' && dir != 'I') return cnd_errf(CND_EINVAL, "audit message direction must be E or I");
+    if (dir != 'E' && dir != 'I')
+        return cnd_errf(CND_EINVAL, "audit message direction must be E or I");
     cnd_jw_t w;
     cnd_jw_init(&w);
     cnd_jw_obj(&w);
@@ -959,8 +974,8 @@ int cnd_audit_log_message(cnd_audit_t *log, char dir, const char *actor, const c
     }
     cnd_audit_digest_t d = {"message", {0}};
     cnd_sha256(d.sha256, bytes, len);
-    cnd_audit_rec_t rec = {actor, dir == 'E' ? CND_AUDIT_EGRESS : CND_AUDIT_INGRESS, peer, job,
-                           details, &d, 1};
+    cnd_audit_rec_t rec = {
+        actor, dir == 'E' ? CND_AUDIT_EGRESS : CND_AUDIT_INGRESS, peer, job, details, &d, 1};
     int rc = cnd_audit_append(log, &rec, seq);
     cnd_jw_free(&w);
     return rc;
@@ -1006,8 +1021,9 @@ int cnd_audit_read_public_key(uint8_t pk[CND_AUDIT_PK_BYTES], const char *spec)
     uint8_t *data = NULL;
     size_t len = 0;
     int rc = cnd_file_read(spec, 16 * 1024, &data, &len);
-    if (rc) return cnd_errf(CND_EIO, "public key %s: cannot read it (give a file or 64 hex characters)",
-                            spec);
+    if (rc)
+        return cnd_errf(CND_EIO, "public key %s: cannot read it (give a file or 64 hex characters)",
+                        spec);
     if (len == 32) {
         memcpy(pk, data, 32);
         free(data);
@@ -1019,8 +1035,8 @@ int cnd_audit_read_public_key(uint8_t pk[CND_AUDIT_PK_BYTES], const char *spec)
         BIO *bio = BIO_new_mem_buf(data, (int)len);
         EVP_PKEY *k = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
         size_t n = 32;
-        if (k && EVP_PKEY_id(k) == EVP_PKEY_ED25519 && EVP_PKEY_get_raw_public_key(k, pk, &n) == 1 &&
-            n == 32)
+        if (k && EVP_PKEY_id(k) == EVP_PKEY_ED25519 &&
+            EVP_PKEY_get_raw_public_key(k, pk, &n) == 1 && n == 32)
             rc = 0;
         EVP_PKEY_free(k);
         BIO_free(bio);

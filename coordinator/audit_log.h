@@ -44,23 +44,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CND_AUDIT_SK_BYTES 64  /* libsodium Ed25519 secret key (seed || public key) */
-#define CND_AUDIT_PK_BYTES 32  /* Ed25519 public key */
-#define CND_AUDIT_SIG_BYTES 64 /* Ed25519 signature */
-#define CND_AUDIT_FPR_HEX 65   /* 64 hex characters + NUL */
-#define CND_AUDIT_SCHEMA_VERSION 1
+#define CND_AUDIT_SK_BYTES                 64 /* libsodium Ed25519 secret key (seed || public key) */
+#define CND_AUDIT_PK_BYTES                 32 /* Ed25519 public key */
+#define CND_AUDIT_SIG_BYTES                64 /* Ed25519 signature */
+#define CND_AUDIT_FPR_HEX                  65 /* 64 hex characters + NUL */
+#define CND_AUDIT_SCHEMA_VERSION           1
 #define CND_AUDIT_DEFAULT_CHECKPOINT_EVERY 1000
-#define CND_AUDIT_MAX_DETAILS (256 * 1024) /* bytes of details JSON */
-#define CND_AUDIT_MAX_ENTRY (512 * 1024)   /* bytes of one entry; larger rows are refused */
-#define CND_AUDIT_MAX_ORIGIN 128
-#define CND_AUDIT_MAX_REASON 64
+#define CND_AUDIT_MAX_DETAILS              (256 * 1024) /* bytes of details JSON */
+#define CND_AUDIT_MAX_ENTRY                (512 * 1024) /* bytes of one entry; larger rows are refused */
+#define CND_AUDIT_MAX_ORIGIN               128
+#define CND_AUDIT_MAX_REASON               64
 
 typedef struct cnd_audit cnd_audit_t;
 
 /* A digest of something an entry is about (a model file, a message, a certificate). */
 typedef struct {
-    const char *name;    /* role, [a-z0-9_.-]{1,32}: "model", "aggregate", "message", ... */
-    uint8_t sha256[32];  /* SHA-256 of the exact bytes */
+    const char *name;   /* role, [a-z0-9_.-]{1,32}: "model", "aggregate", "message", ... */
+    uint8_t sha256[32]; /* SHA-256 of the exact bytes */
 } cnd_audit_digest_t;
 
 /* One entry to append. Strings must be UTF-8 without control characters. */
@@ -77,14 +77,14 @@ typedef struct {
 /* A signed checkpoint (C2SP signed-note body: origin, size, base64 root, time and reason
  * extension lines; see cnd_audit_cp_body). */
 typedef struct {
-    int64_t id;                        /* row id in audit_checkpoint; -1 for one read from a file */
-    uint64_t tree_size;                /* entries covered */
-    uint8_t root[32];                  /* RFC 9162 root over entries 0..tree_size-1 */
-    int64_t time_ms;                   /* when it was signed, ms since the Unix epoch (UTC) */
+    int64_t id;         /* row id in audit_checkpoint; -1 for one read from a file */
+    uint64_t tree_size; /* entries covered */
+    uint8_t root[32];   /* RFC 9162 root over entries 0..tree_size-1 */
+    int64_t time_ms;    /* when it was signed, ms since the Unix epoch (UTC) */
     char origin[CND_AUDIT_MAX_ORIGIN + 1]; /* the log's name; also the signed note key name */
     char reason[CND_AUDIT_MAX_REASON + 1]; /* why it was signed: "auto", "round.end", ... */
-    uint8_t key[CND_AUDIT_PK_BYTES];   /* the signer's public key (as recorded; never trusted) */
-    uint8_t sig[CND_AUDIT_SIG_BYTES];  /* Ed25519 signature over the body */
+    uint8_t key[CND_AUDIT_PK_BYTES];  /* the signer's public key (as recorded; never trusted) */
+    uint8_t sig[CND_AUDIT_SIG_BYTES]; /* Ed25519 signature over the body */
 } cnd_audit_cp_t;
 
 /* Opens (creating if needed) the log in the SQLite file `path` for appending, signing
@@ -151,8 +151,7 @@ CND_MUST_USE int cnd_audit_log_enroll(cnd_audit_t *log, const char *actor, const
  * `peer` is the other end's fingerprint, `type` the message type name, `round` < 0 when none. */
 CND_MUST_USE int cnd_audit_log_message(cnd_audit_t *log, char dir, const char *actor,
                                        const char *peer, const char *job, const char *type,
-                                       int64_t round, const void *bytes, size_t len,
-                                       uint64_t *seq);
+                                       int64_t round, const void *bytes, size_t len, uint64_t *seq);
 
 /* --- checkpoints as signed notes (files an auditor keeps) --- */
 
@@ -167,7 +166,8 @@ CND_MUST_USE int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t
 /* Reads and parses a checkpoint file (at most 64 KiB). */
 CND_MUST_USE int cnd_audit_cp_read(cnd_audit_cp_t *cp, const char *path);
 /* Verifies cp's signature with pk (also checking the note key id). Returns 0 or CND_ECRYPTO. */
-CND_MUST_USE int cnd_audit_cp_verify(const cnd_audit_cp_t *cp, const uint8_t pk[CND_AUDIT_PK_BYTES]);
+CND_MUST_USE int cnd_audit_cp_verify(const cnd_audit_cp_t *cp,
+                                     const uint8_t pk[CND_AUDIT_PK_BYTES]);
 
 /* Reads a public key: a file holding 64 hex characters, base64 of 32 bytes, the raw 32 bytes,
  * or a PEM "PUBLIC KEY" (Ed25519 SubjectPublicKeyInfo); or `spec` itself when it is 64 hex

@@ -46,7 +46,8 @@ static int s_load_leaves(cnd_audit_t *log, uint64_t n, cnd_merkle_hash_t **out)
     }
     if (i != n) {
         free(leaves);
-        return cnd_errf(CND_ECORRUPT, "audit log: entry %llu is missing; run `condenser audit verify`",
+        return cnd_errf(CND_ECORRUPT,
+                        "audit log: entry %llu is missing; run `condenser audit verify`",
                         (unsigned long long)i);
     }
     *out = leaves;
@@ -60,18 +61,20 @@ static int s_latest(cnd_audit_t *log, cnd_audit_cp_t *cp, cnd_merkle_hash_t **le
     int rc = cnd_audit_latest_checkpoint(log, cp);
     if (rc) return rc;
     if (cnd_audit_cp_verify(cp, cnd_audit_public_key(log)) != 0)
-        return cnd_errf(CND_ECORRUPT,
-                        "checkpoint #%lld's signature does not verify; run `condenser audit verify`",
-                        (long long)cp->id);
+        return cnd_errf(
+            CND_ECORRUPT,
+            "checkpoint #%lld's signature does not verify; run `condenser audit verify`",
+            (long long)cp->id);
     if ((rc = s_load_leaves(log, cp->tree_size, leaves))) return rc;
     uint8_t root[32];
     cnd_merkle_root(root, *leaves, cp->tree_size);
     if (sodium_memcmp(root, cp->root, 32) != 0) {
         free(*leaves);
         *leaves = NULL;
-        return cnd_errf(CND_ECORRUPT,
-                        "the entries no longer match checkpoint #%lld; run `condenser audit verify`",
-                        (long long)cp->id);
+        return cnd_errf(
+            CND_ECORRUPT,
+            "the entries no longer match checkpoint #%lld; run `condenser audit verify`",
+            (long long)cp->id);
     }
     return 0;
 }
@@ -138,7 +141,8 @@ int cnd_audit_prove_inclusion(cnd_buf_t *out, cnd_audit_t *log, uint64_t seq)
     sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return cnd_errf(CND_EDB, "reading entry %llu: %s", (unsigned long long)seq, sqlite3_errmsg(db));
+        return cnd_errf(CND_EDB, "reading entry %llu: %s", (unsigned long long)seq,
+                        sqlite3_errmsg(db));
     }
     cnd_buf_t note;
     cnd_jw_t w;
@@ -150,7 +154,8 @@ int cnd_audit_prove_inclusion(cnd_buf_t *out, cnd_audit_t *log, uint64_t seq)
     cnd_jw_key(&w, "entry");
     cnd_buf_t e;
     cnd_buf_init(&e);
-    cnd_json_put_str(&e, (const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    cnd_json_put_str(&e, (const char *)sqlite3_column_text(st, 0),
+                     (size_t)sqlite3_column_bytes(st, 0));
     cnd_buf_u8(&e, 0);
     sqlite3_finalize(st);
     cnd_jw_raw(&w, e.err ? "null" : (const char *)e.data);
@@ -284,8 +289,9 @@ int cnd_audit_check_proof(char *summary, size_t cap, const char *text, size_t le
         uint64_t index = 0, size = 0;
         const char *entry = cnd_json_str(cnd_json_get(p, "entry"));
         cnd_json_t *e = NULL;
-        if ((rc = s_read_note(p, "checkpoint", &cp, pk)) || (rc = s_read_size(p, "index", &index)) ||
-            (rc = s_read_size(p, "tree_size", &size)) || (rc = s_read_path(p, path, &np)))
+        if ((rc = s_read_note(p, "checkpoint", &cp, pk)) ||
+            (rc = s_read_size(p, "index", &index)) || (rc = s_read_size(p, "tree_size", &size)) ||
+            (rc = s_read_path(p, path, &np)))
             goto done;
         if (!entry) {
             rc = cnd_errf(CND_EFORMAT, "proof: 'entry' is missing");
@@ -312,10 +318,11 @@ int cnd_audit_check_proof(char *summary, size_t cap, const char *text, size_t le
         cnd_merkle_leaf_hash(leaf, entry, strlen(entry));
         if (cnd_merkle_verify_inclusion(leaf, index, size, path, np, cp.root) != 0) {
             cnd_json_free(&e);
-            rc = cnd_errf(CND_ECRYPTO,
-                          "proof: entry %llu is NOT in the tree of %llu entries that the checkpoint "
-                          "signed (the entry or the path was altered)",
-                          (unsigned long long)index, (unsigned long long)size);
+            rc =
+                cnd_errf(CND_ECRYPTO,
+                         "proof: entry %llu is NOT in the tree of %llu entries that the checkpoint "
+                         "signed (the entry or the path was altered)",
+                         (unsigned long long)index, (unsigned long long)size);
             goto done;
         }
         int64_t t = 0;
@@ -325,19 +332,21 @@ int cnd_audit_check_proof(char *summary, size_t cap, const char *text, size_t le
         cnd_iso8601(when, cp.time_ms / 1000);
         char fpr[CND_AUDIT_FPR_HEX];
         cnd_audit_fingerprint(fpr, pk);
-        snprintf(summary, cap,
-                 "OK: entry %llu (%s, subject '%.80s', %s) is in log %s: checkpoint of %llu entries "
-                 "signed %s by key %.16s...",
-                 (unsigned long long)index, cnd_json_str(cnd_json_get(e, "action")),
-                 cnd_json_str(cnd_json_get(e, "subject")), ewhen, cp.origin,
-                 (unsigned long long)size, when, fpr);
+        snprintf(
+            summary, cap,
+            "OK: entry %llu (%s, subject '%.80s', %s) is in log %s: checkpoint of %llu entries "
+            "signed %s by key %.16s...",
+            (unsigned long long)index, cnd_json_str(cnd_json_get(e, "action")),
+            cnd_json_str(cnd_json_get(e, "subject")), ewhen, cp.origin, (unsigned long long)size,
+            when, fpr);
         cnd_json_free(&e);
     } else if (type && strcmp(type, "consistency") == 0) {
         cnd_audit_cp_t a, b;
         uint64_t m = 0, n = 0;
         if ((rc = s_read_note(p, "old_checkpoint", &a, pk)) ||
-            (rc = s_read_note(p, "new_checkpoint", &b, pk)) || (rc = s_read_size(p, "old_size", &m)) ||
-            (rc = s_read_size(p, "new_size", &n)) || (rc = s_read_path(p, path, &np)))
+            (rc = s_read_note(p, "new_checkpoint", &b, pk)) ||
+            (rc = s_read_size(p, "old_size", &m)) || (rc = s_read_size(p, "new_size", &n)) ||
+            (rc = s_read_path(p, path, &np)))
             goto done;
         if (strcmp(a.origin, b.origin) != 0) {
             rc = cnd_errf(CND_ECRYPTO, "proof: the checkpoints are of different logs ('%s', '%s')",

@@ -54,8 +54,9 @@ static int s_collect(cnd_audit_t *log, const char *action, const char *peer, con
             sqlite3_finalize(st);
             free(*out);
             *out = NULL;
-            return cnd_errf(CND_EFORMAT, "%s log: entry %lld is damaged; run `condenser audit verify`",
-                            side, seq);
+            return cnd_errf(CND_EFORMAT,
+                            "%s log: entry %lld is damaged; run `condenser audit verify`", side,
+                            seq);
         }
         const cnd_json_t *d = cnd_json_get(e, "details");
         const char *p = cnd_json_str(cnd_json_get(d, "peer"));
@@ -97,7 +98,8 @@ static int s_collect(cnd_audit_t *log, const char *action, const char *peer, con
     return 0;
 }
 
-__attribute__((format(printf, 2, 3))) static void s_finding(cnd_audit_reconcile_t *r, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void s_finding(cnd_audit_reconcile_t *r,
+                                                            const char *fmt, ...)
 {
     size_t idx = r->n_findings++;
     if (idx >= S_MAX_FINDINGS) return;
@@ -136,8 +138,8 @@ int cnd_audit_reconcile(cnd_audit_reconcile_t *r, cnd_audit_t *agent, cnd_audit_
         cnd_audit_fingerprint(r->coordinator, cnd_audit_public_key(coordinator));
     s_msg *sent = NULL, *recv = NULL;
     size_t ns = 0, nr = 0;
-    int rc = s_collect(agent, CND_AUDIT_EGRESS, r->coordinator, job, &sent, &ns, &r->sent_bytes,
-                       "site");
+    int rc =
+        s_collect(agent, CND_AUDIT_EGRESS, r->coordinator, job, &sent, &ns, &r->sent_bytes, "site");
     if (!rc)
         rc = s_collect(coordinator, CND_AUDIT_INGRESS, r->site, job, &recv, &nr, &r->received_bytes,
                        "coordinator");
@@ -155,8 +157,9 @@ int cnd_audit_reconcile(cnd_audit_reconcile_t *r, cnd_audit_t *agent, cnd_audit_
             r->matched++;
             if (strcmp(sent[i].type, recv[j].type) != 0) {
                 r->type_mismatch++;
-                s_finding(r, "site entry %lld and coordinator entry %lld log the same %lld-byte "
-                             "message as '%s' and '%s'",
+                s_finding(r,
+                          "site entry %lld and coordinator entry %lld log the same %lld-byte "
+                          "message as '%s' and '%s'",
                           (long long)sent[i].seq, (long long)recv[j].seq, (long long)sent[i].size,
                           sent[i].type, recv[j].type);
             }
@@ -164,15 +167,19 @@ int cnd_audit_reconcile(cnd_audit_reconcile_t *r, cnd_audit_t *agent, cnd_audit_
             j++;
         } else if (c < 0) {
             r->not_received++;
-            s_finding(r, "NOT RECEIVED: site entry %lld: sent a %lld-byte '%s' (sha256 %.16s...) "
-                         "that the coordinator has no record of receiving",
-                      (long long)sent[i].seq, (long long)sent[i].size, sent[i].type, sent[i].digest);
+            s_finding(r,
+                      "NOT RECEIVED: site entry %lld: sent a %lld-byte '%s' (sha256 %.16s...) "
+                      "that the coordinator has no record of receiving",
+                      (long long)sent[i].seq, (long long)sent[i].size, sent[i].type,
+                      sent[i].digest);
             i++;
         } else {
             r->not_sent++;
-            s_finding(r, "NOT SENT: coordinator entry %lld: received a %lld-byte '%s' (sha256 "
-                         "%.16s...) from the site that the site never logged as sent",
-                      (long long)recv[j].seq, (long long)recv[j].size, recv[j].type, recv[j].digest);
+            s_finding(r,
+                      "NOT SENT: coordinator entry %lld: received a %lld-byte '%s' (sha256 "
+                      "%.16s...) from the site that the site never logged as sent",
+                      (long long)recv[j].seq, (long long)recv[j].size, recv[j].type,
+                      recv[j].digest);
             j++;
         }
     }

@@ -37,8 +37,8 @@ typedef struct {
  * keys; job (may be NULL) restricts both sides to one job. Returns 0 when it ran (see the
  * counts), or CND_EFORMAT (a damaged entry, named), CND_EDB, CND_ENOMEM. */
 CND_MUST_USE int cnd_audit_reconcile(cnd_audit_reconcile_t *r, cnd_audit_t *agent,
-                                     cnd_audit_t *coordinator, const char *site,
-                                     const char *coord, const char *job);
+                                     cnd_audit_t *coordinator, const char *site, const char *coord,
+                                     const char *job);
 
 void cnd_audit_reconcile_free(cnd_audit_reconcile_t *r);
 

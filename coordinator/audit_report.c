@@ -19,14 +19,14 @@
 #include <string.h>
 
 typedef struct {
-    int64_t seq;     /* entry number */
-    cnd_json_t *e;   /* parsed entry (owned) */
+    int64_t seq;   /* entry number */
+    cnd_json_t *e; /* parsed entry (owned) */
 } s_ent;
 
 typedef struct {
-    s_ent *v;        /* entries in seq order */
+    s_ent *v; /* entries in seq order */
     size_t n, cap;
-    size_t damaged;  /* entries that failed to parse */
+    size_t damaged; /* entries that failed to parse */
     int64_t first_damaged;
 } s_ents;
 
@@ -228,7 +228,7 @@ static int s_in_job(const s_ent *x, const char *job)
 /* --- charts --- */
 
 typedef struct {
-    double x, y;   /* round, value */
+    double x, y; /* round, value */
 } s_pt;
 
 static double s_nice_max(double m)
@@ -257,8 +257,9 @@ static void s_line_chart(cnd_buf_t *b, const char *id, const char *title, const 
         xmax += 1;
     }
     double y1 = fixed01 ? 1 : s_nice_max(ymax * 1.05);
-    s_pf(b, "<svg id=\"%s\" class=\"chart\" data-points=\"%zu\" width=\"%.0f\" height=\"%.0f\" "
-            "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
+    s_pf(b,
+         "<svg id=\"%s\" class=\"chart\" data-points=\"%zu\" width=\"%.0f\" height=\"%.0f\" "
+         "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
          id, n, W, H, W, H);
     s_esc(b, title);
     s_put(b, "\"><title>");
@@ -267,7 +268,7 @@ static void s_line_chart(cnd_buf_t *b, const char *id, const char *title, const 
     s_pf(b, "<text x=\"%.0f\" y=\"18\" class=\"ctitle\">", L);
     s_esc(b, title);
     s_put(b, "</text>");
-#define SX(v) (L + ((v) - xmin) / (xmax - xmin) * (W - L - R))
+#define SX(v) (L + ((v)-xmin) / (xmax - xmin) * (W - L - R))
 #define SY(v) (H - B - (v) / y1 * (H - T - B))
     for (int k = 0; k <= 4; k++) {
         double v = y1 * k / 4;
@@ -278,19 +279,22 @@ static void s_line_chart(cnd_buf_t *b, const char *id, const char *title, const 
     long step = (long)ceil((xmax - xmin) / 12);
     if (step < 1) step = 1;
     for (long r = (long)ceil(xmin); r <= (long)floor(xmax); r += step)
-        s_pf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"xtick\">%ld</text>", SX((double)r), H - B + 16, r);
+        s_pf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"xtick\">%ld</text>", SX((double)r), H - B + 16,
+             r);
     s_pf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"xlabel\">round</text>", (L + W - R) / 2, H - 6);
-    s_pf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>", L, H - B, W - R,
+    s_pf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>", L, H - B,
+         W - R, H - B);
+    s_pf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>", L, T, L,
          H - B);
-    s_pf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>", L, T, L, H - B);
     if (n > 1) {
         s_pf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
         for (size_t i = 0; i < n; i++) s_pf(b, "%.1f,%.1f ", SX(p[i].x), SY(p[i].y));
         s_put(b, "\"/>");
     }
     for (size_t i = 0; i < n; i++) {
-        s_pf(b, "<circle class=\"point\" data-round=\"%.0f\" data-value=\"%.6g\" cx=\"%.1f\" "
-                "cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>round %.0f: %s %.4g</title></circle>",
+        s_pf(b,
+             "<circle class=\"point\" data-round=\"%.0f\" data-value=\"%.6g\" cx=\"%.1f\" "
+             "cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>round %.0f: %s %.4g</title></circle>",
              p[i].x, p[i].y, SX(p[i].x), SY(p[i].y), color, p[i].x, unit, p[i].y);
     }
 #undef SX
@@ -306,35 +310,41 @@ static void s_part_chart(cnd_buf_t *b, const double *round, const int *part, con
     int maxv = 1;
     for (size_t i = 0; i < n; i++)
         if (part[i] + drop[i] > maxv) maxv = part[i] + drop[i];
-    s_pf(b, "<svg id=\"chart-participation\" class=\"chart\" data-bars=\"%zu\" width=\"%.0f\" "
-            "height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"participation per "
-            "round\"><title>Sites per round: participants and dropouts</title>",
+    s_pf(b,
+         "<svg id=\"chart-participation\" class=\"chart\" data-bars=\"%zu\" width=\"%.0f\" "
+         "height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"participation per "
+         "round\"><title>Sites per round: participants and dropouts</title>",
          n, W, H, W, H);
-    s_pf(b, "<text x=\"%.0f\" y=\"18\" class=\"ctitle\">Sites per round (green: in the aggregate, "
-            "red: dropped out)</text>", L);
+    s_pf(b,
+         "<text x=\"%.0f\" y=\"18\" class=\"ctitle\">Sites per round (green: in the aggregate, "
+         "red: dropped out)</text>",
+         L);
     double slot = n ? (W - L - R) / (double)n : 1, bw = slot * 0.6;
     if (bw > 40) bw = 40;
     for (int k = 0; k <= maxv; k += (maxv > 8 ? (maxv + 3) / 4 : 1)) {
         double y = H - B - (double)k / maxv * (H - T - B);
-        s_pf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>", L, y, W - R, y);
+        s_pf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>", L, y,
+             W - R, y);
         s_pf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"ytick\">%d</text>", L - 6, y + 4, k);
     }
     for (size_t i = 0; i < n; i++) {
         double x = L + slot * ((double)i + 0.5) - bw / 2;
         double hp = (double)part[i] / maxv * (H - T - B), hd = (double)drop[i] / maxv * (H - T - B);
-        s_pf(b, "<rect class=\"bar-participants\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
-                "height=\"%.1f\"><title>round %.0f: %d participants</title></rect>",
+        s_pf(b,
+             "<rect class=\"bar-participants\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+             "height=\"%.1f\"><title>round %.0f: %d participants</title></rect>",
              x, H - B - hp, bw, hp, round[i], part[i]);
         if (drop[i])
-            s_pf(b, "<rect class=\"bar-dropouts\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
-                    "height=\"%.1f\"><title>round %.0f: %d dropouts</title></rect>",
+            s_pf(b,
+                 "<rect class=\"bar-dropouts\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" "
+                 "height=\"%.1f\"><title>round %.0f: %d dropouts</title></rect>",
                  x, H - B - hp - hd, bw, hd, round[i], drop[i]);
         if (n <= 30 || i % (n / 15 + 1) == 0)
             s_pf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"xtick\">%.0f</text>", x + bw / 2,
                  H - B + 16, round[i]);
     }
-    s_pf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>", L, H - B, W - R,
-         H - B);
+    s_pf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>", L, H - B,
+         W - R, H - B);
     s_pf(b, "<text x=\"%.1f\" y=\"%.1f\" class=\"xlabel\">round</text>", (L + W - R) / 2, H - 6);
     s_put(b, "</svg>");
 }
@@ -342,26 +352,30 @@ static void s_part_chart(cnd_buf_t *b, const double *round, const int *part, con
 /* --- sections --- */
 
 static const char s_css[] =
-    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;"
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em "
+    "auto;max-width:1100px;"
     "color:#1d2230;padding:0 1em}h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;"
     "border-bottom:1px solid #ccd;padding-bottom:.2em;margin-top:1.8em}table{border-collapse:"
     "collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #d5d8e0;padding:.25em .55em;"
     "text-align:left;vertical-align:top}th{background:#f1f3f7}td.num{text-align:right;"
     "font-variant-numeric:tabular-nums}.digest,.fpr{font-family:ui-monospace,monospace;font-size:"
     ".85em;word-break:break-all}.fpr{color:#667}.meta{color:#555}#verification{padding:.8em 1em;"
-    "border-radius:6px;margin:1em 0}#verification.passed{background:#e6f6ea;border:1px solid #7cc48f}"
+    "border-radius:6px;margin:1em 0}#verification.passed{background:#e6f6ea;border:1px solid "
+    "#7cc48f}"
     "#verification.failed{background:#fdeaea;border:1px solid #d77}#verification .result{font-size:"
-    "1.25em;font-weight:600}.chart{background:#fafbfc;border:1px solid #e1e4ea;margin:.4em .8em .4em "
+    "1.25em;font-weight:600}.chart{background:#fafbfc;border:1px solid #e1e4ea;margin:.4em .8em "
+    ".4em "
     "0}.charts{display:flex;flex-wrap:wrap}.grid{stroke:#e4e7ee}.axis{stroke:#889}.ytick{font-size:"
     "11px;text-anchor:end;fill:#556}.xtick{font-size:11px;text-anchor:middle;fill:#556}.xlabel{"
     "font-size:12px;text-anchor:middle;fill:#556}.ctitle{font-size:13px;font-weight:600;fill:#223}"
-    ".bar-participants{fill:#4caf6a}.bar-dropouts{fill:#e05d5d}.ok{color:#17803a}.bad{color:#b3261e;"
+    ".bar-participants{fill:#4caf6a}.bar-dropouts{fill:#e05d5d}.ok{color:#17803a}.bad{color:#"
+    "b3261e;"
     "font-weight:600}.empty{color:#777;font-style:italic}";
 
 static void s_section_verification(cnd_buf_t *b, const cnd_audit_verdict_t *v)
 {
-    s_pf(b, "<section id=\"verification\" class=\"%s\" data-result=\"%s\">", v->ok ? "passed" : "failed",
-         v->ok ? "passed" : "failed");
+    s_pf(b, "<section id=\"verification\" class=\"%s\" data-result=\"%s\">",
+         v->ok ? "passed" : "failed", v->ok ? "passed" : "failed");
     s_pf(b, "<div class=\"result\">Verification: %s</div><p>", v->ok ? "PASSED" : "FAILED");
     s_esc(b, v->summary);
     s_put(b, "</p>");
@@ -370,16 +384,19 @@ static void s_section_verification(cnd_buf_t *b, const cnd_audit_verdict_t *v)
         snprintf(cov, sizeof cov, "entries 0..%llu are", (unsigned long long)v->covered - 1);
     else
         snprintf(cov, sizeof cov, "no entry is");
-    s_pf(b, "<p class=\"meta\">%llu entries read, %llu checkpoint(s), %llu with a valid signature and "
-            "root; %s covered by a verified signed checkpoint. Signing key fingerprint <span "
-            "class=\"fpr\">%s</span> (%s).</p>",
+    s_pf(b,
+         "<p class=\"meta\">%llu entries read, %llu checkpoint(s), %llu with a valid signature and "
+         "root; %s covered by a verified signed checkpoint. Signing key fingerprint <span "
+         "class=\"fpr\">%s</span> (%s).</p>",
          (unsigned long long)v->entries, (unsigned long long)v->checkpoints,
          (unsigned long long)v->checkpoints_ok, cov, v->fingerprint,
-         v->key_pinned ? "given by the auditor" : "as recorded in the log: not independently pinned");
+         v->key_pinned ? "given by the auditor"
+                       : "as recorded in the log: not independently pinned");
     if (!v->ok)
-        s_pf(b, "<p class=\"bad\" id=\"untrusted\">The log did not verify: the figures below are "
-                "shown as the log now holds them, and %s%lld on may have been altered. Use them "
-                "only to investigate.</p>",
+        s_pf(b,
+             "<p class=\"bad\" id=\"untrusted\">The log did not verify: the figures below are "
+             "shown as the log now holds them, and %s%lld on may have been altered. Use them "
+             "only to investigate.</p>",
              v->first_bad >= 0 ? "everything from entry " : "anything from entry ",
              v->first_bad >= 0 ? (long long)v->first_bad : 0LL);
     size_t np = v->n_problems < 100 ? v->n_problems : 100;
@@ -584,7 +601,7 @@ static int s_section_rounds(cnd_buf_t *b, const s_ents *E, const char *job, cons
 }
 
 typedef struct {
-    const char *peer;   /* fingerprint */
+    const char *peer; /* fingerprint */
     uint64_t msgs, bytes;
 } s_flow;
 
@@ -628,7 +645,9 @@ static int s_section_bytes(cnd_buf_t *b, const s_ents *E, const char *job, const
             for (size_t i = 0; i < nin; i++) {
                 s_put(b, "<tr class=\"site\"><td>");
                 s_who(b, nm, in[i].peer);
-                s_pf(b, "</td><td class=\"num\">%llu</td><td class=\"num\" data-bytes=\"%llu\">%llu</td></tr>",
+                s_pf(b,
+                     "</td><td class=\"num\">%llu</td><td class=\"num\" "
+                     "data-bytes=\"%llu\">%llu</td></tr>",
                      (unsigned long long)in[i].msgs, (unsigned long long)in[i].bytes,
                      (unsigned long long)in[i].bytes);
             }
@@ -662,7 +681,8 @@ static void s_section_models(cnd_buf_t *b, const s_ents *E, const char *job)
         if (!s_in_job(x, job) || strcmp(s_action(x), CND_AUDIT_MODEL_VERSION) != 0) continue;
         if (!any)
             s_put(b, "<table id=\"models-table\"><tr><th>version</th><th>format</th><th>round</th>"
-                     "<th>bytes</th><th>accuracy</th><th>SHA-256</th><th>logged</th><th>entry</th></tr>");
+                     "<th>bytes</th><th>accuracy</th><th>SHA-256</th><th>logged</th><th>entry</"
+                     "th></tr>");
         any = 1;
         char when[32];
         s_when(when, x);
@@ -680,8 +700,10 @@ static void s_section_models(cnd_buf_t *b, const s_ents *E, const char *job)
         s_digest_cell(b, x, "model");
         s_pf(b, "<td>%s</td><td class=\"num\">%lld</td></tr>", when, (long long)x->seq);
     }
-    if (any) s_put(b, "</table>");
-    else s_put(b, "<p class=\"empty\">No model.version entries for this job.</p>");
+    if (any)
+        s_put(b, "</table>");
+    else
+        s_put(b, "<p class=\"empty\">No model.version entries for this job.</p>");
     any = 0;
     for (size_t i = 0; i < E->n; i++) {
         const s_ent *x = &E->v[i];
@@ -817,8 +839,9 @@ static void s_section_events(cnd_buf_t *b, const s_ents *E, const char *job, con
         if (strcmp(a, CND_AUDIT_REJECT_CONNECTION) == 0) rc_conn++;
         if (strcmp(a, CND_AUDIT_REJECT_MESSAGE) == 0 && s_in_job(&E->v[i], job)) rc_msg++;
     }
-    s_pf(b, "<p>Refused connections (whole log): <b id=\"rejected-connections\">%zu</b>; refused "
-            "messages in this job: <b id=\"rejected-messages\">%zu</b>.</p>",
+    s_pf(b,
+         "<p>Refused connections (whole log): <b id=\"rejected-connections\">%zu</b>; refused "
+         "messages in this job: <b id=\"rejected-messages\">%zu</b>.</p>",
          rc_conn, rc_msg);
     int any = 0;
     for (size_t i = 0; i < E->n; i++) {
@@ -826,7 +849,8 @@ static void s_section_events(cnd_buf_t *b, const s_ents *E, const char *job, con
         const char *a = s_action(x);
         int admin = s_starts(a, CND_AUDIT_ADMIN_PREFIX) && s_in_job(x, job);
         int rej = (strcmp(a, CND_AUDIT_REJECT_CONNECTION) == 0 ||
-                   strcmp(a, CND_AUDIT_REJECT_MESSAGE) == 0) && (s_in_job(x, job) || !s_str(s_get(x, "job"))[0]);
+                   strcmp(a, CND_AUDIT_REJECT_MESSAGE) == 0) &&
+                  (s_in_job(x, job) || !s_str(s_get(x, "job"))[0]);
         if (!admin && !rej) continue;
         if (!any)
             s_put(b, "<table id=\"events-table\"><tr><th>time</th><th>action</th><th>by</th>"
@@ -872,7 +896,8 @@ int cnd_audit_report_html(cnd_buf_t *out, cnd_audit_t *log, const char *job,
         return CND_ENOMEM;
     }
     for (size_t i = 0; i < E.n; i++)
-        if (strcmp(s_action(&E.v[i]), CND_AUDIT_ENROLL) == 0 && cnd_json_str(s_det(&E.v[i], "name")))
+        if (strcmp(s_action(&E.v[i]), CND_AUDIT_ENROLL) == 0 &&
+            cnd_json_str(s_det(&E.v[i], "name")))
             nm.v[nm.n++] = (s_name_t){s_str(s_get(&E.v[i], "subject")), s_det(&E.v[i], "name")->s};
 
     cnd_buf_t *b = out;
@@ -892,13 +917,15 @@ int cnd_audit_report_html(cnd_buf_t *out, cnd_audit_t *log, const char *job,
     s_esc(b, cnd_audit_origin(log));
     s_put(b, "</b> (");
     s_esc(b, source);
-    s_pf(b, "), signing key <span class=\"fpr\">%s</span>. Generated %s by <code>condenser audit "
-            "report</code> from %zu log entries about this job.</p>",
+    s_pf(b,
+         "), signing key <span class=\"fpr\">%s</span>. Generated %s by <code>condenser audit "
+         "report</code> from %zu log entries about this job.</p>",
          fpr, now, in_job);
     s_section_verification(b, verdict);
     if (E.damaged)
-        s_pf(b, "<p class=\"bad\">%zu entries could not be read and are left out of this report "
-                "(the first is entry %lld).</p>",
+        s_pf(b,
+             "<p class=\"bad\">%zu entries could not be read and are left out of this report "
+             "(the first is entry %lld).</p>",
              E.damaged, (long long)E.first_damaged);
     s_section_recipe(b, &E, job, &nm);
     rc = s_section_rounds(b, &E, job, &nm);

@@ -21,10 +21,10 @@
 #define S_MAX_KEPT_MESSAGES 100
 
 typedef struct {
-    uint64_t size;     /* tree size it commits to */
-    uint8_t root[32];  /* root it signed */
-    char label[160];   /* "checkpoint #3 (size 40, reason round.end)" or "kept checkpoint FILE" */
-    int kept;          /* 1 for a checkpoint the auditor kept */
+    uint64_t size;    /* tree size it commits to */
+    uint8_t root[32]; /* root it signed */
+    char label[160];  /* "checkpoint #3 (size 40, reason round.end)" or "kept checkpoint FILE" */
+    int kept;         /* 1 for a checkpoint the auditor kept */
 } s_target;
 
 static void s_add(char ***list, size_t *n, const char *fmt, va_list ap)
@@ -40,7 +40,8 @@ static void s_add(char ***list, size_t *n, const char *fmt, va_list ap)
     if (!(*list)[idx]) (*list)[idx] = NULL;
 }
 
-__attribute__((format(printf, 2, 3))) static void s_problem(cnd_audit_verdict_t *v, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void s_problem(cnd_audit_verdict_t *v, const char *fmt,
+                                                            ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -49,7 +50,8 @@ __attribute__((format(printf, 2, 3))) static void s_problem(cnd_audit_verdict_t 
     v->ok = 0;
 }
 
-__attribute__((format(printf, 2, 3))) static void s_note(cnd_audit_verdict_t *v, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void s_note(cnd_audit_verdict_t *v, const char *fmt,
+                                                         ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -103,15 +105,16 @@ int cnd_audit_entry_parse(cnd_json_t **out, const char *text, size_t len)
         return rc;
     }
     const char *why = NULL;
-    static const char *const keys[] = {"action", "actor",  "details", "digests", "job",
-                                       "prev_root", "seq", "subject", "time_ms"};
+    static const char *const keys[] = {"action",    "actor", "details", "digests", "job",
+                                       "prev_root", "seq",   "subject", "time_ms"};
     if (!canonical) {
         why = "its bytes are not in canonical form";
     } else if (v->type != CND_JSON_OBJ || v->n != 9) {
         why = "it is not an object with exactly the nine envelope keys";
     } else {
         for (int i = 0; i < 9 && !why; i++)
-            if (strcmp(v->keys[i], keys[i]) != 0) why = "it is not an object with exactly the nine envelope keys";
+            if (strcmp(v->keys[i], keys[i]) != 0)
+                why = "it is not an object with exactly the nine envelope keys";
     }
     if (!why) {
         const cnd_json_t *dg = cnd_json_get(v, "digests");
@@ -129,7 +132,8 @@ int cnd_audit_entry_parse(cnd_json_t **out, const char *text, size_t len)
                  !cnd_json_int(cnd_json_get(v, "time_ms"), &n))
             why = "seq and time_ms must be integers (seq >= 0)";
         for (size_t i = 0; !why && i < dg->n; i++)
-            if (!s_is_hex64(cnd_json_str(dg->items[i]))) why = "every digest must be 64 lower-case hex characters";
+            if (!s_is_hex64(cnd_json_str(dg->items[i])))
+                why = "every digest must be 64 lower-case hex characters";
     }
     if (why) {
         cnd_json_free(&v);
@@ -157,10 +161,11 @@ static int s_load_checkpoints(cnd_audit_verdict_t *v, cnd_audit_t *log, const ui
 {
     sqlite3 *db = cnd_audit_db(log);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, tree_size, root, time_ms, origin, reason, public_key, signature"
-                           " FROM audit_checkpoint ORDER BY id",
-                           -1, &st, NULL))
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT id, tree_size, root, time_ms, origin, reason, public_key, signature"
+            " FROM audit_checkpoint ORDER BY id",
+            -1, &st, NULL))
         return cnd_errf(CND_EDB, "reading checkpoints: %s", sqlite3_errmsg(db));
     int64_t prev_id = 0;
     int rc;
@@ -181,7 +186,8 @@ static int s_load_checkpoints(cnd_audit_verdict_t *v, cnd_audit_t *log, const ui
         prev_id = cp.id;
         if (size < 0 || sqlite3_column_bytes(st, 2) != 32 || sqlite3_column_bytes(st, 7) != 64 ||
             !o || !r || strlen(o) > CND_AUDIT_MAX_ORIGIN || strlen(r) > CND_AUDIT_MAX_REASON) {
-            s_problem(v, "checkpoint #%lld: malformed row (size, root, origin, reason or signature)",
+            s_problem(v,
+                      "checkpoint #%lld: malformed row (size, root, origin, reason or signature)",
                       (long long)cp.id);
             continue;
         }
@@ -229,11 +235,11 @@ static int s_load_checkpoints(cnd_audit_verdict_t *v, cnd_audit_t *log, const ui
 /* What a change early in the log does to everything after it, reported once rather than at
  * every later entry and checkpoint. */
 typedef struct {
-    int diverged;              /* an earlier entry was found bad: later prev_roots cannot match */
+    int diverged; /* an earlier entry was found bad: later prev_roots cannot match */
     uint64_t chain_first, chain_last, chain_n; /* later prev_root mismatches not listed */
-    uint64_t cp_n;             /* checkpoint mismatches after the first, not listed */
-    char cp_first[160];        /* label of the first mismatching checkpoint, "" if none */
-    char cp_last[160];         /* label of the last one */
+    uint64_t cp_n;      /* checkpoint mismatches after the first, not listed */
+    char cp_first[160]; /* label of the first mismatching checkpoint, "" if none */
+    char cp_last[160];  /* label of the last one */
 } s_cascade;
 
 static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
@@ -246,14 +252,17 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
     cnd_merkle_leaf_hash(leaf, text, (size_t)len);
     int bad = 0;
     if (len > CND_AUDIT_MAX_ENTRY) {
-        s_problem(v, "entry %llu: %d bytes, more than any entry the log writes", (unsigned long long)seq, len);
+        s_problem(v, "entry %llu: %d bytes, more than any entry the log writes",
+                  (unsigned long long)seq, len);
         s_bad(v, seq, seq + 1, 1);
         return 1;
     }
     const void *stored = sqlite3_column_blob(st, 7);
     if (sqlite3_column_bytes(st, 7) != 32 || memcmp(stored, leaf, 32) != 0) {
-        s_problem(v, "entry %llu: its bytes differ from the leaf hash stored when it was written: "
-                     "the entry was changed", (unsigned long long)seq);
+        s_problem(v,
+                  "entry %llu: its bytes differ from the leaf hash stored when it was written: "
+                  "the entry was changed",
+                  (unsigned long long)seq);
         bad = 1;
     }
     cnd_json_t *e = NULL;
@@ -266,8 +275,10 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
     (void)cnd_json_int(cnd_json_get(e, "seq"), &eseq);
     (void)cnd_json_int(cnd_json_get(e, "time_ms"), &etime);
     if ((uint64_t)eseq != seq) {
-        s_problem(v, "entry %llu: the row holds the entry signed as number %lld: rows were "
-                     "reordered or renumbered", (unsigned long long)seq, (long long)eseq);
+        s_problem(v,
+                  "entry %llu: the row holds the entry signed as number %lld: rows were "
+                  "reordered or renumbered",
+                  (unsigned long long)seq, (long long)eseq);
         bad = 1;
     }
     static const char *const cols[] = {"actor", "action", "subject", "job"};
@@ -275,8 +286,10 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
         const char *col = (const char *)sqlite3_column_text(st, 2 + c);
         const char *val = cnd_json_str(cnd_json_get(e, cols[c]));
         if (!col || strcmp(col, val) != 0) {
-            s_problem(v, "entry %llu: column %s is '%.60s' but the entry says '%.60s': the row was "
-                         "edited", (unsigned long long)seq, cols[c], col ? col : "(null)", val);
+            s_problem(v,
+                      "entry %llu: column %s is '%.60s' but the entry says '%.60s': the row was "
+                      "edited",
+                      (unsigned long long)seq, cols[c], col ? col : "(null)", val);
             bad = 1;
         }
     }
@@ -297,8 +310,9 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
             if (!cs->chain_n++) cs->chain_first = seq;
             cs->chain_last = seq;
         } else if (!bad && seq > 0) {
-            s_problem(v, "entry %llu: its prev_root no longer matches entries 0..%llu: entry %llu was "
-                         "changed, removed or reordered (or this entry's prev_root was edited)",
+            s_problem(v,
+                      "entry %llu: its prev_root no longer matches entries 0..%llu: entry %llu was "
+                      "changed, removed or reordered (or this entry's prev_root was edited)",
                       (unsigned long long)seq, (unsigned long long)seq - 1,
                       (unsigned long long)seq - 1);
             s_bad(v, seq - 1, seq, 1);
@@ -307,8 +321,7 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
                       (unsigned long long)seq);
             bad = 1;
         }
-    }
-    else
+    } else
         cs->diverged = 0; /* the chain agrees again (a forger re-chained what follows) */
     cnd_json_free(&e);
     if (bad) s_bad(v, seq, seq + 1, 1);
@@ -334,7 +347,8 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
 
     /* One read transaction: a node appending meanwhile cannot make the checkpoints and the
      * entries come from different moments. */
-    int in_txn = sqlite3_get_autocommit(db) && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    int in_txn =
+        sqlite3_get_autocommit(db) && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
 
     /* 1. The file itself. */
     if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) == SQLITE_OK) {
@@ -357,9 +371,11 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
                   v->fingerprint);
     }
     if (!pk)
-        s_note(v, "no key given: signatures were checked against the key recorded in the log "
-                  "itself (%.16s...); pin the node's public key with --key to rule out a log "
-                  "re-signed with another key", v->fingerprint);
+        s_note(v,
+               "no key given: signatures were checked against the key recorded in the log "
+               "itself (%.16s...); pin the node's public key with --key to rule out a log "
+               "re-signed with another key",
+               v->fingerprint);
 
     /* 3. Belt and braces. */
     if (sqlite3_prepare_v2(db,
@@ -380,7 +396,8 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
         const char *name = kept_names && kept_names[i] ? kept_names[i] : "kept checkpoint";
         v->kept++;
         if (strcmp(cp->origin, cnd_audit_origin(log)) != 0) {
-            s_problem(v, "%s: it is for log '%s', not '%s'", name, cp->origin, cnd_audit_origin(log));
+            s_problem(v, "%s: it is for log '%s', not '%s'", name, cp->origin,
+                      cnd_audit_origin(log));
             continue;
         }
         if (cnd_audit_cp_verify(cp, key) != 0) {
@@ -459,9 +476,11 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
                 cs.cp_n++;
                 snprintf(cs.cp_last, sizeof cs.cp_last, "%s", targets[ti].label);
             } else {
-                s_problem(v, "%s: the entries no longer hash to the root it signed: an entry in "
-                             "%llu..%llu was changed", targets[ti].label,
-                          (unsigned long long)last_good, (unsigned long long)f.size - 1);
+                s_problem(v,
+                          "%s: the entries no longer hash to the root it signed: an entry in "
+                          "%llu..%llu was changed",
+                          targets[ti].label, (unsigned long long)last_good,
+                          (unsigned long long)f.size - 1);
                 snprintf(cs.cp_first, sizeof cs.cp_first, "%s", targets[ti].label);
                 /* An entry already located inside the interval explains the mismatch. */
                 if (!(v->first_bad >= (int64_t)last_good && v->first_bad_exact))
@@ -478,8 +497,9 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
     }
     rc = 0;
     if (cs.chain_n)
-        s_problem(v, "entries %llu..%llu (%llu of them): their prev_root no longer matches the "
-                     "entries before them, a consequence of the change located above",
+        s_problem(v,
+                  "entries %llu..%llu (%llu of them): their prev_root no longer matches the "
+                  "entries before them, a consequence of the change located above",
                   (unsigned long long)cs.chain_first, (unsigned long long)cs.chain_last,
                   (unsigned long long)cs.chain_n);
     if (cs.cp_n)
@@ -492,16 +512,19 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
         if (broken)
             s_problem(v, "%s: cannot be checked past the missing entries", targets[ti].label);
         else
-            s_problem(v, "%s: it covers %llu entries but the log has %llu: entries %llu..%llu "
-                         "were removed (truncated)", targets[ti].label,
-                      (unsigned long long)targets[ti].size, (unsigned long long)f.size,
-                      (unsigned long long)f.size, (unsigned long long)targets[ti].size - 1);
+            s_problem(v,
+                      "%s: it covers %llu entries but the log has %llu: entries %llu..%llu "
+                      "were removed (truncated)",
+                      targets[ti].label, (unsigned long long)targets[ti].size,
+                      (unsigned long long)f.size, (unsigned long long)f.size,
+                      (unsigned long long)targets[ti].size - 1);
         if (!broken) s_bad(v, f.size, targets[ti].size, 1);
     }
     v->covered = last_good;
     if (v->ok && last_good < v->verified)
-        s_note(v, "entries %llu..%llu are not yet covered by a signed checkpoint: until one is "
-                  "signed they are protected only by the hash chain",
+        s_note(v,
+               "entries %llu..%llu are not yet covered by a signed checkpoint: until one is "
+               "signed they are protected only by the hash chain",
                (unsigned long long)last_good, (unsigned long long)v->verified - 1);
 
 done:

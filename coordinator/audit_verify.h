@@ -38,10 +38,10 @@ typedef struct {
     int key_pinned;          /* 1 when signatures were checked against a caller-given key */
     uint8_t root[32];        /* root over entries 0..verified-1 */
     char fingerprint[CND_AUDIT_FPR_HEX]; /* of the key signatures were checked against */
-    char summary[512];       /* one line: "OK: ..." or "FAILED: ..." */
-    char **problems;         /* each problem found, in log order (at most 100 kept) */
-    size_t n_problems;       /* problems found (may exceed the number kept) */
-    char **notes;            /* warnings and information (at most 100 kept) */
+    char summary[512];                   /* one line: "OK: ..." or "FAILED: ..." */
+    char **problems;                     /* each problem found, in log order (at most 100 kept) */
+    size_t n_problems;                   /* problems found (may exceed the number kept) */
+    char **notes;                        /* warnings and information (at most 100 kept) */
     size_t n_notes;
 } cnd_audit_verdict_t;
 

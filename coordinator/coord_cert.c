@@ -67,8 +67,9 @@ int cnd_cert_check_trust(cnd_cert_info_t *info, const cnd_ca_trust_t *t, const u
     char *pem = NULL;
     long pn = ok ? BIO_get_mem_data(b, &pem) : 0;
     cnd_cert_fail_t why;
-    int rc = ok && pn > 0 ? cnd_ca_verify(info, &why, t, (const uint8_t *)pem, (size_t)pn, role, now)
-                          : cnd_errf(CND_ENOMEM, "certificate: out of memory");
+    int rc = ok && pn > 0
+                 ? cnd_ca_verify(info, &why, t, (const uint8_t *)pem, (size_t)pn, role, now)
+                 : cnd_errf(CND_ENOMEM, "certificate: out of memory");
     BIO_free(b);
     if (rc) return cnd_err_wrap(rc, "certificate of '%s'", name ? name : "?");
     if (name && strcmp(info->name, name) != 0)

@@ -685,8 +685,7 @@ static void s_on_frame(s_daemon_t *d, cnd_frame_t *f)
     }
     s->peer = f->peer;
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
-        break;
+    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT: break;
     case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
         if (!d->job || env->job_id != (uint64_t)d->job) {
             rej.code = CONDENSER__ERROR_CODE__ERR_UNKNOWN_JOB;

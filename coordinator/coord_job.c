@@ -85,7 +85,7 @@ int cnd_job_check(const cnd_job_spec_t *j)
     /* SecAgg+ reveals a sum only with a strict majority of the round's sites (crypto/secagg.h) */
     S_TRY(s_range("quorum", j->quorum,
                   j->threshold > j->sites_per_round / 2 + 1 ? j->threshold
-                                                             : j->sites_per_round / 2 + 1,
+                                                            : j->sites_per_round / 2 + 1,
                   j->sites_per_round));
     if (j->neighbours) {
         S_TRY(s_range("neighbours", j->neighbours, j->threshold, j->sites_per_round - 1));

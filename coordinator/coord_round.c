@@ -54,9 +54,9 @@ struct cnd_round {
     double phase_start; /* cnd_now() when the phase opened */
     double deadline;    /* cnd_now() when it closes at the latest */
     s_upload_t up[CND_ROUND_MAX_UPLOADS];
-    int max_uploads;           /* concurrent uploads allowed: the budget over one upload's size */
-    int ended; /* 1 after RoundEnd went out */
-    int ok;    /* ended with a new model version */
+    int max_uploads; /* concurrent uploads allowed: the budget over one upload's size */
+    int ended;       /* 1 after RoundEnd went out */
+    int ok;          /* ended with a new model version */
     int64_t new_version;
     unsigned threads;
 };
@@ -526,23 +526,12 @@ static int s_phase_complete(const cnd_round_t *r)
     const uint8_t *st = cnd_secagg_server_status(r->sa);
     uint8_t need, have;
     switch (r->phase) {
-    case CND_PHASE_ADVERTISE:
-        need = 0, have = CND_SECAGG_ST_ADVERTISED;
-        break;
-    case CND_PHASE_SHARE:
-        need = CND_SECAGG_ST_ADVERTISED, have = CND_SECAGG_ST_SHARED;
-        break;
-    case CND_PHASE_MASKED:
-        need = CND_SECAGG_ST_SHARED, have = CND_SECAGG_ST_MASKED;
-        break;
-    case CND_PHASE_CONSISTENCY:
-        need = CND_SECAGG_ST_MASKED, have = CND_SECAGG_ST_SIGNED;
-        break;
-    case CND_PHASE_UNMASK:
-        need = CND_SECAGG_ST_SIGNED, have = CND_SECAGG_ST_UNMASKED;
-        break;
-    default:
-        return 0;
+    case CND_PHASE_ADVERTISE: need = 0, have = CND_SECAGG_ST_ADVERTISED; break;
+    case CND_PHASE_SHARE: need = CND_SECAGG_ST_ADVERTISED, have = CND_SECAGG_ST_SHARED; break;
+    case CND_PHASE_MASKED: need = CND_SECAGG_ST_SHARED, have = CND_SECAGG_ST_MASKED; break;
+    case CND_PHASE_CONSISTENCY: need = CND_SECAGG_ST_MASKED, have = CND_SECAGG_ST_SIGNED; break;
+    case CND_PHASE_UNMASK: need = CND_SECAGG_ST_SIGNED, have = CND_SECAGG_ST_UNMASKED; break;
+    default: return 0;
     }
     for (uint32_t i = 0; i < r->rec.n; i++) {
         if (r->rec.sites[i].status & CND_RSITE_FAILED) continue;
@@ -601,8 +590,7 @@ static int s_next_phase(cnd_round_t *r, cnd_phase_t next, uint8_t flag, s_msg_fn
                 ur.request = body;
                 payload = &ur;
                 break;
-            default:
-                break;
+            default: break;
             }
             if (payload) s_send(r, i, type, payload);
         }
@@ -802,11 +790,8 @@ static void s_advance(cnd_round_t *r, int force)
                 s_next_phase(r, CND_PHASE_UNMASK, CND_SECAGG_ST_SIGNED,
                              cnd_secagg_server_unmask_msg, CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST);
             break;
-        case CND_PHASE_UNMASK:
-            rc = s_finish(r);
-            break;
-        default:
-            return;
+        case CND_PHASE_UNMASK: rc = s_finish(r); break;
+        default: return;
         }
         if (rc) {
             char why[256];
@@ -835,32 +820,16 @@ static int s_refuse(cnd_proto_reject_t *rej, const Condenser__Envelope *env, int
         rej->seq = env->seq;
         rej->type = env->type;
         switch (rc) {
-        case CND_ESTATE:
-            rej->code = CONDENSER__ERROR_CODE__ERR_WRONG_PHASE;
-            break;
+        case CND_ESTATE: rej->code = CONDENSER__ERROR_CODE__ERR_WRONG_PHASE; break;
         case CND_EPROTO:
-        case CND_EFORMAT:
-            rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD;
-            break;
+        case CND_EFORMAT: rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD; break;
         case CND_ECRYPTO:
-        case CND_EPERM:
-            rej->code = CONDENSER__ERROR_CODE__ERR_REFUSED;
-            break;
-        case CND_ECORRUPT:
-            rej->code = CONDENSER__ERROR_CODE__ERR_DIGEST_MISMATCH;
-            break;
-        case CND_ERANGE:
-            rej->code = CONDENSER__ERROR_CODE__ERR_TOO_LARGE;
-            break;
-        case CND_EEXIST:
-            rej->code = CONDENSER__ERROR_CODE__ERR_REPLAY;
-            break;
-        case CND_ENOTFOUND:
-            rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD;
-            break;
-        default:
-            rej->code = CONDENSER__ERROR_CODE__ERR_INTERNAL;
-            break;
+        case CND_EPERM: rej->code = CONDENSER__ERROR_CODE__ERR_REFUSED; break;
+        case CND_ECORRUPT: rej->code = CONDENSER__ERROR_CODE__ERR_DIGEST_MISMATCH; break;
+        case CND_ERANGE: rej->code = CONDENSER__ERROR_CODE__ERR_TOO_LARGE; break;
+        case CND_EEXIST: rej->code = CONDENSER__ERROR_CODE__ERR_REPLAY; break;
+        case CND_ENOTFOUND: rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD; break;
+        default: rej->code = CONDENSER__ERROR_CODE__ERR_INTERNAL; break;
         }
     }
     return rc;

@@ -1711,8 +1711,7 @@ static void s_on_report(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__A
         case CONDENSER__ACTIVATION_STATE__ACT_REFUSED:
             s_outcome(e, r, d, "refused", reason, now);
             break;
-        default:
-            break; /* progress */
+        default: break; /* progress */
         }
     } else if (!strcmp(d->row.state, "rollback_sent")) {
         if (!d->row.has_prev || memcmp(d->row.prev_digest, p->artifact_digest.data, 32) != 0)
@@ -1759,9 +1758,7 @@ int cnd_rollout_on_message(cnd_rollout_engine_t *e, const char *device, const ch
         return 0;
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
     case CONDENSER__MSG_TYPE__MSG_ERROR:
-    case CONDENSER__MSG_TYPE__MSG_HELLO:
-        (void)was_offline;
-        return 0;
+    case CONDENSER__MSG_TYPE__MSG_HELLO: (void)was_offline; return 0;
     default:
         rej->code = CONDENSER__ERROR_CODE__ERR_REFUSED;
         return cnd_errf(CND_EPERM, "%s is not a device message", cnd_proto_type_name(env->type));

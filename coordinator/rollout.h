@@ -25,9 +25,10 @@
  * The engine is embedded by the process that owns the transport (rollout_serve.c today; the
  * coordinator daemon once it hosts it): one call per accepted device message, one tick per loop
  * iteration. A host with its own enrollment table calls cnd_fleet_ensure() (fleet_registry.h)
- * when a device session opens, so the device's profile has a row to land in. It never blocks and never opens a transaction: the caller wraps each loop
- * iteration in one and provides commit(), which the engine calls before a message that depends
- * on freshly written state (a rollback manifest) leaves.
+ * when a device session opens, so the device's profile has a row to land in. It never blocks and
+ * never opens a transaction: the caller wraps each loop iteration in one and provides commit(),
+ * which the engine calls before a message that depends on freshly written state (a rollback
+ * manifest) leaves.
  */
 #ifndef CND_ROLLOUT_H
 #define CND_ROLLOUT_H
@@ -110,16 +111,16 @@ CND_MUST_USE int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *
 
 /* Where the devices of each wave of a rollout stand, from its device rows (rollout_store.h). */
 typedef struct {
-    uint32_t devices;        /* rows in the wave */
-    uint32_t healthy;        /* installed, self-tested and reported healthy */
-    uint32_t failed;         /* failed or refused */
-    uint32_t timed_out;      /* no outcome within the device timeout */
-    uint32_t deferred;       /* offline when the wave came */
-    uint32_t open;           /* offered, pending or waiting for a rollback */
-    uint32_t rolled_back;    /* confirmed a rollback */
-    uint32_t other;          /* skipped, current, rollback_failed, ... */
-    int64_t first_offer_ms;  /* earliest offer to a device of the wave, 0 = none yet */
-    int64_t last_update_ms;  /* latest change of an offered device of the wave, 0 = none */
+    uint32_t devices;       /* rows in the wave */
+    uint32_t healthy;       /* installed, self-tested and reported healthy */
+    uint32_t failed;        /* failed or refused */
+    uint32_t timed_out;     /* no outcome within the device timeout */
+    uint32_t deferred;      /* offline when the wave came */
+    uint32_t open;          /* offered, pending or waiting for a rollback */
+    uint32_t rolled_back;   /* confirmed a rollback */
+    uint32_t other;         /* skipped, current, rollback_failed, ... */
+    int64_t first_offer_ms; /* earliest offer to a device of the wave, 0 = none yet */
+    int64_t last_update_ms; /* latest change of an offered device of the wave, 0 = none */
 } cnd_rollout_wave_t;
 
 /* Tallies device rows (any order) by wave: *out receives *n_waves entries, indexed by wave

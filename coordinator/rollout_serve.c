@@ -96,8 +96,9 @@ static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int c
         /* A log created by `condenser coordinator init` has its own origin: keep it. */
         char origin[CND_AUDIT_MAX_ORIGIN + 1] = "";
         sqlite3_stmt *st = NULL;
-        if (!rc && sqlite3_prepare_v2(d->db, "SELECT value FROM audit_meta WHERE key = 'origin'",
-                                      -1, &st, NULL) == SQLITE_OK &&
+        if (!rc &&
+            sqlite3_prepare_v2(d->db, "SELECT value FROM audit_meta WHERE key = 'origin'", -1, &st,
+                               NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
             snprintf(origin, sizeof origin, "%s", (const char *)sqlite3_column_text(st, 0));
         sqlite3_finalize(st);

@@ -569,22 +569,14 @@ void cnd_ca_trust_destroy(cnd_ca_trust_t **t)
 const char *cnd_cert_fail_name(cnd_cert_fail_t why)
 {
     switch (why) {
-    case CND_CERT_OK:
-        return "ok";
-    case CND_CERT_MALFORMED:
-        return "malformed";
-    case CND_CERT_UNTRUSTED:
-        return "not issued by this CA";
-    case CND_CERT_EXPIRED:
-        return "expired";
-    case CND_CERT_NOT_YET_VALID:
-        return "not yet valid";
-    case CND_CERT_REVOKED:
-        return "revoked";
-    case CND_CERT_CRL:
-        return "revocation list unusable";
-    case CND_CERT_WRONG_ROLE:
-        return "wrong role";
+    case CND_CERT_OK: return "ok";
+    case CND_CERT_MALFORMED: return "malformed";
+    case CND_CERT_UNTRUSTED: return "not issued by this CA";
+    case CND_CERT_EXPIRED: return "expired";
+    case CND_CERT_NOT_YET_VALID: return "not yet valid";
+    case CND_CERT_REVOKED: return "revoked";
+    case CND_CERT_CRL: return "revocation list unusable";
+    case CND_CERT_WRONG_ROLE: return "wrong role";
     }
     return "unknown";
 }

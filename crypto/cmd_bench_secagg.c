@@ -90,10 +90,8 @@ static int s_sim_step(void *arg, size_t i, unsigned worker)
     cnd_buf_t *o = &s->out[u];
     o->len = 0;
     switch (s->phase) {
-    case 1:
-        return cnd_secagg_client_advertise(s->cl[u], o);
-    case 2:
-        return cnd_secagg_client_share_keys(s->cl[u], o, s->in[u].data, s->in[u].len);
+    case 1: return cnd_secagg_client_advertise(s->cl[u], o);
+    case 2: return cnd_secagg_client_share_keys(s->cl[u], o, s->in[u].data, s->in[u].len);
     case 3: {
         uint32_t *x = s->x + (size_t)worker * s->len;
         cnd_prg_t *g = cnd_prg_new(CND_PRG_MASK);
@@ -102,10 +100,8 @@ static int s_sim_step(void *arg, size_t i, unsigned worker)
         if (!rc) rc = cnd_sa_client_mask_sim(s->cl[u], o, s->in[u].data, s->in[u].len, x, s->skip);
         return rc;
     }
-    case 4:
-        return cnd_secagg_client_consistency(s->cl[u], o, s->in[u].data, s->in[u].len);
-    case 5:
-        return cnd_secagg_client_unmask(s->cl[u], o, s->in[u].data, s->in[u].len);
+    case 4: return cnd_secagg_client_consistency(s->cl[u], o, s->in[u].data, s->in[u].len);
+    case 5: return cnd_secagg_client_unmask(s->cl[u], o, s->in[u].data, s->in[u].len);
     }
     return CND_EINVAL;
 }

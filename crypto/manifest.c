@@ -142,22 +142,14 @@ int cnd_manifest_sign(cnd_buf_t *out, const cnd_manifest_t *m, const cnd_identit
 const char *cnd_manifest_fail_name(cnd_manifest_fail_t why)
 {
     switch (why) {
-    case CND_MANIFEST_OK:
-        return "ok";
-    case CND_MANIFEST_MALFORMED:
-        return "malformed";
-    case CND_MANIFEST_UNTRUSTED_KEY:
-        return "untrusted key";
-    case CND_MANIFEST_BAD_SIGNATURE:
-        return "bad signature";
-    case CND_MANIFEST_EXPIRED:
-        return "expired";
-    case CND_MANIFEST_OLDER:
-        return "older sequence";
-    case CND_MANIFEST_DOWNGRADE:
-        return "downgrade";
-    case CND_MANIFEST_WRONG_TARGET:
-        return "wrong device class";
+    case CND_MANIFEST_OK: return "ok";
+    case CND_MANIFEST_MALFORMED: return "malformed";
+    case CND_MANIFEST_UNTRUSTED_KEY: return "untrusted key";
+    case CND_MANIFEST_BAD_SIGNATURE: return "bad signature";
+    case CND_MANIFEST_EXPIRED: return "expired";
+    case CND_MANIFEST_OLDER: return "older sequence";
+    case CND_MANIFEST_DOWNGRADE: return "downgrade";
+    case CND_MANIFEST_WRONG_TARGET: return "wrong device class";
     }
     return "unknown";
 }

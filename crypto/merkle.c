@@ -24,7 +24,8 @@ void cnd_merkle_leaf_hash(uint8_t out[CND_MERKLE_HASH_BYTES], const void *entry,
     crypto_hash_sha256_final(&st, out);
 }
 
-void cnd_merkle_node_hash(uint8_t out[CND_MERKLE_HASH_BYTES], const uint8_t left[CND_MERKLE_HASH_BYTES],
+void cnd_merkle_node_hash(uint8_t out[CND_MERKLE_HASH_BYTES],
+                          const uint8_t left[CND_MERKLE_HASH_BYTES],
                           const uint8_t right[CND_MERKLE_HASH_BYTES])
 {
     uint8_t buf[1 + 2 * CND_MERKLE_HASH_BYTES];
@@ -60,7 +61,8 @@ static void s_mth(uint8_t out[CND_MERKLE_HASH_BYTES], const cnd_merkle_hash_t *l
     cnd_merkle_node_hash(out, l, r);
 }
 
-void cnd_merkle_root(uint8_t out[CND_MERKLE_HASH_BYTES], const cnd_merkle_hash_t *leaves, uint64_t n)
+void cnd_merkle_root(uint8_t out[CND_MERKLE_HASH_BYTES], const cnd_merkle_hash_t *leaves,
+                     uint64_t n)
 {
     if (n == 0) {
         cnd_merkle_empty_root(out);

@@ -38,7 +38,8 @@ typedef uint8_t cnd_merkle_hash_t[CND_MERKLE_HASH_BYTES];
 void cnd_merkle_leaf_hash(uint8_t out[CND_MERKLE_HASH_BYTES], const void *entry, size_t len);
 
 /* SHA-256(0x01 || left || right). */
-void cnd_merkle_node_hash(uint8_t out[CND_MERKLE_HASH_BYTES], const uint8_t left[CND_MERKLE_HASH_BYTES],
+void cnd_merkle_node_hash(uint8_t out[CND_MERKLE_HASH_BYTES],
+                          const uint8_t left[CND_MERKLE_HASH_BYTES],
                           const uint8_t right[CND_MERKLE_HASH_BYTES]);
 
 /* The root of the empty tree, SHA-256 of the empty string. */
@@ -51,9 +52,9 @@ void cnd_merkle_root(uint8_t out[CND_MERKLE_HASH_BYTES], const cnd_merkle_hash_t
 
 /* The right edge of a tree: the roots of its perfect subtrees, largest first. */
 typedef struct {
-    uint64_t size;                  /* leaves appended so far */
-    int n;                          /* subtrees on the stack = popcount(size) */
-    cnd_merkle_hash_t node[64];     /* node[0] is the largest (leftmost) perfect subtree */
+    uint64_t size;              /* leaves appended so far */
+    int n;                      /* subtrees on the stack = popcount(size) */
+    cnd_merkle_hash_t node[64]; /* node[0] is the largest (leftmost) perfect subtree */
 } cnd_merkle_frontier_t;
 
 void cnd_merkle_frontier_init(cnd_merkle_frontier_t *f);
@@ -79,9 +80,9 @@ CND_MUST_USE int cnd_merkle_consistency_proof(cnd_merkle_hash_t *proof, size_t *
 /* Verifies an inclusion proof (RFC 9162 2.1.3.2). Returns 0 when leaf `index` with hash `leaf`
  * is in the tree of tree_size leaves with root `root`, else CND_ECRYPTO (no detail recorded:
  * callers say which entry and checkpoint failed). */
-CND_MUST_USE int cnd_merkle_verify_inclusion(const uint8_t leaf[CND_MERKLE_HASH_BYTES], uint64_t index,
-                                             uint64_t tree_size, const cnd_merkle_hash_t *proof,
-                                             size_t n_proof,
+CND_MUST_USE int cnd_merkle_verify_inclusion(const uint8_t leaf[CND_MERKLE_HASH_BYTES],
+                                             uint64_t index, uint64_t tree_size,
+                                             const cnd_merkle_hash_t *proof, size_t n_proof,
                                              const uint8_t root[CND_MERKLE_HASH_BYTES]);
 
 /* Verifies a consistency proof (RFC 9162 2.1.4.2): that the tree of new_size leaves with root

@@ -24,12 +24,9 @@ struct cnd_prg {
 const char *cnd_prg_name(cnd_prg_alg_t alg)
 {
     switch (alg) {
-    case CND_PRG_AES256_CTR:
-        return "AES-256-CTR (OpenSSL)";
-    case CND_PRG_CHACHA20_OPENSSL:
-        return "ChaCha20 (OpenSSL)";
-    case CND_PRG_CHACHA20_SODIUM:
-        return "ChaCha20 (libsodium)";
+    case CND_PRG_AES256_CTR: return "AES-256-CTR (OpenSSL)";
+    case CND_PRG_CHACHA20_OPENSSL: return "ChaCha20 (OpenSSL)";
+    case CND_PRG_CHACHA20_SODIUM: return "ChaCha20 (libsodium)";
     }
     return "?";
 }

@@ -98,44 +98,25 @@ struct cnd_edge {
 const char *cnd_edge_reason_name(cnd_edge_reason_t r)
 {
     switch (r) {
-    case CND_EDGE_OK:
-        return "ok";
-    case CND_EDGE_UNSIGNED:
-        return "unsigned";
-    case CND_EDGE_UNTRUSTED_KEY:
-        return "untrusted-key";
-    case CND_EDGE_BAD_SIGNATURE:
-        return "bad-signature";
-    case CND_EDGE_EXPIRED:
-        return "expired";
-    case CND_EDGE_OLDER:
-        return "older-sequence";
-    case CND_EDGE_DOWNGRADE:
-        return "downgrade";
-    case CND_EDGE_WRONG_CLASS:
-        return "wrong-device-class";
-    case CND_EDGE_WRONG_MODEL:
-        return "wrong-model";
-    case CND_EDGE_OVERSIZED:
-        return "oversized";
-    case CND_EDGE_TRUNCATED:
-        return "truncated";
-    case CND_EDGE_MODIFIED:
-        return "modified";
-    case CND_EDGE_MISMATCH:
-        return "offer-mismatch";
-    case CND_EDGE_INVALID:
-        return "invalid-artifact";
-    case CND_EDGE_RAM:
-        return "ram";
-    case CND_EDGE_SELFTEST:
-        return "self-test";
-    case CND_EDGE_LATENCY:
-        return "latency";
-    case CND_EDGE_INTERRUPTED:
-        return "interrupted";
-    case CND_EDGE_STORAGE:
-        return "storage";
+    case CND_EDGE_OK: return "ok";
+    case CND_EDGE_UNSIGNED: return "unsigned";
+    case CND_EDGE_UNTRUSTED_KEY: return "untrusted-key";
+    case CND_EDGE_BAD_SIGNATURE: return "bad-signature";
+    case CND_EDGE_EXPIRED: return "expired";
+    case CND_EDGE_OLDER: return "older-sequence";
+    case CND_EDGE_DOWNGRADE: return "downgrade";
+    case CND_EDGE_WRONG_CLASS: return "wrong-device-class";
+    case CND_EDGE_WRONG_MODEL: return "wrong-model";
+    case CND_EDGE_OVERSIZED: return "oversized";
+    case CND_EDGE_TRUNCATED: return "truncated";
+    case CND_EDGE_MODIFIED: return "modified";
+    case CND_EDGE_MISMATCH: return "offer-mismatch";
+    case CND_EDGE_INVALID: return "invalid-artifact";
+    case CND_EDGE_RAM: return "ram";
+    case CND_EDGE_SELFTEST: return "self-test";
+    case CND_EDGE_LATENCY: return "latency";
+    case CND_EDGE_INTERRUPTED: return "interrupted";
+    case CND_EDGE_STORAGE: return "storage";
     }
     return "unknown";
 }
@@ -324,22 +305,14 @@ static int s_load_state(cnd_edge_t *e)
 static cnd_edge_reason_t s_map_fail(cnd_manifest_fail_t f)
 {
     switch (f) {
-    case CND_MANIFEST_OK:
-        return CND_EDGE_OK;
-    case CND_MANIFEST_MALFORMED:
-        return CND_EDGE_UNSIGNED;
-    case CND_MANIFEST_UNTRUSTED_KEY:
-        return CND_EDGE_UNTRUSTED_KEY;
-    case CND_MANIFEST_BAD_SIGNATURE:
-        return CND_EDGE_BAD_SIGNATURE;
-    case CND_MANIFEST_EXPIRED:
-        return CND_EDGE_EXPIRED;
-    case CND_MANIFEST_OLDER:
-        return CND_EDGE_OLDER;
-    case CND_MANIFEST_DOWNGRADE:
-        return CND_EDGE_DOWNGRADE;
-    case CND_MANIFEST_WRONG_TARGET:
-        return CND_EDGE_WRONG_CLASS;
+    case CND_MANIFEST_OK: return CND_EDGE_OK;
+    case CND_MANIFEST_MALFORMED: return CND_EDGE_UNSIGNED;
+    case CND_MANIFEST_UNTRUSTED_KEY: return CND_EDGE_UNTRUSTED_KEY;
+    case CND_MANIFEST_BAD_SIGNATURE: return CND_EDGE_BAD_SIGNATURE;
+    case CND_MANIFEST_EXPIRED: return CND_EDGE_EXPIRED;
+    case CND_MANIFEST_OLDER: return CND_EDGE_OLDER;
+    case CND_MANIFEST_DOWNGRADE: return CND_EDGE_DOWNGRADE;
+    case CND_MANIFEST_WRONG_TARGET: return CND_EDGE_WRONG_CLASS;
     }
     return CND_EDGE_UNSIGNED;
 }
@@ -1076,12 +1049,9 @@ static int s_on_rollback(cnd_edge_t *e, const Condenser__Rollback *r, double now
 int cnd_edge_on_message(cnd_edge_t *e, const Condenser__Envelope *env, double now)
 {
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
-        return s_on_offer(e, env->artifact_offer, now);
-    case CONDENSER__MSG_TYPE__MSG_CHUNK:
-        return s_on_chunk(e, env->chunk, now);
-    case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
-        return s_on_rollback(e, env->rollback, now);
+    case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER: return s_on_offer(e, env->artifact_offer, now);
+    case CONDENSER__MSG_TYPE__MSG_CHUNK: return s_on_chunk(e, env->chunk, now);
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return s_on_rollback(e, env->rollback, now);
     case CONDENSER__MSG_TYPE__MSG_ERROR:
         if (env->error->ref_type == CONDENSER__MSG_TYPE__MSG_ARTIFACT_CHUNK_REQUEST && e->dl) {
             /* Busy or refused: drop the requests in flight and ask again a little later. */
@@ -1089,8 +1059,7 @@ int cnd_edge_on_message(cnd_edge_t *e, const Condenser__Envelope *env, double no
             e->retry_at = now + (env->error->code == CONDENSER__ERROR_CODE__ERR_BUSY ? 0.5 : 2.0);
         }
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 

@@ -259,8 +259,7 @@ void cnd_proto_envelope_init(Condenser__Envelope *env, Condenser__MsgType type, 
         S_CASE(CONSISTENCY_REQUEST, Condenser__ConsistencyRequest, consistency_request)
         S_CASE(CONSISTENCY, Condenser__Consistency, consistency)
 #undef S_CASE
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -269,56 +268,31 @@ const void *cnd_proto_payload(const Condenser__Envelope *env)
     /* Every member of the payload union is a pointer to a message, which is what a generic
      * reader needs; read the one the case names. */
     switch (env->payload_case) {
-    case CONDENSER__ENVELOPE__PAYLOAD_HELLO:
-        return env->hello;
-    case CONDENSER__ENVELOPE__PAYLOAD_HELLO_ACK:
-        return env->hello_ack;
-    case CONDENSER__ENVELOPE__PAYLOAD_JOB_ANNOUNCE:
-        return env->job_announce;
-    case CONDENSER__ENVELOPE__PAYLOAD_JOB_RESPONSE:
-        return env->job_response;
-    case CONDENSER__ENVELOPE__PAYLOAD_ROUND_START:
-        return env->round_start;
-    case CONDENSER__ENVELOPE__PAYLOAD_CHUNK:
-        return env->chunk;
-    case CONDENSER__ENVELOPE__PAYLOAD_ADVERTISE_KEYS:
-        return env->advertise_keys;
-    case CONDENSER__ENVELOPE__PAYLOAD_KEY_ROSTER:
-        return env->key_roster;
-    case CONDENSER__ENVELOPE__PAYLOAD_SHARE_KEYS:
-        return env->share_keys;
-    case CONDENSER__ENVELOPE__PAYLOAD_SHARES_RELAY:
-        return env->shares_relay;
-    case CONDENSER__ENVELOPE__PAYLOAD_MASKED_INPUT:
-        return env->masked_input;
-    case CONDENSER__ENVELOPE__PAYLOAD_UNMASK_REQUEST:
-        return env->unmask_request;
-    case CONDENSER__ENVELOPE__PAYLOAD_UNMASK_RESPONSE:
-        return env->unmask_response;
-    case CONDENSER__ENVELOPE__PAYLOAD_METRICS:
-        return env->metrics;
-    case CONDENSER__ENVELOPE__PAYLOAD_ROUND_END:
-        return env->round_end;
-    case CONDENSER__ENVELOPE__PAYLOAD_HEARTBEAT:
-        return env->heartbeat;
-    case CONDENSER__ENVELOPE__PAYLOAD_ERROR:
-        return env->error;
-    case CONDENSER__ENVELOPE__PAYLOAD_DEVICE_PROFILE:
-        return env->device_profile;
-    case CONDENSER__ENVELOPE__PAYLOAD_ARTIFACT_OFFER:
-        return env->artifact_offer;
-    case CONDENSER__ENVELOPE__PAYLOAD_ARTIFACT_CHUNK_REQUEST:
-        return env->artifact_chunk_request;
-    case CONDENSER__ENVELOPE__PAYLOAD_ACTIVATION_REPORT:
-        return env->activation_report;
-    case CONDENSER__ENVELOPE__PAYLOAD_ROLLBACK:
-        return env->rollback;
-    case CONDENSER__ENVELOPE__PAYLOAD_CONSISTENCY_REQUEST:
-        return env->consistency_request;
-    case CONDENSER__ENVELOPE__PAYLOAD_CONSISTENCY:
-        return env->consistency;
-    default:
-        return NULL;
+    case CONDENSER__ENVELOPE__PAYLOAD_HELLO: return env->hello;
+    case CONDENSER__ENVELOPE__PAYLOAD_HELLO_ACK: return env->hello_ack;
+    case CONDENSER__ENVELOPE__PAYLOAD_JOB_ANNOUNCE: return env->job_announce;
+    case CONDENSER__ENVELOPE__PAYLOAD_JOB_RESPONSE: return env->job_response;
+    case CONDENSER__ENVELOPE__PAYLOAD_ROUND_START: return env->round_start;
+    case CONDENSER__ENVELOPE__PAYLOAD_CHUNK: return env->chunk;
+    case CONDENSER__ENVELOPE__PAYLOAD_ADVERTISE_KEYS: return env->advertise_keys;
+    case CONDENSER__ENVELOPE__PAYLOAD_KEY_ROSTER: return env->key_roster;
+    case CONDENSER__ENVELOPE__PAYLOAD_SHARE_KEYS: return env->share_keys;
+    case CONDENSER__ENVELOPE__PAYLOAD_SHARES_RELAY: return env->shares_relay;
+    case CONDENSER__ENVELOPE__PAYLOAD_MASKED_INPUT: return env->masked_input;
+    case CONDENSER__ENVELOPE__PAYLOAD_UNMASK_REQUEST: return env->unmask_request;
+    case CONDENSER__ENVELOPE__PAYLOAD_UNMASK_RESPONSE: return env->unmask_response;
+    case CONDENSER__ENVELOPE__PAYLOAD_METRICS: return env->metrics;
+    case CONDENSER__ENVELOPE__PAYLOAD_ROUND_END: return env->round_end;
+    case CONDENSER__ENVELOPE__PAYLOAD_HEARTBEAT: return env->heartbeat;
+    case CONDENSER__ENVELOPE__PAYLOAD_ERROR: return env->error;
+    case CONDENSER__ENVELOPE__PAYLOAD_DEVICE_PROFILE: return env->device_profile;
+    case CONDENSER__ENVELOPE__PAYLOAD_ARTIFACT_OFFER: return env->artifact_offer;
+    case CONDENSER__ENVELOPE__PAYLOAD_ARTIFACT_CHUNK_REQUEST: return env->artifact_chunk_request;
+    case CONDENSER__ENVELOPE__PAYLOAD_ACTIVATION_REPORT: return env->activation_report;
+    case CONDENSER__ENVELOPE__PAYLOAD_ROLLBACK: return env->rollback;
+    case CONDENSER__ENVELOPE__PAYLOAD_CONSISTENCY_REQUEST: return env->consistency_request;
+    case CONDENSER__ENVELOPE__PAYLOAD_CONSISTENCY: return env->consistency;
+    default: return NULL;
     }
 }
 

@@ -666,8 +666,7 @@ static void s_client_drain_monitor(cnd_client_t *c)
             if (c->st.connected) c->st.disconnects++;
             c->st.connected = 0;
             break;
-        default:
-            break;
+        default: break;
         }
     }
 }

@@ -398,8 +398,7 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
     case CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL:
         S_TRY(s_text(rej, c, "teacher_local", m->teacher_local, 1, CND_PROTO_NAME_MAX, S_NAME));
         break;
-    default:
-        return s_fail(rej, S_BAD, "%s.teacher: neither shipped nor local", c);
+    default: return s_fail(rej, S_BAD, "%s.teacher: neither shipped nor local", c);
     }
     return 0;
 }
@@ -731,8 +730,7 @@ static s_scope_t s_scope(const Condenser__Envelope *env)
 {
     switch (env->type) {
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
-    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
-        return S_JOB;
+    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE: return S_JOB;
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
@@ -744,21 +742,16 @@ static s_scope_t s_scope(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_METRICS:
-    case CONDENSER__MSG_TYPE__MSG_ROUND_END:
-        return S_JOB_ROUND;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END: return S_JOB_ROUND;
     case CONDENSER__MSG_TYPE__MSG_CHUNK:
         if (!env->chunk) return S_JOB_NONE;
         switch (env->chunk->kind) {
         case CONDENSER__OBJECT_KIND__OBJ_MODEL:
-        case CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT:
-            return S_JOB_ROUND;
-        case CONDENSER__OBJECT_KIND__OBJ_TEACHER:
-            return S_JOB;
-        default:
-            return S_JOB_NONE;
+        case CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT: return S_JOB_ROUND;
+        case CONDENSER__OBJECT_KIND__OBJ_TEACHER: return S_JOB;
+        default: return S_JOB_NONE;
         }
-    default:
-        return S_JOB_NONE;
+    default: return S_JOB_NONE;
     }
 }
 
@@ -794,8 +787,7 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
                       CND_PROTO_MAX_ROUNDS);
 
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_HELLO:
-        return cnd_proto_validate_hello(rej, env->hello);
+    case CONDENSER__MSG_TYPE__MSG_HELLO: return cnd_proto_validate_hello(rej, env->hello);
     case CONDENSER__MSG_TYPE__MSG_HELLO_ACK:
         return cnd_proto_validate_hello_ack(rej, env->hello_ack);
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
@@ -809,8 +801,7 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_job_response(rej, env->job_response);
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
         return cnd_proto_validate_round_start(rej, env->round_start);
-    case CONDENSER__MSG_TYPE__MSG_CHUNK:
-        return cnd_proto_validate_chunk(rej, env->chunk);
+    case CONDENSER__MSG_TYPE__MSG_CHUNK: return cnd_proto_validate_chunk(rej, env->chunk);
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
         return cnd_proto_validate_advertise_keys(rej, env->advertise_keys);
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
@@ -825,14 +816,12 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_unmask_request(rej, env->unmask_request);
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
         return cnd_proto_validate_unmask_response(rej, env->unmask_response);
-    case CONDENSER__MSG_TYPE__MSG_METRICS:
-        return cnd_proto_validate_metrics(rej, env->metrics);
+    case CONDENSER__MSG_TYPE__MSG_METRICS: return cnd_proto_validate_metrics(rej, env->metrics);
     case CONDENSER__MSG_TYPE__MSG_ROUND_END:
         return cnd_proto_validate_round_end(rej, env->round_end);
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
         return cnd_proto_validate_heartbeat(rej, env->heartbeat);
-    case CONDENSER__MSG_TYPE__MSG_ERROR:
-        return cnd_proto_validate_error(rej, env->error);
+    case CONDENSER__MSG_TYPE__MSG_ERROR: return cnd_proto_validate_error(rej, env->error);
     case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
         return cnd_proto_validate_device_profile(rej, env->device_profile);
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
@@ -841,14 +830,12 @@ int cnd_proto_validate(cnd_proto_reject_t *rej, const Condenser__Envelope *env)
         return cnd_proto_validate_artifact_chunk_request(rej, env->artifact_chunk_request);
     case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT:
         return cnd_proto_validate_activation_report(rej, env->activation_report);
-    case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
-        return cnd_proto_validate_rollback(rej, env->rollback);
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return cnd_proto_validate_rollback(rej, env->rollback);
     case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
         return cnd_proto_validate_consistency_request(rej, env->consistency_request);
     case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
         return cnd_proto_validate_consistency(rej, env->consistency);
-    default:
-        return s_fail(rej, S_BAD, "envelope.type: unknown value %d", (int)env->type);
+    default: return s_fail(rej, S_BAD, "envelope.type: unknown value %d", (int)env->type);
     }
 }
 
@@ -876,8 +863,7 @@ int cnd_proto_check_sender(cnd_proto_reject_t *rej, const Condenser__Envelope *e
 static unsigned s_roles(const Condenser__Envelope *env)
 {
     switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_HELLO:
-        return S_R(SITE) | S_R(DEVICE) | S_R(AUDITOR);
+    case CONDENSER__MSG_TYPE__MSG_HELLO: return S_R(SITE) | S_R(DEVICE) | S_R(AUDITOR);
     case CONDENSER__MSG_TYPE__MSG_HELLO_ACK:
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE:
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
@@ -887,20 +873,17 @@ static unsigned s_roles(const Condenser__Envelope *env)
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
     case CONDENSER__MSG_TYPE__MSG_ROUND_END:
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER:
-    case CONDENSER__MSG_TYPE__MSG_ROLLBACK:
-        return S_R(COORDINATOR);
+    case CONDENSER__MSG_TYPE__MSG_ROLLBACK: return S_R(COORDINATOR);
     case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
     case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
     case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
-    case CONDENSER__MSG_TYPE__MSG_METRICS:
-        return S_R(SITE);
+    case CONDENSER__MSG_TYPE__MSG_METRICS: return S_R(SITE);
     case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
     case CONDENSER__MSG_TYPE__MSG_ARTIFACT_CHUNK_REQUEST:
-    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT:
-        return S_R(DEVICE);
+    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT: return S_R(DEVICE);
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
     case CONDENSER__MSG_TYPE__MSG_ERROR:
         return S_R(SITE) | S_R(DEVICE) | S_R(COORDINATOR) | S_R(AUDITOR);
@@ -908,8 +891,7 @@ static unsigned s_roles(const Condenser__Envelope *env)
         if (env->chunk && env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT)
             return S_R(SITE);
         return S_R(COORDINATOR);
-    default:
-        return 0;
+    default: return 0;
     }
 }
 #undef S_R
@@ -942,30 +924,23 @@ cnd_phase_t cnd_proto_phase_of(const Condenser__Envelope *env)
 {
     switch (env->type) {
     case CONDENSER__MSG_TYPE__MSG_ROUND_START:
-    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
-        return CND_PHASE_ADVERTISE;
+    case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS: return CND_PHASE_ADVERTISE;
     case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER:
-    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS:
-        return CND_PHASE_SHARE;
+    case CONDENSER__MSG_TYPE__MSG_SHARE_KEYS: return CND_PHASE_SHARE;
     case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
     case CONDENSER__MSG_TYPE__MSG_MASKED_INPUT:
-    case CONDENSER__MSG_TYPE__MSG_METRICS:
-        return CND_PHASE_MASKED;
+    case CONDENSER__MSG_TYPE__MSG_METRICS: return CND_PHASE_MASKED;
     case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST:
-    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY:
-        return CND_PHASE_CONSISTENCY;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY: return CND_PHASE_CONSISTENCY;
     case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST:
-    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE:
-        return CND_PHASE_UNMASK;
-    case CONDENSER__MSG_TYPE__MSG_ROUND_END:
-        return CND_PHASE_DONE;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE: return CND_PHASE_UNMASK;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END: return CND_PHASE_DONE;
     case CONDENSER__MSG_TYPE__MSG_CHUNK:
         if (!env->chunk) return CND_PHASE_IDLE;
         if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MODEL) return CND_PHASE_ADVERTISE;
         if (env->chunk->kind == CONDENSER__OBJECT_KIND__OBJ_MASKED_INPUT) return CND_PHASE_MASKED;
         return CND_PHASE_IDLE;
-    default:
-        return CND_PHASE_IDLE;
+    default: return CND_PHASE_IDLE;
     }
 }
 

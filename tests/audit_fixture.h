@@ -38,8 +38,8 @@ static inline uint64_t fx_add(cnd_audit_t *log, const char *actor, const char *a
 {
     cnd_audit_digest_t d = {digest_name, {0}};
     if (digest_of) cnd_sha256(d.sha256, digest_of, strlen(digest_of));
-    cnd_audit_rec_t r = {actor, action, subject, job, details, digest_name ? &d : NULL,
-                         digest_name ? 1u : 0u};
+    cnd_audit_rec_t r = {
+        actor, action, subject, job, details, digest_name ? &d : NULL, digest_name ? 1u : 0u};
     uint64_t seq = 0;
     int rc = cnd_audit_append(log, &r, &seq);
     if (rc) {
@@ -80,8 +80,8 @@ static inline void fx_job_log(cnd_audit_t *log, const fx_key_t *coord, const fx_
     for (int r = 1; r <= rounds; r++) {
         char subj[32];
         snprintf(subj, sizeof subj, "round %d", r);
-        snprintf(det, sizeof det, "{\"round\":%d,\"sites\":[\"%s\",\"%s\",\"%s\"]}", r, sites[0].fpr,
-                 sites[1].fpr, sites[2].fpr);
+        snprintf(det, sizeof det, "{\"round\":%d,\"sites\":[\"%s\",\"%s\",\"%s\"]}", r,
+                 sites[0].fpr, sites[1].fpr, sites[2].fpr);
         fx_add(log, coord->fpr, CND_AUDIT_ROUND_START, subj, job, det, "global_model", subj);
         for (int s = 0; s < 3; s++) {
             if (r == 3 && s == 2) continue; /* site 2 drops out of round 3 */
@@ -134,7 +134,8 @@ static inline void fx_job_log(cnd_audit_t *log, const fx_key_t *coord, const fx_
         snprintf(det, sizeof det,
                  "{\"rollout\":\"ro-1\",\"wave\":%d,\"devices\":%d,\"succeeded\":%d,\"failed\":%d,"
                  "\"timed_out\":%d,\"state\":\"%s\"}",
-                 w, waves[w][0], waves[w][1], waves[w][2], waves[w][3], w == 3 ? "done" : "continue");
+                 w, waves[w][0], waves[w][1], waves[w][2], waves[w][3],
+                 w == 3 ? "done" : "continue");
         fx_add(log, coord->fpr, CND_AUDIT_ROLLOUT_WAVE, "ro-1", "", det, NULL, NULL);
         if (cnd_audit_checkpoint(log, "rollout.wave", NULL)) abort();
     }

@@ -70,8 +70,10 @@ int main(int argc, char **argv)
         cnd_audit_close(&log);
         sqlite3 *db = NULL;
         sqlite3_open(q, &db);
-        sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE t(seq "
-                         "INTEGER PRIMARY KEY, entry TEXT)", NULL, NULL, NULL);
+        sqlite3_exec(db,
+                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE t(seq "
+                     "INTEGER PRIMARY KEY, entry TEXT)",
+                     NULL, NULL, NULL);
         sqlite3_stmt *st = NULL;
         sqlite3_prepare_v2(db, "INSERT INTO t(entry) VALUES (?)", -1, &st, NULL);
         t0 = cnd_now();
@@ -132,19 +134,22 @@ int main(int argc, char **argv)
         }
         cnd_audit_verdict_free(&v);
         sqlite3_stmt *st = NULL;
-        sqlite3_prepare_v2(cnd_audit_db(log), "SELECT entry FROM audit_entry ORDER BY seq", -1, &st, NULL);
+        sqlite3_prepare_v2(cnd_audit_db(log), "SELECT entry FROM audit_entry ORDER BY seq", -1, &st,
+                           NULL);
         t0 = cnd_now();
         uint8_t h[32];
         while (sqlite3_step(st) == SQLITE_ROW)
-            cnd_merkle_leaf_hash(h, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+            cnd_merkle_leaf_hash(h, sqlite3_column_text(st, 0),
+                                 (size_t)sqlite3_column_bytes(st, 0));
         th[run] = cnd_now() - t0;
         sqlite3_finalize(st);
         cnd_audit_close(&log);
     }
     double mv = median(tv, 3), mh = median(th, 3);
-    printf("verify %ld entries: %.2f s (%.0f entries/s, median of 3); bare read + leaf hash: %.2f s; "
-           "ratio %.1f\n",
-           big, mv, big / mv, mh, mv / mh);
+    printf(
+        "verify %ld entries: %.2f s (%.0f entries/s, median of 3); bare read + leaf hash: %.2f s; "
+        "ratio %.1f\n",
+        big, mv, big / mv, mh, mv / mh);
 
     /* 4. Proofs on the big log. */
     if (cnd_audit_open_readonly(&log, p)) return 1;

@@ -61,15 +61,16 @@ static inline int qt_make(cnd_qmodel_t **q, cnd_model_t **fm, const char *spec, 
         size_t hw = (size_t)in.h * in.w;
         for (int t = 0; t < 3; t++)
             for (int c = 0; c < in.c; c++)
-                for (size_t p = 0; p < hw; p++)
-                    hwc[t * d + p * in.c + c] = raw[t * d + c * hw + p];
+                for (size_t p = 0; p < hw; p++) hwc[t * d + p * in.c + c] = raw[t * d + c * hw + p];
         rc = cnd_artifact_set_selftests(*q, hwc, 3, CND_RT_TEST_RAW_U8);
         free(hwc);
     }
     free(x);
     free(raw);
-    if (fm && !rc) *fm = m;
-    else cnd_model_destroy(&m);
+    if (fm && !rc)
+        *fm = m;
+    else
+        cnd_model_destroy(&m);
     return rc;
 }
 

@@ -18,8 +18,11 @@ int main(int argc, char **argv)
         cnd_shape_t in;
         int wbits;
     } arts[] = {
-        {"cnn8", "conv2d(8,3,pad=1) relu maxpool(2) conv2d(12,3,pad=1) relu avgpool(2) flatten "
-                 "dense(20) relu dense(10)", {1, 12, 12}, 8},
+        {"cnn8",
+         "conv2d(8,3,pad=1) relu maxpool(2) conv2d(12,3,pad=1) relu avgpool(2) flatten "
+         "dense(20) relu dense(10)",
+         {1, 12, 12},
+         8},
         {"cnn4", "conv2d(6,3,stride=2,pad=1) relu conv2d(10,3) relu gap dense(7)", {3, 11, 11}, 4},
         {"mlp8", "flatten dense(33) relu dense(10)", {1, 28, 28}, 8},
         {"mlp4", "flatten dense(17) relu relu dense(5)", {2, 5, 7}, 4},

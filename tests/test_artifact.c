@@ -287,7 +287,8 @@ int main(void)
         if (art) {
             size_t wb = 0;
             for (int i = 0; i < q4->n_layers; i++)
-                if (q4->layers[i].w) wb += (size_t)q4->layers[i].out_c * ((q4->layers[i].K + 1) / 2);
+                if (q4->layers[i].w)
+                    wb += (size_t)q4->layers[i].out_c * ((q4->layers[i].K + 1) / 2);
             CHECK_EQ_INT(art->info.weight_bytes, wb);
             CHECK_EQ_INT(cnd_artifact_selftest(art, "w4"), 0);
             for (int i = 0; i < q4->n_layers; i++)

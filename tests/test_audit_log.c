@@ -47,10 +47,12 @@ static int canon_fails(const char *in)
 
 static void test_canonical_json(void)
 {
-    CHECK(canon_eq(" { \"b\" : 1 , \"a\" : [ true , false , null ] } ", "{\"a\":[true,false,null],\"b\":1}"));
+    CHECK(canon_eq(" { \"b\" : 1 , \"a\" : [ true , false , null ] } ",
+                   "{\"a\":[true,false,null],\"b\":1}"));
     CHECK(canon_eq("{\"b\":{\"z\":1,\"y\":2},\"a\":\"\"}", "{\"a\":\"\",\"b\":{\"y\":2,\"z\":1}}"));
     /* Keys sort by UTF-8 bytes: "B" < "a" < "aa" < "\u00e9". */
-    CHECK(canon_eq("{\"\\u00e9\":1,\"aa\":2,\"a\":3,\"B\":4}", "{\"B\":4,\"a\":3,\"aa\":2,\"\xc3\xa9\":1}"));
+    CHECK(canon_eq("{\"\\u00e9\":1,\"aa\":2,\"a\":3,\"B\":4}",
+                   "{\"B\":4,\"a\":3,\"aa\":2,\"\xc3\xa9\":1}"));
     /* Numbers. */
     CHECK(canon_eq("[1.0,-0,0.0,1e3,1.5,0.1,-2.50,123456789012,1e300,0.000001]",
                    "[1,0,0,1000,1.5,0.1,-2.5,123456789012,1e+300,1e-06]"));
@@ -105,8 +107,8 @@ static cnd_audit_t *open_log(const char *name, const fx_key_t *k)
     return log;
 }
 
-static cnd_audit_verdict_t verify_path(const char *name, const uint8_t *pk, const cnd_audit_cp_t *kept,
-                                       size_t nk)
+static cnd_audit_verdict_t verify_path(const char *name, const uint8_t *pk,
+                                       const cnd_audit_cp_t *kept, size_t nk)
 {
     char p[512];
     path_in(p, sizeof p, name);
@@ -174,7 +176,8 @@ static void test_append_and_checkpoints(void)
     cnd_merkle_hash_t leaves[12];
     int n = 0;
     while (sqlite3_step(st) == SQLITE_ROW && n < 12) {
-        cnd_merkle_leaf_hash(leaves[n], sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+        cnd_merkle_leaf_hash(leaves[n], sqlite3_column_text(st, 0),
+                             (size_t)sqlite3_column_bytes(st, 0));
         if (n == 0) {
             /* The exact bytes of an entry. */
             char want[1024];
@@ -222,9 +225,10 @@ static void test_append_and_checkpoints(void)
     CHECK(cnd_audit_size(log, &size1) == 0);
     CHECK_EQ_INT(size1, size0);
     /* The triggers refuse UPDATE and DELETE. */
-    CHECK(sqlite3_exec(cnd_audit_db(log), "UPDATE audit_entry SET subject = 'x' WHERE seq = 1", NULL,
-                       NULL, NULL) != SQLITE_OK);
-    CHECK(sqlite3_exec(cnd_audit_db(log), "DELETE FROM audit_checkpoint", NULL, NULL, NULL) != SQLITE_OK);
+    CHECK(sqlite3_exec(cnd_audit_db(log), "UPDATE audit_entry SET subject = 'x' WHERE seq = 1",
+                       NULL, NULL, NULL) != SQLITE_OK);
+    CHECK(sqlite3_exec(cnd_audit_db(log), "DELETE FROM audit_checkpoint", NULL, NULL, NULL) !=
+          SQLITE_OK);
     cnd_audit_close(&log);
     CHECK(log == NULL);
     cnd_audit_close(&log);
@@ -298,10 +302,11 @@ static void set_entry(sqlite3 *db, int64_t seq, const char *text, int fix_hash, 
     uint8_t h[32];
     cnd_merkle_leaf_hash(h, text, strlen(text));
     CHECK(sqlite3_prepare_v2(db,
-                             fix_hash ? "UPDATE audit_entry SET entry = ?1, leaf_hash = ?2, subject = "
-                                        "coalesce(?3, subject) WHERE seq = ?4"
-                                      : "UPDATE audit_entry SET entry = ?1, subject = coalesce(?3, "
-                                        "subject) WHERE seq = ?4",
+                             fix_hash
+                                 ? "UPDATE audit_entry SET entry = ?1, leaf_hash = ?2, subject = "
+                                   "coalesce(?3, subject) WHERE seq = ?4"
+                                 : "UPDATE audit_entry SET entry = ?1, subject = coalesce(?3, "
+                                   "subject) WHERE seq = ?4",
                              -1, &st, NULL) == SQLITE_OK);
     sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
     if (fix_hash) sqlite3_bind_blob(st, 2, h, 32, SQLITE_TRANSIENT);
@@ -332,7 +337,8 @@ static int64_t live_size(const char *name)
     if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 5000);
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM audit_entry", -1, &st, NULL) == SQLITE_OK &&
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM audit_entry", -1, &st, NULL) ==
+                SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
             n = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
@@ -389,7 +395,8 @@ static void test_byte_changes_located(void)
             sqlite3_close(db);
             v = verify_path("w.db", k.pk, NULL, 0);
             tries++;
-            if (!v.ok && v.first_bad == seq && v.first_bad_exact) located++;
+            if (!v.ok && v.first_bad == seq && v.first_bad_exact)
+                located++;
             else {
                 fprintf(stderr, "byte %zu of entry %d:\n", pos[p], seq);
                 show(&v);
@@ -469,7 +476,8 @@ static void test_rows_deleted_reordered_truncated(void)
     /* A row deleted in the middle. */
     copy_db("r.db", "w.db");
     sqlite3 *db = raw_open("w.db");
-    CHECK(sqlite3_exec(db, "DELETE FROM audit_entry WHERE seq = 17", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "DELETE FROM audit_entry WHERE seq = 17", NULL, NULL, NULL) ==
+          SQLITE_OK);
     sqlite3_close(db);
     cnd_audit_verdict_t v = verify_path("w.db", k.pk, NULL, 0);
     CHECK(!v.ok && v.first_bad == 17 && v.first_bad_exact);
@@ -479,8 +487,11 @@ static void test_rows_deleted_reordered_truncated(void)
     /* A row deleted and the later ones renumbered to close the gap. */
     copy_db("r.db", "w.db");
     db = raw_open("w.db");
-    CHECK(sqlite3_exec(db, "DELETE FROM audit_entry WHERE seq = 11; UPDATE audit_entry SET seq = seq - 1 "
-                           "WHERE seq > 11", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(
+        sqlite3_exec(db,
+                     "DELETE FROM audit_entry WHERE seq = 11; UPDATE audit_entry SET seq = seq - 1 "
+                     "WHERE seq > 11",
+                     NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     v = verify_path("w.db", k.pk, NULL, 0);
     CHECK(!v.ok && v.first_bad == 11 && v.first_bad_exact);
@@ -502,7 +513,8 @@ static void test_rows_deleted_reordered_truncated(void)
     /* Truncated: the last 6 entries removed; the checkpoints still name them. */
     copy_db("r.db", "w.db");
     db = raw_open("w.db");
-    CHECK(sqlite3_exec(db, "DELETE FROM audit_entry WHERE seq >= 24", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "DELETE FROM audit_entry WHERE seq >= 24", NULL, NULL, NULL) ==
+          SQLITE_OK);
     sqlite3_close(db);
     v = verify_path("w.db", k.pk, NULL, 0);
     CHECK(!v.ok && v.first_bad == 24 && v.first_bad_exact);
@@ -521,8 +533,10 @@ static void test_rows_deleted_reordered_truncated(void)
     CHECK_EQ_INT(kept.tree_size, n);
     copy_db("r.db", "w.db");
     db = raw_open("w.db");
-    CHECK(sqlite3_exec(db, "DELETE FROM audit_entry WHERE seq >= 24; DELETE FROM audit_checkpoint "
-                           "WHERE tree_size > 24", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "DELETE FROM audit_entry WHERE seq >= 24; DELETE FROM audit_checkpoint "
+                       "WHERE tree_size > 24",
+                       NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
     v = verify_path("w.db", k.pk, NULL, 0);
     CHECK(v.ok); /* undetectable without outside knowledge: why auditors keep checkpoints */
@@ -573,8 +587,10 @@ static void test_forged_checkpoints(void)
     crypto_sign_detached(cp.sig, NULL, body.data, body.len, evil.sk);
     cnd_buf_free(&body);
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, "INSERT INTO audit_checkpoint(tree_size, root, time_ms, origin, reason, "
-                           "public_key, signature) VALUES (20, ?, ?, ?, 'auto', ?, ?)", -1, &st, NULL);
+    sqlite3_prepare_v2(db,
+                       "INSERT INTO audit_checkpoint(tree_size, root, time_ms, origin, reason, "
+                       "public_key, signature) VALUES (20, ?, ?, ?, 'auto', ?, ?)",
+                       -1, &st, NULL);
     sqlite3_bind_blob(st, 1, cp.root, 32, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, cp.time_ms);
     sqlite3_bind_text(st, 3, cp.origin, -1, SQLITE_STATIC);
@@ -600,11 +616,12 @@ static void test_forged_checkpoints(void)
     char sql[256];
     snprintf(sql, sizeof sql, "UPDATE audit_meta SET value = '%s' WHERE key = 'public_key'", pkhex);
     CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_prepare_v2(db, "SELECT id, tree_size, root, time_ms, origin, reason FROM audit_checkpoint",
+    sqlite3_prepare_v2(db,
+                       "SELECT id, tree_size, root, time_ms, origin, reason FROM audit_checkpoint",
                        -1, &st, NULL);
     sqlite3_stmt *up = NULL;
-    sqlite3_prepare_v2(db, "UPDATE audit_checkpoint SET signature = ?, public_key = ? WHERE id = ?", -1,
-                       &up, NULL);
+    sqlite3_prepare_v2(db, "UPDATE audit_checkpoint SET signature = ?, public_key = ? WHERE id = ?",
+                       -1, &up, NULL);
     while (sqlite3_step(st) == SQLITE_ROW) {
         cnd_audit_cp_t c;
         memset(&c, 0, sizeof c);
@@ -636,7 +653,8 @@ static void test_forged_checkpoints(void)
     /* A checkpoint row deleted from the middle. */
     copy_db("c.db", "w.db");
     db = raw_open("w.db");
-    CHECK(sqlite3_exec(db, "DELETE FROM audit_checkpoint WHERE id = 2", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "DELETE FROM audit_checkpoint WHERE id = 2", NULL, NULL, NULL) ==
+          SQLITE_OK);
     sqlite3_close(db);
     v = verify_path("w.db", k.pk, NULL, 0);
     CHECK(!v.ok && v.n_problems >= 1 && strstr(v.problems[0], "#2..#2 are missing"));
@@ -726,7 +744,8 @@ static void test_kill_during_append(void)
     }
     cnd_audit_verdict_t v = verify_path("kill.db", k.pk, NULL, 0);
     CHECK(v.ok);
-    fprintf(stderr, "kill test: %llu entries survived 3 kills and verify\n", (unsigned long long)v.entries);
+    fprintf(stderr, "kill test: %llu entries survived 3 kills and verify\n",
+            (unsigned long long)v.entries);
     cnd_audit_verdict_free(&v);
 }
 
@@ -740,18 +759,22 @@ static void test_shared_db_and_two_writers(void)
     path_in(p, sizeof p, "state.db");
     sqlite3 *db = NULL;
     CHECK(sqlite3_open(p, &db) == SQLITE_OK);
-    CHECK(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA user_version = 7;"
-                           "CREATE TABLE jobs(id TEXT PRIMARY KEY, state TEXT)", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "PRAGMA journal_mode=WAL; PRAGMA user_version = 7;"
+                       "CREATE TABLE jobs(id TEXT PRIMARY KEY, state TEXT)",
+                       NULL, NULL, NULL) == SQLITE_OK);
     cnd_audit_t *log = NULL;
     CHECK(cnd_audit_open_db(&log, db, k.sk, "condenser/state") == 0);
     cnd_audit_rec_t r = {k.fpr, "job.create", "j1", "j1", "{\"recipe\":{}}", NULL, 0};
     /* Committed together with the state change. */
-    CHECK(sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO jobs VALUES ('j1', 'new')", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO jobs VALUES ('j1', 'new')", NULL, NULL,
+                       NULL) == SQLITE_OK);
     CHECK(cnd_audit_append(log, &r, NULL) == 0);
     CHECK(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
     /* Rolled back together with it: the log stays consistent and later appends chain on the
      * committed entries. */
-    CHECK(sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO jobs VALUES ('j2', 'new')", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO jobs VALUES ('j2', 'new')", NULL, NULL,
+                       NULL) == SQLITE_OK);
     r.subject = "j2";
     CHECK(cnd_audit_append(log, &r, NULL) == 0);
     CHECK(cnd_audit_append(log, &r, NULL) == 0);

@@ -62,7 +62,8 @@ int main(void)
 {
     if (system("{ command -v sqlite3 && command -v python3 && command -v openssl && command -v "
                "sha256sum; } > /dev/null") != 0) {
-        fprintf(stderr, "test_audit_recipe: sqlite3, python3, openssl or sha256sum missing; skipped\n");
+        fprintf(stderr,
+                "test_audit_recipe: sqlite3, python3, openssl or sha256sum missing; skipped\n");
         return 77;
     }
     const char *data = getenv("CND_TEST_DATA");
@@ -70,7 +71,8 @@ int main(void)
         fprintf(stderr, "CND_TEST_DATA is not set (run through ctest)\n");
         return 1;
     }
-    /* CND_TEST_DATA is <source>/tests/data (which need not exist); the guide is in <source>/docs. */
+    /* CND_TEST_DATA is <source>/tests/data (which need not exist); the guide is in <source>/docs.
+     */
     char guide[600];
     snprintf(guide, sizeof guide, "%s", data);
     char *t = strstr(guide, "/tests/data");
@@ -137,7 +139,8 @@ int main(void)
              "        e = json.loads(text); old = e['prev_root']\n"
              "        text = text.replace(old, root(leaves).hex())\n"
              "    leaf = H(b'\\x00' + text.encode())\n"
-             "    db.execute('UPDATE audit_entry SET entry = ?, leaf_hash = ? WHERE seq = ?', (text, leaf, seq))\n"
+             "    db.execute('UPDATE audit_entry SET entry = ?, leaf_hash = ? WHERE seq = ?', "
+             "(text, leaf, seq))\n"
              "    leaves.append(leaf)\n"
              "db.commit()\n"
              "EOF\n") == 0);

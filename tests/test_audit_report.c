@@ -110,7 +110,8 @@ int main(void)
     CHECK(f && fputs(cnd_hex(hex, coord.pk, 32), f) >= 0);
     if (f) fclose(f);
 
-    CHECK(sh("%s audit report coord.db --job job-7 --out report.html --key coord.pub > /dev/null", bin) == 0);
+    CHECK(sh("%s audit report coord.db --job job-7 --out report.html --key coord.pub > /dev/null",
+             bin) == 0);
     char *dom = render("report.html", "dom.html");
     CHECK(dom != NULL);
     if (dom) {
@@ -135,7 +136,8 @@ int main(void)
         s = section(dom, "bytes-table", "</table>", &n);
         CHECK(count_in(s, n, "st-marys-icu") == 1 && count_in(s, n, "data-bytes=\"21000\"") == 1);
         CHECK(count_in(s, n, "north-general") == 1 && count_in(s, n, "data-bytes=\"21210\"") == 1);
-        CHECK(count_in(s, n, "riverside &lt;lab&gt;") == 1 && count_in(s, n, "data-bytes=\"18360\"") == 1);
+        CHECK(count_in(s, n, "riverside &lt;lab&gt;") == 1 &&
+              count_in(s, n, "data-bytes=\"18360\"") == 1);
         CHECK(strstr(dom, "<lab>") == NULL); /* a name from the log never becomes markup */
         /* Model versions with their digests. */
         uint8_t d[32];
@@ -161,7 +163,8 @@ int main(void)
              "audit_entry SET entry = replace(entry, ':60000}', ':90000}') "
              "WHERE action = 'round.end'\" && test $(sqlite3 bad.db \"SELECT count(*) FROM "
              "audit_entry WHERE entry LIKE '%%:90000}%%'\") -gt 0") == 0);
-    CHECK(sh("%s audit report bad.db --job job-7 --out bad.html --key coord.pub > /dev/null", bin) == 0);
+    CHECK(sh("%s audit report bad.db --job job-7 --out bad.html --key coord.pub > /dev/null",
+             bin) == 0);
     dom = render("bad.html", "bad-dom.html");
     CHECK(dom != NULL);
     if (dom) {

@@ -101,8 +101,8 @@ static void build_logs(void)
             memset(body, 'x', 1000);
             snprintf(msg, sizeof msg, "r%d s0 m%d", r, m);
             memcpy(body, msg, strlen(msg));
-            CHECK(cnd_audit_log_message(a, 'E', sites[0].fpr, coord.fpr, "job-42", "masked_update", r,
-                                        body, 1000, NULL) == 0);
+            CHECK(cnd_audit_log_message(a, 'E', sites[0].fpr, coord.fpr, "job-42", "masked_update",
+                                        r, body, 1000, NULL) == 0);
         }
     CHECK(cnd_audit_checkpoint(a, "round.end", NULL) == 0);
     cnd_audit_close(&a);
@@ -192,18 +192,22 @@ static void test_proofs_cli(void)
     /* Keep a checkpoint, let the log grow, prove consistency. */
     CHECK(run(out, sizeof out, "%s audit checkpoint coord.db --out kept.cp", g_bin) == 0);
     char *kept = read_text("kept.cp");
-    CHECK(kept && strncmp(kept, "condenser/coordinator-test\n", 27) == 0 && strstr(kept, "\xE2\x80\x94 "));
+    CHECK(kept && strncmp(kept, "condenser/coordinator-test\n", 27) == 0 &&
+          strstr(kept, "\xE2\x80\x94 "));
     free(kept);
     cnd_audit_t *c = open_in("coord.db", &coord, "condenser/coordinator-test");
     for (int i = 0; i < 9; i++)
-        fx_add(c, coord.fpr, "admin.site.list", "", "job-42", "{\"command\":\"condenser site list\"}",
-               NULL, NULL);
+        fx_add(c, coord.fpr, "admin.site.list", "", "job-42",
+               "{\"command\":\"condenser site list\"}", NULL, NULL);
     CHECK(cnd_audit_checkpoint(c, "rollout.wave", NULL) == 0);
     cnd_audit_close(&c);
-    CHECK(run(out, sizeof out, "%s audit prove coord.db --from-checkpoint kept.cp --out cons.json", g_bin) == 0);
+    CHECK(run(out, sizeof out, "%s audit prove coord.db --from-checkpoint kept.cp --out cons.json",
+              g_bin) == 0);
     CHECK(run(out, sizeof out, "%s audit check-proof cons.json --key coord.pub", g_bin) == 0);
-    CHECK(strstr(out, "OK: log condenser/coordinator-test's checkpoint of") && strstr(out, "extends"));
-    CHECK(run(out, sizeof out, "%s audit verify coord.db --key coord.pub --checkpoint kept.cp", g_bin) == 0);
+    CHECK(strstr(out, "OK: log condenser/coordinator-test's checkpoint of") &&
+          strstr(out, "extends"));
+    CHECK(run(out, sizeof out, "%s audit verify coord.db --key coord.pub --checkpoint kept.cp",
+              g_bin) == 0);
     /* Tampered consistency proof: one hex digit of the path. */
     char *p = read_text("cons.json");
     CHECK(p != NULL);
@@ -214,7 +218,8 @@ static void test_proofs_cli(void)
             h += 9;
             *h = *h == '0' ? '1' : '0';
             write_file("cons-bad.json", p, strlen(p));
-            CHECK(run(out, sizeof out, "%s audit check-proof cons-bad.json --key coord.pub", g_bin) == 1);
+            CHECK(run(out, sizeof out, "%s audit check-proof cons-bad.json --key coord.pub",
+                      g_bin) == 1);
             CHECK(strstr(out, "does NOT extend") != NULL);
         }
         free(p);
@@ -225,7 +230,8 @@ static void test_proofs_cli(void)
 
     /* Inclusion proofs of several entries. */
     for (int e = 0; e < 60; e += 19) {
-        CHECK(run(out, sizeof out, "%s audit prove coord.db --entry %d --out inc.json", g_bin, e) == 0);
+        CHECK(run(out, sizeof out, "%s audit prove coord.db --entry %d --out inc.json", g_bin, e) ==
+              0);
         CHECK(run(out, sizeof out, "%s audit check-proof inc.json --key coord.pub", g_bin) == 0);
         char want[64];
         snprintf(want, sizeof want, "OK: entry %d (", e);
@@ -241,7 +247,8 @@ static void test_proofs_cli(void)
         if (r) {
             r[14] = '4';
             write_file("inc-bad.json", p, strlen(p));
-            CHECK(run(out, sizeof out, "%s audit check-proof inc-bad.json --key coord.pub", g_bin) == 1);
+            CHECK(run(out, sizeof out, "%s audit check-proof inc-bad.json --key coord.pub",
+                      g_bin) == 1);
             CHECK(strstr(out, "is NOT in the tree") != NULL);
             r[14] = '8';
         }
@@ -250,7 +257,8 @@ static void test_proofs_cli(void)
         if (ix) {
             ix[8] = '7';
             write_file("inc-bad2.json", p, strlen(p));
-            CHECK(run(out, sizeof out, "%s audit check-proof inc-bad2.json --key coord.pub", g_bin) == 1);
+            CHECK(run(out, sizeof out, "%s audit check-proof inc-bad2.json --key coord.pub",
+                      g_bin) == 1);
         }
         free(p);
     }
@@ -258,7 +266,8 @@ static void test_proofs_cli(void)
     c = open_in("coord.db", &coord, "condenser/coordinator-test");
     uint64_t last = fx_add(c, coord.fpr, "admin.site.list", "", "job-42", "{}", NULL, NULL);
     cnd_audit_close(&c);
-    CHECK(run(out, sizeof out, "%s audit prove coord.db --entry %llu", g_bin, (unsigned long long)last) == 1);
+    CHECK(run(out, sizeof out, "%s audit prove coord.db --entry %llu", g_bin,
+              (unsigned long long)last) == 1);
     CHECK(strstr(out, "not yet covered by a signed checkpoint") != NULL);
     CHECK(run(out, sizeof out, "%s audit prove coord.db --entry 99999", g_bin) == 1);
     CHECK(run(out, sizeof out, "%s audit prove coord.db", g_bin) == 2);
@@ -269,7 +278,8 @@ static void test_proofs_cli(void)
               "%s audit prove rw.db --from-checkpoint kept.cp --out x.json",
               g_bin) == 1);
     CHECK(strstr(out, "not consistent") || strstr(out, "no longer match"));
-    CHECK(run(out, sizeof out, "%s audit verify rw.db --key coord.pub --checkpoint kept.cp", g_bin) == 1);
+    CHECK(run(out, sizeof out, "%s audit verify rw.db --key coord.pub --checkpoint kept.cp",
+              g_bin) == 1);
 }
 
 static void test_export_cli(void)
@@ -285,7 +295,8 @@ static void test_export_cli(void)
     cnd_audit_t *log = NULL;
     CHECK(cnd_audit_open_readonly(&log, p) == 0);
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(cnd_audit_db(log), "SELECT leaf_hash FROM audit_entry ORDER BY seq", -1, &st, NULL);
+    sqlite3_prepare_v2(cnd_audit_db(log), "SELECT leaf_hash FROM audit_entry ORDER BY seq", -1, &st,
+                       NULL);
     int lines = 0, same = 0;
     for (char *line = all, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
         uint8_t h[32];
@@ -300,13 +311,19 @@ static void test_export_cli(void)
     CHECK_EQ_INT(lines, n);
     CHECK_EQ_INT(same, n);
     free(all);
-    CHECK(run(out, sizeof out, "%s audit export coord.db --job job-42 --format csv --out j.csv", g_bin) == 0);
+    CHECK(run(out, sizeof out, "%s audit export coord.db --job job-42 --format csv --out j.csv",
+              g_bin) == 0);
     char *csv = read_text("j.csv");
-    CHECK(csv && !strncmp(csv, "seq,time_utc,time_ms,actor,action,subject,job,details,digests,leaf_hash\r\n", 73));
+    CHECK(csv &&
+          !strncmp(csv,
+                   "seq,time_utc,time_ms,actor,action,subject,job,details,digests,leaf_hash\r\n",
+                   73));
     int rows = 0;
     for (char *q = csv; q && (q = strstr(q, "\r\n")); q += 2) rows++;
     CHECK(rows > 40);
-    CHECK(csv && strstr(csv, ",\"job.create\",\"job-42\",\"job-42\",\"{\"\"name\"\":\"\"fmnist-cnn-int8\"\""));
+    CHECK(csv &&
+          strstr(csv,
+                 ",\"job.create\",\"job-42\",\"job-42\",\"{\"\"name\"\":\"\"fmnist-cnn-int8\"\""));
     CHECK(csv && !strstr(csv, "\"rollout.wave\"")); /* rollout entries carry no job */
     free(csv);
     CHECK(run(out, sizeof out, "%s audit export coord.db --format xml", g_bin) == 2);
@@ -315,8 +332,9 @@ static void test_export_cli(void)
 static void test_reconcile_cli(void)
 {
     char out[16384];
-    CHECK(run(out, sizeof out, "%s audit reconcile agent0.db coord.db --agent-key site0.pub "
-                               "--coordinator-key coord.pub",
+    CHECK(run(out, sizeof out,
+              "%s audit reconcile agent0.db coord.db --agent-key site0.pub "
+              "--coordinator-key coord.pub",
               g_bin) == 0);
     CHECK(strstr(out, "matched:                 10") && strstr(out, "RECONCILED"));
     /* The coordinator received a message in site 0's name that site 0 never sent. */
@@ -336,7 +354,8 @@ static void test_reconcile_cli(void)
     cnd_audit_close(&a);
     CHECK(run(out, sizeof out, "%s audit reconcile agent2.db coord.db", g_bin) == 1);
     CHECK(strstr(out, "NOT RECEIVED: site entry 10") != NULL);
-    CHECK(run(out, sizeof out, "%s audit reconcile agent2.db coord.db --allow-undelivered", g_bin) == 0);
+    CHECK(run(out, sizeof out, "%s audit reconcile agent2.db coord.db --allow-undelivered",
+              g_bin) == 0);
     /* Another site's log matches nothing of site 0's. */
     cnd_audit_reconcile_t r;
     char p1[512], p2[512];
@@ -345,7 +364,8 @@ static void test_reconcile_cli(void)
     cnd_audit_t *la = NULL, *lc = NULL;
     CHECK(cnd_audit_open_readonly(&la, p1) == 0 && cnd_audit_open_readonly(&lc, p2) == 0);
     CHECK(cnd_audit_reconcile(&r, la, lc, sites[1].fpr, NULL, NULL) == 0);
-    CHECK(r.sent == 10 && r.received == 10 && r.matched == 0 && r.not_sent == 10 && r.not_received == 10);
+    CHECK(r.sent == 10 && r.received == 10 && r.matched == 0 && r.not_sent == 10 &&
+          r.not_received == 10);
     cnd_audit_reconcile_free(&r);
     CHECK(cnd_audit_reconcile(&r, la, lc, NULL, NULL, "job-other") == 0);
     CHECK(r.sent == 0 && r.received == 0);
@@ -357,7 +377,8 @@ static void test_reconcile_cli(void)
 static void test_report_cli(void)
 {
     char out[16384];
-    CHECK(run(out, sizeof out, "%s audit report coord.db --job job-42 --out r.html --key coord.pub", g_bin) == 0);
+    CHECK(run(out, sizeof out, "%s audit report coord.db --job job-42 --out r.html --key coord.pub",
+              g_bin) == 0);
     CHECK(strstr(out, "verification: OK:") && strstr(out, "report: r.html"));
     char *html = read_text("r.html");
     CHECK(html != NULL);
@@ -370,7 +391,8 @@ static void test_report_cli(void)
         CHECK(strstr(html, "data-points=\"5\"") != NULL);
         free(html);
     }
-    CHECK(run(out, sizeof out, "%s audit report coord.db --job nosuchjob --out x.html", g_bin) == 1);
+    CHECK(run(out, sizeof out, "%s audit report coord.db --job nosuchjob --out x.html", g_bin) ==
+          1);
     CHECK(strstr(out, "no entry in the log belongs to job 'nosuchjob'") != NULL);
     CHECK(run(out, sizeof out, "%s audit report coord.db --job job-42", g_bin) == 2);
 }
@@ -393,6 +415,7 @@ int main(void)
     test_report_cli();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (!check_failures && !getenv("CND_KEEP_TMP") && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    if (!check_failures && !getenv("CND_KEEP_TMP") && system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", g_dir);
     return check_result("test_audit_tools");
 }

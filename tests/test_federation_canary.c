@@ -64,7 +64,7 @@ int main(void)
      * once every site has ended. */
     char clog[400];
     fx_path(clog, sizeof clog, f.root, "coordinator.log");
-    const char *cargs[] = {"coordinator", "run",  "--dir",     f.coord, "--endpoint", f.endpoint,
+    const char *cargs[] = {"coordinator",    "run", "--dir",     f.coord, "--endpoint", f.endpoint,
                            "--heartbeat-ms", "500", "--capture", cap,     NULL};
     pid_t coord = fx_spawn(clog, NULL, cargs);
     pid_t ag[3];

@@ -1,12 +1,12 @@
 /*
  * test_federation_dropout.c: a real federation on loopback (a coordinator and five site agents,
  * separate processes) in which one site is killed after its SecAgg+ key shares were accepted
- * (before it masks) and another after its masked update was accepted (before it unmasks). The round must still complete
- * with the exact weighted average of the four sites whose masked updates arrived: the test
- * reads each survivor's encoded update (CND_AGENT_DEBUG_DUMP, written to local disk before
- * masking), sums them modulo 2^b itself, decodes the sum, and requires the coordinator's new
- * model to equal the old one plus that average bit for bit. The float average of the dumped
- * updates, weighted by sample count, must agree within the fixed-point rounding bound.
+ * (before it masks) and another after its masked update was accepted (before it unmasks). The round
+ * must still complete with the exact weighted average of the four sites whose masked updates
+ * arrived: the test reads each survivor's encoded update (CND_AGENT_DEBUG_DUMP, written to local
+ * disk before masking), sums them modulo 2^b itself, decodes the sum, and requires the
+ * coordinator's new model to equal the old one plus that average bit for bit. The float average of
+ * the dumped updates, weighted by sample count, must agree within the fixed-point rounding bound.
  */
 #include "bytes.h"
 #include "check.h"

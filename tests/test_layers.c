@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SET_CONV(L, OC, K, S, P) \
+#define SET_CONV(L, OC, K, S, P)                                                                   \
     ((L).p.conv.oc = (OC), (L).p.conv.k = (K), (L).p.conv.stride = (S), (L).p.conv.pad = (P))
 
 typedef struct {
@@ -213,8 +213,11 @@ static void test_conv_reference(void)
     cnd_rng_t rng;
     cnd_rng_seed(&rng, 11);
     int configs[][6] = {/* C, H, W, OC, K, stride, pad packed below */
-                        {3, 8, 7, 5, 3, 1}, {2, 9, 9, 4, 3, 2}, {1, 28, 28, 8, 5, 1},
-                        {1, 28, 28, 32, 3, 1}, {1, 7, 5, 3, 7, 1}};
+                        {3, 8, 7, 5, 3, 1},
+                        {2, 9, 9, 4, 3, 2},
+                        {1, 28, 28, 8, 5, 1},
+                        {1, 28, 28, 32, 3, 1},
+                        {1, 7, 5, 3, 7, 1}};
     int pads[] = {1, 0, 2, 1, 3};
     int relu[] = {0, 0, 0, 1, 0}; /* single-channel same convs take the direct path */
     for (int t = 0; t < 5; t++) {
@@ -433,7 +436,8 @@ static void test_fused_pool(void)
 {
     CHECK(cnd_pool_set_threads(2) == 0);
     fused_pool_case("conv2d(5,3,pad=1) relu maxpool(2) conv2d(6,3,pad=1) maxpool(2) flatten "
-                    "dense(4)", (cnd_shape_t){2, 20, 36}, 0, 3);
+                    "dense(4)",
+                    (cnd_shape_t){2, 20, 36}, 0, 3);
     /* A strided conv (general im2col/col2im) whose input gradient feeds a first conv. */
     fused_pool_case("conv2d(3,3,pad=1) conv2d(4,3,stride=2) relu maxpool(2) flatten dense(4)",
                     (cnd_shape_t){2, 18, 22}, 1, -1);

@@ -14,8 +14,12 @@ static void unhex(uint8_t *out, const char *hex)
 }
 
 /* The eight CT test leaves and the published roots for sizes 0..8. */
-static const char *const ct_leaves[8] = {"",         "00",       "10",
-                                         "2021",     "3031",     "40414243",
+static const char *const ct_leaves[8] = {"",
+                                         "00",
+                                         "10",
+                                         "2021",
+                                         "3031",
+                                         "40414243",
                                          "5051525354555657",
                                          "606162636465666768696a6b6c6d6e6f"};
 static const char *const ct_roots[9] = {
@@ -31,27 +35,37 @@ static const char *const ct_roots[9] = {
 };
 
 typedef struct {
-    uint64_t a, b;         /* index and size, or old and new size */
-    const char *path[4];   /* expected proof, NULL-terminated */
+    uint64_t a, b;       /* index and size, or old and new size */
+    const char *path[4]; /* expected proof, NULL-terminated */
 } vec_t;
 
 static const vec_t ct_inclusion[] = {
-    {0, 8, {"96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4", NULL}},
-    {5, 8, {"bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7", NULL}},
+    {0,
+     8,
+     {"96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+      "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+      "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4", NULL}},
+    {5,
+     8,
+     {"bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+      "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+      "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7", NULL}},
 };
 
 static const vec_t ct_consistency[] = {
-    {2, 8, {"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4", NULL}},
-    {6, 8, {"0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7", NULL}},
-    {2, 5, {"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b", NULL}},
+    {2,
+     8,
+     {"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+      "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4", NULL}},
+    {6,
+     8,
+     {"0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+      "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+      "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7", NULL}},
+    {2,
+     5,
+     {"5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+      "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b", NULL}},
 };
 
 static void test_ct_vectors(void)
@@ -185,11 +199,13 @@ static void test_every_size(void)
             /* Wrong leaf, wrong index, wrong size, truncated and extended proofs fail. */
             CHECK(cnd_merkle_verify_inclusion(leaves[(m + 1) % N], m, n, proof, np, roots[n]) != 0);
             if (n > 1) {
-                CHECK(cnd_merkle_verify_inclusion(leaves[m], (m + 1) % n, n, proof, np, roots[n]) != 0);
+                CHECK(cnd_merkle_verify_inclusion(leaves[m], (m + 1) % n, n, proof, np, roots[n]) !=
+                      0);
                 CHECK(cnd_merkle_verify_inclusion(leaves[m], m, n, proof, np - 1, roots[n]) != 0);
             }
             if (n < N) /* the size-n proof does not prove inclusion in the size-(n+1) tree */
-                CHECK(cnd_merkle_verify_inclusion(leaves[m], m, n + 1, proof, np, roots[n + 1]) != 0);
+                CHECK(cnd_merkle_verify_inclusion(leaves[m], m, n + 1, proof, np, roots[n + 1]) !=
+                      0);
             memcpy(proof[np], leaves[0], 32);
             CHECK(cnd_merkle_verify_inclusion(leaves[m], m, n, proof, np + 1, roots[n]) != 0);
             CHECK(cnd_merkle_verify_inclusion(leaves[m], n, n, proof, np, roots[n]) != 0);
@@ -233,14 +249,17 @@ static void test_every_size(void)
                  * old root to the rewritten tree's root, and the rewritten tree's own proof
                  * does not link the genuine old root when the rewrite reaches into it. */
                 if (n > 20)
-                    CHECK(cnd_merkle_verify_consistency(m, n, roots[m], other_roots[n], proof, np) != 0);
+                    CHECK(cnd_merkle_verify_consistency(m, n, roots[m], other_roots[n], proof,
+                                                        np) != 0);
                 cnd_merkle_hash_t op[CND_MERKLE_MAX_PROOF];
                 size_t onp = 0;
                 CHECK(cnd_merkle_consistency_proof(op, &onp, other, n, m) == 0);
                 if (m > 20)
-                    CHECK(cnd_merkle_verify_consistency(m, n, roots[m], other_roots[n], op, onp) != 0);
+                    CHECK(cnd_merkle_verify_consistency(m, n, roots[m], other_roots[n], op, onp) !=
+                          0);
                 else
-                    CHECK(cnd_merkle_verify_consistency(m, n, roots[m], other_roots[n], op, onp) == 0);
+                    CHECK(cnd_merkle_verify_consistency(m, n, roots[m], other_roots[n], op, onp) ==
+                          0);
             }
         }
         if (n > 0) {

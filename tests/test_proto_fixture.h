@@ -466,8 +466,7 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         f->rb.reason = S("canary failures 3/10 above 20%");
         p = &f->rb;
         break;
-    default:
-        break;
+    default: break;
     }
     cnd_proto_envelope_init(&f->env, t, p, job, round, "site-b", 1000 + (uint64_t)t);
 }

@@ -58,8 +58,7 @@ static size_t s_mutate(uint8_t *buf, size_t n, const seed_t *seeds, int nseeds, 
         if (n) buf[cnd_rng_below(r, n)] = v[cnd_rng_below(r, sizeof v)];
         return n;
     }
-    case 2: /* truncate */
-        return n ? (size_t)cnd_rng_below(r, n) : 0;
+    case 2: /* truncate */ return n ? (size_t)cnd_rng_below(r, n) : 0;
     case 3: { /* insert random bytes */
         size_t k = 1 + (size_t)cnd_rng_below(r, 16), at = n ? (size_t)cnd_rng_below(r, n + 1) : 0;
         if (n + k > MAX_LEN) return n;

@@ -18,18 +18,18 @@ static void s_params(void)
     int32_t z;
     cnd_quant_params(-1.0f, 3.0f, &s, &z);
     CHECK_NEAR(s, 4.0 / 255.0, 1e-7);
-    CHECK_EQ_INT(z, -64);                      /* -128 + 1/s = -64.25 -> -64 */
+    CHECK_EQ_INT(z, -64); /* -128 + 1/s = -64.25 -> -64 */
     float zero = 0.0f;
     cnd_quant_fake(&zero, 1, s, z, NULL);
-    CHECK(zero == 0.0f);                       /* zero is exact */
-    cnd_quant_params(0.0f, 6.0f, &s, &z);      /* after a ReLU */
+    CHECK(zero == 0.0f);                  /* zero is exact */
+    cnd_quant_params(0.0f, 6.0f, &s, &z); /* after a ReLU */
     CHECK_EQ_INT(z, -128);
-    cnd_quant_params(0.5f, 2.0f, &s, &z);      /* widened to contain 0 */
+    cnd_quant_params(0.5f, 2.0f, &s, &z); /* widened to contain 0 */
     CHECK_EQ_INT(z, -128);
     CHECK_NEAR(s, 2.0 / 255.0, 1e-7);
     cnd_quant_params(-5.0f, -1.0f, &s, &z);
     CHECK_EQ_INT(z, 127);
-    cnd_quant_params(0.0f, 0.0f, &s, &z);      /* degenerate */
+    cnd_quant_params(0.0f, 0.0f, &s, &z); /* degenerate */
     CHECK(s > 0.0f);
     cnd_quant_params(NAN, NAN, &s, &z);
     CHECK(s > 0.0f && z >= -128 && z <= 127);
@@ -51,16 +51,16 @@ static void s_params(void)
     CHECK_EQ_INT(mask[0], 0);
     CHECK_EQ_INT(mask[5], 0);
     for (int i = 1; i < 5; i++) CHECK_EQ_INT(mask[i], 1);
-    CHECK_NEAR(x[0], (-128 - z) * s, 1e-6);    /* clipped to the low end */
+    CHECK_NEAR(x[0], (-128 - z) * s, 1e-6); /* clipped to the low end */
     CHECK_NEAR(x[5], (127 - z) * s, 1e-6);
-    CHECK_NEAR(x[1], -17 * s, 1e-6);           /* -0.26 / s = -16.6 -> -17 */
+    CHECK_NEAR(x[1], -17 * s, 1e-6); /* -0.26 / s = -16.6 -> -17 */
     CHECK_NEAR(x[4], 1.0f, s / 2);
 }
 
 static void s_weight_scales(void)
 {
     float w[2 * 8] = {1, -2, 0.5f, 0.25f, 0, 0, 0, 0.1f, /* row 0: max 2 */
-                      0, 0, 0, 0, 0, 0, 0, 0};           /* row 1: all zero */
+                      0, 0,  0,    0,     0, 0, 0, 0};   /* row 1: all zero */
     float sc[2];
     cnd_quant_weight_scales(sc, w, 2, 8, 127, 0);
     CHECK_NEAR(sc[0], 2.0 / 127, 1e-7);
@@ -89,8 +89,9 @@ static void s_fold_bn(void)
 {
     cnd_model_t *m = NULL, *f = NULL;
     cnd_shape_t in = {2, 6, 6};
-    CHECK_EQ_INT(cnd_model_new(&m, "conv2d(3,3) batchnorm relu flatten dense(4) batchnorm dense(2)",
-                               in, 4), 0);
+    CHECK_EQ_INT(
+        cnd_model_new(&m, "conv2d(3,3) batchnorm relu flatten dense(4) batchnorm dense(2)", in, 4),
+        0);
     if (!m) return;
     cnd_rng_t r;
     cnd_rng_seed(&r, 8);
@@ -135,8 +136,11 @@ static void s_plan(void)
 {
     cnd_model_t *m = NULL;
     cnd_shape_t in = {1, 8, 8};
-    CHECK_EQ_INT(cnd_model_new(&m, "conv2d(4,3,pad=1) relu maxpool(2) avgpool(2) flatten dense(5) "
-                               "relu relu dense(3)", in, 1), 0);
+    CHECK_EQ_INT(cnd_model_new(&m,
+                               "conv2d(4,3,pad=1) relu maxpool(2) avgpool(2) flatten dense(5) "
+                               "relu relu dense(3)",
+                               in, 1),
+                 0);
     if (!m) return;
     cnd_qplan_t p;
     CHECK_EQ_INT(cnd_quant_plan(&p, m), 0);
@@ -148,8 +152,8 @@ static void s_plan(void)
     CHECK_EQ_INT(p.point_of_layer[2], 1); /* maxpool keeps it */
     CHECK_EQ_INT(p.fq_at[3], 1);          /* avgpool re-rounds */
     CHECK_EQ_INT(p.point_of_layer[3], 1);
-    CHECK_EQ_INT(p.point_layer[2], 6);    /* dense(5) + fused relu at layer 6 */
-    CHECK_EQ_INT(p.fq_at[7], 0);          /* the second relu: stand-alone, same grid */
+    CHECK_EQ_INT(p.point_layer[2], 6); /* dense(5) + fused relu at layer 6 */
+    CHECK_EQ_INT(p.fq_at[7], 0);       /* the second relu: stand-alone, same grid */
     CHECK_EQ_INT(p.point_layer[3], 8);
     cnd_model_destroy(&m);
 }
@@ -188,7 +192,8 @@ static void s_fake_quant_hooks(void)
         for (int o = 0; o < 3; o++) {
             float acc = bias[o];
             for (int k = 0; k < 6; k++)
-                acc += xq[b * 6 + k] * (float)cnd_quant_q(W[o * 6 + k], sw[o], 0, -127, 127) * sw[o];
+                acc +=
+                    xq[b * 6 + k] * (float)cnd_quant_q(W[o * 6 + k], sw[o], 0, -127, 127) * sw[o];
             pre[b * 3 + o] = want[b * 3 + o] = acc;
         }
     cnd_quant_fake(want, 6, s1, z1, mk);
@@ -241,7 +246,8 @@ static void s_int_vs_fake(const char *spec, cnd_shape_t in, int wbits)
     CHECK_EQ_INT(cnd_quant_plan(&plan, m), 0);
     float *xc = qt_pixels(in, 64, 21 + 2); /* the calibration pixels qt_make used */
     cnd_model_normalize(m, xc, 64);
-    CHECK_EQ_INT(cnd_quant_calibrate(ranges, NULL, w_mse, m, &plan, xc, 64, CND_QM_MINMAX, wbits), 0);
+    CHECK_EQ_INT(cnd_quant_calibrate(ranges, NULL, w_mse, m, &plan, xc, 64, CND_QM_MINMAX, wbits),
+                 0);
     cnd_fq_t *fq = NULL;
     CHECK_EQ_INT(cnd_fq_new(&fq, m, &plan, ranges, w_mse, wbits, 0, plan.n_points), 0);
     const float *lg;
@@ -271,7 +277,9 @@ static void s_int_vs_fake(const char *spec, cnd_shape_t in, int wbits)
         agree += bi == bf;
     }
     /* a few LSB of difference from bias rounding and double-rounded requantization */
-    if (far) fprintf(stderr, "%s w%d: %d logits more than 3 LSB apart (max %.1f)\n", spec, wbits, far, maxerr);
+    if (far)
+        fprintf(stderr, "%s w%d: %d logits more than 3 LSB apart (max %.1f)\n", spec, wbits, far,
+                maxerr);
     CHECK(far <= (int)(n * K / 50));
     CHECK(agree >= (int)(n * 9 / 10));
     cnd_fq_destroy(&fq);
@@ -317,12 +325,14 @@ static void s_calib_methods(void)
     }
     CHECK_NEAR(rmm[0].lo, xmin, 1e-6);
     CHECK_NEAR(rmm[0].hi, xmax, 1e-6);
-    CHECK(rpc[0].hi < rmm[0].hi);   /* 1 value in 12800 is above the 99.99th percentile */
+    CHECK(rpc[0].hi < rmm[0].hi); /* 1 value in 12800 is above the 99.99th percentile */
     CHECK(rmse[0].hi <= rmm[0].hi);
     CHECK(rpc[1].lo == 0.0f && rmm[1].lo == 0.0f); /* after ReLU */
     for (int p = 0; p < plan.n_points; p++) {
         CHECK(ch[p] >= CND_QM_MINMAX && ch[p] <= CND_QM_MSE);
-        const cnd_qrange_t *want = ch[p] == CND_QM_MINMAX ? &rmm[p] : ch[p] == CND_QM_PERCENTILE ? &rpc[p] : &rmse[p];
+        const cnd_qrange_t *want = ch[p] == CND_QM_MINMAX       ? &rmm[p]
+                                   : ch[p] == CND_QM_PERCENTILE ? &rpc[p]
+                                                                : &rmse[p];
         CHECK_NEAR(rauto[p].lo, want->lo, 1e-6);
         CHECK_NEAR(rauto[p].hi, want->hi, 1e-6);
     }
@@ -341,8 +351,11 @@ int main(void)
     s_fake_quant_hooks();
     s_calib_methods();
     s_int_vs_fake("flatten dense(16) relu dense(4)", (cnd_shape_t){1, 6, 6}, 8);
-    s_int_vs_fake("conv2d(6,3,pad=1) relu maxpool(2) flatten dense(8) relu dense(5)", (cnd_shape_t){2, 8, 8}, 8);
-    s_int_vs_fake("conv2d(6,3,pad=1) relu avgpool(2) conv2d(5,3) relu gap dense(4)", (cnd_shape_t){3, 9, 9}, 8);
-    s_int_vs_fake("conv2d(6,3,pad=1) relu maxpool(2) flatten dense(8) relu dense(5)", (cnd_shape_t){2, 8, 8}, 4);
+    s_int_vs_fake("conv2d(6,3,pad=1) relu maxpool(2) flatten dense(8) relu dense(5)",
+                  (cnd_shape_t){2, 8, 8}, 8);
+    s_int_vs_fake("conv2d(6,3,pad=1) relu avgpool(2) conv2d(5,3) relu gap dense(4)",
+                  (cnd_shape_t){3, 9, 9}, 8);
+    s_int_vs_fake("conv2d(6,3,pad=1) relu maxpool(2) flatten dense(8) relu dense(5)",
+                  (cnd_shape_t){2, 8, 8}, 4);
     return check_result("test_quant");
 }

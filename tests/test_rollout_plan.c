@@ -85,10 +85,11 @@ static void s_test_waves(void)
         uint32_t wave;
         const char *state;
         int64_t offered, updated;
-    } rows[] = {{2, "healthy", 300, 390},  {0, "healthy", 100, 150},   {1, "failed", 200, 260},
-                {2, "refused", 310, 320},  {1, "timeout", 210, 900},   {2, "deferred", 0, 330},
-                {2, "offered", 305, 305},  {1, "rolled_back", 205, 950}, {2, "skipped", 0, 10},
-                {2, "rollback_sent", 340, 400}};
+    } rows[] = {{2, "healthy", 300, 390}, {0, "healthy", 100, 150},
+                {1, "failed", 200, 260},  {2, "refused", 310, 320},
+                {1, "timeout", 210, 900}, {2, "deferred", 0, 330},
+                {2, "offered", 305, 305}, {1, "rolled_back", 205, 950},
+                {2, "skipped", 0, 10},    {2, "rollback_sent", 340, 400}};
     size_t n = sizeof rows / sizeof rows[0];
     cnd_rdevice_t dv[10];
     memset(dv, 0, sizeof dv);

@@ -14,7 +14,8 @@
 int main(void)
 {
     static const char *specs[] = {
-        "conv2d(4,3,pad=1) relu maxpool(2) conv2d(5,3,stride=2) relu avgpool(2) flatten dense(6) relu dense(3)",
+        "conv2d(4,3,pad=1) relu maxpool(2) conv2d(5,3,stride=2) relu avgpool(2) flatten dense(6) "
+        "relu dense(3)",
         "flatten dense(9) relu relu dense(4)",
         "conv2d(3,2) relu gap dense(5)",
     };
@@ -24,7 +25,9 @@ int main(void)
     for (size_t si = 0; si < sizeof specs / sizeof *specs; si++)
         for (int wbits = 8; wbits >= 4; wbits -= 4) {
             cnd_qmodel_t *q = NULL;
-            CHECK_EQ_INT(qt_make(&q, NULL, specs[si], (cnd_shape_t){2, 12, 12}, wbits, CND_QM_MINMAX, si), 0);
+            CHECK_EQ_INT(
+                qt_make(&q, NULL, specs[si], (cnd_shape_t){2, 12, 12}, wbits, CND_QM_MINMAX, si),
+                0);
             if (!q) continue;
             uint8_t *good;
             size_t len;
@@ -36,12 +39,17 @@ int main(void)
                 int edits = 1 + (int)cnd_rng_below(&r, 8);
                 for (int e = 0; e < edits; e++) {
                     /* bias edits toward the header and the tables, where fields live */
-                    uint32_t at = cnd_rng_below(&r, 2) ? (uint32_t)cnd_rng_below(&r, body < 1024 ? body : 1024)
-                                                       : (uint32_t)cnd_rng_below(&r, body);
+                    uint32_t at = cnd_rng_below(&r, 2)
+                                      ? (uint32_t)cnd_rng_below(&r, body < 1024 ? body : 1024)
+                                      : (uint32_t)cnd_rng_below(&r, body);
                     uint32_t k = (uint32_t)cnd_rng_below(&r, 4);
-                    a[at] = k == 0 ? 0x00 : k == 1 ? 0xff : k == 2 ? 0x80 : (uint8_t)cnd_rng_u64(&r);
+                    a[at] = k == 0   ? 0x00
+                            : k == 1 ? 0xff
+                            : k == 2 ? 0x80
+                                     : (uint8_t)cnd_rng_u64(&r);
                 }
-                cnd_rt_sha256(a + body, a, body); /* at the original place, whatever the header now says */
+                cnd_rt_sha256(a + body, a,
+                              body); /* at the original place, whatever the header now says */
                 size_t need = 0;
                 cnd_rt_diag_t d = {0};
                 int rc = cnd_rt_arena_size(&need, a, len, &d);

@@ -82,7 +82,8 @@ static int s_check_layer(const cnd_qlayer_t *l, const int8_t *x, const int8_t *g
                                 acc += ((int64_t)x[((size_t)ih * W + iw) * C + c] - l->in_zp) *
                                        l->w[(size_t)o * l->K + ((size_t)i * l->k + j) * C + c];
                         }
-                    bad += s_wide_requant(acc, l, o) != got[((size_t)oh * l->out_w + ow) * l->out_c + o];
+                    bad += s_wide_requant(acc, l, o) !=
+                           got[((size_t)oh * l->out_w + ow) * l->out_c + o];
                 }
         break;
     case CND_RT_OP_MAXPOOL:
@@ -94,7 +95,8 @@ static int s_check_layer(const cnd_qlayer_t *l, const int8_t *x, const int8_t *g
                     long sum = 0;
                     for (int i = 0; i < l->k; i++)
                         for (int j = 0; j < l->k; j++) {
-                            int v = x[((size_t)(oh * l->stride + i) * W + ow * l->stride + j) * C + c];
+                            int v =
+                                x[((size_t)(oh * l->stride + i) * W + ow * l->stride + j) * C + c];
                             if (v > mx) mx = v;
                             sum += v;
                         }
@@ -136,7 +138,8 @@ static void s_extremes(cnd_qmodel_t *q, cnd_rng_t *r, int wbits)
         for (int o = 0; o < l->out_c; o++) {
             if (cnd_rng_below(r, 3) == 0)
                 for (int k = 0; k < l->K; k++)
-                    l->w[(size_t)o * l->K + k] = (int8_t)(cnd_rng_below(r, 2) ? qmax : -qmax - (wbits == 4));
+                    l->w[(size_t)o * l->K + k] =
+                        (int8_t)(cnd_rng_below(r, 2) ? qmax : -qmax - (wbits == 4));
             if (cnd_rng_below(r, 4) == 0) l->shift[o] = -(int32_t)cnd_rng_below(r, 8);
             if (cnd_rng_below(r, 5) == 0) l->mult[o] = 0x7fffffff;
         }
@@ -178,7 +181,8 @@ int main(void)
         {"relu maxpool(2) flatten dense(3)", {2, 4, 4}},
         /* the Fashion-MNIST CNN's structure: two fused conv + pool steps, 2 and 4 blocks */
         {"conv2d(32,3,pad=1) relu maxpool(2) conv2d(64,3,pad=1) relu maxpool(2) flatten "
-         "dense(16) relu dense(10)", {1, 12, 12}},
+         "dense(16) relu dense(10)",
+         {1, 12, 12}},
         /* 3x3 windows span tiles; conv rows/columns the pool does not use */
         {"conv2d(20,3,pad=1) relu maxpool(3,stride=3) flatten dense(3)", {3, 10, 11}},
         /* no ReLU before the pool, conv stride 2, pool stride above its window, 3 blocks */
@@ -218,8 +222,9 @@ int main(void)
                 int8_t *x = malloc(d);
                 for (int trial = 0; trial < 6; trial++) {
                     for (size_t i = 0; i < d; i++)
-                        x[i] = trial == 0 ? -128 : trial == 1 ? 127
-                                                 : (int8_t)(cnd_rng_below(&r, 256) - 128);
+                        x[i] = trial == 0   ? -128
+                               : trial == 1 ? 127
+                                            : (int8_t)(cnd_rng_below(&r, 256) - 128);
                     s_trace_t ref = {0};
                     int8_t lref[4096], lfast[4096];
                     CHECK_EQ_INT(cnd_rt_set_kernels(art->rt, CND_RT_KERNELS_REF), 0);
@@ -244,7 +249,8 @@ int main(void)
                                        !memcmp(fast.out[li], ref.out[li], ref.len[li]);
                             if (!same)
                                 fprintf(stderr, "case %zu w%d v%d layer %d: %s differs\n", ci,
-                                        wbits, variant, li, cnd_rt_kernels_name((cnd_rt_kernels_t)k));
+                                        wbits, variant, li,
+                                        cnd_rt_kernels_name((cnd_rt_kernels_t)k));
                             CHECK(same);
                         }
                         CHECK(!memcmp(lref, lfast, (size_t)q->n_classes));
@@ -256,8 +262,8 @@ int main(void)
                             int fused = n >= 2 && cnd_rt_fuses(art->rt, (uint32_t)n - 2);
                             n_fused += fused;
                             if (!same)
-                                fprintf(stderr, "case %zu w%d v%d layers 0..%d%s: %s differs\n",
-                                        ci, wbits, variant, n - 1, fused ? " (fused)" : "",
+                                fprintf(stderr, "case %zu w%d v%d layers 0..%d%s: %s differs\n", ci,
+                                        wbits, variant, n - 1, fused ? " (fused)" : "",
                                         cnd_rt_kernels_name((cnd_rt_kernels_t)k));
                             CHECK(same);
                         }
@@ -273,8 +279,8 @@ int main(void)
                 cnd_qmodel_destroy(&q);
             }
     if (cnd_rt_kernels_available(CND_RT_KERNELS_VNNI)) CHECK(n_fused > 0);
-    fprintf(stderr, "fast kernel comparisons: %d, of fused steps %d (avx2 %s, vnni %s)\n",
-            n_fast, n_fused, cnd_rt_kernels_available(CND_RT_KERNELS_AVX2) ? "yes" : "no",
+    fprintf(stderr, "fast kernel comparisons: %d, of fused steps %d (avx2 %s, vnni %s)\n", n_fast,
+            n_fused, cnd_rt_kernels_available(CND_RT_KERNELS_AVX2) ? "yes" : "no",
             cnd_rt_kernels_available(CND_RT_KERNELS_VNNI) ? "yes" : "no");
     return check_result("test_runtime_kernels");
 }

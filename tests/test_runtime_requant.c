@@ -82,7 +82,7 @@ static int s_check_vnni(cnd_rng_t *r)
             if (c % 3 == 0) mult[c] |= 1 << 30;
             if (c % 7 == 5) mult[c] = INT32_MAX;
             if (c % 11 == 4) mult[c] = 0;
-            shift[c] = (t & 4) ? (int32_t)cnd_rng_below(r, 32)           /* right shifts only */
+            shift[c] = (t & 4) ? (int32_t)cnd_rng_below(r, 32) /* right shifts only */
                                : (int32_t)cnd_rng_below(r, 63) - 31;
             int kind = (int)cnd_rng_below(r, 4);
             int32_t a = (int32_t)(uint32_t)cnd_rng_u64(r);
@@ -93,8 +93,9 @@ static int s_check_vnni(cnd_rng_t *r)
                 a = (int32_t)(edge * ((int64_t)cnd_rng_below(r, 7) - 3) +
                               (int64_t)cnd_rng_below(r, 5) - 2);
             }
-            if (kind == 3) a = (t & 8) ? INT32_MAX - (int32_t)cnd_rng_below(r, 3)
-                                       : INT32_MIN + (int32_t)cnd_rng_below(r, 3);
+            if (kind == 3)
+                a = (t & 8) ? INT32_MAX - (int32_t)cnd_rng_below(r, 3)
+                            : INT32_MIN + (int32_t)cnd_rng_below(r, 3);
             /* the kernels add bias_u8 to the sums; the loader proved that cannot overflow */
             bias[c] = (t & 16) ? 0 : (int32_t)cnd_rng_below(r, 1 << 21) - (1 << 20);
             if ((int64_t)a + bias[c] > INT32_MAX || (int64_t)a + bias[c] < INT32_MIN) bias[c] = 0;
@@ -108,10 +109,11 @@ static int s_check_vnni(cnd_rng_t *r)
         l.rq = rq;
         if (cnd_rt_vnni_requant(got, acc, &l)) return -1;
         for (int c = 0; c < l.out_c; c++) {
-            int8_t want = s_ref_requant(acc[c] + bias[c], mult[c], shift[c], l.out_zp,
-                                        l.act_min, l.act_max);
+            int8_t want =
+                s_ref_requant(acc[c] + bias[c], mult[c], shift[c], l.out_zp, l.act_min, l.act_max);
             if (got[c] != want && bad++ < 5)
-                fprintf(stderr, "vnni requant: acc %d bias %d mult %d shift %d zp %d: %d, want %d\n",
+                fprintf(stderr,
+                        "vnni requant: acc %d bias %d mult %d shift %d zp %d: %d, want %d\n",
                         acc[c], bias[c], mult[c], shift[c], l.out_zp, got[c], want);
         }
     }
@@ -121,16 +123,16 @@ static int s_check_vnni(cnd_rng_t *r)
 int main(void)
 {
     /* Rounding rules by example. */
-    CHECK_EQ_INT(cnd_rt_rdbp(5, 1), 3);    /* 2.5 -> 3 */
-    CHECK_EQ_INT(cnd_rt_rdbp(-5, 1), -3);  /* -2.5 -> -3: half away from zero */
-    CHECK_EQ_INT(cnd_rt_rdbp(-3, 1), -2);  /* -1.5 -> -2 */
-    CHECK_EQ_INT(cnd_rt_rdbp(-1, 2), 0);   /* -0.25 -> 0 */
+    CHECK_EQ_INT(cnd_rt_rdbp(5, 1), 3);   /* 2.5 -> 3 */
+    CHECK_EQ_INT(cnd_rt_rdbp(-5, 1), -3); /* -2.5 -> -3: half away from zero */
+    CHECK_EQ_INT(cnd_rt_rdbp(-3, 1), -2); /* -1.5 -> -2 */
+    CHECK_EQ_INT(cnd_rt_rdbp(-1, 2), 0);  /* -0.25 -> 0 */
     CHECK_EQ_INT(cnd_rt_rdbp(INT32_MIN, 31), -1);
     CHECK_EQ_INT(cnd_rt_rdbp(INT32_MAX, 31), 1);
     CHECK_EQ_INT(cnd_rt_srdhm(INT32_MIN, INT32_MIN), INT32_MAX);
-    CHECK_EQ_INT(cnd_rt_srdhm(1 << 30, 1), 1);              /* 0.5 -> 1 (half up) */
-    CHECK_EQ_INT(cnd_rt_srdhm(-(1 << 30), 1), 0);           /* -0.5 -> 0 (half up) */
-    CHECK_EQ_INT(cnd_rt_srdhm(-(3 << 29), 2), -1);         /* -1.5 -> -1 */
+    CHECK_EQ_INT(cnd_rt_srdhm(1 << 30, 1), 1);     /* 0.5 -> 1 (half up) */
+    CHECK_EQ_INT(cnd_rt_srdhm(-(1 << 30), 1), 0);  /* -0.5 -> 0 (half up) */
+    CHECK_EQ_INT(cnd_rt_srdhm(-(3 << 29), 2), -1); /* -1.5 -> -1 */
     CHECK_EQ_INT(cnd_rt_div_round(5, 2), 3);
     CHECK_EQ_INT(cnd_rt_div_round(-5, 2), -3);
     CHECK_EQ_INT(cnd_rt_div_round(-4, 3), -1);
@@ -143,11 +145,27 @@ int main(void)
     CHECK_EQ_INT(cnd_rt_w4(row, 2), 7);
 
     /* Edge grid. */
-    const int32_t accs[] = {0, 1, -1, 2, -2, 127, -128, 255, -256, 1 << 20, -(1 << 20),
-                            INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1, 1 << 30,
-                            -(1 << 30), 123456789, -987654321};
-    const int32_t mults[] = {0, 1, 1 << 30, (1 << 30) + 1, INT32_MAX, INT32_MAX - 1,
-                             1518500250, 1073741824 + 12345};
+    const int32_t accs[] = {0,
+                            1,
+                            -1,
+                            2,
+                            -2,
+                            127,
+                            -128,
+                            255,
+                            -256,
+                            1 << 20,
+                            -(1 << 20),
+                            INT32_MAX,
+                            INT32_MIN,
+                            INT32_MAX - 1,
+                            INT32_MIN + 1,
+                            1 << 30,
+                            -(1 << 30),
+                            123456789,
+                            -987654321};
+    const int32_t mults[] = {
+        0, 1, 1 << 30, (1 << 30) + 1, INT32_MAX, INT32_MAX - 1, 1518500250, 1073741824 + 12345};
     const int32_t shifts[] = {-31, -20, -8, -1, 0, 1, 2, 7, 15, 30, 31};
     const int32_t zps[] = {-128, -1, 0, 5, 127};
     long n = 0;
@@ -205,8 +223,8 @@ int main(void)
     }
 
     /* Host multipliers reproduce the real multiplier. */
-    const double reals[] = {1e-12, 3e-10, 1e-6, 0.001234, 0.25, 0.5, 0.7071, 0.9999999, 1.0,
-                            1.5, 3.0, 1000.0, 12345.678};
+    const double reals[] = {1e-12,     3e-10, 1e-6, 0.001234, 0.25,   0.5,      0.7071,
+                            0.9999999, 1.0,   1.5,  3.0,      1000.0, 12345.678};
     for (size_t i = 0; i < sizeof reals / sizeof *reals; i++) {
         int32_t mult, shift;
         cnd_quant_multiplier(reals[i], &mult, &shift);

@@ -63,7 +63,8 @@ int main(void)
     CHECK(m == NULL);
     /* Canonical spec round trip. */
     CHECK_EQ_INT(cnd_model_new(&m, " conv(8,3,pad=1)  bn relu maxpool(2) flatten dense(10)",
-                               (cnd_shape_t){1, 8, 8}, 1), 0);
+                               (cnd_shape_t){1, 8, 8}, 1),
+                 0);
     CHECK(m && !strcmp(m->spec, "conv2d(8,3,pad=1) batchnorm relu maxpool(2) flatten dense(10)"));
     CHECK_EQ_INT(m->num_params, 8 * 9 + 8 + 16 + 8 * 16 * 10 + 10);
     CHECK_EQ_INT(m->num_state, 16);

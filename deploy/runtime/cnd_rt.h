@@ -36,21 +36,21 @@
 
 /* Error codes. The values equal common/error.h's CND_E* codes where the meaning is the same,
  * so the host can pass them through; TRUNC and SELFTEST exist only here. */
-#define CND_RT_OK         0
-#define CND_RT_ENOMEM     (-1)  /* arena too small */
-#define CND_RT_EINVAL     (-2)  /* bad argument (NULL pointer, unknown kernel set) */
-#define CND_RT_EFORMAT    (-8)  /* wrong magic, version, layout, or an inconsistent field */
-#define CND_RT_ECORRUPT   (-9)  /* the content does not match its digest */
-#define CND_RT_ERANGE     (-10) /* a value or size beyond what the runtime accepts */
-#define CND_RT_ETRUNC     (-16) /* the buffer is shorter than the artifact says it is */
-#define CND_RT_ESELFTEST  (-17) /* an embedded self-test vector gave different output bits */
+#define CND_RT_OK        0
+#define CND_RT_ENOMEM    (-1)  /* arena too small */
+#define CND_RT_EINVAL    (-2)  /* bad argument (NULL pointer, unknown kernel set) */
+#define CND_RT_EFORMAT   (-8)  /* wrong magic, version, layout, or an inconsistent field */
+#define CND_RT_ECORRUPT  (-9)  /* the content does not match its digest */
+#define CND_RT_ERANGE    (-10) /* a value or size beyond what the runtime accepts */
+#define CND_RT_ETRUNC    (-16) /* the buffer is shorter than the artifact says it is */
+#define CND_RT_ESELFTEST (-17) /* an embedded self-test vector gave different output bits */
 
 /* Where and why an artifact was refused; filled on failure when the caller passes one. */
 typedef struct {
-    int code;        /* the CND_RT_E* code returned */
-    uint32_t offset; /* byte offset in the artifact of the field at fault */
-    int layer;       /* 0-based layer index, or -1 */
-    const char *what;/* static text naming the field and the problem */
+    int code;         /* the CND_RT_E* code returned */
+    uint32_t offset;  /* byte offset in the artifact of the field at fault */
+    int layer;        /* 0-based layer index, or -1 */
+    const char *what; /* static text naming the field and the problem */
 } cnd_rt_diag_t;
 
 typedef struct cnd_rt_model cnd_rt_model_t;
@@ -58,9 +58,9 @@ typedef struct cnd_rt_model cnd_rt_model_t;
 /* Kernel sets. AUTO picks the fastest one the CPU supports (checked at run time). */
 typedef enum {
     CND_RT_KERNELS_AUTO = 0,
-    CND_RT_KERNELS_REF = 1,    /* portable scalar reference */
-    CND_RT_KERNELS_AVX2 = 2,   /* x86-64 with AVX2 */
-    CND_RT_KERNELS_VNNI = 3,   /* x86-64 with AVX-512 BW/VL and VNNI */
+    CND_RT_KERNELS_REF = 1,  /* portable scalar reference */
+    CND_RT_KERNELS_AVX2 = 2, /* x86-64 with AVX2 */
+    CND_RT_KERNELS_VNNI = 3, /* x86-64 with AVX-512 BW/VL and VNNI */
 } cnd_rt_kernels_t;
 
 typedef struct {
@@ -71,15 +71,15 @@ typedef struct {
     int32_t out_zp;          /* logits' zero point */
     uint32_t out_scale_bits; /* logits' scale (binary32 bits): logit = scale * (q - zp) */
     uint32_t n_layers;
-    uint32_t n_labels;       /* 0 or n_classes */
+    uint32_t n_labels; /* 0 or n_classes */
     uint32_t n_selftests;
-    uint32_t sig_scheme;     /* trailer scheme: 0 = unsigned */
-    size_t arena_bytes;      /* what cnd_rt_arena_size reports for this artifact */
-    size_t weight_bytes;     /* packed weight bytes over all layers */
-    uint64_t macs;           /* multiply-accumulates per inference */
-    const uint8_t *digest;   /* 32-byte SHA-256 of the body (points into the artifact) */
-    const uint8_t *norm;     /* input normalisation: f32 mean[c] then f32 std[c], little-endian
-                              * binary32 (for hosts that quantize non-pixel inputs) */
+    uint32_t sig_scheme;   /* trailer scheme: 0 = unsigned */
+    size_t arena_bytes;    /* what cnd_rt_arena_size reports for this artifact */
+    size_t weight_bytes;   /* packed weight bytes over all layers */
+    uint64_t macs;         /* multiply-accumulates per inference */
+    const uint8_t *digest; /* 32-byte SHA-256 of the body (points into the artifact) */
+    const uint8_t *norm;   /* input normalisation: f32 mean[c] then f32 std[c], little-endian
+                            * binary32 (for hosts that quantize non-pixel inputs) */
 } cnd_rt_info_t;
 
 /* Validates the artifact and reports the arena bytes cnd_rt_load needs for it (including
@@ -89,8 +89,8 @@ int cnd_rt_arena_size(size_t *out, const uint8_t *art, size_t len, cnd_rt_diag_t
 /* Validates the artifact and builds a model inside `arena`. Returns CND_RT_OK with *out set,
  * CND_RT_ENOMEM when arena_len is smaller than cnd_rt_arena_size, or a format error. On
  * failure *out and the arena are left untouched. */
-int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *arena,
-                size_t arena_len, cnd_rt_diag_t *diag);
+int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *arena, size_t arena_len,
+                cnd_rt_diag_t *diag);
 
 /* Chooses the kernel set; CND_RT_EINVAL if the CPU (or this build) lacks it. */
 int cnd_rt_set_kernels(cnd_rt_model_t *m, cnd_rt_kernels_t k);

@@ -15,10 +15,10 @@
 #include <stdint.h>
 
 typedef struct {
-    uint32_t h[8];     /* chaining state */
-    uint64_t bytes;    /* message bytes absorbed so far */
-    uint8_t buf[64];   /* pending partial block */
-    uint32_t fill;     /* bytes in buf */
+    uint32_t h[8];   /* chaining state */
+    uint64_t bytes;  /* message bytes absorbed so far */
+    uint8_t buf[64]; /* pending partial block */
+    uint32_t fill;   /* bytes in buf */
 } cnd_rt_sha256_t;
 
 void cnd_rt_sha256_init(cnd_rt_sha256_t *s);

@@ -27,8 +27,9 @@
 #define RT_PATCHES   4 /* dense rows per pass of the x86 kernels (their int4 row buffers) */
 
 /* Builds with x86 fast paths reserve scratch for them (padded conv input copies, unpacked int4
- * rows, int32 sums) and arena for repacked conv weights and requantization constants; elsewhere only the reference's single conv patch is reserved, so a
- * microcontroller's arena holds nothing it does not use. */
+ * rows, int32 sums) and arena for repacked conv weights and requantization constants; elsewhere
+ * only the reference's single conv patch is reserved, so a microcontroller's arena holds nothing it
+ * does not use. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define RT_FAST_PATHS 1
 #else
@@ -36,9 +37,9 @@
 #endif
 
 typedef struct cnd_rt_layer {
-    uint8_t op;             /* cnd_rt_op_t */
-    uint8_t wbits;          /* 8 or 4 (dense/conv2d) */
-    int8_t act_min, act_max;/* output clamp (fused ReLU raises act_min to the zero point) */
+    uint8_t op;              /* cnd_rt_op_t */
+    uint8_t wbits;           /* 8 or 4 (dense/conv2d) */
+    int8_t act_min, act_max; /* output clamp (fused ReLU raises act_min to the zero point) */
     uint16_t in_c, in_h, in_w, out_c, out_h, out_w;
     uint8_t k, stride, pad;
     int32_t in_zp, out_zp;
@@ -59,13 +60,13 @@ typedef struct cnd_rt_layer {
      * p * RT_VNNI_NB * G * 64 + (g * nb + b) * 64 + j * 4 + t, holding
      * w[16 (p RT_VNNI_NB + b) + j][kh][4r + t] (zero past OC or k*C). G = k * grow. */
     const int8_t *wpack;
-    uint32_t grow;          /* groups of 4 bytes per kernel row (see wpack) */
-    uint8_t lshift;         /* some channel has shift < 0 (a left shift before the multiply) */
+    uint32_t grow;  /* groups of 4 bytes per kernel row (see wpack) */
+    uint8_t lshift; /* some channel has shift < 0 (a left shift before the multiply) */
     /* x86 builds, dense and conv2d: requantization constants per block of 16 channels. */
     const struct rt_rq16 *rq;
 } cnd_rt_layer_t;
 
-#define RT_VNNI_NB 4      /* 16-channel blocks per pass of the direct VNNI conv */
+#define RT_VNNI_NB      4 /* 16-channel blocks per pass of the direct VNNI conv */
 #define RT_VNNI_PATCHES 8 /* most pixels per tile of the direct convs (patch mode's buffers) */
 
 /* The direct conv kernels read a copy of the whole padded input (scratch: unsigned bytes for
@@ -89,7 +90,7 @@ static inline int cnd_rt_vnni_direct(uint32_t k, uint32_t c, uint32_t h, uint32_
  * division by 2^(31+n). |p| < 2^62, so the sums fit in int64. The 64-bit values are split in
  * even and odd channels, matching the lanes of _mm512_mul_epi32. */
 typedef struct rt_rq16 {
-    int32_t bias[16];   /* bias_u8: the VNNI kernels accumulate unsigned (x + 128) inputs */
+    int32_t bias[16]; /* bias_u8: the VNNI kernels accumulate unsigned (x + 128) inputs */
     int32_t mult[16];
     int32_t ls[16];
     int32_t pad_[16];
@@ -108,23 +109,23 @@ typedef struct {
 } rt_kernels_t;
 
 struct cnd_rt_model {
-    const uint8_t *art;       /* the artifact */
+    const uint8_t *art; /* the artifact */
     uint32_t file_len, body_len;
-    uint16_t c, h, w;         /* input shape */
+    uint16_t c, h, w; /* input shape */
     int32_t in_zp;
     uint32_t in_scale_bits;
-    const int8_t *lut;        /* c x 256 */
-    const uint8_t *norm;      /* f32 mean[c], f32 std[c] */
+    const int8_t *lut;   /* c x 256 */
+    const uint8_t *norm; /* f32 mean[c], f32 std[c] */
     uint32_t n_layers;
     cnd_rt_layer_t *layers;
     uint32_t n_classes;
-    uint32_t out_scale_bits;  /* the logits' scale (binary32 bits) */
-    const uint8_t *labels;    /* LABL payload after its count, or NULL */
+    uint32_t out_scale_bits; /* the logits' scale (binary32 bits) */
+    const uint8_t *labels;   /* LABL payload after its count, or NULL */
     uint32_t n_labels;
-    const uint8_t *tests;     /* TEST vectors */
+    const uint8_t *tests; /* TEST vectors */
     uint32_t n_tests, test_kind, test_in, test_out;
     const uint8_t *trailer;
-    int8_t *buf[2];           /* ping-pong activations */
+    int8_t *buf[2]; /* ping-pong activations */
     int8_t *scratch;
     size_t arena_bytes;
     size_t weight_bytes;

@@ -165,12 +165,14 @@ T_AVX2 static void s_dense_avx2(int8_t *out, const int8_t *in, const cnd_rt_laye
     int32_t *sums = (int32_t *)(void *)(scratch + RT_PATCHES * (((size_t)K + 63) & ~(size_t)63));
     for (; o + 4 <= O; o += 4) {
         const int8_t *w[4];
-        for (int r = 0; r < 4; r++) w[r] = s_row(l, o + (uint32_t)r, scratch + (size_t)r * ((K + 63) & ~63u));
+        for (int r = 0; r < 4; r++)
+            w[r] = s_row(l, o + (uint32_t)r, scratch + (size_t)r * ((K + 63) & ~63u));
         __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                           _mm256_setzero_si256()};
         uint32_t k = 0;
         for (; k + 16 <= K; k += 16) {
-            __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(in + k)));
+            __m256i xv =
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(in + k)));
             for (int r = 0; r < 4; r++) {
                 __m256i wv = _mm256_cvtepi8_epi16(
                     _mm_loadu_si128((const __m128i *)(const void *)(w[r] + k)));
@@ -205,8 +207,10 @@ T_AVX2 static void s_maxpool_avx2(int8_t *out, const int8_t *in, const cnd_rt_la
                 __m256i m = _mm256_set1_epi8(-128);
                 for (int i = 0; i < K; i++)
                     for (int j = 0; j < K; j++)
-                        m = _mm256_max_epi8(m, _mm256_loadu_si256((const __m256i *)(const void *)(
-                                                   base + ((size_t)i * W + j) * C + c)));
+                        m = _mm256_max_epi8(
+                            m, _mm256_loadu_si256(
+                                   (const __m256i *)(const void *)(base + ((size_t)i * W + j) * C +
+                                                                   c)));
                 _mm256_storeu_si256((__m256i *)(void *)(o + c), m);
             }
             for (; c < C; c++) {
@@ -382,8 +386,8 @@ T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_laye
     uint32_t o8 = O & ~7u;
     for (uint32_t o = 0; o < o8; o += 8) { /* eight rows per pass, accumulators named so */
         const int8_t *w = (const int8_t *)l->w + (size_t)o * K; /* they stay in registers */
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
-                a6 = a0, a7 = a0;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+                a7 = a0;
 #define S_ROWS8(XV, LOAD)                                                                          \
     do {                                                                                           \
         a0 = _mm512_dpbusd_epi32(a0, XV, LOAD(0));                                                 \
@@ -397,13 +401,13 @@ T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_laye
     } while (0)
         for (uint32_t k = 0; k < kfull; k += 64) {
             __m512i xv = _mm512_xor_si512(_mm512_loadu_si512((const void *)(in + k)), flip);
-#define S_FULL(r) _mm512_loadu_si512((const void *)(w + (size_t)(r) * K + k))
+#define S_FULL(r) _mm512_loadu_si512((const void *)(w + (size_t)(r)*K + k))
             S_ROWS8(xv, S_FULL);
 #undef S_FULL
         }
         if (rem) {
             __m512i xv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, in + kfull), flip);
-#define S_TAIL(r) _mm512_maskz_loadu_epi8(tail, w + (size_t)(r) * K + kfull)
+#define S_TAIL(r) _mm512_maskz_loadu_epi8(tail, w + (size_t)(r)*K + kfull)
             S_ROWS8(xv, S_TAIL);
 #undef S_TAIL
         }
@@ -421,12 +425,14 @@ T_VNNI static void s_dense_vnni(int8_t *out, const int8_t *in, const cnd_rt_laye
         for (uint32_t k = 0; k < kfull; k += 64) {
             __m512i xv = _mm512_xor_si512(_mm512_loadu_si512((const void *)(in + k)), flip);
             for (int r = 0; r < 4; r++)
-                acc[r] = _mm512_dpbusd_epi32(acc[r], xv, _mm512_loadu_si512((const void *)(w[r] + k)));
+                acc[r] =
+                    _mm512_dpbusd_epi32(acc[r], xv, _mm512_loadu_si512((const void *)(w[r] + k)));
         }
         if (rem) {
             __m512i xv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(tail, in + kfull), flip);
             for (int r = 0; r < 4; r++)
-                acc[r] = _mm512_dpbusd_epi32(acc[r], xv, _mm512_maskz_loadu_epi8(tail, w[r] + kfull));
+                acc[r] =
+                    _mm512_dpbusd_epi32(acc[r], xv, _mm512_maskz_loadu_epi8(tail, w[r] + kfull));
         }
         int32_t s[4];
         _mm_storeu_si128((__m128i *)(void *)s, s_reduce4(acc[0], acc[1], acc[2], acc[3]));
@@ -453,7 +459,8 @@ T_VNNI static inline void s_flip_copy(uint8_t *dst, const int8_t *src, size_t n)
                             _mm512_xor_si512(_mm512_loadu_si512((const void *)(src + i)), flip));
     if (i < n) {
         __mmask64 m = ((__mmask64)1 << (n - i)) - 1;
-        _mm512_mask_storeu_epi8(dst + i, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + i), flip));
+        _mm512_mask_storeu_epi8(dst + i, m,
+                                _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + i), flip));
     }
 }
 
@@ -496,13 +503,17 @@ static void s_conv_patch(uint8_t *dst, const int8_t *in, const cnd_rt_layer_t *l
             const int8_t *s = in + ((size_t)ih * W + iw) * C;
             for (int c = 0; c < C; c++) {
                 int v = inside ? s[c] : l->in_zp;
-                if (esz == 1) d8[j * C + c] = (uint8_t)(v + 128);
-                else d16[j * C + c] = (int16_t)v;
+                if (esz == 1)
+                    d8[j * C + c] = (uint8_t)(v + 128);
+                else
+                    d16[j * C + c] = (int16_t)v;
             }
         }
         for (int t = k * C; t < rowlen; t++) {
-            if (esz == 1) d8[t] = 0;
-            else d16[t] = 0;
+            if (esz == 1)
+                d8[t] = 0;
+            else
+                d16[t] = 0;
         }
     }
 }
@@ -513,9 +524,9 @@ static void s_conv_patch(uint8_t *dst, const int8_t *in, const cnd_rt_layer_t *l
  * pixels share each weight load and NB blocks share each broadcast; NP * NB accumulators stay
  * in registers. NP and NB are constants at every call (the function is always inlined). */
 #define S_ALWAYS_INLINE __attribute__((always_inline)) inline
-T_VNNI static S_ALWAYS_INLINE void s_vnni_tile(__m512i *acc, const uint8_t *const *px,
-                                               const int NP, const int NB, const int8_t *w,
-                                               uint32_t k, uint32_t grow, size_t rowstep)
+T_VNNI static S_ALWAYS_INLINE void s_vnni_tile(__m512i *acc, const uint8_t *const *px, const int NP,
+                                               const int NB, const int8_t *w, uint32_t k,
+                                               uint32_t grow, size_t rowstep)
 {
     const uint8_t *p[RT_VNNI_PATCHES];
 #pragma GCC unroll 8
@@ -549,8 +560,8 @@ typedef struct {
     const cnd_rt_layer_t *l;
     const int8_t *in;
     int8_t *out;
-    const uint8_t *src; /* padded input copy (direct) or NULL (patch mode) */
-    uint8_t *patches;   /* patch mode: RT_VNNI_PATCHES buffers of patch_len bytes */
+    const uint8_t *src;                 /* padded input copy (direct) or NULL (patch mode) */
+    uint8_t *patches;                   /* patch mode: RT_VNNI_PATCHES buffers of patch_len bytes */
     size_t rowstep, patch_len, pixstep; /* bytes: input row, patch, input pixel * stride */
     uint32_t kp, sp, ph, pw, kk, total; /* window side, stride, windows per column and row */
     int esz;
@@ -588,8 +599,8 @@ static S_ALWAYS_INLINE void s_geo_init(s_conv_geo_t *g, int8_t *out, const int8_
 }
 
 typedef struct {
-    uint32_t di, dj, wy, wx;   /* pixel in window, window */
-    const uint8_t *row, *win;  /* direct: start of the window row, of the window */
+    uint32_t di, dj, wy, wx;  /* pixel in window, window */
+    const uint8_t *row, *win; /* direct: start of the window row, of the window */
 } s_conv_it_t;
 
 static inline void s_it_start(s_conv_it_t *it, const s_conv_geo_t *g)
@@ -641,8 +652,8 @@ T_VNNI static S_ALWAYS_INLINE void s_conv_pass(const s_conv_geo_t *g, uint32_t b
     const size_t rowstep = g->rowstep, ostep = l->out_c;
     s_conv_it_t it;
     s_it_start(&it, g);
-    uint32_t i = 0;                             /* epilogue: pixel index within the window */
-    int8_t *o = g->out + 16 * (size_t)b0;       /* epilogue: the window's output */
+    uint32_t i = 0;                       /* epilogue: pixel index within the window */
+    int8_t *o = g->out + 16 * (size_t)b0; /* epilogue: the window's output */
     for (uint32_t e0 = 0; e0 < total; e0 += (uint32_t)NP) {
         const uint8_t *px[RT_VNNI_PATCHES];
         int valid = total - e0 < (uint32_t)NP ? (int)(total - e0) : NP;
@@ -728,8 +739,9 @@ T_AVX2 static void s_pad_input16(int16_t *dst, const int8_t *in, const cnd_rt_la
         for (n = 0; n < side; n++) d[n] = d[side + inner + n] = z;
         d += side;
         for (n = 0; n + 16 <= inner; n += 16)
-            _mm256_storeu_si256((__m256i *)(void *)(d + n),
-                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + n))));
+            _mm256_storeu_si256(
+                (__m256i *)(void *)(d + n),
+                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + n))));
         for (; n < inner; n++) d[n] = x[n];
     }
     int16_t *b = dst + (pad + H) * row;
@@ -755,7 +767,8 @@ T_AVX2 static S_ALWAYS_INLINE void s_avx2_tile(__m256i *acc, const uint8_t *cons
             __m256i wq[4];
 #pragma GCC unroll 4
             for (int q = 0; q < 4; q++)
-                wq[q] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(w + 16 * q)));
+                wq[q] = _mm256_cvtepi8_epi16(
+                    _mm_loadu_si128((const __m128i *)(const void *)(w + 16 * q)));
             int64_t v0, v1;
             memcpy(&v0, p0 + 8 * r, 8);
             memcpy(&v1, p1 + 8 * r, 8);

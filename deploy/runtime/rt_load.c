@@ -161,7 +161,8 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
         break;
     case CND_RT_OP_GAP:
         if (k || st || oc != ic || oh != 1 || ow != 1)
-            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li, "gap: output must be Cx1x1");
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
+                          "gap: output must be Cx1x1");
         if (ih * iw > 65536)
             return s_fail(d, CND_RT_ERANGE, eoff + CND_RT_L_IN_C, li,
                           "gap: more than 65536 pixels per channel");
@@ -176,8 +177,7 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
             return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
                           "relu: output shape must equal input shape");
         break;
-    default:
-        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OP, li, "layer: unknown operation");
+    default: return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OP, li, "layer: unknown operation");
     }
     if (!weighted && (ozp != izp || osc != isc))
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_ZP, li,
@@ -225,7 +225,8 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
             int64_t b = s_i32(data + boff + 4 * c);
             int64_t beff = b - (int64_t)izp * sum, bu8 = b - ((int64_t)izp + 128) * sum;
             int64_t lim = 0x7fffffff;
-            if ((b < 0 ? -b : b) + 255 * sabs > lim || (beff < 0 ? -beff : beff) + 128 * sabs > lim ||
+            if ((b < 0 ? -b : b) + 255 * sabs > lim ||
+                (beff < 0 ? -beff : beff) + 128 * sabs > lim ||
                 (bu8 < 0 ? -bu8 : bu8) + 255 * sabs > lim)
                 return s_fail(d, CND_RT_ERANGE, at + boff + 4 * c, li,
                               "layer: bias and weights allow an int32 accumulator overflow");
@@ -401,7 +402,8 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
 
     /* TEST */
     const uint8_t *ts = a + p->off[S_TEST];
-    if (p->len[S_TEST] < 16) return s_fail(d, CND_RT_EFORMAT, p->off[S_TEST], -1, "TEST: too short");
+    if (p->len[S_TEST] < 16)
+        return s_fail(d, CND_RT_EFORMAT, p->off[S_TEST], -1, "TEST: too short");
     p->n_tests = s_u32(ts);
     uint32_t kind = s_u32(ts + 4), tin = s_u32(ts + 8), tout = s_u32(ts + 12);
     if (p->n_tests > CND_RT_TEST_MAX || kind > CND_RT_TEST_I8)
@@ -418,7 +420,8 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
     uint32_t mlen = p->len[S_META];
     if (mlen < 4) return s_fail(d, CND_RT_EFORMAT, p->off[S_META], -1, "META: too short");
     uint32_t nm = s_u32(mt);
-    if (nm > CND_RT_META_MAX) return s_fail(d, CND_RT_ERANGE, p->off[S_META], -1, "META: too many entries");
+    if (nm > CND_RT_META_MAX)
+        return s_fail(d, CND_RT_ERANGE, p->off[S_META], -1, "META: too many entries");
     q = 4;
     for (uint32_t i = 0; i < 2 * nm; i++) {
         if ((uint64_t)q + 2 > mlen)
@@ -431,8 +434,8 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
     if (q != mlen) return s_fail(d, CND_RT_EFORMAT, p->off[S_META] + q, -1, "META: trailing bytes");
 
     p->arena = (RT_CACHELINE - 1) + s_align(sizeof(struct cnd_rt_model)) +
-               s_align(p->n_layers * sizeof(cnd_rt_layer_t)) + p->consts +
-               2 * s_align(p->max_act) + s_align(p->scratch);
+               s_align(p->n_layers * sizeof(cnd_rt_layer_t)) + p->consts + 2 * s_align(p->max_act) +
+               s_align(p->scratch);
     return 0;
 }
 
@@ -511,8 +514,8 @@ static const int8_t *s_pack_conv(uint8_t **cur, cnd_rt_layer_t *l)
     return pk;
 }
 
-int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *arena,
-                size_t arena_len, cnd_rt_diag_t *diag)
+int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *arena, size_t arena_len,
+                cnd_rt_diag_t *diag)
 {
     s_parse_t p;
     if (!out || !arena) return s_fail(diag, CND_RT_EINVAL, 0, -1, "output or arena is NULL");

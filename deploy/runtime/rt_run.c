@@ -4,8 +4,8 @@
  * Activations ping-pong between the two arena buffers; flatten is free (HWC is already flat),
  * so it passes the pointer on. A conv2d directly followed by a non-overlapping maxpool runs as
  * one fused step when the kernel set has one (rt_internal.h, "Execution plan"), except in
- * tapped runs, which show every layer's output. The kernel set is a table of function pointers chosen once at
- * load (AUTO = the fastest the CPU has) and changeable for tests and benchmarks.
+ * tapped runs, which show every layer's output. The kernel set is a table of function pointers
+ * chosen once at load (AUTO = the fastest the CPU has) and changeable for tests and benchmarks.
  */
 #include "rt_internal.h"
 
@@ -180,8 +180,8 @@ void cnd_rt_get_info(const cnd_rt_model_t *m, cnd_rt_info_t *info)
     info->n_layers = m->n_layers;
     info->n_labels = m->n_labels;
     info->n_selftests = m->n_tests;
-    info->sig_scheme = (uint32_t)m->trailer[CND_RT_T_SCHEME] |
-                       (uint32_t)m->trailer[CND_RT_T_SCHEME + 1] << 8;
+    info->sig_scheme =
+        (uint32_t)m->trailer[CND_RT_T_SCHEME] | (uint32_t)m->trailer[CND_RT_T_SCHEME + 1] << 8;
     info->arena_bytes = m->arena_bytes;
     info->weight_bytes = m->weight_bytes;
     info->macs = m->macs;

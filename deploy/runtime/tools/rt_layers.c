@@ -33,8 +33,8 @@ static int s_cmp(const void *a, const void *b)
 
 static const char *s_op(int op)
 {
-    static const char *names[] = {"?", "dense", "conv2d", "maxpool", "avgpool", "gap", "flatten",
-                                  "relu"};
+    static const char *names[] = {"?",       "dense", "conv2d",  "maxpool",
+                                  "avgpool", "gap",   "flatten", "relu"};
     return op >= 1 && op <= 7 ? names[op] : "?";
 }
 
@@ -101,8 +101,10 @@ int main(int argc, char **argv)
     const uint8_t *v = NULL;
     uint32_t kind = CND_RT_TEST_RAW_U8;
     if (!cnd_rt_selftest_vector(m, 0, &v, NULL, &kind)) memcpy(raw, v, in_bytes);
-    if (kind == CND_RT_TEST_RAW_U8) cnd_rt_quantize_input(m, a, raw);
-    else memcpy(a, raw, in_bytes);
+    if (kind == CND_RT_TEST_RAW_U8)
+        cnd_rt_quantize_input(m, a, raw);
+    else
+        memcpy(a, raw, in_bytes);
     printf("%s: kernels %s, arena %zu bytes, %llu MACs, %ld calls per step\n", argv[1],
            cnd_rt_kernels_name(cnd_rt_get_kernels(m)), need, (unsigned long long)info.macs, iters);
     double sum_min = 0, sum_med = 0;
