@@ -11,9 +11,9 @@
  *     message changes nothing here either.
  */
 #include "coord_round.h"
-#include "coord_quant.h"
+#include "quant_fed.h"
 #include "audit_actions.h"
-#include "audit_json.h"
+#include "json.h"
 #include "chunk.h"
 #include "clock.h"
 #include "digest.h"

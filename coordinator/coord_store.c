@@ -58,7 +58,7 @@ static const char *const s_migrations[] = {
     "  loss REAL NOT NULL DEFAULT 0, accuracy REAL NOT NULL DEFAULT 0,"
     "  samples INTEGER NOT NULL DEFAULT 0, train_ms INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(job, round, attempt, idx));",
-    /* 1 -> 2: public calibration samples for integer artifacts and QAT (coord_quant.h) */
+    /* 1 -> 2: public calibration samples for integer artifacts and QAT (compress/quant_fed.h) */
     "CREATE TABLE job_calib("
     "  job INTEGER PRIMARY KEY REFERENCES job(id), n INTEGER NOT NULL, c INTEGER NOT NULL,"
     "  h INTEGER NOT NULL, w INTEGER NOT NULL, x BLOB NOT NULL);"
@@ -344,18 +344,6 @@ void cnd_ident_rec_free(cnd_ident_rec_t *r)
     r->cert_len = 0;
 }
 
-int cnd_cstore_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-    if (n < 1 || n > CND_NAME_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        if (!alnum && !(i > 0 && (c == '.' || c == '_' || c == '-'))) return 0;
-    }
-    return 1;
-}
-
 static int s_blob_copy(sqlite3_stmt *st, int col, uint8_t *dst, size_t n)
 {
     if (sqlite3_column_type(st, col) != SQLITE_BLOB || (size_t)sqlite3_column_bytes(st, col) != n)
@@ -394,7 +382,7 @@ static int s_ident_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_ident_rec_t *r)
 int cnd_cstore_enroll(cnd_cstore_t *s, const char *name, const char *role, const uint8_t ed_pk[32],
                       const uint8_t *cert, size_t cert_len)
 {
-    if (!cnd_cstore_name_ok(name))
+    if (!cnd_proto_name_ok(name))
         return cnd_errf(CND_EINVAL,
                         "'%s' is not a valid node name (1..63 letters, digits, '.', '_', '-'; "
                         "first a letter or digit)",
