@@ -10,6 +10,8 @@
  */
 #include "audit_log.h"
 #include "audit_actions.h"
+#include "clock.h"
+#include "db.h"
 #include "json.h"
 #include "digest.h"
 #include "fileio.h"
@@ -65,25 +67,29 @@ static const char *const s_migrations[] = {
 _Static_assert(sizeof s_migrations / sizeof s_migrations[0] == CND_AUDIT_SCHEMA_VERSION,
                "one migration per schema version");
 
+/* A log from before the store kernel kept its version in audit_meta. */
+static int s_legacy(sqlite3 *db, int *v)
+{
+    *v = 0;
+    if (!cnd_db_has_table(db, "audit_meta")) return 0;
+    sqlite3_stmt *st = NULL;
+    int rc = cnd_db_prep(db, &st, "SELECT value FROM audit_meta WHERE key = 'schema_version'");
+    if (rc) return rc;
+    if (sqlite3_step(st) == SQLITE_ROW) *v = atoi((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static const cnd_db_schema_t s_schema = {"audit", s_migrations, CND_AUDIT_SCHEMA_VERSION, s_legacy};
+
 static int s_dberr(sqlite3 *db, const char *what)
 {
-    return cnd_errf(CND_EDB, "audit log: %s: %s", what, sqlite3_errmsg(db));
+    return cnd_db_err(db, what);
 }
 
 static int s_exec(sqlite3 *db, const char *sql, const char *what)
 {
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return 0;
-    int rc = cnd_errf(CND_EDB, "audit log: %s: %s", what, msg ? msg : sqlite3_errmsg(db));
-    sqlite3_free(msg);
-    return rc;
-}
-
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return cnd_db_exec(db, sql, what);
 }
 
 static int s_begin(cnd_audit_t *log)
@@ -141,20 +147,6 @@ static int s_meta_set(sqlite3 *db, const char *key, const char *value)
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : s_dberr(db, "writing audit_meta");
     sqlite3_finalize(st);
     return rc;
-}
-
-static int s_has_table(sqlite3 *db, const char *name, int *has)
-{
-    sqlite3_stmt *st = NULL;
-    *has = 0;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", -1,
-                           &st, NULL))
-        return s_dberr(db, "reading the schema");
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *has = 1;
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : s_dberr(db, "reading the schema");
 }
 
 /* 1 when s is 1..max characters of [a-z0-9_.-]. */
@@ -219,25 +211,9 @@ static int s_setup(cnd_audit_t *log)
 {
     int rc = s_begin(log);
     if (rc) return rc;
-    int has = 0;
-    char *ver = NULL, *origin = NULL, *key = NULL;
-    if ((rc = s_has_table(log->db, "audit_meta", &has))) goto fail;
-    long version = 0;
-    if (has) {
-        if ((rc = s_meta_get(log->db, "schema_version", &ver))) goto fail;
-        version = ver ? strtol(ver, NULL, 10) : 0;
-    }
-    if (version > CND_AUDIT_SCHEMA_VERSION || version < 0) {
-        rc = cnd_errf(CND_EFORMAT,
-                      "audit log schema version %ld is newer than this build understands (%d)",
-                      version, CND_AUDIT_SCHEMA_VERSION);
-        goto fail;
-    }
-    for (long v = version; v < CND_AUDIT_SCHEMA_VERSION; v++)
-        if ((rc = s_exec(log->db, s_migrations[v], "migrating the audit schema"))) goto fail;
+    char *origin = NULL, *key = NULL;
     char num[32];
-    snprintf(num, sizeof num, "%d", CND_AUDIT_SCHEMA_VERSION);
-    if ((rc = s_meta_set(log->db, "schema_version", num))) goto fail;
+    if ((rc = cnd_db_migrate(log->db, &s_schema))) goto fail;
 
     char pkhex[2 * CND_AUDIT_PK_BYTES + 1];
     cnd_hex(pkhex, log->pk, CND_AUDIT_PK_BYTES);
@@ -255,7 +231,7 @@ static int s_setup(cnd_audit_t *log)
         goto fail;
     }
     if (!key) {
-        snprintf(num, sizeof num, "%lld", (long long)s_now_ms());
+        snprintf(num, sizeof num, "%lld", (long long)cnd_unix_ms());
         if ((rc = s_meta_set(log->db, "public_key", pkhex)) ||
             (rc = s_meta_set(log->db, "origin", log->origin)) ||
             (rc = s_meta_set(log->db, "created_ms", num)))
@@ -266,13 +242,11 @@ static int s_setup(cnd_audit_t *log)
     log->every = every ? strtoull(every, NULL, 10) : CND_AUDIT_DEFAULT_CHECKPOINT_EVERY;
     free(every);
     if ((rc = s_commit(log))) goto fail;
-    free(ver);
     free(origin);
     free(key);
     return 0;
 fail:
     s_rollback(log);
-    free(ver);
     free(origin);
     free(key);
     return rc;
@@ -282,7 +256,7 @@ static int s_open_common(cnd_audit_t **out, sqlite3 *db, int owns, const uint8_t
                          const char *origin)
 {
     if (sodium_init() < 0) {
-        if (owns) sqlite3_close(db);
+        if (owns) cnd_db_close(&db);
         return cnd_errf(CND_ECRYPTO, "libsodium failed to initialise");
     }
     /* A libsodium secret key is seed || public key: check the halves belong together, or every
@@ -292,13 +266,13 @@ static int s_open_common(cnd_audit_t **out, sqlite3 *db, int owns, const uint8_t
         sk && crypto_sign_seed_keypair(pk2, sk2, sk) == 0 && sodium_memcmp(pk2, sk + 32, 32) == 0;
     sodium_memzero(sk2, sizeof sk2);
     if (!key_ok) {
-        if (owns) sqlite3_close(db);
+        if (owns) cnd_db_close(&db);
         return cnd_errf(CND_EINVAL, "audit log: the signing key is missing or not a valid Ed25519 "
                                     "secret key (seed || public key)");
     }
     cnd_audit_t *log = calloc(1, sizeof *log);
     if (!log) {
-        if (owns) sqlite3_close(db);
+        if (owns) cnd_db_close(&db);
         return CND_ENOMEM;
     }
     log->db = db;
@@ -331,20 +305,10 @@ int cnd_audit_open(cnd_audit_t **out, const char *path, const uint8_t *sk, const
 {
     *out = NULL;
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
-        int rc =
-            cnd_errf(CND_EDB, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "no memory");
-        sqlite3_close(db);
-        return rc;
-    }
-    sqlite3_busy_timeout(db, 10000);
-    /* WAL lets auditors read while nodes write; synchronous=FULL makes every committed entry
-     * survive a power cut, not only a process crash. */
-    int rc = s_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", path);
-    if (rc) {
-        sqlite3_close(db);
-        return rc;
-    }
+    /* The kernel's synchronous=FULL makes every committed entry survive a power cut, not only a
+     * process crash; WAL lets auditors read while nodes write. */
+    int rc = cnd_db_open(&db, path, CND_DB_CREATE, "audit log");
+    if (rc) return rc;
     return s_open_common(out, db, 1, sk, origin);
 }
 
@@ -358,55 +322,33 @@ int cnd_audit_open_readonly(cnd_audit_t **out, const char *path)
 {
     *out = NULL;
     if (sodium_init() < 0) return cnd_errf(CND_ECRYPTO, "libsodium failed to initialise");
-    if (!cnd_file_exists(path)) return cnd_errf(CND_EIO, "%s: no such file", path);
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        int rc =
-            cnd_errf(CND_EDB, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : "no memory");
-        sqlite3_close(db);
-        return rc;
-    }
-    sqlite3_busy_timeout(db, 10000);
+    int rc = cnd_db_open(&db, path, CND_DB_READONLY, "file");
+    if (rc == CND_ENOTFOUND) rc = cnd_errf(CND_EIO, "%s: no such file", path);
+    if (rc) return rc;
     cnd_audit_t *log = calloc(1, sizeof *log);
     if (!log) {
-        sqlite3_close(db);
+        cnd_db_close(&db);
         return CND_ENOMEM;
     }
     log->db = db;
     log->owns_db = 1;
     log->readonly = 1;
-    int has = 0, rc;
-    char *origin = NULL, *key = NULL, *ver = NULL;
-    if ((rc = s_has_table(db, "audit_meta", &has))) {
-        rc = cnd_err_wrap(rc, "%s", path);
+    char *origin = NULL, *key = NULL;
+    if ((rc = cnd_db_check(db, &s_schema, "Condenser audit log"))) goto fail;
+    if ((rc = s_meta_get(db, "origin", &origin)) || (rc = s_meta_get(db, "public_key", &key)))
         goto fail;
-    }
-    if (!has) {
-        rc = cnd_errf(CND_EFORMAT, "%s is not a Condenser audit log (it has no audit_meta table)",
-                      path);
-        goto fail;
-    }
-    if ((rc = s_meta_get(db, "schema_version", &ver)) || (rc = s_meta_get(db, "origin", &origin)) ||
-        (rc = s_meta_get(db, "public_key", &key)))
-        goto fail;
-    if (!ver || strtol(ver, NULL, 10) != CND_AUDIT_SCHEMA_VERSION) {
-        rc = cnd_errf(CND_EFORMAT, "%s: audit schema version %s is not %d", path,
-                      ver ? ver : "(none)", CND_AUDIT_SCHEMA_VERSION);
-        goto fail;
-    }
     if (!origin || !s_is_origin(origin) || !key || strlen(key) != 64 ||
         cnd_unhex(log->pk, 32, key)) {
         rc = cnd_errf(CND_EFORMAT, "%s: audit_meta has no valid origin and public_key", path);
         goto fail;
     }
     snprintf(log->origin, sizeof log->origin, "%s", origin);
-    free(ver);
     free(origin);
     free(key);
     *out = log;
     return 0;
 fail:
-    free(ver);
     free(origin);
     free(key);
     cnd_audit_close(&log);
@@ -417,7 +359,7 @@ void cnd_audit_close(cnd_audit_t **plog)
 {
     if (!plog || !*plog) return;
     cnd_audit_t *log = *plog;
-    if (log->owns_db) sqlite3_close(log->db);
+    if (log->owns_db) cnd_db_close(&log->db);
     sodium_memzero(log->sk, sizeof log->sk);
     free(log);
     *plog = NULL;
@@ -700,7 +642,7 @@ static int s_checkpoint_locked(cnd_audit_t *log, const char *reason, cnd_audit_c
     memset(&cp, 0, sizeof cp);
     cp.tree_size = log->f.size;
     cnd_merkle_frontier_root(&log->f, cp.root);
-    cp.time_ms = s_now_ms();
+    cp.time_ms = cnd_unix_ms();
     snprintf(cp.origin, sizeof cp.origin, "%s", log->origin);
     snprintf(cp.reason, sizeof cp.reason, "%s", reason);
     memcpy(cp.key, log->pk, 32);
@@ -862,7 +804,7 @@ int cnd_audit_append(cnd_audit_t *log, const cnd_audit_rec_t *rec, uint64_t *seq
     uint64_t seq = log->f.size;
     uint8_t prev[32], leaf[32];
     cnd_merkle_frontier_root(&log->f, prev);
-    int64_t now = s_now_ms();
+    int64_t now = cnd_unix_ms();
     if ((rc = s_build_entry(&w, rec, seq, now, prev))) goto fail;
     cnd_merkle_leaf_hash(leaf, w.buf.data, w.buf.len);
     if (sqlite3_prepare_v2(

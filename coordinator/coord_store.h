@@ -6,10 +6,11 @@
  * cnd_cstore_commit).
  *
  * Invariants:
- *   - WAL mode, synchronous=NORMAL: a process killed at any point (SIGKILL included) loses no
- *     committed transaction; a power cut may lose the last ones but never corrupts the file.
- *   - Schema version in PRAGMA user_version, forward migrations in order (s_migrations[]).
- *     A file with a newer version is refused.
+ *   - Opened through the store kernel (common/db.h): WAL, synchronous=FULL, so neither a
+ *     process killed at any point (SIGKILL included) nor a power cut loses a committed
+ *     transaction; any number of other processes may open the file at the same time.
+ *   - Schema: component "coordinator" of the kernel's cnd_schema table, forward migrations in
+ *     order (s_migrations[]). A file with a newer version is refused.
  *   - Every multi-row change is one transaction (the functions below open their own unless the
  *     caller holds one through cnd_cstore_begin).
  *   - A round row is written when the round starts and updated at every phase change; it ends
@@ -19,8 +20,8 @@
  *     either applied entirely or not at all.
  *   - Identity keys and names are unique; revocation keeps the row (revoked_ms != 0).
  *
- * Threads: one cnd_cstore_t per thread. The ZAP handler opens its own (cnd_cstore_open on the
- * same path) and only reads identities.
+ * Threads: one cnd_cstore_t per thread. The ZAP handler opens its own (cnd_cstore_open_readonly
+ * on the same path) and only reads identities.
  */
 #ifndef CND_COORD_STORE_H
 #define CND_COORD_STORE_H

@@ -10,6 +10,7 @@
  */
 #include "demo_fleet.h"
 #include "clock.h"
+#include "db.h"
 #include "digest.h"
 #include "fileio.h"
 #include "fleet_registry.h"
@@ -294,11 +295,7 @@ int cnd_demo_fleet_run(cnd_demo_fleet_result_t *r, const cnd_demo_fleet_opts_t *
         return cnd_errf(CND_EIO, "cannot start rollout serve");
     }
     if ((rc = s_endpoint(&x, ep, sizeof ep))) goto out;
-    if (sqlite3_open_v2(x.db_path, &x.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        rc = cnd_errf(CND_EDB, "%s: %s", x.db_path, x.db ? sqlite3_errmsg(x.db) : "cannot open");
-        goto out;
-    }
-    sqlite3_busy_timeout(x.db, 10000);
+    if ((rc = cnd_db_open(&x.db, x.db_path, CND_DB_READONLY, "coordinator database"))) goto out;
     s_say(&x, "rollout server on %s; starting %u simulated devices on v1 (logs in %s)", ep,
           o->devices, od);
     const char *sim[] = {"fleet-sim",  "--devices",         devs,     "--endpoint",
@@ -369,7 +366,7 @@ int cnd_demo_fleet_run(cnd_demo_fleet_result_t *r, const cnd_demo_fleet_opts_t *
 out:
     if (x.sim > 0) cnd_proc_stop(x.sim, 5);
     if (x.serve > 0) cnd_proc_stop(x.serve, 5);
-    if (x.db) sqlite3_close(x.db);
+    cnd_db_close(&x.db);
     return rc;
 }
 

@@ -4,52 +4,46 @@
 #include "fleet_registry.h"
 #include "audit_log.h"
 #include "clock.h"
+#include "db.h"
 #include "digest.h"
 #include "identity.h"
+#include "proto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int s_exec(sqlite3 *db, const char *sql)
+/* Forward migrations of component "fleet" (common/db.h). */
+static const char *const s_steps[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE fleet_device("
+    " name TEXT PRIMARY KEY, ed_pk BLOB NOT NULL UNIQUE,"
+    " curve_pk BLOB NOT NULL UNIQUE, fpr TEXT NOT NULL,"
+    " enrolled_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0,"
+    " hw TEXT NOT NULL DEFAULT '', cpu TEXT NOT NULL DEFAULT '',"
+    " ram INTEGER NOT NULL DEFAULT 0, flash INTEGER NOT NULL DEFAULT 0,"
+    " budget_us INTEGER NOT NULL DEFAULT 0, labels TEXT NOT NULL DEFAULT '',"
+    " running_digest BLOB, running_seq INTEGER NOT NULL DEFAULT 0,"
+    " runtime TEXT NOT NULL DEFAULT '', profile_ms INTEGER NOT NULL DEFAULT 0)",
+};
+
+/* A registry from before the store kernel (it had no version: its one table). */
+static int s_legacy(sqlite3 *db, int *v)
 {
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        int rc = cnd_errf(CND_EDB, "fleet registry: %s", err ? err : sqlite3_errmsg(db));
-        sqlite3_free(err);
-        return rc;
-    }
+    *v = cnd_db_has_table(db, "fleet_device") ? 1 : 0;
     return 0;
 }
 
+static const cnd_db_schema_t s_schema = {"fleet", s_steps, 1, s_legacy};
+
 int cnd_fleet_init(sqlite3 *db)
 {
-    return s_exec(db, "CREATE TABLE IF NOT EXISTS fleet_device("
-                      " name TEXT PRIMARY KEY, ed_pk BLOB NOT NULL UNIQUE,"
-                      " curve_pk BLOB NOT NULL UNIQUE, fpr TEXT NOT NULL,"
-                      " enrolled_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0,"
-                      " hw TEXT NOT NULL DEFAULT '', cpu TEXT NOT NULL DEFAULT '',"
-                      " ram INTEGER NOT NULL DEFAULT 0, flash INTEGER NOT NULL DEFAULT 0,"
-                      " budget_us INTEGER NOT NULL DEFAULT 0, labels TEXT NOT NULL DEFAULT '',"
-                      " running_digest BLOB, running_seq INTEGER NOT NULL DEFAULT 0,"
-                      " runtime TEXT NOT NULL DEFAULT '', profile_ms INTEGER NOT NULL DEFAULT 0)");
-}
-
-static int s_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > CND_FLEET_NAME_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-'))) return 0;
-    }
-    return 1;
+    return cnd_db_migrate(db, &s_schema);
 }
 
 int cnd_fleet_enroll(sqlite3 *db, const char *name, const uint8_t ed_pk[32])
 {
-    if (!s_name_ok(name))
+    if (!cnd_proto_name_ok(name))
         return cnd_errf(CND_EINVAL,
                         "'%s' is not a valid device name ([A-Za-z0-9][A-Za-z0-9._-]*,"
                         " 1..63 bytes)",
@@ -66,19 +60,16 @@ int cnd_fleet_enroll(sqlite3 *db, const char *name, const uint8_t ed_pk[32])
     char fpr[65];
     cnd_pubkey_fingerprint(fpr, ed_pk);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO fleet_device(name, ed_pk, curve_pk, fpr, enrolled_ms)"
-                           " VALUES(?1, ?2, ?3, ?4, ?5)",
-                           -1, &st, NULL))
-        return cnd_errf(CND_EDB, "fleet enroll: %s", sqlite3_errmsg(db));
+    if (cnd_db_prep(db, &st,
+                    "INSERT INTO fleet_device(name, ed_pk, curve_pk, fpr, enrolled_ms)"
+                    " VALUES(?1, ?2, ?3, ?4, ?5)"))
+        return cnd_err_wrap(CND_EDB, "fleet enroll");
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 2, ed_pk, 32, SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 3, curve, 32, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, fpr, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 5, cnd_unix_time() * 1000);
-    int rc = sqlite3_step(st) == SQLITE_DONE
-                 ? 0
-                 : cnd_errf(CND_EDB, "fleet enroll: %s", sqlite3_errmsg(db));
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : cnd_db_err(db, "fleet enroll");
     sqlite3_finalize(st);
     return rc;
 }
@@ -115,14 +106,11 @@ int cnd_fleet_revoke(sqlite3 *db, const char *name)
     if (rc) return rc;
     if (d.revoked_ms) return cnd_errf(CND_ESTATE, "device '%s' is revoked already", name);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "UPDATE fleet_device SET revoked_ms = ?2 WHERE name = ?1", -1, &st,
-                           NULL))
-        return cnd_errf(CND_EDB, "fleet revoke: %s", sqlite3_errmsg(db));
+    if (cnd_db_prep(db, &st, "UPDATE fleet_device SET revoked_ms = ?2 WHERE name = ?1"))
+        return cnd_err_wrap(CND_EDB, "fleet revoke");
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, cnd_unix_time() * 1000);
-    rc = sqlite3_step(st) == SQLITE_DONE
-             ? 0
-             : cnd_errf(CND_EDB, "fleet revoke: %s", sqlite3_errmsg(db));
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : cnd_db_err(db, "fleet revoke");
     sqlite3_finalize(st);
     return rc;
 }
@@ -167,8 +155,7 @@ static int s_get(sqlite3 *db, const char *where, const void *key, int keylen, cn
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT " S_COLS " FROM fleet_device WHERE %s", where);
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL))
-        return cnd_errf(CND_EDB, "fleet lookup: %s", sqlite3_errmsg(db));
+    if (cnd_db_prep(db, &st, sql)) return cnd_err_wrap(CND_EDB, "fleet lookup");
     if (keylen < 0)
         sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
     else
@@ -180,7 +167,7 @@ static int s_get(sqlite3 *db, const char *where, const void *key, int keylen, cn
     } else if (r == SQLITE_DONE) {
         rc = CND_ENOTFOUND;
     } else {
-        rc = cnd_errf(CND_EDB, "fleet lookup: %s", sqlite3_errmsg(db));
+        rc = cnd_db_err(db, "fleet lookup");
     }
     sqlite3_finalize(st);
     return rc;
@@ -203,8 +190,7 @@ int cnd_fleet_put_profile(sqlite3 *db, const cnd_fleet_device_t *d)
         " labels = ?7, running_digest = ?8, running_seq = ?9, runtime = ?10, profile_ms = ?11"
         " WHERE name = ?1";
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL))
-        return cnd_errf(CND_EDB, "fleet profile: %s", sqlite3_errmsg(db));
+    if (cnd_db_prep(db, &st, sql)) return cnd_err_wrap(CND_EDB, "fleet profile");
     char labels[CND_FLEET_LABELS_MAX * 164 + 1];
     cnd_fleet_labels_encode(labels, sizeof labels, d);
     sqlite3_bind_text(st, 1, d->name, -1, SQLITE_TRANSIENT);
@@ -221,9 +207,7 @@ int cnd_fleet_put_profile(sqlite3 *db, const cnd_fleet_device_t *d)
     sqlite3_bind_int64(st, 9, (int64_t)d->running_seq);
     sqlite3_bind_text(st, 10, d->runtime, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 11, d->profile_ms);
-    int rc = sqlite3_step(st) == SQLITE_DONE
-                 ? 0
-                 : cnd_errf(CND_EDB, "fleet profile: %s", sqlite3_errmsg(db));
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : cnd_db_err(db, "fleet profile");
     sqlite3_finalize(st);
     return rc;
 }
@@ -232,16 +216,14 @@ int cnd_fleet_count(sqlite3 *db, uint64_t *enrolled, uint64_t *profiled)
 {
     *enrolled = *profiled = 0;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*), coalesce(sum(profile_ms > 0), 0) FROM fleet_device",
-                           -1, &st, NULL))
-        return cnd_errf(CND_EDB, "fleet count: %s", sqlite3_errmsg(db));
+    if (cnd_db_prep(db, &st, "SELECT count(*), coalesce(sum(profile_ms > 0), 0) FROM fleet_device"))
+        return cnd_err_wrap(CND_EDB, "fleet count");
     int rc = 0;
     if (sqlite3_step(st) == SQLITE_ROW) {
         *enrolled = (uint64_t)sqlite3_column_int64(st, 0);
         *profiled = (uint64_t)sqlite3_column_int64(st, 1);
     } else {
-        rc = cnd_errf(CND_EDB, "fleet count: %s", sqlite3_errmsg(db));
+        rc = cnd_db_err(db, "fleet count");
     }
     sqlite3_finalize(st);
     return rc;
@@ -252,8 +234,8 @@ int cnd_fleet_list(sqlite3 *db, cnd_fleet_device_t **out, size_t *n)
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT " S_COLS " FROM fleet_device ORDER BY name", -1, &st, NULL))
-        return cnd_errf(CND_EDB, "fleet list: %s", sqlite3_errmsg(db));
+    if (cnd_db_prep(db, &st, "SELECT " S_COLS " FROM fleet_device ORDER BY name"))
+        return cnd_err_wrap(CND_EDB, "fleet list");
     size_t cap = 0;
     int r, rc = 0;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -269,7 +251,7 @@ int cnd_fleet_list(sqlite3 *db, cnd_fleet_device_t **out, size_t *n)
         }
         s_row(&(*out)[(*n)++], st);
     }
-    if (!rc && r != SQLITE_DONE) rc = cnd_errf(CND_EDB, "fleet list: %s", sqlite3_errmsg(db));
+    if (!rc && r != SQLITE_DONE) rc = cnd_db_err(db, "fleet list");
     sqlite3_finalize(st);
     if (rc) {
         free(*out);

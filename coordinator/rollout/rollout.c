@@ -846,11 +846,6 @@ static void s_log(cnd_rollout_engine_t *e, const char *fmt, ...)
     e->io.log(e->io.ctx, buf);
 }
 
-static int64_t s_now_ms(void)
-{
-    return cnd_unix_time() * 1000; /* second resolution is enough for deadlines */
-}
-
 /* --- nodes ---------------------------------------------------------------------------------- */
 
 static uint64_t s_hash(const char *s)
@@ -984,13 +979,13 @@ static uint32_t s_rollback_chunk(uint64_t size)
 
 static void s_put_dev(cnd_rollout_engine_t *e, s_dev_t *d)
 {
-    d->row.updated_ms = s_now_ms();
+    d->row.updated_ms = cnd_unix_ms();
     if (cnd_rstore_device_put(e->db, &d->row)) s_log(e, "store: %s", cnd_err_detail());
 }
 
 static void s_put_roll(cnd_rollout_engine_t *e, s_roll_t *r)
 {
-    r->rec.updated_ms = s_now_ms();
+    r->rec.updated_ms = cnd_unix_ms();
     snprintf(r->written_state, sizeof r->written_state, "%s", r->rec.state);
     if (cnd_rstore_rollout_update(e->db, &r->rec)) s_log(e, "store: %s", cnd_err_detail());
 }
@@ -1153,10 +1148,10 @@ static s_roll_t *s_load_roll(cnd_rollout_engine_t *e, int64_t id)
         }
     }
     free(rows);
-    r->wave_started_ms = s_now_ms();
+    r->wave_started_ms = cnd_unix_ms();
     if (strcmp(r->rec.state, "rolling_back") == 0) {
         /* Devices offered the artifact and not yet told to roll back. */
-        int64_t dl = s_now_ms() + (int64_t)r->rec.timeout_s * 1000;
+        int64_t dl = cnd_unix_ms() + (int64_t)r->rec.timeout_s * 1000;
         for (size_t i = 0; i < r->n; i++) {
             const char *s = r->devs[i].row.state;
             if (!strcmp(s, "offered") || !strcmp(s, "healthy") || !strcmp(s, "failed") ||
@@ -1739,7 +1734,7 @@ int cnd_rollout_on_message(cnd_rollout_engine_t *e, const char *device, const ch
     rej->code = CONDENSER__ERROR_CODE__ERR_INTERNAL;
     s_node_t *n = s_node_get(e, device);
     if (!n) return cnd_errf(CND_ENOMEM, "out of memory");
-    int64_t now = s_now_ms();
+    int64_t now = cnd_unix_ms();
     if (e->last_tick_ms > now) now = e->last_tick_ms;
     int was_offline = !s_online(e, n, now);
     n->seen_ms = now;
@@ -1786,7 +1781,7 @@ int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db, cnd_audit_t 
     e->io = *io;
     e->offline_ms = (o && o->offline_after_s > 0 ? o->offline_after_s : 30) * 1000LL;
     e->poll_ms = o && o->poll_ms > 0 ? o->poll_ms : 500;
-    e->started_ms = s_now_ms();
+    e->started_ms = cnd_unix_ms();
     s_poll(e, e->started_ms);
     e->last_poll_ms = e->started_ms;
     *out = e;
@@ -1820,7 +1815,7 @@ void cnd_rollout_engine_stats(const cnd_rollout_engine_t *e, cnd_rollout_stats_t
         if (s_live(e->rolls[i]->rec.state)) st->live++;
         st->active += e->rolls[i]->active;
     }
-    int64_t now = s_now_ms();
+    int64_t now = cnd_unix_ms();
     st->online = 0;
     for (size_t i = 0; i < e->cap_nodes; i++)
         if (e->nodes[i].used && s_online(e, &e->nodes[i], now)) st->online++;

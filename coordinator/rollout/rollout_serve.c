@@ -8,6 +8,7 @@
 #include "audit_actions.h"
 #include "json.h"
 #include "clock.h"
+#include "db.h"
 #include "digest.h"
 #include "fileio.h"
 #include "fleet_registry.h"
@@ -28,19 +29,6 @@
 #include <zmq.h>
 
 /* --- the coordinator directory -------------------------------------------------------------- */
-
-static int s_open_db(sqlite3 **db, const char *path, int flags)
-{
-    if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK) {
-        int rc = cnd_errf(CND_EDB, "%s: %s", path, *db ? sqlite3_errmsg(*db) : "cannot open");
-        sqlite3_close(*db);
-        *db = NULL;
-        return rc;
-    }
-    sqlite3_busy_timeout(*db, 10000);
-    sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
-    return 0;
-}
 
 static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int create);
 
@@ -75,12 +63,12 @@ static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int c
     memset(d, 0, sizeof *d);
     char path[600];
     snprintf(path, sizeof path, "%s/coordinator.db", dir);
-    if (!create && !cnd_file_exists(path))
+    int rc = cnd_db_open(&d->db, path, create ? CND_DB_CREATE : 0, "coordinator database");
+    if (rc == CND_ENOTFOUND)
         return cnd_errf(CND_ENOTFOUND,
                         "%s: no coordinator database in %s (run `condenser rollout init --dir %s` "
                         "or `condenser coordinator init`)",
                         path, dir, dir);
-    int rc = s_open_db(&d->db, path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0));
     if (!rc) rc = cnd_fleet_init(d->db);
     if (!rc) rc = cnd_rstore_init(d->db);
     if (!rc && with_key) {
@@ -117,8 +105,7 @@ void cnd_rollout_dir_close(cnd_rollout_dir_t *d)
 {
     cnd_audit_close(&d->audit);
     cnd_identity_destroy(&d->id);
-    if (d->db) sqlite3_close(d->db);
-    d->db = NULL;
+    cnd_db_close(&d->db);
 }
 
 /* --- sessions ------------------------------------------------------------------------------- */
@@ -392,7 +379,7 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
     snprintf(s->name, sizeof s->name, "coordinator");
     char zpath[600];
     snprintf(zpath, sizeof zpath, "%s/coordinator.db", o->dir);
-    if ((rc = s_open_db(&s->zdb, zpath, SQLITE_OPEN_READONLY))) goto out;
+    if ((rc = cnd_db_open(&s->zdb, zpath, CND_DB_READONLY, "coordinator database"))) goto out;
     if ((rc = cnd_identity_curve_keypair(cpk, csk, s->dir.id))) goto out;
     cnd_server_opts_t so;
     memset(&so, 0, sizeof so);
@@ -487,7 +474,7 @@ out:
     }
     cnd_rollout_engine_destroy(&s->eng);
     cnd_server_destroy(&s->srv);
-    if (s->zdb) sqlite3_close(s->zdb);
+    cnd_db_close(&s->zdb);
     cnd_rollout_dir_close(&s->dir);
     cnd_buf_free(&s->out);
     free(s->sess);

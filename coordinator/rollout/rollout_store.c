@@ -4,84 +4,58 @@
  */
 #include "rollout_store.h"
 #include "clock.h"
+#include "db.h"
 #include "digest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define S_SCHEMA 1
+/* Forward migrations of component "rollout" (common/db.h). */
+static const char *const s_steps[] = {
+    /* 0 -> 1 */
+    ""
+    "CREATE TABLE rollout_artifact("
+    " id INTEGER PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL,"
+    " variant TEXT NOT NULL, job TEXT NOT NULL DEFAULT '', digest BLOB NOT NULL UNIQUE,"
+    " size INTEGER NOT NULL, arena INTEGER NOT NULL, macs INTEGER NOT NULL,"
+    " wbits INTEGER NOT NULL, classes TEXT NOT NULL, accuracy REAL NOT NULL,"
+    " latency TEXT NOT NULL, bytes BLOB NOT NULL, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE rollout_seq(model TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
+    "CREATE TABLE rollout("
+    " id INTEGER PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL,"
+    " select_expr TEXT NOT NULL, canary INTEGER NOT NULL, rate INTEGER NOT NULL,"
+    " factor REAL NOT NULL, abort_pct REAL NOT NULL, abort_min INTEGER NOT NULL,"
+    " timeout_s INTEGER NOT NULL, win_start INTEGER NOT NULL, win_end INTEGER NOT NULL,"
+    " chunk INTEGER NOT NULL, max_active INTEGER NOT NULL, state TEXT NOT NULL,"
+    " reason TEXT NOT NULL, wave INTEGER NOT NULL, job TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+    "CREATE TABLE rollout_manifest("
+    " rollout INTEGER NOT NULL, artifact INTEGER NOT NULL, kind TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, manifest BLOB NOT NULL, PRIMARY KEY(rollout, artifact, kind));"
+    "CREATE TABLE rollout_device("
+    " rollout INTEGER NOT NULL, device TEXT NOT NULL, wave INTEGER NOT NULL,"
+    " artifact INTEGER NOT NULL, prev_digest BLOB, state TEXT NOT NULL,"
+    " reason TEXT NOT NULL, offered_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    " latency_us INTEGER NOT NULL, PRIMARY KEY(rollout, device));"
+    "CREATE TABLE rollout_latency("
+    " artifact INTEGER NOT NULL, cpu TEXT NOT NULL, samples INTEGER NOT NULL,"
+    " sum_us INTEGER NOT NULL, PRIMARY KEY(artifact, cpu));",
+};
 
-static int s_exec(sqlite3 *db, const char *sql)
+/* Rollout tables from before the store kernel kept their version in rollout_meta (only 1
+ * existed). */
+static int s_legacy(sqlite3 *db, int *v)
 {
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        int rc = cnd_errf(CND_EDB, "rollout store: %s", err ? err : sqlite3_errmsg(db));
-        sqlite3_free(err);
-        return rc;
-    }
+    *v = cnd_db_has_table(db, "rollout") ? 1 : 0;
     return 0;
 }
+
+static const cnd_db_schema_t s_schema = {"rollout", s_steps, 1, s_legacy};
 
 int cnd_rstore_init(sqlite3 *db)
 {
-    int rc = s_exec(
-        db, "CREATE TABLE IF NOT EXISTS rollout_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS rollout_artifact("
-            " id INTEGER PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL,"
-            " variant TEXT NOT NULL, job TEXT NOT NULL DEFAULT '', digest BLOB NOT NULL UNIQUE,"
-            " size INTEGER NOT NULL, arena INTEGER NOT NULL, macs INTEGER NOT NULL,"
-            " wbits INTEGER NOT NULL, classes TEXT NOT NULL, accuracy REAL NOT NULL,"
-            " latency TEXT NOT NULL, bytes BLOB NOT NULL, created_ms INTEGER NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS rollout_seq(model TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS rollout("
-            " id INTEGER PRIMARY KEY, model TEXT NOT NULL, version INTEGER NOT NULL,"
-            " select_expr TEXT NOT NULL, canary INTEGER NOT NULL, rate INTEGER NOT NULL,"
-            " factor REAL NOT NULL, abort_pct REAL NOT NULL, abort_min INTEGER NOT NULL,"
-            " timeout_s INTEGER NOT NULL, win_start INTEGER NOT NULL, win_end INTEGER NOT NULL,"
-            " chunk INTEGER NOT NULL, max_active INTEGER NOT NULL, state TEXT NOT NULL,"
-            " reason TEXT NOT NULL, wave INTEGER NOT NULL, job TEXT NOT NULL,"
-            " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
-            "CREATE TABLE IF NOT EXISTS rollout_manifest("
-            " rollout INTEGER NOT NULL, artifact INTEGER NOT NULL, kind TEXT NOT NULL,"
-            " seq INTEGER NOT NULL, manifest BLOB NOT NULL, PRIMARY KEY(rollout, artifact, kind));"
-            "CREATE TABLE IF NOT EXISTS rollout_device("
-            " rollout INTEGER NOT NULL, device TEXT NOT NULL, wave INTEGER NOT NULL,"
-            " artifact INTEGER NOT NULL, prev_digest BLOB, state TEXT NOT NULL,"
-            " reason TEXT NOT NULL, offered_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
-            " latency_us INTEGER NOT NULL, PRIMARY KEY(rollout, device));"
-            "CREATE TABLE IF NOT EXISTS rollout_latency("
-            " artifact INTEGER NOT NULL, cpu TEXT NOT NULL, samples INTEGER NOT NULL,"
-            " sum_us INTEGER NOT NULL, PRIMARY KEY(artifact, cpu));");
-    if (rc) return rc;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM rollout_meta WHERE key = 'schema'", -1, &st,
-                           NULL))
-        return cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
-    int have = sqlite3_step(st) == SQLITE_ROW ? atoi((const char *)sqlite3_column_text(st, 0)) : 0;
-    sqlite3_finalize(st);
-    if (have > S_SCHEMA)
-        return cnd_errf(CND_EFORMAT, "rollout tables have schema %d, this build knows %d", have,
-                        S_SCHEMA);
-    if (have == 0) return s_exec(db, "INSERT INTO rollout_meta VALUES('schema', '1')");
-    return 0;
-}
-
-static int s_prep(sqlite3 *db, sqlite3_stmt **st, const char *sql)
-{
-    if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK)
-        return cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
-    return 0;
-}
-
-static int s_done(sqlite3 *db, sqlite3_stmt *st)
-{
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (r == SQLITE_DONE) return 0;
-    if (r == SQLITE_CONSTRAINT)
-        return cnd_errf(CND_EEXIST, "rollout store: %s", sqlite3_errmsg(db));
-    return cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
+    return cnd_db_migrate(db, &s_schema);
 }
 
 static void s_text(char *out, size_t cap, sqlite3_stmt *st, int col)
@@ -125,11 +99,11 @@ int cnd_rstore_artifact_put(sqlite3 *db, cnd_rartifact_t *a, const uint8_t *byte
     }
     cnd_err_clear();
     sqlite3_stmt *st;
-    int rc =
-        s_prep(db, &st,
-               "INSERT INTO rollout_artifact(model, version, variant, job, digest, size, arena,"
-               " macs, wbits, classes, accuracy, latency, bytes, created_ms)"
-               " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
+    int rc = cnd_db_prep(
+        db, &st,
+        "INSERT INTO rollout_artifact(model, version, variant, job, digest, size, arena,"
+        " macs, wbits, classes, accuracy, latency, bytes, created_ms)"
+        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
     if (rc) return rc;
     a->created_ms = cnd_unix_time() * 1000;
     sqlite3_bind_text(st, 1, a->model, -1, SQLITE_TRANSIENT);
@@ -146,7 +120,7 @@ int cnd_rstore_artifact_put(sqlite3 *db, cnd_rartifact_t *a, const uint8_t *byte
     sqlite3_bind_text(st, 12, a->latency, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob64(st, 13, bytes, len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 14, a->created_ms);
-    if ((rc = s_done(db, st))) return rc;
+    if ((rc = cnd_db_done(db, st, "writing the rollout tables"))) return rc;
     a->id = sqlite3_last_insert_rowid(db);
     return 0;
 }
@@ -155,7 +129,7 @@ int cnd_rstore_artifact_get(sqlite3 *db, int64_t id, cnd_rartifact_t *a, uint8_t
                             size_t *len)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st, "SELECT " S_ACOLS ", bytes FROM rollout_artifact WHERE id = ?1");
+    int rc = cnd_db_prep(db, &st, "SELECT " S_ACOLS ", bytes FROM rollout_artifact WHERE id = ?1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
     int r = sqlite3_step(st);
@@ -191,7 +165,7 @@ int cnd_rstore_artifact_get(sqlite3 *db, int64_t id, cnd_rartifact_t *a, uint8_t
 int cnd_rstore_artifact_by_digest(sqlite3 *db, const uint8_t digest[32], cnd_rartifact_t *a)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st, "SELECT " S_ACOLS " FROM rollout_artifact WHERE digest = ?1");
+    int rc = cnd_db_prep(db, &st, "SELECT " S_ACOLS " FROM rollout_artifact WHERE digest = ?1");
     if (rc) return rc;
     sqlite3_bind_blob(st, 1, digest, 32, SQLITE_TRANSIENT);
     int r = sqlite3_step(st);
@@ -208,9 +182,9 @@ int cnd_rstore_artifacts(sqlite3 *db, const char *model, int64_t version, cnd_ra
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
-                    "SELECT " S_ACOLS " FROM rollout_artifact WHERE (?1 = '' OR model = ?1)"
-                    " AND (?2 < 0 OR version = ?2) ORDER BY model, version, id");
+    int rc = cnd_db_prep(db, &st,
+                         "SELECT " S_ACOLS " FROM rollout_artifact WHERE (?1 = '' OR model = ?1)"
+                         " AND (?2 < 0 OR version = ?2) ORDER BY model, version, id");
     if (rc) return rc;
     sqlite3_bind_text(st, 1, model ? model : "", -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, version);
@@ -242,9 +216,9 @@ int cnd_rstore_artifacts(sqlite3 *db, const char *model, int64_t version, cnd_ra
 int cnd_rstore_next_seq(sqlite3 *db, const char *model, uint64_t *seq)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
-                    "INSERT INTO rollout_seq(model, seq) VALUES(?1, 1)"
-                    " ON CONFLICT(model) DO UPDATE SET seq = seq + 1 RETURNING seq");
+    int rc = cnd_db_prep(db, &st,
+                         "INSERT INTO rollout_seq(model, seq) VALUES(?1, 1)"
+                         " ON CONFLICT(model) DO UPDATE SET seq = seq + 1 RETURNING seq");
     if (rc) return rc;
     sqlite3_bind_text(st, 1, model, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st) != SQLITE_ROW) {
@@ -261,7 +235,8 @@ int cnd_rstore_next_seq(sqlite3 *db, const char *model, uint64_t *seq)
 int cnd_rstore_latency(sqlite3 *db, int64_t artifact, const char *cpu, uint32_t *us)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
+    int rc =
+        cnd_db_prep(db, &st,
                     "SELECT sum_us / samples FROM rollout_latency WHERE artifact = ?1 AND cpu = ?2"
                     " AND samples > 0");
     if (rc) return rc;
@@ -276,14 +251,15 @@ int cnd_rstore_latency(sqlite3 *db, int64_t artifact, const char *cpu, uint32_t 
 int cnd_rstore_latency_add(sqlite3 *db, int64_t artifact, const char *cpu, uint32_t us)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
+    int rc =
+        cnd_db_prep(db, &st,
                     "INSERT INTO rollout_latency VALUES(?1, ?2, 1, ?3) ON CONFLICT(artifact, cpu)"
                     " DO UPDATE SET samples = samples + 1, sum_us = sum_us + ?3");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, artifact);
     sqlite3_bind_text(st, 2, cpu, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 3, us);
-    return s_done(db, st);
+    return cnd_db_done(db, st, "writing the rollout tables");
 }
 
 /* --- rollouts ------------------------------------------------------------------------------- */
@@ -343,7 +319,8 @@ static void s_rbind(sqlite3_stmt *st, const cnd_rollout_rec_t *r)
 int cnd_rstore_rollout_insert(sqlite3 *db, cnd_rollout_rec_t *r)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
+    int rc =
+        cnd_db_prep(db, &st,
                     "INSERT INTO rollout(model, version, select_expr, canary, rate, factor,"
                     " abort_pct, abort_min, timeout_s, win_start, win_end, chunk, max_active,"
                     " state, reason, wave, job, created_ms, updated_ms)"
@@ -351,7 +328,7 @@ int cnd_rstore_rollout_insert(sqlite3 *db, cnd_rollout_rec_t *r)
     if (rc) return rc;
     r->created_ms = r->updated_ms = cnd_unix_time() * 1000;
     s_rbind(st, r);
-    if ((rc = s_done(db, st))) return rc;
+    if ((rc = cnd_db_done(db, st, "writing the rollout tables"))) return rc;
     r->id = sqlite3_last_insert_rowid(db);
     return 0;
 }
@@ -359,7 +336,8 @@ int cnd_rstore_rollout_insert(sqlite3 *db, cnd_rollout_rec_t *r)
 int cnd_rstore_rollout_update(sqlite3 *db, const cnd_rollout_rec_t *r)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
+    int rc =
+        cnd_db_prep(db, &st,
                     "UPDATE rollout SET model=?1, version=?2, select_expr=?3, canary=?4, rate=?5,"
                     " factor=?6, abort_pct=?7, abort_min=?8, timeout_s=?9, win_start=?10,"
                     " win_end=?11, chunk=?12, max_active=?13, state=?14, reason=?15, wave=?16,"
@@ -367,13 +345,13 @@ int cnd_rstore_rollout_update(sqlite3 *db, const cnd_rollout_rec_t *r)
     if (rc) return rc;
     s_rbind(st, r);
     sqlite3_bind_int64(st, 20, r->id);
-    return s_done(db, st);
+    return cnd_db_done(db, st, "writing the rollout tables");
 }
 
 int cnd_rstore_rollout_get(sqlite3 *db, int64_t id, cnd_rollout_rec_t *r)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st, "SELECT " S_RCOLS " FROM rollout WHERE id = ?1");
+    int rc = cnd_db_prep(db, &st, "SELECT " S_RCOLS " FROM rollout WHERE id = ?1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
     int x = sqlite3_step(st);
@@ -389,7 +367,7 @@ int cnd_rstore_rollouts(sqlite3 *db, cnd_rollout_rec_t **out, size_t *n)
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st, "SELECT " S_RCOLS " FROM rollout ORDER BY id DESC");
+    int rc = cnd_db_prep(db, &st, "SELECT " S_RCOLS " FROM rollout ORDER BY id DESC");
     if (rc) return rc;
     size_t cap = 0;
     int r;
@@ -415,21 +393,23 @@ int cnd_rstore_manifest_put(sqlite3 *db, int64_t rollout, int64_t artifact, cons
                             uint64_t seq, const uint8_t *m, size_t len)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st, "INSERT OR REPLACE INTO rollout_manifest VALUES(?1, ?2, ?3, ?4, ?5)");
+    int rc =
+        cnd_db_prep(db, &st, "INSERT OR REPLACE INTO rollout_manifest VALUES(?1, ?2, ?3, ?4, ?5)");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, rollout);
     sqlite3_bind_int64(st, 2, artifact);
     sqlite3_bind_text(st, 3, kind, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 4, (int64_t)seq);
     sqlite3_bind_blob(st, 5, m, (int)len, SQLITE_TRANSIENT);
-    return s_done(db, st);
+    return cnd_db_done(db, st, "writing the rollout tables");
 }
 
 int cnd_rstore_manifest_get(sqlite3 *db, int64_t rollout, int64_t artifact, const char *kind,
                             uint8_t **m, size_t *len)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
+    int rc =
+        cnd_db_prep(db, &st,
                     "SELECT manifest FROM rollout_manifest WHERE rollout = ?1 AND artifact = ?2"
                     " AND kind = ?3");
     if (rc) return rc;
@@ -457,8 +437,8 @@ int cnd_rstore_manifest_get(sqlite3 *db, int64_t rollout, int64_t artifact, cons
 int cnd_rstore_device_put(sqlite3 *db, const cnd_rdevice_t *d)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(db, &st,
-                    "INSERT OR REPLACE INTO rollout_device VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
+    int rc = cnd_db_prep(
+        db, &st, "INSERT OR REPLACE INTO rollout_device VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, d->rollout);
     sqlite3_bind_text(st, 2, d->device, -1, SQLITE_TRANSIENT);
@@ -473,7 +453,7 @@ int cnd_rstore_device_put(sqlite3 *db, const cnd_rdevice_t *d)
     sqlite3_bind_int64(st, 8, d->offered_ms);
     sqlite3_bind_int64(st, 9, d->updated_ms);
     sqlite3_bind_int64(st, 10, d->latency_us);
-    return s_done(db, st);
+    return cnd_db_done(db, st, "writing the rollout tables");
 }
 
 int cnd_rstore_devices(sqlite3 *db, int64_t rollout, cnd_rdevice_t **out, size_t *n)
@@ -481,11 +461,11 @@ int cnd_rstore_devices(sqlite3 *db, int64_t rollout, cnd_rdevice_t **out, size_t
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    int rc =
-        s_prep(db, &st,
-               "SELECT rollout, device, wave, artifact, prev_digest, state, reason, offered_ms,"
-               " updated_ms, latency_us FROM rollout_device WHERE rollout = ?1"
-               " ORDER BY wave, device");
+    int rc = cnd_db_prep(
+        db, &st,
+        "SELECT rollout, device, wave, artifact, prev_digest, state, reason, offered_ms,"
+        " updated_ms, latency_us FROM rollout_device WHERE rollout = ?1"
+        " ORDER BY wave, device");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, rollout);
     size_t cap = 0;
