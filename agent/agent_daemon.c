@@ -4,8 +4,9 @@
  * Single thread: the socket, the store and the audit log belong to it. Local training runs in
  * the loop (libzmq keeps the connection alive with ZMTP heartbeats meanwhile).
  *
- * Fault injection for the integration tests (tests/test_federation*.c), read from the
- * environment once at start and documented in docs/site-operator-guide.md:
+ * Fault injection for the integration tests (tests/coordinator/test_federation*.c), compiled
+ * only with CND_TEST_HOOKS (a CMake option scripts/test sets and no release build does), read
+ * from the environment once at start:
  *   CND_AGENT_FAULT=advertise:R  the process kills itself (SIGKILL) right after sending its
  *                                AdvertiseKeys in round R;
  *   CND_AGENT_FAULT=shares:R     ... when the SharesRelay of round R arrives: its key shares
@@ -274,10 +275,13 @@ static int s_send_masked(s_agent_t *a)
     return rc;
 }
 
-/* CND_AGENT_DEBUG_DUMP (tests only, see the top of this file). */
+/* CND_AGENT_DEBUG_DUMP (test builds only, see the top of this file). */
 static void s_debug_dump(s_agent_t *a, const cnd_agent_update_t *u, const uint32_t *x, uint32_t len,
                          uint64_t weight)
 {
+#ifndef CND_TEST_HOOKS
+    (void)a, (void)u, (void)x, (void)len, (void)weight;
+#else
     const char *dir = getenv("CND_AGENT_DEBUG_DUMP");
     if (!dir || !*dir) return;
     cnd_buf_t b;
@@ -294,6 +298,7 @@ static void s_debug_dump(s_agent_t *a, const cnd_agent_update_t *u, const uint32
     if (b.err || cnd_file_write_atomic(path, b.data, b.len, 0600))
         s_log(a, "debug dump: %s", cnd_err_detail());
     cnd_buf_free(&b);
+#endif
 }
 
 /* The local step: train, encode, mask, send. */
@@ -901,6 +906,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
     a->seq = cnd_proto_seq_start();
     a->hb_ms = 2000;
     cnd_seqwin_init(&a->win);
+#ifdef CND_TEST_HOOKS
     const char *fault = getenv("CND_AGENT_FAULT");
     if (fault && *fault) {
         char what[16];
@@ -914,6 +920,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
                                                       : S_FAULT_NONE;
         }
     }
+#endif
     int rc = s_open(a);
     if (rc) goto out;
     s_log(a, "site %s, data %s, coordinator %s (pinned key SHA256:%.16s...)", a->cfg.name,

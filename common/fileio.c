@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <ftw.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -193,4 +196,148 @@ int cnd_file_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+/* --- staged directories ----------------------------------------------------------------------- */
+
+static int s_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path) != 0 && errno != ENOENT ? -1 : 0;
+}
+
+void cnd_dir_remove(const char *path)
+{
+    if (!path || !*path) return;
+    nftw(path, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Removes "<dir>.init-<pid>-XXXXXX" siblings whose process no longer runs. */
+static void s_remove_stale_stages(const char *dir)
+{
+    char parent[PATH_MAX], base[PATH_MAX];
+    const char *slash = strrchr(dir, '/');
+    if (slash) {
+        size_t n = (size_t)(slash - dir);
+        if (n >= sizeof parent) return;
+        memcpy(parent, dir, n);
+        parent[n] = 0;
+        if (n == 0) strcpy(parent, "/");
+        snprintf(base, sizeof base, "%s", slash + 1);
+    } else {
+        strcpy(parent, ".");
+        snprintf(base, sizeof base, "%s", dir);
+    }
+    size_t bl = strlen(base);
+    DIR *d = opendir(parent);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid = 0;
+        if (strncmp(e->d_name, base, bl) != 0 || strncmp(e->d_name + bl, ".init-", 6) != 0)
+            continue;
+        if (sscanf(e->d_name + bl + 6, "%ld-", &pid) != 1 || pid <= 0) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* still running */
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof p, "%s/%s", parent, e->d_name) < (int)sizeof p) cnd_dir_remove(p);
+    }
+    closedir(d);
+}
+
+int cnd_dir_stage(char *tmp, size_t cap, const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    char d[PATH_MAX];
+    if (n == 0 || n >= sizeof d) return cnd_errf(CND_EINVAL, "bad directory path '%s'", dir);
+    memcpy(d, dir, n);
+    d[n] = 0;
+    const char *slash = strrchr(d, '/');
+    if (slash && slash != d) {
+        char parent[PATH_MAX];
+        memcpy(parent, d, (size_t)(slash - d));
+        parent[slash - d] = 0;
+        int rc = cnd_mkdir_p(parent, 0755);
+        if (rc) return rc;
+    }
+    s_remove_stale_stages(d);
+    if (snprintf(tmp, cap, "%s.init-%ld-XXXXXX", d, (long)getpid()) >= (int)cap)
+        return cnd_errf(CND_EINVAL, "%s: path too long", dir);
+    if (!mkdtemp(tmp))
+        return cnd_errf(CND_EIO, "%s: cannot create a staging directory: %s", tmp, strerror(errno));
+    return 0;
+}
+
+/* 1 when the files at a and b hold the same bytes. */
+static int s_same_file(const char *a, const char *b)
+{
+    uint8_t *x = NULL, *y = NULL;
+    size_t lx = 0, ly = 0;
+    int same = cnd_file_read(a, (size_t)1 << 30, &x, &lx) == 0 &&
+               cnd_file_read(b, (size_t)1 << 30, &y, &ly) == 0 && lx == ly && memcmp(x, y, lx) == 0;
+    free(x);
+    free(y);
+    cnd_err_clear();
+    return same;
+}
+
+/* 1 when dir has no entry but . and .. (0 also when it cannot be read). */
+static int s_dir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int empty = 1;
+    while (empty && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = 0;
+    closedir(d);
+    return empty;
+}
+
+int cnd_dir_publish(const char *tmp, const char *dir, const char *last)
+{
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || (S_ISDIR(sb.st_mode) && s_dir_empty(dir))) {
+        if (rename(tmp, dir) != 0)
+            return cnd_errf(CND_EIO, "%s: cannot move %s into place: %s", dir, tmp,
+                            strerror(errno));
+        return s_fsync_dir(dir); /* the parent, which holds the new entry */
+    }
+    if (!S_ISDIR(sb.st_mode)) return cnd_errf(CND_EEXIST, "%s exists and is not a directory", dir);
+    /* dir holds files already (e.g. the identity from `keygen --out DIR`): first check every
+     * entry, then move them, `last` at the end. */
+    DIR *d = opendir(tmp);
+    if (!d) return cnd_errf(CND_EIO, "%s: %s", tmp, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    for (int pass = 0; pass < 3 && !rc; pass++) {
+        rewinddir(d);
+        while (!rc && (e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            int is_last = last && strcmp(e->d_name, last) == 0;
+            if ((pass == 1 && is_last) || (pass == 2 && !is_last)) continue;
+            char from[PATH_MAX], to[PATH_MAX];
+            if (snprintf(from, sizeof from, "%s/%s", tmp, e->d_name) >= (int)sizeof from ||
+                snprintf(to, sizeof to, "%s/%s", dir, e->d_name) >= (int)sizeof to) {
+                rc = cnd_errf(CND_EINVAL, "%s: path too long", dir);
+                break;
+            }
+            int exists = stat(to, &sb) == 0;
+            if (pass == 0) {
+                if (exists && !s_same_file(from, to))
+                    rc = cnd_errf(CND_EEXIST, "%s exists already (and differs): not overwritten",
+                                  to);
+            } else if (!exists && rename(from, to) != 0) {
+                rc = cnd_errf(CND_EIO, "%s: cannot move into place: %s", to, strerror(errno));
+            }
+        }
+    }
+    closedir(d);
+    if (!rc) {
+        char probe[PATH_MAX];
+        snprintf(probe, sizeof probe, "%s/.", dir);
+        rc = s_fsync_dir(probe);
+    }
+    if (!rc) cnd_dir_remove(tmp);
+    return rc;
 }

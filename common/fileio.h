@@ -31,4 +31,20 @@ int cnd_mkdir_p(const char *path, mode_t mode);
 /* 1 if path exists, else 0. */
 int cnd_file_exists(const char *path);
 
+/* Directories that appear whole or not at all (the `init` commands): build everything in a
+ * staging directory next to the target, then publish it.
+ *
+ * cnd_dir_stage creates "<dir>.init-XXXXXX" (mode 0700; parents of dir are created) and writes
+ * its path into tmp. cnd_dir_publish moves it into place: when dir does not exist or is empty,
+ * with one rename(2); otherwise entry by entry, refusing (CND_EEXIST, changing nothing) when dir
+ * already holds an entry of the same name whose bytes differ, and moving `last` (the file whose
+ * presence says the directory is complete, e.g. the database) after every other one. Both
+ * directories are fsync'd. cnd_dir_remove deletes a staging directory and everything in it
+ * (NULL or a missing path is fine). A failed or killed init leaves at most a staging directory,
+ * which the next init of the same dir removes (cnd_dir_stage deletes stale "<dir>.init-*" whose
+ * creating process is gone). */
+int cnd_dir_stage(char *tmp, size_t cap, const char *dir);
+int cnd_dir_publish(const char *tmp, const char *dir, const char *last);
+void cnd_dir_remove(const char *path);
+
 #endif

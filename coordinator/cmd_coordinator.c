@@ -25,6 +25,45 @@
 #include <string.h>
 #include <time.h>
 
+/* init's work inside the staging directory `dir`: the identity, the database with the CA paths,
+ * and the first audit entries with a checkpoint. hex/fpr receive the public key and its
+ * fingerprint. */
+static int s_init_in(const char *dir, const char *name, const char *key_dir, const char *ca_cert,
+                     const char *ca_crl, int argc, char **argv, char hex[65], char fpr[65])
+{
+    cnd_identity_t *id = NULL;
+    int rc;
+    if (key_dir) {
+        char kp[PATH_MAX + 32];
+        snprintf(kp, sizeof kp, "%s/%s", key_dir, CND_IDENTITY_KEY_FILE);
+        rc = cnd_identity_load(&id, kp);
+    } else {
+        rc = cnd_identity_generate(&id);
+    }
+    if (!rc) rc = cnd_identity_save(id, dir, 0);
+    cnd_identity_destroy(&id);
+    if (rc) return rc;
+    char db[PATH_MAX + 32];
+    snprintf(db, sizeof db, "%s/%s", dir, CND_COORD_DB_FILE);
+    cnd_cstore_t *s = NULL;
+    if ((rc = cnd_cstore_open(&s, db, 1))) return rc;
+    rc = cnd_cstore_meta_set(s, "name", name);
+    if (!rc) rc = cnd_cstore_meta_set(s, "ca_cert", ca_cert);
+    if (!rc) rc = cnd_cstore_meta_set(s, "ca_crl", ca_crl);
+    cnd_cstore_close(&s);
+    if (rc) return rc;
+    cnd_coord_t c;
+    if ((rc = cnd_coord_open(&c, dir, 1))) return rc;
+    cnd_hex(hex, cnd_identity_pk(c.id), 32);
+    snprintf(fpr, 65, "%s", c.fpr);
+    rc = cnd_audit_log_enroll(c.audit, c.fpr, c.fpr, name, "coordinator", cnd_identity_pk(c.id),
+                              NULL, 0);
+    if (!rc) rc = cnd_coord_admin_log(&c, "coordinator.init", argc, argv, c.fpr, "", "ok");
+    if (!rc) rc = cnd_audit_checkpoint(c.audit, "init", NULL);
+    cnd_coord_close(&c);
+    return rc;
+}
+
 static int s_init(int argc, char **argv)
 {
     const char *dir = cnd_coord_default_dir(), *name = "coordinator", *key_dir = NULL, *ca = NULL;
@@ -64,44 +103,24 @@ static int s_init(int argc, char **argv)
     snprintf(db, sizeof db, "%s/%s", dir, CND_COORD_DB_FILE);
     if (cnd_file_exists(db))
         return cnd_errf(CND_EEXIST, "%s exists already: this directory holds a coordinator", db);
-    if ((rc = cnd_mkdir_p(dir, 0700))) return rc;
-    cnd_identity_t *id = NULL;
-    if (key_dir) {
-        char kp[600];
-        snprintf(kp, sizeof kp, "%s/%s", key_dir, CND_IDENTITY_KEY_FILE);
-        if (!(rc = cnd_identity_load(&id, kp)) && strcmp(key_dir, dir) != 0)
-            rc = cnd_identity_save(id, dir, 0);
-    } else {
-        rc = cnd_identity_generate(&id);
-        if (!rc) rc = cnd_identity_save(id, dir, 0);
+    /* Everything is made in a staging directory and moved into place at the end, the database
+     * last: a failure (a full disk, a kill) leaves DIR as it was, and init can simply be run
+     * again. */
+    char stage[PATH_MAX];
+    if ((rc = cnd_dir_stage(stage, sizeof stage, dir))) return rc;
+    char hex[65], fpr[65];
+    if (!(rc = s_init_in(stage, name, key_dir, ca_cert, ca_crl, argc, argv, hex, fpr)))
+        rc = cnd_dir_publish(stage, dir, CND_COORD_DB_FILE);
+    if (rc) {
+        cnd_dir_remove(stage);
+        return rc;
     }
-    if (rc) goto done;
-    cnd_cstore_t *s = NULL;
-    if ((rc = cnd_cstore_open(&s, db, 1))) goto done;
-    rc = cnd_cstore_meta_set(s, "name", name);
-    if (!rc) rc = cnd_cstore_meta_set(s, "ca_cert", ca_cert);
-    if (!rc) rc = cnd_cstore_meta_set(s, "ca_crl", ca_crl);
-    cnd_cstore_close(&s);
-    if (rc) goto done;
-    cnd_coord_t c;
-    if ((rc = cnd_coord_open(&c, dir, 1))) goto done;
-    char hex[65];
-    cnd_hex(hex, cnd_identity_pk(c.id), 32);
-    rc = cnd_audit_log_enroll(c.audit, c.fpr, c.fpr, name, "coordinator", cnd_identity_pk(c.id),
-                              NULL, 0);
-    if (!rc) rc = cnd_coord_admin_log(&c, "coordinator.init", argc, argv, c.fpr, "", "ok");
-    if (!rc) rc = cnd_audit_checkpoint(c.audit, "init", NULL);
-    if (!rc) {
-        printf("coordinator %s initialised in %s\n", name, dir);
-        printf("database     %s\n", db);
-        printf("public key   %s/%s  (agents pin it: [coordinator] public_key = %s)\n", dir,
-               CND_IDENTITY_PUB_FILE, hex);
-        printf("fingerprint  SHA256:%s\n", c.fpr);
-    }
-    cnd_coord_close(&c);
-done:
-    cnd_identity_destroy(&id);
-    return rc;
+    printf("coordinator %s initialised in %s\n", name, dir);
+    printf("database     %s\n", db);
+    printf("public key   %s/%s  (agents pin it: [coordinator] public_key = %s)\n", dir,
+           CND_IDENTITY_PUB_FILE, hex);
+    printf("fingerprint  SHA256:%s\n", fpr);
+    return 0;
 }
 
 static volatile sig_atomic_t s_stop;

@@ -3,9 +3,10 @@
  *
  * Atomic writes are done here step by step rather than with cnd_file_write_atomic() so that
  * every durable step can be numbered and a test can end the process exactly between two of them
- * (CND_EDGE_CRASH_AT). The steps of one atomic write: write DIR/.NAME.tmp, fsync it, rename it
- * over DIR/NAME, fsync DIR. The partial download is DIR/download.part, created with exactly the
- * signed size (ftruncate) and written chunk by chunk with pwrite + fsync.
+ * (CND_EDGE_CRASH_AT, read only in builds with CND_TEST_HOOKS). The steps of one atomic write:
+ * write DIR/.NAME.tmp, fsync it, rename it over DIR/NAME, fsync DIR. The partial download is
+ * DIR/download.part, created with exactly the signed size (ftruncate) and written chunk by chunk
+ * with pwrite + fsync.
  */
 #include "edge_store.h"
 #include "fileio.h"
@@ -210,10 +211,12 @@ int cnd_edge_store_dir(cnd_edge_store_t *out, const char *dir)
         return cnd_errf(CND_EINVAL, "%s: directory name too long", dir);
     }
     snprintf(d->dir, sizeof d->dir, "%s", dir);
+#ifdef CND_TEST_HOOKS
     const char *c = getenv("CND_EDGE_CRASH_AT");
     d->crash_at = c ? strtol(c, NULL, 10) : 0;
     const char *t = getenv("CND_EDGE_CRASH_TRACE");
     d->trace = t && *t == '1';
+#endif
     out->ops = &s_ops;
     out->ctx = d;
     return 0;

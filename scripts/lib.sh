@@ -44,12 +44,11 @@ cnd_install() {
     { echo "error: apt-get install failed for: $missing" >&2; exit 1; }
 }
 
-# cnd_build DIR [cmake args...]: configures once, then builds incrementally.
+# cnd_build DIR [cmake args...]: configures (every time, so options given here always hold in
+# an existing build directory too), then builds incrementally.
 cnd_build() {
   local dir=$1
   shift
-  if [ ! -f "$dir/CMakeCache.txt" ]; then
-    cmake -S "$CND_ROOT" -B "$dir" "$@" >/dev/null || exit 1
-  fi
+  cmake -S "$CND_ROOT" -B "$dir" "$@" >/dev/null || exit 1
   cmake --build "$dir" -j"$(nproc)" >/dev/null || cmake --build "$dir" -j1 || exit 1
 }
