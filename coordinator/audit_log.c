@@ -554,8 +554,8 @@ void cnd_audit_cp_body(cnd_buf_t *out, const cnd_audit_cp_t *cp)
     cnd_buf_u8(out, '\n');
 }
 
-/* Signed-note key id: SHA-256(name "\n" 0x01 key)[0..4), 0x01 being the Ed25519 algorithm. */
-static void s_key_id(uint8_t id[4], const char *name, const uint8_t pk[32])
+void cnd_audit_key_id(uint8_t id[CND_AUDIT_KEY_ID_BYTES], const char *name,
+                      const uint8_t pk[CND_AUDIT_PK_BYTES])
 {
     crypto_hash_sha256_state st;
     uint8_t d[32];
@@ -566,15 +566,15 @@ static void s_key_id(uint8_t id[4], const char *name, const uint8_t pk[32])
     crypto_hash_sha256_update(&st, &alg, 1);
     crypto_hash_sha256_update(&st, pk, 32);
     crypto_hash_sha256_final(&st, d);
-    memcpy(id, d, 4);
+    memcpy(id, d, CND_AUDIT_KEY_ID_BYTES);
 }
 
 void cnd_audit_cp_format(cnd_buf_t *out, const cnd_audit_cp_t *cp)
 {
-    uint8_t blob[4 + CND_AUDIT_SIG_BYTES];
+    uint8_t blob[CND_AUDIT_KEY_ID_BYTES + CND_AUDIT_SIG_BYTES];
     char b64[sodium_base64_ENCODED_LEN(sizeof blob, sodium_base64_VARIANT_ORIGINAL)];
-    s_key_id(blob, cp->origin, cp->key);
-    memcpy(blob + 4, cp->sig, CND_AUDIT_SIG_BYTES);
+    memcpy(blob, cp->key_id, CND_AUDIT_KEY_ID_BYTES);
+    memcpy(blob + CND_AUDIT_KEY_ID_BYTES, cp->sig, CND_AUDIT_SIG_BYTES);
     s_b64(b64, sizeof b64, blob, sizeof blob);
     cnd_audit_cp_body(out, cp);
     cnd_buf_put(out, "\n\xE2\x80\x94 ", 5);
@@ -659,13 +659,14 @@ int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len)
         if (!sp) return cnd_errf(CND_EFORMAT, "checkpoint signature line %d: no signature", n + 1);
         *sp = 0;
         if (strcmp(name, cp->origin) != 0) continue;
-        uint8_t blob[4 + CND_AUDIT_SIG_BYTES];
+        uint8_t blob[CND_AUDIT_KEY_ID_BYTES + CND_AUDIT_SIG_BYTES];
         const char *b64 = sp + 1;
         if (sodium_base642bin(blob, sizeof blob, b64, strlen(b64), NULL, &got, NULL,
                               sodium_base64_VARIANT_ORIGINAL) ||
             got != sizeof blob)
             return cnd_errf(CND_EFORMAT, "checkpoint signature line %d: bad base64", n + 1);
-        memcpy(cp->sig, blob + 4, CND_AUDIT_SIG_BYTES);
+        memcpy(cp->key_id, blob, CND_AUDIT_KEY_ID_BYTES);
+        memcpy(cp->sig, blob + CND_AUDIT_KEY_ID_BYTES, CND_AUDIT_SIG_BYTES);
         return 0;
     }
     return cnd_errf(CND_EFORMAT, "checkpoint has no signature by '%s'", cp->origin);
@@ -704,6 +705,7 @@ static int s_checkpoint_locked(cnd_audit_t *log, const char *reason, cnd_audit_c
     snprintf(cp.origin, sizeof cp.origin, "%s", log->origin);
     snprintf(cp.reason, sizeof cp.reason, "%s", reason);
     memcpy(cp.key, log->pk, 32);
+    cnd_audit_key_id(cp.key_id, cp.origin, cp.key);
     cnd_buf_t body;
     cnd_buf_init(&body);
     cnd_audit_cp_body(&body, &cp);
@@ -942,6 +944,7 @@ int cnd_audit_latest_checkpoint(cnd_audit_t *log, cnd_audit_cp_t *cp)
         memcpy(cp->root, sqlite3_column_blob(st, 2), 32);
         memcpy(cp->key, sqlite3_column_blob(st, 6), 32);
         memcpy(cp->sig, sqlite3_column_blob(st, 7), 64);
+        cnd_audit_key_id(cp->key_id, cp->origin, cp->key);
     }
     sqlite3_finalize(st);
     return rc;

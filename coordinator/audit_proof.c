@@ -178,6 +178,20 @@ int cnd_audit_prove_consistency(cnd_buf_t *out, cnd_audit_t *log, const cnd_audi
     if (strcmp(old->origin, cnd_audit_origin(log)) != 0)
         return cnd_errf(CND_EINVAL, "the checkpoint is for log '%s', not '%s'", old->origin,
                         cnd_audit_origin(log));
+    /* The proof carries the kept note as it is: it must be this log's, signed by its key. */
+    const uint8_t *pk = cnd_audit_public_key(log);
+    uint8_t want[CND_AUDIT_KEY_ID_BYTES];
+    cnd_audit_key_id(want, old->origin, pk);
+    if (memcmp(want, old->key_id, sizeof want) != 0)
+        return cnd_errf(CND_ECRYPTO,
+                        "the checkpoint's signature has key ID %02x%02x%02x%02x, but this log's "
+                        "key has key ID %02x%02x%02x%02x: it was signed by another key",
+                        old->key_id[0], old->key_id[1], old->key_id[2], old->key_id[3], want[0],
+                        want[1], want[2], want[3]);
+    if (cnd_audit_cp_verify(old, pk) != 0)
+        return cnd_errf(CND_ECRYPTO,
+                        "the checkpoint's signature does not verify with this log's key: it was "
+                        "altered or forged");
     cnd_audit_cp_t cp;
     cnd_merkle_hash_t *leaves = NULL;
     int rc = s_latest(log, &cp, &leaves);

@@ -27,9 +27,11 @@
 CND_MUST_USE int cnd_audit_prove_inclusion(cnd_buf_t *out, cnd_audit_t *log, uint64_t seq);
 
 /* Appends to out a proof that the log's latest checkpoint extends `old` (a checkpoint kept from
- * earlier). Returns 0; CND_EINVAL (old is for another log or larger than the latest);
- * CND_ECORRUPT (the log is not consistent with old: its first old->tree_size entries no longer
- * hash to old's root, a finding); CND_ENOTFOUND, CND_EDB, CND_ENOMEM. */
+ * earlier, written into the proof as parsed, with its own key ID). Returns 0; CND_EINVAL (old
+ * is for another log or larger than the latest); CND_ECRYPTO (old's key ID or signature is not
+ * of the log's key); CND_ECORRUPT (the log is not consistent with old: its first
+ * old->tree_size entries no longer hash to old's root, a finding); CND_ENOTFOUND, CND_EDB,
+ * CND_ENOMEM. */
 CND_MUST_USE int cnd_audit_prove_consistency(cnd_buf_t *out, cnd_audit_t *log,
                                              const cnd_audit_cp_t *old);
 

@@ -14,3 +14,9 @@ add_executable(bench_audit bench_audit.c)
 target_link_libraries(bench_audit PRIVATE cnd_audit)
 target_include_directories(bench_audit PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 cnd_target_options(bench_audit)
+# The auditor's commands on a coordinator made by real processes, checked by independent Python
+# (hashlib, json, sqlite3): signed-note key IDs. Exits 77 (skipped) when python3 is missing.
+add_test(NAME test_audit_cli
+         COMMAND sh -c "command -v python3 > /dev/null || exit 77; exec python3 \"$0\" \"$1\""
+                 ${CMAKE_CURRENT_SOURCE_DIR}/test_audit_cli.py $<TARGET_FILE:condenser>)
+set_tests_properties(test_audit_cli PROPERTIES LABELS integration TIMEOUT 120 SKIP_RETURN_CODE 77)

@@ -169,6 +169,27 @@ static void test_append_and_checkpoints(void)
         CHECK(cnd_audit_cp_verify(&back, k.pk) == CND_ECRYPTO);
     CHECK(cnd_audit_cp_parse(&back, "x\n12\n", 5) == CND_EFORMAT);
     cnd_buf_free(&note);
+    /* Key IDs: the test vector of Go's sumdb/note (golang.org/x/mod/sumdb/note), vkey
+     * PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW. */
+    uint8_t vec[32], kid[CND_AUDIT_KEY_ID_BYTES];
+    CHECK(cnd_unhex(vec, 32, "1a5cd907143c384c41e830c5bce12aa8817ec5649aaabf2c31388b35b2d744d6") ==
+          0);
+    cnd_audit_key_id(kid, "PeterNeumann", vec);
+    CHECK(kid[0] == 0xc7 && kid[1] == 0x4f && kid[2] == 0x20 && kid[3] == 0xa3);
+    /* A checkpoint from the log carries its key's ID; a parsed note the ID it was written with,
+     * which a re-formatted note keeps (the key itself is not in a note). */
+    cnd_audit_key_id(kid, cp.origin, k.pk);
+    CHECK(!memcmp(cp.key_id, kid, sizeof kid));
+    cnd_buf_init(&note);
+    cnd_audit_cp_format(&note, &cp);
+    CHECK(cnd_audit_cp_parse(&back, (const char *)note.data, note.len) == 0);
+    CHECK(!memcmp(back.key_id, kid, sizeof kid));
+    cnd_buf_t again;
+    cnd_buf_init(&again);
+    cnd_audit_cp_format(&again, &back);
+    CHECK(again.len == note.len && !memcmp(again.data, note.data, note.len));
+    cnd_buf_free(&again);
+    cnd_buf_free(&note);
     /* Root of the tree = the recomputed RFC 9162 root of the leaf bytes. */
     sqlite3_stmt *st = NULL;
     CHECK(sqlite3_prepare_v2(cnd_audit_db(log), "SELECT entry FROM audit_entry ORDER BY seq", -1,

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""test_audit_cli.py BIN: the auditor's tools on a coordinator made by real `condenser`
+processes (ca init, keygen, ca issue, coordinator init, site enroll, site revoke), each result
+checked by code that shares nothing with Condenser's: Python's hashlib, json and sqlite3.
+
+  - Key IDs: every signed note the tools write (`audit checkpoint`, the checkpoint of an
+    inclusion proof, both checkpoints of `audit prove --from-checkpoint`) carries the key ID of
+    the C2SP signed-note convention, SHA-256(key name || 0x0A || 0x01 || Ed25519 key)[:4],
+    computed here (and the formula itself checked against the Go sumdb/note test vector).
+
+Run by ctest (tests/audit.cmake); exits 77 (skipped) when python3 is too old.
+"""
+import base64
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+
+FAILURES = []
+
+
+def check(cond, what):
+    if not cond:
+        FAILURES.append(what)
+        print("FAIL: " + what, file=sys.stderr)
+
+
+def run(*args, ok=True):
+    """Runs BIN with args (a list, no shell), returns (exit status, stdout + stderr)."""
+    p = subprocess.run([BIN] + list(args), cwd=WORK, capture_output=True, text=True)
+    out = p.stdout + p.stderr
+    if ok and p.returncode != 0:
+        print(out, file=sys.stderr)
+        raise SystemExit("setup command failed: %s" % " ".join(args))
+    return p.returncode, out
+
+
+def key_id(name, pk):
+    """The C2SP signed-note key ID of an Ed25519 key: 0x01 is the Ed25519 signature type."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + b"\x01" + pk).digest()[:4]
+
+
+def note_signatures(note):
+    """(origin, [(key name, key id, signature)]) of a signed note's text."""
+    body, sep, sigs = note.partition("\n\n")
+    check(sep == "\n\n", "note without a blank line before its signatures")
+    out = []
+    for line in sigs.splitlines():
+        check(line.startswith("\u2014 "), "signature line without an em dash: %r" % line)
+        name, _, b64 = line[2:].partition(" ")
+        blob = base64.b64decode(b64, validate=True)
+        check(len(blob) == 68, "signature of %d bytes, not 4 + 64" % len(blob))
+        out.append((name, blob[:4], blob[4:]))
+    return body.split("\n", 1)[0], out
+
+
+def check_note(note, pk, what):
+    origin, sigs = note_signatures(note)
+    check(len(sigs) >= 1, what + ": no signature line")
+    for name, kid, _ in sigs:
+        check(name == origin, "%s: signature by %r, not the origin %r" % (what, name, origin))
+        check(kid == key_id(origin, pk),
+              "%s: key ID %s, but SHA-256(origin || 0x0A || 0x01 || key)[:4] is %s"
+              % (what, kid.hex(), key_id(origin, pk).hex()))
+
+
+def read_pub(path):
+    """A node's identity.pub ("condenser-ed25519 HEX") as 32 bytes."""
+    words = open(path).read().split()
+    pk = bytes.fromhex(words[-1])
+    check(len(pk) == 32, "%s is not a 32-byte key" % path)
+    return pk
+
+
+def setup():
+    run("ca", "init", "--dir", "ca")
+    for site in ("site-c", "site-d"):
+        run("keygen", "--out", site)
+        run("ca", "issue", "--dir", "ca", "--name", site, "--role", "site",
+            "--pubkey", site + "/identity.pub", "--out", site + ".pem")
+    run("coordinator", "init", "--ca", "ca", "--dir", "coord")
+    # A second coordinator with the same name (so the same origin) and its own key: the
+    # "swapped key" of the tests below.
+    run("coordinator", "init", "--ca", "ca", "--dir", "other")
+    # Checkpoints are signed automatically every `checkpoint_every` entries, a setting no
+    # command changes (default 1000); a small value lets a few commands sign some.
+    db = sqlite3.connect(os.path.join(WORK, "coord", "coordinator.db"))
+    with db:
+        db.execute("INSERT OR REPLACE INTO audit_meta(key, value) VALUES ('checkpoint_every', '3')")
+    db.close()
+
+
+def test_key_ids():
+    pk, other_pk = read_pub(os.path.join(WORK, "coord", "identity.pub")), \
+        read_pub(os.path.join(WORK, "other", "identity.pub"))
+    # The formula against the Go sumdb/note test vector (golang.org/x/mod/sumdb/note):
+    # vkey PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW.
+    vec = base64.b64decode("ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
+    check(key_id("PeterNeumann", vec[1:]).hex() == "c74f20a3", "key ID formula vs Go's vector")
+
+    run("audit", "checkpoint", "coord/coordinator.db", "--out", "kept.cp")
+    check_note(open(os.path.join(WORK, "kept.cp")).read(), pk, "audit checkpoint")
+    run("audit", "checkpoint", "other/coordinator.db", "--out", "other.cp")
+    check_note(open(os.path.join(WORK, "other.cp")).read(), other_pk, "other's checkpoint")
+    # The log grows past two automatic checkpoints.
+    run("site", "enroll", "site-c", "--cert", "site-c.pem", "--dir", "coord")
+    run("site", "enroll", "site-d", "--cert", "site-d.pem", "--dir", "coord")
+    run("site", "revoke", "site-c", "--reason", "auditor tail test", "--dir", "coord")
+    run("audit", "prove", "coord/coordinator.db", "--from-checkpoint", "kept.cp",
+        "--out", "cons.json")
+    cons = json.load(open(os.path.join(WORK, "cons.json")))
+    check(cons["new_size"] > cons["old_size"], "the log did not grow past a new checkpoint")
+    check_note(cons["old_checkpoint"], pk, "prove --from-checkpoint: old_checkpoint")
+    check_note(cons["new_checkpoint"], pk, "prove --from-checkpoint: new_checkpoint")
+    check(cons["old_checkpoint"] == open(os.path.join(WORK, "kept.cp")).read(),
+          "old_checkpoint is not the kept checkpoint byte for byte")
+    rc, out = run("audit", "check-proof", "cons.json", "--key", "coord/identity.pub", ok=False)
+    check(rc == 0 and "extends" in out, "check-proof of the consistency proof: " + out)
+    run("audit", "prove", "coord/coordinator.db", "--entry", "1", "--out", "inc.json")
+    check_note(json.load(open(os.path.join(WORK, "inc.json")))["checkpoint"], pk,
+               "prove --entry: checkpoint")
+    # A kept checkpoint of another key is refused, not re-labelled with this log's key ID.
+    rc, out = run("audit", "prove", "coord/coordinator.db", "--from-checkpoint", "other.cp",
+                  "--out", "x.json", ok=False)
+    check(rc == 1 and "key ID" in out, "prove from another key's checkpoint: %d %s" % (rc, out))
+    check(not os.path.exists(os.path.join(WORK, "x.json")), "a refused proof was written")
+
+
+def main():
+    global BIN, WORK
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: test_audit_cli.py CONDENSER_BINARY")
+    if sys.version_info < (3, 7):
+        print("python3 >= 3.7 needed; skipped", file=sys.stderr)
+        sys.exit(77)
+    BIN = os.path.abspath(sys.argv[1])
+    WORK = tempfile.mkdtemp(prefix="cnd_audit_cli_")
+    try:
+        setup()
+        test_key_ids()
+    finally:
+        if FAILURES or os.environ.get("CND_KEEP_TMP"):
+            print("kept " + WORK, file=sys.stderr)
+        else:
+            shutil.rmtree(WORK)
+    if FAILURES:
+        print("test_audit_cli: %d failure(s)" % len(FAILURES), file=sys.stderr)
+        sys.exit(1)
+    print("test_audit_cli: ok")
+
+
+BIN = WORK = None
+if __name__ == "__main__":
+    main()
