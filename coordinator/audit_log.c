@@ -622,7 +622,8 @@ int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len)
     if (s_line(text, len, &off, line, sizeof line) || !s_is_origin(line))
         return cnd_errf(CND_EFORMAT, "checkpoint line 1: expected the log origin");
     snprintf(cp->origin, sizeof cp->origin, "%.*s", CND_AUDIT_MAX_ORIGIN, line);
-    if (s_line(text, len, &off, line, sizeof line) || s_parse_u64(line, (uint64_t)1 << 62, &v))
+    if (s_line(text, len, &off, line, sizeof line) ||
+        s_parse_u64(line, (uint64_t)CND_AUDIT_MAX_TREE_SIZE, &v))
         return cnd_errf(CND_EFORMAT, "checkpoint line 2: expected the tree size");
     cp->tree_size = v;
     size_t got = 0;
@@ -633,8 +634,9 @@ int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len)
         return cnd_errf(CND_EFORMAT, "checkpoint line 3: expected the base64 root hash");
     if (s_line(text, len, &off, line, sizeof line) || strncmp(line, "time ", 5) != 0)
         return cnd_errf(CND_EFORMAT, "checkpoint line 4: expected 'time <ms>'");
-    if (s_parse_u64(line + 5, (uint64_t)INT64_MAX, &v))
-        return cnd_errf(CND_EFORMAT, "checkpoint line 4: bad time");
+    if (s_parse_u64(line + 5, (uint64_t)CND_AUDIT_MAX_TIME_MS, &v))
+        return cnd_errf(CND_EFORMAT,
+                        "checkpoint line 4: bad time (milliseconds from 1970 to 9999)");
     cp->time_ms = (int64_t)v;
     if (s_line(text, len, &off, line, sizeof line) || strncmp(line, "reason ", 7) != 0 ||
         !s_is_token(line + 7, CND_AUDIT_MAX_REASON))
@@ -685,13 +687,25 @@ int cnd_audit_cp_read(cnd_audit_cp_t *cp, const char *path)
 
 int cnd_audit_cp_verify(const cnd_audit_cp_t *cp, const uint8_t pk[CND_AUDIT_PK_BYTES])
 {
+    uint8_t want[CND_AUDIT_KEY_ID_BYTES];
+    char fpr[CND_AUDIT_FPR_HEX];
+    cnd_audit_key_id(want, cp->origin, pk);
+    cnd_audit_fingerprint(fpr, pk);
+    if (memcmp(want, cp->key_id, sizeof want) != 0)
+        return cnd_errf(CND_ECRYPTO,
+                        "its signature line has key ID %02x%02x%02x%02x, but key %.16s... has key "
+                        "ID %02x%02x%02x%02x under the name '%s': signed by another key",
+                        cp->key_id[0], cp->key_id[1], cp->key_id[2], cp->key_id[3], fpr, want[0],
+                        want[1], want[2], want[3], cp->origin);
     cnd_buf_t body;
     cnd_buf_init(&body);
     cnd_audit_cp_body(&body, cp);
-    int rc = CND_ECRYPTO;
-    if (!body.err && crypto_sign_verify_detached(cp->sig, body.data, body.len, pk) == 0) rc = 0;
+    int oom = body.err != 0;
+    int ok = !oom && crypto_sign_verify_detached(cp->sig, body.data, body.len, pk) == 0;
     cnd_buf_free(&body);
-    return rc;
+    if (oom) return CND_ENOMEM;
+    if (!ok) return cnd_errf(CND_ECRYPTO, "its signature does not verify with key %.16s...", fpr);
+    return 0;
 }
 
 /* Signs and inserts a checkpoint of the current frontier (transaction held by the caller). */

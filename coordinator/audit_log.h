@@ -55,6 +55,8 @@
 #define CND_AUDIT_MAX_ENTRY                (512 * 1024) /* bytes of one entry; larger rows are refused */
 #define CND_AUDIT_MAX_ORIGIN               128
 #define CND_AUDIT_MAX_REASON               64
+#define CND_AUDIT_MAX_TREE_SIZE            ((int64_t)1 << 62)       /* entries in a log, at most */
+#define CND_AUDIT_MAX_TIME_MS              INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 
 typedef struct cnd_audit cnd_audit_t;
 
@@ -173,7 +175,9 @@ void cnd_audit_cp_format(cnd_buf_t *out, const cnd_audit_cp_t *cp);
 CND_MUST_USE int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len);
 /* Reads and parses a checkpoint file (at most 64 KiB). */
 CND_MUST_USE int cnd_audit_cp_read(cnd_audit_cp_t *cp, const char *path);
-/* Verifies cp's signature with pk (also checking the note key id). Returns 0 or CND_ECRYPTO. */
+/* Verifies cp with pk: its key ID must be cnd_audit_key_id(cp->origin, pk) and its signature
+ * must verify. Returns 0, or CND_ECRYPTO with a detail saying which of the two failed (key IDs
+ * in hex), or CND_ENOMEM. */
 CND_MUST_USE int cnd_audit_cp_verify(const cnd_audit_cp_t *cp,
                                      const uint8_t pk[CND_AUDIT_PK_BYTES]);
 

@@ -91,7 +91,7 @@ static int s_starts(const char *s, const char *prefix)
 static void s_when(char out[32], const s_ent *x)
 {
     int64_t t = 0;
-    (void)cnd_json_int(s_get(x, "time_ms"), &t);
+    (void)cnd_json_integer(s_get(x, "time_ms"), 0, CND_AUDIT_MAX_TIME_MS, &t);
     cnd_iso8601(out, t / 1000);
 }
 
@@ -543,8 +543,10 @@ static int s_section_rounds(cnd_buf_t *b, const s_ents *E, const char *job, cons
     for (size_t i = 0; i < E->n; i++) {
         const s_ent *x = &E->v[i];
         if (!s_in_job(x, job) || strcmp(s_action(x), CND_AUDIT_ROUND_END) != 0) continue;
-        double r = 0, v;
-        if (!cnd_json_number(s_det(x, "round"), &r)) continue;
+        int64_t ri = 0;
+        double v;
+        if (!cnd_json_integer(s_det(x, "round"), 0, INT32_MAX, &ri)) continue;
+        double r = (double)ri;
         rnd[nr] = r;
         part[nr] = (int)s_arr_len(s_det(x, "participants"));
         drop[nr] = (int)s_arr_len(s_det(x, "dropouts"));
@@ -631,7 +633,7 @@ static int s_section_bytes(cnd_buf_t *b, const s_ents *E, const char *job, const
         const s_ent *x = &E->v[i];
         if (!s_in_job(x, job)) continue;
         int64_t size = 0;
-        (void)cnd_json_int(s_det(x, "size"), &size);
+        (void)cnd_json_integer(s_det(x, "size"), 0, INT64_MAX, &size);
         if (strcmp(s_action(x), CND_AUDIT_INGRESS) == 0)
             rc = s_flow_add(&in, &nin, s_str(s_det(x, "peer")), size);
         else if (strcmp(s_action(x), CND_AUDIT_EGRESS) == 0)
@@ -777,7 +779,7 @@ static void s_section_rollouts(cnd_buf_t *b, const s_ents *E, const char *job)
         /* A wave's time: from the entry before it (creation, or the previous wave's end) to its
          * own entry, both as the log recorded them. */
         int64_t prev_ms = 0;
-        (void)cnd_json_int(s_get(c, "time_ms"), &prev_ms);
+        (void)cnd_json_integer(s_get(c, "time_ms"), 0, CND_AUDIT_MAX_TIME_MS, &prev_ms);
         s_put(b, ".</p><table class=\"waves\"><tr><th>wave</th><th>devices</th><th>succeeded</th>"
                  "<th>failed</th><th>timed out</th><th>seconds</th><th>state</th></tr>");
         for (size_t k = i + 1; k < E->n; k++) {
@@ -786,9 +788,9 @@ static void s_section_rollouts(cnd_buf_t *b, const s_ents *E, const char *job)
             const char *a = s_action(w);
             if (strcmp(a, CND_AUDIT_ROLLOUT_WAVE) == 0) {
                 int64_t wave = -1, failed = 0, tout = 0;
-                (void)cnd_json_int(s_det(w, "wave"), &wave);
-                (void)cnd_json_int(s_det(w, "failed"), &failed);
-                (void)cnd_json_int(s_det(w, "timed_out"), &tout);
+                (void)cnd_json_integer(s_det(w, "wave"), 0, INT64_MAX, &wave);
+                (void)cnd_json_integer(s_det(w, "failed"), 0, INT64_MAX, &failed);
+                (void)cnd_json_integer(s_det(w, "timed_out"), 0, INT64_MAX, &tout);
                 s_put(b, "<tr class=\"wave\"><td>");
                 if (wave == 0)
                     s_put(b, "canary");
@@ -803,7 +805,8 @@ static void s_section_rollouts(cnd_buf_t *b, const s_ents *E, const char *job)
                 s_pf(b, "</td><td class=\"num%s\">", tout ? " bad" : "");
                 s_val(b, s_det(w, "timed_out"));
                 int64_t t_ms = 0;
-                if (cnd_json_int(s_get(w, "time_ms"), &t_ms) && prev_ms > 0 && t_ms >= prev_ms)
+                if (cnd_json_integer(s_get(w, "time_ms"), 0, CND_AUDIT_MAX_TIME_MS, &t_ms) &&
+                    prev_ms > 0 && t_ms >= prev_ms)
                     s_pf(b, "</td><td class=\"num\">%.2f</td><td>", (double)(t_ms - prev_ms) / 1e3);
                 else
                     s_put(b, "</td><td>&ndash;</td><td>");

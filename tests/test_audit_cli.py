@@ -7,6 +7,10 @@ checked by code that shares nothing with Condenser's: Python's hashlib, json and
     inclusion proof, both checkpoints of `audit prove --from-checkpoint`) carries the key ID of
     the C2SP signed-note convention, SHA-256(key name || 0x0A || 0x01 || Ed25519 key)[:4],
     computed here (and the formula itself checked against the Go sumdb/note test vector).
+  - check-proof refuses hand-edited proofs, naming the field: integers written as 57.0 or 5.7e1
+    or as strings or beyond int64, a signature line with a wrong key ID, a checkpoint of another
+    key with the same name swapped in, the right key ID over another key's signature, and the
+    wrong --key.
 
 Run by ctest (tests/audit.cmake); exits 77 (skipped) when python3 is too old.
 """
@@ -130,6 +134,84 @@ def test_key_ids():
     check(not os.path.exists(os.path.join(WORK, "x.json")), "a refused proof was written")
 
 
+def write(name, text):
+    with open(os.path.join(WORK, name), "w") as f:
+        f.write(text)
+
+
+def refused(name, field, *words):
+    """check-proof NAME must exit 1 with a message naming 'field' and each of words."""
+    rc, out = run("audit", "check-proof", name, "--key", "coord/identity.pub", ok=False)
+    check(rc == 1, "%s: check-proof exited %d, not 1: %s" % (name, rc, out))
+    for w in ("'%s'" % field,) + words:
+        check(w in out, "%s: the refusal does not say %r: %s" % (name, w, out))
+
+
+def replace_once(text, old, new):
+    check(text.count(old) == 1, "%r is not in the proof exactly once" % old)
+    return text.replace(old, new)
+
+
+def resign_line(note, key_id_bytes=None, sig_from=None):
+    """The note with its signature line's key ID and/or signature replaced."""
+    body, _, sigs = note.partition("\n\n")
+    name, _, b64 = sigs.splitlines()[0][2:].partition(" ")
+    blob = base64.b64decode(b64)
+    kid, sig = blob[:4], blob[4:]
+    if key_id_bytes is not None:
+        kid = key_id_bytes
+    if sig_from is not None:
+        sig = base64.b64decode(sig_from.partition("\n\n")[2].splitlines()[0][2:].partition(" ")[2])[4:]
+    return "%s\n\n\u2014 %s %s\n" % (body, name, base64.b64encode(kid + sig).decode())
+
+
+def test_check_proof_edits():
+    cons_text = open(os.path.join(WORK, "cons.json")).read()
+    cons = json.loads(cons_text)
+    n = cons["new_size"] - 1  # the last entry the latest checkpoint covers
+    run("audit", "prove", "coord/coordinator.db", "--entry", str(n), "--out", "inc.json")
+    inc_text = open(os.path.join(WORK, "inc.json")).read()
+    inc = json.loads(inc_text)
+    rc, out = run("audit", "check-proof", "inc.json", "--key", "coord/identity.pub", ok=False)
+    check(rc == 0 and out.startswith("OK: entry %d " % n), "the untouched proof: " + out)
+    # Integers: only as JSON integers, in range.
+    index = '"index":%d' % n
+    for i, bad in enumerate(["%d.0" % n, "%se1" % (n / 10), "%de0" % n, '"%d"' % n,
+                             "18446744073709551616", "-1", "%d.5" % n]):
+        write("int%d.json" % i, replace_once(inc_text, index, '"index":' + bad))
+        refused("int%d.json" % i, "index")
+    size = '"tree_size":%d' % inc["tree_size"]
+    write("size.json", replace_once(inc_text, size, size + ".0"))
+    refused("size.json", "tree_size")
+    old = '"old_size":%d' % cons["old_size"]
+    write("old.json", replace_once(cons_text, old, old + ".0"))
+    refused("old.json", "old_size")
+    new = '"new_size":%d' % cons["new_size"]
+    write("new.json", replace_once(cons_text, new, '"new_size":%de0' % cons["new_size"]))
+    refused("new.json", "new_size")
+    # A wrong key ID over the right signature.
+    pk = read_pub(os.path.join(WORK, "coord", "identity.pub"))
+    right = key_id(inc["checkpoint"].split("\n", 1)[0], pk)
+    wrong = bytes([right[0] ^ 0x01]) + right[1:]
+    bad = dict(inc, checkpoint=resign_line(inc["checkpoint"], key_id_bytes=wrong))
+    write("kid.json", json.dumps(bad))
+    refused("kid.json", "checkpoint", "key ID", wrong.hex(), right.hex())
+    # Another key's checkpoint of a log with the same name, swapped in whole: its key ID is not
+    # the key's given.
+    other_cp = open(os.path.join(WORK, "other.cp")).read()
+    check(other_cp.split("\n", 1)[0] == cons["new_checkpoint"].split("\n", 1)[0],
+          "the two coordinators' logs do not share a name")
+    write("swap.json", json.dumps(dict(cons, new_checkpoint=other_cp)))
+    refused("swap.json", "new_checkpoint", "key ID")
+    # The right key ID over another key's signature.
+    forged = resign_line(other_cp, key_id_bytes=key_id(other_cp.split("\n", 1)[0], pk))
+    write("forged.json", json.dumps(dict(cons, old_checkpoint=forged)))
+    refused("forged.json", "old_checkpoint", "signature does not verify")
+    # The wrong key given: refused on the key ID before any signature is checked.
+    rc, out = run("audit", "check-proof", "inc.json", "--key", "other/identity.pub", ok=False)
+    check(rc == 1 and "'checkpoint'" in out and "key ID" in out, "--key of another node: " + out)
+
+
 def main():
     global BIN, WORK
     if len(sys.argv) != 2:
@@ -142,6 +224,7 @@ def main():
     try:
         setup()
         test_key_ids()
+        test_check_proof_edits()
     finally:
         if FAILURES or os.environ.get("CND_KEEP_TMP"):
             print("kept " + WORK, file=sys.stderr)

@@ -97,6 +97,78 @@ static void test_canonical_json(void)
     cnd_jw_free(&w);
 }
 
+/* 1 when `text` is read by cnd_json_integer() within [min, max] as `want`. */
+static int integer_is(const char *text, int64_t min, int64_t max, int64_t want)
+{
+    cnd_json_t *v = NULL;
+    if (cnd_json_parse(&v, text, strlen(text)) != 0) return 0;
+    int64_t got = want ^ 1; /* anything but want */
+    int ok = cnd_json_integer(v, min, max, &got) && got == want;
+    cnd_json_free(&v);
+    return ok;
+}
+
+/* 1 when `text` parses but is not an integer in [min, max] for cnd_json_integer(). */
+static int integer_refused(const char *text, int64_t min, int64_t max)
+{
+    cnd_json_t *v = NULL;
+    if (cnd_json_parse(&v, text, strlen(text)) != 0) return 1;
+    int64_t got = 0;
+    int refused = !cnd_json_integer(v, min, max, &got);
+    cnd_json_free(&v);
+    return refused;
+}
+
+/* The integer accessor of the auditor's file readers: what was written as a JSON integer, and
+ * nothing else, although 57.0 and 5.7e1 equal 57 as numbers. */
+static void test_json_integer(void)
+{
+    CHECK(integer_is("57", 0, 100, 57));
+    CHECK(integer_is(" -3 ", -5, 5, -3));
+    CHECK(integer_is("0", 0, 0, 0));
+    CHECK(integer_is("-0", 0, 0, 0));
+    CHECK(integer_is("9223372036854775807", 0, INT64_MAX, INT64_MAX));
+    CHECK(integer_is("-9223372036854775808", INT64_MIN, 0, INT64_MIN));
+    CHECK(integer_refused("57.0", 0, 100));
+    CHECK(integer_refused("5.7e1", 0, 100));
+    CHECK(integer_refused("57e0", 0, 100));
+    CHECK(integer_refused("570E-1", 0, 100));
+    CHECK(integer_refused("57.5", 0, 100));
+    CHECK(integer_refused("\"57\"", 0, 100));
+    CHECK(integer_refused("true", 0, 100));
+    CHECK(integer_refused("null", 0, 100));
+    CHECK(integer_refused("101", 0, 100));
+    CHECK(integer_refused("-1", 0, 100));
+    CHECK(integer_refused("9223372036854775808", INT64_MIN, INT64_MAX)); /* beyond int64 */
+    CHECK(integer_refused("-9223372036854775809", INT64_MIN, INT64_MAX));
+    CHECK(integer_refused("1e400", INT64_MIN, INT64_MAX)); /* not even a finite number */
+    CHECK(cnd_json_integer(NULL, 0, 1, &(int64_t){0}) == 0);
+    /* A member of an object, as the readers use it. */
+    cnd_json_t *o = NULL;
+    const char *t = "{\"index\":57.0,\"tree_size\":58}";
+    CHECK(cnd_json_parse(&o, t, strlen(t)) == 0);
+    int64_t x = 0;
+    CHECK(!cnd_json_integer(cnd_json_get(o, "index"), 0, INT64_MAX, &x));
+    CHECK(cnd_json_integer(cnd_json_get(o, "tree_size"), 0, INT64_MAX, &x) && x == 58);
+    cnd_json_free(&o);
+    /* An entry's envelope: seq and time_ms in range (time up to the end of the year 9999). */
+    char e[512];
+    const char *fmt =
+        "{\"action\":\"x\",\"actor\":\"a\",\"details\":{},\"digests\":{},\"job\":\"\","
+        "\"prev_root\":\"%064d\",\"seq\":%s,\"subject\":\"\",\"time_ms\":%s}";
+    snprintf(e, sizeof e, fmt, 0, "3", "253402300799999");
+    CHECK(cnd_audit_entry_parse(&o, e, strlen(e)) == 0);
+    cnd_json_free(&o);
+    snprintf(e, sizeof e, fmt, 0, "3", "253402300800000");
+    CHECK(cnd_audit_entry_parse(&o, e, strlen(e)) == CND_EFORMAT);
+    CHECK(strstr(cnd_err_detail(), "time_ms") != NULL);
+    snprintf(e, sizeof e, fmt, 0, "-3", "0");
+    CHECK(cnd_audit_entry_parse(&o, e, strlen(e)) == CND_EFORMAT);
+    CHECK(strstr(cnd_err_detail(), "seq") != NULL);
+    snprintf(e, sizeof e, fmt, 0, "3", "-1");
+    CHECK(cnd_audit_entry_parse(&o, e, strlen(e)) == CND_EFORMAT);
+}
+
 static cnd_audit_t *open_log(const char *name, const fx_key_t *k)
 {
     char p[512];
@@ -832,6 +904,7 @@ int main(void)
     snprintf(g_dir, sizeof g_dir, "/tmp/cnd_audit_log_XXXXXX");
     if (!mkdtemp(g_dir)) return 1;
     test_canonical_json();
+    test_json_integer();
     test_append_and_checkpoints();
     test_byte_changes_located();
     test_rows_deleted_reordered_truncated();
