@@ -1032,6 +1032,53 @@ int cnd_audit_log_enroll(cnd_audit_t *log, const char *actor, const char *fpr, c
     return rc;
 }
 
+int cnd_audit_log_admin(cnd_audit_t *log, const char *actor, const char *command, int argc,
+                        const char *const *argv, const char *subject, const char *job,
+                        const char *result)
+{
+    char action[80];
+    int n = snprintf(action, sizeof action, "%s%s", CND_AUDIT_ADMIN_PREFIX, command);
+    if (n < 0 || (size_t)n >= sizeof action)
+        return cnd_errf(CND_EINVAL, "admin command name '%s' is too long", command);
+    if (argc < 1 || !argv)
+        return cnd_errf(CND_EINVAL, "%s: the command line was not recorded (cnd_cli_record_argv)",
+                        action);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "argv");
+    cnd_jw_arr(&w);
+    for (int i = 0; i < argc; i++) cnd_jw_str(&w, argv[i]);
+    cnd_jw_arr_end(&w);
+    cnd_jw_key(&w, "result");
+    cnd_jw_str(&w, result ? result : "");
+    cnd_jw_obj_end(&w);
+    const char *details = cnd_jw_text(&w);
+    if (!details) {
+        cnd_jw_free(&w);
+        return CND_ENOMEM;
+    }
+    /* The words read back must be the words given: the writer replaces invalid UTF-8 with
+     * U+FFFD, which would record a command line that was never run. */
+    cnd_json_t *v = NULL;
+    int rc = cnd_json_parse(&v, details, strlen(details));
+    const cnd_json_t *a = rc ? NULL : cnd_json_get(v, "argv");
+    for (int i = 0; !rc && i < argc; i++)
+        if (!a || a->n != (size_t)argc || strcmp(cnd_json_str(a->items[i]), argv[i]) != 0)
+            rc = cnd_errf(CND_EINVAL,
+                          "%s: word %d of the command line is not valid UTF-8: the audit log "
+                          "records command lines exactly and cannot hold it",
+                          action, i);
+    cnd_json_free(&v);
+    if (!rc) {
+        cnd_audit_rec_t rec = {
+            .actor = actor, .action = action, .subject = subject, .job = job, .details = details};
+        rc = cnd_audit_append(log, &rec, NULL);
+    }
+    cnd_jw_free(&w);
+    return rc;
+}
+
 int cnd_audit_read_public_key(uint8_t pk[CND_AUDIT_PK_BYTES], const char *spec)
 {
     if (strlen(spec) == 64 && cnd_unhex(pk, 32, spec) == 0) return 0;

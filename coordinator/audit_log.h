@@ -158,6 +158,16 @@ CND_MUST_USE int cnd_audit_log_message(cnd_audit_t *log, char dir, const char *a
                                        const char *peer, const char *job, const char *type,
                                        int64_t round, const void *bytes, size_t len, uint64_t *seq);
 
+/* Convenience: appends the `admin.<command>` entry of an operator command (e.g. command
+ * "site.revoke"): details {"argv": [argv[0], ..., argv[argc-1]], "result": result}, the exact
+ * command line as a JSON array of strings, every word as the process received it (argv[0] and
+ * the subcommand words included). A word that is not valid UTF-8 cannot be recorded exactly and
+ * is refused (CND_EINVAL naming the word), as is argc < 1 (no command line recorded). Returns as
+ * cnd_audit_append. */
+CND_MUST_USE int cnd_audit_log_admin(cnd_audit_t *log, const char *actor, const char *command,
+                                     int argc, const char *const *argv, const char *subject,
+                                     const char *job, const char *result);
+
 /* --- checkpoints as signed notes (files an auditor keeps) --- */
 
 /* Appends the signed body of cp: "<origin>\n<size>\n<base64 root>\ntime <ms>\nreason <r>\n". */

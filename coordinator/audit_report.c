@@ -124,6 +124,92 @@ static void s_num(cnd_buf_t *b, const cnd_json_t *v, const char *fmt)
         s_put(b, "&ndash;");
 }
 
+/* Appends word w quoted for a POSIX shell, so that the command line shown is the one that ran
+ * and pasting it into bash gives back the same words: as is when it holds only characters no
+ * shell treats specially; in single quotes otherwise ('\'' for a quote); in bash's $'...' form
+ * (\n, \t, \xHH) when it holds control characters, which single quotes would show as line
+ * breaks or not at all. */
+static void s_shell_word(cnd_buf_t *b, const char *w)
+{
+    int plain = w[0] != 0, ctrl = 0;
+    for (const unsigned char *p = (const unsigned char *)w; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) ctrl = 1;
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("_@%+=:,./-", *p)))
+            plain = 0;
+    }
+    if (plain) {
+        s_put(b, w);
+    } else if (!ctrl) {
+        cnd_buf_u8(b, '\'');
+        for (const char *p = w; *p; p++)
+            if (*p == '\'')
+                s_put(b, "'\\''");
+            else
+                cnd_buf_u8(b, (uint8_t)*p);
+        cnd_buf_u8(b, '\'');
+    } else {
+        s_put(b, "$'");
+        for (const unsigned char *p = (const unsigned char *)w; *p; p++) {
+            if (*p == '\\' || *p == '\'') {
+                cnd_buf_u8(b, '\\');
+                cnd_buf_u8(b, *p);
+            } else if (*p == '\n') {
+                s_put(b, "\\n");
+            } else if (*p == '\t') {
+                s_put(b, "\\t");
+            } else if (*p < 0x20 || *p == 0x7f) {
+                s_pf(b, "\\x%02x", *p);
+            } else {
+                cnd_buf_u8(b, *p);
+            }
+        }
+        cnd_buf_u8(b, '\'');
+    }
+}
+
+/* The details of an admin.* entry: the command line, shell-quoted from the recorded argv (or,
+ * in entries written before argv was recorded, the reconstructed "command" text as logged,
+ * marked as such), then the other details. */
+static void s_admin_details(cnd_buf_t *b, const s_ent *x)
+{
+    const cnd_json_t *d = s_get(x, "details");
+    const cnd_json_t *argv = cnd_json_get(d, "argv");
+    const char *legacy = cnd_json_str(cnd_json_get(d, "command"));
+    int words = argv && argv->type == CND_JSON_ARR && argv->n > 0;
+    for (size_t i = 0; words && i < argv->n; i++)
+        if (!cnd_json_str(argv->items[i])) words = 0;
+    if (words) {
+        cnd_buf_t q;
+        cnd_buf_init(&q);
+        for (size_t i = 0; i < argv->n; i++) {
+            if (i) cnd_buf_u8(&q, ' ');
+            s_shell_word(&q, argv->items[i]->s);
+        }
+        cnd_buf_u8(&q, 0);
+        s_pf(b, "<code class=\"argv\" data-entry=\"%lld\">", (long long)x->seq);
+        s_esc(b, q.err ? "" : (const char *)q.data);
+        s_put(b, "</code>");
+        cnd_buf_free(&q);
+    } else if (legacy) {
+        s_pf(b, "<code class=\"command\" data-entry=\"%lld\">", (long long)x->seq);
+        s_esc(b, legacy);
+        s_put(b, "</code> <span class=\"meta\">(as logged before the exact command line was "
+                 "recorded: the words are joined by spaces, so quoting and words may be "
+                 "lost)</span>");
+    } else {
+        s_val(b, d);
+        return;
+    }
+    for (size_t i = 0; d && i < d->n; i++) {
+        if (strcmp(d->keys[i], "argv") == 0 || strcmp(d->keys[i], "command") == 0) continue;
+        s_put(b, "<br>");
+        s_esc(b, d->keys[i]);
+        s_put(b, ": ");
+        s_val(b, d->items[i]);
+    }
+}
+
 /* --- names of identities, from enroll entries --- */
 
 typedef struct {
@@ -870,7 +956,10 @@ static void s_section_events(cnd_buf_t *b, const s_ents *E, const char *job, con
         s_put(b, "</td><td>");
         s_esc(b, s_str(s_get(x, "subject")));
         s_put(b, "</td><td>");
-        s_val(b, s_get(x, "details"));
+        if (admin)
+            s_admin_details(b, x);
+        else
+            s_val(b, s_get(x, "details"));
         s_pf(b, "</td><td class=\"num\">%lld</td></tr>", (long long)x->seq);
     }
     if (any) s_put(b, "</table>");

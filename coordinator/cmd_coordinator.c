@@ -89,7 +89,7 @@ static int s_init(int argc, char **argv)
     cnd_hex(hex, cnd_identity_pk(c.id), 32);
     rc = cnd_audit_log_enroll(c.audit, c.fpr, c.fpr, name, "coordinator", cnd_identity_pk(c.id),
                               NULL, 0);
-    if (!rc) rc = cnd_coord_admin_log(&c, "coordinator.init", argc, argv, c.fpr, "", "ok");
+    if (!rc) rc = cnd_coord_admin_log(&c, "coordinator.init", c.fpr, "", "ok");
     if (!rc) rc = cnd_audit_checkpoint(c.audit, "init", NULL);
     if (!rc) {
         printf("coordinator %s initialised in %s\n", name, dir);

@@ -11,20 +11,30 @@ checked by code that shares nothing with Condenser's: Python's hashlib, json and
     or as strings or beyond int64, a signature line with a wrong key ID, a checkpoint of another
     key with the same name swapped in, the right key ID over another key's signature, and the
     wrong --key.
+  - Operator commands (coordinator init, site enroll/revoke, job create/cancel) record their exact
+    argv, every word, as a JSON array of strings in their admin.* entry, read back here with
+    sqlite3 and json; option words before positional ones, --opt=value, quotes, $, backquotes,
+    backslashes, tabs, newlines and non-ASCII included. The HTML report shows each command
+    shell-quoted: bash, given that text, rebuilds the same argv.
 
 Run by ctest (tests/audit.cmake); exits 77 (skipped) when python3 is too old.
 """
 import base64
 import hashlib
+import html
 import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import re
 import tempfile
 
 FAILURES = []
+ADMIN = []  # (action, argv) of every operator command run on coord, in order
+# A --reason that no shell-quoting or word-joining shortcut survives.
+TRICKY = "it's \"odd\": $HOME `true` $(echo pwned) \\ tab\there\nnewline \u00e9 \u2211 * ~ #"
 
 
 def check(cond, what):
@@ -41,6 +51,12 @@ def run(*args, ok=True):
         print(out, file=sys.stderr)
         raise SystemExit("setup command failed: %s" % " ".join(args))
     return p.returncode, out
+
+
+def admin(action, *args):
+    """Runs an operator command on coord and remembers the argv its admin.* entry must hold."""
+    run(*args)
+    ADMIN.append(("admin." + action, [BIN] + list(args)))
 
 
 def key_id(name, pk):
@@ -86,7 +102,7 @@ def setup():
         run("keygen", "--out", site)
         run("ca", "issue", "--dir", "ca", "--name", site, "--role", "site",
             "--pubkey", site + "/identity.pub", "--out", site + ".pem")
-    run("coordinator", "init", "--ca", "ca", "--dir", "coord")
+    admin("coordinator.init", "coordinator", "init", "--ca", "ca", "--dir", "coord")
     # A second coordinator with the same name (so the same origin) and its own key: the
     # "swapped key" of the tests below.
     run("coordinator", "init", "--ca", "ca", "--dir", "other")
@@ -111,9 +127,10 @@ def test_key_ids():
     run("audit", "checkpoint", "other/coordinator.db", "--out", "other.cp")
     check_note(open(os.path.join(WORK, "other.cp")).read(), other_pk, "other's checkpoint")
     # The log grows past two automatic checkpoints.
-    run("site", "enroll", "site-c", "--cert", "site-c.pem", "--dir", "coord")
-    run("site", "enroll", "site-d", "--cert", "site-d.pem", "--dir", "coord")
-    run("site", "revoke", "site-c", "--reason", "auditor tail test", "--dir", "coord")
+    admin("site.enroll", "site", "enroll", "site-c", "--cert", "site-c.pem", "--dir", "coord")
+    admin("site.enroll", "site", "enroll", "--cert=site-d.pem", "--dir", "coord", "site-d")
+    admin("site.revoke", "site", "revoke", "site-c", "--reason", "auditor tail test", "--dir",
+          "coord")
     run("audit", "prove", "coord/coordinator.db", "--from-checkpoint", "kept.cp",
         "--out", "cons.json")
     cons = json.load(open(os.path.join(WORK, "cons.json")))
@@ -212,6 +229,63 @@ def test_check_proof_edits():
     check(rc == 1 and "'checkpoint'" in out and "key ID" in out, "--key of another node: " + out)
 
 
+def admin_entries():
+    """(seq, action, details) of coord's admin.* entries, read with Python's sqlite3."""
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(WORK, "coord", "coordinator.db"),
+                         uri=True)
+    rows = db.execute("SELECT seq, entry FROM audit_entry ORDER BY seq").fetchall()
+    db.close()
+    out = []
+    for seq, text in rows:
+        e = json.loads(text)
+        if e["action"].startswith("admin."):
+            out.append((seq, e["action"], e["details"]))
+    return out
+
+
+def test_admin_argv():
+    admin("job.create", "job", "create", "--dir", "coord", "--name", "two  words",
+          "--teacher-local", "t", "--student-arch", "dense(10)", "--input", "1,8,8",
+          "--classes", "10")
+    admin("job.cancel", "job", "cancel", "--reason", TRICKY, "--dir", "coord", "1")
+    got = admin_entries()
+    check([a for _, a, _ in got] == [a for a, _ in ADMIN],
+          "admin actions %s, not %s" % ([a for _, a, _ in got], [a for a, _ in ADMIN]))
+    for (seq, action, details), (_, argv) in zip(got, ADMIN):
+        check(details.get("argv") == argv,
+              "entry %d (%s): argv %r, not %r" % (seq, action, details.get("argv"), argv))
+        check(details.get("result") == "ok", "entry %d: result %r" % (seq, details.get("result")))
+        check("command" not in details, "entry %d still has a reconstructed command" % seq)
+    # A word that is not UTF-8 cannot be recorded exactly: the command is refused and changes
+    # nothing (site-d stays enrolled, no entry is added).
+    rc, out = run("site", "revoke", "site-d", "--reason", b"caf\xe9", "--dir", "coord", ok=False)
+    check(rc == 2 and "not valid UTF-8" in out, "a non-UTF-8 word: %d %s" % (rc, out))
+    check(len(admin_entries()) == len(got), "a refused command left an entry")
+    rc, out = run("site", "list", "--dir", "coord", "--json")
+    state = {s["name"]: s["state"] for s in json.loads(out)}
+    check(state.get("site-d") == "active", "a refused revoke changed site-d: %r" % state)
+    # The report shows each command shell-quoted: bash parses it back into the same words.
+    rc, out = run("audit", "report", "coord/coordinator.db", "--job", "1", "--out", "r.html",
+                  "--key", "coord/identity.pub", ok=False)
+    check(rc == 0, "report: " + out)
+    page = open(os.path.join(WORK, "r.html"), encoding="utf-8").read()
+    shown = {int(m.group(1)): html.unescape(m.group(2)) for m in
+             re.finditer(r'<code class="argv" data-entry="(\d+)">(.*?)</code>', page, re.S)}
+    in_job = [(seq, argv) for (seq, action, _), (_, argv) in zip(got, ADMIN)
+              if action.startswith("admin.job.")]
+    check(sorted(shown) == [seq for seq, _ in in_job],
+          "the report shows the commands of entries %s, not %s" % (sorted(shown), in_job))
+    for seq, argv in in_job:
+        if seq not in shown:
+            continue
+        p = subprocess.run(["bash", "-c", 'set -- %s\nprintf "%%s\\0" "$@"' % shown[seq]],
+                           capture_output=True)
+        words = p.stdout.decode("utf-8").split("\0")[:-1]
+        check(p.returncode == 0 and words == argv,
+              "entry %d: the report shows %r, which bash reads as %r, not %r"
+              % (seq, shown[seq], words, argv))
+
+
 def main():
     global BIN, WORK
     if len(sys.argv) != 2:
@@ -225,6 +299,7 @@ def main():
         setup()
         test_key_ids()
         test_check_proof_edits()
+        test_admin_argv()
     finally:
         if FAILURES or os.environ.get("CND_KEEP_TMP"):
             print("kept " + WORK, file=sys.stderr)

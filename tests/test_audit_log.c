@@ -643,6 +643,36 @@ static void test_rows_deleted_reordered_truncated(void)
     cnd_audit_verdict_free(&v);
 }
 
+/* Operator commands: the exact argv as an array of strings, or nothing at all. */
+static void test_admin_argv(void)
+{
+    fx_key_t k;
+    fx_key(&k, 9);
+    cnd_audit_t *log = open_log("admin.db", &k);
+    const char *argv[] = {"/usr/bin/condenser",   "site", "revoke", "site-c", "--reason",
+                          "it's \"two\"\n$words", ""};
+    CHECK(cnd_audit_log_admin(log, "local:op", "site.revoke", 7, argv, "fpr", "", "ok") == 0);
+    sqlite3_stmt *st = NULL;
+    CHECK(sqlite3_prepare_v2(cnd_audit_db(log), "SELECT action, entry FROM audit_entry", -1, &st,
+                             NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    CHECK(!strcmp((const char *)sqlite3_column_text(st, 0), "admin.site.revoke"));
+    CHECK(strstr((const char *)sqlite3_column_text(st, 1),
+                 "\"details\":{\"argv\":[\"/usr/bin/condenser\",\"site\",\"revoke\",\"site-c\","
+                 "\"--reason\",\"it's \\\"two\\\"\\n$words\",\"\"],\"result\":\"ok\"}") != NULL);
+    sqlite3_finalize(st);
+    /* A word that is not UTF-8 would be recorded altered: refused, nothing written. */
+    const char *bad[] = {"condenser", "job", "cancel", "--reason", "caf\xe9"};
+    CHECK(cnd_audit_log_admin(log, "local:op", "job.cancel", 5, bad, "1", "1", "ok") == CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "word 4") != NULL);
+    /* No command line recorded (a library caller that skipped cnd_cli_record_argv). */
+    CHECK(cnd_audit_log_admin(log, "local:op", "job.cancel", -1, NULL, "1", "1", "ok") ==
+          CND_EINVAL);
+    uint64_t n = 0;
+    CHECK(cnd_audit_size(log, &n) == 0 && n == 1);
+    cnd_audit_close(&log);
+}
+
 static void test_forged_checkpoints(void)
 {
     fx_key_t k, evil;
@@ -909,6 +939,7 @@ int main(void)
     test_byte_changes_located();
     test_rows_deleted_reordered_truncated();
     test_forged_checkpoints();
+    test_admin_argv();
     test_kill_during_append();
     test_shared_db_and_two_writers();
     char cmd[300];

@@ -390,6 +390,10 @@ static void test_report_cli(void)
         CHECK(strstr(html, "<script") == NULL && strstr(html, "http://") == NULL &&
               strstr(html, "https://") == NULL);
         CHECK(strstr(html, "data-points=\"5\"") != NULL);
+        /* An admin entry of an older version (a reconstructed "command" string) is shown as
+         * logged, and said to be one. */
+        CHECK(strstr(html, "condenser job create --recipe r.ini</code> <span class=\"meta\">(as "
+                           "logged before the exact command line was recorded") != NULL);
         free(html);
     }
     CHECK(run(out, sizeof out, "%s audit report coord.db --job nosuchjob --out x.html", g_bin) ==
