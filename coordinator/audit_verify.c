@@ -474,7 +474,10 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
             cnd_merkle_frontier_root(&f, root);
             if (sodium_memcmp(root, targets[ti].root, 32) == 0) {
                 targets[ti].kept ? v->kept_ok++ : v->checkpoints_ok++;
-                if (f.size > last_good) last_good = f.size;
+                if (f.size > last_good) {
+                    last_good = f.size;
+                    snprintf(v->covered_by, sizeof v->covered_by, "%s", targets[ti].label);
+                }
             } else if (cs.cp_first[0]) {
                 /* Once one checkpoint mismatches, every later one does too. */
                 cs.cp_n++;

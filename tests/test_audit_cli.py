@@ -16,6 +16,9 @@ checked by code that shares nothing with Condenser's: Python's hashlib, json and
     sqlite3 and json; option words before positional ones, --opt=value, quotes, $, backquotes,
     backslashes, tabs, newlines and non-ASCII included. The HTML report shows each command
     shell-quoted: bash, given that text, rebuilds the same argv.
+  - The report marks what the signatures do not cover: every element drawn from an entry at or
+    past the last checkpoint's size (read here from audit_checkpoint) is marked unsigned, and no
+    other is; the closing section names the entries each side of it.
 
 Run by ctest (tests/audit.cmake); exits 77 (skipped) when python3 is too old.
 """
@@ -108,9 +111,14 @@ def setup():
     run("coordinator", "init", "--ca", "ca", "--dir", "other")
     # Checkpoints are signed automatically every `checkpoint_every` entries, a setting no
     # command changes (default 1000); a small value lets a few commands sign some.
+    set_checkpoint_every(3)
+
+
+def set_checkpoint_every(n):
     db = sqlite3.connect(os.path.join(WORK, "coord", "coordinator.db"))
     with db:
-        db.execute("INSERT OR REPLACE INTO audit_meta(key, value) VALUES ('checkpoint_every', '3')")
+        db.execute("INSERT OR REPLACE INTO audit_meta(key, value) VALUES ('checkpoint_every', ?)",
+                   (str(n),))
     db.close()
 
 
@@ -247,6 +255,7 @@ def test_admin_argv():
     admin("job.create", "job", "create", "--dir", "coord", "--name", "two  words",
           "--teacher-local", "t", "--student-arch", "dense(10)", "--input", "1,8,8",
           "--classes", "10")
+    set_checkpoint_every(0)  # from here on nothing is signed: the report has an unsigned tail
     admin("job.cancel", "job", "cancel", "--reason", TRICKY, "--dir", "coord", "1")
     got = admin_entries()
     check([a for _, a, _ in got] == [a for a, _ in ADMIN],
@@ -270,7 +279,7 @@ def test_admin_argv():
     check(rc == 0, "report: " + out)
     page = open(os.path.join(WORK, "r.html"), encoding="utf-8").read()
     shown = {int(m.group(1)): html.unescape(m.group(2)) for m in
-             re.finditer(r'<code class="argv" data-entry="(\d+)">(.*?)</code>', page, re.S)}
+             re.finditer(r'<code class="argv[^"]*" data-entry="(\d+)">(.*?)</code>', page, re.S)}
     in_job = [(seq, argv) for (seq, action, _), (_, argv) in zip(got, ADMIN)
               if action.startswith("admin.job.")]
     check(sorted(shown) == [seq for seq, _ in in_job],
@@ -284,6 +293,34 @@ def test_admin_argv():
         check(p.returncode == 0 and words == argv,
               "entry %d: the report shows %r, which bash reads as %r, not %r"
               % (seq, shown[seq], words, argv))
+
+
+def test_report_tail():
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(WORK, "coord", "coordinator.db"),
+                         uri=True)
+    covered = db.execute("SELECT max(tree_size) FROM audit_checkpoint").fetchone()[0]
+    entries = db.execute("SELECT count(*) FROM audit_entry").fetchone()[0]
+    db.close()
+    page = open(os.path.join(WORK, "r.html"), encoding="utf-8").read()
+    check(0 < covered < entries, "the log has no unsigned tail (%d of %d)" % (covered, entries))
+    m = re.search(r'<p id="coverage" data-covered="(\d+)" data-entries="(\d+)"', page)
+    check(m and int(m.group(1)) == covered and int(m.group(2)) == entries,
+          "the report's coverage %s, not %d of %d" % (m and m.groups(), covered, entries))
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    check("Entries 0..%d of the log are covered by checkpoint #" % (covered - 1) in text,
+          "the report does not say which entries are signed")
+    check("Entries %d..%d were logged after it" % (covered, entries - 1) in text,
+          "the report does not say which entries are not")
+    check("Every number above comes from a signed entry" not in text, "the old claim is still made")
+    signed = unsigned = 0
+    for tag in re.finditer(r'<[^<>]*\bdata-entry="(\d+)"[^<>]*>', page):
+        e, cls = int(tag.group(1)), re.search(r'class="([^"]*)"', tag.group(0))
+        marked = cls is not None and "unsigned" in cls.group(1).split()
+        check(marked == (e >= covered), "entry %d shown %s: %s" % (
+            e, "as unsigned" if marked else "unmarked", tag.group(0)))
+        signed += not marked
+        unsigned += marked
+    check(signed > 0 and unsigned > 0, "%d signed and %d unsigned elements" % (signed, unsigned))
 
 
 def main():
@@ -300,6 +337,7 @@ def main():
         test_key_ids()
         test_check_proof_edits()
         test_admin_argv()
+        test_report_tail()
     finally:
         if FAILURES or os.environ.get("CND_KEEP_TMP"):
             print("kept " + WORK, file=sys.stderr)
