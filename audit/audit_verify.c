@@ -128,9 +128,10 @@ int cnd_audit_entry_parse(cnd_json_t **out, const char *text, size_t len)
             why = "digests must be an object";
         else if (!s_is_hex64(cnd_json_str(cnd_json_get(v, "prev_root"))))
             why = "prev_root must be 64 lower-case hex characters";
-        else if (!cnd_json_int(cnd_json_get(v, "seq"), &n) || n < 0 ||
-                 !cnd_json_int(cnd_json_get(v, "time_ms"), &n))
-            why = "seq and time_ms must be integers (seq >= 0)";
+        else if (!cnd_json_integer(cnd_json_get(v, "seq"), 0, CND_AUDIT_MAX_TREE_SIZE - 1, &n))
+            why = "seq must be an integer from 0 to 2^62 - 1";
+        else if (!cnd_json_integer(cnd_json_get(v, "time_ms"), 0, CND_AUDIT_MAX_TIME_MS, &n))
+            why = "time_ms must be an integer from 0 (1970) to 253402300799999 (9999)";
         for (size_t i = 0; !why && i < dg->n; i++)
             if (!s_is_hex64(cnd_json_str(dg->items[i])))
                 why = "every digest must be 64 lower-case hex characters";
@@ -196,6 +197,8 @@ static int s_load_checkpoints(cnd_audit_verdict_t *v, cnd_audit_t *log, const ui
         memcpy(cp.sig, sqlite3_column_blob(st, 7), 64);
         snprintf(cp.origin, sizeof cp.origin, "%s", o);
         snprintf(cp.reason, sizeof cp.reason, "%s", r);
+        /* A row stores no key ID (it is not a note): the signature alone decides. */
+        cnd_audit_key_id(cp.key_id, cp.origin, pk);
         char when[32];
         s_fmt_time(when, cp.time_ms);
         if (strcmp(cp.origin, cnd_audit_origin(log)) != 0) {
@@ -272,8 +275,9 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
         return 1;
     }
     int64_t eseq = 0, etime = 0;
-    (void)cnd_json_int(cnd_json_get(e, "seq"), &eseq);
-    (void)cnd_json_int(cnd_json_get(e, "time_ms"), &etime);
+    /* Both checked by cnd_audit_entry_parse. */
+    (void)cnd_json_integer(cnd_json_get(e, "seq"), 0, INT64_MAX, &eseq);
+    (void)cnd_json_integer(cnd_json_get(e, "time_ms"), 0, INT64_MAX, &etime);
     if ((uint64_t)eseq != seq) {
         s_problem(v,
                   "entry %llu: the row holds the entry signed as number %lld: rows were "
@@ -401,7 +405,7 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
             continue;
         }
         if (cnd_audit_cp_verify(cp, key) != 0) {
-            s_problem(v, "%s: signature does not verify with key %.16s...", name, v->fingerprint);
+            s_problem(v, "%s: %s", name, cnd_err_detail());
             continue;
         }
         s_target *n2 = realloc(targets, (nt + 1) * sizeof *n2);
@@ -470,7 +474,10 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
             cnd_merkle_frontier_root(&f, root);
             if (sodium_memcmp(root, targets[ti].root, 32) == 0) {
                 targets[ti].kept ? v->kept_ok++ : v->checkpoints_ok++;
-                if (f.size > last_good) last_good = f.size;
+                if (f.size > last_good) {
+                    last_good = f.size;
+                    snprintf(v->covered_by, sizeof v->covered_by, "%s", targets[ti].label);
+                }
             } else if (cs.cp_first[0]) {
                 /* Once one checkpoint mismatches, every later one does too. */
                 cs.cp_n++;

@@ -298,7 +298,7 @@ static int s_create(int argc, char **argv)
         rc = cnd_audit_append(c.audit, &r, NULL);
         cnd_jw_free(&w);
     }
-    if (!rc) rc = cnd_coord_admin_log(&c, "job.create", argc, argv, jid, jid, "ok");
+    if (!rc) rc = cnd_coord_admin_log(&c, "job.create", jid, jid, "ok");
     if (!rc)
         rc = cnd_cstore_commit(c.store);
     else
@@ -583,7 +583,7 @@ static int s_cancel(int argc, char **argv)
             rc = cnd_audit_append(c.audit, &r, NULL);
             cnd_jw_free(&w);
         }
-        if (!rc) rc = cnd_coord_admin_log(&c, "job.cancel", argc, argv, jid, jid, "ok");
+        if (!rc) rc = cnd_coord_admin_log(&c, "job.cancel", jid, jid, "ok");
         if (!rc)
             rc = cnd_cstore_commit(c.store);
         else

@@ -5,8 +5,6 @@
  * and its audit entries (rollout.*, artifact.sign, admin.rollout.<command>) in one SQLite
  * transaction, and prints a short result. `serve` runs the device-serving process.
  */
-#include "audit_actions.h"
-#include "json.h"
 #include "cli.h"
 #include "cnd_rt.h"
 #include "clock.h"
@@ -48,32 +46,16 @@ static int s_begin(cnd_rollout_dir_t *d)
     return 0;
 }
 
-/* Appends admin.rollout.<cmd>, then commits (or rolls back on rc). */
-static int s_finish(cnd_rollout_dir_t *d, int rc, const char *cmd, int argc, char **argv,
-                    const char *subject)
+/* Appends admin.rollout.<cmd> with the exact command line (cnd_audit_log_admin), then commits
+ * (or rolls back on rc). */
+static int s_finish(cnd_rollout_dir_t *d, int rc, const char *cmd, const char *subject)
 {
     if (!rc && d->audit) {
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "command");
-        char line[1024] = "condenser rollout";
-        for (int i = 0; i < argc; i++) {
-            size_t l = strlen(line);
-            snprintf(line + l, sizeof line - l, " %s", argv[i]);
-        }
-        cnd_jw_str(&w, line);
-        cnd_jw_key(&w, "result");
-        cnd_jw_str(&w, "ok");
-        cnd_jw_obj_end(&w);
-        char action[64];
-        snprintf(action, sizeof action, "%srollout.%s", CND_AUDIT_ADMIN_PREFIX, cmd);
-        cnd_audit_rec_t r = {.actor = s_operator(),
-                             .action = action,
-                             .subject = subject,
-                             .details = cnd_jw_text(&w)};
-        rc = r.details ? cnd_audit_append(d->audit, &r, NULL) : CND_ENOMEM;
-        cnd_jw_free(&w);
+        char command[64];
+        snprintf(command, sizeof command, "rollout.%s", cmd);
+        const char *const *argv = NULL;
+        int argc = cnd_cli_argv(&argv);
+        rc = cnd_audit_log_admin(d->audit, s_operator(), command, argc, argv, subject, NULL, "ok");
     }
     if (!rc) {
         if (sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
@@ -126,7 +108,7 @@ static int s_enroll(int argc, char **argv)
     cnd_pubkey_fingerprint(fpr, pk);
     if (!(rc = s_begin(&d))) {
         rc = cnd_fleet_enroll_logged(d.db, d.audit, d.fpr, pos[0], pk);
-        rc = s_finish(&d, rc, "enroll", argc, argv, fpr);
+        rc = s_finish(&d, rc, "enroll", fpr);
     }
     if (!rc) printf("device %s enrolled (fingerprint %s)\n", pos[0], fpr);
     cnd_rollout_dir_close(&d);
@@ -177,7 +159,7 @@ static int s_publish(int argc, char **argv)
     size_t ml = 0;
     if (!(rc = s_begin(&d))) {
         rc = cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, art, len, &po, &aid, &man, &ml);
-        rc = s_finish(&d, rc, "publish", argc, argv, model);
+        rc = s_finish(&d, rc, "publish", model);
     }
     if (!rc && mout) rc = cnd_file_write_atomic(mout, man, ml, 0644);
     if (!rc) {
@@ -247,7 +229,7 @@ static int s_create(int argc, char **argv)
     if (!(rc = s_begin(&d))) {
         rc = cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &p, &sum);
         snprintf(rid, sizeof rid, "%lld", (long long)sum.id);
-        rc = s_finish(&d, rc, "create", argc, argv, rid);
+        rc = s_finish(&d, rc, "create", rid);
     }
     if (!rc)
         printf("rollout %s: %u devices selected, %u to update in %u waves (canary %ld), %u already "
@@ -384,7 +366,7 @@ static int s_admin(const char *action, int argc, char **argv)
     if ((rc = cnd_rollout_dir_open(&d, dir, 1))) return rc;
     if (!(rc = s_begin(&d))) {
         rc = cnd_rollout_admin(d.db, d.audit, s_operator(), id, action, reason);
-        rc = s_finish(&d, rc, action, argc, argv, pos[0]);
+        rc = s_finish(&d, rc, action, pos[0]);
     }
     if (!rc) printf("rollout %lld: %s requested\n", id, action);
     cnd_rollout_dir_close(&d);
