@@ -39,3 +39,8 @@ add_test(NAME bench_proto_smoke
          COMMAND condenser bench proto --values 20000 --bits 12 --chunk 4096 --reps 2 --rtt 20 --json)
 set_tests_properties(bench_proto_smoke PROPERTIES LABELS integration TIMEOUT 60
                      PASS_REGULAR_EXPRESSION "\"wire_bytes_per_value\":1\\.5")
+# `bench secagg` and `bench proto` end to end on small inputs: every report line, the JSON
+# counts against the options, and the errors of bad options (exit codes and messages).
+add_test(NAME cli_bench COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli_bench.sh)
+set_tests_properties(cli_bench PROPERTIES LABELS integration TIMEOUT 120 SKIP_RETURN_CODE 77
+                     ENVIRONMENT "CND_BIN=$<TARGET_FILE:condenser>")
