@@ -439,6 +439,175 @@ static int s_list(int argc, char **argv)
     return rc;
 }
 
+/* Mean validation accuracy and loss of a round's sites that reported metrics, weighted by
+ * their sample counts. Returns 0 when none did (acc and loss are then 0). */
+static int s_round_metrics(const cnd_round_rec_t *r, double *acc, double *loss)
+{
+    double ws = 0;
+    *acc = *loss = 0;
+    for (uint32_t k = 0; k < r->n; k++)
+        if (r->sites[k].status & CND_RSITE_METRICS) {
+            *acc += r->sites[k].accuracy * (double)r->sites[k].samples;
+            *loss += r->sites[k].loss * (double)r->sites[k].samples;
+            ws += (double)r->sites[k].samples;
+        }
+    if (ws > 0) *acc /= ws, *loss /= ws;
+    return ws > 0;
+}
+
+static double s_round_seconds(const cnd_round_rec_t *r)
+{
+    return r->ended_ms ? (double)(r->ended_ms - r->started_ms) / 1e3 : 0;
+}
+
+/* What `job show` reads from the store. */
+typedef struct {
+    long long id;
+    cnd_job_rec_t job;
+    cnd_round_rec_t *rounds;
+    size_t nr;
+    cnd_model_rec_t *models;
+    size_t nm;
+} s_job_view_t;
+
+static void s_show_text(const s_job_view_t *v)
+{
+    const cnd_job_rec_t *job = &v->job;
+    printf("job %lld \"%s\": %s%s%s\n", v->id, job->name, job->state, job->reason[0] ? ": " : "",
+           job->reason);
+    printf("recipe %s\n\n", job->spec_json);
+    printf("%-6s %-4s %-9s %-10s %-6s %-9s %-8s %-8s %-8s %-8s %s\n", "round", "try", "phase",
+           "outcome", "sites", "survived", "acc", "loss", "secagg_s", "total_s", "reason");
+    for (size_t i = 0; i < v->nr; i++) {
+        const cnd_round_rec_t *r = &v->rounds[i];
+        double acc, loss;
+        char a[16] = "-", l[16] = "-";
+        if (s_round_metrics(r, &acc, &loss))
+            snprintf(a, sizeof a, "%.4f", acc), snprintf(l, sizeof l, "%.4f", loss);
+        printf("%-6u %-4u %-9s %-10s %-6u %-9u %-8s %-8s %-8.3f %-8.2f %s\n", r->round, r->attempt,
+               r->phase, r->outcome[0] ? r->outcome : "running", r->n, r->survivors, a, l,
+               cnd_round_secagg_seconds(r), s_round_seconds(r), r->reason);
+    }
+    printf("\n%-8s %-6s %-6s %-10s %-8s %s\n", "version", "round", "format", "bytes", "acc",
+           "sha256");
+    for (size_t i = 0; i < v->nm; i++) {
+        const cnd_model_rec_t *m = &v->models[i];
+        char hex[65];
+        printf("%-8lld %-6lld %-6s %-10llu %-8.4f %s\n", (long long)m->version, (long long)m->round,
+               m->format, (unsigned long long)m->size, m->accuracy, cnd_hex(hex, m->digest, 32));
+    }
+}
+
+static void s_json_round(cnd_jw_t *w, const cnd_round_rec_t *r)
+{
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "round");
+    cnd_jw_int(w, r->round);
+    cnd_jw_key(w, "attempt");
+    cnd_jw_int(w, r->attempt);
+    cnd_jw_key(w, "phase");
+    cnd_jw_str(w, r->phase);
+    cnd_jw_key(w, "outcome");
+    cnd_jw_str(w, r->outcome);
+    cnd_jw_key(w, "reason");
+    cnd_jw_str(w, r->reason);
+    cnd_jw_key(w, "survivors");
+    cnd_jw_int(w, r->survivors);
+    cnd_jw_key(w, "model_version");
+    cnd_jw_int(w, r->model_version);
+    cnd_jw_key(w, "seconds");
+    cnd_jw_obj(w);
+    static const char *const ph[] = {"advertise", "share", "masked", "consistency", "unmask"};
+    for (int k = 0; k < 5; k++) {
+        cnd_jw_key(w, ph[k]);
+        cnd_jw_double(w, r->t_phase[k]);
+    }
+    cnd_jw_key(w, "finish");
+    cnd_jw_double(w, r->t_finish);
+    cnd_jw_key(w, "secagg");
+    cnd_jw_double(w, cnd_round_secagg_seconds(r));
+    cnd_jw_key(w, "total");
+    cnd_jw_double(w, s_round_seconds(r));
+    cnd_jw_obj_end(w);
+    cnd_jw_key(w, "ingress_bytes");
+    cnd_jw_int(w, (int64_t)r->ingress_bytes);
+    cnd_jw_key(w, "sites");
+    cnd_jw_arr(w);
+    for (uint32_t k = 0; k < r->n; k++) {
+        const cnd_rsite_t *x = &r->sites[k];
+        cnd_jw_obj(w);
+        cnd_jw_key(w, "name");
+        cnd_jw_str(w, x->name);
+        cnd_jw_key(w, "status");
+        cnd_jw_int(w, x->status);
+        if (x->status & CND_RSITE_METRICS) {
+            cnd_jw_key(w, "accuracy");
+            cnd_jw_double(w, x->accuracy);
+            cnd_jw_key(w, "loss");
+            cnd_jw_double(w, x->loss);
+            cnd_jw_key(w, "samples");
+            cnd_jw_int(w, (int64_t)x->samples);
+            cnd_jw_key(w, "train_ms");
+            cnd_jw_int(w, x->train_ms);
+        }
+        cnd_jw_obj_end(w);
+    }
+    cnd_jw_arr_end(w);
+    cnd_jw_obj_end(w);
+}
+
+static void s_json_model(cnd_jw_t *w, const cnd_model_rec_t *m)
+{
+    char hex[65];
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "version");
+    cnd_jw_int(w, m->version);
+    cnd_jw_key(w, "round");
+    cnd_jw_int(w, m->round);
+    cnd_jw_key(w, "format");
+    cnd_jw_str(w, m->format);
+    cnd_jw_key(w, "size");
+    cnd_jw_int(w, (int64_t)m->size);
+    cnd_jw_key(w, "accuracy");
+    cnd_jw_double(w, m->accuracy);
+    cnd_jw_key(w, "sha256");
+    cnd_jw_str(w, cnd_hex(hex, m->digest, 32));
+    cnd_jw_key(w, "signed");
+    cnd_jw_bool(w, m->manifest != NULL);
+    cnd_jw_obj_end(w);
+}
+
+static int s_show_json(const s_job_view_t *v)
+{
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "id");
+    cnd_jw_int(&w, v->id);
+    cnd_jw_key(&w, "name");
+    cnd_jw_str(&w, v->job.name);
+    cnd_jw_key(&w, "state");
+    cnd_jw_str(&w, v->job.state);
+    cnd_jw_key(&w, "reason");
+    cnd_jw_str(&w, v->job.reason);
+    cnd_jw_key(&w, "recipe");
+    cnd_jw_raw(&w, v->job.spec_json);
+    cnd_jw_key(&w, "rounds");
+    cnd_jw_arr(&w);
+    for (size_t i = 0; i < v->nr; i++) s_json_round(&w, &v->rounds[i]);
+    cnd_jw_arr_end(&w);
+    cnd_jw_key(&w, "models");
+    cnd_jw_arr(&w);
+    for (size_t i = 0; i < v->nm; i++) s_json_model(&w, &v->models[i]);
+    cnd_jw_arr_end(&w);
+    cnd_jw_obj_end(&w);
+    const char *t = cnd_jw_text(&w);
+    int rc = t ? 0 : cnd_errf(CND_ENOMEM, "job show: out of memory");
+    if (t) printf("%s\n", t);
+    cnd_jw_free(&w);
+    return rc;
+}
+
 static int s_show(int argc, char **argv)
 {
     const char *dir = cnd_coord_default_dir();
@@ -454,161 +623,26 @@ static int s_show(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
+    s_job_view_t v;
+    memset(&v, 0, sizeof v);
     char *end;
-    long long id = strtoll(pos[0], &end, 10);
-    if (*end || id <= 0) return cnd_errf(CND_EINVAL, "'%s' is not a job id", pos[0]);
+    v.id = strtoll(pos[0], &end, 10);
+    if (*end || v.id <= 0) return cnd_errf(CND_EINVAL, "'%s' is not a job id", pos[0]);
     cnd_coord_t c;
     if ((rc = cnd_coord_open(&c, dir, 0))) return rc;
-    cnd_job_rec_t job;
-    cnd_round_rec_t *rounds = NULL;
-    cnd_model_rec_t *models = NULL;
-    size_t nr = 0, nm = 0;
-    memset(&job, 0, sizeof job);
-    if ((rc = cnd_cstore_job_get(c.store, id, &job)) ||
-        (rc = cnd_cstore_rounds(c.store, id, &rounds, &nr)) ||
-        (rc = cnd_cstore_models(c.store, id, &models, &nm)))
-        goto done;
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "id");
-    cnd_jw_int(&w, id);
-    cnd_jw_key(&w, "name");
-    cnd_jw_str(&w, job.name);
-    cnd_jw_key(&w, "state");
-    cnd_jw_str(&w, job.state);
-    cnd_jw_key(&w, "reason");
-    cnd_jw_str(&w, job.reason);
-    cnd_jw_key(&w, "recipe");
-    cnd_jw_raw(&w, job.spec_json);
-    cnd_jw_key(&w, "rounds");
-    cnd_jw_arr(&w);
-    if (!json) {
-        printf("job %lld \"%s\": %s%s%s\n", id, job.name, job.state, job.reason[0] ? ": " : "",
-               job.reason);
-        printf("recipe %s\n\n", job.spec_json);
-        printf("%-6s %-4s %-9s %-10s %-6s %-9s %-8s %-8s %-8s %-8s %s\n", "round", "try", "phase",
-               "outcome", "sites", "survived", "acc", "loss", "secagg_s", "total_s", "reason");
-    }
-    for (size_t i = 0; i < nr; i++) {
-        cnd_round_rec_t *r = &rounds[i];
-        double acc = 0, loss = 0, ws = 0, sec = cnd_round_secagg_seconds(r);
-        double tot = r->ended_ms ? (double)(r->ended_ms - r->started_ms) / 1e3 : 0;
-        for (uint32_t k = 0; k < r->n; k++)
-            if (r->sites[k].status & CND_RSITE_METRICS) {
-                acc += r->sites[k].accuracy * (double)r->sites[k].samples;
-                loss += r->sites[k].loss * (double)r->sites[k].samples;
-                ws += (double)r->sites[k].samples;
-            }
-        if (ws > 0) acc /= ws, loss /= ws;
-        if (!json) {
-            char a[16] = "-", l[16] = "-";
-            if (ws > 0) snprintf(a, sizeof a, "%.4f", acc), snprintf(l, sizeof l, "%.4f", loss);
-            printf("%-6u %-4u %-9s %-10s %-6u %-9u %-8s %-8s %-8.3f %-8.2f %s\n", r->round,
-                   r->attempt, r->phase, r->outcome[0] ? r->outcome : "running", r->n, r->survivors,
-                   a, l, sec, tot, r->reason);
-        }
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "round");
-        cnd_jw_int(&w, r->round);
-        cnd_jw_key(&w, "attempt");
-        cnd_jw_int(&w, r->attempt);
-        cnd_jw_key(&w, "phase");
-        cnd_jw_str(&w, r->phase);
-        cnd_jw_key(&w, "outcome");
-        cnd_jw_str(&w, r->outcome);
-        cnd_jw_key(&w, "reason");
-        cnd_jw_str(&w, r->reason);
-        cnd_jw_key(&w, "survivors");
-        cnd_jw_int(&w, r->survivors);
-        cnd_jw_key(&w, "model_version");
-        cnd_jw_int(&w, r->model_version);
-        cnd_jw_key(&w, "seconds");
-        cnd_jw_obj(&w);
-        static const char *const ph[] = {"advertise", "share", "masked", "consistency", "unmask"};
-        for (int k = 0; k < 5; k++) {
-            cnd_jw_key(&w, ph[k]);
-            cnd_jw_double(&w, r->t_phase[k]);
-        }
-        cnd_jw_key(&w, "finish");
-        cnd_jw_double(&w, r->t_finish);
-        cnd_jw_key(&w, "secagg");
-        cnd_jw_double(&w, sec);
-        cnd_jw_key(&w, "total");
-        cnd_jw_double(&w, tot);
-        cnd_jw_obj_end(&w);
-        cnd_jw_key(&w, "ingress_bytes");
-        cnd_jw_int(&w, (int64_t)r->ingress_bytes);
-        cnd_jw_key(&w, "sites");
-        cnd_jw_arr(&w);
-        for (uint32_t k = 0; k < r->n; k++) {
-            const cnd_rsite_t *x = &r->sites[k];
-            cnd_jw_obj(&w);
-            cnd_jw_key(&w, "name");
-            cnd_jw_str(&w, x->name);
-            cnd_jw_key(&w, "status");
-            cnd_jw_int(&w, x->status);
-            if (x->status & CND_RSITE_METRICS) {
-                cnd_jw_key(&w, "accuracy");
-                cnd_jw_double(&w, x->accuracy);
-                cnd_jw_key(&w, "loss");
-                cnd_jw_double(&w, x->loss);
-                cnd_jw_key(&w, "samples");
-                cnd_jw_int(&w, (int64_t)x->samples);
-                cnd_jw_key(&w, "train_ms");
-                cnd_jw_int(&w, x->train_ms);
-            }
-            cnd_jw_obj_end(&w);
-        }
-        cnd_jw_arr_end(&w);
-        cnd_jw_obj_end(&w);
-    }
-    cnd_jw_arr_end(&w);
-    cnd_jw_key(&w, "models");
-    cnd_jw_arr(&w);
-    if (!json)
-        printf("\n%-8s %-6s %-6s %-10s %-8s %s\n", "version", "round", "format", "bytes", "acc",
-               "sha256");
-    for (size_t i = 0; i < nm; i++) {
-        char hex[65];
-        cnd_hex(hex, models[i].digest, 32);
-        if (!json)
-            printf("%-8lld %-6lld %-6s %-10llu %-8.4f %s\n", (long long)models[i].version,
-                   (long long)models[i].round, models[i].format, (unsigned long long)models[i].size,
-                   models[i].accuracy, hex);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "version");
-        cnd_jw_int(&w, models[i].version);
-        cnd_jw_key(&w, "round");
-        cnd_jw_int(&w, models[i].round);
-        cnd_jw_key(&w, "format");
-        cnd_jw_str(&w, models[i].format);
-        cnd_jw_key(&w, "size");
-        cnd_jw_int(&w, (int64_t)models[i].size);
-        cnd_jw_key(&w, "accuracy");
-        cnd_jw_double(&w, models[i].accuracy);
-        cnd_jw_key(&w, "sha256");
-        cnd_jw_str(&w, hex);
-        cnd_jw_key(&w, "signed");
-        cnd_jw_bool(&w, models[i].manifest != NULL);
-        cnd_jw_obj_end(&w);
-    }
-    cnd_jw_arr_end(&w);
-    cnd_jw_obj_end(&w);
-    if (json) {
-        const char *t = cnd_jw_text(&w);
-        if (t)
-            printf("%s\n", t);
+    if (!(rc = cnd_cstore_job_get(c.store, v.id, &v.job)) &&
+        !(rc = cnd_cstore_rounds(c.store, v.id, &v.rounds, &v.nr)) &&
+        !(rc = cnd_cstore_models(c.store, v.id, &v.models, &v.nm))) {
+        if (json)
+            rc = s_show_json(&v);
         else
-            rc = cnd_errf(CND_ENOMEM, "job show: out of memory");
+            s_show_text(&v);
     }
-    cnd_jw_free(&w);
-done:
-    for (size_t i = 0; i < nr; i++) cnd_round_rec_free(&rounds[i]);
-    for (size_t i = 0; i < nm; i++) cnd_model_rec_free(&models[i]);
-    free(rounds);
-    free(models);
-    cnd_job_rec_free(&job);
+    for (size_t i = 0; i < v.nr; i++) cnd_round_rec_free(&v.rounds[i]);
+    for (size_t i = 0; i < v.nm; i++) cnd_model_rec_free(&v.models[i]);
+    free(v.rounds);
+    free(v.models);
+    cnd_job_rec_free(&v.job);
     cnd_coord_close(&c);
     return rc;
 }
