@@ -408,9 +408,14 @@ done:
 static int s_list(int argc, char **argv)
 {
     const char *dir = cnd_coord_default_dir();
-    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help}, {0}};
-    const cnd_cli_t cli = {"condenser job list [--dir DIR]", "Lists jobs, newest first.", opts, 0,
-                           0};
+    int json = 0;
+    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+                              {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
+                              {0}};
+    const cnd_cli_t cli = {"condenser job list [--dir DIR] [--json]",
+                           "Lists jobs, newest first: id, state, rounds done of the recipe's, "
+                           "creation time (UTC), name.",
+                           opts, 0, 0};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
@@ -420,7 +425,10 @@ static int s_list(int argc, char **argv)
     cnd_job_rec_t *l = NULL;
     size_t n = 0;
     if (!(rc = cnd_cstore_jobs(c.store, &l, &n))) {
-        printf("%-5s %-10s %-7s %-20s %s\n", "id", "state", "rounds", "created", "name");
+        cnd_jw_t w;
+        cnd_jw_init(&w);
+        cnd_jw_arr(&w);
+        if (!json) printf("%-5s %-10s %-7s %-20s %s\n", "id", "state", "rounds", "created", "name");
         for (size_t i = 0; i < n; i++) {
             uint32_t next = 1, att = 1;
             if (cnd_cstore_round_next(c.store, l[i].id, &next, &att)) next = 1;
@@ -429,11 +437,40 @@ static int s_list(int argc, char **argv)
             char t[32], r[24];
             cnd_iso8601(t, l[i].created_ms / 1000);
             snprintf(r, sizeof r, "%u/%u", next - 1, total);
-            printf("%-5lld %-10s %-7s %-20s %s\n", (long long)l[i].id, l[i].state, r, t, l[i].name);
+            if (json) {
+                cnd_jw_obj(&w);
+                cnd_jw_key(&w, "id");
+                cnd_jw_int(&w, l[i].id);
+                cnd_jw_key(&w, "state");
+                cnd_jw_str(&w, l[i].state);
+                cnd_jw_key(&w, "rounds_done");
+                cnd_jw_int(&w, next - 1);
+                cnd_jw_key(&w, "rounds"); /* of the recipe; 0 when it does not parse */
+                cnd_jw_int(&w, total);
+                cnd_jw_key(&w, "created");
+                cnd_jw_str(&w, t);
+                cnd_jw_key(&w, "name");
+                cnd_jw_str(&w, l[i].name);
+                cnd_jw_key(&w, "reason");
+                cnd_jw_str(&w, l[i].reason);
+                cnd_jw_obj_end(&w);
+            } else {
+                printf("%-5lld %-10s %-7s %-20s %s\n", (long long)l[i].id, l[i].state, r, t,
+                       l[i].name);
+            }
             cnd_job_rec_free(&l[i]);
         }
         free(l);
         cnd_err_clear();
+        cnd_jw_arr_end(&w);
+        if (json) {
+            const char *txt = cnd_jw_text(&w);
+            if (txt)
+                printf("%s\n", txt);
+            else
+                rc = cnd_errf(CND_ENOMEM, "job list: out of memory");
+        }
+        cnd_jw_free(&w);
     }
     cnd_coord_close(&c);
     return rc;
@@ -481,7 +518,7 @@ static void s_show_text(const s_job_view_t *v)
     for (size_t i = 0; i < v->nr; i++) {
         const cnd_round_rec_t *r = &v->rounds[i];
         double acc, loss;
-        char a[16] = "-", l[16] = "-";
+        char a[16] = "n/a", l[16] = "n/a";
         if (s_round_metrics(r, &acc, &loss))
             snprintf(a, sizeof a, "%.4f", acc), snprintf(l, sizeof l, "%.4f", loss);
         printf("%-6u %-4u %-9s %-10s %-6u %-9u %-8s %-8s %-8.3f %-8.2f %s\n", r->round, r->attempt,
@@ -492,9 +529,10 @@ static void s_show_text(const s_job_view_t *v)
            "sha256");
     for (size_t i = 0; i < v->nm; i++) {
         const cnd_model_rec_t *m = &v->models[i];
-        char hex[65];
-        printf("%-8lld %-6lld %-6s %-10llu %-8.4f %s\n", (long long)m->version, (long long)m->round,
-               m->format, (unsigned long long)m->size, m->accuracy, cnd_hex(hex, m->digest, 32));
+        char hex[65], acc[16] = "n/a";
+        if (m->accuracy >= 0) snprintf(acc, sizeof acc, "%.4f", m->accuracy);
+        printf("%-8lld %-6lld %-6s %-10llu %-8s %s\n", (long long)m->version, (long long)m->round,
+               m->format, (unsigned long long)m->size, acc, cnd_hex(hex, m->digest, 32));
     }
 }
 
@@ -511,8 +549,22 @@ static void s_json_round(cnd_jw_t *w, const cnd_round_rec_t *r)
     cnd_jw_str(w, r->outcome);
     cnd_jw_key(w, "reason");
     cnd_jw_str(w, r->reason);
+    cnd_jw_key(w, "participants");
+    cnd_jw_int(w, r->n);
     cnd_jw_key(w, "survivors");
     cnd_jw_int(w, r->survivors);
+    double acc, loss;
+    int has = s_round_metrics(r, &acc, &loss);
+    cnd_jw_key(w, "accuracy"); /* null: no site reported metrics */
+    if (has)
+        cnd_jw_double(w, acc);
+    else
+        cnd_jw_null(w);
+    cnd_jw_key(w, "loss");
+    if (has)
+        cnd_jw_double(w, loss);
+    else
+        cnd_jw_null(w);
     cnd_jw_key(w, "model_version");
     cnd_jw_int(w, r->model_version);
     cnd_jw_key(w, "seconds");
@@ -568,8 +620,11 @@ static void s_json_model(cnd_jw_t *w, const cnd_model_rec_t *m)
     cnd_jw_str(w, m->format);
     cnd_jw_key(w, "size");
     cnd_jw_int(w, (int64_t)m->size);
-    cnd_jw_key(w, "accuracy");
-    cnd_jw_double(w, m->accuracy);
+    cnd_jw_key(w, "accuracy"); /* null: none recorded (the initial student, the artifact) */
+    if (m->accuracy >= 0)
+        cnd_jw_double(w, m->accuracy);
+    else
+        cnd_jw_null(w);
     cnd_jw_key(w, "sha256");
     cnd_jw_str(w, cnd_hex(hex, m->digest, 32));
     cnd_jw_key(w, "signed");

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# test_cli_json.sh BIN: the commands that list or show, as an operator runs them, on a small
+# real federation (CA, coordinator, 3 site agents as processes on loopback, a 2-round job that
+# ends with a signed int8 artifact). For every such command the --json output parses (python3's
+# json module), carries every field the text shows with the same values, and says null (text
+# "n/a") for a number it does not have. The artifact has one digest everywhere: `job show`,
+# `job export`, `info`, the signed manifest and `quantize` name the SHA-256 of the file's bytes.
+set -euo pipefail
+command -v python3 > /dev/null || exit 77
+bin=$1
+w=$(mktemp -d /tmp/cnd_cli_json.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; wait 2> /dev/null || true; rm -rf "$w"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; tail -n 20 "$w"/*.log >&2 || true; exit 1; }
+# check NAME: runs the python3 program on stdin with the work directory as argv[1].
+check() { python3 - "$w" > "$w/$1.check" 2>&1 || fail "$1: $(cat "$w/$1.check")"; }
+
+# Synthetic 8x8 images of 4 classes (class c brightens quadrant c) as IDX files.
+mkdata() {
+  python3 - "$@" <<'PY'
+import random, struct, sys
+img, lab, n, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+r = random.Random(seed)
+ims = bytearray(struct.pack('>IIII', 0x803, n, 8, 8)); lbs = bytearray(struct.pack('>II', 0x801, n))
+for _ in range(n):
+    c = r.randrange(4); lbs.append(c)
+    for y in range(8):
+        for x in range(8):
+            v = (170 if (y >= 4) * 2 + (x >= 4) == c else 60) + 40 * r.gauss(0, 1)
+            ims.append(max(0, min(255, int(v))))
+open(img, 'wb').write(ims); open(lab, 'wb').write(lbs)
+PY
+}
+
+c="$w/coord"
+"$bin" ca init --dir "$w/ca" --name "test federation" > /dev/null
+"$bin" coordinator init --dir "$c" --ca "$w/ca" > /dev/null
+mkdata "$w/pub-img.idx" "$w/pub-lab.idx" 300 9
+mkdata "$w/t-img.idx" "$w/t-lab.idx" 400 8
+pub="idx:$w/pub-img.idx,$w/pub-lab.idx"
+"$bin" train --data "idx:$w/t-img.idx,$w/t-lab.idx" --test "$pub" --arch "flatten dense(16) relu dense(4)" \
+  --epochs 2 --threads 1 --out "$w/teacher.cnd" > /dev/null
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+for s in 0 1 2; do
+  d="$w/site-$s"
+  "$bin" keygen --out "$d" > /dev/null
+  "$bin" ca issue --dir "$w/ca" --name site-$s --role site --pubkey "$d/identity.pub" --out "$d/site.pem" > /dev/null
+  "$bin" site enroll site-$s --cert "$d/site.pem" --dir "$c" > /dev/null
+  mkdata "$d/images.idx" "$d/labels.idx" 150 $((100 + s))
+  printf '[site]\nname = site-%s\ndata = idx:images.idx,labels.idx\nvalidation = 0.2\n[identity]\nkey = identity.key\ncertificate = site.pem\n[coordinator]\nendpoint = tcp://127.0.0.1:%s\npublic_key = %s\nca_cert = ../ca/ca.crt\nca_crl = ../ca/crl.pem\n[limits]\nthreads = 1\n' \
+    "$s" "$port" "$c/identity.pub" > "$d/agent.ini"
+done
+"$bin" job create --dir "$c" --name 'json "job"' --student-arch "flatten dense(8) relu dense(4)" \
+  --teacher "$w/teacher.cnd" --calib-data "$pub" --rounds 2 --sites 3 --batch 16 --lr 0.01 \
+  --advertise-ms 4000 --share-ms 4000 --masked-ms 20000 --unmask-ms 4000 > /dev/null
+# Before the job runs: no rounds, version 0 without an accuracy.
+"$bin" job show 1 --dir "$c" > "$w/show0.txt"
+"$bin" job show 1 --dir "$c" --json > "$w/show0.json"
+"$bin" coordinator run --dir "$c" --endpoint "tcp://127.0.0.1:$port" --until-done --heartbeat-ms 500 \
+  2> "$w/coordinator.log" &
+cpid=$!
+pids+=($cpid)
+for s in 0 1 2; do
+  "$bin" agent --config "$w/site-$s/agent.ini" --until-done --max-seconds 90 2> "$w/agent-$s.log" &
+  pids+=($!)
+done
+wait "$cpid" || fail "coordinator exited with $?"
+"$bin" job show 1 --dir "$c" > "$w/show.txt"
+"$bin" job show 1 --dir "$c" --json > "$w/show.json"
+"$bin" job list --dir "$c" > "$w/list.txt"
+"$bin" job list --dir "$c" --json > "$w/list.json"
+check job <<'PY'
+import json, re, sys
+w = sys.argv[1]
+t0, j0 = open(w + "/show0.txt").read(), json.load(open(w + "/show0.json"))
+assert j0["rounds"] == [] and len(j0["models"]) == 1, j0
+assert j0["models"][0]["accuracy"] is None and j0["models"][0]["version"] == 0, j0
+assert "-1.0000" not in t0 and re.search(r"^0 +0 +float +\d+ +n/a +[0-9a-f]{64}$", t0, re.M), t0
+text, j = open(w + "/show.txt").read(), json.load(open(w + "/show.json"))
+assert "-1.0000" not in text and "-1.0" not in json.dumps(j), text
+assert j["id"] == 1 and j["name"] == 'json "job"' and j["state"] == "completed", j
+assert text.startswith('job 1 "json "job"": completed'), text
+assert json.loads(text.split("\n")[1][len("recipe "):]) == j["recipe"], "recipe"
+rows = re.findall(r"^(\d+) +(\d+) +(\w+) +(\w+) +(\d+) +(\d+) +(\S+) +(\S+) +([\d.]+) +([\d.]+) *(.*)$", text, re.M)
+assert len(rows) == len(j["rounds"]) == 2, (rows, j["rounds"])
+for row, r in zip(rows, j["rounds"]):
+    assert (int(row[0]), int(row[1]), row[2], row[3]) == (r["round"], r["attempt"], r["phase"], r["outcome"]), (row, r)
+    assert int(row[4]) == r["participants"] == len(r["sites"]) == 3 and int(row[5]) == r["survivors"], (row, r)
+    assert row[6] == "%.4f" % r["accuracy"] and row[7] == "%.4f" % r["loss"], (row, r)
+    assert abs(float(row[8]) - r["seconds"]["secagg"]) < 6e-4 and abs(float(row[9]) - r["seconds"]["total"]) < 6e-3, (row, r)
+    assert row[10] == r["reason"], (row, r)
+    ok = [s for s in r["sites"] if "accuracy" in s]
+    acc = sum(s["accuracy"] * s["samples"] for s in ok) / sum(s["samples"] for s in ok)
+    assert abs(acc - r["accuracy"]) < 1e-9, (acc, r)
+models = re.findall(r"^(\d+) +(\d+) +(float|int8) +(\d+) +(\S+) +([0-9a-f]{64})$", text, re.M)
+assert len(models) == len(j["models"]) == 4, (models, j["models"])
+for row, m in zip(models, j["models"]):
+    assert (int(row[0]), int(row[1]), row[2], int(row[3]), row[5]) == (m["version"], m["round"], m["format"], m["size"], m["sha256"]), (row, m)
+    assert (row[4] == "n/a") == (m["accuracy"] is None), (row, m)
+    assert m["accuracy"] is None or row[4] == "%.4f" % m["accuracy"], (row, m)
+    assert m["signed"] == (m["format"] == "int8"), m
+assert [m["accuracy"] is None for m in j["models"]] == [True, False, False, True], j["models"]
+lt, lj = open(w + "/list.txt").read().split("\n"), json.load(open(w + "/list.json"))
+assert lt[0].split() == ["id", "state", "rounds", "created", "name"] and len(lj) == 1, (lt, lj)
+x = lj[0]
+assert lt[1].split(None, 4) == [str(x["id"]), x["state"], "%d/%d" % (x["rounds_done"], x["rounds"]), x["created"], x["name"]], (lt, x)
+assert (x["id"], x["state"], x["rounds_done"], x["rounds"], x["name"]) == (1, "completed", 2, 2, 'json "job"'), x
+assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", x["created"]), x
+PY
+echo "test_cli_json: ok"
