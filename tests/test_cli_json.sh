@@ -108,4 +108,35 @@ assert lt[1].split(None, 4) == [str(x["id"]), x["state"], "%d/%d" % (x["rounds_d
 assert (x["id"], x["state"], x["rounds_done"], x["rounds"], x["name"]) == (1, "completed", 2, 2, 'json "job"'), x
 assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", x["created"]), x
 PY
+# Site side: what the agent did and what left the site.
+"$bin" agent status --config "$w/site-1/agent.ini" > "$w/agent.txt"
+"$bin" agent status --config "$w/site-1/agent.ini" --json > "$w/agent.json"
+"$bin" site list --dir "$c" > "$w/sites.txt"
+"$bin" site list --dir "$c" --json > "$w/sites.json"
+check agent <<'PY'
+import json, re, sys
+w = sys.argv[1]
+text, j = open(w + "/agent.txt").read(), json.load(open(w + "/agent.json"))
+assert text.startswith("site site-1 (%s)\n" % j["database"]) and j["site"] == "site-1", (text, j)
+rows = re.findall(r"^  job (\d+) +round (\d+) +try (\d+) +id (\d+)/(\d+) +(\w+) +(\w+) +acc (\S+) +(\d+) samples  (.*)$", text, re.M)
+assert len(rows) == len(j["rounds"]) == 2, (rows, j["rounds"])
+for row, r in zip(rows, j["rounds"]):
+    assert tuple(int(x) for x in row[:5]) == (r["job"], r["round"], r["attempt"], r["participant_id"], r["participants"]), (row, r)
+    assert (row[5], row[6], int(row[8]), row[9]) == (r["phase"], r["outcome"] or "running", r["samples"], r["reason"]), (row, r)
+    assert r["samples"] > 0 and row[7] == "%.4f" % r["val_accuracy"] and 0 <= r["val_accuracy"] <= 1, (row, r)
+for key, label in (("sent", "left the site"), ("received", "received")):
+    d = j[key]
+    m = re.search(r"^%s: (\d+) messages, (\d+) bytes$" % label, text, re.M)
+    assert m and (int(m.group(1)), int(m.group(2))) == (d["messages"], d["bytes"]), (label, d)
+    assert sum(t["messages"] for t in d["by_type"]) == d["messages"] and sum(t["bytes"] for t in d["by_type"]) == d["bytes"], d
+    for t in d["by_type"]:
+        assert re.search(r"^  %s +%d messages +%d bytes$" % (t["type"], t["messages"], t["bytes"]), text, re.M), t
+assert {t["type"] for t in j["sent"]["by_type"]} >= {"hello", "masked_input"}, j["sent"]
+st, sj = open(w + "/sites.txt").read().split("\n")[1:-1], json.load(open(w + "/sites.json"))
+assert len(st) == len(sj) == 3, (st, sj)
+for line, x in zip(st, sj):
+    f = line.split()
+    assert f[:4] == [x["name"], x["role"], x["state"], x["enrolled"]] and f[4] == "SHA256:%s..." % x["fingerprint"][:16], (line, x)
+    assert x["certificate"] is True and re.match(r"^[0-9a-f]{64}$", x["fingerprint"]), x
+PY
 echo "test_cli_json: ok"
