@@ -139,4 +139,49 @@ for line, x in zip(st, sj):
     assert f[:4] == [x["name"], x["role"], x["state"], x["enrolled"]] and f[4] == "SHA256:%s..." % x["fingerprint"][:16], (line, x)
     assert x["certificate"] is True and re.match(r"^[0-9a-f]{64}$", x["fingerprint"]), x
 PY
+# Rollouts: publish the job's int8 artifact, enroll a device that no variant fits (it never
+# reported a profile), create a rollout with an offer window, list and show it.
+"$bin" job export 1 --dir "$c" --format int8 --out "$w/s.cndq" > "$w/export.txt"
+"$bin" rollout init --dir "$c" > /dev/null
+"$bin" rollout publish "$w/s.cndq" --dir "$c" --model fm --version 1 --manifest-out "$w/fm1.manifest" > /dev/null
+"$bin" keygen --out "$w/dev" > /dev/null
+"$bin" rollout enroll dev-a --key "$w/dev/identity.pub" --dir "$c" > /dev/null
+"$bin" rollout create --dir "$c" --model fm@1 --window 01:30-05:00 > /dev/null
+"$bin" rollout list --dir "$c" > "$w/rl.txt"
+"$bin" rollout list --dir "$c" --json > "$w/rl.json"
+"$bin" rollout show 1 --dir "$c" --devices > "$w/rs.txt"
+"$bin" rollout show 1 --dir "$c" --devices --json > "$w/rs.json"
+"$bin" rollout show 1 --dir "$c" --json > "$w/rs-nodev.json"
+set +e
+"$bin" rollout show x --dir "$c" 2> "$w/rs-bad.err"; code=$?
+set -e
+[ $code = 2 ] && grep -q "'x' is not a rollout id" "$w/rs-bad.err" || fail "rollout show x: $code $(cat "$w/rs-bad.err")"
+check rollout <<'PY'
+import hashlib, json, re, sys
+w = sys.argv[1]
+digest = hashlib.sha256(open(w + "/s.cndq", "rb").read()).hexdigest()
+show = json.load(open(w + "/show.json"))
+assert [m["sha256"] for m in show["models"] if m["format"] == "int8"] == [digest], (digest, show["models"])
+assert "sha256:%s" % digest in open(w + "/export.txt").read()
+lt, lj = open(w + "/rl.txt").read(), json.load(open(w + "/rl.json"))
+assert len(lj["rollouts"]) == 1 and len(lj["artifacts"]) == 1, lj
+r, a = lj["rollouts"][0], lj["artifacts"][0]
+assert re.search(r"^%d +%s +%s +%d +\(all\) / %s$" % (r["id"], r["version_name"], r["state"], r["wave"], re.escape(r["reason"])), lt, re.M), (lt, r)
+assert (r["model"], r["version"], r["version_name"], r["select"]) == ("fm", 1, "fm@1", ""), r
+assert re.search(r"^%d +fm@1 +%s +%d +%d +n/a +\(any\)$" % (a["id"], a["variant"], a["size"], a["arena"]), lt, re.M), (lt, a)
+assert a["accuracy"] is None and a["sha256"] == digest and a["classes"] == "" and a["size"] == len(open(w + "/s.cndq", "rb").read()), a
+st, sj = open(w + "/rs.txt").read(), json.load(open(w + "/rs.json"))
+p = sj["policy"]
+assert st.startswith("rollout 1 of fm@1: %s (%s)\n" % (sj["state"], sj["reason"])), st
+line = "select '%s', canary %d, rate %d, factor %g, abort above %g%% after %d, device timeout %d s, window %s, chunk %d, wave now %d" % (
+    p["select"], p["canary"], p["rate"], p["factor"], p["abort_failures_pct"], p["abort_min"], p["device_timeout_s"], p["window"], p["chunk"], sj["wave"])
+assert line in st and p["window"] == "01:30-05:00" and p["max_active"] == 500, (line, st)
+assert len(sj["waves"]) == 1 and sj["waves"][0]["name"] == "canary", sj
+x = sj["waves"][0]
+assert re.search(r"^canary +%d +%d +%d +%d +%d +%d +%d +%d$" % tuple(x[k] for k in ("devices", "healthy", "failed", "timed_out", "deferred", "open", "rolled_back", "other")), st, re.M), (st, x)
+assert len(sj["devices"]) == 1 and sj["devices"][0]["device"] == "dev-a" and sj["devices"][0]["state"] == "skipped", sj
+d = sj["devices"][0]
+assert "  %-24s wave %-3d %-20s %s\n" % (d["device"], d["wave"], d["state"], d["reason"]) in st, (st, d)
+assert "devices" not in json.load(open(w + "/rs-nodev.json"))
+PY
 echo "test_cli_json: ok"
