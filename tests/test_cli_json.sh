@@ -184,4 +184,27 @@ d = sj["devices"][0]
 assert "  %-24s wave %-3d %-20s %s\n" % (d["device"], d["wave"], d["state"], d["reason"]) in st, (st, d)
 assert "devices" not in json.load(open(w + "/rs-nodev.json"))
 PY
+# The CA's register (one certificate revoked) and a node identity.
+"$bin" ca revoke --dir "$w/ca" --serial 3 > /dev/null
+"$bin" ca list --dir "$w/ca" > "$w/ca.txt"
+"$bin" ca list --dir "$w/ca" --json > "$w/ca.json"
+"$bin" keygen --out "$w/site-0" --show > "$w/key.txt"
+"$bin" keygen --out "$w/site-0" --show --json > "$w/key.json"
+check ca <<'PY'
+import json, re, sys
+w = sys.argv[1]
+lines, j = open(w + "/ca.txt").read().split("\n")[1:-1], json.load(open(w + "/ca.json"))
+assert len(lines) == len(j) == 3, (lines, j)
+for line, e in zip(lines, j):
+    f = line.split()
+    assert f == [str(e["serial"]), e["status"], e["role"], e["expires"], e["name"], "SHA256:" + e["fingerprint"][:16]], (line, e)
+    assert (e["revoked_at"] is None) == (e["status"] != "revoked"), e
+assert [e["status"] for e in j] == ["valid", "valid", "revoked"], j
+sites = {x["name"]: x["fingerprint"] for x in json.load(open(w + "/sites.json"))}
+assert all(sites[e["name"]] == e["fingerprint"] for e in j), (sites, j)
+text, k = open(w + "/key.txt").read(), json.load(open(w + "/key.json"))
+assert text == ("identity     %s (secret, mode 0600)\npublic file  %s\ned25519      %s\nfingerprint  SHA256:%s\n"
+                "curve (hex)  %s\ncurve (z85)  %s\n") % (k["identity"], k["public_file"], k["ed25519"], k["fingerprint"], k["curve_hex"], k["curve_z85"]), (text, k)
+assert k["fingerprint"] == sites["site-0"], k
+PY
 echo "test_cli_json: ok"
