@@ -207,4 +207,24 @@ assert text == ("identity     %s (secret, mode 0600)\npublic file  %s\ned25519  
                 "curve (hex)  %s\ncurve (z85)  %s\n") % (k["identity"], k["public_file"], k["ed25519"], k["fingerprint"], k["curve_hex"], k["curve_z85"]), (text, k)
 assert k["fingerprint"] == sites["site-0"], k
 PY
+# An edge device before and after a local install of the artifact under its signed manifest.
+"$bin" edge init --dir "$w/edge" --name 'dev "e"' --endpoint tcp://127.0.0.1:1 \
+  --coordinator-key "$c/identity.pub" --class gw --cpu x86-64 --model fm > /dev/null
+"$bin" edge status --dir "$w/edge" > "$w/edge0.txt"
+"$bin" edge status --dir "$w/edge" --json > "$w/edge0.json"
+"$bin" edge install --dir "$w/edge" "$w/s.cndq" --manifest "$w/fm1.manifest" > /dev/null
+"$bin" edge status --dir "$w/edge" > "$w/edge1.txt"
+"$bin" edge status --dir "$w/edge" --json > "$w/edge1.json"
+check edge <<'PY'
+import hashlib, json, sys
+w = sys.argv[1]
+t0, j0 = open(w + "/edge0.txt").read(), json.load(open(w + "/edge0.json"))
+assert t0 == 'device dev "e": no model\nhighest sequence accepted 0; idle\n', t0
+assert j0["name"] == 'dev "e"' and j0["has_model"] is False and j0["digest"] is None and j0["slot_name"] is None, j0
+t1, j1 = open(w + "/edge1.txt").read(), json.load(open(w + "/edge1.json"))
+digest = hashlib.sha256(open(w + "/s.cndq", "rb").read()).hexdigest()
+assert j1["has_model"] is True and j1["digest"] == digest and (j1["model"], j1["version"], j1["sequence"]) == ("fm", 1, 1), j1
+assert t1 == 'device dev "e": fm %s v1 (sequence 1, slot %s), self-test passed, %d us\nhighest sequence accepted %d; %s\n' % (
+    digest, j1["slot_name"], j1["latency_us"], j1["highest_sequence"], "downloading" if j1["downloading"] else "idle"), (t1, j1)
+PY
 echo "test_cli_json: ok"
