@@ -400,8 +400,10 @@ int cnd_cmd_quantize(int argc, char **argv)
     if (r.te && (rc = s_evaluate(&r, &o))) goto done;
     if ((rc = cnd_file_write_atomic(o.out, r.bytes, r.len, 0644))) goto done;
     const cnd_rt_info_t *in = &r.art->info;
-    char dhex[CND_SHA256_HEX];
-    cnd_hex(dhex, in->digest, 32);
+    char dhex[CND_SHA256_HEX]; /* of the file's bytes, as manifests and the audit log name it */
+    uint8_t dg[CND_SHA256_BYTES];
+    cnd_sha256(dg, r.bytes, r.len);
+    cnd_hex(dhex, dg, sizeof dg);
     printf("\nwrote %s: %zu bytes (%.3fx the float model's %zu bytes), arena %zu bytes, "
            "%llu MACs, %u self-tests, sha256 %s\n",
            o.out, r.len, (double)r.len / (double)r.srclen, r.srclen, in->arena_bytes,

@@ -227,4 +227,76 @@ assert j1["has_model"] is True and j1["digest"] == digest and (j1["model"], j1["
 assert t1 == 'device dev "e": fm %s v1 (sequence 1, slot %s), self-test passed, %d us\nhighest sequence accepted %d; %s\n' % (
     digest, j1["slot_name"], j1["latency_us"], j1["highest_sequence"], "downloading" if j1["downloading"] else "idle"), (t1, j1)
 PY
+# One digest per artifact: info, quantize and export name the SHA-256 of the file's bytes, the
+# digest job show, the manifest and rollout publish name; info finds the signed manifest next to
+# the artifact and says whether it vouches for it.
+"$bin" info "$w/s.cndq" > "$w/info.txt"
+"$bin" info "$w/s.cndq" --json > "$w/info.json"
+"$bin" info "$w/s.cndq" --key "$c/identity.pub" > "$w/info-key.txt"
+"$bin" info "$w/s.cndq" --key "$c/identity.pub" --json > "$w/info-key.json"
+"$bin" info "$w/s.cndq" --manifest "$w/fm1.manifest" --json > "$w/info-fm.json"
+cp "$w/s.cndq" "$w/bare.cndq"
+"$bin" info "$w/bare.cndq" > "$w/info-bare.txt"
+"$bin" info "$w/bare.cndq" --json > "$w/info-bare.json"
+set +e
+"$bin" info "$w/s.cndq" --key "$w/dev/identity.pub" > "$w/info-wrongkey.txt" 2> "$w/info-wrongkey.err"; echo $? > "$w/info-wrongkey.rc"
+set -e
+"$bin" quantize "$w/teacher.cnd" --data "idx:$w/t-img.idx,$w/t-lab.idx" --test "$pub" --calib 50 \
+  --no-report --threads 1 --out "$w/q.cndq" > "$w/quantize.txt"
+cp "$w/fm1.manifest" "$w/q.cndq.manifest"
+set +e
+"$bin" info "$w/q.cndq" --json > "$w/info-other.json" 2> "$w/info-other.err"; echo $? > "$w/info-other.rc"
+set -e
+"$bin" export "$w/q.cndq" --c-array --out "$w/q.c" 2> /dev/null
+"$bin" job export 1 --dir "$c" --out "$w/s.cnd" > /dev/null
+"$bin" info "$w/s.cnd" > "$w/info-cnd.txt"
+"$bin" info "$w/s.cnd" --json > "$w/info-cnd.json"
+check info <<'PY'
+import hashlib, json, os, re, sys
+w = sys.argv[1]
+sha = lambda f: hashlib.sha256(open(os.path.join(w, f), "rb").read()).hexdigest()
+d = sha("s.cndq")
+show = json.load(open(w + "/show.json"))
+t, j = open(w + "/info.txt").read(), json.load(open(w + "/info.json"))
+assert j["kind"] == "artifact" and j["sha256"] == d and j["bytes"] == os.path.getsize(w + "/s.cndq"), j
+assert "sha256    %s\n" % d in t and "content   %s (SHA-256 of the body" % j["content_sha256"] in t, t
+assert j["content_sha256"] != d and "signature none" not in t, t
+m = j["manifest"]
+assert m["path"] == w + "/s.cndq.manifest" and m["vouches"] is True and m["problem"] is None and m["key_checked"] is False, m
+assert (m["name"], m["version"], m["sha256"], m["length"]) == ("condenser/job-1", 2, d, j["bytes"]), m
+int8 = [x for x in show["models"] if x["format"] == "int8"][0]
+assert int8["sha256"] == d and int8["version"] == m["version"], (int8, m)
+assert "signature manifest %s: 'condenser/job-1' version 2, sequence %d, expires %s;\n" % (m["path"], m["sequence"], m["expires"]) in t, t
+assert "names these bytes; signed by SHA256:%s (not checked against a trusted key: give --key PUB)" % m["signer_fingerprint"] in t, t
+assert "self-test %d vectors: passed" % j["self_test"]["vectors"] in t and j["self_test"]["passed"] is True, t
+assert "input     1x8x8 int8, scale %g, zero point %d" % (j["input"]["scale"], j["input"]["zero_point"]) in t, t
+assert "layers    %d    MACs per inference %d    weight bytes %d    arena bytes %d" % (j["layers"], j["macs"], j["weight_bytes"], j["arena_bytes"]) in t, t
+tk, jk = open(w + "/info-key.txt").read(), json.load(open(w + "/info-key.json"))
+assert jk["manifest"]["key_checked"] is True and jk["manifest"]["vouches"] is True, jk
+assert "signed by the key in %s/coord/identity.pub (SHA256:%s)" % (w, jk["manifest"]["signer_fingerprint"]) in tk, tk
+jf = json.load(open(w + "/info-fm.json"))
+assert jf["manifest"]["name"] == "fm" and jf["manifest"]["version"] == 1 and jf["manifest"]["vouches"], jf
+assert jf["manifest_searched"] == [w + "/fm1.manifest"], jf
+tb, jb = open(w + "/info-bare.txt").read(), json.load(open(w + "/info-bare.json"))
+assert jb["manifest"] is None and jb["manifest_searched"] == [w + "/bare.cndq.manifest", w + "/bare.manifest"], jb
+assert "signature none: no signed manifest at %s/bare.cndq.manifest or %s/bare.manifest" % (w, w) in tb, tb
+assert open(w + "/info-wrongkey.rc").read().strip() == "1", "a manifest signed by another key is an error"
+assert "does NOT vouch for this file" in open(w + "/info-wrongkey.txt").read() and "not trusted" in open(w + "/info-wrongkey.err").read()
+jo = json.load(open(w + "/info-other.json"))
+assert open(w + "/info-other.rc").read().strip() == "1" and jo["manifest"]["vouches"] is False, jo
+assert "bytes, manifest says" in jo["manifest"]["problem"] or "SHA-256 differs" in jo["manifest"]["problem"], jo
+q = sha("q.cndq")
+assert re.search(r"^wrote .*/q\.cndq: .* sha256 %s$" % q, open(w + "/quantize.txt").read(), re.M), open(w + "/quantize.txt").read()
+assert " * %d bytes, sha256 %s (the digest a signed manifest names);" % (os.path.getsize(w + "/q.cndq"), q) in open(w + "/q.c").read()
+tc, jc = open(w + "/info-cnd.txt").read(), json.load(open(w + "/info-cnd.json"))
+last_float = [x for x in show["models"] if x["format"] == "float"][-1]
+assert jc["kind"] == "model" and jc["sha256"] == sha("s.cnd") == last_float["sha256"], (jc, last_float)
+assert tc.startswith("model   %s/s.cnd\nsha256  %s\narch    %s\ninput   1x8x8   classes 4\n" % (w, jc["sha256"], jc["arch"])), tc
+for l in jc["layers"]:
+    assert re.search(r"^ *%d  %s +%s +%d +%d +%d$" % (l["index"], re.escape(l["layer"]), "x".join(map(str, l["output"])), l["params"], l["bytes"], l["macs"]), tc, re.M), (l, tc)
+assert "total: %d parameters, %d bytes float32, %d MACs per inference" % (jc["params"], jc["bytes"], jc["macs"]) in tc, tc
+for k, v in jc["metadata"].items():
+    assert re.search(r"^  %s +%s$" % (re.escape(k), re.escape(v)), tc, re.M), (k, v)
+assert jc["metadata"]["job"] == 'json "job"', jc["metadata"]
+PY
 echo "test_cli_json: ok"
