@@ -2,17 +2,17 @@
  * agent_store.c: the site agent's SQLite state (see agent_store.h).
  */
 #include "agent_store.h"
+#include "clock.h"
+#include "db.h"
 #include "digest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 struct cnd_astore {
     sqlite3 *db;
     char path[1024];
-    int in_txn;
 };
 
 static const char *const s_migrations[] = {
@@ -36,37 +36,14 @@ static const char *const s_migrations[] = {
 };
 #define S_NMIG ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 
-static int64_t s_now_ms(void)
+/* An agent database from before the store kernel (PRAGMA user_version 1). */
+static int s_legacy(sqlite3 *db, int *v)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static int s_dberr(cnd_astore_t *s, const char *what)
-{
-    return cnd_errf(CND_EDB, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
-}
-
-static int s_exec(cnd_astore_t *s, const char *sql, const char *what)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = cnd_errf(CND_EDB, "%s: %s: %s", s->path, what, msg ? msg : "error");
-        sqlite3_free(msg);
-        return rc;
-    }
+    *v = cnd_db_has_table(db, "agent_job") ? 1 : 0;
     return 0;
 }
 
-static int s_prep(cnd_astore_t *s, sqlite3_stmt **st, const char *sql)
-{
-    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
-        *st = NULL;
-        return s_dberr(s, "preparing a statement");
-    }
-    return 0;
-}
+static const cnd_db_schema_t s_schema = {"agent", s_migrations, S_NMIG, s_legacy};
 
 int cnd_astore_open(cnd_astore_t **out, const char *path, int readonly)
 {
@@ -74,43 +51,13 @@ int cnd_astore_open(cnd_astore_t **out, const char *path, int readonly)
     cnd_astore_t *s = calloc(1, sizeof *s);
     if (!s) return cnd_errf(CND_ENOMEM, "opening %s: out of memory", path);
     snprintf(s->path, sizeof s->path, "%s", path);
-    int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        int rc = cnd_errf(CND_EDB, "%s: cannot open: %s", path,
-                          s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        sqlite3_close(s->db);
-        free(s);
-        return rc;
-    }
-    sqlite3_busy_timeout(s->db, 10000);
-    int rc = 0;
-    if (!readonly)
-        rc = s_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "setting WAL mode");
-    sqlite3_stmt *st = NULL;
-    int v = -1;
-    if (!rc && !(rc = s_prep(s, &st, "PRAGMA user_version"))) {
-        v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-        sqlite3_finalize(st);
-        if (v < 0) rc = s_dberr(s, "reading the schema version");
-    }
-    if (!rc && v > S_NMIG)
-        rc = cnd_errf(CND_EFORMAT, "%s: schema version %d is newer than this program's (%d)", path,
-                      v, S_NMIG);
-    if (!rc && readonly && v != S_NMIG)
-        rc = cnd_errf(CND_EFORMAT, "%s: not an agent database", path);
-    for (; !rc && !readonly && v < S_NMIG; v++) {
-        if ((rc = s_exec(s, "BEGIN IMMEDIATE", "migrating"))) break;
-        rc = s_exec(s, s_migrations[v], "migrating the schema");
-        char sql[64];
-        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v + 1);
-        if (!rc) rc = s_exec(s, sql, "setting the schema version");
-        if (rc)
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        else
-            rc = s_exec(s, "COMMIT", "committing the migration");
-    }
+    int rc = cnd_db_open(&s->db, path, readonly ? CND_DB_READONLY : CND_DB_CREATE,
+                         "agent database (the agent creates it when it first runs)");
+    if (!rc)
+        rc = readonly ? cnd_db_check(s->db, &s_schema, "agent database")
+                      : cnd_db_migrate(s->db, &s_schema);
     if (rc) {
-        sqlite3_close(s->db);
+        cnd_db_close(&s->db);
         free(s);
         return rc;
     }
@@ -121,8 +68,7 @@ int cnd_astore_open(cnd_astore_t **out, const char *path, int readonly)
 void cnd_astore_close(cnd_astore_t **ps)
 {
     if (!ps || !*ps) return;
-    cnd_astore_rollback(*ps);
-    sqlite3_close_v2((*ps)->db);
+    cnd_db_close(&(*ps)->db);
     free(*ps);
     *ps = NULL;
 }
@@ -134,24 +80,20 @@ sqlite3 *cnd_astore_db(cnd_astore_t *s)
 
 int cnd_astore_begin(cnd_astore_t *s)
 {
-    if (s->in_txn) return cnd_errf(CND_ESTATE, "%s: a transaction is already open", s->path);
-    int rc = s_exec(s, "BEGIN IMMEDIATE", "beginning a transaction");
-    if (!rc) s->in_txn = 1;
-    return rc;
+    if (!sqlite3_get_autocommit(s->db))
+        return cnd_errf(CND_ESTATE, "%s: a transaction is already open", s->path);
+    int own;
+    return cnd_db_begin(s->db, &own);
 }
 
 int cnd_astore_commit(cnd_astore_t *s)
 {
-    s->in_txn = 0;
-    int rc = s_exec(s, "COMMIT", "committing");
-    if (rc) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
+    return cnd_db_end(s->db, 1, 0);
 }
 
 void cnd_astore_rollback(cnd_astore_t *s)
 {
-    if (!s || !s->in_txn) return;
-    s->in_txn = 0;
+    if (!s || sqlite3_get_autocommit(s->db)) return;
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -161,19 +103,19 @@ int cnd_astore_message(cnd_astore_t *s, char dir, const char *type, uint64_t job
     uint8_t d[32];
     cnd_sha256(d, bytes, len);
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "INSERT INTO agent_message(dir, time_ms, type, size, sha256, job, round)"
-                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    int rc = cnd_db_prep(s->db, &st,
+                         "INSERT INTO agent_message(dir, time_ms, type, size, sha256, job, round)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     if (rc) return rc;
     char ds[2] = {dir, 0};
     sqlite3_bind_text(st, 1, ds, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, s_now_ms());
+    sqlite3_bind_int64(st, 2, cnd_unix_ms());
     sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, (int64_t)len);
     sqlite3_bind_blob(st, 5, d, 32, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, (int64_t)job);
     sqlite3_bind_int64(st, 7, round);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "logging a message");
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "logging a message");
     sqlite3_finalize(st);
     return rc;
 }
@@ -182,17 +124,17 @@ int cnd_astore_job_put(cnd_astore_t *s, uint64_t job, const uint8_t *spec, size_
                        const char *state, const char *reason)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "INSERT INTO agent_job(id, spec, state, reason, received_ms, updated_ms)"
-                    " VALUES(?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(id) DO UPDATE SET"
-                    " spec = ?2, state = ?3, reason = ?4, updated_ms = ?5");
+    int rc = cnd_db_prep(s->db, &st,
+                         "INSERT INTO agent_job(id, spec, state, reason, received_ms, updated_ms)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(id) DO UPDATE SET"
+                         " spec = ?2, state = ?3, reason = ?4, updated_ms = ?5");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, (int64_t)job);
     sqlite3_bind_blob(st, 2, spec, (int)spec_len, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, reason ? reason : "", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, s_now_ms());
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "recording a job");
+    sqlite3_bind_int64(st, 5, cnd_unix_ms());
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "recording a job");
     sqlite3_finalize(st);
     return rc;
 }
@@ -200,28 +142,29 @@ int cnd_astore_job_put(cnd_astore_t *s, uint64_t job, const uint8_t *spec, size_
 int cnd_astore_round_begin(cnd_astore_t *s, cnd_around_t *r)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
+    int rc =
+        cnd_db_prep(s->db, &st,
                     "UPDATE agent_round SET outcome = 'abandoned', phase = 'ended', ended_ms = ?1"
                     " WHERE outcome = ''");
     if (rc) return rc;
-    sqlite3_bind_int64(st, 1, s_now_ms());
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "closing older rounds");
+    sqlite3_bind_int64(st, 1, cnd_unix_ms());
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "closing older rounds");
     sqlite3_finalize(st);
     if (rc) return rc;
-    if ((rc = s_prep(
-             s, &st,
+    if ((rc = cnd_db_prep(
+             s->db, &st,
              "SELECT coalesce(max(attempt), 0) FROM agent_round WHERE job = ?1 AND round = ?2")))
         return rc;
     sqlite3_bind_int64(st, 1, (int64_t)r->job);
     sqlite3_bind_int64(st, 2, r->round);
-    if (sqlite3_step(st) != SQLITE_ROW) rc = s_dberr(s, "numbering a round");
+    if (sqlite3_step(st) != SQLITE_ROW) rc = cnd_db_err(s->db, "numbering a round");
     r->attempt = (uint32_t)sqlite3_column_int64(st, 0) + 1;
     sqlite3_finalize(st);
     if (rc) return rc;
-    r->started_ms = s_now_ms();
-    if ((rc = s_prep(s, &st,
-                     "INSERT INTO agent_round(job, round, attempt, participant_id, n, phase,"
-                     " started_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")))
+    r->started_ms = cnd_unix_ms();
+    if ((rc = cnd_db_prep(s->db, &st,
+                          "INSERT INTO agent_round(job, round, attempt, participant_id, n, phase,"
+                          " started_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")))
         return rc;
     sqlite3_bind_int64(st, 1, (int64_t)r->job);
     sqlite3_bind_int64(st, 2, r->round);
@@ -230,7 +173,7 @@ int cnd_astore_round_begin(cnd_astore_t *s, cnd_around_t *r)
     sqlite3_bind_int64(st, 5, r->n);
     sqlite3_bind_text(st, 6, r->phase, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, r->started_ms);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "recording a round");
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "recording a round");
     sqlite3_finalize(st);
     return rc;
 }
@@ -238,7 +181,8 @@ int cnd_astore_round_begin(cnd_astore_t *s, cnd_around_t *r)
 int cnd_astore_round_update(cnd_astore_t *s, const cnd_around_t *r)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
+    int rc =
+        cnd_db_prep(s->db, &st,
                     "UPDATE agent_round SET phase = ?4, outcome = ?5, reason = ?6, ended_ms = ?7,"
                     " train_ms = ?8, val_loss = ?9, val_acc = ?10, samples = ?11, clipped = ?12,"
                     " model_digest = ?13 WHERE job = ?1 AND round = ?2 AND attempt = ?3");
@@ -256,7 +200,7 @@ int cnd_astore_round_update(cnd_astore_t *s, const cnd_around_t *r)
     sqlite3_bind_int64(st, 11, (int64_t)r->samples);
     sqlite3_bind_int64(st, 12, (int64_t)r->clipped);
     sqlite3_bind_blob(st, 13, r->model_digest, 32, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "updating a round");
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "updating a round");
     sqlite3_finalize(st);
     return rc;
 }
@@ -264,9 +208,9 @@ int cnd_astore_round_update(cnd_astore_t *s, const cnd_around_t *r)
 int cnd_astore_totals(cnd_astore_t *s, char dir, uint64_t job, uint64_t *bytes, uint64_t *count)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "SELECT coalesce(sum(size), 0), count(*) FROM agent_message WHERE dir = ?1"
-                    " AND (?2 = 0 OR job = ?2)");
+    int rc = cnd_db_prep(s->db, &st,
+                         "SELECT coalesce(sum(size), 0), count(*) FROM agent_message WHERE dir = ?1"
+                         " AND (?2 = 0 OR job = ?2)");
     if (rc) return rc;
     char ds[2] = {dir, 0};
     sqlite3_bind_text(st, 1, ds, -1, SQLITE_TRANSIENT);
@@ -275,7 +219,7 @@ int cnd_astore_totals(cnd_astore_t *s, char dir, uint64_t job, uint64_t *bytes, 
         *bytes = (uint64_t)sqlite3_column_int64(st, 0);
         *count = (uint64_t)sqlite3_column_int64(st, 1);
     } else {
-        rc = s_dberr(s, "summing the message log");
+        rc = cnd_db_err(s->db, "summing the message log");
     }
     sqlite3_finalize(st);
     return rc;
@@ -286,9 +230,9 @@ int cnd_astore_by_type(cnd_astore_t *s, char dir,
                        void *ctx)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "SELECT type, count(*), sum(size) FROM agent_message WHERE dir = ?1"
-                    " GROUP BY type ORDER BY sum(size) DESC");
+    int rc = cnd_db_prep(s->db, &st,
+                         "SELECT type, count(*), sum(size) FROM agent_message WHERE dir = ?1"
+                         " GROUP BY type ORDER BY sum(size) DESC");
     if (rc) return rc;
     char ds[2] = {dir, 0};
     sqlite3_bind_text(st, 1, ds, -1, SQLITE_TRANSIENT);
@@ -296,7 +240,7 @@ int cnd_astore_by_type(cnd_astore_t *s, char dir,
     while ((step = sqlite3_step(st)) == SQLITE_ROW)
         fn(ctx, (const char *)sqlite3_column_text(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
            (uint64_t)sqlite3_column_int64(st, 2));
-    if (step != SQLITE_DONE) rc = s_dberr(s, "reading the message log");
+    if (step != SQLITE_DONE) rc = cnd_db_err(s->db, "reading the message log");
     sqlite3_finalize(st);
     return rc;
 }
@@ -304,10 +248,10 @@ int cnd_astore_by_type(cnd_astore_t *s, char dir,
 int cnd_astore_rounds(cnd_astore_t *s, void (*fn)(void *ctx, const cnd_around_t *r), void *ctx)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "SELECT job, round, attempt, participant_id, n, phase, outcome, reason,"
-                    " started_ms, ended_ms, train_ms, val_loss, val_acc, samples, clipped"
-                    " FROM agent_round ORDER BY started_ms, job, round, attempt");
+    int rc = cnd_db_prep(s->db, &st,
+                         "SELECT job, round, attempt, participant_id, n, phase, outcome, reason,"
+                         " started_ms, ended_ms, train_ms, val_loss, val_acc, samples, clipped"
+                         " FROM agent_round ORDER BY started_ms, job, round, attempt");
     if (rc) return rc;
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -330,7 +274,7 @@ int cnd_astore_rounds(cnd_astore_t *s, void (*fn)(void *ctx, const cnd_around_t 
         r.clipped = (uint64_t)sqlite3_column_int64(st, 14);
         fn(ctx, &r);
     }
-    if (step != SQLITE_DONE) rc = s_dberr(s, "reading rounds");
+    if (step != SQLITE_DONE) rc = cnd_db_err(s->db, "reading rounds");
     sqlite3_finalize(st);
     return rc;
 }

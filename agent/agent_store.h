@@ -5,10 +5,11 @@
  * audit reconcile` matches against the coordinator's) lives in the same file, and each message
  * is logged in both in one transaction.
  *
- * Invariants: WAL, synchronous=NORMAL (a kill loses nothing committed), PRAGMA user_version
- * migrations, prepared statements only. A message is logged before it is handed to the
- * transport, so the log never misses something that left (it may list a message that a kill
- * stopped before it left; reconcile reports that as "not received").
+ * Invariants: opened through the store kernel (common/db.h): WAL, synchronous=FULL (neither a
+ * kill nor a power cut loses a committed record, so an egress record written before a send
+ * survives it), component "agent" of the kernel's schema table, prepared statements only. A message
+ * is logged before it is handed to the transport, so the log never misses something that left (it
+ * may list a message that a kill stopped before it left; reconcile reports that as "not received").
  */
 #ifndef CND_AGENT_STORE_H
 #define CND_AGENT_STORE_H

@@ -2,7 +2,7 @@
  * agent_train.c: the site's local distillation round (see agent_train.h).
  */
 #include "agent_train.h"
-#include "coord_quant.h"
+#include "quant_fed.h"
 #include "clock.h"
 #include "distill.h"
 #include "train.h"

@@ -19,7 +19,7 @@
 #ifndef CND_AGENT_TRAIN_H
 #define CND_AGENT_TRAIN_H
 
-#include "coord_job.h"
+#include "job.h"
 #include "data.h"
 #include "model.h"
 
@@ -55,7 +55,7 @@ typedef struct {
 void cnd_agent_update_free(cnd_agent_update_t *u);
 
 /* One local round from `global` (unchanged). qat trains with fake quantization using the
- * quantizer the global model carries (coordinator/coord_quant.h); the validation metrics are
+ * quantizer the global model carries (compress/quant_fed.h); the validation metrics are
  * then those of the fake-quantized model. Returns 0 with *out filled, or an error (nothing
  * returned). */
 CND_MUST_USE int cnd_agent_local_round(cnd_agent_update_t *out, const cnd_model_t *global,

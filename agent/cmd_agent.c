@@ -5,7 +5,7 @@
 #include "agent_config.h"
 #include "agent_daemon.h"
 #include "agent_store.h"
-#include "audit_json.h"
+#include "json.h"
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"

@@ -19,7 +19,14 @@ double cnd_cputime(void)
 
 int64_t cnd_unix_time(void)
 {
-    return (int64_t)time(NULL);
+    return cnd_unix_ms() / 1000;
+}
+
+int64_t cnd_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 char *cnd_iso8601(char *out, int64_t unix_seconds)

@@ -10,6 +10,8 @@ double cnd_now(void);
 double cnd_cputime(void);
 /* Wall-clock Unix time in seconds. */
 int64_t cnd_unix_time(void);
+/* Wall-clock Unix time in milliseconds (what every store and audit entry records). */
+int64_t cnd_unix_ms(void);
 /* Writes UTC time as ISO 8601 ("2026-11-28T01:18:34Z") into out (>= 21 bytes). */
 char *cnd_iso8601(char *out, int64_t unix_seconds);
 

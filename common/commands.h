@@ -20,10 +20,10 @@ int cnd_cmd_keygen(int argc, char **argv);
 int cnd_cmd_ca(int argc, char **argv);
 int cnd_cmd_bench_secagg(int argc, char **argv);
 
-/* coordinator/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */
+/* audit/audit_cmd.c: verify, prove, check-proof, checkpoint, export, reconcile, report */
 int cnd_cmd_audit(int argc, char **argv);
 
-/* coordinator/: the federation (cmd_coordinator.c, cmd_site.c, cmd_job.c, cmd_demo.c) */
+/* coordinator/: the federation (cmd_coordinator.c, cmd_site.c, cmd_job.c); coordinator/demo/ */
 int cnd_cmd_coordinator(int argc, char **argv);
 int cnd_cmd_site(int argc, char **argv);
 int cnd_cmd_job(int argc, char **argv);
@@ -35,7 +35,7 @@ int cnd_cmd_agent(int argc, char **argv);
 /* proto/ */
 int cnd_cmd_bench_proto(int argc, char **argv);
 
-/* coordinator/cmd_rollout.c, deploy/cmd_edge.c, deploy/cmd_fleet_sim.c (edge fleets) */
+/* coordinator/rollout/cmd_rollout.c, deploy/cmd_edge.c, coordinator/demo/cmd_fleet_sim.c */
 int cnd_cmd_rollout(int argc, char **argv);
 int cnd_cmd_edge(int argc, char **argv);
 int cnd_cmd_fleet_sim(int argc, char **argv);

@@ -16,7 +16,7 @@
  * signer is that key (the federation's). Without --key it cannot know whom to trust and says so.
  */
 #include "artifact.h"
-#include "audit_json.h" /* the JSON writer; moving to common/json.h */
+#include "json.h"
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"

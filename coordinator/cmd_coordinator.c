@@ -7,7 +7,7 @@
  * it cleanly (a round in flight is redone on the next start; SIGKILL is equally safe).
  */
 #include "audit_actions.h"
-#include "audit_json.h"
+#include "json.h"
 #include "ca.h"
 #include "cli.h"
 #include "clock.h"
@@ -48,7 +48,7 @@ static int s_init(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
-    if (!cnd_cstore_name_ok(name))
+    if (!cnd_proto_name_ok(name))
         return cnd_errf(CND_EINVAL, "--name '%s' is not a valid node name", name);
     if (!ca)
         return cnd_errf(CND_EINVAL, "--ca DIR is required: the federation CA that certifies sites");

@@ -1,20 +1,20 @@
 /*
  * cmd_job.c: `condenser job create|list|show|cancel|export`, the federation operator's view of
- * compression jobs. `create` checks the recipe (coord_job.h), builds the initial student from
+ * compression jobs. `create` checks the recipe (proto/job.h), builds the initial student from
  * its architecture (input shape, classes and input normalisation from the shipped teacher, or
  * from --input/--classes for a site-local teacher), and stores job, teacher and student version
  * 0 with their job.create audit entry in one transaction. The running coordinator picks the job
  * up by itself.
  */
 #include "audit_actions.h"
-#include "audit_json.h"
+#include "json.h"
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"
 #include "coord_admin.h"
-#include "coord_job.h"
-#include "coord_quant.h"
+#include "job.h"
 #include "quant.h"
+#include "quant_fed.h"
 #include "digest.h"
 #include "fileio.h"
 #include "modelfile.h"

@@ -5,12 +5,12 @@
  * next message, even on a connection that is already up.
  */
 #include "audit_actions.h"
-#include "audit_json.h"
+#include "json.h"
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"
 #include "coord_admin.h"
-#include "coord_cert.h"
+#include "cert.h"
 #include "digest.h"
 #include "fileio.h"
 

@@ -4,7 +4,7 @@
  */
 #include "coord_admin.h"
 #include "audit_actions.h"
-#include "audit_json.h"
+#include "json.h"
 
 #include <pwd.h>
 #include <sodium.h>

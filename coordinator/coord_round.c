@@ -11,9 +11,9 @@
  *     message changes nothing here either.
  */
 #include "coord_round.h"
-#include "coord_quant.h"
+#include "quant_fed.h"
 #include "audit_actions.h"
-#include "audit_json.h"
+#include "json.h"
 #include "chunk.h"
 #include "clock.h"
 #include "digest.h"
@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 typedef struct {
     cnd_assembler_t *a; /* NULL when the slot is free */
@@ -61,13 +60,6 @@ struct cnd_round {
     unsigned threads;
 };
 
-static int64_t s_now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static const char *const s_phase_names[] = {"idle",        "advertise", "share", "masked",
                                             "consistency", "unmask",    "done"};
 _Static_assert(sizeof s_phase_names / sizeof s_phase_names[0] == CND_PHASE_DONE + 1,
@@ -84,7 +76,7 @@ static void s_sync_status(cnd_round_t *r)
 static int s_persist(cnd_round_t *r)
 {
     s_sync_status(r);
-    r->rec.phase_ms = s_now_ms();
+    r->rec.phase_ms = cnd_unix_ms();
     snprintf(r->rec.phase, sizeof r->rec.phase, "%s", s_phase_names[r->phase]);
     return cnd_cstore_round_update(r->c->store, &r->rec);
 }
@@ -221,7 +213,7 @@ static void s_fail(cnd_round_t *r, const char *outcome, const char *why)
     s_sync_status(r);
     snprintf(r->rec.outcome, sizeof r->rec.outcome, "%s", outcome);
     snprintf(r->rec.reason, sizeof r->rec.reason, "%s", why);
-    r->rec.ended_ms = s_now_ms();
+    r->rec.ended_ms = cnd_unix_ms();
     if (r->phase >= CND_PHASE_ADVERTISE && r->phase <= CND_PHASE_UNMASK)
         r->rec.t_phase[r->phase - CND_PHASE_ADVERTISE] = cnd_now() - r->phase_start;
     r->phase = CND_PHASE_DONE;
@@ -363,7 +355,7 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     r->rec.qat = qat;
     r->rec.n = n;
     r->rec.model_version = -1;
-    r->rec.started_ms = s_now_ms();
+    r->rec.started_ms = cnd_unix_ms();
     r->rec.phase_ms = r->rec.started_ms;
     snprintf(r->rec.phase, sizeof r->rec.phase, "advertise");
     cnd_buf_t pb;
@@ -694,7 +686,7 @@ static int s_finish(cnd_round_t *r)
     r->rec.survivors = surv;
     r->rec.model_version = mv.version;
     snprintf(r->rec.outcome, sizeof r->rec.outcome, "ok");
-    r->rec.ended_ms = s_now_ms();
+    r->rec.ended_ms = cnd_unix_ms();
     r->rec.t_finish = cnd_now() - t0;
     r->phase = CND_PHASE_DONE;
     if ((rc = s_persist(r))) goto done;
@@ -998,7 +990,7 @@ int cnd_round_abandon_open(cnd_coord_t *c, int64_t job_id)
     snprintf(tmp.rec.outcome, sizeof tmp.rec.outcome, "restarted");
     snprintf(tmp.rec.reason, sizeof tmp.rec.reason,
              "the coordinator restarted during the %s phase; the round runs again", rec.phase);
-    tmp.rec.ended_ms = s_now_ms();
+    tmp.rec.ended_ms = cnd_unix_ms();
     tmp.rec.phase_ms = tmp.rec.ended_ms;
     snprintf(tmp.rec.phase, sizeof tmp.rec.phase, "done");
     rc = cnd_cstore_round_update(c->store, &tmp.rec);

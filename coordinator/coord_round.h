@@ -30,7 +30,7 @@
 #define CND_COORD_ROUND_H
 
 #include "coord_admin.h"
-#include "coord_job.h"
+#include "job.h"
 #include "proto.h"
 
 #define CND_ROUND_MAX_UPLOADS   64

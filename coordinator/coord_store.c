@@ -3,10 +3,12 @@
  *
  * Every statement is prepared and bound; nothing is built with string formatting. Functions
  * that write more than one row open a transaction unless the caller already holds one
- * (s_tx_begin / s_tx_end count that). Blobs (models, teachers, certificates) are read with
+ * (cnd_db_begin / cnd_db_end, common/db.h). Blobs (models, teachers, certificates) are read with
  * their sizes checked before they are copied.
  */
 #include "coord_store.h"
+#include "clock.h"
+#include "db.h"
 #include "data.h"
 #include "digest.h"
 #include "identity.h"
@@ -15,12 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 struct cnd_cstore {
     sqlite3 *db;
     char path[512];
-    int in_txn; /* 1 between cnd_cstore_begin and commit/rollback */
 };
 
 /* Forward migrations: entry i takes user_version i to i + 1. */
@@ -58,7 +58,7 @@ static const char *const s_migrations[] = {
     "  loss REAL NOT NULL DEFAULT 0, accuracy REAL NOT NULL DEFAULT 0,"
     "  samples INTEGER NOT NULL DEFAULT 0, train_ms INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(job, round, attempt, idx));",
-    /* 1 -> 2: public calibration samples for integer artifacts and QAT (coord_quant.h) */
+    /* 1 -> 2: public calibration samples for integer artifacts and QAT (compress/quant_fed.h) */
     "CREATE TABLE job_calib("
     "  job INTEGER PRIMARY KEY REFERENCES job(id), n INTEGER NOT NULL, c INTEGER NOT NULL,"
     "  h INTEGER NOT NULL, w INTEGER NOT NULL, x BLOB NOT NULL);"
@@ -68,147 +68,35 @@ static const char *const s_migrations[] = {
 _Static_assert(sizeof s_migrations / sizeof s_migrations[0] == CND_CSTORE_SCHEMA,
                "one migration per schema version");
 
-static int64_t s_now_ms(void)
+/* A coordinator database from before the store kernel: PRAGMA user_version was this schema's
+ * version (job_calib arrived with version 2). */
+static int s_legacy(sqlite3 *db, int *v)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static int s_dberr(cnd_cstore_t *s, const char *what)
-{
-    return cnd_errf(CND_EDB, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
-}
-
-static int s_exec(cnd_cstore_t *s, const char *sql, const char *what)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = cnd_errf(CND_EDB, "%s: %s: %s", s->path, what, msg ? msg : "error");
-        sqlite3_free(msg);
-        return rc;
-    }
+    *v = 0;
+    if (!cnd_db_has_table(db, "identity")) return 0;
+    if (!cnd_db_has_table(db, "coord_meta"))
+        return cnd_errf(CND_EFORMAT, "%s is not a coordinator database", cnd_db_path(db));
+    *v = cnd_db_has_table(db, "job_calib") ? 2 : 1;
     return 0;
 }
 
-static int s_prep(cnd_cstore_t *s, sqlite3_stmt **st, const char *sql)
-{
-    if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) {
-        *st = NULL;
-        return s_dberr(s, "preparing a statement");
-    }
-    return 0;
-}
+static const cnd_db_schema_t s_schema = {"coordinator", s_migrations, S_NMIG, s_legacy};
 
-/* Opens a transaction unless the caller holds one; *own says whether this call must end it. */
-static int s_tx_begin(cnd_cstore_t *s, int *own)
-{
-    *own = !s->in_txn;
-    if (!*own) return 0;
-    int rc = s_exec(s, "BEGIN IMMEDIATE", "beginning a transaction");
-    if (!rc) s->in_txn = 1;
-    return rc;
-}
-
-static int s_tx_end(cnd_cstore_t *s, int own, int rc)
-{
-    if (!own) return rc;
-    s->in_txn = 0;
-    if (rc) {
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return rc;
-    }
-    return s_exec(s, "COMMIT", "committing");
-}
-
-int cnd_cstore_begin(cnd_cstore_t *s)
-{
-    if (s->in_txn) return cnd_errf(CND_ESTATE, "%s: a transaction is already open", s->path);
-    int rc = s_exec(s, "BEGIN IMMEDIATE", "beginning a transaction");
-    if (!rc) s->in_txn = 1;
-    return rc;
-}
-
-int cnd_cstore_commit(cnd_cstore_t *s)
-{
-    s->in_txn = 0;
-    int rc = s_exec(s, "COMMIT", "committing");
-    if (rc) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-}
-
-void cnd_cstore_rollback(cnd_cstore_t *s)
-{
-    if (!s || !s->in_txn) return;
-    s->in_txn = 0;
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-static int s_migrate(cnd_cstore_t *s)
-{
-    sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "PRAGMA user_version");
-    if (rc) return rc;
-    int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
-    if (v < 0) return s_dberr(s, "reading the schema version");
-    if (v > S_NMIG)
-        return cnd_errf(CND_EFORMAT, "%s: schema version %d is newer than this program's (%d)",
-                        s->path, v, S_NMIG);
-    if (v == 0) {
-        /* A non-empty database without our schema is someone else's file. */
-        if ((rc = s_prep(s, &st, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'identity'")))
-            return rc;
-        int has = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-        sqlite3_finalize(st);
-        if (has) return cnd_errf(CND_EFORMAT, "%s is not a coordinator database", s->path);
-    }
-    for (; v < S_NMIG; v++) {
-        int own;
-        if ((rc = s_tx_begin(s, &own))) return rc;
-        rc = s_exec(s, s_migrations[v], "migrating the schema");
-        if (!rc) {
-            char sql[64];
-            snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v + 1);
-            rc = s_exec(s, sql, "setting the schema version");
-        }
-        if ((rc = s_tx_end(s, own, rc))) return rc;
-    }
-    return 0;
-}
-
-static int s_open(cnd_cstore_t **out, const char *path, int flags, int migrate)
+static int s_open(cnd_cstore_t **out, const char *path, unsigned flags)
 {
     *out = NULL;
     cnd_cstore_t *s = calloc(1, sizeof *s);
     if (!s) return cnd_errf(CND_ENOMEM, "opening %s: out of memory", path);
     snprintf(s->path, sizeof s->path, "%s", path);
-    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        int rc = cnd_errf(CND_EDB, "%s: cannot open: %s", path,
-                          s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        sqlite3_close(s->db);
-        free(s);
-        return rc;
-    }
-    sqlite3_busy_timeout(s->db, 10000);
-    int rc = 0;
-    if (migrate) {
-        rc =
-            s_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-                   "setting the journal mode");
-        if (!rc) rc = s_migrate(s);
-    } else {
-        sqlite3_stmt *st;
-        if (!(rc = s_prep(s, &st, "PRAGMA user_version"))) {
-            int v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-            sqlite3_finalize(st);
-            if (v != CND_CSTORE_SCHEMA)
-                rc = cnd_errf(CND_EFORMAT, "%s: not a coordinator database of schema %d (found %d)",
-                              path, CND_CSTORE_SCHEMA, v);
-        }
-    }
+    int rc = cnd_db_open(&s->db, path, flags, "coordinator database");
+    if (rc == CND_ENOTFOUND)
+        rc = cnd_errf(CND_EIO, "%s: no such coordinator database (run condenser coordinator init)",
+                      path);
+    if (!rc)
+        rc = (flags & CND_DB_READONLY) ? cnd_db_check(s->db, &s_schema, "coordinator database")
+                                       : cnd_db_migrate(s->db, &s_schema);
     if (rc) {
-        sqlite3_close(s->db);
+        cnd_db_close(&s->db);
         free(s);
         return rc;
     }
@@ -218,31 +106,38 @@ static int s_open(cnd_cstore_t **out, const char *path, int flags, int migrate)
 
 int cnd_cstore_open(cnd_cstore_t **out, const char *path, int create)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f)
-        fclose(f);
-    else if (!create)
-        return cnd_errf(CND_EIO,
-                        "%s: no such coordinator database (run condenser coordinator init)", path);
-    return s_open(out, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 1);
+    return s_open(out, path, create ? CND_DB_CREATE : 0);
 }
 
 int cnd_cstore_open_readonly(cnd_cstore_t **out, const char *path)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cnd_errf(CND_EIO, "%s: no such coordinator database", path);
-    fclose(f);
-    return s_open(out, path, SQLITE_OPEN_READONLY, 0);
+    return s_open(out, path, CND_DB_READONLY);
+}
+
+int cnd_cstore_begin(cnd_cstore_t *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        return cnd_errf(CND_ESTATE, "%s: a transaction is already open", s->path);
+    int own;
+    return cnd_db_begin(s->db, &own);
+}
+
+int cnd_cstore_commit(cnd_cstore_t *s)
+{
+    return cnd_db_end(s->db, 1, 0);
+}
+
+void cnd_cstore_rollback(cnd_cstore_t *s)
+{
+    if (!s || sqlite3_get_autocommit(s->db)) return;
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 void cnd_cstore_close(cnd_cstore_t **ps)
 {
     if (!ps || !*ps) return;
     cnd_cstore_t *s = *ps;
-    cnd_cstore_rollback(s);
-    sqlite3_close_v2(s->db);
+    cnd_db_close(&s->db);
     free(s);
     *ps = NULL;
 }
@@ -262,7 +157,7 @@ const char *cnd_cstore_path(const cnd_cstore_t *s)
 int cnd_cstore_meta_get(cnd_cstore_t *s, const char *key, char *out, size_t cap)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "SELECT value FROM coord_meta WHERE key = ?1");
+    int rc = cnd_db_prep(s->db, &st, "SELECT value FROM coord_meta WHERE key = ?1");
     if (rc) return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     int r = sqlite3_step(st);
@@ -272,7 +167,7 @@ int cnd_cstore_meta_get(cnd_cstore_t *s, const char *key, char *out, size_t cap)
     } else if (r == SQLITE_DONE) {
         rc = cnd_errf(CND_ENOTFOUND, "%s: setting '%s' is not set", s->path, key);
     } else {
-        rc = s_dberr(s, "reading a setting");
+        rc = cnd_db_err(s->db, "reading a setting");
     }
     sqlite3_finalize(st);
     return rc;
@@ -281,11 +176,12 @@ int cnd_cstore_meta_get(cnd_cstore_t *s, const char *key, char *out, size_t cap)
 int cnd_cstore_meta_set(cnd_cstore_t *s, const char *key, const char *val)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "INSERT OR REPLACE INTO coord_meta(key, value) VALUES(?1, ?2)");
+    int rc =
+        cnd_db_prep(s->db, &st, "INSERT OR REPLACE INTO coord_meta(key, value) VALUES(?1, ?2)");
     if (rc) return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, val, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "writing a setting");
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "writing a setting");
     sqlite3_finalize(st);
     return rc;
 }
@@ -325,7 +221,7 @@ static int s_list(cnd_cstore_t *s, sqlite3_stmt *st, size_t size, s_row_fn row,
         (*n)++;
         if (rc) break;
     }
-    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, what);
+    if (!rc && step != SQLITE_DONE) rc = cnd_db_err(s->db, what);
     sqlite3_finalize(st);
     if (rc) {
         s_list_free(*list, n, size, fr);
@@ -342,18 +238,6 @@ void cnd_ident_rec_free(cnd_ident_rec_t *r)
     free(r->cert);
     r->cert = NULL;
     r->cert_len = 0;
-}
-
-int cnd_cstore_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-    if (n < 1 || n > CND_NAME_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        if (!alnum && !(i > 0 && (c == '.' || c == '_' || c == '-'))) return 0;
-    }
-    return 1;
 }
 
 static int s_blob_copy(sqlite3_stmt *st, int col, uint8_t *dst, size_t n)
@@ -394,7 +278,7 @@ static int s_ident_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_ident_rec_t *r)
 int cnd_cstore_enroll(cnd_cstore_t *s, const char *name, const char *role, const uint8_t ed_pk[32],
                       const uint8_t *cert, size_t cert_len)
 {
-    if (!cnd_cstore_name_ok(name))
+    if (!cnd_proto_name_ok(name))
         return cnd_errf(CND_EINVAL,
                         "'%s' is not a valid node name (1..63 letters, digits, '.', '_', '-'; "
                         "first a letter or digit)",
@@ -421,9 +305,10 @@ int cnd_cstore_enroll(cnd_cstore_t *s, const char *name, const char *role, const
     char fpr[65];
     cnd_pubkey_fingerprint(fpr, ed_pk);
     sqlite3_stmt *st;
-    if ((rc = s_prep(s, &st,
-                     "INSERT INTO identity(name, role, ed_pk, curve_pk, fingerprint, certificate,"
-                     " enrolled_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")))
+    if ((rc = cnd_db_prep(
+             s->db, &st,
+             "INSERT INTO identity(name, role, ed_pk, curve_pk, fingerprint, certificate,"
+             " enrolled_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")))
         return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
@@ -434,8 +319,8 @@ int cnd_cstore_enroll(cnd_cstore_t *s, const char *name, const char *role, const
         sqlite3_bind_blob(st, 6, cert, (int)cert_len, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 6);
-    sqlite3_bind_int64(st, 7, s_now_ms());
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "enrolling");
+    sqlite3_bind_int64(st, 7, cnd_unix_ms());
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "enrolling");
     sqlite3_finalize(st);
     return rc;
 }
@@ -448,13 +333,14 @@ int cnd_cstore_revoke(cnd_cstore_t *s, const char *name, const char *reason)
     cnd_ident_rec_free(&r);
     if (r.revoked_ms) return cnd_errf(CND_ESTATE, "'%s' is revoked already", name);
     sqlite3_stmt *st;
-    if ((rc = s_prep(s, &st,
-                     "UPDATE identity SET revoked_ms = ?2, revoke_reason = ?3 WHERE name = ?1")))
+    if ((rc = cnd_db_prep(
+             s->db, &st,
+             "UPDATE identity SET revoked_ms = ?2, revoke_reason = ?3 WHERE name = ?1")))
         return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, s_now_ms());
+    sqlite3_bind_int64(st, 2, cnd_unix_ms());
     sqlite3_bind_text(st, 3, reason ? reason : "", -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "revoking");
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "revoking");
     sqlite3_finalize(st);
     return rc;
 }
@@ -467,7 +353,7 @@ static int s_ident_one(cnd_cstore_t *s, sqlite3_stmt *st, cnd_ident_rec_t *r, co
     else if (step == SQLITE_DONE)
         rc = cnd_errf(CND_ENOTFOUND, "no enrolled node %s", what);
     else
-        rc = s_dberr(s, "reading identities");
+        rc = cnd_db_err(s->db, "reading identities");
     sqlite3_finalize(st);
     return rc;
 }
@@ -476,7 +362,7 @@ int cnd_cstore_ident_by_name(cnd_cstore_t *s, const char *name, cnd_ident_rec_t 
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "SELECT " S_IDENT_COLS " FROM identity WHERE name = ?1");
+    int rc = cnd_db_prep(s->db, &st, "SELECT " S_IDENT_COLS " FROM identity WHERE name = ?1");
     if (rc) return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     char what[96];
@@ -488,7 +374,7 @@ int cnd_cstore_ident_by_curve(cnd_cstore_t *s, const uint8_t curve_pk[32], cnd_i
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "SELECT " S_IDENT_COLS " FROM identity WHERE curve_pk = ?1");
+    int rc = cnd_db_prep(s->db, &st, "SELECT " S_IDENT_COLS " FROM identity WHERE curve_pk = ?1");
     if (rc) return rc;
     sqlite3_bind_blob(st, 1, curve_pk, 32, SQLITE_STATIC);
     return s_ident_one(s, st, r, "with this key");
@@ -508,7 +394,7 @@ int cnd_cstore_idents(cnd_cstore_t *s, cnd_ident_rec_t **list, size_t *n)
     *list = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "SELECT " S_IDENT_COLS " FROM identity ORDER BY id");
+    int rc = cnd_db_prep(s->db, &st, "SELECT " S_IDENT_COLS " FROM identity ORDER BY id");
     if (rc) return rc;
     return s_list(s, st, sizeof **list, s_ident_row_v, s_ident_free_v, (void **)list, n,
                   "listing identities");
@@ -532,15 +418,15 @@ int cnd_cstore_job_create(cnd_cstore_t *s, int64_t *id, const char *name, const 
         student_len == 0)
         return cnd_errf(CND_ERANGE, "job models must be 1 byte .. 1 GiB");
     int own, rc;
-    if ((rc = s_tx_begin(s, &own))) return rc;
+    if ((rc = cnd_db_begin(s->db, &own))) return rc;
     sqlite3_stmt *st = NULL;
-    int64_t now = s_now_ms();
+    int64_t now = cnd_unix_ms();
     uint8_t tdig[32];
     if (teacher) cnd_sha256(tdig, teacher, teacher_len);
-    rc =
-        s_prep(s, &st,
-               "INSERT INTO job(name, state, spec, created_ms, updated_ms, teacher, teacher_digest)"
-               " VALUES(?1, 'pending', ?2, ?3, ?3, ?4, ?5)");
+    rc = cnd_db_prep(
+        s->db, &st,
+        "INSERT INTO job(name, state, spec, created_ms, updated_ms, teacher, teacher_digest)"
+        " VALUES(?1, 'pending', ?2, ?3, ?3, ?4, ?5)");
     if (!rc) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
@@ -553,7 +439,7 @@ int cnd_cstore_job_create(cnd_cstore_t *s, int64_t *id, const char *name, const 
             sqlite3_bind_null(st, 5);
         }
         if (sqlite3_step(st) != SQLITE_DONE)
-            rc = s_dberr(s, "creating a job");
+            rc = cnd_db_err(s->db, "creating a job");
         else
             *id = sqlite3_last_insert_rowid(s->db);
         sqlite3_finalize(st);
@@ -568,7 +454,7 @@ int cnd_cstore_job_create(cnd_cstore_t *s, int64_t *id, const char *name, const 
         m.accuracy = -1;
         rc = cnd_cstore_model_put(s, &m, student, student_len);
     }
-    return s_tx_end(s, own, rc);
+    return cnd_db_end(s->db, own, rc);
 }
 
 #define S_JOB_COLS                                                                                 \
@@ -599,7 +485,7 @@ int cnd_cstore_job_get(cnd_cstore_t *s, int64_t id, cnd_job_rec_t *r)
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "SELECT " S_JOB_COLS " FROM job WHERE id = ?1");
+    int rc = cnd_db_prep(s->db, &st, "SELECT " S_JOB_COLS " FROM job WHERE id = ?1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
     int step = sqlite3_step(st);
@@ -608,7 +494,7 @@ int cnd_cstore_job_get(cnd_cstore_t *s, int64_t id, cnd_job_rec_t *r)
     else if (step == SQLITE_DONE)
         rc = cnd_errf(CND_ENOTFOUND, "%s: no job %lld", s->path, (long long)id);
     else
-        rc = s_dberr(s, "reading a job");
+        rc = cnd_db_err(s->db, "reading a job");
     sqlite3_finalize(st);
     if (rc) cnd_job_rec_free(r);
     return rc;
@@ -628,7 +514,7 @@ int cnd_cstore_jobs(cnd_cstore_t *s, cnd_job_rec_t **list, size_t *n)
     *list = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "SELECT " S_JOB_COLS " FROM job ORDER BY id DESC");
+    int rc = cnd_db_prep(s->db, &st, "SELECT " S_JOB_COLS " FROM job ORDER BY id DESC");
     if (rc) return rc;
     return s_list(s, st, sizeof **list, s_job_row_v, s_job_free_v, (void **)list, n,
                   "listing jobs");
@@ -638,8 +524,8 @@ int cnd_cstore_job_next(cnd_cstore_t *s, int64_t *id)
 {
     *id = 0;
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "SELECT id FROM job WHERE state IN ('pending', 'running') ORDER BY id LIMIT 1");
+    int rc = cnd_db_prep(
+        s->db, &st, "SELECT id FROM job WHERE state IN ('pending', 'running') ORDER BY id LIMIT 1");
     if (rc) return rc;
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW)
@@ -647,7 +533,7 @@ int cnd_cstore_job_next(cnd_cstore_t *s, int64_t *id)
     else if (step == SQLITE_DONE)
         rc = CND_ENOTFOUND;
     else
-        rc = s_dberr(s, "finding the next job");
+        rc = cnd_db_err(s->db, "finding the next job");
     sqlite3_finalize(st);
     return rc;
 }
@@ -655,15 +541,15 @@ int cnd_cstore_job_next(cnd_cstore_t *s, int64_t *id)
 int cnd_cstore_job_set_state(cnd_cstore_t *s, int64_t id, const char *state, const char *reason)
 {
     sqlite3_stmt *st;
-    int rc =
-        s_prep(s, &st, "UPDATE job SET state = ?2, reason = ?3, updated_ms = ?4 WHERE id = ?1");
+    int rc = cnd_db_prep(s->db, &st,
+                         "UPDATE job SET state = ?2, reason = ?3, updated_ms = ?4 WHERE id = ?1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, reason ? reason : "", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, s_now_ms());
+    sqlite3_bind_int64(st, 4, cnd_unix_ms());
     if (sqlite3_step(st) != SQLITE_DONE)
-        rc = s_dberr(s, "updating a job");
+        rc = cnd_db_err(s->db, "updating a job");
     else if (sqlite3_changes(s->db) != 1)
         rc = cnd_errf(CND_ENOTFOUND, "%s: no job %lld", s->path, (long long)id);
     sqlite3_finalize(st);
@@ -694,7 +580,7 @@ int cnd_cstore_job_teacher(cnd_cstore_t *s, int64_t id, uint8_t **data, size_t *
     *data = NULL;
     *len = 0;
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "SELECT teacher, teacher_digest FROM job WHERE id = ?1");
+    int rc = cnd_db_prep(s->db, &st, "SELECT teacher, teacher_digest FROM job WHERE id = ?1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
     int step = sqlite3_step(st);
@@ -715,7 +601,7 @@ int cnd_cstore_job_teacher(cnd_cstore_t *s, int64_t id, uint8_t **data, size_t *
     } else if (step == SQLITE_ROW || step == SQLITE_DONE) {
         rc = cnd_errf(CND_ENOTFOUND, "job %lld has no shipped teacher", (long long)id);
     } else {
-        rc = s_dberr(s, "reading the teacher");
+        rc = cnd_db_err(s->db, "reading the teacher");
     }
     sqlite3_finalize(st);
     if (rc) {
@@ -729,7 +615,7 @@ int cnd_cstore_job_teacher(cnd_cstore_t *s, int64_t id, uint8_t **data, size_t *
 int cnd_cstore_momentum_get(cnd_cstore_t *s, int64_t job, float *buf, size_t n)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "SELECT momentum FROM job WHERE id = ?1");
+    int rc = cnd_db_prep(s->db, &st, "SELECT momentum FROM job WHERE id = ?1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     int step = sqlite3_step(st);
@@ -742,7 +628,7 @@ int cnd_cstore_momentum_get(cnd_cstore_t *s, int64_t job, float *buf, size_t n)
     } else if (step == SQLITE_ROW || step == SQLITE_DONE) {
         rc = CND_ENOTFOUND;
     } else {
-        rc = s_dberr(s, "reading the server momentum");
+        rc = cnd_db_err(s->db, "reading the server momentum");
     }
     sqlite3_finalize(st);
     return rc;
@@ -751,11 +637,11 @@ int cnd_cstore_momentum_get(cnd_cstore_t *s, int64_t job, float *buf, size_t n)
 int cnd_cstore_momentum_put(cnd_cstore_t *s, int64_t job, const float *buf, size_t n)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "UPDATE job SET momentum = ?2 WHERE id = ?1");
+    int rc = cnd_db_prep(s->db, &st, "UPDATE job SET momentum = ?2 WHERE id = ?1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_blob64(st, 2, buf, n * sizeof(float), SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "writing the server momentum");
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "writing the server momentum");
     sqlite3_finalize(st);
     return rc;
 }
@@ -776,9 +662,10 @@ int cnd_cstore_model_put(cnd_cstore_t *s, cnd_model_rec_t *r, const uint8_t *blo
         return cnd_errf(CND_ERANGE, "model blob of %zu bytes (1 byte .. 1 GiB)", len);
     cnd_sha256(r->digest, blob, len);
     r->size = len;
-    if (!r->created_ms) r->created_ms = s_now_ms();
+    if (!r->created_ms) r->created_ms = cnd_unix_ms();
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
+    int rc =
+        cnd_db_prep(s->db, &st,
                     "INSERT INTO model(job, version, round, format, digest, size, blob, accuracy,"
                     " created_ms, manifest) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
     if (rc) return rc;
@@ -795,7 +682,7 @@ int cnd_cstore_model_put(cnd_cstore_t *s, cnd_model_rec_t *r, const uint8_t *blo
         sqlite3_bind_blob(st, 10, r->manifest, (int)r->manifest_len, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 10);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "storing a model version");
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "storing a model version");
     sqlite3_finalize(st);
     return rc;
 }
@@ -847,7 +734,7 @@ static int s_model_one(cnd_cstore_t *s, sqlite3_stmt *st, cnd_model_rec_t *r, ui
     else if (step == SQLITE_DONE)
         rc = cnd_errf(CND_ENOTFOUND, "%s: no %s", s->path, what);
     else
-        rc = s_dberr(s, "reading a model");
+        rc = cnd_db_err(s->db, "reading a model");
     sqlite3_finalize(st);
     if (rc) cnd_model_rec_free(r);
     return rc;
@@ -858,9 +745,9 @@ int cnd_cstore_model_latest(cnd_cstore_t *s, int64_t job, const char *format, cn
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 AND format = ?2"
-                    " ORDER BY version DESC LIMIT 1");
+    int rc = cnd_db_prep(s->db, &st,
+                         "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 AND format = ?2"
+                         " ORDER BY version DESC LIMIT 1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_text(st, 2, format, -1, SQLITE_STATIC);
@@ -874,9 +761,9 @@ int cnd_cstore_model_get(cnd_cstore_t *s, int64_t job, int64_t version, const ch
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 AND version = ?2 AND "
-                    "format = ?3");
+    int rc = cnd_db_prep(s->db, &st,
+                         "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 AND version = ?2 AND "
+                         "format = ?3");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_int64(st, 2, version);
@@ -901,8 +788,8 @@ int cnd_cstore_models(cnd_cstore_t *s, int64_t job, cnd_model_rec_t **list, size
     *list = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 ORDER BY version, format");
+    int rc = cnd_db_prep(
+        s->db, &st, "SELECT " S_MODEL_COLS " FROM model WHERE job = ?1 ORDER BY version, format");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     return s_list(s, st, sizeof **list, s_model_row_v, s_model_free_v, (void **)list, n,
@@ -921,7 +808,8 @@ void cnd_round_rec_free(cnd_round_rec_t *r)
 static int s_sites_write(cnd_cstore_t *s, const cnd_round_rec_t *r, int insert)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
+    int rc =
+        cnd_db_prep(s->db, &st,
                     insert ? "INSERT INTO round_site(job, round, attempt, idx, name, fingerprint,"
                              " status, loss, accuracy, samples, train_ms)"
                              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
@@ -943,7 +831,7 @@ static int s_sites_write(cnd_cstore_t *s, const cnd_round_rec_t *r, int insert)
         sqlite3_bind_double(st, 9, x->accuracy);
         sqlite3_bind_int64(st, 10, (int64_t)x->samples);
         sqlite3_bind_int64(st, 11, x->train_ms);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "writing a round's sites");
+        if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "writing a round's sites");
     }
     sqlite3_finalize(st);
     return rc;
@@ -952,11 +840,12 @@ static int s_sites_write(cnd_cstore_t *s, const cnd_round_rec_t *r, int insert)
 int cnd_cstore_round_insert(cnd_cstore_t *s, const cnd_round_rec_t *r)
 {
     int own, rc;
-    if ((rc = s_tx_begin(s, &own))) return rc;
+    if ((rc = cnd_db_begin(s->db, &own))) return rc;
     sqlite3_stmt *st;
-    rc = s_prep(s, &st,
-                "INSERT INTO round(job, round, attempt, phase, params, qat, started_ms, phase_ms,"
-                " n) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    rc = cnd_db_prep(
+        s->db, &st,
+        "INSERT INTO round(job, round, attempt, phase, params, qat, started_ms, phase_ms,"
+        " n) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     if (!rc) {
         sqlite3_bind_int64(st, 1, r->job);
         sqlite3_bind_int64(st, 2, r->round);
@@ -967,24 +856,25 @@ int cnd_cstore_round_insert(cnd_cstore_t *s, const cnd_round_rec_t *r)
         sqlite3_bind_int64(st, 7, r->started_ms);
         sqlite3_bind_int64(st, 8, r->phase_ms);
         sqlite3_bind_int64(st, 9, r->n);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "starting a round");
+        if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "starting a round");
         sqlite3_finalize(st);
     }
     if (!rc) rc = s_sites_write(s, r, 1);
-    return s_tx_end(s, own, rc);
+    return cnd_db_end(s->db, own, rc);
 }
 
 int cnd_cstore_round_update(cnd_cstore_t *s, const cnd_round_rec_t *r)
 {
     int own, rc;
-    if ((rc = s_tx_begin(s, &own))) return rc;
+    if ((rc = cnd_db_begin(s->db, &own))) return rc;
     sqlite3_stmt *st;
-    rc = s_prep(s, &st,
-                "UPDATE round SET phase = ?4, outcome = ?5, reason = ?6, phase_ms = ?7,"
-                " ended_ms = ?8, t_advertise = ?9, t_share = ?10, t_masked = ?11, t_unmask = ?12,"
-                " t_finish = ?13, survivors = ?14, model_version = ?15, ingress_bytes = ?16,"
-                " t_consistency = ?17"
-                " WHERE job = ?1 AND round = ?2 AND attempt = ?3");
+    rc = cnd_db_prep(
+        s->db, &st,
+        "UPDATE round SET phase = ?4, outcome = ?5, reason = ?6, phase_ms = ?7,"
+        " ended_ms = ?8, t_advertise = ?9, t_share = ?10, t_masked = ?11, t_unmask = ?12,"
+        " t_finish = ?13, survivors = ?14, model_version = ?15, ingress_bytes = ?16,"
+        " t_consistency = ?17"
+        " WHERE job = ?1 AND round = ?2 AND attempt = ?3");
     if (!rc) {
         sqlite3_bind_int64(st, 1, r->job);
         sqlite3_bind_int64(st, 2, r->round);
@@ -1004,14 +894,14 @@ int cnd_cstore_round_update(cnd_cstore_t *s, const cnd_round_rec_t *r)
         sqlite3_bind_int64(st, 15, r->model_version);
         sqlite3_bind_int64(st, 16, (int64_t)r->ingress_bytes);
         if (sqlite3_step(st) != SQLITE_DONE)
-            rc = s_dberr(s, "updating a round");
+            rc = cnd_db_err(s->db, "updating a round");
         else if (sqlite3_changes(s->db) != 1)
             rc = cnd_errf(CND_ENOTFOUND, "%s: no round %u attempt %u of job %lld", s->path,
                           r->round, r->attempt, (long long)r->job);
         sqlite3_finalize(st);
     }
     if (!rc) rc = s_sites_write(s, r, 0);
-    return s_tx_end(s, own, rc);
+    return cnd_db_end(s->db, own, rc);
 }
 
 #define S_ROUND_COLS                                                                               \
@@ -1026,7 +916,8 @@ static int s_round_sites(cnd_cstore_t *s, cnd_round_rec_t *r)
     r->sites = calloc(r->n, sizeof *r->sites);
     if (!r->sites) return cnd_errf(CND_ENOMEM, "reading a round: out of memory");
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
+    int rc =
+        cnd_db_prep(s->db, &st,
                     "SELECT idx, name, fingerprint, status, loss, accuracy, samples, train_ms"
                     " FROM round_site WHERE job = ?1 AND round = ?2 AND attempt = ?3 ORDER BY idx");
     if (rc) return rc;
@@ -1051,7 +942,7 @@ static int s_round_sites(cnd_cstore_t *s, cnd_round_rec_t *r)
         x->samples = (uint64_t)sqlite3_column_int64(st, 6);
         x->train_ms = (uint32_t)sqlite3_column_int64(st, 7);
     }
-    if (!rc && step != SQLITE_DONE) rc = s_dberr(s, "reading a round's sites");
+    if (!rc && step != SQLITE_DONE) rc = cnd_db_err(s->db, "reading a round's sites");
     if (!rc && k != r->n)
         rc = cnd_errf(CND_ECORRUPT, "%s: round %u lists %u of its %u sites", s->path, r->round, k,
                       r->n);
@@ -1091,9 +982,9 @@ int cnd_cstore_round_open(cnd_cstore_t *s, int64_t job, cnd_round_rec_t *r)
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "SELECT " S_ROUND_COLS " FROM round WHERE job = ?1 AND outcome = ''"
-                    " ORDER BY round DESC, attempt DESC LIMIT 1");
+    int rc = cnd_db_prep(s->db, &st,
+                         "SELECT " S_ROUND_COLS " FROM round WHERE job = ?1 AND outcome = ''"
+                         " ORDER BY round DESC, attempt DESC LIMIT 1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     int step = sqlite3_step(st);
@@ -1102,7 +993,7 @@ int cnd_cstore_round_open(cnd_cstore_t *s, int64_t job, cnd_round_rec_t *r)
     else if (step == SQLITE_DONE)
         rc = CND_ENOTFOUND;
     else
-        rc = s_dberr(s, "reading the round in flight");
+        rc = cnd_db_err(s->db, "reading the round in flight");
     sqlite3_finalize(st);
     if (!rc) rc = s_round_sites(s, r);
     if (rc) cnd_round_rec_free(r);
@@ -1123,8 +1014,8 @@ int cnd_cstore_rounds(cnd_cstore_t *s, int64_t job, cnd_round_rec_t **list, size
     *list = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    int rc =
-        s_prep(s, &st, "SELECT " S_ROUND_COLS " FROM round WHERE job = ?1 ORDER BY round, attempt");
+    int rc = cnd_db_prep(
+        s->db, &st, "SELECT " S_ROUND_COLS " FROM round WHERE job = ?1 ORDER BY round, attempt");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     rc = s_list(s, st, sizeof **list, s_round_row_v, s_round_free_v, (void **)list, n,
@@ -1140,25 +1031,26 @@ int cnd_cstore_rounds(cnd_cstore_t *s, int64_t job, cnd_round_rec_t **list, size
 int cnd_cstore_round_next(cnd_cstore_t *s, int64_t job, uint32_t *round, uint32_t *attempt)
 {
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "SELECT coalesce(max(round), 0) FROM round WHERE job = ?1 AND"
-                    " outcome IN ('ok', 'failed')");
+    int rc = cnd_db_prep(s->db, &st,
+                         "SELECT coalesce(max(round), 0) FROM round WHERE job = ?1 AND"
+                         " outcome IN ('ok', 'failed')");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return s_dberr(s, "finding the next round");
+        return cnd_db_err(s->db, "finding the next round");
     }
     *round = (uint32_t)sqlite3_column_int64(st, 0) + 1;
     sqlite3_finalize(st);
-    if ((rc = s_prep(s, &st,
-                     "SELECT coalesce(max(attempt), 0) FROM round WHERE job = ?1 AND round = ?2")))
+    if ((rc = cnd_db_prep(
+             s->db, &st,
+             "SELECT coalesce(max(attempt), 0) FROM round WHERE job = ?1 AND round = ?2")))
         return rc;
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_int64(st, 2, *round);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return s_dberr(s, "finding the next attempt");
+        return cnd_db_err(s->db, "finding the next attempt");
     }
     *attempt = (uint32_t)sqlite3_column_int64(st, 0) + 1;
     sqlite3_finalize(st);
@@ -1173,9 +1065,9 @@ int cnd_cstore_calib_put(cnd_cstore_t *s, int64_t job, const cnd_dataset_t *ds)
     if (ds->n == 0 || ds->n > 100000 || d == 0 || d > (1u << 24))
         return cnd_errf(CND_EINVAL, "calibration set of %zu samples of %zu values", ds->n, d);
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st,
-                    "INSERT OR REPLACE INTO job_calib(job, n, c, h, w, x)"
-                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+    int rc = cnd_db_prep(s->db, &st,
+                         "INSERT OR REPLACE INTO job_calib(job, n, c, h, w, x)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     sqlite3_bind_int64(st, 2, (int64_t)ds->n);
@@ -1183,7 +1075,7 @@ int cnd_cstore_calib_put(cnd_cstore_t *s, int64_t job, const cnd_dataset_t *ds)
     sqlite3_bind_int(st, 4, ds->shape.h);
     sqlite3_bind_int(st, 5, ds->shape.w);
     sqlite3_bind_blob64(st, 6, ds->x, ds->n * d * sizeof(float), SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = s_dberr(s, "storing calibration samples");
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "storing calibration samples");
     sqlite3_finalize(st);
     return rc;
 }
@@ -1192,7 +1084,7 @@ int cnd_cstore_calib_get(cnd_cstore_t *s, int64_t job, cnd_dataset_t **out)
 {
     *out = NULL;
     sqlite3_stmt *st;
-    int rc = s_prep(s, &st, "SELECT n, c, h, w, x FROM job_calib WHERE job = ?1");
+    int rc = cnd_db_prep(s->db, &st, "SELECT n, c, h, w, x FROM job_calib WHERE job = ?1");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, job);
     int step = sqlite3_step(st);
@@ -1202,7 +1094,7 @@ int cnd_cstore_calib_get(cnd_cstore_t *s, int64_t job, cnd_dataset_t **out)
     }
     if (step != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return s_dberr(s, "reading calibration samples");
+        return cnd_db_err(s->db, "reading calibration samples");
     }
     int64_t n = sqlite3_column_int64(st, 0);
     cnd_shape_t sh = {sqlite3_column_int(st, 1), sqlite3_column_int(st, 2),

@@ -6,10 +6,11 @@
  * cnd_cstore_commit).
  *
  * Invariants:
- *   - WAL mode, synchronous=NORMAL: a process killed at any point (SIGKILL included) loses no
- *     committed transaction; a power cut may lose the last ones but never corrupts the file.
- *   - Schema version in PRAGMA user_version, forward migrations in order (s_migrations[]).
- *     A file with a newer version is refused.
+ *   - Opened through the store kernel (common/db.h): WAL, synchronous=FULL, so neither a
+ *     process killed at any point (SIGKILL included) nor a power cut loses a committed
+ *     transaction; any number of other processes may open the file at the same time.
+ *   - Schema: component "coordinator" of the kernel's cnd_schema table, forward migrations in
+ *     order (s_migrations[]). A file with a newer version is refused.
  *   - Every multi-row change is one transaction (the functions below open their own unless the
  *     caller holds one through cnd_cstore_begin).
  *   - A round row is written when the round starts and updated at every phase change; it ends
@@ -19,21 +20,21 @@
  *     either applied entirely or not at all.
  *   - Identity keys and names are unique; revocation keeps the row (revoked_ms != 0).
  *
- * Threads: one cnd_cstore_t per thread. The ZAP handler opens its own (cnd_cstore_open on the
- * same path) and only reads identities.
+ * Threads: one cnd_cstore_t per thread. The ZAP handler opens its own (cnd_cstore_open_readonly
+ * on the same path) and only reads identities.
  */
 #ifndef CND_COORD_STORE_H
 #define CND_COORD_STORE_H
 
 #include "data.h"
 #include "error.h"
+#include "proto.h"
 
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define CND_CSTORE_SCHEMA    2
-#define CND_NAME_MAX         63                /* identity and job names, like CND_PROTO_NAME_MAX */
 #define CND_CSTORE_MODEL_MAX ((size_t)1 << 30) /* one model blob */
 
 typedef struct cnd_cstore cnd_cstore_t;
@@ -75,9 +76,6 @@ typedef struct {
 
 void cnd_ident_rec_free(cnd_ident_rec_t *r);
 
-/* 1 if name is a valid node name (the protocol's rule). */
-int cnd_cstore_name_ok(const char *name);
-
 /* Enrolls an identity. Returns 0, CND_EINVAL (bad name, role or key), CND_EEXIST (the name or
  * the key is enrolled already; the detail says which) or CND_EDB. */
 CND_MUST_USE int cnd_cstore_enroll(cnd_cstore_t *s, const char *name, const char *role,
@@ -97,7 +95,7 @@ typedef struct {
     int64_t id;
     char name[CND_NAME_MAX + 1];
     char state[16];  /* pending | running | completed | failed | cancelled */
-    char *spec_json; /* the recipe (coord_job.h), owned */
+    char *spec_json; /* the recipe (proto/job.h), owned */
     int64_t created_ms, updated_ms;
     char reason[256]; /* why it failed or was cancelled */
     int has_teacher;  /* a shipped teacher is stored with the job */
@@ -211,7 +209,8 @@ CND_MUST_USE int cnd_cstore_rounds(cnd_cstore_t *s, int64_t job, cnd_round_rec_t
 CND_MUST_USE int cnd_cstore_round_next(cnd_cstore_t *s, int64_t job, uint32_t *round,
                                        uint32_t *attempt);
 
-/* --- public calibration samples of a job (coord_quant.h) ----------------------------------- */
+/* --- public calibration samples of a job (compress/quant_fed.h)
+ * ----------------------------------- */
 
 /* Stores raw samples (labels are not kept). */
 CND_MUST_USE int cnd_cstore_calib_put(cnd_cstore_t *s, int64_t job, const cnd_dataset_t *ds);

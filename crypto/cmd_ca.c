@@ -2,7 +2,7 @@
  * cmd_ca.c: `condenser ca init|issue|revoke|verify|list|crl`, the federation CA's command line
  * over crypto/ca.h. Each subcommand parses its own options with common/cli.h.
  */
-#include "audit_json.h" /* the JSON writer; moving to common/json.h */
+#include "json.h"
 #include "ca.h"
 #include "cli.h"
 #include "clock.h"

@@ -4,7 +4,7 @@
  * CurveZMQ (X25519, Z85) form that transport configuration uses. `--show` prints the same for an
  * existing identity without changing anything.
  */
-#include "audit_json.h" /* the JSON writer; moving to common/json.h */
+#include "json.h"
 #include "cli.h"
 #include "commands.h"
 #include "digest.h"

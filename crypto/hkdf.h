@@ -4,7 +4,8 @@
  *
  * Debian 12's libsodium (1.0.18) predates crypto_kdf_hkdf_sha256, so the two HKDF steps are
  * written here on top of libsodium's HMAC-SHA256 (crypto_auth_hmacsha256_*); nothing about the
- * hash itself is hand-written. Checked against RFC 5869's test cases in tests/test_crypto_prim.c.
+ * hash itself is hand-written. Checked against RFC 5869's test cases in
+ * tests/crypto/test_crypto_prim.c.
  */
 #ifndef CND_HKDF_H
 #define CND_HKDF_H

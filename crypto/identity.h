@@ -71,7 +71,7 @@ CND_MUST_USE int cnd_identity_curve_keypair(uint8_t pk[CND_X25519_BYTES],
                                             uint8_t sk[CND_X25519_BYTES], const cnd_identity_t *id);
 
 /* The 64-byte libsodium Ed25519 secret key (seed || public key), for the one API that takes a
- * raw signing key: the audit log's checkpoint signer (coordinator/audit_log.h). The caller must
+ * raw signing key: the audit log's checkpoint signer (audit/audit_log.h). The caller must
  * sodium_memzero(sk) after use. */
 void cnd_identity_secret_key(uint8_t sk[64], const cnd_identity_t *id);
 

@@ -2,7 +2,7 @@
  * merkle.h: RFC 9162 (Certificate Transparency v2) Merkle tree hashing, inclusion and
  * consistency proofs, and their verification.
  *
- * Why it exists: the audit log (coordinator/audit_log.h) is a Merkle tree over its entries so
+ * Why it exists: the audit log (audit/audit_log.h) is a Merkle tree over its entries so
  * that a signed checkpoint (tree size + root) commits to every entry before it, an auditor can
  * check that one entry is in the log with ~log2(n) hashes, and that a later checkpoint extends an
  * earlier one without rewriting history. No Debian library implements RFC 9162 trees in C, so

@@ -4,8 +4,8 @@
  *
  * libzmq has zmq_z85_encode/decode, but crypto/ must not depend on libzmq (it is used by the
  * offline tools and the edge runtime side as well), and Z85 is twenty lines of arithmetic with a
- * fixed test vector, so it is implemented here. tests/test_identity.c checks it against RFC 32's
- * vector and against libzmq's own encoder.
+ * fixed test vector, so it is implemented here. tests/crypto/test_identity.c checks it against RFC
+ * 32's vector and against libzmq's own encoder.
  */
 #ifndef CND_Z85_H
 #define CND_Z85_H

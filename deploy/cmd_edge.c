@@ -14,7 +14,7 @@
  * disconnects; `install` applies an artifact from local files through the same checks; `infer`
  * runs the active model on raw inputs; `status` shows the active model and the last report.
  */
-#include "audit_json.h" /* the JSON writer, until it moves to common/json.h */
+#include "json.h"
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"

@@ -9,7 +9,6 @@
  */
 #include "fleet_sim.h"
 #include "clock.h"
-#include "fleet_registry.h"
 #include "identity.h"
 #include "proto.h"
 #include "rng.h"
@@ -328,27 +327,6 @@ void cnd_fleet_sim_destroy(cnd_fleet_sim_t **ps)
     *ps = NULL;
 }
 
-int cnd_fleet_sim_enroll(cnd_fleet_sim_t *s, sqlite3 *db, cnd_audit_t *audit, const char *actor)
-{
-    int rc = cnd_fleet_init(db);
-    if (rc) return rc;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return cnd_errf(CND_EDB, "fleet-sim enroll: %s", sqlite3_errmsg(db));
-    for (uint32_t k = 0; k < s->n && !rc; k++) {
-        cnd_fleet_device_t fd;
-        if (cnd_fleet_get(db, s->dev[k].name, &fd) == 0) continue;
-        rc = cnd_fleet_enroll_logged(db, audit, actor, s->dev[k].name, s->dev[k].ed_pk);
-    }
-    if (rc) {
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return rc;
-    }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        return cnd_errf(CND_EDB, "fleet-sim enroll: %s", sqlite3_errmsg(db));
-    cnd_err_clear();
-    return 0;
-}
-
 /* Connects every device (after enrollment: a key the coordinator refuses is not retried by
  * libzmq when no monitor watches the socket). */
 static int s_connect_some(cnd_fleet_sim_t *s, uint32_t max)
@@ -446,6 +424,11 @@ uint32_t cnd_fleet_sim_count(const cnd_fleet_sim_t *s)
 const char *cnd_fleet_sim_name(const cnd_fleet_sim_t *s, uint32_t i)
 {
     return s->dev[i].name;
+}
+
+const uint8_t *cnd_fleet_sim_pubkey(const cnd_fleet_sim_t *s, uint32_t i)
+{
+    return s->dev[i].ed_pk;
 }
 
 cnd_edge_fault_t cnd_fleet_sim_fault(const cnd_fleet_sim_t *s, uint32_t i)

@@ -26,7 +26,6 @@
 #include "error.h"
 
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdint.h>
 
 typedef struct {
@@ -59,14 +58,6 @@ typedef struct cnd_fleet_sim cnd_fleet_sim_t;
 CND_MUST_USE int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_opts_t *o);
 void cnd_fleet_sim_destroy(cnd_fleet_sim_t **s);
 
-/* Enrolls this process's devices into a coordinator database (fleet_device rows) in one
- * transaction, as `condenser rollout enroll` does; devices enrolled already are skipped. With
- * an audit log on that database (not NULL), each enrollment is also its "enroll" entry,
- * written by `actor` (the coordinator's fingerprint). */
-typedef struct cnd_audit cnd_audit_t;
-CND_MUST_USE int cnd_fleet_sim_enroll(cnd_fleet_sim_t *s, sqlite3 *db, cnd_audit_t *audit,
-                                      const char *actor);
-
 /* Runs the event loop until *stop, max_seconds, or done(ctx, s) returns nonzero (checked about
  * five times a second). */
 CND_MUST_USE int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop,
@@ -75,6 +66,8 @@ CND_MUST_USE int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *st
 
 uint32_t cnd_fleet_sim_count(const cnd_fleet_sim_t *s);
 const char *cnd_fleet_sim_name(const cnd_fleet_sim_t *s, uint32_t i);
+/* Device i's Ed25519 identity key (32 bytes). */
+const uint8_t *cnd_fleet_sim_pubkey(const cnd_fleet_sim_t *s, uint32_t i);
 cnd_edge_fault_t cnd_fleet_sim_fault(const cnd_fleet_sim_t *s, uint32_t i);
 void cnd_fleet_sim_status(const cnd_fleet_sim_t *s, uint32_t i, cnd_edge_status_t *st);
 /* Devices with a session (their profile went out). */

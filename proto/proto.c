@@ -390,3 +390,15 @@ void cnd_proto_error_init(Condenser__Error *err, char textbuf[CND_PROTO_TEXT_MAX
     textbuf[n] = '\0';
     err->text = cnd_proto_bytes(textbuf, n);
 }
+
+int cnd_proto_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > CND_NAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!alnum && !(i > 0 && (c == '.' || c == '_' || c == '-'))) return 0;
+    }
+    return 1;
+}

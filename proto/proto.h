@@ -50,7 +50,8 @@
 #define CND_PROTO_DIGEST_BYTES 32 /* SHA-256 */
 
 /* Text lengths (bytes of UTF-8, no NUL). */
-#define CND_PROTO_NAME_MAX        63   /* node names; fits a 64-byte buffer with its NUL */
+#define CND_PROTO_NAME_MAX        63 /* node names; fits a 64-byte buffer with its NUL */
+#define CND_NAME_MAX              CND_PROTO_NAME_MAX
 #define CND_PROTO_TEXT_MAX        1024 /* reasons, error texts */
 #define CND_PROTO_ARCH_MAX        4096 /* student architecture spec */
 #define CND_PROTO_CAP_MAX         64   /* one capability token */
@@ -130,6 +131,10 @@ ProtobufCBinaryData cnd_proto_bytes(const void *p, size_t n);
 /* Copies a validated text field into out[cap] with a NUL. Returns 0, or CND_ERANGE when it
  * does not fit (out is then ""), or CND_EPROTO when it holds a NUL byte. */
 int cnd_proto_text(char *out, size_t cap, ProtobufCBinaryData b) CND_MUST_USE;
+
+/* 1 if name is a valid node name: 1..CND_NAME_MAX bytes of [A-Za-z0-9._-], first a letter or
+ * digit (sites, devices, the coordinator, a site-local teacher). */
+int cnd_proto_name_ok(const char *name);
 
 /* Names for logs and docs; never NULL ("unknown(N)" style for out-of-range values uses a
  * static string "unknown"). */

@@ -5,7 +5,7 @@
  * runtime must build for a bare-metal Cortex-M with nothing beyond the C library, so it can
  * depend neither on OpenSSL nor on common/. This is the plain specification algorithm, byte
  * oriented, no tables beyond the 64 round constants, no heap; it is tested against the FIPS
- * 180-2 example vectors and against OpenSSL on random inputs (tests/test_runtime_sha256.c).
+ * 180-2 example vectors and against OpenSSL on random inputs (tests/runtime/test_runtime_sha256.c).
  * It hashes public data (artifact digests), so it makes no constant-time claims.
  */
 #ifndef CND_RT_SHA256_H

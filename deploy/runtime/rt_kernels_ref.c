@@ -2,11 +2,11 @@
  * rt_kernels_ref.c: the scalar reference kernel of every operation.
  *
  * These define the runtime's results: each fast path must produce the same bits on every
- * input (tests/test_runtime_kernels.c checks it). They are written for clarity and portability
- * (C99, no platform assumptions, no floating point) and are what a Cortex-M runs. Activations
- * are HWC int8; dense and conv2d weights are rows of K int8 (or packed int4) per output channel,
- * conv2d rows in (kh, kw, c) order. Accumulation starts from the effective bias
- * (bias - z_in * sum w), so raw int8 inputs are multiplied directly and padding reads z_in.
+ * input (tests/runtime/test_runtime_kernels.c checks it). They are written for clarity and
+ * portability (C99, no platform assumptions, no floating point) and are what a Cortex-M runs.
+ * Activations are HWC int8; dense and conv2d weights are rows of K int8 (or packed int4) per output
+ * channel, conv2d rows in (kh, kw, c) order. Accumulation starts from the effective bias (bias -
+ * z_in * sum w), so raw int8 inputs are multiplied directly and padding reads z_in.
  */
 #include "rt_internal.h"
 

@@ -1,0 +1,273 @@
+/*
+ * cmd_fleet_sim.c: `condenser fleet-sim`, N simulated edge devices in one process against a
+ * real coordinator (fleet_sim.h). With --coordinator-dir it enrolls its devices there first and
+ * stops once the newest rollout is over and no device is still transferring; it prints where
+ * every device ended (which artifact it runs, its last report), so a test or a benchmark can
+ * check that no device was left silently stuck.
+ */
+#include "cli.h"
+#include "clock.h"
+#include "commands.h"
+#include "digest.h"
+#include "fileio.h"
+#include "fleet_sim.h"
+#include "demo_fleet.h"
+#include "identity.h"
+#include "progress.h"
+#include "rollout_serve.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static volatile sig_atomic_t s_stop;
+static void s_on_signal(int sig)
+{
+    (void)sig;
+    s_stop = 1;
+}
+
+typedef struct {
+    sqlite3 *db;         /* read-only view of the coordinator's database, or NULL */
+    int64_t after;       /* only rollouts with a larger id count */
+    int wait_rollout;    /* keep running until a rollout appears */
+    double settle_until; /* exit once this time passes with the rollout over */
+    cnd_progress_t prog;
+    uint32_t target_connected;
+} s_watch_t;
+
+static int s_done(void *ctx, cnd_fleet_sim_t *s)
+{
+    s_watch_t *w = ctx;
+    uint32_t conn = cnd_fleet_sim_connected(s);
+    char extra[96];
+    snprintf(extra, sizeof extra, "%u/%u connected", conn, cnd_fleet_sim_count(s));
+    cnd_progress_update(&w->prog, conn, extra);
+    if (!w->db) return 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(w->db,
+                           "SELECT id, state FROM rollout WHERE id > ?1 ORDER BY id DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0; /* no rollout tables yet */
+    sqlite3_bind_int64(st, 1, w->after);
+    int over = 0, any = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        any = 1;
+        const char *state = (const char *)sqlite3_column_text(st, 1);
+        over = !strcmp(state, "completed") || !strcmp(state, "rolled_back") ||
+               !strcmp(state, "aborted");
+    }
+    sqlite3_finalize(st);
+    if (!any) return 0;
+    if (!over) {
+        w->settle_until = 0;
+        return 0;
+    }
+    for (uint32_t i = 0; i < cnd_fleet_sim_count(s); i++) {
+        cnd_edge_status_t es;
+        cnd_fleet_sim_status(s, i, &es);
+        if (es.downloading && cnd_fleet_sim_fault(s, i) != CND_EDGE_FAULT_HANG) return 0;
+    }
+    /* Give the last reports a moment to arrive at the coordinator. */
+    double now = cnd_now();
+    if (!w->settle_until) w->settle_until = now + 1.0;
+    return now >= w->settle_until;
+}
+
+int cnd_cmd_fleet_sim(int argc, char **argv)
+{
+    const char *endpoint = NULL, *key = NULL, *cdir = NULL, *initial = NULL, *iman = NULL;
+    const char *fault = "selftest", *labels = NULL, *cls = NULL, *cpu = NULL, *model = NULL;
+    const char *shard = NULL, *report = NULL;
+    long devices = 100, seed = 1, ram = 16 << 20, flash = 64 << 20, budget = 0, hb = 10000;
+    long sites = 4;
+    double fail = 0, duration = 0;
+    int quiet = 0;
+    const cnd_opt_t opts[] = {
+        {"devices", CND_OPT_INT, &devices, "N", "devices in the fleet (default 100)", 1, 1e6},
+        {"endpoint", CND_OPT_STR, &endpoint, "EP", "coordinator endpoint (required)"},
+        {"coordinator-key", CND_OPT_STR, &key, "FILE", "coordinator identity.pub (required)"},
+        {"coordinator-dir", CND_OPT_STR, &cdir, "DIR",
+         "enroll the devices there and stop when its newest rollout is over"},
+        {"initial", CND_OPT_STR, &initial, "FILE", "artifact every device starts on"},
+        {"initial-manifest", CND_OPT_STR, &iman, "FILE", "its signed manifest"},
+        {"fail-rate", CND_OPT_DBL, &fail, "P", "fraction of faulty devices (default 0)", 0, 1},
+        {"fault", CND_OPT_STR, &fault, "KIND", "selftest (default), hang, crash or mixed"},
+        {"seed", CND_OPT_INT, &seed, "S", "seed for identities and faults (default 1)", 0, 1e15},
+        {"class", CND_OPT_STR, &cls, "C", "device class (default sim-gw)"},
+        {"cpu", CND_OPT_STR, &cpu, "C", "CPU class (default x86-64)"},
+        {"ram", CND_OPT_INT, &ram, "BYTES", "RAM budget (default 16 MiB)", 1, 1e15},
+        {"flash", CND_OPT_INT, &flash, "BYTES", "flash budget (default 64 MiB)", 1, 1e15},
+        {"latency-budget", CND_OPT_INT, &budget, "US", "latency budget (default none)", 0, 1e9},
+        {"labels", CND_OPT_STR, &labels, "K=V,...",
+         "extra labels (every device has fleet=sim, "
+         "site=site<i % sites>)"},
+        {"sites", CND_OPT_INT, &sites, "N", "sites the devices spread over (default 4)", 1, 1e6},
+        {"model", CND_OPT_STR, &model, "NAME", "model name devices accept (default any)"},
+        {"heartbeat-ms", CND_OPT_INT, &hb, "MS", "heartbeat interval (default 10000)", 100,
+         3600000},
+        {"shard", CND_OPT_STR, &shard, "I/K", "simulate only the I-th of K slices of the fleet"},
+        {"duration", CND_OPT_DBL, &duration, "S", "stop after S seconds (default: when done)", 0,
+         1e9},
+        {"report", CND_OPT_STR, &report, "FILE", "write one line per device there"},
+        {"quiet", CND_OPT_FLAG, &quiet, NULL, "print only the summary"},
+        {0}};
+    const cnd_cli_t cli = {
+        "condenser fleet-sim --devices N --endpoint EP --coordinator-key FILE [options]",
+        "Runs N simulated edge devices in one process, each with its own identity, CurveZMQ "
+        "connection, manifest checks, chunked download, A/B activation and self-test, against a "
+        "real coordinator; --fail-rate makes a fraction of them faulty. Prints where every "
+        "device ended.",
+        opts, 0, 0};
+    int npos;
+    char **pos;
+    int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
+    if (rc) return rc > 0 ? 0 : rc;
+    if (!endpoint || !key)
+        return cnd_errf(CND_EINVAL, "--endpoint and --coordinator-key are required");
+    if (!!initial != !!iman)
+        return cnd_errf(CND_EINVAL, "--initial and --initial-manifest go together");
+    cnd_fleet_sim_opts_t o;
+    memset(&o, 0, sizeof o);
+    if ((rc = cnd_pubkey_read(o.coordinator_pk, key))) return rc;
+    o.endpoint = endpoint;
+    o.devices = (uint32_t)devices;
+    o.first = 0;
+    o.count = o.devices;
+    if (shard) {
+        unsigned i, k;
+        char extra;
+        if (sscanf(shard, "%u/%u%c", &i, &k, &extra) != 2 || k == 0 || i >= k)
+            return cnd_errf(CND_EINVAL, "--shard '%s': expected I/K with I < K", shard);
+        o.first = (uint32_t)((uint64_t)o.devices * i / k);
+        o.count = (uint32_t)((uint64_t)o.devices * (i + 1) / k) - o.first;
+    }
+    o.seed = (uint64_t)seed;
+    o.fail_rate = fail;
+    o.fault = fault;
+    o.hw_class = cls;
+    o.cpu_class = cpu;
+    o.ram_bytes = (uint64_t)ram;
+    o.flash_bytes = (uint64_t)flash;
+    o.latency_budget_us = (uint32_t)budget;
+    o.labels = labels;
+    o.sites = (uint32_t)sites;
+    o.model = model;
+    o.heartbeat_ms = (int)hb;
+    uint8_t *art = NULL, *man = NULL;
+    size_t alen = 0, mlen = 0;
+    if (initial && ((rc = cnd_file_read(initial, 64u << 20, &art, &alen)) ||
+                    (rc = cnd_file_read(iman, 1 << 20, &man, &mlen)))) {
+        free(art);
+        return rc;
+    }
+    o.initial = art;
+    o.initial_len = alen;
+    o.initial_manifest = man;
+    o.initial_manifest_len = mlen;
+    double t0 = cnd_now();
+    cnd_fleet_sim_t *s = NULL;
+    s_watch_t w;
+    memset(&w, 0, sizeof w);
+    cnd_rollout_dir_t cd;
+    memset(&cd, 0, sizeof cd);
+    rc = cnd_fleet_sim_new(&s, &o);
+    free(art);
+    free(man);
+    if (rc) return rc;
+    double t_build = cnd_now() - t0;
+    if (cdir) {
+        /* The coordinator's directory: its database and its key, so that each enrollment is
+         * also an "enroll" entry of its audit log, as with `condenser rollout enroll`. */
+        if ((rc = cnd_rollout_dir_open(&cd, cdir, 1))) goto out;
+        if (!(rc = cnd_demo_fleet_enroll(s, cd.db, cd.audit, cd.fpr))) {
+            sqlite3_stmt *st;
+            if (sqlite3_prepare_v2(cd.db, "SELECT coalesce(max(id), 0) FROM rollout", -1, &st,
+                                   NULL) == SQLITE_OK) {
+                if (sqlite3_step(st) == SQLITE_ROW) w.after = sqlite3_column_int64(st, 0);
+                sqlite3_finalize(st);
+            }
+        }
+        w.db = cd.db;
+        if (rc) goto out;
+    }
+    if (!quiet)
+        fprintf(stderr, "fleet-sim: %u devices (%u..%u) built in %.2f s; running\n", o.count,
+                o.first, o.first + o.count - 1, t_build);
+    signal(SIGINT, s_on_signal);
+    signal(SIGTERM, s_on_signal);
+    cnd_progress_begin(&w.prog, "fleet-sim", o.count, "devices");
+    if (quiet) w.prog.enabled = 0;
+    rc = cnd_fleet_sim_run(s, &s_stop, duration, s_done, &w);
+    cnd_progress_end(&w.prog);
+    if (rc) goto out;
+    /* Summary: where every device ended. */
+    {
+        uint32_t n = cnd_fleet_sim_count(s), faulty = 0, none = 0;
+        struct {
+            uint8_t d[32];
+            uint32_t n;
+        } by[16];
+        uint32_t nby = 0, states[8] = {0};
+        FILE *rf = report ? fopen(report, "w") : NULL;
+        if (report && !rf) {
+            rc = cnd_errf(CND_EIO, "%s: cannot write the report", report);
+            goto out;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            cnd_edge_status_t es;
+            cnd_fleet_sim_status(s, i, &es);
+            cnd_edge_fault_t f = cnd_fleet_sim_fault(s, i);
+            faulty += f != CND_EDGE_FAULT_NONE;
+            if (es.last_state >= 0 && es.last_state < 8) states[es.last_state]++;
+            if (!es.has_model) {
+                none++;
+            } else {
+                uint32_t k = 0;
+                while (k < nby && memcmp(by[k].d, es.digest, 32)) k++;
+                if (k == nby && nby < 16) {
+                    memcpy(by[nby].d, es.digest, 32);
+                    by[nby++].n = 0;
+                }
+                if (k < nby) by[k].n++;
+            }
+            if (rf) {
+                char hex[65];
+                fprintf(rf, "%s %s %s v%llu seq %llu state %d rollout %llu %s\n",
+                        cnd_fleet_sim_name(s, i),
+                        f == CND_EDGE_FAULT_NONE       ? "ok"
+                        : f == CND_EDGE_FAULT_SELFTEST ? "selftest"
+                        : f == CND_EDGE_FAULT_HANG     ? "hang"
+                                                       : "crash",
+                        es.has_model ? cnd_hex(hex, es.digest, 32) : "none",
+                        (unsigned long long)es.version, (unsigned long long)es.sequence,
+                        es.last_state, (unsigned long long)es.last_rollout,
+                        cnd_edge_reason_name(es.last_reason));
+            }
+        }
+        if (rf) fclose(rf);
+        cnd_fleet_sim_stats_t ss;
+        cnd_fleet_sim_stats(s, &ss);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("fleet-sim: %u devices (%u faulty), %.1f s, %llu frames in, %llu out, store "
+               "%.1f MiB, peak RSS %.1f MiB, cpu %.1f s\n",
+               n, faulty, cnd_now() - t0, (unsigned long long)ss.frames_in,
+               (unsigned long long)ss.frames_out, ss.pool_bytes / 1048576.0, ru.ru_maxrss / 1024.0,
+               ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+                   (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+        for (uint32_t k = 0; k < nby; k++) {
+            char hex[65];
+            printf("  running %.16s...: %u devices\n", cnd_hex(hex, by[k].d, 32), by[k].n);
+        }
+        if (none) printf("  running no model: %u devices\n", none);
+        printf("  last reports: healthy %u, failed %u, refused %u, rolled back %u, none %u\n",
+               states[4], states[5], states[7], states[6], states[0]);
+    }
+out:
+    cnd_rollout_dir_close(&cd);
+    cnd_fleet_sim_destroy(&s);
+    return rc;
+}

@@ -1,0 +1,1835 @@
+/*
+ * rollout.c: publication, creation, operator actions and the rollout engine (see rollout.h).
+ *
+ * Engine memory: the live rollouts (running, paused, rolling back) plus the newest finished one
+ * of each model (for late joiners and stragglers' reports), each with its device rows; a hash
+ * table of nodes (devices that connected or belong to a loaded rollout) linking each to the
+ * newest loaded rollout that holds it; an artifact cache (bytes and per-chunk SHA-256). Every
+ * change to a device row or a rollout is written through to SQLite at once, inside the caller's
+ * transaction.
+ *
+ * Rules the engine keeps, in tick order:
+ *   1. operator changes (state column written by `condenser rollout pause|...`) are adopted;
+ *   2. offered devices past their deadline become `timeout` (a failure);
+ *   3. a running rollout inside its window offers the artifact to the online devices of the
+ *      current wave and to earlier waves' deferred devices that came back, up to max_active;
+ *      a device still offline when its wave comes is `deferred` and does not hold the wave up;
+ *      when every device of the wave is final (or deferred) the wave is logged and the next
+ *      starts; after the last wave the rollout is completed;
+ *   4. a rolling-back rollout sends each device it offered the artifact to a signed rollback to
+ *      its previous artifact (signed once per previous artifact, committed before sending), and
+ *      ends rolled_back when every one of them confirmed, failed or timed out.
+ * Abort: after each outcome, failures (failed, refused, timeout) over finished devices are
+ * compared with the threshold once at least abort_min have finished.
+ */
+#include "rollout.h"
+#include "audit_actions.h"
+#include "json.h"
+#include "clock.h"
+#include "cnd_rt.h"
+#include "digest.h"
+#include "fleet_registry.h"
+#include "manifest.h"
+#include "rng.h"
+#include "sign.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_DAY_S           86400
+#define S_DEFAULT_EXPIRES (30 * S_DAY_S)
+
+/* ============================================================================================
+ * helpers shared by publication, creation and the engine
+ * ========================================================================================== */
+
+void cnd_rollout_version_name(char *out, size_t cap, const char *model, uint64_t version)
+{
+    snprintf(out, cap, "%s@%llu", model, (unsigned long long)version);
+}
+
+/* Reads a META value of a .cndq artifact (docs/quantization.md), walking the section headers. */
+static int s_meta(const uint8_t *a, size_t len, const char *key, char *out, size_t cap)
+{
+    if (len < CND_RT_HEADER_BYTES) return 0;
+    size_t off = CND_RT_HEADER_BYTES;
+    uint32_t body = cnd_le32(a + CND_RT_H_BODYLEN);
+    if (body > len) return 0;
+    while (off + CND_RT_SECTION_HDR <= body) {
+        uint32_t tag = cnd_le32(a + off), plen = cnd_le32(a + off + 4);
+        size_t p = off + CND_RT_SECTION_HDR;
+        if (plen > body - p) return 0;
+        if (tag == CND_RT_TAG_META) {
+            cnd_rd_t r;
+            cnd_rd_init(&r, a + p, plen);
+            uint32_t n = cnd_rd_u32(&r);
+            for (uint32_t i = 0; i < n && !r.err; i++) {
+                uint16_t kl = cnd_rd_u16(&r);
+                const uint8_t *k = cnd_rd_take(&r, kl);
+                uint16_t vl = cnd_rd_u16(&r);
+                const uint8_t *v = cnd_rd_take(&r, vl);
+                if (r.err) return 0;
+                if (kl == strlen(key) && memcmp(k, key, kl) == 0) {
+                    snprintf(out, cap, "%.*s", (int)vl, (const char *)v);
+                    return 1;
+                }
+            }
+            return 0;
+        }
+        off = p + ((plen + CND_RT_ALIGN - 1) / CND_RT_ALIGN) * CND_RT_ALIGN;
+    }
+    return 0;
+}
+
+static int s_audit(cnd_audit_t *audit, const char *actor, const char *action, const char *subject,
+                   const char *job, cnd_jw_t *w, const cnd_audit_digest_t *dg, size_t ndg)
+{
+    if (!audit) return 0;
+    const char *details = cnd_jw_text(w);
+    if (!details) return cnd_errf(CND_ENOMEM, "audit: out of memory");
+    cnd_audit_rec_t r = {.actor = actor,
+                         .action = action,
+                         .subject = subject,
+                         .job = job,
+                         .details = details,
+                         .digests = dg,
+                         .n_digests = ndg};
+    return cnd_audit_append(audit, &r, NULL);
+}
+
+int cnd_rollout_sign(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
+                     const cnd_rartifact_t *a, int rollback, int64_t expires_s, uint8_t **out,
+                     size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    cnd_manifest_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "%s", a->model);
+    snprintf(m.target, sizeof m.target, "%s", a->classes);
+    int rc = cnd_rstore_next_seq(db, a->model, &m.sequence);
+    if (rc) return rc;
+    m.version = a->version;
+    m.length = a->size;
+    memcpy(m.digest, a->digest, 32);
+    m.expires = cnd_unix_time() + (expires_s > 0 ? expires_s : S_DEFAULT_EXPIRES);
+    m.flags = rollback ? CND_MANIFEST_ROLLBACK : 0;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    if ((rc = cnd_manifest_sign(&b, &m, id))) {
+        cnd_buf_free(&b);
+        return rc;
+    }
+    char ver[160], fpr[65];
+    cnd_rollout_version_name(ver, sizeof ver, a->model, a->version);
+    cnd_pubkey_fingerprint(fpr, cnd_identity_pk(id));
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "version");
+    cnd_jw_str(&w, ver);
+    cnd_jw_key(&w, "variant");
+    cnd_jw_str(&w, a->variant);
+    cnd_jw_key(&w, "sequence");
+    cnd_jw_int(&w, (int64_t)m.sequence);
+    cnd_jw_key(&w, "size");
+    cnd_jw_int(&w, (int64_t)a->size);
+    cnd_jw_key(&w, "device_class");
+    cnd_jw_str(&w, a->classes);
+    cnd_jw_key(&w, "expires");
+    cnd_jw_int(&w, m.expires);
+    cnd_jw_key(&w, "rollback");
+    cnd_jw_bool(&w, rollback);
+    cnd_jw_key(&w, "signer");
+    cnd_jw_str(&w, fpr);
+    cnd_jw_obj_end(&w);
+    cnd_audit_digest_t dg[2] = {{"artifact", {0}}, {"manifest", {0}}};
+    memcpy(dg[0].sha256, a->digest, 32);
+    cnd_sha256(dg[1].sha256, b.data, b.len);
+    rc = s_audit(audit, actor, CND_AUDIT_ARTIFACT_SIGN, ver, a->job, &w, dg, 2);
+    cnd_jw_free(&w);
+    if (rc) {
+        cnd_buf_free(&b);
+        return rc;
+    }
+    *out = b.data;
+    *out_len = b.len;
+    return 0;
+}
+
+int cnd_rollout_publish(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
+                        const char *actor, const uint8_t *art, size_t len,
+                        const cnd_publish_opts_t *o, int64_t *artifact_id, uint8_t **manifest,
+                        size_t *manifest_len)
+{
+    if (manifest) *manifest = NULL;
+    if (!o->model || !o->model[0] || strlen(o->model) > CND_ROLLOUT_MODEL_MAX || o->version < 1)
+        return cnd_errf(CND_EINVAL, "a model name (1..128 bytes) and a version >= 1 are required");
+    for (const char *p = o->model; *p; p++)
+        if (*p < 0x21 || *p > 0x7e || *p == '@')
+            return cnd_errf(CND_EINVAL, "model name '%s': printable ASCII without spaces or '@'",
+                            o->model);
+    cnd_rt_diag_t dg;
+    size_t need = 0;
+    int rc = cnd_rt_arena_size(&need, art, len, &dg);
+    if (rc)
+        return cnd_errf(CND_EFORMAT, "the runtime refuses the artifact: %s (byte %u)",
+                        dg.what ? dg.what : cnd_rt_strerror(rc), dg.offset);
+    void *arena = malloc(need);
+    if (!arena) return cnd_errf(CND_ENOMEM, "out of memory for a %zu-byte arena", need);
+    cnd_rt_model_t *m = NULL;
+    rc = cnd_rt_load(&m, art, len, arena, need, &dg);
+    cnd_rt_info_t info;
+    uint32_t failed = 0;
+    if (!rc) {
+        cnd_rt_get_info(m, &info);
+        if (info.n_selftests == 0)
+            rc = cnd_errf(CND_ECORRUPT, "the artifact has no self-test vectors: devices could "
+                                        "not check it");
+        else if (cnd_rt_selftest(m, &failed))
+            rc = cnd_errf(CND_ECORRUPT, "self-test vector %u fails on the coordinator", failed);
+    } else {
+        rc = cnd_errf(CND_EFORMAT, "the runtime refuses the artifact: %s",
+                      dg.what ? dg.what : cnd_rt_strerror(rc));
+    }
+    free(arena);
+    if (rc) return rc;
+    cnd_rartifact_t a;
+    memset(&a, 0, sizeof a);
+    snprintf(a.model, sizeof a.model, "%s", o->model);
+    a.version = o->version;
+    char scheme[32] = "";
+    if (o->variant && o->variant[0])
+        snprintf(a.variant, sizeof a.variant, "%s", o->variant);
+    else if (s_meta(art, len, "quant_scheme", scheme, sizeof scheme) && scheme[0])
+        snprintf(a.variant, sizeof a.variant, "%s", scheme);
+    else
+        snprintf(a.variant, sizeof a.variant, "int8");
+    snprintf(a.job, sizeof a.job, "%s", o->job ? o->job : "");
+    cnd_sha256(a.digest, art, len);
+    a.size = len;
+    a.arena = need;
+    a.macs = info.macs;
+    a.wbits = strstr(a.variant, "4") ? 4 : 8;
+    snprintf(a.classes, sizeof a.classes, "%s", o->classes ? o->classes : "");
+    a.accuracy = o->accuracy;
+    char acc[64];
+    if (a.accuracy < 0 && s_meta(art, len, "test_accuracy", acc, sizeof acc))
+        a.accuracy = atof(acc);
+    if (!(a.accuracy >= 0 && a.accuracy <= 1)) a.accuracy = -1;
+    snprintf(a.latency, sizeof a.latency, "%s", o->latency ? o->latency : "");
+    if ((rc = cnd_rstore_artifact_put(db, &a, art, len))) return rc;
+    char ver[160];
+    cnd_rollout_version_name(ver, sizeof ver, a.model, a.version);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "version");
+    cnd_jw_str(&w, ver);
+    cnd_jw_key(&w, "format");
+    cnd_jw_str(&w, a.variant);
+    cnd_jw_key(&w, "size");
+    cnd_jw_int(&w, (int64_t)len);
+    if (a.accuracy >= 0) {
+        cnd_jw_key(&w, "accuracy");
+        cnd_jw_double(&w, a.accuracy);
+    }
+    cnd_jw_obj_end(&w);
+    cnd_audit_digest_t d = {"model", {0}};
+    memcpy(d.sha256, a.digest, 32);
+    rc = s_audit(audit, actor, CND_AUDIT_MODEL_VERSION, ver, a.job, &w, &d, 1);
+    cnd_jw_free(&w);
+    if (rc) return rc;
+    *artifact_id = a.id;
+    uint8_t *man = NULL;
+    size_t mlen = 0;
+    if ((rc = cnd_rollout_sign(db, audit, id, actor, &a, 0, o->expires_s, &man, &mlen))) return rc;
+    if (manifest) {
+        *manifest = man;
+        *manifest_len = mlen;
+    } else {
+        free(man);
+    }
+    return 0;
+}
+
+/* Latency of a variant on a CPU class: what devices measured, else what was published. */
+static int s_latency(sqlite3 *db, const cnd_rartifact_t *a, const char *cpu, uint32_t *us)
+{
+    if (!cpu[0]) return 0;
+    if (cnd_rstore_latency(db, a->id, cpu, us) == 0) return 1;
+    size_t cl = strlen(cpu);
+    for (const char *p = a->latency; *p;) {
+        const char *eq = strchr(p, '=');
+        if (!eq) break;
+        if ((size_t)(eq - p) == cl && memcmp(p, cpu, cl) == 0) {
+            *us = (uint32_t)strtoul(eq + 1, NULL, 10);
+            return 1;
+        }
+        const char *c = strchr(eq, ',');
+        if (!c) break;
+        p = c + 1;
+    }
+    return 0;
+}
+
+static int s_class_ok(const char *classes, const char *hw)
+{
+    if (!classes[0]) return 1;
+    size_t n = strlen(hw);
+    for (const char *p = classes;;) {
+        const char *c = strchr(p, ',');
+        size_t l = c ? (size_t)(c - p) : strlen(p);
+        if (l == n && memcmp(p, hw, n) == 0) return 1;
+        if (!c) return 0;
+        p = c + 1;
+    }
+}
+
+/* The best variant that fits the device: class, flash (next to what it runs), RAM and latency;
+ * the best is the most accurate, then the one with more weight bits, then the smaller. Returns
+ * its index or -1 with why filled. */
+static int s_best_fit(sqlite3 *db, const cnd_rartifact_t *v, size_t n, const cnd_fleet_device_t *d,
+                      uint64_t running_size, char *why, size_t cap)
+{
+    int best = -1;
+    snprintf(why, cap, "no variant");
+    for (size_t i = 0; i < n; i++) {
+        const cnd_rartifact_t *a = &v[i];
+        if (!s_class_ok(a->classes, d->hw)) {
+            snprintf(why, cap, "%s is built for classes '%s', not '%s'", a->variant, a->classes,
+                     d->hw);
+            continue;
+        }
+        if (a->size > d->flash || running_size > d->flash - a->size) {
+            snprintf(why, cap, "%s needs %llu bytes of flash next to %llu, budget %llu", a->variant,
+                     (unsigned long long)a->size, (unsigned long long)running_size,
+                     (unsigned long long)d->flash);
+            continue;
+        }
+        if (a->arena + a->size > d->ram) {
+            snprintf(why, cap, "%s needs %llu bytes of RAM, budget %llu", a->variant,
+                     (unsigned long long)(a->arena + a->size), (unsigned long long)d->ram);
+            continue;
+        }
+        uint32_t us;
+        if (d->budget_us && s_latency(db, a, d->cpu, &us) && us > d->budget_us) {
+            snprintf(why, cap, "%s takes %u us on %s, budget %u us", a->variant, us, d->cpu,
+                     d->budget_us);
+            continue;
+        }
+        if (best < 0) {
+            best = (int)i;
+            continue;
+        }
+        const cnd_rartifact_t *b = &v[best];
+        int better = a->accuracy != b->accuracy && a->accuracy >= 0 && b->accuracy >= 0
+                         ? a->accuracy > b->accuracy
+                     : a->wbits != b->wbits ? a->wbits > b->wbits
+                                            : a->size < b->size;
+        if (better) best = (int)i;
+    }
+    return best;
+}
+
+static int s_parse_hhmm(const char *s, int *min)
+{
+    unsigned h, m;
+    char extra;
+    if (sscanf(s, "%2u:%2u%c", &h, &m, &extra) < 2 || h > 23 || m > 59) return -1;
+    *min = (int)(h * 60 + m);
+    return 0;
+}
+
+static int s_parse_window(const char *w, int *a, int *b)
+{
+    *a = *b = -1;
+    if (!w || !w[0]) return 0;
+    const char *dash = strchr(w, '-');
+    char first[8];
+    if (!dash || dash - w > 5) goto bad;
+    snprintf(first, sizeof first, "%.*s", (int)(dash - w), w);
+    if (s_parse_hhmm(first, a) || s_parse_hhmm(dash + 1, b) || strlen(dash + 1) != 5 || *a == *b)
+        goto bad;
+    return 0;
+bad:
+    *a = *b = -1;
+    return cnd_errf(CND_EINVAL, "--window '%s': expected HH:MM-HH:MM (UTC), start != end", w);
+}
+
+static int s_in_window(const cnd_rollout_rec_t *r, int64_t now_ms)
+{
+    if (r->win_start < 0) return 1;
+    int m = (int)((now_ms / 60000) % 1440);
+    if (r->win_start < r->win_end) return m >= r->win_start && m < r->win_end;
+    return m >= r->win_start || m < r->win_end;
+}
+
+/* Resolves "model@N" (or "N" with a single model in the registry). */
+static int s_resolve(sqlite3 *db, const char *spec, char *model, size_t cap, uint64_t *version)
+{
+    const char *at = strrchr(spec, '@');
+    char *end;
+    if (at) {
+        snprintf(model, cap, "%.*s", (int)(at - spec), spec);
+        *version = strtoull(at + 1, &end, 10);
+        if (*end || !*version)
+            return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
+        return 0;
+    }
+    *version = strtoull(spec, &end, 10);
+    if (*end || !*version)
+        return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
+    cnd_rartifact_t *all;
+    size_t n;
+    int rc = cnd_rstore_artifacts(db, "", (int64_t)*version, &all, &n);
+    if (rc) return rc;
+    model[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (model[0] && strcmp(model, all[i].model) != 0) {
+            free(all);
+            return cnd_errf(CND_EINVAL,
+                            "--model %s: several models have that version; use "
+                            "MODEL@VERSION",
+                            spec);
+        }
+        snprintf(model, cap, "%s", all[i].model);
+    }
+    free(all);
+    if (!model[0]) return cnd_errf(CND_ENOTFOUND, "--model %s: no artifact has that version", spec);
+    return 0;
+}
+
+static int s_live(const char *state)
+{
+    return strcmp(state, "running") == 0 || strcmp(state, "paused") == 0 ||
+           strcmp(state, "rolling_back") == 0;
+}
+
+/* Devices in a live rollout other than `except` (a set of names). */
+static int s_busy_devices(sqlite3 *db, char ***names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT d.device FROM rollout_device d JOIN rollout r ON r.id = d.rollout"
+            " WHERE r.state IN ('running', 'paused', 'rolling_back')"
+            " AND d.state NOT IN ('skipped', 'current', 'cancelled')",
+            -1, &st, NULL))
+        return cnd_errf(CND_EDB, "rollout: %s", sqlite3_errmsg(db));
+    size_t cap = 0;
+    int rc = 0;
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **g = realloc(*names, cap * sizeof *g);
+            if (!g) {
+                rc = cnd_errf(CND_ENOMEM, "out of memory");
+                break;
+            }
+            *names = g;
+        }
+        char *nm = strdup((const char *)sqlite3_column_text(st, 0));
+        if (!nm)
+            rc = cnd_errf(CND_ENOMEM, "out of memory");
+        else
+            (*names)[(*n)++] = nm;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
+                       const cnd_rollout_params_t *p, cnd_rollout_summary_t *out)
+{
+    memset(out, 0, sizeof *out);
+    cnd_rollout_rec_t r;
+    memset(&r, 0, sizeof r);
+    int rc = s_resolve(db, p->model_version, r.model, sizeof r.model, &r.version);
+    if (rc) return rc;
+    cnd_fleet_select_t sel;
+    if ((rc = cnd_fleet_select_parse(&sel, p->select))) return rc;
+    if ((rc = s_parse_window(p->window, &r.win_start, &r.win_end))) return rc;
+    if (p->factor < 1 || p->factor > 100 || p->abort_pct < 0 || p->abort_pct > 100 ||
+        p->timeout_s < 1)
+        return cnd_errf(CND_EINVAL, "--factor must be 1..100, --abort-failures 0..100, "
+                                    "--device-timeout >= 1");
+    snprintf(r.select, sizeof r.select, "%s", p->select ? p->select : "");
+    r.canary = p->canary ? p->canary : 1;
+    r.rate = p->rate;
+    r.factor = p->factor;
+    r.abort_pct = p->abort_pct;
+    r.abort_min = p->abort_min;
+    r.timeout_s = p->timeout_s;
+    r.chunk = p->chunk ? p->chunk : 65536;
+    if (r.chunk < CND_PROTO_CHUNK_MIN || r.chunk > CND_PROTO_CHUNK_MAX)
+        return cnd_errf(CND_EINVAL, "--chunk %u: must be %u..%u", r.chunk, CND_PROTO_CHUNK_MIN,
+                        CND_PROTO_CHUNK_MAX);
+    r.max_active = p->max_active ? p->max_active : 500;
+    snprintf(r.state, sizeof r.state, "running");
+    cnd_rartifact_t *v = NULL;
+    size_t nv = 0;
+    if ((rc = cnd_rstore_artifacts(db, r.model, (int64_t)r.version, &v, &nv))) return rc;
+    if (!nv) {
+        return cnd_errf(CND_ENOTFOUND,
+                        "no artifact of %s@%llu is published (condenser rollout "
+                        "publish)",
+                        r.model, (unsigned long long)r.version);
+    }
+    snprintf(r.job, sizeof r.job, "%s", v[0].job);
+    cnd_fleet_device_t *devs = NULL;
+    size_t nd = 0;
+    char **busy = NULL;
+    size_t nbusy = 0;
+    int *choice = NULL;
+    uint32_t *order = NULL;
+    if ((rc = cnd_fleet_list(db, &devs, &nd)) || (rc = s_busy_devices(db, &busy, &nbusy))) goto out;
+    if (nbusy) qsort(busy, nbusy, sizeof *busy, s_cmp_str);
+    if ((rc = cnd_rstore_rollout_insert(db, &r))) goto out;
+    out->id = r.id;
+    choice = calloc(nd ? nd : 1, sizeof *choice);
+    order = calloc(nd ? nd : 1, sizeof *order);
+    if (!choice || !order) {
+        rc = cnd_errf(CND_ENOMEM, "out of memory");
+        goto out;
+    }
+    uint32_t n_target = 0;
+    int64_t now = cnd_unix_time() * 1000;
+    for (size_t i = 0; i < nd; i++) {
+        cnd_fleet_device_t *d = &devs[i];
+        choice[i] = -2;
+        if (d->revoked_ms || !cnd_fleet_select_match(&sel, d)) continue;
+        out->selected++;
+        cnd_rdevice_t row;
+        memset(&row, 0, sizeof row);
+        row.rollout = r.id;
+        snprintf(row.device, sizeof row.device, "%s", d->name);
+        row.has_prev = d->has_running;
+        memcpy(row.prev_digest, d->running_digest, 32);
+        row.updated_ms = now;
+        const char *nm = d->name;
+        if (nbusy && bsearch(&nm, busy, nbusy, sizeof *busy, s_cmp_str)) {
+            out->busy++;
+            snprintf(row.state, sizeof row.state, "skipped");
+            snprintf(row.reason, sizeof row.reason, "in another live rollout");
+        } else {
+            uint64_t running_size = 0;
+            cnd_rartifact_t ra;
+            if (d->has_running && cnd_rstore_artifact_by_digest(db, d->running_digest, &ra) == 0)
+                running_size = ra.size;
+            cnd_err_clear();
+            char why[200];
+            int b = s_best_fit(db, v, nv, d, running_size, why, sizeof why);
+            if (b < 0) {
+                out->unfit++;
+                snprintf(row.state, sizeof row.state, "skipped");
+                snprintf(row.reason, sizeof row.reason, "no variant fits: %s", why);
+            } else if (d->has_running && memcmp(d->running_digest, v[b].digest, 32) == 0) {
+                out->current++;
+                row.artifact = v[b].id;
+                snprintf(row.state, sizeof row.state, "current");
+                snprintf(row.reason, sizeof row.reason, "already running %s", v[b].variant);
+            } else {
+                choice[i] = b;
+                order[n_target++] = (uint32_t)i;
+                continue;
+            }
+        }
+        if ((rc = cnd_rstore_device_put(db, &row))) goto out;
+    }
+    /* Seeded shuffle, then canary and exponentially growing waves. */
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, (uint64_t)r.id * 0x9E3779B97F4A7C15ull);
+    cnd_rng_shuffle_u32(&rng, order, n_target);
+    uint32_t wave = 0, in_wave = 0;
+    double wsize = r.canary;
+    for (uint32_t k = 0; k < n_target; k++) {
+        if (in_wave >= (uint32_t)ceil(wsize)) {
+            wave++;
+            in_wave = 0;
+            wsize = wave == 1 ? (r.rate ? r.rate : n_target) : wsize * r.factor;
+            if (wsize > 1e9) wsize = 1e9;
+        }
+        in_wave++;
+        cnd_fleet_device_t *d = &devs[order[k]];
+        cnd_rdevice_t row;
+        memset(&row, 0, sizeof row);
+        row.rollout = r.id;
+        snprintf(row.device, sizeof row.device, "%s", d->name);
+        row.wave = wave;
+        row.artifact = v[choice[order[k]]].id;
+        row.has_prev = d->has_running;
+        memcpy(row.prev_digest, d->running_digest, 32);
+        snprintf(row.state, sizeof row.state, "pending");
+        row.updated_ms = now;
+        if ((rc = cnd_rstore_device_put(db, &row))) goto out;
+    }
+    out->targeted = n_target;
+    out->waves = n_target ? wave + 1 : 0;
+    /* Fresh offer manifests (new sequences) for the variants in use. */
+    for (size_t i = 0; i < nv; i++) {
+        int used = 0;
+        for (uint32_t k = 0; k < n_target && !used; k++) used = choice[order[k]] == (int)i;
+        if (!used) continue;
+        uint8_t *man;
+        size_t ml;
+        if ((rc = cnd_rollout_sign(db, audit, id, actor, &v[i], 0, p->expires_s, &man, &ml)))
+            goto out;
+        uint64_t seq = 0;
+        cnd_manifest_t mm;
+        if (!cnd_manifest_decode(&mm, man + 12, ml - 108)) seq = mm.sequence;
+        rc = cnd_rstore_manifest_put(db, r.id, v[i].id, "offer", seq, man, ml);
+        free(man);
+        if (rc) goto out;
+    }
+    if (n_target == 0) {
+        snprintf(r.state, sizeof r.state, "completed");
+        snprintf(r.reason, sizeof r.reason, "no device to update");
+        if ((rc = cnd_rstore_rollout_update(db, &r))) goto out;
+    }
+    {
+        char rid[32], ver[160];
+        snprintf(rid, sizeof rid, "%lld", (long long)r.id);
+        cnd_rollout_version_name(ver, sizeof ver, r.model, r.version);
+        cnd_jw_t w;
+        cnd_jw_init(&w);
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "rollout");
+        cnd_jw_str(&w, rid);
+        cnd_jw_key(&w, "version");
+        cnd_jw_str(&w, ver);
+        cnd_jw_key(&w, "select");
+        cnd_jw_str(&w, r.select);
+        cnd_jw_key(&w, "devices");
+        cnd_jw_int(&w, n_target);
+        cnd_jw_key(&w, "canary");
+        cnd_jw_int(&w, n_target < r.canary ? n_target : r.canary);
+        cnd_jw_key(&w, "selected");
+        cnd_jw_int(&w, out->selected);
+        cnd_jw_key(&w, "unfit");
+        cnd_jw_int(&w, out->unfit);
+        cnd_jw_key(&w, "current");
+        cnd_jw_int(&w, out->current);
+        cnd_jw_key(&w, "waves");
+        cnd_jw_int(&w, out->waves);
+        cnd_jw_key(&w, "policy");
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "rate");
+        cnd_jw_int(&w, r.rate);
+        cnd_jw_key(&w, "factor");
+        cnd_jw_double(&w, r.factor);
+        cnd_jw_key(&w, "abort_failures_pct");
+        cnd_jw_double(&w, r.abort_pct);
+        cnd_jw_key(&w, "abort_min");
+        cnd_jw_int(&w, r.abort_min);
+        cnd_jw_key(&w, "device_timeout_s");
+        cnd_jw_int(&w, r.timeout_s);
+        cnd_jw_key(&w, "window");
+        cnd_jw_str(&w, p->window ? p->window : "");
+        cnd_jw_obj_end(&w);
+        cnd_jw_obj_end(&w);
+        rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_CREATE, rid, r.job, &w, NULL, 0);
+        cnd_jw_free(&w);
+    }
+out:
+    for (size_t i = 0; i < nbusy; i++) free(busy[i]);
+    free(busy);
+    free(devs);
+    free(v);
+    free(choice);
+    free(order);
+    return rc;
+}
+
+static void s_state_entry(cnd_jw_t *w, const char *rid, const char *state, const char *reason)
+{
+    cnd_jw_init(w);
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "rollout");
+    cnd_jw_str(w, rid);
+    cnd_jw_key(w, "state");
+    cnd_jw_str(w, state);
+    if (reason && reason[0]) {
+        cnd_jw_key(w, "reason");
+        cnd_jw_str(w, reason);
+    }
+    cnd_jw_obj_end(w);
+}
+
+int cnd_rollout_waves(cnd_rollout_wave_t **out, uint32_t *n_waves, const cnd_rdevice_t *dv,
+                      size_t n)
+{
+    *out = NULL;
+    *n_waves = 0;
+    uint32_t maxw = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* waves are non-empty, so a larger number cannot come from the engine */
+        if (dv[i].wave >= n)
+            return cnd_errf(CND_ECORRUPT, "rollout %lld: device %s in wave %u of %zu devices",
+                            (long long)dv[i].rollout, dv[i].device, dv[i].wave, n);
+        if (dv[i].wave > maxw) maxw = dv[i].wave;
+    }
+    if (!n) return 0;
+    cnd_rollout_wave_t *w = calloc((size_t)maxw + 1, sizeof *w);
+    if (!w) return cnd_errf(CND_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        cnd_rollout_wave_t *x = &w[dv[i].wave];
+        const char *s = dv[i].state;
+        x->devices++;
+        if (!strcmp(s, "healthy"))
+            x->healthy++;
+        else if (!strcmp(s, "failed") || !strcmp(s, "refused"))
+            x->failed++;
+        else if (!strcmp(s, "timeout"))
+            x->timed_out++;
+        else if (!strcmp(s, "deferred"))
+            x->deferred++;
+        else if (!strcmp(s, "offered") || !strcmp(s, "pending") || !strcmp(s, "rollback_sent"))
+            x->open++;
+        else if (!strcmp(s, "rolled_back"))
+            x->rolled_back++;
+        else
+            x->other++;
+        if (dv[i].offered_ms > 0) {
+            if (!x->first_offer_ms || dv[i].offered_ms < x->first_offer_ms)
+                x->first_offer_ms = dv[i].offered_ms;
+            if (dv[i].updated_ms > x->last_update_ms) x->last_update_ms = dv[i].updated_ms;
+        }
+    }
+    *out = w;
+    *n_waves = maxw + 1;
+    return 0;
+}
+
+int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_t id,
+                      const char *action, const char *reason)
+{
+    cnd_rollout_rec_t r;
+    int rc = cnd_rstore_rollout_get(db, id, &r);
+    if (rc) return rc;
+    const char *to = NULL, *logged = NULL;
+    if (strcmp(action, "pause") == 0) {
+        if (strcmp(r.state, "running") != 0)
+            return cnd_errf(CND_ESTATE, "rollout %lld is %s: only a running rollout can be paused",
+                            (long long)id, r.state);
+        to = "paused";
+        logged = "paused";
+    } else if (strcmp(action, "resume") == 0) {
+        if (strcmp(r.state, "paused") != 0)
+            return cnd_errf(CND_ESTATE, "rollout %lld is %s: only a paused rollout can be resumed",
+                            (long long)id, r.state);
+        to = "running";
+        logged = "resumed";
+    } else if (strcmp(action, "abort") == 0) {
+        if (strcmp(r.state, "running") != 0 && strcmp(r.state, "paused") != 0)
+            return cnd_errf(CND_ESTATE, "rollout %lld is %s: nothing to abort", (long long)id,
+                            r.state);
+        to = "aborted";
+        logged = "aborted";
+    } else if (strcmp(action, "rollback") == 0) {
+        if (strcmp(r.state, "rolling_back") == 0 || strcmp(r.state, "rolled_back") == 0)
+            return cnd_errf(CND_ESTATE, "rollout %lld is %s already", (long long)id, r.state);
+        to = "rolling_back";
+        logged = "aborted";
+    } else {
+        return cnd_errf(CND_EINVAL, "unknown action '%s'", action);
+    }
+    snprintf(r.state, sizeof r.state, "%s", to);
+    snprintf(r.reason, sizeof r.reason, "%s", reason && reason[0] ? reason : "operator");
+    r.updated_ms = cnd_unix_time() * 1000;
+    if ((rc = cnd_rstore_rollout_update(db, &r))) return rc;
+    char rid[32];
+    snprintf(rid, sizeof rid, "%lld", (long long)id);
+    cnd_jw_t w;
+    char why[300];
+    snprintf(why, sizeof why, "%s%s%s",
+             strcmp(action, "rollback") == 0 ? "rollback requested: " : "",
+             reason && reason[0] ? reason : "operator", "");
+    s_state_entry(&w, rid, logged, why);
+    rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_STATE, rid, r.job, &w, NULL, 0);
+    cnd_jw_free(&w);
+    return rc;
+}
+
+/* ============================================================================================
+ * the engine
+ * ========================================================================================== */
+
+typedef struct {
+    cnd_rdevice_t row;
+    int64_t deadline_ms; /* offered / rollback_sent: when it times out; rollback needed: by when */
+    int need_rollback;   /* rolling back: a rollback is still to be sent */
+} s_dev_t;
+
+typedef struct s_roll s_roll_t;
+struct s_roll {
+    cnd_rollout_rec_t rec;
+    char written_state[16]; /* the state as the engine last wrote or read it */
+    cnd_fleet_select_t sel;
+    char version[160];
+    s_dev_t *devs;
+    size_t n, cap;
+    uint32_t max_wave;
+    uint32_t ok, failed, refused, timeouts; /* outcomes so far (for the abort rule) */
+    uint32_t active;                        /* offered, not final */
+    int64_t wave_started_ms;
+};
+
+typedef struct {
+    char name[64];
+    char fpr[65];
+    char cpu[64];
+    int64_t seen_ms; /* 0: never during this run */
+    int has_running;
+    uint8_t running[32];
+    s_roll_t *r; /* newest loaded rollout that holds it */
+    size_t idx;
+    int used;
+} s_node_t;
+
+typedef struct {
+    cnd_rartifact_t a;
+    uint8_t *bytes;
+    size_t len;
+    uint32_t sha_chunk; /* chunk size of the cached chunk digests */
+    uint8_t (*sha)[32];
+    uint32_t n_sha;
+} s_art_t;
+
+typedef struct {
+    int64_t rollout, artifact;
+    int rollback;
+    uint8_t *m;
+    size_t len;
+} s_man_t;
+
+struct cnd_rollout_engine {
+    sqlite3 *db;
+    cnd_audit_t *audit;
+    const cnd_identity_t *id;
+    char fpr[65];
+    cnd_rollout_io_t io;
+    int64_t offline_ms, poll_ms;
+    int64_t started_ms, last_poll_ms;
+    int64_t last_tick_ms; /* engine time never goes back: messages use max(clock, last tick) */
+    s_roll_t **rolls;
+    size_t n_rolls;
+    s_node_t *nodes; /* open addressing */
+    size_t cap_nodes, n_nodes;
+    s_art_t *arts;
+    size_t n_arts;
+    s_man_t *mans;
+    size_t n_mans;
+    cnd_rollout_stats_t st;
+};
+
+static void s_log(cnd_rollout_engine_t *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void s_log(cnd_rollout_engine_t *e, const char *fmt, ...)
+{
+    if (!e->io.log) return;
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    e->io.log(e->io.ctx, buf);
+}
+
+/* --- nodes ---------------------------------------------------------------------------------- */
+
+static uint64_t s_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    while (*s) h = (h ^ (uint8_t)*s++) * 1099511628211ull;
+    return h;
+}
+
+static s_node_t *s_node_find(cnd_rollout_engine_t *e, const char *name)
+{
+    if (!e->cap_nodes) return NULL;
+    for (size_t i = s_hash(name) & (e->cap_nodes - 1);; i = (i + 1) & (e->cap_nodes - 1)) {
+        if (!e->nodes[i].used) return NULL;
+        if (strcmp(e->nodes[i].name, name) == 0) return &e->nodes[i];
+    }
+}
+
+static s_node_t *s_node_get(cnd_rollout_engine_t *e, const char *name)
+{
+    s_node_t *n = s_node_find(e, name);
+    if (n) return n;
+    if ((e->n_nodes + 1) * 2 > e->cap_nodes) {
+        size_t nc = e->cap_nodes ? 2 * e->cap_nodes : 1024;
+        s_node_t *g = calloc(nc, sizeof *g);
+        if (!g) return NULL;
+        for (size_t i = 0; i < e->cap_nodes; i++) {
+            if (!e->nodes[i].used) continue;
+            size_t j = s_hash(e->nodes[i].name) & (nc - 1);
+            while (g[j].used) j = (j + 1) & (nc - 1);
+            g[j] = e->nodes[i];
+        }
+        free(e->nodes);
+        e->nodes = g;
+        e->cap_nodes = nc;
+    }
+    size_t j = s_hash(name) & (e->cap_nodes - 1);
+    while (e->nodes[j].used) j = (j + 1) & (e->cap_nodes - 1);
+    n = &e->nodes[j];
+    memset(n, 0, sizeof *n);
+    n->used = 1;
+    snprintf(n->name, sizeof n->name, "%s", name);
+    e->n_nodes++;
+    return n;
+}
+
+static int s_online(const cnd_rollout_engine_t *e, const s_node_t *n, int64_t now)
+{
+    return n && n->seen_ms && now - n->seen_ms <= e->offline_ms;
+}
+
+/* --- artifacts and manifests ---------------------------------------------------------------- */
+
+static s_art_t *s_art(cnd_rollout_engine_t *e, int64_t id)
+{
+    for (size_t i = 0; i < e->n_arts; i++)
+        if (e->arts[i].a.id == id) return &e->arts[i];
+    s_art_t *g = realloc(e->arts, (e->n_arts + 1) * sizeof *g);
+    if (!g) return NULL;
+    e->arts = g;
+    s_art_t *a = &e->arts[e->n_arts];
+    memset(a, 0, sizeof *a);
+    if (cnd_rstore_artifact_get(e->db, id, &a->a, &a->bytes, &a->len)) {
+        s_log(e, "artifact %lld: %s", (long long)id, cnd_err_detail());
+        return NULL;
+    }
+    e->n_arts++;
+    return a;
+}
+
+static s_art_t *s_art_by_digest(cnd_rollout_engine_t *e, const uint8_t d[32])
+{
+    for (size_t i = 0; i < e->n_arts; i++)
+        if (memcmp(e->arts[i].a.digest, d, 32) == 0) return &e->arts[i];
+    cnd_rartifact_t a;
+    if (cnd_rstore_artifact_by_digest(e->db, d, &a)) return NULL;
+    return s_art(e, a.id);
+}
+
+static const s_man_t *s_manifest(cnd_rollout_engine_t *e, s_roll_t *r, s_art_t *a, int rollback)
+{
+    for (size_t i = 0; i < e->n_mans; i++)
+        if (e->mans[i].rollout == r->rec.id && e->mans[i].artifact == a->a.id &&
+            e->mans[i].rollback == rollback)
+            return &e->mans[i];
+    const char *kind = rollback ? "rollback" : "offer";
+    uint8_t *m = NULL;
+    size_t len = 0;
+    int rc = cnd_rstore_manifest_get(e->db, r->rec.id, a->a.id, kind, &m, &len);
+    if (rc == CND_ENOTFOUND) {
+        /* Signed now (a rollback manifest, or an offer to a late joiner's new variant); it is
+         * committed before it is sent. */
+        rc = cnd_rollout_sign(e->db, e->audit, e->id, e->fpr, &a->a, rollback, 0, &m, &len);
+        cnd_manifest_t mm;
+        uint64_t seq = 0;
+        if (!rc && !cnd_manifest_decode(&mm, m + 12, len - 108)) seq = mm.sequence;
+        if (!rc) rc = cnd_rstore_manifest_put(e->db, r->rec.id, a->a.id, kind, seq, m, len);
+        if (!rc && e->io.commit) rc = e->io.commit(e->io.ctx);
+        if (rc) {
+            free(m);
+            s_log(e, "rollout %lld: signing a %s manifest: %s", (long long)r->rec.id, kind,
+                  cnd_err_detail());
+            return NULL;
+        }
+    } else if (rc) {
+        return NULL;
+    }
+    s_man_t *g = realloc(e->mans, (e->n_mans + 1) * sizeof *g);
+    if (!g) {
+        free(m);
+        return NULL;
+    }
+    e->mans = g;
+    s_man_t *x = &e->mans[e->n_mans++];
+    x->rollout = r->rec.id;
+    x->artifact = a->a.id;
+    x->rollback = rollback;
+    x->m = m;
+    x->len = len;
+    return x;
+}
+
+/* The chunk size of a rollback transfer, as the device chooses it (edge.c). */
+static uint32_t s_rollback_chunk(uint64_t size)
+{
+    if (size >= CND_PROTO_CHUNK_DEFAULT) return CND_PROTO_CHUNK_DEFAULT;
+    return size < CND_PROTO_CHUNK_MIN ? CND_PROTO_CHUNK_MIN : (uint32_t)size;
+}
+
+/* --- persistence and audit ------------------------------------------------------------------ */
+
+static void s_put_dev(cnd_rollout_engine_t *e, s_dev_t *d)
+{
+    d->row.updated_ms = cnd_unix_ms();
+    if (cnd_rstore_device_put(e->db, &d->row)) s_log(e, "store: %s", cnd_err_detail());
+}
+
+static void s_put_roll(cnd_rollout_engine_t *e, s_roll_t *r)
+{
+    r->rec.updated_ms = cnd_unix_ms();
+    snprintf(r->written_state, sizeof r->written_state, "%s", r->rec.state);
+    if (cnd_rstore_rollout_update(e->db, &r->rec)) s_log(e, "store: %s", cnd_err_detail());
+}
+
+static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, const char *outcome)
+{
+    s_node_t *n = s_node_find(e, d->row.device);
+    char rid[32];
+    snprintf(rid, sizeof rid, "%lld", (long long)r->rec.id);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "rollout");
+    cnd_jw_str(&w, rid);
+    cnd_jw_key(&w, "wave");
+    cnd_jw_int(&w, d->row.wave);
+    cnd_jw_key(&w, "device");
+    cnd_jw_str(&w, d->row.device);
+    cnd_jw_key(&w, "outcome");
+    cnd_jw_str(&w, outcome);
+    if (d->row.reason[0]) {
+        cnd_jw_key(&w, "reason");
+        cnd_jw_str(&w, d->row.reason);
+    }
+    if (d->row.latency_us) {
+        cnd_jw_key(&w, "latency_us");
+        cnd_jw_int(&w, d->row.latency_us);
+    }
+    cnd_jw_obj_end(&w);
+    if (s_audit(e->audit, e->fpr, CND_AUDIT_ROLLOUT_DEVICE, n && n->fpr[0] ? n->fpr : d->row.device,
+                r->rec.job, &w, NULL, 0))
+        s_log(e, "audit: %s", cnd_err_detail());
+    cnd_jw_free(&w);
+}
+
+static void s_audit_state(cnd_rollout_engine_t *e, s_roll_t *r, const char *state, const char *why)
+{
+    char rid[32];
+    snprintf(rid, sizeof rid, "%lld", (long long)r->rec.id);
+    cnd_jw_t w;
+    s_state_entry(&w, rid, state, why);
+    if (s_audit(e->audit, e->fpr, CND_AUDIT_ROLLOUT_STATE, rid, r->rec.job, &w, NULL, 0))
+        s_log(e, "audit: %s", cnd_err_detail());
+    cnd_jw_free(&w);
+    if (e->audit && cnd_audit_checkpoint(e->audit, "rollout.state", NULL))
+        s_log(e, "audit: %s", cnd_err_detail());
+}
+
+static void s_audit_wave(cnd_rollout_engine_t *e, s_roll_t *r, uint32_t wave, const char *state)
+{
+    uint32_t devices = 0, ok = 0, failed = 0, tout = 0, deferred = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const cnd_rdevice_t *x = &r->devs[i].row;
+        if (x->wave != wave || strcmp(x->state, "skipped") == 0 || strcmp(x->state, "current") == 0)
+            continue;
+        devices++;
+        if (strcmp(x->state, "healthy") == 0)
+            ok++;
+        else if (strcmp(x->state, "failed") == 0 || strcmp(x->state, "refused") == 0)
+            failed++;
+        else if (strcmp(x->state, "timeout") == 0)
+            tout++;
+        else if (strcmp(x->state, "deferred") == 0)
+            deferred++;
+    }
+    char rid[32];
+    snprintf(rid, sizeof rid, "%lld", (long long)r->rec.id);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "rollout");
+    cnd_jw_str(&w, rid);
+    cnd_jw_key(&w, "wave");
+    cnd_jw_int(&w, wave);
+    cnd_jw_key(&w, "devices");
+    cnd_jw_int(&w, devices);
+    cnd_jw_key(&w, "succeeded");
+    cnd_jw_int(&w, ok);
+    cnd_jw_key(&w, "failed");
+    cnd_jw_int(&w, failed);
+    cnd_jw_key(&w, "timed_out");
+    cnd_jw_int(&w, tout);
+    cnd_jw_key(&w, "deferred");
+    cnd_jw_int(&w, deferred);
+    cnd_jw_key(&w, "state");
+    cnd_jw_str(&w, state);
+    cnd_jw_obj_end(&w);
+    if (s_audit(e->audit, e->fpr, CND_AUDIT_ROLLOUT_WAVE, rid, r->rec.job, &w, NULL, 0))
+        s_log(e, "audit: %s", cnd_err_detail());
+    cnd_jw_free(&w);
+    if (e->audit && cnd_audit_checkpoint(e->audit, "rollout.wave", NULL))
+        s_log(e, "audit: %s", cnd_err_detail());
+    s_log(e, "rollout %lld %s %u: %u devices, %u healthy, %u failed, %u timed out, %u deferred: %s",
+          (long long)r->rec.id, wave ? "wave" : "canary", wave, devices, ok, failed, tout, deferred,
+          state);
+}
+
+/* --- loading -------------------------------------------------------------------------------- */
+
+static void s_roll_free(s_roll_t *r)
+{
+    if (!r) return;
+    free(r->devs);
+    free(r);
+}
+
+static void s_link(cnd_rollout_engine_t *e, s_roll_t *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        s_node_t *n = s_node_get(e, r->devs[i].row.device);
+        if (!n) continue;
+        if (!n->r || n->r->rec.id < r->rec.id) {
+            n->r = r;
+            n->idx = i;
+        }
+    }
+}
+
+static s_roll_t *s_load_roll(cnd_rollout_engine_t *e, int64_t id)
+{
+    s_roll_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    cnd_rdevice_t *rows = NULL;
+    size_t n = 0;
+    if (cnd_rstore_rollout_get(e->db, id, &r->rec) || cnd_rstore_devices(e->db, id, &rows, &n) ||
+        cnd_fleet_select_parse(&r->sel, r->rec.select)) {
+        s_log(e, "loading rollout %lld: %s", (long long)id, cnd_err_detail());
+        free(rows);
+        free(r);
+        return NULL;
+    }
+    snprintf(r->written_state, sizeof r->written_state, "%s", r->rec.state);
+    cnd_rollout_version_name(r->version, sizeof r->version, r->rec.model, r->rec.version);
+    r->devs = calloc(n ? n : 1, sizeof *r->devs);
+    if (!r->devs) {
+        free(rows);
+        free(r);
+        return NULL;
+    }
+    r->n = r->cap = n;
+    for (size_t i = 0; i < n; i++) {
+        s_dev_t *d = &r->devs[i];
+        d->row = rows[i];
+        const char *s = d->row.state;
+        if (d->row.wave > r->max_wave && strcmp(s, "skipped") && strcmp(s, "current"))
+            r->max_wave = d->row.wave;
+        if (strcmp(s, "healthy") == 0)
+            r->ok++;
+        else if (strcmp(s, "failed") == 0)
+            r->failed++;
+        else if (strcmp(s, "refused") == 0)
+            r->refused++;
+        else if (strcmp(s, "timeout") == 0)
+            r->timeouts++;
+        if (strcmp(s, "offered") == 0) {
+            r->active++;
+            d->deadline_ms = d->row.offered_ms + (int64_t)r->rec.timeout_s * 1000;
+        } else if (strcmp(s, "rollback_sent") == 0) {
+            d->deadline_ms = d->row.offered_ms + (int64_t)r->rec.timeout_s * 1000;
+        }
+    }
+    free(rows);
+    r->wave_started_ms = cnd_unix_ms();
+    if (strcmp(r->rec.state, "rolling_back") == 0) {
+        /* Devices offered the artifact and not yet told to roll back. */
+        int64_t dl = cnd_unix_ms() + (int64_t)r->rec.timeout_s * 1000;
+        for (size_t i = 0; i < r->n; i++) {
+            const char *s = r->devs[i].row.state;
+            if (!strcmp(s, "offered") || !strcmp(s, "healthy") || !strcmp(s, "failed") ||
+                !strcmp(s, "timeout")) {
+                r->devs[i].need_rollback = 1;
+                r->devs[i].deadline_ms = dl;
+            }
+        }
+    }
+    return r;
+}
+
+static int s_roll_cmp(const void *a, const void *b)
+{
+    const s_roll_t *x = *(s_roll_t *const *)a, *y = *(s_roll_t *const *)b;
+    return x->rec.id < y->rec.id ? -1 : x->rec.id > y->rec.id;
+}
+
+static s_roll_t *s_find_roll(cnd_rollout_engine_t *e, int64_t id)
+{
+    for (size_t i = 0; i < e->n_rolls; i++)
+        if (e->rolls[i]->rec.id == id) return e->rolls[i];
+    return NULL;
+}
+
+static void s_begin_rollback(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now);
+
+/* Reads rollout states from the database: new rollouts, operator changes. */
+static void s_poll(cnd_rollout_engine_t *e, int64_t now)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(e->db,
+                           "SELECT id, state, model FROM rollout r WHERE state IN ('running',"
+                           " 'paused', 'rolling_back') OR id = (SELECT max(id) FROM rollout r2"
+                           " WHERE r2.model = r.model AND r2.state IN ('completed', 'aborted'))"
+                           " ORDER BY id",
+                           -1, &st, NULL)) {
+        s_log(e, "store: %s", sqlite3_errmsg(e->db));
+        return;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        const char *state = (const char *)sqlite3_column_text(st, 1);
+        s_roll_t *r = s_find_roll(e, id);
+        if (!r) {
+            if (!(r = s_load_roll(e, id))) continue;
+            s_roll_t **g = realloc(e->rolls, (e->n_rolls + 1) * sizeof *g);
+            if (!g) {
+                s_roll_free(r);
+                continue;
+            }
+            e->rolls = g;
+            e->rolls[e->n_rolls++] = r;
+            qsort(e->rolls, e->n_rolls, sizeof *e->rolls, s_roll_cmp);
+            s_link(e, r);
+            s_log(e, "rollout %lld of %s loaded: %s, %zu devices, wave %u of %u", (long long)id,
+                  r->version, r->rec.state, r->n, r->rec.wave, r->max_wave);
+            continue;
+        }
+        if (strcmp(state, r->written_state) == 0) continue;
+        /* An operator changed it. */
+        cnd_rollout_rec_t fresh;
+        if (cnd_rstore_rollout_get(e->db, id, &fresh)) continue;
+        s_log(e, "rollout %lld: %s -> %s (%s)", (long long)id, r->rec.state, fresh.state,
+              fresh.reason);
+        snprintf(r->rec.state, sizeof r->rec.state, "%s", fresh.state);
+        snprintf(r->rec.reason, sizeof r->rec.reason, "%s", fresh.reason);
+        snprintf(r->written_state, sizeof r->written_state, "%s", fresh.state);
+        if (strcmp(fresh.state, "rolling_back") == 0) {
+            s_begin_rollback(e, r, now);
+        } else if (strcmp(fresh.state, "aborted") == 0) {
+            for (size_t i = 0; i < r->n; i++)
+                if (!strcmp(r->devs[i].row.state, "pending") ||
+                    !strcmp(r->devs[i].row.state, "deferred")) {
+                    snprintf(r->devs[i].row.state, sizeof r->devs[i].row.state, "cancelled");
+                    snprintf(r->devs[i].row.reason, sizeof r->devs[i].row.reason,
+                             "rollout aborted");
+                    s_put_dev(e, &r->devs[i]);
+                }
+        }
+    }
+    sqlite3_finalize(st);
+}
+
+/* --- offers, rollbacks and outcomes --------------------------------------------------------- */
+
+static int s_send(cnd_rollout_engine_t *e, s_node_t *n, Condenser__MsgType t, void *payload)
+{
+    int rc = e->io.send(e->io.ctx, n->name, t, payload);
+    if (rc == CND_ENOTFOUND) n->seen_ms = 0; /* no session: offline until it talks again */
+    if (rc) cnd_err_clear();
+    return rc;
+}
+
+static int s_offer(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_node_t *n, int64_t now)
+{
+    s_art_t *a = s_art(e, d->row.artifact);
+    if (!a) return CND_ENOTFOUND;
+    const s_man_t *m = s_manifest(e, r, a, 0);
+    if (!m) return CND_ENOTFOUND;
+    Condenser__ArtifactOffer o;
+    condenser__artifact_offer__init(&o);
+    o.rollout_id = (uint64_t)r->rec.id;
+    o.manifest = cnd_proto_bytes(m->m, m->len);
+    o.artifact_digest = cnd_proto_bytes(a->a.digest, 32);
+    o.artifact_size = a->a.size;
+    o.chunk_size = r->rec.chunk;
+    int rc = s_send(e, n, CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER, &o);
+    if (rc) return rc;
+    e->st.offers_sent++;
+    if (strcmp(d->row.state, "offered") != 0) {
+        r->active++;
+        snprintf(d->row.state, sizeof d->row.state, "offered");
+        d->row.reason[0] = 0;
+        d->row.offered_ms = now;
+        d->deadline_ms = now + (int64_t)r->rec.timeout_s * 1000;
+        if (n->has_running) {
+            /* What it ran when offered is what a rollback returns it to. */
+            d->row.has_prev = 1;
+            memcpy(d->row.prev_digest, n->running, 32);
+        }
+        s_put_dev(e, d);
+    }
+    return 0;
+}
+
+static int s_send_rollback(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_node_t *n,
+                           int64_t now)
+{
+    s_art_t *a = d->row.has_prev ? s_art_by_digest(e, d->row.prev_digest) : NULL;
+    if (!a) {
+        d->need_rollback = 0;
+        snprintf(d->row.state, sizeof d->row.state, "rollback_unavailable");
+        snprintf(d->row.reason, sizeof d->row.reason,
+                 d->row.has_prev ? "its previous artifact is not in the registry"
+                                 : "it ran no model before");
+        s_put_dev(e, d);
+        s_audit_device(e, r, d, "failed");
+        return 0;
+    }
+    const s_man_t *m = s_manifest(e, r, a, 1);
+    if (!m) return CND_ENOTFOUND;
+    Condenser__Rollback rb;
+    condenser__rollback__init(&rb);
+    rb.rollout_id = (uint64_t)r->rec.id;
+    rb.manifest = cnd_proto_bytes(m->m, m->len);
+    rb.target_digest = cnd_proto_bytes(a->a.digest, 32);
+    rb.reason = cnd_proto_str(r->rec.reason);
+    int rc = s_send(e, n, CONDENSER__MSG_TYPE__MSG_ROLLBACK, &rb);
+    if (rc) return rc;
+    e->st.rollbacks_sent++;
+    if (strcmp(d->row.state, "offered") == 0 && r->active) r->active--;
+    d->need_rollback = 0;
+    snprintf(d->row.state, sizeof d->row.state, "rollback_sent");
+    d->row.offered_ms = now;
+    d->deadline_ms = now + (int64_t)r->rec.timeout_s * 1000;
+    s_put_dev(e, d);
+    return 0;
+}
+
+static void s_begin_rollback(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
+{
+    int64_t dl = now + (int64_t)r->rec.timeout_s * 1000;
+    for (size_t i = 0; i < r->n; i++) {
+        s_dev_t *d = &r->devs[i];
+        const char *s = d->row.state;
+        if (!strcmp(s, "pending") || !strcmp(s, "deferred")) {
+            snprintf(d->row.state, sizeof d->row.state, "cancelled");
+            snprintf(d->row.reason, sizeof d->row.reason, "rollout stopped before its wave");
+            s_put_dev(e, d);
+        } else if (!strcmp(s, "offered") || !strcmp(s, "healthy") || !strcmp(s, "failed") ||
+                   !strcmp(s, "timeout")) {
+            d->need_rollback = 1;
+            d->deadline_ms = dl;
+        }
+    }
+    snprintf(r->rec.state, sizeof r->rec.state, "rolling_back");
+    s_put_roll(e, r);
+}
+
+static void s_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now, const char *why)
+{
+    s_audit_wave(e, r, r->rec.wave, "aborted");
+    snprintf(r->rec.reason, sizeof r->rec.reason, "%s", why);
+    s_audit_state(e, r, "aborted", why);
+    s_log(e, "rollout %lld aborted: %s; rolling back", (long long)r->rec.id, why);
+    s_begin_rollback(e, r, now);
+}
+
+static void s_check_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
+{
+    /* Completed rollouts still take late joiners, so the rule still applies to them. */
+    if (strcmp(r->rec.state, "running") != 0 && strcmp(r->rec.state, "paused") != 0 &&
+        strcmp(r->rec.state, "completed") != 0)
+        return;
+    uint32_t fails = r->failed + r->refused + r->timeouts;
+    uint32_t done = fails + r->ok;
+    if (done < r->rec.abort_min || done == 0) return;
+    if ((double)fails * 100.0 > r->rec.abort_pct * done) {
+        char why[200];
+        snprintf(why, sizeof why,
+                 "%u of %u finished devices failed (%.1f%%, threshold %.1f%% after %u)", fails,
+                 done, 100.0 * fails / done, r->rec.abort_pct, r->rec.abort_min);
+        s_abort(e, r, now, why);
+    }
+}
+
+/* A device reached an outcome in the offer phase. */
+static void s_outcome(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, const char *state,
+                      const char *reason, int64_t now)
+{
+    if (strcmp(d->row.state, "offered") == 0 && r->active) r->active--;
+    snprintf(d->row.state, sizeof d->row.state, "%s", state);
+    snprintf(d->row.reason, sizeof d->row.reason, "%s", reason ? reason : "");
+    s_put_dev(e, d);
+    const char *outcome = "failed";
+    if (!strcmp(state, "healthy")) {
+        r->ok++;
+        outcome = "healthy";
+    } else if (!strcmp(state, "failed")) {
+        r->failed++;
+    } else if (!strcmp(state, "refused")) {
+        r->refused++;
+    } else if (!strcmp(state, "timeout")) {
+        r->timeouts++;
+        outcome = "timeout";
+    }
+    s_audit_device(e, r, d, outcome);
+    s_check_abort(e, r, now);
+}
+
+static int s_final_or_deferred(const char *s)
+{
+    return cnd_rdevice_terminal(s) || strcmp(s, "deferred") == 0;
+}
+
+/* --- tick ----------------------------------------------------------------------------------- */
+
+static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
+{
+    /* Deadlines. */
+    for (size_t i = 0; i < r->n; i++) {
+        s_dev_t *d = &r->devs[i];
+        if (!strcmp(d->row.state, "offered") && now > d->deadline_ms) {
+            char why[96];
+            snprintf(why, sizeof why, "no outcome within %u s", r->rec.timeout_s);
+            s_outcome(e, r, d, "timeout", why, now);
+        } else if (!strcmp(d->row.state, "rollback_sent") && now > d->deadline_ms) {
+            snprintf(d->row.state, sizeof d->row.state, "rollback_timeout");
+            snprintf(d->row.reason, sizeof d->row.reason, "no rollback report within %u s",
+                     r->rec.timeout_s);
+            s_put_dev(e, d);
+            s_audit_device(e, r, d, "timeout");
+        } else if (d->need_rollback && now > d->deadline_ms) {
+            d->need_rollback = 0;
+            snprintf(d->row.state, sizeof d->row.state, "rollback_timeout");
+            snprintf(d->row.reason, sizeof d->row.reason,
+                     "offline: the rollback could not be sent");
+            s_put_dev(e, d);
+            s_audit_device(e, r, d, "timeout");
+        }
+    }
+    const char *st = r->rec.state;
+    if (!strcmp(st, "rolling_back")) {
+        int open = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            s_dev_t *d = &r->devs[i];
+            if (d->need_rollback) {
+                s_node_t *n = s_node_find(e, d->row.device);
+                if (s_online(e, n, now)) (void)s_send_rollback(e, r, d, n, now);
+            }
+            if (d->need_rollback || !strcmp(d->row.state, "rollback_sent") ||
+                !strcmp(d->row.state, "offered"))
+                open = 1;
+        }
+        if (!open) {
+            snprintf(r->rec.state, sizeof r->rec.state, "rolled_back");
+            s_put_roll(e, r);
+            uint32_t back = 0, bad = 0;
+            for (size_t i = 0; i < r->n; i++) {
+                if (!strcmp(r->devs[i].row.state, "rolled_back"))
+                    back++;
+                else if (!strncmp(r->devs[i].row.state, "rollback_", 9))
+                    bad++;
+            }
+            char why[160];
+            snprintf(why, sizeof why, "%u devices rolled back, %u did not confirm", back, bad);
+            s_audit_state(e, r, "rolled_back", why);
+            s_log(e, "rollout %lld rolled back: %s", (long long)r->rec.id, why);
+        }
+        return;
+    }
+    int running = !strcmp(st, "running"), completed = !strcmp(st, "completed");
+    if (!running && !completed) return;
+    if (!s_in_window(&r->rec, now)) return;
+    int grace = now - e->started_ms < e->offline_ms; /* devices are still reconnecting */
+    for (size_t i = 0; i < r->n && r->active < r->rec.max_active; i++) {
+        s_dev_t *d = &r->devs[i];
+        int pend = !strcmp(d->row.state, "pending"), def = !strcmp(d->row.state, "deferred");
+        if (!(pend || def) || d->row.wave > r->rec.wave) continue;
+        s_node_t *n = s_node_find(e, d->row.device);
+        if (s_online(e, n, now)) {
+            (void)s_offer(e, r, d, n, now);
+        } else if (pend && !grace) {
+            snprintf(d->row.state, sizeof d->row.state, "deferred");
+            snprintf(d->row.reason, sizeof d->row.reason, "offline when its wave came");
+            s_put_dev(e, d);
+        }
+    }
+    if (!running) return;
+    /* Wave done? */
+    for (size_t i = 0; i < r->n; i++)
+        if (r->devs[i].row.wave == r->rec.wave && !s_final_or_deferred(r->devs[i].row.state))
+            return;
+    if (r->rec.wave < r->max_wave) {
+        s_audit_wave(e, r, r->rec.wave, "continue");
+        r->rec.wave++;
+        r->wave_started_ms = now;
+        s_put_roll(e, r);
+    } else {
+        s_audit_wave(e, r, r->rec.wave, "done");
+        snprintf(r->rec.state, sizeof r->rec.state, "completed");
+        char why[160];
+        snprintf(why, sizeof why, "%u healthy, %u failed, %u timed out", r->ok,
+                 r->failed + r->refused, r->timeouts);
+        snprintf(r->rec.reason, sizeof r->rec.reason, "%s", why);
+        s_put_roll(e, r);
+        s_audit_state(e, r, "completed", why);
+    }
+}
+
+void cnd_rollout_tick(cnd_rollout_engine_t *e, int64_t now_ms)
+{
+    if (now_ms > e->last_tick_ms) e->last_tick_ms = now_ms;
+    if (now_ms - e->last_poll_ms >= e->poll_ms) {
+        e->last_poll_ms = now_ms;
+        s_poll(e, now_ms);
+    }
+    for (size_t i = 0; i < e->n_rolls; i++) s_tick_roll(e, e->rolls[i], now_ms);
+}
+
+/* --- messages ------------------------------------------------------------------------------- */
+
+/* A device that is in no loaded rollout: is it a late joiner of one? */
+static void s_late_join(cnd_rollout_engine_t *e, s_node_t *n, const cnd_fleet_device_t *fd,
+                        int64_t now)
+{
+    for (size_t k = e->n_rolls; k-- > 0;) {
+        s_roll_t *r = e->rolls[k];
+        if (strcmp(r->rec.state, "running") && strcmp(r->rec.state, "completed")) continue;
+        if (!cnd_fleet_select_match(&r->sel, fd)) continue;
+        cnd_rartifact_t *v = NULL;
+        size_t nv = 0;
+        if (cnd_rstore_artifacts(e->db, r->rec.model, (int64_t)r->rec.version, &v, &nv)) return;
+        uint64_t running_size = 0;
+        s_art_t *ra = fd->has_running ? s_art_by_digest(e, fd->running_digest) : NULL;
+        if (ra) running_size = ra->a.size;
+        char why[200];
+        int b = s_best_fit(e->db, v, nv, fd, running_size, why, sizeof why);
+        if (b < 0 || (fd->has_running && !memcmp(fd->running_digest, v[b].digest, 32))) {
+            free(v);
+            return;
+        }
+        if (r->n == r->cap) {
+            size_t nc = r->cap ? 2 * r->cap : 16;
+            s_dev_t *g = realloc(r->devs, nc * sizeof *g);
+            if (!g) {
+                free(v);
+                return;
+            }
+            r->devs = g; /* nodes keep indexes, so the move is harmless */
+            r->cap = nc;
+        }
+        s_dev_t *d = &r->devs[r->n];
+        memset(d, 0, sizeof *d);
+        d->row.rollout = r->rec.id;
+        snprintf(d->row.device, sizeof d->row.device, "%s", n->name);
+        d->row.wave = r->rec.wave;
+        d->row.artifact = v[b].id;
+        d->row.has_prev = fd->has_running;
+        memcpy(d->row.prev_digest, fd->running_digest, 32);
+        snprintf(d->row.state, sizeof d->row.state, "pending");
+        snprintf(d->row.reason, sizeof d->row.reason, "came online after the rollout started");
+        s_put_dev(e, d);
+        n->r = r;
+        n->idx = r->n++;
+        s_log(e, "rollout %lld: %s joins (%s)", (long long)r->rec.id, n->name, v[b].variant);
+        free(v);
+        (void)now;
+        return;
+    }
+}
+
+static void s_on_profile(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__DeviceProfile *p,
+                         int64_t now)
+{
+    cnd_fleet_device_t fd;
+    memset(&fd, 0, sizeof fd);
+    snprintf(fd.name, sizeof fd.name, "%s", n->name);
+    if (cnd_proto_text(fd.hw, sizeof fd.hw, p->hardware_class) ||
+        cnd_proto_text(fd.cpu, sizeof fd.cpu, p->cpu_class) ||
+        cnd_proto_text(fd.runtime, sizeof fd.runtime, p->runtime))
+        cnd_err_clear();
+    fd.ram = p->ram_bytes;
+    fd.flash = p->flash_bytes;
+    fd.budget_us = p->latency_budget_us;
+    for (size_t i = 0; i < p->n_labels && i < CND_FLEET_LABELS_MAX; i++) {
+        if (cnd_proto_text(fd.labels[fd.n_labels].key, sizeof fd.labels[0].key,
+                           p->labels[i]->key) ||
+            cnd_proto_text(fd.labels[fd.n_labels].value, sizeof fd.labels[0].value,
+                           p->labels[i]->value)) {
+            cnd_err_clear();
+            continue;
+        }
+        fd.n_labels++;
+    }
+    fd.has_running = p->running_digest.len == 32;
+    if (fd.has_running) memcpy(fd.running_digest, p->running_digest.data, 32);
+    fd.running_seq = p->running_sequence;
+    fd.profile_ms = now;
+    if (cnd_fleet_put_profile(e->db, &fd)) s_log(e, "store: %s", cnd_err_detail());
+    snprintf(n->cpu, sizeof n->cpu, "%s", fd.cpu);
+    n->has_running = fd.has_running;
+    memcpy(n->running, fd.running_digest, 32);
+    if (!n->r) {
+        s_late_join(e, n, &fd, now);
+        return;
+    }
+    s_roll_t *r = n->r;
+    s_dev_t *d = &r->devs[n->idx];
+    s_art_t *a = d->row.artifact ? s_art(e, d->row.artifact) : NULL;
+    if (!strcmp(d->row.state, "offered") && a) {
+        if (n->has_running && !memcmp(n->running, a->a.digest, 32))
+            s_outcome(e, r, d, "healthy", "running it (from its profile)", now);
+        else
+            (void)s_offer(e, r, d, n, now); /* resumes its download */
+    } else if (!strcmp(d->row.state, "rollback_sent")) {
+        if (n->has_running && d->row.has_prev && !memcmp(n->running, d->row.prev_digest, 32)) {
+            snprintf(d->row.state, sizeof d->row.state, "rolled_back");
+            d->row.reason[0] = 0;
+            s_put_dev(e, d);
+            s_audit_device(e, r, d, "rolled_back");
+        } else {
+            d->need_rollback = 1;
+        }
+    } else if (cnd_rdevice_terminal(d->row.state) && strcmp(r->rec.state, "rolling_back") &&
+               strcmp(r->rec.state, "rolled_back")) {
+        /* Its part in that rollout is over; a newer one may want it. */
+        if (strcmp(d->row.state, "healthy") && strcmp(d->row.state, "current")) return;
+    }
+}
+
+static void s_on_chunk_request(cnd_rollout_engine_t *e, s_node_t *n,
+                               const Condenser__ArtifactChunkRequest *q, cnd_proto_reject_t *rej,
+                               int *refused)
+{
+    *refused = 1;
+    s_roll_t *r = n->r;
+    s_dev_t *d = r ? &r->devs[n->idx] : NULL;
+    s_art_t *a = NULL;
+    uint32_t chunk = 0;
+    if (d && !strcmp(d->row.state, "offered")) {
+        a = s_art(e, d->row.artifact);
+        chunk = r->rec.chunk;
+    } else if (d && (!strcmp(d->row.state, "rollback_sent"))) {
+        a = d->row.has_prev ? s_art_by_digest(e, d->row.prev_digest) : NULL;
+        if (a) chunk = s_rollback_chunk(a->a.size);
+    }
+    if (!a || memcmp(a->a.digest, q->artifact_digest.data, 32) != 0) {
+        /* docs/protocol.md section 6: an unknown digest is ERR_BAD_FIELD. */
+        rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD;
+        cnd_errf(CND_EPERM, "artifact_chunk_request: no transfer of that artifact to this device");
+        return;
+    }
+    uint64_t left = q->offset < a->a.size ? a->a.size - q->offset : 0;
+    uint32_t want = left < chunk ? (uint32_t)left : chunk;
+    if (q->offset % chunk || !left || q->length != want) {
+        rej->code = CONDENSER__ERROR_CODE__ERR_BAD_FIELD;
+        cnd_errf(CND_EPROTO,
+                 "artifact_chunk_request: offset %llu / length %u do not match the %u-byte chunks "
+                 "of a %llu-byte artifact",
+                 (unsigned long long)q->offset, q->length, chunk, (unsigned long long)a->a.size);
+        return;
+    }
+    uint32_t idx = (uint32_t)(q->offset / chunk);
+    if (a->sha_chunk != chunk) {
+        uint32_t cnt = (uint32_t)((a->a.size + chunk - 1) / chunk);
+        uint8_t(*sha)[32] = malloc((size_t)cnt * 32);
+        if (!sha) {
+            rej->code = CONDENSER__ERROR_CODE__ERR_BUSY;
+            cnd_errf(CND_ENOMEM, "out of memory");
+            return;
+        }
+        for (uint32_t i = 0; i < cnt; i++) {
+            uint64_t o = (uint64_t)i * chunk;
+            uint64_t l = a->a.size - o < chunk ? a->a.size - o : chunk;
+            cnd_sha256(sha[i], a->bytes + o, (size_t)l);
+        }
+        free(a->sha);
+        a->sha = sha;
+        a->n_sha = cnt;
+        a->sha_chunk = chunk;
+    }
+    Condenser__Chunk c;
+    condenser__chunk__init(&c);
+    c.kind = CONDENSER__OBJECT_KIND__OBJ_ARTIFACT;
+    c.object_digest = cnd_proto_bytes(a->a.digest, 32);
+    c.index = idx;
+    c.offset = q->offset;
+    c.data = cnd_proto_bytes(a->bytes + q->offset, want);
+    c.sha256 = cnd_proto_bytes(a->sha[idx], 32);
+    *refused = 0;
+    if (!s_send(e, n, CONDENSER__MSG_TYPE__MSG_CHUNK, &c)) {
+        e->st.chunks_sent++;
+        e->st.bytes_sent += want;
+    }
+}
+
+static void s_on_report(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__ActivationReport *p,
+                        int64_t now)
+{
+    e->st.reports++;
+    if (p->active_digest.len == 32) {
+        n->has_running = 1;
+        memcpy(n->running, p->active_digest.data, 32);
+    }
+    s_roll_t *r = n->r;
+    if (!r || (uint64_t)r->rec.id != p->rollout_id) return;
+    s_dev_t *d = &r->devs[n->idx];
+    char reason[CND_PROTO_TEXT_MAX + 1];
+    if (cnd_proto_text(reason, sizeof reason, p->reason)) {
+        cnd_err_clear();
+        reason[0] = 0;
+    }
+    for (char *c = reason; *c; c++)
+        if ((unsigned char)*c < 0x20) *c = ' ';
+    reason[200] = 0;
+    if (!strcmp(d->row.state, "offered")) {
+        s_art_t *a = s_art(e, d->row.artifact);
+        if (!a || memcmp(a->a.digest, p->artifact_digest.data, 32) != 0) return;
+        switch (p->state) {
+        case CONDENSER__ACTIVATION_STATE__ACT_HEALTHY:
+            d->row.latency_us = p->latency_us;
+            if (n->cpu[0] && p->latency_us &&
+                cnd_rstore_latency_add(e->db, a->a.id, n->cpu, p->latency_us))
+                cnd_err_clear();
+            s_outcome(e, r, d, "healthy", "", now);
+            break;
+        case CONDENSER__ACTIVATION_STATE__ACT_FAILED:
+            s_outcome(e, r, d, "failed", reason, now);
+            break;
+        case CONDENSER__ACTIVATION_STATE__ACT_REFUSED:
+            s_outcome(e, r, d, "refused", reason, now);
+            break;
+        default: break; /* progress */
+        }
+    } else if (!strcmp(d->row.state, "rollback_sent")) {
+        if (!d->row.has_prev || memcmp(d->row.prev_digest, p->artifact_digest.data, 32) != 0)
+            return;
+        if (p->state == CONDENSER__ACTIVATION_STATE__ACT_ROLLED_BACK) {
+            snprintf(d->row.state, sizeof d->row.state, "rolled_back");
+            snprintf(d->row.reason, sizeof d->row.reason, "%s", reason);
+            s_put_dev(e, d);
+            s_audit_device(e, r, d, "rolled_back");
+        } else if (p->state == CONDENSER__ACTIVATION_STATE__ACT_FAILED ||
+                   p->state == CONDENSER__ACTIVATION_STATE__ACT_REFUSED) {
+            snprintf(d->row.state, sizeof d->row.state, "rollback_failed");
+            snprintf(d->row.reason, sizeof d->row.reason, "%s", reason);
+            s_put_dev(e, d);
+            s_audit_device(e, r, d, "failed");
+        }
+    }
+}
+
+int cnd_rollout_on_message(cnd_rollout_engine_t *e, const char *device, const char *fpr,
+                           const Condenser__Envelope *env, cnd_proto_reject_t *rej)
+{
+    rej->seq = env->seq;
+    rej->type = env->type;
+    rej->code = CONDENSER__ERROR_CODE__ERR_INTERNAL;
+    s_node_t *n = s_node_get(e, device);
+    if (!n) return cnd_errf(CND_ENOMEM, "out of memory");
+    int64_t now = cnd_unix_ms();
+    if (e->last_tick_ms > now) now = e->last_tick_ms;
+    int was_offline = !s_online(e, n, now);
+    n->seen_ms = now;
+    if (fpr) snprintf(n->fpr, sizeof n->fpr, "%s", fpr);
+    switch (env->type) {
+    case CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE:
+        s_on_profile(e, n, env->device_profile, now);
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_ARTIFACT_CHUNK_REQUEST: {
+        int refused = 0;
+        s_on_chunk_request(e, n, env->artifact_chunk_request, rej, &refused);
+        return refused ? (int)CND_EPERM : 0;
+    }
+    case CONDENSER__MSG_TYPE__MSG_ACTIVATION_REPORT:
+        s_on_report(e, n, env->activation_report, now);
+        return 0;
+    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT:
+    case CONDENSER__MSG_TYPE__MSG_ERROR:
+    case CONDENSER__MSG_TYPE__MSG_HELLO: (void)was_offline; return 0;
+    default:
+        rej->code = CONDENSER__ERROR_CODE__ERR_REFUSED;
+        return cnd_errf(CND_EPERM, "%s is not a device message", cnd_proto_type_name(env->type));
+    }
+}
+
+/* --- lifecycle ------------------------------------------------------------------------------ */
+
+int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db, cnd_audit_t *audit,
+                           const cnd_identity_t *id, const cnd_rollout_io_t *io,
+                           const cnd_rollout_engine_opts_t *o)
+{
+    *out = NULL;
+    if (!db || !id || !io || !io->send)
+        return cnd_errf(CND_EINVAL, "rollout engine: db, identity and send are required");
+    int rc = cnd_fleet_init(db);
+    if (!rc) rc = cnd_rstore_init(db);
+    if (rc) return rc;
+    cnd_rollout_engine_t *e = calloc(1, sizeof *e);
+    if (!e) return cnd_errf(CND_ENOMEM, "rollout engine: out of memory");
+    e->db = db;
+    e->audit = audit;
+    e->id = id;
+    cnd_pubkey_fingerprint(e->fpr, cnd_identity_pk(id));
+    e->io = *io;
+    e->offline_ms = (o && o->offline_after_s > 0 ? o->offline_after_s : 30) * 1000LL;
+    e->poll_ms = o && o->poll_ms > 0 ? o->poll_ms : 500;
+    e->started_ms = cnd_unix_ms();
+    s_poll(e, e->started_ms);
+    e->last_poll_ms = e->started_ms;
+    *out = e;
+    return 0;
+}
+
+void cnd_rollout_engine_destroy(cnd_rollout_engine_t **pe)
+{
+    if (!pe || !*pe) return;
+    cnd_rollout_engine_t *e = *pe;
+    for (size_t i = 0; i < e->n_rolls; i++) s_roll_free(e->rolls[i]);
+    free(e->rolls);
+    free(e->nodes);
+    for (size_t i = 0; i < e->n_arts; i++) {
+        free(e->arts[i].bytes);
+        free(e->arts[i].sha);
+    }
+    free(e->arts);
+    for (size_t i = 0; i < e->n_mans; i++) free(e->mans[i].m);
+    free(e->mans);
+    free(e);
+    *pe = NULL;
+}
+
+void cnd_rollout_engine_stats(const cnd_rollout_engine_t *e, cnd_rollout_stats_t *st)
+{
+    *st = e->st;
+    st->live = 0;
+    st->active = 0;
+    for (size_t i = 0; i < e->n_rolls; i++) {
+        if (s_live(e->rolls[i]->rec.state)) st->live++;
+        st->active += e->rolls[i]->active;
+    }
+    int64_t now = cnd_unix_ms();
+    st->online = 0;
+    for (size_t i = 0; i < e->cap_nodes; i++)
+        if (e->nodes[i].used && s_online(e, &e->nodes[i], now)) st->online++;
+}
+
+int cnd_rollout_engine_idle(const cnd_rollout_engine_t *e)
+{
+    for (size_t i = 0; i < e->n_rolls; i++) {
+        const s_roll_t *r = e->rolls[i];
+        if (s_live(r->rec.state)) return 0;
+        for (size_t k = 0; k < r->n; k++)
+            if (!strcmp(r->devs[k].row.state, "offered") ||
+                !strcmp(r->devs[k].row.state, "rollback_sent"))
+                return 0;
+    }
+    return 1;
+}
