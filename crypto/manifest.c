@@ -174,28 +174,51 @@ static int s_fail(cnd_manifest_fail_t *why, cnd_manifest_fail_t reason, int code
     return code;
 }
 
+/* The parts of a signed envelope (pointers into it), after checking its framing. Returns 0 or
+ * CND_EFORMAT. */
+typedef struct {
+    const uint8_t *body, *signer, *sig;
+    uint32_t blen;
+} s_envelope_t;
+
+static int s_open_envelope(s_envelope_t *e, const uint8_t *signed_bytes, size_t len)
+{
+    cnd_rd_t r;
+    cnd_rd_init(&r, signed_bytes, len);
+    const uint8_t *magic = cnd_rd_take(&r, 8);
+    e->blen = cnd_rd_u32(&r);
+    if (!magic || r.err || memcmp(magic, S_ENV_MAGIC, 8) != 0)
+        return cnd_errf(CND_EFORMAT, "signed manifest: bad magic or truncated header");
+    if (e->blen > S_BODY_MAX || cnd_rd_left(&r) != (size_t)e->blen + 32 + CND_SIG_BYTES)
+        return cnd_errf(CND_EFORMAT,
+                        "signed manifest: body length %u does not fit the %zu bytes left", e->blen,
+                        cnd_rd_left(&r));
+    e->body = cnd_rd_take(&r, e->blen);
+    e->signer = cnd_rd_take(&r, 32);
+    e->sig = cnd_rd_take(&r, CND_SIG_BYTES);
+    return 0;
+}
+
+int cnd_manifest_signer(uint8_t pk[32], const uint8_t *signed_bytes, size_t len)
+{
+    s_envelope_t e;
+    int rc = s_open_envelope(&e, signed_bytes, len);
+    if (!rc) memcpy(pk, e.signer, 32);
+    return rc;
+}
+
 int cnd_manifest_verify(cnd_manifest_t *m, cnd_manifest_fail_t *why, const uint8_t *signed_bytes,
                         size_t len, const cnd_manifest_policy_t *policy)
 {
     memset(m, 0, sizeof *m);
     if (why) *why = CND_MANIFEST_OK;
-    cnd_rd_t r;
-    cnd_rd_init(&r, signed_bytes, len);
-    const uint8_t *magic = cnd_rd_take(&r, 8);
-    uint32_t blen = cnd_rd_u32(&r);
-    if (!magic || r.err || memcmp(magic, S_ENV_MAGIC, 8) != 0)
-        return s_fail(why, CND_MANIFEST_MALFORMED,
-                      cnd_errf(CND_EFORMAT, "signed manifest: bad magic or truncated header"));
-    if (blen > S_BODY_MAX || cnd_rd_left(&r) != (size_t)blen + 32 + CND_SIG_BYTES)
-        return s_fail(why, CND_MANIFEST_MALFORMED,
-                      cnd_errf(CND_EFORMAT,
-                               "signed manifest: body length %u does not fit the %zu bytes left",
-                               blen, cnd_rd_left(&r)));
-    const uint8_t *body = cnd_rd_take(&r, blen);
-    const uint8_t *signer = cnd_rd_take(&r, 32);
-    const uint8_t *sig = cnd_rd_take(&r, CND_SIG_BYTES);
+    s_envelope_t e;
+    int rc = s_open_envelope(&e, signed_bytes, len);
+    if (rc) return s_fail(why, CND_MANIFEST_MALFORMED, rc);
+    const uint8_t *body = e.body, *signer = e.signer, *sig = e.sig;
+    uint32_t blen = e.blen;
     cnd_manifest_t tmp;
-    int rc = cnd_manifest_decode(&tmp, body, blen);
+    rc = cnd_manifest_decode(&tmp, body, blen);
     if (rc) return s_fail(why, CND_MANIFEST_MALFORMED, rc);
 
     size_t k = 0;
