@@ -142,6 +142,19 @@ static void test_files(void)
     CHECK(cnd_file_read_gz(gz, 100, &d, &n) == CND_ERANGE);
     CHECK(truncate(gz, 30) == 0);
     CHECK(cnd_file_read_gz(gz, 1 << 20, &d, &n) == CND_EFORMAT);
+    /* A corrupt deflate stream and a directory: zlib's message is in the detail (it used to be
+     * read after gzclose had freed it). */
+    g = gzopen(gz, "wb");
+    gzwrite(g, big, sizeof big);
+    gzclose(g);
+    FILE *f = fopen(gz, "r+b");
+    CHECK(f && fseek(f, 12, SEEK_SET) == 0 && fwrite("\xff\xff\xff\xff\xff\xff", 1, 6, f) == 6);
+    if (f) fclose(f);
+    CHECK(cnd_file_read_gz(gz, 1 << 20, &d, &n) == CND_EFORMAT);
+    CHECK(strstr(cnd_err_detail(), "x.gz: corrupt gzip stream after 0 bytes: ") != NULL);
+    CHECK(cnd_file_read_gz(dir, 1 << 20, &d, &n) == CND_EIO);
+    CHECK(strstr(cnd_err_detail(), "not a regular file") != NULL);
+    CHECK(cnd_file_read_gz("/nonexistent/x.gz", 1 << 20, &d, &n) == CND_EIO);
     /* No temp files are left behind. */
     snprintf(path, sizeof path, "rm -rf %s", dir);
     CHECK(system(path) == 0);
