@@ -74,7 +74,9 @@ int cnd_file_read_gz(const char *path, size_t max_bytes, uint8_t **data, size_t 
         close(fd);
         return cnd_errf(CND_ENOMEM, "%s: out of memory", path);
     }
-    size_t cap = max_bytes < ((size_t)1 << 20) ? max_bytes : ((size_t)1 << 20), n = 0;
+    /* starts small and doubles: most reads are a few KiB (labels), and a 1 MiB first buffer
+     * made each of them map and unmap a fresh MiB */
+    size_t cap = max_bytes < ((size_t)1 << 16) ? max_bytes : ((size_t)1 << 16), n = 0;
     uint8_t *buf = malloc(cap + 1);
     if (!buf) {
         gzclose(gz);

@@ -140,6 +140,19 @@ static void test_files(void)
     CHECK(cnd_file_read_gz(gz, 1 << 20, &d, &n) == 0 && n == 5000 && !memcmp(d, big, 5000));
     free(d);
     CHECK(cnd_file_read_gz(gz, 100, &d, &n) == CND_ERANGE);
+    /* larger than the reader's first buffer: it grows by doubling, up to the limit exactly */
+    size_t nl = 300001;
+    char *large = malloc(nl);
+    for (size_t i = 0; i < nl; i++) large[i] = (char)(i * 31 / 7);
+    g = gzopen(gz, "wb");
+    CHECK(gzwrite(g, large, (unsigned)nl) == (int)nl);
+    gzclose(g);
+    CHECK(cnd_file_read_gz(gz, 1 << 20, &d, &n) == 0 && n == nl && !memcmp(d, large, nl));
+    free(d);
+    CHECK(cnd_file_read_gz(gz, nl, &d, &n) == 0 && n == nl && !memcmp(d, large, nl));
+    free(d);
+    CHECK(cnd_file_read_gz(gz, nl - 1, &d, &n) == CND_ERANGE);
+    free(large);
     CHECK(truncate(gz, 30) == 0);
     CHECK(cnd_file_read_gz(gz, 1 << 20, &d, &n) == CND_EFORMAT);
     /* A corrupt deflate stream and a directory: zlib's message is in the detail (it used to be
