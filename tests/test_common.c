@@ -1,6 +1,7 @@
 /* test_common.c: common/ (errors, files, digests, RNG, byte reader, CLI). */
 #include "bytes.h"
 #include "check.h"
+#include "clock.h"
 #include "cli.h"
 #include "digest.h"
 #include "error.h"
@@ -173,6 +174,37 @@ static void test_files(void)
     CHECK(system(path) == 0);
 }
 
+/* ISO 8601 for any int64: the years 0000..9999 as themselves, anything else as a fixed text,
+ * always NUL-terminated inside the 21 bytes the contract gives (a year past 9999 used to leave
+ * the buffer unterminated, and `audit check-proof` printed the stack bytes after it). */
+static void test_iso8601(void)
+{
+    static const struct {
+        int64_t t;
+        const char *want;
+    } cases[] = {
+        {0, "1970-01-01T00:00:00Z"},
+        {1767225600, "2026-01-01T00:00:00Z"},
+        {-1, "1969-12-31T23:59:59Z"},
+        {253402300799, "9999-12-31T23:59:59Z"},
+        {-62167219200, "0000-01-01T00:00:00Z"},
+        {253402300800, "(time out of range)"},
+        {-62167219201, "(time out of range)"},
+        {INT64_MAX / 1000, "(time out of range)"},
+        {INT64_MAX, "(time out of range)"},
+        {INT64_MIN, "(time out of range)"},
+        {(int64_t)1 << 40, "(time out of range)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *out = malloc(21); /* exactly the documented size, so ASan sees any overrun */
+        memset(out, 'X', 21);
+        CHECK(cnd_iso8601(out, cases[i].t) == out);
+        CHECK(memchr(out, 0, 21) != NULL);
+        if (memchr(out, 0, 21)) CHECK(strcmp(out, cases[i].want) == 0);
+        free(out);
+    }
+}
+
 static void test_cli(void)
 {
     const char *s = "def";
@@ -210,6 +242,7 @@ int main(void)
     test_rng();
     test_bytes();
     test_files();
+    test_iso8601();
     test_cli();
     return check_result("test_common");
 }
