@@ -5,13 +5,14 @@
  * shape (F, 1, 1) so that per-channel normalisation is per-feature standardisation. The
  * parser reads the whole file, walks it once, and stops at the first problem with
  * file:line:column and the column's name: a ragged row, an empty cell, a cell that is not a
- * number (NaN and infinity included), more than 256 classes.
+ * number (NaN and infinity included) or does not fit a float, more than 256 classes.
  */
 #include "data.h"
 #include "fileio.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,13 @@ int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_c
                     rc = cnd_errf(CND_EFORMAT,
                                   "%s:%zu: column %d ('%s'): '%.40s' is not a "
                                   "finite number",
+                                  path, line, col + 1, names[col], v);
+                    goto done_rows;
+                }
+                if (fabs(d) > FLT_MAX) { /* would be stored as an infinity */
+                    rc = cnd_errf(CND_EFORMAT,
+                                  "%s:%zu: column %d ('%s'): '%.40s' is outside the range of a "
+                                  "float (about 3.4e38)",
                                   path, line, col + 1, names[col], v);
                     goto done_rows;
                 }
