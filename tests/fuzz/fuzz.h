@@ -69,9 +69,8 @@ static inline void fuzz_note(const char *what)
  * memory is touched (and reported by ASan) here; then clears it. */
 static inline void fuzz_touch_error(void)
 {
-    static volatile size_t sink;
     const char *d = cnd_err_detail();
-    if (d) sink += strlen(d);
+    if (d) fuzz_sink += (long)strlen(d);
     cnd_err_clear();
 }
 
