@@ -5,13 +5,14 @@
  * shape (F, 1, 1) so that per-channel normalisation is per-feature standardisation. The
  * parser reads the whole file, walks it once, and stops at the first problem with
  * file:line:column and the column's name: a ragged row, an empty cell, a cell that is not a
- * number (NaN and infinity included), more than 256 classes.
+ * number (NaN and infinity included) or does not fit a float, more than 256 classes.
  */
 #include "data.h"
 #include "fileio.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +191,11 @@ static int s_read_row(s_table *t, char **label, size_t line)
                 return cnd_errf(CND_EFORMAT,
                                 "%s:%zu: column %d ('%s'): '%.40s' is not a "
                                 "finite number",
+                                c->path, line, col + 1, t->names[col], v);
+            if (fabs(d) > FLT_MAX) /* would be stored as an infinity */
+                return cnd_errf(CND_EFORMAT,
+                                "%s:%zu: column %d ('%s'): '%.40s' is outside the range of a "
+                                "float (about 3.4e38)",
                                 c->path, line, col + 1, t->names[col], v);
             t->x[t->rows * F + (size_t)f++] = (float)d;
         }

@@ -231,6 +231,9 @@ static void test_csv(void)
         {"a,label\nx1,2\n", ":2: column 1 ('a'): 'x1' is not a finite number"},
         {"a,label\n,2\n", ":2: column 1 ('a') is empty"},
         {"a,label\nnan,2\n", "not a finite number"},
+        /* finite as a double, infinite as the float features are stored in */
+        {"a,label\n1,0\n-4e38,2\n", ":3: column 1 ('a'): '-4e38' is outside the range of a float"},
+        {"a,b,label\n1,1e39,2\n", ":2: column 2 ('b'): '1e39' is outside the range of a float"},
         {"a,b\n1,2\n", "no column named 'label'"},
         {"a,label\n\"1,2\n", "unterminated quoted field"},
         {"", "empty file"},
