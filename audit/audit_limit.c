@@ -120,8 +120,9 @@ static s_key_t *s_find(cnd_audit_limiter_t *l, const char *a, const char *b, con
     return k;
 }
 
-int cnd_audit_limiter_hit(cnd_audit_limiter_t *l, const char *action, const char *peer,
-                          const char *reason, double now)
+/* The key's slot, or the overflow key when the table is full. */
+static s_key_t *s_key(cnd_audit_limiter_t *l, const char *action, const char *peer,
+                      const char *reason, double now)
 {
     action = action ? action : "";
     peer = peer ? peer : "";
@@ -137,6 +138,13 @@ int cnd_audit_limiter_hit(cnd_audit_limiter_t *l, const char *action, const char
             k->since = now;
         }
     }
+    return k;
+}
+
+int cnd_audit_limiter_hit(cnd_audit_limiter_t *l, const char *action, const char *peer,
+                          const char *reason, double now)
+{
+    s_key_t *k = s_key(l, action, peer, reason, now);
     if (k->recorded < (uint64_t)l->burst) {
         k->recorded++;
         l->st.recorded++;
@@ -145,6 +153,13 @@ int cnd_audit_limiter_hit(cnd_audit_limiter_t *l, const char *action, const char
     k->suppressed++;
     l->st.suppressed++;
     return 0;
+}
+
+void cnd_audit_limiter_count(cnd_audit_limiter_t *l, const char *action, const char *peer,
+                             const char *reason, double now)
+{
+    s_key(l, action, peer, reason, now)->suppressed++;
+    l->st.suppressed++;
 }
 
 static int s_summary(cnd_audit_limiter_t *l, const s_key_t *k, double now)

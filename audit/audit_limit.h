@@ -54,6 +54,11 @@ CND_MUST_USE int cnd_audit_limiter_new(cnd_audit_limiter_t **out, cnd_audit_t *l
 int cnd_audit_limiter_hit(cnd_audit_limiter_t *l, const char *action, const char *peer,
                           const char *reason, double now);
 
+/* Counts one refusal that is never recorded on its own (e.g. frames of a connection dropped
+ * unread): it only adds to the key's next reject.summary. */
+void cnd_audit_limiter_count(cnd_audit_limiter_t *l, const char *action, const char *peer,
+                             const char *reason, double now);
+
 /* Ends every window that is over at `now` (every window with all = 1, e.g. at shutdown): one
  * reject.summary entry per key that had refusals not recorded, and the key is forgotten. Call it
  * about once a second, inside the caller's transaction if it has one. Returns 0 or the first

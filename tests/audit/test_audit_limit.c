@@ -89,14 +89,20 @@ static void test_one_key(const fx_key_t *k)
     /* a new window: the burst is available again */
     CHECK_EQ_INT(cnd_audit_limiter_hit(l, CND_AUDIT_REJECT_MESSAGE, "peer-a", "ERR_MALFORMED", 11),
                  1);
+    /* counted only: never recorded on its own, always in the summary */
+    cnd_audit_limiter_count(l, CND_AUDIT_REJECT_MESSAGE, "peer-b", "dropped unread", 12);
+    cnd_audit_limiter_count(l, CND_AUDIT_REJECT_MESSAGE, "peer-b", "dropped unread", 12);
+    CHECK_EQ_INT(cnd_audit_limiter_flush(l, 22.5, 0), 0);
+    CHECK_EQ_INT(s_summed(log, "peer-b", "dropped unread", &e), 2);
+    CHECK_EQ_INT(s_count(log, CND_AUDIT_REJECT_SUMMARY), 2);
     /* a window with no suppressed refusal writes no summary */
     CHECK_EQ_INT(cnd_audit_limiter_flush(l, 30, 0), 0);
-    CHECK_EQ_INT(s_count(log, CND_AUDIT_REJECT_SUMMARY), 1);
+    CHECK_EQ_INT(s_count(log, CND_AUDIT_REJECT_SUMMARY), 2);
     cnd_audit_limit_stats_t st;
     cnd_audit_limiter_stats(l, &st);
     CHECK_EQ_INT(st.recorded, 4);
-    CHECK_EQ_INT(st.suppressed, 7);
-    CHECK_EQ_INT(st.summaries, 1);
+    CHECK_EQ_INT(st.suppressed, 9);
+    CHECK_EQ_INT(st.summaries, 2);
     cnd_audit_limiter_destroy(&l);
     CHECK(l == NULL);
     cnd_audit_limiter_destroy(&l);
