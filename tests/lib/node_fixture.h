@@ -66,6 +66,25 @@ static inline void fx_node_enroll(fx_fed_t *f, fx_node_t *n, const char *name, c
     n->seq = cnd_proto_seq_start();
 }
 
+/* Loads a node's key (dir/identity.key) and certificate (`cert`) without enrolling it; the
+ * coordinator's key is read from `coord_pub`. */
+static inline void fx_node_load(fx_node_t *n, const char *name, int device, const char *dir,
+                                const char *cert, const char *coord_pub)
+{
+    memset(n, 0, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%s", name);
+    n->device = device;
+    char key[450];
+    snprintf(key, sizeof key, "%s/identity.key", dir);
+    CHECK_EQ_INT(cnd_identity_load(&n->id, key), 0);
+    CHECK_EQ_INT(cnd_cert_read_der(&n->der, &n->der_len, cert), 0);
+    uint8_t cedpk[32];
+    CHECK_EQ_INT(cnd_pubkey_read(cedpk, coord_pub), 0);
+    CHECK_EQ_INT(cnd_pubkey_to_curve(n->spk, cedpk), 0);
+    if (n->id) CHECK_EQ_INT(cnd_identity_curve_keypair(n->cpk, n->csk, n->id), 0);
+    n->seq = cnd_proto_seq_start();
+}
+
 static inline void fx_node_free(fx_node_t *n)
 {
     cnd_client_destroy(&n->c);
