@@ -86,6 +86,7 @@ typedef struct {
     int64_t accepted_job; /* job it accepted (0: none) */
     int64_t refused_job;  /* job it refused */
     int in_round;         /* selected for the round in flight with this session */
+    int closed;           /* a send found its connection closed: the main loop ends it */
     cnd_outq_t q;         /* what the transport has not taken yet */
 } s_session_t;
 
@@ -357,19 +358,19 @@ static int s_tx(void *ctx, const cnd_outq_frame_t *f)
     return 0;
 }
 
-static void s_session_end(s_daemon_t *d, s_session_t *s, const char *reason, const char *detail,
-                          int tell);
-
-/* Sends what the transport takes of the session's queue. A closed connection ends the session. */
+/* Sends what the transport takes of the session's queue. A closed connection is only marked:
+ * this runs inside the round's sends too, and ending a session there would re-enter the round
+ * (cnd_round_drop) in the middle of a phase change; the main loop ends it (s_flush_all). */
 static void s_flush(s_daemon_t *d, s_session_t *s, int max_frames)
 {
-    if (!s->live || !s->q.head) return;
+    if (!s->live || !s->q.head || s->closed) return;
     s_tx_t t = {d, s};
     int rc = cnd_outq_flush(&s->q, s_tx, &t, max_frames, cnd_now());
     if (rc == CND_ENOTFOUND)
-        s_session_end(d, s, "connection lost", "its connection closed", 0);
+        s->closed = 1;
     else if (rc < 0)
         s_log(d, "sending to %s: %s", s->name, cnd_err_detail());
+    cnd_err_clear();
 }
 
 /* Queues one message for the session (and sends it now if its connection takes it). */
@@ -444,10 +445,15 @@ static void s_session_end(s_daemon_t *d, s_session_t *s, const char *reason, con
                           int tell)
 {
     if (!s->live) return;
+    /* detail may be cnd_err_detail(), which what follows rewrites: keep a copy */
+    char det[512];
+    snprintf(det, sizeof det, "%s", detail ? detail : "");
+    detail = det;
     int lost = strcmp(reason, "connection lost") == 0;
     int slow = strcmp(reason, "slow reader") == 0;
     int in_round = s->in_round && d->round;
     s->live = 0;
+    s->closed = 0;
     s->in_round = 0;
     s->accepted_job = s->refused_job = 0;
     cnd_outq_clear(&s->q);
@@ -1014,6 +1020,7 @@ static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
         }
     }
     s->live = 1;
+    s->closed = 0;
     s->peer = f->peer;
     snprintf(s->address, sizeof s->address, "%s", f->address);
     s->id = ++d->next_session;
@@ -1212,8 +1219,9 @@ static int s_flush_all(s_daemon_t *d)
     int moving = 0;
     for (size_t i = 0; i < d->n_sess; i++) {
         s_session_t *s = &d->sess[i];
-        if (!s->live || !s->q.head) continue;
-        s_flush(d, s, 256);
+        if (s->live && s->q.head) s_flush(d, s, 256);
+        if (s->live && s->closed)
+            s_session_end(d, s, "connection lost", "its connection closed", 0);
         if (s->live && s->q.head && !s->q.stalled_since) moving = 1;
     }
     return moving;

@@ -284,6 +284,10 @@ static void s_closed_add(s_srv_t *s, const cnd_peer_t *peer, const char *text, i
 static void s_session_end(s_srv_t *s, s_sess_t *x, const char *reason, const char *detail, int tell)
 {
     if (!x->session) return;
+    /* detail may be cnd_err_detail(), which what follows rewrites: keep a copy */
+    char det[512];
+    snprintf(det, sizeof det, "%s", detail ? detail : "");
+    detail = det;
     x->session = 0;
     free(x->cert);
     x->cert = NULL;

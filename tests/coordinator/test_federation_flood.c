@@ -27,10 +27,9 @@
 
 #include <string.h>
 
-#define FLOOD_HELLOS 400
-
 /* The size of the flood and of the teacher can be changed for measurements (for instance of an
- * older coordinator, which blocks on a full queue): CND_TEST_FLOOD_FRAMES, CND_TEST_FLOOD_WIDTH. */
+ * older coordinator, which blocks on a full queue): CND_TEST_FLOOD_HELLOS (400),
+ * CND_TEST_FLOOD_FRAMES (50,000), CND_TEST_FLOOD_WIDTH (the teacher's hidden layer, 131,072). */
 static int s_env_int(const char *name, int def)
 {
     const char *v = getenv(name);
@@ -75,6 +74,7 @@ static double s_probe(fx_node_t *p, const char *ep)
 
 int main(void)
 {
+    const int hellos = s_env_int("CND_TEST_FLOOD_HELLOS", 400);
     const int frames = s_env_int("CND_TEST_FLOOD_FRAMES", 50000);
     const int width = s_env_int("CND_TEST_FLOOD_WIDTH", 131072);
     fx_fed_t f;
@@ -159,7 +159,7 @@ int main(void)
     zmq_setsockopt(fl, ZMQ_CURVE_SECRETKEY, mal.csk, 32);
     CHECK(zmq_connect(fl, f.endpoint) == 0);
     double t_flood = fx_now();
-    for (int i = 0; i < FLOOD_HELLOS; i++) {
+    for (int i = 0; i < hellos; i++) {
         size_t len = 0;
         uint8_t *b = fx_node_hello_bytes(&mal, &len);
         CHECK(b && zmq_send(fl, b, len, 0) == (int)len);
@@ -185,10 +185,12 @@ int main(void)
     /* Keep probing until the coordinator has dropped the flooder as a slow reader. */
     long rss_max = rss0;
     int64_t slow = 0;
-    double end = fx_now() + 40;
-    while (fx_now() < end && probes < 64) {
-        rtt[probes] = s_probe(&prober, f.endpoint);
-        if (rtt[probes] >= 0) probes++;
+    double end = fx_now() + 90;
+    while (fx_now() < end) {
+        if (probes < 64) {
+            rtt[probes] = s_probe(&prober, f.endpoint);
+            if (rtt[probes] >= 0) probes++;
+        }
         long rss = s_rss_kb(coord);
         if (rss > rss_max) rss_max = rss;
         slow = fx_db_int(&f, "SELECT count(*) FROM audit_entry WHERE action = 'session.end' AND"
@@ -203,7 +205,7 @@ int main(void)
             "flood: %d Hellos and %d random frames sent in %.1f s; flooder dropped as a slow "
             "reader %.1f s after it connected; prober Hello->HelloAck: idle median %.1f ms "
             "(max %.1f), during the flood median %.1f ms, max %.1f ms over %d probes\n",
-            FLOOD_HELLOS, frames, t_sent, t_slow, base[2], base[4], probes ? rtt[probes / 2] : -1.0,
+            hellos, frames, t_sent, t_slow, base[2], base[4], probes ? rtt[probes / 2] : -1.0,
             probes ? rtt[probes - 1] : -1.0, probes);
     int64_t size1 = fx_db_int(&f, used);
     int64_t rej1 = fx_db_int(&f, "SELECT count(*) FROM audit_entry WHERE action LIKE 'reject.%'");
@@ -211,7 +213,7 @@ int main(void)
     fprintf(stderr,
             "flood: database (used pages) %lld -> %lld bytes: %.1f bytes per flood frame; %lld "
             "reject entries added; coordinator RSS %ld -> %ld kB (max %ld)\n",
-            (long long)size0, (long long)size1, (double)(size1 - size0) / (FLOOD_HELLOS + frames),
+            (long long)size0, (long long)size1, (double)(size1 - size0) / (hellos + frames),
             (long long)(rej1 - rej0), rss0, rss1, rss_max);
     /* bounded: a few entries per reason class, not one per frame */
     CHECK(rej1 - rej0 <= 60);
