@@ -13,7 +13,10 @@
  *                                were accepted, it never masks (a dropout after sharing);
  *   CND_AGENT_FAULT=masked:R     ... when the ConsistencyRequest of round R arrives: its masked
  *                                update was accepted, it never signs or unmasks;
- *   CND_AGENT_FAULT=train:R      the local step of round R fails (as with broken data).
+ *   CND_AGENT_FAULT=train:R      the local step of round R fails (as with broken data);
+ *   CND_AGENT_FAULT=freeze:R     the process stops itself (SIGSTOP) right after sending its
+ *                                AdvertiseKeys in round R: a host that hangs with its TCP
+ *                                connection open (only ZMTP heartbeats can tell).
  *   CND_AGENT_DEBUG_DUMP=DIR     writes each round's update, in float and encoded, UNMASKED, to
  *                                DIR/<site>-j<job>-r<round>.upd (local disk only), so a test can
  *                                compute the exact sum the coordinator must recover. Never set it
@@ -47,7 +50,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
-enum { S_FAULT_NONE, S_FAULT_ADVERTISE, S_FAULT_SHARES, S_FAULT_MASKED, S_FAULT_TRAIN };
+enum {
+    S_FAULT_NONE,
+    S_FAULT_ADVERTISE,
+    S_FAULT_SHARES,
+    S_FAULT_MASKED,
+    S_FAULT_TRAIN,
+    S_FAULT_FREEZE
+};
 
 typedef struct {
     const cnd_agent_run_opts_t *o;
@@ -251,6 +261,13 @@ static void s_round_fail(s_agent_t *a, const char *why)
 
 static void s_maybe_fault(s_agent_t *a, int point)
 {
+    if (point == S_FAULT_ADVERTISE && a->fault == S_FAULT_FREEZE &&
+        a->view.round == (uint32_t)a->fault_round) {
+        s_log(a, "fault injection: freezing this agent after advertising keys in round %u",
+              a->view.round);
+        raise(SIGSTOP);
+        return;
+    }
     if (a->fault == point && a->view.round == (uint32_t)a->fault_round) {
         s_log(a, "fault injection: killing this agent %s in round %u",
               point == S_FAULT_ADVERTISE ? "after advertising keys"
@@ -1029,6 +1046,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
                        : strcmp(what, "shares") == 0  ? S_FAULT_SHARES
                        : strcmp(what, "masked") == 0  ? S_FAULT_MASKED
                        : strcmp(what, "train") == 0   ? S_FAULT_TRAIN
+                       : strcmp(what, "freeze") == 0  ? S_FAULT_FREEZE
                                                       : S_FAULT_NONE;
         }
     }

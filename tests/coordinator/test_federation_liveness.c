@@ -12,6 +12,9 @@
  *      advertised its keys. It is a dropout within 10 s (the figure is printed), round 2
  *      completes with the other two, and site-2's agent, restarted 3 s after the kill with the
  *      same identity, takes part in round 3.
+ *   4. In round 4 site-1 freezes (SIGSTOP, by fault injection) after advertising: its TCP
+ *      connection stays open and only the ZMTP heartbeats stop. It too is a dropout within 10 s,
+ *      and round 4 completes with the other two.
  */
 #include "check.h"
 #include "clock.h"
@@ -55,7 +58,7 @@ int main(void)
     fx_node_t mal;
     fx_node_enroll(&f, &mal, "mallory", "site");
     const char *job[] = {
-        "--rounds",       "3",     "--sites",        "3",     "--quorum",   "2",
+        "--rounds",       "4",     "--sites",        "3",     "--quorum",   "2",
         "--join-wait-ms", "60000", "--advertise-ms", "60000", "--share-ms", "60000",
         "--masked-ms",    "60000", "--unmask-ms",    "60000", NULL};
     fx_job_create(&f, job);
@@ -73,7 +76,8 @@ int main(void)
     condenser__job_response__init(&jr);
     jr.accept = 1;
     CHECK_EQ_INT(fx_node_send(&mal, CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE, &jr, jobid, 0), 0);
-    for (int s = 0; s < 2; s++) ag[s] = fx_start_agent_for(&f, s, NULL, 150);
+    const char *freeze[] = {"CND_AGENT_FAULT=freeze:4", NULL};
+    for (int s = 0; s < 2; s++) ag[s] = fx_start_agent_for(&f, s, s == 1 ? freeze : NULL, 150);
     m = fx_node_wait(&mal, CONDENSER__MSG_TYPE__MSG_ROUND_START, 40);
     CHECK(m != NULL);
     cnd_proto_msg_destroy(&m);
@@ -178,21 +182,51 @@ int main(void)
     CHECK(t_drop - t_kill <= 10.0);
     CHECK(restarted);
 
+    /* 4. site-1 freezes after advertising in round 4. */
+    double t_stop = 0;
+    end = fx_now() + 60;
+    while (fx_now() < end) {
+        int st;
+        if (waitpid(ag[1], &st, WNOHANG | WUNTRACED) == ag[1] && WIFSTOPPED(st)) {
+            t_stop = fx_now();
+            break;
+        }
+        fx_sleep_ms(10);
+    }
+    CHECK(t_stop > 0);
+    double t_drop4 = 0;
+    end = fx_now() + 30;
+    while (t_stop > 0 && !t_drop4 && fx_now() < end) {
+        cnd_round_rec_t r4;
+        if (s_round(&f, 4, &r4)) {
+            if ((s_status_of(&r4, "site-1") & CND_RSITE_LOST) || r4.outcome[0]) t_drop4 = fx_now();
+            cnd_round_rec_free(&r4);
+        }
+        fx_sleep_ms(50);
+    }
+    CHECK(t_drop4 > 0);
+    fprintf(stderr, "liveness: site-1 frozen; a dropout of round 4 after %.2f s\n",
+            t_drop4 - t_stop);
+    CHECK(t_drop4 - t_stop <= 10.0);
+    kill(ag[1], SIGKILL);
+    CHECK_EQ_INT(fx_wait(ag[1], 10), 128 + SIGKILL);
+
     CHECK_EQ_INT(fx_wait(coord, 120), 0);
-    for (int s = 0; s < 3; s++) CHECK_EQ_INT(fx_wait(ag[s], 30), 0);
+    for (int s = 0; s < 3; s += 2) CHECK_EQ_INT(fx_wait(ag[s], 30), 0);
     char state[32] = "";
     CHECK_EQ_INT(fx_job_state(&f, state, sizeof state), 0);
     CHECK(strcmp(state, "completed") == 0);
     cnd_round_rec_t *r = NULL;
     size_t nr = 0;
     CHECK_EQ_INT(fx_rounds(&f, &r, &nr), 0);
-    CHECK_EQ_INT(nr, 3);
+    CHECK_EQ_INT(nr, 4);
     for (size_t i = 0; i < nr; i++) {
         fprintf(stderr, "round %u: %s, %u survivors of %u %s\n", r[i].round, r[i].outcome,
                 r[i].survivors, r[i].n, r[i].reason);
         CHECK(strcmp(r[i].outcome, "ok") == 0);
         CHECK_EQ_INT(r[i].survivors, r[i].round == 3 ? 3 : 2);
         if (r[i].round == 2) CHECK(s_status_of(&r[i], "site-2") & CND_RSITE_LOST);
+        if (r[i].round == 4) CHECK(s_status_of(&r[i], "site-1") & CND_RSITE_LOST);
     }
     fx_rounds_free(r, nr);
 
