@@ -13,7 +13,10 @@
  *                                were accepted, it never masks (a dropout after sharing);
  *   CND_AGENT_FAULT=masked:R     ... when the ConsistencyRequest of round R arrives: its masked
  *                                update was accepted, it never signs or unmasks;
- *   CND_AGENT_FAULT=train:R      the local step of round R fails (as with broken data).
+ *   CND_AGENT_FAULT=train:R      the local step of round R fails (as with broken data);
+ *   CND_AGENT_FAULT=freeze:R     the process stops itself (SIGSTOP) right after sending its
+ *                                AdvertiseKeys in round R: a host that hangs with its TCP
+ *                                connection open (only ZMTP heartbeats can tell).
  *   CND_AGENT_DEBUG_DUMP=DIR     writes each round's update, in float and encoded, UNMASKED, to
  *                                DIR/<site>-j<job>-r<round>.upd (local disk only), so a test can
  *                                compute the exact sum the coordinator must recover. Never set it
@@ -47,7 +50,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
-enum { S_FAULT_NONE, S_FAULT_ADVERTISE, S_FAULT_SHARES, S_FAULT_MASKED, S_FAULT_TRAIN };
+enum {
+    S_FAULT_NONE,
+    S_FAULT_ADVERTISE,
+    S_FAULT_SHARES,
+    S_FAULT_MASKED,
+    S_FAULT_TRAIN,
+    S_FAULT_FREEZE
+};
 
 typedef struct {
     const cnd_agent_run_opts_t *o;
@@ -64,6 +74,12 @@ typedef struct {
     cnd_seqwin_t win; /* the coordinator's sequence numbers */
     int hello_ok;
     double hello_sent;
+    int hellos_unanswered; /* Hellos sent on this connection without an answer */
+    uint64_t handshakes;   /* the transport's count when last seen: a change is a new connection */
+    uint64_t hs_fail_base; /* the transport's handshake failures at the last success */
+    double handshake_warned; /* cnd_now() of the last "handshake fails" message, 0 = never */
+    int stop_rc;             /* set when the coordinator refused this site for good */
+    char stop_why[1400];
     char coord_name[64];
     int hb_ms;
     double last_sent;
@@ -176,6 +192,7 @@ static int s_send_hello(s_agent_t *a)
     h.max_version = CND_PROTO_VERSION;
     h.software = cnd_proto_str("condenser 0.1.0");
     a->hello_sent = cnd_now();
+    a->hellos_unanswered++;
     return s_send(a, CONDENSER__MSG_TYPE__MSG_HELLO, &h, 0, 0, 2000);
 }
 
@@ -244,6 +261,13 @@ static void s_round_fail(s_agent_t *a, const char *why)
 
 static void s_maybe_fault(s_agent_t *a, int point)
 {
+    if (point == S_FAULT_ADVERTISE && a->fault == S_FAULT_FREEZE &&
+        a->view.round == (uint32_t)a->fault_round) {
+        s_log(a, "fault injection: freezing this agent after advertising keys in round %u",
+              a->view.round);
+        raise(SIGSTOP);
+        return;
+    }
     if (a->fault == point && a->view.round == (uint32_t)a->fault_round) {
         s_log(a, "fault injection: killing this agent %s in round %u",
               point == S_FAULT_ADVERTISE ? "after advertising keys"
@@ -670,6 +694,55 @@ static void s_on_teacher_chunk(s_agent_t *a, const Condenser__Chunk *ch)
     s_job_prepare(a);
 }
 
+/* --- refusals --------------------------------------------------------------------------------- */
+
+/* The coordinator refused this site for good (its Hello, or its session ended): say what it
+ * said and what to do, and stop. Nothing is retried: the cause does not go away by itself. */
+static void s_refused(s_agent_t *a, const char *what, const char *text)
+{
+    const char *todo;
+    if (strstr(text, "superseded"))
+        todo = "another agent is running with this site's identity (same key and certificate, "
+               "e.g. a copied directory or a second service): stop one of them. This one stops";
+    else if (strstr(text, "revoked by the federation operator"))
+        todo = "the federation operator revoked this site (`condenser site list` on the "
+               "coordinator); ask them why before starting the agent again";
+    else if (strstr(text, "expired"))
+        todo = "the site's certificate expired: get a renewed one from the federation CA, have "
+               "the operator enroll it, and set [identity] certificate to it";
+    else if (strstr(text, "revoked"))
+        todo = "the federation CA revoked this site's certificate: ask the federation operator "
+               "for a new one";
+    else if (strstr(text, "not the enrolled certificate"))
+        todo = "[identity] certificate is not the certificate the coordinator enrolled for this "
+               "site: ask the operator to enroll it (`condenser site enroll <name> --cert FILE`) "
+               "or configure the enrolled one";
+    else if (strstr(text, "identity_key"))
+        todo = "[identity] key is not the key enrolled for this site: configure the enrolled key "
+               "or have the operator enroll this one";
+    else if (strstr(text, "node_name"))
+        todo = "[site] name is not the name enrolled for this key: use the enrolled name";
+    else if (strstr(text, "role"))
+        todo = "the certificate or enrollment is not for a site (role): have a site certificate "
+               "issued and enrolled";
+    else if (strstr(text, "version"))
+        todo = "this agent and the coordinator have no protocol version in common: upgrade the "
+               "older one";
+    else
+        todo = "ask the federation operator (the coordinator's log names the reason too)";
+    /* The site's own name where the advice has a placeholder. */
+    char advice[600];
+    const char *ph = strstr(todo, "<name>");
+    if (ph)
+        snprintf(advice, sizeof advice, "%.*s%s%s", (int)(ph - todo), todo, a->cfg.name, ph + 6);
+    else
+        snprintf(advice, sizeof advice, "%s", todo);
+    a->stop_rc = CND_EPERM;
+    snprintf(a->stop_why, sizeof a->stop_why, "the coordinator refused %s: %s. What to do: %s",
+             what, text, advice);
+    s_log(a, "%s", a->stop_why);
+}
+
 /* --- incoming messages ---------------------------------------------------------------------- */
 
 static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
@@ -710,6 +783,7 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
         if (cnd_proto_text(a->coord_name, sizeof a->coord_name, env->hello_ack->coordinator_name))
             goto done;
         a->hello_ok = 1;
+        a->hellos_unanswered = 0;
         a->hb_ms = (int)env->hello_ack->heartbeat_ms;
         s_log(a, "connected to coordinator %s", a->coord_name);
         break;
@@ -841,7 +915,14 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
         if (cnd_proto_text(text, sizeof text, e->text)) text[0] = 0;
         for (char *p = text; *p; p++)
             if ((unsigned char)*p < 0x20) *p = ' ';
-        if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED && strstr(text, "hello")) {
+        if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED &&
+            strncmp(text, "session ended:", 14) == 0) {
+            s_refused(a, "this site's session", text);
+        } else if ((e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED ||
+                    e->code == CONDENSER__ERROR_CODE__ERR_BAD_VERSION) &&
+                   e->ref_type == CONDENSER__MSG_TYPE__MSG_HELLO) {
+            s_refused(a, "this site's Hello", text);
+        } else if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED && strstr(text, "hello")) {
             a->hello_ok = 0; /* the coordinator lost our session (it restarted) */
             a->hello_sent = 0;
         } else if (e->code == CONDENSER__ERROR_CODE__ERR_BUSY &&
@@ -861,6 +942,8 @@ done:
 
 /* --- main loop ------------------------------------------------------------------------------ */
 
+static int s_connect(s_agent_t *a);
+
 static int s_open(s_agent_t *a)
 {
     int rc = cnd_agent_config_load(&a->cfg, a->o->config);
@@ -878,7 +961,14 @@ static int s_open(s_agent_t *a)
     rc = cnd_audit_open_db(&a->audit, cnd_astore_db(a->store), sk, origin);
     sodium_memzero(sk, sizeof sk);
     if (rc) return cnd_err_wrap(rc, "%s: audit log", a->cfg.state);
+    return s_connect(a);
+}
+
+/* A new connection to the coordinator (the transport dials and handshakes by itself). */
+static int s_connect(s_agent_t *a)
+{
     uint8_t cpk[32], csk[32], spk[32];
+    int rc;
     if ((rc = cnd_identity_curve_keypair(cpk, csk, a->id))) return rc;
     if ((rc = cnd_pubkey_to_curve(spk, a->cfg.coordinator_pk))) {
         sodium_memzero(csk, sizeof csk);
@@ -896,6 +986,45 @@ static int s_open(s_agent_t *a)
     rc = cnd_client_new(&a->cli, &co);
     sodium_memzero(csk, sizeof csk);
     return rc;
+}
+
+static int s_reconnect(s_agent_t *a)
+{
+    cnd_client_destroy(&a->cli);
+    a->hello_ok = 0;
+    a->hello_sent = 0;
+    a->hellos_unanswered = 0;
+    a->handshakes = 0;
+    a->hs_fail_base = 0;
+    return s_connect(a);
+}
+
+/* A TCP connection is made but the CurveZMQ handshake keeps failing: the pinned key is not the
+ * coordinator's, or the endpoint is not a Condenser coordinator. Said within seconds; if no
+ * handshake ever succeeded in this run, the agent stops (the configuration must change);
+ * otherwise it keeps trying and says so once a minute. */
+static int s_check_handshake(s_agent_t *a, const cnd_client_state_t *st, double now)
+{
+    if (st->handshakes != a->handshakes) a->hs_fail_base = st->handshake_failures;
+    uint64_t failed = st->handshake_failures - a->hs_fail_base; /* since the last success */
+    if (st->connected || failed < 3) return 0;
+    if (a->handshake_warned && now - a->handshake_warned < 60) return 0;
+    a->handshake_warned = now;
+    char msg[1400];
+    snprintf(msg, sizeof msg,
+             "the CurveZMQ handshake with %s failed %llu times (TCP connects, then the handshake "
+             "is dropped): the coordinator's key pinned in %s [coordinator] public_key "
+             "(SHA256:%.16s...) is not the key the coordinator at %s runs with, or %s is not a "
+             "Condenser coordinator. What to do: ask the federation operator for the "
+             "coordinator's identity.pub and check [coordinator] endpoint",
+             a->cfg.endpoint, (unsigned long long)failed, a->cfg.path, a->coord_fpr,
+             a->cfg.endpoint, a->cfg.endpoint);
+    if (st->handshakes == 0) {
+        s_log(a, "%s", msg);
+        return cnd_errf(CND_ECRYPTO, "%s", msg);
+    }
+    s_log(a, "%s (still trying)", msg);
+    return 0;
 }
 
 int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
@@ -917,6 +1046,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
                        : strcmp(what, "shares") == 0  ? S_FAULT_SHARES
                        : strcmp(what, "masked") == 0  ? S_FAULT_MASKED
                        : strcmp(what, "train") == 0   ? S_FAULT_TRAIN
+                       : strcmp(what, "freeze") == 0  ? S_FAULT_FREEZE
                                                       : S_FAULT_NONE;
         }
     }
@@ -926,21 +1056,45 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
     s_log(a, "site %s, data %s, coordinator %s (pinned key SHA256:%.16s...)", a->cfg.name,
           a->cfg.data, a->cfg.endpoint, a->coord_fpr);
     double t0 = cnd_now();
-    void *sock = cnd_client_socket(a->cli);
     while (!*stop && !a->done) {
         double now = cnd_now();
         if (o->max_seconds > 0 && now - t0 > o->max_seconds) {
             rc = cnd_errf(CND_ETIMEOUT, "agent: gave up after %.0f s", o->max_seconds);
             break;
         }
+        if (a->stop_rc) {
+            rc = cnd_errf(a->stop_rc, "%s", a->stop_why);
+            break;
+        }
         cnd_client_state_t st;
         cnd_client_state(a->cli, &st);
         if (!st.connected && st.auth_refusals) {
             rc = cnd_errf(CND_EPERM,
-                          "the coordinator refused this site's key (ZAP status %d): "
-                          "it is not enrolled, or it was revoked",
-                          st.last_status);
+                          "the coordinator refused this site's key (ZAP status %d): it is not "
+                          "enrolled, or it was revoked. What to do: ask the federation operator "
+                          "to check `condenser site list` and to enroll this site's certificate "
+                          "(`condenser site enroll %s --cert FILE`); this site's key is "
+                          "SHA256:%s",
+                          st.last_status, a->cfg.name, a->fpr);
+            s_log(a, "%s", cnd_err_detail());
             break;
+        }
+        if ((rc = s_check_handshake(a, &st, now))) break;
+        if (st.handshakes != a->handshakes) {
+            /* A new connection: it has no session until it says Hello. */
+            a->handshakes = st.handshakes;
+            a->hello_ok = 0;
+            a->hello_sent = 0;
+            a->hellos_unanswered = 0;
+        }
+        if (st.connected && !a->hello_ok && a->hellos_unanswered >= 3 &&
+            now - a->hello_sent > 3.0) {
+            /* Connected, but three Hellos went unanswered: the coordinator dropped this
+             * connection (it stopped reading while the agent was busy). Start a new one. */
+            s_log(a, "no answer to %d Hellos on this connection; connecting again",
+                  a->hellos_unanswered);
+            if ((rc = s_reconnect(a))) break;
+            continue;
         }
         if (st.connected && !a->hello_ok && now - a->hello_sent > 3.0) {
             int r = s_send_hello(a);
@@ -961,7 +1115,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
                   a->view.round);
             (void)s_send_masked(a);
         }
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t it = {cnd_client_socket(a->cli), 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, 200) < 0 && zmq_errno() != EINTR) {
             rc = cnd_errf(CND_EIO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
             break;

@@ -30,8 +30,12 @@ typedef struct {
     void *log_ctx;
 } cnd_agent_run_opts_t;
 
-/* Runs until *stop, until done (until_done), or until the coordinator refuses this site's key
- * (CND_EPERM: not enrolled or revoked). Returns 0 or the error that stopped it. */
+/* Runs until *stop, until done (until_done), or until the coordinator refuses this site for
+ * good: its key (ZAP), its Hello (certificate, key, name, role, version) or its session
+ * ("session ended: revoked | expired | certificate | superseded"), all CND_EPERM; or until the
+ * CurveZMQ handshake failed three times with no success in this run (CND_ECRYPTO: the pinned
+ * coordinator key is wrong). Each is logged with what to do first, and the detail says it too.
+ * Returns 0 or the error that stopped it. */
 CND_MUST_USE int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop);
 
 #endif

@@ -102,6 +102,27 @@
  *                             (required)} digests: {"message": the rejected bytes} */
 #define CND_AUDIT_REJECT_CONNECTION "reject.connection"
 #define CND_AUDIT_REJECT_MESSAGE    "reject.message"
+/* reject.summary    refusals counted but not recorded one by one (audit_limit.h): a node records
+ *                   the first few refusals of each (action, peer, reason class) per window in
+ *                   full, then only counts them, and writes this entry when the window ends.
+ *                   subject: the peer as in the counted entries ("*" for refusals beyond the
+ *                   number of peers the node tracks).
+ *                   details: {"action": "reject.message"|"reject.connection" (required),
+ *                             "peer": str, "reason": str (the class: an error code name or a
+ *                             short fixed text), "count": int (required: refusals not recorded
+ *                             one by one), "recorded": int (recorded in full in the window),
+ *                             "seconds": int (window length)} */
+#define CND_AUDIT_REJECT_SUMMARY "reject.summary"
+
+/* --- sessions ---
+ * session.end       a node's session with this daemon ended other than by the node closing it
+ *                   cleanly: subject: the node's fingerprint.
+ *                   details: {"name": str (required), "reason": "revoked"|"expired"|"certificate"|
+ *                             "superseded"|"connection lost"|"slow reader" (required),
+ *                             "detail": str, "address": str (the peer's IP)}
+ *                   A session that ends while its node takes part in a round makes the node a
+ *                   dropout of that round (round.end lists it). */
+#define CND_AUDIT_SESSION_END "session.end"
 
 /* --- operator actions ---
  * admin.<command> e.g. admin.job.create, admin.job.cancel, admin.site.enroll,

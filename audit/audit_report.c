@@ -318,7 +318,8 @@ static int s_load(s_ents *E, cnd_audit_t *log, const char *job)
     if (sqlite3_prepare_v2(db,
                            "SELECT seq, entry FROM audit_entry WHERE job = ?1 OR action IN"
                            " ('enroll', 'rollout.create', 'rollout.wave', 'rollout.state',"
-                           "  'reject.connection', 'reject.message') ORDER BY seq",
+                           "  'reject.connection', 'reject.message', 'reject.summary')"
+                           " ORDER BY seq",
                            -1, &st, NULL))
         return cnd_errf(CND_EDB, "reading entries: %s", sqlite3_errmsg(db));
     sqlite3_bind_text(st, 1, job, -1, SQLITE_STATIC);
@@ -1047,6 +1048,14 @@ static void s_section_events(cnd_buf_t *b, const s_ents *E, const char *job, con
         if (strcmp(a, CND_AUDIT_REJECT_MESSAGE) == 0 && s_in_job(&E->v[i], job)) {
             rc_msg++;
             u_msg += u;
+        }
+        /* refusals counted, not recorded one by one (audit_limit.h) */
+        int64_t n = 0;
+        if (strcmp(a, CND_AUDIT_REJECT_SUMMARY) == 0 &&
+            strcmp(s_str(s_det(&E->v[i], "action")), CND_AUDIT_REJECT_CONNECTION) == 0 &&
+            cnd_json_integer(s_det(&E->v[i], "count"), 1, INT64_MAX, &n)) {
+            rc_conn += (size_t)n;
+            u_conn += u ? (size_t)n : 0;
         }
     }
     s_pf(b,

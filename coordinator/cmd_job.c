@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "commands.h"
 #include "coord_admin.h"
+#include "coord_round.h"
 #include "job.h"
 #include "quant.h"
 #include "quant_fed.h"
@@ -496,15 +497,76 @@ static double s_round_seconds(const cnd_round_rec_t *r)
     return r->ended_ms ? (double)(r->ended_ms - r->started_ms) / 1e3 : 0;
 }
 
+/* Names of the sites round r still awaits in its phase ("" when none, or when it has ended),
+ * comma-separated, and how many. */
+static size_t s_waiting(const cnd_round_rec_t *r, char *out, size_t cap)
+{
+    size_t n = 0, k = 0;
+    out[0] = '\0';
+    if (r->outcome[0]) return 0;
+    for (uint32_t i = 0; i < r->n; i++) {
+        if (!cnd_round_awaits(r->phase, r->sites[i].status)) continue;
+        int w = snprintf(out + k, cap - k, "%s%s", n ? ", " : "", r->sites[i].name);
+        if (w > 0 && (size_t)w < cap - k) k += (size_t)w;
+        n++;
+    }
+    return n;
+}
+
+/* The sites of round r whose session ended during it, comma-separated, and how many. */
+static size_t s_lost(const cnd_round_rec_t *r, char *out, size_t cap)
+{
+    size_t n = 0, k = 0;
+    out[0] = '\0';
+    for (uint32_t i = 0; i < r->n; i++) {
+        if (!(r->sites[i].status & CND_RSITE_LOST)) continue;
+        int w = snprintf(out + k, cap - k, "%s%s", n ? ", " : "", r->sites[i].name);
+        if (w > 0 && (size_t)w < cap - k) k += (size_t)w;
+        n++;
+    }
+    return n;
+}
+
+/* Seconds until the deadline of round r's current phase (negative once it passed). */
+static double s_left(const cnd_round_rec_t *r, const cnd_job_spec_t *j)
+{
+    static const char *const ph[] = {"advertise", "share", "masked", "consistency", "unmask"};
+    for (int k = 0; k < 5; k++)
+        if (strcmp(r->phase, ph[k]) == 0)
+            return (double)(r->phase_ms + j->deadline_ms[k > 3 ? 3 : k] - cnd_unix_ms()) / 1e3;
+    return 0;
+}
+
 /* What `job show` reads from the store. */
 typedef struct {
     long long id;
     cnd_job_rec_t job;
+    cnd_job_spec_t spec; /* the recipe, when have_spec */
+    int have_spec;
     cnd_round_rec_t *rounds;
     size_t nr;
     cnd_model_rec_t *models;
     size_t nm;
 } s_job_view_t;
+
+/* For the round in flight: whom its phase waits for, the deadline, who dropped out. */
+static void s_show_waiting(const s_job_view_t *v, const cnd_round_rec_t *r)
+{
+    char names[1024];
+    size_t nw = s_waiting(r, names, sizeof names);
+    if (!r->outcome[0] && nw) {
+        printf("       %s phase: waiting for %s (%zu of %u sites)", r->phase, names, nw, r->n);
+        double left = v->have_spec ? s_left(r, &v->spec) : 0;
+        if (!v->have_spec)
+            printf("\n");
+        else if (left >= 0)
+            printf("; deadline in %.0f s\n", left);
+        else
+            printf("; deadline passed %.0f s ago\n", -left);
+    }
+    if (s_lost(r, names, sizeof names))
+        printf("       session ended mid-round (dropouts): %s\n", names);
+}
 
 static void s_show_text(const s_job_view_t *v)
 {
@@ -523,6 +585,7 @@ static void s_show_text(const s_job_view_t *v)
         printf("%-6u %-4u %-9s %-10s %-6u %-9u %-8s %-8s %-8.3f %-8.2f %s\n", r->round, r->attempt,
                r->phase, r->outcome[0] ? r->outcome : "running", r->n, r->survivors, a, l,
                cnd_round_secagg_seconds(r), s_round_seconds(r), r->reason);
+        s_show_waiting(v, r);
     }
     printf("\n%-8s %-6s %-6s %-10s %-8s %s\n", "version", "round", "format", "bytes", "acc",
            "sha256");
@@ -535,7 +598,7 @@ static void s_show_text(const s_job_view_t *v)
     }
 }
 
-static void s_json_round(cnd_jw_t *w, const cnd_round_rec_t *r)
+static void s_json_round(cnd_jw_t *w, const cnd_round_rec_t *r, const s_job_view_t *v)
 {
     cnd_jw_obj(w);
     cnd_jw_key(w, "round");
@@ -582,6 +645,16 @@ static void s_json_round(cnd_jw_t *w, const cnd_round_rec_t *r)
     cnd_jw_obj_end(w);
     cnd_jw_key(w, "ingress_bytes");
     cnd_jw_int(w, (int64_t)r->ingress_bytes);
+    cnd_jw_key(w, "waiting_for"); /* whom the running phase still awaits */
+    cnd_jw_arr(w);
+    for (uint32_t k = 0; k < r->n; k++)
+        if (!r->outcome[0] && cnd_round_awaits(r->phase, r->sites[k].status))
+            cnd_jw_str(w, r->sites[k].name);
+    cnd_jw_arr_end(w);
+    if (!r->outcome[0] && v->have_spec) {
+        cnd_jw_key(w, "deadline_in_s");
+        cnd_jw_double(w, s_left(r, &v->spec));
+    }
     cnd_jw_key(w, "sites");
     cnd_jw_arr(w);
     for (uint32_t k = 0; k < r->n; k++) {
@@ -591,6 +664,8 @@ static void s_json_round(cnd_jw_t *w, const cnd_round_rec_t *r)
         cnd_jw_str(w, x->name);
         cnd_jw_key(w, "status");
         cnd_jw_int(w, x->status);
+        cnd_jw_key(w, "session_lost");
+        cnd_jw_bool(w, (x->status & CND_RSITE_LOST) != 0);
         if (x->status & CND_RSITE_METRICS) {
             cnd_jw_key(w, "accuracy");
             cnd_jw_double(w, x->accuracy);
@@ -648,7 +723,7 @@ static int s_show_json(const s_job_view_t *v)
     cnd_jw_raw(&w, v->job.spec_json);
     cnd_jw_key(&w, "rounds");
     cnd_jw_arr(&w);
-    for (size_t i = 0; i < v->nr; i++) s_json_round(&w, &v->rounds[i]);
+    for (size_t i = 0; i < v->nr; i++) s_json_round(&w, &v->rounds[i], v);
     cnd_jw_arr_end(&w);
     cnd_jw_key(&w, "models");
     cnd_jw_arr(&w);
@@ -671,7 +746,8 @@ static int s_show(int argc, char **argv)
                               {0}};
     const cnd_cli_t cli = {"condenser job show ID [--dir DIR] [--json]",
                            "Shows a job: its recipe, every round (phase, outcome, participants, "
-                           "metrics, time per phase) and its model versions with digests.",
+                           "metrics, time per phase; for the round in flight, whom its phase "
+                           "waits for) and its model versions with digests.",
                            opts, 1, 1};
     int npos;
     char **pos;
@@ -687,6 +763,8 @@ static int s_show(int argc, char **argv)
     if (!(rc = cnd_cstore_job_get(c.store, v.id, &v.job)) &&
         !(rc = cnd_cstore_rounds(c.store, v.id, &v.rounds, &v.nr)) &&
         !(rc = cnd_cstore_models(c.store, v.id, &v.models, &v.nm))) {
+        v.have_spec = cnd_job_from_json(&v.spec, v.job.spec_json) == 0;
+        cnd_err_clear();
         if (json)
             rc = s_show_json(&v);
         else

@@ -5,19 +5,48 @@
  * handler thread (inside proto/transport.c) calls s_allow() and s_event(); those use only
  * their own read-only store connection and a mutex-protected queue of refusals, which the
  * main loop drains into reject.connection audit entries.
+ *
+ * Sessions. A session belongs to one connection (its ZeroMQ routing id) and begins with a
+ * Hello on it; an identity has at most one session. Anything but a Hello on a connection without
+ * a session is refused ("send hello first"), even when the identity has a session on another
+ * connection. A Hello on a new connection while the identity's session is on another one ends
+ * that session: "connection lost" when its connection is already closed (a restarted or
+ * reconnected node), "superseded" when it is still open (two processes with one identity: both
+ * connections are named in the log and the older one is told why). A session ends too when its
+ * connection closes, when its node is revoked or its certificate expires or is revoked by the CA
+ * (checked every second), and when its node stops reading (below). A session that ends while its
+ * node takes part in a round makes it a dropout of the round at once (cnd_round_drop).
+ * Connections whose session ended for another reason than a closed connection are remembered
+ * (S_CLOSED of them): what they send later is refused with the reason, or dropped unread.
+ *
+ * Liveness. Every second (and at once after libzmq reports a closed connection) each session's
+ * connection is probed (cnd_server_probe): a node killed outright is seen at once, a host that
+ * vanished after the ZMTP heartbeat timeout (3 s).
+ *
+ * Sending never waits. Each session has a send queue (coord_outq.h) in front of the transport's
+ * own (S_SNDHWM frames); a queue that has not moved for S_SLOW_S, or holds more than
+ * S_QUEUE_MAX_FRAMES frames or S_QUEUE_MAX_BYTES bytes, ends the session as a slow reader and
+ * the connection's later frames are dropped unread. Replies to connections without a session
+ * are sent only if the transport takes them at once.
+ *
+ * Refusals are rate-limited (audit_limit.h): per peer and reason class, the first few per minute
+ * are recorded (reject.message) and answered with an Error; the rest are counted into one
+ * reject.summary entry and not answered.
  */
 #include "coord_daemon.h"
 #include "audit_actions.h"
-#include "json.h"
+#include "audit_limit.h"
+#include "cert.h"
 #include "chunk.h"
 #include "clock.h"
 #include "coord_admin.h"
-#include "cert.h"
-#include "job.h"
+#include "coord_outq.h"
 #include "coord_quant.h"
 #include "coord_round.h"
 #include "digest.h"
 #include "fileio.h"
+#include "job.h"
+#include "json.h"
 #include "proto.h"
 #include "rng.h"
 #include "transport.h"
@@ -30,23 +59,46 @@
 #include <string.h>
 #include <zmq.h>
 
-#define S_MAX_SESSIONS 4096
-#define S_REFUSALS     64
+#define S_MAX_SESSIONS     4096
+#define S_REFUSALS         64
+#define S_CLOSED           256                /* closed connections remembered */
+#define S_SNDHWM           32                 /* frames the transport queues per peer */
+#define S_SLOW_S           10.0               /* a send queue that does not move this long */
+#define S_QUEUE_MAX_FRAMES 8192               /* ... or holds more than this */
+#define S_QUEUE_MAX_BYTES  ((size_t)16 << 20) /* ... or this: a slow reader */
+#define S_LIVENESS_S       1.0                /* probe and re-check sessions this often */
 
 typedef struct {
     char name[CND_USER_ID_MAX];
-    cnd_peer_t peer; /* where to reach it (latest connection) */
-    int hello;       /* a valid Hello arrived on this run */
+    int live;        /* a session is open on `peer` */
+    cnd_peer_t peer; /* the session's connection */
+    char address[64];
+    uint64_t id; /* session number in this run */
     Condenser__Role role;
     uint8_t ed_pk[32];
     char fpr[65];
     uint8_t *cert; /* enrolled certificate (owned) or NULL */
     size_t cert_len;
-    cnd_seqwin_t win;     /* replay window over its sequence numbers */
+    int64_t not_after;    /* the certificate's end of validity (Unix s) */
+    cnd_seqwin_t win;     /* replay window over its sequence numbers on this connection */
+    double started;       /* cnd_now() at its Hello */
     double last_seen;     /* cnd_now() of its last message */
     int64_t accepted_job; /* job it accepted (0: none) */
     int64_t refused_job;  /* job it refused */
+    int in_round;         /* selected for the round in flight with this session */
+    int closed;           /* a send found its connection closed: the main loop ends it */
+    cnd_outq_t q;         /* what the transport has not taken yet */
 } s_session_t;
+
+/* A connection whose session the coordinator ended: what it sends later is answered with
+ * `text`, or dropped unread (`mute`: the node does not read). */
+typedef struct {
+    int used;
+    cnd_peer_t peer;
+    char name[CND_USER_ID_MAX];
+    char text[CND_PROTO_TEXT_MAX + 1];
+    int mute;
+} s_closed_t;
 
 typedef struct {
     uint8_t pub[32];
@@ -58,24 +110,34 @@ typedef struct {
     const cnd_coord_run_opts_t *o;
     cnd_coord_t c;
     cnd_server_t *srv;
+    cnd_audit_limiter_t *limit;
     /* ZAP thread's view */
     pthread_mutex_t zmu;
     cnd_cstore_t *zstore;
     s_refusal_t refusals[S_REFUSALS];
     int n_refusals;
     uint64_t refusals_lost;
+    int disconnects; /* libzmq reported closed connections since the last probe */
     /* sessions */
     s_session_t *sess;
     size_t n_sess;
     uint64_t seq;
+    uint64_t next_session;
+    s_closed_t closed[S_CLOSED];
+    size_t closed_next;
+    uint64_t dropped_unread; /* frames of muted connections */
+    double last_liveness, last_limit_flush;
+    uint8_t crl_digest[32];
+    int crl_known;
     FILE *capture;
     /* job in flight */
     int64_t job; /* 0 when none */
     cnd_job_spec_t spec;
-    uint8_t *teacher;
-    size_t teacher_len;
+    cnd_outq_blob_t *teacher; /* the shipped teacher, NULL when the job has none */
     Condenser__ObjectInfo teacher_info;
     uint8_t teacher_digest[32];
+    cnd_outq_blob_t *object; /* the last object a round sent (its global model) */
+    uint8_t object_digest[32];
     int any_ok; /* some round of this job produced a model */
     cnd_round_t *round;
     double wait_start; /* since when sites are awaited for the next round */
@@ -143,6 +205,12 @@ static int s_allow(void *ctx, const uint8_t pub[32], char user_id[CND_USER_ID_MA
 static void s_event(void *ctx, const cnd_transport_event_t *ev)
 {
     s_daemon_t *d = ctx;
+    if (ev->kind == CND_TEV_DISCONNECTED) {
+        pthread_mutex_lock(&d->zmu);
+        d->disconnects++;
+        pthread_mutex_unlock(&d->zmu);
+        return;
+    }
     if (ev->kind != CND_TEV_REFUSED && ev->kind != CND_TEV_REVOKED_DROP) return;
     pthread_mutex_lock(&d->zmu);
     if (d->n_refusals < S_REFUSALS) {
@@ -169,6 +237,9 @@ static void s_drain_refusals(s_daemon_t *d)
     for (int i = 0; i < n; i++) {
         char hex[65];
         cnd_hex(hex, local[i].pub, 32);
+        if (!cnd_audit_limiter_hit(d->limit, CND_AUDIT_REJECT_CONNECTION, hex, local[i].reason,
+                                   cnd_now()))
+            continue;
         cnd_jw_t w;
         cnd_jw_init(&w);
         cnd_jw_obj(&w);
@@ -189,7 +260,12 @@ static void s_drain_refusals(s_daemon_t *d)
     }
 }
 
-/* --- sessions and sending ------------------------------------------------------------------- */
+/* --- sessions ------------------------------------------------------------------------------- */
+
+static int s_peer_eq(const cnd_peer_t *a, const cnd_peer_t *b)
+{
+    return a->id_len == b->id_len && memcmp(a->id, b->id, a->id_len) == 0;
+}
 
 static s_session_t *s_session(s_daemon_t *d, const char *name)
 {
@@ -198,74 +274,242 @@ static s_session_t *s_session(s_daemon_t *d, const char *name)
     return NULL;
 }
 
-/* The session of an admitted sender, created from its enrolled identity on first contact. */
-static s_session_t *s_session_for(s_daemon_t *d, const char *name)
+/* The session open on this connection, or NULL. */
+static s_session_t *s_session_on(s_daemon_t *d, const char *name, const cnd_peer_t *peer)
 {
     s_session_t *s = s_session(d, name);
-    if (s) return s;
-    if (d->n_sess >= S_MAX_SESSIONS) return NULL;
+    return s && s->live && s_peer_eq(&s->peer, peer) ? s : NULL;
+}
+
+/* The record of an admitted identity, created on first contact and refreshed from the store
+ * (key, role, certificate) at every Hello. NULL when it cannot be loaded. */
+static s_session_t *s_session_load(s_daemon_t *d, const char *name)
+{
+    s_session_t *s = s_session(d, name);
     cnd_ident_rec_t r;
     if (cnd_cstore_ident_by_name(d->c.store, name, &r)) return NULL;
-    s_session_t *g = realloc(d->sess, (d->n_sess + 1) * sizeof *g);
-    if (!g) {
-        cnd_ident_rec_free(&r);
-        return NULL;
+    if (!s) {
+        if (d->n_sess >= S_MAX_SESSIONS) {
+            cnd_ident_rec_free(&r);
+            return NULL;
+        }
+        s_session_t *g = realloc(d->sess, (d->n_sess + 1) * sizeof *g);
+        if (!g) {
+            cnd_ident_rec_free(&r);
+            return NULL;
+        }
+        d->sess = g;
+        s = &d->sess[d->n_sess++];
+        memset(s, 0, sizeof *s);
+        snprintf(s->name, sizeof s->name, "%s", name);
+        cnd_outq_init(&s->q);
     }
-    d->sess = g;
-    s = &d->sess[d->n_sess++];
-    memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "%s", name);
     s->role =
         strcmp(r.role, "device") == 0 ? CONDENSER__ROLE__ROLE_DEVICE : CONDENSER__ROLE__ROLE_SITE;
     memcpy(s->ed_pk, r.ed_pk, 32);
     snprintf(s->fpr, sizeof s->fpr, "%s", r.fpr);
+    free(s->cert);
     s->cert = r.cert; /* ownership moves to the session */
     s->cert_len = r.cert_len;
-    cnd_seqwin_init(&s->win);
     return s;
 }
 
+static s_closed_t *s_closed(s_daemon_t *d, const cnd_peer_t *peer)
+{
+    for (size_t i = 0; i < S_CLOSED; i++)
+        if (d->closed[i].used && s_peer_eq(&d->closed[i].peer, peer)) return &d->closed[i];
+    return NULL;
+}
+
+static void s_closed_add(s_daemon_t *d, const cnd_peer_t *peer, const char *name, const char *text,
+                         int mute)
+{
+    s_closed_t *c = s_closed(d, peer);
+    if (!c) {
+        c = &d->closed[d->closed_next];
+        d->closed_next = (d->closed_next + 1) % S_CLOSED;
+    }
+    c->used = 1;
+    c->peer = *peer;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    snprintf(c->text, sizeof c->text, "%s", text);
+    c->mute = c->mute || mute;
+}
+
+/* --- sending -------------------------------------------------------------------------------- */
+
+typedef struct {
+    s_daemon_t *d;
+    s_session_t *s;
+} s_tx_t;
+
+/* cnd_outq_send_fn: one frame to the session's connection, never waiting; logged as egress. */
+static int s_tx(void *ctx, const cnd_outq_frame_t *f)
+{
+    s_tx_t *t = ctx;
+    int rc = cnd_server_send(t->d->srv, &t->s->peer, f->data, f->len, 0);
+    if (rc) return rc;
+    char jid[32];
+    snprintf(jid, sizeof jid, "%llu", (unsigned long long)f->job);
+    if (cnd_audit_log_message(t->d->c.audit, 'E', t->d->c.fpr, t->s->fpr, f->job ? jid : "",
+                              cnd_proto_type_name(f->type), f->round ? (int64_t)f->round : -1,
+                              f->data, f->len, NULL))
+        s_log(t->d, "audit: %s", cnd_err_detail());
+    return 0;
+}
+
+/* Sends what the transport takes of the session's queue. A closed connection is only marked:
+ * this runs inside the round's sends too, and ending a session there would re-enter the round
+ * (cnd_round_drop) in the middle of a phase change; the main loop ends it (s_flush_all). */
+static void s_flush(s_daemon_t *d, s_session_t *s, int max_frames)
+{
+    if (!s->live || !s->q.head || s->closed) return;
+    s_tx_t t = {d, s};
+    int rc = cnd_outq_flush(&s->q, s_tx, &t, max_frames, cnd_now());
+    if (rc == CND_ENOTFOUND)
+        s->closed = 1;
+    else if (rc < 0)
+        s_log(d, "sending to %s: %s", s->name, cnd_err_detail());
+    cnd_err_clear();
+}
+
+/* Queues one message for the session (and sends it now if its connection takes it). */
 static int s_send_env(s_daemon_t *d, s_session_t *s, Condenser__MsgType type, void *payload,
                       uint64_t job, uint32_t round)
 {
+    if (!s->live) return CND_ENOTFOUND;
     Condenser__Envelope env;
     cnd_proto_envelope_init(&env, type, payload, job, round, d->c.name, d->seq++);
     uint8_t *buf = NULL;
     size_t len = 0;
     int rc = cnd_proto_encode(&buf, &len, &env);
+    if (!rc) rc = cnd_outq_push(&s->q, &buf, len, type, job, round);
     if (rc) {
         s_log(d, "not sending %s to %s: %s", cnd_proto_type_name(type), s->name, cnd_err_detail());
         return rc;
     }
-    rc = cnd_server_send(d->srv, &s->peer, buf, len, 2000);
-    if (!rc) {
-        char jid[32];
-        snprintf(jid, sizeof jid, "%llu", (unsigned long long)job);
-        if (cnd_audit_log_message(d->c.audit, 'E', d->c.fpr, s->fpr, job ? jid : "",
-                                  cnd_proto_type_name(type), round ? (int64_t)round : -1, buf, len,
-                                  NULL))
-            s_log(d, "audit: %s", cnd_err_detail());
-    } else {
-        s_log(d, "sending %s to %s failed: %s", cnd_proto_type_name(type), s->name,
+    s_flush(d, s, 64);
+    return 0;
+}
+
+/* Queues every chunk of an object for the session; sequence numbers are reserved now. */
+static int s_send_object(s_daemon_t *d, s_session_t *s, cnd_outq_blob_t *blob,
+                         const Condenser__ObjectInfo *info, Condenser__ObjectKind kind,
+                         uint64_t job, uint32_t round)
+{
+    if (!s->live) return CND_ENOTFOUND;
+    int rc = cnd_outq_push_object(&s->q, blob, info, kind, job, round, d->c.name, d->seq);
+    if (rc) {
+        s_log(d, "not sending an object to %s: %s", s->name, cnd_err_detail());
+        return rc;
+    }
+    d->seq += info->chunk_count;
+    s_flush(d, s, 64);
+    return 0;
+}
+
+/* A reply to a connection that has no session: sent only if the transport takes it at once; a
+ * connection that does not read is remembered as such and dropped unread from then on. */
+static void s_send_direct(s_daemon_t *d, const cnd_frame_t *f, Condenser__MsgType type,
+                          void *payload)
+{
+    Condenser__Envelope env;
+    cnd_proto_envelope_init(&env, type, payload, 0, 0, d->c.name, d->seq++);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (cnd_proto_encode(&buf, &len, &env)) {
+        s_log(d, "not sending %s to %s: %s", cnd_proto_type_name(type), f->user_id,
               cnd_err_detail());
+        return;
+    }
+    int rc = cnd_server_send(d->srv, &f->peer, buf, len, 0);
+    if (rc == CND_ETIMEOUT) {
+        s_closed_add(d, &f->peer, f->user_id, "", 1);
+        s_log(d,
+              "%s (%s): a connection without a session does not read; its frames are dropped "
+              "unread from now on",
+              f->user_id, f->address);
+    } else if (!rc) {
+        s_session_t *s = s_session(d, f->user_id);
+        if (cnd_audit_log_message(d->c.audit, 'E', d->c.fpr, s ? s->fpr : "", "",
+                                  cnd_proto_type_name(type), -1, buf, len, NULL))
+            s_log(d, "audit: %s", cnd_err_detail());
     }
     free(buf);
-    return rc;
 }
 
-static int s_round_send(void *ctx, const char *site, Condenser__MsgType type, void *payload,
-                        uint64_t job, uint32_t round)
+/* Ends a session: session.end (unless only an idle connection closed), a dropout if its node is
+ * in the round, and (tell) an Error "session ended: reason: detail" to its connection, which is
+ * remembered so that what it sends later gets the same answer. */
+static void s_session_end(s_daemon_t *d, s_session_t *s, const char *reason, const char *detail,
+                          int tell)
 {
-    s_daemon_t *d = ctx;
-    s_session_t *s = s_session(d, site);
-    if (!s || !s->hello) return CND_ENOTFOUND;
-    return s_send_env(d, s, type, payload, job, round);
+    if (!s->live) return;
+    /* detail may be cnd_err_detail(), which what follows rewrites: keep a copy */
+    char det[512];
+    snprintf(det, sizeof det, "%s", detail ? detail : "");
+    detail = det;
+    int lost = strcmp(reason, "connection lost") == 0;
+    int slow = strcmp(reason, "slow reader") == 0;
+    int in_round = s->in_round && d->round;
+    s->live = 0;
+    s->closed = 0;
+    s->in_round = 0;
+    s->accepted_job = s->refused_job = 0;
+    cnd_outq_clear(&s->q);
+    s_log(d, "%s: session %llu from %s ended: %s (%s)%s", s->name, (unsigned long long)s->id,
+          s->address, reason, detail, in_round ? "; a dropout of the round in flight" : "");
+    if (!lost || in_round) {
+        cnd_jw_t w;
+        cnd_jw_init(&w);
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "name");
+        cnd_jw_str(&w, s->name);
+        cnd_jw_key(&w, "reason");
+        cnd_jw_str(&w, reason);
+        cnd_jw_key(&w, "detail");
+        cnd_jw_str(&w, detail);
+        cnd_jw_key(&w, "address");
+        cnd_jw_str(&w, s->address);
+        cnd_jw_obj_end(&w);
+        cnd_audit_rec_t a = {.actor = d->c.fpr,
+                             .action = CND_AUDIT_SESSION_END,
+                             .subject = s->fpr,
+                             .details = cnd_jw_text(&w)};
+        if (a.details && cnd_audit_append(d->c.audit, &a, NULL))
+            s_log(d, "audit: %s", cnd_err_detail());
+        cnd_jw_free(&w);
+    }
+    if (in_round) {
+        int idx = cnd_round_site_index(d->round, s->name);
+        if (idx >= 0) cnd_round_drop(d->round, (uint32_t)idx, reason);
+    }
+    if (lost) return;
+    char text[CND_PROTO_TEXT_MAX + 1];
+    snprintf(text, sizeof text, "session ended: %s: %s", reason, detail);
+    s_closed_add(d, &s->peer, s->name, text, slow);
+    if (!tell || slow) return;
+    Condenser__Error err;
+    char buf[CND_PROTO_TEXT_MAX + 1];
+    cnd_proto_reject_t rej = {CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED, 0, 0};
+    cnd_proto_error_init(&err, buf, &rej, text);
+    cnd_frame_t f;
+    memset(&f, 0, sizeof f);
+    f.peer = s->peer;
+    snprintf(f.user_id, sizeof f.user_id, "%s", s->name);
+    s_send_direct(d, &f, CONDENSER__MSG_TYPE__MSG_ERROR, &err);
 }
 
-/* Refuses a message: reject.message audit entry and (unless it was an Error) a MSG_ERROR. */
-static void s_reject(s_daemon_t *d, s_session_t *s, const char *user_id, const cnd_frame_t *f,
-                     const cnd_proto_reject_t *rej, const char *why)
+/* Refuses a message: counted; recorded (reject.message) and answered with an Error (unless it
+ * was one) when the rate limit allows. `class` groups refusals for the limit (NULL: the error
+ * code's name). */
+static void s_reject(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
+                     const cnd_proto_reject_t *rej, const char *class, const char *why)
 {
+    const char *peer = s ? s->fpr : f->user_id;
+    if (!cnd_audit_limiter_hit(d->limit, CND_AUDIT_REJECT_MESSAGE, peer,
+                               class ? class : cnd_proto_error_name(rej->code), cnd_now()))
+        return;
     char reason[512];
     snprintf(reason, sizeof reason, "%s", why && *why ? why : cnd_proto_error_name(rej->code));
     cnd_jw_t w;
@@ -288,30 +532,150 @@ static void s_reject(s_daemon_t *d, s_session_t *s, const char *user_id, const c
     cnd_sha256(dg.sha256, f->data, f->len);
     cnd_audit_rec_t a = {.actor = d->c.fpr,
                          .action = CND_AUDIT_REJECT_MESSAGE,
-                         .subject = s ? s->fpr : user_id,
+                         .subject = peer,
                          .details = cnd_jw_text(&w),
                          .digests = &dg,
                          .n_digests = 1};
     if (a.details && cnd_audit_append(d->c.audit, &a, NULL))
         s_log(d, "audit: %s", cnd_err_detail());
     cnd_jw_free(&w);
-    s_log(d, "refused %s from %s: %s", cnd_proto_type_name(rej->type), user_id, reason);
+    s_log(d, "refused %s from %s (%s): %s", cnd_proto_type_name(rej->type), f->user_id, f->address,
+          reason);
     if (rej->type == CONDENSER__MSG_TYPE__MSG_ERROR) return;
     Condenser__Error err;
     char text[CND_PROTO_TEXT_MAX + 1];
     cnd_proto_error_init(&err, text, rej, reason);
-    /* Replies go to the connection the message came from, even before a Hello. */
-    s_session_t tmp;
-    memset(&tmp, 0, sizeof tmp);
-    if (!s) {
-        snprintf(tmp.name, sizeof tmp.name, "%s", user_id);
-        snprintf(tmp.fpr, sizeof tmp.fpr, "%s", "");
-        s = &tmp;
+    /* Replies go to the connection the message came from, in order with its session's. */
+    if (s && s->live && s_peer_eq(&s->peer, &f->peer))
+        (void)s_send_env(d, s, CONDENSER__MSG_TYPE__MSG_ERROR, &err, 0, 0);
+    else
+        s_send_direct(d, f, CONDENSER__MSG_TYPE__MSG_ERROR, &err);
+}
+
+/* --- liveness -------------------------------------------------------------------------------- */
+
+/* Revocation, key change and expiry of every session's identity, and (when the CA's revocation
+ * list changed) every session's certificate against it. */
+static void s_recheck(s_daemon_t *d)
+{
+    int64_t now = cnd_unix_time();
+    for (size_t i = 0; i < d->n_sess; i++) {
+        s_session_t *s = &d->sess[i];
+        if (!s->live) continue;
+        cnd_ident_rec_t r;
+        int rc = cnd_cstore_ident_by_name(d->c.store, s->name, &r);
+        if (rc == CND_ENOTFOUND || (!rc && r.revoked_ms)) {
+            char why[300];
+            snprintf(why, sizeof why, "%s was revoked by the federation operator%s%s%s", s->name,
+                     !rc && r.reason[0] ? " (" : "", !rc ? r.reason : "",
+                     !rc && r.reason[0] ? ")" : "");
+            s_session_end(d, s, "revoked", why, 1);
+        } else if (!rc && sodium_memcmp(r.ed_pk, s->ed_pk, 32) != 0) {
+            s_session_end(d, s, "revoked", "its enrolled key was replaced", 1);
+        } else if (!rc && s->not_after && now > s->not_after) {
+            s_session_end(d, s, "expired", "its certificate expired", 1);
+        }
+        if (!rc) cnd_ident_rec_free(&r);
+        cnd_err_clear();
     }
-    cnd_peer_t saved = s->peer;
-    s->peer = f->peer;
-    (void)s_send_env(d, s, CONDENSER__MSG_TYPE__MSG_ERROR, &err, 0, 0);
-    s->peer = saved;
+    /* The CRL: checked against every session whenever its contents change. */
+    uint8_t *crl = NULL;
+    size_t crl_len = 0;
+    if (cnd_file_read(d->c.ca_crl, 16 << 20, &crl, &crl_len)) {
+        cnd_err_clear();
+        return;
+    }
+    uint8_t dg[32];
+    cnd_sha256(dg, crl, crl_len);
+    free(crl);
+    if (d->crl_known && memcmp(dg, d->crl_digest, 32) == 0) return;
+    cnd_ca_trust_t *t = NULL;
+    if (cnd_ca_trust_load(&t, d->c.ca_cert, d->c.ca_crl)) {
+        s_log(d, "federation CA: %s (certificates are checked again once it loads)",
+              cnd_err_detail());
+        return;
+    }
+    memcpy(d->crl_digest, dg, 32);
+    d->crl_known = 1;
+    for (size_t i = 0; i < d->n_sess; i++) {
+        s_session_t *s = &d->sess[i];
+        cnd_cert_info_t ci;
+        if (!s->live || !s->cert) continue;
+        if (cnd_cert_check_trust(&ci, t, s->cert, s->cert_len,
+                                 s->role == CONDENSER__ROLE__ROLE_DEVICE ? "device" : "site",
+                                 s->name, now))
+            s_session_end(d, s, "certificate", cnd_err_detail(), 1);
+        cnd_err_clear();
+    }
+    cnd_ca_trust_destroy(&t);
+}
+
+/* Probes every session's connection and ends the sessions whose connection closed or whose
+ * send queue stopped moving; every S_LIVENESS_S also re-checks revocation and expiry. */
+static void s_liveness(s_daemon_t *d, double now)
+{
+    pthread_mutex_lock(&d->zmu);
+    int disc = d->disconnects;
+    d->disconnects = 0;
+    pthread_mutex_unlock(&d->zmu);
+    int periodic = now - d->last_liveness >= S_LIVENESS_S;
+    if (!disc && !periodic) return;
+    for (size_t i = 0; i < d->n_sess; i++) {
+        s_session_t *s = &d->sess[i];
+        if (!s->live) continue;
+        if (cnd_server_probe(d->srv, &s->peer) == CND_ENOTFOUND) {
+            s_session_end(d, s, "connection lost", "its connection closed", 0);
+            continue;
+        }
+        cnd_err_clear();
+        char why[200] = "";
+        if (s->q.stalled_since && now - s->q.stalled_since > S_SLOW_S)
+            snprintf(why, sizeof why, "it read nothing for %.0f s with %zu frames waiting",
+                     now - s->q.stalled_since, s->q.frames);
+        else if (s->q.frames > S_QUEUE_MAX_FRAMES || s->q.bytes > S_QUEUE_MAX_BYTES)
+            snprintf(why, sizeof why, "%zu frames (%zu bytes) wait for it", s->q.frames,
+                     s->q.bytes);
+        if (why[0]) s_session_end(d, s, "slow reader", why, 0);
+    }
+    if (!periodic) return;
+    d->last_liveness = now;
+    s_recheck(d);
+}
+
+/* --- the round's io ------------------------------------------------------------------------ */
+
+static s_session_t *s_participant(s_daemon_t *d, const char *site)
+{
+    s_session_t *s = s_session(d, site);
+    return s && s->live && s->in_round ? s : NULL;
+}
+
+static int s_round_send(void *ctx, const char *site, Condenser__MsgType type, void *payload,
+                        uint64_t job, uint32_t round)
+{
+    s_daemon_t *d = ctx;
+    s_session_t *s = s_participant(d, site);
+    if (!s) return CND_ENOTFOUND;
+    return s_send_env(d, s, type, payload, job, round);
+}
+
+/* The round's global model goes to every participant: one shared copy per model. */
+static int s_round_send_object(void *ctx, const char *site, Condenser__ObjectKind kind,
+                               const Condenser__ObjectInfo *info, const uint8_t *data, uint64_t job,
+                               uint32_t round)
+{
+    s_daemon_t *d = ctx;
+    s_session_t *s = s_participant(d, site);
+    if (!s) return CND_ENOTFOUND;
+    if (info->digest.len != 32) return cnd_errf(CND_EINVAL, "object without a digest");
+    if (!d->object || d->object->len != info->total_size ||
+        memcmp(d->object_digest, info->digest.data, 32) != 0) {
+        cnd_outq_blob_unref(&d->object);
+        int rc = cnd_outq_blob_new(&d->object, data, (size_t)info->total_size);
+        if (rc) return rc;
+        memcpy(d->object_digest, info->digest.data, 32);
+    }
+    return s_send_object(d, s, d->object, info, kind, job, round);
 }
 
 /* --- jobs ----------------------------------------------------------------------------------- */
@@ -343,11 +707,13 @@ static void s_audit_job_state(s_daemon_t *d, const char *state, const char *reas
 static void s_unload_job(s_daemon_t *d)
 {
     cnd_round_destroy(&d->round);
-    free(d->teacher);
-    d->teacher = NULL;
-    d->teacher_len = 0;
+    cnd_outq_blob_unref(&d->teacher);
+    cnd_outq_blob_unref(&d->object);
     d->job = 0;
-    for (size_t i = 0; i < d->n_sess; i++) d->sess[i].accepted_job = d->sess[i].refused_job = 0;
+    for (size_t i = 0; i < d->n_sess; i++) {
+        d->sess[i].accepted_job = d->sess[i].refused_job = 0;
+        d->sess[i].in_round = 0;
+    }
 }
 
 static void s_announce(s_daemon_t *d, s_session_t *s)
@@ -359,14 +725,9 @@ static void s_announce(s_daemon_t *d, s_session_t *s)
     condenser__job_announce__init(&ja);
     ja.spec = &jp.spec;
     if (s_send_env(d, s, CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE, &ja, (uint64_t)d->job, 0)) return;
-    for (uint32_t i = 0; d->teacher && i < d->teacher_info.chunk_count; i++) {
-        Condenser__Chunk ch;
-        uint8_t sha[32];
-        if (cnd_chunk_piece(&ch, sha, CONDENSER__OBJECT_KIND__OBJ_TEACHER, &d->teacher_info,
-                            d->teacher, i))
-            break;
-        if (s_send_env(d, s, CONDENSER__MSG_TYPE__MSG_CHUNK, &ch, (uint64_t)d->job, 0)) break;
-    }
+    if (d->teacher)
+        (void)s_send_object(d, s, d->teacher, &d->teacher_info, CONDENSER__OBJECT_KIND__OBJ_TEACHER,
+                            (uint64_t)d->job, 0);
 }
 
 /* Loads the oldest pending or running job. Returns 1 if one is in flight afterwards. */
@@ -382,13 +743,15 @@ static int s_load_job(s_daemon_t *d)
     int rc = cnd_cstore_job_get(d->c.store, id, &jr);
     if (!rc) rc = cnd_job_from_json(&d->spec, jr.spec_json);
     if (!rc && d->spec.teacher_shipped) {
-        rc = cnd_cstore_job_teacher(d->c.store, id, &d->teacher, &d->teacher_len);
-        uint8_t dig[32];
+        uint8_t *t = NULL;
+        size_t tlen = 0;
+        rc = cnd_cstore_job_teacher(d->c.store, id, &t, &tlen);
         if (!rc)
-            rc = cnd_chunk_plan(&d->teacher_info, dig, d->teacher, d->teacher_len,
+            rc = cnd_chunk_plan(&d->teacher_info, d->teacher_digest, t, tlen,
                                 CND_PROTO_CHUNK_DEFAULT);
-        memcpy(d->teacher_digest, dig, 32);
         d->teacher_info.digest = cnd_proto_bytes(d->teacher_digest, 32);
+        if (!rc) rc = cnd_outq_blob_new(&d->teacher, t, tlen);
+        free(t);
     }
     int was_running = !rc && strcmp(jr.state, "running") == 0;
     cnd_job_rec_free(&jr);
@@ -427,7 +790,7 @@ static int s_load_job(s_daemon_t *d)
     d->wait_start = cnd_now();
     (void)s_commit(d);
     for (size_t i = 0; i < d->n_sess; i++)
-        if (d->sess[i].hello) s_announce(d, &d->sess[i]);
+        if (d->sess[i].live) s_announce(d, &d->sess[i]);
     return 1;
 }
 
@@ -488,7 +851,7 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
     size_t ne = 0;
     for (size_t i = 0; i < d->n_sess; i++) {
         s_session_t *s = &d->sess[i];
-        if (s->hello && s->accepted_job == d->job && now - s->last_seen <= fresh) elig[ne++] = i;
+        if (s->live && s->accepted_job == d->job && now - s->last_seen <= fresh) elig[ne++] = i;
     }
     uint32_t want = d->spec.sites_per_round;
     int waited = (now - d->wait_start) * 1e3 >= d->spec.join_wait_ms;
@@ -515,6 +878,7 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
     }
     for (size_t i = 0; i < ne; i++) {
         s_session_t *s = &d->sess[elig[i]];
+        s->in_round = 1; /* the round sends to it from its start on */
         snprintf(sites[i].name, sizeof sites[i].name, "%s", s->name);
         snprintf(sites[i].fpr, sizeof sites[i].fpr, "%s", s->fpr);
         memcpy(sites[i].ed_pk, s->ed_pk, 32);
@@ -523,10 +887,11 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
     }
     qsort(sites, ne, sizeof *sites, s_cmp_sites);
     int qat = round + d->spec.qat_rounds > d->spec.rounds;
-    cnd_round_io_t io = {d, s_round_send, s_commit};
+    cnd_round_io_t io = {d, s_round_send, s_round_send_object, s_commit};
     int rc = cnd_round_start(&d->round, &d->c, &io, d->job, &d->spec, round, attempt, sites,
                              (uint32_t)ne, qat, d->o->threads ? d->o->threads : 1);
     if (rc) {
+        for (size_t i = 0; i < d->n_sess; i++) d->sess[i].in_round = 0;
         char why[300];
         snprintf(why, sizeof why, "round %u could not start: %s", round, cnd_err_detail());
         s_end_job(d, "failed", why);
@@ -556,6 +921,7 @@ static void s_round_ended(s_daemon_t *d)
         s_log(d, "round %u/%u failed: %s", n, d->spec.rounds, cnd_round_reason(d->round));
     }
     cnd_round_destroy(&d->round);
+    for (size_t i = 0; i < d->n_sess; i++) d->sess[i].in_round = 0;
     d->wait_start = cnd_now();
 }
 
@@ -578,22 +944,27 @@ static void s_check_job_state(s_daemon_t *d)
 
 /* --- messages ------------------------------------------------------------------------------- */
 
+/* A Hello on a connection without a session (the envelope passed the gate up to the sender). */
 static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
                        const Condenser__Envelope *env)
 {
     const Condenser__Hello *h = env->hello;
     cnd_proto_reject_t rej = {CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED, env->seq, env->type};
     char name[CND_USER_ID_MAX];
+    if (cnd_proto_check_role(&rej, env, s->role)) {
+        s_reject(d, s, f, &rej, NULL, cnd_err_detail());
+        return;
+    }
     if (cnd_proto_text(name, sizeof name, h->node_name) || strcmp(name, s->name) != 0) {
-        s_reject(d, s, s->name, f, &rej, "hello.node_name differs from the enrolled name");
+        s_reject(d, s, f, &rej, NULL, "hello.node_name differs from the enrolled name");
         return;
     }
     if (sodium_memcmp(h->identity_key.data, s->ed_pk, 32) != 0) {
-        s_reject(d, s, s->name, f, &rej, "hello.identity_key is not the enrolled key");
+        s_reject(d, s, f, &rej, NULL, "hello.identity_key is not the enrolled key");
         return;
     }
     if (h->role != s->role) {
-        s_reject(d, s, s->name, f, &rej, "hello.role differs from the enrolled role");
+        s_reject(d, s, f, &rej, NULL, "hello.role differs from the enrolled role");
         return;
     }
     /* The node presents exactly the certificate enrolled for it, and that certificate still
@@ -601,7 +972,7 @@ static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
     cnd_cert_info_t ci;
     if (!s->cert || h->certificate.len != s->cert_len ||
         memcmp(h->certificate.data, s->cert, s->cert_len) != 0) {
-        s_reject(d, s, s->name, f, &rej, "hello.certificate is not the enrolled certificate");
+        s_reject(d, s, f, &rej, NULL, "hello.certificate is not the enrolled certificate");
         return;
     }
     if (cnd_cert_check(&ci, d->c.ca_cert, d->c.ca_crl, s->cert, s->cert_len,
@@ -609,16 +980,60 @@ static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
                        cnd_unix_time())) {
         char why[400];
         snprintf(why, sizeof why, "hello.certificate: %s", cnd_err_detail());
-        s_reject(d, s, s->name, f, &rej, why);
+        s_reject(d, s, f, &rej, NULL, why);
         return;
     }
     if (h->min_version > CND_PROTO_VERSION || h->max_version < CND_PROTO_VERSION) {
         rej.code = CONDENSER__ERROR_CODE__ERR_BAD_VERSION;
-        s_reject(d, s, s->name, f, &rej, "no common protocol version");
+        s_reject(d, s, f, &rej, NULL, "no common protocol version");
         return;
     }
-    s->hello = 1;
+    cnd_seqwin_t win;
+    cnd_seqwin_init(&win);
+    if (cnd_seqwin_check(&win, &rej, env->seq)) {
+        s_reject(d, s, f, &rej, NULL, cnd_err_detail());
+        return;
+    }
+    double now = cnd_now();
+    if (s->live) {
+        /* The identity has a session on another connection. Closed: the node restarted or
+         * reconnected. Open: a second process runs with this identity; the newer one wins and
+         * the older one is told why (a Condenser agent stops on it rather than reconnect). */
+        char why[300];
+        if (cnd_server_probe(d->srv, &s->peer) == CND_ENOTFOUND) {
+            cnd_err_clear();
+            snprintf(why, sizeof why, "a new connection from %s said hello", f->address);
+            s_session_end(d, s, "connection lost", why, 0);
+        } else {
+            cnd_err_clear();
+            s_log(d,
+                  "%s: DUPLICATE SESSION: a second connection from %s said hello while session "
+                  "%llu from %s (opened %.0f s ago, last message %.1f s ago) is open; the older "
+                  "one is closed. Two processes are running with the identity %s: stop one.",
+                  s->name, f->address, (unsigned long long)s->id, s->address, now - s->started,
+                  now - s->last_seen, s->name);
+            snprintf(why, sizeof why,
+                     "another connection of %s (from %s) opened a session; two agents must not "
+                     "run with one identity",
+                     s->name, f->address);
+            s_session_end(d, s, "superseded", why, 1);
+        }
+    }
+    s->live = 1;
+    s->closed = 0;
     s->peer = f->peer;
+    snprintf(s->address, sizeof s->address, "%s", f->address);
+    s->id = ++d->next_session;
+    s->started = s->last_seen = now;
+    s->not_after = ci.not_after;
+    s->win = win;
+    s->accepted_job = s->refused_job = 0;
+    s->in_round = 0;
+    cnd_outq_clear(&s->q);
+    cnd_seqwin_commit(&s->win, env->seq);
+    if (cnd_audit_log_message(d->c.audit, 'I', d->c.fpr, s->fpr, "", cnd_proto_type_name(env->type),
+                              -1, f->data, f->len, NULL))
+        s_log(d, "audit: %s", cnd_err_detail());
     Condenser__HelloAck ack;
     condenser__hello_ack__init(&ack);
     ack.coordinator_name = cnd_proto_str(d->c.name);
@@ -627,11 +1042,101 @@ static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
     ack.max_message = CND_PROTO_MAX_MSG;
     ack.chunk_size = CND_PROTO_CHUNK_DEFAULT;
     ack.server_unix_ms = (uint64_t)cnd_unix_time() * 1000;
-    s_log(d, "%s said hello", s->name);
+    s_log(d, "%s said hello (session %llu from %s)", s->name, (unsigned long long)s->id,
+          s->address);
     if (s_send_env(d, s, CONDENSER__MSG_TYPE__MSG_HELLO_ACK, &ack, 0, 0)) return;
     s_announce(d, s);
 }
 
+static void s_on_job_response(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
+                              const Condenser__Envelope *env, cnd_proto_reject_t *rej)
+{
+    if (!d->job || env->job_id != (uint64_t)d->job) {
+        rej->code = CONDENSER__ERROR_CODE__ERR_UNKNOWN_JOB;
+        s_reject(d, s, f, rej, NULL, "job_response for a job not in flight");
+        return;
+    }
+    if (env->job_response->accept) {
+        s->accepted_job = d->job;
+        s->refused_job = 0;
+        s_log(d, "%s accepted job %lld", s->name, (long long)d->job);
+        return;
+    }
+    char why[CND_PROTO_TEXT_MAX + 1];
+    if (cnd_proto_text(why, sizeof why, env->job_response->reason)) why[0] = 0;
+    for (char *p = why; *p; p++)
+        if ((unsigned char)*p < 0x20) *p = ' ';
+    s->refused_job = d->job;
+    s->accepted_job = 0;
+    s_log(d, "%s refused job %lld: %s", s->name, (long long)d->job, why);
+}
+
+/* A round message from a session (the gate and the role check passed). */
+static void s_on_round_msg(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
+                           const cnd_proto_msg_t *m, cnd_proto_reject_t *rej)
+{
+    const Condenser__Envelope *env = m->env;
+    rej->seq = env->seq;
+    rej->type = env->type;
+    if (cnd_proto_phase_of(env) == CND_PHASE_IDLE) {
+        rej->code = CONDENSER__ERROR_CODE__ERR_REFUSED;
+        s_reject(d, s, f, rej, NULL, "not handled by this coordinator");
+        return;
+    }
+    cnd_round_view_t view = {(uint64_t)d->job, 0, CND_PHASE_IDLE};
+    if (d->round) cnd_round_view(d->round, &view);
+    if (!d->job) {
+        rej->code = CONDENSER__ERROR_CODE__ERR_UNKNOWN_JOB;
+        s_reject(d, s, f, rej, NULL, "no job in flight");
+        return;
+    }
+    if (cnd_proto_check_round(rej, env, &view)) {
+        s_reject(d, s, f, rej, NULL, cnd_err_detail());
+        return;
+    }
+    int idx = d->round && s->in_round ? cnd_round_site_index(d->round, s->name) : -1;
+    if (idx < 0) {
+        rej->code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
+        s_reject(d, s, f, rej, NULL,
+                 "not a participant of this round (with this session: a node that reconnected "
+                 "joins the next round)");
+        return;
+    }
+    cnd_err_clear();
+    if (cnd_round_on_message(d->round, (uint32_t)idx, env, m->wire_len, rej))
+        s_reject(d, s, f, rej, NULL, cnd_err_detail());
+}
+
+/* The messages of an open session, after the gate. */
+static void s_dispatch(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
+                       const cnd_proto_msg_t *m, cnd_proto_reject_t *rej)
+{
+    const Condenser__Envelope *env = m->env;
+    switch (env->type) {
+    case CONDENSER__MSG_TYPE__MSG_HELLO:
+        rej->code = CONDENSER__ERROR_CODE__ERR_REFUSED;
+        s_reject(d, s, f, rej, "hello again", "this connection already has a session");
+        break;
+    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT: break;
+    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE: s_on_job_response(d, s, f, env, rej); break;
+    case CONDENSER__MSG_TYPE__MSG_ERROR: {
+        char text[CND_PROTO_TEXT_MAX + 1];
+        if (cnd_proto_text(text, sizeof text, env->error->text)) text[0] = 0;
+        for (char *p = text; *p; p++)
+            if ((unsigned char)*p < 0x20) *p = ' ';
+        s_log(d, "%s reports %s: %s", s->name, cnd_proto_error_name(env->error->code), text);
+        int idx = d->round && s->in_round ? cnd_round_site_index(d->round, s->name) : -1;
+        if (idx >= 0 && env->job_id == (uint64_t)d->job && env->round == cnd_round_number(d->round))
+            if (cnd_round_on_message(d->round, (uint32_t)idx, env, m->wire_len, rej))
+                s_log(d, "%s: %s", s->name, cnd_err_detail());
+        break;
+    }
+    default: s_on_round_msg(d, s, f, m, rej); break;
+    }
+}
+
+/* The receive gate: the connection's state, decoding, the sender, the session, the replay
+ * window; then ingress, role, and the message. */
 static void s_on_frame(s_daemon_t *d, cnd_frame_t *f)
 {
     if (d->capture) {
@@ -641,22 +1146,49 @@ static void s_on_frame(s_daemon_t *d, cnd_frame_t *f)
             s_log(d, "capture: write failed");
         fflush(d->capture);
     }
-    s_session_t *s = s_session_for(d, f->user_id);
-    cnd_proto_reject_t rej = {CONDENSER__ERROR_CODE__ERR_MALFORMED, 0, 0};
-    cnd_proto_msg_t *m = NULL;
-    if (!s) {
-        rej.code = CONDENSER__ERROR_CODE__ERR_BUSY;
-        s_reject(d, NULL, f->user_id, f, &rej, "no session available");
+    s_session_t *s = s_session_on(d, f->user_id, &f->peer);
+    const s_closed_t *gone = s ? NULL : s_closed(d, &f->peer);
+    if (gone && gone->mute) {
+        /* Counted into a reject.summary, never answered or recorded one by one. */
+        d->dropped_unread++;
+        s_session_t *id = s_session(d, f->user_id);
+        cnd_audit_limiter_count(d->limit, CND_AUDIT_REJECT_MESSAGE, id ? id->fpr : f->user_id,
+                                "dropped unread", cnd_now());
         return;
     }
+    cnd_proto_reject_t rej = {CONDENSER__ERROR_CODE__ERR_MALFORMED, 0, 0};
+    cnd_proto_msg_t *m = NULL;
     if (cnd_proto_decode(&m, &rej, f->data, f->len)) {
-        s_reject(d, s, f->user_id, f, &rej, cnd_err_detail());
+        s_reject(d, s, f, &rej, NULL, cnd_err_detail());
         return;
     }
     const Condenser__Envelope *env = m->env;
-    if (cnd_proto_check_sender(&rej, env, f->user_id) ||
-        cnd_seqwin_check(&s->win, &rej, env->seq)) {
-        s_reject(d, s, f->user_id, f, &rej, cnd_err_detail());
+    if (cnd_proto_check_sender(&rej, env, f->user_id)) {
+        s_reject(d, s, f, &rej, NULL, cnd_err_detail());
+        goto done;
+    }
+    if (!s) {
+        rej.code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
+        rej.seq = env->seq;
+        rej.type = env->type;
+        if (gone) {
+            s_reject(d, NULL, f, &rej, "session ended", gone->text);
+        } else if (env->type != CONDENSER__MSG_TYPE__MSG_HELLO) {
+            s_reject(d, NULL, f, &rej, "hello first",
+                     "no session on this connection: send hello first");
+        } else {
+            s_session_t *id = s_session_load(d, f->user_id);
+            if (!id) {
+                rej.code = CONDENSER__ERROR_CODE__ERR_BUSY;
+                s_reject(d, NULL, f, &rej, NULL, "no session available");
+            } else {
+                s_on_hello(d, id, f, env);
+            }
+        }
+        goto done;
+    }
+    if (cnd_seqwin_check(&s->win, &rej, env->seq)) {
+        s_reject(d, s, f, &rej, NULL, cnd_err_detail());
         goto done;
     }
     cnd_seqwin_commit(&s->win, env->seq);
@@ -670,94 +1202,30 @@ static void s_on_frame(s_daemon_t *d, cnd_frame_t *f)
             s_log(d, "audit: %s", cnd_err_detail());
     }
     if (cnd_proto_check_role(&rej, env, s->role)) {
-        s_reject(d, s, f->user_id, f, &rej, cnd_err_detail());
+        s_reject(d, s, f, &rej, NULL, cnd_err_detail());
         goto done;
     }
-    if (env->type == CONDENSER__MSG_TYPE__MSG_HELLO) {
-        s_on_hello(d, s, f, env);
-        goto done;
-    }
-    if (!s->hello) {
-        rej.code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
-        s->peer = f->peer;
-        s_reject(d, s, f->user_id, f, &rej, "no session: send hello first");
-        goto done;
-    }
-    s->peer = f->peer;
-    switch (env->type) {
-    case CONDENSER__MSG_TYPE__MSG_HEARTBEAT: break;
-    case CONDENSER__MSG_TYPE__MSG_JOB_RESPONSE:
-        if (!d->job || env->job_id != (uint64_t)d->job) {
-            rej.code = CONDENSER__ERROR_CODE__ERR_UNKNOWN_JOB;
-            s_reject(d, s, f->user_id, f, &rej, "job_response for a job not in flight");
-            break;
-        }
-        if (env->job_response->accept) {
-            s->accepted_job = d->job;
-            s->refused_job = 0;
-            s_log(d, "%s accepted job %lld", s->name, (long long)d->job);
-        } else {
-            char why[CND_PROTO_TEXT_MAX + 1];
-            if (cnd_proto_text(why, sizeof why, env->job_response->reason)) why[0] = 0;
-            for (char *p = why; *p; p++)
-                if ((unsigned char)*p < 0x20) *p = ' ';
-            s->refused_job = d->job;
-            s->accepted_job = 0;
-            s_log(d, "%s refused job %lld: %s", s->name, (long long)d->job, why);
-        }
-        break;
-    case CONDENSER__MSG_TYPE__MSG_ERROR: {
-        char text[CND_PROTO_TEXT_MAX + 1];
-        if (cnd_proto_text(text, sizeof text, env->error->text)) text[0] = 0;
-        for (char *p = text; *p; p++)
-            if ((unsigned char)*p < 0x20) *p = ' ';
-        s_log(d, "%s reports %s: %s", s->name, cnd_proto_error_name(env->error->code), text);
-        int idx = d->round ? cnd_round_site_index(d->round, s->name) : -1;
-        if (idx >= 0 && env->job_id == (uint64_t)d->job && env->round == cnd_round_number(d->round))
-            if (cnd_round_on_message(d->round, (uint32_t)idx, env, m->wire_len, &rej))
-                s_log(d, "%s: %s", s->name, cnd_err_detail());
-        break;
-    }
-    default: {
-        if (cnd_proto_phase_of(env) == CND_PHASE_IDLE) {
-            rej.code = CONDENSER__ERROR_CODE__ERR_REFUSED;
-            rej.seq = env->seq;
-            rej.type = env->type;
-            s_reject(d, s, f->user_id, f, &rej, "not handled by this coordinator");
-            break;
-        }
-        cnd_round_view_t view = {(uint64_t)d->job, 0, CND_PHASE_IDLE};
-        if (d->round) cnd_round_view(d->round, &view);
-        if (!d->job) {
-            rej.code = CONDENSER__ERROR_CODE__ERR_UNKNOWN_JOB;
-            rej.seq = env->seq;
-            rej.type = env->type;
-            s_reject(d, s, f->user_id, f, &rej, "no job in flight");
-            break;
-        }
-        if (cnd_proto_check_round(&rej, env, &view)) {
-            s_reject(d, s, f->user_id, f, &rej, cnd_err_detail());
-            break;
-        }
-        int idx = d->round ? cnd_round_site_index(d->round, s->name) : -1;
-        if (idx < 0) {
-            rej.code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
-            rej.seq = env->seq;
-            rej.type = env->type;
-            s_reject(d, s, f->user_id, f, &rej, "not a participant of this round");
-            break;
-        }
-        cnd_err_clear();
-        if (cnd_round_on_message(d->round, (uint32_t)idx, env, m->wire_len, &rej))
-            s_reject(d, s, f->user_id, f, &rej, cnd_err_detail());
-        break;
-    }
-    }
+    s_dispatch(d, s, f, m, &rej);
 done:
     cnd_proto_msg_destroy(&m);
 }
 
 /* --- main loop ------------------------------------------------------------------------------ */
+
+/* Flushes every session's queue; returns 1 if some queue still holds frames the transport can
+ * take soon (it moved this time), so the loop should come back quickly. */
+static int s_flush_all(s_daemon_t *d)
+{
+    int moving = 0;
+    for (size_t i = 0; i < d->n_sess; i++) {
+        s_session_t *s = &d->sess[i];
+        if (s->live && s->q.head) s_flush(d, s, 256);
+        if (s->live && s->closed)
+            s_session_end(d, s, "connection lost", "its connection closed", 0);
+        if (s->live && s->q.head && !s->q.stalled_since) moving = 1;
+    }
+    return moving;
+}
 
 int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
 {
@@ -771,6 +1239,7 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
     if (rc) goto out;
     if ((rc = cnd_cstore_open_readonly(&d->zstore, d->c.db_path))) goto out;
     if ((rc = cnd_identity_curve_keypair(cpk, csk, d->c.id))) goto out;
+    if ((rc = cnd_audit_limiter_new(&d->limit, d->c.audit, d->c.fpr, NULL))) goto out;
     if (o->capture && !(d->capture = fopen(o->capture, "ab"))) {
         rc = cnd_errf(CND_EIO, "%s: cannot open the capture file", o->capture);
         goto out;
@@ -784,6 +1253,7 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
     so.on_event = s_event;
     so.event_ctx = d;
     so.recheck = 1;
+    so.sndhwm = S_SNDHWM;
     so.heartbeat_ivl_ms = 1000;
     rc = cnd_server_new(&d->srv, &so);
     sodium_memzero(csk, sizeof csk);
@@ -794,6 +1264,7 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
     s_log(d, "coordinator %s listening on %s (CurveZMQ, enrolled keys only)", d->c.name, ep);
     void *sock = cnd_server_socket(d->srv);
     double idle_since = 0; /* until_done: when the last job ended */
+    int moving = 0;        /* some send queue is draining: come back soon */
     while (!*stop) {
         /* One transaction per iteration, never held while waiting in zmq_poll, so operators'
          * commands (enroll, revoke, cancel) get the write lock between iterations. */
@@ -806,7 +1277,7 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
         }
         s_maybe_start_round(d, now);
         if ((rc = s_end(d))) break;
-        double wait = 0.2;
+        double wait = moving ? 0.005 : 0.2;
         if (d->round) {
             double left = cnd_round_time_left(d->round, now);
             if (left < wait) wait = left;
@@ -830,9 +1301,16 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
             cnd_frame_clear(&f);
             if (d->round && cnd_round_tick(d->round, cnd_now())) s_round_ended(d);
         }
+        cnd_err_clear();
         s_drain_refusals(d);
         now = cnd_now();
+        s_liveness(d, now);
         if (d->round && cnd_round_tick(d->round, now)) s_round_ended(d);
+        moving = s_flush_all(d);
+        if (now - d->last_limit_flush >= 1.0) {
+            d->last_limit_flush = now;
+            if (cnd_audit_limiter_flush(d->limit, now, 0)) s_log(d, "audit: %s", cnd_err_detail());
+        }
         if (now - d->last_state_check > 0.5) {
             d->last_state_check = now;
             s_check_job_state(d);
@@ -848,6 +1326,15 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
               cnd_round_number(d->round));
         cnd_round_destroy(&d->round);
     }
+    if (!rc && d->limit) {
+        /* The refusals counted but not yet summarised. */
+        int brc = s_begin(d);
+        if (!brc && cnd_audit_limiter_flush(d->limit, cnd_now(), 1))
+            s_log(d, "audit: %s", cnd_err_detail());
+        if (!brc)
+            s_log(d, "%llu frames of connections that do not read were dropped unread",
+                  (unsigned long long)d->dropped_unread);
+    }
     if (d->txn) {
         d->txn = 0;
         int crc = cnd_cstore_commit(d->c.store);
@@ -857,9 +1344,13 @@ out:
     s_unload_job(d);
     cnd_server_destroy(&d->srv);
     if (d->capture) fclose(d->capture);
+    cnd_audit_limiter_destroy(&d->limit);
     cnd_cstore_close(&d->zstore);
     cnd_coord_close(&d->c);
-    for (size_t i = 0; i < d->n_sess; i++) free(d->sess[i].cert);
+    for (size_t i = 0; i < d->n_sess; i++) {
+        free(d->sess[i].cert);
+        cnd_outq_clear(&d->sess[i].q);
+    }
     free(d->sess);
     pthread_mutex_destroy(&d->zmu);
     free(d);

@@ -1,14 +1,17 @@
 /*
  * coord_daemon.h: the coordinator process (`condenser coordinator run`): one CurveZMQ ROUTER
  * (proto/transport.h) whose ZAP handler admits only enrolled, unrevoked keys from the SQLite
- * identities table, sessions for the nodes that said Hello, the job in flight, and its rounds
- * (coord_round.h).
+ * identities table, sessions (one per connection, opened by a Hello on it; docs/protocol.md
+ * section 1, "Sessions"), the job in flight, and its rounds (coord_round.h).
  *
  * Loop: zmq_poll on the socket with a timeout of at most 200 ms and never past the current
- * phase's deadline; every frame is decoded and validated (proto.h), attributed to its
- * authenticated sender (User-Id), checked against the sender's replay window, its role and the
- * round's phase, logged (ingress, or reject.message with an Error reply), and only then handed
- * to the round. Everything one iteration changes is one SQLite transaction, committed before
+ * phase's deadline; every frame is matched to its connection's session, decoded and validated
+ * (proto.h), attributed to its authenticated sender (User-Id), checked against the session's
+ * replay window, its role and the round's phase, logged (ingress, or a rate-limited
+ * reject.message with an Error reply), and only then handed to the round. Every second each
+ * session's connection is probed and its identity re-checked (revocation, expiry, CRL); a
+ * session that ends makes its node a dropout of the round in flight at once. Sends never wait
+ * (coord_outq.h). Everything one iteration changes is one SQLite transaction, committed before
  * any message that depends on it leaves.
  *
  * Restart: on start the job in flight is resumed; a round that was in flight is marked

@@ -38,7 +38,8 @@ struct cnd_round {
     cnd_job_spec_t spec;
     cnd_round_rec_t rec;  /* the persisted row and its sites */
     uint8_t (*ed_pk)[32]; /* n identity keys, SecAgg+ order */
-    const uint8_t **cert; /* n DER certificates (borrowed from the caller's sessions) */
+    const uint8_t **cert; /* n DER certificates, borrowed from the caller's sessions: valid
+                             only during cnd_round_start, and NULL after it */
     size_t *cert_len;
     cnd_secagg_params_t sp;
     cnd_fxp_params_t fp;
@@ -55,6 +56,8 @@ struct cnd_round {
     s_upload_t up[CND_ROUND_MAX_UPLOADS];
     int max_uploads; /* concurrent uploads allowed: the budget over one upload's size */
     int ended;       /* 1 after RoundEnd went out */
+    int dirty;       /* site statuses changed since the round row was last written */
+    double saved_at; /* cnd_now() of the last write of the round row */
     int ok;          /* ended with a new model version */
     int64_t new_version;
     unsigned threads;
@@ -75,6 +78,8 @@ static void s_sync_status(cnd_round_t *r)
 
 static int s_persist(cnd_round_t *r)
 {
+    r->dirty = 0;
+    r->saved_at = cnd_now();
     s_sync_status(r);
     r->rec.phase_ms = cnd_unix_ms();
     snprintf(r->rec.phase, sizeof r->rec.phase, "%s", s_phase_names[r->phase]);
@@ -453,17 +458,17 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
         rs.n_peers = np;
         rs.peers = pcp;
         s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
-        for (uint32_t k2 = 0; k2 < r->model_info.chunk_count; k2++) {
-            Condenser__Chunk ch;
-            uint8_t sha[32];
-            if (cnd_chunk_piece(&ch, sha, CONDENSER__OBJECT_KIND__OBJ_MODEL, &r->model_info,
-                                r->model, k2))
-                break;
-            s_send(r, i, CONDENSER__MSG_TYPE__MSG_CHUNK, &ch);
-        }
+        /* A failed send only means the site misses the model; its deadline handles the rest. */
+        (void)r->io.send_object(r->io.ctx, r->rec.sites[i].name, CONDENSER__OBJECT_KIND__OBJ_MODEL,
+                                &r->model_info, r->model, (uint64_t)r->rec.job, r->rec.round);
     }
     free(pc);
     free(pcp);
+    /* The certificates were borrowed for RoundStart only. */
+    free(r->cert);
+    free(r->cert_len);
+    r->cert = NULL;
+    r->cert_len = NULL;
     s_open_phase(r, CND_PHASE_ADVERTISE);
     *out = r;
     return 0;
@@ -512,23 +517,42 @@ double cnd_round_time_left(const cnd_round_t *r, double now)
     return left > 0 ? left : 0;
 }
 
+/* The SecAgg+ status bits a site needs to be expected in a phase, and the one that answers it. */
+static int s_phase_bits(cnd_phase_t ph, uint8_t *need, uint8_t *have)
+{
+    switch (ph) {
+    case CND_PHASE_ADVERTISE: *need = 0, *have = CND_SECAGG_ST_ADVERTISED; return 1;
+    case CND_PHASE_SHARE: *need = CND_SECAGG_ST_ADVERTISED, *have = CND_SECAGG_ST_SHARED; return 1;
+    case CND_PHASE_MASKED: *need = CND_SECAGG_ST_SHARED, *have = CND_SECAGG_ST_MASKED; return 1;
+    case CND_PHASE_CONSISTENCY:
+        *need = CND_SECAGG_ST_MASKED, *have = CND_SECAGG_ST_SIGNED;
+        return 1;
+    case CND_PHASE_UNMASK: *need = CND_SECAGG_ST_SIGNED, *have = CND_SECAGG_ST_UNMASKED; return 1;
+    default: return 0;
+    }
+}
+
+static int s_awaits(cnd_phase_t ph, uint32_t status)
+{
+    uint8_t need, have;
+    if (!s_phase_bits(ph, &need, &have)) return 0;
+    if (status & (CND_RSITE_FAILED | CND_RSITE_LOST)) return 0;
+    return (status & need) == need && !(status & have);
+}
+
+int cnd_round_awaits(const char *phase, uint32_t status)
+{
+    for (int p = CND_PHASE_ADVERTISE; p <= CND_PHASE_UNMASK; p++)
+        if (phase && strcmp(phase, s_phase_names[p]) == 0) return s_awaits((cnd_phase_t)p, status);
+    return 0;
+}
+
 /* Whether every site still expected in the current phase has answered. */
 static int s_phase_complete(const cnd_round_t *r)
 {
     const uint8_t *st = cnd_secagg_server_status(r->sa);
-    uint8_t need, have;
-    switch (r->phase) {
-    case CND_PHASE_ADVERTISE: need = 0, have = CND_SECAGG_ST_ADVERTISED; break;
-    case CND_PHASE_SHARE: need = CND_SECAGG_ST_ADVERTISED, have = CND_SECAGG_ST_SHARED; break;
-    case CND_PHASE_MASKED: need = CND_SECAGG_ST_SHARED, have = CND_SECAGG_ST_MASKED; break;
-    case CND_PHASE_CONSISTENCY: need = CND_SECAGG_ST_MASKED, have = CND_SECAGG_ST_SIGNED; break;
-    case CND_PHASE_UNMASK: need = CND_SECAGG_ST_SIGNED, have = CND_SECAGG_ST_UNMASKED; break;
-    default: return 0;
-    }
-    for (uint32_t i = 0; i < r->rec.n; i++) {
-        if (r->rec.sites[i].status & CND_RSITE_FAILED) continue;
-        if ((st[i] & need) == need && !(st[i] & have)) return 0;
-    }
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        if (s_awaits(r->phase, (r->rec.sites[i].status & ~0xffu) | st[i])) return 0;
     return 1;
 }
 
@@ -551,7 +575,8 @@ static int s_next_phase(cnd_round_t *r, cnd_phase_t next, uint8_t flag, s_msg_fn
     if (rc) return rc;
     const uint8_t *st = cnd_secagg_server_status(r->sa);
     for (uint32_t i = 0; i < r->rec.n; i++) {
-        if (!(st[i] & flag) || (r->rec.sites[i].status & CND_RSITE_FAILED)) continue;
+        if (!(st[i] & flag) || (r->rec.sites[i].status & (CND_RSITE_FAILED | CND_RSITE_LOST)))
+            continue;
         cnd_buf_t b;
         cnd_buf_init(&b);
         if (msg(r->sa, &b, i) == 0 && !b.err) {
@@ -793,9 +818,22 @@ static void s_advance(cnd_round_t *r, int force)
     }
 }
 
+void cnd_round_drop(cnd_round_t *r, uint32_t idx, const char *why)
+{
+    (void)why;
+    if (r->ended || idx >= r->rec.n || (r->rec.sites[idx].status & CND_RSITE_LOST)) return;
+    r->rec.sites[idx].status |= CND_RSITE_LOST;
+    r->dirty = 1;
+    s_advance(r, 0);
+}
+
 int cnd_round_tick(cnd_round_t *r, double now)
 {
     if (!r->ended && now >= r->deadline) s_advance(r, 1);
+    if (!r->ended && r->dirty && now - r->saved_at >= 1.0 && s_persist(r)) {
+        /* Only the progress shown by `job show` is late; phase changes persist on their own. */
+        cnd_err_clear();
+    }
     return r->ended;
 }
 
@@ -913,6 +951,11 @@ int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope
     if (idx >= r->rec.n)
         return s_refuse(rej, env,
                         cnd_errf(CND_EPERM, "not a participant of round %u", r->rec.round));
+    if (r->rec.sites[idx].status & CND_RSITE_LOST)
+        return s_refuse(rej, env,
+                        cnd_errf(CND_EPERM, "%s's session ended during round %u; it is a dropout",
+                                 r->rec.sites[idx].name, r->rec.round));
+    r->dirty = 1;
     int rc;
     switch (env->type) {
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:

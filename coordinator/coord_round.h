@@ -12,8 +12,10 @@
  *   UNMASK:    UnmaskResponse                    -> finish: remove the masks, decode the weighted
  *              average, update the model, RoundEnd to every selected site.
  * A phase ends when every site still expected has answered or its deadline passes, whichever
- * comes first; sites that did not answer are dropouts. Fewer survivors than the quorum (or an
- * unrecoverable mask) fails the round: nothing is applied and RoundEnd says why.
+ * comes first; sites that did not answer are dropouts, and so is a site whose session ends
+ * (cnd_round_drop: the daemon saw its connection close), at once, not at the deadline. Fewer
+ * survivors than the quorum (or an unrecoverable mask) fails the round: nothing is applied and
+ * RoundEnd says why.
  *
  * Persistence: the round row (coord_store.h) is written at the start and at every phase change,
  * before the messages that open the next phase are sent (io->commit). The new model version and
@@ -39,9 +41,16 @@
 typedef struct {
     void *ctx;
     /* Sends `payload` (a Condenser__<Type> of `type`) to the named site inside an envelope for
-     * (job, round). Returns 0 or an error (the site then simply misses the message). */
+     * (job, round). Returns 0 or an error (the site then simply misses the message). Must not
+     * wait for the site: what it cannot send at once it queues. */
     int (*send)(void *ctx, const char *site, Condenser__MsgType type, void *payload, uint64_t job,
                 uint32_t round);
+    /* Sends the object `data` described by `info` to the named site as MSG_CHUNK of `kind`,
+     * every chunk, in order, without waiting (it keeps a copy or a reference as long as it
+     * needs). Returns 0 or an error (the site misses the object). */
+    int (*send_object)(void *ctx, const char *site, Condenser__ObjectKind kind,
+                       const Condenser__ObjectInfo *info, const uint8_t *data, uint64_t job,
+                       uint32_t round);
     /* Commits the caller's open transaction and opens the next one. */
     int (*commit)(void *ctx);
 } cnd_round_io_t;
@@ -79,8 +88,21 @@ void cnd_round_view(const cnd_round_t *r, cnd_round_view_t *v);
 CND_MUST_USE int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope *env,
                                       size_t wire_len, cnd_proto_reject_t *rej);
 
-/* Advances on deadlines (now: cnd_now()). Returns 1 once the round has ended, else 0. */
+/* The site's session ended (its connection closed, it was revoked, another connection of its
+ * identity took over, ...): it is a dropout from now on, exactly as if it had missed the
+ * current phase's deadline, and the phase closes as soon as every other expected site has
+ * answered. Its later messages in this round are refused. `why` is kept for the log. */
+void cnd_round_drop(cnd_round_t *r, uint32_t idx, const char *why);
+
+/* Advances on deadlines (now: cnd_now()) and writes the sites' progress within a phase to the
+ * store at most once a second (for `job show`). Returns 1 once the round has ended, else 0. */
 int cnd_round_tick(cnd_round_t *r, double now);
+
+/* Whether a site whose status (CND_SECAGG_ST_* | CND_RSITE_*) is `status` is still awaited in
+ * the phase named `phase` ("advertise", "share", "masked", "consistency", "unmask"): it took
+ * the previous step, has not taken this one, and neither failed nor lost its session. The
+ * round closes a phase when no site is awaited; `job show` names the awaited sites. */
+int cnd_round_awaits(const char *phase, uint32_t status);
 /* Seconds until the current phase's deadline (>= 0), for the poll timeout. */
 double cnd_round_time_left(const cnd_round_t *r, double now);
 

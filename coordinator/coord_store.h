@@ -158,6 +158,7 @@ CND_MUST_USE int cnd_cstore_models(cnd_cstore_t *s, int64_t job, cnd_model_rec_t
 /* Per-site flags of a round (the CND_SECAGG_ST_* bits, plus these). */
 #define CND_RSITE_FAILED  0x100 /* the site reported a local failure */
 #define CND_RSITE_METRICS 0x200 /* its metrics arrived */
+#define CND_RSITE_LOST    0x400 /* its session ended mid-round (connection lost, revoked, ...) */
 
 typedef struct {
     uint32_t idx; /* SecAgg index (participant id - 1) */

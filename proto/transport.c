@@ -101,15 +101,16 @@ static int s_setint(void *sock, int opt, int v, const char *name)
 }
 
 /* Options shared by ROUTER and DEALER. */
-static int s_common_opts(void *sock, int max_msg, int hwm, int hb_ivl, int hb_timeout,
+static int s_common_opts(void *sock, int max_msg, int hwm, int sndhwm, int hb_ivl, int hb_timeout,
                          int handshake)
 {
-    int64_t mm = max_msg;
+    /* libzmq checks the size of the encrypted frame, so the application's limit is max_msg. */
+    int64_t mm = (int64_t)max_msg + CND_CURVE_FRAME_OVERHEAD;
     if (zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &mm, sizeof mm) != 0)
         return cnd_errf(CND_EINVAL, "setting ZMQ_MAXMSGSIZE: %s", zmq_strerror(errno));
     int rc;
     if ((rc = s_setint(sock, ZMQ_LINGER, 0, "ZMQ_LINGER")) ||
-        (rc = s_setint(sock, ZMQ_SNDHWM, hwm, "ZMQ_SNDHWM")) ||
+        (rc = s_setint(sock, ZMQ_SNDHWM, sndhwm, "ZMQ_SNDHWM")) ||
         (rc = s_setint(sock, ZMQ_RCVHWM, hwm, "ZMQ_RCVHWM")) ||
         (rc = s_setint(sock, ZMQ_HEARTBEAT_IVL, hb_ivl, "ZMQ_HEARTBEAT_IVL")) ||
         (rc = s_setint(sock, ZMQ_HEARTBEAT_TIMEOUT, hb_timeout, "ZMQ_HEARTBEAT_TIMEOUT")) ||
@@ -341,9 +342,11 @@ int cnd_server_new(cnd_server_t **out, const cnd_server_opts_t *o)
     if (!o || !o->endpoint || !o->secret_key)
         return cnd_errf(CND_EINVAL, "server: endpoint and CURVE secret key are required");
     if (!o->allow) return cnd_errf(CND_EINVAL, "server: an allow() callback is required");
-    if (o->max_msg < 0 || o->hwm < 0 || o->heartbeat_ivl_ms < 0 || o->heartbeat_timeout_ms < 0 ||
-        o->handshake_ivl_ms < 0)
+    if (o->max_msg < 0 || o->hwm < 0 || o->sndhwm < 0 || o->heartbeat_ivl_ms < 0 ||
+        o->heartbeat_timeout_ms < 0 || o->handshake_ivl_ms < 0)
         return cnd_errf(CND_EINVAL, "server: negative option");
+    if (o->max_msg > INT32_MAX - CND_CURVE_FRAME_OVERHEAD)
+        return cnd_errf(CND_EINVAL, "server: max_msg %d is too large", o->max_msg);
     int rc = s_check_curve();
     if (rc) return rc;
     cnd_server_t *s = calloc(1, sizeof *s);
@@ -355,6 +358,7 @@ int cnd_server_new(cnd_server_t **out, const cnd_server_opts_t *o)
     s->recheck = o->recheck;
     s->max_msg = o->max_msg ? o->max_msg : (int)CND_PROTO_MAX_MSG;
     int hwm = o->hwm ? o->hwm : S_DEFAULT_HWM;
+    int sndhwm = o->sndhwm ? o->sndhwm : hwm;
     int hb = o->heartbeat_ivl_ms ? o->heartbeat_ivl_ms : S_DEFAULT_HB_IVL_MS;
     int hbt = o->heartbeat_timeout_ms ? o->heartbeat_timeout_ms : 3 * hb;
     int hs = o->handshake_ivl_ms ? o->handshake_ivl_ms : S_DEFAULT_HANDSHAKE_MS;
@@ -403,7 +407,7 @@ int cnd_server_new(cnd_server_t **out, const cnd_server_opts_t *o)
         rc = cnd_errf(CND_EINVAL, "server: setting CURVE keys: %s", zmq_strerror(errno));
         goto fail;
     }
-    if ((rc = s_common_opts(s->router, s->max_msg, hwm, hb, hbt, hs)) ||
+    if ((rc = s_common_opts(s->router, s->max_msg, hwm, sndhwm, hb, hbt, hs)) ||
         (rc = s_setint(s->router, ZMQ_ROUTER_MANDATORY, 1, "ZMQ_ROUTER_MANDATORY")))
         goto fail;
 
@@ -497,6 +501,7 @@ static int s_server_take(cnd_server_t *s, cnd_frame_t *f)
     int ret = 0;
     const char *user = zmq_msg_gets(&data, "User-Id");
     const char *hex = zmq_msg_gets(&data, S_META_KEY);
+    const char *paddr = zmq_msg_gets(&data, "Peer-Address");
     uint8_t pub[CND_CURVE_KEY_BYTES];
     if (zmq_msg_more(&data)) {
         s_drain_more(s->router, 1);
@@ -522,6 +527,12 @@ static int s_server_take(cnd_server_t *s, cnd_frame_t *f)
             goto done;
         }
     }
+    if (zmq_msg_size(&data) > (size_t)s->max_msg) {
+        /* libzmq's limit includes the CURVE overhead; ours is the application's. */
+        s->st.malformed_drops++;
+        s_event(s, CND_TEV_MALFORMED_DROP, pub, paddr, user, "frame over the size limit");
+        goto done;
+    }
     memset(f, 0, sizeof *f);
     f->len = zmq_msg_size(&data);
     f->data = malloc(f->len ? f->len : 1);
@@ -534,6 +545,7 @@ static int s_server_take(cnd_server_t *s, cnd_frame_t *f)
     memcpy(f->peer.id, zmq_msg_data(&id), zmq_msg_size(&id));
     f->peer.id_len = zmq_msg_size(&id);
     snprintf(f->user_id, sizeof f->user_id, "%s", user);
+    snprintf(f->address, sizeof f->address, "%s", paddr ? paddr : "");
     memcpy(f->curve_key, pub, sizeof pub);
     s->st.received++;
     ret = 1;
@@ -584,6 +596,22 @@ int cnd_server_send(cnd_server_t *s, const cnd_peer_t *to, const void *data, siz
     if (zmq_send(s->router, data, len, 0) < 0)
         return cnd_errf(CND_EIO, "server: send: %s", zmq_strerror(errno));
     s->st.sent++;
+    return 0;
+}
+
+int cnd_server_probe(cnd_server_t *s, const cnd_peer_t *to)
+{
+    if (to->id_len == 0 || to->id_len > CND_ROUTING_ID_MAX)
+        return cnd_errf(CND_EINVAL, "server: bad peer routing id");
+    /* ZMQ_DONTWAIT: whatever ZMQ_SNDTIMEO the last send left, a probe never waits. */
+    if (zmq_send(s->router, to->id, to->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        int e = errno;
+        if (e == EHOSTUNREACH) return cnd_errf(CND_ENOTFOUND, "server: connection closed");
+        if (e == EAGAIN) return cnd_errf(CND_ETIMEOUT, "server: peer's queue is full");
+        return cnd_errf(CND_EIO, "server: probe: %s", zmq_strerror(e));
+    }
+    if (zmq_send(s->router, "", 0, ZMQ_DONTWAIT) < 0)
+        return cnd_errf(CND_EIO, "server: probe: %s", zmq_strerror(errno));
     return 0;
 }
 
@@ -650,10 +678,16 @@ static void s_client_drain_monitor(cnd_client_t *c)
     char addr[256];
     while (c->mon && s_monitor_read(c->mon, &ev, &val, addr, sizeof addr) == 0) {
         switch (ev) {
+        case ZMQ_EVENT_CONNECTED: c->st.tcp_connects++; break;
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
             c->st.connected = 1;
             c->st.handshakes++;
             c->st.last_status = 0;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            c->st.connected = 0;
+            c->st.handshake_failures++;
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
             c->st.connected = 0;
@@ -679,6 +713,8 @@ int cnd_client_new(cnd_client_t **out, const cnd_client_opts_t *o)
     if (o->max_msg < 0 || o->hwm < 0 || o->heartbeat_ivl_ms < 0 || o->heartbeat_timeout_ms < 0 ||
         o->handshake_ivl_ms < 0 || o->reconnect_ivl_ms < 0 || o->reconnect_ivl_max_ms < 0)
         return cnd_errf(CND_EINVAL, "client: negative option");
+    if (o->max_msg > INT32_MAX - CND_CURVE_FRAME_OVERHEAD)
+        return cnd_errf(CND_EINVAL, "client: max_msg %d is too large", o->max_msg);
     int rc = s_check_curve();
     if (rc) return rc;
     cnd_client_t *c = calloc(1, sizeof *c);
@@ -714,15 +750,17 @@ int cnd_client_new(cnd_client_t **out, const cnd_client_opts_t *o)
         rc = cnd_errf(CND_EINVAL, "client: setting CURVE keys: %s", zmq_strerror(errno));
         goto fail;
     }
-    if ((rc = s_common_opts(c->dealer, c->max_msg, hwm, hb, hbt, hs)) ||
+    if ((rc = s_common_opts(c->dealer, c->max_msg, hwm, hwm, hb, hbt, hs)) ||
         (rc = s_setint(c->dealer, ZMQ_IMMEDIATE, 1, "ZMQ_IMMEDIATE")) ||
         (rc = s_setint(c->dealer, ZMQ_RECONNECT_IVL, ri, "ZMQ_RECONNECT_IVL")) ||
         (rc = s_setint(c->dealer, ZMQ_RECONNECT_IVL_MAX, rmax, "ZMQ_RECONNECT_IVL_MAX")))
         goto fail;
     if (!o->no_monitor) {
-        if (zmq_socket_monitor(c->dealer, mon_ep,
-                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                                   ZMQ_EVENT_DISCONNECTED) != 0) {
+        if (zmq_socket_monitor(
+                c->dealer, mon_ep,
+                ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                    ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                    ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_DISCONNECTED) != 0) {
             rc = cnd_errf(CND_EIO, "client: socket monitor: %s", zmq_strerror(errno));
             goto fail;
         }
@@ -802,6 +840,10 @@ int cnd_client_recv(cnd_client_t *c, uint8_t **data, size_t *len, int timeout_ms
                 continue;
             }
             size_t n = zmq_msg_size(&m);
+            if (n == 0) { /* the server's liveness probe */
+                zmq_msg_close(&m);
+                continue;
+            }
             uint8_t *p = malloc(n ? n : 1);
             if (!p) {
                 zmq_msg_close(&m);

@@ -11,6 +11,11 @@
  * our ZAP handler). Limits: ZMQ_MAXMSGSIZE (a larger frame makes libzmq drop that connection;
  * the others are unaffected), send and receive high-water marks, ZMQ_ROUTER_MANDATORY (a send
  * to a peer that is gone fails instead of vanishing), ZMTP heartbeats and a handshake deadline.
+ * Frame limit: max_msg bytes of application data; ZMQ_MAXMSGSIZE is set CND_CURVE_FRAME_OVERHEAD
+ * above it because libzmq counts the encrypted CURVE MESSAGE command, not the plaintext.
+ * Liveness: cnd_server_probe() sends an empty frame (clients drop empty frames before the
+ * application sees them) and so tells an open connection from one libzmq has closed (peer
+ * process killed: at once; peer host gone: after the ZMTP heartbeat timeout).
  * With `recheck` set, allow() is asked again for every received message, so a key revoked while
  * its connection is up is cut off at its next message, not only at its next connection.
  *
@@ -46,6 +51,9 @@
 #define CND_ED25519_SK_BYTES 64
 #define CND_USER_ID_MAX      64 /* user id buffer, NUL included */
 #define CND_ROUTING_ID_MAX   255
+/* What CurveZMQ adds to each frame on the wire ("\x07MESSAGE", 8-byte nonce, 16-byte MAC, flags
+ * byte), all of which libzmq's ZMQ_MAXMSGSIZE counts. */
+#define CND_CURVE_FRAME_OVERHEAD 33
 
 /* Ed25519 identity -> CurveZMQ keys. Returns 0 or CND_ECRYPTO (not a valid Ed25519 key). */
 int cnd_transport_curve_keys(uint8_t curve_pk[CND_CURVE_KEY_BYTES],
@@ -94,6 +102,7 @@ typedef struct {
     int recheck;              /* 1: ask allow() again for every received message */
     int max_msg;              /* bytes per frame; 0 = CND_PROTO_MAX_MSG */
     int hwm;                  /* messages queued per peer each way; 0 = 1000 */
+    int sndhwm;               /* messages queued towards each peer; 0 = hwm */
     int heartbeat_ivl_ms;     /* ZMTP PING interval; 0 = 2000 */
     int heartbeat_timeout_ms; /* drop a silent peer after; 0 = 3 * heartbeat_ivl_ms */
     int handshake_ivl_ms;     /* handshake deadline; 0 = 5000 */
@@ -118,6 +127,7 @@ typedef struct {
 typedef struct {
     cnd_peer_t peer;                        /* reply address */
     char user_id[CND_USER_ID_MAX];          /* ZAP user id of the sender */
+    char address[64];                       /* peer IP address ("Peer-Address"), or "" */
     uint8_t curve_key[CND_CURVE_KEY_BYTES]; /* sender's authenticated CURVE public key */
     uint8_t *data;                          /* frame bytes, len <= max_msg */
     size_t len;
@@ -141,10 +151,15 @@ const char *cnd_server_endpoint(const cnd_server_t *s);
 int cnd_server_recv(cnd_server_t *s, cnd_frame_t *f, int timeout_ms) CND_MUST_USE;
 
 /* Sends one frame to a peer. Returns 0, CND_ENOTFOUND (no such connection: it closed),
- * CND_ETIMEOUT (its queue stayed full for timeout_ms), CND_ERANGE (len over max_msg) or
- * CND_EIO. */
+ * CND_ETIMEOUT (its queue stayed full for timeout_ms; 0 = do not wait), CND_ERANGE (len over
+ * max_msg) or CND_EIO. */
 int cnd_server_send(cnd_server_t *s, const cnd_peer_t *to, const void *data, size_t len,
                     int timeout_ms) CND_MUST_USE;
+
+/* Whether a connection is still open, without waiting: sends it an empty frame (which clients
+ * drop). Returns 0 (open), CND_ENOTFOUND (closed), CND_ETIMEOUT (open, its queue is full) or
+ * CND_EIO. */
+int cnd_server_probe(cnd_server_t *s, const cnd_peer_t *to) CND_MUST_USE;
 
 void cnd_server_stats(cnd_server_t *s, cnd_server_stats_t *out);
 
@@ -175,9 +190,12 @@ typedef struct {
 } cnd_client_opts_t;
 
 typedef struct {
-    int connected;          /* a CURVE session is up (handshake and ZAP passed) */
-    uint64_t handshakes;    /* sessions established so far */
-    uint64_t auth_refusals; /* handshakes the server refused (ZAP status in last_status) */
+    int connected;               /* a CURVE session is up (handshake and ZAP passed) */
+    uint64_t tcp_connects;       /* TCP connections made (before any handshake) */
+    uint64_t handshakes;         /* sessions established so far */
+    uint64_t auth_refusals;      /* handshakes the server refused (ZAP status in last_status) */
+    uint64_t handshake_failures; /* handshakes that failed otherwise: the server's key is not the
+                                    pinned one, it is not a CurveZMQ server, or it timed out */
     uint64_t disconnects;
     int last_status; /* last ZAP refusal status (400, 500, ...) or 0 */
 } cnd_client_state_t;
@@ -194,7 +212,8 @@ int cnd_client_new(cnd_client_t **out, const cnd_client_opts_t *opts) CND_MUST_U
 int cnd_client_send(cnd_client_t *c, const void *data, size_t len, int timeout_ms) CND_MUST_USE;
 
 /* Receives one frame (owned *data, free()). Returns 0, CND_ETIMEOUT, CND_EPERM (nothing arrived
- * and the coordinator refused this key), or CND_EIO. Multipart frames are dropped. */
+ * and the coordinator refused this key), or CND_EIO. Multipart frames and empty frames (the
+ * server's liveness probes) are dropped. */
 int cnd_client_recv(cnd_client_t *c, uint8_t **data, size_t *len, int timeout_ms) CND_MUST_USE;
 
 /* Drains pending socket events and reports the connection state. */

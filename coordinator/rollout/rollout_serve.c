@@ -3,9 +3,25 @@
  *
  * Threads: the main thread owns the socket, the database connection, the audit log and the
  * engine. libzmq's ZAP thread calls s_allow() with its own read-only connection.
+ *
+ * Sessions (docs/protocol.md section 1, "Sessions", as for the coordinator daemon): a device's
+ * session belongs to one connection and begins there with its Hello (whose certificate is
+ * checked against the federation CA, the device's name, role and enrolled key) or, for a device
+ * enrolled without a certificate, its DeviceProfile; anything else on a connection without a
+ * session is refused ("send hello first"), even if the device has a session elsewhere. A session
+ * opened on a new connection ends the one on the old connection ("superseded" when it is still
+ * open). Every S_RECHECK_S seconds sessions of revoked devices end, and so do sessions whose
+ * certificate expired or (when the CRL changed) was revoked by the CA. Sends never wait: a
+ * device whose queue is full does not read (it keeps at most 4 chunk requests in flight, so the
+ * queue never fills otherwise); its session ends and its connection's frames are dropped
+ * unread. Refusals are recorded at a bounded rate (audit_limit.h); the answers a device needs to
+ * recover ("send hello first", "session ended: ...") are always sent.
  */
 #include "rollout_serve.h"
 #include "audit_actions.h"
+#include "audit_limit.h"
+#include "ca.h"
+#include "cert.h"
 #include "json.h"
 #include "clock.h"
 #include "db.h"
@@ -110,15 +126,30 @@ void cnd_rollout_dir_close(cnd_rollout_dir_t *d)
 
 /* --- sessions ------------------------------------------------------------------------------- */
 
+#define S_CLOSED    1024 /* connections whose session ended, remembered */
+#define S_RECHECK_S 2.0  /* revocation, expiry and CRL re-checked this often */
+
 typedef struct {
     int used;
     char name[CND_USER_ID_MAX];
     char fpr[65];
     uint8_t ed_pk[32];
-    cnd_peer_t peer;
-    cnd_seqwin_t win;
-    int session; /* Hello or DeviceProfile seen on this run */
+    cnd_peer_t peer; /* the session's connection */
+    char address[64];
+    cnd_seqwin_t win; /* replay window of the session */
+    int session;      /* a session is open on `peer` */
+    uint64_t id;      /* session number in this run */
+    uint8_t *cert;    /* the certificate its Hello presented (DER, owned), or NULL */
+    size_t cert_len;
+    int64_t not_after; /* its end of validity (Unix s), 0 without a certificate */
 } s_sess_t;
+
+typedef struct {
+    int used;
+    cnd_peer_t peer;
+    char text[CND_PROTO_TEXT_MAX + 1]; /* the answer to what it sends, "" when muted */
+    int mute;                          /* 1: dropped unread (it does not read) */
+} s_closed_t;
 
 typedef struct {
     const cnd_rollout_serve_opts_t *o;
@@ -134,6 +165,14 @@ typedef struct {
     cnd_buf_t out;
     char name[64];
     cnd_rollout_serve_stats_t st;
+    cnd_audit_limiter_t *limit;
+    s_closed_t closed[S_CLOSED];
+    size_t closed_next;
+    uint64_t next_session;
+    char ca_cert[600], ca_crl[600]; /* the federation CA (coordinator directories), or "" */
+    cnd_ca_trust_t *trust;          /* loaded from them, reloaded when the CRL changes */
+    uint8_t crl_digest[32];
+    double last_recheck;
 } s_srv_t;
 
 static void s_log(s_srv_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -209,9 +248,84 @@ static int s_send_env(s_srv_t *s, s_sess_t *x, const cnd_peer_t *peer, Condenser
         s_log(s, "not sending %s to %s: %s", cnd_proto_type_name(type), x->name, cnd_err_detail());
         return rc;
     }
-    rc = cnd_server_send(s->srv, peer, s->out.data, s->out.len, 200);
+    /* Never waits: a full queue is a device that does not read (s_io_send). */
+    rc = cnd_server_send(s->srv, peer, s->out.data, s->out.len, 0);
     if (!rc) s->st.frames_out++;
     return rc;
+}
+
+static int s_peer_eq(const cnd_peer_t *a, const cnd_peer_t *b)
+{
+    return a->id_len == b->id_len && memcmp(a->id, b->id, a->id_len) == 0;
+}
+
+static s_closed_t *s_closed(s_srv_t *s, const cnd_peer_t *peer)
+{
+    for (size_t i = 0; i < S_CLOSED; i++)
+        if (s->closed[i].used && s_peer_eq(&s->closed[i].peer, peer)) return &s->closed[i];
+    return NULL;
+}
+
+static void s_closed_add(s_srv_t *s, const cnd_peer_t *peer, const char *text, int mute)
+{
+    s_closed_t *c = s_closed(s, peer);
+    if (!c) {
+        c = &s->closed[s->closed_next];
+        s->closed_next = (s->closed_next + 1) % S_CLOSED;
+    }
+    c->used = 1;
+    c->peer = *peer;
+    snprintf(c->text, sizeof c->text, "%s", text);
+    c->mute = c->mute || mute;
+}
+
+/* Ends a device's session: session.end (unless its connection just closed), its connection
+ * remembered with the answer its later frames get, and (tell) that answer sent now. */
+static void s_session_end(s_srv_t *s, s_sess_t *x, const char *reason, const char *detail, int tell)
+{
+    if (!x->session) return;
+    /* detail may be cnd_err_detail(), which what follows rewrites: keep a copy */
+    char det[512];
+    snprintf(det, sizeof det, "%s", detail ? detail : "");
+    detail = det;
+    x->session = 0;
+    free(x->cert);
+    x->cert = NULL;
+    x->cert_len = 0;
+    x->not_after = 0;
+    s_log(s, "%s: session %llu from %s ended: %s (%s)", x->name, (unsigned long long)x->id,
+          x->address, reason, detail);
+    if (strcmp(reason, "connection lost") == 0) return;
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "name");
+    cnd_jw_str(&w, x->name);
+    cnd_jw_key(&w, "reason");
+    cnd_jw_str(&w, reason);
+    cnd_jw_key(&w, "detail");
+    cnd_jw_str(&w, detail);
+    cnd_jw_key(&w, "address");
+    cnd_jw_str(&w, x->address);
+    cnd_jw_obj_end(&w);
+    cnd_audit_rec_t a = {.actor = s->dir.fpr,
+                         .action = CND_AUDIT_SESSION_END,
+                         .subject = x->fpr,
+                         .details = cnd_jw_text(&w)};
+    if (a.details && cnd_audit_append(s->dir.audit, &a, NULL))
+        s_log(s, "audit: %s", cnd_err_detail());
+    cnd_jw_free(&w);
+    int slow = strcmp(reason, "slow reader") == 0;
+    char text[CND_PROTO_TEXT_MAX + 1];
+    snprintf(text, sizeof text, "session ended: %s: %s", reason, detail);
+    s_closed_add(s, &x->peer, slow ? "" : text, slow);
+    if (!tell || slow) return;
+    Condenser__Error err;
+    char buf[CND_PROTO_TEXT_MAX + 1];
+    cnd_proto_reject_t rej = {CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED, 0, 0};
+    cnd_proto_error_init(&err, buf, &rej, text);
+    (void)s_send_env(s, x, &x->peer, CONDENSER__MSG_TYPE__MSG_ERROR, &err);
+    cnd_err_clear();
 }
 
 static int s_io_send(void *ctx, const char *device, Condenser__MsgType type, void *payload)
@@ -220,7 +334,9 @@ static int s_io_send(void *ctx, const char *device, Condenser__MsgType type, voi
     s_sess_t *x = s_sess(s, device, 0);
     if (!x || !x->session) return CND_ENOTFOUND;
     int rc = s_send_env(s, x, &x->peer, type, payload);
-    if (rc == CND_ENOTFOUND) x->session = 0;
+    if (rc == CND_ENOTFOUND) s_session_end(s, x, "connection lost", "its connection closed", 0);
+    if (rc == CND_ETIMEOUT)
+        s_session_end(s, x, "slow reader", "its queue is full: it does not read", 0);
     return rc;
 }
 
@@ -262,40 +378,112 @@ static int s_allow(void *ctx, const uint8_t pub[32], char user_id[CND_USER_ID_MA
 
 /* --- frames --------------------------------------------------------------------------------- */
 
+/* Refuses a frame: counted; recorded (reject.message) when the rate limit allows; answered with
+ * an Error then, or always when `needed` (the answers a device recovers with). */
 static void s_reject(s_srv_t *s, s_sess_t *x, const cnd_frame_t *f, const cnd_proto_reject_t *rej,
-                     const char *why)
+                     const char *class, const char *why, int needed)
 {
     s->st.rejected++;
+    const char *peer = x ? x->fpr : f->user_id;
+    int record = cnd_audit_limiter_hit(s->limit, CND_AUDIT_REJECT_MESSAGE, peer,
+                                       class ? class : cnd_proto_error_name(rej->code), cnd_now());
     char reason[300];
     snprintf(reason, sizeof reason, "%s", why && *why ? why : cnd_proto_error_name(rej->code));
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "peer");
-    cnd_jw_str(&w, x ? x->fpr : f->user_id);
-    cnd_jw_key(&w, "type");
-    cnd_jw_str(&w, cnd_proto_type_name(rej->type));
-    cnd_jw_key(&w, "size");
-    cnd_jw_int(&w, (int64_t)f->len);
-    cnd_jw_key(&w, "reason");
-    cnd_jw_str(&w, reason);
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t dg = {"message", {0}};
-    cnd_sha256(dg.sha256, f->data, f->len);
-    cnd_audit_rec_t a = {.actor = s->dir.fpr,
-                         .action = CND_AUDIT_REJECT_MESSAGE,
-                         .subject = x ? x->fpr : f->user_id,
-                         .details = cnd_jw_text(&w),
-                         .digests = &dg,
-                         .n_digests = 1};
-    if (a.details && cnd_audit_append(s->dir.audit, &a, NULL))
-        s_log(s, "audit: %s", cnd_err_detail());
-    cnd_jw_free(&w);
-    if (rej->type == CONDENSER__MSG_TYPE__MSG_ERROR || !x) return;
+    if (record) {
+        cnd_jw_t w;
+        cnd_jw_init(&w);
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "peer");
+        cnd_jw_str(&w, peer);
+        cnd_jw_key(&w, "type");
+        cnd_jw_str(&w, cnd_proto_type_name(rej->type));
+        cnd_jw_key(&w, "size");
+        cnd_jw_int(&w, (int64_t)f->len);
+        cnd_jw_key(&w, "reason");
+        cnd_jw_str(&w, reason);
+        cnd_jw_key(&w, "code");
+        cnd_jw_str(&w, cnd_proto_error_name(rej->code));
+        cnd_jw_obj_end(&w);
+        cnd_audit_digest_t dg = {"message", {0}};
+        cnd_sha256(dg.sha256, f->data, f->len);
+        cnd_audit_rec_t a = {.actor = s->dir.fpr,
+                             .action = CND_AUDIT_REJECT_MESSAGE,
+                             .subject = peer,
+                             .details = cnd_jw_text(&w),
+                             .digests = &dg,
+                             .n_digests = 1};
+        if (a.details && cnd_audit_append(s->dir.audit, &a, NULL))
+            s_log(s, "audit: %s", cnd_err_detail());
+        cnd_jw_free(&w);
+    }
+    if (rej->type == CONDENSER__MSG_TYPE__MSG_ERROR || !x || !(record || needed)) return;
     Condenser__Error err;
     char text[CND_PROTO_TEXT_MAX + 1];
     cnd_proto_error_init(&err, text, rej, reason);
-    (void)s_send_env(s, x, &f->peer, CONDENSER__MSG_TYPE__MSG_ERROR, &err);
+    if (s_send_env(s, x, &f->peer, CONDENSER__MSG_TYPE__MSG_ERROR, &err) == CND_ETIMEOUT) {
+        /* The connection does not read: from now on its frames are dropped unread. */
+        s_closed_add(s, &f->peer, "", 1);
+        if (x->session && s_peer_eq(&x->peer, &f->peer))
+            s_session_end(s, x, "slow reader", "its queue is full: it does not read", 0);
+    }
+    cnd_err_clear();
+}
+
+/* A Hello with a certificate: checked against the federation CA for this device (name, role
+ * device, validity, revocation list) and its enrolled key. Returns 0 with the certificate's end
+ * of validity, or an error whose detail says why. */
+static int s_check_hello(s_srv_t *s, const s_sess_t *x, const Condenser__Hello *h,
+                         int64_t *not_after)
+{
+    if (sodium_memcmp(h->identity_key.data, x->ed_pk, 32) != 0 ||
+        h->role != CONDENSER__ROLE__ROLE_DEVICE)
+        return cnd_errf(CND_EPERM, "hello: identity key or role differ from the enrollment");
+    if (h->min_version > CND_PROTO_VERSION || h->max_version < CND_PROTO_VERSION)
+        return cnd_errf(CND_EPROTO, "no common protocol version");
+    if (!s->trust)
+        return cnd_errf(CND_EPERM,
+                        "hello.certificate: this rollout server has no federation CA to check "
+                        "certificates against (a directory made by `rollout init`); a device "
+                        "enrolled without a certificate opens its session with its DeviceProfile");
+    cnd_cert_info_t ci;
+    int rc = cnd_cert_check_trust(&ci, s->trust, h->certificate.data, h->certificate.len, "device",
+                                  x->name, cnd_unix_time());
+    if (rc) {
+        char why[400]; /* the detail is rewritten below: copy it first */
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        return cnd_errf(rc, "hello.certificate: %s", why);
+    }
+    if (sodium_memcmp(ci.pubkey, x->ed_pk, 32) != 0)
+        return cnd_errf(CND_EPERM, "hello.certificate certifies another key than the enrolled one");
+    *not_after = ci.not_after;
+    return 0;
+}
+
+/* Opens x's session on the frame's connection, ending one it has on another connection. */
+static void s_open(s_srv_t *s, s_sess_t *x, const cnd_frame_t *f, const cnd_seqwin_t *win)
+{
+    if (x->session) {
+        if (cnd_server_probe(s->srv, &x->peer) == CND_ENOTFOUND) {
+            s_session_end(s, x, "connection lost", "a new connection opened a session", 0);
+        } else {
+            char why[300];
+            snprintf(why, sizeof why,
+                     "another connection of %s (from %s) opened a session; two devices must not "
+                     "run with one identity",
+                     x->name, f->address);
+            s_log(s,
+                  "%s: DUPLICATE SESSION: a second connection from %s while session %llu from "
+                  "%s is open; the older one is closed",
+                  x->name, f->address, (unsigned long long)x->id, x->address);
+            s_session_end(s, x, "superseded", why, 1);
+        }
+        cnd_err_clear();
+    }
+    x->session = 1;
+    x->peer = f->peer;
+    x->win = *win;
+    x->id = ++s->next_session;
+    snprintf(x->address, sizeof x->address, "%s", f->address);
 }
 
 static void s_on_frame(s_srv_t *s, cnd_frame_t *f)
@@ -303,56 +491,166 @@ static void s_on_frame(s_srv_t *s, cnd_frame_t *f)
     s->st.frames_in++;
     s_sess_t *x = s_sess(s, f->user_id, 1);
     cnd_proto_reject_t rej = {CONDENSER__ERROR_CODE__ERR_MALFORMED, 0, 0};
-    if (!x) {
-        rej.code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
-        s_reject(s, NULL, f, &rej, "not an enrolled device");
+    int bound = x && x->session && s_peer_eq(&x->peer, &f->peer);
+    const s_closed_t *gone = bound ? NULL : s_closed(s, &f->peer);
+    if (gone && gone->mute) {
+        cnd_audit_limiter_count(s->limit, CND_AUDIT_REJECT_MESSAGE, x ? x->fpr : f->user_id,
+                                "dropped unread", cnd_now());
         return;
     }
+    if (!x) {
+        rej.code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
+        s_reject(s, NULL, f, &rej, NULL, "not an enrolled device", 0);
+        return;
+    }
+    /* A connection without a session gets a window of its own, kept if it opens one. */
+    cnd_seqwin_t fresh;
+    cnd_seqwin_init(&fresh);
     cnd_proto_msg_t *m = NULL;
     if (cnd_proto_accept(&m, &rej, f->data, f->len, f->user_id, CONDENSER__ROLE__ROLE_DEVICE,
-                         &x->win, NULL)) {
-        s_reject(s, x, f, &rej, cnd_err_detail());
+                         bound ? &x->win : &fresh, NULL)) {
+        s_reject(s, x, f, &rej, NULL, cnd_err_detail(), 0);
         return;
     }
     const Condenser__Envelope *env = m->env;
-    x->peer = f->peer;
-    if (env->type == CONDENSER__MSG_TYPE__MSG_HELLO) {
-        const Condenser__Hello *h = env->hello;
-        rej.code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
-        if (sodium_memcmp(h->identity_key.data, x->ed_pk, 32) != 0 ||
-            h->role != CONDENSER__ROLE__ROLE_DEVICE) {
-            s_reject(s, x, f, &rej, "hello: identity key or role differ from the enrollment");
-        } else if (h->min_version > CND_PROTO_VERSION || h->max_version < CND_PROTO_VERSION) {
-            rej.code = CONDENSER__ERROR_CODE__ERR_BAD_VERSION;
-            s_reject(s, x, f, &rej, "no common protocol version");
-        } else {
-            x->session = 1;
-            Condenser__HelloAck ack;
-            condenser__hello_ack__init(&ack);
-            ack.coordinator_name = cnd_proto_str(s->name);
-            ack.version = CND_PROTO_VERSION;
-            ack.heartbeat_ms = (uint32_t)(s->o->heartbeat_ms ? s->o->heartbeat_ms : 10000);
-            ack.max_message = CND_PROTO_MAX_MSG;
-            ack.chunk_size = CND_PROTO_CHUNK_DEFAULT;
-            ack.server_unix_ms = (uint64_t)cnd_unix_time() * 1000;
-            (void)s_send_env(s, x, &x->peer, CONDENSER__MSG_TYPE__MSG_HELLO_ACK, &ack);
-        }
-        cnd_proto_msg_destroy(&m);
-        return;
+    rej.seq = env->seq;
+    rej.type = env->type;
+    if (bound && env->type == CONDENSER__MSG_TYPE__MSG_HELLO) {
+        rej.code = CONDENSER__ERROR_CODE__ERR_REFUSED;
+        s_reject(s, x, f, &rej, "hello again", "this connection already has a session", 0);
+        goto done;
     }
-    if (env->type == CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE) x->session = 1;
-    if (!x->session) {
+    if (!bound && gone) {
         rej.code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
-        rej.seq = env->seq;
-        rej.type = env->type;
-        s_reject(s, x, f, &rej, "no session: send hello first");
-        cnd_proto_msg_destroy(&m);
-        return;
+        s_reject(s, x, f, &rej, "session ended", gone->text, 1);
+        goto done;
+    }
+    if (!bound && env->type == CONDENSER__MSG_TYPE__MSG_HELLO) {
+        int64_t not_after = 0;
+        int rc = s_check_hello(s, x, env->hello, &not_after);
+        if (rc) {
+            rej.code = rc == CND_EPROTO ? CONDENSER__ERROR_CODE__ERR_BAD_VERSION
+                                        : CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
+            s_reject(s, x, f, &rej, NULL, cnd_err_detail(), 0);
+            goto done;
+        }
+        uint8_t *der = malloc(env->hello->certificate.len);
+        if (!der) {
+            rej.code = CONDENSER__ERROR_CODE__ERR_BUSY;
+            s_reject(s, x, f, &rej, NULL, "out of memory", 0);
+            goto done;
+        }
+        memcpy(der, env->hello->certificate.data, env->hello->certificate.len);
+        s_open(s, x, f, &fresh);
+        x->cert = der;
+        x->cert_len = env->hello->certificate.len;
+        x->not_after = not_after;
+        Condenser__HelloAck ack;
+        condenser__hello_ack__init(&ack);
+        ack.coordinator_name = cnd_proto_str(s->name);
+        ack.version = CND_PROTO_VERSION;
+        ack.heartbeat_ms = (uint32_t)(s->o->heartbeat_ms ? s->o->heartbeat_ms : 10000);
+        ack.max_message = CND_PROTO_MAX_MSG;
+        ack.chunk_size = CND_PROTO_CHUNK_DEFAULT;
+        ack.server_unix_ms = (uint64_t)cnd_unix_time() * 1000;
+        if (s_send_env(s, x, &x->peer, CONDENSER__MSG_TYPE__MSG_HELLO_ACK, &ack) == CND_ETIMEOUT)
+            s_session_end(s, x, "slow reader", "its queue is full: it does not read", 0);
+        cnd_err_clear();
+        goto done;
+    }
+    if (!bound && env->type == CONDENSER__MSG_TYPE__MSG_DEVICE_PROFILE) {
+        s_open(s, x, f, &fresh); /* a device without a certificate: its profile opens it */
+        bound = 1;
+    }
+    if (!bound) {
+        rej.code = CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED;
+        s_reject(s, x, f, &rej, "hello first", "no session on this connection: send hello first",
+                 1);
+        goto done;
     }
     cnd_err_clear();
     if (cnd_rollout_on_message(s->eng, x->name, x->fpr, env, &rej))
-        s_reject(s, x, f, &rej, cnd_err_detail());
+        s_reject(s, x, f, &rej, NULL, cnd_err_detail(), 0);
+done:
     cnd_proto_msg_destroy(&m);
+}
+
+/* --- revocation, expiry, the CRL -------------------------------------------------------------- */
+
+/* The federation CA of a coordinator directory (`coordinator init` records it); none in a
+ * directory made by `rollout init`. */
+static void s_find_ca(s_srv_t *s)
+{
+    sqlite3_stmt *st = NULL;
+    s->ca_cert[0] = s->ca_crl[0] = '\0';
+    if (sqlite3_prepare_v2(s->dir.db,
+                           "SELECT key, value FROM coord_meta WHERE key IN"
+                           " ('ca_cert', 'ca_crl')",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        const char *v = (const char *)sqlite3_column_text(st, 1);
+        if (!k || !v) continue;
+        if (strcmp(k, "ca_cert") == 0) snprintf(s->ca_cert, sizeof s->ca_cert, "%s", v);
+        if (strcmp(k, "ca_crl") == 0) snprintf(s->ca_crl, sizeof s->ca_crl, "%s", v);
+    }
+    sqlite3_finalize(st);
+}
+
+/* Every S_RECHECK_S: sessions of revoked devices end; so do sessions whose certificate expired,
+ * and, when the CRL changed, those whose certificate it revokes. */
+static void s_recheck(s_srv_t *s, double now)
+{
+    if (now - s->last_recheck < S_RECHECK_S) return;
+    s->last_recheck = now;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->dir.db, "SELECT name FROM fleet_device WHERE revoked_ms != 0", -1,
+                           &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *n = (const char *)sqlite3_column_text(st, 0);
+            s_sess_t *x = n ? s_sess(s, n, 0) : NULL;
+            if (x && x->session)
+                s_session_end(s, x, "revoked", "the device was revoked by the operator", 1);
+        }
+    }
+    sqlite3_finalize(st);
+    int64_t t = cnd_unix_time();
+    for (size_t i = 0; i < s->cap; i++) {
+        s_sess_t *x = &s->sess[i];
+        if (x->used && x->session && x->not_after && t > x->not_after)
+            s_session_end(s, x, "expired", "its certificate expired", 1);
+    }
+    if (!s->ca_cert[0]) return;
+    uint8_t *crl = NULL;
+    size_t len = 0;
+    if (cnd_file_read(s->ca_crl, 16 << 20, &crl, &len)) {
+        cnd_err_clear();
+        return;
+    }
+    uint8_t dg[32];
+    cnd_sha256(dg, crl, len);
+    free(crl);
+    if (s->trust && memcmp(dg, s->crl_digest, 32) == 0) return;
+    cnd_ca_trust_t *fresh = NULL;
+    if (cnd_ca_trust_load(&fresh, s->ca_cert, s->ca_crl)) {
+        s_log(s, "federation CA: %s", cnd_err_detail());
+        cnd_err_clear();
+        return;
+    }
+    cnd_ca_trust_destroy(&s->trust);
+    s->trust = fresh;
+    memcpy(s->crl_digest, dg, 32);
+    for (size_t i = 0; i < s->cap; i++) {
+        s_sess_t *x = &s->sess[i];
+        cnd_cert_info_t ci;
+        if (!x->used || !x->session || !x->cert) continue;
+        if (cnd_cert_check_trust(&ci, s->trust, x->cert, x->cert_len, "device", x->name, t))
+            s_session_end(s, x, "certificate", cnd_err_detail(), 1);
+        cnd_err_clear();
+    }
 }
 
 static double s_cpu(void)
@@ -400,6 +698,9 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
     if (o->endpoint_file && (rc = cnd_file_write_atomic(o->endpoint_file, ep, strlen(ep), 0644)))
         goto out;
     s_log(s, "rollout server listening on %s (CurveZMQ, enrolled devices only)", ep);
+    if ((rc = cnd_audit_limiter_new(&s->limit, s->dir.audit, s->dir.fpr, NULL))) goto out;
+    s_find_ca(s);
+    s_recheck(s, cnd_now()); /* loads the CA, if there is one */
     cnd_rollout_io_t io = {s, s_io_send, s_commit, s_eng_log};
     cnd_rollout_engine_opts_t eo = {o->offline_after_s, 0};
     if ((rc = cnd_rollout_engine_new(&s->eng, s->dir.db, s->dir.audit, s->dir.id, &io, &eo)))
@@ -437,6 +738,9 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
             cnd_frame_clear(&f);
         }
         cnd_err_clear();
+        double now = cnd_now();
+        s_recheck(s, now);
+        if (cnd_audit_limiter_flush(s->limit, now, 0)) s_log(s, "audit: %s", cnd_err_detail());
         cnd_rollout_tick(s->eng, cnd_unix_time() * 1000);
         s->txn = 0;
         if (sqlite3_exec(s->dir.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -451,6 +755,8 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
         }
         if (o->max_seconds > 0 && cnd_now() - t0 > o->max_seconds) break;
     }
+    if (!rc && s->limit && !s_begin(s) && cnd_audit_limiter_flush(s->limit, cnd_now(), 1))
+        s_log(s, "audit: %s", cnd_err_detail());
     if (s->txn) {
         s->txn = 0;
         if (sqlite3_exec(s->dir.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK && !rc)
@@ -474,6 +780,9 @@ out:
     }
     cnd_rollout_engine_destroy(&s->eng);
     cnd_server_destroy(&s->srv);
+    cnd_audit_limiter_destroy(&s->limit);
+    cnd_ca_trust_destroy(&s->trust);
+    for (size_t i = 0; s->sess && i < s->cap; i++) free(s->sess[i].cert);
     cnd_db_close(&s->zdb);
     cnd_rollout_dir_close(&s->dir);
     cnd_buf_free(&s->out);

@@ -9,9 +9,13 @@
  * engine over the same transport, database layout (DIR/coordinator.db, DIR/identity.key) and
  * audit log, so rollouts work end to end and are tested on real sockets.
  *
- * Sessions: a device opens one with Hello (when it has a certificate) or with its DeviceProfile;
- * any other message without a session is answered ERR_UNAUTHORIZED "hello first", which makes a
- * device say Hello and send its profile again (after a coordinator restart, for instance).
+ * Sessions: one per connection. A device opens one with Hello (its certificate checked against
+ * the federation CA of a coordinator directory: name, role, enrolled key, validity, CRL) or, when
+ * it was enrolled without a certificate, with its DeviceProfile; any other message on a
+ * connection without a session is answered ERR_UNAUTHORIZED "hello first", which makes a device
+ * say Hello and send its profile again (after a coordinator restart, for instance). Revocation,
+ * expiry and the CRL are re-checked every 2 s and end sessions ("session ended: ..."); sends
+ * never wait (a device that does not read is dropped).
  * Each loop iteration is one SQLite transaction, committed before the next poll.
  */
 #ifndef CND_ROLLOUT_SERVE_H

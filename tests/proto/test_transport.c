@@ -81,6 +81,28 @@ static void test_round_trips_and_oversize(void)
     }
     CHECK(from_a == 1 && from_b == 1);
 
+    /* A frame of exactly the documented limit passes both ways under CURVE (whose MESSAGE
+     * command adds 33 bytes that ZMQ_MAXMSGSIZE counts). */
+    {
+        size_t lim = CND_PROTO_MAX_MSG;
+        uint8_t *full = malloc(lim);
+        memset(full, 0x5a, lim);
+        CHECK_EQ_INT(cnd_client_send(ca, full, lim, 3000), 0);
+        cnd_frame_t ff;
+        CHECK_EQ_INT(cnd_server_recv(s, &ff, 3000), 0);
+        CHECK_EQ_INT(ff.len, lim);
+        CHECK(strcmp(ff.address, "127.0.0.1") == 0); /* the peer's address travels along */
+        CHECK_EQ_INT(cnd_server_send(s, &ff.peer, full, lim, 3000), 0);
+        uint8_t *back = NULL;
+        size_t bl = 0;
+        CHECK_EQ_INT(cnd_client_recv(ca, &back, &bl, 3000), 0);
+        CHECK_EQ_INT(bl, lim);
+        CHECK(back && memcmp(back, full, lim) == 0);
+        free(back);
+        cnd_frame_clear(&ff);
+        free(full);
+    }
+
     /* Oversized: A sends one byte more than ZMQ_MAXMSGSIZE. libzmq drops A's connection; the
      * frame never reaches the application; B is served meanwhile; A reconnects afterwards. */
     cnd_server_stats_t before, after;
@@ -156,6 +178,52 @@ static void test_round_trips_and_oversize(void)
     cnd_server_destroy(&s);
 }
 
+/* cnd_server_probe tells an open connection from a closed one without the client's application
+ * seeing anything, and says when the queue towards a peer is full. */
+static void test_probe(void)
+{
+    registry_t reg;
+    fx_reg_init(&reg);
+    ident_t srv, a;
+    fx_ident(&srv, "coordinator");
+    fx_ident(&a, "site-a");
+    fx_reg_add(&reg, &a);
+    cnd_server_t *s = fx_server(&reg, &srv, 0, 0, 0, 0);
+    if (!s) return;
+    cnd_client_t *c = fx_client(cnd_server_endpoint(s), srv.pk, &a, 0);
+    size_t n;
+    uint8_t *hb = fx_heartbeat(&a, &n);
+    CHECK_EQ_INT(cnd_client_send(c, hb, n, 3000), 0);
+    free(hb);
+    cnd_frame_t f;
+    CHECK_EQ_INT(cnd_server_recv(s, &f, 3000), 0);
+    for (int i = 0; i < 5; i++) CHECK_EQ_INT(cnd_server_probe(s, &f.peer), 0);
+    /* the probes are transport-level: the client's application receives nothing */
+    uint8_t *data = NULL;
+    size_t len = 0;
+    CHECK_EQ_INT(cnd_client_recv(c, &data, &len, 300), CND_ETIMEOUT);
+    /* a real frame after them still arrives */
+    hb = fx_heartbeat(&srv, &n);
+    CHECK_EQ_INT(cnd_server_send(s, &f.peer, hb, n, 1000), 0);
+    free(hb);
+    CHECK_EQ_INT(cnd_client_recv(c, &data, &len, 3000), 0);
+    CHECK(len > 0);
+    free(data);
+    /* once the client is gone, the probe says so within a moment */
+    cnd_client_destroy(&c);
+    int rc = 0;
+    double t0 = fx_now_ms();
+    do {
+        rc = cnd_server_probe(s, &f.peer);
+        if (rc == CND_ENOTFOUND) break;
+        fx_sleep_ms(10);
+    } while (fx_now_ms() - t0 < 3000);
+    CHECK_EQ_INT(rc, CND_ENOTFOUND);
+    fprintf(stderr, "probe: closed connection seen after %.0f ms\n", fx_now_ms() - t0);
+    cnd_frame_clear(&f);
+    cnd_server_destroy(&s);
+}
+
 /* Clients that cannot authenticate the server, or do not speak CURVE, get nothing through. */
 static void test_unencrypted_and_wrong_server_key(void)
 {
@@ -198,6 +266,11 @@ static void test_unencrypted_and_wrong_server_key(void)
     cnd_client_state(wrong, &cs);
     CHECK(!cs.connected);
     CHECK_EQ_INT(cs.handshakes, 0);
+    /* what lets a node say "wrong coordinator key?" instead of waiting in silence: the TCP
+     * connection is made, the handshake fails */
+    CHECK(cs.tcp_connects >= 1);
+    CHECK(cs.handshake_failures >= 1);
+    CHECK_EQ_INT(cs.auth_refusals, 0);
 
     /* the genuine client still works next to them */
     cnd_client_t *ok = fx_client(ep, srv.pk, &a, 0);
@@ -349,6 +422,7 @@ int main(void)
     test_heartbeat_drop(); /* forks: run before the other tests start ZeroMQ threads */
     test_round_trips_and_oversize();
     test_unencrypted_and_wrong_server_key();
+    test_probe();
     test_bounded_queue();
     test_bad_options();
     return check_result("test_transport");
