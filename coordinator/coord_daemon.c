@@ -8,6 +8,7 @@
  */
 #include "coord_daemon.h"
 #include "audit_actions.h"
+#include "db.h"
 #include "json.h"
 #include "chunk.h"
 #include "clock.h"
@@ -40,12 +41,13 @@ typedef struct {
     Condenser__Role role;
     uint8_t ed_pk[32];
     char fpr[65];
-    uint8_t *cert; /* enrolled certificate (owned) or NULL */
+    uint8_t *cert; /* enrolled certificate (owned) or NULL, re-read at every Hello */
     size_t cert_len;
-    cnd_seqwin_t win;     /* replay window over its sequence numbers */
-    double last_seen;     /* cnd_now() of its last message */
-    int64_t accepted_job; /* job it accepted (0: none) */
-    int64_t refused_job;  /* job it refused */
+    int64_t cert_not_after; /* expiry of the certificate its Hello presented (Unix s) */
+    cnd_seqwin_t win;       /* replay window over its sequence numbers */
+    double last_seen;       /* cnd_now() of its last message */
+    int64_t accepted_job;   /* job it accepted (0: none) */
+    int64_t refused_job;    /* job it refused */
 } s_session_t;
 
 typedef struct {
@@ -80,7 +82,9 @@ typedef struct {
     cnd_round_t *round;
     double wait_start; /* since when sites are awaited for the next round */
     double last_state_check;
-    int txn; /* a store transaction is open */
+    uint32_t data_version; /* PRAGMA data_version: the database changed in another process */
+    int ident_pending;     /* a superseded session waits for its round to end */
+    int txn;               /* a store transaction is open */
 } s_daemon_t;
 
 static void s_log(s_daemon_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -576,6 +580,96 @@ static void s_check_job_state(s_daemon_t *d)
     s_unload_job(d);
 }
 
+/* --- certificates: renewal, rotation, expiry ------------------------------------------------- */
+
+/* Why a Hello's certificate is not the enrolled one, with both serials and what to do. */
+static void s_cert_mismatch(char *out, size_t cap, const char *name, const uint8_t *got,
+                            size_t got_len, const cnd_ident_rec_t *enrolled)
+{
+    cnd_cert_info_t g, e;
+    char a[32], b[32];
+    int hg = got_len && cnd_ca_inspect(&g, got, got_len) == 0;
+    int he = enrolled->cert && cnd_ca_inspect(&e, enrolled->cert, enrolled->cert_len) == 0;
+    cnd_err_clear();
+    if (!hg || !he) {
+        snprintf(out, cap, "hello.certificate is not the enrolled certificate");
+        return;
+    }
+    if (g.not_after > e.not_after)
+        snprintf(out, cap,
+                 "hello.certificate is serial %llu (valid until %s), newer than the certificate "
+                 "enrolled for '%s' (serial %llu, valid until %s): the federation operator has "
+                 "not enrolled it yet (condenser site renew %s --cert FILE)",
+                 (unsigned long long)g.serial, cnd_iso8601(a, g.not_after), name,
+                 (unsigned long long)e.serial, cnd_iso8601(b, e.not_after), name);
+    else
+        snprintf(out, cap,
+                 "hello.certificate is serial %llu (valid until %s), not the certificate "
+                 "enrolled for '%s' (serial %llu, valid until %s): it was superseded; install "
+                 "the enrolled certificate at the site (the agent re-reads it at every hello)",
+                 (unsigned long long)g.serial, cnd_iso8601(a, g.not_after), name,
+                 (unsigned long long)e.serial, cnd_iso8601(b, e.not_after));
+}
+
+/* Ends the session of s: its next message is answered "send hello first", and the agent says
+ * Hello again with the certificate file it re-reads. */
+static void s_session_end(s_daemon_t *d, s_session_t *s, const char *why)
+{
+    s->hello = 0;
+    s->cert_not_after = 0;
+    s_log(d, "%s: session ended: %s", s->name, why);
+}
+
+/* Every open session must still rest on a valid, current certificate: one whose certificate
+ * expired ends at once; one whose identity was renewed or rotated by `site renew` ends when the
+ * round it takes part in is over (at once for a rotation, whose old key the ZAP handler already
+ * refuses). Identities are re-read only when another process changed the database. */
+static void s_check_identities(s_daemon_t *d)
+{
+    int64_t now = cnd_unix_time();
+    sqlite3_stmt *st = NULL;
+    uint32_t dv = d->data_version;
+    if (cnd_db_prep(cnd_cstore_db(d->c.store), &st, "PRAGMA data_version") == 0 &&
+        sqlite3_step(st) == SQLITE_ROW)
+        dv = (uint32_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    cnd_err_clear();
+    int reread = dv != d->data_version || d->ident_pending;
+    d->data_version = dv;
+    d->ident_pending = 0;
+    for (size_t i = 0; i < d->n_sess; i++) {
+        s_session_t *s = &d->sess[i];
+        if (!s->hello) continue;
+        char why[160], x[32];
+        if (s->cert_not_after && now >= s->cert_not_after) {
+            snprintf(why, sizeof why, "its certificate expired at %s",
+                     cnd_iso8601(x, s->cert_not_after));
+            s_session_end(d, s, why);
+            continue;
+        }
+        if (!reread) continue;
+        cnd_ident_rec_t r;
+        if (cnd_cstore_ident_by_name(d->c.store, s->name, &r)) {
+            cnd_err_clear();
+            continue;
+        }
+        int rotated = sodium_memcmp(r.ed_pk, s->ed_pk, 32) != 0;
+        int renewed = !rotated && (!r.cert || r.cert_len != s->cert_len ||
+                                   memcmp(r.cert, s->cert, s->cert_len) != 0);
+        cnd_ident_rec_free(&r);
+        if (rotated) {
+            s_session_end(d, s,
+                          "its key was rotated (condenser site renew); the old key is refused");
+        } else if (renewed && d->round && cnd_round_site_index(d->round, s->name) >= 0) {
+            d->ident_pending = 1; /* after its round */
+        } else if (renewed) {
+            s_session_end(d, s,
+                          "its certificate was renewed (condenser site renew); it must say "
+                          "hello with the new one");
+        }
+    }
+}
+
 /* --- messages ------------------------------------------------------------------------------- */
 
 static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
@@ -583,39 +677,70 @@ static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
 {
     const Condenser__Hello *h = env->hello;
     cnd_proto_reject_t rej = {CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED, env->seq, env->type};
+    /* The enrolled key and certificate are read again (`site renew` may have replaced them
+     * while we run); they become the session's only when the Hello is accepted. */
+    cnd_ident_rec_t r;
+    if (cnd_cstore_ident_by_name(d->c.store, s->name, &r)) {
+        rej.code = CONDENSER__ERROR_CODE__ERR_INTERNAL;
+        s_reject(d, s, s->name, f, &rej, cnd_err_detail());
+        return;
+    }
     char name[CND_USER_ID_MAX];
     if (cnd_proto_text(name, sizeof name, h->node_name) || strcmp(name, s->name) != 0) {
         s_reject(d, s, s->name, f, &rej, "hello.node_name differs from the enrolled name");
-        return;
+        goto done;
     }
-    if (sodium_memcmp(h->identity_key.data, s->ed_pk, 32) != 0) {
+    if (sodium_memcmp(h->identity_key.data, r.ed_pk, 32) != 0) {
         s_reject(d, s, s->name, f, &rej, "hello.identity_key is not the enrolled key");
-        return;
+        goto done;
     }
     if (h->role != s->role) {
         s_reject(d, s, s->name, f, &rej, "hello.role differs from the enrolled role");
-        return;
+        goto done;
     }
     /* The node presents exactly the certificate enrolled for it, and that certificate still
      * verifies against the federation CA (validity, revocation list) for its name and role. */
     cnd_cert_info_t ci;
-    if (!s->cert || h->certificate.len != s->cert_len ||
-        memcmp(h->certificate.data, s->cert, s->cert_len) != 0) {
-        s_reject(d, s, s->name, f, &rej, "hello.certificate is not the enrolled certificate");
-        return;
-    }
-    if (cnd_cert_check(&ci, d->c.ca_cert, d->c.ca_crl, s->cert, s->cert_len,
-                       s->role == CONDENSER__ROLE__ROLE_DEVICE ? "device" : "site", s->name,
-                       cnd_unix_time())) {
-        char why[400];
-        snprintf(why, sizeof why, "hello.certificate: %s", cnd_err_detail());
+    if (!r.cert || h->certificate.len != r.cert_len ||
+        memcmp(h->certificate.data, r.cert, r.cert_len) != 0) {
+        char why[600];
+        s_cert_mismatch(why, sizeof why, s->name, h->certificate.data, h->certificate.len, &r);
         s_reject(d, s, s->name, f, &rej, why);
-        return;
+        goto done;
+    }
+    int64_t unow = cnd_unix_time();
+    if (cnd_cert_check(&ci, d->c.ca_cert, d->c.ca_crl, r.cert, r.cert_len,
+                       s->role == CONDENSER__ROLE__ROLE_DEVICE ? "device" : "site", s->name,
+                       unow)) {
+        char why[600];
+        snprintf(why, sizeof why, "hello.certificate: %s%s", cnd_err_detail(),
+                 strstr(cnd_err_detail(), "expired")
+                     ? " (the site needs a renewed certificate: condenser ca issue --renew, "
+                       "condenser site renew)"
+                     : "");
+        s_reject(d, s, s->name, f, &rej, why);
+        goto done;
     }
     if (h->min_version > CND_PROTO_VERSION || h->max_version < CND_PROTO_VERSION) {
         rej.code = CONDENSER__ERROR_CODE__ERR_BAD_VERSION;
         s_reject(d, s, s->name, f, &rej, "no common protocol version");
-        return;
+        goto done;
+    }
+    /* Accepted: the session rests on this key and certificate until its next Hello. A round in
+     * flight borrowed the previous certificate only to build its RoundStart, sent already. */
+    memcpy(s->ed_pk, r.ed_pk, 32);
+    snprintf(s->fpr, sizeof s->fpr, "%s", r.fpr);
+    free(s->cert);
+    s->cert = r.cert;
+    s->cert_len = r.cert_len;
+    r.cert = NULL;
+    s->cert_not_after = ci.not_after;
+    int64_t left = cnd_cert_days_left(ci.not_after, unow);
+    if (left < CND_CERT_WARN_DAYS) {
+        char x[32];
+        s_log(d, "warning: %s's certificate (serial %llu) expires in %lld day%s (%s): renew it",
+              s->name, (unsigned long long)ci.serial, (long long)left, left == 1 ? "" : "s",
+              cnd_iso8601(x, ci.not_after));
     }
     s->hello = 1;
     s->peer = f->peer;
@@ -628,8 +753,10 @@ static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
     ack.chunk_size = CND_PROTO_CHUNK_DEFAULT;
     ack.server_unix_ms = (uint64_t)cnd_unix_time() * 1000;
     s_log(d, "%s said hello", s->name);
-    if (s_send_env(d, s, CONDENSER__MSG_TYPE__MSG_HELLO_ACK, &ack, 0, 0)) return;
+    if (s_send_env(d, s, CONDENSER__MSG_TYPE__MSG_HELLO_ACK, &ack, 0, 0)) goto done;
     s_announce(d, s);
+done:
+    cnd_ident_rec_free(&r);
 }
 
 static void s_on_frame(s_daemon_t *d, cnd_frame_t *f)
@@ -836,6 +963,7 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
         if (now - d->last_state_check > 0.5) {
             d->last_state_check = now;
             s_check_job_state(d);
+            s_check_identities(d);
         }
         if ((rc = s_end(d))) {
             s_log(d, "store: %s", cnd_err_detail());
