@@ -16,6 +16,8 @@
  *   - on day 260 a renewal is enrolled before the site installs it: the stale hello is refused
  *     as superseded until the file arrives;
  *   - a one-round job every 52 days completes with every site whose certificate is valid.
+ * Last, a site whose clock runs 40 days ahead refuses its neighbours' certificates as expired
+ * (the other direction of the expiry check) while the others complete the job without it.
  * At the end, the coordinator's audit log verifies and holds one cert.renew entry per renewal
  * (exactly one of them a rotation), the agents' logs hold the expiry warnings, and the jobs'
  * rounds name the rotated site by its new fingerprint.
@@ -213,18 +215,19 @@ static int s_job_state(s_world_t *w, int64_t job, char *out, size_t cap)
     return rc;
 }
 
-/* Runs a one-round job of `sites` sites and checks who took part: want[s] = 1 for the sites
- * that must be in its sum. Returns the survivors. */
-static uint32_t s_job(s_world_t *w, int sites, const int want[S_SITES])
+/* Runs a one-round job of `sites` sites (quorum q) and checks who was selected: want[s] = 1 for
+ * the sites that must be. Returns the survivors (sites whose update is in the sum). */
+static uint32_t s_job(s_world_t *w, int sites, int q, const int want[S_SITES])
 {
-    char n[8];
+    char n[8], qn[8];
     snprintf(n, sizeof n, "%d", sites);
+    snprintf(qn, sizeof qn, "%d", q);
     const char *job[] = {"--rounds",
                          "1",
                          "--sites",
                          n,
                          "--quorum",
-                         n,
+                         qn,
                          "--local-epochs",
                          "1",
                          "--advertise-ms",
@@ -418,7 +421,7 @@ static void s_expired_period(s_world_t *w)
     CHECK(strstr(out, "\"expiry\":\"expired\"") != NULL);
     /* a job goes on with the two valid sites */
     const int two[S_SITES] = {1, 1, 0};
-    CHECK_EQ_INT(s_job(w, 2, two), 2);
+    CHECK_EQ_INT(s_job(w, 2, 2, two), 2);
     /* an expired certificate is not enrolled: the successor must verify now */
     char cert[400];
     fx_path(cert, sizeof cert, w->f.site_dir[2], "site.pem");
@@ -466,7 +469,7 @@ int main(void)
     w.coord = fx_spawn(clog, NULL, run);
     for (int s = 0; s < S_SITES; s++) w.agent[s] = s_start_agent(&w, s);
     const int all[S_SITES] = {1, 1, 1};
-    CHECK_EQ_INT(s_job(&w, 3, all), 3);
+    CHECK_EQ_INT(s_job(&w, 3, 3, all), 3);
 
     int renewals_at[S_SITES] = {0}, crls = 0;
     int rotated = 0, lapse = 0, early = 0, restarted = 0; /* the special events, once each */
@@ -551,17 +554,37 @@ int main(void)
         }
         if (step % 4 == 0 && !expired_step) {
             int want[S_SITES] = {1, 1, 1};
-            CHECK_EQ_INT(s_job(&w, 3, want), 3);
+            CHECK_EQ_INT(s_job(&w, 3, 3, want), 3);
         }
     }
     CHECK(rotated && lapse == 2 && early && restarted);
-    CHECK_EQ_INT(s_job(&w, 3, all), 3); /* and one more on the last day */
+    CHECK_EQ_INT(s_job(&w, 3, 3, all), 3); /* and one more on the last day */
     CHECK(w.day >= S_DAYS);
     fprintf(stderr, "ca crl ran %d times\n", crls);
     for (int s = 0; s < S_SITES; s++) {
         fprintf(stderr, "%s: %d renewals\n", w.f.site_name[s], renewals_at[s]);
         CHECK(renewals_at[s] >= 13); /* 400 days / 30 */
     }
+
+    /* the other direction: a site whose clock runs 40 days ahead refuses its neighbours'
+     * certificates as expired (the coordinator, on time, accepts them), and says so */
+    char skew[450], env[500], alog0[400];
+    fx_path(skew, sizeof skew, w.f.root, "clock-ahead");
+    int n = snprintf(env, sizeof env, "%lld\n", (long long)((w.day + 40) * 86400));
+    CHECK_EQ_INT(cnd_file_write_atomic(skew, env, (size_t)n, 0644), 0);
+    snprintf(env, sizeof env, "CND_TEST_CLOCK_FILE=%s", skew);
+    snprintf(alog0, sizeof alog0, "%s/agent.log", w.f.site_dir[0]);
+    kill(w.agent[0], SIGTERM);
+    CHECK_EQ_INT(fx_wait(w.agent[0], 20), 0);
+    size_t mark = s_mark(&w);
+    const char *skew_env[] = {env, NULL};
+    const char *aargs[] = {"agent", "--config", w.f.site_ini[0], "--max-seconds", "120", NULL};
+    w.agent[0] = fx_spawn(alog0, skew_env, aargs);
+    CHECK(s_wait_hello(&w, 0, mark, 30));
+    CHECK_EQ_INT(s_job(&w, 3, 2, all), 2);
+    CHECK(s_wait_file(alog0, "EXPIRED: this site's certificate", 10));
+    CHECK(s_file_has(alog0, "participant 1: certificate of 'site-1'"));
+    CHECK(s_file_has(alog0, "expired at"));
 
     /* site list: days left and the renewal window in JSON */
     char out[8192];
