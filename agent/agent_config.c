@@ -109,6 +109,7 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
     } else if (strcmp(sec, "identity") == 0) {
         char *dst = strcmp(key, "key") == 0           ? c->key
                     : strcmp(key, "certificate") == 0 ? c->certificate
+                    : strcmp(key, "audit_key") == 0   ? c->audit_key
                                                       : NULL;
         if (!dst) return s_fail(x, sec, key, "unknown key");
         if (s_path(dst, CND_AGENT_PATH_MAX, x->dir, v)) return s_fail(x, sec, key, "path too long");

@@ -11,7 +11,14 @@
  *   [identity]
  *   key = identity.key           Ed25519 identity (condenser keygen), mode 0600 (required)
  *   certificate = site.pem       its certificate from the federation CA (condenser ca issue),
- *                                PEM or DER (required: the coordinator checks it at Hello)
+ *                                PEM or DER (required: the coordinator checks it at Hello).
+ *                                Re-read at every Hello and whenever the file changes: a
+ *                                renewed certificate (or, with a new key, a rotation) is
+ *                                picked up without a restart
+ *   audit_key = old.key          the key that signs this site's audit log checkpoints
+ *                                (default: key). A log stays signed by the key it was created
+ *                                with: after a key rotation, point this at the previous key
+ *                                (it no longer authenticates to the coordinator)
  *
  *   [coordinator]
  *   endpoint = tcp://host:7700   (required)
@@ -52,6 +59,7 @@ typedef struct {
     char work[CND_AGENT_PATH_MAX];  /* teacher cache directory */
     char key[CND_AGENT_PATH_MAX];
     char certificate[CND_AGENT_PATH_MAX]; /* this site's certificate (PEM or DER) */
+    char audit_key[CND_AGENT_PATH_MAX];   /* signs the audit log; "" = key */
     char ca_cert[CND_AGENT_PATH_MAX];     /* federation CA certificate (PEM) */
     char ca_crl[CND_AGENT_PATH_MAX];      /* its revocation list (PEM) */
     char endpoint[256];

@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -63,8 +64,16 @@ typedef struct {
     const cnd_agent_run_opts_t *o;
     cnd_agent_config_t cfg;
     cnd_identity_t *id;
-    uint8_t *cert;
+    uint8_t *cert; /* the certificate file as DER: what the next Hello presents */
     size_t cert_len;
+    cnd_cert_info_t cert_ci; /* its fields (read, not verified: the coordinator verifies) */
+    struct stat cert_st;     /* the file as last read, to notice a renewal */
+    double cert_checked;     /* cnd_now() of the last look at the file */
+    int64_t warn_day;        /* wall-clock day of the last expiry check (0: never) */
+    int rotation_pending;    /* the coordinator rotated this site's key: wait for the new one */
+    double hello_wait_until; /* a recoverable refusal: the next Hello waits (or a new file) */
+    char quiet_text[256];    /* the last rate-limited log line, and when it was logged */
+    double quiet_at;
     char fpr[65];       /* this site */
     char coord_fpr[65]; /* the pinned coordinator */
     cnd_astore_t *store;
@@ -126,6 +135,24 @@ static void s_log(s_agent_t *a, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     a->o->log(a->o->log_ctx, buf);
+}
+
+/* Logs a line unless the same line was logged in the last minute (a refusal repeated at every
+ * Hello retry, a half-installed renewal seen every few seconds). */
+static void s_log_quiet(s_agent_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_log_quiet(s_agent_t *a, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    double now = cnd_now();
+    if (strncmp(buf, a->quiet_text, sizeof a->quiet_text - 1) == 0 && now - a->quiet_at < 60)
+        return;
+    snprintf(a->quiet_text, sizeof a->quiet_text, "%.255s", buf);
+    a->quiet_at = now;
+    s_log(a, "%s", buf);
 }
 
 /* --- logging of messages -------------------------------------------------------------------- */
@@ -694,12 +721,232 @@ static void s_on_teacher_chunk(s_agent_t *a, const Condenser__Chunk *ch)
     s_job_prepare(a);
 }
 
+/* --- this site's certificate: renewal, key rotation, expiry ------------------------------------
+ *
+ * The certificate file is read at start, before every Hello, and whenever it changes (looked at
+ * every 2 s), so a renewed certificate needs no restart: the next Hello presents it. A file that
+ * certifies another key is a key rotation: once the key file holds that key too, the agent
+ * connects again with it (the coordinator refuses the old key from `site renew` on) and says
+ * Hello; a round in flight is abandoned (its SecAgg+ keys were the old identity's). Once a
+ * wall-clock day, and at start, the agent warns when its certificate, the federation CA or the
+ * revocation list it checks neighbours with is about to expire. */
+
+/* Connects (again) with identity id; the previous connection is closed only on success. */
+static int s_connect(s_agent_t *a, const cnd_identity_t *id)
+{
+    uint8_t cpk[32], csk[32], spk[32];
+    int rc = cnd_identity_curve_keypair(cpk, csk, id);
+    if (rc) return rc;
+    if ((rc = cnd_pubkey_to_curve(spk, a->cfg.coordinator_pk))) {
+        sodium_memzero(csk, sizeof csk);
+        return cnd_err_wrap(rc, "%s: [coordinator] public_key", a->cfg.path);
+    }
+    cnd_client_opts_t co;
+    memset(&co, 0, sizeof co);
+    co.endpoint = a->cfg.endpoint;
+    co.server_key = spk;
+    co.public_key = cpk;
+    co.secret_key = csk;
+    co.heartbeat_ivl_ms = 1000;
+    co.reconnect_ivl_ms = 100;
+    co.reconnect_ivl_max_ms = 2000;
+    cnd_client_t *cli = NULL;
+    rc = cnd_client_new(&cli, &co);
+    sodium_memzero(csk, sizeof csk);
+    if (rc) return rc;
+    cnd_client_destroy(&a->cli);
+    a->cli = cli;
+    return 0;
+}
+
+/* A rotation: the key file must hold the key the new certificate names. Returns 0 once the
+ * agent runs with it, or an error (the current key and certificate stay in use). */
+static int s_rotate(s_agent_t *a, const cnd_cert_info_t *ci)
+{
+    cnd_identity_t *nid = NULL;
+    char want[65], have[65];
+    cnd_pubkey_fingerprint(want, ci->pubkey);
+    int rc = cnd_identity_load(&nid, a->cfg.key);
+    if (!rc && sodium_memcmp(cnd_identity_pk(nid), ci->pubkey, 32) != 0)
+        rc = cnd_errf(CND_EPERM,
+                      "%s certifies key SHA256:%.16s..., but %s holds SHA256:%.16s...: install "
+                      "the new key as well (until both match, the current ones stay in use)",
+                      a->cfg.certificate, want, a->cfg.key,
+                      cnd_pubkey_fingerprint(have, cnd_identity_pk(nid)));
+    if (!rc) rc = s_connect(a, nid);
+    if (rc) {
+        cnd_identity_destroy(&nid);
+        return rc;
+    }
+    cnd_pubkey_fingerprint(have, cnd_identity_pk(a->id));
+    cnd_identity_destroy(&a->id);
+    a->id = nid;
+    snprintf(a->fpr, sizeof a->fpr, "%s", want);
+    a->hello_ok = 0;
+    a->hello_sent = 0;
+    a->rotation_pending = 0;
+    if (a->round_open) {
+        snprintf(a->rr.outcome, sizeof a->rr.outcome, "abandoned");
+        snprintf(a->rr.reason, sizeof a->rr.reason, "this site's key was rotated");
+        snprintf(a->rr.phase, sizeof a->rr.phase, "ended");
+        a->rr.ended_ms = cnd_unix_time() * 1000;
+        s_round_save(a);
+    }
+    s_round_clear(a);
+    s_log(a, "key rotation: now SHA256:%.16s... (was SHA256:%.16s...); connecting again", want,
+          have);
+    return 0;
+}
+
+/* Reads the certificate file; returns 1 when it changed and is in use now. */
+static int s_cert_reload(s_agent_t *a)
+{
+    struct stat st;
+    if (stat(a->cfg.certificate, &st) == 0) a->cert_st = st;
+    uint8_t *der = NULL;
+    size_t len = 0;
+    cnd_cert_info_t ci;
+    if (cnd_cert_read_der(&der, &len, a->cfg.certificate)) {
+        s_log_quiet(a, "certificate: %s (still presenting serial %llu)", cnd_err_detail(),
+                    (unsigned long long)a->cert_ci.serial);
+        memset(&a->cert_st, 0, sizeof a->cert_st); /* look again at the next tick */
+        return 0;
+    }
+    if (len == a->cert_len && memcmp(der, a->cert, len) == 0) {
+        free(der);
+        return 0;
+    }
+    int rc = cnd_ca_inspect(&ci, der, len);
+    if (!rc && strcmp(ci.name, a->cfg.name) != 0)
+        rc = cnd_errf(CND_EINVAL, "it names '%s', not this site '%s'", ci.name, a->cfg.name);
+    if (!rc && sodium_memcmp(ci.pubkey, cnd_identity_pk(a->id), 32) != 0) rc = s_rotate(a, &ci);
+    if (rc) {
+        s_log_quiet(a, "certificate %s changed but is not used: %s", a->cfg.certificate,
+                    cnd_err_detail());
+        free(der);
+        memset(&a->cert_st, 0, sizeof a->cert_st); /* e.g. the new key comes next: look again */
+        return 0;
+    }
+    char x[32];
+    s_log(a,
+          "certificate %s: serial %llu, valid until %s (was serial %llu); presented from the "
+          "next hello on",
+          a->cfg.certificate, (unsigned long long)ci.serial, cnd_iso8601(x, ci.not_after),
+          (unsigned long long)a->cert_ci.serial);
+    free(a->cert);
+    a->cert = der;
+    a->cert_len = len;
+    a->cert_ci = ci;
+    a->warn_day = 0; /* say at once whether the new one is fine */
+    return 1;
+}
+
+/* 1 when the certificate file is not the one last read (another inode, size or time). */
+static int s_cert_file_changed(const s_agent_t *a)
+{
+    struct stat st;
+    if (stat(a->cfg.certificate, &st) != 0) return 0;
+    return st.st_ino != a->cert_st.st_ino || st.st_dev != a->cert_st.st_dev ||
+           st.st_size != a->cert_st.st_size || st.st_mtim.tv_sec != a->cert_st.st_mtim.tv_sec ||
+           st.st_mtim.tv_nsec != a->cert_st.st_mtim.tv_nsec;
+}
+
+/* The warnings of one wall-clock day: this site's certificate, the CA and its revocation list. */
+static void s_expiry_check(s_agent_t *a)
+{
+    int64_t now = cnd_unix_time(), day = now / 86400;
+    if (day == a->warn_day) return;
+    a->warn_day = day;
+    char x[32];
+    const cnd_cert_info_t *c = &a->cert_ci;
+    int64_t left = cnd_cert_days_left(c->not_after, now);
+    if (now >= c->not_after)
+        s_log(a,
+              "EXPIRED: this site's certificate %s (serial %llu) expired at %s; the coordinator "
+              "refuses it. Ask the federation operator for a renewed one (condenser ca issue "
+              "--renew %llu, then condenser site renew %s --cert FILE) and install it at %s: "
+              "it is re-read, no restart needed",
+              a->cfg.certificate, (unsigned long long)c->serial, cnd_iso8601(x, c->not_after),
+              (unsigned long long)c->serial, a->cfg.name, a->cfg.certificate);
+    else if (left < CND_CERT_WARN_DAYS)
+        s_log(a,
+              "warning: this site's certificate %s (serial %llu) expires in %lld day%s (%s). Ask "
+              "the federation operator to renew it (condenser ca issue --renew %llu, then "
+              "condenser site renew %s --cert FILE) and install the new file at %s: it is "
+              "re-read, no restart needed",
+              a->cfg.certificate, (unsigned long long)c->serial, (long long)left,
+              left == 1 ? "" : "s", cnd_iso8601(x, c->not_after), (unsigned long long)c->serial,
+              a->cfg.name, a->cfg.certificate);
+    cnd_ca_trust_t *t = NULL;
+    if (cnd_ca_trust_load(&t, a->cfg.ca_cert, a->cfg.ca_crl)) {
+        s_log(a, "warning: federation CA: %s; neighbours' certificates cannot be checked",
+              cnd_err_detail());
+        return;
+    }
+    int64_t ca_end = 0, crl_next = 0;
+    cnd_ca_trust_dates(t, &ca_end, &crl_next);
+    cnd_ca_trust_destroy(&t);
+    left = cnd_cert_days_left(ca_end, now);
+    if (left < CND_CERT_WARN_DAYS)
+        s_log(a, "warning: the federation CA certificate %s %s %s: the federation needs a new CA",
+              a->cfg.ca_cert, now >= ca_end ? "expired at" : "expires at", cnd_iso8601(x, ca_end));
+    left = cnd_cert_days_left(crl_next, now);
+    if (crl_next && left < CND_CRL_WARN_DAYS)
+        s_log(a,
+              "warning: the revocation list %s %s %s: the federation operator re-signs it "
+              "(condenser ca crl); fetch the new crl.pem, else neighbours' certificates cannot "
+              "be checked and rounds fail",
+              a->cfg.ca_crl, now >= crl_next ? "expired at" : "must be re-signed by",
+              cnd_iso8601(x, crl_next));
+}
+
 /* --- refusals --------------------------------------------------------------------------------- */
 
 /* The coordinator refused this site for good (its Hello, or its session ended): say what it
  * said and what to do, and stop. Nothing is retried: the cause does not go away by itself. */
+/* Refusals the site fixes by installing a file the agent re-reads (a renewed certificate, the
+ * enrolled one, a rotated key and its certificate): said loudly, once a minute, and the agent
+ * keeps going; its next Hello presents the certificate file as it is then. Returns 1 when text
+ * is one of them. */
+static int s_recoverable(s_agent_t *a, const char *what, const char *text)
+{
+    const char *todo = NULL;
+    if (strstr(text, "session ended: renewed")) {
+        s_log(a, "the coordinator renewed this site's certificate: saying hello with %s",
+              a->cfg.certificate);
+    } else if (strstr(text, "session ended: rotated")) {
+        a->rotation_pending = 1;
+        todo = "the federation operator rotated this site's key (condenser site renew): install "
+               "the new key at [identity] key and its certificate at [identity] certificate; the "
+               "agent picks them up and connects again, no restart needed";
+    } else if (strstr(text, "expired") && strstr(text, "certificate") && !strstr(text, "revoked")) {
+        todo = "this site's certificate expired: ask the federation operator for a renewed one "
+               "(condenser ca issue --renew, then condenser site renew) and install it at "
+               "[identity] certificate; it is re-read before every hello, no restart needed";
+    } else if (strstr(text, "it is newer, and the federation operator has not enrolled it")) {
+        todo = "the federation operator has not enrolled this site's certificate: ask them to run "
+               "condenser site renew (a renewal) or site enroll (a new site); the agent keeps "
+               "trying";
+    } else if (strstr(text, "it is older, the coordinator enrolled its renewal")) {
+        todo = "the coordinator enrolled a renewed certificate for this site: install it at "
+               "[identity] certificate; it is re-read before every hello, no restart needed";
+    } else {
+        return 0;
+    }
+    a->hello_ok = 0;
+    /* A refused Hello: asking again at once changes nothing until a file changes (which ends
+     * the wait); after a session ended, the next Hello says why it cannot go on. */
+    if (todo && strstr(what, "hello")) a->hello_wait_until = cnd_now() + 30;
+    if (todo)
+        s_log_quiet(a,
+                    "the coordinator refused %s: %s. What to do: %s (certificate %s, serial %llu)",
+                    what, text, todo, a->cfg.certificate, (unsigned long long)a->cert_ci.serial);
+    return 1;
+}
+
 static void s_refused(s_agent_t *a, const char *what, const char *text)
 {
+    if (s_recoverable(a, what, text)) return;
     const char *todo;
     if (strstr(text, "superseded"))
         todo = "another agent is running with this site's identity (same key and certificate, "
@@ -921,7 +1168,7 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
         } else if ((e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED ||
                     e->code == CONDENSER__ERROR_CODE__ERR_BAD_VERSION) &&
                    e->ref_type == CONDENSER__MSG_TYPE__MSG_HELLO) {
-            s_refused(a, "this site's Hello", text);
+            s_refused(a, "this site's hello", text);
         } else if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED && strstr(text, "hello")) {
             a->hello_ok = 0; /* the coordinator lost our session (it restarted) */
             a->hello_sent = 0;
@@ -942,8 +1189,6 @@ done:
 
 /* --- main loop ------------------------------------------------------------------------------ */
 
-static int s_connect(s_agent_t *a);
-
 static int s_open(s_agent_t *a)
 {
     int rc = cnd_agent_config_load(&a->cfg, a->o->config);
@@ -953,39 +1198,34 @@ static int s_open(s_agent_t *a)
     cnd_pubkey_fingerprint(a->coord_fpr, a->cfg.coordinator_pk);
     /* The certificate the coordinator enrolled, sent in every Hello (DER on the wire). */
     if ((rc = cnd_cert_read_der(&a->cert, &a->cert_len, a->cfg.certificate))) return rc;
+    if (stat(a->cfg.certificate, &a->cert_st) != 0) memset(&a->cert_st, 0, sizeof a->cert_st);
+    if ((rc = cnd_ca_inspect(&a->cert_ci, a->cert, a->cert_len)))
+        return cnd_err_wrap(rc, "%s", a->cfg.certificate);
+    if (sodium_memcmp(a->cert_ci.pubkey, cnd_identity_pk(a->id), 32) != 0) {
+        char c[65], k[65];
+        return cnd_errf(CND_EPERM, "%s certifies key SHA256:%.16s..., but %s holds SHA256:%.16s...",
+                        a->cfg.certificate, cnd_pubkey_fingerprint(c, a->cert_ci.pubkey),
+                        a->cfg.key, cnd_pubkey_fingerprint(k, cnd_identity_pk(a->id)));
+    }
     if ((rc = cnd_astore_open(&a->store, a->cfg.state, 0))) return rc;
+    /* The audit log is signed by the key it was created with ([identity] audit_key after a
+     * rotation, else the identity key). */
+    cnd_identity_t *ak = NULL;
+    if (a->cfg.audit_key[0] && (rc = cnd_identity_load(&ak, a->cfg.audit_key))) return rc;
     uint8_t sk[64];
-    cnd_identity_secret_key(sk, a->id);
+    cnd_identity_secret_key(sk, ak ? ak : a->id);
+    cnd_identity_destroy(&ak);
     char origin[96];
     snprintf(origin, sizeof origin, "condenser/site/%s", a->cfg.name);
     rc = cnd_audit_open_db(&a->audit, cnd_astore_db(a->store), sk, origin);
     sodium_memzero(sk, sizeof sk);
+    if (rc == CND_EPERM && !a->cfg.audit_key[0])
+        return cnd_err_wrap(rc,
+                            "%s: audit log (after a key rotation, set [identity] audit_key to "
+                            "the key the log was created with)",
+                            a->cfg.state);
     if (rc) return cnd_err_wrap(rc, "%s: audit log", a->cfg.state);
-    return s_connect(a);
-}
-
-/* A new connection to the coordinator (the transport dials and handshakes by itself). */
-static int s_connect(s_agent_t *a)
-{
-    uint8_t cpk[32], csk[32], spk[32];
-    int rc;
-    if ((rc = cnd_identity_curve_keypair(cpk, csk, a->id))) return rc;
-    if ((rc = cnd_pubkey_to_curve(spk, a->cfg.coordinator_pk))) {
-        sodium_memzero(csk, sizeof csk);
-        return cnd_err_wrap(rc, "%s: [coordinator] public_key", a->cfg.path);
-    }
-    cnd_client_opts_t co;
-    memset(&co, 0, sizeof co);
-    co.endpoint = a->cfg.endpoint;
-    co.server_key = spk;
-    co.public_key = cpk;
-    co.secret_key = csk;
-    co.heartbeat_ivl_ms = 1000;
-    co.reconnect_ivl_ms = 100;
-    co.reconnect_ivl_max_ms = 2000;
-    rc = cnd_client_new(&a->cli, &co);
-    sodium_memzero(csk, sizeof csk);
-    return rc;
+    return s_connect(a, a->id);
 }
 
 static int s_reconnect(s_agent_t *a)
@@ -996,7 +1236,7 @@ static int s_reconnect(s_agent_t *a)
     a->hellos_unanswered = 0;
     a->handshakes = 0;
     a->hs_fail_base = 0;
-    return s_connect(a);
+    return s_connect(a, a->id);
 }
 
 /* A TCP connection is made but the CurveZMQ handshake keeps failing: the pinned key is not the
@@ -1058,6 +1298,11 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
     double t0 = cnd_now();
     while (!*stop && !a->done) {
         double now = cnd_now();
+        if (now - a->cert_checked >= 2.0) {
+            a->cert_checked = now;
+            if (s_cert_file_changed(a) && s_cert_reload(a)) a->hello_wait_until = 0;
+            s_expiry_check(a);
+        }
         if (o->max_seconds > 0 && now - t0 > o->max_seconds) {
             rc = cnd_errf(CND_ETIMEOUT, "agent: gave up after %.0f s", o->max_seconds);
             break;
@@ -1068,7 +1313,14 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
         }
         cnd_client_state_t st;
         cnd_client_state(a->cli, &st);
-        if (!st.connected && st.auth_refusals) {
+        if (!st.connected && st.auth_refusals && a->rotation_pending) {
+            /* The old key is refused since `site renew`: the new key and certificate, once
+             * installed, are picked up by s_cert_reload, which connects again with them. */
+            s_log_quiet(a,
+                        "waiting for this site's new key and certificate (the coordinator "
+                        "rotated its key): install them at %s and %s",
+                        a->cfg.key, a->cfg.certificate);
+        } else if (!st.connected && st.auth_refusals) {
             rc = cnd_errf(CND_EPERM,
                           "the coordinator refused this site's key (ZAP status %d): it is not "
                           "enrolled, or it was revoked. What to do: ask the federation operator "
@@ -1096,11 +1348,18 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
             if ((rc = s_reconnect(a))) break;
             continue;
         }
+        /* Every Hello presents the certificate file as it is now (a renewal needs no restart);
+         * when it changed, the next iteration says Hello (after a rotation: on the new
+         * connection). */
         if (st.connected && !a->hello_ok && now - a->hello_sent > 3.0) {
-            int r = s_send_hello(a);
-            if (r == CND_EPERM) {
-                rc = r;
-                break;
+            if (s_cert_reload(a)) {
+                a->hello_wait_until = 0; /* a new certificate: hello at the next turn */
+            } else if (now >= a->hello_wait_until) {
+                int r = s_send_hello(a);
+                if (r == CND_EPERM) {
+                    rc = r;
+                    break;
+                }
             }
         }
         if (st.connected && a->hello_ok && now - a->last_sent > a->hb_ms / 1e3) {

@@ -25,10 +25,21 @@
  *                         "coordinator"|"operator" (required), "public_key": hex}
  * cert.issue    subject: fingerprint. details: {"name", "role", "serial": hex, "not_after": unix s}
  *               digests: {"certificate": DER bytes}
- * cert.revoke   subject: fingerprint. details: {"serial": hex, "reason": str} */
+ * cert.revoke   subject: fingerprint. details: {"serial": hex, "reason": str}
+ * cert.renew    an enrolled identity's certificate replaced by its successor (`site renew`).
+ *               subject: the identity's fingerprint from now on (a new one for a rotation).
+ *               details: {"name": str (required), "role": str (required), "kind": "renewal"
+ *                         (same key) | "rotation" (new key; the old one is retired) (required),
+ *                         "serial": int (the new certificate's, as `ca list` numbers it),
+ *                         "not_after": unix s, "public_key": hex (the key now enrolled),
+ *                         "supersedes": {"fingerprint": the previous key's fingerprint
+ *                         (required), "serial": int, "not_after": unix s}}
+ *               digests: {"certificate": the new DER (required), "superseded_certificate":
+ *                         the previous DER} */
 #define CND_AUDIT_ENROLL      "enroll"
 #define CND_AUDIT_CERT_ISSUE  "cert.issue"
 #define CND_AUDIT_CERT_REVOKE "cert.revoke"
+#define CND_AUDIT_CERT_RENEW  "cert.renew"
 
 /* --- jobs and rounds ---
  * job.create    subject: job id; job: job id.

@@ -315,12 +315,13 @@ static int s_load(s_ents *E, cnd_audit_t *log, const char *job)
 {
     sqlite3 *db = cnd_audit_db(log);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT seq, entry FROM audit_entry WHERE job = ?1 OR action IN"
-                           " ('enroll', 'rollout.create', 'rollout.wave', 'rollout.state',"
-                           "  'reject.connection', 'reject.message', 'reject.summary')"
-                           " ORDER BY seq",
-                           -1, &st, NULL))
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT seq, entry FROM audit_entry WHERE job = ?1 OR action IN"
+            " ('enroll', 'cert.renew', 'rollout.create', 'rollout.wave', 'rollout.state',"
+            "  'reject.connection', 'reject.message', 'reject.summary')"
+            " ORDER BY seq",
+            -1, &st, NULL))
         return cnd_errf(CND_EDB, "reading entries: %s", sqlite3_errmsg(db));
     sqlite3_bind_text(st, 1, job, -1, SQLITE_STATIC);
     int rc;
@@ -1194,8 +1195,10 @@ int cnd_audit_report_html(cnd_buf_t *out, cnd_audit_t *log, const char *job,
         s_free(&E);
         return CND_ENOMEM;
     }
+    /* A key rotation (cert.renew) gives the same name to a new fingerprint. */
     for (size_t i = 0; i < E.n; i++)
-        if (strcmp(s_action(&E.v[i]), CND_AUDIT_ENROLL) == 0 &&
+        if ((strcmp(s_action(&E.v[i]), CND_AUDIT_ENROLL) == 0 ||
+             strcmp(s_action(&E.v[i]), CND_AUDIT_CERT_RENEW) == 0) &&
             cnd_json_str(s_det(&E.v[i], "name")))
             nm.v[nm.n++] = (s_name_t){s_str(s_get(&E.v[i], "subject")), s_det(&E.v[i], "name")->s,
                                       E.v[i].seq, s_unsigned(&E, &E.v[i])};

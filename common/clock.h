@@ -8,9 +8,11 @@
 double cnd_now(void);
 /* CPU seconds used by the whole process (all threads), for profiling on a busy machine. */
 double cnd_cputime(void);
-/* Wall-clock Unix time in seconds. */
+/* Wall-clock Unix time in seconds. Every check of a certificate, revocation list or manifest
+ * expiry takes its time from here (never time(2) or OpenSSL's own clock), so that test builds
+ * can move it: with CND_TEST_HOOKS, CND_TEST_CLOCK_FILE shifts it (see clock.c). */
 int64_t cnd_unix_time(void);
-/* Wall-clock Unix time in milliseconds (what every store and audit entry records). */
+/* Wall-clock Unix time in milliseconds (what every store and audit entry records); same clock. */
 int64_t cnd_unix_ms(void);
 /* Writes UTC time as ISO 8601 ("2026-11-28T01:18:34Z") into out (>= 21 bytes), NUL-terminated
  * for any input; times outside the years 0000..9999 are written "(time out of range)". */

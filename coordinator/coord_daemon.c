@@ -487,7 +487,10 @@ static void s_session_end(s_daemon_t *d, s_session_t *s, const char *reason, con
     if (lost) return;
     char text[CND_PROTO_TEXT_MAX + 1];
     snprintf(text, sizeof text, "session ended: %s: %s", reason, detail);
-    s_closed_add(d, &s->peer, s->name, text, slow);
+    /* A renewed or expired certificate is fixed by the site installing a file: its agent says
+     * hello again on this very connection. Any other end is final for the connection. */
+    int renewable = strcmp(reason, "renewed") == 0 || strcmp(reason, "expired") == 0;
+    if (!renewable) s_closed_add(d, &s->peer, s->name, text, slow);
     if (!tell || slow) return;
     Condenser__Error err;
     char buf[CND_PROTO_TEXT_MAX + 1];
@@ -571,9 +574,26 @@ static void s_recheck(s_daemon_t *d)
                      !rc && r.reason[0] ? ")" : "");
             s_session_end(d, s, "revoked", why, 1);
         } else if (!rc && sodium_memcmp(r.ed_pk, s->ed_pk, 32) != 0) {
-            s_session_end(d, s, "revoked", "its enrolled key was replaced", 1);
-        } else if (!rc && s->not_after && now > s->not_after) {
-            s_session_end(d, s, "expired", "its certificate expired", 1);
+            s_session_end(d, s, "rotated",
+                          "its key was rotated (condenser site renew); the old key is refused "
+                          "from now on",
+                          1);
+        } else if (!rc && s->not_after && now >= s->not_after) {
+            char x[32], why[120];
+            snprintf(why, sizeof why, "its certificate expired at %s",
+                     cnd_iso8601(x, s->not_after));
+            s_session_end(d, s, "expired", why, 1);
+        } else if (!rc &&
+                   (!r.cert || r.cert_len != s->cert_len ||
+                    memcmp(r.cert, s->cert, s->cert_len) != 0) &&
+                   !(s->in_round && d->round)) {
+            /* `site renew` replaced its certificate (same key): the session rests on the old
+             * one until the round it takes part in is over, then it must say hello with the
+             * new one (the agent re-reads its certificate file before every hello). */
+            s_session_end(d, s, "renewed",
+                          "its certificate was renewed (condenser site renew): say hello with "
+                          "the new one",
+                          1);
         }
         if (!rc) cnd_ident_rec_free(&r);
         cnd_err_clear();
@@ -945,6 +965,37 @@ static void s_check_job_state(s_daemon_t *d)
 /* --- messages ------------------------------------------------------------------------------- */
 
 /* A Hello on a connection without a session (the envelope passed the gate up to the sender). */
+/* Why a Hello's certificate is not the enrolled one, with both serials and what to do. */
+static void s_cert_mismatch(char *out, size_t cap, const char *name, const uint8_t *got,
+                            size_t got_len, const uint8_t *enrolled, size_t enrolled_len)
+{
+    cnd_cert_info_t g, e;
+    char a[32], b[32];
+    int hg = got_len && cnd_ca_inspect(&g, got, got_len) == 0;
+    int he = enrolled && cnd_ca_inspect(&e, enrolled, enrolled_len) == 0;
+    cnd_err_clear();
+    if (!hg || !he) {
+        snprintf(out, cap, "hello.certificate is not the enrolled certificate");
+        return;
+    }
+    if (g.not_after > e.not_after)
+        snprintf(out, cap,
+                 "hello.certificate (serial %llu, valid until %s) is not the enrolled "
+                 "certificate of '%s' (serial %llu, valid until %s): it is newer, and the "
+                 "federation operator has not enrolled it (condenser site renew %s --cert FILE; "
+                 "site enroll for a new site)",
+                 (unsigned long long)g.serial, cnd_iso8601(a, g.not_after), name,
+                 (unsigned long long)e.serial, cnd_iso8601(b, e.not_after), name);
+    else
+        snprintf(out, cap,
+                 "hello.certificate (serial %llu, valid until %s) is not the enrolled "
+                 "certificate of '%s' (serial %llu, valid until %s): it is older, the coordinator "
+                 "enrolled its renewal; install the enrolled certificate at the site (the agent "
+                 "re-reads it before every hello)",
+                 (unsigned long long)g.serial, cnd_iso8601(a, g.not_after), name,
+                 (unsigned long long)e.serial, cnd_iso8601(b, e.not_after));
+}
+
 static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
                        const Condenser__Envelope *env)
 {
@@ -972,16 +1023,31 @@ static void s_on_hello(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
     cnd_cert_info_t ci;
     if (!s->cert || h->certificate.len != s->cert_len ||
         memcmp(h->certificate.data, s->cert, s->cert_len) != 0) {
-        s_reject(d, s, f, &rej, NULL, "hello.certificate is not the enrolled certificate");
+        char why[600];
+        s_cert_mismatch(why, sizeof why, s->name, h->certificate.data, h->certificate.len, s->cert,
+                        s->cert_len);
+        s_reject(d, s, f, &rej, "certificate", why);
         return;
     }
+    int64_t unow = cnd_unix_time();
     if (cnd_cert_check(&ci, d->c.ca_cert, d->c.ca_crl, s->cert, s->cert_len,
                        s->role == CONDENSER__ROLE__ROLE_DEVICE ? "device" : "site", s->name,
-                       cnd_unix_time())) {
-        char why[400];
-        snprintf(why, sizeof why, "hello.certificate: %s", cnd_err_detail());
-        s_reject(d, s, f, &rej, NULL, why);
+                       unow)) {
+        char why[600];
+        snprintf(why, sizeof why, "hello.certificate: %s%s", cnd_err_detail(),
+                 strstr(cnd_err_detail(), "expired")
+                     ? " (the site needs a renewed certificate: condenser ca issue --renew, "
+                       "condenser site renew)"
+                     : "");
+        s_reject(d, s, f, &rej, "certificate", why);
         return;
+    }
+    int64_t left = cnd_cert_days_left(ci.not_after, unow);
+    if (left < CND_CERT_WARN_DAYS) {
+        char x[32];
+        s_log(d, "warning: %s's certificate (serial %llu) expires in %lld day%s (%s): renew it",
+              s->name, (unsigned long long)ci.serial, (long long)left, left == 1 ? "" : "s",
+              cnd_iso8601(x, ci.not_after));
     }
     if (h->min_version > CND_PROTO_VERSION || h->max_version < CND_PROTO_VERSION) {
         rej.code = CONDENSER__ERROR_CODE__ERR_BAD_VERSION;

@@ -63,6 +63,14 @@ static const char *const s_migrations[] = {
     "  job INTEGER PRIMARY KEY REFERENCES job(id), n INTEGER NOT NULL, c INTEGER NOT NULL,"
     "  h INTEGER NOT NULL, w INTEGER NOT NULL, x BLOB NOT NULL);"
     "ALTER TABLE round ADD COLUMN t_consistency REAL NOT NULL DEFAULT 0;",
+    /* 2 -> 3: certificate renewal and key rotation (cnd_cstore_renew): when an identity's
+     * certificate was last replaced, and every certificate and key it held before */
+    "ALTER TABLE identity ADD COLUMN renewed_ms INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE identity_history("
+    "  id INTEGER PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, ed_pk BLOB NOT NULL,"
+    "  curve_pk BLOB NOT NULL, fingerprint TEXT NOT NULL, certificate BLOB,"
+    "  superseded_ms INTEGER NOT NULL);"
+    "CREATE INDEX identity_history_curve ON identity_history(curve_pk);",
 };
 #define S_NMIG ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 _Static_assert(sizeof s_migrations / sizeof s_migrations[0] == CND_CSTORE_SCHEMA,
@@ -250,7 +258,7 @@ static int s_blob_copy(sqlite3_stmt *st, int col, uint8_t *dst, size_t n)
 
 #define S_IDENT_COLS                                                                               \
     "id, name, role, ed_pk, curve_pk, fingerprint, certificate, enrolled_ms, revoked_ms, "         \
-    "revoke_reason"
+    "revoke_reason, renewed_ms"
 
 static int s_ident_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_ident_rec_t *r)
 {
@@ -272,7 +280,33 @@ static int s_ident_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_ident_rec_t *r)
     r->enrolled_ms = sqlite3_column_int64(st, 7);
     r->revoked_ms = sqlite3_column_int64(st, 8);
     snprintf(r->reason, sizeof r->reason, "%s", (const char *)sqlite3_column_text(st, 9));
+    r->renewed_ms = sqlite3_column_int64(st, 10);
     return 0;
+}
+
+/* CND_EPERM when curve_pk was rotated out of some identity (and is not that identity's key
+ * again, which cnd_cstore_renew never allows): a retired key is never admitted again. */
+static int s_key_retired(cnd_cstore_t *s, const uint8_t curve_pk[32])
+{
+    sqlite3_stmt *st;
+    int rc = cnd_db_prep(s->db, &st,
+                         "SELECT name, superseded_ms FROM identity_history WHERE curve_pk = ?1"
+                         " AND kind = 'rotation' ORDER BY id LIMIT 1");
+    if (rc) return rc;
+    sqlite3_bind_blob(st, 1, curve_pk, 32, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        char when[32];
+        cnd_iso8601(when, sqlite3_column_int64(st, 1) / 1000);
+        rc = cnd_errf(CND_EPERM,
+                      "this key was rotated out of '%s' at %s; a retired key is never admitted "
+                      "again (generate a new one with condenser keygen)",
+                      (const char *)sqlite3_column_text(st, 0), when);
+    } else if (step != SQLITE_DONE) {
+        rc = cnd_db_err(s->db, "reading retired keys");
+    }
+    sqlite3_finalize(st);
+    return rc;
 }
 
 int cnd_cstore_enroll(cnd_cstore_t *s, const char *name, const char *role, const uint8_t ed_pk[32],
@@ -295,13 +329,16 @@ int cnd_cstore_enroll(cnd_cstore_t *s, const char *name, const char *role, const
     if (cnd_cstore_ident_by_name(s, name, &old) == 0) {
         cnd_ident_rec_free(&old);
         return cnd_errf(CND_EEXIST, "a node named '%s' is enrolled already%s", name,
-                        old.revoked_ms ? " (revoked; enroll under a new name)" : "");
+                        old.revoked_ms ? " (revoked; enroll under a new name)"
+                                       : "; to replace its certificate or key use condenser "
+                                         "site renew");
     }
     if (cnd_cstore_ident_by_curve(s, curve, &old) == 0) {
         cnd_ident_rec_free(&old);
         return cnd_errf(CND_EEXIST, "this key is enrolled already, as '%s'", old.name);
     }
     cnd_err_clear();
+    if ((rc = s_key_retired(s, curve))) return rc;
     char fpr[65];
     cnd_pubkey_fingerprint(fpr, ed_pk);
     sqlite3_stmt *st;
@@ -343,6 +380,81 @@ int cnd_cstore_revoke(cnd_cstore_t *s, const char *name, const char *reason)
     if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "revoking");
     sqlite3_finalize(st);
     return rc;
+}
+
+int cnd_cstore_renew(cnd_cstore_t *s, const char *name, const uint8_t ed_pk[32],
+                     const uint8_t *cert, size_t cert_len, int *rotation)
+{
+    *rotation = 0;
+    if (!cert || cert_len == 0 || cert_len > 4096 || cert[0] != 0x30)
+        return cnd_errf(CND_EINVAL, "renewing '%s': the certificate is not DER (1..4096 bytes)",
+                        name);
+    uint8_t curve[32];
+    int rc = cnd_pubkey_to_curve(curve, ed_pk);
+    if (rc) return cnd_err_wrap(rc, "renewing '%s'", name);
+    cnd_ident_rec_t cur, other;
+    if ((rc = cnd_cstore_ident_by_name(s, name, &cur))) return rc;
+    if (cur.revoked_ms) {
+        rc = cnd_errf(CND_ESTATE,
+                      "'%s' is revoked; a revoked identity is not renewed (enroll "
+                      "under a new name)",
+                      name);
+    } else if (cur.cert && cur.cert_len == cert_len && memcmp(cur.cert, cert, cert_len) == 0) {
+        rc = cnd_errf(CND_EEXIST, "this certificate is enrolled for '%s' already", name);
+    } else if (sodium_memcmp(cur.ed_pk, ed_pk, 32) != 0) {
+        *rotation = 1;
+        if (cnd_cstore_ident_by_curve(s, curve, &other) == 0) {
+            rc = cnd_errf(CND_EEXIST, "the new key is enrolled already, as '%s'", other.name);
+            cnd_ident_rec_free(&other);
+        } else {
+            cnd_err_clear();
+            rc = s_key_retired(s, curve);
+        }
+    }
+    if (rc) {
+        cnd_ident_rec_free(&cur);
+        return rc;
+    }
+    int own;
+    if ((rc = cnd_db_begin(s->db, &own))) {
+        cnd_ident_rec_free(&cur);
+        return rc;
+    }
+    int64_t now = cnd_unix_ms();
+    sqlite3_stmt *st;
+    rc = cnd_db_prep(s->db, &st,
+                     "INSERT INTO identity_history(name, kind, ed_pk, curve_pk, fingerprint,"
+                     " certificate, superseded_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    if (!rc) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, *rotation ? "rotation" : "renewal", -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, cur.ed_pk, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, cur.curve_pk, 32, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, cur.fpr, -1, SQLITE_STATIC);
+        if (cur.cert)
+            sqlite3_bind_blob(st, 6, cur.cert, (int)cur.cert_len, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 6);
+        sqlite3_bind_int64(st, 7, now);
+        rc = cnd_db_done(s->db, st, "recording the superseded certificate");
+    }
+    char fpr[65];
+    cnd_pubkey_fingerprint(fpr, ed_pk);
+    if (!rc)
+        rc = cnd_db_prep(s->db, &st,
+                         "UPDATE identity SET ed_pk = ?2, curve_pk = ?3, fingerprint = ?4,"
+                         " certificate = ?5, renewed_ms = ?6 WHERE name = ?1");
+    if (!rc) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, ed_pk, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, curve, 32, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, fpr, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 5, cert, (int)cert_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, now);
+        rc = cnd_db_done(s->db, st, "renewing");
+    }
+    cnd_ident_rec_free(&cur);
+    return cnd_db_end(s->db, own, rc);
 }
 
 static int s_ident_one(cnd_cstore_t *s, sqlite3_stmt *st, cnd_ident_rec_t *r, const char *what)

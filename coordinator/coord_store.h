@@ -18,7 +18,9 @@
  *     redone as a new attempt with the same number) or "cancelled". A model version is written
  *     in the same transaction as the "ok" end of the round that produced it, so a round is
  *     either applied entirely or not at all.
- *   - Identity keys and names are unique; revocation keeps the row (revoked_ms != 0).
+ *   - Identity keys and names are unique; revocation keeps the row (revoked_ms != 0). A renewal
+ *     or key rotation replaces the row's certificate (and key) in place and keeps the previous
+ *     ones in identity_history; a key rotated out is never admitted again.
  *
  * Threads: one cnd_cstore_t per thread. The ZAP handler opens its own (cnd_cstore_open_readonly
  * on the same path) and only reads identities.
@@ -34,7 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CND_CSTORE_SCHEMA    2
+#define CND_CSTORE_SCHEMA    3
 #define CND_CSTORE_MODEL_MAX ((size_t)1 << 30) /* one model blob */
 
 typedef struct cnd_cstore cnd_cstore_t;
@@ -72,6 +74,7 @@ typedef struct {
     int64_t enrolled_ms; /* Unix ms */
     int64_t revoked_ms;  /* 0 while active */
     char reason[128];    /* revocation reason */
+    int64_t renewed_ms;  /* Unix ms of the last cnd_cstore_renew, 0 if never */
 } cnd_ident_rec_t;
 
 void cnd_ident_rec_free(cnd_ident_rec_t *r);
@@ -80,6 +83,15 @@ void cnd_ident_rec_free(cnd_ident_rec_t *r);
  * the key is enrolled already; the detail says which) or CND_EDB. */
 CND_MUST_USE int cnd_cstore_enroll(cnd_cstore_t *s, const char *name, const char *role,
                                    const uint8_t ed_pk[32], const uint8_t *cert, size_t cert_len);
+/* Replaces the certificate of an enrolled, unrevoked identity with its successor (the caller
+ * has verified it: CA, name, role, validity). Same key: a renewal; another key: a key rotation
+ * (*rotation = 1), after which the old key is retired: the ZAP handler no longer finds it, and
+ * neither enroll nor renew ever admits it again. The old certificate and key go to
+ * identity_history. One transaction (joins the caller's). Returns 0, CND_ENOTFOUND, CND_ESTATE
+ * (revoked), CND_EEXIST (the same certificate, or the new key belongs to another identity),
+ * CND_EPERM (the new key is a retired one), CND_EINVAL or CND_EDB. */
+CND_MUST_USE int cnd_cstore_renew(cnd_cstore_t *s, const char *name, const uint8_t ed_pk[32],
+                                  const uint8_t *cert, size_t cert_len, int *rotation);
 /* Revokes by name. CND_ENOTFOUND, CND_ESTATE (already revoked) or CND_EDB. */
 CND_MUST_USE int cnd_cstore_revoke(cnd_cstore_t *s, const char *name, const char *reason);
 /* Lookups; CND_ENOTFOUND when absent. Revoked identities are returned too (check revoked_ms). */

@@ -589,6 +589,13 @@ static int64_t s_time(const ASN1_TIME *t)
     return (int64_t)timegm(&tm);
 }
 
+void cnd_ca_trust_dates(const cnd_ca_trust_t *t, int64_t *ca_not_after, int64_t *crl_next_update)
+{
+    *ca_not_after = s_time(X509_get0_notAfter(t->ca));
+    const ASN1_TIME *nu = X509_CRL_get0_nextUpdate(t->crl);
+    *crl_next_update = nu ? s_time(nu) : 0;
+}
+
 static void s_entry_text(char *out, size_t n, X509_NAME *name, int nid)
 {
     out[0] = 0;
@@ -658,6 +665,57 @@ static int s_verify_error(cnd_cert_fail_t *why, int err, int depth, const cnd_ce
     }
 }
 
+/* The fields cnd_ca_verify reports, read from x without any check. */
+static void s_info(cnd_cert_info_t *ci, X509 *x)
+{
+    memset(ci, 0, sizeof *ci);
+    X509_NAME *subj = X509_get_subject_name(x);
+    s_entry_text(ci->name, sizeof ci->name, subj, NID_commonName);
+    s_entry_text(ci->role, sizeof ci->role, subj, NID_organizationalUnitName);
+    const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
+    if (!sn || ASN1_INTEGER_get_uint64(&ci->serial, sn) != 1) ci->serial = 0;
+    ci->not_before = s_time(X509_get0_notBefore(x));
+    ci->not_after = s_time(X509_get0_notAfter(x));
+}
+
+/* The raw Ed25519 key of x into pk; 0 or -1 when x carries another kind of key. */
+static int s_ed_key(uint8_t pk[32], X509 *x)
+{
+    EVP_PKEY *k = X509_get0_pubkey(x);
+    size_t n = 32;
+    if (!k || EVP_PKEY_get_base_id(k) != EVP_PKEY_ED25519 ||
+        EVP_PKEY_get_raw_public_key(k, pk, &n) != 1 || n != 32)
+        return -1;
+    return 0;
+}
+
+int cnd_ca_inspect(cnd_cert_info_t *info, const uint8_t *cert, size_t len)
+{
+    memset(info, 0, sizeof *info);
+    X509 *x = NULL;
+    if (len > 0 && len < (1u << 20) && cert[0] == 0x30) {
+        const unsigned char *p = cert;
+        x = d2i_X509(NULL, &p, (long)len);
+        if (x && p != cert + len) {
+            X509_free(x);
+            x = NULL;
+        }
+    } else if (len > 0 && len < (1u << 20)) {
+        BIO *b = BIO_new_mem_buf(cert, (int)len);
+        x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+    }
+    ERR_clear_error();
+    if (!x) return cnd_errf(CND_EFORMAT, "not an X.509 certificate (PEM or DER)");
+    s_info(info, x);
+    int rc =
+        s_ed_key(info->pubkey, x)
+            ? cnd_errf(CND_EFORMAT, "certificate '%s' does not carry an Ed25519 key", info->name)
+            : 0;
+    X509_free(x);
+    return rc;
+}
+
 int cnd_ca_verify(cnd_cert_info_t *info, cnd_cert_fail_t *why, const cnd_ca_trust_t *t,
                   const uint8_t *pem, size_t len, const char *want_role, int64_t now)
 {
@@ -668,19 +726,10 @@ int cnd_ca_verify(cnd_cert_info_t *info, cnd_cert_fail_t *why, const cnd_ca_trus
     BIO_free(b);
     if (!x) return s_fail(why, CND_CERT_MALFORMED, s_ossl(CND_EFORMAT, "not a PEM certificate"));
     cnd_cert_info_t ci;
-    memset(&ci, 0, sizeof ci);
-    X509_NAME *subj = X509_get_subject_name(x);
-    s_entry_text(ci.name, sizeof ci.name, subj, NID_commonName);
-    s_entry_text(ci.role, sizeof ci.role, subj, NID_organizationalUnitName);
+    s_info(&ci, x);
     const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
-    if (!sn || ASN1_INTEGER_get_uint64(&ci.serial, sn) != 1) ci.serial = 0;
-    ci.not_before = s_time(X509_get0_notBefore(x));
-    ci.not_after = s_time(X509_get0_notAfter(x));
-    EVP_PKEY *pk = X509_get0_pubkey(x);
-    size_t pkl = 32;
     int rc = 0;
-    if (!pk || EVP_PKEY_get_base_id(pk) != EVP_PKEY_ED25519 ||
-        EVP_PKEY_get_raw_public_key(pk, ci.pubkey, &pkl) != 1 || pkl != 32)
+    if (s_ed_key(ci.pubkey, x))
         rc = s_fail(
             why, CND_CERT_MALFORMED,
             cnd_errf(CND_EFORMAT, "certificate '%s' does not carry an Ed25519 key", ci.name));
@@ -696,6 +745,8 @@ int cnd_ca_verify(cnd_cert_info_t *info, cnd_cert_fail_t *why, const cnd_ca_trus
             !X509_STORE_CTX_init(ctx, st, x, NULL)) {
             rc = s_ossl(CND_ENOMEM, "cannot set up certificate verification");
         } else {
+            /* The caller's clock (common/clock.h), never OpenSSL's own: it sets the context's
+             * X509_VERIFY_PARAM time, so tests that move the clock move verification too. */
             X509_STORE_CTX_set_time(ctx, 0, (time_t)now);
             if (X509_verify_cert(ctx) != 1)
                 rc = s_verify_error(why, X509_STORE_CTX_get_error(ctx),

@@ -123,4 +123,13 @@ CND_MUST_USE int cnd_ca_verify(cnd_cert_info_t *info, cnd_cert_fail_t *why, cons
 
 const char *cnd_cert_fail_name(cnd_cert_fail_t why);
 
+/* Reads the fields of a certificate (PEM or DER) WITHOUT verifying anything: for display
+ * (`site list`, expiry warnings) and for naming certificates in messages, never for a decision
+ * to trust. Returns 0 or CND_EFORMAT (not an X.509 certificate with an Ed25519 key). */
+CND_MUST_USE int cnd_ca_inspect(cnd_cert_info_t *info, const uint8_t *cert, size_t len);
+
+/* When the loaded CA certificate stops being valid, and when its revocation list needs the next
+ * re-signing (nextUpdate; 0 if the CRL has none). Unix seconds. */
+void cnd_ca_trust_dates(const cnd_ca_trust_t *t, int64_t *ca_not_after, int64_t *crl_next_update);
+
 #endif

@@ -15,6 +15,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Expiry warnings: `site list` and the agent's log warn this many days before a node
+ * certificate expires (certificates live 30 days: the second half of their life is the renewal
+ * window), and the agent warns this many days before its revocation list needs re-signing (a
+ * CRL lives 30 days and is re-signed by every `ca issue`, `ca revoke` and `ca crl`). */
+#define CND_CERT_WARN_DAYS 14
+#define CND_CRL_WARN_DAYS  7
+
+/* Whole days from now until t, rounded down (negative once t has passed: -1 in the first day
+ * after it). */
+static inline int64_t cnd_cert_days_left(int64_t t, int64_t now)
+{
+    int64_t d = t - now;
+    return d >= 0 ? d / 86400 : -((-d + 86399) / 86400);
+}
+
 /* PEM or DER in, DER out (*der malloc'd). Returns 0 or CND_EFORMAT naming `what`. */
 CND_MUST_USE int cnd_cert_to_der(uint8_t **der, size_t *len, const uint8_t *in, size_t in_len,
                                  const char *what);

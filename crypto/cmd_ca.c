@@ -55,34 +55,89 @@ static int s_init(int argc, char **argv)
     return 0;
 }
 
+static int s_serial(uint64_t *out, const char *s, const char *opt);
+
+/* The index entry of `serial` for a renewal: it must exist and not be revoked. */
+static int s_renewed_entry(cnd_ca_entry_t *out, const char *dir, uint64_t serial)
+{
+    cnd_ca_entry_t *e = NULL;
+    size_t n = 0;
+    int rc = cnd_ca_index_load(&e, &n, dir);
+    if (rc) return rc;
+    size_t i = 0;
+    while (i < n && e[i].serial != serial) i++;
+    if (i == n)
+        rc = cnd_errf(CND_ENOTFOUND, "--renew %" PRIu64 ": the CA in %s never issued that serial",
+                      serial, dir);
+    else if (e[i].revoked)
+        rc = cnd_errf(CND_EPERM,
+                      "--renew %" PRIu64 ": that certificate (%s) is revoked; a revoked identity "
+                      "is not renewed (issue a new one with --name, --role and --pubkey)",
+                      serial, e[i].name);
+    else
+        *out = e[i];
+    free(e);
+    return rc;
+}
+
 static int s_issue(int argc, char **argv)
 {
     const char *dir = NULL, *name = NULL, *role = NULL, *pubkey = NULL, *out = NULL;
+    const char *renew = NULL;
     long days = CND_CA_DEFAULT_DAYS;
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", "CA directory (required)"},
         {"name", CND_OPT_STR, &name, "NAME", "node name, 1..64 of A-Z a-z 0-9 . _ - (required)"},
         {"role", CND_OPT_STR, &role, "ROLE", "site, device, coordinator or auditor (required)"},
         {"pubkey", CND_OPT_STR, &pubkey, "FILE",
-         "the node's identity.pub from condenser keygen (required)"},
+         "the node's identity.pub from condenser keygen (required; with --renew: a new key, "
+         "which makes it a key rotation)"},
+        {"renew", CND_OPT_STR, &renew, "SERIAL",
+         "renew the certificate SERIAL: same name, role and (without --pubkey) key, new validity"},
         {"days", CND_OPT_INT, &days, "N", "validity in days (default 30)", 1, CND_CA_ROOT_DAYS},
         {"out", CND_OPT_STR, &out, "FILE",
          "where to write the certificate (default "
          "DIR/certs/SERIAL.pem)"},
         {0}};
     const cnd_cli_t cli = {
-        "condenser ca issue --dir DIR --name N --role ROLE --pubkey FILE [--days N] [--out FILE]",
+        "condenser ca issue --dir DIR (--name N --role ROLE --pubkey FILE | --renew SERIAL "
+        "[--pubkey FILE]) [--days N] [--out FILE]",
         "Issues an X.509 certificate binding a node name and role to the node's Ed25519 identity "
-        "key. Certificates are short-lived (30 days by default); renew by issuing again, which "
-        "gives a new serial and leaves the old certificate valid until it expires or is revoked.",
+        "key. Certificates are short-lived (30 days by default). --renew SERIAL issues the "
+        "successor of an existing certificate: same name and role, and the same key unless "
+        "--pubkey gives a new one (a key rotation); it gets a new serial and a new validity, and "
+        "the old certificate stays valid until it expires or is revoked. The coordinator "
+        "accepts the successor once the federation operator runs condenser site renew.",
         opts, 0, 0};
     int rc = s_parse(&cli, argc, argv);
     if (rc) return rc > 0 ? 0 : rc;
-    if ((rc = s_need(dir, "--dir")) || (rc = s_need(name, "--name")) ||
-        (rc = s_need(role, "--role")) || (rc = s_need(pubkey, "--pubkey")))
-        return rc;
+    if ((rc = s_need(dir, "--dir"))) return rc;
     uint8_t pk[32];
-    if ((rc = cnd_pubkey_read(pk, pubkey))) return rc;
+    cnd_ca_entry_t old;
+    memset(&old, 0, sizeof old);
+    if (renew) {
+        uint64_t sn = 0;
+        if ((rc = s_serial(&sn, renew, "--renew")) || (rc = s_renewed_entry(&old, dir, sn)))
+            return rc;
+        if (name && strcmp(name, old.name) != 0)
+            return cnd_errf(CND_EINVAL, "--name %s: serial %" PRIu64 " names '%s'", name, sn,
+                            old.name);
+        if (role && strcmp(role, old.role) != 0)
+            return cnd_errf(CND_EINVAL, "--role %s: serial %" PRIu64 " has role %s", role, sn,
+                            old.role);
+        name = old.name;
+        role = old.role;
+        if (pubkey) {
+            if ((rc = cnd_pubkey_read(pk, pubkey))) return rc;
+        } else {
+            memcpy(pk, old.pubkey, 32);
+        }
+    } else {
+        if ((rc = s_need(name, "--name")) || (rc = s_need(role, "--role")) ||
+            (rc = s_need(pubkey, "--pubkey")))
+            return rc;
+        if ((rc = cnd_pubkey_read(pk, pubkey))) return rc;
+    }
     cnd_ca_issued_t is;
     if ((rc = cnd_ca_issue(&is, dir, name, role, pk, (int)days, cnd_unix_time(), out))) return rc;
     char a[32], b[32], fp[CND_FINGERPRINT_HEX];
@@ -90,16 +145,20 @@ static int s_issue(int argc, char **argv)
            "%s .. %s\n  certificate  %s\n",
            is.serial, name, role, cnd_pubkey_fingerprint(fp, pk), cnd_iso8601(a, is.not_before),
            cnd_iso8601(b, is.not_after), is.path);
+    if (renew)
+        printf("  %s of serial %" PRIu64 "; enroll it with: condenser site renew %s --cert %s\n",
+               memcmp(pk, old.pubkey, 32) == 0 ? "renewal" : "key rotation", old.serial, name,
+               is.path);
     return 0;
 }
 
-static int s_serial(uint64_t *out, const char *s)
+static int s_serial(uint64_t *out, const char *s, const char *opt)
 {
     char *end = NULL;
     errno = 0;
     unsigned long long v = s ? strtoull(s, &end, 10) : 0;
     if (!s || errno || end == s || *end || v == 0 || s[0] == '-')
-        return cnd_errf(CND_EINVAL, "--serial '%s' is not a serial number", s ? s : "");
+        return cnd_errf(CND_EINVAL, "%s '%s' is not a serial number", opt, s ? s : "");
     *out = v;
     return 0;
 }
@@ -117,7 +176,7 @@ static int s_revoke(int argc, char **argv)
     int rc = s_parse(&cli, argc, argv);
     if (rc) return rc > 0 ? 0 : rc;
     uint64_t sn = 0;
-    if ((rc = s_need(dir, "--dir")) || (rc = s_serial(&sn, serial))) return rc;
+    if ((rc = s_need(dir, "--dir")) || (rc = s_serial(&sn, serial, "--serial"))) return rc;
     if ((rc = cnd_ca_revoke(dir, sn, cnd_unix_time()))) return rc;
     printf("revoked serial %" PRIu64 "; %s/crl.pem updated\n", sn, dir);
     return 0;

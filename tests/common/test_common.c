@@ -1,17 +1,51 @@
-/* test_common.c: common/ (errors, files, digests, RNG, byte reader, CLI). */
+/* test_common.c: common/ (errors, files, digests, RNG, byte reader, CLI, the clock and, in test
+ * builds, its injected offset). */
 #include "bytes.h"
 #include "check.h"
 #include "clock.h"
 #include "cli.h"
+#include "clock.h"
 #include "digest.h"
 #include "error.h"
 #include "fileio.h"
 #include "rng.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+
+/* The wall clock, and with CND_TEST_HOOKS the offset a test writes to CND_TEST_CLOCK_FILE:
+ * read at the first call, again when 100 ms have passed, kept when the file goes away. */
+static void test_clock(void)
+{
+    int64_t real = (int64_t)time(NULL);
+    CHECK(llabs(cnd_unix_time() - real) <= 1);
+    CHECK(llabs(cnd_unix_ms() / 1000 - cnd_unix_time()) <= 1);
+    char t[32];
+    CHECK(strcmp(cnd_iso8601(t, 1800000000), "2027-01-15T08:00:00Z") == 0);
+#ifdef CND_TEST_HOOKS
+    char path[] = "/tmp/cnd_test_clock_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd >= 0) close(fd);
+    CHECK(cnd_file_write_atomic(path, "864000\n", 7, 0644) == 0);
+    setenv("CND_TEST_CLOCK_FILE", path, 1);
+    CHECK(llabs(cnd_unix_time() - (int64_t)time(NULL) - 864000) <= 1);
+    CHECK(cnd_file_write_atomic(path, "-3600", 5, 0644) == 0);
+    CHECK(llabs(cnd_unix_time() - (int64_t)time(NULL) - 864000) <= 1); /* not re-read yet */
+    usleep(150000);
+    CHECK(llabs(cnd_unix_time() - (int64_t)time(NULL) + 3600) <= 1);
+    CHECK(llabs(cnd_unix_ms() / 1000 - cnd_unix_time()) <= 1);
+    CHECK(unlink(path) == 0);
+    usleep(150000);
+    CHECK(llabs(cnd_unix_time() - (int64_t)time(NULL) + 3600) <= 1); /* kept */
+    unsetenv("CND_TEST_CLOCK_FILE");
+    CHECK(llabs(cnd_unix_time() - (int64_t)time(NULL)) <= 1);
+#endif
+}
 
 static void test_sha256_kat(void)
 {
@@ -244,5 +278,6 @@ int main(void)
     test_files();
     test_iso8601();
     test_cli();
+    test_clock();
     return check_result("test_common");
 }

@@ -136,7 +136,9 @@ st, sj = open(w + "/sites.txt").read().split("\n")[1:-1], json.load(open(w + "/s
 assert len(st) == len(sj) == 3, (st, sj)
 for line, x in zip(st, sj):
     f = line.split()
-    assert f[:4] == [x["name"], x["role"], x["state"], x["enrolled"]] and f[4] == "SHA256:%s..." % x["fingerprint"][:16], (line, x)
+    assert f[:4] == [x["name"], x["role"], x["state"], x["enrolled"]], (line, x)
+    assert f[4:7] == [str(x["serial"]), x["not_after"], str(x["days_left"])], (line, x)
+    assert f[7] == "SHA256:%s..." % x["fingerprint"][:16] and x["expiry"] == "ok", (line, x)
     assert x["certificate"] is True and re.match(r"^[0-9a-f]{64}$", x["fingerprint"]), x
 PY
 # Rollouts: publish the job's int8 artifact, enroll a device that no variant fits (it never

@@ -3,8 +3,10 @@
  * processes: schema creation and reopening, identity enrollment rules (names, duplicate names
  * and keys, revocation, lookups by CurveZMQ key), jobs with their teacher and model versions
  * (digests checked on read, a changed blob detected), rounds (insert, phase updates, the round
- * in flight, next round and attempt), server momentum. (The recipe is tests/proto/test_job.c,
- * FedAvg tests/coordinator/test_fedavg.c, the agent's INI tests/agent/test_agent_config.c.)
+ * in flight, next round and attempt), server momentum; renewal and key rotation (the
+ * superseded certificate kept, a retired key never admitted again, schema 2 files migrated). (The
+ * recipe is tests/proto/test_job.c, FedAvg tests/coordinator/test_fedavg.c, the agent's INI
+ * tests/agent/test_agent_config.c.)
  */
 #include "check.h"
 #include "coord_store.h"
@@ -68,8 +70,125 @@ static void test_identities(cnd_cstore_t *s)
     size_t n = 0;
     CHECK_EQ_INT(cnd_cstore_idents(s, &l, &n), 0);
     CHECK_EQ_INT(n, 2);
+    for (size_t i = 0; i < n; i++) CHECK_EQ_INT(l[i].renewed_ms, 0);
     for (size_t i = 0; i < n; i++) cnd_ident_rec_free(&l[i]);
     free(l);
+}
+
+static void s_key(uint8_t pk[32])
+{
+    cnd_identity_t *id = NULL;
+    CHECK_EQ_INT(cnd_identity_generate(&id), 0);
+    memcpy(pk, cnd_identity_pk(id), 32);
+    cnd_identity_destroy(&id);
+}
+
+static int s_history(cnd_cstore_t *s, const char *name, const char *kind)
+{
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    if (sqlite3_prepare_v2(cnd_cstore_db(s),
+                           "SELECT count(*) FROM identity_history WHERE name = ?1 AND kind = ?2",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* Renewal (same key, new certificate) and rotation (new key): the row changes in place, the
+ * previous certificate and key go to the history, the old key is found no more and is refused
+ * for ever after; refusals change nothing. */
+static void test_renewal(cnd_cstore_t *s)
+{
+    uint8_t k1[32], k2[32], k3[32], curve[32];
+    s_key(k1);
+    s_key(k2);
+    s_key(k3);
+    const uint8_t c1[] = {0x30, 0x03, 0x02, 0x01, 0x01}, c2[] = {0x30, 0x03, 0x02, 0x01, 0x02},
+                  c3[] = {0x30, 0x03, 0x02, 0x01, 0x03}, c4[] = {0x30, 0x03, 0x02, 0x01, 0x04};
+    CHECK_EQ_INT(cnd_cstore_enroll(s, "ren-a", "site", k1, c1, sizeof c1), 0);
+    int rot = -1;
+    /* renewal: same key */
+    CHECK_EQ_INT(cnd_cstore_renew(s, "ren-a", k1, c2, sizeof c2, &rot), 0);
+    CHECK_EQ_INT(rot, 0);
+    cnd_ident_rec_t r;
+    CHECK_EQ_INT(cnd_cstore_ident_by_name(s, "ren-a", &r), 0);
+    CHECK(r.cert_len == sizeof c2 && memcmp(r.cert, c2, sizeof c2) == 0);
+    CHECK(r.renewed_ms > 0 && r.enrolled_ms <= r.renewed_ms);
+    cnd_ident_rec_free(&r);
+    CHECK_EQ_INT(s_history(s, "ren-a", "renewal"), 1);
+    /* the same certificate again, another identity's key, a bad certificate, unknown name */
+    CHECK_EQ_INT(cnd_cstore_renew(s, "ren-a", k1, c2, sizeof c2, &rot), CND_EEXIST);
+    CHECK_EQ_INT(cnd_cstore_enroll(s, "ren-b", "site", k3, c4, sizeof c4), 0);
+    CHECK_EQ_INT(cnd_cstore_renew(s, "ren-a", k3, c3, sizeof c3, &rot), CND_EEXIST);
+    CHECK(strstr(cnd_err_detail(), "ren-b") != NULL);
+    const uint8_t notder[] = {0x31, 0x00};
+    CHECK_EQ_INT(cnd_cstore_renew(s, "ren-a", k2, notder, sizeof notder, &rot), CND_EINVAL);
+    CHECK_EQ_INT(cnd_cstore_renew(s, "nobody", k2, c3, sizeof c3, &rot), CND_ENOTFOUND);
+    CHECK_EQ_INT(s_history(s, "ren-a", "renewal"), 1);
+    /* rotation: new key; the old one is not found by the ZAP lookup any more */
+    CHECK_EQ_INT(cnd_cstore_renew(s, "ren-a", k2, c3, sizeof c3, &rot), 0);
+    CHECK_EQ_INT(rot, 1);
+    CHECK_EQ_INT(s_history(s, "ren-a", "rotation"), 1);
+    CHECK_EQ_INT(cnd_pubkey_to_curve(curve, k1), 0);
+    CHECK_EQ_INT(cnd_cstore_ident_by_curve(s, curve, &r), CND_ENOTFOUND);
+    CHECK_EQ_INT(cnd_pubkey_to_curve(curve, k2), 0);
+    CHECK_EQ_INT(cnd_cstore_ident_by_curve(s, curve, &r), 0);
+    char fpr[65];
+    CHECK(strcmp(r.name, "ren-a") == 0 && strcmp(r.fpr, cnd_pubkey_fingerprint(fpr, k2)) == 0);
+    CHECK(memcmp(r.ed_pk, k2, 32) == 0 && r.cert_len == sizeof c3);
+    cnd_ident_rec_free(&r);
+    /* the retired key is never admitted again: not by enroll, not by renew */
+    CHECK_EQ_INT(cnd_cstore_enroll(s, "ren-c", "site", k1, c1, sizeof c1), CND_EPERM);
+    CHECK(strstr(cnd_err_detail(), "rotated out of 'ren-a'") != NULL);
+    CHECK_EQ_INT(cnd_cstore_renew(s, "ren-a", k1, c4, sizeof c4, &rot), CND_EPERM);
+    CHECK_EQ_INT(cnd_cstore_renew(s, "ren-b", k1, c1, sizeof c1, &rot), CND_EPERM);
+    /* a revoked identity is not renewed */
+    CHECK_EQ_INT(cnd_cstore_revoke(s, "ren-b", "gone"), 0);
+    CHECK_EQ_INT(cnd_cstore_renew(s, "ren-b", k3, c1, sizeof c1, &rot), CND_ESTATE);
+    /* inside the caller's transaction: a rollback undoes the renewal and its history row */
+    CHECK_EQ_INT(cnd_cstore_begin(s), 0);
+    CHECK_EQ_INT(cnd_cstore_renew(s, "ren-a", k2, c4, sizeof c4, &rot), 0);
+    cnd_cstore_rollback(s);
+    CHECK_EQ_INT(cnd_cstore_ident_by_name(s, "ren-a", &r), 0);
+    CHECK(r.cert_len == sizeof c3 && memcmp(r.cert, c3, sizeof c3) == 0);
+    cnd_ident_rec_free(&r);
+    CHECK_EQ_INT(s_history(s, "ren-a", "renewal"), 1);
+}
+
+/* A file at schema 2 (before renewals) is migrated to 3 and keeps its identities. */
+static void test_migration_2_to_3(void)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s/v2.db", s_dir);
+    cnd_cstore_t *s = NULL;
+    CHECK_EQ_INT(cnd_cstore_open(&s, db, 1), 0);
+    if (!s) return;
+    uint8_t k[32];
+    s_key(k);
+    CHECK_EQ_INT(cnd_cstore_enroll(s, "old-site", "site", k, NULL, 0), 0);
+    CHECK_EQ_INT(sqlite3_exec(cnd_cstore_db(s),
+                              "DROP TABLE identity_history; ALTER TABLE identity DROP COLUMN "
+                              "renewed_ms; UPDATE cnd_schema SET version = 2 WHERE component = "
+                              "'coordinator'",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    cnd_cstore_close(&s);
+    CHECK_EQ_INT(cnd_cstore_open_readonly(&s, db), CND_EFORMAT); /* read-only never migrates */
+    CHECK_EQ_INT(cnd_cstore_open(&s, db, 0), 0);
+    if (!s) return;
+    cnd_ident_rec_t r;
+    CHECK_EQ_INT(cnd_cstore_ident_by_name(s, "old-site", &r), 0);
+    CHECK_EQ_INT(r.renewed_ms, 0);
+    cnd_ident_rec_free(&r);
+    const uint8_t c[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+    int rot = -1;
+    CHECK_EQ_INT(cnd_cstore_renew(s, "old-site", k, c, sizeof c, &rot), 0);
+    CHECK_EQ_INT(s_history(s, "old-site", "renewal"), 1);
+    cnd_cstore_close(&s);
 }
 
 static void test_jobs_models_rounds(cnd_cstore_t *s)
@@ -198,6 +317,7 @@ int main(void)
     CHECK_EQ_INT(cnd_cstore_open(&s, db, 1), 0);
     if (s) {
         test_identities(s);
+        test_renewal(s);
         test_jobs_models_rounds(s);
         cnd_cstore_close(&s);
         cnd_cstore_close(&s);
@@ -221,6 +341,7 @@ int main(void)
         cnd_cstore_close(&s);
     }
     CHECK_EQ_INT(cnd_cstore_open(&s, db, 0), CND_EFORMAT); /* a newer schema is refused */
+    test_migration_2_to_3();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", s_dir);

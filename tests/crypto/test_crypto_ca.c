@@ -2,10 +2,12 @@
  * test_crypto_ca.c: the federation CA (crypto/ca.h): issuing for every role, verification
  * results for a good certificate, expiry, not-yet-valid, revocation, wrong role, a certificate
  * from another CA, a certificate edited after signing, an expired or foreign CRL; renewal; the
- * state files (serial, index, key permissions); and `condenser ca` end to end, cross-checked
- * with `openssl verify`.
+ * state files (serial, index, key permissions); reading a certificate's fields without trusting
+ * it (cnd_ca_inspect) and the dates of a CA and its CRL; and `condenser ca` end to end (with
+ * `issue --renew` and, in test builds, the injected clock), cross-checked with `openssl verify`.
  */
 #include "ca.h"
+#include "cert.h"
 #include "check.h"
 #include "fileio.h"
 #include "identity.h"
@@ -224,6 +226,66 @@ static void test_ca(void)
     cnd_identity_destroy(&node);
 }
 
+static void test_inspect(void)
+{
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/inspect", s_tmp);
+    CHECK(cnd_ca_init(dir, "inspect federation", 3650, T0) == 0);
+    cnd_identity_t *node = NULL;
+    CHECK(cnd_identity_generate(&node) == 0);
+    cnd_ca_issued_t is;
+    CHECK(cnd_ca_issue(&is, dir, "ward-4", "site", cnd_identity_pk(node), 30, T0, NULL) == 0);
+    /* PEM and DER give the fields verification gives. */
+    uint8_t *pem = NULL, *der = NULL;
+    size_t pn = 0, dn = 0;
+    s_read(&pem, &pn, is.path);
+    CHECK(cnd_cert_to_der(&der, &dn, pem, pn, "test") == 0);
+    cnd_cert_info_t a, b, v;
+    CHECK(cnd_ca_inspect(&a, pem, pn) == 0);
+    CHECK(cnd_ca_inspect(&b, der, dn) == 0);
+    cnd_ca_trust_t *t = NULL;
+    s_trust(&t, dir);
+    cnd_cert_fail_t why;
+    CHECK(cnd_ca_verify(&v, &why, t, pem, pn, "site", T0 + DAY) == 0);
+    CHECK(memcmp(&a, &v, sizeof a) == 0 && memcmp(&b, &v, sizeof b) == 0);
+    CHECK(strcmp(a.name, "ward-4") == 0 && strcmp(a.role, "site") == 0 && a.serial == 1);
+    CHECK_EQ_INT(a.not_after, T0 + 30 * DAY);
+    CHECK_EQ_INT(a.not_before, T0 - 300);
+    CHECK(memcmp(a.pubkey, cnd_identity_pk(node), 32) == 0);
+    /* It trusts nothing: an expired certificate is read all the same... */
+    CHECK(cnd_ca_inspect(&a, der, dn) == 0);
+    /* ...but garbage, trailing bytes and a truncated DER are refused. */
+    CHECK_EQ_INT(cnd_ca_inspect(&a, (const uint8_t *)"nope", 4), CND_EFORMAT);
+    uint8_t *longer = malloc(dn + 1);
+    memcpy(longer, der, dn);
+    longer[dn] = 0;
+    CHECK_EQ_INT(cnd_ca_inspect(&a, longer, dn + 1), CND_EFORMAT);
+    CHECK_EQ_INT(cnd_ca_inspect(&a, der, dn - 1), CND_EFORMAT);
+    CHECK_EQ_INT(cnd_ca_inspect(&a, der, 0), CND_EFORMAT);
+    free(longer);
+    /* The CA's end and the CRL's next update (re-signed at T0 + 5 days: valid 30 days). */
+    int64_t ca_end = 0, crl_next = 0;
+    cnd_ca_trust_dates(t, &ca_end, &crl_next);
+    CHECK_EQ_INT(ca_end, T0 + 3650 * DAY);
+    CHECK_EQ_INT(crl_next, T0 + CND_CA_CRL_DAYS * DAY);
+    cnd_ca_trust_destroy(&t);
+    CHECK(cnd_ca_refresh_crl(dir, 0, T0 + 5 * DAY) == 0);
+    s_trust(&t, dir);
+    cnd_ca_trust_dates(t, &ca_end, &crl_next);
+    CHECK_EQ_INT(crl_next, T0 + 35 * DAY);
+    cnd_ca_trust_destroy(&t);
+    /* Days left, rounded down, negative once passed. */
+    CHECK_EQ_INT(cnd_cert_days_left(T0, T0), 0);
+    CHECK_EQ_INT(cnd_cert_days_left(T0 + DAY - 1, T0), 0);
+    CHECK_EQ_INT(cnd_cert_days_left(T0 + 14 * DAY, T0), 14);
+    CHECK_EQ_INT(cnd_cert_days_left(T0 - 1, T0), -1);
+    CHECK_EQ_INT(cnd_cert_days_left(T0 - DAY, T0), -1);
+    CHECK_EQ_INT(cnd_cert_days_left(T0 - DAY - 1, T0), -2);
+    free(pem);
+    free(der);
+    cnd_identity_destroy(&node);
+}
+
 static int s_run(char *out, size_t n, const char *cmd)
 {
     FILE *p = popen(cmd, "r");
@@ -280,6 +342,68 @@ static void test_command(void)
     snprintf(cmd, sizeof cmd, "%s ca --help && %s ca issue --help", bin, bin);
     CHECK(s_run(out, sizeof out, cmd) == 0);
     CHECK(strstr(out, "--pubkey FILE") != NULL);
+
+    /* issue --renew: the successor of a certificate, same name, role and key... */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s ca issue --dir cli --name plant-8 --role site --pubkey node/identity.pub "
+             "--days 5 >/dev/null && %s ca issue --dir cli --renew 2 --days 20 --out renewed.pem "
+             "2>&1 && %s ca verify --dir cli --cert renewed.pem --role site 2>&1",
+             s_tmp, bin, bin, bin);
+    CHECK(s_run(out, sizeof out, cmd) == 0);
+    CHECK(strstr(out, "issued serial 3 to plant-8 (role site)") != NULL);
+    CHECK(strstr(out, "renewal of serial 2; enroll it with: condenser site renew plant-8") != NULL);
+    CHECK(strstr(out, "name    plant-8") != NULL);
+    /* ...or with a new key: a rotation. */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s keygen --out node2 >/dev/null && %s ca issue --dir cli --renew 3 "
+             "--pubkey node2/identity.pub --out rotated.pem 2>&1",
+             s_tmp, bin, bin);
+    CHECK(s_run(out, sizeof out, cmd) == 0);
+    CHECK(strstr(out, "issued serial 4 to plant-8") != NULL);
+    CHECK(strstr(out, "key rotation of serial 3") != NULL);
+    cnd_ca_entry_t *e = NULL;
+    size_t ne = 0;
+    char cli_dir[400];
+    snprintf(cli_dir, sizeof cli_dir, "%s/cli", s_tmp);
+    CHECK(cnd_ca_index_load(&e, &ne, cli_dir) == 0);
+    CHECK_EQ_INT(ne, 4);
+    if (ne == 4) {
+        CHECK(memcmp(e[1].pubkey, e[2].pubkey, 32) == 0 && memcmp(e[2].pubkey, e[3].pubkey, 32));
+        CHECK(strcmp(e[3].name, "plant-8") == 0 && strcmp(e[3].role, "site") == 0);
+        CHECK_EQ_INT(e[2].not_after - e[2].not_before, 20 * DAY + 300);
+    }
+    free(e);
+    /* Refusals: a revoked serial, an unknown one, another name or role, no serial. */
+    const char *bad[][2] = {{"--renew 1", "is revoked"},
+                            {"--renew 99", "never issued that serial"},
+                            {"--renew 3 --name plant-9", "serial 3 names 'plant-8'"},
+                            {"--renew 3 --role device", "serial 3 has role site"},
+                            {"--renew x", "--renew 'x' is not a serial number"},
+                            {"--name plant-9 --role site", "--pubkey is required"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "cd %s && %s ca issue --dir cli %s 2>&1", s_tmp, bin, bad[i][0]);
+        CHECK(s_run(out, sizeof out, cmd) != 0);
+        if (!strstr(out, bad[i][1])) fprintf(stderr, "%s: %s", bad[i][0], out);
+        CHECK(strstr(out, bad[i][1]) != NULL);
+    }
+#ifdef CND_TEST_HOOKS
+    /* The injected clock (CND_TEST_CLOCK_FILE) moves issuing and OpenSSL's verification alike:
+     * 21 days on, the 20-day renewal has expired; the rotated 30-day one has not. */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && echo 1814400 > clock && CND_TEST_CLOCK_FILE=clock %s ca verify --dir cli "
+             "--cert renewed.pem 2>&1",
+             s_tmp, bin);
+    CHECK(s_run(out, sizeof out, cmd) != 0);
+    CHECK(strstr(out, "expired at") != NULL);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && CND_TEST_CLOCK_FILE=clock %s ca crl --dir cli >/dev/null && "
+             "CND_TEST_CLOCK_FILE=clock %s ca verify --dir cli --cert rotated.pem 2>&1 && "
+             "%s ca verify --dir cli --cert rotated.pem 2>&1",
+             s_tmp, bin, bin, bin);
+    CHECK(s_run(out, sizeof out, cmd) != 0); /* now: the CRL re-signed 21 days ahead */
+    CHECK(strstr(out, "ok: rotated.pem") != NULL);
+    CHECK(strstr(out, "revocation list unusable") != NULL);
+#endif
 }
 
 int main(void)
@@ -287,6 +411,7 @@ int main(void)
     snprintf(s_tmp, sizeof s_tmp, "/tmp/cnd_test_ca_XXXXXX");
     CHECK(mkdtemp(s_tmp) != NULL);
     test_ca();
+    test_inspect();
     test_command();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_tmp);
