@@ -587,7 +587,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
             goto out;
         uint64_t seq = 0;
         cnd_manifest_t mm;
-        if (!cnd_manifest_decode(&mm, man + 12, ml - 108)) seq = mm.sequence;
+        if (!cnd_manifest_decode_signed(&mm, man, ml)) seq = mm.sequence;
         rc = cnd_rstore_manifest_put(db, r.id, v[i].id, "offer", seq, man, ml);
         free(man);
         if (rc) goto out;
@@ -941,7 +941,7 @@ static const s_man_t *s_manifest(cnd_rollout_engine_t *e, s_roll_t *r, s_art_t *
         rc = cnd_rollout_sign(e->db, e->audit, e->id, e->fpr, &a->a, rollback, 0, &m, &len);
         cnd_manifest_t mm;
         uint64_t seq = 0;
-        if (!rc && !cnd_manifest_decode(&mm, m + 12, len - 108)) seq = mm.sequence;
+        if (!rc && !cnd_manifest_decode_signed(&mm, m, len)) seq = mm.sequence;
         if (!rc) rc = cnd_rstore_manifest_put(e->db, r->rec.id, a->a.id, kind, seq, m, len);
         if (!rc && e->io.commit) rc = e->io.commit(e->io.ctx);
         if (rc) {
