@@ -733,7 +733,7 @@ static void s_print_fleet_json(cnd_jw_t *w, const s_result_t *r, const s_opts_t 
     cnd_jw_key(w, "rollout");
     cnd_jw_int(w, f->rollout);
     cnd_jw_key(w, "state");
-    cnd_jw_str(w, f->state);
+    cnd_jw_str(w, cnd_rollout_state_name(f->state));
     cnd_jw_key(w, "targeted");
     cnd_jw_int(w, f->targeted);
     cnd_jw_key(w, "running_v2");
@@ -788,8 +788,8 @@ static void s_print_fleet(const s_result_t *r, const s_opts_t *o)
     printf("  %-44s %.4f test accuracy, the signed artifact above\n", "v2, federated student, int8",
            r->fed_int8_acc);
     printf("  %-44s %ld, connected and profiled in %.1f s\n", "devices", o->devices, f->connect_s);
-    printf("  %-44s %s in %.1f s, %u of %ld devices now run v2\n", "rollout of v2", f->state,
-           f->rollout_s, f->on_v2, o->devices);
+    printf("  %-44s %s in %.1f s, %u of %ld devices now run v2\n", "rollout of v2",
+           cnd_rollout_state_name(f->state), f->rollout_s, f->on_v2, o->devices);
     printf("  %-10s %8s %8s %8s %10s %8s\n", "wave", "devices", "healthy", "failed", "timed out",
            "seconds");
     for (uint32_t i = 0; i < f->n_waves; i++) {
@@ -1197,9 +1197,9 @@ int cnd_cmd_demo(int argc, char **argv)
     if (!res->manifest_ok || !res->audit_ok)
         rc = cnd_errf(CND_ECORRUPT, "the artifact's signature or an audit log did not verify");
     else if (o.devices > 0 &&
-             (strcmp(res->fleet.state, "completed") || res->fleet.on_v2 != (uint32_t)o.devices))
+             (res->fleet.state != CND_ROLLOUT_COMPLETED || res->fleet.on_v2 != (uint32_t)o.devices))
         rc = cnd_errf(CND_ESTATE, "the rollout ended %s with %u of %ld devices on v2: see %s/fleet",
-                      res->fleet.state, res->fleet.on_v2, o.devices, work);
+                      cnd_rollout_state_name(res->fleet.state), res->fleet.on_v2, o.devices, work);
 out:
     cnd_data_destroy(&cal);
     cnd_demo_fleet_result_free(&res->fleet);

@@ -137,12 +137,6 @@ static int s_wait_profiles(s_run_t *x, uint32_t want)
     }
 }
 
-static int s_final(const char *state)
-{
-    return !strcmp(state, "completed") || !strcmp(state, "rolled_back") ||
-           !strcmp(state, "aborted");
-}
-
 /* Reads the rollout and tallies its waves (replacing r->waves). */
 static int s_read(s_run_t *x, cnd_demo_fleet_result_t *r, cnd_rollout_rec_t *rec)
 {
@@ -190,7 +184,7 @@ static int s_wait_rollout(s_run_t *x, cnd_demo_fleet_result_t *r, double created
                 return cnd_errf(CND_ENOMEM, "out of memory");
             cap = r->n_waves;
         }
-        uint32_t done = s_final(rec.state) ? r->n_waves : rec.wave;
+        uint32_t done = !cnd_rollout_live(rec.state) ? r->n_waves : rec.wave;
         double now = cnd_now();
         for (; shown < done && shown < cap; shown++) {
             r->wave_s[shown] = now - prev;
@@ -201,9 +195,10 @@ static int s_wait_rollout(s_run_t *x, cnd_demo_fleet_result_t *r, double created
             if (st != 0)
                 return cnd_errf(CND_EIO, "condenser rollout serve failed (exit %d): see %s", st,
                                 x->serve_log);
-            if (!s_final(rec.state))
+            if (cnd_rollout_live(rec.state))
                 return cnd_errf(CND_ESTATE, "rollout serve stopped with rollout %lld %s: see %s",
-                                (long long)r->rollout, rec.state, x->serve_log);
+                                (long long)r->rollout, cnd_rollout_state_name(rec.state),
+                                x->serve_log);
             return 0;
         }
         if ((rc = s_alive(&x->sim, "condenser fleet-sim", x->sim_log))) return rc;
@@ -211,8 +206,8 @@ static int s_wait_rollout(s_run_t *x, cnd_demo_fleet_result_t *r, double created
             return cnd_errf(CND_ETIMEOUT,
                             "rollout %lld did not finish within %.0f s (state %s, wave %u): see "
                             "%s and %s",
-                            (long long)r->rollout, x->o->timeout_s, rec.state, rec.wave,
-                            x->serve_log, x->sim_log);
+                            (long long)r->rollout, x->o->timeout_s,
+                            cnd_rollout_state_name(rec.state), rec.wave, x->serve_log, x->sim_log);
         s_nap(50);
     }
 }
@@ -353,7 +348,7 @@ int cnd_demo_fleet_run(cnd_demo_fleet_result_t *r, const cnd_demo_fleet_opts_t *
     {
         cnd_rollout_rec_t rec;
         if ((rc = s_read(&x, r, &rec))) goto out;
-        snprintf(r->state, sizeof r->state, "%s", rec.state);
+        r->state = rec.state;
         snprintf(r->reason, sizeof r->reason, "%s", rec.reason);
     }
     /* the fleet stops by itself a moment after the rollout is over */

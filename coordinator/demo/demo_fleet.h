@@ -35,8 +35,8 @@ typedef struct {
 } cnd_demo_fleet_opts_t;
 
 typedef struct {
-    int64_t rollout; /* its id */
-    char state[16];  /* "completed", "rolled_back", "aborted", ... */
+    int64_t rollout;           /* its id */
+    cnd_rollout_state_t state; /* where it ended (completed, rolled_back, aborted, ...) */
     char reason[256];
     uint32_t targeted;     /* devices in its waves */
     uint32_t on_v2, on_v1; /* devices running each version at the end (fleet-sim's report) */

@@ -278,7 +278,8 @@ static int s_list(int argc, char **argv)
         for (size_t i = 0; i < n; i++) {
             char v[160];
             cnd_rollout_version_name(v, sizeof v, r[i].model, r[i].version);
-            printf("%-6lld %-24s %-13s %-5u %s%s%s\n", (long long)r[i].id, v, r[i].state, r[i].wave,
+            printf("%-6lld %-24s %-13s %-5u %s%s%s\n", (long long)r[i].id, v,
+                   cnd_rollout_state_name(r[i].state), r[i].wave,
                    r[i].select[0] ? r[i].select : "(all)", r[i].reason[0] ? " / " : "",
                    r[i].reason);
         }
@@ -326,8 +327,8 @@ static int s_show(int argc, char **argv)
         !(rc = cnd_rstore_devices(d.db, id, &dv, &n))) {
         char v[160];
         cnd_rollout_version_name(v, sizeof v, r.model, r.version);
-        printf("rollout %lld of %s: %s%s%s%s\n", id, v, r.state, r.reason[0] ? " (" : "", r.reason,
-               r.reason[0] ? ")" : "");
+        printf("rollout %lld of %s: %s%s%s%s\n", id, v, cnd_rollout_state_name(r.state),
+               r.reason[0] ? " (" : "", r.reason, r.reason[0] ? ")" : "");
         printf("select '%s', canary %u, rate %u, factor %g, abort above %g%% after %u, device "
                "timeout %u s, window %s, chunk %u, wave now %u\n",
                r.select, r.canary, r.rate, r.factor, r.abort_pct, r.abort_min, r.timeout_s,
@@ -347,8 +348,8 @@ static int s_show(int argc, char **argv)
         free(wv);
         if (devices)
             for (size_t i = 0; i < n; i++)
-                printf("  %-24s wave %-3u %-20s %s\n", dv[i].device, dv[i].wave, dv[i].state,
-                       dv[i].reason);
+                printf("  %-24s wave %-3u %-20s %s\n", dv[i].device, dv[i].wave,
+                       cnd_rdevice_state_name(dv[i].state), dv[i].reason);
     }
 done:
     free(dv);

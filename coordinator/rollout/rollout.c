@@ -403,13 +403,16 @@ static int s_resolve(sqlite3 *db, const char *spec, char *model, size_t cap, uin
     return 0;
 }
 
-static int s_live(const char *state)
+/* Binds the names of the live rollout states (cnd_rollout_live) to parameters first..first+2. */
+static void s_bind_live(sqlite3_stmt *st, int first)
 {
-    return strcmp(state, "running") == 0 || strcmp(state, "paused") == 0 ||
-           strcmp(state, "rolling_back") == 0;
+    static const cnd_rollout_state_t live[] = {CND_ROLLOUT_RUNNING, CND_ROLLOUT_PAUSED,
+                                               CND_ROLLOUT_ROLLING_BACK};
+    for (int i = 0; i < 3; i++)
+        sqlite3_bind_text(st, first + i, cnd_rollout_state_name(live[i]), -1, SQLITE_STATIC);
 }
 
-/* Devices in a live rollout other than `except` (a set of names). */
+/* Devices held by a live rollout (not skipped, current or cancelled there). */
 static int s_busy_devices(sqlite3 *db, char ***names, size_t *n)
 {
     *names = NULL;
@@ -418,10 +421,13 @@ static int s_busy_devices(sqlite3 *db, char ***names, size_t *n)
     if (sqlite3_prepare_v2(
             db,
             "SELECT d.device FROM rollout_device d JOIN rollout r ON r.id = d.rollout"
-            " WHERE r.state IN ('running', 'paused', 'rolling_back')"
-            " AND d.state NOT IN ('skipped', 'current', 'cancelled')",
+            " WHERE r.state IN (?1, ?2, ?3) AND d.state NOT IN (?4, ?5, ?6)",
             -1, &st, NULL))
         return cnd_errf(CND_EDB, "rollout: %s", sqlite3_errmsg(db));
+    s_bind_live(st, 1);
+    sqlite3_bind_text(st, 4, cnd_rdevice_state_name(CND_RDEV_SKIPPED), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, cnd_rdevice_state_name(CND_RDEV_CURRENT), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, cnd_rdevice_state_name(CND_RDEV_CANCELLED), -1, SQLITE_STATIC);
     size_t cap = 0;
     int rc = 0;
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
@@ -476,7 +482,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
         return cnd_errf(CND_EINVAL, "--chunk %u: must be %u..%u", r.chunk, CND_PROTO_CHUNK_MIN,
                         CND_PROTO_CHUNK_MAX);
     r.max_active = p->max_active ? p->max_active : 500;
-    snprintf(r.state, sizeof r.state, "running");
+    r.state = CND_ROLLOUT_RUNNING;
     cnd_rartifact_t *v = NULL;
     size_t nv = 0;
     if ((rc = cnd_rstore_artifacts(db, r.model, (int64_t)r.version, &v, &nv))) return rc;
@@ -520,7 +526,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
         const char *nm = d->name;
         if (nbusy && bsearch(&nm, busy, nbusy, sizeof *busy, s_cmp_str)) {
             out->busy++;
-            snprintf(row.state, sizeof row.state, "skipped");
+            row.state = CND_RDEV_SKIPPED;
             snprintf(row.reason, sizeof row.reason, "in another live rollout");
         } else {
             uint64_t running_size = 0;
@@ -532,12 +538,12 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
             int b = s_best_fit(db, v, nv, d, running_size, why, sizeof why);
             if (b < 0) {
                 out->unfit++;
-                snprintf(row.state, sizeof row.state, "skipped");
+                row.state = CND_RDEV_SKIPPED;
                 snprintf(row.reason, sizeof row.reason, "no variant fits: %s", why);
             } else if (d->has_running && memcmp(d->running_digest, v[b].digest, 32) == 0) {
                 out->current++;
                 row.artifact = v[b].id;
-                snprintf(row.state, sizeof row.state, "current");
+                row.state = CND_RDEV_CURRENT;
                 snprintf(row.reason, sizeof row.reason, "already running %s", v[b].variant);
             } else {
                 choice[i] = b;
@@ -570,7 +576,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
         row.artifact = v[choice[order[k]]].id;
         row.has_prev = d->has_running;
         memcpy(row.prev_digest, d->running_digest, 32);
-        snprintf(row.state, sizeof row.state, "pending");
+        row.state = CND_RDEV_PENDING;
         row.updated_ms = now;
         if ((rc = cnd_rstore_device_put(db, &row))) goto out;
     }
@@ -593,7 +599,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
         if (rc) goto out;
     }
     if (n_target == 0) {
-        snprintf(r.state, sizeof r.state, "completed");
+        r.state = CND_ROLLOUT_COMPLETED;
         snprintf(r.reason, sizeof r.reason, "no device to update");
         if ((rc = cnd_rstore_rollout_update(db, &r))) goto out;
     }
@@ -684,22 +690,19 @@ int cnd_rollout_waves(cnd_rollout_wave_t **out, uint32_t *n_waves, const cnd_rde
     if (!w) return cnd_errf(CND_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         cnd_rollout_wave_t *x = &w[dv[i].wave];
-        const char *s = dv[i].state;
         x->devices++;
-        if (!strcmp(s, "healthy"))
-            x->healthy++;
-        else if (!strcmp(s, "failed") || !strcmp(s, "refused"))
-            x->failed++;
-        else if (!strcmp(s, "timeout"))
-            x->timed_out++;
-        else if (!strcmp(s, "deferred"))
-            x->deferred++;
-        else if (!strcmp(s, "offered") || !strcmp(s, "pending") || !strcmp(s, "rollback_sent"))
-            x->open++;
-        else if (!strcmp(s, "rolled_back"))
-            x->rolled_back++;
-        else
-            x->other++;
+        switch (dv[i].state) {
+        case CND_RDEV_HEALTHY: x->healthy++; break;
+        case CND_RDEV_FAILED:
+        case CND_RDEV_REFUSED: x->failed++; break;
+        case CND_RDEV_TIMEOUT: x->timed_out++; break;
+        case CND_RDEV_DEFERRED: x->deferred++; break;
+        case CND_RDEV_OFFERED:
+        case CND_RDEV_PENDING:
+        case CND_RDEV_ROLLBACK_SENT: x->open++; break;
+        case CND_RDEV_ROLLED_BACK: x->rolled_back++; break;
+        default: x->other++; break;
+        }
         if (dv[i].offered_ms > 0) {
             if (!x->first_offer_ms || dv[i].offered_ms < x->first_offer_ms)
                 x->first_offer_ms = dv[i].offered_ms;
@@ -711,40 +714,42 @@ int cnd_rollout_waves(cnd_rollout_wave_t **out, uint32_t *n_waves, const cnd_rde
     return 0;
 }
 
+/* Operator actions: from which states each is allowed, the state it writes, the word its
+ * rollout.state entry logs (audit_actions.h) and why it is refused otherwise. */
+#define S_FROM(st) (1u << (st))
+static const struct {
+    const char *action;
+    unsigned from; /* S_FROM bits */
+    cnd_rollout_state_t to;
+    const char *logged;
+    const char *refusal; /* after "rollout N is STATE" */
+} s_actions[] = {
+    {"pause", S_FROM(CND_ROLLOUT_RUNNING), CND_ROLLOUT_PAUSED, "paused",
+     ": only a running rollout can be paused"},
+    {"resume", S_FROM(CND_ROLLOUT_PAUSED), CND_ROLLOUT_RUNNING, "resumed",
+     ": only a paused rollout can be resumed"},
+    {"abort", S_FROM(CND_ROLLOUT_RUNNING) | S_FROM(CND_ROLLOUT_PAUSED), CND_ROLLOUT_ABORTED,
+     "aborted", ": nothing to abort"},
+    {"rollback",
+     S_FROM(CND_ROLLOUT_RUNNING) | S_FROM(CND_ROLLOUT_PAUSED) | S_FROM(CND_ROLLOUT_COMPLETED) |
+         S_FROM(CND_ROLLOUT_ABORTED),
+     CND_ROLLOUT_ROLLING_BACK, "aborted", " already"},
+};
+
 int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_t id,
                       const char *action, const char *reason)
 {
+    size_t k = 0;
+    while (k < sizeof s_actions / sizeof s_actions[0] && strcmp(action, s_actions[k].action)) k++;
+    if (k == sizeof s_actions / sizeof s_actions[0])
+        return cnd_errf(CND_EINVAL, "unknown action '%s'", action);
     cnd_rollout_rec_t r;
     int rc = cnd_rstore_rollout_get(db, id, &r);
     if (rc) return rc;
-    const char *to = NULL, *logged = NULL;
-    if (strcmp(action, "pause") == 0) {
-        if (strcmp(r.state, "running") != 0)
-            return cnd_errf(CND_ESTATE, "rollout %lld is %s: only a running rollout can be paused",
-                            (long long)id, r.state);
-        to = "paused";
-        logged = "paused";
-    } else if (strcmp(action, "resume") == 0) {
-        if (strcmp(r.state, "paused") != 0)
-            return cnd_errf(CND_ESTATE, "rollout %lld is %s: only a paused rollout can be resumed",
-                            (long long)id, r.state);
-        to = "running";
-        logged = "resumed";
-    } else if (strcmp(action, "abort") == 0) {
-        if (strcmp(r.state, "running") != 0 && strcmp(r.state, "paused") != 0)
-            return cnd_errf(CND_ESTATE, "rollout %lld is %s: nothing to abort", (long long)id,
-                            r.state);
-        to = "aborted";
-        logged = "aborted";
-    } else if (strcmp(action, "rollback") == 0) {
-        if (strcmp(r.state, "rolling_back") == 0 || strcmp(r.state, "rolled_back") == 0)
-            return cnd_errf(CND_ESTATE, "rollout %lld is %s already", (long long)id, r.state);
-        to = "rolling_back";
-        logged = "aborted";
-    } else {
-        return cnd_errf(CND_EINVAL, "unknown action '%s'", action);
-    }
-    snprintf(r.state, sizeof r.state, "%s", to);
+    if (!(s_actions[k].from & S_FROM(r.state)))
+        return cnd_errf(CND_ESTATE, "rollout %lld is %s%s", (long long)id,
+                        cnd_rollout_state_name(r.state), s_actions[k].refusal);
+    r.state = s_actions[k].to;
     snprintf(r.reason, sizeof r.reason, "%s", reason && reason[0] ? reason : "operator");
     r.updated_ms = cnd_unix_time() * 1000;
     if ((rc = cnd_rstore_rollout_update(db, &r))) return rc;
@@ -752,10 +757,10 @@ int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_
     snprintf(rid, sizeof rid, "%lld", (long long)id);
     cnd_jw_t w;
     char why[300];
-    snprintf(why, sizeof why, "%s%s%s",
-             strcmp(action, "rollback") == 0 ? "rollback requested: " : "",
-             reason && reason[0] ? reason : "operator", "");
-    s_state_entry(&w, rid, logged, why);
+    snprintf(why, sizeof why, "%s%s",
+             r.state == CND_ROLLOUT_ROLLING_BACK ? "rollback requested: " : "",
+             reason && reason[0] ? reason : "operator");
+    s_state_entry(&w, rid, s_actions[k].logged, why);
     rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_STATE, rid, r.job, &w, NULL, 0);
     cnd_jw_free(&w);
     return rc;
@@ -774,7 +779,7 @@ typedef struct {
 typedef struct s_roll s_roll_t;
 struct s_roll {
     cnd_rollout_rec_t rec;
-    char written_state[16]; /* the state as the engine last wrote or read it */
+    cnd_rollout_state_t written_state; /* the state as the engine last wrote or read it */
     cnd_fleet_select_t sel;
     char version[160];
     s_dev_t *devs;
@@ -986,11 +991,13 @@ static void s_put_dev(cnd_rollout_engine_t *e, s_dev_t *d)
 static void s_put_roll(cnd_rollout_engine_t *e, s_roll_t *r)
 {
     r->rec.updated_ms = cnd_unix_ms();
-    snprintf(r->written_state, sizeof r->written_state, "%s", r->rec.state);
+    r->written_state = r->rec.state;
     if (cnd_rstore_rollout_update(e->db, &r->rec)) s_log(e, "store: %s", cnd_err_detail());
 }
 
-static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, const char *outcome)
+/* outcome: healthy, failed, timeout or rolled_back (the rollout.device vocabulary). */
+static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d,
+                           cnd_rdevice_state_t outcome)
 {
     s_node_t *n = s_node_find(e, d->row.device);
     char rid[32];
@@ -1005,7 +1012,7 @@ static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, con
     cnd_jw_key(&w, "device");
     cnd_jw_str(&w, d->row.device);
     cnd_jw_key(&w, "outcome");
-    cnd_jw_str(&w, outcome);
+    cnd_jw_str(&w, cnd_rdevice_state_name(outcome));
     if (d->row.reason[0]) {
         cnd_jw_key(&w, "reason");
         cnd_jw_str(&w, d->row.reason);
@@ -1021,12 +1028,13 @@ static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, con
     cnd_jw_free(&w);
 }
 
-static void s_audit_state(cnd_rollout_engine_t *e, s_roll_t *r, const char *state, const char *why)
+static void s_audit_state(cnd_rollout_engine_t *e, s_roll_t *r, cnd_rollout_state_t state,
+                          const char *why)
 {
     char rid[32];
     snprintf(rid, sizeof rid, "%lld", (long long)r->rec.id);
     cnd_jw_t w;
-    s_state_entry(&w, rid, state, why);
+    s_state_entry(&w, rid, cnd_rollout_state_name(state), why);
     if (s_audit(e->audit, e->fpr, CND_AUDIT_ROLLOUT_STATE, rid, r->rec.job, &w, NULL, 0))
         s_log(e, "audit: %s", cnd_err_detail());
     cnd_jw_free(&w);
@@ -1039,16 +1047,16 @@ static void s_audit_wave(cnd_rollout_engine_t *e, s_roll_t *r, uint32_t wave, co
     uint32_t devices = 0, ok = 0, failed = 0, tout = 0, deferred = 0;
     for (size_t i = 0; i < r->n; i++) {
         const cnd_rdevice_t *x = &r->devs[i].row;
-        if (x->wave != wave || strcmp(x->state, "skipped") == 0 || strcmp(x->state, "current") == 0)
+        if (x->wave != wave || x->state == CND_RDEV_SKIPPED || x->state == CND_RDEV_CURRENT)
             continue;
         devices++;
-        if (strcmp(x->state, "healthy") == 0)
+        if (x->state == CND_RDEV_HEALTHY)
             ok++;
-        else if (strcmp(x->state, "failed") == 0 || strcmp(x->state, "refused") == 0)
+        else if (x->state == CND_RDEV_FAILED || x->state == CND_RDEV_REFUSED)
             failed++;
-        else if (strcmp(x->state, "timeout") == 0)
+        else if (x->state == CND_RDEV_TIMEOUT)
             tout++;
-        else if (strcmp(x->state, "deferred") == 0)
+        else if (x->state == CND_RDEV_DEFERRED)
             deferred++;
     }
     char rid[32];
@@ -1085,6 +1093,13 @@ static void s_audit_wave(cnd_rollout_engine_t *e, s_roll_t *r, uint32_t wave, co
 
 /* --- loading -------------------------------------------------------------------------------- */
 
+/* A device that a rollback must reach: it was offered the artifact (and may run it). */
+static int s_needs_rollback(cnd_rdevice_state_t s)
+{
+    return s == CND_RDEV_OFFERED || s == CND_RDEV_HEALTHY || s == CND_RDEV_FAILED ||
+           s == CND_RDEV_TIMEOUT;
+}
+
 static void s_roll_free(s_roll_t *r)
 {
     if (!r) return;
@@ -1117,7 +1132,7 @@ static s_roll_t *s_load_roll(cnd_rollout_engine_t *e, int64_t id)
         free(r);
         return NULL;
     }
-    snprintf(r->written_state, sizeof r->written_state, "%s", r->rec.state);
+    r->written_state = r->rec.state;
     cnd_rollout_version_name(r->version, sizeof r->version, r->rec.model, r->rec.version);
     r->devs = calloc(n ? n : 1, sizeof *r->devs);
     if (!r->devs) {
@@ -1129,33 +1144,31 @@ static s_roll_t *s_load_roll(cnd_rollout_engine_t *e, int64_t id)
     for (size_t i = 0; i < n; i++) {
         s_dev_t *d = &r->devs[i];
         d->row = rows[i];
-        const char *s = d->row.state;
-        if (d->row.wave > r->max_wave && strcmp(s, "skipped") && strcmp(s, "current"))
+        cnd_rdevice_state_t s = d->row.state;
+        if (d->row.wave > r->max_wave && s != CND_RDEV_SKIPPED && s != CND_RDEV_CURRENT)
             r->max_wave = d->row.wave;
-        if (strcmp(s, "healthy") == 0)
-            r->ok++;
-        else if (strcmp(s, "failed") == 0)
-            r->failed++;
-        else if (strcmp(s, "refused") == 0)
-            r->refused++;
-        else if (strcmp(s, "timeout") == 0)
-            r->timeouts++;
-        if (strcmp(s, "offered") == 0) {
+        switch (s) {
+        case CND_RDEV_HEALTHY: r->ok++; break;
+        case CND_RDEV_FAILED: r->failed++; break;
+        case CND_RDEV_REFUSED: r->refused++; break;
+        case CND_RDEV_TIMEOUT: r->timeouts++; break;
+        case CND_RDEV_OFFERED:
             r->active++;
             d->deadline_ms = d->row.offered_ms + (int64_t)r->rec.timeout_s * 1000;
-        } else if (strcmp(s, "rollback_sent") == 0) {
+            break;
+        case CND_RDEV_ROLLBACK_SENT:
             d->deadline_ms = d->row.offered_ms + (int64_t)r->rec.timeout_s * 1000;
+            break;
+        default: break;
         }
     }
     free(rows);
     r->wave_started_ms = cnd_unix_ms();
-    if (strcmp(r->rec.state, "rolling_back") == 0) {
+    if (r->rec.state == CND_ROLLOUT_ROLLING_BACK) {
         /* Devices offered the artifact and not yet told to roll back. */
         int64_t dl = cnd_unix_ms() + (int64_t)r->rec.timeout_s * 1000;
         for (size_t i = 0; i < r->n; i++) {
-            const char *s = r->devs[i].row.state;
-            if (!strcmp(s, "offered") || !strcmp(s, "healthy") || !strcmp(s, "failed") ||
-                !strcmp(s, "timeout")) {
+            if (s_needs_rollback(r->devs[i].row.state)) {
                 r->devs[i].need_rollback = 1;
                 r->devs[i].deadline_ms = dl;
             }
@@ -1184,17 +1197,23 @@ static void s_poll(cnd_rollout_engine_t *e, int64_t now)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(e->db,
-                           "SELECT id, state, model FROM rollout r WHERE state IN ('running',"
-                           " 'paused', 'rolling_back') OR id = (SELECT max(id) FROM rollout r2"
-                           " WHERE r2.model = r.model AND r2.state IN ('completed', 'aborted'))"
-                           " ORDER BY id",
+                           "SELECT id, state, model FROM rollout r WHERE state IN (?1, ?2, ?3)"
+                           " OR id = (SELECT max(id) FROM rollout r2"
+                           " WHERE r2.model = r.model AND r2.state IN (?4, ?5)) ORDER BY id",
                            -1, &st, NULL)) {
         s_log(e, "store: %s", sqlite3_errmsg(e->db));
         return;
     }
+    s_bind_live(st, 1);
+    sqlite3_bind_text(st, 4, cnd_rollout_state_name(CND_ROLLOUT_COMPLETED), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, cnd_rollout_state_name(CND_ROLLOUT_ABORTED), -1, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
-        const char *state = (const char *)sqlite3_column_text(st, 1);
+        cnd_rollout_state_t state;
+        if (cnd_rollout_state_parse(&state, (const char *)sqlite3_column_text(st, 1))) {
+            s_log(e, "rollout %lld: %s", (long long)id, cnd_err_detail());
+            continue;
+        }
         s_roll_t *r = s_find_roll(e, id);
         if (!r) {
             if (!(r = s_load_roll(e, id))) continue;
@@ -1208,25 +1227,25 @@ static void s_poll(cnd_rollout_engine_t *e, int64_t now)
             qsort(e->rolls, e->n_rolls, sizeof *e->rolls, s_roll_cmp);
             s_link(e, r);
             s_log(e, "rollout %lld of %s loaded: %s, %zu devices, wave %u of %u", (long long)id,
-                  r->version, r->rec.state, r->n, r->rec.wave, r->max_wave);
+                  r->version, cnd_rollout_state_name(r->rec.state), r->n, r->rec.wave, r->max_wave);
             continue;
         }
-        if (strcmp(state, r->written_state) == 0) continue;
+        if (state == r->written_state) continue;
         /* An operator changed it. */
         cnd_rollout_rec_t fresh;
         if (cnd_rstore_rollout_get(e->db, id, &fresh)) continue;
-        s_log(e, "rollout %lld: %s -> %s (%s)", (long long)id, r->rec.state, fresh.state,
-              fresh.reason);
-        snprintf(r->rec.state, sizeof r->rec.state, "%s", fresh.state);
+        s_log(e, "rollout %lld: %s -> %s (%s)", (long long)id, cnd_rollout_state_name(r->rec.state),
+              cnd_rollout_state_name(fresh.state), fresh.reason);
+        r->rec.state = fresh.state;
         snprintf(r->rec.reason, sizeof r->rec.reason, "%s", fresh.reason);
-        snprintf(r->written_state, sizeof r->written_state, "%s", fresh.state);
-        if (strcmp(fresh.state, "rolling_back") == 0) {
+        r->written_state = fresh.state;
+        if (fresh.state == CND_ROLLOUT_ROLLING_BACK) {
             s_begin_rollback(e, r, now);
-        } else if (strcmp(fresh.state, "aborted") == 0) {
+        } else if (fresh.state == CND_ROLLOUT_ABORTED) {
             for (size_t i = 0; i < r->n; i++)
-                if (!strcmp(r->devs[i].row.state, "pending") ||
-                    !strcmp(r->devs[i].row.state, "deferred")) {
-                    snprintf(r->devs[i].row.state, sizeof r->devs[i].row.state, "cancelled");
+                if (r->devs[i].row.state == CND_RDEV_PENDING ||
+                    r->devs[i].row.state == CND_RDEV_DEFERRED) {
+                    r->devs[i].row.state = CND_RDEV_CANCELLED;
                     snprintf(r->devs[i].row.reason, sizeof r->devs[i].row.reason,
                              "rollout aborted");
                     s_put_dev(e, &r->devs[i]);
@@ -1262,9 +1281,9 @@ static int s_offer(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_node_t *n
     int rc = s_send(e, n, CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER, &o);
     if (rc) return rc;
     e->st.offers_sent++;
-    if (strcmp(d->row.state, "offered") != 0) {
+    if (d->row.state != CND_RDEV_OFFERED) {
         r->active++;
-        snprintf(d->row.state, sizeof d->row.state, "offered");
+        d->row.state = CND_RDEV_OFFERED;
         d->row.reason[0] = 0;
         d->row.offered_ms = now;
         d->deadline_ms = now + (int64_t)r->rec.timeout_s * 1000;
@@ -1284,12 +1303,12 @@ static int s_send_rollback(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_n
     s_art_t *a = d->row.has_prev ? s_art_by_digest(e, d->row.prev_digest) : NULL;
     if (!a) {
         d->need_rollback = 0;
-        snprintf(d->row.state, sizeof d->row.state, "rollback_unavailable");
+        d->row.state = CND_RDEV_ROLLBACK_UNAVAILABLE;
         snprintf(d->row.reason, sizeof d->row.reason,
                  d->row.has_prev ? "its previous artifact is not in the registry"
                                  : "it ran no model before");
         s_put_dev(e, d);
-        s_audit_device(e, r, d, "failed");
+        s_audit_device(e, r, d, CND_RDEV_FAILED);
         return 0;
     }
     const s_man_t *m = s_manifest(e, r, a, 1);
@@ -1303,9 +1322,9 @@ static int s_send_rollback(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_n
     int rc = s_send(e, n, CONDENSER__MSG_TYPE__MSG_ROLLBACK, &rb);
     if (rc) return rc;
     e->st.rollbacks_sent++;
-    if (strcmp(d->row.state, "offered") == 0 && r->active) r->active--;
+    if (d->row.state == CND_RDEV_OFFERED && r->active) r->active--;
     d->need_rollback = 0;
-    snprintf(d->row.state, sizeof d->row.state, "rollback_sent");
+    d->row.state = CND_RDEV_ROLLBACK_SENT;
     d->row.offered_ms = now;
     d->deadline_ms = now + (int64_t)r->rec.timeout_s * 1000;
     s_put_dev(e, d);
@@ -1317,18 +1336,16 @@ static void s_begin_rollback(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
     int64_t dl = now + (int64_t)r->rec.timeout_s * 1000;
     for (size_t i = 0; i < r->n; i++) {
         s_dev_t *d = &r->devs[i];
-        const char *s = d->row.state;
-        if (!strcmp(s, "pending") || !strcmp(s, "deferred")) {
-            snprintf(d->row.state, sizeof d->row.state, "cancelled");
+        if (d->row.state == CND_RDEV_PENDING || d->row.state == CND_RDEV_DEFERRED) {
+            d->row.state = CND_RDEV_CANCELLED;
             snprintf(d->row.reason, sizeof d->row.reason, "rollout stopped before its wave");
             s_put_dev(e, d);
-        } else if (!strcmp(s, "offered") || !strcmp(s, "healthy") || !strcmp(s, "failed") ||
-                   !strcmp(s, "timeout")) {
+        } else if (s_needs_rollback(d->row.state)) {
             d->need_rollback = 1;
             d->deadline_ms = dl;
         }
     }
-    snprintf(r->rec.state, sizeof r->rec.state, "rolling_back");
+    r->rec.state = CND_ROLLOUT_ROLLING_BACK;
     s_put_roll(e, r);
 }
 
@@ -1336,7 +1353,7 @@ static void s_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now, const cha
 {
     s_audit_wave(e, r, r->rec.wave, "aborted");
     snprintf(r->rec.reason, sizeof r->rec.reason, "%s", why);
-    s_audit_state(e, r, "aborted", why);
+    s_audit_state(e, r, CND_ROLLOUT_ABORTED, why);
     s_log(e, "rollout %lld aborted: %s; rolling back", (long long)r->rec.id, why);
     s_begin_rollback(e, r, now);
 }
@@ -1344,8 +1361,8 @@ static void s_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now, const cha
 static void s_check_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
 {
     /* Completed rollouts still take late joiners, so the rule still applies to them. */
-    if (strcmp(r->rec.state, "running") != 0 && strcmp(r->rec.state, "paused") != 0 &&
-        strcmp(r->rec.state, "completed") != 0)
+    cnd_rollout_state_t st = r->rec.state;
+    if (st != CND_ROLLOUT_RUNNING && st != CND_ROLLOUT_PAUSED && st != CND_ROLLOUT_COMPLETED)
         return;
     uint32_t fails = r->failed + r->refused + r->timeouts;
     uint32_t done = fails + r->ok;
@@ -1359,33 +1376,35 @@ static void s_check_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
     }
 }
 
-/* A device reached an outcome in the offer phase. */
-static void s_outcome(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, const char *state,
+/* A device reached an outcome in the offer phase: healthy, failed, refused or timeout. */
+static void s_outcome(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, cnd_rdevice_state_t state,
                       const char *reason, int64_t now)
 {
-    if (strcmp(d->row.state, "offered") == 0 && r->active) r->active--;
-    snprintf(d->row.state, sizeof d->row.state, "%s", state);
+    if (d->row.state == CND_RDEV_OFFERED && r->active) r->active--;
+    d->row.state = state;
     snprintf(d->row.reason, sizeof d->row.reason, "%s", reason ? reason : "");
     s_put_dev(e, d);
-    const char *outcome = "failed";
-    if (!strcmp(state, "healthy")) {
+    cnd_rdevice_state_t outcome = CND_RDEV_FAILED; /* refused is logged as failed */
+    switch (state) {
+    case CND_RDEV_HEALTHY:
         r->ok++;
-        outcome = "healthy";
-    } else if (!strcmp(state, "failed")) {
-        r->failed++;
-    } else if (!strcmp(state, "refused")) {
-        r->refused++;
-    } else if (!strcmp(state, "timeout")) {
+        outcome = CND_RDEV_HEALTHY;
+        break;
+    case CND_RDEV_FAILED: r->failed++; break;
+    case CND_RDEV_REFUSED: r->refused++; break;
+    case CND_RDEV_TIMEOUT:
         r->timeouts++;
-        outcome = "timeout";
+        outcome = CND_RDEV_TIMEOUT;
+        break;
+    default: break;
     }
     s_audit_device(e, r, d, outcome);
     s_check_abort(e, r, now);
 }
 
-static int s_final_or_deferred(const char *s)
+static int s_final_or_deferred(cnd_rdevice_state_t s)
 {
-    return cnd_rdevice_terminal(s) || strcmp(s, "deferred") == 0;
+    return cnd_rdevice_terminal(s) || s == CND_RDEV_DEFERRED;
 }
 
 /* --- tick ----------------------------------------------------------------------------------- */
@@ -1395,27 +1414,27 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
     /* Deadlines. */
     for (size_t i = 0; i < r->n; i++) {
         s_dev_t *d = &r->devs[i];
-        if (!strcmp(d->row.state, "offered") && now > d->deadline_ms) {
+        if (d->row.state == CND_RDEV_OFFERED && now > d->deadline_ms) {
             char why[96];
             snprintf(why, sizeof why, "no outcome within %u s", r->rec.timeout_s);
-            s_outcome(e, r, d, "timeout", why, now);
-        } else if (!strcmp(d->row.state, "rollback_sent") && now > d->deadline_ms) {
-            snprintf(d->row.state, sizeof d->row.state, "rollback_timeout");
+            s_outcome(e, r, d, CND_RDEV_TIMEOUT, why, now);
+        } else if (d->row.state == CND_RDEV_ROLLBACK_SENT && now > d->deadline_ms) {
+            d->row.state = CND_RDEV_ROLLBACK_TIMEOUT;
             snprintf(d->row.reason, sizeof d->row.reason, "no rollback report within %u s",
                      r->rec.timeout_s);
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "timeout");
+            s_audit_device(e, r, d, CND_RDEV_TIMEOUT);
         } else if (d->need_rollback && now > d->deadline_ms) {
             d->need_rollback = 0;
-            snprintf(d->row.state, sizeof d->row.state, "rollback_timeout");
+            d->row.state = CND_RDEV_ROLLBACK_TIMEOUT;
             snprintf(d->row.reason, sizeof d->row.reason,
                      "offline: the rollback could not be sent");
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "timeout");
+            s_audit_device(e, r, d, CND_RDEV_TIMEOUT);
         }
     }
-    const char *st = r->rec.state;
-    if (!strcmp(st, "rolling_back")) {
+    cnd_rollout_state_t st = r->rec.state;
+    if (st == CND_ROLLOUT_ROLLING_BACK) {
         int open = 0;
         for (size_t i = 0; i < r->n; i++) {
             s_dev_t *d = &r->devs[i];
@@ -1423,40 +1442,42 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
                 s_node_t *n = s_node_find(e, d->row.device);
                 if (s_online(e, n, now)) (void)s_send_rollback(e, r, d, n, now);
             }
-            if (d->need_rollback || !strcmp(d->row.state, "rollback_sent") ||
-                !strcmp(d->row.state, "offered"))
+            if (d->need_rollback || d->row.state == CND_RDEV_ROLLBACK_SENT ||
+                d->row.state == CND_RDEV_OFFERED)
                 open = 1;
         }
         if (!open) {
-            snprintf(r->rec.state, sizeof r->rec.state, "rolled_back");
+            r->rec.state = CND_ROLLOUT_ROLLED_BACK;
             s_put_roll(e, r);
             uint32_t back = 0, bad = 0;
             for (size_t i = 0; i < r->n; i++) {
-                if (!strcmp(r->devs[i].row.state, "rolled_back"))
+                cnd_rdevice_state_t x = r->devs[i].row.state;
+                if (x == CND_RDEV_ROLLED_BACK)
                     back++;
-                else if (!strncmp(r->devs[i].row.state, "rollback_", 9))
+                else if (x == CND_RDEV_ROLLBACK_SENT || x == CND_RDEV_ROLLBACK_FAILED ||
+                         x == CND_RDEV_ROLLBACK_TIMEOUT || x == CND_RDEV_ROLLBACK_UNAVAILABLE)
                     bad++;
             }
             char why[160];
             snprintf(why, sizeof why, "%u devices rolled back, %u did not confirm", back, bad);
-            s_audit_state(e, r, "rolled_back", why);
+            s_audit_state(e, r, CND_ROLLOUT_ROLLED_BACK, why);
             s_log(e, "rollout %lld rolled back: %s", (long long)r->rec.id, why);
         }
         return;
     }
-    int running = !strcmp(st, "running"), completed = !strcmp(st, "completed");
+    int running = st == CND_ROLLOUT_RUNNING, completed = st == CND_ROLLOUT_COMPLETED;
     if (!running && !completed) return;
     if (!s_in_window(&r->rec, now)) return;
     int grace = now - e->started_ms < e->offline_ms; /* devices are still reconnecting */
     for (size_t i = 0; i < r->n && r->active < r->rec.max_active; i++) {
         s_dev_t *d = &r->devs[i];
-        int pend = !strcmp(d->row.state, "pending"), def = !strcmp(d->row.state, "deferred");
+        int pend = d->row.state == CND_RDEV_PENDING, def = d->row.state == CND_RDEV_DEFERRED;
         if (!(pend || def) || d->row.wave > r->rec.wave) continue;
         s_node_t *n = s_node_find(e, d->row.device);
         if (s_online(e, n, now)) {
             (void)s_offer(e, r, d, n, now);
         } else if (pend && !grace) {
-            snprintf(d->row.state, sizeof d->row.state, "deferred");
+            d->row.state = CND_RDEV_DEFERRED;
             snprintf(d->row.reason, sizeof d->row.reason, "offline when its wave came");
             s_put_dev(e, d);
         }
@@ -1473,13 +1494,13 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
         s_put_roll(e, r);
     } else {
         s_audit_wave(e, r, r->rec.wave, "done");
-        snprintf(r->rec.state, sizeof r->rec.state, "completed");
+        r->rec.state = CND_ROLLOUT_COMPLETED;
         char why[160];
         snprintf(why, sizeof why, "%u healthy, %u failed, %u timed out", r->ok,
                  r->failed + r->refused, r->timeouts);
         snprintf(r->rec.reason, sizeof r->rec.reason, "%s", why);
         s_put_roll(e, r);
-        s_audit_state(e, r, "completed", why);
+        s_audit_state(e, r, CND_ROLLOUT_COMPLETED, why);
     }
 }
 
@@ -1501,7 +1522,7 @@ static void s_late_join(cnd_rollout_engine_t *e, s_node_t *n, const cnd_fleet_de
 {
     for (size_t k = e->n_rolls; k-- > 0;) {
         s_roll_t *r = e->rolls[k];
-        if (strcmp(r->rec.state, "running") && strcmp(r->rec.state, "completed")) continue;
+        if (r->rec.state != CND_ROLLOUT_RUNNING && r->rec.state != CND_ROLLOUT_COMPLETED) continue;
         if (!cnd_fleet_select_match(&r->sel, fd)) continue;
         cnd_rartifact_t *v = NULL;
         size_t nv = 0;
@@ -1533,7 +1554,7 @@ static void s_late_join(cnd_rollout_engine_t *e, s_node_t *n, const cnd_fleet_de
         d->row.artifact = v[b].id;
         d->row.has_prev = fd->has_running;
         memcpy(d->row.prev_digest, fd->running_digest, 32);
-        snprintf(d->row.state, sizeof d->row.state, "pending");
+        d->row.state = CND_RDEV_PENDING;
         snprintf(d->row.reason, sizeof d->row.reason, "came online after the rollout started");
         s_put_dev(e, d);
         n->r = r;
@@ -1583,24 +1604,20 @@ static void s_on_profile(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__
     s_roll_t *r = n->r;
     s_dev_t *d = &r->devs[n->idx];
     s_art_t *a = d->row.artifact ? s_art(e, d->row.artifact) : NULL;
-    if (!strcmp(d->row.state, "offered") && a) {
+    if (d->row.state == CND_RDEV_OFFERED && a) {
         if (n->has_running && !memcmp(n->running, a->a.digest, 32))
-            s_outcome(e, r, d, "healthy", "running it (from its profile)", now);
+            s_outcome(e, r, d, CND_RDEV_HEALTHY, "running it (from its profile)", now);
         else
             (void)s_offer(e, r, d, n, now); /* resumes its download */
-    } else if (!strcmp(d->row.state, "rollback_sent")) {
+    } else if (d->row.state == CND_RDEV_ROLLBACK_SENT) {
         if (n->has_running && d->row.has_prev && !memcmp(n->running, d->row.prev_digest, 32)) {
-            snprintf(d->row.state, sizeof d->row.state, "rolled_back");
+            d->row.state = CND_RDEV_ROLLED_BACK;
             d->row.reason[0] = 0;
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "rolled_back");
+            s_audit_device(e, r, d, CND_RDEV_ROLLED_BACK);
         } else {
             d->need_rollback = 1;
         }
-    } else if (cnd_rdevice_terminal(d->row.state) && strcmp(r->rec.state, "rolling_back") &&
-               strcmp(r->rec.state, "rolled_back")) {
-        /* Its part in that rollout is over; a newer one may want it. */
-        if (strcmp(d->row.state, "healthy") && strcmp(d->row.state, "current")) return;
     }
 }
 
@@ -1613,10 +1630,10 @@ static void s_on_chunk_request(cnd_rollout_engine_t *e, s_node_t *n,
     s_dev_t *d = r ? &r->devs[n->idx] : NULL;
     s_art_t *a = NULL;
     uint32_t chunk = 0;
-    if (d && !strcmp(d->row.state, "offered")) {
+    if (d && d->row.state == CND_RDEV_OFFERED) {
         a = s_art(e, d->row.artifact);
         chunk = r->rec.chunk;
-    } else if (d && (!strcmp(d->row.state, "rollback_sent"))) {
+    } else if (d && d->row.state == CND_RDEV_ROLLBACK_SENT) {
         a = d->row.has_prev ? s_art_by_digest(e, d->row.prev_digest) : NULL;
         if (a) chunk = s_rollback_chunk(a->a.size);
     }
@@ -1689,7 +1706,7 @@ static void s_on_report(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__A
     for (char *c = reason; *c; c++)
         if ((unsigned char)*c < 0x20) *c = ' ';
     reason[200] = 0;
-    if (!strcmp(d->row.state, "offered")) {
+    if (d->row.state == CND_RDEV_OFFERED) {
         s_art_t *a = s_art(e, d->row.artifact);
         if (!a || memcmp(a->a.digest, p->artifact_digest.data, 32) != 0) return;
         switch (p->state) {
@@ -1698,30 +1715,30 @@ static void s_on_report(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__A
             if (n->cpu[0] && p->latency_us &&
                 cnd_rstore_latency_add(e->db, a->a.id, n->cpu, p->latency_us))
                 cnd_err_clear();
-            s_outcome(e, r, d, "healthy", "", now);
+            s_outcome(e, r, d, CND_RDEV_HEALTHY, "", now);
             break;
         case CONDENSER__ACTIVATION_STATE__ACT_FAILED:
-            s_outcome(e, r, d, "failed", reason, now);
+            s_outcome(e, r, d, CND_RDEV_FAILED, reason, now);
             break;
         case CONDENSER__ACTIVATION_STATE__ACT_REFUSED:
-            s_outcome(e, r, d, "refused", reason, now);
+            s_outcome(e, r, d, CND_RDEV_REFUSED, reason, now);
             break;
         default: break; /* progress */
         }
-    } else if (!strcmp(d->row.state, "rollback_sent")) {
+    } else if (d->row.state == CND_RDEV_ROLLBACK_SENT) {
         if (!d->row.has_prev || memcmp(d->row.prev_digest, p->artifact_digest.data, 32) != 0)
             return;
         if (p->state == CONDENSER__ACTIVATION_STATE__ACT_ROLLED_BACK) {
-            snprintf(d->row.state, sizeof d->row.state, "rolled_back");
+            d->row.state = CND_RDEV_ROLLED_BACK;
             snprintf(d->row.reason, sizeof d->row.reason, "%s", reason);
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "rolled_back");
+            s_audit_device(e, r, d, CND_RDEV_ROLLED_BACK);
         } else if (p->state == CONDENSER__ACTIVATION_STATE__ACT_FAILED ||
                    p->state == CONDENSER__ACTIVATION_STATE__ACT_REFUSED) {
-            snprintf(d->row.state, sizeof d->row.state, "rollback_failed");
+            d->row.state = CND_RDEV_ROLLBACK_FAILED;
             snprintf(d->row.reason, sizeof d->row.reason, "%s", reason);
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "failed");
+            s_audit_device(e, r, d, CND_RDEV_FAILED);
         }
     }
 }
@@ -1812,7 +1829,7 @@ void cnd_rollout_engine_stats(const cnd_rollout_engine_t *e, cnd_rollout_stats_t
     st->live = 0;
     st->active = 0;
     for (size_t i = 0; i < e->n_rolls; i++) {
-        if (s_live(e->rolls[i]->rec.state)) st->live++;
+        if (cnd_rollout_live(e->rolls[i]->rec.state)) st->live++;
         st->active += e->rolls[i]->active;
     }
     int64_t now = cnd_unix_ms();
@@ -1825,10 +1842,10 @@ int cnd_rollout_engine_idle(const cnd_rollout_engine_t *e)
 {
     for (size_t i = 0; i < e->n_rolls; i++) {
         const s_roll_t *r = e->rolls[i];
-        if (s_live(r->rec.state)) return 0;
+        if (cnd_rollout_live(r->rec.state)) return 0;
         for (size_t k = 0; k < r->n; k++)
-            if (!strcmp(r->devs[k].row.state, "offered") ||
-                !strcmp(r->devs[k].row.state, "rollback_sent"))
+            if (r->devs[k].row.state == CND_RDEV_OFFERED ||
+                r->devs[k].row.state == CND_RDEV_ROLLBACK_SENT)
                 return 0;
     }
     return 1;

@@ -64,6 +64,95 @@ static void s_text(char *out, size_t cap, sqlite3_stmt *st, int col)
     snprintf(out, cap, "%s", t ? (const char *)t : "");
 }
 
+/* --- states: the one table between the enums and the names the database and the audit log
+ * keep --------------------------------------------------------------------------------------- */
+
+static const char *const s_rollout_states[CND_ROLLOUT_STATES] = {
+    [CND_ROLLOUT_RUNNING] = "running",           [CND_ROLLOUT_PAUSED] = "paused",
+    [CND_ROLLOUT_COMPLETED] = "completed",       [CND_ROLLOUT_ABORTED] = "aborted",
+    [CND_ROLLOUT_ROLLING_BACK] = "rolling_back", [CND_ROLLOUT_ROLLED_BACK] = "rolled_back",
+};
+
+static const struct {
+    const char *name;
+    int terminal; /* the device's part in the rollout is over */
+} s_device_states[CND_RDEV_STATES] = {
+    [CND_RDEV_PENDING] = {"pending", 0},
+    [CND_RDEV_DEFERRED] = {"deferred", 0},
+    [CND_RDEV_OFFERED] = {"offered", 0},
+    [CND_RDEV_HEALTHY] = {"healthy", 1},
+    [CND_RDEV_FAILED] = {"failed", 1},
+    [CND_RDEV_REFUSED] = {"refused", 1},
+    [CND_RDEV_TIMEOUT] = {"timeout", 1},
+    [CND_RDEV_CURRENT] = {"current", 1},
+    [CND_RDEV_SKIPPED] = {"skipped", 1},
+    [CND_RDEV_CANCELLED] = {"cancelled", 1},
+    [CND_RDEV_ROLLBACK_SENT] = {"rollback_sent", 0},
+    [CND_RDEV_ROLLED_BACK] = {"rolled_back", 1},
+    [CND_RDEV_ROLLBACK_FAILED] = {"rollback_failed", 1},
+    [CND_RDEV_ROLLBACK_TIMEOUT] = {"rollback_timeout", 1},
+    [CND_RDEV_ROLLBACK_UNAVAILABLE] = {"rollback_unavailable", 1},
+};
+
+const char *cnd_rollout_state_name(cnd_rollout_state_t s)
+{
+    return (unsigned)s < CND_ROLLOUT_STATES ? s_rollout_states[s] : "?";
+}
+
+const char *cnd_rdevice_state_name(cnd_rdevice_state_t s)
+{
+    return (unsigned)s < CND_RDEV_STATES ? s_device_states[s].name : "?";
+}
+
+int cnd_rollout_state_parse(cnd_rollout_state_t *s, const char *name)
+{
+    for (int i = 0; i < CND_ROLLOUT_STATES; i++)
+        if (strcmp(name, s_rollout_states[i]) == 0) {
+            *s = (cnd_rollout_state_t)i;
+            return 0;
+        }
+    return cnd_errf(CND_EINVAL, "'%s' is not a rollout state", name);
+}
+
+int cnd_rdevice_state_parse(cnd_rdevice_state_t *s, const char *name)
+{
+    for (int i = 0; i < CND_RDEV_STATES; i++)
+        if (strcmp(name, s_device_states[i].name) == 0) {
+            *s = (cnd_rdevice_state_t)i;
+            return 0;
+        }
+    return cnd_errf(CND_EINVAL, "'%s' is not a device state", name);
+}
+
+int cnd_rollout_live(cnd_rollout_state_t s)
+{
+    return s == CND_ROLLOUT_RUNNING || s == CND_ROLLOUT_PAUSED || s == CND_ROLLOUT_ROLLING_BACK;
+}
+
+int cnd_rdevice_terminal(cnd_rdevice_state_t s)
+{
+    return (unsigned)s < CND_RDEV_STATES && s_device_states[s].terminal;
+}
+
+/* A state column read back: its name parsed, or CND_ECORRUPT naming the row. */
+static int s_rollout_state_col(cnd_rollout_state_t *out, sqlite3 *db, sqlite3_stmt *st, int col,
+                               int64_t id)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    if (t && cnd_rollout_state_parse(out, (const char *)t) == 0) return 0;
+    return cnd_errf(CND_ECORRUPT, "%s: rollout %lld: unknown state '%s'", cnd_db_path(db),
+                    (long long)id, t ? (const char *)t : "");
+}
+
+static int s_device_state_col(cnd_rdevice_state_t *out, sqlite3 *db, sqlite3_stmt *st, int col,
+                              int64_t rollout, const char *device)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    if (t && cnd_rdevice_state_parse(out, (const char *)t) == 0) return 0;
+    return cnd_errf(CND_ECORRUPT, "%s: rollout %lld: device %s: unknown state '%s'",
+                    cnd_db_path(db), (long long)rollout, device, t ? (const char *)t : "");
+}
+
 /* --- artifacts ------------------------------------------------------------------------------ */
 
 #define S_ACOLS                                                                                    \
@@ -268,7 +357,7 @@ int cnd_rstore_latency_add(sqlite3 *db, int64_t artifact, const char *cpu, uint3
     "id, model, version, select_expr, canary, rate, factor, abort_pct, abort_min, timeout_s, "     \
     "win_start, win_end, chunk, max_active, state, reason, wave, job, created_ms, updated_ms"
 
-static void s_rrow(cnd_rollout_rec_t *r, sqlite3_stmt *st)
+static int s_rrow(cnd_rollout_rec_t *r, sqlite3 *db, sqlite3_stmt *st)
 {
     memset(r, 0, sizeof *r);
     r->id = sqlite3_column_int64(st, 0);
@@ -285,12 +374,12 @@ static void s_rrow(cnd_rollout_rec_t *r, sqlite3_stmt *st)
     r->win_end = sqlite3_column_int(st, 11);
     r->chunk = (uint32_t)sqlite3_column_int64(st, 12);
     r->max_active = (uint32_t)sqlite3_column_int64(st, 13);
-    s_text(r->state, sizeof r->state, st, 14);
     s_text(r->reason, sizeof r->reason, st, 15);
     r->wave = (uint32_t)sqlite3_column_int64(st, 16);
     s_text(r->job, sizeof r->job, st, 17);
     r->created_ms = sqlite3_column_int64(st, 18);
     r->updated_ms = sqlite3_column_int64(st, 19);
+    return s_rollout_state_col(&r->state, db, st, 14, r->id);
 }
 
 static void s_rbind(sqlite3_stmt *st, const cnd_rollout_rec_t *r)
@@ -308,7 +397,7 @@ static void s_rbind(sqlite3_stmt *st, const cnd_rollout_rec_t *r)
     sqlite3_bind_int(st, 11, r->win_end);
     sqlite3_bind_int64(st, 12, r->chunk);
     sqlite3_bind_int64(st, 13, r->max_active);
-    sqlite3_bind_text(st, 14, r->state, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 14, cnd_rollout_state_name(r->state), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 15, r->reason, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 16, r->wave);
     sqlite3_bind_text(st, 17, r->job, -1, SQLITE_TRANSIENT);
@@ -355,9 +444,9 @@ int cnd_rstore_rollout_get(sqlite3 *db, int64_t id, cnd_rollout_rec_t *r)
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
     int x = sqlite3_step(st);
-    if (x == SQLITE_ROW) s_rrow(r, st);
+    if (x == SQLITE_ROW) rc = s_rrow(r, db, st);
     sqlite3_finalize(st);
-    if (x == SQLITE_ROW) return 0;
+    if (x == SQLITE_ROW) return rc;
     if (x == SQLITE_DONE) return cnd_errf(CND_ENOTFOUND, "no rollout %lld", (long long)id);
     return cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
 }
@@ -382,10 +471,15 @@ int cnd_rstore_rollouts(sqlite3 *db, cnd_rollout_rec_t **out, size_t *n)
             *out = g;
             cap = nc;
         }
-        s_rrow(&(*out)[(*n)++], st);
+        if ((rc = s_rrow(&(*out)[(*n)++], db, st))) break;
     }
     if (!rc && r != SQLITE_DONE) rc = cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
@@ -448,7 +542,7 @@ int cnd_rstore_device_put(sqlite3 *db, const cnd_rdevice_t *d)
         sqlite3_bind_blob(st, 5, d->prev_digest, 32, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(st, 5);
-    sqlite3_bind_text(st, 6, d->state, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 6, cnd_rdevice_state_name(d->state), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, d->reason, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 8, d->offered_ms);
     sqlite3_bind_int64(st, 9, d->updated_ms);
@@ -491,11 +585,11 @@ int cnd_rstore_devices(sqlite3 *db, int64_t rollout, cnd_rdevice_t **out, size_t
             d->has_prev = 1;
             memcpy(d->prev_digest, sqlite3_column_blob(st, 4), 32);
         }
-        s_text(d->state, sizeof d->state, st, 5);
         s_text(d->reason, sizeof d->reason, st, 6);
         d->offered_ms = sqlite3_column_int64(st, 7);
         d->updated_ms = sqlite3_column_int64(st, 8);
         d->latency_us = (uint32_t)sqlite3_column_int64(st, 9);
+        if ((rc = s_device_state_col(&d->state, db, st, 5, rollout, d->device))) break;
     }
     if (!rc && r != SQLITE_DONE) rc = cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
@@ -505,23 +599,4 @@ int cnd_rstore_devices(sqlite3 *db, int64_t rollout, cnd_rdevice_t **out, size_t
         *n = 0;
     }
     return rc;
-}
-
-int cnd_rdevice_terminal(const char *s)
-{
-    static const char *t[] = {"healthy",
-                              "failed",
-                              "refused",
-                              "timeout",
-                              "current",
-                              "skipped",
-                              "cancelled",
-                              "rolled_back",
-                              "rollback_failed",
-                              "rollback_timeout",
-                              "rollback_unavailable",
-                              NULL};
-    for (int i = 0; t[i]; i++)
-        if (strcmp(s, t[i]) == 0) return 1;
-    return 0;
 }

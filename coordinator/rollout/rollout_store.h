@@ -16,12 +16,9 @@
  *                  updated_ms, latency_us)
  *   rollout_latency(artifact, cpu, samples, sum_us)  latencies devices measured (fit checks)
  *
- * Rollout states: running, paused, completed, aborted, rolling_back, rolled_back.
- * Device states: pending (waiting for its wave), deferred (offline when its wave came),
- * offered (offer sent, download or trial in progress), healthy, failed, refused, timeout,
- * current (was already running the target), skipped (no variant fits / other rollout),
- * cancelled (its wave never came: the rollout stopped), rollback_sent, rolled_back,
- * rollback_failed, rollback_timeout.
+ * States are enums in memory (cnd_rollout_state_t, cnd_rdevice_state_t) and their names in the
+ * database, the audit log and every printout; the tables in rollout_store.c are the one place
+ * that maps one to the other. A row whose state is no known name is refused (CND_ECORRUPT).
  *
  * Functions join the caller's transaction; none opens one.
  */
@@ -35,6 +32,48 @@
 #include <stdint.h>
 
 #define CND_ROLLOUT_MODEL_MAX 128
+
+/* Where a rollout stands (stored as its name: "running", "paused", ...). */
+typedef enum {
+    CND_ROLLOUT_RUNNING,      /* "running": offering the current wave */
+    CND_ROLLOUT_PAUSED,       /* "paused": operator; no new offers, devices in flight finish */
+    CND_ROLLOUT_COMPLETED,    /* "completed": every wave done; late joiners still join */
+    CND_ROLLOUT_ABORTED,      /* "aborted": operator; stopped for good, nobody rolled back */
+    CND_ROLLOUT_ROLLING_BACK, /* "rolling_back": rollbacks go to every device offered it */
+    CND_ROLLOUT_ROLLED_BACK,  /* "rolled_back": each of them confirmed, failed or timed out */
+} cnd_rollout_state_t;
+#define CND_ROLLOUT_STATES 6
+
+/* Where a device stands in one rollout (stored as its name). */
+typedef enum {
+    CND_RDEV_PENDING,              /* "pending": waiting for its wave */
+    CND_RDEV_DEFERRED,             /* "deferred": offline when its wave came */
+    CND_RDEV_OFFERED,              /* "offered": offer sent, download or trial in progress */
+    CND_RDEV_HEALTHY,              /* "healthy": installed, self-tested, reported healthy */
+    CND_RDEV_FAILED,               /* "failed": reported a failed install or trial */
+    CND_RDEV_REFUSED,              /* "refused": refused the offer (its checks) */
+    CND_RDEV_TIMEOUT,              /* "timeout": no outcome within the device timeout */
+    CND_RDEV_CURRENT,              /* "current": was already running the target */
+    CND_RDEV_SKIPPED,              /* "skipped": no variant fits, or in another live rollout */
+    CND_RDEV_CANCELLED,            /* "cancelled": its wave never came (the rollout stopped) */
+    CND_RDEV_ROLLBACK_SENT,        /* "rollback_sent": a signed rollback is on its way */
+    CND_RDEV_ROLLED_BACK,          /* "rolled_back": confirmed the rollback */
+    CND_RDEV_ROLLBACK_FAILED,      /* "rollback_failed": the rollback failed on the device */
+    CND_RDEV_ROLLBACK_TIMEOUT,     /* "rollback_timeout": no rollback report in time */
+    CND_RDEV_ROLLBACK_UNAVAILABLE, /* "rollback_unavailable": nothing to roll back to */
+} cnd_rdevice_state_t;
+#define CND_RDEV_STATES 15
+
+/* The stored and printed name of a state ("?" for a value outside the enum). */
+const char *cnd_rollout_state_name(cnd_rollout_state_t s);
+const char *cnd_rdevice_state_name(cnd_rdevice_state_t s);
+/* The state with that name: 0, or CND_EINVAL naming it. */
+CND_MUST_USE int cnd_rollout_state_parse(cnd_rollout_state_t *s, const char *name);
+CND_MUST_USE int cnd_rdevice_state_parse(cnd_rdevice_state_t *s, const char *name);
+/* 1 for running, paused and rolling_back: the engine still acts on the rollout. */
+int cnd_rollout_live(cnd_rollout_state_t s);
+/* 1 for a state in which a device's part in a rollout is over. */
+int cnd_rdevice_terminal(cnd_rdevice_state_t s);
 
 typedef struct {
     int64_t id;
@@ -64,7 +103,7 @@ typedef struct {
     int win_start, win_end; /* minutes after 00:00 UTC; -1 = no window */
     uint32_t chunk;         /* chunk size offered to devices */
     uint32_t max_active;    /* devices downloading or on trial at once */
-    char state[16];
+    cnd_rollout_state_t state;
     char reason[256];
     uint32_t wave; /* current wave (0 = canary) */
     char job[32];
@@ -78,7 +117,7 @@ typedef struct {
     int64_t artifact; /* target variant, 0 = none */
     int has_prev;
     uint8_t prev_digest[32];
-    char state[24];
+    cnd_rdevice_state_t state;
     char reason[256];
     int64_t offered_ms, updated_ms;
     uint32_t latency_us;
@@ -125,8 +164,5 @@ CND_MUST_USE int cnd_rstore_manifest_get(sqlite3 *db, int64_t rollout, int64_t a
 CND_MUST_USE int cnd_rstore_device_put(sqlite3 *db, const cnd_rdevice_t *d); /* insert or replace */
 /* Devices of a rollout in (wave, device) order (caller frees). */
 CND_MUST_USE int cnd_rstore_devices(sqlite3 *db, int64_t rollout, cnd_rdevice_t **out, size_t *n);
-
-/* 1 for a state in which a device's part in a rollout is over. */
-int cnd_rdevice_terminal(const char *state);
 
 #endif
