@@ -1,12 +1,15 @@
 /*
  * demo_fleet.c: the rollout step of `condenser demo` (see demo_fleet.h).
  *
- * Order matters: v1 is published before v2 so its manifest sequence is the older one; the
- * server is up before the fleet starts; the rollout is created only once every device has
- * reported its profile (a device the registry has no profile for cannot be matched to a
- * variant); and the server exits by itself (--until-idle) once the rollout is over, which is
- * what this process waits for. The fleet then stops by itself too, after writing where every
- * device ended (--report), which is how "every device runs v2" is checked rather than assumed.
+ * Order matters: v2 (the job's artifact) is in the registry since the job ended, v1 is
+ * published after it under the same name, so v1's manifest has the higher sequence of the two;
+ * the offer of v2 that `rollout create` signs has a higher one still (one rule per name,
+ * registry.h), which is what devices running v1 accept. The server is up before the fleet starts;
+ * the rollout is created only once every device has reported its profile (a device the registry has
+ * no profile for cannot be matched to a variant); and the server exits by itself (--until-idle)
+ * once the rollout is over, which is what this process waits for. The fleet then stops by itself
+ * too, after writing where every device ended (--report), which is how "every device runs v2" is
+ * checked rather than assumed.
  */
 #include "demo_fleet.h"
 #include "clock.h"
@@ -64,8 +67,10 @@ static int s_alive(pid_t *pid, const char *what, const char *log)
     return cnd_errf(CND_EIO, "%s ended early (exit %d): see %s", what, st, log);
 }
 
-static int s_publish(s_run_t *x, const char *art, const char *version, double acc, const char *man)
+static int s_publish(s_run_t *x, const char *art, uint64_t ver, double acc, const char *man)
 {
+    char version[32];
+    snprintf(version, sizeof version, "%llu", (unsigned long long)ver);
     const cnd_demo_fleet_opts_t *o = x->o;
     char a[32];
     snprintf(a, sizeof a, "%.4f", acc);
@@ -256,10 +261,9 @@ int cnd_demo_fleet_run(cnd_demo_fleet_result_t *r, const cnd_demo_fleet_opts_t *
     int rc = cnd_mkdir_p(od, 0700);
     if (rc) return rc;
     unlink(x.epf);
-    s_say(&x, "publishing v1 and v2 of %s in the coordinator's rollout registry", o->model);
-    if ((rc = s_publish(&x, o->v1, "1", o->v1_accuracy, x.man)) ||
-        (rc = s_publish(&x, o->v2, "2", o->v2_accuracy, NULL)))
-        return rc;
+    s_say(&x, "publishing v1 as %s@%llu beside v2, %s@%llu, in the artifact registry", o->model,
+          (unsigned long long)o->v1_version, o->model, (unsigned long long)o->v2_version);
+    if ((rc = s_publish(&x, o->v1, o->v1_version, o->v1_accuracy, x.man))) return rc;
 
     char maxs[32], devs[16], canary[16], rate[16], model[160], ep[128];
     /* the children's own limits, a little past ours, so none outlives the demo */
@@ -268,7 +272,7 @@ int cnd_demo_fleet_run(cnd_demo_fleet_result_t *r, const cnd_demo_fleet_opts_t *
     r->rate = 2 * o->canary;
     snprintf(canary, sizeof canary, "%u", o->canary);
     snprintf(rate, sizeof rate, "%u", r->rate);
-    snprintf(model, sizeof model, "%s@2", o->model);
+    snprintf(model, sizeof model, "%s@%llu", o->model, (unsigned long long)o->v2_version);
     const char *serve[] = {"rollout",
                            "serve",
                            "--dir",

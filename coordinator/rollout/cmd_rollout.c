@@ -17,6 +17,7 @@
 #include "progress.h"
 #include "rollout.h"
 #include "rollout_serve.h"
+#include "registry.h"
 #include "rollout_store.h"
 
 #include <signal.h>
@@ -137,12 +138,12 @@ static int s_publish(int argc, char **argv)
 {
     const char *dir = s_default_dir(), *model = NULL, *variant = NULL, *classes = NULL;
     const char *latency = NULL, *job = NULL, *mout = NULL;
-    long version = 0, days = 30;
+    long version = -1, days = 30;
     double acc = -1;
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
         {"model", CND_OPT_STR, &model, "NAME", "model name devices run (required)"},
-        {"version", CND_OPT_INT, &version, "N", "model version (required)", 1, 1e15},
+        {"version", CND_OPT_INT, &version, "N", "model version (required)", 0, 1e15},
         {"variant", CND_OPT_STR, &variant, "V", "variant name (default: the artifact's scheme)"},
         {"class", CND_OPT_STR, &classes, "C[,C]", "device classes it is for (default any)"},
         {"accuracy", CND_OPT_DBL, &acc, "A", "test accuracy (default: from the artifact)", 0, 1},
@@ -153,15 +154,16 @@ static int s_publish(int argc, char **argv)
         {0}};
     const cnd_cli_t cli = {
         "condenser rollout publish ARTIFACT.cndq --model NAME --version N [options]",
-        "Adds an artifact to the rollout registry as a variant of a model version, after the "
+        "Adds an artifact to the artifact registry as a variant of a model version, after the "
         "runtime validated it and its self-test vectors passed, and signs a manifest for it "
-        "with the coordinator's key (the federation key devices trust).",
+        "with the coordinator's key (the federation key devices trust), under the next "
+        "sequence of the model name.",
         opts, 1, 1};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
-    if (!model || !version) return cnd_errf(CND_EINVAL, "--model and --version are required");
+    if (!model || version < 0) return cnd_errf(CND_EINVAL, "--model and --version are required");
     uint8_t *art = NULL;
     size_t len = 0;
     if ((rc = cnd_file_read(pos[0], CND_RT_MAX_FILE, &art, &len))) return rc;
@@ -176,13 +178,13 @@ static int s_publish(int argc, char **argv)
     uint8_t *man = NULL;
     size_t ml = 0;
     if (!(rc = s_begin(&d))) {
-        rc = cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, art, len, &po, &aid, &man, &ml);
+        rc = cnd_registry_publish(d.db, d.audit, d.id, d.fpr, art, len, &po, &aid, &man, &ml);
         rc = s_finish(&d, rc, "publish", argc, argv, model);
     }
     if (!rc && mout) rc = cnd_file_write_atomic(mout, man, ml, 0644);
     if (!rc) {
         cnd_rartifact_t a;
-        if (!cnd_rstore_artifact_get(d.db, aid, &a, NULL, NULL)) {
+        if (!cnd_registry_get(d.db, aid, &a, NULL, NULL)) {
             char hex[65];
             printf("published %s@%ld (%s, %zu bytes, arena %llu, sha256:%s) as artifact %lld\n",
                    model, version, a.variant, len, (unsigned long long)a.arena,
@@ -277,7 +279,7 @@ static int s_list(int argc, char **argv)
         printf("%-6s %-24s %-13s %-5s %s\n", "id", "version", "state", "wave", "select / reason");
         for (size_t i = 0; i < n; i++) {
             char v[160];
-            cnd_rollout_version_name(v, sizeof v, r[i].model, r[i].version);
+            cnd_registry_version_name(v, sizeof v, r[i].model, r[i].version);
             printf("%-6lld %-24s %-13s %-5u %s%s%s\n", (long long)r[i].id, v,
                    cnd_rollout_state_name(r[i].state), r[i].wave,
                    r[i].select[0] ? r[i].select : "(all)", r[i].reason[0] ? " / " : "",
@@ -286,12 +288,12 @@ static int s_list(int argc, char **argv)
     }
     free(r);
     cnd_rartifact_t *a = NULL;
-    if (!rc && !(rc = cnd_rstore_artifacts(d.db, "", -1, &a, &n))) {
+    if (!rc && !(rc = cnd_registry_list(d.db, "", -1, &a, &n))) {
         printf("\n%-6s %-24s %-8s %-9s %-9s %-8s %s\n", "art", "version", "variant", "bytes",
                "arena", "accuracy", "classes");
         for (size_t i = 0; i < n; i++) {
             char v[160];
-            cnd_rollout_version_name(v, sizeof v, a[i].model, a[i].version);
+            cnd_registry_version_name(v, sizeof v, a[i].model, a[i].version);
             printf("%-6lld %-24s %-8s %-9llu %-9llu %-8.4f %s\n", (long long)a[i].id, v,
                    a[i].variant, (unsigned long long)a[i].size, (unsigned long long)a[i].arena,
                    a[i].accuracy, a[i].classes[0] ? a[i].classes : "(any)");
@@ -326,7 +328,7 @@ static int s_show(int argc, char **argv)
     if (!(rc = cnd_rstore_rollout_get(d.db, id, &r)) &&
         !(rc = cnd_rstore_devices(d.db, id, &dv, &n))) {
         char v[160];
-        cnd_rollout_version_name(v, sizeof v, r.model, r.version);
+        cnd_registry_version_name(v, sizeof v, r.model, r.version);
         printf("rollout %lld of %s: %s%s%s%s\n", id, v, cnd_rollout_state_name(r.state),
                r.reason[0] ? " (" : "", r.reason, r.reason[0] ? ")" : "");
         printf("select '%s', canary %u, rate %u, factor %g, abort above %g%% after %u, device "

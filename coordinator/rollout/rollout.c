@@ -1,5 +1,6 @@
 /*
- * rollout.c: publication, creation, operator actions and the rollout engine (see rollout.h).
+ * rollout.c: creation, operator actions and the rollout engine (see rollout.h); artifacts and
+ * every manifest the engine sends come from the artifact registry (registry.h).
  *
  * Engine memory: the live rollouts (running, paused, rolling back) plus the newest finished one
  * of each model (for late joiners and stragglers' reports), each with its device rows; a hash
@@ -26,12 +27,9 @@
 #include "audit_actions.h"
 #include "json.h"
 #include "clock.h"
-#include "cnd_rt.h"
 #include "digest.h"
 #include "fleet_registry.h"
-#include "manifest.h"
 #include "rng.h"
-#include "sign.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -39,50 +37,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_DAY_S           86400
-#define S_DEFAULT_EXPIRES (30 * S_DAY_S)
-
 /* ============================================================================================
  * helpers shared by publication, creation and the engine
  * ========================================================================================== */
-
-void cnd_rollout_version_name(char *out, size_t cap, const char *model, uint64_t version)
-{
-    snprintf(out, cap, "%s@%llu", model, (unsigned long long)version);
-}
-
-/* Reads a META value of a .cndq artifact (docs/quantization.md), walking the section headers. */
-static int s_meta(const uint8_t *a, size_t len, const char *key, char *out, size_t cap)
-{
-    if (len < CND_RT_HEADER_BYTES) return 0;
-    size_t off = CND_RT_HEADER_BYTES;
-    uint32_t body = cnd_le32(a + CND_RT_H_BODYLEN);
-    if (body > len) return 0;
-    while (off + CND_RT_SECTION_HDR <= body) {
-        uint32_t tag = cnd_le32(a + off), plen = cnd_le32(a + off + 4);
-        size_t p = off + CND_RT_SECTION_HDR;
-        if (plen > body - p) return 0;
-        if (tag == CND_RT_TAG_META) {
-            cnd_rd_t r;
-            cnd_rd_init(&r, a + p, plen);
-            uint32_t n = cnd_rd_u32(&r);
-            for (uint32_t i = 0; i < n && !r.err; i++) {
-                uint16_t kl = cnd_rd_u16(&r);
-                const uint8_t *k = cnd_rd_take(&r, kl);
-                uint16_t vl = cnd_rd_u16(&r);
-                const uint8_t *v = cnd_rd_take(&r, vl);
-                if (r.err) return 0;
-                if (kl == strlen(key) && memcmp(k, key, kl) == 0) {
-                    snprintf(out, cap, "%.*s", (int)vl, (const char *)v);
-                    return 1;
-                }
-            }
-            return 0;
-        }
-        off = p + ((plen + CND_RT_ALIGN - 1) / CND_RT_ALIGN) * CND_RT_ALIGN;
-    }
-    return 0;
-}
 
 static int s_audit(cnd_audit_t *audit, const char *actor, const char *action, const char *subject,
                    const char *job, cnd_jw_t *w, const cnd_audit_digest_t *dg, size_t ndg)
@@ -98,162 +55,6 @@ static int s_audit(cnd_audit_t *audit, const char *actor, const char *action, co
                          .digests = dg,
                          .n_digests = ndg};
     return cnd_audit_append(audit, &r, NULL);
-}
-
-int cnd_rollout_sign(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
-                     const cnd_rartifact_t *a, int rollback, int64_t expires_s, uint8_t **out,
-                     size_t *out_len)
-{
-    *out = NULL;
-    *out_len = 0;
-    cnd_manifest_t m;
-    memset(&m, 0, sizeof m);
-    snprintf(m.name, sizeof m.name, "%s", a->model);
-    snprintf(m.target, sizeof m.target, "%s", a->classes);
-    int rc = cnd_rstore_next_seq(db, a->model, &m.sequence);
-    if (rc) return rc;
-    m.version = a->version;
-    m.length = a->size;
-    memcpy(m.digest, a->digest, 32);
-    m.expires = cnd_unix_time() + (expires_s > 0 ? expires_s : S_DEFAULT_EXPIRES);
-    m.flags = rollback ? CND_MANIFEST_ROLLBACK : 0;
-    cnd_buf_t b;
-    cnd_buf_init(&b);
-    if ((rc = cnd_manifest_sign(&b, &m, id))) {
-        cnd_buf_free(&b);
-        return rc;
-    }
-    char ver[160], fpr[65];
-    cnd_rollout_version_name(ver, sizeof ver, a->model, a->version);
-    cnd_pubkey_fingerprint(fpr, cnd_identity_pk(id));
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "version");
-    cnd_jw_str(&w, ver);
-    cnd_jw_key(&w, "variant");
-    cnd_jw_str(&w, a->variant);
-    cnd_jw_key(&w, "sequence");
-    cnd_jw_int(&w, (int64_t)m.sequence);
-    cnd_jw_key(&w, "size");
-    cnd_jw_int(&w, (int64_t)a->size);
-    cnd_jw_key(&w, "device_class");
-    cnd_jw_str(&w, a->classes);
-    cnd_jw_key(&w, "expires");
-    cnd_jw_int(&w, m.expires);
-    cnd_jw_key(&w, "rollback");
-    cnd_jw_bool(&w, rollback);
-    cnd_jw_key(&w, "signer");
-    cnd_jw_str(&w, fpr);
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t dg[2] = {{"artifact", {0}}, {"manifest", {0}}};
-    memcpy(dg[0].sha256, a->digest, 32);
-    cnd_sha256(dg[1].sha256, b.data, b.len);
-    rc = s_audit(audit, actor, CND_AUDIT_ARTIFACT_SIGN, ver, a->job, &w, dg, 2);
-    cnd_jw_free(&w);
-    if (rc) {
-        cnd_buf_free(&b);
-        return rc;
-    }
-    *out = b.data;
-    *out_len = b.len;
-    return 0;
-}
-
-int cnd_rollout_publish(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
-                        const char *actor, const uint8_t *art, size_t len,
-                        const cnd_publish_opts_t *o, int64_t *artifact_id, uint8_t **manifest,
-                        size_t *manifest_len)
-{
-    if (manifest) *manifest = NULL;
-    if (!o->model || !o->model[0] || strlen(o->model) > CND_ROLLOUT_MODEL_MAX || o->version < 1)
-        return cnd_errf(CND_EINVAL, "a model name (1..128 bytes) and a version >= 1 are required");
-    for (const char *p = o->model; *p; p++)
-        if (*p < 0x21 || *p > 0x7e || *p == '@')
-            return cnd_errf(CND_EINVAL, "model name '%s': printable ASCII without spaces or '@'",
-                            o->model);
-    cnd_rt_diag_t dg;
-    size_t need = 0;
-    int rc = cnd_rt_arena_size(&need, art, len, &dg);
-    if (rc)
-        return cnd_errf(CND_EFORMAT, "the runtime refuses the artifact: %s (byte %u)",
-                        dg.what ? dg.what : cnd_rt_strerror(rc), dg.offset);
-    void *arena = malloc(need);
-    if (!arena) return cnd_errf(CND_ENOMEM, "out of memory for a %zu-byte arena", need);
-    cnd_rt_model_t *m = NULL;
-    rc = cnd_rt_load(&m, art, len, arena, need, &dg);
-    cnd_rt_info_t info;
-    uint32_t failed = 0;
-    if (!rc) {
-        cnd_rt_get_info(m, &info);
-        if (info.n_selftests == 0)
-            rc = cnd_errf(CND_ECORRUPT, "the artifact has no self-test vectors: devices could "
-                                        "not check it");
-        else if (cnd_rt_selftest(m, &failed))
-            rc = cnd_errf(CND_ECORRUPT, "self-test vector %u fails on the coordinator", failed);
-    } else {
-        rc = cnd_errf(CND_EFORMAT, "the runtime refuses the artifact: %s",
-                      dg.what ? dg.what : cnd_rt_strerror(rc));
-    }
-    free(arena);
-    if (rc) return rc;
-    cnd_rartifact_t a;
-    memset(&a, 0, sizeof a);
-    snprintf(a.model, sizeof a.model, "%s", o->model);
-    a.version = o->version;
-    char scheme[32] = "";
-    if (o->variant && o->variant[0])
-        snprintf(a.variant, sizeof a.variant, "%s", o->variant);
-    else if (s_meta(art, len, "quant_scheme", scheme, sizeof scheme) && scheme[0])
-        snprintf(a.variant, sizeof a.variant, "%s", scheme);
-    else
-        snprintf(a.variant, sizeof a.variant, "int8");
-    snprintf(a.job, sizeof a.job, "%s", o->job ? o->job : "");
-    cnd_sha256(a.digest, art, len);
-    a.size = len;
-    a.arena = need;
-    a.macs = info.macs;
-    a.wbits = strstr(a.variant, "4") ? 4 : 8;
-    snprintf(a.classes, sizeof a.classes, "%s", o->classes ? o->classes : "");
-    a.accuracy = o->accuracy;
-    char acc[64];
-    if (a.accuracy < 0 && s_meta(art, len, "test_accuracy", acc, sizeof acc))
-        a.accuracy = atof(acc);
-    if (!(a.accuracy >= 0 && a.accuracy <= 1)) a.accuracy = -1;
-    snprintf(a.latency, sizeof a.latency, "%s", o->latency ? o->latency : "");
-    if ((rc = cnd_rstore_artifact_put(db, &a, art, len))) return rc;
-    char ver[160];
-    cnd_rollout_version_name(ver, sizeof ver, a.model, a.version);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "version");
-    cnd_jw_str(&w, ver);
-    cnd_jw_key(&w, "format");
-    cnd_jw_str(&w, a.variant);
-    cnd_jw_key(&w, "size");
-    cnd_jw_int(&w, (int64_t)len);
-    if (a.accuracy >= 0) {
-        cnd_jw_key(&w, "accuracy");
-        cnd_jw_double(&w, a.accuracy);
-    }
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t d = {"model", {0}};
-    memcpy(d.sha256, a.digest, 32);
-    rc = s_audit(audit, actor, CND_AUDIT_MODEL_VERSION, ver, a.job, &w, &d, 1);
-    cnd_jw_free(&w);
-    if (rc) return rc;
-    *artifact_id = a.id;
-    uint8_t *man = NULL;
-    size_t mlen = 0;
-    if ((rc = cnd_rollout_sign(db, audit, id, actor, &a, 0, o->expires_s, &man, &mlen))) return rc;
-    if (manifest) {
-        *manifest = man;
-        *manifest_len = mlen;
-    } else {
-        free(man);
-    }
-    return 0;
 }
 
 /* Latency of a variant on a CPU class: what devices measured, else what was published. */
@@ -368,24 +169,21 @@ static int s_in_window(const cnd_rollout_rec_t *r, int64_t now_ms)
     return m >= r->win_start || m < r->win_end;
 }
 
-/* Resolves "model@N" (or "N" with a single model in the registry). */
+/* Resolves "model@N" (or "N" with a single model in the registry); versions start at 0. */
 static int s_resolve(sqlite3 *db, const char *spec, char *model, size_t cap, uint64_t *version)
 {
-    const char *at = strrchr(spec, '@');
+    const char *at = strrchr(spec, '@'), *num = at ? at + 1 : spec;
     char *end;
+    *version = strtoull(num, &end, 10);
+    if (*end || end == num || *num < '0' || *num > '9')
+        return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
     if (at) {
         snprintf(model, cap, "%.*s", (int)(at - spec), spec);
-        *version = strtoull(at + 1, &end, 10);
-        if (*end || !*version)
-            return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
         return 0;
     }
-    *version = strtoull(spec, &end, 10);
-    if (*end || !*version)
-        return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
     cnd_rartifact_t *all;
     size_t n;
-    int rc = cnd_rstore_artifacts(db, "", (int64_t)*version, &all, &n);
+    int rc = cnd_registry_list(db, "", (int64_t)*version, &all, &n);
     if (rc) return rc;
     model[0] = 0;
     for (size_t i = 0; i < n; i++) {
@@ -485,7 +283,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
     r.state = CND_ROLLOUT_RUNNING;
     cnd_rartifact_t *v = NULL;
     size_t nv = 0;
-    if ((rc = cnd_rstore_artifacts(db, r.model, (int64_t)r.version, &v, &nv))) return rc;
+    if ((rc = cnd_registry_list(db, r.model, (int64_t)r.version, &v, &nv))) return rc;
     if (!nv) {
         return cnd_errf(CND_ENOTFOUND,
                         "no artifact of %s@%llu is published (condenser rollout "
@@ -531,7 +329,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
         } else {
             uint64_t running_size = 0;
             cnd_rartifact_t ra;
-            if (d->has_running && cnd_rstore_artifact_by_digest(db, d->running_digest, &ra) == 0)
+            if (d->has_running && cnd_registry_by_digest(db, d->running_digest, &ra) == 0)
                 running_size = ra.size;
             cnd_err_clear();
             char why[200];
@@ -589,11 +387,9 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
         if (!used) continue;
         uint8_t *man;
         size_t ml;
-        if ((rc = cnd_rollout_sign(db, audit, id, actor, &v[i], 0, p->expires_s, &man, &ml)))
-            goto out;
         uint64_t seq = 0;
-        cnd_manifest_t mm;
-        if (!cnd_manifest_decode_signed(&mm, man, ml)) seq = mm.sequence;
+        if ((rc = cnd_registry_sign(db, audit, id, actor, &v[i], 0, p->expires_s, &man, &ml, &seq)))
+            goto out;
         rc = cnd_rstore_manifest_put(db, r.id, v[i].id, "offer", seq, man, ml);
         free(man);
         if (rc) goto out;
@@ -606,7 +402,7 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
     {
         char rid[32], ver[160];
         snprintf(rid, sizeof rid, "%lld", (long long)r.id);
-        cnd_rollout_version_name(ver, sizeof ver, r.model, r.version);
+        cnd_registry_version_name(ver, sizeof ver, r.model, r.version);
         cnd_jw_t w;
         cnd_jw_init(&w);
         cnd_jw_obj(&w);
@@ -913,7 +709,7 @@ static s_art_t *s_art(cnd_rollout_engine_t *e, int64_t id)
     e->arts = g;
     s_art_t *a = &e->arts[e->n_arts];
     memset(a, 0, sizeof *a);
-    if (cnd_rstore_artifact_get(e->db, id, &a->a, &a->bytes, &a->len)) {
+    if (cnd_registry_get(e->db, id, &a->a, &a->bytes, &a->len)) {
         s_log(e, "artifact %lld: %s", (long long)id, cnd_err_detail());
         return NULL;
     }
@@ -926,7 +722,7 @@ static s_art_t *s_art_by_digest(cnd_rollout_engine_t *e, const uint8_t d[32])
     for (size_t i = 0; i < e->n_arts; i++)
         if (memcmp(e->arts[i].a.digest, d, 32) == 0) return &e->arts[i];
     cnd_rartifact_t a;
-    if (cnd_rstore_artifact_by_digest(e->db, d, &a)) return NULL;
+    if (cnd_registry_by_digest(e->db, d, &a)) return NULL;
     return s_art(e, a.id);
 }
 
@@ -943,10 +739,8 @@ static const s_man_t *s_manifest(cnd_rollout_engine_t *e, s_roll_t *r, s_art_t *
     if (rc == CND_ENOTFOUND) {
         /* Signed now (a rollback manifest, or an offer to a late joiner's new variant); it is
          * committed before it is sent. */
-        rc = cnd_rollout_sign(e->db, e->audit, e->id, e->fpr, &a->a, rollback, 0, &m, &len);
-        cnd_manifest_t mm;
         uint64_t seq = 0;
-        if (!rc && !cnd_manifest_decode_signed(&mm, m, len)) seq = mm.sequence;
+        rc = cnd_registry_sign(e->db, e->audit, e->id, e->fpr, &a->a, rollback, 0, &m, &len, &seq);
         if (!rc) rc = cnd_rstore_manifest_put(e->db, r->rec.id, a->a.id, kind, seq, m, len);
         if (!rc && e->io.commit) rc = e->io.commit(e->io.ctx);
         if (rc) {
@@ -1133,7 +927,7 @@ static s_roll_t *s_load_roll(cnd_rollout_engine_t *e, int64_t id)
         return NULL;
     }
     r->written_state = r->rec.state;
-    cnd_rollout_version_name(r->version, sizeof r->version, r->rec.model, r->rec.version);
+    cnd_registry_version_name(r->version, sizeof r->version, r->rec.model, r->rec.version);
     r->devs = calloc(n ? n : 1, sizeof *r->devs);
     if (!r->devs) {
         free(rows);
@@ -1526,7 +1320,7 @@ static void s_late_join(cnd_rollout_engine_t *e, s_node_t *n, const cnd_fleet_de
         if (!cnd_fleet_select_match(&r->sel, fd)) continue;
         cnd_rartifact_t *v = NULL;
         size_t nv = 0;
-        if (cnd_rstore_artifacts(e->db, r->rec.model, (int64_t)r->rec.version, &v, &nv)) return;
+        if (cnd_registry_list(e->db, r->rec.model, (int64_t)r->rec.version, &v, &nv)) return;
         uint64_t running_size = 0;
         s_art_t *ra = fd->has_running ? s_art_by_digest(e, fd->running_digest) : NULL;
         if (ra) running_size = ra->a.size;

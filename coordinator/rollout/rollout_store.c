@@ -41,6 +41,18 @@ static const char *const s_steps[] = {
     "CREATE TABLE rollout_latency("
     " artifact INTEGER NOT NULL, cpu TEXT NOT NULL, samples INTEGER NOT NULL,"
     " sum_us INTEGER NOT NULL, PRIMARY KEY(artifact, cpu));",
+    /* 1 -> 2: artifacts and their sequence counters belong to the artifact registry
+     * (coordinator/registry/registry.h). The registry adopted these rows when it was created in
+     * this file (cnd_rstore_init creates it first); rows it cannot have seen are carried over
+     * here, counters only ever raised, then the tables go. */
+    "INSERT OR IGNORE INTO registry_artifact(id, model, version, variant, job, digest, size,"
+    " arena, macs, wbits, classes, accuracy, latency, bytes, manifest, created_ms)"
+    " SELECT id, model, version, variant, job, digest, size, arena, macs, wbits, classes,"
+    " accuracy, latency, bytes, NULL, created_ms FROM rollout_artifact;"
+    "INSERT INTO registry_seq(model, seq) SELECT model, seq FROM rollout_seq WHERE true"
+    " ON CONFLICT(model) DO UPDATE SET seq = max(seq, excluded.seq);"
+    "DROP TABLE rollout_artifact;"
+    "DROP TABLE rollout_seq;",
 };
 
 /* Rollout tables from before the store kernel kept their version in rollout_meta (only 1
@@ -51,11 +63,12 @@ static int s_legacy(sqlite3 *db, int *v)
     return 0;
 }
 
-static const cnd_db_schema_t s_schema = {"rollout", s_steps, 1, s_legacy};
+static const cnd_db_schema_t s_schema = {"rollout", s_steps, 2, s_legacy};
 
 int cnd_rstore_init(sqlite3 *db)
 {
-    return cnd_db_migrate(db, &s_schema);
+    int rc = cnd_registry_init(db);
+    return rc ? rc : cnd_db_migrate(db, &s_schema);
 }
 
 static void s_text(char *out, size_t cap, sqlite3_stmt *st, int col)
@@ -151,174 +164,6 @@ static int s_device_state_col(cnd_rdevice_state_t *out, sqlite3 *db, sqlite3_stm
     if (t && cnd_rdevice_state_parse(out, (const char *)t) == 0) return 0;
     return cnd_errf(CND_ECORRUPT, "%s: rollout %lld: device %s: unknown state '%s'",
                     cnd_db_path(db), (long long)rollout, device, t ? (const char *)t : "");
-}
-
-/* --- artifacts ------------------------------------------------------------------------------ */
-
-#define S_ACOLS                                                                                    \
-    "id, model, version, variant, job, digest, size, arena, macs, wbits, classes, accuracy, "      \
-    "latency, created_ms"
-
-static void s_arow(cnd_rartifact_t *a, sqlite3_stmt *st)
-{
-    memset(a, 0, sizeof *a);
-    a->id = sqlite3_column_int64(st, 0);
-    s_text(a->model, sizeof a->model, st, 1);
-    a->version = (uint64_t)sqlite3_column_int64(st, 2);
-    s_text(a->variant, sizeof a->variant, st, 3);
-    s_text(a->job, sizeof a->job, st, 4);
-    if (sqlite3_column_bytes(st, 5) == 32) memcpy(a->digest, sqlite3_column_blob(st, 5), 32);
-    a->size = (uint64_t)sqlite3_column_int64(st, 6);
-    a->arena = (uint64_t)sqlite3_column_int64(st, 7);
-    a->macs = (uint64_t)sqlite3_column_int64(st, 8);
-    a->wbits = sqlite3_column_int(st, 9);
-    s_text(a->classes, sizeof a->classes, st, 10);
-    a->accuracy = sqlite3_column_double(st, 11);
-    s_text(a->latency, sizeof a->latency, st, 12);
-    a->created_ms = sqlite3_column_int64(st, 13);
-}
-
-int cnd_rstore_artifact_put(sqlite3 *db, cnd_rartifact_t *a, const uint8_t *bytes, size_t len)
-{
-    cnd_rartifact_t old;
-    if (cnd_rstore_artifact_by_digest(db, a->digest, &old) == 0) {
-        a->id = old.id;
-        return cnd_errf(CND_EEXIST, "this artifact is published already as %s@%llu (%s)", old.model,
-                        (unsigned long long)old.version, old.variant);
-    }
-    cnd_err_clear();
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(
-        db, &st,
-        "INSERT INTO rollout_artifact(model, version, variant, job, digest, size, arena,"
-        " macs, wbits, classes, accuracy, latency, bytes, created_ms)"
-        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
-    if (rc) return rc;
-    a->created_ms = cnd_unix_time() * 1000;
-    sqlite3_bind_text(st, 1, a->model, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, (int64_t)a->version);
-    sqlite3_bind_text(st, 3, a->variant, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, a->job, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(st, 5, a->digest, 32, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 6, (int64_t)a->size);
-    sqlite3_bind_int64(st, 7, (int64_t)a->arena);
-    sqlite3_bind_int64(st, 8, (int64_t)a->macs);
-    sqlite3_bind_int(st, 9, a->wbits);
-    sqlite3_bind_text(st, 10, a->classes, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(st, 11, a->accuracy);
-    sqlite3_bind_text(st, 12, a->latency, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob64(st, 13, bytes, len, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 14, a->created_ms);
-    if ((rc = cnd_db_done(db, st, "writing the rollout tables"))) return rc;
-    a->id = sqlite3_last_insert_rowid(db);
-    return 0;
-}
-
-int cnd_rstore_artifact_get(sqlite3 *db, int64_t id, cnd_rartifact_t *a, uint8_t **bytes,
-                            size_t *len)
-{
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(db, &st, "SELECT " S_ACOLS ", bytes FROM rollout_artifact WHERE id = ?1");
-    if (rc) return rc;
-    sqlite3_bind_int64(st, 1, id);
-    int r = sqlite3_step(st);
-    if (r != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return r == SQLITE_DONE ? cnd_errf(CND_ENOTFOUND, "no artifact %lld", (long long)id)
-                                : cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
-    }
-    s_arow(a, st);
-    if (bytes) {
-        size_t n = (size_t)sqlite3_column_bytes(st, 14);
-        *bytes = malloc(n ? n : 1);
-        if (!*bytes) {
-            sqlite3_finalize(st);
-            return cnd_errf(CND_ENOMEM, "out of memory for artifact %lld", (long long)id);
-        }
-        memcpy(*bytes, sqlite3_column_blob(st, 14), n);
-        *len = n;
-        uint8_t d[32];
-        cnd_sha256(d, *bytes, n);
-        if (memcmp(d, a->digest, 32) != 0 || n != a->size) {
-            free(*bytes);
-            *bytes = NULL;
-            sqlite3_finalize(st);
-            return cnd_errf(CND_ECORRUPT, "artifact %lld: stored bytes do not match its digest",
-                            (long long)id);
-        }
-    }
-    sqlite3_finalize(st);
-    return 0;
-}
-
-int cnd_rstore_artifact_by_digest(sqlite3 *db, const uint8_t digest[32], cnd_rartifact_t *a)
-{
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(db, &st, "SELECT " S_ACOLS " FROM rollout_artifact WHERE digest = ?1");
-    if (rc) return rc;
-    sqlite3_bind_blob(st, 1, digest, 32, SQLITE_TRANSIENT);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) s_arow(a, st);
-    sqlite3_finalize(st);
-    return r == SQLITE_ROW    ? 0
-           : r == SQLITE_DONE ? CND_ENOTFOUND
-                              : cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
-}
-
-int cnd_rstore_artifacts(sqlite3 *db, const char *model, int64_t version, cnd_rartifact_t **out,
-                         size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(db, &st,
-                         "SELECT " S_ACOLS " FROM rollout_artifact WHERE (?1 = '' OR model = ?1)"
-                         " AND (?2 < 0 OR version = ?2) ORDER BY model, version, id");
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, model ? model : "", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, version);
-    size_t cap = 0;
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? 2 * cap : 8;
-            cnd_rartifact_t *g = realloc(*out, nc * sizeof *g);
-            if (!g) {
-                rc = cnd_errf(CND_ENOMEM, "out of memory");
-                break;
-            }
-            *out = g;
-            cap = nc;
-        }
-        s_arow(&(*out)[(*n)++], st);
-    }
-    if (!rc && r != SQLITE_DONE) rc = cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    if (rc) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
-}
-
-int cnd_rstore_next_seq(sqlite3 *db, const char *model, uint64_t *seq)
-{
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(db, &st,
-                         "INSERT INTO rollout_seq(model, seq) VALUES(?1, 1)"
-                         " ON CONFLICT(model) DO UPDATE SET seq = seq + 1 RETURNING seq");
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, model, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        rc = cnd_errf(CND_EDB, "rollout sequence: %s", sqlite3_errmsg(db));
-    } else {
-        *seq = (uint64_t)sqlite3_column_int64(st, 0);
-        while (sqlite3_step(st) == SQLITE_ROW) {
-        }
-    }
-    sqlite3_finalize(st);
-    return rc;
 }
 
 int cnd_rstore_latency(sqlite3 *db, int64_t artifact, const char *cpu, uint32_t *us)

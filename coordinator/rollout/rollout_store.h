@@ -1,13 +1,11 @@
 /*
- * rollout_store.h: the rollout engine's tables in the coordinator's database: the artifacts
- * that can be rolled out (each a variant of a model version), the per-model manifest sequence
- * counter, rollouts with their policy and state, the manifests signed for each, and one row
- * per (rollout, device) with where that device stands.
+ * rollout_store.h: the rollout engine's tables in the coordinator's database: rollouts with
+ * their policy and state, the manifests signed for each, one row per (rollout, device) with
+ * where that device stands, and the latencies devices measured. The artifacts themselves and
+ * their manifest sequences are the artifact registry's (coordinator/registry/registry.h); an
+ * `artifact` column here is a registry id.
  *
- * Tables (prefixed rollout_, created on first open; schema version in rollout_meta):
- *   rollout_artifact(id, model, version, variant, job, digest UNIQUE, size, arena, macs, wbits,
- *                    classes, accuracy, latency, bytes, created_ms)
- *   rollout_seq(model PK, seq)                      highest manifest sequence signed per model
+ * Tables (prefixed rollout_, component "rollout" of the store kernel, common/db.h):
  *   rollout(id, model, version, select_expr, canary, rate, factor, abort_pct, abort_min,
  *           timeout_s, win_start, win_end, chunk, max_active, state, reason, wave, job,
  *           created_ms, updated_ms)
@@ -15,6 +13,8 @@
  *   rollout_device(rollout, device, wave, artifact, prev_digest, state, reason, offered_ms,
  *                  updated_ms, latency_us)
  *   rollout_latency(artifact, cpu, samples, sum_us)  latencies devices measured (fit checks)
+ * (Version 1 also held rollout_artifact and rollout_seq; version 2 hands their rows to the
+ * registry and drops them.)
  *
  * States are enums in memory (cnd_rollout_state_t, cnd_rdevice_state_t) and their names in the
  * database, the audit log and every printout; the tables in rollout_store.c are the one place
@@ -26,12 +26,11 @@
 #define CND_ROLLOUT_STORE_H
 
 #include "error.h"
+#include "registry.h"
 
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define CND_ROLLOUT_MODEL_MAX 128
 
 /* Where a rollout stands (stored as its name: "running", "paused", ...). */
 typedef enum {
@@ -77,22 +76,7 @@ int cnd_rdevice_terminal(cnd_rdevice_state_t s);
 
 typedef struct {
     int64_t id;
-    char model[CND_ROLLOUT_MODEL_MAX + 1]; /* manifest name */
-    uint64_t version;
-    char variant[32]; /* "int8", "w4a8", ... */
-    char job[32];     /* job id it came from, or "" */
-    uint8_t digest[32];
-    uint64_t size, arena, macs;
-    int wbits;         /* weight bits (8, 4), 0 unknown */
-    char classes[257]; /* device classes it is built for, comma-separated; "" = any */
-    double accuracy;   /* test accuracy recorded at publication, or -1 */
-    char latency[256]; /* "cpu=us,cpu=us" measured at publication (condenser bench) */
-    int64_t created_ms;
-} cnd_rartifact_t;
-
-typedef struct {
-    int64_t id;
-    char model[CND_ROLLOUT_MODEL_MAX + 1];
+    char model[CND_REGISTRY_NAME_MAX + 1];
     uint64_t version;
     char select[512];
     uint32_t canary, rate;
@@ -123,23 +107,8 @@ typedef struct {
     uint32_t latency_us;
 } cnd_rdevice_t;
 
+/* Creates or migrates the rollout tables (and the registry's first, cnd_registry_init). */
 CND_MUST_USE int cnd_rstore_init(sqlite3 *db);
-
-/* --- artifacts --- */
-/* Stores an artifact (bytes and metadata); a->id receives its id. CND_EEXIST when the digest is
- * there already (a->id then names the existing one). */
-CND_MUST_USE int cnd_rstore_artifact_put(sqlite3 *db, cnd_rartifact_t *a, const uint8_t *bytes,
-                                         size_t len);
-CND_MUST_USE int cnd_rstore_artifact_get(sqlite3 *db, int64_t id, cnd_rartifact_t *a,
-                                         uint8_t **bytes, size_t *len);
-CND_MUST_USE int cnd_rstore_artifact_by_digest(sqlite3 *db, const uint8_t digest[32],
-                                               cnd_rartifact_t *a);
-/* Variants of (model, version) into a new array (caller frees); model "" = any model. */
-CND_MUST_USE int cnd_rstore_artifacts(sqlite3 *db, const char *model, int64_t version,
-                                      cnd_rartifact_t **out, size_t *n);
-
-/* Next manifest sequence for a model (stored before returning). */
-CND_MUST_USE int cnd_rstore_next_seq(sqlite3 *db, const char *model, uint64_t *seq);
 
 /* Learned latency (mean of device reports) of an artifact on a CPU class: 0 and *us when known,
  * CND_ENOTFOUND otherwise. */

@@ -114,8 +114,8 @@ int main(void)
     cnd_publish_opts_t o1 = {"fm", 1, NULL, NULL, -1, NULL, NULL, 0};
     cnd_publish_opts_t o2 = {"fm", 2, NULL, NULL, -1, NULL, NULL, 0};
     int64_t aid;
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v1, l1, &o1, &aid, NULL, NULL) == 0);
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &o2, &aid, NULL, NULL) == 0);
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, v1, l1, &o1, &aid, NULL, NULL) == 0);
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &o2, &aid, NULL, NULL) == 0);
     char names[12][16];
     for (int i = 0; i < 12; i++) {
         snprintf(names[i], sizeof names[i], "dev-%02d", i);

@@ -25,7 +25,7 @@ static int64_t s_publish(cnd_rollout_dir_t *d, const uint8_t *a, size_t n, const
 {
     cnd_publish_opts_t o = {model, ver, variant, classes, -1, lat, "7", 0};
     int64_t id = 0;
-    int rc = cnd_rollout_publish(d->db, d->audit, d->id, d->fpr, a, n, &o, &id, NULL, NULL);
+    int rc = cnd_registry_publish(d->db, d->audit, d->id, d->fpr, a, n, &o, &id, NULL, NULL);
     if (rc) fprintf(stderr, "publish: %s\n", cnd_err_detail());
     CHECK(rc == 0);
     return id;
@@ -191,10 +191,10 @@ int main(void)
     /* The same bytes twice are refused; a broken artifact is refused. */
     cnd_publish_opts_t po = {"fm", 3, NULL, NULL, -1, NULL, NULL, 0};
     int64_t aid;
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &po, &aid, NULL, NULL) ==
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &po, &aid, NULL, NULL) ==
           CND_EEXIST);
     v1[100] ^= 1;
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v1, l1, &po, &aid, NULL, NULL) != 0);
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, v1, l1, &po, &aid, NULL, NULL) != 0);
     v1[100] ^= 1;
 
     uint64_t big = 64u << 20;
