@@ -253,203 +253,249 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
-                       const cnd_rollout_params_t *p, cnd_rollout_summary_t *out)
-{
-    memset(out, 0, sizeof *out);
+/* Rollout creation, one step each: the record from the parameters, where each selected device
+ * stands, the waves, the offer manifests, the audit entry. */
+typedef struct {
     cnd_rollout_rec_t r;
-    memset(&r, 0, sizeof r);
-    int rc = s_resolve(db, p->model_version, r.model, sizeof r.model, &r.version);
-    if (rc) return rc;
     cnd_fleet_select_t sel;
-    if ((rc = cnd_fleet_select_parse(&sel, p->select))) return rc;
-    if ((rc = s_parse_window(p->window, &r.win_start, &r.win_end))) return rc;
+    cnd_rartifact_t *v; /* the variants of the version */
+    size_t nv;
+    cnd_fleet_device_t *devs; /* every enrolled device */
+    size_t nd;
+    char **busy; /* devices held by a live rollout, sorted */
+    size_t nbusy;
+    int *choice;       /* per device: its variant (index into v), -2 when not targeted */
+    uint32_t *order;   /* targeted devices (indexes into devs), shuffled into waves */
+    uint32_t n_target; /* entries of order */
+    int64_t now;
+} s_plan_t;
+
+static void s_plan_free(s_plan_t *pl)
+{
+    for (size_t i = 0; i < pl->nbusy; i++) free(pl->busy[i]);
+    free(pl->busy);
+    free(pl->devs);
+    free(pl->v);
+    free(pl->choice);
+    free(pl->order);
+}
+
+/* The rollout record from the parameters, checked, and the variants it rolls out. */
+static int s_plan_record(s_plan_t *pl, sqlite3 *db, const cnd_rollout_params_t *p)
+{
+    cnd_rollout_rec_t *r = &pl->r;
+    int rc = s_resolve(db, p->model_version, r->model, sizeof r->model, &r->version);
+    if (rc) return rc;
+    if ((rc = cnd_fleet_select_parse(&pl->sel, p->select))) return rc;
+    if ((rc = s_parse_window(p->window, &r->win_start, &r->win_end))) return rc;
     if (p->factor < 1 || p->factor > 100 || p->abort_pct < 0 || p->abort_pct > 100 ||
         p->timeout_s < 1)
         return cnd_errf(CND_EINVAL, "--factor must be 1..100, --abort-failures 0..100, "
                                     "--device-timeout >= 1");
-    snprintf(r.select, sizeof r.select, "%s", p->select ? p->select : "");
-    r.canary = p->canary ? p->canary : 1;
-    r.rate = p->rate;
-    r.factor = p->factor;
-    r.abort_pct = p->abort_pct;
-    r.abort_min = p->abort_min;
-    r.timeout_s = p->timeout_s;
-    r.chunk = p->chunk ? p->chunk : 65536;
-    if (r.chunk < CND_PROTO_CHUNK_MIN || r.chunk > CND_PROTO_CHUNK_MAX)
-        return cnd_errf(CND_EINVAL, "--chunk %u: must be %u..%u", r.chunk, CND_PROTO_CHUNK_MIN,
+    snprintf(r->select, sizeof r->select, "%s", p->select ? p->select : "");
+    r->canary = p->canary ? p->canary : 1;
+    r->rate = p->rate;
+    r->factor = p->factor;
+    r->abort_pct = p->abort_pct;
+    r->abort_min = p->abort_min;
+    r->timeout_s = p->timeout_s;
+    r->chunk = p->chunk ? p->chunk : 65536;
+    if (r->chunk < CND_PROTO_CHUNK_MIN || r->chunk > CND_PROTO_CHUNK_MAX)
+        return cnd_errf(CND_EINVAL, "--chunk %u: must be %u..%u", r->chunk, CND_PROTO_CHUNK_MIN,
                         CND_PROTO_CHUNK_MAX);
-    r.max_active = p->max_active ? p->max_active : 500;
-    r.state = CND_ROLLOUT_RUNNING;
-    cnd_rartifact_t *v = NULL;
-    size_t nv = 0;
-    if ((rc = cnd_registry_list(db, r.model, (int64_t)r.version, &v, &nv))) return rc;
-    if (!nv) {
+    r->max_active = p->max_active ? p->max_active : 500;
+    r->state = CND_ROLLOUT_RUNNING;
+    if ((rc = cnd_registry_list(db, r->model, (int64_t)r->version, &pl->v, &pl->nv))) return rc;
+    if (!pl->nv)
         return cnd_errf(CND_ENOTFOUND,
                         "no artifact of %s@%llu is published (condenser rollout "
                         "publish)",
-                        r.model, (unsigned long long)r.version);
+                        r->model, (unsigned long long)r->version);
+    snprintf(r->job, sizeof r->job, "%s", pl->v[0].job);
+    return 0;
+}
+
+/* A device row of this rollout with what every row says about the device. */
+static void s_plan_row(const s_plan_t *pl, const cnd_fleet_device_t *d, cnd_rdevice_t *row)
+{
+    memset(row, 0, sizeof *row);
+    row->rollout = pl->r.id;
+    snprintf(row->device, sizeof row->device, "%s", d->name);
+    row->has_prev = d->has_running;
+    memcpy(row->prev_digest, d->running_digest, 32);
+    row->updated_ms = pl->now;
+}
+
+/* Device i: not selected (nothing), busy elsewhere or unfit (skipped), already running the
+ * target (current) -- each written with its reason -- or targeted (choice and order). */
+static int s_plan_device(s_plan_t *pl, sqlite3 *db, size_t i, cnd_rollout_summary_t *out)
+{
+    const cnd_fleet_device_t *d = &pl->devs[i];
+    pl->choice[i] = -2;
+    if (d->revoked_ms || !cnd_fleet_select_match(&pl->sel, d)) return 0;
+    out->selected++;
+    cnd_rdevice_t row;
+    s_plan_row(pl, d, &row);
+    const char *nm = d->name;
+    if (pl->nbusy && bsearch(&nm, pl->busy, pl->nbusy, sizeof *pl->busy, s_cmp_str)) {
+        out->busy++;
+        row.state = CND_RDEV_SKIPPED;
+        snprintf(row.reason, sizeof row.reason, "in another live rollout");
+        return cnd_rstore_device_put(db, &row);
     }
-    snprintf(r.job, sizeof r.job, "%s", v[0].job);
-    cnd_fleet_device_t *devs = NULL;
-    size_t nd = 0;
-    char **busy = NULL;
-    size_t nbusy = 0;
-    int *choice = NULL;
-    uint32_t *order = NULL;
-    if ((rc = cnd_fleet_list(db, &devs, &nd)) || (rc = s_busy_devices(db, &busy, &nbusy))) goto out;
-    if (nbusy) qsort(busy, nbusy, sizeof *busy, s_cmp_str);
-    if ((rc = cnd_rstore_rollout_insert(db, &r))) goto out;
-    out->id = r.id;
-    choice = calloc(nd ? nd : 1, sizeof *choice);
-    order = calloc(nd ? nd : 1, sizeof *order);
-    if (!choice || !order) {
-        rc = cnd_errf(CND_ENOMEM, "out of memory");
-        goto out;
+    uint64_t running_size = 0;
+    cnd_rartifact_t ra;
+    if (d->has_running && cnd_registry_by_digest(db, d->running_digest, &ra) == 0)
+        running_size = ra.size;
+    cnd_err_clear();
+    char why[200];
+    int b = s_best_fit(db, pl->v, pl->nv, d, running_size, why, sizeof why);
+    if (b < 0) {
+        out->unfit++;
+        row.state = CND_RDEV_SKIPPED;
+        snprintf(row.reason, sizeof row.reason, "no variant fits: %s", why);
+    } else if (d->has_running && memcmp(d->running_digest, pl->v[b].digest, 32) == 0) {
+        out->current++;
+        row.artifact = pl->v[b].id;
+        row.state = CND_RDEV_CURRENT;
+        snprintf(row.reason, sizeof row.reason, "already running %s", pl->v[b].variant);
+    } else {
+        pl->choice[i] = b;
+        pl->order[pl->n_target++] = (uint32_t)i;
+        return 0;
     }
-    uint32_t n_target = 0;
-    int64_t now = cnd_unix_time() * 1000;
-    for (size_t i = 0; i < nd; i++) {
-        cnd_fleet_device_t *d = &devs[i];
-        choice[i] = -2;
-        if (d->revoked_ms || !cnd_fleet_select_match(&sel, d)) continue;
-        out->selected++;
-        cnd_rdevice_t row;
-        memset(&row, 0, sizeof row);
-        row.rollout = r.id;
-        snprintf(row.device, sizeof row.device, "%s", d->name);
-        row.has_prev = d->has_running;
-        memcpy(row.prev_digest, d->running_digest, 32);
-        row.updated_ms = now;
-        const char *nm = d->name;
-        if (nbusy && bsearch(&nm, busy, nbusy, sizeof *busy, s_cmp_str)) {
-            out->busy++;
-            row.state = CND_RDEV_SKIPPED;
-            snprintf(row.reason, sizeof row.reason, "in another live rollout");
-        } else {
-            uint64_t running_size = 0;
-            cnd_rartifact_t ra;
-            if (d->has_running && cnd_registry_by_digest(db, d->running_digest, &ra) == 0)
-                running_size = ra.size;
-            cnd_err_clear();
-            char why[200];
-            int b = s_best_fit(db, v, nv, d, running_size, why, sizeof why);
-            if (b < 0) {
-                out->unfit++;
-                row.state = CND_RDEV_SKIPPED;
-                snprintf(row.reason, sizeof row.reason, "no variant fits: %s", why);
-            } else if (d->has_running && memcmp(d->running_digest, v[b].digest, 32) == 0) {
-                out->current++;
-                row.artifact = v[b].id;
-                row.state = CND_RDEV_CURRENT;
-                snprintf(row.reason, sizeof row.reason, "already running %s", v[b].variant);
-            } else {
-                choice[i] = b;
-                order[n_target++] = (uint32_t)i;
-                continue;
-            }
-        }
-        if ((rc = cnd_rstore_device_put(db, &row))) goto out;
-    }
-    /* Seeded shuffle, then canary and exponentially growing waves. */
+    return cnd_rstore_device_put(db, &row);
+}
+
+/* The targeted devices, shuffled with the rollout id as seed, into the canary and waves that
+ * grow by the factor (the first after the canary has `rate` devices, or all of them). */
+static int s_plan_waves(s_plan_t *pl, sqlite3 *db, cnd_rollout_summary_t *out)
+{
+    const cnd_rollout_rec_t *r = &pl->r;
     cnd_rng_t rng;
-    cnd_rng_seed(&rng, (uint64_t)r.id * 0x9E3779B97F4A7C15ull);
-    cnd_rng_shuffle_u32(&rng, order, n_target);
+    cnd_rng_seed(&rng, (uint64_t)r->id * 0x9E3779B97F4A7C15ull);
+    cnd_rng_shuffle_u32(&rng, pl->order, pl->n_target);
     uint32_t wave = 0, in_wave = 0;
-    double wsize = r.canary;
-    for (uint32_t k = 0; k < n_target; k++) {
+    double wsize = r->canary;
+    for (uint32_t k = 0; k < pl->n_target; k++) {
         if (in_wave >= (uint32_t)ceil(wsize)) {
             wave++;
             in_wave = 0;
-            wsize = wave == 1 ? (r.rate ? r.rate : n_target) : wsize * r.factor;
+            wsize = wave == 1 ? (r->rate ? r->rate : pl->n_target) : wsize * r->factor;
             if (wsize > 1e9) wsize = 1e9;
         }
         in_wave++;
-        cnd_fleet_device_t *d = &devs[order[k]];
         cnd_rdevice_t row;
-        memset(&row, 0, sizeof row);
-        row.rollout = r.id;
-        snprintf(row.device, sizeof row.device, "%s", d->name);
+        s_plan_row(pl, &pl->devs[pl->order[k]], &row);
         row.wave = wave;
-        row.artifact = v[choice[order[k]]].id;
-        row.has_prev = d->has_running;
-        memcpy(row.prev_digest, d->running_digest, 32);
+        row.artifact = pl->v[pl->choice[pl->order[k]]].id;
         row.state = CND_RDEV_PENDING;
-        row.updated_ms = now;
-        if ((rc = cnd_rstore_device_put(db, &row))) goto out;
+        int rc = cnd_rstore_device_put(db, &row);
+        if (rc) return rc;
     }
-    out->targeted = n_target;
-    out->waves = n_target ? wave + 1 : 0;
-    /* Fresh offer manifests (new sequences) for the variants in use. */
-    for (size_t i = 0; i < nv; i++) {
+    out->targeted = pl->n_target;
+    out->waves = pl->n_target ? wave + 1 : 0;
+    return 0;
+}
+
+/* Fresh offer manifests (the registry's next sequences) for the variants in use. */
+static int s_plan_offers(s_plan_t *pl, sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
+                         const char *actor, int64_t expires_s)
+{
+    for (size_t i = 0; i < pl->nv; i++) {
         int used = 0;
-        for (uint32_t k = 0; k < n_target && !used; k++) used = choice[order[k]] == (int)i;
+        for (uint32_t k = 0; k < pl->n_target && !used; k++)
+            used = pl->choice[pl->order[k]] == (int)i;
         if (!used) continue;
         uint8_t *man;
         size_t ml;
         uint64_t seq = 0;
-        if ((rc = cnd_registry_sign(db, audit, id, actor, &v[i], 0, p->expires_s, &man, &ml, &seq)))
-            goto out;
-        rc = cnd_rstore_manifest_put(db, r.id, v[i].id, "offer", seq, man, ml);
+        int rc = cnd_registry_sign(db, audit, id, actor, &pl->v[i], 0, expires_s, &man, &ml, &seq);
+        if (rc) return rc;
+        rc = cnd_rstore_manifest_put(db, pl->r.id, pl->v[i].id, "offer", seq, man, ml);
         free(man);
-        if (rc) goto out;
+        if (rc) return rc;
     }
-    if (n_target == 0) {
-        r.state = CND_ROLLOUT_COMPLETED;
-        snprintf(r.reason, sizeof r.reason, "no device to update");
-        if ((rc = cnd_rstore_rollout_update(db, &r))) goto out;
+    return 0;
+}
+
+static int s_audit_create(cnd_audit_t *audit, const char *actor, const s_plan_t *pl,
+                          const cnd_rollout_params_t *p, const cnd_rollout_summary_t *out)
+{
+    const cnd_rollout_rec_t *r = &pl->r;
+    char rid[32], ver[160];
+    snprintf(rid, sizeof rid, "%lld", (long long)r->id);
+    cnd_registry_version_name(ver, sizeof ver, r->model, r->version);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "rollout");
+    cnd_jw_str(&w, rid);
+    cnd_jw_key(&w, "version");
+    cnd_jw_str(&w, ver);
+    cnd_jw_key(&w, "select");
+    cnd_jw_str(&w, r->select);
+    cnd_jw_key(&w, "devices");
+    cnd_jw_int(&w, pl->n_target);
+    cnd_jw_key(&w, "canary");
+    cnd_jw_int(&w, pl->n_target < r->canary ? pl->n_target : r->canary);
+    cnd_jw_key(&w, "selected");
+    cnd_jw_int(&w, out->selected);
+    cnd_jw_key(&w, "unfit");
+    cnd_jw_int(&w, out->unfit);
+    cnd_jw_key(&w, "current");
+    cnd_jw_int(&w, out->current);
+    cnd_jw_key(&w, "waves");
+    cnd_jw_int(&w, out->waves);
+    cnd_jw_key(&w, "policy");
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "rate");
+    cnd_jw_int(&w, r->rate);
+    cnd_jw_key(&w, "factor");
+    cnd_jw_double(&w, r->factor);
+    cnd_jw_key(&w, "abort_failures_pct");
+    cnd_jw_double(&w, r->abort_pct);
+    cnd_jw_key(&w, "abort_min");
+    cnd_jw_int(&w, r->abort_min);
+    cnd_jw_key(&w, "device_timeout_s");
+    cnd_jw_int(&w, r->timeout_s);
+    cnd_jw_key(&w, "window");
+    cnd_jw_str(&w, p->window ? p->window : "");
+    cnd_jw_obj_end(&w);
+    cnd_jw_obj_end(&w);
+    int rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_CREATE, rid, r->job, &w, NULL, 0);
+    cnd_jw_free(&w);
+    return rc;
+}
+
+int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
+                       const cnd_rollout_params_t *p, cnd_rollout_summary_t *out)
+{
+    memset(out, 0, sizeof *out);
+    s_plan_t pl;
+    memset(&pl, 0, sizeof pl);
+    int rc = s_plan_record(&pl, db, p);
+    if (!rc) rc = cnd_fleet_list(db, &pl.devs, &pl.nd);
+    if (!rc) rc = s_busy_devices(db, &pl.busy, &pl.nbusy);
+    if (!rc && pl.nbusy) qsort(pl.busy, pl.nbusy, sizeof *pl.busy, s_cmp_str);
+    if (!rc) rc = cnd_rstore_rollout_insert(db, &pl.r);
+    if (!rc) {
+        out->id = pl.r.id;
+        pl.now = cnd_unix_time() * 1000;
+        pl.choice = calloc(pl.nd ? pl.nd : 1, sizeof *pl.choice);
+        pl.order = calloc(pl.nd ? pl.nd : 1, sizeof *pl.order);
+        if (!pl.choice || !pl.order) rc = cnd_errf(CND_ENOMEM, "out of memory");
     }
-    {
-        char rid[32], ver[160];
-        snprintf(rid, sizeof rid, "%lld", (long long)r.id);
-        cnd_registry_version_name(ver, sizeof ver, r.model, r.version);
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "rollout");
-        cnd_jw_str(&w, rid);
-        cnd_jw_key(&w, "version");
-        cnd_jw_str(&w, ver);
-        cnd_jw_key(&w, "select");
-        cnd_jw_str(&w, r.select);
-        cnd_jw_key(&w, "devices");
-        cnd_jw_int(&w, n_target);
-        cnd_jw_key(&w, "canary");
-        cnd_jw_int(&w, n_target < r.canary ? n_target : r.canary);
-        cnd_jw_key(&w, "selected");
-        cnd_jw_int(&w, out->selected);
-        cnd_jw_key(&w, "unfit");
-        cnd_jw_int(&w, out->unfit);
-        cnd_jw_key(&w, "current");
-        cnd_jw_int(&w, out->current);
-        cnd_jw_key(&w, "waves");
-        cnd_jw_int(&w, out->waves);
-        cnd_jw_key(&w, "policy");
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "rate");
-        cnd_jw_int(&w, r.rate);
-        cnd_jw_key(&w, "factor");
-        cnd_jw_double(&w, r.factor);
-        cnd_jw_key(&w, "abort_failures_pct");
-        cnd_jw_double(&w, r.abort_pct);
-        cnd_jw_key(&w, "abort_min");
-        cnd_jw_int(&w, r.abort_min);
-        cnd_jw_key(&w, "device_timeout_s");
-        cnd_jw_int(&w, r.timeout_s);
-        cnd_jw_key(&w, "window");
-        cnd_jw_str(&w, p->window ? p->window : "");
-        cnd_jw_obj_end(&w);
-        cnd_jw_obj_end(&w);
-        rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_CREATE, rid, r.job, &w, NULL, 0);
-        cnd_jw_free(&w);
+    for (size_t i = 0; !rc && i < pl.nd; i++) rc = s_plan_device(&pl, db, i, out);
+    if (!rc) rc = s_plan_waves(&pl, db, out);
+    if (!rc) rc = s_plan_offers(&pl, db, audit, id, actor, p->expires_s);
+    if (!rc && pl.n_target == 0) {
+        pl.r.state = CND_ROLLOUT_COMPLETED;
+        snprintf(pl.r.reason, sizeof pl.r.reason, "no device to update");
+        rc = cnd_rstore_rollout_update(db, &pl.r);
     }
-out:
-    for (size_t i = 0; i < nbusy; i++) free(busy[i]);
-    free(busy);
-    free(devs);
-    free(v);
-    free(choice);
-    free(order);
+    if (!rc) rc = s_audit_create(audit, actor, &pl, p, out);
+    s_plan_free(&pl);
     return rc;
 }
 
