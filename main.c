@@ -4,6 +4,7 @@
  * `int cnd_cmd_<name>(int argc, char **argv)` returning 0 or a negative CND_E* code, and leaves
  * the detail of a failure in cnd_err_detail(), which this file prints.
  */
+#include "cli.h"
 #include "commands.h"
 #include "error.h"
 
@@ -78,6 +79,11 @@ static void s_usage(FILE *f)
 int main(int argc, char **argv)
 {
     s_select_blas_kernels(argv);
+    /* Operator commands log their exact command line (admin.* audit entries). */
+    if (cnd_cli_record_argv(argc, argv) != 0) {
+        fprintf(stderr, "condenser: out of memory\n");
+        return 1;
+    }
     if (argc < 2) {
         s_usage(stderr);
         return 2;

@@ -5,6 +5,7 @@
 #include "agent_config.h"
 #include "agent_daemon.h"
 #include "agent_store.h"
+#include "json.h"
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"
@@ -29,28 +30,112 @@ static void s_print_log(void *ctx, const char *line)
     fflush(stderr);
 }
 
+/* Where `agent status` writes: text on stdout, or the JSON writer. */
+typedef struct {
+    cnd_jw_t *w; /* NULL for text */
+} s_status_out_t;
+
 static void s_type_row(void *ctx, const char *type, uint64_t count, uint64_t bytes)
 {
-    (void)ctx;
-    printf("  %-18s %8llu messages %12llu bytes\n", type, (unsigned long long)count,
-           (unsigned long long)bytes);
+    cnd_jw_t *w = ((s_status_out_t *)ctx)->w;
+    if (!w) {
+        printf("  %-18s %8llu messages %12llu bytes\n", type, (unsigned long long)count,
+               (unsigned long long)bytes);
+        return;
+    }
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "type");
+    cnd_jw_str(w, type);
+    cnd_jw_key(w, "messages");
+    cnd_jw_int(w, (int64_t)count);
+    cnd_jw_key(w, "bytes");
+    cnd_jw_int(w, (int64_t)bytes);
+    cnd_jw_obj_end(w);
 }
 
+/* A round without local training (samples 0) has no validation accuracy to show. */
 static void s_round_row(void *ctx, const cnd_around_t *r)
 {
-    (void)ctx;
-    printf("  job %-4llu round %-4u try %-2u id %u/%-3u %-10s %-9s acc %.4f  %llu samples  %s\n",
-           (unsigned long long)r->job, r->round, r->attempt, r->participant_id, r->n, r->phase,
-           r->outcome[0] ? r->outcome : "running", r->val_acc, (unsigned long long)r->samples,
-           r->reason);
+    cnd_jw_t *w = ((s_status_out_t *)ctx)->w;
+    if (!w) {
+        char acc[16] = "n/a";
+        if (r->samples) snprintf(acc, sizeof acc, "%.4f", r->val_acc);
+        printf(
+            "  job %-4llu round %-4u try %-2u id %u/%-3u %-10s %-9s acc %-6s  %llu samples  %s\n",
+            (unsigned long long)r->job, r->round, r->attempt, r->participant_id, r->n, r->phase,
+            r->outcome[0] ? r->outcome : "running", acc, (unsigned long long)r->samples, r->reason);
+        return;
+    }
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "job");
+    cnd_jw_int(w, (int64_t)r->job);
+    cnd_jw_key(w, "round");
+    cnd_jw_int(w, r->round);
+    cnd_jw_key(w, "attempt");
+    cnd_jw_int(w, r->attempt);
+    cnd_jw_key(w, "participant_id");
+    cnd_jw_int(w, r->participant_id);
+    cnd_jw_key(w, "participants");
+    cnd_jw_int(w, r->n);
+    cnd_jw_key(w, "phase");
+    cnd_jw_str(w, r->phase);
+    cnd_jw_key(w, "outcome"); /* "" while running */
+    cnd_jw_str(w, r->outcome);
+    cnd_jw_key(w, "reason");
+    cnd_jw_str(w, r->reason);
+    cnd_jw_key(w, "samples");
+    cnd_jw_int(w, (int64_t)r->samples);
+    cnd_jw_key(w, "train_ms");
+    cnd_jw_int(w, r->train_ms);
+    cnd_jw_key(w, "clipped");
+    cnd_jw_int(w, (int64_t)r->clipped);
+    cnd_jw_key(w, "val_accuracy");
+    if (r->samples)
+        cnd_jw_double(w, r->val_acc);
+    else
+        cnd_jw_null(w);
+    cnd_jw_key(w, "val_loss");
+    if (r->samples)
+        cnd_jw_double(w, r->val_loss);
+    else
+        cnd_jw_null(w);
+    cnd_jw_obj_end(w);
+}
+
+/* One direction of the message log ('E' left the site, 'I' received): totals and by type. */
+static int s_direction(cnd_astore_t *s, char dir, const char *label, s_status_out_t *o)
+{
+    uint64_t bytes = 0, count = 0;
+    int rc = cnd_astore_totals(s, dir, 0, &bytes, &count);
+    if (rc) return rc;
+    if (!o->w) {
+        printf("%s: %llu messages, %llu bytes\n", label, (unsigned long long)count,
+               (unsigned long long)bytes);
+        return cnd_astore_by_type(s, dir, s_type_row, o);
+    }
+    cnd_jw_key(o->w, dir == 'E' ? "sent" : "received");
+    cnd_jw_obj(o->w);
+    cnd_jw_key(o->w, "messages");
+    cnd_jw_int(o->w, (int64_t)count);
+    cnd_jw_key(o->w, "bytes");
+    cnd_jw_int(o->w, (int64_t)bytes);
+    cnd_jw_key(o->w, "by_type");
+    cnd_jw_arr(o->w);
+    rc = cnd_astore_by_type(s, dir, s_type_row, o);
+    cnd_jw_arr_end(o->w);
+    cnd_jw_obj_end(o->w);
+    return rc;
 }
 
 static int s_status(int argc, char **argv)
 {
     const char *config = NULL;
+    int json = 0;
     const cnd_opt_t opts[] = {
-        {"config", CND_OPT_STR, &config, "FILE", "the agent's configuration (required)"}, {0}};
-    const cnd_cli_t cli = {"condenser agent status --config FILE",
+        {"config", CND_OPT_STR, &config, "FILE", "the agent's configuration (required)"},
+        {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
+        {0}};
+    const cnd_cli_t cli = {"condenser agent status --config FILE [--json]",
                            "Shows what this site's agent did: its rounds, and every message that "
                            "left the site and that it received, by type (sizes and counts; the "
                            "SHA-256 of each is in the database and its audit log).",
@@ -64,22 +149,33 @@ static int s_status(int argc, char **argv)
     if ((rc = cnd_agent_config_load(&c, config))) return rc;
     cnd_astore_t *s = NULL;
     if ((rc = cnd_astore_open(&s, c.state, 1))) return rc;
-    uint64_t eb = 0, en = 0, ib = 0, in = 0;
-    if (!(rc = cnd_astore_totals(s, 'E', 0, &eb, &en)) &&
-        !(rc = cnd_astore_totals(s, 'I', 0, &ib, &in))) {
-        printf("site %s (%s)\n", c.name, c.state);
-        printf("rounds:\n");
-        if (!(rc = cnd_astore_rounds(s, s_round_row, NULL))) {
-            printf("left the site: %llu messages, %llu bytes\n", (unsigned long long)en,
-                   (unsigned long long)eb);
-            rc = cnd_astore_by_type(s, 'E', s_type_row, NULL);
-        }
-        if (!rc) {
-            printf("received: %llu messages, %llu bytes\n", (unsigned long long)in,
-                   (unsigned long long)ib);
-            rc = cnd_astore_by_type(s, 'I', s_type_row, NULL);
-        }
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    s_status_out_t o = {json ? &w : NULL};
+    if (json) {
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "site");
+        cnd_jw_str(&w, c.name);
+        cnd_jw_key(&w, "database");
+        cnd_jw_str(&w, c.state);
+        cnd_jw_key(&w, "rounds");
+        cnd_jw_arr(&w);
+    } else {
+        printf("site %s (%s)\nrounds:\n", c.name, c.state);
     }
+    rc = cnd_astore_rounds(s, s_round_row, &o);
+    if (json) cnd_jw_arr_end(&w);
+    if (!rc) rc = s_direction(s, 'E', "left the site", &o);
+    if (!rc) rc = s_direction(s, 'I', "received", &o);
+    if (!rc && json) {
+        cnd_jw_obj_end(&w);
+        const char *t = cnd_jw_text(&w);
+        if (t)
+            printf("%s\n", t);
+        else
+            rc = cnd_errf(CND_ENOMEM, "agent status: out of memory");
+    }
+    cnd_jw_free(&w);
     cnd_astore_close(&s);
     return rc;
 }
@@ -100,7 +196,7 @@ int cnd_cmd_agent(int argc, char **argv)
         {0}};
     const cnd_cli_t cli = {
         "condenser agent [run] --config FILE [--until-done]   |   condenser agent status --config "
-        "FILE",
+        "FILE [--json]",
         "Runs the site agent: connects to the coordinator whose key is pinned in the config, "
         "takes part in its jobs by training on this site's data, and sends only clipped, "
         "masked model updates and aggregate metrics. Every message that leaves the site is "

@@ -109,8 +109,12 @@
  * admin.<command> e.g. admin.job.create, admin.job.cancel, admin.site.enroll,
  *                 admin.site.revoke, admin.rollout.pause: an operator ran a command.
  *                 actor: the operator identity's fingerprint (or "local:<unix user>").
- *                 subject: what it acted on. details: {"command": the command line (required),
- *                 "result": "ok"|error text} */
+ *                 subject: what it acted on. details: {"argv": the exact command line, every
+ *                 word as the process received it, argv[0] included (array of strings,
+ *                 required; cnd_audit_log_admin), "result": "ok"|error text}. Entries written
+ *                 before argv was recorded have "command" instead: the words after the
+ *                 subcommand's name joined by spaces (quoting and words lost); readers show
+ *                 it as such. */
 #define CND_AUDIT_ADMIN_PREFIX "admin."
 
 #endif

@@ -64,7 +64,7 @@ int cnd_audit_export(cnd_buf_t *out, cnd_audit_t *log, const char *job, cnd_audi
             int64_t t = 0;
             char num[32], when[32], hex[65];
             uint8_t leaf[32];
-            (void)cnd_json_int(cnd_json_get(e, "time_ms"), &t);
+            (void)cnd_json_integer(cnd_json_get(e, "time_ms"), 0, CND_AUDIT_MAX_TIME_MS, &t);
             snprintf(num, sizeof num, "%lld,", seq);
             cnd_buf_put(out, num, strlen(num));
             cnd_iso8601(when, t / 1000);

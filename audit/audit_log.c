@@ -496,8 +496,8 @@ void cnd_audit_cp_body(cnd_buf_t *out, const cnd_audit_cp_t *cp)
     cnd_buf_u8(out, '\n');
 }
 
-/* Signed-note key id: SHA-256(name "\n" 0x01 key)[0..4), 0x01 being the Ed25519 algorithm. */
-static void s_key_id(uint8_t id[4], const char *name, const uint8_t pk[32])
+void cnd_audit_key_id(uint8_t id[CND_AUDIT_KEY_ID_BYTES], const char *name,
+                      const uint8_t pk[CND_AUDIT_PK_BYTES])
 {
     crypto_hash_sha256_state st;
     uint8_t d[32];
@@ -508,15 +508,15 @@ static void s_key_id(uint8_t id[4], const char *name, const uint8_t pk[32])
     crypto_hash_sha256_update(&st, &alg, 1);
     crypto_hash_sha256_update(&st, pk, 32);
     crypto_hash_sha256_final(&st, d);
-    memcpy(id, d, 4);
+    memcpy(id, d, CND_AUDIT_KEY_ID_BYTES);
 }
 
 void cnd_audit_cp_format(cnd_buf_t *out, const cnd_audit_cp_t *cp)
 {
-    uint8_t blob[4 + CND_AUDIT_SIG_BYTES];
+    uint8_t blob[CND_AUDIT_KEY_ID_BYTES + CND_AUDIT_SIG_BYTES];
     char b64[sodium_base64_ENCODED_LEN(sizeof blob, sodium_base64_VARIANT_ORIGINAL)];
-    s_key_id(blob, cp->origin, cp->key);
-    memcpy(blob + 4, cp->sig, CND_AUDIT_SIG_BYTES);
+    memcpy(blob, cp->key_id, CND_AUDIT_KEY_ID_BYTES);
+    memcpy(blob + CND_AUDIT_KEY_ID_BYTES, cp->sig, CND_AUDIT_SIG_BYTES);
     s_b64(b64, sizeof b64, blob, sizeof blob);
     cnd_audit_cp_body(out, cp);
     cnd_buf_put(out, "\n\xE2\x80\x94 ", 5);
@@ -564,7 +564,8 @@ int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len)
     if (s_line(text, len, &off, line, sizeof line) || !s_is_origin(line))
         return cnd_errf(CND_EFORMAT, "checkpoint line 1: expected the log origin");
     snprintf(cp->origin, sizeof cp->origin, "%.*s", CND_AUDIT_MAX_ORIGIN, line);
-    if (s_line(text, len, &off, line, sizeof line) || s_parse_u64(line, (uint64_t)1 << 62, &v))
+    if (s_line(text, len, &off, line, sizeof line) ||
+        s_parse_u64(line, (uint64_t)CND_AUDIT_MAX_TREE_SIZE, &v))
         return cnd_errf(CND_EFORMAT, "checkpoint line 2: expected the tree size");
     cp->tree_size = v;
     size_t got = 0;
@@ -575,8 +576,9 @@ int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len)
         return cnd_errf(CND_EFORMAT, "checkpoint line 3: expected the base64 root hash");
     if (s_line(text, len, &off, line, sizeof line) || strncmp(line, "time ", 5) != 0)
         return cnd_errf(CND_EFORMAT, "checkpoint line 4: expected 'time <ms>'");
-    if (s_parse_u64(line + 5, (uint64_t)INT64_MAX, &v))
-        return cnd_errf(CND_EFORMAT, "checkpoint line 4: bad time");
+    if (s_parse_u64(line + 5, (uint64_t)CND_AUDIT_MAX_TIME_MS, &v))
+        return cnd_errf(CND_EFORMAT,
+                        "checkpoint line 4: bad time (milliseconds from 1970 to 9999)");
     cp->time_ms = (int64_t)v;
     if (s_line(text, len, &off, line, sizeof line) || strncmp(line, "reason ", 7) != 0 ||
         !s_is_token(line + 7, CND_AUDIT_MAX_REASON))
@@ -601,13 +603,14 @@ int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len)
         if (!sp) return cnd_errf(CND_EFORMAT, "checkpoint signature line %d: no signature", n + 1);
         *sp = 0;
         if (strcmp(name, cp->origin) != 0) continue;
-        uint8_t blob[4 + CND_AUDIT_SIG_BYTES];
+        uint8_t blob[CND_AUDIT_KEY_ID_BYTES + CND_AUDIT_SIG_BYTES];
         const char *b64 = sp + 1;
         if (sodium_base642bin(blob, sizeof blob, b64, strlen(b64), NULL, &got, NULL,
                               sodium_base64_VARIANT_ORIGINAL) ||
             got != sizeof blob)
             return cnd_errf(CND_EFORMAT, "checkpoint signature line %d: bad base64", n + 1);
-        memcpy(cp->sig, blob + 4, CND_AUDIT_SIG_BYTES);
+        memcpy(cp->key_id, blob, CND_AUDIT_KEY_ID_BYTES);
+        memcpy(cp->sig, blob + CND_AUDIT_KEY_ID_BYTES, CND_AUDIT_SIG_BYTES);
         return 0;
     }
     return cnd_errf(CND_EFORMAT, "checkpoint has no signature by '%s'", cp->origin);
@@ -626,13 +629,25 @@ int cnd_audit_cp_read(cnd_audit_cp_t *cp, const char *path)
 
 int cnd_audit_cp_verify(const cnd_audit_cp_t *cp, const uint8_t pk[CND_AUDIT_PK_BYTES])
 {
+    uint8_t want[CND_AUDIT_KEY_ID_BYTES];
+    char fpr[CND_AUDIT_FPR_HEX];
+    cnd_audit_key_id(want, cp->origin, pk);
+    cnd_audit_fingerprint(fpr, pk);
+    if (memcmp(want, cp->key_id, sizeof want) != 0)
+        return cnd_errf(CND_ECRYPTO,
+                        "its signature line has key ID %02x%02x%02x%02x, but key %.16s... has key "
+                        "ID %02x%02x%02x%02x under the name '%s': signed by another key",
+                        cp->key_id[0], cp->key_id[1], cp->key_id[2], cp->key_id[3], fpr, want[0],
+                        want[1], want[2], want[3], cp->origin);
     cnd_buf_t body;
     cnd_buf_init(&body);
     cnd_audit_cp_body(&body, cp);
-    int rc = CND_ECRYPTO;
-    if (!body.err && crypto_sign_verify_detached(cp->sig, body.data, body.len, pk) == 0) rc = 0;
+    int oom = body.err != 0;
+    int ok = !oom && crypto_sign_verify_detached(cp->sig, body.data, body.len, pk) == 0;
     cnd_buf_free(&body);
-    return rc;
+    if (oom) return CND_ENOMEM;
+    if (!ok) return cnd_errf(CND_ECRYPTO, "its signature does not verify with key %.16s...", fpr);
+    return 0;
 }
 
 /* Signs and inserts a checkpoint of the current frontier (transaction held by the caller). */
@@ -646,6 +661,7 @@ static int s_checkpoint_locked(cnd_audit_t *log, const char *reason, cnd_audit_c
     snprintf(cp.origin, sizeof cp.origin, "%s", log->origin);
     snprintf(cp.reason, sizeof cp.reason, "%s", reason);
     memcpy(cp.key, log->pk, 32);
+    cnd_audit_key_id(cp.key_id, cp.origin, cp.key);
     cnd_buf_t body;
     cnd_buf_init(&body);
     cnd_audit_cp_body(&body, &cp);
@@ -884,6 +900,7 @@ int cnd_audit_latest_checkpoint(cnd_audit_t *log, cnd_audit_cp_t *cp)
         memcpy(cp->root, sqlite3_column_blob(st, 2), 32);
         memcpy(cp->key, sqlite3_column_blob(st, 6), 32);
         memcpy(cp->sig, sqlite3_column_blob(st, 7), 64);
+        cnd_audit_key_id(cp->key_id, cp->origin, cp->key);
     }
     sqlite3_finalize(st);
     return rc;
@@ -953,6 +970,53 @@ int cnd_audit_log_enroll(cnd_audit_t *log, const char *actor, const char *fpr, c
                            .digests = cert_der ? &d : NULL,
                            .n_digests = cert_der ? 1 : 0};
     int rc = cnd_audit_append(log, &rec, NULL);
+    cnd_jw_free(&w);
+    return rc;
+}
+
+int cnd_audit_log_admin(cnd_audit_t *log, const char *actor, const char *command, int argc,
+                        const char *const *argv, const char *subject, const char *job,
+                        const char *result)
+{
+    char action[80];
+    int n = snprintf(action, sizeof action, "%s%s", CND_AUDIT_ADMIN_PREFIX, command);
+    if (n < 0 || (size_t)n >= sizeof action)
+        return cnd_errf(CND_EINVAL, "admin command name '%s' is too long", command);
+    if (argc < 1 || !argv)
+        return cnd_errf(CND_EINVAL, "%s: the command line was not recorded (cnd_cli_record_argv)",
+                        action);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "argv");
+    cnd_jw_arr(&w);
+    for (int i = 0; i < argc; i++) cnd_jw_str(&w, argv[i]);
+    cnd_jw_arr_end(&w);
+    cnd_jw_key(&w, "result");
+    cnd_jw_str(&w, result ? result : "");
+    cnd_jw_obj_end(&w);
+    const char *details = cnd_jw_text(&w);
+    if (!details) {
+        cnd_jw_free(&w);
+        return CND_ENOMEM;
+    }
+    /* The words read back must be the words given: the writer replaces invalid UTF-8 with
+     * U+FFFD, which would record a command line that was never run. */
+    cnd_json_t *v = NULL;
+    int rc = cnd_json_parse(&v, details, strlen(details));
+    const cnd_json_t *a = rc ? NULL : cnd_json_get(v, "argv");
+    for (int i = 0; !rc && i < argc; i++)
+        if (!a || a->n != (size_t)argc || strcmp(cnd_json_str(a->items[i]), argv[i]) != 0)
+            rc = cnd_errf(CND_EINVAL,
+                          "%s: word %d of the command line is not valid UTF-8: the audit log "
+                          "records command lines exactly and cannot hold it",
+                          action, i);
+    cnd_json_free(&v);
+    if (!rc) {
+        cnd_audit_rec_t rec = {
+            .actor = actor, .action = action, .subject = subject, .job = job, .details = details};
+        rc = cnd_audit_append(log, &rec, NULL);
+    }
     cnd_jw_free(&w);
     return rc;
 }

@@ -48,12 +48,15 @@
 #define CND_AUDIT_PK_BYTES                 32 /* Ed25519 public key */
 #define CND_AUDIT_SIG_BYTES                64 /* Ed25519 signature */
 #define CND_AUDIT_FPR_HEX                  65 /* 64 hex characters + NUL */
+#define CND_AUDIT_KEY_ID_BYTES             4  /* signed-note key ID */
 #define CND_AUDIT_SCHEMA_VERSION           1
 #define CND_AUDIT_DEFAULT_CHECKPOINT_EVERY 1000
 #define CND_AUDIT_MAX_DETAILS              (256 * 1024) /* bytes of details JSON */
 #define CND_AUDIT_MAX_ENTRY                (512 * 1024) /* bytes of one entry; larger rows are refused */
 #define CND_AUDIT_MAX_ORIGIN               128
 #define CND_AUDIT_MAX_REASON               64
+#define CND_AUDIT_MAX_TREE_SIZE            ((int64_t)1 << 62)       /* entries in a log, at most */
+#define CND_AUDIT_MAX_TIME_MS              INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 
 typedef struct cnd_audit cnd_audit_t;
 
@@ -83,8 +86,10 @@ typedef struct {
     int64_t time_ms;    /* when it was signed, ms since the Unix epoch (UTC) */
     char origin[CND_AUDIT_MAX_ORIGIN + 1]; /* the log's name; also the signed note key name */
     char reason[CND_AUDIT_MAX_REASON + 1]; /* why it was signed: "auto", "round.end", ... */
-    uint8_t key[CND_AUDIT_PK_BYTES];  /* the signer's public key (as recorded; never trusted) */
-    uint8_t sig[CND_AUDIT_SIG_BYTES]; /* Ed25519 signature over the body */
+    uint8_t key[CND_AUDIT_PK_BYTES]; /* the signer's public key (as recorded; never trusted) */
+    uint8_t key_id[CND_AUDIT_KEY_ID_BYTES]; /* the note's key ID: as parsed from a note, or
+                                               cnd_audit_key_id(origin, key) from the log */
+    uint8_t sig[CND_AUDIT_SIG_BYTES];       /* Ed25519 signature over the body */
 } cnd_audit_cp_t;
 
 /* Opens (creating if needed) the log in the SQLite file `path` for appending, signing
@@ -153,19 +158,36 @@ CND_MUST_USE int cnd_audit_log_message(cnd_audit_t *log, char dir, const char *a
                                        const char *peer, const char *job, const char *type,
                                        int64_t round, const void *bytes, size_t len, uint64_t *seq);
 
+/* Convenience: appends the `admin.<command>` entry of an operator command (e.g. command
+ * "site.revoke"): details {"argv": [argv[0], ..., argv[argc-1]], "result": result}, the exact
+ * command line as a JSON array of strings, every word as the process received it (argv[0] and
+ * the subcommand words included). A word that is not valid UTF-8 cannot be recorded exactly and
+ * is refused (CND_EINVAL naming the word), as is argc < 1 (no command line recorded). Returns as
+ * cnd_audit_append. */
+CND_MUST_USE int cnd_audit_log_admin(cnd_audit_t *log, const char *actor, const char *command,
+                                     int argc, const char *const *argv, const char *subject,
+                                     const char *job, const char *result);
+
 /* --- checkpoints as signed notes (files an auditor keeps) --- */
 
 /* Appends the signed body of cp: "<origin>\n<size>\n<base64 root>\ntime <ms>\nreason <r>\n". */
 void cnd_audit_cp_body(cnd_buf_t *out, const cnd_audit_cp_t *cp);
-/* Appends the whole signed note: body, a blank line, and "— <origin> <base64(keyid||sig)>\n"
- * (C2SP signed-note format, Ed25519 key id = SHA-256(origin "\n" 0x01 key)[0..4)). */
+/* The C2SP signed-note key ID of Ed25519 key pk under key name `name` (our origin):
+ * SHA-256(name || 0x0A || 0x01 || pk)[0..4), 0x01 being the Ed25519 signature type. */
+void cnd_audit_key_id(uint8_t id[CND_AUDIT_KEY_ID_BYTES], const char *name,
+                      const uint8_t pk[CND_AUDIT_PK_BYTES]);
+/* Appends the whole signed note: body, a blank line, and "— <origin> <base64(key_id||sig)>\n"
+ * (C2SP signed-note format), with cp->key_id as the key ID. */
 void cnd_audit_cp_format(cnd_buf_t *out, const cnd_audit_cp_t *cp);
-/* Parses a signed note into cp (key left zero: a note names its key only by a 4-byte id).
- * Returns 0 or CND_EFORMAT with a detail naming the line at fault. */
+/* Parses a signed note into cp: key_id and sig from the first signature line by the origin; key
+ * left zero (a note names its key only by the 4-byte ID). Returns 0 or CND_EFORMAT with a detail
+ * naming the line at fault. */
 CND_MUST_USE int cnd_audit_cp_parse(cnd_audit_cp_t *cp, const char *text, size_t len);
 /* Reads and parses a checkpoint file (at most 64 KiB). */
 CND_MUST_USE int cnd_audit_cp_read(cnd_audit_cp_t *cp, const char *path);
-/* Verifies cp's signature with pk (also checking the note key id). Returns 0 or CND_ECRYPTO. */
+/* Verifies cp with pk: its key ID must be cnd_audit_key_id(cp->origin, pk) and its signature
+ * must verify. Returns 0, or CND_ECRYPTO with a detail saying which of the two failed (key IDs
+ * in hex), or CND_ENOMEM. */
 CND_MUST_USE int cnd_audit_cp_verify(const cnd_audit_cp_t *cp,
                                      const uint8_t pk[CND_AUDIT_PK_BYTES]);
 

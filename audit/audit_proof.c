@@ -178,9 +178,13 @@ int cnd_audit_prove_consistency(cnd_buf_t *out, cnd_audit_t *log, const cnd_audi
     if (strcmp(old->origin, cnd_audit_origin(log)) != 0)
         return cnd_errf(CND_EINVAL, "the checkpoint is for log '%s', not '%s'", old->origin,
                         cnd_audit_origin(log));
+    /* The proof carries the kept note as it is (with its key ID): it must be this log's, signed
+     * by its key. */
+    int rc = cnd_audit_cp_verify(old, cnd_audit_public_key(log));
+    if (rc) return cnd_err_wrap(rc, "the checkpoint is not signed by this log's key");
     cnd_audit_cp_t cp;
     cnd_merkle_hash_t *leaves = NULL;
-    int rc = s_latest(log, &cp, &leaves);
+    rc = s_latest(log, &cp, &leaves);
     if (rc) return rc;
     if (old->tree_size > cp.tree_size) {
         free(leaves);
@@ -249,21 +253,22 @@ static int s_read_note(const cnd_json_t *proof, const char *key, cnd_audit_cp_t 
     const char *t = cnd_json_str(cnd_json_get(proof, key));
     if (!t) return cnd_errf(CND_EFORMAT, "proof: '%s' is missing", key);
     int rc = cnd_audit_cp_parse(cp, t, strlen(t));
-    if (rc) return cnd_err_wrap(CND_EFORMAT, "proof: %s", key);
-    if (cnd_audit_cp_verify(cp, pk) != 0) {
-        char fpr[CND_AUDIT_FPR_HEX];
-        cnd_audit_fingerprint(fpr, pk);
-        return cnd_errf(CND_ECRYPTO, "proof: the %s's signature does not verify with key %.16s...",
-                        key, fpr);
-    }
+    if (rc) return cnd_err_wrap(CND_EFORMAT, "proof: '%s'", key);
+    /* Names the key ID mismatch (a note of another key, or the wrong --key) or the bad
+     * signature. */
+    if ((rc = cnd_audit_cp_verify(cp, pk))) return cnd_err_wrap(rc, "proof: '%s'", key);
     return 0;
 }
 
+/* Reads integer member `key`: a JSON integer (57, never 57.0 or 5.7e1) from 0 to 2^62. */
 static int s_read_size(const cnd_json_t *proof, const char *key, uint64_t *out)
 {
     int64_t v = 0;
-    if (!cnd_json_int(cnd_json_get(proof, key), &v) || v < 0)
-        return cnd_errf(CND_EFORMAT, "proof: '%s' must be a non-negative integer", key);
+    if (!cnd_json_integer(cnd_json_get(proof, key), 0, CND_AUDIT_MAX_TREE_SIZE, &v))
+        return cnd_errf(CND_EFORMAT,
+                        "proof: '%s' must be an integer from 0 to 2^62 written without a fraction "
+                        "or an exponent",
+                        key);
     *out = (uint64_t)v;
     return 0;
 }
@@ -306,8 +311,8 @@ int cnd_audit_check_proof(char *summary, size_t cap, const char *text, size_t le
             rc = cnd_err_wrap(CND_EFORMAT, "proof: entry");
             goto done;
         }
-        int64_t seq = -1;
-        (void)cnd_json_int(cnd_json_get(e, "seq"), &seq);
+        int64_t seq = -1; /* both checked by cnd_audit_entry_parse */
+        (void)cnd_json_integer(cnd_json_get(e, "seq"), 0, INT64_MAX, &seq);
         if ((uint64_t)seq != index) {
             cnd_json_free(&e);
             rc = cnd_errf(CND_ECRYPTO, "proof: the entry says it is number %lld, not %llu",
@@ -326,7 +331,7 @@ int cnd_audit_check_proof(char *summary, size_t cap, const char *text, size_t le
             goto done;
         }
         int64_t t = 0;
-        (void)cnd_json_int(cnd_json_get(e, "time_ms"), &t);
+        (void)cnd_json_integer(cnd_json_get(e, "time_ms"), 0, CND_AUDIT_MAX_TIME_MS, &t);
         char ewhen[32];
         cnd_iso8601(ewhen, t / 1000);
         cnd_iso8601(when, cp.time_ms / 1000);

@@ -27,15 +27,19 @@
 CND_MUST_USE int cnd_audit_prove_inclusion(cnd_buf_t *out, cnd_audit_t *log, uint64_t seq);
 
 /* Appends to out a proof that the log's latest checkpoint extends `old` (a checkpoint kept from
- * earlier). Returns 0; CND_EINVAL (old is for another log or larger than the latest);
- * CND_ECORRUPT (the log is not consistent with old: its first old->tree_size entries no longer
- * hash to old's root, a finding); CND_ENOTFOUND, CND_EDB, CND_ENOMEM. */
+ * earlier, written into the proof as parsed, with its own key ID). Returns 0; CND_EINVAL (old
+ * is for another log or larger than the latest); CND_ECRYPTO (old's key ID or signature is not
+ * of the log's key); CND_ECORRUPT (the log is not consistent with old: its first
+ * old->tree_size entries no longer hash to old's root, a finding); CND_ENOTFOUND, CND_EDB,
+ * CND_ENOMEM. */
 CND_MUST_USE int cnd_audit_prove_consistency(cnd_buf_t *out, cnd_audit_t *log,
                                              const cnd_audit_cp_t *old);
 
 /* Checks a proof file's text with the log's public key. On success writes a one-line account of
- * what was proven into summary and returns 0. Returns CND_EFORMAT (not a proof file, with a
- * detail) or CND_ECRYPTO (a signature or the proof does not verify, with a detail). */
+ * what was proven into summary and returns 0. Returns CND_EFORMAT (not a proof file, or a field
+ * of the wrong type or range: integers must be written as JSON integers; the detail names the
+ * field) or CND_ECRYPTO (a checkpoint's key ID is not pk's, or a signature or the proof does not
+ * verify; the detail names the field). */
 CND_MUST_USE int cnd_audit_check_proof(char *summary, size_t cap, const char *text, size_t len,
                                        const uint8_t pk[CND_AUDIT_PK_BYTES]);
 

@@ -64,7 +64,7 @@ static int s_collect(cnd_audit_t *log, const char *action, const char *peer, con
         const char *dg = cnd_json_str(cnd_json_get(cnd_json_get(e, "digests"), "message"));
         const char *type = cnd_json_str(cnd_json_get(d, "type"));
         int64_t size = -1;
-        (void)cnd_json_int(cnd_json_get(d, "size"), &size);
+        (void)cnd_json_integer(cnd_json_get(d, "size"), 0, INT64_MAX, &size);
         if (p && strcmp(p, peer) == 0 && (!job || (ej && strcmp(ej, job) == 0))) {
             if (*n == cap) {
                 size_t nc = cap ? 2 * cap : 64;

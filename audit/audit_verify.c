@@ -128,9 +128,10 @@ int cnd_audit_entry_parse(cnd_json_t **out, const char *text, size_t len)
             why = "digests must be an object";
         else if (!s_is_hex64(cnd_json_str(cnd_json_get(v, "prev_root"))))
             why = "prev_root must be 64 lower-case hex characters";
-        else if (!cnd_json_int(cnd_json_get(v, "seq"), &n) || n < 0 ||
-                 !cnd_json_int(cnd_json_get(v, "time_ms"), &n))
-            why = "seq and time_ms must be integers (seq >= 0)";
+        else if (!cnd_json_integer(cnd_json_get(v, "seq"), 0, CND_AUDIT_MAX_TREE_SIZE - 1, &n))
+            why = "seq must be an integer from 0 to 2^62 - 1";
+        else if (!cnd_json_integer(cnd_json_get(v, "time_ms"), 0, CND_AUDIT_MAX_TIME_MS, &n))
+            why = "time_ms must be an integer from 0 (1970) to 253402300799999 (9999)";
         for (size_t i = 0; !why && i < dg->n; i++)
             if (!s_is_hex64(cnd_json_str(dg->items[i])))
                 why = "every digest must be 64 lower-case hex characters";
@@ -196,6 +197,8 @@ static int s_load_checkpoints(cnd_audit_verdict_t *v, cnd_audit_t *log, const ui
         memcpy(cp.sig, sqlite3_column_blob(st, 7), 64);
         snprintf(cp.origin, sizeof cp.origin, "%s", o);
         snprintf(cp.reason, sizeof cp.reason, "%s", r);
+        /* A row stores no key ID (it is not a note): the signature alone decides. */
+        cnd_audit_key_id(cp.key_id, cp.origin, pk);
         char when[32];
         s_fmt_time(when, cp.time_ms);
         if (strcmp(cp.origin, cnd_audit_origin(log)) != 0) {
@@ -272,8 +275,9 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
         return 1;
     }
     int64_t eseq = 0, etime = 0;
-    (void)cnd_json_int(cnd_json_get(e, "seq"), &eseq);
-    (void)cnd_json_int(cnd_json_get(e, "time_ms"), &etime);
+    /* Both checked by cnd_audit_entry_parse. */
+    (void)cnd_json_integer(cnd_json_get(e, "seq"), 0, INT64_MAX, &eseq);
+    (void)cnd_json_integer(cnd_json_get(e, "time_ms"), 0, INT64_MAX, &etime);
     if ((uint64_t)eseq != seq) {
         s_problem(v,
                   "entry %llu: the row holds the entry signed as number %lld: rows were "
@@ -329,27 +333,11 @@ static int s_check_row(cnd_audit_verdict_t *v, sqlite3_stmt *st, uint64_t seq,
     return bad;
 }
 
-int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk,
-                     const cnd_audit_cp_t *kept, const char *const *kept_names, size_t n_kept,
-                     cnd_audit_progress_fn progress, void *ctx)
+/* Steps 1-3 of a verification: the file's integrity, which key, the append-only triggers. */
+static void s_check_file(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk)
 {
-    memset(v, 0, sizeof *v);
-    v->ok = 1;
-    v->first_bad = -1;
     sqlite3 *db = cnd_audit_db(log);
-    const uint8_t *key = pk ? pk : cnd_audit_public_key(log);
-    v->key_pinned = pk != NULL;
-    cnd_audit_fingerprint(v->fingerprint, key);
-    s_target *targets = NULL;
-    size_t nt = 0;
     sqlite3_stmt *st = NULL;
-    int rc = 0;
-
-    /* One read transaction: a node appending meanwhile cannot make the checkpoints and the
-     * entries come from different moments. */
-    int in_txn =
-        sqlite3_get_autocommit(db) && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
-
     /* 1. The file itself. */
     if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) == SQLITE_OK) {
         if (sqlite3_step(st) == SQLITE_ROW) {
@@ -362,7 +350,6 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
     } else {
         s_problem(v, "the database file is damaged: %s", sqlite3_errmsg(db));
     }
-
     /* 2. Which key. */
     if (pk && sodium_memcmp(pk, cnd_audit_public_key(log), 32) != 0) {
         char rec[CND_AUDIT_FPR_HEX];
@@ -376,7 +363,6 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
                "itself (%.16s...); pin the node's public key with --key to rule out a log "
                "re-signed with another key",
                v->fingerprint);
-
     /* 3. Belt and braces. */
     if (sqlite3_prepare_v2(db,
                            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN"
@@ -386,11 +372,16 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) != 4)
             s_note(v, "the triggers that refuse UPDATE and DELETE were removed from the file");
         sqlite3_finalize(st);
-        st = NULL;
     }
+}
 
-    /* 4. Checkpoints: in the log, and kept by the auditor. */
-    if ((rc = s_load_checkpoints(v, log, key, &targets, &nt))) goto done;
+/* Step 4: the log's own checkpoints and the auditor's kept ones, as targets sorted by size. */
+static int s_targets(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *key,
+                     const cnd_audit_cp_t *kept, const char *const *kept_names, size_t n_kept,
+                     s_target **targets, size_t *nt)
+{
+    int rc = s_load_checkpoints(v, log, key, targets, nt);
+    if (rc) return rc;
     for (size_t i = 0; i < n_kept; i++) {
         const cnd_audit_cp_t *cp = &kept[i];
         const char *name = kept_names && kept_names[i] ? kept_names[i] : "kept checkpoint";
@@ -401,160 +392,205 @@ int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk
             continue;
         }
         if (cnd_audit_cp_verify(cp, key) != 0) {
-            s_problem(v, "%s: signature does not verify with key %.16s...", name, v->fingerprint);
+            s_problem(v, "%s: %s", name, cnd_err_detail());
             continue;
         }
-        s_target *n2 = realloc(targets, (nt + 1) * sizeof *n2);
-        if (!n2) {
-            rc = CND_ENOMEM;
-            goto done;
-        }
-        targets = n2;
-        s_target *t = &targets[nt++];
+        s_target *n2 = realloc(*targets, (*nt + 1) * sizeof *n2);
+        if (!n2) return CND_ENOMEM;
+        *targets = n2;
+        s_target *t = &n2[(*nt)++];
         t->size = cp->tree_size;
         memcpy(t->root, cp->root, 32);
         t->kept = 1;
         snprintf(t->label, sizeof t->label, "kept checkpoint %s (size %llu)", name,
                  (unsigned long long)cp->tree_size);
     }
-    if (nt) qsort(targets, nt, sizeof *targets, s_target_cmp);
+    if (*nt) qsort(*targets, *nt, sizeof **targets, s_target_cmp);
+    return 0;
+}
 
-    /* 5. One pass over the entries. */
+/* The state of step 5, the one pass over the entries. */
+typedef struct {
+    s_target *targets;
+    size_t nt, ti;           /* targets, and the next one to reach */
+    cnd_merkle_frontier_t f; /* the tree so far */
+    uint64_t last_good;      /* size of the last checkpoint whose root matched */
+    int broken;              /* rows are missing: nothing after can be checked */
+    int64_t prev_time;
+    s_cascade cs;
+} s_walk_t;
+
+/* Compares every target of the tree's current size with its root. */
+static void s_walk_targets(cnd_audit_verdict_t *v, s_walk_t *w)
+{
+    for (; w->ti < w->nt && w->targets[w->ti].size == w->f.size; w->ti++) {
+        s_target *t = &w->targets[w->ti];
+        uint8_t root[32];
+        cnd_merkle_frontier_root(&w->f, root);
+        if (sodium_memcmp(root, t->root, 32) == 0) {
+            t->kept ? v->kept_ok++ : v->checkpoints_ok++;
+            if (w->f.size > w->last_good) {
+                w->last_good = w->f.size;
+                snprintf(v->covered_by, sizeof v->covered_by, "%s", t->label);
+            }
+        } else if (w->cs.cp_first[0]) {
+            /* Once one checkpoint mismatches, every later one does too. */
+            w->cs.cp_n++;
+            snprintf(w->cs.cp_last, sizeof w->cs.cp_last, "%s", t->label);
+        } else {
+            s_problem(v,
+                      "%s: the entries no longer hash to the root it signed: an entry in "
+                      "%llu..%llu was changed",
+                      t->label, (unsigned long long)w->last_good,
+                      (unsigned long long)w->f.size - 1);
+            snprintf(w->cs.cp_first, sizeof w->cs.cp_first, "%s", t->label);
+            /* An entry already located inside the interval explains the mismatch. */
+            if (!(v->first_bad >= (int64_t)w->last_good && v->first_bad_exact))
+                s_bad(v, w->last_good, w->f.size, 0);
+        }
+    }
+}
+
+/* Step 5: every entry in order, against the chain and every target it reaches. */
+static int s_walk_entries(cnd_audit_verdict_t *v, s_walk_t *w, sqlite3 *db,
+                          cnd_audit_progress_fn progress, void *ctx)
+{
     uint64_t total = 0;
+    sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "SELECT count(*) FROM audit_entry", -1, &st, NULL) == SQLITE_OK) {
         if (sqlite3_step(st) == SQLITE_ROW) total = (uint64_t)sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
-        st = NULL;
     }
     if (sqlite3_prepare_v2(db,
                            "SELECT seq, time_ms, actor, action, subject, job, entry, leaf_hash"
                            " FROM audit_entry ORDER BY seq",
-                           -1, &st, NULL)) {
-        rc = cnd_errf(CND_EDB, "reading entries: %s", sqlite3_errmsg(db));
-        goto done;
-    }
-    cnd_merkle_frontier_t f;
-    cnd_merkle_frontier_init(&f);
-    size_t ti = 0;
-    uint64_t last_good = 0; /* size of the last checkpoint whose root matched */
-    int broken = 0;
-    int64_t prev_time = INT64_MIN;
-    s_cascade cs;
-    memset(&cs, 0, sizeof cs);
+                           -1, &st, NULL))
+        return cnd_errf(CND_EDB, "reading entries: %s", sqlite3_errmsg(db));
     /* Checkpoints of the empty tree. */
-    for (; ti < nt && targets[ti].size == 0; ti++) {
+    for (; w->ti < w->nt && w->targets[w->ti].size == 0; w->ti++) {
         uint8_t e[32];
         cnd_merkle_empty_root(e);
-        if (sodium_memcmp(e, targets[ti].root, 32) == 0)
-            targets[ti].kept ? v->kept_ok++ : v->checkpoints_ok++;
+        if (sodium_memcmp(e, w->targets[w->ti].root, 32) == 0)
+            w->targets[w->ti].kept ? v->kept_ok++ : v->checkpoints_ok++;
         else
-            s_problem(v, "%s: signed a root that is not the empty tree's", targets[ti].label);
+            s_problem(v, "%s: signed a root that is not the empty tree's", w->targets[w->ti].label);
     }
+    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         v->entries++;
         if (progress && (v->entries & 1023) == 0) progress(ctx, v->entries, total);
-        if (broken) continue;
+        if (w->broken) continue;
         int64_t seq = sqlite3_column_int64(st, 0);
-        if (seq < 0 || (uint64_t)seq != f.size) {
+        if (seq < 0 || (uint64_t)seq != w->f.size) {
             s_problem(v, "entries %llu..%lld are missing: rows were deleted",
-                      (unsigned long long)f.size, (long long)seq - 1);
-            s_bad(v, f.size, f.size + 1, 1);
-            broken = 1;
+                      (unsigned long long)w->f.size, (long long)seq - 1);
+            s_bad(v, w->f.size, w->f.size + 1, 1);
+            w->broken = 1;
             continue;
         }
         uint8_t leaf[32];
-        s_check_row(v, st, (uint64_t)seq, &f, leaf, &prev_time, &cs);
-        cnd_merkle_frontier_push(&f, leaf);
-        for (; ti < nt && targets[ti].size == f.size; ti++) {
-            uint8_t root[32];
-            cnd_merkle_frontier_root(&f, root);
-            if (sodium_memcmp(root, targets[ti].root, 32) == 0) {
-                targets[ti].kept ? v->kept_ok++ : v->checkpoints_ok++;
-                if (f.size > last_good) last_good = f.size;
-            } else if (cs.cp_first[0]) {
-                /* Once one checkpoint mismatches, every later one does too. */
-                cs.cp_n++;
-                snprintf(cs.cp_last, sizeof cs.cp_last, "%s", targets[ti].label);
-            } else {
-                s_problem(v,
-                          "%s: the entries no longer hash to the root it signed: an entry in "
-                          "%llu..%llu was changed",
-                          targets[ti].label, (unsigned long long)last_good,
-                          (unsigned long long)f.size - 1);
-                snprintf(cs.cp_first, sizeof cs.cp_first, "%s", targets[ti].label);
-                /* An entry already located inside the interval explains the mismatch. */
-                if (!(v->first_bad >= (int64_t)last_good && v->first_bad_exact))
-                    s_bad(v, last_good, f.size, 0);
-            }
-        }
+        s_check_row(v, st, (uint64_t)seq, &w->f, leaf, &w->prev_time, &w->cs);
+        cnd_merkle_frontier_push(&w->f, leaf);
+        s_walk_targets(v, w);
     }
     sqlite3_finalize(st);
-    st = NULL;
     if (rc != SQLITE_DONE) {
         s_problem(v, "reading entries failed after %llu rows: %s", (unsigned long long)v->entries,
                   sqlite3_errmsg(db));
-        s_bad(v, f.size, f.size + 1, 1);
+        s_bad(v, w->f.size, w->f.size + 1, 1);
     }
-    rc = 0;
-    if (cs.chain_n)
+    if (progress) progress(ctx, v->entries, total);
+    return 0;
+}
+
+/* After the pass: the cascades summarised, targets never reached (truncation), coverage. */
+static void s_walk_end(cnd_audit_verdict_t *v, s_walk_t *w)
+{
+    if (w->cs.chain_n)
         s_problem(v,
                   "entries %llu..%llu (%llu of them): their prev_root no longer matches the "
                   "entries before them, a consequence of the change located above",
-                  (unsigned long long)cs.chain_first, (unsigned long long)cs.chain_last,
-                  (unsigned long long)cs.chain_n);
-    if (cs.cp_n)
+                  (unsigned long long)w->cs.chain_first, (unsigned long long)w->cs.chain_last,
+                  (unsigned long long)w->cs.chain_n);
+    if (w->cs.cp_n)
         s_problem(v, "%llu later checkpoint(s), up to %s, no longer match either",
-                  (unsigned long long)cs.cp_n, cs.cp_last);
-    if (progress) progress(ctx, v->entries, total);
-    v->verified = f.size;
-    cnd_merkle_frontier_root(&f, v->root);
-    for (; ti < nt; ti++) {
-        if (broken)
-            s_problem(v, "%s: cannot be checked past the missing entries", targets[ti].label);
+                  (unsigned long long)w->cs.cp_n, w->cs.cp_last);
+    v->verified = w->f.size;
+    cnd_merkle_frontier_root(&w->f, v->root);
+    for (; w->ti < w->nt; w->ti++) {
+        const s_target *t = &w->targets[w->ti];
+        if (w->broken)
+            s_problem(v, "%s: cannot be checked past the missing entries", t->label);
         else
             s_problem(v,
                       "%s: it covers %llu entries but the log has %llu: entries %llu..%llu "
                       "were removed (truncated)",
-                      targets[ti].label, (unsigned long long)targets[ti].size,
-                      (unsigned long long)f.size, (unsigned long long)f.size,
-                      (unsigned long long)targets[ti].size - 1);
-        if (!broken) s_bad(v, f.size, targets[ti].size, 1);
+                      t->label, (unsigned long long)t->size, (unsigned long long)w->f.size,
+                      (unsigned long long)w->f.size, (unsigned long long)t->size - 1);
+        if (!w->broken) s_bad(v, w->f.size, t->size, 1);
     }
-    v->covered = last_good;
-    if (v->ok && last_good < v->verified)
+    v->covered = w->last_good;
+    if (v->ok && w->last_good < v->verified)
         s_note(v,
                "entries %llu..%llu are not yet covered by a signed checkpoint: until one is "
                "signed they are protected only by the hash chain",
-               (unsigned long long)last_good, (unsigned long long)v->verified - 1);
+               (unsigned long long)w->last_good, (unsigned long long)v->verified - 1);
+}
 
-done:
-    sqlite3_finalize(st);
-    if (in_txn) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    free(targets);
-    if (rc) {
-        cnd_audit_verdict_free(v);
-        return rc;
-    }
+/* The verdict's one-line summary. */
+static void s_summary(cnd_audit_verdict_t *v)
+{
     char rh[65];
     cnd_hex(rh, v->root, 32);
-    if (v->ok) {
+    if (v->ok)
         snprintf(v->summary, sizeof v->summary,
                  "OK: %llu entries, %llu of %llu checkpoints%s verified (key %.16s...%s); root "
                  "%.16s...",
                  (unsigned long long)v->entries, (unsigned long long)v->checkpoints_ok,
                  (unsigned long long)v->checkpoints, v->kept ? " and the kept ones" : "",
                  v->fingerprint, v->key_pinned ? "" : ", recorded in the log", rh);
-    } else if (v->first_bad >= 0 && v->first_bad_exact) {
+    else if (v->first_bad >= 0 && v->first_bad_exact)
         snprintf(v->summary, sizeof v->summary, "FAILED: %zu problem%s; first bad entry: %lld",
                  v->n_problems, v->n_problems == 1 ? "" : "s", (long long)v->first_bad);
-    } else if (v->first_bad >= 0) {
+    else if (v->first_bad >= 0)
         snprintf(v->summary, sizeof v->summary,
                  "FAILED: %zu problem%s; first bad entry: one of %lld..%lld", v->n_problems,
                  v->n_problems == 1 ? "" : "s", (long long)v->first_bad,
                  (long long)v->first_bad_end - 1);
-    } else {
+    else
         snprintf(v->summary, sizeof v->summary, "FAILED: %zu problem%s (no entry is at fault)",
                  v->n_problems, v->n_problems == 1 ? "" : "s");
+}
+
+int cnd_audit_verify(cnd_audit_verdict_t *v, cnd_audit_t *log, const uint8_t *pk,
+                     const cnd_audit_cp_t *kept, const char *const *kept_names, size_t n_kept,
+                     cnd_audit_progress_fn progress, void *ctx)
+{
+    memset(v, 0, sizeof *v);
+    v->ok = 1;
+    v->first_bad = -1;
+    sqlite3 *db = cnd_audit_db(log);
+    const uint8_t *key = pk ? pk : cnd_audit_public_key(log);
+    v->key_pinned = pk != NULL;
+    cnd_audit_fingerprint(v->fingerprint, key);
+    s_walk_t w;
+    memset(&w, 0, sizeof w);
+    w.prev_time = INT64_MIN;
+    cnd_merkle_frontier_init(&w.f);
+    /* One read transaction: a node appending meanwhile cannot make the checkpoints and the
+     * entries come from different moments. */
+    int in_txn =
+        sqlite3_get_autocommit(db) && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    s_check_file(v, log, pk);
+    int rc = s_targets(v, log, key, kept, kept_names, n_kept, &w.targets, &w.nt);
+    if (!rc) rc = s_walk_entries(v, &w, db, progress, ctx);
+    if (!rc) s_walk_end(v, &w);
+    if (in_txn) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    free(w.targets);
+    if (rc) {
+        cnd_audit_verdict_free(v);
+        return rc;
     }
+    s_summary(v);
     return 0;
 }

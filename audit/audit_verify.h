@@ -32,6 +32,8 @@ typedef struct {
     uint64_t kept;           /* kept checkpoints given by the caller */
     uint64_t kept_ok;        /* of which signature and root verified */
     uint64_t covered;        /* entries covered by the largest verified signed checkpoint */
+    char covered_by[160];    /* that checkpoint: "checkpoint #K (size N, time, reason R)" or
+                                "kept checkpoint FILE (size N)"; "" when covered is 0 */
     int64_t first_bad;       /* first bad entry, or -1 when none was found */
     int64_t first_bad_end;   /* when first_bad_exact is 0: the bad entry is in [first_bad, end) */
     int first_bad_exact;     /* 1 when first_bad names the entry itself */

@@ -8,6 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The command line recorded by cnd_cli_record_argv(): a process-wide fact, set once by main(). */
+static char **s_argv;
+static int s_argc = -1;
+
+int cnd_cli_record_argv(int argc, char **argv)
+{
+    if (argc < 0) return cnd_errf(CND_EINVAL, "negative argument count");
+    char **copy = malloc(((size_t)argc + 1) * sizeof *copy);
+    if (!copy) return CND_ENOMEM;
+    if (argc) memcpy(copy, argv, (size_t)argc * sizeof *copy);
+    copy[argc] = NULL;
+    free(s_argv);
+    s_argv = copy;
+    s_argc = argc;
+    return 0;
+}
+
+int cnd_cli_argv(const char *const **argv)
+{
+    *argv = (const char *const *)s_argv;
+    return s_argv ? s_argc : -1;
+}
+
 void cnd_cli_help(const cnd_cli_t *cli)
 {
     printf("usage: %s\n\n%s\n", cli->usage, cli->summary);

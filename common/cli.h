@@ -42,4 +42,14 @@ int cnd_cli_parse(const cnd_cli_t *cli, int argc, char **argv, int *npos, char *
 /* Prints the help text for `cli` to stdout. */
 void cnd_cli_help(const cnd_cli_t *cli);
 
+/* Records the process's command line, as main() received it, for the audit entries of operator
+ * commands (admin.*, which hold every word). main() calls it before dispatching. A copy of the
+ * pointer array is kept, because cnd_cli_parse() compacts positional arguments in place (the
+ * strings themselves are never modified). Returns 0 or CND_ENOMEM. */
+int cnd_cli_record_argv(int argc, char **argv);
+
+/* The recorded command line: sets *argv (NULL-terminated, owned by this module) and returns
+ * argc, or returns -1 with *argv = NULL when none was recorded (library use). */
+int cnd_cli_argv(const char *const **argv);
+
 #endif

@@ -12,7 +12,8 @@ double cnd_cputime(void);
 int64_t cnd_unix_time(void);
 /* Wall-clock Unix time in milliseconds (what every store and audit entry records). */
 int64_t cnd_unix_ms(void);
-/* Writes UTC time as ISO 8601 ("2026-11-28T01:18:34Z") into out (>= 21 bytes). */
+/* Writes UTC time as ISO 8601 ("2026-11-28T01:18:34Z") into out (>= 21 bytes), NUL-terminated
+ * for any input; times outside the years 0000..9999 are written "(time out of range)". */
 char *cnd_iso8601(char *out, int64_t unix_seconds);
 
 #endif

@@ -65,9 +65,21 @@ int cnd_file_read_gz(const char *path, size_t max_bytes, uint8_t **data, size_t 
 {
     *data = NULL;
     *len = 0;
-    gzFile gz = gzopen(path, "rb");
-    if (!gz) return cnd_errf(CND_EIO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = max_bytes < ((size_t)1 << 20) ? max_bytes : ((size_t)1 << 20), n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return cnd_errf(CND_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return cnd_errf(CND_EIO, "%s: not a regular file", path);
+    }
+    gzFile gz = gzdopen(fd, "rb"); /* owns fd from here */
+    if (!gz) {
+        close(fd);
+        return cnd_errf(CND_ENOMEM, "%s: out of memory", path);
+    }
+    /* starts small and doubles: most reads are a few KiB (labels), and a 1 MiB first buffer
+     * made each of them map and unmap a fresh MiB */
+    size_t cap = max_bytes < ((size_t)1 << 16) ? max_bytes : ((size_t)1 << 16), n = 0;
     uint8_t *buf = malloc(cap + 1);
     if (!buf) {
         gzclose(gz);
@@ -97,12 +109,13 @@ int cnd_file_read_gz(const char *path, size_t max_bytes, uint8_t **data, size_t 
         if (want > INT_MAX / 2) want = INT_MAX / 2;
         int r = gzread(gz, buf + n, (unsigned)want);
         if (r < 0) {
+            /* zlib's message lives in gz: format it before gzclose frees it */
             int zerr;
-            const char *msg = gzerror(gz, &zerr);
+            int rc = cnd_errf(CND_EFORMAT, "%s: corrupt gzip stream after %zu bytes: %s", path, n,
+                              gzerror(gz, &zerr));
             free(buf);
             gzclose(gz);
-            return cnd_errf(CND_EFORMAT, "%s: corrupt gzip stream after %zu bytes: %s", path, n,
-                            msg);
+            return rc;
         }
         if (r == 0) break;
         n += (size_t)r;

@@ -18,7 +18,9 @@
  * CND_ERANGE. Returns 0, CND_EIO (open/read failed), CND_ERANGE or CND_ENOMEM. */
 int cnd_file_read(const char *path, size_t max_bytes, uint8_t **data, size_t *len);
 
-/* Like cnd_file_read but transparently gunzips (zlib's gzread passes plain files through). */
+/* Like cnd_file_read but transparently gunzips (zlib's gzread passes plain files through).
+ * Refuses what is not a regular file (CND_EIO); a corrupt stream is CND_EFORMAT with zlib's
+ * message. */
 int cnd_file_read_gz(const char *path, size_t max_bytes, uint8_t **data, size_t *len);
 
 /* Writes `len` bytes to `path` atomically with permissions `mode` (e.g. 0644, 0600).

@@ -251,6 +251,7 @@ static int s_number(s_cur *c, cnd_json_t *v)
             v->type = CND_JSON_INT;
             v->i = x;
             v->d = (double)x;
+            v->written_int = 1;
             return 0;
         }
     }
@@ -598,9 +599,9 @@ int cnd_json_number(const cnd_json_t *v, double *out)
     return 1;
 }
 
-int cnd_json_int(const cnd_json_t *v, int64_t *out)
+int cnd_json_integer(const cnd_json_t *v, int64_t min, int64_t max, int64_t *out)
 {
-    if (!v || v->type != CND_JSON_INT) return 0;
+    if (!v || v->type != CND_JSON_INT || !v->written_int || v->i < min || v->i > max) return 0;
     *out = v->i;
     return 1;
 }

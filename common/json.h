@@ -53,6 +53,7 @@ struct cnd_json {
     cnd_json_type_t type;
     int b;              /* BOOL */
     int64_t i;          /* INT */
+    int written_int;    /* INT: 1 when the text was a JSON integer (no fraction, no exponent) */
     double d;           /* NUM (and INT converted, for convenience) */
     char *s;            /* STR: NUL-terminated UTF-8 (no embedded NUL) */
     size_t n;           /* ARR/OBJ: number of items */
@@ -81,8 +82,11 @@ const cnd_json_t *cnd_json_get(const cnd_json_t *obj, const char *key);
 const char *cnd_json_str(const cnd_json_t *v);
 /* 1 and the value in *out when v is a number (INT or NUM), else 0. */
 int cnd_json_number(const cnd_json_t *v, double *out);
-/* 1 and the value in *out when v is an INT, else 0. */
-int cnd_json_int(const cnd_json_t *v, int64_t *out);
+/* 1 and the value in *out when v was written as a JSON integer (an optional '-' and digits: no
+ * fraction, no exponent) that lies in [min, max]; else 0 (also for NULL). The integer fields of
+ * files are read with it: 57.0 and 5.7e1 are numbers equal to 57 (and canonicalise to 57), but
+ * not integers here, so a hand-edited file cannot pass one off as the other. */
+int cnd_json_integer(const cnd_json_t *v, int64_t min, int64_t max, int64_t *out);
 
 /* Appends s[0..len) as a JSON string literal (with quotes), escaped canonically. Invalid UTF-8
  * bytes are replaced by U+FFFD so the output is always valid JSON. */

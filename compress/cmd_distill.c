@@ -16,39 +16,53 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cnd_cmd_distill(int argc, char **argv)
+/* What the command line asked for. */
+typedef struct {
+    const char *data, *arch, *student, *teacher, *out, *optname, *test, *sched, *augment;
+    long epochs, batch, seed, threads, subset;
+    double lr, wd, momentum, T, alpha;
+    int resume, no_ckpt;
+} s_opts_t;
+
+/* Parses argv into o. Returns 0, 1 after --help, or a negative CND_E* code. */
+static int s_parse(s_opts_t *o, int argc, char **argv)
 {
-    const char *data = "fmnist", *arch = NULL, *student = NULL, *teacher_path = NULL;
-    const char *out = NULL, *optname = "adam", *test = NULL, *sched = "cosine", *augment = "none";
-    long epochs = 5, batch = 64, seed = 1, threads = 0, subset = 0;
-    double lr = 0, wd = 0, momentum = -1, T = CND_DISTILL_DEFAULT_T,
-           alpha = CND_DISTILL_DEFAULT_ALPHA;
-    int resume = 0, no_ckpt = 0;
+    *o = (s_opts_t){.data = "fmnist",
+                    .optname = "adam",
+                    .sched = "cosine",
+                    .augment = "none",
+                    .epochs = 5,
+                    .batch = 64,
+                    .seed = 1,
+                    .momentum = -1,
+                    .T = CND_DISTILL_DEFAULT_T,
+                    .alpha = CND_DISTILL_DEFAULT_ALPHA};
     const cnd_opt_t opts[] = {
-        {"teacher", CND_OPT_STR, &teacher_path, "FILE", "teacher model (.cnd), run forward only"},
-        {"arch", CND_OPT_STR, &arch, "SPEC", "student architecture (a new student)"},
-        {"student", CND_OPT_STR, &student, "FILE", "or: continue from this student model"},
-        {"data", CND_OPT_STR, &data, "SPEC", "training data (default fmnist)"},
-        {"temperature", CND_OPT_DBL, &T, "T", "softmax temperature (default 2)", 0.05, 100},
-        {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0,
-         1},
-        {"epochs", CND_OPT_INT, &epochs, "N", "passes over the data (default 5)", 1, 10000},
-        {"batch", CND_OPT_INT, &batch, "B", "batch size (default 64)", 1, 4096},
-        {"lr", CND_OPT_DBL, &lr, "X", "learning rate (default 1e-3 adam, 0.05 sgd)", 1e-9, 10},
-        {"optimizer", CND_OPT_STR, &optname, "NAME", "adam | adamw | sgd (default adam)"},
-        {"momentum", CND_OPT_DBL, &momentum, "M", "SGD momentum (default 0.9)", 0, 0.999},
-        {"weight-decay", CND_OPT_DBL, &wd, "W", "weight decay on kernels (default 0)", 0, 1},
-        {"schedule", CND_OPT_STR, &sched, "NAME", "cosine | step | const (default cosine)"},
-        {"seed", CND_OPT_INT, &seed, "S", "seed for init and shuffling (default 1)", 0, 1e15},
-        {"threads", CND_OPT_INT, &threads, "T", "BLAS threads (default: all cores)", 1, 64},
-        {"augment", CND_OPT_STR, &augment, "KIND",
+        {"teacher", CND_OPT_STR, &o->teacher, "FILE", "teacher model (.cnd), run forward only"},
+        {"arch", CND_OPT_STR, &o->arch, "SPEC", "student architecture (a new student)"},
+        {"student", CND_OPT_STR, &o->student, "FILE", "or: continue from this student model"},
+        {"data", CND_OPT_STR, &o->data, "SPEC", "training data (default fmnist)"},
+        {"temperature", CND_OPT_DBL, &o->T, "T", "softmax temperature (default 2)", 0.05, 100},
+        {"alpha", CND_OPT_DBL, &o->alpha, "A", "weight of the teacher's soft targets (default 0.5)",
+         0, 1},
+        {"epochs", CND_OPT_INT, &o->epochs, "N", "passes over the data (default 5)", 1, 10000},
+        {"batch", CND_OPT_INT, &o->batch, "B", "batch size (default 64)", 1, 4096},
+        {"lr", CND_OPT_DBL, &o->lr, "X", "learning rate (default 1e-3 adam, 0.05 sgd)", 1e-9, 10},
+        {"optimizer", CND_OPT_STR, &o->optname, "NAME", "adam | adamw | sgd (default adam)"},
+        {"momentum", CND_OPT_DBL, &o->momentum, "M", "SGD momentum (default 0.9)", 0, 0.999},
+        {"weight-decay", CND_OPT_DBL, &o->wd, "W", "weight decay on kernels (default 0)", 0, 1},
+        {"schedule", CND_OPT_STR, &o->sched, "NAME", "cosine | step | const (default cosine)"},
+        {"seed", CND_OPT_INT, &o->seed, "S", "seed for init and shuffling (default 1)", 0, 1e15},
+        {"threads", CND_OPT_INT, &o->threads, "T", "BLAS threads (default: all cores)", 1, 64},
+        {"augment", CND_OPT_STR, &o->augment, "KIND",
          "none | shift | flip | shift+flip (default none)"},
-        {"subset", CND_OPT_INT, &subset, "N", "train on a random N-sample subset", 1, 1e9},
-        {"test", CND_OPT_STR, &test, "SPEC", "test data (default: the dataset's test split)"},
-        {"out", CND_OPT_STR, &out, "FILE", "where to write the student (.cnd)"},
-        {"resume", CND_OPT_FLAG, &resume, NULL,
+        {"subset", CND_OPT_INT, &o->subset, "N", "train on a random N-sample subset", 1, 1e9},
+        {"test", CND_OPT_STR, &o->test, "SPEC", "test data (default: the dataset's test split)"},
+        {"out", CND_OPT_STR, &o->out, "FILE", "where to write the student (.cnd)"},
+        {"resume", CND_OPT_FLAG, &o->resume, NULL,
          "continue the interrupted run that FILE.ckpt holds"},
-        {"no-checkpoint", CND_OPT_FLAG, &no_ckpt, NULL, "do not write FILE.ckpt after each epoch"},
+        {"no-checkpoint", CND_OPT_FLAG, &o->no_ckpt, NULL,
+         "do not write FILE.ckpt after each epoch"},
         {0}};
     const cnd_cli_t cli = {
         "condenser distill --teacher T.cnd (--arch SPEC | --student S.cnd) --out FILE [options]",
@@ -61,69 +75,124 @@ int cnd_cmd_distill(int argc, char **argv)
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
-    if (rc) return rc > 0 ? 0 : rc;
-    if (!teacher_path) return cnd_errf(CND_EINVAL, "--teacher is required (try --help)");
-    if (!arch == !student) return cnd_errf(CND_EINVAL, "give exactly one of --arch or --student");
-    if (!out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
-    cnd_train_cfg_t cfg = cnd_train_defaults();
-    if ((rc = cnd_cmd_optim(optname, lr, wd, momentum, &cfg.optim))) return rc;
-    if ((rc = cnd_cmd_parse_sched(sched, &cfg.sched))) return rc;
-    if ((rc = cnd_augment_parse(augment, &cfg.augment))) return rc;
-    cfg.epochs = (int)epochs;
-    cfg.batch = (int)batch;
-    cfg.seed = (uint64_t)seed;
-    cfg.verbose = 1;
-    cnd_set_threads((int)threads);
-    char ckpt[4096], config[3072];
-    snprintf(config, sizeof config,
+    if (rc) return rc > 0 ? 1 : rc;
+    if (!o->teacher) return cnd_errf(CND_EINVAL, "--teacher is required (try --help)");
+    if (!o->arch == !o->student)
+        return cnd_errf(CND_EINVAL, "give exactly one of --arch or --student");
+    if (!o->out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
+    return 0;
+}
+
+/* Where the checkpoint's path and tag live while cfg points at them. */
+typedef struct {
+    char path[4096];   /* OUT.ckpt */
+    char config[3072]; /* every setting a resumed run must share */
+} s_ckpt_t;
+
+/* The training settings, and the checkpoint (checkpoint.h) in ck. */
+static int s_train_cfg(cnd_train_cfg_t *cfg, s_ckpt_t *ck, const s_opts_t *o)
+{
+    *cfg = cnd_train_defaults();
+    int rc;
+    if ((rc = cnd_cmd_optim(o->optname, o->lr, o->wd, o->momentum, &cfg->optim))) return rc;
+    if ((rc = cnd_cmd_parse_sched(o->sched, &cfg->sched))) return rc;
+    if ((rc = cnd_augment_parse(o->augment, &cfg->augment))) return rc;
+    cfg->epochs = (int)o->epochs;
+    cfg->batch = (int)o->batch;
+    cfg->seed = (uint64_t)o->seed;
+    cfg->verbose = 1;
+    cnd_set_threads((int)o->threads);
+    snprintf(ck->config, sizeof ck->config,
              "command=distill;teacher=%s;arch=%s;student=%s;data=%s;test=%s;temperature=%.7g;"
              "alpha=%.7g;epochs=%ld;batch=%ld;lr=%.7g;optimizer=%s;momentum=%.7g;"
              "weight-decay=%.7g;schedule=%s;seed=%ld;augment=%s;subset=%ld",
-             teacher_path, arch ? arch : "", student ? student : "", data, test ? test : "", T,
-             alpha, epochs, batch, (double)cfg.optim.lr, optname, (double)cfg.optim.momentum,
-             (double)cfg.optim.weight_decay, sched, seed, augment, subset);
-    if ((rc = cnd_cmd_ckpt_setup(&cfg, out, resume, no_ckpt, config, ckpt, sizeof ckpt))) return rc;
+             o->teacher, o->arch ? o->arch : "", o->student ? o->student : "", o->data,
+             o->test ? o->test : "", o->T, o->alpha, o->epochs, o->batch, (double)cfg->optim.lr,
+             o->optname, (double)cfg->optim.momentum, (double)cfg->optim.weight_decay, o->sched,
+             o->seed, o->augment, o->subset);
+    return cnd_cmd_ckpt_setup(cfg, o->out, o->resume, o->no_ckpt, ck->config, ck->path,
+                              sizeof ck->path);
+}
+
+/* The teacher's soft targets: scored batch by batch when batches are augmented (new images
+ * every epoch), else its logits over the raw training set once, kept in *tlog. */
+static int s_teacher_targets(cnd_distill_t *dctx, float **tlog, cnd_train_cfg_t *cfg,
+                             cnd_model_t *t, const cnd_model_t *s, const cnd_dataset_t *tr,
+                             const s_opts_t *o)
+{
+    int rc;
+    if (cfg->augment) {
+        if (cnd_shape_size(t->in) != cnd_shape_size(s->in) || t->in.c != s->in.c)
+            return cnd_errf(CND_EINVAL, "teacher and student inputs differ");
+        if ((rc = cnd_distill_online_init(dctx, t, s->norm_mean, s->norm_std, (int)o->batch)))
+            return rc;
+        cfg->on_batch = cnd_distill_on_batch;
+        cfg->batch_ctx = dctx;
+        printf("teacher %s: scores every augmented batch (%s)\n", o->teacher, o->augment);
+        return 0;
+    }
+    double t0 = cnd_now();
+    if ((rc = cnd_distill_teacher_logits(tlog, t, tr))) return rc;
+    dctx->teacher_logits = *tlog;
+    printf("teacher %s: logits for %zu samples in %.1fs (cached for all epochs)\n", o->teacher,
+           tr->n, cnd_now() - t0);
+    return 0;
+}
+
+/* After training: provenance and distillation metadata, the test accuracy, the file. */
+static int s_finish(cnd_model_t *s, const cnd_dataset_t *tr, cnd_dataset_t *te, const s_opts_t *o)
+{
+    int rc;
+    if ((rc = cnd_cmd_stamp(s, tr, o->data))) return rc;
+    char buf[64];
+    snprintf(buf, sizeof buf, "T=%g alpha=%g", o->T, o->alpha);
+    if ((rc = cnd_model_meta_set(s, "distilled_from", o->teacher)) ||
+        (rc = cnd_model_meta_set(s, "distillation", buf)))
+        return rc;
+    if (te) {
+        cnd_eval_t ev;
+        if ((rc = cnd_evaluate(s, te, 256, &ev))) return rc;
+        snprintf(buf, sizeof buf, "%.4f", ev.acc);
+        if ((rc = cnd_model_meta_set(s, "test_accuracy", buf))) return rc;
+        printf("test accuracy %.4f  loss %.4f  (%zu samples)\n", ev.acc, ev.loss, ev.n);
+    }
+    if ((rc = cnd_model_save(s, o->out))) return rc;
+    printf("wrote %s\n", o->out);
+    return 0;
+}
+
+int cnd_cmd_distill(int argc, char **argv)
+{
+    s_opts_t o;
+    int rc = s_parse(&o, argc, argv);
+    if (rc) return rc > 0 ? 0 : rc;
+    cnd_train_cfg_t cfg;
+    s_ckpt_t ck;
+    if ((rc = s_train_cfg(&cfg, &ck, &o))) return rc;
 
     cnd_model_t *t = NULL, *s = NULL;
     cnd_dataset_t *tr = NULL, *te = NULL;
     float *tlog = NULL;
     cnd_distill_t dctx;
     memset(&dctx, 0, sizeof dctx);
-    if ((rc = cnd_model_load(&t, teacher_path))) goto done;
-    if ((rc = cnd_cmd_load_data(data, test, subset, (uint64_t)seed, &tr, &te))) goto done;
-    if (student)
-        rc = cnd_model_load(&s, student);
+    if ((rc = cnd_model_load(&t, o.teacher))) goto done;
+    if ((rc = cnd_cmd_load_data(o.data, o.test, o.subset, (uint64_t)o.seed, &tr, &te))) goto done;
+    if (o.student)
+        rc = cnd_model_load(&s, o.student);
     else
-        rc = cnd_model_new(&s, arch, tr->shape, (uint64_t)seed);
+        rc = cnd_model_new(&s, o.arch, tr->shape, (uint64_t)o.seed);
     if (rc) goto done;
     if (s->n_classes != t->n_classes) {
         rc = cnd_errf(CND_EINVAL, "student has %d outputs, teacher %d: they must match",
                       s->n_classes, t->n_classes);
         goto done;
     }
-    if (!student) cnd_data_norm_fit(tr, s->norm_mean, s->norm_std);
+    if (!o.student) cnd_data_norm_fit(tr, s->norm_mean, s->norm_std);
     dctx.labels = tr->y;
     dctx.K = s->n_classes;
-    dctx.T = (float)T;
-    dctx.alpha = (float)alpha;
-    if (cfg.augment) {
-        /* Augmented images are new every epoch: the teacher scores each batch as it comes. */
-        if (cnd_shape_size(t->in) != cnd_shape_size(s->in) || t->in.c != s->in.c) {
-            rc = cnd_errf(CND_EINVAL, "teacher and student inputs differ");
-            goto done;
-        }
-        if ((rc = cnd_distill_online_init(&dctx, t, s->norm_mean, s->norm_std, (int)batch)))
-            goto done;
-        cfg.on_batch = cnd_distill_on_batch;
-        cfg.batch_ctx = &dctx;
-        printf("teacher %s: scores every augmented batch (%s)\n", teacher_path, augment);
-    } else {
-        double t0 = cnd_now();
-        if ((rc = cnd_distill_teacher_logits(&tlog, t, tr))) goto done;
-        dctx.teacher_logits = tlog;
-        printf("teacher %s: logits for %zu samples in %.1fs (cached for all epochs)\n",
-               teacher_path, tr->n, cnd_now() - t0);
-    }
+    dctx.T = (float)o.T;
+    dctx.alpha = (float)o.alpha;
+    if ((rc = s_teacher_targets(&dctx, &tlog, &cfg, t, s, tr, &o))) goto done;
     cnd_model_normalize(s, tr->x, tr->n);
     if (te) cnd_model_normalize(s, te->x, te->n);
     float bg[256];
@@ -132,25 +201,11 @@ int cnd_cmd_distill(int argc, char **argv)
     cfg.loss = cnd_distill_loss;
     cfg.loss_ctx = &dctx;
     printf("distilling into %s on %s: %zu samples, %zu parameters, T %.2f, alpha %.2f (%s)\n",
-           s->spec, data, tr->n, s->num_params, T, alpha, cnd_blas_info());
+           s->spec, o.data, tr->n, s->num_params, o.T, o.alpha, cnd_blas_info());
     cnd_train_result_t res;
     if ((rc = cnd_train(s, tr, NULL, &cfg, &res))) goto done;
     printf("trained in %.1fs (%.0f samples/s)\n", res.seconds, res.samples_per_s);
-    if ((rc = cnd_cmd_stamp(s, tr, data))) goto done;
-    char buf[64];
-    snprintf(buf, sizeof buf, "T=%g alpha=%g", T, alpha);
-    if ((rc = cnd_model_meta_set(s, "distilled_from", teacher_path)) ||
-        (rc = cnd_model_meta_set(s, "distillation", buf)))
-        goto done;
-    if (te) {
-        cnd_eval_t ev;
-        if ((rc = cnd_evaluate(s, te, 256, &ev))) goto done;
-        snprintf(buf, sizeof buf, "%.4f", ev.acc);
-        if ((rc = cnd_model_meta_set(s, "test_accuracy", buf))) goto done;
-        printf("test accuracy %.4f  loss %.4f  (%zu samples)\n", ev.acc, ev.loss, ev.n);
-    }
-    if ((rc = cnd_model_save(s, out))) goto done;
-    printf("wrote %s\n", out);
+    if ((rc = s_finish(s, tr, te, &o))) goto done;
     cnd_cmd_ckpt_done(&cfg);
 done:
     cnd_distill_online_free(&dctx);

@@ -19,7 +19,6 @@
 #include "modelfile.h"
 #include "quant.h"
 #include "quant_eval.h"
-#include "rng.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,42 +66,60 @@ static int s_meta(cnd_qmodel_t *q, const char *k, const char *v)
     return 0;
 }
 
-int cnd_cmd_quantize(int argc, char **argv)
+/* What the command line asked for. */
+typedef struct {
+    const char *path, *data, *out, *method_s, *teacher, *test;
+    long calib, wbits, qat_epochs, batch, seed, threads, selftests, report_n, subset;
+    double lr, T, alpha;
+    int no_report;
+    cnd_qmethod_t method;
+} s_opts_t;
+
+/* Parses argv into o. Returns 0, 1 after --help, or a negative CND_E* code. */
+static int s_parse(s_opts_t *o, int argc, char **argv)
 {
-    const char *data = "fmnist", *out = NULL, *method_s = "auto", *teacher = NULL, *test = NULL;
-    long calib = 500, wbits = 8, qat_epochs = 0, batch = 64, seed = 1, threads = 0;
-    long selftests = 4, report_n = 1000, subset = 0;
-    double lr = 2e-4, T = CND_DISTILL_DEFAULT_T, alpha = CND_DISTILL_DEFAULT_ALPHA;
-    int no_report = 0;
+    *o = (s_opts_t){.data = "fmnist",
+                    .method_s = "auto",
+                    .calib = 500,
+                    .wbits = 8,
+                    .batch = 64,
+                    .seed = 1,
+                    .selftests = 4,
+                    .report_n = 1000,
+                    .lr = 2e-4,
+                    .T = CND_DISTILL_DEFAULT_T,
+                    .alpha = CND_DISTILL_DEFAULT_ALPHA};
     const cnd_opt_t opts[] = {
-        {"data", CND_OPT_STR, &data, "SPEC",
+        {"data", CND_OPT_STR, &o->data, "SPEC",
          "training data for calibration and QAT (default fmnist)"},
-        {"test", CND_OPT_STR, &test, "SPEC", "test data (default: the dataset's test split)"},
-        {"calib", CND_OPT_INT, &calib, "N", "calibration samples (default 500, at most 500)", 1,
+        {"test", CND_OPT_STR, &o->test, "SPEC", "test data (default: the dataset's test split)"},
+        {"calib", CND_OPT_INT, &o->calib, "N", "calibration samples (default 500, at most 500)", 1,
          500},
-        {"method", CND_OPT_STR, &method_s, "M", "auto | minmax | percentile | mse (default auto)"},
-        {"wbits", CND_OPT_INT, &wbits, "B", "weight bits: 8 (W8A8) or 4 (W4A8) (default 8)", 4, 8},
-        {"qat-epochs", CND_OPT_INT, &qat_epochs, "N",
+        {"method", CND_OPT_STR, &o->method_s, "M",
+         "auto | minmax | percentile | mse (default auto)"},
+        {"wbits", CND_OPT_INT, &o->wbits, "B", "weight bits: 8 (W8A8) or 4 (W4A8) (default 8)", 4,
+         8},
+        {"qat-epochs", CND_OPT_INT, &o->qat_epochs, "N",
          "quantization-aware fine-tuning epochs (default 0)", 0, 1000},
-        {"teacher", CND_OPT_STR, &teacher, "T.cnd",
+        {"teacher", CND_OPT_STR, &o->teacher, "T.cnd",
          "QAT with the distillation loss from this teacher (needs --qat-epochs)"},
-        {"temperature", CND_OPT_DBL, &T, "T", "distillation temperature (default 4)", 0.05, 100},
-        {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0,
-         1},
-        {"lr", CND_OPT_DBL, &lr, "X", "QAT learning rate, Adam with cosine decay (default 2e-4)",
+        {"temperature", CND_OPT_DBL, &o->T, "T", "distillation temperature (default 4)", 0.05, 100},
+        {"alpha", CND_OPT_DBL, &o->alpha, "A", "weight of the teacher's soft targets (default 0.5)",
+         0, 1},
+        {"lr", CND_OPT_DBL, &o->lr, "X", "QAT learning rate, Adam with cosine decay (default 2e-4)",
          1e-9, 1},
-        {"batch", CND_OPT_INT, &batch, "B", "QAT batch size (default 64)", 1, 4096},
-        {"subset", CND_OPT_INT, &subset, "N", "use a random N-sample subset of the training data",
-         1, 1e9},
-        {"seed", CND_OPT_INT, &seed, "S", "seed for calibration sampling and QAT (default 1)", 0,
+        {"batch", CND_OPT_INT, &o->batch, "B", "QAT batch size (default 64)", 1, 4096},
+        {"subset", CND_OPT_INT, &o->subset, "N",
+         "use a random N-sample subset of the training data", 1, 1e9},
+        {"seed", CND_OPT_INT, &o->seed, "S", "seed for calibration sampling and QAT (default 1)", 0,
          1e15},
-        {"selftests", CND_OPT_INT, &selftests, "N", "self-test vectors to embed (default 4)", 0,
+        {"selftests", CND_OPT_INT, &o->selftests, "N", "self-test vectors to embed (default 4)", 0,
          64},
-        {"report-samples", CND_OPT_INT, &report_n, "N",
+        {"report-samples", CND_OPT_INT, &o->report_n, "N",
          "test samples for the per-layer report (default 1000)", 1, 1e7},
-        {"no-report", CND_OPT_FLAG, &no_report, NULL, "skip the per-layer report"},
-        {"threads", CND_OPT_INT, &threads, "T", "BLAS threads", 1, 64},
-        {"out", CND_OPT_STR, &out, "FILE", "where to write the artifact (.cndq)"},
+        {"no-report", CND_OPT_FLAG, &o->no_report, NULL, "skip the per-layer report"},
+        {"threads", CND_OPT_INT, &o->threads, "T", "BLAS threads", 1, 64},
+        {"out", CND_OPT_STR, &o->out, "FILE", "where to write the artifact (.cndq)"},
         {0}};
     const cnd_cli_t cli = {
         "condenser quantize MODEL --out MODEL.cndq [--data SPEC] [--calib N] [--method M] "
@@ -117,233 +134,283 @@ int cnd_cmd_quantize(int argc, char **argv)
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
-    if (rc) return rc > 0 ? 0 : rc;
-    if (!out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
-    if (wbits != 8 && wbits != 4) return cnd_errf(CND_EINVAL, "--wbits must be 8 or 4");
-    if (teacher && qat_epochs == 0)
+    if (rc) return rc > 0 ? 1 : rc;
+    o->path = pos[0];
+    if (!o->out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
+    if (o->wbits != 8 && o->wbits != 4) return cnd_errf(CND_EINVAL, "--wbits must be 8 or 4");
+    if (o->teacher && o->qat_epochs == 0)
         return cnd_errf(CND_EINVAL, "--teacher distills during quantization-aware training: "
                                     "give --qat-epochs N too");
-    cnd_qmethod_t method;
-    if ((rc = cnd_quant_method_parse(method_s, &method))) return rc;
-    cnd_set_threads((int)threads);
+    return cnd_quant_method_parse(o->method_s, &o->method);
+}
 
-    cnd_model_t *m0 = NULL, *m = NULL;
-    cnd_dataset_t *tr = NULL, *te = NULL, *cal = NULL;
-    cnd_qmodel_t *q = NULL;
-    cnd_artifact_t *art = NULL;
-    float *xc = NULL, *tlog = NULL, *w_scales[CND_SPEC_MAX_LAYERS] = {0};
-    uint8_t *tin = NULL, *bytes = NULL, *src = NULL;
-    size_t len = 0, srclen = 0;
-    cnd_qreport_row_t *rows = NULL;
-    const char *path = pos[0];
-    double t0 = cnd_now();
-
-    if ((rc = cnd_file_read(path, CND_MODELFILE_MAX, &src, &srclen))) goto done;
-    if ((rc = cnd_model_deserialize(&m0, src, srclen, path))) goto done;
-    if ((rc = cnd_cmd_load_data(data, test, subset, (uint64_t)seed, &tr, &te))) goto done;
-    if ((rc = cnd_quant_fold_bn(&m, m0))) goto done;
+/* Everything one run holds, released by s_run_free. */
+typedef struct {
+    cnd_model_t *m0, *m; /* the model as read; folded (and fine-tuned) */
+    cnd_dataset_t *tr, *te, *cal;
     cnd_qplan_t plan;
-    if ((rc = cnd_quant_plan(&plan, m))) goto done;
-    if (cnd_shape_size(tr->shape) != cnd_shape_size(m->in)) {
-        rc = cnd_errf(CND_EINVAL, "%s: samples are %dx%dx%d, the model expects %dx%dx%d", data,
-                      tr->shape.c, tr->shape.h, tr->shape.w, m->in.c, m->in.h, m->in.w);
-        goto done;
-    }
-    printf("quantizing %s (%s) to W%ldA8 with %ld calibration samples, method %s\n", path, m0->spec,
-           wbits, calib < (long)tr->n ? calib : (long)tr->n, method_s);
-
-    /* calibration set: a seeded sample of the training split */
-    size_t nc = (size_t)calib < tr->n ? (size_t)calib : tr->n;
-    {
-        uint32_t *idx = malloc(tr->n * sizeof *idx);
-        if (!idx) {
-            rc = CND_ENOMEM;
-            goto done;
-        }
-        for (size_t i = 0; i < tr->n; i++) idx[i] = (uint32_t)i;
-        cnd_rng_t rng;
-        cnd_rng_seed(&rng, (uint64_t)seed ^ 0xca11b);
-        cnd_rng_shuffle_u32(&rng, idx, tr->n);
-        rc = cnd_data_subset(&cal, tr, idx, nc);
-        free(idx);
-        if (rc) goto done;
-    }
-    size_t d = cnd_shape_size(m->in);
-    xc = malloc(nc * d * sizeof(float));
-    if (!xc) {
-        rc = CND_ENOMEM;
-        goto done;
-    }
-    memcpy(xc, cal->x, nc * d * sizeof(float));
-    cnd_model_normalize(m, xc, nc);
     cnd_qrange_t ranges[CND_QUANT_MAX_POINTS];
     cnd_qmethod_t chosen[CND_QUANT_MAX_POINTS];
     int w_mse[CND_SPEC_MAX_LAYERS];
+    float *w_scales[CND_SPEC_MAX_LAYERS]; /* from QAT, else NULL */
+    cnd_qmodel_t *q;
+    cnd_artifact_t *art; /* opened from bytes */
+    uint8_t *src, *bytes;
+    size_t srclen, len;
+    double t_cal; /* seconds of calibration */
+} s_run_t;
+
+static void s_run_free(s_run_t *r)
+{
+    cnd_quant_free_scales(r->w_scales, r->m ? r->m->n_layers : 0);
+    cnd_model_destroy(&r->m0);
+    cnd_model_destroy(&r->m);
+    cnd_data_destroy(&r->tr);
+    cnd_data_destroy(&r->te);
+    cnd_data_destroy(&r->cal);
+    cnd_qmodel_destroy(&r->q);
+    cnd_artifact_destroy(&r->art);
+    free(r->bytes);
+    free(r->src);
+}
+
+/* The model (folded, with its quantization plan) and the data, checked against each other. */
+static int s_load(s_run_t *r, const s_opts_t *o)
+{
+    int rc;
+    if ((rc = cnd_file_read(o->path, CND_MODELFILE_MAX, &r->src, &r->srclen))) return rc;
+    if ((rc = cnd_model_deserialize(&r->m0, r->src, r->srclen, o->path))) return rc;
+    if ((rc = cnd_cmd_load_data(o->data, o->test, o->subset, (uint64_t)o->seed, &r->tr, &r->te)))
+        return rc;
+    if ((rc = cnd_quant_fold_bn(&r->m, r->m0))) return rc;
+    if ((rc = cnd_quant_plan(&r->plan, r->m))) return rc;
+    const cnd_model_t *m = r->m;
+    const cnd_dataset_t *tr = r->tr;
+    if (cnd_shape_size(tr->shape) != cnd_shape_size(m->in))
+        return cnd_errf(CND_EINVAL, "%s: samples are %dx%dx%d, the model expects %dx%dx%d", o->data,
+                        tr->shape.c, tr->shape.h, tr->shape.w, m->in.c, m->in.h, m->in.w);
+    printf("quantizing %s (%s) to W%ldA8 with %ld calibration samples, method %s\n", o->path,
+           r->m0->spec, o->wbits, o->calib < (long)tr->n ? o->calib : (long)tr->n, o->method_s);
+    return 0;
+}
+
+/* Activation ranges (and weight clipping) from a seeded sample of the training split. */
+static int s_calibrate(s_run_t *r, const s_opts_t *o)
+{
+    int rc = cnd_quant_calib_sample(&r->cal, r->tr, (size_t)o->calib, (uint64_t)o->seed);
+    if (rc) return rc;
+    size_t nc = r->cal->n, d = cnd_shape_size(r->m->in);
+    float *xc = malloc(nc * d * sizeof(float));
+    if (!xc) return CND_ENOMEM;
+    memcpy(xc, r->cal->x, nc * d * sizeof(float));
+    cnd_model_normalize(r->m, xc, nc);
     double tc = cnd_now();
-    if ((rc = cnd_quant_calibrate(ranges, chosen, w_mse, m, &plan, xc, nc, method, (int)wbits)))
-        goto done;
-    double t_cal = cnd_now() - tc;
-    printf("calibrated %d quantization points in %.2fs:", plan.n_points, t_cal);
-    for (int p = 0; p < plan.n_points; p++)
-        printf(" %s[%.3g,%.3g]", cnd_quant_method_name(chosen[p]), ranges[p].lo, ranges[p].hi);
+    rc = cnd_quant_calibrate(r->ranges, r->chosen, r->w_mse, r->m, &r->plan, xc, nc, o->method,
+                             (int)o->wbits);
+    free(xc);
+    if (rc) return rc;
+    r->t_cal = cnd_now() - tc;
+    printf("calibrated %d quantization points in %.2fs:", r->plan.n_points, r->t_cal);
+    for (int p = 0; p < r->plan.n_points; p++)
+        printf(" %s[%.3g,%.3g]", cnd_quant_method_name(r->chosen[p]), r->ranges[p].lo,
+               r->ranges[p].hi);
     printf("\n");
+    return 0;
+}
 
-    if (qat_epochs > 0) {
-        cnd_qat_cfg_t qc = {(int)qat_epochs, (int)batch, (float)lr, (uint64_t)seed, 1, NULL, NULL};
-        cnd_distill_t dctx;
-        if (teacher) { /* teacher logits of the raw training set, once, before normalising it */
-            cnd_model_t *t = NULL;
-            if ((rc = cnd_model_load(&t, teacher))) goto done;
-            if (t->n_classes != m->n_classes) {
-                rc = cnd_errf(CND_EINVAL,
-                              "--teacher %s has %d outputs, the model %d: they must "
-                              "match",
-                              teacher, t->n_classes, m->n_classes);
-                cnd_model_destroy(&t);
-                goto done;
-            }
-            rc = cnd_distill_teacher_logits(&tlog, t, tr);
-            cnd_model_destroy(&t);
-            if (rc) goto done;
-            dctx = (cnd_distill_t){tlog, tr->y, m->n_classes, (float)T, (float)alpha};
-            qc.loss = cnd_distill_loss;
-            qc.loss_ctx = &dctx;
-        }
-        cnd_model_normalize(m, tr->x, tr->n);
-        printf("quantization-aware fine-tuning: %ld epochs, Adam lr %g, batch %ld, loss %s\n",
-               qat_epochs, lr, batch, teacher ? "distillation" : "cross-entropy");
-        if (teacher) printf("  teacher %s, T %g, alpha %g\n", teacher, T, alpha);
-        rc = cnd_quant_qat(m, &plan, ranges, w_mse, w_scales, (int)wbits, tr, NULL, &qc);
-        if (rc) goto done;
-        printf("observed ranges:");
-        for (int p = 0; p < plan.n_points; p++) printf(" [%.3g,%.3g]", ranges[p].lo, ranges[p].hi);
-        printf("\n");
+/* Quantization-aware fine-tuning of the folded model, distilled from --teacher if given (its
+ * logits over the raw training set, once, before the set is normalised). */
+static int s_qat(s_run_t *r, const s_opts_t *o)
+{
+    cnd_model_t *m = r->m;
+    cnd_qat_cfg_t qc = {
+        (int)o->qat_epochs, (int)o->batch, (float)o->lr, (uint64_t)o->seed, 1, NULL, NULL};
+    cnd_distill_t dctx;
+    float *tlog = NULL;
+    int rc = 0;
+    if (o->teacher) {
+        cnd_model_t *t = NULL;
+        if ((rc = cnd_model_load(&t, o->teacher))) return rc;
+        if (t->n_classes != m->n_classes)
+            rc = cnd_errf(CND_EINVAL, "--teacher %s has %d outputs, the model %d: they must match",
+                          o->teacher, t->n_classes, m->n_classes);
+        if (!rc) rc = cnd_distill_teacher_logits(&tlog, t, r->tr);
+        cnd_model_destroy(&t);
+        if (rc) return rc;
+        dctx = (cnd_distill_t){tlog, r->tr->y, m->n_classes, (float)o->T, (float)o->alpha};
+        qc.loss = cnd_distill_loss;
+        qc.loss_ctx = &dctx;
     }
-    double t_q0 = cnd_now();
-    if ((rc = cnd_qmodel_build(&q, m, &plan, ranges, w_mse, qat_epochs > 0 ? w_scales : NULL,
-                               (int)wbits)))
-        goto done;
-    /* self-tests: from the test split when there is one, else calibration samples */
-    {
-        uint8_t *b0;
-        size_t l0;
-        if ((rc = cnd_artifact_serialize(q, &b0, &l0))) goto done;
-        rc = cnd_artifact_open(&art, b0, l0, out);
-        free(b0);
-        if (rc) goto done;
-        int kind, nt = s_selftest_inputs(&tin, &kind, te ? te : cal, (int)selftests, art);
-        if (nt < 0) {
-            rc = nt;
-            goto done;
-        }
-        cnd_artifact_destroy(&art);
-        if ((rc = cnd_artifact_set_selftests(q, tin, nt, kind))) goto done;
-    }
-    double t_ptq = (cnd_now() - t_q0) + t_cal;
-    char buf[128];
+    cnd_model_normalize(m, r->tr->x, r->tr->n);
+    printf("quantization-aware fine-tuning: %ld epochs, Adam lr %g, batch %ld, loss %s\n",
+           o->qat_epochs, o->lr, o->batch, o->teacher ? "distillation" : "cross-entropy");
+    if (o->teacher) printf("  teacher %s, T %g, alpha %g\n", o->teacher, o->T, o->alpha);
+    rc = cnd_quant_qat(m, &r->plan, r->ranges, r->w_mse, r->w_scales, (int)o->wbits, r->tr, NULL,
+                       &qc);
+    free(tlog);
+    if (rc) return rc;
+    printf("observed ranges:");
+    for (int p = 0; p < r->plan.n_points; p++)
+        printf(" [%.3g,%.3g]", r->ranges[p].lo, r->ranges[p].hi);
+    printf("\n");
+    return 0;
+}
+
+/* The integer model with its self-test vectors: from the test split when there is one, else
+ * calibration samples, quantized by a first build of the artifact. */
+static int s_build(s_run_t *r, const s_opts_t *o)
+{
+    int rc = cnd_qmodel_build(&r->q, r->m, &r->plan, r->ranges, r->w_mse,
+                              o->qat_epochs > 0 ? r->w_scales : NULL, (int)o->wbits);
+    if (rc) return rc;
+    uint8_t *b0, *tin = NULL;
+    size_t l0;
+    cnd_artifact_t *tmp = NULL;
+    if ((rc = cnd_artifact_serialize(r->q, &b0, &l0))) return rc;
+    rc = cnd_artifact_open(&tmp, b0, l0, o->out);
+    free(b0);
+    if (rc) return rc;
+    int kind, nt = s_selftest_inputs(&tin, &kind, r->te ? r->te : r->cal, (int)o->selftests, tmp);
+    cnd_artifact_destroy(&tmp);
+    rc = nt < 0 ? nt : cnd_artifact_set_selftests(r->q, tin, nt, kind);
+    free(tin);
+    return rc;
+}
+
+/* Serializes the integer model into r->bytes and opens and self-tests the result (r->art). */
+static int s_serialize(s_run_t *r, const s_opts_t *o)
+{
+    free(r->bytes);
+    r->bytes = NULL;
+    cnd_artifact_destroy(&r->art);
+    int rc;
+    if ((rc = cnd_artifact_serialize(r->q, &r->bytes, &r->len))) return rc;
+    if ((rc = cnd_artifact_open(&r->art, r->bytes, r->len, o->out))) return rc;
+    return cnd_artifact_selftest(r->art, o->out);
+}
+
+/* Provenance and settings in the artifact's metadata. */
+static int s_stamp(s_run_t *r, const s_opts_t *o)
+{
+    char buf[128], hex[CND_SHA256_HEX];
     uint8_t dg[CND_SHA256_BYTES];
-    char hex[CND_SHA256_HEX];
-    cnd_sha256(dg, src, srclen);
-    if ((rc = s_meta(q, "source_sha256", cnd_hex(hex, dg, sizeof dg)))) goto done;
-    if ((rc = s_meta(q, "quant_method", method_s))) goto done;
-    snprintf(buf, sizeof buf, "W%ldA8", wbits);
-    if ((rc = s_meta(q, "quant_scheme", buf))) goto done;
-    snprintf(buf, sizeof buf, "%ld", qat_epochs);
-    if ((rc = s_meta(q, "qat_epochs", buf))) goto done;
-    if (teacher) {
-        snprintf(buf, sizeof buf, "T=%g alpha=%g", T, alpha);
-        if ((rc = s_meta(q, "qat_distilled_from", teacher)) || (rc = s_meta(q, "qat_distill", buf)))
-            goto done;
+    cnd_sha256(dg, r->src, r->srclen);
+    int rc;
+    if ((rc = s_meta(r->q, "source_sha256", cnd_hex(hex, dg, sizeof dg)))) return rc;
+    if ((rc = s_meta(r->q, "quant_method", o->method_s))) return rc;
+    snprintf(buf, sizeof buf, "W%ldA8", o->wbits);
+    if ((rc = s_meta(r->q, "quant_scheme", buf))) return rc;
+    snprintf(buf, sizeof buf, "%ld", o->qat_epochs);
+    if ((rc = s_meta(r->q, "qat_epochs", buf))) return rc;
+    if (o->teacher) {
+        snprintf(buf, sizeof buf, "T=%g alpha=%g", o->T, o->alpha);
+        if ((rc = s_meta(r->q, "qat_distilled_from", o->teacher)) ||
+            (rc = s_meta(r->q, "qat_distill", buf)))
+            return rc;
     }
-    if ((rc = cnd_artifact_serialize(q, &bytes, &len))) goto done;
-    if ((rc = cnd_artifact_open(&art, bytes, len, out))) goto done;
-    if ((rc = cnd_artifact_selftest(art, out))) goto done;
+    return 0;
+}
 
-    if (te) {
-        cnd_eval_t evf, evq;
-        cnd_dataset_t *ten = NULL;
-        /* float accuracy of the original model, on a normalised copy of the raw test set */
-        {
-            uint32_t *all = malloc(te->n * sizeof *all);
-            if (!all) {
-                rc = CND_ENOMEM;
-                goto done;
-            }
-            for (size_t i = 0; i < te->n; i++) all[i] = (uint32_t)i;
-            rc = cnd_data_subset(&ten, te, all, te->n);
-            free(all);
-            if (rc) goto done;
-        }
-        cnd_model_normalize(m0, ten->x, ten->n);
-        rc = cnd_evaluate(m0, ten, 256, &evf);
-        cnd_data_destroy(&ten);
-        if (rc) goto done;
-        if ((rc = cnd_qeval(art, te, &evq))) goto done;
-        printf("test accuracy: float %.4f  integer %.4f  (%+.2f points, %zu samples, %s kernels)\n",
-               evf.acc, evq.acc, 100.0 * (evq.acc - evf.acc), evq.n,
-               cnd_rt_kernels_name(cnd_rt_get_kernels(art->rt)));
-        snprintf(buf, sizeof buf, "%.4f", evf.acc);
-        if ((rc = s_meta(q, "float_test_accuracy", buf))) goto done;
-        snprintf(buf, sizeof buf, "%.4f", evq.acc);
-        if ((rc = s_meta(q, "test_accuracy", buf))) goto done;
-        if (!no_report) {
-            /* per-layer report: the folded float model (after QAT if any) vs the integer runtime */
-            rows = calloc((size_t)q->n_layers, sizeof *rows);
-            if (!rows) {
-                rc = CND_ENOMEM;
-                goto done;
-            }
-            size_t nr = (size_t)report_n < te->n ? (size_t)report_n : te->n;
-            if ((rc = cnd_qreport(rows, m, q, art, te, nr))) goto done;
-            printf("\nper-layer report (%zu test samples; SNR of the integer output vs the float "
-                   "model%s):\n",
-                   nr, qat_epochs ? " after QAT" : "");
-            printf("  %-3s %-28s %9s %12s %10s %10s %12s\n", "#", "layer", "SNR dB", "weight B",
-                   "const B", "act B", "MACs");
-            size_t tw = 0, tcst = 0, ta = 0;
-            uint64_t tm = 0;
-            for (int i = 0; i < q->n_layers; i++) {
-                cnd_qreport_row_t *r = &rows[i];
-                printf("  %-3d %-28s %9.1f %12zu %10zu %10zu %12llu\n", i + 1, r->name, r->snr_db,
-                       r->weight_bytes, r->const_bytes, r->act_bytes, (unsigned long long)r->macs);
-                tw += r->weight_bytes;
-                tcst += r->const_bytes;
-                if (r->act_bytes > ta) ta = r->act_bytes;
-                tm += r->macs;
-            }
-            printf("  %-3s %-28s %9s %12zu %10zu %10zu %12llu\n", "", "total (act: largest)", "",
-                   tw, tcst, ta, (unsigned long long)tm);
-        }
-        free(bytes);
-        bytes = NULL;
-        cnd_artifact_destroy(&art);
-        if ((rc = cnd_artifact_serialize(q, &bytes, &len))) goto done;
-        if ((rc = cnd_artifact_open(&art, bytes, len, out))) goto done;
-        if ((rc = cnd_artifact_selftest(art, out))) goto done;
+/* Float accuracy of the original model, on a normalised copy of the raw test set. */
+static int s_float_accuracy(cnd_eval_t *ev, const s_run_t *r)
+{
+    const cnd_dataset_t *te = r->te;
+    cnd_dataset_t *ten = NULL;
+    uint32_t *all = malloc(te->n * sizeof *all);
+    if (!all) return CND_ENOMEM;
+    for (size_t i = 0; i < te->n; i++) all[i] = (uint32_t)i;
+    int rc = cnd_data_subset(&ten, te, all, te->n);
+    free(all);
+    if (rc) return rc;
+    cnd_model_normalize(r->m0, ten->x, ten->n);
+    rc = cnd_evaluate(r->m0, ten, 256, ev);
+    cnd_data_destroy(&ten);
+    return rc;
+}
+
+/* Per-layer report: the folded float model (after QAT if any) vs the integer runtime. */
+static int s_report(const s_run_t *r, const s_opts_t *o)
+{
+    const cnd_qmodel_t *q = r->q;
+    cnd_qreport_row_t *rows = calloc((size_t)q->n_layers, sizeof *rows);
+    if (!rows) return CND_ENOMEM;
+    size_t nr = (size_t)o->report_n < r->te->n ? (size_t)o->report_n : r->te->n;
+    int rc = cnd_qreport(rows, r->m, q, r->art, r->te, nr);
+    if (rc) {
+        free(rows);
+        return rc;
     }
-    if ((rc = cnd_file_write_atomic(out, bytes, len, 0644))) goto done;
-    char dhex[CND_SHA256_HEX];
-    cnd_hex(dhex, art->info.digest, 32);
+    printf("\nper-layer report (%zu test samples; SNR of the integer output vs the float "
+           "model%s):\n",
+           nr, o->qat_epochs ? " after QAT" : "");
+    printf("  %-3s %-28s %9s %12s %10s %10s %12s\n", "#", "layer", "SNR dB", "weight B", "const B",
+           "act B", "MACs");
+    size_t tw = 0, tcst = 0, ta = 0;
+    uint64_t tm = 0;
+    for (int i = 0; i < q->n_layers; i++) {
+        const cnd_qreport_row_t *x = &rows[i];
+        printf("  %-3d %-28s %9.1f %12zu %10zu %10zu %12llu\n", i + 1, x->name, x->snr_db,
+               x->weight_bytes, x->const_bytes, x->act_bytes, (unsigned long long)x->macs);
+        tw += x->weight_bytes;
+        tcst += x->const_bytes;
+        if (x->act_bytes > ta) ta = x->act_bytes;
+        tm += x->macs;
+    }
+    printf("  %-3s %-28s %9s %12zu %10zu %10zu %12llu\n", "", "total (act: largest)", "", tw, tcst,
+           ta, (unsigned long long)tm);
+    free(rows);
+    return 0;
+}
+
+/* With a test set: float and integer test accuracy (into the metadata too), the per-layer
+ * report, and the artifact serialized again with the accuracies in it. */
+static int s_evaluate(s_run_t *r, const s_opts_t *o)
+{
+    cnd_eval_t evf, evq;
+    int rc;
+    if ((rc = s_float_accuracy(&evf, r))) return rc;
+    if ((rc = cnd_qeval(r->art, r->te, &evq))) return rc;
+    printf("test accuracy: float %.4f  integer %.4f  (%+.2f points, %zu samples, %s kernels)\n",
+           evf.acc, evq.acc, 100.0 * (evq.acc - evf.acc), evq.n,
+           cnd_rt_kernels_name(cnd_rt_get_kernels(r->art->rt)));
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.4f", evf.acc);
+    if ((rc = s_meta(r->q, "float_test_accuracy", buf))) return rc;
+    snprintf(buf, sizeof buf, "%.4f", evq.acc);
+    if ((rc = s_meta(r->q, "test_accuracy", buf))) return rc;
+    if (!o->no_report && (rc = s_report(r, o))) return rc;
+    return s_serialize(r, o);
+}
+
+int cnd_cmd_quantize(int argc, char **argv)
+{
+    s_opts_t o;
+    int rc = s_parse(&o, argc, argv);
+    if (rc) return rc > 0 ? 0 : rc;
+    cnd_set_threads((int)o.threads);
+    s_run_t r;
+    memset(&r, 0, sizeof r);
+    double t0 = cnd_now();
+    if ((rc = s_load(&r, &o)) || (rc = s_calibrate(&r, &o))) goto done;
+    if (o.qat_epochs > 0 && (rc = s_qat(&r, &o))) goto done;
+    double t_q0 = cnd_now();
+    if ((rc = s_build(&r, &o))) goto done;
+    double t_ptq = (cnd_now() - t_q0) + r.t_cal;
+    if ((rc = s_stamp(&r, &o)) || (rc = s_serialize(&r, &o))) goto done;
+    if (r.te && (rc = s_evaluate(&r, &o))) goto done;
+    if ((rc = cnd_file_write_atomic(o.out, r.bytes, r.len, 0644))) goto done;
+    const cnd_rt_info_t *in = &r.art->info;
+    char dhex[CND_SHA256_HEX]; /* of the file's bytes, as manifests and the audit log name it */
+    uint8_t dg[CND_SHA256_BYTES];
+    cnd_sha256(dg, r.bytes, r.len);
+    cnd_hex(dhex, dg, sizeof dg);
     printf("\nwrote %s: %zu bytes (%.3fx the float model's %zu bytes), arena %zu bytes, "
            "%llu MACs, %u self-tests, sha256 %s\n",
-           out, len, (double)len / (double)srclen, srclen, art->info.arena_bytes,
-           (unsigned long long)art->info.macs, art->info.n_selftests, dhex);
+           o.out, r.len, (double)r.len / (double)r.srclen, r.srclen, in->arena_bytes,
+           (unsigned long long)in->macs, in->n_selftests, dhex);
     printf("PTQ time (calibration + build, excluding data loading and QAT): %.2fs; total %.1fs\n",
            t_ptq, cnd_now() - t0);
 done:
-    cnd_quant_free_scales(w_scales, m ? m->n_layers : 0);
-    cnd_model_destroy(&m0);
-    cnd_model_destroy(&m);
-    cnd_data_destroy(&tr);
-    cnd_data_destroy(&te);
-    cnd_data_destroy(&cal);
-    cnd_qmodel_destroy(&q);
-    cnd_artifact_destroy(&art);
-    free(xc);
-    free(tlog);
-    free(tin);
-    free(bytes);
-    free(src);
-    free(rows);
+    s_run_free(&r);
     return rc;
 }

@@ -5,13 +5,14 @@
  * shape (F, 1, 1) so that per-channel normalisation is per-feature standardisation. The
  * parser reads the whole file, walks it once, and stops at the first problem with
  * file:line:column and the column's name: a ragged row, an empty cell, a cell that is not a
- * number (NaN and infinity included), more than 256 classes.
+ * number (NaN and infinity included) or does not fit a float, more than 256 classes.
  */
 #include "data.h"
 #include "fileio.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,173 +102,211 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(((const s_class *)a)->name, ((const s_class *)b)->name);
 }
 
+/* The parse in progress: the header, the rows read so far and their classes. labels[i] owns
+ * row i's class text; cls[k].name points at the first row's copy of class k. */
+typedef struct {
+    s_csv c;
+    const char *label_col;
+    char **names; /* ncols header names, owned */
+    int ncols, lcol;
+    float *x;      /* rows x (ncols - 1) features */
+    char **labels; /* rows entries */
+    size_t rows, cap_rows;
+    s_class cls[256];
+    int ncls;
+} s_table;
+
+static int s_oom(const s_table *t)
+{
+    return cnd_errf(CND_ENOMEM, "%s: out of memory", t->c.path);
+}
+
+/* The header row: column names, and which one holds the class. */
+static int s_read_header(s_table *t)
+{
+    s_csv *c = &t->c;
+    char cell[1024];
+    int eol = 0, rc;
+    if (!(t->names = calloc(MAX_COLS, sizeof *t->names))) return s_oom(t);
+    if (s_is_blank_line(c) && c->p >= c->end)
+        return cnd_errf(CND_EFORMAT, "%s: empty file (expected a header row)", c->path);
+    do {
+        if (t->ncols == MAX_COLS)
+            return cnd_errf(CND_EFORMAT, "%s:1: more than %d columns", c->path, MAX_COLS);
+        if ((rc = s_field(c, cell, sizeof cell, &eol, t->ncols))) return rc;
+        if (!(t->names[t->ncols] = strdup(s_trim(cell)))) return s_oom(t);
+        if (!strcmp(t->names[t->ncols], t->label_col)) t->lcol = t->ncols;
+        t->ncols++;
+    } while (!eol);
+    c->line++;
+    if (t->lcol < 0)
+        return cnd_errf(CND_EFORMAT, "%s:1: no column named '%s' in the header", c->path,
+                        t->label_col);
+    if (t->ncols < 2)
+        return cnd_errf(CND_EFORMAT, "%s:1: need at least one feature column besides '%s'", c->path,
+                        t->label_col);
+    return 0;
+}
+
+/* Room for one more row. */
+static int s_grow(s_table *t)
+{
+    if (t->rows < t->cap_rows) return 0;
+    size_t cap = t->cap_rows ? t->cap_rows * 2 : 1024, F = (size_t)t->ncols - 1;
+    float *nx = realloc(t->x, cap * F * sizeof(float));
+    if (nx) t->x = nx;
+    char **nl = realloc(t->labels, cap * sizeof *nl);
+    if (nl) t->labels = nl;
+    if (!nx || !nl) return s_oom(t);
+    t->cap_rows = cap;
+    return 0;
+}
+
+/* One record into row t->rows of x; its class text (owned) into *label. `line` is where the
+ * record starts, for the messages. */
+static int s_read_row(s_table *t, char **label, size_t line)
+{
+    s_csv *c = &t->c;
+    const size_t F = (size_t)t->ncols - 1;
+    char cell[1024];
+    int eol = 0, f = 0, rc;
+    *label = NULL;
+    for (int col = 0;; col++) {
+        if (col == t->ncols)
+            return cnd_errf(CND_EFORMAT, "%s:%zu: row has more than the header's %d columns",
+                            c->path, line, t->ncols);
+        if ((rc = s_field(c, cell, sizeof cell, &eol, col))) return rc;
+        char *v = s_trim(cell);
+        if (!*v)
+            return cnd_errf(CND_EFORMAT, "%s:%zu: column %d ('%s') is empty", c->path, line,
+                            col + 1, t->names[col]);
+        if (col == t->lcol) {
+            free(*label);
+            if (!(*label = strdup(v))) return s_oom(t);
+        } else {
+            char *end;
+            errno = 0;
+            double d = strtod(v, &end);
+            if (end == v || *end || errno == ERANGE || !isfinite(d))
+                return cnd_errf(CND_EFORMAT,
+                                "%s:%zu: column %d ('%s'): '%.40s' is not a "
+                                "finite number",
+                                c->path, line, col + 1, t->names[col], v);
+            if (fabs(d) > FLT_MAX) /* would be stored as an infinity */
+                return cnd_errf(CND_EFORMAT,
+                                "%s:%zu: column %d ('%s'): '%.40s' is outside the range of a "
+                                "float (about 3.4e38)",
+                                c->path, line, col + 1, t->names[col], v);
+            t->x[t->rows * F + (size_t)f++] = (float)d;
+        }
+        if (eol) {
+            if (col + 1 != t->ncols)
+                return cnd_errf(CND_EFORMAT, "%s:%zu: row has %d columns, header has %d", c->path,
+                                line, col + 1, t->ncols);
+            return 0;
+        }
+    }
+}
+
+/* Appends a row's class (taking ownership of label), adding the class when it is new. */
+static int s_add_label(s_table *t, char *label, size_t line)
+{
+    int k = 0;
+    while (k < t->ncls && strcmp(t->cls[k].name, label) != 0) k++;
+    if (k == t->ncls) {
+        if (t->ncls == 256) {
+            free(label);
+            return cnd_errf(CND_EFORMAT, "%s:%zu: more than 256 distinct classes in '%s'",
+                            t->c.path, line, t->label_col);
+        }
+        t->cls[t->ncls++].name = label;
+    }
+    t->labels[t->rows++] = label;
+    return 0;
+}
+
+/* The data rows, skipping blank lines. */
+static int s_read_rows(s_table *t)
+{
+    s_csv *c = &t->c;
+    int rc;
+    while (c->p < c->end) {
+        if (s_is_blank_line(c)) {
+            while (c->p < c->end && *c->p != '\n') c->p++;
+            if (c->p < c->end) c->p++;
+            c->line++;
+            continue;
+        }
+        if ((rc = s_grow(t))) return rc;
+        size_t line = c->line;
+        char *label = NULL;
+        if ((rc = s_read_row(t, &label, line))) {
+            free(label);
+            return rc;
+        }
+        c->line++;
+        if ((rc = s_add_label(t, label, line))) return rc;
+    }
+    if (t->rows == 0) return cnd_errf(CND_EFORMAT, "%s: no data rows after the header", c->path);
+    return 0;
+}
+
+/* The dataset: classes ordered numerically when every class is a number, else by name; the
+ * feature matrix moves into it. */
+static int s_build(cnd_dataset_t **out, s_table *t)
+{
+    int numeric = 1;
+    for (int k = 0; k < t->ncls; k++) {
+        char *end;
+        t->cls[k].num = strtod(t->cls[k].name, &end);
+        if (end == t->cls[k].name || *end) numeric = 0;
+    }
+    qsort(t->cls, (size_t)t->ncls, sizeof t->cls[0], numeric ? s_cmp_num : s_cmp_str);
+    cnd_dataset_t *ds = calloc(1, sizeof *ds);
+    if (!ds) return s_oom(t);
+    ds->n = t->rows;
+    ds->shape = (cnd_shape_t){t->ncols - 1, 1, 1};
+    ds->n_classes = t->ncls;
+    ds->x = t->x;
+    t->x = NULL;
+    ds->y = malloc(t->rows);
+    ds->class_names = calloc((size_t)t->ncls, sizeof(char *));
+    int ok = ds->y && ds->class_names;
+    for (int k = 0; ok && k < t->ncls; k++) ok = (ds->class_names[k] = strdup(t->cls[k].name)) != 0;
+    if (!ok) {
+        cnd_data_destroy(&ds);
+        return s_oom(t);
+    }
+    for (size_t i = 0; i < t->rows; i++)
+        for (int k = 0; k < t->ncls; k++)
+            if (!strcmp(t->labels[i], t->cls[k].name)) {
+                ds->y[i] = (uint8_t)k;
+                break;
+            }
+    snprintf(ds->name, sizeof ds->name, "%s", t->c.path);
+    *out = ds;
+    return 0;
+}
+
 int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_col)
 {
     *out = NULL;
-    if (!label_col) label_col = "label";
     uint8_t *text = NULL;
     size_t len;
     int rc = cnd_file_read(path, CND_DATA_MAX_BYTES, &text, &len);
     if (rc) return rc;
-    s_csv c = {path, (const char *)text, (const char *)text + len, 1};
-    char cell[1024];
-    char **names = NULL;
-    char **labels = NULL; /* per row label text */
-    char *cur = NULL;     /* label text of the row being parsed */
-    s_class cls[256];
-    int ncls = 0, ncols = 0, lcol = -1, eol = 0;
-    size_t cap_rows = 0, rows = 0;
-    float *x = NULL;
-    cnd_dataset_t *ds = NULL;
-    names = calloc(MAX_COLS, sizeof *names);
-    if (!names) goto oom;
-    if (s_is_blank_line(&c) && c.p >= c.end) {
-        rc = cnd_errf(CND_EFORMAT, "%s: empty file (expected a header row)", path);
-        goto done;
-    }
-    do {
-        if (ncols == MAX_COLS) {
-            rc = cnd_errf(CND_EFORMAT, "%s:1: more than %d columns", path, MAX_COLS);
-            goto done;
-        }
-        if ((rc = s_field(&c, cell, sizeof cell, &eol, ncols))) goto done;
-        if (!(names[ncols] = strdup(s_trim(cell)))) goto oom;
-        if (!strcmp(names[ncols], label_col)) lcol = ncols;
-        ncols++;
-    } while (!eol);
-    c.line++;
-    if (lcol < 0) {
-        rc = cnd_errf(CND_EFORMAT, "%s:1: no column named '%s' in the header", path, label_col);
-        goto done;
-    }
-    if (ncols < 2) {
-        rc = cnd_errf(CND_EFORMAT, "%s:1: need at least one feature column besides '%s'", path,
-                      label_col);
-        goto done;
-    }
-    int F = ncols - 1;
-    while (c.p < c.end) {
-        if (s_is_blank_line(&c)) { /* skip blank lines */
-            while (c.p < c.end && *c.p != '\n') c.p++;
-            if (c.p < c.end) c.p++;
-            c.line++;
-            continue;
-        }
-        if (rows == cap_rows) {
-            cap_rows = cap_rows ? cap_rows * 2 : 1024;
-            float *nx = realloc(x, cap_rows * (size_t)F * sizeof(float));
-            char **nl = realloc(labels, cap_rows * sizeof *nl);
-            if (nx) x = nx;
-            if (nl) labels = nl;
-            if (!nx || !nl) goto oom;
-        }
-        free(cur);
-        cur = NULL;
-        size_t line = c.line;
-        int f = 0;
-        for (int col = 0;; col++) {
-            if (col == ncols) {
-                rc = cnd_errf(CND_EFORMAT, "%s:%zu: row has more than the header's %d columns",
-                              path, line, ncols);
-                goto done_rows;
-            }
-            if ((rc = s_field(&c, cell, sizeof cell, &eol, col))) goto done_rows;
-            char *v = s_trim(cell);
-            if (!*v) {
-                rc = cnd_errf(CND_EFORMAT, "%s:%zu: column %d ('%s') is empty", path, line, col + 1,
-                              names[col]);
-                goto done_rows;
-            }
-            if (col == lcol) {
-                if (!(cur = strdup(v))) goto oom_rows;
-            } else {
-                char *end;
-                errno = 0;
-                double d = strtod(v, &end);
-                if (end == v || *end || errno == ERANGE || !isfinite(d)) {
-                    rc = cnd_errf(CND_EFORMAT,
-                                  "%s:%zu: column %d ('%s'): '%.40s' is not a "
-                                  "finite number",
-                                  path, line, col + 1, names[col], v);
-                    goto done_rows;
-                }
-                x[rows * (size_t)F + (size_t)f++] = (float)d;
-            }
-            if (eol) {
-                if (col + 1 != ncols) {
-                    rc = cnd_errf(CND_EFORMAT, "%s:%zu: row has %d columns, header has %d", path,
-                                  line, col + 1, ncols);
-                    goto done_rows;
-                }
-                break;
-            }
-        }
-        c.line++;
-        int k = 0;
-        for (; k < ncls; k++)
-            if (!strcmp(cls[k].name, cur)) break;
-        if (k == ncls) {
-            if (ncls == 256) {
-                rc = cnd_errf(CND_EFORMAT, "%s:%zu: more than 256 distinct classes in '%s'", path,
-                              line, label_col);
-                goto done_rows;
-            }
-            cls[ncls].name = cur;
-            ncls++;
-        }
-        labels[rows++] = cur;
-        cur = NULL;
-    }
-    if (rows == 0) {
-        rc = cnd_errf(CND_EFORMAT, "%s: no data rows after the header", path);
-        goto done_rows;
-    }
-    /* Order classes numerically when every class is a number, else by name. */
-    int numeric = 1;
-    for (int k = 0; k < ncls; k++) {
-        char *end;
-        cls[k].num = strtod(cls[k].name, &end);
-        if (end == cls[k].name || *end) numeric = 0;
-    }
-    qsort(cls, (size_t)ncls, sizeof cls[0], numeric ? s_cmp_num : s_cmp_str);
-    ds = calloc(1, sizeof *ds);
-    if (!ds) goto oom_rows;
-    ds->n = rows;
-    ds->shape = (cnd_shape_t){F, 1, 1};
-    ds->n_classes = ncls;
-    ds->x = x;
-    x = NULL;
-    ds->y = malloc(rows);
-    ds->class_names = calloc((size_t)ncls, sizeof(char *));
-    if (!ds->y || !ds->class_names) goto oom_rows;
-    for (int k = 0; k < ncls; k++)
-        if (!(ds->class_names[k] = strdup(cls[k].name))) goto oom_rows;
-    for (size_t i = 0; i < rows; i++)
-        for (int k = 0; k < ncls; k++)
-            if (!strcmp(labels[i], cls[k].name)) {
-                ds->y[i] = (uint8_t)k;
-                break;
-            }
-    snprintf(ds->name, sizeof ds->name, "%s", path);
-    *out = ds;
-    ds = NULL;
-    rc = 0;
-    goto done_rows;
-oom_rows:
-    rc = cnd_errf(CND_ENOMEM, "%s: out of memory", path);
-done_rows:
-    for (size_t i = 0; i < rows; i++) free(labels[i]);
-    free(cur);
-    goto done;
-oom:
-    rc = cnd_errf(CND_ENOMEM, "%s: out of memory", path);
-done:
-    cnd_data_destroy(&ds);
-    if (names)
-        for (int i = 0; i < ncols; i++) free(names[i]);
-    free(names);
-    free(labels);
-    free(x);
+    s_table t;
+    memset(&t, 0, sizeof t);
+    t.c = (s_csv){path, (const char *)text, (const char *)text + len, 1};
+    t.label_col = label_col ? label_col : "label";
+    t.lcol = -1;
+    if (!(rc = s_read_header(&t)) && !(rc = s_read_rows(&t))) rc = s_build(out, &t);
+    for (size_t i = 0; i < t.rows; i++) free(t.labels[i]);
+    if (t.names)
+        for (int i = 0; i < t.ncols; i++) free(t.names[i]);
+    free(t.names);
+    free(t.labels);
+    free(t.x);
     free(text);
     return rc;
 }

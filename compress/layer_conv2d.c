@@ -83,10 +83,13 @@ static int s_same_fast(const cnd_layer_t *l)
 }
 
 /* Zeroes, in n consecutive planes of a column row, the positions where tap (di, dj) falls in
- * the zero padding. */
+ * the zero padding. A shift of a whole plane or more (padding at least the input size) zeroes
+ * it all. */
 static void s_zero_edges(float *row, int H, int W, int di, int dj, int n)
 {
     size_t hw = (size_t)H * W;
+    di = di > H ? H : di < -H ? -H : di;
+    dj = dj > W ? W : dj < -W ? -W : dj;
     if (di != 0) { /* |di| whole rows at the top or bottom of each plane */
         size_t off = di < 0 ? 0 : (size_t)(H - di) * W, len = (size_t)(di < 0 ? -di : di) * W;
         for (int b = 0; b < n; b++) {
@@ -118,8 +121,9 @@ static void s_im2col(float *col, size_t ld, const float *in, const cnd_layer_t *
                 for (int kj = 0; kj < K; kj++) {
                     float *row = col + (size_t)((c * K + ki) * K + kj) * ld;
                     long off = (long)(ki - PAD) * W + (kj - PAD);
-                    long a = lo, e = hi; /* copy where 0 <= p + off < BHW */
+                    long a = lo, e = hi; /* copy where 0 <= p + off < BHW, lo <= p < hi */
                     if (a + off < 0) a = -off;
+                    if (a > hi) a = hi; /* the shift passes the whole group */
                     if (e + off > BHW) e = BHW - off;
                     if (e < a) e = a;
                     memset(row, 0, (size_t)(a - lo) * sizeof(float));
@@ -190,6 +194,7 @@ static void s_col2im(float *din, float *dcol, size_t ld, const cnd_layer_t *l, i
                     long a = lo, e = hi; /* p with p + off inside this group's planes */
                     if (a + off < lo) a = lo - off;
                     if (e + off > hi) e = hi - off;
+                    if (e <= a) continue; /* the shift passes the whole group */
                     float *d = dst + a + off;
                     const float *r = row + (a - lo);
                     for (long p = 0; p < e - a; p++) d[p] += r[p];

@@ -103,7 +103,9 @@ void cnd_model_destroy(cnd_model_t **pm)
     *pm = NULL;
 }
 
-static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
+/* Parses spec, sets every layer's shape, offsets and fusion flags, and the model's parameter
+ * and state counts; allocates nothing but the layer table. */
+static int s_plan(cnd_model_t *m, const char *spec, cnd_shape_t in)
 {
     cnd_layer_t tmp[CND_SPEC_MAX_LAYERS];
     if (in.c <= 0 || in.h <= 0 || in.w <= 0 || cnd_shape_size(in) > (1u << 26))
@@ -116,8 +118,7 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
     if (!m->layers) return CND_ENOMEM;
     memcpy(m->layers, tmp, (size_t)n * sizeof *tmp);
     cnd_shape_t cur = in;
-    size_t np = 0, ns = 0, speclen = 0;
-    char tok[96];
+    size_t np = 0, ns = 0;
     for (int i = 0; i < n; i++) {
         cnd_layer_t *l = &m->layers[i];
         l->in = cur;
@@ -135,8 +136,6 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
         np += l->n_params;
         ns += l->n_state;
         cur = l->out;
-        cnd_layer_spec(l, tok, sizeof tok);
-        speclen += strlen(tok) + 1;
     }
     if (cur.h != 1 || cur.w != 1)
         return cnd_errf(CND_EINVAL,
@@ -183,6 +182,20 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
     m->n_classes = cur.c;
     m->num_params = np;
     m->num_state = ns;
+    return 0;
+}
+
+static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
+{
+    int rc = s_plan(m, spec, in);
+    if (rc) return rc;
+    size_t np = m->num_params, ns = m->num_state, speclen = 0;
+    char tok[96];
+    int n = m->n_layers;
+    for (int i = 0; i < n; i++) {
+        cnd_layer_spec(&m->layers[i], tok, sizeof tok);
+        speclen += strlen(tok) + 1;
+    }
     m->spec = malloc(speclen + 1);
     m->params = calloc(np ? np : 1, sizeof(float));
     m->grads = calloc(np ? np : 1, sizeof(float));
@@ -199,6 +212,20 @@ static int s_build(cnd_model_t *m, const char *spec, cnd_shape_t in)
         strcat(m->spec, tok);
     }
     return 0;
+}
+
+int cnd_model_plan(const char *spec, cnd_shape_t in, size_t *num_params, size_t *num_state)
+{
+    *num_params = *num_state = 0;
+    cnd_model_t *m = calloc(1, sizeof *m);
+    if (!m) return CND_ENOMEM;
+    int rc = s_plan(m, spec, in);
+    if (!rc) {
+        *num_params = m->num_params;
+        *num_state = m->num_state;
+    }
+    cnd_model_destroy(&m);
+    return rc;
 }
 
 int cnd_model_new(cnd_model_t **out, const char *spec, cnd_shape_t in, uint64_t seed)

@@ -77,6 +77,13 @@ typedef struct cnd_model {
  * Returns 0 and an owned model, or CND_EINVAL (spec or shape error with detail) / CND_ENOMEM. */
 CND_MUST_USE int cnd_model_new(cnd_model_t **out, const char *spec, cnd_shape_t in, uint64_t seed);
 
+/* Checks spec for inputs of shape `in` as cnd_model_new does, without allocating parameters:
+ * on success *num_params and *num_state are the floats cnd_model_new would allocate, so a
+ * loader can compare them with what a file holds first. Returns 0, CND_EINVAL (with the same
+ * detail as cnd_model_new) or CND_ENOMEM. */
+CND_MUST_USE int cnd_model_plan(const char *spec, cnd_shape_t in, size_t *num_params,
+                                size_t *num_state);
+
 /* Frees the model; accepts NULL and *m == NULL; nulls *m. */
 void cnd_model_destroy(cnd_model_t **m);
 

@@ -147,6 +147,22 @@ int cnd_model_deserialize(cnd_model_t **out, const uint8_t *data, size_t len, co
         rc = cnd_errf(CND_EFORMAT, "%s: invalid input shape %ux%ux%u", what, C, H, W);
         goto fail;
     }
+    /* Every parameter, state value, mean and std is one f32 in the file: check that the file
+     * holds them before allocating anything for them. */
+    size_t np = 0, ns = 0;
+    rc = cnd_model_plan(spec, (cnd_shape_t){(int)C, (int)H, (int)W}, &np, &ns);
+    if (rc) {
+        rc = cnd_err_wrap(CND_EFORMAT, "%s: stored architecture is invalid", what);
+        goto fail;
+    }
+    size_t need = 4 * (np + ns) + 8 * (size_t)C;
+    if (need > cnd_rd_left(&r)) {
+        rc = cnd_errf(CND_EFORMAT,
+                      "%s: the architecture has %zu parameters and %zu state values (%zu bytes "
+                      "with the normalisation), more than the %zu bytes left in the file",
+                      what, np, ns, need, cnd_rd_left(&r));
+        goto fail;
+    }
     rc = cnd_model_new(&m, spec, (cnd_shape_t){(int)C, (int)H, (int)W}, 0);
     if (rc) {
         rc = cnd_err_wrap(CND_EFORMAT, "%s: stored architecture is invalid", what);

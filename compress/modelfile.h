@@ -12,8 +12,9 @@
  * Tensors are named "L<i>.<what>" (L0.weight, L0.bias, L3.gamma, L3.running_mean, ...) in
  * layer order and must match, name and shape, what the spec builds. Files are written
  * atomically (temp, fsync, rename). The loader bounds-checks every length and refuses a wrong
- * magic, an unknown version, a digest mismatch, trailing bytes, and tensors that do not fit
- * the spec, each with its own message naming the file.
+ * magic, an unknown version, a digest mismatch, trailing bytes, an architecture with more
+ * parameters than the file holds (checked before anything is allocated for them), and tensors
+ * that do not fit the spec, each with its own message naming the file.
  */
 #ifndef CND_MODELFILE_H
 #define CND_MODELFILE_H

@@ -131,6 +131,13 @@ CND_MUST_USE int cnd_quant_calibrate(cnd_qrange_t *ranges, cnd_qmethod_t *chosen
                                      cnd_model_t *m, const cnd_qplan_t *plan, const float *x,
                                      size_t n, cnd_qmethod_t method, int wbits);
 
+/* The calibration samples of a run seeded with `seed`: the first min(n, ds->n) samples of a
+ * shuffle seeded with seed ^ 0xca11b, copied into a new dataset (caller destroys). `condenser
+ * quantize` and a federated job's public calibration set (`job create --calib-data`) both draw
+ * them this way, so either run is reproducible. Returns 0 or CND_ENOMEM. */
+CND_MUST_USE int cnd_quant_calib_sample(cnd_dataset_t **out, const cnd_dataset_t *ds, size_t n,
+                                        uint64_t seed);
+
 /* ---- fake quantization inside the float model (calibration checks and QAT) ----------------- */
 
 typedef struct cnd_fq cnd_fq_t;

@@ -15,6 +15,7 @@
  * gives logits closest (mean squared error) to the float model's on up to 256 samples.
  */
 #include "quant.h"
+#include "rng.h"
 
 #include <float.h>
 #include <math.h>
@@ -214,5 +215,19 @@ done:
     free(obs);
     free(cand);
     free(ref);
+    return rc;
+}
+
+int cnd_quant_calib_sample(cnd_dataset_t **out, const cnd_dataset_t *ds, size_t n, uint64_t seed)
+{
+    *out = NULL;
+    uint32_t *idx = malloc((ds->n ? ds->n : 1) * sizeof *idx);
+    if (!idx) return CND_ENOMEM;
+    for (size_t i = 0; i < ds->n; i++) idx[i] = (uint32_t)i;
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, seed ^ 0xca11b);
+    cnd_rng_shuffle_u32(&rng, idx, ds->n);
+    int rc = cnd_data_subset(out, ds, idx, n < ds->n ? n : ds->n);
+    free(idx);
     return rc;
 }

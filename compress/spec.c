@@ -80,7 +80,8 @@ static int s_args(s_parser *p, s_arg *args, int max, int *n)
 
 static int s_int_arg(const s_parser *p, const s_arg *a, const char *what, int lo, int hi, int *out)
 {
-    if (a->val != (double)(long)a->val || a->val < lo || a->val > hi)
+    /* range first (NaN fails it too): casting a double no int holds is undefined behaviour */
+    if (!(a->val >= lo && a->val <= hi) || a->val != (double)(int)a->val)
         return cnd_errf(CND_EINVAL, "spec position %zu: %s must be an integer in [%d, %d]",
                         a->pos + 1, what, lo, hi);
     *out = (int)a->val;

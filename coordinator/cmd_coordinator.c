@@ -29,7 +29,7 @@
  * and the first audit entries with a checkpoint. hex/fpr receive the public key and its
  * fingerprint. */
 static int s_init_in(const char *dir, const char *name, const char *key_dir, const char *ca_cert,
-                     const char *ca_crl, int argc, char **argv, char hex[65], char fpr[65])
+                     const char *ca_crl, char hex[65], char fpr[65])
 {
     cnd_identity_t *id = NULL;
     int rc;
@@ -58,7 +58,7 @@ static int s_init_in(const char *dir, const char *name, const char *key_dir, con
     snprintf(fpr, 65, "%s", c.fpr);
     rc = cnd_audit_log_enroll(c.audit, c.fpr, c.fpr, name, "coordinator", cnd_identity_pk(c.id),
                               NULL, 0);
-    if (!rc) rc = cnd_coord_admin_log(&c, "coordinator.init", argc, argv, c.fpr, "", "ok");
+    if (!rc) rc = cnd_coord_admin_log(&c, "coordinator.init", c.fpr, "", "ok");
     if (!rc) rc = cnd_audit_checkpoint(c.audit, "init", NULL);
     cnd_coord_close(&c);
     return rc;
@@ -109,7 +109,7 @@ static int s_init(int argc, char **argv)
     char stage[PATH_MAX];
     if ((rc = cnd_dir_stage(stage, sizeof stage, dir))) return rc;
     char hex[65], fpr[65];
-    if (!(rc = s_init_in(stage, name, key_dir, ca_cert, ca_crl, argc, argv, hex, fpr)))
+    if (!(rc = s_init_in(stage, name, key_dir, ca_cert, ca_crl, hex, fpr)))
         rc = cnd_dir_publish(stage, dir, CND_COORD_DB_FILE);
     if (rc) {
         cnd_dir_remove(stage);

@@ -14,8 +14,8 @@
 #include "coord_admin.h"
 #include "coord_quant.h"
 #include "job.h"
+#include "quant.h"
 #include "quant_fed.h"
-#include "rng.h"
 #include "digest.h"
 #include "fileio.h"
 #include "modelfile.h"
@@ -40,81 +40,159 @@ static int s_parse_shape(const char *s, uint32_t *c, uint32_t *h, uint32_t *w)
     return 0;
 }
 
-static int s_create(int argc, char **argv)
+/* The options of `job create` that do not go into the recipe as they are. */
+typedef struct {
+    const char *dir, *name, *arch, *teacher, *teacher_local, *init, *input, *calib;
+    long classes, calib_n;
+} s_create_opts_t;
+
+/* The recipe's numbers as the option parser reads them (longs and doubles), defaults from
+ * cnd_job_defaults; quorum and threshold stay -1 unless given. */
+typedef struct {
+    long qat, wbits, abits, epochs, batch, rounds, sites, quorum, threshold, neighbours, cap;
+    long vbits, dl_adv, dl_share, dl_masked, dl_unmask, join, seed;
+    double T, alpha, lr, clip, l2, slr, mom;
+} s_recipe_opts_t;
+
+/* The recipe from the options: the SecAgg+ threshold defaults to a strict majority of each
+ * neighbourhood (crypto/secagg.h), the quorum to at least the threshold and a strict majority
+ * of the round's sites. Student shape and architecture are set later. */
+static void s_fill_recipe(cnd_job_spec_t *j, const s_create_opts_t *o, const s_recipe_opts_t *r)
 {
-    const char *dir = cnd_coord_default_dir(), *name = "", *arch = NULL, *teacher = NULL;
-    const char *teacher_local = NULL, *init = NULL, *input = NULL, *calib = NULL;
-    cnd_job_spec_t j;
-    cnd_job_defaults(&j);
-    long classes = 0, qat = j.qat_rounds, wbits = j.weight_bits, abits = j.act_bits;
-    long epochs = j.local_epochs, batch = j.batch, rounds = j.rounds, sites = j.sites_per_round;
-    long quorum = -1, threshold = -1, neighbours = 0, cap = j.sample_cap, vbits = j.value_bits;
-    long dl_adv = j.deadline_ms[0], dl_share = j.deadline_ms[1], dl_masked = j.deadline_ms[2];
-    long dl_unmask = j.deadline_ms[3], join = j.join_wait_ms, seed = (long)j.seed;
-    long calib_n = CND_FEDQ_CALIB_MAX;
-    double T = j.temperature, alpha = j.alpha, lr = j.lr, clip = j.clip, l2 = j.l2_clip;
-    double slr = j.server_lr, mom = j.server_momentum;
+    snprintf(j->name, sizeof j->name, "%s", o->name);
+    j->teacher_shipped = o->teacher != NULL;
+    if (o->teacher_local)
+        snprintf(j->teacher_local, sizeof j->teacher_local, "%s", o->teacher_local);
+    j->temperature = (float)r->T;
+    j->alpha = (float)r->alpha;
+    j->qat_rounds = (uint32_t)r->qat;
+    j->weight_bits = (uint32_t)r->wbits;
+    j->act_bits = (uint32_t)r->abits;
+    j->local_epochs = (uint32_t)r->epochs;
+    j->batch = (uint32_t)r->batch;
+    j->lr = (float)r->lr;
+    j->rounds = (uint32_t)r->rounds;
+    j->sites_per_round = (uint32_t)r->sites;
+    j->neighbours = (uint32_t)r->neighbours;
+    long threshold = r->threshold, quorum = r->quorum, sites = r->sites;
+    if (threshold < 0) {
+        uint32_t d =
+            r->neighbours ? (uint32_t)r->neighbours : cnd_secagg_default_degree((uint32_t)sites);
+        if (d > (uint32_t)sites - 1) d = (uint32_t)sites - 1;
+        threshold = (d + 1) / 2 + 1;
+    }
+    j->threshold = (uint32_t)threshold;
+    if (quorum < 0) quorum = threshold > sites / 2 + 1 ? threshold : sites / 2 + 1;
+    j->quorum = (uint32_t)quorum;
+    j->clip = (float)r->clip;
+    j->l2_clip = (float)r->l2;
+    j->sample_cap = (uint32_t)r->cap;
+    j->value_bits = (uint32_t)r->vbits;
+    j->deadline_ms[0] = (uint32_t)r->dl_adv;
+    j->deadline_ms[1] = (uint32_t)r->dl_share;
+    j->deadline_ms[2] = (uint32_t)r->dl_masked;
+    j->deadline_ms[3] = (uint32_t)r->dl_unmask;
+    j->server_lr = (float)r->slr;
+    j->server_momentum = (float)r->mom;
+    j->join_wait_ms = (uint32_t)r->join;
+    j->seed = (uint64_t)r->seed;
+}
+
+/* Parses `job create`'s options into o and the recipe j (student still unset). Returns 0, 1
+ * after --help, or a negative CND_E* code. The option table is most of its length. */
+static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char **argv)
+{
+    cnd_job_defaults(j);
+    *o = (s_create_opts_t){
+        .dir = cnd_coord_default_dir(), .name = "", .calib_n = CND_FEDQ_CALIB_MAX};
+    s_recipe_opts_t r = {j->qat_rounds,
+                         j->weight_bits,
+                         j->act_bits,
+                         j->local_epochs,
+                         j->batch,
+                         j->rounds,
+                         j->sites_per_round,
+                         -1,
+                         -1,
+                         0,
+                         j->sample_cap,
+                         j->value_bits,
+                         j->deadline_ms[0],
+                         j->deadline_ms[1],
+                         j->deadline_ms[2],
+                         j->deadline_ms[3],
+                         j->join_wait_ms,
+                         (long)j->seed,
+                         j->temperature,
+                         j->alpha,
+                         j->lr,
+                         j->clip,
+                         j->l2_clip,
+                         j->server_lr,
+                         j->server_momentum};
     const cnd_opt_t opts[] = {
-        {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
-        {"name", CND_OPT_STR, &name, "TEXT", "a label for the job"},
-        {"student-arch", CND_OPT_STR, &arch, "SPEC",
+        {"dir", CND_OPT_STR, &o->dir, "DIR", s_dir_help},
+        {"name", CND_OPT_STR, &o->name, "TEXT", "a label for the job"},
+        {"student-arch", CND_OPT_STR, &o->arch, "SPEC",
          "student architecture (required unless --student-init)"},
-        {"student-init", CND_OPT_STR, &init, "FILE", "or: start from this student model (.cnd)"},
-        {"teacher", CND_OPT_STR, &teacher, "FILE", "teacher model (.cnd) shipped to the sites"},
-        {"teacher-local", CND_OPT_STR, &teacher_local, "NAME",
+        {"student-init", CND_OPT_STR, &o->init, "FILE", "or: start from this student model (.cnd)"},
+        {"teacher", CND_OPT_STR, &o->teacher, "FILE", "teacher model (.cnd) shipped to the sites"},
+        {"teacher-local", CND_OPT_STR, &o->teacher_local, "NAME",
          "or: each site's own teacher NAME (never leaves the site)"},
-        {"input", CND_OPT_STR, &input, "C,H,W",
+        {"input", CND_OPT_STR, &o->input, "C,H,W",
          "input shape (only with --teacher-local and --student-arch)"},
-        {"classes", CND_OPT_INT, &classes, "K",
+        {"classes", CND_OPT_INT, &o->classes, "K",
          "classes (only with --teacher-local and --student-arch)", 2, 256},
-        {"temperature", CND_OPT_DBL, &T, "T", "distillation temperature (default 4)", 0.05, 100},
-        {"alpha", CND_OPT_DBL, &alpha, "A", "weight of the teacher's soft targets (default 0.5)", 0,
-         1},
-        {"calib-data", CND_OPT_STR, &calib, "SPEC",
+        {"temperature", CND_OPT_DBL, &r.T, "T", "distillation temperature (default 4)", 0.05, 100},
+        {"alpha", CND_OPT_DBL, &r.alpha, "A", "weight of the teacher's soft targets (default 0.5)",
+         0, 1},
+        {"calib-data", CND_OPT_STR, &o->calib, "SPEC",
          "PUBLIC data (never a site's) to calibrate the int8 artifact; without it the job ends "
          "with a float model only"},
-        {"calib-samples", CND_OPT_INT, &calib_n, "N",
+        {"calib-samples", CND_OPT_INT, &o->calib_n, "N",
          "calibration samples to keep (default and at most 500)", 1, CND_FEDQ_CALIB_MAX},
-        {"qat-rounds", CND_OPT_INT, &qat, "N",
+        {"qat-rounds", CND_OPT_INT, &r.qat, "N",
          "train the last N rounds with fake quantization (default 0; needs --calib-data)", 0,
          100000},
-        {"weight-bits", CND_OPT_INT, &wbits, "B", "weight bits of the artifact (default 8)", 2, 8},
-        {"act-bits", CND_OPT_INT, &abits, "B", "activation bits (default 8)", 2, 8},
-        {"local-epochs", CND_OPT_INT, &epochs, "N", "local epochs per round (default 1)", 1, 1000},
-        {"batch", CND_OPT_INT, &batch, "B", "local batch size (default 64)", 1, 65536},
-        {"lr", CND_OPT_DBL, &lr, "X", "local Adam learning rate (default 1e-3)", 1e-9, 10},
-        {"rounds", CND_OPT_INT, &rounds, "N", "federated rounds (default 10)", 1, 100000},
-        {"sites", CND_OPT_INT, &sites, "N", "sites per round (default 3)", 2, 512},
-        {"quorum", CND_OPT_INT, &quorum, "N",
+        {"weight-bits", CND_OPT_INT, &r.wbits, "B", "weight bits of the artifact (default 8)", 2,
+         8},
+        {"act-bits", CND_OPT_INT, &r.abits, "B", "activation bits (default 8)", 2, 8},
+        {"local-epochs", CND_OPT_INT, &r.epochs, "N", "local epochs per round (default 1)", 1,
+         1000},
+        {"batch", CND_OPT_INT, &r.batch, "B", "local batch size (default 64)", 1, 65536},
+        {"lr", CND_OPT_DBL, &r.lr, "X", "local Adam learning rate (default 1e-3)", 1e-9, 10},
+        {"rounds", CND_OPT_INT, &r.rounds, "N", "federated rounds (default 10)", 1, 100000},
+        {"sites", CND_OPT_INT, &r.sites, "N", "sites per round (default 3)", 2, 512},
+        {"quorum", CND_OPT_INT, &r.quorum, "N",
          "fewest surviving sites for a round: a strict majority of --sites and at least the "
          "threshold (default: the smallest such)",
          2, 512},
-        {"threshold", CND_OPT_INT, &threshold, "T",
+        {"threshold", CND_OPT_INT, &r.threshold, "T",
          "SecAgg+ threshold (default: majority of a neighbourhood)", 2, 512},
-        {"neighbours", CND_OPT_INT, &neighbours, "K",
+        {"neighbours", CND_OPT_INT, &r.neighbours, "K",
          "SecAgg+ neighbours per site (default 2 log2 n)", 0, 511},
-        {"clip", CND_OPT_DBL, &clip, "C", "per-coordinate clip of an update (default 0.05)", 1e-9,
+        {"clip", CND_OPT_DBL, &r.clip, "C", "per-coordinate clip of an update (default 0.05)", 1e-9,
          1e6},
-        {"l2-clip", CND_OPT_DBL, &l2, "C", "L2 clip of an update (default none)", 0, 1e9},
-        {"sample-cap", CND_OPT_INT, &cap, "W", "samples counted per site at most (default 20000)",
+        {"l2-clip", CND_OPT_DBL, &r.l2, "C", "L2 clip of an update (default none)", 0, 1e9},
+        {"sample-cap", CND_OPT_INT, &r.cap, "W", "samples counted per site at most (default 20000)",
          1, 4e9},
-        {"value-bits", CND_OPT_INT, &vbits, "Q", "bits per update coordinate (default 8)", 2, 24},
-        {"advertise-ms", CND_OPT_INT, &dl_adv, "MS",
+        {"value-bits", CND_OPT_INT, &r.vbits, "Q", "bits per update coordinate (default 8)", 2, 24},
+        {"advertise-ms", CND_OPT_INT, &r.dl_adv, "MS",
          "deadline of the key advertisement phase (default 10000)", 100, 86400000},
-        {"share-ms", CND_OPT_INT, &dl_share, "MS",
+        {"share-ms", CND_OPT_INT, &r.dl_share, "MS",
          "deadline of the key sharing phase (default 10000)", 100, 86400000},
-        {"masked-ms", CND_OPT_INT, &dl_masked, "MS",
+        {"masked-ms", CND_OPT_INT, &r.dl_masked, "MS",
          "deadline for training and the masked update (default 600000)", 100, 86400000},
-        {"unmask-ms", CND_OPT_INT, &dl_unmask, "MS",
+        {"unmask-ms", CND_OPT_INT, &r.dl_unmask, "MS",
          "deadline of the unmasking phase (default 10000)", 100, 86400000},
-        {"server-lr", CND_OPT_DBL, &slr, "X",
+        {"server-lr", CND_OPT_DBL, &r.slr, "X",
          "server learning rate on the averaged update (default 1)", 1e-6, 100},
-        {"server-momentum", CND_OPT_DBL, &mom, "M", "server momentum (default 0: plain FedAvg)", 0,
-         0.999},
-        {"join-wait-ms", CND_OPT_INT, &join, "MS",
+        {"server-momentum", CND_OPT_DBL, &r.mom, "M", "server momentum (default 0: plain FedAvg)",
+         0, 0.999},
+        {"join-wait-ms", CND_OPT_INT, &r.join, "MS",
          "wait this long for --sites sites before starting with a quorum (default 30000)", 0,
          86400000},
-        {"seed", CND_OPT_INT, &seed, "S",
+        {"seed", CND_OPT_INT, &r.seed, "S",
          "seed for the student's initial weights and site selection (default 1)", 0, 1e15},
         {0}};
     const cnd_cli_t cli = {
@@ -127,212 +205,217 @@ static int s_create(int argc, char **argv)
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
-    if (rc) return rc > 0 ? 0 : rc;
-    if (!teacher == !teacher_local)
+    if (rc) return rc > 0 ? 1 : rc;
+    if (!o->teacher == !o->teacher_local)
         return cnd_errf(CND_EINVAL, "give exactly one of --teacher FILE or --teacher-local NAME");
-    if (!arch == !init)
+    if (!o->arch == !o->init)
         return cnd_errf(CND_EINVAL,
                         "give exactly one of --student-arch SPEC or --student-init FILE");
-    if (strlen(name) > CND_NAME_MAX) return cnd_errf(CND_EINVAL, "--name: at most 63 bytes");
-    snprintf(j.name, sizeof j.name, "%s", name);
-    j.teacher_shipped = teacher != NULL;
-    if (teacher_local) snprintf(j.teacher_local, sizeof j.teacher_local, "%s", teacher_local);
-    j.temperature = (float)T;
-    j.alpha = (float)alpha;
-    j.qat_rounds = (uint32_t)qat;
-    j.weight_bits = (uint32_t)wbits;
-    j.act_bits = (uint32_t)abits;
-    j.local_epochs = (uint32_t)epochs;
-    j.batch = (uint32_t)batch;
-    j.lr = (float)lr;
-    j.rounds = (uint32_t)rounds;
-    j.sites_per_round = (uint32_t)sites;
-    j.neighbours = (uint32_t)neighbours;
-    if (threshold < 0) {
-        /* a strict majority of each SecAgg+ neighbourhood (crypto/secagg.h) */
-        uint32_t d = neighbours ? (uint32_t)neighbours : cnd_secagg_default_degree((uint32_t)sites);
-        if (d > (uint32_t)sites - 1) d = (uint32_t)sites - 1;
-        threshold = (d + 1) / 2 + 1;
-    }
-    j.threshold = (uint32_t)threshold;
-    if (quorum < 0) /* at least the threshold and a strict majority of the round's sites */
-        quorum = threshold > sites / 2 + 1 ? threshold : sites / 2 + 1;
-    j.quorum = (uint32_t)quorum;
-    j.clip = (float)clip;
-    j.l2_clip = (float)l2;
-    j.sample_cap = (uint32_t)cap;
-    j.value_bits = (uint32_t)vbits;
-    j.deadline_ms[0] = (uint32_t)dl_adv;
-    j.deadline_ms[1] = (uint32_t)dl_share;
-    j.deadline_ms[2] = (uint32_t)dl_masked;
-    j.deadline_ms[3] = (uint32_t)dl_unmask;
-    j.server_lr = (float)slr;
-    j.server_momentum = (float)mom;
-    j.join_wait_ms = (uint32_t)join;
-    j.seed = (uint64_t)seed;
-    if (j.qat_rounds > 0 && !calib)
+    if (strlen(o->name) > CND_NAME_MAX) return cnd_errf(CND_EINVAL, "--name: at most 63 bytes");
+    s_fill_recipe(j, o, &r);
+    if (j->qat_rounds > 0 && !o->calib)
         return cnd_errf(CND_EINVAL, "--qat-rounds needs --calib-data: the coordinator calibrates "
                                     "the quantizer on public samples before each QAT round");
+    return 0;
+}
 
-    cnd_model_t *t = NULL, *s = NULL;
-    cnd_dataset_t *cal = NULL;
-    uint8_t *tbytes = NULL, *sbytes = NULL;
-    size_t tlen = 0, slen = 0;
-    char *json = NULL;
-    cnd_coord_t c;
-    memset(&c, 0, sizeof c);
-    if (teacher) {
-        if ((rc = cnd_file_read(teacher, CND_CSTORE_MODEL_MAX, &tbytes, &tlen))) goto done;
-        if ((rc = cnd_model_deserialize(&t, tbytes, tlen, teacher))) goto done;
+/* What `job create` builds before it stores anything. */
+typedef struct {
+    cnd_model_t *t, *s; /* the shipped teacher (or NULL); the initial student */
+    uint8_t *tbytes;    /* the teacher file as read */
+    size_t tlen;
+    uint8_t *sbytes; /* the student, serialized */
+    size_t slen;
+    cnd_dataset_t *cal; /* public calibration samples, or NULL */
+    char *json;         /* the recipe */
+} s_new_job_t;
+
+static void s_new_job_free(s_new_job_t *n)
+{
+    cnd_data_destroy(&n->cal);
+    cnd_model_destroy(&n->t);
+    cnd_model_destroy(&n->s);
+    free(n->tbytes);
+    free(n->sbytes);
+    free(n->json);
+}
+
+/* The initial student: from --student-init, or new from its architecture with the input shape,
+ * classes and normalisation of the shipped teacher (or --input/--classes for a site-local one);
+ * it must match the teacher. Fills the recipe's student fields and checks the whole recipe. */
+static int s_build_student(s_new_job_t *n, cnd_job_spec_t *j, const s_create_opts_t *o)
+{
+    int rc;
+    if (o->teacher) {
+        if ((rc = cnd_file_read(o->teacher, CND_CSTORE_MODEL_MAX, &n->tbytes, &n->tlen))) return rc;
+        if ((rc = cnd_model_deserialize(&n->t, n->tbytes, n->tlen, o->teacher))) return rc;
     }
-    if (init) {
-        if ((rc = cnd_model_load(&s, init))) goto done;
+    cnd_model_t *t = n->t;
+    if (o->init) {
+        if ((rc = cnd_model_load(&n->s, o->init))) return rc;
     } else {
         cnd_shape_t in;
         if (t) {
             in = t->in;
-            if (input || classes)
+            if (o->input || o->classes)
                 fprintf(stderr, "note: --input/--classes ignored: taken from the teacher\n");
-            classes = t->n_classes;
         } else {
-            if (!input || !classes) {
-                rc = cnd_errf(CND_EINVAL,
-                              "--input C,H,W and --classes K are needed with --teacher-local");
-                goto done;
-            }
+            if (!o->input || !o->classes)
+                return cnd_errf(CND_EINVAL,
+                                "--input C,H,W and --classes K are needed with --teacher-local");
             uint32_t a = 0, b = 0, d = 0;
-            if ((rc = s_parse_shape(input, &a, &b, &d))) goto done;
+            if ((rc = s_parse_shape(o->input, &a, &b, &d))) return rc;
             in.c = (int)a;
             in.h = (int)b;
             in.w = (int)d;
         }
-        if ((rc = cnd_model_new(&s, arch, in, (uint64_t)seed))) goto done;
+        if ((rc = cnd_model_new(&n->s, o->arch, in, j->seed))) return rc;
         if (t)
             for (int i = 0; i < in.c; i++) {
-                s->norm_mean[i] = t->norm_mean[i];
-                s->norm_std[i] = t->norm_std[i];
+                n->s->norm_mean[i] = t->norm_mean[i];
+                n->s->norm_std[i] = t->norm_std[i];
             }
     }
+    const cnd_model_t *s = n->s;
     if (t && (t->in.c != s->in.c || t->in.h != s->in.h || t->in.w != s->in.w ||
-              t->n_classes != s->n_classes)) {
-        rc = cnd_errf(CND_EINVAL,
-                      "the student (%dx%dx%d -> %d) does not match the teacher "
-                      "(%dx%dx%d -> %d)",
-                      s->in.c, s->in.h, s->in.w, s->n_classes, t->in.c, t->in.h, t->in.w,
-                      t->n_classes);
-        goto done;
+              t->n_classes != s->n_classes))
+        return cnd_errf(CND_EINVAL,
+                        "the student (%dx%dx%d -> %d) does not match the teacher "
+                        "(%dx%dx%d -> %d)",
+                        s->in.c, s->in.h, s->in.w, s->n_classes, t->in.c, t->in.h, t->in.w,
+                        t->n_classes);
+    snprintf(j->arch, sizeof j->arch, "%s", s->spec);
+    j->in_c = (uint32_t)s->in.c;
+    j->in_h = (uint32_t)s->in.h;
+    j->in_w = (uint32_t)s->in.w;
+    j->classes = (uint32_t)s->n_classes;
+    return cnd_job_check(j);
+}
+
+/* The public calibration samples for the int8 artifact (--calib-data): the student must be
+ * quantizable with the recipe's bits, the samples its shape; a seeded sample, so the job is
+ * reproducible. */
+static int s_load_calib(s_new_job_t *n, const cnd_job_spec_t *j, const s_create_opts_t *o)
+{
+    const cnd_model_t *s = n->s;
+    int rc;
+    if ((rc = cnd_fedq_check(s, (int)j->weight_bits, (int)j->act_bits, j->qat_rounds > 0)))
+        return rc;
+    cnd_dataset_t *all = NULL;
+    if ((rc = cnd_data_open(&all, o->calib, "train"))) return rc;
+    if (cnd_shape_size(all->shape) != cnd_shape_size(s->in))
+        rc =
+            cnd_errf(CND_EINVAL,
+                     "--calib-data %s: samples are %dx%dx%d, the student takes "
+                     "%dx%dx%d",
+                     o->calib, all->shape.c, all->shape.h, all->shape.w, s->in.c, s->in.h, s->in.w);
+    if (!rc) rc = cnd_quant_calib_sample(&n->cal, all, (size_t)o->calib_n, j->seed);
+    cnd_data_destroy(&all);
+    return rc;
+}
+
+/* The job.create audit entry: name, recipe, calibration sample count; digests of the teacher
+ * and the initial student. */
+static int s_audit_create(cnd_coord_t *c, const char *jid, const s_new_job_t *n, const char *name)
+{
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "name");
+    cnd_jw_str(&w, name);
+    cnd_jw_key(&w, "recipe");
+    cnd_jw_raw(&w, n->json);
+    cnd_jw_key(&w, "calibration_samples");
+    cnd_jw_int(&w, n->cal ? (int64_t)n->cal->n : 0);
+    cnd_jw_obj_end(&w);
+    cnd_audit_digest_t dg[2];
+    size_t nd = 0;
+    if (n->tbytes) {
+        dg[nd].name = "teacher";
+        cnd_sha256(dg[nd++].sha256, n->tbytes, n->tlen);
     }
-    snprintf(j.arch, sizeof j.arch, "%s", s->spec);
-    j.in_c = (uint32_t)s->in.c;
-    j.in_h = (uint32_t)s->in.h;
-    j.in_w = (uint32_t)s->in.w;
-    j.classes = (uint32_t)s->n_classes;
-    if ((rc = cnd_job_check(&j))) goto done;
-    if (calib) {
-        if ((rc = cnd_fedq_check(s, (int)j.weight_bits, (int)j.act_bits, j.qat_rounds > 0)))
-            goto done;
-        cnd_dataset_t *all = NULL;
-        if ((rc = cnd_data_open(&all, calib, "train"))) goto done;
-        if (cnd_shape_size(all->shape) != cnd_shape_size(s->in)) {
-            rc = cnd_errf(CND_EINVAL,
-                          "--calib-data %s: samples are %dx%dx%d, the student takes "
-                          "%dx%dx%d",
-                          calib, all->shape.c, all->shape.h, all->shape.w, s->in.c, s->in.h,
-                          s->in.w);
-            cnd_data_destroy(&all);
-            goto done;
-        }
-        /* a seeded sample, so the job is reproducible */
-        uint32_t *idx = malloc(all->n * sizeof *idx);
-        if (!idx) {
-            cnd_data_destroy(&all);
-            rc = CND_ENOMEM;
-            goto done;
-        }
-        for (size_t i = 0; i < all->n; i++) idx[i] = (uint32_t)i;
-        cnd_rng_t rng;
-        cnd_rng_seed(&rng, (uint64_t)seed ^ 0xca11b);
-        cnd_rng_shuffle_u32(&rng, idx, all->n);
-        rc = cnd_data_subset(&cal, all, idx, (size_t)calib_n < all->n ? (size_t)calib_n : all->n);
-        free(idx);
-        cnd_data_destroy(&all);
-        if (rc) goto done;
+    dg[nd].name = "student_init";
+    cnd_sha256(dg[nd++].sha256, n->sbytes, n->slen);
+    cnd_audit_rec_t r = {.actor = cnd_coord_operator(),
+                         .action = CND_AUDIT_JOB_CREATE,
+                         .subject = jid,
+                         .job = jid,
+                         .details = cnd_jw_text(&w),
+                         .digests = dg,
+                         .n_digests = nd};
+    int rc = cnd_audit_append(c->audit, &r, NULL);
+    cnd_jw_free(&w);
+    return rc;
+}
+
+/* Job, teacher, student version 0, calibration samples and their audit entries in one
+ * transaction; the new id in *id. */
+static int s_store_job(int64_t *id, cnd_coord_t *c, const s_new_job_t *n, const char *name)
+{
+    int rc = cnd_cstore_begin(c->store);
+    if (rc) return rc;
+    rc = cnd_cstore_job_create(c->store, id, name, n->json, n->tbytes, n->tlen, n->sbytes, n->slen);
+    if (!rc && n->cal) rc = cnd_cstore_calib_put(c->store, *id, n->cal);
+    char jid[32];
+    snprintf(jid, sizeof jid, "%lld", (long long)*id);
+    if (!rc) rc = s_audit_create(c, jid, n, name);
+    if (!rc) rc = cnd_coord_admin_log(c, "job.create", jid, jid, "ok");
+    if (!rc)
+        rc = cnd_cstore_commit(c->store);
+    else
+        cnd_cstore_rollback(c->store);
+    return rc;
+}
+
+static int s_create(int argc, char **argv)
+{
+    s_create_opts_t o;
+    cnd_job_spec_t j;
+    int rc = s_create_parse(&o, &j, argc, argv);
+    if (rc) return rc > 0 ? 0 : rc;
+    s_new_job_t n;
+    memset(&n, 0, sizeof n);
+    cnd_coord_t c;
+    memset(&c, 0, sizeof c);
+    if ((rc = s_build_student(&n, &j, &o))) goto done;
+    if (o.calib) {
+        if ((rc = s_load_calib(&n, &j, &o))) goto done;
     } else if (j.qat_rounds == 0) {
         cnd_err_clear();
     }
-    if ((rc = cnd_model_meta_set(s, "job", name))) goto done;
-    if ((rc = cnd_model_serialize(s, &sbytes, &slen))) goto done;
-    if ((rc = cnd_job_to_json(&json, &j))) goto done;
-    if ((rc = cnd_coord_open(&c, dir, 1))) goto done;
+    if ((rc = cnd_model_meta_set(n.s, "job", o.name))) goto done;
+    if ((rc = cnd_model_serialize(n.s, &n.sbytes, &n.slen))) goto done;
+    if ((rc = cnd_job_to_json(&n.json, &j))) goto done;
+    if ((rc = cnd_coord_open(&c, o.dir, 1))) goto done;
     int64_t id = 0;
-    if ((rc = cnd_cstore_begin(c.store))) goto done;
-    rc = cnd_cstore_job_create(c.store, &id, name, json, tbytes, tlen, sbytes, slen);
-    if (!rc && cal) rc = cnd_cstore_calib_put(c.store, id, cal);
-    char jid[32];
-    snprintf(jid, sizeof jid, "%lld", (long long)id);
-    if (!rc) {
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "name");
-        cnd_jw_str(&w, name);
-        cnd_jw_key(&w, "recipe");
-        cnd_jw_raw(&w, json);
-        cnd_jw_key(&w, "calibration_samples");
-        cnd_jw_int(&w, cal ? (int64_t)cal->n : 0);
-        cnd_jw_obj_end(&w);
-        cnd_audit_digest_t dg[2];
-        size_t nd = 0;
-        if (tbytes) {
-            dg[nd].name = "teacher";
-            cnd_sha256(dg[nd++].sha256, tbytes, tlen);
-        }
-        dg[nd].name = "student_init";
-        cnd_sha256(dg[nd++].sha256, sbytes, slen);
-        cnd_audit_rec_t r = {.actor = cnd_coord_operator(),
-                             .action = CND_AUDIT_JOB_CREATE,
-                             .subject = jid,
-                             .job = jid,
-                             .details = cnd_jw_text(&w),
-                             .digests = dg,
-                             .n_digests = nd};
-        rc = cnd_audit_append(c.audit, &r, NULL);
-        cnd_jw_free(&w);
-    }
-    if (!rc) rc = cnd_coord_admin_log(&c, "job.create", argc, argv, jid, jid, "ok");
-    if (!rc)
-        rc = cnd_cstore_commit(c.store);
-    else
-        cnd_cstore_rollback(c.store);
-    if (!rc) {
-        char hex[65];
-        printf("job %lld created: %s, %u rounds of %u sites, student %zu parameters%s\n",
-               (long long)id, j.arch, j.rounds, j.sites_per_round, s->num_params,
-               tbytes ? ", teacher shipped" : ", site-local teacher");
-        uint8_t d[32];
-        cnd_sha256(d, sbytes, slen);
-        printf("student v0 sha256:%s\n", cnd_hex(hex, d, 32));
-        if (cal)
-            printf("int8 artifact at the end: %zu public calibration samples from %s%s\n", cal->n,
-                   calib ? calib : "", j.qat_rounds ? ", QAT in the last rounds" : "");
-    }
+    if ((rc = s_store_job(&id, &c, &n, o.name))) goto done;
+    char hex[65];
+    printf("job %lld created: %s, %u rounds of %u sites, student %zu parameters%s\n", (long long)id,
+           j.arch, j.rounds, j.sites_per_round, n.s->num_params,
+           n.tbytes ? ", teacher shipped" : ", site-local teacher");
+    uint8_t d[32];
+    cnd_sha256(d, n.sbytes, n.slen);
+    printf("student v0 sha256:%s\n", cnd_hex(hex, d, 32));
+    if (n.cal)
+        printf("int8 artifact at the end: %zu public calibration samples from %s%s\n", n.cal->n,
+               o.calib, j.qat_rounds ? ", QAT in the last rounds" : "");
 done:
     cnd_coord_close(&c);
-    cnd_data_destroy(&cal);
-    cnd_model_destroy(&t);
-    cnd_model_destroy(&s);
-    free(tbytes);
-    free(sbytes);
-    free(json);
+    s_new_job_free(&n);
     return rc;
 }
 
 static int s_list(int argc, char **argv)
 {
     const char *dir = cnd_coord_default_dir();
-    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help}, {0}};
-    const cnd_cli_t cli = {"condenser job list [--dir DIR]", "Lists jobs, newest first.", opts, 0,
-                           0};
+    int json = 0;
+    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+                              {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
+                              {0}};
+    const cnd_cli_t cli = {"condenser job list [--dir DIR] [--json]",
+                           "Lists jobs, newest first: id, state, rounds done of the recipe's, "
+                           "creation time (UTC), name.",
+                           opts, 0, 0};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
@@ -342,7 +425,10 @@ static int s_list(int argc, char **argv)
     cnd_job_rec_t *l = NULL;
     size_t n = 0;
     if (!(rc = cnd_cstore_jobs(c.store, &l, &n))) {
-        printf("%-5s %-10s %-7s %-20s %s\n", "id", "state", "rounds", "created", "name");
+        cnd_jw_t w;
+        cnd_jw_init(&w);
+        cnd_jw_arr(&w);
+        if (!json) printf("%-5s %-10s %-7s %-20s %s\n", "id", "state", "rounds", "created", "name");
         for (size_t i = 0; i < n; i++) {
             uint32_t next = 1, att = 1;
             if (cnd_cstore_round_next(c.store, l[i].id, &next, &att)) next = 1;
@@ -351,14 +437,64 @@ static int s_list(int argc, char **argv)
             char t[32], r[24];
             cnd_iso8601(t, l[i].created_ms / 1000);
             snprintf(r, sizeof r, "%u/%u", next - 1, total);
-            printf("%-5lld %-10s %-7s %-20s %s\n", (long long)l[i].id, l[i].state, r, t, l[i].name);
+            if (json) {
+                cnd_jw_obj(&w);
+                cnd_jw_key(&w, "id");
+                cnd_jw_int(&w, l[i].id);
+                cnd_jw_key(&w, "state");
+                cnd_jw_str(&w, l[i].state);
+                cnd_jw_key(&w, "rounds_done");
+                cnd_jw_int(&w, next - 1);
+                cnd_jw_key(&w, "rounds"); /* of the recipe; 0 when it does not parse */
+                cnd_jw_int(&w, total);
+                cnd_jw_key(&w, "created");
+                cnd_jw_str(&w, t);
+                cnd_jw_key(&w, "name");
+                cnd_jw_str(&w, l[i].name);
+                cnd_jw_key(&w, "reason");
+                cnd_jw_str(&w, l[i].reason);
+                cnd_jw_obj_end(&w);
+            } else {
+                printf("%-5lld %-10s %-7s %-20s %s\n", (long long)l[i].id, l[i].state, r, t,
+                       l[i].name);
+            }
             cnd_job_rec_free(&l[i]);
         }
         free(l);
         cnd_err_clear();
+        cnd_jw_arr_end(&w);
+        if (json) {
+            const char *txt = cnd_jw_text(&w);
+            if (txt)
+                printf("%s\n", txt);
+            else
+                rc = cnd_errf(CND_ENOMEM, "job list: out of memory");
+        }
+        cnd_jw_free(&w);
     }
     cnd_coord_close(&c);
     return rc;
+}
+
+/* Mean validation accuracy and loss of a round's sites that reported metrics, weighted by
+ * their sample counts. Returns 0 when none did (acc and loss are then 0). */
+static int s_round_metrics(const cnd_round_rec_t *r, double *acc, double *loss)
+{
+    double ws = 0;
+    *acc = *loss = 0;
+    for (uint32_t k = 0; k < r->n; k++)
+        if (r->sites[k].status & CND_RSITE_METRICS) {
+            *acc += r->sites[k].accuracy * (double)r->sites[k].samples;
+            *loss += r->sites[k].loss * (double)r->sites[k].samples;
+            ws += (double)r->sites[k].samples;
+        }
+    if (ws > 0) *acc /= ws, *loss /= ws;
+    return ws > 0;
+}
+
+static double s_round_seconds(const cnd_round_rec_t *r)
+{
+    return r->ended_ms ? (double)(r->ended_ms - r->started_ms) / 1e3 : 0;
 }
 
 static int s_cmp_models(const void *a, const void *b)
@@ -396,6 +532,172 @@ static int s_all_models(cnd_cstore_t *s, int64_t job, cnd_model_rec_t **models, 
     return rc;
 }
 
+/* What `job show` reads from the store. */
+typedef struct {
+    long long id;
+    cnd_job_rec_t job;
+    cnd_round_rec_t *rounds;
+    size_t nr;
+    cnd_model_rec_t *models;
+    size_t nm;
+} s_job_view_t;
+
+static void s_show_text(const s_job_view_t *v)
+{
+    const cnd_job_rec_t *job = &v->job;
+    printf("job %lld \"%s\": %s%s%s\n", v->id, job->name, job->state, job->reason[0] ? ": " : "",
+           job->reason);
+    printf("recipe %s\n\n", job->spec_json);
+    printf("%-6s %-4s %-9s %-10s %-6s %-9s %-8s %-8s %-8s %-8s %s\n", "round", "try", "phase",
+           "outcome", "sites", "survived", "acc", "loss", "secagg_s", "total_s", "reason");
+    for (size_t i = 0; i < v->nr; i++) {
+        const cnd_round_rec_t *r = &v->rounds[i];
+        double acc, loss;
+        char a[16] = "n/a", l[16] = "n/a";
+        if (s_round_metrics(r, &acc, &loss))
+            snprintf(a, sizeof a, "%.4f", acc), snprintf(l, sizeof l, "%.4f", loss);
+        printf("%-6u %-4u %-9s %-10s %-6u %-9u %-8s %-8s %-8.3f %-8.2f %s\n", r->round, r->attempt,
+               r->phase, r->outcome[0] ? r->outcome : "running", r->n, r->survivors, a, l,
+               cnd_round_secagg_seconds(r), s_round_seconds(r), r->reason);
+    }
+    printf("\n%-8s %-6s %-6s %-10s %-8s %s\n", "version", "round", "format", "bytes", "acc",
+           "sha256");
+    for (size_t i = 0; i < v->nm; i++) {
+        const cnd_model_rec_t *m = &v->models[i];
+        char hex[65], acc[16] = "n/a";
+        if (m->accuracy >= 0) snprintf(acc, sizeof acc, "%.4f", m->accuracy);
+        printf("%-8lld %-6lld %-6s %-10llu %-8s %s\n", (long long)m->version, (long long)m->round,
+               m->format, (unsigned long long)m->size, acc, cnd_hex(hex, m->digest, 32));
+    }
+}
+
+static void s_json_round(cnd_jw_t *w, const cnd_round_rec_t *r)
+{
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "round");
+    cnd_jw_int(w, r->round);
+    cnd_jw_key(w, "attempt");
+    cnd_jw_int(w, r->attempt);
+    cnd_jw_key(w, "phase");
+    cnd_jw_str(w, r->phase);
+    cnd_jw_key(w, "outcome");
+    cnd_jw_str(w, r->outcome);
+    cnd_jw_key(w, "reason");
+    cnd_jw_str(w, r->reason);
+    cnd_jw_key(w, "participants");
+    cnd_jw_int(w, r->n);
+    cnd_jw_key(w, "survivors");
+    cnd_jw_int(w, r->survivors);
+    double acc, loss;
+    int has = s_round_metrics(r, &acc, &loss);
+    cnd_jw_key(w, "accuracy"); /* null: no site reported metrics */
+    if (has)
+        cnd_jw_double(w, acc);
+    else
+        cnd_jw_null(w);
+    cnd_jw_key(w, "loss");
+    if (has)
+        cnd_jw_double(w, loss);
+    else
+        cnd_jw_null(w);
+    cnd_jw_key(w, "model_version");
+    cnd_jw_int(w, r->model_version);
+    cnd_jw_key(w, "seconds");
+    cnd_jw_obj(w);
+    static const char *const ph[] = {"advertise", "share", "masked", "consistency", "unmask"};
+    for (int k = 0; k < 5; k++) {
+        cnd_jw_key(w, ph[k]);
+        cnd_jw_double(w, r->t_phase[k]);
+    }
+    cnd_jw_key(w, "finish");
+    cnd_jw_double(w, r->t_finish);
+    cnd_jw_key(w, "secagg");
+    cnd_jw_double(w, cnd_round_secagg_seconds(r));
+    cnd_jw_key(w, "total");
+    cnd_jw_double(w, s_round_seconds(r));
+    cnd_jw_obj_end(w);
+    cnd_jw_key(w, "ingress_bytes");
+    cnd_jw_int(w, (int64_t)r->ingress_bytes);
+    cnd_jw_key(w, "sites");
+    cnd_jw_arr(w);
+    for (uint32_t k = 0; k < r->n; k++) {
+        const cnd_rsite_t *x = &r->sites[k];
+        cnd_jw_obj(w);
+        cnd_jw_key(w, "name");
+        cnd_jw_str(w, x->name);
+        cnd_jw_key(w, "status");
+        cnd_jw_int(w, x->status);
+        if (x->status & CND_RSITE_METRICS) {
+            cnd_jw_key(w, "accuracy");
+            cnd_jw_double(w, x->accuracy);
+            cnd_jw_key(w, "loss");
+            cnd_jw_double(w, x->loss);
+            cnd_jw_key(w, "samples");
+            cnd_jw_int(w, (int64_t)x->samples);
+            cnd_jw_key(w, "train_ms");
+            cnd_jw_int(w, x->train_ms);
+        }
+        cnd_jw_obj_end(w);
+    }
+    cnd_jw_arr_end(w);
+    cnd_jw_obj_end(w);
+}
+
+static void s_json_model(cnd_jw_t *w, const cnd_model_rec_t *m)
+{
+    char hex[65];
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "version");
+    cnd_jw_int(w, m->version);
+    cnd_jw_key(w, "round");
+    cnd_jw_int(w, m->round);
+    cnd_jw_key(w, "format");
+    cnd_jw_str(w, m->format);
+    cnd_jw_key(w, "size");
+    cnd_jw_int(w, (int64_t)m->size);
+    cnd_jw_key(w, "accuracy"); /* null: none recorded (the initial student, the artifact) */
+    if (m->accuracy >= 0)
+        cnd_jw_double(w, m->accuracy);
+    else
+        cnd_jw_null(w);
+    cnd_jw_key(w, "sha256");
+    cnd_jw_str(w, cnd_hex(hex, m->digest, 32));
+    cnd_jw_key(w, "signed");
+    cnd_jw_bool(w, m->manifest != NULL);
+    cnd_jw_obj_end(w);
+}
+
+static int s_show_json(const s_job_view_t *v)
+{
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "id");
+    cnd_jw_int(&w, v->id);
+    cnd_jw_key(&w, "name");
+    cnd_jw_str(&w, v->job.name);
+    cnd_jw_key(&w, "state");
+    cnd_jw_str(&w, v->job.state);
+    cnd_jw_key(&w, "reason");
+    cnd_jw_str(&w, v->job.reason);
+    cnd_jw_key(&w, "recipe");
+    cnd_jw_raw(&w, v->job.spec_json);
+    cnd_jw_key(&w, "rounds");
+    cnd_jw_arr(&w);
+    for (size_t i = 0; i < v->nr; i++) s_json_round(&w, &v->rounds[i]);
+    cnd_jw_arr_end(&w);
+    cnd_jw_key(&w, "models");
+    cnd_jw_arr(&w);
+    for (size_t i = 0; i < v->nm; i++) s_json_model(&w, &v->models[i]);
+    cnd_jw_arr_end(&w);
+    cnd_jw_obj_end(&w);
+    const char *t = cnd_jw_text(&w);
+    int rc = t ? 0 : cnd_errf(CND_ENOMEM, "job show: out of memory");
+    if (t) printf("%s\n", t);
+    cnd_jw_free(&w);
+    return rc;
+}
+
 static int s_show(int argc, char **argv)
 {
     const char *dir = cnd_coord_default_dir();
@@ -411,161 +713,26 @@ static int s_show(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
+    s_job_view_t v;
+    memset(&v, 0, sizeof v);
     char *end;
-    long long id = strtoll(pos[0], &end, 10);
-    if (*end || id <= 0) return cnd_errf(CND_EINVAL, "'%s' is not a job id", pos[0]);
+    v.id = strtoll(pos[0], &end, 10);
+    if (*end || v.id <= 0) return cnd_errf(CND_EINVAL, "'%s' is not a job id", pos[0]);
     cnd_coord_t c;
     if ((rc = cnd_coord_open(&c, dir, 0))) return rc;
-    cnd_job_rec_t job;
-    cnd_round_rec_t *rounds = NULL;
-    cnd_model_rec_t *models = NULL;
-    size_t nr = 0, nm = 0;
-    memset(&job, 0, sizeof job);
-    if ((rc = cnd_cstore_job_get(c.store, id, &job)) ||
-        (rc = cnd_cstore_rounds(c.store, id, &rounds, &nr)) ||
-        (rc = s_all_models(c.store, id, &models, &nm)))
-        goto done;
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "id");
-    cnd_jw_int(&w, id);
-    cnd_jw_key(&w, "name");
-    cnd_jw_str(&w, job.name);
-    cnd_jw_key(&w, "state");
-    cnd_jw_str(&w, job.state);
-    cnd_jw_key(&w, "reason");
-    cnd_jw_str(&w, job.reason);
-    cnd_jw_key(&w, "recipe");
-    cnd_jw_raw(&w, job.spec_json);
-    cnd_jw_key(&w, "rounds");
-    cnd_jw_arr(&w);
-    if (!json) {
-        printf("job %lld \"%s\": %s%s%s\n", id, job.name, job.state, job.reason[0] ? ": " : "",
-               job.reason);
-        printf("recipe %s\n\n", job.spec_json);
-        printf("%-6s %-4s %-9s %-10s %-6s %-9s %-8s %-8s %-8s %-8s %s\n", "round", "try", "phase",
-               "outcome", "sites", "survived", "acc", "loss", "secagg_s", "total_s", "reason");
-    }
-    for (size_t i = 0; i < nr; i++) {
-        cnd_round_rec_t *r = &rounds[i];
-        double acc = 0, loss = 0, ws = 0, sec = cnd_round_secagg_seconds(r);
-        double tot = r->ended_ms ? (double)(r->ended_ms - r->started_ms) / 1e3 : 0;
-        for (uint32_t k = 0; k < r->n; k++)
-            if (r->sites[k].status & CND_RSITE_METRICS) {
-                acc += r->sites[k].accuracy * (double)r->sites[k].samples;
-                loss += r->sites[k].loss * (double)r->sites[k].samples;
-                ws += (double)r->sites[k].samples;
-            }
-        if (ws > 0) acc /= ws, loss /= ws;
-        if (!json) {
-            char a[16] = "-", l[16] = "-";
-            if (ws > 0) snprintf(a, sizeof a, "%.4f", acc), snprintf(l, sizeof l, "%.4f", loss);
-            printf("%-6u %-4u %-9s %-10s %-6u %-9u %-8s %-8s %-8.3f %-8.2f %s\n", r->round,
-                   r->attempt, r->phase, r->outcome[0] ? r->outcome : "running", r->n, r->survivors,
-                   a, l, sec, tot, r->reason);
-        }
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "round");
-        cnd_jw_int(&w, r->round);
-        cnd_jw_key(&w, "attempt");
-        cnd_jw_int(&w, r->attempt);
-        cnd_jw_key(&w, "phase");
-        cnd_jw_str(&w, r->phase);
-        cnd_jw_key(&w, "outcome");
-        cnd_jw_str(&w, r->outcome);
-        cnd_jw_key(&w, "reason");
-        cnd_jw_str(&w, r->reason);
-        cnd_jw_key(&w, "survivors");
-        cnd_jw_int(&w, r->survivors);
-        cnd_jw_key(&w, "model_version");
-        cnd_jw_int(&w, r->model_version);
-        cnd_jw_key(&w, "seconds");
-        cnd_jw_obj(&w);
-        static const char *const ph[] = {"advertise", "share", "masked", "consistency", "unmask"};
-        for (int k = 0; k < 5; k++) {
-            cnd_jw_key(&w, ph[k]);
-            cnd_jw_double(&w, r->t_phase[k]);
-        }
-        cnd_jw_key(&w, "finish");
-        cnd_jw_double(&w, r->t_finish);
-        cnd_jw_key(&w, "secagg");
-        cnd_jw_double(&w, sec);
-        cnd_jw_key(&w, "total");
-        cnd_jw_double(&w, tot);
-        cnd_jw_obj_end(&w);
-        cnd_jw_key(&w, "ingress_bytes");
-        cnd_jw_int(&w, (int64_t)r->ingress_bytes);
-        cnd_jw_key(&w, "sites");
-        cnd_jw_arr(&w);
-        for (uint32_t k = 0; k < r->n; k++) {
-            const cnd_rsite_t *x = &r->sites[k];
-            cnd_jw_obj(&w);
-            cnd_jw_key(&w, "name");
-            cnd_jw_str(&w, x->name);
-            cnd_jw_key(&w, "status");
-            cnd_jw_int(&w, x->status);
-            if (x->status & CND_RSITE_METRICS) {
-                cnd_jw_key(&w, "accuracy");
-                cnd_jw_double(&w, x->accuracy);
-                cnd_jw_key(&w, "loss");
-                cnd_jw_double(&w, x->loss);
-                cnd_jw_key(&w, "samples");
-                cnd_jw_int(&w, (int64_t)x->samples);
-                cnd_jw_key(&w, "train_ms");
-                cnd_jw_int(&w, x->train_ms);
-            }
-            cnd_jw_obj_end(&w);
-        }
-        cnd_jw_arr_end(&w);
-        cnd_jw_obj_end(&w);
-    }
-    cnd_jw_arr_end(&w);
-    cnd_jw_key(&w, "models");
-    cnd_jw_arr(&w);
-    if (!json)
-        printf("\n%-8s %-6s %-6s %-10s %-8s %s\n", "version", "round", "format", "bytes", "acc",
-               "sha256");
-    for (size_t i = 0; i < nm; i++) {
-        char hex[65];
-        cnd_hex(hex, models[i].digest, 32);
-        if (!json)
-            printf("%-8lld %-6lld %-6s %-10llu %-8.4f %s\n", (long long)models[i].version,
-                   (long long)models[i].round, models[i].format, (unsigned long long)models[i].size,
-                   models[i].accuracy, hex);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "version");
-        cnd_jw_int(&w, models[i].version);
-        cnd_jw_key(&w, "round");
-        cnd_jw_int(&w, models[i].round);
-        cnd_jw_key(&w, "format");
-        cnd_jw_str(&w, models[i].format);
-        cnd_jw_key(&w, "size");
-        cnd_jw_int(&w, (int64_t)models[i].size);
-        cnd_jw_key(&w, "accuracy");
-        cnd_jw_double(&w, models[i].accuracy);
-        cnd_jw_key(&w, "sha256");
-        cnd_jw_str(&w, hex);
-        cnd_jw_key(&w, "signed");
-        cnd_jw_bool(&w, models[i].manifest != NULL);
-        cnd_jw_obj_end(&w);
-    }
-    cnd_jw_arr_end(&w);
-    cnd_jw_obj_end(&w);
-    if (json) {
-        const char *t = cnd_jw_text(&w);
-        if (t)
-            printf("%s\n", t);
+    if (!(rc = cnd_cstore_job_get(c.store, v.id, &v.job)) &&
+        !(rc = cnd_cstore_rounds(c.store, v.id, &v.rounds, &v.nr)) &&
+        !(rc = s_all_models(c.store, v.id, &v.models, &v.nm))) {
+        if (json)
+            rc = s_show_json(&v);
         else
-            rc = cnd_errf(CND_ENOMEM, "job show: out of memory");
+            s_show_text(&v);
     }
-    cnd_jw_free(&w);
-done:
-    for (size_t i = 0; i < nr; i++) cnd_round_rec_free(&rounds[i]);
-    for (size_t i = 0; i < nm; i++) cnd_model_rec_free(&models[i]);
-    free(rounds);
-    free(models);
-    cnd_job_rec_free(&job);
+    for (size_t i = 0; i < v.nr; i++) cnd_round_rec_free(&v.rounds[i]);
+    for (size_t i = 0; i < v.nm; i++) cnd_model_rec_free(&v.models[i]);
+    free(v.rounds);
+    free(v.models);
+    cnd_job_rec_free(&v.job);
     cnd_coord_close(&c);
     return rc;
 }
@@ -619,7 +786,7 @@ static int s_cancel(int argc, char **argv)
             rc = cnd_audit_append(c.audit, &r, NULL);
             cnd_jw_free(&w);
         }
-        if (!rc) rc = cnd_coord_admin_log(&c, "job.cancel", argc, argv, jid, jid, "ok");
+        if (!rc) rc = cnd_coord_admin_log(&c, "job.cancel", jid, jid, "ok");
         if (!rc)
             rc = cnd_cstore_commit(c.store);
         else

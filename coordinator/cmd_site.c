@@ -75,7 +75,7 @@ static int s_enroll(int argc, char **argv)
     if (!(rc = cnd_cstore_begin(c.store))) {
         rc = cnd_cstore_enroll(c.store, pos[0], role, pk, der, der_len);
         if (!rc) rc = cnd_audit_log_enroll(c.audit, c.fpr, fpr, pos[0], role, pk, der, der_len);
-        if (!rc) rc = cnd_coord_admin_log(&c, "site.enroll", argc, argv, fpr, "", "ok");
+        if (!rc) rc = cnd_coord_admin_log(&c, "site.enroll", fpr, "", "ok");
         if (!rc)
             rc = cnd_cstore_commit(c.store);
         else
@@ -176,7 +176,7 @@ static int s_revoke(int argc, char **argv)
         cnd_ident_rec_free(&r);
         if (!(rc = cnd_cstore_begin(c.store))) {
             rc = cnd_cstore_revoke(c.store, pos[0], reason);
-            if (!rc) rc = cnd_coord_admin_log(&c, "site.revoke", argc, argv, r.fpr, "", "ok");
+            if (!rc) rc = cnd_coord_admin_log(&c, "site.revoke", r.fpr, "", "ok");
             if (!rc)
                 rc = cnd_cstore_commit(c.store);
             else

@@ -3,8 +3,7 @@
  * coord_admin.h).
  */
 #include "coord_admin.h"
-#include "audit_actions.h"
-#include "json.h"
+#include "cli.h"
 
 #include <pwd.h>
 #include <sodium.h>
@@ -73,34 +72,11 @@ const char *cnd_coord_operator(void)
     return buf;
 }
 
-int cnd_coord_admin_log(cnd_coord_t *c, const char *command, int argc, char **argv,
-                        const char *subject, const char *job, const char *result)
+int cnd_coord_admin_log(cnd_coord_t *c, const char *command, const char *subject, const char *job,
+                        const char *result)
 {
-    char action[80];
-    snprintf(action, sizeof action, "%s%s", CND_AUDIT_ADMIN_PREFIX, command);
-    cnd_buf_t line;
-    cnd_buf_init(&line);
-    cnd_buf_put(&line, "condenser", 9);
-    for (int i = 0; i < argc; i++) {
-        cnd_buf_u8(&line, ' ');
-        cnd_buf_put(&line, argv[i], strlen(argv[i]));
-    }
-    cnd_buf_u8(&line, 0);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "command");
-    cnd_jw_str(&w, line.err ? "" : (const char *)line.data);
-    cnd_jw_key(&w, "result");
-    cnd_jw_str(&w, result);
-    cnd_jw_obj_end(&w);
-    cnd_audit_rec_t r = {.actor = cnd_coord_operator(),
-                         .action = action,
-                         .subject = subject,
-                         .job = job,
-                         .details = cnd_jw_text(&w)};
-    int rc = r.details ? cnd_audit_append(c->audit, &r, NULL) : CND_ENOMEM;
-    cnd_jw_free(&w);
-    cnd_buf_free(&line);
-    return rc;
+    const char *const *argv = NULL;
+    int argc = cnd_cli_argv(&argv);
+    return cnd_audit_log_admin(c->audit, cnd_coord_operator(), command, argc, argv, subject, job,
+                               result);
 }

@@ -37,9 +37,11 @@ void cnd_coord_close(cnd_coord_t *c);
 /* "local:<unix user>" for operator actions. */
 const char *cnd_coord_operator(void);
 
-/* Appends an admin.<command> entry: details {"command": argv joined, "result": result}. */
-CND_MUST_USE int cnd_coord_admin_log(cnd_coord_t *c, const char *command, int argc, char **argv,
-                                     const char *subject, const char *job, const char *result);
+/* Appends an admin.<command> entry with the process's exact command line (cnd_cli_argv(), as
+ * main() recorded it): details {"argv": [every word], "result": result}
+ * (cnd_audit_log_admin). */
+CND_MUST_USE int cnd_coord_admin_log(cnd_coord_t *c, const char *command, const char *subject,
+                                     const char *job, const char *result);
 
 /* The default coordinator directory: $CND_COORDINATOR_DIR or ".". */
 const char *cnd_coord_default_dir(void);

@@ -124,16 +124,464 @@ static double s_prg_rate(cnd_prg_alg_t alg)
     return best < 1e30 ? (double)n / best / 1e9 : 0;
 }
 
+/* One benchmark round: its parameters, the simulated clients and server, the inputs' plain sum
+ * and every measurement the report prints. The phases below fill it in order. */
+typedef struct {
+    long values, threads;
+    double dropout;
+    cnd_fxp_params_t fp;
+    cnd_fxp_layout_t lay;
+    cnd_secagg_params_t p;
+    uint32_t n, n_drop;
+    uint32_t ns; /* clients whose share_keys and masking are timed one by one */
+    uint32_t na; /* survivors, listed in idx[0..na) from the consistency phase on */
+    s_sim_t sim;
+    cnd_identity_t **ids;
+    uint8_t (*enrolled)[32];
+    uint32_t *idx;
+    uint8_t *skip, *dropped;
+    uint32_t *expect, *sum;            /* plain sum of the survivors' inputs; the server's result */
+    double *t_mask, *t_share, *c_mask; /* per timed client */
+    cnd_secagg_server_t *srv;
+    cnd_prg_t *g;
+    float *upd;
+    cnd_rng_t rng; /* the float update, then who drops */
+    cnd_progress_t prog;
+    /* measurements (seconds, bytes) */
+    double rate[3]; /* keystream GB/s: AES-256-CTR/OpenSSL, ChaCha20/OpenSSL, ChaCha20/sodium */
+    double t_enc, srv_t, add_t, t_unmask_client, unmask_t, unmask_cpu, keys_t, masks_t;
+    size_t share_bytes, keys_bytes, masked_bytes, unmask_req_bytes, unmask_bytes;
+} s_bench_t;
+
+/* Ring width from the value range and the number of clients, the SecAgg+ parameters and the
+ * number of dropouts, all checked before anything is allocated. */
+static int s_setup_params(s_bench_t *b, long clients, long value_bits, long degree,
+                          double fail_prob)
+{
+    b->n = (uint32_t)clients;
+    b->fp = (cnd_fxp_params_t){(uint32_t)b->values, b->n, (uint32_t)value_bits, 1.0f, 0, 1000};
+    int rc = cnd_fxp_layout(&b->lay, &b->fp);
+    if (rc) return rc;
+    cnd_secagg_params_t *p = &b->p;
+    p->round_id = 1;
+    randombytes_buf(p->round_seed, sizeof p->round_seed);
+    p->n = b->n;
+    p->len = b->lay.len;
+    p->bits = b->lay.bits;
+    p->degree = (uint32_t)degree;
+    if (!degree)
+        p->degree = b->dropout > 0 ? cnd_secagg_degree_for_dropout(b->n, b->dropout, fail_prob)
+                                   : cnd_secagg_default_degree(b->n);
+    if ((rc = cnd_secagg_params_fill(p))) return rc;
+    b->n_drop = (uint32_t)lround(b->dropout * b->n);
+    if (b->n - b->n_drop < p->min_survivors)
+        return cnd_errf(CND_EINVAL, "--dropout %.2f leaves %u clients, fewer than %u", b->dropout,
+                        b->n - b->n_drop, p->min_survivors);
+    return 0;
+}
+
+/* Buffers, one identity and one client per participant, and the server. */
+static int s_setup_round(s_bench_t *b, long samples)
+{
+    const uint32_t n = b->n;
+    const cnd_secagg_params_t *p = &b->p;
+    b->sim.n = n;
+    b->sim.len = p->len;
+    b->sim.bits = p->bits;
+    randombytes_buf(b->sim.seed, sizeof b->sim.seed);
+    b->ids = calloc(n, sizeof *b->ids);
+    b->enrolled = malloc((size_t)n * 32);
+    b->sim.cl = calloc(n, sizeof *b->sim.cl);
+    b->sim.in = calloc(n, sizeof *b->sim.in);
+    b->sim.out = calloc(n, sizeof *b->sim.out);
+    b->idx = malloc((size_t)n * sizeof *b->idx);
+    b->skip = calloc(n, 1);
+    b->dropped = calloc(n, 1);
+    b->expect = calloc(p->len, 4);
+    b->sum = malloc((size_t)p->len * 4);
+    b->sim.x = malloc((size_t)b->threads * p->len * 4);
+    b->t_mask = calloc((size_t)samples, sizeof(double));
+    b->t_share = calloc((size_t)samples, sizeof(double));
+    b->c_mask = calloc((size_t)samples, sizeof(double));
+    b->g = cnd_prg_new(CND_PRG_MASK);
+    b->upd = malloc((size_t)b->values * sizeof *b->upd);
+    if (!b->ids || !b->enrolled || !b->sim.cl || !b->sim.in || !b->sim.out || !b->idx || !b->skip ||
+        !b->dropped || !b->expect || !b->sum || !b->sim.x || !b->t_mask || !b->t_share ||
+        !b->c_mask || !b->g || !b->upd)
+        return cnd_errf(CND_ENOMEM, "out of memory for %u clients x %ld values", n, b->values);
+    int rc;
+    for (uint32_t u = 0; u < n; u++) {
+        uint8_t s[32] = {0};
+        cnd_st_le32(s, u + 1);
+        if ((rc = cnd_identity_from_seed(&b->ids[u], s))) return rc;
+        memcpy(b->enrolled[u], cnd_identity_pk(b->ids[u]), 32);
+        b->idx[u] = u;
+    }
+    const uint8_t(*enrolled)[32] = (const uint8_t(*)[32])b->enrolled;
+    for (uint32_t u = 0; u < n; u++)
+        if ((rc = cnd_secagg_client_new(&b->sim.cl[u], p, u, b->ids[u], enrolled, n))) return rc;
+    return cnd_secagg_server_new(&b->srv, p, enrolled, n, (unsigned)b->threads);
+}
+
+/* Client-side encoding of a float update (timed once; the masked inputs below are random ring
+ * elements of the same width so that the sum can be checked exactly). */
+static int s_encode_update(s_bench_t *b)
+{
+    cnd_rng_seed(&b->rng, 11);
+    for (long i = 0; i < b->values; i++) b->upd[i] = (float)(cnd_rng_normal(&b->rng) * 0.1);
+    uint32_t *enc = b->sim.x;
+    b->t_enc = cnd_now();
+    int rc = cnd_fxp_encode(enc, NULL, &b->fp, &b->lay, b->upd, 500);
+    b->t_enc = cnd_now() - b->t_enc;
+    return rc;
+}
+
+/* Phase 1: adverts. */
+static int s_phase_adverts(s_bench_t *b)
+{
+    b->sim.idx = b->idx;
+    b->sim.phase = 1;
+    int rc = cnd_sa_parallel(b->n, (unsigned)b->threads, 1, s_sim_step, &b->sim);
+    if (rc) return rc;
+    double t = cnd_now();
+    for (uint32_t u = 0; u < b->n && !rc; u++)
+        rc = cnd_secagg_server_add_advert(b->srv, u, b->sim.out[u].data, b->sim.out[u].len);
+    if (!rc) rc = cnd_secagg_server_end_adverts(b->srv);
+    b->srv_t += cnd_now() - t;
+    if (!rc) cnd_progress_update(&b->prog, b->n, "adverts");
+    return rc;
+}
+
+/* Phase 2: share keys. The first `ns` clients are timed one by one. */
+static int s_phase_shares(s_bench_t *b, long samples)
+{
+    s_sim_t *sim = &b->sim;
+    const uint32_t n = b->n;
+    int rc = 0;
+    double t = cnd_now();
+    for (uint32_t u = 0; u < n && !rc; u++) {
+        sim->in[u].len = 0;
+        rc = cnd_secagg_server_keys_msg(b->srv, &sim->in[u], u);
+    }
+    b->srv_t += cnd_now() - t;
+    b->ns = (uint32_t)(samples < n - b->n_drop ? samples : n - b->n_drop);
+    sim->phase = 2;
+    for (uint32_t i = 0; i < b->ns && !rc; i++) {
+        t = cnd_now();
+        rc = s_sim_step(sim, i, 0);
+        b->t_share[i] = cnd_now() - t;
+    }
+    sim->idx = b->idx + b->ns;
+    if (!rc) rc = cnd_sa_parallel(n - b->ns, (unsigned)b->threads, 1, s_sim_step, sim);
+    sim->idx = b->idx;
+    t = cnd_now();
+    for (uint32_t u = 0; u < n && !rc; u++)
+        rc = cnd_secagg_server_add_shares(b->srv, u, sim->out[u].data, sim->out[u].len);
+    if (!rc) rc = cnd_secagg_server_end_shares(b->srv);
+    b->srv_t += cnd_now() - t;
+    if (rc) return rc;
+    b->share_bytes = sim->out[0].len;
+    b->keys_bytes = sim->in[0].len;
+    cnd_progress_update(&b->prog, 2ull * n, "shares");
+    return 0;
+}
+
+/* Who drops: n_drop random clients outside the timed sample; the survivors among the others
+ * are simulated (skip). */
+static void s_pick_dropouts(s_bench_t *b)
+{
+    for (uint32_t c = 0; c < b->n_drop;) {
+        uint32_t u = b->ns + (uint32_t)cnd_rng_below(&b->rng, b->n - b->ns);
+        if (!b->dropped[u]) {
+            b->dropped[u] = 1;
+            c++;
+        }
+    }
+    for (uint32_t u = b->ns; u < b->n; u++) b->skip[u] = !b->dropped[u];
+}
+
+/* Phase 3, the timed sample: full masking by each client, added by the server on arrival. */
+static int s_masked_timed(s_bench_t *b)
+{
+    s_sim_t *sim = &b->sim;
+    int rc = 0;
+    for (uint32_t u = 0; u < b->ns && !rc; u++) {
+        uint32_t *x = sim->x;
+        if ((rc = s_input(x, b->g, sim->seed, u, b->p.len, b->p.bits))) break;
+        for (uint32_t i = 0; i < b->p.len; i++) b->expect[i] += x[i];
+        sim->out[u].len = 0;
+        double t = cnd_now();
+        double c0 = s_cpu();
+        rc = cnd_secagg_client_mask(sim->cl[u], &sim->out[u], sim->in[u].data, sim->in[u].len, x);
+        b->c_mask[u] = s_cpu() - c0;
+        b->t_mask[u] = cnd_now() - t;
+        if (rc) break;
+        b->masked_bytes = sim->out[u].len;
+        t = cnd_now();
+        rc = cnd_secagg_server_add_masked(b->srv, u, sim->out[u].data, sim->out[u].len);
+        b->add_t += cnd_now() - t;
+        cnd_buf_free(&sim->out[u]);
+    }
+    return rc;
+}
+
+/* Phase 3, the simulated rest: surviving clients mask in parallel batches, the server adds
+ * each vector as it arrives. */
+static int s_masked_simulated(s_bench_t *b, int rc)
+{
+    s_sim_t *sim = &b->sim;
+    const uint32_t n = b->n;
+    uint32_t *batch = malloc((size_t)n * sizeof *batch), nb = 0;
+    if (!batch && !rc) rc = cnd_errf(CND_ENOMEM, "out of memory");
+    sim->phase = 3;
+    sim->skip = b->skip;
+    for (uint32_t u = b->ns; u < n && !rc; u++) {
+        if (!b->dropped[u]) batch[nb++] = u;
+        if (nb == (uint32_t)b->threads * 2 || (u == n - 1 && nb)) {
+            sim->idx = batch;
+            if ((rc = cnd_sa_parallel(nb, (unsigned)b->threads, 1, s_sim_step, sim))) break;
+            for (uint32_t i = 0; i < nb && !rc; i++) {
+                uint32_t v = batch[i];
+                double t = cnd_now();
+                rc = cnd_secagg_server_add_masked(b->srv, v, sim->out[v].data, sim->out[v].len);
+                b->add_t += cnd_now() - t;
+                cnd_buf_free(&sim->out[v]);
+                if (!rc) rc = s_input(sim->x, b->g, sim->seed, v, b->p.len, b->p.bits);
+                for (uint32_t j = 0; j < b->p.len; j++) b->expect[j] += sim->x[j];
+            }
+            cnd_progress_update(&b->prog, 2ull * n + u, "masked inputs");
+            nb = 0;
+        }
+    }
+    free(batch);
+    sim->idx = b->idx;
+    return rc;
+}
+
+/* Phase 3: masked inputs. Timed sample first (full masking), then the simulated rest. */
+static int s_phase_masked(s_bench_t *b)
+{
+    int rc = 0;
+    double t = cnd_now();
+    for (uint32_t u = 0; u < b->n && !rc; u++) {
+        b->sim.in[u].len = 0;
+        if (!b->dropped[u]) rc = cnd_secagg_server_shares_msg(b->srv, &b->sim.in[u], u);
+    }
+    b->srv_t += cnd_now() - t;
+    if (!rc) rc = s_masked_timed(b);
+    rc = s_masked_simulated(b, rc);
+    t = cnd_now();
+    if (!rc) rc = cnd_secagg_server_end_masked(b->srv);
+    b->srv_t += cnd_now() - t + b->add_t;
+    return rc;
+}
+
+/* Phase 4: consistency (every survivor signs the survivor sets), then the unmask requests. */
+static int s_phase_consistency(s_bench_t *b)
+{
+    s_sim_t *sim = &b->sim;
+    uint32_t *idx = b->idx;
+    int rc = 0;
+    b->na = 0;
+    double t = cnd_now();
+    for (uint32_t u = 0; u < b->n && !rc; u++) {
+        sim->in[u].len = 0;
+        if (!b->dropped[u]) {
+            idx[b->na++] = u;
+            rc = cnd_secagg_server_consistency_msg(b->srv, &sim->in[u], u);
+        }
+    }
+    b->srv_t += cnd_now() - t;
+    sim->phase = 4;
+    if (!rc) rc = cnd_sa_parallel(b->na, (unsigned)b->threads, 1, s_sim_step, sim);
+    t = cnd_now();
+    for (uint32_t i = 0; i < b->na && !rc; i++)
+        rc = cnd_secagg_server_add_consistency(b->srv, idx[i], sim->out[idx[i]].data,
+                                               sim->out[idx[i]].len);
+    if (!rc) rc = cnd_secagg_server_end_consistency(b->srv);
+    for (uint32_t i = 0; i < b->na && !rc; i++) {
+        sim->in[idx[i]].len = 0;
+        rc = cnd_secagg_server_unmask_msg(b->srv, &sim->in[idx[i]], idx[i]);
+    }
+    b->srv_t += cnd_now() - t;
+    b->unmask_req_bytes = b->na ? sim->in[idx[0]].len : 0;
+    return rc;
+}
+
+/* Phase 5: unmask; the first survivor is timed on its own, then the server finishes (rc carries
+ * an earlier phase's failure: nothing runs then). */
+static int s_phase_unmask(s_bench_t *b, int rc)
+{
+    s_sim_t *sim = &b->sim;
+    uint32_t *idx = b->idx;
+    sim->phase = 5;
+    b->t_unmask_client = cnd_now();
+    if (!rc) rc = s_sim_step(sim, 0, 0);
+    b->t_unmask_client = cnd_now() - b->t_unmask_client;
+    sim->idx = idx + 1;
+    if (!rc) rc = cnd_sa_parallel(b->na - 1, (unsigned)b->threads, 1, s_sim_step, sim);
+    sim->idx = idx;
+    b->unmask_bytes = sim->out[idx[0]].len;
+    double t = cnd_now();
+    for (uint32_t i = 0; i < b->na && !rc; i++)
+        rc = cnd_secagg_server_add_unmask(b->srv, idx[i], sim->out[idx[i]].data,
+                                          sim->out[idx[i]].len);
+    b->unmask_t = cnd_now();
+    b->unmask_cpu = s_cpu();
+    if (!rc) rc = cnd_secagg_server_finish(b->srv, b->sum);
+    b->unmask_t = cnd_now() - b->unmask_t;
+    b->unmask_cpu = s_cpu() - b->unmask_cpu;
+    b->srv_t += cnd_now() - t;
+    return rc;
+}
+
+/* The server's sum against the plain sum of the survivors' inputs. */
+static int s_check_sum(const s_bench_t *b)
+{
+    uint32_t m = b->p.bits == 32 ? 0xffffffffu : ((1u << b->p.bits) - 1);
+    for (uint32_t i = 0; i < b->p.len; i++)
+        if ((b->expect[i] & m) != b->sum[i])
+            return cnd_errf(CND_ECORRUPT, "benchmark round produced a wrong sum at element %u", i);
+    return 0;
+}
+
+/* Medians and derived figures the two reports print. */
+typedef struct {
+    double mask_med, share_med, mask_cpu, load;
+    size_t packed;
+    double ratio;
+} s_summary_t;
+
+static void s_summarize(s_summary_t *s, s_bench_t *b)
+{
+    cnd_secagg_server_finish_times(b->srv, &b->keys_t, &b->masks_t);
+    s->mask_med = s_median(b->t_mask, b->ns);
+    s->share_med = s_median(b->t_share, b->ns);
+    s->mask_cpu = s_median(b->c_mask, b->ns);
+    double load[1] = {0};
+    if (getloadavg(load, 1) != 1) load[0] = -1;
+    s->load = load[0];
+    s->packed = cnd_ring_packed_bytes(b->p.len, b->p.bits);
+    s->ratio = (double)b->masked_bytes / (double)s->packed;
+}
+
+static void s_print_json(const s_bench_t *b, const s_summary_t *s)
+{
+    const cnd_secagg_params_t *p = &b->p;
+    printf("{\"clients\": %u, \"values\": %ld, \"dropout\": %.3f, \"dropped\": %u, ", b->n,
+           b->values, b->dropout, b->n_drop);
+    printf("\"threads\": %ld, \"degree\": %u, \"threshold\": %u, \"min_survivors\": %u, "
+           "\"ring_bits\": %u, ",
+           b->threads, p->degree, p->threshold, p->min_survivors, p->bits);
+    printf("\"prg_gbps\": {\"aes256ctr_openssl\": %.2f, \"chacha20_openssl\": %.2f, "
+           "\"chacha20_sodium\": %.2f}, ",
+           b->rate[0], b->rate[1], b->rate[2]);
+    printf("\"client_encode_s\": %.6f, \"client_share_keys_s\": %.6f, \"client_mask_s\": %.6f, "
+           "\"client_mask_cpu_s\": %.6f, \"client_unmask_s\": %.6f, ",
+           b->t_enc, s->share_med, s->mask_med, s->mask_cpu, b->t_unmask_client);
+    printf("\"server_add_masked_s\": %.6f, \"server_unmask_s\": %.6f, "
+           "\"server_unmask_cpu_s\": %.6f, \"server_unmask_keys_s\": %.6f, "
+           "\"server_unmask_masks_s\": %.6f, \"server_total_s\": %.6f, ",
+           b->add_t, b->unmask_t, b->unmask_cpu, b->keys_t, b->masks_t, b->srv_t);
+    printf("\"masked_bytes\": %zu, \"packed_plaintext_bytes\": %zu, \"wire_ratio\": %.5f, "
+           "\"advert_bytes\": %d, \"shares_bytes\": %zu, \"keys_bytes\": %zu, "
+           "\"unmask_req_bytes\": %zu, \"unmask_bytes\": %zu, ",
+           b->masked_bytes, s->packed, s->ratio, S_SA_ADVERT_BYTES, b->share_bytes, b->keys_bytes,
+           b->unmask_req_bytes, b->unmask_bytes);
+    printf("\"load_avg\": %.2f, \"sum_ok\": true}\n", s->load);
+}
+
+static void s_print_text(const s_bench_t *b, const s_summary_t *s)
+{
+    const cnd_secagg_params_t *p = &b->p;
+    printf("secure aggregation: %u clients x %ld values, %u dropped after sharing (%.0f%%), "
+           "degree %u (k = %u), threshold %u, ring 2^%u\n",
+           b->n, b->values, b->n_drop, b->dropout * 100, p->degree, p->degree + 1, p->threshold,
+           p->bits);
+    printf("  mask generator      AES-256-CTR/OpenSSL %.2f GB/s, ChaCha20/OpenSSL %.2f GB/s, "
+           "ChaCha20/libsodium %.2f GB/s (using %s)\n",
+           b->rate[0], b->rate[1], b->rate[2], cnd_prg_name(CND_PRG_MASK));
+    printf("  client encode       %8.3f ms  (clip, weight, stochastic rounding of %ld floats)\n",
+           b->t_enc * 1e3, b->values);
+    printf("  client share keys   %8.3f ms  (median of %u)\n", s->share_med * 1e3, b->ns);
+    printf("  client masking      %8.3f ms  (median of %u; %u pairwise masks + self mask; "
+           "%.3f ms CPU)\n",
+           s->mask_med * 1e3, b->ns, p->degree, s->mask_cpu * 1e3);
+    printf("  client unmask       %8.3f ms  (checks %u signatures on the survivor sets)\n",
+           b->t_unmask_client * 1e3, p->min_survivors);
+    printf("  server add masked   %8.3f ms  (all %u vectors, streaming)\n", b->add_t * 1e3,
+           b->n - b->n_drop);
+    printf("  server unmask       %8.3f ms  (%ld threads: secrets + key agreement %.3f ms, "
+           "mask expansion %.3f ms; %.3f s CPU)\n",
+           b->unmask_t * 1e3, b->threads, b->keys_t * 1e3, b->masks_t * 1e3, b->unmask_cpu);
+    printf("  server total        %8.3f ms  (all server calls of the round)\n", b->srv_t * 1e3);
+    printf("  wire: masked vector %zu bytes, packed plaintext %zu bytes (%.4fx); per client "
+           "also advert %d, shares %zu, keys received %zu, unmask request %zu, unmask %zu "
+           "bytes\n",
+           b->masked_bytes, s->packed, s->ratio, S_SA_ADVERT_BYTES, b->share_bytes, b->keys_bytes,
+           b->unmask_req_bytes, b->unmask_bytes);
+    printf("  sum check           exact (%u survivors); load average %.2f\n", b->n - b->n_drop,
+           s->load);
+}
+
+static void s_bench_free(s_bench_t *b)
+{
+    if (b->sim.cl)
+        for (uint32_t u = 0; u < b->n; u++) {
+            cnd_secagg_client_destroy(&b->sim.cl[u]);
+            cnd_buf_free(&b->sim.in[u]);
+            cnd_buf_free(&b->sim.out[u]);
+        }
+    if (b->ids)
+        for (uint32_t u = 0; u < b->n; u++) cnd_identity_destroy(&b->ids[u]);
+    cnd_secagg_server_destroy(&b->srv);
+    cnd_prg_destroy(&b->g);
+    free(b->ids);
+    free(b->enrolled);
+    free(b->sim.cl);
+    free(b->sim.in);
+    free(b->sim.out);
+    free(b->idx);
+    free(b->skip);
+    free(b->dropped);
+    free(b->expect);
+    free(b->sum);
+    free(b->sim.x);
+    free(b->t_mask);
+    free(b->t_share);
+    free(b->c_mask);
+    free(b->upd);
+}
+
+/* Runs the whole round, phase by phase, and checks its sum. */
+static int s_run_round(s_bench_t *b, long samples)
+{
+    int rc;
+    if ((rc = s_setup_round(b, samples)) || (rc = s_encode_update(b)) ||
+        (rc = s_phase_adverts(b)) || (rc = s_phase_shares(b, samples)))
+        return rc;
+    s_pick_dropouts(b);
+    if ((rc = s_phase_masked(b))) return rc;
+    rc = s_phase_consistency(b);
+    rc = s_phase_unmask(b, rc);
+    cnd_progress_end(&b->prog);
+    if (rc) return rc;
+    return s_check_sum(b);
+}
+
 int cnd_cmd_bench_secagg(int argc, char **argv)
 {
-    long clients = 100, values = 100000, threads = 2, degree = 0, value_bits = 8, samples = 5;
-    double dropout = 0, fail_prob = 1e-6;
+    long clients = 100, threads = 2, degree = 0, value_bits = 8, samples = 5;
+    double fail_prob = 1e-6;
     int json = 0;
+    s_bench_t b;
+    memset(&b, 0, sizeof b);
+    b.values = 100000;
     const cnd_opt_t opts[] = {
         {"clients", CND_OPT_INT, &clients, "N", "clients in the round (default 100)", 3,
          CND_SECAGG_MAX_CLIENTS},
-        {"values", CND_OPT_INT, &values, "D", "values per update (default 100000)", 1, 1e8},
-        {"dropout", CND_OPT_DBL, &dropout, "P",
+        {"values", CND_OPT_INT, &b.values, "D", "values per update (default 100000)", 1, 1e8},
+        {"dropout", CND_OPT_DBL, &b.dropout, "P",
          "fraction of clients dropping after sharing keys (default 0)", 0, 0.9},
         {"threads", CND_OPT_INT, &threads, "T", "server unmasking threads (default 2)", 1, 64},
         {"degree", CND_OPT_INT, &degree, "K",
@@ -158,324 +606,19 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
-    const uint32_t n = (uint32_t)clients;
-
-    /* Ring width from the value range and the number of clients (checked before the round). */
-    cnd_fxp_params_t fp = {(uint32_t)values, n, (uint32_t)value_bits, 1.0f, 0, 1000};
-    cnd_fxp_layout_t lay;
-    if ((rc = cnd_fxp_layout(&lay, &fp))) return rc;
-    cnd_secagg_params_t p;
-    memset(&p, 0, sizeof p);
-    p.round_id = 1;
-    randombytes_buf(p.round_seed, sizeof p.round_seed);
-    p.n = n;
-    p.len = lay.len;
-    p.bits = lay.bits;
-    p.degree = (uint32_t)degree;
-    if (!degree)
-        p.degree = dropout > 0 ? cnd_secagg_degree_for_dropout(n, dropout, fail_prob)
-                               : cnd_secagg_default_degree(n);
-    if ((rc = cnd_secagg_params_fill(&p))) return rc;
-    const uint32_t n_drop = (uint32_t)lround(dropout * n);
-    if (n - n_drop < p.min_survivors)
-        return cnd_errf(CND_EINVAL, "--dropout %.2f leaves %u clients, fewer than %u", dropout,
-                        n - n_drop, p.min_survivors);
-
-    double rate[3];
-    for (int a = 0; a < 3; a++) rate[a] = s_prg_rate((cnd_prg_alg_t)a);
-
-    cnd_progress_t prog;
-    cnd_progress_begin(&prog, "secagg bench", 3ull * n, "client steps");
-    s_sim_t sim;
-    memset(&sim, 0, sizeof sim);
-    sim.n = n;
-    sim.len = p.len;
-    sim.bits = p.bits;
-    randombytes_buf(sim.seed, sizeof sim.seed);
-    cnd_identity_t **ids = calloc(n, sizeof *ids);
-    uint8_t(*enrolled)[32] = malloc((size_t)n * 32);
-    sim.cl = calloc(n, sizeof *sim.cl);
-    sim.in = calloc(n, sizeof *sim.in);
-    sim.out = calloc(n, sizeof *sim.out);
-    uint32_t *idx = malloc((size_t)n * sizeof *idx);
-    uint8_t *skip = calloc(n, 1), *dropped = calloc(n, 1);
-    uint32_t *expect = calloc(p.len, 4), *sum = malloc((size_t)p.len * 4);
-    sim.x = malloc((size_t)threads * p.len * 4);
-    double *t_mask = calloc((size_t)samples, sizeof(double));
-    double *t_share = calloc((size_t)samples, sizeof(double));
-    double *c_mask = calloc((size_t)samples, sizeof(double));
-    cnd_secagg_server_t *srv = NULL;
-    cnd_prg_t *g = cnd_prg_new(CND_PRG_MASK);
-    float *upd = malloc((size_t)values * sizeof *upd);
-    if (!ids || !enrolled || !sim.cl || !sim.in || !sim.out || !idx || !skip || !dropped ||
-        !expect || !sum || !sim.x || !t_mask || !t_share || !c_mask || !g || !upd) {
-        rc = cnd_errf(CND_ENOMEM, "out of memory for %u clients x %ld values", n, values);
-        goto done;
+    b.threads = threads;
+    if ((rc = s_setup_params(&b, clients, value_bits, degree, fail_prob))) return rc;
+    for (int a = 0; a < 3; a++) b.rate[a] = s_prg_rate((cnd_prg_alg_t)a);
+    cnd_progress_begin(&b.prog, "secagg bench", 3ull * b.n, "client steps");
+    if (!(rc = s_run_round(&b, samples))) {
+        s_summary_t s;
+        s_summarize(&s, &b);
+        if (json)
+            s_print_json(&b, &s);
+        else
+            s_print_text(&b, &s);
     }
-    for (uint32_t u = 0; u < n; u++) {
-        uint8_t s[32] = {0};
-        cnd_st_le32(s, u + 1);
-        if ((rc = cnd_identity_from_seed(&ids[u], s))) goto done;
-        memcpy(enrolled[u], cnd_identity_pk(ids[u]), 32);
-        idx[u] = u;
-    }
-    for (uint32_t u = 0; u < n && !rc; u++)
-        rc = cnd_secagg_client_new(&sim.cl[u], &p, u, ids[u], (const uint8_t(*)[32])enrolled, n);
-    if (!rc)
-        rc = cnd_secagg_server_new(&srv, &p, (const uint8_t(*)[32])enrolled, n, (unsigned)threads);
-    if (rc) goto done;
-
-    /* Client-side encoding of a float update (timed once; the masked inputs below are random
-     * ring elements of the same width so that the sum can be checked exactly). */
-    cnd_rng_t rng;
-    cnd_rng_seed(&rng, 11);
-    for (long i = 0; i < values; i++) upd[i] = (float)(cnd_rng_normal(&rng) * 0.1);
-    uint32_t *enc = sim.x;
-    double t_enc = cnd_now();
-    if ((rc = cnd_fxp_encode(enc, NULL, &fp, &lay, upd, 500))) goto done;
-    t_enc = cnd_now() - t_enc;
-
-    /* Phase 1: adverts. */
-    double srv_t = 0, t;
-    sim.idx = idx;
-    sim.phase = 1;
-    if ((rc = cnd_sa_parallel(n, (unsigned)threads, 1, s_sim_step, &sim))) goto done;
-    t = cnd_now();
-    for (uint32_t u = 0; u < n && !rc; u++)
-        rc = cnd_secagg_server_add_advert(srv, u, sim.out[u].data, sim.out[u].len);
-    if (!rc) rc = cnd_secagg_server_end_adverts(srv);
-    srv_t += cnd_now() - t;
-    if (rc) goto done;
-    cnd_progress_update(&prog, n, "adverts");
-
-    /* Phase 2: share keys. The first `samples` clients are timed one by one. */
-    t = cnd_now();
-    for (uint32_t u = 0; u < n && !rc; u++) {
-        sim.in[u].len = 0;
-        rc = cnd_secagg_server_keys_msg(srv, &sim.in[u], u);
-    }
-    srv_t += cnd_now() - t;
-    uint32_t ns = (uint32_t)(samples < n - n_drop ? samples : n - n_drop);
-    sim.phase = 2;
-    for (uint32_t i = 0; i < ns && !rc; i++) {
-        t = cnd_now();
-        rc = s_sim_step(&sim, i, 0);
-        t_share[i] = cnd_now() - t;
-    }
-    sim.idx = idx + ns;
-    if (!rc) rc = cnd_sa_parallel(n - ns, (unsigned)threads, 1, s_sim_step, &sim);
-    sim.idx = idx;
-    t = cnd_now();
-    for (uint32_t u = 0; u < n && !rc; u++)
-        rc = cnd_secagg_server_add_shares(srv, u, sim.out[u].data, sim.out[u].len);
-    if (!rc) rc = cnd_secagg_server_end_shares(srv);
-    srv_t += cnd_now() - t;
-    if (rc) goto done;
-    size_t share_bytes = sim.out[0].len, keys_bytes = sim.in[0].len;
-    cnd_progress_update(&prog, 2ull * n, "shares");
-
-    /* Who drops: n_drop random clients outside the timed sample. */
-    for (uint32_t c = 0; c < n_drop;) {
-        uint32_t u = ns + (uint32_t)cnd_rng_below(&rng, n - ns);
-        if (!dropped[u]) {
-            dropped[u] = 1;
-            c++;
-        }
-    }
-    for (uint32_t u = ns; u < n; u++) skip[u] = !dropped[u];
-
-    /* Phase 3: masked inputs. Timed sample first (full masking), then the simulated rest in
-     * batches; the server adds each vector as it arrives. */
-    double add_t = 0;
-    size_t masked_bytes = 0;
-    t = cnd_now();
-    for (uint32_t u = 0; u < n && !rc; u++) {
-        sim.in[u].len = 0;
-        if (!dropped[u]) rc = cnd_secagg_server_shares_msg(srv, &sim.in[u], u);
-    }
-    srv_t += cnd_now() - t;
-    for (uint32_t u = 0; u < ns && !rc; u++) {
-        uint32_t *x = sim.x;
-        if ((rc = s_input(x, g, sim.seed, u, p.len, p.bits))) break;
-        for (uint32_t i = 0; i < p.len; i++) expect[i] += x[i];
-        sim.out[u].len = 0;
-        t = cnd_now();
-        double c0 = s_cpu();
-        rc = cnd_secagg_client_mask(sim.cl[u], &sim.out[u], sim.in[u].data, sim.in[u].len, x);
-        c_mask[u] = s_cpu() - c0;
-        t_mask[u] = cnd_now() - t;
-        if (rc) break;
-        masked_bytes = sim.out[u].len;
-        t = cnd_now();
-        rc = cnd_secagg_server_add_masked(srv, u, sim.out[u].data, sim.out[u].len);
-        add_t += cnd_now() - t;
-        cnd_buf_free(&sim.out[u]);
-    }
-    uint32_t *batch = malloc((size_t)n * sizeof *batch), nb = 0;
-    if (!batch && !rc) rc = cnd_errf(CND_ENOMEM, "out of memory");
-    sim.phase = 3;
-    sim.skip = skip;
-    for (uint32_t u = ns; u < n && !rc; u++) {
-        if (!dropped[u]) batch[nb++] = u;
-        if (nb == (uint32_t)threads * 2 || (u == n - 1 && nb)) {
-            sim.idx = batch;
-            if ((rc = cnd_sa_parallel(nb, (unsigned)threads, 1, s_sim_step, &sim))) break;
-            for (uint32_t i = 0; i < nb && !rc; i++) {
-                uint32_t v = batch[i];
-                t = cnd_now();
-                rc = cnd_secagg_server_add_masked(srv, v, sim.out[v].data, sim.out[v].len);
-                add_t += cnd_now() - t;
-                cnd_buf_free(&sim.out[v]);
-                if (!rc) rc = s_input(sim.x, g, sim.seed, v, p.len, p.bits);
-                for (uint32_t j = 0; j < p.len; j++) expect[j] += sim.x[j];
-            }
-            cnd_progress_update(&prog, 2ull * n + u, "masked inputs");
-            nb = 0;
-        }
-    }
-    free(batch);
-    sim.idx = idx;
-    t = cnd_now();
-    if (!rc) rc = cnd_secagg_server_end_masked(srv);
-    srv_t += cnd_now() - t + add_t;
-    if (rc) goto done;
-
-    /* Phase 4: consistency (every survivor signs the survivor sets). */
-    uint32_t na = 0;
-    t = cnd_now();
-    for (uint32_t u = 0; u < n && !rc; u++) {
-        sim.in[u].len = 0;
-        if (!dropped[u]) {
-            idx[na++] = u;
-            rc = cnd_secagg_server_consistency_msg(srv, &sim.in[u], u);
-        }
-    }
-    srv_t += cnd_now() - t;
-    sim.phase = 4;
-    if (!rc) rc = cnd_sa_parallel(na, (unsigned)threads, 1, s_sim_step, &sim);
-    t = cnd_now();
-    for (uint32_t i = 0; i < na && !rc; i++)
-        rc = cnd_secagg_server_add_consistency(srv, idx[i], sim.out[idx[i]].data,
-                                               sim.out[idx[i]].len);
-    if (!rc) rc = cnd_secagg_server_end_consistency(srv);
-    for (uint32_t i = 0; i < na && !rc; i++) {
-        sim.in[idx[i]].len = 0;
-        rc = cnd_secagg_server_unmask_msg(srv, &sim.in[idx[i]], idx[i]);
-    }
-    srv_t += cnd_now() - t;
-    size_t unmask_req_bytes = na ? sim.in[idx[0]].len : 0;
-
-    /* Phase 5: unmask; the first survivor is timed on its own. */
-    sim.phase = 5;
-    double t_unmask_client = cnd_now();
-    if (!rc) rc = s_sim_step(&sim, 0, 0);
-    t_unmask_client = cnd_now() - t_unmask_client;
-    sim.idx = idx + 1;
-    if (!rc) rc = cnd_sa_parallel(na - 1, (unsigned)threads, 1, s_sim_step, &sim);
-    sim.idx = idx;
-    size_t unmask_bytes = sim.out[idx[0]].len;
-    t = cnd_now();
-    for (uint32_t i = 0; i < na && !rc; i++)
-        rc = cnd_secagg_server_add_unmask(srv, idx[i], sim.out[idx[i]].data, sim.out[idx[i]].len);
-    double unmask_t = cnd_now(), unmask_cpu = s_cpu();
-    if (!rc) rc = cnd_secagg_server_finish(srv, sum);
-    unmask_t = cnd_now() - unmask_t;
-    unmask_cpu = s_cpu() - unmask_cpu;
-    srv_t += cnd_now() - t;
-    cnd_progress_end(&prog);
-    if (rc) goto done;
-    uint32_t m = p.bits == 32 ? 0xffffffffu : ((1u << p.bits) - 1);
-    for (uint32_t i = 0; i < p.len && !rc; i++)
-        if ((expect[i] & m) != sum[i])
-            rc = cnd_errf(CND_ECORRUPT, "benchmark round produced a wrong sum at element %u", i);
-    if (rc) goto done;
-
-    double keys_t, masks_t;
-    cnd_secagg_server_finish_times(srv, &keys_t, &masks_t);
-    double mask_med = s_median(t_mask, ns), share_med = s_median(t_share, ns);
-    double mask_cpu = s_median(c_mask, ns);
-    double load[1] = {0};
-    if (getloadavg(load, 1) != 1) load[0] = -1;
-    size_t packed = cnd_ring_packed_bytes(p.len, p.bits);
-    double ratio = (double)masked_bytes / (double)packed;
-    if (json) {
-        printf("{\"clients\": %u, \"values\": %ld, \"dropout\": %.3f, \"dropped\": %u, ", n, values,
-               dropout, n_drop);
-        printf("\"threads\": %ld, \"degree\": %u, \"threshold\": %u, \"min_survivors\": %u, "
-               "\"ring_bits\": %u, ",
-               threads, p.degree, p.threshold, p.min_survivors, p.bits);
-        printf("\"prg_gbps\": {\"aes256ctr_openssl\": %.2f, \"chacha20_openssl\": %.2f, "
-               "\"chacha20_sodium\": %.2f}, ",
-               rate[0], rate[1], rate[2]);
-        printf("\"client_encode_s\": %.6f, \"client_share_keys_s\": %.6f, \"client_mask_s\": %.6f, "
-               "\"client_mask_cpu_s\": %.6f, \"client_unmask_s\": %.6f, ",
-               t_enc, share_med, mask_med, mask_cpu, t_unmask_client);
-        printf("\"server_add_masked_s\": %.6f, \"server_unmask_s\": %.6f, "
-               "\"server_unmask_cpu_s\": %.6f, \"server_unmask_keys_s\": %.6f, "
-               "\"server_unmask_masks_s\": %.6f, \"server_total_s\": %.6f, ",
-               add_t, unmask_t, unmask_cpu, keys_t, masks_t, srv_t);
-        printf("\"masked_bytes\": %zu, \"packed_plaintext_bytes\": %zu, \"wire_ratio\": %.5f, "
-               "\"advert_bytes\": %d, \"shares_bytes\": %zu, \"keys_bytes\": %zu, "
-               "\"unmask_req_bytes\": %zu, \"unmask_bytes\": %zu, ",
-               masked_bytes, packed, ratio, S_SA_ADVERT_BYTES, share_bytes, keys_bytes,
-               unmask_req_bytes, unmask_bytes);
-        printf("\"load_avg\": %.2f, \"sum_ok\": true}\n", load[0]);
-    } else {
-        printf("secure aggregation: %u clients x %ld values, %u dropped after sharing (%.0f%%), "
-               "degree %u (k = %u), threshold %u, ring 2^%u\n",
-               n, values, n_drop, dropout * 100, p.degree, p.degree + 1, p.threshold, p.bits);
-        printf("  mask generator      AES-256-CTR/OpenSSL %.2f GB/s, ChaCha20/OpenSSL %.2f GB/s, "
-               "ChaCha20/libsodium %.2f GB/s (using %s)\n",
-               rate[0], rate[1], rate[2], cnd_prg_name(CND_PRG_MASK));
-        printf(
-            "  client encode       %8.3f ms  (clip, weight, stochastic rounding of %ld floats)\n",
-            t_enc * 1e3, values);
-        printf("  client share keys   %8.3f ms  (median of %u)\n", share_med * 1e3, ns);
-        printf("  client masking      %8.3f ms  (median of %u; %u pairwise masks + self mask; "
-               "%.3f ms CPU)\n",
-               mask_med * 1e3, ns, p.degree, mask_cpu * 1e3);
-        printf("  client unmask       %8.3f ms  (checks %u signatures on the survivor sets)\n",
-               t_unmask_client * 1e3, p.min_survivors);
-        printf("  server add masked   %8.3f ms  (all %u vectors, streaming)\n", add_t * 1e3,
-               n - n_drop);
-        printf("  server unmask       %8.3f ms  (%ld threads: secrets + key agreement %.3f ms, "
-               "mask expansion %.3f ms; %.3f s CPU)\n",
-               unmask_t * 1e3, threads, keys_t * 1e3, masks_t * 1e3, unmask_cpu);
-        printf("  server total        %8.3f ms  (all server calls of the round)\n", srv_t * 1e3);
-        printf("  wire: masked vector %zu bytes, packed plaintext %zu bytes (%.4fx); per client "
-               "also advert %d, shares %zu, keys received %zu, unmask request %zu, unmask %zu "
-               "bytes\n",
-               masked_bytes, packed, ratio, S_SA_ADVERT_BYTES, share_bytes, keys_bytes,
-               unmask_req_bytes, unmask_bytes);
-        printf("  sum check           exact (%u survivors); load average %.2f\n", n - n_drop,
-               load[0]);
-    }
-done:
-    cnd_progress_end(&prog);
-    if (sim.cl)
-        for (uint32_t u = 0; u < n; u++) {
-            cnd_secagg_client_destroy(&sim.cl[u]);
-            cnd_buf_free(&sim.in[u]);
-            cnd_buf_free(&sim.out[u]);
-        }
-    if (ids)
-        for (uint32_t u = 0; u < n; u++) cnd_identity_destroy(&ids[u]);
-    cnd_secagg_server_destroy(&srv);
-    cnd_prg_destroy(&g);
-    free(ids);
-    free(enrolled);
-    free(sim.cl);
-    free(sim.in);
-    free(sim.out);
-    free(idx);
-    free(skip);
-    free(dropped);
-    free(expect);
-    free(sum);
-    free(sim.x);
-    free(t_mask);
-    free(t_share);
-    free(c_mask);
-    free(upd);
+    cnd_progress_end(&b.prog);
+    s_bench_free(&b);
     return rc;
 }

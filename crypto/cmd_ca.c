@@ -2,6 +2,7 @@
  * cmd_ca.c: `condenser ca init|issue|revoke|verify|list|crl`, the federation CA's command line
  * over crypto/ca.h. Each subcommand parses its own options with common/cli.h.
  */
+#include "json.h"
 #include "ca.h"
 #include "cli.h"
 #include "clock.h"
@@ -173,11 +174,40 @@ static int s_verify(int argc, char **argv)
     return 0;
 }
 
+static void s_json_entry(cnd_jw_t *w, const cnd_ca_entry_t *e, const char *status)
+{
+    char t[32], fp[CND_FINGERPRINT_HEX];
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "serial");
+    cnd_jw_int(w, (int64_t)e->serial);
+    cnd_jw_key(w, "status"); /* valid | expired | revoked */
+    cnd_jw_str(w, status);
+    cnd_jw_key(w, "role");
+    cnd_jw_str(w, e->role);
+    cnd_jw_key(w, "name");
+    cnd_jw_str(w, e->name);
+    cnd_jw_key(w, "not_before");
+    cnd_jw_str(w, cnd_iso8601(t, e->not_before));
+    cnd_jw_key(w, "expires");
+    cnd_jw_str(w, cnd_iso8601(t, e->not_after));
+    cnd_jw_key(w, "revoked_at"); /* null unless revoked */
+    if (e->revoked)
+        cnd_jw_str(w, cnd_iso8601(t, e->revoked_at));
+    else
+        cnd_jw_null(w);
+    cnd_jw_key(w, "fingerprint"); /* hex SHA-256 of the Ed25519 key */
+    cnd_jw_str(w, cnd_pubkey_fingerprint(fp, e->pubkey));
+    cnd_jw_obj_end(w);
+}
+
 static int s_list(int argc, char **argv)
 {
     const char *dir = NULL;
-    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", "CA directory (required)"}, {0}};
-    const cnd_cli_t cli = {"condenser ca list --dir DIR",
+    int json = 0;
+    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", "CA directory (required)"},
+                              {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
+                              {0}};
+    const cnd_cli_t cli = {"condenser ca list --dir DIR [--json]",
                            "Lists every certificate the CA issued, with its status.", opts, 0, 0};
     int rc = s_parse(&cli, argc, argv);
     if (rc) return rc > 0 ? 0 : rc;
@@ -186,17 +216,33 @@ static int s_list(int argc, char **argv)
     size_t n = 0;
     if ((rc = cnd_ca_index_load(&e, &n, dir))) return rc;
     int64_t now = cnd_unix_time();
-    printf("%8s  %-8s  %-12s  %-20s  %-20s  %s\n", "serial", "status", "role", "expires", "name",
-           "key");
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_arr(&w);
+    if (!json)
+        printf("%8s  %-8s  %-12s  %-20s  %-20s  %s\n", "serial", "status", "role", "expires",
+               "name", "key");
     for (size_t i = 0; i < n; i++) {
         char a[32], fp[CND_FINGERPRINT_HEX];
         const char *st = e[i].revoked ? "revoked" : now >= e[i].not_after ? "expired" : "valid";
-        printf("%8" PRIu64 "  %-8s  %-12s  %-20s  %-20s  SHA256:%.16s\n", e[i].serial, st,
-               e[i].role, cnd_iso8601(a, e[i].not_after), e[i].name,
-               cnd_pubkey_fingerprint(fp, e[i].pubkey));
+        if (json)
+            s_json_entry(&w, &e[i], st);
+        else
+            printf("%8" PRIu64 "  %-8s  %-12s  %-20s  %-20s  SHA256:%.16s\n", e[i].serial, st,
+                   e[i].role, cnd_iso8601(a, e[i].not_after), e[i].name,
+                   cnd_pubkey_fingerprint(fp, e[i].pubkey));
     }
+    cnd_jw_arr_end(&w);
+    if (json) {
+        const char *t = cnd_jw_text(&w);
+        if (t)
+            printf("%s\n", t);
+        else
+            rc = cnd_errf(CND_ENOMEM, "ca list: out of memory");
+    }
+    cnd_jw_free(&w);
     free(e);
-    return 0;
+    return rc;
 }
 
 static int s_crl(int argc, char **argv)

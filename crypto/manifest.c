@@ -206,6 +206,15 @@ int cnd_manifest_decode_signed(cnd_manifest_t *m, const uint8_t *signed_bytes, s
     return cnd_manifest_decode(m, body, blen);
 }
 
+int cnd_manifest_signer(uint8_t pk[32], const uint8_t *signed_bytes, size_t len)
+{
+    const uint8_t *body;
+    size_t blen;
+    int rc = cnd_manifest_body(&body, &blen, signed_bytes, len);
+    if (!rc) memcpy(pk, body + blen, 32);
+    return rc;
+}
+
 int cnd_manifest_verify(cnd_manifest_t *m, cnd_manifest_fail_t *why, const uint8_t *signed_bytes,
                         size_t len, const cnd_manifest_policy_t *policy)
 {

@@ -113,6 +113,11 @@ CND_MUST_USE int cnd_manifest_verify(cnd_manifest_t *m, cnd_manifest_fail_t *why
                                      const uint8_t *signed_bytes, size_t len,
                                      const cnd_manifest_policy_t *policy);
 
+/* The signer's public key carried in a signed envelope, after checking the envelope's framing
+ * (not the signature). For tools that show who signed (`condenser info`); trust comes only from
+ * the key list given to cnd_manifest_verify. Returns 0 or CND_EFORMAT. */
+CND_MUST_USE int cnd_manifest_signer(uint8_t pk[32], const uint8_t *signed_bytes, size_t len);
+
 /* Checks that data[0..len) is the artifact m describes. Returns 0, or CND_ECORRUPT with a
  * detail saying whether the length or the digest differs. */
 CND_MUST_USE int cnd_manifest_check_artifact(const cnd_manifest_t *m, const void *data, size_t len);

@@ -14,6 +14,7 @@
  * disconnects; `install` applies an artifact from local files through the same checks; `infer`
  * runs the active model on raw inputs; `status` shows the active model and the last report.
  */
+#include "json.h"
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"
@@ -450,6 +451,63 @@ static int s_install(int argc, char **argv)
     return rc;
 }
 
+/* `edge status --json`: what the text shows and the state behind it; digest and slot_name
+ * are null without a model. */
+static int s_status_json(const char *name, const cnd_edge_status_t *es)
+{
+    char hex[65], slot[2] = {0};
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "name");
+    cnd_jw_str(&w, name);
+    cnd_jw_key(&w, "has_model");
+    cnd_jw_bool(&w, es->has_model);
+    cnd_jw_key(&w, "model");
+    cnd_jw_str(&w, es->model);
+    cnd_jw_key(&w, "digest");
+    if (es->has_model)
+        cnd_jw_str(&w, cnd_hex(hex, es->digest, 32));
+    else
+        cnd_jw_null(&w);
+    cnd_jw_key(&w, "version");
+    cnd_jw_int(&w, (int64_t)es->version);
+    cnd_jw_key(&w, "sequence");
+    cnd_jw_int(&w, (int64_t)es->sequence);
+    cnd_jw_key(&w, "slot");
+    cnd_jw_int(&w, es->slot);
+    cnd_jw_key(&w, "slot_name");
+    slot[0] = (char)('A' + es->slot);
+    if (es->slot >= 0)
+        cnd_jw_str(&w, slot);
+    else
+        cnd_jw_null(&w);
+    cnd_jw_key(&w, "latency_us");
+    cnd_jw_int(&w, es->latency_us);
+    cnd_jw_key(&w, "highest_sequence");
+    cnd_jw_int(&w, (int64_t)es->highest_seq);
+    cnd_jw_key(&w, "downloading");
+    cnd_jw_bool(&w, es->downloading);
+    cnd_jw_key(&w, "chunks_held");
+    cnd_jw_int(&w, es->chunks_held);
+    cnd_jw_key(&w, "chunks_total");
+    cnd_jw_int(&w, es->chunks_total);
+    cnd_jw_key(&w, "refused");
+    cnd_jw_int(&w, (int64_t)es->refused);
+    cnd_jw_key(&w, "last_state");
+    cnd_jw_int(&w, es->last_state);
+    cnd_jw_key(&w, "last_rollout");
+    cnd_jw_int(&w, (int64_t)es->last_rollout);
+    cnd_jw_key(&w, "last_reason");
+    cnd_jw_str(&w, cnd_edge_reason_name(es->last_reason));
+    cnd_jw_obj_end(&w);
+    const char *t = cnd_jw_text(&w);
+    int rc = t ? 0 : cnd_errf(CND_ENOMEM, "edge status: out of memory");
+    if (t) printf("%s\n", t);
+    cnd_jw_free(&w);
+    return rc;
+}
+
 static int s_status(int argc, char **argv)
 {
     const char *dir = NULL;
@@ -471,25 +529,18 @@ static int s_status(int argc, char **argv)
     if (!(rc = s_open(&d, dir, 0))) {
         cnd_edge_status_t es;
         cnd_edge_status(d.edge, &es);
-        char hex[65] = "";
-        if (es.has_model) cnd_hex(hex, es.digest, 32);
+        char hex[65];
         if (json)
-            printf(
-                "{\"has_model\":%s,\"slot\":%d,\"digest\":\"%s\",\"model\":\"%s\",\"version\":%llu,"
-                "\"sequence\":%llu,\"highest_sequence\":%llu,\"latency_us\":%u,"
-                "\"downloading\":%s,\"chunks_held\":%u,\"chunks_total\":%u,\"last_state\":%d,"
-                "\"last_rollout\":%llu,\"last_reason\":\"%s\"}\n",
-                es.has_model ? "true" : "false", es.slot, hex, es.model,
-                (unsigned long long)es.version, (unsigned long long)es.sequence,
-                (unsigned long long)es.highest_seq, es.latency_us,
-                es.downloading ? "true" : "false", es.chunks_held, es.chunks_total, es.last_state,
-                (unsigned long long)es.last_rollout, cnd_edge_reason_name(es.last_reason));
-        else
-            printf("device %s: %s%s%s v%llu (sequence %llu, slot %c), self-test passed, %u us\n"
+            rc = s_status_json(d.conf.name, &es);
+        else if (es.has_model)
+            printf("device %s: %s %s v%llu (sequence %llu, slot %c), self-test passed, %u us\n"
                    "highest sequence accepted %llu; %s\n",
-                   d.conf.name, es.has_model ? es.model : "no model", es.has_model ? " " : "", hex,
-                   (unsigned long long)es.version, (unsigned long long)es.sequence,
-                   es.slot < 0 ? '-' : 'A' + es.slot, es.latency_us,
+                   d.conf.name, es.model, cnd_hex(hex, es.digest, 32),
+                   (unsigned long long)es.version, (unsigned long long)es.sequence, 'A' + es.slot,
+                   es.latency_us, (unsigned long long)es.highest_seq,
+                   es.downloading ? "downloading" : "idle");
+        else
+            printf("device %s: no model\nhighest sequence accepted %llu; %s\n", d.conf.name,
                    (unsigned long long)es.highest_seq, es.downloading ? "downloading" : "idle");
     }
     s_close(&d);

@@ -263,125 +263,159 @@ typedef struct {
     int rtt_n;
 } net_result_t;
 
-/* Bytes on the wire through the relay, then CURVE and plain round trips. */
-static int s_bench_net(net_result_t *res, const frames_t *fr, int rtt_n, cnd_progress_t *pg)
-{
-    int rc;
+/* A CURVE session through the byte-counting relay: server, relay, client. */
+typedef struct {
+    cnd_server_t *srv;
+    cnd_client_t *cli;
+    relay_t relay;
+    int relay_on;
     uint8_t srv_pk[32], srv_sk[32], cli_pk[32], cli_sk[32];
-    crypto_box_keypair(srv_pk, srv_sk);
-    crypto_box_keypair(cli_pk, cli_sk);
+    uint64_t seq; /* envelope sequence numbers of the client */
+} net_t;
+
+static int s_net_open(net_t *n)
+{
+    memset(n, 0, sizeof *n);
+    n->seq = 1;
+    crypto_box_keypair(n->srv_pk, n->srv_sk);
+    crypto_box_keypair(n->cli_pk, n->cli_sk);
     cnd_server_opts_t so;
     memset(&so, 0, sizeof so);
     so.endpoint = "tcp://127.0.0.1:*";
-    so.secret_key = srv_sk;
+    so.secret_key = n->srv_sk;
     so.allow = s_allow_all;
-    so.allow_ctx = cli_pk;
+    so.allow_ctx = n->cli_pk;
     so.hwm = 100000; /* measure the wire, not the queue limits */
-    cnd_server_t *srv = NULL;
-    cnd_client_t *cli = NULL;
-    relay_t relay;
-    int relay_on = 0;
-    void *pctx = NULL, *prouter = NULL, *pdealer = NULL;
-    uint8_t *small = NULL;
-    size_t small_n = 0;
-    uint64_t seq = 1;
-    cnd_frame_t f;
-    Condenser__Envelope env;
-    Condenser__Heartbeat hb;
-    condenser__heartbeat__init(&hb);
-    hb.unix_ms = 1;
+    int rc;
+    if ((rc = cnd_server_new(&n->srv, &so))) return rc;
+    if ((rc = s_relay_start(&n->relay, s_port_of(cnd_server_endpoint(n->srv))))) return rc;
+    n->relay_on = 1;
     char ep[64];
-    double *rtt = calloc((size_t)rtt_n, sizeof *rtt);
-    if (!rtt) return cnd_errf(CND_ENOMEM, "bench: out of memory");
-    if ((rc = cnd_server_new(&srv, &so))) goto done;
-    if ((rc = s_relay_start(&relay, s_port_of(cnd_server_endpoint(srv))))) goto done;
-    relay_on = 1;
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", relay.port);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", n->relay.port);
     cnd_client_opts_t co;
     memset(&co, 0, sizeof co);
     co.endpoint = ep;
-    co.server_key = srv_pk;
-    co.public_key = cli_pk;
-    co.secret_key = cli_sk;
+    co.server_key = n->srv_pk;
+    co.public_key = n->cli_pk;
+    co.secret_key = n->cli_sk;
     co.hwm = 100000;
     co.heartbeat_ivl_ms = 60000; /* keep ZMTP PINGs out of the byte count */
-    if ((rc = cnd_client_new(&cli, &co))) goto done;
+    return cnd_client_new(&n->cli, &co);
+}
 
-    /* Handshake plus one heartbeat round trip: the fixed cost of a session. */
+static void s_net_close(net_t *n)
+{
+    cnd_client_destroy(&n->cli);
+    if (n->relay_on) s_relay_stop(&n->relay);
+    cnd_server_destroy(&n->srv);
+}
+
+/* A heartbeat envelope from the client, encoded into *msg (freed first). */
+static int s_heartbeat(uint8_t **msg, size_t *len, uint64_t seq)
+{
+    Condenser__Heartbeat hb;
+    condenser__heartbeat__init(&hb);
+    hb.unix_ms = 1;
+    Condenser__Envelope env;
     cnd_proto_envelope_init(&env, CONDENSER__MSG_TYPE__MSG_HEARTBEAT, &hb, 0, 0, "site-a", seq);
-    if ((rc = cnd_proto_encode(&small, &small_n, &env))) goto done;
-    if ((rc = cnd_client_send(cli, small, small_n, 5000))) goto done;
-    if ((rc = cnd_server_recv(srv, &f, 5000))) goto done;
-    cnd_frame_clear(&f);
-    res->hs_up = (double)atomic_load(&relay.up);
-    res->hs_down = (double)atomic_load(&relay.down);
+    free(*msg);
+    *msg = NULL;
+    return cnd_proto_encode(msg, len, &env);
+}
 
-    /* One masked input. */
-    unsigned long long before = atomic_load(&relay.up);
-    for (size_t i = 0; i < fr->n; i++)
-        if ((rc = cnd_client_send(cli, fr->frame[i], fr->len[i], 5000))) goto done;
-    for (size_t i = 0; i < fr->n; i++) {
-        if ((rc = cnd_server_recv(srv, &f, 5000))) goto done;
-        if (f.len != fr->len[i] || memcmp(f.data, fr->frame[i], f.len) != 0) {
-            cnd_frame_clear(&f);
-            rc = cnd_errf(CND_ECORRUPT, "bench: frame %zu changed in transit", i);
-            goto done;
-        }
-        cnd_frame_clear(&f);
-    }
-    s_wait_bytes(&relay, before + fr->bytes);
-    res->frames_up = (double)(atomic_load(&relay.up) - before);
-
-    /* Round trips over CURVE: encode, send, receive, decode, answer, receive, decode. */
-    cnd_progress_begin(pg, "round trips", (uint64_t)rtt_n * 2, "rtt");
-    for (int i = -100; i < rtt_n; i++) { /* 100 warm-up rounds */
-        double t0 = cnd_now();
+/* Bytes through the relay: the handshake plus one heartbeat (the fixed cost of a session), then
+ * the frames of one masked input, each checked to arrive unchanged. */
+static int s_net_bytes(net_result_t *res, net_t *n, const frames_t *fr)
+{
+    uint8_t *small = NULL;
+    size_t small_n = 0;
+    cnd_frame_t f;
+    int rc;
+    if ((rc = s_heartbeat(&small, &small_n, n->seq)) ||
+        (rc = cnd_client_send(n->cli, small, small_n, 5000)) ||
+        (rc = cnd_server_recv(n->srv, &f, 5000))) {
         free(small);
-        cnd_proto_envelope_init(&env, CONDENSER__MSG_TYPE__MSG_HEARTBEAT, &hb, 0, 0, "site-a",
-                                ++seq);
-        if ((rc = cnd_proto_encode(&small, &small_n, &env)) ||
-            (rc = cnd_client_send(cli, small, small_n, 5000)) ||
-            (rc = cnd_server_recv(srv, &f, 5000)))
-            goto done;
+        return rc;
+    }
+    free(small);
+    cnd_frame_clear(&f);
+    res->hs_up = (double)atomic_load(&n->relay.up);
+    res->hs_down = (double)atomic_load(&n->relay.down);
+
+    unsigned long long before = atomic_load(&n->relay.up);
+    for (size_t i = 0; i < fr->n; i++)
+        if ((rc = cnd_client_send(n->cli, fr->frame[i], fr->len[i], 5000))) return rc;
+    for (size_t i = 0; i < fr->n; i++) {
+        if ((rc = cnd_server_recv(n->srv, &f, 5000))) return rc;
+        int same = f.len == fr->len[i] && memcmp(f.data, fr->frame[i], f.len) == 0;
+        cnd_frame_clear(&f);
+        if (!same) return cnd_errf(CND_ECORRUPT, "bench: frame %zu changed in transit", i);
+    }
+    s_wait_bytes(&n->relay, before + fr->bytes);
+    res->frames_up = (double)(atomic_load(&n->relay.up) - before);
+    return 0;
+}
+
+static void s_quantiles(double q[3], double *rtt, int n)
+{
+    q[0] = s_quantile(rtt, (size_t)n, 0.5);
+    q[1] = s_quantile(rtt, (size_t)n, 0.9);
+    q[2] = s_quantile(rtt, (size_t)n, 0.99);
+}
+
+/* Round trips over CURVE: encode, send, receive, decode, answer, receive, decode; rtt[i] in
+ * microseconds after 100 warm-up rounds. */
+static int s_rtt_curve(double *rtt, int rtt_n, net_t *n, cnd_progress_t *pg)
+{
+    uint8_t *small = NULL;
+    size_t small_n = 0;
+    int rc = 0;
+    for (int i = -100; i < rtt_n && !rc; i++) {
+        double t0 = cnd_now();
+        cnd_frame_t f;
+        if ((rc = s_heartbeat(&small, &small_n, ++n->seq)) ||
+            (rc = cnd_client_send(n->cli, small, small_n, 5000)) ||
+            (rc = cnd_server_recv(n->srv, &f, 5000)))
+            break;
         cnd_proto_msg_t *m = NULL;
         rc = cnd_proto_decode(&m, NULL, f.data, f.len);
         cnd_proto_msg_destroy(&m);
-        if (!rc) rc = cnd_server_send(srv, &f.peer, small, small_n, 5000);
+        if (!rc) rc = cnd_server_send(n->srv, &f.peer, small, small_n, 5000);
         cnd_frame_clear(&f);
         uint8_t *back = NULL;
         size_t bl;
-        if (!rc) rc = cnd_client_recv(cli, &back, &bl, 5000);
+        if (!rc) rc = cnd_client_recv(n->cli, &back, &bl, 5000);
         if (!rc) rc = cnd_proto_decode(&m, NULL, back, bl);
         cnd_proto_msg_destroy(&m);
         free(back);
-        if (rc) goto done;
+        if (rc) break;
         if (i >= 0) rtt[i] = (cnd_now() - t0) * 1e6;
         if (i >= 0) cnd_progress_update(pg, (uint64_t)i, "curve");
     }
-    res->rtt_curve[0] = s_quantile(rtt, (size_t)rtt_n, 0.5);
-    res->rtt_curve[1] = s_quantile(rtt, (size_t)rtt_n, 0.9);
-    res->rtt_curve[2] = s_quantile(rtt, (size_t)rtt_n, 0.99);
+    free(small);
+    return rc;
+}
 
-    /* The same exchange over plain ZeroMQ TCP (NULL mechanism), benchmark-only sockets. */
-    pctx = zmq_ctx_new();
-    prouter = zmq_socket(pctx, ZMQ_ROUTER);
-    pdealer = zmq_socket(pctx, ZMQ_DEALER);
+/* The same exchange over plain ZeroMQ TCP (NULL mechanism), benchmark-only sockets. */
+static int s_rtt_plain(double *rtt, int rtt_n, uint64_t *seq, cnd_progress_t *pg)
+{
+    uint8_t *small = NULL;
+    size_t small_n = 0;
+    int rc = 0;
+    void *pctx = zmq_ctx_new();
+    void *prouter = zmq_socket(pctx, ZMQ_ROUTER);
+    void *pdealer = zmq_socket(pctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(prouter, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(pdealer, ZMQ_LINGER, &zero, sizeof zero);
     char pep[256];
     size_t pl = sizeof pep;
     if (zmq_bind(prouter, "tcp://127.0.0.1:*") ||
-        zmq_getsockopt(prouter, ZMQ_LAST_ENDPOINT, pep, &pl) || zmq_connect(pdealer, pep)) {
+        zmq_getsockopt(prouter, ZMQ_LAST_ENDPOINT, pep, &pl) || zmq_connect(pdealer, pep))
         rc = cnd_errf(CND_EIO, "bench: plain sockets: %s", zmq_strerror(errno));
-        goto done;
-    }
-    for (int i = -100; i < rtt_n; i++) {
+    for (int i = -100; i < rtt_n && !rc; i++) {
         double t0 = cnd_now();
-        free(small);
-        cnd_proto_envelope_init(&env, CONDENSER__MSG_TYPE__MSG_HEARTBEAT, &hb, 0, 0, "site-a",
-                                ++seq);
-        if ((rc = cnd_proto_encode(&small, &small_n, &env))) goto done;
+        if ((rc = s_heartbeat(&small, &small_n, ++*seq))) break;
         zmq_send(pdealer, small, small_n, 0);
         zmq_msg_t id, msg;
         zmq_msg_init(&id);
@@ -400,68 +434,47 @@ static int s_bench_net(net_result_t *res, const frames_t *fr, int rtt_n, cnd_pro
         if (!rc) rc = cnd_proto_decode(&m, NULL, zmq_msg_data(&msg), zmq_msg_size(&msg));
         cnd_proto_msg_destroy(&m);
         zmq_msg_close(&msg);
-        if (rc) goto done;
+        if (rc) break;
         if (i >= 0) rtt[i] = (cnd_now() - t0) * 1e6;
         if (i >= 0) cnd_progress_update(pg, (uint64_t)rtt_n + (uint64_t)i, "plain");
     }
-    cnd_progress_end(pg);
-    res->rtt_plain[0] = s_quantile(rtt, (size_t)rtt_n, 0.5);
-    res->rtt_plain[1] = s_quantile(rtt, (size_t)rtt_n, 0.9);
-    res->rtt_plain[2] = s_quantile(rtt, (size_t)rtt_n, 0.99);
-    res->rtt_n = rtt_n;
-done:
     free(small);
-    free(rtt);
     if (pdealer) zmq_close(pdealer);
     if (prouter) zmq_close(prouter);
     if (pctx) zmq_ctx_term(pctx);
-    cnd_client_destroy(&cli);
-    if (relay_on) s_relay_stop(&relay);
-    cnd_server_destroy(&srv);
     return rc;
 }
 
-int cnd_cmd_bench_proto(int argc, char **argv)
+/* Bytes on the wire through the relay, then CURVE and plain round trips. */
+static int s_bench_net(net_result_t *res, const frames_t *fr, int rtt_n, cnd_progress_t *pg)
 {
-    long values = 1000000, bits = 16, chunk = CND_PROTO_CHUNK_MAX, reps = 31, rtts = 2000;
-    int json = 0;
-    const cnd_opt_t opts[] = {
-        {"values", CND_OPT_INT, &values, "N", "values in the masked vector (default 1000000)", 1,
-         100000000},
-        {"bits", CND_OPT_INT, &bits, "B", "bits per packed value (default 16)", 1, 64},
-        {"chunk", CND_OPT_INT, &chunk, "BYTES", "chunk size (default 262144)", CND_PROTO_CHUNK_MIN,
-         CND_PROTO_CHUNK_MAX},
-        {"reps", CND_OPT_INT, &reps, "R", "encode/decode repetitions (default 31)", 1, 1000},
-        {"rtt", CND_OPT_INT, &rtts, "N", "round trips per transport (default 2000)", 10, 1000000},
-        {"json", CND_OPT_FLAG, &json, NULL, "print the results as JSON"},
-        {0}};
-    const cnd_cli_t cli = {
-        "condenser bench proto [--values N] [--bits B] [--chunk BYTES] [--json]",
-        "Measures the wire protocol: encode and decode throughput of a chunked masked vector "
-        "(with SHA-256 and validation) against one SHA-256 pass and a memcpy, bytes on the wire "
-        "over a CURVE session against the payload and against 8 bytes per value, and the "
-        "round-trip latency of a small message over CURVE against plain ZeroMQ on loopback.",
-        opts, 0, 0};
-    int npos;
-    char **pos;
-    int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
-    if (rc) return rc > 0 ? 0 : rc;
-    if (sodium_init() < 0) return cnd_errf(CND_ECRYPTO, "libsodium failed to initialise");
-
-    /* The object is a crypto/secagg.h MASKED message: 26-byte header, then the packed vector
-     * (the payload). Random bytes stand in for the masked values: the protocol never looks. */
-    uint64_t packed = ((uint64_t)values * (uint64_t)bits + 7) / 8;
-    uint64_t len = CND_PROTO_MASKED_HDR + packed;
-    if (len > CND_PROTO_OBJECT_MAX)
-        return cnd_errf(CND_EINVAL, "--values %ld x --bits %ld is over the object limit", values,
-                        bits);
-    uint8_t *vec = malloc(len), *copy = malloc(len);
-    if (!vec || !copy) {
-        free(vec);
-        free(copy);
-        return cnd_errf(CND_ENOMEM, "bench: no memory for a %llu-byte vector",
-                        (unsigned long long)len);
+    double *rtt = calloc((size_t)rtt_n, sizeof *rtt);
+    if (!rtt) return cnd_errf(CND_ENOMEM, "bench: out of memory");
+    net_t n;
+    int rc = s_net_open(&n);
+    if (!rc) rc = s_net_bytes(res, &n, fr);
+    if (!rc) {
+        cnd_progress_begin(pg, "round trips", (uint64_t)rtt_n * 2, "rtt");
+        rc = s_rtt_curve(rtt, rtt_n, &n, pg);
     }
+    if (!rc) {
+        s_quantiles(res->rtt_curve, rtt, rtt_n);
+        rc = s_rtt_plain(rtt, rtt_n, &n.seq, pg);
+    }
+    if (!rc) {
+        cnd_progress_end(pg);
+        s_quantiles(res->rtt_plain, rtt, rtt_n);
+        res->rtt_n = rtt_n;
+    }
+    free(rtt);
+    s_net_close(&n);
+    return rc;
+}
+
+/* The object is a crypto/secagg.h MASKED message: 26-byte header, then the packed vector (the
+ * payload). Random bytes stand in for the masked values: the protocol never looks. */
+static void s_fill_vector(uint8_t *vec, uint64_t len, long values, long bits)
+{
     cnd_rng_t r;
     cnd_rng_seed(&r, 1);
     for (uint64_t i = 0; i < len; i++) vec[i] = (uint8_t)cnd_rng_u64(&r);
@@ -471,33 +484,45 @@ int cnd_cmd_bench_proto(int argc, char **argv)
     memset(vec + 17, 0xff, 4);
     cnd_st_le32(vec + 21, (uint32_t)values);
     vec[25] = (uint8_t)bits;
+}
 
-    double *t_enc = calloc((size_t)reps, sizeof(double)),
-           *t_dec = calloc((size_t)reps, sizeof(double));
-    double *t_sha = calloc((size_t)reps, sizeof(double)),
-           *t_cpy = calloc((size_t)reps, sizeof(double));
-    frames_t fr = {0};
+/* What one run measured, for the reports. */
+typedef struct {
+    long values, bits, chunk, reps;
+    uint64_t packed, len; /* payload bytes; the MASKED message around it */
+    frames_t fr;
+    double enc, dec, sha, cpy; /* medians, seconds */
+    net_result_t net;
+} s_proto_bench_t;
+
+/* Encode/decode repetitions beside one SHA-256 pass and one memcpy over the same bytes; the
+ * medians go to b, the frames of the last repetition stay in b->fr. */
+static int s_bench_codec(s_proto_bench_t *b, const uint8_t *vec, uint8_t *copy)
+{
+    const size_t reps = (size_t)b->reps;
+    const uint64_t len = b->len;
+    double *t_enc = calloc(reps, sizeof(double)), *t_dec = calloc(reps, sizeof(double));
+    double *t_sha = calloc(reps, sizeof(double)), *t_cpy = calloc(reps, sizeof(double));
     cnd_buf_t scratch;
     cnd_buf_init(&scratch);
-    net_result_t net;
-    memset(&net, 0, sizeof net);
     cnd_progress_t pg;
     uint64_t seq = 1;
+    int rc = 0;
     if (!t_enc || !t_dec || !t_sha || !t_cpy) {
         rc = cnd_errf(CND_ENOMEM, "bench: out of memory");
         goto done;
     }
-    cnd_progress_begin(&pg, "encode/decode", (uint64_t)reps, "reps");
-    for (long i = 0; i < reps; i++) {
+    cnd_progress_begin(&pg, "encode/decode", reps, "reps");
+    for (size_t i = 0; i < reps; i++) {
         double t0 = cnd_now();
-        if ((rc = s_encode(&fr, &scratch, vec, len, (uint64_t)values, (uint32_t)bits,
-                           (uint32_t)chunk, &seq)))
+        if ((rc = s_encode(&b->fr, &scratch, vec, len, (uint64_t)b->values, (uint32_t)b->bits,
+                           (uint32_t)b->chunk, &seq)))
             goto done;
         t_enc[i] = cnd_now() - t0;
         uint8_t *got = NULL;
         uint64_t got_len = 0;
         t0 = cnd_now();
-        rc = s_decode(&got, &got_len, &fr, len);
+        rc = s_decode(&got, &got_len, &b->fr, len);
         t_dec[i] = cnd_now() - t0;
         if (!rc && (got_len != len || memcmp(got, vec, len) != 0))
             rc = cnd_errf(CND_ECORRUPT, "bench: decoded vector differs from the original");
@@ -514,64 +539,131 @@ int cnd_cmd_bench_proto(int argc, char **argv)
         cnd_progress_update(&pg, (uint64_t)i + 1, NULL);
     }
     cnd_progress_end(&pg);
-    if ((rc = s_bench_net(&net, &fr, (int)rtts, &pg))) goto done;
-
-    double mb = (double)len / 1e6;
-    double enc = s_quantile(t_enc, (size_t)reps, 0.5), dec = s_quantile(t_dec, (size_t)reps, 0.5);
-    double sha = s_quantile(t_sha, (size_t)reps, 0.5), cpy = s_quantile(t_cpy, (size_t)reps, 0.5);
-    double proto_over = (double)fr.bytes / (double)packed - 1;
-    double wire_over = net.frames_up / (double)packed - 1;
-    double wire_per_value = net.frames_up / (double)values;
-    if (json) {
-        printf("{\"values\":%ld,\"bits\":%ld,\"payload_bytes\":%llu,\"chunk_size\":%ld,"
-               "\"frames\":%zu,\"encode_ms\":%.3f,\"decode_ms\":%.3f,\"sha256_ms\":%.3f,"
-               "\"memcpy_ms\":%.3f,\"encode_mb_s\":%.1f,\"decode_mb_s\":%.1f,"
-               "\"sha256_mb_s\":%.1f,\"memcpy_mb_s\":%.1f,\"encoded_bytes\":%zu,"
-               "\"wire_bytes\":%.0f,\"proto_overhead\":%.6f,\"wire_overhead\":%.6f,"
-               "\"wire_bytes_per_value\":%.4f,\"flower_bytes_per_value\":8,"
-               "\"handshake_bytes_up\":%.0f,\"handshake_bytes_down\":%.0f,\"rtt_n\":%d,"
-               "\"rtt_curve_us\":[%.1f,%.1f,%.1f],\"rtt_plain_us\":[%.1f,%.1f,%.1f]}\n",
-               values, bits, (unsigned long long)packed, chunk, fr.n, enc * 1e3, dec * 1e3,
-               sha * 1e3, cpy * 1e3, mb / enc, mb / dec, mb / sha, mb / cpy, fr.bytes,
-               net.frames_up, proto_over, wire_over, wire_per_value, net.hs_up, net.hs_down,
-               net.rtt_n, net.rtt_curve[0], net.rtt_curve[1], net.rtt_curve[2], net.rtt_plain[0],
-               net.rtt_plain[1], net.rtt_plain[2]);
-    } else {
-        printf("masked vector: %ld values x %ld bits = %llu bytes in a %llu-byte MASKED message, "
-               "%zu frames (%ld-byte chunks), medians of %ld runs\n\n",
-               values, bits, (unsigned long long)packed, (unsigned long long)len, fr.n, chunk,
-               reps);
-        printf("  %-34s %10s %10s %8s\n", "", "ms", "MB/s", "x sha256");
-        printf("  %-34s %10.2f %10.0f %8.2f\n", "encode (plan+chunks+validate+pack)", enc * 1e3,
-               mb / enc, enc / sha);
-        printf("  %-34s %10.2f %10.0f %8.2f\n", "decode (unpack+validate+reassemble)", dec * 1e3,
-               mb / dec, dec / sha);
-        printf("  %-34s %10.2f %10.0f %8.2f\n", "floor: one SHA-256 pass", sha * 1e3, mb / sha,
-               1.0);
-        printf("  %-34s %10.2f %10.0f %8.2f\n\n", "floor: memcpy", cpy * 1e3, mb / cpy, cpy / sha);
-        printf("  bytes: payload %llu, encoded frames %zu (+%.4f%%), on the wire over CURVE "
-               "%.0f (+%.4f%%)\n",
-               (unsigned long long)packed, fr.bytes, 100 * proto_over, net.frames_up,
-               100 * wire_over);
-        printf("  bytes per value on the wire: %.4f (Flower SecAgg+: 8, %.1fx more)\n",
-               wire_per_value, 8 / wire_per_value);
-        printf("  session setup (handshake + first heartbeat): %.0f bytes up, %.0f down\n\n",
-               net.hs_up, net.hs_down);
-        printf("  round trip of a %s (%d runs)   median     p90     p99  (us)\n", "heartbeat",
-               net.rtt_n);
-        printf("    CURVE (tcp loopback)          %8.1f %8.1f %8.1f\n", net.rtt_curve[0],
-               net.rtt_curve[1], net.rtt_curve[2]);
-        printf("    plain ZeroMQ (tcp loopback)   %8.1f %8.1f %8.1f   CURVE/plain %.2fx\n",
-               net.rtt_plain[0], net.rtt_plain[1], net.rtt_plain[2],
-               net.rtt_curve[0] / net.rtt_plain[0]);
-    }
+    b->enc = s_quantile(t_enc, reps, 0.5);
+    b->dec = s_quantile(t_dec, reps, 0.5);
+    b->sha = s_quantile(t_sha, reps, 0.5);
+    b->cpy = s_quantile(t_cpy, reps, 0.5);
 done:
-    s_frames_free(&fr);
     cnd_buf_free(&scratch);
     free(t_enc);
     free(t_dec);
     free(t_sha);
     free(t_cpy);
+    return rc;
+}
+
+static void s_print_json(const s_proto_bench_t *b)
+{
+    const net_result_t *net = &b->net;
+    double mb = (double)b->len / 1e6;
+    double proto_over = (double)b->fr.bytes / (double)b->packed - 1;
+    double wire_over = net->frames_up / (double)b->packed - 1;
+    double wire_per_value = net->frames_up / (double)b->values;
+    printf("{\"values\":%ld,\"bits\":%ld,\"payload_bytes\":%llu,\"chunk_size\":%ld,"
+           "\"frames\":%zu,\"encode_ms\":%.3f,\"decode_ms\":%.3f,\"sha256_ms\":%.3f,"
+           "\"memcpy_ms\":%.3f,\"encode_mb_s\":%.1f,\"decode_mb_s\":%.1f,"
+           "\"sha256_mb_s\":%.1f,\"memcpy_mb_s\":%.1f,\"encoded_bytes\":%zu,"
+           "\"wire_bytes\":%.0f,\"proto_overhead\":%.6f,\"wire_overhead\":%.6f,"
+           "\"wire_bytes_per_value\":%.4f,\"flower_bytes_per_value\":8,"
+           "\"handshake_bytes_up\":%.0f,\"handshake_bytes_down\":%.0f,\"rtt_n\":%d,"
+           "\"rtt_curve_us\":[%.1f,%.1f,%.1f],\"rtt_plain_us\":[%.1f,%.1f,%.1f]}\n",
+           b->values, b->bits, (unsigned long long)b->packed, b->chunk, b->fr.n, b->enc * 1e3,
+           b->dec * 1e3, b->sha * 1e3, b->cpy * 1e3, mb / b->enc, mb / b->dec, mb / b->sha,
+           mb / b->cpy, b->fr.bytes, net->frames_up, proto_over, wire_over, wire_per_value,
+           net->hs_up, net->hs_down, net->rtt_n, net->rtt_curve[0], net->rtt_curve[1],
+           net->rtt_curve[2], net->rtt_plain[0], net->rtt_plain[1], net->rtt_plain[2]);
+}
+
+static void s_print_text(const s_proto_bench_t *b)
+{
+    const net_result_t *net = &b->net;
+    double mb = (double)b->len / 1e6;
+    double enc = b->enc, dec = b->dec, sha = b->sha, cpy = b->cpy;
+    double proto_over = (double)b->fr.bytes / (double)b->packed - 1;
+    double wire_over = net->frames_up / (double)b->packed - 1;
+    double wire_per_value = net->frames_up / (double)b->values;
+    printf("masked vector: %ld values x %ld bits = %llu bytes in a %llu-byte MASKED message, "
+           "%zu frames (%ld-byte chunks), medians of %ld runs\n\n",
+           b->values, b->bits, (unsigned long long)b->packed, (unsigned long long)b->len, b->fr.n,
+           b->chunk, b->reps);
+    printf("  %-34s %10s %10s %8s\n", "", "ms", "MB/s", "x sha256");
+    printf("  %-34s %10.2f %10.0f %8.2f\n", "encode (plan+chunks+validate+pack)", enc * 1e3,
+           mb / enc, enc / sha);
+    printf("  %-34s %10.2f %10.0f %8.2f\n", "decode (unpack+validate+reassemble)", dec * 1e3,
+           mb / dec, dec / sha);
+    printf("  %-34s %10.2f %10.0f %8.2f\n", "floor: one SHA-256 pass", sha * 1e3, mb / sha, 1.0);
+    printf("  %-34s %10.2f %10.0f %8.2f\n\n", "floor: memcpy", cpy * 1e3, mb / cpy, cpy / sha);
+    printf("  bytes: payload %llu, encoded frames %zu (+%.4f%%), on the wire over CURVE "
+           "%.0f (+%.4f%%)\n",
+           (unsigned long long)b->packed, b->fr.bytes, 100 * proto_over, net->frames_up,
+           100 * wire_over);
+    printf("  bytes per value on the wire: %.4f (Flower SecAgg+: 8, %.1fx more)\n", wire_per_value,
+           8 / wire_per_value);
+    printf("  session setup (handshake + first heartbeat): %.0f bytes up, %.0f down\n\n",
+           net->hs_up, net->hs_down);
+    printf("  round trip of a %s (%d runs)   median     p90     p99  (us)\n", "heartbeat",
+           net->rtt_n);
+    printf("    CURVE (tcp loopback)          %8.1f %8.1f %8.1f\n", net->rtt_curve[0],
+           net->rtt_curve[1], net->rtt_curve[2]);
+    printf("    plain ZeroMQ (tcp loopback)   %8.1f %8.1f %8.1f   CURVE/plain %.2fx\n",
+           net->rtt_plain[0], net->rtt_plain[1], net->rtt_plain[2],
+           net->rtt_curve[0] / net->rtt_plain[0]);
+}
+
+int cnd_cmd_bench_proto(int argc, char **argv)
+{
+    s_proto_bench_t b;
+    memset(&b, 0, sizeof b);
+    b.values = 1000000;
+    b.bits = 16;
+    b.chunk = CND_PROTO_CHUNK_MAX;
+    b.reps = 31;
+    long rtts = 2000;
+    int json = 0;
+    const cnd_opt_t opts[] = {
+        {"values", CND_OPT_INT, &b.values, "N", "values in the masked vector (default 1000000)", 1,
+         100000000},
+        {"bits", CND_OPT_INT, &b.bits, "B", "bits per packed value (default 16)", 1, 64},
+        {"chunk", CND_OPT_INT, &b.chunk, "BYTES", "chunk size (default 262144)",
+         CND_PROTO_CHUNK_MIN, CND_PROTO_CHUNK_MAX},
+        {"reps", CND_OPT_INT, &b.reps, "R", "encode/decode repetitions (default 31)", 1, 1000},
+        {"rtt", CND_OPT_INT, &rtts, "N", "round trips per transport (default 2000)", 10, 1000000},
+        {"json", CND_OPT_FLAG, &json, NULL, "print the results as JSON"},
+        {0}};
+    const cnd_cli_t cli = {
+        "condenser bench proto [--values N] [--bits B] [--chunk BYTES] [--json]",
+        "Measures the wire protocol: encode and decode throughput of a chunked masked vector "
+        "(with SHA-256 and validation) against one SHA-256 pass and a memcpy, bytes on the wire "
+        "over a CURVE session against the payload and against 8 bytes per value, and the "
+        "round-trip latency of a small message over CURVE against plain ZeroMQ on loopback.",
+        opts, 0, 0};
+    int npos;
+    char **pos;
+    int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
+    if (rc) return rc > 0 ? 0 : rc;
+    if (sodium_init() < 0) return cnd_errf(CND_ECRYPTO, "libsodium failed to initialise");
+    b.packed = ((uint64_t)b.values * (uint64_t)b.bits + 7) / 8;
+    b.len = CND_PROTO_MASKED_HDR + b.packed;
+    if (b.len > CND_PROTO_OBJECT_MAX)
+        return cnd_errf(CND_EINVAL, "--values %ld x --bits %ld is over the object limit", b.values,
+                        b.bits);
+    uint8_t *vec = malloc(b.len), *copy = malloc(b.len);
+    if (!vec || !copy) {
+        free(vec);
+        free(copy);
+        return cnd_errf(CND_ENOMEM, "bench: no memory for a %llu-byte vector",
+                        (unsigned long long)b.len);
+    }
+    s_fill_vector(vec, b.len, b.values, b.bits);
+    cnd_progress_t pg;
+    if (!(rc = s_bench_codec(&b, vec, copy)) &&
+        !(rc = s_bench_net(&b.net, &b.fr, (int)rtts, &pg))) {
+        if (json)
+            s_print_json(&b);
+        else
+            s_print_text(&b);
+    }
+    s_frames_free(&b.fr);
     free(vec);
     free(copy);
     return rc;

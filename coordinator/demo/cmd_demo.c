@@ -333,114 +333,92 @@ static void s_watch(const char *db, int *shown, long rounds)
     cnd_cstore_close(&s);
 }
 
-static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_site_t *sites,
-                      int nsites, const char *teacher_path, const char *pub_images,
-                      const char *pub_labels, uint64_t cap)
+/* One site's identity, certificate, enrollment and agent INI (the coordinator's public key pub,
+ * its endpoint). */
+static int s_fed_site(const s_site_t *si, const char *log, const char *ca, const char *coord,
+                      const char *pub, const char *endpoint)
 {
-    char coord[600], log[700], calib[1400], buf[32];
-    snprintf(coord, sizeof coord, "%s/coordinator", work);
-    snprintf(log, sizeof log, "%s/setup.log", work);
-    char ca[600];
-    snprintf(ca, sizeof ca, "%s/ca", work);
-    const char *cai[] = {"ca", "init", "--dir", ca, "--name", "condenser demo federation", NULL};
-    int rc = s_run(log, cai);
+    const char *kg[] = {"keygen", "--out", si->dir, NULL};
+    int rc = s_run(log, kg);
     if (rc) return rc;
-    const char *init[] = {"coordinator", "init", "--dir", coord, "--ca", ca, NULL};
-    if ((rc = s_run(log, init))) return rc;
-    char pub[700];
-    snprintf(pub, sizeof pub, "%s/identity.pub", coord);
-    int port = s_free_port();
-    if (port <= 0) return cnd_errf(CND_EIO, "no free loopback port");
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
-    for (int s = 0; s < nsites; s++) {
-        const char *kg[] = {"keygen", "--out", sites[s].dir, NULL};
-        if ((rc = s_run(log, kg))) return rc;
-        char kp[700], ini[700], cert[700];
-        snprintf(kp, sizeof kp, "%s/identity.pub", sites[s].dir);
-        snprintf(cert, sizeof cert, "%s/site.pem", sites[s].dir);
-        const char *is[] = {"ca",   "issue",    "--dir", ca,      "--name", sites[s].name, "--role",
-                            "site", "--pubkey", kp,      "--out", cert,     NULL};
-        if ((rc = s_run(log, is))) return rc;
-        const char *en[] = {"site", "enroll", sites[s].name, "--cert", cert, "--dir", coord, NULL};
-        if ((rc = s_run(log, en))) return rc;
-        snprintf(ini, sizeof ini, "%s/agent.ini", sites[s].dir);
-        char text[2048];
-        int n = snprintf(text, sizeof text,
-                         "; site agent configuration written by condenser demo\n"
-                         "[site]\nname = %s\ndata = idx:images.idx,labels.idx\nvalidation = 0.05\n"
-                         "[identity]\nkey = identity.key\ncertificate = site.pem\n"
-                         "[coordinator]\nendpoint = %s\npublic_key = %s\n"
-                         "ca_cert = ../ca/ca.crt\nca_crl = ../ca/crl.pem\n"
-                         "[limits]\nthreads = 1\nmemory_mb = 2048\n",
-                         sites[s].name, endpoint, pub);
-        if ((rc = cnd_file_write_atomic(ini, text, (size_t)n, 0600))) return rc;
-    }
-    snprintf(calib, sizeof calib, "idx:%s,%s", pub_images, pub_labels);
-    char rounds[16], sitesn[16], qat[16], le[16], capb[24], clip[24], seed[24], T[24], A[24];
-    char lr[24], slr[24], smom[24];
-    snprintf(lr, sizeof lr, "%g", o->lr);
-    snprintf(slr, sizeof slr, "%g", o->server_lr);
-    snprintf(smom, sizeof smom, "%g", o->server_momentum);
-    snprintf(rounds, sizeof rounds, "%ld", o->rounds);
-    snprintf(sitesn, sizeof sitesn, "%d", nsites);
-    snprintf(qat, sizeof qat, "%ld", o->qat_rounds);
-    snprintf(le, sizeof le, "%ld", o->local_epochs);
-    snprintf(capb, sizeof capb, "%llu", (unsigned long long)cap);
-    snprintf(clip, sizeof clip, "%g", o->clip);
-    snprintf(seed, sizeof seed, "%ld", o->seed);
-    snprintf(T, sizeof T, "%g", o->T);
-    snprintf(A, sizeof A, "%g", o->alpha);
-    snprintf(buf, sizeof buf, "%d", nsites);
-    const char *job[] = {"job",
-                         "create",
-                         "--dir",
-                         coord,
-                         "--name",
-                         "fmnist-demo",
-                         "--student-arch",
-                         o->student,
-                         "--teacher",
-                         teacher_path,
-                         "--rounds",
-                         rounds,
-                         "--sites",
-                         sitesn,
-                         "--quorum",
-                         buf,
-                         "--qat-rounds",
-                         qat,
-                         "--local-epochs",
-                         le,
-                         "--sample-cap",
-                         capb,
-                         "--clip",
-                         clip,
-                         "--seed",
-                         seed,
-                         "--temperature",
-                         T,
-                         "--alpha",
-                         A,
-                         "--calib-data",
-                         calib,
-                         "--join-wait-ms",
-                         "600000",
-                         "--lr",
-                         lr,
-                         "--server-lr",
-                         slr,
-                         "--server-momentum",
-                         smom,
-                         NULL};
-    if ((rc = s_run(log, job))) return rc;
+    char kp[700], ini[700], cert[700];
+    snprintf(kp, sizeof kp, "%s/identity.pub", si->dir);
+    snprintf(cert, sizeof cert, "%s/site.pem", si->dir);
+    const char *is[] = {"ca",   "issue",    "--dir", ca,      "--name", si->name, "--role",
+                        "site", "--pubkey", kp,      "--out", cert,     NULL};
+    if ((rc = s_run(log, is))) return rc;
+    const char *en[] = {"site", "enroll", si->name, "--cert", cert, "--dir", coord, NULL};
+    if ((rc = s_run(log, en))) return rc;
+    snprintf(ini, sizeof ini, "%s/agent.ini", si->dir);
+    char text[2048];
+    int n = snprintf(text, sizeof text,
+                     "; site agent configuration written by condenser demo\n"
+                     "[site]\nname = %s\ndata = idx:images.idx,labels.idx\nvalidation = 0.05\n"
+                     "[identity]\nkey = identity.key\ncertificate = site.pem\n"
+                     "[coordinator]\nendpoint = %s\npublic_key = %s\n"
+                     "ca_cert = ../ca/ca.crt\nca_crl = ../ca/crl.pem\n"
+                     "[limits]\nthreads = 1\nmemory_mb = 2048\n",
+                     si->name, endpoint, pub);
+    return cnd_file_write_atomic(ini, text, (size_t)n, 0600);
+}
 
-    double t0 = cnd_now();
+/* `condenser job create` with the demo's recipe. */
+static int s_fed_job(const s_opts_t *o, const char *log, const char *coord, int nsites,
+                     const char *teacher_path, const char *pub_images, const char *pub_labels,
+                     uint64_t cap)
+{
+    char v[13][64], calib[1400];
+    snprintf(calib, sizeof calib, "idx:%s,%s", pub_images, pub_labels);
+    snprintf(v[0], sizeof v[0], "%ld", o->rounds);
+    snprintf(v[1], sizeof v[1], "%d", nsites);
+    snprintf(v[2], sizeof v[2], "%d", nsites); /* quorum: every site */
+    snprintf(v[3], sizeof v[3], "%ld", o->qat_rounds);
+    snprintf(v[4], sizeof v[4], "%ld", o->local_epochs);
+    snprintf(v[5], sizeof v[5], "%llu", (unsigned long long)cap);
+    snprintf(v[6], sizeof v[6], "%g", o->clip);
+    snprintf(v[7], sizeof v[7], "%ld", o->seed);
+    snprintf(v[8], sizeof v[8], "%g", o->T);
+    snprintf(v[9], sizeof v[9], "%g", o->alpha);
+    snprintf(v[10], sizeof v[10], "%g", o->lr);
+    snprintf(v[11], sizeof v[11], "%g", o->server_lr);
+    snprintf(v[12], sizeof v[12], "%g", o->server_momentum);
+    /* one option and its value per line */
+    // clang-format off
+    const char *job[] = {"job", "create", "--dir", coord, "--name", "fmnist-demo",
+                         "--student-arch", o->student,
+                         "--teacher", teacher_path,
+                         "--rounds", v[0],
+                         "--sites", v[1],
+                         "--quorum", v[2],
+                         "--qat-rounds", v[3],
+                         "--local-epochs", v[4],
+                         "--sample-cap", v[5],
+                         "--clip", v[6],
+                         "--seed", v[7],
+                         "--temperature", v[8],
+                         "--alpha", v[9],
+                         "--calib-data", calib,
+                         "--join-wait-ms", "600000",
+                         "--lr", v[10],
+                         "--server-lr", v[11],
+                         "--server-momentum", v[12],
+                         NULL};
+    // clang-format on
+    return s_run(log, job);
+}
+
+/* Runs the coordinator and the agents as processes until the coordinator ends (at most an
+ * hour), with a progress line per round; *status receives the coordinator's exit status. */
+static int s_fed_run(s_result_t *res, const s_opts_t *o, const char *work, s_site_t *sites,
+                     int nsites, const char *coord, const char *endpoint, int *status)
+{
     char clog[700];
     snprintf(clog, sizeof clog, "%s/coordinator.log", work);
     const char *crun[] = {"coordinator", "run",    "--dir",        coord,
                           "--endpoint",  endpoint, "--until-done", NULL};
+    double t0 = cnd_now();
     pid_t cpid = cnd_proc_spawn_self(clog, crun);
+    if (cpid < 0) return cnd_errf(CND_EIO, "cannot start the coordinator");
     pid_t apid[S_MAX_SITES];
     for (int s = 0; s < nsites; s++) {
         char alog[700], ini[700];
@@ -453,17 +431,17 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
           work);
     char db[700];
     snprintf(db, sizeof db, "%s/coordinator.db", coord);
-    int shown = 0, cst = -1;
-    double limit = 3600;
+    int shown = 0;
+    *status = -1;
     for (;;) {
         int st;
         pid_t r = waitpid(cpid, &st, WNOHANG);
         s_watch(db, &shown, o->rounds);
         if (r == cpid) {
-            cst = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             break;
         }
-        if (cnd_now() - t0 > limit) {
+        if (cnd_now() - t0 > 3600) {
             kill(cpid, SIGKILL);
             waitpid(cpid, &st, 0);
             break;
@@ -473,15 +451,43 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
     }
     for (int s = 0; s < nsites; s++) {
         int st = 0;
-        if (cnd_proc_wait(apid[s], 30, &st) || st != 0)
+        if (apid[s] < 0 || cnd_proc_wait(apid[s], 30, &st) || st != 0)
             s_say("agent %s ended with status %d (see %s/agent.log)", sites[s].name, st,
                   sites[s].dir);
         cnd_err_clear();
     }
     res->federation_s = cnd_now() - t0;
-    if (cst != 0)
-        return cnd_errf(CND_EIO, "the coordinator ended with status %d: see %s", cst, clog);
     return 0;
+}
+
+/* The federation as an operator runs it: a CA, `coordinator init`, each site enrolled with its
+ * certificate and INI, `job create`, then the coordinator and the agents as processes. */
+static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_site_t *sites,
+                      int nsites, const char *teacher_path, const char *pub_images,
+                      const char *pub_labels, uint64_t cap)
+{
+    char coord[600], log[700], ca[600], pub[700], endpoint[64];
+    snprintf(coord, sizeof coord, "%s/coordinator", work);
+    snprintf(log, sizeof log, "%s/setup.log", work);
+    snprintf(ca, sizeof ca, "%s/ca", work);
+    snprintf(pub, sizeof pub, "%s/identity.pub", coord);
+    const char *cai[] = {"ca", "init", "--dir", ca, "--name", "condenser demo federation", NULL};
+    const char *init[] = {"coordinator", "init", "--dir", coord, "--ca", ca, NULL};
+    int rc = s_run(log, cai);
+    if (!rc) rc = s_run(log, init);
+    if (rc) return rc;
+    int port = s_free_port();
+    if (port <= 0) return cnd_errf(CND_EIO, "no free loopback port");
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    for (int s = 0; s < nsites && !rc; s++)
+        rc = s_fed_site(&sites[s], log, ca, coord, pub, endpoint);
+    if (!rc) rc = s_fed_job(o, log, coord, nsites, teacher_path, pub_images, pub_labels, cap);
+    int status = -1;
+    if (!rc) rc = s_fed_run(res, o, work, sites, nsites, coord, endpoint, &status);
+    if (!rc && status != 0)
+        rc = cnd_errf(CND_EIO, "the coordinator ended with status %d: see %s/coordinator.log",
+                      status, work);
+    return rc;
 }
 
 /* Reads the job's outcome from the coordinator's database and the sites' own logs. */
@@ -801,95 +807,101 @@ static void s_print_fleet(const s_result_t *r, const s_opts_t *o)
     }
 }
 
-static void s_print(const s_result_t *r, const s_opts_t *o)
+static void s_print_sites_json(cnd_jw_t *w, const s_result_t *r)
 {
-    if (o->json) {
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "workdir");
-        cnd_jw_str(&w, r->workdir);
-        cnd_jw_key(&w, "teacher_accuracy");
-        cnd_jw_double(&w, r->teacher_acc);
-        cnd_jw_key(&w, "federated_float_accuracy");
-        cnd_jw_double(&w, r->fed_float_acc);
-        cnd_jw_key(&w, "federated_int8_accuracy");
-        cnd_jw_double(&w, r->fed_int8_acc);
-        cnd_jw_key(&w, "central_float_accuracy");
-        cnd_jw_double(&w, r->central_acc);
-        cnd_jw_key(&w, "central_int8_accuracy");
-        cnd_jw_double(&w, r->central_int8_acc);
-        cnd_jw_key(&w, "gap_int8_vs_central_points");
-        cnd_jw_double(&w, 100.0 * (r->central_acc - r->fed_int8_acc));
-        cnd_jw_key(&w, "artifact_bytes");
-        cnd_jw_int(&w, (int64_t)r->artifact_bytes);
-        cnd_jw_key(&w, "float_model_bytes");
-        cnd_jw_int(&w, (int64_t)r->float_bytes);
-        cnd_jw_key(&w, "artifact_sha256");
-        cnd_jw_str(&w, r->artifact_sha);
-        cnd_jw_key(&w, "manifest_verified");
-        cnd_jw_bool(&w, r->manifest_ok);
-        cnd_jw_key(&w, "rounds");
-        cnd_jw_int(&w, r->rounds_ok);
-        cnd_jw_key(&w, "ring_bits");
-        cnd_jw_int(&w, r->ring_bits);
-        cnd_jw_key(&w, "secagg_share_of_round_time");
-        cnd_jw_double(&w, r->secagg_share);
-        cnd_jw_key(&w, "sites");
-        cnd_jw_arr(&w);
-        for (int i = 0; i < r->n_sites; i++) {
-            cnd_jw_obj(&w);
-            cnd_jw_key(&w, "name");
-            cnd_jw_str(&w, r->sites[i].name);
-            cnd_jw_key(&w, "samples");
-            cnd_jw_int(&w, (int64_t)r->sites[i].n);
-            cnd_jw_key(&w, "classes");
-            cnd_jw_int(&w, r->sites[i].classes_present);
-            cnd_jw_key(&w, "data_bytes");
-            cnd_jw_int(&w, (int64_t)r->sites[i].data_bytes);
-            cnd_jw_key(&w, "sent_bytes");
-            cnd_jw_int(&w, (int64_t)r->sites[i].sent_bytes);
-            cnd_jw_key(&w, "sent_messages");
-            cnd_jw_int(&w, (int64_t)r->sites[i].sent_msgs);
-            cnd_jw_key(&w, "reconciled");
-            cnd_jw_bool(&w, r->sites[i].reconciled);
-            cnd_jw_obj_end(&w);
-        }
-        cnd_jw_arr_end(&w);
-        cnd_jw_key(&w, "audit_logs_verified");
-        cnd_jw_bool(&w, r->audit_ok);
-        cnd_jw_key(&w, "audit");
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "logs");
-        cnd_jw_int(&w, r->n_logs);
-        cnd_jw_key(&w, "logs_verified");
-        cnd_jw_int(&w, r->logs_ok);
-        cnd_jw_key(&w, "coordinator_entries");
-        cnd_jw_int(&w, (int64_t)r->coord_entries);
-        cnd_jw_key(&w, "report");
-        cnd_jw_str(&w, r->report);
-        cnd_jw_obj_end(&w);
-        s_print_fleet_json(&w, r, o);
-        cnd_jw_key(&w, "seconds");
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "teacher");
-        cnd_jw_double(&w, r->teacher_s);
-        cnd_jw_key(&w, "federation");
-        cnd_jw_double(&w, r->federation_s);
-        cnd_jw_key(&w, "central_reference");
-        cnd_jw_double(&w, r->central_s);
-        cnd_jw_key(&w, "fleet");
-        cnd_jw_double(&w, r->fleet_s);
-        cnd_jw_key(&w, "audit");
-        cnd_jw_double(&w, r->audit_s);
-        cnd_jw_key(&w, "wall");
-        cnd_jw_double(&w, r->wall_s);
-        cnd_jw_obj_end(&w);
-        cnd_jw_obj_end(&w);
-        printf("%s\n", cnd_jw_text(&w) ? cnd_jw_text(&w) : "{}");
-        cnd_jw_free(&w);
-        return;
+    cnd_jw_key(w, "sites");
+    cnd_jw_arr(w);
+    for (int i = 0; i < r->n_sites; i++) {
+        cnd_jw_obj(w);
+        cnd_jw_key(w, "name");
+        cnd_jw_str(w, r->sites[i].name);
+        cnd_jw_key(w, "samples");
+        cnd_jw_int(w, (int64_t)r->sites[i].n);
+        cnd_jw_key(w, "classes");
+        cnd_jw_int(w, r->sites[i].classes_present);
+        cnd_jw_key(w, "data_bytes");
+        cnd_jw_int(w, (int64_t)r->sites[i].data_bytes);
+        cnd_jw_key(w, "sent_bytes");
+        cnd_jw_int(w, (int64_t)r->sites[i].sent_bytes);
+        cnd_jw_key(w, "sent_messages");
+        cnd_jw_int(w, (int64_t)r->sites[i].sent_msgs);
+        cnd_jw_key(w, "reconciled");
+        cnd_jw_bool(w, r->sites[i].reconciled);
+        cnd_jw_obj_end(w);
     }
+    cnd_jw_arr_end(w);
+}
+
+static void s_print_json(const s_result_t *r, const s_opts_t *o)
+{
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "workdir");
+    cnd_jw_str(&w, r->workdir);
+    cnd_jw_key(&w, "teacher_accuracy");
+    cnd_jw_double(&w, r->teacher_acc);
+    cnd_jw_key(&w, "federated_float_accuracy");
+    cnd_jw_double(&w, r->fed_float_acc);
+    cnd_jw_key(&w, "federated_int8_accuracy");
+    cnd_jw_double(&w, r->fed_int8_acc);
+    cnd_jw_key(&w, "central_float_accuracy");
+    cnd_jw_double(&w, r->central_acc);
+    cnd_jw_key(&w, "central_int8_accuracy");
+    cnd_jw_double(&w, r->central_int8_acc);
+    cnd_jw_key(&w, "gap_int8_vs_central_points");
+    cnd_jw_double(&w, 100.0 * (r->central_acc - r->fed_int8_acc));
+    cnd_jw_key(&w, "artifact_bytes");
+    cnd_jw_int(&w, (int64_t)r->artifact_bytes);
+    cnd_jw_key(&w, "float_model_bytes");
+    cnd_jw_int(&w, (int64_t)r->float_bytes);
+    cnd_jw_key(&w, "artifact_sha256");
+    cnd_jw_str(&w, r->artifact_sha);
+    cnd_jw_key(&w, "manifest_verified");
+    cnd_jw_bool(&w, r->manifest_ok);
+    cnd_jw_key(&w, "rounds");
+    cnd_jw_int(&w, r->rounds_ok);
+    cnd_jw_key(&w, "ring_bits");
+    cnd_jw_int(&w, r->ring_bits);
+    cnd_jw_key(&w, "secagg_share_of_round_time");
+    cnd_jw_double(&w, r->secagg_share);
+    s_print_sites_json(&w, r);
+    cnd_jw_key(&w, "audit_logs_verified");
+    cnd_jw_bool(&w, r->audit_ok);
+    cnd_jw_key(&w, "audit");
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "logs");
+    cnd_jw_int(&w, r->n_logs);
+    cnd_jw_key(&w, "logs_verified");
+    cnd_jw_int(&w, r->logs_ok);
+    cnd_jw_key(&w, "coordinator_entries");
+    cnd_jw_int(&w, (int64_t)r->coord_entries);
+    cnd_jw_key(&w, "report");
+    cnd_jw_str(&w, r->report);
+    cnd_jw_obj_end(&w);
+    s_print_fleet_json(&w, r, o);
+    cnd_jw_key(&w, "seconds");
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "teacher");
+    cnd_jw_double(&w, r->teacher_s);
+    cnd_jw_key(&w, "federation");
+    cnd_jw_double(&w, r->federation_s);
+    cnd_jw_key(&w, "central_reference");
+    cnd_jw_double(&w, r->central_s);
+    cnd_jw_key(&w, "fleet");
+    cnd_jw_double(&w, r->fleet_s);
+    cnd_jw_key(&w, "audit");
+    cnd_jw_double(&w, r->audit_s);
+    cnd_jw_key(&w, "wall");
+    cnd_jw_double(&w, r->wall_s);
+    cnd_jw_obj_end(&w);
+    cnd_jw_obj_end(&w);
+    printf("%s\n", cnd_jw_text(&w) ? cnd_jw_text(&w) : "{}");
+    cnd_jw_free(&w);
+}
+
+static void s_print_text(const s_result_t *r, const s_opts_t *o)
+{
     printf("\nCondenser demo: federated distillation of Fashion-MNIST into an int8 student\n");
     printf("work directory: %s\n\n", r->workdir);
     printf("test accuracy (Fashion-MNIST test set, %d images)\n", 10000);
@@ -932,6 +944,14 @@ static void s_print(const s_result_t *r, const s_opts_t *o)
            "total", r->wall_s, r->teacher_s, r->federation_s, r->central_s, r->fleet_s, r->audit_s);
 }
 
+static void s_print(const s_result_t *r, const s_opts_t *o)
+{
+    if (o->json)
+        s_print_json(r, o);
+    else
+        s_print_text(r, o);
+}
+
 /* 0 when dir does not exist or is empty; CND_EEXIST naming it when it holds anything. */
 static int s_check_empty_dir(const char *dir)
 {
@@ -954,64 +974,86 @@ static int s_check_empty_dir(const char *dir)
     return 0;
 }
 
-int cnd_cmd_demo(int argc, char **argv)
+/* What one run of the demo holds between its steps; s_run_free releases it all. */
+typedef struct {
+    s_opts_t o;
+    s_result_t *res;
+    char work[512];
+    cnd_dataset_t *train, *test, *pub, *priv, *cal;
+    cnd_model_t *teacher;
+    char pub_images[600], pub_labels[600], teacher_path[600];
+    uint64_t cap; /* the weight cap: the largest site's training part */
+    uint8_t *fblob;
+    size_t flen;
+} s_run_t;
+
+static void s_run_free(s_run_t *r)
 {
-    s_opts_t o = {NULL,
-                  NULL,
-                  S_STUDENT,
-                  NULL,
-                  12,
-                  3,
-                  0,
-                  10000,
-                  3,
-                  1,
-                  2,
-                  1,
-                  0.5,
-                  0.05,
-                  CND_DISTILL_DEFAULT_T,
-                  CND_DISTILL_DEFAULT_ALPHA,
-                  1e-3,
-                  1.0,
-                  0.0,
-                  0,
-                  200};
+    cnd_data_destroy(&r->cal);
+    if (r->res) cnd_demo_fleet_result_free(&r->res->fleet);
+    free(r->fblob);
+    cnd_model_destroy(&r->teacher);
+    cnd_data_destroy(&r->train);
+    cnd_data_destroy(&r->test);
+    cnd_data_destroy(&r->pub);
+    cnd_data_destroy(&r->priv);
+    free(r->res);
+}
+
+/* The options into r->o. Returns 0, 1 (--help printed) or an error. */
+static int s_parse(s_run_t *r, int argc, char **argv)
+{
+    s_opts_t *o = &r->o;
+    *o = (s_opts_t){.student = S_STUDENT,
+                    .rounds = 12,
+                    .sites = 3,
+                    .public_n = 10000,
+                    .teacher_epochs = 3,
+                    .local_epochs = 1,
+                    .qat_rounds = 2,
+                    .seed = 1,
+                    .alpha_dir = 0.5,
+                    .clip = 0.05,
+                    .T = CND_DISTILL_DEFAULT_T,
+                    .alpha = CND_DISTILL_DEFAULT_ALPHA,
+                    .lr = 1e-3,
+                    .server_lr = 1.0,
+                    .devices = 200};
     int quiet = 0;
     const cnd_opt_t opts[] = {
-        {"workdir", CND_OPT_STR, &o.workdir, "DIR",
+        {"workdir", CND_OPT_STR, &o->workdir, "DIR",
          "keep everything here; a new or empty directory (default: a new one under ./demo-work)"},
-        {"rounds", CND_OPT_INT, &o.rounds, "N", "federated rounds (default 12)", 1, 1000},
-        {"sites", CND_OPT_INT, &o.sites, "N", "site agents (default 3)", 2, S_MAX_SITES},
-        {"train-subset", CND_OPT_INT, &o.subset, "N",
+        {"rounds", CND_OPT_INT, &o->rounds, "N", "federated rounds (default 12)", 1, 1000},
+        {"sites", CND_OPT_INT, &o->sites, "N", "site agents (default 3)", 2, S_MAX_SITES},
+        {"train-subset", CND_OPT_INT, &o->subset, "N",
          "use N of the 60,000 training images (default all)", 1000, 60000},
-        {"public", CND_OPT_INT, &o.public_n, "N",
+        {"public", CND_OPT_INT, &o->public_n, "N",
          "public images for the teacher and calibration (default 10,000)", 500, 30000},
-        {"teacher-epochs", CND_OPT_INT, &o.teacher_epochs, "N",
+        {"teacher-epochs", CND_OPT_INT, &o->teacher_epochs, "N",
          "teacher training epochs (default 3)", 1, 100},
-        {"local-epochs", CND_OPT_INT, &o.local_epochs, "N", "local epochs per round (default 1)", 1,
-         100},
-        {"qat-rounds", CND_OPT_INT, &o.qat_rounds, "N",
+        {"local-epochs", CND_OPT_INT, &o->local_epochs, "N", "local epochs per round (default 1)",
+         1, 100},
+        {"qat-rounds", CND_OPT_INT, &o->qat_rounds, "N",
          "rounds with fake quantization at the end (default 2)", 0, 1000},
-        {"student", CND_OPT_STR, &o.student, "SPEC",
+        {"student", CND_OPT_STR, &o->student, "SPEC",
          "student architecture (default " S_STUDENT ")"},
-        {"clip", CND_OPT_DBL, &o.clip, "C", "per-coordinate clip of an update (default 0.05)", 1e-6,
+        {"clip", CND_OPT_DBL, &o->clip, "C", "per-coordinate clip of an update (default 0.05)",
+         1e-6, 100},
+        {"lr", CND_OPT_DBL, &o->lr, "X", "local Adam learning rate (default 1e-3)", 1e-6, 1},
+        {"server-lr", CND_OPT_DBL, &o->server_lr, "X", "server learning rate (default 1)", 1e-3,
          100},
-        {"lr", CND_OPT_DBL, &o.lr, "X", "local Adam learning rate (default 1e-3)", 1e-6, 1},
-        {"server-lr", CND_OPT_DBL, &o.server_lr, "X", "server learning rate (default 1)", 1e-3,
-         100},
-        {"server-momentum", CND_OPT_DBL, &o.server_momentum, "M", "server momentum (default 0)", 0,
+        {"server-momentum", CND_OPT_DBL, &o->server_momentum, "M", "server momentum (default 0)", 0,
          0.999},
-        {"teacher", CND_OPT_STR, &o.teacher, "FILE",
+        {"teacher", CND_OPT_STR, &o->teacher, "FILE",
          "use this teacher (.cnd) instead of training one"},
-        {"dirichlet", CND_OPT_DBL, &o.alpha_dir, "A", "label skew of the site split (default 0.5)",
+        {"dirichlet", CND_OPT_DBL, &o->alpha_dir, "A", "label skew of the site split (default 0.5)",
          0.01, 1000},
-        {"data", CND_OPT_STR, &o.data_dir, "DIR", "Fashion-MNIST directory (default Debian's)"},
-        {"seed", CND_OPT_INT, &o.seed, "S", "seed (default 1)", 0, 1e9},
-        {"devices", CND_OPT_INT, &o.devices, "N",
+        {"data", CND_OPT_STR, &o->data_dir, "DIR", "Fashion-MNIST directory (default Debian's)"},
+        {"seed", CND_OPT_INT, &o->seed, "S", "seed (default 1)", 0, 1e9},
+        {"devices", CND_OPT_INT, &o->devices, "N",
          "simulated edge devices the artifact is rolled out to (default 200; 0: no rollout)", 0,
          5000},
-        {"json", CND_OPT_FLAG, &o.json, NULL, "print the result table as JSON"},
+        {"json", CND_OPT_FLAG, &o->json, NULL, "print the result table as JSON"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
         {0}};
     const cnd_cli_t cli = {
@@ -1028,190 +1070,223 @@ int cnd_cmd_demo(int argc, char **argv)
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
-    if (rc) return rc > 0 ? 0 : rc;
-    if (o.qat_rounds > o.rounds) o.qat_rounds = o.rounds;
+    if (rc) return rc;
+    if (o->qat_rounds > o->rounds) o->qat_rounds = o->rounds;
     s_quiet = quiet;
-    signal(SIGPIPE, SIG_IGN);
-    double t0 = cnd_now();
-    s_result_t *res = calloc(1, sizeof *res);
-    if (!res) return cnd_errf(CND_ENOMEM, "demo: out of memory");
-    /* before the first goto out, which frees them */
-    cnd_dataset_t *train = NULL, *test = NULL, *pub = NULL, *priv = NULL, *cal = NULL;
-    cnd_model_t *teacher = NULL;
-    uint32_t *perm = NULL, *part = NULL;
-    size_t *counts = NULL;
-    uint8_t *fblob = NULL;
-    size_t flen = 0;
-    char work[512];
-    if (o.workdir) {
-        snprintf(work, sizeof work, "%s", o.workdir);
-        /* Fresh keys, CA and databases every run: never on top of an earlier run's. */
-        if ((rc = s_check_empty_dir(work))) goto out;
+    return 0;
+}
+
+/* The work directory: the one given (new or empty: fresh keys, CA and databases every run,
+ * never on top of an earlier run's) or a new one under demo-work/; made absolute. */
+static int s_workdir(s_run_t *r)
+{
+    int rc;
+    if (r->o.workdir) {
+        snprintf(r->work, sizeof r->work, "%s", r->o.workdir);
+        if ((rc = s_check_empty_dir(r->work))) return rc;
     } else {
         char t[32];
         time_t now = time(NULL);
         strftime(t, sizeof t, "%Y%m%d-%H%M%S", gmtime(&now));
-        snprintf(work, sizeof work, "demo-work/run-%s-%d", t, (int)getpid());
+        snprintf(r->work, sizeof r->work, "demo-work/run-%s-%d", t, (int)getpid());
     }
-    if ((rc = cnd_mkdir_p(work, 0700))) goto out;
-    {
-        char abs[PATH_MAX];
-        if (realpath(work, abs)) snprintf(work, sizeof work, "%.500s", abs);
-    }
-    snprintf(res->workdir, sizeof res->workdir, "%s", work);
-    cnd_set_threads(0);
-    s_say("[1/7] loading Fashion-MNIST into %s", work);
-    if ((rc = cnd_data_load_fmnist(&train, o.data_dir, "train")) ||
-        (rc = cnd_data_load_fmnist(&test, o.data_dir, "test")))
-        goto out;
-    size_t total = o.subset ? (size_t)o.subset : train->n;
-    if (total > train->n) total = train->n;
-    size_t npub = (size_t)o.public_n < total / 2 ? (size_t)o.public_n : total / 2;
-    perm = malloc(train->n * sizeof *perm);
-    if (!perm) {
-        rc = cnd_errf(CND_ENOMEM, "demo: out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < train->n; i++) perm[i] = (uint32_t)i;
-    cnd_rng_t rng;
-    cnd_rng_seed(&rng, (uint64_t)o.seed);
-    cnd_rng_shuffle_u32(&rng, perm, train->n);
-    if ((rc = s_subset_of(&pub, train, perm, npub)) ||
-        (rc = s_subset_of(&priv, train, perm + npub, total - npub)))
-        goto out;
-    char pub_images[600], pub_labels[600], teacher_path[600];
-    snprintf(pub_images, sizeof pub_images, "%s/public/images.idx", work);
-    snprintf(pub_labels, sizeof pub_labels, "%s/public/labels.idx", work);
-    snprintf(teacher_path, sizeof teacher_path, "%s/teacher.cnd", work);
-    {
-        char d[600];
-        snprintf(d, sizeof d, "%s/public", work);
-        uint64_t b;
-        if ((rc = cnd_mkdir_p(d, 0700)) || (rc = s_write_idx(&b, pub, pub_images, pub_labels)))
-            goto out;
-    }
+    if ((rc = cnd_mkdir_p(r->work, 0700))) return rc;
+    char abs[PATH_MAX];
+    if (realpath(r->work, abs)) snprintf(r->work, sizeof r->work, "%.500s", abs);
+    snprintf(r->res->workdir, sizeof r->res->workdir, "%s", r->work);
+    return 0;
+}
 
+/* Step 1: Fashion-MNIST, shuffled and cut into the public part (written as IDX for the
+ * coordinator's calibration) and the private part the sites share. */
+static int s_step_data(s_run_t *r)
+{
+    s_say("[1/7] loading Fashion-MNIST into %s", r->work);
+    int rc;
+    if ((rc = cnd_data_load_fmnist(&r->train, r->o.data_dir, "train")) ||
+        (rc = cnd_data_load_fmnist(&r->test, r->o.data_dir, "test")))
+        return rc;
+    size_t total = r->o.subset ? (size_t)r->o.subset : r->train->n;
+    if (total > r->train->n) total = r->train->n;
+    size_t npub = (size_t)r->o.public_n < total / 2 ? (size_t)r->o.public_n : total / 2;
+    uint32_t *perm = malloc(r->train->n * sizeof *perm);
+    if (!perm) return cnd_errf(CND_ENOMEM, "demo: out of memory");
+    for (size_t i = 0; i < r->train->n; i++) perm[i] = (uint32_t)i;
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, (uint64_t)r->o.seed);
+    cnd_rng_shuffle_u32(&rng, perm, r->train->n);
+    rc = s_subset_of(&r->pub, r->train, perm, npub);
+    if (!rc) rc = s_subset_of(&r->priv, r->train, perm + npub, total - npub);
+    free(perm);
+    if (rc) return rc;
+    snprintf(r->pub_images, sizeof r->pub_images, "%s/public/images.idx", r->work);
+    snprintf(r->pub_labels, sizeof r->pub_labels, "%s/public/labels.idx", r->work);
+    snprintf(r->teacher_path, sizeof r->teacher_path, "%s/teacher.cnd", r->work);
+    char d[600];
+    snprintf(d, sizeof d, "%s/public", r->work);
+    uint64_t b;
+    if ((rc = cnd_mkdir_p(d, 0700))) return rc;
+    return s_write_idx(&b, r->pub, r->pub_images, r->pub_labels);
+}
+
+/* Step 2: the teacher, trained on the public part or loaded (--teacher), saved for the job. */
+static int s_step_teacher(s_run_t *r)
+{
     double tt = cnd_now();
-    if (o.teacher) {
-        s_say("[2/7] using the teacher %s", o.teacher);
-        if ((rc = cnd_model_load(&teacher, o.teacher))) goto out;
+    int rc;
+    if (r->o.teacher) {
+        s_say("[2/7] using the teacher %s", r->o.teacher);
+        if ((rc = cnd_model_load(&r->teacher, r->o.teacher))) return rc;
         cnd_dataset_t *tn = NULL;
         cnd_eval_t ev;
-        if ((rc = s_normalized_copy(&tn, test, teacher))) goto out;
-        rc = cnd_evaluate(teacher, tn, 256, &ev);
+        if ((rc = s_normalized_copy(&tn, r->test, r->teacher))) return rc;
+        rc = cnd_evaluate(r->teacher, tn, 256, &ev);
         cnd_data_destroy(&tn);
-        if (rc) goto out;
-        res->teacher_acc = ev.acc;
+        if (rc) return rc;
+        r->res->teacher_acc = ev.acc;
     } else {
-        s_say("[2/7] training the teacher (%s) on %zu public images, %ld epochs", S_TEACHER, pub->n,
-              o.teacher_epochs);
-        if ((rc = s_train_teacher(&teacher, pub, test, &o, &res->teacher_acc))) goto out;
+        s_say("[2/7] training the teacher (%s) on %zu public images, %ld epochs", S_TEACHER,
+              r->pub->n, r->o.teacher_epochs);
+        if ((rc = s_train_teacher(&r->teacher, r->pub, r->test, &r->o, &r->res->teacher_acc)))
+            return rc;
     }
-    res->teacher_s = cnd_now() - tt;
-    if ((rc = cnd_model_save(teacher, teacher_path))) goto out;
-    s_say("teacher test accuracy %.4f (%.1f s)", res->teacher_acc, res->teacher_s);
+    r->res->teacher_s = cnd_now() - tt;
+    if ((rc = cnd_model_save(r->teacher, r->teacher_path))) return rc;
+    s_say("teacher test accuracy %.4f (%.1f s)", r->res->teacher_acc, r->res->teacher_s);
+    return 0;
+}
 
-    s_say("[3/7] splitting %zu private images among %ld sites (Dirichlet alpha %g)", priv->n,
-          o.sites, o.alpha_dir);
-    part = malloc(priv->n * sizeof *part);
-    counts = calloc((size_t)o.sites, sizeof *counts);
-    if (!part || !counts) {
-        rc = cnd_errf(CND_ENOMEM, "demo: out of memory");
-        goto out;
-    }
-    if ((rc = cnd_data_partition(part, counts, priv, (int)o.sites, o.alpha_dir,
-                                 (uint64_t)o.seed + 1)))
-        goto out;
-    res->n_sites = (int)o.sites;
-    uint64_t cap = 1;
+/* One site's share of the private images: its directory and IDX files. */
+static int s_site_data(s_site_t *si, const cnd_dataset_t *priv, const uint32_t *idx, size_t n)
+{
+    cnd_dataset_t *sd = NULL;
+    int rc = cnd_mkdir_p(si->dir, 0700);
+    if (!rc) rc = s_subset_of(&sd, priv, idx, n);
+    if (rc) return rc;
+    si->n = sd->n;
+    int seen[256] = {0};
+    for (size_t i = 0; i < sd->n; i++) seen[sd->y[i]] = 1;
+    for (int c = 0; c < 256; c++) si->classes_present += seen[c];
+    char im[700], lb[700];
+    snprintf(im, sizeof im, "%s/images.idx", si->dir);
+    snprintf(lb, sizeof lb, "%s/labels.idx", si->dir);
+    rc = s_write_idx(&si->data_bytes, sd, im, lb);
+    cnd_data_destroy(&sd);
+    return rc;
+}
+
+/* Step 3: the private part split among the sites with Dirichlet label skew. */
+static int s_step_sites(s_run_t *r)
+{
+    s_say("[3/7] splitting %zu private images among %ld sites (Dirichlet alpha %g)", r->priv->n,
+          r->o.sites, r->o.alpha_dir);
+    uint32_t *part = malloc(r->priv->n * sizeof *part);
+    size_t *counts = calloc((size_t)r->o.sites, sizeof *counts);
+    int rc = part && counts ? 0 : cnd_errf(CND_ENOMEM, "demo: out of memory");
+    if (!rc)
+        rc = cnd_data_partition(part, counts, r->priv, (int)r->o.sites, r->o.alpha_dir,
+                                (uint64_t)r->o.seed + 1);
+    r->res->n_sites = (int)r->o.sites;
+    r->cap = 1;
     size_t off = 0;
-    for (int s = 0; s < (int)o.sites; s++) {
-        s_site_t *si = &res->sites[s];
+    for (int s = 0; !rc && s < (int)r->o.sites; s++) {
+        s_site_t *si = &r->res->sites[s];
         snprintf(si->name, sizeof si->name, "site-%c", 'a' + s);
-        snprintf(si->dir, sizeof si->dir, "%s/site-%c", work, 'a' + s);
-        cnd_dataset_t *sd = NULL;
-        if ((rc = cnd_mkdir_p(si->dir, 0700))) goto out;
-        if ((rc = s_subset_of(&sd, priv, part + off, counts[s]))) goto out;
+        snprintf(si->dir, sizeof si->dir, "%s/site-%c", r->work, 'a' + s);
+        if ((rc = s_site_data(si, r->priv, part + off, counts[s]))) break;
         off += counts[s];
-        si->n = sd->n;
-        int seen[256] = {0};
-        for (size_t i = 0; i < sd->n; i++) seen[sd->y[i]] = 1;
-        for (int c = 0; c < 256; c++) si->classes_present += seen[c];
-        char im[700], lb[700];
-        snprintf(im, sizeof im, "%s/images.idx", si->dir);
-        snprintf(lb, sizeof lb, "%s/labels.idx", si->dir);
-        rc = s_write_idx(&si->data_bytes, sd, im, lb);
-        cnd_data_destroy(&sd);
-        if (rc) goto out;
         /* the weight cap: the largest site's training part counts fully */
         uint64_t tr = (uint64_t)(si->n - (size_t)(si->n * 0.1));
-        if (tr > cap) cap = tr;
+        if (tr > r->cap) r->cap = tr;
         s_say("%s: %zu images, %d classes present", si->name, si->n, si->classes_present);
     }
+    free(part);
+    free(counts);
+    return rc;
+}
 
+/* Step 4: the federation, then its results read back. */
+static int s_step_federate(s_run_t *r)
+{
     s_say("[4/7] federated distillation: %ld rounds (%ld with QAT), SecAgg+ over %ld sites",
-          o.rounds, o.qat_rounds, o.sites);
-    if ((rc = s_federate(res, &o, work, res->sites, (int)o.sites, teacher_path, pub_images,
-                         pub_labels, cap)))
-        goto out;
-    if ((rc = s_collect(res, work, test, &fblob, &flen))) goto out;
-    s_say("federated student: float %.4f, int8 %.4f", res->fed_float_acc, res->fed_int8_acc);
+          r->o.rounds, r->o.qat_rounds, r->o.sites);
+    int rc = s_federate(r->res, &r->o, r->work, r->res->sites, (int)r->o.sites, r->teacher_path,
+                        r->pub_images, r->pub_labels, r->cap);
+    if (!rc) rc = s_collect(r->res, r->work, r->test, &r->fblob, &r->flen);
+    if (!rc)
+        s_say("federated student: float %.4f, int8 %.4f", r->res->fed_float_acc,
+              r->res->fed_int8_acc);
+    return rc;
+}
 
+/* Step 5: the reference, the same student distilled centrally on all private images and
+ * quantized with the coordinator's calibration samples (read back from its database). */
+static int s_step_central(s_run_t *r)
+{
     s_say("[5/7] the reference: the same student distilled centrally on all %zu private images",
-          priv->n);
+          r->priv->n);
     double tc = cnd_now();
-    {
-        /* the coordinator's calibration samples, read back from its database */
-        char db[700];
-        snprintf(db, sizeof db, "%s/coordinator/coordinator.db", work);
-        cnd_cstore_t *cs = NULL;
-        rc = cnd_cstore_open_readonly(&cs, db);
-        if (!rc) rc = cnd_cstore_calib_get(cs, 1, &cal);
-        cnd_cstore_close(&cs);
-        if (rc) goto out;
-    }
-    rc = s_central(&res->central_acc, &res->central_int8_acc, teacher, priv, test, cal, &o,
-                   (uint64_t)o.seed);
-    if (rc) goto out;
-    res->central_s = cnd_now() - tc;
-    s_say("central student: float %.4f, int8 %.4f (%.1f s)", res->central_acc,
-          res->central_int8_acc, res->central_s);
+    char db[700];
+    snprintf(db, sizeof db, "%s/coordinator/coordinator.db", r->work);
+    cnd_cstore_t *cs = NULL;
+    int rc = cnd_cstore_open_readonly(&cs, db);
+    if (!rc) rc = cnd_cstore_calib_get(cs, 1, &r->cal);
+    cnd_cstore_close(&cs);
+    if (!rc)
+        rc = s_central(&r->res->central_acc, &r->res->central_int8_acc, r->teacher, r->priv,
+                       r->test, r->cal, &r->o, (uint64_t)r->o.seed);
+    if (rc) return rc;
+    r->res->central_s = cnd_now() - tc;
+    s_say("central student: float %.4f, int8 %.4f (%.1f s)", r->res->central_acc,
+          r->res->central_int8_acc, r->res->central_s);
+    return 0;
+}
 
-    if (o.devices > 0) {
+/* Steps 6 and 7: the rollout to the simulated fleet (unless --devices 0) and the audit. */
+static int s_step_fleet_audit(s_run_t *r)
+{
+    int rc;
+    if (r->o.devices > 0) {
         s_say("[6/7] the edge fleet: the signed artifact rolled out to %ld simulated devices",
-              o.devices);
+              r->o.devices);
         double tf = cnd_now();
-        if ((rc = s_fleet(res, &o, work, cal, test))) goto out;
-        res->fleet_s = cnd_now() - tf;
+        if ((rc = s_fleet(r->res, &r->o, r->work, r->cal, r->test))) return rc;
+        r->res->fleet_s = cnd_now() - tf;
     } else {
         s_say("[6/7] the edge fleet: skipped (--devices 0)");
     }
-
     s_say("[7/7] the audit: verifying every log, reconciling the sites, writing the report");
     double ta = cnd_now();
-    if ((rc = s_audit(res, work, res->sites, (int)o.sites))) goto out;
-    res->audit_s = cnd_now() - ta;
-    s_say("report: %s", res->report);
-    res->wall_s = cnd_now() - t0;
-    s_print(res, &o);
-    if (!res->manifest_ok || !res->audit_ok)
-        rc = cnd_errf(CND_ECORRUPT, "the artifact's signature or an audit log did not verify");
-    else if (o.devices > 0 &&
-             (res->fleet.state != CND_ROLLOUT_COMPLETED || res->fleet.on_v2 != (uint32_t)o.devices))
-        rc = cnd_errf(CND_ESTATE, "the rollout ended %s with %u of %ld devices on v2: see %s/fleet",
-                      cnd_rollout_state_name(res->fleet.state), res->fleet.on_v2, o.devices, work);
-out:
-    cnd_data_destroy(&cal);
-    cnd_demo_fleet_result_free(&res->fleet);
-    free(fblob);
-    free(perm);
-    free(part);
-    free(counts);
-    cnd_model_destroy(&teacher);
-    cnd_data_destroy(&train);
-    cnd_data_destroy(&test);
-    cnd_data_destroy(&pub);
-    cnd_data_destroy(&priv);
-    free(res);
+    if ((rc = s_audit(r->res, r->work, r->res->sites, (int)r->o.sites))) return rc;
+    r->res->audit_s = cnd_now() - ta;
+    s_say("report: %s", r->res->report);
+    return 0;
+}
+
+int cnd_cmd_demo(int argc, char **argv)
+{
+    s_run_t r;
+    memset(&r, 0, sizeof r);
+    int rc = s_parse(&r, argc, argv);
+    if (rc) return rc > 0 ? 0 : rc;
+    signal(SIGPIPE, SIG_IGN);
+    double t0 = cnd_now();
+    if (!(r.res = calloc(1, sizeof *r.res))) return cnd_errf(CND_ENOMEM, "demo: out of memory");
+    cnd_set_threads(0);
+    if (!(rc = s_workdir(&r)) && !(rc = s_step_data(&r)) && !(rc = s_step_teacher(&r)) &&
+        !(rc = s_step_sites(&r)) && !(rc = s_step_federate(&r)) && !(rc = s_step_central(&r)) &&
+        !(rc = s_step_fleet_audit(&r))) {
+        s_result_t *res = r.res;
+        res->wall_s = cnd_now() - t0;
+        s_print(res, &r.o);
+        if (!res->manifest_ok || !res->audit_ok)
+            rc = cnd_errf(CND_ECORRUPT, "the artifact's signature or an audit log did not verify");
+        else if (r.o.devices > 0 && (res->fleet.state != CND_ROLLOUT_COMPLETED ||
+                                     res->fleet.on_v2 != (uint32_t)r.o.devices))
+            rc = cnd_errf(
+                CND_ESTATE, "the rollout ended %s with %u of %ld devices on v2: see %s/fleet",
+                cnd_rollout_state_name(res->fleet.state), res->fleet.on_v2, r.o.devices, r.work);
+    }
+    s_run_free(&r);
     return rc;
 }

@@ -242,6 +242,89 @@ static int s_count_running(const s_run_t *x, cnd_demo_fleet_result_t *r)
     return 0;
 }
 
+/* `rollout serve` as a child on the coordinator directory; ep receives its endpoint. */
+static int s_start_serve(s_run_t *x, char *ep, size_t cap)
+{
+    const cnd_demo_fleet_opts_t *o = x->o;
+    char maxs[32];
+    /* the children's own limits, a little past ours, so none outlives the demo */
+    snprintf(maxs, sizeof maxs, "%.0f", 2 * o->timeout_s + 60);
+    // clang-format off
+    const char *serve[] = {"rollout", "serve", "--dir", o->coord_dir,
+                           "--endpoint", "tcp://127.0.0.1:*",
+                           "--endpoint-file", x->epf,
+                           "--heartbeat-ms", "1000",
+                           "--until-idle",
+                           "--max-seconds", maxs,
+                           "--stats", x->stats,
+                           NULL};
+    // clang-format on
+    if ((x->serve = cnd_proc_spawn_self(x->serve_log, serve)) < 0) {
+        x->serve = 0;
+        return cnd_errf(CND_EIO, "cannot start rollout serve");
+    }
+    return s_endpoint(x, ep, cap);
+}
+
+/* `fleet-sim` as a child: o->devices devices on v1, enrolled in the coordinator directory. */
+static int s_start_fleet(s_run_t *x, const char *ep)
+{
+    const cnd_demo_fleet_opts_t *o = x->o;
+    char maxs[32], devs[16];
+    snprintf(maxs, sizeof maxs, "%.0f", 2 * o->timeout_s + 60);
+    snprintf(devs, sizeof devs, "%u", o->devices);
+    // clang-format off
+    const char *sim[] = {"fleet-sim", "--devices", devs,
+                         "--endpoint", ep,
+                         "--coordinator-key", x->key,
+                         "--coordinator-dir", o->coord_dir,
+                         "--initial", o->v1,
+                         "--initial-manifest", x->man,
+                         "--model", o->model,
+                         "--heartbeat-ms", "1000",
+                         "--duration", maxs,
+                         "--report", x->report,
+                         "--quiet",
+                         NULL};
+    // clang-format on
+    if ((x->sim = cnd_proc_spawn_self(x->sim_log, sim)) < 0) {
+        x->sim = 0;
+        return cnd_errf(CND_EIO, "cannot start fleet-sim");
+    }
+    return 0;
+}
+
+/* `rollout create` of v2 (canary, then waves doubling), and r->rollout its id. */
+static int s_create(s_run_t *x, cnd_demo_fleet_result_t *r)
+{
+    const cnd_demo_fleet_opts_t *o = x->o;
+    char canary[16], rate[16], model[160];
+    r->rate = 2 * o->canary;
+    snprintf(canary, sizeof canary, "%u", o->canary);
+    snprintf(rate, sizeof rate, "%u", r->rate);
+    snprintf(model, sizeof model, "%s@%llu", o->model, (unsigned long long)o->v2_version);
+    // clang-format off
+    const char *create[] = {"rollout", "create", "--dir", o->coord_dir,
+                            "--model", model,
+                            "--canary", canary,
+                            "--rate", rate,
+                            "--factor", "2",
+                            "--abort-failures", "10",
+                            "--abort-min", "5",
+                            "--device-timeout", S_DEVICE_TIMEOUT,
+                            NULL};
+    // clang-format on
+    int rc = cnd_proc_run_self(x->log, create, 120);
+    if (rc) return rc;
+    cnd_rollout_rec_t *rs = NULL;
+    size_t n = 0;
+    if ((rc = cnd_rstore_rollouts(x->db, &rs, &n))) return rc;
+    if (n) r->rollout = rs[0].id; /* newest first */
+    free(rs);
+    if (!n) return cnd_errf(CND_ENOTFOUND, "rollout create left no rollout: see %s", x->log);
+    return 0;
+}
+
 int cnd_demo_fleet_run(cnd_demo_fleet_result_t *r, const cnd_demo_fleet_opts_t *o)
 {
     memset(r, 0, sizeof *r);
@@ -264,97 +347,26 @@ int cnd_demo_fleet_run(cnd_demo_fleet_result_t *r, const cnd_demo_fleet_opts_t *
     s_say(&x, "publishing v1 as %s@%llu beside v2, %s@%llu, in the artifact registry", o->model,
           (unsigned long long)o->v1_version, o->model, (unsigned long long)o->v2_version);
     if ((rc = s_publish(&x, o->v1, o->v1_version, o->v1_accuracy, x.man))) return rc;
-
-    char maxs[32], devs[16], canary[16], rate[16], model[160], ep[128];
-    /* the children's own limits, a little past ours, so none outlives the demo */
-    snprintf(maxs, sizeof maxs, "%.0f", 2 * o->timeout_s + 60);
-    snprintf(devs, sizeof devs, "%u", o->devices);
-    r->rate = 2 * o->canary;
-    snprintf(canary, sizeof canary, "%u", o->canary);
-    snprintf(rate, sizeof rate, "%u", r->rate);
-    snprintf(model, sizeof model, "%s@%llu", o->model, (unsigned long long)o->v2_version);
-    const char *serve[] = {"rollout",
-                           "serve",
-                           "--dir",
-                           o->coord_dir,
-                           "--endpoint",
-                           "tcp://127.0.0.1:*",
-                           "--endpoint-file",
-                           x.epf,
-                           "--heartbeat-ms",
-                           "1000",
-                           "--until-idle",
-                           "--max-seconds",
-                           maxs,
-                           "--stats",
-                           x.stats,
-                           NULL};
-    if ((x.serve = cnd_proc_spawn_self(x.serve_log, serve)) < 0) {
-        x.serve = 0;
-        return cnd_errf(CND_EIO, "cannot start rollout serve");
-    }
-    if ((rc = s_endpoint(&x, ep, sizeof ep))) goto out;
+    char ep[128];
+    if ((rc = s_start_serve(&x, ep, sizeof ep))) goto out;
     if ((rc = cnd_db_open(&x.db, x.db_path, CND_DB_READONLY, "coordinator database"))) goto out;
     s_say(&x, "rollout server on %s; starting %u simulated devices on v1 (logs in %s)", ep,
           o->devices, od);
-    const char *sim[] = {"fleet-sim",  "--devices",         devs,     "--endpoint",
-                         ep,           "--coordinator-key", x.key,    "--coordinator-dir",
-                         o->coord_dir, "--initial",         o->v1,    "--initial-manifest",
-                         x.man,        "--model",           o->model, "--heartbeat-ms",
-                         "1000",       "--duration",        maxs,     "--report",
-                         x.report,     "--quiet",           NULL};
     double t0 = cnd_now();
-    if ((x.sim = cnd_proc_spawn_self(x.sim_log, sim)) < 0) {
-        x.sim = 0;
-        rc = cnd_errf(CND_EIO, "cannot start fleet-sim");
-        goto out;
-    }
-    if ((rc = s_wait_profiles(&x, o->devices))) goto out;
+    if ((rc = s_start_fleet(&x, ep)) || (rc = s_wait_profiles(&x, o->devices))) goto out;
     r->connect_s = cnd_now() - t0;
     s_say(&x,
           "fleet: all %u devices connected and profiled (%.1f s); creating the rollout of "
           "v2: canary %u, then waves of %u, x2",
-          o->devices, r->connect_s, o->canary, r->rate);
-    const char *create[] = {"rollout",
-                            "create",
-                            "--dir",
-                            o->coord_dir,
-                            "--model",
-                            model,
-                            "--canary",
-                            canary,
-                            "--rate",
-                            rate,
-                            "--factor",
-                            "2",
-                            "--abort-failures",
-                            "10",
-                            "--abort-min",
-                            "5",
-                            "--device-timeout",
-                            S_DEVICE_TIMEOUT,
-                            NULL};
-    if ((rc = cnd_proc_run_self(x.log, create, 120))) goto out;
+          o->devices, r->connect_s, o->canary, 2 * o->canary);
+    if ((rc = s_create(&x, r))) goto out;
     double t1 = cnd_now();
-    {
-        cnd_rollout_rec_t *rs = NULL;
-        size_t n = 0;
-        if ((rc = cnd_rstore_rollouts(x.db, &rs, &n))) goto out;
-        if (n) r->rollout = rs[0].id; /* newest first */
-        free(rs);
-        if (!n) {
-            rc = cnd_errf(CND_ENOTFOUND, "rollout create left no rollout: see %s", x.log);
-            goto out;
-        }
-    }
     if ((rc = s_wait_rollout(&x, r, t1))) goto out;
     r->rollout_s = cnd_now() - t1;
-    {
-        cnd_rollout_rec_t rec;
-        if ((rc = s_read(&x, r, &rec))) goto out;
-        r->state = rec.state;
-        snprintf(r->reason, sizeof r->reason, "%s", rec.reason);
-    }
+    cnd_rollout_rec_t rec;
+    if ((rc = s_read(&x, r, &rec))) goto out;
+    r->state = rec.state;
+    snprintf(r->reason, sizeof r->reason, "%s", rec.reason);
     /* the fleet stops by itself a moment after the rollout is over */
     int st = 0;
     rc = cnd_proc_wait(x.sim, 60, &st);
@@ -381,22 +393,15 @@ void cnd_demo_fleet_result_free(cnd_demo_fleet_result_t *r)
 
 int cnd_demo_fleet_enroll(cnd_fleet_sim_t *s, sqlite3 *db, cnd_audit_t *audit, const char *actor)
 {
-    int rc = cnd_fleet_init(db);
-    if (rc) return rc;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return cnd_errf(CND_EDB, "fleet-sim enroll: %s", sqlite3_errmsg(db));
+    int own, rc = cnd_fleet_init(db);
+    if (rc || (rc = cnd_db_begin(db, &own))) return rc;
     for (uint32_t k = 0; k < cnd_fleet_sim_count(s) && !rc; k++) {
         cnd_fleet_device_t fd;
         if (cnd_fleet_get(db, cnd_fleet_sim_name(s, k), &fd) == 0) continue;
         rc = cnd_fleet_enroll_logged(db, audit, actor, cnd_fleet_sim_name(s, k),
                                      cnd_fleet_sim_pubkey(s, k));
     }
-    if (rc) {
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return rc;
-    }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        return cnd_errf(CND_EDB, "fleet-sim enroll: %s", sqlite3_errmsg(db));
+    if ((rc = cnd_db_end(db, own, rc))) return rc;
     cnd_err_clear();
     return 0;
 }

@@ -5,9 +5,8 @@
  * and its audit entries (rollout.*, artifact.sign, admin.rollout.<command>) in one SQLite
  * transaction, and prints a short result. `serve` runs the device-serving process.
  */
-#include "audit_actions.h"
-#include "json.h"
 #include "cli.h"
+#include "json.h"
 #include "cnd_rt.h"
 #include "clock.h"
 #include "commands.h"
@@ -49,32 +48,16 @@ static int s_begin(cnd_rollout_dir_t *d)
     return 0;
 }
 
-/* Appends admin.rollout.<cmd>, then commits (or rolls back on rc). */
-static int s_finish(cnd_rollout_dir_t *d, int rc, const char *cmd, int argc, char **argv,
-                    const char *subject)
+/* Appends admin.rollout.<cmd> with the exact command line (cnd_audit_log_admin), then commits
+ * (or rolls back on rc). */
+static int s_finish(cnd_rollout_dir_t *d, int rc, const char *cmd, const char *subject)
 {
     if (!rc && d->audit) {
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "command");
-        char line[1024] = "condenser rollout";
-        for (int i = 0; i < argc; i++) {
-            size_t l = strlen(line);
-            snprintf(line + l, sizeof line - l, " %s", argv[i]);
-        }
-        cnd_jw_str(&w, line);
-        cnd_jw_key(&w, "result");
-        cnd_jw_str(&w, "ok");
-        cnd_jw_obj_end(&w);
-        char action[64];
-        snprintf(action, sizeof action, "%srollout.%s", CND_AUDIT_ADMIN_PREFIX, cmd);
-        cnd_audit_rec_t r = {.actor = s_operator(),
-                             .action = action,
-                             .subject = subject,
-                             .details = cnd_jw_text(&w)};
-        rc = r.details ? cnd_audit_append(d->audit, &r, NULL) : CND_ENOMEM;
-        cnd_jw_free(&w);
+        char command[64];
+        snprintf(command, sizeof command, "rollout.%s", cmd);
+        const char *const *argv = NULL;
+        int argc = cnd_cli_argv(&argv);
+        rc = cnd_audit_log_admin(d->audit, s_operator(), command, argc, argv, subject, NULL, "ok");
     }
     if (!rc) {
         if (sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
@@ -127,7 +110,7 @@ static int s_enroll(int argc, char **argv)
     cnd_pubkey_fingerprint(fpr, pk);
     if (!(rc = s_begin(&d))) {
         rc = cnd_fleet_enroll_logged(d.db, d.audit, d.fpr, pos[0], pk);
-        rc = s_finish(&d, rc, "enroll", argc, argv, fpr);
+        rc = s_finish(&d, rc, "enroll", fpr);
     }
     if (!rc) printf("device %s enrolled (fingerprint %s)\n", pos[0], fpr);
     cnd_rollout_dir_close(&d);
@@ -179,7 +162,7 @@ static int s_publish(int argc, char **argv)
     size_t ml = 0;
     if (!(rc = s_begin(&d))) {
         rc = cnd_registry_publish(d.db, d.audit, d.id, d.fpr, art, len, &po, &aid, &man, &ml);
-        rc = s_finish(&d, rc, "publish", argc, argv, model);
+        rc = s_finish(&d, rc, "publish", model);
     }
     if (!rc && mout) rc = cnd_file_write_atomic(mout, man, ml, 0644);
     if (!rc) {
@@ -249,7 +232,7 @@ static int s_create(int argc, char **argv)
     if (!(rc = s_begin(&d))) {
         rc = cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &p, &sum);
         snprintf(rid, sizeof rid, "%lld", (long long)sum.id);
-        rc = s_finish(&d, rc, "create", argc, argv, rid);
+        rc = s_finish(&d, rc, "create", rid);
     }
     if (!rc)
         printf("rollout %s: %u devices selected, %u to update in %u waves (canary %ld), %u already "
@@ -260,11 +243,103 @@ static int s_create(int argc, char **argv)
     return rc;
 }
 
+/* Ends a JSON document: prints it, or CND_ENOMEM naming the command. */
+static int s_print_json(cnd_jw_t *w, const char *what)
+{
+    const char *t = cnd_jw_text(w);
+    if (!t) return cnd_errf(CND_ENOMEM, "%s: out of memory", what);
+    printf("%s\n", t);
+    return 0;
+}
+
+static void s_json_rollout_row(cnd_jw_t *w, const cnd_rollout_rec_t *r)
+{
+    char v[160];
+    cnd_registry_version_name(v, sizeof v, r->model, r->version);
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "id");
+    cnd_jw_int(w, r->id);
+    cnd_jw_key(w, "model");
+    cnd_jw_str(w, r->model);
+    cnd_jw_key(w, "version");
+    cnd_jw_int(w, (int64_t)r->version);
+    cnd_jw_key(w, "version_name");
+    cnd_jw_str(w, v);
+    cnd_jw_key(w, "state");
+    cnd_jw_str(w, cnd_rollout_state_name(r->state));
+    cnd_jw_key(w, "wave");
+    cnd_jw_int(w, r->wave);
+    cnd_jw_key(w, "select"); /* "" = all devices */
+    cnd_jw_str(w, r->select);
+    cnd_jw_key(w, "reason");
+    cnd_jw_str(w, r->reason);
+    cnd_jw_obj_end(w);
+}
+
+static void s_json_artifact_row(cnd_jw_t *w, const cnd_rartifact_t *a)
+{
+    char v[160], hex[65];
+    cnd_registry_version_name(v, sizeof v, a->model, a->version);
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "id");
+    cnd_jw_int(w, a->id);
+    cnd_jw_key(w, "model");
+    cnd_jw_str(w, a->model);
+    cnd_jw_key(w, "version");
+    cnd_jw_int(w, (int64_t)a->version);
+    cnd_jw_key(w, "version_name");
+    cnd_jw_str(w, v);
+    cnd_jw_key(w, "variant");
+    cnd_jw_str(w, a->variant);
+    cnd_jw_key(w, "size");
+    cnd_jw_int(w, (int64_t)a->size);
+    cnd_jw_key(w, "arena");
+    cnd_jw_int(w, (int64_t)a->arena);
+    cnd_jw_key(w, "macs");
+    cnd_jw_int(w, (int64_t)a->macs);
+    cnd_jw_key(w, "accuracy"); /* null: none recorded at publication */
+    if (a->accuracy >= 0)
+        cnd_jw_double(w, a->accuracy);
+    else
+        cnd_jw_null(w);
+    cnd_jw_key(w, "classes"); /* "" = any device class */
+    cnd_jw_str(w, a->classes);
+    cnd_jw_key(w, "latency");
+    cnd_jw_str(w, a->latency);
+    cnd_jw_key(w, "job");
+    cnd_jw_str(w, a->job);
+    cnd_jw_key(w, "sha256");
+    cnd_jw_str(w, cnd_hex(hex, a->digest, 32));
+    cnd_jw_obj_end(w);
+}
+
+static void s_print_rollout_row(const cnd_rollout_rec_t *r)
+{
+    char v[160];
+    cnd_registry_version_name(v, sizeof v, r->model, r->version);
+    printf("%-6lld %-24s %-13s %-5u %s%s%s\n", (long long)r->id, v,
+           cnd_rollout_state_name(r->state), r->wave, r->select[0] ? r->select : "(all)",
+           r->reason[0] ? " / " : "", r->reason);
+}
+
+static void s_print_artifact_row(const cnd_rartifact_t *a)
+{
+    char v[160], acc[16] = "n/a";
+    cnd_registry_version_name(v, sizeof v, a->model, a->version);
+    if (a->accuracy >= 0) snprintf(acc, sizeof acc, "%.4f", a->accuracy);
+    printf("%-6lld %-24s %-8s %-9llu %-9llu %-8s %s\n", (long long)a->id, v, a->variant,
+           (unsigned long long)a->size, (unsigned long long)a->arena, acc,
+           a->classes[0] ? a->classes : "(any)");
+}
+
 static int s_list(int argc, char **argv)
 {
     const char *dir = s_default_dir();
-    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help}, {0}};
-    const cnd_cli_t cli = {"condenser rollout list [--dir DIR]",
+    int json = 0;
+    const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+                              {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
+                              {0}};
+    const cnd_cli_t cli = {"condenser rollout list [--dir DIR] [--json]",
                            "Lists rollouts, newest first, and the published artifacts.", opts, 0,
                            0};
     int npos;
@@ -274,44 +349,178 @@ static int s_list(int argc, char **argv)
     cnd_rollout_dir_t d;
     if ((rc = cnd_rollout_dir_open(&d, dir, 0))) return rc;
     cnd_rollout_rec_t *r = NULL;
-    size_t n = 0;
-    if (!(rc = cnd_rstore_rollouts(d.db, &r, &n))) {
-        printf("%-6s %-24s %-13s %-5s %s\n", "id", "version", "state", "wave", "select / reason");
-        for (size_t i = 0; i < n; i++) {
-            char v[160];
-            cnd_registry_version_name(v, sizeof v, r[i].model, r[i].version);
-            printf("%-6lld %-24s %-13s %-5u %s%s%s\n", (long long)r[i].id, v,
-                   cnd_rollout_state_name(r[i].state), r[i].wave,
-                   r[i].select[0] ? r[i].select : "(all)", r[i].reason[0] ? " / " : "",
-                   r[i].reason);
-        }
-    }
-    free(r);
     cnd_rartifact_t *a = NULL;
-    if (!rc && !(rc = cnd_registry_list(d.db, "", -1, &a, &n))) {
+    size_t n = 0, na = 0;
+    if (!(rc = cnd_rstore_rollouts(d.db, &r, &n))) rc = cnd_registry_list(d.db, "", -1, &a, &na);
+    if (!rc && json) {
+        cnd_jw_t w;
+        cnd_jw_init(&w);
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "rollouts");
+        cnd_jw_arr(&w);
+        for (size_t i = 0; i < n; i++) s_json_rollout_row(&w, &r[i]);
+        cnd_jw_arr_end(&w);
+        cnd_jw_key(&w, "artifacts");
+        cnd_jw_arr(&w);
+        for (size_t i = 0; i < na; i++) s_json_artifact_row(&w, &a[i]);
+        cnd_jw_arr_end(&w);
+        cnd_jw_obj_end(&w);
+        rc = s_print_json(&w, "rollout list");
+        cnd_jw_free(&w);
+    } else if (!rc) {
+        printf("%-6s %-24s %-13s %-5s %s\n", "id", "version", "state", "wave", "select / reason");
+        for (size_t i = 0; i < n; i++) s_print_rollout_row(&r[i]);
         printf("\n%-6s %-24s %-8s %-9s %-9s %-8s %s\n", "art", "version", "variant", "bytes",
                "arena", "accuracy", "classes");
-        for (size_t i = 0; i < n; i++) {
-            char v[160];
-            cnd_registry_version_name(v, sizeof v, a[i].model, a[i].version);
-            printf("%-6lld %-24s %-8s %-9llu %-9llu %-8.4f %s\n", (long long)a[i].id, v,
-                   a[i].variant, (unsigned long long)a[i].size, (unsigned long long)a[i].arena,
-                   a[i].accuracy, a[i].classes[0] ? a[i].classes : "(any)");
-        }
+        for (size_t i = 0; i < na; i++) s_print_artifact_row(&a[i]);
     }
+    free(r);
     free(a);
     cnd_rollout_dir_close(&d);
+    return rc;
+}
+
+/* "HH:MM-HH:MM" (UTC) of a rollout's offer window, or "always". */
+static const char *s_window(char *out, size_t cap, const cnd_rollout_rec_t *r)
+{
+    if (r->win_start < 0) return "always";
+    snprintf(out, cap, "%02d:%02d-%02d:%02d", r->win_start / 60, r->win_start % 60, r->win_end / 60,
+             r->win_end % 60);
+    return out;
+}
+
+static const char *s_wave_name(char *out, size_t cap, uint32_t w)
+{
+    snprintf(out, cap, w ? "%u" : "canary", w);
+    return out;
+}
+
+static void s_show_text(const cnd_rollout_rec_t *r, const cnd_rollout_wave_t *wv, uint32_t nw,
+                        const cnd_rdevice_t *dv, size_t n)
+{
+    char v[160], win[48], wn[16];
+    cnd_registry_version_name(v, sizeof v, r->model, r->version);
+    printf("rollout %lld of %s: %s%s%s%s\n", (long long)r->id, v, cnd_rollout_state_name(r->state),
+           r->reason[0] ? " (" : "", r->reason, r->reason[0] ? ")" : "");
+    printf("select '%s', canary %u, rate %u, factor %g, abort above %g%% after %u, device "
+           "timeout %u s, window %s, chunk %u, wave now %u\n",
+           r->select, r->canary, r->rate, r->factor, r->abort_pct, r->abort_min, r->timeout_s,
+           s_window(win, sizeof win, r), r->chunk, r->wave);
+    printf("%-7s %7s %7s %7s %7s %8s %7s %7s %s\n", "wave", "devices", "healthy", "failed",
+           "timeout", "deferred", "open", "rolled", "other");
+    for (uint32_t w = 0; w < nw; w++) {
+        const cnd_rollout_wave_t *x = &wv[w];
+        printf("%-7s %7u %7u %7u %7u %8u %7u %7u %u\n", s_wave_name(wn, sizeof wn, w), x->devices,
+               x->healthy, x->failed, x->timed_out, x->deferred, x->open, x->rolled_back, x->other);
+    }
+    for (size_t i = 0; i < n; i++)
+        printf("  %-24s wave %-3u %-20s %s\n", dv[i].device, dv[i].wave,
+               cnd_rdevice_state_name(dv[i].state), dv[i].reason);
+}
+
+/* Rollout, policy, waves and (devices != NULL) devices as one JSON object. */
+static int s_show_json(const cnd_rollout_rec_t *r, const cnd_rollout_wave_t *wv, uint32_t nw,
+                       const cnd_rdevice_t *dv, size_t n)
+{
+    char v[160], win[48], wn[16];
+    cnd_registry_version_name(v, sizeof v, r->model, r->version);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "id");
+    cnd_jw_int(&w, r->id);
+    cnd_jw_key(&w, "model");
+    cnd_jw_str(&w, r->model);
+    cnd_jw_key(&w, "version");
+    cnd_jw_int(&w, (int64_t)r->version);
+    cnd_jw_key(&w, "version_name");
+    cnd_jw_str(&w, v);
+    cnd_jw_key(&w, "state");
+    cnd_jw_str(&w, cnd_rollout_state_name(r->state));
+    cnd_jw_key(&w, "reason");
+    cnd_jw_str(&w, r->reason);
+    cnd_jw_key(&w, "job");
+    cnd_jw_str(&w, r->job);
+    cnd_jw_key(&w, "wave"); /* the current one, 0 = canary */
+    cnd_jw_int(&w, r->wave);
+    cnd_jw_key(&w, "policy");
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "select");
+    cnd_jw_str(&w, r->select);
+    cnd_jw_key(&w, "canary");
+    cnd_jw_int(&w, r->canary);
+    cnd_jw_key(&w, "rate");
+    cnd_jw_int(&w, r->rate);
+    cnd_jw_key(&w, "factor");
+    cnd_jw_double(&w, r->factor);
+    cnd_jw_key(&w, "abort_failures_pct");
+    cnd_jw_double(&w, r->abort_pct);
+    cnd_jw_key(&w, "abort_min");
+    cnd_jw_int(&w, r->abort_min);
+    cnd_jw_key(&w, "device_timeout_s");
+    cnd_jw_int(&w, r->timeout_s);
+    cnd_jw_key(&w, "window"); /* null: offers at any hour */
+    if (r->win_start < 0)
+        cnd_jw_null(&w);
+    else
+        cnd_jw_str(&w, s_window(win, sizeof win, r));
+    cnd_jw_key(&w, "chunk");
+    cnd_jw_int(&w, r->chunk);
+    cnd_jw_key(&w, "max_active");
+    cnd_jw_int(&w, r->max_active);
+    cnd_jw_obj_end(&w);
+    cnd_jw_key(&w, "waves");
+    cnd_jw_arr(&w);
+    for (uint32_t i = 0; i < nw; i++) {
+        const cnd_rollout_wave_t *x = &wv[i];
+        const char *k[] = {"devices",  "healthy", "failed",      "timed_out",
+                           "deferred", "open",    "rolled_back", "other"};
+        const uint32_t val[] = {x->devices,  x->healthy, x->failed,      x->timed_out,
+                                x->deferred, x->open,    x->rolled_back, x->other};
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "wave");
+        cnd_jw_int(&w, i);
+        cnd_jw_key(&w, "name");
+        cnd_jw_str(&w, s_wave_name(wn, sizeof wn, i));
+        for (size_t f = 0; f < sizeof val / sizeof val[0]; f++) {
+            cnd_jw_key(&w, k[f]);
+            cnd_jw_int(&w, val[f]);
+        }
+        cnd_jw_obj_end(&w);
+    }
+    cnd_jw_arr_end(&w);
+    if (dv) {
+        cnd_jw_key(&w, "devices");
+        cnd_jw_arr(&w);
+        for (size_t i = 0; i < n; i++) {
+            cnd_jw_obj(&w);
+            cnd_jw_key(&w, "device");
+            cnd_jw_str(&w, dv[i].device);
+            cnd_jw_key(&w, "wave");
+            cnd_jw_int(&w, dv[i].wave);
+            cnd_jw_key(&w, "state");
+            cnd_jw_str(&w, cnd_rdevice_state_name(dv[i].state));
+            cnd_jw_key(&w, "reason");
+            cnd_jw_str(&w, dv[i].reason);
+            cnd_jw_obj_end(&w);
+        }
+        cnd_jw_arr_end(&w);
+    }
+    cnd_jw_obj_end(&w);
+    int rc = s_print_json(&w, "rollout show");
+    cnd_jw_free(&w);
     return rc;
 }
 
 static int s_show(int argc, char **argv)
 {
     const char *dir = s_default_dir();
-    int devices = 0;
+    int devices = 0, json = 0;
     const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
                               {"devices", CND_OPT_FLAG, &devices, NULL, "list every device"},
+                              {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
                               {0}};
-    const cnd_cli_t cli = {"condenser rollout show ID [--devices] [--dir DIR]",
+    const cnd_cli_t cli = {"condenser rollout show ID [--devices] [--dir DIR] [--json]",
                            "Shows a rollout: policy, state, per-wave outcomes and, with "
                            "--devices, where each device stands and why.",
                            opts, 1, 1};
@@ -319,41 +528,25 @@ static int s_show(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
-    long long id = strtoll(pos[0], NULL, 10);
+    char *end;
+    long long id = strtoll(pos[0], &end, 10);
+    if (*end || id <= 0) return cnd_errf(CND_EINVAL, "'%s' is not a rollout id", pos[0]);
     cnd_rollout_dir_t d;
     if ((rc = cnd_rollout_dir_open(&d, dir, 0))) return rc;
     cnd_rollout_rec_t r;
     cnd_rdevice_t *dv = NULL;
+    cnd_rollout_wave_t *wv = NULL;
+    uint32_t nw = 0;
     size_t n = 0;
     if (!(rc = cnd_rstore_rollout_get(d.db, id, &r)) &&
-        !(rc = cnd_rstore_devices(d.db, id, &dv, &n))) {
-        char v[160];
-        cnd_registry_version_name(v, sizeof v, r.model, r.version);
-        printf("rollout %lld of %s: %s%s%s%s\n", id, v, cnd_rollout_state_name(r.state),
-               r.reason[0] ? " (" : "", r.reason, r.reason[0] ? ")" : "");
-        printf("select '%s', canary %u, rate %u, factor %g, abort above %g%% after %u, device "
-               "timeout %u s, window %s, chunk %u, wave now %u\n",
-               r.select, r.canary, r.rate, r.factor, r.abort_pct, r.abort_min, r.timeout_s,
-               r.win_start < 0 ? "always" : "set", r.chunk, r.wave);
-        cnd_rollout_wave_t *wv = NULL;
-        uint32_t nw = 0;
-        if ((rc = cnd_rollout_waves(&wv, &nw, dv, n))) goto done;
-        printf("%-7s %7s %7s %7s %7s %8s %7s %7s %s\n", "wave", "devices", "healthy", "failed",
-               "timeout", "deferred", "open", "rolled", "other");
-        for (uint32_t w = 0; w < nw; w++) {
-            const cnd_rollout_wave_t *x = &wv[w];
-            char wn[16];
-            snprintf(wn, sizeof wn, w ? "%u" : "canary", w);
-            printf("%-7s %7u %7u %7u %7u %8u %7u %7u %u\n", wn, x->devices, x->healthy, x->failed,
-                   x->timed_out, x->deferred, x->open, x->rolled_back, x->other);
-        }
-        free(wv);
-        if (devices)
-            for (size_t i = 0; i < n; i++)
-                printf("  %-24s wave %-3u %-20s %s\n", dv[i].device, dv[i].wave,
-                       cnd_rdevice_state_name(dv[i].state), dv[i].reason);
+        !(rc = cnd_rstore_devices(d.db, id, &dv, &n)) &&
+        !(rc = cnd_rollout_waves(&wv, &nw, dv, n))) {
+        if (json)
+            rc = s_show_json(&r, wv, nw, devices ? dv : NULL, n);
+        else
+            s_show_text(&r, wv, nw, dv, devices ? n : 0);
     }
-done:
+    free(wv);
     free(dv);
     cnd_rollout_dir_close(&d);
     return rc;
@@ -387,7 +580,7 @@ static int s_admin(const char *action, int argc, char **argv)
     if ((rc = cnd_rollout_dir_open(&d, dir, 1))) return rc;
     if (!(rc = s_begin(&d))) {
         rc = cnd_rollout_admin(d.db, d.audit, s_operator(), id, action, reason);
-        rc = s_finish(&d, rc, action, argc, argv, pos[0]);
+        rc = s_finish(&d, rc, action, pos[0]);
     }
     if (!rc) printf("rollout %lld: %s requested\n", id, action);
     cnd_rollout_dir_close(&d);

@@ -97,6 +97,78 @@ static void test_canonical_json(void)
     cnd_jw_free(&w);
 }
 
+/* 1 when `text` is read by cnd_json_integer() within [min, max] as `want`. */
+static int integer_is(const char *text, int64_t min, int64_t max, int64_t want)
+{
+    cnd_json_t *v = NULL;
+    if (cnd_json_parse(&v, text, strlen(text)) != 0) return 0;
+    int64_t got = want ^ 1; /* anything but want */
+    int ok = cnd_json_integer(v, min, max, &got) && got == want;
+    cnd_json_free(&v);
+    return ok;
+}
+
+/* 1 when `text` parses but is not an integer in [min, max] for cnd_json_integer(). */
+static int integer_refused(const char *text, int64_t min, int64_t max)
+{
+    cnd_json_t *v = NULL;
+    if (cnd_json_parse(&v, text, strlen(text)) != 0) return 1;
+    int64_t got = 0;
+    int refused = !cnd_json_integer(v, min, max, &got);
+    cnd_json_free(&v);
+    return refused;
+}
+
+/* The integer accessor of the auditor's file readers: what was written as a JSON integer, and
+ * nothing else, although 57.0 and 5.7e1 equal 57 as numbers. */
+static void test_json_integer(void)
+{
+    CHECK(integer_is("57", 0, 100, 57));
+    CHECK(integer_is(" -3 ", -5, 5, -3));
+    CHECK(integer_is("0", 0, 0, 0));
+    CHECK(integer_is("-0", 0, 0, 0));
+    CHECK(integer_is("9223372036854775807", 0, INT64_MAX, INT64_MAX));
+    CHECK(integer_is("-9223372036854775808", INT64_MIN, 0, INT64_MIN));
+    CHECK(integer_refused("57.0", 0, 100));
+    CHECK(integer_refused("5.7e1", 0, 100));
+    CHECK(integer_refused("57e0", 0, 100));
+    CHECK(integer_refused("570E-1", 0, 100));
+    CHECK(integer_refused("57.5", 0, 100));
+    CHECK(integer_refused("\"57\"", 0, 100));
+    CHECK(integer_refused("true", 0, 100));
+    CHECK(integer_refused("null", 0, 100));
+    CHECK(integer_refused("101", 0, 100));
+    CHECK(integer_refused("-1", 0, 100));
+    CHECK(integer_refused("9223372036854775808", INT64_MIN, INT64_MAX)); /* beyond int64 */
+    CHECK(integer_refused("-9223372036854775809", INT64_MIN, INT64_MAX));
+    CHECK(integer_refused("1e400", INT64_MIN, INT64_MAX)); /* not even a finite number */
+    CHECK(cnd_json_integer(NULL, 0, 1, &(int64_t){0}) == 0);
+    /* A member of an object, as the readers use it. */
+    cnd_json_t *o = NULL;
+    const char *t = "{\"index\":57.0,\"tree_size\":58}";
+    CHECK(cnd_json_parse(&o, t, strlen(t)) == 0);
+    int64_t x = 0;
+    CHECK(!cnd_json_integer(cnd_json_get(o, "index"), 0, INT64_MAX, &x));
+    CHECK(cnd_json_integer(cnd_json_get(o, "tree_size"), 0, INT64_MAX, &x) && x == 58);
+    cnd_json_free(&o);
+    /* An entry's envelope: seq and time_ms in range (time up to the end of the year 9999). */
+    char e[512];
+    const char *fmt =
+        "{\"action\":\"x\",\"actor\":\"a\",\"details\":{},\"digests\":{},\"job\":\"\","
+        "\"prev_root\":\"%064d\",\"seq\":%s,\"subject\":\"\",\"time_ms\":%s}";
+    snprintf(e, sizeof e, fmt, 0, "3", "253402300799999");
+    CHECK(cnd_audit_entry_parse(&o, e, strlen(e)) == 0);
+    cnd_json_free(&o);
+    snprintf(e, sizeof e, fmt, 0, "3", "253402300800000");
+    CHECK(cnd_audit_entry_parse(&o, e, strlen(e)) == CND_EFORMAT);
+    CHECK(strstr(cnd_err_detail(), "time_ms") != NULL);
+    snprintf(e, sizeof e, fmt, 0, "-3", "0");
+    CHECK(cnd_audit_entry_parse(&o, e, strlen(e)) == CND_EFORMAT);
+    CHECK(strstr(cnd_err_detail(), "seq") != NULL);
+    snprintf(e, sizeof e, fmt, 0, "3", "-1");
+    CHECK(cnd_audit_entry_parse(&o, e, strlen(e)) == CND_EFORMAT);
+}
+
 static cnd_audit_t *open_log(const char *name, const fx_key_t *k)
 {
     char p[512];
@@ -168,6 +240,27 @@ static void test_append_and_checkpoints(void)
     if (cnd_audit_cp_parse(&back, (const char *)note.data, note.len) == 0)
         CHECK(cnd_audit_cp_verify(&back, k.pk) == CND_ECRYPTO);
     CHECK(cnd_audit_cp_parse(&back, "x\n12\n", 5) == CND_EFORMAT);
+    cnd_buf_free(&note);
+    /* Key IDs: the test vector of Go's sumdb/note (golang.org/x/mod/sumdb/note), vkey
+     * PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW. */
+    uint8_t vec[32], kid[CND_AUDIT_KEY_ID_BYTES];
+    CHECK(cnd_unhex(vec, 32, "1a5cd907143c384c41e830c5bce12aa8817ec5649aaabf2c31388b35b2d744d6") ==
+          0);
+    cnd_audit_key_id(kid, "PeterNeumann", vec);
+    CHECK(kid[0] == 0xc7 && kid[1] == 0x4f && kid[2] == 0x20 && kid[3] == 0xa3);
+    /* A checkpoint from the log carries its key's ID; a parsed note the ID it was written with,
+     * which a re-formatted note keeps (the key itself is not in a note). */
+    cnd_audit_key_id(kid, cp.origin, k.pk);
+    CHECK(!memcmp(cp.key_id, kid, sizeof kid));
+    cnd_buf_init(&note);
+    cnd_audit_cp_format(&note, &cp);
+    CHECK(cnd_audit_cp_parse(&back, (const char *)note.data, note.len) == 0);
+    CHECK(!memcmp(back.key_id, kid, sizeof kid));
+    cnd_buf_t again;
+    cnd_buf_init(&again);
+    cnd_audit_cp_format(&again, &back);
+    CHECK(again.len == note.len && !memcmp(again.data, note.data, note.len));
+    cnd_buf_free(&again);
     cnd_buf_free(&note);
     /* Root of the tree = the recomputed RFC 9162 root of the leaf bytes. */
     sqlite3_stmt *st = NULL;
@@ -550,6 +643,36 @@ static void test_rows_deleted_reordered_truncated(void)
     cnd_audit_verdict_free(&v);
 }
 
+/* Operator commands: the exact argv as an array of strings, or nothing at all. */
+static void test_admin_argv(void)
+{
+    fx_key_t k;
+    fx_key(&k, 9);
+    cnd_audit_t *log = open_log("admin.db", &k);
+    const char *argv[] = {"/usr/bin/condenser",   "site", "revoke", "site-c", "--reason",
+                          "it's \"two\"\n$words", ""};
+    CHECK(cnd_audit_log_admin(log, "local:op", "site.revoke", 7, argv, "fpr", "", "ok") == 0);
+    sqlite3_stmt *st = NULL;
+    CHECK(sqlite3_prepare_v2(cnd_audit_db(log), "SELECT action, entry FROM audit_entry", -1, &st,
+                             NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    CHECK(!strcmp((const char *)sqlite3_column_text(st, 0), "admin.site.revoke"));
+    CHECK(strstr((const char *)sqlite3_column_text(st, 1),
+                 "\"details\":{\"argv\":[\"/usr/bin/condenser\",\"site\",\"revoke\",\"site-c\","
+                 "\"--reason\",\"it's \\\"two\\\"\\n$words\",\"\"],\"result\":\"ok\"}") != NULL);
+    sqlite3_finalize(st);
+    /* A word that is not UTF-8 would be recorded altered: refused, nothing written. */
+    const char *bad[] = {"condenser", "job", "cancel", "--reason", "caf\xe9"};
+    CHECK(cnd_audit_log_admin(log, "local:op", "job.cancel", 5, bad, "1", "1", "ok") == CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "word 4") != NULL);
+    /* No command line recorded (a library caller that skipped cnd_cli_record_argv). */
+    CHECK(cnd_audit_log_admin(log, "local:op", "job.cancel", -1, NULL, "1", "1", "ok") ==
+          CND_EINVAL);
+    uint64_t n = 0;
+    CHECK(cnd_audit_size(log, &n) == 0 && n == 1);
+    cnd_audit_close(&log);
+}
+
 static void test_forged_checkpoints(void)
 {
     fx_key_t k, evil;
@@ -811,10 +934,12 @@ int main(void)
     snprintf(g_dir, sizeof g_dir, "/tmp/cnd_audit_log_XXXXXX");
     if (!mkdtemp(g_dir)) return 1;
     test_canonical_json();
+    test_json_integer();
     test_append_and_checkpoints();
     test_byte_changes_located();
     test_rows_deleted_reordered_truncated();
     test_forged_checkpoints();
+    test_admin_argv();
     test_kill_during_append();
     test_shared_db_and_two_writers();
     char cmd[300];

@@ -1,7 +1,10 @@
 /* test_audit_report.c: `condenser audit report` opened in headless Chromium, checking what the
  * browser shows: the verification result, one point per round in the accuracy and loss charts,
  * participation and dropouts, bytes per site, model digests, rollout waves, and that names from
- * the log are shown as text, not markup. Skipped (exit 77) when Chromium is not installed. */
+ * the log are shown as text, not markup. Then entries are appended after the last signed
+ * checkpoint (the unsigned tail): every row, point, bar and total drawn from them is marked
+ * unsigned and nothing else is, and the page says which checkpoint covers which entries.
+ * Skipped (exit 77) when Chromium is not installed. */
 #include "audit_fixture.h"
 #include "check.h"
 
@@ -131,7 +134,7 @@ int main(void)
         CHECK_EQ_INT(count_in(s, n, "class=\"bar-dropouts\""), 1);
         CHECK(count_in(s, n, "round 3: 1 dropouts") == 1);
         s = section(dom, "rounds-table", "</table>", &n);
-        CHECK_EQ_INT(count_in(s, n, "<tr class=\"round\">"), rounds);
+        CHECK_EQ_INT(count_in(s, n, "<tr class=\"round\" data-entry="), rounds);
         /* Bytes per site: 3 messages per round of 1000 + 10 * site bytes; site 2 missed round 3. */
         s = section(dom, "bytes-table", "</table>", &n);
         CHECK(count_in(s, n, "st-marys-icu") == 1 && count_in(s, n, "data-bytes=\"21000\"") == 1);
@@ -146,8 +149,8 @@ int main(void)
         CHECK(count_in(s, n, cnd_hex(hex, d, 32)) == 1 && count_in(s, n, "v1-float") == 1);
         /* The rollout and its waves. */
         s = section(dom, "rollouts", "</section>", &n);
-        CHECK_EQ_INT(count_in(dom, strlen(dom), "<tr class=\"wave\">"), 4);
-        CHECK(strstr(dom, "<td>canary</td>") != NULL);
+        CHECK_EQ_INT(count_in(dom, strlen(dom), "<tr class=\"wave\" data-entry="), 4);
+        CHECK(strstr(dom, "<td>canary <span class=\"meta\">(entry ") != NULL);
         CHECK(strstr(dom, "Rollout ro-1 of v1-int8") != NULL);
         /* each wave's time, from the log's own timestamps */
         CHECK(s && count_in(s, n, "<th>seconds</th>") == 1);
@@ -156,6 +159,98 @@ int main(void)
         /* The recipe. */
         s = section(dom, "recipe", "</table>", &n);
         CHECK(count_in(s, n, "distill.alpha") == 1 && count_in(s, n, "fmnist-cnn-int8") == 1);
+        /* Every entry is signed: nothing is marked, and the page says so. */
+        CHECK_EQ_INT(count_in(dom, strlen(dom), "class=\"unsigned-mark\""), 0);
+        CHECK_EQ_INT(count_in(dom, strlen(dom), " unsigned\""), 0);
+        CHECK_EQ_INT(count_in(dom, strlen(dom), "class=\"unsigned\""), 0);
+        CHECK(strstr(dom, "nothing on this page is unsigned") != NULL);
+        free(dom);
+    }
+
+    /* The unsigned tail: one more round, its messages and model, a wave, an operator command and
+     * a refused message, all after the last signed checkpoint. */
+    uint64_t covered = 0;
+    snprintf(p, sizeof p, "%s/coord.db", g_dir);
+    CHECK(cnd_audit_open(&log, p, coord.sk, "condenser/report-test") == 0);
+    if (!log) return check_result("test_audit_report");
+    CHECK(cnd_audit_size(log, &covered) == 0);
+    char det[2048];
+    snprintf(det, sizeof det,
+             "{\"round\":8,\"status\":\"ok\",\"participants\":[\"%s\",\"%s\"],\"dropouts\":"
+             "[\"%s\"],\"metrics\":{\"accuracy\":0.95,\"loss\":0.1,\"samples\":40000}}",
+             sites[0].fpr, sites[1].fpr, sites[2].fpr);
+    CHECK(cnd_audit_log_message(log, 'I', coord.fpr, sites[0].fpr, "job-7", "masked_update", 8,
+                                "tail", 4, NULL) == 0);
+    fx_add(log, coord.fpr, CND_AUDIT_ROUND_END, "round 8", "job-7", det, "aggregate", "r8");
+    fx_add(log, coord.fpr, CND_AUDIT_MODEL_VERSION, "v2-int8", "job-7",
+           "{\"version\":\"v2-int8\",\"format\":\"int8\",\"round\":8,\"size\":21034}", "model",
+           "v2");
+    fx_add(log, coord.fpr, CND_AUDIT_ROLLOUT_WAVE, "ro-1", "",
+           "{\"rollout\":\"ro-1\",\"wave\":4,\"devices\":1,\"succeeded\":1,\"failed\":0,"
+           "\"timed_out\":0,\"state\":\"done\"}",
+           NULL, NULL);
+    const char *argv[] = {"condenser", "job", "cancel", "job-7", "--reason", "tail test"};
+    CHECK(cnd_audit_log_admin(log, "local:op", "job.cancel", 6, argv, "job-7", "job-7", "ok") == 0);
+    fx_add(log, coord.fpr, CND_AUDIT_REJECT_MESSAGE, sites[1].fpr, "job-7",
+           "{\"reason\":\"late\",\"type\":\"masked_update\"}", NULL, NULL);
+    cnd_audit_close(&log);
+    CHECK(sh("%s audit report coord.db --job job-7 --out tail.html --key coord.pub > /dev/null",
+             bin) == 0);
+    dom = render("tail.html", "tail-dom.html");
+    CHECK(dom != NULL);
+    if (dom) {
+        size_t n, len = strlen(dom);
+        char want[256];
+        snprintf(want, sizeof want, "data-covered=\"%llu\" data-entries=\"%llu\"",
+                 (unsigned long long)covered, (unsigned long long)covered + 6);
+        CHECK(strstr(dom, want) != NULL);
+        snprintf(want, sizeof want, "Entries 0..%llu of the log are covered by checkpoint #",
+                 (unsigned long long)covered - 1);
+        CHECK(strstr(dom, want) != NULL);
+        snprintf(want, sizeof want, "reason job.end), the last signed checkpoint that verified");
+        CHECK(strstr(dom, want) != NULL);
+        snprintf(want, sizeof want, "Entries %llu..%llu were logged after it",
+                 (unsigned long long)covered, (unsigned long long)covered + 5);
+        CHECK(strstr(dom, want) != NULL);
+        CHECK(strstr(dom, "Every number above comes from a signed entry") == NULL);
+        const char *s = section(dom, "chart-accuracy", "</svg>", &n);
+        CHECK_EQ_INT(count_in(s, n, "class=\"point\""), rounds);
+        CHECK_EQ_INT(count_in(s, n, "class=\"point unsigned\""), 1);
+        CHECK(count_in(s, n, "data-round=\"8\" data-value=\"0.95\"") == 1);
+        s = section(dom, "chart-participation", "</svg>", &n);
+        CHECK_EQ_INT(count_in(s, n, "class=\"bar-participants unsigned\""), 1);
+        CHECK_EQ_INT(count_in(s, n, "class=\"bar-dropouts unsigned\""), 1);
+        s = section(dom, "rounds-table", "</table>", &n);
+        CHECK_EQ_INT(count_in(s, n, "<tr class=\"round\" data-entry="), rounds);
+        CHECK_EQ_INT(count_in(s, n, "<tr class=\"round unsigned\" data-entry="), 1);
+        CHECK_EQ_INT(count_in(s, n, "unsigned-mark"), 1);
+        s = section(dom, "bytes-table", "</table>", &n);
+        CHECK_EQ_INT(count_in(s, n, "<tr class=\"site unsigned\" data-unsigned=\"1\">"), 1);
+        CHECK(count_in(s, n, "4 bytes in 1 message after the last signed checkpoint") == 1);
+        CHECK_EQ_INT(count_in(s, n, "<tr class=\"site\" data-unsigned=\"0\">"), 2);
+        s = section(dom, "models-table", "</table>", &n);
+        CHECK_EQ_INT(count_in(s, n, "<tr class=\"model unsigned\""), 1);
+        CHECK_EQ_INT(count_in(s, n, "<tr class=\"model\""), 2);
+        CHECK_EQ_INT(count_in(dom, len, "<tr class=\"wave unsigned\""), 1);
+        CHECK_EQ_INT(count_in(dom, len, "<tr class=\"wave\""), 4);
+        s = section(dom, "events-table", "</table>", &n);
+        CHECK_EQ_INT(count_in(s, n, "<tr class=\"event unsigned\""), 2);
+        CHECK(count_in(s, n, "condenser job cancel job-7 --reason 'tail test'</code>") == 1);
+        CHECK(count_in(s, n, "<code class=\"argv unsigned\"") == 1);
+        CHECK(strstr(dom, "id=\"rejected-messages\" class=\"unsigned\" data-unsigned=\"1\"") !=
+              NULL);
+        /* Each data-entry at or past `covered`, and only those, is marked unsigned. */
+        int marked = 0, wrong = 0;
+        for (const char *q = dom; (q = strstr(q, "data-entry=\"")); q++) {
+            long long e = atoll(q + 12);
+            const char *tag = q;
+            while (tag > dom && *tag != '<') tag--;
+            int u = memmem(tag, (size_t)(q - tag), "unsigned", 8) != NULL;
+            marked += u;
+            wrong += u != (e >= (long long)covered);
+        }
+        CHECK(marked >= 9);
+        CHECK_EQ_INT(wrong, 0);
         free(dom);
     }
     /* The same report from a tampered log says so. */

@@ -1,6 +1,7 @@
 /* test_common.c: common/ (errors, files, digests, RNG, byte reader, CLI). */
 #include "bytes.h"
 #include "check.h"
+#include "clock.h"
 #include "cli.h"
 #include "digest.h"
 #include "error.h"
@@ -140,11 +141,68 @@ static void test_files(void)
     CHECK(cnd_file_read_gz(gz, 1 << 20, &d, &n) == 0 && n == 5000 && !memcmp(d, big, 5000));
     free(d);
     CHECK(cnd_file_read_gz(gz, 100, &d, &n) == CND_ERANGE);
+    /* larger than the reader's first buffer: it grows by doubling, up to the limit exactly */
+    size_t nl = 300001;
+    char *large = malloc(nl);
+    for (size_t i = 0; i < nl; i++) large[i] = (char)(i * 31 / 7);
+    g = gzopen(gz, "wb");
+    CHECK(gzwrite(g, large, (unsigned)nl) == (int)nl);
+    gzclose(g);
+    CHECK(cnd_file_read_gz(gz, 1 << 20, &d, &n) == 0 && n == nl && !memcmp(d, large, nl));
+    free(d);
+    CHECK(cnd_file_read_gz(gz, nl, &d, &n) == 0 && n == nl && !memcmp(d, large, nl));
+    free(d);
+    CHECK(cnd_file_read_gz(gz, nl - 1, &d, &n) == CND_ERANGE);
+    free(large);
     CHECK(truncate(gz, 30) == 0);
     CHECK(cnd_file_read_gz(gz, 1 << 20, &d, &n) == CND_EFORMAT);
+    /* A corrupt deflate stream and a directory: zlib's message is in the detail (it used to be
+     * read after gzclose had freed it). */
+    g = gzopen(gz, "wb");
+    gzwrite(g, big, sizeof big);
+    gzclose(g);
+    FILE *f = fopen(gz, "r+b");
+    CHECK(f && fseek(f, 12, SEEK_SET) == 0 && fwrite("\xff\xff\xff\xff\xff\xff", 1, 6, f) == 6);
+    if (f) fclose(f);
+    CHECK(cnd_file_read_gz(gz, 1 << 20, &d, &n) == CND_EFORMAT);
+    CHECK(strstr(cnd_err_detail(), "x.gz: corrupt gzip stream after 0 bytes: ") != NULL);
+    CHECK(cnd_file_read_gz(dir, 1 << 20, &d, &n) == CND_EIO);
+    CHECK(strstr(cnd_err_detail(), "not a regular file") != NULL);
+    CHECK(cnd_file_read_gz("/nonexistent/x.gz", 1 << 20, &d, &n) == CND_EIO);
     /* No temp files are left behind. */
     snprintf(path, sizeof path, "rm -rf %s", dir);
     CHECK(system(path) == 0);
+}
+
+/* ISO 8601 for any int64: the years 0000..9999 as themselves, anything else as a fixed text,
+ * always NUL-terminated inside the 21 bytes the contract gives (a year past 9999 used to leave
+ * the buffer unterminated, and `audit check-proof` printed the stack bytes after it). */
+static void test_iso8601(void)
+{
+    static const struct {
+        int64_t t;
+        const char *want;
+    } cases[] = {
+        {0, "1970-01-01T00:00:00Z"},
+        {1767225600, "2026-01-01T00:00:00Z"},
+        {-1, "1969-12-31T23:59:59Z"},
+        {253402300799, "9999-12-31T23:59:59Z"},
+        {-62167219200, "0000-01-01T00:00:00Z"},
+        {253402300800, "(time out of range)"},
+        {-62167219201, "(time out of range)"},
+        {INT64_MAX / 1000, "(time out of range)"},
+        {INT64_MAX, "(time out of range)"},
+        {INT64_MIN, "(time out of range)"},
+        {(int64_t)1 << 40, "(time out of range)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *out = malloc(21); /* exactly the documented size, so ASan sees any overrun */
+        memset(out, 'X', 21);
+        CHECK(cnd_iso8601(out, cases[i].t) == out);
+        CHECK(memchr(out, 0, 21) != NULL);
+        if (memchr(out, 0, 21)) CHECK(strcmp(out, cases[i].want) == 0);
+        free(out);
+    }
 }
 
 static void test_cli(void)
@@ -184,6 +242,7 @@ int main(void)
     test_rng();
     test_bytes();
     test_files();
+    test_iso8601();
     test_cli();
     return check_result("test_common");
 }

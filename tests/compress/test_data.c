@@ -1,5 +1,6 @@
 /* test_data.c: IDX and CSV loaders on good and broken files; splits; partitions. */
 #include "check.h"
+#include "bytes.h"
 #include "data.h"
 #include "error.h"
 
@@ -103,6 +104,101 @@ static void test_idx(void)
     expect_fail(cnd_data_open(&ds, "bogus:x", "train"), "expected fmnist");
 }
 
+/* CSV: the limits (classes, columns, field length), quoting corners and row growth. */
+static void test_csv_limits(void)
+{
+    cnd_dataset_t *ds = NULL;
+    cnd_buf_t b;
+    /* 3000 rows (the row arrays grow past their first 1024), label in the middle, quoted
+     * fields with a comma, a doubled quote and a newline (counted in the line numbers). */
+    cnd_buf_init(&b);
+    cnd_buf_put(&b, "f1,label,\"f,2\"\n", 15);
+    for (int i = 0; i < 3000; i++) {
+        char row[64];
+        int n = snprintf(row, sizeof row, "%d,c%d,%d.5\n", i, i % 7, -i);
+        cnd_buf_put(&b, row, (size_t)n);
+    }
+    cnd_buf_put(&b, "1,\"a\"\"b\nc\",2\n", 13);
+    cnd_buf_put(&b, "1,x,y\n", 6);
+    write_file(path("big.csv"), b.data, b.len);
+    expect_fail(cnd_data_load_csv(&ds, path("big.csv"), NULL),
+                ":3004: column 3 ('f,2'): 'y' is not a finite number");
+    CHECK(ds == NULL);
+    b.len -= 6;
+    write_file(path("big.csv"), b.data, b.len);
+    CHECK(cnd_data_load_csv(&ds, path("big.csv"), NULL) == 0);
+    CHECK(ds && ds->n == 3001 && ds->shape.c == 2 && ds->n_classes == 8);
+    if (ds) {
+        CHECK(!strcmp(ds->class_names[0], "a\"b\nc") && !strcmp(ds->class_names[7], "c6"));
+        CHECK(ds->y[2999] == 2999 % 7 + 1 && ds->y[3000] == 0);
+        CHECK(ds->x[2 * 2999] == 2999.0f && ds->x[2 * 2999 + 1] == -2999.5f);
+    }
+    cnd_data_destroy(&ds);
+    cnd_buf_free(&b);
+    /* 256 classes are fine, 257 are not. */
+    cnd_buf_init(&b);
+    cnd_buf_put(&b, "x,label\n", 8);
+    for (int i = 0; i < 257; i++) {
+        char row[32];
+        int n = snprintf(row, sizeof row, "%d,k%d\n", i, i);
+        cnd_buf_put(&b, row, (size_t)n);
+    }
+    write_file(path("k.csv"), b.data, b.len);
+    expect_fail(cnd_data_load_csv(&ds, path("k.csv"), NULL),
+                ":258: more than 256 distinct classes in 'label'");
+    CHECK(ds == NULL);
+    write_file(path("k.csv"), b.data, b.len - 9);
+    CHECK(cnd_data_load_csv(&ds, path("k.csv"), NULL) == 0);
+    CHECK(ds && ds->n == 256 && ds->n_classes == 256);
+    cnd_data_destroy(&ds);
+    cnd_buf_free(&b);
+    /* 4096 header columns are fine, 4097 are not. */
+    cnd_buf_init(&b);
+    cnd_buf_put(&b, "label", 5);
+    for (int i = 1; i < 4097; i++) {
+        char col[16];
+        int n = snprintf(col, sizeof col, ",c%d", i);
+        cnd_buf_put(&b, col, (size_t)n);
+    }
+    cnd_buf_put(&b, "\n", 1);
+    write_file(path("w.csv"), b.data, b.len);
+    expect_fail(cnd_data_load_csv(&ds, path("w.csv"), NULL), ":1: more than 4096 columns");
+    CHECK(ds == NULL);
+    cnd_buf_free(&b);
+    /* A field of 1024 bytes or more, quoted or not. */
+    char longf[1100];
+    memset(longf, '7', sizeof longf);
+    memcpy(longf, "a,label\n", 8);
+    memcpy(longf + sizeof longf - 3, ",1\n", 3);
+    write_file(path("l.csv"), longf, sizeof longf);
+    expect_fail(cnd_data_load_csv(&ds, path("l.csv"), NULL), ":2: column 1: field too long");
+    longf[8] = '"';
+    longf[sizeof longf - 4] = '"';
+    write_file(path("l.csv"), longf, sizeof longf);
+    expect_fail(cnd_data_load_csv(&ds, path("l.csv"), NULL), ":2: column 1: field too long");
+    const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"a,label\n\"1\"x,2\n", ":2: column 1: text after closing quote"},
+        {"a,label\n1,2\n\n\n4,\n", ":5: column 2 ('label') is empty"},
+        {"a,label\n\"1\n\n\",2\n1e999,3\n", ":5: column 1 ('a'): '1e999' is not a finite"},
+        {"a,label\n-inf,2\n", "'-inf' is not a finite number"},
+        {"a,label\n \n\t\r\n", "no data rows"},
+        {"\n", "no column named 'label'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(path("b.csv"), bad[i].text, strlen(bad[i].text));
+        expect_fail(cnd_data_load_csv(&ds, path("b.csv"), NULL), bad[i].needle);
+        CHECK(ds == NULL);
+    }
+    /* Spaces around unquoted and after quoted fields, CRLF, no final newline. */
+    const char *ok = "a , label\r\n\"2\" , x \r\n3,y";
+    write_file(path("s.csv"), ok, strlen(ok));
+    CHECK(cnd_data_load_csv(&ds, path("s.csv"), NULL) == 0);
+    CHECK(ds && ds->n == 2 && ds->x[0] == 2.0f && ds->x[1] == 3.0f && ds->y[1] == 1);
+    cnd_data_destroy(&ds);
+}
+
 static void test_csv(void)
 {
     cnd_dataset_t *ds = NULL;
@@ -135,6 +231,9 @@ static void test_csv(void)
         {"a,label\nx1,2\n", ":2: column 1 ('a'): 'x1' is not a finite number"},
         {"a,label\n,2\n", ":2: column 1 ('a') is empty"},
         {"a,label\nnan,2\n", "not a finite number"},
+        /* finite as a double, infinite as the float features are stored in */
+        {"a,label\n1,0\n-4e38,2\n", ":3: column 1 ('a'): '-4e38' is outside the range of a float"},
+        {"a,b,label\n1,1e39,2\n", ":2: column 2 ('b'): '1e39' is outside the range of a float"},
         {"a,b\n1,2\n", "no column named 'label'"},
         {"a,label\n\"1,2\n", "unterminated quoted field"},
         {"", "empty file"},
@@ -147,6 +246,7 @@ static void test_csv(void)
         CHECK(ds == NULL);
     }
     CHECK(cnd_data_open(&ds, "csv:/nonexistent.csv,label=y", "train") == CND_EIO);
+    test_csv_limits();
 }
 
 static void test_split_partition(void)

@@ -217,17 +217,28 @@ static void test_conv_reference(void)
                         {2, 9, 9, 4, 3, 2},
                         {1, 28, 28, 8, 5, 1},
                         {1, 28, 28, 32, 3, 1},
-                        {1, 7, 5, 3, 7, 1}};
-    int pads[] = {1, 0, 2, 1, 3};
-    int relu[] = {0, 0, 0, 1, 0}; /* single-channel same convs take the direct path */
-    for (int t = 0; t < 5; t++) {
+                        {1, 7, 5, 3, 7, 1},
+                        /* "same" convolutions whose padding reaches past the whole input, so
+                         * some taps see only padding (the direct path's edge cases) */
+                        {1, 1, 1, 3, 5, 1},
+                        {1, 2, 2, 3, 5, 1},
+                        {2, 1, 3, 2, 7, 1},
+                        {3, 2, 1, 2, 5, 1},
+                        {1, 1, 1, 2, 3, 1}};
+    int pads[] = {1, 0, 2, 1, 3, 2, 2, 3, 2, 1};
+    int relu[] = {0, 0, 0, 1, 0,
+                  0, 1, 0, 0, 0}; /* single-channel same convs take the direct path */
+    int cbhw[] = {0, 0, 0, 0, 0, 0, 0, 1, 1, 0}; /* multi-channel CBHW input: direct path too */
+    int batch[] = {3, 3, 3, 3, 3, 1, 1, 3, 2, 1};
+    for (int t = 0; t < 10; t++) {
         int C = configs[t][0], H = configs[t][1], W = configs[t][2], OC = configs[t][3];
-        int K = configs[t][4], S = configs[t][5], P = pads[t], B = 3;
+        int K = configs[t][4], S = configs[t][5], P = pads[t], B = batch[t];
         cnd_layer_t proto;
         memset(&proto, 0, sizeof proto);
         proto.type = CND_L_CONV2D;
         SET_CONV(proto, OC, K, S, P);
         proto.fuse_relu = relu[t];
+        proto.in_cbhw = cbhw[t];
         harness h;
         CHECK(h_init(&h, proto, (cnd_shape_t){C, H, W}, B, &rng) == 0);
         int OH = h.l.out.h, OW = h.l.out.w;
@@ -247,8 +258,9 @@ static void test_conv_reference(void)
                                 for (int j = 0; j < K; j++) {
                                     int ih = oh * S - P + i, iw = ow * S - P + j;
                                     if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                    size_t plane = cbhw[t] ? (size_t)c * B + b : (size_t)b * C + c;
                                     acc += (double)h.w[((oc * C + c) * K + i) * K + j] *
-                                           x[((size_t)(b * C + c) * H + ih) * W + iw];
+                                           x[(plane * H + ih) * W + iw];
                                 }
                         if (relu[t] && acc < 0) acc = 0;
                         /* conv2d's output is CBHW (layer.h) */
@@ -259,6 +271,37 @@ static void test_conv_reference(void)
         free(x);
         free(out);
         h_free(&h);
+        if (t >= 5) { /* their backward pass (col2im) against finite differences */
+            char what[64];
+            snprintf(what, sizeof what, "conv2d reference case %d", t);
+            grad_check(what, proto, (cnd_shape_t){C, H, W}, B, 1);
+        }
+    }
+    /* Whole models, as `train` and `eval --batch 1` run them, with a padding at least the
+     * input size: training and inference passes at batch 1 and 3, with the fused conv+pool. */
+    static const struct {
+        const char *spec;
+        cnd_shape_t in;
+    } models[] = {
+        {"conv2d(4,5,pad=2) relu flatten dense(3)", {1, 1, 1}},
+        {"conv2d(4,5,pad=2) relu maxpool(2) flatten dense(3)", {1, 2, 2}},
+        {"conv2d(3,3,pad=1) conv2d(2,9,pad=4) relu gap dense(2)", {2, 3, 2}},
+    };
+    for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
+        cnd_model_t *m = NULL;
+        CHECK(cnd_model_new(&m, models[i].spec, models[i].in, 3) == 0);
+        if (!m) continue;
+        float x[3 * 12], dl[3 * 3];
+        for (int k = 0; k < 3 * 12; k++) x[k] = (float)(k % 5) - 2.0f;
+        for (int k = 0; k < 3 * 3; k++) dl[k] = 0.5f;
+        for (int B = 1; B <= 3; B += 2) {
+            const float *lg;
+            CHECK(cnd_model_forward(m, x, B, 1, &lg) == 0);
+            cnd_model_backward(m, dl);
+            CHECK(cnd_model_forward(m, x, B, 0, &lg) == 0);
+            for (int k = 0; k < B * m->n_classes; k++) CHECK(isfinite(lg[k]));
+        }
+        cnd_model_destroy(&m);
     }
 }
 

@@ -1,5 +1,6 @@
 /* test_modelfile.c: .cnd round trip and refusal of corrupted, truncated and wrong-version
  * files, each with its own message. */
+#include "bytes.h"
 #include "check.h"
 #include "digest.h"
 #include "error.h"
@@ -26,6 +27,10 @@ int main(void)
     CHECK(cnd_model_meta_set(m, "dataset", "unit-test") == 0);
     CHECK(cnd_model_meta_set(m, "accuracy", "0.5") == 0);
     CHECK_EQ_INT(m->n_meta, 2);
+    size_t plan_np = 0, plan_ns = 0; /* the plan gives the counts without building */
+    CHECK(cnd_model_plan(m->spec, m->in, &plan_np, &plan_ns) == 0);
+    CHECK(plan_np == m->num_params && plan_ns == m->num_state && plan_ns > 0);
+    CHECK_EQ_INT(cnd_model_plan("dense(0)", m->in, &plan_np, &plan_ns), CND_EINVAL);
     CHECK(cnd_model_save(m, p) == 0);
     CHECK(cnd_model_load(&r, p) == 0);
     CHECK(r != NULL);
@@ -96,6 +101,31 @@ int main(void)
     cnd_sha256(longer + len - 28, longer, len - 28);
     CHECK_EQ_INT(cnd_model_deserialize(&r, longer, len + 4, "x"), CND_EFORMAT);
     CHECK(strstr(cnd_err_detail(), "unexpected bytes") != NULL);
+    /* A tiny file whose architecture declares millions of parameters is refused before
+     * anything is allocated for them, naming the sizes (it used to allocate and initialise
+     * the whole model first: 1 GB for a 106-byte file). */
+    cnd_buf_t tiny;
+    cnd_buf_init(&tiny);
+    cnd_buf_put(&tiny, "CNDM", 4);
+    cnd_buf_u32(&tiny, 1);
+    cnd_buf_u32(&tiny, 0);
+    cnd_buf_str(&tiny, "flatten dense(4096) dense(2048)");
+    cnd_buf_u32(&tiny, 1);
+    cnd_buf_u32(&tiny, 1);
+    cnd_buf_u32(&tiny, 1);
+    cnd_buf_u32(&tiny, 2048);
+    cnd_buf_f32(&tiny, 0.0f);
+    cnd_buf_f32(&tiny, 1.0f);
+    cnd_buf_u32(&tiny, 0); /* metadata */
+    cnd_buf_u32(&tiny, 4); /* tensors, none of them present */
+    uint8_t dg[32];
+    cnd_sha256(dg, tiny.data, tiny.len);
+    cnd_buf_put(&tiny, dg, sizeof dg);
+    CHECK(!tiny.err);
+    CHECK_EQ_INT(cnd_model_deserialize(&r, tiny.data, tiny.len, "tiny.cnd"), CND_EFORMAT);
+    CHECK(strstr(cnd_err_detail(), "tiny.cnd: the architecture has 8398848 parameters") != NULL);
+    CHECK(r == NULL);
+    cnd_buf_free(&tiny);
     /* Loading a file that is not there, or too short. */
     CHECK_EQ_INT(cnd_model_load(&r, "/nonexistent.cnd"), CND_EIO);
     CHECK(cnd_file_write_atomic(p, "CNDM", 4, 0644) == 0);

@@ -45,6 +45,13 @@ int main(void)
     expect_error("dense()", "position 7: expected a number");
     expect_error("dense(-3)", "dense outputs must be an integer");
     expect_error("dense(2.5)", "dense outputs must be an integer");
+    /* numbers no integer holds: refused without casting them (that would be undefined) */
+    expect_error("dense(1e300)", "dense outputs must be an integer");
+    expect_error("dense(-1e19)", "dense outputs must be an integer");
+    expect_error("dense(-nan)", "dense outputs must be an integer");
+    expect_error("conv2d(8,3,pad=nan)", "pad must be an integer");
+    expect_error("conv2d(8,+inf)", "conv2d kernel must be an integer");
+    expect_error("maxpool(2,stride=-inf)", "stride must be an integer");
     expect_error("conv2d(8)", "conv2d takes");
     expect_error("conv2d(8,3,pads=1)", "has no argument 'pads'");
     expect_error("relu(1)", "relu takes no arguments");

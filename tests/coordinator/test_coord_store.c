@@ -1,16 +1,12 @@
 /*
- * test_coord_store.c: the coordinator's SQLite state and the job recipe, without processes:
- * schema creation and reopening, identity enrollment rules (names, duplicate names and keys,
- * revocation, lookups by CurveZMQ key), jobs with their teacher and model versions (digests
- * checked on read, a changed blob detected), rounds (insert, phase updates, the round in
- * flight, next round and attempt), server momentum; the recipe's JSON round trip and checks;
- * the FedAvg step against a naive model; and the agent's INI configuration (errors with line
- * numbers, relative paths).
+ * test_coord_store.c: the coordinator's SQLite state (coordinator/coord_store.c), without
+ * processes: schema creation and reopening, identity enrollment rules (names, duplicate names
+ * and keys, revocation, lookups by CurveZMQ key), jobs with their teacher and model versions
+ * (digests checked on read, a changed blob detected), rounds (insert, phase updates, the round
+ * in flight, next round and attempt), server momentum. (The recipe is tests/proto/test_job.c,
+ * FedAvg tests/coordinator/test_fedavg.c, the agent's INI tests/agent/test_agent_config.c.)
  */
-#include "agent_config.h"
 #include "check.h"
-#include "job.h"
-#include "coord_round.h"
 #include "coord_store.h"
 #include "digest.h"
 #include "fileio.h"
@@ -189,156 +185,6 @@ static void test_jobs_models_rounds(cnd_cstore_t *s)
     CHECK_EQ_INT(cnd_cstore_job_set_state(s, 7, "completed", NULL), CND_ENOTFOUND);
 }
 
-static void test_recipe(void)
-{
-    cnd_job_spec_t j, k;
-    cnd_job_defaults(&j);
-    snprintf(j.arch, sizeof j.arch, "flatten dense(128) relu dense(10)");
-    j.in_c = 1, j.in_h = 28, j.in_w = 28, j.classes = 10;
-    j.lr = 0.003f;
-    j.clip = 0.07f;
-    j.server_momentum = 0.9f;
-    j.seed = 123456789012ull;
-    CHECK_EQ_INT(cnd_job_check(&j), 0);
-    char *json = NULL;
-    CHECK_EQ_INT(cnd_job_to_json(&json, &j), 0);
-    CHECK(json && strstr(json, "\"lr\":0.003") != NULL); /* floats written as their decimals */
-    CHECK_EQ_INT(cnd_job_from_json(&k, json), 0);
-    CHECK(memcmp(&j, &k, sizeof j) == 0);
-    /* every field is required */
-    char *cut = json ? strdup(json) : NULL;
-    char *p = cut ? strstr(cut, "\"quorum\"") : NULL;
-    if (p) memcpy(p, "\"quorux\"", 8);
-    CHECK_EQ_INT(cnd_job_from_json(&k, cut), CND_EINVAL);
-    CHECK(strstr(cnd_err_detail(), "quorum") != NULL);
-    free(cut);
-    free(json);
-    /* the protobuf form the sites get round-trips the fields they use */
-    cnd_job_proto_t pb;
-    cnd_job_to_proto(&pb, &j, 5, NULL);
-    pb.spec.teacher_case = CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL;
-    pb.spec.teacher_local = cnd_proto_str("t");
-    cnd_proto_reject_t rej;
-    CHECK_EQ_INT(cnd_proto_validate_job_spec(&rej, &pb.spec), 0);
-    CHECK_EQ_INT(pb.secagg.ring_bits, 10); /* 3 sites of 8-bit values: 10-bit ring */
-    CHECK_EQ_INT(cnd_job_from_proto(&k, &pb.spec), 0);
-    CHECK_EQ_INT(k.rounds, j.rounds);
-    CHECK_NEAR(k.clip, j.clip, 0);
-    CHECK_EQ_INT(k.value_bits, 8);
-    /* checks that name the field */
-    k = j;
-    k.threshold = 1;
-    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
-    CHECK(strstr(cnd_err_detail(), "threshold") != NULL);
-    k = j;
-    k.quorum = 1;
-    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
-    k = j;
-    k.sites_per_round = 300;
-    k.value_bits = 24; /* 300 sites x 24-bit values need more than 32 bits */
-    k.threshold = 200;
-    k.quorum = 200;
-    CHECK(cnd_job_check(&k) != 0);
-    k = j;
-    k.deadline_ms[2] = 10;
-    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
-    CHECK(strstr(cnd_err_detail(), "masked_ms") != NULL);
-}
-
-static void test_fedavg(void)
-{
-    enum { P = 6, S = 2 };
-    float params[P] = {1, 2, 3, 4, 5, 6}, state[S] = {0.5f, 1.5f};
-    float avg[P + S] = {0.1f, -0.2f, 0.3f, 0, 1, -1, 0.25f, -0.5f};
-    float mom[P] = {0};
-    float p0[P], s0[S];
-    memcpy(p0, params, sizeof p0);
-    memcpy(s0, state, sizeof s0);
-    /* two steps with momentum 0.9, lr 0.5, against the textbook recurrence */
-    double m[P] = {0};
-    for (int step = 0; step < 2; step++) {
-        cnd_fedavg_apply(params, P, state, S, avg, mom, 0.5f, 0.9f);
-        for (int i = 0; i < P; i++) {
-            m[i] = 0.9 * m[i] + avg[i];
-            p0[i] += (float)(0.5 * m[i]);
-        }
-        for (int i = 0; i < S; i++) s0[i] += avg[P + i];
-    }
-    for (int i = 0; i < P; i++) CHECK_NEAR(params[i], p0[i], 1e-6);
-    for (int i = 0; i < S; i++) CHECK_NEAR(state[i], s0[i], 1e-6); /* running stats: plain mean */
-    /* without momentum: exactly params + lr * avg */
-    float q[P] = {1, 2, 3, 4, 5, 6};
-    cnd_fedavg_apply(q, P, NULL, 0, avg, NULL, 1.0f, 0);
-    for (int i = 0; i < P; i++) CHECK(q[i] == (float)(i + 1) + avg[i]);
-}
-
-static void test_agent_config(void)
-{
-    char ini[300], pub[300];
-    snprintf(ini, sizeof ini, "%s/agent.ini", s_dir);
-    snprintf(pub, sizeof pub, "%s/coord.pub", s_dir);
-    uint8_t pk[32];
-    for (int i = 0; i < 32; i++) pk[i] = (uint8_t)(i + 1);
-    CHECK_EQ_INT(cnd_pubkey_write(pub, pk), 0);
-    const char *good = "[site]\nname = h-1\ndata = idx:img.idx,lab.idx\nvalidation = 0.25\n"
-                       "[identity]\nkey = keys/identity.key\ncertificate = h1.pem\n"
-                       "[coordinator]\nendpoint = tcp://10.0.0.1:7700\npublic_key = coord.pub\n"
-                       "ca_cert = /etc/ca.crt\nca_crl = crl.pem\n"
-                       "[teachers]\nbig = /models/t.cnd\n[limits]\nthreads = 2\nmemory_mb = 512\n";
-    CHECK_EQ_INT(cnd_file_write_atomic(ini, good, strlen(good), 0644), 0);
-    cnd_agent_config_t c;
-    CHECK_EQ_INT(cnd_agent_config_load(&c, ini), 0);
-    CHECK(strcmp(c.name, "h-1") == 0);
-    char want[700];
-    snprintf(want, sizeof want, "idx:%s/img.idx,%s/lab.idx", s_dir, s_dir);
-    CHECK(strcmp(c.data, want) == 0);
-    snprintf(want, sizeof want, "%s/keys/identity.key", s_dir);
-    CHECK(strcmp(c.key, want) == 0);
-    snprintf(want, sizeof want, "%s/agent.db", s_dir);
-    CHECK(strcmp(c.state, want) == 0);
-    CHECK(memcmp(c.coordinator_pk, pk, 32) == 0);
-    CHECK(strcmp(c.ca_cert, "/etc/ca.crt") == 0);
-    snprintf(want, sizeof want, "%s/crl.pem", s_dir);
-    CHECK(strcmp(c.ca_crl, want) == 0);
-    CHECK_NEAR(c.validation, 0.25, 0);
-    CHECK_EQ_INT(c.threads, 2);
-    CHECK_EQ_INT(c.memory_mb, 512);
-    CHECK(cnd_agent_config_teacher(&c, "big") &&
-          strcmp(cnd_agent_config_teacher(&c, "big"), "/models/t.cnd") == 0);
-    CHECK(cnd_agent_config_teacher(&c, "small") == NULL);
-    struct {
-        const char *text, *want;
-    } bad[] = {
-        {"[site]\nname = a\nnmae = b\n", ":3: [site] nmae: unknown key"},
-        {"[site]\nname = a\nvalidation = 2\n", ":3: [site] validation"},
-        {"[limits]\nthreads = 0\n", ":2: [limits] threads"},
-        {"[coordinator]\npublic_key = nothex\n", ":2: [coordinator] public_key"},
-        {"[coordinator]\nendpoint = http://x\n", ":2: [coordinator] endpoint"},
-        {"[weird]\na = b\n", ":2: [weird] a: unknown section"},
-        {"[site]\nname = a\n", "[site] data is required"},
-        {"[site]\nname = a\ndata = fmnist\n[identity]\nkey = k\n[coordinator]\n"
-         "endpoint = tcp://h:1\npublic_key = coord.pub\n",
-         "[identity] certificate is required"},
-        {"[site]\nname = a\ndata = fmnist\n[identity]\nkey = k\ncertificate = c\n"
-         "[coordinator]\nendpoint = tcp://h:1\npublic_key = coord.pub\nca_cert = x\n",
-         "[coordinator] ca_crl is required"},
-        {"[site]\nname = a b\ndata = fmnist\n[identity]\nkey = k\ncertificate = c\n"
-         "[coordinator]\nendpoint = tcp://h:1\npublic_key = coord.pub\nca_cert = x\n"
-         "ca_crl = y\n",
-         "not a valid node name"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CHECK_EQ_INT(cnd_file_write_atomic(ini, bad[i].text, strlen(bad[i].text), 0644), 0);
-        int rc = cnd_agent_config_load(&c, ini);
-        CHECK(rc != 0);
-        if (!strstr(cnd_err_detail(), bad[i].want))
-            fprintf(stderr, "config case %zu: '%s' lacks '%s'\n", i, cnd_err_detail(), bad[i].want);
-        CHECK(strstr(cnd_err_detail(), bad[i].want) != NULL);
-    }
-    snprintf(want, sizeof want, "%s/missing.ini", s_dir);
-    CHECK_EQ_INT(cnd_agent_config_load(&c, want), CND_EIO);
-}
-
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -375,9 +221,6 @@ int main(void)
         cnd_cstore_close(&s);
     }
     CHECK_EQ_INT(cnd_cstore_open(&s, db, 0), CND_EFORMAT); /* a newer schema is refused */
-    test_recipe();
-    test_fedavg();
-    test_agent_config();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", s_dir);

@@ -106,6 +106,17 @@ static void test_verify(void)
     CHECK(cnd_manifest_check_artifact(&got, "hello!", 6) == CND_ECORRUPT);
     CHECK(strstr(cnd_err_detail(), "6 bytes") != NULL);
 
+    /* The signer as the envelope carries it (framing checked, not the signature): the key that
+     * signed, whatever the list; a cut or over-long envelope is refused. */
+    uint8_t signer[32];
+    CHECK(cnd_manifest_signer(signer, sm.data, sm.len) == 0);
+    CHECK(memcmp(signer, cnd_identity_pk(fed), 32) == 0);
+    CHECK(cnd_manifest_signer(signer, sm.data, sm.len - 1) == CND_EFORMAT);
+    CHECK(cnd_manifest_signer(signer, sm.data, 11) == CND_EFORMAT);
+    sm.data[0] ^= 1;
+    CHECK(cnd_manifest_signer(signer, sm.data, sm.len) == CND_EFORMAT);
+    sm.data[0] ^= 1;
+
     /* Wrong key: only `other` trusted. */
     cnd_manifest_policy_t p2 = pol;
     p2.n_keys = 1;

@@ -1,0 +1,94 @@
+/*
+ * test_agent_config.c: the site agent's INI configuration (agent/agent_config.c): paths relative
+ * to the file, the pinned coordinator key, teachers, limits; every bad line refused with its
+ * line number, section and key.
+ */
+#include "check.h"
+#include "agent_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fileio.h"
+#include "identity.h"
+
+static char s_dir[256];
+
+static void test_agent_config(void)
+{
+    char ini[300], pub[300];
+    snprintf(ini, sizeof ini, "%s/agent.ini", s_dir);
+    snprintf(pub, sizeof pub, "%s/coord.pub", s_dir);
+    uint8_t pk[32];
+    for (int i = 0; i < 32; i++) pk[i] = (uint8_t)(i + 1);
+    CHECK_EQ_INT(cnd_pubkey_write(pub, pk), 0);
+    const char *good = "[site]\nname = h-1\ndata = idx:img.idx,lab.idx\nvalidation = 0.25\n"
+                       "[identity]\nkey = keys/identity.key\ncertificate = h1.pem\n"
+                       "[coordinator]\nendpoint = tcp://10.0.0.1:7700\npublic_key = coord.pub\n"
+                       "ca_cert = /etc/ca.crt\nca_crl = crl.pem\n"
+                       "[teachers]\nbig = /models/t.cnd\n[limits]\nthreads = 2\nmemory_mb = 512\n";
+    CHECK_EQ_INT(cnd_file_write_atomic(ini, good, strlen(good), 0644), 0);
+    cnd_agent_config_t c;
+    CHECK_EQ_INT(cnd_agent_config_load(&c, ini), 0);
+    CHECK(strcmp(c.name, "h-1") == 0);
+    char want[700];
+    snprintf(want, sizeof want, "idx:%s/img.idx,%s/lab.idx", s_dir, s_dir);
+    CHECK(strcmp(c.data, want) == 0);
+    snprintf(want, sizeof want, "%s/keys/identity.key", s_dir);
+    CHECK(strcmp(c.key, want) == 0);
+    snprintf(want, sizeof want, "%s/agent.db", s_dir);
+    CHECK(strcmp(c.state, want) == 0);
+    CHECK(memcmp(c.coordinator_pk, pk, 32) == 0);
+    CHECK(strcmp(c.ca_cert, "/etc/ca.crt") == 0);
+    snprintf(want, sizeof want, "%s/crl.pem", s_dir);
+    CHECK(strcmp(c.ca_crl, want) == 0);
+    CHECK_NEAR(c.validation, 0.25, 0);
+    CHECK_EQ_INT(c.threads, 2);
+    CHECK_EQ_INT(c.memory_mb, 512);
+    CHECK(cnd_agent_config_teacher(&c, "big") &&
+          strcmp(cnd_agent_config_teacher(&c, "big"), "/models/t.cnd") == 0);
+    CHECK(cnd_agent_config_teacher(&c, "small") == NULL);
+    struct {
+        const char *text, *want;
+    } bad[] = {
+        {"[site]\nname = a\nnmae = b\n", ":3: [site] nmae: unknown key"},
+        {"[site]\nname = a\nvalidation = 2\n", ":3: [site] validation"},
+        {"[limits]\nthreads = 0\n", ":2: [limits] threads"},
+        {"[coordinator]\npublic_key = nothex\n", ":2: [coordinator] public_key"},
+        {"[coordinator]\nendpoint = http://x\n", ":2: [coordinator] endpoint"},
+        {"[weird]\na = b\n", ":2: [weird] a: unknown section"},
+        {"[site]\nname = a\n", "[site] data is required"},
+        {"[site]\nname = a\ndata = fmnist\n[identity]\nkey = k\n[coordinator]\n"
+         "endpoint = tcp://h:1\npublic_key = coord.pub\n",
+         "[identity] certificate is required"},
+        {"[site]\nname = a\ndata = fmnist\n[identity]\nkey = k\ncertificate = c\n"
+         "[coordinator]\nendpoint = tcp://h:1\npublic_key = coord.pub\nca_cert = x\n",
+         "[coordinator] ca_crl is required"},
+        {"[site]\nname = a b\ndata = fmnist\n[identity]\nkey = k\ncertificate = c\n"
+         "[coordinator]\nendpoint = tcp://h:1\npublic_key = coord.pub\nca_cert = x\n"
+         "ca_crl = y\n",
+         "not a valid node name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_EQ_INT(cnd_file_write_atomic(ini, bad[i].text, strlen(bad[i].text), 0644), 0);
+        int rc = cnd_agent_config_load(&c, ini);
+        CHECK(rc != 0);
+        if (!strstr(cnd_err_detail(), bad[i].want))
+            fprintf(stderr, "config case %zu: '%s' lacks '%s'\n", i, cnd_err_detail(), bad[i].want);
+        CHECK(strstr(cnd_err_detail(), bad[i].want) != NULL);
+    }
+    snprintf(want, sizeof want, "%s/missing.ini", s_dir);
+    CHECK_EQ_INT(cnd_agent_config_load(&c, want), CND_EIO);
+}
+
+int main(void)
+{
+    snprintf(s_dir, sizeof s_dir, "%s/cnd-agentcfg-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    CHECK(mkdtemp(s_dir) != NULL);
+    test_agent_config();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", s_dir);
+    return check_result("test_agent_config");
+}

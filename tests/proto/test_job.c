@@ -1,0 +1,73 @@
+/*
+ * test_job.c: the job recipe (proto/job.c): its JSON round trip with every field required, the
+ * protobuf JobSpec sites receive (validated by the receive gate and read back), and the checks
+ * that name the field at fault.
+ */
+#include "check.h"
+#include "job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void test_recipe(void)
+{
+    cnd_job_spec_t j, k;
+    cnd_job_defaults(&j);
+    snprintf(j.arch, sizeof j.arch, "flatten dense(128) relu dense(10)");
+    j.in_c = 1, j.in_h = 28, j.in_w = 28, j.classes = 10;
+    j.lr = 0.003f;
+    j.clip = 0.07f;
+    j.server_momentum = 0.9f;
+    j.seed = 123456789012ull;
+    CHECK_EQ_INT(cnd_job_check(&j), 0);
+    char *json = NULL;
+    CHECK_EQ_INT(cnd_job_to_json(&json, &j), 0);
+    CHECK(json && strstr(json, "\"lr\":0.003") != NULL); /* floats written as their decimals */
+    CHECK_EQ_INT(cnd_job_from_json(&k, json), 0);
+    CHECK(memcmp(&j, &k, sizeof j) == 0);
+    /* every field is required */
+    char *cut = json ? strdup(json) : NULL;
+    char *p = cut ? strstr(cut, "\"quorum\"") : NULL;
+    if (p) memcpy(p, "\"quorux\"", 8);
+    CHECK_EQ_INT(cnd_job_from_json(&k, cut), CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "quorum") != NULL);
+    free(cut);
+    free(json);
+    /* the protobuf form the sites get round-trips the fields they use */
+    cnd_job_proto_t pb;
+    cnd_job_to_proto(&pb, &j, 5, NULL);
+    pb.spec.teacher_case = CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL;
+    pb.spec.teacher_local = cnd_proto_str("t");
+    cnd_proto_reject_t rej;
+    CHECK_EQ_INT(cnd_proto_validate_job_spec(&rej, &pb.spec), 0);
+    CHECK_EQ_INT(pb.secagg.ring_bits, 10); /* 3 sites of 8-bit values: 10-bit ring */
+    CHECK_EQ_INT(cnd_job_from_proto(&k, &pb.spec), 0);
+    CHECK_EQ_INT(k.rounds, j.rounds);
+    CHECK_NEAR(k.clip, j.clip, 0);
+    CHECK_EQ_INT(k.value_bits, 8);
+    /* checks that name the field */
+    k = j;
+    k.threshold = 1;
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "threshold") != NULL);
+    k = j;
+    k.quorum = 1;
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+    k = j;
+    k.sites_per_round = 300;
+    k.value_bits = 24; /* 300 sites x 24-bit values need more than 32 bits */
+    k.threshold = 200;
+    k.quorum = 200;
+    CHECK(cnd_job_check(&k) != 0);
+    k = j;
+    k.deadline_ms[2] = 10;
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "masked_ms") != NULL);
+}
+
+int main(void)
+{
+    test_recipe();
+    return check_result("test_job");
+}
