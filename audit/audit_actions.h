@@ -67,11 +67,13 @@
 /* --- models and artifacts ---
  * model.version subject: version name. details: {"version": str (required), "round": int,
  *                         "format": "float"|"int8"|"w4a8"|... (required), "size": bytes,
- *                         "accuracy": num}
+ *                         "accuracy": num, "source": hex SHA-256 of the float model an
+ *                         artifact was frozen from}
  *               digests: {"model": the model or artifact file (required)}
  * artifact.sign subject: version name. details: {"version": str (required), "sequence": int
- *                         (required), "size": bytes, "device_class": str, "expires": unix s,
- *                         "signer": fingerprint}
+ *                         (required; per model name, each above the last), "variant": str,
+ *                         "size": bytes, "device_class": str, "expires": unix s,
+ *                         "rollback": bool, "signer": fingerprint}
  *               digests: {"artifact": the artifact bytes (required), "manifest": the signed
  *                         manifest} */
 #define CND_AUDIT_MODEL_VERSION "model.version"

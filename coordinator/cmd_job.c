@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "coord_admin.h"
 #include "coord_round.h"
+#include "coord_quant.h"
 #include "job.h"
 #include "quant.h"
 #include "quant_fed.h"
@@ -537,6 +538,41 @@ static double s_left(const cnd_round_rec_t *r, const cnd_job_spec_t *j)
     return 0;
 }
 
+static int s_cmp_models(const void *a, const void *b)
+{
+    const cnd_model_rec_t *x = a, *y = b;
+    if (x->version != y->version) return x->version < y->version ? -1 : 1;
+    return strcmp(x->format, y->format);
+}
+
+/* The job's model versions (float, and the int8 rows of files from before the artifact registry)
+ * and the signed artifacts the registry holds under its name, by version and format; an artifact
+ * listed in both is listed once. On failure the caller still frees (*models, *nm). */
+static int s_all_models(cnd_cstore_t *s, int64_t job, cnd_model_rec_t **models, size_t *nm)
+{
+    int rc = cnd_cstore_models(s, job, models, nm);
+    cnd_model_rec_t *arts = NULL;
+    size_t na = 0;
+    if (rc || (rc = cnd_fedq_artifacts(s, job, &arts, &na)) || !na) return rc;
+    cnd_model_rec_t *g = realloc(*models, (*nm + na) * sizeof *g);
+    if (!g) rc = cnd_errf(CND_ENOMEM, "job show: out of memory");
+    for (size_t i = 0; i < na; i++) {
+        int dup = 0;
+        for (size_t k = 0; g && k < *nm && !dup; k++)
+            dup = !memcmp(g[k].digest, arts[i].digest, 32);
+        if (!g || dup)
+            cnd_model_rec_free(&arts[i]);
+        else
+            g[(*nm)++] = arts[i];
+    }
+    free(arts);
+    if (g) {
+        *models = g;
+        qsort(g, *nm, sizeof *g, s_cmp_models);
+    }
+    return rc;
+}
+
 /* What `job show` reads from the store. */
 typedef struct {
     long long id;
@@ -762,7 +798,7 @@ static int s_show(int argc, char **argv)
     if ((rc = cnd_coord_open(&c, dir, 0))) return rc;
     if (!(rc = cnd_cstore_job_get(c.store, v.id, &v.job)) &&
         !(rc = cnd_cstore_rounds(c.store, v.id, &v.rounds, &v.nr)) &&
-        !(rc = cnd_cstore_models(c.store, v.id, &v.models, &v.nm))) {
+        !(rc = s_all_models(c.store, v.id, &v.models, &v.nm))) {
         v.have_spec = cnd_job_from_json(&v.spec, v.job.spec_json) == 0;
         cnd_err_clear();
         if (json)
@@ -864,10 +900,16 @@ static int s_export(int argc, char **argv)
     cnd_coord_t c;
     if ((rc = cnd_coord_open(&c, dir, 0))) return rc;
     cnd_model_rec_t m;
+    memset(&m, 0, sizeof m);
     uint8_t *blob = NULL;
     size_t len = 0;
-    rc = version < 0 ? cnd_cstore_model_latest(c.store, id, format, &m, &blob, &len)
-                     : cnd_cstore_model_get(c.store, id, version, format, &m, &blob, &len);
+    if (strcmp(format, "int8") == 0) /* the signed artifact (coord_quant.h) */
+        rc = cnd_fedq_artifact(c.store, id, version, &m, &blob, &len);
+    else if (strcmp(format, "float") == 0)
+        rc = version < 0 ? cnd_cstore_model_latest(c.store, id, format, &m, &blob, &len)
+                         : cnd_cstore_model_get(c.store, id, version, format, &m, &blob, &len);
+    else
+        rc = cnd_errf(CND_EINVAL, "--format %s: float or int8", format);
     if (!rc) rc = cnd_file_write_atomic(out, blob, len, 0644);
     if (!rc && m.manifest) {
         char mp[1024];
@@ -879,8 +921,8 @@ static int s_export(int argc, char **argv)
         printf("wrote %s: job %lld version %lld (%s, %zu bytes, sha256:%s)%s\n", out, id,
                (long long)m.version, m.format, len, cnd_hex(hex, m.digest, 32),
                m.manifest ? " and its signed manifest (.manifest)" : "");
-        cnd_model_rec_free(&m);
     }
+    cnd_model_rec_free(&m);
     free(blob);
     cnd_coord_close(&c);
     return rc;

@@ -12,6 +12,7 @@
 #include "data.h"
 #include "digest.h"
 #include "identity.h"
+#include "registry.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -103,6 +104,8 @@ static int s_open(cnd_cstore_t **out, const char *path, unsigned flags)
     if (!rc)
         rc = (flags & CND_DB_READONLY) ? cnd_db_check(s->db, &s_schema, "coordinator database")
                                        : cnd_db_migrate(s->db, &s_schema);
+    /* the artifact registry a job's end publishes into (coord_quant.c) lives in this file */
+    if (!rc && !(flags & CND_DB_READONLY)) rc = cnd_registry_init(s->db);
     if (rc) {
         cnd_db_close(&s->db);
         free(s);

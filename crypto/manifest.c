@@ -10,14 +10,18 @@
 
 #include <inttypes.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define S_BODY_MAGIC "CNDMAN01"
-#define S_ENV_MAGIC  "CNDSMF01"
 #define S_CONTEXT    "manifest"
 #define S_BODY_MAX                                                                                 \
     (8 + 4 + CND_MANIFEST_NAME_MAX + 4 + CND_MANIFEST_TARGET_MAX + 3 * 8 + 32 + 8 + 4 + 1 + 32)
+
+_Static_assert(CND_MANIFEST_ENV_TAIL == 32 + CND_SIG_BYTES, "envelope tail: signer key, signature");
+_Static_assert(sizeof CND_MANIFEST_ENV_MAGIC - 1 + 4 == CND_MANIFEST_ENV_HEAD,
+               "envelope head: magic, body length");
 
 static int s_printable(const char *s, size_t n)
 {
@@ -129,7 +133,7 @@ int cnd_manifest_sign(cnd_buf_t *out, const cnd_manifest_t *m, const cnd_identit
     uint8_t sig[CND_SIG_BYTES];
     if (!rc) rc = cnd_sign(sig, id, S_CONTEXT, body.data, body.len);
     if (!rc) {
-        cnd_buf_put(out, S_ENV_MAGIC, 8);
+        cnd_buf_put(out, CND_MANIFEST_ENV_MAGIC, 8);
         cnd_buf_blob(out, body.data, (uint32_t)body.len);
         cnd_buf_put(out, cnd_identity_pk(id), 32);
         cnd_buf_put(out, sig, sizeof sig);
@@ -174,36 +178,40 @@ static int s_fail(cnd_manifest_fail_t *why, cnd_manifest_fail_t reason, int code
     return code;
 }
 
-/* The parts of a signed envelope (pointers into it), after checking its framing. Returns 0 or
- * CND_EFORMAT. */
-typedef struct {
-    const uint8_t *body, *signer, *sig;
-    uint32_t blen;
-} s_envelope_t;
-
-static int s_open_envelope(s_envelope_t *e, const uint8_t *signed_bytes, size_t len)
+int cnd_manifest_body(const uint8_t **body, size_t *body_len, const uint8_t *signed_bytes,
+                      size_t len)
 {
-    cnd_rd_t r;
-    cnd_rd_init(&r, signed_bytes, len);
-    const uint8_t *magic = cnd_rd_take(&r, 8);
-    e->blen = cnd_rd_u32(&r);
-    if (!magic || r.err || memcmp(magic, S_ENV_MAGIC, 8) != 0)
-        return cnd_errf(CND_EFORMAT, "signed manifest: bad magic or truncated header");
-    if (e->blen > S_BODY_MAX || cnd_rd_left(&r) != (size_t)e->blen + 32 + CND_SIG_BYTES)
-        return cnd_errf(CND_EFORMAT,
-                        "signed manifest: body length %u does not fit the %zu bytes left", e->blen,
-                        cnd_rd_left(&r));
-    e->body = cnd_rd_take(&r, e->blen);
-    e->signer = cnd_rd_take(&r, 32);
-    e->sig = cnd_rd_take(&r, CND_SIG_BYTES);
+    *body = NULL;
+    *body_len = 0;
+    if (len < CND_MANIFEST_ENV_HEAD + CND_MANIFEST_ENV_TAIL ||
+        memcmp(signed_bytes, CND_MANIFEST_ENV_MAGIC, 8) != 0)
+        return cnd_errf(CND_EFORMAT, "not a signed manifest (%s)", CND_MANIFEST_ENV_MAGIC);
+    uint32_t blen = cnd_le32(signed_bytes + 8);
+    if (blen > S_BODY_MAX || (size_t)blen != len - CND_MANIFEST_ENV_HEAD - CND_MANIFEST_ENV_TAIL)
+        return cnd_errf(CND_EFORMAT, "body length %u does not fit its %zu bytes", blen, len);
+    *body = signed_bytes + CND_MANIFEST_ENV_HEAD;
+    *body_len = blen;
     return 0;
+}
+
+int cnd_manifest_decode_signed(cnd_manifest_t *m, const uint8_t *signed_bytes, size_t len)
+{
+    const uint8_t *body;
+    size_t blen;
+    int rc = cnd_manifest_body(&body, &blen, signed_bytes, len);
+    if (rc) {
+        memset(m, 0, sizeof *m);
+        return rc;
+    }
+    return cnd_manifest_decode(m, body, blen);
 }
 
 int cnd_manifest_signer(uint8_t pk[32], const uint8_t *signed_bytes, size_t len)
 {
-    s_envelope_t e;
-    int rc = s_open_envelope(&e, signed_bytes, len);
-    if (!rc) memcpy(pk, e.signer, 32);
+    const uint8_t *body;
+    size_t blen;
+    int rc = cnd_manifest_body(&body, &blen, signed_bytes, len);
+    if (!rc) memcpy(pk, body + blen, 32);
     return rc;
 }
 
@@ -212,13 +220,17 @@ int cnd_manifest_verify(cnd_manifest_t *m, cnd_manifest_fail_t *why, const uint8
 {
     memset(m, 0, sizeof *m);
     if (why) *why = CND_MANIFEST_OK;
-    s_envelope_t e;
-    int rc = s_open_envelope(&e, signed_bytes, len);
-    if (rc) return s_fail(why, CND_MANIFEST_MALFORMED, rc);
-    const uint8_t *body = e.body, *signer = e.signer, *sig = e.sig;
-    uint32_t blen = e.blen;
+    const uint8_t *body;
+    size_t blen;
+    if (cnd_manifest_body(&body, &blen, signed_bytes, len)) {
+        char d[160];
+        snprintf(d, sizeof d, "%s", cnd_err_detail());
+        return s_fail(why, CND_MANIFEST_MALFORMED, cnd_errf(CND_EFORMAT, "manifest: %s", d));
+    }
+    const uint8_t *signer = body + blen;
+    const uint8_t *sig = signer + 32;
     cnd_manifest_t tmp;
-    rc = cnd_manifest_decode(&tmp, body, blen);
+    int rc = cnd_manifest_decode(&tmp, body, blen);
     if (rc) return s_fail(why, CND_MANIFEST_MALFORMED, rc);
 
     size_t k = 0;

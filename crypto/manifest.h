@@ -12,7 +12,8 @@
  * Canonical body (little-endian, see cnd_manifest_encode), the bytes that are signed:
  *   "CNDMAN01" | str name | str target | u64 sequence | u64 version | u64 length | 32 digest
  *   | i64 expires | u32 flags | u8 has_base | [32 base digest]            (str = u32 len | bytes)
- * Signed envelope (cnd_manifest_sign / cnd_manifest_verify):
+ * Signed envelope (cnd_manifest_sign / cnd_manifest_verify), its layout named once below
+ * (CND_MANIFEST_ENV_*; cnd_manifest_body finds the body, nobody else counts bytes):
  *   "CNDSMF01" | u32 body_len | body | 32 signer public key | 64 signature
  * The signature is crypto/sign.h's with context "manifest". The signer key travels in the
  * envelope only so verification can say "signed by an untrusted key" rather than "bad
@@ -35,6 +36,12 @@
 #define CND_MANIFEST_TARGET_MAX 256
 #define CND_MANIFEST_ROLLBACK   0x1u /* this manifest may install a lower version */
 #define CND_MANIFEST_FLAGS_ALL  0x1u /* flags a verifier understands; others are refused */
+
+/* The signed envelope: CND_MANIFEST_ENV_HEAD bytes (magic, u32 body length), the body, then
+ * CND_MANIFEST_ENV_TAIL bytes (32-byte signer public key, 64-byte signature). */
+#define CND_MANIFEST_ENV_MAGIC "CNDSMF01"
+#define CND_MANIFEST_ENV_HEAD  (8 + 4)
+#define CND_MANIFEST_ENV_TAIL  (32 + 64)
 
 typedef struct {
     char name[CND_MANIFEST_NAME_MAX + 1];     /* artifact name: printable ASCII, 1..128 bytes */
@@ -84,6 +91,20 @@ CND_MUST_USE int cnd_manifest_decode(cnd_manifest_t *m, const uint8_t *data, siz
 /* Appends the signed envelope of m, signed by id, to out. Returns 0, CND_EINVAL or CND_ENOMEM. */
 CND_MUST_USE int cnd_manifest_sign(cnd_buf_t *out, const cnd_manifest_t *m,
                                    const cnd_identity_t *id);
+
+/* The body inside a signed envelope, after checking the envelope's framing (magic, a body
+ * length that accounts for every byte) but NOT its signature: for a manifest verified earlier (a
+ * device's stored copy), one this process has just signed (to read back its sequence), or a
+ * message validator that checks shape only (the device verifies the signature). *body points
+ * into signed_bytes. Returns 0, or CND_EFORMAT with a detail starting "not a signed manifest" or
+ * "body length". */
+CND_MUST_USE int cnd_manifest_body(const uint8_t **body, size_t *body_len,
+                                   const uint8_t *signed_bytes, size_t len);
+
+/* cnd_manifest_body, then cnd_manifest_decode of that body (same uses: the signature is not
+ * checked). Returns 0 or CND_EFORMAT; *m is zeroed on failure. */
+CND_MUST_USE int cnd_manifest_decode_signed(cnd_manifest_t *m, const uint8_t *signed_bytes,
+                                            size_t len);
 
 /* Verifies a signed envelope under policy and, on success, fills *m. On failure *m is zeroed,
  * *why (may be NULL) says which check failed, the return code is the one listed next to the

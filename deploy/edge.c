@@ -284,16 +284,14 @@ static int s_load_state(cnd_edge_t *e)
     }
     for (int i = 0; i < 2; i++)
         if (e->slot_man[i] &&
-            cnd_manifest_decode(&e->slot_m[i], e->slot_man[i] + 12,
-                                e->slot_man_len[i] > 108 ? e->slot_man_len[i] - 108 : 0)) {
+            cnd_manifest_decode_signed(&e->slot_m[i], e->slot_man[i], e->slot_man_len[i])) {
             /* Not decodable: the slot is treated as empty. */
             free(e->slot_man[i]);
             e->slot_man[i] = NULL;
             e->slot_man_len[i] = 0;
             cnd_err_clear();
         }
-    if (e->dl && cnd_manifest_decode(&e->dl_m, e->dl_man + 12,
-                                     e->dl_man_len > 108 ? e->dl_man_len - 108 : 0)) {
+    if (e->dl && cnd_manifest_decode_signed(&e->dl_m, e->dl_man, e->dl_man_len)) {
         e->dl = 0;
         cnd_err_clear();
     }

@@ -180,6 +180,109 @@ static cnd_edge_fault_t s_fault_kind(const char *f, uint32_t k)
     return cyc[k % 3];
 }
 
+/* Options not given take their defaults. */
+static void s_defaults(cnd_fleet_sim_opts_t *o)
+{
+    if (!o->hw_class) o->hw_class = "sim-gw";
+    if (!o->cpu_class) o->cpu_class = "x86-64";
+    if (!o->ram_bytes) o->ram_bytes = 16u << 20;
+    if (!o->flash_bytes) o->flash_bytes = 64u << 20;
+    if (!o->sites) o->sites = 4;
+    if (!o->model) o->model = "";
+    if (!o->heartbeat_ms) o->heartbeat_ms = 10000;
+    if (!o->latency_runs) o->latency_runs = 1;
+}
+
+/* Two descriptors per device, plus libzmq's own: raises the limit as far as allowed and refuses
+ * a shard that still would not fit. */
+static int s_fd_limit(uint32_t count)
+{
+    struct rlimit rl;
+    if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (!getrlimit(RLIMIT_NOFILE, &rl) && (uint64_t)count * 2 + 64 > rl.rlim_cur)
+        return cnd_errf(CND_ERANGE,
+                        "fleet-sim: %u devices need about %u file descriptors, the limit is %llu: "
+                        "split the fleet over processes with --shard",
+                        count, count * 2 + 64, (unsigned long long)rl.rlim_cur);
+    return 0;
+}
+
+/* Which devices are faulty, drawn for the whole fleet in device order so every shard of it
+ * agrees; the faults of this shard's devices. */
+static void s_assign_faults(cnd_fleet_sim_t *s)
+{
+    const cnd_fleet_sim_opts_t *o = &s->o;
+    cnd_rng_t frng;
+    cnd_rng_seed(&frng, o->seed ^ 0xfa017ull);
+    uint32_t nfault = 0;
+    for (uint32_t k = 0; k < o->devices && k < o->first + o->count; k++) {
+        int faulty = cnd_rng_double(&frng) < o->fail_rate;
+        if (k < o->first) {
+            nfault += (uint32_t)faulty;
+            continue;
+        }
+        s_dev_t *d = &s->dev[k - o->first];
+        d->fault = faulty ? s_fault_kind(o->fault, nfault++) : CND_EDGE_FAULT_NONE;
+    }
+}
+
+/* Device k of this shard: its identity from the seed, its labels, its edge logic over a memory
+ * store, provisioned with the initial artifact, then its fault armed. */
+static int s_device_init(cnd_fleet_sim_t *s, uint32_t k)
+{
+    const cnd_fleet_sim_opts_t *o = &s->o;
+    s_dev_t *d = &s->dev[k];
+    d->sim = s;
+    d->index = o->first + k;
+    cnd_fleet_sim_device_name(d->name, d->index);
+    d->seq = cnd_proto_seq_start();
+    uint8_t seed[32];
+    s_seed_for(seed, o->seed, d->index);
+    cnd_identity_t *id = NULL;
+    int rc = cnd_identity_from_seed(&id, seed);
+    sodium_memzero(seed, sizeof seed);
+    if (rc) return rc;
+    memcpy(d->ed_pk, cnd_identity_pk(id), 32);
+    rc = cnd_identity_curve_keypair(d->cpk, d->csk, id);
+    cnd_identity_destroy(&id);
+    if (rc) return rc;
+    snprintf(d->site, sizeof d->site, "site%u", d->index % o->sites);
+    size_t nl = 0;
+    d->labels[nl++] = (cnd_edge_label_t){"fleet", "sim"};
+    d->labels[nl++] = (cnd_edge_label_t){"site", d->site};
+    for (size_t i = 0; i < s->n_extra; i++) d->labels[nl++] = s->extra[i];
+    cnd_edge_cfg_t cfg = {.name = d->name,
+                          .hardware_class = o->hw_class,
+                          .cpu_class = o->cpu_class,
+                          .model = o->model,
+                          .ram_bytes = o->ram_bytes,
+                          .flash_bytes = o->flash_bytes,
+                          .latency_budget_us = o->latency_budget_us,
+                          .labels = d->labels,
+                          .n_labels = nl,
+                          .trust = (const uint8_t(*)[32])o->coordinator_pk,
+                          .n_trust = 1,
+                          .latency_runs = o->latency_runs,
+                          .keep_model = 0,
+                          .fault = CND_EDGE_FAULT_NONE};
+    if ((rc = cnd_edge_store_mem(&d->store, s->pool))) return rc;
+    if ((rc = cnd_edge_new(&d->edge, &cfg, &d->store, s_send, d))) return rc;
+    if ((rc = cnd_edge_boot(d->edge))) return rc;
+    if (o->initial) {
+        cnd_edge_reason_t why;
+        if ((rc = cnd_edge_install(d->edge, o->initial, o->initial_len, o->initial_manifest,
+                                   o->initial_manifest_len, &why)))
+            return cnd_err_wrap(rc, "fleet-sim: provisioning %s with the initial artifact",
+                                d->name);
+    }
+    cnd_edge_set_fault(d->edge, d->fault); /* armed after provisioning */
+    d->need_hello = 1;
+    return 0;
+}
+
 int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_opts_t *o)
 {
     *out = NULL;
@@ -195,30 +298,10 @@ int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_opts_t *o)
     cnd_fleet_sim_t *s = calloc(1, sizeof *s);
     if (!s) return cnd_errf(CND_ENOMEM, "out of memory");
     s->o = *o;
-    if (!s->o.hw_class) s->o.hw_class = "sim-gw";
-    if (!s->o.cpu_class) s->o.cpu_class = "x86-64";
-    if (!s->o.ram_bytes) s->o.ram_bytes = 16u << 20;
-    if (!s->o.flash_bytes) s->o.flash_bytes = 64u << 20;
-    if (!s->o.sites) s->o.sites = 4;
-    if (!s->o.model) s->o.model = "";
-    if (!s->o.heartbeat_ms) s->o.heartbeat_ms = 10000;
-    if (!s->o.latency_runs) s->o.latency_runs = 1;
+    s_defaults(&s->o);
     s->ep = -1;
     cnd_buf_init(&s->buf);
-    if ((rc = s_parse_labels(s))) goto fail;
-    /* Two descriptors per device, plus libzmq's own: raise the limit as far as allowed. */
-    struct rlimit rl;
-    if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (!getrlimit(RLIMIT_NOFILE, &rl) && (uint64_t)o->count * 2 + 64 > rl.rlim_cur) {
-        rc = cnd_errf(CND_ERANGE,
-                      "fleet-sim: %u devices need about %u file descriptors, the limit is %llu: "
-                      "split the fleet over processes with --shard",
-                      o->count, o->count * 2 + 64, (unsigned long long)rl.rlim_cur);
-        goto fail;
-    }
+    if ((rc = s_parse_labels(s)) || (rc = s_fd_limit(o->count))) goto fail;
     if ((rc = cnd_edge_pool_new(&s->pool))) goto fail;
     s->ctx = zmq_ctx_new();
     if (!s->ctx || zmq_ctx_set(s->ctx, ZMQ_MAX_SOCKETS, (int)o->count + 64)) {
@@ -232,70 +315,9 @@ int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_opts_t *o)
         goto fail;
     }
     if ((rc = cnd_transport_curve_public(s->server_curve, o->coordinator_pk))) goto fail;
-    cnd_rng_t frng;
-    cnd_rng_seed(&frng, o->seed ^ 0xfa017ull);
-    uint32_t nfault = 0;
-    for (uint32_t k = 0; k < o->devices && k < o->first + o->count; k++) {
-        int faulty = cnd_rng_double(&frng) < o->fail_rate;
-        if (k < o->first) {
-            nfault += (uint32_t)faulty;
-            continue;
-        }
-        s_dev_t *d = &s->dev[k - o->first];
-        d->fault = faulty ? s_fault_kind(o->fault, nfault++) : CND_EDGE_FAULT_NONE;
-    }
+    s_assign_faults(s);
     for (uint32_t k = 0; k < o->count; k++) {
-        s_dev_t *d = &s->dev[k];
-        d->sim = s;
-        d->index = o->first + k;
-        cnd_fleet_sim_device_name(d->name, d->index);
-        d->seq = cnd_proto_seq_start();
-        uint8_t seed[32];
-        s_seed_for(seed, o->seed, d->index);
-        cnd_identity_t *id = NULL;
-        if ((rc = cnd_identity_from_seed(&id, seed))) goto fail;
-        memcpy(d->ed_pk, cnd_identity_pk(id), 32);
-        uint8_t cpk[32], csk[32];
-        rc = cnd_identity_curve_keypair(cpk, csk, id);
-        cnd_identity_destroy(&id);
-        sodium_memzero(seed, sizeof seed);
-        if (rc) goto fail;
-        snprintf(d->site, sizeof d->site, "site%u", d->index % s->o.sites);
-        size_t nl = 0;
-        d->labels[nl++] = (cnd_edge_label_t){"fleet", "sim"};
-        d->labels[nl++] = (cnd_edge_label_t){"site", d->site};
-        for (size_t i = 0; i < s->n_extra; i++) d->labels[nl++] = s->extra[i];
-        const uint8_t(*trust)[32] = (const uint8_t(*)[32])o->coordinator_pk;
-        cnd_edge_cfg_t cfg = {.name = d->name,
-                              .hardware_class = s->o.hw_class,
-                              .cpu_class = s->o.cpu_class,
-                              .model = s->o.model,
-                              .ram_bytes = s->o.ram_bytes,
-                              .flash_bytes = s->o.flash_bytes,
-                              .latency_budget_us = s->o.latency_budget_us,
-                              .labels = d->labels,
-                              .n_labels = nl,
-                              .trust = trust,
-                              .n_trust = 1,
-                              .latency_runs = s->o.latency_runs,
-                              .keep_model = 0,
-                              .fault = CND_EDGE_FAULT_NONE};
-        if ((rc = cnd_edge_store_mem(&d->store, s->pool))) goto fail;
-        if ((rc = cnd_edge_new(&d->edge, &cfg, &d->store, s_send, d))) goto fail;
-        if ((rc = cnd_edge_boot(d->edge))) goto fail;
-        if (o->initial) {
-            cnd_edge_reason_t why;
-            if ((rc = cnd_edge_install(d->edge, o->initial, o->initial_len, o->initial_manifest,
-                                       o->initial_manifest_len, &why))) {
-                cnd_err_wrap(rc, "fleet-sim: provisioning %s with the initial artifact", d->name);
-                goto fail;
-            }
-        }
-        cnd_edge_set_fault(d->edge, d->fault); /* armed after provisioning */
-        memcpy(d->cpk, cpk, 32);
-        memcpy(d->csk, csk, 32);
-        sodium_memzero(csk, sizeof csk);
-        d->need_hello = 1;
+        if ((rc = s_device_init(s, k))) goto fail;
         s->n = k + 1;
     }
     *out = s;

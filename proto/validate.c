@@ -647,14 +647,8 @@ static int s_manifest(cnd_proto_reject_t *rej, const char *ctx, ProtobufCBinaryD
                       ProtobufCBinaryData digest, const uint64_t *size, int rollback)
 {
     S_TRY(s_blob(rej, ctx, "manifest", b, 1, CND_PROTO_MANIFEST_MAX));
-    if (b.len < 12 + 96 || memcmp(b.data, "CNDSMF01", 8) != 0)
-        return s_fail(rej, S_BAD, "%s.manifest: not a signed manifest (CNDSMF01)", ctx);
-    uint32_t blen = cnd_le32(b.data + 8);
-    if ((size_t)blen != b.len - 12 - 96)
-        return s_fail(rej, S_BAD, "%s.manifest: body length %u does not fit its %zu bytes", ctx,
-                      blen, b.len);
     cnd_manifest_t m;
-    if (cnd_manifest_decode(&m, b.data + 12, blen) != 0) {
+    if (cnd_manifest_decode_signed(&m, b.data, b.len) != 0) {
         char why[400];
         snprintf(why, sizeof why, "%s", cnd_err_detail());
         return s_fail(rej, S_BAD, "%s.manifest: %s", ctx, why);

@@ -212,6 +212,7 @@ typedef struct {
     /* the edge fleet (fleet.rollout == 0: none) */
     cnd_demo_fleet_result_t fleet;
     int64_t v1_version; /* the coordinator's model version devices ran before */
+    int64_t v2_version; /* the version of the job's signed artifact (rolled out) */
     double v1_int8_acc; /* its int8 test accuracy */
     double fleet_s;
     /* the audit, after everything else */
@@ -547,8 +548,9 @@ static int s_collect(s_result_t *res, const char *work, const cnd_dataset_t *tes
      * artifact against it, then run it on the test set through the integer runtime */
     uint8_t *art = NULL;
     size_t alen = 0;
-    if ((rc = cnd_cstore_model_latest(s, 1, "int8", &am, &art, &alen))) goto done;
+    if ((rc = cnd_fedq_artifact(s, 1, -1, &am, &art, &alen))) goto done;
     res->artifact_bytes = am.size;
+    res->v2_version = am.version;
     cnd_hex(res->artifact_sha, am.digest, 32);
     uint8_t cpk[32];
     char pub[700];
@@ -563,7 +565,6 @@ static int s_collect(s_result_t *res, const char *work, const cnd_dataset_t *tes
         rc = cnd_errf(CND_ECRYPTO, "the artifact has no signed manifest");
     if (!rc) rc = cnd_manifest_check_artifact(&mf, art, alen);
     res->manifest_ok = rc == 0;
-    cnd_model_rec_free(&am);
     if (!rc) {
         cnd_artifact_t *a = NULL;
         rc = cnd_artifact_open(&a, art, alen, "the federated artifact");
@@ -576,11 +577,9 @@ static int s_collect(s_result_t *res, const char *work, const cnd_dataset_t *tes
         snprintf(out, sizeof out, "%s/student-int8.cndq", work);
         if (!rc) rc = cnd_file_write_atomic(out, art, alen, 0644);
         snprintf(out, sizeof out, "%s/student-int8.cndq.manifest", work);
-        if (!rc && !cnd_cstore_model_latest(s, 1, "int8", &am, NULL, NULL)) {
-            rc = cnd_file_write_atomic(out, am.manifest, am.manifest_len, 0644);
-            cnd_model_rec_free(&am);
-        }
+        if (!rc) rc = cnd_file_write_atomic(out, am.manifest, am.manifest_len, 0644);
     }
+    cnd_model_rec_free(&am);
     free(art);
     if (rc) goto done;
 done:
@@ -629,7 +628,7 @@ static void s_say_line(const char *line)
 static int s_fleet(s_result_t *res, const s_opts_t *o, const char *work, const cnd_dataset_t *cal,
                    const cnd_dataset_t *test)
 {
-    char dir[600], coord[600], v1[700], v2[700];
+    char dir[600], coord[600], v1[700], v2[700], name[64];
     snprintf(dir, sizeof dir, "%s/fleet", work);
     snprintf(coord, sizeof coord, "%s/coordinator", work);
     snprintf(v1, sizeof v1, "%s/v1-int8.cndq", dir);
@@ -644,8 +643,9 @@ static int s_fleet(s_result_t *res, const s_opts_t *o, const char *work, const c
           (long long)res->v1_version, res->v1_version ? "after round 1" : "the initial student",
           res->v1_int8_acc, res->fed_int8_acc);
     uint32_t n = (uint32_t)o->devices;
-    cnd_demo_fleet_opts_t fo = {coord, dir, v1, v2, res->v1_int8_acc, res->fed_int8_acc,
-                                "fmnist-demo", "1", n,
+    cnd_fedq_name(name, sizeof name, 1); /* the job's name in the artifact registry */
+    cnd_demo_fleet_opts_t fo = {coord, dir, v1, v2, res->v1_int8_acc, (uint64_t)res->v1_version,
+                                (uint64_t)res->v2_version, name, "1", n,
                                 /* 10 for 200 devices: about 5% of the fleet, at least 1 */
                                 n / 20 < 1    ? 1
                                 : n / 20 > 10 ? 10
@@ -739,7 +739,7 @@ static void s_print_fleet_json(cnd_jw_t *w, const s_result_t *r, const s_opts_t 
     cnd_jw_key(w, "rollout");
     cnd_jw_int(w, f->rollout);
     cnd_jw_key(w, "state");
-    cnd_jw_str(w, f->state);
+    cnd_jw_str(w, cnd_rollout_state_name(f->state));
     cnd_jw_key(w, "targeted");
     cnd_jw_int(w, f->targeted);
     cnd_jw_key(w, "running_v2");
@@ -794,8 +794,8 @@ static void s_print_fleet(const s_result_t *r, const s_opts_t *o)
     printf("  %-44s %.4f test accuracy, the signed artifact above\n", "v2, federated student, int8",
            r->fed_int8_acc);
     printf("  %-44s %ld, connected and profiled in %.1f s\n", "devices", o->devices, f->connect_s);
-    printf("  %-44s %s in %.1f s, %u of %ld devices now run v2\n", "rollout of v2", f->state,
-           f->rollout_s, f->on_v2, o->devices);
+    printf("  %-44s %s in %.1f s, %u of %ld devices now run v2\n", "rollout of v2",
+           cnd_rollout_state_name(f->state), f->rollout_s, f->on_v2, o->devices);
     printf("  %-10s %8s %8s %8s %10s %8s\n", "wave", "devices", "healthy", "failed", "timed out",
            "seconds");
     for (uint32_t i = 0; i < f->n_waves; i++) {
@@ -1281,11 +1281,11 @@ int cnd_cmd_demo(int argc, char **argv)
         s_print(res, &r.o);
         if (!res->manifest_ok || !res->audit_ok)
             rc = cnd_errf(CND_ECORRUPT, "the artifact's signature or an audit log did not verify");
-        else if (r.o.devices > 0 && (strcmp(res->fleet.state, "completed") ||
+        else if (r.o.devices > 0 && (res->fleet.state != CND_ROLLOUT_COMPLETED ||
                                      res->fleet.on_v2 != (uint32_t)r.o.devices))
-            rc = cnd_errf(CND_ESTATE,
-                          "the rollout ended %s with %u of %ld devices on v2: see %s/fleet",
-                          res->fleet.state, res->fleet.on_v2, r.o.devices, r.work);
+            rc = cnd_errf(
+                CND_ESTATE, "the rollout ended %s with %u of %ld devices on v2: see %s/fleet",
+                cnd_rollout_state_name(res->fleet.state), res->fleet.on_v2, r.o.devices, r.work);
     }
     s_run_free(&r);
     return rc;

@@ -55,9 +55,10 @@ static int s_done(void *ctx, cnd_fleet_sim_t *s)
     int over = 0, any = 0;
     if (sqlite3_step(st) == SQLITE_ROW) {
         any = 1;
-        const char *state = (const char *)sqlite3_column_text(st, 1);
-        over = !strcmp(state, "completed") || !strcmp(state, "rolled_back") ||
-               !strcmp(state, "aborted");
+        cnd_rollout_state_t state;
+        over = cnd_rollout_state_parse(&state, (const char *)sqlite3_column_text(st, 1)) == 0 &&
+               !cnd_rollout_live(state);
+        cnd_err_clear();
     }
     sqlite3_finalize(st);
     if (!any) return 0;

@@ -1,12 +1,15 @@
 /*
  * demo_fleet.c: the rollout step of `condenser demo` (see demo_fleet.h).
  *
- * Order matters: v1 is published before v2 so its manifest sequence is the older one; the
- * server is up before the fleet starts; the rollout is created only once every device has
- * reported its profile (a device the registry has no profile for cannot be matched to a
- * variant); and the server exits by itself (--until-idle) once the rollout is over, which is
- * what this process waits for. The fleet then stops by itself too, after writing where every
- * device ended (--report), which is how "every device runs v2" is checked rather than assumed.
+ * Order matters: v2 (the job's artifact) is in the registry since the job ended, v1 is
+ * published after it under the same name, so v1's manifest has the higher sequence of the two;
+ * the offer of v2 that `rollout create` signs has a higher one still (one rule per name,
+ * registry.h), which is what devices running v1 accept. The server is up before the fleet starts;
+ * the rollout is created only once every device has reported its profile (a device the registry has
+ * no profile for cannot be matched to a variant); and the server exits by itself (--until-idle)
+ * once the rollout is over, which is what this process waits for. The fleet then stops by itself
+ * too, after writing where every device ended (--report), which is how "every device runs v2" is
+ * checked rather than assumed.
  */
 #include "demo_fleet.h"
 #include "clock.h"
@@ -64,8 +67,10 @@ static int s_alive(pid_t *pid, const char *what, const char *log)
     return cnd_errf(CND_EIO, "%s ended early (exit %d): see %s", what, st, log);
 }
 
-static int s_publish(s_run_t *x, const char *art, const char *version, double acc, const char *man)
+static int s_publish(s_run_t *x, const char *art, uint64_t ver, double acc, const char *man)
 {
+    char version[32];
+    snprintf(version, sizeof version, "%llu", (unsigned long long)ver);
     const cnd_demo_fleet_opts_t *o = x->o;
     char a[32];
     snprintf(a, sizeof a, "%.4f", acc);
@@ -137,12 +142,6 @@ static int s_wait_profiles(s_run_t *x, uint32_t want)
     }
 }
 
-static int s_final(const char *state)
-{
-    return !strcmp(state, "completed") || !strcmp(state, "rolled_back") ||
-           !strcmp(state, "aborted");
-}
-
 /* Reads the rollout and tallies its waves (replacing r->waves). */
 static int s_read(s_run_t *x, cnd_demo_fleet_result_t *r, cnd_rollout_rec_t *rec)
 {
@@ -190,7 +189,7 @@ static int s_wait_rollout(s_run_t *x, cnd_demo_fleet_result_t *r, double created
                 return cnd_errf(CND_ENOMEM, "out of memory");
             cap = r->n_waves;
         }
-        uint32_t done = s_final(rec.state) ? r->n_waves : rec.wave;
+        uint32_t done = !cnd_rollout_live(rec.state) ? r->n_waves : rec.wave;
         double now = cnd_now();
         for (; shown < done && shown < cap; shown++) {
             r->wave_s[shown] = now - prev;
@@ -201,9 +200,10 @@ static int s_wait_rollout(s_run_t *x, cnd_demo_fleet_result_t *r, double created
             if (st != 0)
                 return cnd_errf(CND_EIO, "condenser rollout serve failed (exit %d): see %s", st,
                                 x->serve_log);
-            if (!s_final(rec.state))
+            if (cnd_rollout_live(rec.state))
                 return cnd_errf(CND_ESTATE, "rollout serve stopped with rollout %lld %s: see %s",
-                                (long long)r->rollout, rec.state, x->serve_log);
+                                (long long)r->rollout, cnd_rollout_state_name(rec.state),
+                                x->serve_log);
             return 0;
         }
         if ((rc = s_alive(&x->sim, "condenser fleet-sim", x->sim_log))) return rc;
@@ -211,8 +211,8 @@ static int s_wait_rollout(s_run_t *x, cnd_demo_fleet_result_t *r, double created
             return cnd_errf(CND_ETIMEOUT,
                             "rollout %lld did not finish within %.0f s (state %s, wave %u): see "
                             "%s and %s",
-                            (long long)r->rollout, x->o->timeout_s, rec.state, rec.wave,
-                            x->serve_log, x->sim_log);
+                            (long long)r->rollout, x->o->timeout_s,
+                            cnd_rollout_state_name(rec.state), rec.wave, x->serve_log, x->sim_log);
         s_nap(50);
     }
 }
@@ -302,7 +302,7 @@ static int s_create(s_run_t *x, cnd_demo_fleet_result_t *r)
     r->rate = 2 * o->canary;
     snprintf(canary, sizeof canary, "%u", o->canary);
     snprintf(rate, sizeof rate, "%u", r->rate);
-    snprintf(model, sizeof model, "%s@2", o->model);
+    snprintf(model, sizeof model, "%s@%llu", o->model, (unsigned long long)o->v2_version);
     // clang-format off
     const char *create[] = {"rollout", "create", "--dir", o->coord_dir,
                             "--model", model,
@@ -344,10 +344,9 @@ int cnd_demo_fleet_run(cnd_demo_fleet_result_t *r, const cnd_demo_fleet_opts_t *
     int rc = cnd_mkdir_p(od, 0700);
     if (rc) return rc;
     unlink(x.epf);
-    s_say(&x, "publishing v1 and v2 of %s in the coordinator's rollout registry", o->model);
-    if ((rc = s_publish(&x, o->v1, "1", o->v1_accuracy, x.man)) ||
-        (rc = s_publish(&x, o->v2, "2", o->v2_accuracy, NULL)))
-        return rc;
+    s_say(&x, "publishing v1 as %s@%llu beside v2, %s@%llu, in the artifact registry", o->model,
+          (unsigned long long)o->v1_version, o->model, (unsigned long long)o->v2_version);
+    if ((rc = s_publish(&x, o->v1, o->v1_version, o->v1_accuracy, x.man))) return rc;
     char ep[128];
     if ((rc = s_start_serve(&x, ep, sizeof ep))) goto out;
     if ((rc = cnd_db_open(&x.db, x.db_path, CND_DB_READONLY, "coordinator database"))) goto out;
@@ -366,7 +365,7 @@ int cnd_demo_fleet_run(cnd_demo_fleet_result_t *r, const cnd_demo_fleet_opts_t *
     r->rollout_s = cnd_now() - t1;
     cnd_rollout_rec_t rec;
     if ((rc = s_read(&x, r, &rec))) goto out;
-    snprintf(r->state, sizeof r->state, "%s", rec.state);
+    r->state = rec.state;
     snprintf(r->reason, sizeof r->reason, "%s", rec.reason);
     /* the fleet stops by itself a moment after the rollout is over */
     int st = 0;

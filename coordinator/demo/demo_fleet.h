@@ -5,8 +5,9 @@
  *
  * Everything runs as separate processes of this executable, as an operator would run them
  * (docs/federation-operator-guide.md, section 9): `rollout publish` of the version the devices
- * run before (v1) and of the new one (v2), `rollout serve --until-idle`, `fleet-sim` with every
- * device starting on v1, and, once every device has reported its profile, `rollout create`.
+ * run before (v1) under the job's name, `rollout serve --until-idle`, `fleet-sim` with every
+ * device starting on v1, and, once every device has reported its profile, `rollout create` of
+ * the new one (v2), which the job's end published in the artifact registry already.
  * This process only reads the coordinator's database to show progress and to count the
  * outcomes. Every wait has a deadline; on timeout the children are stopped and the error names
  * their logs.
@@ -24,19 +25,20 @@ typedef struct {
     const char *coord_dir; /* the coordinator directory (made by `coordinator init`) */
     const char *out_dir;   /* logs, manifests, endpoint and device report go here */
     const char *v1, *v2;   /* the artifact devices run before, and the one rolled out */
-    double v1_accuracy;    /* test accuracies recorded at publication (-1: none) */
-    double v2_accuracy;
-    const char *model; /* model name in the rollout registry */
-    const char *job;   /* the job both versions come from */
-    uint32_t devices;  /* fleet size (>= 1) */
-    uint32_t canary;   /* canary wave; the next wave has 2x that, each later one 2x more */
-    double timeout_s;  /* for connecting and for the rollout, each */
+    double v1_accuracy;    /* v1's test accuracy, recorded at its publication (-1: none) */
+    uint64_t v1_version;   /* the job's model version v1 was frozen from */
+    uint64_t v2_version;   /* the version of v2, the job's artifact in the registry */
+    const char *model;     /* the job's name in the artifact registry */
+    const char *job;       /* the job both versions come from */
+    uint32_t devices;      /* fleet size (>= 1) */
+    uint32_t canary;       /* canary wave; the next wave has 2x that, each later one 2x more */
+    double timeout_s;      /* for connecting and for the rollout, each */
     void (*say)(const char *line); /* progress lines; may be NULL */
 } cnd_demo_fleet_opts_t;
 
 typedef struct {
-    int64_t rollout; /* its id */
-    char state[16];  /* "completed", "rolled_back", "aborted", ... */
+    int64_t rollout;           /* its id */
+    cnd_rollout_state_t state; /* where it ended (completed, rolled_back, aborted, ...) */
     char reason[256];
     uint32_t targeted;     /* devices in its waves */
     uint32_t on_v2, on_v1; /* devices running each version at the end (fleet-sim's report) */

@@ -16,6 +16,7 @@
 #include "progress.h"
 #include "rollout.h"
 #include "rollout_serve.h"
+#include "registry.h"
 #include "rollout_store.h"
 
 #include <signal.h>
@@ -120,12 +121,12 @@ static int s_publish(int argc, char **argv)
 {
     const char *dir = s_default_dir(), *model = NULL, *variant = NULL, *classes = NULL;
     const char *latency = NULL, *job = NULL, *mout = NULL;
-    long version = 0, days = 30;
+    long version = -1, days = 30;
     double acc = -1;
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
         {"model", CND_OPT_STR, &model, "NAME", "model name devices run (required)"},
-        {"version", CND_OPT_INT, &version, "N", "model version (required)", 1, 1e15},
+        {"version", CND_OPT_INT, &version, "N", "model version (required)", 0, 1e15},
         {"variant", CND_OPT_STR, &variant, "V", "variant name (default: the artifact's scheme)"},
         {"class", CND_OPT_STR, &classes, "C[,C]", "device classes it is for (default any)"},
         {"accuracy", CND_OPT_DBL, &acc, "A", "test accuracy (default: from the artifact)", 0, 1},
@@ -136,15 +137,16 @@ static int s_publish(int argc, char **argv)
         {0}};
     const cnd_cli_t cli = {
         "condenser rollout publish ARTIFACT.cndq --model NAME --version N [options]",
-        "Adds an artifact to the rollout registry as a variant of a model version, after the "
+        "Adds an artifact to the artifact registry as a variant of a model version, after the "
         "runtime validated it and its self-test vectors passed, and signs a manifest for it "
-        "with the coordinator's key (the federation key devices trust).",
+        "with the coordinator's key (the federation key devices trust), under the next "
+        "sequence of the model name.",
         opts, 1, 1};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
-    if (!model || !version) return cnd_errf(CND_EINVAL, "--model and --version are required");
+    if (!model || version < 0) return cnd_errf(CND_EINVAL, "--model and --version are required");
     uint8_t *art = NULL;
     size_t len = 0;
     if ((rc = cnd_file_read(pos[0], CND_RT_MAX_FILE, &art, &len))) return rc;
@@ -159,13 +161,13 @@ static int s_publish(int argc, char **argv)
     uint8_t *man = NULL;
     size_t ml = 0;
     if (!(rc = s_begin(&d))) {
-        rc = cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, art, len, &po, &aid, &man, &ml);
+        rc = cnd_registry_publish(d.db, d.audit, d.id, d.fpr, art, len, &po, &aid, &man, &ml);
         rc = s_finish(&d, rc, "publish", model);
     }
     if (!rc && mout) rc = cnd_file_write_atomic(mout, man, ml, 0644);
     if (!rc) {
         cnd_rartifact_t a;
-        if (!cnd_rstore_artifact_get(d.db, aid, &a, NULL, NULL)) {
+        if (!cnd_registry_get(d.db, aid, &a, NULL, NULL)) {
             char hex[65];
             printf("published %s@%ld (%s, %zu bytes, arena %llu, sha256:%s) as artifact %lld\n",
                    model, version, a.variant, len, (unsigned long long)a.arena,
@@ -253,7 +255,7 @@ static int s_print_json(cnd_jw_t *w, const char *what)
 static void s_json_rollout_row(cnd_jw_t *w, const cnd_rollout_rec_t *r)
 {
     char v[160];
-    cnd_rollout_version_name(v, sizeof v, r->model, r->version);
+    cnd_registry_version_name(v, sizeof v, r->model, r->version);
     cnd_jw_obj(w);
     cnd_jw_key(w, "id");
     cnd_jw_int(w, r->id);
@@ -264,7 +266,7 @@ static void s_json_rollout_row(cnd_jw_t *w, const cnd_rollout_rec_t *r)
     cnd_jw_key(w, "version_name");
     cnd_jw_str(w, v);
     cnd_jw_key(w, "state");
-    cnd_jw_str(w, r->state);
+    cnd_jw_str(w, cnd_rollout_state_name(r->state));
     cnd_jw_key(w, "wave");
     cnd_jw_int(w, r->wave);
     cnd_jw_key(w, "select"); /* "" = all devices */
@@ -277,7 +279,7 @@ static void s_json_rollout_row(cnd_jw_t *w, const cnd_rollout_rec_t *r)
 static void s_json_artifact_row(cnd_jw_t *w, const cnd_rartifact_t *a)
 {
     char v[160], hex[65];
-    cnd_rollout_version_name(v, sizeof v, a->model, a->version);
+    cnd_registry_version_name(v, sizeof v, a->model, a->version);
     cnd_jw_obj(w);
     cnd_jw_key(w, "id");
     cnd_jw_int(w, a->id);
@@ -314,15 +316,16 @@ static void s_json_artifact_row(cnd_jw_t *w, const cnd_rartifact_t *a)
 static void s_print_rollout_row(const cnd_rollout_rec_t *r)
 {
     char v[160];
-    cnd_rollout_version_name(v, sizeof v, r->model, r->version);
-    printf("%-6lld %-24s %-13s %-5u %s%s%s\n", (long long)r->id, v, r->state, r->wave,
-           r->select[0] ? r->select : "(all)", r->reason[0] ? " / " : "", r->reason);
+    cnd_registry_version_name(v, sizeof v, r->model, r->version);
+    printf("%-6lld %-24s %-13s %-5u %s%s%s\n", (long long)r->id, v,
+           cnd_rollout_state_name(r->state), r->wave, r->select[0] ? r->select : "(all)",
+           r->reason[0] ? " / " : "", r->reason);
 }
 
 static void s_print_artifact_row(const cnd_rartifact_t *a)
 {
     char v[160], acc[16] = "n/a";
-    cnd_rollout_version_name(v, sizeof v, a->model, a->version);
+    cnd_registry_version_name(v, sizeof v, a->model, a->version);
     if (a->accuracy >= 0) snprintf(acc, sizeof acc, "%.4f", a->accuracy);
     printf("%-6lld %-24s %-8s %-9llu %-9llu %-8s %s\n", (long long)a->id, v, a->variant,
            (unsigned long long)a->size, (unsigned long long)a->arena, acc,
@@ -348,7 +351,7 @@ static int s_list(int argc, char **argv)
     cnd_rollout_rec_t *r = NULL;
     cnd_rartifact_t *a = NULL;
     size_t n = 0, na = 0;
-    if (!(rc = cnd_rstore_rollouts(d.db, &r, &n))) rc = cnd_rstore_artifacts(d.db, "", -1, &a, &na);
+    if (!(rc = cnd_rstore_rollouts(d.db, &r, &n))) rc = cnd_registry_list(d.db, "", -1, &a, &na);
     if (!rc && json) {
         cnd_jw_t w;
         cnd_jw_init(&w);
@@ -396,8 +399,8 @@ static void s_show_text(const cnd_rollout_rec_t *r, const cnd_rollout_wave_t *wv
                         const cnd_rdevice_t *dv, size_t n)
 {
     char v[160], win[48], wn[16];
-    cnd_rollout_version_name(v, sizeof v, r->model, r->version);
-    printf("rollout %lld of %s: %s%s%s%s\n", (long long)r->id, v, r->state,
+    cnd_registry_version_name(v, sizeof v, r->model, r->version);
+    printf("rollout %lld of %s: %s%s%s%s\n", (long long)r->id, v, cnd_rollout_state_name(r->state),
            r->reason[0] ? " (" : "", r->reason, r->reason[0] ? ")" : "");
     printf("select '%s', canary %u, rate %u, factor %g, abort above %g%% after %u, device "
            "timeout %u s, window %s, chunk %u, wave now %u\n",
@@ -411,7 +414,8 @@ static void s_show_text(const cnd_rollout_rec_t *r, const cnd_rollout_wave_t *wv
                x->healthy, x->failed, x->timed_out, x->deferred, x->open, x->rolled_back, x->other);
     }
     for (size_t i = 0; i < n; i++)
-        printf("  %-24s wave %-3u %-20s %s\n", dv[i].device, dv[i].wave, dv[i].state, dv[i].reason);
+        printf("  %-24s wave %-3u %-20s %s\n", dv[i].device, dv[i].wave,
+               cnd_rdevice_state_name(dv[i].state), dv[i].reason);
 }
 
 /* Rollout, policy, waves and (devices != NULL) devices as one JSON object. */
@@ -419,7 +423,7 @@ static int s_show_json(const cnd_rollout_rec_t *r, const cnd_rollout_wave_t *wv,
                        const cnd_rdevice_t *dv, size_t n)
 {
     char v[160], win[48], wn[16];
-    cnd_rollout_version_name(v, sizeof v, r->model, r->version);
+    cnd_registry_version_name(v, sizeof v, r->model, r->version);
     cnd_jw_t w;
     cnd_jw_init(&w);
     cnd_jw_obj(&w);
@@ -432,7 +436,7 @@ static int s_show_json(const cnd_rollout_rec_t *r, const cnd_rollout_wave_t *wv,
     cnd_jw_key(&w, "version_name");
     cnd_jw_str(&w, v);
     cnd_jw_key(&w, "state");
-    cnd_jw_str(&w, r->state);
+    cnd_jw_str(&w, cnd_rollout_state_name(r->state));
     cnd_jw_key(&w, "reason");
     cnd_jw_str(&w, r->reason);
     cnd_jw_key(&w, "job");
@@ -495,7 +499,7 @@ static int s_show_json(const cnd_rollout_rec_t *r, const cnd_rollout_wave_t *wv,
             cnd_jw_key(&w, "wave");
             cnd_jw_int(&w, dv[i].wave);
             cnd_jw_key(&w, "state");
-            cnd_jw_str(&w, dv[i].state);
+            cnd_jw_str(&w, cnd_rdevice_state_name(dv[i].state));
             cnd_jw_key(&w, "reason");
             cnd_jw_str(&w, dv[i].reason);
             cnd_jw_obj_end(&w);

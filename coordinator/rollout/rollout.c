@@ -1,5 +1,6 @@
 /*
- * rollout.c: publication, creation, operator actions and the rollout engine (see rollout.h).
+ * rollout.c: creation, operator actions and the rollout engine (see rollout.h); artifacts and
+ * every manifest the engine sends come from the artifact registry (registry.h).
  *
  * Engine memory: the live rollouts (running, paused, rolling back) plus the newest finished one
  * of each model (for late joiners and stragglers' reports), each with its device rows; a hash
@@ -26,12 +27,9 @@
 #include "audit_actions.h"
 #include "json.h"
 #include "clock.h"
-#include "cnd_rt.h"
 #include "digest.h"
 #include "fleet_registry.h"
-#include "manifest.h"
 #include "rng.h"
-#include "sign.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -39,50 +37,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_DAY_S           86400
-#define S_DEFAULT_EXPIRES (30 * S_DAY_S)
-
 /* ============================================================================================
  * helpers shared by publication, creation and the engine
  * ========================================================================================== */
-
-void cnd_rollout_version_name(char *out, size_t cap, const char *model, uint64_t version)
-{
-    snprintf(out, cap, "%s@%llu", model, (unsigned long long)version);
-}
-
-/* Reads a META value of a .cndq artifact (docs/quantization.md), walking the section headers. */
-static int s_meta(const uint8_t *a, size_t len, const char *key, char *out, size_t cap)
-{
-    if (len < CND_RT_HEADER_BYTES) return 0;
-    size_t off = CND_RT_HEADER_BYTES;
-    uint32_t body = cnd_le32(a + CND_RT_H_BODYLEN);
-    if (body > len) return 0;
-    while (off + CND_RT_SECTION_HDR <= body) {
-        uint32_t tag = cnd_le32(a + off), plen = cnd_le32(a + off + 4);
-        size_t p = off + CND_RT_SECTION_HDR;
-        if (plen > body - p) return 0;
-        if (tag == CND_RT_TAG_META) {
-            cnd_rd_t r;
-            cnd_rd_init(&r, a + p, plen);
-            uint32_t n = cnd_rd_u32(&r);
-            for (uint32_t i = 0; i < n && !r.err; i++) {
-                uint16_t kl = cnd_rd_u16(&r);
-                const uint8_t *k = cnd_rd_take(&r, kl);
-                uint16_t vl = cnd_rd_u16(&r);
-                const uint8_t *v = cnd_rd_take(&r, vl);
-                if (r.err) return 0;
-                if (kl == strlen(key) && memcmp(k, key, kl) == 0) {
-                    snprintf(out, cap, "%.*s", (int)vl, (const char *)v);
-                    return 1;
-                }
-            }
-            return 0;
-        }
-        off = p + ((plen + CND_RT_ALIGN - 1) / CND_RT_ALIGN) * CND_RT_ALIGN;
-    }
-    return 0;
-}
 
 static int s_audit(cnd_audit_t *audit, const char *actor, const char *action, const char *subject,
                    const char *job, cnd_jw_t *w, const cnd_audit_digest_t *dg, size_t ndg)
@@ -98,162 +55,6 @@ static int s_audit(cnd_audit_t *audit, const char *actor, const char *action, co
                          .digests = dg,
                          .n_digests = ndg};
     return cnd_audit_append(audit, &r, NULL);
-}
-
-int cnd_rollout_sign(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
-                     const cnd_rartifact_t *a, int rollback, int64_t expires_s, uint8_t **out,
-                     size_t *out_len)
-{
-    *out = NULL;
-    *out_len = 0;
-    cnd_manifest_t m;
-    memset(&m, 0, sizeof m);
-    snprintf(m.name, sizeof m.name, "%s", a->model);
-    snprintf(m.target, sizeof m.target, "%s", a->classes);
-    int rc = cnd_rstore_next_seq(db, a->model, &m.sequence);
-    if (rc) return rc;
-    m.version = a->version;
-    m.length = a->size;
-    memcpy(m.digest, a->digest, 32);
-    m.expires = cnd_unix_time() + (expires_s > 0 ? expires_s : S_DEFAULT_EXPIRES);
-    m.flags = rollback ? CND_MANIFEST_ROLLBACK : 0;
-    cnd_buf_t b;
-    cnd_buf_init(&b);
-    if ((rc = cnd_manifest_sign(&b, &m, id))) {
-        cnd_buf_free(&b);
-        return rc;
-    }
-    char ver[160], fpr[65];
-    cnd_rollout_version_name(ver, sizeof ver, a->model, a->version);
-    cnd_pubkey_fingerprint(fpr, cnd_identity_pk(id));
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "version");
-    cnd_jw_str(&w, ver);
-    cnd_jw_key(&w, "variant");
-    cnd_jw_str(&w, a->variant);
-    cnd_jw_key(&w, "sequence");
-    cnd_jw_int(&w, (int64_t)m.sequence);
-    cnd_jw_key(&w, "size");
-    cnd_jw_int(&w, (int64_t)a->size);
-    cnd_jw_key(&w, "device_class");
-    cnd_jw_str(&w, a->classes);
-    cnd_jw_key(&w, "expires");
-    cnd_jw_int(&w, m.expires);
-    cnd_jw_key(&w, "rollback");
-    cnd_jw_bool(&w, rollback);
-    cnd_jw_key(&w, "signer");
-    cnd_jw_str(&w, fpr);
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t dg[2] = {{"artifact", {0}}, {"manifest", {0}}};
-    memcpy(dg[0].sha256, a->digest, 32);
-    cnd_sha256(dg[1].sha256, b.data, b.len);
-    rc = s_audit(audit, actor, CND_AUDIT_ARTIFACT_SIGN, ver, a->job, &w, dg, 2);
-    cnd_jw_free(&w);
-    if (rc) {
-        cnd_buf_free(&b);
-        return rc;
-    }
-    *out = b.data;
-    *out_len = b.len;
-    return 0;
-}
-
-int cnd_rollout_publish(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
-                        const char *actor, const uint8_t *art, size_t len,
-                        const cnd_publish_opts_t *o, int64_t *artifact_id, uint8_t **manifest,
-                        size_t *manifest_len)
-{
-    if (manifest) *manifest = NULL;
-    if (!o->model || !o->model[0] || strlen(o->model) > CND_ROLLOUT_MODEL_MAX || o->version < 1)
-        return cnd_errf(CND_EINVAL, "a model name (1..128 bytes) and a version >= 1 are required");
-    for (const char *p = o->model; *p; p++)
-        if (*p < 0x21 || *p > 0x7e || *p == '@')
-            return cnd_errf(CND_EINVAL, "model name '%s': printable ASCII without spaces or '@'",
-                            o->model);
-    cnd_rt_diag_t dg;
-    size_t need = 0;
-    int rc = cnd_rt_arena_size(&need, art, len, &dg);
-    if (rc)
-        return cnd_errf(CND_EFORMAT, "the runtime refuses the artifact: %s (byte %u)",
-                        dg.what ? dg.what : cnd_rt_strerror(rc), dg.offset);
-    void *arena = malloc(need);
-    if (!arena) return cnd_errf(CND_ENOMEM, "out of memory for a %zu-byte arena", need);
-    cnd_rt_model_t *m = NULL;
-    rc = cnd_rt_load(&m, art, len, arena, need, &dg);
-    cnd_rt_info_t info;
-    uint32_t failed = 0;
-    if (!rc) {
-        cnd_rt_get_info(m, &info);
-        if (info.n_selftests == 0)
-            rc = cnd_errf(CND_ECORRUPT, "the artifact has no self-test vectors: devices could "
-                                        "not check it");
-        else if (cnd_rt_selftest(m, &failed))
-            rc = cnd_errf(CND_ECORRUPT, "self-test vector %u fails on the coordinator", failed);
-    } else {
-        rc = cnd_errf(CND_EFORMAT, "the runtime refuses the artifact: %s",
-                      dg.what ? dg.what : cnd_rt_strerror(rc));
-    }
-    free(arena);
-    if (rc) return rc;
-    cnd_rartifact_t a;
-    memset(&a, 0, sizeof a);
-    snprintf(a.model, sizeof a.model, "%s", o->model);
-    a.version = o->version;
-    char scheme[32] = "";
-    if (o->variant && o->variant[0])
-        snprintf(a.variant, sizeof a.variant, "%s", o->variant);
-    else if (s_meta(art, len, "quant_scheme", scheme, sizeof scheme) && scheme[0])
-        snprintf(a.variant, sizeof a.variant, "%s", scheme);
-    else
-        snprintf(a.variant, sizeof a.variant, "int8");
-    snprintf(a.job, sizeof a.job, "%s", o->job ? o->job : "");
-    cnd_sha256(a.digest, art, len);
-    a.size = len;
-    a.arena = need;
-    a.macs = info.macs;
-    a.wbits = strstr(a.variant, "4") ? 4 : 8;
-    snprintf(a.classes, sizeof a.classes, "%s", o->classes ? o->classes : "");
-    a.accuracy = o->accuracy;
-    char acc[64];
-    if (a.accuracy < 0 && s_meta(art, len, "test_accuracy", acc, sizeof acc))
-        a.accuracy = atof(acc);
-    if (!(a.accuracy >= 0 && a.accuracy <= 1)) a.accuracy = -1;
-    snprintf(a.latency, sizeof a.latency, "%s", o->latency ? o->latency : "");
-    if ((rc = cnd_rstore_artifact_put(db, &a, art, len))) return rc;
-    char ver[160];
-    cnd_rollout_version_name(ver, sizeof ver, a.model, a.version);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "version");
-    cnd_jw_str(&w, ver);
-    cnd_jw_key(&w, "format");
-    cnd_jw_str(&w, a.variant);
-    cnd_jw_key(&w, "size");
-    cnd_jw_int(&w, (int64_t)len);
-    if (a.accuracy >= 0) {
-        cnd_jw_key(&w, "accuracy");
-        cnd_jw_double(&w, a.accuracy);
-    }
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t d = {"model", {0}};
-    memcpy(d.sha256, a.digest, 32);
-    rc = s_audit(audit, actor, CND_AUDIT_MODEL_VERSION, ver, a.job, &w, &d, 1);
-    cnd_jw_free(&w);
-    if (rc) return rc;
-    *artifact_id = a.id;
-    uint8_t *man = NULL;
-    size_t mlen = 0;
-    if ((rc = cnd_rollout_sign(db, audit, id, actor, &a, 0, o->expires_s, &man, &mlen))) return rc;
-    if (manifest) {
-        *manifest = man;
-        *manifest_len = mlen;
-    } else {
-        free(man);
-    }
-    return 0;
 }
 
 /* Latency of a variant on a CPU class: what devices measured, else what was published. */
@@ -368,24 +169,21 @@ static int s_in_window(const cnd_rollout_rec_t *r, int64_t now_ms)
     return m >= r->win_start || m < r->win_end;
 }
 
-/* Resolves "model@N" (or "N" with a single model in the registry). */
+/* Resolves "model@N" (or "N" with a single model in the registry); versions start at 0. */
 static int s_resolve(sqlite3 *db, const char *spec, char *model, size_t cap, uint64_t *version)
 {
-    const char *at = strrchr(spec, '@');
+    const char *at = strrchr(spec, '@'), *num = at ? at + 1 : spec;
     char *end;
+    *version = strtoull(num, &end, 10);
+    if (*end || end == num || *num < '0' || *num > '9')
+        return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
     if (at) {
         snprintf(model, cap, "%.*s", (int)(at - spec), spec);
-        *version = strtoull(at + 1, &end, 10);
-        if (*end || !*version)
-            return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
         return 0;
     }
-    *version = strtoull(spec, &end, 10);
-    if (*end || !*version)
-        return cnd_errf(CND_EINVAL, "--model '%s': expected MODEL@VERSION", spec);
     cnd_rartifact_t *all;
     size_t n;
-    int rc = cnd_rstore_artifacts(db, "", (int64_t)*version, &all, &n);
+    int rc = cnd_registry_list(db, "", (int64_t)*version, &all, &n);
     if (rc) return rc;
     model[0] = 0;
     for (size_t i = 0; i < n; i++) {
@@ -403,13 +201,16 @@ static int s_resolve(sqlite3 *db, const char *spec, char *model, size_t cap, uin
     return 0;
 }
 
-static int s_live(const char *state)
+/* Binds the names of the live rollout states (cnd_rollout_live) to parameters first..first+2. */
+static void s_bind_live(sqlite3_stmt *st, int first)
 {
-    return strcmp(state, "running") == 0 || strcmp(state, "paused") == 0 ||
-           strcmp(state, "rolling_back") == 0;
+    static const cnd_rollout_state_t live[] = {CND_ROLLOUT_RUNNING, CND_ROLLOUT_PAUSED,
+                                               CND_ROLLOUT_ROLLING_BACK};
+    for (int i = 0; i < 3; i++)
+        sqlite3_bind_text(st, first + i, cnd_rollout_state_name(live[i]), -1, SQLITE_STATIC);
 }
 
-/* Devices in a live rollout other than `except` (a set of names). */
+/* Devices held by a live rollout (not skipped, current or cancelled there). */
 static int s_busy_devices(sqlite3 *db, char ***names, size_t *n)
 {
     *names = NULL;
@@ -418,10 +219,13 @@ static int s_busy_devices(sqlite3 *db, char ***names, size_t *n)
     if (sqlite3_prepare_v2(
             db,
             "SELECT d.device FROM rollout_device d JOIN rollout r ON r.id = d.rollout"
-            " WHERE r.state IN ('running', 'paused', 'rolling_back')"
-            " AND d.state NOT IN ('skipped', 'current', 'cancelled')",
+            " WHERE r.state IN (?1, ?2, ?3) AND d.state NOT IN (?4, ?5, ?6)",
             -1, &st, NULL))
         return cnd_errf(CND_EDB, "rollout: %s", sqlite3_errmsg(db));
+    s_bind_live(st, 1);
+    sqlite3_bind_text(st, 4, cnd_rdevice_state_name(CND_RDEV_SKIPPED), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, cnd_rdevice_state_name(CND_RDEV_CURRENT), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, cnd_rdevice_state_name(CND_RDEV_CANCELLED), -1, SQLITE_STATIC);
     size_t cap = 0;
     int rc = 0;
     while (!rc && sqlite3_step(st) == SQLITE_ROW) {
@@ -449,205 +253,249 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
-                       const cnd_rollout_params_t *p, cnd_rollout_summary_t *out)
-{
-    memset(out, 0, sizeof *out);
+/* Rollout creation, one step each: the record from the parameters, where each selected device
+ * stands, the waves, the offer manifests, the audit entry. */
+typedef struct {
     cnd_rollout_rec_t r;
-    memset(&r, 0, sizeof r);
-    int rc = s_resolve(db, p->model_version, r.model, sizeof r.model, &r.version);
-    if (rc) return rc;
     cnd_fleet_select_t sel;
-    if ((rc = cnd_fleet_select_parse(&sel, p->select))) return rc;
-    if ((rc = s_parse_window(p->window, &r.win_start, &r.win_end))) return rc;
+    cnd_rartifact_t *v; /* the variants of the version */
+    size_t nv;
+    cnd_fleet_device_t *devs; /* every enrolled device */
+    size_t nd;
+    char **busy; /* devices held by a live rollout, sorted */
+    size_t nbusy;
+    int *choice;       /* per device: its variant (index into v), -2 when not targeted */
+    uint32_t *order;   /* targeted devices (indexes into devs), shuffled into waves */
+    uint32_t n_target; /* entries of order */
+    int64_t now;
+} s_plan_t;
+
+static void s_plan_free(s_plan_t *pl)
+{
+    for (size_t i = 0; i < pl->nbusy; i++) free(pl->busy[i]);
+    free(pl->busy);
+    free(pl->devs);
+    free(pl->v);
+    free(pl->choice);
+    free(pl->order);
+}
+
+/* The rollout record from the parameters, checked, and the variants it rolls out. */
+static int s_plan_record(s_plan_t *pl, sqlite3 *db, const cnd_rollout_params_t *p)
+{
+    cnd_rollout_rec_t *r = &pl->r;
+    int rc = s_resolve(db, p->model_version, r->model, sizeof r->model, &r->version);
+    if (rc) return rc;
+    if ((rc = cnd_fleet_select_parse(&pl->sel, p->select))) return rc;
+    if ((rc = s_parse_window(p->window, &r->win_start, &r->win_end))) return rc;
     if (p->factor < 1 || p->factor > 100 || p->abort_pct < 0 || p->abort_pct > 100 ||
         p->timeout_s < 1)
         return cnd_errf(CND_EINVAL, "--factor must be 1..100, --abort-failures 0..100, "
                                     "--device-timeout >= 1");
-    snprintf(r.select, sizeof r.select, "%s", p->select ? p->select : "");
-    r.canary = p->canary ? p->canary : 1;
-    r.rate = p->rate;
-    r.factor = p->factor;
-    r.abort_pct = p->abort_pct;
-    r.abort_min = p->abort_min;
-    r.timeout_s = p->timeout_s;
-    r.chunk = p->chunk ? p->chunk : 65536;
-    if (r.chunk < CND_PROTO_CHUNK_MIN || r.chunk > CND_PROTO_CHUNK_MAX)
-        return cnd_errf(CND_EINVAL, "--chunk %u: must be %u..%u", r.chunk, CND_PROTO_CHUNK_MIN,
+    snprintf(r->select, sizeof r->select, "%s", p->select ? p->select : "");
+    r->canary = p->canary ? p->canary : 1;
+    r->rate = p->rate;
+    r->factor = p->factor;
+    r->abort_pct = p->abort_pct;
+    r->abort_min = p->abort_min;
+    r->timeout_s = p->timeout_s;
+    r->chunk = p->chunk ? p->chunk : 65536;
+    if (r->chunk < CND_PROTO_CHUNK_MIN || r->chunk > CND_PROTO_CHUNK_MAX)
+        return cnd_errf(CND_EINVAL, "--chunk %u: must be %u..%u", r->chunk, CND_PROTO_CHUNK_MIN,
                         CND_PROTO_CHUNK_MAX);
-    r.max_active = p->max_active ? p->max_active : 500;
-    snprintf(r.state, sizeof r.state, "running");
-    cnd_rartifact_t *v = NULL;
-    size_t nv = 0;
-    if ((rc = cnd_rstore_artifacts(db, r.model, (int64_t)r.version, &v, &nv))) return rc;
-    if (!nv) {
+    r->max_active = p->max_active ? p->max_active : 500;
+    r->state = CND_ROLLOUT_RUNNING;
+    if ((rc = cnd_registry_list(db, r->model, (int64_t)r->version, &pl->v, &pl->nv))) return rc;
+    if (!pl->nv)
         return cnd_errf(CND_ENOTFOUND,
                         "no artifact of %s@%llu is published (condenser rollout "
                         "publish)",
-                        r.model, (unsigned long long)r.version);
+                        r->model, (unsigned long long)r->version);
+    snprintf(r->job, sizeof r->job, "%s", pl->v[0].job);
+    return 0;
+}
+
+/* A device row of this rollout with what every row says about the device. */
+static void s_plan_row(const s_plan_t *pl, const cnd_fleet_device_t *d, cnd_rdevice_t *row)
+{
+    memset(row, 0, sizeof *row);
+    row->rollout = pl->r.id;
+    snprintf(row->device, sizeof row->device, "%s", d->name);
+    row->has_prev = d->has_running;
+    memcpy(row->prev_digest, d->running_digest, 32);
+    row->updated_ms = pl->now;
+}
+
+/* Device i: not selected (nothing), busy elsewhere or unfit (skipped), already running the
+ * target (current) -- each written with its reason -- or targeted (choice and order). */
+static int s_plan_device(s_plan_t *pl, sqlite3 *db, size_t i, cnd_rollout_summary_t *out)
+{
+    const cnd_fleet_device_t *d = &pl->devs[i];
+    pl->choice[i] = -2;
+    if (d->revoked_ms || !cnd_fleet_select_match(&pl->sel, d)) return 0;
+    out->selected++;
+    cnd_rdevice_t row;
+    s_plan_row(pl, d, &row);
+    const char *nm = d->name;
+    if (pl->nbusy && bsearch(&nm, pl->busy, pl->nbusy, sizeof *pl->busy, s_cmp_str)) {
+        out->busy++;
+        row.state = CND_RDEV_SKIPPED;
+        snprintf(row.reason, sizeof row.reason, "in another live rollout");
+        return cnd_rstore_device_put(db, &row);
     }
-    snprintf(r.job, sizeof r.job, "%s", v[0].job);
-    cnd_fleet_device_t *devs = NULL;
-    size_t nd = 0;
-    char **busy = NULL;
-    size_t nbusy = 0;
-    int *choice = NULL;
-    uint32_t *order = NULL;
-    if ((rc = cnd_fleet_list(db, &devs, &nd)) || (rc = s_busy_devices(db, &busy, &nbusy))) goto out;
-    if (nbusy) qsort(busy, nbusy, sizeof *busy, s_cmp_str);
-    if ((rc = cnd_rstore_rollout_insert(db, &r))) goto out;
-    out->id = r.id;
-    choice = calloc(nd ? nd : 1, sizeof *choice);
-    order = calloc(nd ? nd : 1, sizeof *order);
-    if (!choice || !order) {
-        rc = cnd_errf(CND_ENOMEM, "out of memory");
-        goto out;
+    uint64_t running_size = 0;
+    cnd_rartifact_t ra;
+    if (d->has_running && cnd_registry_by_digest(db, d->running_digest, &ra) == 0)
+        running_size = ra.size;
+    cnd_err_clear();
+    char why[200];
+    int b = s_best_fit(db, pl->v, pl->nv, d, running_size, why, sizeof why);
+    if (b < 0) {
+        out->unfit++;
+        row.state = CND_RDEV_SKIPPED;
+        snprintf(row.reason, sizeof row.reason, "no variant fits: %s", why);
+    } else if (d->has_running && memcmp(d->running_digest, pl->v[b].digest, 32) == 0) {
+        out->current++;
+        row.artifact = pl->v[b].id;
+        row.state = CND_RDEV_CURRENT;
+        snprintf(row.reason, sizeof row.reason, "already running %s", pl->v[b].variant);
+    } else {
+        pl->choice[i] = b;
+        pl->order[pl->n_target++] = (uint32_t)i;
+        return 0;
     }
-    uint32_t n_target = 0;
-    int64_t now = cnd_unix_time() * 1000;
-    for (size_t i = 0; i < nd; i++) {
-        cnd_fleet_device_t *d = &devs[i];
-        choice[i] = -2;
-        if (d->revoked_ms || !cnd_fleet_select_match(&sel, d)) continue;
-        out->selected++;
-        cnd_rdevice_t row;
-        memset(&row, 0, sizeof row);
-        row.rollout = r.id;
-        snprintf(row.device, sizeof row.device, "%s", d->name);
-        row.has_prev = d->has_running;
-        memcpy(row.prev_digest, d->running_digest, 32);
-        row.updated_ms = now;
-        const char *nm = d->name;
-        if (nbusy && bsearch(&nm, busy, nbusy, sizeof *busy, s_cmp_str)) {
-            out->busy++;
-            snprintf(row.state, sizeof row.state, "skipped");
-            snprintf(row.reason, sizeof row.reason, "in another live rollout");
-        } else {
-            uint64_t running_size = 0;
-            cnd_rartifact_t ra;
-            if (d->has_running && cnd_rstore_artifact_by_digest(db, d->running_digest, &ra) == 0)
-                running_size = ra.size;
-            cnd_err_clear();
-            char why[200];
-            int b = s_best_fit(db, v, nv, d, running_size, why, sizeof why);
-            if (b < 0) {
-                out->unfit++;
-                snprintf(row.state, sizeof row.state, "skipped");
-                snprintf(row.reason, sizeof row.reason, "no variant fits: %s", why);
-            } else if (d->has_running && memcmp(d->running_digest, v[b].digest, 32) == 0) {
-                out->current++;
-                row.artifact = v[b].id;
-                snprintf(row.state, sizeof row.state, "current");
-                snprintf(row.reason, sizeof row.reason, "already running %s", v[b].variant);
-            } else {
-                choice[i] = b;
-                order[n_target++] = (uint32_t)i;
-                continue;
-            }
-        }
-        if ((rc = cnd_rstore_device_put(db, &row))) goto out;
-    }
-    /* Seeded shuffle, then canary and exponentially growing waves. */
+    return cnd_rstore_device_put(db, &row);
+}
+
+/* The targeted devices, shuffled with the rollout id as seed, into the canary and waves that
+ * grow by the factor (the first after the canary has `rate` devices, or all of them). */
+static int s_plan_waves(s_plan_t *pl, sqlite3 *db, cnd_rollout_summary_t *out)
+{
+    const cnd_rollout_rec_t *r = &pl->r;
     cnd_rng_t rng;
-    cnd_rng_seed(&rng, (uint64_t)r.id * 0x9E3779B97F4A7C15ull);
-    cnd_rng_shuffle_u32(&rng, order, n_target);
+    cnd_rng_seed(&rng, (uint64_t)r->id * 0x9E3779B97F4A7C15ull);
+    cnd_rng_shuffle_u32(&rng, pl->order, pl->n_target);
     uint32_t wave = 0, in_wave = 0;
-    double wsize = r.canary;
-    for (uint32_t k = 0; k < n_target; k++) {
+    double wsize = r->canary;
+    for (uint32_t k = 0; k < pl->n_target; k++) {
         if (in_wave >= (uint32_t)ceil(wsize)) {
             wave++;
             in_wave = 0;
-            wsize = wave == 1 ? (r.rate ? r.rate : n_target) : wsize * r.factor;
+            wsize = wave == 1 ? (r->rate ? r->rate : pl->n_target) : wsize * r->factor;
             if (wsize > 1e9) wsize = 1e9;
         }
         in_wave++;
-        cnd_fleet_device_t *d = &devs[order[k]];
         cnd_rdevice_t row;
-        memset(&row, 0, sizeof row);
-        row.rollout = r.id;
-        snprintf(row.device, sizeof row.device, "%s", d->name);
+        s_plan_row(pl, &pl->devs[pl->order[k]], &row);
         row.wave = wave;
-        row.artifact = v[choice[order[k]]].id;
-        row.has_prev = d->has_running;
-        memcpy(row.prev_digest, d->running_digest, 32);
-        snprintf(row.state, sizeof row.state, "pending");
-        row.updated_ms = now;
-        if ((rc = cnd_rstore_device_put(db, &row))) goto out;
+        row.artifact = pl->v[pl->choice[pl->order[k]]].id;
+        row.state = CND_RDEV_PENDING;
+        int rc = cnd_rstore_device_put(db, &row);
+        if (rc) return rc;
     }
-    out->targeted = n_target;
-    out->waves = n_target ? wave + 1 : 0;
-    /* Fresh offer manifests (new sequences) for the variants in use. */
-    for (size_t i = 0; i < nv; i++) {
+    out->targeted = pl->n_target;
+    out->waves = pl->n_target ? wave + 1 : 0;
+    return 0;
+}
+
+/* Fresh offer manifests (the registry's next sequences) for the variants in use. */
+static int s_plan_offers(s_plan_t *pl, sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
+                         const char *actor, int64_t expires_s)
+{
+    for (size_t i = 0; i < pl->nv; i++) {
         int used = 0;
-        for (uint32_t k = 0; k < n_target && !used; k++) used = choice[order[k]] == (int)i;
+        for (uint32_t k = 0; k < pl->n_target && !used; k++)
+            used = pl->choice[pl->order[k]] == (int)i;
         if (!used) continue;
         uint8_t *man;
         size_t ml;
-        if ((rc = cnd_rollout_sign(db, audit, id, actor, &v[i], 0, p->expires_s, &man, &ml)))
-            goto out;
         uint64_t seq = 0;
-        cnd_manifest_t mm;
-        if (!cnd_manifest_decode(&mm, man + 12, ml - 108)) seq = mm.sequence;
-        rc = cnd_rstore_manifest_put(db, r.id, v[i].id, "offer", seq, man, ml);
+        int rc = cnd_registry_sign(db, audit, id, actor, &pl->v[i], 0, expires_s, &man, &ml, &seq);
+        if (rc) return rc;
+        rc = cnd_rstore_manifest_put(db, pl->r.id, pl->v[i].id, "offer", seq, man, ml);
         free(man);
-        if (rc) goto out;
+        if (rc) return rc;
     }
-    if (n_target == 0) {
-        snprintf(r.state, sizeof r.state, "completed");
-        snprintf(r.reason, sizeof r.reason, "no device to update");
-        if ((rc = cnd_rstore_rollout_update(db, &r))) goto out;
+    return 0;
+}
+
+static int s_audit_create(cnd_audit_t *audit, const char *actor, const s_plan_t *pl,
+                          const cnd_rollout_params_t *p, const cnd_rollout_summary_t *out)
+{
+    const cnd_rollout_rec_t *r = &pl->r;
+    char rid[32], ver[160];
+    snprintf(rid, sizeof rid, "%lld", (long long)r->id);
+    cnd_registry_version_name(ver, sizeof ver, r->model, r->version);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "rollout");
+    cnd_jw_str(&w, rid);
+    cnd_jw_key(&w, "version");
+    cnd_jw_str(&w, ver);
+    cnd_jw_key(&w, "select");
+    cnd_jw_str(&w, r->select);
+    cnd_jw_key(&w, "devices");
+    cnd_jw_int(&w, pl->n_target);
+    cnd_jw_key(&w, "canary");
+    cnd_jw_int(&w, pl->n_target < r->canary ? pl->n_target : r->canary);
+    cnd_jw_key(&w, "selected");
+    cnd_jw_int(&w, out->selected);
+    cnd_jw_key(&w, "unfit");
+    cnd_jw_int(&w, out->unfit);
+    cnd_jw_key(&w, "current");
+    cnd_jw_int(&w, out->current);
+    cnd_jw_key(&w, "waves");
+    cnd_jw_int(&w, out->waves);
+    cnd_jw_key(&w, "policy");
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "rate");
+    cnd_jw_int(&w, r->rate);
+    cnd_jw_key(&w, "factor");
+    cnd_jw_double(&w, r->factor);
+    cnd_jw_key(&w, "abort_failures_pct");
+    cnd_jw_double(&w, r->abort_pct);
+    cnd_jw_key(&w, "abort_min");
+    cnd_jw_int(&w, r->abort_min);
+    cnd_jw_key(&w, "device_timeout_s");
+    cnd_jw_int(&w, r->timeout_s);
+    cnd_jw_key(&w, "window");
+    cnd_jw_str(&w, p->window ? p->window : "");
+    cnd_jw_obj_end(&w);
+    cnd_jw_obj_end(&w);
+    int rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_CREATE, rid, r->job, &w, NULL, 0);
+    cnd_jw_free(&w);
+    return rc;
+}
+
+int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
+                       const cnd_rollout_params_t *p, cnd_rollout_summary_t *out)
+{
+    memset(out, 0, sizeof *out);
+    s_plan_t pl;
+    memset(&pl, 0, sizeof pl);
+    int rc = s_plan_record(&pl, db, p);
+    if (!rc) rc = cnd_fleet_list(db, &pl.devs, &pl.nd);
+    if (!rc) rc = s_busy_devices(db, &pl.busy, &pl.nbusy);
+    if (!rc && pl.nbusy) qsort(pl.busy, pl.nbusy, sizeof *pl.busy, s_cmp_str);
+    if (!rc) rc = cnd_rstore_rollout_insert(db, &pl.r);
+    if (!rc) {
+        out->id = pl.r.id;
+        pl.now = cnd_unix_time() * 1000;
+        pl.choice = calloc(pl.nd ? pl.nd : 1, sizeof *pl.choice);
+        pl.order = calloc(pl.nd ? pl.nd : 1, sizeof *pl.order);
+        if (!pl.choice || !pl.order) rc = cnd_errf(CND_ENOMEM, "out of memory");
     }
-    {
-        char rid[32], ver[160];
-        snprintf(rid, sizeof rid, "%lld", (long long)r.id);
-        cnd_rollout_version_name(ver, sizeof ver, r.model, r.version);
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "rollout");
-        cnd_jw_str(&w, rid);
-        cnd_jw_key(&w, "version");
-        cnd_jw_str(&w, ver);
-        cnd_jw_key(&w, "select");
-        cnd_jw_str(&w, r.select);
-        cnd_jw_key(&w, "devices");
-        cnd_jw_int(&w, n_target);
-        cnd_jw_key(&w, "canary");
-        cnd_jw_int(&w, n_target < r.canary ? n_target : r.canary);
-        cnd_jw_key(&w, "selected");
-        cnd_jw_int(&w, out->selected);
-        cnd_jw_key(&w, "unfit");
-        cnd_jw_int(&w, out->unfit);
-        cnd_jw_key(&w, "current");
-        cnd_jw_int(&w, out->current);
-        cnd_jw_key(&w, "waves");
-        cnd_jw_int(&w, out->waves);
-        cnd_jw_key(&w, "policy");
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "rate");
-        cnd_jw_int(&w, r.rate);
-        cnd_jw_key(&w, "factor");
-        cnd_jw_double(&w, r.factor);
-        cnd_jw_key(&w, "abort_failures_pct");
-        cnd_jw_double(&w, r.abort_pct);
-        cnd_jw_key(&w, "abort_min");
-        cnd_jw_int(&w, r.abort_min);
-        cnd_jw_key(&w, "device_timeout_s");
-        cnd_jw_int(&w, r.timeout_s);
-        cnd_jw_key(&w, "window");
-        cnd_jw_str(&w, p->window ? p->window : "");
-        cnd_jw_obj_end(&w);
-        cnd_jw_obj_end(&w);
-        rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_CREATE, rid, r.job, &w, NULL, 0);
-        cnd_jw_free(&w);
+    for (size_t i = 0; !rc && i < pl.nd; i++) rc = s_plan_device(&pl, db, i, out);
+    if (!rc) rc = s_plan_waves(&pl, db, out);
+    if (!rc) rc = s_plan_offers(&pl, db, audit, id, actor, p->expires_s);
+    if (!rc && pl.n_target == 0) {
+        pl.r.state = CND_ROLLOUT_COMPLETED;
+        snprintf(pl.r.reason, sizeof pl.r.reason, "no device to update");
+        rc = cnd_rstore_rollout_update(db, &pl.r);
     }
-out:
-    for (size_t i = 0; i < nbusy; i++) free(busy[i]);
-    free(busy);
-    free(devs);
-    free(v);
-    free(choice);
-    free(order);
+    if (!rc) rc = s_audit_create(audit, actor, &pl, p, out);
+    s_plan_free(&pl);
     return rc;
 }
 
@@ -684,22 +532,19 @@ int cnd_rollout_waves(cnd_rollout_wave_t **out, uint32_t *n_waves, const cnd_rde
     if (!w) return cnd_errf(CND_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         cnd_rollout_wave_t *x = &w[dv[i].wave];
-        const char *s = dv[i].state;
         x->devices++;
-        if (!strcmp(s, "healthy"))
-            x->healthy++;
-        else if (!strcmp(s, "failed") || !strcmp(s, "refused"))
-            x->failed++;
-        else if (!strcmp(s, "timeout"))
-            x->timed_out++;
-        else if (!strcmp(s, "deferred"))
-            x->deferred++;
-        else if (!strcmp(s, "offered") || !strcmp(s, "pending") || !strcmp(s, "rollback_sent"))
-            x->open++;
-        else if (!strcmp(s, "rolled_back"))
-            x->rolled_back++;
-        else
-            x->other++;
+        switch (dv[i].state) {
+        case CND_RDEV_HEALTHY: x->healthy++; break;
+        case CND_RDEV_FAILED:
+        case CND_RDEV_REFUSED: x->failed++; break;
+        case CND_RDEV_TIMEOUT: x->timed_out++; break;
+        case CND_RDEV_DEFERRED: x->deferred++; break;
+        case CND_RDEV_OFFERED:
+        case CND_RDEV_PENDING:
+        case CND_RDEV_ROLLBACK_SENT: x->open++; break;
+        case CND_RDEV_ROLLED_BACK: x->rolled_back++; break;
+        default: x->other++; break;
+        }
         if (dv[i].offered_ms > 0) {
             if (!x->first_offer_ms || dv[i].offered_ms < x->first_offer_ms)
                 x->first_offer_ms = dv[i].offered_ms;
@@ -711,40 +556,42 @@ int cnd_rollout_waves(cnd_rollout_wave_t **out, uint32_t *n_waves, const cnd_rde
     return 0;
 }
 
+/* Operator actions: from which states each is allowed, the state it writes, the word its
+ * rollout.state entry logs (audit_actions.h) and why it is refused otherwise. */
+#define S_FROM(st) (1u << (st))
+static const struct {
+    const char *action;
+    unsigned from; /* S_FROM bits */
+    cnd_rollout_state_t to;
+    const char *logged;
+    const char *refusal; /* after "rollout N is STATE" */
+} s_actions[] = {
+    {"pause", S_FROM(CND_ROLLOUT_RUNNING), CND_ROLLOUT_PAUSED, "paused",
+     ": only a running rollout can be paused"},
+    {"resume", S_FROM(CND_ROLLOUT_PAUSED), CND_ROLLOUT_RUNNING, "resumed",
+     ": only a paused rollout can be resumed"},
+    {"abort", S_FROM(CND_ROLLOUT_RUNNING) | S_FROM(CND_ROLLOUT_PAUSED), CND_ROLLOUT_ABORTED,
+     "aborted", ": nothing to abort"},
+    {"rollback",
+     S_FROM(CND_ROLLOUT_RUNNING) | S_FROM(CND_ROLLOUT_PAUSED) | S_FROM(CND_ROLLOUT_COMPLETED) |
+         S_FROM(CND_ROLLOUT_ABORTED),
+     CND_ROLLOUT_ROLLING_BACK, "aborted", " already"},
+};
+
 int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_t id,
                       const char *action, const char *reason)
 {
+    size_t k = 0;
+    while (k < sizeof s_actions / sizeof s_actions[0] && strcmp(action, s_actions[k].action)) k++;
+    if (k == sizeof s_actions / sizeof s_actions[0])
+        return cnd_errf(CND_EINVAL, "unknown action '%s'", action);
     cnd_rollout_rec_t r;
     int rc = cnd_rstore_rollout_get(db, id, &r);
     if (rc) return rc;
-    const char *to = NULL, *logged = NULL;
-    if (strcmp(action, "pause") == 0) {
-        if (strcmp(r.state, "running") != 0)
-            return cnd_errf(CND_ESTATE, "rollout %lld is %s: only a running rollout can be paused",
-                            (long long)id, r.state);
-        to = "paused";
-        logged = "paused";
-    } else if (strcmp(action, "resume") == 0) {
-        if (strcmp(r.state, "paused") != 0)
-            return cnd_errf(CND_ESTATE, "rollout %lld is %s: only a paused rollout can be resumed",
-                            (long long)id, r.state);
-        to = "running";
-        logged = "resumed";
-    } else if (strcmp(action, "abort") == 0) {
-        if (strcmp(r.state, "running") != 0 && strcmp(r.state, "paused") != 0)
-            return cnd_errf(CND_ESTATE, "rollout %lld is %s: nothing to abort", (long long)id,
-                            r.state);
-        to = "aborted";
-        logged = "aborted";
-    } else if (strcmp(action, "rollback") == 0) {
-        if (strcmp(r.state, "rolling_back") == 0 || strcmp(r.state, "rolled_back") == 0)
-            return cnd_errf(CND_ESTATE, "rollout %lld is %s already", (long long)id, r.state);
-        to = "rolling_back";
-        logged = "aborted";
-    } else {
-        return cnd_errf(CND_EINVAL, "unknown action '%s'", action);
-    }
-    snprintf(r.state, sizeof r.state, "%s", to);
+    if (!(s_actions[k].from & S_FROM(r.state)))
+        return cnd_errf(CND_ESTATE, "rollout %lld is %s%s", (long long)id,
+                        cnd_rollout_state_name(r.state), s_actions[k].refusal);
+    r.state = s_actions[k].to;
     snprintf(r.reason, sizeof r.reason, "%s", reason && reason[0] ? reason : "operator");
     r.updated_ms = cnd_unix_time() * 1000;
     if ((rc = cnd_rstore_rollout_update(db, &r))) return rc;
@@ -752,10 +599,10 @@ int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_
     snprintf(rid, sizeof rid, "%lld", (long long)id);
     cnd_jw_t w;
     char why[300];
-    snprintf(why, sizeof why, "%s%s%s",
-             strcmp(action, "rollback") == 0 ? "rollback requested: " : "",
-             reason && reason[0] ? reason : "operator", "");
-    s_state_entry(&w, rid, logged, why);
+    snprintf(why, sizeof why, "%s%s",
+             r.state == CND_ROLLOUT_ROLLING_BACK ? "rollback requested: " : "",
+             reason && reason[0] ? reason : "operator");
+    s_state_entry(&w, rid, s_actions[k].logged, why);
     rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_STATE, rid, r.job, &w, NULL, 0);
     cnd_jw_free(&w);
     return rc;
@@ -774,7 +621,7 @@ typedef struct {
 typedef struct s_roll s_roll_t;
 struct s_roll {
     cnd_rollout_rec_t rec;
-    char written_state[16]; /* the state as the engine last wrote or read it */
+    cnd_rollout_state_t written_state; /* the state as the engine last wrote or read it */
     cnd_fleet_select_t sel;
     char version[160];
     s_dev_t *devs;
@@ -908,7 +755,7 @@ static s_art_t *s_art(cnd_rollout_engine_t *e, int64_t id)
     e->arts = g;
     s_art_t *a = &e->arts[e->n_arts];
     memset(a, 0, sizeof *a);
-    if (cnd_rstore_artifact_get(e->db, id, &a->a, &a->bytes, &a->len)) {
+    if (cnd_registry_get(e->db, id, &a->a, &a->bytes, &a->len)) {
         s_log(e, "artifact %lld: %s", (long long)id, cnd_err_detail());
         return NULL;
     }
@@ -921,7 +768,7 @@ static s_art_t *s_art_by_digest(cnd_rollout_engine_t *e, const uint8_t d[32])
     for (size_t i = 0; i < e->n_arts; i++)
         if (memcmp(e->arts[i].a.digest, d, 32) == 0) return &e->arts[i];
     cnd_rartifact_t a;
-    if (cnd_rstore_artifact_by_digest(e->db, d, &a)) return NULL;
+    if (cnd_registry_by_digest(e->db, d, &a)) return NULL;
     return s_art(e, a.id);
 }
 
@@ -938,10 +785,8 @@ static const s_man_t *s_manifest(cnd_rollout_engine_t *e, s_roll_t *r, s_art_t *
     if (rc == CND_ENOTFOUND) {
         /* Signed now (a rollback manifest, or an offer to a late joiner's new variant); it is
          * committed before it is sent. */
-        rc = cnd_rollout_sign(e->db, e->audit, e->id, e->fpr, &a->a, rollback, 0, &m, &len);
-        cnd_manifest_t mm;
         uint64_t seq = 0;
-        if (!rc && !cnd_manifest_decode(&mm, m + 12, len - 108)) seq = mm.sequence;
+        rc = cnd_registry_sign(e->db, e->audit, e->id, e->fpr, &a->a, rollback, 0, &m, &len, &seq);
         if (!rc) rc = cnd_rstore_manifest_put(e->db, r->rec.id, a->a.id, kind, seq, m, len);
         if (!rc && e->io.commit) rc = e->io.commit(e->io.ctx);
         if (rc) {
@@ -986,11 +831,13 @@ static void s_put_dev(cnd_rollout_engine_t *e, s_dev_t *d)
 static void s_put_roll(cnd_rollout_engine_t *e, s_roll_t *r)
 {
     r->rec.updated_ms = cnd_unix_ms();
-    snprintf(r->written_state, sizeof r->written_state, "%s", r->rec.state);
+    r->written_state = r->rec.state;
     if (cnd_rstore_rollout_update(e->db, &r->rec)) s_log(e, "store: %s", cnd_err_detail());
 }
 
-static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, const char *outcome)
+/* outcome: healthy, failed, timeout or rolled_back (the rollout.device vocabulary). */
+static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d,
+                           cnd_rdevice_state_t outcome)
 {
     s_node_t *n = s_node_find(e, d->row.device);
     char rid[32];
@@ -1005,7 +852,7 @@ static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, con
     cnd_jw_key(&w, "device");
     cnd_jw_str(&w, d->row.device);
     cnd_jw_key(&w, "outcome");
-    cnd_jw_str(&w, outcome);
+    cnd_jw_str(&w, cnd_rdevice_state_name(outcome));
     if (d->row.reason[0]) {
         cnd_jw_key(&w, "reason");
         cnd_jw_str(&w, d->row.reason);
@@ -1021,12 +868,13 @@ static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, con
     cnd_jw_free(&w);
 }
 
-static void s_audit_state(cnd_rollout_engine_t *e, s_roll_t *r, const char *state, const char *why)
+static void s_audit_state(cnd_rollout_engine_t *e, s_roll_t *r, cnd_rollout_state_t state,
+                          const char *why)
 {
     char rid[32];
     snprintf(rid, sizeof rid, "%lld", (long long)r->rec.id);
     cnd_jw_t w;
-    s_state_entry(&w, rid, state, why);
+    s_state_entry(&w, rid, cnd_rollout_state_name(state), why);
     if (s_audit(e->audit, e->fpr, CND_AUDIT_ROLLOUT_STATE, rid, r->rec.job, &w, NULL, 0))
         s_log(e, "audit: %s", cnd_err_detail());
     cnd_jw_free(&w);
@@ -1039,16 +887,16 @@ static void s_audit_wave(cnd_rollout_engine_t *e, s_roll_t *r, uint32_t wave, co
     uint32_t devices = 0, ok = 0, failed = 0, tout = 0, deferred = 0;
     for (size_t i = 0; i < r->n; i++) {
         const cnd_rdevice_t *x = &r->devs[i].row;
-        if (x->wave != wave || strcmp(x->state, "skipped") == 0 || strcmp(x->state, "current") == 0)
+        if (x->wave != wave || x->state == CND_RDEV_SKIPPED || x->state == CND_RDEV_CURRENT)
             continue;
         devices++;
-        if (strcmp(x->state, "healthy") == 0)
+        if (x->state == CND_RDEV_HEALTHY)
             ok++;
-        else if (strcmp(x->state, "failed") == 0 || strcmp(x->state, "refused") == 0)
+        else if (x->state == CND_RDEV_FAILED || x->state == CND_RDEV_REFUSED)
             failed++;
-        else if (strcmp(x->state, "timeout") == 0)
+        else if (x->state == CND_RDEV_TIMEOUT)
             tout++;
-        else if (strcmp(x->state, "deferred") == 0)
+        else if (x->state == CND_RDEV_DEFERRED)
             deferred++;
     }
     char rid[32];
@@ -1085,6 +933,13 @@ static void s_audit_wave(cnd_rollout_engine_t *e, s_roll_t *r, uint32_t wave, co
 
 /* --- loading -------------------------------------------------------------------------------- */
 
+/* A device that a rollback must reach: it was offered the artifact (and may run it). */
+static int s_needs_rollback(cnd_rdevice_state_t s)
+{
+    return s == CND_RDEV_OFFERED || s == CND_RDEV_HEALTHY || s == CND_RDEV_FAILED ||
+           s == CND_RDEV_TIMEOUT;
+}
+
 static void s_roll_free(s_roll_t *r)
 {
     if (!r) return;
@@ -1117,8 +972,8 @@ static s_roll_t *s_load_roll(cnd_rollout_engine_t *e, int64_t id)
         free(r);
         return NULL;
     }
-    snprintf(r->written_state, sizeof r->written_state, "%s", r->rec.state);
-    cnd_rollout_version_name(r->version, sizeof r->version, r->rec.model, r->rec.version);
+    r->written_state = r->rec.state;
+    cnd_registry_version_name(r->version, sizeof r->version, r->rec.model, r->rec.version);
     r->devs = calloc(n ? n : 1, sizeof *r->devs);
     if (!r->devs) {
         free(rows);
@@ -1129,33 +984,31 @@ static s_roll_t *s_load_roll(cnd_rollout_engine_t *e, int64_t id)
     for (size_t i = 0; i < n; i++) {
         s_dev_t *d = &r->devs[i];
         d->row = rows[i];
-        const char *s = d->row.state;
-        if (d->row.wave > r->max_wave && strcmp(s, "skipped") && strcmp(s, "current"))
+        cnd_rdevice_state_t s = d->row.state;
+        if (d->row.wave > r->max_wave && s != CND_RDEV_SKIPPED && s != CND_RDEV_CURRENT)
             r->max_wave = d->row.wave;
-        if (strcmp(s, "healthy") == 0)
-            r->ok++;
-        else if (strcmp(s, "failed") == 0)
-            r->failed++;
-        else if (strcmp(s, "refused") == 0)
-            r->refused++;
-        else if (strcmp(s, "timeout") == 0)
-            r->timeouts++;
-        if (strcmp(s, "offered") == 0) {
+        switch (s) {
+        case CND_RDEV_HEALTHY: r->ok++; break;
+        case CND_RDEV_FAILED: r->failed++; break;
+        case CND_RDEV_REFUSED: r->refused++; break;
+        case CND_RDEV_TIMEOUT: r->timeouts++; break;
+        case CND_RDEV_OFFERED:
             r->active++;
             d->deadline_ms = d->row.offered_ms + (int64_t)r->rec.timeout_s * 1000;
-        } else if (strcmp(s, "rollback_sent") == 0) {
+            break;
+        case CND_RDEV_ROLLBACK_SENT:
             d->deadline_ms = d->row.offered_ms + (int64_t)r->rec.timeout_s * 1000;
+            break;
+        default: break;
         }
     }
     free(rows);
     r->wave_started_ms = cnd_unix_ms();
-    if (strcmp(r->rec.state, "rolling_back") == 0) {
+    if (r->rec.state == CND_ROLLOUT_ROLLING_BACK) {
         /* Devices offered the artifact and not yet told to roll back. */
         int64_t dl = cnd_unix_ms() + (int64_t)r->rec.timeout_s * 1000;
         for (size_t i = 0; i < r->n; i++) {
-            const char *s = r->devs[i].row.state;
-            if (!strcmp(s, "offered") || !strcmp(s, "healthy") || !strcmp(s, "failed") ||
-                !strcmp(s, "timeout")) {
+            if (s_needs_rollback(r->devs[i].row.state)) {
                 r->devs[i].need_rollback = 1;
                 r->devs[i].deadline_ms = dl;
             }
@@ -1184,17 +1037,23 @@ static void s_poll(cnd_rollout_engine_t *e, int64_t now)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(e->db,
-                           "SELECT id, state, model FROM rollout r WHERE state IN ('running',"
-                           " 'paused', 'rolling_back') OR id = (SELECT max(id) FROM rollout r2"
-                           " WHERE r2.model = r.model AND r2.state IN ('completed', 'aborted'))"
-                           " ORDER BY id",
+                           "SELECT id, state, model FROM rollout r WHERE state IN (?1, ?2, ?3)"
+                           " OR id = (SELECT max(id) FROM rollout r2"
+                           " WHERE r2.model = r.model AND r2.state IN (?4, ?5)) ORDER BY id",
                            -1, &st, NULL)) {
         s_log(e, "store: %s", sqlite3_errmsg(e->db));
         return;
     }
+    s_bind_live(st, 1);
+    sqlite3_bind_text(st, 4, cnd_rollout_state_name(CND_ROLLOUT_COMPLETED), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, cnd_rollout_state_name(CND_ROLLOUT_ABORTED), -1, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
-        const char *state = (const char *)sqlite3_column_text(st, 1);
+        cnd_rollout_state_t state;
+        if (cnd_rollout_state_parse(&state, (const char *)sqlite3_column_text(st, 1))) {
+            s_log(e, "rollout %lld: %s", (long long)id, cnd_err_detail());
+            continue;
+        }
         s_roll_t *r = s_find_roll(e, id);
         if (!r) {
             if (!(r = s_load_roll(e, id))) continue;
@@ -1208,25 +1067,25 @@ static void s_poll(cnd_rollout_engine_t *e, int64_t now)
             qsort(e->rolls, e->n_rolls, sizeof *e->rolls, s_roll_cmp);
             s_link(e, r);
             s_log(e, "rollout %lld of %s loaded: %s, %zu devices, wave %u of %u", (long long)id,
-                  r->version, r->rec.state, r->n, r->rec.wave, r->max_wave);
+                  r->version, cnd_rollout_state_name(r->rec.state), r->n, r->rec.wave, r->max_wave);
             continue;
         }
-        if (strcmp(state, r->written_state) == 0) continue;
+        if (state == r->written_state) continue;
         /* An operator changed it. */
         cnd_rollout_rec_t fresh;
         if (cnd_rstore_rollout_get(e->db, id, &fresh)) continue;
-        s_log(e, "rollout %lld: %s -> %s (%s)", (long long)id, r->rec.state, fresh.state,
-              fresh.reason);
-        snprintf(r->rec.state, sizeof r->rec.state, "%s", fresh.state);
+        s_log(e, "rollout %lld: %s -> %s (%s)", (long long)id, cnd_rollout_state_name(r->rec.state),
+              cnd_rollout_state_name(fresh.state), fresh.reason);
+        r->rec.state = fresh.state;
         snprintf(r->rec.reason, sizeof r->rec.reason, "%s", fresh.reason);
-        snprintf(r->written_state, sizeof r->written_state, "%s", fresh.state);
-        if (strcmp(fresh.state, "rolling_back") == 0) {
+        r->written_state = fresh.state;
+        if (fresh.state == CND_ROLLOUT_ROLLING_BACK) {
             s_begin_rollback(e, r, now);
-        } else if (strcmp(fresh.state, "aborted") == 0) {
+        } else if (fresh.state == CND_ROLLOUT_ABORTED) {
             for (size_t i = 0; i < r->n; i++)
-                if (!strcmp(r->devs[i].row.state, "pending") ||
-                    !strcmp(r->devs[i].row.state, "deferred")) {
-                    snprintf(r->devs[i].row.state, sizeof r->devs[i].row.state, "cancelled");
+                if (r->devs[i].row.state == CND_RDEV_PENDING ||
+                    r->devs[i].row.state == CND_RDEV_DEFERRED) {
+                    r->devs[i].row.state = CND_RDEV_CANCELLED;
                     snprintf(r->devs[i].row.reason, sizeof r->devs[i].row.reason,
                              "rollout aborted");
                     s_put_dev(e, &r->devs[i]);
@@ -1262,9 +1121,9 @@ static int s_offer(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_node_t *n
     int rc = s_send(e, n, CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER, &o);
     if (rc) return rc;
     e->st.offers_sent++;
-    if (strcmp(d->row.state, "offered") != 0) {
+    if (d->row.state != CND_RDEV_OFFERED) {
         r->active++;
-        snprintf(d->row.state, sizeof d->row.state, "offered");
+        d->row.state = CND_RDEV_OFFERED;
         d->row.reason[0] = 0;
         d->row.offered_ms = now;
         d->deadline_ms = now + (int64_t)r->rec.timeout_s * 1000;
@@ -1284,12 +1143,12 @@ static int s_send_rollback(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_n
     s_art_t *a = d->row.has_prev ? s_art_by_digest(e, d->row.prev_digest) : NULL;
     if (!a) {
         d->need_rollback = 0;
-        snprintf(d->row.state, sizeof d->row.state, "rollback_unavailable");
+        d->row.state = CND_RDEV_ROLLBACK_UNAVAILABLE;
         snprintf(d->row.reason, sizeof d->row.reason,
                  d->row.has_prev ? "its previous artifact is not in the registry"
                                  : "it ran no model before");
         s_put_dev(e, d);
-        s_audit_device(e, r, d, "failed");
+        s_audit_device(e, r, d, CND_RDEV_FAILED);
         return 0;
     }
     const s_man_t *m = s_manifest(e, r, a, 1);
@@ -1303,9 +1162,9 @@ static int s_send_rollback(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_n
     int rc = s_send(e, n, CONDENSER__MSG_TYPE__MSG_ROLLBACK, &rb);
     if (rc) return rc;
     e->st.rollbacks_sent++;
-    if (strcmp(d->row.state, "offered") == 0 && r->active) r->active--;
+    if (d->row.state == CND_RDEV_OFFERED && r->active) r->active--;
     d->need_rollback = 0;
-    snprintf(d->row.state, sizeof d->row.state, "rollback_sent");
+    d->row.state = CND_RDEV_ROLLBACK_SENT;
     d->row.offered_ms = now;
     d->deadline_ms = now + (int64_t)r->rec.timeout_s * 1000;
     s_put_dev(e, d);
@@ -1317,18 +1176,16 @@ static void s_begin_rollback(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
     int64_t dl = now + (int64_t)r->rec.timeout_s * 1000;
     for (size_t i = 0; i < r->n; i++) {
         s_dev_t *d = &r->devs[i];
-        const char *s = d->row.state;
-        if (!strcmp(s, "pending") || !strcmp(s, "deferred")) {
-            snprintf(d->row.state, sizeof d->row.state, "cancelled");
+        if (d->row.state == CND_RDEV_PENDING || d->row.state == CND_RDEV_DEFERRED) {
+            d->row.state = CND_RDEV_CANCELLED;
             snprintf(d->row.reason, sizeof d->row.reason, "rollout stopped before its wave");
             s_put_dev(e, d);
-        } else if (!strcmp(s, "offered") || !strcmp(s, "healthy") || !strcmp(s, "failed") ||
-                   !strcmp(s, "timeout")) {
+        } else if (s_needs_rollback(d->row.state)) {
             d->need_rollback = 1;
             d->deadline_ms = dl;
         }
     }
-    snprintf(r->rec.state, sizeof r->rec.state, "rolling_back");
+    r->rec.state = CND_ROLLOUT_ROLLING_BACK;
     s_put_roll(e, r);
 }
 
@@ -1336,7 +1193,7 @@ static void s_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now, const cha
 {
     s_audit_wave(e, r, r->rec.wave, "aborted");
     snprintf(r->rec.reason, sizeof r->rec.reason, "%s", why);
-    s_audit_state(e, r, "aborted", why);
+    s_audit_state(e, r, CND_ROLLOUT_ABORTED, why);
     s_log(e, "rollout %lld aborted: %s; rolling back", (long long)r->rec.id, why);
     s_begin_rollback(e, r, now);
 }
@@ -1344,8 +1201,8 @@ static void s_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now, const cha
 static void s_check_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
 {
     /* Completed rollouts still take late joiners, so the rule still applies to them. */
-    if (strcmp(r->rec.state, "running") != 0 && strcmp(r->rec.state, "paused") != 0 &&
-        strcmp(r->rec.state, "completed") != 0)
+    cnd_rollout_state_t st = r->rec.state;
+    if (st != CND_ROLLOUT_RUNNING && st != CND_ROLLOUT_PAUSED && st != CND_ROLLOUT_COMPLETED)
         return;
     uint32_t fails = r->failed + r->refused + r->timeouts;
     uint32_t done = fails + r->ok;
@@ -1359,33 +1216,35 @@ static void s_check_abort(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
     }
 }
 
-/* A device reached an outcome in the offer phase. */
-static void s_outcome(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, const char *state,
+/* A device reached an outcome in the offer phase: healthy, failed, refused or timeout. */
+static void s_outcome(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, cnd_rdevice_state_t state,
                       const char *reason, int64_t now)
 {
-    if (strcmp(d->row.state, "offered") == 0 && r->active) r->active--;
-    snprintf(d->row.state, sizeof d->row.state, "%s", state);
+    if (d->row.state == CND_RDEV_OFFERED && r->active) r->active--;
+    d->row.state = state;
     snprintf(d->row.reason, sizeof d->row.reason, "%s", reason ? reason : "");
     s_put_dev(e, d);
-    const char *outcome = "failed";
-    if (!strcmp(state, "healthy")) {
+    cnd_rdevice_state_t outcome = CND_RDEV_FAILED; /* refused is logged as failed */
+    switch (state) {
+    case CND_RDEV_HEALTHY:
         r->ok++;
-        outcome = "healthy";
-    } else if (!strcmp(state, "failed")) {
-        r->failed++;
-    } else if (!strcmp(state, "refused")) {
-        r->refused++;
-    } else if (!strcmp(state, "timeout")) {
+        outcome = CND_RDEV_HEALTHY;
+        break;
+    case CND_RDEV_FAILED: r->failed++; break;
+    case CND_RDEV_REFUSED: r->refused++; break;
+    case CND_RDEV_TIMEOUT:
         r->timeouts++;
-        outcome = "timeout";
+        outcome = CND_RDEV_TIMEOUT;
+        break;
+    default: break;
     }
     s_audit_device(e, r, d, outcome);
     s_check_abort(e, r, now);
 }
 
-static int s_final_or_deferred(const char *s)
+static int s_final_or_deferred(cnd_rdevice_state_t s)
 {
-    return cnd_rdevice_terminal(s) || strcmp(s, "deferred") == 0;
+    return cnd_rdevice_terminal(s) || s == CND_RDEV_DEFERRED;
 }
 
 /* --- tick ----------------------------------------------------------------------------------- */
@@ -1395,27 +1254,27 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
     /* Deadlines. */
     for (size_t i = 0; i < r->n; i++) {
         s_dev_t *d = &r->devs[i];
-        if (!strcmp(d->row.state, "offered") && now > d->deadline_ms) {
+        if (d->row.state == CND_RDEV_OFFERED && now > d->deadline_ms) {
             char why[96];
             snprintf(why, sizeof why, "no outcome within %u s", r->rec.timeout_s);
-            s_outcome(e, r, d, "timeout", why, now);
-        } else if (!strcmp(d->row.state, "rollback_sent") && now > d->deadline_ms) {
-            snprintf(d->row.state, sizeof d->row.state, "rollback_timeout");
+            s_outcome(e, r, d, CND_RDEV_TIMEOUT, why, now);
+        } else if (d->row.state == CND_RDEV_ROLLBACK_SENT && now > d->deadline_ms) {
+            d->row.state = CND_RDEV_ROLLBACK_TIMEOUT;
             snprintf(d->row.reason, sizeof d->row.reason, "no rollback report within %u s",
                      r->rec.timeout_s);
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "timeout");
+            s_audit_device(e, r, d, CND_RDEV_TIMEOUT);
         } else if (d->need_rollback && now > d->deadline_ms) {
             d->need_rollback = 0;
-            snprintf(d->row.state, sizeof d->row.state, "rollback_timeout");
+            d->row.state = CND_RDEV_ROLLBACK_TIMEOUT;
             snprintf(d->row.reason, sizeof d->row.reason,
                      "offline: the rollback could not be sent");
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "timeout");
+            s_audit_device(e, r, d, CND_RDEV_TIMEOUT);
         }
     }
-    const char *st = r->rec.state;
-    if (!strcmp(st, "rolling_back")) {
+    cnd_rollout_state_t st = r->rec.state;
+    if (st == CND_ROLLOUT_ROLLING_BACK) {
         int open = 0;
         for (size_t i = 0; i < r->n; i++) {
             s_dev_t *d = &r->devs[i];
@@ -1423,40 +1282,42 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
                 s_node_t *n = s_node_find(e, d->row.device);
                 if (s_online(e, n, now)) (void)s_send_rollback(e, r, d, n, now);
             }
-            if (d->need_rollback || !strcmp(d->row.state, "rollback_sent") ||
-                !strcmp(d->row.state, "offered"))
+            if (d->need_rollback || d->row.state == CND_RDEV_ROLLBACK_SENT ||
+                d->row.state == CND_RDEV_OFFERED)
                 open = 1;
         }
         if (!open) {
-            snprintf(r->rec.state, sizeof r->rec.state, "rolled_back");
+            r->rec.state = CND_ROLLOUT_ROLLED_BACK;
             s_put_roll(e, r);
             uint32_t back = 0, bad = 0;
             for (size_t i = 0; i < r->n; i++) {
-                if (!strcmp(r->devs[i].row.state, "rolled_back"))
+                cnd_rdevice_state_t x = r->devs[i].row.state;
+                if (x == CND_RDEV_ROLLED_BACK)
                     back++;
-                else if (!strncmp(r->devs[i].row.state, "rollback_", 9))
+                else if (x == CND_RDEV_ROLLBACK_SENT || x == CND_RDEV_ROLLBACK_FAILED ||
+                         x == CND_RDEV_ROLLBACK_TIMEOUT || x == CND_RDEV_ROLLBACK_UNAVAILABLE)
                     bad++;
             }
             char why[160];
             snprintf(why, sizeof why, "%u devices rolled back, %u did not confirm", back, bad);
-            s_audit_state(e, r, "rolled_back", why);
+            s_audit_state(e, r, CND_ROLLOUT_ROLLED_BACK, why);
             s_log(e, "rollout %lld rolled back: %s", (long long)r->rec.id, why);
         }
         return;
     }
-    int running = !strcmp(st, "running"), completed = !strcmp(st, "completed");
+    int running = st == CND_ROLLOUT_RUNNING, completed = st == CND_ROLLOUT_COMPLETED;
     if (!running && !completed) return;
     if (!s_in_window(&r->rec, now)) return;
     int grace = now - e->started_ms < e->offline_ms; /* devices are still reconnecting */
     for (size_t i = 0; i < r->n && r->active < r->rec.max_active; i++) {
         s_dev_t *d = &r->devs[i];
-        int pend = !strcmp(d->row.state, "pending"), def = !strcmp(d->row.state, "deferred");
+        int pend = d->row.state == CND_RDEV_PENDING, def = d->row.state == CND_RDEV_DEFERRED;
         if (!(pend || def) || d->row.wave > r->rec.wave) continue;
         s_node_t *n = s_node_find(e, d->row.device);
         if (s_online(e, n, now)) {
             (void)s_offer(e, r, d, n, now);
         } else if (pend && !grace) {
-            snprintf(d->row.state, sizeof d->row.state, "deferred");
+            d->row.state = CND_RDEV_DEFERRED;
             snprintf(d->row.reason, sizeof d->row.reason, "offline when its wave came");
             s_put_dev(e, d);
         }
@@ -1473,13 +1334,13 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
         s_put_roll(e, r);
     } else {
         s_audit_wave(e, r, r->rec.wave, "done");
-        snprintf(r->rec.state, sizeof r->rec.state, "completed");
+        r->rec.state = CND_ROLLOUT_COMPLETED;
         char why[160];
         snprintf(why, sizeof why, "%u healthy, %u failed, %u timed out", r->ok,
                  r->failed + r->refused, r->timeouts);
         snprintf(r->rec.reason, sizeof r->rec.reason, "%s", why);
         s_put_roll(e, r);
-        s_audit_state(e, r, "completed", why);
+        s_audit_state(e, r, CND_ROLLOUT_COMPLETED, why);
     }
 }
 
@@ -1501,11 +1362,11 @@ static void s_late_join(cnd_rollout_engine_t *e, s_node_t *n, const cnd_fleet_de
 {
     for (size_t k = e->n_rolls; k-- > 0;) {
         s_roll_t *r = e->rolls[k];
-        if (strcmp(r->rec.state, "running") && strcmp(r->rec.state, "completed")) continue;
+        if (r->rec.state != CND_ROLLOUT_RUNNING && r->rec.state != CND_ROLLOUT_COMPLETED) continue;
         if (!cnd_fleet_select_match(&r->sel, fd)) continue;
         cnd_rartifact_t *v = NULL;
         size_t nv = 0;
-        if (cnd_rstore_artifacts(e->db, r->rec.model, (int64_t)r->rec.version, &v, &nv)) return;
+        if (cnd_registry_list(e->db, r->rec.model, (int64_t)r->rec.version, &v, &nv)) return;
         uint64_t running_size = 0;
         s_art_t *ra = fd->has_running ? s_art_by_digest(e, fd->running_digest) : NULL;
         if (ra) running_size = ra->a.size;
@@ -1533,7 +1394,7 @@ static void s_late_join(cnd_rollout_engine_t *e, s_node_t *n, const cnd_fleet_de
         d->row.artifact = v[b].id;
         d->row.has_prev = fd->has_running;
         memcpy(d->row.prev_digest, fd->running_digest, 32);
-        snprintf(d->row.state, sizeof d->row.state, "pending");
+        d->row.state = CND_RDEV_PENDING;
         snprintf(d->row.reason, sizeof d->row.reason, "came online after the rollout started");
         s_put_dev(e, d);
         n->r = r;
@@ -1583,24 +1444,20 @@ static void s_on_profile(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__
     s_roll_t *r = n->r;
     s_dev_t *d = &r->devs[n->idx];
     s_art_t *a = d->row.artifact ? s_art(e, d->row.artifact) : NULL;
-    if (!strcmp(d->row.state, "offered") && a) {
+    if (d->row.state == CND_RDEV_OFFERED && a) {
         if (n->has_running && !memcmp(n->running, a->a.digest, 32))
-            s_outcome(e, r, d, "healthy", "running it (from its profile)", now);
+            s_outcome(e, r, d, CND_RDEV_HEALTHY, "running it (from its profile)", now);
         else
             (void)s_offer(e, r, d, n, now); /* resumes its download */
-    } else if (!strcmp(d->row.state, "rollback_sent")) {
+    } else if (d->row.state == CND_RDEV_ROLLBACK_SENT) {
         if (n->has_running && d->row.has_prev && !memcmp(n->running, d->row.prev_digest, 32)) {
-            snprintf(d->row.state, sizeof d->row.state, "rolled_back");
+            d->row.state = CND_RDEV_ROLLED_BACK;
             d->row.reason[0] = 0;
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "rolled_back");
+            s_audit_device(e, r, d, CND_RDEV_ROLLED_BACK);
         } else {
             d->need_rollback = 1;
         }
-    } else if (cnd_rdevice_terminal(d->row.state) && strcmp(r->rec.state, "rolling_back") &&
-               strcmp(r->rec.state, "rolled_back")) {
-        /* Its part in that rollout is over; a newer one may want it. */
-        if (strcmp(d->row.state, "healthy") && strcmp(d->row.state, "current")) return;
     }
 }
 
@@ -1613,10 +1470,10 @@ static void s_on_chunk_request(cnd_rollout_engine_t *e, s_node_t *n,
     s_dev_t *d = r ? &r->devs[n->idx] : NULL;
     s_art_t *a = NULL;
     uint32_t chunk = 0;
-    if (d && !strcmp(d->row.state, "offered")) {
+    if (d && d->row.state == CND_RDEV_OFFERED) {
         a = s_art(e, d->row.artifact);
         chunk = r->rec.chunk;
-    } else if (d && (!strcmp(d->row.state, "rollback_sent"))) {
+    } else if (d && d->row.state == CND_RDEV_ROLLBACK_SENT) {
         a = d->row.has_prev ? s_art_by_digest(e, d->row.prev_digest) : NULL;
         if (a) chunk = s_rollback_chunk(a->a.size);
     }
@@ -1689,7 +1546,7 @@ static void s_on_report(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__A
     for (char *c = reason; *c; c++)
         if ((unsigned char)*c < 0x20) *c = ' ';
     reason[200] = 0;
-    if (!strcmp(d->row.state, "offered")) {
+    if (d->row.state == CND_RDEV_OFFERED) {
         s_art_t *a = s_art(e, d->row.artifact);
         if (!a || memcmp(a->a.digest, p->artifact_digest.data, 32) != 0) return;
         switch (p->state) {
@@ -1698,30 +1555,30 @@ static void s_on_report(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__A
             if (n->cpu[0] && p->latency_us &&
                 cnd_rstore_latency_add(e->db, a->a.id, n->cpu, p->latency_us))
                 cnd_err_clear();
-            s_outcome(e, r, d, "healthy", "", now);
+            s_outcome(e, r, d, CND_RDEV_HEALTHY, "", now);
             break;
         case CONDENSER__ACTIVATION_STATE__ACT_FAILED:
-            s_outcome(e, r, d, "failed", reason, now);
+            s_outcome(e, r, d, CND_RDEV_FAILED, reason, now);
             break;
         case CONDENSER__ACTIVATION_STATE__ACT_REFUSED:
-            s_outcome(e, r, d, "refused", reason, now);
+            s_outcome(e, r, d, CND_RDEV_REFUSED, reason, now);
             break;
         default: break; /* progress */
         }
-    } else if (!strcmp(d->row.state, "rollback_sent")) {
+    } else if (d->row.state == CND_RDEV_ROLLBACK_SENT) {
         if (!d->row.has_prev || memcmp(d->row.prev_digest, p->artifact_digest.data, 32) != 0)
             return;
         if (p->state == CONDENSER__ACTIVATION_STATE__ACT_ROLLED_BACK) {
-            snprintf(d->row.state, sizeof d->row.state, "rolled_back");
+            d->row.state = CND_RDEV_ROLLED_BACK;
             snprintf(d->row.reason, sizeof d->row.reason, "%s", reason);
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "rolled_back");
+            s_audit_device(e, r, d, CND_RDEV_ROLLED_BACK);
         } else if (p->state == CONDENSER__ACTIVATION_STATE__ACT_FAILED ||
                    p->state == CONDENSER__ACTIVATION_STATE__ACT_REFUSED) {
-            snprintf(d->row.state, sizeof d->row.state, "rollback_failed");
+            d->row.state = CND_RDEV_ROLLBACK_FAILED;
             snprintf(d->row.reason, sizeof d->row.reason, "%s", reason);
             s_put_dev(e, d);
-            s_audit_device(e, r, d, "failed");
+            s_audit_device(e, r, d, CND_RDEV_FAILED);
         }
     }
 }
@@ -1812,7 +1669,7 @@ void cnd_rollout_engine_stats(const cnd_rollout_engine_t *e, cnd_rollout_stats_t
     st->live = 0;
     st->active = 0;
     for (size_t i = 0; i < e->n_rolls; i++) {
-        if (s_live(e->rolls[i]->rec.state)) st->live++;
+        if (cnd_rollout_live(e->rolls[i]->rec.state)) st->live++;
         st->active += e->rolls[i]->active;
     }
     int64_t now = cnd_unix_ms();
@@ -1825,10 +1682,10 @@ int cnd_rollout_engine_idle(const cnd_rollout_engine_t *e)
 {
     for (size_t i = 0; i < e->n_rolls; i++) {
         const s_roll_t *r = e->rolls[i];
-        if (s_live(r->rec.state)) return 0;
+        if (cnd_rollout_live(r->rec.state)) return 0;
         for (size_t k = 0; k < r->n; k++)
-            if (!strcmp(r->devs[k].row.state, "offered") ||
-                !strcmp(r->devs[k].row.state, "rollback_sent"))
+            if (r->devs[k].row.state == CND_RDEV_OFFERED ||
+                r->devs[k].row.state == CND_RDEV_ROLLBACK_SENT)
                 return 0;
     }
     return 1;

@@ -4,9 +4,10 @@
  * Three parts, all over the coordinator's SQLite database (rollout_store.h, fleet_registry.h)
  * and its audit log (audit_actions.h vocabulary):
  *
- *   - publication (cnd_rollout_publish): an artifact enters the registry as a variant of a
- *     model version after the runtime has validated it and its own self-test vectors pass; a
- *     manifest is signed for it (artifact.sign);
+ *   - publication is the artifact registry's (coordinator/registry/registry.h,
+ *     cnd_registry_publish): an artifact enters it as a variant of a model version after the
+ *     runtime has validated it and its own self-test vectors pass; every manifest, offers and
+ *     rollbacks included, is signed there under the one sequence rule per model name;
  *   - creation and operator actions (cnd_rollout_create, cnd_rollout_admin): devices are chosen
  *     by labels and by fit (each device gets the best variant that fits its class, RAM, flash
  *     and latency budget), shuffled with the rollout id as seed and split into a canary and
@@ -38,40 +39,11 @@
 #include "error.h"
 #include "identity.h"
 #include "proto.h"
+#include "registry.h"
 #include "rollout_store.h"
 
 #include <sqlite3.h>
 #include <stdint.h>
-
-/* --- publication ---------------------------------------------------------------------------- */
-
-typedef struct {
-    const char *model;   /* manifest name (required), e.g. "fmnist" */
-    uint64_t version;    /* model version (>= 1) */
-    const char *variant; /* NULL: the artifact's quant_scheme metadata, else "int8" */
-    const char *classes; /* device classes, comma-separated; NULL/"" = any */
-    double accuracy;     /* < 0: the artifact's test_accuracy metadata, if any */
-    const char *latency; /* "cpu=us,..." measured on devices (condenser bench); may be NULL */
-    const char *job;     /* job id it came from; may be NULL */
-    int64_t expires_s;   /* manifest lifetime from now; 0 = 30 days */
-} cnd_publish_opts_t;
-
-/* Validates, self-tests, stores and signs an artifact. *artifact_id receives its id; *manifest
- * (may be NULL) a signed manifest for it (caller frees with free). Returns 0, CND_EFORMAT /
- * CND_ECORRUPT (the runtime refuses it or its self-test fails), CND_EEXIST, CND_EINVAL, CND_EDB. */
-CND_MUST_USE int cnd_rollout_publish(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
-                                     const char *actor, const uint8_t *art, size_t len,
-                                     const cnd_publish_opts_t *o, int64_t *artifact_id,
-                                     uint8_t **manifest, size_t *manifest_len);
-
-/* Signs a manifest for an artifact of the registry (new sequence; rollback flag as given) and
- * logs artifact.sign. *out is owned by the caller. */
-CND_MUST_USE int cnd_rollout_sign(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
-                                  const char *actor, const cnd_rartifact_t *a, int rollback,
-                                  int64_t expires_s, uint8_t **out, size_t *out_len);
-
-/* "model@version" as used in audit entries and --model. */
-void cnd_rollout_version_name(char *out, size_t cap, const char *model, uint64_t version);
 
 /* --- creation and operator actions ---------------------------------------------------------- */
 

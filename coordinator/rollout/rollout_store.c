@@ -41,6 +41,18 @@ static const char *const s_steps[] = {
     "CREATE TABLE rollout_latency("
     " artifact INTEGER NOT NULL, cpu TEXT NOT NULL, samples INTEGER NOT NULL,"
     " sum_us INTEGER NOT NULL, PRIMARY KEY(artifact, cpu));",
+    /* 1 -> 2: artifacts and their sequence counters belong to the artifact registry
+     * (coordinator/registry/registry.h). The registry adopted these rows when it was created in
+     * this file (cnd_rstore_init creates it first); rows it cannot have seen are carried over
+     * here, counters only ever raised, then the tables go. */
+    "INSERT OR IGNORE INTO registry_artifact(id, model, version, variant, job, digest, size,"
+    " arena, macs, wbits, classes, accuracy, latency, bytes, manifest, created_ms)"
+    " SELECT id, model, version, variant, job, digest, size, arena, macs, wbits, classes,"
+    " accuracy, latency, bytes, NULL, created_ms FROM rollout_artifact;"
+    "INSERT INTO registry_seq(model, seq) SELECT model, seq FROM rollout_seq WHERE true"
+    " ON CONFLICT(model) DO UPDATE SET seq = max(seq, excluded.seq);"
+    "DROP TABLE rollout_artifact;"
+    "DROP TABLE rollout_seq;",
 };
 
 /* Rollout tables from before the store kernel kept their version in rollout_meta (only 1
@@ -51,11 +63,12 @@ static int s_legacy(sqlite3 *db, int *v)
     return 0;
 }
 
-static const cnd_db_schema_t s_schema = {"rollout", s_steps, 1, s_legacy};
+static const cnd_db_schema_t s_schema = {"rollout", s_steps, 2, s_legacy};
 
 int cnd_rstore_init(sqlite3 *db)
 {
-    return cnd_db_migrate(db, &s_schema);
+    int rc = cnd_registry_init(db);
+    return rc ? rc : cnd_db_migrate(db, &s_schema);
 }
 
 static void s_text(char *out, size_t cap, sqlite3_stmt *st, int col)
@@ -64,172 +77,93 @@ static void s_text(char *out, size_t cap, sqlite3_stmt *st, int col)
     snprintf(out, cap, "%s", t ? (const char *)t : "");
 }
 
-/* --- artifacts ------------------------------------------------------------------------------ */
+/* --- states: the one table between the enums and the names the database and the audit log
+ * keep --------------------------------------------------------------------------------------- */
 
-#define S_ACOLS                                                                                    \
-    "id, model, version, variant, job, digest, size, arena, macs, wbits, classes, accuracy, "      \
-    "latency, created_ms"
+static const char *const s_rollout_states[CND_ROLLOUT_STATES] = {
+    [CND_ROLLOUT_RUNNING] = "running",           [CND_ROLLOUT_PAUSED] = "paused",
+    [CND_ROLLOUT_COMPLETED] = "completed",       [CND_ROLLOUT_ABORTED] = "aborted",
+    [CND_ROLLOUT_ROLLING_BACK] = "rolling_back", [CND_ROLLOUT_ROLLED_BACK] = "rolled_back",
+};
 
-static void s_arow(cnd_rartifact_t *a, sqlite3_stmt *st)
+static const struct {
+    const char *name;
+    int terminal; /* the device's part in the rollout is over */
+} s_device_states[CND_RDEV_STATES] = {
+    [CND_RDEV_PENDING] = {"pending", 0},
+    [CND_RDEV_DEFERRED] = {"deferred", 0},
+    [CND_RDEV_OFFERED] = {"offered", 0},
+    [CND_RDEV_HEALTHY] = {"healthy", 1},
+    [CND_RDEV_FAILED] = {"failed", 1},
+    [CND_RDEV_REFUSED] = {"refused", 1},
+    [CND_RDEV_TIMEOUT] = {"timeout", 1},
+    [CND_RDEV_CURRENT] = {"current", 1},
+    [CND_RDEV_SKIPPED] = {"skipped", 1},
+    [CND_RDEV_CANCELLED] = {"cancelled", 1},
+    [CND_RDEV_ROLLBACK_SENT] = {"rollback_sent", 0},
+    [CND_RDEV_ROLLED_BACK] = {"rolled_back", 1},
+    [CND_RDEV_ROLLBACK_FAILED] = {"rollback_failed", 1},
+    [CND_RDEV_ROLLBACK_TIMEOUT] = {"rollback_timeout", 1},
+    [CND_RDEV_ROLLBACK_UNAVAILABLE] = {"rollback_unavailable", 1},
+};
+
+const char *cnd_rollout_state_name(cnd_rollout_state_t s)
 {
-    memset(a, 0, sizeof *a);
-    a->id = sqlite3_column_int64(st, 0);
-    s_text(a->model, sizeof a->model, st, 1);
-    a->version = (uint64_t)sqlite3_column_int64(st, 2);
-    s_text(a->variant, sizeof a->variant, st, 3);
-    s_text(a->job, sizeof a->job, st, 4);
-    if (sqlite3_column_bytes(st, 5) == 32) memcpy(a->digest, sqlite3_column_blob(st, 5), 32);
-    a->size = (uint64_t)sqlite3_column_int64(st, 6);
-    a->arena = (uint64_t)sqlite3_column_int64(st, 7);
-    a->macs = (uint64_t)sqlite3_column_int64(st, 8);
-    a->wbits = sqlite3_column_int(st, 9);
-    s_text(a->classes, sizeof a->classes, st, 10);
-    a->accuracy = sqlite3_column_double(st, 11);
-    s_text(a->latency, sizeof a->latency, st, 12);
-    a->created_ms = sqlite3_column_int64(st, 13);
+    return (unsigned)s < CND_ROLLOUT_STATES ? s_rollout_states[s] : "?";
 }
 
-int cnd_rstore_artifact_put(sqlite3 *db, cnd_rartifact_t *a, const uint8_t *bytes, size_t len)
+const char *cnd_rdevice_state_name(cnd_rdevice_state_t s)
 {
-    cnd_rartifact_t old;
-    if (cnd_rstore_artifact_by_digest(db, a->digest, &old) == 0) {
-        a->id = old.id;
-        return cnd_errf(CND_EEXIST, "this artifact is published already as %s@%llu (%s)", old.model,
-                        (unsigned long long)old.version, old.variant);
-    }
-    cnd_err_clear();
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(
-        db, &st,
-        "INSERT INTO rollout_artifact(model, version, variant, job, digest, size, arena,"
-        " macs, wbits, classes, accuracy, latency, bytes, created_ms)"
-        " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)");
-    if (rc) return rc;
-    a->created_ms = cnd_unix_time() * 1000;
-    sqlite3_bind_text(st, 1, a->model, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, (int64_t)a->version);
-    sqlite3_bind_text(st, 3, a->variant, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, a->job, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(st, 5, a->digest, 32, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 6, (int64_t)a->size);
-    sqlite3_bind_int64(st, 7, (int64_t)a->arena);
-    sqlite3_bind_int64(st, 8, (int64_t)a->macs);
-    sqlite3_bind_int(st, 9, a->wbits);
-    sqlite3_bind_text(st, 10, a->classes, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(st, 11, a->accuracy);
-    sqlite3_bind_text(st, 12, a->latency, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob64(st, 13, bytes, len, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 14, a->created_ms);
-    if ((rc = cnd_db_done(db, st, "writing the rollout tables"))) return rc;
-    a->id = sqlite3_last_insert_rowid(db);
-    return 0;
+    return (unsigned)s < CND_RDEV_STATES ? s_device_states[s].name : "?";
 }
 
-int cnd_rstore_artifact_get(sqlite3 *db, int64_t id, cnd_rartifact_t *a, uint8_t **bytes,
-                            size_t *len)
+int cnd_rollout_state_parse(cnd_rollout_state_t *s, const char *name)
 {
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(db, &st, "SELECT " S_ACOLS ", bytes FROM rollout_artifact WHERE id = ?1");
-    if (rc) return rc;
-    sqlite3_bind_int64(st, 1, id);
-    int r = sqlite3_step(st);
-    if (r != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return r == SQLITE_DONE ? cnd_errf(CND_ENOTFOUND, "no artifact %lld", (long long)id)
-                                : cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
-    }
-    s_arow(a, st);
-    if (bytes) {
-        size_t n = (size_t)sqlite3_column_bytes(st, 14);
-        *bytes = malloc(n ? n : 1);
-        if (!*bytes) {
-            sqlite3_finalize(st);
-            return cnd_errf(CND_ENOMEM, "out of memory for artifact %lld", (long long)id);
+    for (int i = 0; i < CND_ROLLOUT_STATES; i++)
+        if (strcmp(name, s_rollout_states[i]) == 0) {
+            *s = (cnd_rollout_state_t)i;
+            return 0;
         }
-        memcpy(*bytes, sqlite3_column_blob(st, 14), n);
-        *len = n;
-        uint8_t d[32];
-        cnd_sha256(d, *bytes, n);
-        if (memcmp(d, a->digest, 32) != 0 || n != a->size) {
-            free(*bytes);
-            *bytes = NULL;
-            sqlite3_finalize(st);
-            return cnd_errf(CND_ECORRUPT, "artifact %lld: stored bytes do not match its digest",
-                            (long long)id);
-        }
-    }
-    sqlite3_finalize(st);
-    return 0;
+    return cnd_errf(CND_EINVAL, "'%s' is not a rollout state", name);
 }
 
-int cnd_rstore_artifact_by_digest(sqlite3 *db, const uint8_t digest[32], cnd_rartifact_t *a)
+int cnd_rdevice_state_parse(cnd_rdevice_state_t *s, const char *name)
 {
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(db, &st, "SELECT " S_ACOLS " FROM rollout_artifact WHERE digest = ?1");
-    if (rc) return rc;
-    sqlite3_bind_blob(st, 1, digest, 32, SQLITE_TRANSIENT);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) s_arow(a, st);
-    sqlite3_finalize(st);
-    return r == SQLITE_ROW    ? 0
-           : r == SQLITE_DONE ? CND_ENOTFOUND
-                              : cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
+    for (int i = 0; i < CND_RDEV_STATES; i++)
+        if (strcmp(name, s_device_states[i].name) == 0) {
+            *s = (cnd_rdevice_state_t)i;
+            return 0;
+        }
+    return cnd_errf(CND_EINVAL, "'%s' is not a device state", name);
 }
 
-int cnd_rstore_artifacts(sqlite3 *db, const char *model, int64_t version, cnd_rartifact_t **out,
-                         size_t *n)
+int cnd_rollout_live(cnd_rollout_state_t s)
 {
-    *out = NULL;
-    *n = 0;
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(db, &st,
-                         "SELECT " S_ACOLS " FROM rollout_artifact WHERE (?1 = '' OR model = ?1)"
-                         " AND (?2 < 0 OR version = ?2) ORDER BY model, version, id");
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, model ? model : "", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, version);
-    size_t cap = 0;
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? 2 * cap : 8;
-            cnd_rartifact_t *g = realloc(*out, nc * sizeof *g);
-            if (!g) {
-                rc = cnd_errf(CND_ENOMEM, "out of memory");
-                break;
-            }
-            *out = g;
-            cap = nc;
-        }
-        s_arow(&(*out)[(*n)++], st);
-    }
-    if (!rc && r != SQLITE_DONE) rc = cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    if (rc) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-    }
-    return rc;
+    return s == CND_ROLLOUT_RUNNING || s == CND_ROLLOUT_PAUSED || s == CND_ROLLOUT_ROLLING_BACK;
 }
 
-int cnd_rstore_next_seq(sqlite3 *db, const char *model, uint64_t *seq)
+int cnd_rdevice_terminal(cnd_rdevice_state_t s)
 {
-    sqlite3_stmt *st;
-    int rc = cnd_db_prep(db, &st,
-                         "INSERT INTO rollout_seq(model, seq) VALUES(?1, 1)"
-                         " ON CONFLICT(model) DO UPDATE SET seq = seq + 1 RETURNING seq");
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, model, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        rc = cnd_errf(CND_EDB, "rollout sequence: %s", sqlite3_errmsg(db));
-    } else {
-        *seq = (uint64_t)sqlite3_column_int64(st, 0);
-        while (sqlite3_step(st) == SQLITE_ROW) {
-        }
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return (unsigned)s < CND_RDEV_STATES && s_device_states[s].terminal;
+}
+
+/* A state column read back: its name parsed, or CND_ECORRUPT naming the row. */
+static int s_rollout_state_col(cnd_rollout_state_t *out, sqlite3 *db, sqlite3_stmt *st, int col,
+                               int64_t id)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    if (t && cnd_rollout_state_parse(out, (const char *)t) == 0) return 0;
+    return cnd_errf(CND_ECORRUPT, "%s: rollout %lld: unknown state '%s'", cnd_db_path(db),
+                    (long long)id, t ? (const char *)t : "");
+}
+
+static int s_device_state_col(cnd_rdevice_state_t *out, sqlite3 *db, sqlite3_stmt *st, int col,
+                              int64_t rollout, const char *device)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    if (t && cnd_rdevice_state_parse(out, (const char *)t) == 0) return 0;
+    return cnd_errf(CND_ECORRUPT, "%s: rollout %lld: device %s: unknown state '%s'",
+                    cnd_db_path(db), (long long)rollout, device, t ? (const char *)t : "");
 }
 
 int cnd_rstore_latency(sqlite3 *db, int64_t artifact, const char *cpu, uint32_t *us)
@@ -268,7 +202,7 @@ int cnd_rstore_latency_add(sqlite3 *db, int64_t artifact, const char *cpu, uint3
     "id, model, version, select_expr, canary, rate, factor, abort_pct, abort_min, timeout_s, "     \
     "win_start, win_end, chunk, max_active, state, reason, wave, job, created_ms, updated_ms"
 
-static void s_rrow(cnd_rollout_rec_t *r, sqlite3_stmt *st)
+static int s_rrow(cnd_rollout_rec_t *r, sqlite3 *db, sqlite3_stmt *st)
 {
     memset(r, 0, sizeof *r);
     r->id = sqlite3_column_int64(st, 0);
@@ -285,12 +219,12 @@ static void s_rrow(cnd_rollout_rec_t *r, sqlite3_stmt *st)
     r->win_end = sqlite3_column_int(st, 11);
     r->chunk = (uint32_t)sqlite3_column_int64(st, 12);
     r->max_active = (uint32_t)sqlite3_column_int64(st, 13);
-    s_text(r->state, sizeof r->state, st, 14);
     s_text(r->reason, sizeof r->reason, st, 15);
     r->wave = (uint32_t)sqlite3_column_int64(st, 16);
     s_text(r->job, sizeof r->job, st, 17);
     r->created_ms = sqlite3_column_int64(st, 18);
     r->updated_ms = sqlite3_column_int64(st, 19);
+    return s_rollout_state_col(&r->state, db, st, 14, r->id);
 }
 
 static void s_rbind(sqlite3_stmt *st, const cnd_rollout_rec_t *r)
@@ -308,7 +242,7 @@ static void s_rbind(sqlite3_stmt *st, const cnd_rollout_rec_t *r)
     sqlite3_bind_int(st, 11, r->win_end);
     sqlite3_bind_int64(st, 12, r->chunk);
     sqlite3_bind_int64(st, 13, r->max_active);
-    sqlite3_bind_text(st, 14, r->state, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 14, cnd_rollout_state_name(r->state), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 15, r->reason, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 16, r->wave);
     sqlite3_bind_text(st, 17, r->job, -1, SQLITE_TRANSIENT);
@@ -355,9 +289,9 @@ int cnd_rstore_rollout_get(sqlite3 *db, int64_t id, cnd_rollout_rec_t *r)
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
     int x = sqlite3_step(st);
-    if (x == SQLITE_ROW) s_rrow(r, st);
+    if (x == SQLITE_ROW) rc = s_rrow(r, db, st);
     sqlite3_finalize(st);
-    if (x == SQLITE_ROW) return 0;
+    if (x == SQLITE_ROW) return rc;
     if (x == SQLITE_DONE) return cnd_errf(CND_ENOTFOUND, "no rollout %lld", (long long)id);
     return cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
 }
@@ -382,10 +316,15 @@ int cnd_rstore_rollouts(sqlite3 *db, cnd_rollout_rec_t **out, size_t *n)
             *out = g;
             cap = nc;
         }
-        s_rrow(&(*out)[(*n)++], st);
+        if ((rc = s_rrow(&(*out)[(*n)++], db, st))) break;
     }
     if (!rc && r != SQLITE_DONE) rc = cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
     return rc;
 }
 
@@ -448,7 +387,7 @@ int cnd_rstore_device_put(sqlite3 *db, const cnd_rdevice_t *d)
         sqlite3_bind_blob(st, 5, d->prev_digest, 32, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(st, 5);
-    sqlite3_bind_text(st, 6, d->state, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 6, cnd_rdevice_state_name(d->state), -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 7, d->reason, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 8, d->offered_ms);
     sqlite3_bind_int64(st, 9, d->updated_ms);
@@ -491,11 +430,11 @@ int cnd_rstore_devices(sqlite3 *db, int64_t rollout, cnd_rdevice_t **out, size_t
             d->has_prev = 1;
             memcpy(d->prev_digest, sqlite3_column_blob(st, 4), 32);
         }
-        s_text(d->state, sizeof d->state, st, 5);
         s_text(d->reason, sizeof d->reason, st, 6);
         d->offered_ms = sqlite3_column_int64(st, 7);
         d->updated_ms = sqlite3_column_int64(st, 8);
         d->latency_us = (uint32_t)sqlite3_column_int64(st, 9);
+        if ((rc = s_device_state_col(&d->state, db, st, 5, rollout, d->device))) break;
     }
     if (!rc && r != SQLITE_DONE) rc = cnd_errf(CND_EDB, "rollout store: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
@@ -505,23 +444,4 @@ int cnd_rstore_devices(sqlite3 *db, int64_t rollout, cnd_rdevice_t **out, size_t
         *n = 0;
     }
     return rc;
-}
-
-int cnd_rdevice_terminal(const char *s)
-{
-    static const char *t[] = {"healthy",
-                              "failed",
-                              "refused",
-                              "timeout",
-                              "current",
-                              "skipped",
-                              "cancelled",
-                              "rolled_back",
-                              "rollback_failed",
-                              "rollback_timeout",
-                              "rollback_unavailable",
-                              NULL};
-    for (int i = 0; t[i]; i++)
-        if (strcmp(s, t[i]) == 0) return 1;
-    return 0;
 }

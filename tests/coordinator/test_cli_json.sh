@@ -141,14 +141,19 @@ for line, x in zip(st, sj):
     assert f[7] == "SHA256:%s..." % x["fingerprint"][:16] and x["expiry"] == "ok", (line, x)
     assert x["certificate"] is True and re.match(r"^[0-9a-f]{64}$", x["fingerprint"]), x
 PY
-# Rollouts: publish the job's int8 artifact, enroll a device that no variant fits (it never
-# reported a profile), create a rollout with an offer window, list and show it.
+# Rollouts: the job's end put its int8 artifact in the artifact registry (condenser/job-1@2), so
+# publishing the same bytes again is refused, naming it; enroll a device that no variant fits (it
+# never reported a profile), create a rollout of it with an offer window, list and show it.
 "$bin" job export 1 --dir "$c" --format int8 --out "$w/s.cndq" > "$w/export.txt"
 "$bin" rollout init --dir "$c" > /dev/null
-"$bin" rollout publish "$w/s.cndq" --dir "$c" --model fm --version 1 --manifest-out "$w/fm1.manifest" > /dev/null
+set +e
+"$bin" rollout publish "$w/s.cndq" --dir "$c" --model fm --version 1 2> "$w/republish.err"; code=$?
+set -e
+[ $code = 1 ] && grep -q "published already as condenser/job-1@2" "$w/republish.err" ||
+  fail "rollout publish of the job's artifact again: $code $(cat "$w/republish.err")"
 "$bin" keygen --out "$w/dev" > /dev/null
 "$bin" rollout enroll dev-a --key "$w/dev/identity.pub" --dir "$c" > /dev/null
-"$bin" rollout create --dir "$c" --model fm@1 --window 01:30-05:00 > /dev/null
+"$bin" rollout create --dir "$c" --model condenser/job-1@2 --window 01:30-05:00 > /dev/null
 "$bin" rollout list --dir "$c" > "$w/rl.txt"
 "$bin" rollout list --dir "$c" --json > "$w/rl.json"
 "$bin" rollout show 1 --dir "$c" --devices > "$w/rs.txt"
@@ -169,12 +174,12 @@ lt, lj = open(w + "/rl.txt").read(), json.load(open(w + "/rl.json"))
 assert len(lj["rollouts"]) == 1 and len(lj["artifacts"]) == 1, lj
 r, a = lj["rollouts"][0], lj["artifacts"][0]
 assert re.search(r"^%d +%s +%s +%d +\(all\) / %s$" % (r["id"], r["version_name"], r["state"], r["wave"], re.escape(r["reason"])), lt, re.M), (lt, r)
-assert (r["model"], r["version"], r["version_name"], r["select"]) == ("fm", 1, "fm@1", ""), r
-assert re.search(r"^%d +fm@1 +%s +%d +%d +n/a +\(any\)$" % (a["id"], a["variant"], a["size"], a["arena"]), lt, re.M), (lt, a)
+assert (r["model"], r["version"], r["version_name"], r["select"]) == ("condenser/job-1", 2, "condenser/job-1@2", ""), r
+assert re.search(r"^%d +condenser/job-1@2 +%s +%d +%d +n/a +\(any\)$" % (a["id"], a["variant"], a["size"], a["arena"]), lt, re.M), (lt, a)
 assert a["accuracy"] is None and a["sha256"] == digest and a["classes"] == "" and a["size"] == len(open(w + "/s.cndq", "rb").read()), a
 st, sj = open(w + "/rs.txt").read(), json.load(open(w + "/rs.json"))
 p = sj["policy"]
-assert st.startswith("rollout 1 of fm@1: %s (%s)\n" % (sj["state"], sj["reason"])), st
+assert st.startswith("rollout 1 of condenser/job-1@2: %s (%s)\n" % (sj["state"], sj["reason"])), st
 line = "select '%s', canary %d, rate %d, factor %g, abort above %g%% after %d, device timeout %d s, window %s, chunk %d, wave now %d" % (
     p["select"], p["canary"], p["rate"], p["factor"], p["abort_failures_pct"], p["abort_min"], p["device_timeout_s"], p["window"], p["chunk"], sj["wave"])
 assert line in st and p["window"] == "01:30-05:00" and p["max_active"] == 500, (line, st)
@@ -211,10 +216,10 @@ assert k["fingerprint"] == sites["site-0"], k
 PY
 # An edge device before and after a local install of the artifact under its signed manifest.
 "$bin" edge init --dir "$w/edge" --name 'dev "e"' --endpoint tcp://127.0.0.1:1 \
-  --coordinator-key "$c/identity.pub" --class gw --cpu x86-64 --model fm > /dev/null
+  --coordinator-key "$c/identity.pub" --class gw --cpu x86-64 --model condenser/job-1 > /dev/null
 "$bin" edge status --dir "$w/edge" > "$w/edge0.txt"
 "$bin" edge status --dir "$w/edge" --json > "$w/edge0.json"
-"$bin" edge install --dir "$w/edge" "$w/s.cndq" --manifest "$w/fm1.manifest" > /dev/null
+"$bin" edge install --dir "$w/edge" "$w/s.cndq" --manifest "$w/s.cndq.manifest" > /dev/null
 "$bin" edge status --dir "$w/edge" > "$w/edge1.txt"
 "$bin" edge status --dir "$w/edge" --json > "$w/edge1.json"
 check edge <<'PY'
@@ -225,18 +230,19 @@ assert t0 == 'device dev "e": no model\nhighest sequence accepted 0; idle\n', t0
 assert j0["name"] == 'dev "e"' and j0["has_model"] is False and j0["digest"] is None and j0["slot_name"] is None, j0
 t1, j1 = open(w + "/edge1.txt").read(), json.load(open(w + "/edge1.json"))
 digest = hashlib.sha256(open(w + "/s.cndq", "rb").read()).hexdigest()
-assert j1["has_model"] is True and j1["digest"] == digest and (j1["model"], j1["version"], j1["sequence"]) == ("fm", 1, 1), j1
-assert t1 == 'device dev "e": fm %s v1 (sequence 1, slot %s), self-test passed, %d us\nhighest sequence accepted %d; %s\n' % (
+assert j1["has_model"] is True and j1["digest"] == digest and (j1["model"], j1["version"], j1["sequence"]) == ("condenser/job-1", 2, 1), j1
+assert t1 == 'device dev "e": condenser/job-1 %s v2 (sequence 1, slot %s), self-test passed, %d us\nhighest sequence accepted %d; %s\n' % (
     digest, j1["slot_name"], j1["latency_us"], j1["highest_sequence"], "downloading" if j1["downloading"] else "idle"), (t1, j1)
 PY
 # One digest per artifact: info, quantize and export name the SHA-256 of the file's bytes, the
-# digest job show, the manifest and rollout publish name; info finds the signed manifest next to
+# digest job show, the manifest and rollout list name; info finds the signed manifest next to
 # the artifact and says whether it vouches for it.
 "$bin" info "$w/s.cndq" > "$w/info.txt"
 "$bin" info "$w/s.cndq" --json > "$w/info.json"
 "$bin" info "$w/s.cndq" --key "$c/identity.pub" > "$w/info-key.txt"
 "$bin" info "$w/s.cndq" --key "$c/identity.pub" --json > "$w/info-key.json"
-"$bin" info "$w/s.cndq" --manifest "$w/fm1.manifest" --json > "$w/info-fm.json"
+cp "$w/s.cndq.manifest" "$w/job1.manifest"
+"$bin" info "$w/s.cndq" --manifest "$w/job1.manifest" --json > "$w/info-fm.json"
 cp "$w/s.cndq" "$w/bare.cndq"
 "$bin" info "$w/bare.cndq" > "$w/info-bare.txt"
 "$bin" info "$w/bare.cndq" --json > "$w/info-bare.json"
@@ -245,7 +251,7 @@ set +e
 set -e
 "$bin" quantize "$w/teacher.cnd" --data "idx:$w/t-img.idx,$w/t-lab.idx" --test "$pub" --calib 50 \
   --no-report --threads 1 --out "$w/q.cndq" > "$w/quantize.txt"
-cp "$w/fm1.manifest" "$w/q.cndq.manifest"
+cp "$w/s.cndq.manifest" "$w/q.cndq.manifest"
 set +e
 "$bin" info "$w/q.cndq" --json > "$w/info-other.json" 2> "$w/info-other.err"; echo $? > "$w/info-other.rc"
 set -e
@@ -277,8 +283,8 @@ tk, jk = open(w + "/info-key.txt").read(), json.load(open(w + "/info-key.json"))
 assert jk["manifest"]["key_checked"] is True and jk["manifest"]["vouches"] is True, jk
 assert "signed by the key in %s/coord/identity.pub (SHA256:%s)" % (w, jk["manifest"]["signer_fingerprint"]) in tk, tk
 jf = json.load(open(w + "/info-fm.json"))
-assert jf["manifest"]["name"] == "fm" and jf["manifest"]["version"] == 1 and jf["manifest"]["vouches"], jf
-assert jf["manifest_searched"] == [w + "/fm1.manifest"], jf
+assert jf["manifest"]["name"] == "condenser/job-1" and jf["manifest"]["version"] == 2 and jf["manifest"]["vouches"], jf
+assert jf["manifest_searched"] == [w + "/job1.manifest"], jf
 tb, jb = open(w + "/info-bare.txt").read(), json.load(open(w + "/info-bare.json"))
 assert jb["manifest"] is None and jb["manifest_searched"] == [w + "/bare.cndq.manifest", w + "/bare.manifest"], jb
 assert "signature none: no signed manifest at %s/bare.cndq.manifest or %s/bare.manifest" % (w, w) in tb, tb

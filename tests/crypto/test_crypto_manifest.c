@@ -1,7 +1,8 @@
 /*
  * test_crypto_manifest.c: signed artifact metadata (crypto/manifest.h): the canonical encoding
  * byte for byte, a round trip, each verification failure with its own reason, every single-byte
- * change and every truncation of a signed manifest refused, and the artifact check.
+ * change and every truncation of a signed manifest refused, the artifact check, and the
+ * envelope layout (CND_MANIFEST_ENV_*, cnd_manifest_body) against the bytes the signer wrote.
  */
 #include "check.h"
 #include "digest.h"
@@ -190,10 +191,54 @@ static void test_verify(void)
     cnd_identity_destroy(&other);
 }
 
+/* The envelope's layout constants and cnd_manifest_body against what cnd_manifest_sign wrote: the
+ * body is exactly the canonical encoding, framed by the named head and tail; anything shorter,
+ * longer or with another magic is refused with the reason a validator reports. */
+static void test_envelope(void)
+{
+    cnd_identity_t *fed = NULL;
+    CHECK(cnd_identity_generate(&fed) == 0);
+    cnd_manifest_t m = s_sample(), back;
+    cnd_buf_t body, sm;
+    cnd_buf_init(&body);
+    cnd_buf_init(&sm);
+    CHECK(cnd_manifest_encode(&body, &m) == 0);
+    CHECK(cnd_manifest_sign(&sm, &m, fed) == 0);
+    CHECK_EQ_INT(sm.len, CND_MANIFEST_ENV_HEAD + body.len + CND_MANIFEST_ENV_TAIL);
+    CHECK(memcmp(sm.data, CND_MANIFEST_ENV_MAGIC, 8) == 0);
+    CHECK(memcmp(sm.data + sm.len - CND_MANIFEST_ENV_TAIL, cnd_identity_pk(fed), 32) == 0);
+    const uint8_t *b = NULL;
+    size_t bl = 0;
+    CHECK(cnd_manifest_body(&b, &bl, sm.data, sm.len) == 0);
+    CHECK(b == sm.data + CND_MANIFEST_ENV_HEAD && bl == body.len);
+    CHECK(b && memcmp(b, body.data, body.len) == 0);
+    CHECK(cnd_manifest_decode_signed(&back, sm.data, sm.len) == 0);
+    CHECK(memcmp(&back, &m, sizeof m) == 0);
+    for (size_t l = 0; l < sm.len; l++) {
+        CHECK(cnd_manifest_body(&b, &bl, sm.data, l) == CND_EFORMAT);
+        CHECK(b == NULL && bl == 0);
+        CHECK(cnd_manifest_decode_signed(&back, sm.data, l) == CND_EFORMAT);
+        CHECK(back.name[0] == 0);
+    }
+    CHECK(strstr(cnd_err_detail(), "body length") == cnd_err_detail());
+    CHECK(cnd_manifest_body(&b, &bl, sm.data, 20) == CND_EFORMAT);
+    CHECK(strstr(cnd_err_detail(), "not a signed manifest") == cnd_err_detail());
+    sm.data[0] ^= 1;
+    CHECK(cnd_manifest_body(&b, &bl, sm.data, sm.len) == CND_EFORMAT);
+    CHECK(strstr(cnd_err_detail(), "not a signed manifest") == cnd_err_detail());
+    sm.data[0] ^= 1;
+    cnd_buf_u8(&sm, 0);
+    CHECK(cnd_manifest_body(&b, &bl, sm.data, sm.len) == CND_EFORMAT);
+    cnd_buf_free(&sm);
+    cnd_buf_free(&body);
+    cnd_identity_destroy(&fed);
+}
+
 int main(void)
 {
     CHECK(cnd_crypto_init() == 0);
     test_encoding();
     test_verify();
+    test_envelope();
     return check_result("test_crypto_manifest");
 }

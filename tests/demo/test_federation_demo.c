@@ -6,6 +6,9 @@
  * edge fleet (--devices 20): the rollout of the artifact completes through the canary and the
  * waves, the per-wave counts add up to the fleet, every device is healthy and runs v2; and the
  * audit after it: all four logs verified, report.html written with the rollout and its waves.
+ * One artifact registry: v2 (the job's artifact) is stored once, under the job's name, and every
+ * manifest signed for that name (the job's end, v1's publication, the offer) has a higher
+ * sequence than the one before.
  * Skipped (passes) when Fashion-MNIST is not installed.
  */
 #include "check.h"
@@ -39,6 +42,47 @@ static int s_entries(const char *db_path, const char *action, const char *like)
         sqlite3_bind_text(st, 1, action, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, like, -1, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* One integer from a read-only query of the coordinator's database (-1 on error). */
+static int64_t s_int(const char *db_path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* The sequences of the artifact.sign entries for a model name, in log order, strictly
+ * increasing: returns how many there are, or -1 when one is not above the one before. */
+static int s_sequences(const char *db_path, const char *model)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int n = 0;
+    int64_t last = 0;
+    char like[200];
+    snprintf(like, sizeof like, "%s@%%", model);
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT json_extract(entry, '$.details.sequence') FROM audit_entry"
+                           " WHERE action = 'artifact.sign' AND subject LIKE ?1 ORDER BY seq",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, like, -1, SQLITE_STATIC);
+        while (n >= 0 && sqlite3_step(st) == SQLITE_ROW) {
+            int64_t q = sqlite3_column_int64(st, 0);
+            n = q > last ? n + 1 : -1;
+            last = q;
+        }
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -162,6 +206,15 @@ int main(void)
         fx_path(cdb, sizeof cdb, work, "coordinator/coordinator.db");
         CHECK_EQ_INT(s_entries(cdb, "enroll", "\"role\":\"device\""), 20);
         CHECK_EQ_INT(s_entries(cdb, "rollout.device", "\"outcome\":\"healthy\""), 20);
+        /* v2 stored once (in the registry, not also in the coordinator's model table), and the
+         * job's end, v1's publication and the offer signed under one rising sequence */
+        CHECK_EQ_INT(s_int(cdb, "SELECT count(*) FROM registry_artifact WHERE"
+                                " model = 'condenser/job-1'"),
+                     2);
+        CHECK_EQ_INT(s_int(cdb, "SELECT count(*) FROM model WHERE format != 'float'"), 0);
+        CHECK_EQ_INT(
+            s_int(cdb, "SELECT count(*) FROM sqlite_master WHERE name = 'rollout_artifact'"), 0);
+        CHECK_EQ_INT(s_sequences(cdb, "condenser/job-1"), 3);
         char rp[700];
         fx_path(rp, sizeof rp, work, "report.html");
         CHECK(strstr(json, rp) != NULL); /* the path the table names */
@@ -172,7 +225,7 @@ int main(void)
             const char *html = (const char *)h;
             CHECK(strstr(html, "<section id=\"verification\" class=\"passed\"") != NULL);
             CHECK(strstr(html, "id=\"rollouts\"") != NULL);
-            CHECK(strstr(html, "Rollout 1 of fmnist-demo@2") != NULL);
+            CHECK(strstr(html, "Rollout 1 of condenser/job-1@2") != NULL);
             CHECK(s_count(html, "<tr class=\"wave") == 5); /* signed or not */
             CHECK(strstr(html, "rollout <b>completed</b>") != NULL);
             CHECK(strstr(html, "No rollout of this job") == NULL);

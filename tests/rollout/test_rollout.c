@@ -178,9 +178,9 @@ static void s_scenario(const char *name, double fail_rate, const cnd_rollout_par
     int64_t id;
     free(s_man1);
     s_man1 = NULL;
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, s_v1, s_l1, &o1, &id, &s_man1, &s_lm1) ==
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, s_v1, s_l1, &o1, &id, &s_man1, &s_lm1) ==
           0);
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, s_v2, s_l2, &o2, &id, NULL, NULL) == 0);
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, s_v2, s_l2, &o2, &id, NULL, NULL) == 0);
     uint8_t pk[32];
     memcpy(pk, cnd_identity_pk(d.id), 32);
     cnd_rollout_dir_close(&d);

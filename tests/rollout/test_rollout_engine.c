@@ -114,8 +114,8 @@ int main(void)
     cnd_publish_opts_t o1 = {"fm", 1, NULL, NULL, -1, NULL, NULL, 0};
     cnd_publish_opts_t o2 = {"fm", 2, NULL, NULL, -1, NULL, NULL, 0};
     int64_t aid;
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v1, l1, &o1, &aid, NULL, NULL) == 0);
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &o2, &aid, NULL, NULL) == 0);
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, v1, l1, &o1, &aid, NULL, NULL) == 0);
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &o2, &aid, NULL, NULL) == 0);
     char names[12][16];
     for (int i = 0; i < 12; i++) {
         snprintf(names[i], sizeof names[i], "dev-%02d", i);
@@ -213,8 +213,9 @@ int main(void)
     s_report(e, offered[1], (uint64_t)sum.id, CONDENSER__ACTIVATION_STATE__ACT_FAILED);
     cnd_rollout_tick(e, t + 63 * 1000);
     cnd_rollout_rec_t r;
-    CHECK(cnd_rstore_rollout_get(d.db, sum.id, &r) == 0 && !strcmp(r.state, "rolling_back"));
-    if (strcmp(r.state, "rolling_back")) fprintf(stderr, "state %s\n", r.state);
+    CHECK(cnd_rstore_rollout_get(d.db, sum.id, &r) == 0 && r.state == CND_ROLLOUT_ROLLING_BACK);
+    if (r.state != CND_ROLLOUT_ROLLING_BACK)
+        fprintf(stderr, "state %s\n", cnd_rollout_state_name(r.state));
     CHECK(strstr(r.reason, "3 of 4") != NULL);
     CHECK_EQ_INT(cap.rollbacks, 4); /* healthy, timed out and the two failed */
     CHECK_EQ_INT(s_rows(d.db, sum.id, "cancelled"), 6);

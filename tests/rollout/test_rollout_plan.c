@@ -3,7 +3,9 @@
  * variant per device (class, flash next to the running model, RAM, latency budget), canary and
  * exponential wave sizes, devices already current or unfit, operator state changes and their
  * refusals, and the audit entries (rollout.create, artifact.sign, rollout.state); the per-wave
- * tally (cnd_rollout_waves) that `rollout show` and `condenser demo` print; fleet counts.
+ * tally (cnd_rollout_waves) that `rollout show` and `condenser demo` print; fleet counts; the
+ * table between state enums and the names the database keeps (unchanged, and a row with an
+ * unknown name refused).
  */
 #include "check.h"
 #include "digest.h"
@@ -23,7 +25,7 @@ static int64_t s_publish(cnd_rollout_dir_t *d, const uint8_t *a, size_t n, const
 {
     cnd_publish_opts_t o = {model, ver, variant, classes, -1, lat, "7", 0};
     int64_t id = 0;
-    int rc = cnd_rollout_publish(d->db, d->audit, d->id, d->fpr, a, n, &o, &id, NULL, NULL);
+    int rc = cnd_registry_publish(d->db, d->audit, d->id, d->fpr, a, n, &o, &id, NULL, NULL);
     if (rc) fprintf(stderr, "publish: %s\n", cnd_err_detail());
     CHECK(rc == 0);
     return id;
@@ -83,19 +85,19 @@ static void s_test_waves(void)
 {
     static const struct {
         uint32_t wave;
-        const char *state;
+        cnd_rdevice_state_t state;
         int64_t offered, updated;
-    } rows[] = {{2, "healthy", 300, 390}, {0, "healthy", 100, 150},
-                {1, "failed", 200, 260},  {2, "refused", 310, 320},
-                {1, "timeout", 210, 900}, {2, "deferred", 0, 330},
-                {2, "offered", 305, 305}, {1, "rolled_back", 205, 950},
-                {2, "skipped", 0, 10},    {2, "rollback_sent", 340, 400}};
+    } rows[] = {{2, CND_RDEV_HEALTHY, 300, 390}, {0, CND_RDEV_HEALTHY, 100, 150},
+                {1, CND_RDEV_FAILED, 200, 260},  {2, CND_RDEV_REFUSED, 310, 320},
+                {1, CND_RDEV_TIMEOUT, 210, 900}, {2, CND_RDEV_DEFERRED, 0, 330},
+                {2, CND_RDEV_OFFERED, 305, 305}, {1, CND_RDEV_ROLLED_BACK, 205, 950},
+                {2, CND_RDEV_SKIPPED, 0, 10},    {2, CND_RDEV_ROLLBACK_SENT, 340, 400}};
     size_t n = sizeof rows / sizeof rows[0];
     cnd_rdevice_t dv[10];
     memset(dv, 0, sizeof dv);
     for (size_t i = 0; i < n; i++) {
         dv[i].wave = rows[i].wave;
-        snprintf(dv[i].state, sizeof dv[i].state, "%s", rows[i].state);
+        dv[i].state = rows[i].state;
         snprintf(dv[i].device, sizeof dv[i].device, "d%zu", i);
         dv[i].offered_ms = rows[i].offered;
         dv[i].updated_ms = rows[i].updated;
@@ -121,9 +123,54 @@ static void s_test_waves(void)
     CHECK(cnd_rollout_waves(&w, &nw, dv, n) == CND_ECORRUPT && w == NULL);
 }
 
+/* The names are the database's and the audit log's vocabulary: written out here independently of
+ * the table, every enum value maps to its name and back, and nothing else parses. */
+static void s_test_state_names(void)
+{
+    static const char *rollout[] = {"running",   "paused",       "aborted",
+                                    "completed", "rolling_back", "rolled_back"};
+    static const char *device[] = {"pending",         "deferred",         "offered",
+                                   "healthy",         "failed",           "refused",
+                                   "timeout",         "current",          "skipped",
+                                   "cancelled",       "rollback_sent",    "rolled_back",
+                                   "rollback_failed", "rollback_timeout", "rollback_unavailable"};
+    CHECK_EQ_INT(sizeof rollout / sizeof rollout[0], CND_ROLLOUT_STATES);
+    CHECK_EQ_INT(sizeof device / sizeof device[0], CND_RDEV_STATES);
+    unsigned seen = 0;
+    for (size_t i = 0; i < sizeof rollout / sizeof rollout[0]; i++) {
+        cnd_rollout_state_t s = CND_ROLLOUT_STATES;
+        CHECK(cnd_rollout_state_parse(&s, rollout[i]) == 0);
+        CHECK(strcmp(cnd_rollout_state_name(s), rollout[i]) == 0);
+        seen |= 1u << s;
+    }
+    CHECK_EQ_INT(seen, (1u << CND_ROLLOUT_STATES) - 1);
+    seen = 0;
+    for (size_t i = 0; i < sizeof device / sizeof device[0]; i++) {
+        cnd_rdevice_state_t s = CND_RDEV_STATES;
+        CHECK(cnd_rdevice_state_parse(&s, device[i]) == 0);
+        CHECK(strcmp(cnd_rdevice_state_name(s), device[i]) == 0);
+        /* over for the device: everything but waiting, offered and a rollback on its way */
+        CHECK(cnd_rdevice_terminal(s) == !(s == CND_RDEV_PENDING || s == CND_RDEV_DEFERRED ||
+                                           s == CND_RDEV_OFFERED || s == CND_RDEV_ROLLBACK_SENT));
+        seen |= 1u << s;
+    }
+    CHECK_EQ_INT(seen, (1u << CND_RDEV_STATES) - 1);
+    cnd_rollout_state_t rs;
+    cnd_rdevice_state_t ds;
+    CHECK(cnd_rollout_state_parse(&rs, "Running") == CND_EINVAL);
+    CHECK(cnd_rollout_state_parse(&rs, "") == CND_EINVAL);
+    CHECK(cnd_rdevice_state_parse(&ds, "rollback_") == CND_EINVAL);
+    CHECK(strcmp(cnd_rollout_state_name((cnd_rollout_state_t)99), "?") == 0);
+    CHECK(strcmp(cnd_rdevice_state_name((cnd_rdevice_state_t)-1), "?") == 0);
+    CHECK(cnd_rollout_live(CND_ROLLOUT_RUNNING) && cnd_rollout_live(CND_ROLLOUT_PAUSED) &&
+          cnd_rollout_live(CND_ROLLOUT_ROLLING_BACK) && !cnd_rollout_live(CND_ROLLOUT_COMPLETED) &&
+          !cnd_rollout_live(CND_ROLLOUT_ABORTED) && !cnd_rollout_live(CND_ROLLOUT_ROLLED_BACK));
+}
+
 int main(void)
 {
     s_test_waves();
+    s_test_state_names();
     char dir[256];
     snprintf(dir, sizeof dir, "/tmp/cnd_test_rollout_plan_%d", (int)getpid());
     CHECK(cnd_rollout_dir_init(dir) == 0);
@@ -144,10 +191,10 @@ int main(void)
     /* The same bytes twice are refused; a broken artifact is refused. */
     cnd_publish_opts_t po = {"fm", 3, NULL, NULL, -1, NULL, NULL, 0};
     int64_t aid;
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &po, &aid, NULL, NULL) ==
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, v2, l2, &po, &aid, NULL, NULL) ==
           CND_EEXIST);
     v1[100] ^= 1;
-    CHECK(cnd_rollout_publish(d.db, d.audit, d.id, d.fpr, v1, l1, &po, &aid, NULL, NULL) != 0);
+    CHECK(cnd_registry_publish(d.db, d.audit, d.id, d.fpr, v1, l1, &po, &aid, NULL, NULL) != 0);
     v1[100] ^= 1;
 
     uint64_t big = 64u << 20;
@@ -188,19 +235,19 @@ int main(void)
     CHECK(cnd_rstore_devices(d.db, sum.id, &rows, &n) == 0);
     CHECK_EQ_INT(n, 26);
     const cnd_rdevice_t *x;
-    CHECK((x = s_find(rows, n, "gw-00")) && x->artifact == a8 && !strcmp(x->state, "pending"));
+    CHECK((x = s_find(rows, n, "gw-00")) && x->artifact == a8 && x->state == CND_RDEV_PENDING);
     CHECK((x = s_find(rows, n, "small-flash")) && x->artifact == a4);
     CHECK((x = s_find(rows, n, "fast")) && x->artifact == a4);
     CHECK((x = s_find(rows, n, "mcu")) && x->artifact == a4);
-    CHECK((x = s_find(rows, n, "tiny-ram")) && !strcmp(x->state, "skipped") &&
+    CHECK((x = s_find(rows, n, "tiny-ram")) && x->state == CND_RDEV_SKIPPED &&
           strstr(x->reason, "RAM"));
-    CHECK((x = s_find(rows, n, "arm")) && !strcmp(x->state, "skipped") &&
+    CHECK((x = s_find(rows, n, "arm")) && x->state == CND_RDEV_SKIPPED &&
           strstr(x->reason, "classes"));
-    CHECK((x = s_find(rows, n, "current")) && !strcmp(x->state, "current"));
+    CHECK((x = s_find(rows, n, "current")) && x->state == CND_RDEV_CURRENT);
     CHECK(s_find(rows, n, "south") == NULL);
     uint32_t per_wave[8] = {0};
     for (size_t i = 0; i < n; i++)
-        if (!strcmp(rows[i].state, "pending") && rows[i].wave < 8) per_wave[rows[i].wave]++;
+        if (rows[i].state == CND_RDEV_PENDING && rows[i].wave < 8) per_wave[rows[i].wave]++;
     CHECK_EQ_INT(per_wave[0], 2);
     CHECK_EQ_INT(per_wave[1], 3);
     CHECK_EQ_INT(per_wave[2], 6);
@@ -229,8 +276,12 @@ int main(void)
     CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "resume", NULL) == 0);
     CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "rollback", "bad model") == 0);
     CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "abort", NULL) == CND_ESTATE);
+    CHECK(strstr(cnd_err_detail(), "is rolling_back: nothing to abort") != NULL);
+    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "rollback", NULL) == CND_ESTATE);
+    CHECK(strstr(cnd_err_detail(), "is rolling_back already") != NULL);
+    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "restart", NULL) == CND_EINVAL);
     cnd_rollout_rec_t r;
-    CHECK(cnd_rstore_rollout_get(d.db, sum.id, &r) == 0 && !strcmp(r.state, "rolling_back"));
+    CHECK(cnd_rstore_rollout_get(d.db, sum.id, &r) == 0 && r.state == CND_ROLLOUT_ROLLING_BACK);
     CHECK_EQ_INT(s_count_action(&d, "rollout.state"), 3);
     /* Bad parameters. */
     cnd_rollout_params_t bad = p;
@@ -254,6 +305,24 @@ int main(void)
         cnd_identity_destroy(&nid);
         CHECK(cnd_fleet_count(d.db, &en2, &pr2) == 0);
         CHECK(en2 == en + 1 && pr2 == pr);
+    }
+    {
+        /* A state name the table does not know is a corrupt row, not a guess. */
+        CHECK(sqlite3_exec(d.db, "UPDATE rollout SET state = 'runing' WHERE id = 1", NULL, NULL,
+                           NULL) == SQLITE_OK);
+        cnd_rollout_rec_t bad_r;
+        CHECK(cnd_rstore_rollout_get(d.db, 1, &bad_r) == CND_ECORRUPT);
+        CHECK(strstr(cnd_err_detail(), "unknown state 'runing'") != NULL);
+        cnd_rollout_rec_t *all = NULL;
+        size_t na = 0;
+        CHECK(cnd_rstore_rollouts(d.db, &all, &na) == CND_ECORRUPT && all == NULL && na == 0);
+        CHECK(sqlite3_exec(d.db,
+                           "UPDATE rollout_device SET state = 'healthy ' WHERE rollout = 2 AND"
+                           " device = 'gw-00'",
+                           NULL, NULL, NULL) == SQLITE_OK);
+        cnd_rdevice_t *dv = NULL;
+        CHECK(cnd_rstore_devices(d.db, 2, &dv, &n) == CND_ECORRUPT && dv == NULL);
+        CHECK(strstr(cnd_err_detail(), "device gw-00: unknown state 'healthy '") != NULL);
     }
     cnd_rollout_dir_close(&d);
     free(v1);
