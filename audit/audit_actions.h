@@ -131,7 +131,9 @@
  * session.end       a node's session with this daemon ended other than by the node closing it
  *                   cleanly: subject: the node's fingerprint.
  *                   details: {"name": str (required), "reason": "revoked"|"expired"|"certificate"|
- *                             "superseded"|"connection lost"|"slow reader" (required),
+ *                             "renewed" (its certificate was renewed: ended after its round)|
+ *                             "rotated" (its key was rotated)|"superseded"|"connection lost"|
+ *                             "slow reader" (required),
  *                             "detail": str, "address": str (the peer's IP)}
  *                   A session that ends while its node takes part in a round makes the node a
  *                   dropout of that round (round.end lists it). */

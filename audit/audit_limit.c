@@ -9,7 +9,6 @@
  */
 #include "audit_limit.h"
 #include "audit_actions.h"
-#include "json.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,29 +163,9 @@ void cnd_audit_limiter_count(cnd_audit_limiter_t *l, const char *action, const c
 
 static int s_summary(cnd_audit_limiter_t *l, const s_key_t *k, double now)
 {
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "action");
-    cnd_jw_str(&w, k->action);
-    cnd_jw_key(&w, "peer");
-    cnd_jw_str(&w, k->peer);
-    cnd_jw_key(&w, "reason");
-    cnd_jw_str(&w, k->reason);
-    cnd_jw_key(&w, "count");
-    cnd_jw_int(&w, (int64_t)k->suppressed);
-    cnd_jw_key(&w, "recorded");
-    cnd_jw_int(&w, (int64_t)k->recorded);
-    cnd_jw_key(&w, "seconds");
-    cnd_jw_int(&w, (int64_t)(now - k->since + 0.5));
-    cnd_jw_obj_end(&w);
-    cnd_audit_rec_t a = {.actor = l->actor,
-                         .action = CND_AUDIT_REJECT_SUMMARY,
-                         .subject = k->peer,
-                         .details = cnd_jw_text(&w)};
-    int rc = a.details ? cnd_audit_append(l->log, &a, NULL)
-                       : cnd_errf(CND_ENOMEM, "audit limiter: out of memory");
-    cnd_jw_free(&w);
+    int rc =
+        cnd_audit_log_reject_summary(l->log, l->actor, k->action, k->peer, k->reason, k->suppressed,
+                                     k->recorded, (int64_t)(now - k->since + 0.5));
     if (!rc) l->st.summaries++;
     return rc;
 }

@@ -22,11 +22,10 @@
  *     (the coordinator's). The schema version lives in audit_meta, not PRAGMA user_version,
  *     because user_version belongs to whoever owns the file.
  *
- * Usage (writer):
+ * Usage (writer): nodes append through the builders of audit_entries.h (included below), one
+ * per action, which fill a record and call cnd_audit_append:
  *   cnd_audit_t *log; cnd_audit_open(&log, "coordinator.db", sk, NULL);
- *   cnd_audit_rec_t r = {.actor = fpr, .action = CND_AUDIT_ROUND_END, .job = "j1",
- *                        .subject = "round 3", .details = "{\"round\":3,...}"};
- *   uint64_t seq; cnd_audit_append(log, &r, &seq);
+ *   cnd_audit_log_job_state(log, fpr, 7, "completed", NULL);
  *   cnd_audit_checkpoint(log, "round.end", NULL);
  *   cnd_audit_close(&log);
  * Several processes may append to the same file: every append re-reads the tree's right edge
@@ -143,31 +142,6 @@ sqlite3 *cnd_audit_db(cnd_audit_t *log);
  * actor, subject and peer fields. */
 void cnd_audit_fingerprint(char out[CND_AUDIT_FPR_HEX], const uint8_t pk[CND_AUDIT_PK_BYTES]);
 
-/* Convenience: appends the `enroll` entry for a node admitted under Ed25519 key `pk` (subject:
- * its fingerprint `fpr`; details: name, role, public key in hex; with a certificate, the
- * SHA-256 of its DER bytes as the "certificate" digest). Every enrollment path uses it. */
-CND_MUST_USE int cnd_audit_log_enroll(cnd_audit_t *log, const char *actor, const char *fpr,
-                                      const char *name, const char *role, const uint8_t pk[32],
-                                      const uint8_t *cert_der, size_t cert_len);
-
-/* Convenience: appends an `egress` (dir = 'E', the node sent it) or `ingress` (dir = 'I', it
- * received it) entry for one message, computing its size and SHA-256 from the exact bytes, so
- * that both ends log messages the same way and `condenser audit reconcile` can match them.
- * `peer` is the other end's fingerprint, `type` the message type name, `round` < 0 when none. */
-CND_MUST_USE int cnd_audit_log_message(cnd_audit_t *log, char dir, const char *actor,
-                                       const char *peer, const char *job, const char *type,
-                                       int64_t round, const void *bytes, size_t len, uint64_t *seq);
-
-/* Convenience: appends the `admin.<command>` entry of an operator command (e.g. command
- * "site.revoke"): details {"argv": [argv[0], ..., argv[argc-1]], "result": result}, the exact
- * command line as a JSON array of strings, every word as the process received it (argv[0] and
- * the subcommand words included). A word that is not valid UTF-8 cannot be recorded exactly and
- * is refused (CND_EINVAL naming the word), as is argc < 1 (no command line recorded). Returns as
- * cnd_audit_append. */
-CND_MUST_USE int cnd_audit_log_admin(cnd_audit_t *log, const char *actor, const char *command,
-                                     int argc, const char *const *argv, const char *subject,
-                                     const char *job, const char *result);
-
 /* --- checkpoints as signed notes (files an auditor keeps) --- */
 
 /* Appends the signed body of cp: "<origin>\n<size>\n<base64 root>\ntime <ms>\nreason <r>\n". */
@@ -195,5 +169,8 @@ CND_MUST_USE int cnd_audit_cp_verify(const cnd_audit_cp_t *cp,
  * or a PEM "PUBLIC KEY" (Ed25519 SubjectPublicKeyInfo); or `spec` itself when it is 64 hex
  * characters. Returns 0, CND_EIO or CND_EFORMAT. */
 CND_MUST_USE int cnd_audit_read_public_key(uint8_t pk[CND_AUDIT_PK_BYTES], const char *spec);
+
+/* Whoever writes the log builds entries with these. */
+#include "audit_entries.h"
 
 #endif

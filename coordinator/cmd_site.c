@@ -104,47 +104,21 @@ static int s_audit_renew(cnd_coord_t *c, const char *name, const char *role, int
                          const cnd_cert_info_t *ni, const uint8_t *der, size_t der_len,
                          const cnd_ident_rec_t *old, const cnd_cert_info_t *oi)
 {
-    char fpr[65], hex[65];
-    cnd_pubkey_fingerprint(fpr, ni->pubkey);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "name");
-    cnd_jw_str(&w, name);
-    cnd_jw_key(&w, "role");
-    cnd_jw_str(&w, role);
-    cnd_jw_key(&w, "kind");
-    cnd_jw_str(&w, rotation ? "rotation" : "renewal");
-    cnd_jw_key(&w, "serial");
-    cnd_jw_int(&w, (int64_t)ni->serial);
-    cnd_jw_key(&w, "not_after");
-    cnd_jw_int(&w, ni->not_after);
-    cnd_jw_key(&w, "public_key");
-    cnd_jw_str(&w, cnd_hex(hex, ni->pubkey, 32));
-    cnd_jw_key(&w, "supersedes");
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "fingerprint");
-    cnd_jw_str(&w, old->fpr);
-    if (oi) {
-        cnd_jw_key(&w, "serial");
-        cnd_jw_int(&w, (int64_t)oi->serial);
-        cnd_jw_key(&w, "not_after");
-        cnd_jw_int(&w, oi->not_after);
-    }
-    cnd_jw_obj_end(&w);
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t dg[2] = {{"certificate", {0}}, {"superseded_certificate", {0}}};
-    cnd_sha256(dg[0].sha256, der, der_len);
-    if (old->cert) cnd_sha256(dg[1].sha256, old->cert, old->cert_len);
-    cnd_audit_rec_t a = {.actor = c->fpr,
-                         .action = CND_AUDIT_CERT_RENEW,
-                         .subject = fpr,
-                         .details = cnd_jw_text(&w),
-                         .digests = dg,
-                         .n_digests = old->cert ? 2 : 1};
-    int rc = a.details ? cnd_audit_append(c->audit, &a, NULL) : CND_ENOMEM;
-    cnd_jw_free(&w);
-    return rc;
+    cnd_audit_cert_renew_t r = {.name = name,
+                                .role = role,
+                                .rotation = rotation,
+                                .serial = ni->serial,
+                                .not_after = ni->not_after,
+                                .public_key = ni->pubkey,
+                                .der = der,
+                                .der_len = der_len,
+                                .old_fpr = old->fpr,
+                                .old_known = oi != NULL,
+                                .old_serial = oi ? oi->serial : 0,
+                                .old_not_after = oi ? oi->not_after : 0,
+                                .old_der = old->cert,
+                                .old_der_len = old->cert_len};
+    return cnd_audit_log_cert_renew(c->audit, c->fpr, &r);
 }
 
 /* The successor must outlast what it replaces: an older certificate is never put back. */

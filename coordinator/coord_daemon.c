@@ -46,7 +46,6 @@
 #include "digest.h"
 #include "fileio.h"
 #include "job.h"
-#include "json.h"
 #include "proto.h"
 #include "rng.h"
 #include "transport.h"
@@ -240,21 +239,9 @@ static void s_drain_refusals(s_daemon_t *d)
         if (!cnd_audit_limiter_hit(d->limit, CND_AUDIT_REJECT_CONNECTION, hex, local[i].reason,
                                    cnd_now()))
             continue;
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "address");
-        cnd_jw_str(&w, local[i].address);
-        cnd_jw_key(&w, "reason");
-        cnd_jw_str(&w, local[i].reason);
-        cnd_jw_obj_end(&w);
-        cnd_audit_rec_t a = {.actor = d->c.fpr,
-                             .action = CND_AUDIT_REJECT_CONNECTION,
-                             .subject = hex,
-                             .details = cnd_jw_text(&w)};
-        if (a.details && cnd_audit_append(d->c.audit, &a, NULL))
+        if (cnd_audit_log_reject_connection(d->c.audit, d->c.fpr, hex, local[i].address,
+                                            local[i].reason))
             s_log(d, "audit: %s", cnd_err_detail());
-        cnd_jw_free(&w);
         s_log(d, "refused a connection from curve key %.16s... (%s): %s", hex, local[i].address,
               local[i].reason);
     }
@@ -459,27 +446,9 @@ static void s_session_end(s_daemon_t *d, s_session_t *s, const char *reason, con
     cnd_outq_clear(&s->q);
     s_log(d, "%s: session %llu from %s ended: %s (%s)%s", s->name, (unsigned long long)s->id,
           s->address, reason, detail, in_round ? "; a dropout of the round in flight" : "");
-    if (!lost || in_round) {
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "name");
-        cnd_jw_str(&w, s->name);
-        cnd_jw_key(&w, "reason");
-        cnd_jw_str(&w, reason);
-        cnd_jw_key(&w, "detail");
-        cnd_jw_str(&w, detail);
-        cnd_jw_key(&w, "address");
-        cnd_jw_str(&w, s->address);
-        cnd_jw_obj_end(&w);
-        cnd_audit_rec_t a = {.actor = d->c.fpr,
-                             .action = CND_AUDIT_SESSION_END,
-                             .subject = s->fpr,
-                             .details = cnd_jw_text(&w)};
-        if (a.details && cnd_audit_append(d->c.audit, &a, NULL))
-            s_log(d, "audit: %s", cnd_err_detail());
-        cnd_jw_free(&w);
-    }
+    if ((!lost || in_round) && cnd_audit_log_session_end(d->c.audit, d->c.fpr, s->fpr, s->name,
+                                                         reason, detail, s->address))
+        s_log(d, "audit: %s", cnd_err_detail());
     if (in_round) {
         int idx = cnd_round_site_index(d->round, s->name);
         if (idx >= 0) cnd_round_drop(d->round, (uint32_t)idx, reason);
@@ -515,33 +484,15 @@ static void s_reject(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
         return;
     char reason[512];
     snprintf(reason, sizeof reason, "%s", why && *why ? why : cnd_proto_error_name(rej->code));
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    if (s) {
-        cnd_jw_key(&w, "peer");
-        cnd_jw_str(&w, s->fpr);
-    }
-    cnd_jw_key(&w, "type");
-    cnd_jw_str(&w, cnd_proto_type_name(rej->type));
-    cnd_jw_key(&w, "size");
-    cnd_jw_int(&w, (int64_t)f->len);
-    cnd_jw_key(&w, "reason");
-    cnd_jw_str(&w, reason);
-    cnd_jw_key(&w, "code");
-    cnd_jw_str(&w, cnd_proto_error_name(rej->code));
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t dg = {"message", {0}};
-    cnd_sha256(dg.sha256, f->data, f->len);
-    cnd_audit_rec_t a = {.actor = d->c.fpr,
-                         .action = CND_AUDIT_REJECT_MESSAGE,
-                         .subject = peer,
-                         .details = cnd_jw_text(&w),
-                         .digests = &dg,
-                         .n_digests = 1};
-    if (a.details && cnd_audit_append(d->c.audit, &a, NULL))
+    cnd_audit_reject_message_t m = {.subject = peer,
+                                    .peer = s ? s->fpr : NULL,
+                                    .type = cnd_proto_type_name(rej->type),
+                                    .bytes = f->data,
+                                    .len = f->len,
+                                    .reason = reason,
+                                    .code = cnd_proto_error_name(rej->code)};
+    if (cnd_audit_log_reject_message(d->c.audit, d->c.fpr, &m))
         s_log(d, "audit: %s", cnd_err_detail());
-    cnd_jw_free(&w);
     s_log(d, "refused %s from %s (%s): %s", cnd_proto_type_name(rej->type), f->user_id, f->address,
           reason);
     if (rej->type == CONDENSER__MSG_TYPE__MSG_ERROR) return;
@@ -702,26 +653,9 @@ static int s_round_send_object(void *ctx, const char *site, Condenser__ObjectKin
 
 static void s_audit_job_state(s_daemon_t *d, const char *state, const char *reason)
 {
-    char jid[32];
-    snprintf(jid, sizeof jid, "%lld", (long long)d->job);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "state");
-    cnd_jw_str(&w, state);
-    if (reason && *reason) {
-        cnd_jw_key(&w, "reason");
-        cnd_jw_str(&w, reason);
-    }
-    cnd_jw_obj_end(&w);
-    cnd_audit_rec_t a = {.actor = d->c.fpr,
-                         .action = CND_AUDIT_JOB_STATE,
-                         .subject = jid,
-                         .job = jid,
-                         .details = cnd_jw_text(&w)};
-    if (a.details && cnd_audit_append(d->c.audit, &a, NULL))
+    if (cnd_audit_log_job_state(d->c.audit, d->c.fpr, d->job, state,
+                                reason && *reason ? reason : NULL))
         s_log(d, "audit: %s", cnd_err_detail());
-    cnd_jw_free(&w);
 }
 
 static void s_unload_job(s_daemon_t *d)
@@ -978,7 +912,7 @@ static void s_cert_mismatch(char *out, size_t cap, const char *name, const uint8
         snprintf(out, cap, "hello.certificate is not the enrolled certificate");
         return;
     }
-    if (g.not_after > e.not_after)
+    if (cnd_cert_newer(&g, &e))
         snprintf(out, cap,
                  "hello.certificate (serial %llu, valid until %s) is not the enrolled "
                  "certificate of '%s' (serial %llu, valid until %s): it is newer, and the "

@@ -30,6 +30,15 @@ static inline int64_t cnd_cert_days_left(int64_t t, int64_t now)
     return d >= 0 ? d / 86400 : -((-d + 86399) / 86400);
 }
 
+/* Whether certificate a supersedes b (both from the federation CA): it ends later, or at the
+ * same second with a higher serial. The CA numbers leaves 1, 2, 3, ... as it issues them, so of
+ * two certificates issued within one second (their not_after equal) the higher serial is the
+ * later one. */
+static inline int cnd_cert_newer(const cnd_cert_info_t *a, const cnd_cert_info_t *b)
+{
+    return a->not_after > b->not_after || (a->not_after == b->not_after && a->serial > b->serial);
+}
+
 /* PEM or DER in, DER out (*der malloc'd). Returns 0 or CND_EFORMAT naming `what`. */
 CND_MUST_USE int cnd_cert_to_der(uint8_t **der, size_t *len, const uint8_t *in, size_t in_len,
                                  const char *what);

@@ -13,7 +13,6 @@
 #include "cnd_rt.h"
 #include "db.h"
 #include "digest.h"
-#include "json.h"
 #include "manifest.h"
 
 #include <stdio.h>
@@ -341,55 +340,27 @@ static int s_next_seq(sqlite3 *db, const char *model, uint64_t *seq)
     return rc;
 }
 
-static int s_audit(cnd_audit_t *audit, const char *actor, const char *action, const char *subject,
-                   const char *job, cnd_jw_t *w, const cnd_audit_digest_t *dg, size_t ndg)
-{
-    if (!audit) return 0;
-    const char *details = cnd_jw_text(w);
-    if (!details) return cnd_errf(CND_ENOMEM, "audit: out of memory");
-    cnd_audit_rec_t r = {.actor = actor,
-                         .action = action,
-                         .subject = subject,
-                         .job = job,
-                         .details = details,
-                         .digests = dg,
-                         .n_digests = ndg};
-    return cnd_audit_append(audit, &r, NULL);
-}
-
 /* artifact.sign for a manifest m (signed bytes b) of artifact a. */
 static int s_audit_sign(cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
                         const cnd_rartifact_t *a, const cnd_manifest_t *m, const cnd_buf_t *b)
 {
+    if (!audit) return 0;
     char ver[160], fpr[65];
     cnd_registry_version_name(ver, sizeof ver, a->model, a->version);
     cnd_pubkey_fingerprint(fpr, cnd_identity_pk(id));
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "version");
-    cnd_jw_str(&w, ver);
-    cnd_jw_key(&w, "variant");
-    cnd_jw_str(&w, a->variant);
-    cnd_jw_key(&w, "sequence");
-    cnd_jw_int(&w, (int64_t)m->sequence);
-    cnd_jw_key(&w, "size");
-    cnd_jw_int(&w, (int64_t)a->size);
-    cnd_jw_key(&w, "device_class");
-    cnd_jw_str(&w, a->classes);
-    cnd_jw_key(&w, "expires");
-    cnd_jw_int(&w, m->expires);
-    cnd_jw_key(&w, "rollback");
-    cnd_jw_bool(&w, (m->flags & CND_MANIFEST_ROLLBACK) != 0);
-    cnd_jw_key(&w, "signer");
-    cnd_jw_str(&w, fpr);
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t dg[2] = {{"artifact", {0}}, {"manifest", {0}}};
-    memcpy(dg[0].sha256, a->digest, 32);
-    cnd_sha256(dg[1].sha256, b->data, b->len);
-    int rc = s_audit(audit, actor, CND_AUDIT_ARTIFACT_SIGN, ver, a->job, &w, dg, 2);
-    cnd_jw_free(&w);
-    return rc;
+    cnd_audit_artifact_sign_t e = {.version = ver,
+                                   .job = a->job,
+                                   .variant = a->variant,
+                                   .sequence = m->sequence,
+                                   .size = a->size,
+                                   .device_class = a->classes,
+                                   .expires = m->expires,
+                                   .rollback = (m->flags & CND_MANIFEST_ROLLBACK) != 0,
+                                   .signer = fpr,
+                                   .artifact = a->digest,
+                                   .manifest = b->data,
+                                   .manifest_len = b->len};
+    return cnd_audit_log_artifact_sign(audit, actor, &e);
 }
 
 int cnd_registry_sign(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
@@ -520,35 +491,20 @@ static void s_describe(cnd_rartifact_t *a, const uint8_t *art, size_t len,
 static int s_audit_version(cnd_audit_t *audit, const char *actor, const cnd_rartifact_t *a,
                            const cnd_publish_opts_t *o)
 {
-    char ver[160], hex[65];
+    if (!audit) return 0;
+    char ver[160];
     cnd_registry_version_name(ver, sizeof ver, a->model, a->version);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "version");
-    cnd_jw_str(&w, ver);
-    if (o->round > 0) {
-        cnd_jw_key(&w, "round");
-        cnd_jw_int(&w, o->round);
-    }
-    cnd_jw_key(&w, "format");
-    cnd_jw_str(&w, a->variant);
-    cnd_jw_key(&w, "size");
-    cnd_jw_int(&w, (int64_t)a->size);
-    if (a->accuracy >= 0) {
-        cnd_jw_key(&w, "accuracy");
-        cnd_jw_double(&w, a->accuracy);
-    }
-    if (o->source) {
-        cnd_jw_key(&w, "source");
-        cnd_jw_str(&w, cnd_hex(hex, o->source, 32));
-    }
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t d = {"model", {0}};
-    memcpy(d.sha256, a->digest, 32);
-    int rc = s_audit(audit, actor, CND_AUDIT_MODEL_VERSION, ver, a->job, &w, &d, 1);
-    cnd_jw_free(&w);
-    return rc;
+    cnd_audit_model_version_t e = {.version = ver,
+                                   .job = a->job,
+                                   .round = o->round > 0 ? o->round : 0,
+                                   .format = a->variant,
+                                   .size = a->size,
+                                   .has_accuracy = a->accuracy >= 0,
+                                   .accuracy = a->accuracy,
+                                   .source = o->source,
+                                   .samples = -1,
+                                   .digest = a->digest};
+    return cnd_audit_log_model_version(audit, actor, &e);
 }
 
 static int s_check_name(const cnd_publish_opts_t *o)

@@ -25,7 +25,6 @@
  */
 #include "rollout.h"
 #include "audit_actions.h"
-#include "json.h"
 #include "clock.h"
 #include "digest.h"
 #include "fleet_registry.h"
@@ -40,22 +39,6 @@
 /* ============================================================================================
  * helpers shared by publication, creation and the engine
  * ========================================================================================== */
-
-static int s_audit(cnd_audit_t *audit, const char *actor, const char *action, const char *subject,
-                   const char *job, cnd_jw_t *w, const cnd_audit_digest_t *dg, size_t ndg)
-{
-    if (!audit) return 0;
-    const char *details = cnd_jw_text(w);
-    if (!details) return cnd_errf(CND_ENOMEM, "audit: out of memory");
-    cnd_audit_rec_t r = {.actor = actor,
-                         .action = action,
-                         .subject = subject,
-                         .job = job,
-                         .details = details,
-                         .digests = dg,
-                         .n_digests = ndg};
-    return cnd_audit_append(audit, &r, NULL);
-}
 
 /* Latency of a variant on a CPU class: what devices measured, else what was published. */
 static int s_latency(sqlite3 *db, const cnd_rartifact_t *a, const char *cpu, uint32_t *us)
@@ -422,50 +405,27 @@ static int s_plan_offers(s_plan_t *pl, sqlite3 *db, cnd_audit_t *audit, const cn
 static int s_audit_create(cnd_audit_t *audit, const char *actor, const s_plan_t *pl,
                           const cnd_rollout_params_t *p, const cnd_rollout_summary_t *out)
 {
+    if (!audit) return 0;
     const cnd_rollout_rec_t *r = &pl->r;
-    char rid[32], ver[160];
-    snprintf(rid, sizeof rid, "%lld", (long long)r->id);
+    char ver[160];
     cnd_registry_version_name(ver, sizeof ver, r->model, r->version);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "rollout");
-    cnd_jw_str(&w, rid);
-    cnd_jw_key(&w, "version");
-    cnd_jw_str(&w, ver);
-    cnd_jw_key(&w, "select");
-    cnd_jw_str(&w, r->select);
-    cnd_jw_key(&w, "devices");
-    cnd_jw_int(&w, pl->n_target);
-    cnd_jw_key(&w, "canary");
-    cnd_jw_int(&w, pl->n_target < r->canary ? pl->n_target : r->canary);
-    cnd_jw_key(&w, "selected");
-    cnd_jw_int(&w, out->selected);
-    cnd_jw_key(&w, "unfit");
-    cnd_jw_int(&w, out->unfit);
-    cnd_jw_key(&w, "current");
-    cnd_jw_int(&w, out->current);
-    cnd_jw_key(&w, "waves");
-    cnd_jw_int(&w, out->waves);
-    cnd_jw_key(&w, "policy");
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "rate");
-    cnd_jw_int(&w, r->rate);
-    cnd_jw_key(&w, "factor");
-    cnd_jw_double(&w, r->factor);
-    cnd_jw_key(&w, "abort_failures_pct");
-    cnd_jw_double(&w, r->abort_pct);
-    cnd_jw_key(&w, "abort_min");
-    cnd_jw_int(&w, r->abort_min);
-    cnd_jw_key(&w, "device_timeout_s");
-    cnd_jw_int(&w, r->timeout_s);
-    cnd_jw_key(&w, "window");
-    cnd_jw_str(&w, p->window ? p->window : "");
-    cnd_jw_obj_end(&w);
-    cnd_jw_obj_end(&w);
-    int rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_CREATE, rid, r->job, &w, NULL, 0);
-    cnd_jw_free(&w);
-    return rc;
+    cnd_audit_rollout_create_t c = {.rollout = r->id,
+                                    .job = r->job,
+                                    .version = ver,
+                                    .select = r->select,
+                                    .devices = pl->n_target,
+                                    .canary = pl->n_target < r->canary ? pl->n_target : r->canary,
+                                    .selected = out->selected,
+                                    .unfit = out->unfit,
+                                    .current = out->current,
+                                    .waves = out->waves,
+                                    .rate = r->rate,
+                                    .factor = r->factor,
+                                    .abort_failures_pct = r->abort_pct,
+                                    .abort_min = r->abort_min,
+                                    .device_timeout_s = r->timeout_s,
+                                    .window = p->window ? p->window : ""};
+    return cnd_audit_log_rollout_create(audit, actor, &c);
 }
 
 int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
@@ -497,21 +457,6 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
     if (!rc) rc = s_audit_create(audit, actor, &pl, p, out);
     s_plan_free(&pl);
     return rc;
-}
-
-static void s_state_entry(cnd_jw_t *w, const char *rid, const char *state, const char *reason)
-{
-    cnd_jw_init(w);
-    cnd_jw_obj(w);
-    cnd_jw_key(w, "rollout");
-    cnd_jw_str(w, rid);
-    cnd_jw_key(w, "state");
-    cnd_jw_str(w, state);
-    if (reason && reason[0]) {
-        cnd_jw_key(w, "reason");
-        cnd_jw_str(w, reason);
-    }
-    cnd_jw_obj_end(w);
 }
 
 int cnd_rollout_waves(cnd_rollout_wave_t **out, uint32_t *n_waves, const cnd_rdevice_t *dv,
@@ -595,17 +540,12 @@ int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_
     snprintf(r.reason, sizeof r.reason, "%s", reason && reason[0] ? reason : "operator");
     r.updated_ms = cnd_unix_time() * 1000;
     if ((rc = cnd_rstore_rollout_update(db, &r))) return rc;
-    char rid[32];
-    snprintf(rid, sizeof rid, "%lld", (long long)id);
-    cnd_jw_t w;
+    if (!audit) return 0;
     char why[300];
     snprintf(why, sizeof why, "%s%s",
              r.state == CND_ROLLOUT_ROLLING_BACK ? "rollback requested: " : "",
              reason && reason[0] ? reason : "operator");
-    s_state_entry(&w, rid, s_actions[k].logged, why);
-    rc = s_audit(audit, actor, CND_AUDIT_ROLLOUT_STATE, rid, r.job, &w, NULL, 0);
-    cnd_jw_free(&w);
-    return rc;
+    return cnd_audit_log_rollout_state(audit, actor, id, r.job, s_actions[k].logged, why);
 }
 
 /* ============================================================================================
@@ -839,46 +779,27 @@ static void s_put_roll(cnd_rollout_engine_t *e, s_roll_t *r)
 static void s_audit_device(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d,
                            cnd_rdevice_state_t outcome)
 {
+    if (!e->audit) return;
     s_node_t *n = s_node_find(e, d->row.device);
-    char rid[32];
-    snprintf(rid, sizeof rid, "%lld", (long long)r->rec.id);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "rollout");
-    cnd_jw_str(&w, rid);
-    cnd_jw_key(&w, "wave");
-    cnd_jw_int(&w, d->row.wave);
-    cnd_jw_key(&w, "device");
-    cnd_jw_str(&w, d->row.device);
-    cnd_jw_key(&w, "outcome");
-    cnd_jw_str(&w, cnd_rdevice_state_name(outcome));
-    if (d->row.reason[0]) {
-        cnd_jw_key(&w, "reason");
-        cnd_jw_str(&w, d->row.reason);
-    }
-    if (d->row.latency_us) {
-        cnd_jw_key(&w, "latency_us");
-        cnd_jw_int(&w, d->row.latency_us);
-    }
-    cnd_jw_obj_end(&w);
-    if (s_audit(e->audit, e->fpr, CND_AUDIT_ROLLOUT_DEVICE, n && n->fpr[0] ? n->fpr : d->row.device,
-                r->rec.job, &w, NULL, 0))
-        s_log(e, "audit: %s", cnd_err_detail());
-    cnd_jw_free(&w);
+    cnd_audit_rollout_device_t x = {.rollout = r->rec.id,
+                                    .job = r->rec.job,
+                                    .subject = n && n->fpr[0] ? n->fpr : d->row.device,
+                                    .wave = d->row.wave,
+                                    .device = d->row.device,
+                                    .outcome = cnd_rdevice_state_name(outcome),
+                                    .reason = d->row.reason[0] ? d->row.reason : NULL,
+                                    .latency_us = d->row.latency_us};
+    if (cnd_audit_log_rollout_device(e->audit, e->fpr, &x)) s_log(e, "audit: %s", cnd_err_detail());
 }
 
 static void s_audit_state(cnd_rollout_engine_t *e, s_roll_t *r, cnd_rollout_state_t state,
                           const char *why)
 {
-    char rid[32];
-    snprintf(rid, sizeof rid, "%lld", (long long)r->rec.id);
-    cnd_jw_t w;
-    s_state_entry(&w, rid, cnd_rollout_state_name(state), why);
-    if (s_audit(e->audit, e->fpr, CND_AUDIT_ROLLOUT_STATE, rid, r->rec.job, &w, NULL, 0))
+    if (!e->audit) return;
+    if (cnd_audit_log_rollout_state(e->audit, e->fpr, r->rec.id, r->rec.job,
+                                    cnd_rollout_state_name(state), why && why[0] ? why : NULL))
         s_log(e, "audit: %s", cnd_err_detail());
-    cnd_jw_free(&w);
-    if (e->audit && cnd_audit_checkpoint(e->audit, "rollout.state", NULL))
+    if (cnd_audit_checkpoint(e->audit, "rollout.state", NULL))
         s_log(e, "audit: %s", cnd_err_detail());
 }
 
@@ -899,31 +820,17 @@ static void s_audit_wave(cnd_rollout_engine_t *e, s_roll_t *r, uint32_t wave, co
         else if (x->state == CND_RDEV_DEFERRED)
             deferred++;
     }
-    char rid[32];
-    snprintf(rid, sizeof rid, "%lld", (long long)r->rec.id);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "rollout");
-    cnd_jw_str(&w, rid);
-    cnd_jw_key(&w, "wave");
-    cnd_jw_int(&w, wave);
-    cnd_jw_key(&w, "devices");
-    cnd_jw_int(&w, devices);
-    cnd_jw_key(&w, "succeeded");
-    cnd_jw_int(&w, ok);
-    cnd_jw_key(&w, "failed");
-    cnd_jw_int(&w, failed);
-    cnd_jw_key(&w, "timed_out");
-    cnd_jw_int(&w, tout);
-    cnd_jw_key(&w, "deferred");
-    cnd_jw_int(&w, deferred);
-    cnd_jw_key(&w, "state");
-    cnd_jw_str(&w, state);
-    cnd_jw_obj_end(&w);
-    if (s_audit(e->audit, e->fpr, CND_AUDIT_ROLLOUT_WAVE, rid, r->rec.job, &w, NULL, 0))
+    cnd_audit_rollout_wave_t v = {.rollout = r->rec.id,
+                                  .job = r->rec.job,
+                                  .wave = wave,
+                                  .devices = devices,
+                                  .succeeded = ok,
+                                  .failed = failed,
+                                  .timed_out = tout,
+                                  .deferred = deferred,
+                                  .state = state};
+    if (e->audit && cnd_audit_log_rollout_wave(e->audit, e->fpr, &v))
         s_log(e, "audit: %s", cnd_err_detail());
-    cnd_jw_free(&w);
     if (e->audit && cnd_audit_checkpoint(e->audit, "rollout.wave", NULL))
         s_log(e, "audit: %s", cnd_err_detail());
     s_log(e, "rollout %lld %s %u: %u devices, %u healthy, %u failed, %u timed out, %u deferred: %s",

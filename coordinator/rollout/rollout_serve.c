@@ -22,7 +22,6 @@
 #include "audit_limit.h"
 #include "ca.h"
 #include "cert.h"
-#include "json.h"
 #include "clock.h"
 #include "db.h"
 #include "digest.h"
@@ -296,25 +295,9 @@ static void s_session_end(s_srv_t *s, s_sess_t *x, const char *reason, const cha
     s_log(s, "%s: session %llu from %s ended: %s (%s)", x->name, (unsigned long long)x->id,
           x->address, reason, detail);
     if (strcmp(reason, "connection lost") == 0) return;
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "name");
-    cnd_jw_str(&w, x->name);
-    cnd_jw_key(&w, "reason");
-    cnd_jw_str(&w, reason);
-    cnd_jw_key(&w, "detail");
-    cnd_jw_str(&w, detail);
-    cnd_jw_key(&w, "address");
-    cnd_jw_str(&w, x->address);
-    cnd_jw_obj_end(&w);
-    cnd_audit_rec_t a = {.actor = s->dir.fpr,
-                         .action = CND_AUDIT_SESSION_END,
-                         .subject = x->fpr,
-                         .details = cnd_jw_text(&w)};
-    if (a.details && cnd_audit_append(s->dir.audit, &a, NULL))
+    if (cnd_audit_log_session_end(s->dir.audit, s->dir.fpr, x->fpr, x->name, reason, detail,
+                                  x->address))
         s_log(s, "audit: %s", cnd_err_detail());
-    cnd_jw_free(&w);
     int slow = strcmp(reason, "slow reader") == 0;
     char text[CND_PROTO_TEXT_MAX + 1];
     snprintf(text, sizeof text, "session ended: %s: %s", reason, detail);
@@ -390,31 +373,15 @@ static void s_reject(s_srv_t *s, s_sess_t *x, const cnd_frame_t *f, const cnd_pr
     char reason[300];
     snprintf(reason, sizeof reason, "%s", why && *why ? why : cnd_proto_error_name(rej->code));
     if (record) {
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "peer");
-        cnd_jw_str(&w, peer);
-        cnd_jw_key(&w, "type");
-        cnd_jw_str(&w, cnd_proto_type_name(rej->type));
-        cnd_jw_key(&w, "size");
-        cnd_jw_int(&w, (int64_t)f->len);
-        cnd_jw_key(&w, "reason");
-        cnd_jw_str(&w, reason);
-        cnd_jw_key(&w, "code");
-        cnd_jw_str(&w, cnd_proto_error_name(rej->code));
-        cnd_jw_obj_end(&w);
-        cnd_audit_digest_t dg = {"message", {0}};
-        cnd_sha256(dg.sha256, f->data, f->len);
-        cnd_audit_rec_t a = {.actor = s->dir.fpr,
-                             .action = CND_AUDIT_REJECT_MESSAGE,
-                             .subject = peer,
-                             .details = cnd_jw_text(&w),
-                             .digests = &dg,
-                             .n_digests = 1};
-        if (a.details && cnd_audit_append(s->dir.audit, &a, NULL))
+        cnd_audit_reject_message_t m = {.subject = peer,
+                                        .peer = peer,
+                                        .type = cnd_proto_type_name(rej->type),
+                                        .bytes = f->data,
+                                        .len = f->len,
+                                        .reason = reason,
+                                        .code = cnd_proto_error_name(rej->code)};
+        if (cnd_audit_log_reject_message(s->dir.audit, s->dir.fpr, &m))
             s_log(s, "audit: %s", cnd_err_detail());
-        cnd_jw_free(&w);
     }
     if (rej->type == CONDENSER__MSG_TYPE__MSG_ERROR || !x || !(record || needed)) return;
     Condenser__Error err;

@@ -281,6 +281,12 @@ static void test_inspect(void)
     CHECK_EQ_INT(cnd_cert_days_left(T0 - 1, T0), -1);
     CHECK_EQ_INT(cnd_cert_days_left(T0 - DAY, T0), -1);
     CHECK_EQ_INT(cnd_cert_days_left(T0 - DAY - 1, T0), -2);
+    /* Which of two certificates is the later: the end, then (issued within one second) the
+     * serial. */
+    cnd_cert_info_t x = {.serial = 3, .not_after = T0}, y = {.serial = 4, .not_after = T0};
+    CHECK(cnd_cert_newer(&y, &x) && !cnd_cert_newer(&x, &y) && !cnd_cert_newer(&x, &x));
+    y.not_after = T0 - 1;
+    CHECK(cnd_cert_newer(&x, &y) && !cnd_cert_newer(&y, &x));
     free(pem);
     free(der);
     cnd_identity_destroy(&node);

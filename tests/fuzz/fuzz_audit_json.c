@@ -1,9 +1,9 @@
 /*
  * fuzz_audit_json.c: the JSON parser and canonical encoder of the audit log
- * (coordinator/audit_json.c) and the entry envelope check built on them
- * (cnd_audit_entry_parse), which read entries from a log copy an auditor was handed.
+ * (common/json.c) and the entry envelope check built on them (cnd_audit_entry_parse,
+ * audit/audit_verify.c), which read entries from a log copy an auditor was handed.
  *
- * Properties (audit_json.h, "Canonical form"): a text that parses canonicalises; the canonical
+ * Properties (json.h, "Canonical form"): a text that parses canonicalises; the canonical
  * text parses again and is a fixed point (canonicalising it gives the same bytes); it holds no
  * whitespace outside strings' bytes; and cnd_json_canonicalize agrees with parse + canon. An
  * entry that passes cnd_audit_entry_parse is already canonical. Seeds in corpus/audit_json/ are
