@@ -88,58 +88,100 @@ static size_t s_vnni_scratch(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uin
     return RT_VNNI_PATCHES * s_align(2 * (size_t)k * grow * 4) + 64;
 }
 
-static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, s_act_t *cur,
-                         cnd_rt_diag_t *d)
+/* One layer entry's fields, decoded (rt_format.h names the offsets). */
+typedef struct {
+    uint32_t eoff; /* the entry's offset in the artifact */
+    int li;        /* its index */
+    uint8_t op, flags, wbits;
+    uint32_t ic, ih, iw, oc, oh, ow, k, st, pad;
+    int32_t amin, amax, izp, ozp;
+    uint32_t isc, osc, woff, wlen, boff, moff, soff;
+    int weighted; /* dense or conv2d */
+    uint32_t K;   /* inputs per output of a weighted layer */
+} s_layer_t;
+
+static void s_layer_decode(s_layer_t *l, const uint8_t *a, uint32_t eoff, int li)
 {
     const uint8_t *e = a + eoff;
-    uint8_t op = e[CND_RT_L_OP], flags = e[CND_RT_L_FLAGS], wbits = e[CND_RT_L_WBITS];
-    uint32_t ic = s_u16(e + CND_RT_L_IN_C), ih = s_u16(e + CND_RT_L_IN_C + 2),
-             iw = s_u16(e + CND_RT_L_IN_C + 4);
-    uint32_t oc = s_u16(e + CND_RT_L_OUT_C), oh = s_u16(e + CND_RT_L_OUT_C + 2),
-             ow = s_u16(e + CND_RT_L_OUT_C + 4);
-    uint32_t k = e[CND_RT_L_K], st = e[CND_RT_L_STRIDE], pad = e[CND_RT_L_PAD];
-    int32_t amin = (int8_t)e[CND_RT_L_ACT_MIN], amax = (int8_t)e[CND_RT_L_ACT_MAX];
-    int32_t izp = s_i32(e + CND_RT_L_IN_ZP), ozp = s_i32(e + CND_RT_L_OUT_ZP);
-    uint32_t isc = s_u32(e + CND_RT_L_IN_SCALE), osc = s_u32(e + CND_RT_L_OUT_SCALE);
-    uint32_t woff = s_u32(e + CND_RT_L_W_OFF), wlen = s_u32(e + CND_RT_L_W_LEN);
-    uint32_t boff = s_u32(e + CND_RT_L_BIAS_OFF), moff = s_u32(e + CND_RT_L_MULT_OFF);
-    uint32_t soff = s_u32(e + CND_RT_L_SHIFT_OFF);
-    const uint8_t *data = a + p->off[S_DATA];
-    uint64_t dlen = p->len[S_DATA];
+    l->eoff = eoff;
+    l->li = li;
+    l->op = e[CND_RT_L_OP];
+    l->flags = e[CND_RT_L_FLAGS];
+    l->wbits = e[CND_RT_L_WBITS];
+    l->ic = s_u16(e + CND_RT_L_IN_C);
+    l->ih = s_u16(e + CND_RT_L_IN_C + 2);
+    l->iw = s_u16(e + CND_RT_L_IN_C + 4);
+    l->oc = s_u16(e + CND_RT_L_OUT_C);
+    l->oh = s_u16(e + CND_RT_L_OUT_C + 2);
+    l->ow = s_u16(e + CND_RT_L_OUT_C + 4);
+    l->k = e[CND_RT_L_K];
+    l->st = e[CND_RT_L_STRIDE];
+    l->pad = e[CND_RT_L_PAD];
+    l->amin = (int8_t)e[CND_RT_L_ACT_MIN];
+    l->amax = (int8_t)e[CND_RT_L_ACT_MAX];
+    l->izp = s_i32(e + CND_RT_L_IN_ZP);
+    l->ozp = s_i32(e + CND_RT_L_OUT_ZP);
+    l->isc = s_u32(e + CND_RT_L_IN_SCALE);
+    l->osc = s_u32(e + CND_RT_L_OUT_SCALE);
+    l->woff = s_u32(e + CND_RT_L_W_OFF);
+    l->wlen = s_u32(e + CND_RT_L_W_LEN);
+    l->boff = s_u32(e + CND_RT_L_BIAS_OFF);
+    l->moff = s_u32(e + CND_RT_L_MULT_OFF);
+    l->soff = s_u32(e + CND_RT_L_SHIFT_OFF);
+    l->weighted = l->op == CND_RT_OP_DENSE || l->op == CND_RT_OP_CONV2D;
+    l->K = 0;
+}
 
+/* What every layer must satisfy: reserved bytes, flags, chaining to the previous output, the
+ * output's shape and quantization, no weights where there are none. */
+static int s_check_common(const s_layer_t *l, const uint8_t *e, const s_act_t *cur,
+                          cnd_rt_diag_t *d)
+{
+    uint32_t eoff = l->eoff;
+    int li = l->li;
     if (e[3] || e[19] || e[22] || e[23] || !s_zero(e + 60, 4))
         return s_fail(d, CND_RT_EFORMAT, eoff, li, "layer: reserved bytes are not zero");
-    if (flags & ~CND_RT_L_FLAG_RELU)
+    if (l->flags & ~CND_RT_L_FLAG_RELU)
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_FLAGS, li, "layer: unknown flags");
-    if (ic != cur->c || ih != cur->h || iw != cur->w)
+    if (l->ic != cur->c || l->ih != cur->h || l->iw != cur->w)
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_IN_C, li,
                       "layer: input shape differs from the previous output");
-    if (izp != cur->zp || isc != cur->scale)
+    if (l->izp != cur->zp || l->isc != cur->scale)
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_IN_ZP, li,
                       "layer: input zero point or scale differs from the previous output");
-    if (!oc || !oh || !ow || oc > 65535 || oh > CND_RT_MAX_DIM || ow > CND_RT_MAX_DIM)
+    if (!l->oc || !l->oh || !l->ow || l->oc > 65535 || l->oh > CND_RT_MAX_DIM ||
+        l->ow > CND_RT_MAX_DIM)
         return s_fail(d, CND_RT_ERANGE, eoff + CND_RT_L_OUT_C, li, "layer: output shape");
-    if ((uint64_t)oc * oh * ow > CND_RT_MAX_ACT)
+    if ((uint64_t)l->oc * l->oh * l->ow > CND_RT_MAX_ACT)
         return s_fail(d, CND_RT_ERANGE, eoff + CND_RT_L_OUT_C, li,
                       "layer: output tensor too large");
-    if (ozp < -128 || ozp > 127)
+    if (l->ozp < -128 || l->ozp > 127)
         return s_fail(d, CND_RT_ERANGE, eoff + CND_RT_L_OUT_ZP, li,
                       "layer: output zero point outside [-128, 127]");
-    if (amin > amax)
+    if (l->amin > l->amax)
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_ACT_MIN, li,
                       "layer: act_min above act_max");
-    int weighted = op == CND_RT_OP_DENSE || op == CND_RT_OP_CONV2D;
-    if (!weighted && (wbits || woff || wlen || boff || moff || soff || flags))
+    if (!l->weighted &&
+        (l->wbits || l->woff || l->wlen || l->boff || l->moff || l->soff || l->flags))
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_WBITS, li,
                       "layer: weights or flags on a layer without weights");
-    if (op != CND_RT_OP_CONV2D && pad)
+    if (l->op != CND_RT_OP_CONV2D && l->pad)
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_PAD, li, "layer: padding not allowed");
-    uint32_t K = 0;
-    switch (op) {
+    return 0;
+}
+
+/* The operation's own shape rules (l->K set for weighted layers), and that layers without
+ * weights keep their input's quantization. */
+static int s_check_op(s_layer_t *l, cnd_rt_diag_t *d)
+{
+    uint32_t eoff = l->eoff, ic = l->ic, ih = l->ih, iw = l->iw, oc = l->oc, oh = l->oh, ow = l->ow,
+             k = l->k, st = l->st, pad = l->pad;
+    int li = l->li;
+    switch (l->op) {
     case CND_RT_OP_DENSE:
         if (oh != 1 || ow != 1 || k || st)
             return s_fail(d, CND_RT_EFORMAT, eoff, li, "dense: output must be Cx1x1, no kernel");
-        K = ic * ih * iw;
+        l->K = ic * ih * iw;
         break;
     case CND_RT_OP_CONV2D:
         if (!k || !st || pad >= k || ih + 2 * pad < k || iw + 2 * pad < k)
@@ -148,7 +190,7 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
         if (oh != (ih + 2 * pad - k) / st + 1 || ow != (iw + 2 * pad - k) / st + 1)
             return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
                           "conv2d: output size does not follow from input, kernel, stride, pad");
-        K = k * k * ic;
+        l->K = k * k * ic;
         break;
     case CND_RT_OP_MAXPOOL:
     case CND_RT_OP_AVGPOOL:
@@ -179,92 +221,122 @@ static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, 
         break;
     default: return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OP, li, "layer: unknown operation");
     }
-    if (!weighted && (ozp != izp || osc != isc))
+    if (!l->weighted && (l->ozp != l->izp || l->osc != l->isc))
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_ZP, li,
                       "layer: must keep its input's zero point and scale");
-    if (!weighted && op != CND_RT_OP_RELU && (amin != -128 || amax != 127))
+    if (!l->weighted && l->op != CND_RT_OP_RELU && (l->amin != -128 || l->amax != 127))
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_ACT_MIN, li,
                       "layer: clamp must be [-128, 127]");
-    if (weighted) {
-        if (wbits != 8 && wbits != 4)
-            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_WBITS, li,
-                          "layer: weight bits must be 8 or 4");
-        if (K == 0 || K > (1u << 20))
-            return s_fail(d, CND_RT_ERANGE, eoff, li, "layer: more than 2^20 inputs per output");
-        uint32_t row = wbits == 8 ? K : (K + 1) / 2;
-        if ((uint64_t)wlen != (uint64_t)row * oc)
-            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_W_LEN, li,
-                          "layer: weight length does not match the shape");
-        if ((uint64_t)woff + wlen > dlen || (uint64_t)boff + 4u * oc > dlen ||
-            (uint64_t)moff + 4u * oc > dlen || (uint64_t)soff + oc > dlen)
-            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_W_OFF, li,
-                          "layer: weights, biases or requantization data outside DATA");
-        if ((boff | moff) & 3)
-            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_BIAS_OFF, li,
-                          "layer: int32 arrays must be 4-byte aligned in DATA");
-        for (uint32_t c = 0; c < oc; c++) {
-            uint32_t at = p->off[S_DATA];
-            int32_t mult = s_i32(data + moff + 4 * c);
-            int32_t shift = (int8_t)data[soff + c];
-            if (mult < 0)
-                return s_fail(d, CND_RT_ERANGE, at + moff + 4 * c, li,
-                              "layer: negative requantization multiplier");
-            if (shift < -31 || shift > 31)
-                return s_fail(d, CND_RT_ERANGE, at + soff + c, li,
-                              "layer: requantization shift outside [-31, 31]");
-            const uint8_t *wr = data + woff + (size_t)c * row;
-            int64_t sum = 0, sabs = 0;
-            for (uint32_t j = 0; j < K; j++) {
-                int32_t v = wbits == 8 ? (int8_t)wr[j] : cnd_rt_w4(wr, j);
-                sum += v;
-                sabs += v < 0 ? -v : v;
-            }
-            if (wbits == 4 && (K & 1) && (wr[row - 1] >> 4))
-                return s_fail(d, CND_RT_EFORMAT, at + woff + c * row + row - 1, li,
-                              "layer: int4 row padding nibble is not zero");
-            int64_t b = s_i32(data + boff + 4 * c);
-            int64_t beff = b - (int64_t)izp * sum, bu8 = b - ((int64_t)izp + 128) * sum;
-            int64_t lim = 0x7fffffff;
-            if ((b < 0 ? -b : b) + 255 * sabs > lim ||
-                (beff < 0 ? -beff : beff) + 128 * sabs > lim ||
-                (bu8 < 0 ? -bu8 : bu8) + 255 * sabs > lim)
-                return s_fail(d, CND_RT_ERANGE, at + boff + 4 * c, li,
-                              "layer: bias and weights allow an int32 accumulator overflow");
-        }
-        p->macs += (uint64_t)K * oc * oh * ow;
-        p->weight_bytes += wlen;
-        p->consts += 4 * s_align(4 * (size_t)oc);
-        /* the reference needs one conv patch and nothing for dense layers */
-        size_t scr = op == CND_RT_OP_CONV2D ? s_align(K) : 0;
-        if (RT_FAST_PATHS) {
-            size_t blocks = ((size_t)oc + 15) / 16;
-            p->consts += blocks * sizeof(rt_rq16_t); /* requantization constants */
-            if (op == CND_RT_OP_CONV2D) { /* the direct conv kernels' input copy or patches */
-                size_t grow = ((size_t)k * ic + 3) / 4;
-                scr = s_vnni_scratch(k, ic, ih, iw, pad);
-                p->consts += s_align(blocks * 16 * k * grow * 4); /* repacked weights */
-            } else { /* dense (AVX2 and VNNI): [4 int4 row buffers][int32 sums] */
-                scr = RT_PATCHES * s_align(K) + RT_PATCHES * s_align(4 * (size_t)oc);
-            }
-        }
-        if (scr > p->scratch) p->scratch = scr;
-    }
-    size_t osz = (size_t)oc * oh * ow;
-    if (osz > p->max_act) p->max_act = osz;
-    cur->c = oc;
-    cur->h = oh;
-    cur->w = ow;
-    cur->zp = ozp;
-    cur->scale = osc;
     return 0;
 }
 
-static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
+/* A weighted layer's arrays in DATA: bit width, lengths, bounds and alignment, then per output
+ * channel the requantization constants and that no input can overflow the int32 accumulator
+ * (with the input zero point folded into the bias, for int8 and for uint8 kernels). */
+static int s_check_weights(const s_parse_t *p, const uint8_t *a, const s_layer_t *l,
+                           cnd_rt_diag_t *d)
 {
-    static const uint32_t tags[CND_RT_NSECTIONS] = {CND_RT_TAG_INPT, CND_RT_TAG_LABL,
-                                                    CND_RT_TAG_LAYR, CND_RT_TAG_DATA,
-                                                    CND_RT_TAG_TEST, CND_RT_TAG_META};
-    memset(p, 0, sizeof *p);
+    const uint8_t *data = a + p->off[S_DATA];
+    uint64_t dlen = p->len[S_DATA];
+    uint32_t eoff = l->eoff, K = l->K, oc = l->oc, woff = l->woff, wlen = l->wlen, boff = l->boff,
+             moff = l->moff, soff = l->soff;
+    int li = l->li;
+    if (l->wbits != 8 && l->wbits != 4)
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_WBITS, li,
+                      "layer: weight bits must be 8 or 4");
+    if (K == 0 || K > (1u << 20))
+        return s_fail(d, CND_RT_ERANGE, eoff, li, "layer: more than 2^20 inputs per output");
+    uint32_t row = l->wbits == 8 ? K : (K + 1) / 2;
+    if ((uint64_t)wlen != (uint64_t)row * oc)
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_W_LEN, li,
+                      "layer: weight length does not match the shape");
+    if ((uint64_t)woff + wlen > dlen || (uint64_t)boff + 4u * oc > dlen ||
+        (uint64_t)moff + 4u * oc > dlen || (uint64_t)soff + oc > dlen)
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_W_OFF, li,
+                      "layer: weights, biases or requantization data outside DATA");
+    if ((boff | moff) & 3)
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_BIAS_OFF, li,
+                      "layer: int32 arrays must be 4-byte aligned in DATA");
+    for (uint32_t c = 0; c < oc; c++) {
+        uint32_t at = p->off[S_DATA];
+        int32_t mult = s_i32(data + moff + 4 * c);
+        int32_t shift = (int8_t)data[soff + c];
+        if (mult < 0)
+            return s_fail(d, CND_RT_ERANGE, at + moff + 4 * c, li,
+                          "layer: negative requantization multiplier");
+        if (shift < -31 || shift > 31)
+            return s_fail(d, CND_RT_ERANGE, at + soff + c, li,
+                          "layer: requantization shift outside [-31, 31]");
+        const uint8_t *wr = data + woff + (size_t)c * row;
+        int64_t sum = 0, sabs = 0;
+        for (uint32_t j = 0; j < K; j++) {
+            int32_t v = l->wbits == 8 ? (int8_t)wr[j] : cnd_rt_w4(wr, j);
+            sum += v;
+            sabs += v < 0 ? -v : v;
+        }
+        if (l->wbits == 4 && (K & 1) && (wr[row - 1] >> 4))
+            return s_fail(d, CND_RT_EFORMAT, at + woff + c * row + row - 1, li,
+                          "layer: int4 row padding nibble is not zero");
+        int64_t b = s_i32(data + boff + 4 * c);
+        int64_t beff = b - (int64_t)l->izp * sum, bu8 = b - ((int64_t)l->izp + 128) * sum;
+        int64_t lim = 0x7fffffff;
+        if ((b < 0 ? -b : b) + 255 * sabs > lim || (beff < 0 ? -beff : beff) + 128 * sabs > lim ||
+            (bu8 < 0 ? -bu8 : bu8) + 255 * sabs > lim)
+            return s_fail(d, CND_RT_ERANGE, at + boff + 4 * c, li,
+                          "layer: bias and weights allow an int32 accumulator overflow");
+    }
+    return 0;
+}
+
+/* What a checked weighted layer adds to the arena: constants, and the scratch of the kernels
+ * that will run it (the reference's, or the fast paths'). */
+static void s_layer_costs(s_parse_t *p, const s_layer_t *l)
+{
+    uint32_t K = l->K, oc = l->oc, k = l->k, ic = l->ic;
+    p->macs += (uint64_t)K * oc * l->oh * l->ow;
+    p->weight_bytes += l->wlen;
+    p->consts += 4 * s_align(4 * (size_t)oc);
+    /* the reference needs one conv patch and nothing for dense layers */
+    size_t scr = l->op == CND_RT_OP_CONV2D ? s_align(K) : 0;
+    if (RT_FAST_PATHS) {
+        size_t blocks = ((size_t)oc + 15) / 16;
+        p->consts += blocks * sizeof(rt_rq16_t); /* requantization constants */
+        if (l->op == CND_RT_OP_CONV2D) { /* the direct conv kernels' input copy or patches */
+            size_t grow = ((size_t)k * ic + 3) / 4;
+            scr = s_vnni_scratch(k, ic, l->ih, l->iw, l->pad);
+            p->consts += s_align(blocks * 16 * k * grow * 4); /* repacked weights */
+        } else { /* dense (AVX2 and VNNI): [4 int4 row buffers][int32 sums] */
+            scr = RT_PATCHES * s_align(K) + RT_PATCHES * s_align(4 * (size_t)oc);
+        }
+    }
+    if (scr > p->scratch) p->scratch = scr;
+}
+
+/* Validates the layer entry at `eoff` (index li): its fields, then its weights. */
+static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, s_act_t *cur,
+                         cnd_rt_diag_t *d)
+{
+    s_layer_t l;
+    s_layer_decode(&l, a, eoff, li);
+    int rc = s_check_common(&l, a + eoff, cur, d);
+    if (!rc) rc = s_check_op(&l, d);
+    if (!rc && l.weighted) rc = s_check_weights(p, a, &l, d);
+    if (rc) return rc;
+    if (l.weighted) s_layer_costs(p, &l);
+    size_t osz = (size_t)l.oc * l.oh * l.ow;
+    if (osz > p->max_act) p->max_act = osz;
+    cur->c = l.oc;
+    cur->h = l.oh;
+    cur->w = l.ow;
+    cur->zp = l.ozp;
+    cur->scale = l.osc;
+    return 0;
+}
+
+/* Header, body digest and signature trailer (the trailer's signature itself is checked by
+ * whoever holds the key, not here). */
+static int s_parse_header(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
+{
     if (!a) return s_fail(d, CND_RT_EINVAL, 0, -1, "artifact pointer is NULL");
     if (len < CND_RT_HEADER_BYTES)
         return s_fail(d, CND_RT_ETRUNC, (uint32_t)len, -1, "header: fewer than 64 bytes");
@@ -310,7 +382,15 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
         (s_u16(t + CND_RT_T_SCHEME) == 0 && siglen))
         return s_fail(d, CND_RT_EFORMAT, toff + CND_RT_T_SIGLEN, -1,
                       "trailer: signature length or padding invalid");
+    return 0;
+}
 
+/* The six sections in their order, each with zero reserved bytes and padding. */
+static int s_parse_sections(s_parse_t *p, const uint8_t *a, cnd_rt_diag_t *d)
+{
+    static const uint32_t tags[CND_RT_NSECTIONS] = {CND_RT_TAG_INPT, CND_RT_TAG_LABL,
+                                                    CND_RT_TAG_LAYR, CND_RT_TAG_DATA,
+                                                    CND_RT_TAG_TEST, CND_RT_TAG_META};
     uint32_t pos = CND_RT_HEADER_BYTES;
     for (int s = 0; s < CND_RT_NSECTIONS; s++) {
         if ((uint64_t)pos + CND_RT_SECTION_HDR > p->body_len)
@@ -333,8 +413,12 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
     }
     if (pos != p->body_len)
         return s_fail(d, CND_RT_EFORMAT, pos, -1, "sections: bytes after the last section");
+    return 0;
+}
 
-    /* INPT */
+/* INPT: the input's shape, layout and zero point. */
+static int s_parse_inpt(s_parse_t *p, const uint8_t *a, cnd_rt_diag_t *d)
+{
     const uint8_t *in = a + p->off[S_INPT];
     uint32_t ilen = p->len[S_INPT];
     if (ilen < CND_RT_INPT_FIXED)
@@ -354,8 +438,13 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
         return s_fail(d, CND_RT_EFORMAT, p->off[S_INPT] - 12, -1,
                       "INPT: length does not match the channel count");
     p->max_act = (size_t)p->c * p->h * p->w;
+    return 0;
+}
 
-    /* LAYR */
+/* LAYR: the layer count and every layer, chained from the input to Cx1x1 logits. */
+static int s_parse_layr(s_parse_t *p, const uint8_t *a, cnd_rt_diag_t *d)
+{
+    const uint8_t *in = a + p->off[S_INPT];
     const uint8_t *ly = a + p->off[S_LAYR];
     if (p->len[S_LAYR] < 16)
         return s_fail(d, CND_RT_EFORMAT, p->off[S_LAYR], -1, "LAYR: too short");
@@ -374,8 +463,12 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
         return s_fail(d, CND_RT_EFORMAT, p->off[S_LAYR], (int)p->n_layers - 1,
                       "LAYR: the last layer must output Cx1x1 logits");
     p->n_classes = cur.c;
+    return 0;
+}
 
-    /* LABL */
+/* LABL: none, or one printable NUL-terminated label per class. */
+static int s_parse_labl(s_parse_t *p, const uint8_t *a, cnd_rt_diag_t *d)
+{
     const uint8_t *lb = a + p->off[S_LABL];
     uint32_t llen = p->len[S_LABL];
     if (llen < 4) return s_fail(d, CND_RT_EFORMAT, p->off[S_LABL], -1, "LABL: too short");
@@ -399,8 +492,12 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
         q += n + 2;
     }
     if (q != llen) return s_fail(d, CND_RT_EFORMAT, p->off[S_LABL] + q, -1, "LABL: trailing bytes");
+    return 0;
+}
 
-    /* TEST */
+/* TEST: the self-test vectors' count, kind and sizes. */
+static int s_parse_test(s_parse_t *p, const uint8_t *a, cnd_rt_diag_t *d)
+{
     const uint8_t *ts = a + p->off[S_TEST];
     if (p->len[S_TEST] < 16)
         return s_fail(d, CND_RT_EFORMAT, p->off[S_TEST], -1, "TEST: too short");
@@ -414,15 +511,19 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
     if ((uint64_t)p->len[S_TEST] != 16u + (uint64_t)p->n_tests * (tin + tout))
         return s_fail(d, CND_RT_EFORMAT, p->off[S_TEST] - 12, -1,
                       "TEST: length does not match the vector count");
+    return 0;
+}
 
-    /* META */
+/* META: key/value entries with bounded lengths, nothing after them. */
+static int s_parse_meta(const s_parse_t *p, const uint8_t *a, cnd_rt_diag_t *d)
+{
     const uint8_t *mt = a + p->off[S_META];
     uint32_t mlen = p->len[S_META];
     if (mlen < 4) return s_fail(d, CND_RT_EFORMAT, p->off[S_META], -1, "META: too short");
     uint32_t nm = s_u32(mt);
     if (nm > CND_RT_META_MAX)
         return s_fail(d, CND_RT_ERANGE, p->off[S_META], -1, "META: too many entries");
-    q = 4;
+    uint32_t q = 4;
     for (uint32_t i = 0; i < 2 * nm; i++) {
         if ((uint64_t)q + 2 > mlen)
             return s_fail(d, CND_RT_EFORMAT, p->off[S_META] + q, -1, "META: truncated");
@@ -432,7 +533,22 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
         q += 2 + n;
     }
     if (q != mlen) return s_fail(d, CND_RT_EFORMAT, p->off[S_META] + q, -1, "META: trailing bytes");
+    return 0;
+}
 
+/* Validates the whole artifact into *p, in file order except that LAYR comes before LABL and
+ * TEST, which are checked against the class count it yields; then the arena it needs. */
+static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
+{
+    memset(p, 0, sizeof *p);
+    int rc = s_parse_header(p, a, len, d);
+    if (!rc) rc = s_parse_sections(p, a, d);
+    if (!rc) rc = s_parse_inpt(p, a, d);
+    if (!rc) rc = s_parse_layr(p, a, d);
+    if (!rc) rc = s_parse_labl(p, a, d);
+    if (!rc) rc = s_parse_test(p, a, d);
+    if (!rc) rc = s_parse_meta(p, a, d);
+    if (rc) return rc;
     p->arena = (RT_CACHELINE - 1) + s_align(sizeof(struct cnd_rt_model)) +
                s_align(p->n_layers * sizeof(cnd_rt_layer_t)) + p->consts + 2 * s_align(p->max_act) +
                s_align(p->scratch);
