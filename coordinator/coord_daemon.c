@@ -1227,18 +1227,16 @@ static int s_flush_all(s_daemon_t *d)
     return moving;
 }
 
-int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
+/* Opens the coordinator's directory, its stores and keys, and the CurveZMQ server; writes the
+ * endpoint file when asked. */
+static int s_start(s_daemon_t *d)
 {
-    s_daemon_t *d = calloc(1, sizeof *d);
-    if (!d) return cnd_errf(CND_ENOMEM, "coordinator: out of memory");
-    d->o = o;
-    pthread_mutex_init(&d->zmu, NULL);
-    d->seq = cnd_proto_seq_start();
+    const cnd_coord_run_opts_t *o = d->o;
     uint8_t csk[32], cpk[32];
     int rc = cnd_coord_open(&d->c, o->dir, 1);
-    if (rc) goto out;
-    if ((rc = cnd_cstore_open_readonly(&d->zstore, d->c.db_path))) goto out;
-    if ((rc = cnd_identity_curve_keypair(cpk, csk, d->c.id))) goto out;
+    if (rc) return rc;
+    if ((rc = cnd_cstore_open_readonly(&d->zstore, d->c.db_path))) return rc;
+    if ((rc = cnd_identity_curve_keypair(cpk, csk, d->c.id))) return rc;
     if ((rc = cnd_audit_limiter_new(&d->limit, d->c.audit, d->c.fpr, NULL))) goto out;
     if (o->capture && !(d->capture = fopen(o->capture, "ab"))) {
         rc = cnd_errf(CND_EIO, "%s: cannot open the capture file", o->capture);
@@ -1255,79 +1253,109 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
     so.recheck = 1;
     so.sndhwm = S_SNDHWM;
     so.heartbeat_ivl_ms = 1000;
-    rc = cnd_server_new(&d->srv, &so);
-    sodium_memzero(csk, sizeof csk);
-    if (rc) goto out;
+    if ((rc = cnd_server_new(&d->srv, &so))) goto out;
     const char *ep = cnd_server_endpoint(d->srv);
     if (o->endpoint_file && (rc = cnd_file_write_atomic(o->endpoint_file, ep, strlen(ep), 0644)))
         goto out;
     s_log(d, "coordinator %s listening on %s (CurveZMQ, enrolled keys only)", d->c.name, ep);
-    void *sock = cnd_server_socket(d->srv);
+out:
+    sodium_memzero(csk, sizeof csk);
+    return rc;
+}
+
+/* Waits for frames: at most 200 ms (5 ms while a send queue drains), never past the round's
+ * deadline (as of `now`). */
+static int s_poll(s_daemon_t *d, int moving, double now)
+{
+    double wait = moving ? 0.005 : 0.2;
+    if (d->round) {
+        double left = cnd_round_time_left(d->round, now);
+        if (left < wait) wait = left;
+    }
+    zmq_pollitem_t it = {cnd_server_socket(d->srv), 0, ZMQ_POLLIN, 0};
+    int pr = zmq_poll(&it, 1, (long)(wait * 1000));
+    if (pr < 0 && zmq_errno() != EINTR)
+        return cnd_errf(CND_EIO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+/* Handles up to 256 waiting frames, the round ticking after each. */
+static void s_receive(s_daemon_t *d)
+{
+    for (int k = 0; k < 256; k++) {
+        cnd_frame_t f;
+        int r = cnd_server_recv(d->srv, &f, 0);
+        if (r == CND_ETIMEOUT) break;
+        if (r) {
+            s_log(d, "receive: %s", cnd_err_detail());
+            break;
+        }
+        s_on_frame(d, &f);
+        cnd_frame_clear(&f);
+        if (d->round && cnd_round_tick(d->round, cnd_now())) s_round_ended(d);
+    }
+    cnd_err_clear();
+}
+
+/* The rest of an iteration: refused connections recorded, sessions' liveness, the round's
+ * deadline, send queues moved, refusal summaries once a second, the job's state (operators'
+ * commands) twice a second. Returns whether a send queue is still draining. */
+static int s_housekeeping(s_daemon_t *d)
+{
+    s_drain_refusals(d);
+    double now = cnd_now();
+    s_liveness(d, now);
+    if (d->round && cnd_round_tick(d->round, now)) s_round_ended(d);
+    int moving = s_flush_all(d);
+    if (now - d->last_limit_flush >= 1.0) {
+        d->last_limit_flush = now;
+        if (cnd_audit_limiter_flush(d->limit, now, 0)) s_log(d, "audit: %s", cnd_err_detail());
+    }
+    if (now - d->last_state_check > 0.5) {
+        d->last_state_check = now;
+        s_check_job_state(d);
+    }
+    return moving;
+}
+
+/* The event loop, until *stop or (until_done) a moment after the last job ended. */
+static int s_loop(s_daemon_t *d, volatile sig_atomic_t *stop)
+{
     double idle_since = 0; /* until_done: when the last job ended */
     int moving = 0;        /* some send queue is draining: come back soon */
+    int rc = 0;
     while (!*stop) {
         /* One transaction per iteration, never held while waiting in zmq_poll, so operators'
          * commands (enroll, revoke, cancel) get the write lock between iterations. */
         if ((rc = s_begin(d))) break;
         double now = cnd_now();
-        if (!d->job && !s_load_job(d) && o->until_done) {
+        if (!d->job && !s_load_job(d) && d->o->until_done) {
             /* Stay a moment so the last messages (RoundEnd) leave: sockets do not linger. */
             if (idle_since == 0) idle_since = now;
             if (now - idle_since > 1.5) break;
         }
         s_maybe_start_round(d, now);
-        if ((rc = s_end(d))) break;
-        double wait = moving ? 0.005 : 0.2;
-        if (d->round) {
-            double left = cnd_round_time_left(d->round, now);
-            if (left < wait) wait = left;
-        }
-        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-        int pr = zmq_poll(&it, 1, (long)(wait * 1000));
-        if (pr < 0 && zmq_errno() != EINTR) {
-            rc = cnd_errf(CND_EIO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
-            break;
-        }
-        if ((rc = s_begin(d))) break;
-        for (int k = 0; k < 256; k++) {
-            cnd_frame_t f;
-            int r = cnd_server_recv(d->srv, &f, 0);
-            if (r == CND_ETIMEOUT) break;
-            if (r) {
-                s_log(d, "receive: %s", cnd_err_detail());
-                break;
-            }
-            s_on_frame(d, &f);
-            cnd_frame_clear(&f);
-            if (d->round && cnd_round_tick(d->round, cnd_now())) s_round_ended(d);
-        }
-        cnd_err_clear();
-        s_drain_refusals(d);
-        now = cnd_now();
-        s_liveness(d, now);
-        if (d->round && cnd_round_tick(d->round, now)) s_round_ended(d);
-        moving = s_flush_all(d);
-        if (now - d->last_limit_flush >= 1.0) {
-            d->last_limit_flush = now;
-            if (cnd_audit_limiter_flush(d->limit, now, 0)) s_log(d, "audit: %s", cnd_err_detail());
-        }
-        if (now - d->last_state_check > 0.5) {
-            d->last_state_check = now;
-            s_check_job_state(d);
-        }
+        if ((rc = s_end(d)) || (rc = s_poll(d, moving, now)) || (rc = s_begin(d))) break;
+        s_receive(d);
+        moving = s_housekeeping(d);
         if ((rc = s_end(d))) {
             s_log(d, "store: %s", cnd_err_detail());
             break;
         }
     }
+    return rc;
+}
+
+/* After the loop: a round in flight stays open in the store for the next run, refusals counted
+ * but not yet summarised are, and the last transaction commits. */
+static int s_shutdown(s_daemon_t *d, int rc)
+{
     if (d->round) {
-        /* Stopped mid-round: leave it open in the store; the next run redoes it. */
         s_log(d, "stopping with round %u in flight; it will run again on restart",
               cnd_round_number(d->round));
         cnd_round_destroy(&d->round);
     }
     if (!rc && d->limit) {
-        /* The refusals counted but not yet summarised. */
         int brc = s_begin(d);
         if (!brc && cnd_audit_limiter_flush(d->limit, cnd_now(), 1))
             s_log(d, "audit: %s", cnd_err_detail());
@@ -1340,7 +1368,11 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
         int crc = cnd_cstore_commit(d->c.store);
         if (!rc) rc = crc;
     }
-out:
+    return rc;
+}
+
+static void s_daemon_free(s_daemon_t *d)
+{
     s_unload_job(d);
     cnd_server_destroy(&d->srv);
     if (d->capture) fclose(d->capture);
@@ -1354,5 +1386,17 @@ out:
     free(d->sess);
     pthread_mutex_destroy(&d->zmu);
     free(d);
+}
+
+int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
+{
+    s_daemon_t *d = calloc(1, sizeof *d);
+    if (!d) return cnd_errf(CND_ENOMEM, "coordinator: out of memory");
+    d->o = o;
+    pthread_mutex_init(&d->zmu, NULL);
+    d->seq = cnd_proto_seq_start();
+    int rc = s_start(d);
+    if (!rc) rc = s_shutdown(d, s_loop(d, stop));
+    s_daemon_free(d);
     return rc;
 }

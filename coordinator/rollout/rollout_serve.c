@@ -628,24 +628,19 @@ static double s_cpu(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
-int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *stop,
-                      cnd_rollout_serve_stats_t *stout)
+/* Opens the coordinator's directory (rollout tables, identity, audit log), a read-only handle
+ * for the ZAP handler, the CurveZMQ server, the CA (when there is one) and the engine. */
+static int s_start(s_srv_t *s)
 {
-    s_srv_t *s = calloc(1, sizeof *s);
-    if (!s) return cnd_errf(CND_ENOMEM, "out of memory");
-    s->o = o;
-    s->seq = cnd_proto_seq_start();
-    pthread_mutex_init(&s->zmu, NULL);
-    cnd_buf_init(&s->out);
-    double t0 = cnd_now(), c0 = s_cpu();
+    const cnd_rollout_serve_opts_t *o = s->o;
     uint8_t csk[32], cpk[32];
     int rc = cnd_rollout_dir_open(&s->dir, o->dir, 1);
-    if (rc) goto out;
+    if (rc) return rc;
     snprintf(s->name, sizeof s->name, "coordinator");
     char zpath[600];
     snprintf(zpath, sizeof zpath, "%s/coordinator.db", o->dir);
-    if ((rc = cnd_db_open(&s->zdb, zpath, CND_DB_READONLY, "coordinator database"))) goto out;
-    if ((rc = cnd_identity_curve_keypair(cpk, csk, s->dir.id))) goto out;
+    if ((rc = cnd_db_open(&s->zdb, zpath, CND_DB_READONLY, "coordinator database"))) return rc;
+    if ((rc = cnd_identity_curve_keypair(cpk, csk, s->dir.id))) return rc;
     cnd_server_opts_t so;
     memset(&so, 0, sizeof so);
     so.endpoint = o->endpoint;
@@ -660,31 +655,33 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
     so.handshake_ivl_ms = 30000; /* thousands of handshakes at once on a busy machine */
     rc = cnd_server_new(&s->srv, &so);
     sodium_memzero(csk, sizeof csk);
-    if (rc) goto out;
+    if (rc) return rc;
     const char *ep = cnd_server_endpoint(s->srv);
     if (o->endpoint_file && (rc = cnd_file_write_atomic(o->endpoint_file, ep, strlen(ep), 0644)))
-        goto out;
+        return rc;
     s_log(s, "rollout server listening on %s (CurveZMQ, enrolled devices only)", ep);
-    if ((rc = cnd_audit_limiter_new(&s->limit, s->dir.audit, s->dir.fpr, NULL))) goto out;
+    if ((rc = cnd_audit_limiter_new(&s->limit, s->dir.audit, s->dir.fpr, NULL))) return rc;
     s_find_ca(s);
     s_recheck(s, cnd_now()); /* loads the CA, if there is one */
     cnd_rollout_io_t io = {s, s_io_send, s_commit, s_eng_log};
     cnd_rollout_engine_opts_t eo = {o->offline_after_s, 0};
-    if ((rc = cnd_rollout_engine_new(&s->eng, s->dir.db, s->dir.audit, s->dir.id, &io, &eo)))
-        goto out;
+    return cnd_rollout_engine_new(&s->eng, s->dir.db, s->dir.audit, s->dir.id, &io, &eo);
+}
+
+/* The event loop: frames, re-checks, refusal summaries and the engine's tick in one
+ * transaction per iteration, until *stop, idle (until_idle) or max_seconds after t0. */
+static int s_loop(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
+{
+    const cnd_rollout_serve_opts_t *o = s->o;
     /* Waiting uses the socket's ZMQ_FD with poll(2) rather than zmq_poll: zmq_poll reads
      * ZMQ_EVENTS, and with ZMQ_ROUTER_MANDATORY libzmq 4.3 computes POLLOUT by walking every
      * peer's pipe, which at 10,000 devices cost most of the coordinator's CPU. Every wake-up
      * drains the socket until it is empty, so the edge-triggered descriptor cannot be missed,
      * and the 50 ms timeout bounds any delay. */
-    void *sock = cnd_server_socket(s->srv);
-    int zfd = -1;
+    int zfd = -1, rc = 0, seen_live = 0;
     size_t zfd_len = sizeof zfd;
-    if (zmq_getsockopt(sock, ZMQ_FD, &zfd, &zfd_len)) {
-        rc = cnd_errf(CND_EIO, "ZMQ_FD: %s", zmq_strerror(zmq_errno()));
-        goto out;
-    }
-    int seen_live = 0;
+    if (zmq_getsockopt(cnd_server_socket(s->srv), ZMQ_FD, &zfd, &zfd_len))
+        return cnd_errf(CND_EIO, "ZMQ_FD: %s", zmq_strerror(zmq_errno()));
     while (!*stop) {
         /* No transaction is held while waiting, so operator commands get the write lock. */
         struct pollfd pfd = {zfd, POLLIN, 0};
@@ -722,6 +719,13 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
         }
         if (o->max_seconds > 0 && cnd_now() - t0 > o->max_seconds) break;
     }
+    return rc;
+}
+
+/* After the loop: refusals counted but not yet summarised are, the last transaction commits,
+ * and the log gets a checkpoint. */
+static int s_shutdown(s_srv_t *s, int rc)
+{
     if (!rc && s->limit && !s_begin(s) && cnd_audit_limiter_flush(s->limit, cnd_now(), 1))
         s_log(s, "audit: %s", cnd_err_detail());
     if (s->txn) {
@@ -731,20 +735,27 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
     }
     if (!rc && s->dir.audit && cnd_audit_checkpoint(s->dir.audit, "rollout.serve.end", NULL))
         s_log(s, "audit: %s", cnd_err_detail());
-out:
-    if (stout) {
-        cnd_rollout_stats_t es;
-        memset(&es, 0, sizeof es);
-        if (s->eng) cnd_rollout_engine_stats(s->eng, &es);
-        s->st.chunks_sent = es.chunks_sent;
-        s->st.bytes_sent = es.bytes_sent;
-        s->st.seconds = cnd_now() - t0;
-        s->st.cpu_seconds = s_cpu() - c0;
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        s->st.peak_rss_kb = (uint64_t)ru.ru_maxrss;
-        *stout = s->st;
-    }
+    return rc;
+}
+
+/* The run's figures (time since t0, CPU since c0, peak memory, the engine's sends). */
+static void s_stats(s_srv_t *s, cnd_rollout_serve_stats_t *stout, double t0, double c0)
+{
+    cnd_rollout_stats_t es;
+    memset(&es, 0, sizeof es);
+    if (s->eng) cnd_rollout_engine_stats(s->eng, &es);
+    s->st.chunks_sent = es.chunks_sent;
+    s->st.bytes_sent = es.bytes_sent;
+    s->st.seconds = cnd_now() - t0;
+    s->st.cpu_seconds = s_cpu() - c0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    s->st.peak_rss_kb = (uint64_t)ru.ru_maxrss;
+    *stout = s->st;
+}
+
+static void s_srv_free(s_srv_t *s)
+{
     cnd_rollout_engine_destroy(&s->eng);
     cnd_server_destroy(&s->srv);
     cnd_audit_limiter_destroy(&s->limit);
@@ -756,5 +767,21 @@ out:
     free(s->sess);
     pthread_mutex_destroy(&s->zmu);
     free(s);
+}
+
+int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *stop,
+                      cnd_rollout_serve_stats_t *stout)
+{
+    s_srv_t *s = calloc(1, sizeof *s);
+    if (!s) return cnd_errf(CND_ENOMEM, "out of memory");
+    s->o = o;
+    s->seq = cnd_proto_seq_start();
+    pthread_mutex_init(&s->zmu, NULL);
+    cnd_buf_init(&s->out);
+    double t0 = cnd_now(), c0 = s_cpu();
+    int rc = s_start(s);
+    if (!rc) rc = s_shutdown(s, s_loop(s, stop, t0));
+    if (stout) s_stats(s, stout, t0, c0);
+    s_srv_free(s);
     return rc;
 }
