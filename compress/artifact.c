@@ -79,34 +79,21 @@ static void s_blob(cnd_buf_t *b, const void *p, size_t n)
     if (n) cnd_buf_put(b, p, n);
 }
 
-int cnd_artifact_serialize(const cnd_qmodel_t *q, uint8_t **data, size_t *len)
+/* The artifact's sections in file order (rt_format.h). */
+enum { S_INPT, S_LABL, S_LAYR, S_DATA, S_TEST, S_META, S_NSECT };
+_Static_assert(S_NSECT == CND_RT_NSECTIONS, "one buffer per section");
+
+/* DATA: each weighted layer's weights (int8, or int4 two to a byte, low nibble first), then
+ * its int32 biases and multipliers 4-aligned and its shifts; where they went in offs. */
+static int s_data(cnd_buf_t *b, s_offs_t *offs, const cnd_qmodel_t *q)
 {
-    *data = NULL;
-    *len = 0;
-    int C = q->in.c;
-    size_t in_bytes = cnd_shape_size(q->in);
-    cnd_buf_t data_b, layr, inpt, labl, test, meta, out;
-    cnd_buf_init(&data_b);
-    cnd_buf_init(&layr);
-    cnd_buf_init(&inpt);
-    cnd_buf_init(&labl);
-    cnd_buf_init(&test);
-    cnd_buf_init(&meta);
-    cnd_buf_init(&out);
-    int rc = 0;
-    s_offs_t *offs = calloc((size_t)q->n_layers + 1, sizeof *offs);
-    if (!offs) {
-        rc = CND_ENOMEM;
-        goto done;
-    }
-    /* DATA */
     for (int i = 0; i < q->n_layers; i++) {
         const cnd_qlayer_t *l = &q->layers[i];
         if (l->op != CND_RT_OP_DENSE && l->op != CND_RT_OP_CONV2D) continue;
         s_offs_t *o = &offs[i];
-        o->w_off = (uint32_t)data_b.len;
+        o->w_off = (uint32_t)b->len;
         if (l->wbits == 8) {
-            s_blob(&data_b, l->w, (size_t)l->out_c * l->K);
+            s_blob(b, l->w, (size_t)l->out_c * l->K);
         } else {
             size_t row = ((size_t)l->K + 1) / 2;
             for (int r = 0; r < l->out_c; r++) {
@@ -114,116 +101,131 @@ int cnd_artifact_serialize(const cnd_qmodel_t *q, uint8_t **data, size_t *len)
                 for (size_t j = 0; j < row; j++) {
                     uint8_t lo = (uint8_t)(w[2 * j] & 15);
                     uint8_t hi = 2 * j + 1 < (size_t)l->K ? (uint8_t)(w[2 * j + 1] & 15) : 0;
-                    cnd_buf_u8(&data_b, (uint8_t)(lo | hi << 4));
+                    cnd_buf_u8(b, (uint8_t)(lo | hi << 4));
                 }
             }
         }
-        o->w_len = (uint32_t)(data_b.len - o->w_off);
-        s_pad(&data_b, 4);
-        o->b_off = (uint32_t)data_b.len;
-        for (int r = 0; r < l->out_c; r++) cnd_buf_u32(&data_b, (uint32_t)l->bias[r]);
-        o->m_off = (uint32_t)data_b.len;
-        for (int r = 0; r < l->out_c; r++) cnd_buf_u32(&data_b, (uint32_t)l->mult[r]);
-        o->s_off = (uint32_t)data_b.len;
-        for (int r = 0; r < l->out_c; r++) cnd_buf_u8(&data_b, (uint8_t)(int8_t)l->shift[r]);
-        s_pad(&data_b, CND_RT_ALIGN);
-        if (data_b.len > CND_RT_MAX_FILE) {
-            rc = cnd_errf(CND_ERANGE, "quantized weights exceed the artifact limit of %u bytes",
-                          CND_RT_MAX_FILE);
-            goto done;
-        }
+        o->w_len = (uint32_t)(b->len - o->w_off);
+        s_pad(b, 4);
+        o->b_off = (uint32_t)b->len;
+        for (int r = 0; r < l->out_c; r++) cnd_buf_u32(b, (uint32_t)l->bias[r]);
+        o->m_off = (uint32_t)b->len;
+        for (int r = 0; r < l->out_c; r++) cnd_buf_u32(b, (uint32_t)l->mult[r]);
+        o->s_off = (uint32_t)b->len;
+        for (int r = 0; r < l->out_c; r++) cnd_buf_u8(b, (uint8_t)(int8_t)l->shift[r]);
+        s_pad(b, CND_RT_ALIGN);
+        if (b->len > CND_RT_MAX_FILE)
+            return cnd_errf(CND_ERANGE, "quantized weights exceed the artifact limit of %u bytes",
+                            CND_RT_MAX_FILE);
     }
-    /* INPT */
-    cnd_buf_u16(&inpt, (uint16_t)q->in.c);
-    cnd_buf_u16(&inpt, (uint16_t)q->in.h);
-    cnd_buf_u16(&inpt, (uint16_t)q->in.w);
-    cnd_buf_u8(&inpt, 0);
-    cnd_buf_u8(&inpt, 0);
-    cnd_buf_u32(&inpt, (uint32_t)q->in_zp);
-    cnd_buf_u32(&inpt, s_fbits(q->in_scale));
-    for (int c = 0; c < C; c++) cnd_buf_u32(&inpt, s_fbits(q->norm_mean[c]));
-    for (int c = 0; c < C; c++) cnd_buf_u32(&inpt, s_fbits(q->norm_std[c]));
-    s_blob(&inpt, q->lut, (size_t)C * 256);
-    /* LABL */
-    cnd_buf_u32(&labl, q->labels ? (uint32_t)q->n_classes : 0);
+    return 0;
+}
+
+/* INPT, LABL, LAYR (entries pointing into DATA by offs), TEST and META. */
+static void s_sections(cnd_buf_t sec[S_NSECT], const s_offs_t *offs, const cnd_qmodel_t *q)
+{
+    int C = q->in.c;
+    size_t in_bytes = cnd_shape_size(q->in);
+    cnd_buf_t *inpt = &sec[S_INPT], *labl = &sec[S_LABL], *layr = &sec[S_LAYR],
+              *test = &sec[S_TEST], *meta = &sec[S_META];
+    cnd_buf_u16(inpt, (uint16_t)q->in.c);
+    cnd_buf_u16(inpt, (uint16_t)q->in.h);
+    cnd_buf_u16(inpt, (uint16_t)q->in.w);
+    cnd_buf_u8(inpt, 0);
+    cnd_buf_u8(inpt, 0);
+    cnd_buf_u32(inpt, (uint32_t)q->in_zp);
+    cnd_buf_u32(inpt, s_fbits(q->in_scale));
+    for (int c = 0; c < C; c++) cnd_buf_u32(inpt, s_fbits(q->norm_mean[c]));
+    for (int c = 0; c < C; c++) cnd_buf_u32(inpt, s_fbits(q->norm_std[c]));
+    s_blob(inpt, q->lut, (size_t)C * 256);
+
+    cnd_buf_u32(labl, q->labels ? (uint32_t)q->n_classes : 0);
     for (int k = 0; q->labels && k < q->n_classes; k++) {
         size_t n = strlen(q->labels[k]);
-        cnd_buf_u8(&labl, (uint8_t)n);
-        s_blob(&labl, q->labels[k], n);
-        cnd_buf_u8(&labl, 0);
+        cnd_buf_u8(labl, (uint8_t)n);
+        s_blob(labl, q->labels[k], n);
+        cnd_buf_u8(labl, 0);
     }
-    /* LAYR */
-    cnd_buf_u32(&layr, (uint32_t)q->n_layers);
-    for (int i = 0; i < 3; i++) cnd_buf_u32(&layr, 0);
-    for (int i = 0; i < q->n_layers; i++) s_layer_entry(&layr, &q->layers[i], &offs[i]);
-    /* TEST */
-    cnd_buf_u32(&test, (uint32_t)q->n_tests);
-    cnd_buf_u32(&test, (uint32_t)q->test_kind);
-    cnd_buf_u32(&test, (uint32_t)in_bytes);
-    cnd_buf_u32(&test, (uint32_t)q->n_classes);
+
+    cnd_buf_u32(layr, (uint32_t)q->n_layers);
+    for (int i = 0; i < 3; i++) cnd_buf_u32(layr, 0);
+    for (int i = 0; i < q->n_layers; i++) s_layer_entry(layr, &q->layers[i], &offs[i]);
+
+    cnd_buf_u32(test, (uint32_t)q->n_tests);
+    cnd_buf_u32(test, (uint32_t)q->test_kind);
+    cnd_buf_u32(test, (uint32_t)in_bytes);
+    cnd_buf_u32(test, (uint32_t)q->n_classes);
     for (int t = 0; t < q->n_tests; t++) {
-        s_blob(&test, q->test_in + (size_t)t * in_bytes, in_bytes);
-        s_blob(&test, q->test_out + (size_t)t * q->n_classes, (size_t)q->n_classes);
+        s_blob(test, q->test_in + (size_t)t * in_bytes, in_bytes);
+        s_blob(test, q->test_out + (size_t)t * q->n_classes, (size_t)q->n_classes);
     }
-    /* META */
-    cnd_buf_u32(&meta, (uint32_t)q->n_meta);
+
+    cnd_buf_u32(meta, (uint32_t)q->n_meta);
     for (int i = 0; i < q->n_meta; i++) {
         size_t kl = strlen(q->meta[i].key), vl = strlen(q->meta[i].val);
-        cnd_buf_u16(&meta, (uint16_t)kl);
-        s_blob(&meta, q->meta[i].key, kl);
-        cnd_buf_u16(&meta, (uint16_t)vl);
-        s_blob(&meta, q->meta[i].val, vl);
+        cnd_buf_u16(meta, (uint16_t)kl);
+        s_blob(meta, q->meta[i].key, kl);
+        cnd_buf_u16(meta, (uint16_t)vl);
+        s_blob(meta, q->meta[i].val, vl);
     }
-    /* header + sections */
-    cnd_buf_put(&out, CND_RT_MAGIC, 4);
-    cnd_buf_u16(&out, CND_RT_VERSION);
-    cnd_buf_u16(&out, CND_RT_HEADER_BYTES);
-    cnd_buf_u32(&out, 0); /* body_len, patched */
-    cnd_buf_u32(&out, 0); /* file_len, patched */
-    cnd_buf_u32(&out, 0);
-    cnd_buf_u16(&out, CND_RT_NSECTIONS);
-    while (out.len < CND_RT_HEADER_BYTES) cnd_buf_u8(&out, 0);
-    s_section(&out, CND_RT_TAG_INPT, &inpt);
-    s_section(&out, CND_RT_TAG_LABL, &labl);
-    s_section(&out, CND_RT_TAG_LAYR, &layr);
-    s_section(&out, CND_RT_TAG_DATA, &data_b);
-    s_section(&out, CND_RT_TAG_TEST, &test);
-    s_section(&out, CND_RT_TAG_META, &meta);
-    if (out.err || data_b.err || layr.err || inpt.err || labl.err || test.err || meta.err) {
-        rc = CND_ENOMEM;
-        goto done;
+}
+
+/* The whole file into out: header (lengths patched once known), the sections, the body's
+ * SHA-256 and an unsigned trailer. */
+static int s_frame(cnd_buf_t *out, const cnd_buf_t sec[S_NSECT])
+{
+    static const uint32_t tags[S_NSECT] = {CND_RT_TAG_INPT, CND_RT_TAG_LABL, CND_RT_TAG_LAYR,
+                                           CND_RT_TAG_DATA, CND_RT_TAG_TEST, CND_RT_TAG_META};
+    cnd_buf_put(out, CND_RT_MAGIC, 4);
+    cnd_buf_u16(out, CND_RT_VERSION);
+    cnd_buf_u16(out, CND_RT_HEADER_BYTES);
+    cnd_buf_u32(out, 0); /* body_len, patched */
+    cnd_buf_u32(out, 0); /* file_len, patched */
+    cnd_buf_u32(out, 0);
+    cnd_buf_u16(out, CND_RT_NSECTIONS);
+    while (out->len < CND_RT_HEADER_BYTES) cnd_buf_u8(out, 0);
+    int err = out->err;
+    for (int i = 0; i < S_NSECT; i++) {
+        s_section(out, tags[i], &sec[i]);
+        err |= sec[i].err;
     }
-    size_t body = out.len;
-    if (body + CND_RT_DIGEST_BYTES + CND_RT_TRAILER_BYTES > CND_RT_MAX_FILE) {
-        rc = cnd_errf(CND_ERANGE, "artifact would be %zu bytes, above the runtime's limit of %u",
-                      body + CND_RT_DIGEST_BYTES + CND_RT_TRAILER_BYTES, CND_RT_MAX_FILE);
-        goto done;
-    }
-    cnd_buf_patch_u32(&out, CND_RT_H_BODYLEN, (uint32_t)body);
-    cnd_buf_patch_u32(&out, CND_RT_H_FILELEN,
-                      (uint32_t)(body + CND_RT_DIGEST_BYTES + CND_RT_TRAILER_BYTES));
+    if (err || out->err) return CND_ENOMEM;
+    size_t body = out->len, file = body + CND_RT_DIGEST_BYTES + CND_RT_TRAILER_BYTES;
+    if (file > CND_RT_MAX_FILE)
+        return cnd_errf(CND_ERANGE, "artifact would be %zu bytes, above the runtime's limit of %u",
+                        file, CND_RT_MAX_FILE);
+    cnd_buf_patch_u32(out, CND_RT_H_BODYLEN, (uint32_t)body);
+    cnd_buf_patch_u32(out, CND_RT_H_FILELEN, (uint32_t)file);
     uint8_t dg[CND_SHA256_BYTES];
-    cnd_sha256(dg, out.data, body);
-    cnd_buf_put(&out, dg, sizeof dg);
-    cnd_buf_put(&out, CND_RT_TRAILER_MAGIC, 4);
-    cnd_buf_u16(&out, CND_RT_TRAILER_VERSION);
-    cnd_buf_u16(&out, 0); /* scheme: unsigned */
-    while (out.len < body + CND_RT_DIGEST_BYTES + CND_RT_TRAILER_BYTES) cnd_buf_u8(&out, 0);
-    if (out.err) {
-        rc = CND_ENOMEM;
-        goto done;
+    cnd_sha256(dg, out->data, body);
+    cnd_buf_put(out, dg, sizeof dg);
+    cnd_buf_put(out, CND_RT_TRAILER_MAGIC, 4);
+    cnd_buf_u16(out, CND_RT_TRAILER_VERSION);
+    cnd_buf_u16(out, 0); /* scheme: unsigned */
+    while (out->len < file) cnd_buf_u8(out, 0);
+    return out->err ? CND_ENOMEM : 0;
+}
+
+int cnd_artifact_serialize(const cnd_qmodel_t *q, uint8_t **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    cnd_buf_t sec[S_NSECT], out;
+    for (int i = 0; i < S_NSECT; i++) cnd_buf_init(&sec[i]);
+    cnd_buf_init(&out);
+    s_offs_t *offs = calloc((size_t)q->n_layers + 1, sizeof *offs);
+    int rc = offs ? s_data(&sec[S_DATA], offs, q) : CND_ENOMEM;
+    if (!rc) {
+        s_sections(sec, offs, q);
+        rc = s_frame(&out, sec);
     }
-    *data = out.data;
-    *len = out.len;
-    out.data = NULL;
-done:
+    if (!rc) {
+        *data = out.data;
+        *len = out.len;
+        out.data = NULL;
+    }
     free(offs);
-    cnd_buf_free(&data_b);
-    cnd_buf_free(&layr);
-    cnd_buf_free(&inpt);
-    cnd_buf_free(&labl);
-    cnd_buf_free(&test);
-    cnd_buf_free(&meta);
+    for (int i = 0; i < S_NSECT; i++) cnd_buf_free(&sec[i]);
     cnd_buf_free(&out);
     return rc;
 }

@@ -119,6 +119,137 @@ static int s_weighted(cnd_qlayer_t *ql, const cnd_layer_t *l, const float *w, fl
     return 0;
 }
 
+/* What cnd_qmodel_build was given, and where its walk over the float layers stands. */
+typedef struct {
+    const cnd_model_t *m;
+    const cnd_qplan_t *plan;
+    const cnd_qrange_t *ranges;
+    const int *w_mse;
+    float *const *w_scales;
+    int wbits;
+    float s_cur;        /* scale of the current tensor */
+    int32_t z_cur;      /* its zero point */
+    cnd_shape_t layout; /* its spatial arrangement (see s_weighted) */
+} s_build_t;
+
+/* The input's quantization and the per-channel lookup table from raw bytes through the
+ * model's normalisation to int8. */
+static int s_input(cnd_qmodel_t *q, const cnd_model_t *m, const cnd_qrange_t *ranges)
+{
+    int C = m->in.c;
+    q->in = m->in;
+    q->n_classes = m->n_classes;
+    cnd_quant_params(ranges[0].lo, ranges[0].hi, &q->in_scale, &q->in_zp);
+    q->norm_mean = malloc((size_t)C * sizeof(float));
+    q->norm_std = malloc((size_t)C * sizeof(float));
+    q->lut = malloc((size_t)C * 256);
+    q->layers = calloc((size_t)m->n_layers, sizeof *q->layers);
+    if (!q->norm_mean || !q->norm_std || !q->lut || !q->layers) return CND_ENOMEM;
+    memcpy(q->norm_mean, m->norm_mean, (size_t)C * sizeof(float));
+    memcpy(q->norm_std, m->norm_std, (size_t)C * sizeof(float));
+    for (int c = 0; c < C; c++) {
+        float mu = m->norm_mean[c], inv = 1.0f / m->norm_std[c];
+        for (int r = 0; r < 256; r++)
+            q->lut[c * 256 + r] =
+                (int8_t)cnd_quant_q(((float)r - mu) * inv, q->in_scale, q->in_zp, -128, 127);
+    }
+    return 0;
+}
+
+/* A dense or conv2d layer i (with the ReLU after it when the plan fuses them: *i moves past
+ * it): its output quantization and its integer weights. */
+static int s_weighted_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
+{
+    const cnd_layer_t *l = &b->m->layers[*i];
+    int fused = b->plan->fused_relu[*i];
+    int p = b->plan->point_of_layer[fused ? *i + 1 : *i];
+    ql->op = l->type == CND_L_DENSE ? CND_RT_OP_DENSE : CND_RT_OP_CONV2D;
+    ql->relu = fused;
+    ql->wbits = b->wbits;
+    if (l->type == CND_L_CONV2D) {
+        ql->k = l->p.conv.k;
+        ql->stride = l->p.conv.stride;
+        ql->pad = l->p.conv.pad;
+        if (ql->k > 255 || ql->stride > 255 || ql->pad > 255)
+            return cnd_errf(CND_ERANGE, "layer %d: kernel, stride or pad above 255", *i + 1);
+    }
+    ql->K = (int)(l->n_weights / (size_t)l->out.c);
+    cnd_quant_params(b->ranges[p].lo, b->ranges[p].hi, &ql->out_scale, &ql->out_zp);
+    int rc = s_weighted(ql, l, b->m->params + l->param_off, b->s_cur, ql->out_scale, b->wbits,
+                        b->w_mse && b->w_mse[*i], b->w_scales ? b->w_scales[*i] : NULL, b->layout);
+    if (rc) return rc;
+    if (fused) {
+        ql->act_min = ql->out_zp;
+        ql->src = ++*i; /* the ReLU's output is what the integer layer produces */
+    }
+    b->s_cur = ql->out_scale;
+    b->z_cur = ql->out_zp;
+    return 0;
+}
+
+/* The integer layer for float layer *i (and the ReLU fused into it). Layers without weights
+ * keep their input's quantization. */
+static int s_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
+{
+    const cnd_layer_t *l = &b->m->layers[*i];
+    memset(ql, 0, sizeof *ql);
+    ql->src = *i;
+    ql->in_c = l->in.c;
+    ql->in_h = l->in.h;
+    ql->in_w = l->in.w;
+    ql->out_c = l->out.c;
+    ql->out_h = l->out.h;
+    ql->out_w = l->out.w;
+    ql->in_scale = ql->out_scale = b->s_cur;
+    ql->in_zp = ql->out_zp = b->z_cur;
+    ql->act_min = -128;
+    ql->act_max = 127;
+    int rc = 0;
+    switch (l->type) {
+    case CND_L_DENSE:
+    case CND_L_CONV2D: rc = s_weighted_layer(ql, b, i); break;
+    case CND_L_RELU:
+        ql->op = CND_RT_OP_RELU;
+        ql->act_min = b->z_cur;
+        break;
+    case CND_L_MAXPOOL:
+    case CND_L_AVGPOOL:
+        ql->op = l->type == CND_L_MAXPOOL ? CND_RT_OP_MAXPOOL : CND_RT_OP_AVGPOOL;
+        ql->k = l->p.pool.k;
+        ql->stride = l->p.pool.stride;
+        if (ql->k > 255 || ql->stride > 255)
+            rc = cnd_errf(CND_ERANGE, "layer %d: pool window or stride above 255", *i + 1);
+        break;
+    case CND_L_GAP: ql->op = CND_RT_OP_GAP; break;
+    case CND_L_FLATTEN: ql->op = CND_RT_OP_FLATTEN; break;
+    default:
+        rc = cnd_errf(CND_EINVAL, "layer %d (%s) has no integer kernel; fold batchnorm first",
+                      *i + 1, cnd_layer_ops(l->type)->name);
+    }
+    if (rc) return rc;
+    if (l->type != CND_L_FLATTEN) b->layout = b->m->layers[ql->src].out;
+    if (ql->out_c > 65535)
+        return cnd_errf(CND_ERANGE,
+                        "layer %d: %d output channels/features exceed the runtime's 65535", *i + 1,
+                        ql->out_c);
+    return 0;
+}
+
+/* The model's metadata the runtime can hold: keys of 1-64 bytes, values cut at 1024. */
+static int s_meta(cnd_qmodel_t *q, const cnd_model_t *m)
+{
+    for (int i = 0; i < m->n_meta && q->n_meta < CND_RT_META_MAX; i++) {
+        const char *k = m->meta[i].key, *v = m->meta[i].val;
+        if (strlen(k) < 1 || strlen(k) > 64) continue;
+        size_t vl = strlen(v) > 1024 ? 1024 : strlen(v);
+        q->meta[q->n_meta].key = strdup(k);
+        q->meta[q->n_meta].val = strndup(v, vl);
+        q->n_meta++; /* freed by cnd_qmodel_destroy even when only half made */
+        if (!q->meta[q->n_meta - 1].key || !q->meta[q->n_meta - 1].val) return CND_ENOMEM;
+    }
+    return 0;
+}
+
 int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t *plan,
                      const cnd_qrange_t *ranges, const int *w_mse, float *const *w_scales,
                      int wbits)
@@ -130,121 +261,19 @@ int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t
                         m->in.w);
     cnd_qmodel_t *q = calloc(1, sizeof *q);
     if (!q) return CND_ENOMEM;
-    int rc = CND_ENOMEM, C = m->in.c;
-    q->in = m->in;
-    q->n_classes = m->n_classes;
-    cnd_quant_params(ranges[0].lo, ranges[0].hi, &q->in_scale, &q->in_zp);
-    q->norm_mean = malloc((size_t)C * sizeof(float));
-    q->norm_std = malloc((size_t)C * sizeof(float));
-    q->lut = malloc((size_t)C * 256);
-    q->layers = calloc((size_t)m->n_layers, sizeof *q->layers);
-    if (!q->norm_mean || !q->norm_std || !q->lut || !q->layers) goto fail;
-    memcpy(q->norm_mean, m->norm_mean, (size_t)C * sizeof(float));
-    memcpy(q->norm_std, m->norm_std, (size_t)C * sizeof(float));
-    for (int c = 0; c < C; c++) {
-        float mu = m->norm_mean[c], inv = 1.0f / m->norm_std[c];
-        for (int r = 0; r < 256; r++)
-            q->lut[c * 256 + r] =
-                (int8_t)cnd_quant_q(((float)r - mu) * inv, q->in_scale, q->in_zp, -128, 127);
-    }
-    float s_cur = q->in_scale;
-    int32_t z_cur = q->in_zp;
-    cnd_shape_t layout = m->in; /* spatial arrangement of the current tensor (see s_weighted) */
-    for (int i = 0; i < m->n_layers; i++) {
-        const cnd_layer_t *l = &m->layers[i];
-        cnd_qlayer_t *ql = &q->layers[q->n_layers];
-        memset(ql, 0, sizeof *ql);
-        ql->src = i;
-        ql->in_c = l->in.c;
-        ql->in_h = l->in.h;
-        ql->in_w = l->in.w;
-        ql->out_c = l->out.c;
-        ql->out_h = l->out.h;
-        ql->out_w = l->out.w;
-        ql->in_scale = ql->out_scale = s_cur;
-        ql->in_zp = ql->out_zp = z_cur;
-        ql->act_min = -128;
-        ql->act_max = 127;
-        switch (l->type) {
-        case CND_L_DENSE:
-        case CND_L_CONV2D: {
-            int fused = plan->fused_relu[i];
-            int p = plan->point_of_layer[fused ? i + 1 : i];
-            ql->op = l->type == CND_L_DENSE ? CND_RT_OP_DENSE : CND_RT_OP_CONV2D;
-            ql->relu = fused;
-            ql->wbits = wbits;
-            if (l->type == CND_L_CONV2D) {
-                ql->k = l->p.conv.k;
-                ql->stride = l->p.conv.stride;
-                ql->pad = l->p.conv.pad;
-                if (ql->k > 255 || ql->stride > 255 || ql->pad > 255) {
-                    rc = cnd_errf(CND_ERANGE, "layer %d: kernel, stride or pad above 255", i + 1);
-                    goto fail;
-                }
-            }
-            ql->K = (int)(l->n_weights / (size_t)l->out.c);
-            cnd_quant_params(ranges[p].lo, ranges[p].hi, &ql->out_scale, &ql->out_zp);
-            if ((rc = s_weighted(ql, l, m->params + l->param_off, s_cur, ql->out_scale, wbits,
-                                 w_mse && w_mse[i], w_scales ? w_scales[i] : NULL, layout)))
-                goto fail;
-            if (fused) {
-                ql->act_min = ql->out_zp;
-                ql->src = ++i; /* the ReLU's output is what the integer layer produces */
-            }
-            s_cur = ql->out_scale;
-            z_cur = ql->out_zp;
-            break;
-        }
-        case CND_L_RELU:
-            ql->op = CND_RT_OP_RELU;
-            ql->act_min = z_cur;
-            break;
-        case CND_L_MAXPOOL:
-        case CND_L_AVGPOOL:
-            ql->op = l->type == CND_L_MAXPOOL ? CND_RT_OP_MAXPOOL : CND_RT_OP_AVGPOOL;
-            ql->k = l->p.pool.k;
-            ql->stride = l->p.pool.stride;
-            if (ql->k > 255 || ql->stride > 255) {
-                rc = cnd_errf(CND_ERANGE, "layer %d: pool window or stride above 255", i + 1);
-                goto fail;
-            }
-            break;
-        case CND_L_GAP: ql->op = CND_RT_OP_GAP; break;
-        case CND_L_FLATTEN: ql->op = CND_RT_OP_FLATTEN; break;
-        default:
-            rc = cnd_errf(CND_EINVAL, "layer %d (%s) has no integer kernel; fold batchnorm first",
-                          i + 1, cnd_layer_ops(l->type)->name);
-            goto fail;
-        }
-        if (l->type != CND_L_FLATTEN) layout = m->layers[ql->src].out;
-        if (ql->out_c > 65535) {
-            rc = cnd_errf(CND_ERANGE,
-                          "layer %d: %d output channels/features exceed the "
-                          "runtime's 65535",
-                          i + 1, ql->out_c);
-            goto fail;
-        }
-        q->n_layers++;
-    }
-    for (int i = 0; i < m->n_meta && q->n_meta < CND_RT_META_MAX; i++) {
-        const char *k = m->meta[i].key, *v = m->meta[i].val;
-        if (strlen(k) < 1 || strlen(k) > 64) continue;
-        size_t vl = strlen(v) > 1024 ? 1024 : strlen(v);
-        q->meta[q->n_meta].key = strdup(k);
-        q->meta[q->n_meta].val = strndup(v, vl);
-        if (!q->meta[q->n_meta].key || !q->meta[q->n_meta].val) {
-            q->n_meta++;
-            goto fail;
-        }
-        q->n_meta++;
-    }
+    int rc = s_input(q, m, ranges);
+    s_build_t b = {m, plan, ranges, w_mse, w_scales, wbits, q->in_scale, q->in_zp, m->in};
+    for (int i = 0; !rc && i < m->n_layers; i++)
+        if (!(rc = s_layer(&q->layers[q->n_layers], &b, &i))) q->n_layers++;
+    if (!rc) rc = s_meta(q, m);
     const char *labels = cnd_model_meta_get(m, "labels");
-    if (labels && (rc = s_labels(q, labels))) goto fail;
+    if (!rc && labels) rc = s_labels(q, labels);
+    if (rc) {
+        cnd_qmodel_destroy(&q);
+        return rc;
+    }
     *out = q;
     return 0;
-fail:
-    cnd_qmodel_destroy(&q);
-    return rc;
 }
 
 int cnd_quant_raw_is_u8(const float *x, size_t count)
