@@ -92,10 +92,29 @@ static int s_resume(const cnd_train_cfg_t *cfg, cnd_model_t *m, cnd_optim_t *opt
     return rc;
 }
 
-int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
-              const cnd_train_cfg_t *cfg, cnd_train_result_t *res)
+/* One training run's working state. */
+typedef struct {
+    cnd_model_t *m;
+    const cnd_dataset_t *ds;
+    const cnd_train_cfg_t *cfg;
+    size_t d, n;     /* floats per sample, samples */
+    int K;           /* classes the model outputs */
+    uint32_t *order; /* n: this epoch's sample order */
+    float *xb;       /* batch x d: the batch's samples */
+    float *aug_work; /* d: augmentation scratch */
+    float *dlogits;  /* batch x K */
+    cnd_rng_t rng;   /* the shuffles */
+    cnd_rng_t aug_rng;
+    cnd_optim_t opt;
+    cnd_sched_cfg_t sched;
+    cnd_loss_fn lossfn;
+    void *lctx;
+    s_xent_ctx xc; /* the default loss's context */
+    long step;     /* optimizer steps taken, resumed ones included */
+} s_run_t;
+
+static int s_check_args(const cnd_model_t *m, const cnd_dataset_t *ds, const cnd_train_cfg_t *cfg)
 {
-    memset(res, 0, sizeof *res);
     int B = cfg->batch;
     if (B < 1 || B > 4096) return cnd_errf(CND_EINVAL, "batch size %d not in [1, 4096]", B);
     if (ds->n == 0) return cnd_errf(CND_EINVAL, "training set is empty");
@@ -105,30 +124,33 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     if (cnd_shape_size(ds->shape) != cnd_shape_size(m->in))
         return cnd_errf(CND_EINVAL, "data samples are %dx%dx%d, model expects %dx%dx%d",
                         ds->shape.c, ds->shape.h, ds->shape.w, m->in.c, m->in.h, m->in.w);
-    size_t d = cnd_shape_size(m->in), n = ds->n;
-    int K = m->n_classes, rc = 0;
-    uint32_t *order = malloc(n * sizeof *order);
-    float *xb = malloc((size_t)B * d * sizeof(float));
-    float *aug_work = malloc(d * sizeof(float));
-    cnd_rng_t aug_rng;
-    cnd_rng_seed(&aug_rng, cfg->seed ^ 0xa06e11ULL);
-    float *dlogits = malloc((size_t)B * K * sizeof(float));
-    cnd_optim_t opt;
-    memset(&opt, 0, sizeof opt);
-    if (cfg->augment && !cfg->aug_bg) {
-        rc = cnd_errf(CND_EINVAL, "augmentation needs the background value of each channel");
-        goto done;
-    }
-    if (!order || !xb || !aug_work || !dlogits || cnd_optim_init(&opt, &cfg->optim, m) ||
-        cnd_model_reserve(m, B)) {
-        rc = cnd_errf(CND_ENOMEM, "cannot allocate training buffers");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) order[i] = (uint32_t)i;
-    s_xent_ctx xc = {ds->y};
-    cnd_loss_fn lossfn = cfg->loss ? cfg->loss : s_xent;
-    void *lctx = cfg->loss ? cfg->loss_ctx : &xc;
-    long steps_per_epoch = (long)((n + (size_t)B - 1) / (size_t)B);
+    return 0;
+}
+
+/* Buffers, optimizer, loss, learning-rate schedule and generators of a run (r->m, ds, cfg set;
+ * the rest zero). */
+static int s_setup(s_run_t *r)
+{
+    const cnd_train_cfg_t *cfg = r->cfg;
+    int B = cfg->batch;
+    r->d = cnd_shape_size(r->m->in);
+    r->n = r->ds->n;
+    r->K = r->m->n_classes;
+    r->order = malloc(r->n * sizeof *r->order);
+    r->xb = malloc((size_t)B * r->d * sizeof(float));
+    r->aug_work = malloc(r->d * sizeof(float));
+    cnd_rng_seed(&r->aug_rng, cfg->seed ^ 0xa06e11ULL);
+    r->dlogits = malloc((size_t)B * r->K * sizeof(float));
+    if (cfg->augment && !cfg->aug_bg)
+        return cnd_errf(CND_EINVAL, "augmentation needs the background value of each channel");
+    if (!r->order || !r->xb || !r->aug_work || !r->dlogits ||
+        cnd_optim_init(&r->opt, &cfg->optim, r->m) || cnd_model_reserve(r->m, B))
+        return cnd_errf(CND_ENOMEM, "cannot allocate training buffers");
+    for (size_t i = 0; i < r->n; i++) r->order[i] = (uint32_t)i;
+    r->xc.labels = r->ds->y;
+    r->lossfn = cfg->loss ? cfg->loss : s_xent;
+    r->lctx = cfg->loss ? cfg->loss_ctx : &r->xc;
+    long steps_per_epoch = (long)((r->n + (size_t)B - 1) / (size_t)B);
     cnd_sched_cfg_t sched = {.kind = cfg->sched,
                              .total_steps = steps_per_epoch * cfg->epochs,
                              .warmup_steps =
@@ -136,87 +158,124 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
                              .step_size = steps_per_epoch * (cfg->epochs > 2 ? cfg->epochs / 3 : 1),
                              .gamma = 0.1f,
                              .min_lr_frac = 0.0f};
-    cnd_rng_t rng;
-    cnd_rng_seed(&rng, cfg->seed);
+    r->sched = sched;
+    cnd_rng_seed(&r->rng, cfg->seed);
     const char *prof = getenv("CND_PROFILE");
     if (prof && (prof[0] == '1' || !strcmp(prof, "cpu")) &&
-        cnd_model_profile_begin(m, !strcmp(prof, "cpu"))) {
-        rc = CND_ENOMEM;
-        goto done;
+        cnd_model_profile_begin(r->m, !strcmp(prof, "cpu")))
+        return CND_ENOMEM;
+    return 0;
+}
+
+/* One batch: samples s..s+bs-1 of this epoch's order through forward, loss, backward and an
+ * optimizer step. *loss and *correct receive the batch's mean loss and correct count. */
+static int s_batch(s_run_t *r, int ep, size_t s, int bs, float *loss, int *correct)
+{
+    const cnd_train_cfg_t *cfg = r->cfg;
+    for (int b = 0; b < bs; b++)
+        memcpy(r->xb + (size_t)b * r->d, r->ds->x + (size_t)r->order[s + b] * r->d,
+               r->d * sizeof(float));
+    if (cfg->augment)
+        cnd_augment_batch(r->xb, r->aug_work, bs, r->m->in, cfg->aug_bg, cfg->augment,
+                          cfg->aug_shift > 0 ? cfg->aug_shift : 2, &r->aug_rng);
+    int rc;
+    if (cfg->on_batch && (rc = cfg->on_batch(cfg->batch_ctx, r->xb, r->order + s, bs))) return rc;
+    const float *logits;
+    if ((rc = cnd_model_forward(r->m, r->xb, bs, 1, &logits))) return rc;
+    *correct = 0;
+    *loss = r->lossfn(r->lctx, r->dlogits, logits, r->order + s, bs, r->K, correct);
+    if (!isfinite(*loss))
+        return cnd_errf(CND_EINVAL,
+                        "training diverged: loss is %f at epoch %d step %ld (lower --lr)",
+                        (double)*loss, ep + 1, r->step + 1);
+    cnd_model_zero_grad(r->m);
+    cnd_model_backward(r->m, r->dlogits);
+    cnd_optim_step(&r->opt, r->m, cnd_sched_lr(&r->sched, cfg->optim.lr, r->step));
+    r->step++;
+    return 0;
+}
+
+/* One epoch over the shuffled order, with a progress bar; its mean loss and accuracy into res. */
+static int s_epoch(s_run_t *r, int ep, cnd_train_result_t *res)
+{
+    int B = r->cfg->batch;
+    size_t n = r->n;
+    char label[64], extra[64];
+    snprintf(label, sizeof label, "epoch %d/%d", ep + 1, r->cfg->epochs);
+    cnd_progress_t pr;
+    cnd_progress_begin(&pr, label, n, "samples");
+    double loss_sum = 0.0;
+    size_t correct = 0;
+    for (size_t s = 0; s < n; s += (size_t)B) {
+        int bs = (int)(n - s < (size_t)B ? n - s : (size_t)B), ok = 0;
+        float loss = 0;
+        int rc = s_batch(r, ep, s, bs, &loss, &ok);
+        if (rc) return rc;
+        loss_sum += (double)loss * bs;
+        correct += (size_t)ok;
+        snprintf(extra, sizeof extra, "loss %.4f", loss_sum / (double)(s + (size_t)bs));
+        cnd_progress_update(&pr, s + (size_t)bs, extra);
     }
-    long step = 0;
+    cnd_progress_end(&pr);
+    res->loss = (float)(loss_sum / (double)n);
+    res->acc = (float)correct / (float)n;
+    return 0;
+}
+
+/* The epoch's line on stdout (verbose): loss, accuracy, validation accuracy, speed. */
+static int s_epoch_line(s_run_t *r, const cnd_dataset_t *val, int ep, const cnd_train_result_t *res,
+                        double seconds)
+{
+    printf("epoch %d/%d  loss %.4f  train acc %.4f", ep + 1, r->cfg->epochs, res->loss, res->acc);
+    if (val && val->n) {
+        cnd_eval_t ev;
+        int rc = cnd_evaluate(r->m, val, 256, &ev);
+        if (rc) return rc;
+        printf("  val acc %.4f", ev.acc);
+    }
+    printf("  %.0f samples/s  %.1fs\n", (double)r->n / seconds, seconds);
+    fflush(stdout);
+    return 0;
+}
+
+int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
+              const cnd_train_cfg_t *cfg, cnd_train_result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    int rc = s_check_args(m, ds, cfg);
+    if (rc) return rc;
+    s_run_t r;
+    memset(&r, 0, sizeof r);
+    r.m = m;
+    r.ds = ds;
+    r.cfg = cfg;
+    if ((rc = s_setup(&r))) goto done;
     int start_epoch = 0;
-    if (cfg->ckpt_path && (rc = s_resume(cfg, m, &opt, &start_epoch, &step, &aug_rng))) goto done;
+    if (cfg->ckpt_path && (rc = s_resume(cfg, m, &r.opt, &start_epoch, &r.step, &r.aug_rng)))
+        goto done;
     res->resumed_epochs = start_epoch;
     double t0 = cnd_now();
     for (int ep = 0; ep < cfg->epochs; ep++) {
         double te = cnd_now();
-        cnd_rng_shuffle_u32(&rng, order, n);
+        cnd_rng_shuffle_u32(&r.rng, r.order, r.n);
         if (ep < start_epoch) continue; /* replays the shuffles of the finished epochs */
-        char label[64], extra[64];
-        snprintf(label, sizeof label, "epoch %d/%d", ep + 1, cfg->epochs);
-        cnd_progress_t pr;
-        cnd_progress_begin(&pr, label, n, "samples");
-        double loss_sum = 0.0;
-        size_t correct = 0;
-        for (size_t s = 0; s < n; s += (size_t)B) {
-            int bs = (int)(n - s < (size_t)B ? n - s : (size_t)B);
-            for (int b = 0; b < bs; b++)
-                memcpy(xb + (size_t)b * d, ds->x + (size_t)order[s + b] * d, d * sizeof(float));
-            if (cfg->augment)
-                cnd_augment_batch(xb, aug_work, bs, m->in, cfg->aug_bg, cfg->augment,
-                                  cfg->aug_shift > 0 ? cfg->aug_shift : 2, &aug_rng);
-            if (cfg->on_batch && (rc = cfg->on_batch(cfg->batch_ctx, xb, order + s, bs))) goto done;
-            const float *logits;
-            if ((rc = cnd_model_forward(m, xb, bs, 1, &logits))) goto done;
-            int ok = 0;
-            float loss = lossfn(lctx, dlogits, logits, order + s, bs, K, &ok);
-            if (!isfinite(loss)) {
-                rc = cnd_errf(CND_EINVAL,
-                              "training diverged: loss is %f at epoch %d step %ld "
-                              "(lower --lr)",
-                              (double)loss, ep + 1, step + 1);
-                goto done;
-            }
-            loss_sum += (double)loss * bs;
-            correct += (size_t)ok;
-            cnd_model_zero_grad(m);
-            cnd_model_backward(m, dlogits);
-            cnd_optim_step(&opt, m, cnd_sched_lr(&sched, cfg->optim.lr, step));
-            step++;
-            snprintf(extra, sizeof extra, "loss %.4f", loss_sum / (double)(s + (size_t)bs));
-            cnd_progress_update(&pr, s + (size_t)bs, extra);
-        }
-        cnd_progress_end(&pr);
-        res->loss = (float)(loss_sum / (double)n);
-        res->acc = (float)correct / (float)n;
-        double el = cnd_now() - te;
-        if (cfg->verbose) {
-            printf("epoch %d/%d  loss %.4f  train acc %.4f", ep + 1, cfg->epochs, res->loss,
-                   res->acc);
-            if (val && val->n) {
-                cnd_eval_t ev;
-                if ((rc = cnd_evaluate(m, val, 256, &ev))) goto done;
-                printf("  val acc %.4f", ev.acc);
-            }
-            printf("  %.0f samples/s  %.1fs\n", (double)n / el, el);
-            fflush(stdout);
-        }
-        if (cfg->ckpt_path &&
-            (rc = cnd_ckpt_save(cfg->ckpt_path, cfg->ckpt_config, ep + 1, step, &aug_rng, &opt, m)))
+        if ((rc = s_epoch(&r, ep, res))) goto done;
+        if (cfg->verbose && (rc = s_epoch_line(&r, val, ep, res, cnd_now() - te))) goto done;
+        if (cfg->ckpt_path && (rc = cnd_ckpt_save(cfg->ckpt_path, cfg->ckpt_config, ep + 1, r.step,
+                                                  &r.aug_rng, &r.opt, m)))
             goto done;
         if (cfg->on_epoch && cfg->on_epoch(cfg->epoch_ctx, m, ep)) break;
     }
     res->seconds = cnd_now() - t0;
     res->samples_per_s =
-        res->seconds > 0 ? (double)n * (cfg->epochs - start_epoch) / res->seconds : 0;
+        res->seconds > 0 ? (double)r.n * (cfg->epochs - start_epoch) / res->seconds : 0;
     cnd_model_profile_print(m);
 done:
-    cnd_optim_free(&opt);
-    free(order);
-    free(xb);
-    free(aug_work);
-    free(dlogits);
+    cnd_optim_free(&r.opt);
+    free(r.order);
+    free(r.xb);
+    free(r.aug_work);
+    free(r.dlogits);
     return rc;
 }
 
