@@ -186,7 +186,7 @@ static void test_differential(const fx_key_t *k)
         /* skewed: peer 0 floods, the others trickle */
         int p = cnd_rng_double(&r) < 0.6 ? 0 : 1 + (int)cnd_rng_below(&r, NP - 1);
         int q = (int)cnd_rng_below(&r, NR);
-        char peer[16];
+        char peer[24];
         snprintf(peer, sizeof peer, "peer-%d", p);
         int got = cnd_audit_limiter_hit(l, CND_AUDIT_REJECT_MESSAGE, peer, reasons[q], t);
         model_t *x = &m[p][q];

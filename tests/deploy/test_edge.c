@@ -349,6 +349,7 @@ static void test_power_cut(void)
     free(v1);
     free(v2);
 }
+#endif
 
 /* --- resumed download ---------------------------------------------------------------------- */
 
@@ -377,8 +378,6 @@ static void s_chunk_env(Condenser__Envelope *env, Condenser__Chunk *c, uint8_t s
     CHECK(cnd_chunk_piece(c, sha, CONDENSER__OBJECT_KIND__OBJ_ARTIFACT, info, art, i) == 0);
     cnd_proto_envelope_init(env, CONDENSER__MSG_TYPE__MSG_CHUNK, c, 0, 0, "coordinator", 1);
 }
-
-#endif
 
 static void test_resume(void)
 {
