@@ -869,12 +869,22 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
     size_t *elig = malloc((d->n_sess ? d->n_sess : 1) * sizeof *elig);
     if (!elig) return;
     size_t ne = 0;
-    for (size_t i = 0; i < d->n_sess; i++) {
-        s_session_t *s = &d->sess[i];
-        if (s->live && s->accepted_job == d->job && now - s->last_seen <= fresh) elig[ne++] = i;
+    /* A retried attempt leaves out the sites that did not advertise in the last one, unless
+     * too few would remain. */
+    for (int skip = cnd_round_is_retry(&d->c, d->job, round, attempt); ne == 0 && skip >= 0;
+         skip--) {
+        for (size_t i = 0; i < d->n_sess; i++) {
+            s_session_t *s = &d->sess[i];
+            if (s->live && s->accepted_job == d->job && now - s->last_seen <= fresh &&
+                !(skip && cnd_round_retry_skips(&d->c, d->job, round, attempt, s->name)))
+                elig[ne++] = i;
+        }
+        if (skip && ne < d->spec.quorum) ne = 0;
     }
     uint32_t want = d->spec.sites_per_round;
-    int waited = (now - d->wait_start) * 1e3 >= d->spec.join_wait_ms;
+    /* a retried attempt does not wait for more sites than the last attempt had */
+    int waited = (now - d->wait_start) * 1e3 >= d->spec.join_wait_ms ||
+                 cnd_round_is_retry(&d->c, d->job, round, attempt);
     if (ne < want && !(waited && ne >= d->spec.quorum && ne >= 2)) {
         free(elig);
         return;

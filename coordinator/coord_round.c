@@ -36,10 +36,10 @@ struct cnd_round {
     cnd_coord_t *c;
     cnd_round_io_t io;
     cnd_job_spec_t spec;
-    cnd_round_rec_t rec;  /* the persisted row and its sites */
-    uint8_t (*ed_pk)[32]; /* n identity keys, SecAgg+ order */
-    const uint8_t **cert; /* n DER certificates, borrowed from the caller's sessions: valid
-                             only during cnd_round_start, and NULL after it */
+    cnd_round_rec_t rec;         /* the persisted row and its sites */
+    cnd_secagg_member_t *roster; /* n identity keys and certificate digests, SecAgg+ order */
+    const uint8_t **cert;        /* n DER certificates, borrowed from the caller's sessions: valid
+                                    only during cnd_round_start, and NULL after it */
     size_t *cert_len;
     cnd_secagg_params_t sp;
     cnd_fxp_params_t fp;
@@ -131,25 +131,19 @@ static int s_audit_round_end(cnd_round_t *r, const char *status, const uint8_t *
     }
     cnd_jw_key(&w, "dropouts");
     s_jw_fprs(&w, r, CND_SECAGG_ST_MASKED, 0);
-    double acc = 0, loss = 0;
-    uint64_t ws = 0;
-    for (uint32_t i = 0; i < r->rec.n; i++) {
-        const cnd_rsite_t *x = &r->rec.sites[i];
-        if ((x->status & CND_RSITE_METRICS) && (x->status & CND_SECAGG_ST_MASKED)) {
-            acc += x->accuracy * (double)x->samples;
-            loss += x->loss * (double)x->samples;
-            ws += x->samples;
-        }
-    }
-    if (ws) {
+    if (applied && r->rec.samples) { /* secure sums over the survivors */
         cnd_jw_key(&w, "metrics");
         cnd_jw_obj(&w);
-        cnd_jw_key(&w, "accuracy");
-        cnd_jw_double(&w, acc / (double)ws);
-        cnd_jw_key(&w, "loss");
-        cnd_jw_double(&w, loss / (double)ws);
+        if (r->rec.validated) {
+            cnd_jw_key(&w, "accuracy");
+            cnd_jw_double(&w, (double)r->rec.correct / (double)r->rec.validated);
+            cnd_jw_key(&w, "loss");
+            cnd_jw_double(&w, r->rec.loss_sum / (double)r->rec.validated);
+            cnd_jw_key(&w, "validated");
+            cnd_jw_int(&w, (int64_t)r->rec.validated);
+        }
         cnd_jw_key(&w, "samples");
-        cnd_jw_int(&w, (int64_t)ws);
+        cnd_jw_int(&w, (int64_t)r->rec.samples);
         cnd_jw_obj_end(&w);
     }
     cnd_jw_key(&w, "qat");
@@ -227,8 +221,58 @@ static void s_fail(cnd_round_t *r, const char *outcome, const char *why)
     if (!s_persist(r) && !s_audit_round_end(r, "failed", NULL, NULL)) (void)r->io.commit(r->io.ctx);
     s_send_round_end(r, strcmp(outcome, "cancelled") == 0
                             ? CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED
-                            : CONDENSER__ROUND_OUTCOME__OUTCOME_FAILED);
+                        : strcmp(outcome, "retry") == 0 ? CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY
+                                                        : CONDENSER__ROUND_OUTCOME__OUTCOME_FAILED);
 }
+
+/* --- test hooks ------------------------------------------------------------------------------ */
+
+#ifdef CND_TEST_HOOKS
+/* A scripted malicious coordinator for tests/coordinator/test_federation_malicious.c, compiled
+ * only into test builds: CND_COORD_EVIL="replay:R,rerun:S" makes the first start of round R + 1
+ * run round R again with the exact SecAgg+ parameters of its first attempt (a replay: same round
+ * id, same seed, same roster, so the same digest D), and the first start of round S + 1 run round
+ * S again as a new attempt (fresh parameters; the sites have already answered round S's unmask
+ * requests). The sites must refuse both. Returns 1 and fills params (68 bytes) for a replay. */
+static int s_evil(cnd_coord_t *c, int64_t job, uint32_t *round, uint32_t *attempt,
+                  uint8_t params[68])
+{
+    static int done_replay, done_rerun;
+    const char *e = getenv("CND_COORD_EVIL");
+    unsigned rp = 0, rr = 0;
+    if (!e || !*e) return 0;
+    const char *p = strstr(e, "replay:"), *q = strstr(e, "rerun:");
+    if (p) rp = (unsigned)atoi(p + 7);
+    if (q) rr = (unsigned)atoi(q + 6);
+    int replay = !done_replay && rp && *round == rp + 1;
+    int rerun = !done_rerun && rr && *round == rr + 1;
+    if (!replay && !rerun) return 0;
+    cnd_round_rec_t *list = NULL;
+    size_t n = 0;
+    if (cnd_cstore_rounds(c->store, job, &list, &n)) {
+        cnd_err_clear();
+        return 0;
+    }
+    uint32_t target = replay ? rp : rr, max_attempt = 0;
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].round != target) continue;
+        if (list[i].attempt > max_attempt) max_attempt = list[i].attempt;
+        if (list[i].attempt == 1) {
+            memcpy(params, list[i].params, 68);
+            found = 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) cnd_round_rec_free(&list[i]);
+    free(list);
+    if (!found) return 0;
+    *round = target;
+    *attempt = max_attempt + 1;
+    if (replay) done_replay = 1;
+    if (rerun) done_rerun = 1;
+    return replay;
+}
+#endif
 
 /* --- start ---------------------------------------------------------------------------------- */
 
@@ -239,7 +283,7 @@ void cnd_round_destroy(cnd_round_t **pr)
     for (int i = 0; i < CND_ROUND_MAX_UPLOADS; i++) cnd_assembler_destroy(&r->up[i].a);
     cnd_secagg_server_destroy(&r->sa);
     cnd_round_rec_free(&r->rec);
-    free(r->ed_pk);
+    free(r->roster);
     free(r->cert);
     free(r->cert_len);
     free(r->model);
@@ -252,6 +296,11 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
                     const cnd_round_site_t *sites, uint32_t n, int qat, unsigned threads)
 {
     *out = NULL;
+    int evil_replay = 0;
+    uint8_t evil_params[68] = {0};
+#ifdef CND_TEST_HOOKS
+    evil_replay = s_evil(c, job_id, &round, &attempt, evil_params);
+#endif
     if (n < 2 || n > CND_PROTO_MAX_PEERS + 1)
         return cnd_errf(CND_EINVAL, "round %u: %u sites (2..%d)", round, n,
                         CND_PROTO_MAX_PEERS + 1);
@@ -318,6 +367,8 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     r->sp.len = r->lay.len;
     r->sp.bits = r->lay.bits;
     if ((rc = cnd_secagg_params_fill(&r->sp))) goto fail;
+    if (evil_replay && (rc = cnd_secagg_params_decode(&r->sp, evil_params, sizeof evil_params)))
+        goto fail;
     {
         size_t one = CND_SECAGG_HDR_BYTES + 5 + cnd_ring_packed_bytes(r->sp.len, r->sp.bits);
         size_t nup = CND_ROUND_UPLOAD_BUDGET / (one ? one : 1);
@@ -325,16 +376,16 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
                          : nup > CND_ROUND_MAX_UPLOADS ? CND_ROUND_MAX_UPLOADS
                                                        : (int)nup;
     }
-    r->ed_pk = malloc((size_t)n * 32);
+    r->roster = calloc(n, sizeof *r->roster);
     r->cert = calloc(n, sizeof *r->cert);
     r->cert_len = calloc(n, sizeof *r->cert_len);
     r->rec.sites = calloc(n, sizeof *r->rec.sites);
-    if (!r->ed_pk || !r->cert || !r->cert_len || !r->rec.sites) {
+    if (!r->roster || !r->cert || !r->cert_len || !r->rec.sites) {
         rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
         goto fail;
     }
     for (uint32_t i = 0; i < n; i++) {
-        memcpy(r->ed_pk[i], sites[i].ed_pk, 32);
+        memcpy(r->roster[i].id_pk, sites[i].ed_pk, 32);
         cnd_rsite_t *x = &r->rec.sites[i];
         x->idx = i;
         snprintf(x->name, sizeof x->name, "%s", sites[i].name);
@@ -345,9 +396,9 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
         }
         r->cert[i] = sites[i].cert;
         r->cert_len[i] = sites[i].cert_len;
+        cnd_sha256(r->roster[i].cert_sha256, sites[i].cert, sites[i].cert_len);
     }
-    if ((rc = cnd_secagg_server_new(&r->sa, &r->sp, (const uint8_t(*)[32])r->ed_pk, n, threads)))
-        goto fail;
+    if ((rc = cnd_secagg_server_new(&r->sa, &r->sp, r->roster, threads))) goto fail;
     uint8_t dig[32];
     if ((rc = cnd_chunk_plan(&r->model_info, dig, r->model, r->model_len, CND_PROTO_CHUNK_DEFAULT)))
         goto fail;
@@ -641,8 +692,16 @@ static int s_finish(cnd_round_t *r)
     }
     if ((rc = cnd_secagg_server_finish(r->sa, sum))) goto done;
     s_sync_status(r);
-    uint64_t total_w = 0;
-    if ((rc = cnd_fxp_decode(avg, &total_w, &r->fp, &r->lay, sum))) goto done;
+    uint32_t surv = 0;
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
+    /* The bounds one site cannot push past (fixedpoint.h): refused, the round fails. */
+    cnd_fxp_totals_t tot;
+    if ((rc = cnd_fxp_decode(avg, &tot, &r->fp, &r->lay, sum, surv))) goto done;
+    r->rec.samples = tot.weight;
+    r->rec.validated = tot.validated;
+    r->rec.correct = tot.correct;
+    r->rec.loss_sum = (double)tot.loss_q / CND_FXP_LOSS_SCALE;
     /* Digest of the recovered sum as little-endian 32-bit words. */
     uint8_t agg[32];
     {
@@ -683,31 +742,20 @@ static int s_finish(cnd_round_t *r)
     if ((rc = cnd_model_meta_set(m, "federated_round", buf))) goto done;
     if ((rc = cnd_model_serialize(m, &blob, &len))) goto done;
 
-    /* Site metrics of the survivors, for the version record. */
-    double acc = 0;
-    uint64_t ws = 0;
-    for (uint32_t i = 0; i < r->rec.n; i++) {
-        const cnd_rsite_t *x = &r->rec.sites[i];
-        if ((x->status & CND_RSITE_METRICS) && (x->status & CND_SECAGG_ST_MASKED)) {
-            acc += x->accuracy * (double)x->samples;
-            ws += x->samples;
-        }
-    }
+    /* The survivors' validation accuracy (a secure sum), for the version record. */
+    uint64_t ws = tot.validated;
     cnd_model_rec_t mv;
     memset(&mv, 0, sizeof mv);
     mv.job = r->rec.job;
     mv.version = r->model_version + 1;
     mv.round = r->rec.round;
     snprintf(mv.format, sizeof mv.format, "float");
-    mv.accuracy = ws ? acc / (double)ws : -1;
+    mv.accuracy = ws ? (double)tot.correct / (double)ws : -1;
     if ((rc = cnd_cstore_model_put(r->c->store, &mv, blob, len))) goto done;
     if (mom && (rc = cnd_cstore_momentum_put(r->c->store, r->rec.job, mom, m->num_params)))
         goto done;
     memcpy(r->model_digest, mv.digest, 32);
     r->new_version = mv.version;
-    uint32_t surv = 0;
-    for (uint32_t i = 0; i < r->rec.n; i++)
-        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
     r->rec.survivors = surv;
     r->rec.model_version = mv.version;
     snprintf(r->rec.outcome, sizeof r->rec.outcome, "ok");
@@ -736,7 +784,7 @@ static int s_finish(cnd_round_t *r)
             cnd_jw_double(&w, mv.accuracy);
         }
         cnd_jw_key(&w, "samples");
-        cnd_jw_int(&w, (int64_t)total_w);
+        cnd_jw_int(&w, (int64_t)tot.weight);
         cnd_jw_obj_end(&w);
         cnd_audit_digest_t dg = {"model", {0}};
         memcpy(dg.sha256, mv.digest, 32);
@@ -766,6 +814,8 @@ done:
         r->new_version = -1;
         r->rec.model_version = -1;
         r->rec.survivors = 0;
+        r->rec.samples = r->rec.validated = r->rec.correct = 0;
+        r->rec.loss_sum = 0;
         r->rec.outcome[0] = 0;
         r->phase = CND_PHASE_UNMASK;
     }
@@ -813,7 +863,11 @@ static void s_advance(cnd_round_t *r, int force)
         if (rc) {
             char why[256];
             snprintf(why, sizeof why, "%s phase: %s", s_phase_names[r->phase], cnd_err_detail());
-            s_fail(r, "failed", why);
+            /* The neighbour graph is drawn from every participant's keys, so a site missing at
+             * the advertise phase ends the attempt; the round runs again (fresh keys, without
+             * the sites that are gone) a bounded number of times. */
+            int retry = r->phase == CND_PHASE_ADVERTISE && r->rec.attempt < CND_ROUND_MAX_ATTEMPTS;
+            s_fail(r, retry ? "retry" : "failed", why);
         }
     }
 }
@@ -992,10 +1046,7 @@ int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope
         if (x->status & CND_RSITE_METRICS)
             return s_refuse(rej, env,
                             cnd_errf(CND_EEXIST, "metrics from %s: already received", x->name));
-        x->loss = env->metrics->loss;
-        x->accuracy = env->metrics->accuracy;
-        x->samples = env->metrics->sample_count;
-        x->train_ms = env->metrics->train_ms;
+        x->train_ms = env->metrics->train_ms; /* the only field left in the clear */
         x->status |= CND_RSITE_METRICS;
         r->rec.ingress_bytes += wire_len;
         return 0;
@@ -1016,6 +1067,47 @@ int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope
     r->rec.ingress_bytes += wire_len;
     s_advance(r, 0);
     return 0;
+}
+
+/* --- retries --------------------------------------------------------------------------------- */
+
+/* 1 when attempt `attempt` - 1 of the round ended "retry"; with site != NULL, only when that
+ * site did not advertise in it. */
+static int s_after_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
+                         const char *site)
+{
+    if (attempt < 2) return 0;
+    cnd_round_rec_t *list = NULL;
+    size_t n = 0;
+    if (cnd_cstore_rounds(c->store, job_id, &list, &n)) {
+        cnd_err_clear();
+        return 0;
+    }
+    int hit = 0;
+    for (size_t i = 0; i < n; i++) {
+        const cnd_round_rec_t *x = &list[i];
+        if (x->round != round || x->attempt != attempt - 1 || strcmp(x->outcome, "retry") != 0)
+            continue;
+        hit = !site;
+        for (uint32_t k = 0; site && k < x->n; k++)
+            if (strcmp(x->sites[k].name, site) == 0 &&
+                !(x->sites[k].status & CND_SECAGG_ST_ADVERTISED))
+                hit = 1;
+    }
+    for (size_t i = 0; i < n; i++) cnd_round_rec_free(&list[i]);
+    free(list);
+    return hit;
+}
+
+int cnd_round_retry_skips(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
+                          const char *site)
+{
+    return s_after_retry(c, job_id, round, attempt, site);
+}
+
+int cnd_round_is_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt)
+{
+    return s_after_retry(c, job_id, round, attempt, NULL);
 }
 
 /* --- restart -------------------------------------------------------------------------------- */

@@ -35,7 +35,10 @@
 #include "job.h"
 #include "proto.h"
 
-#define CND_ROUND_MAX_UPLOADS   64
+#define CND_ROUND_MAX_UPLOADS 64
+/* Attempts of one round whose advertise phase may fail (a site did not advertise) before the
+ * round counts as failed; sites serve at most their own [policy] max_attempts (default 4). */
+#define CND_ROUND_MAX_ATTEMPTS  4
 #define CND_ROUND_UPLOAD_BUDGET ((size_t)32 << 20) /* bytes of masked uploads held at once */
 
 typedef struct {
@@ -117,6 +120,15 @@ uint32_t cnd_round_number(const cnd_round_t *r);
 const char *cnd_round_reason(const cnd_round_t *r);
 
 void cnd_round_destroy(cnd_round_t **r);
+
+/* 1 when `site` should be left out of attempt `attempt` of a round: the previous attempt ended
+ * "retry" and this site did not advertise keys in it (gone, or refusing). The caller falls back
+ * to every eligible site when too few remain. */
+int cnd_round_retry_skips(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
+                          const char *site);
+/* 1 when the previous attempt of the round ended "retry" (the next one starts at once, with the
+ * sites at hand, rather than waiting for the job's join_wait). */
+int cnd_round_is_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt);
 
 /* At coordinator start: marks the job's round in flight (if any) as "restarted" with a
  * round.end audit entry (status failed). The next round started is the same number, next
