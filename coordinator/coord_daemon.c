@@ -945,8 +945,9 @@ static void s_round_ended(s_daemon_t *d)
             acc = m.accuracy;
             cnd_model_rec_free(&m);
         }
-        s_log(d, "round %u/%u done: model v%lld, mean site validation accuracy %.4f", n,
-              d->spec.rounds, (long long)v, acc);
+        s_log(d,
+              "round %u/%u done: model v%lld, validation accuracy %.4f (the survivors' secure sum)",
+              n, d->spec.rounds, (long long)v, acc);
     } else {
         s_log(d, "round %u/%u failed: %s", n, d->spec.rounds, cnd_round_reason(d->round));
     }

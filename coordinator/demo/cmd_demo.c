@@ -315,7 +315,7 @@ static void s_watch(const char *db, int *shown, long rounds)
             double acc = (double)r[i].correct, ws = (double)r[i].validated;
             double tot = (double)(r[i].ended_ms - r[i].started_ms) / 1e3;
             double sec = cnd_round_secagg_seconds(&r[i]);
-            s_say("round %u/%ld %s%s: %u sites, mean site validation accuracy %.4f, %.2f s "
+            s_say("round %u/%ld %s%s: %u sites, validation accuracy %.4f (secure sum), %.2f s "
                   "(SecAgg+ %.0f%%)%s%s",
                   r[i].round, rounds, r[i].outcome, r[i].qat ? " (QAT)" : "", r[i].survivors,
                   ws > 0 ? acc / ws : 0.0, tot, tot > 0 ? 100 * sec / tot : 0.0,
