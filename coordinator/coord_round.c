@@ -274,6 +274,130 @@ static int s_evil(cnd_coord_t *c, int64_t job, uint32_t *round, uint32_t *attemp
 }
 #endif
 
+/* The round's SecAgg+ parameters: the threshold and survivor minimum follow the job, adjusted
+ * to the neighbourhood size n sites give; a fresh round seed; the round id names job, round and
+ * attempt (sites check it). */
+static int s_round_params(cnd_round_t *r, const cnd_job_spec_t *spec, int64_t job_id,
+                          uint32_t round, uint32_t attempt, uint32_t n)
+{
+    memset(&r->sp, 0, sizeof r->sp);
+    r->sp.round_id = ((uint64_t)job_id << 40) | ((uint64_t)round << 12) | (attempt & 0xfff);
+    randombytes_buf(r->sp.round_seed, sizeof r->sp.round_seed);
+    r->sp.n = n;
+    r->sp.degree = spec->neighbours ? spec->neighbours : cnd_secagg_default_degree(n);
+    if (r->sp.degree > n - 1) r->sp.degree = n - 1;
+    if (r->sp.degree != n - 1 && r->sp.degree % 2) r->sp.degree++;
+    uint32_t k = r->sp.degree + 1, t = spec->threshold;
+    if (t < k / 2 + 1) t = k / 2 + 1;
+    if (t > k) t = k;
+    r->sp.threshold = t;
+    /* crypto/secagg.h: at least the threshold and a strict majority of the round's sites */
+    uint32_t ms = spec->quorum > t ? spec->quorum : t;
+    if (ms < n / 2 + 1) ms = n / 2 + 1;
+    r->sp.min_survivors = ms > n ? n : ms;
+    r->sp.len = r->lay.len;
+    r->sp.bits = r->lay.bits;
+    return cnd_secagg_params_fill(&r->sp);
+}
+
+/* The round.start audit entry: sites, model version, SecAgg+ parameters, the model's digest. */
+static int s_audit_round_start(cnd_round_t *r, int64_t job_id, uint32_t round, uint32_t attempt,
+                               int qat)
+{
+    int rc;
+    char jid[32], subj[32];
+    snprintf(jid, sizeof jid, "%lld", (long long)job_id);
+    snprintf(subj, sizeof subj, "round %u", round);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "round");
+    cnd_jw_int(&w, round);
+    cnd_jw_key(&w, "attempt");
+    cnd_jw_int(&w, attempt);
+    cnd_jw_key(&w, "sites");
+    s_jw_fprs(&w, r, 0, 0);
+    cnd_jw_key(&w, "model_version");
+    cnd_jw_int(&w, r->model_version);
+    cnd_jw_key(&w, "qat");
+    cnd_jw_bool(&w, qat);
+    cnd_jw_key(&w, "secagg");
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "threshold");
+    cnd_jw_int(&w, r->sp.threshold);
+    cnd_jw_key(&w, "degree");
+    cnd_jw_int(&w, r->sp.degree);
+    cnd_jw_key(&w, "min_survivors");
+    cnd_jw_int(&w, r->sp.min_survivors);
+    cnd_jw_key(&w, "ring_bits");
+    cnd_jw_int(&w, r->sp.bits);
+    cnd_jw_key(&w, "length");
+    cnd_jw_int(&w, r->sp.len);
+    cnd_jw_obj_end(&w);
+    cnd_jw_obj_end(&w);
+    cnd_audit_digest_t dg = {"global_model", {0}};
+    memcpy(dg.sha256, r->model_digest, 32);
+    cnd_audit_rec_t a = {.actor = r->c->fpr,
+                         .action = CND_AUDIT_ROUND_START,
+                         .subject = subj,
+                         .job = jid,
+                         .details = cnd_jw_text(&w),
+                         .digests = &dg,
+                         .n_digests = 1};
+    rc = a.details ? cnd_audit_append(r->c->audit, &a, NULL) : CND_ENOMEM;
+    cnd_jw_free(&w);
+    return rc;
+}
+
+/* RoundStart (with the certificates of every other participant: the roster every site builds
+ * and signs under) and the model, site by site. */
+static int s_send_round_starts(cnd_round_t *r, const cnd_job_spec_t *spec, int qat)
+{
+    uint32_t n = r->rec.n;
+    Condenser__PeerCert *pc = calloc(n, sizeof *pc);
+    Condenser__PeerCert **pcp = calloc(n, sizeof *pcp);
+    if (!pc || !pcp) {
+        free(pc);
+        free(pcp);
+        return cnd_errf(CND_ENOMEM, "round %u: out of memory", r->rec.round);
+    }
+    Condenser__Deadlines dl;
+    condenser__deadlines__init(&dl);
+    dl.advertise_ms = spec->deadline_ms[0];
+    dl.share_ms = spec->deadline_ms[1];
+    dl.masked_input_ms = spec->deadline_ms[2];
+    dl.unmask_ms = spec->deadline_ms[3];
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t np = 0;
+        for (uint32_t j = 0; j < n; j++) {
+            if (j == i) continue;
+            condenser__peer_cert__init(&pc[np]);
+            pc[np].participant_id = j;
+            pc[np].node_name = cnd_proto_str(r->rec.sites[j].name);
+            pc[np].certificate = cnd_proto_bytes(r->cert[j], r->cert_len[j]);
+            pcp[np] = &pc[np];
+            np++;
+        }
+        Condenser__RoundStart rs;
+        condenser__round_start__init(&rs);
+        rs.model = &r->model_info;
+        rs.participant_id = i;
+        rs.participants = n;
+        rs.qat = qat;
+        rs.deadlines = &dl;
+        rs.secagg_params = cnd_proto_bytes(r->rec.params, sizeof r->rec.params);
+        rs.n_peers = np;
+        rs.peers = pcp;
+        s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
+        /* A failed send only means the site misses the model; its deadline handles the rest. */
+        (void)r->io.send_object(r->io.ctx, r->rec.sites[i].name, CONDENSER__OBJECT_KIND__OBJ_MODEL,
+                                &r->model_info, r->model, (uint64_t)r->rec.job, r->rec.round);
+    }
+    free(pc);
+    free(pcp);
+    return 0;
+}
+
 /* --- start ---------------------------------------------------------------------------------- */
 
 void cnd_round_destroy(cnd_round_t **pr)
@@ -347,26 +471,7 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
                                spec->sample_cap};
     if ((rc = cnd_fxp_layout(&r->lay, &r->fp))) goto fail;
 
-    /* SecAgg+ parameters: the threshold and survivor minimum follow the job, adjusted to the
-     * neighbourhood size this many sites give. */
-    memset(&r->sp, 0, sizeof r->sp);
-    r->sp.round_id = ((uint64_t)job_id << 40) | ((uint64_t)round << 12) | (attempt & 0xfff);
-    randombytes_buf(r->sp.round_seed, sizeof r->sp.round_seed);
-    r->sp.n = n;
-    r->sp.degree = spec->neighbours ? spec->neighbours : cnd_secagg_default_degree(n);
-    if (r->sp.degree > n - 1) r->sp.degree = n - 1;
-    if (r->sp.degree != n - 1 && r->sp.degree % 2) r->sp.degree++;
-    uint32_t k = r->sp.degree + 1, t = spec->threshold;
-    if (t < k / 2 + 1) t = k / 2 + 1;
-    if (t > k) t = k;
-    r->sp.threshold = t;
-    /* crypto/secagg.h: at least the threshold and a strict majority of the round's sites */
-    uint32_t ms = spec->quorum > t ? spec->quorum : t;
-    if (ms < n / 2 + 1) ms = n / 2 + 1;
-    r->sp.min_survivors = ms > n ? n : ms;
-    r->sp.len = r->lay.len;
-    r->sp.bits = r->lay.bits;
-    if ((rc = cnd_secagg_params_fill(&r->sp))) goto fail;
+    if ((rc = s_round_params(r, spec, job_id, round, attempt, n))) goto fail;
     if (evil_replay && (rc = cnd_secagg_params_decode(&r->sp, evil_params, sizeof evil_params)))
         goto fail;
     {
@@ -424,97 +529,10 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     memcpy(r->rec.params, pb.data, pb.len);
     cnd_buf_free(&pb);
     if ((rc = cnd_cstore_round_insert(c->store, &r->rec))) goto fail;
-    {
-        char jid[32], subj[32];
-        snprintf(jid, sizeof jid, "%lld", (long long)job_id);
-        snprintf(subj, sizeof subj, "round %u", round);
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "round");
-        cnd_jw_int(&w, round);
-        cnd_jw_key(&w, "attempt");
-        cnd_jw_int(&w, attempt);
-        cnd_jw_key(&w, "sites");
-        s_jw_fprs(&w, r, 0, 0);
-        cnd_jw_key(&w, "model_version");
-        cnd_jw_int(&w, r->model_version);
-        cnd_jw_key(&w, "qat");
-        cnd_jw_bool(&w, qat);
-        cnd_jw_key(&w, "secagg");
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "threshold");
-        cnd_jw_int(&w, r->sp.threshold);
-        cnd_jw_key(&w, "degree");
-        cnd_jw_int(&w, r->sp.degree);
-        cnd_jw_key(&w, "min_survivors");
-        cnd_jw_int(&w, r->sp.min_survivors);
-        cnd_jw_key(&w, "ring_bits");
-        cnd_jw_int(&w, r->sp.bits);
-        cnd_jw_key(&w, "length");
-        cnd_jw_int(&w, r->sp.len);
-        cnd_jw_obj_end(&w);
-        cnd_jw_obj_end(&w);
-        cnd_audit_digest_t dg = {"global_model", {0}};
-        memcpy(dg.sha256, r->model_digest, 32);
-        cnd_audit_rec_t a = {.actor = c->fpr,
-                             .action = CND_AUDIT_ROUND_START,
-                             .subject = subj,
-                             .job = jid,
-                             .details = cnd_jw_text(&w),
-                             .digests = &dg,
-                             .n_digests = 1};
-        rc = a.details ? cnd_audit_append(c->audit, &a, NULL) : CND_ENOMEM;
-        cnd_jw_free(&w);
-        if (rc) goto fail;
-    }
+    if ((rc = s_audit_round_start(r, job_id, round, attempt, qat))) goto fail;
     if ((rc = io->commit(io->ctx))) goto fail;
 
-    /* RoundStart (with the certificates of every other participant: a site accepts SecAgg+
-     * adverts from its neighbours and consistency signatures from any survivor) and the model,
-     * site by site. */
-    Condenser__PeerCert *pc = calloc(n, sizeof *pc);
-    Condenser__PeerCert **pcp = calloc(n, sizeof *pcp);
-    if (!pc || !pcp) {
-        free(pc);
-        free(pcp);
-        rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
-        goto fail;
-    }
-    Condenser__Deadlines dl;
-    condenser__deadlines__init(&dl);
-    dl.advertise_ms = spec->deadline_ms[0];
-    dl.share_ms = spec->deadline_ms[1];
-    dl.masked_input_ms = spec->deadline_ms[2];
-    dl.unmask_ms = spec->deadline_ms[3];
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t np = 0;
-        for (uint32_t j = 0; j < n; j++) {
-            if (j == i) continue;
-            condenser__peer_cert__init(&pc[np]);
-            pc[np].participant_id = j;
-            pc[np].node_name = cnd_proto_str(r->rec.sites[j].name);
-            pc[np].certificate = cnd_proto_bytes(r->cert[j], r->cert_len[j]);
-            pcp[np] = &pc[np];
-            np++;
-        }
-        Condenser__RoundStart rs;
-        condenser__round_start__init(&rs);
-        rs.model = &r->model_info;
-        rs.participant_id = i;
-        rs.participants = n;
-        rs.qat = qat;
-        rs.deadlines = &dl;
-        rs.secagg_params = cnd_proto_bytes(r->rec.params, sizeof r->rec.params);
-        rs.n_peers = np;
-        rs.peers = pcp;
-        s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
-        /* A failed send only means the site misses the model; its deadline handles the rest. */
-        (void)r->io.send_object(r->io.ctx, r->rec.sites[i].name, CONDENSER__OBJECT_KIND__OBJ_MODEL,
-                                &r->model_info, r->model, (uint64_t)r->rec.job, r->rec.round);
-    }
-    free(pc);
-    free(pcp);
+    if ((rc = s_send_round_starts(r, spec, qat))) goto fail;
     /* The certificates were borrowed for RoundStart only. */
     free(r->cert);
     free(r->cert_len);
