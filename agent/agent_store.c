@@ -225,8 +225,11 @@ int cnd_astore_served_mark(cnd_astore_t *s, uint64_t job, uint32_t round, uint32
     sqlite3_bind_int64(st, 3, attempt);
     sqlite3_bind_text(st, 4, state, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, cnd_unix_ms());
-    if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(s->db) != 1)
+    if (sqlite3_step(st) != SQLITE_DONE)
         rc = cnd_db_err(s->db, "updating a round served");
+    else if (sqlite3_changes(s->db) != 1)
+        rc = cnd_errf(CND_ENOTFOUND, "job %llu round %u attempt %u was never served",
+                      (unsigned long long)job, round, attempt);
     sqlite3_finalize(st);
     return rc;
 }
