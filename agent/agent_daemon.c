@@ -460,7 +460,9 @@ static void s_local_step(s_agent_t *a)
     a->metrics.train_ms = u.train_ms;
     cnd_agent_update_free(&u);
     if (cnd_astore_served_mark(a->store, a->job, round, a->attempt, "masked")) {
-        s_round_fail(a, cnd_err_detail());
+        char why[512];
+        snprintf(why, sizeof why, "store: %s", cnd_err_detail());
+        s_round_fail(a, why);
         return;
     }
     if (s_send_masked(a) == 0) {

@@ -870,21 +870,21 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
     if (!elig) return;
     size_t ne = 0;
     /* A retried attempt leaves out the sites that did not advertise in the last one, unless
-     * too few would remain. */
-    for (int skip = cnd_round_is_retry(&d->c, d->job, round, attempt); ne == 0 && skip >= 0;
-         skip--) {
+     * too few would remain, and does not wait for more sites than that one had. */
+    cnd_round_rec_t prev;
+    int retry = cnd_round_prev_retry(&d->c, d->job, round, attempt, &prev);
+    for (int skip = retry; ne == 0 && skip >= 0; skip--) {
         for (size_t i = 0; i < d->n_sess; i++) {
             s_session_t *s = &d->sess[i];
             if (s->live && s->accepted_job == d->job && now - s->last_seen <= fresh &&
-                !(skip && cnd_round_retry_skips(&d->c, d->job, round, attempt, s->name)))
+                !(skip && cnd_round_rec_silent(&prev, s->name)))
                 elig[ne++] = i;
         }
         if (skip && ne < d->spec.quorum) ne = 0;
     }
+    cnd_round_rec_free(&prev);
     uint32_t want = d->spec.sites_per_round;
-    /* a retried attempt does not wait for more sites than the last attempt had */
-    int waited = (now - d->wait_start) * 1e3 >= d->spec.join_wait_ms ||
-                 cnd_round_is_retry(&d->c, d->job, round, attempt);
+    int waited = (now - d->wait_start) * 1e3 >= d->spec.join_wait_ms || retry;
     if (ne < want && !(waited && ne >= d->spec.quorum && ne >= 2)) {
         free(elig);
         return;

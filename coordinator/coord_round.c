@@ -1089,11 +1089,10 @@ int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope
 
 /* --- retries --------------------------------------------------------------------------------- */
 
-/* 1 when attempt `attempt` - 1 of the round ended "retry"; with site != NULL, only when that
- * site did not advertise in it. */
-static int s_after_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
-                         const char *site)
+int cnd_round_prev_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
+                         cnd_round_rec_t *prev)
 {
+    memset(prev, 0, sizeof *prev);
     if (attempt < 2) return 0;
     cnd_round_rec_t *list = NULL;
     size_t n = 0;
@@ -1103,29 +1102,24 @@ static int s_after_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_
     }
     int hit = 0;
     for (size_t i = 0; i < n; i++) {
-        const cnd_round_rec_t *x = &list[i];
-        if (x->round != round || x->attempt != attempt - 1 || strcmp(x->outcome, "retry") != 0)
-            continue;
-        hit = !site;
-        for (uint32_t k = 0; site && k < x->n; k++)
-            if (strcmp(x->sites[k].name, site) == 0 &&
-                !(x->sites[k].status & CND_SECAGG_ST_ADVERTISED))
-                hit = 1;
+        if (!hit && list[i].round == round && list[i].attempt == attempt - 1 &&
+            strcmp(list[i].outcome, "retry") == 0) {
+            *prev = list[i]; /* ownership of its sites moves */
+            memset(&list[i], 0, sizeof list[i]);
+            hit = 1;
+        }
+        cnd_round_rec_free(&list[i]);
     }
-    for (size_t i = 0; i < n; i++) cnd_round_rec_free(&list[i]);
     free(list);
     return hit;
 }
 
-int cnd_round_retry_skips(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
-                          const char *site)
+int cnd_round_rec_silent(const cnd_round_rec_t *rec, const char *site)
 {
-    return s_after_retry(c, job_id, round, attempt, site);
-}
-
-int cnd_round_is_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt)
-{
-    return s_after_retry(c, job_id, round, attempt, NULL);
+    for (uint32_t k = 0; k < rec->n && rec->sites; k++)
+        if (strcmp(rec->sites[k].name, site) == 0)
+            return !(rec->sites[k].status & CND_SECAGG_ST_ADVERTISED);
+    return 0;
 }
 
 /* --- restart -------------------------------------------------------------------------------- */

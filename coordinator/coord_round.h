@@ -121,14 +121,14 @@ const char *cnd_round_reason(const cnd_round_t *r);
 
 void cnd_round_destroy(cnd_round_t **r);
 
-/* 1 when `site` should be left out of attempt `attempt` of a round: the previous attempt ended
- * "retry" and this site did not advertise keys in it (gone, or refusing). The caller falls back
- * to every eligible site when too few remain. */
-int cnd_round_retry_skips(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
-                          const char *site);
-/* 1 when the previous attempt of the round ended "retry" (the next one starts at once, with the
- * sites at hand, rather than waiting for the job's join_wait). */
-int cnd_round_is_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt);
+/* Retries (an attempt ended "retry": a selected site gave no SecAgg+ keys). Returns 1 and fills
+ * *prev (free it with cnd_round_rec_free) when attempt - 1 of the round ended so; else 0 (also
+ * when the store cannot say). The next attempt starts at once with the sites at hand, leaving
+ * out those silent in *prev (cnd_round_rec_silent) unless too few would remain. */
+int cnd_round_prev_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
+                         cnd_round_rec_t *prev);
+/* 1 when `site` took part in the round of rec without advertising keys. */
+int cnd_round_rec_silent(const cnd_round_rec_t *rec, const char *site);
 
 /* At coordinator start: marks the job's round in flight (if any) as "restarted" with a
  * round.end audit entry (status failed). The next round started is the same number, next
