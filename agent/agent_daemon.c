@@ -1135,6 +1135,159 @@ static void s_refused(s_agent_t *a, const char *what, const char *text)
 
 /* --- incoming messages ---------------------------------------------------------------------- */
 
+/* KeyRoster: the client checks all adverts and shares its secrets. */
+static void s_on_key_roster(s_agent_t *a, const Condenser__Envelope *env)
+{
+    a->view.phase = CND_PHASE_SHARE;
+    if (!a->sc) return;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    int rc = cnd_secagg_client_share_keys(a->sc, &b, env->key_roster->keys.data,
+                                          env->key_roster->keys.len);
+    if (!rc && !b.err) {
+        Condenser__ShareKeys sm;
+        condenser__share_keys__init(&sm);
+        sm.participant_id = a->pid;
+        sm.shares = cnd_proto_bytes(b.data, b.len);
+        if (s_send(a, CONDENSER__MSG_TYPE__MSG_SHARE_KEYS, &sm, a->job, env->round, 2000) == 0) {
+            snprintf(a->rr.phase, sizeof a->rr.phase, "shared");
+            s_round_save(a);
+        }
+    } else {
+        char why[300];
+        snprintf(why, sizeof why, "key roster refused: %s", cnd_err_detail());
+        s_round_fail(a, why);
+    }
+    cnd_buf_free(&b);
+}
+
+/* SharesRelay: the shares addressed to this site; training follows once the model is in. */
+static void s_on_shares_relay(s_agent_t *a, const Condenser__Envelope *env)
+{
+    a->view.phase = CND_PHASE_MASKED;
+    if (!a->sc) return;
+    s_maybe_fault(a, S_FAULT_SHARES); /* the relay proves our shares were accepted */
+    free(a->shares);
+    a->shares = malloc(env->shares_relay->shares_for.len);
+    if (!a->shares) {
+        s_round_fail(a, "out of memory");
+        return;
+    }
+    memcpy(a->shares, env->shares_relay->shares_for.data, env->shares_relay->shares_for.len);
+    a->shares_len = env->shares_relay->shares_for.len;
+    if (a->global) s_local_step(a);
+}
+
+/* ConsistencyRequest: sign the survivor sets if they match what this site saw. */
+static void s_on_consistency_request(s_agent_t *a, const Condenser__Envelope *env)
+{
+    a->view.phase = CND_PHASE_CONSISTENCY;
+    if (!a->sc) return;
+    s_maybe_fault(a, S_FAULT_MASKED); /* the request proves our masked update was taken */
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    int rc = cnd_secagg_client_consistency(a->sc, &b, env->consistency_request->request.data,
+                                           env->consistency_request->request.len);
+    if (!rc && !b.err) {
+        Condenser__Consistency cm;
+        condenser__consistency__init(&cm);
+        cm.participant_id = a->pid;
+        cm.consistency = cnd_proto_bytes(b.data, b.len);
+        if (s_send(a, CONDENSER__MSG_TYPE__MSG_CONSISTENCY, &cm, a->job, env->round, 2000) == 0) {
+            snprintf(a->rr.phase, sizeof a->rr.phase, "signed");
+            s_round_save(a);
+        }
+        a->resend_at = 0;
+    } else {
+        s_log(a, "round %u: refused the survivor sets: %s", env->round, cnd_err_detail());
+    }
+    cnd_buf_free(&b);
+}
+
+/* UnmaskRequest: answer once, recorded durably before the shares leave. */
+static void s_on_unmask_request(s_agent_t *a, const Condenser__Envelope *env)
+{
+    a->view.phase = CND_PHASE_UNMASK;
+    if (!a->sc) return;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    int rc = cnd_secagg_client_unmask(a->sc, &b, env->unmask_request->request.data,
+                                      env->unmask_request->request.len);
+    /* Durable before the shares leave: no later attempt of this round is served. */
+    if (!rc && !b.err &&
+        (rc = cnd_astore_served_mark(a->store, a->job, env->round, a->attempt, "unmasked")))
+        s_log(a, "store: %s (unmask shares not sent)", cnd_err_detail());
+    if (!rc && !b.err) {
+        Condenser__UnmaskResponse um;
+        condenser__unmask_response__init(&um);
+        um.participant_id = a->pid;
+        um.unmask = cnd_proto_bytes(b.data, b.len);
+        if (s_send(a, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &um, a->job, env->round, 2000) ==
+            0) {
+            snprintf(a->rr.phase, sizeof a->rr.phase, "unmasked");
+            s_round_save(a);
+        }
+    } else {
+        s_log(a, "round %u: refused the unmask request: %s", env->round, cnd_err_detail());
+    }
+    cnd_buf_free(&b);
+}
+
+/* RoundEnd: record the outcome; a retry keeps the agent for the next attempt. */
+static void s_on_round_end(s_agent_t *a, const Condenser__Envelope *env)
+{
+    const Condenser__RoundEnd *re = env->round_end;
+    a->view.phase = CND_PHASE_DONE;
+    const char *oc = re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED   ? "ok"
+                     : re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED ? "cancelled"
+                     : re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY     ? "retry"
+                                                                                  : "failed";
+    char why[CND_PROTO_TEXT_MAX + 1] = "";
+    if (re->reason.len && cnd_proto_text(why, sizeof why, re->reason)) why[0] = 0;
+    for (char *p = why; *p; p++)
+        if ((unsigned char)*p < 0x20) *p = ' ';
+    if (a->round_open) {
+        snprintf(a->rr.outcome, sizeof a->rr.outcome, "%s", oc);
+        snprintf(a->rr.reason, sizeof a->rr.reason, "%.255s", why);
+        snprintf(a->rr.phase, sizeof a->rr.phase, "ended");
+        a->rr.ended_ms = cnd_unix_time() * 1000;
+        s_round_save(a);
+    }
+    s_log(a, "round %u/%u ended: %s%s%s", env->round, a->spec.rounds, oc, why[0] ? ": " : "", why);
+    s_round_clear(a);
+    if (cnd_audit_checkpoint(a->audit, "round.end", NULL)) s_log(a, "audit: %s", cnd_err_detail());
+    if (a->o->until_done && re->outcome != CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY &&
+        (env->round >= a->spec.rounds ||
+         re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED))
+        a->done = 1;
+}
+
+/* Error from the coordinator: refusals this site can fix, or must stop for. */
+static void s_on_error(s_agent_t *a, const Condenser__Envelope *env)
+{
+    const Condenser__Error *e = env->error;
+    char text[CND_PROTO_TEXT_MAX + 1];
+    if (cnd_proto_text(text, sizeof text, e->text)) text[0] = 0;
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20) *p = ' ';
+    if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED &&
+        strncmp(text, "session ended:", 14) == 0) {
+        s_refused(a, "this site's session", text);
+    } else if ((e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED ||
+                e->code == CONDENSER__ERROR_CODE__ERR_BAD_VERSION) &&
+               e->ref_type == CONDENSER__MSG_TYPE__MSG_HELLO) {
+        s_refused(a, "this site's hello", text);
+    } else if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED && strstr(text, "hello")) {
+        a->hello_ok = 0; /* the coordinator lost our session (it restarted) */
+        a->hello_sent = 0;
+    } else if (e->code == CONDENSER__ERROR_CODE__ERR_BUSY &&
+               e->ref_type == CONDENSER__MSG_TYPE__MSG_MASKED_INPUT && a->masked) {
+        a->resend_at = cnd_now() + 0.2 + 0.5 * randombytes_uniform(1000) / 1000.0;
+    } else {
+        s_log(a, "coordinator error %s: %s", cnd_proto_error_name(e->code), text);
+    }
+}
+
 static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
 {
     cnd_proto_msg_t *m = NULL;
@@ -1185,150 +1338,12 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
             s_on_model_chunk(a, env->chunk);
         break;
     case CONDENSER__MSG_TYPE__MSG_ROUND_START: s_on_round_start(a, env); break;
-    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER: {
-        a->view.phase = CND_PHASE_SHARE;
-        if (!a->sc) break;
-        cnd_buf_t b;
-        cnd_buf_init(&b);
-        int rc = cnd_secagg_client_share_keys(a->sc, &b, env->key_roster->keys.data,
-                                              env->key_roster->keys.len);
-        if (!rc && !b.err) {
-            Condenser__ShareKeys sm;
-            condenser__share_keys__init(&sm);
-            sm.participant_id = a->pid;
-            sm.shares = cnd_proto_bytes(b.data, b.len);
-            if (s_send(a, CONDENSER__MSG_TYPE__MSG_SHARE_KEYS, &sm, a->job, env->round, 2000) ==
-                0) {
-                snprintf(a->rr.phase, sizeof a->rr.phase, "shared");
-                s_round_save(a);
-            }
-        } else {
-            char why[300];
-            snprintf(why, sizeof why, "key roster refused: %s", cnd_err_detail());
-            s_round_fail(a, why);
-        }
-        cnd_buf_free(&b);
-        break;
-    }
-    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
-        a->view.phase = CND_PHASE_MASKED;
-        if (!a->sc) break;
-        s_maybe_fault(a, S_FAULT_SHARES); /* the relay proves our shares were accepted */
-        free(a->shares);
-        a->shares = malloc(env->shares_relay->shares_for.len);
-        if (!a->shares) {
-            s_round_fail(a, "out of memory");
-            break;
-        }
-        memcpy(a->shares, env->shares_relay->shares_for.data, env->shares_relay->shares_for.len);
-        a->shares_len = env->shares_relay->shares_for.len;
-        if (a->global) s_local_step(a);
-        break;
-    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST: {
-        a->view.phase = CND_PHASE_CONSISTENCY;
-        if (!a->sc) break;
-        s_maybe_fault(a, S_FAULT_MASKED); /* the request proves our masked update was taken */
-        cnd_buf_t b;
-        cnd_buf_init(&b);
-        int rc = cnd_secagg_client_consistency(a->sc, &b, env->consistency_request->request.data,
-                                               env->consistency_request->request.len);
-        if (!rc && !b.err) {
-            Condenser__Consistency cm;
-            condenser__consistency__init(&cm);
-            cm.participant_id = a->pid;
-            cm.consistency = cnd_proto_bytes(b.data, b.len);
-            if (s_send(a, CONDENSER__MSG_TYPE__MSG_CONSISTENCY, &cm, a->job, env->round, 2000) ==
-                0) {
-                snprintf(a->rr.phase, sizeof a->rr.phase, "signed");
-                s_round_save(a);
-            }
-            a->resend_at = 0;
-        } else {
-            s_log(a, "round %u: refused the survivor sets: %s", env->round, cnd_err_detail());
-        }
-        cnd_buf_free(&b);
-        break;
-    }
-    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST: {
-        a->view.phase = CND_PHASE_UNMASK;
-        if (!a->sc) break;
-        cnd_buf_t b;
-        cnd_buf_init(&b);
-        int rc = cnd_secagg_client_unmask(a->sc, &b, env->unmask_request->request.data,
-                                          env->unmask_request->request.len);
-        /* Durable before the shares leave: no later attempt of this round is served. */
-        if (!rc && !b.err &&
-            (rc = cnd_astore_served_mark(a->store, a->job, env->round, a->attempt, "unmasked")))
-            s_log(a, "store: %s (unmask shares not sent)", cnd_err_detail());
-        if (!rc && !b.err) {
-            Condenser__UnmaskResponse um;
-            condenser__unmask_response__init(&um);
-            um.participant_id = a->pid;
-            um.unmask = cnd_proto_bytes(b.data, b.len);
-            if (s_send(a, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &um, a->job, env->round,
-                       2000) == 0) {
-                snprintf(a->rr.phase, sizeof a->rr.phase, "unmasked");
-                s_round_save(a);
-            }
-        } else {
-            s_log(a, "round %u: refused the unmask request: %s", env->round, cnd_err_detail());
-        }
-        cnd_buf_free(&b);
-        break;
-    }
-    case CONDENSER__MSG_TYPE__MSG_ROUND_END: {
-        const Condenser__RoundEnd *re = env->round_end;
-        a->view.phase = CND_PHASE_DONE;
-        const char *oc = re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED   ? "ok"
-                         : re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED ? "cancelled"
-                         : re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY     ? "retry"
-                                                                                      : "failed";
-        char why[CND_PROTO_TEXT_MAX + 1] = "";
-        if (re->reason.len && cnd_proto_text(why, sizeof why, re->reason)) why[0] = 0;
-        for (char *p = why; *p; p++)
-            if ((unsigned char)*p < 0x20) *p = ' ';
-        if (a->round_open) {
-            snprintf(a->rr.outcome, sizeof a->rr.outcome, "%s", oc);
-            snprintf(a->rr.reason, sizeof a->rr.reason, "%.255s", why);
-            snprintf(a->rr.phase, sizeof a->rr.phase, "ended");
-            a->rr.ended_ms = cnd_unix_time() * 1000;
-            s_round_save(a);
-        }
-        s_log(a, "round %u/%u ended: %s%s%s", env->round, a->spec.rounds, oc, why[0] ? ": " : "",
-              why);
-        s_round_clear(a);
-        if (cnd_audit_checkpoint(a->audit, "round.end", NULL))
-            s_log(a, "audit: %s", cnd_err_detail());
-        if (a->o->until_done && re->outcome != CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY &&
-            (env->round >= a->spec.rounds ||
-             re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED))
-            a->done = 1;
-        break;
-    }
-    case CONDENSER__MSG_TYPE__MSG_ERROR: {
-        const Condenser__Error *e = env->error;
-        char text[CND_PROTO_TEXT_MAX + 1];
-        if (cnd_proto_text(text, sizeof text, e->text)) text[0] = 0;
-        for (char *p = text; *p; p++)
-            if ((unsigned char)*p < 0x20) *p = ' ';
-        if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED &&
-            strncmp(text, "session ended:", 14) == 0) {
-            s_refused(a, "this site's session", text);
-        } else if ((e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED ||
-                    e->code == CONDENSER__ERROR_CODE__ERR_BAD_VERSION) &&
-                   e->ref_type == CONDENSER__MSG_TYPE__MSG_HELLO) {
-            s_refused(a, "this site's hello", text);
-        } else if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED && strstr(text, "hello")) {
-            a->hello_ok = 0; /* the coordinator lost our session (it restarted) */
-            a->hello_sent = 0;
-        } else if (e->code == CONDENSER__ERROR_CODE__ERR_BUSY &&
-                   e->ref_type == CONDENSER__MSG_TYPE__MSG_MASKED_INPUT && a->masked) {
-            a->resend_at = cnd_now() + 0.2 + 0.5 * randombytes_uniform(1000) / 1000.0;
-        } else {
-            s_log(a, "coordinator error %s: %s", cnd_proto_error_name(e->code), text);
-        }
-        break;
-    }
+    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER: s_on_key_roster(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY: s_on_shares_relay(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST: s_on_consistency_request(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST: s_on_unmask_request(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END: s_on_round_end(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_ERROR: s_on_error(a, env); break;
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT: break;
     default: s_log(a, "ignored %s", cnd_proto_type_name(env->type)); break;
     }
