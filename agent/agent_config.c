@@ -157,6 +157,20 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
         } else {
             return s_fail(x, sec, key, "unknown key");
         }
+    } else if (strcmp(sec, "policy") == 0) {
+        if (strcmp(key, "max_attempts") == 0) {
+            if (s_num(v, 1, 16, &d) || d != floor(d)) return s_fail(x, sec, key, "1..16");
+            c->max_attempts = (uint32_t)d;
+        } else if (strcmp(key, "lr_min") == 0 || strcmp(key, "lr_max") == 0) {
+            if (s_num(v, 1e-12, 1e3, &d) || d <= 0)
+                return s_fail(x, sec, key, "a learning rate in (0, 1000]");
+            *(strcmp(key, "lr_min") == 0 ? &c->lr_min : &c->lr_max) = d;
+        } else if (strcmp(key, "max_epochs") == 0 || strcmp(key, "max_rounds") == 0) {
+            if (s_num(v, 1, 1e6, &d) || d != floor(d)) return s_fail(x, sec, key, "1..1000000");
+            *(strcmp(key, "max_epochs") == 0 ? &c->max_epochs : &c->max_rounds) = (uint32_t)d;
+        } else {
+            return s_fail(x, sec, key, "unknown key");
+        }
     } else {
         return s_fail(x, sec, key, "unknown section");
     }
@@ -180,6 +194,11 @@ int cnd_agent_config_load(cnd_agent_config_t *c, const char *path)
     c->threads = 1;
     c->memory_mb = 4096;
     c->max_model_mb = 256;
+    c->max_attempts = 4;
+    c->lr_min = 1e-6;
+    c->lr_max = 1.0;
+    c->max_epochs = 100;
+    c->max_rounds = 1000;
     FILE *f = fopen(path, "r");
     if (!f) return cnd_errf(CND_EIO, "%s: cannot open the agent configuration", path);
     int line = ini_parse_file(f, s_handler, &x);
@@ -197,6 +216,9 @@ int cnd_agent_config_load(cnd_agent_config_t *c, const char *path)
                        : !c->ca_crl[0]      ? "[coordinator] ca_crl"
                                             : NULL;
     if (miss) return cnd_errf(CND_EINVAL, "%s: %s is required", path, miss);
+    if (c->lr_min > c->lr_max)
+        return cnd_errf(CND_EINVAL, "%s: [policy] lr_min %g is above lr_max %g", path, c->lr_min,
+                        c->lr_max);
     if (!c->state[0] && s_path(c->state, sizeof c->state, x.dir, "agent.db"))
         return cnd_errf(CND_EINVAL, "%s: path too long", path);
     if (!c->work[0] && s_path(c->work, sizeof c->work, "", x.dir[0] ? x.dir : "."))
@@ -208,6 +230,24 @@ int cnd_agent_config_load(cnd_agent_config_t *c, const char *path)
             return cnd_errf(CND_EINVAL, "%s: [site] name '%s' is not a valid node name", path,
                             c->name);
     }
+    return 0;
+}
+
+int cnd_agent_config_policy(const cnd_agent_config_t *c, float lr, uint32_t epochs, uint32_t rounds)
+{
+    if (!(lr >= c->lr_min && lr <= c->lr_max))
+        return cnd_errf(CND_EPERM,
+                        "out of this site's policy: learning rate %g outside [%g, %g] ([policy] "
+                        "lr_min, lr_max)",
+                        (double)lr, c->lr_min, c->lr_max);
+    if (epochs > c->max_epochs)
+        return cnd_errf(CND_EPERM,
+                        "out of this site's policy: %u local epochs, over [policy] max_epochs %u",
+                        epochs, c->max_epochs);
+    if (rounds > c->max_rounds)
+        return cnd_errf(CND_EPERM,
+                        "out of this site's policy: %u rounds, over [policy] max_rounds %u", rounds,
+                        c->max_rounds);
     return 0;
 }
 

@@ -36,6 +36,15 @@
  *   memory_mb = 4096             refuse jobs whose data, teacher and models would need more
  *   max_model_mb = 256           refuse larger model or teacher transfers
  *
+ *   [policy]                     what this site agrees to, whatever a job asks (a job outside
+ *                                it is refused with the reason, in the site's audit log too)
+ *   max_attempts = 4             attempts of one round this site serves (1..16): a retried
+ *                                round uses fresh keys and randomness, and never more often
+ *   lr_min = 1e-6                local learning rate the site accepts, [lr_min, lr_max]: a
+ *   lr_max = 1.0                 vanishing rate would make the "update" a probe of the data
+ *   max_epochs = 100             local epochs per round
+ *   max_rounds = 1000            rounds of one job
+ *
  * Relative paths are relative to the directory holding the config file. Unknown sections or
  * keys, missing required keys, and malformed values are errors naming file:line and the key.
  */
@@ -70,11 +79,20 @@ typedef struct {
     int threads;           /* 1..64 */
     uint64_t memory_mb;    /* >= 64 */
     uint64_t max_model_mb; /* >= 1 */
+    uint32_t max_attempts; /* [policy] 1..16, default 4 */
+    double lr_min, lr_max; /* [policy] accepted local learning rates */
+    uint32_t max_epochs;   /* [policy] */
+    uint32_t max_rounds;   /* [policy] */
 } cnd_agent_config_t;
 
 /* Loads and checks a configuration. Returns 0, CND_EIO (cannot read) or CND_EINVAL (detail:
  * "FILE:LINE: key: what is wrong" or the missing key). */
 CND_MUST_USE int cnd_agent_config_load(cnd_agent_config_t *c, const char *path);
+
+/* Checks a job's recipe against the [policy] section. Returns 0, or CND_EPERM with a detail
+ * naming the value and the bound. */
+CND_MUST_USE int cnd_agent_config_policy(const cnd_agent_config_t *c, float lr, uint32_t epochs,
+                                         uint32_t rounds);
 
 /* The path of a site-local teacher by name, or NULL. */
 const char *cnd_agent_config_teacher(const cnd_agent_config_t *c, const char *name);

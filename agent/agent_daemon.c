@@ -17,6 +17,11 @@
  *   CND_AGENT_FAULT=freeze:R     the process stops itself (SIGSTOP) right after sending its
  *                                AdvertiseKeys in round R: a host that hangs with its TCP
  *                                connection open (only ZMTP heartbeats can tell).
+ *   CND_AGENT_FAULT=forge:R      a malicious site: in round R it encodes its sample count so that
+ *                                the survivors' total reads 1 (assuming the other n-1 sites
+ *                                have its own count, as in the test fixture);
+ *   CND_AGENT_FAULT=wrap:R       a malicious site: in round R its first coordinate is 2^(b-1)-1,
+ *                                far outside the clip, wrapping the ring;
  *   CND_AGENT_DEBUG_DUMP=DIR     writes each round's update, in float and encoded, UNMASKED, to
  *                                DIR/<site>-j<job>-r<round>.upd (local disk only), so a test can
  *                                compute the exact sum the coordinator must recover. Never set it
@@ -36,6 +41,7 @@
 #include "fileio.h"
 #include "fixedpoint.h"
 #include "identity.h"
+#include "json.h"
 #include "modelfile.h"
 #include "proto.h"
 #include "secagg.h"
@@ -57,7 +63,9 @@ enum {
     S_FAULT_SHARES,
     S_FAULT_MASKED,
     S_FAULT_TRAIN,
-    S_FAULT_FREEZE
+    S_FAULT_FREEZE,
+    S_FAULT_FORGE,
+    S_FAULT_WRAP
 };
 
 typedef struct {
@@ -106,6 +114,7 @@ typedef struct {
     /* round */
     cnd_round_view_t view;
     uint32_t pid, n;
+    uint32_t attempt; /* the coordinator's attempt number of this round (SecAgg+ round id) */
     int qat;
     cnd_secagg_params_t sp;
     cnd_secagg_client_t *sc;
@@ -326,6 +335,27 @@ static int s_send_masked(s_agent_t *a)
     return rc;
 }
 
+/* CND_AGENT_FAULT=forge / wrap (test builds only): a malicious site's encoded vector. */
+static void s_malicious(s_agent_t *a, uint32_t *x, const cnd_fxp_params_t *fp,
+                        const cnd_fxp_layout_t *lay)
+{
+#ifndef CND_TEST_HOOKS
+    (void)a, (void)x, (void)fp, (void)lay;
+#else
+    if (a->view.round != (uint32_t)a->fault_round) return;
+    uint32_t m = lay->bits == 32 ? 0xffffffffu : (1u << lay->bits) - 1, *c = x + fp->dim;
+    if (a->fault == S_FAULT_WRAP) {
+        x[0] = (1u << (lay->bits - 1)) - 1;
+        s_log(a, "fault injection: coordinate 0 set to %u (wraps the ring)", x[0]);
+    } else if (a->fault == S_FAULT_FORGE) {
+        /* limbs t_j - (n-1) c_j: with n-1 others sending c_j each, every limb sums to t_j */
+        for (uint32_t j = 0; j < lay->n_limbs; j++)
+            c[j] = ((j == 0 ? 1u : 0u) - (a->n - 1) * c[j]) & m;
+        s_log(a, "fault injection: sample count forged so that the total reads 1");
+    }
+#endif
+}
+
 /* CND_AGENT_DEBUG_DUMP (test builds only, see the top of this file). */
 static void s_debug_dump(s_agent_t *a, const cnd_agent_update_t *u, const uint32_t *x, uint32_t len,
                          uint64_t weight)
@@ -366,7 +396,11 @@ static void s_local_step(s_agent_t *a)
     }
     s_log(a, "round %u: training on %zu local samples", round, a->data.train_n->n);
     cnd_agent_update_t u;
-    uint64_t seed = a->job * 1000003u + (uint64_t)round * 7919u + a->pid;
+    /* Fresh randomness for every attempt: a coordinator that runs a round again gets another
+     * draw of the local training, never a replay it could subtract. */
+    uint64_t seed;
+    randombytes_buf(&seed, sizeof seed);
+    seed ^= (uint64_t)a->attempt << 48;
     if (cnd_agent_local_round(&u, a->global, &a->data, &a->spec, a->qat, seed)) {
         char why[512];
         snprintf(why, sizeof why, "%s", cnd_err_detail());
@@ -390,6 +424,14 @@ static void s_local_step(s_agent_t *a)
     if (!rc && !(x = malloc((size_t)lay.len * sizeof *x)))
         rc = cnd_errf(CND_ENOMEM, "masking: out of memory");
     if (!rc) rc = cnd_fxp_encode(x, &rep, &fp, &lay, u.update, u.samples);
+    if (!rc) {
+        /* Validation metrics travel as coordinates of the masked vector, never in the clear. */
+        size_t nv = a->data.val ? a->data.val->n : 0;
+        cnd_fxp_metrics_t mt = {nv, (uint64_t)((double)u.val_acc * (double)nv + 0.5),
+                                nv && u.val_loss > 0 ? u.val_loss : 0};
+        rc = cnd_fxp_encode_metrics(x, &fp, &lay, &mt);
+    }
+    if (!rc) s_malicious(a, x, &fp, &lay);
     if (!rc) s_debug_dump(a, &u, x, lay.len, rep.weight);
     if (!rc) rc = cnd_secagg_client_mask(a->sc, &out, a->shares, a->shares_len, x);
     if (x) sodium_memzero(x, (size_t)lay.len * sizeof *x);
@@ -413,22 +455,123 @@ static void s_local_step(s_agent_t *a)
     a->rr.val_acc = u.val_acc;
     a->rr.samples = u.samples;
     a->rr.clipped = rep.clipped;
+    /* In the clear only what says nothing about the records: the training time. */
     condenser__metrics__init(&a->metrics);
-    a->metrics.loss = u.val_loss >= 0 ? u.val_loss : 0;
-    a->metrics.accuracy = u.val_acc;
-    a->metrics.sample_count = u.samples;
     a->metrics.train_ms = u.train_ms;
     cnd_agent_update_free(&u);
+    if (cnd_astore_served_mark(a->store, a->job, round, a->attempt, "masked")) {
+        char why[512];
+        snprintf(why, sizeof why, "store: %s", cnd_err_detail());
+        s_round_fail(a, why);
+        return;
+    }
     if (s_send_masked(a) == 0) {
         (void)s_send(a, CONDENSER__MSG_TYPE__MSG_METRICS, &a->metrics, a->job, round, 5000);
         snprintf(a->rr.phase, sizeof a->rr.phase, "masked");
         s_round_save(a);
         s_log(a,
               "round %u: sent the masked update (%zu bytes, %u values of %u bits, %u clipped)"
-              " and metrics (validation accuracy %.4f)",
+              " (local validation accuracy %.4f, inside the secure sum)",
               round, a->masked_len, a->sp.len, a->sp.bits,
               a->rr.clipped ? (unsigned)a->rr.clipped : 0u, a->rr.val_acc);
     }
+}
+
+/* A refusal by this site's own rules: in its log and its audit log (site.refuse). */
+static void s_audit_refusal(s_agent_t *a, const char *what, uint32_t round, uint32_t attempt,
+                            const char *why)
+{
+    s_log(a, "refused the coordinator's %s: %s", what, why);
+    char jid[32];
+    snprintf(jid, sizeof jid, "%llu", (unsigned long long)a->job);
+    if (cnd_audit_log_site_refuse(a->audit, a->fpr, a->coord_fpr, jid, what, why, round, attempt))
+        s_log(a, "audit: %s", cnd_err_detail());
+}
+
+/* The roster of a RoundStart: index -> identity key and certificate digest, every other
+ * participant's certificate verified against the federation CA (role site, its CN the name
+ * given), each index 0..n-1 exactly once, this site at its own. Returns 0 or writes why. */
+static int s_round_roster(s_agent_t *a, const Condenser__RoundStart *rs, cnd_secagg_member_t *ro,
+                          char *why, size_t cap)
+{
+    uint8_t *seen = calloc(a->n, 1);
+    cnd_ca_trust_t *trust = NULL; /* loaded once per round: a new CRL takes effect next round */
+    int64_t now = cnd_unix_time();
+    if (!seen)
+        snprintf(why, cap, "out of memory");
+    else if (rs->n_peers + 1 != a->n)
+        snprintf(why, cap, "%zu peer certificates for %u participants", rs->n_peers, a->n);
+    else if (cnd_ca_trust_load(&trust, a->cfg.ca_cert, a->cfg.ca_crl))
+        snprintf(why, cap, "federation CA: %s", cnd_err_detail());
+    if (!why[0]) {
+        seen[a->pid] = 1;
+        memcpy(ro[a->pid].id_pk, cnd_identity_pk(a->id), 32);
+        cnd_sha256(ro[a->pid].cert_sha256, a->cert, a->cert_len);
+    }
+    for (size_t i = 0; !why[0] && i < rs->n_peers; i++) {
+        const Condenser__PeerCert *p = rs->peers[i];
+        char nm[64];
+        cnd_cert_info_t ci;
+        if (p->participant_id >= a->n || seen[p->participant_id])
+            snprintf(why, cap, "participant index %u is out of range or given twice",
+                     p->participant_id);
+        else if (cnd_proto_text(nm, sizeof nm, p->node_name) ||
+                 cnd_cert_check_trust(&ci, trust, p->certificate.data, p->certificate.len, "site",
+                                      nm, now))
+            snprintf(why, cap, "participant %u: %s", p->participant_id, cnd_err_detail());
+        else {
+            seen[p->participant_id] = 1;
+            memcpy(ro[p->participant_id].id_pk, ci.pubkey, 32);
+            cnd_sha256(ro[p->participant_id].cert_sha256, p->certificate.data, p->certificate.len);
+        }
+    }
+    free(seen);
+    cnd_ca_trust_destroy(&trust);
+    return why[0] ? -1 : 0;
+}
+
+/* Checks a RoundStart against this site's rules and records it as served (durably, before
+ * anything of the round is sent): the round belongs to the job and is within its rounds, the
+ * SecAgg+ round id names this job and round, and neither this attempt nor these exact
+ * parameters were served before (agent_store.h). Creates the SecAgg+ client. Returns 0, 1 for
+ * a refusal by the site's rules (why says it; audited), -1 for another failure. */
+static int s_round_admit(s_agent_t *a, const Condenser__Envelope *env, char *why, size_t cap)
+{
+    const Condenser__RoundStart *rs = env->round_start;
+    if (env->round < 1 || env->round > a->spec.rounds) {
+        snprintf(why, cap, "round %u is outside the job's %u rounds", env->round, a->spec.rounds);
+        return 1;
+    }
+    if (cnd_secagg_params_decode(&a->sp, rs->secagg_params.data, rs->secagg_params.len)) {
+        snprintf(why, cap, "%s", cnd_err_detail());
+        return -1;
+    }
+    a->attempt = (uint32_t)(a->sp.round_id & 0xfff);
+    if ((a->sp.round_id >> 40) != (a->job & 0xffffff) ||
+        ((a->sp.round_id >> 12) & 0xfffffff) != env->round || a->attempt == 0 || a->sp.n != a->n) {
+        snprintf(why, cap, "the SecAgg+ round id %llx does not name job %llu round %u",
+                 (unsigned long long)a->sp.round_id, (unsigned long long)a->job, env->round);
+        return 1;
+    }
+    cnd_secagg_member_t *ro = calloc(a->n, sizeof *ro);
+    if (!ro) {
+        snprintf(why, cap, "out of memory");
+        return -1;
+    }
+    int rc = s_round_roster(a, rs, ro, why, cap);
+    if (!rc && cnd_secagg_client_new(&a->sc, &a->sp, a->pid, a->id, ro)) {
+        snprintf(why, cap, "%s", cnd_err_detail());
+        rc = -1;
+    }
+    free(ro);
+    if (rc) return rc;
+    rc = cnd_astore_served_begin(a->store, a->job, env->round, a->attempt,
+                                 cnd_secagg_client_digest(a->sc), a->cfg.max_attempts);
+    if (rc) {
+        snprintf(why, cap, "%s", cnd_err_detail());
+        return rc == CND_EPERM ? 1 : -1;
+    }
+    return 0;
 }
 
 static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
@@ -458,40 +601,13 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
         return;
     }
     a->round_open = 1;
-    char why[300] = "";
-    /* The other participants: each certificate must verify against the federation CA (role
-     * site, its CN the name given); their identity keys (and this site's own) are the only ones
-     * this round accepts, for neighbours' adverts and for the survivors' signatures. */
-    uint8_t(*keys)[32] = malloc((rs->n_peers + 1) * 32);
-    size_t nk = 0;
-    int64_t now = cnd_unix_time();
-    cnd_ca_trust_t *trust = NULL; /* loaded once per round: a new CRL takes effect next round */
-    if (!keys)
-        snprintf(why, sizeof why, "out of memory");
-    else if (cnd_ca_trust_load(&trust, a->cfg.ca_cert, a->cfg.ca_crl))
-        snprintf(why, sizeof why, "federation CA: %s", cnd_err_detail());
-    for (size_t i = 0; !why[0] && i < rs->n_peers; i++) {
-        const Condenser__PeerCert *p = rs->peers[i];
-        char nm[64];
-        cnd_cert_info_t ci;
-        if (cnd_proto_text(nm, sizeof nm, p->node_name) ||
-            cnd_cert_check_trust(&ci, trust, p->certificate.data, p->certificate.len, "site", nm,
-                                 now))
-            snprintf(why, sizeof why, "participant %u: %s", p->participant_id, cnd_err_detail());
-        else
-            memcpy(keys[nk++], ci.pubkey, 32);
-    }
-    if (!why[0]) {
-        memcpy(keys[nk++], cnd_identity_pk(a->id), 32);
-        if (cnd_secagg_params_decode(&a->sp, rs->secagg_params.data, rs->secagg_params.len) ||
-            cnd_secagg_client_new(&a->sc, &a->sp, a->pid, a->id, (const uint8_t(*)[32])keys, nk))
-            snprintf(why, sizeof why, "%s", cnd_err_detail());
-    }
-    free(keys);
-    cnd_ca_trust_destroy(&trust);
+    char why[600] = "";
+    int adm = a->pid < a->n ? s_round_admit(a, env, why, sizeof why) : -1;
+    if (adm < 0 && !why[0]) snprintf(why, sizeof why, "participant id %u >= %u", a->pid, a->n);
+    if (adm > 0) s_audit_refusal(a, "round", env->round, a->attempt, why);
     uint64_t max = a->cfg.max_model_mb << 20;
     cnd_proto_reject_t rej;
-    if (!why[0] &&
+    if (!adm &&
         cnd_assembler_new(&a->model_asm, &rej, CONDENSER__OBJECT_KIND__OBJ_MODEL, rs->model, max))
         snprintf(why, sizeof why, "global model: %s", cnd_err_detail());
     if (why[0]) {
@@ -508,8 +624,8 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
         if (s_send(a, CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS, &m, a->job, env->round, 2000) == 0) {
             snprintf(a->rr.phase, sizeof a->rr.phase, "advertised");
             s_round_save(a);
-            s_log(a, "round %u: selected as participant %u of %u%s; keys advertised", env->round,
-                  a->pid, a->n, a->qat ? " (QAT)" : "");
+            s_log(a, "round %u (attempt %u): selected as participant %u of %u%s; keys advertised",
+                  env->round, a->attempt, a->pid, a->n, a->qat ? " (QAT)" : "");
             cnd_buf_free(&b);
             s_maybe_fault(a, S_FAULT_ADVERTISE);
             return;
@@ -644,6 +760,13 @@ static void s_on_job_announce(s_agent_t *a, const cnd_proto_msg_t *m)
     }
     s_log(a, "job %llu announced: student %s, %u rounds", (unsigned long long)a->job, a->spec.arch,
           a->spec.rounds);
+    if (cnd_agent_config_policy(&a->cfg, a->spec.lr, a->spec.local_epochs, a->spec.rounds)) {
+        char why[300];
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        s_audit_refusal(a, "job", 0, 0, why);
+        s_job_answer(a, 0, why);
+        return;
+    }
     if (!a->spec.teacher_shipped) {
         const char *p = cnd_agent_config_teacher(&a->cfg, a->spec.teacher_local);
         if (!p) {
@@ -992,6 +1115,159 @@ static void s_refused(s_agent_t *a, const char *what, const char *text)
 
 /* --- incoming messages ---------------------------------------------------------------------- */
 
+/* KeyRoster: the client checks all adverts and shares its secrets. */
+static void s_on_key_roster(s_agent_t *a, const Condenser__Envelope *env)
+{
+    a->view.phase = CND_PHASE_SHARE;
+    if (!a->sc) return;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    int rc = cnd_secagg_client_share_keys(a->sc, &b, env->key_roster->keys.data,
+                                          env->key_roster->keys.len);
+    if (!rc && !b.err) {
+        Condenser__ShareKeys sm;
+        condenser__share_keys__init(&sm);
+        sm.participant_id = a->pid;
+        sm.shares = cnd_proto_bytes(b.data, b.len);
+        if (s_send(a, CONDENSER__MSG_TYPE__MSG_SHARE_KEYS, &sm, a->job, env->round, 2000) == 0) {
+            snprintf(a->rr.phase, sizeof a->rr.phase, "shared");
+            s_round_save(a);
+        }
+    } else {
+        char why[300];
+        snprintf(why, sizeof why, "key roster refused: %s", cnd_err_detail());
+        s_round_fail(a, why);
+    }
+    cnd_buf_free(&b);
+}
+
+/* SharesRelay: the shares addressed to this site; training follows once the model is in. */
+static void s_on_shares_relay(s_agent_t *a, const Condenser__Envelope *env)
+{
+    a->view.phase = CND_PHASE_MASKED;
+    if (!a->sc) return;
+    s_maybe_fault(a, S_FAULT_SHARES); /* the relay proves our shares were accepted */
+    free(a->shares);
+    a->shares = malloc(env->shares_relay->shares_for.len);
+    if (!a->shares) {
+        s_round_fail(a, "out of memory");
+        return;
+    }
+    memcpy(a->shares, env->shares_relay->shares_for.data, env->shares_relay->shares_for.len);
+    a->shares_len = env->shares_relay->shares_for.len;
+    if (a->global) s_local_step(a);
+}
+
+/* ConsistencyRequest: sign the survivor sets if they match what this site saw. */
+static void s_on_consistency_request(s_agent_t *a, const Condenser__Envelope *env)
+{
+    a->view.phase = CND_PHASE_CONSISTENCY;
+    if (!a->sc) return;
+    s_maybe_fault(a, S_FAULT_MASKED); /* the request proves our masked update was taken */
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    int rc = cnd_secagg_client_consistency(a->sc, &b, env->consistency_request->request.data,
+                                           env->consistency_request->request.len);
+    if (!rc && !b.err) {
+        Condenser__Consistency cm;
+        condenser__consistency__init(&cm);
+        cm.participant_id = a->pid;
+        cm.consistency = cnd_proto_bytes(b.data, b.len);
+        if (s_send(a, CONDENSER__MSG_TYPE__MSG_CONSISTENCY, &cm, a->job, env->round, 2000) == 0) {
+            snprintf(a->rr.phase, sizeof a->rr.phase, "signed");
+            s_round_save(a);
+        }
+        a->resend_at = 0;
+    } else {
+        s_log(a, "round %u: refused the survivor sets: %s", env->round, cnd_err_detail());
+    }
+    cnd_buf_free(&b);
+}
+
+/* UnmaskRequest: answer once, recorded durably before the shares leave. */
+static void s_on_unmask_request(s_agent_t *a, const Condenser__Envelope *env)
+{
+    a->view.phase = CND_PHASE_UNMASK;
+    if (!a->sc) return;
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    int rc = cnd_secagg_client_unmask(a->sc, &b, env->unmask_request->request.data,
+                                      env->unmask_request->request.len);
+    /* Durable before the shares leave: no later attempt of this round is served. */
+    if (!rc && !b.err &&
+        (rc = cnd_astore_served_mark(a->store, a->job, env->round, a->attempt, "unmasked")))
+        s_log(a, "store: %s (unmask shares not sent)", cnd_err_detail());
+    if (!rc && !b.err) {
+        Condenser__UnmaskResponse um;
+        condenser__unmask_response__init(&um);
+        um.participant_id = a->pid;
+        um.unmask = cnd_proto_bytes(b.data, b.len);
+        if (s_send(a, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &um, a->job, env->round, 2000) ==
+            0) {
+            snprintf(a->rr.phase, sizeof a->rr.phase, "unmasked");
+            s_round_save(a);
+        }
+    } else {
+        s_log(a, "round %u: refused the unmask request: %s", env->round, cnd_err_detail());
+    }
+    cnd_buf_free(&b);
+}
+
+/* RoundEnd: record the outcome; a retry keeps the agent for the next attempt. */
+static void s_on_round_end(s_agent_t *a, const Condenser__Envelope *env)
+{
+    const Condenser__RoundEnd *re = env->round_end;
+    a->view.phase = CND_PHASE_DONE;
+    const char *oc = re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED   ? "ok"
+                     : re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED ? "cancelled"
+                     : re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY     ? "retry"
+                                                                                  : "failed";
+    char why[CND_PROTO_TEXT_MAX + 1] = "";
+    if (re->reason.len && cnd_proto_text(why, sizeof why, re->reason)) why[0] = 0;
+    for (char *p = why; *p; p++)
+        if ((unsigned char)*p < 0x20) *p = ' ';
+    if (a->round_open) {
+        snprintf(a->rr.outcome, sizeof a->rr.outcome, "%s", oc);
+        snprintf(a->rr.reason, sizeof a->rr.reason, "%.255s", why);
+        snprintf(a->rr.phase, sizeof a->rr.phase, "ended");
+        a->rr.ended_ms = cnd_unix_time() * 1000;
+        s_round_save(a);
+    }
+    s_log(a, "round %u/%u ended: %s%s%s", env->round, a->spec.rounds, oc, why[0] ? ": " : "", why);
+    s_round_clear(a);
+    if (cnd_audit_checkpoint(a->audit, "round.end", NULL)) s_log(a, "audit: %s", cnd_err_detail());
+    if (a->o->until_done && re->outcome != CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY &&
+        (env->round >= a->spec.rounds ||
+         re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED))
+        a->done = 1;
+}
+
+/* Error from the coordinator: refusals this site can fix, or must stop for. */
+static void s_on_error(s_agent_t *a, const Condenser__Envelope *env)
+{
+    const Condenser__Error *e = env->error;
+    char text[CND_PROTO_TEXT_MAX + 1];
+    if (cnd_proto_text(text, sizeof text, e->text)) text[0] = 0;
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20) *p = ' ';
+    if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED &&
+        strncmp(text, "session ended:", 14) == 0) {
+        s_refused(a, "this site's session", text);
+    } else if ((e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED ||
+                e->code == CONDENSER__ERROR_CODE__ERR_BAD_VERSION) &&
+               e->ref_type == CONDENSER__MSG_TYPE__MSG_HELLO) {
+        s_refused(a, "this site's hello", text);
+    } else if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED && strstr(text, "hello")) {
+        a->hello_ok = 0; /* the coordinator lost our session (it restarted) */
+        a->hello_sent = 0;
+    } else if (e->code == CONDENSER__ERROR_CODE__ERR_BUSY &&
+               e->ref_type == CONDENSER__MSG_TYPE__MSG_MASKED_INPUT && a->masked) {
+        a->resend_at = cnd_now() + 0.2 + 0.5 * randombytes_uniform(1000) / 1000.0;
+    } else {
+        s_log(a, "coordinator error %s: %s", cnd_proto_error_name(e->code), text);
+    }
+}
+
 static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
 {
     cnd_proto_msg_t *m = NULL;
@@ -1042,144 +1318,12 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
             s_on_model_chunk(a, env->chunk);
         break;
     case CONDENSER__MSG_TYPE__MSG_ROUND_START: s_on_round_start(a, env); break;
-    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER: {
-        a->view.phase = CND_PHASE_SHARE;
-        if (!a->sc) break;
-        cnd_buf_t b;
-        cnd_buf_init(&b);
-        int rc = cnd_secagg_client_share_keys(a->sc, &b, env->key_roster->keys.data,
-                                              env->key_roster->keys.len);
-        if (!rc && !b.err) {
-            Condenser__ShareKeys sm;
-            condenser__share_keys__init(&sm);
-            sm.participant_id = a->pid;
-            sm.shares = cnd_proto_bytes(b.data, b.len);
-            if (s_send(a, CONDENSER__MSG_TYPE__MSG_SHARE_KEYS, &sm, a->job, env->round, 2000) ==
-                0) {
-                snprintf(a->rr.phase, sizeof a->rr.phase, "shared");
-                s_round_save(a);
-            }
-        } else {
-            char why[300];
-            snprintf(why, sizeof why, "key roster refused: %s", cnd_err_detail());
-            s_round_fail(a, why);
-        }
-        cnd_buf_free(&b);
-        break;
-    }
-    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY:
-        a->view.phase = CND_PHASE_MASKED;
-        if (!a->sc) break;
-        s_maybe_fault(a, S_FAULT_SHARES); /* the relay proves our shares were accepted */
-        free(a->shares);
-        a->shares = malloc(env->shares_relay->shares_for.len);
-        if (!a->shares) {
-            s_round_fail(a, "out of memory");
-            break;
-        }
-        memcpy(a->shares, env->shares_relay->shares_for.data, env->shares_relay->shares_for.len);
-        a->shares_len = env->shares_relay->shares_for.len;
-        if (a->global) s_local_step(a);
-        break;
-    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST: {
-        a->view.phase = CND_PHASE_CONSISTENCY;
-        if (!a->sc) break;
-        s_maybe_fault(a, S_FAULT_MASKED); /* the request proves our masked update was taken */
-        cnd_buf_t b;
-        cnd_buf_init(&b);
-        int rc = cnd_secagg_client_consistency(a->sc, &b, env->consistency_request->request.data,
-                                               env->consistency_request->request.len);
-        if (!rc && !b.err) {
-            Condenser__Consistency cm;
-            condenser__consistency__init(&cm);
-            cm.participant_id = a->pid;
-            cm.consistency = cnd_proto_bytes(b.data, b.len);
-            if (s_send(a, CONDENSER__MSG_TYPE__MSG_CONSISTENCY, &cm, a->job, env->round, 2000) ==
-                0) {
-                snprintf(a->rr.phase, sizeof a->rr.phase, "signed");
-                s_round_save(a);
-            }
-            a->resend_at = 0;
-        } else {
-            s_log(a, "round %u: refused the survivor sets: %s", env->round, cnd_err_detail());
-        }
-        cnd_buf_free(&b);
-        break;
-    }
-    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST: {
-        a->view.phase = CND_PHASE_UNMASK;
-        if (!a->sc) break;
-        cnd_buf_t b;
-        cnd_buf_init(&b);
-        int rc = cnd_secagg_client_unmask(a->sc, &b, env->unmask_request->request.data,
-                                          env->unmask_request->request.len);
-        if (!rc && !b.err) {
-            Condenser__UnmaskResponse um;
-            condenser__unmask_response__init(&um);
-            um.participant_id = a->pid;
-            um.unmask = cnd_proto_bytes(b.data, b.len);
-            if (s_send(a, CONDENSER__MSG_TYPE__MSG_UNMASK_RESPONSE, &um, a->job, env->round,
-                       2000) == 0) {
-                snprintf(a->rr.phase, sizeof a->rr.phase, "unmasked");
-                s_round_save(a);
-            }
-        } else {
-            s_log(a, "round %u: refused the unmask request: %s", env->round, cnd_err_detail());
-        }
-        cnd_buf_free(&b);
-        break;
-    }
-    case CONDENSER__MSG_TYPE__MSG_ROUND_END: {
-        const Condenser__RoundEnd *re = env->round_end;
-        a->view.phase = CND_PHASE_DONE;
-        const char *oc = re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED   ? "ok"
-                         : re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED ? "cancelled"
-                                                                                      : "failed";
-        char why[CND_PROTO_TEXT_MAX + 1] = "";
-        if (re->reason.len && cnd_proto_text(why, sizeof why, re->reason)) why[0] = 0;
-        for (char *p = why; *p; p++)
-            if ((unsigned char)*p < 0x20) *p = ' ';
-        if (a->round_open) {
-            snprintf(a->rr.outcome, sizeof a->rr.outcome, "%s", oc);
-            snprintf(a->rr.reason, sizeof a->rr.reason, "%.255s", why);
-            snprintf(a->rr.phase, sizeof a->rr.phase, "ended");
-            a->rr.ended_ms = cnd_unix_time() * 1000;
-            s_round_save(a);
-        }
-        s_log(a, "round %u/%u ended: %s%s%s", env->round, a->spec.rounds, oc, why[0] ? ": " : "",
-              why);
-        s_round_clear(a);
-        if (cnd_audit_checkpoint(a->audit, "round.end", NULL))
-            s_log(a, "audit: %s", cnd_err_detail());
-        if (a->o->until_done && (env->round >= a->spec.rounds ||
-                                 re->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED))
-            a->done = 1;
-        break;
-    }
-    case CONDENSER__MSG_TYPE__MSG_ERROR: {
-        const Condenser__Error *e = env->error;
-        char text[CND_PROTO_TEXT_MAX + 1];
-        if (cnd_proto_text(text, sizeof text, e->text)) text[0] = 0;
-        for (char *p = text; *p; p++)
-            if ((unsigned char)*p < 0x20) *p = ' ';
-        if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED &&
-            strncmp(text, "session ended:", 14) == 0) {
-            s_refused(a, "this site's session", text);
-        } else if ((e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED ||
-                    e->code == CONDENSER__ERROR_CODE__ERR_BAD_VERSION) &&
-                   e->ref_type == CONDENSER__MSG_TYPE__MSG_HELLO) {
-            s_refused(a, "this site's hello", text);
-        } else if (e->code == CONDENSER__ERROR_CODE__ERR_UNAUTHORIZED && strstr(text, "hello")) {
-            a->hello_ok = 0; /* the coordinator lost our session (it restarted) */
-            a->hello_sent = 0;
-        } else if (e->code == CONDENSER__ERROR_CODE__ERR_BUSY &&
-                   e->ref_type == CONDENSER__MSG_TYPE__MSG_MASKED_INPUT && a->masked) {
-            a->resend_at = cnd_now() + 0.2 + 0.5 * randombytes_uniform(1000) / 1000.0;
-        } else {
-            s_log(a, "coordinator error %s: %s", cnd_proto_error_name(e->code), text);
-        }
-        break;
-    }
+    case CONDENSER__MSG_TYPE__MSG_KEY_ROSTER: s_on_key_roster(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_SHARES_RELAY: s_on_shares_relay(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_CONSISTENCY_REQUEST: s_on_consistency_request(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_UNMASK_REQUEST: s_on_unmask_request(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_ROUND_END: s_on_round_end(a, env); break;
+    case CONDENSER__MSG_TYPE__MSG_ERROR: s_on_error(a, env); break;
     case CONDENSER__MSG_TYPE__MSG_HEARTBEAT: break;
     default: s_log(a, "ignored %s", cnd_proto_type_name(env->type)); break;
     }
@@ -1287,6 +1431,8 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
                        : strcmp(what, "masked") == 0  ? S_FAULT_MASKED
                        : strcmp(what, "train") == 0   ? S_FAULT_TRAIN
                        : strcmp(what, "freeze") == 0  ? S_FAULT_FREEZE
+                       : strcmp(what, "forge") == 0   ? S_FAULT_FORGE
+                       : strcmp(what, "wrap") == 0    ? S_FAULT_WRAP
                                                       : S_FAULT_NONE;
         }
     }

@@ -33,6 +33,12 @@ static const char *const s_migrations[] = {
     "  id INTEGER PRIMARY KEY, dir TEXT NOT NULL, time_ms INTEGER NOT NULL, type TEXT NOT NULL,"
     "  size INTEGER NOT NULL, sha256 BLOB NOT NULL, job INTEGER NOT NULL, round INTEGER NOT NULL);"
     "CREATE INDEX agent_message_dir ON agent_message(dir, job);",
+    /* 1 -> 2: every SecAgg+ round this site served, by the coordinator's attempt number and by
+     * the digest D of its parameters and roster (docs/threat-model.md, "asked twice") */
+    "CREATE TABLE agent_served("
+    "  job INTEGER NOT NULL, round INTEGER NOT NULL, attempt INTEGER NOT NULL,"
+    "  digest BLOB NOT NULL UNIQUE, state TEXT NOT NULL, time_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY(job, round, attempt));",
 };
 #define S_NMIG ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -116,6 +122,114 @@ int cnd_astore_message(cnd_astore_t *s, char dir, const char *type, uint64_t job
     sqlite3_bind_int64(st, 6, (int64_t)job);
     sqlite3_bind_int64(st, 7, round);
     if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "logging a message");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* One integer from a query with up to three integer parameters and an optional blob ?4. */
+static int s_count(cnd_astore_t *s, const char *sql, int64_t a, int64_t b, int64_t c,
+                   const uint8_t *blob, int64_t *out)
+{
+    sqlite3_stmt *st;
+    int rc = cnd_db_prep(s->db, &st, sql);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, a);
+    sqlite3_bind_int64(st, 2, b);
+    sqlite3_bind_int64(st, 3, c);
+    if (blob) sqlite3_bind_blob(st, 4, blob, 32, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        rc = cnd_db_err(s->db, "reading the rounds served");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int s_served_check(cnd_astore_t *s, uint64_t job, uint32_t round, uint32_t attempt,
+                          const uint8_t D[32], uint32_t max_attempts)
+{
+    int64_t n = 0;
+    int rc = s_count(s, "SELECT count(*) FROM agent_served WHERE digest = ?4", 0, 0, 0, D, &n);
+    if (rc) return rc;
+    if (n)
+        return cnd_errf(CND_EPERM,
+                        "job %llu round %u: these exact round parameters were served before "
+                        "(a replayed round)",
+                        (unsigned long long)job, round);
+    if ((rc = s_count(s,
+                      "SELECT count(*) FROM agent_served WHERE job = ?1 AND round = ?2 AND"
+                      " attempt = ?3",
+                      (int64_t)job, round, attempt, NULL, &n)))
+        return rc;
+    if (n)
+        return cnd_errf(CND_EPERM,
+                        "job %llu round %u attempt %u was served before; a site answers each "
+                        "attempt once",
+                        (unsigned long long)job, round, attempt);
+    if ((rc = s_count(s,
+                      "SELECT count(*) FROM agent_served WHERE job = ?1 AND round = ?2 AND"
+                      " state = 'unmasked'",
+                      (int64_t)job, round, 0, NULL, &n)))
+        return rc;
+    if (n)
+        return cnd_errf(CND_EPERM,
+                        "job %llu round %u: this site already answered an unmask request of "
+                        "an earlier attempt (its sum was revealed); refusing to take part again",
+                        (unsigned long long)job, round);
+    if ((rc = s_count(s, "SELECT count(*) FROM agent_served WHERE job = ?1 AND round = ?2",
+                      (int64_t)job, round, 0, NULL, &n)))
+        return rc;
+    if (n >= max_attempts)
+        return cnd_errf(CND_EPERM,
+                        "job %llu round %u: %lld attempts served already; this site's policy "
+                        "allows %u",
+                        (unsigned long long)job, round, (long long)n, max_attempts);
+    return 0;
+}
+
+int cnd_astore_served_begin(cnd_astore_t *s, uint64_t job, uint32_t round, uint32_t attempt,
+                            const uint8_t D[32], uint32_t max_attempts)
+{
+    int own;
+    int rc = cnd_db_begin(s->db, &own);
+    if (rc) return rc;
+    rc = s_served_check(s, job, round, attempt, D, max_attempts);
+    if (!rc) {
+        sqlite3_stmt *st;
+        rc = cnd_db_prep(s->db, &st,
+                         "INSERT INTO agent_served(job, round, attempt, digest, state, time_ms)"
+                         " VALUES(?1, ?2, ?3, ?4, 'started', ?5)");
+        if (!rc) {
+            sqlite3_bind_int64(st, 1, (int64_t)job);
+            sqlite3_bind_int64(st, 2, round);
+            sqlite3_bind_int64(st, 3, attempt);
+            sqlite3_bind_blob(st, 4, D, 32, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 5, cnd_unix_ms());
+            if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "recording a round served");
+            sqlite3_finalize(st);
+        }
+    }
+    return cnd_db_end(s->db, own, rc);
+}
+
+int cnd_astore_served_mark(cnd_astore_t *s, uint64_t job, uint32_t round, uint32_t attempt,
+                           const char *state)
+{
+    sqlite3_stmt *st;
+    int rc = cnd_db_prep(s->db, &st,
+                         "UPDATE agent_served SET state = ?4, time_ms = ?5 WHERE job = ?1 AND"
+                         " round = ?2 AND attempt = ?3");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, (int64_t)job);
+    sqlite3_bind_int64(st, 2, round);
+    sqlite3_bind_int64(st, 3, attempt);
+    sqlite3_bind_text(st, 4, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, cnd_unix_ms());
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = cnd_db_err(s->db, "updating a round served");
+    else if (sqlite3_changes(s->db) != 1)
+        rc = cnd_errf(CND_ENOTFOUND, "job %llu round %u attempt %u was never served",
+                      (unsigned long long)job, round, attempt);
     sqlite3_finalize(st);
     return rc;
 }

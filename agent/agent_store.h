@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CND_ASTORE_SCHEMA 1
+#define CND_ASTORE_SCHEMA 2
 
 typedef struct cnd_astore cnd_astore_t;
 
@@ -58,6 +58,19 @@ typedef struct {
 /* Starts a round row (attempt chosen here) and marks older unfinished rows "abandoned". */
 CND_MUST_USE int cnd_astore_round_begin(cnd_astore_t *s, cnd_around_t *r);
 CND_MUST_USE int cnd_astore_round_update(cnd_astore_t *s, const cnd_around_t *r);
+
+/* Rounds served (the defence against a coordinator that asks twice, docs/threat-model.md):
+ * records (job, round, attempt) with the round's SecAgg+ digest D, durably, in one transaction
+ * with the checks, and must succeed before the site sends anything of the round. Returns 0, or
+ * CND_EPERM (detail says why) when D was served before, this attempt was served before, an
+ * earlier attempt of the round got as far as answering an unmask request, or max_attempts
+ * attempts of the round were served; CND_EDB. */
+CND_MUST_USE int cnd_astore_served_begin(cnd_astore_t *s, uint64_t job, uint32_t round,
+                                         uint32_t attempt, const uint8_t D[32],
+                                         uint32_t max_attempts);
+/* Moves a served attempt to `state` ("masked", "unmasked"); durable before the caller sends. */
+CND_MUST_USE int cnd_astore_served_mark(cnd_astore_t *s, uint64_t job, uint32_t round,
+                                        uint32_t attempt, const char *state);
 
 /* Totals of the message log: bytes and messages in direction dir (job 0 = all jobs). */
 CND_MUST_USE int cnd_astore_totals(cnd_astore_t *s, char dir, uint64_t job, uint64_t *bytes,

@@ -126,6 +126,12 @@
  *                             one by one), "recorded": int (recorded in full in the window),
  *                             "seconds": int (window length)} */
 #define CND_AUDIT_REJECT_SUMMARY "reject.summary"
+/* site.refuse       a site refused what its coordinator asked, by the site's own rules (a round
+ *                   asked twice or beyond its attempts, a recipe out of the site's policy).
+ *                   Logged by the site. subject: the coordinator's fingerprint. job: job id.
+ *                   details: {"what": "round"|"job" (required), "reason": str (required),
+ *                             "round": int, "attempt": int} */
+#define CND_AUDIT_SITE_REFUSE "site.refuse"
 
 /* --- sessions ---
  * session.end       a node's session with this daemon ended other than by the node closing it

@@ -342,6 +342,23 @@ int cnd_audit_log_session_end(cnd_audit_t *log, const char *actor, const char *f
     return s_append(log, &w, actor, CND_AUDIT_SESSION_END, fpr, NULL, NULL, 0);
 }
 
+int cnd_audit_log_site_refuse(cnd_audit_t *log, const char *actor, const char *coord_fpr,
+                              const char *job, const char *what, const char *reason, uint32_t round,
+                              uint32_t attempt)
+{
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    s_key_str(&w, "what", what);
+    s_key_str(&w, "reason", reason);
+    if (round) {
+        s_key_int(&w, "round", round);
+        s_key_int(&w, "attempt", attempt);
+    }
+    cnd_jw_obj_end(&w);
+    return s_append(log, &w, actor, CND_AUDIT_SITE_REFUSE, coord_fpr, job, NULL, 0);
+}
+
 /* --- operator actions --------------------------------------------------------------------------
  */
 

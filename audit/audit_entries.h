@@ -188,6 +188,13 @@ CND_MUST_USE int cnd_audit_log_session_end(cnd_audit_t *log, const char *actor, 
                                            const char *name, const char *reason, const char *detail,
                                            const char *address);
 
+/* site.refuse, in a site's own log: the site refused the coordinator's `what` ("round" or
+ * "job") by its own rules (agent_daemon.c), for `reason`; round and attempt when round > 0.
+ * Subject: the coordinator's fingerprint. */
+CND_MUST_USE int cnd_audit_log_site_refuse(cnd_audit_t *log, const char *actor,
+                                           const char *coord_fpr, const char *job, const char *what,
+                                           const char *reason, uint32_t round, uint32_t attempt);
+
 /* --- operator actions --------------------------------------------------------------------------
  */
 

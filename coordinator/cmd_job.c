@@ -477,20 +477,16 @@ static int s_list(int argc, char **argv)
     return rc;
 }
 
-/* Mean validation accuracy and loss of a round's sites that reported metrics, weighted by
- * their sample counts. Returns 0 when none did (acc and loss are then 0). */
+/* Validation accuracy and loss of a round over its survivors: the secure sums decoded with the
+ * aggregate (no site's own figures exist outside them). Returns 0 when the round has none (acc
+ * and loss are then 0). */
 static int s_round_metrics(const cnd_round_rec_t *r, double *acc, double *loss)
 {
-    double ws = 0;
     *acc = *loss = 0;
-    for (uint32_t k = 0; k < r->n; k++)
-        if (r->sites[k].status & CND_RSITE_METRICS) {
-            *acc += r->sites[k].accuracy * (double)r->sites[k].samples;
-            *loss += r->sites[k].loss * (double)r->sites[k].samples;
-            ws += (double)r->sites[k].samples;
-        }
-    if (ws > 0) *acc /= ws, *loss /= ws;
-    return ws > 0;
+    if (!r->validated) return 0;
+    *acc = (double)r->correct / (double)r->validated;
+    *loss = r->loss_sum / (double)r->validated;
+    return 1;
 }
 
 static double s_round_seconds(const cnd_round_rec_t *r)
@@ -703,12 +699,6 @@ static void s_json_round(cnd_jw_t *w, const cnd_round_rec_t *r, const s_job_view
         cnd_jw_key(w, "session_lost");
         cnd_jw_bool(w, (x->status & CND_RSITE_LOST) != 0);
         if (x->status & CND_RSITE_METRICS) {
-            cnd_jw_key(w, "accuracy");
-            cnd_jw_double(w, x->accuracy);
-            cnd_jw_key(w, "loss");
-            cnd_jw_double(w, x->loss);
-            cnd_jw_key(w, "samples");
-            cnd_jw_int(w, (int64_t)x->samples);
             cnd_jw_key(w, "train_ms");
             cnd_jw_int(w, x->train_ms);
         }

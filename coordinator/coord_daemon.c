@@ -803,12 +803,22 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
     size_t *elig = malloc((d->n_sess ? d->n_sess : 1) * sizeof *elig);
     if (!elig) return;
     size_t ne = 0;
-    for (size_t i = 0; i < d->n_sess; i++) {
-        s_session_t *s = &d->sess[i];
-        if (s->live && s->accepted_job == d->job && now - s->last_seen <= fresh) elig[ne++] = i;
+    /* A retried attempt leaves out the sites that did not advertise in the last one, unless
+     * too few would remain, and does not wait for more sites than that one had. */
+    cnd_round_rec_t prev;
+    int retry = cnd_round_prev_retry(&d->c, d->job, round, attempt, &prev);
+    for (int skip = retry; ne == 0 && skip >= 0; skip--) {
+        for (size_t i = 0; i < d->n_sess; i++) {
+            s_session_t *s = &d->sess[i];
+            if (s->live && s->accepted_job == d->job && now - s->last_seen <= fresh &&
+                !(skip && cnd_round_rec_silent(&prev, s->name)))
+                elig[ne++] = i;
+        }
+        if (skip && ne < d->spec.quorum) ne = 0;
     }
+    cnd_round_rec_free(&prev);
     uint32_t want = d->spec.sites_per_round;
-    int waited = (now - d->wait_start) * 1e3 >= d->spec.join_wait_ms;
+    int waited = (now - d->wait_start) * 1e3 >= d->spec.join_wait_ms || retry;
     if (ne < want && !(waited && ne >= d->spec.quorum && ne >= 2)) {
         free(elig);
         return;
@@ -869,8 +879,9 @@ static void s_round_ended(s_daemon_t *d)
             acc = m.accuracy;
             cnd_model_rec_free(&m);
         }
-        s_log(d, "round %u/%u done: model v%lld, mean site validation accuracy %.4f", n,
-              d->spec.rounds, (long long)v, acc);
+        s_log(d,
+              "round %u/%u done: model v%lld, validation accuracy %.4f (the survivors' secure sum)",
+              n, d->spec.rounds, (long long)v, acc);
     } else {
         s_log(d, "round %u/%u failed: %s", n, d->spec.rounds, cnd_round_reason(d->round));
     }

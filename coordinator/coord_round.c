@@ -36,10 +36,10 @@ struct cnd_round {
     cnd_coord_t *c;
     cnd_round_io_t io;
     cnd_job_spec_t spec;
-    cnd_round_rec_t rec;  /* the persisted row and its sites */
-    uint8_t (*ed_pk)[32]; /* n identity keys, SecAgg+ order */
-    const uint8_t **cert; /* n DER certificates, borrowed from the caller's sessions: valid
-                             only during cnd_round_start, and NULL after it */
+    cnd_round_rec_t rec;         /* the persisted row and its sites */
+    cnd_secagg_member_t *roster; /* n identity keys and certificate digests, SecAgg+ order */
+    const uint8_t **cert;        /* n DER certificates, borrowed from the caller's sessions: valid
+                                    only during cnd_round_start, and NULL after it */
     size_t *cert_len;
     cnd_secagg_params_t sp;
     cnd_fxp_params_t fp;
@@ -131,25 +131,19 @@ static int s_audit_round_end(cnd_round_t *r, const char *status, const uint8_t *
     }
     cnd_jw_key(&w, "dropouts");
     s_jw_fprs(&w, r, CND_SECAGG_ST_MASKED, 0);
-    double acc = 0, loss = 0;
-    uint64_t ws = 0;
-    for (uint32_t i = 0; i < r->rec.n; i++) {
-        const cnd_rsite_t *x = &r->rec.sites[i];
-        if ((x->status & CND_RSITE_METRICS) && (x->status & CND_SECAGG_ST_MASKED)) {
-            acc += x->accuracy * (double)x->samples;
-            loss += x->loss * (double)x->samples;
-            ws += x->samples;
-        }
-    }
-    if (ws) {
+    if (applied && r->rec.samples) { /* secure sums over the survivors */
         cnd_jw_key(&w, "metrics");
         cnd_jw_obj(&w);
-        cnd_jw_key(&w, "accuracy");
-        cnd_jw_double(&w, acc / (double)ws);
-        cnd_jw_key(&w, "loss");
-        cnd_jw_double(&w, loss / (double)ws);
+        if (r->rec.validated) {
+            cnd_jw_key(&w, "accuracy");
+            cnd_jw_double(&w, (double)r->rec.correct / (double)r->rec.validated);
+            cnd_jw_key(&w, "loss");
+            cnd_jw_double(&w, r->rec.loss_sum / (double)r->rec.validated);
+            cnd_jw_key(&w, "validated");
+            cnd_jw_int(&w, (int64_t)r->rec.validated);
+        }
         cnd_jw_key(&w, "samples");
-        cnd_jw_int(&w, (int64_t)ws);
+        cnd_jw_int(&w, (int64_t)r->rec.samples);
         cnd_jw_obj_end(&w);
     }
     cnd_jw_key(&w, "qat");
@@ -227,7 +221,181 @@ static void s_fail(cnd_round_t *r, const char *outcome, const char *why)
     if (!s_persist(r) && !s_audit_round_end(r, "failed", NULL, NULL)) (void)r->io.commit(r->io.ctx);
     s_send_round_end(r, strcmp(outcome, "cancelled") == 0
                             ? CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED
-                            : CONDENSER__ROUND_OUTCOME__OUTCOME_FAILED);
+                        : strcmp(outcome, "retry") == 0 ? CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY
+                                                        : CONDENSER__ROUND_OUTCOME__OUTCOME_FAILED);
+}
+
+/* --- test hooks ------------------------------------------------------------------------------ */
+
+#ifdef CND_TEST_HOOKS
+/* A scripted malicious coordinator for tests/coordinator/test_federation_malicious.c, compiled
+ * only into test builds: CND_COORD_EVIL="replay:R,rerun:S" makes the first start of round R + 1
+ * run round R again with the exact SecAgg+ parameters of its first attempt (a replay: same round
+ * id, same seed, same roster, so the same digest D), and the first start of round S + 1 run round
+ * S again as a new attempt (fresh parameters; the sites have already answered round S's unmask
+ * requests). The sites must refuse both. Returns 1 and fills params (68 bytes) for a replay. */
+static int s_evil(cnd_coord_t *c, int64_t job, uint32_t *round, uint32_t *attempt,
+                  uint8_t params[68])
+{
+    static int done_replay, done_rerun;
+    const char *e = getenv("CND_COORD_EVIL");
+    unsigned rp = 0, rr = 0;
+    if (!e || !*e) return 0;
+    const char *p = strstr(e, "replay:"), *q = strstr(e, "rerun:");
+    if (p) rp = (unsigned)atoi(p + 7);
+    if (q) rr = (unsigned)atoi(q + 6);
+    int replay = !done_replay && rp && *round == rp + 1;
+    int rerun = !done_rerun && rr && *round == rr + 1;
+    if (!replay && !rerun) return 0;
+    cnd_round_rec_t *list = NULL;
+    size_t n = 0;
+    if (cnd_cstore_rounds(c->store, job, &list, &n)) {
+        cnd_err_clear();
+        return 0;
+    }
+    uint32_t target = replay ? rp : rr, max_attempt = 0;
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].round != target) continue;
+        if (list[i].attempt > max_attempt) max_attempt = list[i].attempt;
+        if (list[i].attempt == 1) {
+            memcpy(params, list[i].params, 68);
+            found = 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) cnd_round_rec_free(&list[i]);
+    free(list);
+    if (!found) return 0;
+    *round = target;
+    *attempt = max_attempt + 1;
+    if (replay) done_replay = 1;
+    if (rerun) done_rerun = 1;
+    return replay;
+}
+#endif
+
+/* The round's SecAgg+ parameters: the threshold and survivor minimum follow the job, adjusted
+ * to the neighbourhood size n sites give; a fresh round seed; the round id names job, round and
+ * attempt (sites check it). */
+static int s_round_params(cnd_round_t *r, const cnd_job_spec_t *spec, int64_t job_id,
+                          uint32_t round, uint32_t attempt, uint32_t n)
+{
+    memset(&r->sp, 0, sizeof r->sp);
+    r->sp.round_id = ((uint64_t)job_id << 40) | ((uint64_t)round << 12) | (attempt & 0xfff);
+    randombytes_buf(r->sp.round_seed, sizeof r->sp.round_seed);
+    r->sp.n = n;
+    r->sp.degree = spec->neighbours ? spec->neighbours : cnd_secagg_default_degree(n);
+    if (r->sp.degree > n - 1) r->sp.degree = n - 1;
+    if (r->sp.degree != n - 1 && r->sp.degree % 2) r->sp.degree++;
+    uint32_t k = r->sp.degree + 1, t = spec->threshold;
+    if (t < k / 2 + 1) t = k / 2 + 1;
+    if (t > k) t = k;
+    r->sp.threshold = t;
+    /* crypto/secagg.h: at least the threshold and a strict majority of the round's sites */
+    uint32_t ms = spec->quorum > t ? spec->quorum : t;
+    if (ms < n / 2 + 1) ms = n / 2 + 1;
+    r->sp.min_survivors = ms > n ? n : ms;
+    r->sp.len = r->lay.len;
+    r->sp.bits = r->lay.bits;
+    return cnd_secagg_params_fill(&r->sp);
+}
+
+/* The round.start audit entry: sites, model version, SecAgg+ parameters, the model's digest. */
+static int s_audit_round_start(cnd_round_t *r, int64_t job_id, uint32_t round, uint32_t attempt,
+                               int qat)
+{
+    int rc;
+    char jid[32], subj[32];
+    snprintf(jid, sizeof jid, "%lld", (long long)job_id);
+    snprintf(subj, sizeof subj, "round %u", round);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "round");
+    cnd_jw_int(&w, round);
+    cnd_jw_key(&w, "attempt");
+    cnd_jw_int(&w, attempt);
+    cnd_jw_key(&w, "sites");
+    s_jw_fprs(&w, r, 0, 0);
+    cnd_jw_key(&w, "model_version");
+    cnd_jw_int(&w, r->model_version);
+    cnd_jw_key(&w, "qat");
+    cnd_jw_bool(&w, qat);
+    cnd_jw_key(&w, "secagg");
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "threshold");
+    cnd_jw_int(&w, r->sp.threshold);
+    cnd_jw_key(&w, "degree");
+    cnd_jw_int(&w, r->sp.degree);
+    cnd_jw_key(&w, "min_survivors");
+    cnd_jw_int(&w, r->sp.min_survivors);
+    cnd_jw_key(&w, "ring_bits");
+    cnd_jw_int(&w, r->sp.bits);
+    cnd_jw_key(&w, "length");
+    cnd_jw_int(&w, r->sp.len);
+    cnd_jw_obj_end(&w);
+    cnd_jw_obj_end(&w);
+    cnd_audit_digest_t dg = {"global_model", {0}};
+    memcpy(dg.sha256, r->model_digest, 32);
+    cnd_audit_rec_t a = {.actor = r->c->fpr,
+                         .action = CND_AUDIT_ROUND_START,
+                         .subject = subj,
+                         .job = jid,
+                         .details = cnd_jw_text(&w),
+                         .digests = &dg,
+                         .n_digests = 1};
+    rc = a.details ? cnd_audit_append(r->c->audit, &a, NULL) : CND_ENOMEM;
+    cnd_jw_free(&w);
+    return rc;
+}
+
+/* RoundStart (with the certificates of every other participant: the roster every site builds
+ * and signs under) and the model, site by site. */
+static int s_send_round_starts(cnd_round_t *r, const cnd_job_spec_t *spec, int qat)
+{
+    uint32_t n = r->rec.n;
+    Condenser__PeerCert *pc = calloc(n, sizeof *pc);
+    Condenser__PeerCert **pcp = calloc(n, sizeof *pcp);
+    if (!pc || !pcp) {
+        free(pc);
+        free(pcp);
+        return cnd_errf(CND_ENOMEM, "round %u: out of memory", r->rec.round);
+    }
+    Condenser__Deadlines dl;
+    condenser__deadlines__init(&dl);
+    dl.advertise_ms = spec->deadline_ms[0];
+    dl.share_ms = spec->deadline_ms[1];
+    dl.masked_input_ms = spec->deadline_ms[2];
+    dl.unmask_ms = spec->deadline_ms[3];
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t np = 0;
+        for (uint32_t j = 0; j < n; j++) {
+            if (j == i) continue;
+            condenser__peer_cert__init(&pc[np]);
+            pc[np].participant_id = j;
+            pc[np].node_name = cnd_proto_str(r->rec.sites[j].name);
+            pc[np].certificate = cnd_proto_bytes(r->cert[j], r->cert_len[j]);
+            pcp[np] = &pc[np];
+            np++;
+        }
+        Condenser__RoundStart rs;
+        condenser__round_start__init(&rs);
+        rs.model = &r->model_info;
+        rs.participant_id = i;
+        rs.participants = n;
+        rs.qat = qat;
+        rs.deadlines = &dl;
+        rs.secagg_params = cnd_proto_bytes(r->rec.params, sizeof r->rec.params);
+        rs.n_peers = np;
+        rs.peers = pcp;
+        s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
+        /* A failed send only means the site misses the model; its deadline handles the rest. */
+        (void)r->io.send_object(r->io.ctx, r->rec.sites[i].name, CONDENSER__OBJECT_KIND__OBJ_MODEL,
+                                &r->model_info, r->model, (uint64_t)r->rec.job, r->rec.round);
+    }
+    free(pc);
+    free(pcp);
+    return 0;
 }
 
 /* --- start ---------------------------------------------------------------------------------- */
@@ -239,7 +407,7 @@ void cnd_round_destroy(cnd_round_t **pr)
     for (int i = 0; i < CND_ROUND_MAX_UPLOADS; i++) cnd_assembler_destroy(&r->up[i].a);
     cnd_secagg_server_destroy(&r->sa);
     cnd_round_rec_free(&r->rec);
-    free(r->ed_pk);
+    free(r->roster);
     free(r->cert);
     free(r->cert_len);
     free(r->model);
@@ -252,6 +420,11 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
                     const cnd_round_site_t *sites, uint32_t n, int qat, unsigned threads)
 {
     *out = NULL;
+    int evil_replay = 0;
+    uint8_t evil_params[68] = {0};
+#ifdef CND_TEST_HOOKS
+    evil_replay = s_evil(c, job_id, &round, &attempt, evil_params);
+#endif
     if (n < 2 || n > CND_PROTO_MAX_PEERS + 1)
         return cnd_errf(CND_EINVAL, "round %u: %u sites (2..%d)", round, n,
                         CND_PROTO_MAX_PEERS + 1);
@@ -298,26 +471,9 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
                                spec->sample_cap};
     if ((rc = cnd_fxp_layout(&r->lay, &r->fp))) goto fail;
 
-    /* SecAgg+ parameters: the threshold and survivor minimum follow the job, adjusted to the
-     * neighbourhood size this many sites give. */
-    memset(&r->sp, 0, sizeof r->sp);
-    r->sp.round_id = ((uint64_t)job_id << 40) | ((uint64_t)round << 12) | (attempt & 0xfff);
-    randombytes_buf(r->sp.round_seed, sizeof r->sp.round_seed);
-    r->sp.n = n;
-    r->sp.degree = spec->neighbours ? spec->neighbours : cnd_secagg_default_degree(n);
-    if (r->sp.degree > n - 1) r->sp.degree = n - 1;
-    if (r->sp.degree != n - 1 && r->sp.degree % 2) r->sp.degree++;
-    uint32_t k = r->sp.degree + 1, t = spec->threshold;
-    if (t < k / 2 + 1) t = k / 2 + 1;
-    if (t > k) t = k;
-    r->sp.threshold = t;
-    /* crypto/secagg.h: at least the threshold and a strict majority of the round's sites */
-    uint32_t ms = spec->quorum > t ? spec->quorum : t;
-    if (ms < n / 2 + 1) ms = n / 2 + 1;
-    r->sp.min_survivors = ms > n ? n : ms;
-    r->sp.len = r->lay.len;
-    r->sp.bits = r->lay.bits;
-    if ((rc = cnd_secagg_params_fill(&r->sp))) goto fail;
+    if ((rc = s_round_params(r, spec, job_id, round, attempt, n))) goto fail;
+    if (evil_replay && (rc = cnd_secagg_params_decode(&r->sp, evil_params, sizeof evil_params)))
+        goto fail;
     {
         size_t one = CND_SECAGG_HDR_BYTES + 5 + cnd_ring_packed_bytes(r->sp.len, r->sp.bits);
         size_t nup = CND_ROUND_UPLOAD_BUDGET / (one ? one : 1);
@@ -325,16 +481,16 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
                          : nup > CND_ROUND_MAX_UPLOADS ? CND_ROUND_MAX_UPLOADS
                                                        : (int)nup;
     }
-    r->ed_pk = malloc((size_t)n * 32);
+    r->roster = calloc(n, sizeof *r->roster);
     r->cert = calloc(n, sizeof *r->cert);
     r->cert_len = calloc(n, sizeof *r->cert_len);
     r->rec.sites = calloc(n, sizeof *r->rec.sites);
-    if (!r->ed_pk || !r->cert || !r->cert_len || !r->rec.sites) {
+    if (!r->roster || !r->cert || !r->cert_len || !r->rec.sites) {
         rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
         goto fail;
     }
     for (uint32_t i = 0; i < n; i++) {
-        memcpy(r->ed_pk[i], sites[i].ed_pk, 32);
+        memcpy(r->roster[i].id_pk, sites[i].ed_pk, 32);
         cnd_rsite_t *x = &r->rec.sites[i];
         x->idx = i;
         snprintf(x->name, sizeof x->name, "%s", sites[i].name);
@@ -345,9 +501,9 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
         }
         r->cert[i] = sites[i].cert;
         r->cert_len[i] = sites[i].cert_len;
+        cnd_sha256(r->roster[i].cert_sha256, sites[i].cert, sites[i].cert_len);
     }
-    if ((rc = cnd_secagg_server_new(&r->sa, &r->sp, (const uint8_t(*)[32])r->ed_pk, n, threads)))
-        goto fail;
+    if ((rc = cnd_secagg_server_new(&r->sa, &r->sp, r->roster, threads))) goto fail;
     uint8_t dig[32];
     if ((rc = cnd_chunk_plan(&r->model_info, dig, r->model, r->model_len, CND_PROTO_CHUNK_DEFAULT)))
         goto fail;
@@ -373,97 +529,10 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     memcpy(r->rec.params, pb.data, pb.len);
     cnd_buf_free(&pb);
     if ((rc = cnd_cstore_round_insert(c->store, &r->rec))) goto fail;
-    {
-        char jid[32], subj[32];
-        snprintf(jid, sizeof jid, "%lld", (long long)job_id);
-        snprintf(subj, sizeof subj, "round %u", round);
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "round");
-        cnd_jw_int(&w, round);
-        cnd_jw_key(&w, "attempt");
-        cnd_jw_int(&w, attempt);
-        cnd_jw_key(&w, "sites");
-        s_jw_fprs(&w, r, 0, 0);
-        cnd_jw_key(&w, "model_version");
-        cnd_jw_int(&w, r->model_version);
-        cnd_jw_key(&w, "qat");
-        cnd_jw_bool(&w, qat);
-        cnd_jw_key(&w, "secagg");
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "threshold");
-        cnd_jw_int(&w, r->sp.threshold);
-        cnd_jw_key(&w, "degree");
-        cnd_jw_int(&w, r->sp.degree);
-        cnd_jw_key(&w, "min_survivors");
-        cnd_jw_int(&w, r->sp.min_survivors);
-        cnd_jw_key(&w, "ring_bits");
-        cnd_jw_int(&w, r->sp.bits);
-        cnd_jw_key(&w, "length");
-        cnd_jw_int(&w, r->sp.len);
-        cnd_jw_obj_end(&w);
-        cnd_jw_obj_end(&w);
-        cnd_audit_digest_t dg = {"global_model", {0}};
-        memcpy(dg.sha256, r->model_digest, 32);
-        cnd_audit_rec_t a = {.actor = c->fpr,
-                             .action = CND_AUDIT_ROUND_START,
-                             .subject = subj,
-                             .job = jid,
-                             .details = cnd_jw_text(&w),
-                             .digests = &dg,
-                             .n_digests = 1};
-        rc = a.details ? cnd_audit_append(c->audit, &a, NULL) : CND_ENOMEM;
-        cnd_jw_free(&w);
-        if (rc) goto fail;
-    }
+    if ((rc = s_audit_round_start(r, job_id, round, attempt, qat))) goto fail;
     if ((rc = io->commit(io->ctx))) goto fail;
 
-    /* RoundStart (with the certificates of every other participant: a site accepts SecAgg+
-     * adverts from its neighbours and consistency signatures from any survivor) and the model,
-     * site by site. */
-    Condenser__PeerCert *pc = calloc(n, sizeof *pc);
-    Condenser__PeerCert **pcp = calloc(n, sizeof *pcp);
-    if (!pc || !pcp) {
-        free(pc);
-        free(pcp);
-        rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
-        goto fail;
-    }
-    Condenser__Deadlines dl;
-    condenser__deadlines__init(&dl);
-    dl.advertise_ms = spec->deadline_ms[0];
-    dl.share_ms = spec->deadline_ms[1];
-    dl.masked_input_ms = spec->deadline_ms[2];
-    dl.unmask_ms = spec->deadline_ms[3];
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t np = 0;
-        for (uint32_t j = 0; j < n; j++) {
-            if (j == i) continue;
-            condenser__peer_cert__init(&pc[np]);
-            pc[np].participant_id = j;
-            pc[np].node_name = cnd_proto_str(r->rec.sites[j].name);
-            pc[np].certificate = cnd_proto_bytes(r->cert[j], r->cert_len[j]);
-            pcp[np] = &pc[np];
-            np++;
-        }
-        Condenser__RoundStart rs;
-        condenser__round_start__init(&rs);
-        rs.model = &r->model_info;
-        rs.participant_id = i;
-        rs.participants = n;
-        rs.qat = qat;
-        rs.deadlines = &dl;
-        rs.secagg_params = cnd_proto_bytes(r->rec.params, sizeof r->rec.params);
-        rs.n_peers = np;
-        rs.peers = pcp;
-        s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
-        /* A failed send only means the site misses the model; its deadline handles the rest. */
-        (void)r->io.send_object(r->io.ctx, r->rec.sites[i].name, CONDENSER__OBJECT_KIND__OBJ_MODEL,
-                                &r->model_info, r->model, (uint64_t)r->rec.job, r->rec.round);
-    }
-    free(pc);
-    free(pcp);
+    if ((rc = s_send_round_starts(r, spec, qat))) goto fail;
     /* The certificates were borrowed for RoundStart only. */
     free(r->cert);
     free(r->cert_len);
@@ -641,8 +710,16 @@ static int s_finish(cnd_round_t *r)
     }
     if ((rc = cnd_secagg_server_finish(r->sa, sum))) goto done;
     s_sync_status(r);
-    uint64_t total_w = 0;
-    if ((rc = cnd_fxp_decode(avg, &total_w, &r->fp, &r->lay, sum))) goto done;
+    uint32_t surv = 0;
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
+    /* The bounds one site cannot push past (fixedpoint.h): refused, the round fails. */
+    cnd_fxp_totals_t tot;
+    if ((rc = cnd_fxp_decode(avg, &tot, &r->fp, &r->lay, sum, surv))) goto done;
+    r->rec.samples = tot.weight;
+    r->rec.validated = tot.validated;
+    r->rec.correct = tot.correct;
+    r->rec.loss_sum = (double)tot.loss_q / CND_FXP_LOSS_SCALE;
     /* Digest of the recovered sum as little-endian 32-bit words. */
     uint8_t agg[32];
     {
@@ -683,31 +760,20 @@ static int s_finish(cnd_round_t *r)
     if ((rc = cnd_model_meta_set(m, "federated_round", buf))) goto done;
     if ((rc = cnd_model_serialize(m, &blob, &len))) goto done;
 
-    /* Site metrics of the survivors, for the version record. */
-    double acc = 0;
-    uint64_t ws = 0;
-    for (uint32_t i = 0; i < r->rec.n; i++) {
-        const cnd_rsite_t *x = &r->rec.sites[i];
-        if ((x->status & CND_RSITE_METRICS) && (x->status & CND_SECAGG_ST_MASKED)) {
-            acc += x->accuracy * (double)x->samples;
-            ws += x->samples;
-        }
-    }
+    /* The survivors' validation accuracy (a secure sum), for the version record. */
+    uint64_t ws = tot.validated;
     cnd_model_rec_t mv;
     memset(&mv, 0, sizeof mv);
     mv.job = r->rec.job;
     mv.version = r->model_version + 1;
     mv.round = r->rec.round;
     snprintf(mv.format, sizeof mv.format, "float");
-    mv.accuracy = ws ? acc / (double)ws : -1;
+    mv.accuracy = ws ? (double)tot.correct / (double)ws : -1;
     if ((rc = cnd_cstore_model_put(r->c->store, &mv, blob, len))) goto done;
     if (mom && (rc = cnd_cstore_momentum_put(r->c->store, r->rec.job, mom, m->num_params)))
         goto done;
     memcpy(r->model_digest, mv.digest, 32);
     r->new_version = mv.version;
-    uint32_t surv = 0;
-    for (uint32_t i = 0; i < r->rec.n; i++)
-        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
     r->rec.survivors = surv;
     r->rec.model_version = mv.version;
     snprintf(r->rec.outcome, sizeof r->rec.outcome, "ok");
@@ -736,7 +802,7 @@ static int s_finish(cnd_round_t *r)
             cnd_jw_double(&w, mv.accuracy);
         }
         cnd_jw_key(&w, "samples");
-        cnd_jw_int(&w, (int64_t)total_w);
+        cnd_jw_int(&w, (int64_t)tot.weight);
         cnd_jw_obj_end(&w);
         cnd_audit_digest_t dg = {"model", {0}};
         memcpy(dg.sha256, mv.digest, 32);
@@ -766,6 +832,8 @@ done:
         r->new_version = -1;
         r->rec.model_version = -1;
         r->rec.survivors = 0;
+        r->rec.samples = r->rec.validated = r->rec.correct = 0;
+        r->rec.loss_sum = 0;
         r->rec.outcome[0] = 0;
         r->phase = CND_PHASE_UNMASK;
     }
@@ -813,7 +881,11 @@ static void s_advance(cnd_round_t *r, int force)
         if (rc) {
             char why[256];
             snprintf(why, sizeof why, "%s phase: %s", s_phase_names[r->phase], cnd_err_detail());
-            s_fail(r, "failed", why);
+            /* The neighbour graph is drawn from every participant's keys, so a site missing at
+             * the advertise phase ends the attempt; the round runs again (fresh keys, without
+             * the sites that are gone) a bounded number of times. */
+            int retry = r->phase == CND_PHASE_ADVERTISE && r->rec.attempt < CND_ROUND_MAX_ATTEMPTS;
+            s_fail(r, retry ? "retry" : "failed", why);
         }
     }
 }
@@ -992,10 +1064,7 @@ int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope
         if (x->status & CND_RSITE_METRICS)
             return s_refuse(rej, env,
                             cnd_errf(CND_EEXIST, "metrics from %s: already received", x->name));
-        x->loss = env->metrics->loss;
-        x->accuracy = env->metrics->accuracy;
-        x->samples = env->metrics->sample_count;
-        x->train_ms = env->metrics->train_ms;
+        x->train_ms = env->metrics->train_ms; /* the only field left in the clear */
         x->status |= CND_RSITE_METRICS;
         r->rec.ingress_bytes += wire_len;
         return 0;
@@ -1015,6 +1084,41 @@ int cnd_round_on_message(cnd_round_t *r, uint32_t idx, const Condenser__Envelope
     if (rc) return s_refuse(rej, env, rc);
     r->rec.ingress_bytes += wire_len;
     s_advance(r, 0);
+    return 0;
+}
+
+/* --- retries --------------------------------------------------------------------------------- */
+
+int cnd_round_prev_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
+                         cnd_round_rec_t *prev)
+{
+    memset(prev, 0, sizeof *prev);
+    if (attempt < 2) return 0;
+    cnd_round_rec_t *list = NULL;
+    size_t n = 0;
+    if (cnd_cstore_rounds(c->store, job_id, &list, &n)) {
+        cnd_err_clear();
+        return 0;
+    }
+    int hit = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!hit && list[i].round == round && list[i].attempt == attempt - 1 &&
+            strcmp(list[i].outcome, "retry") == 0) {
+            *prev = list[i]; /* ownership of its sites moves */
+            memset(&list[i], 0, sizeof list[i]);
+            hit = 1;
+        }
+        cnd_round_rec_free(&list[i]);
+    }
+    free(list);
+    return hit;
+}
+
+int cnd_round_rec_silent(const cnd_round_rec_t *rec, const char *site)
+{
+    for (uint32_t k = 0; k < rec->n && rec->sites; k++)
+        if (strcmp(rec->sites[k].name, site) == 0)
+            return !(rec->sites[k].status & CND_SECAGG_ST_ADVERTISED);
     return 0;
 }
 

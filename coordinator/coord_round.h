@@ -35,7 +35,10 @@
 #include "job.h"
 #include "proto.h"
 
-#define CND_ROUND_MAX_UPLOADS   64
+#define CND_ROUND_MAX_UPLOADS 64
+/* Attempts of one round whose advertise phase may fail (a site did not advertise) before the
+ * round counts as failed; sites serve at most their own [policy] max_attempts (default 4). */
+#define CND_ROUND_MAX_ATTEMPTS  4
 #define CND_ROUND_UPLOAD_BUDGET ((size_t)32 << 20) /* bytes of masked uploads held at once */
 
 typedef struct {
@@ -117,6 +120,15 @@ uint32_t cnd_round_number(const cnd_round_t *r);
 const char *cnd_round_reason(const cnd_round_t *r);
 
 void cnd_round_destroy(cnd_round_t **r);
+
+/* Retries (an attempt ended "retry": a selected site gave no SecAgg+ keys). Returns 1 and fills
+ * *prev (free it with cnd_round_rec_free) when attempt - 1 of the round ended so; else 0 (also
+ * when the store cannot say). The next attempt starts at once with the sites at hand, leaving
+ * out those silent in *prev (cnd_round_rec_silent) unless too few would remain. */
+int cnd_round_prev_retry(cnd_coord_t *c, int64_t job_id, uint32_t round, uint32_t attempt,
+                         cnd_round_rec_t *prev);
+/* 1 when `site` took part in the round of rec without advertising keys. */
+int cnd_round_rec_silent(const cnd_round_rec_t *rec, const char *site);
 
 /* At coordinator start: marks the job's round in flight (if any) as "restarted" with a
  * round.end audit entry (status failed). The next round started is the same number, next

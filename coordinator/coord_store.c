@@ -72,6 +72,13 @@ static const char *const s_migrations[] = {
     "  curve_pk BLOB NOT NULL, fingerprint TEXT NOT NULL, certificate BLOB,"
     "  superseded_ms INTEGER NOT NULL);"
     "CREATE INDEX identity_history_curve ON identity_history(curve_pk);",
+    /* 3 -> 4: a round's metrics are secure sums over its survivors (docs/threat-model.md); the
+     * per-site loss, accuracy and samples of round_site are no longer written (older rows keep
+     * theirs) */
+    "ALTER TABLE round ADD COLUMN samples INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE round ADD COLUMN validated INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE round ADD COLUMN correct INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE round ADD COLUMN loss_sum REAL NOT NULL DEFAULT 0;",
 };
 #define S_NMIG ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 _Static_assert(sizeof s_migrations / sizeof s_migrations[0] == CND_CSTORE_SCHEMA,
@@ -926,11 +933,10 @@ static int s_sites_write(cnd_cstore_t *s, const cnd_round_rec_t *r, int insert)
     int rc =
         cnd_db_prep(s->db, &st,
                     insert ? "INSERT INTO round_site(job, round, attempt, idx, name, fingerprint,"
-                             " status, loss, accuracy, samples, train_ms)"
-                             " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                           : "UPDATE round_site SET status = ?7, loss = ?8, accuracy = ?9,"
-                             " samples = ?10, train_ms = ?11 WHERE job = ?1 AND round = ?2 AND"
-                             " attempt = ?3 AND idx = ?4 AND name = ?5 AND fingerprint = ?6");
+                             " status, train_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                           : "UPDATE round_site SET status = ?7, train_ms = ?8 WHERE job = ?1 AND"
+                             " round = ?2 AND attempt = ?3 AND idx = ?4 AND name = ?5 AND"
+                             " fingerprint = ?6");
     if (rc) return rc;
     for (uint32_t i = 0; i < r->n && !rc; i++) {
         const cnd_rsite_t *x = &r->sites[i];
@@ -942,10 +948,7 @@ static int s_sites_write(cnd_cstore_t *s, const cnd_round_rec_t *r, int insert)
         sqlite3_bind_text(st, 5, x->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 6, x->fpr, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 7, x->status);
-        sqlite3_bind_double(st, 8, x->loss);
-        sqlite3_bind_double(st, 9, x->accuracy);
-        sqlite3_bind_int64(st, 10, (int64_t)x->samples);
-        sqlite3_bind_int64(st, 11, x->train_ms);
+        sqlite3_bind_int64(st, 8, x->train_ms);
         if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "writing a round's sites");
     }
     sqlite3_finalize(st);
@@ -988,7 +991,7 @@ int cnd_cstore_round_update(cnd_cstore_t *s, const cnd_round_rec_t *r)
         "UPDATE round SET phase = ?4, outcome = ?5, reason = ?6, phase_ms = ?7,"
         " ended_ms = ?8, t_advertise = ?9, t_share = ?10, t_masked = ?11, t_unmask = ?12,"
         " t_finish = ?13, survivors = ?14, model_version = ?15, ingress_bytes = ?16,"
-        " t_consistency = ?17"
+        " t_consistency = ?17, samples = ?18, validated = ?19, correct = ?20, loss_sum = ?21"
         " WHERE job = ?1 AND round = ?2 AND attempt = ?3");
     if (!rc) {
         sqlite3_bind_int64(st, 1, r->job);
@@ -1008,6 +1011,10 @@ int cnd_cstore_round_update(cnd_cstore_t *s, const cnd_round_rec_t *r)
         sqlite3_bind_int64(st, 14, r->survivors);
         sqlite3_bind_int64(st, 15, r->model_version);
         sqlite3_bind_int64(st, 16, (int64_t)r->ingress_bytes);
+        sqlite3_bind_int64(st, 18, (int64_t)r->samples);
+        sqlite3_bind_int64(st, 19, (int64_t)r->validated);
+        sqlite3_bind_int64(st, 20, (int64_t)r->correct);
+        sqlite3_bind_double(st, 21, r->loss_sum);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = cnd_db_err(s->db, "updating a round");
         else if (sqlite3_changes(s->db) != 1)
@@ -1022,7 +1029,7 @@ int cnd_cstore_round_update(cnd_cstore_t *s, const cnd_round_rec_t *r)
 #define S_ROUND_COLS                                                                               \
     "job, round, attempt, phase, outcome, reason, params, qat, started_ms, phase_ms, ended_ms,"    \
     " t_advertise, t_share, t_masked, t_unmask, t_finish, n, survivors, model_version,"            \
-    " ingress_bytes, t_consistency"
+    " ingress_bytes, t_consistency, samples, validated, correct, loss_sum"
 
 static int s_round_sites(cnd_cstore_t *s, cnd_round_rec_t *r)
 {
@@ -1033,7 +1040,7 @@ static int s_round_sites(cnd_cstore_t *s, cnd_round_rec_t *r)
     sqlite3_stmt *st;
     int rc =
         cnd_db_prep(s->db, &st,
-                    "SELECT idx, name, fingerprint, status, loss, accuracy, samples, train_ms"
+                    "SELECT idx, name, fingerprint, status, train_ms"
                     " FROM round_site WHERE job = ?1 AND round = ?2 AND attempt = ?3 ORDER BY idx");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, r->job);
@@ -1052,10 +1059,7 @@ static int s_round_sites(cnd_cstore_t *s, cnd_round_rec_t *r)
         snprintf(x->name, sizeof x->name, "%s", (const char *)sqlite3_column_text(st, 1));
         snprintf(x->fpr, sizeof x->fpr, "%s", (const char *)sqlite3_column_text(st, 2));
         x->status = (uint32_t)sqlite3_column_int64(st, 3);
-        x->loss = sqlite3_column_double(st, 4);
-        x->accuracy = sqlite3_column_double(st, 5);
-        x->samples = (uint64_t)sqlite3_column_int64(st, 6);
-        x->train_ms = (uint32_t)sqlite3_column_int64(st, 7);
+        x->train_ms = (uint32_t)sqlite3_column_int64(st, 4);
     }
     if (!rc && step != SQLITE_DONE) rc = cnd_db_err(s->db, "reading a round's sites");
     if (!rc && k != r->n)
@@ -1090,6 +1094,10 @@ static int s_round_row(cnd_cstore_t *s, sqlite3_stmt *st, cnd_round_rec_t *r)
     r->survivors = (uint32_t)sqlite3_column_int64(st, 17);
     r->model_version = sqlite3_column_int64(st, 18);
     r->ingress_bytes = (uint64_t)sqlite3_column_int64(st, 19);
+    r->samples = (uint64_t)sqlite3_column_int64(st, 21);
+    r->validated = (uint64_t)sqlite3_column_int64(st, 22);
+    r->correct = (uint64_t)sqlite3_column_int64(st, 23);
+    r->loss_sum = sqlite3_column_double(st, 24);
     return 0;
 }
 

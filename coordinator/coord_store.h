@@ -36,7 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CND_CSTORE_SCHEMA    3
+#define CND_CSTORE_SCHEMA    4
 #define CND_CSTORE_MODEL_MAX ((size_t)1 << 30) /* one model blob */
 
 typedef struct cnd_cstore cnd_cstore_t;
@@ -176,10 +176,9 @@ typedef struct {
     uint32_t idx; /* SecAgg index (participant id - 1) */
     char name[CND_NAME_MAX + 1];
     char fpr[65];
-    uint32_t status;       /* CND_SECAGG_ST_* | CND_RSITE_* */
-    double loss, accuracy; /* reported on its validation split, if CND_RSITE_METRICS */
-    uint64_t samples;
-    uint32_t train_ms;
+    uint32_t status;   /* CND_SECAGG_ST_* | CND_RSITE_* */
+    uint32_t train_ms; /* its training time, if CND_RSITE_METRICS (nothing else of a site's
+                          metrics exists outside the secure sum) */
 } cnd_rsite_t;
 
 typedef struct {
@@ -187,7 +186,8 @@ typedef struct {
     uint32_t round;   /* 1-based */
     uint32_t attempt; /* 1-based; a restarted round is redone as attempt + 1 */
     char phase[16];   /* advertise | share | masked | consistency | unmask | done */
-    char outcome[16]; /* "" while running, ok | failed | restarted | cancelled */
+    char outcome[16]; /* "" while running, ok | failed | restarted | retry (a site did not
+                         advertise: the round runs again) | cancelled */
     char reason[256];
     uint8_t params[68]; /* canonical SecAgg+ parameters */
     int qat;
@@ -198,7 +198,12 @@ typedef struct {
     uint32_t survivors;     /* masked inputs in the sum (when ended ok) */
     int64_t model_version;  /* version it produced, or -1 */
     uint64_t ingress_bytes; /* bytes received from the participants during the round */
-    cnd_rsite_t *sites;     /* n entries (owned) */
+    /* Secure sums over the survivors, decoded with the aggregate (when ended ok): */
+    uint64_t samples;   /* capped training samples */
+    uint64_t validated; /* validation samples (each site's capped) */
+    uint64_t correct;   /* correct validation predictions */
+    double loss_sum;    /* validation loss summed over the validated samples */
+    cnd_rsite_t *sites; /* n entries (owned) */
 } cnd_round_rec_t;
 
 void cnd_round_rec_free(cnd_round_rec_t *r);

@@ -137,7 +137,7 @@ typedef struct {
     uint32_t na; /* survivors, listed in idx[0..na) from the consistency phase on */
     s_sim_t sim;
     cnd_identity_t **ids;
-    uint8_t (*enrolled)[32];
+    cnd_secagg_member_t *roster;
     uint32_t *idx;
     uint8_t *skip, *dropped;
     uint32_t *expect, *sum;            /* plain sum of the survivors' inputs; the server's result */
@@ -190,7 +190,7 @@ static int s_setup_round(s_bench_t *b, long samples)
     b->sim.bits = p->bits;
     randombytes_buf(b->sim.seed, sizeof b->sim.seed);
     b->ids = calloc(n, sizeof *b->ids);
-    b->enrolled = malloc((size_t)n * 32);
+    b->roster = calloc(n, sizeof *b->roster);
     b->sim.cl = calloc(n, sizeof *b->sim.cl);
     b->sim.in = calloc(n, sizeof *b->sim.in);
     b->sim.out = calloc(n, sizeof *b->sim.out);
@@ -205,7 +205,7 @@ static int s_setup_round(s_bench_t *b, long samples)
     b->c_mask = calloc((size_t)samples, sizeof(double));
     b->g = cnd_prg_new(CND_PRG_MASK);
     b->upd = malloc((size_t)b->values * sizeof *b->upd);
-    if (!b->ids || !b->enrolled || !b->sim.cl || !b->sim.in || !b->sim.out || !b->idx || !b->skip ||
+    if (!b->ids || !b->roster || !b->sim.cl || !b->sim.in || !b->sim.out || !b->idx || !b->skip ||
         !b->dropped || !b->expect || !b->sum || !b->sim.x || !b->t_mask || !b->t_share ||
         !b->c_mask || !b->g || !b->upd)
         return cnd_errf(CND_ENOMEM, "out of memory for %u clients x %ld values", n, b->values);
@@ -214,13 +214,12 @@ static int s_setup_round(s_bench_t *b, long samples)
         uint8_t s[32] = {0};
         cnd_st_le32(s, u + 1);
         if ((rc = cnd_identity_from_seed(&b->ids[u], s))) return rc;
-        memcpy(b->enrolled[u], cnd_identity_pk(b->ids[u]), 32);
+        memcpy(b->roster[u].id_pk, cnd_identity_pk(b->ids[u]), 32);
         b->idx[u] = u;
     }
-    const uint8_t(*enrolled)[32] = (const uint8_t(*)[32])b->enrolled;
     for (uint32_t u = 0; u < n; u++)
-        if ((rc = cnd_secagg_client_new(&b->sim.cl[u], p, u, b->ids[u], enrolled, n))) return rc;
-    return cnd_secagg_server_new(&b->srv, p, enrolled, n, (unsigned)b->threads);
+        if ((rc = cnd_secagg_client_new(&b->sim.cl[u], p, u, b->ids[u], b->roster))) return rc;
+    return cnd_secagg_server_new(&b->srv, p, b->roster, (unsigned)b->threads);
 }
 
 /* Client-side encoding of a float update (timed once; the masked inputs below are random ring
@@ -537,7 +536,7 @@ static void s_bench_free(s_bench_t *b)
     cnd_secagg_server_destroy(&b->srv);
     cnd_prg_destroy(&b->g);
     free(b->ids);
-    free(b->enrolled);
+    free(b->roster);
     free(b->sim.cl);
     free(b->sim.in);
     free(b->sim.out);

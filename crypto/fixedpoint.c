@@ -47,13 +47,46 @@ int cnd_fxp_layout(cnd_fxp_layout_t *out, const cnd_fxp_params_t *p)
     unsigned lb = 0;
     while (lb < 32 && (uint64_t)p->n_max * (((uint64_t)1 << (lb + 1)) - 1) <= ring_max) lb++;
     if (lb == 0) return cnd_errf(CND_ERANGE, "fixed point: no room for the sample count");
-    unsigned wbits = s_bitlen(p->weight_cap);
-    uint32_t limbs = (wbits + lb - 1) / lb;
-    if (p->dim > UINT32_MAX - limbs) return cnd_errf(CND_ERANGE, "fixed point: too many values");
+    uint32_t limbs = (s_bitlen(p->weight_cap) + lb - 1) / lb;
+    uint64_t loss_cap = (uint64_t)p->weight_cap * CND_FXP_LOSS_SCALE * CND_FXP_LOSS_MAX;
+    uint32_t loss_limbs = (s_bitlen(loss_cap) + lb - 1) / lb;
+    uint32_t extra = limbs * 3 + loss_limbs;
+    if (p->dim > UINT32_MAX - extra) return cnd_errf(CND_ERANGE, "fixed point: too many values");
     out->bits = b;
     out->limb_bits = lb;
     out->n_limbs = limbs;
-    out->len = p->dim + limbs;
+    out->m_limbs = limbs;
+    out->loss_limbs = loss_limbs;
+    out->len = p->dim + extra;
+    return 0;
+}
+
+static void s_put_limbs(uint32_t *out, const cnd_fxp_layout_t *l, uint32_t n, uint64_t v)
+{
+    uint32_t lmask = (uint32_t)(((uint64_t)1 << l->limb_bits) - 1);
+    for (uint32_t j = 0; j < n; j++) {
+        out[j] = (uint32_t)(v & lmask);
+        v >>= l->limb_bits;
+    }
+}
+
+/* Reads a limb group of an aggregate of s sites; CND_ERANGE when a limb sum exceeds what s
+ * sites' limbs can add up to (some site wrapped a limb around the ring). */
+static int s_get_limbs(uint64_t *v, const uint32_t *sum, const cnd_fxp_layout_t *l, uint32_t n,
+                       uint32_t s, const char *what)
+{
+    const uint64_t mask = ((uint64_t)1 << l->bits) - 1;
+    const uint64_t lmax = (uint64_t)s * ((((uint64_t)1) << l->limb_bits) - 1);
+    *v = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        uint64_t x = (uint64_t)sum[j] & mask;
+        if (x > lmax)
+            return cnd_errf(CND_ERANGE,
+                            "aggregate refused: %s limb %u sums to %llu, more than %u sites can "
+                            "send (%llu); a site sent an out-of-range value",
+                            what, j, (unsigned long long)x, s, (unsigned long long)lmax);
+        *v += x << (j * l->limb_bits);
+    }
     return 0;
 }
 
@@ -101,13 +134,28 @@ int cnd_fxp_encode_seeded(uint32_t *out, cnd_fxp_report_t *rep, const cnd_fxp_pa
         }
     }
     sodium_memzero(rnd, sizeof rnd);
-    uint64_t w = r.weight;
-    uint32_t lmask = (uint32_t)(((uint64_t)1 << l->limb_bits) - 1);
-    for (uint32_t j = 0; j < l->n_limbs; j++) {
-        out[p->dim + j] = (uint32_t)(w & lmask);
-        w >>= l->limb_bits;
-    }
+    s_put_limbs(out + p->dim, l, l->n_limbs, r.weight);
+    for (uint32_t j = p->dim + l->n_limbs; j < l->len; j++) out[j] = 0; /* metrics: none */
     if (rep) *rep = r;
+    return 0;
+}
+
+int cnd_fxp_encode_metrics(uint32_t *out, const cnd_fxp_params_t *p, const cnd_fxp_layout_t *l,
+                           const cnd_fxp_metrics_t *m)
+{
+    if (!isfinite(m->mean_loss) || m->mean_loss < 0)
+        return cnd_errf(CND_EINVAL, "metrics: the validation loss is negative or not finite");
+    uint64_t n = m->validated < p->weight_cap ? m->validated : p->weight_cap;
+    uint64_t c = m->correct < m->validated ? m->correct : m->validated;
+    if (m->validated > n) /* capped: keep the accuracy, not the count */
+        c = (uint64_t)((double)c * (double)n / (double)m->validated + 0.5);
+    double ml = m->mean_loss < CND_FXP_LOSS_MAX ? m->mean_loss : CND_FXP_LOSS_MAX;
+    uint64_t lq = (uint64_t)(ml * CND_FXP_LOSS_SCALE * (double)n + 0.5);
+    uint64_t lcap = n * CND_FXP_LOSS_SCALE * CND_FXP_LOSS_MAX;
+    uint32_t *g = out + p->dim + l->n_limbs;
+    s_put_limbs(g, l, l->m_limbs, n);
+    s_put_limbs(g + l->m_limbs, l, l->m_limbs, c);
+    s_put_limbs(g + 2 * l->m_limbs, l, l->loss_limbs, lq < lcap ? lq : lcap);
     return 0;
 }
 
@@ -122,21 +170,60 @@ int cnd_fxp_encode(uint32_t *out, cnd_fxp_report_t *rep, const cnd_fxp_params_t 
     return rc;
 }
 
-int cnd_fxp_decode(float *avg, uint64_t *total_weight, const cnd_fxp_params_t *p,
-                   const cnd_fxp_layout_t *l, const uint32_t *sum)
+/* The totals of an aggregate of s sites and their bounds (fixedpoint.h). */
+static int s_totals(cnd_fxp_totals_t *t, const cnd_fxp_params_t *p, const cnd_fxp_layout_t *l,
+                    const uint32_t *sum, uint32_t s)
 {
+    const uint32_t *g = sum + p->dim;
+    int rc = s_get_limbs(&t->weight, g, l, l->n_limbs, s, "sample count");
+    if (!rc) rc = s_get_limbs(&t->validated, g + l->n_limbs, l, l->m_limbs, s, "validated");
+    if (!rc)
+        rc = s_get_limbs(&t->correct, g + l->n_limbs + l->m_limbs, l, l->m_limbs, s, "correct");
+    if (!rc)
+        rc = s_get_limbs(&t->loss_q, g + l->n_limbs + 2 * l->m_limbs, l, l->loss_limbs, s, "loss");
+    if (rc) return rc;
+    uint64_t wmax = (uint64_t)s * p->weight_cap;
+    if (t->weight == 0)
+        return cnd_errf(CND_ERANGE, "aggregate has total weight 0: nothing to average");
+    if (t->weight < s || t->weight > wmax)
+        return cnd_errf(CND_ERANGE,
+                        "aggregate refused: total sample count %llu outside [%u, %llu] for %u "
+                        "sites (each counts 1..%u); a site forged its count",
+                        (unsigned long long)t->weight, s, (unsigned long long)wmax, s,
+                        p->weight_cap);
+    if (t->validated > wmax || t->correct > t->validated ||
+        t->loss_q > t->validated * CND_FXP_LOSS_SCALE * CND_FXP_LOSS_MAX)
+        return cnd_errf(CND_ERANGE,
+                        "aggregate refused: inconsistent metrics (%llu validated, %llu correct, "
+                        "loss sum %llu) for %u sites",
+                        (unsigned long long)t->validated, (unsigned long long)t->correct,
+                        (unsigned long long)t->loss_q, s);
+    return 0;
+}
+
+int cnd_fxp_decode(float *avg, cnd_fxp_totals_t *tot, const cnd_fxp_params_t *p,
+                   const cnd_fxp_layout_t *l, const uint32_t *sum, uint32_t survivors)
+{
+    memset(tot, 0, sizeof *tot);
+    if (survivors == 0 || survivors > p->n_max)
+        return cnd_errf(CND_ERANGE, "aggregate of %u sites; 1..%u expected", survivors, p->n_max);
+    int rc = s_totals(tot, p, l, sum, survivors);
+    if (rc) return rc;
     const uint64_t mod = (uint64_t)1 << l->bits, mask = mod - 1;
-    uint64_t tw = 0;
-    for (uint32_t j = 0; j < l->n_limbs; j++)
-        tw += ((uint64_t)sum[p->dim + j] & mask) << (j * l->limb_bits);
-    *total_weight = tw;
-    if (tw == 0) return cnd_errf(CND_ERANGE, "aggregate has total weight 0: nothing to average");
     const double qmax = (double)(((uint32_t)1 << (p->value_bits - 1)) - 1);
-    const double k = (double)p->clip * p->weight_cap / (qmax * (double)tw);
+    const double k = (double)p->clip * p->weight_cap / (qmax * (double)tot->weight);
+    /* Each site's |v_i| <= ceil(a_u Q) <= a_u Q + 1, so |S_i| <= Q sum w / W + s. */
+    const double smax = qmax * (double)tot->weight / p->weight_cap + survivors;
     for (uint32_t i = 0; i < p->dim; i++) {
         uint64_t s = sum[i] & mask;
         int64_t v = s >= mod / 2 ? (int64_t)s - (int64_t)mod : (int64_t)s;
-        avg[i] = (float)((double)v * k);
+        if ((double)(v < 0 ? -v : v) > smax)
+            return cnd_errf(CND_ERANGE,
+                            "aggregate refused: coordinate %u sums to %lld, beyond the %.0f that "
+                            "%u sites' clipped updates allow (a site sent an out-of-range value)",
+                            i, (long long)v, smax, survivors);
+        double a = (double)v * k;
+        avg[i] = (float)(a > p->clip ? p->clip : a < -p->clip ? -p->clip : a);
     }
     return 0;
 }

@@ -6,7 +6,10 @@
  * scale the vector down to it; weight by a = min(w, W) / W for sample count w and cap W; map to
  * integers v_i = a * x_i * Q / clip with Q = 2^(q-1) - 1 by stochastic rounding (round up with
  * probability equal to the fraction, using libsodium randomness, so E[v_i] is exact); append the
- * capped count min(w, W) split into limbs. Everything is stored modulo 2^b.
+ * capped count min(w, W) split into limbs, then the site's validation metrics as three more
+ * limb groups (cnd_fxp_metrics_t): validated samples min(m, W), correct predictions among them,
+ * and the loss sum in 1/256 units with the mean loss capped at CND_FXP_LOSS_MAX. Metrics thus
+ * leave a site only inside the secure sum. Everything is stored modulo 2^b.
  *
  * Ring width (before the round, from public parameters only): the sum of n_max vectors must not
  * wrap. Coordinates sum to at most n_max * Q in absolute value, so b is the smallest width with
@@ -16,7 +19,12 @@
  * clients give b = 16; 100 clients, q = 8: b = 15.
  *
  * Decoding (server): the weighted average sum_u w_u x_u / sum_u w_u is S_i * clip * W / (Q * sum
- * w), with S_i the centred sum of coordinate i and sum w read from the limbs exactly.
+ * w), with S_i the centred sum of coordinate i and sum w read from the limbs exactly. Bounds
+ * (one malicious site must not move the result beyond what a site within the rules could):
+ * with s survivors, every limb sum must be at most s * (2^limb_bits - 1) (no limb wrapped),
+ * s <= sum w <= s * W, |S_i| <= Q * sum w / W + s (each site's |v_i| <= ceil(a_u Q)), validated
+ * <= s * W, correct <= validated, loss <= validated * 256 * CND_FXP_LOSS_MAX. Anything else is
+ * refused (CND_ERANGE naming the check): the round fails, nothing is applied.
  *
  * Packing: element i occupies bits [i*b, (i+1)*b) of a little-endian bit string; unused bits of
  * the last byte are zero (unpacking refuses anything else, so the encoding is canonical). Masked
@@ -42,11 +50,31 @@ typedef struct {
 } cnd_fxp_params_t;
 
 typedef struct {
-    uint32_t bits;      /* ring width b: vectors are summed modulo 2^b */
-    uint32_t limb_bits; /* bits of the count carried by one limb */
-    uint32_t n_limbs;   /* ring elements after the coordinates carrying the count */
-    uint32_t len;       /* ring elements per vector: dim + n_limbs */
+    uint32_t bits;       /* ring width b: vectors are summed modulo 2^b */
+    uint32_t limb_bits;  /* bits of a count carried by one limb */
+    uint32_t n_limbs;    /* limbs of the sample count, right after the coordinates */
+    uint32_t m_limbs;    /* limbs of each of "validated" and "correct" (cap W), after those */
+    uint32_t loss_limbs; /* limbs of the loss sum (cap W * 256 * CND_FXP_LOSS_MAX), last */
+    uint32_t len;        /* ring elements per vector: dim + n_limbs + 2 m_limbs + loss_limbs */
 } cnd_fxp_layout_t;
+
+#define CND_FXP_LOSS_MAX   16  /* mean validation loss counted at most this */
+#define CND_FXP_LOSS_SCALE 256 /* loss sum units per unit of loss */
+
+/* A site's validation metrics as it encodes them (all zero: none). */
+typedef struct {
+    uint64_t validated; /* validation samples evaluated */
+    uint64_t correct;   /* of which predicted right, <= validated */
+    double mean_loss;   /* mean loss over them, >= 0 */
+} cnd_fxp_metrics_t;
+
+/* What an aggregate decodes to besides the average. */
+typedef struct {
+    uint64_t weight;    /* total capped sample count */
+    uint64_t validated; /* total validated samples (each site's capped at W) */
+    uint64_t correct;   /* total correct predictions */
+    uint64_t loss_q;    /* total loss in 1/CND_FXP_LOSS_SCALE units */
+} cnd_fxp_totals_t;
 
 /* What encoding did to one update (for the agent's egress log and metrics). */
 typedef struct {
@@ -72,10 +100,18 @@ CND_MUST_USE int cnd_fxp_encode_seeded(uint32_t *out, cnd_fxp_report_t *rep,
                                        const cnd_fxp_params_t *p, const cnd_fxp_layout_t *l,
                                        const float *x, uint64_t weight, const uint8_t rseed[32]);
 
-/* Decodes an aggregate sum[0..len) (any representative modulo 2^b) into the weighted average
- * avg[0..dim) and the total weight. Returns 0 or CND_ERANGE when the total weight is 0. */
-CND_MUST_USE int cnd_fxp_decode(float *avg, uint64_t *total_weight, const cnd_fxp_params_t *p,
-                                const cnd_fxp_layout_t *l, const uint32_t *sum);
+/* Writes metrics m into the metric limbs of an encoded vector out[0..len) (encoding leaves them
+ * zero). Counts above W are capped at W, correct at validated, the mean loss at
+ * CND_FXP_LOSS_MAX. Returns 0 or CND_EINVAL (non-finite or negative loss). */
+CND_MUST_USE int cnd_fxp_encode_metrics(uint32_t *out, const cnd_fxp_params_t *p,
+                                        const cnd_fxp_layout_t *l, const cnd_fxp_metrics_t *m);
+
+/* Decodes an aggregate sum[0..len) (any representative modulo 2^b) of `survivors` sites' vectors
+ * into the weighted average avg[0..dim) and the totals. Returns 0 or CND_ERANGE when a bound of
+ * the header is violated (a total weight of 0 or below the survivors, a wrapped limb, a
+ * coordinate beyond what clipped inputs allow, inconsistent metrics): the detail names it. */
+CND_MUST_USE int cnd_fxp_decode(float *avg, cnd_fxp_totals_t *tot, const cnd_fxp_params_t *p,
+                                const cnd_fxp_layout_t *l, const uint32_t *sum, uint32_t survivors);
 
 /* Bytes needed for n elements of `bits` bits. */
 size_t cnd_ring_packed_bytes(size_t n, unsigned bits);

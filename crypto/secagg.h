@@ -7,16 +7,18 @@
  *
  * A round, with U1 >= U2 >= U3 the clients still present after each phase:
  *   0. The coordinator fixes cnd_secagg_params_t (round id, random round seed, n, degree,
- *      threshold t, vector length and ring width) and sends it to the n clients. Every party
- *      derives the same neighbour graph from it: client u's neighbourhood N(u) holds u and
- *      `degree` others (a random ring of the seeded permutation; everyone when n is small);
- *      k = degree + 1 <= 255.
+ *      threshold t, vector length and ring width) and the roster (index -> identity key and
+ *      certificate digest) and sends both to the n clients. D, the digest of both, is covered by
+ *      every signature of the round.
  *   1. ADVERT (client -> server): fresh X25519 keys c_u (share encryption) and s_u (masks), and a
- *      commitment to a fresh 32-byte self-mask seed b_u, signed with u's identity key over the
- *      digest of the round parameters. The server checks and relays each neighbour's advert
- *      (KEYS, server -> client). A client refuses the round when a relayed advert is not signed
- *      by an enrolled identity for this very round, when two indices claim one identity, or when
- *      fewer than t members of its neighbourhood remain.
+ *      commitment to a fresh 32-byte self-mask seed b_u, signed with u's identity key over D.
+ *      The server checks the adverts and relays ALL n of them to every client (KEYS, server ->
+ *      client). Only then is the neighbour graph fixed: its seed is a hash over D and the n
+ *      adverts, so it depends on every site's fresh keys and the coordinator cannot choose it
+ *      alone. Client u's neighbourhood N(u) holds u and `degree` others (a random ring of the
+ *      seeded permutation; everyone when n is small); k = degree + 1 <= 255. A client refuses
+ *      the round when an advert is not signed by the roster's identity at its index for this
+ *      very D, when its own advert was altered, or when any participant's advert is missing.
  *   2. SHARES (client -> server): Shamir t-of-k shares of b_u and of s_u's secret key, for each
  *      neighbour encrypted with XChaCha20-Poly1305 under HKDF(X25519(c_u, c_v), round, pair) and
  *      bound to (round, u, v); the server routes them (SHARES_FOR) and cannot read them.
@@ -28,7 +30,8 @@
  *      shares) and signs them with its identity key (CONSISTENCY_REQ / CONSISTENCY).
  *   5. UNMASK: the server tells each signer v which of its neighbours survived (alive) and
  *      which dropped after sharing (dropped), with min_survivors signatures of distinct
- *      enrolled clients of U3 over the very sets v signed. v returns its share of b_u for
+ *      clients of U3 (each checked against the roster's identity at its index) over the very
+ *      sets v signed. v returns its share of b_u for
  *      alive u and of s_u's key for dropped u. It refuses a request that names one client in
  *      both lists, calls v itself dropped, differs from the sets v signed, or lacks enough valid
  *      signatures. One request per round.
@@ -72,9 +75,18 @@
 #define CND_SECAGG_SERVER      0xffffffffu /* "from"/"to" of the server in message headers */
 #define CND_SECAGG_HDR_BYTES   21
 
+/* One participant of a round, at its index: the identity key that signs for it and the SHA-256
+ * of its X.509 certificate (DER). Both sides get the same ordered roster (RoundStart carries
+ * the certificates) and it is part of the digest D every signature covers. */
+typedef struct {
+    uint8_t id_pk[32];
+    uint8_t cert_sha256[32];
+} cnd_secagg_member_t;
+
 typedef struct {
     uint64_t round_id;      /* unique per round; also in every message header */
-    uint8_t round_seed[32]; /* the server's fresh random value: fixes the neighbour graph */
+    uint8_t round_seed[32]; /* the server's fresh random value (makes D unique; the graph comes
+                               from the adverts, not from this) */
     uint32_t n;             /* clients, indices 0..n-1; 2..CND_SECAGG_MAX_CLIENTS */
     uint32_t degree;        /* neighbours of each client besides itself: even, or n-1 for the
                                complete graph (larger values mean complete); 0 = default */
@@ -109,7 +121,7 @@ CND_MUST_USE int cnd_secagg_params_decode(cnd_secagg_params_t *p, const uint8_t 
  * Bodies (u32/u64 little-endian; k = neighbourhood size; every count is bounded by k or n and
  * checked against the exact remaining length before anything is read):
  *   ADVERT        identity pk 32 | c pk 32 | s pk 32 | seed commitment 32 | signature 64
- *   KEYS          u32 count | count x ADVERT message (213 bytes each, header included)
+ *   KEYS          u32 n | n x ADVERT message (213 bytes each, header included), index order
  *   SHARES        u32 count | count x (u32 to | nonce 24 | ciphertext 72 + tag 16), `to` ascending
  *   SHARES_FOR    u32 count | count x (u32 from | nonce 24 | ciphertext 72 + tag 16)
  *   MASKED        u32 len | u8 bits | ceil(len * bits / 8) bytes packed (fixedpoint.h)
@@ -146,7 +158,10 @@ CND_MUST_USE int cnd_secagg_peek(cnd_secagg_hdr_t *h, const uint8_t *msg, size_t
 typedef struct cnd_secagg_graph cnd_secagg_graph_t;
 
 /* Builds the graph of filled params p. Returns 0, CND_EINVAL or CND_ENOMEM. */
-CND_MUST_USE int cnd_secagg_graph_new(cnd_secagg_graph_t **out, const cnd_secagg_params_t *p);
+/* Builds the graph of params p (filled here) from a 32-byte graph seed (in a round:
+ * cnd_secagg_graph_seed). Returns 0, CND_EINVAL or CND_ENOMEM. */
+CND_MUST_USE int cnd_secagg_graph_new(cnd_secagg_graph_t **out, const cnd_secagg_params_t *p,
+                                      const uint8_t gseed[32]);
 void cnd_secagg_graph_destroy(cnd_secagg_graph_t **g);
 /* N(u) in ascending order, u included; *k receives its size. */
 const uint32_t *cnd_secagg_graph_neighbours(const cnd_secagg_graph_t *g, uint32_t u, uint32_t *k);
@@ -156,20 +171,26 @@ int cnd_secagg_graph_pos(const cnd_secagg_graph_t *g, uint32_t u, uint32_t v);
 /* --- client ------------------------------------------------------------------------------- */
 typedef struct cnd_secagg_client cnd_secagg_client_t;
 
-/* A client of one round. id is borrowed and must outlive the client; enrolled lists the identity
- * public keys the client accepts for its peers (copied). Returns 0, CND_EINVAL or CND_ENOMEM. */
+/* A client of one round. id is borrowed and must outlive the client; roster holds p->n members in
+ * index order (copied); roster[index] must be id's key. Returns 0, CND_EINVAL (also: two members
+ * share an identity, or this client is not at `index`) or CND_ENOMEM. */
 CND_MUST_USE int cnd_secagg_client_new(cnd_secagg_client_t **out, const cnd_secagg_params_t *p,
                                        uint32_t index, const cnd_identity_t *id,
-                                       const uint8_t (*enrolled)[32], size_t n_enrolled);
+                                       const cnd_secagg_member_t *roster);
 void cnd_secagg_client_destroy(cnd_secagg_client_t **c);
+
+/* The round's digest D (params and roster) this client signs under: what a site records to
+ * refuse being asked twice. */
+const uint8_t *cnd_secagg_client_digest(const cnd_secagg_client_t *c);
 
 /* Phase 1: appends the ADVERT message to out. */
 CND_MUST_USE int cnd_secagg_client_advertise(cnd_secagg_client_t *c, cnd_buf_t *out);
 
-/* Phase 2: checks the KEYS message and appends the SHARES message to out. CND_ECRYPTO: a relayed
- * advert is not validly signed by an enrolled identity for this round (replayed, forged, or an
- * identity used twice); CND_EPROTO: malformed or not addressed to this client; CND_ESTATE: fewer
- * than t neighbourhood members remain. */
+/* Phase 2: checks the KEYS message (all n adverts, in index order, this client's own unchanged),
+ * builds the neighbour graph from them and appends the SHARES message to out. CND_ECRYPTO: an
+ * advert is not validly signed by the roster's identity at its index for this D (replayed,
+ * forged, moved) or this client's own advert was altered; CND_EPROTO: malformed, not addressed
+ * to this client, or an advert is missing. */
 CND_MUST_USE int cnd_secagg_client_share_keys(cnd_secagg_client_t *c, cnd_buf_t *out,
                                               const uint8_t *keys_msg, size_t len);
 
@@ -189,7 +210,7 @@ CND_MUST_USE int cnd_secagg_client_consistency(cnd_secagg_client_t *c, cnd_buf_t
 /* Phase 5: answers the UNMASK_REQ message with the UNMASK message. CND_EPERM: the request asks for
  * both kinds of share of one client, or calls this client dropped; CND_EPROTO: malformed, or its
  * lists differ from the sets this client signed; CND_ECRYPTO: fewer than min_survivors valid
- * signatures of distinct enrolled survivors over those sets. */
+ * signatures of survivors (the roster's identity at each index) over those sets. */
 CND_MUST_USE int cnd_secagg_client_unmask(cnd_secagg_client_t *c, cnd_buf_t *out,
                                           const uint8_t *req, size_t len);
 
@@ -203,11 +224,10 @@ typedef struct cnd_secagg_server cnd_secagg_server_t;
 #define CND_SECAGG_ST_SIGNED     0x8
 #define CND_SECAGG_ST_UNMASKED   0x10
 
-/* The coordinator's side of one round. enrolled: identity keys accepted for clients (copied).
+/* The coordinator's side of one round. roster: p->n members in index order (copied).
  * threads: workers for finish (0 or 1 = the calling thread only). */
 CND_MUST_USE int cnd_secagg_server_new(cnd_secagg_server_t **out, const cnd_secagg_params_t *p,
-                                       const uint8_t (*enrolled)[32], size_t n_enrolled,
-                                       unsigned threads);
+                                       const cnd_secagg_member_t *roster, unsigned threads);
 void cnd_secagg_server_destroy(cnd_secagg_server_t **s);
 
 /* n bytes of CND_SECAGG_ST_* flags, one per client (valid while s lives). */
@@ -219,7 +239,8 @@ const uint8_t *cnd_secagg_server_status(const cnd_secagg_server_t *s);
  * CND_ECRYPTO: bad signature or identity. */
 CND_MUST_USE int cnd_secagg_server_add_advert(cnd_secagg_server_t *s, uint32_t from,
                                               const uint8_t *msg, size_t len);
-/* Closes phase 1. CND_ESTATE when fewer than min_survivors advertised (round failed). */
+/* Closes phase 1 and builds the neighbour graph from the adverts. CND_ESTATE when some client
+ * did not advertise (the graph needs every participant's keys; the round failed). */
 CND_MUST_USE int cnd_secagg_server_end_adverts(cnd_secagg_server_t *s);
 /* KEYS message for client v (which advertised). */
 CND_MUST_USE int cnd_secagg_server_keys_msg(cnd_secagg_server_t *s, cnd_buf_t *out, uint32_t v);

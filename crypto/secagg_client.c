@@ -29,17 +29,17 @@ typedef struct {
 } s_secrets_t;
 
 struct cnd_secagg_client {
-    cnd_secagg_params_t p;    /* filled round parameters */
-    uint8_t D[32];            /* their digest */
-    uint32_t me, k, my_pos;   /* index, |N(me)|, position of me in N(me) */
-    cnd_secagg_graph_t *g;    /* the round's graph */
-    const uint32_t *nb;       /* N(me), ascending */
-    const cnd_identity_t *id; /* borrowed */
-    uint8_t (*enrolled)[32];  /* sorted copy */
-    size_t n_enrolled;
+    cnd_secagg_params_t p;       /* filled round parameters */
+    uint8_t D[32];               /* their digest */
+    uint32_t me, k, my_pos;      /* index, |N(me)|, position of me in N(me) */
+    cnd_secagg_graph_t *g;       /* the round's graph */
+    const uint32_t *nb;          /* N(me), ascending */
+    const cnd_identity_t *id;    /* borrowed */
+    cnd_secagg_member_t *roster; /* n members, index order (copy) */
     int state;
     s_secrets_t *sec;
     uint8_t enc_pk[32], mask_pk[32], commit[32];
+    uint8_t my_advert[S_SA_ADVERT_BYTES]; /* as sent: KEYS must carry it unchanged */
     uint8_t peer_mask_pk[CND_SECAGG_MAX_K][32];
     uint8_t peer_id[CND_SECAGG_MAX_K][32];
     uint8_t advertised[CND_SECAGG_MAX_K]; /* 1: advert of N(me)[j] accepted (self: 1) */
@@ -50,8 +50,7 @@ struct cnd_secagg_client {
 };
 
 int cnd_secagg_client_new(cnd_secagg_client_t **out, const cnd_secagg_params_t *p, uint32_t index,
-                          const cnd_identity_t *id, const uint8_t (*enrolled)[32],
-                          size_t n_enrolled)
+                          const cnd_identity_t *id, const cnd_secagg_member_t *roster)
 {
     *out = NULL;
     int rc = cnd_crypto_init();
@@ -59,27 +58,27 @@ int cnd_secagg_client_new(cnd_secagg_client_t **out, const cnd_secagg_params_t *
     cnd_secagg_params_t f = *p;
     if ((rc = cnd_secagg_params_fill(&f))) return rc;
     if (index >= f.n) return cnd_errf(CND_EINVAL, "secagg client index %u >= n = %u", index, f.n);
+    if ((rc = cnd_sa_roster_check(roster, f.n))) return rc;
+    if (sodium_memcmp(roster[index].id_pk, cnd_identity_pk(id), 32) != 0)
+        return cnd_errf(CND_EINVAL,
+                        "secagg client %u: the roster names another identity at this client's "
+                        "index",
+                        index);
     cnd_secagg_client_t *c = calloc(1, sizeof *c);
     if (!c) return cnd_errf(CND_ENOMEM, "out of memory for a secagg client");
     c->p = f;
     c->me = index;
     c->id = id;
-    cnd_sa_params_digest(c->D, &f);
+    cnd_sa_params_digest(c->D, &f, roster);
     c->sec = sodium_malloc(sizeof *c->sec);
-    c->enrolled = cnd_sa_enrolled_copy(enrolled, n_enrolled);
-    c->n_enrolled = n_enrolled;
-    if (!c->sec || !c->enrolled) rc = cnd_errf(CND_ENOMEM, "out of memory for a secagg client");
-    if (!rc) rc = cnd_secagg_graph_new(&c->g, &f);
-    if (rc) {
+    c->roster = malloc((size_t)f.n * sizeof *c->roster);
+    if (!c->sec || !c->roster) {
         cnd_secagg_client_destroy(&c);
-        return rc;
+        return cnd_errf(CND_ENOMEM, "out of memory for a secagg client");
     }
+    memcpy(c->roster, roster, (size_t)f.n * sizeof *c->roster);
     sodium_memzero(c->sec, sizeof *c->sec);
-    c->nb = cnd_secagg_graph_neighbours(c->g, index, &c->k);
-    c->my_pos = (uint32_t)cnd_secagg_graph_pos(c->g, index, index);
-    c->advertised[c->my_pos] = 1;
-    c->received[c->my_pos] = 1;
-    c->state = ST_NEW;
+    c->state = ST_NEW; /* the graph (and so N(me)) is fixed when all adverts are in */
     *out = c;
     return 0;
 }
@@ -88,11 +87,16 @@ void cnd_secagg_client_destroy(cnd_secagg_client_t **c)
 {
     if (!c || !*c) return;
     if ((*c)->sec) sodium_free((*c)->sec);
-    free((*c)->enrolled);
+    free((*c)->roster);
     free((*c)->u3);
     cnd_secagg_graph_destroy(&(*c)->g);
     free(*c);
     *c = NULL;
+}
+
+const uint8_t *cnd_secagg_client_digest(const cnd_secagg_client_t *c)
+{
+    return c->D;
 }
 
 /* Aborts the round: wipes every secret, refuses every later call, passes rc through. */
@@ -128,8 +132,7 @@ static int s_advertise(cnd_secagg_client_t *c, cnd_buf_t *out)
     const uint8_t *idpk = cnd_identity_pk(c->id);
     cnd_sa_advert_signed(m, c->D, c->me, idpk, c->enc_pk, c->mask_pk, c->commit);
     if ((rc = cnd_sign(sig, c->id, "secagg-advert", m, sizeof m))) return s_abort(c, rc);
-    memcpy(c->peer_id[c->my_pos], idpk, 32);
-    memcpy(c->peer_mask_pk[c->my_pos], c->mask_pk, 32);
+    size_t mark = out->len;
     cnd_sa_hdr_put(out, CND_SECAGG_ADVERT, c->p.round_id, c->me, CND_SECAGG_SERVER);
     cnd_buf_put(out, idpk, 32);
     cnd_buf_put(out, c->enc_pk, 32);
@@ -137,7 +140,56 @@ static int s_advertise(cnd_secagg_client_t *c, cnd_buf_t *out)
     cnd_buf_put(out, c->commit, 32);
     cnd_buf_put(out, sig, sizeof sig);
     if (out->err) return s_abort(c, cnd_errf(CND_ENOMEM, "out of memory"));
+    memcpy(c->my_advert, out->data + mark, S_SA_ADVERT_BYTES);
     c->state = ST_ADVERTISED;
+    return 0;
+}
+
+/* Reads the KEYS message body: all n adverts in index order, each signed by the roster's identity
+ * at its index over D, this client's own unchanged. Then fixes the graph (seeded by all of them)
+ * and keeps what the client needs of its neighbours. *count receives the neighbours (k - 1). */
+static int s_read_adverts(cnd_secagg_client_t *c, cnd_rd_t *r, uint8_t (*enc_pk)[32],
+                          uint32_t *count, const char *who)
+{
+    uint32_t n = cnd_rd_u32(r);
+    if (r->err || n != c->p.n || cnd_rd_left(r) != (size_t)n * S_SA_ADVERT_BYTES)
+        return cnd_errf(CND_EPROTO,
+                        "%s: KEYS message must carry the adverts of all %u participants (it has "
+                        "%u)",
+                        who, c->p.n, r->err ? 0 : n);
+    const uint8_t *all = cnd_rd_take(r, (size_t)n * S_SA_ADVERT_BYTES);
+    for (uint32_t u = 0; u < n; u++) {
+        const uint8_t *m = all + (size_t)u * S_SA_ADVERT_BYTES;
+        cnd_sa_advert_t a;
+        int rc = cnd_sa_advert_parse(&a, m, S_SA_ADVERT_BYTES, c->p.round_id, who);
+        if (rc) return rc;
+        if (a.from != u)
+            return cnd_errf(CND_EPROTO, "%s: advert %u of the KEYS message is client %u's", who, u,
+                            a.from);
+        if (u == c->me) {
+            if (sodium_memcmp(m, c->my_advert, S_SA_ADVERT_BYTES) != 0)
+                return cnd_errf(CND_ECRYPTO, "%s: the KEYS message alters this client's own keys",
+                                who);
+            continue;
+        }
+        if ((rc = cnd_sa_advert_verify(&a, c->D, c->roster, c->p.n)))
+            return cnd_err_wrap(rc, "%s", who);
+    }
+    uint8_t gseed[32];
+    cnd_sa_graph_seed(gseed, c->D, all, n);
+    int rc = cnd_secagg_graph_new(&c->g, &c->p, gseed);
+    if (rc) return rc;
+    c->nb = cnd_secagg_graph_neighbours(c->g, c->me, &c->k);
+    c->my_pos = (uint32_t)cnd_secagg_graph_pos(c->g, c->me, c->me);
+    for (uint32_t j = 0; j < c->k; j++) {
+        const uint8_t *m = all + (size_t)c->nb[j] * S_SA_ADVERT_BYTES + CND_SECAGG_HDR_BYTES;
+        c->advertised[j] = 1;
+        memcpy(c->peer_id[j], m, 32);
+        memcpy(enc_pk[j], m + 32, 32);
+        memcpy(c->peer_mask_pk[j], m + 64, 32);
+    }
+    c->received[c->my_pos] = 1;
+    *count = c->k - 1;
     return 0;
 }
 
@@ -152,38 +204,9 @@ static int s_share_keys(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *k
     cnd_rd_init(&r, keys_msg, len);
     if ((rc = cnd_sa_hdr_expect(&r, &h, CND_SECAGG_KEYS, c->p.round_id, c->me, who)))
         return s_abort(c, rc);
-    uint32_t count = cnd_rd_u32(&r);
-    if (r.err || count > c->k - 1 || cnd_rd_left(&r) != (size_t)count * S_SA_ADVERT_BYTES)
-        return s_abort(c, cnd_errf(CND_EPROTO, "%s: KEYS message has a bad count or length", who));
     uint8_t enc_pk[CND_SECAGG_MAX_K][32];
-    for (uint32_t i = 0; i < count; i++) {
-        const uint8_t *m = cnd_rd_take(&r, S_SA_ADVERT_BYTES);
-        cnd_sa_advert_t a;
-        if ((rc = cnd_sa_advert_parse(&a, m, S_SA_ADVERT_BYTES, c->p.round_id, who)))
-            return s_abort(c, rc);
-        int j = cnd_secagg_graph_pos(c->g, c->me, a.from);
-        if (j < 0 || a.from == c->me || c->advertised[j])
-            return s_abort(c, cnd_errf(CND_EPROTO,
-                                       "%s: relayed keys of client %u, which is not a neighbour "
-                                       "or appears twice",
-                                       who, a.from));
-        rc = cnd_sa_advert_verify(&a, c->D, (const uint8_t(*)[32])c->enrolled, c->n_enrolled);
-        if (rc < 0) return s_abort(c, cnd_err_wrap(rc, "%s", who));
-        for (uint32_t q = 0; q < c->k; q++)
-            if (c->advertised[q] && sodium_memcmp(c->peer_id[q], a.id_pk, 32) == 0)
-                return s_abort(c, cnd_errf(CND_ECRYPTO,
-                                           "%s: clients %u and %u present the same identity", who,
-                                           c->nb[q], a.from));
-        c->advertised[j] = 1;
-        memcpy(c->peer_id[j], a.id_pk, 32);
-        memcpy(c->peer_mask_pk[j], a.mask_pk, 32);
-        memcpy(enc_pk[j], a.enc_pk, 32);
-    }
-    if (count + 1 < c->p.threshold)
-        return s_abort(c, cnd_errf(CND_ESTATE,
-                                   "%s: only %u of %u neighbourhood members advertised keys; the "
-                                   "threshold is %u",
-                                   who, count + 1, c->k, c->p.threshold));
+    uint32_t count = 0;
+    if ((rc = s_read_adverts(c, &r, enc_pk, &count, who))) return s_abort(c, rc);
     s_secrets_t *s = c->sec;
     for (uint32_t j = 0; j < c->k; j++) {
         if (j == c->my_pos || !c->advertised[j]) continue;
@@ -409,14 +432,9 @@ static int s_read_list(cnd_secagg_client_t *c, cnd_rd_t *r, uint32_t *list, uint
     return 0;
 }
 
-static int s_cmp_key(const void *a, const void *b)
-{
-    return memcmp(a, b, 32);
-}
-
 /* Checks the signatures of an unmask request: at least min_survivors entries, ascending indices
- * in the signed U3, distinct enrolled identities, each a valid signature over this client's
- * survivor digest. */
+ * in the signed U3, each with the roster's identity at its index and a valid signature over this
+ * client's survivor digest (distinct indices, so distinct identities: the roster has no twins). */
 static int s_check_sigs(cnd_secagg_client_t *c, cnd_rd_t *r, const char *who)
 {
     uint32_t ns = cnd_rd_u32(r);
@@ -425,45 +443,29 @@ static int s_check_sigs(cnd_secagg_client_t *c, cnd_rd_t *r, const char *who)
     if (ns < c->p.min_survivors)
         return cnd_errf(CND_ECRYPTO, "%s: only %u survivors signed the survivor set; %u are needed",
                         who, ns, c->p.min_survivors);
-    uint8_t(*pks)[32] = malloc((size_t)ns * 32);
-    if (!pks) return cnd_errf(CND_ENOMEM, "out of memory");
-    int rc = 0;
     uint32_t prev = 0;
     uint8_t m[S_SA_CONSIST_SIGNED];
-    for (uint32_t i = 0; i < ns && !rc; i++) {
+    for (uint32_t i = 0; i < ns; i++) {
         uint32_t u = cnd_rd_u32(r);
         const uint8_t *pk = cnd_rd_take(r, 32), *sig = cnd_rd_take(r, 64);
-        if ((i && u <= prev) || u >= c->p.n || !cnd_sa_bit(c->u3, u)) {
-            rc = cnd_errf(CND_EPROTO,
-                          "%s: signature %u is from client %u, not an ascending "
-                          "survivor",
-                          who, i, u);
-            break;
-        }
+        if ((i && u <= prev) || u >= c->p.n || !cnd_sa_bit(c->u3, u))
+            return cnd_errf(CND_EPROTO,
+                            "%s: signature %u is from client %u, not an ascending survivor", who, i,
+                            u);
         prev = u;
-        if (cnd_sa_enrolled_find((const uint8_t(*)[32])c->enrolled, c->n_enrolled, pk) < 0) {
-            rc = cnd_errf(CND_ECRYPTO,
-                          "%s: survivor set signed for client %u by an identity "
-                          "that is not enrolled",
-                          who, u);
-            break;
-        }
+        if (sodium_memcmp(pk, c->roster[u].id_pk, 32) != 0)
+            return cnd_errf(CND_ECRYPTO,
+                            "%s: the survivor set is signed for client %u by an identity that is "
+                            "not the roster's at that index",
+                            who, u);
         cnd_sa_consist_signed(m, c->D, u, c->sdigest);
         if (cnd_verify(sig, pk, "secagg-consistency", m, sizeof m) != 0)
-            rc = cnd_errf(CND_ECRYPTO,
-                          "%s: client %u's signature is not over the survivor set this client "
-                          "signed (the server shows different sets to different clients?)",
-                          who, u);
-        memcpy(pks[i], pk, 32);
+            return cnd_errf(CND_ECRYPTO,
+                            "%s: client %u's signature is not over the survivor set this client "
+                            "signed (the server shows different sets to different clients?)",
+                            who, u);
     }
-    if (!rc) {
-        qsort(pks, ns, 32, s_cmp_key);
-        for (uint32_t i = 1; i < ns && !rc; i++)
-            if (memcmp(pks[i - 1], pks[i], 32) == 0)
-                rc = cnd_errf(CND_ECRYPTO, "%s: one identity signed the survivor set twice", who);
-    }
-    free(pks);
-    return rc;
+    return 0;
 }
 
 static int s_unmask(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req, size_t len)

@@ -3,8 +3,10 @@
  * secagg_internal.h, and the threaded mask applier shared by client and server.
  *
  * Graph: with h = degree/2, clients are placed on a ring in the order of a permutation drawn from
- * the round's digest, and each is joined to the h clients on either side (a Harary graph under a
- * random relabelling, as in SecAgg+). When 2h >= n-1 the graph is complete.
+ * the graph seed, and each is joined to the h clients on either side (a Harary graph under a
+ * random relabelling, as in SecAgg+). When 2h >= n-1 the graph is complete. The graph seed is a
+ * hash over every participant's advert (fresh random keys of each site), fixed only once all
+ * adverts are in: the coordinator cannot choose it alone (docs/threat-model.md).
  */
 #include "secagg_internal.h"
 #include "digest.h"
@@ -132,8 +134,10 @@ int cnd_secagg_params_decode(cnd_secagg_params_t *p, const uint8_t *data, size_t
     return rc ? (rc == CND_EINVAL ? CND_EFORMAT : rc) : 0;
 }
 
-void cnd_sa_params_digest(uint8_t d[32], const cnd_secagg_params_t *p)
+void cnd_sa_params_digest(uint8_t d[32], const cnd_secagg_params_t *p,
+                          const cnd_secagg_member_t *roster)
 {
+    static const char label[] = "condenser-secagg-roster-v1";
     uint8_t b[S_PARAMS_BYTES];
     cnd_buf_t buf = {b, 0, sizeof b, 0}; /* fixed-size: never reallocates */
     memcpy(b, S_PARAMS_MAGIC, 4);
@@ -146,7 +150,45 @@ void cnd_sa_params_digest(uint8_t d[32], const cnd_secagg_params_t *p)
     cnd_buf_u32(&buf, p->min_survivors);
     cnd_buf_u32(&buf, p->len);
     cnd_buf_u32(&buf, p->bits);
-    cnd_sha256(d, b, sizeof b);
+    cnd_sha256_t *h = cnd_sha256_new();
+    if (!h) { /* OOM in OpenSSL: a zero digest matches no peer's, so the round fails */
+        memset(d, 0, 32);
+        return;
+    }
+    cnd_sha256_update(h, b, sizeof b);
+    cnd_sha256_update(h, label, sizeof label - 1);
+    for (uint32_t u = 0; u < p->n; u++) {
+        cnd_sha256_update(h, roster[u].id_pk, 32);
+        cnd_sha256_update(h, roster[u].cert_sha256, 32);
+    }
+    cnd_sha256_final(h, d);
+    cnd_sha256_destroy(&h);
+}
+
+int cnd_sa_roster_check(const cnd_secagg_member_t *roster, uint32_t n)
+{
+    for (uint32_t u = 0; u < n; u++)
+        for (uint32_t v = u + 1; v < n; v++)
+            if (sodium_memcmp(roster[u].id_pk, roster[v].id_pk, 32) == 0)
+                return cnd_errf(CND_EINVAL,
+                                "secagg roster: participants %u and %u have the same identity", u,
+                                v);
+    return 0;
+}
+
+void cnd_sa_graph_seed(uint8_t out[32], const uint8_t D[32], const uint8_t *adverts, uint32_t n)
+{
+    static const char label[] = "condenser-secagg-graph-v2";
+    cnd_sha256_t *h = cnd_sha256_new();
+    if (!h) {
+        memset(out, 0, 32);
+        return;
+    }
+    cnd_sha256_update(h, label, sizeof label - 1);
+    cnd_sha256_update(h, D, 32);
+    cnd_sha256_update(h, adverts, (size_t)n * S_SA_ADVERT_BYTES);
+    cnd_sha256_final(h, out);
+    cnd_sha256_destroy(&h);
 }
 
 int cnd_secagg_peek(cnd_secagg_hdr_t *h, const uint8_t *msg, size_t len)
@@ -306,53 +348,23 @@ int cnd_sa_advert_parse(cnd_sa_advert_t *a, const uint8_t *msg, size_t len, uint
     return 0;
 }
 
-static int s_cmp_key(const void *a, const void *b)
-{
-    return memcmp(a, b, 32);
-}
-
-uint8_t (*cnd_sa_enrolled_copy(const uint8_t (*keys)[32], size_t n))[32]
-{
-    uint8_t(*c)[32] = malloc((n ? n : 1) * 32);
-    if (!c) return NULL;
-    if (n) memcpy(c, keys, n * 32);
-    qsort(c, n, 32, s_cmp_key);
-    return c;
-}
-
-long cnd_sa_enrolled_find(const uint8_t (*sorted)[32], size_t n, const uint8_t pk[32])
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = memcmp(sorted[mid], pk, 32);
-        if (c == 0) return (long)mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
-}
-
 int cnd_sa_advert_verify(const cnd_sa_advert_t *a, const uint8_t D[32],
-                         const uint8_t (*enrolled)[32], size_t n_enrolled)
+                         const cnd_secagg_member_t *roster, uint32_t n)
 {
     char fp[CND_FINGERPRINT_HEX];
-    long idx = cnd_sa_enrolled_find(enrolled, n_enrolled, a->id_pk);
-    if (idx < 0)
+    if (a->from >= n || sodium_memcmp(roster[a->from].id_pk, a->id_pk, 32) != 0)
         return cnd_errf(CND_ECRYPTO,
                         "client %u advertised keys under identity SHA256:%.16s..., which is not "
-                        "enrolled",
+                        "the identity the round's roster names at that index",
                         a->from, cnd_pubkey_fingerprint(fp, a->id_pk));
     uint8_t m[32 + 4 + 4 * 32];
     cnd_sa_advert_signed(m, D, a->from, a->id_pk, a->enc_pk, a->mask_pk, a->commit);
     if (cnd_verify(a->sig, a->id_pk, "secagg-advert", m, sizeof m) != 0)
         return cnd_errf(CND_ECRYPTO,
                         "client %u: signature on its round keys does not verify (forged, altered "
-                        "or made for other round parameters)",
+                        "or made for other round parameters or another roster)",
                         a->from);
-    return (int)idx;
+    return 0;
 }
 
 /* --- graph -------------------------------------------------------------------------------- */
@@ -368,7 +380,8 @@ static int s_cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int cnd_secagg_graph_new(cnd_secagg_graph_t **out, const cnd_secagg_params_t *p)
+int cnd_secagg_graph_new(cnd_secagg_graph_t **out, const cnd_secagg_params_t *p,
+                         const uint8_t gseed[32])
 {
     *out = NULL;
     cnd_secagg_params_t f = *p;
@@ -390,13 +403,9 @@ int cnd_secagg_graph_new(cnd_secagg_graph_t **out, const cnd_secagg_params_t *p)
         *out = g;
         return 0;
     }
-    /* Fisher-Yates with rejection sampling over the graph keystream. */
-    uint8_t D[32], key[32 + 25];
-    cnd_sa_params_digest(D, &f);
-    memcpy(key, "condenser-secagg-graph-v1", 25);
-    memcpy(key + 25, D, 32);
+    /* Fisher-Yates with rejection sampling over the keystream of the graph seed. */
     uint8_t seed[32], ks[4096];
-    cnd_sha256(seed, key, sizeof key);
+    memcpy(seed, gseed, 32);
     cnd_prg_t *prg = cnd_prg_new(CND_PRG_MASK);
     if (!prg) {
         free(perm);

@@ -5,7 +5,9 @@
  * shortcut.
  *
  * Derivations (all inputs fixed-length, so concatenation is unambiguous):
- *   params digest  D = SHA-256(canonical params)                 (binds everything to the round)
+ *   params digest  D = SHA-256(canonical params | "condenser-secagg-roster-v1" | n x (identity
+ *                  pk | SHA-256 of the certificate DER)), the roster in index order: binds the
+ *                  round, its parameters and who sits at which index
  *   advert signed  sign.h context "secagg-advert" over D | u32 u | identity pk | c_u pk | s_u pk
  *                  | commitment
  *   commitment     SHA-256("condenser-secagg-commit-v1" | D | u32 u | b_u)
@@ -13,8 +15,8 @@
  *                  info label | D | u32 min(u,v) | u32 max(u,v)), label "mask" or "share"
  *   share AEAD     XChaCha20-Poly1305-IETF, random 24-byte nonce, AD = "condenser-secagg-share-v1"
  *                  | D | u32 from | u32 to; plaintext u32 from | u32 to | b share | s_u share
- *   graph          permutation drawn from the mask PRG keyed SHA-256("condenser-secagg-graph-v1"
- *                  | D)
+ *   graph          permutation drawn from the mask PRG keyed with the graph seed
+ *                  SHA-256("condenser-secagg-graph-v2" | D | the n ADVERT messages in index order)
  *   consistency    sign.h context "secagg-consistency" over D | u32 signer | SHA-256(
  *                  "condenser-secagg-survivors-v1" | D | u32 n | U2 bitmap | U3 bitmap)
  */
@@ -33,8 +35,13 @@
 #define S_SA_SHARE_SEED    1                         /* share kinds in UNMASK */
 #define S_SA_SHARE_MASKKEY 2
 
-/* Digest of filled params. */
-void cnd_sa_params_digest(uint8_t d[32], const cnd_secagg_params_t *p);
+/* Digest D of filled params and their roster (p->n members in index order). */
+void cnd_sa_params_digest(uint8_t d[32], const cnd_secagg_params_t *p,
+                          const cnd_secagg_member_t *roster);
+/* 0, or CND_EINVAL when two members of the roster share an identity. */
+CND_MUST_USE int cnd_sa_roster_check(const cnd_secagg_member_t *roster, uint32_t n);
+/* Graph seed from D and the n ADVERT messages (n x S_SA_ADVERT_BYTES, index order). */
+void cnd_sa_graph_seed(uint8_t out[32], const uint8_t D[32], const uint8_t *adverts, uint32_t n);
 
 /* Word width of the mask PRG for a ring of `bits` bits. */
 static inline unsigned cnd_sa_word_bits(uint32_t bits)
@@ -60,16 +67,10 @@ typedef struct {
 CND_MUST_USE int cnd_sa_advert_parse(cnd_sa_advert_t *a, const uint8_t *msg, size_t len,
                                      uint64_t round, const char *who);
 
-/* Checks that a's identity is enrolled (sorted list, see cnd_sa_enrolled_copy) and its
- * signature covers this round's digest. Returns the index of the identity in `enrolled`, or
- * CND_ECRYPTO with a detail naming the client. */
+/* Checks that a's identity is the roster's at index a->from and that its signature covers D.
+ * Returns 0, or CND_ECRYPTO with a detail naming the client. */
 CND_MUST_USE int cnd_sa_advert_verify(const cnd_sa_advert_t *a, const uint8_t D[32],
-                                      const uint8_t (*enrolled)[32], size_t n_enrolled);
-
-/* Sorted private copy of an enrolled-key list (for binary search). NULL on allocation failure. */
-uint8_t (*cnd_sa_enrolled_copy(const uint8_t (*keys)[32], size_t n))[32];
-/* Index of pk in a sorted list, or -1. */
-long cnd_sa_enrolled_find(const uint8_t (*sorted)[32], size_t n, const uint8_t pk[32]);
+                                      const cnd_secagg_member_t *roster, uint32_t n);
 
 /* The bytes an advert signature covers. */
 void cnd_sa_advert_signed(uint8_t out[32 + 4 + 4 * 32], const uint8_t D[32], uint32_t u,

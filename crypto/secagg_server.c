@@ -7,7 +7,8 @@
  * validates the whole message before touching state, so a refused message changes nothing and its
  * sender simply counts as dropped.
  *
- * Memory: per client its advert (213 bytes), the k-1 share ciphertexts it sends (112 bytes
+ * Memory: per client its advert (213 bytes; every client receives all n of them, since the
+ * neighbour graph is seeded by their hash), the k-1 share ciphertexts it sends (112 bytes
  * each) and the k shares that will be returned about it (32 bytes each), plus ONE accumulator of
  * `len` 32-bit words into which masked vectors are unpacked and added as they arrive. No
  * per-client vector is ever stored.
@@ -33,10 +34,8 @@ struct cnd_secagg_server {
     cnd_secagg_params_t p; /* filled parameters */
     uint8_t D[32];         /* their digest */
     cnd_secagg_graph_t *g;
-    uint32_t k;              /* neighbourhood size */
-    uint8_t (*enrolled)[32]; /* sorted copy */
-    size_t n_enrolled;
-    uint32_t *id_used_by; /* per enrolled identity: client index + 1, or 0 */
+    uint32_t k;                  /* neighbourhood size */
+    cnd_secagg_member_t *roster; /* n members, index order (copy) */
     unsigned threads;
     int phase;
     uint8_t *status;        /* n x CND_SECAGG_ST_* */
@@ -57,23 +56,23 @@ struct cnd_secagg_server {
 #define S_HAVE(s, u, j) ((s)->have[(size_t)(u) * (s)->k + (j)])
 
 int cnd_secagg_server_new(cnd_secagg_server_t **out, const cnd_secagg_params_t *p,
-                          const uint8_t (*enrolled)[32], size_t n_enrolled, unsigned threads)
+                          const cnd_secagg_member_t *roster, unsigned threads)
 {
     *out = NULL;
     int rc = cnd_crypto_init();
     if (rc) return rc;
     cnd_secagg_params_t f = *p;
     if ((rc = cnd_secagg_params_fill(&f))) return rc;
+    if ((rc = cnd_sa_roster_check(roster, f.n))) return rc;
     cnd_secagg_server_t *s = calloc(1, sizeof *s);
     if (!s) return cnd_errf(CND_ENOMEM, "out of memory for a secagg server");
     s->p = f;
     s->k = f.degree + 1;
     s->threads = threads ? threads : 1;
-    cnd_sa_params_digest(s->D, &f);
+    cnd_sa_params_digest(s->D, &f, roster);
     size_t nk = (size_t)f.n * s->k;
-    s->enrolled = cnd_sa_enrolled_copy(enrolled, n_enrolled);
-    s->n_enrolled = n_enrolled;
-    s->id_used_by = calloc(n_enrolled ? n_enrolled : 1, sizeof *s->id_used_by);
+    s->roster = malloc((size_t)f.n * sizeof *s->roster);
+    if (s->roster) memcpy(s->roster, roster, (size_t)f.n * sizeof *s->roster);
     s->status = calloc(f.n, 1);
     s->adverts = malloc((size_t)f.n * S_SA_ADVERT_BYTES);
     s->cts = malloc(nk * S_SA_CT_BYTES);
@@ -83,10 +82,9 @@ int cnd_secagg_server_new(cnd_secagg_server_t **out, const cnd_secagg_params_t *
     s->u2 = calloc(cnd_sa_bitmap_bytes(f.n), 1);
     s->u3 = calloc(cnd_sa_bitmap_bytes(f.n), 1);
     s->sigs = malloc((size_t)f.n * 64);
-    if (!s->enrolled || !s->id_used_by || !s->status || !s->adverts || !s->cts || !s->shares ||
-        !s->have || !s->acc || !s->u2 || !s->u3 || !s->sigs)
+    if (!s->roster || !s->status || !s->adverts || !s->cts || !s->shares || !s->have || !s->acc ||
+        !s->u2 || !s->u3 || !s->sigs)
         rc = cnd_errf(CND_ENOMEM, "out of memory for a secagg server of %u clients", f.n);
-    if (!rc) rc = cnd_secagg_graph_new(&s->g, &f);
     if (rc) {
         cnd_secagg_server_destroy(&s);
         return rc;
@@ -100,8 +98,7 @@ void cnd_secagg_server_destroy(cnd_secagg_server_t **sp)
 {
     if (!sp || !*sp) return;
     cnd_secagg_server_t *s = *sp;
-    free(s->enrolled);
-    free(s->id_used_by);
+    free(s->roster);
     free(s->status);
     free(s->adverts);
     free(s->cts);
@@ -176,12 +173,7 @@ int cnd_secagg_server_add_advert(cnd_secagg_server_t *s, uint32_t from, const ui
     if (rc) return rc;
     cnd_sa_advert_t a;
     if ((rc = cnd_sa_advert_parse(&a, msg, len, s->p.round_id, "secagg server"))) return rc;
-    int idx = cnd_sa_advert_verify(&a, s->D, (const uint8_t(*)[32])s->enrolled, s->n_enrolled);
-    if (idx < 0) return idx;
-    if (s->id_used_by[idx])
-        return cnd_errf(CND_ECRYPTO, "secagg: client %u presents the identity of client %u", from,
-                        s->id_used_by[idx] - 1);
-    s->id_used_by[idx] = from + 1;
+    if ((rc = cnd_sa_advert_verify(&a, s->D, s->roster, s->p.n))) return rc;
     memcpy(S_ADV(s, from), msg, S_SA_ADVERT_BYTES);
     s->status[from] |= CND_SECAGG_ST_ADVERTISED;
     return 0;
@@ -206,7 +198,25 @@ static int s_end(cnd_secagg_server_t *s, int phase, uint8_t flag, const char *wh
 
 int cnd_secagg_server_end_adverts(cnd_secagg_server_t *s)
 {
-    return s_end(s, PH_ADVERTS, CND_SECAGG_ST_ADVERTISED, "advertised keys");
+    int rc = s_phase(s, PH_ADVERTS, "closing the phase");
+    if (rc) return rc;
+    /* The graph seed hashes every participant's advert: one missing and no graph exists. */
+    for (uint32_t u = 0; u < s->p.n; u++)
+        if (!(s->status[u] & CND_SECAGG_ST_ADVERTISED)) {
+            s->phase = PH_FAILED;
+            return cnd_errf(CND_ESTATE,
+                            "secagg round %llu failed: client %u did not advertise keys; the "
+                            "neighbour graph is drawn from every participant's keys",
+                            (unsigned long long)s->p.round_id, u);
+        }
+    uint8_t gseed[32];
+    cnd_sa_graph_seed(gseed, s->D, s->adverts, s->p.n);
+    if ((rc = cnd_secagg_graph_new(&s->g, &s->p, gseed))) {
+        s->phase = PH_FAILED;
+        return rc;
+    }
+    s->phase = PH_SHARES;
+    return 0;
 }
 
 static int s_msg_for(const cnd_secagg_server_t *s, uint32_t v, int phase, uint8_t need,
@@ -223,16 +233,9 @@ int cnd_secagg_server_keys_msg(cnd_secagg_server_t *s, cnd_buf_t *out, uint32_t 
 {
     int rc = s_msg_for(s, v, PH_SHARES, CND_SECAGG_ST_ADVERTISED, "KEYS message");
     if (rc) return rc;
-    uint32_t k;
-    const uint32_t *nb = cnd_secagg_graph_neighbours(s->g, v, &k);
-    uint32_t count = 0;
-    for (uint32_t j = 0; j < k; j++)
-        count += nb[j] != v && (s->status[nb[j]] & CND_SECAGG_ST_ADVERTISED);
     cnd_sa_hdr_put(out, CND_SECAGG_KEYS, s->p.round_id, CND_SECAGG_SERVER, v);
-    cnd_buf_u32(out, count);
-    for (uint32_t j = 0; j < k; j++)
-        if (nb[j] != v && (s->status[nb[j]] & CND_SECAGG_ST_ADVERTISED))
-            cnd_buf_put(out, S_ADV(s, nb[j]), S_SA_ADVERT_BYTES);
+    cnd_buf_u32(out, s->p.n);
+    cnd_buf_put(out, s->adverts, (size_t)s->p.n * S_SA_ADVERT_BYTES);
     return out->err ? cnd_errf(CND_ENOMEM, "out of memory") : 0;
 }
 

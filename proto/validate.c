@@ -573,9 +573,7 @@ int cnd_proto_validate_unmask_response(cnd_proto_reject_t *rej, const Condenser_
 int cnd_proto_validate_metrics(cnd_proto_reject_t *rej, const Condenser__Metrics *m)
 {
     const char *c = "metrics";
-    S_TRY(s_real(rej, c, "loss", m->loss, 0, 0, 1e30));
-    S_TRY(s_real(rej, c, "accuracy", m->accuracy, 0, 0, 1));
-    S_TRY(s_u64(rej, c, "sample_count", m->sample_count, 1, (uint64_t)1 << 40));
+    S_TRY(s_u64(rej, c, "train_ms", m->train_ms, 0, (uint64_t)1 << 31));
     return 0;
 }
 
@@ -583,7 +581,7 @@ int cnd_proto_validate_round_end(cnd_proto_reject_t *rej, const Condenser__Round
 {
     const char *c = "round_end";
     S_TRY(s_enum(rej, c, "outcome", m->outcome, CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED,
-                 CONDENSER__ROUND_OUTCOME__OUTCOME_CANCELLED));
+                 CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY));
     int done = m->outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED;
     if (done)
         S_TRY(s_fixed(rej, c, "model_digest", m->model_digest, CND_PROTO_DIGEST_BYTES));

@@ -1,8 +1,8 @@
 # check_release_hooks.cmake: fails when an object compiled without CND_TEST_HOOKS mentions a test
 # hook, and (in a build with hooks) when the condenser binary does not: so the names checked are
 # the real ones. Run by ctest (check_release_hooks).
-set(hooks CND_AGENT_DEBUG_DUMP CND_AGENT_FAULT CND_EDGE_CRASH_AT CND_EDGE_CRASH_TRACE
-    CND_TEST_CLOCK_FILE)
+set(hooks CND_AGENT_DEBUG_DUMP CND_AGENT_FAULT CND_COORD_EVIL CND_EDGE_CRASH_AT
+    CND_EDGE_CRASH_TRACE CND_TEST_CLOCK_FILE)
 string(REPLACE "|" ";" objects "${OBJECTS}")
 list(LENGTH objects n)
 if(n EQUAL 0)

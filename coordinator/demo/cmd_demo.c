@@ -311,15 +311,11 @@ static void s_watch(const char *db, int *shown, long rounds)
     if (cnd_cstore_rounds(s, 1, &r, &n) == 0) {
         for (size_t i = (size_t)*shown; i < n; i++) {
             if (!r[i].outcome[0]) break;
-            double acc = 0, ws = 0;
-            for (uint32_t k = 0; k < r[i].n; k++)
-                if (r[i].sites[k].status & CND_RSITE_METRICS) {
-                    acc += r[i].sites[k].accuracy * (double)r[i].sites[k].samples;
-                    ws += (double)r[i].sites[k].samples;
-                }
+            /* the survivors' validation accuracy: a secure sum, no site's own figure */
+            double acc = (double)r[i].correct, ws = (double)r[i].validated;
             double tot = (double)(r[i].ended_ms - r[i].started_ms) / 1e3;
             double sec = cnd_round_secagg_seconds(&r[i]);
-            s_say("round %u/%ld %s%s: %u sites, mean site validation accuracy %.4f, %.2f s "
+            s_say("round %u/%ld %s%s: %u sites, validation accuracy %.4f (secure sum), %.2f s "
                   "(SecAgg+ %.0f%%)%s%s",
                   r[i].round, rounds, r[i].outcome, r[i].qat ? " (QAT)" : "", r[i].survivors,
                   ws > 0 ? acc / ws : 0.0, tot, tot > 0 ? 100 * sec / tot : 0.0,

@@ -1,10 +1,13 @@
 /*
  * test_agent_config.c: the site agent's INI configuration (agent/agent_config.c): paths relative
- * to the file, the pinned coordinator key, teachers, limits; every bad line refused with its
- * line number, section and key.
+ * to the file, the pinned coordinator key, teachers, limits, the site's [policy]; every bad line
+ * refused with its line number, section and key. And the rounds a site served
+ * (agent/agent_store.c, agent_served): a replayed D, an attempt served twice, a round whose
+ * unmask was answered, too many attempts, each refused, and still after reopening the file.
  */
 #include "check.h"
 #include "agent_config.h"
+#include "agent_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +60,9 @@ static void test_agent_config(void)
         {"[coordinator]\npublic_key = nothex\n", ":2: [coordinator] public_key"},
         {"[coordinator]\nendpoint = http://x\n", ":2: [coordinator] endpoint"},
         {"[weird]\na = b\n", ":2: [weird] a: unknown section"},
+        {"[policy]\nmax_attempts = 0\n", ":2: [policy] max_attempts"},
+        {"[policy]\nlr_min = -1\n", ":2: [policy] lr_min"},
+        {"[policy]\nmax_epochs = 1.5\n", ":2: [policy] max_epochs"},
         {"[site]\nname = a\n", "[site] data is required"},
         {"[site]\nname = a\ndata = fmnist\n[identity]\nkey = k\n[coordinator]\n"
          "endpoint = tcp://h:1\npublic_key = coord.pub\n",
@@ -81,12 +87,82 @@ static void test_agent_config(void)
     CHECK_EQ_INT(cnd_agent_config_load(&c, want), CND_EIO);
 }
 
+/* [policy]: defaults, values, and what a job outside it gets. */
+static void test_policy(void)
+{
+    char ini[300];
+    snprintf(ini, sizeof ini, "%s/policy.ini", s_dir);
+    const char *base = "[site]\nname = p\ndata = fmnist\n[identity]\nkey = k\ncertificate = c\n"
+                       "[coordinator]\nendpoint = tcp://h:1\npublic_key = coord.pub\n"
+                       "ca_cert = x\nca_crl = y\n";
+    CHECK_EQ_INT(cnd_file_write_atomic(ini, base, strlen(base), 0644), 0);
+    cnd_agent_config_t c;
+    CHECK_EQ_INT(cnd_agent_config_load(&c, ini), 0);
+    CHECK_EQ_INT(c.max_attempts, 4);
+    CHECK_EQ_INT(cnd_agent_config_policy(&c, 1e-3f, 1, 10), 0);
+    CHECK_EQ_INT(cnd_agent_config_policy(&c, 1e-9f, 1, 10), CND_EPERM); /* the probe */
+    CHECK(strstr(cnd_err_detail(), "learning rate") != NULL);
+    char text[600];
+    snprintf(text, sizeof text,
+             "%s[policy]\nmax_attempts = 2\nlr_min = 1e-4\nlr_max = 0.1\nmax_epochs = 5\n"
+             "max_rounds = 20\n",
+             base);
+    CHECK_EQ_INT(cnd_file_write_atomic(ini, text, strlen(text), 0644), 0);
+    CHECK_EQ_INT(cnd_agent_config_load(&c, ini), 0);
+    CHECK_EQ_INT(c.max_attempts, 2);
+    CHECK_EQ_INT(cnd_agent_config_policy(&c, 0.5f, 1, 10), CND_EPERM);
+    CHECK_EQ_INT(cnd_agent_config_policy(&c, 0.01f, 6, 10), CND_EPERM);
+    CHECK(strstr(cnd_err_detail(), "max_epochs") != NULL);
+    CHECK_EQ_INT(cnd_agent_config_policy(&c, 0.01f, 5, 21), CND_EPERM);
+    CHECK_EQ_INT(cnd_agent_config_policy(&c, 0.01f, 5, 20), 0);
+    snprintf(text, sizeof text, "%s[policy]\nlr_min = 0.5\nlr_max = 0.1\n", base);
+    CHECK_EQ_INT(cnd_file_write_atomic(ini, text, strlen(text), 0644), 0);
+    CHECK_EQ_INT(cnd_agent_config_load(&c, ini), CND_EINVAL);
+}
+
+/* The rounds a site served: every way of asking twice is refused, durably. */
+static void test_served(void)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s/served.db", s_dir);
+    cnd_astore_t *s = NULL;
+    CHECK_EQ_INT(cnd_astore_open(&s, db, 0), 0);
+    if (!s) return;
+    uint8_t d[8][32];
+    for (int i = 0; i < 8; i++) memset(d[i], 0x10 + i, 32);
+    CHECK_EQ_INT(cnd_astore_served_begin(s, 1, 1, 1, d[0], 4), 0);
+    CHECK_EQ_INT(cnd_astore_served_begin(s, 1, 2, 1, d[0], 4), CND_EPERM); /* same D */
+    CHECK(strstr(cnd_err_detail(), "served before") != NULL);
+    CHECK_EQ_INT(cnd_astore_served_begin(s, 1, 1, 1, d[1], 4), CND_EPERM); /* same attempt */
+    CHECK(strstr(cnd_err_detail(), "attempt 1 was served before") != NULL);
+    CHECK_EQ_INT(cnd_astore_served_begin(s, 1, 1, 2, d[1], 4), 0);
+    CHECK_EQ_INT(cnd_astore_served_mark(s, 1, 1, 2, "unmasked"), 0);
+    CHECK_EQ_INT(cnd_astore_served_mark(s, 1, 1, 9, "unmasked"), CND_ENOTFOUND);
+    cnd_astore_close(&s);
+    /* reopened (a restarted agent): the record holds */
+    CHECK_EQ_INT(cnd_astore_open(&s, db, 0), 0);
+    if (!s) return;
+    CHECK_EQ_INT(cnd_astore_served_begin(s, 1, 1, 3, d[2], 4), CND_EPERM);
+    CHECK(strstr(cnd_err_detail(), "already answered an unmask request") != NULL);
+    CHECK_EQ_INT(cnd_astore_served_begin(s, 1, 1, 3, d[0], 4), CND_EPERM);
+    /* attempts of one round: at most max_attempts */
+    for (uint32_t a = 1; a <= 2; a++)
+        CHECK_EQ_INT(cnd_astore_served_begin(s, 1, 2, a, d[2 + a], 2), 0);
+    CHECK_EQ_INT(cnd_astore_served_begin(s, 1, 2, 3, d[5], 2), CND_EPERM);
+    CHECK(strstr(cnd_err_detail(), "policy allows 2") != NULL);
+    /* another job's round 1 is another round */
+    CHECK_EQ_INT(cnd_astore_served_begin(s, 2, 1, 1, d[6], 2), 0);
+    cnd_astore_close(&s);
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "%s/cnd-agentcfg-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     CHECK(mkdtemp(s_dir) != NULL);
     test_agent_config();
+    test_policy();
+    test_served();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", s_dir);

@@ -381,6 +381,24 @@ static void test_admin_and_refusals(void)
     CHECK(cnd_audit_size(g_log, &after) == 0 && after == before);
 }
 
+/* site.refuse, as agent_daemon.c's s_audit_refusal wrote it inline: round and attempt only for a
+ * round. */
+static void test_site_refuse(void)
+{
+    CHECK(wrote(cnd_audit_log_site_refuse(g_log, "a1", PK1_FPR, "7", "round",
+                                          "attempt 2 of round 3 was served before", 3, 2),
+                ENTRY("site.refuse", "a1",
+                      "{\"attempt\":2,\"reason\":\"attempt 2 of round 3 was served before\","
+                      "\"round\":3,\"what\":\"round\"}",
+                      "{}", "7", "25", PK1_FPR)));
+    CHECK(wrote(cnd_audit_log_site_refuse(g_log, "a1", PK1_FPR, "8", "job",
+                                          "learning rate 1e-09 is below this site's lr_min", 0, 0),
+                ENTRY("site.refuse", "a1",
+                      "{\"reason\":\"learning rate 1e-09 is below this site's lr_min\","
+                      "\"what\":\"job\"}",
+                      "{}", "8", "26", PK1_FPR)));
+}
+
 int main(void)
 {
     char dir[] = "/tmp/cnd_audit_entries_XXXXXX", path[256];
@@ -397,6 +415,7 @@ int main(void)
     test_rollouts();
     test_messages_refusals_sessions();
     test_admin_and_refusals();
+    test_site_refuse();
     cnd_audit_close(&g_log);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

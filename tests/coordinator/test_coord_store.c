@@ -159,7 +159,61 @@ static void test_renewal(cnd_cstore_t *s)
     CHECK_EQ_INT(s_history(s, "ren-a", "renewal"), 1);
 }
 
-/* A file at schema 2 (before renewals) is migrated to 3 and keeps its identities. */
+#define S_DROP_V4                                                                                  \
+    "ALTER TABLE round DROP COLUMN samples; ALTER TABLE round DROP COLUMN validated;"              \
+    "ALTER TABLE round DROP COLUMN correct; ALTER TABLE round DROP COLUMN loss_sum;"
+
+/* A file at schema 3 (per-site metrics in round_site) is migrated to 4: its rounds keep their
+ * sites' rows and get zero secure sums; a new round stores its sums. */
+static void test_migration_3_to_4(void)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s/v3.db", s_dir);
+    cnd_cstore_t *s = NULL;
+    CHECK_EQ_INT(cnd_cstore_open(&s, db, 1), 0);
+    if (!s) return;
+    int64_t id = 0;
+    uint8_t t[16] = {1}, st[16] = {2};
+    CHECK_EQ_INT(cnd_cstore_job_create(s, &id, "j", "{}", t, sizeof t, st, sizeof st), 0);
+    CHECK_EQ_INT(sqlite3_exec(cnd_cstore_db(s),
+                              S_DROP_V4 "INSERT INTO round(job, round, attempt, phase, outcome,"
+                                        " params, qat, started_ms, phase_ms, n) VALUES(1, 1, 1,"
+                                        " 'done', 'ok', zeroblob(68), 0, 1, 1, 1);"
+                                        "INSERT INTO round_site(job, round, attempt, idx, name,"
+                                        " fingerprint, status, accuracy, samples) VALUES(1, 1, 1,"
+                                        " 0, 'a', 'aa', 7, 0.5, 10);"
+                                        "UPDATE cnd_schema SET version = 3 WHERE component ="
+                                        " 'coordinator'",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    cnd_cstore_close(&s);
+    CHECK_EQ_INT(cnd_cstore_open_readonly(&s, db), CND_EFORMAT); /* read-only never migrates */
+    CHECK_EQ_INT(cnd_cstore_open(&s, db, 0), 0);
+    if (!s) return;
+    cnd_round_rec_t *list = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(cnd_cstore_rounds(s, 1, &list, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    if (n == 1) {
+        CHECK_EQ_INT(list[0].samples, 0);
+        CHECK_EQ_INT(list[0].sites[0].status, 7);
+        list[0].samples = 99;
+        list[0].correct = 3;
+        CHECK_EQ_INT(cnd_cstore_round_update(s, &list[0]), 0);
+    }
+    for (size_t i = 0; i < n; i++) cnd_round_rec_free(&list[i]);
+    free(list);
+    CHECK_EQ_INT(cnd_cstore_rounds(s, 1, &list, &n), 0);
+    if (n == 1) {
+        CHECK_EQ_INT(list[0].samples, 99);
+        CHECK_EQ_INT(list[0].correct, 3);
+    }
+    for (size_t i = 0; i < n; i++) cnd_round_rec_free(&list[i]);
+    free(list);
+    cnd_cstore_close(&s);
+}
+
+/* A file at schema 2 (before renewals) is migrated to 4 and keeps its identities. */
 static void test_migration_2_to_3(void)
 {
     char db[300];
@@ -172,8 +226,8 @@ static void test_migration_2_to_3(void)
     CHECK_EQ_INT(cnd_cstore_enroll(s, "old-site", "site", k, NULL, 0), 0);
     CHECK_EQ_INT(sqlite3_exec(cnd_cstore_db(s),
                               "DROP TABLE identity_history; ALTER TABLE identity DROP COLUMN "
-                              "renewed_ms; UPDATE cnd_schema SET version = 2 WHERE component = "
-                              "'coordinator'",
+                              "renewed_ms;" S_DROP_V4 "UPDATE cnd_schema SET version = 2 WHERE "
+                              "component = 'coordinator'",
                               NULL, NULL, NULL),
                  SQLITE_OK);
     cnd_cstore_close(&s);
@@ -248,7 +302,7 @@ static void test_jobs_models_rounds(cnd_cstore_t *s)
     CHECK_EQ_INT(cnd_cstore_round_next(s, 1, &rn, &at), 0);
     CHECK_EQ_INT(rn, 1);
     CHECK_EQ_INT(at, 1);
-    cnd_rsite_t sites[2] = {{0, "site-a", "aa", 0, 0, 0, 0, 0}, {1, "site-c", "cc", 0, 0, 0, 0, 0}};
+    cnd_rsite_t sites[2] = {{0, "site-a", "aa", 0, 0}, {1, "site-c", "cc", 0, 0}};
     cnd_round_rec_t r;
     memset(&r, 0, sizeof r);
     r.job = 1;
@@ -260,8 +314,11 @@ static void test_jobs_models_rounds(cnd_cstore_t *s)
     r.model_version = -1;
     CHECK_EQ_INT(cnd_cstore_round_insert(s, &r), 0);
     sites[1].status = 0x7;
-    sites[1].accuracy = 0.75;
-    sites[1].samples = 123;
+    sites[1].train_ms = 321;
+    r.samples = 123;
+    r.validated = 40;
+    r.correct = 30;
+    r.loss_sum = 12.5;
     snprintf(r.phase, sizeof r.phase, "unmask");
     r.t_phase[2] = 1.5;
     CHECK_EQ_INT(cnd_cstore_round_update(s, &r), 0);
@@ -271,9 +328,12 @@ static void test_jobs_models_rounds(cnd_cstore_t *s)
     CHECK_EQ_INT(o.n, 2);
     if (o.sites) {
         CHECK_EQ_INT(o.sites[1].status, 0x7);
-        CHECK_EQ_INT(o.sites[1].samples, 123);
-        CHECK_NEAR(o.sites[1].accuracy, 0.75, 0);
+        CHECK_EQ_INT(o.sites[1].train_ms, 321);
     }
+    CHECK_EQ_INT(o.samples, 123);
+    CHECK_EQ_INT(o.validated, 40);
+    CHECK_EQ_INT(o.correct, 30);
+    CHECK_NEAR(o.loss_sum, 12.5, 0);
     CHECK_NEAR(o.t_phase[2], 1.5, 0);
     cnd_round_rec_free(&o);
     /* restarted: the next attempt of the same round */
@@ -342,6 +402,7 @@ int main(void)
     }
     CHECK_EQ_INT(cnd_cstore_open(&s, db, 0), CND_EFORMAT); /* a newer schema is refused */
     test_migration_2_to_3();
+    test_migration_3_to_4();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", s_dir);

@@ -171,9 +171,15 @@ int main(void)
             wsum += (double)d[s].weight;
         }
         float *avg = calloc(dim, sizeof *avg);
-        uint64_t tw = 0;
-        CHECK_EQ_INT(cnd_fxp_decode(avg, &tw, &fp, &lay, sum), 0);
+        cnd_fxp_totals_t tot;
+        CHECK_EQ_INT(cnd_fxp_decode(avg, &tot, &fp, &lay, sum, 4), 0);
+        uint64_t tw = tot.weight;
         CHECK_EQ_INT(tw, (uint64_t)wsum); /* the recovered sample count: survivors only */
+        /* the round's metrics are exactly these secure sums, nothing per site */
+        CHECK_EQ_INT(rounds[0].samples, tw);
+        CHECK_EQ_INT(rounds[0].validated, tot.validated);
+        CHECK_EQ_INT(rounds[0].correct, tot.correct);
+        CHECK(tot.validated > 0);
         int exact = 1;
         double maxerr = 0;
         for (uint32_t i = 0; i < m0->num_params; i++) {

@@ -6,15 +6,18 @@
  *   1. mallory accepts the job and is selected for round 1 with site-0 and site-1, then stays
  *      silent. `job show` names it as whom the advertise phase waits for.
  *   2. The CA revokes mallory's certificate (`ca revoke`, a new CRL). The coordinator notices
- *      within seconds, tells mallory its session ended, records session.end, and round 1 goes
- *      on without it. A JobResponse mallory sends afterwards on the same connection is refused.
+ *      within seconds, tells mallory its session ended, records session.end, and round 1's
+ *      attempt ends at once ("retry": the neighbour graph needs every participant's keys, and
+ *      mallory gave none); the next attempt runs without it. A JobResponse mallory sends afterwards
+ * on the same connection is refused.
  *   3. site-2 joins for round 2 and is killed (SIGKILL, by fault injection) right after it
  *      advertised its keys. It is a dropout within 10 s (the figure is printed), round 2
  *      completes with the other two, and site-2's agent, restarted 3 s after the kill with the
  *      same identity, takes part in round 3.
  *   4. In round 4 site-1 freezes (SIGSTOP, by fault injection) after advertising: its TCP
  *      connection stays open and only the ZMTP heartbeats stop. It too is a dropout within 10 s,
- *      and round 4 completes with the other two.
+ *      and round 4 completes with the other two (in a second attempt when the frozen process
+ *      had not yet flushed its advert).
  */
 #include "check.h"
 #include "clock.h"
@@ -138,8 +141,7 @@ int main(void)
     }
     CHECK(done1);
     if (done1) {
-        CHECK(strcmp(r1.outcome, "ok") == 0);
-        CHECK_EQ_INT(r1.survivors, 2);
+        CHECK(strcmp(r1.outcome, "retry") == 0);
         CHECK(s_status_of(&r1, "mallory") & CND_RSITE_LOST);
         fprintf(stderr, "liveness: round 1 ended %.1f s after the revocation\n", fx_now() - t_rev);
         cnd_round_rec_free(&r1);
@@ -219,14 +221,26 @@ int main(void)
     cnd_round_rec_t *r = NULL;
     size_t nr = 0;
     CHECK_EQ_INT(fx_rounds(&f, &r, &nr), 0);
-    CHECK_EQ_INT(nr, 4);
+    /* Round 1's first attempt lacked mallory's keys ("retry"); round 4's may lack site-1's
+     * when it froze before its advert left the socket. */
+    CHECK(nr == 5 || nr == 6);
     for (size_t i = 0; i < nr; i++) {
         fprintf(stderr, "round %u: %s, %u survivors of %u %s\n", r[i].round, r[i].outcome,
                 r[i].survivors, r[i].n, r[i].reason);
+        int last = i + 1 == nr || r[i + 1].round != r[i].round;
+        if (!last) {
+            CHECK(strcmp(r[i].outcome, "retry") == 0 && (r[i].round == 1 || r[i].round == 4));
+            continue;
+        }
+        CHECK(r[i].round != 1 || r[i].attempt == 2);
         CHECK(strcmp(r[i].outcome, "ok") == 0);
-        CHECK_EQ_INT(r[i].survivors, r[i].round == 3 ? 3 : 2);
+        if (r[i].round == 1) /* with site-2 too when it had joined by then */
+            CHECK(r[i].survivors == 2 || r[i].survivors == 3);
+        else
+            CHECK_EQ_INT(r[i].survivors, r[i].round == 3 ? 3 : 2);
         if (r[i].round == 2) CHECK(s_status_of(&r[i], "site-2") & CND_RSITE_LOST);
-        if (r[i].round == 4) CHECK(s_status_of(&r[i], "site-1") & CND_RSITE_LOST);
+        if (r[i].round == 4) /* a dropout in this attempt, or left out of it after a retry */
+            CHECK((s_status_of(&r[i], "site-1") & CND_RSITE_LOST) || r[i].attempt == 2);
     }
     fx_rounds_free(r, nr);
 

@@ -18,6 +18,7 @@
  * only the first phase's messages and the documented behaviour above. */
 #include "coord_round.h"
 #include "clock.h"
+#include "digest.h"
 #include "json.h"
 #include "node_fixture.h"
 #include "secagg.h"
@@ -157,13 +158,14 @@ static cnd_round_t *s_start(s_world_t *w, uint32_t *round_out)
 static int s_advertise(s_world_t *w, cnd_round_t *r, int i, uint32_t round, cnd_proto_reject_t *rej)
 {
     cnd_secagg_params_t sp;
-    uint8_t keys[N_SITES][32];
-    for (int k = 0; k < N_SITES; k++) memcpy(keys[k], w->sites[k].ed_pk, 32);
+    cnd_secagg_member_t roster[N_SITES]; /* as RoundStart names them: key and certificate */
+    for (int k = 0; k < N_SITES; k++) {
+        memcpy(roster[k].id_pk, w->sites[k].ed_pk, 32);
+        cnd_sha256(roster[k].cert_sha256, w->sites[k].cert, w->sites[k].cert_len);
+    }
     cnd_secagg_client_t *sc = NULL;
     int rc = cnd_secagg_params_decode(&sp, g_params[i], g_params_len[i]);
-    if (!rc)
-        rc = cnd_secagg_client_new(&sc, &sp, g_pid[i], w->node[i].id, (const uint8_t(*)[32])keys,
-                                   N_SITES);
+    if (!rc) rc = cnd_secagg_client_new(&sc, &sp, g_pid[i], w->node[i].id, roster);
     cnd_buf_t b;
     cnd_buf_init(&b);
     if (!rc) rc = cnd_secagg_client_advertise(sc, &b);
@@ -243,9 +245,10 @@ static void test_start(s_world_t *w)
     cnd_round_destroy(&r);
 }
 
-/* Two sites advertise, the third's session ends: the phase closes at once, and the next
- * phase's message goes to the two, after the new phase is committed. The dropped site's advert
- * is refused. Nobody shares: at the share deadline the round fails. */
+/* Two sites advertise, the third's session ends: the neighbour graph is drawn from every
+ * participant's keys, so the attempt ends at once as "retry" (the job runs the round again
+ * with fresh keys and without the site), committed before its RoundEnd goes out; no KeyRoster
+ * is sent, and the dropped site's late advert is refused. */
 static void test_dropout_closes_phase(s_world_t *w)
 {
     int from = g_nev;
@@ -260,43 +263,30 @@ static void test_dropout_closes_phase(s_world_t *w)
     int before = g_nev;
     CHECK_EQ_INT(s_count(from, NULL, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER), 0);
     cnd_round_drop(r, 2, "connection lost");
-    CHECK_EQ_INT(s_count(before, w->sites[0].name, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER), 1);
-    CHECK_EQ_INT(s_count(before, w->sites[1].name, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER), 1);
-    CHECK_EQ_INT(s_count(before, w->sites[2].name, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER), 0);
-    const s_ev_t *kr = s_first(before, NULL, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER);
-    CHECK(kr && strcmp(kr->phase, "advertise") != 0 && kr->outcome[0] == 0);
-    CHECK(s_first(before, NULL, S_COMMIT) && s_first(before, NULL, S_COMMIT) < kr);
+    CHECK_EQ_INT(s_count(before, NULL, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER), 0);
+    for (int i = 0; i < 2; i++) {
+        const s_ev_t *re = s_first(before, w->sites[i].name, CONDENSER__MSG_TYPE__MSG_ROUND_END);
+        CHECK(re && re->round_end_outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY);
+        CHECK(re && strcmp(re->outcome, "retry") == 0 && strstr(re->reason, "advertise") != NULL);
+        CHECK(s_first(before, NULL, S_COMMIT) && s_first(before, NULL, S_COMMIT) < re);
+    }
     /* the dropped site's advert: refused, nothing changes */
     int n_ev = g_nev;
-    CHECK_EQ_INT(s_advertise(w, r, 2, round, &rej), CND_EPERM);
-    CHECK_EQ_INT(rej.code, CONDENSER__ERROR_CODE__ERR_REFUSED);
+    CHECK(s_advertise(w, r, 2, round, &rej) != 0);
     CHECK_EQ_INT(g_nev, n_ev);
-    CHECK_EQ_INT(cnd_round_tick(r, now), 0);
-    /* nobody shares: the round fails at the share deadline, and not before */
-    double left = cnd_round_time_left(r, cnd_now());
-    CHECK(left > 0 && left <= w->spec.deadline_ms[1] / 1e3 + 0.001);
-    CHECK_EQ_INT(cnd_round_tick(r, cnd_now() + left - 0.5), 0);
-    before = g_nev;
-    CHECK_EQ_INT(cnd_round_tick(r, cnd_now() + left + 0.1), 1);
-    for (int i = 0; i < N_SITES; i++) {
-        const s_ev_t *re = s_first(before, w->sites[i].name, CONDENSER__MSG_TYPE__MSG_ROUND_END);
-        CHECK(re && re->round_end_outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_FAILED);
-        CHECK(re && re->reason[0] && strcmp(re->outcome, "failed") == 0);
-    }
     int64_t version = 0;
     CHECK_EQ_INT(cnd_round_result(r, &version), 0);
-    CHECK(cnd_round_reason(r)[0] != 0);
-    fprintf(stderr, "round %u failed: %s\n", round, cnd_round_reason(r));
+    fprintf(stderr, "round %u: %s\n", round, cnd_round_reason(r));
     char status[16];
     int dropouts;
     s_round_end_entry(round, status, sizeof status, &dropouts);
-    CHECK(strcmp(status, "failed") == 0);
-    CHECK_EQ_INT(dropouts, N_SITES); /* nobody's masked input is in an aggregate */
+    CHECK(strcmp(status, "failed") == 0); /* the attempt's entry; the round record says retry */
+    CHECK_EQ_INT(dropouts, N_SITES);      /* nobody's masked input is in an aggregate */
     cnd_round_destroy(&r);
 }
 
-/* Nobody advertises: nothing happens before the advertise deadline (the job's); at it the round
- * fails for want of a quorum. */
+/* Nobody advertises: nothing happens before the advertise deadline (the job's); at it the
+ * attempt ends for want of keys, to be retried (attempts below CND_ROUND_MAX_ATTEMPTS). */
 static void test_deadline_quorum(s_world_t *w)
 {
     uint32_t round;
@@ -312,8 +302,8 @@ static void test_deadline_quorum(s_world_t *w)
     CHECK_EQ_INT(s_count(before, NULL, CONDENSER__MSG_TYPE__MSG_KEY_ROSTER), 0);
     CHECK_EQ_INT(s_count(before, NULL, CONDENSER__MSG_TYPE__MSG_ROUND_END), N_SITES);
     const s_ev_t *re = s_first(before, NULL, CONDENSER__MSG_TYPE__MSG_ROUND_END);
-    CHECK(re && re->round_end_outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_FAILED &&
-          strcmp(re->outcome, "failed") == 0);
+    CHECK(re && re->round_end_outcome == CONDENSER__ROUND_OUTCOME__OUTCOME_RETRY &&
+          strcmp(re->outcome, "retry") == 0);
     int64_t version = 0;
     CHECK_EQ_INT(cnd_round_result(r, &version), 0);
     /* an ended round refuses what still arrives */

@@ -3,9 +3,11 @@
  * 200, clients dropping at each phase, the sum checked exactly against the plain sum of the
  * survivors' inputs; and the attacks the protocol must stop: a server asking for both shares of
  * one client, a server showing different survivor sets to different clients (to isolate one
- * client's update), tampered or misrouted share ciphertexts, forged or replayed round keys, one
- * identity posing as two clients, malformed or misattributed messages (refused without changing
- * state), and clean failure below the threshold.
+ * client's update), tampered or misrouted share ciphertexts, forged, replayed or moved round
+ * keys, an identity at another's index or posing as two clients, a KEYS message that leaves a
+ * participant out, malformed or misattributed messages (refused without changing state), clean
+ * failure below the threshold; and a neighbour graph that follows the sites' fresh keys, not the
+ * coordinator's round seed.
  */
 #include "check.h"
 #include "rng.h"
@@ -23,7 +25,7 @@ typedef struct {
     cnd_secagg_params_t p;
     uint32_t n;
     cnd_identity_t **ids;
-    uint8_t (*enrolled)[32];
+    cnd_secagg_member_t *roster;
     cnd_secagg_client_t **cl;
     cnd_secagg_server_t *srv;
     uint32_t **x;    /* inputs */
@@ -44,7 +46,7 @@ static void r_init(round_t *r, uint32_t n, uint32_t len, uint32_t bits, uint32_t
     r->p.bits = bits;
     CHECK(cnd_secagg_params_fill(&r->p) == 0);
     r->ids = calloc(n, sizeof *r->ids);
-    r->enrolled = malloc((size_t)n * 32);
+    r->roster = calloc(n, sizeof *r->roster);
     r->cl = calloc(n, sizeof *r->cl);
     r->x = calloc(n, sizeof *r->x);
     r->drop = calloc(n, 1);
@@ -56,16 +58,15 @@ static void r_init(round_t *r, uint32_t n, uint32_t len, uint32_t bits, uint32_t
         uint8_t s[32];
         for (int i = 0; i < 32; i++) s[i] = (uint8_t)cnd_rng_u64(&idrng);
         CHECK(cnd_identity_from_seed(&r->ids[u], s) == 0);
-        memcpy(r->enrolled[u], cnd_identity_pk(r->ids[u]), 32);
+        memcpy(r->roster[u].id_pk, cnd_identity_pk(r->ids[u]), 32);
+        r->roster[u].cert_sha256[0] = (uint8_t)u; /* stands for the certificate's digest */
         r->x[u] = malloc((size_t)len * 4);
         uint64_t m = bits == 32 ? 0xffffffffull : ((1ull << bits) - 1);
         for (uint32_t i = 0; i < len; i++) r->x[u][i] = (uint32_t)(cnd_rng_u64(&rng) & m);
     }
     for (uint32_t u = 0; u < n; u++)
-        CHECK(cnd_secagg_client_new(&r->cl[u], &r->p, u, r->ids[u],
-                                    (const uint8_t(*)[32])r->enrolled, n) == 0);
-    CHECK(cnd_secagg_server_new(&r->srv, &r->p, (const uint8_t(*)[32])r->enrolled, n, threads) ==
-          0);
+        CHECK(cnd_secagg_client_new(&r->cl[u], &r->p, u, r->ids[u], r->roster) == 0);
+    CHECK(cnd_secagg_server_new(&r->srv, &r->p, r->roster, threads) == 0);
 }
 
 static void r_free(round_t *r)
@@ -77,7 +78,7 @@ static void r_free(round_t *r)
     }
     cnd_secagg_server_destroy(&r->srv);
     free(r->ids);
-    free(r->enrolled);
+    free(r->roster);
     free(r->cl);
     free(r->x);
     free(r->drop);
@@ -203,9 +204,24 @@ static int r_run(round_t *r)
     return rc;
 }
 
+/* Phases 2.. of a round whose adverts are in; returns the finish code, checks the sum on 0. */
+static int r_run_from2(round_t *r)
+{
+    int rc = r_phase2(r);
+    if (!rc) rc = r_phase3(r);
+    if (!rc) rc = r_phase4(r);
+    if (rc) return rc;
+    r_phase5(r, 0);
+    uint32_t *sum = malloc((size_t)r->p.len * 4);
+    rc = cnd_secagg_server_finish(r->srv, sum);
+    if (!rc) CHECK(r_check_sum(r, sum));
+    free(sum);
+    return rc;
+}
+
 static void s_drop_random(round_t *r, cnd_rng_t *rng, uint32_t per_phase)
 {
-    for (int ph = DROP_ADVERT; ph <= DROP_UNMASK; ph++)
+    for (int ph = DROP_SHARES; ph <= DROP_UNMASK; ph++) /* a missing advert fails the round */
         for (uint32_t c = 0; c < per_phase;) {
             uint32_t u = (uint32_t)cnd_rng_below(rng, r->n);
             if (r->drop[u]) continue;
@@ -216,7 +232,9 @@ static void s_drop_random(round_t *r, cnd_rng_t *rng, uint32_t per_phase)
 
 static void test_small_complete(void)
 {
-    /* n = 3..9 (complete graphs except n = 8): no dropout, then one dropout at each phase. */
+    /* n = 3..9 (complete graphs except n = 8): no dropout, then one dropout at each phase. The
+     * graph is drawn from every participant's advert, so a client missing at that phase fails
+     * the round cleanly (it is redone as a new attempt). */
     for (uint32_t n = 3; n <= 9; n++) {
         for (int ph = DROP_NONE; ph <= DROP_UNMASK; ph++) {
             round_t r;
@@ -224,8 +242,13 @@ static void test_small_complete(void)
             CHECK_EQ_INT(r.p.degree, (n == 8 ? 6 : n - 1)); /* 2 ceil(log2 n), capped at n-1 */
             if (ph != DROP_NONE) r.drop[n / 2] = (uint8_t)ph;
             int rc = r_run(&r);
-            if (rc) fprintf(stderr, "n=%u drop phase %d: %s\n", n, ph, cnd_err_detail());
-            CHECK_EQ_INT(rc, 0);
+            if (ph == DROP_ADVERT) {
+                CHECK_EQ_INT(rc, CND_ESTATE);
+                CHECK(strstr(cnd_err_detail(), "did not advertise") != NULL);
+            } else {
+                if (rc) fprintf(stderr, "n=%u drop phase %d: %s\n", n, ph, cnd_err_detail());
+                CHECK_EQ_INT(rc, 0);
+            }
             r_free(&r);
         }
     }
@@ -263,7 +286,8 @@ static void test_sparse(void)
         uint32_t k;
         const uint32_t *nb = NULL;
         cnd_secagg_graph_t *g = NULL;
-        CHECK(cnd_secagg_graph_new(&g, &r.p) == 0);
+        uint8_t gs[32] = {(uint8_t)c};
+        CHECK(cnd_secagg_graph_new(&g, &r.p, gs) == 0);
         /* The graph is symmetric, every neighbourhood has k members including the client. */
         int sym = 1;
         for (uint32_t u = 0; u < n; u++) {
@@ -312,11 +336,10 @@ static void test_below_threshold(void)
     r_init(&r, 6, 10, 16, 0, 32, 1);
     r.p.min_survivors = 5;
     cnd_secagg_server_destroy(&r.srv);
-    CHECK(cnd_secagg_server_new(&r.srv, &r.p, (const uint8_t(*)[32])r.enrolled, 6, 1) == 0);
+    CHECK(cnd_secagg_server_new(&r.srv, &r.p, r.roster, 1) == 0);
     for (uint32_t u = 0; u < 6; u++) {
         cnd_secagg_client_destroy(&r.cl[u]);
-        CHECK(cnd_secagg_client_new(&r.cl[u], &r.p, u, r.ids[u], (const uint8_t(*)[32])r.enrolled,
-                                    6) == 0);
+        CHECK(cnd_secagg_client_new(&r.cl[u], &r.p, u, r.ids[u], r.roster) == 0);
     }
     r.drop[0] = DROP_MASKED;
     r.drop[1] = DROP_MASKED;
@@ -490,8 +513,8 @@ static void test_inconsistent_sets(void)
     cnd_buf_free(&a);
     r_free(&r);
 
-    /* A colluding client signing the (true) survivor sets under a second index: one identity
-     * counts once. */
+    /* A colluding client signing the (true) survivor sets under a second index: a signature
+     * counts only under the roster's identity at its index. */
     r_init(&r, 6, 10, 16, 0, 132, 1);
     CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0);
     cnd_buf_init(&q);
@@ -504,7 +527,7 @@ static void test_inconsistent_sets(void)
         CHECK(cnd_secagg_client_consistency(r.cl[u], &sg[u], q.data, q.len) == 0);
     }
     uint8_t D[32], sd[32], m[S_SA_CONSIST_SIGNED], extra[64];
-    cnd_sa_params_digest(D, &r.p);
+    cnd_sa_params_digest(D, &r.p, r.roster);
     cnd_sa_survivors_digest(sd, D, 6, &allb, &allb);
     cnd_sa_consist_signed(m, D, 3, sd);
     CHECK(cnd_sign(extra, r.ids[0], "secagg-consistency", m, sizeof m) == 0);
@@ -520,7 +543,7 @@ static void test_inconsistent_sets(void)
         cnd_buf_put(&q, u == 3 ? extra : sg[u].data + CND_SECAGG_HDR_BYTES, 64);
     }
     CHECK_EQ_INT(cnd_secagg_client_unmask(r.cl[0], &a, q.data, q.len), CND_ECRYPTO);
-    CHECK(strstr(cnd_err_detail(), "twice") != NULL);
+    CHECK(strstr(cnd_err_detail(), "not the roster's at that index") != NULL);
     for (uint32_t u = 0; u < 3; u++) cnd_buf_free(&sg[u]);
     cnd_buf_free(&q);
     cnd_buf_free(&a);
@@ -591,7 +614,8 @@ static void test_forged_and_replayed_keys(void)
     cnd_buf_init(&k);
     cnd_buf_init(&out);
     CHECK(cnd_secagg_server_keys_msg(r.srv, &k, 0) == 0);
-    k.data[CND_SECAGG_HDR_BYTES + 4 + CND_SECAGG_HDR_BYTES + 64 + 5] ^= 1; /* first advert's s pk */
+    /* client 1's s pk (advert 0 of the KEYS message is client 0's own) */
+    k.data[CND_SECAGG_HDR_BYTES + 4 + S_SA_ADVERT_BYTES + CND_SECAGG_HDR_BYTES + 64 + 5] ^= 1;
     CHECK_EQ_INT(cnd_secagg_client_share_keys(r.cl[0], &out, k.data, k.len), CND_ECRYPTO);
     CHECK(strstr(cnd_err_detail(), "signature") != NULL);
     cnd_buf_free(&k);
@@ -609,8 +633,8 @@ static void test_forged_and_replayed_keys(void)
     CHECK(cnd_secagg_server_keys_msg(old.srv, &ko, 0) == 0);
     CHECK(cnd_secagg_server_keys_msg(r.srv, &k, 0) == 0);
     CHECK(ko.len == k.len);
-    /* Replace round 7's first relayed advert by round 6's. */
-    size_t a0 = CND_SECAGG_HDR_BYTES + 4;
+    /* Replace round 7's advert of client 1 by round 6's. */
+    size_t a0 = CND_SECAGG_HDR_BYTES + 4 + S_SA_ADVERT_BYTES;
     memcpy(k.data + a0, ko.data + a0, S_SA_ADVERT_BYTES);
     CHECK_EQ_INT(cnd_secagg_client_share_keys(r.cl[0], &out, k.data, k.len), CND_ECRYPTO);
     CHECK(strstr(cnd_err_detail(), "replayed") != NULL);
@@ -639,51 +663,98 @@ static void test_forged_and_replayed_keys(void)
     r_free(&r);
     r_free(&old);
 
-    /* A client whose identity is not enrolled: server and peers refuse it. */
+    /* An identity that is not the roster's at its index: the client will not start, and keys
+     * made under another roster are refused by the server. */
     r_init(&r, 4, 16, 16, 0, 80, 1);
     cnd_identity_t *stranger = NULL;
     CHECK(cnd_identity_generate(&stranger) == 0);
     cnd_secagg_client_t *fake = NULL;
-    CHECK(cnd_secagg_client_new(&fake, &r.p, 2, stranger, (const uint8_t(*)[32])r.enrolled, 4) ==
-          0);
+    CHECK_EQ_INT(cnd_secagg_client_new(&fake, &r.p, 2, stranger, r.roster), CND_EINVAL);
+    cnd_secagg_member_t alt[4];
+    memcpy(alt, r.roster, sizeof alt);
+    memcpy(alt[2].id_pk, cnd_identity_pk(stranger), 32);
+    CHECK(cnd_secagg_client_new(&fake, &r.p, 2, stranger, alt) == 0);
     cnd_buf_init(&b);
     CHECK(cnd_secagg_client_advertise(fake, &b) == 0);
     CHECK_EQ_INT(cnd_secagg_server_add_advert(r.srv, 2, b.data, b.len), CND_ECRYPTO);
-    CHECK(strstr(cnd_err_detail(), "not enrolled") != NULL);
-    /* One enrolled identity cannot advertise as two clients. */
+    CHECK(strstr(cnd_err_detail(), "not the identity the round's roster names") != NULL);
+    /* Client 0's identity cannot sit at index 3, and a roster naming it twice is refused. */
     cnd_secagg_client_t *twin = NULL;
-    CHECK(cnd_secagg_client_new(&twin, &r.p, 3, r.ids[0], (const uint8_t(*)[32])r.enrolled, 4) ==
-          0);
-    cnd_buf_t b0, b3;
-    cnd_buf_init(&b0);
-    cnd_buf_init(&b3);
-    CHECK(cnd_secagg_client_advertise(r.cl[0], &b0) == 0);
-    CHECK(cnd_secagg_client_advertise(twin, &b3) == 0);
-    CHECK(cnd_secagg_server_add_advert(r.srv, 0, b0.data, b0.len) == 0);
-    CHECK_EQ_INT(cnd_secagg_server_add_advert(r.srv, 3, b3.data, b3.len), CND_ECRYPTO);
-    CHECK(strstr(cnd_err_detail(), "identity of client 0") != NULL);
-    /* A dishonest server that relays both to client 1: the client refuses too. */
-    cnd_buf_init(&k);
-    cnd_sa_hdr_put(&k, CND_SECAGG_KEYS, r.p.round_id, CND_SECAGG_SERVER, 1);
-    cnd_buf_u32(&k, 2);
-    cnd_buf_put(&k, b0.data, b0.len);
-    cnd_buf_put(&k, b3.data, b3.len);
-    cnd_buf_t a1;
-    cnd_buf_init(&a1);
-    CHECK(cnd_secagg_client_advertise(r.cl[1], &a1) == 0);
-    cnd_buf_init(&out);
-    CHECK_EQ_INT(cnd_secagg_client_share_keys(r.cl[1], &out, k.data, k.len), CND_ECRYPTO);
+    CHECK_EQ_INT(cnd_secagg_client_new(&twin, &r.p, 3, r.ids[0], r.roster), CND_EINVAL);
+    memcpy(alt, r.roster, sizeof alt);
+    memcpy(alt[3].id_pk, alt[0].id_pk, 32);
+    CHECK_EQ_INT(cnd_secagg_client_new(&twin, &r.p, 3, r.ids[0], alt), CND_EINVAL);
     CHECK(strstr(cnd_err_detail(), "same identity") != NULL);
-    cnd_buf_free(&a1);
-    cnd_buf_free(&k);
-    cnd_buf_free(&out);
+    cnd_secagg_server_t *srv2 = NULL;
+    CHECK_EQ_INT(cnd_secagg_server_new(&srv2, &r.p, alt, 1), CND_EINVAL);
+    /* The certificate digest is part of D: a roster differing only there signs differently. */
+    uint8_t d1[32], d2[32];
+    memcpy(alt, r.roster, sizeof alt);
+    alt[1].cert_sha256[7] ^= 1;
+    cnd_sa_params_digest(d1, &r.p, r.roster);
+    cnd_sa_params_digest(d2, &r.p, alt);
+    CHECK(memcmp(d1, d2, 32) != 0);
     cnd_buf_free(&b);
-    cnd_buf_free(&b0);
-    cnd_buf_free(&b3);
     cnd_secagg_client_destroy(&fake);
-    cnd_secagg_client_destroy(&twin);
     cnd_identity_destroy(&stranger);
     r_free(&r);
+
+    /* A KEYS message that moves adverts between indices, or leaves a participant out. */
+    r_init(&r, 4, 16, 16, 0, 81, 1);
+    CHECK(r_phase1(&r) == 0);
+    cnd_buf_init(&k);
+    cnd_buf_init(&out);
+    CHECK(cnd_secagg_server_keys_msg(r.srv, &k, 0) == 0);
+    uint8_t sw[S_SA_ADVERT_BYTES];
+    size_t e1 = CND_SECAGG_HDR_BYTES + 4 + S_SA_ADVERT_BYTES, e2 = e1 + S_SA_ADVERT_BYTES;
+    memcpy(sw, k.data + e1, sizeof sw);
+    memcpy(k.data + e1, k.data + e2, sizeof sw);
+    memcpy(k.data + e2, sw, sizeof sw);
+    CHECK_EQ_INT(cnd_secagg_client_share_keys(r.cl[0], &out, k.data, k.len), CND_EPROTO);
+    CHECK(strstr(cnd_err_detail(), "advert 1 of the KEYS message is client 2's") != NULL);
+    k.len = 0;
+    CHECK(cnd_secagg_server_keys_msg(r.srv, &k, 1) == 0);
+    k.len -= S_SA_ADVERT_BYTES;
+    cnd_st_le32(k.data + CND_SECAGG_HDR_BYTES, 3);
+    CHECK_EQ_INT(cnd_secagg_client_share_keys(r.cl[1], &out, k.data, k.len), CND_EPROTO);
+    CHECK(strstr(cnd_err_detail(), "all 4 participants") != NULL);
+    k.len = 0;
+    CHECK(cnd_secagg_server_keys_msg(r.srv, &k, 2) == 0);
+    k.data[CND_SECAGG_HDR_BYTES + 4 + 2 * S_SA_ADVERT_BYTES + 40] ^= 1; /* client 2's own keys */
+    CHECK_EQ_INT(cnd_secagg_client_share_keys(r.cl[2], &out, k.data, k.len), CND_ECRYPTO);
+    CHECK(strstr(cnd_err_detail(), "own keys") != NULL);
+    cnd_buf_free(&k);
+    cnd_buf_free(&out);
+    r_free(&r);
+}
+
+/* The neighbour graph: the server and every client derive it from the n adverts, so the same
+ * round parameters (the coordinator's round seed included) give a different graph with every
+ * set of fresh client keys, and the coordinator cannot pick a victim's neighbours alone. */
+static void test_graph_from_adverts(void)
+{
+    uint32_t nb_first[2][32], k = 0;
+    for (int run = 0; run < 2; run++) {
+        round_t r;
+        r_init(&r, 40, 8, 16, 6, 300, 1); /* identical parameters and roster in both runs */
+        CHECK(r_phase1(&r) == 0);
+        cnd_buf_t kb;
+        cnd_buf_init(&kb);
+        CHECK(cnd_secagg_server_keys_msg(r.srv, &kb, 0) == 0);
+        uint8_t D[32], gs[32];
+        cnd_sa_params_digest(D, &r.p, r.roster);
+        cnd_sa_graph_seed(gs, D, kb.data + CND_SECAGG_HDR_BYTES + 4, r.n);
+        cnd_secagg_graph_t *g = NULL;
+        CHECK(cnd_secagg_graph_new(&g, &r.p, gs) == 0);
+        const uint32_t *nb = g ? cnd_secagg_graph_neighbours(g, 0, &k) : NULL;
+        for (uint32_t j = 0; nb && j < k && j < 32; j++) nb_first[run][j] = nb[j];
+        cnd_secagg_graph_destroy(&g);
+        cnd_buf_free(&kb);
+        CHECK_EQ_INT(r_run_from2(&r), 0); /* and the round completes on that graph */
+        r_free(&r);
+    }
+    CHECK_EQ_INT(k, 7);
+    CHECK(memcmp(nb_first[0], nb_first[1], k * sizeof(uint32_t)) != 0);
 }
 
 /* Bad messages to the server are refused and change nothing; the round then completes. */
@@ -919,6 +990,7 @@ int main(void)
     test_inconsistent_sets();
     test_tampered_shares();
     test_forged_and_replayed_keys();
+    test_graph_from_adverts();
     test_server_refusals();
     test_bad_share_detected();
     test_masking_hides();

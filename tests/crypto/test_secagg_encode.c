@@ -22,7 +22,9 @@ static void test_layout(void)
     CHECK(cnd_fxp_layout(&l, &p) == 0);
     CHECK_EQ_INT(l.bits, 16); /* 256 * 127 = 32512 <= 2^15 - 1 */
     CHECK_EQ_INT(l.n_limbs, 1);
-    CHECK_EQ_INT(l.len, 1001);
+    CHECK_EQ_INT(l.m_limbs, 1);
+    CHECK_EQ_INT(l.loss_limbs, 2); /* 1 * 256 * 16 = 4096 needs 13 bits, 7 per limb */
+    CHECK_EQ_INT(l.len, 1000 + 3 + 2);
     p.n_max = 258; /* 258 * 127 = 32766 still fits */
     CHECK(cnd_fxp_layout(&l, &p) == 0);
     CHECK_EQ_INT(l.bits, 16);
@@ -97,12 +99,12 @@ static void test_encode(void)
     cnd_fxp_layout_t l2;
     CHECK(cnd_fxp_layout(&l2, &p2) == 0);
     float y[2] = {3, 4}, avg[2];
-    uint64_t tw;
+    cnd_fxp_totals_t tw;
     CHECK(cnd_fxp_encode(out, &rep, &p2, &l2, y, 1) == 0);
     CHECK_NEAR(rep.norm, 5.0, 1e-9);
     CHECK_NEAR(rep.scale, 0.2, 1e-9);
-    CHECK(cnd_fxp_decode(avg, &tw, &p2, &l2, out) == 0);
-    CHECK_EQ_INT(tw, 1);
+    CHECK(cnd_fxp_decode(avg, &tw, &p2, &l2, out, 1) == 0);
+    CHECK_EQ_INT(tw.weight, 1);
     CHECK_NEAR(avg[0], 0.6, 10.0 / 32767);
     CHECK_NEAR(avg[1], 0.8, 10.0 / 32767);
     /* Non-finite input is refused, naming the coordinate. */
@@ -111,7 +113,7 @@ static void test_encode(void)
     CHECK(strstr(cnd_err_detail(), "coordinate 1") != NULL);
     /* Total weight 0 cannot be averaged. */
     memset(out, 0, sizeof out);
-    CHECK_EQ_INT(cnd_fxp_decode(avg, &tw, &p2, &l2, out), CND_ERANGE);
+    CHECK_EQ_INT(cnd_fxp_decode(avg, &tw, &p2, &l2, out, 1), CND_ERANGE);
 }
 
 /* Stochastic rounding is unbiased: the mean of many encodings of 0.3 * Q / clip approaches it,
@@ -123,7 +125,7 @@ static void test_unbiased(void)
     cnd_fxp_layout_t l;
     CHECK(cnd_fxp_layout(&l, &p) == 0); /* Q = 7 */
     float *x = malloc(D * sizeof *x);
-    uint32_t *o = malloc((D + 4) * sizeof *o), *o2 = malloc((D + 4) * sizeof *o2);
+    uint32_t *o = malloc(l.len * sizeof *o), *o2 = malloc(l.len * sizeof *o2);
     for (int i = 0; i < D; i++) x[i] = (float)(2.3 / 7); /* 2.3 levels */
     CHECK(cnd_fxp_encode(o, NULL, &p, &l, x, 1) == 0);
     double mean = 0;
@@ -139,7 +141,7 @@ static void test_unbiased(void)
     uint8_t seed[32] = {1};
     CHECK(cnd_fxp_encode_seeded(o, NULL, &p, &l, x, 1, seed) == 0);
     CHECK(cnd_fxp_encode_seeded(o2, NULL, &p, &l, x, 1, seed) == 0);
-    CHECK(memcmp(o, o2, (D + l.n_limbs) * 4) == 0);
+    CHECK(memcmp(o, o2, l.len * 4) == 0);
     seed[0] = 2;
     CHECK(cnd_fxp_encode_seeded(o2, NULL, &p, &l, x, 1, seed) == 0);
     CHECK(memcmp(o, o2, D * 4) != 0);
@@ -211,7 +213,7 @@ static void test_weighted_round(void)
     p.bits = l.bits;
     CHECK(cnd_secagg_params_fill(&p) == 0);
     cnd_identity_t *ids[N];
-    uint8_t enrolled[N][32];
+    cnd_secagg_member_t roster[N];
     cnd_secagg_client_t *cl[N];
     float x[N][D];
     uint64_t w[N] = {10, 200, 1000, 5000, 1}; /* 5000 is capped at 1000 */
@@ -219,15 +221,15 @@ static void test_weighted_round(void)
     cnd_rng_seed(&r, 8);
     for (int u = 0; u < N; u++) {
         CHECK(cnd_identity_generate(&ids[u]) == 0);
-        memcpy(enrolled[u], cnd_identity_pk(ids[u]), 32);
+        memset(&roster[u], 0, sizeof roster[u]);
+        memcpy(roster[u].id_pk, cnd_identity_pk(ids[u]), 32);
         for (int i = 0; i < D; i++) x[u][i] = (float)(cnd_rng_double(&r) * 1.6 - 0.8);
     }
     cnd_secagg_server_t *s = NULL;
-    CHECK(cnd_secagg_server_new(&s, &p, (const uint8_t(*)[32])enrolled, N, 1) == 0);
+    CHECK(cnd_secagg_server_new(&s, &p, roster, 1) == 0);
     cnd_buf_t b, m;
     for (int u = 0; u < N; u++) {
-        CHECK(cnd_secagg_client_new(&cl[u], &p, (uint32_t)u, ids[u], (const uint8_t(*)[32])enrolled,
-                                    N) == 0);
+        CHECK(cnd_secagg_client_new(&cl[u], &p, (uint32_t)u, ids[u], roster) == 0);
         cnd_buf_init(&b);
         CHECK(cnd_secagg_client_advertise(cl[u], &b) == 0);
         CHECK(cnd_secagg_server_add_advert(s, (uint32_t)u, b.data, b.len) == 0);
@@ -247,6 +249,8 @@ static void test_weighted_round(void)
     uint32_t enc[D + 8];
     for (int u = 0; u < N; u++) {
         CHECK(cnd_fxp_encode(enc, NULL, &fp, &l, x[u], w[u]) == 0);
+        cnd_fxp_metrics_t mt = {50 + (uint64_t)u, 40 + (uint64_t)u, 0.5 * u};
+        CHECK(cnd_fxp_encode_metrics(enc, &fp, &l, &mt) == 0);
         cnd_buf_init(&b);
         cnd_buf_init(&m);
         CHECK(cnd_secagg_server_shares_msg(s, &b, (uint32_t)u) == 0);
@@ -279,10 +283,16 @@ static void test_weighted_round(void)
     }
     uint32_t sum[D + 8];
     float avg[D];
-    uint64_t tw;
+    cnd_fxp_totals_t tot;
     CHECK(cnd_secagg_server_finish(s, sum) == 0);
-    CHECK(cnd_fxp_decode(avg, &tw, &fp, &l, sum) == 0);
-    CHECK_EQ_INT(tw, 10 + 200 + 1000 + 1000 + 1);
+    CHECK(cnd_fxp_decode(avg, &tot, &fp, &l, sum, N) == 0);
+    CHECK_EQ_INT(tot.weight, 10 + 200 + 1000 + 1000 + 1);
+    /* the metrics came out only as sums */
+    CHECK_EQ_INT(tot.validated, 5 * 50 + 10);
+    CHECK_EQ_INT(tot.correct, 5 * 40 + 10);
+    CHECK_EQ_INT(tot.loss_q,
+                 (uint64_t)(0.5 * CND_FXP_LOSS_SCALE) * (51 + 2 * 52 + 3 * 53 + 4 * 54));
+    uint64_t tw = tot.weight;
     double maxerr = 0;
     for (int i = 0; i < D; i++) {
         double want = 0;
@@ -302,6 +312,82 @@ static void test_weighted_round(void)
     cnd_secagg_server_destroy(&s);
 }
 
+/* Sum of `k` encoded vectors of length len modulo 2^bits into out. */
+static void s_ring_sum(uint32_t *out, uint32_t (*v)[32], int k, uint32_t len, uint32_t bits)
+{
+    uint32_t m = bits == 32 ? 0xffffffffu : (1u << bits) - 1;
+    for (uint32_t i = 0; i < len; i++) {
+        uint32_t a = 0;
+        for (int j = 0; j < k; j++) a += v[j][i];
+        out[i] = a & m;
+    }
+}
+
+/* One malicious site among the survivors cannot move the decoded result beyond what a site
+ * within the rules could: a forged sample count (the issue's example: two honest sites sending
+ * 0.1 with clip 1, the third chooses its limbs so the total weight reads 1, which used to decode
+ * to about -384), a coordinate wrapped around the ring, a count of 0 or below the survivors, a
+ * wrapped count limb, metrics that contradict each other: each is refused by decode. */
+static void test_bounded_influence(void)
+{
+    cnd_fxp_params_t fp = {4, 3, 8, 1.0f, 0, 100};
+    cnd_fxp_layout_t l;
+    CHECK(cnd_fxp_layout(&l, &fp) == 0);
+    CHECK(l.len <= 32);
+    uint32_t v[3][32], sum[32], m = (1u << l.bits) - 1;
+    float x[4] = {0.1f, 0.1f, 0.1f, 0.1f}, avg[4];
+    cnd_fxp_totals_t t;
+    uint8_t seed[32] = {9};
+    for (int u = 0; u < 3; u++)
+        CHECK(cnd_fxp_encode_seeded(v[u], NULL, &fp, &l, x, 100, seed) == 0);
+    s_ring_sum(sum, v, 3, l.len, l.bits);
+    CHECK_EQ_INT(cnd_fxp_decode(avg, &t, &fp, &l, sum, 3), 0); /* honest: fine */
+    CHECK_NEAR(avg[0], 0.1, 0.01);
+    CHECK_EQ_INT(t.weight, 300);
+    /* forged count: site 2's limbs make the total read 1 */
+    memset(v[2], 0, sizeof v[2]);
+    uint32_t want[8] = {1};
+    for (uint32_t j = 0; j < l.n_limbs; j++)
+        v[2][fp.dim + j] = (want[j] - v[0][fp.dim + j] - v[1][fp.dim + j]) & m;
+    s_ring_sum(sum, v, 3, l.len, l.bits);
+    CHECK_EQ_INT(cnd_fxp_decode(avg, &t, &fp, &l, sum, 3), CND_ERANGE);
+    CHECK(strstr(cnd_err_detail(), "forged its count") != NULL ||
+          strstr(cnd_err_detail(), "out-of-range") != NULL);
+    /* what the old decoding made of it: far outside the clip */
+    uint64_t mod = 1ull << l.bits, s0 = sum[0] & m;
+    double old = (double)((int64_t)s0 - (s0 >= mod / 2 ? (int64_t)mod : 0)) * 1.0 * 100 / 127.0;
+    CHECK(fabs(old) > 10);
+    /* a coordinate wrapped around the ring, count honest */
+    CHECK(cnd_fxp_encode_seeded(v[2], NULL, &fp, &l, x, 100, seed) == 0);
+    v[2][1] = (uint32_t)(mod / 2 - 1);
+    s_ring_sum(sum, v, 3, l.len, l.bits);
+    CHECK_EQ_INT(cnd_fxp_decode(avg, &t, &fp, &l, sum, 3), CND_ERANGE);
+    CHECK(strstr(cnd_err_detail(), "coordinate 1") != NULL);
+    /* count 0 and count below the survivors */
+    CHECK(cnd_fxp_encode_seeded(v[2], NULL, &fp, &l, x, 100, seed) == 0);
+    uint32_t z[32];
+    memcpy(z, sum, sizeof z);
+    s_ring_sum(sum, v, 3, l.len, l.bits);
+    for (uint32_t j = 0; j < l.n_limbs; j++) sum[fp.dim + j] = 0;
+    CHECK_EQ_INT(cnd_fxp_decode(avg, &t, &fp, &l, sum, 3), CND_ERANGE);
+    CHECK(strstr(cnd_err_detail(), "weight 0") != NULL);
+    sum[fp.dim] = 2;
+    for (uint32_t i = 0; i < fp.dim; i++) sum[i] = 0;
+    CHECK_EQ_INT(cnd_fxp_decode(avg, &t, &fp, &l, sum, 3), CND_ERANGE);
+    CHECK(strstr(cnd_err_detail(), "outside [3, 300]") != NULL);
+    /* a count limb beyond what three sites' limbs add up to (a "negative" limb) */
+    s_ring_sum(sum, v, 3, l.len, l.bits);
+    sum[fp.dim + l.n_limbs - 1] = m;
+    CHECK_EQ_INT(cnd_fxp_decode(avg, &t, &fp, &l, sum, 3), CND_ERANGE);
+    CHECK(strstr(cnd_err_detail(), "limb") != NULL);
+    /* metrics: more correct than validated */
+    s_ring_sum(sum, v, 3, l.len, l.bits);
+    sum[fp.dim + l.n_limbs + l.m_limbs] = 5;
+    CHECK_EQ_INT(cnd_fxp_decode(avg, &t, &fp, &l, sum, 3), CND_ERANGE);
+    CHECK(strstr(cnd_err_detail(), "inconsistent metrics") != NULL);
+    (void)z;
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -310,5 +396,6 @@ int main(void)
     test_unbiased();
     test_packing();
     test_weighted_round();
+    test_bounded_influence();
     return check_result("test_secagg_encode");
 }

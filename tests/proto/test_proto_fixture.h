@@ -379,9 +379,6 @@ static void s_build(fx_t *f, Condenser__MsgType t)
         break;
     case CONDENSER__MSG_TYPE__MSG_METRICS:
         condenser__metrics__init(&f->met);
-        f->met.loss = 0.42f;
-        f->met.accuracy = 0.875f;
-        f->met.sample_count = 12345;
         f->met.train_ms = 5000;
         p = &f->met;
         job = 42;

@@ -10,6 +10,7 @@
  */
 #include "check.h"
 #include "chunk.h"
+#include "digest.h"
 #include "identity.h"
 #include "proto.h"
 #include "rng.h"
@@ -85,12 +86,14 @@ int main(void)
     static coord_t co;
     cnd_rng_t rng;
     cnd_rng_seed(&rng, 77);
-    uint8_t enrolled[N][32];
+    cnd_secagg_member_t enrolled[N];
     for (uint32_t u = 0; u < N; u++) {
         uint8_t seed[32];
         for (int i = 0; i < 32; i++) seed[i] = (uint8_t)(u * 40 + (uint32_t)i + 1);
         CHECK_EQ_INT(cnd_identity_from_seed(&site[u].id, seed), 0);
-        memcpy(enrolled[u], cnd_identity_pk(site[u].id), 32);
+        memset(&enrolled[u], 0, sizeof enrolled[u]);
+        memcpy(enrolled[u].id_pk, cnd_identity_pk(site[u].id), 32);
+        cnd_sha256(enrolled[u].cert_sha256, CERT, sizeof CERT);
         for (int i = 0; i < LEN; i++) site[u].x[i] = (uint32_t)(cnd_rng_u64(&rng) & 0xffff);
         site[u].seq = 1;
         site[u].view = (cnd_round_view_t){JOB, ROUND - 1, CND_PHASE_DONE};
@@ -112,9 +115,7 @@ int main(void)
     cnd_buf_t pb;
     cnd_buf_init(&pb);
     CHECK_EQ_INT(cnd_secagg_params_encode(&pb, &p), 0);
-    cnd_secagg_graph_t *g = NULL;
-    CHECK_EQ_INT(cnd_secagg_graph_new(&g, &p), 0);
-    CHECK_EQ_INT(cnd_secagg_server_new(&co.srv, &p, (const uint8_t(*)[32])enrolled, N, 1), 0);
+    CHECK_EQ_INT(cnd_secagg_server_new(&co.srv, &p, enrolled, 1), 0);
     co.view = (cnd_round_view_t){JOB, ROUND, CND_PHASE_ADVERTISE};
 
     uint8_t model[5000];
@@ -157,13 +158,17 @@ int main(void)
         cnd_secagg_params_t sp;
         const Condenser__RoundStart *r = m->env->round_start;
         CHECK_EQ_INT(cnd_secagg_params_decode(&sp, r->secagg_params.data, r->secagg_params.len), 0);
-        uint8_t peers[N][32];
-        size_t npk = 0;
-        memcpy(peers[npk++], cnd_identity_pk(site[u].id), 32);
-        for (size_t j = 0; j < r->n_peers; j++)
-            memcpy(peers[npk++], enrolled[r->peers[j]->participant_id], 32);
-        CHECK_EQ_INT(cnd_secagg_client_new(&site[u].cl, &sp, r->participant_id, site[u].id,
-                                           (const uint8_t(*)[32])peers, npk),
+        cnd_secagg_member_t peers[N];
+        memset(peers, 0, sizeof peers);
+        memcpy(peers[u].id_pk, cnd_identity_pk(site[u].id), 32);
+        cnd_sha256(peers[u].cert_sha256, CERT, sizeof CERT);
+        for (size_t j = 0; j < r->n_peers; j++) {
+            uint32_t pid = r->peers[j]->participant_id;
+            memcpy(peers[pid].id_pk, enrolled[pid].id_pk, 32);
+            cnd_sha256(peers[pid].cert_sha256, r->peers[j]->certificate.data,
+                       r->peers[j]->certificate.len);
+        }
+        CHECK_EQ_INT(cnd_secagg_client_new(&site[u].cl, &sp, r->participant_id, site[u].id, peers),
                      0);
         site[u].view = (cnd_round_view_t){JOB, ROUND, CND_PHASE_ADVERTISE};
         cnd_proto_msg_destroy(&m);
@@ -378,9 +383,7 @@ int main(void)
     b.len = 0;
     Condenser__Metrics met;
     condenser__metrics__init(&met);
-    met.loss = 0.5f;
-    met.accuracy = 0.8f;
-    met.sample_count = 100;
+    met.train_ms = 100;
     Condenser__Envelope env;
     cnd_proto_envelope_init(&env, CONDENSER__MSG_TYPE__MSG_METRICS, &met, JOB, ROUND, NAMES[0],
                             site[0].seq - 1);
@@ -412,7 +415,6 @@ int main(void)
 
     cnd_buf_free(&b);
     cnd_buf_free(&pb);
-    cnd_secagg_graph_destroy(&g);
     cnd_secagg_server_destroy(&co.srv);
     for (uint32_t u = 0; u < N; u++) {
         cnd_secagg_client_destroy(&site[u].cl);

@@ -117,9 +117,7 @@ static uint8_t *s_msg(ident_t *me, const char *claimed, Condenser__MsgType t, ui
     switch (t) {
     case CONDENSER__MSG_TYPE__MSG_METRICS:
         condenser__metrics__init(&met);
-        met.loss = 0.3f;
-        met.accuracy = 0.9f;
-        met.sample_count = 1000;
+        met.train_ms = 1000;
         p = &met;
         break;
     case CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS:
@@ -201,13 +199,12 @@ int main(void)
     static const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02};
     CHECK_EQ_INT(s_exchange(&c, cx, junk, sizeof junk, &ref), CONDENSER__ERROR_CODE__ERR_MALFORMED);
     CHECK_EQ_INT(ref, 0);
-    Condenser__Metrics met;
-    condenser__metrics__init(&met);
-    met.accuracy = 1.5f;
-    met.sample_count = 1;
+    Condenser__AdvertiseKeys adv;
+    condenser__advertise_keys__init(&adv); /* no advert: a required field missing */
+    adv.participant_id = 1;
     Condenser__Envelope env;
-    cnd_proto_envelope_init(&env, CONDENSER__MSG_TYPE__MSG_METRICS, &met, 42, 3, garbler.name,
-                            garbler.seq++);
+    cnd_proto_envelope_init(&env, CONDENSER__MSG_TYPE__MSG_ADVERTISE_KEYS, &adv, 42, 3,
+                            garbler.name, garbler.seq++);
     /* pack without validation, as a broken or hostile client would */
     n = condenser__envelope__get_packed_size(&env);
     b = malloc(n);
