@@ -94,7 +94,7 @@ typedef struct {
     int fuse_relu;     /* Conv: the following Relu applied inside */
     float *packed;     /* Conv: per-group [W | bias] blocks; BatchNorm: scale then shift (C each) */
     cnd_layer_t layer; /* Conv fast path: the training layer of one group */
-    int fast;          /* Conv: runs through layer_conv2d.c */
+    int fast;          /* Conv: 1 through layer_conv2d.c, 2 pointwise sgemm, 0 direct */
     float clip_lo, clip_hi;
 } s_node_t;
 

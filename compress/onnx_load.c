@@ -578,6 +578,12 @@ static int s_node(cnd_onnx_t *g, s_node_t *n, const Onnx__NodeProto *p, int idx,
     if (p->n_input > 1024 || p->n_output > 8 || p->n_output < 1)
         return cnd_onnx_node_err(g, n, CND_EFORMAT, "%zu inputs and %zu outputs", p->n_input,
                                  p->n_output);
+    int max_out = n->op == OP_BATCHNORM ? 5 : n->op == OP_DROPOUT || n->op == OP_MAXPOOL ? 2 : 1;
+    if ((int)p->n_output > max_out)
+        return cnd_onnx_node_err(g, n, CND_EFORMAT, "%zu outputs, at most %d", p->n_output,
+                                 max_out);
+    if (!p->output[0] || !p->output[0][0])
+        return cnd_onnx_node_err(g, n, CND_EFORMAT, "the first output has no name");
     n->n_in = (int)p->n_input;
     n->n_out = (int)p->n_output;
     n->in = calloc((size_t)n->n_in + 1, sizeof(int));

@@ -109,16 +109,46 @@ static void s_conv_fast(cnd_onnx_t *g, s_node_t *n, float *y, const float *x, in
     }
 }
 
+/* 1x1 convolutions with stride 1 and no padding: y_b (OC, HW) = W (OC, C) x_b (C, HW), one
+ * sgemm per sample, each task a range of samples. */
+static void s_conv_pointwise_task(void *ctx, int task, int ntasks)
+{
+    const s_conv_job *j = ctx;
+    const s_node_t *n = j->n;
+    const s_value_t *xv = &j->g->v[n->in[0]], *yv = &j->g->v[n->out[0]];
+    int C = (int)xv->dims[1], OC = (int)yv->dims[1], HW = (int)(xv->dims[2] * xv->dims[3]);
+    long b0, b1;
+    cnd_pool_range(j->B, ntasks, task, &b0, &b1);
+    for (long b = b0; b < b1; b++) {
+        float *y = j->y + (size_t)b * OC * HW;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, HW, C, 1.0f, j->w, C,
+                    j->x + (size_t)b * C * HW, HW, 0.0f, y, HW);
+        for (int oc = 0; oc < OC; oc++) {
+            float bv = j->bias ? j->bias[oc] : 0.0f, *r = y + (size_t)oc * HW;
+            if (n->fuse_relu)
+                for (int i = 0; i < HW; i++) r[i] = r[i] + bv > 0.0f ? r[i] + bv : 0.0f;
+            else
+                for (int i = 0; i < HW; i++) r[i] += bv;
+        }
+    }
+}
+
 static void s_conv(cnd_onnx_t *g, s_node_t *n, int B)
 {
     float *y = cnd_onnx_data(g, n->out[0]);
     const float *x = cnd_onnx_data(g, n->in[0]);
+    const float *bias = n->n_in > 2 && n->in[2] >= 0 ? cnd_onnx_data(g, n->in[2]) : NULL;
+    if (n->fast == 2) {
+        s_conv_job j = {g, n, y, x, cnd_onnx_data(g, n->in[1]), bias, B};
+        int T = cnd_pool_threads();
+        cnd_pool_run(s_conv_pointwise_task, &j, B >= T ? T : 1);
+        return;
+    }
     if (n->fast) {
         s_conv_fast(g, n, y, x, B);
         return;
     }
-    const float *b = n->n_in > 2 && n->in[2] >= 0 ? cnd_onnx_data(g, n->in[2]) : NULL;
-    cnd_onnx_conv_direct(g, n, y, x, cnd_onnx_data(g, n->in[1]), b, B);
+    cnd_onnx_conv_direct(g, n, y, x, cnd_onnx_data(g, n->in[1]), bias, B);
 }
 
 /* ---- pooling ---- */

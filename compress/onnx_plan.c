@@ -648,6 +648,11 @@ static void s_conv_setup(cnd_onnx_t *g, s_node_t *n)
     const s_value_t *x = &g->v[n->in[0]], *w = &g->v[n->in[1]];
     int64_t C = x->dims[1], OC = w->dims[0], G = n->group, Cg = C / G;
     int64_t p = n->pads[0];
+    if (G == 1 && n->kernel[0] == 1 && n->kernel[1] == 1 && n->strides[0] == 1 &&
+        n->strides[1] == 1 && !n->pads[0] && !n->pads[1] && !n->pads[2] && !n->pads[3]) {
+        n->fast = 2; /* pointwise: one sgemm per sample, straight into NCHW */
+        return;
+    }
     n->fast = n->kernel[0] == n->kernel[1] && n->strides[0] == n->strides[1] && n->pads[1] == p &&
               n->pads[2] == p && n->pads[3] == p && n->dil[0] == 1 && n->dil[1] == 1 && Cg > 1 &&
               x->dims[2] <= 65536;
@@ -666,7 +671,7 @@ static void s_conv_setup(cnd_onnx_t *g, s_node_t *n)
 /* Scratch floats node n needs during its run. */
 static size_t s_work(cnd_onnx_t *g, s_node_t *n, int B)
 {
-    if (n->op != OP_CONV || !n->fast) return 0;
+    if (n->op != OP_CONV || n->fast != 1) return 0;
     const s_value_t *x = &g->v[n->in[0]];
     size_t in_g = n->group > 1 ? (size_t)B * cnd_shape_size(n->layer.in) : 0;
     size_t out_g = (size_t)B * cnd_shape_size(n->layer.out);
@@ -679,6 +684,7 @@ static int s_pack(cnd_onnx_t *g, s_node_t *n)
 {
     free(n->packed);
     n->packed = NULL;
+    if (n->op == OP_CONV && n->fast == 2) return 0;
     if (n->op != OP_CONV || !n->fast || !g->v[n->in[1]].known) {
         n->fast = n->fast && g->v[n->in[1]].known &&
                   (n->n_in < 3 || n->in[2] < 0 || g->v[n->in[2]].known);

@@ -1,11 +1,11 @@
 /*
  * test_onnx.c: the ONNX engine's convolutions against a naive reference written here (the fast
- * path through layer_conv2d.c and the direct path, with groups, strides, padding, auto_pad,
- * dilation, non-square kernels and a fused Relu, on 1 and 2 threads), and hostile files refused
- * with messages naming what was wrong (external data, cycles, missing initializers, sizes that
- * lie, huge dimensions, unknown ops, attributes and opsets). The models are built with the
- * protobuf-c code generated from onnx.proto (onnx_build.h). PyTorch cross-checks are in
- * test_onnx_torch.py.
+ * path through layer_conv2d.c, the pointwise sgemm and the direct path, with groups, strides,
+ * padding, auto_pad, dilation, non-square kernels and a fused Relu, on 1 and 2 threads), and
+ * hostile files refused with messages naming what was wrong (external data, cycles, missing
+ * initializers, sizes that lie, huge dimensions, unknown ops, attributes and opsets). The models
+ * are built with the protobuf-c code generated from onnx.proto (onnx_build.h). PyTorch cross-checks
+ * are in test_onnx_torch.py.
  *
  *   test_onnx                      runs the tests
  *   test_onnx --write-corpus DIR   writes the fuzz target's seeds (tests/fuzz/corpus/onnx)
@@ -162,6 +162,8 @@ static void test_convolutions(void)
         {2, 3, 1, 3, 1, 1, 2, 1, 1, 1, {1, 0, 2, 1}, NULL, 6, 7},  /* 3x1, asymmetric pads */
         {3, 4, 1, 3, 3, 2, 2, 1, 1, 0, {0, 0, 0, 0}, "SAME_UPPER", 8, 7},
         {1, 2, 1, 5, 5, 1, 1, 1, 1, 0, {2, 2, 2, 2}, NULL, 5, 5}, /* one input channel */
+        {4, 6, 1, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 5, 6}, /* pointwise, relu */
+        {6, 3, 1, 1, 1, 2, 2, 1, 1, 0, {0, 0, 0, 0}, NULL, 5, 6}, /* strided 1x1: fast */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) s_conv_case(&cases[i], (int)i);
 }

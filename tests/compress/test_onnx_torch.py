@@ -12,9 +12,11 @@ Fashion-MNIST test images: the largest absolute difference must stay within 1e-4
 
 Then through the CLI: `condenser import` refuses the ResNet as a student naming its first
 residual Add, imports LeNet as a student whose `condenser eval` accuracy on the 10,000 test
-images is PyTorch's, and `condenser distill --teacher lenet.onnx` trains a student on a subset.
+images is PyTorch's (and so is `condenser eval lenet.onnx --preprocess ...`), and
+`condenser distill --teacher lenet.onnx` trains a student on a subset.
 
 usage: test_onnx_torch.py CONDENSER ONNX_RUN
+       test_onnx_torch.py --write-seeds DIR   (the fuzz target's PyTorch seeds, corpus/onnx)
 """
 import gzip
 import os
@@ -215,7 +217,7 @@ def main():
                   % ("ok  " if ok else "FAIL", name, opset, diff, want.size,
                      float(np.abs(want).max())))
         failures += cli_checks(condenser, d)
-    print("%d passed, %d failed" % (len(cases) + 4 - failures, failures))
+    print("%d passed, %d failed" % (len(cases) + 5 - failures, failures))
     return 1 if failures else 0
 
 
@@ -254,6 +256,13 @@ def cli_checks(condenser, d):
           ("ok  " if ok else "FAIL", m.group(0) if m else log.strip(), acc))
     bad += not ok
 
+    rc, log = run([condenser, "eval", path, "--preprocess", PREP, "--data", "fmnist", "--json"])
+    m = re.search(r'"accuracy":([0-9.]+)', log)
+    ok = rc == 0 and m and abs(float(m.group(1)) - acc) <= 2e-4
+    print("%s eval of the ONNX model itself: %s, torch %.4f" %
+          ("ok  " if ok else "FAIL", m.group(0) if m else log.strip(), acc))
+    bad += not ok
+
     out = os.path.join(d, "student.cnd")
     rc, log = run([condenser, "distill", "--teacher", path, "--teacher-preprocess", PREP,
                    "--arch", "conv2d(4,3,pad=1) relu maxpool(2) flatten dense(10)",
@@ -268,5 +277,21 @@ def cli_checks(condenser, d):
     return bad
 
 
+def write_seeds(d):
+    """Small exports for the fuzz corpus: every op of the models above in a few KiB."""
+    torch.manual_seed(1)
+    gen = torch.Generator().manual_seed(1)
+    for name, model, opset in [("torch_lenet.onnx", LeNet(), 13), ("torch_mlp11.onnx", Mlp(), 11),
+                               ("torch_mobilenet.onnx", MobileNet(), 13),
+                               ("torch_resnet.onnx", ResNet(), 13), ("torch_vgg.onnx", Vgg(), 17)]:
+        for p in model.parameters():  # shrink: the fuzzer mutates structure, not weights
+            p.data.zero_()
+        randomize_bn(model, gen)
+        export(model.eval(), os.path.join(d, name), opset)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--write-seeds":
+        write_seeds(sys.argv[2])
+        sys.exit(0)
     sys.exit(main())
