@@ -110,4 +110,9 @@ CND_MUST_USE int cnd_onnx_logits(float **logits, cnd_onnx_t *g, const cnd_onnx_p
  * CND_EPERM (naming the first node and op that cannot be trained, and why) or CND_ENOMEM. */
 CND_MUST_USE int cnd_onnx_to_model(cnd_model_t **out, cnd_onnx_t *g);
 
+/* The float model m as an ONNX graph (opset 13; onnx_export.c says how each layer maps). The
+ * graph expects normalised inputs as the .cnd network does; the normalisation is in its
+ * metadata_props. *out is owned by the caller. Returns 0 or CND_ENOMEM. */
+CND_MUST_USE int cnd_onnx_export(const cnd_model_t *m, uint8_t **out, size_t *len);
+
 #endif

@@ -19,6 +19,7 @@ usage: test_onnx_torch.py CONDENSER ONNX_RUN
        test_onnx_torch.py --write-seeds DIR   (the fuzz target's PyTorch seeds, corpus/onnx)
 """
 import gzip
+import json
 import os
 import re
 import subprocess
@@ -34,6 +35,9 @@ FMNIST = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
 PREP = "scale=1/255 mean=%g std=%g" % (MEAN, STD)
 TOL = 1e-4
+HERE = os.path.dirname(os.path.abspath(__file__))
+ONNX_RUN = None
+ORT_MODULES = os.environ.get("CND_ORT_MODULES")  # build-test/npm/node_modules (scripts/test)
 
 
 def load_images(n):
@@ -183,7 +187,9 @@ def run(cmd, **kw):
 
 
 def main():
+    global ONNX_RUN
     condenser, onnx_run = sys.argv[1], sys.argv[2]
+    ONNX_RUN = onnx_run
     torch.manual_seed(15)
     gen = torch.Generator().manual_seed(15)
     torch.set_num_threads(1)
@@ -217,7 +223,7 @@ def main():
                   % ("ok  " if ok else "FAIL", name, opset, diff, want.size,
                      float(np.abs(want).max())))
         failures += cli_checks(condenser, d)
-    print("%d passed, %d failed" % (len(cases) + 5 - failures, failures))
+    print("%d checks failed" % failures)
     return 1 if failures else 0
 
 
@@ -263,6 +269,8 @@ def cli_checks(condenser, d):
           ("ok  " if ok else "FAIL", m.group(0) if m else log.strip(), acc))
     bad += not ok
 
+    bad += export_checks(condenser, d, cnd, lenet, path)
+
     out = os.path.join(d, "student.cnd")
     rc, log = run([condenser, "distill", "--teacher", path, "--teacher-preprocess", PREP,
                    "--arch", "conv2d(4,3,pad=1) relu maxpool(2) flatten dense(10)",
@@ -274,7 +282,91 @@ def cli_checks(condenser, d):
     if not ok:
         print(log)
     bad += not ok
+    if ok:
+        bad += export_student(condenser, d, out)
     return bad
+
+
+def ort_logits(d, path, x):
+    """onnxruntime's logits for x, or None when onnxruntime-node is not installed."""
+    if not ORT_MODULES or not os.path.isdir(os.path.join(ORT_MODULES, "onnxruntime-node")):
+        return None
+    xin, out = os.path.join(d, "ort_in.f32"), os.path.join(d, "ort_out.f32")
+    x.tofile(xin)
+    rc, log = run(["node", os.path.join(HERE, "ort_run.js"), path, xin] +
+                  [str(v) for v in x.shape] + [out], env=dict(os.environ, NODE_PATH=ORT_MODULES))
+    if rc:
+        raise RuntimeError(log)
+    return np.fromfile(out, dtype=np.float32).reshape(len(x), -1)
+
+
+def export_checks(condenser, d, cnd, lenet, src):
+    """export of the imported LeNet: onnx.checker, our engine and onnxruntime against torch,
+    and a re-import giving the same layers."""
+    import onnx
+    bad = 0
+    path = os.path.join(d, "lenet_rt.onnx")
+    rc, log = run([condenser, "export", cnd, "--onnx", "--out", path])
+    try:
+        onnx.checker.check_model(onnx.load(path), full_check=True)
+        checked = "onnx.checker passes"
+    except Exception as e:  # noqa: BLE001 (any checker complaint is a failure)
+        checked = "onnx.checker: %s" % e
+    x = load_images(256)
+    with torch.no_grad():
+        want = lenet(torch.from_numpy(x)).numpy()
+    xin, out = os.path.join(d, "rt_in.f32"), os.path.join(d, "rt_out.f32")
+    x.tofile(xin)
+    rc2, log2 = run([ONNX_RUN, path, xin, str(len(x)), out])
+    diff = float(np.abs(np.fromfile(out, dtype=np.float32).reshape(want.shape) - want).max()) \
+        if rc2 == 0 else 1e9
+    ok = rc == 0 and checked == "onnx.checker passes" and diff <= TOL
+    print("%s export --onnx of the imported LeNet: %s, ours vs torch %.2e" %
+          ("ok  " if ok else "FAIL", checked, diff))
+    bad += not ok
+    ort = ort_logits(d, path, x)
+    if ort is None:
+        print("note onnxruntime-node is not installed (scripts/test installs it): ORT checks not run")
+    else:
+        diff = float(np.abs(ort - want).max())
+        ok = diff <= TOL
+        print("%s onnxruntime on the exported LeNet: vs torch %.2e" % ("ok  " if ok else "FAIL",
+                                                                      diff))
+        bad += not ok
+        for name in ("resnet", "mobilenet"):  # the torch exports, through onnxruntime and us
+            p = os.path.join(d, name + ".onnx")
+            got = np.fromfile(os.path.join(d, name + ".out"), dtype=np.float32)
+            ref = ort_logits(d, p, load_images(1000)).reshape(-1)
+            diff = float(np.abs(got - ref).max())
+            ok = diff <= TOL
+            print("%s onnxruntime on the torch export of %s: vs condenser %.2e" %
+                  ("ok  " if ok else "FAIL", name, diff))
+            bad += not ok
+    rc, log = run([condenser, "import", path, "--json"])
+    rc0, log0 = run([condenser, "import", src, "--json"])
+    ok = rc == 0 and rc0 == 0 and \
+        json.loads(log)["student_spec"] == json.loads(log0)["student_spec"]
+    print("%s re-import of the export gives the same layers" % ("ok  " if ok else "FAIL"))
+    return bad + (not ok)
+
+
+def export_student(condenser, d, cnd):
+    """A distilled student exported to ONNX evaluates as the .cnd does."""
+    import onnx
+    path = os.path.join(d, "student.onnx")
+    rc, log = run([condenser, "export", cnd, "--onnx", "--out", path])
+    m = onnx.load(path)
+    onnx.checker.check_model(m, full_check=True)
+    props = {p.key: p.value for p in m.metadata_props}
+    prep = "mean=%s std=%s" % (props["condenser.norm_mean"], props["condenser.norm_std"])
+    r1 = run([condenser, "eval", cnd, "--data", "fmnist", "--json"])
+    r2 = run([condenser, "eval", path, "--data", "fmnist", "--json", "--preprocess", prep])
+    e1, e2 = json.loads(r1[1]), json.loads(r2[1])
+    ok = rc == 0 and r1[0] == 0 and r2[0] == 0 and e1["accuracy"] == e2["accuracy"] and \
+        abs(e1["loss"] - e2["loss"]) <= 1e-5
+    print("%s export --onnx of the distilled student: eval %.4f/%.6f as .onnx, %.4f/%.6f as .cnd"
+          % ("ok  " if ok else "FAIL", e2["accuracy"], e2["loss"], e1["accuracy"], e1["loss"]))
+    return not ok
 
 
 def write_seeds(d):
