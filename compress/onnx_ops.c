@@ -153,12 +153,15 @@ static void s_conv(cnd_onnx_t *g, s_node_t *n, int B)
 
 /* ---- pooling ---- */
 
+#define S_POOL2_MAX 4096 /* widest output row of the 2x2 max pooling fast path */
+
 typedef struct {
     const cnd_onnx_t *g;
     const s_node_t *n;
     float *y;
     const float *x;
     long planes;
+    int pool2; /* 2x2 max pooling with stride 2 and no padding (layer_pool.c's kernel) */
 } s_pool_job;
 
 static void s_pool_task(void *ctx, int task, int ntasks)
@@ -175,6 +178,12 @@ static void s_pool_task(void *ctx, int task, int ntasks)
     for (long p = p0; p < p1; p++) {
         const float *x = j->x + (size_t)p * (size_t)(H * W);
         float *y = j->y + (size_t)p * (size_t)(OH * OW);
+        if (j->pool2) { /* 2x2, stride 2, no padding: the training core's row kernel */
+            uint8_t code[S_POOL2_MAX];
+            for (int64_t oh = 0; oh < OH; oh++)
+                cnd_maxpool2_row(y + oh * OW, code, x + 2 * oh * W, x + (2 * oh + 1) * W, (int)OW);
+            continue;
+        }
         if (n->op == OP_GAP) {
             double s = 0.0;
             for (int64_t i = 0; i < H * W; i++) s += x[i];
@@ -210,8 +219,17 @@ static void s_pool_task(void *ctx, int task, int ntasks)
 static void s_pool(cnd_onnx_t *g, s_node_t *n, int B)
 {
     const s_value_t *xv = &g->v[n->in[0]];
-    s_pool_job j = {g, n, cnd_onnx_data(g, n->out[0]), cnd_onnx_data(g, n->in[0]),
-                    (long)(xv->dims[0] * xv->dims[1])};
+    s_pool_job j = {g,
+                    n,
+                    cnd_onnx_data(g, n->out[0]),
+                    cnd_onnx_data(g, n->in[0]),
+                    (long)(xv->dims[0] * xv->dims[1]),
+                    0};
+    const int64_t *k = n->kernel, *st = n->strides, *p = n->pads;
+    j.pool2 = n->op == OP_MAXPOOL && k[0] == 2 && k[1] == 2 && st[0] == 2 && st[1] == 2 &&
+              n->dil[0] == 1 && n->dil[1] == 1 && !p[0] && !p[1] && !p[2] && !p[3] &&
+              g->v[n->out[0]].dims[2] == xv->dims[2] / 2 &&
+              g->v[n->out[0]].dims[3] == xv->dims[3] / 2 && xv->dims[3] / 2 <= S_POOL2_MAX;
     int T = cnd_pool_threads();
     cnd_pool_run(s_pool_task, &j, T > 1 ? 4 * T : 1);
 }

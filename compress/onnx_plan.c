@@ -642,7 +642,8 @@ static int s_root(const cnd_onnx_t *g, int vi)
 }
 
 /* Conv fast path (layer_conv2d.c): square kernel, equal strides, one symmetric pad, no
- * dilation, more than one input channel per group. */
+ * dilation, one group or more than one input channel per group (depthwise convolutions run
+ * direct: a GEMM with one input channel per group is all overhead). */
 static void s_conv_setup(cnd_onnx_t *g, s_node_t *n)
 {
     const s_value_t *x = &g->v[n->in[0]], *w = &g->v[n->in[1]];
@@ -654,8 +655,8 @@ static void s_conv_setup(cnd_onnx_t *g, s_node_t *n)
         return;
     }
     n->fast = n->kernel[0] == n->kernel[1] && n->strides[0] == n->strides[1] && n->pads[1] == p &&
-              n->pads[2] == p && n->pads[3] == p && n->dil[0] == 1 && n->dil[1] == 1 && Cg > 1 &&
-              x->dims[2] <= 65536;
+              n->pads[2] == p && n->pads[3] == p && n->dil[0] == 1 && n->dil[1] == 1 &&
+              (Cg > 1 || G == 1) && x->dims[2] <= 65536;
     if (!n->fast) return;
     memset(&n->layer, 0, sizeof n->layer);
     n->layer.type = CND_L_CONV2D;
