@@ -26,13 +26,6 @@ typedef struct {
     int resume, no_ckpt;
 } s_opts_t;
 
-/* An ONNX teacher is recognised by its name. */
-static int s_is_onnx(const char *path)
-{
-    size_t n = strlen(path);
-    return n >= 5 && strcmp(path + n - 5, ".onnx") == 0;
-}
-
 /* Parses argv into o. Returns 0, 1 after --help, or a negative CND_E* code. */
 static int s_parse(s_opts_t *o, int argc, char **argv)
 {
@@ -94,7 +87,7 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
     if (!o->arch == !o->student)
         return cnd_errf(CND_EINVAL, "give exactly one of --arch or --student");
     if (!o->out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
-    if (o->teacher_prep && !s_is_onnx(o->teacher))
+    if (o->teacher_prep && !cnd_onnx_is_onnx(o->teacher))
         return cnd_errf(CND_EINVAL, "--teacher-preprocess is for .onnx teachers (a .cnd teacher "
                                     "carries its own normalisation)");
     return 0;
@@ -165,20 +158,8 @@ static int s_onnx_targets(cnd_distill_t *dctx, float **tlog, const cnd_train_cfg
         return cnd_errf(CND_EINVAL,
                         "--augment is not supported with an ONNX teacher (its logits "
                         "are computed once over the data); import it or drop --augment");
-    cnd_onnx_prep_t prep;
-    cnd_onnx_t *g = NULL;
-    int rc;
-    if ((rc = cnd_onnx_prep_parse(&prep, o->teacher_prep))) return rc;
-    if ((rc = cnd_onnx_load(&g, o->teacher))) return rc;
-    if (cnd_onnx_classes(g) != s->n_classes || cnd_onnx_classes(g) < tr->n_classes) {
-        rc = cnd_errf(CND_EINVAL, "teacher %s has %d outputs; the student %d, the data %d classes",
-                      o->teacher, cnd_onnx_classes(g), s->n_classes, tr->n_classes);
-        cnd_onnx_destroy(&g);
-        return rc;
-    }
     double t0 = cnd_now();
-    rc = cnd_onnx_logits(tlog, g, &prep, tr->x, tr->n, tr->shape, 256);
-    cnd_onnx_destroy(&g);
+    int rc = cnd_onnx_teacher_logits(tlog, o->teacher, o->teacher_prep, tr, s->n_classes);
     if (rc) return rc;
     dctx->teacher_logits = *tlog;
     printf("teacher %s: logits for %zu samples in %.1fs (cached for all epochs)\n", o->teacher,
@@ -222,7 +203,7 @@ int cnd_cmd_distill(int argc, char **argv)
     float *tlog = NULL;
     cnd_distill_t dctx;
     memset(&dctx, 0, sizeof dctx);
-    int onnx = s_is_onnx(o.teacher);
+    int onnx = cnd_onnx_is_onnx(o.teacher);
     if (!onnx && (rc = cnd_model_load(&t, o.teacher))) goto done;
     if ((rc = cnd_cmd_load_data(o.data, o.test, o.subset, (uint64_t)o.seed, &tr, &te))) goto done;
     if (o.student)

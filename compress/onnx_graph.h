@@ -30,6 +30,7 @@
 #ifndef CND_ONNX_GRAPH_H
 #define CND_ONNX_GRAPH_H
 
+#include "data.h"
 #include "error.h"
 #include "layer.h"
 #include "model.h"
@@ -103,6 +104,16 @@ CND_MUST_USE int cnd_onnx_prep_norm(const cnd_onnx_prep_t *p, int C, float *mean
  * CND_EINVAL (shapes or classes do not match, named) or a run error. */
 CND_MUST_USE int cnd_onnx_logits(float **logits, cnd_onnx_t *g, const cnd_onnx_prep_t *p,
                                  const float *raw, size_t n, cnd_shape_t shape, int batch);
+
+/* True when `path` names an ONNX model (ends in .onnx), as the commands taking a teacher decide. */
+int cnd_onnx_is_onnx(const char *path);
+
+/* A teacher's logits over the raw samples of `raw`, once (distill, quantize --teacher): loads the
+ * ONNX model at `path`, parses `prep_spec` (cnd_onnx_prep_parse) and checks that the model has
+ * `classes` outputs and at least the data's classes. *logits is raw->n x classes, caller frees.
+ * Returns 0, CND_EINVAL (naming the mismatch), or a load or run error. */
+CND_MUST_USE int cnd_onnx_teacher_logits(float **logits, const char *path, const char *prep_spec,
+                                         const cnd_dataset_t *raw, int classes);
 
 /* A graph whose nodes form a chain of layers the trainer knows (Conv, Relu, MaxPool,
  * AveragePool, GlobalAveragePool, Flatten, Gemm/MatMul(+Add), BatchNormalization, with

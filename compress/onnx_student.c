@@ -147,6 +147,29 @@ int cnd_onnx_logits(float **logits, cnd_onnx_t *g, const cnd_onnx_prep_t *p, con
     return rc;
 }
 
+int cnd_onnx_is_onnx(const char *path)
+{
+    size_t n = strlen(path);
+    return n >= 5 && strcmp(path + n - 5, ".onnx") == 0;
+}
+
+int cnd_onnx_teacher_logits(float **logits, const char *path, const char *prep_spec,
+                            const cnd_dataset_t *raw, int classes)
+{
+    *logits = NULL;
+    cnd_onnx_prep_t prep;
+    cnd_onnx_t *g = NULL;
+    int rc;
+    if ((rc = cnd_onnx_prep_parse(&prep, prep_spec)) || (rc = cnd_onnx_load(&g, path))) return rc;
+    if (cnd_onnx_classes(g) != classes || cnd_onnx_classes(g) < raw->n_classes)
+        rc = cnd_errf(CND_EINVAL, "teacher %s has %d outputs; the student %d, the data %d classes",
+                      path, cnd_onnx_classes(g), classes, raw->n_classes);
+    else
+        rc = cnd_onnx_logits(logits, g, &prep, raw->x, raw->n, raw->shape, 256);
+    cnd_onnx_destroy(&g);
+    return rc;
+}
+
 /* ---- students ---- */
 
 typedef struct {

@@ -13,7 +13,8 @@ Fashion-MNIST test images: the largest absolute difference must stay within 1e-4
 Then through the CLI: `condenser import` refuses the ResNet as a student naming its first
 residual Add, imports LeNet as a student whose `condenser eval` accuracy on the 10,000 test
 images is PyTorch's (and so is `condenser eval lenet.onnx --preprocess ...`), and
-`condenser distill --teacher lenet.onnx` trains a student on a subset.
+`condenser distill --teacher lenet.onnx` trains a student on a subset, which
+`condenser quantize --teacher lenet.onnx --qat-epochs 1` then fine-tunes into an artifact.
 
 usage: test_onnx_torch.py CONDENSER ONNX_RUN
        test_onnx_torch.py --write-seeds DIR   (the fuzz target's PyTorch seeds, corpus/onnx)
@@ -284,6 +285,16 @@ def cli_checks(condenser, d):
     bad += not ok
     if ok:
         bad += export_student(condenser, d, out)
+        q = os.path.join(d, "student.cndq")
+        rc, log = run([condenser, "quantize", out, "--out", q, "--teacher", path,
+                       "--teacher-preprocess", PREP, "--qat-epochs", "1", "--subset", "600",
+                       "--threads", "2"])
+        ok = rc == 0 and os.path.exists(q) and "teacher " + path in log
+        print("%s quantize --qat-epochs 1 --teacher lenet.onnx: %s" %
+              ("ok  " if ok else "FAIL", log.strip().splitlines()[-1] if log else ""))
+        if not ok:
+            print(log)
+        bad += not ok
     return bad
 
 
