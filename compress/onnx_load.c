@@ -189,7 +189,7 @@ static int s_tensor(cnd_onnx_t *g, s_value_t *v, const Onnx__TensorProto *t, con
         if (!(v->f = malloc(alloc * sizeof(float)))) return CND_ENOMEM;
         if (raw)
             s_le_f32(v->f, t->raw_data.data, n);
-        else
+        else if (n) /* float_data is NULL when empty */
             memcpy(v->f, t->float_data, (size_t)n * sizeof(float));
         return 0;
     }
@@ -346,15 +346,15 @@ static int s_constant_attr(cnd_onnx_t *g, s_node_t *n, const Onnx__AttributeProt
     v->is_int = !is_float;
     if (is_float) {
         if (!(v->f = malloc((cnt ? cnt : 1) * sizeof(float)))) return CND_ENOMEM;
-        if (is_list)
+        if (is_list && cnt)
             memcpy(v->f, a->floats, cnt * sizeof(float));
-        else
+        else if (!is_list)
             v->f[0] = a->f;
     } else {
         if (!(v->i = malloc((cnt ? cnt : 1) * sizeof(int64_t)))) return CND_ENOMEM;
-        if (is_list)
+        if (is_list && cnt)
             memcpy(v->i, a->ints, cnt * sizeof(int64_t));
-        else
+        else if (!is_list)
             v->i[0] = a->i;
     }
     return 0;
