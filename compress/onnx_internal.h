@@ -105,8 +105,9 @@ struct cnd_onnx {
     int n_v, cap_v;
     s_node_t *nodes; /* topological order */
     int n_nodes;
-    int input, output;  /* value indices */
-    int64_t decl_batch; /* the input's dimension 0 in the file, or -1 when symbolic */
+    int input, output;    /* value indices */
+    int64_t decl_batch;   /* the input's dimension 0 in the file, or -1 when symbolic */
+    int64_t static_elems; /* elements of the file's initializers and Constants */
     cnd_shape_t in_shape;
     int in_rank; /* 2 or 4 */
     int classes;

@@ -184,6 +184,7 @@ static int s_tensor(cnd_onnx_t *g, s_value_t *v, const Onnx__TensorProto *t, con
     for (size_t i = 0; i < t->n_dims; i++) v->dims[i] = t->dims[i];
     v->n = n;
     v->known = v->is_static = 1;
+    g->static_elems += n;
     size_t alloc = (size_t)(n ? n : 1);
     if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
         if (!(v->f = malloc(alloc * sizeof(float)))) return CND_ENOMEM;
@@ -343,6 +344,7 @@ static int s_constant_attr(cnd_onnx_t *g, s_node_t *n, const Onnx__AttributeProt
     v->dims[0] = (int64_t)cnt;
     v->n = (int64_t)cnt;
     v->known = v->is_static = 1;
+    g->static_elems += (int64_t)cnt;
     v->is_int = !is_float;
     if (is_float) {
         if (!(v->f = malloc((cnt ? cnt : 1) * sizeof(float)))) return CND_ENOMEM;

@@ -22,7 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FOLD_MAX ((int64_t)1 << 27) /* elements folded per plan */
+/* Elements folding may create per plan: twice what the file's constants hold, plus 2^20 for
+ * shape arithmetic, so a small file cannot grow into gigabytes by concatenating a constant with
+ * itself. */
+static int64_t s_fold_budget(const cnd_onnx_t *g)
+{
+    return 2 * g->static_elems + ((int64_t)1 << 20);
+}
 
 static int s_rank_err(const cnd_onnx_t *g, const s_node_t *n, int j, const char *want)
 {
@@ -606,9 +612,11 @@ int cnd_onnx_plan_shapes(cnd_onnx_t *g, int B)
             if (n->in[j] >= 0 && !g->v[n->in[j]].known) all = 0;
         if (all && s_foldable(n->op)) {
             folded += g->v[n->out[0]].n;
-            if (folded > FOLD_MAX)
-                return cnd_onnx_node_err(g, n, CND_ERANGE, "constants folded over %lld elements",
-                                         (long long)FOLD_MAX);
+            if (folded > s_fold_budget(g))
+                return cnd_onnx_node_err(g, n, CND_ERANGE,
+                                         "folding constants would create over %lld elements "
+                                         "(twice the file's constants)",
+                                         (long long)s_fold_budget(g));
             if ((rc = cnd_onnx_fold(g, n))) return rc;
             n->folded = 1;
             g->v[n->out[0]].known = 1;

@@ -266,6 +266,17 @@ static void m_bad_stride(ob_t *b, Onnx__NodeProto *n)
     ob_ints(b, n, "strides", (int64_t[]){0, 1}, 2);
 }
 
+/* 1,000 constants concatenated into 10^6, then into 6 x 10^7: a 4 KB file asking for 240 MB */
+static void m_amplify(ob_t *b, Onnx__NodeProto *n)
+{
+    ob_init_f(b, "c", (int64_t[]){1000}, 1, NULL);
+    static const char *c1000[1000], *m60[60];
+    for (int i = 0; i < 1000; i++) c1000[i] = "c";
+    for (int i = 0; i < 60; i++) m60[i] = "m";
+    ob_int(b, ob_node(b, "Concat", "big", c1000, 1000, (const char *[]){"m"}, 1), "axis", 0);
+    ob_int(b, ob_node(b, "Concat", "bigger", m60, 60, (const char *[]){"h"}, 1), "axis", 0);
+}
+
 static void m_domain(ob_t *b, Onnx__NodeProto *n)
 {
     n->domain = ob_str(b, "com.microsoft");
@@ -294,6 +305,8 @@ static void test_hostile(void)
         {"pads.onnx", 13, m_huge_pads, CND_ERANGE, "node 'r' (Conv, opset 13)", "elements"},
         {"stride.onnx", 13, m_bad_stride, CND_EFORMAT, "(MaxPool, opset 13)", "'strides'"},
         {"domain.onnx", 13, m_domain, CND_EFORMAT, "domain 'com.microsoft'", NULL},
+        {"amplify.onnx", 13, m_amplify, CND_ERANGE, "node 'bigger' (Concat, opset 13)",
+         "folding constants would create"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t *p;
