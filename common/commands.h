@@ -14,6 +14,7 @@ int cnd_cmd_quantize(int argc, char **argv);
 int cnd_cmd_export(int argc, char **argv);
 int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` is crypto/'s (two-word row) */
 int cnd_cmd_distill(int argc, char **argv);
+int cnd_cmd_import(int argc, char **argv); /* cmd_import.c: ONNX models */
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);

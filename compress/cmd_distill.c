@@ -9,6 +9,7 @@
 #include "digest.h"
 #include "distill.h"
 #include "modelfile.h"
+#include "onnx_graph.h"
 #include "train.h"
 #include "augment.h"
 
@@ -19,6 +20,7 @@
 /* What the command line asked for. */
 typedef struct {
     const char *data, *arch, *student, *teacher, *out, *optname, *test, *sched, *augment;
+    const char *teacher_prep; /* preprocessing of an ONNX teacher (onnx_graph.h) */
     long epochs, batch, seed, threads, subset;
     double lr, wd, momentum, T, alpha;
     int resume, no_ckpt;
@@ -38,7 +40,10 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
                     .T = CND_DISTILL_DEFAULT_T,
                     .alpha = CND_DISTILL_DEFAULT_ALPHA};
     const cnd_opt_t opts[] = {
-        {"teacher", CND_OPT_STR, &o->teacher, "FILE", "teacher model (.cnd), run forward only"},
+        {"teacher", CND_OPT_STR, &o->teacher, "FILE",
+         "teacher model (.cnd or .onnx), run forward only"},
+        {"teacher-preprocess", CND_OPT_STR, &o->teacher_prep, "SPEC",
+         "an .onnx teacher's input preprocessing, e.g. \"scale=1/255 mean=0.286 std=0.353\""},
         {"arch", CND_OPT_STR, &o->arch, "SPEC", "student architecture (a new student)"},
         {"student", CND_OPT_STR, &o->student, "FILE", "or: continue from this student model"},
         {"data", CND_OPT_STR, &o->data, "SPEC", "training data (default fmnist)"},
@@ -65,12 +70,14 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
          "do not write FILE.ckpt after each epoch"},
         {0}};
     const cnd_cli_t cli = {
-        "condenser distill --teacher T.cnd (--arch SPEC | --student S.cnd) --out FILE [options]",
+        "condenser distill --teacher T.cnd|T.onnx (--arch SPEC | --student S.cnd) --out FILE "
+        "[options]",
         "Distills a teacher into a student: the loss mixes the teacher's softened outputs\n"
         "(temperature T, weight alpha) with the labels (weight 1 - alpha). The teacher runs\n"
         "forward once over the data; its logits are cached for all epochs. Defaults (T 2,\n"
         "alpha 0.5) come from the measurements in docs/benchmarks.md. As with train, the\n"
-        "run's state goes to FILE.ckpt after every epoch, and --resume continues a killed run.",
+        "run's state goes to FILE.ckpt after every epoch, and --resume continues a killed run.\n"
+        "An ONNX teacher (docs/onnx.md) sees raw data through --teacher-preprocess.",
         opts, 0, 0};
     int npos;
     char **pos;
@@ -80,6 +87,9 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
     if (!o->arch == !o->student)
         return cnd_errf(CND_EINVAL, "give exactly one of --arch or --student");
     if (!o->out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
+    if (o->teacher_prep && !cnd_onnx_is_onnx(o->teacher))
+        return cnd_errf(CND_EINVAL, "--teacher-preprocess is for .onnx teachers (a .cnd teacher "
+                                    "carries its own normalisation)");
     return 0;
 }
 
@@ -105,11 +115,11 @@ static int s_train_cfg(cnd_train_cfg_t *cfg, s_ckpt_t *ck, const s_opts_t *o)
     snprintf(ck->config, sizeof ck->config,
              "command=distill;teacher=%s;arch=%s;student=%s;data=%s;test=%s;temperature=%.7g;"
              "alpha=%.7g;epochs=%ld;batch=%ld;lr=%.7g;optimizer=%s;momentum=%.7g;"
-             "weight-decay=%.7g;schedule=%s;seed=%ld;augment=%s;subset=%ld",
+             "weight-decay=%.7g;schedule=%s;seed=%ld;augment=%s;subset=%ld;teacher-prep=%s",
              o->teacher, o->arch ? o->arch : "", o->student ? o->student : "", o->data,
              o->test ? o->test : "", o->T, o->alpha, o->epochs, o->batch, (double)cfg->optim.lr,
              o->optname, (double)cfg->optim.momentum, (double)cfg->optim.weight_decay, o->sched,
-             o->seed, o->augment, o->subset);
+             o->seed, o->augment, o->subset, o->teacher_prep ? o->teacher_prep : "");
     return cnd_cmd_ckpt_setup(cfg, o->out, o->resume, o->no_ckpt, ck->config, ck->path,
                               sizeof ck->path);
 }
@@ -133,6 +143,24 @@ static int s_teacher_targets(cnd_distill_t *dctx, float **tlog, cnd_train_cfg_t 
     }
     double t0 = cnd_now();
     if ((rc = cnd_distill_teacher_logits(tlog, t, tr))) return rc;
+    dctx->teacher_logits = *tlog;
+    printf("teacher %s: logits for %zu samples in %.1fs (cached for all epochs)\n", o->teacher,
+           tr->n, cnd_now() - t0);
+    return 0;
+}
+
+/* The same for an ONNX teacher (onnx_graph.h): its logits over the raw training set once,
+ * with its preprocessing; augmented batches would need it every batch, which is refused. */
+static int s_onnx_targets(cnd_distill_t *dctx, float **tlog, const cnd_train_cfg_t *cfg,
+                          const cnd_model_t *s, const cnd_dataset_t *tr, const s_opts_t *o)
+{
+    if (cfg->augment)
+        return cnd_errf(CND_EINVAL,
+                        "--augment is not supported with an ONNX teacher (its logits "
+                        "are computed once over the data); import it or drop --augment");
+    double t0 = cnd_now();
+    int rc = cnd_onnx_teacher_logits(tlog, o->teacher, o->teacher_prep, tr, s->n_classes);
+    if (rc) return rc;
     dctx->teacher_logits = *tlog;
     printf("teacher %s: logits for %zu samples in %.1fs (cached for all epochs)\n", o->teacher,
            tr->n, cnd_now() - t0);
@@ -175,14 +203,15 @@ int cnd_cmd_distill(int argc, char **argv)
     float *tlog = NULL;
     cnd_distill_t dctx;
     memset(&dctx, 0, sizeof dctx);
-    if ((rc = cnd_model_load(&t, o.teacher))) goto done;
+    int onnx = cnd_onnx_is_onnx(o.teacher);
+    if (!onnx && (rc = cnd_model_load(&t, o.teacher))) goto done;
     if ((rc = cnd_cmd_load_data(o.data, o.test, o.subset, (uint64_t)o.seed, &tr, &te))) goto done;
     if (o.student)
         rc = cnd_model_load(&s, o.student);
     else
         rc = cnd_model_new(&s, o.arch, tr->shape, (uint64_t)o.seed);
     if (rc) goto done;
-    if (s->n_classes != t->n_classes) {
+    if (t && s->n_classes != t->n_classes) {
         rc = cnd_errf(CND_EINVAL, "student has %d outputs, teacher %d: they must match",
                       s->n_classes, t->n_classes);
         goto done;
@@ -192,7 +221,9 @@ int cnd_cmd_distill(int argc, char **argv)
     dctx.K = s->n_classes;
     dctx.T = (float)o.T;
     dctx.alpha = (float)o.alpha;
-    if ((rc = s_teacher_targets(&dctx, &tlog, &cfg, t, s, tr, &o))) goto done;
+    rc = onnx ? s_onnx_targets(&dctx, &tlog, &cfg, s, tr, &o)
+              : s_teacher_targets(&dctx, &tlog, &cfg, t, s, tr, &o);
+    if (rc) goto done;
     cnd_model_normalize(s, tr->x, tr->n);
     if (te) cnd_model_normalize(s, te->x, te->n);
     float bg[256];

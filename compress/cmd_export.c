@@ -6,6 +6,9 @@
  *
  * The artifact is validated and its self-test run before anything is written, so firmware
  * never embeds a broken model.
+ *
+ * `condenser export MODEL.cnd --onnx --out FILE.onnx` writes a float model as an ONNX graph
+ * (onnx_export.c, docs/onnx.md).
  */
 #include "artifact.h"
 #include "bytes.h"
@@ -13,11 +16,37 @@
 #include "commands.h"
 #include "digest.h"
 #include "fileio.h"
+#include "modelfile.h"
+#include "onnx_graph.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* MODEL.cnd as ONNX into `out`. */
+static int s_export_onnx(const char *path, const char *out)
+{
+    if (!out) return cnd_errf(CND_EINVAL, "--onnx needs --out FILE.onnx");
+    cnd_model_t *m = NULL;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = cnd_model_load(&m, path);
+    if (!rc) rc = cnd_onnx_export(m, &bytes, &len);
+    if (!rc) rc = cnd_file_write_atomic(out, bytes, len, 0644);
+    if (!rc) {
+        printf("wrote %s: ONNX opset 13, %zu bytes; input %dx%dx%d normalised as (x - mean) / "
+               "std, mean",
+               out, len, m->in.c, m->in.h, m->in.w);
+        for (int c = 0; c < m->in.c && c < 8; c++) printf(" %.6g", (double)m->norm_mean[c]);
+        printf(", std");
+        for (int c = 0; c < m->in.c && c < 8; c++) printf(" %.6g", (double)m->norm_std[c]);
+        printf(" (also in its metadata_props)\n");
+    }
+    free(bytes);
+    cnd_model_destroy(&m);
+    return rc;
+}
 
 static int s_valid_symbol(const char *s)
 {
@@ -30,23 +59,29 @@ static int s_valid_symbol(const char *s)
 int cnd_cmd_export(int argc, char **argv)
 {
     const char *out = NULL, *name = "cnd_model";
-    int c_array = 0;
+    int c_array = 0, onnx = 0;
     const cnd_opt_t opts[] = {
         {"c-array", CND_OPT_FLAG, &c_array, NULL, "emit the artifact as a C source file"},
         {"name", CND_OPT_STR, &name, "SYMBOL", "C identifier of the array (default cnd_model)"},
+        {"onnx", CND_OPT_FLAG, &onnx, NULL, "write a float MODEL.cnd as an ONNX graph (--out)"},
         {"out", CND_OPT_STR, &out, "FILE", "output file (default: stdout)"},
         {0}};
     const cnd_cli_t cli = {
-        "condenser export MODEL.cndq --c-array [--out FILE.c] [--name SYMBOL]",
+        "condenser export MODEL.cndq --c-array [--out FILE.c] [--name SYMBOL]\n"
+        "       condenser export MODEL.cnd --onnx --out FILE.onnx",
         "Exports an integer artifact for firmware: a C file defining `const uint8_t SYMBOL[]` "
         "(the artifact's exact bytes, digest and signature trailer included), SYMBOL_len and "
-        "SYMBOL_arena_bytes. The artifact is validated and self-tested first.",
+        "SYMBOL_arena_bytes. The artifact is validated and self-tested first. With --onnx, a "
+        "float .cnd model becomes an ONNX graph (opset 13) that expects normalised inputs.",
         opts, 1, 1};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
-    if (!c_array) return cnd_errf(CND_EINVAL, "choose an export format: --c-array (try --help)");
+    if (onnx && c_array) return cnd_errf(CND_EINVAL, "choose one of --c-array and --onnx");
+    if (onnx) return s_export_onnx(pos[0], out);
+    if (!c_array)
+        return cnd_errf(CND_EINVAL, "choose an export format: --c-array or --onnx (try --help)");
     if (!s_valid_symbol(name))
         return cnd_errf(CND_EINVAL, "--name: '%s' is not a C identifier of at most 64 characters",
                         name);

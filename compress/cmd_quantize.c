@@ -17,6 +17,7 @@
 #include "distill.h"
 #include "fileio.h"
 #include "modelfile.h"
+#include "onnx_graph.h"
 #include "quant.h"
 #include "quant_eval.h"
 
@@ -69,6 +70,7 @@ static int s_meta(cnd_qmodel_t *q, const char *k, const char *v)
 /* What the command line asked for. */
 typedef struct {
     const char *path, *data, *out, *method_s, *teacher, *test;
+    const char *teacher_prep; /* an .onnx teacher's preprocessing (onnx_graph.h) */
     long calib, wbits, qat_epochs, batch, seed, threads, selftests, report_n, subset;
     double lr, T, alpha;
     int no_report;
@@ -102,7 +104,9 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
         {"qat-epochs", CND_OPT_INT, &o->qat_epochs, "N",
          "quantization-aware fine-tuning epochs (default 0)", 0, 1000},
         {"teacher", CND_OPT_STR, &o->teacher, "T.cnd",
-         "QAT with the distillation loss from this teacher (needs --qat-epochs)"},
+         "QAT with the distillation loss from this teacher, .cnd or .onnx (needs --qat-epochs)"},
+        {"teacher-preprocess", CND_OPT_STR, &o->teacher_prep, "SPEC",
+         "an .onnx teacher's input preprocessing (docs/onnx.md)"},
         {"temperature", CND_OPT_DBL, &o->T, "T", "distillation temperature (default 4)", 0.05, 100},
         {"alpha", CND_OPT_DBL, &o->alpha, "A", "weight of the teacher's soft targets (default 0.5)",
          0, 1},
@@ -138,6 +142,8 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
     o->path = pos[0];
     if (!o->out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
     if (o->wbits != 8 && o->wbits != 4) return cnd_errf(CND_EINVAL, "--wbits must be 8 or 4");
+    if (o->teacher_prep && (!o->teacher || !cnd_onnx_is_onnx(o->teacher)))
+        return cnd_errf(CND_EINVAL, "--teacher-preprocess is for .onnx teachers");
     if (o->teacher && o->qat_epochs == 0)
         return cnd_errf(CND_EINVAL, "--teacher distills during quantization-aware training: "
                                     "give --qat-epochs N too");
@@ -228,7 +234,13 @@ static int s_qat(s_run_t *r, const s_opts_t *o)
     cnd_distill_t dctx;
     float *tlog = NULL;
     int rc = 0;
-    if (o->teacher) {
+    if (o->teacher && cnd_onnx_is_onnx(o->teacher)) {
+        if ((rc = cnd_onnx_teacher_logits(&tlog, o->teacher, o->teacher_prep, r->tr, m->n_classes)))
+            return rc;
+        dctx = (cnd_distill_t){tlog, r->tr->y, m->n_classes, (float)o->T, (float)o->alpha};
+        qc.loss = cnd_distill_loss;
+        qc.loss_ctx = &dctx;
+    } else if (o->teacher) {
         cnd_model_t *t = NULL;
         if ((rc = cnd_model_load(&t, o->teacher))) return rc;
         if (t->n_classes != m->n_classes)
