@@ -1394,7 +1394,7 @@ static int s_check_handshake(s_agent_t *a, const cnd_client_state_t *st, double 
     if (st->connected || failed < 3) return 0;
     if (a->handshake_warned && now - a->handshake_warned < 60) return 0;
     a->handshake_warned = now;
-    char msg[1400];
+    char msg[4096]; /* three paths of up to 1023 bytes and the text */
     snprintf(msg, sizeof msg,
              "the CurveZMQ handshake with %s failed %llu times (TCP connects, then the handshake "
              "is dropped): the coordinator's key pinned in %s [coordinator] public_key "

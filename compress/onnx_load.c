@@ -282,7 +282,7 @@ static int s_float(const cnd_onnx_t *g, const s_node_t *n, const Onnx__Attribute
 static int s_window_attr(const cnd_onnx_t *g, s_node_t *n, const Onnx__AttributeProto *a,
                          const char *nm)
 {
-    int64_t v;
+    int64_t v = 0;
     int rc;
     if (strcmp(nm, "kernel_shape") == 0) {
         n->has_kernel = 1;
@@ -366,7 +366,7 @@ static int s_constant_attr(cnd_onnx_t *g, s_node_t *n, const Onnx__AttributeProt
 static int s_attr(cnd_onnx_t *g, s_node_t *n, const Onnx__AttributeProto *a)
 {
     const char *nm = a->name ? a->name : "";
-    int64_t v;
+    int64_t v = 0;
     int rc;
     if (a->ref_attr_name && a->ref_attr_name[0])
         return cnd_onnx_node_err(g, n, CND_EFORMAT,

@@ -67,7 +67,7 @@ int cnd_onnx_prep_parse(cnd_onnx_prep_t *p, const char *spec)
                             tok);
         *eq = 0;
         const char *key = tok, *val = eq + 1;
-        double one[1];
+        double one[1] = {0};
         int n;
         if (!strcmp(key, "scale")) {
             if ((n = s_numbers(val, one, 1, key)) < 0) return n;
