@@ -786,35 +786,16 @@ static int s_finish(cnd_round_t *r)
         char jid[32], ver[32];
         snprintf(jid, sizeof jid, "%lld", (long long)r->rec.job);
         snprintf(ver, sizeof ver, "v%lld", (long long)mv.version);
-        cnd_jw_t w;
-        cnd_jw_init(&w);
-        cnd_jw_obj(&w);
-        cnd_jw_key(&w, "version");
-        cnd_jw_str(&w, ver);
-        cnd_jw_key(&w, "round");
-        cnd_jw_int(&w, r->rec.round);
-        cnd_jw_key(&w, "format");
-        cnd_jw_str(&w, "float");
-        cnd_jw_key(&w, "size");
-        cnd_jw_int(&w, (int64_t)len);
-        if (ws) {
-            cnd_jw_key(&w, "accuracy");
-            cnd_jw_double(&w, mv.accuracy);
-        }
-        cnd_jw_key(&w, "samples");
-        cnd_jw_int(&w, (int64_t)tot.weight);
-        cnd_jw_obj_end(&w);
-        cnd_audit_digest_t dg = {"model", {0}};
-        memcpy(dg.sha256, mv.digest, 32);
-        cnd_audit_rec_t a = {.actor = r->c->fpr,
-                             .action = CND_AUDIT_MODEL_VERSION,
-                             .subject = ver,
-                             .job = jid,
-                             .details = cnd_jw_text(&w),
-                             .digests = &dg,
-                             .n_digests = 1};
-        rc = a.details ? cnd_audit_append(r->c->audit, &a, NULL) : CND_ENOMEM;
-        cnd_jw_free(&w);
+        cnd_audit_model_version_t e = {.version = ver,
+                                       .job = jid,
+                                       .round = r->rec.round,
+                                       .format = "float",
+                                       .size = len,
+                                       .has_accuracy = ws != 0,
+                                       .accuracy = mv.accuracy,
+                                       .samples = (int64_t)tot.weight,
+                                       .digest = mv.digest};
+        rc = cnd_audit_log_model_version(r->c->audit, r->c->fpr, &e);
     }
     if (!rc && sqlite3_exec(db, "RELEASE round_finish", NULL, NULL, NULL) != SQLITE_OK)
         rc = cnd_errf(CND_EDB, "round %u: %s", r->rec.round, sqlite3_errmsg(db));
