@@ -99,6 +99,56 @@ int cnd_audit_log_cert_renew(cnd_audit_t *log, const char *actor, const cnd_audi
 /* --- jobs and models ---------------------------------------------------------------------------
  */
 
+static void s_key_strs(cnd_jw_t *w, const char *key, const char *const *v, size_t n)
+{
+    cnd_jw_key(w, key);
+    cnd_jw_arr(w);
+    for (size_t i = 0; i < n; i++) cnd_jw_str(w, v[i]);
+    cnd_jw_arr_end(w);
+}
+
+int cnd_audit_log_round_end(cnd_audit_t *log, const char *actor, const cnd_audit_round_end_t *e)
+{
+    char subj[32];
+    snprintf(subj, sizeof subj, "round %u", e->round);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    s_key_int(&w, "round", e->round);
+    s_key_int(&w, "attempt", e->attempt);
+    s_key_str(&w, "status", e->status);
+    s_key_strs(&w, "participants", e->participants, e->n_participants);
+    s_key_strs(&w, "dropouts", e->dropouts, e->n_dropouts);
+    if (e->has_metrics) {
+        cnd_jw_key(&w, "metrics");
+        cnd_jw_obj(&w);
+        if (e->validated) {
+            cnd_jw_key(&w, "accuracy");
+            cnd_jw_double(&w, (double)e->correct / (double)e->validated);
+            cnd_jw_key(&w, "loss");
+            cnd_jw_double(&w, e->loss_sum / (double)e->validated);
+            s_key_int(&w, "validated", (int64_t)e->validated);
+        }
+        s_key_int(&w, "samples", (int64_t)e->samples);
+        cnd_jw_obj_end(&w);
+    }
+    cnd_jw_key(&w, "qat");
+    cnd_jw_bool(&w, e->qat != 0);
+    if (e->reason && e->reason[0]) s_key_str(&w, "reason", e->reason);
+    cnd_jw_obj_end(&w);
+    cnd_audit_digest_t dg[2];
+    size_t nd = 0;
+    if (e->aggregate) {
+        dg[nd].name = "aggregate";
+        memcpy(dg[nd++].sha256, e->aggregate, 32);
+    }
+    if (e->model) {
+        dg[nd].name = "model";
+        memcpy(dg[nd++].sha256, e->model, 32);
+    }
+    return s_append(log, &w, actor, CND_AUDIT_ROUND_END, subj, e->job, nd ? dg : NULL, nd);
+}
+
 int cnd_audit_log_job_state(cnd_audit_t *log, const char *actor, int64_t job, const char *state,
                             const char *reason)
 {

@@ -57,6 +57,29 @@ CND_MUST_USE int cnd_audit_log_cert_renew(cnd_audit_t *log, const char *actor,
 /* --- jobs and models ---------------------------------------------------------------------------
  */
 
+/* round.end of a federated round (subject "round N", job `job`): participants and dropouts are
+ * node fingerprints (participants empty unless status is "ok"); metrics (secure sums over the
+ * survivors) only when has_metrics; accuracy, loss and validated only when validated > 0;
+ * reason unless NULL or empty; digests "aggregate" and "model" unless NULL. */
+typedef struct {
+    const char *job;
+    uint32_t round, attempt;
+    const char *status; /* "ok", "failed", "cancelled" */
+    const char *const *participants;
+    size_t n_participants;
+    const char *const *dropouts;
+    size_t n_dropouts;
+    int has_metrics;
+    uint64_t validated, correct, samples;
+    double loss_sum;
+    int qat;
+    const char *reason;
+    const uint8_t *aggregate; /* 32 bytes or NULL */
+    const uint8_t *model;     /* 32 bytes or NULL */
+} cnd_audit_round_end_t;
+CND_MUST_USE int cnd_audit_log_round_end(cnd_audit_t *log, const char *actor,
+                                         const cnd_audit_round_end_t *e);
+
 /* job.state of job `job` (subject and job): `state`, and `reason` unless NULL. */
 CND_MUST_USE int cnd_audit_log_job_state(cnd_audit_t *log, const char *actor, int64_t job,
                                          const char *state, const char *reason);

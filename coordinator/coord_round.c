@@ -98,80 +98,48 @@ static void s_open_phase(cnd_round_t *r, cnd_phase_t ph)
 
 /* --- audit ---------------------------------------------------------------------------------- */
 
-static void s_jw_fprs(cnd_jw_t *w, const cnd_round_t *r, uint32_t need, int want)
+/* The fingerprints of the round's sites whose status has (want 1) or lacks (want 0) `need`. */
+static size_t s_fprs(const cnd_round_t *r, uint32_t need, int want, const char **out)
 {
-    cnd_jw_arr(w);
+    size_t n = 0;
     for (uint32_t i = 0; i < r->rec.n; i++)
-        if (((r->rec.sites[i].status & need) != 0) == want) cnd_jw_str(w, r->rec.sites[i].fpr);
-    cnd_jw_arr_end(w);
+        if (((r->rec.sites[i].status & need) != 0) == want) out[n++] = r->rec.sites[i].fpr;
+    return n;
 }
 
 static int s_audit_round_end(cnd_round_t *r, const char *status, const uint8_t *agg_digest,
                              const uint8_t *model_digest)
 {
-    char jid[32], subj[32];
+    char jid[32];
     snprintf(jid, sizeof jid, "%lld", (long long)r->rec.job);
-    snprintf(subj, sizeof subj, "round %u", r->rec.round);
     int applied = strcmp(status, "ok") == 0;
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "round");
-    cnd_jw_int(&w, r->rec.round);
-    cnd_jw_key(&w, "attempt");
-    cnd_jw_int(&w, r->rec.attempt);
-    cnd_jw_key(&w, "status");
-    cnd_jw_str(&w, status);
-    cnd_jw_key(&w, "participants");
-    if (applied)
-        s_jw_fprs(&w, r, CND_SECAGG_ST_MASKED, 1);
-    else {
-        cnd_jw_arr(&w);
-        cnd_jw_arr_end(&w);
+    const char **in = calloc(r->rec.n + 1, sizeof *in), **out = calloc(r->rec.n + 1, sizeof *out);
+    if (!in || !out) {
+        free(in);
+        free(out);
+        return cnd_errf(CND_ENOMEM, "round %u: out of memory", r->rec.round);
     }
-    cnd_jw_key(&w, "dropouts");
-    s_jw_fprs(&w, r, CND_SECAGG_ST_MASKED, 0);
-    if (applied && r->rec.samples) { /* secure sums over the survivors */
-        cnd_jw_key(&w, "metrics");
-        cnd_jw_obj(&w);
-        if (r->rec.validated) {
-            cnd_jw_key(&w, "accuracy");
-            cnd_jw_double(&w, (double)r->rec.correct / (double)r->rec.validated);
-            cnd_jw_key(&w, "loss");
-            cnd_jw_double(&w, r->rec.loss_sum / (double)r->rec.validated);
-            cnd_jw_key(&w, "validated");
-            cnd_jw_int(&w, (int64_t)r->rec.validated);
-        }
-        cnd_jw_key(&w, "samples");
-        cnd_jw_int(&w, (int64_t)r->rec.samples);
-        cnd_jw_obj_end(&w);
-    }
-    cnd_jw_key(&w, "qat");
-    cnd_jw_bool(&w, r->rec.qat);
-    if (r->rec.reason[0]) {
-        cnd_jw_key(&w, "reason");
-        cnd_jw_str(&w, r->rec.reason);
-    }
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t dg[2];
-    size_t nd = 0;
-    if (agg_digest) {
-        dg[nd].name = "aggregate";
-        memcpy(dg[nd++].sha256, agg_digest, 32);
-    }
-    if (model_digest) {
-        dg[nd].name = "model";
-        memcpy(dg[nd++].sha256, model_digest, 32);
-    }
-    cnd_audit_rec_t a = {.actor = r->c->fpr,
-                         .action = CND_AUDIT_ROUND_END,
-                         .subject = subj,
-                         .job = jid,
-                         .details = cnd_jw_text(&w),
-                         .digests = nd ? dg : NULL,
-                         .n_digests = nd};
-    int rc = a.details ? cnd_audit_append(r->c->audit, &a, NULL) : CND_ENOMEM;
-    cnd_jw_free(&w);
+    cnd_audit_round_end_t e = {.job = jid,
+                               .round = r->rec.round,
+                               .attempt = r->rec.attempt,
+                               .status = status,
+                               .participants = in,
+                               .n_participants =
+                                   applied ? s_fprs(r, CND_SECAGG_ST_MASKED, 1, in) : 0,
+                               .dropouts = out,
+                               .n_dropouts = s_fprs(r, CND_SECAGG_ST_MASKED, 0, out),
+                               .has_metrics = applied && r->rec.samples,
+                               .validated = r->rec.validated,
+                               .correct = r->rec.correct,
+                               .samples = r->rec.samples,
+                               .loss_sum = r->rec.loss_sum,
+                               .qat = r->rec.qat,
+                               .reason = r->rec.reason,
+                               .aggregate = agg_digest,
+                               .model = model_digest};
+    int rc = cnd_audit_log_round_end(r->c->audit, r->c->fpr, &e);
+    free(in);
+    free(out);
     if (!rc) rc = cnd_audit_checkpoint(r->c->audit, "round.end", NULL);
     return rc;
 }
@@ -316,7 +284,9 @@ static int s_audit_round_start(cnd_round_t *r, int64_t job_id, uint32_t round, u
     cnd_jw_key(&w, "attempt");
     cnd_jw_int(&w, attempt);
     cnd_jw_key(&w, "sites");
-    s_jw_fprs(&w, r, 0, 0);
+    cnd_jw_arr(&w);
+    for (uint32_t i = 0; i < r->rec.n; i++) cnd_jw_str(&w, r->rec.sites[i].fpr);
+    cnd_jw_arr_end(&w);
     cnd_jw_key(&w, "model_version");
     cnd_jw_int(&w, r->model_version);
     cnd_jw_key(&w, "qat");

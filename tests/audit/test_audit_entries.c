@@ -399,6 +399,52 @@ static void test_site_refuse(void)
                       "{}", "8", "26", PK1_FPR)));
 }
 
+/* round.end as coord_round.c's s_audit_round_end wrote it inline: an applied round with secure
+ * metric sums and both digests, then a failed one (no participants, no metrics, a reason). */
+static void test_round_end(void)
+{
+    uint8_t h_abc[32], h_empty[32];
+    cnd_sha256(h_abc, "abc", 3);
+    cnd_sha256(h_empty, "", 0);
+    const char *in[] = {PK1_FPR}, *out[] = {PK2_FPR};
+    cnd_audit_round_end_t e = {.job = "4",
+                               .round = 3,
+                               .attempt = 2,
+                               .status = "ok",
+                               .participants = in,
+                               .n_participants = 1,
+                               .dropouts = out,
+                               .n_dropouts = 1,
+                               .has_metrics = 1,
+                               .validated = 8,
+                               .correct = 6,
+                               .samples = 100,
+                               .loss_sum = 4.0,
+                               .qat = 1,
+                               .reason = "",
+                               .aggregate = h_abc,
+                               .model = h_empty};
+    CHECK(wrote(
+        cnd_audit_log_round_end(g_log, "a1", &e),
+        ENTRY("round.end", "a1",
+              "{\"attempt\":2,\"dropouts\":[\"" PK2_FPR "\"],\"metrics\":{\"accuracy\":0.75,"
+              "\"loss\":0.5,\"samples\":100,\"validated\":8},\"participants\":[\"" PK1_FPR
+              "\"],\"qat\":true,\"round\":3,\"status\":\"ok\"}",
+              "{\"aggregate\":\"" H_ABC "\",\"model\":\"" H_EMPTY "\"}", "4", "27", "round 3")));
+    e.status = "failed";
+    e.n_participants = 0;
+    e.has_metrics = 0;
+    e.qat = 0;
+    e.reason = "advertise phase: too few keys";
+    e.aggregate = e.model = NULL;
+    CHECK(wrote(cnd_audit_log_round_end(g_log, "a1", &e),
+                ENTRY("round.end", "a1",
+                      "{\"attempt\":2,\"dropouts\":[\"" PK2_FPR "\"],\"participants\":[],"
+                      "\"qat\":false,\"reason\":\"advertise phase: too few keys\",\"round\":3,"
+                      "\"status\":\"failed\"}",
+                      "{}", "4", "28", "round 3")));
+}
+
 int main(void)
 {
     char dir[] = "/tmp/cnd_audit_entries_XXXXXX", path[256];
@@ -416,6 +462,7 @@ int main(void)
     test_messages_refusals_sessions();
     test_admin_and_refusals();
     test_site_refuse();
+    test_round_end();
     cnd_audit_close(&g_log);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
