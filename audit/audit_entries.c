@@ -107,6 +107,57 @@ static void s_key_strs(cnd_jw_t *w, const char *key, const char *const *v, size_
     cnd_jw_arr_end(w);
 }
 
+int cnd_audit_log_job_create(cnd_audit_t *log, const char *actor, const cnd_audit_job_create_t *e)
+{
+    char jid[32];
+    snprintf(jid, sizeof jid, "%lld", (long long)e->job);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    s_key_str(&w, "name", e->name);
+    cnd_jw_key(&w, "recipe");
+    cnd_jw_raw(&w, e->recipe_json);
+    s_key_int(&w, "calibration_samples", e->calibration_samples);
+    cnd_jw_obj_end(&w);
+    cnd_audit_digest_t dg[2];
+    size_t nd = 0;
+    if (e->teacher) {
+        dg[nd].name = "teacher";
+        memcpy(dg[nd++].sha256, e->teacher, 32);
+    }
+    dg[nd].name = "student_init";
+    memcpy(dg[nd++].sha256, e->student_init, 32);
+    return s_append(log, &w, actor, CND_AUDIT_JOB_CREATE, jid, jid, dg, nd);
+}
+
+int cnd_audit_log_round_start(cnd_audit_t *log, const char *actor, const cnd_audit_round_start_t *e)
+{
+    char jid[32], subj[32];
+    snprintf(jid, sizeof jid, "%lld", (long long)e->job);
+    snprintf(subj, sizeof subj, "round %u", e->round);
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    s_key_int(&w, "round", e->round);
+    s_key_int(&w, "attempt", e->attempt);
+    s_key_strs(&w, "sites", e->sites, e->n_sites);
+    s_key_int(&w, "model_version", e->model_version);
+    cnd_jw_key(&w, "qat");
+    cnd_jw_bool(&w, e->qat != 0);
+    cnd_jw_key(&w, "secagg");
+    cnd_jw_obj(&w);
+    s_key_int(&w, "threshold", e->threshold);
+    s_key_int(&w, "degree", e->degree);
+    s_key_int(&w, "min_survivors", e->min_survivors);
+    s_key_int(&w, "ring_bits", e->ring_bits);
+    s_key_int(&w, "length", e->length);
+    cnd_jw_obj_end(&w);
+    cnd_jw_obj_end(&w);
+    cnd_audit_digest_t dg = {"global_model", {0}};
+    memcpy(dg.sha256, e->global_model, 32);
+    return s_append(log, &w, actor, CND_AUDIT_ROUND_START, subj, jid, &dg, 1);
+}
+
 int cnd_audit_log_round_end(cnd_audit_t *log, const char *actor, const cnd_audit_round_end_t *e)
 {
     char subj[32];

@@ -8,7 +8,7 @@
  *
  * Outside audit/, code does not append records itself: scripts/check-audit-builders (ctest
  * check_audit_builders) fails when cnd_audit_rec_t, cnd_audit_append or an entry's JSON
- * appears anywhere else (two files still do; the script names them).
+ * appears anywhere else (and names the file).
  *
  * Every builder returns as cnd_audit_append (0, CND_EINVAL naming the field, CND_EPERM,
  * CND_ECORRUPT, CND_EDB) or CND_ENOMEM; on failure nothing is written. `actor` is the acting
@@ -56,6 +56,35 @@ CND_MUST_USE int cnd_audit_log_cert_renew(cnd_audit_t *log, const char *actor,
 
 /* --- jobs and models ---------------------------------------------------------------------------
  */
+
+/* job.create of job `job` (subject and job): its name, the recipe (a JSON object, written as
+ * is), the calibration samples it holds; digests "teacher" unless NULL and "student_init". */
+typedef struct {
+    int64_t job;
+    const char *name;
+    const char *recipe_json;     /* the job's recipe, a JSON object */
+    int64_t calibration_samples; /* 0: none */
+    const uint8_t *teacher;      /* 32 bytes: SHA-256 of the teacher file, or NULL */
+    const uint8_t *student_init; /* 32 bytes: SHA-256 of the initial student */
+} cnd_audit_job_create_t;
+CND_MUST_USE int cnd_audit_log_job_create(cnd_audit_t *log, const char *actor,
+                                          const cnd_audit_job_create_t *e);
+
+/* round.start of a federated round (subject "round N", job `job`): the attempt, the roster's
+ * fingerprints in index order, the model version it trains from, QAT or not, the SecAgg+
+ * parameters, and the global model's digest ("global_model"). */
+typedef struct {
+    int64_t job;
+    uint32_t round, attempt;
+    const char *const *sites; /* fingerprints, in roster order */
+    size_t n_sites;
+    int64_t model_version;
+    int qat;
+    uint32_t threshold, degree, min_survivors, ring_bits, length; /* SecAgg+ */
+    const uint8_t *global_model;                                  /* 32 bytes */
+} cnd_audit_round_start_t;
+CND_MUST_USE int cnd_audit_log_round_start(cnd_audit_t *log, const char *actor,
+                                           const cnd_audit_round_start_t *e);
 
 /* round.end of a federated round (subject "round N", job `job`): participants and dropouts are
  * node fingerprints (participants empty unless status is "ok"); metrics (secure sums over the

@@ -6,7 +6,7 @@
  * 0 with their job.create audit entry in one transaction. The running coordinator picks the job
  * up by itself.
  */
-#include "audit_actions.h"
+#include "audit_entries.h"
 #include "json.h"
 #include "cli.h"
 #include "clock.h"
@@ -317,36 +317,18 @@ static int s_load_calib(s_new_job_t *n, const cnd_job_spec_t *j, const s_create_
 
 /* The job.create audit entry: name, recipe, calibration sample count; digests of the teacher
  * and the initial student. */
-static int s_audit_create(cnd_coord_t *c, const char *jid, const s_new_job_t *n, const char *name)
+static int s_audit_create(cnd_coord_t *c, int64_t id, const s_new_job_t *n, const char *name)
 {
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "name");
-    cnd_jw_str(&w, name);
-    cnd_jw_key(&w, "recipe");
-    cnd_jw_raw(&w, n->json);
-    cnd_jw_key(&w, "calibration_samples");
-    cnd_jw_int(&w, n->cal ? (int64_t)n->cal->n : 0);
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t dg[2];
-    size_t nd = 0;
-    if (n->tbytes) {
-        dg[nd].name = "teacher";
-        cnd_sha256(dg[nd++].sha256, n->tbytes, n->tlen);
-    }
-    dg[nd].name = "student_init";
-    cnd_sha256(dg[nd++].sha256, n->sbytes, n->slen);
-    cnd_audit_rec_t r = {.actor = cnd_coord_operator(),
-                         .action = CND_AUDIT_JOB_CREATE,
-                         .subject = jid,
-                         .job = jid,
-                         .details = cnd_jw_text(&w),
-                         .digests = dg,
-                         .n_digests = nd};
-    int rc = cnd_audit_append(c->audit, &r, NULL);
-    cnd_jw_free(&w);
-    return rc;
+    uint8_t teacher[32], student[32];
+    if (n->tbytes) cnd_sha256(teacher, n->tbytes, n->tlen);
+    cnd_sha256(student, n->sbytes, n->slen);
+    cnd_audit_job_create_t e = {.job = id,
+                                .name = name,
+                                .recipe_json = n->json,
+                                .calibration_samples = n->cal ? (int64_t)n->cal->n : 0,
+                                .teacher = n->tbytes ? teacher : NULL,
+                                .student_init = student};
+    return cnd_audit_log_job_create(c->audit, cnd_coord_operator(), &e);
 }
 
 /* Job, teacher, student version 0, calibration samples and their audit entries in one
@@ -359,7 +341,7 @@ static int s_store_job(int64_t *id, cnd_coord_t *c, const s_new_job_t *n, const 
     if (!rc && n->cal) rc = cnd_cstore_calib_put(c->store, *id, n->cal);
     char jid[32];
     snprintf(jid, sizeof jid, "%lld", (long long)*id);
-    if (!rc) rc = s_audit_create(c, jid, n, name);
+    if (!rc) rc = s_audit_create(c, *id, n, name);
     if (!rc) rc = cnd_coord_admin_log(c, "job.create", jid, jid, "ok");
     if (!rc)
         rc = cnd_cstore_commit(c->store);
@@ -838,21 +820,7 @@ static int s_cancel(int argc, char **argv)
         char jid[32];
         snprintf(jid, sizeof jid, "%lld", id);
         if (!rc) {
-            cnd_jw_t w;
-            cnd_jw_init(&w);
-            cnd_jw_obj(&w);
-            cnd_jw_key(&w, "state");
-            cnd_jw_str(&w, "cancelled");
-            cnd_jw_key(&w, "reason");
-            cnd_jw_str(&w, reason);
-            cnd_jw_obj_end(&w);
-            cnd_audit_rec_t r = {.actor = cnd_coord_operator(),
-                                 .action = CND_AUDIT_JOB_STATE,
-                                 .subject = jid,
-                                 .job = jid,
-                                 .details = cnd_jw_text(&w)};
-            rc = cnd_audit_append(c.audit, &r, NULL);
-            cnd_jw_free(&w);
+            rc = cnd_audit_log_job_state(c.audit, cnd_coord_operator(), id, "cancelled", reason);
         }
         if (!rc) rc = cnd_coord_admin_log(&c, "job.cancel", jid, jid, "ok");
         if (!rc)

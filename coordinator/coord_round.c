@@ -12,7 +12,6 @@
  */
 #include "coord_round.h"
 #include "quant_fed.h"
-#include "audit_actions.h"
 #include "json.h"
 #include "chunk.h"
 #include "clock.h"
@@ -272,50 +271,24 @@ static int s_round_params(cnd_round_t *r, const cnd_job_spec_t *spec, int64_t jo
 static int s_audit_round_start(cnd_round_t *r, int64_t job_id, uint32_t round, uint32_t attempt,
                                int qat)
 {
-    int rc;
-    char jid[32], subj[32];
-    snprintf(jid, sizeof jid, "%lld", (long long)job_id);
-    snprintf(subj, sizeof subj, "round %u", round);
-    cnd_jw_t w;
-    cnd_jw_init(&w);
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "round");
-    cnd_jw_int(&w, round);
-    cnd_jw_key(&w, "attempt");
-    cnd_jw_int(&w, attempt);
-    cnd_jw_key(&w, "sites");
-    cnd_jw_arr(&w);
-    for (uint32_t i = 0; i < r->rec.n; i++) cnd_jw_str(&w, r->rec.sites[i].fpr);
-    cnd_jw_arr_end(&w);
-    cnd_jw_key(&w, "model_version");
-    cnd_jw_int(&w, r->model_version);
-    cnd_jw_key(&w, "qat");
-    cnd_jw_bool(&w, qat);
-    cnd_jw_key(&w, "secagg");
-    cnd_jw_obj(&w);
-    cnd_jw_key(&w, "threshold");
-    cnd_jw_int(&w, r->sp.threshold);
-    cnd_jw_key(&w, "degree");
-    cnd_jw_int(&w, r->sp.degree);
-    cnd_jw_key(&w, "min_survivors");
-    cnd_jw_int(&w, r->sp.min_survivors);
-    cnd_jw_key(&w, "ring_bits");
-    cnd_jw_int(&w, r->sp.bits);
-    cnd_jw_key(&w, "length");
-    cnd_jw_int(&w, r->sp.len);
-    cnd_jw_obj_end(&w);
-    cnd_jw_obj_end(&w);
-    cnd_audit_digest_t dg = {"global_model", {0}};
-    memcpy(dg.sha256, r->model_digest, 32);
-    cnd_audit_rec_t a = {.actor = r->c->fpr,
-                         .action = CND_AUDIT_ROUND_START,
-                         .subject = subj,
-                         .job = jid,
-                         .details = cnd_jw_text(&w),
-                         .digests = &dg,
-                         .n_digests = 1};
-    rc = a.details ? cnd_audit_append(r->c->audit, &a, NULL) : CND_ENOMEM;
-    cnd_jw_free(&w);
+    const char **fprs = calloc(r->rec.n ? r->rec.n : 1, sizeof *fprs);
+    if (!fprs) return cnd_errf(CND_ENOMEM, "round.start entry: out of memory");
+    for (uint32_t i = 0; i < r->rec.n; i++) fprs[i] = r->rec.sites[i].fpr;
+    cnd_audit_round_start_t e = {.job = job_id,
+                                 .round = round,
+                                 .attempt = attempt,
+                                 .sites = fprs,
+                                 .n_sites = r->rec.n,
+                                 .model_version = r->model_version,
+                                 .qat = qat,
+                                 .threshold = r->sp.threshold,
+                                 .degree = r->sp.degree,
+                                 .min_survivors = r->sp.min_survivors,
+                                 .ring_bits = r->sp.bits,
+                                 .length = r->sp.len,
+                                 .global_model = r->model_digest};
+    int rc = cnd_audit_log_round_start(r->c->audit, r->c->fpr, &e);
+    free(fprs);
     return rc;
 }
 

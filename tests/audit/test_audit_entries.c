@@ -445,6 +445,62 @@ static void test_round_end(void)
                       "{}", "4", "28", "round 3")));
 }
 
+/* job.create as cmd_job.c's s_audit_create wrote it inline (main at 29d0f68): name, the recipe
+ * as given, the calibration samples; a teacher digest only with a teacher. job.state of a
+ * cancel, as its inline code wrote it (state and the operator's reason). round.start as
+ * coord_round.c's s_audit_round_start wrote it: the roster in order, SecAgg+ parameters, the
+ * global model's digest. */
+static void test_job_create_round_start(void)
+{
+    uint8_t h_abc[32], h_empty[32];
+    cnd_sha256(h_abc, "abc", 3);
+    cnd_sha256(h_empty, "", 0);
+    cnd_audit_job_create_t j = {.job = 5,
+                                .name = "fmnist-cnn",
+                                .recipe_json = "{\"rounds\":3,\"lr\":0.05}",
+                                .calibration_samples = 256,
+                                .teacher = h_abc,
+                                .student_init = h_empty};
+    CHECK(wrote(cnd_audit_log_job_create(g_log, "op", &j),
+                ENTRY("job.create", "op",
+                      "{\"calibration_samples\":256,\"name\":\"fmnist-cnn\",\"recipe\":"
+                      "{\"lr\":0.05,\"rounds\":3}}",
+                      "{\"student_init\":\"" H_EMPTY "\",\"teacher\":\"" H_ABC "\"}", "5", "29",
+                      "5")));
+    j.teacher = NULL;
+    j.calibration_samples = 0;
+    CHECK(wrote(cnd_audit_log_job_create(g_log, "op", &j),
+                ENTRY("job.create", "op",
+                      "{\"calibration_samples\":0,\"name\":\"fmnist-cnn\",\"recipe\":"
+                      "{\"lr\":0.05,\"rounds\":3}}",
+                      "{\"student_init\":\"" H_EMPTY "\"}", "5", "30", "5")));
+    CHECK(wrote(cnd_audit_log_job_state(g_log, "op", 5, "cancelled", "cancelled by the operator"),
+                ENTRY("job.state", "op",
+                      "{\"reason\":\"cancelled by the operator\",\"state\":\"cancelled\"}", "{}",
+                      "5", "31", "5")));
+    const char *roster[] = {PK1_FPR, PK2_FPR};
+    cnd_audit_round_start_t r = {.job = 5,
+                                 .round = 2,
+                                 .attempt = 1,
+                                 .sites = roster,
+                                 .n_sites = 2,
+                                 .model_version = 4,
+                                 .qat = 1,
+                                 .threshold = 2,
+                                 .degree = 1,
+                                 .min_survivors = 2,
+                                 .ring_bits = 32,
+                                 .length = 1234,
+                                 .global_model = h_abc};
+    CHECK(wrote(cnd_audit_log_round_start(g_log, "a1", &r),
+                ENTRY("round.start", "a1",
+                      "{\"attempt\":1,\"model_version\":4,\"qat\":true,\"round\":2,"
+                      "\"secagg\":{\"degree\":1,\"length\":1234,\"min_survivors\":2,"
+                      "\"ring_bits\":32,\"threshold\":2},\"sites\":[\"" PK1_FPR "\",\"" PK2_FPR
+                      "\"]}",
+                      "{\"global_model\":\"" H_ABC "\"}", "5", "32", "round 2")));
+}
+
 int main(void)
 {
     char dir[] = "/tmp/cnd_audit_entries_XXXXXX", path[256];
@@ -463,6 +519,7 @@ int main(void)
     test_admin_and_refusals();
     test_site_refuse();
     test_round_end();
+    test_job_create_round_start();
     cnd_audit_close(&g_log);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
