@@ -1411,6 +1411,112 @@ static int s_check_handshake(s_agent_t *a, const cnd_client_state_t *st, double 
     return 0;
 }
 
+#ifdef CND_TEST_HOOKS
+/* CND_AGENT_FAULT=what:round (test builds only): misbehave at one step of one round. */
+static void s_fault_from_env(s_agent_t *a)
+{
+    const char *fault = getenv("CND_AGENT_FAULT");
+    if (!fault || !*fault) return;
+    char what[16];
+    int r = 0;
+    if (sscanf(fault, "%15[a-z]:%d", what, &r) != 2 || r <= 0) return;
+    a->fault_round = r;
+    a->fault = strcmp(what, "advertise") == 0 ? S_FAULT_ADVERTISE
+               : strcmp(what, "shares") == 0  ? S_FAULT_SHARES
+               : strcmp(what, "masked") == 0  ? S_FAULT_MASKED
+               : strcmp(what, "train") == 0   ? S_FAULT_TRAIN
+               : strcmp(what, "freeze") == 0  ? S_FAULT_FREEZE
+               : strcmp(what, "forge") == 0   ? S_FAULT_FORGE
+               : strcmp(what, "wrap") == 0    ? S_FAULT_WRAP
+                                              : S_FAULT_NONE;
+}
+#endif
+
+/* The connection's side of one turn of the loop: refused keys, handshakes, Hellos, heartbeats,
+ * a masked update to send again. Returns 0, 1 when it connected again (start the next turn), or
+ * a negative code that ends the agent. */
+static int s_connection_turn(s_agent_t *a, double now)
+{
+    cnd_client_state_t st;
+    cnd_client_state(a->cli, &st);
+    if (!st.connected && st.auth_refusals && a->rotation_pending) {
+        /* The old key is refused since `site renew`: the new key and certificate, once
+         * installed, are picked up by s_cert_reload, which connects again with them. */
+        s_log_quiet(a,
+                    "waiting for this site's new key and certificate (the coordinator "
+                    "rotated its key): install them at %s and %s",
+                    a->cfg.key, a->cfg.certificate);
+    } else if (!st.connected && st.auth_refusals) {
+        int rc = cnd_errf(CND_EPERM,
+                          "the coordinator refused this site's key (ZAP status %d): it is not "
+                          "enrolled, or it was revoked. What to do: ask the federation operator "
+                          "to check `condenser site list` and to enroll this site's certificate "
+                          "(`condenser site enroll %s --cert FILE`); this site's key is "
+                          "SHA256:%s",
+                          st.last_status, a->cfg.name, a->fpr);
+        s_log(a, "%s", cnd_err_detail());
+        return rc;
+    }
+    int rc = s_check_handshake(a, &st, now);
+    if (rc) return rc;
+    if (st.handshakes != a->handshakes) {
+        /* A new connection: it has no session until it says Hello. */
+        a->handshakes = st.handshakes;
+        a->hello_ok = 0;
+        a->hello_sent = 0;
+        a->hellos_unanswered = 0;
+    }
+    if (st.connected && !a->hello_ok && a->hellos_unanswered >= 3 && now - a->hello_sent > 3.0) {
+        /* Connected, but three Hellos went unanswered: the coordinator dropped this
+         * connection (it stopped reading while the agent was busy). Start a new one. */
+        s_log(a, "no answer to %d Hellos on this connection; connecting again",
+              a->hellos_unanswered);
+        return (rc = s_reconnect(a)) ? rc : 1;
+    }
+    /* Every Hello presents the certificate file as it is now (a renewal needs no restart);
+     * when it changed, the next iteration says Hello (after a rotation: on the new
+     * connection). */
+    if (st.connected && !a->hello_ok && now - a->hello_sent > 3.0) {
+        if (s_cert_reload(a)) {
+            a->hello_wait_until = 0; /* a new certificate: hello at the next turn */
+        } else if (now >= a->hello_wait_until && s_send_hello(a) == CND_EPERM) {
+            return CND_EPERM;
+        }
+    }
+    if (st.connected && a->hello_ok && now - a->last_sent > a->hb_ms / 1e3) {
+        Condenser__Heartbeat hb;
+        condenser__heartbeat__init(&hb);
+        hb.unix_ms = (uint64_t)cnd_unix_time() * 1000;
+        (void)s_send(a, CONDENSER__MSG_TYPE__MSG_HEARTBEAT, &hb, 0, 0, 200);
+    }
+    if (a->resend_at > 0 && now >= a->resend_at && a->masked) {
+        a->resend_at = 0;
+        s_log(a, "round %u: the coordinator was busy; sending the masked update again",
+              a->view.round);
+        (void)s_send_masked(a);
+    }
+    return 0;
+}
+
+/* Waits up to 200 ms for frames and handles up to 256 of them. */
+static int s_receive_turn(s_agent_t *a)
+{
+    zmq_pollitem_t it = {cnd_client_socket(a->cli), 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 200) < 0 && zmq_errno() != EINTR)
+        return cnd_errf(CND_EIO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+    for (int k = 0; k < 256 && !a->done; k++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (cnd_client_recv(a->cli, &buf, &len, 0)) {
+            cnd_err_clear();
+            break;
+        }
+        s_on_frame(a, buf, len);
+        free(buf);
+    }
+    return 0;
+}
+
 int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
 {
     s_agent_t *a = calloc(1, sizeof *a);
@@ -1420,22 +1526,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
     a->hb_ms = 2000;
     cnd_seqwin_init(&a->win);
 #ifdef CND_TEST_HOOKS
-    const char *fault = getenv("CND_AGENT_FAULT");
-    if (fault && *fault) {
-        char what[16];
-        int r = 0;
-        if (sscanf(fault, "%15[a-z]:%d", what, &r) == 2 && r > 0) {
-            a->fault_round = r;
-            a->fault = strcmp(what, "advertise") == 0 ? S_FAULT_ADVERTISE
-                       : strcmp(what, "shares") == 0  ? S_FAULT_SHARES
-                       : strcmp(what, "masked") == 0  ? S_FAULT_MASKED
-                       : strcmp(what, "train") == 0   ? S_FAULT_TRAIN
-                       : strcmp(what, "freeze") == 0  ? S_FAULT_FREEZE
-                       : strcmp(what, "forge") == 0   ? S_FAULT_FORGE
-                       : strcmp(what, "wrap") == 0    ? S_FAULT_WRAP
-                                                      : S_FAULT_NONE;
-        }
-    }
+    s_fault_from_env(a);
 #endif
     int rc = s_open(a);
     if (rc) goto out;
@@ -1457,85 +1548,12 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
             rc = cnd_errf(a->stop_rc, "%s", a->stop_why);
             break;
         }
-        cnd_client_state_t st;
-        cnd_client_state(a->cli, &st);
-        if (!st.connected && st.auth_refusals && a->rotation_pending) {
-            /* The old key is refused since `site renew`: the new key and certificate, once
-             * installed, are picked up by s_cert_reload, which connects again with them. */
-            s_log_quiet(a,
-                        "waiting for this site's new key and certificate (the coordinator "
-                        "rotated its key): install them at %s and %s",
-                        a->cfg.key, a->cfg.certificate);
-        } else if (!st.connected && st.auth_refusals) {
-            rc = cnd_errf(CND_EPERM,
-                          "the coordinator refused this site's key (ZAP status %d): it is not "
-                          "enrolled, or it was revoked. What to do: ask the federation operator "
-                          "to check `condenser site list` and to enroll this site's certificate "
-                          "(`condenser site enroll %s --cert FILE`); this site's key is "
-                          "SHA256:%s",
-                          st.last_status, a->cfg.name, a->fpr);
-            s_log(a, "%s", cnd_err_detail());
-            break;
-        }
-        if ((rc = s_check_handshake(a, &st, now))) break;
-        if (st.handshakes != a->handshakes) {
-            /* A new connection: it has no session until it says Hello. */
-            a->handshakes = st.handshakes;
-            a->hello_ok = 0;
-            a->hello_sent = 0;
-            a->hellos_unanswered = 0;
-        }
-        if (st.connected && !a->hello_ok && a->hellos_unanswered >= 3 &&
-            now - a->hello_sent > 3.0) {
-            /* Connected, but three Hellos went unanswered: the coordinator dropped this
-             * connection (it stopped reading while the agent was busy). Start a new one. */
-            s_log(a, "no answer to %d Hellos on this connection; connecting again",
-                  a->hellos_unanswered);
-            if ((rc = s_reconnect(a))) break;
+        rc = s_connection_turn(a, now);
+        if (rc == 1) {
+            rc = 0;
             continue;
         }
-        /* Every Hello presents the certificate file as it is now (a renewal needs no restart);
-         * when it changed, the next iteration says Hello (after a rotation: on the new
-         * connection). */
-        if (st.connected && !a->hello_ok && now - a->hello_sent > 3.0) {
-            if (s_cert_reload(a)) {
-                a->hello_wait_until = 0; /* a new certificate: hello at the next turn */
-            } else if (now >= a->hello_wait_until) {
-                int r = s_send_hello(a);
-                if (r == CND_EPERM) {
-                    rc = r;
-                    break;
-                }
-            }
-        }
-        if (st.connected && a->hello_ok && now - a->last_sent > a->hb_ms / 1e3) {
-            Condenser__Heartbeat hb;
-            condenser__heartbeat__init(&hb);
-            hb.unix_ms = (uint64_t)cnd_unix_time() * 1000;
-            (void)s_send(a, CONDENSER__MSG_TYPE__MSG_HEARTBEAT, &hb, 0, 0, 200);
-        }
-        if (a->resend_at > 0 && now >= a->resend_at && a->masked) {
-            a->resend_at = 0;
-            s_log(a, "round %u: the coordinator was busy; sending the masked update again",
-                  a->view.round);
-            (void)s_send_masked(a);
-        }
-        zmq_pollitem_t it = {cnd_client_socket(a->cli), 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&it, 1, 200) < 0 && zmq_errno() != EINTR) {
-            rc = cnd_errf(CND_EIO, "zmq_poll: %s", zmq_strerror(zmq_errno()));
-            break;
-        }
-        for (int k = 0; k < 256 && !a->done; k++) {
-            uint8_t *buf = NULL;
-            size_t len = 0;
-            int r = cnd_client_recv(a->cli, &buf, &len, 0);
-            if (r) {
-                cnd_err_clear();
-                break;
-            }
-            s_on_frame(a, buf, len);
-            free(buf);
-        }
+        if (rc || (rc = s_receive_turn(a))) break;
     }
 out:
     if (a->round_open) {

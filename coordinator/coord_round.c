@@ -358,6 +358,92 @@ void cnd_round_destroy(cnd_round_t **pr)
     *pr = NULL;
 }
 
+/* The job's latest float model into r (its bytes, version and digest); for a QAT round with the
+ * quantizer every site trains with annotated in. *dim: values per site update. */
+static int s_load_model(cnd_round_t *r, int64_t job_id, const cnd_job_spec_t *spec, int qat,
+                        size_t *dim)
+{
+    cnd_model_t *m = NULL;
+    cnd_model_rec_t mrec;
+    memset(&mrec, 0, sizeof mrec);
+    int rc = cnd_cstore_model_latest(r->c->store, job_id, "float", &mrec, &r->model, &r->model_len);
+    if (rc) return rc;
+    r->model_version = mrec.version;
+    memcpy(r->model_digest, mrec.digest, 32);
+    cnd_model_rec_free(&mrec);
+    if ((rc = cnd_model_deserialize(&m, r->model, r->model_len, "the global model"))) return rc;
+    *dim = m->num_params + m->num_state;
+    if (qat) {
+        cnd_dataset_t *cal = NULL;
+        if ((rc = cnd_cstore_calib_get(r->c->store, job_id, &cal))) {
+            if (rc == CND_ENOTFOUND)
+                rc = cnd_errf(CND_ESTATE, "QAT round without calibration samples in the job");
+            goto done;
+        }
+        rc = cnd_fedq_annotate(m, cal, (int)spec->weight_bits);
+        cnd_data_destroy(&cal);
+        if (rc) goto done;
+        free(r->model);
+        r->model = NULL;
+        if ((rc = cnd_model_serialize(m, &r->model, &r->model_len))) goto done;
+        cnd_sha256(r->model_digest, r->model, r->model_len);
+    }
+done:
+    cnd_model_destroy(&m);
+    return rc;
+}
+
+/* The roster (identity key and certificate digest per index) and the round's site records. */
+static int s_set_roster(cnd_round_t *r, const cnd_round_site_t *sites, uint32_t n, uint32_t round)
+{
+    r->roster = calloc(n, sizeof *r->roster);
+    r->cert = calloc(n, sizeof *r->cert);
+    r->cert_len = calloc(n, sizeof *r->cert_len);
+    r->rec.sites = calloc(n, sizeof *r->rec.sites);
+    if (!r->roster || !r->cert || !r->cert_len || !r->rec.sites)
+        return cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
+    for (uint32_t i = 0; i < n; i++) {
+        memcpy(r->roster[i].id_pk, sites[i].ed_pk, 32);
+        cnd_rsite_t *x = &r->rec.sites[i];
+        x->idx = i;
+        snprintf(x->name, sizeof x->name, "%s", sites[i].name);
+        snprintf(x->fpr, sizeof x->fpr, "%s", sites[i].fpr);
+        if (!sites[i].cert || !sites[i].cert_len)
+            return cnd_errf(CND_EINVAL, "round %u: site %s has no certificate", round,
+                            sites[i].name);
+        r->cert[i] = sites[i].cert;
+        r->cert_len[i] = sites[i].cert_len;
+        cnd_sha256(r->roster[i].cert_sha256, sites[i].cert, sites[i].cert_len);
+    }
+    return 0;
+}
+
+/* Persists the round row and its round.start entry, committed before anything is sent. */
+static int s_record_start(cnd_round_t *r, int64_t job_id, uint32_t round, uint32_t attempt, int qat,
+                          uint32_t n)
+{
+    r->rec.job = job_id;
+    r->rec.round = round;
+    r->rec.attempt = attempt;
+    r->rec.qat = qat;
+    r->rec.n = n;
+    r->rec.model_version = -1;
+    r->rec.started_ms = cnd_unix_ms();
+    r->rec.phase_ms = r->rec.started_ms;
+    snprintf(r->rec.phase, sizeof r->rec.phase, "advertise");
+    cnd_buf_t pb;
+    cnd_buf_init(&pb);
+    int rc = cnd_secagg_params_encode(&pb, &r->sp);
+    if (!rc && pb.len != sizeof r->rec.params)
+        rc = cnd_errf(CND_EINVAL, "round %u: unexpected parameter encoding", round);
+    if (!rc) memcpy(r->rec.params, pb.data, pb.len);
+    cnd_buf_free(&pb);
+    if (!rc) rc = cnd_cstore_round_insert(r->c->store, &r->rec);
+    if (!rc) rc = s_audit_round_start(r, job_id, round, attempt, qat);
+    if (!rc) rc = r->io.commit(r->io.ctx);
+    return rc;
+}
+
 int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io, int64_t job_id,
                     const cnd_job_spec_t *spec, uint32_t round, uint32_t attempt,
                     const cnd_round_site_t *sites, uint32_t n, int qat, unsigned threads)
@@ -378,34 +464,9 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     r->spec = *spec;
     r->threads = threads;
     r->new_version = -1;
-    int rc;
-    cnd_model_t *m = NULL;
-    cnd_model_rec_t mrec;
-    memset(&mrec, 0, sizeof mrec);
-    if ((rc = cnd_cstore_model_latest(c->store, job_id, "float", &mrec, &r->model, &r->model_len)))
-        goto fail;
-    r->model_version = mrec.version;
-    memcpy(r->model_digest, mrec.digest, 32);
-    cnd_model_rec_free(&mrec);
-    if ((rc = cnd_model_deserialize(&m, r->model, r->model_len, "the global model"))) goto fail;
-    size_t dim = m->num_params + m->num_state;
-    if (qat) {
-        /* QAT round: the model sent carries the quantizer every site trains with. */
-        cnd_dataset_t *cal = NULL;
-        if ((rc = cnd_cstore_calib_get(c->store, job_id, &cal))) {
-            if (rc == CND_ENOTFOUND)
-                rc = cnd_errf(CND_ESTATE, "QAT round without calibration samples in the job");
-            goto fail;
-        }
-        rc = cnd_fedq_annotate(m, cal, (int)spec->weight_bits);
-        cnd_data_destroy(&cal);
-        if (rc) goto fail;
-        free(r->model);
-        r->model = NULL;
-        if ((rc = cnd_model_serialize(m, &r->model, &r->model_len))) goto fail;
-        cnd_sha256(r->model_digest, r->model, r->model_len);
-    }
-    cnd_model_destroy(&m);
+    size_t dim = 0;
+    int rc = s_load_model(r, job_id, spec, qat, &dim);
+    if (rc) goto fail;
     if (dim > UINT32_MAX / 2) {
         rc = cnd_errf(CND_ERANGE, "round %u: the model has %zu values; too many", round, dim);
         goto fail;
@@ -413,68 +474,19 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     r->fp = (cnd_fxp_params_t){(uint32_t)dim,   n, spec->value_bits, spec->clip, spec->l2_clip,
                                spec->sample_cap};
     if ((rc = cnd_fxp_layout(&r->lay, &r->fp))) goto fail;
-
     if ((rc = s_round_params(r, spec, job_id, round, attempt, n))) goto fail;
     if (evil_replay && (rc = cnd_secagg_params_decode(&r->sp, evil_params, sizeof evil_params)))
         goto fail;
-    {
-        size_t one = CND_SECAGG_HDR_BYTES + 5 + cnd_ring_packed_bytes(r->sp.len, r->sp.bits);
-        size_t nup = CND_ROUND_UPLOAD_BUDGET / (one ? one : 1);
-        r->max_uploads = nup < 4                       ? 4
-                         : nup > CND_ROUND_MAX_UPLOADS ? CND_ROUND_MAX_UPLOADS
-                                                       : (int)nup;
-    }
-    r->roster = calloc(n, sizeof *r->roster);
-    r->cert = calloc(n, sizeof *r->cert);
-    r->cert_len = calloc(n, sizeof *r->cert_len);
-    r->rec.sites = calloc(n, sizeof *r->rec.sites);
-    if (!r->roster || !r->cert || !r->cert_len || !r->rec.sites) {
-        rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", round);
-        goto fail;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        memcpy(r->roster[i].id_pk, sites[i].ed_pk, 32);
-        cnd_rsite_t *x = &r->rec.sites[i];
-        x->idx = i;
-        snprintf(x->name, sizeof x->name, "%s", sites[i].name);
-        snprintf(x->fpr, sizeof x->fpr, "%s", sites[i].fpr);
-        if (!sites[i].cert || !sites[i].cert_len) {
-            rc = cnd_errf(CND_EINVAL, "round %u: site %s has no certificate", round, sites[i].name);
-            goto fail;
-        }
-        r->cert[i] = sites[i].cert;
-        r->cert_len[i] = sites[i].cert_len;
-        cnd_sha256(r->roster[i].cert_sha256, sites[i].cert, sites[i].cert_len);
-    }
+    size_t one = CND_SECAGG_HDR_BYTES + 5 + cnd_ring_packed_bytes(r->sp.len, r->sp.bits);
+    size_t nup = CND_ROUND_UPLOAD_BUDGET / (one ? one : 1);
+    r->max_uploads = nup < 4 ? 4 : nup > CND_ROUND_MAX_UPLOADS ? CND_ROUND_MAX_UPLOADS : (int)nup;
+    if ((rc = s_set_roster(r, sites, n, round))) goto fail;
     if ((rc = cnd_secagg_server_new(&r->sa, &r->sp, r->roster, threads))) goto fail;
     uint8_t dig[32];
     if ((rc = cnd_chunk_plan(&r->model_info, dig, r->model, r->model_len, CND_PROTO_CHUNK_DEFAULT)))
         goto fail;
     r->model_info.digest = cnd_proto_bytes(r->model_digest, 32);
-
-    /* Persist the round and its round.start entry before anything is sent. */
-    r->rec.job = job_id;
-    r->rec.round = round;
-    r->rec.attempt = attempt;
-    r->rec.qat = qat;
-    r->rec.n = n;
-    r->rec.model_version = -1;
-    r->rec.started_ms = cnd_unix_ms();
-    r->rec.phase_ms = r->rec.started_ms;
-    snprintf(r->rec.phase, sizeof r->rec.phase, "advertise");
-    cnd_buf_t pb;
-    cnd_buf_init(&pb);
-    if ((rc = cnd_secagg_params_encode(&pb, &r->sp)) || pb.len != sizeof r->rec.params) {
-        cnd_buf_free(&pb);
-        rc = rc ? rc : cnd_errf(CND_EINVAL, "round %u: unexpected parameter encoding", round);
-        goto fail;
-    }
-    memcpy(r->rec.params, pb.data, pb.len);
-    cnd_buf_free(&pb);
-    if ((rc = cnd_cstore_round_insert(c->store, &r->rec))) goto fail;
-    if ((rc = s_audit_round_start(r, job_id, round, attempt, qat))) goto fail;
-    if ((rc = io->commit(io->ctx))) goto fail;
-
+    if ((rc = s_record_start(r, job_id, round, attempt, qat, n))) goto fail;
     if ((rc = s_send_round_starts(r, spec, qat))) goto fail;
     /* The certificates were borrowed for RoundStart only. */
     free(r->cert);
@@ -485,7 +497,6 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     *out = r;
     return 0;
 fail:
-    cnd_model_destroy(&m);
     cnd_round_destroy(&r);
     return rc;
 }
@@ -629,57 +640,30 @@ static int s_next_phase(cnd_round_t *r, cnd_phase_t next, uint8_t flag, s_msg_fn
     return 0;
 }
 
-/* Removes the masks, decodes the weighted average and writes the new model version. */
-static int s_finish(cnd_round_t *r)
+/* SHA-256 of the recovered sum as little-endian 32-bit words (the round.end "aggregate"). */
+static int s_sum_digest(const cnd_round_t *r, const uint32_t *sum, uint8_t agg[32])
 {
-    double t0 = cnd_now();
-    s_close_phase_time(r);
-    /* Everything this writes (model version, momentum, round row, audit entries) commits
-     * together or not at all. */
-    sqlite3 *db = cnd_cstore_db(r->c->store);
-    if (sqlite3_exec(db, "SAVEPOINT round_finish", NULL, NULL, NULL) != SQLITE_OK)
-        return cnd_errf(CND_EDB, "round %u: %s", r->rec.round, sqlite3_errmsg(db));
-    size_t dim = r->fp.dim;
-    uint32_t *sum = malloc((size_t)r->sp.len * sizeof *sum);
-    float *avg = malloc(dim * sizeof *avg);
-    float *mom = NULL;
+    cnd_sha256_t *h = cnd_sha256_new();
+    if (!h) return cnd_errf(CND_ENOMEM, "round %u: out of memory", r->rec.round);
+    for (uint32_t i = 0; i < r->sp.len; i++) {
+        uint8_t le[4];
+        cnd_st_le32(le, sum[i]);
+        cnd_sha256_update(h, le, 4);
+    }
+    cnd_sha256_final(h, agg);
+    cnd_sha256_destroy(&h);
+    return 0;
+}
+
+/* The global model with the decoded average applied (server learning rate and momentum, whose
+ * new state is left in *mom_out when the job uses momentum), serialised into *blob. */
+static int s_updated_model(cnd_round_t *r, const float *avg, float **mom_out, uint8_t **blob,
+                           size_t *len)
+{
     cnd_model_t *m = NULL;
-    uint8_t *blob = NULL;
-    size_t len = 0;
-    int rc = 0;
-    if (!sum || !avg) {
-        rc = cnd_errf(CND_ENOMEM, "round %u: out of memory for the aggregate", r->rec.round);
-        goto done;
-    }
-    if ((rc = cnd_secagg_server_finish(r->sa, sum))) goto done;
-    s_sync_status(r);
-    uint32_t surv = 0;
-    for (uint32_t i = 0; i < r->rec.n; i++)
-        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
-    /* The bounds one site cannot push past (fixedpoint.h): refused, the round fails. */
-    cnd_fxp_totals_t tot;
-    if ((rc = cnd_fxp_decode(avg, &tot, &r->fp, &r->lay, sum, surv))) goto done;
-    r->rec.samples = tot.weight;
-    r->rec.validated = tot.validated;
-    r->rec.correct = tot.correct;
-    r->rec.loss_sum = (double)tot.loss_q / CND_FXP_LOSS_SCALE;
-    /* Digest of the recovered sum as little-endian 32-bit words. */
-    uint8_t agg[32];
-    {
-        cnd_sha256_t *h = cnd_sha256_new();
-        if (!h) {
-            rc = cnd_errf(CND_ENOMEM, "round %u: out of memory", r->rec.round);
-            goto done;
-        }
-        for (uint32_t i = 0; i < r->sp.len; i++) {
-            uint8_t le[4];
-            cnd_st_le32(le, sum[i]);
-            cnd_sha256_update(h, le, 4);
-        }
-        cnd_sha256_final(h, agg);
-        cnd_sha256_destroy(&h);
-    }
-    if ((rc = cnd_model_deserialize(&m, r->model, r->model_len, "the global model"))) goto done;
+    float *mom = NULL;
+    int rc = cnd_model_deserialize(&m, r->model, r->model_len, "the global model");
+    if (rc) return rc;
     if (r->spec.server_momentum > 0) {
         mom = calloc(m->num_params ? m->num_params : 1, sizeof *mom);
         if (!mom) {
@@ -701,20 +685,34 @@ static int s_finish(cnd_round_t *r)
     char buf[64];
     snprintf(buf, sizeof buf, "%u", r->rec.round);
     if ((rc = cnd_model_meta_set(m, "federated_round", buf))) goto done;
-    if ((rc = cnd_model_serialize(m, &blob, &len))) goto done;
+    if ((rc = cnd_model_serialize(m, blob, len))) goto done;
+    if (mom && (rc = cnd_cstore_momentum_put(r->c->store, r->rec.job, mom, m->num_params)))
+        goto done;
+done:
+    cnd_model_destroy(&m);
+    if (rc)
+        free(mom);
+    else
+        *mom_out = mom;
+    return rc;
+}
 
-    /* The survivors' validation accuracy (a secure sum), for the version record. */
-    uint64_t ws = tot.validated;
+/* Stores the new model version and the finished round with their audit entries (round.end,
+ * model.version). */
+static int s_store_version(cnd_round_t *r, const uint8_t *blob, size_t len,
+                           const cnd_fxp_totals_t *tot, uint32_t surv, const uint8_t agg[32],
+                           double t0)
+{
+    uint64_t ws = tot->validated; /* the survivors' validation accuracy, a secure sum */
     cnd_model_rec_t mv;
     memset(&mv, 0, sizeof mv);
     mv.job = r->rec.job;
     mv.version = r->model_version + 1;
     mv.round = r->rec.round;
     snprintf(mv.format, sizeof mv.format, "float");
-    mv.accuracy = ws ? (double)tot.correct / (double)ws : -1;
-    if ((rc = cnd_cstore_model_put(r->c->store, &mv, blob, len))) goto done;
-    if (mom && (rc = cnd_cstore_momentum_put(r->c->store, r->rec.job, mom, m->num_params)))
-        goto done;
+    mv.accuracy = ws ? (double)tot->correct / (double)ws : -1;
+    int rc = cnd_cstore_model_put(r->c->store, &mv, blob, len);
+    if (rc) return rc;
     memcpy(r->model_digest, mv.digest, 32);
     r->new_version = mv.version;
     r->rec.survivors = surv;
@@ -723,24 +721,59 @@ static int s_finish(cnd_round_t *r)
     r->rec.ended_ms = cnd_unix_ms();
     r->rec.t_finish = cnd_now() - t0;
     r->phase = CND_PHASE_DONE;
-    if ((rc = s_persist(r))) goto done;
-    if ((rc = s_audit_round_end(r, "ok", agg, mv.digest))) goto done;
-    {
-        char jid[32], ver[32];
-        snprintf(jid, sizeof jid, "%lld", (long long)r->rec.job);
-        snprintf(ver, sizeof ver, "v%lld", (long long)mv.version);
-        cnd_audit_model_version_t e = {.version = ver,
-                                       .job = jid,
-                                       .round = r->rec.round,
-                                       .format = "float",
-                                       .size = len,
-                                       .has_accuracy = ws != 0,
-                                       .accuracy = mv.accuracy,
-                                       .samples = (int64_t)tot.weight,
-                                       .digest = mv.digest};
-        rc = cnd_audit_log_model_version(r->c->audit, r->c->fpr, &e);
+    if ((rc = s_persist(r))) return rc;
+    if ((rc = s_audit_round_end(r, "ok", agg, mv.digest))) return rc;
+    char jid[32], ver[32];
+    snprintf(jid, sizeof jid, "%lld", (long long)r->rec.job);
+    snprintf(ver, sizeof ver, "v%lld", (long long)mv.version);
+    cnd_audit_model_version_t e = {.version = ver,
+                                   .job = jid,
+                                   .round = r->rec.round,
+                                   .format = "float",
+                                   .size = len,
+                                   .has_accuracy = ws != 0,
+                                   .accuracy = mv.accuracy,
+                                   .samples = (int64_t)tot->weight,
+                                   .digest = mv.digest};
+    return cnd_audit_log_model_version(r->c->audit, r->c->fpr, &e);
+}
+
+/* Removes the masks, decodes the weighted average and writes the new model version. */
+static int s_finish(cnd_round_t *r)
+{
+    double t0 = cnd_now();
+    s_close_phase_time(r);
+    /* Everything this writes (model version, momentum, round row, audit entries) commits
+     * together or not at all. */
+    sqlite3 *db = cnd_cstore_db(r->c->store);
+    if (sqlite3_exec(db, "SAVEPOINT round_finish", NULL, NULL, NULL) != SQLITE_OK)
+        return cnd_errf(CND_EDB, "round %u: %s", r->rec.round, sqlite3_errmsg(db));
+    uint32_t *sum = malloc((size_t)r->sp.len * sizeof *sum);
+    float *avg = malloc(r->fp.dim * sizeof *avg);
+    float *mom = NULL;
+    uint8_t *blob = NULL, agg[32];
+    size_t len = 0;
+    int rc = 0;
+    if (!sum || !avg) {
+        rc = cnd_errf(CND_ENOMEM, "round %u: out of memory for the aggregate", r->rec.round);
+        goto done;
     }
-    if (!rc && sqlite3_exec(db, "RELEASE round_finish", NULL, NULL, NULL) != SQLITE_OK)
+    if ((rc = cnd_secagg_server_finish(r->sa, sum))) goto done;
+    s_sync_status(r);
+    uint32_t surv = 0;
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
+    /* The bounds one site cannot push past (fixedpoint.h): refused, the round fails. */
+    cnd_fxp_totals_t tot;
+    if ((rc = cnd_fxp_decode(avg, &tot, &r->fp, &r->lay, sum, surv))) goto done;
+    r->rec.samples = tot.weight;
+    r->rec.validated = tot.validated;
+    r->rec.correct = tot.correct;
+    r->rec.loss_sum = (double)tot.loss_q / CND_FXP_LOSS_SCALE;
+    if ((rc = s_sum_digest(r, sum, agg))) goto done;
+    if ((rc = s_updated_model(r, avg, &mom, &blob, &len))) goto done;
+    if ((rc = s_store_version(r, blob, len, &tot, surv, agg, t0))) goto done;
+    if (sqlite3_exec(db, "RELEASE round_finish", NULL, NULL, NULL) != SQLITE_OK)
         rc = cnd_errf(CND_EDB, "round %u: %s", r->rec.round, sqlite3_errmsg(db));
     if (!rc) rc = r->io.commit(r->io.ctx);
     if (!rc) {
@@ -761,7 +794,6 @@ done:
         r->rec.outcome[0] = 0;
         r->phase = CND_PHASE_UNMASK;
     }
-    cnd_model_destroy(&m);
     free(blob);
     free(sum);
     free(avg);
