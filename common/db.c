@@ -2,11 +2,13 @@
  * db.c: the store kernel (see db.h for the contract and why it exists).
  */
 #include "db.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 const char *cnd_db_path(sqlite3 *db)
 {
@@ -208,4 +210,77 @@ int cnd_db_check(sqlite3 *db, const cnd_db_schema_t *s, const char *what)
                     "%s: the %s schema is at version %d, newer than this program's %d (use a "
                     "newer condenser)",
                     cnd_db_path(db), s->component, v, s->version);
+}
+
+int cnd_db_integrity(sqlite3 *db, const char *what)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = cnd_db_prep(db, &st, "PRAGMA integrity_check");
+    if (rc) return rc;
+    int step = sqlite3_step(st);
+    if (step != SQLITE_ROW) {
+        rc = cnd_errf(step == SQLITE_CORRUPT || step == SQLITE_NOTADB ? CND_ECORRUPT : CND_EDB,
+                      "%s: %s: integrity check failed: %s", cnd_db_path(db), what,
+                      sqlite3_errmsg(db));
+    } else {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        if (!r || strcmp(r, "ok") != 0)
+            rc = cnd_errf(CND_ECORRUPT, "%s: %s: integrity check: %s", cnd_db_path(db), what,
+                          r ? r : "(no answer)");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Copies all of src's main database into dst's in one backup step. */
+static int s_copy(sqlite3 *dst, sqlite3 *src, int *pages, const char *what)
+{
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    if (!b)
+        return cnd_errf(CND_EDB, "%s: %s from %s: %s", cnd_db_path(dst), what, cnd_db_path(src),
+                        sqlite3_errmsg(dst));
+    int step = sqlite3_backup_step(b, -1);
+    if (pages) *pages = sqlite3_backup_pagecount(b);
+    int fin = sqlite3_backup_finish(b);
+    if (step != SQLITE_DONE || fin != SQLITE_OK)
+        return cnd_errf(CND_EDB, "%s: %s from %s: %s", cnd_db_path(dst), what, cnd_db_path(src),
+                        sqlite3_errstr(step != SQLITE_DONE ? step : fin));
+    return 0;
+}
+
+int cnd_db_backup(sqlite3 *src, const char *out_path, int *pages)
+{
+    struct stat sb;
+    if (stat(out_path, &sb) == 0)
+        return cnd_errf(CND_EEXIST, "%s: already exists; a backup never overwrites a file",
+                        out_path);
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid()) >= (int)sizeof tmp)
+        return cnd_errf(CND_EINVAL, "%s: path too long", out_path);
+    unlink(tmp); /* a leftover of this pid's killed predecessor */
+    sqlite3 *dst = NULL;
+    if (sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        int rc = cnd_errf(CND_EIO, "%s: cannot create: %s", tmp,
+                          dst ? sqlite3_errmsg(dst) : "out of memory");
+        sqlite3_close(dst);
+        return rc;
+    }
+    sqlite3_busy_timeout(dst, CND_DB_BUSY_MS);
+    int rc = cnd_db_exec(dst, "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;",
+                         "preparing the backup file");
+    if (!rc) rc = s_copy(dst, src, pages, "backup");
+    if (!rc) rc = cnd_db_integrity(dst, "the backup");
+    if (sqlite3_close(dst) != SQLITE_OK && !rc)
+        rc = cnd_errf(CND_EIO, "%s: cannot close the backup", tmp);
+    if (!rc && chmod(tmp, 0600) != 0) rc = cnd_errf(CND_EIO, "%s: chmod: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, out_path) != 0)
+        rc = cnd_errf(CND_EIO, "%s: rename to %s: %s", tmp, out_path, strerror(errno));
+    if (!rc) rc = cnd_file_fsync_dir(out_path);
+    if (rc) unlink(tmp);
+    return rc;
+}
+
+int cnd_db_restore(sqlite3 *dst, sqlite3 *src)
+{
+    return s_copy(dst, src, NULL, "restore");
 }

@@ -46,9 +46,13 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
-#define CND_DB_BUSY_MS  10000
-#define CND_DB_CREATE   1u /* create the file if it does not exist */
-#define CND_DB_READONLY 2u /* open read-only (never creates, never migrates) */
+#define CND_DB_BUSY_MS 10000
+/* The lock file beside a node's database (cnd_file_lock): daemons that keep the database open
+ * (coordinator run, rollout serve) hold it shared; a restore takes it exclusive and is refused
+ * while any daemon runs, and a daemon does not start during a restore. */
+#define CND_DB_DAEMON_LOCK "daemon.lock"
+#define CND_DB_CREATE      1u /* create the file if it does not exist */
+#define CND_DB_READONLY    2u /* open read-only (never creates, never migrates) */
 
 /* A component's schema: steps[i] takes it from version i to i + 1 (SQL, several statements
  * allowed); `version` = number of steps. `legacy` (may be NULL) is asked, for a file that has
@@ -97,5 +101,22 @@ CND_MUST_USE int cnd_db_begin(sqlite3 *db, int *own);
 /* Ends what cnd_db_begin opened (own = 1): COMMIT when rc == 0, else ROLLBACK. Returns rc, or the
  * COMMIT's error. Does nothing but return rc when own = 0. */
 CND_MUST_USE int cnd_db_end(sqlite3 *db, int own, int rc);
+
+/* Online backup (SQLite's backup API) of src's main database into a new file out_path: copied
+ * in one step under a read transaction (a WAL reader: writers go on), written to
+ * "<out_path>.tmp.<pid>" as a self-contained file (journal_mode=DELETE, synchronous=FULL),
+ * checked with PRAGMA integrity_check, then renamed into place and its directory fsync'd; a kill
+ * at any point leaves no out_path. Refuses an existing out_path (CND_EEXIST). *pages (may be
+ * NULL) receives the pages copied. Returns 0, CND_EEXIST, CND_ECORRUPT, CND_EIO or CND_EDB. */
+CND_MUST_USE int cnd_db_backup(sqlite3 *src, const char *out_path, int *pages);
+
+/* PRAGMA integrity_check of db: 0, or CND_ECORRUPT with SQLite's first complaint. */
+CND_MUST_USE int cnd_db_integrity(sqlite3 *db, const char *what);
+
+/* Replaces the whole content of dst (read-write, e.g. the coordinator's live file) with src's, in
+ * one write transaction of the backup API: other connections see the old content or the new,
+ * and a kill leaves the old. The caller checks src first (integrity, schema, audit log). Returns
+ * 0 or CND_EDB naming both files. */
+CND_MUST_USE int cnd_db_restore(sqlite3 *dst, sqlite3 *src);
 
 #endif

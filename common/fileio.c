@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -133,7 +134,7 @@ int cnd_file_read_gz(const char *path, size_t max_bytes, uint8_t **data, size_t 
     return 0;
 }
 
-static int s_fsync_dir(const char *path)
+int cnd_file_fsync_dir(const char *path)
 {
     char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
@@ -179,12 +180,34 @@ int cnd_file_write_atomic(const char *path, const void *data, size_t len, mode_t
     }
     fd = -1;
     if (rename(tmp, path) != 0) goto fail;
-    return s_fsync_dir(path);
+    return cnd_file_fsync_dir(path);
 fail:;
     int e = errno;
     if (fd >= 0) close(fd);
     unlink(tmp);
     return cnd_errf(CND_EIO, "%s: write failed: %s", path, strerror(e));
+}
+
+int cnd_file_lock(const char *path, int exclusive, int *fd)
+{
+    *fd = -1;
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (f < 0) return cnd_errf(CND_EIO, "%s: cannot open lock file: %s", path, strerror(errno));
+    if (flock(f, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+        int e = errno;
+        close(f);
+        if (e == EWOULDBLOCK) return cnd_errf(CND_ESTATE, "%s: locked by another process", path);
+        return cnd_errf(CND_EIO, "%s: cannot lock: %s", path, strerror(e));
+    }
+    *fd = f;
+    return 0;
+}
+
+void cnd_file_unlock(int *fd)
+{
+    if (!fd || *fd < 0) return;
+    close(*fd); /* drops the flock */
+    *fd = -1;
 }
 
 int cnd_mkdir_p(const char *path, mode_t mode)
@@ -314,7 +337,7 @@ int cnd_dir_publish(const char *tmp, const char *dir, const char *last)
         if (rename(tmp, dir) != 0)
             return cnd_errf(CND_EIO, "%s: cannot move %s into place: %s", dir, tmp,
                             strerror(errno));
-        return s_fsync_dir(dir); /* the parent, which holds the new entry */
+        return cnd_file_fsync_dir(dir); /* the parent, which holds the new entry */
     }
     if (!S_ISDIR(sb.st_mode)) return cnd_errf(CND_EEXIST, "%s exists and is not a directory", dir);
     /* dir holds files already (e.g. the identity from `keygen --out DIR`): first check every
@@ -349,7 +372,7 @@ int cnd_dir_publish(const char *tmp, const char *dir, const char *last)
     if (!rc) {
         char probe[PATH_MAX];
         snprintf(probe, sizeof probe, "%s/.", dir);
-        rc = s_fsync_dir(probe);
+        rc = cnd_file_fsync_dir(probe);
     }
     if (!rc) cnd_dir_remove(tmp);
     return rc;

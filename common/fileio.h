@@ -27,6 +27,16 @@ int cnd_file_read_gz(const char *path, size_t max_bytes, uint8_t **data, size_t 
  * Returns 0 or CND_EIO with a detail naming the path and the failing step. */
 int cnd_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* fsync(2) of the directory holding `path` (after a rename into it). 0 or CND_EIO. */
+int cnd_file_fsync_dir(const char *path);
+
+/* Advisory lock on a lock file `path` (created 0600 if missing) with flock(2): shared
+ * (exclusive = 0) or exclusive, never waiting. On success *fd holds the lock until
+ * cnd_file_unlock. CND_ESTATE when another process holds a conflicting lock, CND_EIO otherwise.
+ * Only for lock files: flock on a database file would be wrong (db.h explains its locks). */
+int cnd_file_lock(const char *path, int exclusive, int *fd);
+void cnd_file_unlock(int *fd);
+
 /* Creates a directory (and its parents) with `mode`; succeeds if it exists. */
 int cnd_mkdir_p(const char *path, mode_t mode);
 

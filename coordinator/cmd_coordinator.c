@@ -188,10 +188,16 @@ static int s_run(int argc, char **argv)
 int cnd_cmd_coordinator(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        printf("usage: condenser coordinator init|run [options]   (--help after each)\n");
-        return argc < 2 ? cnd_errf(CND_EINVAL, "a subcommand is required: init, run") : 0;
+        printf("usage: condenser coordinator init|run|backup|restore [options]   (--help after "
+               "each)\n");
+        return argc < 2
+                   ? cnd_errf(CND_EINVAL, "a subcommand is required: init, run, backup, restore")
+                   : 0;
     }
     if (strcmp(argv[1], "init") == 0) return s_init(argc - 1, argv + 1);
     if (strcmp(argv[1], "run") == 0) return s_run(argc - 1, argv + 1);
-    return cnd_errf(CND_EINVAL, "unknown subcommand 'coordinator %s' (init, run)", argv[1]);
+    if (strcmp(argv[1], "backup") == 0) return cnd_coord_cmd_backup(argc - 1, argv + 1);
+    if (strcmp(argv[1], "restore") == 0) return cnd_coord_cmd_restore(argc - 1, argv + 1);
+    return cnd_errf(CND_EINVAL, "unknown subcommand 'coordinator %s' (init, run, backup, restore)",
+                    argv[1]);
 }

@@ -43,6 +43,10 @@ const char *cnd_coord_operator(void);
 CND_MUST_USE int cnd_coord_admin_log(cnd_coord_t *c, const char *command, const char *subject,
                                      const char *job, const char *result);
 
+/* `condenser coordinator backup` and `restore` (coord_backup.c). */
+int cnd_coord_cmd_backup(int argc, char **argv);
+int cnd_coord_cmd_restore(int argc, char **argv);
+
 /* The default coordinator directory: $CND_COORDINATOR_DIR or ".". */
 const char *cnd_coord_default_dir(void);
 

@@ -44,6 +44,7 @@
 #include "coord_quant.h"
 #include "coord_round.h"
 #include "digest.h"
+#include "db.h"
 #include "fileio.h"
 #include "job.h"
 #include "proto.h"
@@ -1401,13 +1402,23 @@ static void s_daemon_free(s_daemon_t *d)
 
 int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
 {
+    char lock[600];
+    snprintf(lock, sizeof lock, "%s/%s", o->dir, CND_DB_DAEMON_LOCK);
+    int lfd = -1, rc = cnd_file_lock(lock, 0, &lfd);
+    if (rc == CND_ESTATE)
+        return cnd_errf(CND_ESTATE, "%s: a restore of this directory is in progress", o->dir);
+    if (rc) return rc;
     s_daemon_t *d = calloc(1, sizeof *d);
-    if (!d) return cnd_errf(CND_ENOMEM, "coordinator: out of memory");
+    if (!d) {
+        cnd_file_unlock(&lfd);
+        return cnd_errf(CND_ENOMEM, "coordinator: out of memory");
+    }
     d->o = o;
     pthread_mutex_init(&d->zmu, NULL);
     d->seq = cnd_proto_seq_start();
-    int rc = s_start(d);
+    rc = s_start(d);
     if (!rc) rc = s_shutdown(d, s_loop(d, stop));
     s_daemon_free(d);
+    cnd_file_unlock(&lfd);
     return rc;
 }

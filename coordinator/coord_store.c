@@ -98,6 +98,11 @@ static int s_legacy(sqlite3 *db, int *v)
 
 static const cnd_db_schema_t s_schema = {"coordinator", s_migrations, S_NMIG, s_legacy};
 
+int cnd_cstore_schema_version(void)
+{
+    return S_NMIG;
+}
+
 static int s_open(cnd_cstore_t **out, const char *path, unsigned flags)
 {
     *out = NULL;

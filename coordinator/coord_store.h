@@ -45,6 +45,8 @@ typedef struct cnd_cstore cnd_cstore_t;
  * Returns 0, CND_EIO (no such file and create = 0), CND_EDB, CND_EFORMAT (newer schema or not a
  * coordinator database) or CND_ENOMEM. */
 CND_MUST_USE int cnd_cstore_open(cnd_cstore_t **out, const char *path, int create);
+/* The schema version of the "coordinator" component this program writes. */
+int cnd_cstore_schema_version(void);
 /* Read-only handle (admin listings while the daemon runs). */
 CND_MUST_USE int cnd_cstore_open_readonly(cnd_cstore_t **out, const char *path);
 void cnd_cstore_close(cnd_cstore_t **s);

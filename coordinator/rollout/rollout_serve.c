@@ -772,16 +772,26 @@ static void s_srv_free(s_srv_t *s)
 int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *stop,
                       cnd_rollout_serve_stats_t *stout)
 {
+    char lock[600];
+    snprintf(lock, sizeof lock, "%s/%s", o->dir, CND_DB_DAEMON_LOCK);
+    int lfd = -1, rc = cnd_file_lock(lock, 0, &lfd);
+    if (rc == CND_ESTATE)
+        return cnd_errf(CND_ESTATE, "%s: a restore of this directory is in progress", o->dir);
+    if (rc) return rc;
     s_srv_t *s = calloc(1, sizeof *s);
-    if (!s) return cnd_errf(CND_ENOMEM, "out of memory");
+    if (!s) {
+        cnd_file_unlock(&lfd);
+        return cnd_errf(CND_ENOMEM, "out of memory");
+    }
     s->o = o;
     s->seq = cnd_proto_seq_start();
     pthread_mutex_init(&s->zmu, NULL);
     cnd_buf_init(&s->out);
     double t0 = cnd_now(), c0 = s_cpu();
-    int rc = s_start(s);
+    rc = s_start(s);
     if (!rc) rc = s_shutdown(s, s_loop(s, stop, t0));
     if (stout) s_stats(s, stout, t0, c0);
     s_srv_free(s);
+    cnd_file_unlock(&lfd);
     return rc;
 }
