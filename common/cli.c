@@ -3,6 +3,7 @@
 #include "error.h"
 
 #include <errno.h>
+#include <ini.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,11 @@ void cnd_cli_help(const cnd_cli_t *cli)
             snprintf(left, sizeof left, "--%s %s", o->name, o->metavar ? o->metavar : "VALUE");
         printf("  %-26s %s\n", left, o->help ? o->help : "");
     }
+    if (cli->config_section) {
+        char what[96];
+        snprintf(what, sizeof what, "read options from [%s] of an INI file", cli->config_section);
+        printf("  %-26s %s\n", "--config FILE", what);
+    }
     printf("  %-26s %s\n", "--help", "show this help and exit");
 }
 
@@ -79,8 +85,129 @@ static int s_set(const cnd_opt_t *o, const char *val)
     return CND_EINVAL;
 }
 
+/* --- configuration files -------------------------------------------------------------------- */
+
+/* Config values that STR options point at: kept for the life of the process (reachable). */
+static char **s_conf_vals;
+static size_t s_conf_n;
+
+typedef struct {
+    const cnd_cli_t *cli;
+    uint64_t seen; /* options set by the file, by index (a key set twice is an error) */
+    char err[600];
+} s_conf_t;
+
+static const cnd_opt_t *s_opt_by_key(const cnd_opt_t *opts, const char *key, size_t *idx)
+{
+    for (size_t i = 0; opts && opts[i].name; i++) {
+        const char *a = opts[i].name, *b = key;
+        while (*a && (*a == *b || (*a == '-' && *b == '_'))) a++, b++;
+        if (!*a && !*b) {
+            *idx = i;
+            return &opts[i];
+        }
+    }
+    return NULL;
+}
+
+static int s_conf_set(s_conf_t *x, const cnd_opt_t *o, const char *key, const char *val)
+{
+    if (o->kind == CND_OPT_FLAG) {
+        int on =
+            !strcmp(val, "true") || !strcmp(val, "yes") || !strcmp(val, "on") || !strcmp(val, "1");
+        int off =
+            !strcmp(val, "false") || !strcmp(val, "no") || !strcmp(val, "off") || !strcmp(val, "0");
+        if (!on && !off) {
+            snprintf(x->err, sizeof x->err, "%s: '%s' is not true or false", key, val);
+            return 0;
+        }
+        *(int *)o->dest = on;
+        return 1;
+    }
+    const char *v = val;
+    if (o->kind == CND_OPT_STR) {
+        char **grown = realloc(s_conf_vals, (s_conf_n + 1) * sizeof *grown);
+        char *copy = strdup(val);
+        if (grown) s_conf_vals = grown;
+        if (!grown || !copy) {
+            free(copy);
+            snprintf(x->err, sizeof x->err, "%s: out of memory", key);
+            return 0;
+        }
+        s_conf_vals[s_conf_n++] = copy;
+        v = copy;
+    }
+    if (s_set(o, v)) {
+        snprintf(x->err, sizeof x->err, "%s: %s", key, cnd_err_detail());
+        cnd_err_clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* inih's handler: returns 0 (stop; the line is the error's) on the first problem. */
+static int s_conf_handler(void *user, const char *sec, const char *key, const char *val)
+{
+    s_conf_t *x = user;
+    if (strcmp(sec, x->cli->config_section) != 0) {
+        snprintf(x->err, sizeof x->err, "unknown section [%s] (this command reads [%s])", sec,
+                 x->cli->config_section);
+        return 0;
+    }
+    size_t idx = 0;
+    const cnd_opt_t *o = s_opt_by_key(x->cli->opts, key, &idx);
+    if (!o || idx >= 64) {
+        snprintf(x->err, sizeof x->err, "unknown key '%s' in [%s] (the command's options: --help)",
+                 key, sec);
+        return 0;
+    }
+    if (x->seen & ((uint64_t)1 << idx)) {
+        snprintf(x->err, sizeof x->err, "%s is set twice", key);
+        return 0;
+    }
+    x->seen |= (uint64_t)1 << idx;
+    return s_conf_set(x, o, key, val);
+}
+
+static int s_conf_load(const cnd_cli_t *cli, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return cnd_errf(CND_EIO, "%s: cannot open the configuration: %s", path, strerror(errno));
+    s_conf_t x;
+    memset(&x, 0, sizeof x);
+    x.cli = cli;
+    int line = ini_parse_file(f, s_conf_handler, &x);
+    fclose(f);
+    if (line > 0 && x.err[0]) return cnd_errf(CND_EINVAL, "%s:%d: %s", path, line, x.err);
+    if (line > 0) return cnd_errf(CND_EINVAL, "%s:%d: malformed line", path, line);
+    if (line < 0) return cnd_errf(CND_EIO, "%s: cannot read", path);
+    return 0;
+}
+
+/* Finds --config FILE / --config=FILE before "--"; *path NULL when absent. */
+static int s_conf_arg(int argc, char **argv, const char **path)
+{
+    *path = NULL;
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strncmp(argv[i], "--config=", 9) == 0) {
+            *path = argv[i] + 9;
+        } else if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) return cnd_errf(CND_EINVAL, "--config needs a value (FILE)");
+            *path = argv[++i];
+        }
+    }
+    return 0;
+}
+
 int cnd_cli_parse(const cnd_cli_t *cli, int argc, char **argv, int *npos, char ***pos)
 {
+    if (cli->config_section) {
+        const char *conf = NULL;
+        int rc = s_conf_arg(argc, argv, &conf);
+        if (!rc && conf) rc = s_conf_load(cli, conf);
+        if (rc) return rc;
+    }
     /* Positionals are compacted into argv[1..] in place; argv strings are not modified. */
     int np = 0;
     char **out = argv + 1;
@@ -103,6 +230,10 @@ int cnd_cli_parse(const cnd_cli_t *cli, int argc, char **argv, int *npos, char *
         }
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        if (cli->config_section && nlen == 6 && strncmp(name, "config", 6) == 0) {
+            if (!eq) i++; /* read above */
+            continue;
+        }
         const cnd_opt_t *o = cli->opts;
         for (; o && o->name; o++)
             if (strlen(o->name) == nlen && strncmp(o->name, name, nlen) == 0) break;

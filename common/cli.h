@@ -4,6 +4,15 @@
  *
  * A subcommand describes its options in a table ending with {0}; cnd_cli_parse() fills the
  * destinations, collects positional arguments, and prints help generated from the table.
+ *
+ * Configuration files: a command whose cnd_cli_t names a config_section (the long-running
+ * daemons: `coordinator run`, `rollout serve`) also takes `--config FILE`, an INI file (parsed
+ * with Debian's libinih) whose section [config_section] sets any of the command's options by
+ * its long name (`heartbeat-ms = 500` or `heartbeat_ms = 500`; flags take true/false, yes/no,
+ * on/off, 1/0). The file is read first; options on the command line override it. Unknown
+ * sections or keys, a key set twice, and malformed or out-of-range values are errors naming
+ * FILE:LINE and the key, and the command does not start. Values are taken as written:
+ * relative paths are relative to the working directory, as on the command line.
  */
 #ifndef CND_CLI_H
 #define CND_CLI_H
@@ -27,10 +36,11 @@ typedef struct {
 } cnd_opt_t;
 
 typedef struct {
-    const char *usage;     /* "condenser train --data SPEC --arch SPEC [options]" */
-    const char *summary;   /* one paragraph saying what the command does */
-    const cnd_opt_t *opts; /* option table */
-    int min_pos, max_pos;  /* allowed positional argument counts */
+    const char *usage;          /* "condenser train --data SPEC --arch SPEC [options]" */
+    const char *summary;        /* one paragraph saying what the command does */
+    const cnd_opt_t *opts;      /* option table */
+    int min_pos, max_pos;       /* allowed positional argument counts */
+    const char *config_section; /* non-NULL: --config FILE reads [config_section] (above) */
 } cnd_cli_t;
 
 /* Parses argv[1..argc) (argv[0] is the subcommand name). On success returns 0 and sets

@@ -167,7 +167,10 @@ static int s_run(int argc, char **argv)
         "they were created, round by round (SecAgg+ with deadlines on every phase), and keeps "
         "every state change and message in its database and audit log. Stop with Ctrl-C; a "
         "round in flight is redone when it starts again.",
-        opts, 0, 0};
+        opts,
+        0,
+        0,
+        "coordinator"};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);

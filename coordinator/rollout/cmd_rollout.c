@@ -627,7 +627,10 @@ static int s_serve(int argc, char **argv)
         "Serves edge devices: admits enrolled device keys over CurveZMQ, records their profiles "
         "and runs the rollouts (offers, chunked transfers, waves, timeouts, aborts, rollbacks). "
         "Until the coordinator daemon hosts the rollout engine, this process does.",
-        opts, 0, 0};
+        opts,
+        0,
+        0,
+        "rollout-serve"};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
