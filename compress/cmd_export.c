@@ -8,9 +8,12 @@
  * never embeds a broken model.
  *
  * `condenser export MODEL.cnd --onnx --out FILE.onnx` writes a float model as an ONNX graph
- * (onnx_export.c, docs/onnx.md).
+ * (onnx_export.c, docs/onnx.md); `condenser export MODEL.cndq --onnx [--qlinear] --out FILE.onnx`
+ * an integer artifact as an int8 graph, QDQ or exact (onnx_export_q.c), after validating it and
+ * running its self-test.
  */
 #include "artifact.h"
+#include "cnd_rt_format.h"
 #include "bytes.h"
 #include "cli.h"
 #include "commands.h"
@@ -24,10 +27,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* MODEL.cnd as ONNX into `out`. */
-static int s_export_onnx(const char *path, const char *out)
+/* MODEL.cndq as an int8 ONNX graph into `out`. */
+static int s_export_onnx_q(const char *path, const char *out, int exact)
+{
+    cnd_artifact_t *a = NULL;
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    int rc = cnd_artifact_load(&a, path);
+    if (!rc) rc = cnd_artifact_selftest(a, path);
+    if (!rc) rc = cnd_onnx_export_q(a->bytes, a->len, exact, &bytes, &len);
+    if (!rc) rc = cnd_file_write_atomic(out, bytes, len, 0644);
+    if (!rc)
+        printf("wrote %s: int8 ONNX opset 13 (%s), %zu bytes; input raw uint8 %dx%dx%d (NCHW) "
+               "through the artifact's LUT, output %s logits\n",
+               out, exact ? "exact: integer ops and our requantization" : "QDQ", len, a->info.c,
+               a->info.h, a->info.w, exact ? "int8 (the runtime's bits)" : "dequantized float");
+    free(bytes);
+    cnd_artifact_destroy(&a);
+    return rc;
+}
+
+/* 1 if path starts with the artifact magic. */
+static int s_is_artifact(const char *path)
+{
+    char m[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(m, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(m, CND_RT_MAGIC, 4);
+}
+
+/* MODEL.cnd (or MODEL.cndq) as ONNX into `out`. */
+static int s_export_onnx(const char *path, const char *out, int exact)
 {
     if (!out) return cnd_errf(CND_EINVAL, "--onnx needs --out FILE.onnx");
+    if (s_is_artifact(path)) return s_export_onnx_q(path, out, exact);
+    if (exact)
+        return cnd_errf(CND_EINVAL, "--qlinear: %s is not an integer artifact (.cndq)", path);
     cnd_model_t *m = NULL;
     uint8_t *bytes = NULL;
     size_t len = 0;
@@ -59,27 +96,34 @@ static int s_valid_symbol(const char *s)
 int cnd_cmd_export(int argc, char **argv)
 {
     const char *out = NULL, *name = "cnd_model";
-    int c_array = 0, onnx = 0;
+    int c_array = 0, onnx = 0, qlinear = 0;
     const cnd_opt_t opts[] = {
         {"c-array", CND_OPT_FLAG, &c_array, NULL, "emit the artifact as a C source file"},
         {"name", CND_OPT_STR, &name, "SYMBOL", "C identifier of the array (default cnd_model)"},
-        {"onnx", CND_OPT_FLAG, &onnx, NULL, "write a float MODEL.cnd as an ONNX graph (--out)"},
+        {"onnx", CND_OPT_FLAG, &onnx, NULL,
+         "write MODEL.cnd (float) or MODEL.cndq (int8, QDQ) as an ONNX graph (--out)"},
+        {"qlinear", CND_OPT_FLAG, &qlinear, NULL,
+         "with --onnx and a .cndq: integer operators with our requantization (exact logits)"},
         {"out", CND_OPT_STR, &out, "FILE", "output file (default: stdout)"},
         {0}};
     const cnd_cli_t cli = {
         "condenser export MODEL.cndq --c-array [--out FILE.c] [--name SYMBOL]\n"
-        "       condenser export MODEL.cnd --onnx --out FILE.onnx",
+        "       condenser export MODEL.cnd --onnx --out FILE.onnx\n"
+        "       condenser export MODEL.cndq --onnx [--qlinear] --out FILE.onnx",
         "Exports an integer artifact for firmware: a C file defining `const uint8_t SYMBOL[]` "
         "(the artifact's exact bytes, digest and signature trailer included), SYMBOL_len and "
         "SYMBOL_arena_bytes. The artifact is validated and self-tested first. With --onnx, a "
-        "float .cnd model becomes an ONNX graph (opset 13) that expects normalised inputs.",
+        "float .cnd model becomes an ONNX graph (opset 13) that expects normalised inputs, and an "
+        "artifact an int8 graph taking raw uint8 pixels: QDQ operators by default, or with "
+        "--qlinear integer operators that reproduce the runtime's logits bit for bit.",
         opts, 1, 1};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
     if (onnx && c_array) return cnd_errf(CND_EINVAL, "choose one of --c-array and --onnx");
-    if (onnx) return s_export_onnx(pos[0], out);
+    if (qlinear && !onnx) return cnd_errf(CND_EINVAL, "--qlinear goes with --onnx");
+    if (onnx) return s_export_onnx(pos[0], out, qlinear);
     if (!c_array)
         return cnd_errf(CND_EINVAL, "choose an export format: --c-array or --onnx (try --help)");
     if (!s_valid_symbol(name))

@@ -126,4 +126,12 @@ CND_MUST_USE int cnd_onnx_to_model(cnd_model_t **out, cnd_onnx_t *g);
  * metadata_props. *out is owned by the caller. Returns 0 or CND_ENOMEM. */
 CND_MUST_USE int cnd_onnx_export(const cnd_model_t *m, uint8_t **out, size_t *len);
 
+/* An integer artifact (its bytes, already validated by the runtime loader) as an int8 ONNX graph
+ * (opset 13; onnx_export_q.c): QDQ operators around our integer weights, scales and zero points,
+ * or with `exact` integer operators and the runtime's own requantization, giving its bits. The
+ * input is raw uint8 (N, C, H, W) mapped by the artifact's LUT. *out is owned by the caller.
+ * Returns 0, CND_EINVAL (an op without an ONNX form, named), CND_EFORMAT or CND_ENOMEM. */
+CND_MUST_USE int cnd_onnx_export_q(const uint8_t *art, size_t len, int exact, uint8_t **out,
+                                   size_t *olen);
+
 #endif

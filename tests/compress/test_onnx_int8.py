@@ -1,0 +1,165 @@
+#!/usr/bin/python3
+"""test_onnx_int8.py: int8 ONNX export (`condenser export MODEL.cndq --onnx [--qlinear]`)
+against our integer runtime, in onnxruntime (npm onnxruntime-node 1.16.3, test-time only).
+
+Trains three small Fashion-MNIST models (conv2d with padding and a fused ReLU, max and average
+pooling, a strided conv, flatten and dense; a W4A8 net with a stand-alone ReLU and global average
+pooling; an MLP), quantizes each with 64 self-test vectors, and exports both int8 forms. Checks:
+
+- onnx.checker (full check) accepts both files;
+- the exact form (--qlinear) gives the runtime's int8 logits on every self-test vector (0
+  differing logits), and the runtime's accuracy (`condenser eval MODEL.cndq`) on the 10,000 test
+  images to the last image;
+- the QDQ form (which onnxruntime runs through its own integer kernels, requantizing with float
+  multipliers and rounding half to even, so each layer may land one step off ours and the steps
+  add up through the layers) keeps the runtime's accuracy on the 10,000 test images within one
+  point; its distance to the runtime's self-test logits, in quantization steps, is printed;
+- refusals: --qlinear of a float .cnd, a truncated artifact.
+
+Exits 77 (ctest: skipped) when onnxruntime-node is not installed (scripts/test installs it).
+
+usage: test_onnx_int8.py CONDENSER
+"""
+import gzip
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ORT_MODULES = os.environ.get("CND_ORT_MODULES")  # build-test/npm/node_modules (scripts/test)
+MODELS = [
+    ("cnn", "conv2d(8,3,pad=1) relu maxpool(2) conv2d(16,3,stride=2) relu avgpool(2) flatten "
+     "dense(32) relu dense(10)", []),
+    ("w4gap", "conv2d(8,3,pad=1) maxpool(2) relu conv2d(16,3,pad=1) relu gap dense(10)",
+     ["--wbits", "4"]),
+    ("mlp", "flatten dense(64) relu dense(10)", []),
+]
+
+
+def run(cmd, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    return r.returncode, r.stdout + r.stderr
+
+
+def selftests(path):
+    """(inputs HWC uint8, expected int8 logits, C, H, W) from the artifact's TEST section."""
+    b = open(path, "rb").read()
+    body = struct.unpack_from("<I", b, 8)[0]
+    off, sect = 64, {}
+    while off < body:
+        tag, n = struct.unpack_from("<4sI", b, off)
+        sect[tag] = b[off + 16:off + 16 + n]
+        off += 16 + (n + 15) // 16 * 16
+    c, h, w = struct.unpack_from("<HHH", sect[b"INPT"], 0)
+    n, kind, ib, ob = struct.unpack_from("<IIII", sect[b"TEST"], 0)
+    assert kind == 0 and ib == c * h * w, "expected raw uint8 self-tests"
+    xs, ys, p = [], [], 16
+    for _ in range(n):
+        xs.append(np.frombuffer(sect[b"TEST"], np.uint8, ib, p))
+        ys.append(np.frombuffer(sect[b"TEST"], np.int8, ob, p + ib))
+        p += ib + ob
+    return np.array(xs).reshape(n, h, w, c), np.array(ys), c, h, w
+
+
+def ort(d, model, x_nchw):
+    xin, out = os.path.join(d, "in.u8"), os.path.join(d, "out.bin")
+    x_nchw.astype(np.uint8).tofile(xin)
+    r = subprocess.run(["node", os.path.join(HERE, "ort_run_q.js"), model, xin] +
+                       [str(v) for v in x_nchw.shape] + [out], capture_output=True, text=True,
+                       env=dict(os.environ, NODE_PATH=ORT_MODULES))
+    if r.returncode:
+        raise RuntimeError(r.stdout + r.stderr)
+    kind = r.stdout.strip().split("\n")[-1].split()[0]
+    dt = {"int8": np.int8, "float32": np.float32}[kind]
+    return np.fromfile(out, dtype=dt).reshape(len(x_nchw), -1)
+
+
+def props(model):
+    return {p.key: p.value for p in onnx.load(model).metadata_props}
+
+
+def test_images():
+    with gzip.open(os.path.join(FMNIST, "t10k-images-idx3-ubyte.gz")) as f:
+        x = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)
+    with gzip.open(os.path.join(FMNIST, "t10k-labels-idx1-ubyte.gz")) as f:
+        y = np.frombuffer(f.read(), dtype=np.uint8, offset=8)
+    return x, y
+
+
+def check_model(condenser, d, name, arch, qargs, images, labels):
+    cnd, cndq = os.path.join(d, name + ".cnd"), os.path.join(d, name + ".cndq")
+    rc, log = run([condenser, "train", "--arch", arch, "--epochs", "1", "--subset", "3000",
+                   "--threads", "1", "--no-checkpoint", "--out", cnd])
+    assert rc == 0, log
+    rc, log = run([condenser, "quantize", cnd, "--subset", "2000", "--selftests", "64",
+                   "--no-report", "--threads", "1", "--out", cndq] + qargs)
+    assert rc == 0, log
+    xs, ys, c, h, w = selftests(cndq)
+    x = xs.transpose(0, 3, 1, 2)
+    failures = 0
+    for form, extra in (("exact", ["--qlinear"]), ("qdq", [])):
+        path = os.path.join(d, "%s_%s.onnx" % (name, form))
+        rc, log = run([condenser, "export", cndq, "--onnx", "--out", path] + extra)
+        assert rc == 0, log
+        onnx.checker.check_model(onnx.load(path), full_check=True)
+        got = ort(d, path, x)
+        pred = ort(d, path, images).argmax(1)
+        acc = float((pred == labels).mean())
+        if form == "exact":
+            diff = int((got != ys).sum())
+            print("%s exact: %d of %d self-test logits differ from the runtime's" %
+                  (name, diff, ys.size))
+            failures += diff != 0
+            rc, log = run([condenser, "eval", cndq])
+            m = re.search(r"accuracy\s+([0-9.]+)", log)
+            assert rc == 0 and m, log
+            rt_acc = float(m.group(1))
+            print("%s exact: accuracy %.4f in onnxruntime, %s through `condenser eval`" %
+                  (name, acc, m.group(1)))
+            failures += abs(acc - rt_acc) > 5e-5
+        else:
+            pr = props(path)
+            s, z = float(pr["condenser.output_scale"]), int(pr["condenser.output_zero_point"])
+            steps = got / s + z - ys
+            worst = float(np.abs(steps).max())
+            off = int((np.rint(got / s + z) != ys).sum())
+            print("%s qdq: %d of %d self-test logits off the runtime's (by at most %.3f steps); "
+                  "accuracy %.4f in onnxruntime, %.4f through the runtime" %
+                  (name, off, ys.size, worst, acc, rt_acc))
+            failures += abs(acc - rt_acc) > 0.01
+    return failures
+
+
+def main():
+    condenser = sys.argv[1]
+    if not ORT_MODULES or not os.path.isdir(os.path.join(ORT_MODULES, "onnxruntime-node")):
+        print("onnxruntime-node is not installed (scripts/test installs it): skipped")
+        return 77
+    images, labels = test_images()
+    failures = 0
+    with tempfile.TemporaryDirectory() as d:
+        for name, arch, qargs in MODELS:
+            failures += check_model(condenser, d, name, arch, qargs, images, labels)
+        cnd, cndq = os.path.join(d, "cnn.cnd"), os.path.join(d, "cnn.cndq")
+        rc, log = run([condenser, "export", cnd, "--onnx", "--qlinear", "--out",
+                       os.path.join(d, "x.onnx")])
+        print("--qlinear of a .cnd: exit %d: %s" % (rc, log.strip()))
+        failures += rc == 0 or "not an integer artifact" not in log
+        bad = os.path.join(d, "trunc.cndq")
+        open(bad, "wb").write(open(cndq, "rb").read()[:-300])
+        rc, log = run([condenser, "export", bad, "--onnx", "--out", os.path.join(d, "y.onnx")])
+        print("truncated artifact: exit %d: %s" % (rc, log.strip()))
+        failures += rc == 0 or os.path.exists(os.path.join(d, "y.onnx"))
+    print("FAILED" if failures else "OK")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
