@@ -14,6 +14,9 @@ pooling; an MLP), quantizes each with 64 self-test vectors, and exports both int
   multipliers and rounding half to even, so each layer may land one step off ours and the steps
   add up through the layers) keeps the runtime's accuracy on the 10,000 test images within one
   point; its distance to the runtime's self-test logits, in quantization steps, is printed;
+- the exact form's requantization of the last layer, cut out of the graph
+  (onnx.utils.extract_model), against a transcription of cnd_rt_requant on 60,000 accumulators
+  per channel (small ones, where every rounding tie of the shift lies, and the int32 extremes);
 - refusals: --qlinear of a float .cnd, a truncated artifact.
 
 Exits 77 (ctest: skipped) when onnxruntime-node is not installed (scripts/test installs it).
@@ -46,6 +49,77 @@ MODELS = [
 def run(cmd, **kw):
     r = subprocess.run(cmd, capture_output=True, text=True, **kw)
     return r.returncode, r.stdout + r.stderr
+
+
+def sections(path):
+    b = open(path, "rb").read()
+    body = struct.unpack_from("<I", b, 8)[0]
+    off, sect = 64, {}
+    while off < body:
+        tag, n = struct.unpack_from("<4sI", b, off)
+        sect[tag] = b[off + 16:off + 16 + n]
+        off += 16 + (n + 15) // 16 * 16
+    return sect
+
+
+def requant_ref(acc, mult, shift, zp, act_min, act_max):
+    """cnd_rt_requant (deploy/runtime/cnd_rt_requant.h), in Python integers."""
+    x = acc
+    if shift < 0:
+        x = max(-2**31, min(2**31 - 1, acc * 2**-shift))
+    ab = x * mult
+    nudge = 2**30 if ab >= 0 else 1 - 2**30
+    q = abs(ab + nudge) // 2**31
+    x = q if ab + nudge >= 0 else -q  # C division truncates toward zero
+    n = max(shift, 0)
+    if n > 0:
+        mask = (1 << n) - 1
+        rem = x & mask
+        thr = (mask >> 1) + (1 if x < 0 else 0)
+        x = ((x - rem) >> n) + (1 if rem > thr else 0)
+    x = min(255, max(-256, x)) + zp
+    return min(act_max, max(act_min, x))
+
+
+def check_requant(d, cndq, exact_onnx):
+    """The last layer's requantization subgraph (a dense without ReLU, so negative roundings
+    show) against requant_ref; returns the differing count."""
+    import onnx.utils
+    sect = sections(cndq)
+    nl = struct.unpack_from("<I", sect[b"LAYR"], 0)[0]
+    e = sect[b"LAYR"][16 + 64 * (nl - 1):16 + 64 * nl]
+    assert e[0] == 1 and not e[1] & 1, "expected a dense layer without ReLU last"
+    oc = struct.unpack_from("<H", e, 10)[0]
+    act_min, act_max = struct.unpack_from("<bb", e, 20)
+    zp = struct.unpack_from("<i", e, 28)[0]
+    mo, so = struct.unpack_from("<II", e, 52)
+    mult = struct.unpack_from("<%di" % oc, sect[b"DATA"], mo)
+    shift = struct.unpack_from("<%db" % oc, sect[b"DATA"], so)
+    sub = os.path.join(d, "requant.onnx")
+    onnx.utils.extract_model(exact_onnx, sub, ["l%d_acc_bias" % nl], ["logits"])
+    # accumulators whose results span [-300, 300] (every rounding tie of the shift, both
+    # signs), then any int32 value and the extremes
+    rng = np.random.default_rng(7)
+    span = [int(300 * 2.0**(31 + shift[o]) / max(mult[o], 1)) + 1 for o in range(oc)]
+    acc = np.stack([np.concatenate([rng.integers(-span[o], span[o] + 1, 40000),
+                                    rng.integers(-2**31, 2**31, 9990),
+                                    [-2**31, -2**31 + 1, -1, 0, 1, 2**31 - 1, 2**30, -2**30,
+                                     3, -3]]) for o in range(oc)], axis=1).astype(np.int64)
+    xin, out = os.path.join(d, "acc.i64"), os.path.join(d, "acc_out.bin")
+    acc.tofile(xin)
+    r = subprocess.run(["node", os.path.join(HERE, "ort_run_q.js"), sub, xin,
+                        str(len(acc)), str(oc), out], capture_output=True, text=True,
+                       env=dict(os.environ, NODE_PATH=ORT_MODULES))
+    if r.returncode:
+        raise RuntimeError(r.stdout + r.stderr)
+    got = np.fromfile(out, dtype=np.int8).reshape(len(acc), oc)
+    want = np.array([[requant_ref(int(a), mult[o], shift[o], zp, act_min, act_max)
+                      for o, a in enumerate(row)] for row in acc], dtype=np.int8)
+    diff = int((got != want).sum())
+    print("last layer's requantization: %d of %d outputs differ from cnd_rt_requant's "
+          "(shifts %d..%d, %d distinct outputs)"
+          % (diff, want.size, min(shift), max(shift), len(np.unique(want))))
+    return diff
 
 
 def selftests(path):
@@ -152,6 +226,7 @@ def main():
                        os.path.join(d, "x.onnx")])
         print("--qlinear of a .cnd: exit %d: %s" % (rc, log.strip()))
         failures += rc == 0 or "not an integer artifact" not in log
+        failures += check_requant(d, cndq, os.path.join(d, "cnn_exact.onnx")) != 0
         bad = os.path.join(d, "trunc.cndq")
         open(bad, "wb").write(open(cndq, "rb").read()[:-300])
         rc, log = run([condenser, "export", bad, "--onnx", "--out", os.path.join(d, "y.onnx")])
