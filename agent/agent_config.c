@@ -4,6 +4,7 @@
  */
 #include "agent_config.h"
 #include "identity.h"
+#include "onnx_graph.h"
 
 #include <ini.h>
 #include <limits.h>
@@ -137,6 +138,26 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
             return s_fail(x, sec, key, "unknown key");
         }
     } else if (strcmp(sec, "teachers") == 0) {
+        size_t kl = strlen(key);
+        if (kl > 11 && strcmp(key + kl - 11, ".preprocess") == 0) {
+            cnd_onnx_prep_t prep;
+            int t = 0;
+            while (t < c->n_teachers && (strlen(c->teacher_name[t]) != kl - 11 ||
+                                         strncmp(c->teacher_name[t], key, kl - 11) != 0))
+                t++;
+            if (t == c->n_teachers) return s_fail(x, sec, key, "no teacher of that name before it");
+            if (!cnd_onnx_is_onnx(c->teacher_path[t]))
+                return s_fail(x, sec, key, "only an .onnx teacher takes a preprocessing spec");
+            if (c->teacher_prep[t][0]) return s_fail(x, sec, key, "set twice");
+            if (strlen(v) >= sizeof c->teacher_prep[t] || cnd_onnx_prep_parse(&prep, v)) {
+                char why[300];
+                snprintf(why, sizeof why, "%s",
+                         strlen(v) >= 256 ? "longer than 255 characters" : cnd_err_detail());
+                return s_fail(x, sec, key, why);
+            }
+            snprintf(c->teacher_prep[t], sizeof c->teacher_prep[t], "%s", v);
+            return 1;
+        }
         if (c->n_teachers >= CND_AGENT_TEACHERS_MAX)
             return s_fail(x, sec, key, "too many teachers (16 at most)");
         if (strlen(key) > 63) return s_fail(x, sec, key, "name longer than 63 characters");
@@ -216,6 +237,12 @@ int cnd_agent_config_load(cnd_agent_config_t *c, const char *path)
                        : !c->ca_crl[0]      ? "[coordinator] ca_crl"
                                             : NULL;
     if (miss) return cnd_errf(CND_EINVAL, "%s: %s is required", path, miss);
+    for (int t = 0; t < c->n_teachers; t++)
+        if (cnd_onnx_is_onnx(c->teacher_path[t]) && !c->teacher_prep[t][0])
+            return cnd_errf(CND_EINVAL,
+                            "%s: [teachers] %s.preprocess is required for the ONNX teacher %s "
+                            "(e.g. \"scale=1/255 mean=0.286 std=0.353\", docs/onnx.md)",
+                            path, c->teacher_name[t], c->teacher_path[t]);
     if (c->lr_min > c->lr_max)
         return cnd_errf(CND_EINVAL, "%s: [policy] lr_min %g is above lr_max %g", path, c->lr_min,
                         c->lr_max);
@@ -249,6 +276,13 @@ int cnd_agent_config_policy(const cnd_agent_config_t *c, float lr, uint32_t epoc
                         "out of this site's policy: %u rounds, over [policy] max_rounds %u", rounds,
                         c->max_rounds);
     return 0;
+}
+
+const char *cnd_agent_config_teacher_prep(const cnd_agent_config_t *c, const char *name)
+{
+    for (int i = 0; i < c->n_teachers; i++)
+        if (strcmp(c->teacher_name[i], name) == 0) return c->teacher_prep[i];
+    return NULL;
 }
 
 const char *cnd_agent_config_teacher(const cnd_agent_config_t *c, const char *name)

@@ -30,6 +30,9 @@
  *
  *   [teachers]                   site-local teachers, by the name a job uses
  *   resnet-local = /srv/models/teacher.cnd
+ *   vendor = /srv/models/vendor.onnx       an ONNX teacher (docs/onnx.md) ...
+ *   vendor.preprocess = scale=1/255 mean=0.286 std=0.353   ... and the input it expects
+ *                                (required for an .onnx teacher, refused for a .cnd one)
  *
  *   [limits]
  *   threads = 1                  training threads
@@ -76,13 +79,14 @@ typedef struct {
     int n_teachers;
     char teacher_name[CND_AGENT_TEACHERS_MAX][64];
     char teacher_path[CND_AGENT_TEACHERS_MAX][CND_AGENT_PATH_MAX];
-    int threads;           /* 1..64 */
-    uint64_t memory_mb;    /* >= 64 */
-    uint64_t max_model_mb; /* >= 1 */
-    uint32_t max_attempts; /* [policy] 1..16, default 4 */
-    double lr_min, lr_max; /* [policy] accepted local learning rates */
-    uint32_t max_epochs;   /* [policy] */
-    uint32_t max_rounds;   /* [policy] */
+    char teacher_prep[CND_AGENT_TEACHERS_MAX][256]; /* NAME.preprocess of an .onnx teacher */
+    int threads;                                    /* 1..64 */
+    uint64_t memory_mb;                             /* >= 64 */
+    uint64_t max_model_mb;                          /* >= 1 */
+    uint32_t max_attempts;                          /* [policy] 1..16, default 4 */
+    double lr_min, lr_max;                          /* [policy] accepted local learning rates */
+    uint32_t max_epochs;                            /* [policy] */
+    uint32_t max_rounds;                            /* [policy] */
 } cnd_agent_config_t;
 
 /* Loads and checks a configuration. Returns 0, CND_EIO (cannot read) or CND_EINVAL (detail:
@@ -96,5 +100,8 @@ CND_MUST_USE int cnd_agent_config_policy(const cnd_agent_config_t *c, float lr, 
 
 /* The path of a site-local teacher by name, or NULL. */
 const char *cnd_agent_config_teacher(const cnd_agent_config_t *c, const char *name);
+
+/* The preprocessing spec of a site-local ONNX teacher by name ("" for a .cnd one), or NULL. */
+const char *cnd_agent_config_teacher_prep(const cnd_agent_config_t *c, const char *name);
 
 #endif

@@ -43,6 +43,7 @@
 #include "identity.h"
 #include "json.h"
 #include "modelfile.h"
+#include "onnx_graph.h"
 #include "proto.h"
 #include "secagg.h"
 #include "train.h"
@@ -105,8 +106,10 @@ typedef struct {
     cnd_job_spec_t spec;
     uint8_t *spec_bytes; /* JobSpec as received */
     size_t spec_len;
-    int job_state; /* 0 none, 1 waiting for the teacher, 2 accepted, 3 refused */
-    cnd_model_t *teacher;
+    int job_state;            /* 0 none, 1 waiting for the teacher, 2 accepted, 3 refused */
+    cnd_model_t *teacher;     /* a .cnd teacher, shipped or local; NULL with an ONNX one */
+    const char *teacher_onnx; /* a site-local ONNX teacher (path in cfg), or NULL */
+    const char *teacher_prep; /* its preprocessing spec (cfg) */
     uint8_t teacher_digest[32];
     cnd_assembler_t *teacher_asm;
     cnd_agent_data_t data;
@@ -270,6 +273,7 @@ static void s_job_clear(s_agent_t *a)
 {
     s_round_clear(a);
     cnd_model_destroy(&a->teacher);
+    a->teacher_onnx = a->teacher_prep = NULL;
     cnd_assembler_destroy(&a->teacher_asm);
     cnd_agent_data_free(&a->data);
     a->data_ok = 0;
@@ -701,19 +705,26 @@ static void s_job_prepare(s_agent_t *a)
     if (!rc && student->n_classes != (int)a->spec.classes)
         rc = cnd_errf(CND_EINVAL, "the student architecture has %d outputs, the job says %u",
                       student->n_classes, a->spec.classes);
-    if (!rc)
+    if (!rc && a->teacher)
         for (int i = 0; i < student->in.c && i < a->teacher->in.c; i++) {
             student->norm_mean[i] = a->teacher->norm_mean[i];
             student->norm_std[i] = a->teacher->norm_std[i];
         }
+    cnd_onnx_prep_t prep;
+    if (!rc && !a->teacher) /* an ONNX teacher: its preprocessing as the student's */
+        rc = cnd_onnx_prep_parse(&prep, a->teacher_prep);
+    if (!rc && !a->teacher)
+        rc = cnd_onnx_prep_norm(&prep, student->in.c, student->norm_mean, student->norm_std);
     if (!rc) {
         cnd_set_threads(a->cfg.threads);
         rc = cnd_agent_data_prepare(&a->data, a->cfg.data, a->cfg.validation, 1, a->teacher,
-                                    student, &a->spec);
+                                    a->teacher_onnx, a->teacher_prep, student, &a->spec);
     }
     if (!rc) {
-        size_t need = cnd_agent_data_bytes(&a->data) +
-                      4 * (a->teacher->num_params + student->num_params) * sizeof(float);
+        /* an ONNX teacher's logits are computed once above and its graph freed */
+        size_t tparams = a->teacher ? a->teacher->num_params : 0;
+        size_t need =
+            cnd_agent_data_bytes(&a->data) + 4 * (tparams + student->num_params) * sizeof(float);
         if (need > a->cfg.memory_mb << 20)
             rc = cnd_errf(CND_ERANGE,
                           "the job needs about %zu MB, over this site's limit of "
@@ -776,7 +787,11 @@ static void s_on_job_announce(s_agent_t *a, const cnd_proto_msg_t *m)
             s_job_answer(a, 0, why);
             return;
         }
-        if (cnd_model_load(&a->teacher, p)) {
+        if (cnd_onnx_is_onnx(p)) { /* read once the data is, by cnd_agent_data_prepare */
+            a->teacher_onnx = p;
+            a->teacher_prep = cnd_agent_config_teacher_prep(&a->cfg, a->spec.teacher_local);
+            s_log(a, "local ONNX teacher %s (preprocess %s)", p, a->teacher_prep);
+        } else if (cnd_model_load(&a->teacher, p)) {
             char why[400];
             snprintf(why, sizeof why, "local teacher: %s", cnd_err_detail());
             s_job_answer(a, 0, why);

@@ -2,6 +2,7 @@
  * agent_train.c: the site's local distillation round (see agent_train.h).
  */
 #include "agent_train.h"
+#include "onnx_graph.h"
 #include "quant_fed.h"
 #include "clock.h"
 #include "distill.h"
@@ -43,7 +44,8 @@ static int s_copy_norm(cnd_dataset_t **out, const cnd_dataset_t *src, const cnd_
 }
 
 int cnd_agent_data_prepare(cnd_agent_data_t *d, const char *data_spec, double val_frac,
-                           uint64_t seed, cnd_model_t *teacher, const cnd_model_t *student,
+                           uint64_t seed, cnd_model_t *teacher, const char *onnx_path,
+                           const char *onnx_prep, const cnd_model_t *student,
                            const cnd_job_spec_t *job)
 {
     cnd_agent_data_free(d);
@@ -69,12 +71,17 @@ int cnd_agent_data_prepare(cnd_agent_data_t *d, const char *data_spec, double va
     if ((rc = cnd_data_split(&d->train, &d->val, all, val_frac, seed))) goto fail;
     cnd_data_destroy(&all);
     d->classes = (int)job->classes;
-    if (teacher->n_classes != (int)job->classes) {
+    if (!teacher) { /* a site-local ONNX teacher: checks its outputs against the classes */
+        rc = cnd_onnx_teacher_logits(&d->teacher_logits, onnx_path, onnx_prep, d->train,
+                                     (int)job->classes);
+        if (rc) goto fail;
+    } else if (teacher->n_classes != (int)job->classes) {
         rc = cnd_errf(CND_EINVAL, "the teacher has %d outputs, the job's student %u",
                       teacher->n_classes, job->classes);
         goto fail;
+    } else if ((rc = cnd_distill_teacher_logits(&d->teacher_logits, teacher, d->train))) {
+        goto fail;
     }
-    if ((rc = cnd_distill_teacher_logits(&d->teacher_logits, teacher, d->train))) goto fail;
     if ((rc = s_copy_norm(&d->train_n, d->train, student))) goto fail;
     if ((rc = s_copy_norm(&d->val_n, d->val, student))) goto fail;
     /* The training copy must match the label count the student expects. */

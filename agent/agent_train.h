@@ -34,10 +34,13 @@ typedef struct {
 
 /* Loads data_spec ("train" split), checks it against the job (input shape, classes), splits it
  * (val_frac, seed), computes the teacher's logits and normalises with `student`'s statistics.
- * Returns 0 or an error naming what does not fit. d is emptied first. */
+ * The teacher is `teacher`, or when it is NULL the site-local ONNX model at onnx_path with its
+ * preprocessing spec onnx_prep (cnd_onnx_teacher_logits). Returns 0 or an error naming what
+ * does not fit. d is emptied first. */
 CND_MUST_USE int cnd_agent_data_prepare(cnd_agent_data_t *d, const char *data_spec, double val_frac,
-                                        uint64_t seed, cnd_model_t *teacher,
-                                        const cnd_model_t *student, const cnd_job_spec_t *job);
+                                        uint64_t seed, cnd_model_t *teacher, const char *onnx_path,
+                                        const char *onnx_prep, const cnd_model_t *student,
+                                        const cnd_job_spec_t *job);
 void cnd_agent_data_free(cnd_agent_data_t *d);
 
 /* Bytes of memory the prepared data takes (for the [limits] memory check). */

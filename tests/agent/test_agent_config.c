@@ -29,7 +29,9 @@ static void test_agent_config(void)
                        "[identity]\nkey = keys/identity.key\ncertificate = h1.pem\n"
                        "[coordinator]\nendpoint = tcp://10.0.0.1:7700\npublic_key = coord.pub\n"
                        "ca_cert = /etc/ca.crt\nca_crl = crl.pem\n"
-                       "[teachers]\nbig = /models/t.cnd\n[limits]\nthreads = 2\nmemory_mb = 512\n";
+                       "[teachers]\nbig = /models/t.cnd\nvendor = v.onnx\n"
+                       "vendor.preprocess = scale=1/255 mean=0.5 std=0.25\n[limits]\nthreads = "
+                       "2\nmemory_mb = 512\n";
     CHECK_EQ_INT(cnd_file_write_atomic(ini, good, strlen(good), 0644), 0);
     cnd_agent_config_t c;
     CHECK_EQ_INT(cnd_agent_config_load(&c, ini), 0);
@@ -51,6 +53,12 @@ static void test_agent_config(void)
     CHECK(cnd_agent_config_teacher(&c, "big") &&
           strcmp(cnd_agent_config_teacher(&c, "big"), "/models/t.cnd") == 0);
     CHECK(cnd_agent_config_teacher(&c, "small") == NULL);
+    snprintf(want, sizeof want, "%s/v.onnx", s_dir);
+    CHECK(cnd_agent_config_teacher(&c, "vendor") &&
+          strcmp(cnd_agent_config_teacher(&c, "vendor"), want) == 0);
+    CHECK(strcmp(cnd_agent_config_teacher_prep(&c, "vendor"), "scale=1/255 mean=0.5 std=0.25") ==
+          0);
+    CHECK(strcmp(cnd_agent_config_teacher_prep(&c, "big"), "") == 0);
     struct {
         const char *text, *want;
     } bad[] = {
@@ -63,6 +71,17 @@ static void test_agent_config(void)
         {"[policy]\nmax_attempts = 0\n", ":2: [policy] max_attempts"},
         {"[policy]\nlr_min = -1\n", ":2: [policy] lr_min"},
         {"[policy]\nmax_epochs = 1.5\n", ":2: [policy] max_epochs"},
+        {"[teachers]\nt = a.cnd\nt.preprocess = mean=1\n",
+         ":3: [teachers] t.preprocess: only an .onnx teacher"},
+        {"[teachers]\nu.preprocess = mean=1\nu = a.onnx\n",
+         ":2: [teachers] u.preprocess: no teacher of that name before it"},
+        {"[teachers]\nt = a.onnx\nt.preprocess = mean=1\nt.preprocess = mean=2\n",
+         ":4: [teachers] t.preprocess: set twice"},
+        {"[teachers]\nt = a.onnx\nt.preprocess = colour=2\n", ":3: [teachers] t.preprocess"},
+        {"[site]\nname = a\ndata = fmnist\n[identity]\nkey = k\ncertificate = c\n"
+         "[coordinator]\nendpoint = tcp://h:1\npublic_key = coord.pub\nca_cert = x\n"
+         "ca_crl = y\n[teachers]\nt = a.onnx\n",
+         "[teachers] t.preprocess is required"},
         {"[site]\nname = a\n", "[site] data is required"},
         {"[site]\nname = a\ndata = fmnist\n[identity]\nkey = k\n[coordinator]\n"
          "endpoint = tcp://h:1\npublic_key = coord.pub\n",
