@@ -221,6 +221,7 @@ static void s_layer(s_ex_t *e, const cnd_model_t *m, int i, char *cur, int *rank
         break;
     }
     case CND_L_RELU: n = s_node(e, "Relu", nm, in1, 1, out); break;
+    case CND_L_TANH: n = s_node(e, "Tanh", nm, in1, 1, out); break;
     case CND_L_MAXPOOL:
     case CND_L_AVGPOOL:
         n = s_node(e, l->type == CND_L_MAXPOOL ? "MaxPool" : "AveragePool", nm, in1, 1, out);
