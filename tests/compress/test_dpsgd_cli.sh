@@ -25,6 +25,12 @@ grep -q '^test accuracy 0\.[4-9]' "$d/n.log" || fail "DP training did not learn:
 "$bin" info "$d/n.cnd" > "$d/info.log"
 grep -q "dp_epsilon *$want" "$d/info.log" || fail "metadata: $(cat "$d/info.log")"
 grep -q "dp_steps *30" "$d/info.log" || fail "metadata steps"
+# a tanh model exports to ONNX (Tanh) and our ONNX engine gives the same accuracy
+"$bin" export "$d/n.cnd" --onnx --out "$d/n.onnx" > "$d/x.log"
+prep=$(sed -n 's/.*normalised as (x - mean) \/ std, mean \([0-9.e+-]*\), std \([0-9.e+-]*\).*/mean=\1 std=\2/p' "$d/x.log")
+a1=$("$bin" eval "$d/n.cnd" | sed -n 's/.* accuracy \([0-9.]*\) .*/\1/p')
+a2=$("$bin" eval "$d/n.onnx" --preprocess "$prep" | sed -n 's/.* accuracy \([0-9.]*\) .*/\1/p')
+[ -n "$a1" ] && [ "$a1" = "$a2" ] || fail "ONNX export of tanh: $a1 vs $a2 ($prep)"
 
 # --dp-epsilon: the noise is solved so that the run ends at (just below) the target
 "$bin" distill --teacher "$d/n.cnd" --arch "$arch" --subset 2000 --epochs 2 --batch 200 \
