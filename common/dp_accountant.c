@@ -146,8 +146,22 @@ static double s_eps_at(double r, double a, double delta, cnd_dp_conversion_t con
 
 int cnd_dp_epsilon(const cnd_dp_params_t *p, double *eps, double *order)
 {
-    int rc = s_check(p);
-    if (rc) return rc;
+    cnd_dp_segment_t one = {p->q, p->sigma, p->steps};
+    return cnd_dp_epsilon_composed(p, &one, 1, eps, order);
+}
+
+int cnd_dp_epsilon_composed(const cnd_dp_params_t *p, const cnd_dp_segment_t *seg, size_t n_seg,
+                            double *eps, double *order)
+{
+    if (n_seg == 0) return cnd_errf(CND_EINVAL, "no runs to compose");
+    for (size_t s = 0; s < n_seg; s++) {
+        cnd_dp_params_t t = *p;
+        t.q = seg[s].q;
+        t.sigma = seg[s].sigma;
+        t.steps = seg[s].steps;
+        int rc = s_check(&t);
+        if (rc) return n_seg > 1 ? cnd_err_wrap(rc, "run %zu", s + 1) : rc;
+    }
     double def[CND_DP_DEFAULT_ORDERS];
     const double *ord = p->orders;
     size_t n = p->n_orders;
@@ -158,8 +172,10 @@ int cnd_dp_epsilon(const cnd_dp_params_t *p, double *eps, double *order)
     }
     double best = INFINITY, best_a = ord[0];
     for (size_t i = 0; i < n; i++) {
-        double e =
-            s_eps_at(cnd_dp_rdp(p->q, p->sigma, p->steps, ord[i]), ord[i], p->delta, p->conversion);
+        double r = 0;
+        for (size_t s = 0; s < n_seg; s++)
+            r += cnd_dp_rdp(seg[s].q, seg[s].sigma, seg[s].steps, ord[i]);
+        double e = s_eps_at(r, ord[i], p->delta, p->conversion);
         if (e < best) {
             best = e;
             best_a = ord[i];

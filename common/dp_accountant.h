@@ -63,6 +63,19 @@ double cnd_dp_rdp(double q, double sigma, long steps, double alpha);
  * range (q, sigma, steps, delta, an order). */
 CND_MUST_USE int cnd_dp_epsilon(const cnd_dp_params_t *p, double *eps, double *order);
 
+/* One sampled Gaussian run for composition: sampling rate, noise multiplier, steps. */
+typedef struct {
+    double q, sigma;
+    long steps;
+} cnd_dp_segment_t;
+
+/* (epsilon, delta)-DP of n runs on the same records one after the other (RDP adds up at each
+ * order: the runs may differ in q, sigma and steps, as a site's jobs do), with p's delta,
+ * conversion and orders (p's q, sigma and steps are ignored). Returns as cnd_dp_epsilon, the
+ * detail naming the run at fault. */
+CND_MUST_USE int cnd_dp_epsilon_composed(const cnd_dp_params_t *p, const cnd_dp_segment_t *seg,
+                                         size_t n, double *eps, double *order);
+
 /* The smallest noise multiplier (within a relative 1e-7, by bisection on the monotone
  * epsilon(sigma)) for which p with that sigma is (target_eps, p->delta)-DP; p->sigma is ignored.
  * *eps_out (may be NULL) receives the epsilon it reaches (<= target_eps). Returns 0, CND_EINVAL

@@ -29,6 +29,53 @@ static int s_parse_orders(const char *s, double *out, size_t max, size_t *n)
     return 0;
 }
 
+#define CND_DP_MAX_RUNS 256
+
+/* Parses "Q:S:T,Q:S:T..." (sampling rate, noise multiplier, steps per run). */
+static int s_parse_runs(const char *s, cnd_dp_segment_t *out, size_t *n)
+{
+    *n = 0;
+    while (*s) {
+        char *e1, *e2 = NULL, *e3 = NULL;
+        double q = strtod(s, &e1), sg = *e1 == ':' ? strtod(e1 + 1, &e2) : 0;
+        long t = *e1 == ':' && *e2 == ':' ? strtol(e2 + 1, &e3, 10) : -1;
+        if (*e1 != ':' || *e2 != ':' || t < 0 || (*e3 && *e3 != ','))
+            return cnd_errf(CND_EINVAL, "--compose: \"%s\" is not a list of RATE:NOISE:STEPS runs",
+                            s);
+        if (*n == CND_DP_MAX_RUNS)
+            return cnd_errf(CND_EINVAL, "--compose: more than %d runs", CND_DP_MAX_RUNS);
+        out[(*n)++] = (cnd_dp_segment_t){q, sg, t};
+        s = *e3 ? e3 + 1 : e3;
+    }
+    if (*n == 0) return cnd_errf(CND_EINVAL, "--compose is empty");
+    return 0;
+}
+
+/* --compose: the epsilon of several runs on the same records. */
+static int s_composed(const char *list, cnd_dp_params_t *p, int json)
+{
+    cnd_dp_segment_t runs[CND_DP_MAX_RUNS];
+    size_t n;
+    double eps, order;
+    int rc = s_parse_runs(list, runs, &n);
+    if (!rc) rc = cnd_dp_epsilon_composed(p, runs, n, &eps, &order);
+    if (rc) return rc;
+    const char *conv = p->conversion == CND_DP_CONV_STANDARD ? "standard" : "improved";
+    if (!json) {
+        printf("%zu runs composed: (epsilon %.6g, delta %.3g)-DP at RDP order %g (%s "
+               "conversion)\n",
+               n, eps, p->delta, order, conv);
+        return 0;
+    }
+    printf("{\"runs\":[");
+    for (size_t i = 0; i < n; i++)
+        printf("%s{\"sampling_rate\":%.17g,\"noise_multiplier\":%.17g,\"steps\":%ld}", i ? "," : "",
+               runs[i].q, runs[i].sigma, runs[i].steps);
+    printf("],\"delta\":%.17g,\"epsilon\":%.17g,\"order\":%.17g,\"conversion\":\"%s\"}\n", p->delta,
+           eps, order, conv);
+    return 0;
+}
+
 /* q and steps from either --sampling-rate/--steps or --samples/--batch/--epochs. */
 static int s_rate_steps(double rate, long steps, long samples, long batch, long epochs,
                         cnd_dp_params_t *p)
@@ -89,7 +136,7 @@ int cnd_cmd_privacy(int argc, char **argv)
 {
     double rate = 0, noise = 0, delta = 1e-5, target = 0;
     long steps = -1, samples = 0, batch = 0, epochs = 0;
-    const char *conv = "improved", *orders = NULL;
+    const char *conv = "improved", *orders = NULL, *compose = NULL;
     int json = 0, rdp = 0;
     const cnd_opt_t opts[] = {
         {"sampling-rate", CND_OPT_DBL, &rate, "Q", "probability a record is in a step", 1e-12, 1},
@@ -106,15 +153,19 @@ int cnd_cmd_privacy(int argc, char **argv)
          "RDP orders a,b,c (default 1.1..10.9, 11..64, "
          "128, 256, 512)"},
         {"rdp", CND_OPT_FLAG, &rdp, NULL, "with --json: the RDP at every order"},
+        {"compose", CND_OPT_STR, &compose, "RUNS",
+         "Q:S:T,Q:S:T...: epsilon of several runs on the same records"},
         {"json", CND_OPT_FLAG, &json, NULL, "print the result as JSON"},
         {0}};
     const cnd_cli_t cli = {
         "condenser privacy (--sampling-rate Q --steps T | --samples N --batch B --epochs E)\n"
-        "                  (--noise S | --epsilon E) [--delta D] [options]",
+        "                  (--noise S | --epsilon E) [--delta D] [options]\n"
+        "       condenser privacy --compose Q:S:T[,Q:S:T...] [--delta D] [options]",
         "The privacy accountant of DP-SGD with Poisson sampling (docs/privacy.md): Renyi DP of\n"
         "the sampled Gaussian mechanism (Mironov, Talwar, Zhang 2019) converted to\n"
         "(epsilon, delta). With --noise it prints the epsilon; with --epsilon the smallest\n"
-        "noise multiplier that reaches it.",
+        "noise multiplier that reaches it; with --compose, the epsilon of several runs (each\n"
+        "its own sampling rate, noise and steps) over the same records, one after another.",
         opts, 0, 0};
     int npos;
     char **pos;
@@ -122,13 +173,19 @@ int cnd_cmd_privacy(int argc, char **argv)
     if (rc) return rc > 0 ? 0 : rc;
     double ord[1024];
     cnd_dp_params_t p = {.delta = delta, .sigma = noise};
-    if ((rc = s_rate_steps(rate, steps, samples, batch, epochs, &p))) return rc;
     if (!strcmp(conv, "standard"))
         p.conversion = CND_DP_CONV_STANDARD;
     else if (strcmp(conv, "improved"))
         return cnd_errf(CND_EINVAL, "--conversion \"%s\": use improved or standard", conv);
     if (orders && (rc = s_parse_orders(orders, ord, 1024, &p.n_orders))) return rc;
     if (orders) p.orders = ord;
+    if (compose) {
+        if (rate > 0 || steps >= 0 || samples || batch || epochs || noise > 0 || target > 0)
+            return cnd_errf(CND_EINVAL, "--compose gives each run's rate, noise and steps: "
+                                        "no other run options with it");
+        return s_composed(compose, &p, json);
+    }
+    if ((rc = s_rate_steps(rate, steps, samples, batch, epochs, &p))) return rc;
     if ((noise > 0) == (target > 0))
         return cnd_errf(CND_EINVAL, "give exactly one of --noise and --epsilon (try --help)");
     double eps = 0, order = 0;

@@ -6,6 +6,7 @@
 #include "error.h"
 
 #include <math.h>
+#include <string.h>
 
 /* The order list of TF-Privacy's compute_dp_sgd_privacy.py of 2019, under which its README
  * published its MNIST tutorial figures (standard conversion). */
@@ -99,6 +100,28 @@ static void test_solve(void)
     CHECK(cnd_dp_solve_noise(&p, 0.0, &s, NULL) == CND_EINVAL);
 }
 
+/* Composition: runs of the same mechanism compose to one longer run; different runs to more
+ * than either; a bad run is named. */
+static void test_composed(void)
+{
+    cnd_dp_params_t p = {.delta = 1e-5};
+    cnd_dp_segment_t two[2] = {{0.02, 1.1, 300}, {0.02, 1.1, 700}};
+    double e2 = 0, e1 = 0, ea = 0, eb = 0, eab = 0;
+    CHECK(cnd_dp_epsilon_composed(&p, two, 2, &e2, NULL) == 0);
+    cnd_dp_params_t one = {.q = 0.02, .sigma = 1.1, .steps = 1000, .delta = 1e-5};
+    CHECK(cnd_dp_epsilon(&one, &e1, NULL) == 0);
+    CHECK_NEAR(e2, e1, 1e-12 * e1);
+    cnd_dp_segment_t ab[2] = {{0.01, 0.9, 500}, {0.05, 2.0, 200}};
+    CHECK(cnd_dp_epsilon_composed(&p, ab, 1, &ea, NULL) == 0);
+    CHECK(cnd_dp_epsilon_composed(&p, ab + 1, 1, &eb, NULL) == 0);
+    CHECK(cnd_dp_epsilon_composed(&p, ab, 2, &eab, NULL) == 0);
+    CHECK(eab > ea && eab > eb && eab < ea + eb); /* RDP composes tighter than adding epsilons */
+    ab[1].q = 2;
+    CHECK(cnd_dp_epsilon_composed(&p, ab, 2, &eab, NULL) == CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "run 2") != NULL);
+    CHECK(cnd_dp_epsilon_composed(&p, ab, 0, &eab, NULL) == CND_EINVAL);
+}
+
 static void test_refusals(void)
 {
     double e, o[1] = {0.5};
@@ -128,6 +151,7 @@ int main(void)
     test_closed_forms();
     test_properties();
     test_solve();
+    test_composed();
     test_refusals();
     return check_result("test_dp_accountant");
 }

@@ -11,8 +11,9 @@ integer or not, and checked against the exact binomial sum at integer orders, so
 share no formula beyond the definition. Composition over T steps is T times the per-step RDP;
 (epsilon, delta) follows the improved conversion (Balle et al. 2020, Theorem 21) and the
 standard one (Mironov 2017). Every RDP value and every epsilon must agree to 1e-6 relative on a
-grid of (sampling rate, noise, steps, delta); the noise solved for a target epsilon must reach
-it and be the smallest that does (within 1e-5).
+grid of (sampling rate, noise, steps, delta), and so must the epsilon of two different runs
+composed (--compose); the noise solved for a target epsilon must reach it and be the smallest
+that does (within 1e-5).
 
 Usage: test_dp_accountant.py CONDENSER
 """
@@ -91,8 +92,10 @@ def main():
     olist = ",".join(repr(o) for o in orders)
     grid = [(0.001, 0.6), (256 / 60000, 1.1), (0.01, 0.8), (2048 / 60000, 1.5), (0.1, 2.0),
             (0.5, 4.0)]
+    cache = {}
     for q, s in grid:
         per_step = {a: rdp_step(q, s, a) for a in orders}
+        cache[(q, s)] = per_step
         for steps in (1, 1000, 14063):
             for delta in (1e-5, 1e-8):
                 for conv in ("improved", "standard"):
@@ -113,6 +116,19 @@ def main():
                         failures += 1
                         print("epsilon q=%g s=%g T=%d delta=%g %s: C %.12g, mpmath %s" %
                               (q, s, steps, delta, conv, got["epsilon"], mp.nstr(want, 15)))
+    # Composition of runs with different rates, noise and steps (a site's jobs): RDP adds up
+    # at each order.
+    for (q1, s1, t1), (q2, s2, t2) in (((0.01, 0.8, 700), (0.1, 2.0, 50)),
+                                       ((2048 / 60000, 1.5, 1200), (0.001, 0.6, 14063))):
+        got = run(binary, "--compose", "%r:%r:%d,%r:%r:%d" % (q1, s1, t1, q2, s2, t2),
+                  "--orders", olist)
+        rdps = [(a, t1 * cache[(q1, s1)][a] + t2 * cache[(q2, s2)][a]) for a in orders]
+        want = epsilon(rdps, 1e-5, "improved")
+        checks += 1
+        if rel(got["epsilon"], want) > 1e-6:
+            failures += 1
+            print("composed %r: C %.12g, mpmath %s" % (got["runs"], got["epsilon"],
+                                                       mp.nstr(want, 15)))
     # Solving for the noise: the C solution reaches the target here, and 1e-5 less noise
     # does not.
     for q, steps, target in ((256 / 60000, 14063, 3.0), (2048 / 60000, 1172, 3.0),
