@@ -2,23 +2,31 @@
  * dpsgd.c: per-sample clipping, Gaussian noise and Poisson sampling for DP-SGD (dpsgd.h).
  *
  * The first backward pass is the model's own loop (model.c, unfused and without hooks) with two
- * differences: each weighted layer's output gradient is copied aside, and the layers add
- * per-sample squared norms into `norm2`. The second pass scales those copies and calls the
- * layers' backward with no input gradient, which computes weight gradients only.
+ * differences: the layers add per-sample squared norms into `norm2`, and each weighted layer
+ * either keeps every sample's own gradient (convolutions, while they fit in
+ * CND_DP_KEEP_FLOATS: they are computed for the norms anyway) or has its output gradient copied
+ * aside. The second pass sums the kept gradients weighted by the clip factors (one GEMV), and
+ * for the other layers scales the copies and calls the layer's backward with no input
+ * gradient, which computes weight gradients only.
  */
 #include "dpsgd.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CND_DP_RAND_WORDS 1024 /* 64-bit words fetched from the CSPRNG at a time */
+/* Floats of per-sample conv2d gradients kept across a batch (128 MB): within it, the second
+ * pass over a convolution is one matrix-vector product instead of im2col and a GEMM. */
+#define CND_DP_KEEP_FLOATS ((size_t)1 << 25)
 
 struct cnd_dpsgd {
     int cap_B;     /* batch capacity */
     int n_layers;  /* entries of saved */
     float **saved; /* per layer: B x out copy of its output gradient (weighted layers only) */
+    float **grads; /* per layer: B x n_params per-sample gradients (conv2d within the budget) */
     double *norm2; /* cap_B: per-sample squared gradient norms */
     float *scale;  /* cap_B: per-sample clip factors */
     float *sum;    /* num_params: the step's sum of clipped gradients */
@@ -28,6 +36,11 @@ struct cnd_dpsgd {
 };
 
 int cnd_dpsgd_new(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B)
+{
+    return cnd_dpsgd_new_keep(out, m, cap_B, CND_DP_KEEP_FLOATS);
+}
+
+int cnd_dpsgd_new_keep(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B, size_t keep_floats)
 {
     *out = NULL;
     if (m->hooks)
@@ -46,15 +59,24 @@ int cnd_dpsgd_new(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B)
     d->cap_B = cap_B;
     d->n_layers = m->n_layers;
     d->saved = calloc((size_t)m->n_layers, sizeof *d->saved);
+    d->grads = calloc((size_t)m->n_layers, sizeof *d->grads);
     d->norm2 = malloc((size_t)cap_B * sizeof *d->norm2);
     d->scale = malloc((size_t)cap_B * sizeof *d->scale);
     d->sum = calloc(m->num_params ? m->num_params : 1, sizeof *d->sum);
-    int ok = d->saved && d->norm2 && d->scale && d->sum;
-    for (int i = 0; ok && i < m->n_layers; i++)
-        if (m->layers[i].n_params) {
-            d->saved[i] = malloc((size_t)cap_B * cnd_shape_size(m->layers[i].out) * sizeof(float));
+    int ok = d->saved && d->grads && d->norm2 && d->scale && d->sum;
+    size_t kept = 0;
+    for (int i = 0; ok && i < m->n_layers; i++) {
+        const cnd_layer_t *l = &m->layers[i];
+        size_t per = (size_t)cap_B * l->n_params;
+        if (l->type == CND_L_CONV2D && kept <= keep_floats && per <= keep_floats - kept) {
+            d->grads[i] = malloc(per * sizeof(float));
+            ok = d->grads[i] != NULL;
+            kept += per;
+        } else if (l->n_params) {
+            d->saved[i] = malloc((size_t)cap_B * cnd_shape_size(l->out) * sizeof(float));
             ok = d->saved[i] != NULL;
         }
+    }
     if (!ok) {
         cnd_dpsgd_destroy(&d);
         return cnd_errf(CND_ENOMEM, "cannot allocate DP-SGD buffers for batch %d", cap_B);
@@ -68,8 +90,12 @@ void cnd_dpsgd_destroy(cnd_dpsgd_t **pd)
 {
     if (!pd || !*pd) return;
     cnd_dpsgd_t *d = *pd;
-    for (int i = 0; d->saved && i < d->n_layers; i++) free(d->saved[i]);
+    for (int i = 0; i < d->n_layers; i++) {
+        if (d->saved) free(d->saved[i]);
+        if (d->grads) free(d->grads[i]);
+    }
     free(d->saved);
+    free(d->grads);
     free(d->norm2);
     free(d->scale);
     free(d->sum);
@@ -90,12 +116,15 @@ static void s_first_pass(cnd_dpsgd_t *d, cnd_model_t *m, const float *dlogits, i
         float *din =
             i > m->first_param_layer ? (dout == m->dbuf[0] ? m->dbuf[1] : m->dbuf[0]) : NULL;
         if (l->n_params) {
-            memcpy(d->saved[i], dout, (size_t)B * cnd_shape_size(l->out) * sizeof(float));
+            if (d->saved[i])
+                memcpy(d->saved[i], dout, (size_t)B * cnd_shape_size(l->out) * sizeof(float));
             l->sample_norm2 = d->norm2;
+            l->sample_grads = d->grads[i];
         }
         cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in, m->acts[i],
                                          m->params + l->param_off, m->work, B);
         l->sample_norm2 = NULL;
+        l->sample_grads = NULL;
         dout = din;
     }
 }
@@ -136,6 +165,11 @@ void cnd_dpsgd_accumulate(cnd_dpsgd_t *d, cnd_model_t *m, const float *dlogits, 
     for (int i = m->first_param_layer; i < m->n_layers; i++) {
         cnd_layer_t *l = &m->layers[i];
         if (!l->n_params) continue;
+        if (d->grads[i]) { /* kept per-sample gradients: sum += G^T s */
+            cblas_sgemv(CblasRowMajor, CblasTrans, B, (int)l->n_params, 1.0f, d->grads[i],
+                        (int)l->n_params, s, 1, 1.0f, d->sum + l->param_off, 1);
+            continue;
+        }
         s_scale_rows(l, d->saved[i], s, B);
         const float *in = i ? m->acts[i - 1] : m->last_in;
         cnd_layer_ops(l->type)->backward(l, NULL, d->sum + l->param_off, d->saved[i], in,
@@ -159,7 +193,7 @@ static int s_rand_u64(cnd_dpsgd_t *d, uint64_t *out)
 /* Uniform in (0, 1] with 53 random bits. */
 static int s_rand_open(cnd_dpsgd_t *d, double *u)
 {
-    uint64_t w;
+    uint64_t w = 0;
     int rc = s_rand_u64(d, &w);
     *u = ((double)(w >> 11) + 1.0) * 0x1.0p-53;
     return rc;

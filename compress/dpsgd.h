@@ -8,13 +8,14 @@
  * which would depend on the data). The accountant (common/dp_accountant.h) turns (q, sigma,
  * steps, delta) into epsilon.
  *
- * Per-sample norms without per-sample gradients in memory: the dense and conv2d backward passes
- * add each sample's squared gradient norm into layer->sample_norm2 (layer.h): a dense sample's
- * is |dy|^2 (|x|^2 + 1), a conv sample's comes from its own slice of the layer's weight GEMM.
- * Then the gradient with respect to each weighted layer's output, kept from that first pass,
- * is scaled per sample by min(1, C / |g_b|) and only the weight gradients are computed again
- * (the "book-keeping" order of Bu et al. 2023): forward once, backward once, weight gradients
- * twice.
+ * Per-sample norms: the dense and conv2d backward passes add each sample's squared gradient
+ * norm into layer->sample_norm2 (layer.h): a dense sample's is |dy|^2 (|x|^2 + 1), without
+ * forming its gradient; a conv sample's comes from its own slice of the layer's weight GEMM,
+ * and that gradient is kept (layer->sample_grads) while all of the batch's fit in 128 MB. Then
+ * each sample is scaled by min(1, C / |g_b|): kept gradients are summed with those weights (one
+ * GEMV); for the other layers the gradient with respect to the layer's output, kept from the
+ * first pass, is scaled and only the weight gradient computed again (the "book-keeping" order
+ * of Bu et al. 2023). Forward once, backward once, plus at most the weight gradients again.
  *
  * Randomness: the sampling and the noise come from OpenSSL's CSPRNG (RAND_bytes), never from
  * the seeded generator, so knowing the run's --seed does not reveal them; a DP run is therefore
@@ -49,6 +50,11 @@ typedef struct cnd_dpsgd cnd_dpsgd_t;
  * needed). Returns 0 and an owned object, CND_EINVAL with a detail naming the layer at fault,
  * or CND_ENOMEM. */
 CND_MUST_USE int cnd_dpsgd_new(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B);
+
+/* As cnd_dpsgd_new, keeping per-sample conv2d gradients only while they fit in keep_floats
+ * floats (cnd_dpsgd_new: 2^25); 0 recomputes every weight gradient instead. Same results. */
+CND_MUST_USE int cnd_dpsgd_new_keep(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B,
+                                    size_t keep_floats);
 
 /* Frees; accepts NULL and *d == NULL; nulls *d. */
 void cnd_dpsgd_destroy(cnd_dpsgd_t **d);

@@ -96,6 +96,9 @@ typedef struct cnd_layer {
     /* DP-SGD (dpsgd.h): NULL, or B doubles into which the dense and conv2d backward passes add
      * each sample's squared L2 norm of its own gradient of this layer's parameters. */
     double *sample_norm2;
+    /* DP-SGD: NULL, or B x n_params floats where conv2d's backward also stores each sample's own
+     * parameter gradient (weights then bias) when sample_norm2 is set. */
+    float *sample_grads;
 } cnd_layer_t;
 
 /* What the model needs from the layer for a given batch capacity. */

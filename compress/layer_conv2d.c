@@ -309,30 +309,27 @@ static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *
     cnd_pool_run(s_forward_task, &j, cnd_pool_threads());
 }
 
-/* DP-SGD (layer.h): the weight gradient of a group one sample at a time, dW_b = dY_b col_b^T
- * (OC x CKK, into the scratch after `part`), its squared norm plus that of the bias gradient
- * (dY_b summed over pixels) into sample_norm2[b], and dW_b into part. The same products as the
- * group's one GEMM, in P-deep slices; no sample's gradient outlives its turn. dy is (OC, nc)
- * with leading dimension ldy, col (CKK, nc). */
+/* DP-SGD (layer.h): the parameter gradient of a group one sample at a time, dW_b = dY_b col_b^T
+ * (OC x CKK) and db_b = dY_b summed over pixels, into sample_grads[b] when the layer has that
+ * buffer, else into the scratch after `part`; its squared norm into sample_norm2[b], and the
+ * gradient into part. The same products as the group's one GEMM, in P-deep slices. dy is
+ * (OC, nc) with leading dimension ldy, col (CKK, nc). */
 static void s_sample_grads(const cnd_layer_t *l, float *part, const float *dy, size_t ldy,
                            const float *col, size_t nc, long g0, long g1)
 {
     int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k;
     size_t P = (size_t)l->out.h * l->out.w;
-    float *gw = part + l->n_params;
     for (long b = g0; b < g1; b++) {
         size_t c = (size_t)(b - g0) * P;
+        float *gw =
+            l->sample_grads ? l->sample_grads + (size_t)b * l->n_params : part + l->n_params;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)P, 1.0f, dy + c,
                     (int)ldy, col + c, (int)nc, 0.0f, gw, CKK);
+        for (int oc = 0; oc < OC; oc++)
+            gw[l->n_weights + oc] = cnd_vsum(dy + (size_t)oc * ldy + c, P);
         double s = 0;
-        for (size_t i = 0; i < (size_t)OC * CKK; i++) {
-            s += (double)gw[i] * gw[i];
-            part[i] += gw[i];
-        }
-        for (int oc = 0; oc < OC; oc++) {
-            double db = cnd_vsum(dy + (size_t)oc * ldy + c, P);
-            s += db * db;
-        }
+        for (size_t i = 0; i < l->n_params; i++) s += (double)gw[i] * gw[i];
+        for (size_t i = 0; i < l->n_weights; i++) part[i] += gw[i]; /* the bias has its own sum */
         l->sample_norm2[b] += s;
     }
 }

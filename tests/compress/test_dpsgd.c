@@ -1,7 +1,8 @@
 /* test_dpsgd.c: DP-SGD (compress/dpsgd.c): the clipped per-sample sum against a reference that
  * runs each sample through the model alone (dense, conv2d with fused relu, tanh, pooling, 1 and
- * 2 threads), the clip bound, the noise's scale, Poisson sampling, the batchnorm refusal, and a
- * short cnd_train run that learns and reports the accountant's epsilon. */
+ * 2 threads, per-sample conv gradients kept or recomputed), the clip bound, the noise's scale,
+ * Poisson sampling, the batchnorm refusal, and a short cnd_train run that learns and reports the
+ * accountant's epsilon. */
 #include "check.h"
 #include "dp_accountant.h"
 #include "dpsgd.h"
@@ -30,7 +31,7 @@ static void s_sample_grad(const cnd_model_t *m, const float *x, const float *g, 
     cnd_model_destroy(&c);
 }
 
-static void test_clipped_sum(int threads)
+static void test_clipped_sum(int threads, size_t keep)
 {
     CHECK(cnd_pool_set_threads(threads) == 0);
     cnd_model_t *m = NULL;
@@ -64,7 +65,7 @@ static void test_clipped_sum(int threads)
     }
     CHECK(n_clipped > 0 && n_clipped < B);
     cnd_dpsgd_t *dp = NULL;
-    CHECK(cnd_dpsgd_new(&dp, m, B) == 0);
+    CHECK(cnd_dpsgd_new_keep(&dp, m, B, keep) == 0);
     if (dp) {
         const float *lg;
         CHECK(cnd_model_forward(m, x, B, 1, &lg) == 0);
@@ -222,8 +223,11 @@ static void test_train_dp(void)
 
 int main(void)
 {
-    test_clipped_sum(1);
-    test_clipped_sum(2);
+    test_clipped_sum(1, 1u << 25); /* per-sample conv gradients kept */
+    test_clipped_sum(2, 1u << 25);
+    test_clipped_sum(1, 0); /* recomputed from the scaled output gradients */
+    test_clipped_sum(2, 0);
+    test_clipped_sum(2, 700); /* the first conv's kept, the second's recomputed */
     test_noise();
     test_poisson();
     test_refusals();
