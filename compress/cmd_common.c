@@ -5,6 +5,7 @@
 #include "cmd_common.h"
 #include "checkpoint.h"
 #include "clock.h"
+#include "dp_accountant.h"
 #include "fileio.h"
 
 #include <stdio.h>
@@ -108,4 +109,65 @@ void cnd_cmd_ckpt_done(const cnd_train_cfg_t *cfg)
 {
     if (cfg->ckpt_path && remove(cfg->ckpt_path) != 0)
         fprintf(stderr, "warning: could not remove %s\n", cfg->ckpt_path);
+}
+
+int cnd_cmd_dp_setup(const cnd_cmd_dp_t *o, size_t n, cnd_train_cfg_t *cfg)
+{
+    memset(&cfg->dp, 0, sizeof cfg->dp);
+    if (!(o->epsilon > 0 || o->noise > 0)) {
+        if (o->delta > 0 || o->clip > 0)
+            return cnd_errf(CND_EINVAL, "--dp-delta and --dp-clip need --dp-epsilon or --dp-noise");
+        return 0;
+    }
+    if (o->epsilon > 0 && o->noise > 0)
+        return cnd_errf(CND_EINVAL, "give --dp-epsilon (the noise is solved for it) or "
+                                    "--dp-noise, not both");
+    double delta = o->delta > 0 ? o->delta : 1e-5;
+    if (delta > 1.0 / (double)n)
+        return cnd_errf(CND_EINVAL,
+                        "--dp-delta %g is above 1/N = %g for %zu training records: such a "
+                        "delta allows releasing a record outright; use a smaller one",
+                        delta, 1.0 / (double)n, n);
+    if ((size_t)cfg->batch > n)
+        return cnd_errf(CND_EINVAL, "DP-SGD: --batch %d is above the %zu training records",
+                        cfg->batch, n);
+    cnd_dp_params_t p = {.q = (double)cfg->batch / (double)n,
+                         .sigma = o->noise,
+                         .steps = (long)cfg->epochs *
+                                  (long)((n + (size_t)cfg->batch - 1) / (size_t)cfg->batch),
+                         .delta = delta};
+    double eps;
+    int rc = o->epsilon > 0 ? cnd_dp_solve_noise(&p, o->epsilon, &p.sigma, &eps)
+                            : cnd_dp_epsilon(&p, &eps, NULL);
+    if (rc) return cnd_err_wrap(rc, "DP-SGD accountant");
+    cfg->dp.noise = p.sigma;
+    cfg->dp.clip = o->clip > 0 ? o->clip : 1.0;
+    cfg->dp.delta = delta;
+    printf("DP-SGD: Poisson sampling rate %.6g (expected batch %d of %zu), %ld steps, clip %g, "
+           "noise multiplier %.6g%s: (epsilon %.4f, delta %g)-DP\n",
+           p.q, cfg->batch, n, p.steps, cfg->dp.clip, p.sigma, o->epsilon > 0 ? " (solved)" : "",
+           eps, delta);
+    return 0;
+}
+
+int cnd_cmd_dp_stamp(cnd_model_t *m, size_t n, const cnd_train_cfg_t *cfg,
+                     const cnd_train_result_t *res)
+{
+    if (!(cfg->dp.clip > 0)) return 0;
+    printf("privacy: (epsilon %.4f, delta %g)-DP for each training record (RDP accountant, "
+           "Poisson sampling rate %.6g, noise multiplier %.6g, clip %g, %ld steps)\n",
+           res->dp_epsilon, cfg->dp.delta, (double)cfg->batch / (double)n, cfg->dp.noise,
+           cfg->dp.clip, res->steps);
+    char v[6][64];
+    snprintf(v[0], 64, "%.6f", res->dp_epsilon);
+    snprintf(v[1], 64, "%.6g", cfg->dp.delta);
+    snprintf(v[2], 64, "%.9g", cfg->dp.noise);
+    snprintf(v[3], 64, "%.9g", cfg->dp.clip);
+    snprintf(v[4], 64, "%.9g", (double)cfg->batch / (double)n);
+    snprintf(v[5], 64, "%ld", res->steps);
+    const char *k[6] = {"dp_epsilon", "dp_delta",         "dp_noise",
+                        "dp_clip",    "dp_sampling_rate", "dp_steps"};
+    int rc = 0;
+    for (int i = 0; i < 6 && !rc; i++) rc = cnd_model_meta_set(m, k[i], v[i]);
+    return rc;
 }

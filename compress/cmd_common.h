@@ -29,6 +29,44 @@ int cnd_cmd_ckpt_setup(cnd_train_cfg_t *cfg, const char *out, int resume, int no
 /* After OUT is written: removes the checkpoint (a warning on stderr if that fails). */
 void cnd_cmd_ckpt_done(const cnd_train_cfg_t *cfg);
 
+/* DP-SGD options of train and distill (docs/privacy.md): 0 = not given. */
+typedef struct {
+    double epsilon, delta, noise, clip;
+} cnd_cmd_dp_t;
+
+/* The four option rows, for a command's option table. */
+#define CND_CMD_DP_OPTS(o)                                                                         \
+    {"dp-epsilon",                                                                                 \
+     CND_OPT_DBL,                                                                                  \
+     &(o)->epsilon,                                                                                \
+     "E",                                                                                          \
+     "DP-SGD to (E, --dp-delta)-DP: solves the noise multiplier",                                  \
+     1e-3,                                                                                         \
+     1e4},                                                                                         \
+        {"dp-delta", CND_OPT_DBL, &(o)->delta, "D", "DP-SGD delta (default 1e-5; at most 1/N)",    \
+         1e-300,     0.5},                                                                         \
+        {"dp-noise",                                                                               \
+         CND_OPT_DBL,                                                                              \
+         &(o)->noise,                                                                              \
+         "S",                                                                                      \
+         "DP-SGD with noise multiplier S (instead of --dp-epsilon)",                               \
+         1e-3,                                                                                     \
+         1e4},                                                                                     \
+    {                                                                                              \
+        "dp-clip", CND_OPT_DBL, &(o)->clip, "C",                                                   \
+            "DP-SGD per-sample gradient clip norm (default 1)", 1e-6, 1e6                          \
+    }
+
+/* Turns the DP options into cfg->dp for a training set of n records (cfg->batch and
+ * cfg->epochs set): refuses contradictory or incomplete options and a delta above 1/n, solves
+ * the noise for --dp-epsilon, and prints the plan. Nothing given: DP stays off. */
+int cnd_cmd_dp_setup(const cnd_cmd_dp_t *o, size_t n, cnd_train_cfg_t *cfg);
+
+/* After a DP run: prints the epsilon reached and records the DP parameters in m's metadata
+ * (dp_epsilon, dp_delta, dp_noise, dp_clip, dp_sampling_rate, dp_steps). */
+int cnd_cmd_dp_stamp(cnd_model_t *m, size_t n, const cnd_train_cfg_t *cfg,
+                     const cnd_train_result_t *res);
+
 /* Records provenance (dataset, sample count, creation time) and class names in metadata. */
 int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_spec);
 

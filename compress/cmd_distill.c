@@ -24,6 +24,7 @@ typedef struct {
     long epochs, batch, seed, threads, subset;
     double lr, wd, momentum, T, alpha;
     int resume, no_ckpt;
+    cnd_cmd_dp_t dp; /* DP-SGD options (cmd_common.h) */
 } s_opts_t;
 
 /* Parses argv into o. Returns 0, 1 after --help, or a negative CND_E* code. */
@@ -68,6 +69,7 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
          "continue the interrupted run that FILE.ckpt holds"},
         {"no-checkpoint", CND_OPT_FLAG, &o->no_ckpt, NULL,
          "do not write FILE.ckpt after each epoch"},
+        CND_CMD_DP_OPTS(&o->dp),
         {0}};
     const cnd_cli_t cli = {
         "condenser distill --teacher T.cnd|T.onnx (--arch SPEC | --student S.cnd) --out FILE "
@@ -77,7 +79,9 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
         "forward once over the data; its logits are cached for all epochs. Defaults (T 2,\n"
         "alpha 0.5) come from the measurements in docs/benchmarks.md. As with train, the\n"
         "run's state goes to FILE.ckpt after every epoch, and --resume continues a killed run.\n"
-        "An ONNX teacher (docs/onnx.md) sees raw data through --teacher-preprocess.",
+        "An ONNX teacher (docs/onnx.md) sees raw data through --teacher-preprocess.\n"
+        "--dp-epsilon or --dp-noise train the student with DP-SGD (docs/privacy.md); the\n"
+        "epsilon covers the training records only if the teacher was not trained on them.",
         opts, 0, 0};
     int npos;
     char **pos;
@@ -115,11 +119,13 @@ static int s_train_cfg(cnd_train_cfg_t *cfg, s_ckpt_t *ck, const s_opts_t *o)
     snprintf(ck->config, sizeof ck->config,
              "command=distill;teacher=%s;arch=%s;student=%s;data=%s;test=%s;temperature=%.7g;"
              "alpha=%.7g;epochs=%ld;batch=%ld;lr=%.7g;optimizer=%s;momentum=%.7g;"
-             "weight-decay=%.7g;schedule=%s;seed=%ld;augment=%s;subset=%ld;teacher-prep=%s",
+             "weight-decay=%.7g;schedule=%s;seed=%ld;augment=%s;subset=%ld;teacher-prep=%s;"
+             "dp=%.9g,%.9g,%.9g,%.9g",
              o->teacher, o->arch ? o->arch : "", o->student ? o->student : "", o->data,
              o->test ? o->test : "", o->T, o->alpha, o->epochs, o->batch, (double)cfg->optim.lr,
              o->optname, (double)cfg->optim.momentum, (double)cfg->optim.weight_decay, o->sched,
-             o->seed, o->augment, o->subset, o->teacher_prep ? o->teacher_prep : "");
+             o->seed, o->augment, o->subset, o->teacher_prep ? o->teacher_prep : "", o->dp.epsilon,
+             o->dp.delta, o->dp.noise, o->dp.clip);
     return cnd_cmd_ckpt_setup(cfg, o->out, o->resume, o->no_ckpt, ck->config, ck->path,
                               sizeof ck->path);
 }
@@ -233,9 +239,11 @@ int cnd_cmd_distill(int argc, char **argv)
     cfg.loss_ctx = &dctx;
     printf("distilling into %s on %s: %zu samples, %zu parameters, T %.2f, alpha %.2f (%s)\n",
            s->spec, o.data, tr->n, s->num_params, o.T, o.alpha, cnd_blas_info());
+    if ((rc = cnd_cmd_dp_setup(&o.dp, tr->n, &cfg))) goto done;
     cnd_train_result_t res;
     if ((rc = cnd_train(s, tr, NULL, &cfg, &res))) goto done;
     printf("trained in %.1fs (%.0f samples/s)\n", res.seconds, res.samples_per_s);
+    if ((rc = cnd_cmd_dp_stamp(s, tr->n, &cfg, &res))) goto done;
     if ((rc = s_finish(s, tr, te, &o))) goto done;
     cnd_cmd_ckpt_done(&cfg);
 done:

@@ -21,6 +21,7 @@ int cnd_cmd_train(int argc, char **argv)
     long epochs = 5, batch = 64, seed = 1, threads = 0, subset = 0;
     double lr = 0, wd = 0, momentum = -1, val = 0;
     int resume = 0, no_ckpt = 0;
+    cnd_cmd_dp_t dp = {0};
     const cnd_opt_t opts[] = {
         {"data", CND_OPT_STR, &data, "SPEC",
          "fmnist[:DIR] | idx:IMG,LBL | csv:PATH[,label=COL] (default fmnist)"},
@@ -44,6 +45,7 @@ int cnd_cmd_train(int argc, char **argv)
         {"resume", CND_OPT_FLAG, &resume, NULL,
          "continue the interrupted run that FILE.ckpt holds"},
         {"no-checkpoint", CND_OPT_FLAG, &no_ckpt, NULL, "do not write FILE.ckpt after each epoch"},
+        CND_CMD_DP_OPTS(&dp),
         {0}};
     const cnd_cli_t cli = {"condenser train --arch SPEC --out FILE [options]",
                            "Trains a float32 model on a dataset and saves it as a .cnd file.\n"
@@ -51,7 +53,11 @@ int cnd_cmd_train(int argc, char **argv)
                            "After every epoch the run's state goes to FILE.ckpt (written\n"
                            "atomically); if the run is killed, the same command with --resume\n"
                            "continues after the last finished epoch and gives the same model\n"
-                           "as an uninterrupted run. FILE.ckpt is removed once FILE is written.",
+                           "as an uninterrupted run. FILE.ckpt is removed once FILE is written.\n"
+                           "With --dp-epsilon or --dp-noise it trains with DP-SGD (Poisson\n"
+                           "sampling with --batch as the expected batch, per-sample clipping to\n"
+                           "--dp-clip, Gaussian noise) and prints the (epsilon, delta) reached\n"
+                           "(docs/privacy.md).",
                            opts, 0, 0};
     int npos;
     char **pos;
@@ -74,10 +80,10 @@ int cnd_cmd_train(int argc, char **argv)
     snprintf(config, sizeof config,
              "command=train;arch=%s;data=%s;test=%s;epochs=%ld;batch=%ld;lr=%.7g;"
              "optimizer=%s;momentum=%.7g;weight-decay=%.7g;schedule=%s;seed=%ld;subset=%ld;"
-             "augment=%s;val=%.7g",
+             "augment=%s;val=%.7g;dp=%.9g,%.9g,%.9g,%.9g",
              arch, data, test ? test : "", epochs, batch, (double)cfg.optim.lr, optname,
              (double)cfg.optim.momentum, (double)cfg.optim.weight_decay, sched, seed, subset,
-             augment, val);
+             augment, val, dp.epsilon, dp.delta, dp.noise, dp.clip);
     if ((rc = cnd_cmd_ckpt_setup(&cfg, out, resume, no_ckpt, config, ckpt, sizeof ckpt))) return rc;
 
     cnd_dataset_t *all = NULL, *tr = NULL, *va = NULL, *te = NULL;
@@ -100,10 +106,12 @@ int cnd_cmd_train(int argc, char **argv)
     float bg[256];
     for (int c = 0; c < m->in.c && c < 256; c++) bg[c] = -m->norm_mean[c] / m->norm_std[c];
     cfg.aug_bg = bg;
+    if ((rc = cnd_cmd_dp_setup(&dp, tr->n, &cfg))) goto done;
     cnd_train_result_t res;
     if ((rc = cnd_train(m, tr, va->n ? va : NULL, &cfg, &res))) goto done;
     printf("trained in %.1fs (%.0f samples/s)\n", res.seconds, res.samples_per_s);
     if ((rc = cnd_cmd_stamp(m, tr, data))) goto done;
+    if ((rc = cnd_cmd_dp_stamp(m, tr->n, &cfg, &res))) goto done;
     if (te) {
         cnd_eval_t ev;
         if ((rc = cnd_evaluate(m, te, 256, &ev))) goto done;

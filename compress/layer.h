@@ -58,6 +58,7 @@ typedef enum {
     CND_L_GAP,
     CND_L_FLATTEN,
     CND_L_BATCHNORM,
+    CND_L_TANH,
     CND_L_COUNT
 } cnd_layer_type_t;
 
@@ -92,6 +93,12 @@ typedef struct cnd_layer {
     float *saved;    /* conv: im2col columns (CKK x B*P); bn: xhat (B x C x H x W) */
     float *saved2;   /* bn: per-channel inverse std for the last batch (C) */
     int32_t *argmax; /* maxpool: where each maximum came from (layer_pool.c) */
+    /* DP-SGD (dpsgd.h): NULL, or B doubles into which the dense and conv2d backward passes add
+     * each sample's squared L2 norm of its own gradient of this layer's parameters. */
+    double *sample_norm2;
+    /* DP-SGD: NULL, or B x n_params floats where conv2d's backward also stores each sample's own
+     * parameter gradient (weights then bias) when sample_norm2 is set. */
+    float *sample_grads;
 } cnd_layer_t;
 
 /* What the model needs from the layer for a given batch capacity. */

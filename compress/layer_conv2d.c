@@ -236,12 +236,12 @@ typedef struct {
 } s_job;
 
 /* Per-task scratch in `work`: columns (CKK x G*P) | dY or dcol (max(OC, CKK) x G*P) | partial
- * gradients (n_params). */
+ * gradients (n_params) | one sample's weight gradient (OC x CKK, DP-SGD's per-sample norms). */
 static size_t s_task_floats(const cnd_layer_t *l)
 {
     size_t CKK = (size_t)l->in.c * l->p.conv.k * l->p.conv.k, OC = (size_t)l->p.conv.oc;
     size_t GP = (size_t)s_group(l) * l->out.h * l->out.w;
-    return CKK * GP + (CKK > OC ? CKK : OC) * GP + l->n_params;
+    return CKK * GP + (CKK > OC ? CKK : OC) * GP + 2 * l->n_params;
 }
 
 /* Task `task`'s scratch in work (s_task_floats): returns its columns; *buf gets the dY/dcol
@@ -309,6 +309,31 @@ static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *
     cnd_pool_run(s_forward_task, &j, cnd_pool_threads());
 }
 
+/* DP-SGD (layer.h): the parameter gradient of a group one sample at a time, dW_b = dY_b col_b^T
+ * (OC x CKK) and db_b = dY_b summed over pixels, into sample_grads[b] when the layer has that
+ * buffer, else into the scratch after `part`; its squared norm into sample_norm2[b], and the
+ * gradient into part. The same products as the group's one GEMM, in P-deep slices. dy is
+ * (OC, nc) with leading dimension ldy, col (CKK, nc). */
+static void s_sample_grads(const cnd_layer_t *l, float *part, const float *dy, size_t ldy,
+                           const float *col, size_t nc, long g0, long g1)
+{
+    int OC = l->p.conv.oc, CKK = l->in.c * l->p.conv.k * l->p.conv.k;
+    size_t P = (size_t)l->out.h * l->out.w;
+    for (long b = g0; b < g1; b++) {
+        size_t c = (size_t)(b - g0) * P;
+        float *gw =
+            l->sample_grads ? l->sample_grads + (size_t)b * l->n_params : part + l->n_params;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)P, 1.0f, dy + c,
+                    (int)ldy, col + c, (int)nc, 0.0f, gw, CKK);
+        for (int oc = 0; oc < OC; oc++)
+            gw[l->n_weights + oc] = cnd_vsum(dy + (size_t)oc * ldy + c, P);
+        double s = 0;
+        for (size_t i = 0; i < l->n_params; i++) s += (double)gw[i] * gw[i];
+        for (size_t i = 0; i < l->n_weights; i++) part[i] += gw[i]; /* the bias has its own sum */
+        l->sample_norm2[b] += s;
+    }
+}
+
 static void s_backward_task(void *ctx, int task, int ntasks)
 {
     const s_job *j = ctx;
@@ -337,8 +362,11 @@ static void s_backward_task(void *ctx, int task, int ntasks)
             for (int oc = 0; oc < OC; oc++) dbias[oc] += cnd_vsum(dy + (size_t)oc * BP, nc);
         }
         s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy, (int)ldy,
-                    col, (int)nc, 1.0f, part, CKK);
+        if (l->sample_norm2)
+            s_sample_grads(l, part, dy, ldy, col, nc, g0, g1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy,
+                        (int)ldy, col, (int)nc, 1.0f, part, CKK);
         if (j->din) {
             /* dcol overwrites col: W^T (CKK, OC) * dY (OC, nc). */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w, CKK,

@@ -108,6 +108,22 @@ static void s_backward_x_task(void *ctx, int task, int ntasks)
                 F, 0.0f, j->din + (size_t)b0 * F, F);
 }
 
+/* DP-SGD (layer.h): sample b's weight gradient is the outer product dy_b x_b^T and its bias
+ * gradient dy_b, so its squared norm is |dy_b|^2 (|x_b|^2 + 1), without forming either. dy is
+ * the relu-masked gradient the weight pass left in `work` when the relu is fused. */
+static void s_sample_norms(cnd_layer_t *l, const float *dout, const float *in, const float *work,
+                           int B)
+{
+    int O = l->p.dense.out, F = (int)cnd_shape_size(l->in);
+    const float *dy = l->fuse_relu ? work : dout;
+    for (int b = 0; b < B; b++) {
+        double gy = 0, gx = 1.0;
+        for (int k = 0; k < O; k++) gy += (double)dy[(size_t)b * O + k] * dy[(size_t)b * O + k];
+        for (int k = 0; k < F; k++) gx += (double)in[(size_t)b * F + k] * in[(size_t)b * F + k];
+        l->sample_norm2[b] += gy * gx;
+    }
+}
+
 static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout, const float *in,
                        const float *out, const float *w, float *work, int B)
 {
@@ -122,6 +138,7 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
                .w = w,
                .B = B};
     cnd_pool_run(s_backward_w_task, &j, cnd_pool_threads());
+    if (l->sample_norm2) s_sample_norms(l, dout, in, work, B);
     if (din) cnd_pool_run(s_backward_x_task, &j, cnd_pool_threads());
 }
 

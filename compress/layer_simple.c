@@ -1,5 +1,6 @@
 /*
- * layer_simple.c: layers without parameters that only reshape or gate: relu and flatten.
+ * layer_simple.c: layers without parameters that only reshape or act elementwise: relu, tanh
+ * and flatten.
  *
  * A relu fused into the preceding conv2d/dense (layer.h) is never called: the model skips
  * layers marked `alias`. Flatten turns a CBHW activation into NCHW (B, C*H*W) features, the
@@ -7,6 +8,7 @@
  */
 #include "layer.h"
 
+#include <math.h>
 #include <string.h>
 
 static int s_same_shape(cnd_layer_t *l)
@@ -50,6 +52,23 @@ static void s_relu_backward(cnd_layer_t *l, float *din, float *dw, const float *
     for (size_t i = 0; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
+/* tanh: bounded and smooth, the activation DP-SGD trains best with (Papernot et al. 2021,
+ * "Tempered sigmoid activations"): clipped gradients lose less when activations cannot grow. */
+static void s_tanh_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
+                           float *state, float *work, int B, int train)
+{
+    size_t n = (size_t)B * cnd_shape_size(l->in);
+    for (size_t i = 0; i < n; i++) out[i] = tanhf(in[i]);
+}
+
+static void s_tanh_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
+                            const float *in, const float *out, const float *w, float *work, int B)
+{
+    if (!din) return;
+    size_t n = (size_t)B * cnd_shape_size(l->in);
+    for (size_t i = 0; i < n; i++) din[i] = dout[i] * (1.0f - out[i] * out[i]);
+}
+
 static void s_flat_forward(cnd_layer_t *l, float *out, const float *in, const float *w,
                            float *state, float *work, int B, int train)
 {
@@ -84,5 +103,7 @@ static void s_flat_backward(cnd_layer_t *l, float *din, float *dw, const float *
 
 const cnd_layer_ops_t cnd_layer_relu_ops = {
     "relu", s_same_shape, s_none_init, s_relu_forward, s_relu_backward, s_no_macs, s_no_mem};
+const cnd_layer_ops_t cnd_layer_tanh_ops = {
+    "tanh", s_same_shape, s_none_init, s_tanh_forward, s_tanh_backward, s_no_macs, s_no_mem};
 const cnd_layer_ops_t cnd_layer_flatten_ops = {
     "flatten", s_flat_shape, s_none_init, s_flat_forward, s_flat_backward, s_no_macs, s_no_mem};

@@ -11,7 +11,7 @@
 
 extern const cnd_layer_ops_t cnd_layer_dense_ops, cnd_layer_conv2d_ops, cnd_layer_relu_ops,
     cnd_layer_maxpool_ops, cnd_layer_avgpool_ops, cnd_layer_gap_ops, cnd_layer_flatten_ops,
-    cnd_layer_batchnorm_ops;
+    cnd_layer_batchnorm_ops, cnd_layer_tanh_ops;
 
 const cnd_layer_ops_t *cnd_layer_ops(cnd_layer_type_t t)
 {
@@ -20,6 +20,7 @@ const cnd_layer_ops_t *cnd_layer_ops(cnd_layer_type_t t)
         [CND_L_RELU] = &cnd_layer_relu_ops,       [CND_L_MAXPOOL] = &cnd_layer_maxpool_ops,
         [CND_L_AVGPOOL] = &cnd_layer_avgpool_ops, [CND_L_GAP] = &cnd_layer_gap_ops,
         [CND_L_FLATTEN] = &cnd_layer_flatten_ops, [CND_L_BATCHNORM] = &cnd_layer_batchnorm_ops,
+        [CND_L_TANH] = &cnd_layer_tanh_ops,
     };
     return (unsigned)t < CND_L_COUNT ? table[t] : NULL;
 }

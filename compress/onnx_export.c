@@ -73,6 +73,7 @@ static int s_layer(cnd_onnxw_t *e, const cnd_model_t *m, int i, char *cur, int *
         break;
     }
     case CND_L_RELU: n = cnd_onnxw_node(e, "Relu", nm, in1, 1, out); break;
+    case CND_L_TANH: n = cnd_onnxw_node(e, "Tanh", nm, in1, 1, out); break;
     case CND_L_MAXPOOL:
     case CND_L_AVGPOOL:
         n = cnd_onnxw_node(e, l->type == CND_L_MAXPOOL ? "MaxPool" : "AveragePool", nm, in1, 1,

@@ -203,6 +203,11 @@ int cnd_quant_plan(cnd_qplan_t *p, const cnd_model_t *m)
             break;
         case CND_L_BATCHNORM:
             return cnd_errf(CND_EINVAL, "layer %d is a batchnorm: fold it first", i + 1);
+        case CND_L_TANH:
+            return cnd_errf(CND_EINVAL,
+                            "layer %d is tanh: the integer runtime has no tanh kernel "
+                            "(quantize a model with relu activations)",
+                            i + 1);
         default: break; /* relu, maxpool, flatten keep values on the input's grid */
         }
     }

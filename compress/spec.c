@@ -104,7 +104,7 @@ int cnd_spec_parse(const char *spec, cnd_layer_t *layers, int max)
         }
         name[k] = 0;
         if (k == 0)
-            return s_fail(&p, "a layer name (dense, conv2d, relu, maxpool, avgpool, gap, "
+            return s_fail(&p, "a layer name (dense, conv2d, relu, tanh, maxpool, avgpool, gap, "
                               "flatten, batchnorm)");
         if (n == max)
             return cnd_errf(CND_EINVAL, "spec position %zu: more than %d layers", start + 1, max);
@@ -179,15 +179,19 @@ int cnd_spec_parse(const char *spec, cnd_layer_t *layers, int max)
                                     "eps=E (0<E<1) and momentum=M (0<M<=1)",
                                     a[i].pos + 1);
             }
-        } else if (!strcmp(name, "relu") || !strcmp(name, "gap") || !strcmp(name, "flatten")) {
-            l->type = name[0] == 'r' ? CND_L_RELU : name[0] == 'g' ? CND_L_GAP : CND_L_FLATTEN;
+        } else if (!strcmp(name, "relu") || !strcmp(name, "gap") || !strcmp(name, "flatten") ||
+                   !strcmp(name, "tanh")) {
+            l->type = name[0] == 'r'   ? CND_L_RELU
+                      : name[0] == 'g' ? CND_L_GAP
+                      : name[0] == 't' ? CND_L_TANH
+                                       : CND_L_FLATTEN;
             if (na)
                 return cnd_errf(CND_EINVAL, "spec position %zu: %s takes no arguments", start + 1,
                                 name);
         } else {
             return cnd_errf(CND_EINVAL,
                             "spec position %zu: unknown layer '%s' (expected dense, "
-                            "conv2d, relu, maxpool, avgpool, gap, flatten or batchnorm)",
+                            "conv2d, relu, tanh, maxpool, avgpool, gap, flatten or batchnorm)",
                             start + 1, name);
         }
         n++;

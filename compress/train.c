@@ -1,9 +1,14 @@
 /*
  * train.c: minibatch training with shuffling, schedules and progress; evaluation.
+ *
+ * With DP-SGD (train.h, dpsgd.h) an epoch is ceil(n / B) steps, each over a Poisson sample of
+ * the records instead of a slice of a shuffled order; the rest (augmentation, loss callbacks,
+ * schedules, checkpoints) is shared.
  */
 #include "train.h"
 #include "checkpoint.h"
 #include "clock.h"
+#include "dp_accountant.h"
 #include "fileio.h"
 #include "augment.h"
 #include "loss.h"
@@ -109,8 +114,10 @@ typedef struct {
     cnd_sched_cfg_t sched;
     cnd_loss_fn lossfn;
     void *lctx;
-    s_xent_ctx xc; /* the default loss's context */
-    long step;     /* optimizer steps taken, resumed ones included */
+    s_xent_ctx xc;   /* the default loss's context */
+    long step;       /* optimizer steps taken, resumed ones included */
+    cnd_dpsgd_t *dp; /* DP-SGD state, or NULL */
+    uint32_t *pick;  /* n: a DP step's Poisson sample */
 } s_run_t;
 
 static int s_check_args(const cnd_model_t *m, const cnd_dataset_t *ds, const cnd_train_cfg_t *cfg)
@@ -124,6 +131,12 @@ static int s_check_args(const cnd_model_t *m, const cnd_dataset_t *ds, const cnd
     if (cnd_shape_size(ds->shape) != cnd_shape_size(m->in))
         return cnd_errf(CND_EINVAL, "data samples are %dx%dx%d, model expects %dx%dx%d",
                         ds->shape.c, ds->shape.h, ds->shape.w, m->in.c, m->in.h, m->in.w);
+    const cnd_dpsgd_cfg_t *dp = &cfg->dp;
+    if (dp->clip > 0 && (!(dp->noise > 0) || !(dp->delta > 0 && dp->delta < 1)))
+        return cnd_errf(CND_EINVAL,
+                        "DP-SGD needs a positive noise multiplier (%g) and a delta "
+                        "in (0, 1) (%g)",
+                        dp->noise, dp->delta);
     return 0;
 }
 
@@ -146,6 +159,12 @@ static int s_setup(s_run_t *r)
     if (!r->order || !r->xb || !r->aug_work || !r->dlogits ||
         cnd_optim_init(&r->opt, &cfg->optim, r->m) || cnd_model_reserve(r->m, B))
         return cnd_errf(CND_ENOMEM, "cannot allocate training buffers");
+    int rc;
+    if (cfg->dp.clip > 0) {
+        if ((rc = cnd_dpsgd_new(&r->dp, r->m, B))) return rc;
+        if (!(r->pick = malloc(r->n * sizeof *r->pick)))
+            return cnd_errf(CND_ENOMEM, "cannot allocate training buffers");
+    }
     for (size_t i = 0; i < r->n; i++) r->order[i] = (uint32_t)i;
     r->xc.labels = r->ds->y;
     r->lossfn = cfg->loss ? cfg->loss : s_xent;
@@ -167,27 +186,37 @@ static int s_setup(s_run_t *r)
     return 0;
 }
 
+/* Samples idx[0..bs) through augmentation, forward and loss: r->dlogits gets the gradient of
+ * the batch's mean loss, *loss and *correct its mean loss and correct count. */
+static int s_forward_loss(s_run_t *r, int ep, const uint32_t *idx, int bs, float *loss,
+                          int *correct)
+{
+    const cnd_train_cfg_t *cfg = r->cfg;
+    for (int b = 0; b < bs; b++)
+        memcpy(r->xb + (size_t)b * r->d, r->ds->x + (size_t)idx[b] * r->d, r->d * sizeof(float));
+    if (cfg->augment)
+        cnd_augment_batch(r->xb, r->aug_work, bs, r->m->in, cfg->aug_bg, cfg->augment,
+                          cfg->aug_shift > 0 ? cfg->aug_shift : 2, &r->aug_rng);
+    int rc;
+    if (cfg->on_batch && (rc = cfg->on_batch(cfg->batch_ctx, r->xb, idx, bs))) return rc;
+    const float *logits;
+    if ((rc = cnd_model_forward(r->m, r->xb, bs, 1, &logits))) return rc;
+    *correct = 0;
+    *loss = r->lossfn(r->lctx, r->dlogits, logits, idx, bs, r->K, correct);
+    if (!isfinite(*loss))
+        return cnd_errf(CND_EINVAL,
+                        "training diverged: loss is %f at epoch %d step %ld (lower --lr)",
+                        (double)*loss, ep + 1, r->step + 1);
+    return 0;
+}
+
 /* One batch: samples s..s+bs-1 of this epoch's order through forward, loss, backward and an
  * optimizer step. *loss and *correct receive the batch's mean loss and correct count. */
 static int s_batch(s_run_t *r, int ep, size_t s, int bs, float *loss, int *correct)
 {
     const cnd_train_cfg_t *cfg = r->cfg;
-    for (int b = 0; b < bs; b++)
-        memcpy(r->xb + (size_t)b * r->d, r->ds->x + (size_t)r->order[s + b] * r->d,
-               r->d * sizeof(float));
-    if (cfg->augment)
-        cnd_augment_batch(r->xb, r->aug_work, bs, r->m->in, cfg->aug_bg, cfg->augment,
-                          cfg->aug_shift > 0 ? cfg->aug_shift : 2, &r->aug_rng);
-    int rc;
-    if (cfg->on_batch && (rc = cfg->on_batch(cfg->batch_ctx, r->xb, r->order + s, bs))) return rc;
-    const float *logits;
-    if ((rc = cnd_model_forward(r->m, r->xb, bs, 1, &logits))) return rc;
-    *correct = 0;
-    *loss = r->lossfn(r->lctx, r->dlogits, logits, r->order + s, bs, r->K, correct);
-    if (!isfinite(*loss))
-        return cnd_errf(CND_EINVAL,
-                        "training diverged: loss is %f at epoch %d step %ld (lower --lr)",
-                        (double)*loss, ep + 1, r->step + 1);
+    int rc = s_forward_loss(r, ep, r->order + s, bs, loss, correct);
+    if (rc) return rc;
     cnd_model_zero_grad(r->m);
     cnd_model_backward(r->m, r->dlogits);
     cnd_optim_step(&r->opt, r->m, cnd_sched_lr(&r->sched, cfg->optim.lr, r->step));
@@ -195,9 +224,77 @@ static int s_batch(s_run_t *r, int ep, size_t s, int bs, float *loss, int *corre
     return 0;
 }
 
+/* One DP-SGD step (dpsgd.h): a Poisson sample of the records, in chunks of at most B through
+ * forward, loss and clipped per-sample backward; then noise and an optimizer step. Adds the
+ * sample's loss sum, correct count and size to *loss_sum, *correct, *seen. */
+static int s_dp_step(s_run_t *r, int ep, double *loss_sum, size_t *correct, size_t *seen)
+{
+    const cnd_train_cfg_t *cfg = r->cfg;
+    int B = cfg->batch, rc;
+    double q = (double)B / (double)r->n;
+    size_t cnt;
+    if ((rc = cnd_dpsgd_poisson(r->dp, r->pick, &cnt, r->n, q > 1 ? 1 : q))) return rc;
+    for (size_t s = 0; s < cnt; s += (size_t)B) {
+        int bs = (int)(cnt - s < (size_t)B ? cnt - s : (size_t)B), ok = 0;
+        float loss = 0;
+        if ((rc = s_forward_loss(r, ep, r->pick + s, bs, &loss, &ok))) return rc;
+        /* the loss callbacks give the mean's gradient; DP clips each sample's own */
+        for (size_t i = 0; i < (size_t)bs * (size_t)r->K; i++) r->dlogits[i] *= (float)bs;
+        cnd_dpsgd_accumulate(r->dp, r->m, r->dlogits, bs, cfg->dp.clip);
+        *loss_sum += (double)loss * bs;
+        *correct += (size_t)ok;
+    }
+    *seen += cnt;
+    if ((rc = cnd_dpsgd_finish(r->dp, r->m, cfg->dp.noise, cfg->dp.clip,
+                               q > 1 ? (double)r->n : (double)B)))
+        return rc;
+    cnd_optim_step(&r->opt, r->m, cnd_sched_lr(&r->sched, cfg->optim.lr, r->step));
+    r->step++;
+    return 0;
+}
+
+/* A DP-SGD epoch: ceil(n / B) steps of s_dp_step, with a progress bar; its mean loss and
+ * accuracy over the samples drawn, and the clipping statistics, into res. */
+static int s_dp_epoch(s_run_t *r, int ep, cnd_train_result_t *res)
+{
+    int B = r->cfg->batch;
+    long steps = (long)((r->n + (size_t)B - 1) / (size_t)B);
+    char label[64], extra[64];
+    snprintf(label, sizeof label, "epoch %d/%d", ep + 1, r->cfg->epochs);
+    cnd_progress_t pr;
+    cnd_progress_begin(&pr, label, (uint64_t)steps, "steps");
+    double loss_sum = 0.0;
+    size_t correct = 0, seen = 0;
+    for (long t = 0; t < steps; t++) {
+        int rc = s_dp_step(r, ep, &loss_sum, &correct, &seen);
+        if (rc) return rc;
+        snprintf(extra, sizeof extra, "loss %.4f", seen ? loss_sum / (double)seen : 0.0);
+        cnd_progress_update(&pr, (uint64_t)t + 1, extra);
+    }
+    cnd_progress_end(&pr);
+    res->loss = seen ? (float)(loss_sum / (double)seen) : 0.0f;
+    res->acc = seen ? (float)correct / (float)seen : 0.0f;
+    cnd_dpsgd_stats_t st = cnd_dpsgd_take_stats(r->dp);
+    res->dp_clipped = st.samples ? (double)st.clipped / (double)st.samples : 0.0;
+    res->dp_mean_norm = st.samples ? st.norm_sum / (double)st.samples : 0.0;
+    return 0;
+}
+
+/* Epsilon after the steps taken so far (0 without DP). */
+static int s_dp_epsilon(const s_run_t *r, double *eps)
+{
+    *eps = 0;
+    if (!r->dp) return 0;
+    double q = (double)r->cfg->batch / (double)r->n;
+    cnd_dp_params_t p = {
+        .q = q > 1 ? 1 : q, .sigma = r->cfg->dp.noise, .steps = r->step, .delta = r->cfg->dp.delta};
+    return cnd_dp_epsilon(&p, eps, NULL);
+}
+
 /* One epoch over the shuffled order, with a progress bar; its mean loss and accuracy into res. */
 static int s_epoch(s_run_t *r, int ep, cnd_train_result_t *res)
 {
+    if (r->dp) return s_dp_epoch(r, ep, res);
     int B = r->cfg->batch;
     size_t n = r->n;
     char label[64], extra[64];
@@ -227,6 +324,13 @@ static int s_epoch_line(s_run_t *r, const cnd_dataset_t *val, int ep, const cnd_
                         double seconds)
 {
     printf("epoch %d/%d  loss %.4f  train acc %.4f", ep + 1, r->cfg->epochs, res->loss, res->acc);
+    if (r->dp) {
+        double eps;
+        int rc = s_dp_epsilon(r, &eps);
+        if (rc) return rc;
+        printf("  clipped %.0f%% (mean norm %.3g)  epsilon %.3f", 100.0 * res->dp_clipped,
+               res->dp_mean_norm, eps);
+    }
     if (val && val->n) {
         cnd_eval_t ev;
         int rc = cnd_evaluate(r->m, val, 256, &ev);
@@ -246,6 +350,7 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     if (rc) return rc;
     s_run_t r;
     memset(&r, 0, sizeof r);
+    int no_fuse = m->no_fuse;
     r.m = m;
     r.ds = ds;
     r.cfg = cfg;
@@ -269,8 +374,13 @@ int cnd_train(cnd_model_t *m, const cnd_dataset_t *ds, const cnd_dataset_t *val,
     res->seconds = cnd_now() - t0;
     res->samples_per_s =
         res->seconds > 0 ? (double)r.n * (cfg->epochs - start_epoch) / res->seconds : 0;
+    res->steps = r.step;
+    if ((rc = s_dp_epsilon(&r, &res->dp_epsilon))) goto done;
     cnd_model_profile_print(m);
 done:
+    cnd_dpsgd_destroy(&r.dp);
+    free(r.pick);
+    m->no_fuse = no_fuse; /* DP-SGD set it (dpsgd.h) */
     cnd_optim_free(&r.opt);
     free(r.order);
     free(r.xb);

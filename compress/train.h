@@ -10,6 +10,7 @@
 #define CND_TRAIN_H
 
 #include "data.h"
+#include "dpsgd.h"
 #include "model.h"
 #include "optim.h"
 
@@ -43,6 +44,11 @@ typedef struct {
     const char *ckpt_path;
     const char *ckpt_config;
     int resume;
+    /* DP-SGD (dpsgd.h) when dp.clip > 0: each step samples every record with probability
+     * q = batch / n (Poisson; `batch` is then the expected batch size, processed in chunks of
+     * at most `batch`), clips per-sample gradients to dp.clip and adds noise dp.noise * dp.clip;
+     * an epoch is ceil(n / batch) steps. Refuses batchnorm and hooks. */
+    cnd_dpsgd_cfg_t dp;
 } cnd_train_cfg_t;
 
 typedef struct {
@@ -51,6 +57,10 @@ typedef struct {
     double seconds;       /* wall time of all epochs */
     double samples_per_s; /* training throughput over all epochs */
     int resumed_epochs;   /* epochs a checkpoint had already done (0 = fresh run) */
+    long steps;           /* optimizer steps taken, resumed ones included */
+    double dp_epsilon;    /* DP-SGD: epsilon at cfg->dp.delta after all steps (0 otherwise) */
+    double dp_clipped;    /* DP-SGD: fraction of per-sample gradients clipped, last epoch */
+    double dp_mean_norm;  /* DP-SGD: their mean norm before clipping, last epoch */
 } cnd_train_result_t;
 
 cnd_train_cfg_t cnd_train_defaults(void);

@@ -13,12 +13,13 @@ CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev l
 # (python3 also runs scripts/check-layers; clang-format, scripts/check-format); python3-cryptography
 # runs tests/crypto/test_secagg_spec.py (the SecAgg+ byte layout reimplemented from the docs);
 # python3-torch, python3-onnx and numpy check the ONNX engine against PyTorch
-# (tests/compress/test_onnx_torch.py); the cross compilers (with the armhf C library headers, only
+# (tests/compress/test_onnx_torch.py); python3-mpmath is the independent DP accountant
+# (tests/common/test_dp_accountant.py); the cross compilers (with the armhf C library headers, only
 # a recommendation of gcc-arm-linux-gnueabihf that --no-install-recommends skips) and qemu-user
 # build and run the edge runtime for ARM (tests/runtime/test_runtime_cross.sh, test_runtime_m4.sh).
 CND_TEST_PACKAGES="chromium sqlite3 openssl python3 python3-cryptography clang-format
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi
-  python3-torch python3-onnx python3-numpy"
+  python3-torch python3-onnx python3-numpy python3-mpmath"
 
 cnd_missing_packages() {
   local missing=() p

@@ -177,6 +177,8 @@ static void test_gradients(void)
     memset(&l, 0, sizeof l);
     l.type = CND_L_RELU;
     grad_check("relu", l, (cnd_shape_t){3, 4, 4}, 2, 1);
+    l.type = CND_L_TANH;
+    grad_check("tanh", l, (cnd_shape_t){3, 4, 4}, 2, 1);
     l.type = CND_L_MAXPOOL;
     l.p.pool.k = 2;
     l.p.pool.stride = 2;

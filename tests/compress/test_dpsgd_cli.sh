@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# test_dpsgd_cli.sh: DP-SGD from the command line (docs/privacy.md): train and distill with
+# --dp-noise/--dp-epsilon print the epsilon the accountant (`condenser privacy`) gives for the
+# same sampling rate, noise and steps, record it in the model's metadata, and learn; bad DP
+# options and architectures are refused with a message naming the fault. Skipped (77) without
+# Debian's Fashion-MNIST.
+set -euo pipefail
+bin=${CND_BIN:?CND_BIN must point at the condenser binary}
+[ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || { echo "no Fashion-MNIST"; exit 77; }
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+arch="conv2d(4,5) tanh maxpool(2) flatten dense(10)"
+
+# --dp-noise: the epsilon printed and stored is the accountant's for 3 epochs of ceil(2000/200)
+"$bin" train --arch "$arch" --subset 2000 --epochs 3 --batch 200 --optimizer sgd --lr 2 \
+  --dp-noise 1.2 --dp-clip 0.5 --dp-delta 1e-4 --threads 1 --no-checkpoint --out "$d/n.cnd" \
+  > "$d/n.log" || fail "train --dp-noise: $(cat "$d/n.log")"
+want=$("$bin" privacy --samples 2000 --batch 200 --epochs 3 --noise 1.2 --delta 1e-4 --json |
+  python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["epsilon"])')
+grep -q "^privacy: (epsilon $want, delta 0.0001)-DP .*noise multiplier 1.2, clip 0.5, 30 steps" \
+  "$d/n.log" || fail "privacy line, want epsilon $want: $(cat "$d/n.log")"
+grep -q "clipped [0-9]*% (mean norm" "$d/n.log" || fail "epoch line has no clipping figures"
+grep -q '^test accuracy 0\.[4-9]' "$d/n.log" || fail "DP training did not learn: $(cat "$d/n.log")"
+"$bin" info "$d/n.cnd" > "$d/info.log"
+grep -q "dp_epsilon *$want" "$d/info.log" || fail "metadata: $(cat "$d/info.log")"
+grep -q "dp_steps *30" "$d/info.log" || fail "metadata steps"
+# a tanh model exports to ONNX (Tanh) and our ONNX engine gives the same accuracy
+"$bin" export "$d/n.cnd" --onnx --out "$d/n.onnx" > "$d/x.log"
+prep=$(sed -n 's/.*normalised as (x - mean) \/ std, mean \([0-9.e+-]*\), std \([0-9.e+-]*\).*/mean=\1 std=\2/p' "$d/x.log")
+a1=$("$bin" eval "$d/n.cnd" | sed -n 's/.* accuracy \([0-9.]*\) .*/\1/p')
+a2=$("$bin" eval "$d/n.onnx" --preprocess "$prep" | sed -n 's/.* accuracy \([0-9.]*\) .*/\1/p')
+[ -n "$a1" ] && [ "$a1" = "$a2" ] || fail "ONNX export of tanh: $a1 vs $a2 ($prep)"
+
+# --dp-epsilon: the noise is solved so that the run ends at (just below) the target
+"$bin" distill --teacher "$d/n.cnd" --arch "$arch" --subset 2000 --epochs 2 --batch 200 \
+  --optimizer sgd --lr 2 --dp-epsilon 2 --threads 1 --no-checkpoint --out "$d/e.cnd" \
+  > "$d/e.log" || fail "distill --dp-epsilon: $(cat "$d/e.log")"
+python3 - "$d/e.log" <<'PY' || fail "solved epsilon: $(cat "$d/e.log")"
+import re, sys
+t = open(sys.argv[1]).read()
+e = float(re.search(r"^privacy: \(epsilon ([0-9.]+), delta 1e-05\)", t, re.M).group(1))
+assert 1.999 <= e <= 2.0, e
+assert "(solved)" in t
+PY
+
+# refusals, each naming what is wrong
+expect_err() { # expect_err PATTERN ARGS...: the command fails and stderr matches PATTERN
+  local pat=$1; shift
+  if "$bin" "$@" > "$d/r.out" 2> "$d/r.err"; then fail "accepted: $*"; fi
+  grep -q "$pat" "$d/r.err" || fail "wrong message for $*: $(cat "$d/r.err")"
+}
+common=(--subset 500 --epochs 1 --batch 50 --threads 1 --no-checkpoint --out "$d/x.cnd")
+expect_err "layer 2 is batchnorm" train --arch "conv2d(4,3) batchnorm relu flatten dense(10)" \
+  --dp-noise 1 "${common[@]}"
+expect_err "not both" train --arch "$arch" --dp-noise 1 --dp-epsilon 3 "${common[@]}"
+expect_err "above 1/N" train --arch "$arch" --dp-noise 1 --dp-delta 0.01 "${common[@]}"
+expect_err "need --dp-epsilon or --dp-noise" train --arch "$arch" --dp-clip 1 "${common[@]}"
+expect_err "above the 500 training records" train --arch "$arch" --dp-noise 1 --subset 500 \
+  --epochs 1 --batch 600 --threads 1 --no-checkpoint --out "$d/x.cnd"
+expect_err "no noise multiplier up to 1e4" privacy --sampling-rate 1 --steps 100000 \
+  --epsilon 0.001 --delta 1e-10
+expect_err "tanh: the integer runtime has no tanh kernel" quantize "$d/n.cnd" --out "$d/n.cndq"
+echo "test_dpsgd_cli: ok"
