@@ -4,6 +4,7 @@
  */
 #include "cmd_common.h"
 #include "checkpoint.h"
+#include "classmap.h"
 #include "clock.h"
 #include "fileio.h"
 
@@ -72,18 +73,13 @@ int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_s
     int rc = cnd_model_meta_set(m, "dataset", data_spec);
     if (!rc) rc = cnd_model_meta_set(m, "train_samples", n);
     if (!rc) rc = cnd_model_meta_set(m, "created", when);
-    if (!rc && train->class_names) {
-        size_t len = 1;
-        for (int k = 0; k < train->n_classes; k++) len += strlen(train->class_names[k]) + 1;
-        char *s = malloc(len);
-        if (!s) return CND_ENOMEM;
-        s[0] = 0;
-        for (int k = 0; k < train->n_classes; k++) {
-            if (k) strcat(s, ",");
-            strcat(s, train->class_names[k]);
-        }
-        rc = cnd_model_meta_set(m, "labels", s);
-        free(s);
+    /* The class map (common/classmap.h), when the data names every output of the model. */
+    if (!rc && train->n_classes == m->n_classes) {
+        char *map = malloc(CND_CLASSMAP_MAX + 1);
+        if (!map) return CND_ENOMEM;
+        rc = cnd_data_classmap(train, map, CND_CLASSMAP_MAX + 1);
+        if (!rc) rc = cnd_model_meta_set(m, "labels", map);
+        free(map);
     }
     return rc;
 }

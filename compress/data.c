@@ -3,6 +3,7 @@
  * The format-specific loaders are in data_idx.c and data_csv.c.
  */
 #include "data.h"
+#include "classmap.h"
 #include "rng.h"
 
 #include <math.h>
@@ -209,4 +210,80 @@ void cnd_data_norm_fit(const cnd_dataset_t *ds, float *mean, float *std)
         mean[c] = (float)m;
         std[c] = sd < 1e-6 ? 1e-6f : (float)sd;
     }
+}
+
+int cnd_data_classmap(const cnd_dataset_t *ds, char *out, size_t cap)
+{
+    if (cap) out[0] = 0;
+    if (!ds->class_names) {
+        cnd_classmap_default(out, cap, ds->n_classes);
+        return 0;
+    }
+    for (int k = 0; k < ds->n_classes; k++) {
+        int rc = cnd_classmap_append(out, cap, ds->class_names[k]);
+        if (rc) return cnd_err_wrap(rc, "%s: class %d", ds->name, k);
+    }
+    return 0;
+}
+
+/* The map's names as owned strings (K of them). */
+static int s_map_names(char ***out, const char *map, int K)
+{
+    char **names = calloc((size_t)K, sizeof *names);
+    if (!names) return CND_ENOMEM;
+    for (int k = 0; k < K; k++) {
+        char nm[CND_CLASS_NAME_MAX + 1];
+        if (cnd_classmap_name(map, k, nm, sizeof nm) || !(names[k] = strdup(nm))) {
+            for (int i = 0; i < k; i++) free(names[i]);
+            free(names);
+            return CND_ENOMEM;
+        }
+    }
+    *out = names;
+    return 0;
+}
+
+int cnd_data_map_classes(cnd_dataset_t *ds, const char *map, size_t *present)
+{
+    int K = 0, rc = cnd_classmap_check(map, -1, &K);
+    if (rc) return rc;
+    size_t count[256] = {0};
+    int to[256];
+    for (size_t i = 0; i < ds->n; i++) count[ds->y[i]]++;
+    for (int c = 0; c < ds->n_classes && c < 256; c++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", c);
+        const char *name = ds->class_names ? ds->class_names[c] : num;
+        to[c] = cnd_classmap_find(map, name);
+        if (to[c] < 0 && count[c])
+            return cnd_errf(CND_EINVAL,
+                            "%s: label '%.63s' (%zu samples) is not one of the model's %d "
+                            "classes (%.200s%s)",
+                            ds->name, name, count[c], K, map, strlen(map) > 200 ? "..." : "");
+    }
+    char **names = NULL;
+    if ((rc = s_map_names(&names, map, K))) return cnd_errf(rc, "%s: out of memory", ds->name);
+    for (size_t i = 0; i < ds->n; i++) ds->y[i] = (uint8_t)to[ds->y[i]];
+    if (ds->class_names)
+        for (int c = 0; c < ds->n_classes; c++) free(ds->class_names[c]);
+    free(ds->class_names);
+    ds->class_names = names;
+    ds->n_classes = K;
+    if (present) {
+        memset(present, 0, (size_t)K * sizeof *present);
+        for (size_t i = 0; i < ds->n; i++) present[ds->y[i]]++;
+    }
+    return 0;
+}
+
+int cnd_data_reshape(cnd_dataset_t *ds, cnd_shape_t to)
+{
+    if (cnd_shape_size(to) != cnd_shape_size(ds->shape) || to.c < 1 || to.h < 1 || to.w < 1)
+        return cnd_errf(CND_EINVAL,
+                        "%s: samples of %dx%dx%d (%zu values) cannot take the shape "
+                        "%dx%dx%d (%zu values)",
+                        ds->name, ds->shape.c, ds->shape.h, ds->shape.w, cnd_shape_size(ds->shape),
+                        to.c, to.h, to.w, cnd_shape_size(to));
+    ds->shape = to;
+    return 0;
 }

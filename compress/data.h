@@ -49,7 +49,9 @@ CND_MUST_USE int cnd_data_load_fmnist(cnd_dataset_t **out, const char *dir, cons
  * file:line and the column. */
 CND_MUST_USE int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_col);
 
-/* Opens a dataset from a spec (see above) and a split ("train" or "test"; CSV ignores it). */
+/* Opens a dataset from a spec (see above) and a split ("train" or "test"; CSV ignores it).
+ * Every loader names its classes (class_names is never NULL on success): IDX labels by their
+ * value ("0".."9"), Fashion-MNIST by its class names, CSV by the values as written. */
 CND_MUST_USE int cnd_data_open(cnd_dataset_t **out, const char *spec, const char *split);
 
 void cnd_data_destroy(cnd_dataset_t **ds);
@@ -68,6 +70,23 @@ CND_MUST_USE int cnd_data_split(cnd_dataset_t **train, cnd_dataset_t **val, cons
  * n >= sites. Returns 0, CND_EINVAL or CND_ENOMEM. */
 CND_MUST_USE int cnd_data_partition(uint32_t *idx, size_t *counts, const cnd_dataset_t *ds,
                                     int sites, double alpha, uint64_t seed);
+
+/* Renumbers ds's labels onto a class map (common/classmap.h; K names): each class of ds that has
+ * samples is looked up by name (cnd_classmap_find: its name, or a label written as an index);
+ * afterwards n_classes is K, class_names the map's names, and present[k] (K entries, may be NULL)
+ * how many samples class k has. A label the map does not know is refused naming it and the
+ * map's classes, and ds is unchanged. Returns 0, CND_EINVAL or CND_ENOMEM. */
+CND_MUST_USE int cnd_data_map_classes(cnd_dataset_t *ds, const char *map, size_t *present);
+
+/* Gives ds's samples the shape `to` when they hold as many values: a CSV record of 784 numbers
+ * (shape 784x1x1) becomes a 1x28x28 image, row-major, channel first (CHW). Returns 0, or
+ * CND_EINVAL naming both shapes when the sizes differ. */
+CND_MUST_USE int cnd_data_reshape(cnd_dataset_t *ds, cnd_shape_t to);
+
+/* ds's class names as a class map into out (cap bytes; CND_CLASSMAP_MAX + 1 is enough).
+ * Returns 0, or CND_EINVAL when a name cannot be part of a map (a comma, a control byte, too
+ * long), naming it. */
+CND_MUST_USE int cnd_data_classmap(const cnd_dataset_t *ds, char *out, size_t cap);
 
 /* Per-channel mean and standard deviation over all samples (std floored at 1e-6). */
 void cnd_data_norm_fit(const cnd_dataset_t *ds, float *mean, float *std);

@@ -1,5 +1,6 @@
-/* test_data.c: IDX and CSV loaders on good and broken files; splits; partitions. */
+/* test_data.c: IDX and CSV loaders on good and broken files; class maps; splits; partitions. */
 #include "check.h"
+#include "classmap.h"
 #include "bytes.h"
 #include "data.h"
 #include "error.h"
@@ -314,12 +315,63 @@ static void test_split_partition(void)
     cnd_data_destroy(&ds);
 }
 
+/* Class maps: a site's labels go to the job's indices by name (or as indices), never by their
+ * rank among the values the site happens to hold; an unknown label is refused, ds unchanged. */
+static void test_class_map(void)
+{
+    cnd_dataset_t *ds = NULL;
+    const char *t = "x,label\n1,dog\n2,bird\n3,dog\n";
+    write_file(path("m.csv"), t, strlen(t));
+    CHECK(cnd_data_load_csv(&ds, path("m.csv"), NULL) == 0);
+    size_t present[4];
+    CHECK_EQ_INT(cnd_data_map_classes(ds, "cat,dog,fish,bird", present), 0);
+    CHECK(ds && ds->n_classes == 4 && ds->y[0] == 1 && ds->y[1] == 3 && ds->y[2] == 1);
+    CHECK(present[0] == 0 && present[1] == 2 && present[2] == 0 && present[3] == 1);
+    CHECK(ds && !strcmp(ds->class_names[2], "fish"));
+    cnd_data_destroy(&ds);
+    /* labels {0,2} stay 0 and 2 (sorted distinct values would make them 0 and 1) */
+    const char *n = "x,label\n1,0\n2,2\n3,2\n";
+    write_file(path("m.csv"), n, strlen(n));
+    CHECK(cnd_data_load_csv(&ds, path("m.csv"), NULL) == 0);
+    CHECK(ds && ds->n_classes == 2 && ds->y[1] == 1); /* as loaded: ranked */
+    CHECK_EQ_INT(cnd_data_map_classes(ds, "a,b,c", NULL), 0);
+    CHECK(ds && ds->y[0] == 0 && ds->y[1] == 2 && ds->y[2] == 2);
+    cnd_data_destroy(&ds);
+    /* an exact name wins over an index; "07" is a name; an unknown label changes nothing */
+    CHECK_EQ_INT(cnd_classmap_find("2,0,1", "0"), 1);
+    CHECK_EQ_INT(cnd_classmap_find("a,b", "1"), 1);
+    CHECK_EQ_INT(cnd_classmap_find("a,b", "01"), -1);
+    CHECK_EQ_INT(cnd_classmap_find("a,b", "2"), -1);
+    const char *u = "x,label\n1,dog\n2,wolf\n";
+    write_file(path("m.csv"), u, strlen(u));
+    CHECK(cnd_data_load_csv(&ds, path("m.csv"), NULL) == 0);
+    expect_fail(cnd_data_map_classes(ds, "cat,dog", NULL), "label 'wolf' (1 samples) is not one");
+    CHECK(ds && ds->n_classes == 2 && ds->y[0] == 0 && ds->y[1] == 1);
+    cnd_data_destroy(&ds);
+    /* IDX labels are named by value; maps are checked */
+    write_idx(path("m.idx"), path("ml.idx"), 3, 2, 2, 3, 0);
+    CHECK(cnd_data_load_idx(&ds, path("m.idx"), path("ml.idx")) == 0);
+    CHECK(ds && ds->class_names && !strcmp(ds->class_names[2], "2"));
+    char map[64];
+    CHECK_EQ_INT(ds ? cnd_data_classmap(ds, map, sizeof map) : -1, 0);
+    CHECK(!strcmp(map, "0,1,2"));
+    cnd_data_destroy(&ds);
+    expect_fail(cnd_classmap_check("a,,b", 3, NULL), "empty");
+    expect_fail(cnd_classmap_check("a,b", 3, NULL), "2 names for 3 classes");
+    expect_fail(cnd_classmap_check("a,b,a", 3, NULL), "'a' twice");
+    expect_fail(cnd_classmap_check("a\tb,c", 2, NULL), "control byte");
+    CHECK_EQ_INT(cnd_classmap_append(map, sizeof map, "x,y"), CND_EINVAL);
+    cnd_classmap_default(map, sizeof map, 3);
+    CHECK(!strcmp(map, "0,1,2"));
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/cnd_test_data_XXXXXX");
     if (!mkdtemp(s_dir)) return 1;
     test_idx();
     test_csv();
+    test_class_map();
     test_split_partition();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);
