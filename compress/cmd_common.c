@@ -35,6 +35,17 @@ int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint
     return rc;
 }
 
+int cnd_cmd_fit_data(const cnd_model_t *m, cnd_dataset_t *ds, const char *what)
+{
+    if (!ds) return 0;
+    if (ds->shape.h == 1 && ds->shape.w == 1 && cnd_shape_size(ds->shape) == cnd_shape_size(m->in))
+        ds->shape = m->in;
+    const char *map = cnd_model_meta_get(m, "labels");
+    if (!map) return 0;
+    int rc = cnd_data_map_classes(ds, map, NULL);
+    return rc ? cnd_err_wrap(rc, "%s", what) : 0;
+}
+
 int cnd_cmd_optim(const char *name, double lr, double wd, double momentum, cnd_optim_cfg_t *out)
 {
     cnd_optim_kind_t k;

@@ -29,6 +29,12 @@ int cnd_cmd_ckpt_setup(cnd_train_cfg_t *cfg, const char *out, int resume, int no
 /* After OUT is written: removes the checkpoint (a warning on stderr if that fails). */
 void cnd_cmd_ckpt_done(const cnd_train_cfg_t *cfg);
 
+/* Fits a dataset (may be NULL) to a model it is used with: flat records of as many values as
+ * the model's input take its shape, and labels are mapped by name onto the model's class map
+ * ("labels" metadata; a model without one keeps the old numbering). Errors name `what` (the
+ * data spec) and the label or shape at fault. Returns 0 or a negative code. */
+CND_MUST_USE int cnd_cmd_fit_data(const cnd_model_t *m, cnd_dataset_t *ds, const char *what);
+
 /* Records provenance (dataset, sample count, creation time) and class names in metadata. */
 int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_spec);
 

@@ -3,6 +3,7 @@
  * float model, as text or JSON.
  */
 #include "cli.h"
+#include "cmd_common.h"
 #include "commands.h"
 #include "data.h"
 #include "loss.h"
@@ -90,6 +91,7 @@ int cnd_cmd_eval(int argc, char **argv)
     cnd_eval_t ev;
     if (!onnx && (rc = cnd_model_load(&m, pos[0]))) goto done;
     if ((rc = cnd_data_open(&ds, data, split))) goto done;
+    if (!onnx && (rc = cnd_cmd_fit_data(m, ds, data))) goto done;
     if (onnx) {
         if ((rc = s_eval_onnx(pos[0], prep, ds, (int)batch, &ev))) goto done;
     } else {
