@@ -3,6 +3,7 @@
  */
 #include "agent_train.h"
 #include "classmap.h"
+#include "cmd_common.h"
 #include "quant_fed.h"
 #include "clock.h"
 #include "distill.h"
@@ -62,6 +63,7 @@ int cnd_agent_data_prepare(cnd_agent_data_t *d, const char *data_spec, double va
                       all->shape.c, all->shape.h, all->shape.w, job->in_c, job->in_h, job->in_w);
         goto fail;
     }
+    if ((rc = cnd_cmd_impute(teacher, all, data_spec, 1))) goto fail; /* na=mean */
     /* Labels by name onto the job's classes: never renumbered by what this site happens to
      * hold; a label the job does not know is refused. */
     size_t per_class[CND_CLASSES_MAX];

@@ -10,7 +10,8 @@
 #include "train.h"
 
 /* Loads the training split of `spec` (a random `subset` of it when subset > 0) and a test set:
- * `test_spec` when given, else the dataset's own test split (Fashion-MNIST), else none. */
+ * `test_spec` when given, else the dataset's own test split (Fashion-MNIST), else none. Missing
+ * values (na=mean) are filled with the training set's means, in both. */
 int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint64_t seed,
                       cnd_dataset_t **train, cnd_dataset_t **test);
 
@@ -35,7 +36,15 @@ void cnd_cmd_ckpt_done(const cnd_train_cfg_t *cfg);
  * data spec) and the label or shape at fault. Returns 0 or a negative code. */
 CND_MUST_USE int cnd_cmd_fit_data(const cnd_model_t *m, cnd_dataset_t *ds, const char *what);
 
-/* Records provenance (dataset, sample count, creation time) and class names in metadata. */
+/* Fills the missing values of ds (ds->n_na; none: nothing to do) with the training means m
+ * stores ("na_mean" metadata, one per input value), or when m has none and own_ok is set with
+ * ds's own means (ds is training data). Returns 0, or CND_EINVAL naming `what` when m stores no
+ * means and own_ok is 0, or they do not fit ds. */
+CND_MUST_USE int cnd_cmd_impute(const cnd_model_t *m, cnd_dataset_t *ds, const char *what,
+                                int own_ok);
+
+/* Records provenance (dataset, sample count, creation time), the class map and the means that
+ * filled missing values ("na_mean") in metadata. */
 int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_spec);
 
 #endif

@@ -11,7 +11,16 @@
  *   fmnist[:DIR]            Fashion-MNIST IDX files (raw or .gz); DIR defaults to Debian's
  *                           /usr/share/datasets/fashion-mnist
  *   idx:IMAGES,LABELS       any IDX image/label file pair
- *   csv:PATH[,label=COL]    CSV with a header row; COL (default "label") holds the class
+ *   csv:PATH[,OPTION...]    CSV with a header row; options (docs/data.md):
+ *                             label=COL     the class column (default "label")
+ *                             delim=auto|comma|semicolon|tab|pipe   (default auto: detected
+ *                                           from the header)
+ *                             na=refuse|mean   a missing value is an error naming
+ *                                           file:line:column (default), or filled in with the
+ *                                           training mean (cnd_data_impute)
+ *                             shape=CxHxW   the records' values as one C x H x W sample
+ *
+ * Options are comma-separated, so a PATH may not hold a comma.
  */
 #ifndef CND_DATA_H
 #define CND_DATA_H
@@ -32,6 +41,8 @@ typedef struct {
     uint8_t *y;         /* n labels, each < n_classes, owned */
     int n_classes;      /* number of classes (<= 256) */
     char **class_names; /* n_classes owned strings, or NULL */
+    size_t n_na;        /* values that are NaN: missing, loaded with na=mean, not yet imputed */
+    float *na_mean;     /* the per-value means cnd_data_impute filled them with (owned), or NULL */
     char name[128];     /* human-readable origin, e.g. "fmnist train" */
 } cnd_dataset_t;
 
@@ -48,6 +59,26 @@ CND_MUST_USE int cnd_data_load_fmnist(cnd_dataset_t **out, const char *dir, cons
  * sorted distinct values. Ragged rows, empty or non-numeric cells are errors naming
  * file:line and the column. */
 CND_MUST_USE int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_col);
+
+/* CSV options (see the spec above). */
+typedef struct {
+    const char *label; /* class column (NULL = "label") */
+    char delim;        /* field separator; 0 = detect from the header */
+    int na_mean;       /* 1: missing values load as NaN (ds->n_na counts them); 0: refused */
+    cnd_shape_t shape; /* {0} = F x 1 x 1 records */
+} cnd_csv_opts_t;
+
+/* cnd_data_load_csv with options; errors as there, and for a shape whose size is not the
+ * number of feature columns. */
+CND_MUST_USE int cnd_data_load_csv_opts(cnd_dataset_t **out, const char *path,
+                                        const cnd_csv_opts_t *o);
+
+/* Fills ds's NaN values (ds->n_na of them) with per-value means: `mean` (one per value of a
+ * sample, e.g. a model's stored training means), or when NULL the mean of ds's own non-missing
+ * values at that position, written to used (may be NULL; cnd_shape_size entries). Returns 0,
+ * CND_EINVAL when a position has no value in any sample (naming it), or CND_ENOMEM. The means
+ * are kept in ds->na_mean (subsets copy them) so that a model trained on ds can store them. */
+CND_MUST_USE int cnd_data_impute(cnd_dataset_t *ds, const float *mean, float *used);
 
 /* Opens a dataset from a spec (see above) and a split ("train" or "test"; CSV ignores it).
  * Every loader names its classes (class_names is never NULL on success): IDX labels by their
