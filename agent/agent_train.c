@@ -50,7 +50,8 @@ int cnd_agent_data_prepare(cnd_agent_data_t *d, const char *data_spec, double va
 {
     cnd_agent_data_free(d);
     cnd_dataset_t *all = NULL;
-    int rc = cnd_data_open(&all, data_spec, "train");
+    cnd_shape_t want = {(int)job->in_c, (int)job->in_h, (int)job->in_w};
+    int rc = cnd_data_open_for(&all, data_spec, "train", &want);
     if (rc) return cnd_err_wrap(rc, "local data '%s'", data_spec);
     cnd_shape_t in = {(int)job->in_c, (int)job->in_h, (int)job->in_w};
     /* Flat records (CSV) of as many values as the student's input take its shape. */

@@ -13,10 +13,10 @@
 #include <string.h>
 
 int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint64_t seed,
-                      cnd_dataset_t **train, cnd_dataset_t **test)
+                      cnd_dataset_t **train, cnd_dataset_t **test, const cnd_shape_t *want)
 {
     *train = *test = NULL;
-    int rc = cnd_data_open(train, spec, "train");
+    int rc = cnd_data_open_for(train, spec, "train", want);
     if (rc) return rc;
     if (subset > 0 && (size_t)subset < (*train)->n) {
         cnd_dataset_t *sub = NULL, *rest = NULL;
@@ -31,8 +31,9 @@ int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint
         cnd_data_destroy(train);
         return cnd_err_wrap(rc, "%s", spec);
     }
+    if (!want) want = &(*train)->shape; /* the test set fits what the model is trained on */
     if (test_spec && *test_spec)
-        rc = cnd_data_open(test, test_spec, "test");
+        rc = cnd_data_open_for(test, test_spec, "test", want);
     else if (!strncmp(spec, "fmnist", 6))
         rc = cnd_data_open(test, spec, "test");
     if (!rc && *test && (*test)->n_na) {

@@ -11,9 +11,10 @@
 
 /* Loads the training split of `spec` (a random `subset` of it when subset > 0) and a test set:
  * `test_spec` when given, else the dataset's own test split (Fashion-MNIST), else none. Missing
- * values (na=mean) are filled with the training set's means, in both. */
+ * values (na=mean) are filled with the training set's means, in both. `want` (may be NULL) is
+ * the input shape of the model the data is for (folder images are fitted to it). */
 int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint64_t seed,
-                      cnd_dataset_t **train, cnd_dataset_t **test);
+                      cnd_dataset_t **train, cnd_dataset_t **test, const cnd_shape_t *want);
 
 /* Optimizer from its name ("adam", "adamw", "sgd"); lr <= 0 picks the default for it; a
  * negative momentum keeps the default. */

@@ -76,9 +76,33 @@ static int s_open_csv(cnd_dataset_t **out, const char *spec)
     return cnd_data_load_csv_opts(out, path, &o);
 }
 
+/* folder:DIR[,shape=CxHxW] */
+static int s_open_folder(cnd_dataset_t **out, const char *spec, const cnd_shape_t *want)
+{
+    char dir[4096];
+    const char *p = spec + 7, *opt = strchr(p, ',');
+    size_t n = opt ? (size_t)(opt - p) : strlen(p);
+    if (n == 0 || n >= sizeof dir)
+        return cnd_errf(CND_EINVAL, "data spec '%s': expected folder:DIR[,shape=CxHxW]", spec);
+    memcpy(dir, p, n);
+    dir[n] = 0;
+    cnd_shape_t shape = {0, 0, 0};
+    if (opt && (strncmp(opt, ",shape=", 7) || s_parse_shape(opt + 7, &shape)))
+        return cnd_errf(CND_EINVAL, "data spec '%s': the only option is shape=CxHxW (e.g. 3x32x32)",
+                        spec);
+    return cnd_data_load_folder(out, dir, shape.c ? &shape : want);
+}
+
 int cnd_data_open(cnd_dataset_t **out, const char *spec, const char *split)
 {
+    return cnd_data_open_for(out, spec, split, NULL);
+}
+
+int cnd_data_open_for(cnd_dataset_t **out, const char *spec, const char *split,
+                      const cnd_shape_t *want)
+{
     *out = NULL;
+    if (!strncmp(spec, "folder:", 7)) return s_open_folder(out, spec, want);
     if (!strcmp(spec, "fmnist")) return cnd_data_load_fmnist(out, NULL, split);
     if (!strncmp(spec, "fmnist:", 7)) return cnd_data_load_fmnist(out, spec + 7, split);
     if (!strncmp(spec, "idx:", 4)) {

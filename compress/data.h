@@ -20,6 +20,11 @@
  *                                           training mean (cnd_data_impute)
  *                             shape=CxHxW   the records' values as one C x H x W sample
  *
+ *   folder:DIR[,shape=CxHxW]  one subfolder per class (its name is the class name), PNG and
+ *                           JPEG files in each; images are scaled and centre-cropped to C x H x W
+ *                           (C 1: grayscale, 3: RGB): shape=, else the model's input the caller
+ *                           passes, else the first image's size
+ *
  * Options are comma-separated, so a PATH may not hold a comma.
  */
 #ifndef CND_DATA_H
@@ -79,6 +84,18 @@ CND_MUST_USE int cnd_data_load_csv_opts(cnd_dataset_t **out, const char *path,
  * CND_EINVAL when a position has no value in any sample (naming it), or CND_ENOMEM. The means
  * are kept in ds->na_mean (subsets copy them) so that a model trained on ds can store them. */
 CND_MUST_USE int cnd_data_impute(cnd_dataset_t *ds, const float *mean, float *used);
+
+/* Images from a folder tree (see folder: above), scaled and centre-cropped to *shape (NULL or
+ * c == 0: the first image's size). Errors name the file: unreadable, neither PNG nor JPEG,
+ * corrupt or truncated, larger than 16384 a side or 2^24 pixels (refused before any pixel
+ * buffer is allocated); and the folder: no class folders, more than 256, no images. */
+CND_MUST_USE int cnd_data_load_folder(cnd_dataset_t **out, const char *dir,
+                                      const cnd_shape_t *shape);
+
+/* cnd_data_open for a model: `want` (may be NULL) is the model's input shape, the target of
+ * folder images without shape=. */
+CND_MUST_USE int cnd_data_open_for(cnd_dataset_t **out, const char *spec, const char *split,
+                                   const cnd_shape_t *want);
 
 /* Opens a dataset from a spec (see above) and a split ("train" or "test"; CSV ignores it).
  * Every loader names its classes (class_names is never NULL on success): IDX labels by their
