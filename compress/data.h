@@ -92,6 +92,13 @@ CND_MUST_USE int cnd_data_impute(cnd_dataset_t *ds, const float *mean, float *us
 CND_MUST_USE int cnd_data_load_folder(cnd_dataset_t **out, const char *dir,
                                       const cnd_shape_t *shape);
 
+/* One PNG or JPEG image in memory (`what` names it in messages) as raw 0..255 values of
+ * *shape (C 1 or 3), scaled and centre-cropped as folder: does; shape->c == 0 takes the image's
+ * own size and colour, written back to *shape. *out is owned by the caller. Returns 0, or
+ * CND_EFORMAT / CND_EINVAL / CND_ENOMEM as cnd_data_load_folder. */
+CND_MUST_USE int cnd_data_image(float **out, cnd_shape_t *shape, const uint8_t *buf, size_t len,
+                                const char *what);
+
 /* cnd_data_open for a model: `want` (may be NULL) is the model's input shape, the target of
  * folder images without shape=. */
 CND_MUST_USE int cnd_data_open_for(cnd_dataset_t **out, const char *spec, const char *split,

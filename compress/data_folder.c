@@ -213,20 +213,26 @@ static int s_jpeg(s_img *im, const char *path, const uint8_t *buf, size_t len, i
     return 0;
 }
 
-/* Decodes (or, header_only, sizes) one file. */
+/* Decodes (or, header_only, sizes) one image held in memory; `what` names it. */
+static int s_decode_buf(s_img *im, const char *what, const uint8_t *buf, size_t len, int want_c,
+                        int header_only)
+{
+    memset(im, 0, sizeof *im);
+    if (len >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8))
+        return s_png(im, what, buf, len, want_c, header_only);
+    if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
+        return s_jpeg(im, what, buf, len, want_c, header_only);
+    return cnd_errf(CND_EFORMAT, "%s: neither a PNG nor a JPEG file", what);
+}
+
+/* The same for a file. */
 static int s_decode(s_img *im, const char *path, int want_c, int header_only)
 {
     memset(im, 0, sizeof *im);
     uint8_t *buf = NULL;
     size_t len = 0;
     int rc = cnd_file_read(path, CND_IMAGE_MAX_FILE, &buf, &len);
-    if (rc) return rc;
-    if (len >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8))
-        rc = s_png(im, path, buf, len, want_c, header_only);
-    else if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
-        rc = s_jpeg(im, path, buf, len, want_c, header_only);
-    else
-        rc = cnd_errf(CND_EFORMAT, "%s: neither a PNG nor a JPEG file", path);
+    if (!rc) rc = s_decode_buf(im, path, buf, len, want_c, header_only);
     free(buf);
     return rc;
 }
@@ -363,6 +369,28 @@ static int s_load(cnd_dataset_t *ds, const s_list *l)
     free(fail);
     free(why);
     return rc;
+}
+
+int cnd_data_image(float **out, cnd_shape_t *shape, const uint8_t *buf, size_t len,
+                   const char *what)
+{
+    *out = NULL;
+    if (shape->c && shape->c != 1 && shape->c != 3)
+        return cnd_errf(CND_EINVAL, "%s: images have 1 or 3 channels, not %d", what, shape->c);
+    if (shape->c && (shape->h < 1 || shape->w < 1 || shape->h > CND_IMAGE_MAX_SIDE ||
+                     shape->w > CND_IMAGE_MAX_SIDE))
+        return cnd_errf(CND_EINVAL, "%s: target shape out of range", what);
+    s_img im;
+    int rc = s_decode_buf(&im, what, buf, len, shape->c, 0);
+    if (rc) return rc;
+    if (!shape->c) *shape = (cnd_shape_t){im.c, im.h, im.w};
+    if (!(*out = malloc(cnd_shape_size(*shape) * sizeof(float)))) {
+        free(im.px);
+        return cnd_errf(CND_ENOMEM, "%s: out of memory", what);
+    }
+    s_fit(*out, &im, shape->c, shape->h, shape->w);
+    free(im.px);
+    return 0;
 }
 
 int cnd_data_load_folder(cnd_dataset_t **out, const char *dir, const cnd_shape_t *shape)
