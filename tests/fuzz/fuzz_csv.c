@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         opts[0] = ',';
         memcpy(opts + 1, data + 1, k);
         opts[k + 1] = 0;
-        if (memchr(opts, 0, k + 1) != opts + k + 1) return 0; /* a NUL in the options */
+        if (memchr(opts, 0, k + 1) != NULL) return 0; /* a NUL in the options */
         body = nl ? nl + 1 : data + size;
         n = size - (size_t)(body - data);
     }
