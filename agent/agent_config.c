@@ -40,7 +40,8 @@ static int s_fail(s_ctx_t *x, const char *sec, const char *key, const char *what
 }
 
 /* Resolves the file names inside a data spec (compress/data.h) against the config's
- * directory: idx:A,B  csv:P[,label=C]  fmnist:DIR; "fmnist" alone stays as it is. */
+ * directory: idx:A,B  csv:P[,OPTIONS]  folder:DIR[,OPTIONS]  fmnist:DIR; "fmnist" alone stays
+ * as it is. */
 static int s_data_spec(char *dst, size_t cap, const char *dir, const char *v)
 {
     char a[CND_AGENT_PATH_MAX], b[CND_AGENT_PATH_MAX];
@@ -63,6 +64,13 @@ static int s_data_spec(char *dst, size_t cap, const char *dir, const char *v)
                  v + 4);
         if (s_path(a, sizeof a, dir, first)) return -1;
         n = snprintf(dst, cap, "csv:%s%s", a, comma ? comma : "");
+    } else if (strncmp(v, "folder:", 7) == 0) {
+        const char *comma = strchr(v + 7, ',');
+        char first[CND_AGENT_PATH_MAX];
+        snprintf(first, sizeof first, "%.*s", comma ? (int)(comma - v - 7) : (int)strlen(v + 7),
+                 v + 7);
+        if (s_path(a, sizeof a, dir, first)) return -1;
+        n = snprintf(dst, cap, "folder:%s%s", a, comma ? comma : "");
     } else if (strncmp(v, "fmnist:", 7) == 0) {
         if (s_path(a, sizeof a, dir, v + 7)) return -1;
         n = snprintf(dst, cap, "fmnist:%s", a);

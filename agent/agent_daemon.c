@@ -30,6 +30,7 @@
 #include "agent_daemon.h"
 #include "agent_config.h"
 #include "agent_store.h"
+#include "classmap.h"
 #include "agent_train.h"
 #include "audit_actions.h"
 #include "audit_log.h"
@@ -739,6 +740,12 @@ static void s_job_prepare(s_agent_t *a)
         return;
     }
     a->data_ok = 1;
+    for (int i = 0; i < a->data.n_missing; i++) { /* the job goes on: others hold them */
+        char nm[CND_CLASS_NAME_MAX + 1] = "?";
+        if (cnd_classmap_name(a->spec.labels, a->data.missing[i], nm, sizeof nm)) nm[0] = '?';
+        s_log(a, "warning: job %llu: the local data has no sample of class %d ('%s')",
+              (unsigned long long)a->job, a->data.missing[i], nm);
+    }
     s_job_answer(a, 1, NULL);
 }
 

@@ -2,6 +2,8 @@
  * agent_train.c: the site's local distillation round (see agent_train.h).
  */
 #include "agent_train.h"
+#include "classmap.h"
+#include "cmd_common.h"
 #include "onnx_graph.h"
 #include "quant_fed.h"
 #include "clock.h"
@@ -50,8 +52,13 @@ int cnd_agent_data_prepare(cnd_agent_data_t *d, const char *data_spec, double va
 {
     cnd_agent_data_free(d);
     cnd_dataset_t *all = NULL;
-    int rc = cnd_data_open(&all, data_spec, "train");
+    cnd_shape_t want = {(int)job->in_c, (int)job->in_h, (int)job->in_w};
+    int rc = cnd_data_open_for(&all, data_spec, "train", &want);
     if (rc) return cnd_err_wrap(rc, "local data '%s'", data_spec);
+    cnd_shape_t in = {(int)job->in_c, (int)job->in_h, (int)job->in_w};
+    /* Flat records (CSV) of as many values as the student's input take its shape. */
+    if (all->shape.h == 1 && all->shape.w == 1 && cnd_shape_size(all->shape) == cnd_shape_size(in))
+        all->shape = in;
     if ((uint32_t)all->shape.c != job->in_c || (uint32_t)all->shape.h != job->in_h ||
         (uint32_t)all->shape.w != job->in_w) {
         rc = cnd_errf(CND_EINVAL,
@@ -59,11 +66,17 @@ int cnd_agent_data_prepare(cnd_agent_data_t *d, const char *data_spec, double va
                       all->shape.c, all->shape.h, all->shape.w, job->in_c, job->in_h, job->in_w);
         goto fail;
     }
-    if ((uint32_t)all->n_classes > job->classes) {
-        rc = cnd_errf(CND_EINVAL, "local data has %d classes, the job's student %u", all->n_classes,
-                      job->classes);
+    if ((rc = cnd_cmd_impute(teacher, all, data_spec, 1))) goto fail; /* na=mean */
+    /* Labels by name onto the job's classes: never renumbered by what this site happens to
+     * hold; a label the job does not know is refused. */
+    size_t per_class[CND_CLASSES_MAX];
+    if ((rc = cnd_data_map_classes(all, job->labels, per_class))) {
+        rc = cnd_err_wrap(rc, "local data '%s' against the job's classes", data_spec);
         goto fail;
     }
+    d->n_missing = 0;
+    for (int k = 0; k < (int)job->classes; k++)
+        if (!per_class[k]) d->missing[d->n_missing++] = (uint8_t)k;
     if (all->n < 2) {
         rc = cnd_errf(CND_EINVAL, "local data has %zu samples: too few to train", all->n);
         goto fail;
@@ -78,6 +91,11 @@ int cnd_agent_data_prepare(cnd_agent_data_t *d, const char *data_spec, double va
     } else if (teacher->n_classes != (int)job->classes) {
         rc = cnd_errf(CND_EINVAL, "the teacher has %d outputs, the job's student %u",
                       teacher->n_classes, job->classes);
+        goto fail;
+    } else if (cnd_model_meta_get(teacher, "labels") &&
+               strcmp(cnd_model_meta_get(teacher, "labels"), job->labels) != 0) {
+        rc = cnd_errf(CND_EINVAL, "the teacher's classes (%.200s) are not the job's (%.200s)",
+                      cnd_model_meta_get(teacher, "labels"), job->labels);
         goto fail;
     } else if ((rc = cnd_distill_teacher_logits(&d->teacher_logits, teacher, d->train))) {
         goto fail;

@@ -30,9 +30,13 @@ typedef struct {
     cnd_dataset_t *val_n;   /* val likewise */
     float *teacher_logits;  /* train->n x classes */
     int classes;
+    int n_missing;        /* classes of the job this site has no sample of */
+    uint8_t missing[256]; /* their indices */
 } cnd_agent_data_t;
 
-/* Loads data_spec ("train" split), checks it against the job (input shape, classes), splits it
+/* Loads data_spec ("train" split), checks it against the job (input shape), maps its labels by
+ * name onto the job's class map (refusing labels the job does not know; d->missing lists the
+ * job's classes the data lacks, for the caller to warn about), splits it
  * (val_frac, seed), computes the teacher's logits and normalises with `student`'s statistics.
  * The teacher is `teacher`, or when it is NULL the site-local ONNX model at onnx_path with its
  * preprocessing spec onnx_prep (cnd_onnx_teacher_logits). Returns 0 or an error naming what

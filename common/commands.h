@@ -16,6 +16,7 @@ int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` is crypto/'s (two-wo
 int cnd_cmd_distill(int argc, char **argv);
 int cnd_cmd_import(int argc, char **argv);  /* cmd_import.c: ONNX models */
 int cnd_cmd_privacy(int argc, char **argv); /* cmd_privacy.c: the DP-SGD accountant */
+int cnd_cmd_data(int argc, char **argv);    /* cmd_data.c: data check */
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);

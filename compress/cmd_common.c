@@ -4,6 +4,7 @@
  */
 #include "cmd_common.h"
 #include "checkpoint.h"
+#include "classmap.h"
 #include "clock.h"
 #include "dp_accountant.h"
 #include "fileio.h"
@@ -13,10 +14,10 @@
 #include <string.h>
 
 int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint64_t seed,
-                      cnd_dataset_t **train, cnd_dataset_t **test)
+                      cnd_dataset_t **train, cnd_dataset_t **test, const cnd_shape_t *want)
 {
     *train = *test = NULL;
-    int rc = cnd_data_open(train, spec, "train");
+    int rc = cnd_data_open_for(train, spec, "train", want);
     if (rc) return rc;
     if (subset > 0 && (size_t)subset < (*train)->n) {
         cnd_dataset_t *sub = NULL, *rest = NULL;
@@ -27,11 +28,69 @@ int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint
         if (rc) return rc;
         *train = sub;
     }
+    if ((*train)->n_na && (rc = cnd_data_impute(*train, NULL, NULL))) {
+        cnd_data_destroy(train);
+        return cnd_err_wrap(rc, "%s", spec);
+    }
+    if (!want) want = &(*train)->shape; /* the test set fits what the model is trained on */
     if (test_spec && *test_spec)
-        rc = cnd_data_open(test, test_spec, "test");
+        rc = cnd_data_open_for(test, test_spec, "test", want);
     else if (!strncmp(spec, "fmnist", 6))
         rc = cnd_data_open(test, spec, "test");
-    if (rc) cnd_data_destroy(train);
+    if (!rc && *test && (*test)->n_na) {
+        if (!(*train)->na_mean || cnd_shape_size((*train)->shape) != cnd_shape_size((*test)->shape))
+            rc = cnd_errf(CND_EINVAL,
+                          "%s has missing values and the training data none to take the means "
+                          "of (na=mean on both)",
+                          test_spec);
+        else
+            rc = cnd_data_impute(*test, (*train)->na_mean, NULL);
+    }
+    if (rc) {
+        cnd_data_destroy(train);
+        cnd_data_destroy(test);
+    }
+    return rc;
+}
+
+int cnd_cmd_fit_data(const cnd_model_t *m, cnd_dataset_t *ds, const char *what)
+{
+    if (!ds) return 0;
+    if (ds->shape.h == 1 && ds->shape.w == 1 && cnd_shape_size(ds->shape) == cnd_shape_size(m->in))
+        ds->shape = m->in;
+    int rc = cnd_cmd_impute(m, ds, what, 0);
+    if (rc) return rc;
+    const char *map = cnd_model_meta_get(m, "labels");
+    if (!map) return 0;
+    rc = cnd_data_map_classes(ds, map, NULL);
+    return rc ? cnd_err_wrap(rc, "%s", what) : 0;
+}
+
+int cnd_cmd_impute(const cnd_model_t *m, cnd_dataset_t *ds, const char *what, int own_ok)
+{
+    if (!ds->n_na) return 0;
+    const char *text = cnd_model_meta_get(m, "na_mean");
+    if (!text && own_ok) return cnd_data_impute(ds, NULL, NULL);
+    if (!text)
+        return cnd_errf(CND_EINVAL,
+                        "%s: %zu missing values, and the model stores no training means to fill "
+                        "them with (train it with na=mean)",
+                        what, ds->n_na);
+    size_t d = cnd_shape_size(ds->shape), k = 0;
+    float *mean = malloc((d ? d : 1) * sizeof *mean);
+    if (!mean) return CND_ENOMEM;
+    for (const char *p = text; *p && k < d; k++) {
+        char *end;
+        mean[k] = strtof(p, &end);
+        if (end == p || (*end && *end != ',')) break;
+        p = *end ? end + 1 : end;
+    }
+    int rc = k == d ? cnd_data_impute(ds, mean, NULL)
+                    : cnd_errf(CND_EINVAL,
+                               "%s: the model's training means (na_mean) do not fit samples of "
+                               "%zu values",
+                               what, d);
+    free(mean);
     return rc;
 }
 
@@ -65,6 +124,21 @@ int cnd_cmd_parse_sched(const char *name, cnd_sched_kind_t *out)
     return 0;
 }
 
+/* The means that filled missing training values, as "na_mean" (comma-separated, exact). */
+static int s_stamp_means(cnd_model_t *m, const cnd_dataset_t *train)
+{
+    size_t d = cnd_shape_size(train->shape);
+    if (d > (SIZE_MAX - 1) / 16) return CND_ENOMEM;
+    char *s = malloc(d * 16 + 1);
+    if (!s) return CND_ENOMEM;
+    size_t n = 0;
+    for (size_t j = 0; j < d; j++)
+        n += (size_t)snprintf(s + n, 17, "%s%.9g", j ? "," : "", (double)train->na_mean[j]);
+    int rc = cnd_model_meta_set(m, "na_mean", s);
+    free(s);
+    return rc;
+}
+
 int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_spec)
 {
     char when[32], n[32];
@@ -73,18 +147,14 @@ int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_s
     int rc = cnd_model_meta_set(m, "dataset", data_spec);
     if (!rc) rc = cnd_model_meta_set(m, "train_samples", n);
     if (!rc) rc = cnd_model_meta_set(m, "created", when);
-    if (!rc && train->class_names) {
-        size_t len = 1;
-        for (int k = 0; k < train->n_classes; k++) len += strlen(train->class_names[k]) + 1;
-        char *s = malloc(len);
-        if (!s) return CND_ENOMEM;
-        s[0] = 0;
-        for (int k = 0; k < train->n_classes; k++) {
-            if (k) strcat(s, ",");
-            strcat(s, train->class_names[k]);
-        }
-        rc = cnd_model_meta_set(m, "labels", s);
-        free(s);
+    if (!rc && train->na_mean) rc = s_stamp_means(m, train);
+    /* The class map (common/classmap.h), when the data names every output of the model. */
+    if (!rc && train->n_classes == m->n_classes) {
+        char *map = malloc(CND_CLASSMAP_MAX + 1);
+        if (!map) return CND_ENOMEM;
+        rc = cnd_data_classmap(train, map, CND_CLASSMAP_MAX + 1);
+        if (!rc) rc = cnd_model_meta_set(m, "labels", map);
+        free(map);
     }
     return rc;
 }

@@ -10,9 +10,11 @@
 #include "train.h"
 
 /* Loads the training split of `spec` (a random `subset` of it when subset > 0) and a test set:
- * `test_spec` when given, else the dataset's own test split (Fashion-MNIST), else none. */
+ * `test_spec` when given, else the dataset's own test split (Fashion-MNIST), else none. Missing
+ * values (na=mean) are filled with the training set's means, in both. `want` (may be NULL) is
+ * the input shape of the model the data is for (folder images are fitted to it). */
 int cnd_cmd_load_data(const char *spec, const char *test_spec, long subset, uint64_t seed,
-                      cnd_dataset_t **train, cnd_dataset_t **test);
+                      cnd_dataset_t **train, cnd_dataset_t **test, const cnd_shape_t *want);
 
 /* Optimizer from its name ("adam", "adamw", "sgd"); lr <= 0 picks the default for it; a
  * negative momentum keeps the default. */
@@ -68,6 +70,21 @@ int cnd_cmd_dp_stamp(cnd_model_t *m, size_t n, const cnd_train_cfg_t *cfg,
                      const cnd_train_result_t *res);
 
 /* Records provenance (dataset, sample count, creation time) and class names in metadata. */
+/* Fits a dataset (may be NULL) to a model it is used with: flat records of as many values as
+ * the model's input take its shape, and labels are mapped by name onto the model's class map
+ * ("labels" metadata; a model without one keeps the old numbering). Errors name `what` (the
+ * data spec) and the label or shape at fault. Returns 0 or a negative code. */
+CND_MUST_USE int cnd_cmd_fit_data(const cnd_model_t *m, cnd_dataset_t *ds, const char *what);
+
+/* Fills the missing values of ds (ds->n_na; none: nothing to do) with the training means m
+ * stores ("na_mean" metadata, one per input value), or when m has none and own_ok is set with
+ * ds's own means (ds is training data). Returns 0, or CND_EINVAL naming `what` when m stores no
+ * means and own_ok is 0, or they do not fit ds. */
+CND_MUST_USE int cnd_cmd_impute(const cnd_model_t *m, cnd_dataset_t *ds, const char *what,
+                                int own_ok);
+
+/* Records provenance (dataset, sample count, creation time), the class map and the means that
+ * filled missing values ("na_mean") in metadata. */
 int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_spec);
 
 #endif

@@ -211,7 +211,11 @@ int cnd_cmd_distill(int argc, char **argv)
     memset(&dctx, 0, sizeof dctx);
     int onnx = cnd_onnx_is_onnx(o.teacher);
     if (!onnx && (rc = cnd_model_load(&t, o.teacher))) goto done;
-    if ((rc = cnd_cmd_load_data(o.data, o.test, o.subset, (uint64_t)o.seed, &tr, &te))) goto done;
+    if ((rc = cnd_cmd_load_data(o.data, o.test, o.subset, (uint64_t)o.seed, &tr, &te,
+                                t ? &t->in : NULL)))
+        goto done;
+    if (t && (rc = cnd_cmd_fit_data(t, tr, o.data))) goto done;
+    if (t && (rc = cnd_cmd_fit_data(t, te, o.test ? o.test : o.data))) goto done;
     if (o.student)
         rc = cnd_model_load(&s, o.student);
     else

@@ -3,6 +3,7 @@
  * float model, as text or JSON.
  */
 #include "cli.h"
+#include "cmd_common.h"
 #include "commands.h"
 #include "data.h"
 #include "loss.h"
@@ -89,7 +90,8 @@ int cnd_cmd_eval(int argc, char **argv)
     if (prep && !onnx) return cnd_errf(CND_EINVAL, "--preprocess is for .onnx models");
     cnd_eval_t ev;
     if (!onnx && (rc = cnd_model_load(&m, pos[0]))) goto done;
-    if ((rc = cnd_data_open(&ds, data, split))) goto done;
+    if ((rc = cnd_data_open_for(&ds, data, split, m ? &m->in : NULL))) goto done;
+    if (!onnx && (rc = cnd_cmd_fit_data(m, ds, data))) goto done;
     if (onnx) {
         if ((rc = s_eval_onnx(pos[0], prep, ds, (int)batch, &ev))) goto done;
     } else {

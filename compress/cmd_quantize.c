@@ -186,8 +186,11 @@ static int s_load(s_run_t *r, const s_opts_t *o)
     int rc;
     if ((rc = cnd_file_read(o->path, CND_MODELFILE_MAX, &r->src, &r->srclen))) return rc;
     if ((rc = cnd_model_deserialize(&r->m0, r->src, r->srclen, o->path))) return rc;
-    if ((rc = cnd_cmd_load_data(o->data, o->test, o->subset, (uint64_t)o->seed, &r->tr, &r->te)))
+    if ((rc = cnd_cmd_load_data(o->data, o->test, o->subset, (uint64_t)o->seed, &r->tr, &r->te,
+                                &r->m0->in)))
         return rc;
+    if ((rc = cnd_cmd_fit_data(r->m0, r->tr, o->data))) return rc;
+    if ((rc = cnd_cmd_fit_data(r->m0, r->te, o->test ? o->test : o->data))) return rc;
     if ((rc = cnd_quant_fold_bn(&r->m, r->m0))) return rc;
     if ((rc = cnd_quant_plan(&r->plan, r->m))) return rc;
     const cnd_model_t *m = r->m;

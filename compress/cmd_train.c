@@ -88,7 +88,7 @@ int cnd_cmd_train(int argc, char **argv)
 
     cnd_dataset_t *all = NULL, *tr = NULL, *va = NULL, *te = NULL;
     cnd_model_t *m = NULL;
-    if ((rc = cnd_cmd_load_data(data, test, subset, (uint64_t)seed, &all, &te))) goto done;
+    if ((rc = cnd_cmd_load_data(data, test, subset, (uint64_t)seed, &all, &te, NULL))) goto done;
     if ((rc = cnd_data_split(&tr, &va, all, val, (uint64_t)seed))) goto done;
     cnd_data_destroy(&all);
     if ((rc = cnd_model_new(&m, arch, tr->shape, (uint64_t)seed))) goto done;

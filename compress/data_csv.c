@@ -1,11 +1,14 @@
 /*
- * data_csv.c: tabular records from CSV (RFC 4180 quoting; comma separator; header row).
+ * data_csv.c: tabular records from CSV (RFC 4180 quoting; header row; a delimiter given or
+ * detected from the header among comma, semicolon, tab and '|').
  *
  * One column holds the class; every other column is a numeric feature, stored as a sample of
- * shape (F, 1, 1) so that per-channel normalisation is per-feature standardisation. The
- * parser reads the whole file, walks it once, and stops at the first problem with
- * file:line:column and the column's name: a ragged row, an empty cell, a cell that is not a
- * number (NaN and infinity included) or does not fit a float, more than 256 classes.
+ * shape (F, 1, 1) so that per-channel normalisation is per-feature standardisation, or of the
+ * shape the options give (shape=1x28x28: 784 columns as one image, row-major). The parser reads
+ * the whole file, walks it once, and stops at the first problem with file:line:column and the
+ * column's name: a ragged row, a cell that is not a number (infinities included) or does not
+ * fit a float, more than 256 classes, a missing value (an empty cell, NA, N/A, NaN, null, ?)
+ * unless na=mean, which loads it as NaN for cnd_data_impute() to fill with a training mean.
  */
 #include "data.h"
 #include "fileio.h"
@@ -24,6 +27,7 @@ typedef struct {
     const char *path;
     const char *p, *end; /* cursor and end of the file text */
     size_t line;         /* 1-based line of the cursor */
+    char delim;          /* field separator */
 } s_csv;
 
 /* Reads one field into buf (unquoted); *eol is set when the field ended its record. Returns 0,
@@ -37,8 +41,8 @@ static int s_field(s_csv *c, char *buf, size_t cap, int *eol, int col)
         c->p++;
         for (;;) {
             if (c->p >= c->end)
-                return cnd_errf(CND_EFORMAT, "%s:%zu: column %d: unterminated quoted field",
-                                c->path, c->line, col + 1);
+                return cnd_errf(CND_EFORMAT, "%s:%zu:%d: unterminated quoted field", c->path,
+                                c->line, col + 1);
             char ch = *c->p++;
             if (ch == '"') {
                 if (c->p < c->end && *c->p == '"')
@@ -49,26 +53,52 @@ static int s_field(s_csv *c, char *buf, size_t cap, int *eol, int col)
                 c->line++;
             }
             if (n + 1 >= cap)
-                return cnd_errf(CND_EFORMAT, "%s:%zu: column %d: field too long", c->path, c->line,
+                return cnd_errf(CND_EFORMAT, "%s:%zu:%d: field too long", c->path, c->line,
                                 col + 1);
             buf[n++] = ch;
         }
     }
-    while (c->p < c->end && *c->p != ',' && *c->p != '\n') {
+    while (c->p < c->end && *c->p != c->delim && *c->p != '\n') {
         char ch = *c->p++;
         if (ch == '\r') continue;
         if (quoted && !isspace((unsigned char)ch))
-            return cnd_errf(CND_EFORMAT, "%s:%zu: column %d: text after closing quote", c->path,
-                            c->line, col + 1);
-        if (n + 1 >= cap)
-            return cnd_errf(CND_EFORMAT, "%s:%zu: column %d: field too long", c->path, c->line,
+            return cnd_errf(CND_EFORMAT, "%s:%zu:%d: text after closing quote", c->path, c->line,
                             col + 1);
+        if (n + 1 >= cap)
+            return cnd_errf(CND_EFORMAT, "%s:%zu:%d: field too long", c->path, c->line, col + 1);
         buf[n++] = ch;
     }
     buf[n] = 0;
     if (c->p >= c->end || *c->p == '\n') *eol = 1;
     if (c->p < c->end) c->p++;
     return 0;
+}
+
+/* The spellings of a missing value. */
+static int s_is_na(const char *v)
+{
+    static const char *const na[] = {"",    "NA",  "N/A",  "n/a",  "na", "NaN",
+                                     "nan", "NAN", "null", "NULL", "?"};
+    for (size_t i = 0; i < sizeof na / sizeof na[0]; i++)
+        if (!strcmp(v, na[i])) return 1;
+    return 0;
+}
+
+/* The delimiter of the header line: the most frequent of , ; tab | outside quotes (comma when
+ * none occurs). */
+static char s_detect_delim(const char *p, const char *end)
+{
+    static const char cand[] = {',', ';', '\t', '|'};
+    size_t count[4] = {0};
+    int quoted = 0;
+    for (; p < end && (quoted || *p != '\n'); p++) {
+        if (*p == '"') quoted = !quoted;
+        for (int i = 0; !quoted && i < 4; i++) count[i] += *p == cand[i];
+    }
+    int best = 0;
+    for (int i = 1; i < 4; i++)
+        if (count[i] > count[best]) best = i;
+    return cand[best];
 }
 
 static char *s_trim(char *s)
@@ -107,6 +137,8 @@ static int s_cmp_str(const void *a, const void *b)
 typedef struct {
     s_csv c;
     const char *label_col;
+    int na_mean;  /* 1: missing values load as NaN */
+    size_t n_na;  /* how many did */
     char **names; /* ncols header names, owned */
     int ncols, lcol;
     float *x;      /* rows x (ncols - 1) features */
@@ -177,10 +209,18 @@ static int s_read_row(s_table *t, char **label, size_t line)
                             c->path, line, t->ncols);
         if ((rc = s_field(c, cell, sizeof cell, &eol, col))) return rc;
         char *v = s_trim(cell);
-        if (!*v)
-            return cnd_errf(CND_EFORMAT, "%s:%zu: column %d ('%s') is empty", c->path, line,
+        if (col == t->lcol && !*v)
+            return cnd_errf(CND_EFORMAT, "%s:%zu:%d: the class column '%s' is empty", c->path, line,
                             col + 1, t->names[col]);
-        if (col == t->lcol) {
+        if (col != t->lcol && s_is_na(v)) {
+            if (!t->na_mean)
+                return cnd_errf(CND_EFORMAT,
+                                "%s:%zu:%d: missing value '%s' in column '%s' (na=refuse; "
+                                "na=mean fills in the training mean)",
+                                c->path, line, col + 1, v, t->names[col]);
+            t->x[t->rows * F + (size_t)f++] = NAN;
+            t->n_na++;
+        } else if (col == t->lcol) {
             free(*label);
             if (!(*label = strdup(v))) return s_oom(t);
         } else {
@@ -189,12 +229,11 @@ static int s_read_row(s_table *t, char **label, size_t line)
             double d = strtod(v, &end);
             if (end == v || *end || errno == ERANGE || !isfinite(d))
                 return cnd_errf(CND_EFORMAT,
-                                "%s:%zu: column %d ('%s'): '%.40s' is not a "
-                                "finite number",
-                                c->path, line, col + 1, t->names[col], v);
+                                "%s:%zu:%d: column '%s': '%.40s' is not a finite number", c->path,
+                                line, col + 1, t->names[col], v);
             if (fabs(d) > FLT_MAX) /* would be stored as an infinity */
                 return cnd_errf(CND_EFORMAT,
-                                "%s:%zu: column %d ('%s'): '%.40s' is outside the range of a "
+                                "%s:%zu:%d: column '%s': '%.40s' is outside the range of a "
                                 "float (about 3.4e38)",
                                 c->path, line, col + 1, t->names[col], v);
             t->x[t->rows * F + (size_t)f++] = (float)d;
@@ -266,6 +305,7 @@ static int s_build(cnd_dataset_t **out, s_table *t)
     if (!ds) return s_oom(t);
     ds->n = t->rows;
     ds->shape = (cnd_shape_t){t->ncols - 1, 1, 1};
+    ds->n_na = t->n_na;
     ds->n_classes = t->ncls;
     ds->x = t->x;
     t->x = NULL;
@@ -288,7 +328,7 @@ static int s_build(cnd_dataset_t **out, s_table *t)
     return 0;
 }
 
-int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_col)
+int cnd_data_load_csv_opts(cnd_dataset_t **out, const char *path, const cnd_csv_opts_t *o)
 {
     *out = NULL;
     uint8_t *text = NULL;
@@ -297,10 +337,13 @@ int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_c
     if (rc) return rc;
     s_table t;
     memset(&t, 0, sizeof t);
-    t.c = (s_csv){path, (const char *)text, (const char *)text + len, 1};
-    t.label_col = label_col ? label_col : "label";
+    t.c = (s_csv){path, (const char *)text, (const char *)text + len, 1, o->delim};
+    if (!t.c.delim) t.c.delim = s_detect_delim(t.c.p, t.c.end);
+    t.label_col = o->label ? o->label : "label";
+    t.na_mean = o->na_mean;
     t.lcol = -1;
     if (!(rc = s_read_header(&t)) && !(rc = s_read_rows(&t))) rc = s_build(out, &t);
+    if (!rc && o->shape.c && (rc = cnd_data_reshape(*out, o->shape))) cnd_data_destroy(out);
     for (size_t i = 0; i < t.rows; i++) free(t.labels[i]);
     if (t.names)
         for (int i = 0; i < t.ncols; i++) free(t.names[i]);
@@ -309,4 +352,10 @@ int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_c
     free(t.x);
     free(text);
     return rc;
+}
+
+int cnd_data_load_csv(cnd_dataset_t **out, const char *path, const char *label_col)
+{
+    cnd_csv_opts_t o = {label_col, ',', 0, {0, 0, 0}};
+    return cnd_data_load_csv_opts(out, path, &o);
 }

@@ -87,6 +87,12 @@ int cnd_data_load_idx(cnd_dataset_t **out, const char *images, const char *label
         if (lp[i] > maxy) maxy = lp[i];
     }
     ds->n_classes = maxy + 1;
+    if (!(ds->class_names = calloc((size_t)ds->n_classes, sizeof(char *)))) goto oom;
+    for (int k = 0; k < ds->n_classes; k++) { /* labels are named by their value */
+        char num[16];
+        snprintf(num, sizeof num, "%d", k);
+        if (!(ds->class_names[k] = strdup(num))) goto oom;
+    }
     snprintf(ds->name, sizeof ds->name, "%s", images);
     *out = ds;
     ds = NULL;
@@ -127,6 +133,9 @@ int cnd_data_load_fmnist(cnd_dataset_t **out, const char *dir, const char *split
     if (rc) return rc;
     cnd_dataset_t *ds = *out;
     if (ds->n_classes <= 10) {
+        for (int i = 0; i < ds->n_classes; i++) free(ds->class_names[i]);
+        free(ds->class_names);
+        ds->class_names = NULL;
         ds->n_classes = 10;
         ds->class_names = calloc(10, sizeof(char *));
         if (!ds->class_names) goto oom;

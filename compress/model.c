@@ -418,6 +418,7 @@ int cnd_model_meta_set(cnd_model_t *m, const char *key, const char *val)
 
 const char *cnd_model_meta_get(const cnd_model_t *m, const char *key)
 {
+    if (!m) return NULL;
     for (int i = 0; i < m->n_meta; i++)
         if (!strcmp(m->meta[i].key, key)) return m->meta[i].val;
     return NULL;

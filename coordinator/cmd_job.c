@@ -43,7 +43,7 @@ static int s_parse_shape(const char *s, uint32_t *c, uint32_t *h, uint32_t *w)
 
 /* The options of `job create` that do not go into the recipe as they are. */
 typedef struct {
-    const char *dir, *name, *arch, *teacher, *teacher_local, *init, *input, *calib;
+    const char *dir, *name, *arch, *teacher, *teacher_local, *init, *input, *calib, *labels;
     long classes, calib_n;
 } s_create_opts_t;
 
@@ -144,6 +144,9 @@ static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char 
          "input shape (only with --teacher-local and --student-arch)"},
         {"classes", CND_OPT_INT, &o->classes, "K",
          "classes (only with --teacher-local and --student-arch)", 2, 256},
+        {"labels", CND_OPT_STR, &o->labels, "A,B,...",
+         "class names in index order (default: the teacher's or the initial student's, else "
+         "0..K-1)"},
         {"temperature", CND_OPT_DBL, &r.T, "T", "distillation temperature (default 4)", 0.05, 100},
         {"alpha", CND_OPT_DBL, &r.alpha, "A", "weight of the teacher's soft targets (default 0.5)",
          0, 1},
@@ -241,6 +244,31 @@ static void s_new_job_free(s_new_job_t *n)
     free(n->json);
 }
 
+/* The job's class map: --labels, else the teacher's, else the initial student's ("labels"
+ * metadata), else 0..K-1; a teacher or student whose map differs from the job's is refused. The
+ * initial student carries the map, so the global models and the artifact do. */
+static int s_class_map(cnd_job_spec_t *j, s_new_job_t *n, const s_create_opts_t *o)
+{
+    const char *t = n->t ? cnd_model_meta_get(n->t, "labels") : NULL;
+    const char *s = cnd_model_meta_get(n->s, "labels");
+    const char *pick = o->labels ? o->labels : t ? t : s;
+    const char *from = o->labels ? "--labels" : t ? "the teacher's labels" : "the student's labels";
+    if (pick) {
+        if (strlen(pick) >= sizeof j->labels || cnd_classmap_check(pick, (int)j->classes, NULL))
+            return cnd_err_wrap(CND_EINVAL, "%s", from);
+        snprintf(j->labels, sizeof j->labels, "%s", pick);
+    } else {
+        cnd_classmap_default(j->labels, sizeof j->labels, (int)j->classes);
+    }
+    if (t && strcmp(t, j->labels) != 0)
+        return cnd_errf(CND_EINVAL, "the teacher's classes (%.200s) are not the job's (%.200s)", t,
+                        j->labels);
+    if (s && strcmp(s, j->labels) != 0)
+        return cnd_errf(CND_EINVAL, "the student's classes (%.200s) are not the job's (%.200s)", s,
+                        j->labels);
+    return cnd_model_meta_set(n->s, "labels", j->labels);
+}
+
 /* The initial student: from --student-init, or new from its architecture with the input shape,
  * classes and normalisation of the shipped teacher (or --input/--classes for a site-local one);
  * it must match the teacher. Fills the recipe's student fields and checks the whole recipe. */
@@ -290,6 +318,7 @@ static int s_build_student(s_new_job_t *n, cnd_job_spec_t *j, const s_create_opt
     j->in_h = (uint32_t)s->in.h;
     j->in_w = (uint32_t)s->in.w;
     j->classes = (uint32_t)s->n_classes;
+    if ((rc = s_class_map(j, n, o))) return rc;
     return cnd_job_check(j);
 }
 

@@ -66,6 +66,8 @@ int cnd_job_check(const cnd_job_spec_t *j)
     S_TRY(s_range("input height", j->in_h, 1, 65535));
     S_TRY(s_range("input width", j->in_w, 1, 65535));
     S_TRY(s_range("classes", j->classes, 2, 256));
+    if (cnd_classmap_check(j->labels, (int)j->classes, NULL))
+        return cnd_err_wrap(CND_EINVAL, "job: labels");
     if (!j->teacher_shipped && !cnd_proto_name_ok(j->teacher_local))
         return cnd_errf(CND_EINVAL, "job: the site-local teacher name '%s' is not a valid name",
                         j->teacher_local);
@@ -154,6 +156,13 @@ int cnd_job_to_json(char **out, const cnd_job_spec_t *j)
     cnd_jw_arr_end(&w);
     cnd_jw_key(&w, "classes");
     cnd_jw_int(&w, j->classes);
+    cnd_jw_key(&w, "labels");
+    cnd_jw_arr(&w);
+    for (int k = 0; k < (int)j->classes; k++) {
+        char nm[CND_CLASS_NAME_MAX + 1];
+        if (!cnd_classmap_name(j->labels, k, nm, sizeof nm)) cnd_jw_str(&w, nm);
+    }
+    cnd_jw_arr_end(&w);
     cnd_jw_obj_end(&w);
     cnd_jw_key(&w, "teacher");
     cnd_jw_obj(&w);
@@ -274,6 +283,29 @@ static void s_str(char *dst, size_t cap, const cnd_json_t *o, const char *k, int
     snprintf(dst, cap, "%s", v->s);
 }
 
+/* The class map from "labels" (an array of names); recipes written before class maps had none
+ * and mean "0,1,...,K-1". */
+static void s_labels(cnd_job_spec_t *j, const cnd_json_t *st, int *rc)
+{
+    if (*rc) return;
+    const cnd_json_t *l = cnd_json_get(st, "labels");
+    if (!l) {
+        cnd_classmap_default(j->labels, sizeof j->labels, (int)j->classes);
+        return;
+    }
+    if (l->type != CND_JSON_ARR || l->n > CND_CLASSES_MAX) {
+        *rc = cnd_errf(CND_EINVAL, "job recipe: 'labels' must be an array of at most %d names",
+                       CND_CLASSES_MAX);
+        return;
+    }
+    for (size_t i = 0; i < l->n && !*rc; i++) {
+        if (l->items[i]->type != CND_JSON_STR)
+            *rc = cnd_errf(CND_EINVAL, "job recipe: 'labels' entry %zu is not a string", i);
+        else if (cnd_classmap_append(j->labels, sizeof j->labels, l->items[i]->s))
+            *rc = cnd_err_wrap(CND_EINVAL, "job recipe: 'labels' entry %zu", i);
+    }
+}
+
 int cnd_job_from_json(cnd_job_spec_t *j, const char *json)
 {
     memset(j, 0, sizeof *j);
@@ -294,6 +326,7 @@ int cnd_job_from_json(cnd_job_spec_t *j, const char *json)
         j->in_w = (uint32_t)in->items[2]->i;
     }
     j->classes = s_u32(st, "classes", &rc);
+    s_labels(j, st, &rc);
     const cnd_json_t *te = s_get(root, "teacher", CND_JSON_OBJ, &rc);
     const cnd_json_t *sh = s_get(te, "shipped", CND_JSON_BOOL, &rc);
     if (sh) j->teacher_shipped = sh->b;
@@ -356,6 +389,18 @@ void cnd_job_to_proto(cnd_job_proto_t *b, const cnd_job_spec_t *j, uint64_t job_
     b->student.n_input_shape = 3;
     b->student.input_shape = b->shape;
     b->student.num_classes = j->classes;
+    b->student.n_class_names = 0;
+    b->student.class_names = b->class_names;
+    for (int k = 0; k < (int)j->classes && k < CND_CLASSES_MAX; k++) {
+        const char *p = j->labels;
+        for (int i = 0; i < k && p; i++)
+            if ((p = strchr(p, ','))) p++;
+        if (!p) break;
+        const char *e = strchr(p, ',');
+        b->class_names[k].data = (uint8_t *)(uintptr_t)p;
+        b->class_names[k].len = e ? (size_t)(e - p) : strlen(p);
+        b->student.n_class_names++;
+    }
     b->spec.student = &b->student;
     b->recipe.temperature = j->temperature;
     b->recipe.alpha = j->alpha;
@@ -404,6 +449,17 @@ int cnd_job_from_proto(cnd_job_spec_t *j, const Condenser__JobSpec *m)
     j->in_h = m->student->input_shape[1];
     j->in_w = m->student->input_shape[2];
     j->classes = m->student->num_classes;
+    if (m->student->n_class_names == 0)
+        cnd_classmap_default(j->labels, sizeof j->labels, (int)j->classes);
+    for (size_t k = 0; k < m->student->n_class_names; k++) {
+        char nm[CND_CLASS_NAME_MAX + 1];
+        ProtobufCBinaryData b = m->student->class_names[k];
+        if (b.len >= sizeof nm) return cnd_errf(CND_EINVAL, "job_spec: class name %zu too long", k);
+        memcpy(nm, b.data, b.len);
+        nm[b.len] = 0;
+        if ((rc = cnd_classmap_append(j->labels, sizeof j->labels, nm)))
+            return cnd_err_wrap(rc, "job_spec.student.class_names[%zu]", k);
+    }
     j->teacher_shipped = m->teacher_case == CONDENSER__JOB_SPEC__TEACHER_TEACHER_SHIPPED;
     if (!j->teacher_shipped &&
         (rc = cnd_proto_text(j->teacher_local, sizeof j->teacher_local, m->teacher_local)))

@@ -16,6 +16,7 @@
 #ifndef CND_JOB_H
 #define CND_JOB_H
 
+#include "classmap.h"
 #include "proto.h"
 
 #include <stdint.h>
@@ -27,6 +28,7 @@ typedef struct {
     char arch[CND_JOB_ARCH_MAX + 1];      /* student architecture spec */
     uint32_t in_c, in_h, in_w;            /* input shape */
     uint32_t classes;                     /* outputs */
+    char labels[CND_CLASSMAP_MAX + 1];    /* class map, `classes` names (common/classmap.h) */
     int teacher_shipped;                  /* 1: the teacher model travels with the job */
     char teacher_local[CND_NAME_MAX + 1]; /* else: name of each site's own teacher */
     float temperature, alpha;             /* distillation */
@@ -46,9 +48,10 @@ typedef struct {
     uint64_t seed;         /* site selection and student initialisation */
 } cnd_job_spec_t;
 
-/* Defaults: T 4, alpha 0.5, 1 local epoch, batch 64, lr 1e-3, 10 rounds, 3 sites, quorum 2,
- * threshold 2, clip 0.05, q 8, sample cap 20000, deadlines 10 s / 10 s / 600 s / 10 s, server lr
- * 1, no momentum, join wait 30 s, seed 1. The student and teacher must still be set. */
+/* Defaults (labels "" until the student is known: cnd_job_check wants `classes` names), T 4, alpha
+ * 0.5, 1 local epoch, batch 64, lr 1e-3, 10 rounds, 3 sites, quorum 2, threshold 2, clip 0.05, q 8,
+ * sample cap 20000, deadlines 10 s / 10 s / 600 s / 10 s, server lr 1, no momentum, join wait 30 s,
+ * seed 1. The student and teacher must still be set. */
 void cnd_job_defaults(cnd_job_spec_t *j);
 
 /* Checks every field (detail names the field). Returns 0 or CND_EINVAL. */
@@ -69,10 +72,12 @@ typedef struct {
     Condenser__Recipe recipe;
     Condenser__SecAggParams secagg;
     Condenser__Deadlines deadlines;
+    ProtobufCBinaryData class_names[CND_CLASSES_MAX];
 } cnd_job_proto_t;
 void cnd_job_to_proto(cnd_job_proto_t *bufs, const cnd_job_spec_t *j, uint64_t job_id,
                       Condenser__ObjectInfo *teacher_info);
-/* The reverse, for a site: copies a validated JobSpec into j (coordinator-only fields zero). */
+/* The reverse, for a site: copies a validated JobSpec into j (coordinator-only fields zero). A
+ * JobSpec without class names (an older coordinator) gets the map "0,1,...,K-1". */
 CND_MUST_USE int cnd_job_from_proto(cnd_job_spec_t *j, const Condenser__JobSpec *m);
 
 #endif

@@ -14,6 +14,7 @@
  */
 #include "proto.h"
 
+#include "classmap.h"
 #include "manifest.h"
 #include "secagg.h"
 
@@ -342,6 +343,23 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
         return s_fail(rej, S_BIG, "job_spec.student.input_shape: %llu values per sample, limit %u",
                       (unsigned long long)elems, 1u << 24);
     S_TRY(s_u64(rej, "job_spec.student", "num_classes", st->num_classes, 2, 65535));
+    if (st->n_class_names && st->n_class_names != st->num_classes)
+        return s_fail(rej, st->n_class_names > st->num_classes ? S_BIG : S_BAD,
+                      "job_spec.student.class_names: %zu names for %u classes", st->n_class_names,
+                      st->num_classes);
+    for (size_t i = 0; i < st->n_class_names; i++) {
+        char f[40];
+        snprintf(f, sizeof f, "class_names[%zu]", i);
+        ProtobufCBinaryData b = st->class_names[i];
+        S_TRY(s_text(rej, "job_spec.student", f, b, 1, CND_CLASS_NAME_MAX, S_TEXT));
+        if (memchr(b.data, ',', b.len) || memchr(b.data, '\n', b.len) ||
+            memchr(b.data, '\t', b.len))
+            return s_fail(rej, S_BAD, "job_spec.student.%s: a comma or a line break in a name", f);
+        for (size_t j = 0; j < i; j++)
+            if (st->class_names[j].len == b.len && !memcmp(st->class_names[j].data, b.data, b.len))
+                return s_fail(rej, S_BAD, "job_spec.student.%s: same name as class_names[%zu]", f,
+                              j);
+    }
 
     S_TRY(s_u64(rej, c, "rounds", m->rounds, 1, CND_PROTO_MAX_ROUNDS));
     S_TRY(s_present(rej, c, "recipe", m->recipe));

@@ -6,7 +6,7 @@ CND_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Packages needed to build and run Condenser.
 CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev libssl-dev
   libopenblas-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libinih-dev
-  dataset-fashion-mnist"
+  libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist"
 
 # Packages only the tests need (scripts/test installs them): chromium opens the audit report
 # headless; sqlite3, openssl and python3 run the auditor guide's independent verification recipe

@@ -1,5 +1,6 @@
-/* test_data.c: IDX and CSV loaders on good and broken files; splits; partitions. */
+/* test_data.c: IDX and CSV loaders on good and broken files; class maps; splits; partitions. */
 #include "check.h"
+#include "classmap.h"
 #include "bytes.h"
 #include "data.h"
 #include "error.h"
@@ -122,7 +123,7 @@ static void test_csv_limits(void)
     cnd_buf_put(&b, "1,x,y\n", 6);
     write_file(path("big.csv"), b.data, b.len);
     expect_fail(cnd_data_load_csv(&ds, path("big.csv"), NULL),
-                ":3004: column 3 ('f,2'): 'y' is not a finite number");
+                ":3004:3: column 'f,2': 'y' is not a finite number");
     CHECK(ds == NULL);
     b.len -= 6;
     write_file(path("big.csv"), b.data, b.len);
@@ -171,17 +172,17 @@ static void test_csv_limits(void)
     memcpy(longf, "a,label\n", 8);
     memcpy(longf + sizeof longf - 3, ",1\n", 3);
     write_file(path("l.csv"), longf, sizeof longf);
-    expect_fail(cnd_data_load_csv(&ds, path("l.csv"), NULL), ":2: column 1: field too long");
+    expect_fail(cnd_data_load_csv(&ds, path("l.csv"), NULL), ":2:1: field too long");
     longf[8] = '"';
     longf[sizeof longf - 4] = '"';
     write_file(path("l.csv"), longf, sizeof longf);
-    expect_fail(cnd_data_load_csv(&ds, path("l.csv"), NULL), ":2: column 1: field too long");
+    expect_fail(cnd_data_load_csv(&ds, path("l.csv"), NULL), ":2:1: field too long");
     const struct {
         const char *text, *needle;
     } bad[] = {
-        {"a,label\n\"1\"x,2\n", ":2: column 1: text after closing quote"},
-        {"a,label\n1,2\n\n\n4,\n", ":5: column 2 ('label') is empty"},
-        {"a,label\n\"1\n\n\",2\n1e999,3\n", ":5: column 1 ('a'): '1e999' is not a finite"},
+        {"a,label\n\"1\"x,2\n", ":2:1: text after closing quote"},
+        {"a,label\n1,2\n\n\n4,\n", ":5:2: the class column 'label' is empty"},
+        {"a,label\n\"1\n\n\",2\n1e999,3\n", ":5:1: column 'a': '1e999' is not a finite"},
         {"a,label\n-inf,2\n", "'-inf' is not a finite number"},
         {"a,label\n \n\t\r\n", "no data rows"},
         {"\n", "no column named 'label'"},
@@ -228,12 +229,14 @@ static void test_csv(void)
     } bad[] = {
         {"a,label\n1,2\n3\n", ":3: row has 1 columns, header has 2"},
         {"a,label\n1,2,3\n", ":2: row has more than"},
-        {"a,label\nx1,2\n", ":2: column 1 ('a'): 'x1' is not a finite number"},
-        {"a,label\n,2\n", ":2: column 1 ('a') is empty"},
-        {"a,label\nnan,2\n", "not a finite number"},
+        {"a,label\nx1,2\n", ":2:1: column 'a': 'x1' is not a finite number"},
+        {"a,label\n,2\n", ":2:1: missing value '' in column 'a' (na=refuse"},
+        {"a,label\nnan,2\n", ":2:1: missing value 'nan'"},
+        {"a,label\ninf,2\n", "not a finite number"},
+        {"a,label\n1,\n", ":2:2: the class column 'label' is empty"},
         /* finite as a double, infinite as the float features are stored in */
-        {"a,label\n1,0\n-4e38,2\n", ":3: column 1 ('a'): '-4e38' is outside the range of a float"},
-        {"a,b,label\n1,1e39,2\n", ":2: column 2 ('b'): '1e39' is outside the range of a float"},
+        {"a,label\n1,0\n-4e38,2\n", ":3:1: column 'a': '-4e38' is outside the range of a float"},
+        {"a,b,label\n1,1e39,2\n", ":2:2: column 'b': '1e39' is outside the range of a float"},
         {"a,b\n1,2\n", "no column named 'label'"},
         {"a,label\n\"1,2\n", "unterminated quoted field"},
         {"", "empty file"},
@@ -314,12 +317,120 @@ static void test_split_partition(void)
     cnd_data_destroy(&ds);
 }
 
+/* CSV options: delimiters given or detected, NA refused or imputed, a shape. */
+static void test_csv_schema(void)
+{
+    cnd_dataset_t *ds = NULL;
+    const char *semi = "a;\"b;c\";label\n1,5;2;x\n3;4;y\n";
+    write_file(path("s.csv"), semi, strlen(semi));
+    /* detected: ';' (the header has two, no comma outside quotes); "1,5" is then one cell */
+    expect_fail(cnd_data_open(&ds, "csv:/nonexistent", "train"), "nonexistent");
+    char spec[300];
+    snprintf(spec, sizeof spec, "csv:%s", path("s.csv"));
+    expect_fail(cnd_data_open(&ds, spec, "train"), ":2:1: column 'a': '1,5' is not a finite");
+    const char *tab = "a\tb\tlabel\n1\t2\tx\n3\t4\ty\n";
+    write_file(path("t.csv"), tab, strlen(tab));
+    snprintf(spec, sizeof spec, "csv:%s", path("t.csv"));
+    CHECK(cnd_data_open(&ds, spec, "train") == 0);
+    CHECK(ds && ds->n == 2 && ds->shape.c == 2 && ds->x[3] == 4.0f);
+    cnd_data_destroy(&ds);
+    snprintf(spec, sizeof spec, "csv:%s,delim=comma", path("t.csv"));
+    expect_fail(cnd_data_open(&ds, spec, "train"), "no column named 'label'");
+    snprintf(spec, sizeof spec, "csv:%s,delim=colon", path("t.csv"));
+    expect_fail(cnd_data_open(&ds, spec, "train"), "delim=colon");
+    snprintf(spec, sizeof spec, "csv:%s,nope=1", path("t.csv"));
+    expect_fail(cnd_data_open(&ds, spec, "train"), "unknown option 'nope'");
+    /* NA: refused naming file:line:column by default; NaN then the mean with na=mean */
+    const char *na = "p,q,r,s,class\n1,2,3,4,u\n3,NA,5,6,v\n5,?,,8,u\n";
+    write_file(path("na.csv"), na, strlen(na));
+    snprintf(spec, sizeof spec, "csv:%s,label=class", path("na.csv"));
+    expect_fail(cnd_data_open(&ds, spec, "train"), "na.csv:3:2: missing value 'NA' in column 'q'");
+    CHECK(ds == NULL);
+    snprintf(spec, sizeof spec, "csv:%s,label=class,na=mean,shape=1x2x2", path("na.csv"));
+    CHECK(cnd_data_open(&ds, spec, "train") == 0);
+    CHECK(ds && ds->n_na == 3 && ds->shape.c == 1 && ds->shape.h == 2 && ds->shape.w == 2);
+    float used[4];
+    CHECK(ds && cnd_data_impute(ds, NULL, used) == 0);
+    CHECK(ds && ds->n_na == 0 && ds->x[5] == 2.0f && ds->x[9] == 2.0f && ds->x[10] == 4.0f);
+    CHECK(used[0] == 3.0f && used[1] == 2.0f && used[2] == 4.0f && ds && ds->na_mean);
+    cnd_data_destroy(&ds);
+    /* with given means (a model's) */
+    CHECK(cnd_data_open(&ds, spec, "train") == 0);
+    const float given[4] = {0, 9, 7, 0};
+    CHECK(ds && cnd_data_impute(ds, given, NULL) == 0);
+    CHECK(ds && ds->x[5] == 9.0f && ds->x[10] == 7.0f);
+    cnd_data_destroy(&ds);
+    snprintf(spec, sizeof spec, "csv:%s,label=class,na=mean,shape=1x28x28", path("na.csv"));
+    expect_fail(cnd_data_open(&ds, spec, "train"), "cannot take the shape 1x28x28");
+    snprintf(spec, sizeof spec, "csv:%s,label=class,shape=2x", path("na.csv"));
+    expect_fail(cnd_data_open(&ds, spec, "train"), "shape=2x");
+    /* a column missing everywhere has no mean */
+    const char *allna = "p,q,label\n1,NA,u\n2,,v\n";
+    write_file(path("an.csv"), allna, strlen(allna));
+    snprintf(spec, sizeof spec, "csv:%s,na=mean", path("an.csv"));
+    CHECK(cnd_data_open(&ds, spec, "train") == 0);
+    if (ds) expect_fail(cnd_data_impute(ds, NULL, NULL), "value 2 is missing in every sample");
+    cnd_data_destroy(&ds);
+}
+
+/* Class maps: a site's labels go to the job's indices by name (or as indices), never by their
+ * rank among the values the site happens to hold; an unknown label is refused, ds unchanged. */
+static void test_class_map(void)
+{
+    cnd_dataset_t *ds = NULL;
+    const char *t = "x,label\n1,dog\n2,bird\n3,dog\n";
+    write_file(path("m.csv"), t, strlen(t));
+    CHECK(cnd_data_load_csv(&ds, path("m.csv"), NULL) == 0);
+    size_t present[4];
+    CHECK_EQ_INT(cnd_data_map_classes(ds, "cat,dog,fish,bird", present), 0);
+    CHECK(ds && ds->n_classes == 4 && ds->y[0] == 1 && ds->y[1] == 3 && ds->y[2] == 1);
+    CHECK(present[0] == 0 && present[1] == 2 && present[2] == 0 && present[3] == 1);
+    CHECK(ds && !strcmp(ds->class_names[2], "fish"));
+    cnd_data_destroy(&ds);
+    /* labels {0,2} stay 0 and 2 (sorted distinct values would make them 0 and 1) */
+    const char *n = "x,label\n1,0\n2,2\n3,2\n";
+    write_file(path("m.csv"), n, strlen(n));
+    CHECK(cnd_data_load_csv(&ds, path("m.csv"), NULL) == 0);
+    CHECK(ds && ds->n_classes == 2 && ds->y[1] == 1); /* as loaded: ranked */
+    CHECK_EQ_INT(cnd_data_map_classes(ds, "a,b,c", NULL), 0);
+    CHECK(ds && ds->y[0] == 0 && ds->y[1] == 2 && ds->y[2] == 2);
+    cnd_data_destroy(&ds);
+    /* an exact name wins over an index; "07" is a name; an unknown label changes nothing */
+    CHECK_EQ_INT(cnd_classmap_find("2,0,1", "0"), 1);
+    CHECK_EQ_INT(cnd_classmap_find("a,b", "1"), 1);
+    CHECK_EQ_INT(cnd_classmap_find("a,b", "01"), -1);
+    CHECK_EQ_INT(cnd_classmap_find("a,b", "2"), -1);
+    const char *u = "x,label\n1,dog\n2,wolf\n";
+    write_file(path("m.csv"), u, strlen(u));
+    CHECK(cnd_data_load_csv(&ds, path("m.csv"), NULL) == 0);
+    expect_fail(cnd_data_map_classes(ds, "cat,dog", NULL), "label 'wolf' (1 samples) is not one");
+    CHECK(ds && ds->n_classes == 2 && ds->y[0] == 0 && ds->y[1] == 1);
+    cnd_data_destroy(&ds);
+    /* IDX labels are named by value; maps are checked */
+    write_idx(path("m.idx"), path("ml.idx"), 3, 2, 2, 3, 0);
+    CHECK(cnd_data_load_idx(&ds, path("m.idx"), path("ml.idx")) == 0);
+    CHECK(ds && ds->class_names && !strcmp(ds->class_names[2], "2"));
+    char map[64];
+    CHECK_EQ_INT(ds ? cnd_data_classmap(ds, map, sizeof map) : -1, 0);
+    CHECK(!strcmp(map, "0,1,2"));
+    cnd_data_destroy(&ds);
+    expect_fail(cnd_classmap_check("a,,b", 3, NULL), "empty");
+    expect_fail(cnd_classmap_check("a,b", 3, NULL), "2 names for 3 classes");
+    expect_fail(cnd_classmap_check("a,b,a", 3, NULL), "'a' twice");
+    expect_fail(cnd_classmap_check("a\tb,c", 2, NULL), "control byte");
+    CHECK_EQ_INT(cnd_classmap_append(map, sizeof map, "x,y"), CND_EINVAL);
+    cnd_classmap_default(map, sizeof map, 3);
+    CHECK(!strcmp(map, "0,1,2"));
+}
+
 int main(void)
 {
     snprintf(s_dir, sizeof s_dir, "/tmp/cnd_test_data_XXXXXX");
     if (!mkdtemp(s_dir)) return 1;
     test_idx();
     test_csv();
+    test_csv_schema();
+    test_class_map();
     test_split_partition();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", s_dir);

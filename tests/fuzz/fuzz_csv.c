@@ -1,20 +1,23 @@
 /*
- * fuzz_csv.c: the CSV loader (compress/data_csv.c), as `--data csv:PATH` runs it, through a
- * memory file (fuzz.h). The label column is "label" unless the input's first line is a
- * "#label=NAME" directive, which is cut off before loading, so the fuzzer can also move the
- * label column around. Seeds in corpus/csv/ are small tables with numeric and named classes,
- * quoting, CRLF line ends and blank lines.
+ * fuzz_csv.c: the CSV loader (compress/data_csv.c) and its spec options (compress/data.c), as
+ * `--data csv:PATH,OPTIONS` runs them, through a memory file (fuzz.h). An input whose first line
+ * starts with '#' gives the options after it ("#label=y", "#delim=auto,na=mean,shape=1x2x2");
+ * that line is cut off before loading, so the fuzzer can move the label column, change the
+ * delimiter, the NA policy and the shape. Seeds in corpus/csv/ are small tables with numeric and
+ * named classes, quoting, CRLF line ends, blank lines, semicolons and tabs, and missing values.
  *
- * A dataset that loads is normalised, split and partitioned, as training does next; every
- * label must be below the class count, every class must have a name, and every feature must be
- * a finite float (the loader promises to refuse what is not).
+ * A dataset that loads is imputed (na=mean: NaN counted exactly by n_na; afterwards none),
+ * normalised, split and partitioned, as training does next; every label must be below the class
+ * count, every class must have a name, every feature must be a finite float (the loader promises
+ * to refuse what is not), and a class map made of its names maps it onto itself unchanged.
  */
+#include "classmap.h"
 #include "data.h"
 #include "fuzz.h"
 
 #include <math.h>
 
-static void s_use(const cnd_dataset_t *ds)
+static void s_use(cnd_dataset_t *ds)
 {
     fuzz_note("CSV loaded");
     if (!ds->n || ds->n_classes < 1 || ds->n_classes > 256 || !ds->class_names) abort();
@@ -22,9 +25,22 @@ static void s_use(const cnd_dataset_t *ds)
         if (ds->y[i] >= ds->n_classes) abort();
     for (int k = 0; k < ds->n_classes; k++)
         if (!ds->class_names[k]) abort();
-    size_t F = cnd_shape_size(ds->shape);
+    size_t F = cnd_shape_size(ds->shape), nan = 0;
+    for (size_t i = 0; i < ds->n * F; i++) nan += isnan(ds->x[i]) != 0;
+    if (nan != ds->n_na) abort();
+    if (ds->n_na && cnd_data_impute(ds, NULL, NULL) != 0) return;
     for (size_t i = 0; i < ds->n * F; i++)
         if (!isfinite(ds->x[i])) abort();
+    char *map = malloc(CND_CLASSMAP_MAX + 1);
+    if (!map) abort();
+    if (cnd_data_classmap(ds, map, CND_CLASSMAP_MAX + 1) == 0) {
+        uint8_t *y = malloc(ds->n);
+        if (!y) abort();
+        memcpy(y, ds->y, ds->n);
+        if (cnd_data_map_classes(ds, map, NULL) != 0 || memcmp(y, ds->y, ds->n) != 0) abort();
+        free(y);
+    }
+    free(map);
     float *mean = malloc(F * sizeof(float)), *std = malloc(F * sizeof(float));
     if (!mean || !std) abort();
     cnd_data_norm_fit(ds, mean, std);
@@ -44,20 +60,24 @@ static void s_use(const cnd_dataset_t *ds)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char label[64] = "label";
+    char opts[128] = "";
     const uint8_t *body = data;
     size_t n = size;
-    if (size > 7 && memcmp(data, "#label=", 7) == 0) {
+    if (size > 1 && data[0] == '#') {
         const uint8_t *nl = memchr(data, '\n', size);
-        size_t k = nl ? (size_t)(nl - data) - 7 : size - 7;
-        if (k >= sizeof label) k = sizeof label - 1;
-        memcpy(label, data + 7, k);
-        label[k] = 0;
+        size_t k = nl ? (size_t)(nl - data) - 1 : size - 1;
+        if (k >= sizeof opts - 1) k = sizeof opts - 2;
+        opts[0] = ',';
+        memcpy(opts + 1, data + 1, k);
+        opts[k + 1] = 0;
+        if (memchr(opts, 0, k + 1) != NULL) return 0; /* a NUL in the options */
         body = nl ? nl + 1 : data + size;
         n = size - (size_t)(body - data);
     }
+    char spec[256];
+    snprintf(spec, sizeof spec, "csv:%s%s", fuzz_file(0, body, n), opts);
     cnd_dataset_t *ds = NULL;
-    if (cnd_data_load_csv(&ds, fuzz_file(0, body, n), label) == 0) {
+    if (cnd_data_open(&ds, spec, "train") == 0) {
         s_use(ds);
         cnd_data_destroy(&ds);
     }

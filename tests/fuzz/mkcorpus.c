@@ -5,6 +5,7 @@
  *   fuzz_mkcorpus DIR        writes DIR/<target>/<seed> for every target but proto (whose
  *                            seeds come from `test_proto_fuzz --write-corpus DIR/proto`), and
  *                            DIR/../fuzz_cert_ca.h, the test CA the cert target trusts
+ *   fuzz_mkcorpus DIR data   only the seeds of the data targets (csv, image)
  *
  * The committed tests/fuzz/corpus/ was made with `fuzz_mkcorpus tests/fuzz/corpus`, then
  * clang-format on fuzz_cert_ca.h. Keys are derived from fixed seeds that the targets share
@@ -31,6 +32,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include <jpeglib.h>
+#include <png.h>
 
 #define S_NOW 1767225600 /* 2026-01-01T00:00:00Z: CA and certificates are valid around it */
 
@@ -206,6 +210,75 @@ static void s_csv(void)
               "\"sepal length\",label,\"width, in cm\"\r\n5.1,setosa,3.5\r\n"
               "6.2,\"virginica\",2.9\r\n\r\n4.9, setosa ,3.0\r\n");
     s_put_str("csv", "label-directive", "#label=y\nx1,x2,y\n1,2,yes\n3,4,no\n5,6,\"y\"\"es\"\n");
+    s_put_str("csv", "schema-semicolon-na",
+              "#label=kind,na=mean,shape=1x2x2\na;b;c;d;kind\n1;NA;3;4;x\n5;6;;8;y\n9;1;2;?;x\n");
+    s_put_str("csv", "schema-tab", "#delim=tab\nf\tg\tlabel\n1\t2\tp\n3\t4\tq\n");
+}
+
+/* One image as the image target takes it: a byte choosing the target shape, then the file. */
+static void s_put_image(const char *name, uint8_t target, const uint8_t *file, size_t n)
+{
+    uint8_t *b = malloc(n + 1);
+    if (!b) s_die("image seed");
+    b[0] = target;
+    memcpy(b + 1, file, n);
+    s_put("image", name, b, n + 1);
+    free(b);
+}
+
+static void s_png_seed(const char *name, uint8_t target, int w, int h, png_uint_32 format)
+{
+    uint8_t px[16 * 16 * 4], out[4096];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 37);
+    png_image p;
+    memset(&p, 0, sizeof p);
+    p.version = PNG_IMAGE_VERSION;
+    p.width = (png_uint_32)w;
+    p.height = (png_uint_32)h;
+    p.format = format;
+    png_alloc_size_t n = sizeof out;
+    if (!png_image_write_to_memory(&p, out, &n, 0, px, 0, NULL)) s_die("png seed");
+    s_put_image(name, target, out, n);
+}
+
+static void s_jpeg_seed(const char *name, uint8_t target, int w, int h, int c, int progressive)
+{
+    uint8_t px[16 * 16 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 13);
+    struct jpeg_compress_struct j;
+    struct jpeg_error_mgr e;
+    unsigned char *out = NULL;
+    unsigned long n = 0;
+    j.err = jpeg_std_error(&e);
+    jpeg_create_compress(&j);
+    jpeg_mem_dest(&j, &out, &n);
+    j.image_width = (JDIMENSION)w;
+    j.image_height = (JDIMENSION)h;
+    j.input_components = c;
+    j.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&j);
+    jpeg_set_quality(&j, 50, TRUE);
+    if (progressive) jpeg_simple_progression(&j);
+    jpeg_start_compress(&j, TRUE);
+    while (j.next_scanline < j.image_height) {
+        JSAMPROW r = px + (size_t)j.next_scanline * (size_t)w * (size_t)c;
+        jpeg_write_scanlines(&j, &r, 1);
+    }
+    jpeg_finish_compress(&j);
+    jpeg_destroy_compress(&j);
+    s_put_image(name, target, out, n);
+    free(out);
+}
+
+static void s_image(void)
+{
+    s_png_seed("png-gray", 0, 8, 8, PNG_FORMAT_GRAY);
+    s_png_seed("png-rgb-to-28", 1, 12, 6, PNG_FORMAT_RGB);
+    s_png_seed("png-rgba-to-rgb", 2, 5, 9, PNG_FORMAT_RGBA);
+    s_png_seed("png-16bit", 3, 4, 4, PNG_FORMAT_LINEAR_Y);
+    s_jpeg_seed("jpeg-gray", 0, 8, 8, 1, 0);
+    s_jpeg_seed("jpeg-rgb-to-32", 2, 16, 10, 3, 0);
+    s_jpeg_seed("jpeg-progressive", 1, 9, 16, 3, 1);
 }
 
 static void s_spec(void)
@@ -405,11 +478,16 @@ static void s_audit(const char *tmp)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: fuzz_mkcorpus DIR\n");
+    if (argc != 2 && !(argc == 3 && !strcmp(argv[2], "data"))) {
+        fprintf(stderr, "usage: fuzz_mkcorpus DIR [data]\n");
         return 2;
     }
     s_root = argv[1];
+    if (argc == 3) { /* only the data targets' seeds (csv, image): no new CA */
+        s_csv();
+        s_image();
+        return 0;
+    }
     if (cnd_crypto_init() || sodium_init() < 0) s_die("crypto");
     char tmp[] = "/tmp/cnd-mkcorpus-XXXXXX";
     if (!mkdtemp(tmp)) s_die("mkdtemp");
@@ -418,6 +496,7 @@ int main(int argc, char **argv)
     s_artifacts();
     s_idx();
     s_csv();
+    s_image();
     s_spec();
     s_agent_config();
     s_manifest();

@@ -1,7 +1,7 @@
 /*
  * test_job.c: the job recipe (proto/job.c): its JSON round trip with every field required, the
  * protobuf JobSpec sites receive (validated by the receive gate and read back), and the checks
- * that name the field at fault.
+ * that name the field at fault; the class map ("labels") in all three forms.
  */
 #include "check.h"
 #include "job.h"
@@ -16,6 +16,7 @@ static void test_recipe(void)
     cnd_job_defaults(&j);
     snprintf(j.arch, sizeof j.arch, "flatten dense(128) relu dense(10)");
     j.in_c = 1, j.in_h = 28, j.in_w = 28, j.classes = 10;
+    cnd_classmap_default(j.labels, sizeof j.labels, 10);
     j.lr = 0.003f;
     j.clip = 0.07f;
     j.server_momentum = 0.9f;
@@ -66,8 +67,71 @@ static void test_recipe(void)
     CHECK(strstr(cnd_err_detail(), "masked_ms") != NULL);
 }
 
+/* The class map: names round-trip through JSON and the JobSpec; a recipe from before class maps
+ * reads as "0".."K-1"; wrong counts, duplicates and commas are refused naming the names. */
+static void test_class_map(void)
+{
+    cnd_job_spec_t j, k;
+    cnd_job_defaults(&j);
+    snprintf(j.arch, sizeof j.arch, "flatten dense(3)");
+    j.in_c = 1, j.in_h = 2, j.in_w = 2, j.classes = 3;
+    CHECK_EQ_INT(cnd_job_check(&j), CND_EINVAL); /* no map yet */
+    CHECK(strstr(cnd_err_detail(), "labels") != NULL);
+    snprintf(j.labels, sizeof j.labels, "cat,dog,bird \"blue\"");
+    CHECK_EQ_INT(cnd_job_check(&j), 0);
+    char *json = NULL;
+    CHECK_EQ_INT(cnd_job_to_json(&json, &j), 0);
+    CHECK(json && strstr(json, "\"labels\":[\"cat\",\"dog\",\"bird \\\"blue\\\"\"]") != NULL);
+    CHECK_EQ_INT(cnd_job_from_json(&k, json), 0);
+    CHECK(!strcmp(k.labels, "cat,dog,bird \"blue\""));
+    /* an older recipe without "labels" */
+    char *old = json ? strdup(json) : NULL;
+    char *p = old ? strstr(old, ",\"labels\":[") : NULL;
+    char *e = p ? strchr(p, ']') : NULL;
+    if (p && e) memmove(p, e + 1, strlen(e + 1) + 1);
+    CHECK_EQ_INT(cnd_job_from_json(&k, old), 0);
+    CHECK(!strcmp(k.labels, "0,1,2"));
+    free(old);
+    /* two names for three classes; a name twice */
+    old = json ? strdup(json) : NULL;
+    p = old ? strstr(old, "\"dog\",") : NULL;
+    if (p) memmove(p, p + 6, strlen(p + 6) + 1);
+    CHECK_EQ_INT(cnd_job_from_json(&k, old), CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "2 names for 3 classes") != NULL);
+    free(old);
+    free(json);
+    snprintf(j.labels, sizeof j.labels, "cat,dog,cat");
+    CHECK_EQ_INT(cnd_job_check(&j), CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "'cat' twice") != NULL);
+    /* the JobSpec carries the names; the receive gate refuses bad ones */
+    snprintf(j.labels, sizeof j.labels, "cat,dog,bird");
+    cnd_job_proto_t pb;
+    cnd_job_to_proto(&pb, &j, 5, NULL);
+    pb.spec.teacher_case = CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL;
+    pb.spec.teacher_local = cnd_proto_str("t");
+    cnd_proto_reject_t rej;
+    CHECK_EQ_INT(pb.student.n_class_names, 3);
+    CHECK_EQ_INT(cnd_proto_validate_job_spec(&rej, &pb.spec), 0);
+    CHECK_EQ_INT(cnd_job_from_proto(&k, &pb.spec), 0);
+    CHECK(!strcmp(k.labels, "cat,dog,bird"));
+    pb.student.n_class_names = 0; /* an older coordinator */
+    CHECK_EQ_INT(cnd_job_from_proto(&k, &pb.spec), 0);
+    CHECK(!strcmp(k.labels, "0,1,2"));
+    pb.student.n_class_names = 2;
+    CHECK(cnd_proto_validate_job_spec(&rej, &pb.spec) != 0);
+    CHECK(strstr(cnd_err_detail(), "2 names for 3 classes") != NULL);
+    pb.student.n_class_names = 3;
+    pb.class_names[2] = pb.class_names[0];
+    CHECK(cnd_proto_validate_job_spec(&rej, &pb.spec) != 0);
+    CHECK(strstr(cnd_err_detail(), "same name") != NULL);
+    pb.class_names[2] = cnd_proto_str("a,b");
+    CHECK(cnd_proto_validate_job_spec(&rej, &pb.spec) != 0);
+    CHECK(strstr(cnd_err_detail(), "comma") != NULL);
+}
+
 int main(void)
 {
     test_recipe();
+    test_class_map();
     return check_result("test_job");
 }
