@@ -143,7 +143,7 @@ static void s_print_log(void *ctx, const char *line)
 static int s_run(int argc, char **argv)
 {
     const char *dir = cnd_coord_default_dir(), *endpoint = "tcp://127.0.0.1:7700";
-    const char *endpoint_file = NULL, *capture = NULL;
+    const char *endpoint_file = NULL, *capture = NULL, *metrics = NULL;
     int until_done = 0, quiet = 0;
     long threads = 1, hb = 2000;
     const cnd_opt_t opts[] = {
@@ -160,6 +160,8 @@ static int s_run(int argc, char **argv)
         {"capture", CND_OPT_STR, &capture, "FILE",
          "append every received frame to FILE (diagnostics, canary checks)"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
+        {"metrics", CND_OPT_STR, &metrics, "HOST:PORT",
+         "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9460)"},
         {0}};
     const cnd_cli_t cli = {
         "condenser coordinator run [--dir DIR] [--endpoint EP] [--until-done]",
@@ -184,7 +186,7 @@ static int s_run(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     cnd_coord_run_opts_t o = {dir,        endpoint, endpoint_file,     capture,
                               until_done, (int)hb,  (unsigned)threads, quiet ? NULL : s_print_log,
-                              NULL};
+                              NULL,       metrics};
     return cnd_coord_run(&o, &s_stop);
 }
 

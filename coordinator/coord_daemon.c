@@ -44,8 +44,10 @@
 #include "coord_quant.h"
 #include "coord_round.h"
 #include "digest.h"
+#include "coord_metrics.h"
 #include "db.h"
 #include "fileio.h"
+#include "metrics.h"
 #include "job.h"
 #include "proto.h"
 #include "rng.h"
@@ -109,6 +111,10 @@ typedef struct {
 typedef struct {
     const cnd_coord_run_opts_t *o;
     cnd_coord_t c;
+    cnd_coord_live_t live;         /* counters the metrics endpoint reads */
+    cnd_coord_metrics_t mctx;      /* its render context */
+    cnd_metrics_server_t *metrics; /* --metrics; NULL when off */
+    double last_metrics;           /* when the queue snapshot was last taken */
     cnd_server_t *srv;
     cnd_audit_limiter_t *limit;
     /* ZAP thread's view */
@@ -212,6 +218,8 @@ static void s_event(void *ctx, const cnd_transport_event_t *ev)
         return;
     }
     if (ev->kind != CND_TEV_REFUSED && ev->kind != CND_TEV_REVOKED_DROP) return;
+    cnd_coord_live_refused_conn(&d->live,
+                                ev->kind == CND_TEV_REVOKED_DROP ? "revoked" : ev->reason);
     pthread_mutex_lock(&d->zmu);
     if (d->n_refusals < S_REFUSALS) {
         s_refusal_t *r = &d->refusals[d->n_refusals++];
@@ -337,6 +345,8 @@ static int s_tx(void *ctx, const cnd_outq_frame_t *f)
     s_tx_t *t = ctx;
     int rc = cnd_server_send(t->d->srv, &t->s->peer, f->data, f->len, 0);
     if (rc) return rc;
+    atomic_fetch_add(&t->d->live.tx_frames, 1);
+    atomic_fetch_add(&t->d->live.tx_bytes, f->len);
     char jid[32];
     snprintf(jid, sizeof jid, "%llu", (unsigned long long)f->job);
     if (cnd_audit_log_message(t->d->c.audit, 'E', t->d->c.fpr, t->s->fpr, f->job ? jid : "",
@@ -418,6 +428,8 @@ static void s_send_direct(s_daemon_t *d, const cnd_frame_t *f, Condenser__MsgTyp
               "unread from now on",
               f->user_id, f->address);
     } else if (!rc) {
+        atomic_fetch_add(&d->live.tx_frames, 1);
+        atomic_fetch_add(&d->live.tx_bytes, len);
         s_session_t *s = s_session(d, f->user_id);
         if (cnd_audit_log_message(d->c.audit, 'E', d->c.fpr, s ? s->fpr : "", "",
                                   cnd_proto_type_name(type), -1, buf, len, NULL))
@@ -480,6 +492,7 @@ static void s_reject(s_daemon_t *d, s_session_t *s, const cnd_frame_t *f,
                      const cnd_proto_reject_t *rej, const char *class, const char *why)
 {
     const char *peer = s ? s->fpr : f->user_id;
+    if ((unsigned)rej->code < CND_CM_CODES) atomic_fetch_add(&d->live.refused_msg[rej->code], 1);
     if (!cnd_audit_limiter_hit(d->limit, CND_AUDIT_REJECT_MESSAGE, peer,
                                class ? class : cnd_proto_error_name(rej->code), cnd_now()))
         return;
@@ -1270,6 +1283,14 @@ static int s_start(s_daemon_t *d)
     if (o->endpoint_file && (rc = cnd_file_write_atomic(o->endpoint_file, ep, strlen(ep), 0644)))
         goto out;
     s_log(d, "coordinator %s listening on %s (CurveZMQ, enrolled keys only)", d->c.name, ep);
+    if (o->metrics) {
+        d->mctx.db_path = d->c.db_path;
+        d->mctx.live = &d->live;
+        if ((rc = cnd_metrics_listen(&d->metrics, o->metrics, cnd_coord_metrics_render, &d->mctx)))
+            goto out;
+        s_log(d, "metrics on http://%.*s:%d/metrics", (int)(strrchr(o->metrics, ':') - o->metrics),
+              o->metrics, cnd_metrics_port(d->metrics));
+    }
 out:
     sodium_memzero(csk, sizeof csk);
     return rc;
@@ -1302,11 +1323,32 @@ static void s_receive(s_daemon_t *d)
             s_log(d, "receive: %s", cnd_err_detail());
             break;
         }
+        atomic_fetch_add(&d->live.rx_frames, 1);
+        atomic_fetch_add(&d->live.rx_bytes, f.len);
         s_on_frame(d, &f);
         cnd_frame_clear(&f);
         if (d->round && cnd_round_tick(d->round, cnd_now())) s_round_ended(d);
     }
     cnd_err_clear();
+}
+
+/* Sessions and their send-queue depths for the metrics thread. */
+static void s_metrics_snapshot(s_daemon_t *d)
+{
+    int64_t live = 0;
+    pthread_mutex_lock(&d->live.mu);
+    d->live.n_queues = 0;
+    for (size_t i = 0; i < d->n_sess; i++) {
+        if (!d->sess[i].live) continue;
+        live++;
+        if (d->live.n_queues < CND_CM_QUEUES) {
+            int k = d->live.n_queues++;
+            snprintf(d->live.queue_peer[k], sizeof d->live.queue_peer[k], "%s", d->sess[i].name);
+            d->live.queue_frames[k] = (uint32_t)d->sess[i].q.frames;
+        }
+    }
+    pthread_mutex_unlock(&d->live.mu);
+    atomic_store(&d->live.sessions, live);
 }
 
 /* The rest of an iteration: refused connections recorded, sessions' liveness, the round's
@@ -1326,6 +1368,10 @@ static int s_housekeeping(s_daemon_t *d)
     if (now - d->last_state_check > 0.5) {
         d->last_state_check = now;
         s_check_job_state(d);
+    }
+    if (d->metrics && now - d->last_metrics >= 1.0) {
+        d->last_metrics = now;
+        s_metrics_snapshot(d);
     }
     return moving;
 }
@@ -1385,6 +1431,8 @@ static int s_shutdown(s_daemon_t *d, int rc)
 
 static void s_daemon_free(s_daemon_t *d)
 {
+    cnd_metrics_stop(&d->metrics); /* first: its thread reads d->live */
+    cnd_coord_live_destroy(&d->live);
     s_unload_job(d);
     cnd_server_destroy(&d->srv);
     if (d->capture) fclose(d->capture);
@@ -1414,6 +1462,7 @@ int cnd_coord_run(const cnd_coord_run_opts_t *o, volatile sig_atomic_t *stop)
         return cnd_errf(CND_ENOMEM, "coordinator: out of memory");
     }
     d->o = o;
+    cnd_coord_live_init(&d->live);
     pthread_mutex_init(&d->zmu, NULL);
     d->seq = cnd_proto_seq_start();
     rc = s_start(d);

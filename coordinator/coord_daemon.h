@@ -36,6 +36,7 @@ typedef struct {
     unsigned threads;          /* workers for SecAgg+ mask removal; 0 = 1 */
     void (*log)(void *ctx, const char *line); /* progress lines (may be NULL) */
     void *log_ctx;
+    const char *metrics; /* HOST:PORT of the Prometheus endpoint (coord_metrics.h); NULL: off */
 } cnd_coord_run_opts_t;
 
 /* Runs until *stop becomes nonzero (a signal handler sets it), or with until_done until no job

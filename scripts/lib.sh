@@ -6,7 +6,7 @@ CND_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Packages needed to build and run Condenser.
 CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev libssl-dev
   libopenblas-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libinih-dev
-  libpng-dev libjpeg62-turbo-dev dataset-fashion-mnist"
+  libpng-dev libjpeg62-turbo-dev libmicrohttpd-dev dataset-fashion-mnist"
 
 # Packages only the tests need (scripts/test installs them): chromium opens the audit report
 # headless; sqlite3, openssl and python3 run the auditor guide's independent verification recipe
@@ -16,10 +16,11 @@ CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev l
 # (tests/compress/test_onnx_torch.py); python3-mpmath is the independent DP accountant
 # (tests/common/test_dp_accountant.py); the cross compilers (with the armhf C library headers, only
 # a recommendation of gcc-arm-linux-gnueabihf that --no-install-recommends skips) and qemu-user
-# build and run the edge runtime for ARM (tests/runtime/test_runtime_cross.sh, test_runtime_m4.sh).
+# build and run the edge runtime for ARM (tests/runtime/test_runtime_cross.sh, test_runtime_m4.sh);
+# prometheus brings promtool, which checks the metrics endpoints' exposition format.
 CND_TEST_PACKAGES="chromium sqlite3 openssl python3 python3-cryptography clang-format
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi
-  python3-torch python3-onnx python3-numpy python3-mpmath"
+  python3-torch python3-onnx python3-numpy python3-mpmath prometheus"
 
 cnd_missing_packages() {
   local missing=() p

@@ -604,7 +604,7 @@ static void s_print_log(void *ctx, const char *line)
 static int s_serve(int argc, char **argv)
 {
     const char *dir = s_default_dir(), *endpoint = "tcp://127.0.0.1:7710", *epf = NULL;
-    const char *stats = NULL;
+    const char *stats = NULL, *metrics = NULL;
     long hb = 10000, offline = 30;
     double max_s = 0;
     int until_idle = 0, quiet = 0;
@@ -620,6 +620,8 @@ static int s_serve(int argc, char **argv)
         {"until-idle", CND_OPT_FLAG, &until_idle, NULL, "exit once rollouts are over"},
         {"max-seconds", CND_OPT_DBL, &max_s, "S", "exit after S seconds", 0, 1e9},
         {"stats", CND_OPT_STR, &stats, "FILE", "write run statistics (JSON) there on exit"},
+        {"metrics", CND_OPT_STR, &metrics, "HOST:PORT",
+         "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9461)"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
         {0}};
     const cnd_cli_t cli = {
@@ -639,7 +641,7 @@ static int s_serve(int argc, char **argv)
     signal(SIGTERM, s_on_signal);
     cnd_rollout_serve_opts_t o = {dir,          endpoint,   epf,   (int)hb,
                                   (int)offline, until_idle, max_s, quiet ? NULL : s_print_log,
-                                  NULL};
+                                  NULL,         metrics};
     cnd_rollout_serve_stats_t st;
     rc = cnd_rollout_serve(&o, &s_stop, &st);
     if (stats) {

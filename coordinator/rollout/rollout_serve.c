@@ -27,8 +27,10 @@
 #include "digest.h"
 #include "fileio.h"
 #include "fleet_registry.h"
+#include "metrics.h"
 #include "proto.h"
 #include "rollout.h"
+#include "rollout_metrics.h"
 #include "rollout_store.h"
 #include "transport.h"
 
@@ -172,6 +174,9 @@ typedef struct {
     cnd_ca_trust_t *trust;          /* loaded from them, reloaded when the CRL changes */
     uint8_t crl_digest[32];
     double last_recheck;
+    cnd_rollout_metrics_t mstate;  /* what the metrics endpoint reads */
+    cnd_metrics_server_t *metrics; /* --metrics; NULL when off */
+    double last_metrics;           /* when the snapshot was last taken */
 } s_srv_t;
 
 static void s_log(s_srv_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -665,7 +670,26 @@ static int s_start(s_srv_t *s)
     s_recheck(s, cnd_now()); /* loads the CA, if there is one */
     cnd_rollout_io_t io = {s, s_io_send, s_commit, s_eng_log};
     cnd_rollout_engine_opts_t eo = {o->offline_after_s, 0};
-    return cnd_rollout_engine_new(&s->eng, s->dir.db, s->dir.audit, s->dir.id, &io, &eo);
+    if ((rc = cnd_rollout_engine_new(&s->eng, s->dir.db, s->dir.audit, s->dir.id, &io, &eo)))
+        return rc;
+    if (o->metrics) {
+        if ((rc = cnd_metrics_listen(&s->metrics, o->metrics, cnd_rollout_metrics_render,
+                                     &s->mstate)))
+            return rc;
+        s_log(s, "metrics on http://%.*s:%d/metrics", (int)(strrchr(o->metrics, ':') - o->metrics),
+              o->metrics, cnd_metrics_port(s->metrics));
+    }
+    return 0;
+}
+
+/* Copies the counters the metrics endpoint shows, at most once a second. */
+static void s_metrics_snapshot(s_srv_t *s, double now)
+{
+    if (!s->metrics || now - s->last_metrics < 1.0) return;
+    s->last_metrics = now;
+    cnd_rollout_stats_t es;
+    cnd_rollout_engine_stats(s->eng, &es);
+    cnd_rollout_metrics_update(&s->mstate, &s->st, &es);
 }
 
 /* The event loop: frames, re-checks, refusal summaries and the engine's tick in one
@@ -706,6 +730,7 @@ static int s_loop(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
         s_recheck(s, now);
         if (cnd_audit_limiter_flush(s->limit, now, 0)) s_log(s, "audit: %s", cnd_err_detail());
         cnd_rollout_tick(s->eng, cnd_unix_time() * 1000);
+        s_metrics_snapshot(s, now);
         s->txn = 0;
         if (sqlite3_exec(s->dir.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
             rc = cnd_errf(CND_EDB, "commit: %s", sqlite3_errmsg(s->dir.db));
@@ -756,6 +781,8 @@ static void s_stats(s_srv_t *s, cnd_rollout_serve_stats_t *stout, double t0, dou
 
 static void s_srv_free(s_srv_t *s)
 {
+    cnd_metrics_stop(&s->metrics); /* first: its thread reads s->mstate */
+    cnd_rollout_metrics_destroy(&s->mstate);
     cnd_rollout_engine_destroy(&s->eng);
     cnd_server_destroy(&s->srv);
     cnd_audit_limiter_destroy(&s->limit);
@@ -784,6 +811,9 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
         return cnd_errf(CND_ENOMEM, "out of memory");
     }
     s->o = o;
+    char dbp[600];
+    snprintf(dbp, sizeof dbp, "%s/coordinator.db", o->dir);
+    cnd_rollout_metrics_init(&s->mstate, dbp);
     s->seq = cnd_proto_seq_start();
     pthread_mutex_init(&s->zmu, NULL);
     cnd_buf_init(&s->out);

@@ -40,6 +40,7 @@ typedef struct {
     double max_seconds;        /* exit after this long (0 = no limit) */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    const char *metrics; /* HOST:PORT of the Prometheus endpoint (rollout_metrics.h); NULL: off */
 } cnd_rollout_serve_opts_t;
 
 typedef struct {

@@ -15,6 +15,7 @@
 #include "check.h"
 #include "coord_store.h"
 #include "fileio.h"
+#include "http_testutil.h"
 #include "model.h"
 #include "modelfile.h"
 #include "rng.h"
@@ -121,19 +122,7 @@ static inline int fx_run(const char *log, const char *const *args)
 
 static inline int fx_free_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    socklen_t l = sizeof a;
-    int port = -1;
-    if (bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(s, (struct sockaddr *)&a, &l) == 0)
-        port = ntohs(a.sin_port);
-    close(s);
-    return port;
+    return th_free_port();
 }
 
 static inline void fx_be32(uint8_t *p, uint32_t v)

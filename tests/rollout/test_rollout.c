@@ -21,6 +21,7 @@
 #include "demo_fleet.h"
 #include "fleet_sim.h"
 #include "fleet_testutil.h"
+#include "http_testutil.h"
 #include "rollout.h"
 #include "rollout_serve.h"
 #include "rollout_store.h"
@@ -49,6 +50,8 @@ typedef struct {
     int rc;
     pthread_t th;
     char epfile[300];
+    char maddr[64]; /* the metrics endpoint (--metrics) */
+    int mport;
 } s_server_t;
 
 static void *s_serve_main(void *arg)
@@ -69,6 +72,9 @@ static void s_serve_start(s_server_t *s, const char *endpoint)
     s->o.endpoint_file = s->epfile;
     s->o.heartbeat_ms = 1000;
     s->o.offline_after_s = 10;
+    s->mport = th_free_port();
+    snprintf(s->maddr, sizeof s->maddr, "127.0.0.1:%d", s->mport);
+    s->o.metrics = s->maddr;
     CHECK(pthread_create(&s->th, NULL, s_serve_main, s) == 0);
     for (int i = 0; i < 300 && !cnd_file_exists(s->epfile); i++) usleep(20000);
 }
@@ -162,6 +168,39 @@ static int s_count_rows(sqlite3 *db, int64_t id, const char *states)
 }
 
 /* One scenario on a fresh coordinator directory. */
+/* The server's Prometheus endpoint once the rollout is over: promtool accepts it, and it shows
+ * the rollout's end state, every device healthy (healthy run), and traffic. */
+static void s_check_metrics(s_server_t *srv, int want_abort)
+{
+    static char resp[1 << 17];
+    char want[160], path[300];
+    snprintf(want, sizeof want, "condenser_rollout_devices{state=\"healthy\"} %u", s_n);
+    int ok = 0;
+    for (int i = 0; i < 30 && !ok; i++) { /* the live counters are copied once a second */
+        if (i) usleep(200000);
+        if (th_http(srv->mport, "GET", "/metrics", resp, sizeof resp) <= 0) continue;
+        const char *k = strstr(th_body(resp), "\ncondenser_rollout_reports_total ");
+        ok = k && atoi(k + strlen("\ncondenser_rollout_reports_total ")) > 0;
+    }
+    if (!ok) fprintf(stderr, "metrics:\n%s\n", resp);
+    CHECK(ok);
+    const char *b = th_body(resp);
+    snprintf(path, sizeof path, "%s.metrics", s_dir);
+    CHECK_EQ_INT(th_promtool(path, b), 0);
+    CHECK(th_has(b, want_abort ? "condenser_rollouts{state=\"rolled_back\"} 1"
+                               : "condenser_rollouts{state=\"completed\"} 1"));
+    if (!want_abort) CHECK(th_has(b, want));
+    snprintf(want, sizeof want, "condenser_fleet_devices{state=\"enrolled\"} %u", s_n);
+    CHECK(th_has(b, want));
+    CHECK(th_has(b, "\ncondenser_rollout_bytes_sent_total "));
+    CHECK(!strstr(b, "condenser_rollout_bytes_sent_total 0\n"));
+    CHECK(th_has(b, "condenser_database_bytes{file=\"db\"}"));
+    CHECK(th_http(srv->mport, "GET", "/nope", resp, sizeof resp) > 0 && th_has(resp, " 404"));
+    unlink(path);
+    strcat(path, ".promtool");
+    unlink(path);
+}
+
 static void s_scenario(const char *name, double fail_rate, const cnd_rollout_params_t *p,
                        int stop_after_wave, int want_abort)
 {
@@ -225,6 +264,7 @@ static void s_scenario(const char *name, double fail_rate, const cnd_rollout_par
     w.stop_after_wave = stop_after_wave;
     w.srv = &srv;
     CHECK(cnd_fleet_sim_run(sim, NULL, 0, s_done, &w) == 0);
+    s_check_metrics(&srv, want_abort);
     s_serve_stop(&srv);
 
     /* Where the rollout ended. */
