@@ -28,6 +28,7 @@
  *                                on a real site.
  */
 #include "agent_daemon.h"
+#include "agent_metrics.h"
 #include "agent_config.h"
 #include "agent_store.h"
 #include "classmap.h"
@@ -43,6 +44,7 @@
 #include "fixedpoint.h"
 #include "identity.h"
 #include "json.h"
+#include "metrics.h"
 #include "modelfile.h"
 #include "onnx_graph.h"
 #include "proto.h"
@@ -136,6 +138,8 @@ typedef struct {
     int round_open;
     int done;
     int fault, fault_round;
+    cnd_agent_live_t live;      /* what the metrics endpoint reads */
+    cnd_metrics_server_t *msrv; /* --metrics; NULL when off */
 } s_agent_t;
 
 static void s_log(s_agent_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -406,7 +410,10 @@ static void s_local_step(s_agent_t *a)
     uint64_t seed;
     randombytes_buf(&seed, sizeof seed);
     seed ^= (uint64_t)a->attempt << 48;
-    if (cnd_agent_local_round(&u, a->global, &a->data, &a->spec, a->qat, seed)) {
+    atomic_store(&a->live.training, 1);
+    int trc = cnd_agent_local_round(&u, a->global, &a->data, &a->spec, a->qat, seed);
+    atomic_store(&a->live.training, 0);
+    if (trc) {
         char why[512];
         snprintf(why, sizeof why, "%s", cnd_err_detail());
         s_round_fail(a, why);
@@ -1539,6 +1546,15 @@ static int s_receive_turn(s_agent_t *a)
     return 0;
 }
 
+/* The state the metrics endpoint shows, copied each loop iteration (atomics). */
+static void s_metrics_snapshot(s_agent_t *a)
+{
+    atomic_store(&a->live.connected, a->hello_ok);
+    atomic_store(&a->live.job, a->job);
+    atomic_store(&a->live.round, a->round_open ? a->view.round : 0);
+    atomic_store(&a->live.cert_expiry, a->cert ? a->cert_ci.not_after : 0);
+}
+
 int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
 {
     s_agent_t *a = calloc(1, sizeof *a);
@@ -1554,9 +1570,17 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
     if (rc) goto out;
     s_log(a, "site %s, data %s, coordinator %s (pinned key SHA256:%.16s...)", a->cfg.name,
           a->cfg.data, a->cfg.endpoint, a->coord_fpr);
+    if (o->metrics) {
+        cnd_agent_live_init(&a->live, a->cfg.state);
+        if ((rc = cnd_metrics_listen(&a->msrv, o->metrics, cnd_agent_metrics_render, &a->live)))
+            goto out;
+        s_log(a, "metrics on http://%.*s:%d/metrics", (int)(strrchr(o->metrics, ':') - o->metrics),
+              o->metrics, cnd_metrics_port(a->msrv));
+    }
     double t0 = cnd_now();
     while (!*stop && !a->done) {
         double now = cnd_now();
+        if (a->msrv) s_metrics_snapshot(a);
         if (now - a->cert_checked >= 2.0) {
             a->cert_checked = now;
             if (s_cert_file_changed(a) && s_cert_reload(a)) a->hello_wait_until = 0;
@@ -1578,6 +1602,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
         if (rc || (rc = s_receive_turn(a))) break;
     }
 out:
+    cnd_metrics_stop(&a->msrv); /* first: its thread reads a->live */
     if (a->round_open) {
         snprintf(a->rr.outcome, sizeof a->rr.outcome, "abandoned");
         snprintf(a->rr.phase, sizeof a->rr.phase, "ended");

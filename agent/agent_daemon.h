@@ -28,6 +28,7 @@ typedef struct {
     double max_seconds; /* > 0: give up (CND_ETIMEOUT) after this long */
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
+    const char *metrics; /* HOST:PORT of the Prometheus endpoint (agent_metrics.h); NULL: off */
 } cnd_agent_run_opts_t;
 
 /* Runs until *stop, until done (until_done), or until the coordinator refuses this site for

@@ -184,7 +184,7 @@ int cnd_cmd_agent(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "status") == 0) return s_status(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "run") == 0) argc--, argv++;
-    const char *config = NULL;
+    const char *config = NULL, *metrics = NULL;
     int until_done = 0, quiet = 0;
     double max_seconds = 0;
     const cnd_opt_t opts[] = {
@@ -192,6 +192,8 @@ int cnd_cmd_agent(int argc, char **argv)
         {"until-done", CND_OPT_FLAG, &until_done, NULL, "exit after the job's last round"},
         {"max-seconds", CND_OPT_DBL, &max_seconds, "S", "give up after S seconds (default: never)",
          0, 1e9},
+        {"metrics", CND_OPT_STR, &metrics, "HOST:PORT",
+         "serve Prometheus metrics for this site's monitoring at http://HOST:PORT/metrics"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
         {0}};
     const cnd_cli_t cli = {
@@ -218,6 +220,7 @@ int cnd_cmd_agent(int argc, char **argv)
     if ((rc = cnd_agent_config_load(&c, config))) return rc;
     static char label[80];
     snprintf(label, sizeof label, "agent %s", c.name);
-    cnd_agent_run_opts_t o = {config, until_done, max_seconds, quiet ? NULL : s_print_log, label};
+    cnd_agent_run_opts_t o = {config, until_done, max_seconds, quiet ? NULL : s_print_log,
+                              label,  metrics};
     return cnd_agent_run(&o, &s_stop);
 }

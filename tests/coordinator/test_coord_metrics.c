@@ -76,8 +76,17 @@ int main(void)
     const char *run[] = {"coordinator", "run",       "--dir", f.coord, "--endpoint",
                          f.endpoint,    "--metrics", maddr,   NULL};
     pid_t coord = fx_spawn(log, NULL, run);
+    /* Site 0 serves its own metrics and runs until stopped (not --until-done), so they can be
+     * read after the job too. */
+    int aport = fx_free_port();
+    char aaddr[64], alog[400];
+    snprintf(aaddr, sizeof aaddr, "127.0.0.1:%d", aport);
+    snprintf(alog, sizeof alog, "%s/agent.log", f.site_dir[0]);
+    const char *arun[] = {"agent", "--config",      f.site_ini[0], "--metrics",
+                          aaddr,   "--max-seconds", "120",         NULL};
     pid_t ag[3];
-    for (int s = 0; s < 3; s++) ag[s] = fx_start_agent(&f, s, NULL);
+    ag[0] = fx_spawn(alog, NULL, arun);
+    for (int s = 1; s < 3; s++) ag[s] = fx_start_agent(&f, s, NULL);
 
     /* During the job: three sessions and a running job. */
     static char resp[1 << 18];
@@ -98,6 +107,19 @@ int main(void)
     CHECK(th_has(b, "condenser_certificate_expiry_timestamp_seconds{site=\"site-0\"}"));
     CHECK(th_has(b, "condenser_bytes_total{direction=\"in\"}"));
     CHECK(th_has(b, "condenser_database_bytes{file=\"db\"}"));
+    /* The site's own endpoint while it takes part: a session, the job. */
+    static char aresp[1 << 17];
+    int seen_agent = 0;
+    end = fx_now() + 30;
+    while (!seen_agent && fx_now() < end) {
+        if (th_http(aport, "GET", "/metrics", aresp, sizeof aresp) > 0)
+            seen_agent = strstr(th_body(aresp), "\ncondenser_agent_connected 1") &&
+                         strstr(th_body(aresp), "\ncondenser_agent_job 1");
+        if (!seen_agent) fx_sleep_ms(200);
+    }
+    CHECK(seen_agent);
+    CHECK_EQ_INT(s_promtool(&f, th_body(aresp), "agent-during.prom"), 0);
+    CHECK(th_has(th_body(aresp), "condenser_certificate_expiry_timestamp_seconds "));
     CHECK_EQ_INT(s_prometheus(&f, mport), 0);
     CHECK(th_http(mport, "GET", "/other", resp, sizeof resp) > 0 && th_has(resp, " 404"));
     CHECK(th_http(mport, "POST", "/metrics", resp, sizeof resp) > 0 && th_has(resp, " 405"));
@@ -117,7 +139,19 @@ int main(void)
     CHECK(th_has(b, "condenser_last_round_sites{kind=\"survivors\"} 3"));
     CHECK(th_has(b, "condenser_last_round_phase_seconds{phase=\"masked\"}"));
     CHECK(th_has(b, "condenser_frames_total{direction=\"out\"}"));
-    for (int s = 0; s < 3; s++) CHECK_EQ_INT(fx_wait(ag[s], 90), 0);
+    for (int s = 1; s < 3; s++) CHECK_EQ_INT(fx_wait(ag[s], 90), 0);
+    /* The site after the job: its 8 rounds ended ok, what it sent by type; nothing of its
+     * records (no accuracy, loss or sample count). */
+    CHECK(th_http(aport, "GET", "/metrics", aresp, sizeof aresp) > 0);
+    b = th_body(aresp);
+    CHECK_EQ_INT(s_promtool(&f, b, "agent-after.prom"), 0);
+    CHECK(th_has(b, "condenser_agent_rounds_total{outcome=\"ok\"} 8"));
+    CHECK(th_has(b, "condenser_agent_messages_total{direction=\"out\",type=\"masked_input\"} 8"));
+    CHECK(th_has(b, "condenser_agent_train_seconds{round=\"last\"}"));
+    CHECK(th_has(b, "\ncondenser_agent_training 0"));
+    CHECK(!strstr(b, "accuracy") && !strstr(b, "samples") && !strstr(b, "loss"));
+    kill(ag[0], SIGTERM);
+    CHECK_EQ_INT(fx_wait(ag[0], 30), 0);
     /* Without --until-done the coordinator runs on: stopped by SIGTERM, it exits cleanly. */
     kill(coord, SIGTERM);
     CHECK_EQ_INT(fx_wait(coord, 60), 0);
