@@ -69,7 +69,7 @@ static int s_messages(cnd_buf_t *b, sqlite3 *db)
     return step == SQLITE_DONE ? 0 : cnd_db_err(db, "agent messages");
 }
 
-static int s_database(cnd_buf_t *b, sqlite3 *db, const char *path)
+static int s_database(cnd_buf_t *b, sqlite3 *db)
 {
     int rc = cnd_metrics_grouped(b, db, "SELECT state, count(*) FROM agent_job GROUP BY state",
                                  "condenser_agent_jobs", "gauge", "Jobs by state.", "state");
@@ -89,11 +89,6 @@ static int s_database(cnd_buf_t *b, sqlite3 *db, const char *path)
                                  "condenser_agent_train_seconds", "gauge",
                                  "Seconds the last local training took.", "round");
     if (!rc) rc = s_messages(b, db);
-    cnd_metrics_head(b, "condenser_database_bytes", "gauge",
-                     "Size of the agent's database file and its write-ahead log.");
-    cnd_metrics_val1(b, "condenser_database_bytes", "file", "db", cnd_metrics_file_bytes(path, ""));
-    cnd_metrics_val1(b, "condenser_database_bytes", "file", "wal",
-                     cnd_metrics_file_bytes(path, "-wal"));
     return rc;
 }
 
@@ -101,9 +96,5 @@ int cnd_agent_metrics_render(void *ctx, cnd_buf_t *out)
 {
     cnd_agent_live_t *l = ctx;
     s_live(out, l);
-    sqlite3 *db = NULL;
-    int rc = cnd_db_open(&db, l->db_path, CND_DB_READONLY, "agent database");
-    if (!rc) rc = s_database(out, db, l->db_path);
-    cnd_db_close(&db);
-    return rc;
+    return cnd_metrics_from_db(out, l->db_path, "agent database", s_database);
 }

@@ -211,10 +211,25 @@ int cnd_metrics_grouped(cnd_buf_t *b, sqlite3 *db, const char *sql, const char *
     return step == SQLITE_DONE ? 0 : cnd_db_err(db, name);
 }
 
-double cnd_metrics_file_bytes(const char *path, const char *suffix)
+static double s_file_bytes(const char *path, const char *suffix)
 {
     char p[1100];
     snprintf(p, sizeof p, "%s%s", path, suffix);
     struct stat sb;
     return stat(p, &sb) == 0 ? (double)sb.st_size : 0;
+}
+
+int cnd_metrics_from_db(cnd_buf_t *out, const char *path, const char *what,
+                        int (*fn)(cnd_buf_t *b, sqlite3 *db))
+{
+    sqlite3 *db = NULL;
+    int rc = cnd_db_open(&db, path, CND_DB_READONLY, what);
+    if (!rc) rc = fn(out, db);
+    cnd_db_close(&db);
+    if (rc) return rc;
+    cnd_metrics_head(out, "condenser_database_bytes", "gauge",
+                     "Size of the database file and its write-ahead log.");
+    cnd_metrics_val1(out, "condenser_database_bytes", "file", "db", s_file_bytes(path, ""));
+    cnd_metrics_val1(out, "condenser_database_bytes", "file", "wal", s_file_bytes(path, "-wal"));
+    return 0;
 }

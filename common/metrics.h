@@ -43,7 +43,10 @@ void cnd_metrics_val2(cnd_buf_t *b, const char *name, const char *k1, const char
 /* One "SELECT label, value" query as a labelled family (head written even with no rows). */
 CND_MUST_USE int cnd_metrics_grouped(cnd_buf_t *b, sqlite3 *db, const char *sql, const char *name,
                                      const char *type, const char *help, const char *label);
-/* The size of the file path+suffix in bytes, 0 when it does not exist. */
-double cnd_metrics_file_bytes(const char *path, const char *suffix);
+/* Opens the database at path read-only (what names it in errors), lets fn write its families,
+ * then writes condenser_database_bytes{file="db"|"wal"}: the sizes of the file and its
+ * write-ahead log. Returns 0 or the error of the open or of fn. */
+CND_MUST_USE int cnd_metrics_from_db(cnd_buf_t *out, const char *path, const char *what,
+                                     int (*fn)(cnd_buf_t *b, sqlite3 *db));
 
 #endif

@@ -156,7 +156,7 @@ static int s_certs(cnd_buf_t *b, sqlite3 *db)
     return step == SQLITE_DONE ? 0 : cnd_db_err(db, "certificates");
 }
 
-static int s_database(cnd_buf_t *b, sqlite3 *db, const char *path)
+static int s_database(cnd_buf_t *b, sqlite3 *db)
 {
     int rc = cnd_metrics_grouped(b, db, "SELECT state, count(*) FROM job GROUP BY state",
                                  "condenser_jobs", "gauge", "Jobs by state.", "state");
@@ -171,19 +171,6 @@ static int s_database(cnd_buf_t *b, sqlite3 *db, const char *path)
             b, db, "SELECT 'entries', COALESCE(MAX(seq) + 1, 0) FROM audit_entry",
             "condenser_audit_log_entries", "gauge", "Entries in the audit log.", "kind");
     if (!rc) rc = s_certs(b, db);
-    if (!rc && cnd_db_has_table(db, "rollout"))
-        rc = cnd_metrics_grouped(b, db, "SELECT state, count(*) FROM rollout GROUP BY state",
-                                 "condenser_rollouts", "gauge", "Rollouts by state.", "state");
-    if (!rc && cnd_db_has_table(db, "rollout_device"))
-        rc = cnd_metrics_grouped(
-            b, db, "SELECT state, count(*) FROM rollout_device GROUP BY state",
-            "condenser_rollout_devices", "gauge",
-            "Devices of all rollouts, by state (healthy, failed, offered, ...).", "state");
-    cnd_metrics_head(b, "condenser_database_bytes", "gauge",
-                     "Size of the database file and its write-ahead log.");
-    cnd_metrics_val1(b, "condenser_database_bytes", "file", "db", cnd_metrics_file_bytes(path, ""));
-    cnd_metrics_val1(b, "condenser_database_bytes", "file", "wal",
-                     cnd_metrics_file_bytes(path, "-wal"));
     return rc;
 }
 
@@ -191,9 +178,5 @@ int cnd_coord_metrics_render(void *ctx, cnd_buf_t *out)
 {
     const cnd_coord_metrics_t *m = ctx;
     if (m->live) s_live(out, m->live);
-    sqlite3 *db = NULL;
-    int rc = cnd_db_open(&db, m->db_path, CND_DB_READONLY, "coordinator database");
-    if (!rc) rc = s_database(out, db, m->db_path);
-    cnd_db_close(&db);
-    return rc;
+    return cnd_metrics_from_db(out, m->db_path, "coordinator database", s_database);
 }

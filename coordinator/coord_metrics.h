@@ -9,8 +9,7 @@
  *   - the database, through a read-only connection opened for each scrape: jobs by state,
  *     rounds by outcome, the last finished round's phase durations, participants and
  *     survivors, dropouts, the round in flight, audit log size, certificate expiry time per site
- *     (the earliest per role), rollouts by state and rollout devices by state, database
- *     size.
+ *     (the earliest per role), database size (rollouts: `rollout serve --metrics`).
  * What they never hold: anything of one site's data or update (the coordinator never has it);
  * round metrics are the secure sums it already stores. Site names and certificate expiry are
  * what the coordinator's operator already sees in `site list`.

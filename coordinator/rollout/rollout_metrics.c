@@ -89,7 +89,7 @@ static int s_rollout_waves(cnd_buf_t *b, sqlite3 *db)
     return step == SQLITE_DONE ? 0 : cnd_db_err(db, "rollout waves");
 }
 
-static int s_database(cnd_buf_t *b, sqlite3 *db, const char *path)
+static int s_database(cnd_buf_t *b, sqlite3 *db)
 {
     int rc = 0;
     if (cnd_db_has_table(db, "rollout")) {
@@ -108,11 +108,6 @@ static int s_database(cnd_buf_t *b, sqlite3 *db, const char *path)
                                  "END AS s, count(*) FROM fleet_device GROUP BY s",
                                  "condenser_fleet_devices", "gauge",
                                  "Devices in the fleet registry, enrolled and revoked.", "state");
-    cnd_metrics_head(b, "condenser_database_bytes", "gauge",
-                     "Size of the database file and its write-ahead log.");
-    cnd_metrics_val1(b, "condenser_database_bytes", "file", "db", cnd_metrics_file_bytes(path, ""));
-    cnd_metrics_val1(b, "condenser_database_bytes", "file", "wal",
-                     cnd_metrics_file_bytes(path, "-wal"));
     return rc;
 }
 
@@ -120,9 +115,5 @@ int cnd_rollout_metrics_render(void *ctx, cnd_buf_t *out)
 {
     cnd_rollout_metrics_t *m = ctx;
     s_live(out, m);
-    sqlite3 *db = NULL;
-    int rc = cnd_db_open(&db, m->db_path, CND_DB_READONLY, "coordinator database");
-    if (!rc) rc = s_database(out, db, m->db_path);
-    cnd_db_close(&db);
-    return rc;
+    return cnd_metrics_from_db(out, m->db_path, "coordinator database", s_database);
 }
