@@ -19,6 +19,12 @@
  * Those masks cancel in the server's sum anyway, so the server receives exactly the sum it would
  * receive in a real round and does exactly the same work; only the simulation is faster. The
  * server's sum is checked against the plain sum of the inputs at the end.
+ *
+ * --regions R simulates the two-level design of docs/hierarchical-aggregation.md: the N clients
+ * are split into R regions of N/R, each a complete SecAgg+ round under its regional aggregator
+ * (run one after the other here; on separate machines they run side by side), and the
+ * coordinator adds the R regional sums. It reports the busiest regional aggregator's figures,
+ * the coordinator's combine time and bytes received, and checks the combined sum exactly.
  */
 #include "cli.h"
 #include "clock.h"
@@ -568,9 +574,97 @@ static int s_run_round(s_bench_t *b, long samples)
     return s_check_sum(b);
 }
 
+/* The R regional rounds and the coordinator's combine (--regions). */
+typedef struct {
+    long regions;
+    uint32_t m, len;
+    uint64_t *total, *expect;            /* the coordinator's sum; the plain one */
+    double combine_s, region_max_s;      /* coordinator add time; slowest regional server */
+    double region_cpu_s, region_keys_mb; /* all regional unmasking CPU; adverts relayed per RA */
+    size_t bytes_in;                     /* regional sums and signatures, at the coordinator */
+    s_bench_t last;                      /* the last region's round, for its parameters */
+} s_regions_t;
+
+/* One regional round; its sum added into the coordinator's total. */
+static int s_region(s_regions_t *g, const s_bench_t *tmpl, long value_bits, long degree,
+                    double fail_prob, long samples)
+{
+    s_bench_t *b = &g->last;
+    s_bench_free(b);
+    memset(b, 0, sizeof *b);
+    b->values = tmpl->values;
+    b->threads = tmpl->threads;
+    b->dropout = tmpl->dropout;
+    int rc = s_setup_params(b, (long)g->m, value_bits, degree, fail_prob);
+    if (rc) return rc;
+    cnd_progress_begin(&b->prog, "secagg region", 3ull * b->n, "client steps");
+    if ((rc = s_run_round(b, samples))) return rc;
+    s_summary_t sm;
+    s_summarize(&sm, b);
+    if (!g->total) {
+        g->len = b->p.len;
+        g->total = calloc(g->len, sizeof *g->total);
+        g->expect = calloc(g->len, sizeof *g->expect);
+        if (!g->total || !g->expect) return cnd_errf(CND_ENOMEM, "regions: out of memory");
+    }
+    uint32_t mask = b->p.bits == 32 ? 0xffffffffu : ((1u << b->p.bits) - 1);
+    double t = s_cpu();
+    for (uint32_t i = 0; i < g->len; i++) g->total[i] += b->sum[i];
+    g->combine_s += s_cpu() - t;
+    for (uint32_t i = 0; i < g->len; i++) g->expect[i] += b->expect[i] & mask;
+    if (b->srv_t > g->region_max_s) g->region_max_s = b->srv_t;
+    g->region_cpu_s += b->unmask_cpu;
+    g->region_keys_mb = (double)b->keys_bytes * b->n / 1e6;
+    g->bytes_in += sm.packed + (size_t)b->p.min_survivors * 64;
+    return 0;
+}
+
+static int s_run_regions(s_regions_t *g, const s_bench_t *tmpl, long clients, long value_bits,
+                         long degree, double fail_prob, long samples, int json)
+{
+    if (clients % g->regions || clients / g->regions < 3)
+        return cnd_errf(CND_EINVAL,
+                        "--regions %ld: --clients %ld must split into regions of at least 3 "
+                        "equal parts",
+                        g->regions, clients);
+    g->m = (uint32_t)(clients / g->regions);
+    int rc = 0;
+    for (long r = 0; r < g->regions && !rc; r++)
+        rc = s_region(g, tmpl, value_bits, degree, fail_prob, samples);
+    for (uint32_t i = 0; !rc && i < g->len; i++)
+        if (g->total[i] != g->expect[i])
+            rc = cnd_errf(CND_ECORRUPT, "regions: wrong combined sum at element %u", i);
+    if (rc) return rc;
+    const s_bench_t *b = &g->last;
+    double flat_keys_mb = (double)S_SA_ADVERT_BYTES * (double)clients * (double)clients / 1e6;
+    if (json)
+        printf("{\"clients\": %ld, \"regions\": %ld, \"region_clients\": %u, \"values\": %ld, "
+               "\"dropout\": %.3f, \"region_degree\": %u, \"region_ring_bits\": %u, "
+               "\"region_server_max_s\": %.6f, \"region_unmask_cpu_total_s\": %.6f, "
+               "\"coordinator_combine_cpu_s\": %.6f, \"coordinator_bytes_in\": %zu, "
+               "\"adverts_relayed_per_aggregator_mb\": %.3f, \"adverts_relayed_flat_mb\": %.3f, "
+               "\"sum_ok\": true}\n",
+               clients, g->regions, g->m, b->values, b->dropout, b->p.degree, b->p.bits,
+               g->region_max_s, g->region_cpu_s, g->combine_s, g->bytes_in, g->region_keys_mb,
+               flat_keys_mb);
+    else
+        printf("two-level secure aggregation: %ld clients in %ld regions of %u, %ld values, "
+               "%.0f%% dropout (region degree %u, ring 2^%u)\n"
+               "  slowest regional aggregator  %8.3f ms  (all server calls of its round)\n"
+               "  regional unmasking           %8.3f s CPU in all regions\n"
+               "  coordinator combine          %8.3f ms CPU  (adding %ld regional sums)\n"
+               "  coordinator bytes in         %zu bytes (regional sums and their signatures)\n"
+               "  adverts relayed              %.3f MB per aggregator (flat round: %.3f MB)\n"
+               "  sum check                    exact\n",
+               clients, g->regions, g->m, b->values, b->dropout * 100, b->p.degree, b->p.bits,
+               g->region_max_s * 1e3, g->region_cpu_s, g->combine_s * 1e3, g->regions, g->bytes_in,
+               g->region_keys_mb, flat_keys_mb);
+    return 0;
+}
+
 int cnd_cmd_bench_secagg(int argc, char **argv)
 {
-    long clients = 100, threads = 2, degree = 0, value_bits = 8, samples = 5;
+    long clients = 100, threads = 2, degree = 0, value_bits = 8, samples = 5, regions = 0;
     double fail_prob = 1e-6;
     int json = 0;
     s_bench_t b;
@@ -592,6 +686,10 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
          "bits of an encoded coordinate; the ring width follows from Q and N (default 8)", 2, 24},
         {"samples", CND_OPT_INT, &samples, "S",
          "clients whose masking is timed for real (default 5)", 1, 1000},
+        {"regions", CND_OPT_INT, &regions, "R",
+         "two-level aggregation: R regional rounds of N/R clients and the coordinator's combine "
+         "(docs/hierarchical-aggregation.md)",
+         1, CND_SECAGG_MAX_CLIENTS},
         {"json", CND_OPT_FLAG, &json, NULL, "print one JSON object instead of text"},
         {0}};
     const cnd_cli_t cli = {
@@ -606,6 +704,16 @@ int cnd_cmd_bench_secagg(int argc, char **argv)
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
     b.threads = threads;
+    if (regions) {
+        s_regions_t g;
+        memset(&g, 0, sizeof g);
+        g.regions = regions;
+        rc = s_run_regions(&g, &b, clients, value_bits, degree, fail_prob, samples, json);
+        s_bench_free(&g.last);
+        free(g.total);
+        free(g.expect);
+        return rc;
+    }
     if ((rc = s_setup_params(&b, clients, value_bits, degree, fail_prob))) return rc;
     for (int a = 0; a < 3; a++) b.rate[a] = s_prg_rate((cnd_prg_alg_t)a);
     cnd_progress_begin(&b.prog, "secagg bench", 3ull * b.n, "client steps");

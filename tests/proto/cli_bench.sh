@@ -29,6 +29,25 @@ for k in ("client_encode_s", "client_share_keys_s", "client_mask_s", "client_unm
           "server_add_masked_s", "server_unmask_s", "server_total_s"):
     assert isinstance(r[k], float) and r[k] >= 0, k
 PY
+# --regions: the two-level simulation (docs/hierarchical-aggregation.md), its combined sum exact.
+"$bin" bench secagg --clients 24 --regions 3 --values 800 --dropout 0.25 --samples 2 --json \
+  > "$d/rg.json" 2> /dev/null
+python3 - "$d/rg.json" <<'PY' || fail "bench secagg --regions json: $(cat "$d/rg.json")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["clients"] == 24 and r["regions"] == 3 and r["region_clients"] == 8, r
+assert r["sum_ok"] is True and r["values"] == 800, r
+# 3 regional sums of 800 values at the region's ring width, plus min_survivors signatures each.
+assert r["coordinator_bytes_in"] > 3 * 800 * r["region_ring_bits"] // 8, r
+assert abs(r["adverts_relayed_flat_mb"] - 213 * 24 * 24 / 1e6) < 1e-3, r
+assert r["adverts_relayed_per_aggregator_mb"] < r["adverts_relayed_flat_mb"], r
+PY
+"$bin" bench secagg --clients 24 --regions 2 --values 800 --samples 2 > "$d/rg.txt" 2> /dev/null
+for l in 'two-level secure aggregation: 24 clients in 2 regions of 12, 800 values' \
+  'slowest regional aggregator' 'coordinator combine .* (adding 2 regional sums)' \
+  'coordinator bytes in' 'adverts relayed' 'sum check  *exact'; do
+  grep -q -- "$l" "$d/rg.txt" || fail "bench secagg --regions text lacks '$l': $(cat "$d/rg.txt")"
+done
 
 "$bin" bench proto --values 20000 --bits 12 --chunk 4096 --reps 2 --rtt 20 > "$d/p.txt" 2> /dev/null
 for l in 'masked vector: 20000 values x 12 bits = 30000 bytes in a 30026-byte MASKED message, 9 frames (4096-byte chunks), medians of 2 runs' \
@@ -55,6 +74,9 @@ set +e
   fail "secagg dropout: rc $rc $(cat "$d/err")"
 "$bin" bench secagg --clients 2 > /dev/null 2> "$d/err"; rc=$?
 [ $rc -eq 2 ] && grep -q -- '--clients' "$d/err" || fail "secagg clients: rc $rc $(cat "$d/err")"
+"$bin" bench secagg --clients 40 --regions 3 > /dev/null 2> "$d/err"; rc=$?
+[ $rc -eq 2 ] && grep -q -- '--regions 3: --clients 40 must split' "$d/err" ||
+  fail "secagg regions: rc $rc $(cat "$d/err")"
 "$bin" bench proto --values 1000 --bits 64 --rtt 10 > /dev/null 2> "$d/err"; rc=$?
 [ $rc -eq 1 ] && grep -q -- 'bit_width: 64 outside 1..32' "$d/err" || fail "proto bits: rc $rc $(cat "$d/err")"
 "$bin" bench proto --chunk 10 > /dev/null 2> "$d/err"; rc=$?
