@@ -50,8 +50,8 @@ int cnd_classmap_check(const char *map, int k, int *count)
     if (k >= 0 && n != k)
         return cnd_errf(CND_EINVAL, "class map has %d names for %d classes", n, k);
     for (int i = 0; i < n; i++) {
-        const char *a, *b;
-        size_t la, lb;
+        const char *a = NULL, *b = NULL;
+        size_t la = 0, lb = 0;
         (void)s_span(map, i, &a, &la);
         int rc = cnd_class_name_check(a, la);
         if (rc) return cnd_err_wrap(rc, "class %d", i);

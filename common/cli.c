@@ -200,6 +200,18 @@ static int s_conf_arg(int argc, char **argv, const char **path)
     return 0;
 }
 
+/* Whether a is "--NAME" or "--NAME=..." for one of cli's options (or --config). */
+static int s_is_option(const cnd_cli_t *cli, const char *a)
+{
+    if (a[0] != '-' || a[1] != '-' || !a[2]) return 0;
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    if (cli->config_section && nlen == 6 && strncmp(name, "config", 6) == 0) return 1;
+    for (const cnd_opt_t *o = cli->opts; o && o->name; o++)
+        if (strlen(o->name) == nlen && strncmp(o->name, name, nlen) == 0) return 1;
+    return 0;
+}
+
 int cnd_cli_parse(const cnd_cli_t *cli, int argc, char **argv, int *npos, char ***pos)
 {
     if (cli->config_section) {
@@ -249,6 +261,18 @@ int cnd_cli_parse(const cnd_cli_t *cli, int argc, char **argv, int *npos, char *
                 return cnd_errf(CND_EINVAL, "--%s needs a value (%s)", o->name,
                                 o->metavar ? o->metavar : "VALUE");
             val = argv[++i];
+            /* A value that is itself an option means the value was forgotten: "--out --help"
+             * asks for help, "--out --json" must not write to a file named "--json". A value
+             * that really starts with "--" is still given as --out=--json. */
+            if (strcmp(val, "--help") == 0 || strcmp(val, "-h") == 0) {
+                cnd_cli_help(cli);
+                return 1;
+            }
+            if (s_is_option(cli, val))
+                return cnd_errf(CND_EINVAL,
+                                "--%s needs a value (%s), found the option '%s' (write --%s=%s if "
+                                "you mean that value)",
+                                o->name, o->metavar ? o->metavar : "VALUE", val, o->name, val);
         }
         int rc = s_set(o, val);
         if (rc) return rc;

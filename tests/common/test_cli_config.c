@@ -118,6 +118,24 @@ int main(void)
     /* A command without a config section has no --config. */
     CHECK_EQ_INT(s_parse(&g_plain, ok, with), CND_EINVAL);
     CHECK(s_err_has("unknown option '--config'"));
+    /* An option's value that is itself an option is a forgotten value, not a directory named
+     * "--help" (keygen --out --help once created one): --help there prints help, a known option
+     * is refused, and --dir=--quiet still sets the literal value. */
+    FILE *devnull = freopen("/dev/null", "w", stdout);
+    (void)devnull;
+    const char *help_as_value[] = {"--dir", "--help", NULL};
+    CHECK_EQ_INT(s_parse(&g_plain, "", help_as_value), 1);
+    CHECK(strcmp(g_dir, ".") == 0);
+    const char *opt_as_value[] = {"--dir", "--quiet", NULL};
+    CHECK_EQ_INT(s_parse(&g_plain, "", opt_as_value), CND_EINVAL);
+    CHECK(s_err_has("--dir needs a value (DIR), found the option '--quiet'"));
+    CHECK_EQ_INT(g_quiet, 0);
+    const char *literal[] = {"--dir=--quiet", NULL};
+    CHECK_EQ_INT(s_parse(&g_plain, "", literal), 0);
+    CHECK(strcmp(g_dir, "--quiet") == 0);
+    const char *dash_value[] = {"--max-seconds", "-1", NULL}; /* not an option: a value */
+    CHECK_EQ_INT(s_parse(&g_plain, "", dash_value), CND_EINVAL);
+    CHECK(!s_err_has("needs a value"));
     unlink(g_path);
     return check_result("test_cli_config");
 }
