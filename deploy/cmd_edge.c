@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "digest.h"
 #include "edge.h"
+#include "edge_http.h"
 #include "fileio.h"
 #include "identity.h"
 #include "proto.h"
@@ -287,6 +288,27 @@ static int s_hello(s_dev_t *d, uint8_t *cert, size_t cert_len, const uint8_t pk[
     return d->link.failed ? -1 : 0;
 }
 
+/* Prints what changed since the last call: a cache given up, a new activation state. */
+static void s_progress(s_dev_t *d, int *last_state, uint64_t *cache_failures)
+{
+    cnd_edge_status_t es;
+    char hex[65];
+    cnd_edge_status(d->edge, &es);
+    if (es.cache_failures != *cache_failures) {
+        *cache_failures = es.cache_failures;
+        s_print(d->conf.name,
+                "artifact cache not used for this download: %s; asking for chunks over the "
+                "control channel",
+                es.cache_error);
+    }
+    if (es.last_state != *last_state)
+        s_print(d->conf.name, "rollout %llu: state %d (%s); running %s",
+                (unsigned long long)es.last_rollout, es.last_state,
+                cnd_edge_reason_name(es.last_reason),
+                es.has_model ? cnd_hex(hex, es.digest, 32) : "no model");
+    *last_state = es.last_state;
+}
+
 static int s_run(int argc, char **argv)
 {
     const char *dir = NULL;
@@ -318,6 +340,7 @@ static int s_run(int argc, char **argv)
     char kp[600];
     snprintf(kp, sizeof kp, "%s/%s", dir, CND_IDENTITY_KEY_FILE);
     cnd_identity_t *id = NULL;
+    cnd_edge_http_t *http = NULL;
     uint8_t *cert = NULL;
     size_t cert_len = 0;
     uint8_t cpk[32], csk[32], server[32];
@@ -337,9 +360,12 @@ static int s_run(int argc, char **argv)
     rc = cnd_client_new(&d.link.cli, &co);
     sodium_memzero(csk, sizeof csk);
     if (rc) goto out;
+    if ((rc = cnd_edge_http_new(&http))) goto out;
+    cnd_edge_set_fetch(d.edge, cnd_edge_http_fetch, http);
     signal(SIGINT, s_on_signal);
     signal(SIGTERM, s_on_signal);
     double t0 = cnd_now(), next_try = 0, next_hb = 0;
+    uint64_t cache_failures = 0;
     int need_hello = 1;
     uint64_t handshakes = 0;
     int last_state = es.last_state;
@@ -388,19 +414,12 @@ static int s_run(int argc, char **argv)
         }
         cnd_err_clear();
         cnd_edge_tick(d.edge, cnd_now());
-        cnd_edge_status(d.edge, &es);
-        if (es.last_state != last_state || es.downloading) {
-            if (es.last_state != last_state)
-                s_print(d.conf.name, "rollout %llu: state %d (%s); running %s",
-                        (unsigned long long)es.last_rollout, es.last_state,
-                        cnd_edge_reason_name(es.last_reason),
-                        es.has_model ? cnd_hex(hex, es.digest, 32) : "no model");
-            last_state = es.last_state;
-        }
+        s_progress(&d, &last_state, &cache_failures);
     }
     s_print(d.conf.name, "stopping");
 out:
     free(cert);
+    cnd_edge_http_free(&http);
     cnd_client_destroy(&d.link.cli);
     cnd_identity_destroy(&id);
     s_close(&d);

@@ -90,6 +90,12 @@ struct cnd_edge {
     uint8_t *art; /* active artifact bytes when keep_model */
     void *arena;
     cnd_rt_model_t *rt;
+    cnd_edge_fetch_fn fetch; /* artifact cache client, or NULL */
+    void *fetch_ctx;
+    char dl_url[CND_PROTO_URL_MAX + 80]; /* the download's bytes in a cache ("" = none) */
+    int dl_cache_bad;                    /* the cache failed this download: chunk requests */
+    uint64_t cache_chunks, cache_failures;
+    char cache_error[200];
     uint64_t refused;
     cnd_edge_reason_t last_reason;
     uint64_t hang_seq; /* FAULT_HANG: sequence of the offer being ignored */
@@ -757,9 +763,85 @@ static int s_is_inflight(const cnd_edge_t *e, uint64_t off)
     return 0;
 }
 
+static void s_pump(cnd_edge_t *e, double now);
+
+/* Whether the download in progress comes from an artifact cache. */
+static int s_use_cache(const cnd_edge_t *e)
+{
+    return e->fetch && e->dl_url[0] && !e->dl_cache_bad;
+}
+
+/* The cache failed this download: the rest (or all of it again) comes as chunk requests. */
+static void s_cache_failed(cnd_edge_t *e, const char *why)
+{
+    e->dl_cache_bad = 1;
+    e->cache_failures++;
+    snprintf(e->cache_error, sizeof e->cache_error, "%s", why);
+}
+
+/* The offer's cache location of the artifact: URL/<hex digest> ("" when it names none). */
+static void s_set_url(cnd_edge_t *e, ProtobufCBinaryData url, const uint8_t digest[32])
+{
+    char hex[65];
+    e->dl_url[0] = 0;
+    if (url.len && url.len <= CND_PROTO_URL_MAX)
+        snprintf(e->dl_url, sizeof e->dl_url, "%.*s/%s", (int)url.len, (const char *)url.data,
+                 cnd_hex(hex, digest, 32));
+}
+
+static int s_dl_finish(cnd_edge_t *e);
+
+/* Up to S_CACHE_PER_PUMP missing chunks from the cache (blocking HTTP range requests; the
+ * device loop calls this again on its next tick), each written and recorded like a chunk. */
+#define S_CACHE_PER_PUMP 8
+static void s_pump_cache(cnd_edge_t *e, double now)
+{
+    uint8_t *buf = malloc(e->dl_chunk);
+    if (!buf) {
+        e->retry_at = now + 1.0;
+        return;
+    }
+    for (uint32_t i = 0, got = 0; i < e->dl_count && got < S_CACHE_PER_PUMP; i++) {
+        if (s_has(e, i)) continue;
+        uint64_t off = (uint64_t)i * e->dl_chunk, left = e->dl_m.length - off;
+        uint32_t len = (uint32_t)(left < e->dl_chunk ? left : e->dl_chunk);
+        if (e->fetch(e->fetch_ctx, e->dl_url, off, len, buf)) {
+            char why[200];
+            snprintf(why, sizeof why, "%s", cnd_err_detail());
+            cnd_err_clear();
+            s_cache_failed(e, why);
+            free(buf);
+            s_pump(e, now); /* the rest as chunk requests */
+            return;
+        }
+        got++;
+        e->cache_chunks++;
+        uint8_t sha[32];
+        cnd_sha256(sha, buf, len);
+        int rc = e->store.ops->part_write(e->store.ctx, off, buf, len, sha);
+        if (!rc) {
+            e->dl_bits[i / 8] |= (uint8_t)(1u << (i % 8));
+            rc = s_save(e);
+        }
+        if (rc) {
+            e->dl_bits[i / 8] &= (uint8_t) ~(1u << (i % 8));
+            e->retry_at = now + 1.0;
+            cnd_err_clear();
+            free(buf);
+            return;
+        }
+    }
+    free(buf);
+    if (s_held(e) == e->dl_count) (void)s_dl_finish(e);
+}
+
 static void s_pump(cnd_edge_t *e, double now)
 {
     if (!e->dl || now < e->retry_at) return;
+    if (s_use_cache(e)) {
+        s_pump_cache(e, now);
+        return;
+    }
     for (uint32_t i = 0; i < e->dl_count && e->n_inflight < e->max_inflight; i++) {
         if (s_has(e, i)) continue;
         uint64_t off = (uint64_t)i * e->dl_chunk;
@@ -825,6 +907,7 @@ static int s_dl_start(cnd_edge_t *e, const cnd_manifest_t *m, const uint8_t *man
     e->dl_count = (uint32_t)count;
     e->dl = 1;
     e->dl_retried = 0;
+    e->dl_cache_bad = 0;
     e->n_inflight = 0;
     e->retry_at = 0;
     if ((rc = s_save(e))) {
@@ -854,7 +937,18 @@ static int s_dl_finish(cnd_edge_t *e)
     cnd_edge_reason_t why = CND_EDGE_OK;
     if (cnd_manifest_check_artifact(&m, data, len)) {
         free(data);
-        if (!e->dl_retried) {
+        if (s_use_cache(e)) {
+            /* The cache served other bytes (stale, poisoned or corrupted): nothing of them is
+             * kept; the whole artifact comes again as chunk requests, each with its digest. */
+            s_cache_failed(e, "the cache's bytes do not match the signed digest");
+            memset(e->dl_bits, 0, (e->dl_count + 7) / 8);
+            e->n_inflight = 0;
+            if (!e->store.ops->part_begin(e->store.ctx, m.length) && !s_save(e)) {
+                s_pump(e, cnd_now());
+                return 0;
+            }
+            cnd_err_clear();
+        } else if (!e->dl_retried) {
             /* Every chunk matched its own digest when it arrived, so the stored copy changed
              * since (storage fault) or a chunk was held from an earlier object: download the
              * whole artifact once more before giving up. */
@@ -915,6 +1009,7 @@ static int s_on_offer(cnd_edge_t *e, const Condenser__ArtifactOffer *o, double n
     }
     if (e->dl && e->dl_rollout == o->rollout_id && memcmp(e->dl_m.digest, dg, 32) == 0) {
         /* The same offer again (a reconnect): resume. */
+        s_set_url(e, o->artifact_url, dg);
         e->n_inflight = 0;
         s_pump(e, now);
         return 0;
@@ -936,6 +1031,7 @@ static int s_on_offer(cnd_edge_t *e, const Condenser__ArtifactOffer *o, double n
         e->hang_seq = m.sequence; /* a hung device: never answers */
         return 0;
     }
+    s_set_url(e, o->artifact_url, dg);
     int rc = s_dl_start(e, &m, o->manifest.data, o->manifest.len, o->rollout_id, o->rollback,
                         o->chunk_size, now);
     if (rc) {
@@ -1035,6 +1131,7 @@ static int s_on_rollback(cnd_edge_t *e, const Condenser__Rollback *r, double now
     uint32_t chunk = CND_PROTO_CHUNK_DEFAULT;
     if (m.length < chunk)
         chunk = m.length < CND_PROTO_CHUNK_MIN ? CND_PROTO_CHUNK_MIN : (uint32_t)m.length;
+    e->dl_url[0] = 0; /* rollbacks name no cache */
     int rc = s_dl_start(e, &m, r->manifest.data, r->manifest.len, r->rollout_id, 1, chunk, now);
     if (rc) {
         e->last_reason = CND_EDGE_STORAGE;
@@ -1234,6 +1331,15 @@ void cnd_edge_status(const cnd_edge_t *e, cnd_edge_status_t *st)
     st->last_reason = e->last_reason;
     st->last_state = e->rep ? (int)e->rep_state : 0;
     st->last_rollout = e->rep ? e->rep_rollout : 0;
+    st->cache_chunks = e->cache_chunks;
+    st->cache_failures = e->cache_failures;
+    snprintf(st->cache_error, sizeof st->cache_error, "%s", e->cache_error);
+}
+
+void cnd_edge_set_fetch(cnd_edge_t *e, cnd_edge_fetch_fn fetch, void *ctx)
+{
+    e->fetch = fetch;
+    e->fetch_ctx = ctx;
 }
 
 void cnd_edge_set_fault(cnd_edge_t *e, cnd_edge_fault_t f)

@@ -104,6 +104,12 @@ typedef int (*cnd_edge_send_fn)(void *ctx, Condenser__MsgType type, void *payloa
 
 typedef struct cnd_edge cnd_edge_t;
 
+/* Fetches exactly len bytes at offset off of the object at url (an HTTP range request:
+ * edge_http.h). Returns 0 with out filled, or an error with the detail set; the device then
+ * stops using the cache for that download and asks for chunks over its control channel. */
+typedef int (*cnd_edge_fetch_fn)(void *ctx, const char *url, uint64_t off, uint32_t len,
+                                 uint8_t *out);
+
 /* Creates a device over `store` (borrowed; must outlive it). The configuration is copied.
  * Call cnd_edge_boot next. Returns 0, CND_EINVAL or CND_ENOMEM. */
 CND_MUST_USE int cnd_edge_new(cnd_edge_t **out, const cnd_edge_cfg_t *cfg,
@@ -157,9 +163,18 @@ typedef struct {
     cnd_edge_reason_t last_reason; /* of the last refusal or failure */
     int last_state;                /* Condenser__ActivationState of the last report, 0 if none */
     uint64_t last_rollout;         /* rollout id of the last report */
+    uint64_t cache_chunks;         /* chunks fetched from artifact caches since start */
+    uint64_t cache_failures;       /* downloads that fell back to chunk requests since start */
+    char cache_error[200];         /* why the last one did */
 } cnd_edge_status_t;
 
 void cnd_edge_status(const cnd_edge_t *e, cnd_edge_status_t *st);
+
+/* Lets offers that name an artifact cache (ArtifactOffer.artifact_url) be downloaded from it
+ * with fetch (NULL: chunk requests only, as devices without HTTP do). Bytes from the cache are
+ * checked against the signed manifest like chunks; a cache that fails or serves other bytes
+ * makes the device fetch that artifact over the control channel instead. */
+void cnd_edge_set_fetch(cnd_edge_t *e, cnd_edge_fetch_fn fetch, void *ctx);
 
 /* Sets the simulated fault from now on (the simulator provisions devices first, then arms it). */
 void cnd_edge_set_fault(cnd_edge_t *e, cnd_edge_fault_t f);

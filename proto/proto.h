@@ -57,6 +57,7 @@
 #define CND_PROTO_CAP_MAX         64   /* one capability token */
 #define CND_PROTO_LABEL_KEY_MAX   32
 #define CND_PROTO_LABEL_VALUE_MAX 128
+#define CND_PROTO_URL_MAX         255 /* ArtifactOffer.artifact_url */
 
 /* Blob lengths. */
 #define CND_PROTO_CERT_MAX          4096   /* X.509 DER */
@@ -196,6 +197,10 @@ int cnd_proto_validate_heartbeat(cnd_proto_reject_t *rej,
 int cnd_proto_validate_error(cnd_proto_reject_t *rej, const Condenser__Error *m) CND_MUST_USE;
 int cnd_proto_validate_device_profile(cnd_proto_reject_t *rej,
                                       const Condenser__DeviceProfile *m) CND_MUST_USE;
+/* Whether s (len bytes) is an artifact cache base URL: "http://" or "https://", a host, at most
+ * CND_PROTO_URL_MAX bytes of printable ASCII without spaces, quotes, '#', '?' or a trailing '/'.
+ * Returns 0 or CND_EINVAL with the detail set. */
+int cnd_proto_check_artifact_url(const char *s, size_t len) CND_MUST_USE;
 int cnd_proto_validate_artifact_offer(cnd_proto_reject_t *rej,
                                       const Condenser__ArtifactOffer *m) CND_MUST_USE;
 int cnd_proto_validate_artifact_chunk_request(

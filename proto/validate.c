@@ -681,6 +681,31 @@ static int s_manifest(cnd_proto_reject_t *rej, const char *ctx, ProtobufCBinaryD
     return 0;
 }
 
+int cnd_proto_check_artifact_url(const char *s, size_t len)
+{
+    size_t pre = 0;
+    if (len >= 7 && memcmp(s, "http://", 7) == 0)
+        pre = 7;
+    else if (len >= 8 && memcmp(s, "https://", 8) == 0)
+        pre = 8;
+    else
+        return cnd_errf(CND_EINVAL, "artifact URL must start with http:// or https://");
+    if (len > CND_PROTO_URL_MAX)
+        return cnd_errf(CND_EINVAL, "artifact URL is %zu bytes, more than %u", len,
+                        CND_PROTO_URL_MAX);
+    if (len == pre || s[pre] == '/') return cnd_errf(CND_EINVAL, "artifact URL has no host");
+    if (s[len - 1] == '/')
+        return cnd_errf(CND_EINVAL, "artifact URL ends with '/' (give the base; the device adds "
+                                    "\"/\" and the digest)");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\'' || ch == '#' || ch == '?' ||
+            ch == '\\' || ch == '<' || ch == '>')
+            return cnd_errf(CND_EINVAL, "artifact URL has a forbidden byte 0x%02x at %zu", ch, i);
+    }
+    return 0;
+}
+
 int cnd_proto_validate_artifact_offer(cnd_proto_reject_t *rej, const Condenser__ArtifactOffer *m)
 {
     const char *c = "artifact_offer";
@@ -688,6 +713,13 @@ int cnd_proto_validate_artifact_offer(cnd_proto_reject_t *rej, const Condenser__
     S_TRY(s_fixed(rej, c, "artifact_digest", m->artifact_digest, CND_PROTO_DIGEST_BYTES));
     S_TRY(s_u64(rej, c, "artifact_size", m->artifact_size, 1, CND_PROTO_OBJECT_MAX));
     S_TRY(s_u64(rej, c, "chunk_size", m->chunk_size, CND_PROTO_CHUNK_MIN, CND_PROTO_CHUNK_MAX));
+    if (m->artifact_url.len &&
+        cnd_proto_check_artifact_url((const char *)m->artifact_url.data, m->artifact_url.len)) {
+        char why[200];
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        cnd_err_clear();
+        return s_fail(rej, S_BAD, "%s.artifact_url: %s", c, why);
+    }
     return s_manifest(rej, c, m->manifest, m->artifact_digest, &m->artifact_size, m->rollback);
 }
 

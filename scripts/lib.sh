@@ -6,7 +6,7 @@ CND_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Packages needed to build and run Condenser.
 CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev libssl-dev
   libopenblas-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libinih-dev
-  libpng-dev libjpeg62-turbo-dev libmicrohttpd-dev dataset-fashion-mnist"
+  libpng-dev libjpeg62-turbo-dev libmicrohttpd-dev libcurl4-openssl-dev dataset-fashion-mnist"
 
 # Packages only the tests need (scripts/test installs them): chromium opens the audit report
 # headless; sqlite3, openssl and python3 run the auditor guide's independent verification recipe
@@ -20,7 +20,7 @@ CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev l
 # prometheus brings promtool, which checks the metrics endpoints' exposition format.
 CND_TEST_PACKAGES="chromium sqlite3 openssl python3 python3-cryptography clang-format
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi
-  python3-torch python3-onnx python3-numpy python3-mpmath prometheus"
+  python3-torch python3-onnx python3-numpy python3-mpmath prometheus nginx"
 
 cnd_missing_packages() {
   local missing=() p

@@ -20,6 +20,7 @@
 #include "rollout_store.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -604,7 +605,7 @@ static void s_print_log(void *ctx, const char *line)
 static int s_serve(int argc, char **argv)
 {
     const char *dir = s_default_dir(), *endpoint = "tcp://127.0.0.1:7710", *epf = NULL;
-    const char *stats = NULL, *metrics = NULL;
+    const char *stats = NULL, *metrics = NULL, *art_url = NULL;
     long hb = 10000, offline = 30;
     double max_s = 0;
     int until_idle = 0, quiet = 0;
@@ -622,6 +623,9 @@ static int s_serve(int argc, char **argv)
         {"stats", CND_OPT_STR, &stats, "FILE", "write run statistics (JSON) there on exit"},
         {"metrics", CND_OPT_STR, &metrics, "HOST:PORT",
          "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9461)"},
+        {"artifact-url", CND_OPT_STR, &art_url, "URL",
+         "offers tell devices to fetch artifact bytes from this content-addressed cache "
+         "(URL/<hex digest>, filled by rollout export-cache), falling back to chunks here"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
         {0}};
     const cnd_cli_t cli = {
@@ -639,9 +643,9 @@ static int s_serve(int argc, char **argv)
     if (rc) return rc > 0 ? 0 : rc;
     signal(SIGINT, s_on_signal);
     signal(SIGTERM, s_on_signal);
-    cnd_rollout_serve_opts_t o = {dir,          endpoint,   epf,   (int)hb,
-                                  (int)offline, until_idle, max_s, quiet ? NULL : s_print_log,
-                                  NULL,         metrics};
+    cnd_rollout_serve_opts_t o = {dir,          endpoint,   epf,    (int)hb,
+                                  (int)offline, until_idle, max_s,  quiet ? NULL : s_print_log,
+                                  NULL,         metrics,    art_url};
     cnd_rollout_serve_stats_t st;
     rc = cnd_rollout_serve(&o, &s_stop, &st);
     if (stats) {
@@ -660,19 +664,111 @@ static int s_serve(int argc, char **argv)
     return rc;
 }
 
+/* rollout export-cache: every published artifact as OUT/<hex digest>, the layout an HTTP cache
+ * serves to devices (rollout serve --artifact-url). A file already there with the right bytes is
+ * kept; one with other bytes (a stale or poisoned copy) is replaced and counted. */
+static int s_export_cache(int argc, char **argv)
+{
+    const char *dir = s_default_dir(), *out = NULL;
+    int json = 0;
+    const cnd_opt_t opts[] = {
+        {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+        {"out", CND_OPT_STR, &out, "DIR", "directory a web server publishes (required)"},
+        {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
+        {0}};
+    const cnd_cli_t cli = {
+        "condenser rollout export-cache --out DIR [--dir DIR] [--json]",
+        "Writes every published artifact to DIR/<lowercase hex SHA-256>, each written atomically "
+        "and mode 0644, for any web server, reverse proxy or CDN to serve. rollout serve "
+        "--artifact-url names that location in its offers; devices check every byte against the "
+        "signed manifest, so the cache needs no trust. A file already there with the right "
+        "bytes is kept, one with other bytes is replaced. Run it after each rollout publish.",
+        opts, 0, 0};
+    int npos;
+    char **pos;
+    int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
+    if (rc) return rc > 0 ? 0 : rc;
+    if (!out) return cnd_errf(CND_EINVAL, "--out DIR is required");
+    struct stat sb;
+    if (stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return cnd_errf(CND_ENOTFOUND, "%s: not a directory (create it first)", out);
+    cnd_rollout_dir_t d;
+    if ((rc = cnd_rollout_dir_open(&d, dir, 0))) return rc;
+    cnd_rartifact_t *a = NULL;
+    size_t na = 0, written = 0, kept = 0, replaced = 0;
+    uint64_t bytes = 0;
+    rc = cnd_registry_list(d.db, "", -1, &a, &na);
+    for (size_t i = 0; !rc && i < na; i++) {
+        uint8_t *art = NULL, *old = NULL, dg[32];
+        size_t len = 0, olen = 0;
+        char hex[65], path[4200];
+        cnd_hex(hex, a[i].digest, 32);
+        snprintf(path, sizeof path, "%s/%s", out, hex);
+        if ((rc = cnd_registry_get(d.db, a[i].id, &a[i], &art, &len))) break;
+        cnd_sha256(dg, art, len);
+        if (memcmp(dg, a[i].digest, 32) != 0) {
+            rc = cnd_errf(CND_ECORRUPT, "artifact %lld: its stored bytes do not match its digest",
+                          (long long)a[i].id);
+            free(art);
+            break;
+        }
+        int have = access(path, F_OK) == 0;
+        if (have && !cnd_file_read(path, len + 1, &old, &olen) && olen == len &&
+            memcmp(old, art, len) == 0) {
+            kept++;
+        } else {
+            cnd_err_clear();
+            rc = cnd_file_write_atomic(path, art, len, 0644);
+            if (!rc) {
+                written++;
+                replaced += (size_t)have;
+                bytes += len;
+            }
+        }
+        free(old);
+        free(art);
+    }
+    if (!rc && json) {
+        cnd_jw_t w;
+        cnd_jw_init(&w);
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "artifacts");
+        cnd_jw_int(&w, (int64_t)na);
+        cnd_jw_key(&w, "written");
+        cnd_jw_int(&w, (int64_t)written);
+        cnd_jw_key(&w, "replaced");
+        cnd_jw_int(&w, (int64_t)replaced);
+        cnd_jw_key(&w, "kept");
+        cnd_jw_int(&w, (int64_t)kept);
+        cnd_jw_key(&w, "bytes_written");
+        cnd_jw_int(&w, (int64_t)bytes);
+        cnd_jw_obj_end(&w);
+        rc = s_print_json(&w, "rollout export-cache");
+        cnd_jw_free(&w);
+    } else if (!rc) {
+        printf("%zu artifacts in %s: %zu written (%llu bytes), %zu of them replacing other bytes, "
+               "%zu already there\n",
+               na, out, written, (unsigned long long)bytes, replaced, kept);
+    }
+    free(a);
+    cnd_rollout_dir_close(&d);
+    return rc;
+}
+
 int cnd_cmd_rollout(int argc, char **argv)
 {
-    static const char *subs = "init, enroll, publish, create, list, show, pause, resume, abort, "
-                              "rollback, serve";
+    static const char *subs = "init, enroll, publish, export-cache, create, list, show, pause, "
+                              "resume, abort, rollback, serve";
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: condenser rollout init|enroll|publish|create|list|show|pause|resume|abort|"
-               "rollback|serve [options]   (--help after each)\n");
+        printf("usage: condenser rollout init|enroll|publish|export-cache|create|list|show|pause|"
+               "resume|abort|rollback|serve [options]   (--help after each)\n");
         return argc < 2 ? cnd_errf(CND_EINVAL, "a subcommand is required: %s", subs) : 0;
     }
     const char *c = argv[1];
     if (!strcmp(c, "init")) return s_init(argc - 1, argv + 1);
     if (!strcmp(c, "enroll")) return s_enroll(argc - 1, argv + 1);
     if (!strcmp(c, "publish")) return s_publish(argc - 1, argv + 1);
+    if (!strcmp(c, "export-cache")) return s_export_cache(argc - 1, argv + 1);
     if (!strcmp(c, "create")) return s_create(argc - 1, argv + 1);
     if (!strcmp(c, "list")) return s_list(argc - 1, argv + 1);
     if (!strcmp(c, "show")) return s_show(argc - 1, argv + 1);

@@ -605,6 +605,7 @@ struct cnd_rollout_engine {
     cnd_audit_t *audit;
     const cnd_identity_t *id;
     char fpr[65];
+    char artifact_url[CND_PROTO_URL_MAX + 1]; /* offers name this cache ("" = none) */
     cnd_rollout_io_t io;
     int64_t offline_ms, poll_ms;
     int64_t started_ms, last_poll_ms;
@@ -1025,6 +1026,7 @@ static int s_offer(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_node_t *n
     o.artifact_digest = cnd_proto_bytes(a->a.digest, 32);
     o.artifact_size = a->a.size;
     o.chunk_size = r->rec.chunk;
+    if (e->artifact_url[0]) o.artifact_url = cnd_proto_str(e->artifact_url);
     int rc = s_send(e, n, CONDENSER__MSG_TYPE__MSG_ARTIFACT_OFFER, &o);
     if (rc) return rc;
     e->st.offers_sent++;
@@ -1536,8 +1538,13 @@ int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db, cnd_audit_t 
     int rc = cnd_fleet_init(db);
     if (!rc) rc = cnd_rstore_init(db);
     if (rc) return rc;
+    if (o && o->artifact_url && o->artifact_url[0] &&
+        (rc = cnd_proto_check_artifact_url(o->artifact_url, strlen(o->artifact_url))))
+        return rc;
     cnd_rollout_engine_t *e = calloc(1, sizeof *e);
     if (!e) return cnd_errf(CND_ENOMEM, "rollout engine: out of memory");
+    if (o && o->artifact_url)
+        snprintf(e->artifact_url, sizeof e->artifact_url, "%s", o->artifact_url);
     e->db = db;
     e->audit = audit;
     e->id = id;

@@ -117,6 +117,10 @@ typedef struct {
 typedef struct {
     int offline_after_s; /* a device silent this long is offline (0 = 30) */
     int poll_ms;         /* how often operator changes are read from the database (0 = 500) */
+    /* Base URL of a content-addressed cache of the artifacts (`rollout export-cache`); offers
+     * name it and devices fetch the bytes there, falling back to chunk requests. NULL or "" =
+     * chunks over the control channel only. */
+    const char *artifact_url;
 } cnd_rollout_engine_opts_t;
 
 typedef struct cnd_rollout_engine cnd_rollout_engine_t;

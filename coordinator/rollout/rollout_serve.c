@@ -669,7 +669,7 @@ static int s_start(s_srv_t *s)
     s_find_ca(s);
     s_recheck(s, cnd_now()); /* loads the CA, if there is one */
     cnd_rollout_io_t io = {s, s_io_send, s_commit, s_eng_log};
-    cnd_rollout_engine_opts_t eo = {o->offline_after_s, 0};
+    cnd_rollout_engine_opts_t eo = {o->offline_after_s, 0, o->artifact_url};
     if ((rc = cnd_rollout_engine_new(&s->eng, s->dir.db, s->dir.audit, s->dir.id, &io, &eo)))
         return rc;
     if (o->metrics) {

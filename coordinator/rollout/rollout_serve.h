@@ -41,6 +41,7 @@ typedef struct {
     void (*log)(void *ctx, const char *line);
     void *log_ctx;
     const char *metrics; /* HOST:PORT of the Prometheus endpoint (rollout_metrics.h); NULL: off */
+    const char *artifact_url; /* base URL of the artifact cache offers name; NULL: none */
 } cnd_rollout_serve_opts_t;
 
 typedef struct {

@@ -336,6 +336,14 @@ MUT(m_ao_size, f->ao.artifact_size = 100001)
 MUT(m_ao_rollback, f->ao.rollback = 1)
 MUT(m_ao_size0, f->ao.artifact_size = 0)
 MUT(m_ao_chunk, f->ao.chunk_size = 512)
+MUT(m_ao_url_ftp, f->ao.artifact_url = B("ftp://cache/a", 13))
+MUT(m_ao_url_slash, f->ao.artifact_url = B("http://cache/a/", 15))
+MUT(m_ao_url_nohost, f->ao.artifact_url = B("https:///a", 10))
+MUT(m_ao_url_space, f->ao.artifact_url = B("http://cache/a b", 16))
+MUT(m_ao_url_query, f->ao.artifact_url = B("http://cache/a?x=1", 18))
+static uint8_t URLLONG[CND_PROTO_URL_MAX + 1];
+MUT(m_ao_url_long, memset(URLLONG, 'a', sizeof URLLONG); memcpy(URLLONG, "http://", 7);
+    f->ao.artifact_url = B(URLLONG, sizeof URLLONG))
 /* artifact_chunk_request */
 MUT(m_acr_len0, f->acr.length = 0)
 MUT(m_acr_len_big, f->acr.length = CND_PROTO_CHUNK_MAX + 1)
@@ -521,6 +529,15 @@ static const bad_t s_bad[] = {
     {T(ARTIFACT_OFFER), "artifact_offer: the digest differs", BAD, m_ao_digest},
     {T(ARTIFACT_OFFER), "artifact_offer.artifact_size", BAD, m_ao_size},
     {T(ARTIFACT_OFFER), "artifact_offer.rollback", BAD, m_ao_rollback},
+    {T(ARTIFACT_OFFER), "artifact_offer.artifact_url: artifact URL must start with http", BAD,
+     m_ao_url_ftp},
+    {T(ARTIFACT_OFFER), "artifact_offer.artifact_url: artifact URL ends with '/'", BAD,
+     m_ao_url_slash},
+    {T(ARTIFACT_OFFER), "artifact_offer.artifact_url: artifact URL has no host", BAD,
+     m_ao_url_nohost},
+    {T(ARTIFACT_OFFER), "forbidden byte 0x20", BAD, m_ao_url_space},
+    {T(ARTIFACT_OFFER), "forbidden byte 0x3f", BAD, m_ao_url_query},
+    {T(ARTIFACT_OFFER), "more than 255", BAD, m_ao_url_long},
     {T(ARTIFACT_OFFER), "artifact_offer.artifact_size", BAD, m_ao_size0},
     {T(ARTIFACT_OFFER), "artifact_offer.chunk_size", BAD, m_ao_chunk},
     {T(ARTIFACT_CHUNK_REQUEST), "artifact_chunk_request.length", BAD, m_acr_len0},
