@@ -4,7 +4,8 @@
 # the mapping onto a model's class map (text and --json, which agree), exit status 0 when the
 # data fits and an error naming the problem when a label is unknown or the shape does not fit;
 # and a CSV table fed to a 1x2x2 model through shape=/the model's shape, NA imputed from the
-# means the model stores; --input-shape as shape= for train, eval and data check; and the check
+# means the model stores; --input-shape as shape= for train, distill, eval and data check; import
+# --labels; and the check
 # against a federated job's shape and class map (--job ID --dir COORD), which changes nothing.
 set -euo pipefail
 bin=${1:?usage: test_data_check.sh CONDENSER}
@@ -96,6 +97,15 @@ grep -q "disagree" "$d/o.txt" || fail "conflicting shapes: $(cat "$d/o.txt")"
 grep -q "applies to csv: and folder: data" "$d/o.txt" || fail "idx: $(cat "$d/o.txt")"
 "$bin" data check "csv:$d/m.csv" --input-shape 1,2 > "$d/o.txt" 2>&1 && fail "bad shape accepted"
 grep -q "expected C,H,W" "$d/o.txt" || fail "bad shape: $(cat "$d/o.txt")"
+
+# an imported ONNX model takes its class map from --labels, so data check maps names onto it
+"$bin" export "$d/c.cnd" --onnx --out "$d/c.onnx" > /dev/null
+"$bin" import "$d/c.onnx" --out "$d/ci.cnd" --labels bird,cat,dog,fish > /dev/null
+"$bin" data check "csv:$d/m.csv" --input-shape 1,2,2 --model "$d/ci.cnd" > /dev/null ||
+  fail "imported model's class map"
+"$bin" import "$d/c.onnx" --out "$d/cj.cnd" --labels bird,cat > "$d/o.txt" 2>&1 && fail "2 labels for 4"
+grep -q -- "--labels" "$d/o.txt" || fail "import --labels: $(cat "$d/o.txt")"
+[ ! -e "$d/cj.cnd" ] || fail "import wrote a model with a wrong class map"
 
 # --job ID --dir COORD: the same mapping against a federated job's shape and class map, read
 # from the coordinator's database without changing it
