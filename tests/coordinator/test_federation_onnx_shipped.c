@@ -13,6 +13,8 @@
  *               database altered, blob and digest together, as a malicious coordinator would):
  *               job 2's teacher is a truncated ONNX file, job 3's an ONNX model with 3 outputs
  *               for the job's 4 classes. The site refuses each, naming why, and caches neither.
+ *   job 4       an honest teacher whose run over a batch needs 256 MB, at a site whose
+ *               [limits] memory_mb is 64: refused before its logits are computed.
  */
 #include "check.h"
 #include "digest.h"
@@ -104,6 +106,9 @@ int main(void)
     fx_path(t3cnd, sizeof t3cnd, f.root, "three.cnd");
     fx_path(t3, sizeof t3, f.root, "three.onnx");
     fx_path(cut, sizeof cut, f.root, "cut.onnx");
+    char bigcnd[400], big[400];
+    fx_path(bigcnd, sizeof bigcnd, f.root, "big.cnd");
+    fx_path(big, sizeof big, f.root, "big.onnx");
     const char *ex[] = {"export", cnd, "--onnx", "--out", onnx, NULL};
     CHECK_EQ_INT(fx_run(log, ex), 0);
     cnd_model_t *m = NULL; /* a teacher of 3 classes */
@@ -113,6 +118,14 @@ int main(void)
     cnd_model_destroy(&m);
     const char *ex3[] = {"export", t3cnd, "--onnx", "--out", t3, NULL};
     CHECK_EQ_INT(fx_run(log, ex3), 0);
+    /* a teacher whose run over 256 samples needs 2048 x 8 x 8 floats a sample and more: 256 MB */
+    CHECK_EQ_INT(
+        cnd_model_new(&m, "conv2d(2048,3,pad=1) relu flatten dense(4)", (cnd_shape_t){1, 8, 8}, 9),
+        0);
+    if (m) CHECK_EQ_INT(cnd_model_save(m, bigcnd), 0);
+    cnd_model_destroy(&m);
+    const char *exb[] = {"export", bigcnd, "--onnx", "--out", big, NULL};
+    CHECK_EQ_INT(fx_run(log, exb), 0);
     uint8_t *ob = NULL, *b3 = NULL;
     size_t on = 0, n3 = 0;
     CHECK_EQ_INT(cnd_file_read(onnx, 1 << 22, &ob, &on), 0);
@@ -174,9 +187,17 @@ int main(void)
     CHECK(s_has(show, "\"format\":\"onnx\""));
     CHECK(s_has(show, "\"preprocess\":\"mean=100 std=60\""));
 
-    /* jobs 2 and 3: the coordinator ships other bytes than the job was created with */
+    /* jobs 2 and 3: the coordinator ships other bytes than the job was created with; job 4 an
+     * honest teacher too large for site 0, which now allows 64 MB (the minimum) */
     CHECK_EQ_INT(s_create(&f, log, onnx, "mean=100 std=60"), 0);
     CHECK_EQ_INT(s_create(&f, log, onnx, "mean=100 std=60"), 0);
+    CHECK_EQ_INT(s_create(&f, log, big, "mean=100 std=60"), 0);
+    FILE *ini = fopen(f.site_ini[0], "a"); /* [limits] is the file's last section */
+    CHECK(ini != NULL);
+    if (ini) {
+        fputs("memory_mb = 64\n", ini);
+        fclose(ini);
+    }
     if (ob) s_swap_teacher(&f, 2, ob, on / 2);
     if (b3) s_swap_teacher(&f, 3, b3, n3);
     coord = fx_start_coordinator(&f, NULL);
@@ -190,6 +211,10 @@ int main(void)
     CHECK_EQ_INT(fx_run(log, cancel), 0);
     CHECK(s_wait_for(alog, "job 3 refused: shipped ONNX teacher", 40));
     CHECK(s_has(alog, "has 3 outputs, the job has 4 classes"));
+    const char *cancel3[] = {"job", "cancel", "3", "--dir", f.coord, NULL};
+    CHECK_EQ_INT(fx_run(log, cancel3), 0);
+    CHECK(s_wait_for(alog, "job 4 refused: shipped ONNX teacher", 40));
+    CHECK(s_has(alog, "over the limit of 64 MB"));
     kill(a0, SIGTERM);
     kill(coord, SIGTERM);
     CHECK(fx_wait(a0, 20) >= 0);
