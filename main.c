@@ -51,6 +51,7 @@ static const struct {
      "DP-SGD accountant: epsilon of a run, or the noise an epsilon needs"},
     {"import", cnd_cmd_import, "read an ONNX model: as a teacher, or as a trainable student"},
     {"data", cnd_cmd_data, "check a dataset: classes, shape, values, duplicates, model fit"},
+    {"data check", cnd_cmd_data_check_job, "the same, also against a job (--job ID --dir DIR)"},
     {"keygen", cnd_cmd_keygen, "create a node identity (Ed25519; X25519 form for CurveZMQ)"},
     {"ca", cnd_cmd_ca, "federation CA: init, issue, revoke, verify, list, crl"},
     {"audit", cnd_cmd_audit, "verify, prove, export, reconcile and report on audit logs"},

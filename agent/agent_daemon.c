@@ -32,6 +32,7 @@
 #include "agent_config.h"
 #include "agent_store.h"
 #include "classmap.h"
+#include "agent_teacher.h"
 #include "agent_train.h"
 #include "audit_actions.h"
 #include "audit_log.h"
@@ -111,8 +112,12 @@ typedef struct {
     size_t spec_len;
     int job_state;            /* 0 none, 1 waiting for the teacher, 2 accepted, 3 refused */
     cnd_model_t *teacher;     /* a .cnd teacher, shipped or local; NULL with an ONNX one */
-    const char *teacher_onnx; /* a site-local ONNX teacher (path in cfg), or NULL */
-    const char *teacher_prep; /* its preprocessing spec (cfg) */
+    const char *teacher_onnx; /* an ONNX teacher: site-local (path in cfg) or shipped (the cache
+                                 file, teacher_file), or NULL */
+    const char *teacher_prep; /* its preprocessing spec (cfg, or the job's) */
+    char teacher_file[CND_AGENT_PATH_MAX + 100];
+    size_t teacher_mem; /* an ONNX teacher's graph and batch run, bytes
+                           (cnd_agent_onnx_teacher_check) */
     uint8_t teacher_digest[32];
     cnd_assembler_t *teacher_asm;
     cnd_agent_data_t data;
@@ -279,6 +284,7 @@ static void s_job_clear(s_agent_t *a)
     s_round_clear(a);
     cnd_model_destroy(&a->teacher);
     a->teacher_onnx = a->teacher_prep = NULL;
+    a->teacher_mem = 0;
     cnd_assembler_destroy(&a->teacher_asm);
     cnd_agent_data_free(&a->data);
     a->data_ok = 0;
@@ -731,8 +737,8 @@ static void s_job_prepare(s_agent_t *a)
     if (!rc) {
         /* an ONNX teacher's logits are computed once above and its graph freed */
         size_t tparams = a->teacher ? a->teacher->num_params : 0;
-        size_t need =
-            cnd_agent_data_bytes(&a->data) + 4 * (tparams + student->num_params) * sizeof(float);
+        size_t need = cnd_agent_data_bytes(&a->data) + a->teacher_mem +
+                      4 * (tparams + student->num_params) * sizeof(float);
         if (need > a->cfg.memory_mb << 20)
             rc = cnd_errf(CND_ERANGE,
                           "the job needs about %zu MB, over this site's limit of "
@@ -759,7 +765,31 @@ static void s_job_prepare(s_agent_t *a)
 static void s_teacher_path(s_agent_t *a, char *out, size_t cap)
 {
     char hex[65];
-    snprintf(out, cap, "%s/teachers/%s.cnd", a->cfg.work, cnd_hex(hex, a->teacher_digest, 32));
+    snprintf(out, cap, "%s/teachers/%s.%s", a->cfg.work, cnd_hex(hex, a->teacher_digest, 32),
+             a->spec.teacher_onnx ? "onnx" : "cnd");
+}
+
+/* An ONNX teacher (site-local at `path`, or shipped: its bytes in data, cached at `path`)
+ * checked against the job and this site's memory limit; 0, or the job is refused. */
+static int s_onnx_teacher(s_agent_t *a, const char *path, const uint8_t *data, size_t len,
+                          const char *prep)
+{
+    char name[100], hex[65]; /* a shipped one is named by its digest: it is not cached yet */
+    snprintf(name, sizeof name, "teacher sha256:%.16s", cnd_hex(hex, a->teacher_digest, 32));
+    int rc = cnd_agent_onnx_teacher_check(data ? name : path, data, len, prep, &a->spec,
+                                          a->cfg.memory_mb, &a->teacher_mem);
+    if (rc) {
+        char why[600];
+        snprintf(why, sizeof why, "%s teacher: %s", data ? "shipped ONNX" : "local ONNX",
+                 cnd_err_detail());
+        s_job_answer(a, 0, why);
+        return rc;
+    }
+    snprintf(a->teacher_file, sizeof a->teacher_file, "%s", path);
+    a->teacher_onnx = a->teacher_file;
+    a->teacher_prep = prep;
+    s_log(a, "%s ONNX teacher %s (preprocess %s)", data ? "shipped" : "local", path, prep);
+    return 0;
 }
 
 static void s_on_job_announce(s_agent_t *a, const cnd_proto_msg_t *m)
@@ -801,10 +831,10 @@ static void s_on_job_announce(s_agent_t *a, const cnd_proto_msg_t *m)
             s_job_answer(a, 0, why);
             return;
         }
-        if (cnd_onnx_is_onnx(p)) { /* read once the data is, by cnd_agent_data_prepare */
-            a->teacher_onnx = p;
-            a->teacher_prep = cnd_agent_config_teacher_prep(&a->cfg, a->spec.teacher_local);
-            s_log(a, "local ONNX teacher %s (preprocess %s)", p, a->teacher_prep);
+        if (cnd_onnx_is_onnx(p)) { /* its logits come once the data is read */
+            if (s_onnx_teacher(a, p, NULL, 0,
+                               cnd_agent_config_teacher_prep(&a->cfg, a->spec.teacher_local)))
+                return;
         } else if (cnd_model_load(&a->teacher, p)) {
             char why[400];
             snprintf(why, sizeof why, "local teacher: %s", cnd_err_detail());
@@ -817,7 +847,21 @@ static void s_on_job_announce(s_agent_t *a, const cnd_proto_msg_t *m)
     memcpy(a->teacher_digest, js->teacher_shipped->digest.data, 32);
     char path[CND_AGENT_PATH_MAX + 100];
     s_teacher_path(a, path, sizeof path);
-    if (cnd_file_exists(path) && cnd_model_load(&a->teacher, path) == 0) {
+    if (a->spec.teacher_onnx && cnd_file_exists(path)) { /* cached: the same digest, checked */
+        uint8_t *b = NULL, d[32];
+        size_t n = 0;
+        if (cnd_file_read(path, (size_t)a->cfg.max_model_mb << 20, &b, &n) == 0) {
+            cnd_sha256(d, b, n);
+            int same = sodium_memcmp(d, a->teacher_digest, 32) == 0;
+            int rc = same ? s_onnx_teacher(a, path, b, n, a->spec.teacher_prep) : 0;
+            free(b);
+            if (same) {
+                if (!rc) s_job_prepare(a);
+                return;
+            }
+        }
+    } else if (!a->spec.teacher_onnx && cnd_file_exists(path) &&
+               cnd_model_load(&a->teacher, path) == 0) {
         uint8_t *b = NULL;
         size_t n = 0;
         uint8_t d[32];
@@ -859,7 +903,14 @@ static void s_on_teacher_chunk(s_agent_t *a, const Condenser__Chunk *ch)
     char path[CND_AGENT_PATH_MAX + 100], dir[CND_AGENT_PATH_MAX + 20];
     s_teacher_path(a, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/teachers", a->cfg.work);
-    if (!rc) rc = cnd_model_deserialize(&a->teacher, data, (size_t)len, "the shipped teacher");
+    if (!rc && a->spec.teacher_onnx) { /* checked before it is cached */
+        if (s_onnx_teacher(a, path, data, (size_t)len, a->spec.teacher_prep)) {
+            free(data);
+            return;
+        }
+    } else if (!rc) {
+        rc = cnd_model_deserialize(&a->teacher, data, (size_t)len, "the shipped teacher");
+    }
     if (!rc) rc = cnd_mkdir_p(dir, 0700);
     if (!rc) rc = cnd_file_write_atomic(path, data, (size_t)len, 0600);
     free(data);

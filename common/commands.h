@@ -30,6 +30,7 @@ int cnd_cmd_audit(int argc, char **argv);
 int cnd_cmd_coordinator(int argc, char **argv);
 int cnd_cmd_site(int argc, char **argv);
 int cnd_cmd_job(int argc, char **argv);
+int cnd_cmd_data_check_job(int argc, char **argv); /* cmd_data_job.c: `data check --job` */
 int cnd_cmd_demo(int argc, char **argv);
 
 /* agent/cmd_agent.c */

@@ -241,3 +241,51 @@ int cnd_cmd_dp_stamp(cnd_model_t *m, size_t n, const cnd_train_cfg_t *cfg,
     for (int i = 0; i < 6 && !rc; i++) rc = cnd_model_meta_set(m, k[i], v[i]);
     return rc;
 }
+
+int cnd_cmd_shape_specs(char *own[2], const char **data, const char **test, const char *shape)
+{
+    own[0] = own[1] = NULL;
+    if (!shape) return 0;
+    int rc = cnd_cmd_spec_shape(&own[0], *data, shape);
+    if (!rc && *test) rc = cnd_cmd_spec_shape(&own[1], *test, shape);
+    if (rc) {
+        free(own[0]);
+        own[0] = NULL;
+        return rc;
+    }
+    *data = own[0];
+    if (*test) *test = own[1];
+    return 0;
+}
+
+int cnd_cmd_spec_shape(char **out, const char *spec, const char *shape)
+{
+    *out = NULL;
+    char want[64] = "";
+    if (shape) {
+        unsigned c, h, w;
+        char s1, s2, extra;
+        if (sscanf(shape, "%u%c%u%c%u%c", &c, &s1, &h, &s2, &w, &extra) != 5 || s1 != s2 ||
+            (s1 != ',' && s1 != 'x') || !c || !h || !w || c > 65535 || h > 65535 || w > 65535)
+            return cnd_errf(CND_EINVAL, "--input-shape '%s': expected C,H,W (e.g. 1,28,28)", shape);
+        snprintf(want, sizeof want, "%ux%ux%u", c, h, w);
+        int csv = strncmp(spec, "csv:", 4) == 0, folder = strncmp(spec, "folder:", 7) == 0;
+        if (!csv && !folder)
+            return cnd_errf(CND_EINVAL,
+                            "--input-shape applies to csv: and folder: data; '%s' carries its own "
+                            "shape",
+                            spec);
+        const char *at = strstr(spec, ",shape=");
+        if (at) {
+            size_t n = strcspn(at + 7, ",");
+            if (n != strlen(want) || strncmp(at + 7, want, n) != 0)
+                return cnd_errf(CND_EINVAL, "--input-shape %s and the shape= of '%s' disagree",
+                                shape, spec);
+            want[0] = 0; /* already there */
+        }
+    }
+    size_t n = strlen(spec) + strlen(want) + 8;
+    if (!(*out = malloc(n))) return CND_ENOMEM;
+    snprintf(*out, n, "%s%s%s", spec, want[0] ? ",shape=" : "", want);
+    return 0;
+}

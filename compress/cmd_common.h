@@ -83,6 +83,19 @@ CND_MUST_USE int cnd_cmd_fit_data(const cnd_model_t *m, cnd_dataset_t *ds, const
 CND_MUST_USE int cnd_cmd_impute(const cnd_model_t *m, cnd_dataset_t *ds, const char *what,
                                 int own_ok);
 
+/* `spec` with --input-shape `shape` ("C,H,W" or "CxHxW"; NULL: a plain copy) as its shape=
+ * option: csv: records and folder: images then become C x H x W samples (docs/data.md). Refused
+ * for other kinds of data (they carry their own shape) and when the spec's own shape= differs.
+ * *out is owned by the caller (free). Returns 0, CND_EINVAL naming the problem, CND_ENOMEM. */
+CND_MUST_USE int cnd_cmd_spec_shape(char **out, const char *spec, const char *shape);
+
+/* The same for a command's --data and --test (*test may be NULL) with --input-shape `shape`
+ * (NULL: nothing changes): on success *data and *test point at own[0] and own[1], which the
+ * caller frees; on an error nothing changes and nothing is owned. */
+CND_MUST_USE int cnd_cmd_shape_specs(char *own[2], const char **data, const char **test,
+                                     const char *shape);
+#define CND_CMD_SHAPE_HELP "read csv: records or folder: images as C x H x W (the spec's shape=)"
+
 /* Records provenance (dataset, sample count, creation time), the class map and the means that
  * filled missing values ("na_mean") in metadata. */
 int cnd_cmd_stamp(cnd_model_t *m, const cnd_dataset_t *train, const char *data_spec);

@@ -1,18 +1,21 @@
 /*
- * cmd_data.c: `condenser data check SPEC [--model M] [--json]`, the pre-flight check a site
- * runs on its records before it joins anything: how many samples per class, the sample shape,
- * the range of the values, missing values, duplicate records (and duplicates labelled
- * differently), and, with --model, how the data's labels map onto the model's class map and
- * whether its samples fit the model's input. It only reads: nothing is written or sent.
+ * cmd_data.c: `condenser data check SPEC [--model M | --job J --dir COORD] [--json]`, the
+ * pre-flight check a site runs on its records before it joins anything: how many samples per
+ * class, the sample shape, the range of the values, missing values, duplicate records (and
+ * duplicates labelled differently), and, with --model or --job, how the data's labels map onto
+ * that model's or job's class map and whether its samples fit its input (data_check.h: the
+ * job comes from the coordinator's database, read by coordinator/cmd_data_job.c). It only
+ * reads: nothing is written or sent.
  *
- * Exit status: 0 when the data would be accepted as it is (with --model: every label known to
- * the model, the shape fits); otherwise an error naming the first problem, after the report.
+ * Exit status: 0 when the data would be accepted as it is (with a model or job: every label
+ * known to it, the shape fits); otherwise an error naming the first problem, after the report.
  */
 #include "classmap.h"
 #include "cli.h"
 #include "cmd_common.h"
 #include "commands.h"
 #include "data.h"
+#include "data_check.h"
 #include "json.h"
 #include "modelfile.h"
 
@@ -23,8 +26,8 @@
 
 typedef struct {
     size_t per_class[256];
-    int to_model[256];        /* model class of data class k, -1 unknown (with a model) */
-    size_t model_count[256];  /* samples per model class */
+    int to_model[256];        /* target class of data class k, -1 unknown (with a target) */
+    size_t model_count[256];  /* samples per target class */
     double min, max, mean;    /* over every value present */
     size_t na;                /* missing values (na=mean) */
     size_t dup, dup_conflict; /* records equal to an earlier one; of those, labelled otherwise */
@@ -91,15 +94,10 @@ static void s_values(s_report *r, const cnd_dataset_t *ds)
     if (!cnt) r->min = r->max = 0;
 }
 
-/* The mapping of the data's classes onto m's (its class map, or 0..K-1), and the shape. */
-static void s_against(s_report *r, const cnd_dataset_t *ds, const cnd_model_t *m, char *map,
-                      size_t cap)
+/* The mapping of the data's classes onto the target's class map, and the shape. */
+static void s_against(s_report *r, const cnd_dataset_t *ds, const cnd_data_target_t *t)
 {
-    const char *ml = cnd_model_meta_get(m, "labels");
-    if (ml && strlen(ml) < cap)
-        snprintf(map, cap, "%s", ml);
-    else
-        cnd_classmap_default(map, cap, m->n_classes);
+    const char *map = t->labels;
     for (int k = 0; k < ds->n_classes; k++) {
         char num[16];
         snprintf(num, sizeof num, "%d", k);
@@ -109,7 +107,7 @@ static void s_against(s_report *r, const cnd_dataset_t *ds, const cnd_model_t *m
         else if (r->per_class[k])
             r->unknown++;
     }
-    cnd_shape_t a = ds->shape, b = m->in;
+    cnd_shape_t a = ds->shape, b = t->in;
     if (a.c == b.c && a.h == b.h && a.w == b.w)
         r->shape_fits = 1;
     else if (a.h == 1 && a.w == 1 && cnd_shape_size(a) == cnd_shape_size(b))
@@ -117,34 +115,36 @@ static void s_against(s_report *r, const cnd_dataset_t *ds, const cnd_model_t *m
 }
 
 static void s_print_text(const s_report *r, const cnd_dataset_t *ds, const char *spec,
-                         const cnd_model_t *m, const char *mpath, const char *map)
+                         const cnd_data_target_t *t)
 {
+    const char *K = t ? t->kind : "";
     printf("data %s: %zu samples of %dx%dx%d, %d classes\n", spec, ds->n, ds->shape.c, ds->shape.h,
            ds->shape.w, ds->n_classes);
     printf("values: min %g  max %g  mean %g  missing %zu\n", r->min, r->max, r->mean, r->na);
     printf("duplicates: %zu records equal to an earlier one, %zu of them labelled otherwise\n",
            r->dup, r->dup_conflict);
-    printf("%5s  %-24s %9s%s\n", "class", "name", "samples", m ? "  model class" : "");
+    printf("%5s  %-24s %9s%s%s%s\n", "class", "name", "samples", t ? "  " : "", K,
+           t ? " class" : "");
     for (int k = 0; k < ds->n_classes; k++) {
         printf("%5d  %-24s %9zu", k, ds->class_names ? ds->class_names[k] : "", r->per_class[k]);
-        if (m && r->to_model[k] >= 0) printf("  %d", r->to_model[k]);
-        if (m && r->to_model[k] < 0) printf("  NOT IN THE MODEL");
+        if (t && r->to_model[k] >= 0) printf("  %d", r->to_model[k]);
+        if (t && r->to_model[k] < 0) printf("  NOT IN THE %s", t->kind[0] == 'j' ? "JOB" : "MODEL");
         printf("\n");
     }
-    if (!m) return;
+    if (!t) return;
     static const char *const fit[] = {"does NOT fit", "fits", "fits (flat records take it)"};
-    printf("model %s: input %dx%dx%d %s; %d classes (%s)\n", mpath, m->in.c, m->in.h, m->in.w,
-           fit[r->shape_fits], m->n_classes, map);
-    for (int j = 0; j < m->n_classes; j++)
+    printf("%s: input %dx%dx%d %s; %d classes (%s)\n", t->what, t->in.c, t->in.h, t->in.w,
+           fit[r->shape_fits], t->classes, t->labels);
+    for (int j = 0; j < t->classes; j++)
         if (!r->model_count[j]) {
             char nm[CND_CLASS_NAME_MAX + 1] = "";
-            if (cnd_classmap_name(map, j, nm, sizeof nm)) nm[0] = 0;
-            printf("warning: no sample of the model's class %d ('%s')\n", j, nm);
+            if (cnd_classmap_name(t->labels, j, nm, sizeof nm)) nm[0] = 0;
+            printf("warning: no sample of the %s's class %d ('%s')\n", K, j, nm);
         }
 }
 
 static void s_print_json(const s_report *r, const cnd_dataset_t *ds, const char *spec,
-                         const cnd_model_t *m, const char *mpath, const char *map)
+                         const cnd_data_target_t *t)
 {
     cnd_jw_t w;
     cnd_jw_init(&w);
@@ -184,8 +184,8 @@ static void s_print_json(const s_report *r, const cnd_dataset_t *ds, const char 
         cnd_jw_str(&w, ds->class_names ? ds->class_names[k] : "");
         cnd_jw_key(&w, "samples");
         cnd_jw_int(&w, (int64_t)r->per_class[k]);
-        if (m) {
-            cnd_jw_key(&w, "model_class");
+        if (t) {
+            cnd_jw_key(&w, t->kind[0] == 'j' ? "job_class" : "model_class");
             if (r->to_model[k] >= 0)
                 cnd_jw_int(&w, r->to_model[k]);
             else
@@ -194,87 +194,127 @@ static void s_print_json(const s_report *r, const cnd_dataset_t *ds, const char 
         cnd_jw_obj_end(&w);
     }
     cnd_jw_arr_end(&w);
-    if (m) {
-        cnd_jw_key(&w, "model");
+    if (t) {
+        cnd_jw_key(&w, t->kind);
         cnd_jw_obj(&w);
         cnd_jw_key(&w, "path");
-        cnd_jw_str(&w, mpath);
+        cnd_jw_str(&w, t->what);
+        cnd_jw_key(&w, "input");
+        cnd_jw_arr(&w);
+        cnd_jw_int(&w, t->in.c);
+        cnd_jw_int(&w, t->in.h);
+        cnd_jw_int(&w, t->in.w);
+        cnd_jw_arr_end(&w);
         cnd_jw_key(&w, "shape_fits");
         cnd_jw_bool(&w, r->shape_fits != 0);
         cnd_jw_key(&w, "classes_without_samples");
         cnd_jw_arr(&w);
-        for (int j = 0; j < m->n_classes; j++)
+        for (int j = 0; j < t->classes; j++)
             if (!r->model_count[j]) cnd_jw_int(&w, j);
         cnd_jw_arr_end(&w);
         cnd_jw_key(&w, "labels");
-        cnd_jw_str(&w, map);
+        cnd_jw_str(&w, t->labels);
         cnd_jw_obj_end(&w);
     }
     cnd_jw_obj_end(&w);
-    const char *t = cnd_jw_text(&w);
-    if (t) printf("%s\n", t);
+    const char *text = cnd_jw_text(&w);
+    if (text) printf("%s\n", text);
     cnd_jw_free(&w);
 }
 
-static int s_check(int argc, char **argv)
+/* The target of --model: its input, classes and class map (or 0..K-1). */
+static int s_model_target(cnd_data_target_t *t, const char *path)
 {
-    const char *model = NULL, *split = "train";
+    cnd_model_t *m = NULL;
+    int rc = cnd_model_load(&m, path);
+    if (rc) return rc;
+    t->in = m->in;
+    t->classes = m->n_classes;
+    const char *ml = cnd_model_meta_get(m, "labels");
+    if (ml && strlen(ml) < sizeof t->labels)
+        snprintf(t->labels, sizeof t->labels, "%s", ml);
+    else
+        cnd_classmap_default(t->labels, sizeof t->labels, m->n_classes);
+    snprintf(t->what, sizeof t->what, "model %s", path);
+    snprintf(t->kind, sizeof t->kind, "model");
+    cnd_model_destroy(&m);
+    return 0;
+}
+
+int cnd_cmd_data_check(int argc, char **argv, cnd_data_job_fn job_fn)
+{
+    const char *model = NULL, *job = NULL, *dir = NULL, *split = "train", *ishape = NULL;
     long threads = 0;
     int json = 0;
     const cnd_opt_t opts[] = {
         {"model", CND_OPT_STR, &model, "FILE", "a .cnd model: map the labels onto its classes"},
+        {"job", CND_OPT_STR, &job, "ID",
+         "or: a federated job of the coordinator in --dir: map the labels onto its classes"},
+        {"dir", CND_OPT_STR, &dir, "DIR",
+         "the coordinator directory of --job (default $CND_COORDINATOR_DIR or .)"},
+        {"input-shape", CND_OPT_STR, &ishape, "C,H,W",
+         "read csv: or folder: records as C x H x W samples (the spec's shape=)"},
         {"split", CND_OPT_STR, &split, "NAME", "train | test (default train; fmnist only)"},
         {"threads", CND_OPT_INT, &threads, "T", "decoding threads for folders", 1, 64},
         {"json", CND_OPT_FLAG, &json, NULL, "print the report as JSON"},
         {0}};
-    const cnd_cli_t cli = {"condenser data check SPEC [--model FILE] [--json]",
+    const cnd_cli_t cli = {"condenser data check SPEC [--model FILE | --job ID [--dir DIR]] "
+                           "[--input-shape C,H,W] [--json]",
                            "Reads a dataset (docs/data.md) and reports samples per class, shape, "
-                           "value range, missing values and duplicates, and with --model the "
-                           "mapping of its labels onto the model's classes. Nothing is sent.",
+                           "value range, missing values and duplicates, and with --model or --job "
+                           "the mapping of its labels onto the model's or job's classes and "
+                           "whether its samples fit. Nothing is written or sent.",
                            opts, 1, 1};
     int npos;
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
+    if (model && job) return cnd_errf(CND_EINVAL, "give --model or --job, not both");
+    if (dir && !job) return cnd_errf(CND_EINVAL, "--dir names the coordinator of --job");
+    if (job && !job_fn)
+        return cnd_errf(CND_EINVAL, "--job: this build has no coordinator to read jobs from");
     cnd_set_threads((int)threads);
-    cnd_model_t *m = NULL;
+    cnd_data_target_t *t = NULL;
     cnd_dataset_t *ds = NULL;
+    char *spec = NULL;
     s_report *r = calloc(1, sizeof *r);
-    char *map = malloc(CND_CLASSMAP_MAX + 1);
-    if (!r || !map) rc = CND_ENOMEM;
-    if (!rc && model) rc = cnd_model_load(&m, model);
-    if (!rc) rc = cnd_data_open_for(&ds, pos[0], split, m ? &m->in : NULL);
+    if (!r) rc = CND_ENOMEM;
+    if (!rc) rc = cnd_cmd_spec_shape(&spec, pos[0], ishape);
+    if (!rc && (model || job) && !(t = calloc(1, sizeof *t))) rc = CND_ENOMEM;
+    if (!rc && model) rc = s_model_target(t, model);
+    if (!rc && job) rc = job_fn(t, job, dir);
+    if (!rc) rc = cnd_data_open_for(&ds, spec, split, t ? &t->in : NULL);
     if (!rc) {
         for (size_t i = 0; i < ds->n; i++) r->per_class[ds->y[i]]++;
         s_values(r, ds);
         rc = s_duplicates(r, ds);
     }
     if (!rc) {
-        map[0] = 0;
-        if (m) s_against(r, ds, m, map, CND_CLASSMAP_MAX + 1);
+        if (t) s_against(r, ds, t);
         if (json)
-            s_print_json(r, ds, pos[0], m, model, map);
+            s_print_json(r, ds, spec, t);
         else
-            s_print_text(r, ds, pos[0], m, model, map);
-        if (m && r->unknown)
-            rc = cnd_errf(CND_EINVAL, "%d of the data's classes are not classes of %s", r->unknown,
-                          model);
-        else if (m && !r->shape_fits)
-            rc = cnd_errf(CND_EINVAL, "samples of %dx%dx%d do not fit %s's input %dx%dx%d",
-                          ds->shape.c, ds->shape.h, ds->shape.w, model, m->in.c, m->in.h, m->in.w);
+            s_print_text(r, ds, spec, t);
+        if (t && r->unknown)
+            rc = cnd_errf(CND_EINVAL, "%d of the data's classes are not classes of the %s (%s)",
+                          r->unknown, t->what, t->labels);
+        else if (t && !r->shape_fits)
+            rc =
+                cnd_errf(CND_EINVAL, "samples of %dx%dx%d do not fit the %s's input %dx%dx%d",
+                         ds->shape.c, ds->shape.h, ds->shape.w, t->what, t->in.c, t->in.h, t->in.w);
     }
     cnd_data_destroy(&ds);
-    cnd_model_destroy(&m);
-    free(map);
+    free(spec);
+    free(t);
     free(r);
     return rc;
 }
 
 int cnd_cmd_data(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "check")) return s_check(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "check")) return cnd_cmd_data_check(argc - 1, argv + 1, NULL);
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: condenser data check SPEC [--model FILE] [--json]\n"
+        printf("usage: condenser data check SPEC [--model FILE | --job ID [--dir DIR]] [--json]\n"
                "  check   report on a dataset before using it (docs/data.md)\n");
         return 0;
     }

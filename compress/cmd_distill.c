@@ -21,6 +21,8 @@
 typedef struct {
     const char *data, *arch, *student, *teacher, *out, *optname, *test, *sched, *augment;
     const char *teacher_prep; /* preprocessing of an ONNX teacher (onnx_graph.h) */
+    const char *ishape;       /* --input-shape C,H,W: the data specs' shape= */
+    char *own[2];             /* data and test with that shape (owned) */
     long epochs, batch, seed, threads, subset;
     double lr, wd, momentum, T, alpha;
     int resume, no_ckpt;
@@ -48,6 +50,7 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
         {"arch", CND_OPT_STR, &o->arch, "SPEC", "student architecture (a new student)"},
         {"student", CND_OPT_STR, &o->student, "FILE", "or: continue from this student model"},
         {"data", CND_OPT_STR, &o->data, "SPEC", "training data (default fmnist)"},
+        {"input-shape", CND_OPT_STR, &o->ishape, "C,H,W", CND_CMD_SHAPE_HELP},
         {"temperature", CND_OPT_DBL, &o->T, "T", "softmax temperature (default 2)", 0.05, 100},
         {"alpha", CND_OPT_DBL, &o->alpha, "A", "weight of the teacher's soft targets (default 0.5)",
          0, 1},
@@ -94,7 +97,7 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
     if (o->teacher_prep && !cnd_onnx_is_onnx(o->teacher))
         return cnd_errf(CND_EINVAL, "--teacher-preprocess is for .onnx teachers (a .cnd teacher "
                                     "carries its own normalisation)");
-    return 0;
+    return cnd_cmd_shape_specs(o->own, &o->data, &o->test, o->ishape); /* = shape= */
 }
 
 /* Where the checkpoint's path and tag live while cfg points at them. */
@@ -199,10 +202,16 @@ int cnd_cmd_distill(int argc, char **argv)
 {
     s_opts_t o;
     int rc = s_parse(&o, argc, argv);
-    if (rc) return rc > 0 ? 0 : rc;
+    if (rc) {
+        free(o.own[0]), free(o.own[1]);
+        return rc > 0 ? 0 : rc;
+    }
     cnd_train_cfg_t cfg;
     s_ckpt_t ck;
-    if ((rc = s_train_cfg(&cfg, &ck, &o))) return rc;
+    if ((rc = s_train_cfg(&cfg, &ck, &o))) {
+        free(o.own[0]), free(o.own[1]);
+        return rc;
+    }
 
     cnd_model_t *t = NULL, *s = NULL;
     cnd_dataset_t *tr = NULL, *te = NULL;
@@ -257,5 +266,6 @@ done:
     cnd_model_destroy(&s);
     cnd_data_destroy(&tr);
     cnd_data_destroy(&te);
+    free(o.own[0]), free(o.own[1]);
     return rc;
 }

@@ -58,12 +58,14 @@ done:
 
 int cnd_cmd_eval(int argc, char **argv)
 {
-    const char *data = "fmnist", *split = "test", *prep = NULL;
+    const char *data = "fmnist", *split = "test", *prep = NULL, *ishape = NULL;
+    char *data_own = NULL; /* data with --input-shape */
     long batch = 256, threads = 0;
     int json = 0;
     const cnd_opt_t opts[] = {
         {"data", CND_OPT_STR, &data, "SPEC", "dataset spec (default fmnist)"},
         {"split", CND_OPT_STR, &split, "NAME", "train | test (default test; CSV ignores it)"},
+        {"input-shape", CND_OPT_STR, &ishape, "C,H,W", CND_CMD_SHAPE_HELP},
         {"batch", CND_OPT_INT, &batch, "B", "evaluation batch size (default 256)", 1, 4096},
         {"threads", CND_OPT_INT, &threads, "T", "BLAS threads", 1, 64},
         {"json", CND_OPT_FLAG, &json, NULL, "print the result as JSON"},
@@ -81,13 +83,21 @@ int cnd_cmd_eval(int argc, char **argv)
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
     cnd_set_threads((int)threads);
-    if (cnd_quant_is_artifact(pos[0])) /* .cndq: through the integer runtime */
-        return cnd_quant_cmd_eval(pos[0], data, split, json);
+    if ((rc = cnd_cmd_spec_shape(&data_own, data, ishape))) return rc;
+    data = data_own;                     /* the same as shape= in the spec (docs/data.md) */
+    if (cnd_quant_is_artifact(pos[0])) { /* .cndq: through the integer runtime */
+        rc = cnd_quant_cmd_eval(pos[0], data, split, json);
+        free(data_own);
+        return rc;
+    }
     cnd_model_t *m = NULL;
     cnd_dataset_t *ds = NULL;
     size_t plen = strlen(pos[0]);
     int onnx = plen >= 5 && strcmp(pos[0] + plen - 5, ".onnx") == 0;
-    if (prep && !onnx) return cnd_errf(CND_EINVAL, "--preprocess is for .onnx models");
+    if (prep && !onnx) {
+        free(data_own);
+        return cnd_errf(CND_EINVAL, "--preprocess is for .onnx models");
+    }
     cnd_eval_t ev;
     if (!onnx && (rc = cnd_model_load(&m, pos[0]))) goto done;
     if ((rc = cnd_data_open_for(&ds, data, split, m ? &m->in : NULL))) goto done;
@@ -120,5 +130,6 @@ int cnd_cmd_eval(int argc, char **argv)
 done:
     cnd_model_destroy(&m);
     cnd_data_destroy(&ds);
+    free(data_own);
     return rc;
 }

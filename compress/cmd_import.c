@@ -8,6 +8,7 @@
  * the ONNX engine must give the same logits on a few seeded inputs. A graph that cannot be a
  * student is refused naming the first node and op that cannot be trained.
  */
+#include "classmap.h"
 #include "cli.h"
 #include "commands.h"
 #include "json.h"
@@ -75,16 +76,19 @@ static int s_write(cnd_onnx_t *g, cnd_model_t *m, const char *src, const char *p
 
 int cnd_cmd_import(int argc, char **argv)
 {
-    const char *out = NULL, *prep_spec = NULL;
+    const char *out = NULL, *prep_spec = NULL, *labels = NULL;
     int json = 0;
     const cnd_opt_t opts[] = {
         {"out", CND_OPT_STR, &out, "FILE", "write the model as a trainable student (.cnd)"},
         {"preprocess", CND_OPT_STR, &prep_spec, "SPEC",
          "what the model expects of raw inputs: \"scale=1/255 mean=M[,M..] std=S[,S..]\""},
+        {"labels", CND_OPT_STR, &labels, "A,B,...",
+         "class names in output order, stored as the student's class map (default 0..K-1)"},
         {"json", CND_OPT_FLAG, &json, NULL, "print the summary as JSON"},
         {0}};
     const cnd_cli_t cli = {
-        "condenser import MODEL.onnx [--out MODEL.cnd] [--preprocess SPEC] [--json]",
+        "condenser import MODEL.onnx [--out MODEL.cnd] [--preprocess SPEC] [--labels A,B,...] "
+        "[--json]",
         "Reads an ONNX model (opsets 11-17) and says how Condenser can use it: any model that\n"
         "loads runs as a teacher (condenser distill --teacher MODEL.onnx); a chain of conv,\n"
         "relu, pooling, flatten, dense and batchnorm layers also imports as a student with\n"
@@ -96,6 +100,7 @@ int cnd_cmd_import(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
+    if (labels && !out) return cnd_errf(CND_EINVAL, "--labels goes with --out");
     cnd_onnx_prep_t prep;
     if ((rc = cnd_onnx_prep_parse(&prep, prep_spec))) return rc;
     cnd_onnx_t *g = NULL;
@@ -149,6 +154,11 @@ int cnd_cmd_import(int argc, char **argv)
     if (rc || !out) goto done;
     if (srk) {
         rc = cnd_errf(srk, "%s", why);
+        goto done;
+    }
+    if (labels && (cnd_classmap_check(labels, m->n_classes, NULL) ||
+                   (rc = cnd_model_meta_set(m, "labels", labels)))) {
+        if (!rc) rc = cnd_err_wrap(CND_EINVAL, "--labels");
         goto done;
     }
     if ((rc = s_write(g, m, pos[0], prep_spec, &prep, out))) goto done;

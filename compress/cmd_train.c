@@ -17,7 +17,8 @@
 int cnd_cmd_train(int argc, char **argv)
 {
     const char *data = "fmnist", *arch = NULL, *out = NULL, *optname = "adam", *test = NULL;
-    const char *sched = "cosine", *augment = "none";
+    const char *sched = "cosine", *augment = "none", *ishape = NULL;
+    char *own[2] = {NULL, NULL}; /* the specs with --input-shape */
     long epochs = 5, batch = 64, seed = 1, threads = 0, subset = 0;
     double lr = 0, wd = 0, momentum = -1, val = 0;
     int resume = 0, no_ckpt = 0;
@@ -25,6 +26,7 @@ int cnd_cmd_train(int argc, char **argv)
     const cnd_opt_t opts[] = {
         {"data", CND_OPT_STR, &data, "SPEC",
          "fmnist[:DIR] | idx:IMG,LBL | csv:PATH[,label=COL] (default fmnist)"},
+        {"input-shape", CND_OPT_STR, &ishape, "C,H,W", CND_CMD_SHAPE_HELP},
         {"arch", CND_OPT_STR, &arch, "SPEC", "architecture, e.g. \"dense(128) relu dense(10)\""},
         {"epochs", CND_OPT_INT, &epochs, "N", "passes over the data (default 5)", 1, 10000},
         {"batch", CND_OPT_INT, &batch, "B", "batch size (default 64)", 1, 4096},
@@ -88,6 +90,7 @@ int cnd_cmd_train(int argc, char **argv)
 
     cnd_dataset_t *all = NULL, *tr = NULL, *va = NULL, *te = NULL;
     cnd_model_t *m = NULL;
+    if ((rc = cnd_cmd_shape_specs(own, &data, &test, ishape))) goto done; /* = shape= */
     if ((rc = cnd_cmd_load_data(data, test, subset, (uint64_t)seed, &all, &te, NULL))) goto done;
     if ((rc = cnd_data_split(&tr, &va, all, val, (uint64_t)seed))) goto done;
     cnd_data_destroy(&all);
@@ -129,5 +132,6 @@ done:
     cnd_data_destroy(&tr);
     cnd_data_destroy(&va);
     cnd_data_destroy(&te);
+    free(own[0]), free(own[1]);
     return rc;
 }

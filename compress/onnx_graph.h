@@ -115,6 +115,28 @@ int cnd_onnx_is_onnx(const char *path);
 CND_MUST_USE int cnd_onnx_teacher_logits(float **logits, const char *path, const char *prep_spec,
                                          const cnd_dataset_t *raw, int classes);
 
+/* An ONNX teacher received from elsewhere (`job create --teacher X.onnx` at the coordinator, the
+ * shipped teacher at a site), checked whole before it is stored or used (onnx_teacher.c). */
+#define CND_ONNX_TEACHER_BATCH 256 /* samples per run when teacher logits are computed */
+typedef struct {
+    cnd_shape_t in;            /* per-sample input (C, H, W) */
+    int classes;               /* outputs */
+    int opset, nodes;          /* for messages */
+    size_t mem_bytes;          /* the graph (about the file's size) plus the activations and
+                                  scratch of a CND_ONNX_TEACHER_BATCH run */
+    float mean[256], std[256]; /* the preprocessing as a .cnd normalisation, in.c channels */
+} cnd_onnx_teacher_info_t;
+
+/* Loads the model from `data` (`name` in messages) as cnd_onnx_load_mem does, parses prep_spec
+ * and checks that it fits the model's channels, plans a CND_ONNX_TEACHER_BATCH run (refused
+ * when the graph and that run would need over max_bytes: sizes are computed before anything is
+ * allocated for activations), and runs one sample of zeros through it: the logits must be
+ * finite. Returns 0 with *info filled, CND_EFORMAT (not a model we run, named), CND_EINVAL (the
+ * spec, or 1 or over 256 classes or input channels), CND_ERANGE (max_bytes) or CND_ENOMEM. */
+CND_MUST_USE int cnd_onnx_teacher_check(cnd_onnx_teacher_info_t *info, const uint8_t *data,
+                                        size_t len, const char *name, const char *prep_spec,
+                                        size_t max_bytes);
+
 /* A graph whose nodes form a chain of layers the trainer knows (Conv, Relu, MaxPool,
  * AveragePool, GlobalAveragePool, Flatten, Gemm/MatMul(+Add), BatchNormalization, with
  * Identity/Dropout skipped) as a .cnd model with the same weights. Returns 0 and an owned model,

@@ -20,8 +20,10 @@
 #include "digest.h"
 #include "fileio.h"
 #include "modelfile.h"
+#include "onnx_graph.h"
 #include "secagg.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,7 @@ static int s_parse_shape(const char *s, uint32_t *c, uint32_t *h, uint32_t *w)
 /* The options of `job create` that do not go into the recipe as they are. */
 typedef struct {
     const char *dir, *name, *arch, *teacher, *teacher_local, *init, *input, *calib, *labels;
+    const char *teacher_prep; /* --teacher-preprocess of an ONNX teacher */
     long classes, calib_n;
 } s_create_opts_t;
 
@@ -62,6 +65,10 @@ static void s_fill_recipe(cnd_job_spec_t *j, const s_create_opts_t *o, const s_r
 {
     snprintf(j->name, sizeof j->name, "%s", o->name);
     j->teacher_shipped = o->teacher != NULL;
+    if (o->teacher_prep) { /* an ONNX teacher (checked by s_create_parse) */
+        j->teacher_onnx = 1;
+        snprintf(j->teacher_prep, sizeof j->teacher_prep, "%s", o->teacher_prep);
+    }
     if (o->teacher_local)
         snprintf(j->teacher_local, sizeof j->teacher_local, "%s", o->teacher_local);
     j->temperature = (float)r->T;
@@ -99,8 +106,26 @@ static void s_fill_recipe(cnd_job_spec_t *j, const s_create_opts_t *o, const s_r
     j->seed = (uint64_t)r->seed;
 }
 
+/* --name's length; --teacher-preprocess: required with an .onnx --teacher, refused otherwise. */
+static int s_create_checks(const s_create_opts_t *o)
+{
+    if (strlen(o->name) > CND_NAME_MAX) return cnd_errf(CND_EINVAL, "--name: at most 63 bytes");
+    int onnx = o->teacher && cnd_onnx_is_onnx(o->teacher);
+    if (onnx && !o->teacher_prep)
+        return cnd_errf(CND_EINVAL,
+                        "--teacher %s is an ONNX model: give the preprocessing it "
+                        "expects with --teacher-preprocess SPEC (docs/onnx.md)",
+                        o->teacher);
+    if (!onnx && o->teacher_prep)
+        return cnd_errf(CND_EINVAL, "--teacher-preprocess is for an .onnx --teacher only");
+    if (o->teacher_prep && strlen(o->teacher_prep) > CND_PROTO_PREP_MAX)
+        return cnd_errf(CND_EINVAL, "--teacher-preprocess: at most %d bytes", CND_PROTO_PREP_MAX);
+    return 0;
+}
+
 /* Parses `job create`'s options into o and the recipe j (student still unset). Returns 0, 1
- * after --help, or a negative CND_E* code. The option table is most of its length. */
+ * after --help, or a negative CND_E* code. It is one idea, reading the options: the option
+ * table (one row per option) is most of its length. */
 static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char **argv)
 {
     cnd_job_defaults(j);
@@ -137,7 +162,9 @@ static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char 
         {"student-arch", CND_OPT_STR, &o->arch, "SPEC",
          "student architecture (required unless --student-init)"},
         {"student-init", CND_OPT_STR, &o->init, "FILE", "or: start from this student model (.cnd)"},
-        {"teacher", CND_OPT_STR, &o->teacher, "FILE", "teacher model (.cnd) shipped to the sites"},
+        {"teacher", CND_OPT_STR, &o->teacher, "FILE", "teacher (.cnd or .onnx) shipped to sites"},
+        {"teacher-preprocess", CND_OPT_STR, &o->teacher_prep, "SPEC",
+         "an .onnx teacher's input preprocessing, required with one (docs/onnx.md)"},
         {"teacher-local", CND_OPT_STR, &o->teacher_local, "NAME",
          "or: each site's own teacher NAME (never leaves the site)"},
         {"input", CND_OPT_STR, &o->input, "C,H,W",
@@ -215,7 +242,7 @@ static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char 
     if (!o->arch == !o->init)
         return cnd_errf(CND_EINVAL,
                         "give exactly one of --student-arch SPEC or --student-init FILE");
-    if (strlen(o->name) > CND_NAME_MAX) return cnd_errf(CND_EINVAL, "--name: at most 63 bytes");
+    if ((rc = s_create_checks(o))) return rc;
     s_fill_recipe(j, o, &r);
     if (j->qat_rounds > 0 && !o->calib)
         return cnd_errf(CND_EINVAL, "--qat-rounds needs --calib-data: the coordinator calibrates "
@@ -225,8 +252,10 @@ static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char 
 
 /* What `job create` builds before it stores anything. */
 typedef struct {
-    cnd_model_t *t, *s; /* the shipped teacher (or NULL); the initial student */
-    uint8_t *tbytes;    /* the teacher file as read */
+    cnd_model_t *t, *s; /* the shipped .cnd teacher (or NULL); the initial student */
+    int onnx;           /* the shipped teacher is the ONNX model described by oi */
+    cnd_onnx_teacher_info_t oi;
+    uint8_t *tbytes; /* the teacher file as read */
     size_t tlen;
     uint8_t *sbytes; /* the student, serialized */
     size_t slen;
@@ -277,15 +306,25 @@ static int s_build_student(s_new_job_t *n, cnd_job_spec_t *j, const s_create_opt
     int rc;
     if (o->teacher) {
         if ((rc = cnd_file_read(o->teacher, CND_CSTORE_MODEL_MAX, &n->tbytes, &n->tlen))) return rc;
-        if ((rc = cnd_model_deserialize(&n->t, n->tbytes, n->tlen, o->teacher))) return rc;
+        n->onnx = j->teacher_onnx;
+        if (n->onnx) /* the sites check it again: they need not trust this coordinator */
+            rc = cnd_onnx_teacher_check(&n->oi, n->tbytes, n->tlen, o->teacher, o->teacher_prep,
+                                        SIZE_MAX);
+        else
+            rc = cnd_model_deserialize(&n->t, n->tbytes, n->tlen, o->teacher);
+        if (rc) return rc;
     }
     cnd_model_t *t = n->t;
+    /* the shipped teacher's input and classes, .cnd or ONNX */
+    cnd_shape_t tin = t ? t->in : n->oi.in;
+    int tk = t ? t->n_classes : n->oi.classes;
+    const float *tmean = t ? t->norm_mean : n->oi.mean, *tstd = t ? t->norm_std : n->oi.std;
     if (o->init) {
         if ((rc = cnd_model_load(&n->s, o->init))) return rc;
     } else {
         cnd_shape_t in;
-        if (t) {
-            in = t->in;
+        if (o->teacher) {
+            in = tin;
             if (o->input || o->classes)
                 fprintf(stderr, "note: --input/--classes ignored: taken from the teacher\n");
         } else {
@@ -299,20 +338,19 @@ static int s_build_student(s_new_job_t *n, cnd_job_spec_t *j, const s_create_opt
             in.w = (int)d;
         }
         if ((rc = cnd_model_new(&n->s, o->arch, in, j->seed))) return rc;
-        if (t)
+        if (o->teacher)
             for (int i = 0; i < in.c; i++) {
-                n->s->norm_mean[i] = t->norm_mean[i];
-                n->s->norm_std[i] = t->norm_std[i];
+                n->s->norm_mean[i] = tmean[i];
+                n->s->norm_std[i] = tstd[i];
             }
     }
     const cnd_model_t *s = n->s;
-    if (t && (t->in.c != s->in.c || t->in.h != s->in.h || t->in.w != s->in.w ||
-              t->n_classes != s->n_classes))
+    if (o->teacher &&
+        (tin.c != s->in.c || tin.h != s->in.h || tin.w != s->in.w || tk != s->n_classes))
         return cnd_errf(CND_EINVAL,
                         "the student (%dx%dx%d -> %d) does not match the teacher "
                         "(%dx%dx%d -> %d)",
-                        s->in.c, s->in.h, s->in.w, s->n_classes, t->in.c, t->in.h, t->in.w,
-                        t->n_classes);
+                        s->in.c, s->in.h, s->in.w, s->n_classes, tin.c, tin.h, tin.w, tk);
     snprintf(j->arch, sizeof j->arch, "%s", s->spec);
     j->in_c = (uint32_t)s->in.c;
     j->in_h = (uint32_t)s->in.h;
@@ -404,7 +442,9 @@ static int s_create(int argc, char **argv)
     char hex[65];
     printf("job %lld created: %s, %u rounds of %u sites, student %zu parameters%s\n", (long long)id,
            j.arch, j.rounds, j.sites_per_round, n.s->num_params,
-           n.tbytes ? ", teacher shipped" : ", site-local teacher");
+           n.onnx     ? ", ONNX teacher shipped"
+           : n.tbytes ? ", teacher shipped"
+                      : ", site-local teacher");
     uint8_t d[32];
     cnd_sha256(d, n.sbytes, n.slen);
     printf("student v0 sha256:%s\n", cnd_hex(hex, d, 32));

@@ -71,6 +71,16 @@ int cnd_job_check(const cnd_job_spec_t *j)
     if (!j->teacher_shipped && !cnd_proto_name_ok(j->teacher_local))
         return cnd_errf(CND_EINVAL, "job: the site-local teacher name '%s' is not a valid name",
                         j->teacher_local);
+    if (j->teacher_onnx && !j->teacher_shipped)
+        return cnd_errf(CND_EINVAL, "job: an ONNX teacher must be a shipped one");
+    if (j->teacher_onnx && !j->teacher_prep[0])
+        return cnd_errf(CND_EINVAL, "job: the ONNX teacher's preprocessing spec is missing");
+    if (!j->teacher_onnx && j->teacher_prep[0])
+        return cnd_errf(CND_EINVAL, "job: a teacher preprocessing spec without an ONNX teacher");
+    for (const char *p = j->teacher_prep; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return cnd_errf(CND_EINVAL,
+                            "job: the teacher's preprocessing holds a control character");
     if (!(j->temperature > 0)) return cnd_errf(CND_EINVAL, "job: temperature must be > 0");
     S_TRY(s_range("temperature", j->temperature, 0, 100));
     S_TRY(s_range("alpha", j->alpha, 0, 1));
@@ -170,6 +180,12 @@ int cnd_job_to_json(char **out, const cnd_job_spec_t *j)
     cnd_jw_bool(&w, j->teacher_shipped);
     cnd_jw_key(&w, "local");
     cnd_jw_str(&w, j->teacher_local);
+    if (j->teacher_onnx) { /* absent: a .cnd teacher (recipes written before ONNX teachers) */
+        cnd_jw_key(&w, "format");
+        cnd_jw_str(&w, "onnx");
+        cnd_jw_key(&w, "preprocess");
+        cnd_jw_str(&w, j->teacher_prep);
+    }
     cnd_jw_obj_end(&w);
     cnd_jw_key(&w, "distillation");
     cnd_jw_obj(&w);
@@ -331,6 +347,14 @@ int cnd_job_from_json(cnd_job_spec_t *j, const char *json)
     const cnd_json_t *sh = s_get(te, "shipped", CND_JSON_BOOL, &rc);
     if (sh) j->teacher_shipped = sh->b;
     s_str(j->teacher_local, sizeof j->teacher_local, te, "local", &rc);
+    if (!rc && cnd_json_get(te, "format")) { /* only an ONNX teacher has one */
+        char fmt[8] = "";
+        s_str(fmt, sizeof fmt, te, "format", &rc);
+        s_str(j->teacher_prep, sizeof j->teacher_prep, te, "preprocess", &rc);
+        if (!rc && strcmp(fmt, "onnx") != 0)
+            rc = cnd_errf(CND_EINVAL, "job recipe: teacher format '%s' is not \"onnx\"", fmt);
+        j->teacher_onnx = 1;
+    }
     const cnd_json_t *d = s_get(root, "distillation", CND_JSON_OBJ, &rc);
     j->temperature = s_f32(d, "temperature", &rc);
     j->alpha = s_f32(d, "alpha", &rc);
@@ -433,6 +457,10 @@ void cnd_job_to_proto(cnd_job_proto_t *b, const cnd_job_spec_t *j, uint64_t job_
     if (j->teacher_shipped && teacher_info) {
         b->spec.teacher_case = CONDENSER__JOB_SPEC__TEACHER_TEACHER_SHIPPED;
         b->spec.teacher_shipped = teacher_info;
+        if (j->teacher_onnx) {
+            b->spec.teacher_format = CONDENSER__TEACHER_FORMAT__TEACHER_ONNX;
+            b->spec.teacher_preprocess = cnd_proto_str(j->teacher_prep);
+        }
     } else {
         b->spec.teacher_case = CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL;
         b->spec.teacher_local = cnd_proto_str(j->teacher_local);
@@ -464,6 +492,10 @@ int cnd_job_from_proto(cnd_job_spec_t *j, const Condenser__JobSpec *m)
     if (!j->teacher_shipped &&
         (rc = cnd_proto_text(j->teacher_local, sizeof j->teacher_local, m->teacher_local)))
         return cnd_err_wrap(rc, "job_spec.teacher_local");
+    j->teacher_onnx = m->teacher_format == CONDENSER__TEACHER_FORMAT__TEACHER_ONNX;
+    if (j->teacher_onnx &&
+        (rc = cnd_proto_text(j->teacher_prep, sizeof j->teacher_prep, m->teacher_preprocess)))
+        return cnd_err_wrap(rc, "job_spec.teacher_preprocess");
     j->temperature = m->recipe->temperature;
     j->alpha = m->recipe->alpha;
     j->qat_rounds = m->recipe->qat_rounds;

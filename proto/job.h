@@ -24,18 +24,21 @@
 #define CND_JOB_ARCH_MAX 4096
 
 typedef struct {
-    char name[CND_NAME_MAX + 1];          /* free text label (printable, <= 63 bytes) */
-    char arch[CND_JOB_ARCH_MAX + 1];      /* student architecture spec */
-    uint32_t in_c, in_h, in_w;            /* input shape */
-    uint32_t classes;                     /* outputs */
-    char labels[CND_CLASSMAP_MAX + 1];    /* class map, `classes` names (common/classmap.h) */
-    int teacher_shipped;                  /* 1: the teacher model travels with the job */
-    char teacher_local[CND_NAME_MAX + 1]; /* else: name of each site's own teacher */
-    float temperature, alpha;             /* distillation */
-    uint32_t qat_rounds;                  /* the last qat_rounds rounds use fake quantization */
-    uint32_t weight_bits, act_bits;       /* 8 for int8 */
-    uint32_t local_epochs, batch;         /* local training per round */
-    float lr;                             /* local Adam learning rate */
+    char name[CND_NAME_MAX + 1];               /* free text label (printable, <= 63 bytes) */
+    char arch[CND_JOB_ARCH_MAX + 1];           /* student architecture spec */
+    uint32_t in_c, in_h, in_w;                 /* input shape */
+    uint32_t classes;                          /* outputs */
+    char labels[CND_CLASSMAP_MAX + 1];         /* class map, `classes` names (common/classmap.h) */
+    int teacher_shipped;                       /* 1: the teacher model travels with the job */
+    char teacher_local[CND_NAME_MAX + 1];      /* else: name of each site's own teacher */
+    int teacher_onnx;                          /* 1: the shipped teacher is an ONNX model */
+    char teacher_prep[CND_PROTO_PREP_MAX + 1]; /* its input preprocessing (text, required with
+                                                  an ONNX teacher, "" otherwise) */
+    float temperature, alpha;                  /* distillation */
+    uint32_t qat_rounds;            /* the last qat_rounds rounds use fake quantization */
+    uint32_t weight_bits, act_bits; /* 8 for int8 */
+    uint32_t local_epochs, batch;   /* local training per round */
+    float lr;                       /* local Adam learning rate */
     uint32_t rounds, sites_per_round, quorum, threshold, neighbours;
     float clip, l2_clip;             /* update clipping (crypto/fixedpoint.h) */
     uint32_t sample_cap, value_bits; /* weight cap W and q */

@@ -54,6 +54,7 @@
 #define CND_NAME_MAX              CND_PROTO_NAME_MAX
 #define CND_PROTO_TEXT_MAX        1024 /* reasons, error texts */
 #define CND_PROTO_ARCH_MAX        4096 /* student architecture spec */
+#define CND_PROTO_PREP_MAX        1024 /* an ONNX teacher's preprocessing spec */
 #define CND_PROTO_CAP_MAX         64   /* one capability token */
 #define CND_PROTO_LABEL_KEY_MAX   32
 #define CND_PROTO_LABEL_VALUE_MAX 128

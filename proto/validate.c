@@ -418,6 +418,19 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
         break;
     default: return s_fail(rej, S_BAD, "%s.teacher: neither shipped nor local", c);
     }
+    /* An ONNX teacher is a shipped one and says how its inputs are preprocessed; the site parses
+     * the spec itself (compress/onnx_graph.h) before it runs the teacher. */
+    if (m->teacher_format != CONDENSER__TEACHER_FORMAT__TEACHER_CND &&
+        m->teacher_format != CONDENSER__TEACHER_FORMAT__TEACHER_ONNX)
+        return s_fail(rej, S_BAD, "%s.teacher_format: unknown value %d", c, (int)m->teacher_format);
+    if (m->teacher_format == CONDENSER__TEACHER_FORMAT__TEACHER_ONNX) {
+        if (m->teacher_case != CONDENSER__JOB_SPEC__TEACHER_TEACHER_SHIPPED)
+            return s_fail(rej, S_BAD, "%s.teacher_format: ONNX names a shipped teacher only", c);
+        S_TRY(s_text(rej, c, "teacher_preprocess", m->teacher_preprocess, 1, CND_PROTO_PREP_MAX,
+                     S_TEXT));
+    } else if (m->teacher_preprocess.len) {
+        return s_fail(rej, S_BAD, "%s.teacher_preprocess: set without an ONNX teacher", c);
+    }
     return 0;
 }
 

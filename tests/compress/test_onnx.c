@@ -18,6 +18,8 @@
 #include "rng.h"
 #include "train.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -364,11 +366,44 @@ static void test_student(void)
     }
 }
 
+/* cnd_onnx_teacher_check: what a coordinator and a site check of an ONNX teacher before they
+ * keep or run it (the preprocessing against its channels, a memory limit, a truncated file). */
+static void test_teacher_check(void)
+{
+    ob_t b;
+    ob_init(&b, 13, "x", -1, 1, 4, 4);
+    ob_init_f(&b, "fw", (int64_t[]){3, 16}, 2, NULL);
+    ob_init_f(&b, "fb", (int64_t[]){3}, 1, NULL);
+    ob_node(&b, "Flatten", "flat", (const char *[]){"x"}, 1, (const char *[]){"f"}, 1);
+    Onnx__NodeProto *gm =
+        ob_node(&b, "Gemm", "fc", (const char *[]){"f", "fw", "fb"}, 3, (const char *[]){"y"}, 1);
+    ob_int(&b, gm, "transB", 1);
+    uint8_t *p;
+    size_t n = ob_pack(&b, "y", &p);
+    ob_free(&b);
+    cnd_onnx_teacher_info_t ti;
+    int rc = cnd_onnx_teacher_check(&ti, p, n, "t.onnx", "scale=1/255 mean=0.5 std=0.25", SIZE_MAX);
+    CHECK_EQ_INT(rc, 0);
+    CHECK(ti.in.c == 1 && ti.in.h == 4 && ti.in.w == 4 && ti.classes == 3 && ti.opset == 13);
+    CHECK(fabsf(ti.mean[0] - 127.5f) < 1e-3f && fabsf(ti.std[0] - 63.75f) < 1e-3f);
+    CHECK(ti.mem_bytes > n);
+    rc = cnd_onnx_teacher_check(&ti, p, n, "t.onnx", "mean=1,2,3", SIZE_MAX);
+    CHECK(rc == CND_EINVAL && strstr(cnd_err_detail(), "3 mean and 0 std values for 1 channels"));
+    rc = cnd_onnx_teacher_check(&ti, p, n, "t.onnx", "scale=-1", SIZE_MAX);
+    CHECK(rc == CND_EINVAL && strstr(cnd_err_detail(), "t.onnx: preprocessing: scale"));
+    rc = cnd_onnx_teacher_check(&ti, p, n, "t.onnx", "", n + 100);
+    CHECK(rc == CND_ERANGE && strstr(cnd_err_detail(), "over the limit"));
+    rc = cnd_onnx_teacher_check(&ti, p, n - 7, "cut.onnx", "", SIZE_MAX);
+    CHECK(rc == CND_EFORMAT && strstr(cnd_err_detail(), "cut.onnx"));
+    free(p);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--write-corpus") == 0) s_corpus = argv[2];
     test_convolutions();
     test_hostile();
     test_student();
+    test_teacher_check();
     return check_result("test_onnx");
 }

@@ -129,9 +129,72 @@ static void test_class_map(void)
     CHECK(strstr(cnd_err_detail(), "comma") != NULL);
 }
 
+/* A shipped ONNX teacher: format and preprocessing round-trip through JSON and the JobSpec; a
+ * recipe from before ONNX teachers reads as a .cnd one; the checks refuse an ONNX teacher
+ * without a spec or a site-local one, and a spec without an ONNX teacher. */
+static void test_onnx_teacher(void)
+{
+    cnd_job_spec_t j, k;
+    cnd_job_defaults(&j);
+    snprintf(j.arch, sizeof j.arch, "flatten dense(4)");
+    j.in_c = 1, j.in_h = 8, j.in_w = 8, j.classes = 4;
+    cnd_classmap_default(j.labels, sizeof j.labels, 4);
+    j.teacher_onnx = 1;
+    snprintf(j.teacher_prep, sizeof j.teacher_prep, "scale=1/255 mean=0.5 std=0.25");
+    CHECK_EQ_INT(cnd_job_check(&j), 0);
+    char *json = NULL;
+    CHECK_EQ_INT(cnd_job_to_json(&json, &j), 0);
+    CHECK(json &&
+          strstr(json, "\"format\":\"onnx\",\"preprocess\":\"scale=1/255 mean=0.5 std=0.25\""));
+    CHECK_EQ_INT(cnd_job_from_json(&k, json), 0);
+    CHECK(memcmp(&j, &k, sizeof j) == 0);
+    char *old = json ? strdup(json) : NULL; /* an older recipe: no format, a .cnd teacher */
+    char *f = old ? strstr(old, ",\"format\"") : NULL;
+    char *e = f ? strchr(f + 1, '}') : NULL;
+    if (e) memmove(f, e, strlen(e) + 1);
+    CHECK_EQ_INT(cnd_job_from_json(&k, old), 0);
+    CHECK(k.teacher_onnx == 0 && k.teacher_prep[0] == 0 && k.teacher_shipped == 1);
+    free(old);
+    char *bad = json ? strdup(json) : NULL;
+    char *v = bad ? strstr(bad, "\"onnx\"") : NULL;
+    if (v) memcpy(v, "\"tflt\"", 6);
+    CHECK_EQ_INT(cnd_job_from_json(&k, bad), CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "tflt") != NULL);
+    free(bad);
+    free(json);
+    Condenser__ObjectInfo oi = CONDENSER__OBJECT_INFO__INIT;
+    uint8_t dig[32] = {1};
+    oi.digest = (ProtobufCBinaryData){32, dig};
+    oi.total_size = 1000;
+    oi.chunk_count = 1;
+    oi.chunk_size = CND_PROTO_CHUNK_MAX;
+    cnd_job_proto_t pb;
+    cnd_job_to_proto(&pb, &j, 5, &oi);
+    CHECK_EQ_INT(pb.spec.teacher_format, CONDENSER__TEACHER_FORMAT__TEACHER_ONNX);
+    cnd_proto_reject_t rej;
+    CHECK_EQ_INT(cnd_proto_validate_job_spec(&rej, &pb.spec), 0);
+    CHECK_EQ_INT(cnd_job_from_proto(&k, &pb.spec), 0);
+    CHECK(k.teacher_onnx == 1 && strcmp(k.teacher_prep, j.teacher_prep) == 0);
+    k = j;
+    k.teacher_prep[0] = 0;
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "preprocessing spec is missing") != NULL);
+    k = j;
+    k.teacher_shipped = 0;
+    snprintf(k.teacher_local, sizeof k.teacher_local, "vendor");
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+    k = j;
+    k.teacher_onnx = 0;
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+    k = j;
+    k.teacher_prep[3] = '\n';
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+}
+
 int main(void)
 {
     test_recipe();
     test_class_map();
+    test_onnx_teacher();
     return check_result("test_job");
 }

@@ -233,6 +233,17 @@ MUT(m_j_noteacher, f->spec.teacher_case = 0)
 MUT(m_j_teacher_local, f->spec.teacher_case = CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL;
     f->spec.teacher_local = S("../../etc/passwd"))
 MUT(m_j_teacher_count, f->teacher.chunk_count = 5)
+MUT(m_j_tformat, f->spec.teacher_format = 7)
+MUT(m_j_onnx_noprep, f->spec.teacher_format = CONDENSER__TEACHER_FORMAT__TEACHER_ONNX)
+MUT(m_j_onnx_prep_ctrl, f->spec.teacher_format = CONDENSER__TEACHER_FORMAT__TEACHER_ONNX;
+    f->spec.teacher_preprocess = B(CTRL, sizeof CTRL))
+MUT(m_j_onnx_prep_big, f->spec.teacher_format = CONDENSER__TEACHER_FORMAT__TEACHER_ONNX;
+    f->spec.teacher_preprocess = B(BIG, CND_PROTO_PREP_MAX + 1))
+MUT(m_j_onnx_local, f->spec.teacher_format = CONDENSER__TEACHER_FORMAT__TEACHER_ONNX;
+    f->spec.teacher_preprocess = S("scale=1/255");
+    f->spec.teacher_case = CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL;
+    f->spec.teacher_local = S("vendor"))
+MUT(m_j_prep_cnd, f->spec.teacher_preprocess = S("scale=1/255"))
 /* job_response */
 MUT(m_jr_noreason, f->jr.accept = 0)
 /* round_start */
@@ -440,6 +451,12 @@ static const bad_t s_bad[] = {
     {T(JOB_ANNOUNCE), "job_spec.teacher", BAD, m_j_noteacher},
     {T(JOB_ANNOUNCE), "job_spec.teacher_local", BAD, m_j_teacher_local},
     {T(JOB_ANNOUNCE), "job_spec.teacher_shipped.chunk_count", BAD, m_j_teacher_count},
+    {T(JOB_ANNOUNCE), "job_spec.teacher_format", BAD, m_j_tformat},
+    {T(JOB_ANNOUNCE), "job_spec.teacher_preprocess", BAD, m_j_onnx_noprep},
+    {T(JOB_ANNOUNCE), "job_spec.teacher_preprocess", BAD, m_j_onnx_prep_ctrl},
+    {T(JOB_ANNOUNCE), "job_spec.teacher_preprocess", BIGC, m_j_onnx_prep_big},
+    {T(JOB_ANNOUNCE), "job_spec.teacher_format", BAD, m_j_onnx_local},
+    {T(JOB_ANNOUNCE), "job_spec.teacher_preprocess", BAD, m_j_prep_cnd},
     {T(JOB_RESPONSE), "job_response.reason", BAD, m_jr_noreason},
     {T(ROUND_START), "round_start.model.digest", BAD, m_rs_digest},
     {T(ROUND_START), "round_start.model.chunk_count", BAD, m_rs_count},

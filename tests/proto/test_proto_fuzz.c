@@ -42,6 +42,15 @@ static int s_seeds(seed_t *seeds)
     seeds[k].p = malloc(seeds[k].n);
     condenser__envelope__pack(&f.env, seeds[k].p);
     k++;
+    /* a shipped ONNX teacher: JobSpec fields 12 and 13 (committed as
+     * tests/fuzz/corpus/proto/job-announce-onnx-teacher) */
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE);
+    f.spec.teacher_format = CONDENSER__TEACHER_FORMAT__TEACHER_ONNX;
+    f.spec.teacher_preprocess = S("scale=1/255 mean=0.485,0.456,0.406 std=0.229,0.224,0.225");
+    seeds[k].n = condenser__envelope__get_packed_size(&f.env);
+    seeds[k].p = malloc(seeds[k].n);
+    condenser__envelope__pack(&f.env, seeds[k].p);
+    k++;
     return k;
 }
 
