@@ -111,8 +111,9 @@ int cnd_agent_dp_job_check(const cnd_agent_config_t *c, cnd_astore_t *s, const c
 {
     if (!(j->dp_clip > 0)) {
         if (!c->require_dp) return 0;
-        snprintf(why, cap, "the job trains without differential privacy and this site's "
-                           "[privacy] require_dp is true");
+        snprintf(why, cap,
+                 "the job trains without differential privacy and this site's "
+                 "[privacy] require_dp is true");
         return 1;
     }
     if (j->dp_delta > c->max_delta) {
@@ -152,8 +153,7 @@ int cnd_agent_dp_job_check(const cnd_agent_config_t *c, cnd_astore_t *s, const c
 }
 
 int cnd_agent_dp_round_plan(const cnd_agent_config_t *c, cnd_astore_t *s, const cnd_job_spec_t *j,
-                            uint64_t job, uint64_t n, cnd_agent_dp_plan_t *p, char *why,
-                            size_t cap)
+                            uint64_t job, uint64_t n, cnd_agent_dp_plan_t *p, char *why, size_t cap)
 {
     memset(p, 0, sizeof *p);
     cnd_job_dp_site(j, n, &p->q, &p->steps);
@@ -180,9 +180,9 @@ int cnd_agent_dp_record(cnd_astore_t *s, cnd_audit_t *audit, const char *actor,
                         const char *coord_fpr, uint64_t job, uint32_t round, uint32_t attempt,
                         const cnd_agent_dp_plan_t *p)
 {
-    cnd_adp_spend_t r = {job,      round,        attempt, p->q,           p->sigma, p->steps,
-                         p->delta, p->eps_job, p->total_delta, p->eps_total};
-    cnd_audit_dp_spend_t e = {round,    attempt,    p->q,           p->sigma,     p->steps,
+    cnd_adp_spend_t r = {job,      round,    attempt,    p->q,           p->sigma,
+                         p->steps, p->delta, p->eps_job, p->total_delta, p->eps_total};
+    cnd_audit_dp_spend_t e = {round,    attempt,    p->q,           p->sigma,    p->steps,
                               p->delta, p->eps_job, p->total_delta, p->eps_total};
     char jid[32];
     snprintf(jid, sizeof jid, "%llu", (unsigned long long)job);

@@ -4,6 +4,7 @@
 #include "audit_privacy.h"
 #include "audit_actions.h"
 #include "audit_verify.h"
+#include "cli.h"
 #include "dp_accountant.h"
 #include "json.h"
 
@@ -56,8 +57,9 @@ static void s_row(cnd_audit_dp_row_t *r, const cnd_json_t *e, int64_t seq)
         snprintf(r->why, sizeof r->why, "a required field is missing or not a number");
     else if (!(r->q >= 0 && r->q <= 1) || !(r->sigma > 0) || r->steps < 0 ||
              !(r->delta > 0 && r->delta < 1) || !(r->total_delta > 0 && r->total_delta < 1))
-        snprintf(r->why, sizeof r->why, "parameters out of range (q %g, sigma %g, steps %lld, "
-                                        "delta %g, total_delta %g)",
+        snprintf(r->why, sizeof r->why,
+                 "parameters out of range (q %g, sigma %g, steps %lld, "
+                 "delta %g, total_delta %g)",
                  r->q, r->sigma, (long long)r->steps, r->delta, r->total_delta);
     if (r->why[0]) r->ok = 0;
 }
@@ -138,7 +140,8 @@ int cnd_audit_privacy(cnd_audit_dp_t *out, cnd_audit_t *log, const char *job)
         cnd_json_free(&e);
         A.n++;
     }
-    if (!rc && step != SQLITE_DONE) rc = cnd_errf(CND_EDB, "reading entries: %s", sqlite3_errmsg(db));
+    if (!rc && step != SQLITE_DONE)
+        rc = cnd_errf(CND_EDB, "reading entries: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     if (!rc && A.n && !(A.seg = malloc(2 * A.n * sizeof *A.seg))) rc = CND_ENOMEM;
     for (size_t i = 0; !rc && i < A.n; i++) s_recompute(&A, i);
@@ -165,4 +168,114 @@ void cnd_audit_privacy_free(cnd_audit_dp_t *r)
     if (!r) return;
     free(r->rows);
     memset(r, 0, sizeof *r);
+}
+
+/* --- `condenser audit privacy` --- */
+
+static void s_json(const cnd_audit_dp_t *r, const char *db)
+{
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    cnd_jw_key(&w, "log");
+    cnd_jw_str(&w, db);
+    cnd_jw_key(&w, "entries");
+    cnd_jw_int(&w, (int64_t)r->n);
+    cnd_jw_key(&w, "bad");
+    cnd_jw_int(&w, (int64_t)r->bad);
+    cnd_jw_key(&w, "spends");
+    cnd_jw_arr(&w);
+    for (size_t i = 0; i < r->n; i++) {
+        const cnd_audit_dp_row_t *x = &r->rows[i];
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "entry");
+        cnd_jw_int(&w, x->seq);
+        cnd_jw_key(&w, "site");
+        cnd_jw_str(&w, x->actor);
+        cnd_jw_key(&w, "job");
+        cnd_jw_str(&w, x->job);
+        cnd_jw_key(&w, "round");
+        cnd_jw_int(&w, x->round);
+        cnd_jw_key(&w, "attempt");
+        cnd_jw_int(&w, x->attempt);
+        const char *k[] = {"q",
+                           "sigma",
+                           "delta",
+                           "epsilon_logged",
+                           "epsilon",
+                           "total_delta",
+                           "epsilon_total_logged",
+                           "epsilon_total"};
+        double v[] = {x->q,   x->sigma,       x->delta,        x->eps_logged,
+                      x->eps, x->total_delta, x->total_logged, x->total};
+        for (int j = 0; j < 8; j++) {
+            cnd_jw_key(&w, k[j]);
+            cnd_jw_double(&w, v[j]);
+            if (j == 1) {
+                cnd_jw_key(&w, "steps");
+                cnd_jw_int(&w, x->steps);
+            }
+        }
+        cnd_jw_key(&w, "ok");
+        cnd_jw_bool(&w, x->ok);
+        if (!x->ok) {
+            cnd_jw_key(&w, "why");
+            cnd_jw_str(&w, x->why);
+        }
+        cnd_jw_obj_end(&w);
+    }
+    cnd_jw_arr_end(&w);
+    cnd_jw_obj_end(&w);
+    const char *t = cnd_jw_text(&w);
+    printf("%s\n", t ? t : "null");
+    cnd_jw_free(&w);
+}
+
+static void s_table(const cnd_audit_dp_t *r)
+{
+    printf("%-7s %-12s %-6s %5s %7s %10s %9s %7s %9s %11s %11s %s\n", "entry", "site", "job",
+           "round", "attempt", "q", "sigma", "steps", "delta", "epsilon", "total", "check");
+    for (size_t i = 0; i < r->n; i++) {
+        const cnd_audit_dp_row_t *x = &r->rows[i];
+        printf("%-7lld %-12.12s %-6s %5u %7u %10.5g %9.5g %7lld %9.3g %11.6g %11.6g %s%s\n",
+               (long long)x->seq, x->actor, x->job, x->round, x->attempt, x->q, x->sigma,
+               (long long)x->steps, x->delta, x->eps_logged, x->total_logged,
+               x->ok ? "ok" : "BAD: ", x->ok ? "" : x->why);
+    }
+    printf("%zu dp.spend entries, %zu recomputed and matching, %zu bad\n", r->n, r->n - r->bad,
+           r->bad);
+}
+
+int cnd_audit_privacy_cmd(int argc, char **argv)
+{
+    const char *job = NULL;
+    int json = 0;
+    const cnd_opt_t opts[] = {{"job", CND_OPT_STR, &job, "J", "only the spends of job J"},
+                              {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
+                              {0}};
+    const cnd_cli_t cli = {
+        "condenser audit privacy DB [--job J] [--json]",
+        "Recomputes a site's differential-privacy spend from its audit log alone: every "
+        "dp.spend entry's sampling rate, noise multiplier, steps and delta go through the RDP "
+        "accountant again, composed per job and over all jobs, and the result is compared with "
+        "the epsilons the site logged. Exits with an error when any entry does not match.",
+        opts, 1, 1};
+    int npos;
+    char **pos;
+    int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
+    if (rc) return rc > 0 ? 0 : rc;
+    cnd_audit_t *log = NULL;
+    if ((rc = cnd_audit_open_readonly(&log, pos[0]))) return rc;
+    cnd_audit_dp_t r;
+    rc = cnd_audit_privacy(&r, log, job);
+    cnd_audit_close(&log);
+    if (rc) return rc;
+    if (json)
+        s_json(&r, pos[0]);
+    else
+        s_table(&r);
+    if (r.bad)
+        rc = cnd_errf(CND_EFORMAT, "%zu dp.spend entries do not match their recomputation", r.bad);
+    cnd_audit_privacy_free(&r);
+    return rc;
 }

@@ -29,10 +29,10 @@ typedef struct {
     uint32_t round, attempt;
     double q, sigma;
     int64_t steps;
-    double delta, eps_logged, eps;            /* the job's epsilon: logged, recomputed */
-    double total_delta, total_logged, total;  /* the site's total: logged, recomputed */
-    int ok;                                   /* 1: parameters valid and both epsilons agree */
-    char why[160];                            /* when not ok */
+    double delta, eps_logged, eps;           /* the job's epsilon: logged, recomputed */
+    double total_delta, total_logged, total; /* the site's total: logged, recomputed */
+    int ok;                                  /* 1: parameters valid and both epsilons agree */
+    char why[160];                           /* when not ok */
 } cnd_audit_dp_row_t;
 
 typedef struct {
@@ -46,5 +46,9 @@ typedef struct {
  * CND_ENOMEM. */
 CND_MUST_USE int cnd_audit_privacy(cnd_audit_dp_t *out, cnd_audit_t *log, const char *job);
 void cnd_audit_privacy_free(cnd_audit_dp_t *r);
+
+/* `condenser audit privacy DB [--job J] [--json]`: the table (or JSON) of the rows; an error
+ * exit when a row is bad. */
+int cnd_audit_privacy_cmd(int argc, char **argv);
 
 #endif

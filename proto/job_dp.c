@@ -30,8 +30,9 @@ int cnd_job_dp_check(const cnd_job_spec_t *j)
         (rc = s_in("dp_assumed_samples", (double)j->dp_assumed_n, 0, 0, 1099511627776.0)))
         return rc;
     if (j->qat_rounds)
-        return cnd_errf(CND_EINVAL, "job: %u QAT rounds, but quantization-aware training cannot "
-                                    "run under DP-SGD (the artifact is calibrated after training)",
+        return cnd_errf(CND_EINVAL,
+                        "job: %u QAT rounds, but quantization-aware training cannot "
+                        "run under DP-SGD (the artifact is calibrated after training)",
                         j->qat_rounds);
     return 0;
 }
@@ -57,8 +58,9 @@ int cnd_job_dp_epsilon(const cnd_job_spec_t *j, uint64_t n, long rounds, double 
 int cnd_job_dp_solve(cnd_job_spec_t *j, double target_eps, uint64_t assumed_n)
 {
     if (!(target_eps > 0) || assumed_n < 1)
-        return cnd_errf(CND_EINVAL, "DP: a target epsilon > 0 (%g) and assumed records per site "
-                                    ">= 1 (%llu) are needed",
+        return cnd_errf(CND_EINVAL,
+                        "DP: a target epsilon > 0 (%g) and assumed records per site "
+                        ">= 1 (%llu) are needed",
                         target_eps, (unsigned long long)assumed_n);
     double q, eps = 0;
     long per;

@@ -30,8 +30,7 @@ void cnd_job_dp_site(const cnd_job_spec_t *j, uint64_t n, double *q, long *steps
 
 /* Epsilon (at j->dp_delta) of a site with n records after `rounds` rounds of j. Returns 0 or
  * an accountant error (CND_EINVAL). */
-CND_MUST_USE int cnd_job_dp_epsilon(const cnd_job_spec_t *j, uint64_t n, long rounds,
-                                    double *eps);
+CND_MUST_USE int cnd_job_dp_epsilon(const cnd_job_spec_t *j, uint64_t n, long rounds, double *eps);
 
 /* Sets j->dp_noise to the smallest noise multiplier that keeps a site of assumed_n records
  * within (target_eps, j->dp_delta) over all of j's rounds (dp_clip, dp_delta, batch, rounds,
