@@ -206,7 +206,8 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
                 return s_fail(x, sec, key, "an epsilon in (0, 1e6]");
             *(strcmp(key, "max_epsilon_job") == 0 ? &c->max_eps_job : &c->max_eps_total) = d;
         } else if (strcmp(key, "max_delta") == 0) {
-            if (s_num(v, 0, 0.01, &d) || !(d > 0)) return s_fail(x, sec, key, "a delta in (0, 0.01]");
+            if (s_num(v, 0, 0.01, &d) || !(d > 0))
+                return s_fail(x, sec, key, "a delta in (0, 0.01]");
             c->max_delta = d;
         } else if (strcmp(key, "require_dp") == 0) {
             if (strcmp(v, "true") && strcmp(v, "false"))

@@ -434,16 +434,12 @@ int cnd_astore_dp_spends(cnd_astore_t *s, void (*fn)(void *ctx, const cnd_adp_sp
     if (rc) return rc;
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        cnd_adp_spend_t r = {(uint64_t)sqlite3_column_int64(st, 0),
-                             (uint32_t)sqlite3_column_int64(st, 1),
-                             (uint32_t)sqlite3_column_int64(st, 2),
-                             sqlite3_column_double(st, 3),
-                             sqlite3_column_double(st, 4),
-                             (long)sqlite3_column_int64(st, 5),
-                             sqlite3_column_double(st, 6),
-                             sqlite3_column_double(st, 7),
-                             sqlite3_column_double(st, 8),
-                             sqlite3_column_double(st, 9)};
+        cnd_adp_spend_t r = {
+            (uint64_t)sqlite3_column_int64(st, 0), (uint32_t)sqlite3_column_int64(st, 1),
+            (uint32_t)sqlite3_column_int64(st, 2), sqlite3_column_double(st, 3),
+            sqlite3_column_double(st, 4),          (long)sqlite3_column_int64(st, 5),
+            sqlite3_column_double(st, 6),          sqlite3_column_double(st, 7),
+            sqlite3_column_double(st, 8),          sqlite3_column_double(st, 9)};
         fn(ctx, &r);
     }
     if (step != SQLITE_DONE) rc = cnd_db_err(s->db, "reading the privacy spends");

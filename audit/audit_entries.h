@@ -256,9 +256,8 @@ typedef struct {
     double delta, epsilon;
     double total_delta, epsilon_total;
 } cnd_audit_dp_spend_t;
-CND_MUST_USE int cnd_audit_log_dp_spend(cnd_audit_t *log, const char *actor,
-                                        const char *coord_fpr, const char *job,
-                                        const cnd_audit_dp_spend_t *e);
+CND_MUST_USE int cnd_audit_log_dp_spend(cnd_audit_t *log, const char *actor, const char *coord_fpr,
+                                        const char *job, const cnd_audit_dp_spend_t *e);
 
 /* --- operator actions --------------------------------------------------------------------------
  */

@@ -801,9 +801,10 @@ static int s_section_privacy(cnd_buf_t *b, const s_ents *E, const char *job)
         p[k++] = (s_pt){r, e, x->seq, s_unsigned(E, x)};
         last = e;
     }
-    s_pf(b, "<p>%zu rounds trained with DP-SGD at this site; the job's epsilon after the last: "
-            "<b id=\"dp-epsilon\">%.4g</b> at delta %g (recompute with <code>condenser audit "
-            "privacy</code>).</p>",
+    s_pf(b,
+         "<p>%zu rounds trained with DP-SGD at this site; the job's epsilon after the last: "
+         "<b id=\"dp-epsilon\">%.4g</b> at delta %g (recompute with <code>condenser audit "
+         "privacy</code>).</p>",
          k, last, delta);
     s_line_chart(b, "chart-epsilon", "Epsilon spent by this site on the job", "epsilon", p, k, 0,
                  "#8e44ad");

@@ -246,8 +246,8 @@ static int s_dbl(cnd_proto_reject_t *rej, const char *ctx, const char *f, double
 {
     if (!isfinite(v)) return s_fail(rej, S_BAD, "%s.%s: not a finite number", ctx, f);
     if (v < lo || (lo_open && v == lo) || v > hi)
-        return s_fail(rej, S_BAD, "%s.%s: %g outside %s%g, %g]", ctx, f, v, lo_open ? "(" : "[",
-                      lo, hi);
+        return s_fail(rej, S_BAD, "%s.%s: %g outside %s%g, %g]", ctx, f, v, lo_open ? "(" : "[", lo,
+                      hi);
     return 0;
 }
 

@@ -152,8 +152,8 @@ static void test_dp(void)
     double e = 0, e2 = 0;
     CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 20, &e), 0);
     CHECK(e <= 3.0 && e > 2.999);
-    cnd_dp_params_t p = {.q = 500.0 / 20000, .sigma = j.dp_noise, .steps = 20 * 2 * 40,
-                         .delta = 1e-5};
+    cnd_dp_params_t p = {
+        .q = 500.0 / 20000, .sigma = j.dp_noise, .steps = 20 * 2 * 40, .delta = 1e-5};
     CHECK_EQ_INT(cnd_dp_epsilon(&p, &e2, NULL), 0);
     CHECK_NEAR(e, e2, 0);
     /* a smaller site samples at a higher rate and spends more; fewer rounds spend less */
