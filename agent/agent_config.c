@@ -89,6 +89,27 @@ static int s_num(const char *v, double lo, double hi, double *out)
     return 0;
 }
 
+/* [privacy]: the site's own differential-privacy budgets (docs/configuration.md). */
+static int s_privacy(s_ctx_t *x, const char *key, const char *v)
+{
+    cnd_agent_config_t *c = x->c;
+    const char *sec = "privacy";
+    double d;
+    if (strcmp(key, "max_epsilon_job") == 0 || strcmp(key, "max_epsilon_total") == 0) {
+        if (s_num(v, 0, 1e6, &d) || !(d > 0)) return s_fail(x, sec, key, "an epsilon in (0, 1e6]");
+        *(strcmp(key, "max_epsilon_job") == 0 ? &c->max_eps_job : &c->max_eps_total) = d;
+    } else if (strcmp(key, "max_delta") == 0) {
+        if (s_num(v, 0, 0.01, &d) || !(d > 0)) return s_fail(x, sec, key, "a delta in (0, 0.01]");
+        c->max_delta = d;
+    } else if (strcmp(key, "require_dp") == 0) {
+        if (strcmp(v, "true") && strcmp(v, "false")) return s_fail(x, sec, key, "true or false");
+        c->require_dp = strcmp(v, "true") == 0;
+    } else {
+        return s_fail(x, sec, key, "unknown key");
+    }
+    return 1;
+}
+
 static int s_handler(void *user, const char *sec, const char *key, const char *v)
 {
     s_ctx_t *x = user;
@@ -200,6 +221,8 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
         } else {
             return s_fail(x, sec, key, "unknown key");
         }
+    } else if (strcmp(sec, "privacy") == 0) {
+        return s_privacy(x, key, v);
     } else {
         return s_fail(x, sec, key, "unknown section");
     }
@@ -228,6 +251,9 @@ int cnd_agent_config_load(cnd_agent_config_t *c, const char *path)
     c->lr_max = 1.0;
     c->max_epochs = 100;
     c->max_rounds = 1000;
+    c->max_eps_job = INFINITY;
+    c->max_eps_total = INFINITY;
+    c->max_delta = 1e-5;
     FILE *f = fopen(path, "r");
     if (!f) return cnd_errf(CND_EIO, "%s: cannot open the agent configuration", path);
     int line = ini_parse_file(f, s_handler, &x);

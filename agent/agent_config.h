@@ -48,6 +48,17 @@
  *   max_epochs = 100             local epochs per round
  *   max_rounds = 1000            rounds of one job
  *
+ *   [privacy]                    this site's differential-privacy budget (agent/agent_dp.h,
+ *                                docs/privacy.md); the site computes its own spend from its own
+ *                                record count before every job and round, whatever a job says
+ *   max_epsilon_job = 3          epsilon one job may spend (default: no limit)
+ *   max_epsilon_total = 8        epsilon all DP jobs together may spend, composed (default:
+ *                                no limit)
+ *   max_delta = 1e-5             the largest delta a job may use, and the delta the total is
+ *                                counted at (default 1e-5)
+ *   require_dp = false           true: refuse jobs without DP-SGD (default false; a job
+ *                                without DP costs no budget)
+ *
  * Relative paths are relative to the directory holding the config file. Unknown sections or
  * keys, missing required keys, and malformed values are errors naming file:line and the key.
  */
@@ -87,6 +98,10 @@ typedef struct {
     double lr_min, lr_max;                          /* [policy] accepted local learning rates */
     uint32_t max_epochs;                            /* [policy] */
     uint32_t max_rounds;                            /* [policy] */
+    double max_eps_job;   /* [privacy] max_epsilon_job; INFINITY = no limit */
+    double max_eps_total; /* [privacy] max_epsilon_total; INFINITY = no limit */
+    double max_delta;     /* [privacy] (0, 0.01], default 1e-5 */
+    int require_dp;       /* [privacy] refuse jobs without DP-SGD */
 } cnd_agent_config_t;
 
 /* Loads and checks a configuration. Returns 0, CND_EIO (cannot read) or CND_EINVAL (detail:

@@ -31,6 +31,8 @@
 #include "agent_metrics.h"
 #include "agent_config.h"
 #include "agent_store.h"
+#include "agent_dp.h"
+#include "dpsgd.h"
 #include "classmap.h"
 #include "agent_teacher.h"
 #include "agent_train.h"
@@ -127,6 +129,7 @@ typedef struct {
     uint32_t pid, n;
     uint32_t attempt; /* the coordinator's attempt number of this round (SecAgg+ round id) */
     int qat;
+    cnd_agent_dp_plan_t dp_plan; /* the round's privacy spend (DP jobs, agent_dp.h) */
     cnd_secagg_params_t sp;
     cnd_secagg_client_t *sc;
     cnd_assembler_t *model_asm;
@@ -419,9 +422,13 @@ static void s_local_step(s_agent_t *a)
     atomic_store(&a->live.training, 1);
     int trc = cnd_agent_local_round(&u, a->global, &a->data, &a->spec, a->qat, seed);
     atomic_store(&a->live.training, 0);
+    if (!trc && a->spec.dp_clip > 0) /* the spend, durably, before anything of it leaves */
+        trc = cnd_agent_dp_record(a->store, a->audit, a->fpr, a->coord_fpr, a->job, round,
+                                  a->attempt, &a->dp_plan);
     if (trc) {
         char why[512];
         snprintf(why, sizeof why, "%s", cnd_err_detail());
+        if (a->spec.dp_clip > 0) cnd_agent_update_free(&u);
         s_round_fail(a, why);
         return;
     }
@@ -622,6 +629,9 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
     char why[600] = "";
     int adm = a->pid < a->n ? s_round_admit(a, env, why, sizeof why) : -1;
     if (adm < 0 && !why[0]) snprintf(why, sizeof why, "participant id %u >= %u", a->pid, a->n);
+    if (!adm && a->spec.dp_clip > 0 && a->data_ok) /* the site's privacy budget (agent_dp.h) */
+        adm = cnd_agent_dp_round_plan(&a->cfg, a->store, &a->spec, a->job, a->data.train_n->n,
+                                      &a->dp_plan, why, sizeof why);
     if (adm > 0) s_audit_refusal(a, "round", env->round, a->attempt, why);
     uint64_t max = a->cfg.max_model_mb << 20;
     cnd_proto_reject_t rej;
@@ -745,9 +755,14 @@ static void s_job_prepare(s_agent_t *a)
                           "%llu MB",
                           need >> 20, (unsigned long long)a->cfg.memory_mb);
     }
+    if (!rc && a->spec.dp_clip > 0) rc = cnd_dpsgd_check_model(student); /* no batchnorm */
+    int dp = rc ? 0
+                : cnd_agent_dp_job_check(&a->cfg, a->store, &a->spec, a->job, a->data.train_n->n,
+                                         why, sizeof why);
     cnd_model_destroy(&student);
-    if (rc) {
-        snprintf(why, sizeof why, "%s", cnd_err_detail());
+    if (rc || dp) {
+        if (rc) snprintf(why, sizeof why, "%s", cnd_err_detail());
+        if (dp > 0) s_audit_refusal(a, "job", 0, 0, why); /* refused by the site's budget */
         cnd_agent_data_free(&a->data);
         s_job_answer(a, 0, why);
         return;

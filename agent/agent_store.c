@@ -39,6 +39,13 @@ static const char *const s_migrations[] = {
     "  job INTEGER NOT NULL, round INTEGER NOT NULL, attempt INTEGER NOT NULL,"
     "  digest BLOB NOT NULL UNIQUE, state TEXT NOT NULL, time_ms INTEGER NOT NULL,"
     "  PRIMARY KEY(job, round, attempt));",
+    /* 2 -> 3: the differential-privacy spend of every round this site trained with DP-SGD
+     * (agent_dp.h), recorded before the round's update leaves the site */
+    "CREATE TABLE agent_dp_spend("
+    "  id INTEGER PRIMARY KEY, job INTEGER NOT NULL, round INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL, q REAL NOT NULL, sigma REAL NOT NULL, steps INTEGER NOT NULL,"
+    "  delta REAL NOT NULL, epsilon_job REAL NOT NULL, total_delta REAL NOT NULL,"
+    "  epsilon_total REAL NOT NULL, time_ms INTEGER NOT NULL, UNIQUE(job, round, attempt));",
 };
 #define S_NMIG ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -389,6 +396,53 @@ int cnd_astore_rounds(cnd_astore_t *s, void (*fn)(void *ctx, const cnd_around_t 
         fn(ctx, &r);
     }
     if (step != SQLITE_DONE) rc = cnd_db_err(s->db, "reading rounds");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cnd_astore_dp_add(cnd_astore_t *s, const cnd_adp_spend_t *r)
+{
+    sqlite3_stmt *st;
+    int rc = cnd_db_prep(s->db, &st,
+                         "INSERT INTO agent_dp_spend(job, round, attempt, q, sigma, steps, delta,"
+                         " epsilon_job, total_delta, epsilon_total, time_ms)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, (int64_t)r->job);
+    sqlite3_bind_int64(st, 2, r->round);
+    sqlite3_bind_int64(st, 3, r->attempt);
+    sqlite3_bind_double(st, 4, r->q);
+    sqlite3_bind_double(st, 5, r->sigma);
+    sqlite3_bind_int64(st, 6, r->steps);
+    sqlite3_bind_double(st, 7, r->delta);
+    sqlite3_bind_double(st, 8, r->eps_job);
+    sqlite3_bind_double(st, 9, r->total_delta);
+    sqlite3_bind_double(st, 10, r->eps_total);
+    sqlite3_bind_int64(st, 11, cnd_unix_ms());
+    if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "recording a privacy spend");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int cnd_astore_dp_spends(cnd_astore_t *s, void (*fn)(void *ctx, const cnd_adp_spend_t *r),
+                         void *ctx)
+{
+    sqlite3_stmt *st;
+    int rc = cnd_db_prep(s->db, &st,
+                         "SELECT job, round, attempt, q, sigma, steps, delta, epsilon_job,"
+                         " total_delta, epsilon_total FROM agent_dp_spend ORDER BY id");
+    if (rc) return rc;
+    int step;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        cnd_adp_spend_t r = {
+            (uint64_t)sqlite3_column_int64(st, 0), (uint32_t)sqlite3_column_int64(st, 1),
+            (uint32_t)sqlite3_column_int64(st, 2), sqlite3_column_double(st, 3),
+            sqlite3_column_double(st, 4),          (long)sqlite3_column_int64(st, 5),
+            sqlite3_column_double(st, 6),          sqlite3_column_double(st, 7),
+            sqlite3_column_double(st, 8),          sqlite3_column_double(st, 9)};
+        fn(ctx, &r);
+    }
+    if (step != SQLITE_DONE) rc = cnd_db_err(s->db, "reading the privacy spends");
     sqlite3_finalize(st);
     return rc;
 }

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CND_ASTORE_SCHEMA 2
+#define CND_ASTORE_SCHEMA 3
 
 typedef struct cnd_astore cnd_astore_t;
 
@@ -71,6 +71,25 @@ CND_MUST_USE int cnd_astore_served_begin(cnd_astore_t *s, uint64_t job, uint32_t
 /* Moves a served attempt to `state` ("masked", "unmasked"); durable before the caller sends. */
 CND_MUST_USE int cnd_astore_served_mark(cnd_astore_t *s, uint64_t job, uint32_t round,
                                         uint32_t attempt, const char *state);
+
+/* One round's differential-privacy spend (agent_dp.h): this round's DP-SGD steps at sampling
+ * rate q and noise sigma, and the epsilons they bring the job (at its delta) and the site (all
+ * its spends composed, at total_delta). */
+typedef struct {
+    uint64_t job;
+    uint32_t round, attempt;
+    double q, sigma;
+    long steps;
+    double delta, eps_job;
+    double total_delta, eps_total;
+} cnd_adp_spend_t;
+
+/* Records a spend (job, round, attempt unique). The caller holds the transaction that also
+ * writes its dp.spend audit entry. Returns 0 or CND_EDB. */
+CND_MUST_USE int cnd_astore_dp_add(cnd_astore_t *s, const cnd_adp_spend_t *r);
+/* Calls fn for every spend, oldest first. Returns 0 or CND_EDB. */
+CND_MUST_USE int cnd_astore_dp_spends(cnd_astore_t *s,
+                                      void (*fn)(void *ctx, const cnd_adp_spend_t *r), void *ctx);
 
 /* Totals of the message log: bytes and messages in direction dir (job 0 = all jobs). */
 CND_MUST_USE int cnd_astore_totals(cnd_astore_t *s, char dir, uint64_t job, uint64_t *bytes,

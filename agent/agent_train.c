@@ -2,6 +2,7 @@
  * agent_train.c: the site's local distillation round (see agent_train.h).
  */
 #include "agent_train.h"
+#include "job_dp.h"
 #include "classmap.h"
 #include "cmd_common.h"
 #include "onnx_graph.h"
@@ -135,10 +136,15 @@ int cnd_agent_local_round(cnd_agent_update_t *out, const cnd_model_t *global,
     if (qat && (rc = cnd_fedq_install(&fq, m))) goto done;
     cnd_train_cfg_t cfg = cnd_train_defaults();
     cfg.epochs = (int)job->local_epochs;
-    cfg.batch = (int)(job->batch > 4096 ? 4096 : job->batch);
+    cfg.batch = (int)(job->batch > CND_JOB_DP_BATCH_MAX ? CND_JOB_DP_BATCH_MAX : job->batch);
     cfg.optim = cnd_optim_defaults(CND_OPT_ADAM, job->lr);
     cfg.sched = CND_SCHED_CONST;
     cfg.seed = seed;
+    if (job->dp_clip > 0) { /* DP-SGD: what the site's accountant counted (proto/job_dp.h) */
+        cfg.dp.noise = job->dp_noise;
+        cfg.dp.clip = job->dp_clip;
+        cfg.dp.delta = job->dp_delta;
+    }
     cnd_distill_t dctx = {d->teacher_logits, d->train_n->y, d->classes, job->temperature,
                           job->alpha};
     cfg.loss = cnd_distill_loss;

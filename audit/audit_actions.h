@@ -132,6 +132,15 @@
  *                   details: {"what": "round"|"job" (required), "reason": str (required),
  *                             "round": int, "attempt": int} */
 #define CND_AUDIT_SITE_REFUSE "site.refuse"
+/* dp.spend          a site trained one round with DP-SGD; logged by the site before the round's
+ *                   update leaves it (agent/agent_dp.h). subject: the coordinator's fingerprint.
+ *                   job: job id. details: {"round": int, "attempt": int, "q": num (sampling
+ *                   rate), "sigma": num (noise multiplier), "steps": int (this round's),
+ *                   "delta": num (the job's), "epsilon": num (the job's spend so far at delta,
+ *                   this round included), "total_delta": num, "epsilon_total": num (every
+ *                   spend of the site composed, at total_delta)} (all required);
+ *                   `condenser audit privacy` recomputes both epsilons from the entries */
+#define CND_AUDIT_DP_SPEND "dp.spend"
 
 /* --- sessions ---
  * session.end       a node's session with this daemon ended other than by the node closing it

@@ -7,6 +7,7 @@
  */
 #include "audit_export.h"
 #include "audit_log.h"
+#include "audit_privacy.h"
 #include "audit_proof.h"
 #include "audit_reconcile.h"
 #include "audit_report.h"
@@ -454,6 +455,7 @@ static const struct {
     {"export", s_export, "export entries as JSON Lines or CSV"},
     {"reconcile", s_reconcile, "match a site's sent messages with what the coordinator received"},
     {"report", s_report, "write a self-contained HTML report about a job"},
+    {"privacy", cnd_audit_privacy_cmd, "recompute a site's differential-privacy spend"},
 };
 
 int cnd_cmd_audit(int argc, char **argv)

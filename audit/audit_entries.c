@@ -460,6 +460,31 @@ int cnd_audit_log_site_refuse(cnd_audit_t *log, const char *actor, const char *c
     return s_append(log, &w, actor, CND_AUDIT_SITE_REFUSE, coord_fpr, job, NULL, 0);
 }
 
+int cnd_audit_log_dp_spend(cnd_audit_t *log, const char *actor, const char *coord_fpr,
+                           const char *job, const cnd_audit_dp_spend_t *e)
+{
+    cnd_jw_t w;
+    cnd_jw_init(&w);
+    cnd_jw_obj(&w);
+    s_key_int(&w, "round", e->round);
+    s_key_int(&w, "attempt", e->attempt);
+    cnd_jw_key(&w, "q");
+    cnd_jw_double(&w, e->q);
+    cnd_jw_key(&w, "sigma");
+    cnd_jw_double(&w, e->sigma);
+    s_key_int(&w, "steps", e->steps);
+    cnd_jw_key(&w, "delta");
+    cnd_jw_double(&w, e->delta);
+    cnd_jw_key(&w, "epsilon");
+    cnd_jw_double(&w, e->epsilon);
+    cnd_jw_key(&w, "total_delta");
+    cnd_jw_double(&w, e->total_delta);
+    cnd_jw_key(&w, "epsilon_total");
+    cnd_jw_double(&w, e->epsilon_total);
+    cnd_jw_obj_end(&w);
+    return s_append(log, &w, actor, CND_AUDIT_DP_SPEND, coord_fpr, job, NULL, 0);
+}
+
 /* --- operator actions --------------------------------------------------------------------------
  */
 

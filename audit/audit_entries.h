@@ -247,6 +247,18 @@ CND_MUST_USE int cnd_audit_log_site_refuse(cnd_audit_t *log, const char *actor,
                                            const char *coord_fpr, const char *job, const char *what,
                                            const char *reason, uint32_t round, uint32_t attempt);
 
+/* dp.spend, in a site's own log (audit_actions.h): one round's DP-SGD spend. Subject: the
+ * coordinator's fingerprint. */
+typedef struct {
+    uint32_t round, attempt;
+    double q, sigma;
+    int64_t steps;
+    double delta, epsilon;
+    double total_delta, epsilon_total;
+} cnd_audit_dp_spend_t;
+CND_MUST_USE int cnd_audit_log_dp_spend(cnd_audit_t *log, const char *actor, const char *coord_fpr,
+                                        const char *job, const cnd_audit_dp_spend_t *e);
+
 /* --- operator actions --------------------------------------------------------------------------
  */
 

@@ -778,6 +778,40 @@ static int s_section_rounds(cnd_buf_t *b, const s_ents *E, const char *job, cons
     return 0;
 }
 
+/* A site's differential-privacy spend for the job (dp.spend entries, in its own log): epsilon
+ * after each round trained, as the site logged it (`condenser audit privacy` recomputes it). */
+static int s_section_privacy(cnd_buf_t *b, const s_ents *E, const char *job)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < E->n; i++)
+        if (s_in_job(&E->v[i], job) && strcmp(s_action(&E->v[i]), CND_AUDIT_DP_SPEND) == 0) n++;
+    if (!n) return 0; /* not a DP job, or not a site's log */
+    s_put(b, "<h2 id=\"privacy\">Differential privacy: epsilon spent per round</h2>");
+    s_pt *p = calloc(n, sizeof *p);
+    if (!p) return CND_ENOMEM;
+    size_t k = 0;
+    double delta = 0, last = 0;
+    for (size_t i = 0; i < E->n; i++) {
+        const s_ent *x = &E->v[i];
+        if (!s_in_job(x, job) || strcmp(s_action(x), CND_AUDIT_DP_SPEND) != 0) continue;
+        double r = 0, e = 0;
+        if (!cnd_json_number(s_det(x, "round"), &r) || !cnd_json_number(s_det(x, "epsilon"), &e))
+            continue;
+        cnd_json_number(s_det(x, "delta"), &delta);
+        p[k++] = (s_pt){r, e, x->seq, s_unsigned(E, x)};
+        last = e;
+    }
+    s_pf(b,
+         "<p>%zu rounds trained with DP-SGD at this site; the job's epsilon after the last: "
+         "<b id=\"dp-epsilon\">%.4g</b> at delta %g (recompute with <code>condenser audit "
+         "privacy</code>).</p>",
+         k, last, delta);
+    s_line_chart(b, "chart-epsilon", "Epsilon spent by this site on the job", "epsilon", p, k, 0,
+                 "#8e44ad");
+    free(p);
+    return 0;
+}
+
 typedef struct {
     const char *peer; /* fingerprint */
     uint64_t msgs, bytes;
@@ -1240,6 +1274,7 @@ int cnd_audit_report_html(cnd_buf_t *out, cnd_audit_t *log, const char *job,
     s_section_recipe(b, &E, job, &nm);
     rc = s_section_rounds(b, &E, job, &nm);
     if (!rc) rc = s_section_bytes(b, &E, job, &nm);
+    if (!rc) rc = s_section_privacy(b, &E, job);
     if (!rc) {
         s_section_models(b, &E, job);
         s_section_rollouts(b, &E, job);

@@ -40,9 +40,8 @@ int cnd_dpsgd_new(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B)
     return cnd_dpsgd_new_keep(out, m, cap_B, CND_DP_KEEP_FLOATS);
 }
 
-int cnd_dpsgd_new_keep(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B, size_t keep_floats)
+int cnd_dpsgd_check_model(const cnd_model_t *m)
 {
-    *out = NULL;
     if (m->hooks)
         return cnd_errf(CND_EINVAL, "DP-SGD cannot run with quantization-aware training hooks");
     for (int i = 0; i < m->n_layers; i++)
@@ -53,6 +52,14 @@ int cnd_dpsgd_new_keep(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B, size_t keep
                             "statistics make it; remove batchnorm from the architecture (tanh "
                             "activations train well without it)",
                             i + 1);
+    return 0;
+}
+
+int cnd_dpsgd_new_keep(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B, size_t keep_floats)
+{
+    *out = NULL;
+    int rc = cnd_dpsgd_check_model(m);
+    if (rc) return rc;
     if (cap_B < 1) return cnd_errf(CND_EINVAL, "DP-SGD batch capacity %d", cap_B);
     cnd_dpsgd_t *d = calloc(1, sizeof *d);
     if (!d) return CND_ENOMEM;

@@ -45,6 +45,10 @@ typedef struct {
 
 typedef struct cnd_dpsgd cnd_dpsgd_t;
 
+/* Whether m can be trained with DP-SGD: 0, or CND_EINVAL with a detail naming the layer at
+ * fault (batchnorm) or the quantization hooks. */
+CND_MUST_USE int cnd_dpsgd_check_model(const cnd_model_t *m);
+
 /* Checks that m can be trained with DP-SGD (no batchnorm, no hooks) and allocates the state
  * for batches up to cap_B samples. Sets m->no_fuse (layer.h: the conv's own output gradient is
  * needed). Returns 0 and an owned object, CND_EINVAL with a detail naming the layer at fault,

@@ -15,6 +15,8 @@
 #include "coord_round.h"
 #include "coord_quant.h"
 #include "job.h"
+#include "job_dp.h"
+#include "dpsgd.h"
 #include "quant.h"
 #include "quant_fed.h"
 #include "digest.h"
@@ -48,6 +50,7 @@ typedef struct {
     const char *dir, *name, *arch, *teacher, *teacher_local, *init, *input, *calib, *labels;
     const char *teacher_prep; /* --teacher-preprocess of an ONNX teacher */
     long classes, calib_n;
+    cnd_job_dp_opts_t dp; /* DP-SGD at the sites (proto/job_dp.h) */
 } s_create_opts_t;
 
 /* The recipe's numbers as the option parser reads them (longs and doubles), defaults from
@@ -225,6 +228,16 @@ static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char 
          86400000},
         {"seed", CND_OPT_INT, &r.seed, "S",
          "seed for the student's initial weights and site selection (default 1)", 0, 1e15},
+        {"dp-epsilon", CND_OPT_DBL, &o->dp.epsilon, "E",
+         "DP-SGD at every site, noise solved for (E, --dp-delta)-DP at a site of "
+         "--dp-site-samples records",
+         1e-6, 1e6},
+        {"dp-noise", CND_OPT_DBL, &o->dp.noise, "S", "or: DP-SGD with noise multiplier S", 1e-6,
+         1e4},
+        {"dp-delta", CND_OPT_DBL, &o->dp.delta, "D", "DP delta (default 1e-5)", 1e-300, 0.01},
+        {"dp-clip", CND_OPT_DBL, &o->dp.clip, "C", "DP per-record L2 clip (default 1)", 1e-9, 1e6},
+        {"dp-site-samples", CND_OPT_INT, &o->dp.site_samples, "N",
+         "training records per site assumed by --dp-epsilon", 1, 1e12},
         {0}};
     const cnd_cli_t cli = {
         "condenser job create --student-arch SPEC (--teacher FILE | --teacher-local NAME) "
@@ -244,6 +257,7 @@ static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char 
                         "give exactly one of --student-arch SPEC or --student-init FILE");
     if ((rc = s_create_checks(o))) return rc;
     s_fill_recipe(j, o, &r);
+    if ((rc = cnd_job_dp_options(j, &o->dp))) return rc;
     if (j->qat_rounds > 0 && !o->calib)
         return cnd_errf(CND_EINVAL, "--qat-rounds needs --calib-data: the coordinator calibrates "
                                     "the quantizer on public samples before each QAT round");
@@ -417,6 +431,22 @@ static int s_store_job(int64_t *id, cnd_coord_t *c, const s_new_job_t *n, const 
     return rc;
 }
 
+/* The DP plan of a new job: what the sites are told and what a site of the assumed size spends. */
+static void s_print_dp(const cnd_job_spec_t *j)
+{
+    printf("DP-SGD at every site: noise multiplier %.6g, clip %g, delta %g", j->dp_noise,
+           j->dp_clip, j->dp_delta);
+    if (j->dp_assumed_n) {
+        double q;
+        long per;
+        cnd_job_dp_site(j, j->dp_assumed_n, &q, &per);
+        printf("; a site of %llu records samples at %.6g over %ld steps: epsilon %g (each site "
+               "computes its own from its own records)",
+               (unsigned long long)j->dp_assumed_n, q, per * (long)j->rounds, j->dp_target_eps);
+    }
+    printf("\n");
+}
+
 static int s_create(int argc, char **argv)
 {
     s_create_opts_t o;
@@ -428,6 +458,7 @@ static int s_create(int argc, char **argv)
     cnd_coord_t c;
     memset(&c, 0, sizeof c);
     if ((rc = s_build_student(&n, &j, &o))) goto done;
+    if (j.dp_clip > 0 && (rc = cnd_dpsgd_check_model(n.s))) goto done;
     if (o.calib) {
         if ((rc = s_load_calib(&n, &j, &o))) goto done;
     } else if (j.qat_rounds == 0) {
@@ -448,6 +479,7 @@ static int s_create(int argc, char **argv)
     uint8_t d[32];
     cnd_sha256(d, n.sbytes, n.slen);
     printf("student v0 sha256:%s\n", cnd_hex(hex, d, 32));
+    if (j.dp_clip > 0) s_print_dp(&j);
     if (n.cal)
         printf("int8 artifact at the end: %zu public calibration samples from %s%s\n", n.cal->n,
                o.calib, j.qat_rounds ? ", QAT in the last rounds" : "");

@@ -4,6 +4,7 @@
  * from the database or an audit entry is exactly the one that was written.
  */
 #include "job.h"
+#include "job_dp.h"
 #include "json.h"
 #include "fixedpoint.h"
 #include "secagg.h"
@@ -124,6 +125,7 @@ int cnd_job_check(const cnd_job_spec_t *j)
     S_TRY(s_range("server_lr", j->server_lr, 0, 100));
     S_TRY(s_range("server_momentum", j->server_momentum, 0, 0.999));
     S_TRY(s_range("join_wait_ms", j->join_wait_ms, 0, 86400000));
+    S_TRY(cnd_job_dp_check(j));
     /* The sum of sites_per_round updates must fit the ring (<= 32 bits). */
     cnd_fxp_params_t fp = {1,       j->sites_per_round, j->value_bits,
                            j->clip, j->l2_clip,         j->sample_cap};
@@ -237,6 +239,7 @@ int cnd_job_to_json(char **out, const cnd_job_spec_t *j)
     cnd_jw_arr(&w);
     for (int i = 0; i < 4; i++) cnd_jw_int(&w, j->deadline_ms[i]);
     cnd_jw_arr_end(&w);
+    if (j->dp_clip > 0) cnd_job_dp_to_json(&w, j); /* "dp" only in DP jobs */
     cnd_jw_key(&w, "server");
     cnd_jw_obj(&w);
     cnd_jw_key(&w, "lr");
@@ -385,6 +388,7 @@ int cnd_job_from_json(cnd_job_spec_t *j, const char *json)
         else
             j->deadline_ms[i] = (uint32_t)dl->items[i]->i;
     }
+    if (!rc) rc = cnd_job_dp_from_json(j, cnd_json_get(root, "dp"));
     const cnd_json_t *sv = s_get(root, "server", CND_JSON_OBJ, &rc);
     j->server_lr = s_f32(sv, "lr", &rc);
     j->server_momentum = s_f32(sv, "momentum", &rc);
@@ -434,6 +438,15 @@ void cnd_job_to_proto(cnd_job_proto_t *b, const cnd_job_spec_t *j, uint64_t job_
     b->recipe.local_epochs = j->local_epochs;
     b->recipe.batch_size = j->batch;
     b->recipe.learning_rate = j->lr;
+    if (j->dp_clip > 0) {
+        condenser__dp_sgd__init(&b->dp);
+        b->dp.noise_multiplier = j->dp_noise;
+        b->dp.clip = j->dp_clip;
+        b->dp.delta = j->dp_delta;
+        b->dp.target_epsilon = j->dp_target_eps;
+        b->dp.assumed_samples = j->dp_assumed_n;
+        b->recipe.dp = &b->dp;
+    }
     b->spec.recipe = &b->recipe;
     b->spec.rounds = j->rounds;
     b->spec.sites_per_round = j->sites_per_round;
@@ -504,6 +517,13 @@ int cnd_job_from_proto(cnd_job_spec_t *j, const Condenser__JobSpec *m)
     j->local_epochs = m->recipe->local_epochs;
     j->batch = m->recipe->batch_size;
     j->lr = m->recipe->learning_rate;
+    if (m->recipe->dp) {
+        j->dp_noise = m->recipe->dp->noise_multiplier;
+        j->dp_clip = m->recipe->dp->clip;
+        j->dp_delta = m->recipe->dp->delta;
+        j->dp_target_eps = m->recipe->dp->target_epsilon;
+        j->dp_assumed_n = m->recipe->dp->assumed_samples;
+    }
     j->rounds = m->rounds;
     j->sites_per_round = m->sites_per_round;
     j->quorum = m->quorum;

@@ -43,6 +43,12 @@ typedef struct {
     float clip, l2_clip;             /* update clipping (crypto/fixedpoint.h) */
     uint32_t sample_cap, value_bits; /* weight cap W and q */
     uint32_t deadline_ms[4];         /* advertise, share, masked (incl. training), unmask */
+    /* DP-SGD at every site (proto/job_dp.h); dp_clip 0 = none, and then all of these are 0 */
+    double dp_noise;       /* noise multiplier sigma */
+    double dp_clip;        /* per-record L2 clip C */
+    double dp_delta;       /* delta of the guarantee */
+    double dp_target_eps;  /* what dp_noise was solved for (0: given directly); informational */
+    uint64_t dp_assumed_n; /* records per site the solve assumed (0 with no target) */
     /* coordinator only */
     float server_lr;       /* global += server_lr * (momentum-smoothed) average */
     float server_momentum; /* 0 = plain FedAvg */
@@ -75,6 +81,7 @@ typedef struct {
     Condenser__Recipe recipe;
     Condenser__SecAggParams secagg;
     Condenser__Deadlines deadlines;
+    Condenser__DpSgd dp;
     ProtobufCBinaryData class_names[CND_CLASSES_MAX];
 } cnd_job_proto_t;
 void cnd_job_to_proto(cnd_job_proto_t *bufs, const cnd_job_spec_t *j, uint64_t job_id,

@@ -240,6 +240,35 @@ static int s_pid(cnd_proto_reject_t *rej, const char *ctx, const char *f, uint32
         if (rc_) return rc_;                                                                       \
     } while (0)
 
+/* A double in a range, open or closed at the bottom (the DpSgd fields). */
+static int s_dbl(cnd_proto_reject_t *rej, const char *ctx, const char *f, double v, double lo,
+                 int lo_open, double hi)
+{
+    if (!isfinite(v)) return s_fail(rej, S_BAD, "%s.%s: not a finite number", ctx, f);
+    if (v < lo || (lo_open && v == lo) || v > hi)
+        return s_fail(rej, S_BAD, "%s.%s: %g outside %s%g, %g]", ctx, f, v, lo_open ? "(" : "[", lo,
+                      hi);
+    return 0;
+}
+
+/* Recipe.dp (DP-SGD at the sites): ranges, and no QAT (its hooks cannot run under DP-SGD). */
+static int s_dp(cnd_proto_reject_t *rej, const Condenser__Recipe *r)
+{
+    const Condenser__DpSgd *d = r->dp;
+    const char *c = "job_spec.recipe.dp";
+    S_TRY(s_dbl(rej, c, "noise_multiplier", d->noise_multiplier, 0, 1, 1e4));
+    S_TRY(s_dbl(rej, c, "clip", d->clip, 0, 1, 1e6));
+    S_TRY(s_dbl(rej, c, "delta", d->delta, 0, 1, 0.01));
+    S_TRY(s_dbl(rej, c, "target_epsilon", d->target_epsilon, 0, 0, 1e6));
+    S_TRY(s_u64(rej, c, "assumed_samples", d->assumed_samples, 0, (uint64_t)1 << 40));
+    if (r->qat_rounds)
+        return s_fail(rej, S_BAD,
+                      "%s: qat_rounds is %u, but quantization-aware training cannot run under "
+                      "DP-SGD",
+                      c, r->qat_rounds);
+    return 0;
+}
+
 /* DER certificates start with a SEQUENCE tag. Full parsing is crypto/'s job. */
 static int s_cert(cnd_proto_reject_t *rej, const char *ctx, ProtobufCBinaryData b)
 {
@@ -373,6 +402,7 @@ int cnd_proto_validate_job_spec(cnd_proto_reject_t *rej, const Condenser__JobSpe
     S_TRY(s_u64(rej, rcx, "local_epochs", r->local_epochs, 1, 1000));
     S_TRY(s_u64(rej, rcx, "batch_size", r->batch_size, 1, 65536));
     S_TRY(s_real(rej, rcx, "learning_rate", r->learning_rate, 0, 1, 10));
+    if (r->dp) S_TRY(s_dp(rej, r));
 
     /* Secure aggregation needs at least two sites: with one, the sum is that site's update. */
     S_TRY(s_u64(rej, c, "sites_per_round", m->sites_per_round, 2, CND_PROTO_MAX_PARTICIPANTS));

@@ -5,6 +5,8 @@
  */
 #include "check.h"
 #include "job.h"
+#include "job_dp.h"
+#include "dp_accountant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,9 +193,91 @@ static void test_onnx_teacher(void)
     CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
 }
 
+/* The DP recipe: solved from the options for the assumed site size, round-tripped through
+ * JSON and the JobSpec, validated on the wire, and recomputed per site from its own count. */
+static void test_dp(void)
+{
+    cnd_job_spec_t j, k;
+    cnd_job_defaults(&j);
+    snprintf(j.arch, sizeof j.arch, "flatten dense(16) relu dense(10)");
+    j.in_c = 1, j.in_h = 28, j.in_w = 28, j.classes = 10;
+    cnd_classmap_default(j.labels, sizeof j.labels, 10);
+    j.batch = 500, j.rounds = 20, j.local_epochs = 2;
+    cnd_job_dp_opts_t o = {.epsilon = 3, .delta = 1e-5, .clip = 0.5};
+    CHECK_EQ_INT(cnd_job_dp_options(&j, &o), CND_EINVAL); /* --dp-site-samples needed */
+    CHECK(strstr(cnd_err_detail(), "--dp-site-samples") != NULL);
+    o.site_samples = 20000;
+    CHECK_EQ_INT(cnd_job_dp_options(&j, &o), 0);
+    CHECK(j.dp_noise > 0.3 && j.dp_noise < 10);
+    CHECK_NEAR(j.dp_clip, 0.5, 0);
+    /* the site of the assumed size reaches the target; the accountant agrees directly */
+    double e = 0, e2 = 0;
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 20, &e), 0);
+    CHECK(e <= 3.0 && e > 2.999);
+    cnd_dp_params_t p = {
+        .q = 500.0 / 20000, .sigma = j.dp_noise, .steps = 20 * 2 * 40, .delta = 1e-5};
+    CHECK_EQ_INT(cnd_dp_epsilon(&p, &e2, NULL), 0);
+    CHECK_NEAR(e, e2, 0);
+    /* a smaller site samples at a higher rate and spends more; fewer rounds spend less */
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 5000, 20, &e2), 0);
+    CHECK(e2 > e);
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 10, &e2), 0);
+    CHECK(e2 < e);
+    double q;
+    long per;
+    cnd_job_dp_site(&j, 300, &q, &per); /* batch above n: every record, one step per epoch */
+    CHECK_NEAR(q, 1.0, 0);
+    CHECK_EQ_INT(per, 2);
+    /* JSON round trip; a recipe without "dp" has none */
+    char *json = NULL;
+    CHECK_EQ_INT(cnd_job_to_json(&json, &j), 0);
+    CHECK(json && strstr(json, "\"dp\":{\"noise\":") != NULL);
+    CHECK_EQ_INT(cnd_job_from_json(&k, json), 0);
+    CHECK(memcmp(&j, &k, sizeof j) == 0);
+    free(json);
+    /* wire: round trip and validation */
+    cnd_job_proto_t pb;
+    cnd_job_to_proto(&pb, &j, 5, NULL);
+    pb.spec.teacher_case = CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL;
+    pb.spec.teacher_local = cnd_proto_str("t");
+    cnd_proto_reject_t rej;
+    CHECK_EQ_INT(cnd_proto_validate_job_spec(&rej, &pb.spec), 0);
+    CHECK_EQ_INT(cnd_job_from_proto(&k, &pb.spec), 0);
+    CHECK_NEAR(k.dp_noise, j.dp_noise, 0);
+    CHECK_NEAR(k.dp_delta, 1e-5, 0);
+    CHECK_EQ_INT(k.dp_assumed_n, 20000);
+    pb.dp.noise_multiplier = 0;
+    CHECK(cnd_proto_validate_job_spec(&rej, &pb.spec) != 0);
+    CHECK(strstr(cnd_err_detail(), "job_spec.recipe.dp.noise_multiplier") != NULL);
+    pb.dp.noise_multiplier = j.dp_noise;
+    pb.dp.delta = 0.5;
+    CHECK(cnd_proto_validate_job_spec(&rej, &pb.spec) != 0);
+    CHECK(strstr(cnd_err_detail(), "delta") != NULL);
+    pb.dp.delta = 1e-5;
+    pb.recipe.qat_rounds = 1;
+    CHECK(cnd_proto_validate_job_spec(&rej, &pb.spec) != 0);
+    CHECK(strstr(cnd_err_detail(), "quantization-aware") != NULL);
+    /* checks and options */
+    k = j;
+    k.qat_rounds = 1;
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+    cnd_job_dp_opts_t both = {.epsilon = 3, .noise = 1};
+    CHECK_EQ_INT(cnd_job_dp_options(&k, &both), CND_EINVAL);
+    cnd_job_dp_opts_t lone = {.clip = 1};
+    CHECK_EQ_INT(cnd_job_dp_options(&k, &lone), CND_EINVAL);
+    cnd_job_dp_opts_t given = {.noise = 1.5};
+    k = j;
+    CHECK_EQ_INT(cnd_job_dp_options(&k, &given), 0);
+    CHECK_NEAR(k.dp_noise, 1.5, 0);
+    CHECK_NEAR(k.dp_delta, 1e-5, 0);
+    CHECK_NEAR(k.dp_clip, 1.0, 0);
+    CHECK_EQ_INT(k.dp_assumed_n, 0);
+}
+
 int main(void)
 {
     test_recipe();
+    test_dp();
     test_class_map();
     test_onnx_teacher();
     return check_result("test_job");

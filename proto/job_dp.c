@@ -1,0 +1,145 @@
+/*
+ * job_dp.c: the DP-SGD recipe of a federated job and a site's spend from it (job_dp.h).
+ */
+#include "job_dp.h"
+#include "dp_accountant.h"
+
+#include <math.h>
+#include <string.h>
+
+static int s_in(const char *f, double v, double lo, int lo_open, double hi)
+{
+    if (!isfinite(v) || v < lo || (lo_open && v == lo) || v > hi)
+        return cnd_errf(CND_EINVAL, "job: %s = %g is outside %s%g, %g]", f, v, lo_open ? "(" : "[",
+                        lo, hi);
+    return 0;
+}
+
+int cnd_job_dp_check(const cnd_job_spec_t *j)
+{
+    if (j->dp_clip == 0) {
+        if (j->dp_noise != 0 || j->dp_delta != 0 || j->dp_target_eps != 0 || j->dp_assumed_n)
+            return cnd_errf(CND_EINVAL, "job: DP fields set without a DP clip");
+        return 0;
+    }
+    int rc;
+    if ((rc = s_in("dp_noise", j->dp_noise, 0, 1, 1e4)) ||
+        (rc = s_in("dp_clip", j->dp_clip, 0, 1, 1e6)) ||
+        (rc = s_in("dp_delta", j->dp_delta, 0, 1, 0.01)) ||
+        (rc = s_in("dp_target_epsilon", j->dp_target_eps, 0, 0, 1e6)) ||
+        (rc = s_in("dp_assumed_samples", (double)j->dp_assumed_n, 0, 0, 1099511627776.0)))
+        return rc;
+    if (j->qat_rounds)
+        return cnd_errf(CND_EINVAL,
+                        "job: %u QAT rounds, but quantization-aware training cannot "
+                        "run under DP-SGD (the artifact is calibrated after training)",
+                        j->qat_rounds);
+    return 0;
+}
+
+void cnd_job_dp_site(const cnd_job_spec_t *j, uint64_t n, double *q, long *steps_per_round)
+{
+    uint64_t B = j->batch < CND_JOB_DP_BATCH_MAX ? j->batch : CND_JOB_DP_BATCH_MAX;
+    if (n < 1) n = 1;
+    if (B < 1) B = 1;
+    *q = B >= n ? 1.0 : (double)B / (double)n;
+    *steps_per_round = (long)j->local_epochs * (long)((n + B - 1) / B);
+}
+
+int cnd_job_dp_epsilon(const cnd_job_spec_t *j, uint64_t n, long rounds, double *eps)
+{
+    double q;
+    long per;
+    cnd_job_dp_site(j, n, &q, &per);
+    cnd_dp_params_t p = {.q = q, .sigma = j->dp_noise, .steps = per * rounds, .delta = j->dp_delta};
+    return cnd_dp_epsilon(&p, eps, NULL);
+}
+
+int cnd_job_dp_solve(cnd_job_spec_t *j, double target_eps, uint64_t assumed_n)
+{
+    if (!(target_eps > 0) || assumed_n < 1)
+        return cnd_errf(CND_EINVAL,
+                        "DP: a target epsilon > 0 (%g) and assumed records per site "
+                        ">= 1 (%llu) are needed",
+                        target_eps, (unsigned long long)assumed_n);
+    double q, eps = 0;
+    long per;
+    cnd_job_dp_site(j, assumed_n, &q, &per);
+    cnd_dp_params_t p = {.q = q, .steps = per * (long)j->rounds, .delta = j->dp_delta};
+    int rc = cnd_dp_solve_noise(&p, target_eps, &j->dp_noise, &eps);
+    if (rc) return cnd_err_wrap(rc, "DP: solving the noise for epsilon %g", target_eps);
+    j->dp_target_eps = target_eps;
+    j->dp_assumed_n = assumed_n;
+    return 0;
+}
+
+void cnd_job_dp_to_json(cnd_jw_t *w, const cnd_job_spec_t *j)
+{
+    cnd_jw_key(w, "dp");
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "noise");
+    cnd_jw_double(w, j->dp_noise);
+    cnd_jw_key(w, "clip");
+    cnd_jw_double(w, j->dp_clip);
+    cnd_jw_key(w, "delta");
+    cnd_jw_double(w, j->dp_delta);
+    cnd_jw_key(w, "target_epsilon");
+    cnd_jw_double(w, j->dp_target_eps);
+    cnd_jw_key(w, "assumed_samples");
+    cnd_jw_int(w, (int64_t)j->dp_assumed_n);
+    cnd_jw_obj_end(w);
+}
+
+static int s_num(const cnd_json_t *o, const char *k, double *out)
+{
+    const cnd_json_t *v = cnd_json_get(o, k);
+    if (!v || (v->type != CND_JSON_NUM && v->type != CND_JSON_INT) || !cnd_json_number(v, out))
+        return cnd_errf(CND_EINVAL, "job recipe: 'dp.%s' is missing or not a number", k);
+    return 0;
+}
+
+int cnd_job_dp_from_json(cnd_job_spec_t *j, const cnd_json_t *v)
+{
+    if (!v) return 0;
+    if (v->type != CND_JSON_OBJ) return cnd_errf(CND_EINVAL, "job recipe: 'dp' is not an object");
+    double n = 0;
+    int rc;
+    if ((rc = s_num(v, "noise", &j->dp_noise)) || (rc = s_num(v, "clip", &j->dp_clip)) ||
+        (rc = s_num(v, "delta", &j->dp_delta)) ||
+        (rc = s_num(v, "target_epsilon", &j->dp_target_eps)) ||
+        (rc = s_num(v, "assumed_samples", &n)))
+        return rc;
+    if (!(n >= 0 && n <= 1099511627776.0))
+        return cnd_errf(CND_EINVAL, "job recipe: 'dp.assumed_samples' out of range");
+    j->dp_assumed_n = (uint64_t)n;
+    if (!(j->dp_clip > 0)) return cnd_errf(CND_EINVAL, "job recipe: 'dp.clip' must be > 0");
+    return 0;
+}
+
+int cnd_job_dp_options(cnd_job_spec_t *j, const cnd_job_dp_opts_t *o)
+{
+    j->dp_noise = j->dp_clip = j->dp_delta = j->dp_target_eps = 0;
+    j->dp_assumed_n = 0;
+    if (!(o->epsilon > 0) && !(o->noise > 0)) {
+        if (o->delta > 0 || o->clip > 0 || o->site_samples > 0)
+            return cnd_errf(CND_EINVAL, "--dp-delta, --dp-clip and --dp-site-samples need "
+                                        "--dp-epsilon or --dp-noise");
+        return 0;
+    }
+    if (o->epsilon > 0 && o->noise > 0)
+        return cnd_errf(CND_EINVAL, "give --dp-epsilon (the noise is solved for it) or "
+                                    "--dp-noise, not both");
+    j->dp_clip = o->clip > 0 ? o->clip : 1.0;
+    j->dp_delta = o->delta > 0 ? o->delta : 1e-5;
+    if (o->noise > 0) {
+        j->dp_noise = o->noise;
+        return cnd_job_dp_check(j);
+    }
+    if (o->site_samples < 1)
+        return cnd_errf(CND_EINVAL,
+                        "--dp-epsilon needs --dp-site-samples N: the training records a site is "
+                        "assumed to hold (the noise is solved for a site of N records; each site "
+                        "computes its own epsilon from its own count)");
+    int rc = cnd_job_dp_solve(j, o->epsilon, (uint64_t)o->site_samples);
+    return rc ? rc : cnd_job_dp_check(j);
+}

@@ -1,0 +1,59 @@
+/*
+ * job_dp.h: the DP-SGD part of a federated job's recipe (job.h dp_* fields, JobSpec
+ * recipe.dp on the wire) and the one rule, shared by the coordinator and every site, that turns
+ * it into a site's privacy spend.
+ *
+ * A site with n training records runs, in each round, local_epochs * ceil(n / B) DP-SGD steps
+ * at Poisson sampling rate q = min(1, B / n), with B = min(batch, CND_JOB_DP_BATCH_MAX) (the
+ * largest batch the agent trains with, agent_train.c). Its epsilon after r rounds is the
+ * sampled Gaussian mechanism (common/dp_accountant.h) at (q, dp_noise) over
+ * r * local_epochs * ceil(n / B) steps, at the job's delta. The coordinator does not know n: it
+ * solves dp_noise for a target epsilon assuming dp_assumed_n records per site. A site with
+ * fewer records samples at a higher rate and spends more than the target; each site computes
+ * its own spend from its own n and refuses what its budget does not allow (agent/agent_dp.h).
+ */
+#ifndef CND_JOB_DP_H
+#define CND_JOB_DP_H
+
+#include "job.h"
+#include "json.h"
+
+#define CND_JOB_DP_BATCH_MAX 4096 /* the agent's largest training batch */
+
+/* The DP fields of j: none (dp_clip 0 and all others 0), or noise in (0, 1e4], clip in
+ * (0, 1e6], delta in (0, 0.01], target in [0, 1e6], assumed_n <= 2^40, and no QAT rounds.
+ * Returns 0 or CND_EINVAL naming the field. */
+CND_MUST_USE int cnd_job_dp_check(const cnd_job_spec_t *j);
+
+/* A site with n >= 1 records: its sampling rate and its DP-SGD steps per round (above). */
+void cnd_job_dp_site(const cnd_job_spec_t *j, uint64_t n, double *q, long *steps_per_round);
+
+/* Epsilon (at j->dp_delta) of a site with n records after `rounds` rounds of j. Returns 0 or
+ * an accountant error (CND_EINVAL). */
+CND_MUST_USE int cnd_job_dp_epsilon(const cnd_job_spec_t *j, uint64_t n, long rounds, double *eps);
+
+/* Sets j->dp_noise to the smallest noise multiplier that keeps a site of assumed_n records
+ * within (target_eps, j->dp_delta) over all of j's rounds (dp_clip, dp_delta, batch, rounds,
+ * local_epochs set), and records the target and the assumption. Returns 0, CND_EINVAL, or
+ * CND_ERANGE when no noise reaches it. */
+CND_MUST_USE int cnd_job_dp_solve(cnd_job_spec_t *j, double target_eps, uint64_t assumed_n);
+
+/* `job create`'s DP options (coordinator/cmd_job.c); 0 = not given. */
+typedef struct {
+    double epsilon;    /* --dp-epsilon: solve the noise for it */
+    double noise;      /* --dp-noise: or give it */
+    double delta;      /* --dp-delta (default 1e-5) */
+    double clip;       /* --dp-clip (default 1) */
+    long site_samples; /* --dp-site-samples: records per site the solve assumes */
+} cnd_job_dp_opts_t;
+
+/* Sets j's DP fields from o (j's batch, rounds and local epochs already set): off when neither
+ * epsilon nor noise is given. Returns 0 or CND_EINVAL/CND_ERANGE naming the option. */
+CND_MUST_USE int cnd_job_dp_options(cnd_job_spec_t *j, const cnd_job_dp_opts_t *o);
+
+/* Writes "dp": {...} into an open JSON object (job.c's recipe). */
+void cnd_job_dp_to_json(cnd_jw_t *w, const cnd_job_spec_t *j);
+/* Reads it back: v NULL (no "dp" key) leaves DP off. Returns 0 or CND_EINVAL naming the key. */
+CND_MUST_USE int cnd_job_dp_from_json(cnd_job_spec_t *j, const cnd_json_t *v);
+
+#endif

@@ -1,0 +1,206 @@
+/*
+ * test_agent_dp.c: the site's privacy budget (agent/agent_dp.c) on its own: the [privacy]
+ * section (defaults, values, refusals naming file:line), the job checks (require_dp, delta above
+ * max_delta or 1/n, a job over the per-job or total budget), the per-round plans checked against
+ * the accountant composed directly, a round refused once the budget is spent (a coordinator
+ * that keeps rerunning), the spends surviving a reopen of the store, and `audit privacy`'s
+ * recomputation (audit/audit_privacy.c) agreeing with every recorded spend.
+ */
+#include "check.h"
+#include "agent_config.h"
+#include "agent_dp.h"
+#include "agent_store.h"
+#include "audit_privacy.h"
+#include "dp_accountant.h"
+#include "fileio.h"
+#include "identity.h"
+#include "job_dp.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char s_dir[256];
+
+static const char *s_base = "[site]\nname = p\ndata = fmnist\n[identity]\nkey = k\ncertificate = "
+                            "c\n[coordinator]\nendpoint = tcp://h:1\npublic_key = coord.pub\n"
+                            "ca_cert = x\nca_crl = y\n";
+
+static int s_load(cnd_agent_config_t *c, const char *extra)
+{
+    char ini[300], text[1200];
+    snprintf(ini, sizeof ini, "%s/agent.ini", s_dir);
+    snprintf(text, sizeof text, "%s%s", s_base, extra);
+    CHECK_EQ_INT(cnd_file_write_atomic(ini, text, strlen(text), 0644), 0);
+    return cnd_agent_config_load(c, ini);
+}
+
+static void test_config(void)
+{
+    char pub[300];
+    snprintf(pub, sizeof pub, "%s/coord.pub", s_dir);
+    uint8_t pk[32] = {1, 2, 3};
+    CHECK_EQ_INT(cnd_pubkey_write(pub, pk), 0);
+    cnd_agent_config_t c;
+    CHECK_EQ_INT(s_load(&c, ""), 0);
+    CHECK(isinf(c.max_eps_job) && isinf(c.max_eps_total));
+    CHECK_NEAR(c.max_delta, 1e-5, 0);
+    CHECK_EQ_INT(c.require_dp, 0);
+    CHECK_EQ_INT(s_load(&c, "[privacy]\nmax_epsilon_job = 2.5\nmax_epsilon_total = 8\n"
+                            "max_delta = 1e-6\nrequire_dp = true\n"),
+                 0);
+    CHECK_NEAR(c.max_eps_job, 2.5, 0);
+    CHECK_NEAR(c.max_eps_total, 8, 0);
+    CHECK_NEAR(c.max_delta, 1e-6, 0);
+    CHECK_EQ_INT(c.require_dp, 1);
+    CHECK_EQ_INT(s_load(&c, "[privacy]\nmax_epsilon_job = 0\n"), CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "agent.ini:13") && strstr(cnd_err_detail(), "max_epsilon_job"));
+    CHECK_EQ_INT(s_load(&c, "[privacy]\nmax_delta = 0.5\n"), CND_EINVAL);
+    CHECK_EQ_INT(s_load(&c, "[privacy]\nrequire_dp = yes please\n"), CND_EINVAL);
+    CHECK_EQ_INT(s_load(&c, "[privacy]\nmax_epsilon = 3\n"), CND_EINVAL);
+    CHECK(strstr(cnd_err_detail(), "unknown key") != NULL);
+}
+
+/* A DP job: 1,000 records at batch 100 (q 0.1, 10 steps per round), 8 rounds, noise 2. */
+static void s_job(cnd_job_spec_t *j)
+{
+    cnd_job_defaults(j);
+    j->batch = 100;
+    j->rounds = 8;
+    j->dp_noise = 2.0;
+    j->dp_clip = 1.0;
+    j->dp_delta = 1e-5;
+}
+
+static double s_eps(const cnd_dp_segment_t *seg, size_t n, double delta)
+{
+    cnd_dp_params_t p = {.delta = delta};
+    double e = -1;
+    CHECK_EQ_INT(cnd_dp_epsilon_composed(&p, seg, n, &e, NULL), 0);
+    return e;
+}
+
+static void test_budget(void)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s/agent.db", s_dir);
+    cnd_astore_t *s = NULL;
+    cnd_audit_t *log = NULL;
+    uint8_t pk[32], sk[64];
+    crypto_sign_keypair(pk, sk);
+    CHECK_EQ_INT(cnd_astore_open(&s, db, 0), 0);
+    if (!s) return;
+    CHECK_EQ_INT(cnd_audit_open_db(&log, cnd_astore_db(s), sk, NULL), 0);
+    cnd_agent_config_t c;
+    CHECK_EQ_INT(s_load(&c, "[privacy]\nmax_epsilon_job = 2.2\nmax_epsilon_total = 3\n"), 0);
+    cnd_job_spec_t j;
+    s_job(&j);
+    char why[600] = "";
+    /* job checks */
+    cnd_job_spec_t plain;
+    cnd_job_defaults(&plain);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &plain, 9, 1000, why, sizeof why), 0);
+    c.require_dp = 1;
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &plain, 9, 1000, why, sizeof why), 1);
+    CHECK(strstr(why, "require_dp") != NULL);
+    c.require_dp = 0;
+    j.dp_delta = 1e-4;
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, why, sizeof why), 1);
+    CHECK(strstr(why, "max_delta 1e-05") != NULL);
+    j.dp_delta = 1e-5;
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 50000, why, sizeof why), 0);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 90000, why, sizeof why), 0);
+    c.max_delta = 1e-4;
+    j.dp_delta = 1e-4;
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 50000, why, sizeof why), 1); /* > 1/n */
+    CHECK(strstr(why, "above 1/n") != NULL);
+    c.max_delta = 1e-5;
+    j.dp_delta = 1e-5;
+    /* the whole job: 8 rounds x 10 steps at q 0.1, sigma 2 */
+    cnd_dp_segment_t seg[8] = {{0.1, 2.0, 80}};
+    double full = s_eps(seg, 1, 1e-5);
+    CHECK(full > 2.2); /* over the per-job budget */
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, why, sizeof why), 1);
+    CHECK(strstr(why, "max_epsilon_job 2.2") != NULL);
+    j.rounds = 6; /* 60 steps fit */
+    CHECK(s_eps((cnd_dp_segment_t[]){{0.1, 2.0, 60}}, 1, 1e-5) <= 2.2);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, why, sizeof why), 0);
+    /* rounds: a coordinator that keeps running rounds (or attempts) until the budget is spent */
+    int rounds = 0;
+    cnd_agent_dp_plan_t p;
+    for (uint32_t r = 1; r <= 10; r++) {
+        int rc = cnd_agent_dp_round_plan(&c, s, &j, 1, 1000, &p, why, sizeof why);
+        seg[0] = (cnd_dp_segment_t){0.1, 2.0, 10L * r};
+        if (rc) {
+            CHECK_EQ_INT(rc, 1);
+            CHECK(strstr(why, "this round") && strstr(why, "max_epsilon_job 2.2"));
+            CHECK(s_eps(seg, 1, 1e-5) > 2.2);
+            break;
+        }
+        CHECK_NEAR(p.q, 0.1, 0);
+        CHECK_EQ_INT(p.steps, 10);
+        CHECK_NEAR(p.eps_job, s_eps(seg, 1, 1e-5), 0);
+        CHECK_NEAR(p.eps_total, p.eps_job, 0); /* one job so far, at the same delta */
+        CHECK_EQ_INT(cnd_agent_dp_record(s, log, "site", "coord", 1, r, 1, &p), 0);
+        rounds++;
+    }
+    CHECK(rounds >= 6 && rounds < 10);
+    CHECK_EQ_INT(cnd_agent_dp_record(s, log, "site", "coord", 1, 1, 1, &p), CND_EDB); /* twice */
+    cnd_audit_close(&log);
+    cnd_astore_close(&s);
+    /* reopened: a second job composes with what the first spent */
+    CHECK_EQ_INT(cnd_astore_open(&s, db, 0), 0);
+    if (!s) return;
+    CHECK_EQ_INT(cnd_audit_open_db(&log, cnd_astore_db(s), sk, NULL), 0);
+    cnd_job_spec_t k;
+    s_job(&k);
+    k.batch = 200; /* q 0.2 at 1,000 records, 5 steps per round, sigma 3 */
+    k.dp_noise = 3;
+    k.rounds = 20;
+    CHECK_EQ_INT(cnd_agent_dp_round_plan(&c, s, &k, 2, 1000, &p, why, sizeof why), 0);
+    seg[0] = (cnd_dp_segment_t){0.1, 2.0, 10L * rounds};
+    seg[1] = (cnd_dp_segment_t){0.2, 3.0, 5};
+    CHECK_NEAR(p.eps_job, s_eps(seg + 1, 1, 1e-5), 0);
+    CHECK_NEAR(p.eps_total, s_eps(seg, 2, 1e-5), 1e-12);
+    CHECK(p.eps_total > p.eps_job);
+    int second = 0;
+    for (uint32_t r = 1; r <= 20; r++) {
+        int rc = cnd_agent_dp_round_plan(&c, s, &k, 2, 1000, &p, why, sizeof why);
+        if (rc) {
+            CHECK(strstr(why, "max_epsilon_total 3") != NULL);
+            break;
+        }
+        CHECK(p.eps_total <= 3 && p.eps_job <= 2.2);
+        CHECK_EQ_INT(cnd_agent_dp_record(s, log, "site", "coord", 2, r, 1, &p), 0);
+        second++;
+    }
+    CHECK(second >= 1 && second < 20); /* the total budget stopped the second job */
+    /* the auditor's recomputation agrees with every recorded spend */
+    cnd_audit_dp_t a;
+    CHECK_EQ_INT(cnd_audit_privacy(&a, log, NULL), 0);
+    CHECK_EQ_INT((int)a.n, rounds + second);
+    CHECK_EQ_INT((int)a.bad, 0);
+    for (size_t i = 0; i < a.n; i++) CHECK(a.rows[i].ok && a.rows[i].eps == a.rows[i].eps_logged);
+    cnd_audit_privacy_free(&a);
+    CHECK_EQ_INT(cnd_audit_privacy(&a, log, "2"), 0);
+    CHECK_EQ_INT((int)a.n, second);
+    cnd_audit_privacy_free(&a);
+    cnd_audit_close(&log);
+    cnd_astore_close(&s);
+}
+
+int main(void)
+{
+    CHECK(sodium_init() >= 0);
+    snprintf(s_dir, sizeof s_dir, "%s/cnd-agentdp-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    CHECK(mkdtemp(s_dir) != NULL);
+    test_config();
+    test_budget();
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", s_dir);
+    return check_result("test_agent_dp");
+}
