@@ -49,6 +49,7 @@
 #include "onnx_graph.h"
 #include "proto.h"
 #include "secagg.h"
+#include "service.h"
 #include "train.h"
 #include "transport.h"
 
@@ -1577,6 +1578,9 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
         s_log(a, "metrics on http://%.*s:%d/metrics", (int)(strrchr(o->metrics, ':') - o->metrics),
               o->metrics, cnd_metrics_port(a->msrv));
     }
+    /* Ready for systemd (Type=notify): the first connection is set up (it completes, and
+     * retries, in the background). */
+    if (cnd_service_ready(a->cfg.endpoint) < 0) s_log(a, "warning: %s", cnd_err_detail());
     double t0 = cnd_now();
     while (!*stop && !a->done) {
         double now = cnd_now();

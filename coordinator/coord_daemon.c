@@ -51,6 +51,7 @@
 #include "job.h"
 #include "proto.h"
 #include "rng.h"
+#include "service.h"
 #include "transport.h"
 
 #include <pthread.h>
@@ -1291,6 +1292,8 @@ static int s_start(s_daemon_t *d)
         s_log(d, "metrics on http://%.*s:%d/metrics", (int)(strrchr(o->metrics, ':') - o->metrics),
               o->metrics, cnd_metrics_port(d->metrics));
     }
+    /* Ready for systemd (Type=notify) only now: a connection and a scrape would succeed. */
+    if (cnd_service_ready(ep) < 0) s_log(d, "warning: %s", cnd_err_detail());
 out:
     sodium_memzero(csk, sizeof csk);
     return rc;

@@ -23,6 +23,7 @@
 #include "fileio.h"
 #include "identity.h"
 #include "proto.h"
+#include "service.h"
 #include "transport.h"
 
 #include <ini.h>
@@ -339,6 +340,8 @@ static int s_run(int argc, char **argv)
     if (rc) goto out;
     signal(SIGINT, s_on_signal);
     signal(SIGTERM, s_on_signal);
+    if (cnd_service_ready(d.conf.endpoint) < 0)
+        s_print(d.conf.name, "warning: %s", cnd_err_detail());
     double t0 = cnd_now(), next_try = 0, next_hb = 0;
     int need_hello = 1;
     uint64_t handshakes = 0;
