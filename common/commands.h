@@ -31,6 +31,7 @@ int cnd_cmd_coordinator(int argc, char **argv);
 int cnd_cmd_site(int argc, char **argv);
 int cnd_cmd_job(int argc, char **argv);
 int cnd_cmd_demo(int argc, char **argv);
+int cnd_cmd_doctor(int argc, char **argv); /* coordinator/demo/cmd_doctor.c: node checks */
 
 /* agent/cmd_agent.c */
 int cnd_cmd_agent(int argc, char **argv);
