@@ -4,6 +4,7 @@
  */
 #include "agent_config.h"
 #include "identity.h"
+#include "log.h"
 #include "onnx_graph.h"
 
 #include <ini.h>
@@ -112,6 +113,10 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
         } else if (strcmp(key, "work") == 0) {
             if (s_path(c->work, sizeof c->work, x->dir, v))
                 return s_fail(x, sec, key, "path too long");
+        } else if (strcmp(key, "log_level") == 0) {
+            cnd_log_level_t lv;
+            if (cnd_log_level_parse(&lv, v)) return s_fail(x, sec, key, cnd_err_detail());
+            c->log_level = (int)lv;
         } else {
             return s_fail(x, sec, key, "unknown key");
         }

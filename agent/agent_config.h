@@ -7,6 +7,7 @@
  *   validation = 0.1             fraction held out as the local validation split
  *   state = agent.db             the agent's database (default: next to the config)
  *   work = .                     where shipped teachers are cached (default: the config's dir)
+ *   log_level = info             error, warn, info or debug (common/log.h); --log-level wins
  *
  *   [identity]
  *   key = identity.key           Ed25519 identity (condenser keygen), mode 0600 (required)
@@ -87,6 +88,7 @@ typedef struct {
     double lr_min, lr_max;                          /* [policy] accepted local learning rates */
     uint32_t max_epochs;                            /* [policy] */
     uint32_t max_rounds;                            /* [policy] */
+    int log_level; /* [site] log_level: a cnd_log_level_t, 0 = not set (info) */
 } cnd_agent_config_t;
 
 /* Loads and checks a configuration. Returns 0, CND_EIO (cannot read) or CND_EINVAL (detail:

@@ -44,6 +44,7 @@
 #include "fixedpoint.h"
 #include "identity.h"
 #include "json.h"
+#include "log.h"
 #include "metrics.h"
 #include "modelfile.h"
 #include "onnx_graph.h"
@@ -152,6 +153,7 @@ static void s_log(s_agent_t *a, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    cnd_log_scope((int64_t)a->job, a->round_open ? a->view.round : 0, NULL);
     a->o->log(a->o->log_ctx, buf);
 }
 
@@ -178,6 +180,7 @@ static void s_log_quiet(s_agent_t *a, const char *fmt, ...)
 static int s_log_msg(s_agent_t *a, char dir, const char *type, uint64_t job, uint32_t round,
                      const void *bytes, size_t len)
 {
+    s_log(a, "debug: %s %s, %zu bytes", dir == 'E' ? "sending" : "received", type, len);
     int rc = cnd_astore_begin(a->store);
     if (rc) return rc;
     rc = cnd_astore_message(a->store, dir, type, job, round, bytes, len);

@@ -47,6 +47,7 @@
 #include "coord_metrics.h"
 #include "db.h"
 #include "fileio.h"
+#include "log.h"
 #include "metrics.h"
 #include "job.h"
 #include "proto.h"
@@ -149,7 +150,8 @@ typedef struct {
     cnd_round_t *round;
     double wait_start; /* since when sites are awaited for the next round */
     double last_state_check;
-    int txn; /* a store transaction is open */
+    int txn;              /* a store transaction is open */
+    const char *log_peer; /* the session whose frame is being handled, for log lines */
 } s_daemon_t;
 
 static void s_log(s_daemon_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -161,6 +163,7 @@ static void s_log(s_daemon_t *d, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    cnd_log_scope(d->job, d->round ? cnd_round_number(d->round) : 0, d->log_peer);
     d->o->log(d->o->log_ctx, buf);
 }
 
@@ -1173,6 +1176,7 @@ static void s_on_frame(s_daemon_t *d, cnd_frame_t *f)
         fflush(d->capture);
     }
     s_session_t *s = s_session_on(d, f->user_id, &f->peer);
+    d->log_peer = s ? s->name : NULL;
     const s_closed_t *gone = s ? NULL : s_closed(d, &f->peer);
     if (gone && gone->mute) {
         /* Counted into a reject.summary, never answered or recorded one by one. */
@@ -1329,6 +1333,7 @@ static void s_receive(s_daemon_t *d)
         atomic_fetch_add(&d->live.rx_frames, 1);
         atomic_fetch_add(&d->live.rx_bytes, f.len);
         s_on_frame(d, &f);
+        d->log_peer = NULL;
         cnd_frame_clear(&f);
         if (d->round && cnd_round_tick(d->round, cnd_now())) s_round_ended(d);
     }
