@@ -15,7 +15,9 @@
 #     WorkingDirectory and User honoured; no systemd in a chroot) until the job completes;
 #     the metrics endpoint is scraped during the run; `coordinator backup` copies the database
 #     and its audit log verifies.
-#  6. `apt-get remove` keeps state, keys and user; `apt-get purge` removes them and nothing
+#  6. An upgrade to the same package repacked as VERSION+1 keeps the state, the edited
+#     configuration and the user.
+#  7. `apt-get remove` keeps state, keys and user; `apt-get purge` removes them and nothing
 #     else is left of the package.
 # Nothing outside BUILD_DIR/package-test is touched; /proc is mounted in the copy for the
 # run and unmounted on exit.
@@ -188,6 +190,23 @@ as_condenser "condenser audit verify /var/lib/condenser/backup.db --key $c/ident
 for p in "${pids[@]}"; do kill -TERM "$p" 2> /dev/null || true; done
 wait 2> /dev/null || true
 pids=()
+
+step "upgrade"
+# The same package as version VERSION+1 (dpkg-deb repack): an upgrade must keep the state,
+# the edited configuration (a conffile) and the user, and the new program must run on the
+# old database.
+rm -rf "$cache/repack"
+dpkg-deb -R "$deb" "$cache/repack"
+v=$(dpkg-deb -f "$deb" Version)
+sed -i "s/^Version: .*/Version: $v+1/" "$cache/repack/DEBIAN/control"
+dpkg-deb -b --root-owner-group "$cache/repack" "$root/tmp/condenser-next.deb" > /dev/null
+in_root sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q /tmp/condenser-next.deb' > "$cache/upgrade.log" 2>&1 ||
+  fail "upgrade failed"
+[ "$(in_root dpkg-query -W -f='${Version}' condenser)" = "$v+1" ] || fail "the upgrade did not install $v+1"
+grep -q "^metrics = 127.0.0.1:$mport" "$root/etc/condenser/coordinator.ini" || fail "the upgrade replaced the edited coordinator.ini"
+[ "$(as_condenser "condenser job list --dir $c --json" | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["state"])')" = completed ] ||
+  fail "the job is gone after the upgrade"
+[ "$(mode /var/lib/condenser)" = "750 condenser:condenser" ] || fail "upgrade: /var/lib/condenser: $(mode /var/lib/condenser)"
 
 step "remove, then purge"
 in_root sh -c 'DEBIAN_FRONTEND=noninteractive apt-get remove -y -q condenser' > "$cache/remove.log" 2>&1 || fail "apt-get remove"
