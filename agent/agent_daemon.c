@@ -1342,6 +1342,16 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
         a->hellos_unanswered = 0;
         a->hb_ms = (int)env->hello_ack->heartbeat_ms;
         s_log(a, "connected to coordinator %s", a->coord_name);
+        if (env->hello_ack->server_unix_ms) { /* whole seconds, plus the network's delay */
+            long long skew =
+                (long long)cnd_unix_time() - (long long)(env->hello_ack->server_unix_ms / 1000);
+            if (skew > 30 || skew < -30)
+                s_log(a,
+                      "warning: this machine's clock is %lld s %s the coordinator's: certificate "
+                      "and revocation list dates are checked against it; synchronise it "
+                      "(systemd-timesyncd, chrony)",
+                      skew > 0 ? skew : -skew, skew > 0 ? "ahead of" : "behind");
+        }
         break;
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE: s_on_job_announce(a, m); break;
     case CONDENSER__MSG_TYPE__MSG_CHUNK:

@@ -10,7 +10,8 @@
  * Not checked: clock skew against the coordinator. The protocol does carry the coordinator's
  * time (HelloAck.server_unix_ms), but only in answer to a Hello with the site's key and
  * certificate, which opens a session the coordinator logs and audits; doctor does not connect.
- * The CA dates and certificate validity it checks are against this machine's clock.
+ * The running agent compares them at every HelloAck and warns in its log (agent_daemon.c).
+ * The CA dates and certificate validity doctor checks are against this machine's clock.
  */
 #include "agent_config.h"
 #include "ca.h"
@@ -207,8 +208,8 @@ int cnd_cmd_doctor(int argc, char **argv)
         "the federation CA and revocation list dates, that the ports are free, disk space, "
         "that the state directory is writable, that the database opens (coordinator) and that "
         "the data is readable (agent). Each check prints OK, WARN or FAIL; the exit status is "
-        "1 when any check fails. Clock skew against the coordinator is not checked (doctor "
-        "does not connect).",
+        "1 when any check fails. Clock skew against the coordinator is not checked here (doctor "
+        "does not connect); the running agent warns about it in its log.",
         opts, 0, 0};
     int npos;
     char **pos;

@@ -3,7 +3,8 @@
 # fault it must find, with FAIL, the fix it proposes and exit status 1: a private key readable by
 # others, a port another process holds, a certificate that has expired (the injected clock,
 # CND_TEST_CLOCK_FILE, moves doctor 3 days past a 1-day certificate), a missing data file, a
-# state directory that does not exist. --json agrees with the text.
+# state directory that does not exist. --json agrees with the text. Then the agent's clock-skew
+# warning (HelloAck's time against its own), which doctor leaves to the agent.
 set -euo pipefail
 bin=$1
 w=$(mktemp -d /tmp/cnd_doctor.XXXXXX)
@@ -106,4 +107,25 @@ rc=0; "$bin" doctor --agent "$s/agent.ini" > "$w/data.txt" 2>/dev/null || rc=$?
 expect FAIL data "missing.idx" "$w/data.txt"
 expect FAIL "state directory" "nostate: cannot create a file" "$w/data.txt"
 grep -q "2 checks failed" <("$bin" doctor --agent "$s/agent.ini" 2>&1 >/dev/null) || fail "summary"
+# Clock skew, which doctor does not check: the agent warns when HelloAck's time differs from
+# its clock by more than 30 s, and only then.
+agent_ini images.idx state
+"$bin" site enroll site-a --cert "$s/site.pem" --dir "$c" > /dev/null
+"$bin" coordinator run --dir "$c" --endpoint "tcp://127.0.0.1:$p1" 2> "$w/coordinator.log" &
+holder=$!
+hello() { # hello LOG [ENV...]: runs the agent until it is connected, at most 30 s
+  env "${@:2}" "$bin" agent --config "$s/agent.ini" --max-seconds 30 2> "$1" &
+  local a=$!
+  for _ in $(seq 300); do grep -q "connected to coordinator" "$1" && break; sleep 0.1; done
+  sleep 0.5
+  kill "$a" 2> /dev/null; wait "$a" 2> /dev/null || true
+  grep -q "connected to coordinator" "$1" || { cat "$1" >&2; fail "the agent did not connect"; }
+}
+hello "$w/agent-ok.log"
+grep -q "clock is" "$w/agent-ok.log" && fail "a clock-skew warning without skew"
+echo 600 > "$w/clock"
+hello "$w/agent-skew.log" CND_TEST_CLOCK_FILE="$w/clock"
+grep -qE "warn agent site-a: warning: this machine's clock is (59[0-9]|60[0-9]) s ahead of the coordinator's" "$w/agent-skew.log" ||
+  { cat "$w/agent-skew.log" >&2; fail "no clock-skew warning 600 s ahead"; }
+kill "$holder"; wait "$holder" 2> /dev/null || true; holder=
 echo "ok: doctor"
