@@ -18,10 +18,4 @@
  * manager listens, CND_EIO with a detail naming the socket when sending failed. */
 int cnd_service_ready(const char *status);
 
-/* Sends STATUS=`status` (shown by `systemctl status`). Same returns. */
-int cnd_service_status(const char *status);
-
-/* Sends STOPPING=1 when a daemon begins to shut down. Same returns. */
-int cnd_service_stopping(void);
-
 #endif
