@@ -67,6 +67,7 @@ static const struct {
     {"rollout", cnd_cmd_rollout,
      "edge rollouts: publish, create, list, show, pause, rollback, serve"},
     {"edge", cnd_cmd_edge, "edge device daemon: init, run, install, status, infer"},
+    {"doctor", cnd_cmd_doctor, "check a node before it runs: keys, certificates, ports, disk"},
     {"fleet-sim", cnd_cmd_fleet_sim, "simulate a fleet of edge devices in one process"},
     {"bench secagg", cnd_cmd_bench_secagg, "benchmark secure aggregation (SecAgg+)"},
     {"bench proto", cnd_cmd_bench_proto, "benchmark the wire protocol and the CURVE transport"},

@@ -4,6 +4,7 @@
  */
 #include "agent_config.h"
 #include "identity.h"
+#include "log.h"
 #include "onnx_graph.h"
 
 #include <ini.h>
@@ -89,6 +90,41 @@ static int s_num(const char *v, double lo, double hi, double *out)
     return 0;
 }
 
+/* [teachers]: NAME = PATH, and NAME.preprocess = SPEC for an .onnx teacher. */
+static int s_teachers(s_ctx_t *x, const char *key, const char *v)
+{
+    cnd_agent_config_t *c = x->c;
+    const char *sec = "teachers";
+    size_t kl = strlen(key);
+    if (kl > 11 && strcmp(key + kl - 11, ".preprocess") == 0) {
+        cnd_onnx_prep_t prep;
+        int t = 0;
+        while (t < c->n_teachers && (strlen(c->teacher_name[t]) != kl - 11 ||
+                                     strncmp(c->teacher_name[t], key, kl - 11) != 0))
+            t++;
+        if (t == c->n_teachers) return s_fail(x, sec, key, "no teacher of that name before it");
+        if (!cnd_onnx_is_onnx(c->teacher_path[t]))
+            return s_fail(x, sec, key, "only an .onnx teacher takes a preprocessing spec");
+        if (c->teacher_prep[t][0]) return s_fail(x, sec, key, "set twice");
+        if (strlen(v) >= sizeof c->teacher_prep[t] || cnd_onnx_prep_parse(&prep, v)) {
+            char why[300];
+            snprintf(why, sizeof why, "%s",
+                     strlen(v) >= 256 ? "longer than 255 characters" : cnd_err_detail());
+            return s_fail(x, sec, key, why);
+        }
+        snprintf(c->teacher_prep[t], sizeof c->teacher_prep[t], "%s", v);
+        return 1;
+    }
+    if (c->n_teachers >= CND_AGENT_TEACHERS_MAX)
+        return s_fail(x, sec, key, "too many teachers (16 at most)");
+    if (strlen(key) > 63) return s_fail(x, sec, key, "name longer than 63 characters");
+    snprintf(c->teacher_name[c->n_teachers], 64, "%s", key);
+    if (s_path(c->teacher_path[c->n_teachers], CND_AGENT_PATH_MAX, x->dir, v))
+        return s_fail(x, sec, key, "path too long");
+    c->n_teachers++;
+    return 1;
+}
+
 /* [privacy]: the site's own differential-privacy budgets (docs/configuration.md). */
 static int s_privacy(s_ctx_t *x, const char *key, const char *v)
 {
@@ -133,6 +169,10 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
         } else if (strcmp(key, "work") == 0) {
             if (s_path(c->work, sizeof c->work, x->dir, v))
                 return s_fail(x, sec, key, "path too long");
+        } else if (strcmp(key, "log_level") == 0) {
+            cnd_log_level_t lv;
+            if (cnd_log_level_parse(&lv, v)) return s_fail(x, sec, key, cnd_err_detail());
+            c->log_level = (int)lv;
         } else {
             return s_fail(x, sec, key, "unknown key");
         }
@@ -167,33 +207,7 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
             return s_fail(x, sec, key, "unknown key");
         }
     } else if (strcmp(sec, "teachers") == 0) {
-        size_t kl = strlen(key);
-        if (kl > 11 && strcmp(key + kl - 11, ".preprocess") == 0) {
-            cnd_onnx_prep_t prep;
-            int t = 0;
-            while (t < c->n_teachers && (strlen(c->teacher_name[t]) != kl - 11 ||
-                                         strncmp(c->teacher_name[t], key, kl - 11) != 0))
-                t++;
-            if (t == c->n_teachers) return s_fail(x, sec, key, "no teacher of that name before it");
-            if (!cnd_onnx_is_onnx(c->teacher_path[t]))
-                return s_fail(x, sec, key, "only an .onnx teacher takes a preprocessing spec");
-            if (c->teacher_prep[t][0]) return s_fail(x, sec, key, "set twice");
-            if (strlen(v) >= sizeof c->teacher_prep[t] || cnd_onnx_prep_parse(&prep, v)) {
-                char why[300];
-                snprintf(why, sizeof why, "%s",
-                         strlen(v) >= 256 ? "longer than 255 characters" : cnd_err_detail());
-                return s_fail(x, sec, key, why);
-            }
-            snprintf(c->teacher_prep[t], sizeof c->teacher_prep[t], "%s", v);
-            return 1;
-        }
-        if (c->n_teachers >= CND_AGENT_TEACHERS_MAX)
-            return s_fail(x, sec, key, "too many teachers (16 at most)");
-        if (strlen(key) > 63) return s_fail(x, sec, key, "name longer than 63 characters");
-        snprintf(c->teacher_name[c->n_teachers], 64, "%s", key);
-        if (s_path(c->teacher_path[c->n_teachers], CND_AGENT_PATH_MAX, x->dir, v))
-            return s_fail(x, sec, key, "path too long");
-        c->n_teachers++;
+        return s_teachers(x, key, v);
     } else if (strcmp(sec, "limits") == 0) {
         if (strcmp(key, "threads") == 0) {
             if (s_num(v, 1, 64, &d) || d != floor(d)) return s_fail(x, sec, key, "1..64");

@@ -7,6 +7,7 @@
  *   validation = 0.1             fraction held out as the local validation split
  *   state = agent.db             the agent's database (default: next to the config)
  *   work = .                     where shipped teachers are cached (default: the config's dir)
+ *   log_level = info             error, warn, info or debug (common/log.h); --log-level wins
  *
  *   [identity]
  *   key = identity.key           Ed25519 identity (condenser keygen), mode 0600 (required)
@@ -102,6 +103,7 @@ typedef struct {
     double max_eps_total; /* [privacy] max_epsilon_total; INFINITY = no limit */
     double max_delta;     /* [privacy] (0, 0.01], default 1e-5 */
     int require_dp;       /* [privacy] refuse jobs without DP-SGD */
+    int log_level;        /* [site] log_level: a cnd_log_level_t, 0 = not set (info) */
 } cnd_agent_config_t;
 
 /* Loads and checks a configuration. Returns 0, CND_EIO (cannot read) or CND_EINVAL (detail:

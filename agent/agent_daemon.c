@@ -47,11 +47,13 @@
 #include "fixedpoint.h"
 #include "identity.h"
 #include "json.h"
+#include "log.h"
 #include "metrics.h"
 #include "modelfile.h"
 #include "onnx_graph.h"
 #include "proto.h"
 #include "secagg.h"
+#include "service.h"
 #include "train.h"
 #include "transport.h"
 
@@ -159,6 +161,7 @@ static void s_log(s_agent_t *a, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    cnd_log_scope((int64_t)a->job, a->round_open ? a->view.round : 0, NULL);
     a->o->log(a->o->log_ctx, buf);
 }
 
@@ -185,6 +188,7 @@ static void s_log_quiet(s_agent_t *a, const char *fmt, ...)
 static int s_log_msg(s_agent_t *a, char dir, const char *type, uint64_t job, uint32_t round,
                      const void *bytes, size_t len)
 {
+    s_log(a, "debug: %s %s, %zu bytes", dir == 'E' ? "sending" : "received", type, len);
     int rc = cnd_astore_begin(a->store);
     if (rc) return rc;
     rc = cnd_astore_message(a->store, dir, type, job, round, bytes, len);
@@ -1404,6 +1408,16 @@ static void s_on_frame(s_agent_t *a, const uint8_t *buf, size_t len)
         a->hellos_unanswered = 0;
         a->hb_ms = (int)env->hello_ack->heartbeat_ms;
         s_log(a, "connected to coordinator %s", a->coord_name);
+        if (env->hello_ack->server_unix_ms) { /* whole seconds, plus the network's delay */
+            long long skew =
+                (long long)cnd_unix_time() - (long long)(env->hello_ack->server_unix_ms / 1000);
+            if (skew > 30 || skew < -30)
+                s_log(a,
+                      "warning: this machine's clock is %lld s %s the coordinator's: certificate "
+                      "and revocation list dates are checked against it; synchronise it "
+                      "(systemd-timesyncd, chrony)",
+                      skew > 0 ? skew : -skew, skew > 0 ? "ahead of" : "behind");
+        }
         break;
     case CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE: s_on_job_announce(a, m); break;
     case CONDENSER__MSG_TYPE__MSG_CHUNK:
@@ -1643,6 +1657,9 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
         s_log(a, "metrics on http://%.*s:%d/metrics", (int)(strrchr(o->metrics, ':') - o->metrics),
               o->metrics, cnd_metrics_port(a->msrv));
     }
+    /* Ready for systemd (Type=notify): the first connection is set up (it completes, and
+     * retries, in the background). */
+    if (cnd_service_ready(a->cfg.endpoint) < 0) s_log(a, "warning: %s", cnd_err_detail());
     double t0 = cnd_now();
     while (!*stop && !a->done) {
         double now = cnd_now();

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "commands.h"
+#include "log.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -20,14 +21,6 @@ static void s_on_signal(int sig)
 {
     (void)sig;
     s_stop = 1;
-}
-
-static void s_print_log(void *ctx, const char *line)
-{
-    char t[32];
-    cnd_iso8601(t, cnd_unix_time());
-    fprintf(stderr, "%s %s: %s\n", t, (const char *)ctx, line);
-    fflush(stderr);
 }
 
 /* Where `agent status` writes: text on stdout, or the JSON writer. */
@@ -184,7 +177,7 @@ int cnd_cmd_agent(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "status") == 0) return s_status(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "run") == 0) argc--, argv++;
-    const char *config = NULL, *metrics = NULL;
+    const char *config = NULL, *metrics = NULL, *log_level = NULL;
     int until_done = 0, quiet = 0;
     double max_seconds = 0;
     const cnd_opt_t opts[] = {
@@ -195,6 +188,9 @@ int cnd_cmd_agent(int argc, char **argv)
         {"metrics", CND_OPT_STR, &metrics, "HOST:PORT",
          "serve Prometheus metrics for this site's monitoring at http://HOST:PORT/metrics"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
+        {"log-level", CND_OPT_STR, &log_level, "LEVEL",
+         "error, warn, info or debug: the least severe lines logged (default [site] log_level, "
+         "else info)"},
         {0}};
     const cnd_cli_t cli = {
         "condenser agent [run] --config FILE [--until-done]   |   condenser agent status --config "
@@ -218,9 +214,12 @@ int cnd_cmd_agent(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     cnd_agent_config_t c;
     if ((rc = cnd_agent_config_load(&c, config))) return rc;
+    cnd_log_level_t level = c.log_level ? (cnd_log_level_t)c.log_level : CND_LOG_INFO;
+    if (log_level && (rc = cnd_log_level_parse(&level, log_level))) return rc;
+    cnd_log_set_level(level);
     static char label[80];
     snprintf(label, sizeof label, "agent %s", c.name);
-    cnd_agent_run_opts_t o = {config, until_done, max_seconds, quiet ? NULL : s_print_log,
+    cnd_agent_run_opts_t o = {config, until_done, max_seconds, quiet ? NULL : cnd_log_emit,
                               label,  metrics};
     return cnd_agent_run(&o, &s_stop);
 }

@@ -32,6 +32,7 @@ int cnd_cmd_site(int argc, char **argv);
 int cnd_cmd_job(int argc, char **argv);
 int cnd_cmd_data_check_job(int argc, char **argv); /* cmd_data_job.c: `data check --job` */
 int cnd_cmd_demo(int argc, char **argv);
+int cnd_cmd_doctor(int argc, char **argv); /* coordinator/demo/cmd_doctor.c: node checks */
 
 /* agent/cmd_agent.c */
 int cnd_cmd_agent(int argc, char **argv);

@@ -17,6 +17,7 @@
 #include "digest.h"
 #include "fileio.h"
 #include "identity.h"
+#include "log.h"
 
 #include <limits.h>
 #include <signal.h>
@@ -131,19 +132,10 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
-static void s_print_log(void *ctx, const char *line)
-{
-    (void)ctx;
-    char t[32];
-    cnd_iso8601(t, cnd_unix_time());
-    fprintf(stderr, "%s coordinator: %s\n", t, line);
-    fflush(stderr);
-}
-
 static int s_run(int argc, char **argv)
 {
     const char *dir = cnd_coord_default_dir(), *endpoint = "tcp://127.0.0.1:7700";
-    const char *endpoint_file = NULL, *capture = NULL, *metrics = NULL;
+    const char *endpoint_file = NULL, *capture = NULL, *metrics = NULL, *log_level = "info";
     int until_done = 0, quiet = 0;
     long threads = 1, hb = 2000;
     const cnd_opt_t opts[] = {
@@ -162,6 +154,8 @@ static int s_run(int argc, char **argv)
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
         {"metrics", CND_OPT_STR, &metrics, "HOST:PORT",
          "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9460)"},
+        {"log-level", CND_OPT_STR, &log_level, "LEVEL",
+         "error, warn, info (default) or debug: the least severe lines logged"},
         {0}};
     const cnd_cli_t cli = {
         "condenser coordinator run [--dir DIR] [--endpoint EP] [--until-done]",
@@ -177,6 +171,9 @@ static int s_run(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
+    cnd_log_level_t level;
+    if ((rc = cnd_log_level_parse(&level, log_level))) return rc;
+    cnd_log_set_level(level);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = s_on_signal;
@@ -184,9 +181,10 @@ static int s_run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    cnd_coord_run_opts_t o = {dir,        endpoint, endpoint_file,     capture,
-                              until_done, (int)hb,  (unsigned)threads, quiet ? NULL : s_print_log,
-                              NULL,       metrics};
+    cnd_coord_run_opts_t o = {
+        dir,           endpoint, endpoint_file,     capture,
+        until_done,    (int)hb,  (unsigned)threads, quiet ? NULL : cnd_log_emit,
+        "coordinator", metrics};
     return cnd_coord_run(&o, &s_stop);
 }
 

@@ -47,10 +47,12 @@
 #include "coord_metrics.h"
 #include "db.h"
 #include "fileio.h"
+#include "log.h"
 #include "metrics.h"
 #include "job.h"
 #include "proto.h"
 #include "rng.h"
+#include "service.h"
 #include "transport.h"
 
 #include <pthread.h>
@@ -148,7 +150,8 @@ typedef struct {
     cnd_round_t *round;
     double wait_start; /* since when sites are awaited for the next round */
     double last_state_check;
-    int txn; /* a store transaction is open */
+    int txn;              /* a store transaction is open */
+    const char *log_peer; /* the session whose frame is being handled, for log lines */
 } s_daemon_t;
 
 static void s_log(s_daemon_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -160,6 +163,7 @@ static void s_log(s_daemon_t *d, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    cnd_log_scope(d->job, d->round ? cnd_round_number(d->round) : 0, d->log_peer);
     d->o->log(d->o->log_ctx, buf);
 }
 
@@ -1172,6 +1176,7 @@ static void s_on_frame(s_daemon_t *d, cnd_frame_t *f)
         fflush(d->capture);
     }
     s_session_t *s = s_session_on(d, f->user_id, &f->peer);
+    d->log_peer = s ? s->name : NULL;
     const s_closed_t *gone = s ? NULL : s_closed(d, &f->peer);
     if (gone && gone->mute) {
         /* Counted into a reject.summary, never answered or recorded one by one. */
@@ -1291,6 +1296,8 @@ static int s_start(s_daemon_t *d)
         s_log(d, "metrics on http://%.*s:%d/metrics", (int)(strrchr(o->metrics, ':') - o->metrics),
               o->metrics, cnd_metrics_port(d->metrics));
     }
+    /* Ready for systemd (Type=notify) only now: a connection and a scrape would succeed. */
+    if (cnd_service_ready(ep) < 0) s_log(d, "warning: %s", cnd_err_detail());
 out:
     sodium_memzero(csk, sizeof csk);
     return rc;
@@ -1326,6 +1333,7 @@ static void s_receive(s_daemon_t *d)
         atomic_fetch_add(&d->live.rx_frames, 1);
         atomic_fetch_add(&d->live.rx_bytes, f.len);
         s_on_frame(d, &f);
+        d->log_peer = NULL;
         cnd_frame_clear(&f);
         if (d->round && cnd_round_tick(d->round, cnd_now())) s_round_ended(d);
     }

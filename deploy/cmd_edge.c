@@ -23,7 +23,9 @@
 #include "edge_http.h"
 #include "fileio.h"
 #include "identity.h"
+#include "log.h"
 #include "proto.h"
+#include "service.h"
 #include "transport.h"
 
 #include <ini.h>
@@ -262,12 +264,13 @@ static void s_on_signal(int sig)
 static void s_print(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void s_print(const char *name, const char *fmt, ...)
 {
-    char ts[32], buf[600];
+    char who[96], buf[600];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[%s] edge %s: %s\n", cnd_iso8601(ts, cnd_unix_time()), name, buf);
+    snprintf(who, sizeof who, "edge %s", name);
+    cnd_log_emit(who, buf); /* common/log.h: level, journald priority or time */
 }
 
 static int s_hello(s_dev_t *d, uint8_t *cert, size_t cert_len, const uint8_t pk[32], double now)
@@ -309,13 +312,26 @@ static void s_progress(s_dev_t *d, int *last_state, uint64_t *cache_failures)
     *last_state = es.last_state;
 }
 
+/* The device certificate named in edge.conf: absolute, or relative to the device directory. */
+static int s_read_cert(uint8_t **cert, size_t *len, const char *dir, const char *name)
+{
+    char cp[700];
+    if (name[0] == '/')
+        snprintf(cp, sizeof cp, "%s", name);
+    else
+        snprintf(cp, sizeof cp, "%s/%s", dir, name);
+    return cnd_file_read(cp, CND_PROTO_CERT_MAX, cert, len);
+}
+
 static int s_run(int argc, char **argv)
 {
-    const char *dir = NULL;
+    const char *dir = NULL, *log_level = "info";
     double max_s = 0;
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", "device directory (required)"},
         {"max-seconds", CND_OPT_DBL, &max_s, "S", "exit after S seconds", 0, 1e9},
+        {"log-level", CND_OPT_STR, &log_level, "LEVEL",
+         "error, warn, info (default) or debug: the least severe lines logged"},
         {0}};
     const cnd_cli_t cli = {"condenser edge run --dir DIR",
                            "Runs the device: connects to the pinned coordinator over CurveZMQ, "
@@ -328,6 +344,9 @@ static int s_run(int argc, char **argv)
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
     if (!dir) return cnd_errf(CND_EINVAL, "--dir is required");
+    cnd_log_level_t level;
+    if ((rc = cnd_log_level_parse(&level, log_level))) return rc;
+    cnd_log_set_level(level);
     s_dev_t d;
     if ((rc = s_open(&d, dir, 1))) {
         s_close(&d);
@@ -347,14 +366,7 @@ static int s_run(int argc, char **argv)
     if ((rc = cnd_identity_load(&id, kp)) || (rc = cnd_identity_curve_keypair(cpk, csk, id)) ||
         (rc = cnd_transport_curve_public(server, d.conf.coord_pk)))
         goto out;
-    if (d.conf.cert[0]) {
-        char cp[700];
-        if (d.conf.cert[0] == '/')
-            snprintf(cp, sizeof cp, "%s", d.conf.cert);
-        else
-            snprintf(cp, sizeof cp, "%s/%s", dir, d.conf.cert);
-        if ((rc = cnd_file_read(cp, CND_PROTO_CERT_MAX, &cert, &cert_len))) goto out;
-    }
+    if (d.conf.cert[0] && (rc = s_read_cert(&cert, &cert_len, dir, d.conf.cert))) goto out;
     cnd_client_opts_t co = {
         .endpoint = d.conf.endpoint, .server_key = server, .public_key = cpk, .secret_key = csk};
     rc = cnd_client_new(&d.link.cli, &co);
@@ -364,6 +376,8 @@ static int s_run(int argc, char **argv)
     cnd_edge_set_fetch(d.edge, cnd_edge_http_fetch, http);
     signal(SIGINT, s_on_signal);
     signal(SIGTERM, s_on_signal);
+    if (cnd_service_ready(d.conf.endpoint) < 0)
+        s_print(d.conf.name, "warning: %s", cnd_err_detail());
     double t0 = cnd_now(), next_try = 0, next_hb = 0;
     uint64_t cache_failures = 0;
     int need_hello = 1;

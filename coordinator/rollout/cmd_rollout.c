@@ -13,6 +13,7 @@
 #include "digest.h"
 #include "fileio.h"
 #include "fleet_registry.h"
+#include "log.h"
 #include "progress.h"
 #include "rollout.h"
 #include "rollout_serve.h"
@@ -595,17 +596,10 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
-static void s_print_log(void *ctx, const char *line)
-{
-    (void)ctx;
-    char ts[32];
-    fprintf(stderr, "[%s] %s\n", cnd_iso8601(ts, cnd_unix_time()), line);
-}
-
 static int s_serve(int argc, char **argv)
 {
     const char *dir = s_default_dir(), *endpoint = "tcp://127.0.0.1:7710", *epf = NULL;
-    const char *stats = NULL, *metrics = NULL, *art_url = NULL;
+    const char *stats = NULL, *metrics = NULL, *log_level = "info", *art_url = NULL;
     long hb = 10000, offline = 30;
     double max_s = 0;
     int until_idle = 0, quiet = 0;
@@ -627,6 +621,8 @@ static int s_serve(int argc, char **argv)
          "offers tell devices to fetch artifact bytes from this content-addressed cache "
          "(URL/<hex digest>, filled by rollout export-cache), falling back to chunks here"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
+        {"log-level", CND_OPT_STR, &log_level, "LEVEL",
+         "error, warn, info (default) or debug: the least severe lines logged"},
         {0}};
     const cnd_cli_t cli = {
         "condenser rollout serve [--dir DIR] [--endpoint EP] [options]",
@@ -641,11 +637,22 @@ static int s_serve(int argc, char **argv)
     char **pos;
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
+    cnd_log_level_t level;
+    if ((rc = cnd_log_level_parse(&level, log_level))) return rc;
+    cnd_log_set_level(level);
     signal(SIGINT, s_on_signal);
     signal(SIGTERM, s_on_signal);
-    cnd_rollout_serve_opts_t o = {dir,          endpoint,   epf,    (int)hb,
-                                  (int)offline, until_idle, max_s,  quiet ? NULL : s_print_log,
-                                  NULL,         metrics,    art_url};
+    cnd_rollout_serve_opts_t o = {dir,
+                                  endpoint,
+                                  epf,
+                                  (int)hb,
+                                  (int)offline,
+                                  until_idle,
+                                  max_s,
+                                  quiet ? NULL : cnd_log_emit,
+                                  "rollout-serve",
+                                  metrics,
+                                  art_url};
     cnd_rollout_serve_stats_t st;
     rc = cnd_rollout_serve(&o, &s_stop, &st);
     if (stats) {

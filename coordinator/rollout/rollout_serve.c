@@ -32,6 +32,7 @@
 #include "rollout.h"
 #include "rollout_metrics.h"
 #include "rollout_store.h"
+#include "service.h"
 #include "transport.h"
 
 #include <errno.h>
@@ -679,6 +680,8 @@ static int s_start(s_srv_t *s)
         s_log(s, "metrics on http://%.*s:%d/metrics", (int)(strrchr(o->metrics, ':') - o->metrics),
               o->metrics, cnd_metrics_port(s->metrics));
     }
+    /* Ready for systemd (Type=notify) only now: a device and a scrape would be served. */
+    if (cnd_service_ready(ep) < 0) s_log(s, "warning: %s", cnd_err_detail());
     return 0;
 }
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# test_doctor.sh BIN: `condenser doctor` on a healthy coordinator and agent (exit 0), then each
+# fault it must find, with FAIL, the fix it proposes and exit status 1: a private key readable by
+# others, a port another process holds, a certificate that has expired (the injected clock,
+# CND_TEST_CLOCK_FILE, moves doctor 3 days past a 1-day certificate), a missing data file, a
+# state directory that does not exist. --json agrees with the text. Then the agent's clock-skew
+# warning (HelloAck's time against its own), which doctor leaves to the agent.
+set -euo pipefail
+bin=$1
+w=$(mktemp -d /tmp/cnd_doctor.XXXXXX)
+holder=
+cleanup() { [ -n "$holder" ] && kill "$holder" 2> /dev/null; rm -rf "$w"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# expect STATUS CHECK PATTERN FILE: FILE has a line "STATUS CHECK: ...PATTERN..."
+expect() { grep -E "^$1 +$2: .*$3" "$4" > /dev/null || { cat "$4" >&2; fail "no '$1 $2: ...$3' line"; }; }
+
+c="$w/coord"
+"$bin" ca init --dir "$w/ca" --name "doctor test" > /dev/null
+"$bin" coordinator init --dir "$c" --ca "$w/ca" > /dev/null
+p1=$(free_port); p2=$(free_port)
+"$bin" doctor --coordinator "$c" --endpoint "tcp://127.0.0.1:$p1" --metrics "127.0.0.1:$p2" > "$w/ok.txt" ||
+  { cat "$w/ok.txt"; fail "doctor failed a healthy coordinator"; }
+expect OK "key permissions" "mode 0600" "$w/ok.txt"
+expect OK "state directory" "writable" "$w/ok.txt"
+expect OK "database" "opens" "$w/ok.txt"
+expect OK "CA certificate" "days left" "$w/ok.txt"
+expect OK "site port" "is free" "$w/ok.txt"
+expect OK "metrics port" "is free" "$w/ok.txt"
+grep -qE '^(OK|WARN) +disk space: ' "$w/ok.txt" || fail "no disk space check"
+"$bin" doctor --coordinator "$c" --endpoint "tcp://127.0.0.1:$p1" --json > "$w/ok.json"
+python3 - "$w/ok.json" "$w/ok.txt" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["ok"] is True and j["counts"]["fail"] == 0, j
+names = [c["name"] for c in j["checks"]]
+for n in ("key permissions", "identity key", "database", "CA certificate", "site port", "disk space"):
+    assert n in names, names
+assert all(c["fix"] is None for c in j["checks"] if c["status"] == "OK"), j
+PY
+# The same through the daemon's config file.
+printf '[coordinator]\ndir = %s\nendpoint = tcp://127.0.0.1:%s\n; metrics = 127.0.0.1:9460\n' "$c" "$p1" > "$w/coordinator.ini"
+"$bin" doctor --config "$w/coordinator.ini" > "$w/conf.txt" || { cat "$w/conf.txt"; fail "doctor --config"; }
+expect OK "site port" "127.0.0.1:$p1" "$w/conf.txt"
+
+# A key others can read.
+chmod 0644 "$c/identity.key"
+rc=0; "$bin" doctor --coordinator "$c" --endpoint "tcp://127.0.0.1:$p1" > "$w/perm.txt" 2> "$w/perm.err" || rc=$?
+[ $rc = 1 ] || fail "doctor exited $rc with a world-readable key"
+expect FAIL "key permissions" "mode 0644: group or others" "$w/perm.txt"
+grep -q "fix: chmod 600 $c/identity.key" "$w/perm.txt" || fail "no chmod fix"
+grep -q "1 check failed" "$w/perm.err" || fail "no summary error: $(cat "$w/perm.err")"
+chmod 0600 "$c/identity.key"
+
+# A port another process listens on.
+python3 -c "
+import socket, sys, time
+s = socket.socket(); s.bind(('127.0.0.1', $p2)); s.listen(); print('up', flush=True); time.sleep(120)" > "$w/holder.out" &
+holder=$!
+for _ in $(seq 50); do grep -q up "$w/holder.out" && break; sleep 0.1; done
+rc=0; "$bin" doctor --coordinator "$c" --endpoint "tcp://127.0.0.1:$p1" --metrics "127.0.0.1:$p2" > "$w/port.txt" 2>/dev/null || rc=$?
+[ $rc = 1 ] || fail "doctor exited $rc with the metrics port taken"
+expect FAIL "metrics port" "port $p2 is in use" "$w/port.txt"
+rc=0; "$bin" doctor --rollout "$c" --endpoint "tcp://127.0.0.1:$p2" --json > "$w/port.json" 2>/dev/null || rc=$?
+[ $rc = 1 ] || fail "doctor --rollout exited $rc with its port taken"
+python3 - "$w/port.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+bad = [c for c in j["checks"] if c["status"] == "FAIL"]
+assert j["ok"] is False and len(bad) == 1 and bad[0]["name"] == "device port" and bad[0]["fix"], j
+PY
+kill "$holder"; holder=
+
+# An agent: healthy, then an expired certificate, missing data, no state directory.
+s="$w/site"
+"$bin" keygen --out "$s" > /dev/null
+"$bin" ca issue --dir "$w/ca" --name site-a --role site --pubkey "$s/identity.pub" --days 1 --out "$s/site.pem" > /dev/null
+python3 - "$s" <<'PY'
+import struct, sys
+d = sys.argv[1]
+open(d + "/images.idx", "wb").write(struct.pack(">IIII", 0x803, 4, 2, 2) + bytes(16))
+open(d + "/labels.idx", "wb").write(struct.pack(">II", 0x801, 4) + bytes([0, 1, 0, 1]))
+PY
+mkdir "$s/state"
+agent_ini() {
+  printf '[site]\nname = site-a\ndata = idx:%s,labels.idx\nstate = %s/agent.db\n[identity]\nkey = identity.key\ncertificate = site.pem\n[coordinator]\nendpoint = tcp://127.0.0.1:%s\npublic_key = %s\nca_cert = ../ca/ca.crt\nca_crl = ../ca/crl.pem\n' \
+    "$1" "$2" "$p1" "$c/identity.pub" > "$s/agent.ini"
+}
+agent_ini images.idx state
+"$bin" doctor --agent "$s/agent.ini" > "$w/agent.txt" || { cat "$w/agent.txt"; fail "doctor failed a healthy agent"; }
+expect OK configuration "site site-a" "$w/agent.txt"
+expect OK "key permissions" "mode 0600" "$w/agent.txt"
+expect WARN certificate "0 days left" "$w/agent.txt"  # a 1-day certificate: renew now
+expect OK data "4 samples, 2 classes" "$w/agent.txt"
+expect OK "state directory" "writable" "$w/agent.txt"
+
+echo 259200 > "$w/clock"  # 3 days later
+rc=0; CND_TEST_CLOCK_FILE="$w/clock" "$bin" doctor --agent "$s/agent.ini" > "$w/expired.txt" 2>/dev/null || rc=$?
+[ $rc = 1 ] || fail "doctor exited $rc with an expired certificate"
+expect FAIL certificate "expired [0-9]+ days? ago" "$w/expired.txt"
+grep -q "fix: ask the federation operator for a renewal" "$w/expired.txt" || fail "no renewal fix"
+
+agent_ini missing.idx nostate
+rc=0; "$bin" doctor --agent "$s/agent.ini" > "$w/data.txt" 2>/dev/null || rc=$?
+[ $rc = 1 ] || fail "doctor exited $rc with missing data and state directory"
+expect FAIL data "missing.idx" "$w/data.txt"
+expect FAIL "state directory" "nostate: cannot create a file" "$w/data.txt"
+grep -q "2 checks failed" <("$bin" doctor --agent "$s/agent.ini" 2>&1 >/dev/null) || fail "summary"
+# Clock skew, which doctor does not check: the agent warns when HelloAck's time differs from
+# its clock by more than 30 s, and only then.
+agent_ini images.idx state
+"$bin" site enroll site-a --cert "$s/site.pem" --dir "$c" > /dev/null
+"$bin" coordinator run --dir "$c" --endpoint "tcp://127.0.0.1:$p1" 2> "$w/coordinator.log" &
+holder=$!
+hello() { # hello LOG [ENV...]: runs the agent until it is connected, at most 30 s
+  env "${@:2}" "$bin" agent --config "$s/agent.ini" --max-seconds 30 2> "$1" &
+  local a=$!
+  for _ in $(seq 300); do grep -q "connected to coordinator" "$1" && break; sleep 0.1; done
+  sleep 0.5
+  kill "$a" 2> /dev/null; wait "$a" 2> /dev/null || true
+  grep -q "connected to coordinator" "$1" || { cat "$1" >&2; fail "the agent did not connect"; }
+}
+hello "$w/agent-ok.log"
+grep -q "clock is" "$w/agent-ok.log" && fail "a clock-skew warning without skew"
+echo 600 > "$w/clock"
+hello "$w/agent-skew.log" CND_TEST_CLOCK_FILE="$w/clock"
+grep -qE "warn agent site-a: warning: this machine's clock is (59[0-9]|60[0-9]) s ahead of the coordinator's" "$w/agent-skew.log" ||
+  { cat "$w/agent-skew.log" >&2; fail "no clock-skew warning 600 s ahead"; }
+kill "$holder"; wait "$holder" 2> /dev/null || true; holder=
+echo "ok: doctor"
