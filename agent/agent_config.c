@@ -89,6 +89,28 @@ static int s_num(const char *v, double lo, double hi, double *out)
     return 0;
 }
 
+/* One key of [privacy] (agent_config.h). Returns as s_handler. */
+static int s_privacy(s_ctx_t *x, const char *key, const char *v)
+{
+    double d;
+    if (strcmp(key, "max_epsilon_job") == 0 || strcmp(key, "max_epsilon_total") == 0) {
+        if (s_num(v, 0, 1e6, &d) || !(d > 0))
+            return s_fail(x, "privacy", key, "an epsilon in (0, 1e6]");
+        *(strcmp(key, "max_epsilon_job") == 0 ? &x->c->max_eps_job : &x->c->max_eps_total) = d;
+    } else if (strcmp(key, "max_delta") == 0) {
+        if (s_num(v, 0, 0.01, &d) || !(d > 0))
+            return s_fail(x, "privacy", key, "a delta in (0, 0.01]");
+        x->c->max_delta = d;
+    } else if (strcmp(key, "require_dp") == 0) {
+        if (strcmp(v, "true") && strcmp(v, "false"))
+            return s_fail(x, "privacy", key, "true or false");
+        x->c->require_dp = strcmp(v, "true") == 0;
+    } else {
+        return s_fail(x, "privacy", key, "unknown key");
+    }
+    return 1;
+}
+
 static int s_handler(void *user, const char *sec, const char *key, const char *v)
 {
     s_ctx_t *x = user;
@@ -201,21 +223,7 @@ static int s_handler(void *user, const char *sec, const char *key, const char *v
             return s_fail(x, sec, key, "unknown key");
         }
     } else if (strcmp(sec, "privacy") == 0) {
-        if (strcmp(key, "max_epsilon_job") == 0 || strcmp(key, "max_epsilon_total") == 0) {
-            if (s_num(v, 0, 1e6, &d) || !(d > 0))
-                return s_fail(x, sec, key, "an epsilon in (0, 1e6]");
-            *(strcmp(key, "max_epsilon_job") == 0 ? &c->max_eps_job : &c->max_eps_total) = d;
-        } else if (strcmp(key, "max_delta") == 0) {
-            if (s_num(v, 0, 0.01, &d) || !(d > 0))
-                return s_fail(x, sec, key, "a delta in (0, 0.01]");
-            c->max_delta = d;
-        } else if (strcmp(key, "require_dp") == 0) {
-            if (strcmp(v, "true") && strcmp(v, "false"))
-                return s_fail(x, sec, key, "true or false");
-            c->require_dp = strcmp(v, "true") == 0;
-        } else {
-            return s_fail(x, sec, key, "unknown key");
-        }
+        return s_privacy(x, key, v);
     } else {
         return s_fail(x, sec, key, "unknown section");
     }
