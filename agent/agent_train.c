@@ -141,6 +141,10 @@ int cnd_agent_local_round(cnd_agent_update_t *out, const cnd_model_t *global,
     cfg.sched = CND_SCHED_CONST;
     cfg.seed = seed;
     if (job->dp_clip > 0) { /* DP-SGD: what the site's accountant counted (proto/job_dp.h) */
+        /* SGD with momentum 0.9, not Adam: Adam divides each coordinate by its own noisy
+         * second moment, which for the few steps of a round turns the noise into steps of the
+         * full learning rate (docs/privacy.md) */
+        cfg.optim = cnd_optim_defaults(CND_OPT_SGD, job->lr);
         cfg.dp.noise = job->dp_noise;
         cfg.dp.clip = job->dp_clip;
         cfg.dp.delta = job->dp_delta;

@@ -7,7 +7,8 @@
  * statistics (fixed for the job: they come with the initial student).
  *
  * Per round (cnd_agent_local_round): copy the global student, distill for the job's local
- * epochs (Adam, constant rate, batches shuffled with a round-dependent seed), and return
+ * epochs (Adam, constant rate, batches shuffled with a round-dependent seed; in a DP job DP-SGD
+ * with momentum 0.9 over Poisson samples, proto/job_dp.h), and return
  *   - the update: (local - global) over the parameters AND the batchnorm running statistics,
  *     one flat vector of num_params + num_state floats, to be clipped, encoded with the sample
  *     count and masked (crypto/fixedpoint.h, crypto/secagg.h) before it leaves;

@@ -194,7 +194,7 @@ static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char 
         {"local-epochs", CND_OPT_INT, &r.epochs, "N", "local epochs per round (default 1)", 1,
          1000},
         {"batch", CND_OPT_INT, &r.batch, "B", "local batch size (default 64)", 1, 65536},
-        {"lr", CND_OPT_DBL, &r.lr, "X", "local Adam learning rate (default 1e-3)", 1e-9, 10},
+        {"lr", CND_OPT_DBL, &r.lr, "X", "local rate: Adam, SGD under DP (default 1e-3)", 1e-9, 10},
         {"rounds", CND_OPT_INT, &r.rounds, "N", "federated rounds (default 10)", 1, 100000},
         {"sites", CND_OPT_INT, &r.sites, "N", "sites per round (default 3)", 2, 512},
         {"quorum", CND_OPT_INT, &r.quorum, "N",

@@ -155,9 +155,9 @@ def main():
     run([binp, "job", "export", "1", "--dir", coord, "--out", fl], log)
     run([binp, "job", "export", "1", "--dir", coord, "--out", q8, "--format", "int8"], log)
     acc = {}
+    test = (f"idx:{FMNIST}/t10k-images-idx3-ubyte.gz,{FMNIST}/t10k-labels-idx1-ubyte.gz")
     for k, m in (("float", fl), ("int8", q8)):
-        acc[k] = json.loads(out([binp, "eval", m, "--data", "fmnist", "--split", "test",
-                                 "--json"]))["accuracy"]
+        acc[k] = json.loads(out([binp, "eval", m, "--data", test, "--json"]))["accuracy"]
     eps = []
     for name, d in sites:
         r = json.loads(out([binp, "audit", "privacy", os.path.join(d, "agent.db"), "--json"]))
