@@ -45,6 +45,8 @@ int cnd_dpsgd_new_keep(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B, size_t keep
     *out = NULL;
     if (m->hooks)
         return cnd_errf(CND_EINVAL, "DP-SGD cannot run with quantization-aware training hooks");
+    int refused = cnd_model_refuse_graph(m, "DP-SGD");
+    if (refused) return refused;
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].type == CND_L_BATCHNORM)
             return cnd_errf(CND_EINVAL,

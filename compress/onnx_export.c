@@ -124,6 +124,8 @@ int cnd_onnx_export(const cnd_model_t *m, uint8_t **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
+    int refused = cnd_model_refuse_graph(m, "ONNX export");
+    if (refused) return refused;
     cnd_onnxw_t e;
     int rc = cnd_onnxw_begin(&e, (size_t)(2 * m->n_layers + 1), (size_t)(4 * m->n_layers + 1));
     if (rc) goto done;

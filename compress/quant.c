@@ -119,6 +119,8 @@ void cnd_quant_weight_scales(float *scales, const float *w, int rows, int cols, 
 int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m)
 {
     *out = NULL;
+    int refused = cnd_model_refuse_graph(m, "quantization");
+    if (refused) return refused;
     char spec[4096], tok[96];
     spec[0] = 0;
     size_t used = 0;
@@ -178,6 +180,8 @@ int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m)
 int cnd_quant_plan(cnd_qplan_t *p, const cnd_model_t *m)
 {
     memset(p, 0, sizeof *p);
+    int refused = cnd_model_refuse_graph(m, "quantization");
+    if (refused) return refused;
     p->n_points = 1;
     p->point_layer[0] = -1;
     int cur = 0;

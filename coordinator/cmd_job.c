@@ -306,6 +306,8 @@ static int s_build_student(s_new_job_t *n, cnd_job_spec_t *j, const s_create_opt
             }
     }
     const cnd_model_t *s = n->s;
+    /* federated jobs freeze int8 artifacts and may run QAT and DP-SGD: not for graphs yet */
+    if ((rc = cnd_model_refuse_graph(s, "a federated job"))) return rc;
     if (t && (t->in.c != s->in.c || t->in.h != s->in.h || t->in.w != s->in.w ||
               t->n_classes != s->n_classes))
         return cnd_errf(CND_EINVAL,
