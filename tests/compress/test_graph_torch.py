@@ -12,7 +12,11 @@ the training-mode logits, every parameter's gradient, and the inference logits a
 (batchnorm running statistics updated by PyTorch's rule). The largest absolute difference must
 stay within 1e-4 (gradients: 1e-4 times the largest gradient, at least 1e-4 absolute).
 
-usage: test_graph_torch.py GRAPH_RUN
+Then `condenser export --onnx` writes each model as ONNX, which onnx.checker must accept and
+Condenser's own ONNX engine (onnx_run) must run to PyTorch's inference logits of the model as
+saved (before the step), within 1e-4.
+
+usage: test_graph_torch.py GRAPH_RUN CONDENSER ONNX_RUN
 """
 import os
 import re
@@ -177,7 +181,21 @@ def check(what, ours, theirs, tol):
     return ok
 
 
-def run_case(graph_run, spec, shape, B, threads):
+def onnx_logits(condenser, onnx_run, d, x):
+    """Exports d/model.cnd as ONNX, checks it, runs it on x with Condenser's ONNX engine."""
+    import onnx
+    path = os.path.join(d, "model.onnx")
+    subprocess.run([condenser, "export", os.path.join(d, "model.cnd"), "--onnx", "--out", path],
+                   check=True, stdout=subprocess.DEVNULL)
+    onnx.checker.check_model(onnx.load(path))
+    x.astype("<f4").tofile(os.path.join(d, "in.f32"))
+    subprocess.run([onnx_run, path, os.path.join(d, "in.f32"), str(len(x)),
+                    os.path.join(d, "out.f32")], check=True)
+    return np.fromfile(os.path.join(d, "out.f32"), dtype="<f4").reshape(len(x), -1)
+
+
+def run_case(tools, spec, shape, B, threads):
+    graph_run, condenser, onnx_run = tools
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([graph_run, spec, str(shape[0]), str(shape[1]), str(shape[2]), str(B),
                         "7", str(threads), d], check=True)
@@ -187,15 +205,18 @@ def run_case(graph_run, spec, shape, B, threads):
         logits = np.fromfile(os.path.join(d, "logits.bin"), dtype="<f4").reshape(B, K)
         grads = np.fromfile(os.path.join(d, "grads.bin"), dtype="<f4")
         ev = np.fromfile(os.path.join(d, "eval.bin"), dtype="<f4").reshape(B, K)
+        ox = onnx_logits(condenser, onnx_run, d, x)
     print("%s\n  -> %s (model file version %d, %d threads)" % (spec, canon, version, threads))
     nodes = parse(canon)
     params = build_params(nodes, tensors)
     xt = torch.tensor(x)
+    with torch.no_grad():  # the model as saved, before the step moves the running statistics
+        ok = check("ONNX export, inference", ox, forward(nodes, xt, False).numpy(), TOL)
     out = forward(nodes, xt, True)
     loss = F.cross_entropy(out, torch.tensor(y, dtype=torch.long))
     loss.backward()
     tg = torch.cat([p.grad.reshape(-1) for p in params]).numpy()
-    ok = version == 2 or print("  model file version %d, expected 2" % version) or False
+    ok &= version == 2 or print("  model file version %d, expected 2" % version) or False
     ok &= tg.shape == grads.shape or print("  %d gradients, PyTorch has %d" % (grads.size, tg.size))
     ok &= check("training logits", logits, out.detach().numpy(), TOL)
     if tg.shape == grads.shape:
@@ -206,14 +227,14 @@ def run_case(graph_run, spec, shape, B, threads):
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 4:
         print(__doc__)
         return 2
     torch.manual_seed(0)
     torch.set_num_threads(1)
     ok = True
     for spec, shape, B, threads in CASES:
-        ok &= bool(run_case(sys.argv[1], spec, shape, B, threads))
+        ok &= bool(run_case(sys.argv[1:4], spec, shape, B, threads))
     print("test_graph_torch: %s" % ("ok" if ok else "FAILED"))
     return 0 if ok else 1
 
