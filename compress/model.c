@@ -5,6 +5,7 @@
 #include "clock.h"
 #include "pool.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,10 +83,10 @@ static void s_free_work(cnd_model_t *m)
         m->layers[i].saved = m->layers[i].saved2 = NULL;
         m->layers[i].argmax = NULL;
     }
-    if (m->dg)
-        for (int i = 0; i < m->n_layers; i++) free(m->dg[i]);
-    free(m->dg);
-    m->dg = NULL;
+    for (int i = 0; i < m->n_gpool; i++) free(m->gpool[i]);
+    free(m->gpool);
+    m->gpool = NULL;
+    m->n_gpool = 0;
     free(m->dbuf[0]);
     free(m->dbuf[1]);
     free(m->work);
@@ -357,6 +358,26 @@ fail:
     return rc;
 }
 
+/* The most node gradients a graph backward pass holds at once: node j's gradient lives from
+ * the backward step of its last reader (the first to run) to its own, so while node t runs,
+ * the nodes j <= t read by a node >= t hold one each. */
+static int s_graph_live(const cnd_model_t *m)
+{
+    int n = m->n_layers, best = 1;
+    int last[CND_SPEC_MAX_LAYERS];
+    for (int j = 0; j < n; j++) last[j] = j;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < m->layers[i].n_src; k++)
+            if (m->layers[i].src[k] >= 0 && last[m->layers[i].src[k]] < i)
+                last[m->layers[i].src[k]] = i;
+    for (int t = 0; t < n; t++) {
+        int c = 0;
+        for (int j = 0; j <= t; j++) c += last[j] >= t;
+        if (c > best) best = c;
+    }
+    return best;
+}
+
 int cnd_model_reserve(cnd_model_t *m, int B)
 {
     /* Per-task partial gradients are sized by the thread count (pool.h). */
@@ -388,13 +409,14 @@ int cnd_model_reserve(cnd_model_t *m, int B)
     m->dbuf[1] = malloc((size_t)B * maxact * sizeof(float));
     m->work = malloc((work ? work : 1) * sizeof(float));
     int dg_ok = 1;
-    if (m->graph) { /* one gradient buffer per node (the graph backward pass) */
-        m->dg = calloc((size_t)m->n_layers, sizeof *m->dg);
-        dg_ok = m->dg != NULL;
-        for (int i = 0; dg_ok && i < m->n_layers; i++)
-            dg_ok =
-                (m->dg[i] = malloc((size_t)B * cnd_shape_size(m->layers[i].out) * sizeof(float))) !=
-                NULL;
+    if (m->graph) { /* the gradient buffers the graph backward pass needs at once */
+        int live = s_graph_live(m);
+        m->gpool = calloc((size_t)live, sizeof *m->gpool);
+        dg_ok = m->gpool != NULL;
+        for (int i = 0; dg_ok && i < live; i++) {
+            dg_ok = (m->gpool[i] = malloc((size_t)B * maxact * sizeof(float))) != NULL;
+            m->n_gpool += dg_ok;
+        }
     }
     if (!m->dbuf[0] || !m->dbuf[1] || !m->work || !dg_ok) {
         s_free_work(m);
@@ -449,55 +471,70 @@ static void s_add_into(float *dst, const float *src, size_t n)
     for (size_t k = 0; k < n; k++) dst[k] += src[k];
 }
 
-/* The backward pass of a graph model. Node i's output gradient lives in dg[i]; it is complete
- * once every reader of i (all later nodes) has run, so one reverse walk suffices. The first
- * reader to reach a node writes its buffer (layers write din with =), later readers write to a
- * scratch buffer and add it in: a node read twice (a residual's input) gets the sum. An alias
- * node (fused relu, identity flatten) hands its buffer to its source by swapping pointers.
- * Gradients are computed only towards nodes with a parameter at or before them. */
+/* The backward pass of a graph model. Node i's output gradient g[i] is complete once every
+ * reader of i (all later nodes) has run, so one reverse walk suffices. Gradients live in
+ * buffers of a small pool (s_graph_live), taken when a node's first reader writes its gradient
+ * and given back once the node has run: recently used, so cache-warm, and the memory of the
+ * widest point of the graph rather than of all its nodes. The first reader to reach a node
+ * writes its buffer (layers write din with =), later readers write to a scratch buffer and add
+ * it in: a node read twice (a residual's input) gets the sum. An alias node (fused relu,
+ * identity flatten) hands its buffer to its source. Gradients are computed only towards nodes
+ * with a parameter at or before them. */
 static void s_backward_graph(cnd_model_t *m, const float *dlogits)
 {
-    int n = m->n_layers, B = m->last_B;
+    int n = m->n_layers, B = m->last_B, nfree = m->n_gpool;
     const cnd_model_hooks_t *h = m->hooks;
-    char written[CND_SPEC_MAX_LAYERS] = {0}, needs[CND_SPEC_MAX_LAYERS] = {0};
+    float *g[CND_SPEC_MAX_LAYERS] = {0}, *freel[CND_SPEC_MAX_LAYERS];
+    char needs[CND_SPEC_MAX_LAYERS] = {0};
+    memcpy(freel, m->gpool, (size_t)nfree * sizeof *freel);
     for (int i = 0; i < n; i++) { /* needs[i]: node i or a node it depends on has parameters */
         const cnd_layer_t *l = &m->layers[i];
         needs[i] = l->n_params > 0;
         for (int k = 0; k < l->n_src; k++)
             if (l->src[k] >= 0) needs[i] |= needs[l->src[k]];
     }
-    memcpy(m->dg[n - 1], dlogits, (size_t)B * m->n_classes * sizeof(float));
-    written[n - 1] = 1;
+    assert(nfree > 0);
+    g[n - 1] = freel[--nfree];
+    memcpy(g[n - 1], dlogits, (size_t)B * m->n_classes * sizeof(float));
     for (int i = n - 1; i >= 0; i--) {
         cnd_layer_t *l = &m->layers[i];
-        if (!written[i] || !needs[i]) continue;
-        float *dout = m->dg[i];
+        float *dout = g[i];
+        if (!dout) continue;
+        g[i] = NULL;
+        if (!needs[i]) {
+            freel[nfree++] = dout;
+            continue;
+        }
         size_t nin = (size_t)B * cnd_shape_size(l->in);
         if (h && h->act_backward) h->act_backward(h->ctx, i, dout, B);
         int s0 = l->src[0], s1 = l->n_src == 2 ? l->src[1] : -1;
         if (l->alias) { /* the gradient passes unchanged to the source */
-            if (s0 < 0) continue;
-            if (!written[s0]) {
-                m->dg[i] = m->dg[s0];
-                m->dg[s0] = dout;
-                written[s0] = 1;
-            } else {
-                s_add_into(m->dg[s0], dout, nin);
+            if (s0 >= 0 && !g[s0]) {
+                g[s0] = dout;
+                continue;
             }
+            if (s0 >= 0) s_add_into(g[s0], dout, nin);
+            freel[nfree++] = dout;
             continue;
         }
         /* where each input's gradient goes: its node's buffer, or a scratch to add in */
         float *d0 = NULL, *d1 = NULL;
         int add0 = 0, add1 = 0;
         if (s0 >= 0 && needs[s0]) {
-            add0 = written[s0];
-            d0 = add0 ? m->dbuf[0] : m->dg[s0];
-            written[s0] = 1;
+            add0 = g[s0] != NULL;
+            if (!add0) {
+                assert(nfree > 0);
+                g[s0] = freel[--nfree];
+            }
+            d0 = add0 ? m->dbuf[0] : g[s0];
         }
         if (s1 >= 0 && needs[s1]) {
-            add1 = written[s1];
-            d1 = add1 ? m->dbuf[1] : m->dg[s1];
-            written[s1] = 1;
+            add1 = g[s1] != NULL;
+            if (!add1) {
+                assert(nfree > 0);
+                g[s1] = freel[--nfree];
+            }
+            d1 = add1 ? m->dbuf[1] : g[s1];
         }
         double t0 = m->prof ? s_prof_clock(m) : 0.0;
         if (l->n_src == 2) {
@@ -509,8 +546,9 @@ static void s_backward_graph(cnd_model_t *m, const float *dlogits)
                                              s0 < 0 ? m->last_in : m->acts[s0], m->acts[i], w,
                                              m->work, B);
         }
-        if (add0) s_add_into(m->dg[s0], d0, nin);
-        if (add1) s_add_into(m->dg[s1], d1, (size_t)B * cnd_shape_size(l->in2));
+        if (add0) s_add_into(g[s0], d0, nin);
+        if (add1) s_add_into(g[s1], d1, (size_t)B * cnd_shape_size(l->in2));
+        freel[nfree++] = dout;
         if (m->prof) m->prof[2 * i + 1] += s_prof_clock(m) - t0;
     }
 }

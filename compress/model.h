@@ -69,7 +69,8 @@ typedef struct cnd_model {
     int cap_T;                      /* thread count the work buffers were sized for */
     float **acts;                   /* acts[i] is layer i's output (cap_B x out size) */
     float *dbuf[2];                 /* ping-pong activation gradients (cap_B x max act size) */
-    float **dg;                     /* graph models: each node's output gradient, else NULL */
+    float **gpool;                  /* graph models: gradient buffers (cap_B x max act size) */
+    int n_gpool;                    /* their count: the most gradients the backward pass holds */
     float *work;                    /* shared scratch */
     const float *last_in;           /* input of the last training forward (caller keeps it alive) */
     int last_B;                     /* batch size of the last training forward */

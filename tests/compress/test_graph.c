@@ -330,6 +330,9 @@ static void test_spec(void)
                                "batchnorm add(@n0) gap dense(3)"));
         CHECK(m->layers[9].type == CND_L_ADD && m->layers[9].src[0] == 8 &&
               m->layers[9].src[1] == 0);
+        /* gradients held at once: node 0's (read by the add), the add's and its first input's */
+        CHECK(cnd_model_reserve(m, 2) == 0);
+        CHECK_EQ_INT(m->n_gpool, 3);
         char what[64];
         CHECK(cnd_model_is_graph(m, what, sizeof what) == 1);
         CHECK(strstr(what, "layer 4 (relu6)") != NULL);
