@@ -20,6 +20,7 @@
 #include "layer.h"
 #include "error.h"
 #include "pool.h"
+#include "vecops.h"
 
 #include <math.h>
 #include <string.h>
@@ -122,7 +123,7 @@ static void s_plane_bwd(float *dx, float *df, const float *g, const float *x, co
                 const float *gr = g + (size_t)oh * OW;
                 float *dr = dx ? dx + (size_t)ih * W : NULL;
                 if (S == 1) {
-                    for (int ow = lo; ow < hi; ow++) acc += gr[ow] * xr[ow + off];
+                    acc += cnd_vdot(gr + lo, xr + lo + off, (size_t)(hi - lo));
                     if (dr)
                         for (int ow = lo; ow < hi; ow++) dr[ow + off] += wv * gr[ow];
                 } else {
