@@ -3,7 +3,7 @@
 same batch size, optimizer and learning rate as `condenser train`, and prints samples/s,
 test accuracy and peak RSS as one JSON line. Used by scripts/bench; never by Condenser itself.
 
-usage: torch_train.py --arch mlp|cnn|mbnet --epochs N --batch B --threads T [--lr X] [--subset N]
+usage: torch_train.py --arch mlp|cnn|mbnet --epochs N --batch B --threads T [--lr X] [--subset N] [--test N]
 
 mbnet is the MobileNetV2-style graph student of docs/benchmarks.md, the Condenser spec
   conv2d(16,3,pad=1) batchnorm relu6 mbconv(1,16,1) mbconv(4,24,2) mbconv(4,24,1)
@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--subset", type=int, default=0, help="train on the first N samples")
+    ap.add_argument("--test", type=int, default=0, help="test on the first N samples")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -68,6 +69,8 @@ def main():
     xte, yte = load("test")
     if a.subset:
         xtr, ytr = xtr[:a.subset], ytr[:a.subset]
+    if a.test:
+        xte, yte = xte[:a.test], yte[:a.test]
     mean, std = xtr.mean(), xtr.std()
     xtr = torch.from_numpy((xtr - mean) / std)
     xte = torch.from_numpy((xte - mean) / std)

@@ -182,6 +182,12 @@ int cnd_quant_plan(cnd_qplan_t *p, const cnd_model_t *m)
     memset(p, 0, sizeof *p);
     int refused = cnd_model_refuse_graph(m, "quantization");
     if (refused) return refused;
+    /* specs hold up to CND_SPEC_MAX_LAYERS layers (graphs need them), the runtime fewer */
+    if (m->n_layers > CND_RT_MAX_LAYERS)
+        return cnd_errf(CND_EINVAL,
+                        "quantization: the model has %d layers; the integer runtime "
+                        "runs at most %d",
+                        m->n_layers, CND_RT_MAX_LAYERS);
     p->n_points = 1;
     p->point_layer[0] = -1;
     int cur = 0;

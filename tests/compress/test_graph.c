@@ -16,6 +16,7 @@
 #include "model.h"
 #include "modelfile.h"
 #include "pool.h"
+#include "quant.h"
 #include "rng.h"
 #include "spec.h"
 
@@ -366,6 +367,18 @@ static void test_spec(void)
     /* so is a chain with a relu6: the layer is what other parts do not know */
     CHECK(cnd_model_new(&m, "conv2d(4,3) relu6 flatten dense(3)", in, 1) == 0);
     CHECK(m && !m->graph && cnd_model_is_graph(m, NULL, 0));
+    cnd_model_destroy(&m);
+    /* specs may now be longer than the integer runtime's 64 layers: quantization says so */
+    char longspec[1024] = "flatten";
+    for (int i = 0; i < 35; i++) strcat(longspec, " dense(4) relu");
+    strcat(longspec, " dense(3)");
+    CHECK(cnd_model_new(&m, longspec, in, 1) == 0);
+    if (m) {
+        cnd_qplan_t plan;
+        CHECK_EQ_INT(m->n_layers, 72);
+        CHECK_EQ_INT(cnd_quant_plan(&plan, m), CND_EINVAL);
+        CHECK(strstr(cnd_err_detail(), "runs at most 64") != NULL);
+    }
     cnd_model_destroy(&m);
     expect_error("conv2d(4,3) add(@x) gap dense(3)", in, "no earlier node is named 'x'");
     expect_error("a=conv2d(4,3) a=relu gap dense(3)", in, "'a' is already taken");
