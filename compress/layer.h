@@ -95,7 +95,8 @@ typedef struct cnd_layer {
     int in2_cbhw;     /* add/concat: layout of the second input */
     int out_cbhw;     /* layout of this node's output (set by the model) */
     char name[16];    /* the spec's NAME= for this node, "" when it has none */
-    int fuse_relu;    /* conv2d/dense: apply relu to the output (the next layer aliases) */
+    int fuse_relu;    /* conv2d/dense: apply relu to the output (the next layer aliases);
+                         batchnorm: 6 when a relu6 is fused the same way (model.c) */
     int fuse_pool;    /* conv2d: index of a following 2x2 maxpool it computes in training */
     int pool_fused;   /* maxpool: computed by the conv2d before it in training */
     int alias;        /* fused relu or identity flatten: no computation, no buffer */

@@ -210,6 +210,13 @@ static int s_plan(cnd_model_t *m, const char *spec, cnd_shape_t in)
             l->fuse_relu = 1;
             m->layers[i + 1].alias = 1;
         }
+        /* likewise a relu6 after a batchnorm (layer_batchnorm.c); relu6 exists only since
+         * graphs, so no earlier model changes */
+        if (l->type == CND_L_BATCHNORM && i + 1 < n && m->layers[i + 1].type == CND_L_RELU6 &&
+            m->layers[i + 1].src[0] == i && readers[i] == 1) {
+            l->fuse_relu = 6;
+            m->layers[i + 1].alias = 1;
+        }
         /* conv2d [relu] maxpool(2) over an even output: the pool runs inside the conv in
          * training (layer.h); sequential models only (the graph backward pass keeps every
          * node's output) */

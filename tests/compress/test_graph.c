@@ -301,6 +301,9 @@ static void test_graph_gradients(void)
      * relu); a wrong backward pass misses nearly everywhere. Exact: test_graph_torch.py. */
     model_gradient("conv2d(4,3,pad=1) mbconv(2,4,1) mbconv(3,6,2) gap dense(3)", gray, 30);
     model_gradient("conv2d(4,3,pad=1) resblock(4) resblock(6,2) gap dense(3)", gray, 30);
+    /* a fused relu6 on a batchnorm of the model input: no input gradient, the mask still
+     * applies to gamma and beta */
+    model_gradient("batchnorm relu6 flatten dense(3)", rgb, 3);
     CHECK(cnd_pool_set_threads(2) == 0);
     model_gradient("conv2d(4,3,pad=1) mbconv(2,4,1) gap dense(3)", gray, 30);
     CHECK(cnd_pool_set_threads(1) == 0);
@@ -331,6 +334,8 @@ static void test_spec(void)
                                "batchnorm add(@n0) gap dense(3)"));
         CHECK(m->layers[9].type == CND_L_ADD && m->layers[9].src[0] == 8 &&
               m->layers[9].src[1] == 0);
+        /* relu6 after batchnorm is fused into it (and checked against PyTorch fused) */
+        CHECK(m->layers[2].fuse_relu == 6 && m->layers[3].alias && m->layers[5].fuse_relu == 6);
         /* gradients held at once: node 0's (read by the add), the add's and its first input's */
         CHECK(cnd_model_reserve(m, 2) == 0);
         CHECK_EQ_INT(m->n_gpool, 3);
