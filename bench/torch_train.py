@@ -3,7 +3,12 @@
 same batch size, optimizer and learning rate as `condenser train`, and prints samples/s,
 test accuracy and peak RSS as one JSON line. Used by scripts/bench; never by Condenser itself.
 
-usage: torch_train.py --arch mlp|cnn --epochs N --batch B --threads T [--lr X]
+usage: torch_train.py --arch mlp|cnn|mbnet --epochs N --batch B --threads T [--lr X] [--subset N] [--test N]
+
+mbnet is the MobileNetV2-style graph student of docs/benchmarks.md, the Condenser spec
+  conv2d(16,3,pad=1) batchnorm relu6 mbconv(1,16,1) mbconv(4,24,2) mbconv(4,24,1)
+  mbconv(4,40,2) mbconv(4,40,1) conv2d(128,1) batchnorm relu6 gap dense(10)
+(40,218 parameters; every convolution has a bias, as Condenser's do).
 """
 import argparse, gzip, json, resource, time
 import numpy as np
@@ -18,7 +23,29 @@ def load(split, d="/usr/share/datasets/fashion-mnist"):
         y = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int64)
     return x, y
 
+class MBConv(nn.Module):
+    """Condenser's mbconv(E,OUT,STRIDE) (docs/layers.md): MobileNetV2's inverted residual."""
+    def __init__(self, c, e, out, stride):
+        super().__init__()
+        hid, layers = c * e, []
+        if e != 1:
+            layers += [nn.Conv2d(c, hid, 1), nn.BatchNorm2d(hid), nn.ReLU6()]
+        layers += [nn.Conv2d(hid, hid, 3, stride, 1, groups=hid), nn.BatchNorm2d(hid), nn.ReLU6(),
+                   nn.Conv2d(hid, out, 1), nn.BatchNorm2d(out)]
+        self.f = nn.Sequential(*layers)
+        self.res = stride == 1 and c == out
+
+    def forward(self, x):
+        y = self.f(x)
+        return x + y if self.res else y
+
 def model(arch):
+    if arch == "mbnet":
+        return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU6(),
+                             MBConv(16, 1, 16, 1), MBConv(16, 4, 24, 2), MBConv(24, 4, 24, 1),
+                             MBConv(24, 4, 40, 2), MBConv(40, 4, 40, 1), nn.Conv2d(40, 128, 1),
+                             nn.BatchNorm2d(128), nn.ReLU6(), nn.AdaptiveAvgPool2d(1),
+                             nn.Flatten(), nn.Linear(128, 10))
     if arch == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
     return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -33,11 +60,17 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--subset", type=int, default=0, help="train on the first N samples")
+    ap.add_argument("--test", type=int, default=0, help="test on the first N samples")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     xtr, ytr = load("train")
     xte, yte = load("test")
+    if a.subset:
+        xtr, ytr = xtr[:a.subset], ytr[:a.subset]
+    if a.test:
+        xte, yte = xte[:a.test], yte[:a.test]
     mean, std = xtr.mean(), xtr.std()
     xtr = torch.from_numpy((xtr - mean) / std)
     xte = torch.from_numpy((xte - mean) / std)
@@ -59,8 +92,9 @@ def main():
             sched.step()
     el = time.perf_counter() - t0
     m.eval()
-    with torch.no_grad():
-        acc = (m(xte).argmax(1) == yte).float().mean().item()
+    with torch.no_grad():  # in chunks: a whole test set through a conv net at once takes GBs
+        acc = sum((m(xte[i:i + 500]).argmax(1) == yte[i:i + 500]).sum().item()
+                  for i in range(0, len(xte), 500)) / len(xte)
     print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "arch": a.arch,
                       "threads": a.threads, "batch": a.batch, "epochs": a.epochs,
                       "samples_per_s": len(xtr) * a.epochs / el, "seconds": el,

@@ -372,18 +372,34 @@ static int s_info_artifact(const char *path, const uint8_t *bytes, size_t len, i
     return rc ? rc : s_art_status(&v);
 }
 
+/* "  <- 3, input  (name)": the nodes a graph node reads, for the layer table. */
+static void s_reads(const cnd_layer_t *l, char *out, size_t n)
+{
+    int w = snprintf(out, n, "  <-");
+    for (int k = 0; k < l->n_src && w > 0 && (size_t)w < n; k++) {
+        if (l->src[k] < 0)
+            w += snprintf(out + w, n - (size_t)w, "%s input", k ? "," : "");
+        else
+            w += snprintf(out + w, n - (size_t)w, "%s %d", k ? "," : "", l->src[k]);
+    }
+    if (l->name[0] && w > 0 && (size_t)w < n) snprintf(out + w, n - (size_t)w, "  (%s)", l->name);
+}
+
 static void s_model_text(const cnd_model_t *m, const char *path, const char *sha)
 {
     printf("model   %s\nsha256  %s\narch    %s\ninput   %dx%dx%d   classes %d\n\n", path, sha,
            m->spec, m->in.c, m->in.h, m->in.w, m->n_classes);
-    printf("  #  %-26s %-14s %10s %12s %12s\n", "layer", "output", "params", "bytes(f32)", "MACs");
+    printf("  #  %-26s %-14s %10s %12s %12s%s\n", "layer", "output", "params", "bytes(f32)", "MACs",
+           m->graph ? "  reads" : "");
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
-        char tok[64], shp[32];
+        char tok[64], shp[32], reads[64] = "";
         cnd_layer_spec(l, tok, sizeof tok);
         snprintf(shp, sizeof shp, "%dx%dx%d", l->out.c, l->out.h, l->out.w);
-        printf("%3d  %-26s %-14s %10zu %12zu %12llu\n", i, tok, shp, l->n_params, l->n_params * 4,
-               (unsigned long long)cnd_layer_ops(l->type)->macs(l));
+        if (m->graph) /* a graph: which nodes each one reads, and its name */
+            s_reads(l, reads, sizeof reads);
+        printf("%3d  %-26s %-14s %10zu %12zu %12llu%s\n", i, tok, shp, l->n_params, l->n_params * 4,
+               (unsigned long long)cnd_layer_ops(l->type)->macs(l), reads);
     }
     printf("\ntotal: %zu parameters, %zu bytes float32, %llu MACs per inference\n", m->num_params,
            m->num_params * 4, (unsigned long long)cnd_model_macs(m));
@@ -415,6 +431,8 @@ static void s_model_json(cnd_jw_t *w, const cnd_model_t *m, const char *path, co
     s_json_shape(w, m->in);
     cnd_jw_key(w, "classes");
     cnd_jw_int(w, m->n_classes);
+    cnd_jw_key(w, "graph");
+    cnd_jw_bool(w, m->graph);
     cnd_jw_key(w, "layers");
     cnd_jw_arr(w);
     for (int i = 0; i < m->n_layers; i++) {
@@ -434,6 +452,16 @@ static void s_model_json(cnd_jw_t *w, const cnd_model_t *m, const char *path, co
         cnd_jw_int(w, (int64_t)l->n_params * 4);
         cnd_jw_key(w, "macs");
         cnd_jw_int(w, (int64_t)cnd_layer_ops(l->type)->macs(l));
+        if (m->graph) { /* the nodes it reads (-1: the model input), and its name */
+            cnd_jw_key(w, "inputs");
+            cnd_jw_arr(w);
+            for (int k = 0; k < l->n_src; k++) cnd_jw_int(w, l->src[k]);
+            cnd_jw_arr_end(w);
+            if (l->name[0]) {
+                cnd_jw_key(w, "name");
+                cnd_jw_str(w, l->name);
+            }
+        }
         cnd_jw_obj_end(w);
     }
     cnd_jw_arr_end(w);

@@ -44,6 +44,8 @@ int cnd_dpsgd_check_model(const cnd_model_t *m)
 {
     if (m->hooks)
         return cnd_errf(CND_EINVAL, "DP-SGD cannot run with quantization-aware training hooks");
+    int refused = cnd_model_refuse_graph(m, "DP-SGD");
+    if (refused) return refused;
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].type == CND_L_BATCHNORM)
             return cnd_errf(CND_EINVAL,

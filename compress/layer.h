@@ -59,6 +59,12 @@ typedef enum {
     CND_L_FLATTEN,
     CND_L_BATCHNORM,
     CND_L_TANH,
+    /* Added with graph models (docs/layers.md); appended so the values above never change. */
+    CND_L_GCONV,     /* grouped conv2d, groups > 1 (depthwise when groups == channels) */
+    CND_L_RELU6,     /* min(max(x, 0), 6) */
+    CND_L_HARDSWISH, /* x * relu6(x + 3) / 6 */
+    CND_L_ADD,       /* two inputs of one shape, added (residual) */
+    CND_L_CONCAT,    /* two inputs of one height and width, channels of the first then the second */
     CND_L_COUNT
 } cnd_layer_type_t;
 
@@ -70,6 +76,7 @@ typedef struct cnd_layer {
         } dense;
         struct {
             int oc, k, stride, pad; /* output channels, square kernel size, stride, zero pad */
+            int groups; /* gconv: channel groups (>= 2; in.c and oc divisible by it); conv2d: 0 */
         } conv;
         struct {
             int k, stride; /* window and stride (stride defaults to k) */
@@ -80,15 +87,24 @@ typedef struct cnd_layer {
     } p;
     cnd_shape_t in, out; /* per-sample input and output shapes */
     int in_cbhw;         /* 1 if the input activation is stored CBHW, 0 if NCHW */
-    int fuse_relu;       /* conv2d/dense: apply relu to the output (the next layer aliases) */
-    int fuse_pool;       /* conv2d: index of a following 2x2 maxpool it computes in training */
-    int pool_fused;      /* maxpool: computed by the conv2d before it in training */
-    int alias;           /* fused relu or identity flatten: no computation, no buffer */
-    size_t param_off;    /* first parameter in the model's params/grads buffers */
-    size_t n_params;     /* trainable parameter count (weights then bias) */
-    size_t n_weights;    /* of which weights (decayed); the rest are biases/affine terms */
-    size_t state_off;    /* first float in the model's state buffer (bn running stats) */
-    size_t n_state;      /* non-trainable persistent floats */
+    /* The graph (model.h): which nodes this one reads. A sequential model has n_src 1 and
+     * src[0] == its own index - 1 everywhere; -1 is the model input. */
+    int n_src;        /* 1, or 2 for add and concat */
+    int src[2];       /* producing node of each input, -1 for the model input */
+    cnd_shape_t in2;  /* add/concat: shape of the second input */
+    int in2_cbhw;     /* add/concat: layout of the second input */
+    int out_cbhw;     /* layout of this node's output (set by the model) */
+    char name[16];    /* the spec's NAME= for this node, "" when it has none */
+    int fuse_relu;    /* conv2d/dense: apply relu to the output (the next layer aliases);
+                         batchnorm: 6 when a relu6 is fused the same way (model.c) */
+    int fuse_pool;    /* conv2d: index of a following 2x2 maxpool it computes in training */
+    int pool_fused;   /* maxpool: computed by the conv2d before it in training */
+    int alias;        /* fused relu or identity flatten: no computation, no buffer */
+    size_t param_off; /* first parameter in the model's params/grads buffers */
+    size_t n_params;  /* trainable parameter count (weights then bias) */
+    size_t n_weights; /* of which weights (decayed); the rest are biases/affine terms */
+    size_t state_off; /* first float in the model's state buffer (bn running stats) */
+    size_t n_state;   /* non-trainable persistent floats */
     /* Per-layer saved tensors for the backward pass, sized for the model's batch capacity. */
     float *saved;    /* conv: im2col columns (CKK x B*P); bn: xhat (B x C x H x W) */
     float *saved2;   /* bn: per-channel inverse std for the last batch (C) */
@@ -114,7 +130,8 @@ typedef struct {
     int (*shape)(cnd_layer_t *l);
     /* He-normal weights, zero biases, unit/zero batchnorm affine and running stats. */
     void (*init)(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng);
-    /* out (B, out) from in (B, in); `train` selects batch statistics and saves for backward. */
+    /* out (B, out) from in (B, in); `train` selects batch statistics and saves for backward.
+     * NULL for the two-input nodes add and concat, which run through cnd_merge_forward. */
     void (*forward)(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
                     float *work, int B, int train);
     /* din (B, in) (may be NULL) and dw (+=) from dout (B, out) and the saved forward data. */
@@ -152,6 +169,12 @@ void cnd_conv2d_forward_pool(cnd_layer_t *l, float *pout, uint8_t *codes, const 
 void cnd_conv2d_backward_pool(cnd_layer_t *l, float *din, float *dw, const float *dpool,
                               const float *in, const float *pout, const uint8_t *codes,
                               const float *w, float *work, int B);
+
+/* add and concat (layer_merge.c): out from the two inputs a (shape l->in, layout in_cbhw) and
+ * b (l->in2, in2_cbhw); out is in the layout of a. Backward writes (=) da and db, either of
+ * which may be NULL. */
+void cnd_merge_forward(const cnd_layer_t *l, float *out, const float *a, const float *b, int B);
+void cnd_merge_backward(const cnd_layer_t *l, float *da, float *db, const float *dout, int B);
 
 /* The ops table for a layer type. */
 const cnd_layer_ops_t *cnd_layer_ops(cnd_layer_type_t t);

@@ -6,6 +6,8 @@
  * unbiased variance in the running estimate, biased in the normalisation). A dense layer's
  * output (F, 1, 1) normalises per feature, which makes this layer serve as BatchNorm1d too.
  * Before int8 export the layer is folded into the preceding conv or dense (compress/quant).
+ * A relu6 that alone reads this layer's output is fused into it (fuse_relu == 6, model.c):
+ * clamped in the same pass forward, its mask applied while reading dy backward.
  */
 #include "layer.h"
 #include "error.h"
@@ -78,6 +80,11 @@ static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *
                 if (xh) xh[i] = h;
                 y[i] = g * h + bt;
             }
+            if (l->fuse_relu == 6) /* a relu6 fused into this layer (model.c) */
+                for (size_t i = 0; i < HW; i++) {
+                    float v = y[i] > 0.0f ? y[i] : 0.0f;
+                    y[i] = v < 6.0f ? v : 6.0f;
+                }
         }
     }
 }
@@ -90,14 +97,17 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
     size_t HW = (size_t)l->in.h * l->in.w, N = (size_t)B * HW;
     const float *gamma = w;
     float *dgamma = dw, *dbeta = dw + C;
+    int r6 = l->fuse_relu == 6; /* a fused relu6 (model.c): dy passes where 0 < out < 6 */
     for (int c = 0; c < C; c++) {
         double sdy = 0.0, sdyx = 0.0;
         for (int b = 0; b < B; b++) {
             const float *dy = dout + cnd_layer_plane(l, c, b, B);
             const float *xh = l->saved + cnd_layer_plane(l, c, b, B);
+            const float *y = out + cnd_layer_plane(l, c, b, B);
             for (size_t i = 0; i < HW; i++) {
-                sdy += dy[i];
-                sdyx += (double)dy[i] * xh[i];
+                float d = r6 ? ((y[i] > 0.0f) & (y[i] < 6.0f) ? dy[i] : 0.0f) : dy[i];
+                sdy += d;
+                sdyx += (double)d * xh[i];
             }
         }
         dgamma[c] += (float)sdyx;
@@ -109,7 +119,14 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
             const float *dy = dout + cnd_layer_plane(l, c, b, B);
             const float *xh = l->saved + cnd_layer_plane(l, c, b, B);
             float *dx = din + cnd_layer_plane(l, c, b, B);
-            for (size_t i = 0; i < HW; i++) dx[i] = k * ((float)N * dy[i] - mdy - xh[i] * mdyx);
+            const float *y = out + cnd_layer_plane(l, c, b, B);
+            if (r6)
+                for (size_t i = 0; i < HW; i++) {
+                    float d = (y[i] > 0.0f) & (y[i] < 6.0f) ? dy[i] : 0.0f;
+                    dx[i] = k * ((float)N * d - mdy - xh[i] * mdyx);
+                }
+            else
+                for (size_t i = 0; i < HW; i++) dx[i] = k * ((float)N * dy[i] - mdy - xh[i] * mdyx);
         }
     }
 }

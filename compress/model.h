@@ -1,6 +1,11 @@
 /*
- * model.h: a sequential float32 network: its layers, its parameters, and the buffers a forward
- * and backward pass need.
+ * model.h: a float32 network: its layers, its parameters, and the buffers a forward and
+ * backward pass need.
+ *
+ * A model is a directed acyclic graph of nodes in spec order (docs/layers.md): node i reads
+ * the model input or earlier nodes (layer.h's src), residual `add` and `concat` read two. A
+ * plain spec is a chain, node i reading node i - 1, and runs exactly as before graphs existed.
+ * The last node's output is the class scores; every other node must be read by a later one.
  *
  * Memory: `params`, `grads` hold num_params floats each, contiguous, layer after layer
  * (weights then biases); `state` holds num_state persistent non-trainable floats (batchnorm
@@ -45,7 +50,9 @@ typedef struct cnd_model_hooks {
 typedef struct cnd_model {
     char *spec;            /* architecture spec, canonical form (cnd_layer_spec tokens) */
     cnd_shape_t in;        /* per-sample input shape */
-    int n_layers;          /* <= CND_SPEC_MAX_LAYERS */
+    int n_layers;          /* <= CND_SPEC_MAX_LAYERS; the nodes of the graph, in order */
+    int graph;             /* 1 if a node reads other than the node before it, has two inputs,
+                              or is named; the backward pass then walks the graph */
     cnd_layer_t *layers;   /* n_layers entries */
     int n_classes;         /* size of the last layer's output */
     int first_param_layer; /* index of the first layer with parameters (backward stops there) */
@@ -62,6 +69,8 @@ typedef struct cnd_model {
     int cap_T;                      /* thread count the work buffers were sized for */
     float **acts;                   /* acts[i] is layer i's output (cap_B x out size) */
     float *dbuf[2];                 /* ping-pong activation gradients (cap_B x max act size) */
+    float **gpool;                  /* graph models: gradient buffers (cap_B x max act size) */
+    int n_gpool;                    /* their count: the most gradients the backward pass holds */
     float *work;                    /* shared scratch */
     const float *last_in;           /* input of the last training forward (caller keeps it alive) */
     int last_B;                     /* batch size of the last training forward */
@@ -122,6 +131,21 @@ const char *cnd_model_meta_get(const cnd_model_t *m, const char *key);
 CND_MUST_USE int cnd_model_profile_begin(cnd_model_t *m, int cpu);
 /* Prints the per-layer forward/backward time table to stderr. */
 void cnd_model_profile_print(const cnd_model_t *m);
+
+/* 0 when the model is a chain of the layers every part of Condenser handles (dense, conv2d
+ * without groups, relu, tanh, pools, gap, flatten, batchnorm): the model quantization, the
+ * integer runtime, ONNX export, DP-SGD and federated jobs support. Otherwise 1, and `what`
+ * (when not NULL) names the first node beyond that, e.g. "layer 7 (add)" or "a graph (layer 3
+ * reads layer 1)". Commands that do not handle graphs yet refuse with it. */
+int cnd_model_is_graph(const cnd_model_t *m, char *what, size_t n);
+
+/* 0 for a model cnd_model_is_graph calls plain; otherwise CND_EINVAL with the detail "WHAT
+ * does not handle graph models or their layers yet: <the node> (docs/layers.md)". */
+CND_MUST_USE int cnd_model_refuse_graph(const cnd_model_t *m, const char *what);
+
+/* cnd_model_is_graph on a spec, for inputs of shape `in` (CND_EINVAL when it does not parse,
+ * with the detail set). */
+int cnd_model_spec_is_graph(const char *spec, cnd_shape_t in, char *what, size_t n);
 
 /* Applies the model's normalisation in place to n raw samples. */
 void cnd_model_normalize(const cnd_model_t *m, float *x, size_t n);

@@ -33,10 +33,12 @@ static int s_tensors(const cnd_model_t *m, s_tensor *t, int max)
             snprintf(t[n++].name, 48, "L%d.bias", i);
             break;
         case CND_L_CONV2D:
+        case CND_L_GCONV:
             t[n] = (s_tensor){"",
                               4,
-                              {(uint32_t)l->p.conv.oc, (uint32_t)l->in.c, (uint32_t)l->p.conv.k,
-                               (uint32_t)l->p.conv.k},
+                              {(uint32_t)l->p.conv.oc,
+                               (uint32_t)(l->in.c / (l->p.conv.groups > 1 ? l->p.conv.groups : 1)),
+                               (uint32_t)l->p.conv.k, (uint32_t)l->p.conv.k},
                               w};
             snprintf(t[n++].name, 48, "L%d.weight", i);
             t[n] = (s_tensor){"", 1, {(uint32_t)l->p.conv.oc}, w + l->n_weights};
@@ -74,7 +76,7 @@ int cnd_model_serialize(const cnd_model_t *m, uint8_t **data, size_t *len)
     cnd_buf_t b;
     cnd_buf_init(&b);
     cnd_buf_put(&b, CND_MODELFILE_MAGIC, 4);
-    cnd_buf_u32(&b, CND_MODELFILE_VERSION);
+    cnd_buf_u32(&b, cnd_model_is_graph(m, NULL, 0) ? 2 : 1);
     cnd_buf_u32(&b, 0);
     cnd_buf_str(&b, m->spec);
     cnd_buf_u32(&b, (uint32_t)m->in.c);
@@ -88,7 +90,11 @@ int cnd_model_serialize(const cnd_model_t *m, uint8_t **data, size_t *len)
         cnd_buf_str(&b, m->meta[i].key);
         cnd_buf_str(&b, m->meta[i].val);
     }
-    s_tensor t[4 * CND_SPEC_MAX_LAYERS];
+    s_tensor *t = malloc(4 * CND_SPEC_MAX_LAYERS * sizeof *t);
+    if (!t) {
+        cnd_buf_free(&b);
+        return CND_ENOMEM;
+    }
     int nt = s_tensors(m, t, 4 * CND_SPEC_MAX_LAYERS);
     cnd_buf_u32(&b, (uint32_t)nt);
     for (int i = 0; i < nt; i++) {
@@ -99,6 +105,7 @@ int cnd_model_serialize(const cnd_model_t *m, uint8_t **data, size_t *len)
         if (cnd_buf_reserve(&b, cnt * 4)) break;
         for (size_t k = 0; k < cnt; k++) cnd_buf_f32(&b, t[i].data[k]);
     }
+    free(t);
     uint8_t dg[CND_SHA256_BYTES];
     if (!b.err) {
         cnd_sha256(dg, b.data, b.len);
@@ -128,10 +135,10 @@ int cnd_model_deserialize(cnd_model_t **out, const uint8_t *data, size_t len, co
         return cnd_errf(CND_EFORMAT, "%s: not a Condenser model file (missing \"CNDM\" magic)",
                         what);
     uint32_t version = cnd_le32(data + 4);
-    if (version != CND_MODELFILE_VERSION)
+    if (version != 1 && version != CND_MODELFILE_VERSION)
         return cnd_errf(CND_EFORMAT,
                         "%s: model file version %u is not supported (this build "
-                        "reads version %d)",
+                        "reads versions 1 to %d)",
                         what, version, CND_MODELFILE_VERSION);
     uint8_t dg[CND_SHA256_BYTES];
     size_t body = len - CND_SHA256_BYTES;
@@ -142,7 +149,7 @@ int cnd_model_deserialize(cnd_model_t **out, const uint8_t *data, size_t len, co
     cnd_rd_t r;
     cnd_rd_init(&r, data, body);
     cnd_rd_take(&r, 12);
-    spec = cnd_rd_str(&r, 4096);
+    spec = cnd_rd_str(&r, 16384);
     uint32_t C = cnd_rd_u32(&r), H = cnd_rd_u32(&r), W = cnd_rd_u32(&r), K = cnd_rd_u32(&r);
     if (r.err || !spec) {
         rc = cnd_errf(CND_EFORMAT, "%s: truncated header", what);
@@ -171,6 +178,10 @@ int cnd_model_deserialize(cnd_model_t **out, const uint8_t *data, size_t len, co
     rc = cnd_model_new(&m, spec, (cnd_shape_t){(int)C, (int)H, (int)W}, 0);
     if (rc) {
         rc = cnd_err_wrap(CND_EFORMAT, "%s: stored architecture is invalid", what);
+        goto fail;
+    }
+    if (version == 1 && cnd_model_is_graph(m, NULL, 0)) {
+        rc = cnd_errf(CND_EFORMAT, "%s: a version-1 file holds a graph spec (version 2)", what);
         goto fail;
     }
     if ((uint32_t)m->n_classes != K) {

@@ -1,7 +1,7 @@
 /*
  * modelfile.h: the `.cnd` float model container.
  *
- * Layout (little-endian), version 1:
+ * Layout (little-endian), versions 1 and 2 (the same fields):
  *   "CNDM"  u32 version  u32 flags(0)
  *   str spec             (u32 length + bytes; canonical architecture spec)
  *   u32 C, H, W          input shape;  u32 n_classes
@@ -15,6 +15,12 @@
  * magic, an unknown version, a digest mismatch, trailing bytes, an architecture with more
  * parameters than the file holds (checked before anything is allocated for them), and tensors
  * that do not fit the spec, each with its own message naming the file.
+ *
+ * Version 2 (graph models, docs/layers.md): the spec may use the graph notation (NAME=, @NAME,
+ * add, concat) and the layers added with graphs (grouped conv2d, whose weight tensor is
+ * (OC, C/groups, K, K), relu6, hardswish). A model that cnd_model_is_graph calls plain is still
+ * written as version 1, byte for byte as before, so older builds read it; both versions load,
+ * and a version-1 file whose spec needs version 2 is refused.
  */
 #ifndef CND_MODELFILE_H
 #define CND_MODELFILE_H
@@ -22,7 +28,7 @@
 #include "model.h"
 
 #define CND_MODELFILE_MAGIC   "CNDM"
-#define CND_MODELFILE_VERSION 1
+#define CND_MODELFILE_VERSION 2                 /* the newest this build reads and writes */
 #define CND_MODELFILE_MAX     ((size_t)1 << 31) /* 2 GiB */
 
 /* Serialises m into a new buffer (caller frees *data). Returns 0 or CND_ENOMEM. */

@@ -2,10 +2,14 @@
  * onnx_export.c: a float .cnd model as an ONNX graph (opset 13), written with the protobuf-c
  * code generated from onnx.proto, so what we write is what the official schema describes.
  *
- * One node per layer: conv2d -> Conv (+ bias), relu -> Relu, maxpool/avgpool -> MaxPool /
+ * One node per layer: conv2d -> Conv (+ bias; grouped and depthwise with attribute group),
+ * relu -> Relu, relu6 -> Clip(0, 6), hardswish -> HardSigmoid(1/6, 1/2) then Mul (opset 13 has
+ * no HardSwish; x * clip(x/6 + 1/2, 0, 1) is the same function), maxpool/avgpool -> MaxPool /
  * AveragePool, gap -> GlobalAveragePool, flatten -> Flatten, dense -> Gemm (transB = 1, the
  * PyTorch layout the .cnd keeps; a Flatten first when the input is still 4-D), batchnorm ->
- * BatchNormalization (running statistics). The input is "input" (N, C, H, W) or (N, F) with a
+ * BatchNormalization (running statistics), add -> Add, concat -> Concat (axis 1). Graph models
+ * keep their graph: node i's output is value "t<i+1>" and its inputs are the values of the
+ * nodes it reads (model.h). The input is "input" (N, C, H, W) or (N, F) with a
  * symbolic batch, the output "logits" (N, classes). Like the .cnd network, the graph expects
  * normalised inputs; the normalisation (x - mean) / std is kept in the model's metadata_props
  * (condenser.norm_mean, condenser.norm_std) and printed by `condenser export`. Weights are raw
@@ -31,8 +35,10 @@ static void s_tensor(cnd_onnxw_t *e, const char *name, const int64_t *dims, int 
     cnd_onnxw_tensor(e, name, S_FLOAT, dims, nd, data);
 }
 
-/* Layer i's node(s), reading *cur (a value name, updated) of rank *rank. */
-static int s_layer(cnd_onnxw_t *e, const cnd_model_t *m, int i, char *cur, int *rank)
+/* Layer i's node(s), reading value cur of rank *rank (set to its output's rank); cur2 is a
+ * merge's second input. */
+static int s_layer(cnd_onnxw_t *e, const cnd_model_t *m, int i, char *cur, const char *cur2,
+                   int *rank)
 {
     const cnd_layer_t *l = &m->layers[i];
     const float *w = m->params + l->param_off;
@@ -44,8 +50,11 @@ static int s_layer(cnd_onnxw_t *e, const cnd_model_t *m, int i, char *cur, int *
     Onnx__NodeProto *n = NULL;
     const char *in1[1] = {cur};
     switch (l->type) {
-    case CND_L_CONV2D: {
-        int64_t wd[4] = {l->p.conv.oc, l->in.c, l->p.conv.k, l->p.conv.k}, bd[1] = {l->p.conv.oc};
+    case CND_L_CONV2D:
+    case CND_L_GCONV: {
+        int G = l->type == CND_L_GCONV ? l->p.conv.groups : 1;
+        int64_t wd[4] = {l->p.conv.oc, l->in.c / G, l->p.conv.k, l->p.conv.k};
+        int64_t bd[1] = {l->p.conv.oc};
         s_tensor(e, wn, wd, 4, w);
         s_tensor(e, bn, bd, 1, w + l->n_weights);
         n = cnd_onnxw_node(e, "Conv", nm, (const char *[]){cur, wn, bn}, 3, out);
@@ -53,8 +62,34 @@ static int s_layer(cnd_onnxw_t *e, const cnd_model_t *m, int i, char *cur, int *
         cnd_onnxw_attr_ints(e, n, "kernel_shape", l->p.conv.k, 2);
         cnd_onnxw_attr_ints(e, n, "strides", l->p.conv.stride, 2);
         cnd_onnxw_attr_ints(e, n, "pads", l->p.conv.pad, 4);
+        if (G > 1) cnd_onnxw_attr_ints(e, n, "group", G, 0);
         break;
     }
+    case CND_L_RELU6: { /* Clip's bounds are inputs since opset 11 */
+        snprintf(wn, sizeof wn, "layer%d.min", i + 1);
+        snprintf(bn, sizeof bn, "layer%d.max", i + 1);
+        const float lo = 0.0f, hi = 6.0f;
+        s_tensor(e, wn, NULL, 0, &lo);
+        s_tensor(e, bn, NULL, 0, &hi);
+        n = cnd_onnxw_node(e, "Clip", nm, (const char *[]){cur, wn, bn}, 3, out);
+        break;
+    }
+    case CND_L_HARDSWISH: {
+        char hs[64];
+        snprintf(hs, sizeof hs, "t%d_gate", i + 1);
+        Onnx__NodeProto *g = cnd_onnxw_node(e, "HardSigmoid", "hardsigmoid", in1, 1, hs);
+        if (!g) return CND_ENOMEM;
+        cnd_onnxw_attr_float(e, g, "alpha", 1.0f / 6.0f);
+        cnd_onnxw_attr_float(e, g, "beta", 0.5f);
+        n = cnd_onnxw_node(e, "Mul", nm, (const char *[]){cur, hs}, 2, out);
+        break;
+    }
+    case CND_L_ADD:
+    case CND_L_CONCAT:
+        n = cnd_onnxw_node(e, l->type == CND_L_ADD ? "Add" : "Concat", nm,
+                           (const char *[]){cur, cur2}, 2, out);
+        if (n && l->type == CND_L_CONCAT) cnd_onnxw_attr_ints(e, n, "axis", 1, 0);
+        break;
     case CND_L_DENSE: {
         if (*rank != 2) { /* Gemm takes (N, F) */
             char fl[64];
@@ -128,14 +163,38 @@ int cnd_onnx_export(const cnd_model_t *m, uint8_t **out, size_t *len)
     int rc = cnd_onnxw_begin(&e, (size_t)(2 * m->n_layers + 1), (size_t)(4 * m->n_layers + 1));
     if (rc) goto done;
     Onnx__GraphProto *g = e.g;
-    int spatial = m->in.h > 1 || m->in.w > 1 || m->layers[0].type == CND_L_CONV2D;
+    int spatial = m->in.h > 1 || m->in.w > 1;
+    for (int i = 0; i < m->n_layers; i++) /* a convolution of the input needs (N, C, H, W) */
+        spatial |= m->layers[i].src[0] < 0 &&
+                   (m->layers[i].type == CND_L_CONV2D || m->layers[i].type == CND_L_GCONV);
     int rank = spatial ? 4 : 2;
     int64_t dims[4] = {-1, m->in.c, m->in.h, m->in.w};
     if (!spatial) dims[1] = (int64_t)cnd_shape_size(m->in);
     g->input[0] = cnd_onnxw_vi(&e, "input", S_FLOAT, dims, rank);
     g->n_input = 1;
-    char cur[64] = "input";
-    for (int i = 0; i < m->n_layers && !rc; i++) rc = s_layer(&e, m, i, cur, &rank);
+    /* each node reads the values of the nodes it reads, of their ranks */
+    int *ranks = malloc((size_t)m->n_layers * sizeof *ranks);
+    if (!ranks) {
+        rc = CND_ENOMEM;
+        goto done;
+    }
+    for (int i = 0; i < m->n_layers && !rc; i++) {
+        const cnd_layer_t *l = &m->layers[i];
+        char cur[64] = "input", cur2[64] = "input";
+        int r = l->src[0] < 0 ? rank : ranks[l->src[0]];
+        if (l->src[0] >= 0) snprintf(cur, sizeof cur, "t%d", l->src[0] + 1);
+        if (l->n_src == 2 && l->src[1] >= 0) snprintf(cur2, sizeof cur2, "t%d", l->src[1] + 1);
+        if (l->n_src == 2 && r != (l->src[1] < 0 ? rank : ranks[l->src[1]])) {
+            rc = cnd_errf(CND_EINVAL,
+                          "layer %d (%s) merges a feature vector with a spatial map: no ONNX "
+                          "form without a reshape",
+                          i + 1, cnd_layer_ops(l->type)->name);
+            break;
+        }
+        rc = s_layer(&e, m, i, cur, cur2, &r);
+        ranks[i] = r;
+    }
+    free(ranks);
     if (rc || (rc = e.oom ? CND_ENOMEM : 0)) goto done;
     /* the last node writes the graph output */
     Onnx__NodeProto *last = g->node[g->n_node - 1];

@@ -119,6 +119,8 @@ void cnd_quant_weight_scales(float *scales, const float *w, int rows, int cols, 
 int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m)
 {
     *out = NULL;
+    int refused = cnd_model_refuse_graph(m, "quantization");
+    if (refused) return refused;
     char spec[4096], tok[96];
     spec[0] = 0;
     size_t used = 0;
@@ -178,6 +180,14 @@ int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m)
 int cnd_quant_plan(cnd_qplan_t *p, const cnd_model_t *m)
 {
     memset(p, 0, sizeof *p);
+    int refused = cnd_model_refuse_graph(m, "quantization");
+    if (refused) return refused;
+    /* specs hold up to CND_SPEC_MAX_LAYERS layers (graphs need them), the runtime fewer */
+    if (m->n_layers > CND_RT_MAX_LAYERS)
+        return cnd_errf(CND_EINVAL,
+                        "quantization: the model has %d layers; the integer runtime "
+                        "runs at most %d",
+                        m->n_layers, CND_RT_MAX_LAYERS);
     p->n_points = 1;
     p->point_layer[0] = -1;
     int cur = 0;

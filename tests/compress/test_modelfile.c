@@ -81,9 +81,9 @@ int main(void)
     CHECK_EQ_INT(cnd_model_deserialize(&r, bad, len, "x"), CND_EFORMAT);
     CHECK(strstr(cnd_err_detail(), "not a Condenser model") != NULL);
     memcpy(bad, good, len);
-    bad[4] = 2;
+    bad[4] = 3;
     CHECK_EQ_INT(cnd_model_deserialize(&r, bad, len, "x"), CND_EFORMAT);
-    CHECK(strstr(cnd_err_detail(), "version 2 is not supported") != NULL);
+    CHECK(strstr(cnd_err_detail(), "version 3 is not supported") != NULL);
     /* A consistent file (valid digest) whose tensor shapes disagree with the spec. */
     memcpy(bad, good, len);
     uint8_t *sp = memmem(bad, len, "conv2d(4,", 9);
