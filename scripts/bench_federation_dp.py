@@ -15,7 +15,8 @@ Reports: the test accuracy (10,000 test images) of the final float model and of 
 artifact (`condenser eval`), each site's epsilon as recomputed from its audit log, wall time.
 
 Usage: scripts/bench_federation_dp.py --bin build-rel/condenser [--epsilon 3] [--rounds 40]
-       [--batch 2048] [--local-epochs 1] [--lr 0.002] [--dp-clip 0.1] [--arch SPEC] ...
+       [--batch 2048] [--local-epochs 1] [--lr 0.4] [--dp-clip 1] [--server-momentum 0.5] ...
+The defaults are run F of docs/benchmarks.md.
 Runs only condenser and the Python standard library. Prints one JSON object.
 """
 import argparse
@@ -67,11 +68,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--local-epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=2048)
-    ap.add_argument("--lr", type=float, default=0.002)
-    ap.add_argument("--dp-clip", type=float, default=0.1)
+    ap.add_argument("--lr", type=float, default=0.4, help="local SGD rate")
+    ap.add_argument("--dp-clip", type=float, default=1.0)
     ap.add_argument("--server-lr", type=float, default=1.0)
-    ap.add_argument("--server-momentum", type=float, default=0.0)
-    ap.add_argument("--clip", type=float, default=0.05, help="per-coordinate update clip")
+    ap.add_argument("--server-momentum", type=float, default=0.5)
+    ap.add_argument("--clip", type=float, default=0.2, help="per-coordinate update clip")
     ap.add_argument("--value-bits", type=int, default=12)
     ap.add_argument("--arch", default=ARCH)
     ap.add_argument("--threads", type=int, default=1, help="training threads per site")

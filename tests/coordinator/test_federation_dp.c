@@ -158,7 +158,7 @@ static void s_job_one(fx_fed_t *f)
     const char *rep[] = {"audit", "report", db, "--job", "1", "--out", out, NULL};
     CHECK_EQ_INT(fx_run(log, rep), 0);
     s_slurp(out, text, sizeof text);
-    CHECK(strstr(text, "id=\"chart-epsilon\"") != NULL);
+    CHECK(strstr(text, "id=\"chart-epsilon\" class=\"chart\" data-points=\"3\"") != NULL);
 }
 
 /* Starts the coordinator and the three agents and waits until sites 0 and 1 refused with
