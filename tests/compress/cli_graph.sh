@@ -12,7 +12,7 @@ trap 'rm -rf "$d"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 arch="conv2d(16,3,stride=2,pad=1) batchnorm relu6 mbconv(2,16,1) dwconv(3,stride=2,pad=1) hardswish gap dense(10)"
 
-"$bin" train --arch "$arch" --epochs 2 --subset 2000 --threads 1 --lr 0.03 --out "$d/g.cnd" > "$d/train.log"
+"$bin" train --arch "$arch" --epochs 2 --subset 1200 --threads 1 --lr 0.03 --out "$d/g.cnd" > "$d/train.log"
 grep -q '^test accuracy 0\.[4-9]' "$d/train.log" || fail "train accuracy: $(cat "$d/train.log")"
 "$bin" info "$d/g.cnd" > "$d/info.log"
 grep -q 'n2=relu6' "$d/info.log" || fail "info arch: $(cat "$d/info.log")"
@@ -33,14 +33,14 @@ acc=$(sed -n 's/^test accuracy \([0-9.]*\).*/\1/p' "$d/train.log")
 [ -s "$d/g.onnx" ] || fail "export wrote nothing"
 
 # Killed after its first epoch, the run resumes from the checkpoint to the same model.
-"$bin" train --arch "$arch" --epochs 2 --subset 2000 --threads 1 --lr 0.03 --out "$d/k.cnd" \
+"$bin" train --arch "$arch" --epochs 2 --subset 1200 --threads 1 --lr 0.03 --out "$d/k.cnd" \
   > "$d/k.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do [ -f "$d/k.cnd.ckpt" ] && break; sleep 0.1; done
 [ -f "$d/k.cnd.ckpt" ] || fail "no checkpoint after the first epoch"
 kill -9 $pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
-"$bin" train --arch "$arch" --epochs 2 --subset 2000 --threads 1 --lr 0.03 --out "$d/k.cnd" --resume \
+"$bin" train --arch "$arch" --epochs 2 --subset 1200 --threads 1 --lr 0.03 --out "$d/k.cnd" --resume \
   > "$d/resume.log"
 grep -q "^test accuracy $acc" "$d/resume.log" || fail "resumed run differs: $(cat "$d/resume.log")"
 
