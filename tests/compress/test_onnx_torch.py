@@ -15,6 +15,8 @@ residual Add, imports LeNet as a student whose `condenser eval` accuracy on the 
 images is PyTorch's (and so is `condenser eval lenet.onnx --preprocess ...`), and
 `condenser distill --teacher lenet.onnx` trains a student on a subset, which
 `condenser quantize --teacher lenet.onnx --qat-epochs 1` then fine-tunes into an artifact.
+These models have random weights; test_onnx_torch_distill.py trains the ResNet and the
+MobileNet briefly and distills students from their exports.
 
 usage: test_onnx_torch.py CONDENSER ONNX_RUN
        test_onnx_torch.py --write-seeds DIR   (the fuzz target's PyTorch seeds, corpus/onnx)
