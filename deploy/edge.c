@@ -7,6 +7,8 @@
  *   | u8 downloading [u64 rollout | u8 rollback | blob manifest | u32 chunk_size | u32 count
  *                     | blob bitmap]
  *   | u8 has_report [u64 rollout | u32 state | 32 digest | str reason | u32 latency | u8 st_ok]
+ *   [| str cache_url]   (while downloading: where the offer said the bytes are, "" for none; so
+ *                        a restart resumes from the cache; absent in records of older builds)
  * A slot's content is trusted only after its manifest verifies (signature with a trusted key)
  * and its bytes match the manifest's length and digest, at every boot.
  *
@@ -209,6 +211,7 @@ static int s_save(cnd_edge_t *e)
         cnd_buf_u32(&b, e->rep_latency);
         cnd_buf_u8(&b, (uint8_t)e->rep_selftest);
     }
+    if (e->dl) cnd_buf_str(&b, e->dl_url);
     int rc = b.err ? cnd_errf(CND_ENOMEM, "edge state: out of memory")
                    : e->store.ops->state_save(e->store.ctx, b.data, b.len);
     cnd_buf_free(&b);
@@ -280,6 +283,12 @@ static int s_load_state(cnd_edge_t *e)
         free(s);
         e->rep_latency = cnd_rd_u32(&r);
         e->rep_selftest = cnd_rd_u8(&r);
+    }
+    e->dl_url[0] = 0;
+    if (e->dl && !r.err && cnd_rd_left(&r)) {
+        char *u = cnd_rd_str(&r, sizeof e->dl_url - 1);
+        if (u) snprintf(e->dl_url, sizeof e->dl_url, "%s", u);
+        free(u);
     }
     int bad = r.err || cnd_rd_left(&r) || e->active < -1 || e->active > 1 || e->prev < -1 ||
               e->prev > 1 || e->pending > 1;

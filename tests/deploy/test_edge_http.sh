@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_edge_http.sh BIN MKART: artifacts from an HTTP cache (issue 20). A real nginx on loopback
+# test_edge_http.sh BIN MKART [hooks]: artifacts from an HTTP cache (issue 20). A real nginx on loopback
 # serves the directory `rollout export-cache` fills; `rollout serve --artifact-url` names it in
 # its offers; two `condenser edge run` devices fetch the bytes there with range requests.
 #   1. a good cache: both devices run v2 and the rollout server sent no chunk (metrics), nginx
@@ -8,12 +8,15 @@
 #      them; each falls back to chunks over CurveZMQ and runs the real v3;
 #   3. a cache without the artifact (404 for v4): the same fallback, the device says why;
 #   4. export-cache repairs the poisoned file and keeps the good ones; a bad --artifact-url is
-#      refused by rollout serve with the reason.
+#      refused by rollout serve with the reason;
+#   5. (builds with CND_TEST_HOOKS: "hooks") device A killed right after its third range from the
+#      cache is recorded resumes after a restart with only the missing ranges, still from the
+#      cache (no chunk sent), and runs v5.
 set -euo pipefail
 command -v nginx > /dev/null || command -v /usr/sbin/nginx > /dev/null || exit 77
 command -v sqlite3 > /dev/null && command -v python3 > /dev/null || exit 77
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
-bin=$1 mkart=$2
+bin=$1 mkart=$2 hooks=${3:-}
 w=$(mktemp -d /tmp/cnd_edge_http.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$w"; }
@@ -65,7 +68,7 @@ PY
 wait_for 10 nginx_up || fail "nginx did not start"
 url="http://127.0.0.1:$np/artifacts"
 
-for v in 1 2 3 4; do "$mkart" "$w/v$v.cndq" 1 8 $v; done
+for v in 1 2 3 4 5; do "$mkart" "$w/v$v.cndq" 1 8 $v; done
 dg() { sha256sum "$w/v$1.cndq" | cut -d' ' -f1; }
 c="$w/coord"
 "$bin" rollout init --dir "$c" > /dev/null
@@ -100,6 +103,7 @@ for dev in a b; do
   "$bin" edge install --dir "$w/$dev" "$w/v1.cndq" --manifest "$w/v1.man" > /dev/null
   "$bin" edge run --dir "$w/$dev" 2> "$w/$dev.log" &
   pids+=($!)
+  eval "pid_$dev=$!"
 done
 profiles() { [ "$(sqlite3 "$c/coordinator.db" 'select count(*) from fleet_device where profile_ms > 0')" = 2 ]; }
 wait_for 20 profiles || fail "devices did not report"
@@ -152,4 +156,30 @@ PY
 cmp -s "$w/www/artifacts/$(dg 3)" "$w/v3.cndq" || fail "export-cache did not repair v3"
 if "$bin" rollout export-cache --dir "$c" --out "$w/none" > "$w/nodir.log" 2>&1; then fail "export-cache to a missing directory"; fi
 grep -q "not a directory" "$w/nodir.log" || fail "missing dir reason: $(cat "$w/nodir.log")"
+# 5. A kill in the middle of a download from the cache: the restart resumes from the cache.
+if [ "$hooks" = hooks ]; then
+  "$bin" rollout publish "$w/v5.cndq" --dir "$c" --model fm --version 5 > /dev/null
+  "$bin" rollout export-cache --dir "$c" --out "$w/www/artifacts" > /dev/null
+  kill "$pid_a"; wait "$pid_a" 2>/dev/null || true
+  # Steps: reserve 1, state 4, then 6 per range (write, fsync, the 4 of the state record).
+  CND_EDGE_CRASH_AT=23 CND_EDGE_CRASH_TRACE=1 "$bin" edge run --dir "$w/a" 2> "$w/a1.log" &
+  pa=$!
+  sent=$(chunks_sent)
+  "$bin" rollout create --dir "$c" --model fm@5 --canary 2 --chunk 16384 --device-timeout 120 > /dev/null
+  set +e
+  wait "$pa"
+  code=$?
+  set -e
+  [ "$code" = 86 ] || fail "device A was expected to die at the crash step (exit $code)"
+  held=$(grep -c 'chunk written' "$w/a1.log" || true)
+  [ "$held" = 3 ] || fail "device A wrote $held ranges before the crash, expected 3"
+  CND_EDGE_CRASH_TRACE=1 "$bin" edge run --dir "$w/a" 2> "$w/a2.log" &
+  pids+=($!)
+  wait_for 90 completed 4 || fail "rollout 4 (v5) did not complete: $(sqlite3 "$c/coordinator.db" "select device, state, reason from rollout_device where rollout = 4")"
+  wait_for 10 on 5 || fail "devices not on v5"
+  total=$(( ($(stat -c %s "$w/v5.cndq") + 16383) / 16384 ))
+  again=$(grep -c 'chunk written' "$w/a2.log" || true)
+  [ "$again" = $((total - 3)) ] || fail "device A wrote $again ranges after restarting, expected the $((total - 3)) missing ones"
+  [ "$(chunks_sent)" = "$sent" ] || fail "chunks were sent for v5 though the cache was good"
+fi
 echo "test_edge_http: ok"
