@@ -121,6 +121,7 @@ rollout() { # rollout V ID
 
 # 1. A good cache: the bytes come from nginx, none as chunks.
 rollout 2 1
+sleep 1.5 # the metrics endpoint takes a snapshot at most once a second
 [ "$(chunks_sent)" = 0 ] || fail "the rollout server sent $(chunks_sent) chunks though the cache was good"
 grep -q "GET /artifacts/$(dg 2) HTTP/1.1\" 206" "$w/nginx/access.log" ||
   fail "nginx served no range of v2: $(cat "$w/nginx/access.log")"
@@ -132,18 +133,20 @@ if grep -q "artifact cache not used" "$w/a.log" "$w/b.log"; then fail "a device 
 size=$(stat -c %s "$w/v3.cndq")
 head -c "$size" /dev/urandom > "$w/www/artifacts/$(dg 3)"
 rollout 3 2
-[ "$(chunks_sent)" -gt 0 ] || fail "no chunk was sent after the poisoned cache"
+sent_more() { [ "$(chunks_sent)" -gt "$1" ]; } # (metrics: a snapshot at most once a second)
+wait_for 5 sent_more 0 || fail "no chunk was sent after the poisoned cache"
 for dev in a b; do
   grep -q "artifact cache not used for this download: the cache's bytes do not match the signed digest" "$w/$dev.log" ||
     fail "$dev did not say the cache's bytes were wrong: $(cat "$w/$dev.log")"
 done
 grep -q "GET /artifacts/$(dg 3) HTTP/1.1\" 206" "$w/nginx/access.log" || fail "the devices did not try the cache for v3"
+sleep 1.5
 before=$(chunks_sent)
 
 # 3. A cache without the artifact: 404, the same fallback.
 "$bin" rollout publish "$w/v4.cndq" --dir "$c" --model fm --version 4 > /dev/null
 rollout 4 3
-[ "$(chunks_sent)" -gt "$before" ] || fail "no chunk was sent for v4"
+wait_for 5 sent_more "$before" || fail "no chunk was sent for v4"
 grep -q "HTTP 404" "$w/a.log" || fail "device a did not name the 404: $(cat "$w/a.log")"
 
 # 4. export-cache replaces the poisoned file, writes v4, keeps v1 and v2.
@@ -164,6 +167,7 @@ if [ "$hooks" = hooks ]; then
   # Steps: reserve 1, state 4, then 6 per range (write, fsync, the 4 of the state record).
   CND_EDGE_CRASH_AT=23 CND_EDGE_CRASH_TRACE=1 "$bin" edge run --dir "$w/a" 2> "$w/a1.log" &
   pa=$!
+  sleep 1.5
   sent=$(chunks_sent)
   "$bin" rollout create --dir "$c" --model fm@5 --canary 2 --chunk 16384 --device-timeout 120 > /dev/null
   set +e
@@ -180,6 +184,7 @@ if [ "$hooks" = hooks ]; then
   total=$(( ($(stat -c %s "$w/v5.cndq") + 16383) / 16384 ))
   again=$(grep -c 'chunk written' "$w/a2.log" || true)
   [ "$again" = $((total - 3)) ] || fail "device A wrote $again ranges after restarting, expected the $((total - 3)) missing ones"
+  sleep 1.5
   [ "$(chunks_sent)" = "$sent" ] || fail "chunks were sent for v5 though the cache was good"
 fi
 echo "test_edge_http: ok"
