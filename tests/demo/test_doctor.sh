@@ -12,7 +12,18 @@ holder=
 cleanup() { [ -n "$holder" ] && kill "$holder" 2> /dev/null; rm -rf "$w"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A free port below the kernel's ephemeral range (see tests/lib/http_testutil.h).
+free_port() {
+  python3 -c 'import random, socket
+for p in random.sample(range(20000, 32768), 2000):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()'
+}
 # expect STATUS CHECK PATTERN FILE: FILE has a line "STATUS CHECK: ...PATTERN..."
 expect() { grep -E "^$1 +$2: .*$3" "$4" > /dev/null || { cat "$4" >&2; fail "no '$1 $2: ...$3' line"; }; }
 

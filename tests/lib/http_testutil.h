@@ -12,24 +12,37 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
-/* A TCP port on 127.0.0.1 that was free a moment ago; -1 when none could be found. */
+/* A TCP port on 127.0.0.1 that was free a moment ago; -1 when none could be found.
+ *
+ * The port is picked below the kernel's ephemeral range (32768-60999 by default): a port the
+ * kernel hands out for bind(port 0) can be taken, before the test's daemon binds it, as the
+ * local port of any outgoing connection of the tests running beside this one (CI saw a
+ * coordinator's metrics port lost that way). Ports are drawn from 20000-32767 starting at a
+ * point that depends on the pid, the time and a per-process counter, so two tests started
+ * together do not walk the same sequence, and one process never gets the same port twice. */
 static inline int th_free_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    socklen_t l = sizeof a;
-    int port = -1;
-    if (bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(s, (struct sockaddr *)&a, &l) == 0)
-        port = ntohs(a.sin_port);
-    close(s);
-    return port;
+    static unsigned calls;
+    unsigned span = 32768 - 20000;
+    unsigned start = ((unsigned)getpid() * 2654435761u) ^ ((unsigned)time(NULL) * 40503u);
+    start += calls++ * 797u;
+    for (unsigned i = 0; i < span; i++) {
+        int port = 20000 + (int)((start + i * 7919u) % span);
+        int s = socket(AF_INET, SOCK_STREAM, 0);
+        if (s < 0) return -1;
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)port);
+        int ok = bind(s, (struct sockaddr *)&a, sizeof a) == 0;
+        close(s);
+        if (ok) return port;
+    }
+    return -1;
 }
 
 /* An HTTP/1.0 request to 127.0.0.1:port; the whole response (headers and body) into out.

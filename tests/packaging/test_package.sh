@@ -92,7 +92,18 @@ as_condenser() { (exec_as_condenser "$@"); }
 # The background form: `exec`, so that $! is the daemon itself (chroot, env and sh all exec).
 exec_as_condenser() { exec chroot --userspec="$uid:$gid" --groups="$gid" "$root" /usr/bin/env -i PATH=/usr/bin:/bin \
                    HOME=/var/lib/condenser LANG=C.UTF-8 OPENBLAS_NUM_THREADS=1 sh -c "cd /var/lib/condenser && $1"; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A free port below the kernel's ephemeral range (see tests/lib/http_testutil.h).
+free_port() {
+  python3 -c 'import random, socket
+for p in random.sample(range(20000, 32768), 2000):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()'
+}
 
 step "a federation, as the condenser user"
 port=$(free_port); mport=$(free_port)

@@ -11,6 +11,7 @@ starts each daemon as its unit would. It checks that
   READY=1.
 """
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -22,11 +23,20 @@ BIN = sys.argv[1]
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    # Below the kernel's ephemeral range, so no outgoing connection of a test running beside
+    # this one takes it before the daemon binds it (as tests/lib/http_testutil.h does).
+    rnd = random.Random(os.getpid() * 1000003 + time.time_ns())
+    for _ in range(2000):
+        p = rnd.randrange(20000, 32768)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+            return p
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def run(*args):
