@@ -8,9 +8,16 @@
  * Before int8 export the layer is folded into the preceding conv or dense (compress/quant).
  * A relu6 that alone reads this layer's output is fused into it (fuse_relu == 6, model.c):
  * clamped in the same pass forward, its mask applied while reading dy backward.
+ *
+ * Training is memory-bound at the sizes of a MobileNet block (64 x 160 x 14 x 14 floats is 8 MB,
+ * beyond L2): the statistics take one pass over the input (each plane's mean and squared
+ * deviations while it is in L1, combined across planes), normalised values are not stored but
+ * recomputed backward from the input, and channels are split across the pool's threads.
  */
 #include "layer.h"
 #include "error.h"
+#include "pool.h"
+#include "vecops.h"
 
 #include <math.h>
 #include <string.h>
@@ -37,27 +44,92 @@ static void s_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng)
     }
 }
 
-static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
-                      float *work, int B, int train)
+/* Sum of (x[i] - m)^2, in 16 fixed lanes like cnd_vsum (deterministic). */
+static float s_sqdev(const float *x, size_t n, float m)
 {
-    // out and in are (B,C,H,W); gamma, beta, running mean, running var are (C)
-    int C = l->in.c;
+    const cnd_v4f mv = {m, m, m, m};
+    cnd_v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        cnd_v4f d0 = cnd_v4_load(x + i) - mv, d1 = cnd_v4_load(x + i + 4) - mv;
+        cnd_v4f d2 = cnd_v4_load(x + i + 8) - mv, d3 = cnd_v4_load(x + i + 12) - mv;
+        a0 += d0 * d0;
+        a1 += d1 * d1;
+        a2 += d2 * d2;
+        a3 += d3 * d3;
+    }
+    float t = cnd_v4_reduce(a0, a1, a2, a3);
+    for (; i < n; i++) t += (x[i] - m) * (x[i] - m);
+    return t;
+}
+
+/* Sum of d[i] * (x[i] - m), in fixed lanes. */
+static float s_dotdev(const float *d, const float *x, size_t n, float m)
+{
+    const cnd_v4f mv = {m, m, m, m};
+    cnd_v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 += cnd_v4_load(d + i) * (cnd_v4_load(x + i) - mv);
+        a1 += cnd_v4_load(d + i + 4) * (cnd_v4_load(x + i + 4) - mv);
+        a2 += cnd_v4_load(d + i + 8) * (cnd_v4_load(x + i + 8) - mv);
+        a3 += cnd_v4_load(d + i + 12) * (cnd_v4_load(x + i + 12) - mv);
+    }
+    float t = cnd_v4_reduce(a0, a1, a2, a3);
+    for (; i < n; i++) t += d[i] * (x[i] - m);
+    return t;
+}
+
+/* y = g * (x - mean) * invstd + bt, then the fused relu6. */
+static void s_norm_plane(float *restrict y, const float *restrict x, size_t n, float mean,
+                         float invstd, float g, float bt, int r6)
+{
+    float a = g * invstd;
+    for (size_t i = 0; i < n; i++) y[i] = a * (x[i] - mean) + bt;
+    if (r6) /* a relu6 fused into this layer (model.c) */
+        for (size_t i = 0; i < n; i++) {
+            float v = y[i] > 0.0f ? y[i] : 0.0f;
+            y[i] = v < 6.0f ? v : 6.0f;
+        }
+}
+
+typedef struct {
+    cnd_layer_t *l;
+    float *out, *din, *dw;
+    const float *in, *w, *dout, *y;
+    float *state;
+    int B, train;
+} s_job;
+
+/* Channels are independent: each task takes a range of them, so results do not depend on the
+ * thread count. Per plane the sums run in float lanes (cnd_vsum), across planes in double. */
+static void s_forward_task(void *ctx, int task, int ntasks)
+{
+    const s_job *j = ctx;
+    cnd_layer_t *l = j->l;
+    int C = l->in.c, B = j->B;
     size_t HW = (size_t)l->in.h * l->in.w, N = (size_t)B * HW;
-    const float *gamma = w, *beta = w + C;
-    float *rmean = state, *rvar = state + C;
-    for (int c = 0; c < C; c++) {
+    const float *gamma = j->w, *beta = j->w + C;
+    float *rmean = j->state, *rvar = j->state + C;
+    long c0, c1;
+    cnd_pool_range(C, ntasks, task, &c0, &c1);
+    for (int c = (int)c0; c < (int)c1; c++) {
         float mean, invstd;
-        if (train) {
-            double s = 0.0, ss = 0.0;
+        if (j->train) {
+            /* per plane its mean and squared deviations while it is in L1, combined across
+             * planes in double (Chan, Golub and LeVeque): one pass over memory */
+            double s = 0.0, ss = 0.0, sm2 = 0.0;
             for (int b = 0; b < B; b++) {
-                const float *x = in + cnd_layer_plane(l, c, b, B);
-                for (size_t i = 0; i < HW; i++) s += x[i];
+                const float *x = j->in + cnd_layer_plane(l, c, b, B);
+                float mb = cnd_vsum(x, HW) / (float)HW;
+                s += (double)mb;
+                sm2 += (double)mb * (double)mb;
+                ss += (double)s_sqdev(x, HW, mb);
             }
-            double m = s / (double)N;
-            for (int b = 0; b < B; b++) {
-                const float *x = in + cnd_layer_plane(l, c, b, B);
-                for (size_t i = 0; i < HW; i++) ss += ((double)x[i] - m) * ((double)x[i] - m);
-            }
+            double m = s / (double)B;
+            /* the planes' means around the overall mean: HW * sum (mb - m)^2 */
+            double between = (double)HW * (sm2 - (double)B * m * m);
+            ss += between > 0.0 ? between : 0.0;
             double var = ss / (double)N;
             mean = (float)m;
             invstd = (float)(1.0 / sqrt(var + (double)l->p.bn.eps));
@@ -65,26 +137,83 @@ static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *
             double unbiased = N > 1 ? ss / (double)(N - 1) : var;
             rmean[c] = (1.0f - mom) * rmean[c] + mom * mean;
             rvar[c] = (1.0f - mom) * rvar[c] + mom * (float)unbiased;
-            l->saved2[c] = invstd;
+            l->saved2[c] = mean;
+            l->saved2[C + c] = invstd;
         } else {
             mean = rmean[c];
             invstd = 1.0f / sqrtf(rvar[c] + l->p.bn.eps);
         }
-        float g = gamma[c], bt = beta[c];
         for (int b = 0; b < B; b++) {
-            const float *x = in + cnd_layer_plane(l, c, b, B);
-            float *y = out + cnd_layer_plane(l, c, b, B);
-            float *xh = train ? l->saved + cnd_layer_plane(l, c, b, B) : NULL;
-            for (size_t i = 0; i < HW; i++) {
-                float h = (x[i] - mean) * invstd;
-                if (xh) xh[i] = h;
-                y[i] = g * h + bt;
+            size_t at = cnd_layer_plane(l, c, b, B);
+            s_norm_plane(j->out + at, j->in + at, HW, mean, invstd, gamma[c], beta[c],
+                         l->fuse_relu == 6);
+        }
+    }
+}
+
+static int s_tasks(const cnd_layer_t *l)
+{
+    int T = cnd_pool_threads();
+    return T < l->in.c ? T : l->in.c;
+}
+
+static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
+                      float *work, int B, int train)
+{
+    // out and in are (B,C,H,W); gamma, beta, running mean, running var are (C)
+    s_job j = {.l = l, .out = out, .in = in, .w = w, .state = state, .B = B, .train = train};
+    cnd_pool_run(s_forward_task, &j, s_tasks(l));
+}
+
+/* The fused relu6's mask (model.c): dy passes where 0 < y < 6; into d. */
+static void s_relu6_mask(float *restrict d, const float *restrict dy, const float *restrict y,
+                         size_t n)
+{
+    for (size_t i = 0; i < n; i++) d[i] = (y[i] > 0.0f) & (y[i] < 6.0f) ? dy[i] : 0.0f;
+}
+
+static void s_backward_task(void *ctx, int task, int ntasks)
+{
+    const s_job *j = ctx;
+    const cnd_layer_t *l = j->l;
+    int C = l->in.c, B = j->B;
+    size_t HW = (size_t)l->in.h * l->in.w, N = (size_t)B * HW;
+    float *dgamma = j->dw, *dbeta = j->dw + C;
+    int r6 = l->fuse_relu == 6;
+    /* with a fused relu6, the masked dy of one plane goes to this task's work plane */
+    float *mbuf = j->out + (size_t)task * HW;
+    long c0, c1;
+    cnd_pool_range(C, ntasks, task, &c0, &c1);
+    for (int c = (int)c0; c < (int)c1; c++) {
+        /* xhat = (x - mean) * invstd is recomputed from the input, not stored */
+        float mean = l->saved2[c], invstd = l->saved2[C + c];
+        double sdy = 0.0, sdyx = 0.0;
+        for (int b = 0; b < B; b++) {
+            size_t at = cnd_layer_plane(l, c, b, B);
+            const float *d = j->dout + at;
+            if (r6) {
+                s_relu6_mask(mbuf, d, j->y + at, HW);
+                d = mbuf;
             }
-            if (l->fuse_relu == 6) /* a relu6 fused into this layer (model.c) */
-                for (size_t i = 0; i < HW; i++) {
-                    float v = y[i] > 0.0f ? y[i] : 0.0f;
-                    y[i] = v < 6.0f ? v : 6.0f;
-                }
+            sdy += cnd_vsum(d, HW);
+            sdyx += s_dotdev(d, j->in + at, HW, mean);
+        }
+        sdyx *= invstd;
+        dgamma[c] += (float)sdyx;
+        dbeta[c] += (float)sdy;
+        if (!j->din) continue;
+        float k = j->w[c] * invstd / (float)N, fN = (float)N;
+        float mdy = (float)sdy, mdyx = (float)sdyx * invstd;
+        for (int b = 0; b < B; b++) {
+            size_t at = cnd_layer_plane(l, c, b, B);
+            const float *x = j->in + at;
+            float *dx = j->din + at; /* d may be dx itself (the masked dy) */
+            const float *d = j->dout + at;
+            if (r6) {
+                s_relu6_mask(dx, d, j->y + at, HW);
+                d = dx;
+            }
+            for (size_t i = 0; i < HW; i++) dx[i] = k * (fN * d[i] - mdy - (x[i] - mean) * mdyx);
         }
     }
 }
@@ -93,42 +222,16 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
                        const float *out, const float *w, float *work, int B)
 {
     // din and dout are (B,C,H,W); dgamma, dbeta are (C); needs xhat and invstd from training
-    int C = l->in.c;
-    size_t HW = (size_t)l->in.h * l->in.w, N = (size_t)B * HW;
-    const float *gamma = w;
-    float *dgamma = dw, *dbeta = dw + C;
-    int r6 = l->fuse_relu == 6; /* a fused relu6 (model.c): dy passes where 0 < out < 6 */
-    for (int c = 0; c < C; c++) {
-        double sdy = 0.0, sdyx = 0.0;
-        for (int b = 0; b < B; b++) {
-            const float *dy = dout + cnd_layer_plane(l, c, b, B);
-            const float *xh = l->saved + cnd_layer_plane(l, c, b, B);
-            const float *y = out + cnd_layer_plane(l, c, b, B);
-            for (size_t i = 0; i < HW; i++) {
-                float d = r6 ? ((y[i] > 0.0f) & (y[i] < 6.0f) ? dy[i] : 0.0f) : dy[i];
-                sdy += d;
-                sdyx += (double)d * xh[i];
-            }
-        }
-        dgamma[c] += (float)sdyx;
-        dbeta[c] += (float)sdy;
-        if (!din) continue;
-        float k = gamma[c] * l->saved2[c] / (float)N;
-        float mdy = (float)sdy, mdyx = (float)sdyx;
-        for (int b = 0; b < B; b++) {
-            const float *dy = dout + cnd_layer_plane(l, c, b, B);
-            const float *xh = l->saved + cnd_layer_plane(l, c, b, B);
-            float *dx = din + cnd_layer_plane(l, c, b, B);
-            const float *y = out + cnd_layer_plane(l, c, b, B);
-            if (r6)
-                for (size_t i = 0; i < HW; i++) {
-                    float d = (y[i] > 0.0f) & (y[i] < 6.0f) ? dy[i] : 0.0f;
-                    dx[i] = k * ((float)N * d - mdy - xh[i] * mdyx);
-                }
-            else
-                for (size_t i = 0; i < HW; i++) dx[i] = k * ((float)N * dy[i] - mdy - xh[i] * mdyx);
-        }
-    }
+    s_job j = {.l = l,
+               .din = din,
+               .dw = dw,
+               .out = work,
+               .in = in,
+               .dout = dout,
+               .w = w,
+               .y = out,
+               .B = B};
+    cnd_pool_run(s_backward_task, &j, s_tasks(l));
 }
 
 static uint64_t s_macs(const cnd_layer_t *l)
@@ -138,7 +241,10 @@ static uint64_t s_macs(const cnd_layer_t *l)
 
 static cnd_layer_mem_t s_mem(const cnd_layer_t *l, int B)
 {
-    return (cnd_layer_mem_t){.saved = (size_t)B * cnd_shape_size(l->in), .saved2 = (size_t)l->in.c};
+    /* work: one plane per task for the fused relu6's masked gradient */
+    /* saved2: the batch's mean and invstd per channel (xhat is recomputed backward) */
+    return (cnd_layer_mem_t){.saved2 = 2 * (size_t)l->in.c,
+                             .work = (size_t)cnd_pool_threads() * l->in.h * l->in.w};
 }
 
 const cnd_layer_ops_t cnd_layer_batchnorm_ops = {"batchnorm", s_shape, s_init, s_forward,
