@@ -91,7 +91,13 @@ static int s_parse(cnd_fleet_sim_opts_t *o, s_args_t *a, int argc, char **argv)
     if (a->state && !a->state[0]) a->state = NULL;
     const cnd_opt_t opts[] = {
         {"devices", CND_OPT_INT, &devices, "N", "devices in the fleet (default 100)", 1, 1e6},
-        {"endpoint", CND_OPT_STR, &o->endpoint, "EP", "coordinator endpoint (required)"},
+        {"endpoint", CND_OPT_STR, &o->endpoint, "EP[,EP...]",
+         "coordinator endpoint, or replicas of it: each device starts at the one its name "
+         "hashes to (required)"},
+        {"failover", CND_OPT_DBL, &o->failover_s, "S",
+         "with several endpoints: seconds without a session before a device tries the next "
+         "(default 5)",
+         0.5, 3600},
         {"coordinator-key", CND_OPT_STR, &a->key, "FILE", "coordinator identity.pub (required)"},
         {"coordinator-dir", CND_OPT_STR, &a->cdir, "DIR",
          "enroll the devices there and stop when its newest rollout is over"},

@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* --- the coordinator directory -------------------------------------------------------------- */
@@ -171,6 +172,8 @@ typedef struct {
     pthread_mutex_t zmu;
     sqlite3 *zdb;
     cnd_rstate_t *zstate; /* the ZAP thread's own connection to the rollout state */
+    cnd_rstate_t *lease;  /* PostgreSQL: the connection holding the leader lock, or NULL */
+    double last_lease;    /* when the lock was last checked */
     s_sess_t *sess;
     size_t cap, n;
     uint64_t seq;
@@ -667,15 +670,38 @@ static double s_cpu(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
-/* Opens the coordinator's directory (rollout tables, identity, audit log), a read-only handle
- * for the ZAP handler, the CurveZMQ server, the CA (when there is one) and the engine. */
-static int s_start(s_srv_t *s)
+/* With the rollout state in PostgreSQL, several replicas may share it: only the holder of the
+ * leader lock (rollout_state.h) binds its endpoint and runs the engine; the others wait here,
+ * trying every 0.5 s, so a leader that dies is replaced within about a second of the server
+ * noticing its connection closed. Returns 0 leading, 1 when stopped (or out of time) first. */
+static int s_lead(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
+{
+    if (!cnd_rstate_url_is_pg(s->o->state)) return 0;
+    int rc = cnd_rstate_open(&s->lease, s->o->state, s->dir.db), leading = 0, said = 0;
+    while (!rc && !*stop) {
+        if ((rc = cnd_rstate_lead(s->lease, &leading)) || leading) break;
+        if (!said++) s_log(s, "standby: another replica holds the leader lock; waiting for it");
+        if (s->o->max_seconds > 0 && cnd_now() - t0 > s->o->max_seconds) return 1;
+        usleep(500000);
+    }
+    if (rc) return rc;
+    if (!leading) return 1;
+    s_log(s, "leader: holding the leader lock%s", said ? " (took over)" : "");
+    s->last_lease = cnd_now();
+    return 0;
+}
+
+/* Opens the coordinator's directory (rollout tables, identity, audit log), waits to lead (s_lead),
+ * then a read-only handle for the ZAP handler, the CurveZMQ server, the CA (when there is one)
+ * and the engine. Returns 1 when stopped while waiting to lead. */
+static int s_start(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
 {
     const cnd_rollout_serve_opts_t *o = s->o;
     uint8_t csk[32], cpk[32];
     int rc = cnd_rollout_dir_open_state(&s->dir, o->dir, 1, o->state);
     if (rc) return rc;
     s_log(s, "rollout state: %s (%s)", cnd_rstate_kind(s->dir.state), cnd_rstate_url(s->dir.state));
+    if ((rc = s_lead(s, stop, t0))) return rc;
     snprintf(s->name, sizeof s->name, "coordinator");
     char zpath[600];
     snprintf(zpath, sizeof zpath, "%s/coordinator.db", o->dir);
@@ -751,6 +777,14 @@ static int s_loop(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
             rc = cnd_errf(CND_EIO, "poll: %s", strerror(errno));
             break;
         }
+        double tl = cnd_now();
+        if (s->lease && tl - s->last_lease >= 1.0) {
+            s->last_lease = tl;
+            if ((rc = cnd_rstate_lead_check(s->lease))) {
+                rc = cnd_err_wrap(rc, "stopping: this replica may no longer lead");
+                break;
+            }
+        }
         if ((rc = s_begin(s))) break;
         for (int k = 0; k < 4096; k++) {
             cnd_frame_t f;
@@ -822,6 +856,7 @@ static void s_srv_free(s_srv_t *s)
     cnd_rstate_close(&s->zstate);
     cnd_db_close(&s->zdb);
     cnd_rollout_dir_close(&s->dir);
+    cnd_rstate_close(&s->lease); /* last: another replica may lead from here on */
     cnd_buf_free(&s->out);
     free(s->sess);
     pthread_mutex_destroy(&s->zmu);
@@ -850,8 +885,11 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
     pthread_mutex_init(&s->zmu, NULL);
     cnd_buf_init(&s->out);
     double t0 = cnd_now(), c0 = s_cpu();
-    rc = s_start(s);
-    if (!rc) rc = s_shutdown(s, s_loop(s, stop, t0));
+    rc = s_start(s, stop, t0);
+    if (rc == 1)
+        rc = 0; /* stopped while a standby */
+    else if (!rc)
+        rc = s_shutdown(s, s_loop(s, stop, t0));
     if (stout) s_stats(s, stout, t0, c0);
     s_srv_free(s);
     cnd_file_unlock(&lfd);

@@ -215,6 +215,13 @@ static int s_lite_fleet_revoked(cnd_rstate_t *s, char ***names, size_t *n)
     return s_lite_names(s, "SELECT name FROM fleet_device WHERE revoked_ms != 0", NULL, names, n);
 }
 
+static int s_lite_lead(cnd_rstate_t *s, int *leading)
+{
+    (void)s;
+    *leading = 1;
+    return 0;
+}
+
 static const cnd_rstate_ops_t s_lite_ops = {
     "sqlite",
     s_lite_nop,
@@ -241,6 +248,8 @@ static const cnd_rstate_ops_t s_lite_ops = {
     s_lite_fleet_count,
     s_lite_fleet_revoke,
     s_lite_fleet_revoked,
+    s_lite_lead,
+    s_lite_nop,
 };
 
 /* --- the handle ----------------------------------------------------------------------------- */
@@ -336,6 +345,16 @@ int cnd_rstate_names_push(char ***names, size_t *n, size_t *cap, const char *nam
     if (!c) return cnd_errf(CND_ENOMEM, "out of memory");
     (*names)[(*n)++] = c;
     return 0;
+}
+
+int cnd_rstate_lead(cnd_rstate_t *s, int *leading)
+{
+    return s->ops->lead(s, leading);
+}
+
+int cnd_rstate_lead_check(cnd_rstate_t *s)
+{
+    return s->ops->lead_check(s);
 }
 
 void cnd_rstate_names_free(char **names, size_t n)

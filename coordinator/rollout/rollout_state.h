@@ -103,6 +103,19 @@ CND_MUST_USE int cnd_rstate_fleet_revoke(cnd_rstate_t *s, const char *name);
 /* Names of revoked devices (caller frees each and the array). */
 CND_MUST_USE int cnd_rstate_fleet_revoked(cnd_rstate_t *s, char ***names, size_t *n);
 
+/* --- leadership (several `rollout serve` replicas on one PostgreSQL state) --------------------
+ * One replica at a time runs the engine: the one holding the leader lock, a session-level
+ * advisory lock of this handle's connection (open a handle for it alone). The server releases it
+ * when the connection ends, so a leader killed with SIGKILL frees it at once and a standby
+ * polling cnd_rstate_lead takes it at its next try.
+ * lead: *leading = 1 when this handle holds the lock (taken now or before), 0 when another
+ * session does; 0 or CND_EDB. SQLite: always leading (one process per database file is how
+ * `rollout serve` runs there).
+ * lead_check: 0 while this handle still holds it; CND_EDB when the connection is gone (the lock
+ * with it: the caller must stop leading at once). */
+CND_MUST_USE int cnd_rstate_lead(cnd_rstate_t *s, int *leading);
+CND_MUST_USE int cnd_rstate_lead_check(cnd_rstate_t *s);
+
 /* Frees an array of names from cnd_rstate_busy_devices or cnd_rstate_fleet_revoked. */
 void cnd_rstate_names_free(char **names, size_t n);
 

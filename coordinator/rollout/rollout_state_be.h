@@ -35,6 +35,8 @@ typedef struct {
     int (*fleet_count)(cnd_rstate_t *s, uint64_t *enrolled, uint64_t *profiled);
     int (*fleet_revoke)(cnd_rstate_t *s, const char *name);
     int (*fleet_revoked)(cnd_rstate_t *s, char ***names, size_t *n);
+    int (*lead)(cnd_rstate_t *s, int *leading);
+    int (*lead_check)(cnd_rstate_t *s);
 } cnd_rstate_ops_t;
 
 struct cnd_rstate {
@@ -43,6 +45,7 @@ struct cnd_rstate {
     char url[CND_RSTATE_URL_MAX + 1]; /* as shown in logs (password hidden) */
     void *conn;                       /* PostgreSQL: its PGconn */
     int in_txn;                       /* PostgreSQL: a cnd_rstate_begin is open */
+    int leading;                      /* PostgreSQL: this connection holds the leader lock */
 };
 
 extern const cnd_rstate_ops_t cnd_rstate_pg_ops;

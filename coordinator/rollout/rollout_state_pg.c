@@ -11,7 +11,8 @@
  * Locks (advisory, so they need no table):
  *   S_LOCK_SCHEMA (transaction-scoped) while the schema is created or migrated;
  *   S_LOCK_WRITE  (transaction-scoped) taken by cnd_rstate_begin: writers take turns, as
- *                 BEGIN IMMEDIATE makes them take turns on SQLite.
+ *                 BEGIN IMMEDIATE makes them take turns on SQLite;
+ *   S_LOCK_LEADER (session-scoped) held by the replica that runs the engine (cnd_rstate_lead).
  * After any failed statement inside cnd_rstate_begin the transaction is marked failed: every
  * later statement is refused without reaching the server and cnd_rstate_commit rolls back and
  * reports it (PostgreSQL itself refuses anything but ROLLBACK after an error).
@@ -29,6 +30,7 @@
 
 #define S_LOCK_SCHEMA 0x636e6400501 /* "cnd" "P" 1 */
 #define S_LOCK_WRITE  0x636e6400502
+#define S_LOCK_LEADER 0x636e6400503
 #define S_MAXP        24
 
 /* Forward migrations; condenser_schema holds how many ran (component 'rollout'). */
@@ -834,6 +836,46 @@ static int s_pg_fleet_revoked(cnd_rstate_t *s, char ***names, size_t *n)
     return s_names(s, "SELECT name FROM fleet_device WHERE revoked_ms != 0", NULL, names, n);
 }
 
+/* --- leadership ------------------------------------------------------------------------------ */
+
+/* Asks the server which locks this session holds: a closed or broken connection fails, and so
+ * does a lock that is gone (it cannot be, short of the connection ending). */
+static int s_pg_lead_check(cnd_rstate_t *s)
+{
+    if (!s->leading) return cnd_errf(CND_ESTATE, "%s: not the leader", s->url);
+    s_par_t p = {0};
+    s_p_i64(&p, S_LOCK_LEADER);
+    PGresult *q = NULL;
+    int rc = s_query(s, &q,
+                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                     " AND pid = pg_backend_pid() AND granted"
+                     " AND ((classid::bigint << 32) | objid::bigint) = $1",
+                     &p, "leader lock check");
+    int held = !rc && PQntuples(q) == 1 && strcmp(PQgetvalue(q, 0, 0), "1") == 0;
+    PQclear(q);
+    if (held) return 0;
+    s->leading = 0;
+    return rc ? rc : cnd_errf(CND_EDB, "%s: the leader lock is no longer held", s->url);
+}
+
+static int s_pg_lead(cnd_rstate_t *s, int *leading)
+{
+    *leading = 0;
+    if (s->leading) {
+        int rc = s_pg_lead_check(s);
+        *leading = rc == 0;
+        return rc;
+    }
+    s_par_t p = {0};
+    s_p_i64(&p, S_LOCK_LEADER);
+    PGresult *q = NULL;
+    int rc = s_query(s, &q, "SELECT pg_try_advisory_lock($1)", &p, "leader lock");
+    if (!rc && PQntuples(q) == 1 && strcmp(PQgetvalue(q, 0, 0), "t") == 0) s->leading = 1;
+    PQclear(q);
+    *leading = s->leading;
+    return rc;
+}
+
 const cnd_rstate_ops_t cnd_rstate_pg_ops = {
     "postgresql",         s_pg_begin,          s_pg_commit,
     s_pg_rollback,        s_pg_close,          s_pg_rollout_insert,
@@ -843,5 +885,5 @@ const cnd_rstate_ops_t cnd_rstate_pg_ops = {
     s_pg_latency,         s_pg_latency_add,    s_pg_fleet_enroll,
     s_pg_fleet_get,       s_pg_fleet_by_curve, s_pg_fleet_put_profile,
     s_pg_fleet_list,      s_pg_fleet_count,    s_pg_fleet_revoke,
-    s_pg_fleet_revoked,
+    s_pg_fleet_revoked,   s_pg_lead,           s_pg_lead_check,
 };
