@@ -8,6 +8,9 @@
 #   - every device reaches the leader (those whose first choice is a standby fail over);
 #   - the leader is killed with SIGKILL once wave 2 has begun and devices are still to be
 #     updated: one standby takes over (logs "took over") within 10 s, the other stays a standby;
+#   - once wave 3 has begun, the new leader's PostgreSQL connection holding the lock is
+#     terminated (pg_terminate_backend): that replica stops on its own (it may no longer lead) and
+#     the last standby takes over;
 #   - the rollout completes; all 100 device rows are healthy; every device runs v2's digest;
 #   - the same for one real `condenser edge run` device with the three endpoints (failover_s = 2 in
 #     its edge.conf), which loses its leader with the others and must find the new one.
@@ -96,6 +99,19 @@ t_took=$(date +%s.%N)
 leaders=$(grep -l "(took over)" "$w/serve-1.log" "$w/serve-2.log" | wc -l)
 [ "$leaders" = 1 ] || fail "$leaders replicas took over"
 echo "killed the leader in wave $(q "SELECT wave FROM rollout WHERE id = 1") with $left devices not yet healthy; a standby led $(python3 -c "print(round($t_took - $t_kill, 2))") s later"
+# The new leader loses the connection that holds its lock: it must stop, the last one lead.
+if grep -q "(took over)" "$w/serve-1.log"; then second=1 third=2; else second=2 third=1; fi
+wave3() { [ "$(q "SELECT wave FROM rollout WHERE id = 1")" -ge 3 ]; }
+wait_for 60 wave3 || fail "wave 3 never began"
+[ "$(q "SELECT state FROM rollout WHERE id = 1")" = running ] || fail "the rollout was over before the second fault"
+[ "$(q "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'
+        AND classid = 1590 AND objid = 3862955267 AND granted")" = 1 ] || fail "no leader lock to break"
+stopped() { ! kill -0 "${spids[$second]}" 2> /dev/null; }
+wait_for 10 stopped || fail "replica $second kept running without its leader lock"
+grep -q "may no longer lead" "$w/serve-$second.log" || fail "replica $second did not say why it stopped: $(tail -3 "$w/serve-$second.log")"
+took3() { grep -q "(took over)" "$w/serve-$third.log"; }
+wait_for 10 took3 || fail "replica $third did not take over"
+echo "broke replica $second's lock connection in wave $(q "SELECT wave FROM rollout WHERE id = 1"): it stopped, replica $third leads"
 completed() { [ "$(q "SELECT state FROM rollout WHERE id = 1")" = completed ]; }
 wait_for 150 completed || fail "rollout not completed after the takeover: $(q "SELECT state, count(*) FROM rollout_device GROUP BY state")"
 wait $sim || fail "fleet-sim failed"
