@@ -45,7 +45,7 @@ typedef struct {
     uint8_t cpk[32], csk[32]; /* CURVE keys until the connection is made (then wiped) */
     double connect_t;         /* when its connection was made */
     uint8_t ep_cur;           /* index into the simulator's endpoint list */
-    double last_ok;           /* last successful send or received frame (failover) */
+    double fail_since;        /* first failed send since the last success or frame (0 = none) */
 } s_dev_t;
 
 struct cnd_fleet_sim {
@@ -94,13 +94,14 @@ static int s_send(void *ctx, Condenser__MsgType type, void *payload)
     int rc = cnd_proto_encode_buf(&s->buf, &env);
     if (!rc) rc = cnd_client_send(d->cli, s->buf.data, s->buf.len, 0);
     if (rc) {
+        if (!d->fail_since) d->fail_since = cnd_now();
         d->send_failed = 1;
         s->st.send_failures++;
         cnd_err_clear();
         return rc;
     }
     s->st.frames_out++;
-    d->last_ok = cnd_now();
+    d->fail_since = 0;
     return 0;
 }
 
@@ -120,7 +121,7 @@ static void s_handle(s_dev_t *d, const uint8_t *data, size_t len, double now)
 {
     cnd_fleet_sim_t *s = d->sim;
     s->st.frames_in++;
-    d->last_ok = now;
+    d->fail_since = 0;
     cnd_proto_msg_t *m = NULL;
     if (cnd_proto_decode(&m, NULL, data, len)) {
         cnd_err_clear();
@@ -372,7 +373,8 @@ static int s_dial(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k)
                             .reconnect_ivl_max_ms = 5000,
                             .zmq_context = s->ctx,
                             .no_monitor = 1};
-    d->connect_t = d->last_ok = cnd_now();
+    d->connect_t = cnd_now();
+    d->fail_since = 0;
     int rc = cnd_client_new(&d->cli, &co);
     if (s->eps.n < 2) sodium_memzero(d->csk, sizeof d->csk);
     if (rc) return rc;
@@ -403,11 +405,14 @@ static int s_connect_some(cnd_fleet_sim_t *s, uint32_t max)
     return 0;
 }
 
-/* A device that has neither sent nor received anything for failover_s (its sends fail: no
- * session) closes its connection and dials the next endpoint of the list. */
+/* A device whose sends have failed for failover_s (no session: a dead or standby endpoint),
+ * with no send succeeding and no frame arriving since, closes its connection and dials the next
+ * endpoint of the list. An idle device with a session sends nothing to fail, so it stays; one
+ * whose server died notices at its next send (hello retries, heartbeats, reports). */
 static int s_failover(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k, double now)
 {
-    if (s->eps.n < 2 || !d->cli || now - d->last_ok < s->o.failover_s) return 0;
+    if (s->eps.n < 2 || !d->cli || !d->fail_since || now - d->fail_since < s->o.failover_s)
+        return 0;
     cnd_client_destroy(&d->cli); /* its descriptor leaves the epoll set as it closes */
     d->sock = NULL;
     d->ep_cur = (uint8_t)((d->ep_cur + 1) % s->eps.n);

@@ -31,8 +31,9 @@
 typedef struct {
     const char *endpoint;       /* coordinator endpoint, or a comma-separated list of replicas
                                    (edge.h: each device starts at the one its name hashes to) */
-    double failover_s;          /* with a list: seconds without a successful send or a frame
-                                   before a device dials the next endpoint (default 5) */
+    double failover_s;          /* with a list: seconds of failing sends (no session), with no
+                                   frame arriving, before a device dials the next endpoint
+                                   (default 5) */
     uint8_t coordinator_pk[32]; /* Ed25519: CURVE server key and manifest trust */
     uint32_t devices;           /* devices in the whole fleet */
     uint32_t first, count;      /* this process simulates [first, first + count) */
