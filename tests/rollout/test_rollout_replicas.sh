@@ -24,8 +24,9 @@ w=$(mktemp -d /tmp/cnd_rollout_rep.XXXXXX)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  pg_stop # before waiting: a child left out of pids must not keep the server running
+  kill -9 $(jobs -p) 2>/dev/null || true
   wait 2>/dev/null || true
-  pg_stop
   rm -rf "$w"
 }
 trap cleanup EXIT
