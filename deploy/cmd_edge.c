@@ -4,15 +4,15 @@
  *
  * Device directory:
  *   DIR/identity.key, identity.pub   the device identity (its X25519 form is its CurveZMQ key)
- *   DIR/edge.conf                    INI, section [edge]: name, endpoint, coordinator_key (hex
- *                                    Ed25519; pins the CurveZMQ server key and is the trusted
- *                                    manifest key unless trust_key is set), class, cpu, ram,
- *                                    flash, latency_budget_us, model, labels (k=v,k=v),
- *                                    certificate (DER file sent in Hello, optional)
- *   DIR/store/                       the edge store (edge_store.h): state, slot-a/b, download
- * The daemon reports its profile, takes offers and rollbacks, and keeps going across
- * disconnects; `install` applies an artifact from local files through the same checks; `infer`
- * runs the active model on raw inputs; `status` shows the active model and the last report.
+ *   DIR/edge.conf                    INI, section [edge]: name, endpoint (one, or a comma-separated
+ *                                    list of replicas: edge.h, failover_s after which a device
+ *                                    without a session tries the next, default 5), coordinator_key
+ * (hex Ed25519; pins the CurveZMQ server key and is the trusted manifest key unless trust_key is
+ * set), class, cpu, ram, flash, latency_budget_us, model, labels (k=v,k=v), certificate (DER file
+ * sent in Hello, optional) DIR/store/                       the edge store (edge_store.h): state,
+ * slot-a/b, download The daemon reports its profile, takes offers and rollbacks, and keeps going
+ * across disconnects; `install` applies an artifact from local files through the same checks;
+ * `infer` runs the active model on raw inputs; `status` shows the active model and the last report.
  */
 #include "json.h"
 #include "cli.h"
@@ -39,7 +39,9 @@
 #define S_MAX_LABELS 32
 
 typedef struct {
-    char name[64], endpoint[256], cls[64], cpu[64], model[129], cert[512];
+    char name[64], endpoint[1024], cls[64], cpu[64], model[129], cert[512];
+    cnd_edge_endpoints_t eps; /* endpoint, parsed and ordered for this device */
+    uint32_t failover_s;      /* seconds without a session before trying the next endpoint */
     uint8_t coord_pk[32], trust_pk[32];
     int has_coord, has_trust;
     uint64_t ram, flash;
@@ -80,6 +82,8 @@ static int s_ini(void *user, const char *section, const char *name, const char *
         c->flash = strtoull(value, NULL, 10);
     else if (!strcmp(name, "latency_budget_us"))
         c->budget = (uint32_t)strtoul(value, NULL, 10);
+    else if (!strcmp(name, "failover_s"))
+        return (c->failover_s = (uint32_t)strtoul(value, NULL, 10)) >= 1 && c->failover_s <= 3600;
     else
         return 0;
     return 1;
@@ -99,6 +103,9 @@ static int s_load_conf(s_conf_t *c, const char *dir)
                         "are required",
                         path);
     if (!c->has_trust) memcpy(c->trust_pk, c->coord_pk, 32);
+    if (!c->failover_s) c->failover_s = 5;
+    if (cnd_edge_endpoints_parse(&c->eps, c->endpoint, c->name))
+        return cnd_err_wrap(CND_EFORMAT, "%s: endpoint", path);
     char *save = NULL;
     for (char *t = strtok_r(c->labels_text, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(t, '=');
@@ -193,7 +200,10 @@ static int s_init(int argc, char **argv)
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", "device directory (required)"},
         {"name", CND_OPT_STR, &name, "NAME", "device name, as enrolled (required)"},
-        {"endpoint", CND_OPT_STR, &endpoint, "EP", "coordinator endpoint (required)"},
+        {"endpoint", CND_OPT_STR, &endpoint, "EP[,EP...]",
+         "coordinator endpoint, or replicas of it (the device starts at the one its name "
+         "hashes to and tries the next after failover_s, edge.conf, without a session) "
+         "(required)"},
         {"coordinator-key", CND_OPT_STR, &ckey, "FILE", "coordinator identity.pub (required)"},
         {"trust-key", CND_OPT_STR, &tkey, "FILE", "manifest signing key (default: coordinator's)"},
         {"class", CND_OPT_STR, &cls, "C", "hardware class (required)"},
@@ -323,6 +333,44 @@ static int s_read_cert(uint8_t **cert, size_t *len, const char *dir, const char 
     return cnd_file_read(cp, CND_PROTO_CERT_MAX, cert, len);
 }
 
+/* Which endpoint of the device's list it talks to (cnd_edge_endpoints_parse), and since when it
+ * has had no session there (0 = it has one). */
+typedef struct {
+    size_t cur;
+    double since;
+    const uint8_t *server, *cpk, *csk; /* CURVE keys, kept to dial the next endpoint */
+} s_failover_t;
+
+/* A client for the current endpoint. */
+static int s_link(s_dev_t *d, s_failover_t *fo)
+{
+    cnd_client_opts_t co = {.endpoint = d->conf.eps.ep[fo->cur],
+                            .server_key = fo->server,
+                            .public_key = fo->cpk,
+                            .secret_key = fo->csk};
+    return cnd_client_new(&d->link.cli, &co);
+}
+
+/* With several endpoints: after failover_s without a session, the next one. Returns 0 (same
+ * client), 1 (a client for the next endpoint) or an error. */
+static int s_failover(s_dev_t *d, s_failover_t *fo, const cnd_client_state_t *cs, double now)
+{
+    if (cs->connected || d->conf.eps.n < 2) {
+        fo->since = 0;
+        return 0;
+    }
+    if (!fo->since) fo->since = now;
+    if (now - fo->since < d->conf.failover_s) return 0;
+    size_t next = (fo->cur + 1) % d->conf.eps.n;
+    s_print(d->conf.name, "no session with %s for %u s: trying %s", d->conf.eps.ep[fo->cur],
+            d->conf.failover_s, d->conf.eps.ep[next]);
+    cnd_client_destroy(&d->link.cli);
+    fo->cur = next;
+    fo->since = now;
+    int rc = s_link(d, fo);
+    return rc ? rc : 1;
+}
+
 static int s_run(int argc, char **argv)
 {
     const char *dir = NULL, *log_level = "info";
@@ -367,16 +415,13 @@ static int s_run(int argc, char **argv)
         (rc = cnd_transport_curve_public(server, d.conf.coord_pk)))
         goto out;
     if (d.conf.cert[0] && (rc = s_read_cert(&cert, &cert_len, dir, d.conf.cert))) goto out;
-    cnd_client_opts_t co = {
-        .endpoint = d.conf.endpoint, .server_key = server, .public_key = cpk, .secret_key = csk};
-    rc = cnd_client_new(&d.link.cli, &co);
-    sodium_memzero(csk, sizeof csk);
-    if (rc) goto out;
+    s_failover_t fo = {0, 0, server, cpk, csk};
+    if ((rc = s_link(&d, &fo))) goto out;
     if ((rc = cnd_edge_http_new(&http))) goto out;
     cnd_edge_set_fetch(d.edge, cnd_edge_http_fetch, http);
     signal(SIGINT, s_on_signal);
     signal(SIGTERM, s_on_signal);
-    if (cnd_service_ready(d.conf.endpoint) < 0)
+    if (cnd_service_ready(d.conf.eps.ep[0]) < 0)
         s_print(d.conf.name, "warning: %s", cnd_err_detail());
     double t0 = cnd_now(), next_try = 0, next_hb = 0;
     uint64_t cache_failures = 0;
@@ -387,6 +432,13 @@ static int s_run(int argc, char **argv)
         double now = cnd_now();
         cnd_client_state_t cs;
         cnd_client_state(d.link.cli, &cs);
+        if ((rc = s_failover(&d, &fo, &cs, now)) < 0) goto out;
+        if (rc) { /* a new client: its counters start again, and a session needs a hello */
+            rc = 0;
+            handshakes = 0;
+            need_hello = 1;
+            continue;
+        }
         if (cs.handshakes != handshakes) {
             handshakes = cs.handshakes;
             need_hello = 1; /* a new session: the coordinator may have restarted */
@@ -396,7 +448,7 @@ static int s_run(int argc, char **argv)
             if (!s_hello(&d, cert, cert_len, cnd_identity_pk(id), now)) {
                 need_hello = 0;
                 next_hb = now + 10;
-                s_print(d.conf.name, "connected to %s", d.conf.endpoint);
+                s_print(d.conf.name, "connected to %s", d.conf.eps.ep[fo.cur]);
             }
         }
         if (!need_hello && now >= next_hb) {
@@ -435,6 +487,7 @@ out:
     free(cert);
     cnd_edge_http_free(&http);
     cnd_client_destroy(&d.link.cli);
+    sodium_memzero(csk, sizeof csk);
     cnd_identity_destroy(&id);
     s_close(&d);
     return rc;

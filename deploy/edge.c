@@ -1361,3 +1361,39 @@ cnd_rt_model_t *cnd_edge_model(cnd_edge_t *e)
 {
     return e->has_model ? e->rt : NULL;
 }
+
+size_t cnd_edge_endpoint_first(const char *device, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = device ? device : ""; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+    return (size_t)(h % n);
+}
+
+int cnd_edge_endpoints_parse(cnd_edge_endpoints_t *out, const char *list, const char *device)
+{
+    cnd_edge_endpoints_t in;
+    memset(&in, 0, sizeof in);
+    memset(out, 0, sizeof *out);
+    const char *p = list ? list : "";
+    for (;;) {
+        while (*p == ' ' || *p == '\t') p++;
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+        if (!len) return cnd_errf(CND_EINVAL, "endpoint list '%s': an empty entry", list);
+        if (len > CND_EDGE_ENDPOINT_LEN)
+            return cnd_errf(CND_EINVAL, "endpoint list: '%.*s...' is longer than %d bytes", 32, p,
+                            CND_EDGE_ENDPOINT_LEN);
+        if (in.n == CND_EDGE_ENDPOINTS_MAX)
+            return cnd_errf(CND_EINVAL, "endpoint list: more than %d endpoints",
+                            CND_EDGE_ENDPOINTS_MAX);
+        memcpy(in.ep[in.n++], p, len);
+        if (!end) break;
+        p = end + 1;
+    }
+    size_t first = cnd_edge_endpoint_first(device, in.n);
+    for (size_t i = 0; i < in.n; i++)
+        memcpy(out->ep[i], in.ep[(first + i) % in.n], sizeof in.ep[0]);
+    out->n = in.n;
+    return 0;
+}

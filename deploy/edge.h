@@ -182,4 +182,23 @@ void cnd_edge_set_fault(cnd_edge_t *e, cnd_edge_fault_t f);
 /* The active model for inference (NULL when none, or keep_model is 0). */
 cnd_rt_model_t *cnd_edge_model(cnd_edge_t *e);
 
+/* --- coordinator endpoints ---------------------------------------------------------------
+ * A device may name several coordinator endpoints (`endpoint = EP, EP, ...` in edge.conf,
+ * `fleet-sim --endpoint EP,EP`): the replicas of `rollout serve` that share one rollout state.
+ * Each device starts at the one its name hashes to (FNV-1a of the name, modulo the count: the
+ * same device always starts at the same endpoint, and devices spread evenly), and moves on to the
+ * next in list order, wrapping around, when it has had no session for its failover time. */
+#define CND_EDGE_ENDPOINTS_MAX 8
+#define CND_EDGE_ENDPOINT_LEN  255
+typedef struct {
+    char ep[CND_EDGE_ENDPOINTS_MAX][CND_EDGE_ENDPOINT_LEN + 1]; /* in this device's order */
+    size_t n;
+} cnd_edge_endpoints_t;
+/* Where in a list of n endpoints `device` starts (FNV-1a of its name modulo n; n >= 1). */
+size_t cnd_edge_endpoint_first(const char *device, size_t n);
+/* Parses a comma-separated list (spaces around entries ignored) and orders it for `device`.
+ * Returns 0, or CND_EINVAL naming the empty, overlong or surplus entry. */
+CND_MUST_USE int cnd_edge_endpoints_parse(cnd_edge_endpoints_t *out, const char *list,
+                                          const char *device);
+
 #endif

@@ -44,6 +44,8 @@ typedef struct {
     char site[32];
     uint8_t cpk[32], csk[32]; /* CURVE keys until the connection is made (then wiped) */
     double connect_t;         /* when its connection was made */
+    uint8_t ep_cur;           /* index into the simulator's endpoint list */
+    double fail_since;        /* first failed send since the last success or frame (0 = none) */
 } s_dev_t;
 
 struct cnd_fleet_sim {
@@ -59,9 +61,10 @@ struct cnd_fleet_sim {
     cnd_buf_t buf;
     cnd_fleet_sim_stats_t st;
     uint8_t server_curve[32];
-    uint32_t next_connect; /* devices [0, next_connect) have their connection */
-    uint32_t n_connected;  /* devices whose first profile went out */
-    uint32_t n_slow;       /* connections older than 5 s still without a session */
+    uint32_t next_connect;    /* devices [0, next_connect) have their connection */
+    uint32_t n_connected;     /* devices whose first profile went out */
+    uint32_t n_slow;          /* connections older than 5 s still without a session */
+    cnd_edge_endpoints_t eps; /* o.endpoint parsed (list order; devices start at their hash) */
 };
 
 void cnd_fleet_sim_device_name(char out[32], uint32_t i)
@@ -91,12 +94,14 @@ static int s_send(void *ctx, Condenser__MsgType type, void *payload)
     int rc = cnd_proto_encode_buf(&s->buf, &env);
     if (!rc) rc = cnd_client_send(d->cli, s->buf.data, s->buf.len, 0);
     if (rc) {
+        if (!d->fail_since) d->fail_since = cnd_now();
         d->send_failed = 1;
         s->st.send_failures++;
         cnd_err_clear();
         return rc;
     }
     s->st.frames_out++;
+    d->fail_since = 0;
     return 0;
 }
 
@@ -116,6 +121,7 @@ static void s_handle(s_dev_t *d, const uint8_t *data, size_t len, double now)
 {
     cnd_fleet_sim_t *s = d->sim;
     s->st.frames_in++;
+    d->fail_since = 0;
     cnd_proto_msg_t *m = NULL;
     if (cnd_proto_decode(&m, NULL, data, len)) {
         cnd_err_clear();
@@ -190,6 +196,7 @@ static void s_defaults(cnd_fleet_sim_opts_t *o)
     if (!o->sites) o->sites = 4;
     if (!o->model) o->model = "";
     if (!o->heartbeat_ms) o->heartbeat_ms = 10000;
+    if (!(o->failover_s > 0)) o->failover_s = 5;
     if (!o->latency_runs) o->latency_runs = 1;
 }
 
@@ -301,6 +308,7 @@ int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_opts_t *o)
     s_defaults(&s->o);
     s->ep = -1;
     cnd_buf_init(&s->buf);
+    if ((rc = cnd_edge_endpoints_parse(&s->eps, o->endpoint, NULL))) goto fail;
     if ((rc = s_parse_labels(s)) || (rc = s_fd_limit(o->count))) goto fail;
     if ((rc = cnd_edge_pool_new(&s->pool))) goto fail;
     s->ctx = zmq_ctx_new();
@@ -349,6 +357,38 @@ void cnd_fleet_sim_destroy(cnd_fleet_sim_t **ps)
     *ps = NULL;
 }
 
+/* Dials device d's current endpoint and watches its socket. With one endpoint the CURVE secret
+ * key is wiped once used; with several it is kept for the next dial (failover). */
+static int s_dial(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k)
+{
+    cnd_client_opts_t co = {.endpoint = s->eps.ep[d->ep_cur],
+                            .server_key = s->server_curve,
+                            .public_key = d->cpk,
+                            .secret_key = d->csk,
+                            /* ZMTP pings only as a slow backstop: libzmq 4.3 cancels
+                             * timers by a walk over all of them (rollout_serve.c) */
+                            .heartbeat_ivl_ms = 600000,
+                            .handshake_ivl_ms = 30000,
+                            .reconnect_ivl_ms = 200 + (int)(k % 400),
+                            .reconnect_ivl_max_ms = 5000,
+                            .zmq_context = s->ctx,
+                            .no_monitor = 1};
+    d->connect_t = cnd_now();
+    d->fail_since = 0;
+    int rc = cnd_client_new(&d->cli, &co);
+    if (s->eps.n < 2) sodium_memzero(d->csk, sizeof d->csk);
+    if (rc) return rc;
+    d->sock = cnd_client_socket(d->cli);
+    int fd;
+    size_t fsz = sizeof fd;
+    if (zmq_getsockopt(d->sock, ZMQ_FD, &fd, &fsz))
+        return cnd_errf(CND_EIO, "fleet-sim: ZMQ_FD: %s", zmq_strerror(errno));
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = d};
+    if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev))
+        return cnd_errf(CND_EIO, "fleet-sim: epoll: %s", strerror(errno));
+    return 0;
+}
+
 /* Connects every device (after enrollment: a key the coordinator refuses is not retried by
  * libzmq when no monitor watches the socket). */
 static int s_connect_some(cnd_fleet_sim_t *s, uint32_t max)
@@ -357,38 +397,28 @@ static int s_connect_some(cnd_fleet_sim_t *s, uint32_t max)
      * beyond it are retried by TCP only after a second or more. */
     for (uint32_t k = s->next_connect; k < s->n && k < s->next_connect + max; k++) {
         s_dev_t *d = &s->dev[k];
-        int rc;
-        cnd_client_opts_t co = {.endpoint = s->o.endpoint,
-                                .server_key = s->server_curve,
-                                .public_key = d->cpk,
-                                .secret_key = d->csk,
-                                /* ZMTP pings only as a slow backstop: libzmq 4.3 cancels
-                                 * timers by a walk over all of them (rollout_serve.c) */
-                                .heartbeat_ivl_ms = 600000,
-                                .handshake_ivl_ms = 30000,
-                                .reconnect_ivl_ms = 200 + (int)(k % 400),
-                                .reconnect_ivl_max_ms = 5000,
-                                .zmq_context = s->ctx,
-                                .no_monitor = 1};
-        d->connect_t = cnd_now();
-        rc = cnd_client_new(&d->cli, &co);
-        sodium_memzero(d->csk, sizeof d->csk);
+        d->ep_cur = (uint8_t)cnd_edge_endpoint_first(d->name, s->eps.n);
+        int rc = s_dial(s, d, k);
         if (rc) return rc;
-        d->sock = cnd_client_socket(d->cli);
-        int fd;
-        size_t fsz = sizeof fd;
-        if (zmq_getsockopt(d->sock, ZMQ_FD, &fd, &fsz)) {
-            rc = cnd_errf(CND_EIO, "fleet-sim: ZMQ_FD: %s", zmq_strerror(errno));
-            return rc;
-        }
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = d};
-        if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev)) {
-            rc = cnd_errf(CND_EIO, "fleet-sim: epoll: %s", strerror(errno));
-            return rc;
-        }
     }
     s->next_connect = s->next_connect + max < s->n ? s->next_connect + max : s->n;
     return 0;
+}
+
+/* A device whose sends have failed for failover_s (no session: a dead or standby endpoint),
+ * with no send succeeding and no frame arriving since, closes its connection and dials the next
+ * endpoint of the list. An idle device with a session sends nothing to fail, so it stays; one
+ * whose server died notices at its next send (hello retries, heartbeats, reports). */
+static int s_failover(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k, double now)
+{
+    if (s->eps.n < 2 || !d->cli || !d->fail_since || now - d->fail_since < s->o.failover_s)
+        return 0;
+    cnd_client_destroy(&d->cli); /* its descriptor leaves the epoll set as it closes */
+    d->sock = NULL;
+    d->ep_cur = (uint8_t)((d->ep_cur + 1) % s->eps.n);
+    d->need_hello = 1;
+    s->st.failovers++;
+    return s_dial(s, d, k);
 }
 
 int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop, double max_seconds,
@@ -412,6 +442,8 @@ int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop, double ma
             for (uint32_t k = 0; k < s->n; k++) {
                 s_dev_t *d = &s->dev[k];
                 if (!d->cli) continue;
+                int rc = s_failover(s, d, k, now);
+                if (rc) return rc;
                 if (!d->connected && now - d->connect_t > 5) s->n_slow++;
                 if (d->need_hello) s_hello(d, now);
                 cnd_edge_tick(d->edge, now);

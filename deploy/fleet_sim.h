@@ -29,7 +29,11 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *endpoint;       /* coordinator endpoint */
+    const char *endpoint;       /* coordinator endpoint, or a comma-separated list of replicas
+                                   (edge.h: each device starts at the one its name hashes to) */
+    double failover_s;          /* with a list: seconds of failing sends (no session), with no
+                                   frame arriving, before a device dials the next endpoint
+                                   (default 5) */
     uint8_t coordinator_pk[32]; /* Ed25519: CURVE server key and manifest trust */
     uint32_t devices;           /* devices in the whole fleet */
     uint32_t first, count;      /* this process simulates [first, first + count) */
@@ -77,6 +81,7 @@ typedef struct {
     uint64_t frames_in, frames_out, send_failures;
     uint64_t pool_bytes; /* shared blobs and private state of all stores */
     uint64_t reboots;    /* CRASH faults that fired */
+    uint64_t failovers;  /* connections moved to the next endpoint (endpoint lists) */
 } cnd_fleet_sim_stats_t;
 void cnd_fleet_sim_stats(const cnd_fleet_sim_t *s, cnd_fleet_sim_stats_t *st);
 

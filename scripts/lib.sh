@@ -6,7 +6,7 @@ CND_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Packages needed to build and run Condenser.
 CND_BUILD_PACKAGES="build-essential cmake pkg-config libzmq3-dev libsodium-dev libssl-dev
   libopenblas-dev libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libinih-dev
-  libpng-dev libjpeg62-turbo-dev libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev dataset-fashion-mnist"
+  libpng-dev libjpeg62-turbo-dev libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev libpq-dev dataset-fashion-mnist"
 
 # Packages scripts/package needs to build the .deb (help2man for the man pages, dpkg-dev for
 # dpkg-shlibdeps), and debootstrap for the test that installs it in a bare Debian 12 root.
@@ -22,10 +22,11 @@ CND_PACKAGE_PACKAGES="help2man dpkg-dev debootstrap"
 # a recommendation of gcc-arm-linux-gnueabihf that --no-install-recommends skips) and qemu-user
 # build and run the edge runtime for ARM (tests/runtime/test_runtime_cross.sh, test_runtime_m4.sh);
 # prometheus brings promtool, which checks the metrics endpoints' exposition format; systemd brings
-# systemd-analyze, which checks the service units (tests/packaging/test_units).
+# systemd-analyze, which checks the service units (tests/packaging/test_units); postgresql brings
+# the server the rollout-state tests start on a private socket (tests/rollout/test_rollout_pg.sh).
 CND_TEST_PACKAGES="chromium sqlite3 openssl python3 python3-cryptography clang-format
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi
-  python3-torch python3-onnx python3-numpy python3-mpmath prometheus nginx systemd $CND_PACKAGE_PACKAGES"
+  python3-torch python3-onnx python3-numpy python3-mpmath prometheus nginx systemd postgresql $CND_PACKAGE_PACKAGES"
 
 cnd_missing_packages() {
   local missing=() p

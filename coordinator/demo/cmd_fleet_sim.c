@@ -30,7 +30,7 @@ static void s_on_signal(int sig)
 }
 
 typedef struct {
-    sqlite3 *db;         /* read-only view of the coordinator's database, or NULL */
+    cnd_rstate_t *st;    /* the coordinator's rollout state, or NULL */
     int64_t after;       /* only rollouts with a larger id count */
     int wait_rollout;    /* keep running until a rollout appears */
     double settle_until; /* exit once this time passes with the rollout over */
@@ -45,22 +45,16 @@ static int s_done(void *ctx, cnd_fleet_sim_t *s)
     char extra[96];
     snprintf(extra, sizeof extra, "%u/%u connected", conn, cnd_fleet_sim_count(s));
     cnd_progress_update(&w->prog, conn, extra);
-    if (!w->db) return 0;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(w->db,
-                           "SELECT id, state FROM rollout WHERE id > ?1 ORDER BY id DESC LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK)
-        return 0; /* no rollout tables yet */
-    sqlite3_bind_int64(st, 1, w->after);
+    if (!w->st) return 0;
+    cnd_rollout_rec_t *r = NULL;
+    size_t nr = 0;
     int over = 0, any = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        any = 1;
-        cnd_rollout_state_t state;
-        over = cnd_rollout_state_parse(&state, (const char *)sqlite3_column_text(st, 1)) == 0 &&
-               !cnd_rollout_live(state);
-        cnd_err_clear();
+    if (cnd_rstate_rollouts(w->st, &r, &nr) == 0 && nr && r[0].id > w->after) {
+        any = 1; /* newest first */
+        over = !cnd_rollout_live(r[0].state);
     }
-    sqlite3_finalize(st);
+    cnd_err_clear();
+    free(r);
     if (!any) return 0;
     if (!over) {
         w->settle_until = 0;
@@ -79,7 +73,7 @@ static int s_done(void *ctx, cnd_fleet_sim_t *s)
 
 /* The command line: the simulator's options into o, the rest into the fields below. */
 typedef struct {
-    const char *key, *cdir, *initial, *iman, *shard, *report;
+    const char *key, *cdir, *state, *initial, *iman, *shard, *report;
     double duration;
     int quiet;
 } s_args_t;
@@ -93,12 +87,23 @@ static int s_parse(cnd_fleet_sim_opts_t *o, s_args_t *a, int argc, char **argv)
     double fail = 0;
     memset(o, 0, sizeof *o);
     memset(a, 0, sizeof *a);
+    a->state = getenv("CND_ROLLOUT_STATE");
+    if (a->state && !a->state[0]) a->state = NULL;
     const cnd_opt_t opts[] = {
         {"devices", CND_OPT_INT, &devices, "N", "devices in the fleet (default 100)", 1, 1e6},
-        {"endpoint", CND_OPT_STR, &o->endpoint, "EP", "coordinator endpoint (required)"},
+        {"endpoint", CND_OPT_STR, &o->endpoint, "EP[,EP...]",
+         "coordinator endpoint, or replicas of it: each device starts at the one its name "
+         "hashes to (required)"},
+        {"failover", CND_OPT_DBL, &o->failover_s, "S",
+         "with several endpoints: seconds without a session before a device tries the next "
+         "(default 5)",
+         0.5, 3600},
         {"coordinator-key", CND_OPT_STR, &a->key, "FILE", "coordinator identity.pub (required)"},
         {"coordinator-dir", CND_OPT_STR, &a->cdir, "DIR",
          "enroll the devices there and stop when its newest rollout is over"},
+        {"state", CND_OPT_STR, &a->state, "URL",
+         "with --coordinator-dir: its rollout state, sqlite: (default) or postgresql://... "
+         "(default $CND_ROLLOUT_STATE)"},
         {"initial", CND_OPT_STR, &a->initial, "FILE", "artifact every device starts on"},
         {"initial-manifest", CND_OPT_STR, &a->iman, "FILE", "its signed manifest"},
         {"fail-rate", CND_OPT_DBL, &fail, "P", "fraction of faulty devices (default 0)", 0, 1},
@@ -184,18 +189,18 @@ static int s_build(cnd_fleet_sim_t **s, cnd_fleet_sim_opts_t *o, const s_args_t 
 
 /* With --coordinator-dir: the devices enrolled there (each an "enroll" entry of its audit log,
  * as with `condenser rollout enroll`), and the watch set to rollouts newer than the newest. */
-static int s_enroll(cnd_rollout_dir_t *cd, s_watch_t *w, cnd_fleet_sim_t *s, const char *cdir)
+static int s_enroll(cnd_rollout_dir_t *cd, s_watch_t *w, cnd_fleet_sim_t *s, const char *cdir,
+                    const char *state)
 {
-    int rc = cnd_rollout_dir_open(cd, cdir, 1);
-    if (!rc) rc = cnd_demo_fleet_enroll(s, cd->db, cd->audit, cd->fpr);
+    int rc = cnd_rollout_dir_open_state(cd, cdir, 1, state);
+    if (!rc) rc = cnd_demo_fleet_enroll_state(s, cd->state, cd->audit, cd->fpr);
     if (rc) return rc;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(cd->db, "SELECT coalesce(max(id), 0) FROM rollout", -1, &st, NULL) ==
-        SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) w->after = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
-    w->db = cd->db;
+    cnd_rollout_rec_t *r = NULL;
+    size_t nr = 0;
+    if ((rc = cnd_rstate_rollouts(cd->state, &r, &nr))) return rc;
+    w->after = nr ? r[0].id : 0; /* newest first */
+    free(r);
+    w->st = cd->state;
     return 0;
 }
 
@@ -278,7 +283,7 @@ int cnd_cmd_fleet_sim(int argc, char **argv)
     memset(&cd, 0, sizeof cd);
     if ((rc = s_build(&s, &o, &a))) return rc;
     double t_build = cnd_now() - t0;
-    if (a.cdir && (rc = s_enroll(&cd, &w, s, a.cdir))) goto out;
+    if (a.cdir && (rc = s_enroll(&cd, &w, s, a.cdir, a.state))) goto out;
     if (!a.quiet)
         fprintf(stderr, "fleet-sim: %u devices (%u..%u) built in %.2f s; running\n", o.count,
                 o.first, o.first + o.count - 1, t_build);

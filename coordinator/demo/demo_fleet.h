@@ -17,6 +17,7 @@
 
 #include "error.h"
 #include "fleet_sim.h"
+#include "rollout_state.h"
 #include "rollout.h"
 
 #include <stdint.h>
@@ -63,5 +64,9 @@ void cnd_demo_fleet_result_free(cnd_demo_fleet_result_t *r);
  * written by `actor` (the coordinator's fingerprint). */
 CND_MUST_USE int cnd_demo_fleet_enroll(cnd_fleet_sim_t *s, sqlite3 *db, cnd_audit_t *audit,
                                        const char *actor);
+/* The same into the rollout state st (rollout_state.h, SQLite or PostgreSQL), with the audit
+ * entries in st's coordinator database: one transaction on each, the state's committed first. */
+CND_MUST_USE int cnd_demo_fleet_enroll_state(cnd_fleet_sim_t *s, cnd_rstate_t *st,
+                                             cnd_audit_t *audit, const char *actor);
 
 #endif

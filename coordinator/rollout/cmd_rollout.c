@@ -35,6 +35,16 @@ static const char *s_default_dir(void)
     return d && *d ? d : ".";
 }
 
+static const char *s_state_help =
+    "rollout state: sqlite: (the coordinator database, default) or postgresql://... "
+    "(default $CND_ROLLOUT_STATE)";
+
+static const char *s_default_state(void)
+{
+    const char *d = getenv("CND_ROLLOUT_STATE");
+    return d && *d ? d : NULL;
+}
+
 static const char *s_operator(void)
 {
     static char buf[96];
@@ -43,11 +53,15 @@ static const char *s_operator(void)
     return buf;
 }
 
+/* One transaction on the coordinator database and one on the rollout state when it is elsewhere
+ * (rollout_state.h); s_finish commits the state's first. */
 static int s_begin(cnd_rollout_dir_t *d)
 {
     if (sqlite3_exec(d->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return cnd_errf(CND_EDB, "begin: %s", sqlite3_errmsg(d->db));
-    return 0;
+    int rc = cnd_rstate_begin(d->state);
+    if (rc) sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
 }
 
 /* Appends admin.rollout.<cmd> with the exact command line (cnd_audit_log_admin), then commits
@@ -61,10 +75,12 @@ static int s_finish(cnd_rollout_dir_t *d, int rc, const char *cmd, const char *s
         int argc = cnd_cli_argv(&argv);
         rc = cnd_audit_log_admin(d->audit, s_operator(), command, argc, argv, subject, NULL, "ok");
     }
+    if (!rc) rc = cnd_rstate_commit(d->state);
     if (!rc) {
         if (sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
             rc = cnd_errf(CND_EDB, "commit: %s", sqlite3_errmsg(d->db));
     } else {
+        cnd_rstate_rollback(d->state);
         sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
     }
     return rc;
@@ -90,9 +106,10 @@ static int s_init(int argc, char **argv)
 
 static int s_enroll(int argc, char **argv)
 {
-    const char *dir = s_default_dir(), *key = NULL;
+    const char *dir = s_default_dir(), *state = s_default_state(), *key = NULL;
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+        {"state", CND_OPT_STR, &state, "URL", s_state_help},
         {"key", CND_OPT_STR, &key, "FILE", "the device's identity.pub (required)"},
         {0}};
     const cnd_cli_t cli = {"condenser rollout enroll NAME --key identity.pub [--dir DIR]",
@@ -107,11 +124,12 @@ static int s_enroll(int argc, char **argv)
     uint8_t pk[32];
     if ((rc = cnd_pubkey_read(pk, key))) return rc;
     cnd_rollout_dir_t d;
-    if ((rc = cnd_rollout_dir_open(&d, dir, 1))) return rc;
+    if ((rc = cnd_rollout_dir_open_state(&d, dir, 1, state))) return rc;
     char fpr[65];
     cnd_pubkey_fingerprint(fpr, pk);
     if (!(rc = s_begin(&d))) {
-        rc = cnd_fleet_enroll_logged(d.db, d.audit, d.fpr, pos[0], pk);
+        rc = cnd_rstate_fleet_enroll(d.state, pos[0], pk);
+        if (!rc) rc = cnd_audit_log_enroll(d.audit, d.fpr, fpr, pos[0], "device", pk, NULL, 0);
         rc = s_finish(&d, rc, "enroll", fpr);
     }
     if (!rc) printf("device %s enrolled (fingerprint %s)\n", pos[0], fpr);
@@ -184,12 +202,14 @@ static int s_publish(int argc, char **argv)
 
 static int s_create(int argc, char **argv)
 {
-    const char *dir = s_default_dir(), *model = NULL, *select = "", *window = NULL;
+    const char *dir = s_default_dir(), *state = s_default_state(), *model = NULL, *select = "",
+               *window = NULL;
     long canary = 1, rate = 0, abort_min = 5, timeout = 300, chunk = 65536, max_active = 500;
     long days = 30;
     double factor = 2, abort_pct = 10;
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+        {"state", CND_OPT_STR, &state, "URL", s_state_help},
         {"model", CND_OPT_STR, &model, "MODEL@N", "model version to roll out (required)"},
         {"select", CND_OPT_STR, &select, "K=V[,K=V]",
          "devices by labels (class=, cpu=, name=, "
@@ -225,14 +245,14 @@ static int s_create(int argc, char **argv)
     if (rc) return rc > 0 ? 0 : rc;
     if (!model) return cnd_errf(CND_EINVAL, "--model MODEL@N is required");
     cnd_rollout_dir_t d;
-    if ((rc = cnd_rollout_dir_open(&d, dir, 1))) return rc;
+    if ((rc = cnd_rollout_dir_open_state(&d, dir, 1, state))) return rc;
     cnd_rollout_params_t p = {model,  select,          (uint32_t)canary,     (uint32_t)rate,
                               factor, abort_pct,       (uint32_t)abort_min,  (uint32_t)timeout,
                               window, (uint32_t)chunk, (uint32_t)max_active, days * 86400};
     cnd_rollout_summary_t sum;
     char rid[32] = "";
     if (!(rc = s_begin(&d))) {
-        rc = cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &p, &sum);
+        rc = cnd_rollout_create(d.state, d.audit, d.id, d.fpr, &p, &sum);
         snprintf(rid, sizeof rid, "%lld", (long long)sum.id);
         rc = s_finish(&d, rc, "create", rid);
     }
@@ -336,9 +356,10 @@ static void s_print_artifact_row(const cnd_rartifact_t *a)
 
 static int s_list(int argc, char **argv)
 {
-    const char *dir = s_default_dir();
+    const char *dir = s_default_dir(), *state = s_default_state();
     int json = 0;
     const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+                              {"state", CND_OPT_STR, &state, "URL", s_state_help},
                               {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
                               {0}};
     const cnd_cli_t cli = {"condenser rollout list [--dir DIR] [--json]",
@@ -349,11 +370,11 @@ static int s_list(int argc, char **argv)
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 0 : rc;
     cnd_rollout_dir_t d;
-    if ((rc = cnd_rollout_dir_open(&d, dir, 0))) return rc;
+    if ((rc = cnd_rollout_dir_open_state(&d, dir, 0, state))) return rc;
     cnd_rollout_rec_t *r = NULL;
     cnd_rartifact_t *a = NULL;
     size_t n = 0, na = 0;
-    if (!(rc = cnd_rstore_rollouts(d.db, &r, &n))) rc = cnd_registry_list(d.db, "", -1, &a, &na);
+    if (!(rc = cnd_rstate_rollouts(d.state, &r, &n))) rc = cnd_registry_list(d.db, "", -1, &a, &na);
     if (!rc && json) {
         cnd_jw_t w;
         cnd_jw_init(&w);
@@ -516,9 +537,10 @@ static int s_show_json(const cnd_rollout_rec_t *r, const cnd_rollout_wave_t *wv,
 
 static int s_show(int argc, char **argv)
 {
-    const char *dir = s_default_dir();
+    const char *dir = s_default_dir(), *state = s_default_state();
     int devices = 0, json = 0;
     const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+                              {"state", CND_OPT_STR, &state, "URL", s_state_help},
                               {"devices", CND_OPT_FLAG, &devices, NULL, "list every device"},
                               {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
                               {0}};
@@ -534,14 +556,14 @@ static int s_show(int argc, char **argv)
     long long id = strtoll(pos[0], &end, 10);
     if (*end || id <= 0) return cnd_errf(CND_EINVAL, "'%s' is not a rollout id", pos[0]);
     cnd_rollout_dir_t d;
-    if ((rc = cnd_rollout_dir_open(&d, dir, 0))) return rc;
+    if ((rc = cnd_rollout_dir_open_state(&d, dir, 0, state))) return rc;
     cnd_rollout_rec_t r;
     cnd_rdevice_t *dv = NULL;
     cnd_rollout_wave_t *wv = NULL;
     uint32_t nw = 0;
     size_t n = 0;
-    if (!(rc = cnd_rstore_rollout_get(d.db, id, &r)) &&
-        !(rc = cnd_rstore_devices(d.db, id, &dv, &n)) &&
+    if (!(rc = cnd_rstate_rollout_get(d.state, id, &r)) &&
+        !(rc = cnd_rstate_devices(d.state, id, &dv, &n)) &&
         !(rc = cnd_rollout_waves(&wv, &nw, dv, n))) {
         if (json)
             rc = s_show_json(&r, wv, nw, devices ? dv : NULL, n);
@@ -556,8 +578,9 @@ static int s_show(int argc, char **argv)
 
 static int s_admin(const char *action, int argc, char **argv)
 {
-    const char *dir = s_default_dir(), *reason = NULL;
+    const char *dir = s_default_dir(), *state = s_default_state(), *reason = NULL;
     const cnd_opt_t opts[] = {{"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+                              {"state", CND_OPT_STR, &state, "URL", s_state_help},
                               {"reason", CND_OPT_STR, &reason, "TEXT", "why (logged)"},
                               {0}};
     char usage[128], summary[400];
@@ -579,9 +602,9 @@ static int s_admin(const char *action, int argc, char **argv)
     long long id = strtoll(pos[0], &end, 10);
     if (*end || id <= 0) return cnd_errf(CND_EINVAL, "'%s' is not a rollout id", pos[0]);
     cnd_rollout_dir_t d;
-    if ((rc = cnd_rollout_dir_open(&d, dir, 1))) return rc;
+    if ((rc = cnd_rollout_dir_open_state(&d, dir, 1, state))) return rc;
     if (!(rc = s_begin(&d))) {
-        rc = cnd_rollout_admin(d.db, d.audit, s_operator(), id, action, reason);
+        rc = cnd_rollout_admin(d.state, d.audit, s_operator(), id, action, reason);
         rc = s_finish(&d, rc, action, pos[0]);
     }
     if (!rc) printf("rollout %lld: %s requested\n", id, action);
@@ -598,13 +621,15 @@ static void s_on_signal(int sig)
 
 static int s_serve(int argc, char **argv)
 {
-    const char *dir = s_default_dir(), *endpoint = "tcp://127.0.0.1:7710", *epf = NULL;
+    const char *dir = s_default_dir(), *state = s_default_state(),
+               *endpoint = "tcp://127.0.0.1:7710", *epf = NULL;
     const char *stats = NULL, *metrics = NULL, *log_level = "info", *art_url = NULL;
     long hb = 10000, offline = 30;
     double max_s = 0;
     int until_idle = 0, quiet = 0;
     const cnd_opt_t opts[] = {
         {"dir", CND_OPT_STR, &dir, "DIR", s_dir_help},
+        {"state", CND_OPT_STR, &state, "URL", s_state_help},
         {"endpoint", CND_OPT_STR, &endpoint, "EP",
          "where to listen (default tcp://127.0.0.1:7710)"},
         {"endpoint-file", CND_OPT_STR, &epf, "FILE", "write the bound endpoint there"},
@@ -652,7 +677,8 @@ static int s_serve(int argc, char **argv)
                                   quiet ? NULL : cnd_log_emit,
                                   "rollout-serve",
                                   metrics,
-                                  art_url};
+                                  art_url,
+                                  state};
     cnd_rollout_serve_stats_t st;
     rc = cnd_rollout_serve(&o, &s_stop, &st);
     if (stats) {

@@ -6,8 +6,8 @@
  * of each model (for late joiners and stragglers' reports), each with its device rows; a hash
  * table of nodes (devices that connected or belong to a loaded rollout) linking each to the
  * newest loaded rollout that holds it; an artifact cache (bytes and per-chunk SHA-256). Every
- * change to a device row or a rollout is written through to SQLite at once, inside the caller's
- * transaction.
+ * change to a device row or a rollout is written through to the rollout state (rollout_state.h:
+ * SQLite or PostgreSQL) at once, inside the caller's transaction.
  *
  * Rules the engine keeps, in tick order:
  *   1. operator changes (state column written by `condenser rollout pause|...`) are adopted;
@@ -29,6 +29,7 @@
 #include "digest.h"
 #include "fleet_registry.h"
 #include "rng.h"
+#include "rollout_state.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -41,10 +42,10 @@
  * ========================================================================================== */
 
 /* Latency of a variant on a CPU class: what devices measured, else what was published. */
-static int s_latency(sqlite3 *db, const cnd_rartifact_t *a, const char *cpu, uint32_t *us)
+static int s_latency(cnd_rstate_t *st, const cnd_rartifact_t *a, const char *cpu, uint32_t *us)
 {
     if (!cpu[0]) return 0;
-    if (cnd_rstore_latency(db, a->id, cpu, us) == 0) return 1;
+    if (cnd_rstate_latency(st, a->id, cpu, us) == 0) return 1;
     size_t cl = strlen(cpu);
     for (const char *p = a->latency; *p;) {
         const char *eq = strchr(p, '=');
@@ -76,8 +77,8 @@ static int s_class_ok(const char *classes, const char *hw)
 /* The best variant that fits the device: class, flash (next to what it runs), RAM and latency;
  * the best is the most accurate, then the one with more weight bits, then the smaller. Returns
  * its index or -1 with why filled. */
-static int s_best_fit(sqlite3 *db, const cnd_rartifact_t *v, size_t n, const cnd_fleet_device_t *d,
-                      uint64_t running_size, char *why, size_t cap)
+static int s_best_fit(cnd_rstate_t *st, const cnd_rartifact_t *v, size_t n,
+                      const cnd_fleet_device_t *d, uint64_t running_size, char *why, size_t cap)
 {
     int best = -1;
     snprintf(why, cap, "no variant");
@@ -100,7 +101,7 @@ static int s_best_fit(sqlite3 *db, const cnd_rartifact_t *v, size_t n, const cnd
             continue;
         }
         uint32_t us;
-        if (d->budget_us && s_latency(db, a, d->cpu, &us) && us > d->budget_us) {
+        if (d->budget_us && s_latency(st, a, d->cpu, &us) && us > d->budget_us) {
             snprintf(why, cap, "%s takes %u us on %s, budget %u us", a->variant, us, d->cpu,
                      d->budget_us);
             continue;
@@ -184,53 +185,6 @@ static int s_resolve(sqlite3 *db, const char *spec, char *model, size_t cap, uin
     return 0;
 }
 
-/* Binds the names of the live rollout states (cnd_rollout_live) to parameters first..first+2. */
-static void s_bind_live(sqlite3_stmt *st, int first)
-{
-    static const cnd_rollout_state_t live[] = {CND_ROLLOUT_RUNNING, CND_ROLLOUT_PAUSED,
-                                               CND_ROLLOUT_ROLLING_BACK};
-    for (int i = 0; i < 3; i++)
-        sqlite3_bind_text(st, first + i, cnd_rollout_state_name(live[i]), -1, SQLITE_STATIC);
-}
-
-/* Devices held by a live rollout (not skipped, current or cancelled there). */
-static int s_busy_devices(sqlite3 *db, char ***names, size_t *n)
-{
-    *names = NULL;
-    *n = 0;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(
-            db,
-            "SELECT d.device FROM rollout_device d JOIN rollout r ON r.id = d.rollout"
-            " WHERE r.state IN (?1, ?2, ?3) AND d.state NOT IN (?4, ?5, ?6)",
-            -1, &st, NULL))
-        return cnd_errf(CND_EDB, "rollout: %s", sqlite3_errmsg(db));
-    s_bind_live(st, 1);
-    sqlite3_bind_text(st, 4, cnd_rdevice_state_name(CND_RDEV_SKIPPED), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, cnd_rdevice_state_name(CND_RDEV_CURRENT), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, cnd_rdevice_state_name(CND_RDEV_CANCELLED), -1, SQLITE_STATIC);
-    size_t cap = 0;
-    int rc = 0;
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **g = realloc(*names, cap * sizeof *g);
-            if (!g) {
-                rc = cnd_errf(CND_ENOMEM, "out of memory");
-                break;
-            }
-            *names = g;
-        }
-        char *nm = strdup((const char *)sqlite3_column_text(st, 0));
-        if (!nm)
-            rc = cnd_errf(CND_ENOMEM, "out of memory");
-        else
-            (*names)[(*n)++] = nm;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
 static int s_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -311,8 +265,9 @@ static void s_plan_row(const s_plan_t *pl, const cnd_fleet_device_t *d, cnd_rdev
 
 /* Device i: not selected (nothing), busy elsewhere or unfit (skipped), already running the
  * target (current) -- each written with its reason -- or targeted (choice and order). */
-static int s_plan_device(s_plan_t *pl, sqlite3 *db, size_t i, cnd_rollout_summary_t *out)
+static int s_plan_device(s_plan_t *pl, cnd_rstate_t *st, size_t i, cnd_rollout_summary_t *out)
 {
+    sqlite3 *db = cnd_rstate_local(st);
     const cnd_fleet_device_t *d = &pl->devs[i];
     pl->choice[i] = -2;
     if (d->revoked_ms || !cnd_fleet_select_match(&pl->sel, d)) return 0;
@@ -324,7 +279,7 @@ static int s_plan_device(s_plan_t *pl, sqlite3 *db, size_t i, cnd_rollout_summar
         out->busy++;
         row.state = CND_RDEV_SKIPPED;
         snprintf(row.reason, sizeof row.reason, "in another live rollout");
-        return cnd_rstore_device_put(db, &row);
+        return cnd_rstate_device_put(st, &row);
     }
     uint64_t running_size = 0;
     cnd_rartifact_t ra;
@@ -332,7 +287,7 @@ static int s_plan_device(s_plan_t *pl, sqlite3 *db, size_t i, cnd_rollout_summar
         running_size = ra.size;
     cnd_err_clear();
     char why[200];
-    int b = s_best_fit(db, pl->v, pl->nv, d, running_size, why, sizeof why);
+    int b = s_best_fit(st, pl->v, pl->nv, d, running_size, why, sizeof why);
     if (b < 0) {
         out->unfit++;
         row.state = CND_RDEV_SKIPPED;
@@ -347,12 +302,12 @@ static int s_plan_device(s_plan_t *pl, sqlite3 *db, size_t i, cnd_rollout_summar
         pl->order[pl->n_target++] = (uint32_t)i;
         return 0;
     }
-    return cnd_rstore_device_put(db, &row);
+    return cnd_rstate_device_put(st, &row);
 }
 
 /* The targeted devices, shuffled with the rollout id as seed, into the canary and waves that
  * grow by the factor (the first after the canary has `rate` devices, or all of them). */
-static int s_plan_waves(s_plan_t *pl, sqlite3 *db, cnd_rollout_summary_t *out)
+static int s_plan_waves(s_plan_t *pl, cnd_rstate_t *st, cnd_rollout_summary_t *out)
 {
     const cnd_rollout_rec_t *r = &pl->r;
     cnd_rng_t rng;
@@ -373,7 +328,7 @@ static int s_plan_waves(s_plan_t *pl, sqlite3 *db, cnd_rollout_summary_t *out)
         row.wave = wave;
         row.artifact = pl->v[pl->choice[pl->order[k]]].id;
         row.state = CND_RDEV_PENDING;
-        int rc = cnd_rstore_device_put(db, &row);
+        int rc = cnd_rstate_device_put(st, &row);
         if (rc) return rc;
     }
     out->targeted = pl->n_target;
@@ -382,8 +337,8 @@ static int s_plan_waves(s_plan_t *pl, sqlite3 *db, cnd_rollout_summary_t *out)
 }
 
 /* Fresh offer manifests (the registry's next sequences) for the variants in use. */
-static int s_plan_offers(s_plan_t *pl, sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
-                         const char *actor, int64_t expires_s)
+static int s_plan_offers(s_plan_t *pl, cnd_rstate_t *st, cnd_audit_t *audit,
+                         const cnd_identity_t *id, const char *actor, int64_t expires_s)
 {
     for (size_t i = 0; i < pl->nv; i++) {
         int used = 0;
@@ -393,9 +348,10 @@ static int s_plan_offers(s_plan_t *pl, sqlite3 *db, cnd_audit_t *audit, const cn
         uint8_t *man;
         size_t ml;
         uint64_t seq = 0;
-        int rc = cnd_registry_sign(db, audit, id, actor, &pl->v[i], 0, expires_s, &man, &ml, &seq);
+        int rc = cnd_registry_sign(cnd_rstate_local(st), audit, id, actor, &pl->v[i], 0, expires_s,
+                                   &man, &ml, &seq);
         if (rc) return rc;
-        rc = cnd_rstore_manifest_put(db, pl->r.id, pl->v[i].id, "offer", seq, man, ml);
+        rc = cnd_rstate_manifest_put(st, pl->r.id, pl->v[i].id, "offer", seq, man, ml);
         free(man);
         if (rc) return rc;
     }
@@ -428,17 +384,17 @@ static int s_audit_create(cnd_audit_t *audit, const char *actor, const s_plan_t 
     return cnd_audit_log_rollout_create(audit, actor, &c);
 }
 
-int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id, const char *actor,
-                       const cnd_rollout_params_t *p, cnd_rollout_summary_t *out)
+int cnd_rollout_create(cnd_rstate_t *st, cnd_audit_t *audit, const cnd_identity_t *id,
+                       const char *actor, const cnd_rollout_params_t *p, cnd_rollout_summary_t *out)
 {
     memset(out, 0, sizeof *out);
     s_plan_t pl;
     memset(&pl, 0, sizeof pl);
-    int rc = s_plan_record(&pl, db, p);
-    if (!rc) rc = cnd_fleet_list(db, &pl.devs, &pl.nd);
-    if (!rc) rc = s_busy_devices(db, &pl.busy, &pl.nbusy);
+    int rc = s_plan_record(&pl, cnd_rstate_local(st), p);
+    if (!rc) rc = cnd_rstate_fleet_list(st, &pl.devs, &pl.nd);
+    if (!rc) rc = cnd_rstate_busy_devices(st, &pl.busy, &pl.nbusy);
     if (!rc && pl.nbusy) qsort(pl.busy, pl.nbusy, sizeof *pl.busy, s_cmp_str);
-    if (!rc) rc = cnd_rstore_rollout_insert(db, &pl.r);
+    if (!rc) rc = cnd_rstate_rollout_insert(st, &pl.r);
     if (!rc) {
         out->id = pl.r.id;
         pl.now = cnd_unix_time() * 1000;
@@ -446,13 +402,13 @@ int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id
         pl.order = calloc(pl.nd ? pl.nd : 1, sizeof *pl.order);
         if (!pl.choice || !pl.order) rc = cnd_errf(CND_ENOMEM, "out of memory");
     }
-    for (size_t i = 0; !rc && i < pl.nd; i++) rc = s_plan_device(&pl, db, i, out);
-    if (!rc) rc = s_plan_waves(&pl, db, out);
-    if (!rc) rc = s_plan_offers(&pl, db, audit, id, actor, p->expires_s);
+    for (size_t i = 0; !rc && i < pl.nd; i++) rc = s_plan_device(&pl, st, i, out);
+    if (!rc) rc = s_plan_waves(&pl, st, out);
+    if (!rc) rc = s_plan_offers(&pl, st, audit, id, actor, p->expires_s);
     if (!rc && pl.n_target == 0) {
         pl.r.state = CND_ROLLOUT_COMPLETED;
         snprintf(pl.r.reason, sizeof pl.r.reason, "no device to update");
-        rc = cnd_rstore_rollout_update(db, &pl.r);
+        rc = cnd_rstate_rollout_update(st, &pl.r);
     }
     if (!rc) rc = s_audit_create(audit, actor, &pl, p, out);
     s_plan_free(&pl);
@@ -523,7 +479,7 @@ static const struct {
      CND_ROLLOUT_ROLLING_BACK, "aborted", " already"},
 };
 
-int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_t id,
+int cnd_rollout_admin(cnd_rstate_t *st, cnd_audit_t *audit, const char *actor, int64_t id,
                       const char *action, const char *reason)
 {
     size_t k = 0;
@@ -531,7 +487,7 @@ int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_
     if (k == sizeof s_actions / sizeof s_actions[0])
         return cnd_errf(CND_EINVAL, "unknown action '%s'", action);
     cnd_rollout_rec_t r;
-    int rc = cnd_rstore_rollout_get(db, id, &r);
+    int rc = cnd_rstate_rollout_get(st, id, &r);
     if (rc) return rc;
     if (!(s_actions[k].from & S_FROM(r.state)))
         return cnd_errf(CND_ESTATE, "rollout %lld is %s%s", (long long)id,
@@ -539,7 +495,7 @@ int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_
     r.state = s_actions[k].to;
     snprintf(r.reason, sizeof r.reason, "%s", reason && reason[0] ? reason : "operator");
     r.updated_ms = cnd_unix_time() * 1000;
-    if ((rc = cnd_rstore_rollout_update(db, &r))) return rc;
+    if ((rc = cnd_rstate_rollout_update(st, &r))) return rc;
     if (!audit) return 0;
     char why[300];
     snprintf(why, sizeof why, "%s%s",
@@ -601,7 +557,8 @@ typedef struct {
 } s_man_t;
 
 struct cnd_rollout_engine {
-    sqlite3 *db;
+    cnd_rstate_t *state; /* rollout state (borrowed) */
+    sqlite3 *db;         /* the coordinator database: artifact registry, audit log */
     cnd_audit_t *audit;
     const cnd_identity_t *id;
     char fpr[65];
@@ -722,13 +679,13 @@ static const s_man_t *s_manifest(cnd_rollout_engine_t *e, s_roll_t *r, s_art_t *
     const char *kind = rollback ? "rollback" : "offer";
     uint8_t *m = NULL;
     size_t len = 0;
-    int rc = cnd_rstore_manifest_get(e->db, r->rec.id, a->a.id, kind, &m, &len);
+    int rc = cnd_rstate_manifest_get(e->state, r->rec.id, a->a.id, kind, &m, &len);
     if (rc == CND_ENOTFOUND) {
         /* Signed now (a rollback manifest, or an offer to a late joiner's new variant); it is
          * committed before it is sent. */
         uint64_t seq = 0;
         rc = cnd_registry_sign(e->db, e->audit, e->id, e->fpr, &a->a, rollback, 0, &m, &len, &seq);
-        if (!rc) rc = cnd_rstore_manifest_put(e->db, r->rec.id, a->a.id, kind, seq, m, len);
+        if (!rc) rc = cnd_rstate_manifest_put(e->state, r->rec.id, a->a.id, kind, seq, m, len);
         if (!rc && e->io.commit) rc = e->io.commit(e->io.ctx);
         if (rc) {
             free(m);
@@ -766,14 +723,14 @@ static uint32_t s_rollback_chunk(uint64_t size)
 static void s_put_dev(cnd_rollout_engine_t *e, s_dev_t *d)
 {
     d->row.updated_ms = cnd_unix_ms();
-    if (cnd_rstore_device_put(e->db, &d->row)) s_log(e, "store: %s", cnd_err_detail());
+    if (cnd_rstate_device_put(e->state, &d->row)) s_log(e, "store: %s", cnd_err_detail());
 }
 
 static void s_put_roll(cnd_rollout_engine_t *e, s_roll_t *r)
 {
     r->rec.updated_ms = cnd_unix_ms();
     r->written_state = r->rec.state;
-    if (cnd_rstore_rollout_update(e->db, &r->rec)) s_log(e, "store: %s", cnd_err_detail());
+    if (cnd_rstate_rollout_update(e->state, &r->rec)) s_log(e, "store: %s", cnd_err_detail());
 }
 
 /* outcome: healthy, failed, timeout or rolled_back (the rollout.device vocabulary). */
@@ -873,7 +830,8 @@ static s_roll_t *s_load_roll(cnd_rollout_engine_t *e, int64_t id)
     if (!r) return NULL;
     cnd_rdevice_t *rows = NULL;
     size_t n = 0;
-    if (cnd_rstore_rollout_get(e->db, id, &r->rec) || cnd_rstore_devices(e->db, id, &rows, &n) ||
+    if (cnd_rstate_rollout_get(e->state, id, &r->rec) ||
+        cnd_rstate_devices(e->state, id, &rows, &n) ||
         cnd_fleet_select_parse(&r->sel, r->rec.select)) {
         s_log(e, "loading rollout %lld: %s", (long long)id, cnd_err_detail());
         free(rows);
@@ -943,25 +901,16 @@ static void s_begin_rollback(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now);
 /* Reads rollout states from the database: new rollouts, operator changes. */
 static void s_poll(cnd_rollout_engine_t *e, int64_t now)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(e->db,
-                           "SELECT id, state, model FROM rollout r WHERE state IN (?1, ?2, ?3)"
-                           " OR id = (SELECT max(id) FROM rollout r2"
-                           " WHERE r2.model = r.model AND r2.state IN (?4, ?5)) ORDER BY id",
-                           -1, &st, NULL)) {
-        s_log(e, "store: %s", sqlite3_errmsg(e->db));
+    int64_t *ids = NULL;
+    cnd_rollout_state_t *states = NULL;
+    size_t nids = 0;
+    if (cnd_rstate_rollouts_loaded(e->state, &ids, &states, &nids)) {
+        s_log(e, "store: %s", cnd_err_detail());
         return;
     }
-    s_bind_live(st, 1);
-    sqlite3_bind_text(st, 4, cnd_rollout_state_name(CND_ROLLOUT_COMPLETED), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, cnd_rollout_state_name(CND_ROLLOUT_ABORTED), -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(st, 0);
-        cnd_rollout_state_t state;
-        if (cnd_rollout_state_parse(&state, (const char *)sqlite3_column_text(st, 1))) {
-            s_log(e, "rollout %lld: %s", (long long)id, cnd_err_detail());
-            continue;
-        }
+    for (size_t k = 0; k < nids; k++) {
+        int64_t id = ids[k];
+        cnd_rollout_state_t state = states[k];
         s_roll_t *r = s_find_roll(e, id);
         if (!r) {
             if (!(r = s_load_roll(e, id))) continue;
@@ -981,7 +930,7 @@ static void s_poll(cnd_rollout_engine_t *e, int64_t now)
         if (state == r->written_state) continue;
         /* An operator changed it. */
         cnd_rollout_rec_t fresh;
-        if (cnd_rstore_rollout_get(e->db, id, &fresh)) continue;
+        if (cnd_rstate_rollout_get(e->state, id, &fresh)) continue;
         s_log(e, "rollout %lld: %s -> %s (%s)", (long long)id, cnd_rollout_state_name(r->rec.state),
               cnd_rollout_state_name(fresh.state), fresh.reason);
         r->rec.state = fresh.state;
@@ -1000,7 +949,8 @@ static void s_poll(cnd_rollout_engine_t *e, int64_t now)
                 }
         }
     }
-    sqlite3_finalize(st);
+    free(ids);
+    free(states);
 }
 
 /* --- offers, rollbacks and outcomes --------------------------------------------------------- */
@@ -1280,7 +1230,7 @@ static void s_late_join(cnd_rollout_engine_t *e, s_node_t *n, const cnd_fleet_de
         s_art_t *ra = fd->has_running ? s_art_by_digest(e, fd->running_digest) : NULL;
         if (ra) running_size = ra->a.size;
         char why[200];
-        int b = s_best_fit(e->db, v, nv, fd, running_size, why, sizeof why);
+        int b = s_best_fit(e->state, v, nv, fd, running_size, why, sizeof why);
         if (b < 0 || (fd->has_running && !memcmp(fd->running_digest, v[b].digest, 32))) {
             free(v);
             return;
@@ -1342,7 +1292,7 @@ static void s_on_profile(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__
     if (fd.has_running) memcpy(fd.running_digest, p->running_digest.data, 32);
     fd.running_seq = p->running_sequence;
     fd.profile_ms = now;
-    if (cnd_fleet_put_profile(e->db, &fd)) s_log(e, "store: %s", cnd_err_detail());
+    if (cnd_rstate_fleet_put_profile(e->state, &fd)) s_log(e, "store: %s", cnd_err_detail());
     snprintf(n->cpu, sizeof n->cpu, "%s", fd.cpu);
     n->has_running = fd.has_running;
     memcpy(n->running, fd.running_digest, 32);
@@ -1462,7 +1412,7 @@ static void s_on_report(cnd_rollout_engine_t *e, s_node_t *n, const Condenser__A
         case CONDENSER__ACTIVATION_STATE__ACT_HEALTHY:
             d->row.latency_us = p->latency_us;
             if (n->cpu[0] && p->latency_us &&
-                cnd_rstore_latency_add(e->db, a->a.id, n->cpu, p->latency_us))
+                cnd_rstate_latency_add(e->state, a->a.id, n->cpu, p->latency_us))
                 cnd_err_clear();
             s_outcome(e, r, d, CND_RDEV_HEALTHY, "", now);
             break;
@@ -1528,16 +1478,14 @@ int cnd_rollout_on_message(cnd_rollout_engine_t *e, const char *device, const ch
 
 /* --- lifecycle ------------------------------------------------------------------------------ */
 
-int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db, cnd_audit_t *audit,
+int cnd_rollout_engine_new(cnd_rollout_engine_t **out, cnd_rstate_t *st, cnd_audit_t *audit,
                            const cnd_identity_t *id, const cnd_rollout_io_t *io,
                            const cnd_rollout_engine_opts_t *o)
 {
     *out = NULL;
-    if (!db || !id || !io || !io->send)
-        return cnd_errf(CND_EINVAL, "rollout engine: db, identity and send are required");
-    int rc = cnd_fleet_init(db);
-    if (!rc) rc = cnd_rstore_init(db);
-    if (rc) return rc;
+    if (!st || !id || !io || !io->send)
+        return cnd_errf(CND_EINVAL, "rollout engine: state, identity and send are required");
+    int rc;
     if (o && o->artifact_url && o->artifact_url[0] &&
         (rc = cnd_proto_check_artifact_url(o->artifact_url, strlen(o->artifact_url))))
         return rc;
@@ -1545,7 +1493,8 @@ int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db, cnd_audit_t 
     if (!e) return cnd_errf(CND_ENOMEM, "rollout engine: out of memory");
     if (o && o->artifact_url)
         snprintf(e->artifact_url, sizeof e->artifact_url, "%s", o->artifact_url);
-    e->db = db;
+    e->state = st;
+    e->db = cnd_rstate_local(st);
     e->audit = audit;
     e->id = id;
     cnd_pubkey_fingerprint(e->fpr, cnd_identity_pk(id));

@@ -1,8 +1,9 @@
 /*
  * rollout.h: health-gated rollouts of signed artifacts to edge devices, on the coordinator.
  *
- * Three parts, all over the coordinator's SQLite database (rollout_store.h, fleet_registry.h)
- * and its audit log (audit_actions.h vocabulary):
+ * Three parts, over the rollout state (rollout_state.h: the tables of rollout_store.h and
+ * fleet_registry.h, in the coordinator's SQLite database or in PostgreSQL), the artifact
+ * registry and the audit log (audit_actions.h vocabulary) of the coordinator database:
  *
  *   - publication is the artifact registry's (coordinator/registry/registry.h,
  *     cnd_registry_publish): an artifact enters it as a variant of a model version after the
@@ -21,7 +22,8 @@
  *     device of the current one has finished, and when failures exceed the threshold (after the
  *     minimum number of devices) aborts and sends every device it offered the artifact to a
  *     signed rollback to the artifact it ran before. Devices that come online later get the
- *     current target. All state is in SQLite; a restarted coordinator picks up where it was.
+ *     current target. All state is in the rollout state; a restarted coordinator picks up where
+ *     it was.
  *
  * The engine is embedded by the process that owns the transport (rollout_serve.c today; the
  * coordinator daemon once it hosts it): one call per accepted device message, one tick per loop
@@ -40,6 +42,7 @@
 #include "identity.h"
 #include "proto.h"
 #include "registry.h"
+#include "rollout_state.h"
 #include "rollout_store.h"
 
 #include <sqlite3.h>
@@ -72,14 +75,14 @@ typedef struct {
     uint32_t waves;    /* canary included */
 } cnd_rollout_summary_t;
 
-CND_MUST_USE int cnd_rollout_create(sqlite3 *db, cnd_audit_t *audit, const cnd_identity_t *id,
+CND_MUST_USE int cnd_rollout_create(cnd_rstate_t *st, cnd_audit_t *audit, const cnd_identity_t *id,
                                     const char *actor, const cnd_rollout_params_t *p,
                                     cnd_rollout_summary_t *out);
 
 /* action: "pause", "resume", "abort" or "rollback". Refused (CND_ESTATE) when the rollout's state
  * does not allow it. Logs rollout.state. */
-CND_MUST_USE int cnd_rollout_admin(sqlite3 *db, cnd_audit_t *audit, const char *actor, int64_t id,
-                                   const char *action, const char *reason);
+CND_MUST_USE int cnd_rollout_admin(cnd_rstate_t *st, cnd_audit_t *audit, const char *actor,
+                                   int64_t id, const char *action, const char *reason);
 
 /* Where the devices of each wave of a rollout stand, from its device rows (rollout_store.h). */
 typedef struct {
@@ -125,9 +128,11 @@ typedef struct {
 
 typedef struct cnd_rollout_engine cnd_rollout_engine_t;
 
-/* The engine borrows db, audit and id (the signing identity), which must outlive it. */
-CND_MUST_USE int cnd_rollout_engine_new(cnd_rollout_engine_t **out, sqlite3 *db, cnd_audit_t *audit,
-                                        const cnd_identity_t *id, const cnd_rollout_io_t *io,
+/* The engine borrows st (the rollout state, over the coordinator database), audit and id (the
+ * signing identity), which must outlive it. */
+CND_MUST_USE int cnd_rollout_engine_new(cnd_rollout_engine_t **out, cnd_rstate_t *st,
+                                        cnd_audit_t *audit, const cnd_identity_t *id,
+                                        const cnd_rollout_io_t *io,
                                         const cnd_rollout_engine_opts_t *o);
 void cnd_rollout_engine_destroy(cnd_rollout_engine_t **e);
 

@@ -44,11 +44,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* --- the coordinator directory -------------------------------------------------------------- */
 
-static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int create);
+static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int create,
+                      const char *state_url);
 
 int cnd_rollout_dir_init(const char *dir)
 {
@@ -64,19 +66,26 @@ int cnd_rollout_dir_init(const char *dir)
         if (rc) return rc;
     }
     cnd_rollout_dir_t d;
-    if ((rc = s_dir_open(&d, dir, 1, 1))) return rc;
+    if ((rc = s_dir_open(&d, dir, 1, 1, NULL))) return rc;
     cnd_rollout_dir_close(&d);
     return 0;
 }
 
 int cnd_rollout_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key)
 {
-    return s_dir_open(d, dir, with_key, 0);
+    return s_dir_open(d, dir, with_key, 0, NULL);
+}
+
+int cnd_rollout_dir_open_state(cnd_rollout_dir_t *d, const char *dir, int with_key,
+                               const char *state_url)
+{
+    return s_dir_open(d, dir, with_key, 0, state_url);
 }
 
 /* Opens DIR's database, creating it only when `create` (rollout init): every other command on a
  * directory without one fails and leaves the directory as it was. */
-static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int create)
+static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int create,
+                      const char *state_url)
 {
     memset(d, 0, sizeof *d);
     char path[600];
@@ -89,6 +98,7 @@ static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int c
                         path, dir, dir);
     if (!rc) rc = cnd_fleet_init(d->db);
     if (!rc) rc = cnd_rstore_init(d->db);
+    if (!rc) rc = cnd_rstate_open(&d->state, state_url, d->db);
     if (!rc && with_key) {
         char kp[600];
         snprintf(kp, sizeof kp, "%s/%s", dir, CND_IDENTITY_KEY_FILE);
@@ -123,6 +133,7 @@ void cnd_rollout_dir_close(cnd_rollout_dir_t *d)
 {
     cnd_audit_close(&d->audit);
     cnd_identity_destroy(&d->id);
+    cnd_rstate_close(&d->state);
     cnd_db_close(&d->db);
 }
 
@@ -160,6 +171,9 @@ typedef struct {
     cnd_rollout_engine_t *eng;
     pthread_mutex_t zmu;
     sqlite3 *zdb;
+    cnd_rstate_t *zstate; /* the ZAP thread's own connection to the rollout state */
+    cnd_rstate_t *lease;  /* PostgreSQL: the connection holding the leader lock, or NULL */
+    double last_lease;    /* when the lock was last checked */
     s_sess_t *sess;
     size_t cap, n;
     uint64_t seq;
@@ -229,7 +243,7 @@ static s_sess_t *s_sess(s_srv_t *s, const char *name, int create)
         s->cap = nc;
     }
     cnd_fleet_device_t d;
-    if (cnd_fleet_get(s->dir.db, name, &d)) return NULL;
+    if (cnd_rstate_fleet_get(s->dir.state, name, &d)) return NULL;
     size_t j = s_hash(name) & (s->cap - 1);
     while (s->sess[j].used) j = (j + 1) & (s->cap - 1);
     s_sess_t *x = &s->sess[j];
@@ -329,24 +343,45 @@ static int s_io_send(void *ctx, const char *device, Condenser__MsgType type, voi
     return rc;
 }
 
+/* A transaction on the coordinator database and, when the rollout state is elsewhere, one there
+ * (rollout_state.h). */
 static int s_begin(s_srv_t *s)
 {
     if (s->txn) return 0;
     if (sqlite3_exec(s->dir.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return cnd_errf(CND_EDB, "begin: %s", sqlite3_errmsg(s->dir.db));
+    int rc = cnd_rstate_begin(s->dir.state);
+    if (rc) {
+        sqlite3_exec(s->dir.db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
     s->txn = 1;
+    return 0;
+}
+
+/* The state's transaction commits first: when it fails, the database's rolls back too (its audit
+ * entries then name nothing that did not happen), and the caller stops, because the engine's
+ * memory is ahead of the stored state. A crash between the two commits loses audit entries of
+ * that one iteration, never state (docs/operations.md). */
+static int s_end(s_srv_t *s)
+{
+    if (!s->txn) return 0;
+    s->txn = 0;
+    int rc = cnd_rstate_commit(s->dir.state);
+    if (rc) {
+        sqlite3_exec(s->dir.db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    if (sqlite3_exec(s->dir.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        return cnd_errf(CND_EDB, "commit: %s", sqlite3_errmsg(s->dir.db));
     return 0;
 }
 
 static int s_commit(void *ctx)
 {
     s_srv_t *s = ctx;
-    if (s->txn) {
-        s->txn = 0;
-        if (sqlite3_exec(s->dir.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-            return cnd_errf(CND_EDB, "commit: %s", sqlite3_errmsg(s->dir.db));
-    }
-    return s_begin(s);
+    int rc = s_end(s);
+    return rc ? rc : s_begin(s);
 }
 
 /* --- ZAP ------------------------------------------------------------------------------------ */
@@ -356,7 +391,7 @@ static int s_allow(void *ctx, const uint8_t pub[32], char user_id[CND_USER_ID_MA
     s_srv_t *s = ctx;
     cnd_fleet_device_t d;
     pthread_mutex_lock(&s->zmu);
-    int rc = cnd_fleet_by_curve(s->zdb, pub, &d);
+    int rc = cnd_rstate_fleet_by_curve(s->zstate, pub, &d);
     pthread_mutex_unlock(&s->zmu);
     if (rc == CND_ENOTFOUND) return 0;
     if (rc) return -1;
@@ -579,17 +614,18 @@ static void s_recheck(s_srv_t *s, double now)
 {
     if (now - s->last_recheck < S_RECHECK_S) return;
     s->last_recheck = now;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->dir.db, "SELECT name FROM fleet_device WHERE revoked_ms != 0", -1,
-                           &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            const char *n = (const char *)sqlite3_column_text(st, 0);
-            s_sess_t *x = n ? s_sess(s, n, 0) : NULL;
+    char **revoked = NULL;
+    size_t nrev = 0;
+    if (cnd_rstate_fleet_revoked(s->dir.state, &revoked, &nrev) == 0) {
+        for (size_t i = 0; i < nrev; i++) {
+            s_sess_t *x = s_sess(s, revoked[i], 0);
             if (x && x->session)
                 s_session_end(s, x, "revoked", "the device was revoked by the operator", 1);
         }
+    } else {
+        s_log(s, "rollout state: %s", cnd_err_detail());
     }
-    sqlite3_finalize(st);
+    cnd_rstate_names_free(revoked, nrev);
     int64_t t = cnd_unix_time();
     for (size_t i = 0; i < s->cap; i++) {
         s_sess_t *x = &s->sess[i];
@@ -634,18 +670,43 @@ static double s_cpu(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
-/* Opens the coordinator's directory (rollout tables, identity, audit log), a read-only handle
- * for the ZAP handler, the CurveZMQ server, the CA (when there is one) and the engine. */
-static int s_start(s_srv_t *s)
+/* With the rollout state in PostgreSQL, several replicas may share it: only the holder of the
+ * leader lock (rollout_state.h) binds its endpoint and runs the engine; the others wait here,
+ * trying every 0.5 s, so a leader that dies is replaced within about a second of the server
+ * noticing its connection closed. Returns 0 leading, 1 when stopped (or out of time) first. */
+static int s_lead(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
+{
+    if (!cnd_rstate_url_is_pg(s->o->state)) return 0;
+    int rc = cnd_rstate_open(&s->lease, s->o->state, s->dir.db), leading = 0, said = 0;
+    while (!rc && !*stop) {
+        if ((rc = cnd_rstate_lead(s->lease, &leading)) || leading) break;
+        if (!said++) s_log(s, "standby: another replica holds the leader lock; waiting for it");
+        if (s->o->max_seconds > 0 && cnd_now() - t0 > s->o->max_seconds) return 1;
+        usleep(500000);
+    }
+    if (rc) return rc;
+    if (!leading) return 1;
+    s_log(s, "leader: holding the leader lock%s", said ? " (took over)" : "");
+    s->last_lease = cnd_now();
+    return 0;
+}
+
+/* Opens the coordinator's directory (rollout tables, identity, audit log), waits to lead (s_lead),
+ * then a read-only handle for the ZAP handler, the CurveZMQ server, the CA (when there is one)
+ * and the engine. Returns 1 when stopped while waiting to lead. */
+static int s_start(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
 {
     const cnd_rollout_serve_opts_t *o = s->o;
     uint8_t csk[32], cpk[32];
-    int rc = cnd_rollout_dir_open(&s->dir, o->dir, 1);
+    int rc = cnd_rollout_dir_open_state(&s->dir, o->dir, 1, o->state);
     if (rc) return rc;
+    s_log(s, "rollout state: %s (%s)", cnd_rstate_kind(s->dir.state), cnd_rstate_url(s->dir.state));
+    if ((rc = s_lead(s, stop, t0))) return rc;
     snprintf(s->name, sizeof s->name, "coordinator");
     char zpath[600];
     snprintf(zpath, sizeof zpath, "%s/coordinator.db", o->dir);
     if ((rc = cnd_db_open(&s->zdb, zpath, CND_DB_READONLY, "coordinator database"))) return rc;
+    if ((rc = cnd_rstate_open(&s->zstate, o->state, s->zdb))) return rc;
     if ((rc = cnd_identity_curve_keypair(cpk, csk, s->dir.id))) return rc;
     cnd_server_opts_t so;
     memset(&so, 0, sizeof so);
@@ -671,7 +732,7 @@ static int s_start(s_srv_t *s)
     s_recheck(s, cnd_now()); /* loads the CA, if there is one */
     cnd_rollout_io_t io = {s, s_io_send, s_commit, s_eng_log};
     cnd_rollout_engine_opts_t eo = {o->offline_after_s, 0, o->artifact_url};
-    if ((rc = cnd_rollout_engine_new(&s->eng, s->dir.db, s->dir.audit, s->dir.id, &io, &eo)))
+    if ((rc = cnd_rollout_engine_new(&s->eng, s->dir.state, s->dir.audit, s->dir.id, &io, &eo)))
         return rc;
     if (o->metrics) {
         if ((rc = cnd_metrics_listen(&s->metrics, o->metrics, cnd_rollout_metrics_render,
@@ -716,6 +777,14 @@ static int s_loop(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
             rc = cnd_errf(CND_EIO, "poll: %s", strerror(errno));
             break;
         }
+        double tl = cnd_now();
+        if (s->lease && tl - s->last_lease >= 1.0) {
+            s->last_lease = tl;
+            if ((rc = cnd_rstate_lead_check(s->lease))) {
+                rc = cnd_err_wrap(rc, "stopping: this replica may no longer lead");
+                break;
+            }
+        }
         if ((rc = s_begin(s))) break;
         for (int k = 0; k < 4096; k++) {
             cnd_frame_t f;
@@ -734,11 +803,7 @@ static int s_loop(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
         if (cnd_audit_limiter_flush(s->limit, now, 0)) s_log(s, "audit: %s", cnd_err_detail());
         cnd_rollout_tick(s->eng, cnd_unix_time() * 1000);
         s_metrics_snapshot(s, now);
-        s->txn = 0;
-        if (sqlite3_exec(s->dir.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-            rc = cnd_errf(CND_EDB, "commit: %s", sqlite3_errmsg(s->dir.db));
-            break;
-        }
+        if ((rc = s_end(s))) break;
         if (o->until_idle) {
             cnd_rollout_stats_t es;
             cnd_rollout_engine_stats(s->eng, &es);
@@ -756,11 +821,8 @@ static int s_shutdown(s_srv_t *s, int rc)
 {
     if (!rc && s->limit && !s_begin(s) && cnd_audit_limiter_flush(s->limit, cnd_now(), 1))
         s_log(s, "audit: %s", cnd_err_detail());
-    if (s->txn) {
-        s->txn = 0;
-        if (sqlite3_exec(s->dir.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK && !rc)
-            rc = cnd_errf(CND_EDB, "commit: %s", sqlite3_errmsg(s->dir.db));
-    }
+    int erc = s_end(s);
+    if (!rc) rc = erc;
     if (!rc && s->dir.audit && cnd_audit_checkpoint(s->dir.audit, "rollout.serve.end", NULL))
         s_log(s, "audit: %s", cnd_err_detail());
     return rc;
@@ -791,8 +853,10 @@ static void s_srv_free(s_srv_t *s)
     cnd_audit_limiter_destroy(&s->limit);
     cnd_ca_trust_destroy(&s->trust);
     for (size_t i = 0; s->sess && i < s->cap; i++) free(s->sess[i].cert);
+    cnd_rstate_close(&s->zstate);
     cnd_db_close(&s->zdb);
     cnd_rollout_dir_close(&s->dir);
+    cnd_rstate_close(&s->lease); /* last: another replica may lead from here on */
     cnd_buf_free(&s->out);
     free(s->sess);
     pthread_mutex_destroy(&s->zmu);
@@ -821,8 +885,11 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
     pthread_mutex_init(&s->zmu, NULL);
     cnd_buf_init(&s->out);
     double t0 = cnd_now(), c0 = s_cpu();
-    rc = s_start(s);
-    if (!rc) rc = s_shutdown(s, s_loop(s, stop, t0));
+    rc = s_start(s, stop, t0);
+    if (rc == 1)
+        rc = 0; /* stopped while a standby */
+    else if (!rc)
+        rc = s_shutdown(s, s_loop(s, stop, t0));
     if (stout) s_stats(s, stout, t0, c0);
     s_srv_free(s);
     cnd_file_unlock(&lfd);

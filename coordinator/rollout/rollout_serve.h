@@ -16,7 +16,8 @@
  * say Hello and send its profile again (after a coordinator restart, for instance). Revocation,
  * expiry and the CRL are re-checked every 2 s and end sessions ("session ended: ..."); sends
  * never wait (a device that does not read is dropped).
- * Each loop iteration is one SQLite transaction, committed before the next poll.
+ * Each loop iteration is one transaction (on the coordinator database, and on PostgreSQL when the
+ * rollout state is there: rollout_state.h), committed before the next poll.
  */
 #ifndef CND_ROLLOUT_SERVE_H
 #define CND_ROLLOUT_SERVE_H
@@ -24,6 +25,7 @@
 #include "audit_log.h"
 #include "error.h"
 #include "identity.h"
+#include "rollout_state.h"
 
 #include <sqlite3.h>
 
@@ -42,6 +44,7 @@ typedef struct {
     void *log_ctx;
     const char *metrics; /* HOST:PORT of the Prometheus endpoint (rollout_metrics.h); NULL: off */
     const char *artifact_url; /* base URL of the artifact cache offers name; NULL: none */
+    const char *state;        /* rollout state URL (rollout_state.h); NULL: the database's */
 } cnd_rollout_serve_opts_t;
 
 typedef struct {
@@ -59,15 +62,19 @@ CND_MUST_USE int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile s
  * Shared with `condenser coordinator init` by file names. */
 CND_MUST_USE int cnd_rollout_dir_init(const char *dir);
 
-/* Opens DIR: the database (WAL, busy timeout) and, with_key, the identity and the audit log
- * (on the same database). */
+/* Opens DIR: the database (WAL, busy timeout), the rollout state (rollout_state.h) named by
+ * state_url (NULL or "": the database itself) and, with_key, the identity and the audit log (on
+ * the database). cnd_rollout_dir_open is cnd_rollout_dir_open_state with state_url NULL. */
 typedef struct {
     sqlite3 *db;
+    cnd_rstate_t *state;
     cnd_identity_t *id;
     cnd_audit_t *audit;
     char fpr[65];
 } cnd_rollout_dir_t;
 CND_MUST_USE int cnd_rollout_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key);
+CND_MUST_USE int cnd_rollout_dir_open_state(cnd_rollout_dir_t *d, const char *dir, int with_key,
+                                            const char *state_url);
 void cnd_rollout_dir_close(cnd_rollout_dir_t *d);
 
 #endif

@@ -483,6 +483,37 @@ static void test_resume(void)
     free(v2);
 }
 
+/* Endpoint lists: trimmed, rotated to start where the name hashes, the same order for the same
+ * name, spread over the entries across names; bad lists refused. */
+static void test_endpoints(void)
+{
+    cnd_edge_endpoints_t a, b;
+    CHECK(cnd_edge_endpoints_parse(&a, " tcp://h:1 ,tcp://h:2,  tcp://h:3", "dev-1") == 0);
+    CHECK(a.n == 3);
+    CHECK(cnd_edge_endpoints_parse(&b, "tcp://h:1,tcp://h:2,tcp://h:3", "dev-1") == 0);
+    size_t first = cnd_edge_endpoint_first("dev-1", 3);
+    static const char *const in[] = {"tcp://h:1", "tcp://h:2", "tcp://h:3"};
+    for (size_t i = 0; i < 3; i++) {
+        CHECK(strcmp(a.ep[i], in[(first + i) % 3]) == 0);
+        CHECK(strcmp(a.ep[i], b.ep[i]) == 0);
+    }
+    uint32_t hits[3] = {0};
+    for (int k = 0; k < 300; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "sim-%05d", k);
+        hits[cnd_edge_endpoint_first(name, 3)]++;
+    }
+    for (int i = 0; i < 3; i++) CHECK(hits[i] > 60); /* 100 each on average */
+    CHECK(cnd_edge_endpoints_parse(&a, "tcp://h:1", "x") == 0 && a.n == 1);
+    CHECK(cnd_edge_endpoints_parse(&a, "tcp://h:1,,tcp://h:2", "x") == CND_EINVAL);
+    CHECK(cnd_edge_endpoints_parse(&a, "", "x") == CND_EINVAL);
+    CHECK(cnd_edge_endpoints_parse(&a, "a,b,c,d,e,f,g,h,i", "x") == CND_EINVAL);
+    char big[400];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    CHECK(cnd_edge_endpoints_parse(&a, big, "x") == CND_EINVAL);
+}
+
 int main(void)
 {
     snprintf(s_root, sizeof s_root, "/tmp/cnd_test_edge_%d", (int)getpid());
@@ -490,6 +521,7 @@ int main(void)
     CHECK(cnd_identity_generate(&s_fed) == 0);
     CHECK(cnd_identity_generate(&s_other) == 0);
     memcpy(s_trust[0], cnd_identity_pk(s_fed), 32);
+    test_endpoints();
     test_attacks();
 #ifdef CND_TEST_HOOKS
     test_power_cut();

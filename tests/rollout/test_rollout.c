@@ -124,7 +124,7 @@ static int s_done(void *ctx, cnd_fleet_sim_t *sim)
         CHECK(cnd_rollout_dir_open(&d, s_dir, 1) == 0);
         cnd_rollout_summary_t sum;
         CHECK(sqlite3_exec(d.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == 0);
-        int rc = cnd_rollout_create(d.db, d.audit, d.id, d.fpr, w->p, &sum);
+        int rc = cnd_rollout_create(d.state, d.audit, d.id, d.fpr, w->p, &sum);
         CHECK(rc == 0);
         CHECK(sqlite3_exec(d.db, rc ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) == 0);
         CHECK_EQ_INT(sum.targeted, s_n);

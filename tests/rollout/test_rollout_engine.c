@@ -129,7 +129,7 @@ int main(void)
     cnd_rollout_io_t io = {&cap, s_send, s_commit, NULL};
     cnd_rollout_engine_opts_t eo = {3600, 1};
     cnd_rollout_engine_t *e = NULL;
-    CHECK(cnd_rollout_engine_new(&e, d.db, d.audit, d.id, &io, &eo) == 0);
+    CHECK(cnd_rollout_engine_new(&e, d.state, d.audit, d.id, &io, &eo) == 0);
     if (!e) return check_result("test_rollout_engine");
     for (int i = 0; i < 10; i++) s_profile(e, names[i], s_d1);
 
@@ -141,7 +141,7 @@ int main(void)
              ((m + 120) % 1440) / 60, (m + 120) % 60);
     cnd_rollout_params_t p = {"fm@2", "site=north", 2, 3, 2.0, 30, 4, 60, win, 0, 2, 0};
     cnd_rollout_summary_t sum;
-    CHECK(cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &p, &sum) == 0);
+    CHECK(cnd_rollout_create(d.state, d.audit, d.id, d.fpr, &p, &sum) == 0);
     CHECK_EQ_INT(sum.targeted, 10);
     int64_t t = (int64_t)now * 1000;
     cnd_rollout_tick(e, t + 10);
@@ -152,13 +152,13 @@ int main(void)
     CHECK(sqlite3_exec(d.db, "UPDATE rollout SET win_start = -1, win_end = -1", NULL, NULL, NULL) ==
           0);
     cnd_rollout_engine_destroy(&e);
-    CHECK(cnd_rollout_engine_new(&e, d.db, d.audit, d.id, &io, &eo) == 0);
+    CHECK(cnd_rollout_engine_new(&e, d.state, d.audit, d.id, &io, &eo) == 0);
     for (int i = 0; i < 10; i++) s_profile(e, names[i], s_d1);
     cnd_rollout_tick(e, t + 30);
     CHECK_EQ_INT(cap.offers, 2); /* canary of 2 (max_active 2 as well) */
     CHECK_EQ_INT(s_rows(d.db, sum.id, "offered"), 2);
     /* Pause: no new offers even as the canary finishes. */
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "pause", NULL) == 0);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "pause", NULL) == 0);
     cnd_rollout_tick(e, t + 40);
     sqlite3_stmt *st;
     char offered[2][64];
@@ -197,7 +197,7 @@ int main(void)
     cnd_rollout_tick(e, t + 61 * 1000);
     CHECK_EQ_INT(s_rows(d.db, sum.id, "timeout"), 1);
     /* Resume: wave 1 (3 devices), 2 at a time. */
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "resume", NULL) == 0);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "resume", NULL) == 0);
     cnd_rollout_tick(e, t + 62 * 1000); /* the canary wave is logged and wave 1 starts */
     cnd_rollout_tick(e, t + 62 * 1000 + 10);
     CHECK_EQ_INT(cap.offers, 4);

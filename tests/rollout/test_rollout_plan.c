@@ -221,7 +221,7 @@ int main(void)
     int signs0 = s_count_action(&d, "artifact.sign");
     cnd_rollout_params_t p = {"fm@2", "site=north,ward=3|4", 2, 3, 2.0, 10, 5, 60, NULL, 0, 0, 0};
     cnd_rollout_summary_t sum;
-    CHECK(cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &p, &sum) == 0);
+    CHECK(cnd_rollout_create(d.state, d.audit, d.id, d.fpr, &p, &sum) == 0);
     CHECK_EQ_INT(sum.selected, 26);
     CHECK_EQ_INT(sum.current, 1);
     CHECK_EQ_INT(sum.unfit, 2);
@@ -257,7 +257,7 @@ int main(void)
     cnd_rollout_params_t p2 = p;
     p2.select = "";
     cnd_rollout_summary_t s2;
-    CHECK(cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &p2, &s2) == 0);
+    CHECK(cnd_rollout_create(d.state, d.audit, d.id, d.fpr, &p2, &s2) == 0);
     CHECK_EQ_INT(s2.busy, 23);
     /* A host's own enrollment: ensure is idempotent and refuses a second key for a name. */
     {
@@ -270,29 +270,30 @@ int main(void)
         cnd_identity_destroy(&b);
     }
     /* Operator actions and their refusals. */
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "resume", NULL) == CND_ESTATE);
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "pause", "night") == 0);
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "pause", NULL) == CND_ESTATE);
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "resume", NULL) == 0);
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "rollback", "bad model") == 0);
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "abort", NULL) == CND_ESTATE);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "resume", NULL) == CND_ESTATE);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "pause", "night") == 0);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "pause", NULL) == CND_ESTATE);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "resume", NULL) == 0);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "rollback", "bad model") == 0);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "abort", NULL) == CND_ESTATE);
     CHECK(strstr(cnd_err_detail(), "is rolling_back: nothing to abort") != NULL);
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "rollback", NULL) == CND_ESTATE);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "rollback", NULL) ==
+          CND_ESTATE);
     CHECK(strstr(cnd_err_detail(), "is rolling_back already") != NULL);
-    CHECK(cnd_rollout_admin(d.db, d.audit, "local:test", sum.id, "restart", NULL) == CND_EINVAL);
+    CHECK(cnd_rollout_admin(d.state, d.audit, "local:test", sum.id, "restart", NULL) == CND_EINVAL);
     cnd_rollout_rec_t r;
     CHECK(cnd_rstore_rollout_get(d.db, sum.id, &r) == 0 && r.state == CND_ROLLOUT_ROLLING_BACK);
     CHECK_EQ_INT(s_count_action(&d, "rollout.state"), 3);
     /* Bad parameters. */
     cnd_rollout_params_t bad = p;
     bad.window = "25:00-01:00";
-    CHECK(cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &bad, &s2) == CND_EINVAL);
+    CHECK(cnd_rollout_create(d.state, d.audit, d.id, d.fpr, &bad, &s2) == CND_EINVAL);
     bad = p;
     bad.model_version = "fm@9";
-    CHECK(cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &bad, &s2) == CND_ENOTFOUND);
+    CHECK(cnd_rollout_create(d.state, d.audit, d.id, d.fpr, &bad, &s2) == CND_ENOTFOUND);
     bad = p;
     bad.select = "site";
-    CHECK(cnd_rollout_create(d.db, d.audit, d.id, d.fpr, &bad, &s2) == CND_EINVAL);
+    CHECK(cnd_rollout_create(d.state, d.audit, d.id, d.fpr, &bad, &s2) == CND_EINVAL);
     {
         /* cnd_fleet_count: the 27 devices of s_device sent a profile, "hosted" (ensure) and a
          * newly enrolled one have not */

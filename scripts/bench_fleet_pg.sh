@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# scripts/bench_fleet_pg.sh BIN MKART WORK: the `fleet-pg` section of scripts/bench: the same
+# rollout as bench_fleet.sh (a ~100 KB v2 to N devices on v1, canary N/100, first wave N/20,
+# factor 2, 5,000 devices per fleet-sim process) on two set-ups, side by side:
+#   sqlite   one `rollout serve`, rollout state in its SQLite database (today's default);
+#   pg-4     four `rollout serve` replicas on one PostgreSQL state (a private server started here,
+#            tests/lib/pg_testutil.sh), devices given all four endpoints (--failover 5).
+# "rollout s" runs from `rollout create` to the rollout's completed state; "s per 10k" scales it
+# to 10,000 devices; RSS is each replica's peak (VmHWM) at the end, leader first. Sizes:
+# FLEET_PG_SIZES (default "10000"). Prints one markdown row per set-up and size.
+set -euo pipefail
+bin=$1 mkart=$2 work=$3
+sizes=${FLEET_PG_SIZES:-"10000"}
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/tests/lib/pg_testutil.sh"
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; pg_stop; kill -9 $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+"$mkart" "$work/v1.cndq" 1 8 1
+"$mkart" "$work/v2.cndq" 1 8 2
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+hwm() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
+rm -rf "$work/pg"
+pg_start "$work/pg" || { echo "bench_fleet_pg: PostgreSQL did not start" >&2; exit 1; }
+echo "| set-up | devices | replicas | connect s | rollout s | s per 10k devices | replica peak RSS MB (leader first) | healthy |"
+echo "|---|---|---|---|---|---|---|---|"
+for n in $sizes; do
+  for setup in ${FLEET_PG_SETUPS:-sqlite pg-4}; do
+    d="$work/coord-$setup-$n"
+    rm -rf "$d"
+    if [ $setup = sqlite ]; then url=sqlite: reps=1; else url=$PG_URL reps=4; fi
+    if [ $setup != sqlite ]; then
+      pg_sql "SET client_min_messages = warning; DROP TABLE IF EXISTS fleet_device, rollout, rollout_manifest, rollout_device, rollout_latency, condenser_schema" > /dev/null
+    fi
+    q() { if [ $setup = sqlite ]; then sqlite3 "$d/coordinator.db" "$1" 2>/dev/null || echo 0; else pg_sql "$1" 2>/dev/null || echo 0; fi; }
+    "$bin" rollout init --dir "$d" > /dev/null
+    "$bin" rollout publish "$work/v1.cndq" --dir "$d" --model fm --version 1 --manifest-out "$work/v1.man" > /dev/null
+    "$bin" rollout publish "$work/v2.cndq" --dir "$d" --model fm --version 2 > /dev/null
+    eps=() spids=()
+    for r in $(seq 1 $reps); do
+      ep="tcp://127.0.0.1:$(port)"
+      eps+=("$ep")
+      "$bin" rollout serve --dir "$d" --state "$url" --endpoint "$ep" --quiet 2> "$work/serve-$setup-$n-$r.log" &
+      spids+=($!)
+      pids+=($!)
+      sleep 1 # the first one started leads
+    done
+    list=$(IFS=,; echo "${eps[*]}")
+    k=$(( (n + 4999) / 5000 ))
+    t0=$(date +%s.%N)
+    sims=()
+    for i in $(seq 0 $((k - 1))); do
+      "$bin" fleet-sim --devices "$n" --shard "$i/$k" --endpoint "$list" --failover 5 \
+        --coordinator-key "$d/identity.pub" --coordinator-dir "$d" --state "$url" \
+        --initial "$work/v1.cndq" --initial-manifest "$work/v1.man" --heartbeat-ms 20000 \
+        --duration 1800 --quiet > "$work/sim-$setup-$n-$i.log" 2>&1 &
+      sims+=($!)
+      pids+=($!)
+    done
+    while [ "$(q 'select count(*) from fleet_device where profile_ms > 0')" != "$n" ]; do sleep 0.5; done
+    t1=$(date +%s.%N)
+    "$bin" rollout create --dir "$d" --state "$url" --model fm@2 --canary $((n / 100)) --rate $((n / 20)) \
+      --factor 2 --device-timeout 300 --abort-failures 5 --abort-min 10 > /dev/null
+    while [ "$(q 'select state from rollout where id = 1')" != completed ]; do
+      [ "$(q 'select state from rollout where id = 1')" = aborted ] && break
+      sleep 0.2
+    done
+    t2=$(date +%s.%N)
+    rss=""
+    for p in "${spids[@]}"; do rss="$rss${rss:+ / }$(hwm "$p")"; done
+    healthy=$(q "select count(*) from rollout_device where state = 'healthy'")
+    for p in "${sims[@]}"; do wait "$p" || true; done
+    for p in "${spids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    pids=()
+    awk -v s="$setup" -v n="$n" -v r="$reps" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v rss="$rss" -v h="$healthy" 'BEGIN {
+      printf "| %s | %d | %d | %.1f | %.1f | %.1f | %s | %d |\n", s, n, r, t1 - t0, t2 - t1,
+             (t2 - t1) * 10000 / n, rss, h }'
+  done
+done
