@@ -47,6 +47,7 @@ static const struct {
     {"eval", cnd_cmd_eval, "evaluate a model on a dataset"},
     {"info", cnd_cmd_info, "show a model's layers, parameters, bytes and MACs"},
     {"distill", cnd_cmd_distill, "train a student from a teacher's soft targets and labels"},
+    {"prune", cnd_cmd_prune, "remove whole channels and units: a narrower, fine-tuned model"},
     {"privacy", cnd_cmd_privacy,
      "DP-SGD accountant: epsilon of a run, or the noise an epsilon needs"},
     {"import", cnd_cmd_import, "read an ONNX model: as a teacher, or as a trainable student"},
