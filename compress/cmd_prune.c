@@ -243,11 +243,20 @@ static int s_stamp(cnd_model_t *pm, const s_opts_t *o, const s_summary_t *s)
     return rc;
 }
 
-/* Picks the channels and builds the pruned model from m (scored already). */
-static int s_prune(cnd_model_t **pm, cnd_prune_plan_t *p, cnd_model_t *m, const s_opts_t *o,
-                   double *ratio)
+/* Picks the channels and builds the pruned model from m (scored already). A byte target is
+ * met by the file as written: the search runs on a copy of m that already carries the
+ * metadata s_stamp adds, with values of the same width (a ratio and an accuracy of "%.4f"). */
+static int s_prune(cnd_model_t **pm, cnd_prune_plan_t *p, cnd_model_t *m0, const s_opts_t *o,
+                   int with_acc, double *ratio)
 {
-    int rc = 0;
+    cnd_model_t *m = NULL;
+    s_summary_t dummy = {.acc = {-1, with_acc ? 0 : -1, -1}};
+    int rc = cnd_model_clone(&m, m0);
+    if (!rc) rc = s_stamp(m, o, &dummy);
+    if (rc) {
+        cnd_model_destroy(&m);
+        return rc;
+    }
     *ratio = o->ratio;
     if (o->ratio < 0)
         rc = cnd_prune_select_target(p, m,
@@ -256,7 +265,9 @@ static int s_prune(cnd_model_t **pm, cnd_prune_plan_t *p, cnd_model_t *m, const 
     else
         cnd_prune_select(p, o->ratio);
     if (!rc && !o->json) s_print_plan(p, m);
-    return rc ? rc : cnd_prune_apply(pm, p, m);
+    if (!rc) rc = cnd_prune_apply(pm, p, m);
+    cnd_model_destroy(&m);
+    return rc;
 }
 
 int cnd_cmd_prune(int argc, char **argv)
@@ -280,7 +291,7 @@ int cnd_cmd_prune(int argc, char **argv)
     }
     if (o.kind == CND_PRUNE_TAYLOR && (rc = s_calib(&cal, tr, m, (size_t)o.calib))) goto done;
     if ((rc = cnd_prune_score(p, m, o.kind, &cal, (int)o.batch))) goto done;
-    if ((rc = s_prune(&pm, p, m, &o, &s.ratio))) goto done;
+    if ((rc = s_prune(&pm, p, m, &o, te != NULL, &s.ratio))) goto done;
     s.acc[0] = s_acc(m, te);
     s.acc[1] = s_acc(pm, te);
     if (o.epochs > 0) {

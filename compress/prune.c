@@ -465,8 +465,9 @@ int cnd_prune_apply(cnd_model_t **out, const cnd_prune_plan_t *p, const cnd_mode
     }
     memcpy(pm->norm_mean, m->norm_mean, (size_t)m->in.c * sizeof(float));
     memcpy(pm->norm_std, m->norm_std, (size_t)m->in.c * sizeof(float));
-    for (int i = 0; i < m->n_meta && !rc; i++)
-        rc = cnd_model_meta_set(pm, m->meta[i].key, m->meta[i].val);
+    for (int i = 0; i < m->n_meta && !rc; i++) /* the original's accuracy is not the pruned's */
+        if (strcmp(m->meta[i].key, "test_accuracy"))
+            rc = cnd_model_meta_set(pm, m->meta[i].key, m->meta[i].val);
 done:
     if (!rc)
         *out = pm;

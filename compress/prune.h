@@ -86,7 +86,8 @@ void cnd_prune_select(cnd_prune_plan_t *p, double ratio);
 void cnd_prune_node_keep(const cnd_prune_plan_t *p, const cnd_model_t *m, int i, uint8_t *keep);
 
 /* Builds the pruned model of m under p's selection: the narrower spec, the kept parameters and
- * batchnorm statistics, m's normalisation and metadata. Returns 0 and an owned model, or
+ * batchnorm statistics, m's normalisation and metadata but its test_accuracy (the original's,
+ * not the pruned model's). Returns 0 and an owned model, or
  * CND_ENOMEM / CND_EINVAL. */
 CND_MUST_USE int cnd_prune_apply(cnd_model_t **out, const cnd_prune_plan_t *p,
                                  const cnd_model_t *m);

@@ -49,6 +49,8 @@ assert r["bytes_after"] <= 40000 and r["bytes_after"] == os.path.getsize(sys.arg
 assert r["params_after"] < r["params_before"] and r["macs_after"] < r["macs_before"], r
 assert 0 < r["ratio"] < 1 and r["accuracy_finetuned"] is None, r
 PY
+# without test data the original's recorded accuracy is not carried over to the pruned model
+! "$bin" info "$d/pb.cnd" | grep -q test_accuracy || fail "stale test_accuracy in pb.cnd"
 
 # A student that starts from the pruned model's architecture and weights.
 "$bin" distill --teacher "$d/t.cnd" --init "$d/p.cnd" --epochs 1 --subset 2000 --threads 1 \
