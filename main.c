@@ -65,6 +65,7 @@ static const struct {
     {"quantize", cnd_cmd_quantize, "quantize a model to an integer-only .cndq artifact (PTQ/QAT)"},
     {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},
     {"bench", cnd_cmd_bench, "latency, throughput and memory of a .cnd or .cndq model"},
+    {"predict", cnd_cmd_predict, "predicted int8 latency of a model on a device class"},
     {"rollout", cnd_cmd_rollout,
      "edge rollouts: publish, create, list, show, pause, rollback, serve"},
     {"edge", cnd_cmd_edge, "edge device daemon: init, run, install, status, infer"},
