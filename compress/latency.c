@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *s_names[CND_LAT_NF] = {"one",      "ops",        "conv_macs", "conv_patch",
-                                          "conv_out", "dense_macs", "dense_out", "pool_in"};
+static const char *s_names[CND_LAT_NF] = {"one",        "ops",      "conv_macs",
+                                          "conv_patch", "conv_out", "dense_macs",
+                                          "dense_out",  "max_in",   "avg_in"};
 
 const char *cnd_latency_feature_name(int k)
 {
@@ -39,9 +40,9 @@ int cnd_latency_features(const cnd_model_t *m, double *f)
             f[6] += out;
             break;
         case CND_L_MAXPOOL:
-        case CND_L_AVGPOOL:
-        case CND_L_GAP:
         case CND_L_TANH: f[7] += in; break;
+        case CND_L_AVGPOOL: /* averages round: a division per output, slower than a max */
+        case CND_L_GAP: f[8] += in; break;
         case CND_L_RELU:
             if (l->alias) continue; /* fused into the conv2d or dense before it */
             f[7] += in;
@@ -185,7 +186,8 @@ static int s_line(cnd_latency_model_t *c, const char *line, unsigned *seen)
 {
     char key[32], name[32], tail;
     double v;
-    if (sscanf(line, "device %31s %c", c->device, &tail) == 1) return (*seen |= 1u << 8), 0;
+    if (sscanf(line, "device %31s %c", c->device, &tail) == 1)
+        return (*seen |= 1u << CND_LAT_NF), 0;
     if (sscanf(line, "coef %31s %lf %c", name, &v, &tail) == 2 && isfinite(v) && v >= 0) {
         for (int k = 0; k < CND_LAT_NF; k++)
             if (!strcmp(name, s_names[k])) return (*seen |= 1u << k), c->coef[k] = v, 0;

@@ -20,7 +20,7 @@
 
 #include "model.h"
 
-#define CND_LAT_NF 8 /* features */
+#define CND_LAT_NF 9 /* features */
 
 typedef struct {
     char device[32];

@@ -33,6 +33,7 @@ static void test_features(void)
     CHECK(f[5] == 16.0 * 6 + 10.0 * 16);
     CHECK(f[6] == 26.0);
     CHECK(f[7] == 4.0 * 64 /* relu */ + 4.0 * 64 /* maxpool */ + 16.0 /* tanh */);
+    CHECK(f[8] == 0.0);
     cnd_model_destroy(&m);
     CHECK(cnd_model_new(&m, "a=conv2d(4,3,pad=1) relu conv2d(4,3,pad=1) add(@a) gap dense(10)", in,
                         1) == 0);
@@ -48,7 +49,7 @@ static void test_fit(void)
     enum { N = 40 };
     double f[N][CND_LAT_NF], y[N];
     int held[N];
-    const double truth[CND_LAT_NF] = {2.0, 0.5, 1e-4, 2e-4, 3e-3, 5e-4, 1e-2, 0.0};
+    const double truth[CND_LAT_NF] = {2.0, 0.5, 1e-4, 2e-4, 3e-3, 5e-4, 1e-2, 0.0, 4e-3};
     cnd_rng_t rng;
     cnd_rng_seed(&rng, 3);
     for (int i = 0; i < N; i++) {
