@@ -17,6 +17,8 @@ int cnd_cmd_distill(int argc, char **argv);
 int cnd_cmd_import(int argc, char **argv);  /* cmd_import.c: ONNX models */
 int cnd_cmd_privacy(int argc, char **argv); /* cmd_privacy.c: the DP-SGD accountant */
 int cnd_cmd_data(int argc, char **argv);    /* cmd_data.c: data check */
+int cnd_cmd_prune(int argc, char **argv);   /* cmd_prune.c: structured pruning */
+int cnd_cmd_predict(int argc, char **argv); /* cmd_predict.c: latency cost model */
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);

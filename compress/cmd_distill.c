@@ -1,6 +1,7 @@
 /*
  * cmd_distill.c: `condenser distill`, trains a student from a teacher's soft targets and the
- * labels (distill.h), starting from an architecture spec or an existing student model.
+ * labels (distill.h), starting from an architecture spec, an existing student model, or (--init)
+ * the architecture and weights of another model, such as a pruned teacher (prune.h).
  */
 #include "cli.h"
 #include "clock.h"
@@ -19,7 +20,7 @@
 
 /* What the command line asked for. */
 typedef struct {
-    const char *data, *arch, *student, *teacher, *out, *optname, *test, *sched, *augment;
+    const char *data, *arch, *student, *init, *teacher, *out, *optname, *test, *sched, *augment;
     const char *teacher_prep; /* preprocessing of an ONNX teacher (onnx_graph.h) */
     const char *ishape;       /* --input-shape C,H,W: the data specs' shape= */
     char *own[2];             /* data and test with that shape (owned) */
@@ -49,6 +50,8 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
          "an .onnx teacher's input preprocessing, e.g. \"scale=1/255 mean=0.286 std=0.353\""},
         {"arch", CND_OPT_STR, &o->arch, "SPEC", "student architecture (a new student)"},
         {"student", CND_OPT_STR, &o->student, "FILE", "or: continue from this student model"},
+        {"init", CND_OPT_STR, &o->init, "FILE",
+         "or: start from this model's architecture and weights (e.g. condenser prune's output)"},
         {"data", CND_OPT_STR, &o->data, "SPEC", "training data (default fmnist)"},
         {"input-shape", CND_OPT_STR, &o->ishape, "C,H,W", CND_CMD_SHAPE_HELP},
         {"temperature", CND_OPT_DBL, &o->T, "T", "softmax temperature (default 2)", 0.05, 100},
@@ -75,13 +78,16 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
         CND_CMD_DP_OPTS(&o->dp),
         {0}};
     const cnd_cli_t cli = {
-        "condenser distill --teacher T.cnd|T.onnx (--arch SPEC | --student S.cnd) --out FILE "
+        "condenser distill --teacher T.cnd|T.onnx (--arch SPEC | --student S.cnd | --init P.cnd) "
+        "--out FILE "
         "[options]",
         "Distills a teacher into a student: the loss mixes the teacher's softened outputs\n"
         "(temperature T, weight alpha) with the labels (weight 1 - alpha). The teacher runs\n"
         "forward once over the data; its logits are cached for all epochs. Defaults (T 2,\n"
         "alpha 0.5) come from the measurements in docs/benchmarks.md. As with train, the\n"
         "run's state goes to FILE.ckpt after every epoch, and --resume continues a killed run.\n"
+        "--init starts the student from another model's architecture and weights, such as\n"
+        "a teacher pruned by `condenser prune` (docs/compression.md).\n"
         "An ONNX teacher (docs/onnx.md) sees raw data through --teacher-preprocess.\n"
         "--dp-epsilon or --dp-noise train the student with DP-SGD (docs/privacy.md); the\n"
         "epsilon covers the training records only if the teacher was not trained on them.",
@@ -91,8 +97,8 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc > 0 ? 1 : rc;
     if (!o->teacher) return cnd_errf(CND_EINVAL, "--teacher is required (try --help)");
-    if (!o->arch == !o->student)
-        return cnd_errf(CND_EINVAL, "give exactly one of --arch or --student");
+    if ((o->arch != NULL) + (o->student != NULL) + (o->init != NULL) != 1)
+        return cnd_errf(CND_EINVAL, "give exactly one of --arch, --student or --init");
     if (!o->out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
     if (o->teacher_prep && !cnd_onnx_is_onnx(o->teacher))
         return cnd_errf(CND_EINVAL, "--teacher-preprocess is for .onnx teachers (a .cnd teacher "
@@ -119,16 +125,17 @@ static int s_train_cfg(cnd_train_cfg_t *cfg, s_ckpt_t *ck, const s_opts_t *o)
     cfg->seed = (uint64_t)o->seed;
     cfg->verbose = 1;
     cnd_set_threads((int)o->threads);
-    snprintf(ck->config, sizeof ck->config,
-             "command=distill;teacher=%s;arch=%s;student=%s;data=%s;test=%s;temperature=%.7g;"
-             "alpha=%.7g;epochs=%ld;batch=%ld;lr=%.7g;optimizer=%s;momentum=%.7g;"
-             "weight-decay=%.7g;schedule=%s;seed=%ld;augment=%s;subset=%ld;teacher-prep=%s;"
-             "dp=%.9g,%.9g,%.9g,%.9g",
-             o->teacher, o->arch ? o->arch : "", o->student ? o->student : "", o->data,
-             o->test ? o->test : "", o->T, o->alpha, o->epochs, o->batch, (double)cfg->optim.lr,
-             o->optname, (double)cfg->optim.momentum, (double)cfg->optim.weight_decay, o->sched,
-             o->seed, o->augment, o->subset, o->teacher_prep ? o->teacher_prep : "", o->dp.epsilon,
-             o->dp.delta, o->dp.noise, o->dp.clip);
+    snprintf(
+        ck->config, sizeof ck->config,
+        "command=distill;teacher=%s;arch=%s;student=%s;init=%s;data=%s;test=%s;temperature=%.7g;"
+        "alpha=%.7g;epochs=%ld;batch=%ld;lr=%.7g;optimizer=%s;momentum=%.7g;"
+        "weight-decay=%.7g;schedule=%s;seed=%ld;augment=%s;subset=%ld;teacher-prep=%s;"
+        "dp=%.9g,%.9g,%.9g,%.9g",
+        o->teacher, o->arch ? o->arch : "", o->student ? o->student : "", o->init ? o->init : "",
+        o->data, o->test ? o->test : "", o->T, o->alpha, o->epochs, o->batch, (double)cfg->optim.lr,
+        o->optname, (double)cfg->optim.momentum, (double)cfg->optim.weight_decay, o->sched, o->seed,
+        o->augment, o->subset, o->teacher_prep ? o->teacher_prep : "", o->dp.epsilon, o->dp.delta,
+        o->dp.noise, o->dp.clip);
     return cnd_cmd_ckpt_setup(cfg, o->out, o->resume, o->no_ckpt, ck->config, ck->path,
                               sizeof ck->path);
 }
@@ -225,8 +232,8 @@ int cnd_cmd_distill(int argc, char **argv)
         goto done;
     if (t && (rc = cnd_cmd_fit_data(t, tr, o.data))) goto done;
     if (t && (rc = cnd_cmd_fit_data(t, te, o.test ? o.test : o.data))) goto done;
-    if (o.student)
-        rc = cnd_model_load(&s, o.student);
+    if (o.student || o.init)
+        rc = cnd_model_load(&s, o.student ? o.student : o.init);
     else
         rc = cnd_model_new(&s, o.arch, tr->shape, (uint64_t)o.seed);
     if (rc) goto done;
@@ -235,7 +242,8 @@ int cnd_cmd_distill(int argc, char **argv)
                       s->n_classes, t->n_classes);
         goto done;
     }
-    if (!o.student) cnd_data_norm_fit(tr, s->norm_mean, s->norm_std);
+    if (o.arch) cnd_data_norm_fit(tr, s->norm_mean, s->norm_std);
+    if (o.init && (rc = cnd_model_meta_set(s, "init_from", o.init))) goto done;
     dctx.labels = tr->y;
     dctx.K = s->n_classes;
     dctx.T = (float)o.T;
