@@ -212,16 +212,16 @@ static void test_dp(void)
     CHECK_NEAR(j.dp_clip, 0.5, 0);
     /* the site of the assumed size reaches the target; the accountant agrees directly */
     double e = 0, e2 = 0;
-    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 20, &e), 0);
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 0, 20, &e), 0);
     CHECK(e <= 3.0 && e > 2.999);
     cnd_dp_params_t p = {
         .q = 500.0 / 20000, .sigma = j.dp_noise, .steps = 20 * 2 * 40, .delta = 1e-5};
     CHECK_EQ_INT(cnd_dp_epsilon(&p, &e2, NULL), 0);
     CHECK_NEAR(e, e2, 0);
     /* a smaller site samples at a higher rate and spends more; fewer rounds spend less */
-    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 5000, 20, &e2), 0);
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 5000, 0, 20, &e2), 0);
     CHECK(e2 > e);
-    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 10, &e2), 0);
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 0, 10, &e2), 0);
     CHECK(e2 < e);
     double q;
     long per;
