@@ -972,7 +972,7 @@ static void s_print_text(const s_result_t *r, const s_opts_t *o)
     printf("  %-44s %.4f\n", "federated student, float", r->fed_float_acc);
     printf("  %-44s %.4f\n", "federated student, int8 (integer runtime)", r->fed_int8_acc);
     printf("  %-44s %.4f\n",
-           o->dp_eps > 0 ? "same student distilled centrally, float, no DP"
+           o->dp_eps > 0 ? "same student distilled centrally, no DP"
                          : "same student distilled centrally, float",
            r->central_acc);
     printf("  %-44s %.4f\n", "same student distilled centrally, int8 (PTQ)", r->central_int8_acc);
