@@ -116,6 +116,10 @@ int cnd_agent_dp_job_check(const cnd_agent_config_t *c, cnd_astore_t *s, const c
                  "[privacy] require_dp is true");
         return 1;
     }
+    if (j->dp_mode != CND_JOB_DP_LOCAL) {
+        snprintf(why, cap, "distributed DP is not supported by this agent yet");
+        return 1;
+    }
     if (j->dp_delta > c->max_delta) {
         snprintf(why, cap, "the job's DP delta %g is above this site's [privacy] max_delta %g",
                  j->dp_delta, c->max_delta);

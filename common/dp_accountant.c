@@ -133,6 +133,47 @@ static int s_check(const cnd_dp_params_t *p)
     return 0;
 }
 
+static int s_check_ddg(const cnd_dp_ddg_t *m)
+{
+    if (!(m->s2 >= 0.25) || isinf(m->s2))
+        return cnd_errf(CND_EINVAL, "discrete Gaussian variance %g is below 1/4", m->s2);
+    if (!(m->l2 >= 0) || isinf(m->l2) || !(m->l1 >= 0) || isinf(m->l1))
+        return cnd_errf(CND_EINVAL, "sensitivities %g (L2), %g (L1) are not finite and >= 0", m->l2,
+                        m->l1);
+    if (m->parties < 1 || m->dim < 1)
+        return cnd_errf(CND_EINVAL, "%u parties, %llu coordinates: both must be >= 1", m->parties,
+                        (unsigned long long)m->dim);
+    return 0;
+}
+
+double cnd_dp_ddg_rdp(const cnd_dp_ddg_t *m, double alpha)
+{
+    if (s_check_ddg(m) || !(alpha > 1)) return NAN;
+    const double pi = 3.14159265358979323846;
+    double n = m->parties, d = (double)m->dim, tau = 0;
+    for (uint32_t k = 1; k < m->parties; k++)
+        tau += exp(-2 * pi * pi * m->s2 * (double)k / (double)(k + 1));
+    tau *= 10;
+    double v = n * m->s2, l2s = m->l2 / sqrt(v), l1s = m->l1 / sqrt(v);
+    double t1 = alpha / 2 * l2s * l2s + tau * d;
+    double t2 = alpha / 2 * (l2s * l2s + 2 * l1s * tau + tau * tau * d);
+    double t3 = alpha / 2 * (l2s + tau * sqrt(d)) * (l2s + tau * sqrt(d));
+    return fmin(t1, fmin(t2, t3));
+}
+
+double cnd_dp_ddg_rounded_l2(double c, uint64_t dim, double beta)
+{
+    double d = (double)dim, b1 = c + sqrt(d);
+    if (!(beta > 0 && beta < 1)) return b1;
+    double b2 = sqrt(c * c + d / 4 + sqrt(2 * log(1 / beta)) * (c + sqrt(d) / 2));
+    return fmin(b1, b2);
+}
+
+double cnd_dp_ddg_l1(double l2, uint64_t dim)
+{
+    return fmin(sqrt((double)dim) * l2, l2 * l2);
+}
+
 /* epsilon at one order from its composed RDP r. */
 static double s_eps_at(double r, double a, double delta, cnd_dp_conversion_t conv)
 {
@@ -155,6 +196,14 @@ int cnd_dp_epsilon_composed(const cnd_dp_params_t *p, const cnd_dp_segment_t *se
 {
     if (n_seg == 0) return cnd_errf(CND_EINVAL, "no runs to compose");
     for (size_t s = 0; s < n_seg; s++) {
+        if (seg[s].ddg.parties) {
+            cnd_dp_params_t t = *p;
+            t.q = 1, t.sigma = 1, t.steps = seg[s].steps;
+            int rc = s_check(&t);
+            if (!rc) rc = s_check_ddg(&seg[s].ddg);
+            if (rc) return n_seg > 1 ? cnd_err_wrap(rc, "run %zu", s + 1) : rc;
+            continue;
+        }
         cnd_dp_params_t t = *p;
         t.q = seg[s].q;
         t.sigma = seg[s].sigma;
@@ -174,7 +223,8 @@ int cnd_dp_epsilon_composed(const cnd_dp_params_t *p, const cnd_dp_segment_t *se
     for (size_t i = 0; i < n; i++) {
         double r = 0;
         for (size_t s = 0; s < n_seg; s++)
-            r += cnd_dp_rdp(seg[s].q, seg[s].sigma, seg[s].steps, ord[i]);
+            r += seg[s].ddg.parties ? (double)seg[s].steps * cnd_dp_ddg_rdp(&seg[s].ddg, ord[i])
+                                    : cnd_dp_rdp(seg[s].q, seg[s].sigma, seg[s].steps, ord[i]);
         double e = s_eps_at(r, ord[i], p->delta, p->conversion);
         if (e < best) {
             best = e;

@@ -30,6 +30,7 @@
 #include "error.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     CND_DP_CONV_IMPROVED = 0, /* Balle et al. 2020 (default) */
@@ -63,10 +64,46 @@ double cnd_dp_rdp(double q, double sigma, long steps, double alpha);
  * range (q, sigma, steps, delta, an order). */
 CND_MUST_USE int cnd_dp_epsilon(const cnd_dp_params_t *p, double *eps, double *order);
 
-/* One sampled Gaussian run for composition: sampling rate, noise multiplier, steps. */
+/*
+ * Distributed discrete Gaussian (Kairouz, Liu, Steinke 2021, "The Distributed Discrete Gaussian
+ * Mechanism for Federated Learning with Secure Aggregation", Proposition 14 with the tau of
+ * Theorem 1): `parties` parties each add N_Z(0, s2) to every coordinate of their integer vector
+ * of dimension dim, and only the sum is released. If one party's vector changes by at most l2 in
+ * L2 norm and l1 in L1 norm (integer units), the sum is (alpha, eps(alpha))-RDP with
+ *   eps(alpha) = min{ alpha l2^2 / (2 n s2) + tau dim,
+ *                     alpha/2 (l2^2 / (n s2) + 2 l1 tau / sqrt(n s2) + tau^2 dim),
+ *                     alpha/2 (l2 / sqrt(n s2) + tau sqrt(dim))^2 },
+ *   tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 s2 k / (k + 1)),
+ * n = parties, for s2 >= 1/4. tau bounds how far a sum of discrete Gaussians is from one
+ * discrete Gaussian of the summed variance; it is negligible once s2 is a few units. More
+ * parties than `parties` only add noise (the caller states the minimum that will be summed).
+ */
+typedef struct {
+    double l2, l1;    /* sensitivities of the sum to one party, integer units (>= 0) */
+    double s2;        /* each party's variance, integer units^2 (>= 1/4) */
+    uint32_t parties; /* parties whose noise the sum is guaranteed to carry (>= 1) */
+    uint64_t dim;     /* coordinates (>= 1) */
+} cnd_dp_ddg_t;
+
+/* RDP of one release at order alpha > 1 (above); NaN for parameters out of range. */
+double cnd_dp_ddg_rdp(const cnd_dp_ddg_t *m, double alpha);
+
+/* The L2 sensitivity after conditional randomized rounding (KLS 2021, Section 4.1): a vector of
+ * L2 norm <= c (integer units) in `dim` coordinates, each rounded up or down at random, is
+ * redrawn until its norm is at most
+ *   min{ c + sqrt(dim), sqrt(c^2 + dim/4 + sqrt(2 log(1/beta)) (c + sqrt(dim)/2)) }
+ * which a first draw meets with probability >= 1 - beta. Returns that bound. The L1 sensitivity
+ * of an integer vector of L2 norm l2 is at most min(sqrt(dim) l2, l2^2) (|x| <= x^2 on Z). */
+double cnd_dp_ddg_rounded_l2(double c, uint64_t dim, double beta);
+double cnd_dp_ddg_l1(double l2, uint64_t dim);
+
+/* One run for composition: a sampled Gaussian run (sampling rate, noise multiplier, steps),
+ * or, when ddg.parties > 0, `steps` releases of a distributed discrete Gaussian sum (q and sigma
+ * unused). */
 typedef struct {
     double q, sigma;
     long steps;
+    cnd_dp_ddg_t ddg;
 } cnd_dp_segment_t;
 
 /* (epsilon, delta)-DP of n runs on the same records one after the other (RDP adds up at each

@@ -6,9 +6,12 @@
  */
 #include "fixedpoint.h"
 #include "bytes.h"
+#include "dgauss.h"
+#include "dp_accountant.h"
 
 #include <math.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define S_CHUNK 4096 /* coordinates per block of rounding randomness */
@@ -37,6 +40,13 @@ int cnd_fxp_layout(cnd_fxp_layout_t *out, const cnd_fxp_params_t *p)
     if (p->weight_cap == 0) return cnd_errf(CND_EINVAL, "fixed point: weight_cap is 0");
     uint64_t q = ((uint64_t)1 << (p->value_bits - 1)) - 1;
     uint64_t need = (uint64_t)p->n_max * q;
+    if (p->ddp_s2) { /* distributed DP (fixedpoint.h): rounded vectors plus 8 noise sigmas */
+        if (p->ddp_s2 > ((uint64_t)1 << 40))
+            return cnd_errf(CND_EINVAL, "fixed point: noise variance %llu above 2^40",
+                            (unsigned long long)p->ddp_s2);
+        double nd = (double)p->n_max;
+        need = (uint64_t)(nd * floor(cnd_fxp_ddp_l2(p)) + ceil(8 * sqrt(nd * (double)p->ddp_s2)));
+    }
     unsigned b = 1 + s_bitlen(need);
     if (b > CND_RING_MAX_BITS)
         return cnd_errf(CND_ERANGE,
@@ -211,9 +221,13 @@ int cnd_fxp_decode(float *avg, cnd_fxp_totals_t *tot, const cnd_fxp_params_t *p,
     if (rc) return rc;
     const uint64_t mod = (uint64_t)1 << l->bits, mask = mod - 1;
     const double qmax = (double)(((uint32_t)1 << (p->value_bits - 1)) - 1);
-    const double k = (double)p->clip * p->weight_cap / (qmax * (double)tot->weight);
+    double k = (double)p->clip * p->weight_cap / (qmax * (double)tot->weight);
     /* Each site's |v_i| <= ceil(a_u Q) <= a_u Q + 1, so |S_i| <= Q sum w / W + s. */
-    const double smax = qmax * (double)tot->weight / p->weight_cap + survivors;
+    double smax = qmax * (double)tot->weight / p->weight_cap + survivors;
+    if (p->ddp_s2) { /* unweighted, noisy: only the ring bounds a coordinate */
+        k = (double)p->clip / (qmax * survivors);
+        smax = (double)(mod / 2);
+    }
     for (uint32_t i = 0; i < p->dim; i++) {
         uint64_t s = sum[i] & mask;
         int64_t v = s >= mod / 2 ? (int64_t)s - (int64_t)mod : (int64_t)s;
@@ -225,6 +239,69 @@ int cnd_fxp_decode(float *avg, cnd_fxp_totals_t *tot, const cnd_fxp_params_t *p,
         double a = (double)v * k;
         avg[i] = (float)(a > p->clip ? p->clip : a < -p->clip ? -p->clip : a);
     }
+    return 0;
+}
+
+double cnd_fxp_ddp_l2(const cnd_fxp_params_t *p)
+{
+    double q = (double)(((uint32_t)1 << (p->value_bits - 1)) - 1);
+    return cnd_dp_ddg_rounded_l2(q, p->dim, exp(-0.5));
+}
+
+/* Conditional randomized rounding of y = x f into r (fixedpoint.h): 0, or CND_ERANGE. */
+static int s_round_ddp(int64_t *r, const float *x, uint32_t dim, double f, double bound,
+                       cnd_dgauss_t *g)
+{
+    const double b2 = bound * bound;
+    for (int t = 0; t < CND_FXP_DDP_TRIES; t++) {
+        double ss = 0;
+        for (uint32_t i = 0; i < dim; i++) {
+            double y = (double)x[i] * f, fl = floor(y);
+            r[i] = (int64_t)fl + (cnd_dgauss_uniform(g) < y - fl);
+            ss += (double)r[i] * (double)r[i];
+        }
+        if (ss <= b2) return 0;
+    }
+    return cnd_errf(CND_ERANGE,
+                    "distributed DP: no randomized rounding within the L2 bound %.1f in %d "
+                    "draws",
+                    bound, CND_FXP_DDP_TRIES);
+}
+
+int cnd_fxp_encode_ddp(uint32_t *out, cnd_fxp_report_t *rep, const cnd_fxp_params_t *p,
+                       const cnd_fxp_layout_t *l, const float *x, uint64_t weight,
+                       struct cnd_dgauss *g)
+{
+    if (!p->ddp_s2) return cnd_errf(CND_EINVAL, "distributed DP: no noise variance");
+    cnd_fxp_report_t r = {0, 0, 1, 0};
+    double ss = 0;
+    for (uint32_t i = 0; i < p->dim; i++) {
+        if (!isfinite(x[i]))
+            return cnd_errf(CND_EINVAL, "update coordinate %u is not a finite number", i);
+        ss += (double)x[i] * (double)x[i];
+    }
+    r.norm = sqrt(ss);
+    if (r.norm > p->clip) {
+        r.scale = p->clip / r.norm;
+        r.clipped = 1;
+    }
+    r.weight = weight < p->weight_cap ? weight : p->weight_cap;
+    const double qmax = (double)(((uint32_t)1 << (p->value_bits - 1)) - 1);
+    int64_t *v = malloc((size_t)p->dim * sizeof *v);
+    if (!v) return cnd_errf(CND_ENOMEM, "distributed DP: out of memory");
+    int rc = s_round_ddp(v, x, p->dim, r.scale * qmax / p->clip, cnd_fxp_ddp_l2(p), g);
+    const uint32_t mask = l->bits == 32 ? 0xffffffffu : (((uint32_t)1 << l->bits) - 1);
+    for (uint32_t i = 0; !rc && i < p->dim; i++) {
+        int64_t z;
+        rc = cnd_dgauss_sample(g, p->ddp_s2, &z);
+        out[i] = (uint32_t)(uint64_t)(v[i] + z) & mask;
+    }
+    sodium_memzero(v, (size_t)p->dim * sizeof *v);
+    free(v);
+    if (rc) return rc;
+    s_put_limbs(out + p->dim, l, l->n_limbs, r.weight);
+    for (uint32_t j = p->dim + l->n_limbs; j < l->len; j++) out[j] = 0; /* metrics: none */
+    if (rep) *rep = r;
     return 0;
 }
 

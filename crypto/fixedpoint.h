@@ -47,6 +47,7 @@ typedef struct {
     float clip;          /* per-coordinate bound (> 0, finite) */
     float l2_max;        /* L2 bound applied after clipping; 0 = none */
     uint32_t weight_cap; /* W: sample counts above this count as W; >= 1 */
+    uint64_t ddp_s2;     /* > 0: distributed DP (below), each site's noise variance; 0: off */
 } cnd_fxp_params_t;
 
 typedef struct {
@@ -112,6 +113,39 @@ CND_MUST_USE int cnd_fxp_encode_metrics(uint32_t *out, const cnd_fxp_params_t *p
  * coordinate beyond what clipped inputs allow, inconsistent metrics): the detail names it. */
 CND_MUST_USE int cnd_fxp_decode(float *avg, cnd_fxp_totals_t *tot, const cnd_fxp_params_t *p,
                                 const cnd_fxp_layout_t *l, const uint32_t *sum, uint32_t survivors);
+
+/*
+ * Distributed DP (docs/privacy.md, "Distributed DP"; Kairouz, Liu, Steinke 2021): with ddp_s2 > 0
+ * the coordinates are encoded differently; limbs and metrics stay as above.
+ *   - clip is the L2 bound c of the whole update (coordinates are not clipped one by one,
+ *     l2_max is unused); value_bits q sets the scale: an update of norm c becomes a vector of
+ *     norm Q = 2^(q-1) - 1, so the granularity is gamma = c / Q;
+ *   - conditional randomized rounding: every coordinate rounds up or down at random (unbiased),
+ *     and the whole vector is drawn again while its norm exceeds
+ *     cnd_fxp_ddp_l2(p) = cnd_dp_ddg_rounded_l2(Q, dim, beta = exp(-0.5)) (at most
+ *     CND_FXP_DDP_TRIES draws; a first draw passes with probability >= 1 - beta), so that
+ *     bound is the sensitivity the accountant uses;
+ *   - then each coordinate gets N_Z(0, ddp_s2) (crypto/dgauss.h, exact, CSPRNG keyed);
+ *   - the average is unweighted: sum * gamma / survivors (each site's capped count still goes
+ *     into the count limbs, which are not noised);
+ *   - ring width: n_max * floor(l2 bound) + 8 sqrt(n_max * ddp_s2) must be <= 2^(b-1) - 1 (a
+ *     coordinate of the sum wraps around only with the probability that a Gaussian exceeds 8
+ *     standard deviations, ~1e-15; a wrap is modular clipping, it costs accuracy, not privacy);
+ *   - decoding checks no coordinate bound (the noise is unbounded) beyond the ring's.
+ */
+#define CND_FXP_DDP_TRIES 1000
+
+/* The L2 bound of one site's rounded vector in integer units (the sensitivity). */
+double cnd_fxp_ddp_l2(const cnd_fxp_params_t *p);
+
+struct cnd_dgauss;
+/* Encodes x[0..dim) as above, with rounding and noise from g (crypto/dgauss.h). Returns 0,
+ * CND_EINVAL (a non-finite coordinate, or p without ddp_s2), or CND_ERANGE (no rounding within
+ * the bound in CND_FXP_DDP_TRIES draws). rep->scale is the L2 scale applied, rep->clipped 1 when
+ * the update was scaled down. */
+CND_MUST_USE int cnd_fxp_encode_ddp(uint32_t *out, cnd_fxp_report_t *rep, const cnd_fxp_params_t *p,
+                                    const cnd_fxp_layout_t *l, const float *x, uint64_t weight,
+                                    struct cnd_dgauss *g);
 
 /* Bytes needed for n elements of `bits` bits. */
 size_t cnd_ring_packed_bytes(size_t n, unsigned bits);

@@ -445,6 +445,8 @@ void cnd_job_to_proto(cnd_job_proto_t *b, const cnd_job_spec_t *j, uint64_t job_
         b->dp.delta = j->dp_delta;
         b->dp.target_epsilon = j->dp_target_eps;
         b->dp.assumed_samples = j->dp_assumed_n;
+        b->dp.mode = j->dp_mode;
+        b->dp.min_survivors = j->dp_min_survivors;
         b->recipe.dp = &b->dp;
     }
     b->spec.recipe = &b->recipe;
@@ -523,6 +525,8 @@ int cnd_job_from_proto(cnd_job_spec_t *j, const Condenser__JobSpec *m)
         j->dp_delta = m->recipe->dp->delta;
         j->dp_target_eps = m->recipe->dp->target_epsilon;
         j->dp_assumed_n = m->recipe->dp->assumed_samples;
+        j->dp_mode = m->recipe->dp->mode;
+        j->dp_min_survivors = m->recipe->dp->min_survivors;
     }
     j->rounds = m->rounds;
     j->sites_per_round = m->sites_per_round;

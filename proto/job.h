@@ -44,11 +44,14 @@ typedef struct {
     uint32_t sample_cap, value_bits; /* weight cap W and q */
     uint32_t deadline_ms[4];         /* advertise, share, masked (incl. training), unmask */
     /* DP-SGD at every site (proto/job_dp.h); dp_clip 0 = none, and then all of these are 0 */
-    double dp_noise;       /* noise multiplier sigma */
-    double dp_clip;        /* per-record L2 clip C */
-    double dp_delta;       /* delta of the guarantee */
-    double dp_target_eps;  /* what dp_noise was solved for (0: given directly); informational */
-    uint64_t dp_assumed_n; /* records per site the solve assumed (0 with no target) */
+    double dp_noise;           /* noise multiplier sigma */
+    double dp_clip;            /* per-record L2 clip C */
+    double dp_delta;           /* delta of the guarantee */
+    double dp_target_eps;      /* what dp_noise was solved for (0: given directly); informational */
+    uint64_t dp_assumed_n;     /* records per site the solve assumed (0 with no target) */
+    uint32_t dp_mode;          /* CND_JOB_DP_LOCAL (DP-SGD at each site) or CND_JOB_DP_DISTRIBUTED
+                                  (discrete Gaussian noise shared by the sites, job_dp.h) */
+    uint32_t dp_min_survivors; /* distributed: sums of fewer sites are never unmasked */
     /* coordinator only */
     float server_lr;       /* global += server_lr * (momentum-smoothed) average */
     float server_momentum; /* 0 = plain FedAvg */

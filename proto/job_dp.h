@@ -16,21 +16,52 @@
 #define CND_JOB_DP_H
 
 #include "job.h"
+#include "dp_accountant.h"
 #include "json.h"
 
 #define CND_JOB_DP_BATCH_MAX 4096 /* the agent's largest training batch */
 
+/*
+ * Distributed DP (dp_mode CND_JOB_DP_DISTRIBUTED; Kairouz, Liu, Steinke 2021; docs/privacy.md):
+ * sites train without DP-SGD; each clips its round's update to L2 norm dp_clip, scales it so that
+ * dp_clip becomes Q = 2^(value_bits-1) - 1, rounds it at random within the L2 bound
+ * l2 = cnd_fxp_ddp_l2 (crypto/fixedpoint.h) and adds N_Z(0, s2) per coordinate with
+ *   s2 = ceil((dp_noise * l2)^2 / dp_min_survivors),
+ * so any sum of at least dp_min_survivors sites carries noise of variance >= (dp_noise l2)^2: the
+ * Gaussian mechanism with noise multiplier dp_noise, without any one site adding all of it. One
+ * round is one release of the distributed discrete Gaussian (common/dp_accountant.h,
+ * cnd_dp_ddg_t {l2, l1 = cnd_dp_ddg_l1(l2, dim), s2, dp_min_survivors, dim}); rounds compose.
+ * The unit protected is a site's whole update (site-level DP, hence every record of the site),
+ * against whoever sees the unmasked sums, provided at least dp_min_survivors of the summed sites
+ * add their noise honestly. Sites and the coordinator refuse to unmask fewer.
+ */
+#define CND_JOB_DP_LOCAL       0
+#define CND_JOB_DP_DISTRIBUTED 1
+
+/* The distributed-DP noise variance s2 (above) of a model of dim parameters into *s2, and the
+ * accountant's description of one round. Returns 0, or CND_ERANGE when s2 exceeds 2^40 (the
+ * sampler's range: lower dp_noise or value_bits). */
+CND_MUST_USE int cnd_job_ddp_mech(const cnd_job_spec_t *j, uint64_t dim, uint64_t *s2,
+                                  cnd_dp_ddg_t *m);
+
 /* The DP fields of j: none (dp_clip 0 and all others 0), or noise in (0, 1e4], clip in
- * (0, 1e6], delta in (0, 0.01], target in [0, 1e6], assumed_n <= 2^40, and no QAT rounds.
+ * (0, 1e6], delta in (0, 0.01], target in [0, 1e6], assumed_n <= 2^40, and either DP-SGD at
+ * each site (mode local, min_survivors 0, no QAT rounds) or distributed DP (min_survivors in
+ * [1, sites_per_round]).
  * Returns 0 or CND_EINVAL naming the field. */
 CND_MUST_USE int cnd_job_dp_check(const cnd_job_spec_t *j);
 
 /* A site with n >= 1 records: its sampling rate and its DP-SGD steps per round (above). */
 void cnd_job_dp_site(const cnd_job_spec_t *j, uint64_t n, double *q, long *steps_per_round);
 
-/* Epsilon (at j->dp_delta) of a site with n records after `rounds` rounds of j. Returns 0 or
- * an accountant error (CND_EINVAL). */
-CND_MUST_USE int cnd_job_dp_epsilon(const cnd_job_spec_t *j, uint64_t n, long rounds, double *eps);
+/* Epsilon (at j->dp_delta) of a site with n records after `rounds` rounds of j (distributed: of a
+ * model of dim parameters, n unused). Returns 0 or an accountant error (CND_EINVAL, CND_ERANGE). */
+CND_MUST_USE int cnd_job_dp_epsilon(const cnd_job_spec_t *j, uint64_t n, uint64_t dim, long rounds,
+                                    double *eps);
+
+/* One round of j at a site of n records, a model of dim parameters, as an accountant run. */
+CND_MUST_USE int cnd_job_dp_round(const cnd_job_spec_t *j, uint64_t n, uint64_t dim,
+                                  cnd_dp_segment_t *seg);
 
 /* Sets j->dp_noise to the smallest noise multiplier that keeps a site of assumed_n records
  * within (target_eps, j->dp_delta) over all of j's rounds (dp_clip, dp_delta, batch, rounds,
@@ -40,11 +71,13 @@ CND_MUST_USE int cnd_job_dp_solve(cnd_job_spec_t *j, double target_eps, uint64_t
 
 /* `job create`'s DP options (coordinator/cmd_job.c); 0 = not given. */
 typedef struct {
-    double epsilon;    /* --dp-epsilon: solve the noise for it */
-    double noise;      /* --dp-noise: or give it */
-    double delta;      /* --dp-delta (default 1e-5) */
-    double clip;       /* --dp-clip (default 1) */
-    long site_samples; /* --dp-site-samples: records per site the solve assumes */
+    double epsilon;     /* --dp-epsilon: solve the noise for it */
+    double noise;       /* --dp-noise: or give it */
+    double delta;       /* --dp-delta (default 1e-5) */
+    double clip;        /* --dp-clip (default 1) */
+    long site_samples;  /* --dp-site-samples: records per site the solve assumes */
+    int distributed;    /* --dp-mode distributed */
+    long min_survivors; /* --dp-min-survivors (distributed; default: sites per round) */
 } cnd_job_dp_opts_t;
 
 /* Sets j's DP fields from o (j's batch, rounds and local epochs already set): off when neither

@@ -82,11 +82,13 @@
     "relu dense(10)"
 #define S_STUDENT   "flatten dense(128) relu dense(10)"
 #define S_MAX_SITES 16
+#define S_DP_LR     0.2 /* local SGD rate of the sites under --dp-epsilon (batch 512, clip 1) */
 
 typedef struct {
     const char *workdir, *data_dir, *student, *teacher;
     long rounds, sites, subset, public_n, teacher_epochs, local_epochs, qat_rounds, seed;
     double alpha_dir, clip, T, alpha, lr, server_lr, server_momentum;
+    double dp_eps; /* --dp-epsilon: DP-SGD at every site at (dp_eps, 1e-5); 0 = none */
     int json;
     long devices; /* edge fleet size; 0 = no rollout */
 } s_opts_t;
@@ -220,6 +222,10 @@ typedef struct {
     uint64_t coord_entries;
     char report[600]; /* report.html, "" when it could not be written */
     double audit_s;
+    /* --dp-epsilon: each site's epsilon as it recorded it (agent store), and its spends */
+    double dp_eps[S_MAX_SITES];
+    int dp_spends[S_MAX_SITES];
+    uint64_t dp_assumed_n; /* the records per site the noise was solved for */
 } s_result_t;
 
 static int s_train_teacher(cnd_model_t **teacher, const cnd_dataset_t *pub,
@@ -332,7 +338,7 @@ static void s_watch(const char *db, int *shown, long rounds)
 /* One site's identity, certificate, enrollment and agent INI (the coordinator's public key pub,
  * its endpoint). */
 static int s_fed_site(const s_site_t *si, const char *log, const char *ca, const char *coord,
-                      const char *pub, const char *endpoint)
+                      const char *pub, const char *endpoint, double dp_eps)
 {
     const char *kg[] = {"keygen", "--out", si->dir, NULL};
     int rc = s_run(log, kg);
@@ -355,13 +361,18 @@ static int s_fed_site(const s_site_t *si, const char *log, const char *ca, const
                      "ca_cert = ../ca/ca.crt\nca_crl = ../ca/crl.pem\n"
                      "[limits]\nthreads = 1\nmemory_mb = 2048\n",
                      si->name, endpoint, pub);
+    if (dp_eps > 0 && n > 0 && (size_t)n < sizeof text) /* the site's own budget */
+        n += snprintf(text + n, sizeof text - (size_t)n,
+                      "[privacy]\nmax_epsilon_job = %.17g\nmax_delta = 1e-5\nrequire_dp = true\n",
+                      dp_eps * 1.01);
+    if (n < 0 || (size_t)n >= sizeof text) return cnd_errf(CND_EINVAL, "agent INI too long");
     return cnd_file_write_atomic(ini, text, (size_t)n, 0600);
 }
 
 /* `condenser job create` with the demo's recipe. */
 static int s_fed_job(const s_opts_t *o, const char *log, const char *coord, int nsites,
                      const char *teacher_path, const char *pub_images, const char *pub_labels,
-                     uint64_t cap)
+                     uint64_t cap, uint64_t dp_n)
 {
     char v[13][64], calib[1400];
     snprintf(calib, sizeof calib, "idx:%s,%s", pub_images, pub_labels);
@@ -375,7 +386,8 @@ static int s_fed_job(const s_opts_t *o, const char *log, const char *coord, int 
     snprintf(v[7], sizeof v[7], "%ld", o->seed);
     snprintf(v[8], sizeof v[8], "%g", o->T);
     snprintf(v[9], sizeof v[9], "%g", o->alpha);
-    snprintf(v[10], sizeof v[10], "%g", o->lr);
+    /* under DP the sites' local optimizer is SGD with momentum (docs/privacy.md): its rate */
+    snprintf(v[10], sizeof v[10], "%g", o->dp_eps > 0 ? S_DP_LR : o->lr);
     snprintf(v[11], sizeof v[11], "%g", o->server_lr);
     snprintf(v[12], sizeof v[12], "%g", o->server_momentum);
     /* one option and its value per line */
@@ -398,8 +410,17 @@ static int s_fed_job(const s_opts_t *o, const char *log, const char *coord, int 
                          "--lr", v[10],
                          "--server-lr", v[11],
                          "--server-momentum", v[12],
-                         NULL};
+                         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     // clang-format on
+    char e[32], n[32];
+    if (o->dp_eps > 0) { /* DP-SGD at every site, solved for the smallest site */
+        snprintf(e, sizeof e, "%.17g", o->dp_eps);
+        snprintf(n, sizeof n, "%llu", (unsigned long long)dp_n);
+        const char *dp[] = {"--dp-epsilon",      e, "--dp-delta", "1e-5", "--dp-clip", "1",
+                            "--dp-site-samples", n, "--batch",    "512"};
+        size_t at = sizeof job / sizeof job[0] - 11;
+        for (size_t i = 0; i < 10; i++) job[at + i] = dp[i];
+    }
     return s_run(log, job);
 }
 
@@ -456,6 +477,28 @@ static int s_fed_run(s_result_t *res, const s_opts_t *o, const char *work, s_sit
     return 0;
 }
 
+static void s_dp_row(void *ctx, const cnd_adp_spend_t *r)
+{
+    double *last = ctx;
+    last[0] = r->eps_job;
+    last[1] += 1;
+}
+
+/* Site i's epsilon as its agent recorded it (the last spend of the job), from its store. */
+static int s_site_dp(s_result_t *res, const s_site_t *si, int i)
+{
+    char db[700];
+    snprintf(db, sizeof db, "%s/agent.db", si->dir);
+    cnd_astore_t *st = NULL;
+    double last[2] = {0, 0};
+    int rc = cnd_astore_open(&st, db, 1);
+    if (!rc) rc = cnd_astore_dp_spends(st, s_dp_row, last);
+    cnd_astore_close(&st);
+    res->dp_eps[i] = last[0];
+    res->dp_spends[i] = (int)last[1];
+    return rc ? cnd_err_wrap(rc, "reading %s's privacy spends", si->name) : 0;
+}
+
 /* The federation as an operator runs it: a CA, `coordinator init`, each site enrolled with its
  * certificate and INI, `job create`, then the coordinator and the agents as processes. */
 static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_site_t *sites,
@@ -476,13 +519,22 @@ static int s_federate(s_result_t *res, const s_opts_t *o, const char *work, s_si
     if (port <= 0) return cnd_errf(CND_EIO, "no free loopback port");
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     for (int s = 0; s < nsites && !rc; s++)
-        rc = s_fed_site(&sites[s], log, ca, coord, pub, endpoint);
-    if (!rc) rc = s_fed_job(o, log, coord, nsites, teacher_path, pub_images, pub_labels, cap);
+        rc = s_fed_site(&sites[s], log, ca, coord, pub, endpoint, o->dp_eps);
+    /* under DP the noise is solved for the smallest site's training records (its 5%
+     * validation split held out, rounded down: a larger site spends less) */
+    uint64_t dp_n = UINT64_MAX;
+    for (int s = 0; s < nsites; s++) {
+        uint64_t t = (uint64_t)((double)sites[s].n * 0.95);
+        if (t < dp_n) dp_n = t > 1 ? t - 1 : 1;
+    }
+    res->dp_assumed_n = o->dp_eps > 0 ? dp_n : 0;
+    if (!rc) rc = s_fed_job(o, log, coord, nsites, teacher_path, pub_images, pub_labels, cap, dp_n);
     int status = -1;
     if (!rc) rc = s_fed_run(res, o, work, sites, nsites, coord, endpoint, &status);
     if (!rc && status != 0)
         rc = cnd_errf(CND_EIO, "the coordinator ended with status %d: see %s/coordinator.log",
                       status, work);
+    for (int s = 0; !rc && o->dp_eps > 0 && s < nsites; s++) rc = s_site_dp(res, &sites[s], s);
     return rc;
 }
 
@@ -847,6 +899,21 @@ static void s_print_json(const s_result_t *r, const s_opts_t *o)
     cnd_jw_double(&w, r->central_int8_acc);
     cnd_jw_key(&w, "gap_int8_vs_central_points");
     cnd_jw_double(&w, 100.0 * (r->central_acc - r->fed_int8_acc));
+    if (o->dp_eps > 0) { /* "dp": the target and each site's recorded epsilon */
+        cnd_jw_key(&w, "dp");
+        cnd_jw_obj(&w);
+        cnd_jw_key(&w, "target_epsilon");
+        cnd_jw_double(&w, o->dp_eps);
+        cnd_jw_key(&w, "delta");
+        cnd_jw_double(&w, 1e-5);
+        cnd_jw_key(&w, "assumed_site_records");
+        cnd_jw_int(&w, (int64_t)r->dp_assumed_n);
+        cnd_jw_key(&w, "site_epsilon");
+        cnd_jw_arr(&w);
+        for (int i = 0; i < r->n_sites; i++) cnd_jw_double(&w, r->dp_eps[i]);
+        cnd_jw_arr_end(&w);
+        cnd_jw_obj_end(&w);
+    }
     cnd_jw_key(&w, "artifact_bytes");
     cnd_jw_int(&w, (int64_t)r->artifact_bytes);
     cnd_jw_key(&w, "float_model_bytes");
@@ -904,7 +971,10 @@ static void s_print_text(const s_result_t *r, const s_opts_t *o)
     printf("  %-44s %.4f\n", "teacher (CNN, trained on the public images)", r->teacher_acc);
     printf("  %-44s %.4f\n", "federated student, float", r->fed_float_acc);
     printf("  %-44s %.4f\n", "federated student, int8 (integer runtime)", r->fed_int8_acc);
-    printf("  %-44s %.4f\n", "same student distilled centrally, float", r->central_acc);
+    printf("  %-44s %.4f\n",
+           o->dp_eps > 0 ? "same student distilled centrally, no DP"
+                         : "same student distilled centrally, float",
+           r->central_acc);
     printf("  %-44s %.4f\n", "same student distilled centrally, int8 (PTQ)", r->central_int8_acc);
     printf("  %-44s %+.2f points (target: within 1.5)\n", "federated int8 vs central float",
            100.0 * (r->fed_int8_acc - r->central_acc));
@@ -927,6 +997,14 @@ static void s_print_text(const s_result_t *r, const s_opts_t *o)
                (unsigned long long)s->data_bytes, (unsigned long long)s->sent_bytes,
                s->data_bytes ? 100.0 * (double)s->sent_bytes / (double)s->data_bytes : 0,
                s->reconciled ? "yes" : "NO");
+    }
+    if (o->dp_eps > 0) {
+        printf("differential privacy (DP-SGD at every site, target (%g, 1e-5) for a site of %llu "
+               "training records)\n",
+               o->dp_eps, (unsigned long long)r->dp_assumed_n);
+        for (int i = 0; i < r->n_sites; i++)
+            printf("  %-10s epsilon spent %.4f (delta 1e-5) over %d recorded rounds\n",
+                   r->sites[i].name, r->dp_eps[i], r->dp_spends[i]);
     }
     s_print_fleet(r, o);
     printf("audit (the last step)\n");
@@ -1049,6 +1127,11 @@ static int s_parse(s_run_t *r, int argc, char **argv)
         {"devices", CND_OPT_INT, &o->devices, "N",
          "simulated edge devices the artifact is rolled out to (default 200; 0: no rollout)", 0,
          5000},
+        {"dp-epsilon", CND_OPT_DBL, &o->dp_eps, "E",
+         "train with DP-SGD at every site, each site's records at (E, 1e-5)-DP (noise solved for "
+         "the smallest site; batch 512, clip 1, local SGD at rate 0.2; no QAT rounds; each "
+         "site's INI caps its epsilon at 1.01 E; the central reference is not private)",
+         0.01, 100},
         {"json", CND_OPT_FLAG, &o->json, NULL, "print the result table as JSON"},
         {"quiet", CND_OPT_FLAG, &quiet, NULL, "no progress lines"},
         {0}};
@@ -1068,6 +1151,9 @@ static int s_parse(s_run_t *r, int argc, char **argv)
     int rc = cnd_cli_parse(&cli, argc, argv, &npos, &pos);
     if (rc) return rc;
     if (o->qat_rounds > o->rounds) o->qat_rounds = o->rounds;
+    if (o->dp_eps > 0) { /* DP-SGD: no QAT (docs/privacy.md) */
+        o->qat_rounds = 0;
+    }
     s_quiet = quiet;
     return 0;
 }

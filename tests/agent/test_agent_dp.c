@@ -110,6 +110,11 @@ static void test_budget(void)
     CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, why, sizeof why), 1);
     CHECK(strstr(why, "max_delta 1e-05") != NULL);
     j.dp_delta = 1e-5;
+    /* distributed DP: its round path is not built, so the site refuses the job */
+    cnd_job_spec_t dd = j;
+    dd.dp_mode = 1, dd.dp_min_survivors = 2;
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &dd, 1, 50000, why, sizeof why), 1);
+    CHECK(strstr(why, "distributed DP is not supported") != NULL);
     CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 50000, why, sizeof why), 0);
     CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 90000, why, sizeof why), 0);
     c.max_delta = 1e-4;

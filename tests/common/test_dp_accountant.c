@@ -145,8 +145,58 @@ static void test_refusals(void)
     CHECK(cnd_dp_epsilon(&p, &e, NULL) == CND_EINVAL);
 }
 
+/* The distributed discrete Gaussian (KLS 2021 Prop. 14): one party is the discrete Gaussian
+ * mechanism (alpha l2^2 / (2 s2), as the continuous one); with enough variance tau vanishes and
+ * n parties of variance s2 act as one of n s2; at small variance tau is the formula's. */
+static void test_ddg(void)
+{
+    cnd_dp_ddg_t one = {10, 100, 4, 1, 1000};
+    CHECK_NEAR(cnd_dp_ddg_rdp(&one, 3.0), 3.0 * 100 / (2 * 4), 1e-12);
+    cnd_dp_ddg_t three = {10, 100, 400, 3, 1000};
+    CHECK_NEAR(cnd_dp_ddg_rdp(&three, 5.5), 5.5 * 100 / (2 * 1200.0), 1e-12);
+    /* s2 = 1/4, n = 2: tau = 10 exp(-pi^2 / 4) = 0.848; the smallest of the three terms */
+    cnd_dp_ddg_t small = {1, 1, 0.25, 2, 3};
+    double pi = 3.14159265358979323846, tau = 10 * exp(-pi * pi / 4), a = 2;
+    double l = 1 / sqrt(0.5);
+    double t1 = a / 2 * l * l + 3 * tau, t2 = a / 2 * (l * l + 2 * l * tau + 3 * tau * tau),
+           t3 = a / 2 * (l + sqrt(3.0) * tau) * (l + sqrt(3.0) * tau);
+    CHECK_NEAR(cnd_dp_ddg_rdp(&small, a), fmin(t1, fmin(t2, t3)), 1e-12);
+    CHECK(cnd_dp_ddg_rdp(&small, a) > a / 2 * l * l); /* tau costs something here */
+    /* more parties (the same variance each) give less RDP; out of range gives NaN */
+    cnd_dp_ddg_t four = three;
+    four.parties = 4;
+    CHECK(cnd_dp_ddg_rdp(&four, 8) < cnd_dp_ddg_rdp(&three, 8));
+    cnd_dp_ddg_t bad = three;
+    bad.s2 = 0.2;
+    CHECK(isnan(cnd_dp_ddg_rdp(&bad, 2)));
+    bad = three;
+    bad.parties = 0;
+    CHECK(isnan(cnd_dp_ddg_rdp(&bad, 2)));
+    /* rounding: the bound is above c and below c + sqrt(d); L1 <= l2^2 for integer vectors */
+    double r = cnd_dp_ddg_rounded_l2(2047, 26010, exp(-0.5));
+    CHECK(r > 2047 && r < 2047 + sqrt(26010.0));
+    CHECK_NEAR(r, sqrt(2047.0 * 2047 + 26010 / 4.0 + 1 * (2047 + sqrt(26010.0) / 2)), 1e-9);
+    CHECK(cnd_dp_ddg_l1(3, 100) == 9 && cnd_dp_ddg_l1(30, 100) == 300);
+    /* composed with a sampled Gaussian run: RDP adds, so epsilon exceeds either alone */
+    cnd_dp_params_t p = {.delta = 1e-5};
+    cnd_dp_segment_t seg[2] = {{0.1, 2.0, 100}, {.steps = 40, .ddg = three}};
+    double e_both, e_g, e_d;
+    CHECK(cnd_dp_epsilon_composed(&p, seg, 2, &e_both, NULL) == 0);
+    CHECK(cnd_dp_epsilon_composed(&p, seg, 1, &e_g, NULL) == 0);
+    CHECK(cnd_dp_epsilon_composed(&p, seg + 1, 1, &e_d, NULL) == 0);
+    CHECK(e_both > e_g && e_both > e_d && e_both < e_g + e_d);
+    /* the Gaussian mechanism at q = 1 and sigma = sqrt(n s2) / l2 gives the same epsilon */
+    cnd_dp_segment_t g1 = {1.0, sqrt(1200.0) / 10, 40};
+    double e_c;
+    CHECK(cnd_dp_epsilon_composed(&p, &g1, 1, &e_c, NULL) == 0);
+    CHECK_NEAR(e_d, e_c, 1e-9 * e_c);
+    seg[1].ddg.s2 = 0.1;
+    CHECK(cnd_dp_epsilon_composed(&p, seg, 2, &e_both, NULL) == CND_EINVAL);
+}
+
 int main(void)
 {
+    test_ddg();
     test_published();
     test_closed_forms();
     test_properties();

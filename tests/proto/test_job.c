@@ -212,16 +212,16 @@ static void test_dp(void)
     CHECK_NEAR(j.dp_clip, 0.5, 0);
     /* the site of the assumed size reaches the target; the accountant agrees directly */
     double e = 0, e2 = 0;
-    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 20, &e), 0);
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 0, 20, &e), 0);
     CHECK(e <= 3.0 && e > 2.999);
     cnd_dp_params_t p = {
         .q = 500.0 / 20000, .sigma = j.dp_noise, .steps = 20 * 2 * 40, .delta = 1e-5};
     CHECK_EQ_INT(cnd_dp_epsilon(&p, &e2, NULL), 0);
     CHECK_NEAR(e, e2, 0);
     /* a smaller site samples at a higher rate and spends more; fewer rounds spend less */
-    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 5000, 20, &e2), 0);
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 5000, 0, 20, &e2), 0);
     CHECK(e2 > e);
-    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 10, &e2), 0);
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 20000, 0, 10, &e2), 0);
     CHECK(e2 < e);
     double q;
     long per;
@@ -274,10 +274,76 @@ static void test_dp(void)
     CHECK_EQ_INT(k.dp_assumed_n, 0);
 }
 
+/* Distributed DP (job_dp.h): the options solve the Gaussian mechanism over the rounds at q = 1;
+ * the variance per site is ceil((noise l2)^2 / min_survivors), so min_survivors sites carry
+ * noise (noise l2)^2; JSON and wire round trips; the wire and the checks refuse a
+ * min_survivors out of range or given in DP-SGD mode. */
+static void test_dp_distributed(void)
+{
+    cnd_job_spec_t j, k;
+    cnd_job_defaults(&j);
+    snprintf(j.arch, sizeof j.arch, "flatten dense(16) relu dense(10)");
+    j.in_c = 1, j.in_h = 28, j.in_w = 28, j.classes = 10;
+    cnd_classmap_default(j.labels, sizeof j.labels, 10);
+    j.rounds = 20, j.sites_per_round = 4, j.quorum = 3, j.threshold = 3, j.value_bits = 12;
+    cnd_job_dp_opts_t o = {.epsilon = 3, .distributed = 1, .min_survivors = 5};
+    CHECK_EQ_INT(cnd_job_dp_options(&j, &o), CND_EINVAL); /* above the sites per round */
+    o.min_survivors = 3;
+    o.site_samples = 100;
+    CHECK_EQ_INT(cnd_job_dp_options(&j, &o), CND_EINVAL); /* no record count in this mode */
+    o.site_samples = 0;
+    CHECK_EQ_INT(cnd_job_dp_options(&j, &o), 0);
+    CHECK_EQ_INT(j.dp_mode, CND_JOB_DP_DISTRIBUTED);
+    CHECK_EQ_INT(j.dp_min_survivors, 3);
+    uint64_t s2 = 0;
+    cnd_dp_ddg_t m;
+    const uint64_t dim = 12730;
+    CHECK_EQ_INT(cnd_job_ddp_mech(&j, dim, &s2, &m), 0);
+    CHECK(m.l2 > 2047 && m.l2 < 2047 + sqrt((double)dim));
+    CHECK(s2 >= (j.dp_noise * m.l2) * (j.dp_noise * m.l2) / 3);
+    CHECK(3.0 * (double)s2 < (j.dp_noise * m.l2) * (j.dp_noise * m.l2) + 3.0 + 1e-6 * s2);
+    double e = 0;
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&j, 0, dim, 20, &e), 0);
+    CHECK(e <= 3.0 + 1e-9 && e > 2.99); /* tau is negligible at this variance */
+    char *json = NULL;
+    CHECK_EQ_INT(cnd_job_to_json(&json, &j), 0);
+    CHECK(json && strstr(json, "\"mode\":\"distributed\",\"min_survivors\":3") != NULL);
+    CHECK_EQ_INT(cnd_job_from_json(&k, json), 0);
+    CHECK(memcmp(&j, &k, sizeof j) == 0);
+    free(json);
+    cnd_job_proto_t pb;
+    cnd_job_to_proto(&pb, &j, 5, NULL);
+    pb.spec.teacher_case = CONDENSER__JOB_SPEC__TEACHER_TEACHER_LOCAL;
+    pb.spec.teacher_local = cnd_proto_str("t");
+    cnd_proto_reject_t rej;
+    CHECK_EQ_INT(cnd_proto_validate_job_spec(&rej, &pb.spec), 0);
+    CHECK_EQ_INT(cnd_job_from_proto(&k, &pb.spec), 0);
+    CHECK_EQ_INT(k.dp_mode, 1);
+    CHECK_EQ_INT(k.dp_min_survivors, 3);
+    pb.dp.min_survivors = 0;
+    CHECK(cnd_proto_validate_job_spec(&rej, &pb.spec) != 0);
+    CHECK(strstr(cnd_err_detail(), "min_survivors") != NULL);
+    pb.dp.mode = 2;
+    CHECK(cnd_proto_validate_job_spec(&rej, &pb.spec) != 0);
+    CHECK(strstr(cnd_err_detail(), "mode") != NULL);
+    pb.dp.mode = 0, pb.dp.min_survivors = 3; /* DP-SGD with a survivor count: refused */
+    CHECK(cnd_proto_validate_job_spec(&rej, &pb.spec) != 0);
+    k = j;
+    k.dp_min_survivors = 9;
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+    k.dp_mode = 0, k.dp_min_survivors = 3;
+    CHECK_EQ_INT(cnd_job_check(&k), CND_EINVAL);
+    /* a noise whose variance the sampler cannot draw is refused, not truncated */
+    k = j;
+    k.dp_noise = 1e4, k.value_bits = 24;
+    CHECK_EQ_INT(cnd_job_ddp_mech(&k, dim, &s2, &m), CND_ERANGE);
+}
+
 int main(void)
 {
     test_recipe();
     test_dp();
+    test_dp_distributed();
     test_class_map();
     test_onnx_teacher();
     return check_result("test_job");

@@ -51,6 +51,17 @@ static int s_seeds(seed_t *seeds)
     seeds[k].p = malloc(seeds[k].n);
     condenser__envelope__pack(&f.env, seeds[k].p);
     k++;
+    /* distributed DP in the recipe: DpSgd fields 6 and 7 (committed as
+     * tests/fuzz/corpus/proto/job-announce-dp-distributed) */
+    static Condenser__DpSgd dp;
+    condenser__dp_sgd__init(&dp);
+    dp.noise_multiplier = 1.5, dp.clip = 0.5, dp.delta = 1e-5, dp.mode = 1, dp.min_survivors = 2;
+    s_build(&f, CONDENSER__MSG_TYPE__MSG_JOB_ANNOUNCE);
+    f.recipe.dp = &dp;
+    seeds[k].n = condenser__envelope__get_packed_size(&f.env);
+    seeds[k].p = malloc(seeds[k].n);
+    condenser__envelope__pack(&f.env, seeds[k].p);
+    k++;
     return k;
 }
 
