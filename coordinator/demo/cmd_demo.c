@@ -6,7 +6,8 @@
  *      the rest are private and split among --sites sites with a label-skewed Dirichlet(0.5)
  *      partition. Each site's share is written as its own IDX files in its directory; the agent
  *      holds 5% of it out as the validation split its reported accuracy comes from.
- *   2. The teacher (a CNN) is trained on the public set, in this process.
+ *   2. The teacher (a CNN) is trained on the public set, in this process: 6 epochs on 20,000
+ *      images by default, so that it is clearly stronger than the student distilled from it.
  *   3. The federation, as separate processes of this very executable (/proc/self/exe), with
  *      fresh keys and databases in --workdir: `coordinator init`, `keygen` and `site enroll` for
  *      each site, `job create`, then `coordinator run` and one `agent` per site over loopback
@@ -899,6 +900,8 @@ static void s_print_json(const s_result_t *r, const s_opts_t *o)
     cnd_jw_double(&w, r->central_int8_acc);
     cnd_jw_key(&w, "gap_int8_vs_central_points");
     cnd_jw_double(&w, 100.0 * (r->central_acc - r->fed_int8_acc));
+    cnd_jw_key(&w, "teacher_vs_central_points");
+    cnd_jw_double(&w, 100.0 * (r->teacher_acc - r->central_acc));
     if (o->dp_eps > 0) { /* "dp": the target and each site's recorded epsilon */
         cnd_jw_key(&w, "dp");
         cnd_jw_obj(&w);
@@ -976,8 +979,10 @@ static void s_print_text(const s_result_t *r, const s_opts_t *o)
                          : "same student distilled centrally, float",
            r->central_acc);
     printf("  %-44s %.4f\n", "same student distilled centrally, int8 (PTQ)", r->central_int8_acc);
-    printf("  %-44s %+.2f points (target: within 1.5)\n", "federated int8 vs central float",
+    printf("  %-44s %+.2f points (target: within 1.0)\n", "federated int8 vs central float",
            100.0 * (r->fed_int8_acc - r->central_acc));
+    printf("  %-44s %+.2f points (target: at least +1.0)\n", "teacher vs central float",
+           100.0 * (r->teacher_acc - r->central_acc));
     printf("artifact\n");
     printf("  %-44s %llu bytes (float model %llu bytes, %.2fx smaller)\n", "int8 .cndq",
            (unsigned long long)r->artifact_bytes, (unsigned long long)r->float_bytes,
@@ -1081,8 +1086,8 @@ static int s_parse(s_run_t *r, int argc, char **argv)
     *o = (s_opts_t){.student = S_STUDENT,
                     .rounds = 12,
                     .sites = 3,
-                    .public_n = 10000,
-                    .teacher_epochs = 3,
+                    .public_n = 20000,
+                    .teacher_epochs = 6,
                     .local_epochs = 1,
                     .qat_rounds = 2,
                     .seed = 1,
@@ -1102,9 +1107,9 @@ static int s_parse(s_run_t *r, int argc, char **argv)
         {"train-subset", CND_OPT_INT, &o->subset, "N",
          "use N of the 60,000 training images (default all)", 1000, 60000},
         {"public", CND_OPT_INT, &o->public_n, "N",
-         "public images for the teacher and calibration (default 10,000)", 500, 30000},
+         "public images for the teacher and calibration (default 20,000)", 500, 30000},
         {"teacher-epochs", CND_OPT_INT, &o->teacher_epochs, "N",
-         "teacher training epochs (default 3)", 1, 100},
+         "teacher training epochs (default 6)", 1, 100},
         {"local-epochs", CND_OPT_INT, &o->local_epochs, "N", "local epochs per round (default 1)",
          1, 100},
         {"qat-rounds", CND_OPT_INT, &o->qat_rounds, "N",
@@ -1138,7 +1143,7 @@ static int s_parse(s_run_t *r, int argc, char **argv)
     const cnd_cli_t cli = {
         "condenser demo [--workdir DIR] [--rounds N] [--sites N] [--train-subset N] "
         "[--devices N] [--json]",
-        "The main job on one machine: a CNN teacher trained on 10,000 public Fashion-MNIST "
+        "The main job on one machine: a CNN teacher trained on 20,000 public Fashion-MNIST "
         "images; a coordinator and site agents as separate processes over loopback CurveZMQ, "
         "each site holding a label-skewed share of the remaining images; federated "
         "distillation rounds with secure aggregation (QAT in the last ones); the signed int8 "
