@@ -853,8 +853,53 @@ int cnd_rt_vnni_requant(int8_t *out, const int32_t *acc, const cnd_rt_layer_t *l
     return 0;
 }
 
-static const rt_kernels_t s_avx2 = {s_dense_avx2, s_conv_avx2, s_maxpool_avx2, s_conv_pool_avx2};
-static const rt_kernels_t s_vnni = {s_dense_vnni, s_conv_vnni, s_maxpool_avx2, s_conv_pool_vnni};
+/* Depthwise conv (one output channel per input channel): channels are contiguous in HWC, so 8
+ * lanes run 8 channels of one output pixel; each tap adds x * w with the weights repacked at
+ * load as int32 [kh][kw][c] (cnd_rt_layer_t.wt), padding taps add z_in * w as the reference
+ * does. The sums (from 0; the bias is added in the requantization) stay in int32 by the
+ * loader's bound and are those of the reference, so s_requant_avx2 gives its bits. Other
+ * grouped convs run the reference. */
+T_AVX2 static void s_gconv_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                int8_t *scratch)
+{
+    // out is (OH, OW, C), in is (H, W, C), wt is (KH, KW, C)
+    if (!cnd_rt_depthwise(l) || !l->wt) {
+        cnd_rt_ref_gconv(out, in, l, scratch);
+        return;
+    }
+    int32_t *acc = (int32_t *)(void *)scratch;
+    uint32_t C = l->in_c;
+    int H = l->in_h, W = l->in_w, K = l->k, S = l->stride, P = l->pad;
+    const __m256i zin = _mm256_set1_epi32(l->in_zp);
+    for (int oh = 0; oh < l->out_h; oh++)
+        for (int ow = 0; ow < l->out_w; ow++) {
+            memset(acc, 0, 4 * (size_t)C);
+            for (int i = 0; i < K; i++)
+                for (int j = 0; j < K; j++) {
+                    int ih = oh * S - P + i, iw = ow * S - P + j;
+                    int inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                    const int8_t *px = inside ? in + ((size_t)ih * W + iw) * C : NULL;
+                    const int32_t *w = l->wt + (size_t)(i * K + j) * C;
+                    uint32_t c = 0;
+                    for (; c + 8 <= C; c += 8) {
+                        __m256i x = px ? _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                             (const __m128i *)(const void *)(px + c)))
+                                       : zin;
+                        __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + c));
+                        __m256i *ap = (__m256i *)(void *)(acc + c);
+                        _mm256_storeu_si256(ap, _mm256_add_epi32(_mm256_loadu_si256(ap),
+                                                                 _mm256_mullo_epi32(x, wv)));
+                    }
+                    for (; c < C; c++) acc[c] += (px ? (int32_t)px[c] : l->in_zp) * w[c];
+                }
+            s_requant_avx2(out + ((size_t)oh * l->out_w + ow) * C, acc, l, l->bias, 0, C);
+        }
+}
+
+static const rt_kernels_t s_avx2 = {s_dense_avx2,     s_conv_avx2,  s_maxpool_avx2,
+                                    s_conv_pool_avx2, s_gconv_avx2, cnd_rt_ref_add};
+static const rt_kernels_t s_vnni = {s_dense_vnni,     s_conv_vnni,  s_maxpool_avx2,
+                                    s_conv_pool_vnni, s_gconv_avx2, cnd_rt_ref_add};
 
 const rt_kernels_t *cnd_rt_kernels_x86(cnd_rt_kernels_t k)
 {

@@ -197,7 +197,7 @@ int main(void)
     uint32_t test = qt_section(a, CND_RT_TAG_TEST, NULL);
     uint32_t e0 = layr + 16, e2 = layr + 16 + 64; /* conv, maxpool */
     CHECK(layr && data && inpt && labl && test);
-    s_craft(a, len, CND_RT_H_VERSION, 2, CND_RT_EFORMAT, "version");
+    s_craft(a, len, CND_RT_H_VERSION, 3, CND_RT_EFORMAT, "version");
     s_craft(a, len, CND_RT_H_FLAGS, 1, CND_RT_EFORMAT, "flags");
     s_craft(a, len, 40, 1, CND_RT_EFORMAT, "reserved header");
     s_craft(a, len, CND_RT_H_BODYLEN, body - 16, CND_RT_EFORMAT, "body_len");
