@@ -896,10 +896,67 @@ T_AVX2 static void s_gconv_avx2(int8_t *out, const int8_t *in, const cnd_rt_laye
         }
 }
 
+/* x * M for 8 lanes with one multiplier (mult >= 0, checked at load) and shift: the
+ * saturating left shift, high multiply and rounding right shift of s_requant_avx2, i.e.
+ * cnd_rt_mbqm lane by lane. */
+T_AVX2 static __m256i s_mbqm8(__m256i x, int32_t mult, int32_t shift)
+{
+    const __m256i one = _mm256_set1_epi32(1), nudge = _mm256_set1_epi64x((int64_t)1 << 30);
+    const __m256i ls = _mm256_set1_epi32(shift < 0 ? -shift : 0);
+    const __m256i rs = _mm256_set1_epi32(shift > 0 ? shift : 0), m = _mm256_set1_epi32(mult);
+    __m256i y = _mm256_sllv_epi32(x, ls);
+    __m256i ovf =
+        _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_srav_epi32(y, ls), x), _mm256_set1_epi32(-1));
+    __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(x, 31), _mm256_set1_epi32(INT32_MAX));
+    x = _mm256_blendv_epi8(y, sat, ovf);
+    __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, m), nudge);
+    __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), m), nudge);
+    pe = _mm256_srli_epi64(pe, 31);
+    po = _mm256_slli_epi64(_mm256_srli_epi64(po, 31), 32);
+    x = _mm256_blend_epi32(pe, po, 0xAA);
+    __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, rs), one);
+    __m256i rem = _mm256_and_si256(x, mask);
+    __m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_srai_epi32(x, 31));
+    return _mm256_sub_epi32(_mm256_srav_epi32(x, rs), _mm256_cmpgt_epi32(rem, thr));
+}
+
+/* Residual add, 8 elements at a time, with cnd_rt_add's arithmetic: inputs minus their zero
+ * points times 2^20 (exact in int32), each through its multiplier, a saturating int32 sum, the
+ * output multiplier, clamps. The tail runs cnd_rt_add itself. */
+T_AVX2 static void s_add_avx2(int8_t *out, const int8_t *a, const int8_t *b,
+                              const cnd_rt_layer_t *l)
+{
+    // out, a and b are (H, W, C)
+    const __m256i za = _mm256_set1_epi32(l->in_zp), zb = _mm256_set1_epi32(l->in2_zp);
+    const __m256i lo256 = _mm256_set1_epi32(-256), hi255 = _mm256_set1_epi32(255);
+    const __m256i zo = _mm256_set1_epi32(l->out_zp), imax = _mm256_set1_epi32(INT32_MAX);
+    const __m256i amin = _mm256_set1_epi32(l->act_min), amax = _mm256_set1_epi32(l->act_max);
+    uint32_t i = 0, n = l->out_bytes;
+    for (; i + 8 <= n; i += 8) {
+        __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(a + i)));
+        __m256i y = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(b + i)));
+        x = s_mbqm8(_mm256_slli_epi32(_mm256_sub_epi32(x, za), 20), l->mult[0], l->shift[0]);
+        y = s_mbqm8(_mm256_slli_epi32(_mm256_sub_epi32(y, zb), 20), l->mult[1], l->shift[1]);
+        __m256i s = _mm256_add_epi32(x, y); /* saturate: signs of x and y equal, s's differs */
+        __m256i ovf = _mm256_srai_epi32(
+            _mm256_andnot_si256(_mm256_xor_si256(x, y), _mm256_xor_si256(x, s)), 31);
+        __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(x, 31), imax);
+        s = _mm256_blendv_epi8(s, sat, ovf);
+        s = s_mbqm8(s, l->mult[2], l->shift[2]);
+        s = _mm256_min_epi32(_mm256_max_epi32(s, lo256), hi255);
+        s = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(s, zo), amin), amax);
+        __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        _mm_storel_epi64((__m128i *)(void *)(out + i), _mm_packs_epi16(p16, p16));
+    }
+    for (; i < n; i++)
+        out[i] = cnd_rt_add(a[i], b[i], l->in_zp, l->in2_zp, l->mult, l->shift, l->out_zp,
+                            l->act_min, l->act_max);
+}
+
 static const rt_kernels_t s_avx2 = {s_dense_avx2,     s_conv_avx2,  s_maxpool_avx2,
-                                    s_conv_pool_avx2, s_gconv_avx2, cnd_rt_ref_add};
+                                    s_conv_pool_avx2, s_gconv_avx2, s_add_avx2};
 static const rt_kernels_t s_vnni = {s_dense_vnni,     s_conv_vnni,  s_maxpool_avx2,
-                                    s_conv_pool_vnni, s_gconv_avx2, cnd_rt_ref_add};
+                                    s_conv_pool_vnni, s_gconv_avx2, s_add_avx2};
 
 const rt_kernels_t *cnd_rt_kernels_x86(cnd_rt_kernels_t k)
 {

@@ -199,6 +199,11 @@ static void s_extremes(cnd_qmodel_t *q, cnd_rng_t *r, int wbits)
     int qmax = wbits == 8 ? 127 : 7;
     for (int i = 0; i < q->n_layers; i++) {
         cnd_qlayer_t *l = &q->layers[i];
+        if (l->op == CND_RT_OP_ADD) /* left shifts and large multipliers: saturating paths */
+            for (int j = 0; j < 3; j++) {
+                if (cnd_rng_below(r, 3) == 0) l->shift[j] = -(int32_t)cnd_rng_below(r, 12);
+                if (cnd_rng_below(r, 3) == 0) l->mult[j] = 0x7fffffff;
+            }
         if (!l->w || l->op == CND_RT_OP_LUT) continue;
         for (int o = 0; o < l->out_c; o++) {
             if (cnd_rng_below(r, 3) == 0)
