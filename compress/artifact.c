@@ -40,14 +40,31 @@ typedef struct {
     uint32_t w_off, w_len, b_off, m_off, s_off;
 } s_offs_t;
 
-static void s_layer_entry(cnd_buf_t *b, const cnd_qlayer_t *l, const s_offs_t *o)
+static int s_weighted(const cnd_qlayer_t *l)
+{
+    return l->op == CND_RT_OP_DENSE || l->op == CND_RT_OP_CONV2D || l->op == CND_RT_OP_GCONV;
+}
+
+/* The format version q needs: 1 for a chain of version-1 operations (older runtimes read it,
+ * and its bytes are what they always were), else 2. */
+static int s_version(const cnd_qmodel_t *q)
+{
+    for (int i = 0; i < q->n_layers; i++) {
+        const cnd_qlayer_t *l = &q->layers[i];
+        if (l->op > CND_RT_OP_MAX_V1 || (l->n_src && (l->n_src != 1 || l->srcq[0] != i - 1)))
+            return CND_RT_VERSION;
+    }
+    return CND_RT_VERSION_CHAIN;
+}
+
+static void s_layer_entry(cnd_buf_t *b, const cnd_qlayer_t *l, const s_offs_t *o, int v2)
 {
     size_t at = b->len;
     cnd_buf_u8(b, (uint8_t)l->op);
-    cnd_buf_u8(b, l->relu ? CND_RT_L_FLAG_RELU : 0);
-    int weighted = l->op == CND_RT_OP_DENSE || l->op == CND_RT_OP_CONV2D;
+    cnd_buf_u8(b, l->relu && s_weighted(l) ? CND_RT_L_FLAG_RELU : 0);
+    int weighted = s_weighted(l);
     cnd_buf_u8(b, weighted ? (uint8_t)l->wbits : 0);
-    cnd_buf_u8(b, 0);
+    cnd_buf_u8(b, v2 ? (uint8_t)(l->n_src ? l->n_src : 1) : 0);
     cnd_buf_u16(b, (uint16_t)l->in_c);
     cnd_buf_u16(b, (uint16_t)l->in_h);
     cnd_buf_u16(b, (uint16_t)l->in_w);
@@ -60,7 +77,7 @@ static void s_layer_entry(cnd_buf_t *b, const cnd_qlayer_t *l, const s_offs_t *o
     cnd_buf_u8(b, 0);
     cnd_buf_u8(b, (uint8_t)(int8_t)l->act_min);
     cnd_buf_u8(b, (uint8_t)(int8_t)l->act_max);
-    cnd_buf_u16(b, 0);
+    cnd_buf_u16(b, v2 && l->op == CND_RT_OP_GCONV ? (uint16_t)l->groups : 0);
     cnd_buf_u32(b, (uint32_t)l->in_zp);
     cnd_buf_u32(b, (uint32_t)l->out_zp);
     cnd_buf_u32(b, s_fbits(l->in_scale));
@@ -70,7 +87,9 @@ static void s_layer_entry(cnd_buf_t *b, const cnd_qlayer_t *l, const s_offs_t *o
     cnd_buf_u32(b, o->b_off);
     cnd_buf_u32(b, o->m_off);
     cnd_buf_u32(b, o->s_off);
-    cnd_buf_u32(b, 0);
+    for (int j = 0; j < 2; j++) /* v2: producers + 1, 0 = the model input */
+        cnd_buf_u8(b, v2 && j < (l->n_src ? l->n_src : 1) ? (uint8_t)(l->srcq[j] + 1) : 0);
+    cnd_buf_u16(b, 0);
     (void)at;
 }
 
@@ -89,8 +108,24 @@ static int s_data(cnd_buf_t *b, s_offs_t *offs, const cnd_qmodel_t *q)
 {
     for (int i = 0; i < q->n_layers; i++) {
         const cnd_qlayer_t *l = &q->layers[i];
-        if (l->op != CND_RT_OP_DENSE && l->op != CND_RT_OP_CONV2D) continue;
         s_offs_t *o = &offs[i];
+        if (l->op == CND_RT_OP_LUT) { /* the 256-byte table */
+            o->w_off = (uint32_t)b->len;
+            o->w_len = 256;
+            s_blob(b, l->w, 256);
+            continue;
+        }
+        if (l->op == CND_RT_OP_ADD || l->op == CND_RT_OP_CONCAT) { /* multipliers and shifts */
+            int n = l->op == CND_RT_OP_ADD ? 3 : 2;
+            s_pad(b, 4);
+            o->m_off = (uint32_t)b->len;
+            for (int j = 0; j < n; j++) cnd_buf_u32(b, (uint32_t)l->mult[j]);
+            o->s_off = (uint32_t)b->len;
+            for (int j = 0; j < n; j++) cnd_buf_u8(b, (uint8_t)(int8_t)l->shift[j]);
+            s_pad(b, 4);
+            continue;
+        }
+        if (!s_weighted(l)) continue;
         o->w_off = (uint32_t)b->len;
         if (l->wbits == 8) {
             s_blob(b, l->w, (size_t)l->out_c * l->K);
@@ -149,7 +184,8 @@ static void s_sections(cnd_buf_t sec[S_NSECT], const s_offs_t *offs, const cnd_q
 
     cnd_buf_u32(layr, (uint32_t)q->n_layers);
     for (int i = 0; i < 3; i++) cnd_buf_u32(layr, 0);
-    for (int i = 0; i < q->n_layers; i++) s_layer_entry(layr, &q->layers[i], &offs[i]);
+    int v2 = s_version(q) == CND_RT_VERSION;
+    for (int i = 0; i < q->n_layers; i++) s_layer_entry(layr, &q->layers[i], &offs[i], v2);
 
     cnd_buf_u32(test, (uint32_t)q->n_tests);
     cnd_buf_u32(test, (uint32_t)q->test_kind);
@@ -172,12 +208,12 @@ static void s_sections(cnd_buf_t sec[S_NSECT], const s_offs_t *offs, const cnd_q
 
 /* The whole file into out: header (lengths patched once known), the sections, the body's
  * SHA-256 and an unsigned trailer. */
-static int s_frame(cnd_buf_t *out, const cnd_buf_t sec[S_NSECT])
+static int s_frame(cnd_buf_t *out, const cnd_buf_t sec[S_NSECT], int version)
 {
     static const uint32_t tags[S_NSECT] = {CND_RT_TAG_INPT, CND_RT_TAG_LABL, CND_RT_TAG_LAYR,
                                            CND_RT_TAG_DATA, CND_RT_TAG_TEST, CND_RT_TAG_META};
     cnd_buf_put(out, CND_RT_MAGIC, 4);
-    cnd_buf_u16(out, CND_RT_VERSION);
+    cnd_buf_u16(out, (uint16_t)version);
     cnd_buf_u16(out, CND_RT_HEADER_BYTES);
     cnd_buf_u32(out, 0); /* body_len, patched */
     cnd_buf_u32(out, 0); /* file_len, patched */
@@ -217,7 +253,7 @@ int cnd_artifact_serialize(const cnd_qmodel_t *q, uint8_t **data, size_t *len)
     int rc = offs ? s_data(&sec[S_DATA], offs, q) : CND_ENOMEM;
     if (!rc) {
         s_sections(sec, offs, q);
-        rc = s_frame(&out, sec);
+        rc = s_frame(&out, sec, s_version(q));
     }
     if (!rc) {
         *data = out.data;

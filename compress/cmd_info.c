@@ -228,6 +228,9 @@ static void s_art_text(const cnd_artifact_t *a, const s_art_view_t *v, const cha
            (double)v->out_scale, in->out_zp);
     printf("layers    %u    MACs per inference %llu    weight bytes %zu    arena bytes %zu\n",
            in->n_layers, (unsigned long long)in->macs, in->weight_bytes, in->arena_bytes);
+    printf(
+        "memory    activations %zu bytes (buffers reused by liveness; %zu if each had its own)\n",
+        in->act_bytes, in->act_sum);
     printf("kernels   %s\n", cnd_rt_kernels_name(cnd_rt_get_kernels(a->rt)));
     printf("content   %s (SHA-256 of the body, inside the file; not the file's digest)\n",
            v->content);
@@ -287,6 +290,10 @@ static void s_art_json(cnd_jw_t *w, const cnd_artifact_t *a, const s_art_view_t 
     cnd_jw_int(w, (int64_t)in->weight_bytes);
     cnd_jw_key(w, "arena_bytes");
     cnd_jw_int(w, (int64_t)in->arena_bytes);
+    cnd_jw_key(w, "activation_bytes");
+    cnd_jw_int(w, (int64_t)in->act_bytes);
+    cnd_jw_key(w, "activation_sum_bytes");
+    cnd_jw_int(w, (int64_t)in->act_sum);
     cnd_jw_key(w, "kernels");
     cnd_jw_str(w, cnd_rt_kernels_name(cnd_rt_get_kernels(a->rt)));
     cnd_jw_key(w, "trailer");

@@ -553,6 +553,11 @@ int cnd_onnx_export_q(const uint8_t *art, size_t len, int exact, uint8_t **out, 
     const uint8_t *data = s_section(art, len, CND_RT_TAG_DATA, &nd);
     if (!inpt || !layr || !data)
         return cnd_errf(CND_EFORMAT, "artifact: missing INPT, LAYR or DATA section");
+    if (len >= CND_RT_HEADER_BYTES && s_u16(art + CND_RT_H_VERSION) != CND_RT_VERSION_CHAIN)
+        return cnd_errf(CND_EINVAL,
+                        "int8 ONNX export handles chain artifacts (format version 1) only; this is "
+                        "a graph artifact (version %d): export the float model instead",
+                        s_u16(art + CND_RT_H_VERSION));
     int C = s_u16(inpt), H = s_u16(inpt + 2), W = s_u16(inpt + 4);
     int n_layers = (int)s_u32(layr);
     s_q_t q;

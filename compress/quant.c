@@ -116,56 +116,133 @@ void cnd_quant_weight_scales(float *scales, const float *w, int rows, int cols, 
     }
 }
 
-int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m)
+/* Which node each batchnorm folds into: bnof[i] = the batchnorm reading node i, or -1. A
+ * batchnorm must be the only reader of a dense or conv2d node (grouped or not). */
+static int s_bn_targets(int *bnof, const cnd_model_t *m)
 {
-    *out = NULL;
-    int refused = cnd_model_refuse_graph(m, "quantization");
-    if (refused) return refused;
-    char spec[4096], tok[96];
-    spec[0] = 0;
-    size_t used = 0;
+    int readers[CND_SPEC_MAX_LAYERS] = {0};
+    for (int i = 0; i < m->n_layers; i++) {
+        bnof[i] = -1;
+        for (int j = 0; j < m->layers[i].n_src; j++)
+            if (m->layers[i].src[j] >= 0) readers[m->layers[i].src[j]]++;
+    }
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
-        if (l->type == CND_L_BATCHNORM) {
-            if (i == 0 ||
-                (m->layers[i - 1].type != CND_L_DENSE && m->layers[i - 1].type != CND_L_CONV2D))
-                return cnd_errf(CND_EINVAL,
-                                "layer %d (batchnorm) does not directly follow a dense or conv2d "
-                                "layer, so it cannot be folded for integer inference",
-                                i + 1);
-            continue;
-        }
+        if (l->type != CND_L_BATCHNORM) continue;
+        int s = l->src[0];
+        cnd_layer_type_t t = s >= 0 ? m->layers[s].type : CND_L_COUNT;
+        if (s < 0 || (t != CND_L_DENSE && t != CND_L_CONV2D && t != CND_L_GCONV) || readers[s] != 1)
+            return cnd_errf(CND_EINVAL,
+                            "layer %d (batchnorm) does not read a dense or conv2d layer that only "
+                            "it reads, so it cannot be folded for integer inference",
+                            i + 1);
+        bnof[s] = i;
+    }
+    return 0;
+}
+
+/* The folded model's spec: every node but the batchnorms, each written with explicit graph
+ * notation (a node read from further on is named f<index>), reads of a batchnorm redirected to
+ * the layer it folds into. newidx[i] receives node i's index in the folded model. */
+static int s_fold_spec(char *spec, size_t cap, int *newidx, const cnd_model_t *m)
+{
+    int n = m->n_layers, k = 0, named[CND_SPEC_MAX_LAYERS] = {0};
+    for (int i = 0; i < n; i++) {
+        const cnd_layer_t *l = &m->layers[i];
+        newidx[i] = l->type == CND_L_BATCHNORM ? newidx[l->src[0]] : k++;
+        for (int j = 0; j < l->n_src; j++)
+            if (l->src[j] >= 0 && newidx[l->src[j]] != newidx[i] - 1) named[newidx[l->src[j]]] = 1;
+        if (l->n_src == 2) /* add/concat are written with both inputs */
+            for (int j = 0; j < 2; j++)
+                if (l->src[j] >= 0) named[newidx[l->src[j]]] = 1;
+    }
+    size_t used = 0;
+    spec[0] = 0;
+    for (int i = 0; i < n; i++) {
+        const cnd_layer_t *l = &m->layers[i];
+        if (l->type == CND_L_BATCHNORM) continue;
+        char tok[96], nm[24] = "", a[24], b[24], node[200];
         cnd_layer_spec(l, tok, sizeof tok);
-        int w = snprintf(spec + used, sizeof spec - used, "%s%s", used ? " " : "", tok);
-        if (w < 0 || (size_t)w >= sizeof spec - used)
+        if (named[newidx[i]]) snprintf(nm, sizeof nm, "f%d=", newidx[i]);
+        int s0 = l->src[0] < 0 ? -1 : newidx[l->src[0]];
+        if (s0 < 0)
+            snprintf(a, sizeof a, "input");
+        else
+            snprintf(a, sizeof a, "f%d", s0);
+        if (l->n_src == 2) {
+            int s1 = l->src[1] < 0 ? -1 : newidx[l->src[1]];
+            if (s1 < 0)
+                snprintf(b, sizeof b, "input");
+            else
+                snprintf(b, sizeof b, "f%d", s1);
+            snprintf(node, sizeof node, "%s%s(@%s,@%s)", nm, tok, a, b);
+        } else if (s0 != newidx[i] - 1) {
+            snprintf(node, sizeof node, "@%s %s%s", a, nm, tok);
+        } else {
+            snprintf(node, sizeof node, "%s%s", nm, tok);
+        }
+        int w = snprintf(spec + used, cap - used, "%s%s", used ? " " : "", node);
+        if (w < 0 || (size_t)w >= cap - used)
             return cnd_errf(CND_EINVAL, "model spec too long to fold");
         used += (size_t)w;
     }
-    cnd_model_t *f = NULL;
-    int rc = cnd_model_new(&f, spec, m->in, 0);
-    if (rc) return rc;
-    int j = 0;
+    return 0;
+}
+
+/* Copies m's parameters into folded model f, scaling each batchnorm's producer: w' = w g /
+ * sqrt(var + eps) per output channel, b' = (b - mean) g / sqrt(var + eps) + beta. */
+static void s_fold_params(cnd_model_t *f, const cnd_model_t *m, const int *newidx, const int *bnof)
+{
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
-        if (l->type == CND_L_BATCHNORM) continue;
-        cnd_layer_t *fl = &f->layers[j++];
-        if (!l->n_params) continue;
+        if (l->type == CND_L_BATCHNORM || !l->n_params) continue;
+        const cnd_layer_t *fl = &f->layers[newidx[i]];
         float *dst = f->params + fl->param_off;
         memcpy(dst, m->params + l->param_off, l->n_params * sizeof(float));
-        if (i + 1 < m->n_layers && m->layers[i + 1].type == CND_L_BATCHNORM) {
-            const cnd_layer_t *bn = &m->layers[i + 1];
-            int C = bn->in.c;
-            size_t rowlen = l->n_weights / (size_t)C;
-            const float *g = m->params + bn->param_off, *beta = g + C;
-            const float *mean = m->state + bn->state_off, *var = mean + C;
-            float *b = dst + l->n_weights;
-            for (int c = 0; c < C; c++) {
-                float k = g[c] / sqrtf(var[c] + bn->p.bn.eps);
-                for (size_t t = 0; t < rowlen; t++) dst[(size_t)c * rowlen + t] *= k;
-                b[c] = (b[c] - mean[c]) * k + beta[c];
-            }
+        if (bnof[i] < 0) continue;
+        const cnd_layer_t *bn = &m->layers[bnof[i]];
+        int C = bn->in.c;
+        size_t rowlen = l->n_weights / (size_t)C;
+        const float *g = m->params + bn->param_off, *beta = g + C;
+        const float *mean = m->state + bn->state_off, *var = mean + C;
+        float *b = dst + l->n_weights;
+        for (int c = 0; c < C; c++) {
+            float k = g[c] / sqrtf(var[c] + bn->p.bn.eps);
+            for (size_t t = 0; t < rowlen; t++) dst[(size_t)c * rowlen + t] *= k;
+            b[c] = (b[c] - mean[c]) * k + beta[c];
         }
     }
+}
+
+int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m)
+{
+    *out = NULL;
+    size_t cap = 16384;
+    int newidx[CND_SPEC_MAX_LAYERS], bnof[CND_SPEC_MAX_LAYERS];
+    int rc = s_bn_targets(bnof, m);
+    if (rc) return rc;
+    char *spec = malloc(cap);
+    if (!spec) return CND_ENOMEM;
+    rc = s_fold_spec(spec, cap, newidx, m);
+    if (rc) {
+        free(spec);
+        return rc;
+    }
+    if (!cnd_model_is_graph(m, NULL, 0)) { /* a chain stays a chain, written without names */
+        char tok[96];
+        size_t used = 0;
+        spec[0] = 0;
+        for (int i = 0; i < m->n_layers; i++) {
+            if (m->layers[i].type == CND_L_BATCHNORM) continue;
+            cnd_layer_spec(&m->layers[i], tok, sizeof tok);
+            used += (size_t)snprintf(spec + used, cap - used, "%s%s", used ? " " : "", tok);
+        }
+    }
+    cnd_model_t *f = NULL;
+    rc = cnd_model_new(&f, spec, m->in, 0);
+    free(spec);
+    if (rc) return rc;
+    s_fold_params(f, m, newidx, bnof);
     memcpy(f->norm_mean, m->norm_mean, (size_t)m->in.c * sizeof(float));
     memcpy(f->norm_std, m->norm_std, (size_t)m->in.c * sizeof(float));
     for (int i = 0; i < m->n_meta; i++)
@@ -177,11 +254,22 @@ int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m)
     return 0;
 }
 
+/* Node i's only reader, or -1 when it has none or several. */
+static int s_sole_reader(const cnd_model_t *m, int i)
+{
+    int r = -1;
+    for (int j = i + 1; j < m->n_layers; j++)
+        for (int t = 0; t < m->layers[j].n_src; t++)
+            if (m->layers[j].src[t] == i) {
+                if (r >= 0) return -1;
+                r = j;
+            }
+    return r;
+}
+
 int cnd_quant_plan(cnd_qplan_t *p, const cnd_model_t *m)
 {
     memset(p, 0, sizeof *p);
-    int refused = cnd_model_refuse_graph(m, "quantization");
-    if (refused) return refused;
     /* specs hold up to CND_SPEC_MAX_LAYERS layers (graphs need them), the runtime fewer */
     if (m->n_layers > CND_RT_MAX_LAYERS)
         return cnd_errf(CND_EINVAL,
@@ -190,26 +278,42 @@ int cnd_quant_plan(cnd_qplan_t *p, const cnd_model_t *m)
                         m->n_layers, CND_RT_MAX_LAYERS);
     p->n_points = 1;
     p->point_layer[0] = -1;
-    int cur = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
-        p->point_of_layer[i] = cur;
+        int src = l->src[0];
+        p->point_of_layer[i] = src < 0 ? 0 : p->point_of_layer[src];
+        if (src >= 0 && p->point_of_layer[src] < 0) /* reads a producer whose relu is fused */
+            return cnd_errf(CND_EINVAL, "layer %d reads a layer whose relu is fused", i + 1);
         switch (l->type) {
         case CND_L_DENSE:
         case CND_L_CONV2D:
-            if (i + 1 < m->n_layers && m->layers[i + 1].type == CND_L_RELU) {
-                p->fused_relu[i] = 1;
+        case CND_L_GCONV:
+        case CND_L_ADD:
+        case CND_L_CONCAT: {
+            int r = s_sole_reader(m, i);
+            if (r == i + 1 &&
+                (m->layers[r].type == CND_L_RELU || m->layers[r].type == CND_L_RELU6)) {
+                p->fused_relu[i] = m->layers[r].type == CND_L_RELU ? 1 : 6;
                 p->point_of_layer[i] = -1; /* the pre-ReLU tensor never exists in integers */
                 i++;
             }
-            cur = p->n_points++;
+            int cur = p->n_points++;
             p->point_layer[cur] = i;
             p->point_of_layer[i] = cur;
             p->fq_at[i] = 1;
             break;
+        }
+        case CND_L_HARDSWISH: {
+            int cur = p->n_points++;
+            p->point_layer[cur] = i;
+            p->point_of_layer[i] = cur;
+            p->fq_at[i] = 1;
+            break;
+        }
         case CND_L_AVGPOOL:
         case CND_L_GAP:
-            p->fq_at[i] = 1; /* integer averaging rounds: re-round with the input's params */
+        case CND_L_RELU6:
+            p->fq_at[i] = 1; /* integer averaging rounds, 6 is on the grid: re-round */
             break;
         case CND_L_BATCHNORM:
             return cnd_errf(CND_EINVAL, "layer %d is a batchnorm: fold it first", i + 1);

@@ -13,10 +13,12 @@
  *     away from zero (C's lround); the integer requantization rounds as gemmlowp does.
  *
  * Quantization points: the tensors that get their own scale and zero point are the model
- * input and the output of every dense/conv2d layer, taken after a directly following ReLU
- * (which is then fused into the requantization clamp). Pooling, flatten and stand-alone ReLU
- * keep their input's parameters. Batchnorm must directly follow a dense or conv2d layer and is
- * folded into it before anything else.
+ * input and the output of every dense/conv2d (grouped or not), add, concat and hardswish node,
+ * taken after a relu or relu6 that is the producer's only reader and directly follows it (which
+ * is then fused into the requantization clamp). Pooling, flatten and stand-alone relu/relu6
+ * keep their input's parameters. Batchnorm must be the only reader of a dense or conv2d node
+ * (grouped or not) and is folded into it before anything else. Graph models (model.h) follow
+ * the same rules node by node: a node's input parameters are those of the node it reads.
  *
  * Integer layouts differ from the float model's: activations are HWC, conv weights OHWI, and a
  * dense layer fed by a C x H x W tensor gets its weight columns permuted from CHW to HWC order.
@@ -100,7 +102,8 @@ typedef struct {
     int point_layer[CND_QUANT_MAX_POINTS];   /* float layer producing the point (-1 = input) */
     int point_of_layer[CND_SPEC_MAX_LAYERS]; /* point whose parameters layer i's output has;
                                               * -1 for a dense/conv2d whose ReLU is fused */
-    int fused_relu[CND_SPEC_MAX_LAYERS];     /* dense/conv2d i has the ReLU i+1 folded in */
+    int fused_relu[CND_SPEC_MAX_LAYERS];     /* node i has the relu (1) or relu6 (6) i+1
+                                              * folded in (dense, conv2d, add, concat) */
     int fq_at[CND_SPEC_MAX_LAYERS];          /* fake-quantize layer i's output (new point, or
                                               * avgpool/gap re-rounding with the input's params) */
 } cnd_qplan_t;
@@ -201,6 +204,9 @@ typedef struct {
     int32_t *mult, *shift;    /* out_c requantization */
     int src;                  /* float layer whose output this layer's output approximates
                                * (the ReLU when one is fused) */
+    int n_src;                /* 1, or 2 for add and concat */
+    int srcq[2];              /* integer layer producing each input, -1 = the model input */
+    int groups;               /* gconv: channel groups */
 } cnd_qlayer_t;
 
 typedef struct {

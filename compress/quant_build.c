@@ -80,6 +80,7 @@ static int s_weighted(cnd_qlayer_t *ql, const cnd_layer_t *l, const float *w, fl
 {
     int rows = ql->out_c, K = ql->K, C = layout.c, H = layout.h, W = layout.w;
     int qmax = wbits == 8 ? 127 : 7;
+    if (l->type == CND_L_GCONV) C /= l->p.conv.groups; /* a row reads one group's channels */
     ql->w = malloc((size_t)rows * K);
     ql->w_scale = malloc((size_t)rows * sizeof(float));
     ql->bias = malloc((size_t)rows * sizeof(int32_t));
@@ -95,7 +96,7 @@ static int s_weighted(cnd_qlayer_t *ql, const cnd_layer_t *l, const float *w, fl
         float s = ql->w_scale[r];
         const float *src = w + (size_t)r * K;
         int8_t *dst = ql->w + (size_t)r * K;
-        if (l->type == CND_L_CONV2D) {
+        if (l->type == CND_L_CONV2D || l->type == CND_L_GCONV) {
             int k = l->p.conv.k;
             for (int c = 0; c < C; c++)
                 for (int i = 0; i < k; i++)
@@ -127,9 +128,17 @@ typedef struct {
     const int *w_mse;
     float *const *w_scales;
     int wbits;
-    float s_cur;        /* scale of the current tensor */
+    float s_cur;        /* scale of the current node's (first) input */
     int32_t z_cur;      /* its zero point */
     cnd_shape_t layout; /* its spatial arrangement (see s_weighted) */
+    /* per float node: the integer layer computing its output, that output's scale, zero point
+     * and layout (a fused relu maps to its producer's integer layer) */
+    int qidx[CND_SPEC_MAX_LAYERS];
+    float sc[CND_SPEC_MAX_LAYERS];
+    int32_t zc[CND_SPEC_MAX_LAYERS];
+    cnd_shape_t lay[CND_SPEC_MAX_LAYERS];
+    float s_in; /* the model input's scale and zero point */
+    int32_t z_in;
 } s_build_t;
 
 /* The input's quantization and the per-channel lookup table from raw bytes through the
@@ -156,6 +165,65 @@ static int s_input(cnd_qmodel_t *q, const cnd_model_t *m, const cnd_qrange_t *ra
     return 0;
 }
 
+/* A relu (fused 1) or relu6 (fused 6) after node *i becomes the integer layer's clamp: from
+ * the zero point, and for relu6 up to the code of 6 (*i moves past the relu). */
+static void s_fused_clamp(cnd_qlayer_t *ql, s_build_t *b, int *i)
+{
+    int fused = b->plan->fused_relu[*i];
+    if (!fused) return;
+    ql->act_min = ql->out_zp;
+    if (fused == 6) {
+        long top = ql->out_zp + lround(6.0 / ql->out_scale);
+        ql->act_max = top < 127 ? (int32_t)top : 127;
+    }
+    ql->src = ++*i; /* the relu's output is what the integer layer produces */
+}
+
+/* add and concat: the output point's parameters and the multipliers bringing each input to it
+ * (cnd_rt_requant.h, cnd_rt_add), with the relu after it fused. */
+static int s_merge_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
+{
+    const cnd_layer_t *l = &b->m->layers[*i];
+    int fused = b->plan->fused_relu[*i];
+    int p = b->plan->point_of_layer[fused ? *i + 1 : *i];
+    int s1 = l->src[1];
+    double sa = b->s_cur, sb = s1 < 0 ? b->s_in : b->sc[s1];
+    cnd_quant_params(b->ranges[p].lo, b->ranges[p].hi, &ql->out_scale, &ql->out_zp);
+    double so = ql->out_scale;
+    ql->op = l->type == CND_L_ADD ? CND_RT_OP_ADD : CND_RT_OP_CONCAT;
+    ql->mult = calloc(3, sizeof(int32_t));
+    ql->shift = calloc(3, sizeof(int32_t));
+    if (!ql->mult || !ql->shift) return CND_ENOMEM;
+    if (l->type == CND_L_ADD) {
+        double twice = 2.0 * (sa > sb ? sa : sb);
+        cnd_quant_multiplier(sa / twice, &ql->mult[0], &ql->shift[0]);
+        cnd_quant_multiplier(sb / twice, &ql->mult[1], &ql->shift[1]);
+        cnd_quant_multiplier(twice / ((double)(1 << CND_RT_ADD_SHIFT) * so), &ql->mult[2],
+                             &ql->shift[2]);
+    } else {
+        cnd_quant_multiplier(sa / so, &ql->mult[0], &ql->shift[0]);
+        cnd_quant_multiplier(sb / so, &ql->mult[1], &ql->shift[1]);
+    }
+    s_fused_clamp(ql, b, i);
+    return 0;
+}
+
+/* hardswish as a 256-entry table from input codes to output codes (in float, once, here). */
+static int s_hswish_layer(cnd_qlayer_t *ql, s_build_t *b, int i)
+{
+    int p = b->plan->point_of_layer[i];
+    cnd_quant_params(b->ranges[p].lo, b->ranges[p].hi, &ql->out_scale, &ql->out_zp);
+    ql->op = CND_RT_OP_LUT;
+    ql->w = malloc(256);
+    if (!ql->w) return CND_ENOMEM;
+    for (int q = -128; q < 128; q++) {
+        float x = b->s_cur * (float)(q - b->z_cur);
+        float r6 = x + 3.0f < 0.0f ? 0.0f : x + 3.0f > 6.0f ? 6.0f : x + 3.0f;
+        ql->w[q + 128] = (int8_t)cnd_quant_q(x * r6 / 6.0f, ql->out_scale, ql->out_zp, -128, 127);
+    }
+    return 0;
+}
+
 /* A dense or conv2d layer i (with the ReLU after it when the plan fuses them: *i moves past
  * it): its output quantization and its integer weights. */
 static int s_weighted_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
@@ -163,10 +231,13 @@ static int s_weighted_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
     const cnd_layer_t *l = &b->m->layers[*i];
     int fused = b->plan->fused_relu[*i];
     int p = b->plan->point_of_layer[fused ? *i + 1 : *i];
-    ql->op = l->type == CND_L_DENSE ? CND_RT_OP_DENSE : CND_RT_OP_CONV2D;
-    ql->relu = fused;
+    ql->op = l->type == CND_L_DENSE   ? CND_RT_OP_DENSE
+             : l->type == CND_L_GCONV ? CND_RT_OP_GCONV
+                                      : CND_RT_OP_CONV2D;
+    ql->relu = fused == 1;
     ql->wbits = b->wbits;
-    if (l->type == CND_L_CONV2D) {
+    if (l->type == CND_L_GCONV) ql->groups = l->p.conv.groups;
+    if (l->type != CND_L_DENSE) {
         ql->k = l->p.conv.k;
         ql->stride = l->p.conv.stride;
         ql->pad = l->p.conv.pad;
@@ -178,12 +249,7 @@ static int s_weighted_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
     int rc = s_weighted(ql, l, b->m->params + l->param_off, b->s_cur, ql->out_scale, b->wbits,
                         b->w_mse && b->w_mse[*i], b->w_scales ? b->w_scales[*i] : NULL, b->layout);
     if (rc) return rc;
-    if (fused) {
-        ql->act_min = ql->out_zp;
-        ql->src = ++*i; /* the ReLU's output is what the integer layer produces */
-    }
-    b->s_cur = ql->out_scale;
-    b->z_cur = ql->out_zp;
+    s_fused_clamp(ql, b, i);
     return 0;
 }
 
@@ -194,6 +260,18 @@ static int s_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
     const cnd_layer_t *l = &b->m->layers[*i];
     memset(ql, 0, sizeof *ql);
     ql->src = *i;
+    ql->n_src = l->n_src;
+    for (int j = 0; j < 2; j++)
+        ql->srcq[j] = j < l->n_src && l->src[j] >= 0 ? b->qidx[l->src[j]] : -1;
+    if (l->src[0] >= 0) { /* the node read: its parameters and layout */
+        b->s_cur = b->sc[l->src[0]];
+        b->z_cur = b->zc[l->src[0]];
+        b->layout = b->lay[l->src[0]];
+    } else {
+        b->s_cur = b->s_in;
+        b->z_cur = b->z_in;
+        b->layout = b->m->in;
+    }
     ql->in_c = l->in.c;
     ql->in_h = l->in.h;
     ql->in_w = l->in.w;
@@ -207,10 +285,19 @@ static int s_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
     int rc = 0;
     switch (l->type) {
     case CND_L_DENSE:
-    case CND_L_CONV2D: rc = s_weighted_layer(ql, b, i); break;
+    case CND_L_CONV2D:
+    case CND_L_GCONV: rc = s_weighted_layer(ql, b, i); break;
+    case CND_L_ADD:
+    case CND_L_CONCAT: rc = s_merge_layer(ql, b, i); break;
+    case CND_L_HARDSWISH: rc = s_hswish_layer(ql, b, *i); break;
     case CND_L_RELU:
+    case CND_L_RELU6:
         ql->op = CND_RT_OP_RELU;
         ql->act_min = b->z_cur;
+        if (l->type == CND_L_RELU6) {
+            long top = b->z_cur + lround(6.0 / b->s_cur);
+            ql->act_max = top < 127 ? (int32_t)top : 127;
+        }
         break;
     case CND_L_MAXPOOL:
     case CND_L_AVGPOOL:
@@ -262,9 +349,33 @@ int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t
     cnd_qmodel_t *q = calloc(1, sizeof *q);
     if (!q) return CND_ENOMEM;
     int rc = s_input(q, m, ranges);
-    s_build_t b = {m, plan, ranges, w_mse, w_scales, wbits, q->in_scale, q->in_zp, m->in};
-    for (int i = 0; !rc && i < m->n_layers; i++)
-        if (!(rc = s_layer(&q->layers[q->n_layers], &b, &i))) q->n_layers++;
+    static const s_build_t zero;
+    s_build_t *b = malloc(sizeof *b);
+    if (!b) rc = CND_ENOMEM;
+    if (b) {
+        *b = zero;
+        b->m = m;
+        b->plan = plan;
+        b->ranges = ranges;
+        b->w_mse = w_mse;
+        b->w_scales = w_scales;
+        b->wbits = wbits;
+        b->s_in = q->in_scale;
+        b->z_in = q->in_zp;
+    }
+    for (int i = 0; !rc && i < m->n_layers; i++) {
+        int i0 = i;
+        cnd_qlayer_t *ql = &q->layers[q->n_layers];
+        if ((rc = s_layer(ql, b, &i))) break;
+        for (int j = i0; j <= i; j++) { /* the node and a relu fused into it */
+            b->qidx[j] = q->n_layers;
+            b->sc[j] = ql->out_scale;
+            b->zc[j] = ql->out_zp;
+            b->lay[j] = b->layout;
+        }
+        q->n_layers++;
+    }
+    free(b);
     if (!rc) rc = s_meta(q, m);
     const char *labels = cnd_model_meta_get(m, "labels");
     if (!rc && labels) rc = s_labels(q, labels);

@@ -180,7 +180,9 @@ int cnd_quant_calibrate(cnd_qrange_t *ranges, cnd_qmethod_t *chosen, int *w_mse,
     for (int p = 0; p < P; p++) ranges[p] = cand[p][CND_QM_MINMAX];
     /* Weight scales first, activations float. */
     for (int i = 0; i < m->n_layers; i++) {
-        if (m->layers[i].type != CND_L_DENSE && m->layers[i].type != CND_L_CONV2D) continue;
+        if (m->layers[i].type != CND_L_DENSE && m->layers[i].type != CND_L_CONV2D &&
+            m->layers[i].type != CND_L_GCONV)
+            continue;
         double e[2];
         for (int t = 0; t < 2; t++) {
             w_mse[i] = t;

@@ -40,7 +40,7 @@ struct cnd_fq {
 
 static int s_rows(const cnd_layer_t *l)
 {
-    return l->type == CND_L_CONV2D ? l->p.conv.oc : l->p.dense.out;
+    return l->type == CND_L_DENSE ? l->p.dense.out : l->p.conv.oc;
 }
 
 void cnd_fq_weight_scales(const cnd_fq_t *fq, int i, float *scales)
@@ -59,7 +59,7 @@ static const float *s_weights(void *ctx, int i, const float *w)
 {
     cnd_fq_t *fq = ctx;
     const cnd_layer_t *l = &fq->m->layers[i];
-    if (l->type != CND_L_DENSE && l->type != CND_L_CONV2D) return w;
+    if (l->type != CND_L_DENSE && l->type != CND_L_CONV2D && l->type != CND_L_GCONV) return w;
     int rows = s_rows(l), cols = (int)(l->n_weights / (size_t)rows);
     float *dst = fq->wq + l->param_off;
     cnd_fq_weight_scales(fq, i, fq->scales);
@@ -159,14 +159,14 @@ int cnd_fq_new(cnd_fq_t **out, cnd_model_t *m, const cnd_qplan_t *plan, const cn
     int maxrows = 1;
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
-        if (l->type == CND_L_DENSE || l->type == CND_L_CONV2D)
+        if (l->type == CND_L_DENSE || l->type == CND_L_CONV2D || l->type == CND_L_GCONV)
             if (s_rows(l) > maxrows) maxrows = s_rows(l);
     }
     fq->scales = malloc((size_t)maxrows * sizeof(float));
     if (!fq->wq || !fq->scales) goto oom;
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
-        if (l->type != CND_L_DENSE && l->type != CND_L_CONV2D) continue;
+        if (l->type != CND_L_DENSE && l->type != CND_L_CONV2D && l->type != CND_L_GCONV) continue;
         int rows = s_rows(l), cols = (int)(l->n_weights / (size_t)rows);
         fq->ratio[i] = malloc((size_t)rows * sizeof(float));
         if (!fq->ratio[i]) goto oom;

@@ -42,7 +42,7 @@ int cnd_quant_qat(cnd_model_t *m, const cnd_qplan_t *plan, cnd_qrange_t *ranges,
     cnd_fq_ranges(fq, ranges);
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];
-        if (l->type != CND_L_DENSE && l->type != CND_L_CONV2D) continue;
+        if (l->type != CND_L_DENSE && l->type != CND_L_CONV2D && l->type != CND_L_GCONV) continue;
         int rows = l->type == CND_L_DENSE ? l->p.dense.out : l->p.conv.oc;
         w_scales[i] = malloc((size_t)rows * sizeof(float));
         if (!w_scales[i]) {

@@ -75,6 +75,8 @@ typedef struct {
     uint32_t n_selftests;
     uint32_t sig_scheme;   /* trailer scheme: 0 = unsigned */
     size_t arena_bytes;    /* what cnd_rt_arena_size reports for this artifact */
+    size_t act_bytes;      /* of which activations, planned by liveness (reused buffers) */
+    size_t act_sum;        /* the sum of all activations (each 64-byte aligned), for comparison */
     size_t weight_bytes;   /* packed weight bytes over all layers */
     uint64_t macs;         /* multiply-accumulates per inference */
     const uint8_t *digest; /* 32-byte SHA-256 of the body (points into the artifact) */

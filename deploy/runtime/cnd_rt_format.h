@@ -1,5 +1,10 @@
 /*
- * cnd_rt_format.h: the byte layout of a `.cndq` integer model artifact, version 1.
+ * cnd_rt_format.h: the byte layout of a `.cndq` integer model artifact, versions 1 and 2.
+ *
+ * Version 2 (graph models) differs from version 1 only inside LAYR entries: each entry names the
+ * layers it reads (by index, earlier layers only), and the operations gconv, add, concat and lut
+ * exist. A writer emits version 1 whenever the model is a chain of version-1 operations, so such
+ * artifacts keep their bytes; the runtime loads both.
  *
  * This header is the single definition of the format: the runtime's loader (rt_load.c) and the
  * host's writer (compress/artifact.c) both use these constants, and docs/quantization.md walks
@@ -21,7 +26,8 @@
 #define CND_RT_FORMAT_H
 
 #define CND_RT_MAGIC           "CNDQ"
-#define CND_RT_VERSION         1
+#define CND_RT_VERSION         2 /* the newest version written and read */
+#define CND_RT_VERSION_CHAIN   1 /* chains of the operations up to RELU */
 #define CND_RT_HEADER_BYTES    64
 #define CND_RT_SECTION_HDR     16 /* u32 tag, u32 payload length, 8 reserved bytes */
 #define CND_RT_ALIGN           16 /* sections start and end on this boundary */
@@ -67,6 +73,7 @@
 #define CND_RT_MAX_LAYERS  64
 #define CND_RT_LAYER_BYTES 64
 #define CND_RT_L_OP        0  /* u8 cnd_rt_op_t */
+#define CND_RT_L_NSRC      3  /* v2: u8 inputs (1, or 2 for add/concat); v1: 0 */
 #define CND_RT_L_FLAGS     1  /* u8: bit 0 = ReLU fused into the requantization clamp */
 #define CND_RT_L_WBITS     2  /* u8: 8 or 4 for dense/conv2d, else 0 */
 #define CND_RT_L_IN_C      4  /* u16 x3: input C, H, W */
@@ -76,6 +83,7 @@
 #define CND_RT_L_PAD       18 /* u8 zero padding (conv2d; value = input zero point) */
 #define CND_RT_L_ACT_MIN   20 /* i8 output clamp low */
 #define CND_RT_L_ACT_MAX   21 /* i8 output clamp high */
+#define CND_RT_L_GROUPS    22 /* v2: u16 channel groups of a gconv, else 0; v1: 0 */
 #define CND_RT_L_IN_ZP     24 /* i32 */
 #define CND_RT_L_OUT_ZP    28 /* i32 */
 #define CND_RT_L_IN_SCALE  32 /* u32 f32 bits (informational) */
@@ -85,6 +93,10 @@
 #define CND_RT_L_BIAS_OFF  48 /* u32: i32 bias[out_c], scale in_scale * w_scale[c] */
 #define CND_RT_L_MULT_OFF  52 /* u32: i32 Q31 multiplier[out_c], in [0, 2^31) */
 #define CND_RT_L_SHIFT_OFF 56 /* u32: i8 shift[out_c] n in [-31, 31], M = M0 * 2^-n */
+#define CND_RT_L_SRC                                                                               \
+    60 /* v2: u8 x2, input j's producer + 1 (0 = the model input; a                                \
+        * layer reads only earlier layers); unused second one 0;                                   \
+        * bytes 62..63 zero. v1: all four zero. */
 #define CND_RT_L_FLAG_RELU 1u
 
 typedef enum {
@@ -95,7 +107,18 @@ typedef enum {
     CND_RT_OP_GAP = 5,     /* global average pool, as AVGPOOL over the whole plane */
     CND_RT_OP_FLATTEN = 6, /* HWC order is already flat: no work */
     CND_RT_OP_RELU = 7,    /* clamp(x, act_min, act_max) on its own (not after dense/conv) */
+    /* version 2 */
+    CND_RT_OP_GCONV = 8,   /* grouped conv2d: out channel o reads the in_c/G channels of group
+                            * o / (out_c/G); weights (out_c, k, k, in_c/G); depthwise: G = in_c */
+    CND_RT_OP_ADD = 9,     /* out = zo + R2(R0((a - za) 2^20) + R1((b - zb) 2^20)), Rj the
+                            * multiplier j of 3 in MULT/SHIFT (cnd_rt_requant.h, cnd_rt_add) */
+    CND_RT_OP_CONCAT = 10, /* channels of a then of b, each requantized to the output:
+                            * zo + Rj(x - zj) with multiplier j of 2 */
+    CND_RT_OP_LUT = 11,    /* out[i] = table[in[i] + 128]: 256 i8 at W_OFF (hardswish, relu6
+                            * with a new scale); W_LEN = 256 */
 } cnd_rt_op_t;
+#define CND_RT_OP_MAX_V1 CND_RT_OP_RELU
+#define CND_RT_ADD_SHIFT 20 /* add: inputs scaled by 2^20 before their multipliers */
 
 /* TEST payload: u32 n (0..64), u32 kind (0 = raw u8 HWC through the LUT, 1 = i8 HWC),
  * u32 in_bytes (C*H*W), u32 out_bytes (n_classes), then n x { input, expected i8 logits }. */

@@ -40,8 +40,8 @@ static inline int32_t cnd_rt_rdbp(int32_t x, int n)
     return q + (rem > thr ? 1 : 0);
 }
 
-static inline int8_t cnd_rt_requant(int32_t acc, int32_t mult, int32_t shift, int32_t zp,
-                                    int32_t act_min, int32_t act_max)
+/* acc * M as the first three lines above: saturating left shift, SRDHM, RDBP. */
+static inline int32_t cnd_rt_mbqm(int32_t acc, int32_t mult, int32_t shift)
 {
     int32_t x = acc;
     if (shift < 0) {
@@ -49,13 +49,33 @@ static inline int8_t cnd_rt_requant(int32_t acc, int32_t mult, int32_t shift, in
         x = w > INT32_MAX ? INT32_MAX : w < INT32_MIN ? INT32_MIN : (int32_t)w;
     }
     x = cnd_rt_srdhm(x, mult);
-    x = cnd_rt_rdbp(x, shift > 0 ? shift : 0);
+    return cnd_rt_rdbp(x, shift > 0 ? shift : 0);
+}
+
+static inline int8_t cnd_rt_requant(int32_t acc, int32_t mult, int32_t shift, int32_t zp,
+                                    int32_t act_min, int32_t act_max)
+{
+    int32_t x = cnd_rt_mbqm(acc, mult, shift);
     if (x > 255) x = 255;
     if (x < -256) x = -256;
     x += zp;
     if (x < act_min) x = act_min;
     if (x > act_max) x = act_max;
     return (int8_t)x;
+}
+
+/* Residual add of a and b (zero points za, zb) to the output (TFLite's int8 add): both inputs
+ * are scaled by 2^20 (exact: |x - z| <= 255), brought to a common scale by their multipliers
+ * (mult[0], shift[0]) and (mult[1], shift[1]), summed (saturated to int32) and requantized by
+ * (mult[2], shift[2]). m[j] = s_j / (2 max(s_a, s_b)) for the inputs and
+ * 2 max(s_a, s_b) / (2^20 s_out) for the output, so the sum carries 20 bits of fraction. */
+static inline int8_t cnd_rt_add(int32_t a, int32_t b, int32_t za, int32_t zb, const int32_t *mult,
+                                const int32_t *shift, int32_t zo, int32_t act_min, int32_t act_max)
+{
+    int64_t s = (int64_t)cnd_rt_mbqm((a - za) * (1 << 20), mult[0], shift[0]) +
+                cnd_rt_mbqm((b - zb) * (1 << 20), mult[1], shift[1]);
+    int32_t x = s > INT32_MAX ? INT32_MAX : s < INT32_MIN ? INT32_MIN : (int32_t)s;
+    return cnd_rt_requant(x, mult[2], shift[2], zo, act_min, act_max);
 }
 
 /* Signed 4-bit value in the low nibble of b (two's complement, -8..7). */

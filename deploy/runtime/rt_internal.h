@@ -3,8 +3,10 @@
  * the driver and the kernels. Not installed for users; cnd_rt.h is the public API.
  *
  * A loaded model is: one cnd_rt_model struct, n_layers cnd_rt_layer structs, per-channel int32
- * constants (effective biases, multipliers, shifts), two ping-pong activation buffers of the
- * largest activation, and one scratch buffer (the reference's conv patch, unpacked int4 weight
+ * constants (effective biases, multipliers, shifts), one activation area in which the loader
+ * plans every layer's output by liveness (rt_load.c, "Arena plan": a buffer is reused as soon
+ * as its last reader has run, so the area is the peak live memory, not the sum), and one
+ * scratch buffer (the reference's conv patch, unpacked int4 weight
  * rows, the padded input copy of the direct conv kernels); all 64-byte aligned inside the
  * caller's arena.
  * Weights stay in the artifact; x86 builds add conv weights repacked for VNNI and per-block
@@ -64,6 +66,15 @@ typedef struct cnd_rt_layer {
     uint8_t lshift; /* some channel has shift < 0 (a left shift before the multiply) */
     /* x86 builds, dense and conv2d: requantization constants per block of 16 channels. */
     const struct rt_rq16 *rq;
+    /* Graph artifacts (format version 2; a version-1 chain fills them as a chain). */
+    uint8_t n_src;     /* 1, or 2 for add and concat */
+    int8_t src[2];     /* producing layer of each input, -1 for the model input */
+    uint16_t groups;   /* gconv: channel groups (in_c and out_c divisible by it) */
+    uint16_t in2_c;    /* add/concat: channels of the second input */
+    int32_t in2_zp;    /* add/concat: zero point of the second input */
+    uint8_t n_readers; /* layers reading this one's output (0 for the last) */
+    uint32_t act_off;  /* this layer's output in the activation area (planned) */
+    const int32_t *wt; /* x86 builds, depthwise gconv: weights as int32 [kh][kw][c] */
 } cnd_rt_layer_t;
 
 #define RT_VNNI_NB      4 /* 16-channel blocks per pass of the direct VNNI conv */
@@ -103,9 +114,14 @@ typedef void (*rt_layer_fn)(int8_t *out, const int8_t *in, const cnd_rt_layer_t 
 typedef void (*rt_fused_fn)(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
                             const cnd_rt_layer_t *p, int8_t *scratch);
 
+/* add and concat: out from inputs a (the layer's first input) and b (its second). */
+typedef void (*rt_merge_fn)(int8_t *out, const int8_t *a, const int8_t *b, const cnd_rt_layer_t *l);
+
 typedef struct {
     rt_layer_fn dense, conv2d, maxpool;
     rt_fused_fn conv2d_maxpool; /* NULL: run the two layers separately */
+    rt_layer_fn gconv;          /* grouped and depthwise conv2d (direct, no im2col) */
+    rt_merge_fn add;            /* residual add, both inputs requantized to the output scale */
 } rt_kernels_t;
 
 struct cnd_rt_model {
@@ -125,7 +141,9 @@ struct cnd_rt_model {
     const uint8_t *tests; /* TEST vectors */
     uint32_t n_tests, test_kind, test_in, test_out;
     const uint8_t *trailer;
-    int8_t *buf[2]; /* ping-pong activations */
+    int8_t *act;               /* activation area: layer i's output at act + layers[i].act_off */
+    uint32_t in_off;           /* where cnd_rt_run_u8 and raw self-tests put the quantized input */
+    size_t act_bytes, act_sum; /* planned activation area; sum of all activations */
     int8_t *scratch;
     size_t arena_bytes;
     size_t weight_bytes;
@@ -143,6 +161,16 @@ int cnd_rt_cpu_has(cnd_rt_kernels_t k);
 void cnd_rt_ref_avgpool(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l);
 void cnd_rt_ref_gap(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l);
 void cnd_rt_ref_relu(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l);
+void cnd_rt_ref_gconv(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l, int8_t *scratch);
+void cnd_rt_ref_add(int8_t *out, const int8_t *a, const int8_t *b, const cnd_rt_layer_t *l);
+void cnd_rt_ref_concat(int8_t *out, const int8_t *a, const int8_t *b, const cnd_rt_layer_t *l);
+void cnd_rt_ref_lut(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l);
+
+/* 1 if gconv layer l is depthwise with one output per input channel (the fast kernels' case). */
+static inline int cnd_rt_depthwise(const cnd_rt_layer_t *l)
+{
+    return l->groups == l->in_c && l->out_c == l->in_c;
+}
 
 /* Gathers the K-byte patch for output pixel (oh, ow) of a conv layer into dst, using the input
  * zero point for padding. Shared by all kernel sets. */

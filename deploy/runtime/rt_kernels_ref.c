@@ -131,4 +131,65 @@ void cnd_rt_ref_relu(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l)
     }
 }
 
-const rt_kernels_t cnd_rt_kernels_ref = {s_dense, s_conv2d, s_maxpool, NULL};
+void cnd_rt_ref_gconv(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l, int8_t *scratch)
+{
+    // out is (OH, OW, OC), in is (H, W, C), weight is (OC, KH, KW, C/G); output channel o reads
+    // input channels [g * C/G, (g + 1) * C/G) of its group g = o / (OC/G). Direct: a depthwise
+    // conv reads each input byte K*K times from cache; im2col would copy it that often.
+    (void)scratch;
+    int C = l->in_c, H = l->in_h, W = l->in_w, K = l->k, S = l->stride, P = l->pad;
+    int cg = C / l->groups, og = l->out_c / l->groups;
+    for (int oh = 0; oh < l->out_h; oh++)
+        for (int ow = 0; ow < l->out_w; ow++) {
+            int8_t *o = out + ((size_t)oh * l->out_w + ow) * l->out_c;
+            for (int c = 0; c < l->out_c; c++) {
+                const uint8_t *row = l->w + (size_t)c * l->w_row;
+                int c0 = (c / og) * cg;
+                int32_t acc = l->bias[c];
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < K; j++) {
+                        int ih = oh * S - P + i, iw = ow * S - P + j;
+                        int inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                        const int8_t *px = inside ? in + ((size_t)ih * W + iw) * C + c0 : NULL;
+                        for (int t = 0; t < cg; t++) {
+                            uint32_t k = (uint32_t)((i * K + j) * cg + t);
+                            int32_t wv = l->wbits == 8 ? (int8_t)row[k] : cnd_rt_w4(row, k);
+                            acc += (px ? (int32_t)px[t] : l->in_zp) * wv; /* padding: z_in */
+                        }
+                    }
+                o[c] =
+                    cnd_rt_requant(acc, l->mult[c], l->shift[c], l->out_zp, l->act_min, l->act_max);
+            }
+        }
+}
+
+void cnd_rt_ref_add(int8_t *out, const int8_t *a, const int8_t *b, const cnd_rt_layer_t *l)
+{
+    // out, a and b are (H, W, C)
+    for (uint32_t i = 0; i < l->out_bytes; i++)
+        out[i] = cnd_rt_add(a[i], b[i], l->in_zp, l->in2_zp, l->mult, l->shift, l->out_zp,
+                            l->act_min, l->act_max);
+}
+
+void cnd_rt_ref_concat(int8_t *out, const int8_t *a, const int8_t *b, const cnd_rt_layer_t *l)
+{
+    // out is (H, W, C1 + C2), a is (H, W, C1), b is (H, W, C2)
+    uint32_t n = (uint32_t)l->in_h * l->in_w, ca = l->in_c, cb = l->in2_c;
+    for (uint32_t p = 0; p < n; p++) {
+        int8_t *o = out + (size_t)p * (ca + cb);
+        for (uint32_t c = 0; c < ca; c++)
+            o[c] = cnd_rt_requant(a[(size_t)p * ca + c] - l->in_zp, l->mult[0], l->shift[0],
+                                  l->out_zp, l->act_min, l->act_max);
+        for (uint32_t c = 0; c < cb; c++)
+            o[ca + c] = cnd_rt_requant(b[(size_t)p * cb + c] - l->in2_zp, l->mult[1], l->shift[1],
+                                       l->out_zp, l->act_min, l->act_max);
+    }
+}
+
+void cnd_rt_ref_lut(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l)
+{
+    for (uint32_t i = 0; i < l->out_bytes; i++) out[i] = (int8_t)l->w[in[i] + 128];
+}
+
+const rt_kernels_t cnd_rt_kernels_ref = {s_dense, s_conv2d,         s_maxpool,
+                                         NULL,    cnd_rt_ref_gconv, cnd_rt_ref_add};

@@ -853,8 +853,110 @@ int cnd_rt_vnni_requant(int8_t *out, const int32_t *acc, const cnd_rt_layer_t *l
     return 0;
 }
 
-static const rt_kernels_t s_avx2 = {s_dense_avx2, s_conv_avx2, s_maxpool_avx2, s_conv_pool_avx2};
-static const rt_kernels_t s_vnni = {s_dense_vnni, s_conv_vnni, s_maxpool_avx2, s_conv_pool_vnni};
+/* Depthwise conv (one output channel per input channel): channels are contiguous in HWC, so 8
+ * lanes run 8 channels of one output pixel; each tap adds x * w with the weights repacked at
+ * load as int32 [kh][kw][c] (cnd_rt_layer_t.wt), padding taps add z_in * w as the reference
+ * does. The sums (from 0; the bias is added in the requantization) stay in int32 by the
+ * loader's bound and are those of the reference, so s_requant_avx2 gives its bits. Other
+ * grouped convs run the reference. */
+T_AVX2 static void s_gconv_avx2(int8_t *out, const int8_t *in, const cnd_rt_layer_t *l,
+                                int8_t *scratch)
+{
+    // out is (OH, OW, C), in is (H, W, C), wt is (KH, KW, C)
+    if (!cnd_rt_depthwise(l) || !l->wt) {
+        cnd_rt_ref_gconv(out, in, l, scratch);
+        return;
+    }
+    int32_t *acc = (int32_t *)(void *)scratch;
+    uint32_t C = l->in_c;
+    int H = l->in_h, W = l->in_w, K = l->k, S = l->stride, P = l->pad;
+    const __m256i zin = _mm256_set1_epi32(l->in_zp);
+    for (int oh = 0; oh < l->out_h; oh++)
+        for (int ow = 0; ow < l->out_w; ow++) {
+            memset(acc, 0, 4 * (size_t)C);
+            for (int i = 0; i < K; i++)
+                for (int j = 0; j < K; j++) {
+                    int ih = oh * S - P + i, iw = ow * S - P + j;
+                    int inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                    const int8_t *px = inside ? in + ((size_t)ih * W + iw) * C : NULL;
+                    const int32_t *w = l->wt + (size_t)(i * K + j) * C;
+                    uint32_t c = 0;
+                    for (; c + 8 <= C; c += 8) {
+                        __m256i x = px ? _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                             (const __m128i *)(const void *)(px + c)))
+                                       : zin;
+                        __m256i wv = _mm256_loadu_si256((const __m256i *)(const void *)(w + c));
+                        __m256i *ap = (__m256i *)(void *)(acc + c);
+                        _mm256_storeu_si256(ap, _mm256_add_epi32(_mm256_loadu_si256(ap),
+                                                                 _mm256_mullo_epi32(x, wv)));
+                    }
+                    for (; c < C; c++) acc[c] += (px ? (int32_t)px[c] : l->in_zp) * w[c];
+                }
+            s_requant_avx2(out + ((size_t)oh * l->out_w + ow) * C, acc, l, l->bias, 0, C);
+        }
+}
+
+/* x * M for 8 lanes with one multiplier (mult >= 0, checked at load) and shift: the
+ * saturating left shift, high multiply and rounding right shift of s_requant_avx2, i.e.
+ * cnd_rt_mbqm lane by lane. */
+T_AVX2 static __m256i s_mbqm8(__m256i x, int32_t mult, int32_t shift)
+{
+    const __m256i one = _mm256_set1_epi32(1), nudge = _mm256_set1_epi64x((int64_t)1 << 30);
+    const __m256i ls = _mm256_set1_epi32(shift < 0 ? -shift : 0);
+    const __m256i rs = _mm256_set1_epi32(shift > 0 ? shift : 0), m = _mm256_set1_epi32(mult);
+    __m256i y = _mm256_sllv_epi32(x, ls);
+    __m256i ovf =
+        _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_srav_epi32(y, ls), x), _mm256_set1_epi32(-1));
+    __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(x, 31), _mm256_set1_epi32(INT32_MAX));
+    x = _mm256_blendv_epi8(y, sat, ovf);
+    __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(x, m), nudge);
+    __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), m), nudge);
+    pe = _mm256_srli_epi64(pe, 31);
+    po = _mm256_slli_epi64(_mm256_srli_epi64(po, 31), 32);
+    x = _mm256_blend_epi32(pe, po, 0xAA);
+    __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, rs), one);
+    __m256i rem = _mm256_and_si256(x, mask);
+    __m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_srai_epi32(x, 31));
+    return _mm256_sub_epi32(_mm256_srav_epi32(x, rs), _mm256_cmpgt_epi32(rem, thr));
+}
+
+/* Residual add, 8 elements at a time, with cnd_rt_add's arithmetic: inputs minus their zero
+ * points times 2^20 (exact in int32), each through its multiplier, a saturating int32 sum, the
+ * output multiplier, clamps. The tail runs cnd_rt_add itself. */
+T_AVX2 static void s_add_avx2(int8_t *out, const int8_t *a, const int8_t *b,
+                              const cnd_rt_layer_t *l)
+{
+    // out, a and b are (H, W, C)
+    const __m256i za = _mm256_set1_epi32(l->in_zp), zb = _mm256_set1_epi32(l->in2_zp);
+    const __m256i lo256 = _mm256_set1_epi32(-256), hi255 = _mm256_set1_epi32(255);
+    const __m256i zo = _mm256_set1_epi32(l->out_zp), imax = _mm256_set1_epi32(INT32_MAX);
+    const __m256i amin = _mm256_set1_epi32(l->act_min), amax = _mm256_set1_epi32(l->act_max);
+    uint32_t i = 0, n = l->out_bytes;
+    for (; i + 8 <= n; i += 8) {
+        __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(a + i)));
+        __m256i y = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(b + i)));
+        x = s_mbqm8(_mm256_slli_epi32(_mm256_sub_epi32(x, za), 20), l->mult[0], l->shift[0]);
+        y = s_mbqm8(_mm256_slli_epi32(_mm256_sub_epi32(y, zb), 20), l->mult[1], l->shift[1]);
+        __m256i s = _mm256_add_epi32(x, y); /* saturate: signs of x and y equal, s's differs */
+        __m256i ovf = _mm256_srai_epi32(
+            _mm256_andnot_si256(_mm256_xor_si256(x, y), _mm256_xor_si256(x, s)), 31);
+        __m256i sat = _mm256_xor_si256(_mm256_srai_epi32(x, 31), imax);
+        s = _mm256_blendv_epi8(s, sat, ovf);
+        s = s_mbqm8(s, l->mult[2], l->shift[2]);
+        s = _mm256_min_epi32(_mm256_max_epi32(s, lo256), hi255);
+        s = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(s, zo), amin), amax);
+        __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        _mm_storel_epi64((__m128i *)(void *)(out + i), _mm_packs_epi16(p16, p16));
+    }
+    for (; i < n; i++)
+        out[i] = cnd_rt_add(a[i], b[i], l->in_zp, l->in2_zp, l->mult, l->shift, l->out_zp,
+                            l->act_min, l->act_max);
+}
+
+static const rt_kernels_t s_avx2 = {s_dense_avx2,     s_conv_avx2,  s_maxpool_avx2,
+                                    s_conv_pool_avx2, s_gconv_avx2, s_add_avx2};
+static const rt_kernels_t s_vnni = {s_dense_vnni,     s_conv_vnni,  s_maxpool_avx2,
+                                    s_conv_pool_vnni, s_gconv_avx2, s_add_avx2};
 
 const rt_kernels_t *cnd_rt_kernels_x86(cnd_rt_kernels_t k)
 {

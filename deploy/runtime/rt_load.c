@@ -55,25 +55,34 @@ static int s_zero(const uint8_t *p, size_t n)
     return acc == 0;
 }
 
-typedef struct {
-    uint32_t body_len, file_len;
-    uint32_t off[CND_RT_NSECTIONS], len[CND_RT_NSECTIONS]; /* payload offset/length */
-    uint16_t c, h, w;
-    int32_t in_zp;
-    uint32_t n_layers, n_classes, n_labels, n_tests;
-    size_t max_act, scratch, consts, weight_bytes, arena;
-    uint64_t macs;
-} s_parse_t;
-
-enum { S_INPT, S_LABL, S_LAYR, S_DATA, S_TEST, S_META };
-
-/* Validates one layer entry at `e`. *cur holds the incoming shape/zp/scale and receives the
- * outgoing ones. */
+/* An activation's shape and quantization, as layers chain them. */
 typedef struct {
     uint32_t c, h, w;
     int32_t zp;
     uint32_t scale;
 } s_act_t;
+
+typedef struct {
+    uint32_t version; /* 1 (chain) or 2 (graph) */
+    uint32_t body_len, file_len;
+    uint32_t off[CND_RT_NSECTIONS], len[CND_RT_NSECTIONS]; /* payload offset/length */
+    uint16_t c, h, w;
+    int32_t in_zp;
+    uint32_t n_layers, n_classes, n_labels, n_tests;
+    size_t scratch, consts, weight_bytes, arena;
+    uint64_t macs;
+    /* the graph: tensor t = 0 is the input, t = i + 1 layer i's output */
+    s_act_t act[CND_RT_MAX_LAYERS + 1];
+    int8_t src[CND_RT_MAX_LAYERS][2]; /* producing layer of each input, -1 = input */
+    uint8_t n_src[CND_RT_MAX_LAYERS];
+    uint8_t readers[CND_RT_MAX_LAYERS + 1]; /* readers of each tensor */
+    uint8_t op[CND_RT_MAX_LAYERS];
+    uint16_t pk[CND_RT_MAX_LAYERS];          /* pool window k and stride, for fusion */
+    uint32_t act_off[CND_RT_MAX_LAYERS + 1]; /* planned offset of each tensor */
+    size_t act_bytes, act_sum;               /* planned area; sum of all tensors */
+} s_parse_t;
+
+enum { S_INPT, S_LABL, S_LAYR, S_DATA, S_TEST, S_META };
 
 /* Scratch of the direct conv kernels (rt_kernels_x86.c): the whole input with its padding
  * written out, as int16 for AVX2 (unsigned bytes for VNNI need half), and 64 bytes of slack
@@ -92,7 +101,9 @@ static size_t s_vnni_scratch(uint32_t k, uint32_t c, uint32_t h, uint32_t w, uin
 typedef struct {
     uint32_t eoff; /* the entry's offset in the artifact */
     int li;        /* its index */
-    uint8_t op, flags, wbits;
+    uint8_t op, flags, wbits, nsrc;
+    int src[2];      /* producing layer of each input, -1 = model input */
+    uint32_t groups; /* gconv */
     uint32_t ic, ih, iw, oc, oh, ow, k, st, pad;
     int32_t amin, amax, izp, ozp;
     uint32_t isc, osc, woff, wlen, boff, moff, soff;
@@ -128,8 +139,49 @@ static void s_layer_decode(s_layer_t *l, const uint8_t *a, uint32_t eoff, int li
     l->boff = s_u32(e + CND_RT_L_BIAS_OFF);
     l->moff = s_u32(e + CND_RT_L_MULT_OFF);
     l->soff = s_u32(e + CND_RT_L_SHIFT_OFF);
-    l->weighted = l->op == CND_RT_OP_DENSE || l->op == CND_RT_OP_CONV2D;
+    l->nsrc = e[CND_RT_L_NSRC];
+    l->groups = s_u16(e + CND_RT_L_GROUPS);
+    l->src[0] = (int)e[CND_RT_L_SRC] - 1;
+    l->src[1] = (int)e[CND_RT_L_SRC + 1] - 1;
+    l->weighted = l->op == CND_RT_OP_DENSE || l->op == CND_RT_OP_CONV2D || l->op == CND_RT_OP_GCONV;
     l->K = 0;
+}
+
+/* Version 2's graph fields: the input count fits the operation, every input is an earlier layer
+ * (so there are no cycles nor forward references), groups only on gconv. Version 1 entries hold
+ * zeros there and read the layer before. Fills l->src. */
+static int s_check_graph(s_layer_t *l, const uint8_t *e, uint32_t version, cnd_rt_diag_t *d)
+{
+    uint32_t eoff = l->eoff;
+    int li = l->li;
+    if (version == CND_RT_VERSION_CHAIN) {
+        if (e[CND_RT_L_NSRC] || e[CND_RT_L_GROUPS] || e[CND_RT_L_GROUPS + 1] ||
+            !s_zero(e + CND_RT_L_SRC, 4))
+            return s_fail(d, CND_RT_EFORMAT, eoff, li, "layer: reserved bytes are not zero");
+        if (l->op > CND_RT_OP_MAX_V1)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OP, li,
+                          "layer: operation needs artifact version 2");
+        l->nsrc = 1;
+        l->src[0] = li - 1;
+        l->src[1] = -1;
+        return 0;
+    }
+    int two = l->op == CND_RT_OP_ADD || l->op == CND_RT_OP_CONCAT;
+    if (l->nsrc != (two ? 2 : 1))
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_NSRC, li,
+                      "layer: input count does not fit the operation");
+    if (e[CND_RT_L_SRC + 2] || e[CND_RT_L_SRC + 3] || (!two && e[CND_RT_L_SRC + 1]))
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_SRC, li,
+                      "layer: unused input bytes are not zero");
+    for (int j = 0; j < l->nsrc; j++)
+        if (l->src[j] >= li)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_SRC + (uint32_t)j, li,
+                          "layer: reads itself or a later layer (cycle or forward reference)");
+    if (!two) l->src[1] = -1;
+    if ((l->op == CND_RT_OP_GCONV) != (l->groups != 0))
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_GROUPS, li,
+                      "layer: groups set on other than a gconv, or missing on one");
+    return 0;
 }
 
 /* What every layer must satisfy: reserved bytes, flags, chaining to the previous output, the
@@ -139,8 +191,7 @@ static int s_check_common(const s_layer_t *l, const uint8_t *e, const s_act_t *c
 {
     uint32_t eoff = l->eoff;
     int li = l->li;
-    if (e[3] || e[19] || e[22] || e[23] || !s_zero(e + 60, 4))
-        return s_fail(d, CND_RT_EFORMAT, eoff, li, "layer: reserved bytes are not zero");
+    if (e[19]) return s_fail(d, CND_RT_EFORMAT, eoff, li, "layer: reserved bytes are not zero");
     if (l->flags & ~CND_RT_L_FLAG_RELU)
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_FLAGS, li, "layer: unknown flags");
     if (l->ic != cur->c || l->ih != cur->h || l->iw != cur->w)
@@ -161,11 +212,12 @@ static int s_check_common(const s_layer_t *l, const uint8_t *e, const s_act_t *c
     if (l->amin > l->amax)
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_ACT_MIN, li,
                       "layer: act_min above act_max");
+    int aux = l->op == CND_RT_OP_ADD || l->op == CND_RT_OP_CONCAT || l->op == CND_RT_OP_LUT;
     if (!l->weighted &&
-        (l->wbits || l->woff || l->wlen || l->boff || l->moff || l->soff || l->flags))
+        (l->wbits || l->flags || l->boff || (!aux && (l->woff || l->wlen || l->moff || l->soff))))
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_WBITS, li,
                       "layer: weights or flags on a layer without weights");
-    if (l->op != CND_RT_OP_CONV2D && l->pad)
+    if (l->op != CND_RT_OP_CONV2D && l->op != CND_RT_OP_GCONV && l->pad)
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_PAD, li, "layer: padding not allowed");
     return 0;
 }
@@ -191,6 +243,27 @@ static int s_check_op(s_layer_t *l, cnd_rt_diag_t *d)
             return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
                           "conv2d: output size does not follow from input, kernel, stride, pad");
         l->K = k * k * ic;
+        break;
+    case CND_RT_OP_GCONV:
+        if (!k || !st || pad >= k || ih + 2 * pad < k || iw + 2 * pad < k)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_K, li,
+                          "gconv: kernel, stride or padding invalid for its input");
+        if (oh != (ih + 2 * pad - k) / st + 1 || ow != (iw + 2 * pad - k) / st + 1)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
+                          "gconv: output size does not follow from input, kernel, stride, pad");
+        if (ic % l->groups || oc % l->groups)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_GROUPS, li,
+                          "gconv: groups do not divide the input and output channels");
+        l->K = k * k * (ic / l->groups);
+        break;
+    case CND_RT_OP_ADD:
+    case CND_RT_OP_CONCAT:
+    case CND_RT_OP_LUT:
+        if (k || st)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_K, li, "layer: no kernel expected");
+        if (oh != ih || ow != iw || (l->op != CND_RT_OP_CONCAT && oc != ic))
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_C, li,
+                          "layer: output shape does not follow from the input");
         break;
     case CND_RT_OP_MAXPOOL:
     case CND_RT_OP_AVGPOOL:
@@ -221,10 +294,12 @@ static int s_check_op(s_layer_t *l, cnd_rt_diag_t *d)
         break;
     default: return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OP, li, "layer: unknown operation");
     }
-    if (!l->weighted && (l->ozp != l->izp || l->osc != l->isc))
+    int requant = l->op == CND_RT_OP_ADD || l->op == CND_RT_OP_CONCAT || l->op == CND_RT_OP_LUT;
+    if (!l->weighted && !requant && (l->ozp != l->izp || l->osc != l->isc))
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_OUT_ZP, li,
                       "layer: must keep its input's zero point and scale");
-    if (!l->weighted && l->op != CND_RT_OP_RELU && (l->amin != -128 || l->amax != 127))
+    if (!l->weighted && l->op != CND_RT_OP_RELU && l->op != CND_RT_OP_ADD &&
+        l->op != CND_RT_OP_CONCAT && (l->amin != -128 || l->amax != 127))
         return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_ACT_MIN, li,
                       "layer: clamp must be [-128, 127]");
     return 0;
@@ -288,17 +363,58 @@ static int s_check_weights(const s_parse_t *p, const uint8_t *a, const s_layer_t
     return 0;
 }
 
-/* What a checked weighted layer adds to the arena: constants, and the scratch of the kernels
- * that will run it (the reference's, or the fast paths'). */
+/* add and concat: multipliers and shifts (3 or 2) inside DATA, multipliers >= 0, shifts in
+ * [-31, 31]; lut: its 256-byte table inside DATA. Nothing else. */
+static int s_check_aux(const s_parse_t *p, const uint8_t *a, const s_layer_t *l, cnd_rt_diag_t *d)
+{
+    const uint8_t *data = a + p->off[S_DATA];
+    uint64_t dlen = p->len[S_DATA];
+    uint32_t eoff = l->eoff, at = p->off[S_DATA];
+    int li = l->li;
+    if (l->op == CND_RT_OP_LUT) {
+        if (l->wlen != 256 || (uint64_t)l->woff + 256 > dlen || l->moff || l->soff)
+            return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_W_OFF, li,
+                          "lut: table must be 256 bytes inside DATA, nothing else");
+        return 0;
+    }
+    uint32_t n = l->op == CND_RT_OP_ADD ? 3 : 2;
+    if (l->woff || l->wlen || (uint64_t)l->moff + 4u * n > dlen || (uint64_t)l->soff + n > dlen ||
+        (l->moff & 3))
+        return s_fail(d, CND_RT_EFORMAT, eoff + CND_RT_L_MULT_OFF, li,
+                      "add/concat: requantization data outside DATA or misaligned");
+    for (uint32_t j = 0; j < n; j++) {
+        int32_t mult = s_i32(data + l->moff + 4 * j), shift = (int8_t)data[l->soff + j];
+        if (mult < 0)
+            return s_fail(d, CND_RT_ERANGE, at + l->moff + 4 * j, li,
+                          "add/concat: negative requantization multiplier");
+        if (shift < -31 || shift > 31)
+            return s_fail(d, CND_RT_ERANGE, at + l->soff + j, li,
+                          "add/concat: requantization shift outside [-31, 31]");
+    }
+    return 0;
+}
+
+/* What a checked layer adds to the arena: constants, and the scratch of the kernels that will
+ * run it (the reference's, or the fast paths'). */
 static void s_layer_costs(s_parse_t *p, const s_layer_t *l)
 {
     uint32_t K = l->K, oc = l->oc, k = l->k, ic = l->ic;
+    if (l->op == CND_RT_OP_ADD || l->op == CND_RT_OP_CONCAT) {
+        p->consts += 2 * s_align(4 * 3);
+        return;
+    }
+    if (!l->weighted) return;
     p->macs += (uint64_t)K * oc * l->oh * l->ow;
     p->weight_bytes += l->wlen;
     p->consts += 4 * s_align(4 * (size_t)oc);
-    /* the reference needs one conv patch and nothing for dense layers */
+    /* the reference needs one conv patch and nothing for dense layers or gconv */
     size_t scr = l->op == CND_RT_OP_CONV2D ? s_align(K) : 0;
-    if (RT_FAST_PATHS) {
+    if (RT_FAST_PATHS && l->op == CND_RT_OP_GCONV) {
+        if (l->groups == ic && oc == ic) { /* depthwise: int32 weights [kh][kw][c], sums */
+            p->consts += s_align(4 * (size_t)k * k * oc);
+            scr = s_align(4 * (size_t)oc);
+        }
+    } else if (RT_FAST_PATHS) {
         size_t blocks = ((size_t)oc + 15) / 16;
         p->consts += blocks * sizeof(rt_rq16_t); /* requantization constants */
         if (l->op == CND_RT_OP_CONV2D) { /* the direct conv kernels' input copy or patches */
@@ -312,25 +428,97 @@ static void s_layer_costs(s_parse_t *p, const s_layer_t *l)
     if (scr > p->scratch) p->scratch = scr;
 }
 
-/* Validates the layer entry at `eoff` (index li): its fields, then its weights. */
-static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, s_act_t *cur,
-                         cnd_rt_diag_t *d)
+/* A two-input layer's second input: add needs the first input's shape, concat its height and
+ * width and the channels it adds up to. */
+static int s_check_second(const s_layer_t *l, const s_act_t *b, cnd_rt_diag_t *d)
+{
+    if (b->h != l->ih || b->w != l->iw ||
+        (l->op == CND_RT_OP_ADD ? b->c != l->ic : l->oc != l->ic + b->c))
+        return s_fail(d, CND_RT_EFORMAT, l->eoff + CND_RT_L_SRC + 1, l->li,
+                      "add/concat: the second input's shape does not fit");
+    return 0;
+}
+
+/* Validates the layer entry at `eoff` (index li): its graph fields, its fields against the
+ * outputs it reads, then its weights or requantization data; records its output. */
+static int s_check_layer(s_parse_t *p, const uint8_t *a, uint32_t eoff, int li, cnd_rt_diag_t *d)
 {
     s_layer_t l;
     s_layer_decode(&l, a, eoff, li);
-    int rc = s_check_common(&l, a + eoff, cur, d);
+    int rc = s_check_graph(&l, a + eoff, p->version, d);
+    if (!rc) rc = s_check_common(&l, a + eoff, &p->act[l.src[0] + 1], d);
+    if (!rc && l.nsrc == 2) rc = s_check_second(&l, &p->act[l.src[1] + 1], d);
     if (!rc) rc = s_check_op(&l, d);
     if (!rc && l.weighted) rc = s_check_weights(p, a, &l, d);
+    if (!rc && !l.weighted &&
+        (l.op == CND_RT_OP_ADD || l.op == CND_RT_OP_CONCAT || l.op == CND_RT_OP_LUT))
+        rc = s_check_aux(p, a, &l, d);
     if (rc) return rc;
-    if (l.weighted) s_layer_costs(p, &l);
-    size_t osz = (size_t)l.oc * l.oh * l.ow;
-    if (osz > p->max_act) p->max_act = osz;
-    cur->c = l.oc;
-    cur->h = l.oh;
-    cur->w = l.ow;
-    cur->zp = l.ozp;
-    cur->scale = l.osc;
+    s_layer_costs(p, &l);
+    p->act[li + 1] = (s_act_t){l.oc, l.oh, l.ow, l.ozp, l.osc};
+    p->op[li] = l.op;
+    p->pk[li] = (uint16_t)(l.k | l.st << 8);
+    p->n_src[li] = l.nsrc;
+    for (int j = 0; j < l.nsrc; j++) {
+        p->src[li][j] = (int8_t)l.src[j];
+        p->readers[l.src[j] + 1]++;
+    }
+    if (l.nsrc == 1) p->src[li][1] = -1;
     return 0;
+}
+
+/* Arena plan: every activation gets an offset in one area, reused once its last reader has run.
+ * Times: the input is produced at 0, layer i at i + 1; a tensor lives from its production to its
+ * last reader (the logits to the end). A flatten's output is its input's bytes, so it extends
+ * that tensor's life instead of having its own. Where a fast kernel set may run conv2d + maxpool
+ * as one step (rt_internal.h), the conv's input must outlive the pool's output being written,
+ * so it lives one step longer. Tensors are placed in production order at the lowest 64-byte
+ * aligned offset that overlaps no placed tensor alive at the same time (first fit); the area is
+ * the highest end. Two tensors alive at one time never share bytes, so no kernel reads what it
+ * writes. */
+static void s_plan(s_parse_t *p)
+{
+    uint32_t n = p->n_layers, root[CND_RT_MAX_LAYERS + 1], last[CND_RT_MAX_LAYERS + 1];
+    size_t size[CND_RT_MAX_LAYERS + 1];
+    root[0] = 0;
+    for (uint32_t t = 0; t <= n; t++) {
+        last[t] = t;
+        size[t] = s_align((size_t)p->act[t].c * p->act[t].h * p->act[t].w);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        root[i + 1] = p->op[i] == CND_RT_OP_FLATTEN ? root[p->src[i][0] + 1] : i + 1;
+        for (int j = 0; j < p->n_src[i]; j++) {
+            uint32_t r = root[p->src[i][j] + 1];
+            if (last[r] < i + 1) last[r] = i + 1;
+        }
+    }
+    last[root[n]] = n + 1; /* the logits are read after the run */
+    for (uint32_t i = 0; RT_FAST_PATHS && i + 1 < n; i++)
+        if (p->op[i] == CND_RT_OP_CONV2D && p->op[i + 1] == CND_RT_OP_MAXPOOL &&
+            p->src[i + 1][0] == (int)i && p->readers[i + 1] == 1) {
+            uint32_t r = root[p->src[i][0] + 1];
+            if (last[r] < i + 2) last[r] = i + 2;
+        }
+    p->act_bytes = p->act_sum = 0;
+    for (uint32_t t = 0; t <= n; t++) {
+        if (root[t] != t) continue;
+        p->act_sum += size[t];
+        size_t off = 0;
+        for (int moved = 1; moved;) { /* raise off past every live conflict until none is left */
+            moved = 0;
+            for (uint32_t u = 0; u < t; u++) {
+                if (root[u] != u || last[u] < t) continue; /* dead when t is produced */
+                size_t uo = p->act_off[u];
+                if (off < uo + size[u] && uo < off + size[t]) {
+                    off = uo + size[u];
+                    moved = 1;
+                }
+            }
+        }
+        p->act_off[t] = (uint32_t)off;
+        if (off + size[t] > p->act_bytes) p->act_bytes = off + size[t];
+    }
+    for (uint32_t t = 0; t <= n; t++) p->act_off[t] = p->act_off[root[t]];
 }
 
 /* Header, body digest and signature trailer (the trailer's signature itself is checked by
@@ -342,7 +530,8 @@ static int s_parse_header(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_dia
         return s_fail(d, CND_RT_ETRUNC, (uint32_t)len, -1, "header: fewer than 64 bytes");
     if (memcmp(a, CND_RT_MAGIC, 4))
         return s_fail(d, CND_RT_EFORMAT, 0, -1, "header: magic is not CNDQ");
-    if (s_u16(a + CND_RT_H_VERSION) != CND_RT_VERSION)
+    p->version = s_u16(a + CND_RT_H_VERSION);
+    if (p->version != CND_RT_VERSION_CHAIN && p->version != CND_RT_VERSION)
         return s_fail(d, CND_RT_EFORMAT, CND_RT_H_VERSION, -1, "header: unsupported version");
     if (s_u16(a + CND_RT_H_HDRLEN) != CND_RT_HEADER_BYTES)
         return s_fail(d, CND_RT_EFORMAT, CND_RT_H_HDRLEN, -1, "header: header length is not 64");
@@ -437,14 +626,13 @@ static int s_parse_inpt(s_parse_t *p, const uint8_t *a, cnd_rt_diag_t *d)
     if ((uint64_t)ilen != CND_RT_INPT_FIXED + 264u * p->c)
         return s_fail(d, CND_RT_EFORMAT, p->off[S_INPT] - 12, -1,
                       "INPT: length does not match the channel count");
-    p->max_act = (size_t)p->c * p->h * p->w;
+    p->act[0] = (s_act_t){p->c, p->h, p->w, p->in_zp, s_u32(in + 12)};
     return 0;
 }
 
 /* LAYR: the layer count and every layer, chained from the input to Cx1x1 logits. */
 static int s_parse_layr(s_parse_t *p, const uint8_t *a, cnd_rt_diag_t *d)
 {
-    const uint8_t *in = a + p->off[S_INPT];
     const uint8_t *ly = a + p->off[S_LAYR];
     if (p->len[S_LAYR] < 16)
         return s_fail(d, CND_RT_EFORMAT, p->off[S_LAYR], -1, "LAYR: too short");
@@ -454,15 +642,20 @@ static int s_parse_layr(s_parse_t *p, const uint8_t *a, cnd_rt_diag_t *d)
     if ((uint64_t)p->len[S_LAYR] != 16u + (uint64_t)CND_RT_LAYER_BYTES * p->n_layers)
         return s_fail(d, CND_RT_EFORMAT, p->off[S_LAYR] - 12, -1,
                       "LAYR: length does not match the layer count");
-    s_act_t cur = {p->c, p->h, p->w, p->in_zp, s_u32(in + 12)};
     for (uint32_t i = 0; i < p->n_layers; i++) {
-        int rc = s_check_layer(p, a, p->off[S_LAYR] + 16 + i * CND_RT_LAYER_BYTES, (int)i, &cur, d);
+        int rc = s_check_layer(p, a, p->off[S_LAYR] + 16 + i * CND_RT_LAYER_BYTES, (int)i, d);
         if (rc) return rc;
     }
-    if (cur.h != 1 || cur.w != 1)
+    for (uint32_t i = 0; i + 1 < p->n_layers; i++)
+        if (!p->readers[i + 1])
+            return s_fail(d, CND_RT_EFORMAT, p->off[S_LAYR] + 16 + i * CND_RT_LAYER_BYTES, (int)i,
+                          "LAYR: a layer's output is never read");
+    const s_act_t *out = &p->act[p->n_layers];
+    if (out->h != 1 || out->w != 1)
         return s_fail(d, CND_RT_EFORMAT, p->off[S_LAYR], (int)p->n_layers - 1,
                       "LAYR: the last layer must output Cx1x1 logits");
-    p->n_classes = cur.c;
+    p->n_classes = out->c;
+    s_plan(p);
     return 0;
 }
 
@@ -550,7 +743,7 @@ static int s_parse(s_parse_t *p, const uint8_t *a, size_t len, cnd_rt_diag_t *d)
     if (!rc) rc = s_parse_meta(p, a, d);
     if (rc) return rc;
     p->arena = (RT_CACHELINE - 1) + s_align(sizeof(struct cnd_rt_model)) +
-               s_align(p->n_layers * sizeof(cnd_rt_layer_t)) + p->consts + 2 * s_align(p->max_act) +
+               s_align(p->n_layers * sizeof(cnd_rt_layer_t)) + p->consts + p->act_bytes +
                s_align(p->scratch);
     return 0;
 }
@@ -630,6 +823,107 @@ static const int8_t *s_pack_conv(uint8_t **cur, cnd_rt_layer_t *l)
     return pk;
 }
 
+/* Depthwise gconv weights as int32 [kh][kw][c] for the AVX2 kernel (x86 builds). */
+static const int32_t *s_pack_dw(uint8_t **cur, const cnd_rt_layer_t *l)
+{
+    int32_t *wt = (int32_t *)(void *)*cur;
+    uint32_t kk = (uint32_t)l->k * l->k;
+    *cur += s_align(4 * (size_t)kk * l->out_c);
+    for (uint32_t c = 0; c < l->out_c; c++) {
+        const uint8_t *wr = l->w + (size_t)c * l->w_row;
+        for (uint32_t j = 0; j < kk; j++)
+            wt[(size_t)j * l->out_c + c] = l->wbits == 8 ? (int8_t)wr[j] : cnd_rt_w4(wr, j);
+    }
+    return wt;
+}
+
+/* A weighted layer's constants: effective biases for int8 and uint8 inputs, multipliers,
+ * shifts, and on x86 the fast kernels' repacked weights and requantization blocks. */
+static void s_weights_load(cnd_rt_layer_t *l, const uint8_t *e, const uint8_t *data, uint8_t **cur)
+{
+    l->K = l->op == CND_RT_OP_DENSE   ? l->in_bytes
+           : l->op == CND_RT_OP_GCONV ? (uint32_t)l->k * l->k * (l->in_c / l->groups)
+                                      : (uint32_t)l->k * l->k * l->in_c;
+    l->w_row = l->wbits == 8 ? l->K : (l->K + 1) / 2;
+    l->w = data + s_u32(e + CND_RT_L_W_OFF);
+    int32_t *bias = s_consts(cur, l->out_c), *bu8 = s_consts(cur, l->out_c);
+    int32_t *mult = s_consts(cur, l->out_c), *shift = s_consts(cur, l->out_c);
+    uint32_t boff = s_u32(e + CND_RT_L_BIAS_OFF), moff = s_u32(e + CND_RT_L_MULT_OFF);
+    uint32_t soff = s_u32(e + CND_RT_L_SHIFT_OFF);
+    for (uint32_t c = 0; c < l->out_c; c++) {
+        const uint8_t *wr = l->w + (size_t)c * l->w_row;
+        int64_t sum = 0;
+        for (uint32_t j = 0; j < l->K; j++) sum += l->wbits == 8 ? (int8_t)wr[j] : cnd_rt_w4(wr, j);
+        int64_t b = s_i32(data + boff + 4 * c);
+        bias[c] = (int32_t)(b - (int64_t)l->in_zp * sum);
+        bu8[c] = (int32_t)(b - ((int64_t)l->in_zp + 128) * sum);
+        mult[c] = s_i32(data + moff + 4 * c);
+        shift[c] = (int8_t)data[soff + c];
+    }
+    l->bias = bias;
+    l->bias_u8 = bu8;
+    l->mult = mult;
+    l->shift = shift;
+    if (!RT_FAST_PATHS) return;
+    for (uint32_t c = 0; c < l->out_c; c++)
+        if (shift[c] < 0) l->lshift = 1;
+    if (l->op == CND_RT_OP_GCONV) {
+        if (cnd_rt_depthwise(l)) l->wt = s_pack_dw(cur, l);
+        return;
+    }
+    l->rq = s_rq_build(cur, l);
+    if (l->op == CND_RT_OP_CONV2D) l->wpack = s_pack_conv(cur, l);
+}
+
+/* Layer i's run-time form from its checked entry e. */
+static void s_layer_load(cnd_rt_layer_t *l, const uint8_t *e, const uint8_t *data, uint8_t **cur,
+                         const s_parse_t *p, uint32_t i)
+{
+    memset(l, 0, sizeof *l);
+    l->op = e[CND_RT_L_OP];
+    l->wbits = e[CND_RT_L_WBITS];
+    l->act_min = (int8_t)e[CND_RT_L_ACT_MIN];
+    l->act_max = (int8_t)e[CND_RT_L_ACT_MAX];
+    l->in_c = s_u16(e + CND_RT_L_IN_C);
+    l->in_h = s_u16(e + CND_RT_L_IN_C + 2);
+    l->in_w = s_u16(e + CND_RT_L_IN_C + 4);
+    l->out_c = s_u16(e + CND_RT_L_OUT_C);
+    l->out_h = s_u16(e + CND_RT_L_OUT_C + 2);
+    l->out_w = s_u16(e + CND_RT_L_OUT_C + 4);
+    l->k = e[CND_RT_L_K];
+    l->stride = e[CND_RT_L_STRIDE];
+    l->pad = e[CND_RT_L_PAD];
+    l->in_zp = s_i32(e + CND_RT_L_IN_ZP);
+    l->out_zp = s_i32(e + CND_RT_L_OUT_ZP);
+    l->in_bytes = (uint32_t)l->in_c * l->in_h * l->in_w;
+    l->out_bytes = (uint32_t)l->out_c * l->out_h * l->out_w;
+    l->groups = s_u16(e + CND_RT_L_GROUPS);
+    l->n_src = p->n_src[i];
+    l->src[0] = p->src[i][0];
+    l->src[1] = p->src[i][1];
+    l->n_readers = p->readers[i + 1];
+    l->act_off = p->act_off[i + 1];
+    if (l->n_src == 2) {
+        const s_act_t *b = &p->act[l->src[1] + 1];
+        l->in2_c = (uint16_t)b->c;
+        l->in2_zp = b->zp;
+    }
+    if (l->op == CND_RT_OP_LUT) l->w = data + s_u32(e + CND_RT_L_W_OFF);
+    if (l->op == CND_RT_OP_ADD || l->op == CND_RT_OP_CONCAT) {
+        uint32_t n = l->op == CND_RT_OP_ADD ? 3 : 2, moff = s_u32(e + CND_RT_L_MULT_OFF),
+                 soff = s_u32(e + CND_RT_L_SHIFT_OFF);
+        int32_t *mult = s_consts(cur, 3), *shift = s_consts(cur, 3);
+        for (uint32_t j = 0; j < n; j++) {
+            mult[j] = s_i32(data + moff + 4 * j);
+            shift[j] = (int8_t)data[soff + j];
+        }
+        l->mult = mult;
+        l->shift = shift;
+    }
+    if (l->op == CND_RT_OP_DENSE || l->op == CND_RT_OP_CONV2D || l->op == CND_RT_OP_GCONV)
+        s_weights_load(l, e, data, cur);
+}
+
 int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *arena, size_t arena_len,
                 cnd_rt_diag_t *diag)
 {
@@ -660,57 +954,9 @@ int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *aren
     m->layers = (cnd_rt_layer_t *)(void *)cur;
     cur += s_align(p.n_layers * sizeof(cnd_rt_layer_t));
     const uint8_t *data = art + p.off[S_DATA];
-    for (uint32_t i = 0; i < p.n_layers; i++) {
-        const uint8_t *e = art + p.off[S_LAYR] + 16 + i * CND_RT_LAYER_BYTES;
-        cnd_rt_layer_t *l = &m->layers[i];
-        memset(l, 0, sizeof *l);
-        l->op = e[CND_RT_L_OP];
-        l->wbits = e[CND_RT_L_WBITS];
-        l->act_min = (int8_t)e[CND_RT_L_ACT_MIN];
-        l->act_max = (int8_t)e[CND_RT_L_ACT_MAX];
-        l->in_c = s_u16(e + CND_RT_L_IN_C);
-        l->in_h = s_u16(e + CND_RT_L_IN_C + 2);
-        l->in_w = s_u16(e + CND_RT_L_IN_C + 4);
-        l->out_c = s_u16(e + CND_RT_L_OUT_C);
-        l->out_h = s_u16(e + CND_RT_L_OUT_C + 2);
-        l->out_w = s_u16(e + CND_RT_L_OUT_C + 4);
-        l->k = e[CND_RT_L_K];
-        l->stride = e[CND_RT_L_STRIDE];
-        l->pad = e[CND_RT_L_PAD];
-        l->in_zp = s_i32(e + CND_RT_L_IN_ZP);
-        l->out_zp = s_i32(e + CND_RT_L_OUT_ZP);
-        l->in_bytes = (uint32_t)l->in_c * l->in_h * l->in_w;
-        l->out_bytes = (uint32_t)l->out_c * l->out_h * l->out_w;
-        if (l->op != CND_RT_OP_DENSE && l->op != CND_RT_OP_CONV2D) continue;
-        l->K = l->op == CND_RT_OP_DENSE ? l->in_bytes : (uint32_t)l->k * l->k * l->in_c;
-        l->w_row = l->wbits == 8 ? l->K : (l->K + 1) / 2;
-        l->w = data + s_u32(e + CND_RT_L_W_OFF);
-        int32_t *bias = s_consts(&cur, l->out_c), *bu8 = s_consts(&cur, l->out_c);
-        int32_t *mult = s_consts(&cur, l->out_c), *shift = s_consts(&cur, l->out_c);
-        uint32_t boff = s_u32(e + CND_RT_L_BIAS_OFF), moff = s_u32(e + CND_RT_L_MULT_OFF);
-        uint32_t soff = s_u32(e + CND_RT_L_SHIFT_OFF);
-        for (uint32_t c = 0; c < l->out_c; c++) {
-            const uint8_t *wr = l->w + (size_t)c * l->w_row;
-            int64_t sum = 0;
-            for (uint32_t j = 0; j < l->K; j++)
-                sum += l->wbits == 8 ? (int8_t)wr[j] : cnd_rt_w4(wr, j);
-            int64_t b = s_i32(data + boff + 4 * c);
-            bias[c] = (int32_t)(b - (int64_t)l->in_zp * sum);
-            bu8[c] = (int32_t)(b - ((int64_t)l->in_zp + 128) * sum);
-            mult[c] = s_i32(data + moff + 4 * c);
-            shift[c] = (int8_t)data[soff + c];
-        }
-        l->bias = bias;
-        l->bias_u8 = bu8;
-        l->mult = mult;
-        l->shift = shift;
-        if (RT_FAST_PATHS) {
-            for (uint32_t c = 0; c < l->out_c; c++)
-                if (shift[c] < 0) l->lshift = 1;
-            l->rq = s_rq_build(&cur, l);
-            if (l->op == CND_RT_OP_CONV2D) l->wpack = s_pack_conv(&cur, l);
-        }
-    }
+    for (uint32_t i = 0; i < p.n_layers; i++)
+        s_layer_load(&m->layers[i], art + p.off[S_LAYR] + 16 + i * CND_RT_LAYER_BYTES, data, &cur,
+                     &p, i);
     m->n_classes = p.n_classes;
     m->out_scale_bits = s_u32(art + p.off[S_LAYR] + 16 + (p.n_layers - 1) * CND_RT_LAYER_BYTES +
                               CND_RT_L_OUT_SCALE);
@@ -723,10 +969,11 @@ int cnd_rt_load(cnd_rt_model_t **out, const uint8_t *art, size_t len, void *aren
     m->test_out = s_u32(ts + 12);
     m->tests = ts + 16;
     m->trailer = art + p.body_len + CND_RT_DIGEST_BYTES;
-    m->buf[0] = (int8_t *)cur;
-    cur += s_align(p.max_act);
-    m->buf[1] = (int8_t *)cur;
-    cur += s_align(p.max_act);
+    m->act = (int8_t *)cur;
+    m->in_off = p.act_off[0];
+    m->act_bytes = p.act_bytes;
+    m->act_sum = p.act_sum;
+    cur += p.act_bytes;
     m->scratch = (int8_t *)cur;
     m->arena_bytes = p.arena;
     m->weight_bytes = p.weight_bytes;

@@ -1,11 +1,13 @@
 /*
  * rt_run.c: running a loaded model layer by layer, kernel selection, self-test, accessors.
  *
- * Activations ping-pong between the two arena buffers; flatten is free (HWC is already flat),
- * so it passes the pointer on. A conv2d directly followed by a non-overlapping maxpool runs as
- * one fused step when the kernel set has one (rt_internal.h, "Execution plan"), except in
- * tapped runs, which show every layer's output. The kernel set is a table of function pointers
- * chosen once at load (AUTO = the fastest the CPU has) and changeable for tests and benchmarks.
+ * Each layer writes its output where the loader's arena plan put it (rt_load.c) and reads its
+ * inputs from where their producers wrote them (graph artifacts read any earlier layer); flatten
+ * is free (HWC is already flat), so it passes its input's pointer on. A conv2d directly followed by
+ * a non-overlapping maxpool runs as one fused step when the kernel set has one (rt_internal.h,
+ * "Execution plan"), except in tapped runs, which show every layer's output. The kernel set is a
+ * table of function pointers chosen once at load (AUTO = the fastest the CPU has) and changeable
+ * for tests and benchmarks.
  */
 #include "rt_internal.h"
 
@@ -67,40 +69,54 @@ int cnd_rt_fuses(const cnd_rt_model_t *m, uint32_t i)
     if (!RT_FAST_PATHS) return 0; /* only fast kernel sets fuse; keeps device code small */
     if (!m->kern->conv2d_maxpool || i + 1 >= m->n_layers) return 0;
     const cnd_rt_layer_t *l = &m->layers[i], *p = &m->layers[i + 1];
-    return l->op == CND_RT_OP_CONV2D && p->op == CND_RT_OP_MAXPOOL && p->stride >= p->k;
+    return l->op == CND_RT_OP_CONV2D && p->op == CND_RT_OP_MAXPOOL && p->stride >= p->k &&
+           p->src[0] == (int)i && l->n_readers == 1;
+}
+
+/* Runs layer l: out from its inputs a (and b for add/concat). */
+static void s_layer(const cnd_rt_model_t *m, const cnd_rt_layer_t *l, int8_t *out, const int8_t *a,
+                    const int8_t *b)
+{
+    switch (l->op) {
+    case CND_RT_OP_DENSE: m->kern->dense(out, a, l, m->scratch); break;
+    case CND_RT_OP_CONV2D: m->kern->conv2d(out, a, l, m->scratch); break;
+    case CND_RT_OP_GCONV: m->kern->gconv(out, a, l, m->scratch); break;
+    case CND_RT_OP_MAXPOOL: m->kern->maxpool(out, a, l, m->scratch); break;
+    case CND_RT_OP_AVGPOOL: cnd_rt_ref_avgpool(out, a, l); break;
+    case CND_RT_OP_GAP: cnd_rt_ref_gap(out, a, l); break;
+    case CND_RT_OP_RELU: cnd_rt_ref_relu(out, a, l); break;
+    case CND_RT_OP_ADD: m->kern->add(out, a, b, l); break;
+    case CND_RT_OP_CONCAT: cnd_rt_ref_concat(out, a, b, l); break;
+    case CND_RT_OP_LUT: cnd_rt_ref_lut(out, a, l); break;
+    default: break; /* flatten: no work, its output is its input's bytes */
+    }
 }
 
 /* Runs layers [0, n); returns the last output. With a tap every layer runs on its own. */
 static const int8_t *s_run(cnd_rt_model_t *m, const int8_t *x, uint32_t n, cnd_rt_tap_fn tap,
                            void *ctx)
 {
-    const int8_t *cur = x;
-    int which = 0;
+    const int8_t *t[CND_RT_MAX_LAYERS + 1]; /* t[0] the input, t[i + 1] layer i's output */
+    t[0] = x;
     for (uint32_t i = 0; i < n; i++) {
         const cnd_rt_layer_t *l = &m->layers[i];
-        int8_t *out = m->buf[which];
-        if (cur == out) out = m->buf[which ^= 1];
+        int8_t *out = m->act + l->act_off;
+        const int8_t *a = t[l->src[0] + 1], *b = l->n_src == 2 ? t[l->src[1] + 1] : NULL;
         if (!tap && i + 1 < n && cnd_rt_fuses(m, i)) {
-            m->kern->conv2d_maxpool(out, cur, l, &m->layers[i + 1], m->scratch);
+            const cnd_rt_layer_t *p = &m->layers[i + 1];
+            int8_t *pout = m->act + p->act_off;
+            m->kern->conv2d_maxpool(pout, a, l, p, m->scratch);
+            t[i + 1] = out; /* not written; nothing else reads it (cnd_rt_fuses) */
+            t[i + 2] = pout;
             i++;
-            which ^= 1;
-            cur = out;
             continue;
         }
-        switch (l->op) {
-        case CND_RT_OP_DENSE: m->kern->dense(out, cur, l, m->scratch); break;
-        case CND_RT_OP_CONV2D: m->kern->conv2d(out, cur, l, m->scratch); break;
-        case CND_RT_OP_MAXPOOL: m->kern->maxpool(out, cur, l, m->scratch); break;
-        case CND_RT_OP_AVGPOOL: cnd_rt_ref_avgpool(out, cur, l); break;
-        case CND_RT_OP_GAP: cnd_rt_ref_gap(out, cur, l); break;
-        case CND_RT_OP_RELU: cnd_rt_ref_relu(out, cur, l); break;
-        default: out = (int8_t *)(uintptr_t)cur; break; /* flatten */
-        }
+        if (l->op == CND_RT_OP_FLATTEN) out = (int8_t *)(uintptr_t)a;
+        s_layer(m, l, out, a, b);
         if (tap) tap(ctx, (int)i, out, l->out_bytes);
-        if (out != cur) which ^= 1;
-        cur = out;
+        t[i + 1] = out;
     }
-    return cur;
+    return t[n];
 }
 
 const int8_t *cnd_rt_run_prefix(cnd_rt_model_t *m, const int8_t *x, uint32_t n)
@@ -121,9 +137,9 @@ void cnd_rt_run_i8_tap(cnd_rt_model_t *m, int8_t *logits, const int8_t *x, cnd_r
 
 void cnd_rt_run_u8(cnd_rt_model_t *m, int8_t *logits, const uint8_t *raw)
 {
-    /* The input is quantised into buf[1]; the first layer then writes buf[0]. */
-    cnd_rt_quantize_input(m, m->buf[1], raw);
-    memcpy(logits, s_run(m, m->buf[1], m->n_layers, NULL, NULL), m->n_classes);
+    /* The input is quantised into its planned place in the arena. */
+    cnd_rt_quantize_input(m, m->act + m->in_off, raw);
+    memcpy(logits, s_run(m, m->act + m->in_off, m->n_layers, NULL, NULL), m->n_classes);
 }
 
 uint32_t cnd_rt_argmax(const cnd_rt_model_t *m, const int8_t *logits)
@@ -154,8 +170,8 @@ int cnd_rt_selftest(cnd_rt_model_t *m, uint32_t *failed)
         (void)cnd_rt_selftest_vector(m, i, &in, &exp, &kind);
         const int8_t *x = (const int8_t *)in;
         if (kind == CND_RT_TEST_RAW_U8) {
-            cnd_rt_quantize_input(m, m->buf[1], in);
-            x = m->buf[1];
+            cnd_rt_quantize_input(m, m->act + m->in_off, in);
+            x = m->act + m->in_off;
         }
         if (memcmp(s_run(m, x, m->n_layers, NULL, NULL), exp, m->n_classes)) {
             if (failed) *failed = i;
@@ -183,6 +199,8 @@ void cnd_rt_get_info(const cnd_rt_model_t *m, cnd_rt_info_t *info)
     info->sig_scheme =
         (uint32_t)m->trailer[CND_RT_T_SCHEME] | (uint32_t)m->trailer[CND_RT_T_SCHEME + 1] << 8;
     info->arena_bytes = m->arena_bytes;
+    info->act_bytes = m->act_bytes;
+    info->act_sum = m->act_sum;
     info->weight_bytes = m->weight_bytes;
     info->macs = m->macs;
     info->digest = m->art + m->body_len;

@@ -2,8 +2,9 @@
 # cli_graph.sh: a graph student (mbconv blocks: depthwise convolutions, relu6, a residual add)
 # through the commands as a user runs them: train, info (text and JSON show what each node
 # reads), eval, ONNX export (its numbers: test_graph_torch.py), a killed-and-resumed run, and
-# the commands that do not handle graphs yet refusing it with a message naming the node
-# (quantize, DP-SGD, job create) instead of producing something wrong. Skipped (77) without Debian's Fashion-MNIST.
+# quantize to an int8 graph artifact and its eval, and the commands that do not handle graphs
+# yet refusing it with a message naming the node (DP-SGD, job create) instead of producing
+# something wrong. Skipped (77) without Debian's Fashion-MNIST.
 set -euo pipefail
 bin=${CND_BIN:?CND_BIN must point at the condenser binary}
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || { echo "no Fashion-MNIST"; exit 77; }
@@ -50,8 +51,28 @@ refused() { # COMMAND... : exits non-zero and says "does not handle graph models
   grep -q 'does not handle graph models or their layers yet: the model has layer 3 (relu6)' \
     "$d/out.log" || fail "message of $*: $(cat "$d/out.log")"
 }
-refused "$bin" quantize "$d/g.cnd" --data fmnist --out "$d/g.cndq"
-[ ! -e "$d/g.cndq" ] || fail "quantize wrote an artifact"
+# Quantized to an int8 graph artifact (format version 2): batchnorm folded into the (depthwise)
+# convs, one epoch of QAT through the graph, integer accuracy within 2 points of the float model,
+# self-tests pass, eval of the artifact agrees, info shows the liveness-planned activations.
+"$bin" quantize "$d/g.cnd" --data fmnist --subset 1000 --calib 200 --qat-epochs 1 \
+  --report-samples 200 --out "$d/g.cndq" > "$d/q.log" 2>&1 || fail "quantize: $(cat "$d/q.log")"
+python3 - "$d/q.log" <<'PY' || fail "quantize accuracy: $(cat "$d/q.log")"
+import re, sys
+t = open(sys.argv[1]).read()
+f, i = map(float, re.search(r"test accuracy: float ([0-9.]+)\s+integer ([0-9.]+)", t).groups())
+assert abs(f - i) <= 0.02, (f, i)
+PY
+iacc=$(sed -n 's/^test accuracy: float [0-9.]*  integer \([0-9.]*\).*/\1/p' "$d/q.log")
+"$bin" eval "$d/g.cndq" > "$d/qe.log" 2>&1 || fail "eval cndq: $(cat "$d/qe.log")"
+grep -q "accuracy $iacc" "$d/qe.log" || fail "eval of the artifact disagrees ($iacc): $(cat "$d/qe.log")"
+"$bin" info "$d/g.cndq" > "$d/qi.log"
+grep -q 'self-test 4 vectors: passed' "$d/qi.log" || fail "self-test: $(cat "$d/qi.log")"
+python3 - "$d/qi.log" <<'PY' || fail "arena plan: $(cat "$d/qi.log")"
+import re, sys
+m = re.search(r"activations (\d+) bytes .*; (\d+) if each", open(sys.argv[1]).read())
+assert int(m.group(1)) < int(m.group(2)), m.groups()
+PY
+head -c 8 "$d/g.cndq" | od -An -tu2 | awk '{exit !($3 == 2)}' || fail "not format version 2"
 refused "$bin" train --arch "$arch" --epochs 1 --subset 500 --threads 1 --dp-noise 1 \
   --out "$d/dp.cnd"
 "$bin" ca init --dir "$d/ca" --name "graph test" > /dev/null

@@ -59,6 +59,64 @@ static void s_craft8(const uint8_t *good, size_t len, uint32_t off, uint8_t v, i
     free(a);
 }
 
+/* A graph artifact (format version 2) loads, runs its self-tests, and every crafted graph field
+ * is refused: forward references and cycles, inputs counts, groups, a layer nobody reads, wrong
+ * second inputs, add/concat/lut data outside DATA, version-2 operations in a version-1 file. */
+static void s_graph(void)
+{
+    cnd_qmodel_t *q = NULL;
+    CHECK_EQ_INT(qt_make(&q, NULL,
+                         "a=conv2d(6,1) dwconv(3,pad=1) add(@a) hardswish @input "
+                         "conv2d(4,3,pad=1,groups=2) concat(@n3) gap dense(3)",
+                         (cnd_shape_t){2, 6, 6}, 8, CND_QM_MINMAX, 9),
+                 0);
+    if (!q) return;
+    uint8_t *a;
+    size_t len;
+    CHECK_EQ_INT(cnd_artifact_serialize(q, &a, &len), 0);
+    CHECK_EQ_INT(a[CND_RT_H_VERSION] | a[CND_RT_H_VERSION + 1] << 8, 2);
+    cnd_artifact_t *art = NULL;
+    CHECK_EQ_INT(cnd_artifact_open(&art, a, len, "graph"), 0);
+    if (art) CHECK_EQ_INT(cnd_artifact_selftest(art, "graph"), 0);
+    cnd_artifact_destroy(&art);
+    uint32_t nl, layr = qt_section(a, CND_RT_TAG_LAYR, &nl);
+    int iadd = -1, icat = -1, igc = -1, ilut = -1;
+    for (int i = 0; i < q->n_layers; i++) {
+        int op = q->layers[i].op;
+        if (op == CND_RT_OP_ADD) iadd = i;
+        if (op == CND_RT_OP_CONCAT) icat = i;
+        if (op == CND_RT_OP_GCONV && igc < 0) igc = i;
+        if (op == CND_RT_OP_LUT) ilut = i;
+    }
+    CHECK(iadd > 0 && icat > 0 && igc > 0 && ilut > 0);
+    if (iadd > 0 && icat > 0 && igc > 0 && ilut > 0) {
+        uint32_t ea = layr + 16 + 64 * (uint32_t)iadd, ec = layr + 16 + 64 * (uint32_t)icat;
+        uint32_t eg = layr + 16 + 64 * (uint32_t)igc, el = layr + 16 + 64 * (uint32_t)ilut;
+        s_craft8(a, len, ea + CND_RT_L_SRC, (uint8_t)(iadd + 1), CND_RT_EFORMAT, "reads itself");
+        s_craft8(a, len, ea + CND_RT_L_SRC + 1, (uint8_t)(iadd + 2), CND_RT_EFORMAT,
+                 "forward reference");
+        s_craft8(a, len, ea + CND_RT_L_SRC + 1, 255, CND_RT_EFORMAT, "reference past the end");
+        s_craft8(a, len, ea + CND_RT_L_NSRC, 1, CND_RT_EFORMAT, "add with one input");
+        s_craft8(a, len, eg + CND_RT_L_NSRC, 2, CND_RT_EFORMAT, "gconv with two inputs");
+        s_craft8(a, len, eg + CND_RT_L_SRC + 2, 1, CND_RT_EFORMAT, "reserved source byte");
+        s_craft8(a, len, eg + CND_RT_L_GROUPS, 5, CND_RT_EFORMAT, "groups not dividing");
+        s_craft8(a, len, eg + CND_RT_L_GROUPS, 0, CND_RT_EFORMAT, "gconv without groups");
+        s_craft8(a, len, ea + CND_RT_L_GROUPS, 1, CND_RT_EFORMAT, "groups on add");
+        s_craft8(a, len, ec + CND_RT_L_SRC + 1, 0, CND_RT_EFORMAT, "concat of the wrong shape");
+        s_craft(a, len, ea + CND_RT_L_MULT_OFF, 0xfffffff0u, CND_RT_EFORMAT, "add data outside");
+        s_craft(a, len, el + CND_RT_L_W_LEN, 255, CND_RT_EFORMAT, "lut of 255 bytes");
+        s_craft(a, len, el + CND_RT_L_W_OFF, 0xffffff00u, CND_RT_EFORMAT, "lut outside DATA");
+        /* the layer before the last is read by the last; point the last at the input of gap's
+         * producer's producer instead, leaving gap unread */
+        uint32_t elast = layr + 16 + 64 * (uint32_t)(q->n_layers - 1);
+        s_craft8(a, len, elast + CND_RT_L_SRC, (uint8_t)(q->n_layers - 2), CND_RT_EFORMAT,
+                 "unread layer");
+        s_craft8(a, len, CND_RT_H_VERSION, 1, CND_RT_EFORMAT, "graph entries in version 1");
+    }
+    free(a);
+    cnd_qmodel_destroy(&q);
+}
+
 int main(void)
 {
     cnd_shape_t in = {2, 10, 10};
@@ -197,7 +255,7 @@ int main(void)
     uint32_t test = qt_section(a, CND_RT_TAG_TEST, NULL);
     uint32_t e0 = layr + 16, e2 = layr + 16 + 64; /* conv, maxpool */
     CHECK(layr && data && inpt && labl && test);
-    s_craft(a, len, CND_RT_H_VERSION, 2, CND_RT_EFORMAT, "version");
+    s_craft(a, len, CND_RT_H_VERSION, 3, CND_RT_EFORMAT, "version");
     s_craft(a, len, CND_RT_H_FLAGS, 1, CND_RT_EFORMAT, "flags");
     s_craft(a, len, 40, 1, CND_RT_EFORMAT, "reserved header");
     s_craft(a, len, CND_RT_H_BODYLEN, body - 16, CND_RT_EFORMAT, "body_len");
@@ -299,6 +357,7 @@ int main(void)
         free(a4);
     }
     cnd_qmodel_destroy(&q4);
+    s_graph();
     free(a);
     cnd_qmodel_destroy(&q);
     cnd_model_destroy(&fm);

@@ -149,6 +149,13 @@ static void s_artifacts(void)
         {"conv2d(4,3,pad=1) relu maxpool(2) flatten dense(3)", {1, 6, 6}, 8},
         {"conv2d(3,2,stride=2) relu gap dense(4)", {2, 5, 5}, 4},
         {"flatten dense(6) relu dense(3)", {1, 3, 3}, 8},
+        /* graph artifacts (format version 2): depthwise conv, relu6, residual add, hardswish;
+         * concat, grouped conv, a read of the input further on */
+        {"conv2d(4,3,stride=2,pad=1) relu6 mbconv(2,4,1) hardswish gap dense(3)", {1, 6, 6}, 8},
+        {"a=conv2d(3,1) dwconv(3,pad=1) add(@a) relu @input conv2d(4,3,pad=1,groups=2) "
+         "concat(@n3) gap dense(2)",
+         {2, 4, 4},
+         4},
     };
     for (size_t i = 0; i < sizeof a / sizeof *a; i++) {
         cnd_qmodel_t *q = NULL;

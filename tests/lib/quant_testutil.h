@@ -26,14 +26,23 @@ static inline float *qt_pixels(cnd_shape_t in, size_t n, uint64_t seed)
     return x;
 }
 
-/* A float model of `spec` with random weights and biases, normalisation mean 100 std 60,
- * quantized with `method` on 64 random samples, with 3 self-test vectors. */
+/* A float model of `spec` with random weights and biases (batchnorms folded), normalisation mean
+ * 100 std 60, quantized with `method` on 64 random samples, with 3 self-test vectors. */
 static inline int qt_make(cnd_qmodel_t **q, cnd_model_t **fm, const char *spec, cnd_shape_t in,
                           int wbits, cnd_qmethod_t method, uint64_t seed)
 {
     cnd_model_t *m = NULL;
     int rc = cnd_model_new(&m, spec, in, seed);
     if (rc) return rc;
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].type == CND_L_BATCHNORM) { /* graph blocks hold batchnorms: fold */
+            cnd_model_t *f = NULL;
+            rc = cnd_quant_fold_bn(&f, m);
+            cnd_model_destroy(&m);
+            if (rc) return rc;
+            m = f;
+            break;
+        }
     cnd_rng_t r;
     cnd_rng_seed(&r, seed + 1);
     for (int i = 0; i < m->n_layers; i++) {

@@ -1,7 +1,7 @@
 /*
  * runtime_mkart.c: writes a few small random `.cndq` artifacts (every operation, int8 and int4
- * weights) into a directory, for the cross-platform tests (test_runtime_cross.sh,
- * test_runtime_m4.sh). Not a test by itself.
+ * weights, chains and graphs) into a directory, for the cross-platform tests
+ * (test_runtime_cross.sh, test_runtime_m4.sh). Not a test by itself.
  */
 #include "quant_testutil.h"
 
@@ -26,6 +26,18 @@ int main(int argc, char **argv)
         {"cnn4", "conv2d(6,3,stride=2,pad=1) relu conv2d(10,3) relu gap dense(7)", {3, 11, 11}, 4},
         {"mlp8", "flatten dense(33) relu dense(10)", {1, 28, 28}, 8},
         {"mlp4", "flatten dense(17) relu relu dense(5)", {2, 5, 7}, 4},
+        /* graph artifacts (format version 2): depthwise and grouped convs, relu6, hardswish,
+         * residual adds, concat; the liveness-planned arena */
+        {"graph8",
+         "conv2d(16,3,stride=2,pad=1) batchnorm relu6 mbconv(2,16,1) dwconv(3,stride=2,pad=1) "
+         "hardswish gap dense(10)",
+         {1, 14, 14},
+         8},
+        {"graph4",
+         "a=conv2d(11,1) dwconv(3,pad=1) add(@a) relu @input conv2d(6,3,pad=1,groups=3) "
+         "concat(@n3) maxpool(2) flatten dense(5)",
+         {3, 8, 8},
+         4},
     };
     for (size_t i = 0; i < sizeof arts / sizeof *arts; i++) {
         cnd_qmodel_t *q = NULL;
