@@ -359,8 +359,8 @@ static int s_build_student(s_new_job_t *n, cnd_job_spec_t *j, const s_create_opt
             }
     }
     const cnd_model_t *s = n->s;
-    /* federated jobs freeze int8 artifacts and may run QAT and DP-SGD: not for graphs yet */
-    if ((rc = cnd_model_refuse_graph(s, "a federated job"))) return rc;
+    /* graph models federate like chains (QAT and the int8 freeze handle graphs); DP-SGD refuses
+     * them below (cnd_dpsgd_check_model) */
     if (o->teacher &&
         (tin.c != s->in.c || tin.h != s->in.h || tin.w != s->in.w || tk != s->n_classes))
         return cnd_errf(CND_EINVAL,

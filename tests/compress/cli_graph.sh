@@ -77,7 +77,8 @@ refused "$bin" train --arch "$arch" --epochs 1 --subset 500 --threads 1 --dp-noi
   --out "$d/dp.cnd"
 "$bin" ca init --dir "$d/ca" --name "graph test" > /dev/null
 "$bin" coordinator init --dir "$d/coord" --ca "$d/ca" > /dev/null
+# a federated job takes a graph student, but not DP-SGD in its recipe
 refused "$bin" job create --dir "$d/coord" --name graph --student-arch "$arch" \
-  --teacher "$d/g.cnd" --rounds 1 --sites 2
+  --teacher "$d/g.cnd" --rounds 1 --sites 2 --dp-noise 1 --dp-site-samples 1000
 "$bin" job list --dir "$d/coord" | grep -q graph && fail "job create stored the job"
 echo "cli_graph: ok"
