@@ -21,7 +21,7 @@ const char *cnd_latency_feature_name(int k)
 
 int cnd_latency_features(const cnd_model_t *m, double *f)
 {
-    int rc = cnd_model_refuse_graph(m, "the latency model (the integer runtime)");
+    int rc = cnd_model_refuse_graph(m, "the latency model (fitted on chains only)");
     if (rc) return rc;
     memset(f, 0, CND_LAT_NF * sizeof *f);
     f[0] = 1.0;

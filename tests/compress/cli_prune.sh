@@ -97,7 +97,7 @@ head -c 200 "$d/t.cnd" > "$d/trunc.cnd"
 "$bin" distill --teacher "$d/t.cnd" --init "$d/p.cnd" --arch "flatten dense(10)" --out "$d/x.cnd" 2> "$d/err"; rc=$?
 [ $rc -eq 2 ] && grep -q 'exactly one of --arch, --student or --init' "$d/err" || fail "init+arch: rc $rc"
 "$bin" predict "$d/g.cnd" 2> "$d/err"; rc=$?
-[ $rc -eq 2 ] && grep -q 'latency model (the integer runtime) does not handle graph models' "$d/err" || fail "predict graph: rc $rc $(cat "$d/err")"
+[ $rc -eq 2 ] && grep -q 'latency model (fitted on chains only) does not handle graph models' "$d/err" || fail "predict graph: rc $rc $(cat "$d/err")"
 "$bin" predict "$d/p.cnd" --device cortex-m4 2> "$d/err"; rc=$?
 [ $rc -eq 2 ] && grep -q 'no cost model for device class cortex-m4' "$d/err" || fail "device: rc $rc"
 sed 's/coef dense_out 0/coef dense_out x/' "$d/my.costs" > "$d/bad.costs"
