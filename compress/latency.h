@@ -5,8 +5,8 @@
  *
  * A model is described by what its int8 artifact executes (batchnorm folded, a relu after a
  * conv2d or dense fused into its requantisation): per op type, the multiply-accumulates and
- * the values it reads or writes (CND_LAT_FEATURES below). The predicted latency is the dot
- * product of those features with the device's coefficients (microseconds per unit). The fit
+ * the values it reads or writes (cnd_latency_feature_name names them). The predicted latency is the
+ * dot product of those features with the device's coefficients (microseconds per unit). The fit
  * minimises the squared relative error over the training measurements, with coefficients kept
  * non-negative (a feature whose least-squares weight comes out negative is dropped and the rest
  * refitted), and measures the median and largest relative error on held-out models.
