@@ -5,6 +5,10 @@
 #     PostgreSQL server binaries are absent.
 #   pg_stop: fast shutdown (also safe when pg_start failed half way).
 #   pg_sql SQL: runs SQL with psql, unaligned tuples only.
+#   pg_test_begin NAME: the frame the rollout tests share: a work directory $w, an array $pids
+#     of processes killed at exit (the server stopped, $w removed), fail MSG, wait_for SECONDS
+#     CMD..., port (a free TCP port below the kernel's ephemeral range, as in
+#     tests/lib/http_testutil.h), and a server started in $w/pg (exits 77 without PostgreSQL).
 # PostgreSQL refuses to run as root: as root, the server runs as `nobody` (runuser), and DIR
 # is made traversable (0711) for it. Debian's binaries are named by their full path, never
 # found through PATH (/usr/local/bin may hold other programs of the same names).
@@ -49,4 +53,38 @@ pg_stop() {
 }
 pg_sql() {
   "$PG_BIN/psql" -X -q -At -h "$PG_DIR/sock" -U cnd -d condenser -c "$1"
+}
+
+pg_test_cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  pg_stop # before waiting: a child left out of pids must not keep the server running
+  kill -9 $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$w"
+}
+fail() { echo "FAIL: $*" >&2; tail -n 30 "$w"/*.log >&2 || true; exit 1; }
+wait_for() { # wait_for SECONDS CMD...: until CMD succeeds, by the clock
+  local end=$((SECONDS + $1)); shift
+  while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+port() {
+  python3 -c 'import random, socket
+for p in random.sample(range(20000, 32768), 2000):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()'
+}
+pg_test_begin() {
+  w=$(mktemp -d "/tmp/cnd_$1.XXXXXX")
+  pids=()
+  trap pg_test_cleanup EXIT
+  local rc=0
+  pg_start "$w/pg" || rc=$?
+  [ $rc = 77 ] && exit 77
+  [ $rc = 0 ] || fail "PostgreSQL did not start"
 }

@@ -20,30 +20,7 @@ bin=$1 mkart=$2
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/pg_testutil.sh"
 command -v python3 > /dev/null || { echo "SKIP: needs python3" >&2; exit 77; }
-w=$(mktemp -d /tmp/cnd_rollout_rep.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  pg_stop # before waiting: a child left out of pids must not keep the server running
-  kill -9 $(jobs -p) 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$w"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; tail -n 30 "$w"/*.log >&2 || true; exit 1; }
-wait_for() { # wait_for SECONDS CMD...: until CMD succeeds, by the clock
-  local end=$((SECONDS + $1)); shift
-  while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.1; done
-  return 1
-}
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-set +e
-pg_start "$w/pg"
-rc=$?
-set -e
-[ $rc = 77 ] && exit 77
-[ $rc = 0 ] || fail "PostgreSQL did not start"
+pg_test_begin rollout_rep
 url=$PG_URL
 q() { pg_sql "$1"; }
 n=100
