@@ -221,21 +221,34 @@ static int s_fixed(uint8_t *out, size_t want, const PGresult *r, int row, int co
 
 /* --- connection, schema, transactions ------------------------------------------------------- */
 
-static int s_migrate(cnd_rstate_t *s)
+/* BEGIN, then the transaction-scoped advisory lock `lock` (named `what` in errors); on failure
+ * nothing is left open. */
+static int s_begin_locked(cnd_rstate_t *s, int64_t lock, const char *what)
 {
     int rc = s_cmd(s, "BEGIN", NULL, "begin");
     if (rc) return rc;
     s->in_txn = 1;
     s_par_t p = {0};
-    s_p_i64(&p, S_LOCK_SCHEMA);
+    s_p_i64(&p, lock);
     PGresult *r = NULL;
-    rc = s_query(s, &r, "SELECT pg_advisory_xact_lock($1)", &p, "schema lock");
+    rc = s_query(s, &r, "SELECT pg_advisory_xact_lock($1)", &p, what);
     PQclear(r);
-    if (!rc)
-        rc = s_cmd(s,
-                   "CREATE TABLE IF NOT EXISTS condenser_schema("
-                   " component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-                   NULL, "creating condenser_schema");
+    if (rc) {
+        s->in_txn = 0;
+        PQclear(PQexec(s_conn(s), "ROLLBACK"));
+    }
+    return rc;
+}
+
+static int s_migrate(cnd_rstate_t *s)
+{
+    int rc = s_begin_locked(s, S_LOCK_SCHEMA, "schema lock");
+    if (rc) return rc;
+    PGresult *r = NULL;
+    rc = s_cmd(s,
+               "CREATE TABLE IF NOT EXISTS condenser_schema("
+               " component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
+               NULL, "creating condenser_schema");
     int v = 0;
     if (!rc)
         rc = s_query(s, &r, "SELECT version FROM condenser_schema WHERE component = 'rollout'",
@@ -288,19 +301,7 @@ int cnd_rstate_pg_connect(cnd_rstate_t *s, const char *url)
 static int s_pg_begin(cnd_rstate_t *s)
 {
     if (s->in_txn) return cnd_errf(CND_ESTATE, "rollout state: a transaction is open already");
-    int rc = s_cmd(s, "BEGIN", NULL, "begin");
-    if (rc) return rc;
-    s->in_txn = 1;
-    s_par_t p = {0};
-    s_p_i64(&p, S_LOCK_WRITE);
-    PGresult *r = NULL;
-    rc = s_query(s, &r, "SELECT pg_advisory_xact_lock($1)", &p, "writer lock");
-    PQclear(r);
-    if (rc) {
-        s->in_txn = 0;
-        PQclear(PQexec(s_conn(s), "ROLLBACK"));
-    }
-    return rc;
+    return s_begin_locked(s, S_LOCK_WRITE, "writer lock");
 }
 
 static void s_pg_rollback(cnd_rstate_t *s)
