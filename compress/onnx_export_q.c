@@ -460,6 +460,44 @@ static void s_relu(s_q_t *q, int i, const s_layer_t *L)
     s_op(q, i, "Clip", "clip", (const char *[]){x, lo, hi}, 3);
 }
 
+/* A table from input codes to output codes (tanh, hardswish): Gather at x + 128. The QDQ form
+ * quantizes its float input with the input's own scale and zero point first (exact: it holds
+ * grid values) and dequantizes the table's output. */
+static void s_lut(s_q_t *q, int i, const s_layer_t *L)
+{
+    int64_t d[1] = {256};
+    cnd_onnxw_tensor(&q->e, s_n(q, i, "table"), S_I8, d, 1, L->w);
+    s_sc64(q, i, "off", 128);
+    if (!q->exact) {
+        int8_t z8 = (int8_t)L->in_zp;
+        float sc = L->in_s;
+        cnd_onnxw_tensor(&q->e, s_n(q, i, "x_scale"), S_F32, NULL, 0, &sc);
+        cnd_onnxw_tensor(&q->e, s_n(q, i, "x_zp"), S_I8, NULL, 0, &z8);
+        char x[64], sn[96], zn[96];
+        strcpy(x, q->cur);
+        snprintf(sn, sizeof sn, "l%d_x_scale", i);
+        snprintf(zn, sizeof zn, "l%d_x_zp", i);
+        s_op(q, i, "QuantizeLinear", "x_q", (const char *[]){x, sn, zn}, 3);
+    }
+    s_cast(q, i, "x_i64", S_I64);
+    s_op2(q, i, "Add", "index", s_n(q, i, "off"));
+    char x[64], t[96];
+    strcpy(x, q->cur);
+    snprintf(t, sizeof t, "l%d_table", i);
+    s_op(q, i, "Gather", "out", (const char *[]){t, x}, 2);
+    if (!q->exact) {
+        int8_t z8 = (int8_t)L->out_zp;
+        float sc = L->out_s;
+        cnd_onnxw_tensor(&q->e, s_n(q, i, "y_scale"), S_F32, NULL, 0, &sc);
+        cnd_onnxw_tensor(&q->e, s_n(q, i, "y_zp"), S_I8, NULL, 0, &z8);
+        char sn[96], zn[96];
+        strcpy(x, q->cur);
+        snprintf(sn, sizeof sn, "l%d_y_scale", i);
+        snprintf(zn, sizeof zn, "l%d_y_zp", i);
+        s_op(q, i, "DequantizeLinear", "dq", (const char *[]){x, sn, zn}, 3);
+    }
+}
+
 static int s_layer(s_q_t *q, int i, const s_layer_t *L)
 {
     switch (L->op) {
@@ -475,6 +513,7 @@ static int s_layer(s_q_t *q, int i, const s_layer_t *L)
     case CND_RT_OP_GAP: return s_average(q, i, L);
     case CND_RT_OP_FLATTEN: s_flatten(q, i, L); return 0;
     case CND_RT_OP_RELU: s_relu(q, i, L); return 0;
+    case CND_RT_OP_LUT: s_lut(q, i, L); return 0;
     default: return cnd_errf(CND_EINVAL, "layer %d: artifact op %d has no ONNX form", i, L->op);
     }
 }
@@ -553,13 +592,18 @@ int cnd_onnx_export_q(const uint8_t *art, size_t len, int exact, uint8_t **out, 
     const uint8_t *data = s_section(art, len, CND_RT_TAG_DATA, &nd);
     if (!inpt || !layr || !data)
         return cnd_errf(CND_EFORMAT, "artifact: missing INPT, LAYR or DATA section");
-    if (len >= CND_RT_HEADER_BYTES && s_u16(art + CND_RT_H_VERSION) != CND_RT_VERSION_CHAIN)
-        return cnd_errf(CND_EINVAL,
-                        "int8 ONNX export handles chain artifacts (format version 1) only; this is "
-                        "a graph artifact (version %d): export the float model instead",
-                        s_u16(art + CND_RT_H_VERSION));
     int C = s_u16(inpt), H = s_u16(inpt + 2), W = s_u16(inpt + 4);
     int n_layers = (int)s_u32(layr);
+    if (len >= CND_RT_HEADER_BYTES && s_u16(art + CND_RT_H_VERSION) != CND_RT_VERSION_CHAIN)
+        for (int i = 0; i < n_layers; i++) { /* version 2: a chain (tanh, hardswish) is fine */
+            const uint8_t *e = layr + 16 + (size_t)i * CND_RT_LAYER_BYTES;
+            if (e[CND_RT_L_NSRC] != 1 || e[CND_RT_L_SRC] != i)
+                return cnd_errf(CND_EINVAL,
+                                "int8 ONNX export handles chains only; layer %d (op %d) of this "
+                                "graph artifact does not read just the layer before it: export "
+                                "the float model instead",
+                                i + 1, e[CND_RT_L_OP]);
+        }
     s_q_t q;
     memset(&q, 0, sizeof q);
     q.exact = exact;

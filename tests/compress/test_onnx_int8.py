@@ -4,7 +4,8 @@ against our integer runtime, in onnxruntime (npm onnxruntime-node 1.16.3, test-t
 
 Trains three small Fashion-MNIST models (conv2d with padding and a fused ReLU, max and average
 pooling, a strided conv, flatten and dense; a W4A8 net with a stand-alone ReLU and global average
-pooling; an MLP), quantizes each with 64 self-test vectors, and exports both int8 forms. Checks:
+pooling; an MLP; a chain with tanh and hardswish, which the artifact holds as 256-entry
+tables), quantizes each with 64 self-test vectors, and exports both int8 forms. Checks:
 
 - onnx.checker (full check) accepts both files;
 - the exact form (--qlinear) gives the runtime's int8 logits on every self-test vector (0
@@ -43,6 +44,7 @@ MODELS = [
     ("w4gap", "conv2d(8,3,pad=1) maxpool(2) relu conv2d(16,3,pad=1) relu gap dense(10)",
      ["--wbits", "4"]),
     ("mlp", "flatten dense(64) relu dense(10)", []),
+    ("lut", "conv2d(8,3,pad=1) tanh maxpool(2) flatten dense(32) hardswish dense(10)", []),
 ]
 
 
