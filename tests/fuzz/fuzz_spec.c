@@ -4,9 +4,10 @@
  * every site builds, use them.
  *
  * Input: three bytes choosing the input shape (C = 1 + b0 % 4, H = 1 + b1 % 32,
- * W = 1 + b2 % 32), then the spec text (a NUL ends it early, as it would a C string). A spec
- * that parses is sized with cnd_model_plan; models of at most 2^22 parameters are built, must
- * report what the plan said, must give back a canonical spec that builds the same model, and
+ * W = 1 + b2 % 32), then the spec text (a NUL ends it early, as it would a C string). The spec
+ * is parsed without the shape (syntax) and with it (blocks expanded, shapes checked); one that
+ * parses with its shape is sized with cnd_model_plan; models of at most 2^22 parameters are built,
+ * must report what the plan said, must give back a canonical spec that builds the same model, and
  * run forward and backward (fuzz_model.h).
  */
 #include "fuzz.h"
@@ -38,11 +39,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!spec) abort();
     memcpy(spec, data + 3, size - 3);
     spec[size - 3] = 0;
-    cnd_layer_t layers[CND_SPEC_MAX_LAYERS];
+    static cnd_layer_t layers[CND_SPEC_MAX_LAYERS];
     int n = cnd_spec_parse(spec, layers, CND_SPEC_MAX_LAYERS);
     if (n == 0 || n > CND_SPEC_MAX_LAYERS) abort(); /* > 0 or a negative code */
     fuzz_touch_error();
-    if (n > 0) s_build(spec, in);
+    /* with the shape, blocks (mbconv, resblock) expand, which the shapeless parse refuses */
+    int ng = cnd_spec_parse_graph(spec, in, layers, CND_SPEC_MAX_LAYERS);
+    if (ng == 0 || ng > CND_SPEC_MAX_LAYERS) abort();
+    if (ng < 0) { /* what the shapes refuse, the build refuses too */
+        size_t np, ns;
+        if (cnd_model_plan(spec, in, &np, &ns) == 0) abort();
+    }
+    fuzz_touch_error();
+    if (ng > 0) s_build(spec, in);
     fuzz_touch_error();
     free(spec);
     return 0;

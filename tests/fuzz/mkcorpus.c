@@ -302,6 +302,17 @@ static void s_spec(void)
         "flatten dense(16) relu dense(4)",
         "\x01\x0f\x0f"
         "conv2d(4,5,pad=2) batchnorm relu maxpool(3,stride=2) flatten dense(3)",
+        /* graphs: blocks, named nodes, add, concat, grouped and depthwise convs */
+        "\x00\x1b\x1b"
+        "conv2d(16,3,stride=2,pad=1) batchnorm relu6 mbconv(1,8,1) mbconv(4,16,2) "
+        "mbconv(4,16,1) gap dense(10)",
+        "\x02\x0f\x0f"
+        "conv2d(8,3,pad=1) relu resblock(8) resblock(16,2) gap dense(4)",
+        "\x00\x0b\x0b"
+        "conv2d(8,3,pad=1) a=relu @input conv2d(8,5,pad=2) concat(@a) dwconv(3,pad=1) hardswish "
+        "conv2d(16,1,groups=4) relu6 gap dense(10)",
+        "\x00\x00\x0f"
+        "@input flatten x=dense(16) tanh dense(16) add(@x) relu6 dense(4)",
     };
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
         char name[16];
