@@ -71,7 +71,7 @@ static int s_meta(cnd_qmodel_t *q, const char *k, const char *v)
 typedef struct {
     const char *path, *data, *out, *method_s, *teacher, *test;
     const char *teacher_prep; /* an .onnx teacher's preprocessing (onnx_graph.h) */
-    long calib, wbits, qat_epochs, batch, seed, threads, selftests, report_n, subset;
+    long calib, wbits, qat_epochs, batch, seed, threads, selftests, report_n, subset, max_wbytes;
     double lr, T, alpha;
     int no_report;
     cnd_qmethod_t method;
@@ -101,6 +101,10 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
          "auto | minmax | percentile | mse (default auto)"},
         {"wbits", CND_OPT_INT, &o->wbits, "B", "weight bits: 8 (W8A8) or 4 (W4A8) (default 8)", 4,
          8},
+        {"max-weight-bytes", CND_OPT_INT, &o->max_wbytes, "N",
+         "mixed bits: each dense/conv layer at 8 or 4 bits, the least sensitive at 4 until the "
+         "packed weights take at most N bytes",
+         1, 1e12},
         {"qat-epochs", CND_OPT_INT, &o->qat_epochs, "N",
          "quantization-aware fine-tuning epochs (default 0)", 0, 1000},
         {"teacher", CND_OPT_STR, &o->teacher, "T.cnd",
@@ -127,7 +131,7 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
         {0}};
     const cnd_cli_t cli = {
         "condenser quantize MODEL --out MODEL.cndq [--data SPEC] [--calib N] [--method M] "
-        "[--wbits 8|4] [--qat-epochs N [--teacher T.cnd]]",
+        "[--wbits 8|4 | --max-weight-bytes N] [--qat-epochs N [--teacher T.cnd]]",
         "Quantizes a float model to an integer-only .cndq artifact: folds batchnorm, calibrates "
         "activation ranges on at most 500 training samples (auto picks minmax, percentile or "
         "MSE per tensor by the smallest logit error), optionally fine-tunes with fake "
@@ -142,6 +146,9 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
     o->path = pos[0];
     if (!o->out) return cnd_errf(CND_EINVAL, "--out is required (try --help)");
     if (o->wbits != 8 && o->wbits != 4) return cnd_errf(CND_EINVAL, "--wbits must be 8 or 4");
+    if (o->max_wbytes && o->wbits != 8)
+        return cnd_errf(CND_EINVAL, "--max-weight-bytes chooses 8 or 4 bits per layer: "
+                                    "leave --wbits at 8");
     if (o->teacher_prep && (!o->teacher || !cnd_onnx_is_onnx(o->teacher)))
         return cnd_errf(CND_EINVAL, "--teacher-preprocess is for .onnx teachers");
     if (o->teacher && o->qat_epochs == 0)
@@ -163,7 +170,8 @@ typedef struct {
     cnd_artifact_t *art; /* opened from bytes */
     uint8_t *src, *bytes;
     size_t srclen, len;
-    double t_cal; /* seconds of calibration */
+    double t_cal;         /* seconds of calibration */
+    int n_w4, n_weighted; /* --max-weight-bytes: layers at 4 bits, of all weighted ones */
 } s_run_t;
 
 static void s_run_free(s_run_t *r)
@@ -198,8 +206,42 @@ static int s_load(s_run_t *r, const s_opts_t *o)
     if (cnd_shape_size(tr->shape) != cnd_shape_size(m->in))
         return cnd_errf(CND_EINVAL, "%s: samples are %dx%dx%d, the model expects %dx%dx%d", o->data,
                         tr->shape.c, tr->shape.h, tr->shape.w, m->in.c, m->in.h, m->in.w);
-    printf("quantizing %s (%s) to W%ldA8 with %ld calibration samples, method %s\n", o->path,
-           r->m0->spec, o->wbits, o->calib < (long)tr->n ? o->calib : (long)tr->n, o->method_s);
+    char scheme[64];
+    if (o->max_wbytes)
+        snprintf(scheme, sizeof scheme, "W8/W4A8 (weights at most %ld bytes)", o->max_wbytes);
+    else
+        snprintf(scheme, sizeof scheme, "W%ldA8", o->wbits);
+    printf("quantizing %s (%s) to %s with %ld calibration samples, method %s\n", o->path,
+           r->m0->spec, scheme, o->calib < (long)tr->n ? o->calib : (long)tr->n, o->method_s);
+    return 0;
+}
+
+/* --max-weight-bytes: 8 or 4 bits per weighted layer by sensitivity (cnd_quant_mixed_bits),
+ * printed as a table. */
+static int s_mixed(s_run_t *r, const s_opts_t *o, const float *xc, size_t nc)
+{
+    cnd_qbits_row_t rows[CND_SPEC_MAX_LAYERS];
+    int nr = 0;
+    int rc = cnd_quant_mixed_bits(&r->plan, rows, &nr, r->m, r->ranges, r->w_mse, xc, nc,
+                                  (size_t)o->max_wbytes);
+    if (rc) return rc;
+    size_t total = 0;
+    int n4 = 0;
+    printf("weight bits per layer (sensitivity: logit MSE added by that layer alone at 4 bits):\n");
+    printf("  %-3s %-28s %10s %10s %12s %5s\n", "#", "layer", "bytes W8", "bytes W4", "added MSE",
+           "bits");
+    for (int k = 0; k < nr; k++) {
+        char tok[96];
+        cnd_layer_spec(&r->m->layers[rows[k].layer], tok, sizeof tok);
+        printf("  %-3d %-28s %10zu %10zu %12.3g %5d\n", rows[k].layer + 1, tok, rows[k].bytes8,
+               rows[k].bytes4, rows[k].err4, rows[k].bits);
+        total += rows[k].bits == 8 ? rows[k].bytes8 : rows[k].bytes4;
+        n4 += rows[k].bits == 4;
+    }
+    printf("  %d of %d layers at 4 bits: %zu weight bytes (budget %ld)\n", n4, nr, total,
+           o->max_wbytes);
+    r->n_w4 = n4;
+    r->n_weighted = nr;
     return 0;
 }
 
@@ -216,15 +258,17 @@ static int s_calibrate(s_run_t *r, const s_opts_t *o)
     double tc = cnd_now();
     rc = cnd_quant_calibrate(r->ranges, r->chosen, r->w_mse, r->m, &r->plan, xc, nc, o->method,
                              (int)o->wbits);
+    if (!rc) {
+        r->t_cal = cnd_now() - tc;
+        printf("calibrated %d quantization points in %.2fs:", r->plan.n_points, r->t_cal);
+        for (int p = 0; p < r->plan.n_points; p++)
+            printf(" %s[%.3g,%.3g]", cnd_quant_method_name(r->chosen[p]), r->ranges[p].lo,
+                   r->ranges[p].hi);
+        printf("\n");
+    }
+    if (!rc && o->max_wbytes) rc = s_mixed(r, o, xc, nc);
     free(xc);
-    if (rc) return rc;
-    r->t_cal = cnd_now() - tc;
-    printf("calibrated %d quantization points in %.2fs:", r->plan.n_points, r->t_cal);
-    for (int p = 0; p < r->plan.n_points; p++)
-        printf(" %s[%.3g,%.3g]", cnd_quant_method_name(r->chosen[p]), r->ranges[p].lo,
-               r->ranges[p].hi);
-    printf("\n");
-    return 0;
+    return rc;
 }
 
 /* Quantization-aware fine-tuning of the folded model, distilled from --teacher if given (its
@@ -313,8 +357,22 @@ static int s_stamp(s_run_t *r, const s_opts_t *o)
     int rc;
     if ((rc = s_meta(r->q, "source_sha256", cnd_hex(hex, dg, sizeof dg)))) return rc;
     if ((rc = s_meta(r->q, "quant_method", o->method_s))) return rc;
-    snprintf(buf, sizeof buf, "W%ldA8", o->wbits);
+    if (o->max_wbytes)
+        snprintf(buf, sizeof buf, "W8W4A8");
+    else
+        snprintf(buf, sizeof buf, "W%ldA8", o->wbits);
     if ((rc = s_meta(r->q, "quant_scheme", buf))) return rc;
+    if (o->max_wbytes) {
+        char bits[3 * CND_SPEC_MAX_LAYERS + 1] = "";
+        size_t u = 0;
+        for (int i = 0; i < r->m->n_layers && u + 4 < sizeof bits; i++) {
+            const cnd_layer_t *l = &r->m->layers[i];
+            if (l->type == CND_L_DENSE || l->type == CND_L_CONV2D || l->type == CND_L_GCONV)
+                u += (size_t)snprintf(bits + u, sizeof bits - u, "%s%d", u ? "," : "",
+                                      cnd_quant_layer_wbits(&r->plan, i, 8));
+        }
+        if ((rc = s_meta(r->q, "weight_bits", bits))) return rc;
+    }
     snprintf(buf, sizeof buf, "%ld", o->qat_epochs);
     if ((rc = s_meta(r->q, "qat_epochs", buf))) return rc;
     if (o->teacher) {

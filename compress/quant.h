@@ -110,6 +110,9 @@ typedef struct {
                                               * folded in (dense, conv2d, add, concat) */
     int fq_at[CND_SPEC_MAX_LAYERS];          /* fake-quantize layer i's output (new point, or
                                               * avgpool/gap re-rounding with the input's params) */
+    int wbits[CND_SPEC_MAX_LAYERS];          /* weighted layer i's weight bits, 8 or 4, when
+                                              * nonzero (a mixed artifact); 0: the bits the
+                                              * caller passes for every layer */
     float cap[CND_QUANT_MAX_POINTS];         /* > 0: the point's range is clamped to [-cap, cap]
                                               * (values that only reach a tanh, which is flat
                                               * beyond it); 0: no clamp */
@@ -122,6 +125,12 @@ typedef struct {
  * their grid and keep order (relu, maxpool, flatten): then clamping them to
  * +-CND_QUANT_TANH_CAP changes the tanh's output by less than half an int8 step of [-1, 1]. */
 int cnd_quant_feeds_tanh(const cnd_model_t *m, int i);
+
+/* The weight bits of layer i: the plan's own for it, else wbits. */
+static inline int cnd_quant_layer_wbits(const cnd_qplan_t *plan, int i, int wbits)
+{
+    return plan->wbits[i] ? plan->wbits[i] : wbits;
+}
 
 /* Clamps r to the plan's cap of point p, if it has one. */
 void cnd_quant_cap_range(cnd_qrange_t *r, const cnd_qplan_t *plan, int p);
@@ -158,6 +167,27 @@ CND_MUST_USE int cnd_quant_calib_sample(cnd_dataset_t **out, const cnd_dataset_t
 /* ---- fake quantization inside the float model (calibration checks and QAT) ----------------- */
 
 typedef struct cnd_fq cnd_fq_t;
+
+/* Per-layer weight bits under a budget: one row per weighted layer. */
+typedef struct {
+    int layer;             /* float layer index */
+    size_t bytes8, bytes4; /* its packed weight bytes at 8 and at 4 bits */
+    double err4;           /* mean squared logit error added by this layer alone at 4 bits
+                            * (every other layer at 8, activations quantized) */
+    int bits;              /* chosen: 8 or 4 */
+} cnd_qbits_row_t;
+
+/* Chooses 8 or 4 weight bits per weighted layer of folded model m so that the packed weights
+ * take at most max_weight_bytes: each layer's sensitivity is the logit error (against the float
+ * model, on up to 256 of the n samples x) that putting it alone at 4 bits adds, with the
+ * activation ranges given; layers then go to 4 bits in order of error per byte saved until the
+ * budget holds. Writes the choice into plan->wbits and w_mse (1, MSE clipping, for the layers
+ * at 4 bits; the others keep theirs),
+ * and rows[] (room for m->n_layers). CND_ERANGE naming the smallest reachable size when even
+ * every layer at 4 bits does not fit. */
+CND_MUST_USE int cnd_quant_mixed_bits(cnd_qplan_t *plan, cnd_qbits_row_t *rows, int *n_rows,
+                                      cnd_model_t *m, const cnd_qrange_t *ranges, int *w_mse,
+                                      const float *x, size_t n, size_t max_weight_bytes);
 
 /* Installs fake quantization on m (sets m->hooks): weights per channel with wbits (and MSE
  * clipping per layer where w_mse[i]), activations at the plan's points with `ranges`. With

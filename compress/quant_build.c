@@ -242,7 +242,7 @@ static int s_weighted_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
              : l->type == CND_L_GCONV ? CND_RT_OP_GCONV
                                       : CND_RT_OP_CONV2D;
     ql->relu = fused == 1;
-    ql->wbits = b->wbits;
+    ql->wbits = cnd_quant_layer_wbits(b->plan, *i, b->wbits);
     if (l->type == CND_L_GCONV) ql->groups = l->p.conv.groups;
     if (l->type != CND_L_DENSE) {
         ql->k = l->p.conv.k;
@@ -253,7 +253,7 @@ static int s_weighted_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
     }
     ql->K = (int)(l->n_weights / (size_t)l->out.c);
     cnd_quant_params(b->ranges[p].lo, b->ranges[p].hi, &ql->out_scale, &ql->out_zp);
-    int rc = s_weighted(ql, l, b->m->params + l->param_off, b->s_cur, ql->out_scale, b->wbits,
+    int rc = s_weighted(ql, l, b->m->params + l->param_off, b->s_cur, ql->out_scale, ql->wbits,
                         b->w_mse && b->w_mse[*i], b->w_scales ? b->w_scales[*i] : NULL, b->layout);
     if (rc) return rc;
     s_fused_clamp(ql, b, i);

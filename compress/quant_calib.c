@@ -159,7 +159,7 @@ int cnd_quant_calibrate(cnd_qrange_t *ranges, cnd_qmethod_t *chosen, int *w_mse,
         s_candidates(cand[p], &obs[p]);
         for (int k = 0; k < 3; k++) cnd_quant_cap_range(&cand[p][k], plan, p);
     }
-    for (int i = 0; i < m->n_layers; i++) w_mse[i] = wbits == 4;
+    for (int i = 0; i < m->n_layers; i++) w_mse[i] = cnd_quant_layer_wbits(plan, i, wbits) == 4;
     if (method != CND_QM_AUTO) {
         for (int p = 0; p < P; p++) {
             ranges[p] = cand[p][method];
@@ -221,6 +221,91 @@ done:
     free(cand);
     free(ref);
     return rc;
+}
+
+/* Weight bytes of weighted layer l at b bits (the artifact's packed rows). */
+static size_t s_weight_bytes(const cnd_layer_t *l, int b)
+{
+    size_t rows = (size_t)l->out.c, K = l->n_weights / rows;
+    return rows * (b == 8 ? K : (K + 1) / 2);
+}
+
+int cnd_quant_mixed_bits(cnd_qplan_t *plan, cnd_qbits_row_t *rows, int *n_rows, cnd_model_t *m,
+                         const cnd_qrange_t *ranges, int *w_mse, const float *x, size_t n,
+                         size_t max_weight_bytes)
+{
+    *n_rows = 0;
+    if (m->hooks) return cnd_errf(CND_ESTATE, "bit selection needs a model without hooks");
+    size_t ne = n < S_AUTO_SAMPLES ? n : S_AUTO_SAMPLES, d = cnd_shape_size(m->in);
+    if (ne == 0) return cnd_errf(CND_EINVAL, "bit selection needs at least one sample");
+    int K = m->n_classes, rc = 0, nw = 0;
+    size_t all8 = 0, all4 = 0;
+    float *ref = malloc(ne * (size_t)K * sizeof(float));
+    cnd_fq_t *fq = NULL;
+    if (!ref) return CND_ENOMEM;
+    for (size_t s = 0; s < ne && !rc; s += S_BATCH) {
+        int bs = (int)(ne - s < S_BATCH ? ne - s : S_BATCH);
+        const float *lg;
+        if (!(rc = cnd_model_forward(m, x + s * d, bs, 0, &lg)))
+            memcpy(ref + s * K, lg, (size_t)bs * K * sizeof(float));
+    }
+    /* every weighted layer at 8 bits, then each alone at 4: its logit error over that base */
+    for (int i = 0; i < m->n_layers; i++) plan->wbits[i] = 0;
+    double base = 0;
+    for (int i = -1; i < m->n_layers && !rc; i++) {
+        const cnd_layer_t *l = i >= 0 ? &m->layers[i] : NULL;
+        if (l && l->type != CND_L_DENSE && l->type != CND_L_CONV2D && l->type != CND_L_GCONV)
+            continue;
+        if (l) plan->wbits[i] = 4;
+        int keep = l ? w_mse[i] : 0;
+        if (l) w_mse[i] = 1; /* 4-bit weights use MSE clipping */
+        double e = 0;
+        if (!(rc = cnd_fq_new(&fq, m, plan, ranges, w_mse, 8, 0, plan->n_points)))
+            rc = s_logit_err(&e, m, x, ne, ref);
+        cnd_fq_destroy(&fq);
+        if (l) {
+            plan->wbits[i] = 0;
+            w_mse[i] = keep;
+            rows[nw] = (cnd_qbits_row_t){.layer = i,
+                                         .bytes8 = s_weight_bytes(l, 8),
+                                         .bytes4 = s_weight_bytes(l, 4),
+                                         .err4 = e - base,
+                                         .bits = 8};
+            all8 += rows[nw].bytes8;
+            all4 += rows[nw].bytes4;
+            nw++;
+        } else {
+            base = e;
+        }
+    }
+    free(ref);
+    *n_rows = nw;
+    if (rc) return rc;
+    if (max_weight_bytes < all4)
+        return cnd_errf(CND_ERANGE,
+                        "no choice of 8 and 4 bits fits %zu weight bytes: every layer at 4 "
+                        "bits takes %zu (at 8: %zu)",
+                        max_weight_bytes, all4, all8);
+    /* cheapest first: the least logit error per byte saved goes to 4 bits until it fits */
+    size_t total = all8;
+    while (total > max_weight_bytes) {
+        int best = -1;
+        double bc = 0;
+        for (int r = 0; r < nw; r++) {
+            if (rows[r].bits == 4 || rows[r].bytes8 == rows[r].bytes4) continue;
+            double c =
+                (rows[r].err4 > 0 ? rows[r].err4 : 0) / (double)(rows[r].bytes8 - rows[r].bytes4);
+            if (best < 0 || c < bc) best = r, bc = c;
+        }
+        if (best < 0) break; /* cannot happen: all4 fits */
+        rows[best].bits = 4;
+        total -= rows[best].bytes8 - rows[best].bytes4;
+    }
+    for (int r = 0; r < nw; r++) {
+        plan->wbits[rows[r].layer] = rows[r].bits;
+        w_mse[rows[r].layer] = rows[r].bits == 4 ? 1 : w_mse[rows[r].layer];
+    }
+    return 0;
 }
 
 int cnd_quant_calib_sample(cnd_dataset_t **out, const cnd_dataset_t *ds, size_t n, uint64_t seed)

@@ -26,7 +26,7 @@ struct cnd_fq {
     cnd_model_t *m;
     cnd_model_hooks_t hooks;
     cnd_qplan_t plan;
-    int wbits, qmax, observe, active;
+    int wbits, observe, active;
     cnd_qrange_t ranges[CND_QUANT_MAX_POINTS];
     float *ratio[CND_SPEC_MAX_LAYERS]; /* per output channel clip ratio in (0, 1] */
     float *scales;                     /* scratch: one layer's channel scales */
@@ -43,6 +43,12 @@ static int s_rows(const cnd_layer_t *l)
     return l->type == CND_L_DENSE ? l->p.dense.out : l->p.conv.oc;
 }
 
+/* The largest weight code of layer i: 127 for 8 bits, 7 for 4. */
+static int s_qmax(const cnd_fq_t *fq, int i)
+{
+    return cnd_quant_layer_wbits(&fq->plan, i, fq->wbits) == 8 ? 127 : 7;
+}
+
 void cnd_fq_weight_scales(const cnd_fq_t *fq, int i, float *scales)
 {
     const cnd_layer_t *l = &fq->m->layers[i];
@@ -51,7 +57,7 @@ void cnd_fq_weight_scales(const cnd_fq_t *fq, int i, float *scales)
     for (int r = 0; r < rows; r++) {
         float mx = 0.0f;
         for (int j = 0; j < cols; j++) mx = fmaxf(mx, fabsf(w[(size_t)r * cols + j]));
-        scales[r] = mx > 0.0f ? fq->ratio[i][r] * mx / (float)fq->qmax : 1.0f;
+        scales[r] = mx > 0.0f ? fq->ratio[i][r] * mx / (float)s_qmax(fq, i) : 1.0f;
     }
 }
 
@@ -62,13 +68,13 @@ static const float *s_weights(void *ctx, int i, const float *w)
     if (l->type != CND_L_DENSE && l->type != CND_L_CONV2D && l->type != CND_L_GCONV) return w;
     int rows = s_rows(l), cols = (int)(l->n_weights / (size_t)rows);
     float *dst = fq->wq + l->param_off;
+    int qmax = s_qmax(fq, i);
     cnd_fq_weight_scales(fq, i, fq->scales);
     for (int r = 0; r < rows; r++) {
         float s = fq->scales[r];
         const float *src = w + (size_t)r * cols;
         float *d = dst + (size_t)r * cols;
-        for (int j = 0; j < cols; j++)
-            d[j] = (float)cnd_quant_q(src[j], s, 0, -fq->qmax, fq->qmax) * s;
+        for (int j = 0; j < cols; j++) d[j] = (float)cnd_quant_q(src[j], s, 0, -qmax, qmax) * s;
     }
     memcpy(dst + l->n_weights, w + l->n_weights, (l->n_params - l->n_weights) * sizeof(float));
     return dst;
@@ -152,7 +158,6 @@ int cnd_fq_new(cnd_fq_t **out, cnd_model_t *m, const cnd_qplan_t *plan, const cn
     fq->m = m;
     fq->plan = *plan;
     fq->wbits = wbits;
-    fq->qmax = wbits == 8 ? 127 : 7;
     fq->observe = observe;
     fq->active = npoints_active;
     memcpy(fq->ranges, ranges, (size_t)plan->n_points * sizeof *ranges);
@@ -173,11 +178,11 @@ int cnd_fq_new(cnd_fq_t **out, cnd_model_t *m, const cnd_qplan_t *plan, const cn
         if (!fq->ratio[i]) goto oom;
         const float *w = m->params + l->param_off;
         if (w_mse && w_mse[i]) {
-            cnd_quant_weight_scales(fq->ratio[i], w, rows, cols, fq->qmax, 1);
+            cnd_quant_weight_scales(fq->ratio[i], w, rows, cols, s_qmax(fq, i), 1);
             for (int r = 0; r < rows; r++) {
                 float mx = 0.0f;
                 for (int j = 0; j < cols; j++) mx = fmaxf(mx, fabsf(w[(size_t)r * cols + j]));
-                fq->ratio[i][r] = mx > 0.0f ? fq->ratio[i][r] * (float)fq->qmax / mx : 1.0f;
+                fq->ratio[i][r] = mx > 0.0f ? fq->ratio[i][r] * (float)s_qmax(fq, i) / mx : 1.0f;
             }
         } else {
             for (int r = 0; r < rows; r++) fq->ratio[i][r] = 1.0f;

@@ -261,34 +261,25 @@ static void s_fake_quant_hooks(void)
 }
 
 /* The integer runtime matches the fake-quantized float model it was built from. */
-static void s_int_vs_fake(const char *spec, cnd_shape_t in, int wbits)
+/* The integer runtime's logits of q against the fake-quantized float model m (plan, ranges,
+ * w_mse, wbits as q was built with) on 64 random inputs: a few LSB apart at most, the same
+ * class nearly always. */
+static void s_compare(const char *what, cnd_qmodel_t *q, cnd_model_t *m, const cnd_qplan_t *plan,
+                      const cnd_qrange_t *ranges, const int *w_mse, int wbits, cnd_shape_t in)
 {
-    cnd_qmodel_t *q = NULL;
-    cnd_model_t *m = NULL;
-    CHECK_EQ_INT(qt_make(&q, &m, spec, in, wbits, CND_QM_MINMAX, 21), 0);
-    if (!q) return;
-    /* same ranges again for the fake-quant model */
     size_t n = 64, d = cnd_shape_size(in);
     float *x = qt_pixels(in, n, 23), *xn = malloc(n * d * sizeof(float));
     memcpy(xn, x, n * d * sizeof(float));
     cnd_model_normalize(m, xn, n);
-    cnd_qplan_t plan;
-    cnd_qrange_t ranges[CND_QUANT_MAX_POINTS];
-    int w_mse[CND_SPEC_MAX_LAYERS];
-    CHECK_EQ_INT(cnd_quant_plan(&plan, m), 0);
-    float *xc = qt_pixels(in, 64, 21 + 2); /* the calibration pixels qt_make used */
-    cnd_model_normalize(m, xc, 64);
-    CHECK_EQ_INT(cnd_quant_calibrate(ranges, NULL, w_mse, m, &plan, xc, 64, CND_QM_MINMAX, wbits),
-                 0);
     cnd_fq_t *fq = NULL;
-    CHECK_EQ_INT(cnd_fq_new(&fq, m, &plan, ranges, w_mse, wbits, 0, plan.n_points), 0);
+    CHECK_EQ_INT(cnd_fq_new(&fq, m, plan, ranges, w_mse, wbits, 0, plan->n_points), 0);
     const float *lg;
     CHECK_EQ_INT(cnd_model_forward(m, xn, (int)n, 0, &lg), 0);
     uint8_t *bytes;
     size_t len;
     CHECK_EQ_INT(cnd_artifact_serialize(q, &bytes, &len), 0);
     cnd_artifact_t *a = NULL;
-    CHECK_EQ_INT(cnd_artifact_open(&a, bytes, len, spec), 0);
+    CHECK_EQ_INT(cnd_artifact_open(&a, bytes, len, what), 0);
     int K = q->n_classes, far = 0, agree = 0;
     const cnd_qlayer_t *last = &q->layers[q->n_layers - 1];
     cnd_dataset_t ds = {.n = n, .shape = in, .x = x, .n_classes = K};
@@ -309,9 +300,7 @@ static void s_int_vs_fake(const char *spec, cnd_shape_t in, int wbits)
         agree += bi == bf;
     }
     /* a few LSB of difference from bias rounding and double-rounded requantization */
-    if (far)
-        fprintf(stderr, "%s w%d: %d logits more than 3 LSB apart (max %.1f)\n", spec, wbits, far,
-                maxerr);
+    if (far) fprintf(stderr, "%s: %d logits more than 3 LSB apart (max %.1f)\n", what, far, maxerr);
     CHECK(far <= (int)(n * K / 50));
     CHECK(agree >= (int)(n * 9 / 10));
     cnd_fq_destroy(&fq);
@@ -320,6 +309,86 @@ static void s_int_vs_fake(const char *spec, cnd_shape_t in, int wbits)
     free(xi);
     free(x);
     free(xn);
+}
+
+static void s_int_vs_fake(const char *spec, cnd_shape_t in, int wbits)
+{
+    cnd_qmodel_t *q = NULL;
+    cnd_model_t *m = NULL;
+    CHECK_EQ_INT(qt_make(&q, &m, spec, in, wbits, CND_QM_MINMAX, 21), 0);
+    if (!q) return;
+    /* same ranges again for the fake-quant model */
+    cnd_qplan_t plan;
+    cnd_qrange_t ranges[CND_QUANT_MAX_POINTS];
+    int w_mse[CND_SPEC_MAX_LAYERS];
+    CHECK_EQ_INT(cnd_quant_plan(&plan, m), 0);
+    float *xc = qt_pixels(in, 64, 21 + 2); /* the calibration pixels qt_make used */
+    cnd_model_normalize(m, xc, 64);
+    CHECK_EQ_INT(cnd_quant_calibrate(ranges, NULL, w_mse, m, &plan, xc, 64, CND_QM_MINMAX, wbits),
+                 0);
+    char what[160];
+    snprintf(what, sizeof what, "%s w%d", spec, wbits);
+    s_compare(what, q, m, &plan, ranges, w_mse, wbits, in);
+    free(xc);
+    cnd_qmodel_destroy(&q);
+    cnd_model_destroy(&m);
+}
+
+/* Per-layer bits under a weight budget (cnd_quant_mixed_bits): the budget's edges, the choice
+ * written into the plan, and a mixed artifact that computes what fake quantization does. */
+static void s_mixed_bits(void)
+{
+    const char *spec = "conv2d(6,3,pad=1) relu maxpool(2) flatten dense(40) relu dense(5)";
+    cnd_shape_t in = {2, 8, 8};
+    cnd_qmodel_t *q = NULL;
+    cnd_model_t *m = NULL;
+    CHECK_EQ_INT(qt_make(&q, &m, spec, in, 8, CND_QM_MINMAX, 31), 0);
+    cnd_qmodel_destroy(&q);
+    if (!m) return;
+    cnd_qplan_t plan;
+    cnd_qrange_t ranges[CND_QUANT_MAX_POINTS];
+    int w_mse[CND_SPEC_MAX_LAYERS];
+    CHECK_EQ_INT(cnd_quant_plan(&plan, m), 0);
+    float *xc = qt_pixels(in, 64, 33);
+    cnd_model_normalize(m, xc, 64);
+    CHECK_EQ_INT(cnd_quant_calibrate(ranges, NULL, w_mse, m, &plan, xc, 64, CND_QM_MINMAX, 8), 0);
+    /* weight bytes: conv 6 x 18 (4 bits: 6 x 9), dense(40) 40 x 96 (40 x 48), dense(5) 5 x 40
+     * (5 x 20) */
+    size_t all8 = 108 + 3840 + 200, all4 = 54 + 1920 + 100;
+    cnd_qbits_row_t rows[CND_SPEC_MAX_LAYERS];
+    int nr = 0;
+    CHECK_EQ_INT(cnd_quant_mixed_bits(&plan, rows, &nr, m, ranges, w_mse, xc, 64, all4 - 1),
+                 CND_ERANGE);
+    CHECK(strstr(cnd_err_detail(), "every layer at 4 bits takes 2074") != NULL);
+    CHECK_EQ_INT(cnd_quant_mixed_bits(&plan, rows, &nr, m, ranges, w_mse, xc, 64, all8), 0);
+    CHECK_EQ_INT(nr, 3);
+    for (int k = 0; k < nr; k++) {
+        CHECK_EQ_INT(rows[k].bits, 8);
+        CHECK(rows[k].err4 >= -1e-9); /* 4 bits never beat 8 on these random weights */
+    }
+    CHECK_EQ_INT((int)rows[1].bytes8, 3840);
+    CHECK_EQ_INT((int)rows[1].bytes4, 1920);
+    CHECK_EQ_INT(cnd_quant_mixed_bits(&plan, rows, &nr, m, ranges, w_mse, xc, 64, all4), 0);
+    for (int k = 0; k < nr; k++) CHECK_EQ_INT(plan.wbits[rows[k].layer], 4);
+    /* room for everything at 8 but the big dense layer: it alone goes to 4 bits */
+    CHECK_EQ_INT(cnd_quant_mixed_bits(&plan, rows, &nr, m, ranges, w_mse, xc, 64, all8 - 1920), 0);
+    size_t total = 0;
+    for (int k = 0; k < nr; k++) {
+        CHECK_EQ_INT(plan.wbits[rows[k].layer], rows[k].bits);
+        if (rows[k].bits == 4) CHECK_EQ_INT(w_mse[rows[k].layer], 1); /* 8: kept as it was */
+        total += rows[k].bits == 8 ? rows[k].bytes8 : rows[k].bytes4;
+    }
+    CHECK(total <= all8 - 1920);
+    CHECK_EQ_INT(rows[1].bits, 4); /* the only layer whose saving alone reaches the budget */
+    CHECK_EQ_INT(cnd_qmodel_build(&q, m, &plan, ranges, w_mse, NULL, 8), 0);
+    if (q) {
+        int seen4 = 0;
+        for (int i = 0; i < q->n_layers; i++)
+            if (q->layers[i].op == CND_RT_OP_DENSE || q->layers[i].op == CND_RT_OP_CONV2D)
+                seen4 += q->layers[i].wbits == 4;
+        CHECK_EQ_INT(seen4, 1);
+        s_compare("mixed bits", q, m, &plan, ranges, w_mse, 8, in);
+    }
     free(xc);
     cnd_qmodel_destroy(&q);
     cnd_model_destroy(&m);
@@ -392,5 +461,6 @@ int main(void)
                   (cnd_shape_t){2, 8, 8}, 4);
     s_int_vs_fake("conv2d(6,3,pad=1) tanh maxpool(2) flatten dense(8) tanh dense(5)",
                   (cnd_shape_t){2, 8, 8}, 8);
+    s_mixed_bits();
     return check_result("test_quant");
 }
