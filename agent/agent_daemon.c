@@ -531,9 +531,11 @@ static void s_local_step(s_agent_t *a)
         s_round_save(a);
         s_log(a,
               "round %u: sent the masked update (%zu bytes, %u values of %u bits, %u clipped)"
-              " (local validation accuracy %.4f, inside the secure sum)",
+              " (local validation accuracy %.4f, %s)",
               round, a->masked_len, a->sp.len, a->sp.bits,
-              a->rr.clipped ? (unsigned)a->rr.clipped : 0u, a->rr.val_acc);
+              a->rr.clipped ? (unsigned)a->rr.clipped : 0u, a->rr.val_acc,
+              a->spec.dp_mode == CND_JOB_DP_DISTRIBUTED ? "not sent under distributed DP"
+                                                        : "inside the secure sum");
     }
 }
 

@@ -903,9 +903,14 @@ static void s_round_ended(s_daemon_t *d)
             acc = m.accuracy;
             cnd_model_rec_free(&m);
         }
-        s_log(d,
-              "round %u/%u done: model v%lld, validation accuracy %.4f (the survivors' secure sum)",
-              n, d->spec.rounds, (long long)v, acc);
+        if (acc >= 0)
+            s_log(d,
+                  "round %u/%u done: model v%lld, validation accuracy %.4f (the survivors' "
+                  "secure sum)",
+                  n, d->spec.rounds, (long long)v, acc);
+        else /* distributed DP: the sites send no metrics */
+            s_log(d, "round %u/%u done: model v%lld, no validation metrics", n, d->spec.rounds,
+                  (long long)v);
     } else {
         s_log(d, "round %u/%u failed: %s", n, d->spec.rounds, cnd_round_reason(d->round));
     }
