@@ -65,6 +65,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -335,6 +336,9 @@ static void s_maybe_fault(s_agent_t *a, int point)
               : point == S_FAULT_SHARES  ? "after its key shares were taken (before masking)"
                                          : "after its masked update was taken (before unmasking)",
               a->view.round);
+        /* ZeroMQ sends from its I/O thread: give the message just sent time to leave, so the
+         * fault is a dropout after this step rather than before it. */
+        if (point == S_FAULT_ADVERTISE) nanosleep(&(struct timespec){0, 200 * 1000000L}, NULL);
         raise(SIGKILL);
     }
 }

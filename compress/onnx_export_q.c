@@ -26,8 +26,13 @@
  * flattened is tracked through flatten and relu layers). int4 weights are unpacked to int8
  * values in [-7, 7].
  *
+ * Graph artifacts (version 2): every layer reads the values its LAYR entry names (the output
+ * name, layout and zero point of each value are kept in s_q_t.v); grouped convolutions use the
+ * `group` attribute; add and concat requantize each input as cnd_rt_add and the runtime's
+ * concat do (exact) or work on dequantized floats (QDQ); lut is a Gather.
+ *
  * The artifact is validated by the runtime loader before this runs (cmd_export.c), so offsets
- * are trusted; an op this file does not know is refused naming it.
+ * and sources are trusted; an op this file does not know is refused naming it.
  */
 #include "cnd_rt_format.h"
 #include "cnd_rt_requant.h"
@@ -48,7 +53,7 @@
 
 /* One LAYR entry, decoded. */
 typedef struct {
-    int op, relu, wbits;
+    int op, relu, wbits, groups, nsrc, src[2]; /* src: producer + 1, 0 = the input */
     int ic, ih, iw, oc, oh, ow;
     int k, stride, pad, act_min, act_max;
     int32_t in_zp, out_zp;
@@ -63,6 +68,11 @@ typedef struct {
     int rank;       /* its rank: 4 (N, C, H, W) or 2 (N, F) */
     int fc, fh, fw; /* the (C, H, W) whose CHW flattening the rank-2 value is */
     char nm[96];    /* scratch for names */
+    struct {        /* per value: 0 = the quantized input, i = layer i's output */
+        char name[64];
+        int rank, fc, fh, fw, zp;
+        float s;
+    } v[CND_RT_MAX_LAYERS + 1];
 } s_q_t;
 
 static uint32_t s_u32(const uint8_t *p)
@@ -168,64 +178,95 @@ static void s_div_round(s_q_t *q, int i, int64_t n)
     s_cast(q, i, "out", S_I8);
 }
 
-/* The runtime's requantization (cnd_rt_requant) of the int64 accumulator q->cur, per output
- * channel, to int8. */
-static int s_requant(s_q_t *q, int i, const s_layer_t *L, int conv)
+/* "<pre><what>" in buf. */
+static const char *s_t(char *buf, size_t n, const char *pre, const char *what)
 {
-    int oc = L->oc, any_left = 0, any_right = 0;
+    snprintf(buf, n, "%s%s", pre, what);
+    return buf;
+}
+
+/* cnd_rt_mbqm of the int64 q->cur by the multipliers and shifts of `oc` channels (per channel
+ * when oc > 1, shaped for a conv's NCHW output when conv), names of layer i prefixed by pre:
+ * saturating left shift, SRDHM, RDBP. */
+static int s_mbqm(s_q_t *q, int i, const char *pre, const uint8_t *mult_le, const uint8_t *shift,
+                  int oc, int conv)
+{
+    int any_left = 0, any_right = 0;
     int64_t *v = calloc((size_t)oc * 4, sizeof *v);
     if (!v) return CND_ENOMEM;
     int64_t *mult = v, *lpow = v + oc, *half = v + 2 * oc, *pw = v + 3 * oc;
     for (int o = 0; o < oc; o++) {
-        int sh = (int8_t)L->shift[o];
-        mult[o] = (int32_t)s_u32(L->mult + 4 * o);
+        int sh = (int8_t)shift[o];
+        mult[o] = (int32_t)s_u32(mult_le + 4 * o);
         lpow[o] = (int64_t)1 << (sh < 0 ? -sh : 0);
         half[o] = sh > 0 ? (int64_t)1 << (sh - 1) : 0;
         pw[o] = (int64_t)1 << (sh > 0 ? sh : 0);
         any_left |= sh < 0;
         any_right |= sh > 0;
     }
+    char t[64], t2[64];
     if (any_left) { /* x = sat32(acc << -shift) */
-        s_op2(q, i, "Mul", "shl", s_pc64(q, i, "lpow", lpow, oc, conv));
-        s_op2(q, i, "Max", "sat_lo", "c_i32_min");
-        s_op2(q, i, "Min", "sat_hi", "c_i32_max");
+        s_op2(q, i, "Mul", s_t(t, sizeof t, pre, "shl"),
+              s_pc64(q, i, s_t(t2, sizeof t2, pre, "lpow"), lpow, oc, conv));
+        s_op2(q, i, "Max", s_t(t, sizeof t, pre, "sat_lo"), "c_i32_min");
+        s_op2(q, i, "Min", s_t(t, sizeof t, pre, "sat_hi"), "c_i32_max");
     }
     /* SRDHM: (x * mult + (x * mult >= 0 ? 2^30 : 1 - 2^30)) / 2^31, truncating */
-    s_op2(q, i, "Mul", "prod", s_pc64(q, i, "mult", mult, oc, conv));
+    s_op2(q, i, "Mul", s_t(t, sizeof t, pre, "prod"),
+          s_pc64(q, i, s_t(t2, sizeof t2, pre, "mult"), mult, oc, conv));
     char p[64], c[64];
     strcpy(p, q->cur);
-    s_op(q, i, "Less", "prod_neg", (const char *[]){p, "c_zero"}, 2);
+    s_op(q, i, "Less", s_t(t, sizeof t, pre, "prod_neg"), (const char *[]){p, "c_zero"}, 2);
     strcpy(c, q->cur);
-    s_op(q, i, "Where", "nudge", (const char *[]){c, "c_nudge_neg", "c_nudge_pos"}, 3);
+    s_op(q, i, "Where", s_t(t, sizeof t, pre, "nudge"),
+         (const char *[]){c, "c_nudge_neg", "c_nudge_pos"}, 3);
     char nd[64];
     strcpy(nd, q->cur);
-    s_op(q, i, "Add", "nudged", (const char *[]){p, nd}, 2);
-    s_op2(q, i, "Div", "srdhm", "c_2p31");
+    s_op(q, i, "Add", s_t(t, sizeof t, pre, "nudged"), (const char *[]){p, nd}, 2);
+    s_op2(q, i, "Div", s_t(t, sizeof t, pre, "srdhm"), "c_2p31");
     if (any_right) { /* RDBP: sign(y) * ((|y| + 2^(n-1)) / 2^n) */
         char y[64], a[64], b[64];
         strcpy(y, q->cur);
-        s_op1(q, i, "Abs", "y_abs");
-        s_op2(q, i, "Add", "y_half", s_pc64(q, i, "half", half, oc, conv));
-        s_op2(q, i, "Div", "y_quot", s_pc64(q, i, "pow", pw, oc, conv));
+        s_op1(q, i, "Abs", s_t(t, sizeof t, pre, "y_abs"));
+        s_op2(q, i, "Add", s_t(t, sizeof t, pre, "y_half"),
+              s_pc64(q, i, s_t(t2, sizeof t2, pre, "half"), half, oc, conv));
+        s_op2(q, i, "Div", s_t(t, sizeof t, pre, "y_quot"),
+              s_pc64(q, i, s_t(t2, sizeof t2, pre, "pow"), pw, oc, conv));
         strcpy(a, q->cur);
-        s_op1(q, i, "Neg", "y_quot_neg");
+        s_op1(q, i, "Neg", s_t(t, sizeof t, pre, "y_quot_neg"));
         strcpy(b, q->cur);
-        s_op(q, i, "Less", "y_neg", (const char *[]){y, "c_zero"}, 2);
+        s_op(q, i, "Less", s_t(t, sizeof t, pre, "y_neg"), (const char *[]){y, "c_zero"}, 2);
         strcpy(c, q->cur);
-        s_op(q, i, "Where", "rdbp", (const char *[]){c, b, a}, 3);
+        s_op(q, i, "Where", s_t(t, sizeof t, pre, "rdbp"), (const char *[]){c, b, a}, 3);
     }
     free(v);
-    /* clamp(clamp(x, -256, 255) + z, act_min, act_max) = clamp(x + z, lo, hi): the intervals
-     * always overlap since z is in [-128, 127] */
-    int64_t lo = L->act_min > -256 + L->out_zp ? L->act_min : -256 + L->out_zp;
-    int64_t hi = L->act_max < 255 + L->out_zp ? L->act_max : 255 + L->out_zp;
-    s_sc64(q, i, "zp", L->out_zp);
-    s_sc64(q, i, "lo", lo);
-    s_sc64(q, i, "hi", hi);
-    s_op2(q, i, "Add", "plus_zp", s_n(q, i, "zp"));
-    s_op2(q, i, "Max", "clamp_lo", s_n(q, i, "lo"));
-    s_op2(q, i, "Min", "clamp_hi", s_n(q, i, "hi"));
-    s_cast(q, i, "out", S_I8);
+    return 0;
+}
+
+/* The end of cnd_rt_requant on the int64 mbqm result q->cur: clamp(clamp(x, -256, 255) + z,
+ * act_min, act_max) = clamp(x + z, lo, hi) (the intervals always overlap since z is in
+ * [-128, 127]), then int8. */
+static void s_requant_end(s_q_t *q, int i, const char *pre, int32_t zp, int act_min, int act_max)
+{
+    int64_t lo = act_min > -256 + zp ? act_min : -256 + zp;
+    int64_t hi = act_max < 255 + zp ? act_max : 255 + zp;
+    char t[64], zn[64], lon[64], hin[64];
+    s_sc64(q, i, s_t(zn, sizeof zn, pre, "zp"), zp);
+    s_sc64(q, i, s_t(lon, sizeof lon, pre, "lo"), lo);
+    s_sc64(q, i, s_t(hin, sizeof hin, pre, "hi"), hi);
+    s_op2(q, i, "Add", s_t(t, sizeof t, pre, "plus_zp"), s_n(q, i, zn));
+    s_op2(q, i, "Max", s_t(t, sizeof t, pre, "clamp_lo"), s_n(q, i, lon));
+    s_op2(q, i, "Min", s_t(t, sizeof t, pre, "clamp_hi"), s_n(q, i, hin));
+    s_cast(q, i, s_t(t, sizeof t, pre, "out"), S_I8);
+}
+
+/* The runtime's requantization (cnd_rt_requant) of the int64 accumulator q->cur, per output
+ * channel, to int8. */
+static int s_requant(s_q_t *q, int i, const s_layer_t *L, int conv)
+{
+    int rc = s_mbqm(q, i, "", L->mult, L->shift, L->oc, conv);
+    if (rc) return rc;
+    s_requant_end(q, i, "", L->out_zp, L->act_min, L->act_max);
     return 0;
 }
 
@@ -236,12 +277,12 @@ static int8_t s_w(const s_layer_t *L, int o, int k, int K)
     return cnd_rt_w4(L->w + (size_t)o * (size_t)((K + 1) / 2), (uint32_t)k);
 }
 
-/* Layer L's weights in ONNX order into w (oc x K int8): conv OIHW, dense (O, K) with CHW
- * columns of the flattened (fc, fh, fw). */
+/* Layer L's weights in ONNX order into w (oc x K int8): conv OIHW (I the channels of a group),
+ * dense (O, K) with CHW columns of the flattened (fc, fh, fw). */
 static void s_weights(int8_t *w, const s_layer_t *L, const s_q_t *q)
 {
-    if (L->op == CND_RT_OP_CONV2D) {
-        int C = L->ic, k = L->k, K = k * k * C;
+    if (L->op != CND_RT_OP_DENSE) { /* conv2d, gconv: C input channels per group */
+        int C = L->ic / L->groups, k = L->k, K = k * k * C;
         for (int o = 0; o < L->oc; o++)
             for (int c = 0; c < C; c++)
                 for (int y = 0; y < k; y++)
@@ -280,8 +321,8 @@ static void s_flatten(s_q_t *q, int i, const s_layer_t *L)
 /* conv2d or dense, exact form. */
 static int s_weighted_exact(s_q_t *q, int i, const s_layer_t *L, const int8_t *w8)
 {
-    int conv = L->op == CND_RT_OP_CONV2D;
-    size_t K = conv ? (size_t)L->k * L->k * L->ic : (size_t)q->fc * q->fh * q->fw;
+    int conv = L->op != CND_RT_OP_DENSE;
+    size_t K = conv ? (size_t)L->k * L->k * (L->ic / L->groups) : (size_t)q->fc * q->fh * q->fw;
     uint8_t *wu = malloc((size_t)L->oc * K);
     int64_t *b = malloc(sizeof *b * (size_t)L->oc);
     if (!wu || !b) {
@@ -294,7 +335,7 @@ static int s_weighted_exact(s_q_t *q, int i, const s_layer_t *L, const int8_t *w
         for (size_t k = 0; k < K; k++) /* dense: (K, O) for MatMulInteger */
             wu[conv ? o * K + k : k * (size_t)L->oc + (size_t)o] = (uint8_t)(w8[o * K + k] + 128);
     }
-    int64_t wd4[4] = {L->oc, L->ic, L->k, L->k}, wd2[2] = {(int64_t)K, L->oc};
+    int64_t wd4[4] = {L->oc, L->ic / L->groups, L->k, L->k}, wd2[2] = {(int64_t)K, L->oc};
     cnd_onnxw_tensor(&q->e, s_n(q, i, "w_u8"), S_U8, conv ? wd4 : wd2, conv ? 4 : 2, wu);
     uint8_t xz = (uint8_t)(L->in_zp + 128), wz = 128;
     cnd_onnxw_tensor(&q->e, s_n(q, i, "x_zp"), S_U8, NULL, 0, &xz);
@@ -311,6 +352,7 @@ static int s_weighted_exact(s_q_t *q, int i, const s_layer_t *L, const int8_t *w
         cnd_onnxw_attr_ints(&q->e, n, "kernel_shape", L->k, 2);
         cnd_onnxw_attr_ints(&q->e, n, "strides", L->stride, 2);
         cnd_onnxw_attr_ints(&q->e, n, "pads", L->pad, 4);
+        if (L->groups > 1) cnd_onnxw_attr_ints(&q->e, n, "group", L->groups, 0);
     }
     s_cast(q, i, "acc", S_I64);
     s_op2(q, i, "Add", "acc_bias", s_pc64(q, i, "bias", b, L->oc, conv));
@@ -334,11 +376,27 @@ static void s_qdq(s_q_t *q, int i, float s, int32_t z)
     s_op(q, i, "DequantizeLinear", "dq", (const char *[]){x, sn, zn}, 3);
 }
 
+/* QDQ form: a clamp to [act_min, act_max] that a Relu does not already give (a fused relu6),
+ * as a Clip of the dequantized grid values (exact). */
+static void s_qdq_clamp(s_q_t *q, int i, const s_layer_t *L)
+{
+    int lo = L->act_min > -128 && !L->relu ? L->act_min : -128, hi = L->act_max;
+    if (lo == -128 && hi == 127) return;
+    float flo = (float)(lo - L->out_zp) * L->out_s, fhi = (float)(hi - L->out_zp) * L->out_s;
+    cnd_onnxw_tensor(&q->e, s_n(q, i, "clamp_lo"), S_F32, NULL, 0, &flo);
+    cnd_onnxw_tensor(&q->e, s_n(q, i, "clamp_hi"), S_F32, NULL, 0, &fhi);
+    char x[64], a[96], b[96];
+    strcpy(x, q->cur);
+    snprintf(a, sizeof a, "l%d_clamp_lo", i);
+    snprintf(b, sizeof b, "l%d_clamp_hi", i);
+    s_op(q, i, "Clip", "clamped", (const char *[]){x, a, b}, 3);
+}
+
 /* conv2d or dense, QDQ form: w_s[c] = M[c] s_out / s_in with M = mult 2^-31 2^-shift. */
 static int s_weighted_qdq(s_q_t *q, int i, const s_layer_t *L, const int8_t *w8)
 {
-    int conv = L->op == CND_RT_OP_CONV2D, oc = L->oc;
-    size_t K = conv ? (size_t)L->k * L->k * L->ic : (size_t)q->fc * q->fh * q->fw;
+    int conv = L->op != CND_RT_OP_DENSE, oc = L->oc;
+    size_t K = conv ? (size_t)L->k * L->k * (L->ic / L->groups) : (size_t)q->fc * q->fh * q->fw;
     float *fs = malloc(sizeof *fs * 2 * (size_t)oc);
     int32_t *iz = calloc((size_t)oc * 2, sizeof *iz); /* bias and zero points (zeros) */
     if (!fs || !iz) {
@@ -352,7 +410,7 @@ static int s_weighted_qdq(s_q_t *q, int i, const s_layer_t *L, const int8_t *w8)
         fs[oc + o] = (float)(m * L->out_s); /* bias scale s_in w_s */
         iz[o] = (int32_t)s_u32(L->bias + 4 * o);
     }
-    int64_t wd4[4] = {oc, L->ic, L->k, L->k}, wd2[2] = {oc, (int64_t)K}, d1[1] = {oc};
+    int64_t wd4[4] = {oc, L->ic / L->groups, L->k, L->k}, wd2[2] = {oc, (int64_t)K}, d1[1] = {oc};
     cnd_onnxw_tensor(&q->e, s_n(q, i, "w"), S_I8, conv ? wd4 : wd2, conv ? 4 : 2, w8);
     cnd_onnxw_tensor(&q->e, s_n(q, i, "w_scale"), S_F32, d1, 1, fs);
     cnd_onnxw_tensor(&q->e, s_n(q, i, "w_zp"), S_I8, d1, 1, (const int8_t *)(iz + oc));
@@ -376,11 +434,13 @@ static int s_weighted_qdq(s_q_t *q, int i, const s_layer_t *L, const int8_t *w8)
         cnd_onnxw_attr_ints(&q->e, n, "kernel_shape", L->k, 2);
         cnd_onnxw_attr_ints(&q->e, n, "strides", L->stride, 2);
         cnd_onnxw_attr_ints(&q->e, n, "pads", L->pad, 4);
+        if (L->groups > 1) cnd_onnxw_attr_ints(&q->e, n, "group", L->groups, 0);
     } else {
         cnd_onnxw_attr_ints(&q->e, n, "transB", 1, 0);
     }
     if (L->relu) s_op1(q, i, "Relu", "relu");
     s_qdq(q, i, L->out_s, L->out_zp);
+    s_qdq_clamp(q, i, L);
     return 0;
 }
 
@@ -389,8 +449,8 @@ static int s_weighted(s_q_t *q, int i, const s_layer_t *L)
     if (L->op == CND_RT_OP_DENSE) s_flatten(q, i, L);
     if (q->rank == 2 && L->op == CND_RT_OP_DENSE && q->fc * q->fh * q->fw != L->ic * L->ih * L->iw)
         return cnd_errf(CND_EINVAL, "layer %d: dense input does not match its flattened shape", i);
-    size_t K =
-        L->op == CND_RT_OP_CONV2D ? (size_t)L->k * L->k * L->ic : (size_t)q->fc * q->fh * q->fw;
+    size_t K = L->op != CND_RT_OP_DENSE ? (size_t)L->k * L->k * (L->ic / L->groups)
+                                        : (size_t)q->fc * q->fh * q->fw;
     int8_t *w8 = malloc((size_t)L->oc * K);
     if (!w8) return CND_ENOMEM;
     s_weights(w8, L, q);
@@ -460,11 +520,120 @@ static void s_relu(s_q_t *q, int i, const s_layer_t *L)
     s_op(q, i, "Clip", "clip", (const char *[]){x, lo, hi}, 3);
 }
 
+/* A table from input codes to output codes (tanh, hardswish): Gather at x + 128. The QDQ form
+ * quantizes its float input with the input's own scale and zero point first (exact: it holds
+ * grid values) and dequantizes the table's output. */
+static void s_lut(s_q_t *q, int i, const s_layer_t *L)
+{
+    int64_t d[1] = {256};
+    cnd_onnxw_tensor(&q->e, s_n(q, i, "table"), S_I8, d, 1, L->w);
+    s_sc64(q, i, "off", 128);
+    if (!q->exact) {
+        int8_t z8 = (int8_t)L->in_zp;
+        float sc = L->in_s;
+        cnd_onnxw_tensor(&q->e, s_n(q, i, "x_scale"), S_F32, NULL, 0, &sc);
+        cnd_onnxw_tensor(&q->e, s_n(q, i, "x_zp"), S_I8, NULL, 0, &z8);
+        char x[64], sn[96], zn[96];
+        strcpy(x, q->cur);
+        snprintf(sn, sizeof sn, "l%d_x_scale", i);
+        snprintf(zn, sizeof zn, "l%d_x_zp", i);
+        s_op(q, i, "QuantizeLinear", "x_q", (const char *[]){x, sn, zn}, 3);
+    }
+    s_cast(q, i, "x_i64", S_I64);
+    s_op2(q, i, "Add", "index", s_n(q, i, "off"));
+    char x[64], t[96];
+    strcpy(x, q->cur);
+    snprintf(t, sizeof t, "l%d_table", i);
+    s_op(q, i, "Gather", "out", (const char *[]){t, x}, 2);
+    if (!q->exact) {
+        int8_t z8 = (int8_t)L->out_zp;
+        float sc = L->out_s;
+        cnd_onnxw_tensor(&q->e, s_n(q, i, "y_scale"), S_F32, NULL, 0, &sc);
+        cnd_onnxw_tensor(&q->e, s_n(q, i, "y_zp"), S_I8, NULL, 0, &z8);
+        char sn[96], zn[96];
+        strcpy(x, q->cur);
+        snprintf(sn, sizeof sn, "l%d_y_scale", i);
+        snprintf(zn, sizeof zn, "l%d_y_zp", i);
+        s_op(q, i, "DequantizeLinear", "dq", (const char *[]){x, sn, zn}, 3);
+    }
+}
+
+/* Value v's int64 (x - z) in the exact form, from the int8 value named x, as q->cur. */
+static void s_centred(s_q_t *q, int i, const char *pre, const char *x, int32_t z)
+{
+    char t[64], zn[64];
+    strcpy(q->cur, x);
+    s_cast(q, i, s_t(t, sizeof t, pre, "i64"), S_I64);
+    s_sc64(q, i, s_t(zn, sizeof zn, pre, "z"), z);
+    s_op2(q, i, "Sub", s_t(t, sizeof t, pre, "centred"), s_n(q, i, zn));
+}
+
+/* Residual add (cnd_rt_add): exact, zo + R2(sat32(R0((a - za) 2^20) + R1((b - zb) 2^20)));
+ * QDQ, the float sum quantized to the output. */
+static int s_add(s_q_t *q, int i, const s_layer_t *L)
+{
+    const char *a = q->v[L->src[0]].name, *b = q->v[L->src[1]].name;
+    if (!q->exact) {
+        s_op(q, i, "Add", "sum", (const char *[]){a, b}, 2);
+        s_qdq(q, i, L->out_s, L->out_zp);
+        s_qdq_clamp(q, i, L);
+        return 0;
+    }
+    char r[2][64];
+    s_sc64(q, i, "p20", (int64_t)1 << CND_RT_ADD_SHIFT);
+    for (int j = 0; j < 2; j++) {
+        const char *pre = j ? "b_" : "a_";
+        char t[64];
+        s_centred(q, i, pre, j ? b : a, j ? q->v[L->src[1]].zp : L->in_zp);
+        s_op2(q, i, "Mul", s_t(t, sizeof t, pre, "scaled"), s_n(q, i, "p20"));
+        int rc = s_mbqm(q, i, pre, L->mult + 4 * j, L->shift + j, 1, 0);
+        if (rc) return rc;
+        strcpy(r[j], q->cur);
+    }
+    s_op(q, i, "Add", "sum", (const char *[]){r[0], r[1]}, 2);
+    s_op2(q, i, "Max", "sum_lo", "c_i32_min");
+    s_op2(q, i, "Min", "sum_hi", "c_i32_max");
+    int rc = s_mbqm(q, i, "o_", L->mult + 8, L->shift + 2, 1, 0);
+    if (rc) return rc;
+    s_requant_end(q, i, "o_", L->out_zp, L->act_min, L->act_max);
+    return 0;
+}
+
+/* Channel concatenation, each input requantized to the output (zo + Rj(x - zj)); QDQ: the
+ * float values concatenated and quantized to the output. */
+static int s_concat(s_q_t *q, int i, const s_layer_t *L)
+{
+    char in[2][64];
+    for (int j = 0; j < 2; j++) {
+        const char *x = q->v[L->src[j]].name;
+        if (!q->exact) {
+            snprintf(in[j], sizeof in[j], "%s", x);
+            continue;
+        }
+        const char *pre = j ? "b_" : "a_";
+        s_centred(q, i, pre, x, j ? q->v[L->src[1]].zp : L->in_zp);
+        int rc = s_mbqm(q, i, pre, L->mult + 4 * j, L->shift + j, 1, 0);
+        if (rc) return rc;
+        s_requant_end(q, i, pre, L->out_zp, L->act_min, L->act_max);
+        strcpy(in[j], q->cur);
+    }
+    Onnx__NodeProto *n = s_op(q, i, "Concat", "cat", (const char *[]){in[0], in[1]}, 2);
+    cnd_onnxw_attr_ints(&q->e, n, "axis", 1, 0);
+    if (!q->exact) {
+        s_qdq(q, i, L->out_s, L->out_zp);
+        s_qdq_clamp(q, i, L);
+    }
+    return 0;
+}
+
 static int s_layer(s_q_t *q, int i, const s_layer_t *L)
 {
     switch (L->op) {
     case CND_RT_OP_DENSE:
-    case CND_RT_OP_CONV2D: return s_weighted(q, i, L);
+    case CND_RT_OP_CONV2D:
+    case CND_RT_OP_GCONV: return s_weighted(q, i, L);
+    case CND_RT_OP_ADD: return s_add(q, i, L);
+    case CND_RT_OP_CONCAT: return s_concat(q, i, L);
     case CND_RT_OP_MAXPOOL: { /* exact in either form: the maximum of grid values */
         Onnx__NodeProto *n = s_op1(q, i, "MaxPool", "max");
         cnd_onnxw_attr_ints(&q->e, n, "kernel_shape", L->k, 2);
@@ -475,6 +644,7 @@ static int s_layer(s_q_t *q, int i, const s_layer_t *L)
     case CND_RT_OP_GAP: return s_average(q, i, L);
     case CND_RT_OP_FLATTEN: s_flatten(q, i, L); return 0;
     case CND_RT_OP_RELU: s_relu(q, i, L); return 0;
+    case CND_RT_OP_LUT: s_lut(q, i, L); return 0;
     default: return cnd_errf(CND_EINVAL, "layer %d: artifact op %d has no ONNX form", i, L->op);
     }
 }
@@ -499,6 +669,10 @@ static void s_decode(s_layer_t *L, const uint8_t *e, const uint8_t *data)
     L->op = e[CND_RT_L_OP];
     L->relu = (e[CND_RT_L_FLAGS] & CND_RT_L_FLAG_RELU) != 0;
     L->wbits = e[CND_RT_L_WBITS];
+    L->groups = s_u16(e + CND_RT_L_GROUPS) ? s_u16(e + CND_RT_L_GROUPS) : 1;
+    L->nsrc = e[CND_RT_L_NSRC] ? e[CND_RT_L_NSRC] : 1; /* version 1: 0, the layer before */
+    L->src[0] = e[CND_RT_L_NSRC] ? e[CND_RT_L_SRC] : -1;
+    L->src[1] = e[CND_RT_L_SRC + 1];
     L->ic = s_u16(e + CND_RT_L_IN_C), L->ih = s_u16(e + CND_RT_L_IN_C + 2);
     L->iw = s_u16(e + CND_RT_L_IN_C + 4);
     L->oc = s_u16(e + CND_RT_L_OUT_C), L->oh = s_u16(e + CND_RT_L_OUT_C + 2);
@@ -543,6 +717,15 @@ static void s_input(s_q_t *q, const uint8_t *inpt, int C, int rank)
     }
 }
 
+/* Records q->cur and its layout as value v (v = 0: the input, v = i: layer i's output). */
+static void s_keep(s_q_t *q, int v, int32_t zp, float sc)
+{
+    snprintf(q->v[v].name, sizeof q->v[v].name, "%s", q->cur);
+    q->v[v].rank = q->rank, q->v[v].fc = q->fc, q->v[v].fh = q->fh, q->v[v].fw = q->fw;
+    q->v[v].zp = zp;
+    q->v[v].s = sc;
+}
+
 int cnd_onnx_export_q(const uint8_t *art, size_t len, int exact, uint8_t **out, size_t *olen)
 {
     *out = NULL;
@@ -553,11 +736,6 @@ int cnd_onnx_export_q(const uint8_t *art, size_t len, int exact, uint8_t **out, 
     const uint8_t *data = s_section(art, len, CND_RT_TAG_DATA, &nd);
     if (!inpt || !layr || !data)
         return cnd_errf(CND_EFORMAT, "artifact: missing INPT, LAYR or DATA section");
-    if (len >= CND_RT_HEADER_BYTES && s_u16(art + CND_RT_H_VERSION) != CND_RT_VERSION_CHAIN)
-        return cnd_errf(CND_EINVAL,
-                        "int8 ONNX export handles chain artifacts (format version 1) only; this is "
-                        "a graph artifact (version %d): export the float model instead",
-                        s_u16(art + CND_RT_H_VERSION));
     int C = s_u16(inpt), H = s_u16(inpt + 2), W = s_u16(inpt + 4);
     int n_layers = (int)s_u32(layr);
     s_q_t q;
@@ -574,11 +752,20 @@ int cnd_onnx_export_q(const uint8_t *art, size_t len, int exact, uint8_t **out, 
     q.e.g->n_input = 1;
     if (exact) s_exact_consts(&q);
     s_input(&q, inpt, C, q.rank);
+    s_keep(&q, 0, (int32_t)s_u32(inpt + 8), s_f32(inpt + 12));
     int classes = 0;
     for (int i = 1; i <= n_layers && !rc; i++) {
         s_layer_t L;
         s_decode(&L, e0 + (size_t)(i - 1) * CND_RT_LAYER_BYTES, data);
-        rc = s_layer(&q, i, &L);
+        if (L.src[0] < 0) L.src[0] = i - 1;
+        int from = L.src[0]; /* the loader checked: an earlier layer or the input */
+        strcpy(q.cur, q.v[from].name);
+        q.rank = q.v[from].rank, q.fc = q.v[from].fc, q.fh = q.v[from].fh, q.fw = q.v[from].fw;
+        if (L.nsrc == 2 && q.rank != 4)
+            rc = cnd_errf(CND_EINVAL, "layer %d: add/concat of flattened values", i);
+        else
+            rc = s_layer(&q, i, &L);
+        s_keep(&q, i, L.out_zp, L.out_s);
         classes = L.oc * L.oh * L.ow;
     }
     if (rc) goto done;

@@ -267,6 +267,30 @@ static int s_sole_reader(const cnd_model_t *m, int i)
     return r;
 }
 
+void cnd_quant_cap_range(cnd_qrange_t *r, const cnd_qplan_t *plan, int p)
+{
+    float c = plan->cap[p];
+    if (c <= 0) return;
+    if (r->lo < -c) r->lo = -c;
+    if (r->hi > c) r->hi = c;
+}
+
+int cnd_quant_feeds_tanh(const cnd_model_t *m, int i)
+{
+    if (i < 0) return 0; /* the input keeps its own range */
+    for (;;) {
+        int r = s_sole_reader(m, i);
+        if (r < 0 || m->layers[r].n_src != 1) return 0;
+        switch (m->layers[r].type) {
+        case CND_L_TANH: return 1;
+        case CND_L_RELU:
+        case CND_L_MAXPOOL:
+        case CND_L_FLATTEN: i = r; break;
+        default: return 0;
+        }
+    }
+}
+
 int cnd_quant_plan(cnd_qplan_t *p, const cnd_model_t *m)
 {
     memset(p, 0, sizeof *p);
@@ -303,7 +327,8 @@ int cnd_quant_plan(cnd_qplan_t *p, const cnd_model_t *m)
             p->fq_at[i] = 1;
             break;
         }
-        case CND_L_HARDSWISH: {
+        case CND_L_HARDSWISH:
+        case CND_L_TANH: { /* a table from input to output codes, its own output range */
             int cur = p->n_points++;
             p->point_layer[cur] = i;
             p->point_of_layer[i] = cur;
@@ -317,13 +342,10 @@ int cnd_quant_plan(cnd_qplan_t *p, const cnd_model_t *m)
             break;
         case CND_L_BATCHNORM:
             return cnd_errf(CND_EINVAL, "layer %d is a batchnorm: fold it first", i + 1);
-        case CND_L_TANH:
-            return cnd_errf(CND_EINVAL,
-                            "layer %d is tanh: the integer runtime has no tanh kernel "
-                            "(quantize a model with relu activations)",
-                            i + 1);
         default: break; /* relu, maxpool, flatten keep values on the input's grid */
         }
     }
+    for (int q = 0; q < p->n_points; q++)
+        if (cnd_quant_feeds_tanh(m, p->point_layer[q])) p->cap[q] = CND_QUANT_TANH_CAP;
     return 0;
 }

@@ -98,6 +98,10 @@ CND_MUST_USE int cnd_quant_fold_bn(cnd_model_t **out, const cnd_model_t *m);
 /* ---- quantization plan --------------------------------------------------------------------- */
 
 typedef struct {
+    float lo, hi; /* real range of a quantization point */
+} cnd_qrange_t;
+
+typedef struct {
     int n_points;                            /* quantization points; point 0 is the input */
     int point_layer[CND_QUANT_MAX_POINTS];   /* float layer producing the point (-1 = input) */
     int point_of_layer[CND_SPEC_MAX_LAYERS]; /* point whose parameters layer i's output has;
@@ -106,16 +110,26 @@ typedef struct {
                                               * folded in (dense, conv2d, add, concat) */
     int fq_at[CND_SPEC_MAX_LAYERS];          /* fake-quantize layer i's output (new point, or
                                               * avgpool/gap re-rounding with the input's params) */
+    float cap[CND_QUANT_MAX_POINTS];         /* > 0: the point's range is clamped to [-cap, cap]
+                                              * (values that only reach a tanh, which is flat
+                                              * beyond it); 0: no clamp */
 } cnd_qplan_t;
+
+/* |x| beyond which tanh differs from +-1 by less than half an int8 step of [-1, 1]. */
+#define CND_QUANT_TANH_CAP 4.0f
+
+/* Whether the values of layer i reach nothing but a tanh, through layers that keep them on
+ * their grid and keep order (relu, maxpool, flatten): then clamping them to
+ * +-CND_QUANT_TANH_CAP changes the tanh's output by less than half an int8 step of [-1, 1]. */
+int cnd_quant_feeds_tanh(const cnd_model_t *m, int i);
+
+/* Clamps r to the plan's cap of point p, if it has one. */
+void cnd_quant_cap_range(cnd_qrange_t *r, const cnd_qplan_t *plan, int p);
 
 /* Works out the quantization points of a folded model; CND_EINVAL if it holds a batchnorm. */
 CND_MUST_USE int cnd_quant_plan(cnd_qplan_t *plan, const cnd_model_t *m);
 
 /* ---- observers and calibration ------------------------------------------------------------- */
-
-typedef struct {
-    float lo, hi; /* real range of a quantization point */
-} cnd_qrange_t;
 
 typedef struct {
     float min, max;              /* observed extremes */

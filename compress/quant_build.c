@@ -208,18 +208,25 @@ static int s_merge_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
     return 0;
 }
 
-/* hardswish as a 256-entry table from input codes to output codes (in float, once, here). */
-static int s_hswish_layer(cnd_qlayer_t *ql, s_build_t *b, int i)
+/* hardswish or tanh as a 256-entry table from input codes to output codes (in float, once,
+ * here): a function of one int8 code has at most 256 values, so the table is exact. */
+static int s_lut_layer(cnd_qlayer_t *ql, s_build_t *b, int i)
 {
     int p = b->plan->point_of_layer[i];
+    int tanh_ = b->m->layers[i].type == CND_L_TANH;
     cnd_quant_params(b->ranges[p].lo, b->ranges[p].hi, &ql->out_scale, &ql->out_zp);
     ql->op = CND_RT_OP_LUT;
     ql->w = malloc(256);
     if (!ql->w) return CND_ENOMEM;
     for (int q = -128; q < 128; q++) {
-        float x = b->s_cur * (float)(q - b->z_cur);
-        float r6 = x + 3.0f < 0.0f ? 0.0f : x + 3.0f > 6.0f ? 6.0f : x + 3.0f;
-        ql->w[q + 128] = (int8_t)cnd_quant_q(x * r6 / 6.0f, ql->out_scale, ql->out_zp, -128, 127);
+        float x = b->s_cur * (float)(q - b->z_cur), y;
+        if (tanh_) {
+            y = tanhf(x);
+        } else {
+            float r6 = x + 3.0f < 0.0f ? 0.0f : x + 3.0f > 6.0f ? 6.0f : x + 3.0f;
+            y = x * r6 / 6.0f;
+        }
+        ql->w[q + 128] = (int8_t)cnd_quant_q(y, ql->out_scale, ql->out_zp, -128, 127);
     }
     return 0;
 }
@@ -289,7 +296,8 @@ static int s_layer(cnd_qlayer_t *ql, s_build_t *b, int *i)
     case CND_L_GCONV: rc = s_weighted_layer(ql, b, i); break;
     case CND_L_ADD:
     case CND_L_CONCAT: rc = s_merge_layer(ql, b, i); break;
-    case CND_L_HARDSWISH: rc = s_hswish_layer(ql, b, *i); break;
+    case CND_L_HARDSWISH:
+    case CND_L_TANH: rc = s_lut_layer(ql, b, *i); break;
     case CND_L_RELU:
     case CND_L_RELU6:
         ql->op = CND_RT_OP_RELU;

@@ -155,7 +155,10 @@ int cnd_quant_calibrate(cnd_qrange_t *ranges, cnd_qmethod_t *chosen, int *w_mse,
                 }
             }
         }
-    for (int p = 0; p < P; p++) s_candidates(cand[p], &obs[p]);
+    for (int p = 0; p < P; p++) {
+        s_candidates(cand[p], &obs[p]);
+        for (int k = 0; k < 3; k++) cnd_quant_cap_range(&cand[p][k], plan, p);
+    }
     for (int i = 0; i < m->n_layers; i++) w_mse[i] = wbits == 4;
     if (method != CND_QM_AUTO) {
         for (int p = 0; p < P; p++) {

@@ -145,9 +145,11 @@ int cnd_qreport(cnd_qreport_row_t *rows, cnd_model_t *m, const cnd_qmodel_t *q, 
                     W = flat ? ql->in_w : ql->out_w;
                 size_t HW = (size_t)H * W, osz = cnd_shape_size(fl->out);
                 const float *f = fl_nchw[li] + (size_t)b * osz;
+                /* values that only reach a tanh are clamped on purpose (quant.h) */
+                double cap = cnd_quant_feeds_tanh(m, ql->src) ? CND_QUANT_TANH_CAP : INFINITY;
                 for (int c = 0; c < C; c++)
                     for (size_t p = 0; p < HW; p++) {
-                        double fv = f[(size_t)c * HW + p];
+                        double fv = fmax(-cap, fmin(cap, f[(size_t)c * HW + p]));
                         double qv = (double)ql->out_scale * (tap.out[li][p * C + c] - ql->out_zp);
                         sig[li] += fv * fv;
                         noise[li] += (fv - qv) * (fv - qv);

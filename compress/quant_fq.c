@@ -110,6 +110,7 @@ static void s_act_forward(void *ctx, int i, float *out, int B, int train)
         cnd_qrange_t *r = &fq->ranges[p];
         r->lo = (1.0f - S_EMA) * r->lo + S_EMA * lo;
         r->hi = (1.0f - S_EMA) * r->hi + S_EMA * hi;
+        cnd_quant_cap_range(r, &fq->plan, p);
     }
     float s;
     int32_t z;

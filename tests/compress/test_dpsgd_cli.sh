@@ -60,5 +60,16 @@ expect_err "above the 500 training records" train --arch "$arch" --dp-noise 1 --
   --epochs 1 --batch 600 --threads 1 --no-checkpoint --out "$d/x.cnd"
 expect_err "no noise multiplier up to 1e4" privacy --sampling-rate 1 --steps 100000 \
   --epsilon 0.001 --delta 1e-10
-expect_err "tanh: the integer runtime has no tanh kernel" quantize "$d/n.cnd" --out "$d/n.cndq"
+
+# a tanh model quantizes (tanh as a table, its input clamped to +-4) and keeps its accuracy
+"$bin" quantize "$d/n.cnd" --out "$d/n.cndq" > "$d/q.log" 2>&1 || fail "quantize tanh: $(cat "$d/q.log")"
+grep -q "minmax\[-4,4\]" "$d/q.log" || fail "the conv2d before tanh is not clamped to +-4: $(cat "$d/q.log")"
+python3 - "$d/q.log" <<'PY' || fail "int8 tanh model: $(cat "$d/q.log")"
+import re, sys
+t = open(sys.argv[1]).read()
+f, q = map(float, re.search(r"test accuracy: float ([0-9.]+)  integer ([0-9.]+)", t).groups())
+assert abs(f - q) <= 0.02, (f, q)
+snr = float(re.search(r"^ +2 +tanh +([0-9.]+)", t, re.M).group(1))
+assert snr >= 25, snr
+PY
 echo "test_dpsgd_cli: ok"

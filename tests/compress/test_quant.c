@@ -158,6 +158,38 @@ static void s_plan(void)
     cnd_model_destroy(&m);
 }
 
+/* Values that only reach a tanh get a [-4, 4] cap; values read by anything else do not. */
+static void s_tanh_caps(void)
+{
+    struct {
+        const char *spec;
+        float cap[4]; /* per point: input, then the points in order */
+    } c[] = {
+        {"conv2d(4,3) tanh flatten dense(3)", {0, 4, 0, 0}},
+        {"conv2d(4,3) relu maxpool(2) tanh flatten dense(3)", {0, 4, 0, 0}},
+        {"conv2d(4,3) avgpool(2) tanh flatten dense(3)", {0, 0, 0, 0}}, /* avgpool re-rounds */
+        {"flatten dense(6) tanh dense(3) tanh", {0, 4, 0, 4}},
+        {"x=conv2d(4,3,pad=1) tanh add(@x) flatten dense(3)", {0, 0, 0, 0}}, /* x read twice */
+    };
+    for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+        cnd_model_t *m = NULL;
+        CHECK_EQ_INT(cnd_model_new(&m, c[k].spec, (cnd_shape_t){1, 6, 6}, 3), 0);
+        if (!m) continue;
+        cnd_qplan_t p;
+        CHECK_EQ_INT(cnd_quant_plan(&p, m), 0);
+        for (int q = 0; q < p.n_points && q < 4; q++)
+            if (p.cap[q] != c[k].cap[q]) {
+                fprintf(stderr, "%s: point %d cap %g, want %g\n", c[k].spec, q, p.cap[q],
+                        c[k].cap[q]);
+                CHECK(0);
+            }
+        cnd_qrange_t r = {-9, 2};
+        cnd_quant_cap_range(&r, &p, 1);
+        CHECK(r.lo == (c[k].cap[1] > 0 ? -4.0f : -9.0f) && r.hi == 2.0f);
+        cnd_model_destroy(&m);
+    }
+}
+
 /* Forward values and the straight-through backward of fake quantization. */
 static void s_fake_quant_hooks(void)
 {
@@ -348,6 +380,7 @@ int main(void)
     s_weight_scales();
     s_fold_bn();
     s_plan();
+    s_tanh_caps();
     s_fake_quant_hooks();
     s_calib_methods();
     s_int_vs_fake("flatten dense(16) relu dense(4)", (cnd_shape_t){1, 6, 6}, 8);
@@ -357,5 +390,7 @@ int main(void)
                   (cnd_shape_t){3, 9, 9}, 8);
     s_int_vs_fake("conv2d(6,3,pad=1) relu maxpool(2) flatten dense(8) relu dense(5)",
                   (cnd_shape_t){2, 8, 8}, 4);
+    s_int_vs_fake("conv2d(6,3,pad=1) tanh maxpool(2) flatten dense(8) tanh dense(5)",
+                  (cnd_shape_t){2, 8, 8}, 8);
     return check_result("test_quant");
 }

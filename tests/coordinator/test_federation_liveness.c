@@ -221,15 +221,16 @@ int main(void)
     cnd_round_rec_t *r = NULL;
     size_t nr = 0;
     CHECK_EQ_INT(fx_rounds(&f, &r, &nr), 0);
-    /* Round 1's first attempt lacked mallory's keys ("retry"); round 4's may lack site-1's
-     * when it froze before its advert left the socket. */
-    CHECK(nr == 5 || nr == 6);
+    /* Round 1's first attempt lacked mallory's keys ("retry"); rounds 2 and 4 may lack the
+     * keys of site-2 (killed) or site-1 (frozen) when its advert had not left the socket yet
+     * (the CI machine saw round 2 retried). */
+    CHECK(nr >= 5 && nr <= 7);
     for (size_t i = 0; i < nr; i++) {
         fprintf(stderr, "round %u: %s, %u survivors of %u %s\n", r[i].round, r[i].outcome,
                 r[i].survivors, r[i].n, r[i].reason);
         int last = i + 1 == nr || r[i + 1].round != r[i].round;
         if (!last) {
-            CHECK(strcmp(r[i].outcome, "retry") == 0 && (r[i].round == 1 || r[i].round == 4));
+            CHECK(strcmp(r[i].outcome, "retry") == 0 && r[i].round != 3);
             continue;
         }
         CHECK(r[i].round != 1 || r[i].attempt == 2);
@@ -238,7 +239,8 @@ int main(void)
             CHECK(r[i].survivors == 2 || r[i].survivors == 3);
         else
             CHECK_EQ_INT(r[i].survivors, r[i].round == 3 ? 3 : 2);
-        if (r[i].round == 2) CHECK(s_status_of(&r[i], "site-2") & CND_RSITE_LOST);
+        if (r[i].round == 2) /* a dropout in this attempt, or left out of it after a retry */
+            CHECK((s_status_of(&r[i], "site-2") & CND_RSITE_LOST) || r[i].attempt == 2);
         if (r[i].round == 4) /* a dropout in this attempt, or left out of it after a retry */
             CHECK((s_status_of(&r[i], "site-1") & CND_RSITE_LOST) || r[i].attempt == 2);
     }
