@@ -805,7 +805,7 @@ static void s_job_prepare(s_agent_t *a)
     /* DP-SGD: no batchnorm (distributed DP noises the whole update instead) */
     if (!rc && a->spec.dp_clip > 0 && a->spec.dp_mode == CND_JOB_DP_LOCAL)
         rc = cnd_dpsgd_check_model(student);
-    if (!rc) a->dim = student->num_params;
+    if (!rc) a->dim = student->num_params + student->num_state; /* the update's length */
     int dp = rc ? 0
                 : cnd_agent_dp_job_check(&a->cfg, a->store, &a->spec, a->job, a->data.train_n->n,
                                          a->dim, why, sizeof why);

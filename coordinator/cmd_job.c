@@ -480,6 +480,23 @@ static void s_print_dp(const cnd_job_spec_t *j, uint64_t dim)
     printf("\n");
 }
 
+/* Distributed DP at job creation: the noise solved for the target (if one was given) with the
+ * accountant at the update's dim coordinates, and the noisy sum checked to fit the ring. */
+static int s_ddp_plan(cnd_job_spec_t *j, uint64_t dim)
+{
+    int rc;
+    if (j->dp_target_eps > 0 && (rc = cnd_job_ddp_solve(j, dim))) return rc;
+    uint64_t s2;
+    cnd_dp_ddg_t m;
+    cnd_fxp_layout_t lay;
+    if ((rc = cnd_job_ddp_mech(j, dim, &s2, &m))) return rc;
+    cnd_fxp_params_t fp = {
+        (uint32_t)dim, j->sites_per_round, j->value_bits, (float)j->dp_clip, 0, j->sample_cap, s2};
+    if ((rc = cnd_fxp_layout(&lay, &fp)))
+        return cnd_err_wrap(rc, "distributed DP at --value-bits %u", j->value_bits);
+    return 0;
+}
+
 static int s_create(int argc, char **argv)
 {
     s_create_opts_t o;
@@ -493,26 +510,9 @@ static int s_create(int argc, char **argv)
     if ((rc = s_build_student(&n, &j, &o))) goto done;
     if (j.dp_clip > 0 && j.dp_mode == CND_JOB_DP_LOCAL && (rc = cnd_dpsgd_check_model(n.s)))
         goto done;
-    if (j.dp_mode == CND_JOB_DP_DISTRIBUTED && j.dp_target_eps > 0 &&
-        (rc = cnd_job_ddp_solve(&j, n.s->num_params)))
-        goto done;
-    if (j.dp_mode == CND_JOB_DP_DISTRIBUTED) { /* the ring must hold the noisy sum */
-        uint64_t s2;
-        cnd_dp_ddg_t m;
-        cnd_fxp_layout_t lay;
-        if ((rc = cnd_job_ddp_mech(&j, n.s->num_params, &s2, &m))) goto done;
-        cnd_fxp_params_t fp = {(uint32_t)n.s->num_params,
-                               j.sites_per_round,
-                               j.value_bits,
-                               (float)j.dp_clip,
-                               0,
-                               j.sample_cap,
-                               s2};
-        if ((rc = cnd_fxp_layout(&lay, &fp))) {
-            rc = cnd_err_wrap(rc, "distributed DP at --value-bits %u", j.value_bits);
-            goto done;
-        }
-    }
+    /* distributed DP covers the whole update: parameters and batchnorm statistics */
+    uint64_t dim = n.s->num_params + n.s->num_state;
+    if (j.dp_mode == CND_JOB_DP_DISTRIBUTED && (rc = s_ddp_plan(&j, dim))) goto done;
     if (o.calib) {
         if ((rc = s_load_calib(&n, &j, &o))) goto done;
     } else if (j.qat_rounds == 0) {
@@ -533,7 +533,7 @@ static int s_create(int argc, char **argv)
     uint8_t d[32];
     cnd_sha256(d, n.sbytes, n.slen);
     printf("student v0 sha256:%s\n", cnd_hex(hex, d, 32));
-    if (j.dp_clip > 0) s_print_dp(&j, n.s->num_params);
+    if (j.dp_clip > 0) s_print_dp(&j, dim);
     if (n.cal)
         printf("int8 artifact at the end: %zu public calibration samples from %s%s\n", n.cal->n,
                o.calib, j.qat_rounds ? ", QAT in the last rounds" : "");

@@ -17,6 +17,8 @@
  *           and drops after sharing its keys in round 1 (never masks): the coordinator refuses
  *           to unmask the two others' sum (the round's reason names dp_min_survivors); no model
  *           version comes from that round.
+ *   job 4   a student with batchnorm: its running statistics are part of the noised update;
+ *           the round completes and every site accounted for the update's whole length.
  */
 #include "check.h"
 #include "data.h"
@@ -321,6 +323,60 @@ static void s_job_three(fx_fed_t *f)
     }
 }
 
+/* Job 4: a student with batchnorm (allowed under distributed DP: the running statistics are
+ * part of the update and noised with it): the round completes, so the sites' encoding and the
+ * coordinator's layout agree, and every site accounted for the update's whole length. */
+static void s_job_four(fx_fed_t *f)
+{
+    const char *arch = "conv2d(4,3,pad=1) batchnorm relu flatten dense(4)";
+    char log[400], teacher[400];
+    fx_path(log, sizeof log, f->root, "setup.log");
+    fx_path(teacher, sizeof teacher, f->root, "teacher.cnd");
+    const char *args[] = {"job",
+                          "create",
+                          "--dir",
+                          f->coord,
+                          "--student-arch",
+                          arch,
+                          "--teacher",
+                          teacher,
+                          "--batch",
+                          "16",
+                          "--lr",
+                          "0.01",
+                          "--rounds",
+                          "1",
+                          "--sites",
+                          "3",
+                          "--quorum",
+                          "2",
+                          "--dp-mode",
+                          "distributed",
+                          "--dp-epsilon",
+                          "4",
+                          "--dp-delta",
+                          "1e-3",
+                          "--dp-min-survivors",
+                          "2",
+                          NULL};
+    CHECK_EQ_INT(fx_run(log, args), 0);
+    s_run(f, NULL);
+    char db[400];
+    fx_path(db, sizeof db, f->coord, "coordinator.db");
+    CHECK_EQ_INT((int)s_num(db, "SELECT count(*) FROM job WHERE id = 4 AND state = 'completed'"),
+                 1);
+    cnd_model_t *m = NULL;
+    CHECK_EQ_INT(cnd_model_new(&m, arch, (cnd_shape_t){1, 8, 8}, 1), 0);
+    if (!m) return;
+    CHECK(m->num_state > 0);
+    for (int s = 0; s < 3; s++) {
+        s_db(db, sizeof db, f, s);
+        CHECK_EQ_INT((int)s_num(db, "SELECT min(ddg_dim) FROM agent_dp_spend WHERE job = 4"),
+                     (int)(m->num_params + m->num_state));
+    }
+    cnd_model_destroy(&m);
+}
+
 int main(void)
 {
     fx_fed_t f;
@@ -337,6 +393,7 @@ int main(void)
     s_job_one(&f);
     if (!check_failures) s_job_two(&f);
     if (!check_failures) s_job_three(&f);
+    if (!check_failures) s_job_four(&f);
     if (check_failures) s_dump_logs(&f);
     fx_fed_cleanup(&f);
     return check_result("test_federation_ddp");
