@@ -42,6 +42,8 @@
 #include "clock.h"
 #include "cert.h"
 #include "job.h"
+#include "job_dp.h"
+#include "dgauss.h"
 #include "digest.h"
 #include "fileio.h"
 #include "fixedpoint.h"
@@ -133,6 +135,7 @@ typedef struct {
     uint32_t attempt; /* the coordinator's attempt number of this round (SecAgg+ round id) */
     int qat;
     cnd_agent_dp_plan_t dp_plan; /* the round's privacy spend (DP jobs, agent_dp.h) */
+    uint64_t dim;                /* the student's parameters (the job's update length) */
     cnd_secagg_params_t sp;
     cnd_secagg_client_t *sc;
     cnd_assembler_t *model_asm;
@@ -408,6 +411,42 @@ static void s_debug_dump(s_agent_t *a, const cnd_agent_update_t *u, const uint32
 #endif
 }
 
+/* The round's fixed-point parameters: the job's clip and L2 bound, or under distributed DP the
+ * update's L2 clip and each site's noise variance (proto/job_dp.h). */
+static int s_fxp_params(s_agent_t *a, cnd_fxp_params_t *fp, uint32_t dim)
+{
+    *fp = (cnd_fxp_params_t){
+        dim, a->n, a->spec.value_bits, a->spec.clip, a->spec.l2_clip, a->spec.sample_cap};
+    if (a->spec.dp_mode != CND_JOB_DP_DISTRIBUTED) return 0;
+    cnd_dp_ddg_t m;
+    fp->clip = (float)a->spec.dp_clip;
+    fp->l2_max = 0;
+    return cnd_job_ddp_mech(&a->spec, dim, &fp->ddp_s2, &m);
+}
+
+/* Encodes the update into x[0..lay->len). DP-SGD or none: weighted by the sample count, with
+ * the validation metrics in their limbs. Distributed DP: clipped, rounded and noised in the ring
+ * (crypto/fixedpoint.h), counted as one sample and without metrics, so that nothing of the
+ * site's data reaches the sum without noise (the average is unweighted anyway). */
+static int s_encode(s_agent_t *a, uint32_t *x, cnd_fxp_report_t *rep, const cnd_fxp_params_t *fp,
+                    const cnd_fxp_layout_t *lay, const cnd_agent_update_t *u)
+{
+    if (fp->ddp_s2) {
+        cnd_dgauss_t *g = cnd_dgauss_new(NULL); /* fresh CSPRNG key: noise nobody can replay */
+        if (!g) return CND_ENOMEM;
+        int rc = cnd_fxp_encode_ddp(x, rep, fp, lay, u->update, 1, g);
+        cnd_dgauss_destroy(&g);
+        return rc;
+    }
+    int rc = cnd_fxp_encode(x, rep, fp, lay, u->update, u->samples);
+    if (rc) return rc;
+    /* Validation metrics travel as coordinates of the masked vector, never in the clear. */
+    size_t nv = a->data.val ? a->data.val->n : 0;
+    cnd_fxp_metrics_t mt = {nv, (uint64_t)((double)u->val_acc * (double)nv + 0.5),
+                            nv && u->val_loss > 0 ? u->val_loss : 0};
+    return cnd_fxp_encode_metrics(x, fp, lay, &mt);
+}
+
 /* The local step: train, encode, mask, send. */
 static void s_local_step(s_agent_t *a)
 {
@@ -440,15 +479,14 @@ static void s_local_step(s_agent_t *a)
         s_round_fail(a, why);
         return;
     }
-    cnd_fxp_params_t fp = {(uint32_t)u.dim,    a->n,
-                           a->spec.value_bits, a->spec.clip,
-                           a->spec.l2_clip,    a->spec.sample_cap};
+    cnd_fxp_params_t fp;
     cnd_fxp_layout_t lay;
     uint32_t *x = NULL;
     cnd_buf_t out;
     cnd_buf_init(&out);
     cnd_fxp_report_t rep;
-    int rc = cnd_fxp_layout(&lay, &fp);
+    int rc = s_fxp_params(a, &fp, (uint32_t)u.dim);
+    if (!rc) rc = cnd_fxp_layout(&lay, &fp);
     if (!rc && (lay.len != a->sp.len || lay.bits != a->sp.bits))
         rc = cnd_errf(CND_EPROTO,
                       "the round's SecAgg+ parameters (%u values of %u bits) do not "
@@ -456,14 +494,7 @@ static void s_local_step(s_agent_t *a)
                       a->sp.len, a->sp.bits, lay.len, lay.bits);
     if (!rc && !(x = malloc((size_t)lay.len * sizeof *x)))
         rc = cnd_errf(CND_ENOMEM, "masking: out of memory");
-    if (!rc) rc = cnd_fxp_encode(x, &rep, &fp, &lay, u.update, u.samples);
-    if (!rc) {
-        /* Validation metrics travel as coordinates of the masked vector, never in the clear. */
-        size_t nv = a->data.val ? a->data.val->n : 0;
-        cnd_fxp_metrics_t mt = {nv, (uint64_t)((double)u.val_acc * (double)nv + 0.5),
-                                nv && u.val_loss > 0 ? u.val_loss : 0};
-        rc = cnd_fxp_encode_metrics(x, &fp, &lay, &mt);
-    }
+    if (!rc) rc = s_encode(a, x, &rep, &fp, &lay, &u);
     if (!rc) s_malicious(a, x, &fp, &lay);
     if (!rc) s_debug_dump(a, &u, x, lay.len, rep.weight);
     if (!rc) rc = cnd_secagg_client_mask(a->sc, &out, a->shares, a->shares_len, x);
@@ -504,9 +535,11 @@ static void s_local_step(s_agent_t *a)
         s_round_save(a);
         s_log(a,
               "round %u: sent the masked update (%zu bytes, %u values of %u bits, %u clipped)"
-              " (local validation accuracy %.4f, inside the secure sum)",
+              " (local validation accuracy %.4f, %s)",
               round, a->masked_len, a->sp.len, a->sp.bits,
-              a->rr.clipped ? (unsigned)a->rr.clipped : 0u, a->rr.val_acc);
+              a->rr.clipped ? (unsigned)a->rr.clipped : 0u, a->rr.val_acc,
+              a->spec.dp_mode == CND_JOB_DP_DISTRIBUTED ? "not sent under distributed DP"
+                                                        : "inside the secure sum");
     }
 }
 
@@ -598,6 +631,12 @@ static int s_round_admit(s_agent_t *a, const Condenser__Envelope *env, char *why
     }
     free(ro);
     if (rc) return rc;
+    /* distributed DP: no sum of fewer sites than carry the noise this site accounts for */
+    if (a->spec.dp_mode == CND_JOB_DP_DISTRIBUTED &&
+        cnd_secagg_client_require(a->sc, a->spec.dp_min_survivors)) {
+        snprintf(why, cap, "%s", cnd_err_detail());
+        return 1;
+    }
     rc = cnd_astore_served_begin(a->store, a->job, env->round, a->attempt,
                                  cnd_secagg_client_digest(a->sc), a->cfg.max_attempts);
     if (rc) {
@@ -639,7 +678,7 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
     if (adm < 0 && !why[0]) snprintf(why, sizeof why, "participant id %u >= %u", a->pid, a->n);
     if (!adm && a->spec.dp_clip > 0 && a->data_ok) /* the site's privacy budget (agent_dp.h) */
         adm = cnd_agent_dp_round_plan(&a->cfg, a->store, &a->spec, a->job, a->data.train_n->n,
-                                      &a->dp_plan, why, sizeof why);
+                                      a->dim, &a->dp_plan, why, sizeof why);
     if (adm > 0) s_audit_refusal(a, "round", env->round, a->attempt, why);
     uint64_t max = a->cfg.max_model_mb << 20;
     cnd_proto_reject_t rej;
@@ -763,10 +802,13 @@ static void s_job_prepare(s_agent_t *a)
                           "%llu MB",
                           need >> 20, (unsigned long long)a->cfg.memory_mb);
     }
-    if (!rc && a->spec.dp_clip > 0) rc = cnd_dpsgd_check_model(student); /* no batchnorm */
+    /* DP-SGD: no batchnorm (distributed DP noises the whole update instead) */
+    if (!rc && a->spec.dp_clip > 0 && a->spec.dp_mode == CND_JOB_DP_LOCAL)
+        rc = cnd_dpsgd_check_model(student);
+    if (!rc) a->dim = student->num_params + student->num_state; /* the update's length */
     int dp = rc ? 0
                 : cnd_agent_dp_job_check(&a->cfg, a->store, &a->spec, a->job, a->data.train_n->n,
-                                         why, sizeof why);
+                                         a->dim, why, sizeof why);
     cnd_model_destroy(&student);
     if (rc || dp) {
         if (rc) snprintf(why, sizeof why, "%s", cnd_err_detail());
@@ -1281,6 +1323,10 @@ static void s_on_consistency_request(s_agent_t *a, const Condenser__Envelope *en
             s_round_save(a);
         }
         a->resend_at = 0;
+    } else if (rc == CND_EPERM && a->spec.dp_mode == CND_JOB_DP_DISTRIBUTED) {
+        char why[600]; /* a refusal by this site's rules: in its audit log too */
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        s_audit_refusal(a, "survivor sets", env->round, a->attempt, why);
     } else {
         s_log(a, "round %u: refused the survivor sets: %s", env->round, cnd_err_detail());
     }

@@ -36,7 +36,7 @@ static void s_collect(void *ctx, const cnd_adp_spend_t *r)
         }
         sp->cap = nc;
     }
-    cnd_dp_segment_t seg = {r->q, r->sigma, r->steps};
+    cnd_dp_segment_t seg = {r->q, r->sigma, r->steps, r->ddg};
     sp->all[sp->n_all++] = seg;
     if (r->job == sp->job) {
         sp->mine[sp->n_mine++] = seg;
@@ -107,17 +107,13 @@ static int s_over(const cnd_agent_config_t *c, const char *what, double eps_job,
 }
 
 int cnd_agent_dp_job_check(const cnd_agent_config_t *c, cnd_astore_t *s, const cnd_job_spec_t *j,
-                           uint64_t job, uint64_t n, char *why, size_t cap)
+                           uint64_t job, uint64_t n, uint64_t dim, char *why, size_t cap)
 {
     if (!(j->dp_clip > 0)) {
         if (!c->require_dp) return 0;
         snprintf(why, cap,
                  "the job trains without differential privacy and this site's "
                  "[privacy] require_dp is true");
-        return 1;
-    }
-    if (j->dp_mode != CND_JOB_DP_LOCAL) {
-        snprintf(why, cap, "distributed DP is not supported by this agent yet");
         return 1;
     }
     if (j->dp_delta > c->max_delta) {
@@ -134,49 +130,69 @@ int cnd_agent_dp_job_check(const cnd_agent_config_t *c, cnd_astore_t *s, const c
     }
     s_spent_t sp;
     int rc = s_load(&sp, s, job);
-    double q, eps_job = 0, eps_total = 0;
-    long per;
-    cnd_job_dp_site(j, n, &q, &per);
+    double eps_job = 0, eps_total = 0;
+    cnd_dp_segment_t seg;
     long left = (long)j->rounds - sp.mine_rounds;
     if (left < 0) left = 0;
-    if (!rc)
-        rc = s_with(&sp, (cnd_dp_segment_t){q, j->dp_noise, per * left}, j->dp_delta, c->max_delta,
-                    &eps_job, &eps_total);
+    if (!rc) rc = cnd_job_dp_round(j, n, dim, &seg);
+    long per = seg.steps;
+    seg.steps *= left;
+    if (!rc) rc = s_with(&sp, seg, j->dp_delta, c->max_delta, &eps_job, &eps_total);
     s_free(&sp);
+    if (rc) {
+        snprintf(why, cap, "privacy accounting: %s", cnd_err_detail());
+        return rc;
+    }
+    char what[240];
+    if (j->dp_mode == CND_JOB_DP_DISTRIBUTED)
+        snprintf(what, sizeof what,
+                 "the job (%ld more rounds of distributed DP, noise %.4g, assuming only %u "
+                 "surviving sites add their noise)",
+                 left, j->dp_noise, j->dp_min_survivors);
+    else
+        snprintf(what, sizeof what,
+                 "the job (%ld more rounds of %ld DP-SGD steps at sampling rate %.4g = %u/%llu, "
+                 "noise %.4g)",
+                 left, per, seg.q,
+                 j->batch < CND_JOB_DP_BATCH_MAX ? j->batch : CND_JOB_DP_BATCH_MAX,
+                 (unsigned long long)n, j->dp_noise);
+    return s_over(c, what, eps_job, eps_total, why, cap);
+}
+
+int cnd_agent_dp_round_plan(const cnd_agent_config_t *c, cnd_astore_t *s, const cnd_job_spec_t *j,
+                            uint64_t job, uint64_t n, uint64_t dim, cnd_agent_dp_plan_t *p,
+                            char *why, size_t cap)
+{
+    memset(p, 0, sizeof *p);
+    cnd_dp_segment_t seg;
+    int rc = cnd_job_dp_round(j, n, dim, &seg);
+    if (j->dp_mode == CND_JOB_DP_DISTRIBUTED) seg.q = 1; /* every round releases the sum */
+    p->q = seg.q;
+    p->sigma = seg.sigma = j->dp_noise;
+    p->steps = seg.steps;
+    p->ddg = seg.ddg;
+    p->delta = j->dp_delta;
+    p->total_delta = c->max_delta;
+    s_spent_t sp;
+    if (!rc) rc = s_load(&sp, s, job);
+    if (!rc) {
+        rc = s_with(&sp, seg, p->delta, p->total_delta, &p->eps_job, &p->eps_total);
+        s_free(&sp);
+    }
     if (rc) {
         snprintf(why, cap, "privacy accounting: %s", cnd_err_detail());
         return rc;
     }
     char what[200];
-    snprintf(what, sizeof what,
-             "the job (%ld more rounds of %ld DP-SGD steps at sampling rate %.4g = %u/%llu, "
-             "noise %.4g)",
-             left, per, q, j->batch < CND_JOB_DP_BATCH_MAX ? j->batch : CND_JOB_DP_BATCH_MAX,
-             (unsigned long long)n, j->dp_noise);
-    return s_over(c, what, eps_job, eps_total, why, cap);
-}
-
-int cnd_agent_dp_round_plan(const cnd_agent_config_t *c, cnd_astore_t *s, const cnd_job_spec_t *j,
-                            uint64_t job, uint64_t n, cnd_agent_dp_plan_t *p, char *why, size_t cap)
-{
-    memset(p, 0, sizeof *p);
-    cnd_job_dp_site(j, n, &p->q, &p->steps);
-    p->sigma = j->dp_noise;
-    p->delta = j->dp_delta;
-    p->total_delta = c->max_delta;
-    s_spent_t sp;
-    int rc = s_load(&sp, s, job);
-    if (!rc)
-        rc = s_with(&sp, (cnd_dp_segment_t){p->q, p->sigma, p->steps}, p->delta, p->total_delta,
-                    &p->eps_job, &p->eps_total);
-    s_free(&sp);
-    if (rc) {
-        snprintf(why, cap, "privacy accounting: %s", cnd_err_detail());
-        return rc;
-    }
-    char what[160];
-    snprintf(what, sizeof what, "this round (%ld DP-SGD steps at sampling rate %.4g, noise %.4g)",
-             p->steps, p->q, p->sigma);
+    if (j->dp_mode == CND_JOB_DP_DISTRIBUTED)
+        snprintf(what, sizeof what,
+                 "this round (distributed DP: noise %.4g, each site's variance %.0f, assuming only "
+                 "%u surviving sites)",
+                 p->sigma, p->ddg.s2, p->ddg.parties);
+    else
+        snprintf(what, sizeof what,
+                 "this round (%ld DP-SGD steps at sampling rate %.4g, noise %.4g)", p->steps, p->q,
+                 p->sigma);
     return s_over(c, what, p->eps_job, p->eps_total, why, cap);
 }
 
@@ -184,10 +200,10 @@ int cnd_agent_dp_record(cnd_astore_t *s, cnd_audit_t *audit, const char *actor,
                         const char *coord_fpr, uint64_t job, uint32_t round, uint32_t attempt,
                         const cnd_agent_dp_plan_t *p)
 {
-    cnd_adp_spend_t r = {job,      round,    attempt,    p->q,           p->sigma,
-                         p->steps, p->delta, p->eps_job, p->total_delta, p->eps_total};
-    cnd_audit_dp_spend_t e = {round,    attempt,    p->q,           p->sigma,    p->steps,
-                              p->delta, p->eps_job, p->total_delta, p->eps_total};
+    cnd_adp_spend_t r = {job,      round,      attempt,        p->q,         p->sigma, p->steps,
+                         p->delta, p->eps_job, p->total_delta, p->eps_total, p->ddg};
+    cnd_audit_dp_spend_t e = {round,    attempt,    p->q,           p->sigma,     p->steps,
+                              p->delta, p->eps_job, p->total_delta, p->eps_total, p->ddg};
     char jid[32];
     snprintf(jid, sizeof jid, "%llu", (unsigned long long)job);
     int rc = cnd_astore_begin(s);

@@ -46,6 +46,13 @@ static const char *const s_migrations[] = {
     "  attempt INTEGER NOT NULL, q REAL NOT NULL, sigma REAL NOT NULL, steps INTEGER NOT NULL,"
     "  delta REAL NOT NULL, epsilon_job REAL NOT NULL, total_delta REAL NOT NULL,"
     "  epsilon_total REAL NOT NULL, time_ms INTEGER NOT NULL, UNIQUE(job, round, attempt));",
+    /* 3 -> 4: distributed DP (agent_dp.h): a round's release of the distributed discrete
+     * Gaussian sum; ddg_parties 0 for DP-SGD rows */
+    "ALTER TABLE agent_dp_spend ADD COLUMN ddg_l2 REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE agent_dp_spend ADD COLUMN ddg_l1 REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE agent_dp_spend ADD COLUMN ddg_s2 REAL NOT NULL DEFAULT 0;"
+    "ALTER TABLE agent_dp_spend ADD COLUMN ddg_parties INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE agent_dp_spend ADD COLUMN ddg_dim INTEGER NOT NULL DEFAULT 0;",
 };
 #define S_NMIG ((int)(sizeof s_migrations / sizeof s_migrations[0]))
 
@@ -405,8 +412,10 @@ int cnd_astore_dp_add(cnd_astore_t *s, const cnd_adp_spend_t *r)
     sqlite3_stmt *st;
     int rc = cnd_db_prep(s->db, &st,
                          "INSERT INTO agent_dp_spend(job, round, attempt, q, sigma, steps, delta,"
-                         " epsilon_job, total_delta, epsilon_total, time_ms)"
-                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+                         " epsilon_job, total_delta, epsilon_total, time_ms, ddg_l2, ddg_l1,"
+                         " ddg_s2, ddg_parties, ddg_dim)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                         " ?15, ?16)");
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, (int64_t)r->job);
     sqlite3_bind_int64(st, 2, r->round);
@@ -419,6 +428,11 @@ int cnd_astore_dp_add(cnd_astore_t *s, const cnd_adp_spend_t *r)
     sqlite3_bind_double(st, 9, r->total_delta);
     sqlite3_bind_double(st, 10, r->eps_total);
     sqlite3_bind_int64(st, 11, cnd_unix_ms());
+    sqlite3_bind_double(st, 12, r->ddg.l2);
+    sqlite3_bind_double(st, 13, r->ddg.l1);
+    sqlite3_bind_double(st, 14, r->ddg.s2);
+    sqlite3_bind_int64(st, 15, r->ddg.parties);
+    sqlite3_bind_int64(st, 16, (int64_t)r->ddg.dim);
     if (sqlite3_step(st) != SQLITE_DONE) rc = cnd_db_err(s->db, "recording a privacy spend");
     sqlite3_finalize(st);
     return rc;
@@ -430,7 +444,8 @@ int cnd_astore_dp_spends(cnd_astore_t *s, void (*fn)(void *ctx, const cnd_adp_sp
     sqlite3_stmt *st;
     int rc = cnd_db_prep(s->db, &st,
                          "SELECT job, round, attempt, q, sigma, steps, delta, epsilon_job,"
-                         " total_delta, epsilon_total FROM agent_dp_spend ORDER BY id");
+                         " total_delta, epsilon_total, ddg_l2, ddg_l1, ddg_s2, ddg_parties, ddg_dim"
+                         " FROM agent_dp_spend ORDER BY id");
     if (rc) return rc;
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -440,6 +455,10 @@ int cnd_astore_dp_spends(cnd_astore_t *s, void (*fn)(void *ctx, const cnd_adp_sp
             sqlite3_column_double(st, 4),          (long)sqlite3_column_int64(st, 5),
             sqlite3_column_double(st, 6),          sqlite3_column_double(st, 7),
             sqlite3_column_double(st, 8),          sqlite3_column_double(st, 9)};
+        r.ddg =
+            (cnd_dp_ddg_t){sqlite3_column_double(st, 10), sqlite3_column_double(st, 11),
+                           sqlite3_column_double(st, 12), (uint32_t)sqlite3_column_int64(st, 13),
+                           (uint64_t)sqlite3_column_int64(st, 14)};
         fn(ctx, &r);
     }
     if (step != SQLITE_DONE) rc = cnd_db_err(s->db, "reading the privacy spends");

@@ -14,6 +14,7 @@
 #ifndef CND_AGENT_STORE_H
 #define CND_AGENT_STORE_H
 
+#include "dp_accountant.h"
 #include "error.h"
 
 #include <sqlite3.h>
@@ -82,6 +83,7 @@ typedef struct {
     long steps;
     double delta, eps_job;
     double total_delta, eps_total;
+    cnd_dp_ddg_t ddg; /* distributed DP (parties > 0): the round's release, q 1 and steps 1 */
 } cnd_adp_spend_t;
 
 /* Records a spend (job, round, attempt unique). The caller holds the transaction that also

@@ -140,7 +140,9 @@ int cnd_agent_local_round(cnd_agent_update_t *out, const cnd_model_t *global,
     cfg.optim = cnd_optim_defaults(CND_OPT_ADAM, job->lr);
     cfg.sched = CND_SCHED_CONST;
     cfg.seed = seed;
-    if (job->dp_clip > 0) { /* DP-SGD: what the site's accountant counted (proto/job_dp.h) */
+    if (job->dp_clip > 0 &&
+        job->dp_mode ==
+            CND_JOB_DP_LOCAL) { /* DP-SGD: what the site's accountant counted (proto/job_dp.h) */
         /* SGD with momentum 0.9, not Adam: Adam divides each coordinate by its own noisy
          * second moment, which for the few steps of a round turns the noise into steps of the
          * full learning rate (docs/privacy.md) */

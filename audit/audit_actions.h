@@ -138,7 +138,11 @@
  *                   rate), "sigma": num (noise multiplier), "steps": int (this round's),
  *                   "delta": num (the job's), "epsilon": num (the job's spend so far at delta,
  *                   this round included), "total_delta": num, "epsilon_total": num (every
- *                   spend of the site composed, at total_delta)} (all required);
+ *                   spend of the site composed, at total_delta)} (all required); a round of
+ *                   distributed DP (proto/job_dp.h) adds "mechanism": "ddg", "l2", "l1", "s2"
+ *                   (nums), "parties", "dim" (ints): one release of the distributed discrete
+ *                   Gaussian sum (common/dp_accountant.h), with q 1, sigma the noise
+ *                   multiplier and steps 1 for information;
  *                   `condenser audit privacy` recomputes both epsilons from the entries */
 #define CND_AUDIT_DP_SPEND "dp.spend"
 

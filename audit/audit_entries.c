@@ -481,6 +481,18 @@ int cnd_audit_log_dp_spend(cnd_audit_t *log, const char *actor, const char *coor
     cnd_jw_double(&w, e->total_delta);
     cnd_jw_key(&w, "epsilon_total");
     cnd_jw_double(&w, e->epsilon_total);
+    if (e->ddg.parties) { /* distributed DP: what audit_privacy.c needs to replay the release */
+        cnd_jw_key(&w, "mechanism");
+        cnd_jw_str(&w, "ddg");
+        cnd_jw_key(&w, "l2");
+        cnd_jw_double(&w, e->ddg.l2);
+        cnd_jw_key(&w, "l1");
+        cnd_jw_double(&w, e->ddg.l1);
+        cnd_jw_key(&w, "s2");
+        cnd_jw_double(&w, e->ddg.s2);
+        s_key_int(&w, "parties", e->ddg.parties);
+        s_key_int(&w, "dim", (int64_t)e->ddg.dim);
+    }
     cnd_jw_obj_end(&w);
     return s_append(log, &w, actor, CND_AUDIT_DP_SPEND, coord_fpr, job, NULL, 0);
 }

@@ -20,6 +20,7 @@
 #define CND_AUDIT_ENTRIES_H
 
 #include "audit_log.h"
+#include "dp_accountant.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -247,14 +248,16 @@ CND_MUST_USE int cnd_audit_log_site_refuse(cnd_audit_t *log, const char *actor,
                                            const char *coord_fpr, const char *job, const char *what,
                                            const char *reason, uint32_t round, uint32_t attempt);
 
-/* dp.spend, in a site's own log (audit_actions.h): one round's DP-SGD spend. Subject: the
- * coordinator's fingerprint. */
+/* dp.spend, in a site's own log (audit_actions.h): one round's DP-SGD (or distributed DP) spend.
+ * Subject: the coordinator's fingerprint. */
 typedef struct {
     uint32_t round, attempt;
     double q, sigma;
     int64_t steps;
     double delta, epsilon;
     double total_delta, epsilon_total;
+    cnd_dp_ddg_t ddg; /* distributed DP (parties > 0): "mechanism": "ddg" and its l2, l1, s2,
+                         parties, dim; absent for DP-SGD */
 } cnd_audit_dp_spend_t;
 CND_MUST_USE int cnd_audit_log_dp_spend(cnd_audit_t *log, const char *actor, const char *coord_fpr,
                                         const char *job, const cnd_audit_dp_spend_t *e);

@@ -29,6 +29,8 @@ static double s_num(const cnd_json_t *d, const char *k, int *bad)
     return x;
 }
 
+static int s_agree(double logged, double mine);
+
 /* Fills row from a parsed entry; row->ok 0 with why when a field is missing or out of range. */
 static void s_row(cnd_audit_dp_row_t *r, const cnd_json_t *e, int64_t seq)
 {
@@ -52,8 +54,34 @@ static void s_row(cnd_audit_dp_row_t *r, const cnd_json_t *e, int64_t seq)
     r->eps_logged = s_num(d, "epsilon", &bad);
     r->total_delta = s_num(d, "total_delta", &bad);
     r->total_logged = s_num(d, "epsilon_total", &bad);
+    const cnd_json_t *mech = cnd_json_get(d, "mechanism");
+    if (mech) { /* distributed DP (audit_actions.h) */
+        const char *ms = cnd_json_str(mech);
+        if (!ms || strcmp(ms, "ddg")) bad = 1;
+        r->ddg.l2 = s_num(d, "l2", &bad);
+        r->ddg.l1 = s_num(d, "l1", &bad);
+        r->ddg.s2 = s_num(d, "s2", &bad);
+        double pa = s_num(d, "parties", &bad), dim = s_num(d, "dim", &bad);
+        if (!(pa >= 1 && pa <= 65535 && dim >= 1 && dim <= 4294967295.0)) {
+            snprintf(r->why, sizeof r->why, "distributed DP: parties %g or dim %g out of range", pa,
+                     dim);
+        } else {
+            r->ddg.parties = (uint32_t)pa;
+            r->ddg.dim = (uint64_t)dim;
+        }
+        if (!bad && !r->why[0] &&
+            (!(r->ddg.l2 > 0) || !(r->ddg.s2 >= 0.25) || r->steps != 1 ||
+             !s_agree(r->ddg.l1, cnd_dp_ddg_l1(r->ddg.l2, r->ddg.dim))))
+            snprintf(r->why, sizeof r->why,
+                     "distributed DP: l2 %g, s2 %g, steps %lld, or l1 %g (the bound for l2 in "
+                     "dim %llu is %g) out of range",
+                     r->ddg.l2, r->ddg.s2, (long long)r->steps, r->ddg.l1,
+                     (unsigned long long)r->ddg.dim, cnd_dp_ddg_l1(r->ddg.l2, r->ddg.dim));
+    }
     r->ok = 1;
-    if (bad)
+    if (r->why[0]) {
+        /* already explained */
+    } else if (bad)
         snprintf(r->why, sizeof r->why, "a required field is missing or not a number");
     else if (!(r->q >= 0 && r->q <= 1) || !(r->sigma > 0) || r->steps < 0 ||
              !(r->delta > 0 && r->delta < 1) || !(r->total_delta > 0 && r->total_delta < 1))
@@ -80,12 +108,12 @@ static void s_recompute(s_all_t *A, size_t i)
     for (size_t k = 0; k <= i; k++) {
         const cnd_audit_dp_row_t *x = &A->v[k];
         if (x->ok && !strcmp(x->actor, r->actor) && !strcmp(x->job, r->job))
-            A->seg[nj++] = (cnd_dp_segment_t){x->q, x->sigma, (long)x->steps};
+            A->seg[nj++] = (cnd_dp_segment_t){x->q, x->sigma, (long)x->steps, x->ddg};
     }
     for (size_t k = 0; k <= i; k++) {
         const cnd_audit_dp_row_t *x = &A->v[k];
         if (x->ok && !strcmp(x->actor, r->actor))
-            A->seg[nj + nt++] = (cnd_dp_segment_t){x->q, x->sigma, (long)x->steps};
+            A->seg[nj + nt++] = (cnd_dp_segment_t){x->q, x->sigma, (long)x->steps, x->ddg};
     }
     cnd_dp_params_t p = {.delta = r->delta};
     int rc = cnd_dp_epsilon_composed(&p, A->seg, nj, &r->eps, NULL);
@@ -216,6 +244,18 @@ static void s_json(const cnd_audit_dp_t *r, const char *db)
                 cnd_jw_int(&w, x->steps);
             }
         }
+        cnd_jw_key(&w, "mechanism");
+        cnd_jw_str(&w, x->ddg.parties ? "ddg" : "sampled_gaussian");
+        if (x->ddg.parties) {
+            cnd_jw_key(&w, "l2");
+            cnd_jw_double(&w, x->ddg.l2);
+            cnd_jw_key(&w, "s2");
+            cnd_jw_double(&w, x->ddg.s2);
+            cnd_jw_key(&w, "parties");
+            cnd_jw_int(&w, x->ddg.parties);
+            cnd_jw_key(&w, "dim");
+            cnd_jw_int(&w, (int64_t)x->ddg.dim);
+        }
         cnd_jw_key(&w, "ok");
         cnd_jw_bool(&w, x->ok);
         if (!x->ok) {
@@ -233,12 +273,14 @@ static void s_json(const cnd_audit_dp_t *r, const char *db)
 
 static void s_table(const cnd_audit_dp_t *r)
 {
-    printf("%-7s %-12s %-6s %5s %7s %10s %9s %7s %9s %11s %11s %s\n", "entry", "site", "job",
-           "round", "attempt", "q", "sigma", "steps", "delta", "epsilon", "total", "check");
+    printf("%-7s %-12s %-6s %5s %7s %-9s %10s %9s %7s %9s %11s %11s %s\n", "entry", "site", "job",
+           "round", "attempt", "mech", "q", "sigma", "steps", "delta", "epsilon", "total", "check");
     for (size_t i = 0; i < r->n; i++) {
         const cnd_audit_dp_row_t *x = &r->rows[i];
-        printf("%-7lld %-12.12s %-6s %5u %7u %10.5g %9.5g %7lld %9.3g %11.6g %11.6g %s%s\n",
-               (long long)x->seq, x->actor, x->job, x->round, x->attempt, x->q, x->sigma,
+        char mech[16] = "sgm"; /* sampled Gaussian (DP-SGD); ddg/m: distributed, m survivors */
+        if (x->ddg.parties) snprintf(mech, sizeof mech, "ddg/%u", x->ddg.parties);
+        printf("%-7lld %-12.12s %-6s %5u %7u %-9s %10.5g %9.5g %7lld %9.3g %11.6g %11.6g %s%s\n",
+               (long long)x->seq, x->actor, x->job, x->round, x->attempt, mech, x->q, x->sigma,
                (long long)x->steps, x->delta, x->eps_logged, x->total_logged,
                x->ok ? "ok" : "BAD: ", x->ok ? "" : x->why);
     }
@@ -256,7 +298,8 @@ int cnd_audit_privacy_cmd(int argc, char **argv)
     const cnd_cli_t cli = {
         "condenser audit privacy DB [--job J] [--json]",
         "Recomputes a site's differential-privacy spend from its audit log alone: every "
-        "dp.spend entry's sampling rate, noise multiplier, steps and delta go through the RDP "
+        "dp.spend entry's sampling rate, noise multiplier, steps and delta (distributed DP: the "
+        "discrete Gaussian's sensitivity, variance, survivors and dimension) go through the RDP "
         "accountant again, composed per job and over all jobs, and the result is compared with "
         "the epsilons the site logged. Exits with an error when any entry does not match.",
         opts, 1, 1};

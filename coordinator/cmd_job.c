@@ -21,6 +21,7 @@
 #include "quant_fed.h"
 #include "digest.h"
 #include "fileio.h"
+#include "fixedpoint.h"
 #include "modelfile.h"
 #include "onnx_graph.h"
 #include "secagg.h"
@@ -49,6 +50,7 @@ static int s_parse_shape(const char *s, uint32_t *c, uint32_t *h, uint32_t *w)
 typedef struct {
     const char *dir, *name, *arch, *teacher, *teacher_local, *init, *input, *calib, *labels;
     const char *teacher_prep; /* --teacher-preprocess of an ONNX teacher */
+    const char *dp_mode;      /* --dp-mode: "local" (default) or "distributed" */
     long classes, calib_n;
     cnd_job_dp_opts_t dp; /* DP-SGD at the sites (proto/job_dp.h) */
 } s_create_opts_t;
@@ -230,14 +232,25 @@ static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char 
          "seed for the student's initial weights and site selection (default 1)", 0, 1e15},
         {"dp-epsilon", CND_OPT_DBL, &o->dp.epsilon, "E",
          "DP-SGD at every site, noise solved for (E, --dp-delta)-DP at a site of "
-         "--dp-site-samples records",
+         "--dp-site-samples records (distributed: for the sum of --dp-min-survivors sites over "
+         "all rounds)",
          1e-6, 1e6},
         {"dp-noise", CND_OPT_DBL, &o->dp.noise, "S", "or: DP-SGD with noise multiplier S", 1e-6,
          1e4},
         {"dp-delta", CND_OPT_DBL, &o->dp.delta, "D", "DP delta (default 1e-5)", 1e-300, 0.01},
-        {"dp-clip", CND_OPT_DBL, &o->dp.clip, "C", "DP per-record L2 clip (default 1)", 1e-9, 1e6},
+        {"dp-clip", CND_OPT_DBL, &o->dp.clip, "C",
+         "DP L2 clip (default 1): of each record's gradient (local), of each site's round update "
+         "(distributed)",
+         1e-9, 1e6},
         {"dp-site-samples", CND_OPT_INT, &o->dp.site_samples, "N",
          "training records per site assumed by --dp-epsilon", 1, 1e12},
+        {"dp-mode", CND_OPT_STR, &o->dp_mode, "MODE",
+         "local (default: DP-SGD at each site) or distributed (each site adds discrete Gaussian "
+         "noise to its clipped update inside the secure sum, docs/privacy.md)"},
+        {"dp-min-survivors", CND_OPT_INT, &o->dp.min_survivors, "N",
+         "distributed DP: the fewest sites whose noise every unmasked sum carries; sites and "
+         "coordinator refuse to unmask fewer (default: the quorum)",
+         1, 65535},
         {0}};
     const cnd_cli_t cli = {
         "condenser job create --student-arch SPEC (--teacher FILE | --teacher-local NAME) "
@@ -257,6 +270,9 @@ static int s_create_parse(s_create_opts_t *o, cnd_job_spec_t *j, int argc, char 
                         "give exactly one of --student-arch SPEC or --student-init FILE");
     if ((rc = s_create_checks(o))) return rc;
     s_fill_recipe(j, o, &r);
+    if (o->dp_mode && strcmp(o->dp_mode, "local") && strcmp(o->dp_mode, "distributed"))
+        return cnd_errf(CND_EINVAL, "--dp-mode '%s': expected local or distributed", o->dp_mode);
+    o->dp.distributed = o->dp_mode && !strcmp(o->dp_mode, "distributed");
     if ((rc = cnd_job_dp_options(j, &o->dp))) return rc;
     if (j->qat_rounds > 0 && !o->calib)
         return cnd_errf(CND_EINVAL, "--qat-rounds needs --calib-data: the coordinator calibrates "
@@ -434,8 +450,23 @@ static int s_store_job(int64_t *id, cnd_coord_t *c, const s_new_job_t *n, const 
 }
 
 /* The DP plan of a new job: what the sites are told and what a site of the assumed size spends. */
-static void s_print_dp(const cnd_job_spec_t *j)
+static void s_print_dp(const cnd_job_spec_t *j, uint64_t dim)
 {
+    if (j->dp_mode == CND_JOB_DP_DISTRIBUTED) {
+        double eps = 0;
+        uint64_t s2 = 0;
+        cnd_dp_ddg_t m;
+        if (cnd_job_ddp_mech(j, dim, &s2, &m) || cnd_job_dp_epsilon(j, 1, dim, j->rounds, &eps)) {
+            cnd_err_clear();
+            return;
+        }
+        printf("distributed DP: noise multiplier %.6g, update L2 clip %g, delta %g; each site "
+               "adds N_Z(0, %llu) per coordinate (L2 sensitivity %.6g ring units); any sum of at "
+               "least %u sites over the %u rounds is (epsilon %.6g, delta %g)-DP for each site\n",
+               j->dp_noise, j->dp_clip, j->dp_delta, (unsigned long long)s2, m.l2,
+               j->dp_min_survivors, j->rounds, eps, j->dp_delta);
+        return;
+    }
     printf("DP-SGD at every site: noise multiplier %.6g, clip %g, delta %g", j->dp_noise,
            j->dp_clip, j->dp_delta);
     if (j->dp_assumed_n) {
@@ -449,6 +480,23 @@ static void s_print_dp(const cnd_job_spec_t *j)
     printf("\n");
 }
 
+/* Distributed DP at job creation: the noise solved for the target (if one was given) with the
+ * accountant at the update's dim coordinates, and the noisy sum checked to fit the ring. */
+static int s_ddp_plan(cnd_job_spec_t *j, uint64_t dim)
+{
+    int rc;
+    if (j->dp_target_eps > 0 && (rc = cnd_job_ddp_solve(j, dim))) return rc;
+    uint64_t s2;
+    cnd_dp_ddg_t m;
+    cnd_fxp_layout_t lay;
+    if ((rc = cnd_job_ddp_mech(j, dim, &s2, &m))) return rc;
+    cnd_fxp_params_t fp = {
+        (uint32_t)dim, j->sites_per_round, j->value_bits, (float)j->dp_clip, 0, j->sample_cap, s2};
+    if ((rc = cnd_fxp_layout(&lay, &fp)))
+        return cnd_err_wrap(rc, "distributed DP at --value-bits %u", j->value_bits);
+    return 0;
+}
+
 static int s_create(int argc, char **argv)
 {
     s_create_opts_t o;
@@ -460,7 +508,11 @@ static int s_create(int argc, char **argv)
     cnd_coord_t c;
     memset(&c, 0, sizeof c);
     if ((rc = s_build_student(&n, &j, &o))) goto done;
-    if (j.dp_clip > 0 && (rc = cnd_dpsgd_check_model(n.s))) goto done;
+    if (j.dp_clip > 0 && j.dp_mode == CND_JOB_DP_LOCAL && (rc = cnd_dpsgd_check_model(n.s)))
+        goto done;
+    /* distributed DP covers the whole update: parameters and batchnorm statistics */
+    uint64_t dim = n.s->num_params + n.s->num_state;
+    if (j.dp_mode == CND_JOB_DP_DISTRIBUTED && (rc = s_ddp_plan(&j, dim))) goto done;
     if (o.calib) {
         if ((rc = s_load_calib(&n, &j, &o))) goto done;
     } else if (j.qat_rounds == 0) {
@@ -481,7 +533,7 @@ static int s_create(int argc, char **argv)
     uint8_t d[32];
     cnd_sha256(d, n.sbytes, n.slen);
     printf("student v0 sha256:%s\n", cnd_hex(hex, d, 32));
-    if (j.dp_clip > 0) s_print_dp(&j);
+    if (j.dp_clip > 0) s_print_dp(&j, dim);
     if (n.cal)
         printf("int8 artifact at the end: %zu public calibration samples from %s%s\n", n.cal->n,
                o.calib, j.qat_rounds ? ", QAT in the last rounds" : "");

@@ -34,6 +34,7 @@
  * reject.summary entry and not answered.
  */
 #include "coord_daemon.h"
+#include "job_dp.h"
 #include "audit_actions.h"
 #include "audit_limit.h"
 #include "cert.h"
@@ -823,6 +824,11 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
     size_t ne = 0;
     /* A retried attempt leaves out the sites that did not advertise in the last one, unless
      * too few would remain, and does not wait for more sites than that one had. */
+    /* the fewest sites a round may start with: the quorum, and under distributed DP the sites
+     * whose noise every sum must carry (a round of fewer could never be unmasked) */
+    uint32_t need = d->spec.quorum;
+    if (d->spec.dp_mode == CND_JOB_DP_DISTRIBUTED && d->spec.dp_min_survivors > need)
+        need = d->spec.dp_min_survivors;
     cnd_round_rec_t prev;
     int retry = cnd_round_prev_retry(&d->c, d->job, round, attempt, &prev);
     for (int skip = retry; ne == 0 && skip >= 0; skip--) {
@@ -832,12 +838,12 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
                 !(skip && cnd_round_rec_silent(&prev, s->name)))
                 elig[ne++] = i;
         }
-        if (skip && ne < d->spec.quorum) ne = 0;
+        if (skip && ne < need) ne = 0;
     }
     cnd_round_rec_free(&prev);
     uint32_t want = d->spec.sites_per_round;
     int waited = (now - d->wait_start) * 1e3 >= d->spec.join_wait_ms || retry;
-    if (ne < want && !(waited && ne >= d->spec.quorum && ne >= 2)) {
+    if (ne < want && !(waited && ne >= need && ne >= 2)) {
         free(elig);
         return;
     }
@@ -897,9 +903,14 @@ static void s_round_ended(s_daemon_t *d)
             acc = m.accuracy;
             cnd_model_rec_free(&m);
         }
-        s_log(d,
-              "round %u/%u done: model v%lld, validation accuracy %.4f (the survivors' secure sum)",
-              n, d->spec.rounds, (long long)v, acc);
+        if (acc >= 0)
+            s_log(d,
+                  "round %u/%u done: model v%lld, validation accuracy %.4f (the survivors' "
+                  "secure sum)",
+                  n, d->spec.rounds, (long long)v, acc);
+        else /* distributed DP: the sites send no metrics */
+            s_log(d, "round %u/%u done: model v%lld, no validation metrics", n, d->spec.rounds,
+                  (long long)v);
     } else {
         s_log(d, "round %u/%u failed: %s", n, d->spec.rounds, cnd_round_reason(d->round));
     }

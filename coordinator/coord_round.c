@@ -13,6 +13,7 @@
 #include "coord_round.h"
 #include "quant_fed.h"
 #include "json.h"
+#include "job_dp.h"
 #include "chunk.h"
 #include "clock.h"
 #include "digest.h"
@@ -239,6 +240,19 @@ static int s_evil(cnd_coord_t *c, int64_t job, uint32_t *round, uint32_t *attemp
     if (rerun) done_rerun = 1;
     return replay;
 }
+
+/* CND_COORD_EVIL="ddp-small:R": the first start of round R ignores the job's dp_min_survivors
+ * and asks only the SecAgg+ minimum of survivors (a strict majority), as a coordinator would that
+ * means to unmask a sum of fewer sites than carry the distributed noise
+ * (tests/coordinator/test_federation_ddp.c). The sites must refuse. */
+static int s_evil_ddp_small(uint32_t round)
+{
+    static int done;
+    const char *e = getenv("CND_COORD_EVIL"), *p = e ? strstr(e, "ddp-small:") : NULL;
+    if (done || !p || (unsigned)atoi(p + 10) != round) return 0;
+    done = 1;
+    return 1;
+}
 #endif
 
 /* The round's SecAgg+ parameters: the threshold and survivor minimum follow the job, adjusted
@@ -257,10 +271,31 @@ static int s_round_params(cnd_round_t *r, const cnd_job_spec_t *spec, int64_t jo
     uint32_t k = r->sp.degree + 1, t = spec->threshold;
     if (t < k / 2 + 1) t = k / 2 + 1;
     if (t > k) t = k;
+    /* distributed DP: a sparse graph lets a group of t survivors be unmasked on its own
+     * (crypto/secagg.h); below dp_min_survivors the graph is complete instead */
+    if (spec->dp_mode == CND_JOB_DP_DISTRIBUTED && t < spec->dp_min_survivors &&
+        r->sp.degree < n - 1) {
+        r->sp.degree = n - 1;
+        k = n;
+        t = spec->threshold > k / 2 + 1 ? spec->threshold : k / 2 + 1;
+        if (t > k) t = k;
+    }
     r->sp.threshold = t;
     /* crypto/secagg.h: at least the threshold and a strict majority of the round's sites */
     uint32_t ms = spec->quorum > t ? spec->quorum : t;
     if (ms < n / 2 + 1) ms = n / 2 + 1;
+    /* distributed DP: no sum of fewer sites than carry the noise (proto/job_dp.h); the sites
+     * refuse parameters below it */
+    if (spec->dp_mode == CND_JOB_DP_DISTRIBUTED && ms < spec->dp_min_survivors)
+        ms = spec->dp_min_survivors;
+    if (spec->dp_mode == CND_JOB_DP_DISTRIBUTED && n < spec->dp_min_survivors)
+        return cnd_errf(CND_ESTATE,
+                        "round %u: %u sites, but distributed DP needs at least %u survivors "
+                        "(dp_min_survivors)",
+                        round, n, spec->dp_min_survivors);
+#ifdef CND_TEST_HOOKS
+    if (s_evil_ddp_small(round)) ms = n / 2 + 1 > t ? n / 2 + 1 : t;
+#endif
     r->sp.min_survivors = ms > n ? n : ms;
     r->sp.len = r->lay.len;
     r->sp.bits = r->lay.bits;
@@ -473,6 +508,12 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     }
     r->fp = (cnd_fxp_params_t){(uint32_t)dim,   n, spec->value_bits, spec->clip, spec->l2_clip,
                                spec->sample_cap};
+    if (spec->dp_mode == CND_JOB_DP_DISTRIBUTED) { /* the sites' encoding (proto/job_dp.h) */
+        cnd_dp_ddg_t m;
+        if ((rc = cnd_job_ddp_mech(spec, dim, &r->fp.ddp_s2, &m))) goto fail;
+        r->fp.clip = (float)spec->dp_clip;
+        r->fp.l2_max = 0;
+    }
     if ((rc = cnd_fxp_layout(&r->lay, &r->fp))) goto fail;
     if ((rc = s_round_params(r, spec, job_id, round, attempt, n))) goto fail;
     if (evil_replay && (rc = cnd_secagg_params_decode(&r->sp, evil_params, sizeof evil_params)))
@@ -738,6 +779,25 @@ static int s_store_version(cnd_round_t *r, const uint8_t *blob, size_t len,
     return cnd_audit_log_model_version(r->c->audit, r->c->fpr, &e);
 }
 
+/* Distributed DP (proto/job_dp.h): a sum of fewer than dp_min_survivors sites would carry less
+ * noise than the sites accounted for. The SecAgg+ survivor minimum is set to at least that
+ * (s_round_params); this says so by name before anything is asked to unmask, and again before
+ * a sum is decoded. Returns 0 or CND_ESTATE. */
+static int s_ddp_survivors(cnd_round_t *r)
+{
+    if (r->spec.dp_mode != CND_JOB_DP_DISTRIBUTED) return 0;
+    s_sync_status(r);
+    uint32_t surv = 0;
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
+    if (surv >= r->spec.dp_min_survivors) return 0;
+    return cnd_errf(CND_ESTATE,
+                    "distributed DP: %u sites sent masked updates, fewer than the job's "
+                    "dp_min_survivors %u; their sum would carry too little noise and is not "
+                    "unmasked",
+                    surv, r->spec.dp_min_survivors);
+}
+
 /* Removes the masks, decodes the weighted average and writes the new model version. */
 static int s_finish(cnd_round_t *r)
 {
@@ -758,6 +818,7 @@ static int s_finish(cnd_round_t *r)
         rc = cnd_errf(CND_ENOMEM, "round %u: out of memory for the aggregate", r->rec.round);
         goto done;
     }
+    if ((rc = s_ddp_survivors(r))) goto done;
     if ((rc = cnd_secagg_server_finish(r->sa, sum))) goto done;
     s_sync_status(r);
     uint32_t surv = 0;
@@ -820,6 +881,7 @@ static void s_advance(cnd_round_t *r, int force)
             break;
         case CND_PHASE_MASKED:
             for (int i = 0; i < CND_ROUND_MAX_UPLOADS; i++) cnd_assembler_destroy(&r->up[i].a);
+            if ((rc = s_ddp_survivors(r))) break;
             if ((rc = cnd_secagg_server_end_masked(r->sa))) break;
             rc = s_next_phase(r, CND_PHASE_CONSISTENCY, CND_SECAGG_ST_MASKED,
                               cnd_secagg_server_consistency_msg,

@@ -200,6 +200,15 @@ CND_MUST_USE int cnd_secagg_client_share_keys(cnd_secagg_client_t *c, cnd_buf_t 
 CND_MUST_USE int cnd_secagg_client_mask(cnd_secagg_client_t *c, cnd_buf_t *out,
                                         const uint8_t *shares_msg, size_t len, const uint32_t *x);
 
+/* A survivor minimum of the caller's own (distributed DP: the noise of at least `floor` sites
+ * in every sum revealed; proto/job_dp.h), checked now against the round's parameters and later
+ * against the survivor set: CND_EPERM (the client stays usable, but the caller must not take
+ * part) when min_survivors < floor, or when the graph is not complete and t < floor (the
+ * server could unmask a closed group of t survivors; see "Why step 4" above). Afterwards the
+ * consistency phase refuses (and aborts) a U3 of fewer than floor survivors, naming the reason,
+ * before it checks min_survivors. floor 0: none. */
+CND_MUST_USE int cnd_secagg_client_require(cnd_secagg_client_t *c, uint32_t floor);
+
 /* Phase 4: checks the CONSIST_REQ message (this client in U3, U3 within U2, at least
  * min_survivors survivors, and its neighbours in U2 exactly those that sent it shares) and
  * appends the CONSISTENCY message (its signature over the sets). CND_EPROTO / CND_EPERM on a

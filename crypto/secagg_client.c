@@ -47,6 +47,7 @@ struct cnd_secagg_client {
     uint8_t status[CND_SECAGG_MAX_K];     /* signed survivor set: 1 alive, 2 dropped */
     uint8_t sdigest[32];                  /* digest of the survivor sets signed */
     uint8_t *u3;                          /* the signed U3 bitmap */
+    uint32_t floor;                       /* the caller's survivor minimum (0: none) */
 };
 
 int cnd_secagg_client_new(cnd_secagg_client_t **out, const cnd_secagg_params_t *p, uint32_t index,
@@ -385,6 +386,11 @@ static int s_consistency(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *
                                    "%s: the survivor set leaves out this client, which sent its "
                                    "masked input; refusing to sign it",
                                    who));
+    if (n3 < c->floor)
+        return s_abort(c, cnd_errf(CND_EPERM,
+                                   "%s: only %u survivors; distributed DP needs the noise of at "
+                                   "least %u sites (dp_min_survivors) in any sum revealed",
+                                   who, n3, c->floor));
     if (n3 < c->p.min_survivors)
         return s_abort(c, cnd_errf(CND_EPERM,
                                    "%s: only %u survivors; the round may not reveal a sum of "
@@ -554,6 +560,24 @@ int cnd_sa_client_mask_sim(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t
 {
     size_t mark = out->len;
     return s_rollback(out, mark, s_mask(c, out, shares_msg, len, x, skip));
+}
+
+int cnd_secagg_client_require(cnd_secagg_client_t *c, uint32_t floor)
+{
+    c->floor = floor;
+    if (c->p.min_survivors < floor)
+        return cnd_errf(CND_EPERM,
+                        "the round's SecAgg+ survivor minimum %u is below %u: it would let the "
+                        "coordinator unmask a sum of fewer sites than distributed DP needs "
+                        "(dp_min_survivors)",
+                        c->p.min_survivors, floor);
+    if (c->p.degree < c->p.n - 1 && c->p.threshold < floor)
+        return cnd_errf(CND_EPERM,
+                        "the round's neighbour graph (degree %u of %u sites) with threshold %u "
+                        "would let the coordinator unmask the sum of a group of %u sites, fewer "
+                        "than the %u distributed DP needs (dp_min_survivors)",
+                        c->p.degree, c->p.n, c->p.threshold, c->p.threshold, floor);
+    return 0;
 }
 
 int cnd_secagg_client_consistency(cnd_secagg_client_t *c, cnd_buf_t *out, const uint8_t *req,

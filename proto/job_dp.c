@@ -197,7 +197,10 @@ static int s_options_ddp(cnd_job_spec_t *j, const cnd_job_dp_opts_t *o)
         return cnd_errf(CND_EINVAL, "give --dp-epsilon (the noise is solved for it) or "
                                     "--dp-noise, not both");
     j->dp_mode = CND_JOB_DP_DISTRIBUTED;
-    j->dp_min_survivors = o->min_survivors > 0 ? (uint32_t)o->min_survivors : j->sites_per_round;
+    /* default: the quorum, the fewest sites a round unmasks anyway */
+    j->dp_min_survivors = o->min_survivors > 0 ? (uint32_t)o->min_survivors
+                          : j->quorum > 0      ? j->quorum
+                                               : j->sites_per_round;
     if (o->min_survivors > (long)j->sites_per_round)
         return cnd_errf(CND_EINVAL, "--dp-min-survivors %ld is above --sites %u", o->min_survivors,
                         j->sites_per_round);
@@ -247,4 +250,38 @@ int cnd_job_dp_options(cnd_job_spec_t *j, const cnd_job_dp_opts_t *o)
                         "computes its own epsilon from its own count)");
     int rc = cnd_job_dp_solve(j, o->epsilon, (uint64_t)o->site_samples);
     return rc ? rc : cnd_job_dp_check(j);
+}
+
+int cnd_job_ddp_solve(cnd_job_spec_t *j, uint64_t dim)
+{
+    if (j->dp_mode != CND_JOB_DP_DISTRIBUTED || !(j->dp_target_eps > 0))
+        return cnd_errf(CND_EINVAL, "DP: no distributed-DP target epsilon to solve for");
+    double target = j->dp_target_eps, lo = j->dp_noise / 4, hi = j->dp_noise, eps = 0;
+    int rc = 0;
+    /* raise hi until it meets the target (the Gaussian estimate usually does already) */
+    for (int i = 0; i < 60; i++) {
+        j->dp_noise = hi;
+        if ((rc = cnd_job_dp_epsilon(j, 1, dim, (long)j->rounds, &eps))) return rc;
+        if (eps <= target) break;
+        lo = hi;
+        hi *= 1.5;
+        if (hi > 1e4)
+            return cnd_errf(CND_ERANGE,
+                            "DP: no noise multiplier up to 1e4 reaches "
+                            "epsilon %g",
+                            target);
+    }
+    if (eps > target) return cnd_errf(CND_ERANGE, "DP: no noise reaches epsilon %g", target);
+    /* epsilon falls (stepwise: s2 is rounded up) as the noise grows: bisect to 1e-7 relative */
+    while (hi - lo > 1e-7 * hi) {
+        double mid = (lo + hi) / 2;
+        j->dp_noise = mid;
+        if ((rc = cnd_job_dp_epsilon(j, 1, dim, (long)j->rounds, &eps))) return rc;
+        if (eps <= target)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    j->dp_noise = hi;
+    return cnd_job_dp_check(j);
 }

@@ -69,6 +69,14 @@ CND_MUST_USE int cnd_job_dp_round(const cnd_job_spec_t *j, uint64_t n, uint64_t 
  * CND_ERANGE when no noise reaches it. */
 CND_MUST_USE int cnd_job_dp_solve(cnd_job_spec_t *j, double target_eps, uint64_t assumed_n);
 
+/* Distributed DP with a target (j->dp_target_eps > 0, set by cnd_job_dp_options with the
+ * Gaussian mechanism as a first estimate): sets j->dp_noise to the smallest noise multiplier
+ * (within 1e-7 relative) for which all of j's rounds of the distributed discrete Gaussian
+ * accountant (cnd_job_dp_epsilon, dim parameters, dp_min_survivors parties) stay within
+ * (dp_target_eps, dp_delta). Returns 0, CND_EINVAL, or CND_ERANGE (no noise up to 1e4, or the
+ * variance leaves the sampler's range). */
+CND_MUST_USE int cnd_job_ddp_solve(cnd_job_spec_t *j, uint64_t dim);
+
 /* `job create`'s DP options (coordinator/cmd_job.c); 0 = not given. */
 typedef struct {
     double epsilon;     /* --dp-epsilon: solve the noise for it */
@@ -77,7 +85,7 @@ typedef struct {
     double clip;        /* --dp-clip (default 1) */
     long site_samples;  /* --dp-site-samples: records per site the solve assumes */
     int distributed;    /* --dp-mode distributed */
-    long min_survivors; /* --dp-min-survivors (distributed; default: sites per round) */
+    long min_survivors; /* --dp-min-survivors (distributed; default: the quorum) */
 } cnd_job_dp_opts_t;
 
 /* Sets j's DP fields from o (j's batch, rounds and local epochs already set): off when neither

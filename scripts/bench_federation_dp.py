@@ -16,6 +16,8 @@ artifact (`condenser eval`), each site's epsilon as recomputed from its audit lo
 
 Usage: scripts/bench_federation_dp.py --bin build-rel/condenser [--epsilon 3] [--rounds 40]
        [--batch 2048] [--local-epochs 1] [--lr 0.4] [--dp-clip 1] [--server-momentum 0.5] ...
+       [--dp-mode distributed --dp-min-survivors 2] (site-level distributed DP instead: each
+       spend is one release of the distributed discrete Gaussian at min_survivors parties)
 The defaults are run F of docs/benchmarks.md.
 Runs only condenser and the Python standard library. Prints one JSON object.
 """
@@ -77,6 +79,10 @@ def main():
     ap.add_argument("--arch", default=ARCH)
     ap.add_argument("--threads", type=int, default=1, help="training threads per site")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--dp-mode", default="local", choices=("local", "distributed"),
+                    help="distributed: each site adds a share of discrete Gaussian noise to its "
+                    "clipped update inside the secure sum (site-level DP, docs/privacy.md)")
+    ap.add_argument("--dp-min-survivors", type=int, default=2)
     a = ap.parse_args()
     binp = os.path.abspath(a.bin)
     root = a.work or tempfile.mkdtemp(prefix="cnd-bench-dp-")
@@ -118,8 +124,9 @@ def main():
          str(a.server_momentum), "--clip", str(a.clip), "--value-bits", str(a.value_bits),
          "--sample-cap", "20000", "--calib-data", pubspec, "--join-wait-ms", "600000",
          "--masked-ms", "3600000", "--seed", str(a.seed),
-         "--dp-epsilon", str(a.epsilon), "--dp-delta", str(a.delta), "--dp-clip", str(a.dp_clip),
-         "--dp-site-samples", str(site_n)], log)
+         "--dp-epsilon", str(a.epsilon), "--dp-delta", str(a.delta), "--dp-clip", str(a.dp_clip)]
+        + (["--dp-site-samples", str(site_n)] if a.dp_mode == "local" else
+           ["--dp-mode", "distributed", "--dp-min-survivors", str(a.dp_min_survivors)]), log)
     port_file = os.path.join(root, "endpoint")
     clog = open(os.path.join(root, "coordinator.log"), "wb")
     t0 = time.time()

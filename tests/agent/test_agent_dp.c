@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <sodium.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,25 +102,20 @@ static void test_budget(void)
     /* job checks */
     cnd_job_spec_t plain;
     cnd_job_defaults(&plain);
-    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &plain, 9, 1000, why, sizeof why), 0);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &plain, 9, 1000, 0, why, sizeof why), 0);
     c.require_dp = 1;
-    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &plain, 9, 1000, why, sizeof why), 1);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &plain, 9, 1000, 0, why, sizeof why), 1);
     CHECK(strstr(why, "require_dp") != NULL);
     c.require_dp = 0;
     j.dp_delta = 1e-4;
-    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, why, sizeof why), 1);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, 0, why, sizeof why), 1);
     CHECK(strstr(why, "max_delta 1e-05") != NULL);
     j.dp_delta = 1e-5;
-    /* distributed DP: its round path is not built, so the site refuses the job */
-    cnd_job_spec_t dd = j;
-    dd.dp_mode = 1, dd.dp_min_survivors = 2;
-    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &dd, 1, 50000, why, sizeof why), 1);
-    CHECK(strstr(why, "distributed DP is not supported") != NULL);
-    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 50000, why, sizeof why), 0);
-    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 90000, why, sizeof why), 0);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 50000, 0, why, sizeof why), 0);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 90000, 0, why, sizeof why), 0);
     c.max_delta = 1e-4;
     j.dp_delta = 1e-4;
-    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 50000, why, sizeof why), 1); /* > 1/n */
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 50000, 0, why, sizeof why), 1); /* > 1/n */
     CHECK(strstr(why, "above 1/n") != NULL);
     c.max_delta = 1e-5;
     j.dp_delta = 1e-5;
@@ -127,16 +123,16 @@ static void test_budget(void)
     cnd_dp_segment_t seg[8] = {{0.1, 2.0, 80}};
     double full = s_eps(seg, 1, 1e-5);
     CHECK(full > 2.2); /* over the per-job budget */
-    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, why, sizeof why), 1);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, 0, why, sizeof why), 1);
     CHECK(strstr(why, "max_epsilon_job 2.2") != NULL);
     j.rounds = 6; /* 60 steps fit */
     CHECK(s_eps((cnd_dp_segment_t[]){{0.1, 2.0, 60}}, 1, 1e-5) <= 2.2);
-    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, why, sizeof why), 0);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &j, 1, 1000, 0, why, sizeof why), 0);
     /* rounds: a coordinator that keeps running rounds (or attempts) until the budget is spent */
     int rounds = 0;
     cnd_agent_dp_plan_t p;
     for (uint32_t r = 1; r <= 10; r++) {
-        int rc = cnd_agent_dp_round_plan(&c, s, &j, 1, 1000, &p, why, sizeof why);
+        int rc = cnd_agent_dp_round_plan(&c, s, &j, 1, 1000, 0, &p, why, sizeof why);
         seg[0] = (cnd_dp_segment_t){0.1, 2.0, 10L * r};
         if (rc) {
             CHECK_EQ_INT(rc, 1);
@@ -164,7 +160,7 @@ static void test_budget(void)
     k.batch = 200; /* q 0.2 at 1,000 records, 5 steps per round, sigma 3 */
     k.dp_noise = 3;
     k.rounds = 20;
-    CHECK_EQ_INT(cnd_agent_dp_round_plan(&c, s, &k, 2, 1000, &p, why, sizeof why), 0);
+    CHECK_EQ_INT(cnd_agent_dp_round_plan(&c, s, &k, 2, 1000, 0, &p, why, sizeof why), 0);
     seg[0] = (cnd_dp_segment_t){0.1, 2.0, 10L * rounds};
     seg[1] = (cnd_dp_segment_t){0.2, 3.0, 5};
     CHECK_NEAR(p.eps_job, s_eps(seg + 1, 1, 1e-5), 0);
@@ -172,7 +168,7 @@ static void test_budget(void)
     CHECK(p.eps_total > p.eps_job);
     int second = 0;
     for (uint32_t r = 1; r <= 20; r++) {
-        int rc = cnd_agent_dp_round_plan(&c, s, &k, 2, 1000, &p, why, sizeof why);
+        int rc = cnd_agent_dp_round_plan(&c, s, &k, 2, 1000, 0, &p, why, sizeof why);
         if (rc) {
             CHECK(strstr(why, "max_epsilon_total 3") != NULL);
             break;
@@ -196,6 +192,100 @@ static void test_budget(void)
     cnd_astore_close(&s);
 }
 
+/* Distributed DP (proto/job_dp.h): each round is one release of the distributed discrete
+ * Gaussian at dp_min_survivors parties; plans match the accountant composed directly, the budget
+ * stops the job, a DP-SGD job composes with it in the total, and the auditor recomputes the
+ * ddg entries (and flags one whose survivor count was altered). */
+static void test_ddp_budget(void)
+{
+    char db[300];
+    snprintf(db, sizeof db, "%s/agent-ddp.db", s_dir);
+    cnd_astore_t *s = NULL;
+    cnd_audit_t *log = NULL;
+    uint8_t pk[32], sk[64];
+    crypto_sign_keypair(pk, sk);
+    CHECK_EQ_INT(cnd_astore_open(&s, db, 0), 0);
+    if (!s) return;
+    CHECK_EQ_INT(cnd_audit_open_db(&log, cnd_astore_db(s), sk, NULL), 0);
+    cnd_agent_config_t c;
+    CHECK_EQ_INT(s_load(&c, "[privacy]\nmax_epsilon_job = 3\nmax_epsilon_total = 4\n"), 0);
+    cnd_job_spec_t d;
+    s_job(&d);
+    d.dp_mode = CND_JOB_DP_DISTRIBUTED;
+    d.sites_per_round = 3;
+    d.dp_min_survivors = 2;
+    d.value_bits = 12;
+    d.dp_noise = 5;
+    d.rounds = 20;
+    const uint64_t dim = 5000;
+    char why[600] = "";
+    cnd_dp_segment_t one;
+    CHECK_EQ_INT(cnd_job_dp_round(&d, 1000, dim, &one), 0);
+    CHECK_EQ_INT((int)one.ddg.parties, 2);
+    /* 20 rounds are over 3; the site refuses the job, naming the survivors it assumed */
+    double all = 0;
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&d, 1000, dim, 20, &all), 0);
+    CHECK(all > 3);
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &d, 7, 1000, dim, why, sizeof why), 1);
+    CHECK(strstr(why, "distributed DP") && strstr(why, "only 2 surviving"));
+    /* with more survivors assumed the noise per site is smaller, the sum's the same: same spend
+     * up to the rounding of s2 */
+    d.rounds = 4;
+    CHECK_EQ_INT(cnd_agent_dp_job_check(&c, s, &d, 7, 1000, dim, why, sizeof why), 0);
+    cnd_agent_dp_plan_t p;
+    int rounds = 0;
+    for (uint32_t r = 1; r <= 20; r++) {
+        d.rounds = 20; /* a coordinator that keeps going */
+        int rc = cnd_agent_dp_round_plan(&c, s, &d, 7, 1000, dim, &p, why, sizeof why);
+        double direct = 0;
+        CHECK_EQ_INT(cnd_job_dp_epsilon(&d, 1000, dim, (long)r, &direct), 0);
+        if (rc) {
+            CHECK_EQ_INT(rc, 1);
+            CHECK(direct > 3 && strstr(why, "max_epsilon_job 3"));
+            break;
+        }
+        CHECK_EQ_INT((int)p.ddg.parties, 2);
+        CHECK_NEAR(p.ddg.s2, one.ddg.s2, 0);
+        CHECK_NEAR(p.eps_job, direct, 1e-12 * direct);
+        CHECK_EQ_INT(cnd_agent_dp_record(s, log, "site", "coord", 7, r, 1, &p), 0);
+        rounds++;
+    }
+    CHECK(rounds >= 2 && rounds < 20);
+    /* a DP-SGD job afterwards: its total composes both kinds */
+    cnd_job_spec_t k;
+    s_job(&k);
+    CHECK_EQ_INT(cnd_agent_dp_round_plan(&c, s, &k, 8, 1000, 0, &p, why, sizeof why), 0);
+    cnd_dp_segment_t seg[2] = {one, {0.1, 2.0, 10}};
+    seg[0].steps = rounds;
+    cnd_dp_params_t pp = {.delta = 1e-5};
+    double tot = 0;
+    CHECK_EQ_INT(cnd_dp_epsilon_composed(&pp, seg, 2, &tot, NULL), 0);
+    CHECK_NEAR(p.eps_total, tot, 1e-12 * tot);
+    CHECK_EQ_INT(cnd_agent_dp_record(s, log, "site", "coord", 8, 1, 1, &p), 0);
+    /* the auditor: every entry recomputed, the ddg ones as ddg */
+    cnd_audit_dp_t a;
+    CHECK_EQ_INT(cnd_audit_privacy(&a, log, NULL), 0);
+    CHECK_EQ_INT((int)a.n, rounds + 1);
+    CHECK_EQ_INT((int)a.bad, 0);
+    for (size_t i = 0; i < a.n; i++)
+        CHECK(a.rows[i].ok && (int)a.rows[i].ddg.parties == (i < (size_t)rounds ? 2 : 0));
+    cnd_audit_privacy_free(&a);
+    /* a log whose first entry claims 3 survivors (less spend) no longer recomputes */
+    sqlite3 *h = cnd_astore_db(s);
+    CHECK_EQ_INT(sqlite3_exec(h,
+                              "DROP TRIGGER audit_entry_no_update; " /* a forger's edit */
+                              "UPDATE audit_entry SET entry = replace(entry, '\"parties\":2', "
+                              "'\"parties\":3') WHERE seq = (SELECT min(seq) FROM audit_entry "
+                              "WHERE action = 'dp.spend')",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    CHECK_EQ_INT(cnd_audit_privacy(&a, log, "7"), 0);
+    CHECK_EQ_INT((int)a.bad, rounds); /* its own epsilon and every later one of the job */
+    cnd_audit_privacy_free(&a);
+    cnd_audit_close(&log);
+    cnd_astore_close(&s);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -204,6 +294,7 @@ int main(void)
     CHECK(mkdtemp(s_dir) != NULL);
     test_config();
     test_budget();
+    test_ddp_budget();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", s_dir);

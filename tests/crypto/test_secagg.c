@@ -409,6 +409,62 @@ static void s_consist_req(cnd_buf_t *q, const round_t *r, uint32_t v, const uint
     cnd_buf_put(q, u3, cnd_sa_bitmap_bytes(r->n));
 }
 
+/* Distributed DP's survivor floor (cnd_secagg_client_require): a client refuses parameters
+ * that would let the server unmask fewer sites than the floor (a survivor minimum below it, or
+ * a sparse graph whose threshold is below it), and a survivor set below the floor, naming the
+ * reason; once it refused, it answers no unmask request, so the small sum stays masked. */
+static void test_ddp_floor(void)
+{
+    round_t r;
+    r_init(&r, 5, 20, 16, 0, 140, 1); /* complete: k = 5, t = 3, min_survivors = 3 */
+    CHECK_EQ_INT(r.p.min_survivors, 3);
+    CHECK_EQ_INT(cnd_secagg_client_require(r.cl[0], 4), CND_EPERM);
+    CHECK(strstr(cnd_err_detail(), "survivor minimum 3 is below 4") != NULL);
+    CHECK_EQ_INT(cnd_secagg_client_require(r.cl[0], 3), 0);
+    r_free(&r);
+    r_init(&r, 9, 20, 16, 4, 141, 1); /* sparse: k = 5, t = 3, min_survivors = 5 */
+    CHECK_EQ_INT(r.p.threshold, 3);
+    CHECK_EQ_INT(r.p.min_survivors, 5);
+    CHECK_EQ_INT(cnd_secagg_client_require(r.cl[1], 5), CND_EPERM);
+    CHECK(strstr(cnd_err_detail(), "neighbour graph") != NULL);
+    CHECK_EQ_INT(cnd_secagg_client_require(r.cl[1], 3), 0);
+    r_free(&r);
+    /* A server that lets client 3 drop after masking and shows clients 0..2 a U3 of {0, 1}
+     * (2 of the 3 sites distributed DP needs) to get their unmask shares. */
+    r_init(&r, 4, 20, 16, 0, 142, 1); /* complete: t = 3, min_survivors = 3 */
+    for (uint32_t u = 0; u < 4; u++) CHECK_EQ_INT(cnd_secagg_client_require(r.cl[u], 3), 0);
+    CHECK(r_phase1(&r) == 0 && r_phase2(&r) == 0 && r_phase3(&r) == 0);
+    uint8_t u2 = 0x0f, small = 0x03;
+    cnd_buf_t q, sig, a;
+    cnd_buf_init(&q);
+    cnd_buf_init(&sig);
+    cnd_buf_init(&a);
+    for (uint32_t u = 0; u < 2; u++) {
+        s_consist_req(&q, &r, u, &u2, &small);
+        CHECK_EQ_INT(cnd_secagg_client_consistency(r.cl[u], &sig, q.data, q.len), CND_EPERM);
+        CHECK(strstr(cnd_err_detail(), "only 2 survivors; distributed DP needs") != NULL);
+        CHECK_EQ_INT(sig.len, 0);
+    }
+    /* Refused for good: an unmask request for those sets gets nothing. */
+    q.len = 0;
+    cnd_sa_hdr_put(&q, CND_SECAGG_UNMASK_REQ, r.p.round_id, CND_SECAGG_SERVER, 0);
+    cnd_buf_u32(&q, 2);
+    cnd_buf_u32(&q, 0);
+    cnd_buf_u32(&q, 1);
+    cnd_buf_u32(&q, 0);
+    cnd_buf_u32(&q, 0);
+    CHECK(cnd_secagg_client_unmask(r.cl[0], &a, q.data, q.len) != 0);
+    CHECK_EQ_INT(a.len, 0);
+    /* The honest survivor set (all four) is still signed by the clients not yet asked. */
+    uint8_t all = 0x0f;
+    s_consist_req(&q, &r, 2, &u2, &all);
+    CHECK_EQ_INT(cnd_secagg_client_consistency(r.cl[2], &sig, q.data, q.len), 0);
+    cnd_buf_free(&q);
+    cnd_buf_free(&sig);
+    cnd_buf_free(&a);
+    r_free(&r);
+}
+
 /* A malicious server shows different survivor sets to different clients, to collect the
  * self-mask shares of a victim from some and the mask-key shares of its neighbours from others.
  * With a strict majority of signatures required on one set, no unmask request can be answered. */
@@ -988,6 +1044,7 @@ int main(void)
     test_below_threshold();
     test_refuse_both();
     test_inconsistent_sets();
+    test_ddp_floor();
     test_tampered_shares();
     test_forged_and_replayed_keys();
     test_graph_from_adverts();

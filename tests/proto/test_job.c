@@ -337,6 +337,22 @@ static void test_dp_distributed(void)
     k = j;
     k.dp_noise = 1e4, k.value_bits = 24;
     CHECK_EQ_INT(cnd_job_ddp_mech(&k, dim, &s2, &m), CND_ERANGE);
+    /* the exact solve (job create, with the student's size): at most the target with the noise
+     * found, above it with 1e-5 less; the default min_survivors is the quorum */
+    k = j;
+    CHECK_EQ_INT(cnd_job_ddp_solve(&k, dim), 0);
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&k, 0, dim, 20, &e), 0);
+    CHECK(e <= 3.0);
+    double found = k.dp_noise;
+    k.dp_noise = found * (1 - 1e-5);
+    CHECK_EQ_INT(cnd_job_dp_epsilon(&k, 0, dim, 20, &e), 0);
+    CHECK(e > 3.0);
+    k = j;
+    k.dp_target_eps = 0;
+    CHECK_EQ_INT(cnd_job_ddp_solve(&k, dim), CND_EINVAL); /* --dp-noise: nothing to solve */
+    o.min_survivors = 0;
+    CHECK_EQ_INT(cnd_job_dp_options(&k, &o), 0);
+    CHECK_EQ_INT(k.dp_min_survivors, 3);
 }
 
 int main(void)
