@@ -75,7 +75,7 @@ for n in $sizes; do
     for p in "${spids[@]}"; do rss="$rss${rss:+ / }$(hwm "$p")"; done
     sess=""
     for r in $(seq 1 $reps); do
-      k=$(grep "sessions: " "$work/serve-$setup-$n-$r.log" | tail -1 | sed 's/.*sessions: \([0-9]*\) devices.*/\1/')
+      k=$({ grep "sessions: " "$work/serve-$setup-$n-$r.log" || true; } | tail -1 | sed 's/.*sessions: \([0-9]*\) devices.*/\1/')
       sess="$sess${sess:+ / }${k:--}"
     done
     healthy=$(q "select count(*) from rollout_device where state = 'healthy'")

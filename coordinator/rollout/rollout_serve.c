@@ -815,7 +815,10 @@ static int s_loop(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
             break;
         }
         if ((rc = s_lease(s, cnd_now()))) break;
-        if ((rc = s_begin(s))) break;
+        if ((rc = s_begin(s))) {
+            rc = cnd_err_wrap(rc, "stopping: the rollout state cannot be written");
+            break;
+        }
         /* Spread: what other replicas committed, before anything of this iteration is decided. */
         if ((rc = cnd_rollout_sync(s->eng))) {
             rc = cnd_err_wrap(rc, "stopping: the rollout state cannot be read");
@@ -839,7 +842,10 @@ static int s_loop(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
         if (cnd_audit_limiter_flush(s->limit, now, 0)) s_log(s, "audit: %s", cnd_err_detail());
         cnd_rollout_tick(s->eng, cnd_unix_time() * 1000);
         s_metrics_snapshot(s, now);
-        if ((rc = s_end(s))) break;
+        if ((rc = s_end(s))) {
+            rc = cnd_err_wrap(rc, "stopping: the rollout state cannot be written");
+            break;
+        }
         if (o->until_idle) {
             cnd_rollout_stats_t es;
             cnd_rollout_engine_stats(s->eng, &es);

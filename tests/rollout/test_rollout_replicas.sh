@@ -7,9 +7,11 @@
 #     lock and makes the wave decisions, the others say they serve devices;
 #   - each of the three has sessions of some of the devices (its "sessions:" log line);
 #   - wave 1: a replica that does not lead is killed with SIGKILL (and restarted, as systemd
-#     would); wave 2: the leader is killed with SIGKILL and another replica takes over the wave
-#     decisions within 10 s; wave 3: the new leader's PostgreSQL connection holding the lock is
-#     terminated (pg_terminate_backend): it stops on its own and the last replica leads;
+#     would); wave 2: every PostgreSQL connection of the other replica that does not lead is
+#     terminated (pg_terminate_backend, found by its application_name): it stops on its own (and
+#     is restarted); wave 3: the leader is killed with SIGKILL and another replica takes over the
+#     wave decisions within 10 s; wave 4: the new leader's connection holding the lock is
+#     terminated: it stops on its own and the last replica leads;
 #   - the rollout completes; all 101 device rows are healthy (none failed, timed out, deferred or
 #     left offered); every simulated device runs v2's digest, and so does the edge run device.
 # Exit 77 (skip) when Debian's PostgreSQL server binaries are not installed.
@@ -32,8 +34,8 @@ c="$w/coord"
 "$bin" rollout publish "$w/v2.cndq" --dir "$c" --model fm --version 2 > /dev/null
 
 eps=() spids=()
-serve() { # serve R LOG: replica R on its endpoint
-  "$bin" rollout serve --dir "$c" --state "$url" --endpoint "${eps[$1]}" --heartbeat-ms 1000 \
+serve() { # serve R LOG: replica R on its endpoint, its connections named rep-R
+  "$bin" rollout serve --dir "$c" --state "$url&application_name=rep-$1" --endpoint "${eps[$1]}" --heartbeat-ms 1000 \
     --offline-after 10 2> "$2" &
   spids[$1]=$!
   pids+=($!)
@@ -69,7 +71,7 @@ sessions() { grep "sessions: " "$w/serve-$1.log" | tail -1 | sed 's/.*sessions: 
 has_sessions() { local k; k=$(sessions "$1"); [ -n "$k" ] && [ "$k" -gt 0 ]; }
 for r in 0 1 2; do wait_for 15 has_sessions $r || fail "replica $r serves no device"; done
 echo "sessions per replica: $(sessions 0) / $(sessions 1) / $(sessions 2)"
-"$bin" rollout create --dir "$c" --state "$url" --model fm@2 --canary 5 --rate 10 --factor 2 \
+"$bin" rollout create --dir "$c" --state "$url" --model fm@2 --canary 5 --rate 5 --factor 2 \
   --max-active 8 --chunk 8192 --device-timeout 120 > "$w/create.log" || fail "create"
 wave() { [ "$(q "SELECT wave FROM rollout WHERE id = 1")" -ge "$1" ]; }
 running() { # running WHAT: the rollout is still running with devices left to update
@@ -84,20 +86,30 @@ kill -9 "${spids[1]}"
 running "killed replica 1 (not the leader)"
 serve 1 "$w/serve-1b.log"
 wait_for 20 serving "$w/serve-1b.log" || fail "replica 1 did not come back as a replica"
-# 2. The leader dies: one of the others takes the wave decisions over.
+# 2. The other one loses its PostgreSQL connections: it stops by itself, and comes back.
 wait_for 60 wave 2 || fail "wave 2 never began"
+running "terminating replica 2's connections"
+[ "$(q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'rep-2'")" -ge 2 ] ||
+  fail "replica 2 has no connections to terminate"
+gone2() { ! kill -0 "${spids[2]}" 2> /dev/null; }
+wait_for 10 gone2 || fail "replica 2 kept running without its PostgreSQL connections"
+grep -q "stopping: " "$w/serve-2.log" || fail "replica 2 did not say why it stopped: $(tail -3 "$w/serve-2.log")"
+serve 2 "$w/serve-2b.log"
+wait_for 20 serving "$w/serve-2b.log" || fail "replica 2 did not come back as a replica"
+# 3. The leader dies: one of the others takes the wave decisions over.
+wait_for 60 wave 3 || fail "wave 3 never began"
 kill -9 "${spids[0]}"
 t_kill=$(date +%s.%N)
 running "killed replica 0 (the leader)"
-took() { grep -q "(took over)" "$w/serve-1b.log" "$w/serve-2.log"; }
+took() { grep -q "(took over)" "$w/serve-1b.log" "$w/serve-2b.log"; }
 wait_for 10 took || fail "no replica took over within 10 s"
 t_took=$(date +%s.%N)
-leaders=$(grep -l "(took over)" "$w/serve-1b.log" "$w/serve-2.log" | wc -l)
+leaders=$(grep -l "(took over)" "$w/serve-1b.log" "$w/serve-2b.log" | wc -l)
 [ "$leaders" = 1 ] || fail "$leaders replicas took over"
 echo "a replica led $(python3 -c "print(round($t_took - $t_kill, 2))") s after the leader's SIGKILL"
-if grep -q "(took over)" "$w/serve-1b.log"; then second=1 third=2 tlog="$w/serve-2.log"; else second=2 third=1 tlog="$w/serve-1b.log"; fi
-# 3. The new leader loses the connection that holds its lock: it must stop, the last one lead.
-wait_for 60 wave 3 || fail "wave 3 never began"
+if grep -q "(took over)" "$w/serve-1b.log"; then second=1 third=2 tlog="$w/serve-2b.log"; else second=2 third=1 tlog="$w/serve-1b.log"; fi
+# 4. The new leader loses the connection that holds its lock: it must stop, the last one lead.
+wait_for 60 wave 4 || fail "wave 4 never began"
 running "terminating replica $second's lock connection"
 [ "$(q "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'
         AND classid = 1590 AND objid = 3862955267 AND granted")" = 1 ] || fail "no leader lock to break"
