@@ -24,7 +24,7 @@ trap cleanup EXIT
 "$mkart" "$work/v1.cndq" 1 8 1
 "$mkart" "$work/v2.cndq" 1 8 2
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-hwm() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
+hwm() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo dead; }
 rm -rf "$work/pg"
 pg_start "$work/pg" || { echo "bench_fleet_pg: PostgreSQL did not start" >&2; exit 1; }
 echo "| set-up | devices | replicas | connect s | rollout s | s per 10k devices | replica peak RSS MB (leader first) | sessions per replica | healthy |"

@@ -352,11 +352,14 @@ static int s_io_send(void *ctx, const char *device, Condenser__MsgType type, voi
 static int s_begin(s_srv_t *s)
 {
     if (s->txn) return 0;
-    if (sqlite3_exec(s->dir.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return cnd_errf(CND_EDB, "begin: %s", sqlite3_errmsg(s->dir.db));
+    /* The rollout state's writers' lock first (a no-op on SQLite): PostgreSQL grants it in turn,
+     * so replicas sharing one coordinator database never wait on SQLite's lock for long (its
+     * busy handler is not fair: a replica polling for it could starve past the busy timeout). */
     int rc = cnd_rstate_begin(s->dir.state);
-    if (rc) {
-        sqlite3_exec(s->dir.db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc) return rc;
+    if (sqlite3_exec(s->dir.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = cnd_errf(CND_EDB, "begin: %s", sqlite3_errmsg(s->dir.db));
+        cnd_rstate_rollback(s->dir.state);
         return rc;
     }
     s->txn = 1;

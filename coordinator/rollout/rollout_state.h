@@ -17,9 +17,10 @@
  * (BEGIN IMMEDIATE there), and cnd_rstate_begin/commit/rollback do nothing. PostgreSQL: the state
  * has a transaction of its own, which cnd_rstate_begin opens (taking the writers' advisory lock,
  * so writers take turns as SQLite's BEGIN IMMEDIATE makes them) and cnd_rstate_commit ends; the
- * caller commits it before the coordinator database's transaction (docs/operations.md says what
- * a crash between the two leaves). Outside a cnd_rstate_begin every PostgreSQL statement is its
- * own transaction.
+ * caller opens it before the coordinator database's BEGIN IMMEDIATE (one lock order for every
+ * writer) and commits it before the coordinator database's transaction (docs/operations.md says
+ * what a crash between the two leaves). Outside a cnd_rstate_begin every PostgreSQL statement is
+ * its own transaction.
  *
  * PostgreSQL: the schema is created or migrated on first use, in one transaction under an
  * advisory lock (two processes starting at once do not race), with its version in the table

@@ -13,7 +13,8 @@
 #     wave decisions within 10 s; wave 4: the new leader's connection holding the lock is
 #     terminated: it stops on its own and the last replica leads;
 #   - the rollout completes; all 101 device rows are healthy (none failed, timed out, deferred or
-#     left offered); every simulated device runs v2's digest, and so does the edge run device.
+#     left offered); every simulated device runs v2's digest, and so does the edge run device;
+#   - the audit log the replicas share (one directory) verifies.
 # Exit 77 (skip) when Debian's PostgreSQL server binaries are not installed.
 set -euo pipefail
 bin=$1 mkart=$2
@@ -126,4 +127,7 @@ wait $sim || fail "fleet-sim failed"
 [ "$(grep -c " $v2 " "$w/report.txt")" = $n ] || fail "devices not on v2: $(grep -v " $v2 " "$w/report.txt" | head)"
 edge_v2() { [ "$("$bin" edge status --dir "$w/dev" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['digest'])")" = "$v2" ]; }
 wait_for 10 edge_v2 || fail "the edge run device is not on v2"
+# The replicas share one directory here, so they appended to one audit log, killed or not.
+"$bin" audit verify "$c/coordinator.db" --key "$c/identity.pub" > "$w/verify.log" 2>&1 ||
+  fail "audit log: $(cat "$w/verify.log")"
 echo "test_rollout_replicas: ok"
