@@ -50,7 +50,7 @@ done
 serving() { grep -q "replica: serving devices; another replica holds the leader lock" "$1"; }
 wait_for 20 serving "$w/serve-1.log" || fail "replica 1 does not serve"
 wait_for 20 serving "$w/serve-2.log" || fail "replica 2 does not serve"
-for r in 0 1 2; do grep -q "listening on ${eps[$r]}" "$w/serve-$r.log" || fail "replica $r does not listen"; done
+for r in 0 1 2; do wait_for 20 grep -q "listening on ${eps[$r]}" "$w/serve-$r.log" || fail "replica $r does not listen"; done
 
 list=$(IFS=,; echo "${eps[*]}")
 "$bin" edge init --dir "$w/dev" --name edge-a --endpoint "${eps[2]}, ${eps[0]} ,${eps[1]}" \
