@@ -4,9 +4,12 @@
 # factor 2, 5,000 devices per fleet-sim process) on two set-ups, side by side:
 #   sqlite   one `rollout serve`, rollout state in its SQLite database (today's default);
 #   pg-4     four `rollout serve` replicas on one PostgreSQL state (a private server started here,
-#            tests/lib/pg_testutil.sh), devices given all four endpoints (--failover 5).
+#            tests/lib/pg_testutil.sh), devices given all four endpoints (--failover 5): each
+#            device starts at the replica its name hashes to, and every replica serves its own
+#            devices (the first one started also makes the wave decisions).
 # "rollout s" runs from `rollout create` to the rollout's completed state; "s per 10k" scales it
-# to 10,000 devices; RSS is each replica's peak (VmHWM) at the end, leader first. Sizes:
+# to 10,000 devices; RSS is each replica's peak (VmHWM) at the end, leader first, and "sessions"
+# the devices each replica had a session with at the end (its last "sessions:" log line). Sizes:
 # FLEET_PG_SIZES (default "10000"). Prints one markdown row per set-up and size.
 set -euo pipefail
 bin=$1 mkart=$2 work=$3
@@ -21,18 +24,18 @@ trap cleanup EXIT
 "$mkart" "$work/v1.cndq" 1 8 1
 "$mkart" "$work/v2.cndq" 1 8 2
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-hwm() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
+hwm() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo dead; }
 rm -rf "$work/pg"
 pg_start "$work/pg" || { echo "bench_fleet_pg: PostgreSQL did not start" >&2; exit 1; }
-echo "| set-up | devices | replicas | connect s | rollout s | s per 10k devices | replica peak RSS MB (leader first) | healthy |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| set-up | devices | replicas | connect s | rollout s | s per 10k devices | replica peak RSS MB (leader first) | sessions per replica | healthy |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for n in $sizes; do
   for setup in ${FLEET_PG_SETUPS:-sqlite pg-4}; do
     d="$work/coord-$setup-$n"
     rm -rf "$d"
     if [ $setup = sqlite ]; then url=sqlite: reps=1; else url=$PG_URL reps=4; fi
     if [ $setup != sqlite ]; then
-      pg_sql "SET client_min_messages = warning; DROP TABLE IF EXISTS fleet_device, rollout, rollout_manifest, rollout_device, rollout_latency, condenser_schema" > /dev/null
+      pg_sql "SET client_min_messages = warning; DROP TABLE IF EXISTS fleet_device, rollout, rollout_manifest, rollout_device, rollout_latency, rollout_presence, condenser_schema; DROP SEQUENCE IF EXISTS rollout_device_chg" > /dev/null
     fi
     q() { if [ $setup = sqlite ]; then sqlite3 "$d/coordinator.db" "$1" 2>/dev/null || echo 0; else pg_sql "$1" 2>/dev/null || echo 0; fi; }
     "$bin" rollout init --dir "$d" > /dev/null
@@ -42,7 +45,7 @@ for n in $sizes; do
     for r in $(seq 1 $reps); do
       ep="tcp://127.0.0.1:$(port)"
       eps+=("$ep")
-      "$bin" rollout serve --dir "$d" --state "$url" --endpoint "$ep" --quiet 2> "$work/serve-$setup-$n-$r.log" &
+      "$bin" rollout serve --dir "$d" --state "$url" --endpoint "$ep" 2> "$work/serve-$setup-$n-$r.log" &
       spids+=($!)
       pids+=($!)
       sleep 1 # the first one started leads
@@ -70,12 +73,17 @@ for n in $sizes; do
     t2=$(date +%s.%N)
     rss=""
     for p in "${spids[@]}"; do rss="$rss${rss:+ / }$(hwm "$p")"; done
+    sess=""
+    for r in $(seq 1 $reps); do
+      k=$({ grep "sessions: " "$work/serve-$setup-$n-$r.log" || true; } | tail -1 | sed 's/.*sessions: \([0-9]*\) devices.*/\1/')
+      sess="$sess${sess:+ / }${k:--}"
+    done
     healthy=$(q "select count(*) from rollout_device where state = 'healthy'")
     for p in "${sims[@]}"; do wait "$p" || true; done
     for p in "${spids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     pids=()
-    awk -v s="$setup" -v n="$n" -v r="$reps" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v rss="$rss" -v h="$healthy" 'BEGIN {
-      printf "| %s | %d | %d | %.1f | %.1f | %.1f | %s | %d |\n", s, n, r, t1 - t0, t2 - t1,
-             (t2 - t1) * 10000 / n, rss, h }'
+    awk -v s="$setup" -v n="$n" -v r="$reps" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v rss="$rss" -v ss="$sess" -v h="$healthy" 'BEGIN {
+      printf "| %s | %d | %d | %.1f | %.1f | %.1f | %s | %s | %d |\n", s, n, r, t1 - t0, t2 - t1,
+             (t2 - t1) * 10000 / n, rss, ss, h }'
   done
 done

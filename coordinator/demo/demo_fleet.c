@@ -410,24 +410,36 @@ int cnd_demo_fleet_enroll_state(cnd_fleet_sim_t *s, cnd_rstate_t *st, cnd_audit_
                                 const char *actor)
 {
     sqlite3 *db = cnd_rstate_local(st);
-    int own, rc = cnd_db_begin(db, &own);
-    if (rc) return rc;
-    if ((rc = cnd_rstate_begin(st))) return cnd_db_end(db, own, rc);
-    for (uint32_t k = 0; k < cnd_fleet_sim_count(s) && !rc; k++) {
-        const char *name = cnd_fleet_sim_name(s, k);
-        const uint8_t *pk = cnd_fleet_sim_pubkey(s, k);
-        cnd_fleet_device_t fd;
-        if (cnd_rstate_fleet_get(st, name, &fd) == 0) continue;
-        rc = cnd_rstate_fleet_enroll(st, name, pk);
-        if (!rc && audit) {
-            char fpr[65];
-            cnd_pubkey_fingerprint(fpr, pk);
-            rc = cnd_audit_log_enroll(audit, actor, fpr, name, "device", pk, NULL, 0);
+    uint32_t k = 0, count = cnd_fleet_sim_count(s);
+    int rc = 0;
+    /* Each transaction takes the state's writers' lock before the coordinator database's (the
+     * order `rollout serve` takes them in). On PostgreSQL in batches: thousands of devices in one
+     * would hold both locks for seconds while the replicas serving devices wait. */
+    uint32_t batch = strcmp(cnd_rstate_kind(st), "postgresql") == 0 ? 256 : count;
+    while (!rc && k < count) {
+        int own = 0;
+        if ((rc = cnd_rstate_begin(st))) return rc;
+        if ((rc = cnd_db_begin(db, &own))) {
+            cnd_rstate_rollback(st);
+            return rc;
         }
+        for (uint32_t end = count - k > batch ? k + batch : count; k < end && !rc; k++) {
+            const char *name = cnd_fleet_sim_name(s, k);
+            const uint8_t *pk = cnd_fleet_sim_pubkey(s, k);
+            cnd_fleet_device_t fd;
+            if (cnd_rstate_fleet_get(st, name, &fd) == 0) continue;
+            rc = cnd_rstate_fleet_enroll(st, name, pk);
+            if (!rc && audit) {
+                char fpr[65];
+                cnd_pubkey_fingerprint(fpr, pk);
+                rc = cnd_audit_log_enroll(audit, actor, fpr, name, "device", pk, NULL, 0);
+            }
+        }
+        if (!rc) rc = cnd_rstate_commit(st);
+        if (rc) cnd_rstate_rollback(st);
+        rc = cnd_db_end(db, own, rc);
     }
-    if (!rc) rc = cnd_rstate_commit(st);
-    if (rc) cnd_rstate_rollback(st);
-    if ((rc = cnd_db_end(db, own, rc))) return rc;
+    if (rc) return rc;
     cnd_err_clear();
     return 0;
 }

@@ -57,10 +57,13 @@ static const char *s_operator(void)
  * (rollout_state.h); s_finish commits the state's first. */
 static int s_begin(cnd_rollout_dir_t *d)
 {
-    if (sqlite3_exec(d->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return cnd_errf(CND_EDB, "begin: %s", sqlite3_errmsg(d->db));
+    /* The state's lock first, as `rollout serve` takes them (one order: no deadlock). */
     int rc = cnd_rstate_begin(d->state);
-    if (rc) sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc) return rc;
+    if (sqlite3_exec(d->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = cnd_errf(CND_EDB, "begin: %s", sqlite3_errmsg(d->db));
+        cnd_rstate_rollback(d->state);
+    }
     return rc;
 }
 

@@ -538,6 +538,7 @@ typedef struct {
     s_roll_t *r; /* newest loaded rollout that holds it */
     size_t idx;
     int used;
+    int64_t remote_ms; /* spread: when the presence table last showed it with a session */
 } s_node_t;
 
 typedef struct {
@@ -555,6 +556,8 @@ typedef struct {
     uint8_t *m;
     size_t len;
 } s_man_t;
+
+#define S_PRESENCE_MS 1000 /* spread: how often presence is written and read */
 
 struct cnd_rollout_engine {
     cnd_rstate_t *state; /* rollout state (borrowed) */
@@ -576,6 +579,9 @@ struct cnd_rollout_engine {
     s_man_t *mans;
     size_t n_mans;
     cnd_rollout_stats_t st;
+    int spread, leader;    /* spread: one of several replicas; leader: makes wave decisions */
+    int64_t chg;           /* spread: the last device change applied (rollout_state.h) */
+    int64_t last_presence; /* spread: when the presence table was last written and read */
 };
 
 static void s_log(cnd_rollout_engine_t *e, const char *fmt, ...)
@@ -670,6 +676,8 @@ static s_art_t *s_art_by_digest(cnd_rollout_engine_t *e, const uint8_t d[32])
     return s_art(e, a.id);
 }
 
+static int s_sync(cnd_rollout_engine_t *e, int in_place);
+
 static const s_man_t *s_manifest(cnd_rollout_engine_t *e, s_roll_t *r, s_art_t *a, int rollback)
 {
     for (size_t i = 0; i < e->n_mans; i++)
@@ -680,6 +688,8 @@ static const s_man_t *s_manifest(cnd_rollout_engine_t *e, s_roll_t *r, s_art_t *
     uint8_t *m = NULL;
     size_t len = 0;
     int rc = cnd_rstate_manifest_get(e->state, r->rec.id, a->a.id, kind, &m, &len);
+    if (rc == CND_ENOTFOUND && e->spread && !e->leader)
+        return NULL; /* the leader signs it (one registry's sequences), found at a later try */
     if (rc == CND_ENOTFOUND) {
         /* Signed now (a rollback manifest, or an offer to a late joiner's new variant); it is
          * committed before it is sent. */
@@ -687,6 +697,8 @@ static const s_man_t *s_manifest(cnd_rollout_engine_t *e, s_roll_t *r, s_art_t *
         rc = cnd_registry_sign(e->db, e->audit, e->id, e->fpr, &a->a, rollback, 0, &m, &len, &seq);
         if (!rc) rc = cnd_rstate_manifest_put(e->state, r->rec.id, a->a.id, kind, seq, m, len);
         if (!rc && e->io.commit) rc = e->io.commit(e->io.ctx);
+        /* The writers' lock was released: rows others changed meanwhile, in place. */
+        if (!rc && e->spread) rc = s_sync(e, 1);
         if (rc) {
             free(m);
             s_log(e, "rollout %lld: signing a %s manifest: %s", (long long)r->rec.id, kind,
@@ -898,6 +910,32 @@ static s_roll_t *s_find_roll(cnd_rollout_engine_t *e, int64_t id)
 
 static void s_begin_rollback(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now);
 
+/* Spread, not the leader: the rollout's row as the leader (or an operator) last wrote it; when it
+ * began rolling back, the devices offered the artifact are to be sent a rollback here. */
+static void s_follow(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
+{
+    cnd_rollout_rec_t fresh;
+    if (cnd_rstate_rollout_get(e->state, r->rec.id, &fresh)) {
+        s_log(e, "store: %s", cnd_err_detail());
+        return;
+    }
+    if (fresh.state != r->rec.state) {
+        s_log(e, "rollout %lld: %s -> %s (%s)", (long long)r->rec.id,
+              cnd_rollout_state_name(r->rec.state), cnd_rollout_state_name(fresh.state),
+              fresh.reason);
+        if (fresh.state == CND_ROLLOUT_ROLLING_BACK) {
+            int64_t dl = now + (int64_t)fresh.timeout_s * 1000;
+            for (size_t i = 0; i < r->n; i++)
+                if (s_needs_rollback(r->devs[i].row.state)) {
+                    r->devs[i].need_rollback = 1;
+                    r->devs[i].deadline_ms = dl;
+                }
+        }
+    }
+    r->rec = fresh;
+    r->written_state = fresh.state;
+}
+
 /* Reads rollout states from the database: new rollouts, operator changes. */
 static void s_poll(cnd_rollout_engine_t *e, int64_t now)
 {
@@ -925,6 +963,10 @@ static void s_poll(cnd_rollout_engine_t *e, int64_t now)
             s_link(e, r);
             s_log(e, "rollout %lld of %s loaded: %s, %zu devices, wave %u of %u", (long long)id,
                   r->version, cnd_rollout_state_name(r->rec.state), r->n, r->rec.wave, r->max_wave);
+            continue;
+        }
+        if (e->spread && !e->leader) {
+            s_follow(e, r, now);
             continue;
         }
         if (state == r->written_state) continue;
@@ -967,8 +1009,10 @@ static int s_offer(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_node_t *n
 {
     s_art_t *a = s_art(e, d->row.artifact);
     if (!a) return CND_ENOTFOUND;
+    cnd_rdevice_state_t before = d->row.state;
     const s_man_t *m = s_manifest(e, r, a, 0);
     if (!m) return CND_ENOTFOUND;
+    if (d->row.state != before) return CND_ESTATE; /* another replica moved it meanwhile */
     Condenser__ArtifactOffer o;
     condenser__artifact_offer__init(&o);
     o.rollout_id = (uint64_t)r->rec.id;
@@ -1010,8 +1054,10 @@ static int s_send_rollback(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, s_n
         s_audit_device(e, r, d, CND_RDEV_FAILED);
         return 0;
     }
+    cnd_rdevice_state_t before = d->row.state;
     const s_man_t *m = s_manifest(e, r, a, 1);
     if (!m) return CND_ENOTFOUND;
+    if (d->row.state != before || !d->need_rollback) return CND_ESTATE; /* moved meanwhile */
     Condenser__Rollback rb;
     condenser__rollback__init(&rb);
     rb.rollout_id = (uint64_t)r->rec.id;
@@ -1098,7 +1144,7 @@ static void s_outcome(cnd_rollout_engine_t *e, s_roll_t *r, s_dev_t *d, cnd_rdev
     default: break;
     }
     s_audit_device(e, r, d, outcome);
-    s_check_abort(e, r, now);
+    if (!e->spread || e->leader) s_check_abort(e, r, now); /* else the leader's next poll */
 }
 
 static int s_final_or_deferred(cnd_rdevice_state_t s)
@@ -1108,9 +1154,9 @@ static int s_final_or_deferred(cnd_rdevice_state_t s)
 
 /* --- tick ----------------------------------------------------------------------------------- */
 
-static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
+/* Devices offered or told to roll back that did not answer in time (the leader's decision). */
+static void s_tick_deadlines(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
 {
-    /* Deadlines. */
     for (size_t i = 0; i < r->n; i++) {
         s_dev_t *d = &r->devs[i];
         if (d->row.state == CND_RDEV_OFFERED && now > d->deadline_ms) {
@@ -1132,36 +1178,54 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
             s_audit_device(e, r, d, CND_RDEV_TIMEOUT);
         }
     }
+}
+
+/* Rolling back: rollbacks to the devices online here; the leader also ends the rollback once
+ * no device is open. */
+static void s_tick_rollback(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
+{
+    int open = 0, decide = !e->spread || e->leader;
+    for (size_t i = 0; i < r->n; i++) {
+        s_dev_t *d = &r->devs[i];
+        if (d->need_rollback) {
+            s_node_t *n = s_node_find(e, d->row.device);
+            if (s_online(e, n, now)) (void)s_send_rollback(e, r, d, n, now);
+        }
+        if (d->need_rollback || d->row.state == CND_RDEV_ROLLBACK_SENT ||
+            d->row.state == CND_RDEV_OFFERED)
+            open = 1;
+    }
+    if (open || !decide) return;
+    r->rec.state = CND_ROLLOUT_ROLLED_BACK;
+    s_put_roll(e, r);
+    uint32_t back = 0, bad = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        cnd_rdevice_state_t x = r->devs[i].row.state;
+        if (x == CND_RDEV_ROLLED_BACK)
+            back++;
+        else if (x == CND_RDEV_ROLLBACK_SENT || x == CND_RDEV_ROLLBACK_FAILED ||
+                 x == CND_RDEV_ROLLBACK_TIMEOUT || x == CND_RDEV_ROLLBACK_UNAVAILABLE)
+            bad++;
+    }
+    char why[160];
+    snprintf(why, sizeof why, "%u devices rolled back, %u did not confirm", back, bad);
+    s_audit_state(e, r, CND_ROLLOUT_ROLLED_BACK, why);
+    s_log(e, "rollout %lld rolled back: %s", (long long)r->rec.id, why);
+}
+
+/* Spread: the presence table says it has a session on some replica (it is not deferred). */
+static int s_present(const cnd_rollout_engine_t *e, const s_node_t *n, int64_t now)
+{
+    return e->spread && n && n->remote_ms && now - n->remote_ms <= 2 * S_PRESENCE_MS;
+}
+
+static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
+{
+    int decide = !e->spread || e->leader;
+    if (decide) s_tick_deadlines(e, r, now);
     cnd_rollout_state_t st = r->rec.state;
     if (st == CND_ROLLOUT_ROLLING_BACK) {
-        int open = 0;
-        for (size_t i = 0; i < r->n; i++) {
-            s_dev_t *d = &r->devs[i];
-            if (d->need_rollback) {
-                s_node_t *n = s_node_find(e, d->row.device);
-                if (s_online(e, n, now)) (void)s_send_rollback(e, r, d, n, now);
-            }
-            if (d->need_rollback || d->row.state == CND_RDEV_ROLLBACK_SENT ||
-                d->row.state == CND_RDEV_OFFERED)
-                open = 1;
-        }
-        if (!open) {
-            r->rec.state = CND_ROLLOUT_ROLLED_BACK;
-            s_put_roll(e, r);
-            uint32_t back = 0, bad = 0;
-            for (size_t i = 0; i < r->n; i++) {
-                cnd_rdevice_state_t x = r->devs[i].row.state;
-                if (x == CND_RDEV_ROLLED_BACK)
-                    back++;
-                else if (x == CND_RDEV_ROLLBACK_SENT || x == CND_RDEV_ROLLBACK_FAILED ||
-                         x == CND_RDEV_ROLLBACK_TIMEOUT || x == CND_RDEV_ROLLBACK_UNAVAILABLE)
-                    bad++;
-            }
-            char why[160];
-            snprintf(why, sizeof why, "%u devices rolled back, %u did not confirm", back, bad);
-            s_audit_state(e, r, CND_ROLLOUT_ROLLED_BACK, why);
-            s_log(e, "rollout %lld rolled back: %s", (long long)r->rec.id, why);
-        }
+        s_tick_rollback(e, r, now);
         return;
     }
     int running = st == CND_ROLLOUT_RUNNING, completed = st == CND_ROLLOUT_COMPLETED;
@@ -1175,13 +1239,13 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
         s_node_t *n = s_node_find(e, d->row.device);
         if (s_online(e, n, now)) {
             (void)s_offer(e, r, d, n, now);
-        } else if (pend && !grace) {
+        } else if (pend && !grace && decide && !s_present(e, n, now)) {
             d->row.state = CND_RDEV_DEFERRED;
             snprintf(d->row.reason, sizeof d->row.reason, "offline when its wave came");
             s_put_dev(e, d);
         }
     }
-    if (!running) return;
+    if (!running || !decide) return;
     /* Wave done? */
     for (size_t i = 0; i < r->n; i++)
         if (r->devs[i].row.wave == r->rec.wave && !s_final_or_deferred(r->devs[i].row.state))
@@ -1203,17 +1267,88 @@ static void s_tick_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
     }
 }
 
+/* Spread, the leader: the manifests that devices of other replicas wait for (a rollback to an
+ * artifact, an offer of a variant chosen for a late joiner) are signed here, once each; and the
+ * abort rule sees outcomes other replicas recorded. */
+static void s_lead_roll(cnd_rollout_engine_t *e, s_roll_t *r, int64_t now)
+{
+    s_check_abort(e, r, now);
+    int back = r->rec.state == CND_ROLLOUT_ROLLING_BACK;
+    int offer = r->rec.state == CND_ROLLOUT_RUNNING || r->rec.state == CND_ROLLOUT_COMPLETED;
+    if (!back && !offer) return;
+    int64_t done_art = -1; /* rows mostly share one artifact: skip repeats cheaply */
+    for (size_t i = 0; i < r->n; i++) {
+        s_dev_t *d = &r->devs[i];
+        s_art_t *a = NULL;
+        if (back && d->need_rollback && d->row.has_prev)
+            a = s_art_by_digest(e, d->row.prev_digest);
+        else if (offer && d->row.wave <= r->rec.wave &&
+                 (d->row.state == CND_RDEV_PENDING || d->row.state == CND_RDEV_DEFERRED) &&
+                 d->row.artifact != done_art)
+            a = s_art(e, d->row.artifact);
+        if (!a) continue;
+        if (s_manifest(e, r, a, back) && !back) done_art = a->a.id;
+    }
+}
+
+/* Spread: every replica writes which devices have a session on it (those heard from since the
+ * last write), and reads which have one anywhere, every S_PRESENCE_MS. */
+static void s_presence(cnd_rollout_engine_t *e, int64_t now)
+{
+    if (now - e->last_presence < S_PRESENCE_MS) return;
+    int64_t since = e->last_presence ? e->last_presence : now - e->offline_ms;
+    e->last_presence = now;
+    char **mine = calloc(e->n_nodes ? e->n_nodes : 1, sizeof *mine);
+    size_t n = 0;
+    for (size_t i = 0; mine && i < e->cap_nodes; i++)
+        if (e->nodes[i].used && e->nodes[i].seen_ms >= since) mine[n++] = e->nodes[i].name;
+    if (!mine || cnd_rstate_presence_put(e->state, mine, n, now))
+        s_log(e, "presence: %s", mine ? cnd_err_detail() : "out of memory");
+    free(mine);
+    char **names = NULL;
+    size_t nn = 0;
+    if (cnd_rstate_presence_since(e->state, now - e->offline_ms, &names, &nn)) {
+        s_log(e, "presence: %s", cnd_err_detail());
+        return;
+    }
+    for (size_t i = 0; i < nn; i++) {
+        s_node_t *x = s_node_find(e, names[i]);
+        if (x) x->remote_ms = now;
+    }
+    cnd_rstate_names_free(names, nn);
+}
+
 void cnd_rollout_tick(cnd_rollout_engine_t *e, int64_t now_ms)
 {
     if (now_ms > e->last_tick_ms) e->last_tick_ms = now_ms;
-    if (now_ms - e->last_poll_ms >= e->poll_ms) {
+    int polled = now_ms - e->last_poll_ms >= e->poll_ms;
+    if (polled) {
         e->last_poll_ms = now_ms;
         s_poll(e, now_ms);
     }
+    if (e->spread) s_presence(e, now_ms);
+    for (size_t i = 0; polled && e->spread && e->leader && i < e->n_rolls; i++)
+        s_lead_roll(e, e->rolls[i], now_ms);
     for (size_t i = 0; i < e->n_rolls; i++) s_tick_roll(e, e->rolls[i], now_ms);
 }
 
 /* --- messages ------------------------------------------------------------------------------- */
+
+/* A new zeroed row at r->devs[r->n] (r->n not yet counted), or NULL out of memory. Nodes keep
+ * indexes, so moving the array is harmless. */
+static s_dev_t *s_push_dev(s_roll_t *r)
+{
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? 2 * r->cap : 16;
+        s_dev_t *g = realloc(r->devs, nc * sizeof *g);
+        if (!g) return NULL;
+        r->devs = g;
+        r->cap = nc;
+    }
+    s_dev_t *d = &r->devs[r->n];
+    memset(d, 0, sizeof *d);
+    return d;
+}
 
 /* A device that is in no loaded rollout: is it a late joiner of one? */
 static void s_late_join(cnd_rollout_engine_t *e, s_node_t *n, const cnd_fleet_device_t *fd,
@@ -1235,18 +1370,11 @@ static void s_late_join(cnd_rollout_engine_t *e, s_node_t *n, const cnd_fleet_de
             free(v);
             return;
         }
-        if (r->n == r->cap) {
-            size_t nc = r->cap ? 2 * r->cap : 16;
-            s_dev_t *g = realloc(r->devs, nc * sizeof *g);
-            if (!g) {
-                free(v);
-                return;
-            }
-            r->devs = g; /* nodes keep indexes, so the move is harmless */
-            r->cap = nc;
+        s_dev_t *d = s_push_dev(r);
+        if (!d) {
+            free(v);
+            return;
         }
-        s_dev_t *d = &r->devs[r->n];
-        memset(d, 0, sizeof *d);
         d->row.rollout = r->rec.id;
         snprintf(d->row.device, sizeof d->row.device, "%s", n->name);
         d->row.wave = r->rec.wave;
@@ -1476,6 +1604,101 @@ int cnd_rollout_on_message(cnd_rollout_engine_t *e, const char *device, const ch
     }
 }
 
+/* --- spread: replicas side by side ----------------------------------------------------------- */
+
+/* Counts a row in state st into the rollout's tallies (k = +1) or out of them (k = -1). */
+static void s_count(s_roll_t *r, cnd_rdevice_state_t st, int k)
+{
+    uint32_t *c = st == CND_RDEV_HEALTHY   ? &r->ok
+                  : st == CND_RDEV_FAILED  ? &r->failed
+                  : st == CND_RDEV_REFUSED ? &r->refused
+                  : st == CND_RDEV_TIMEOUT ? &r->timeouts
+                  : st == CND_RDEV_OFFERED ? &r->active
+                                           : NULL;
+    if (c && k > 0) (*c)++;
+    if (c && k < 0 && *c) (*c)--;
+}
+
+static s_dev_t *s_find_dev(cnd_rollout_engine_t *e, s_roll_t *r, const char *device)
+{
+    s_node_t *n = s_node_find(e, device);
+    if (n && n->r == r) return &r->devs[n->idx];
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->devs[i].row.device, device) == 0) return &r->devs[i];
+    return NULL;
+}
+
+/* A row as another replica (or this one) committed it: tallies, deadlines (as s_load_roll sets
+ * them) and whether a rollback is still to be sent. */
+static void s_apply(s_roll_t *r, s_dev_t *d, const cnd_rdevice_t *row, int64_t now)
+{
+    int same = d->row.state == row->state;
+    s_count(r, d->row.state, -1);
+    d->row = *row;
+    s_count(r, row->state, 1);
+    if (row->wave > r->max_wave && row->state != CND_RDEV_SKIPPED && row->state != CND_RDEV_CURRENT)
+        r->max_wave = row->wave;
+    if (row->state == CND_RDEV_OFFERED || row->state == CND_RDEV_ROLLBACK_SENT)
+        d->deadline_ms = row->offered_ms + (int64_t)r->rec.timeout_s * 1000;
+    int need = r->rec.state == CND_ROLLOUT_ROLLING_BACK && s_needs_rollback(row->state);
+    if (need && !d->need_rollback) d->deadline_ms = now + (int64_t)r->rec.timeout_s * 1000;
+    d->need_rollback = need || (same && d->need_rollback);
+}
+
+/* Applies the device changes committed since e->chg. in_place: only rows already loaded (their
+ * addresses are held by a caller); a new row leaves e->chg where it was, so the next full sync
+ * reads it again (applying a row twice is harmless). */
+static int s_sync(cnd_rollout_engine_t *e, int in_place)
+{
+    cnd_rdevice_t *rows = NULL;
+    size_t n = 0;
+    int64_t last = e->chg, now = cnd_unix_ms();
+    int rc = cnd_rstate_device_changes(e->state, e->chg, &rows, &n, &last), skipped = 0;
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) {
+        s_roll_t *r = s_find_roll(e, rows[i].rollout);
+        if (!r) continue; /* not loaded: s_poll loads it whole */
+        s_dev_t *d = s_find_dev(e, r, rows[i].device);
+        if (!d && in_place) {
+            skipped = 1;
+            continue;
+        }
+        if (!d) { /* a late joiner of another replica */
+            s_node_t *nd = s_node_get(e, rows[i].device);
+            if (!nd || !(d = s_push_dev(r))) {
+                skipped = 1;
+                continue;
+            }
+            d->row.state = CND_RDEV_SKIPPED; /* counted in no tally yet */
+            if (!nd->r || nd->r->rec.id <= r->rec.id) {
+                nd->r = r;
+                nd->idx = r->n;
+            }
+            r->n++;
+        }
+        s_apply(r, d, &rows[i], now);
+    }
+    free(rows);
+    if (!skipped) e->chg = last;
+    return 0;
+}
+
+int cnd_rollout_sync(cnd_rollout_engine_t *e)
+{
+    return e->spread ? s_sync(e, 0) : 0;
+}
+
+void cnd_rollout_engine_lead(cnd_rollout_engine_t *e)
+{
+    if (!e->spread || e->leader) return;
+    e->leader = 1;
+    /* Devices of a replica that just died are reconnecting elsewhere: none is deferred before
+     * offline_after_s, and deadlines run from the rows' own offer times. */
+    e->started_ms = cnd_unix_ms();
+    e->last_poll_ms = 0;
+    s_log(e, "rollout engine: this replica makes the wave decisions now");
+}
+
 /* --- lifecycle ------------------------------------------------------------------------------ */
 
 int cnd_rollout_engine_new(cnd_rollout_engine_t **out, cnd_rstate_t *st, cnd_audit_t *audit,
@@ -1502,6 +1725,15 @@ int cnd_rollout_engine_new(cnd_rollout_engine_t **out, cnd_rstate_t *st, cnd_aud
     e->offline_ms = (o && o->offline_after_s > 0 ? o->offline_after_s : 30) * 1000LL;
     e->poll_ms = o && o->poll_ms > 0 ? o->poll_ms : 500;
     e->started_ms = cnd_unix_ms();
+    e->spread = o && o->spread;
+    if (e->spread) {
+        if (!(o->poll_ms > 0)) e->poll_ms = 200; /* followers see a new wave this soon */
+        /* Changes from here on are applied by s_sync; s_poll loads the rows as they are. */
+        if ((rc = cnd_rstate_device_changes(st, 0, NULL, NULL, &e->chg))) {
+            free(e);
+            return rc;
+        }
+    }
     s_poll(e, e->started_ms);
     e->last_poll_ms = e->started_ms;
     *out = e;

@@ -124,6 +124,9 @@ typedef struct {
      * name it and devices fetch the bytes there, falling back to chunk requests. NULL or "" =
      * chunks over the control channel only. */
     const char *artifact_url;
+    /* 1: one of several replicas serving devices side by side on a PostgreSQL state ("Spread"
+     * below); 0: the only engine on its state (SQLite, or one process on PostgreSQL). */
+    int spread;
 } cnd_rollout_engine_opts_t;
 
 typedef struct cnd_rollout_engine cnd_rollout_engine_t;
@@ -135,6 +138,19 @@ CND_MUST_USE int cnd_rollout_engine_new(cnd_rollout_engine_t **out, cnd_rstate_t
                                         const cnd_rollout_io_t *io,
                                         const cnd_rollout_engine_opts_t *o);
 void cnd_rollout_engine_destroy(cnd_rollout_engine_t **e);
+
+/* Spread (docs/architecture.md, "Devices spread over replicas"). Every replica runs an engine
+ * over the same PostgreSQL state and serves the devices whose sessions it holds: it offers them
+ * the artifact when their wave has come, serves their chunks, records their reports and sends
+ * their rollbacks. Only the leader (the holder of the leader lock, cnd_rstate_lead) makes the
+ * wave decisions: timeouts, deferrals, moving to the next wave, completion, aborts, and the
+ * signing of manifests the rollout did not sign at creation. cnd_rollout_engine_lead makes this
+ * engine the leader (its devices get offline_after_s to reconnect before any is deferred).
+ * cnd_rollout_sync brings the in-memory device rows up to date with every change other replicas
+ * committed (rollout_state.h, device_changes); the host calls it after it opens each transaction,
+ * so every decision of the transaction starts from the state as it is (writers take turns). */
+void cnd_rollout_engine_lead(cnd_rollout_engine_t *e);
+CND_MUST_USE int cnd_rollout_sync(cnd_rollout_engine_t *e);
 
 /* A message from an authenticated device (its enrolled name and fingerprint): DeviceProfile,
  * ArtifactChunkRequest, ActivationReport, Heartbeat, Error. Returns 0, or a refusal (CND_EPROTO,

@@ -172,8 +172,12 @@ typedef struct {
     pthread_mutex_t zmu;
     sqlite3 *zdb;
     cnd_rstate_t *zstate; /* the ZAP thread's own connection to the rollout state */
-    cnd_rstate_t *lease;  /* PostgreSQL: the connection holding the leader lock, or NULL */
-    double last_lease;    /* when the lock was last checked */
+    cnd_rstate_t *lease;  /* PostgreSQL: the connection for the leader lock, or NULL */
+    double last_lease;    /* when the lock was last tried or checked */
+    int spread;           /* PostgreSQL: a replica serving its own devices (rollout.h) */
+    int leading;          /* holds the leader lock (always on SQLite) */
+    double last_count;    /* when the sessions were last counted for the log */
+    size_t logged_open;   /* sessions open at the last count that was logged */
     s_sess_t *sess;
     size_t cap, n;
     uint64_t seq;
@@ -348,11 +352,14 @@ static int s_io_send(void *ctx, const char *device, Condenser__MsgType type, voi
 static int s_begin(s_srv_t *s)
 {
     if (s->txn) return 0;
-    if (sqlite3_exec(s->dir.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return cnd_errf(CND_EDB, "begin: %s", sqlite3_errmsg(s->dir.db));
+    /* The rollout state's writers' lock first (a no-op on SQLite): PostgreSQL grants it in turn,
+     * so replicas sharing one coordinator database never wait on SQLite's lock for long (its
+     * busy handler is not fair: a replica polling for it could starve past the busy timeout). */
     int rc = cnd_rstate_begin(s->dir.state);
-    if (rc) {
-        sqlite3_exec(s->dir.db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc) return rc;
+    if (sqlite3_exec(s->dir.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = cnd_errf(CND_EDB, "begin: %s", sqlite3_errmsg(s->dir.db));
+        cnd_rstate_rollback(s->dir.state);
         return rc;
     }
     s->txn = 1;
@@ -670,38 +677,70 @@ static double s_cpu(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
-/* With the rollout state in PostgreSQL, several replicas may share it: only the holder of the
- * leader lock (rollout_state.h) binds its endpoint and runs the engine; the others wait here,
- * trying every 0.5 s, so a leader that dies is replaced within about a second of the server
- * noticing its connection closed. Returns 0 leading, 1 when stopped (or out of time) first. */
-static int s_lead(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
+/* With the rollout state in PostgreSQL, several replicas may share it and each serves the
+ * devices connected to it; the holder of the leader lock (rollout_state.h) also makes the wave
+ * decisions (rollout.h, "Spread"). This tries the lock once; s_lease keeps trying every 0.5 s. */
+static int s_lead(s_srv_t *s)
 {
+    s->leading = 1;
     if (!cnd_rstate_url_is_pg(s->o->state)) return 0;
-    int rc = cnd_rstate_open(&s->lease, s->o->state, s->dir.db), leading = 0, said = 0;
-    while (!rc && !*stop) {
-        if ((rc = cnd_rstate_lead(s->lease, &leading)) || leading) break;
-        if (!said++) s_log(s, "standby: another replica holds the leader lock; waiting for it");
-        if (s->o->max_seconds > 0 && cnd_now() - t0 > s->o->max_seconds) return 1;
-        usleep(500000);
-    }
+    s->spread = 1;
+    int rc = cnd_rstate_open(&s->lease, s->o->state, s->dir.db);
+    if (!rc) rc = cnd_rstate_lead(s->lease, &s->leading);
     if (rc) return rc;
-    if (!leading) return 1;
-    s_log(s, "leader: holding the leader lock%s", said ? " (took over)" : "");
     s->last_lease = cnd_now();
+    if (s->leading)
+        s_log(s, "leader: holding the leader lock; serving devices and making the wave decisions");
+    else
+        s_log(s, "replica: serving devices; another replica holds the leader lock and makes the "
+                 "wave decisions");
     return 0;
 }
 
-/* Opens the coordinator's directory (rollout tables, identity, audit log), waits to lead (s_lead),
- * then a read-only handle for the ZAP handler, the CurveZMQ server, the CA (when there is one)
- * and the engine. Returns 1 when stopped while waiting to lead. */
-static int s_start(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
+/* Every 0.5 s a replica that does not lead tries the lock, and the leader checks that it still
+ * holds it: it stops (returns an error) when the connection holding it is gone, since another
+ * replica may lead from then on. */
+static int s_lease(s_srv_t *s, double now)
+{
+    if (!s->lease || now - s->last_lease < (s->leading ? 1.0 : 0.5)) return 0;
+    s->last_lease = now;
+    if (s->leading) {
+        int rc = cnd_rstate_lead_check(s->lease);
+        return rc ? cnd_err_wrap(rc, "stopping: this replica may no longer lead") : 0;
+    }
+    int rc = cnd_rstate_lead(s->lease, &s->leading);
+    if (rc) return cnd_err_wrap(rc, "stopping: the leader lock's connection failed");
+    if (s->leading) {
+        s_log(s, "leader: holding the leader lock (took over)");
+        cnd_rollout_engine_lead(s->eng);
+    }
+    return 0;
+}
+
+/* Every 5 s, when it changed: how many devices have a session here (replicas share the fleet). */
+static void s_count_sessions(s_srv_t *s, double now)
+{
+    if (now - s->last_count < 5.0) return;
+    s->last_count = now;
+    size_t open = 0;
+    for (size_t i = 0; i < s->cap; i++) open += s->sess[i].used && s->sess[i].session;
+    if (open == s->logged_open) return;
+    s->logged_open = open;
+    s_log(s, "sessions: %zu devices have a session here (%llu opened since start)", open,
+          (unsigned long long)s->next_session);
+}
+
+/* Opens the coordinator's directory (rollout tables, identity, audit log), tries the leader lock
+ * (s_lead), then a read-only handle for the ZAP handler, the CurveZMQ server, the CA (when there
+ * is one) and the engine. */
+static int s_start(s_srv_t *s)
 {
     const cnd_rollout_serve_opts_t *o = s->o;
     uint8_t csk[32], cpk[32];
     int rc = cnd_rollout_dir_open_state(&s->dir, o->dir, 1, o->state);
     if (rc) return rc;
     s_log(s, "rollout state: %s (%s)", cnd_rstate_kind(s->dir.state), cnd_rstate_url(s->dir.state));
-    if ((rc = s_lead(s, stop, t0))) return rc;
+    if ((rc = s_lead(s))) return rc;
     snprintf(s->name, sizeof s->name, "coordinator");
     char zpath[600];
     snprintf(zpath, sizeof zpath, "%s/coordinator.db", o->dir);
@@ -731,9 +770,10 @@ static int s_start(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
     s_find_ca(s);
     s_recheck(s, cnd_now()); /* loads the CA, if there is one */
     cnd_rollout_io_t io = {s, s_io_send, s_commit, s_eng_log};
-    cnd_rollout_engine_opts_t eo = {o->offline_after_s, 0, o->artifact_url};
+    cnd_rollout_engine_opts_t eo = {o->offline_after_s, 0, o->artifact_url, s->spread};
     if ((rc = cnd_rollout_engine_new(&s->eng, s->dir.state, s->dir.audit, s->dir.id, &io, &eo)))
         return rc;
+    if (s->spread && s->leading) cnd_rollout_engine_lead(s->eng);
     if (o->metrics) {
         if ((rc = cnd_metrics_listen(&s->metrics, o->metrics, cnd_rollout_metrics_render,
                                      &s->mstate)))
@@ -777,15 +817,16 @@ static int s_loop(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
             rc = cnd_errf(CND_EIO, "poll: %s", strerror(errno));
             break;
         }
-        double tl = cnd_now();
-        if (s->lease && tl - s->last_lease >= 1.0) {
-            s->last_lease = tl;
-            if ((rc = cnd_rstate_lead_check(s->lease))) {
-                rc = cnd_err_wrap(rc, "stopping: this replica may no longer lead");
-                break;
-            }
+        if ((rc = s_lease(s, cnd_now()))) break;
+        if ((rc = s_begin(s))) {
+            rc = cnd_err_wrap(rc, "stopping: the rollout state cannot be written");
+            break;
         }
-        if ((rc = s_begin(s))) break;
+        /* Spread: what other replicas committed, before anything of this iteration is decided. */
+        if ((rc = cnd_rollout_sync(s->eng))) {
+            rc = cnd_err_wrap(rc, "stopping: the rollout state cannot be read");
+            break;
+        }
         for (int k = 0; k < 4096; k++) {
             cnd_frame_t f;
             int r = cnd_server_recv(s->srv, &f, 0);
@@ -800,10 +841,14 @@ static int s_loop(s_srv_t *s, volatile sig_atomic_t *stop, double t0)
         cnd_err_clear();
         double now = cnd_now();
         s_recheck(s, now);
+        if (s->spread) s_count_sessions(s, now);
         if (cnd_audit_limiter_flush(s->limit, now, 0)) s_log(s, "audit: %s", cnd_err_detail());
         cnd_rollout_tick(s->eng, cnd_unix_time() * 1000);
         s_metrics_snapshot(s, now);
-        if ((rc = s_end(s))) break;
+        if ((rc = s_end(s))) {
+            rc = cnd_err_wrap(rc, "stopping: the rollout state cannot be written");
+            break;
+        }
         if (o->until_idle) {
             cnd_rollout_stats_t es;
             cnd_rollout_engine_stats(s->eng, &es);
@@ -885,11 +930,8 @@ int cnd_rollout_serve(const cnd_rollout_serve_opts_t *o, volatile sig_atomic_t *
     pthread_mutex_init(&s->zmu, NULL);
     cnd_buf_init(&s->out);
     double t0 = cnd_now(), c0 = s_cpu();
-    rc = s_start(s, stop, t0);
-    if (rc == 1)
-        rc = 0; /* stopped while a standby */
-    else if (!rc)
-        rc = s_shutdown(s, s_loop(s, stop, t0));
+    rc = s_start(s);
+    if (!rc) rc = s_shutdown(s, s_loop(s, stop, t0));
     if (stout) s_stats(s, stout, t0, c0);
     s_srv_free(s);
     cnd_file_unlock(&lfd);

@@ -222,6 +222,26 @@ static int s_lite_lead(cnd_rstate_t *s, int *leading)
     return 0;
 }
 
+/* Devices spread over replicas need a shared server: one process serves them all on SQLite. */
+static int s_lite_changes(cnd_rstate_t *s, int64_t after, cnd_rdevice_t **out, size_t *n,
+                          int64_t *last)
+{
+    (void)s, (void)after, (void)out, (void)n, (void)last;
+    return cnd_errf(CND_ESTATE, "device changes: only a PostgreSQL rollout state has them");
+}
+
+static int s_lite_presence_put(cnd_rstate_t *s, char *const *names, size_t n, int64_t now_ms)
+{
+    (void)s, (void)names, (void)n, (void)now_ms;
+    return cnd_errf(CND_ESTATE, "device presence: only a PostgreSQL rollout state has it");
+}
+
+static int s_lite_presence_since(cnd_rstate_t *s, int64_t since_ms, char ***names, size_t *n)
+{
+    (void)s, (void)since_ms, (void)names, (void)n;
+    return cnd_errf(CND_ESTATE, "device presence: only a PostgreSQL rollout state has it");
+}
+
 static const cnd_rstate_ops_t s_lite_ops = {
     "sqlite",
     s_lite_nop,
@@ -250,6 +270,9 @@ static const cnd_rstate_ops_t s_lite_ops = {
     s_lite_fleet_revoked,
     s_lite_lead,
     s_lite_nop,
+    s_lite_changes,
+    s_lite_presence_put,
+    s_lite_presence_since,
 };
 
 /* --- the handle ----------------------------------------------------------------------------- */
@@ -355,6 +378,22 @@ int cnd_rstate_lead(cnd_rstate_t *s, int *leading)
 int cnd_rstate_lead_check(cnd_rstate_t *s)
 {
     return s->ops->lead_check(s);
+}
+
+int cnd_rstate_device_changes(cnd_rstate_t *s, int64_t after, cnd_rdevice_t **out, size_t *n,
+                              int64_t *last)
+{
+    return s->ops->device_changes(s, after, out, n, last);
+}
+
+int cnd_rstate_presence_put(cnd_rstate_t *s, char *const *names, size_t n, int64_t now_ms)
+{
+    return s->ops->presence_put(s, names, n, now_ms);
+}
+
+int cnd_rstate_presence_since(cnd_rstate_t *s, int64_t since_ms, char ***names, size_t *n)
+{
+    return s->ops->presence_since(s, since_ms, names, n);
 }
 
 void cnd_rstate_names_free(char **names, size_t n)

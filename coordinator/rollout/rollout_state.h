@@ -17,9 +17,10 @@
  * (BEGIN IMMEDIATE there), and cnd_rstate_begin/commit/rollback do nothing. PostgreSQL: the state
  * has a transaction of its own, which cnd_rstate_begin opens (taking the writers' advisory lock,
  * so writers take turns as SQLite's BEGIN IMMEDIATE makes them) and cnd_rstate_commit ends; the
- * caller commits it before the coordinator database's transaction (docs/operations.md says what
- * a crash between the two leaves). Outside a cnd_rstate_begin every PostgreSQL statement is its
- * own transaction.
+ * caller opens it before the coordinator database's BEGIN IMMEDIATE (one lock order for every
+ * writer) and commits it before the coordinator database's transaction (docs/operations.md says
+ * what a crash between the two leaves). Outside a cnd_rstate_begin every PostgreSQL statement is
+ * its own transaction.
  *
  * PostgreSQL: the schema is created or migrated on first use, in one transaction under an
  * advisory lock (two processes starting at once do not race), with its version in the table
@@ -115,6 +116,23 @@ CND_MUST_USE int cnd_rstate_fleet_revoked(cnd_rstate_t *s, char ***names, size_t
  * with it: the caller must stop leading at once). */
 CND_MUST_USE int cnd_rstate_lead(cnd_rstate_t *s, int *leading);
 CND_MUST_USE int cnd_rstate_lead_check(cnd_rstate_t *s);
+
+/* --- replicas serving devices side by side (PostgreSQL; rollout.h, "spread") ----------------
+ * device_changes: the device rows written since change number `after`, oldest change first.
+ * On PostgreSQL every device_put stamps its row with the next value of a sequence; writers hold
+ * the writers' lock (cnd_rstate_begin) from that stamp to their commit, so a reader inside its
+ * own cnd_rstate_begin sees every change up to the highest number it reads and none is committed
+ * later with a lower one. *last receives the highest number returned (after when none); with out
+ * NULL only *last is set, to the highest number in the table (0 for none).
+ * presence_put: these devices have a session on the calling replica at now_ms (one statement);
+ * presence_since: the names recorded at or after since_ms (caller frees, cnd_rstate_names_free).
+ * SQLite: CND_ESTATE (one process serves every device there). */
+CND_MUST_USE int cnd_rstate_device_changes(cnd_rstate_t *s, int64_t after, cnd_rdevice_t **out,
+                                           size_t *n, int64_t *last);
+CND_MUST_USE int cnd_rstate_presence_put(cnd_rstate_t *s, char *const *names, size_t n,
+                                         int64_t now_ms);
+CND_MUST_USE int cnd_rstate_presence_since(cnd_rstate_t *s, int64_t since_ms, char ***names,
+                                           size_t *n);
 
 /* Frees an array of names from cnd_rstate_busy_devices or cnd_rstate_fleet_revoked. */
 void cnd_rstate_names_free(char **names, size_t n);

@@ -37,6 +37,10 @@ typedef struct {
     int (*fleet_revoked)(cnd_rstate_t *s, char ***names, size_t *n);
     int (*lead)(cnd_rstate_t *s, int *leading);
     int (*lead_check)(cnd_rstate_t *s);
+    int (*device_changes)(cnd_rstate_t *s, int64_t after, cnd_rdevice_t **out, size_t *n,
+                          int64_t *last);
+    int (*presence_put)(cnd_rstate_t *s, char *const *names, size_t n, int64_t now_ms);
+    int (*presence_since)(cnd_rstate_t *s, int64_t since_ms, char ***names, size_t *n);
 } cnd_rstate_ops_t;
 
 struct cnd_rstate {

@@ -63,6 +63,11 @@ static const char *const s_steps[] = {
     "CREATE TABLE rollout_latency("
     " artifact BIGINT NOT NULL, cpu TEXT NOT NULL, samples BIGINT NOT NULL,"
     " sum_us BIGINT NOT NULL, PRIMARY KEY(artifact, cpu));",
+    /* 1 -> 2: replicas serving devices side by side (rollout_state.h, device_changes) */
+    "CREATE SEQUENCE rollout_device_chg;"
+    "ALTER TABLE rollout_device ADD COLUMN chg BIGINT NOT NULL DEFAULT 0;"
+    "CREATE INDEX rollout_device_by_chg ON rollout_device(chg);"
+    "CREATE TABLE rollout_presence(device TEXT PRIMARY KEY, seen_ms BIGINT NOT NULL);",
 };
 #define S_VERSION ((int)(sizeof s_steps / sizeof s_steps[0]))
 
@@ -570,30 +575,29 @@ static int s_pg_device_put(cnd_rstate_t *s, const cnd_rdevice_t *d)
     s_p_i64(&p, d->updated_ms);
     s_p_i64(&p, d->latency_us);
     return s_cmd(s,
-                 "INSERT INTO rollout_device VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+                 "INSERT INTO rollout_device(rollout, device, wave, artifact, prev_digest, state,"
+                 " reason, offered_ms, updated_ms, latency_us, chg)"
+                 " VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10, nextval('rollout_device_chg'))"
                  " ON CONFLICT(rollout, device) DO UPDATE SET wave = excluded.wave,"
                  " artifact = excluded.artifact, prev_digest = excluded.prev_digest,"
                  " state = excluded.state, reason = excluded.reason,"
                  " offered_ms = excluded.offered_ms, updated_ms = excluded.updated_ms,"
-                 " latency_us = excluded.latency_us",
+                 " latency_us = excluded.latency_us, chg = excluded.chg",
                  &p, "writing the rollout tables");
 }
 
-static int s_pg_devices(cnd_rstate_t *s, int64_t rollout, cnd_rdevice_t **out, size_t *n)
+static int s_names(cnd_rstate_t *s, const char *sql, const s_par_t *p, char ***names, size_t *n);
+
+#define S_DCOLS                                                                                    \
+    "rollout, device, wave, artifact, prev_digest, state, reason, offered_ms, updated_ms, "        \
+    "latency_us, chg"
+
+/* The rows of a query on S_DCOLS into *out; *last = the highest chg among them (kept if none). */
+static int s_drows(cnd_rstate_t *s, PGresult *q, cnd_rdevice_t **out, size_t *n, int64_t *last)
 {
-    *out = NULL;
-    *n = 0;
-    s_par_t p = {0};
-    s_p_i64(&p, rollout);
-    PGresult *q = NULL;
-    int rc = s_query(s, &q,
-                     "SELECT rollout, device, wave, artifact, prev_digest, state, reason,"
-                     " offered_ms, updated_ms, latency_us FROM rollout_device WHERE rollout = $1"
-                     " ORDER BY wave, device COLLATE \"C\"",
-                     &p, "rollout state");
-    int rows = rc ? 0 : PQntuples(q);
-    if (!rc && rows && !(*out = calloc((size_t)rows, sizeof **out)))
-        rc = cnd_errf(CND_ENOMEM, "out of memory");
+    int rows = PQntuples(q), rc = 0;
+    if (rows && !(*out = calloc((size_t)rows, sizeof **out)))
+        return cnd_errf(CND_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < rows; i++) {
         cnd_rdevice_t *d = &(*out)[(*n)++];
         d->rollout = s_i64(q, i, 0);
@@ -605,10 +609,26 @@ static int s_pg_devices(cnd_rstate_t *s, int64_t rollout, cnd_rdevice_t **out, s
         d->offered_ms = s_i64(q, i, 7);
         d->updated_ms = s_i64(q, i, 8);
         d->latency_us = (uint32_t)s_i64(q, i, 9);
+        if (last && s_i64(q, i, 10) > *last) *last = s_i64(q, i, 10);
         if (cnd_rdevice_state_parse(&d->state, PQgetvalue(q, i, 5)))
             rc = cnd_errf(CND_ECORRUPT, "%s: rollout %lld: device %s: unknown state '%s'", s->url,
-                          (long long)rollout, d->device, PQgetvalue(q, i, 5));
+                          (long long)d->rollout, d->device, PQgetvalue(q, i, 5));
     }
+    return rc;
+}
+
+static int s_pg_devices(cnd_rstate_t *s, int64_t rollout, cnd_rdevice_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    s_par_t p = {0};
+    s_p_i64(&p, rollout);
+    PGresult *q = NULL;
+    int rc = s_query(s, &q,
+                     "SELECT " S_DCOLS " FROM rollout_device WHERE rollout = $1"
+                     " ORDER BY wave, device COLLATE \"C\"",
+                     &p, "rollout state");
+    if (!rc) rc = s_drows(s, q, out, n, NULL);
     PQclear(q);
     if (rc) {
         free(*out);
@@ -616,6 +636,76 @@ static int s_pg_devices(cnd_rstate_t *s, int64_t rollout, cnd_rdevice_t **out, s
         *n = 0;
     }
     return rc;
+}
+
+static int s_pg_device_changes(cnd_rstate_t *s, int64_t after, cnd_rdevice_t **out, size_t *n,
+                               int64_t *last)
+{
+    PGresult *q = NULL;
+    int rc;
+    if (!out) {
+        *last = 0;
+        rc = s_query(s, &q, "SELECT coalesce(max(chg), 0) FROM rollout_device", NULL,
+                     "rollout state");
+        if (!rc) *last = s_i64(q, 0, 0);
+        PQclear(q);
+        return rc;
+    }
+    *out = NULL;
+    *n = 0;
+    *last = after;
+    s_par_t p = {0};
+    s_p_i64(&p, after);
+    rc = s_query(s, &q, "SELECT " S_DCOLS " FROM rollout_device WHERE chg > $1 ORDER BY chg", &p,
+                 "rollout state");
+    if (!rc) rc = s_drows(s, q, out, n, last);
+    PQclear(q);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        *last = after;
+    }
+    return rc;
+}
+
+/* The names as one PostgreSQL text array literal ({"a","b"}, quotes and backslashes escaped),
+ * bound as a parameter. */
+static int s_pg_presence_put(cnd_rstate_t *s, char *const *names, size_t n, int64_t now_ms)
+{
+    if (!n) return 0;
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++) cap += 2 * strlen(names[i]) + 3;
+    char *a = malloc(cap), *w = a;
+    if (!a) return cnd_errf(CND_ENOMEM, "out of memory");
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i) *w++ = ',';
+        *w++ = '"';
+        for (const char *c = names[i]; *c; c++) {
+            if (*c == '"' || *c == '\\') *w++ = '\\';
+            *w++ = *c;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = 0;
+    s_par_t p = {0};
+    s_p_txt(&p, a);
+    s_p_i64(&p, now_ms);
+    int rc = s_cmd(s,
+                   "INSERT INTO rollout_presence SELECT unnest($1::text[]), $2"
+                   " ON CONFLICT(device) DO UPDATE SET seen_ms = excluded.seen_ms",
+                   &p, "writing device presence");
+    free(a);
+    return rc;
+}
+
+static int s_pg_presence_since(cnd_rstate_t *s, int64_t since_ms, char ***names, size_t *n)
+{
+    s_par_t p = {0};
+    s_p_i64(&p, since_ms);
+    return s_names(s, "SELECT device FROM rollout_presence WHERE seen_ms >= $1", &p, names, n);
 }
 
 /* A one-column query into an array of names. */
@@ -887,4 +977,5 @@ const cnd_rstate_ops_t cnd_rstate_pg_ops = {
     s_pg_fleet_get,       s_pg_fleet_by_curve, s_pg_fleet_put_profile,
     s_pg_fleet_list,      s_pg_fleet_count,    s_pg_fleet_revoke,
     s_pg_fleet_revoked,   s_pg_lead,           s_pg_lead_check,
+    s_pg_device_changes,  s_pg_presence_put,   s_pg_presence_since,
 };

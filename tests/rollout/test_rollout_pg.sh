@@ -97,7 +97,7 @@ run pg "$PG_URL"
 # The PostgreSQL run kept its state there, not in the coordinator database.
 [ "$(sqlite3 "$w/coord-pg/coordinator.db" 'SELECT count(*) FROM rollout_device')" = 0 ] || fail "pg: rows in SQLite"
 [ "$(sqlite3 "$w/coord-pg/coordinator.db" 'SELECT count(*) FROM fleet_device')" = 0 ] || fail "pg: fleet rows in SQLite"
-[ "$(pg_sql "SELECT version FROM condenser_schema WHERE component = 'rollout'")" = 1 ] || fail "pg: schema version"
+[ "$(pg_sql "SELECT version FROM condenser_schema WHERE component = 'rollout'")" = 2 ] || fail "pg: schema version"
 
 # Values are bound, never spliced: a name with SQL in it is refused by the name rule, and a
 # quote-laden reason reaches PostgreSQL intact.
