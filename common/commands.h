@@ -2,6 +2,9 @@
  * commands.h: the subcommands of the `condenser` executable. Each is implemented in the folder
  * of the part it belongs to, takes argv with argv[0] = the subcommand name, and returns 0 or a
  * negative CND_E* code with the detail in cnd_err_detail(). main.c dispatches to them.
+ * One positive value exists: CND_CMD_EXIT_UNMET, returned by a command that did its work and
+ * printed its result but whose goal was not reached (autocompress: no candidate meets the
+ * budget); main exits with that status and prints no error.
  */
 #ifndef CND_COMMANDS_H
 #define CND_COMMANDS_H
@@ -14,11 +17,14 @@ int cnd_cmd_quantize(int argc, char **argv);
 int cnd_cmd_export(int argc, char **argv);
 int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` is crypto/'s (two-word row) */
 int cnd_cmd_distill(int argc, char **argv);
-int cnd_cmd_import(int argc, char **argv);  /* cmd_import.c: ONNX models */
-int cnd_cmd_privacy(int argc, char **argv); /* cmd_privacy.c: the DP-SGD accountant */
-int cnd_cmd_data(int argc, char **argv);    /* cmd_data.c: data check */
-int cnd_cmd_prune(int argc, char **argv);   /* cmd_prune.c: structured pruning */
-int cnd_cmd_predict(int argc, char **argv); /* cmd_predict.c: latency cost model */
+int cnd_cmd_import(int argc, char **argv);       /* cmd_import.c: ONNX models */
+int cnd_cmd_privacy(int argc, char **argv);      /* cmd_privacy.c: the DP-SGD accountant */
+int cnd_cmd_data(int argc, char **argv);         /* cmd_data.c: data check */
+int cnd_cmd_prune(int argc, char **argv);        /* cmd_prune.c: structured pruning */
+int cnd_cmd_predict(int argc, char **argv);      /* cmd_predict.c: latency cost model */
+int cnd_cmd_autocompress(int argc, char **argv); /* cmd_autocompress.c: budgeted search */
+
+#define CND_CMD_EXIT_UNMET 3 /* exit status: done, but the goal was not met (see above) */
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);
