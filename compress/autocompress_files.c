@@ -133,6 +133,8 @@ static int s_read_result(cnd_autoc_result_t *r, const cnd_json_t *o, const char 
         (rc = s_int_field(o, "epochs", 0, 100000, &v[4], what, i)) ||
         (rc = s_int_field(o, "subset", 1, 1000000000, &v[5], what, i)))
         return rc;
+    if (v[3] != 4 && v[3] != 8)
+        return cnd_errf(CND_EINVAL, "%s: result %d: \"wbits\" must be 4 or 8", what, i);
     *r = (cnd_autoc_result_t){.cand = (int)v[0],
                               .rung = (int)v[1],
                               .qat = (int)v[2],

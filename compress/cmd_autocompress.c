@@ -202,6 +202,8 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
          "self-test vectors per artifact (default "
          "4)",
          0, 64},
+        {"report-samples", CND_OPT_INT, &o->report_n, "N",
+         "validation samples of the per-layer SNR (default 200)", 1, 1e7},
         {"batch", CND_OPT_INT, &o->batch, "B", "batch size (default 64)", 1, 4096},
         {"lr", CND_OPT_DBL, &o->lr, "X", "fine-tune learning rate (default 1e-3, Adam)", 1e-9, 10},
         {"threads", CND_OPT_INT, &o->threads, "T", "threads (default: all cores)", 1, 64},
