@@ -40,7 +40,7 @@ static int s_size(cnd_autoc_budget_t *b, const char *v, size_t len)
         const char *u;
         double f;
     } units[] = {{"", 1}, {"B", 1}, {"KB", 1e3}, {"KiB", 1024}, {"MB", 1e6}, {"MiB", 1048576}};
-    double x;
+    double x = 0;
     char u[16];
     int rc = s_number(v, len, &x, u, sizeof u, "size");
     if (rc) return rc;
@@ -69,7 +69,7 @@ static int s_latency(cnd_autoc_budget_t *b, const char *v, size_t len)
                             dev);
         memcpy(b->device, dev, dl + 1); /* dl < sizeof b->device, checked above */
     }
-    double x;
+    double x = 0;
     char u[16];
     int rc = s_number(v, nl, &x, u, sizeof u, "latency");
     if (rc) return rc;

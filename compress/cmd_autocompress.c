@@ -949,6 +949,12 @@ int cnd_cmd_autocompress(int argc, char **argv)
     s_ctx_t c = {.o = &o, .best = -1, .t0 = cnd_now()};
     int finished = 0;
     double test_acc = -1;
+    snprintf(c.path, sizeof c.path, "%s/state.json", o.out);
+    if (!o.resume && cnd_file_exists(c.path)) /* refused early; s_open_dir checks again */
+        return cnd_errf(CND_EINVAL,
+                        "%s already holds a search (state.json): give --resume to "
+                        "continue it, or another --out",
+                        o.out);
     if ((rc = s_load(&c))) goto done;
     s_config(&c);
     if ((rc = s_candidates(&c))) goto done;
