@@ -622,6 +622,16 @@ static int s_members(const s_ctx_t *c, int r, int *idx)
     return keep;
 }
 
+/* Batch hook of the fine-tune: stops it once the search's time is up. */
+static int s_on_batch(void *ctx, const float *xb, const uint32_t *idx, int B)
+{
+    (void)xb, (void)idx, (void)B;
+    const s_ctx_t *c = ctx;
+    if (cnd_now() - c->t0 > c->o->time_limit)
+        return cnd_errf(CND_ETIMEOUT, "--time %s is up", c->o->time_s);
+    return 0;
+}
+
 /* Prunes, fine-tunes and quantizes candidate ci for rung r into a new result; its artifact
  * into *bytes (owned). */
 static int s_run_candidate(s_ctx_t *c, int ci, int r, cnd_autoc_result_t *res, uint8_t **bytes,
@@ -653,6 +663,8 @@ static int s_run_candidate(s_ctx_t *c, int ci, int r, cnd_autoc_result_t *res, u
     cnd_distill_t d = s_distill(c, k);
     cfg.loss = cnd_distill_loss;
     cfg.loss_ctx = &d;
+    cfg.on_batch = s_on_batch;
+    cfg.batch_ctx = c;
     cnd_dataset_t view = *c->tr;
     view.n = (size_t)res->subset < c->tr->n ? (size_t)res->subset : c->tr->n;
     cnd_train_result_t tres;
@@ -844,7 +856,16 @@ static int s_search(s_ctx_t *c, int *finished)
             cnd_autoc_result_t res;
             uint8_t *bytes = NULL;
             size_t len = 0;
-            if ((rc = s_run_candidate(c, idx[i], r, &res, &bytes, &len))) break;
+            rc = s_run_candidate(c, idx[i], r, &res, &bytes, &len);
+            if (rc == CND_ETIMEOUT) {
+                fprintf(stderr,
+                        "autocompress: time is up during candidate %d; its partial "
+                        "fine-tune is discarded\n",
+                        idx[i]);
+                free(idx);
+                return 0;
+            }
+            if (rc) break;
             rc = s_record(c, &res, bytes, len);
             free(bytes);
             if (!rc) s_progress(c, &res, r, i, n);
