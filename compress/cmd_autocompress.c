@@ -828,7 +828,7 @@ static void s_progress(const s_ctx_t *c, const cnd_autoc_result_t *res, int r, i
             "autocompress: rung %d/%d, %d/%d: candidate %d (ratio %.3f, W%dA8, T %g, alpha %g, "
             "QAT %d; %d epochs on %ld): val %.4f, %.0f bytes, predicted %s, measured %s, %.1f "
             "s%s\n",
-            r + 1, c->sched.n_rungs, i + 1, n, res->cand, res->ratio, res->wbits, res->T,
+            r, c->sched.n_rungs - 1, i + 1, n, res->cand, res->ratio, res->wbits, res->T,
             res->alpha, res->qat, res->epochs, res->subset, res->val_acc, res->bytes, pred, meas,
             res->seconds, c->best == c->n_res - 1 ? "  (best so far)" : "");
 }

@@ -23,7 +23,7 @@ small=(--subset 2000 --val 300 --ratios 0.5,0.8 --wbits 8 --qat 0,1 --recipes 2:
 # A search that meets its budget.
 "$bin" autocompress "$d/t.cnd" "${small[@]}" --budget size=20KB,latency=5ms@x86,max-drop=30 \
   --time 10m --out "$d/a" --json > "$d/a.json" 2> "$d/a.err" || fail "search: $(cat "$d/a.err")"
-grep -q 'autocompress: rung 1/' "$d/a.err" || fail "no progress lines: $(cat "$d/a.err")"
+grep -q 'autocompress: rung 0/2, 1/4: candidate 0 ' "$d/a.err" || fail "no progress lines: $(cat "$d/a.err")"
 grep -q 'budget met' "$d/a.err" || fail "summary: $(cat "$d/a.err")"
 "$bin" eval "$d/a/best.cndq" > "$d/eval.log" || fail "best.cndq does not evaluate"
 python3 - "$d/a.json" "$d/a" "$d/eval.log" <<'PY' || fail "summary or files: $(cat "$d/a.json")"
