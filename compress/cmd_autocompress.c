@@ -708,6 +708,8 @@ static int s_summary(s_ctx_t *c, cnd_jw_t *w, int finished, double test_acc)
     cnd_jw_int(w, c->n_res);
     cnd_jw_key(w, "finished");
     cnd_jw_bool(w, finished);
+    cnd_jw_key(w, "seconds"); /* of this run (a resumed search counts from its restart) */
+    cnd_jw_double(w, cnd_now() - c->t0);
     cnd_jw_key(w, "met");
     cnd_jw_bool(w, b >= 0 && cnd_autoc_violation(&o->budget, c->teacher_acc, &p) == 0);
     cnd_jw_key(w, "best_file");
@@ -997,11 +999,11 @@ int cnd_cmd_autocompress(int argc, char **argv)
     fprintf(stderr,
             "autocompress: %s: %s/best.cndq, candidate %d (ratio %.3f, W%dA8, T %g, alpha "
             "%g, QAT %d): %.0f bytes, validation %.4f (teacher %.4f, %+.2f points), test %.4f, "
-            "predicted %.1f us, measured %.1f us%s\n",
+            "predicted %.1f us, measured %.1f us; %.0f s%s\n",
             met ? "budget met" : "NO candidate meets the budget; kept the closest", o.out, b->cand,
             b->ratio, b->wbits, b->T, b->alpha, b->qat, b->bytes, b->val_acc, c.teacher_acc,
             100.0 * (b->val_acc - c.teacher_acc), test_acc, b->pred_us, b->meas_us,
-            finished ? "" : " (the search did not finish in time)");
+            cnd_now() - c.t0, finished ? "" : " (the search did not finish in time)");
     if (o.json) {
         cnd_jw_t w;
         cnd_jw_init(&w);
