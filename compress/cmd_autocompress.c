@@ -143,8 +143,8 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
                     .recipes_s = "2:0.5,4:0.9",
                     .val = 5000,
                     .widths = 2,
-                    .min_epochs = 1,
-                    .max_epochs = 4,
+                    .min_epochs = 2,
+                    .max_epochs = 16,
                     .proxy = 5000,
                     .eta = 2,
                     .calib = 500,
@@ -154,8 +154,7 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
                     .report_n = 200};
     const cnd_opt_t opts[] = {
         {"data", CND_OPT_STR, &o->data, "SPEC",
-         "training data (default fmnist); validation is "
-         "held out of it"},
+         "training data (default fmnist); validation is held out of it"},
         {"test", CND_OPT_STR, &o->test, "SPEC", "test data (default: the dataset's test split)"},
         {"budget", CND_OPT_STR, &o->budget_s, "B",
          "size=64KB,latency=2ms@x86,max-drop=1.0 (any of them; default none)"},
@@ -184,13 +183,9 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
         {"recipes", CND_OPT_STR, &o->recipes_s, "LIST",
          "distillation T:alpha pairs (default 2:0.5,4:0.9)"},
         {"min-epochs", CND_OPT_INT, &o->min_epochs, "N",
-         "fine-tune epochs of the first rung "
-         "(default 1)",
-         1, 1000},
+         "fine-tune epochs of the first rung (default 2)", 1, 1000},
         {"max-epochs", CND_OPT_INT, &o->max_epochs, "N",
-         "epochs cap of the last rungs (default "
-         "4)",
-         1, 1000},
+         "epochs cap of the last rungs (default 16)", 1, 1000},
         {"proxy-subset", CND_OPT_INT, &o->proxy, "N",
          "training samples of the first rung "
          "(default 5000)",
@@ -946,10 +941,14 @@ static int s_open_dir(s_ctx_t *c)
     c->cap_res = c->n_res;
     for (int i = 0; i < c->n_res; i++) {
         const cnd_autoc_result_t *r = &c->res[i];
-        if (r->cand >= c->n_cand || r->rung >= c->sched.n_rungs || s_find(c, r->cand, r->rung) != i)
+        const s_cand_t *k = r->cand < c->n_cand ? &c->cand[r->cand] : NULL;
+        if (!k || r->rung >= c->sched.n_rungs || s_find(c, r->cand, r->rung) != i ||
+            fabs(r->ratio - k->ratio) > 1e-9 || r->wbits != k->wbits || r->qat != k->qat ||
+            fabs(r->T - k->T) > 1e-9 || fabs(r->alpha - k->alpha) > 1e-9 ||
+            r->epochs != c->sched.epochs[r->rung] || r->subset != c->sched.subset[r->rung])
             return cnd_errf(CND_EINVAL,
                             "%s: result %d (candidate %d, rung %d) is not part of this "
-                            "search",
+                            "search (another recipe or schedule, or a duplicate)",
                             what, i, r->cand, r->rung);
         cnd_autoc_point_t a = cnd_autoc_point(r);
         if (c->best >= 0) {

@@ -3,7 +3,8 @@
 # Fashion-MNIST: a search that meets its budget (exit 0; best.cndq evaluates to the test accuracy
 # best.json reports, within the size budget; report.html parses as HTML and as XML; the --json
 # fields); budgets refused with the key, unit or device class named (exit 2); an output directory
-# that already holds a search refused without --resume, and with --resume under other settings;
+# that already holds a search refused without --resume, and with --resume under other settings
+# or a state file whose result does not match its candidate;
 # a budget nothing meets (exit 3, the closest kept); a search killed with SIGKILL in the middle
 # leaves a valid best.cndq, and --resume finishes it without running its finished candidates
 # again. Skipped (77) when Debian's Fashion-MNIST is not installed.
@@ -18,7 +19,7 @@ arch="conv2d(8,3,pad=1) batchnorm relu maxpool(2) conv2d(16,3,pad=1) relu maxpoo
 "$bin" train --arch "$arch" --epochs 1 --subset 3000 --threads 1 --out "$d/t.cnd" > "$d/train.log"
 
 small=(--subset 2000 --val 300 --ratios 0.5,0.8 --wbits 8 --qat 0,1 --recipes 2:0.5
-       --max-epochs 2 --proxy-subset 400 --threads 1 --report-samples 50)
+       --min-epochs 1 --max-epochs 2 --proxy-subset 400 --threads 1 --report-samples 50)
 
 # A search that meets its budget.
 "$bin" autocompress "$d/t.cnd" "${small[@]}" --budget size=20KB,latency=5ms@x86,max-drop=30 \
@@ -97,6 +98,20 @@ rc=0
   --seed 2 --resume --out "$d/a" 2> "$d/again.err" || rc=$?
 [ "$rc" = 2 ] && grep -q "other settings.*seed=1" "$d/again.err" || fail "resume other: $rc $(cat "$d/again.err")"
 
+# A state file whose result does not match its candidate's recipe: refused, nothing run.
+cp -r "$d/a" "$d/tampered"
+python3 - "$d/tampered/state.json" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1]))
+st["results"][0]["wbits"] = 4
+json.dump(st, open(sys.argv[1], "w"))
+PY
+rc=0
+"$bin" autocompress "$d/t.cnd" "${small[@]}" --budget size=20KB,latency=5ms@x86,max-drop=30 \
+  --resume --out "$d/tampered" 2> "$d/tampered.err" || rc=$?
+[ "$rc" = 2 ] && grep -q "result 0 (candidate 0, rung 0) is not part of this search" "$d/tampered.err" \
+  || fail "tampered state: $rc $(cat "$d/tampered.err")"
+
 # Nothing meets 1 KB: exit 3, the closest kept and valid.
 rc=0
 "$bin" autocompress "$d/t.cnd" "${small[@]}" --qat 0 --budget size=1KB --out "$d/u" --json \
@@ -109,7 +124,7 @@ python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert s["met"] is 
 
 # kill -9 in the middle of a search, then --resume.
 big=(--subset 2000 --val 300 --ratios 0.5,0.6,0.7,0.8 --wbits 8,4 --qat 0 --recipes 2:0.5
-     --widths 4 --max-epochs 2 --proxy-subset 400 --threads 1 --report-samples 50)
+     --widths 4 --min-epochs 1 --max-epochs 2 --proxy-subset 400 --threads 1 --report-samples 50)
 "$bin" autocompress "$d/t.cnd" "${big[@]}" --time 10m --out "$d/k" 2> "$d/k1.err" &
 pid=$!
 nres() { python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["results"]))' "$1" 2>/dev/null || echo 0; }
