@@ -263,7 +263,8 @@ void cnd_autoc_report_html(cnd_buf_t *b, const cnd_autoc_report_t *rep, const cn
     }
     free(x);
     s_pf(b, "<p>Green: meets the budget; grey: misses it; blue line: Pareto front; dashed: the "
-            "budget. Latency is measured for the last rung and the chosen result only.</p>\n");
+            "budget. Latency is measured for the last two rungs (the finalists) and the chosen "
+            "result.</p>\n");
     s_table(b, rep, r, n);
     s_pf(b, "</body>\n</html>\n");
 }

@@ -667,7 +667,8 @@ static int s_run_candidate(s_ctx_t *c, int ci, int r, cnd_autoc_result_t *res, u
     if ((rc = s_quantize(c, pm, k, res->subset, 1, res, bytes, len))) goto done;
     res->params = (double)pm->num_params;
     snprintf(res->spec, sizeof res->spec, "%s", pm->spec);
-    if (r == c->sched.n_rungs - 1 || res->pred_us < 0) rc = s_measure(&res->meas_us, *bytes, *len);
+    if (r >= c->sched.n_rungs - 2 || res->pred_us < 0) /* the finalists */
+        rc = s_measure(&res->meas_us, *bytes, *len);
     res->seconds = cnd_now() - t0;
 done:
     if (rc) {

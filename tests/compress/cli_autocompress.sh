@@ -55,6 +55,10 @@ ev = re.search(r"accuracy ([0-9.]+)", open(sys.argv[3]).read())
 assert ev and abs(float(ev.group(1)) - s["test_accuracy"]) < 6e-5, (ev, s["test_accuracy"])
 st = json.load(open(os.path.join(d, "state.json")))
 assert len(st["results"]) == s["results"], (len(st["results"]), s["results"])
+# latency measured for the finalists (the last two of the 3 rungs), predicted for every result
+assert all((r["measured_us"] is not None) == (r["rung"] >= 1) for r in st["results"]
+           if r["candidate"] != b["candidate"] or r["rung"] != b["rung"]), st["results"]
+assert all(r["predicted_us"] is not None for r in st["results"])
 # 4 candidates, halving: 4 + 2 + 1 rung results
 assert s["results"] == 7, s["results"]
 html = open(os.path.join(d, "report.html")).read()
