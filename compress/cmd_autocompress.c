@@ -515,7 +515,7 @@ static int s_candidates(s_ctx_t *c)
     int np = o->n_ratio * o->n_wbits, rc = 0;
     s_probe_t *pr = calloc((size_t)np, sizeof *pr);
     if (!pr) return CND_ENOMEM;
-    fprintf(stderr, "autocompress: sizes before training (exact .cndq bytes, predicted us):\n");
+    fprintf(stderr, "autocompress: sizes before training (exact .cndq bytes, latency):\n");
     for (int i = 0; i < o->n_ratio && !rc; i++) {
         cnd_model_t *pm = NULL;
         double pred;
@@ -526,14 +526,21 @@ static int s_candidates(s_ctx_t *c)
             uint8_t *bytes = NULL;
             size_t len;
             if ((rc = s_quantize(c, pm, &k, 0, 0, &r, &bytes, &len))) break;
+            /* no prediction (a graph): latency does not depend on the weights, so the untrained
+             * artifact's measured latency stands in for it */
+            double lat = pred;
+            if (pred < 0 && o->budget.latency_us > 0) rc = s_measure(&lat, bytes, len);
             free(bytes);
+            if (rc) break;
             s_probe_t *p = &pr[i * o->n_wbits + b];
-            cnd_autoc_point_t pt = {c->teacher_acc, r.bytes, pred};
+            cnd_autoc_point_t pt = {c->teacher_acc, r.bytes, lat};
             *p = (s_probe_t){o->ratio[i], cnd_autoc_violation(&o->budget, c->teacher_acc, &pt),
-                             r.bytes, pred, o->wbits[b]};
-            fprintf(stderr, "  ratio %.3f W%d: %.0f bytes, %s%.1f us%s\n", p->ratio, p->wbits,
-                    p->bytes, pred < 0 ? "(no prediction) " : "", pred,
-                    p->viol == 0 ? "" : "  (misses the budget)");
+                             r.bytes, lat, o->wbits[b]};
+            char ls[48] = "no latency prediction";
+            if (lat >= 0)
+                snprintf(ls, sizeof ls, "%.1f us %s", lat, pred < 0 ? "measured" : "predicted");
+            fprintf(stderr, "  ratio %.3f W%d: %.0f bytes, %s%s\n", p->ratio, p->wbits, p->bytes,
+                    ls, p->viol == 0 ? "" : "  (misses the budget)");
         }
         cnd_model_destroy(&pm);
     }
@@ -996,14 +1003,18 @@ int cnd_cmd_autocompress(int argc, char **argv)
     cnd_autoc_point_t p = cnd_autoc_point(&c.res[c.best]);
     int met = cnd_autoc_violation(&o.budget, c.teacher_acc, &p) == 0;
     const cnd_autoc_result_t *b = &c.res[c.best];
+    char lat[96] = "", tst[32] = "";
+    if (b->pred_us >= 0) snprintf(lat, sizeof lat, ", predicted %.1f us", b->pred_us);
+    if (b->meas_us >= 0)
+        snprintf(lat + strlen(lat), sizeof lat - strlen(lat), ", measured %.1f us", b->meas_us);
+    if (test_acc >= 0) snprintf(tst, sizeof tst, ", test %.4f", test_acc);
     fprintf(stderr,
-            "autocompress: %s: %s/best.cndq, candidate %d (ratio %.3f, W%dA8, T %g, alpha "
-            "%g, QAT %d): %.0f bytes, validation %.4f (teacher %.4f, %+.2f points), test %.4f, "
-            "predicted %.1f us, measured %.1f us; %.0f s%s\n",
+            "autocompress: %s: %s/best.cndq, candidate %d (ratio %.3f, W%dA8, T %g, alpha %g, QAT "
+            "%d): %.0f bytes, validation %.4f (teacher %.4f, %+.2f points)%s%s; %.0f s%s\n",
             met ? "budget met" : "NO candidate meets the budget; kept the closest", o.out, b->cand,
             b->ratio, b->wbits, b->T, b->alpha, b->qat, b->bytes, b->val_acc, c.teacher_acc,
-            100.0 * (b->val_acc - c.teacher_acc), test_acc, b->pred_us, b->meas_us,
-            cnd_now() - c.t0, finished ? "" : " (the search did not finish in time)");
+            100.0 * (b->val_acc - c.teacher_acc), tst, lat, cnd_now() - c.t0,
+            finished ? "" : " (the search did not finish in time)");
     if (o.json) {
         cnd_jw_t w;
         cnd_jw_init(&w);

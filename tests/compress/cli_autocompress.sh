@@ -5,7 +5,8 @@
 # fields); budgets refused with the key, unit or device class named (exit 2); an output directory
 # that already holds a search refused without --resume, and with --resume under other settings
 # or a state file whose result does not match its candidate;
-# a budget nothing meets (exit 3, the closest kept); a search killed with SIGKILL in the middle
+# a budget nothing meets (exit 3, the closest kept); a graph teacher (latency measured, not
+# predicted); a search killed with SIGKILL in the middle
 # leaves a valid best.cndq, and --resume finishes it without running its finished candidates
 # again (SIGTERM the same). Skipped (77) when Debian's Fashion-MNIST is not installed.
 set -euo pipefail
@@ -125,6 +126,16 @@ grep -q "NO candidate meets the budget" "$d/u.err" || fail "unmet message: $(cat
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert s["met"] is False and s["best"]["ratio"] == 0.8, s' \
   "$d/u.json" || fail "unmet json: $(cat "$d/u.json")"
 "$bin" eval "$d/u/best.cndq" > /dev/null || fail "closest best.cndq does not evaluate"
+
+# A graph teacher (residual add): no latency prediction, the measured latency meets the budget.
+"$bin" train --arch "a=conv2d(8,3,pad=1) relu conv2d(8,3,pad=1) add(@a) relu maxpool(2) flatten dense(10)" \
+  --epochs 1 --subset 1000 --threads 1 --out "$d/g.cnd" > /dev/null
+"$bin" autocompress "$d/g.cnd" "${small[@]}" --qat 0 --budget latency=1s,size=30KB --out "$d/g" \
+  --json > "$d/g.json" 2> "$d/g.err" || fail "graph search: $(cat "$d/g.err")"
+grep -q "us measured" "$d/g.err" || fail "graph latency before training: $(cat "$d/g.err")"
+python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["best"]; assert b["predicted_us"] is None and b["measured_us"] > 0, b' \
+  "$d/g.json" || fail "graph json: $(cat "$d/g.json")"
+"$bin" eval "$d/g/best.cndq" > /dev/null || fail "graph best.cndq does not evaluate"
 
 # SIGTERM, then kill -9, in the middle of a search; each leaves a valid best.cndq; --resume
 # continues from what the state holds.
