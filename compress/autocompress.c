@@ -245,3 +245,49 @@ void cnd_autoc_pareto(uint8_t *front, const double *acc, const double *cost, int
         }
     }
 }
+
+int cnd_autoc_scale_spec(char *out, size_t n, const char *spec, double mult)
+{
+    if (!(mult > 0 && mult <= 16))
+        return cnd_errf(CND_EINVAL, "width multiplier %g is not in (0, 16]", mult);
+    if (strchr(spec, '@') || strstr(spec, "groups="))
+        return cnd_errf(CND_EINVAL,
+                        "--arch %s: only chain specs without grouped convolutions "
+                        "can be scaled by a width multiplier",
+                        spec);
+    const char *last_dense = NULL;
+    for (const char *p = strstr(spec, "dense("); p; p = strstr(p + 1, "dense(")) last_dense = p;
+    size_t k = 0;
+    const char *p = spec;
+    while (*p) {
+        const char *sp = strchr(p, ' ');
+        size_t tl = sp ? (size_t)(sp - p) : strlen(p);
+        const char *eq = memchr(p, '=', tl), *par = memchr(p, '(', tl);
+        if (eq && (!par || eq < par))
+            return cnd_errf(CND_EINVAL, "--arch %s: named nodes (graphs) cannot be scaled", spec);
+        int conv = tl > 7 && !strncmp(p, "conv2d(", 7), dense = tl > 6 && !strncmp(p, "dense(", 6);
+        if ((conv || dense) && p != last_dense) {
+            const char *num = p + (conv ? 7 : 6);
+            char *end;
+            long c = strtol(num, &end, 10);
+            if (end == num || c < 1 || (*end != ',' && *end != ')'))
+                return cnd_errf(CND_EINVAL, "--arch: '%.*s' has no channel count", (int)tl, p);
+            long sc = lround((double)c * mult);
+            int w = snprintf(out + k, k < n ? n - k : 0, "%.*s%ld%.*s", (int)(num - p), p,
+                             sc < 1 ? 1 : sc, (int)(tl - (size_t)(end - p)), end);
+            if (w < 0) return CND_EINVAL;
+            k += (size_t)w;
+        } else {
+            int w = snprintf(out + k, k < n ? n - k : 0, "%.*s", (int)tl, p);
+            if (w < 0) return CND_EINVAL;
+            k += (size_t)w;
+        }
+        if (sp) {
+            if (k + 1 < n) out[k] = ' ', out[k + 1] = 0;
+            k++;
+        }
+        p = sp ? sp + 1 : p + tl;
+    }
+    if (k >= n) return cnd_errf(CND_EINVAL, "--arch: the scaled spec is too long");
+    return 0;
+}

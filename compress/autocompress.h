@@ -40,6 +40,12 @@ void cnd_autoc_budget_format(const cnd_autoc_budget_t *b, char *out, size_t n);
 /* Parses a duration: "15m", "90s", "1h", "1h30m" or a bare number of seconds, > 0. */
 CND_MUST_USE int cnd_autoc_parse_duration(const char *s, double *seconds);
 
+/* The chain spec `spec` with the output channels of every conv2d and the units of every dense
+ * layer but the last (the class scores) multiplied by mult (rounded, at least 1), into out[n].
+ * Returns 0, or CND_EINVAL for a graph spec (named nodes, '@' inputs), a grouped conv2d, a mult
+ * outside (0, 16], a malformed count or an out buffer too small. */
+CND_MUST_USE int cnd_autoc_scale_spec(char *out, size_t n, const char *spec, double mult);
+
 #define CND_AUTOC_MAX_RUNGS 12
 
 /* Successive halving: rung r trains keep[r] candidates (the best keep[r] of rung r - 1) for

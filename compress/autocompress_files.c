@@ -21,6 +21,14 @@ cnd_autoc_point_t cnd_autoc_point(const cnd_autoc_result_t *r)
     return (cnd_autoc_point_t){r->val_acc, r->bytes, r->pred_us >= 0 ? r->pred_us : r->meas_us};
 }
 
+void cnd_autoc_width_text(char *out, size_t n, const cnd_autoc_result_t *r)
+{
+    if (r->mult > 0)
+        snprintf(out, n, "--arch x%.3f", r->mult);
+    else
+        snprintf(out, n, "ratio %.3f", r->ratio);
+}
+
 static const struct {
     const char *key;
     size_t off;
@@ -31,6 +39,7 @@ static const struct {
         k, offsetof(cnd_autoc_result_t, f), lo, hi                                                 \
     }
     F("ratio", ratio, 0, 0.999),
+    F("width_mult", mult, -1, 16),
     F("temperature", T, 0.05, 100),
     F("alpha", alpha, 0, 1),
     F("val_accuracy", val_acc, 0, 1),

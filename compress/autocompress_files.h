@@ -19,6 +19,7 @@
 typedef struct {
     int cand, rung;          /* candidate index and successive-halving rung */
     double ratio;            /* pruning ratio of the teacher */
+    double mult;             /* > 0: an --arch student at this width multiplier; else -1 */
     double T, alpha;         /* distillation temperature and weight of the teacher */
     int qat;                 /* QAT epochs (0 = PTQ) */
     int wbits;               /* 8 or 4 */
@@ -38,6 +39,9 @@ typedef struct {
     char layer[CND_AUTOC_MAX_LAYERS][48];
     double snr_db[CND_AUTOC_MAX_LAYERS]; /* quantized vs float output; > 1e9 = exact */
 } cnd_autoc_result_t;
+
+/* "ratio 0.750" for a pruned teacher, "--arch x0.500" for a student. */
+void cnd_autoc_width_text(char *out, size_t n, const cnd_autoc_result_t *r);
 
 /* The ranking point of a result: predicted latency, else measured. */
 cnd_autoc_point_t cnd_autoc_point(const cnd_autoc_result_t *r);

@@ -49,8 +49,10 @@ void cnd_autoc_html_escape(cnd_buf_t *out, const char *s)
 
 static void s_recipe(char *out, size_t n, const cnd_autoc_result_t *r)
 {
-    snprintf(out, n, "#%d rung %d: ratio %.3f, W%dA8, T %g, alpha %g, QAT %d, %d epochs on %ld",
-             r->cand, r->rung, r->ratio, r->wbits, r->T, r->alpha, r->qat, r->epochs, r->subset);
+    char wt[32];
+    cnd_autoc_width_text(wt, sizeof wt, r);
+    snprintf(out, n, "#%d rung %d: %s, W%dA8, T %g, alpha %g, QAT %d, %d epochs on %ld", r->cand,
+             r->rung, wt, r->wbits, r->T, r->alpha, r->qat, r->epochs, r->subset);
 }
 
 typedef struct {
@@ -182,8 +184,10 @@ static void s_table(cnd_buf_t *b, const cnd_autoc_report_t *rep, const cnd_autoc
         int ok = cnd_autoc_violation(rep->budget, rep->teacher_acc, &p) == 0;
         s_pf(b, "<tr class=\"%s%s\"><td>%d</td><td>%d</td>", ok ? "ok" : "miss",
              i == rep->chosen ? " chosen" : "", x->cand, x->rung);
-        s_pf(b, "<td>ratio %.3f, W%dA8, T %g, alpha %g, QAT %d; %d epochs on %ld</td><td><code>",
-             x->ratio, x->wbits, x->T, x->alpha, x->qat, x->epochs, x->subset);
+        char wt[32];
+        cnd_autoc_width_text(wt, sizeof wt, x);
+        s_pf(b, "<td>%s, W%dA8, T %g, alpha %g, QAT %d; %d epochs on %ld</td><td><code>", wt,
+             x->wbits, x->T, x->alpha, x->qat, x->epochs, x->subset);
         cnd_autoc_html_escape(b, x->spec);
         s_pf(b, "</code></td>");
         s_num(b, x->val_acc, "%.4f");

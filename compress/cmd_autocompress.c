@@ -42,23 +42,26 @@
 #include <string.h>
 
 #define S_MAX_LIST 32
+#define S_SPEC_LEN 1024 /* a scaled --arch spec (as cnd_autoc_result_t.spec) */
 
 typedef struct {
-    const char *in, *data, *test, *budget_s, *time_s, *out, *ratios_s, *wbits_s, *qat_s, *recipes_s;
+    const char *in, *data, *test, *budget_s, *time_s, *out, *ratios_s, *wbits_s, *qat_s, *recipes_s,
+        *arch, *mults_s;
     long subset, val, widths, min_epochs, max_epochs, proxy, eta, calib, selftests, batch, seed,
         threads, report_n;
     int json, resume;
     double lr;
     cnd_autoc_budget_t budget;
     double time_limit;
-    int n_ratio, n_wbits, n_qat, n_recipe;
-    double ratio[S_MAX_LIST], T[S_MAX_LIST], alpha[S_MAX_LIST];
+    int n_ratio, n_wbits, n_qat, n_recipe, n_mult;
+    double ratio[S_MAX_LIST], T[S_MAX_LIST], alpha[S_MAX_LIST], mult[S_MAX_LIST];
     int wbits[S_MAX_LIST], qat[S_MAX_LIST];
 } s_opts_t;
 
 typedef struct {
     double ratio, T, alpha;
     int wbits, qat;
+    double mult; /* > 0: an --arch student at this width multiplier (ratio 0); else pruned */
 } s_cand_t;
 
 typedef struct {
@@ -104,6 +107,12 @@ static int s_lists(s_opts_t *o)
     double tmp[S_MAX_LIST];
     int rc;
     if ((rc = s_list(o->ratios_s, "ratios", 0, 0.99, o->ratio, &o->n_ratio))) return rc;
+    if (o->arch && (rc = s_list(o->mults_s, "width-mults", 0.01, 16, o->mult, &o->n_mult)))
+        return rc;
+    for (int i = 0; o->arch && i < o->n_mult; i++) {
+        char scaled[S_SPEC_LEN];
+        if ((rc = cnd_autoc_scale_spec(scaled, sizeof scaled, o->arch, o->mult[i]))) return rc;
+    }
     if ((rc = s_list(o->wbits_s, "wbits", 4, 8, tmp, &o->n_wbits))) return rc;
     for (int i = 0; i < o->n_wbits; i++) {
         o->wbits[i] = (int)tmp[i];
@@ -138,6 +147,7 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
                     .budget_s = "",
                     .time_s = "15m",
                     .ratios_s = "0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.93,0.95",
+                    .mults_s = "0.125,0.25,0.375,0.5,0.75,1",
                     .wbits_s = "8,4",
                     .qat_s = "0,1",
                     .recipes_s = "2:0.5,4:0.9",
@@ -172,6 +182,10 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
          "validation samples held out (default 5000, at most "
          "a fifth of the data)",
          10, 1e8},
+        {"arch", CND_OPT_STR, &o->arch, "SPEC",
+         "also search students of this chain spec at --width-mults, distilled from scratch"},
+        {"width-mults", CND_OPT_STR, &o->mults_s, "LIST",
+         "width multipliers of --arch (default 0.125,0.25,0.375,0.5,0.75,1)"},
         {"ratios", CND_OPT_STR, &o->ratios_s, "LIST",
          "pruning ratios to try (default 0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.93,0.95)"},
         {"widths", CND_OPT_INT, &o->widths, "K",
@@ -437,8 +451,9 @@ static int s_quantize(s_ctx_t *c, const cnd_model_t *pm, const s_cand_t *k, long
                                k->wbits)))
         goto done;
     char rec[160];
-    snprintf(rec, sizeof rec, "ratio=%.4f wbits=%d T=%g alpha=%g qat=%d epochs=%d subset=%ld",
-             k->ratio, k->wbits, k->T, k->alpha, k->qat, r->epochs, subset);
+    snprintf(rec, sizeof rec, "%s=%.4f wbits=%d T=%g alpha=%g qat=%d epochs=%d subset=%ld",
+             k->mult > 0 ? "width_mult" : "ratio", k->mult > 0 ? k->mult : k->ratio, k->wbits, k->T,
+             k->alpha, k->qat, r->epochs, subset);
     if ((rc = s_meta(q, "autocompress", rec)) || (rc = s_meta(q, "autocompress_from", o->in)) ||
         (rc = s_selftests(q, c->val, (int)o->selftests)) ||
         (rc = cnd_artifact_serialize(q, bytes, len)) ||
@@ -479,22 +494,39 @@ done:
     return rc;
 }
 
-/* The teacher pruned at ratio (a new model); its predicted latency into *pred (-1 for graphs). */
-static int s_prune(s_ctx_t *c, double ratio, cnd_model_t **pm, double *pred)
+/* The model of a width (a new model): the teacher pruned at ratio, or with mult > 0 a fresh
+ * --arch student scaled by mult, normalised like the teacher (the training data are); its
+ * predicted latency into *pred (-1 for graphs). */
+static int s_model(s_ctx_t *c, double ratio, double mult, cnd_model_t **pm, double *pred)
 {
-    cnd_prune_select(c->plan, ratio);
-    int rc = cnd_prune_apply(pm, c->plan, c->teacher);
-    if (rc) return rc;
+    int rc;
+    if (mult > 0) {
+        char spec[S_SPEC_LEN];
+        if ((rc = cnd_autoc_scale_spec(spec, sizeof spec, c->o->arch, mult)) ||
+            (rc = cnd_model_new(pm, spec, c->teacher->in, (uint64_t)c->o->seed)))
+            return rc;
+        if ((*pm)->n_classes != c->teacher->n_classes) {
+            cnd_model_destroy(pm);
+            return cnd_errf(CND_EINVAL, "--arch %s has %d outputs, the teacher %d", c->o->arch,
+                            (*pm)->n_classes, c->teacher->n_classes);
+        }
+        memcpy((*pm)->norm_mean, c->teacher->norm_mean, (size_t)c->teacher->in.c * sizeof(float));
+        memcpy((*pm)->norm_std, c->teacher->norm_std, (size_t)c->teacher->in.c * sizeof(float));
+    } else {
+        cnd_prune_select(c->plan, ratio);
+        if ((rc = cnd_prune_apply(pm, c->plan, c->teacher))) return rc;
+    }
     double f[CND_LAT_NF];
     const cnd_latency_model_t *lm = cnd_latency_builtin(c->o->budget.device);
     *pred = -1;
-    if (lm && !c->graph && cnd_latency_features(*pm, f) == 0) *pred = cnd_latency_predict(lm, f);
+    if (lm && !(*pm)->graph && cnd_latency_features(*pm, f) == 0)
+        *pred = cnd_latency_predict(lm, f);
     cnd_err_clear();
     return 0;
 }
 
 typedef struct {
-    double ratio, viol, bytes, pred;
+    double ratio, viol, bytes, pred, mult;
     int wbits;
 } s_probe_t;
 
@@ -502,7 +534,8 @@ static int s_probe_cmp(const void *a, const void *b)
 {
     const s_probe_t *x = a, *y = b;
     if (x->viol != y->viol) return x->viol < y->viol ? -1 : 1;
-    if (x->ratio != y->ratio) return x->ratio < y->ratio ? -1 : 1; /* wider first */
+    if (x->bytes != y->bytes) return x->bytes > y->bytes ? -1 : 1; /* wider first */
+    if ((x->mult > 0) != (y->mult > 0)) return x->mult > 0 ? 1 : -1;
     return x->wbits > y->wbits ? -1 : x->wbits < y->wbits;
 }
 
@@ -512,16 +545,17 @@ static int s_probe_cmp(const void *a, const void *b)
 static int s_candidates(s_ctx_t *c)
 {
     const s_opts_t *o = c->o;
-    int np = o->n_ratio * o->n_wbits, rc = 0;
+    int nw = o->n_ratio + (o->arch ? o->n_mult : 0), np = nw * o->n_wbits, rc = 0;
     s_probe_t *pr = calloc((size_t)np, sizeof *pr);
     if (!pr) return CND_ENOMEM;
     fprintf(stderr, "autocompress: sizes before training (exact .cndq bytes, latency):\n");
-    for (int i = 0; i < o->n_ratio && !rc; i++) {
+    for (int i = 0; i < nw && !rc; i++) {
         cnd_model_t *pm = NULL;
-        double pred;
-        if ((rc = s_prune(c, o->ratio[i], &pm, &pred))) break;
+        double pred, ratio = i < o->n_ratio ? o->ratio[i] : 0;
+        double mult = i < o->n_ratio ? -1 : o->mult[i - o->n_ratio];
+        if ((rc = s_model(c, ratio, mult, &pm, &pred))) break;
         for (int b = 0; b < o->n_wbits && !rc; b++) {
-            s_cand_t k = {o->ratio[i], 2, 0.5, o->wbits[b], 0};
+            s_cand_t k = {ratio, 2, 0.5, o->wbits[b], 0, mult};
             cnd_autoc_result_t r = {0};
             uint8_t *bytes = NULL;
             size_t len;
@@ -534,13 +568,15 @@ static int s_candidates(s_ctx_t *c)
             if (rc) break;
             s_probe_t *p = &pr[i * o->n_wbits + b];
             cnd_autoc_point_t pt = {c->teacher_acc, r.bytes, lat};
-            *p = (s_probe_t){o->ratio[i], cnd_autoc_violation(&o->budget, c->teacher_acc, &pt),
-                             r.bytes, lat, o->wbits[b]};
+            *p = (s_probe_t){ratio,   cnd_autoc_violation(&o->budget, c->teacher_acc, &pt),
+                             r.bytes, lat,
+                             mult,    o->wbits[b]};
             char ls[48] = "no latency prediction";
             if (lat >= 0)
                 snprintf(ls, sizeof ls, "%.1f us %s", lat, pred < 0 ? "measured" : "predicted");
-            fprintf(stderr, "  ratio %.3f W%d: %.0f bytes, %s%s\n", p->ratio, p->wbits, p->bytes,
-                    ls, p->viol == 0 ? "" : "  (misses the budget)");
+            fprintf(stderr, "  %s%.3f W%d: %.0f bytes, %s%s\n", mult > 0 ? "--arch x" : "ratio ",
+                    mult > 0 ? mult : ratio, p->wbits, p->bytes, ls,
+                    p->viol == 0 ? "" : "  (misses the budget)");
         }
         cnd_model_destroy(&pm);
     }
@@ -550,10 +586,11 @@ static int s_candidates(s_ctx_t *c)
     }
     qsort(pr, (size_t)np, sizeof *pr, s_probe_cmp);
     int any = pr[0].viol == 0, nsel = 0;
-    s_probe_t sel[2 * S_MAX_LIST];
-    for (int i = 0; i < np && nsel < 2 * S_MAX_LIST; i++) {
+    s_probe_t sel[4 * S_MAX_LIST];
+    for (int i = 0; i < np && nsel < 4 * S_MAX_LIST; i++) {
         int same = 0;
-        for (int j = 0; j < nsel; j++) same += sel[j].wbits == pr[i].wbits;
+        for (int j = 0; j < nsel; j++)
+            same += sel[j].wbits == pr[i].wbits && (sel[j].mult > 0) == (pr[i].mult > 0);
         if (any ? (pr[i].viol == 0 && same < o->widths) : nsel < o->widths) sel[nsel++] = pr[i];
     }
     free(pr);
@@ -568,8 +605,8 @@ static int s_candidates(s_ctx_t *c)
     for (int i = 0; i < nsel; i++)
         for (int t = 0; t < o->n_recipe; t++)
             for (int q = 0; q < o->n_qat; q++)
-                c->cand[n++] =
-                    (s_cand_t){sel[i].ratio, o->T[t], o->alpha[t], sel[i].wbits, o->qat[q]};
+                c->cand[n++] = (s_cand_t){sel[i].ratio, o->T[t],   o->alpha[t],
+                                          sel[i].wbits, o->qat[q], sel[i].mult};
     return 0;
 }
 
@@ -646,6 +683,7 @@ static int s_run_candidate(s_ctx_t *c, int ci, int r, cnd_autoc_result_t *res, u
     *res = (cnd_autoc_result_t){.cand = ci,
                                 .rung = r,
                                 .ratio = k->ratio,
+                                .mult = k->mult,
                                 .T = k->T,
                                 .alpha = k->alpha,
                                 .qat = k->qat,
@@ -653,7 +691,7 @@ static int s_run_candidate(s_ctx_t *c, int ci, int r, cnd_autoc_result_t *res, u
                                 .epochs = c->sched.epochs[r],
                                 .subset = c->sched.subset[r],
                                 .meas_us = -1};
-    int rc = s_prune(c, k->ratio, &pm, &res->pred_us);
+    int rc = s_model(c, k->ratio, k->mult, &pm, &res->pred_us);
     if (rc) return rc;
     cnd_train_cfg_t cfg = cnd_train_defaults();
     if ((rc = cnd_cmd_optim("adam", o->lr, 0, -1, &cfg.optim))) goto done;
@@ -829,13 +867,15 @@ static void s_progress(const s_ctx_t *c, const cnd_autoc_result_t *res, int r, i
     char pred[32] = "-", meas[32] = "-";
     if (res->pred_us >= 0) snprintf(pred, sizeof pred, "%.1f us", res->pred_us);
     if (res->meas_us >= 0) snprintf(meas, sizeof meas, "%.1f us", res->meas_us);
+    char wt[32];
+    cnd_autoc_width_text(wt, sizeof wt, res);
     fprintf(stderr,
-            "autocompress: rung %d/%d, %d/%d: candidate %d (ratio %.3f, W%dA8, T %g, alpha %g, "
+            "autocompress: rung %d/%d, %d/%d: candidate %d (%s, W%dA8, T %g, alpha %g, "
             "QAT %d; %d epochs on %ld): val %.4f, %.0f bytes, predicted %s, measured %s, %.1f "
             "s%s\n",
-            r, c->sched.n_rungs - 1, i + 1, n, res->cand, res->ratio, res->wbits, res->T,
-            res->alpha, res->qat, res->epochs, res->subset, res->val_acc, res->bytes, pred, meas,
-            res->seconds, c->best == c->n_res - 1 ? "  (best so far)" : "");
+            r, c->sched.n_rungs - 1, i + 1, n, res->cand, wt, res->wbits, res->T, res->alpha,
+            res->qat, res->epochs, res->subset, res->val_acc, res->bytes, pred, meas, res->seconds,
+            c->best == c->n_res - 1 ? "  (best so far)" : "");
 }
 
 /* Runs the rungs until done or out of time; *finished = 1 when every rung ran. */
@@ -915,10 +955,11 @@ static void s_config(s_ctx_t *c)
     snprintf(c->config, sizeof c->config,
              "model_sha256=%s;data=%s;test=%s;subset=%ld;val=%ld;budget=%s;ratios=%s;wbits=%s;"
              "qat=%s;recipes=%s;widths=%ld;min_epochs=%ld;max_epochs=%ld;proxy_subset=%ld;"
-             "eta=%ld;calib=%ld;selftests=%ld;batch=%ld;lr=%g;seed=%ld",
+             "eta=%ld;calib=%ld;selftests=%ld;batch=%ld;lr=%g;seed=%ld;arch=%s;width_mults=%s",
              cnd_hex(hex, dg, sizeof dg), o->data, o->test ? o->test : "-", o->subset, o->val, bt,
              o->ratios_s, o->wbits_s, o->qat_s, o->recipes_s, o->widths, o->min_epochs,
-             o->max_epochs, o->proxy, o->eta, o->calib, o->selftests, o->batch, o->lr, o->seed);
+             o->max_epochs, o->proxy, o->eta, o->calib, o->selftests, o->batch, o->lr, o->seed,
+             o->arch ? o->arch : "-", o->arch ? o->mults_s : "-");
 }
 
 /* Creates DIR, or with --resume reads its state; refuses a DIR with a search in it otherwise. */
@@ -951,9 +992,10 @@ static int s_open_dir(s_ctx_t *c)
         const cnd_autoc_result_t *r = &c->res[i];
         const s_cand_t *k = r->cand < c->n_cand ? &c->cand[r->cand] : NULL;
         if (!k || r->rung >= c->sched.n_rungs || s_find(c, r->cand, r->rung) != i ||
-            fabs(r->ratio - k->ratio) > 1e-9 || r->wbits != k->wbits || r->qat != k->qat ||
-            fabs(r->T - k->T) > 1e-9 || fabs(r->alpha - k->alpha) > 1e-9 ||
-            r->epochs != c->sched.epochs[r->rung] || r->subset != c->sched.subset[r->rung])
+            fabs(r->ratio - k->ratio) > 1e-9 || fabs(r->mult - k->mult) > 1e-9 ||
+            r->wbits != k->wbits || r->qat != k->qat || fabs(r->T - k->T) > 1e-9 ||
+            fabs(r->alpha - k->alpha) > 1e-9 || r->epochs != c->sched.epochs[r->rung] ||
+            r->subset != c->sched.subset[r->rung])
             return cnd_errf(CND_EINVAL,
                             "%s: result %d (candidate %d, rung %d) is not part of this "
                             "search (another recipe or schedule, or a duplicate)",
@@ -1003,16 +1045,17 @@ int cnd_cmd_autocompress(int argc, char **argv)
     cnd_autoc_point_t p = cnd_autoc_point(&c.res[c.best]);
     int met = cnd_autoc_violation(&o.budget, c.teacher_acc, &p) == 0;
     const cnd_autoc_result_t *b = &c.res[c.best];
-    char lat[96] = "", tst[32] = "";
+    char lat[96] = "", tst[32] = "", wt[32];
+    cnd_autoc_width_text(wt, sizeof wt, b);
     if (b->pred_us >= 0) snprintf(lat, sizeof lat, ", predicted %.1f us", b->pred_us);
     if (b->meas_us >= 0)
         snprintf(lat + strlen(lat), sizeof lat - strlen(lat), ", measured %.1f us", b->meas_us);
     if (test_acc >= 0) snprintf(tst, sizeof tst, ", test %.4f", test_acc);
     fprintf(stderr,
-            "autocompress: %s: %s/best.cndq, candidate %d (ratio %.3f, W%dA8, T %g, alpha %g, QAT "
+            "autocompress: %s: %s/best.cndq, candidate %d (%s, W%dA8, T %g, alpha %g, QAT "
             "%d): %.0f bytes, validation %.4f (teacher %.4f, %+.2f points)%s%s; %.0f s%s\n",
             met ? "budget met" : "NO candidate meets the budget; kept the closest", o.out, b->cand,
-            b->ratio, b->wbits, b->T, b->alpha, b->qat, b->bytes, b->val_acc, c.teacher_acc,
+            wt, b->wbits, b->T, b->alpha, b->qat, b->bytes, b->val_acc, c.teacher_acc,
             100.0 * (b->val_acc - c.teacher_acc), tst, lat, cnd_now() - c.t0,
             finished ? "" : " (the search did not finish in time)");
     if (o.json) {

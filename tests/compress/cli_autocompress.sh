@@ -5,7 +5,7 @@
 # fields); budgets refused with the key, unit or device class named (exit 2); an output directory
 # that already holds a search refused without --resume, and with --resume under other settings
 # or a state file whose result does not match its candidate;
-# a budget nothing meets (exit 3, the closest kept); a graph teacher (latency measured, not
+# a budget nothing meets (exit 3, the closest kept); --arch students; a graph teacher (latency measured, not
 # predicted); a search killed with SIGKILL in the middle
 # leaves a valid best.cndq, and --resume finishes it without running its finished candidates
 # again (SIGTERM the same). Skipped (77) when Debian's Fashion-MNIST is not installed.
@@ -126,6 +126,20 @@ grep -q "NO candidate meets the budget" "$d/u.err" || fail "unmet message: $(cat
 python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert s["met"] is False and s["best"]["ratio"] == 0.8, s' \
   "$d/u.json" || fail "unmet json: $(cat "$d/u.json")"
 "$bin" eval "$d/u/best.cndq" > /dev/null || fail "closest best.cndq does not evaluate"
+
+# Students of an --arch spec at width multipliers beside the pruned teacher: both searched.
+"$bin" autocompress "$d/t.cnd" "${small[@]}" --qat 0 --budget size=20KB --out "$d/s" \
+  --arch "conv2d(16,3,pad=1) relu maxpool(2) flatten dense(32) relu dense(10)" --width-mults 0.25,0.5 \
+  --json > "$d/s.json" 2> "$d/s.err" || fail "--arch search: $(cat "$d/s.err")"
+grep -q -- "--arch x0.500 W8: .*misses the budget" "$d/s.err" || fail "--arch sizes: $(cat "$d/s.err")"
+python3 - "$d/s/state.json" <<'PY' || fail "--arch results: $(cat "$d/s/state.json")"
+import json, sys
+st = json.load(open(sys.argv[1]))
+st = [r for r in st["results"] if r["width_mult"] is not None]
+assert st and all(r["width_mult"] == 0.25 and r["ratio"] == 0 for r in st), st
+assert st[0]["spec"] == "conv2d(4,3,pad=1) relu maxpool(2) flatten dense(8) relu dense(10)", st[0]["spec"]
+PY
+expect_refusal "only chain specs" --arch "a=conv2d(8,3) relu add(@a) flatten dense(10)"
 
 # A graph teacher (residual add): no latency prediction, the measured latency meets the budget.
 "$bin" train --arch "a=conv2d(8,3,pad=1) relu conv2d(8,3,pad=1) add(@a) relu maxpool(2) flatten dense(10)" \

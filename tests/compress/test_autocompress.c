@@ -112,6 +112,30 @@ static void test_schedule(void)
     CHECK(s.n_rungs <= CND_AUTOC_MAX_RUNGS);
 }
 
+static void test_scale_spec(void)
+{
+    char out[512];
+    const char *cnn = "conv2d(32,3,pad=1) relu maxpool(2) conv2d(64,3,pad=1) relu maxpool(2) "
+                      "flatten dense(128) relu dense(10)";
+    CHECK(cnd_autoc_scale_spec(out, sizeof out, cnn, 0.25) == 0);
+    CHECK(!strcmp(out, "conv2d(8,3,pad=1) relu maxpool(2) conv2d(16,3,pad=1) relu maxpool(2) "
+                       "flatten dense(32) relu dense(10)"));
+    CHECK(cnd_autoc_scale_spec(out, sizeof out, cnn, 1) == 0 && !strcmp(out, cnn));
+    /* rounding, at least one channel, a count without more arguments */
+    CHECK(cnd_autoc_scale_spec(out, sizeof out, "conv2d(5) relu dense(3) dense(10)", 0.1) == 0);
+    CHECK(!strcmp(out, "conv2d(1) relu dense(1) dense(10)"));
+    CHECK(cnd_autoc_scale_spec(out, sizeof out, "flatten dense(7) relu dense(10)", 1.5) == 0);
+    CHECK(!strcmp(out, "flatten dense(11) relu dense(10)"));
+    /* refusals */
+    CHECK(cnd_autoc_scale_spec(out, sizeof out, "a=conv2d(8,3) relu add(@a) dense(10)", 0.5) ==
+          CND_EINVAL);
+    CHECK(cnd_autoc_scale_spec(out, sizeof out, "conv2d(8,3,groups=8) dense(10)", 0.5) ==
+          CND_EINVAL);
+    CHECK(cnd_autoc_scale_spec(out, sizeof out, cnn, 0) == CND_EINVAL);
+    CHECK(cnd_autoc_scale_spec(out, sizeof out, "conv2d(x) dense(10)", 0.5) == CND_EINVAL);
+    CHECK(cnd_autoc_scale_spec(out, 20, cnn, 0.5) == CND_EINVAL);
+}
+
 static void test_ranking(void)
 {
     cnd_autoc_budget_t b;
@@ -268,6 +292,7 @@ int main(void)
     test_budget();
     test_duration();
     test_schedule();
+    test_scale_spec();
     test_ranking();
     test_pareto();
     test_state();
