@@ -221,8 +221,9 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
         "condenser autocompress MODEL.cnd --data SPEC --budget size=64KB,latency=2ms@x86,"
         "max-drop=1.0 --time 15m --out DIR [--json] [--resume] [--seed N]",
         "Searches for the int8 (or W4A8) artifact that fits a device budget: prunes the teacher\n"
-        "at several widths, keeps the widths whose exact .cndq size and predicted latency fit,\n"
-        "crosses them with distillation T/alpha and QAT epochs, and ranks the candidates by\n"
+        "at several widths (with --arch, also scales a student spec by --width-mults), keeps\n"
+        "the widths whose exact .cndq size and predicted latency fit, crosses them with\n"
+        "distillation T/alpha and QAT epochs, and ranks the candidates by\n"
         "successive halving (short fine-tunes on part of the data first, the best half trained\n"
         "longer), scoring each on a validation split held out of the training data. The best\n"
         "artifact so far is always in DIR (best.cndq, best.json), with report.html (Pareto plots,\n"
