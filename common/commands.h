@@ -17,12 +17,14 @@ int cnd_cmd_quantize(int argc, char **argv);
 int cnd_cmd_export(int argc, char **argv);
 int cnd_cmd_bench(int argc, char **argv); /* `bench secagg` is crypto/'s (two-word row) */
 int cnd_cmd_distill(int argc, char **argv);
-int cnd_cmd_import(int argc, char **argv);       /* cmd_import.c: ONNX models */
-int cnd_cmd_privacy(int argc, char **argv);      /* cmd_privacy.c: the DP-SGD accountant */
-int cnd_cmd_data(int argc, char **argv);         /* cmd_data.c: data check */
-int cnd_cmd_prune(int argc, char **argv);        /* cmd_prune.c: structured pruning */
-int cnd_cmd_predict(int argc, char **argv);      /* cmd_predict.c: latency cost model */
-int cnd_cmd_autocompress(int argc, char **argv); /* cmd_autocompress.c: budgeted search */
+int cnd_cmd_import(int argc, char **argv);  /* cmd_import.c: ONNX models */
+int cnd_cmd_privacy(int argc, char **argv); /* cmd_privacy.c: the DP-SGD accountant */
+int cnd_cmd_data(int argc, char **argv);    /* cmd_data.c: data check */
+int cnd_cmd_prune(int argc, char **argv);   /* cmd_prune.c: structured pruning */
+int cnd_cmd_predict(int argc, char **argv); /* cmd_predict.c: latency cost model */
+
+/* cmd_autocompress.c: the budgeted search */
+int cnd_cmd_autocompress(int argc, char **argv);
 
 #define CND_CMD_EXIT_UNMET 3 /* exit status: done, but the goal was not met (see above) */
 
