@@ -66,6 +66,8 @@ static const struct {
     {"export", cnd_cmd_export, "export a .cndq artifact as C source for firmware"},
     {"bench", cnd_cmd_bench, "latency, throughput and memory of a .cnd or .cndq model"},
     {"predict", cnd_cmd_predict, "predicted int8 latency of a model on a device class"},
+    {"autocompress", cnd_cmd_autocompress,
+     "search prune width, distillation and QAT/bits for an artifact within a device budget"},
     {"rollout", cnd_cmd_rollout,
      "edge rollouts: publish, create, list, show, pause, rollback, serve"},
     {"edge", cnd_cmd_edge, "edge device daemon: init, run, install, status, infer"},
@@ -116,6 +118,7 @@ int main(int argc, char **argv)
             cnd_err_clear();
             int rc = s_cmds[i].fn(argc - words, argv + words);
             if (rc == 0) return 0;
+            if (rc == CND_CMD_EXIT_UNMET) return rc; /* the command printed why */
             const char *d = cnd_err_detail();
             fprintf(stderr, "condenser %s: error: %s\n", s_cmds[i].name,
                     d[0] ? d : cnd_strerror(rc));

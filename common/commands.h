@@ -2,6 +2,9 @@
  * commands.h: the subcommands of the `condenser` executable. Each is implemented in the folder
  * of the part it belongs to, takes argv with argv[0] = the subcommand name, and returns 0 or a
  * negative CND_E* code with the detail in cnd_err_detail(). main.c dispatches to them.
+ * One positive value exists: CND_CMD_EXIT_UNMET, returned by a command that did its work and
+ * printed its result but whose goal was not reached (autocompress: no candidate meets the
+ * budget); main exits with that status and prints no error.
  */
 #ifndef CND_COMMANDS_H
 #define CND_COMMANDS_H
@@ -19,6 +22,11 @@ int cnd_cmd_privacy(int argc, char **argv); /* cmd_privacy.c: the DP-SGD account
 int cnd_cmd_data(int argc, char **argv);    /* cmd_data.c: data check */
 int cnd_cmd_prune(int argc, char **argv);   /* cmd_prune.c: structured pruning */
 int cnd_cmd_predict(int argc, char **argv); /* cmd_predict.c: latency cost model */
+
+/* cmd_autocompress.c: the budgeted search */
+int cnd_cmd_autocompress(int argc, char **argv);
+
+#define CND_CMD_EXIT_UNMET 3 /* exit status: done, but the goal was not met (see above) */
 
 /* crypto/ */
 int cnd_cmd_keygen(int argc, char **argv);
