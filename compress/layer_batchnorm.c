@@ -85,12 +85,14 @@ static void s_norm_plane(float *restrict y, const float *restrict x, size_t n, f
                          float invstd, float g, float bt, int r6)
 {
     float a = g * invstd;
-    for (size_t i = 0; i < n; i++) y[i] = a * (x[i] - mean) + bt;
-    if (r6) /* a relu6 fused into this layer (model.c) */
+    if (r6) /* a relu6 fused into this layer (model.c), clamped in the same pass */
         for (size_t i = 0; i < n; i++) {
-            float v = y[i] > 0.0f ? y[i] : 0.0f;
+            float v = a * (x[i] - mean) + bt;
+            v = v > 0.0f ? v : 0.0f;
             y[i] = v < 6.0f ? v : 6.0f;
         }
+    else
+        for (size_t i = 0; i < n; i++) y[i] = a * (x[i] - mean) + bt;
 }
 
 typedef struct {
