@@ -168,7 +168,7 @@ typedef float s_v8 __attribute__((vector_size(32)));
 typedef struct {
     int S, RS;       /* stride; floats between rows of a phase plane */
     size_t plane;    /* floats per phase plane, a multiple of 8 with slack for the taps' reads */
-    size_t n, n8;    /* flattened output length OH * RS, rounded up to 8 */
+    size_t n, nv;    /* flattened output length OH * RS; rounded up to 16 (two vectors) */
     size_t front;    /* zeros before the flattened gradient (the largest tap offset, rounded) */
     size_t gsize;    /* floats of the flattened gradient buffer with its front */
     size_t per_task; /* work floats per task */
@@ -192,11 +192,11 @@ static s_dw_geom s_dw_geometry(const cnd_layer_t *l)
     int PH = l->in.h + 2 * l->p.conv.pad, PW = l->in.w + 2 * l->p.conv.pad;
     g.S = S;
     g.RS = (PW + S - 1) / S;
-    /* the reads of i < n8 reach n8 - 1 + maxoff < n + 8 + maxoff <= (ceil(PH/S) + 1) * RS + 8 */
+    /* the reads of i < nv reach nv - 1 + maxoff < n + 16 + maxoff <= (ceil(PH/S) + 1) * RS + 16 */
     size_t rows = (size_t)((PH + S - 1) / S + 1);
-    g.plane = (rows * (size_t)g.RS + 8 + 7) / 8 * 8;
+    g.plane = (rows * (size_t)g.RS + 16 + 15) / 16 * 16;
     g.n = (size_t)l->out.h * (size_t)g.RS;
-    g.n8 = (g.n + 7) / 8 * 8;
+    g.nv = (g.n + 15) / 16 * 16;
     g.front = ((size_t)((K - 1) / S) * (size_t)g.RS + (size_t)((K - 1) / S) + 7) / 8 * 8;
     g.gsize = g.front + g.plane;
     g.per_task = 2 * (size_t)S * (size_t)S * g.plane + g.gsize;
@@ -228,11 +228,13 @@ s_dw_scatter(float *restrict ph, const float *restrict x, const cnd_layer_t *l, 
             memcpy(row + P, x + (size_t)h * W, (size_t)W * sizeof(float));
             continue;
         }
-        /* phase c % S and column c / S of padded column c = w + P, counted without division */
+        /* padded columns c = w + P of phase p are p, p + S, ...: one strided copy each */
         const float *xr = x + (size_t)h * W;
-        for (int w = 0, cp = P % S, cc = P / S; w < W; w++) {
-            row[(size_t)cp * g->plane + (size_t)cc] = xr[w];
-            if (++cp == S) cp = 0, cc++;
+        for (int p = 0; p < S; p++) {
+            float *dst = row + (size_t)p * g->plane;
+            int w = p - P, m = 0;
+            for (; w < 0; w += S) m++;
+            for (; w < W; w += S) dst[m++] = xr[w];
         }
     }
 }
@@ -250,10 +252,14 @@ static inline __attribute__((always_inline)) void s_dw_fwd_channel(const s_job *
         for (int kj = 0; kj < K; kj++) off[ki * K + kj] = s_dw_tap(g, ki, kj);
     for (int b = 0; b < j->B; b++) {
         s_dw_scatter(ph, j->in + cnd_layer_plane(l, c, b, j->B), l, g);
-        for (size_t i = 0; i < g->n8; i += 8) {
-            s_v8 v = {bias, bias, bias, bias, bias, bias, bias, bias};
-            for (int k = 0; k < KK; k++) v += f[k] * S_V8_LOAD(ph + off[k] + i);
-            S_V8_STORE(t + i, v);
+        for (size_t i = 0; i < g->nv; i += 16) { /* two vectors: two independent sums */
+            s_v8 v0 = {bias, bias, bias, bias, bias, bias, bias, bias}, v1 = v0;
+            for (int k = 0; k < KK; k++) {
+                v0 += f[k] * S_V8_LOAD(ph + off[k] + i);
+                v1 += f[k] * S_V8_LOAD(ph + off[k] + i + 8);
+            }
+            S_V8_STORE(t + i, v0);
+            S_V8_STORE(t + i + 8, v1);
         }
         float *o = j->out + ((size_t)c * (size_t)j->B + (size_t)b) * OH * OW; /* CBHW */
         for (int oh = 0; oh < OH; oh++) {
@@ -279,20 +285,24 @@ static inline __attribute__((always_inline)) void s_dw_fwd_body(void *ctx, int t
     for (long c = c0; c < c1; c++) s_dw_fwd_channel(j, (int)c, ph, t, &g);
 }
 
-/* Sum of a[i] * b[i] for i < n8 (a multiple of 8), in 8 fixed lanes. */
+/* Sum of a[i] * b[i] for i < nv (a multiple of 16), in 16 fixed lanes. */
 static inline __attribute__((always_inline)) float s_v8_dot(const float *a, const float *b,
-                                                            size_t n8)
+                                                            size_t nv)
 {
-    s_v8 acc = {0};
-    for (size_t i = 0; i < n8; i += 8) acc += S_V8_LOAD(a + i) * S_V8_LOAD(b + i);
+    s_v8 acc = {0}, acc1 = {0};
+    for (size_t i = 0; i < nv; i += 16) {
+        acc += S_V8_LOAD(a + i) * S_V8_LOAD(b + i);
+        acc1 += S_V8_LOAD(a + i + 8) * S_V8_LOAD(b + i + 8);
+    }
+    acc += acc1;
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-/* Sum of a[i] for i < n8 (a multiple of 8), in 8 fixed lanes. */
-static inline __attribute__((always_inline)) float s_v8_sum(const float *a, size_t n8)
+/* Sum of a[i] for i < nv (a multiple of 8), in 8 fixed lanes. */
+static inline __attribute__((always_inline)) float s_v8_sum(const float *a, size_t nv)
 {
     s_v8 acc = {0};
-    for (size_t i = 0; i < n8; i += 8) acc += S_V8_LOAD(a + i);
+    for (size_t i = 0; i < nv; i += 8) acc += S_V8_LOAD(a + i);
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
@@ -322,10 +332,10 @@ s_dw_bwd_channel(const s_job *j, int c, float *ph, float *dph, float *gbuf, cons
             else
                 memcpy(dst, gr, (size_t)OW * sizeof(float));
         }
-        db += s_v8_sum(gt, g->n8);
+        db += s_v8_sum(gt, g->nv);
         size_t pl = cnd_layer_plane(l, c, b, j->B);
         s_dw_scatter(ph, j->in + pl, l, g);
-        for (int k = 0; k < KK; k++) df[k] += s_v8_dot(gt, ph + off[k], g->n8);
+        for (int k = 0; k < KK; k++) df[k] += s_v8_dot(gt, ph + off[k], g->nv);
         if (!j->din) continue;
         for (int p = 0; p < S * S; p++) { /* dph plane p: its taps' transposed convolution */
             float *d = dph + (size_t)p * g->plane, pf[CND_DW_MAX_TAPS];
@@ -336,10 +346,14 @@ s_dw_bwd_channel(const s_job *j, int c, float *ph, float *dph, float *gbuf, cons
                     pf[np] = f[k];
                     src[np++] = gt - (off[k] - (size_t)p * g->plane);
                 }
-            for (size_t q = 0; q < g->plane; q += 8) {
-                s_v8 v = {0};
-                for (int k = 0; k < np; k++) v += pf[k] * S_V8_LOAD(src[k] + q);
-                S_V8_STORE(d + q, v);
+            for (size_t q = 0; q < g->plane; q += 16) {
+                s_v8 v0 = {0}, v1 = {0};
+                for (int k = 0; k < np; k++) {
+                    v0 += pf[k] * S_V8_LOAD(src[k] + q);
+                    v1 += pf[k] * S_V8_LOAD(src[k] + q + 8);
+                }
+                S_V8_STORE(d + q, v0);
+                S_V8_STORE(d + q + 8, v1);
             }
         }
         float *dx = j->din + pl;
@@ -352,9 +366,11 @@ s_dw_bwd_channel(const s_job *j, int c, float *ph, float *dph, float *gbuf, cons
                 continue;
             }
             float *dr = dx + (size_t)h * W;
-            for (int w = 0, cp = P % S, cc = P / S; w < W; w++) {
-                dr[w] = row[(size_t)cp * g->plane + (size_t)cc];
-                if (++cp == S) cp = 0, cc++;
+            for (int p = 0; p < S; p++) {
+                const float *src = row + (size_t)p * g->plane;
+                int w = p - P, m = 0;
+                for (; w < 0; w += S) m++;
+                for (; w < W; w += S) dr[w] = src[m++];
             }
         }
     }
