@@ -155,8 +155,9 @@ static void s_plane_bwd(float *dx, float *df, const float *g, const float *x, co
  * where i = oh * RS + ow and off = (ki / S) * RS + kj / S: every tap is the same contiguous,
  * unconditional loop over the flattened index i, across rows and the padding alike. Columns
  * ow >= OW of the flattened output are computed and dropped (at most (K - 1) / S + 1 per row).
- * The loops run in 8-float vectors (GCC vector extensions: two SSE registers, or one AVX2
- * register in the copy compiled for AVX2, chosen at run time); both copies give the same bits.
+ * The loops run two 8-float vectors per step (GCC vector extensions: two SSE registers each, or
+ * one AVX2 register in the copy compiled for AVX2, chosen at run time). Both copies do the same
+ * operations in the same order (AVX2 without FMA), so they give the same bits by construction.
  *
  * Backward, the output gradient is written into the same flattened layout with zeros in the
  * dropped columns and around it, so the weight gradient of a tap is one dot product over i,
@@ -167,7 +168,7 @@ typedef float s_v8 __attribute__((vector_size(32)));
 
 typedef struct {
     int S, RS;       /* stride; floats between rows of a phase plane */
-    size_t plane;    /* floats per phase plane, a multiple of 8 with slack for the taps' reads */
+    size_t plane;    /* floats per phase plane, a multiple of 16 with slack for the taps' reads */
     size_t n, nv;    /* flattened output length OH * RS; rounded up to 16 (two vectors) */
     size_t front;    /* zeros before the flattened gradient (the largest tap offset, rounded) */
     size_t gsize;    /* floats of the flattened gradient buffer with its front */
