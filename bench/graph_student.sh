@@ -2,8 +2,8 @@
 # graph_student.sh: training throughput of the MobileNetV2-style graph student (docs/layers.md,
 # docs/benchmarks.md) in Condenser and in PyTorch (bench/torch_train.py --arch mbnet: the same
 # architecture, batch 64, Adam, cosine schedule, one epoch over the first N Fashion-MNIST
-# training images), 1 and 2 threads each, the runs interleaved REPEATS times; prints each run
-# and the medians of samples/s.
+# training images), 1 and 2 threads each, the runs interleaved REPEATS times; prints each run,
+# the medians of samples/s and the ratio of the best medians (issue 16's target: at least 2x).
 #
 # usage: bench/graph_student.sh CONDENSER [N [REPEATS]]   (a Release build's condenser)
 set -euo pipefail
@@ -28,6 +28,11 @@ for r in $(seq "$reps"); do
     runs[pytorch-$t]+="$sps "
   done
 done
+median() { echo "$@" | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for k in condenser-1 condenser-2 pytorch-1 pytorch-2; do
-  echo "median $k: $(echo ${runs[$k]} | tr ' ' '\n' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') samples/s"
+  echo "median $k: $(median ${runs[$k]}) samples/s"
 done
+# the issue's ratio: the best thread setting of each, by median
+best() { for t in 1 2; do median ${runs[$1-$t]}; done | sort -g | tail -1; }
+c=$(best condenser) p=$(best pytorch)
+echo "best condenser / best pytorch: $c / $p = $(awk -v c="$c" -v p="$p" 'BEGIN {printf "%.2f", c / p}')x"

@@ -47,7 +47,10 @@ static void s_relu6_backward(cnd_layer_t *l, float *din, float *dw, const float 
     if (!din) return;
     size_t n = (size_t)B * cnd_shape_size(l->in);
     /* & rather than &&: no branch on the data, so the loop vectorises */
-    for (size_t i = 0; i < n; i++) din[i] = (out[i] > 0.0f) & (out[i] < 6.0f) ? dout[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float g = dout[i], v = out[i]; /* dout read unconditionally: a select, not a branch */
+        din[i] = (v > 0.0f) & (v < 6.0f) ? g : 0.0f;
+    }
 }
 
 static void s_hswish_forward(cnd_layer_t *l, float *out, const float *in, const float *w,

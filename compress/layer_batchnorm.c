@@ -45,7 +45,7 @@ static void s_init(cnd_layer_t *l, float *w, float *state, cnd_rng_t *rng)
 }
 
 /* Sum of (x[i] - m)^2, in 16 fixed lanes like cnd_vsum (deterministic). */
-static float s_sqdev(const float *x, size_t n, float m)
+static inline __attribute__((always_inline)) float s_sqdev(const float *x, size_t n, float m)
 {
     const cnd_v4f mv = {m, m, m, m};
     cnd_v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
@@ -64,7 +64,8 @@ static float s_sqdev(const float *x, size_t n, float m)
 }
 
 /* Sum of d[i] * (x[i] - m), in fixed lanes. */
-static float s_dotdev(const float *d, const float *x, size_t n, float m)
+static inline __attribute__((always_inline)) float s_dotdev(const float *d, const float *x,
+                                                            size_t n, float m)
 {
     const cnd_v4f mv = {m, m, m, m};
     cnd_v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
@@ -81,16 +82,20 @@ static float s_dotdev(const float *d, const float *x, size_t n, float m)
 }
 
 /* y = g * (x - mean) * invstd + bt, then the fused relu6. */
-static void s_norm_plane(float *restrict y, const float *restrict x, size_t n, float mean,
-                         float invstd, float g, float bt, int r6)
+static inline __attribute__((always_inline)) void s_norm_plane(float *restrict y,
+                                                               const float *restrict x, size_t n,
+                                                               float mean, float invstd, float g,
+                                                               float bt, int r6)
 {
     float a = g * invstd;
-    for (size_t i = 0; i < n; i++) y[i] = a * (x[i] - mean) + bt;
-    if (r6) /* a relu6 fused into this layer (model.c) */
+    if (r6) /* a relu6 fused into this layer (model.c), clamped in the same pass */
         for (size_t i = 0; i < n; i++) {
-            float v = y[i] > 0.0f ? y[i] : 0.0f;
+            float v = a * (x[i] - mean) + bt;
+            v = v > 0.0f ? v : 0.0f;
             y[i] = v < 6.0f ? v : 6.0f;
         }
+    else
+        for (size_t i = 0; i < n; i++) y[i] = a * (x[i] - mean) + bt;
 }
 
 typedef struct {
@@ -103,7 +108,7 @@ typedef struct {
 
 /* Channels are independent: each task takes a range of them, so results do not depend on the
  * thread count. Per plane the sums run in float lanes (cnd_vsum), across planes in double. */
-static void s_forward_task(void *ctx, int task, int ntasks)
+static inline __attribute__((always_inline)) void s_forward_body(void *ctx, int task, int ntasks)
 {
     const s_job *j = ctx;
     cnd_layer_t *l = j->l;
@@ -157,22 +162,29 @@ static int s_tasks(const cnd_layer_t *l)
     return T < l->in.c ? T : l->in.c;
 }
 
+/* The task for this CPU (below): forward (bwd 0) or backward (bwd 1). */
+static cnd_task_fn s_task(int bwd);
+
 static void s_forward(cnd_layer_t *l, float *out, const float *in, const float *w, float *state,
                       float *work, int B, int train)
 {
     // out and in are (B,C,H,W); gamma, beta, running mean, running var are (C)
     s_job j = {.l = l, .out = out, .in = in, .w = w, .state = state, .B = B, .train = train};
-    cnd_pool_run(s_forward_task, &j, s_tasks(l));
+    cnd_pool_run(s_task(0), &j, s_tasks(l));
 }
 
 /* The fused relu6's mask (model.c): dy passes where 0 < y < 6; into d. */
-static void s_relu6_mask(float *restrict d, const float *restrict dy, const float *restrict y,
-                         size_t n)
+static inline __attribute__((always_inline)) void
+s_relu6_mask(float *restrict d, const float *restrict dy, const float *restrict y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) d[i] = (y[i] > 0.0f) & (y[i] < 6.0f) ? dy[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        /* dy read unconditionally: a select, not a branch on the data, so the loop vectorises */
+        float g = dy[i], v = y[i];
+        d[i] = (v > 0.0f) & (v < 6.0f) ? g : 0.0f;
+    }
 }
 
-static void s_backward_task(void *ctx, int task, int ntasks)
+static inline __attribute__((always_inline)) void s_backward_body(void *ctx, int task, int ntasks)
 {
     const s_job *j = ctx;
     const cnd_layer_t *l = j->l;
@@ -218,6 +230,39 @@ static void s_backward_task(void *ctx, int task, int ntasks)
     }
 }
 
+/* The passes as tasks: the portable copy, and the same code compiled for AVX2 (no FMA, so the
+ * same bits), chosen at run time. */
+static void s_forward_task(void *ctx, int task, int ntasks)
+{
+    s_forward_body(ctx, task, ntasks);
+}
+
+static void s_backward_task(void *ctx, int task, int ntasks)
+{
+    s_backward_body(ctx, task, ntasks);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static void s_forward_task_avx2(void *ctx, int task, int ntasks)
+{
+    s_forward_body(ctx, task, ntasks);
+}
+
+__attribute__((target("avx2"))) static void s_backward_task_avx2(void *ctx, int task, int ntasks)
+{
+    s_backward_body(ctx, task, ntasks);
+}
+#endif
+
+static cnd_task_fn s_task(int bwd)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) return bwd ? s_backward_task_avx2 : s_forward_task_avx2;
+#endif
+    return bwd ? s_backward_task : s_forward_task;
+}
+
 static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout, const float *in,
                        const float *out, const float *w, float *work, int B)
 {
@@ -231,7 +276,7 @@ static void s_backward(cnd_layer_t *l, float *din, float *dw, const float *dout,
                .w = w,
                .y = out,
                .B = B};
-    cnd_pool_run(s_backward_task, &j, s_tasks(l));
+    cnd_pool_run(s_task(1), &j, s_tasks(l));
 }
 
 static uint64_t s_macs(const cnd_layer_t *l)

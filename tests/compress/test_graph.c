@@ -230,6 +230,104 @@ static void test_gconv_reference(void)
     CHECK(cnd_pool_set_threads(1) == 0);
 }
 
+/* |got - want| within 1e-5 of the sum of the magnitudes of want's terms (exact when it is 0). */
+static int close_rel(double got, double want, double mag)
+{
+    return fabs(got - want) <= 1e-5 * mag;
+}
+
+/* One random depthwise case: the layer's forward and backward (the phase-plane fast path of
+ * layer_gconv.c) against a naive direct convolution in double. Returns the failures. */
+static int depthwise_case(cnd_rng_t *rng, int T)
+{
+    int C = 2 + (int)cnd_rng_below(rng, 5), K = 1 + 2 * (int)cnd_rng_below(rng, 4);
+    int S = 1 + (int)cnd_rng_below(rng, 3), P = (int)cnd_rng_below(rng, (uint64_t)K);
+    int H = 1 + (int)cnd_rng_below(rng, 17), W = 1 + (int)cnd_rng_below(rng, 17);
+    int B = 1 + (int)cnd_rng_below(rng, 4);
+    if (H + 2 * P < K) H = K;
+    if (W + 2 * P < K) W = K + 2;
+    cnd_layer_t proto = gconv(C, K, S, P, C);
+    proto.in_cbhw = (int)cnd_rng_below(rng, 2);
+    proto.fuse_relu = (int)cnd_rng_below(rng, 2);
+    CHECK(cnd_pool_set_threads(T) == 0);
+    harness h;
+    CHECK(h_init(&h, proto, (cnd_shape_t){C, H, W}, B, rng) == 0);
+    int OH = h.l.out.h, OW = h.l.out.w, bad = 0;
+    size_t nin = (size_t)B * C * H * W, nout = (size_t)B * C * OH * OW;
+    float *x = malloc(nin * sizeof(float)), *out = malloc(nout * sizeof(float));
+    float *dout = malloc(nout * sizeof(float)), *din = malloc(nin * sizeof(float));
+    float *dw = calloc(h.l.n_params, sizeof(float));
+    double *rdin = calloc(nin, sizeof(double)), *mdin = calloc(nin, sizeof(double));
+    double *rdw = calloc(h.l.n_params, sizeof(double)), *mdw = calloc(h.l.n_params, sizeof(double));
+    for (size_t i = 0; i < nin; i++) x[i] = (float)cnd_rng_normal(rng);
+    for (size_t i = 0; i < nout; i++) dout[i] = (float)cnd_rng_normal(rng);
+    for (size_t i = 0; i < nin; i++) din[i] = 1e30f; /* din is written, not accumulated */
+    h.ops->forward(&h.l, out, x, h.w, h.state, h.work, B, 1);
+    h.ops->backward(&h.l, din, dw, dout, x, out, h.w, h.work, B);
+    size_t KK = (size_t)K * K;
+    for (int c = 0; c < C; c++)
+        for (int b = 0; b < B; b++) {
+            size_t pl = (proto.in_cbhw ? (size_t)c * B + b : (size_t)b * C + c) * H * W;
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    size_t o = (((size_t)c * B + b) * OH + oh) * OW + ow;
+                    double acc = h.w[h.l.n_weights + c], mag = fabs(acc);
+                    for (int i = 0; i < K; i++)
+                        for (int j = 0; j < K; j++) {
+                            int ih = oh * S - P + i, iw = ow * S - P + j;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            double t = (double)h.w[c * KK + i * K + j] * x[pl + ih * W + iw];
+                            acc += t;
+                            mag += fabs(t);
+                        }
+                    if (proto.fuse_relu && acc < 0) acc = 0;
+                    bad += !close_rel(out[o], acc, mag);
+                    /* backward through the layer's own output (the fused relu's mask) */
+                    double g = proto.fuse_relu && !(out[o] > 0.0f) ? 0.0 : dout[o];
+                    rdw[h.l.n_weights + c] += g;
+                    mdw[h.l.n_weights + c] += fabs(g);
+                    for (int i = 0; i < K; i++)
+                        for (int j = 0; j < K; j++) {
+                            int ih = oh * S - P + i, iw = ow * S - P + j;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            size_t xi = pl + ih * W + iw, wi = c * KK + i * K + j;
+                            rdw[wi] += g * x[xi];
+                            mdw[wi] += fabs(g * x[xi]);
+                            rdin[xi] += g * h.w[wi];
+                            mdin[xi] += fabs(g * h.w[wi]);
+                        }
+                }
+        }
+    for (size_t i = 0; i < nin; i++) bad += !close_rel(din[i], rdin[i], mdin[i]);
+    for (size_t i = 0; i < h.l.n_params; i++) bad += !close_rel(dw[i], rdw[i], mdw[i]);
+    if (bad)
+        fprintf(stderr, "depthwise C %d %dx%d K %d S %d P %d B %d relu %d cbhw %d T %d: %d off\n",
+                C, H, W, K, S, P, B, proto.fuse_relu, proto.in_cbhw, T, bad);
+    free(x);
+    free(out);
+    free(dout);
+    free(din);
+    free(dw);
+    free(rdin);
+    free(mdin);
+    free(rdw);
+    free(mdw);
+    h_free(&h);
+    return bad;
+}
+
+/* The depthwise fast path against the naive convolution on random shapes: odd sizes, strides 1
+ * to 3, padding up to K - 1, kernels 1 to 7, a fused relu, both layouts, one and two threads. */
+static void test_depthwise_fast(void)
+{
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, 16);
+    int bad = 0;
+    for (int t = 0; t < 60; t++) bad += depthwise_case(&rng, 1 + t % 2);
+    CHECK(bad == 0);
+    CHECK(cnd_pool_set_threads(1) == 0);
+}
+
 /* Finite differences of the whole model's loss against its backward pass, over a spread of
  * parameters. Specs here are smooth (no relu, no max pool) unless max_bad allows kinks. */
 static void model_gradient(const char *spec, cnd_shape_t in, int max_bad)
@@ -453,6 +551,7 @@ int main(void)
     }
     test_layer_gradients();
     test_gconv_reference();
+    test_depthwise_fast();
     test_spec();
     test_graph_gradients();
     test_modelfile();
