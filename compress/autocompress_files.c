@@ -29,6 +29,18 @@ void cnd_autoc_width_text(char *out, size_t n, const cnd_autoc_result_t *r)
         snprintf(out, n, "ratio %.3f", r->ratio);
 }
 
+void cnd_autoc_bits_text(char *out, size_t n, const cnd_autoc_result_t *r)
+{
+    if (r->wbits != CND_AUTOC_MIXED) {
+        snprintf(out, n, "W%dA8", r->wbits);
+        return;
+    }
+    size_t k = (size_t)snprintf(out, n, "W[");
+    for (int i = 0; i < r->n_wl && k < n; i++)
+        k += (size_t)snprintf(out + k, n - k, "%s%d", i ? "," : "", r->wl[i]);
+    if (k < n) snprintf(out + k, n - k, "]A8");
+}
+
 static const struct {
     const char *key;
     size_t off;
@@ -65,7 +77,15 @@ void cnd_autoc_result_json(cnd_jw_t *w, const cnd_autoc_result_t *r)
     cnd_jw_key(w, "qat_epochs");
     cnd_jw_int(w, r->qat);
     cnd_jw_key(w, "wbits");
-    cnd_jw_int(w, r->wbits);
+    if (r->wbits == CND_AUTOC_MIXED) {
+        cnd_jw_str(w, "mixed");
+        cnd_jw_key(w, "layer_wbits"); /* per weighted layer, in order */
+        cnd_jw_arr(w);
+        for (int i = 0; i < r->n_wl; i++) cnd_jw_int(w, r->wl[i]);
+        cnd_jw_arr_end(w);
+    } else {
+        cnd_jw_int(w, r->wbits);
+    }
     cnd_jw_key(w, "epochs");
     cnd_jw_int(w, r->epochs);
     cnd_jw_key(w, "subset");
@@ -130,6 +150,37 @@ static int s_int_field(const cnd_json_t *o, const char *key, int64_t lo, int64_t
     return 0;
 }
 
+/* "wbits" (8, 4 or "mixed") and, for "mixed" only, "layer_wbits" (state files written before
+ * mixed bits have neither "mixed" nor "layer_wbits": they read as before). */
+static int s_read_wbits(cnd_autoc_result_t *r, const cnd_json_t *o, const char *what, int i)
+{
+    const cnd_json_t *f = cnd_json_get(o, "wbits"), *l = cnd_json_get(o, "layer_wbits");
+    const char *s = cnd_json_str(f);
+    int64_t v = 0;
+    if (s ? strcmp(s, "mixed") != 0 : !cnd_json_integer(f, 4, 8, &v) || (v != 4 && v != 8))
+        return cnd_errf(CND_EINVAL, "%s: result %d: \"wbits\" must be 8, 4 or \"mixed\"", what, i);
+    r->wbits = s ? CND_AUTOC_MIXED : (int)v;
+    if (!s) {
+        if (l)
+            return cnd_errf(CND_EINVAL,
+                            "%s: result %d: \"layer_wbits\" belongs to \"wbits\": \"mixed\" only",
+                            what, i);
+        return 0;
+    }
+    if (!l || l->type != CND_JSON_ARR || l->n < 1 || l->n > CND_AUTOC_MAX_LAYERS)
+        return cnd_errf(CND_EINVAL,
+                        "%s: result %d: a mixed result needs \"layer_wbits\", an array of 1 to %d",
+                        what, i, CND_AUTOC_MAX_LAYERS);
+    for (size_t k = 0; k < l->n; k++) {
+        if (!cnd_json_integer(l->items[k], 4, 8, &v) || (v != 4 && v != 8))
+            return cnd_errf(CND_EINVAL, "%s: result %d: \"layer_wbits\" item %zu is not 8 or 4",
+                            what, i, k + 1);
+        r->wl[k] = (uint8_t)v;
+    }
+    r->n_wl = (int)l->n;
+    return 0;
+}
+
 /* One result object of the state file into r. */
 static int s_read_result(cnd_autoc_result_t *r, const cnd_json_t *o, const char *what, int i)
 {
@@ -138,16 +189,12 @@ static int s_read_result(cnd_autoc_result_t *r, const cnd_json_t *o, const char 
     if ((rc = s_int_field(o, "candidate", 0, 100000, &v[0], what, i)) ||
         (rc = s_int_field(o, "rung", 0, CND_AUTOC_MAX_RUNGS - 1, &v[1], what, i)) ||
         (rc = s_int_field(o, "qat_epochs", 0, 1000, &v[2], what, i)) ||
-        (rc = s_int_field(o, "wbits", 4, 8, &v[3], what, i)) ||
         (rc = s_int_field(o, "epochs", 0, 100000, &v[4], what, i)) ||
         (rc = s_int_field(o, "subset", 1, 1000000000, &v[5], what, i)))
         return rc;
-    if (v[3] != 4 && v[3] != 8)
-        return cnd_errf(CND_EINVAL, "%s: result %d: \"wbits\" must be 4 or 8", what, i);
     *r = (cnd_autoc_result_t){.cand = (int)v[0],
                               .rung = (int)v[1],
                               .qat = (int)v[2],
-                              .wbits = (int)v[3],
                               .epochs = (int)v[4],
                               .subset = (long)v[5]};
     for (size_t k = 0; k < sizeof s_num_fields / sizeof s_num_fields[0]; k++) {
@@ -163,6 +210,7 @@ static int s_read_result(cnd_autoc_result_t *r, const cnd_json_t *o, const char 
                             what, i, s_num_fields[k].key, s_num_fields[k].lo, s_num_fields[k].hi);
         *(double *)((char *)r + s_num_fields[k].off) = x;
     }
+    if ((rc = s_read_wbits(r, o, what, i))) return rc;
     const char *spec = cnd_json_str(cnd_json_get(o, "spec"));
     if (!spec || strlen(spec) >= sizeof r->spec)
         return cnd_errf(CND_EINVAL, "%s: result %d: \"spec\" is missing or too long", what, i);

@@ -15,6 +15,7 @@
 
 #define CND_AUTOC_MAX_LAYERS    64
 #define CND_AUTOC_STATE_VERSION 1
+#define CND_AUTOC_MIXED         0 /* cnd_autoc_result_t.wbits of a per-layer (mixed) artifact */
 
 typedef struct {
     int cand, rung;          /* candidate index and successive-halving rung */
@@ -22,7 +23,7 @@ typedef struct {
     double mult;             /* > 0: an --arch student at this width multiplier; else -1 */
     double T, alpha;         /* distillation temperature and weight of the teacher */
     int qat;                 /* QAT epochs (0 = PTQ) */
-    int wbits;               /* 8 or 4 */
+    int wbits;               /* 8 or 4, or CND_AUTOC_MIXED: 8 or 4 per layer (layer_wbits) */
     int epochs;              /* distillation epochs of the fine-tune */
     long subset;             /* training samples the fine-tune (and QAT) ran on */
     double val_acc;          /* integer artifact's accuracy on the validation split */
@@ -35,13 +36,18 @@ typedef struct {
     double pred_us, meas_us; /* predicted / measured batch-1 latency; < 0 = not known */
     double seconds;          /* wall time of this candidate */
     char spec[1024];         /* the pruned architecture */
-    int n_layers;            /* integer layers with an SNR below */
+    int n_wl;                /* mixed: weighted layers (dense, conv2d) in order; else 0 */
+    uint8_t wl[CND_AUTOC_MAX_LAYERS]; /* mixed: their weight bits, 8 or 4 */
+    int n_layers;                     /* integer layers with an SNR below */
     char layer[CND_AUTOC_MAX_LAYERS][48];
     double snr_db[CND_AUTOC_MAX_LAYERS]; /* quantized vs float output; > 1e9 = exact */
 } cnd_autoc_result_t;
 
 /* "ratio 0.750" for a pruned teacher, "--arch x0.500" for a student. */
 void cnd_autoc_width_text(char *out, size_t n, const cnd_autoc_result_t *r);
+
+/* "W8A8", "W4A8", or for a mixed result its bits per weighted layer: "W[8,4,4,8]A8". */
+void cnd_autoc_bits_text(char *out, size_t n, const cnd_autoc_result_t *r);
 
 /* The ranking point of a result: predicted latency, else measured. */
 cnd_autoc_point_t cnd_autoc_point(const cnd_autoc_result_t *r);

@@ -49,10 +49,11 @@ void cnd_autoc_html_escape(cnd_buf_t *out, const char *s)
 
 static void s_recipe(char *out, size_t n, const cnd_autoc_result_t *r)
 {
-    char wt[32];
+    char wt[32], bt[CND_AUTOC_MAX_LAYERS * 2 + 8];
     cnd_autoc_width_text(wt, sizeof wt, r);
-    snprintf(out, n, "#%d rung %d: %s, W%dA8, T %g, alpha %g, QAT %d, %d epochs on %ld", r->cand,
-             r->rung, wt, r->wbits, r->T, r->alpha, r->qat, r->epochs, r->subset);
+    cnd_autoc_bits_text(bt, sizeof bt, r);
+    snprintf(out, n, "#%d rung %d: %s, %s, T %g, alpha %g, QAT %d, %d epochs on %ld", r->cand,
+             r->rung, wt, bt, r->T, r->alpha, r->qat, r->epochs, r->subset);
 }
 
 typedef struct {
@@ -141,7 +142,7 @@ static void s_plot(cnd_buf_t *b, const s_plot_t *pl, const cnd_autoc_report_t *r
         if (x[i] < 0) continue;
         cnd_autoc_point_t p = cnd_autoc_point(&r[i]);
         int ok = cnd_autoc_violation(rep->budget, rep->teacher_acc, &p) == 0;
-        char rec[256];
+        char rec[384];
         s_recipe(rec, sizeof rec, &r[i]);
         s_pf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>", PX(x[i]),
              PY(r[i].val_acc), ok ? "#2a2" : "#999");
@@ -184,10 +185,11 @@ static void s_table(cnd_buf_t *b, const cnd_autoc_report_t *rep, const cnd_autoc
         int ok = cnd_autoc_violation(rep->budget, rep->teacher_acc, &p) == 0;
         s_pf(b, "<tr class=\"%s%s\"><td>%d</td><td>%d</td>", ok ? "ok" : "miss",
              i == rep->chosen ? " chosen" : "", x->cand, x->rung);
-        char wt[32];
+        char wt[32], bt[CND_AUTOC_MAX_LAYERS * 2 + 8];
         cnd_autoc_width_text(wt, sizeof wt, x);
-        s_pf(b, "<td>%s, W%dA8, T %g, alpha %g, QAT %d; %d epochs on %ld</td><td><code>", wt,
-             x->wbits, x->T, x->alpha, x->qat, x->epochs, x->subset);
+        cnd_autoc_bits_text(bt, sizeof bt, x);
+        s_pf(b, "<td>%s, %s, T %g, alpha %g, QAT %d; %d epochs on %ld</td><td><code>", wt, bt, x->T,
+             x->alpha, x->qat, x->epochs, x->subset);
         cnd_autoc_html_escape(b, x->spec);
         s_pf(b, "</code></td>");
         s_num(b, x->val_acc, "%.4f");
@@ -232,7 +234,7 @@ void cnd_autoc_report_html(cnd_buf_t *b, const cnd_autoc_report_t *rep, const cn
              rep->teacher_bytes);
     s_pf(b, "%d results. ", n);
     if (rep->chosen >= 0) {
-        char rec[256];
+        char rec[384];
         s_recipe(rec, sizeof rec, &r[rep->chosen]);
         s_pf(b, "Chosen (ringed in red): ");
         cnd_autoc_html_escape(b, rec);

@@ -60,8 +60,9 @@ typedef struct {
 
 typedef struct {
     double ratio, T, alpha;
-    int wbits, qat;
-    double mult; /* > 0: an --arch student at this width multiplier (ratio 0); else pruned */
+    int wbits, qat; /* wbits 8, 4 or CND_AUTOC_MIXED */
+    double mult;    /* > 0: an --arch student at this width multiplier (ratio 0); else pruned */
+    long wbudget;   /* mixed: packed weight bytes cnd_quant_mixed_bits may use */
 } s_cand_t;
 
 typedef struct {
@@ -102,6 +103,30 @@ static int s_list(const char *s, const char *opt, double lo, double hi, double *
     return 0;
 }
 
+/* --wbits "8,4,mixed": each 8, 4 or mixed (CND_AUTOC_MIXED), none twice. */
+static int s_wbits_list(s_opts_t *o)
+{
+    o->n_wbits = 0;
+    for (const char *p = o->wbits_s; *p;) {
+        size_t l = strcspn(p, ",");
+        int v = l == 1 && *p == '8'                 ? 8
+                : l == 1 && *p == '4'               ? 4
+                : l == 5 && !strncmp(p, "mixed", 5) ? CND_AUTOC_MIXED
+                                                    : -1;
+        for (int i = 0; i < o->n_wbits; i++)
+            if (o->wbits[i] == v) v = -1;
+        if (v < 0 || o->n_wbits >= 3)
+            return cnd_errf(CND_EINVAL,
+                            "--wbits %s: expected 8, 4 and/or mixed, comma separated, "
+                            "each once",
+                            o->wbits_s);
+        o->wbits[o->n_wbits++] = v;
+        p += l + (p[l] == ',');
+    }
+    if (!o->n_wbits) return cnd_errf(CND_EINVAL, "--wbits: empty list");
+    return 0;
+}
+
 static int s_lists(s_opts_t *o)
 {
     double tmp[S_MAX_LIST];
@@ -113,12 +138,7 @@ static int s_lists(s_opts_t *o)
         char scaled[S_SPEC_LEN];
         if ((rc = cnd_autoc_scale_spec(scaled, sizeof scaled, o->arch, o->mult[i]))) return rc;
     }
-    if ((rc = s_list(o->wbits_s, "wbits", 4, 8, tmp, &o->n_wbits))) return rc;
-    for (int i = 0; i < o->n_wbits; i++) {
-        o->wbits[i] = (int)tmp[i];
-        if (tmp[i] != 4 && tmp[i] != 8)
-            return cnd_errf(CND_EINVAL, "--wbits %s: each must be 8 or 4", o->wbits_s);
-    }
+    if ((rc = s_wbits_list(o))) return rc;
     if ((rc = s_list(o->qat_s, "qat", 0, 100, tmp, &o->n_qat))) return rc;
     for (int i = 0; i < o->n_qat; i++) o->qat[i] = (int)tmp[i];
     /* recipes: T:alpha pairs */
@@ -148,7 +168,7 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
                     .time_s = "15m",
                     .ratios_s = "0.5,0.6,0.7,0.75,0.8,0.85,0.9,0.93,0.95",
                     .mults_s = "0.125,0.25,0.375,0.5,0.75,1",
-                    .wbits_s = "8,4",
+                    .wbits_s = "8,4,mixed",
                     .qat_s = "0,1",
                     .recipes_s = "2:0.5,4:0.9",
                     .val = 5000,
@@ -192,7 +212,9 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
          "ratios kept per bit width after the size and "
          "latency filter (default 2)",
          1, 32},
-        {"wbits", CND_OPT_STR, &o->wbits_s, "LIST", "weight bits to try: 8, 4 (default 8,4)"},
+        {"wbits", CND_OPT_STR, &o->wbits_s, "LIST",
+         "weight bits to try: 8, 4, mixed (8 or 4 per layer, to fit the size budget where all-8 "
+         "misses and all-4 fits; default 8,4,mixed)"},
         {"qat", CND_OPT_STR, &o->qat_s, "LIST", "QAT epochs to try, 0 = PTQ (default 0,1)"},
         {"recipes", CND_OPT_STR, &o->recipes_s, "LIST",
          "distillation T:alpha pairs (default 2:0.5,4:0.9)"},
@@ -416,6 +438,21 @@ done:
     return rc;
 }
 
+/* Mixed bits: 8 or 4 per weighted layer of folded model fm within wbudget packed weight bytes
+ * (cnd_quant_mixed_bits, into plan->wbits and w_mse); the choice into r->wl. */
+static int s_mixed(cnd_qplan_t *plan, cnd_autoc_result_t *r, cnd_model_t *fm,
+                   const cnd_qrange_t *ranges, int *w_mse, const float *x, size_t n, long wbudget)
+{
+    cnd_qbits_row_t rows[CND_SPEC_MAX_LAYERS];
+    int nr = 0;
+    int rc = cnd_quant_mixed_bits(plan, rows, &nr, fm, ranges, w_mse, x, n,
+                                  wbudget > 0 ? (size_t)wbudget : 0);
+    if (rc) return rc;
+    r->n_wl = nr < CND_AUTOC_MAX_LAYERS ? nr : CND_AUTOC_MAX_LAYERS;
+    for (int i = 0; i < r->n_wl; i++) r->wl[i] = (uint8_t)rows[i].bits;
+    return 0;
+}
+
 /* Quantizes pruned float model pm (normalised like the teacher) into r's artifact: folds
  * batchnorm, calibrates (auto, or minmax for a size probe), runs k->qat epochs of QAT by
  * distillation on the first `subset` training samples, builds, adds self-tests. With eval set,
@@ -434,10 +471,14 @@ static int s_quantize(s_ctx_t *c, const cnd_model_t *pm, const s_cand_t *k, long
     cnd_qreport_row_t *rows = NULL;
     int rc;
     *bytes = NULL;
+    int wb = k->wbits == CND_AUTOC_MIXED ? 8 : k->wbits; /* mixed: plan.wbits per layer */
+    size_t ncal = eval ? c->cal->n : (c->cal->n < 32 ? c->cal->n : 32);
     if ((rc = cnd_quant_fold_bn(&fm, pm)) || (rc = cnd_quant_plan(&plan, fm))) goto done;
-    if ((rc = cnd_quant_calibrate(ranges, NULL, w_mse, fm, &plan, c->cal->x,
-                                  eval ? c->cal->n : (c->cal->n < 32 ? c->cal->n : 32),
-                                  eval ? CND_QM_AUTO : CND_QM_MINMAX, k->wbits)))
+    if ((rc = cnd_quant_calibrate(ranges, NULL, w_mse, fm, &plan, c->cal->x, ncal,
+                                  eval ? CND_QM_AUTO : CND_QM_MINMAX, wb)))
+        goto done;
+    if (k->wbits == CND_AUTOC_MIXED &&
+        (rc = s_mixed(&plan, r, fm, ranges, w_mse, c->cal->x, ncal, k->wbudget)))
         goto done;
     if (eval && k->qat > 0) {
         cnd_distill_t d = s_distill(c, k);
@@ -445,15 +486,17 @@ static int s_quantize(s_ctx_t *c, const cnd_model_t *pm, const s_cand_t *k, long
         view.n = (size_t)subset < c->tr->n ? (size_t)subset : c->tr->n;
         cnd_qat_cfg_t qc = {k->qat, (int)o->batch,    2e-4f, (uint64_t)o->seed,
                             0,      cnd_distill_loss, &d};
-        if ((rc = cnd_quant_qat(fm, &plan, ranges, w_mse, w_scales, k->wbits, &view, NULL, &qc)))
+        if ((rc = cnd_quant_qat(fm, &plan, ranges, w_mse, w_scales, wb, &view, NULL, &qc)))
             goto done;
     }
     if ((rc = cnd_qmodel_build(&q, fm, &plan, ranges, w_mse, k->qat > 0 && eval ? w_scales : NULL,
-                               k->wbits)))
+                               wb)))
         goto done;
-    char rec[160];
-    snprintf(rec, sizeof rec, "%s=%.4f wbits=%d T=%g alpha=%g qat=%d epochs=%d subset=%ld",
-             k->mult > 0 ? "width_mult" : "ratio", k->mult > 0 ? k->mult : k->ratio, k->wbits, k->T,
+    char rec[320], bt[CND_AUTOC_MAX_LAYERS * 2 + 8];
+    r->wbits = k->wbits;
+    cnd_autoc_bits_text(bt, sizeof bt, r);
+    snprintf(rec, sizeof rec, "%s=%.4f bits=%s T=%g alpha=%g qat=%d epochs=%d subset=%ld",
+             k->mult > 0 ? "width_mult" : "ratio", k->mult > 0 ? k->mult : k->ratio, bt, k->T,
              k->alpha, k->qat, r->epochs, subset);
     if ((rc = s_meta(q, "autocompress", rec)) || (rc = s_meta(q, "autocompress_from", o->in)) ||
         (rc = s_selftests(q, c->val, (int)o->selftests)) ||
@@ -495,6 +538,38 @@ done:
     return rc;
 }
 
+/* s_quantize; a mixed candidate under a size budget whose artifact misses it (the file's other
+ * bytes, scales and padding, do not shrink with the weights) is built again with its weight
+ * budget lowered by the excess, at most 3 times. Probing (eval 0), k->wbudget becomes the
+ * budget that fit, and CND_ERANGE means no mixed choice fits; a candidate run (eval 1) keeps
+ * the last artifact built when a lower budget is out of reach (it then misses the budget). */
+static int s_quantize_fit(s_ctx_t *c, const cnd_model_t *pm, s_cand_t *k, long subset, int eval,
+                          cnd_autoc_result_t *r, uint8_t **bytes, size_t *len)
+{
+    double size = c->o->budget.size_bytes;
+    int rc = s_quantize(c, pm, k, subset, eval, r, bytes, len);
+    for (int t = 0; !rc && k->wbits == CND_AUTOC_MIXED && size > 0 && (double)*len > size; t++) {
+        s_cand_t k2 = *k;
+        k2.wbudget = k->wbudget - (long)ceil((double)*len - size);
+        cnd_autoc_result_t r2 = *r;
+        uint8_t *b2 = NULL;
+        size_t l2 = 0;
+        if (t == 3 || k2.wbudget < 1 ||
+            (rc = s_quantize(c, pm, &k2, subset, eval, &r2, &b2, &l2))) {
+            if (rc == CND_ERANGE && eval) rc = 0, cnd_err_clear();
+            if (!rc && !eval) rc = cnd_errf(CND_ERANGE, "no mixed bits fit the size budget");
+            break;
+        }
+        free(*bytes);
+        *bytes = b2, *len = l2, *r = r2, *k = k2;
+    }
+    if (rc) {
+        free(*bytes);
+        *bytes = NULL;
+    }
+    return rc;
+}
+
 /* The model of a width (a new model): the teacher pruned at ratio, or with mult > 0 a fresh
  * --arch student scaled by mult, normalised like the teacher (the training data are); its
  * predicted latency into *pred (-1 for graphs). */
@@ -527,8 +602,9 @@ static int s_model(s_ctx_t *c, double ratio, double mult, cnd_model_t **pm, doub
 }
 
 typedef struct {
-    double ratio, viol, bytes, pred, mult;
-    int wbits;
+    double ratio, viol, bytes, pred, mult, wbytes;
+    int wbits, skip; /* skip: a mixed probe that does not apply (never a candidate) */
+    long wbudget;
 } s_probe_t;
 
 static int s_probe_cmp(const void *a, const void *b)
@@ -538,6 +614,86 @@ static int s_probe_cmp(const void *a, const void *b)
     if (x->bytes != y->bytes) return x->bytes > y->bytes ? -1 : 1; /* wider first */
     if ((x->mult > 0) != (y->mult > 0)) return x->mult > 0 ? 1 : -1;
     return x->wbits > y->wbits ? -1 : x->wbits < y->wbits;
+}
+
+/* One untrained probe of width model pm at k->wbits into p (pred: its predicted latency, < 0
+ * unknown). A mixed probe that finds no fit is marked skip. */
+static int s_probe_one(s_ctx_t *c, cnd_model_t *pm, s_cand_t *k, double pred, s_probe_t *p)
+{
+    const s_opts_t *o = c->o;
+    cnd_autoc_result_t r = {0};
+    uint8_t *bytes = NULL;
+    size_t len;
+    int rc = s_quantize_fit(c, pm, k, 0, 0, &r, &bytes, &len);
+    *p = (s_probe_t){k->ratio, 0, r.bytes, pred, k->mult, r.weight_bytes, k->wbits, 0, k->wbudget};
+    if (rc == CND_ERANGE && k->wbits == CND_AUTOC_MIXED) {
+        cnd_err_clear();
+        p->skip = 1, p->viol = HUGE_VAL;
+        return 0;
+    }
+    /* no prediction (a graph): latency does not depend on the weights, so the untrained
+     * artifact's measured latency stands in for it */
+    if (!rc && pred < 0 && o->budget.latency_us > 0) rc = s_measure(&p->pred, bytes, len);
+    free(bytes);
+    if (rc) return rc;
+    cnd_autoc_point_t pt = {c->teacher_acc, r.bytes, p->pred};
+    p->viol = cnd_autoc_violation(&o->budget, c->teacher_acc, &pt);
+    char ls[48] = "no latency prediction", bt[CND_AUTOC_MAX_LAYERS * 2 + 8];
+    if (p->pred >= 0)
+        snprintf(ls, sizeof ls, "%.1f us %s", p->pred, pred < 0 ? "measured" : "predicted");
+    r.wbits = k->wbits;
+    cnd_autoc_bits_text(bt, sizeof bt, &r);
+    fprintf(stderr, "  %s%.3f %s: %.0f bytes, %s%s\n", k->mult > 0 ? "--arch x" : "ratio ",
+            k->mult > 0 ? k->mult : k->ratio, bt, p->bytes, ls,
+            p->viol == 0 ? "" : "  (misses the budget)");
+    return 0;
+}
+
+/* The probes of width i (a ratio, or after the ratios an --arch multiplier) into p[n_wbits]:
+ * 8 and 4 bits first; mixed only where the size budget holds the all-4 artifact but not the
+ * all-8 one, with the weight budget of the all-8 artifact's weight bytes less its excess. */
+static int s_probe_width(s_ctx_t *c, int i, s_probe_t *p)
+{
+    const s_opts_t *o = c->o;
+    cnd_model_t *pm = NULL;
+    double pred, ratio = i < o->n_ratio ? o->ratio[i] : 0;
+    double mult = i < o->n_ratio ? -1 : o->mult[i - o->n_ratio];
+    int rc = s_model(c, ratio, mult, &pm, &pred), mix = -1;
+    double b8 = -1, b4 = -1, w8 = 0;
+    for (int b = 0; b < o->n_wbits && !rc; b++) {
+        if (o->wbits[b] == CND_AUTOC_MIXED) {
+            mix = b;
+            continue;
+        }
+        s_cand_t k = {ratio, 2, 0.5, o->wbits[b], 0, mult, 0};
+        rc = s_probe_one(c, pm, &k, pred, &p[b]);
+        if (o->wbits[b] == 8)
+            b8 = p[b].bytes, w8 = p[b].wbytes;
+        else
+            b4 = p[b].bytes;
+    }
+    for (int w = 8; mix >= 0 && w >= 4 && !rc; w -= 4) { /* what mixed needs, if not listed */
+        if ((w == 8 ? b8 : b4) >= 0) continue;
+        cnd_autoc_result_t r = {0};
+        uint8_t *bytes = NULL;
+        size_t len;
+        s_cand_t k = {ratio, 2, 0.5, w, 0, mult, 0};
+        if ((rc = s_quantize(c, pm, &k, 0, 0, &r, &bytes, &len))) break;
+        free(bytes);
+        if (w == 8)
+            b8 = r.bytes, w8 = r.weight_bytes;
+        else
+            b4 = r.bytes;
+    }
+    double size = o->budget.size_bytes;
+    if (!rc && mix >= 0) {
+        s_cand_t k = {ratio, 2, 0.5, CND_AUTOC_MIXED, 0, mult, (long)floor(w8 - (b8 - size))};
+        p[mix] = (s_probe_t){.skip = 1, .viol = HUGE_VAL};
+        if (size > 0 && b8 > size && b4 <= size && k.wbudget > 0)
+            rc = s_probe_one(c, pm, &k, pred, &p[mix]);
+    }
+    cnd_model_destroy(&pm);
+    return rc;
 }
 
 /* Size and latency of every (ratio, wbits) before training, and the candidates: per bit width
@@ -550,37 +706,7 @@ static int s_candidates(s_ctx_t *c)
     s_probe_t *pr = calloc((size_t)np, sizeof *pr);
     if (!pr) return CND_ENOMEM;
     fprintf(stderr, "autocompress: sizes before training (exact .cndq bytes, latency):\n");
-    for (int i = 0; i < nw && !rc; i++) {
-        cnd_model_t *pm = NULL;
-        double pred, ratio = i < o->n_ratio ? o->ratio[i] : 0;
-        double mult = i < o->n_ratio ? -1 : o->mult[i - o->n_ratio];
-        if ((rc = s_model(c, ratio, mult, &pm, &pred))) break;
-        for (int b = 0; b < o->n_wbits && !rc; b++) {
-            s_cand_t k = {ratio, 2, 0.5, o->wbits[b], 0, mult};
-            cnd_autoc_result_t r = {0};
-            uint8_t *bytes = NULL;
-            size_t len;
-            if ((rc = s_quantize(c, pm, &k, 0, 0, &r, &bytes, &len))) break;
-            /* no prediction (a graph): latency does not depend on the weights, so the untrained
-             * artifact's measured latency stands in for it */
-            double lat = pred;
-            if (pred < 0 && o->budget.latency_us > 0) rc = s_measure(&lat, bytes, len);
-            free(bytes);
-            if (rc) break;
-            s_probe_t *p = &pr[i * o->n_wbits + b];
-            cnd_autoc_point_t pt = {c->teacher_acc, r.bytes, lat};
-            *p = (s_probe_t){ratio,   cnd_autoc_violation(&o->budget, c->teacher_acc, &pt),
-                             r.bytes, lat,
-                             mult,    o->wbits[b]};
-            char ls[48] = "no latency prediction";
-            if (lat >= 0)
-                snprintf(ls, sizeof ls, "%.1f us %s", lat, pred < 0 ? "measured" : "predicted");
-            fprintf(stderr, "  %s%.3f W%d: %.0f bytes, %s%s\n", mult > 0 ? "--arch x" : "ratio ",
-                    mult > 0 ? mult : ratio, p->wbits, p->bytes, ls,
-                    p->viol == 0 ? "" : "  (misses the budget)");
-        }
-        cnd_model_destroy(&pm);
-    }
+    for (int i = 0; i < nw && !rc; i++) rc = s_probe_width(c, i, &pr[i * o->n_wbits]);
     if (rc) {
         free(pr);
         return rc;
@@ -592,7 +718,8 @@ static int s_candidates(s_ctx_t *c)
         int same = 0;
         for (int j = 0; j < nsel; j++)
             same += sel[j].wbits == pr[i].wbits && (sel[j].mult > 0) == (pr[i].mult > 0);
-        if (any ? (pr[i].viol == 0 && same < o->widths) : nsel < o->widths) sel[nsel++] = pr[i];
+        if (!pr[i].skip && (any ? (pr[i].viol == 0 && same < o->widths) : nsel < o->widths))
+            sel[nsel++] = pr[i];
     }
     free(pr);
     if (!any)
@@ -606,8 +733,8 @@ static int s_candidates(s_ctx_t *c)
     for (int i = 0; i < nsel; i++)
         for (int t = 0; t < o->n_recipe; t++)
             for (int q = 0; q < o->n_qat; q++)
-                c->cand[n++] = (s_cand_t){sel[i].ratio, o->T[t],   o->alpha[t],
-                                          sel[i].wbits, o->qat[q], sel[i].mult};
+                c->cand[n++] = (s_cand_t){sel[i].ratio, o->T[t],     o->alpha[t],   sel[i].wbits,
+                                          o->qat[q],    sel[i].mult, sel[i].wbudget};
     return 0;
 }
 
@@ -710,7 +837,8 @@ static int s_run_candidate(s_ctx_t *c, int ci, int r, cnd_autoc_result_t *res, u
     view.n = (size_t)res->subset < c->tr->n ? (size_t)res->subset : c->tr->n;
     cnd_train_result_t tres;
     if ((rc = cnd_train(pm, &view, NULL, &cfg, &tres))) goto done;
-    if ((rc = s_quantize(c, pm, k, res->subset, 1, res, bytes, len))) goto done;
+    s_cand_t kf = *k; /* s_quantize_fit may lower a mixed weight budget for this run */
+    if ((rc = s_quantize_fit(c, pm, &kf, res->subset, 1, res, bytes, len))) goto done;
     res->params = (double)pm->num_params;
     snprintf(res->spec, sizeof res->spec, "%s", pm->spec);
     if (r >= c->sched.n_rungs - 2 || res->pred_us < 0) /* the finalists */
@@ -868,14 +996,15 @@ static void s_progress(const s_ctx_t *c, const cnd_autoc_result_t *res, int r, i
     char pred[32] = "-", meas[32] = "-";
     if (res->pred_us >= 0) snprintf(pred, sizeof pred, "%.1f us", res->pred_us);
     if (res->meas_us >= 0) snprintf(meas, sizeof meas, "%.1f us", res->meas_us);
-    char wt[32];
+    char wt[32], bt[CND_AUTOC_MAX_LAYERS * 2 + 8];
     cnd_autoc_width_text(wt, sizeof wt, res);
+    cnd_autoc_bits_text(bt, sizeof bt, res);
     fprintf(stderr,
-            "autocompress: rung %d/%d, %d/%d: candidate %d (%s, W%dA8, T %g, alpha %g, "
+            "autocompress: rung %d/%d, %d/%d: candidate %d (%s, %s, T %g, alpha %g, "
             "QAT %d; %d epochs on %ld): val %.4f, %.0f bytes, predicted %s, measured %s, %.1f "
             "s%s\n",
-            r, c->sched.n_rungs - 1, i + 1, n, res->cand, wt, res->wbits, res->T, res->alpha,
-            res->qat, res->epochs, res->subset, res->val_acc, res->bytes, pred, meas, res->seconds,
+            r, c->sched.n_rungs - 1, i + 1, n, res->cand, wt, bt, res->T, res->alpha, res->qat,
+            res->epochs, res->subset, res->val_acc, res->bytes, pred, meas, res->seconds,
             c->best == c->n_res - 1 ? "  (best so far)" : "");
 }
 
@@ -1046,17 +1175,18 @@ int cnd_cmd_autocompress(int argc, char **argv)
     cnd_autoc_point_t p = cnd_autoc_point(&c.res[c.best]);
     int met = cnd_autoc_violation(&o.budget, c.teacher_acc, &p) == 0;
     const cnd_autoc_result_t *b = &c.res[c.best];
-    char lat[96] = "", tst[32] = "", wt[32];
+    char lat[96] = "", tst[32] = "", wt[32], bt[CND_AUTOC_MAX_LAYERS * 2 + 8];
     cnd_autoc_width_text(wt, sizeof wt, b);
+    cnd_autoc_bits_text(bt, sizeof bt, b);
     if (b->pred_us >= 0) snprintf(lat, sizeof lat, ", predicted %.1f us", b->pred_us);
     if (b->meas_us >= 0)
         snprintf(lat + strlen(lat), sizeof lat - strlen(lat), ", measured %.1f us", b->meas_us);
     if (test_acc >= 0) snprintf(tst, sizeof tst, ", test %.4f", test_acc);
     fprintf(stderr,
-            "autocompress: %s: %s/best.cndq, candidate %d (%s, W%dA8, T %g, alpha %g, QAT "
+            "autocompress: %s: %s/best.cndq, candidate %d (%s, %s, T %g, alpha %g, QAT "
             "%d): %.0f bytes, validation %.4f (teacher %.4f, %+.2f points)%s%s; %.0f s%s\n",
             met ? "budget met" : "NO candidate meets the budget; kept the closest", o.out, b->cand,
-            wt, b->wbits, b->T, b->alpha, b->qat, b->bytes, b->val_acc, c.teacher_acc,
+            wt, bt, b->T, b->alpha, b->qat, b->bytes, b->val_acc, c.teacher_acc,
             100.0 * (b->val_acc - c.teacher_acc), tst, lat, cnd_now() - c.t0,
             finished ? "" : " (the search did not finish in time)");
     if (o.json) {

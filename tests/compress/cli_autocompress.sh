@@ -5,7 +5,8 @@
 # fields); budgets refused with the key, unit or device class named (exit 2); an output directory
 # that already holds a search refused without --resume, and with --resume under other settings
 # or a state file whose result does not match its candidate;
-# a budget nothing meets (exit 3, the closest kept); --arch students; a graph teacher (latency measured, not
+# a budget nothing meets (exit 3, the closest kept); --arch students; mixed per-layer bits (fit the
+# budget, kept across --resume); a graph teacher (latency measured, not
 # predicted); a search killed with SIGKILL in the middle
 # leaves a valid best.cndq, and --resume finishes it without running its finished candidates
 # again (SIGTERM the same). Skipped (77) when Debian's Fashion-MNIST is not installed.
@@ -131,7 +132,7 @@ python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); assert s["met"] is 
 "$bin" autocompress "$d/t.cnd" "${small[@]}" --qat 0 --budget size=20KB --out "$d/s" \
   --arch "conv2d(16,3,pad=1) relu maxpool(2) flatten dense(32) relu dense(10)" --width-mults 0.25,0.5 \
   --json > "$d/s.json" 2> "$d/s.err" || fail "--arch search: $(cat "$d/s.err")"
-grep -q -- "--arch x0.500 W8: .*misses the budget" "$d/s.err" || fail "--arch sizes: $(cat "$d/s.err")"
+grep -q -- "--arch x0.500 W8A8: .*misses the budget" "$d/s.err" || fail "--arch sizes: $(cat "$d/s.err")"
 python3 - "$d/s/state.json" <<'PY' || fail "--arch results: $(cat "$d/s/state.json")"
 import json, sys
 st = json.load(open(sys.argv[1]))
@@ -140,6 +141,28 @@ assert st and all(r["width_mult"] == 0.25 and r["ratio"] == 0 for r in st), st
 assert st[0]["spec"] == "conv2d(4,3,pad=1) relu maxpool(2) flatten dense(8) relu dense(10)", st[0]["spec"]
 PY
 expect_refusal "only chain specs" --arch "a=conv2d(8,3) relu add(@a) flatten dense(10)"
+
+# Mixed bits per layer: at 10 KB the ratio-0.5 model misses at 8 bits (about 11.9 KB) and fits
+# at 4 (about 8.5 KB): the mixed probe picks 8 or 4 per layer so that the artifact fits; the
+# bits are in best.json and state.json, and --resume (nothing left to run) reads them back.
+mixed=(--ratios 0.5 --wbits mixed --qat 0 --budget size=10KB --out "$d/m" --json)
+"$bin" autocompress "$d/t.cnd" "${small[@]}" "${mixed[@]}" > "$d/m.json" 2> "$d/m.err" \
+  || fail "mixed search: $(cat "$d/m.err")"
+"$bin" autocompress "$d/t.cnd" "${small[@]}" "${mixed[@]}" --resume > "$d/m2.json" 2> "$d/m2.err" \
+  || fail "mixed resume: $(cat "$d/m2.err")"
+grep -q "resuming: 1 finished candidates" "$d/m2.err" || fail "mixed resume: $(cat "$d/m2.err")"
+python3 - "$d/m.json" "$d/m2.json" "$d/m/best.cndq" <<'PY' || fail "mixed: $(cat "$d/m.json" "$d/m.err")"
+import json, os, sys
+a, b = (json.load(open(f))["best"] for f in sys.argv[1:3])
+assert a["wbits"] == "mixed" and sorted(set(a["layer_wbits"])) == [4, 8], a
+assert len(a["layer_wbits"]) == 4, a  # conv2d, conv2d, dense, dense
+assert a["bytes"] == os.path.getsize(sys.argv[3]) <= 10000, a["bytes"]
+assert b["layer_wbits"] == a["layer_wbits"] and b["bytes"] == a["bytes"], (a, b)
+PY
+grep -q "W\[[48,]*\]A8, T 2" "$d/m.err" || fail "mixed progress line: $(cat "$d/m.err")"
+"$bin" eval "$d/m/best.cndq" > /dev/null || fail "mixed best.cndq does not evaluate"
+expect_refusal "--wbits 8,mixed,8" --wbits 8,mixed,8
+expect_refusal "--wbits mix" --wbits mix
 
 # A graph teacher (residual add): no latency prediction, the measured latency meets the budget.
 "$bin" train --arch "a=conv2d(8,3,pad=1) relu conv2d(8,3,pad=1) add(@a) relu maxpool(2) flatten dense(10)" \

@@ -254,6 +254,85 @@ static void test_state(void)
     cnd_buf_free(&b);
 }
 
+/* Replaces the first `from` in the NUL-terminated t (room for cap bytes) by `to`. */
+static int s_subst(char *t, size_t cap, const char *from, const char *to)
+{
+    char *p = strstr(t, from);
+    size_t lf = strlen(from), lt = strlen(to), rest;
+    if (!p || strlen(t) - lf + lt >= cap) return 0;
+    rest = strlen(p + lf);
+    memmove(p + lt, p + lf, rest + 1);
+    memcpy(p, to, lt);
+    return 1;
+}
+
+/* A mixed result: "wbits": "mixed" and its per-layer bits round-trip; the text form names
+ * them; a mixed result without them, bad bits, or bits on a uniform result are refused; a
+ * state file written before mixed bits (no layer_wbits) still reads. */
+static void test_state_mixed(void)
+{
+    cnd_autoc_result_t r[2], *back = NULL;
+    s_result(&r[0], 0, 0);
+    s_result(&r[1], 1, 0);
+    r[1].wbits = CND_AUTOC_MIXED, r[1].n_wl = 4;
+    r[1].wl[0] = 8, r[1].wl[1] = 4, r[1].wl[2] = 4, r[1].wl[3] = 8;
+    char bt[64];
+    cnd_autoc_bits_text(bt, sizeof bt, &r[1]);
+    CHECK(!strcmp(bt, "W[8,4,4,8]A8"));
+    cnd_autoc_bits_text(bt, sizeof bt, &r[0]);
+    CHECK(!strcmp(bt, "W8A8"));
+    cnd_buf_t b;
+    cnd_buf_init(&b);
+    const char *cfg = "seed=1";
+    cnd_autoc_state_write(&b, cfg, r, 2);
+    CHECK(b.err == 0);
+    int n = 0;
+    CHECK(cnd_autoc_state_read(&back, &n, (const char *)b.data, b.len, cfg, "s.json") == 0);
+    CHECK(n == 2);
+    if (back && n == 2) {
+        CHECK(back[0].wbits == 8 && back[0].n_wl == 0);
+        CHECK(back[1].wbits == CND_AUTOC_MIXED && back[1].n_wl == 4);
+        CHECK(!memcmp(back[1].wl, r[1].wl, 4));
+    }
+    free(back);
+    back = NULL;
+    size_t cap = b.len + 64;
+    char *t = calloc(cap, 1);
+    if (t) {
+        const struct {
+            const char *from, *to, *why;
+        } bad[] = {
+            {"\"layer_wbits\":[8,4,4,8]", "\"layer_wbits\":[8,4,5,8]", "layer_wbits"},
+            {"\"layer_wbits\":[8,4,4,8]", "\"layer_wbits\":[]", "layer_wbits"},
+            {",\"layer_wbits\":[8,4,4,8]", "", "layer_wbits"},
+            {"\"wbits\":\"mixed\"", "\"wbits\":\"mixes\"", "wbits"},
+            {"\"wbits\":\"mixed\"", "\"wbits\":4", "layer_wbits"},
+        };
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            memcpy(t, b.data, b.len);
+            t[b.len] = 0;
+            CHECK(s_subst(t, cap, bad[k].from, bad[k].to));
+            cnd_err_clear();
+            CHECK(cnd_autoc_state_read(&back, &n, t, strlen(t), cfg, "s.json") == CND_EINVAL);
+            CHECK(strstr(cnd_err_detail(), bad[k].why) != NULL);
+            CHECK(back == NULL);
+        }
+        free(t);
+    }
+    cnd_buf_free(&b);
+    /* an old state file: only uniform results, no layer_wbits anywhere */
+    cnd_buf_init(&b);
+    cnd_autoc_state_write(&b, cfg, r, 1);
+    int has = 0;
+    for (size_t k = 0; b.data && k + 11 <= b.len; k++)
+        has |= !memcmp(b.data + k, "layer_wbits", 11);
+    CHECK(b.err == 0 && !has);
+    CHECK(cnd_autoc_state_read(&back, &n, (const char *)b.data, b.len, cfg, "s.json") == 0);
+    CHECK(n == 1 && back && back[0].wbits == 8);
+    free(back);
+    cnd_buf_free(&b);
+}
+
 static void test_report(void)
 {
     cnd_buf_t b;
@@ -266,6 +345,7 @@ static void test_report(void)
     s_result(&r[0], 0, 0);
     s_result(&r[1], 1, 0);
     r[1].bytes = 30000, r[1].val_acc = 0.9;
+    r[1].wbits = CND_AUTOC_MIXED, r[1].n_wl = 2, r[1].wl[0] = 4, r[1].wl[1] = 8;
     cnd_autoc_budget_t bud;
     CHECK(cnd_autoc_budget_parse(&bud, "size=20KB") == 0);
     cnd_autoc_report_t rep = {"m<1>.cnd", "fmnist&x", "size=20000B", &bud, 0.9, 100000,
@@ -282,6 +362,7 @@ static void test_report(void)
         CHECK(strstr(s, "<svg") && strstr(s, "stroke=\"#d00\"")); /* the chosen point ringed */
         CHECK(strstr(s, "no result has this figure"));            /* no measured latency at all */
         CHECK(strstr(s, "Test accuracy of the chosen artifact: 0.8800"));
+        CHECK(strstr(s, "W[4,8]A8") && strstr(s, "W8A8")); /* mixed bits in the table */
         free(s);
     }
     cnd_buf_free(&b);
@@ -296,6 +377,7 @@ int main(void)
     test_ranking();
     test_pareto();
     test_state();
+    test_state_mixed();
     test_report();
     return check_result("test_autocompress");
 }
