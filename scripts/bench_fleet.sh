@@ -10,7 +10,7 @@
 # /proc/PID/stat at create to the total the server reports when it exits); its peak RSS covers
 # the whole run. Prints one markdown table row per size.
 # Past 10,000 devices (issue 20): FLEET_PER_SIM devices per simulator (default 5000); each
-# simulator starts once the previous ones' devices have all reported (at most two connect at
+# simulator starts once the devices of all but the previous one have reported (at most two connect at
 # once: the server has one ZAP handler and a listen backlog of 100); the server holds one file
 # descriptor per device, so the script raises its limit (as root it also raises the hard limit;
 # otherwise it stops with an error naming the limit); and past 20,000 devices the devices connect

@@ -4,7 +4,7 @@
 # factor 2, 5,000 devices per fleet-sim process) on two set-ups, side by side:
 #   sqlite   one `rollout serve`, rollout state in its SQLite database (today's default);
 #   pg-4     four `rollout serve` replicas on one PostgreSQL state (a private server started here,
-#            tests/lib/pg_testutil.sh), devices given all four endpoints (--failover 5): each
+#            tests/lib/pg_testutil.sh), devices given all four endpoints (--failover FLEET_FAILOVER, default 5): each
 #            device starts at the replica its name hashes to, and every replica serves its own
 #            devices (the first one started also makes the wave decisions).
 # "rollout s" runs from `rollout create` to the rollout's completed state; "s per 10k" scales it
@@ -23,6 +23,7 @@ set -euo pipefail
 bin=$1 mkart=$2 work=$3
 sizes=${FLEET_PG_SIZES:-"10000"}
 per=${FLEET_PER_SIM:-5000}
+failover=${FLEET_FAILOVER:-5} # fleet-sim --failover: seconds without a session before the next endpoint
 ulimit -n "$(ulimit -Hn)"
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/lib/pg_testutil.sh"
@@ -73,7 +74,7 @@ for n in $sizes; do
       if [ "$i" -ge 2 ]; then
         while [ "$(q 'select count(*) from fleet_device where profile_ms > 0')" -lt $(( n * (i - 1) / k )) ]; do sleep 0.5; done
       fi
-      /usr/bin/time -f "%M %U %S" -o "$work/time-$setup-$n-$i" "$bin" fleet-sim --devices "$n" --shard "$i/$k" --endpoint "$list" --failover 5 \
+      /usr/bin/time -f "%M %U %S" -o "$work/time-$setup-$n-$i" "$bin" fleet-sim --devices "$n" --shard "$i/$k" --endpoint "$list" --failover "$failover" \
         --coordinator-key "$d/identity.pub" --coordinator-dir "$d" --state "$url" \
         --initial "$work/v1.cndq" --initial-manifest "$work/v1.man" --heartbeat-ms 20000 \
         --duration 1800 --quiet > "$work/sim-$setup-$n-$i.log" 2>&1 &
