@@ -312,7 +312,11 @@ int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_opts_t *o)
     if ((rc = s_parse_labels(s)) || (rc = s_fd_limit(o->count))) goto fail;
     if ((rc = cnd_edge_pool_new(&s->pool))) goto fail;
     s->ctx = zmq_ctx_new();
-    if (!s->ctx || zmq_ctx_set(s->ctx, ZMQ_MAX_SOCKETS, (int)o->count + 64)) {
+    /* With several endpoints a device that fails over dials its next socket while libzmq's
+     * reaper may still hold the closed one (a slot until reaped): a cap of one socket per device
+     * made such a burst fail the whole process ("creating DEALER: Too many open files"). */
+    int max_sockets = (int)o->count * (s->eps.n > 1 ? 2 : 1) + 64;
+    if (!s->ctx || zmq_ctx_set(s->ctx, ZMQ_MAX_SOCKETS, max_sockets)) {
         rc = cnd_errf(CND_EIO, "fleet-sim: zmq context: %s", zmq_strerror(errno));
         goto fail;
     }

@@ -4,16 +4,27 @@
 # factor 2, 5,000 devices per fleet-sim process) on two set-ups, side by side:
 #   sqlite   one `rollout serve`, rollout state in its SQLite database (today's default);
 #   pg-4     four `rollout serve` replicas on one PostgreSQL state (a private server started here,
-#            tests/lib/pg_testutil.sh), devices given all four endpoints (--failover 5): each
+#            tests/lib/pg_testutil.sh), devices given all four endpoints (--failover FLEET_FAILOVER, default 5): each
 #            device starts at the replica its name hashes to, and every replica serves its own
 #            devices (the first one started also makes the wave decisions).
 # "rollout s" runs from `rollout create` to the rollout's completed state; "s per 10k" scales it
 # to 10,000 devices; RSS is each replica's peak (VmHWM) at the end, leader first, and "sessions"
 # the devices each replica had a session with at the end (its last "sessions:" log line). Sizes:
 # FLEET_PG_SIZES (default "10000"). Prints one markdown row per set-up and size.
+# Set-ups: FLEET_PG_SETUPS (default "sqlite pg-4"); pg-R runs R replicas. Past 10,000 devices
+# (issue 20): FLEET_PER_SIM devices per simulator (default 5000), each started once the devices of
+# all but the previous one have reported (at most two simulators connect at once); each server
+# holds one file descriptor per device it serves, so a set-up whose largest server would exceed
+# the limit (ulimit -Hn; 20,000 on the development VM, which cannot raise it) is refused before it
+# starts. Extra columns: the largest replica's RSS once every device is connected (VmRSS), the
+# simulators' summed peak RSS and CPU seconds (GNU time, whole run), and the state's size (the
+# PostgreSQL tables with indexes, or the SQLite file).
 set -euo pipefail
 bin=$1 mkart=$2 work=$3
 sizes=${FLEET_PG_SIZES:-"10000"}
+per=${FLEET_PER_SIM:-5000}
+failover=${FLEET_FAILOVER:-5} # fleet-sim --failover: seconds without a session before the next endpoint
+ulimit -n "$(ulimit -Hn)"
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/tests/lib/pg_testutil.sh"
 mkdir -p "$work"
@@ -27,13 +38,17 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 hwm() { awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo dead; }
 rm -rf "$work/pg"
 pg_start "$work/pg" || { echo "bench_fleet_pg: PostgreSQL did not start" >&2; exit 1; }
-echo "| set-up | devices | replicas | connect s | rollout s | s per 10k devices | replica peak RSS MB (leader first) | sessions per replica | healthy |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| set-up | devices | replicas | connect s | rollout s | s per 10k devices | replica peak RSS MB (leader first) | sessions per replica | healthy | largest replica RSS MB connected | sims peak RSS MB (sum) | sims CPU s | state MB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for n in $sizes; do
   for setup in ${FLEET_PG_SETUPS:-sqlite pg-4}; do
     d="$work/coord-$setup-$n"
     rm -rf "$d"
-    if [ $setup = sqlite ]; then url=sqlite: reps=1; else url=$PG_URL reps=4; fi
+    if [ $setup = sqlite ]; then url=sqlite: reps=1; else url=$PG_URL reps=${setup#pg-}; fi
+    if [ "$(ulimit -Hn)" != unlimited ] && [ $(( n * 11 / 10 / reps + 1024 )) -gt "$(ulimit -Hn)" ]; then
+      echo "bench_fleet_pg: $setup at $n devices: each server would hold about $(( n / reps )) connections, the file descriptor limit is $(ulimit -Hn); use more replicas (pg-R)" >&2
+      continue
+    fi
     if [ $setup != sqlite ]; then
       pg_sql "SET client_min_messages = warning; DROP TABLE IF EXISTS fleet_device, rollout, rollout_manifest, rollout_device, rollout_latency, rollout_presence, condenser_schema; DROP SEQUENCE IF EXISTS rollout_device_chg" > /dev/null
     fi
@@ -51,11 +66,15 @@ for n in $sizes; do
       sleep 1 # the first one started leads
     done
     list=$(IFS=,; echo "${eps[*]}")
-    k=$(( (n + 4999) / 5000 ))
+    k=$(( (n + per - 1) / per ))
     t0=$(date +%s.%N)
     sims=()
+    rm -f "$work"/time-$setup-$n-*
     for i in $(seq 0 $((k - 1))); do
-      "$bin" fleet-sim --devices "$n" --shard "$i/$k" --endpoint "$list" --failover 5 \
+      if [ "$i" -ge 2 ]; then
+        while [ "$(q 'select count(*) from fleet_device where profile_ms > 0')" -lt $(( n * (i - 1) / k )) ]; do sleep 0.5; done
+      fi
+      /usr/bin/time -f "%M %U %S" -o "$work/time-$setup-$n-$i" "$bin" fleet-sim --devices "$n" --shard "$i/$k" --endpoint "$list" --failover "$failover" \
         --coordinator-key "$d/identity.pub" --coordinator-dir "$d" --state "$url" \
         --initial "$work/v1.cndq" --initial-manifest "$work/v1.man" --heartbeat-ms 20000 \
         --duration 1800 --quiet > "$work/sim-$setup-$n-$i.log" 2>&1 &
@@ -64,6 +83,11 @@ for n in $sizes; do
     done
     while [ "$(q 'select count(*) from fleet_device where profile_ms > 0')" != "$n" ]; do sleep 0.5; done
     t1=$(date +%s.%N)
+    rss1=0
+    for p in "${spids[@]}"; do
+      r=$(awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$p/status" 2>/dev/null || echo 0)
+      [ "$r" -gt "$rss1" ] && rss1=$r
+    done
     "$bin" rollout create --dir "$d" --state "$url" --model fm@2 --canary $((n / 100)) --rate $((n / 20)) \
       --factor 2 --device-timeout 300 --abort-failures 5 --abort-min 10 > /dev/null
     while [ "$(q 'select state from rollout where id = 1')" != completed ]; do
@@ -79,11 +103,18 @@ for n in $sizes; do
       sess="$sess${sess:+ / }${k:--}"
     done
     healthy=$(q "select count(*) from rollout_device where state = 'healthy'")
+    if [ $setup = sqlite ]; then
+      db=$(du -cm "$d"/coordinator.db* | awk 'END {print $1}')
+    else
+      db=$(q "select round(sum(pg_total_relation_size(c.oid)) / 1048576.0) from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public' and c.relkind = 'r'")
+    fi
     for p in "${sims[@]}"; do wait "$p" || true; done
+    simc=$(cat "$work"/time-$setup-$n-* | awk '{r += $1; c += $2 + $3} END {printf "%d | %.0f", r / 1024, c}')
     for p in "${spids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     pids=()
-    awk -v s="$setup" -v n="$n" -v r="$reps" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v rss="$rss" -v ss="$sess" -v h="$healthy" 'BEGIN {
-      printf "| %s | %d | %d | %.1f | %.1f | %.1f | %s | %s | %d |\n", s, n, r, t1 - t0, t2 - t1,
-             (t2 - t1) * 10000 / n, rss, ss, h }'
+    awk -v s="$setup" -v n="$n" -v r="$reps" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v rss="$rss" -v ss="$sess" -v h="$healthy" \
+        -v r1="$rss1" -v sm="$simc" -v db="$db" 'BEGIN {
+      printf "| %s | %d | %d | %.1f | %.1f | %.1f | %s | %s | %d | %d | %s | %s |\n", s, n, r, t1 - t0, t2 - t1,
+             (t2 - t1) * 10000 / n, rss, ss, h, r1, sm, db }'
   done
 done

@@ -21,6 +21,7 @@
 #include "rollout_store.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -622,6 +623,26 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
+/* Each connected device holds one file descriptor in this process: raises the soft limit to the
+ * hard one (the shell's default, often 1,024, would stop accepting there) and says how far it goes.
+ */
+static void s_raise_fd_limit(int quiet)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (!quiet && rl.rlim_cur != RLIM_INFINITY)
+        fprintf(stderr,
+                "rollout serve: file descriptor limit %llu: at most about %llu connected devices "
+                "(raise the hard limit, e.g. systemd LimitNOFILE=, for more)\n",
+                (unsigned long long)rl.rlim_cur,
+                (unsigned long long)(rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 0));
+}
+
 static int s_serve(int argc, char **argv)
 {
     const char *dir = s_default_dir(), *state = s_default_state(),
@@ -670,6 +691,7 @@ static int s_serve(int argc, char **argv)
     cnd_log_set_level(level);
     signal(SIGINT, s_on_signal);
     signal(SIGTERM, s_on_signal);
+    s_raise_fd_limit(quiet);
     cnd_rollout_serve_opts_t o = {dir,
                                   endpoint,
                                   epf,
