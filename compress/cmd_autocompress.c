@@ -340,24 +340,6 @@ done:
     return rc;
 }
 
-static int s_meta(cnd_qmodel_t *q, const char *k, const char *v)
-{
-    for (int i = 0; i < q->n_meta; i++)
-        if (!strcmp(q->meta[i].key, k)) {
-            char *nv = strdup(v);
-            if (!nv) return CND_ENOMEM;
-            free(q->meta[i].val);
-            q->meta[i].val = nv;
-            return 0;
-        }
-    if (q->n_meta >= CND_RT_META_MAX) return 0;
-    q->meta[q->n_meta].key = strdup(k);
-    q->meta[q->n_meta].val = strdup(v);
-    if (!q->meta[q->n_meta].key || !q->meta[q->n_meta].val) return CND_ENOMEM;
-    q->n_meta++;
-    return 0;
-}
-
 /* Self-test vectors from the first validation samples (raw pixels through the artifact's
  * lookup table, else int8 inputs quantized by a first build). */
 static int s_selftests(cnd_qmodel_t *q, const cnd_dataset_t *ds, int n)
@@ -498,7 +480,8 @@ static int s_quantize(s_ctx_t *c, const cnd_model_t *pm, const s_cand_t *k, long
     snprintf(rec, sizeof rec, "%s=%.4f bits=%s T=%g alpha=%g qat=%d epochs=%d subset=%ld",
              k->mult > 0 ? "width_mult" : "ratio", k->mult > 0 ? k->mult : k->ratio, bt, k->T,
              k->alpha, k->qat, r->epochs, subset);
-    if ((rc = s_meta(q, "autocompress", rec)) || (rc = s_meta(q, "autocompress_from", o->in)) ||
+    if ((rc = cnd_qmodel_meta_set(q, "autocompress", rec)) ||
+        (rc = cnd_qmodel_meta_set(q, "autocompress_from", o->in)) ||
         (rc = s_selftests(q, c->val, (int)o->selftests)) ||
         (rc = cnd_artifact_serialize(q, bytes, len)) ||
         (rc = cnd_artifact_open(&a, *bytes, *len, "candidate")) ||

@@ -49,24 +49,6 @@ static int s_selftest_inputs(uint8_t **out, int *kind, const cnd_dataset_t *ds, 
     return n;
 }
 
-static int s_meta(cnd_qmodel_t *q, const char *k, const char *v)
-{
-    for (int i = 0; i < q->n_meta; i++)
-        if (!strcmp(q->meta[i].key, k)) {
-            char *nv = strdup(v);
-            if (!nv) return CND_ENOMEM;
-            free(q->meta[i].val);
-            q->meta[i].val = nv;
-            return 0;
-        }
-    if (q->n_meta >= CND_RT_META_MAX) return 0;
-    q->meta[q->n_meta].key = strdup(k);
-    q->meta[q->n_meta].val = strdup(v);
-    if (!q->meta[q->n_meta].key || !q->meta[q->n_meta].val) return CND_ENOMEM;
-    q->n_meta++;
-    return 0;
-}
-
 /* What the command line asked for. */
 typedef struct {
     const char *path, *data, *out, *method_s, *teacher, *test;
@@ -355,13 +337,13 @@ static int s_stamp(s_run_t *r, const s_opts_t *o)
     uint8_t dg[CND_SHA256_BYTES];
     cnd_sha256(dg, r->src, r->srclen);
     int rc;
-    if ((rc = s_meta(r->q, "source_sha256", cnd_hex(hex, dg, sizeof dg)))) return rc;
-    if ((rc = s_meta(r->q, "quant_method", o->method_s))) return rc;
+    if ((rc = cnd_qmodel_meta_set(r->q, "source_sha256", cnd_hex(hex, dg, sizeof dg)))) return rc;
+    if ((rc = cnd_qmodel_meta_set(r->q, "quant_method", o->method_s))) return rc;
     if (o->max_wbytes)
         snprintf(buf, sizeof buf, "W8W4A8");
     else
         snprintf(buf, sizeof buf, "W%ldA8", o->wbits);
-    if ((rc = s_meta(r->q, "quant_scheme", buf))) return rc;
+    if ((rc = cnd_qmodel_meta_set(r->q, "quant_scheme", buf))) return rc;
     if (o->max_wbytes) {
         char bits[3 * CND_SPEC_MAX_LAYERS + 1] = "";
         size_t u = 0;
@@ -371,14 +353,14 @@ static int s_stamp(s_run_t *r, const s_opts_t *o)
                 u += (size_t)snprintf(bits + u, sizeof bits - u, "%s%d", u ? "," : "",
                                       cnd_quant_layer_wbits(&r->plan, i, 8));
         }
-        if ((rc = s_meta(r->q, "weight_bits", bits))) return rc;
+        if ((rc = cnd_qmodel_meta_set(r->q, "weight_bits", bits))) return rc;
     }
     snprintf(buf, sizeof buf, "%ld", o->qat_epochs);
-    if ((rc = s_meta(r->q, "qat_epochs", buf))) return rc;
+    if ((rc = cnd_qmodel_meta_set(r->q, "qat_epochs", buf))) return rc;
     if (o->teacher) {
         snprintf(buf, sizeof buf, "T=%g alpha=%g", o->T, o->alpha);
-        if ((rc = s_meta(r->q, "qat_distilled_from", o->teacher)) ||
-            (rc = s_meta(r->q, "qat_distill", buf)))
+        if ((rc = cnd_qmodel_meta_set(r->q, "qat_distilled_from", o->teacher)) ||
+            (rc = cnd_qmodel_meta_set(r->q, "qat_distill", buf)))
             return rc;
     }
     return 0;
@@ -448,9 +430,9 @@ static int s_evaluate(s_run_t *r, const s_opts_t *o)
            cnd_rt_kernels_name(cnd_rt_get_kernels(r->art->rt)));
     char buf[32];
     snprintf(buf, sizeof buf, "%.4f", evf.acc);
-    if ((rc = s_meta(r->q, "float_test_accuracy", buf))) return rc;
+    if ((rc = cnd_qmodel_meta_set(r->q, "float_test_accuracy", buf))) return rc;
     snprintf(buf, sizeof buf, "%.4f", evq.acc);
-    if ((rc = s_meta(r->q, "test_accuracy", buf))) return rc;
+    if ((rc = cnd_qmodel_meta_set(r->q, "test_accuracy", buf))) return rc;
     if (!o->no_report && (rc = s_report(r, o))) return rc;
     return s_serialize(r, o);
 }

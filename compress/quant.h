@@ -282,6 +282,10 @@ CND_MUST_USE int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, cons
                                   float *const *w_scales, int wbits);
 void cnd_qmodel_destroy(cnd_qmodel_t **q);
 
+/* Sets metadata key k to v in q (replacing an existing value); a new key beyond the artifact's
+ * CND_RT_META_MAX entries is dropped silently. CND_ENOMEM on allocation failure. */
+CND_MUST_USE int cnd_qmodel_meta_set(cnd_qmodel_t *q, const char *k, const char *v);
+
 /* Quantizes raw input samples to the int8 HWC input (through the LUT when every value is an
  * integer in 0..255, else from the normalised float). x_raw is n x (C,H,W) raw values. */
 void cnd_qmodel_input(const cnd_qmodel_t *q, int8_t *x, const float *x_raw);

@@ -345,6 +345,24 @@ static int s_meta(cnd_qmodel_t *q, const cnd_model_t *m)
     return 0;
 }
 
+int cnd_qmodel_meta_set(cnd_qmodel_t *q, const char *k, const char *v)
+{
+    for (int i = 0; i < q->n_meta; i++)
+        if (!strcmp(q->meta[i].key, k)) {
+            char *nv = strdup(v);
+            if (!nv) return CND_ENOMEM;
+            free(q->meta[i].val);
+            q->meta[i].val = nv;
+            return 0;
+        }
+    if (q->n_meta >= CND_RT_META_MAX) return 0;
+    q->meta[q->n_meta].key = strdup(k);
+    q->meta[q->n_meta].val = strdup(v);
+    if (!q->meta[q->n_meta].key || !q->meta[q->n_meta].val) return CND_ENOMEM;
+    q->n_meta++;
+    return 0;
+}
+
 int cnd_qmodel_build(cnd_qmodel_t **out, const cnd_model_t *m, const cnd_qplan_t *plan,
                      const cnd_qrange_t *ranges, const int *w_mse, float *const *w_scales,
                      int wbits)
