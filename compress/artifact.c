@@ -391,3 +391,35 @@ int cnd_artifact_save(const cnd_qmodel_t *q, const char *path)
     free(bytes);
     return rc;
 }
+
+int cnd_artifact_meta(const cnd_artifact_t *a, int i, char *key, size_t kcap, char *val,
+                      size_t vcap)
+{
+    uint32_t body = cnd_le32(a->bytes + CND_RT_H_BODYLEN);
+    size_t off = CND_RT_HEADER_BYTES;
+    while (off + CND_RT_SECTION_HDR <= body) {
+        uint32_t tag = cnd_le32(a->bytes + off), plen = cnd_le32(a->bytes + off + 4);
+        size_t p = off + CND_RT_SECTION_HDR;
+        if (plen > body - p) return 0;
+        if (tag == CND_RT_TAG_META) {
+            cnd_rd_t r;
+            cnd_rd_init(&r, a->bytes + p, plen);
+            uint32_t n = cnd_rd_u32(&r);
+            for (uint32_t e = 0; e < n && !r.err; e++) {
+                uint16_t kl = cnd_rd_u16(&r);
+                const uint8_t *k = cnd_rd_take(&r, kl);
+                uint16_t vl = cnd_rd_u16(&r);
+                const uint8_t *v = cnd_rd_take(&r, vl);
+                if (r.err) return 0;
+                if ((int)e == i) {
+                    snprintf(key, kcap, "%.*s", (int)kl, (const char *)k);
+                    snprintf(val, vcap, "%.*s", (int)vl, (const char *)v);
+                    return 1;
+                }
+            }
+            return 0;
+        }
+        off = p + (((size_t)plen + CND_RT_ALIGN - 1) & ~(size_t)(CND_RT_ALIGN - 1));
+    }
+    return 0;
+}

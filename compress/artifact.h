@@ -52,6 +52,11 @@ void cnd_artifact_destroy(cnd_artifact_t **a);
 /* Runs the embedded self-test; CND_ECORRUPT naming the failing vector on a mismatch. */
 CND_MUST_USE int cnd_artifact_selftest(cnd_artifact_t *a, const char *what);
 
+/* Metadata entry i of an opened artifact (its META section, validated by the loader) into key
+ * and val, truncated to their capacities; 1 when entry i exists, else 0. */
+int cnd_artifact_meta(const cnd_artifact_t *a, int i, char *key, size_t kcap, char *val,
+                      size_t vcap);
+
 /* Maps a runtime error and diagnosis to a CND_E* code with a detail message. */
 int cnd_artifact_err(int rt_code, const cnd_rt_diag_t *d, const char *what);
 

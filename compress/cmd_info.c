@@ -244,6 +244,9 @@ static void s_art_text(const cnd_artifact_t *a, const s_art_view_t *v, const cha
         for (uint32_t i = 0; i < in->n_labels; i++)
             printf(" %s%s", cnd_rt_label(a->rt, i), i + 1 < in->n_labels ? "," : "\n");
     }
+    char k[80], val[1100];
+    for (int i = 0; cnd_artifact_meta(a, i, k, sizeof k, val, sizeof val); i++)
+        printf("%s  %-20s %s\n", i ? "        " : "metadata", k, val);
 }
 
 static void s_art_json(cnd_jw_t *w, const cnd_artifact_t *a, const s_art_view_t *v)
@@ -320,6 +323,14 @@ static void s_art_json(cnd_jw_t *w, const cnd_artifact_t *a, const s_art_view_t 
     cnd_jw_arr(w);
     for (uint32_t i = 0; i < in->n_labels; i++) cnd_jw_str(w, cnd_rt_label(a->rt, i));
     cnd_jw_arr_end(w);
+    cnd_jw_key(w, "metadata");
+    cnd_jw_obj(w);
+    char k[80], val[1100];
+    for (int i = 0; cnd_artifact_meta(a, i, k, sizeof k, val, sizeof val); i++) {
+        cnd_jw_key(w, k);
+        cnd_jw_str(w, val);
+    }
+    cnd_jw_obj_end(w);
     cnd_jw_obj_end(w);
 }
 

@@ -31,7 +31,11 @@ i4=$("$bin" eval "$work/m4.cndq" --json | sed -n 's/.*"accuracy":\([0-9.]*\),"lo
 grep -Eq "^  2 +dense\(64\) +50176 +25088 +[0-9.e+-]+ +4$" "$work/qx.log"
 grep -Eq "^  4 +dense\(10\) +640 +320 +[0-9.e+-]+ +8$" "$work/qx.log"
 grep -q "1 of 2 layers at 4 bits: 25728 weight bytes (budget 26000)" "$work/qx.log"
-"$bin" info "$work/mx.cndq" | grep -q "weight bytes 25728 "
+"$bin" info "$work/mx.cndq" > "$work/infox.log"
+grep -q "weight bytes 25728 " "$work/infox.log"
+grep -Eq "^ +weight_bits +4,8$" "$work/infox.log"
+grep -Eq "^ +quant_scheme +W8W4A8$" "$work/infox.log"
+"$bin" info "$work/mx.cndq" --json | python3 -c 'import json,sys; m = json.load(sys.stdin)["metadata"]; assert m["weight_bits"] == "4,8", m'
 ix=$("$bin" eval "$work/mx.cndq" --json | sed -n 's/.*"accuracy":\([0-9.]*\),"loss".*/\1/p')
 if "$bin" quantize "$work/m.cnd" --max-weight-bytes 100 --out "$work/no.cndq" 2>"$work/no.log"; then
   echo "FAIL: --max-weight-bytes 100 accepted"; exit 1
