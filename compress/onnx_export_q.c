@@ -61,18 +61,21 @@ typedef struct {
     const uint8_t *w, *bias, *mult, *shift; /* into DATA */
 } s_layer_t;
 
+/* A value of the graph: its name, layout and quantization. */
+typedef struct {
+    char name[64];
+    int rank, fc, fh, fw, zp;
+    float s;
+} s_val_t;
+
 typedef struct {
     cnd_onnxw_t e;
     int exact;
-    char cur[64];   /* the value the next layer reads */
-    int rank;       /* its rank: 4 (N, C, H, W) or 2 (N, F) */
-    int fc, fh, fw; /* the (C, H, W) whose CHW flattening the rank-2 value is */
-    char nm[96];    /* scratch for names */
-    struct {        /* per value: 0 = the quantized input, i = layer i's output */
-        char name[64];
-        int rank, fc, fh, fw, zp;
-        float s;
-    } v[CND_RT_MAX_LAYERS + 1];
+    char cur[64];                     /* the value the next layer reads */
+    int rank;                         /* its rank: 4 (N, C, H, W) or 2 (N, F) */
+    int fc, fh, fw;                   /* the (C, H, W) whose CHW flattening the rank-2 value is */
+    char nm[96];                      /* scratch for names */
+    s_val_t v[CND_RT_MAX_LAYERS + 1]; /* 0 = the quantized input, i = layer i's output */
 } s_q_t;
 
 static uint32_t s_u32(const uint8_t *p)
@@ -619,6 +622,7 @@ static int s_concat(s_q_t *q, int i, const s_layer_t *L)
     }
     Onnx__NodeProto *n = s_op(q, i, "Concat", "cat", (const char *[]){in[0], in[1]}, 2);
     cnd_onnxw_attr_ints(&q->e, n, "axis", 1, 0);
+    if (q->rank == 2) q->fc = L->oc; /* (N, F1 + F2) features without planes */
     if (!q->exact) {
         s_qdq(q, i, L->out_s, L->out_zp);
         s_qdq_clamp(q, i, L);
@@ -761,8 +765,15 @@ int cnd_onnx_export_q(const uint8_t *art, size_t len, int exact, uint8_t **out, 
         int from = L.src[0]; /* the loader checked: an earlier layer or the input */
         strcpy(q.cur, q.v[from].name);
         q.rank = q.v[from].rank, q.fc = q.v[from].fc, q.fh = q.v[from].fh, q.fw = q.v[from].fw;
-        if (L.nsrc == 2 && q.rank != 4)
-            rc = cnd_errf(CND_EINVAL, "layer %d: add/concat of flattened values", i);
+        /* the runtime keeps HWC order through a flatten, ONNX CHW: two flattened values line
+         * up only when neither had a plane (a dense layer's output, a gap's) */
+        const s_val_t *v0 = &q.v[L.src[0]], *v1 = &q.v[L.src[L.nsrc - 1]];
+        if (L.nsrc == 2 && (v0->rank != 4 || v1->rank != 4) &&
+            (v0->fh * v0->fw != 1 || v1->fh * v1->fw != 1))
+            rc = cnd_errf(CND_EINVAL,
+                          "layer %d: add/concat of flattened feature maps (their element "
+                          "order differs between the runtime and ONNX)",
+                          i);
         else
             rc = s_layer(&q, i, &L);
         s_keep(&q, i, L.out_zp, L.out_s);

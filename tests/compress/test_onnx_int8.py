@@ -6,7 +6,7 @@ Trains three small Fashion-MNIST models (conv2d with padding and a fused ReLU, m
 pooling, a strided conv, flatten and dense; a W4A8 net with a stand-alone ReLU and global average
 pooling; an MLP; a chain with tanh and hardswish, which the artifact holds as 256-entry
 tables; a graph with depthwise and grouped convolutions, fused relu6, residual adds and a
-concat), quantizes each with 64 self-test vectors, and exports both int8 forms. Checks:
+concat; a dense residual add and concat of feature vectors), quantizes each with 64 self-test vectors, and exports both int8 forms. Checks:
 
 - onnx.checker (full check) accepts both files;
 - the exact form (--qlinear) gives the runtime's int8 logits on every self-test vector (0
@@ -49,6 +49,8 @@ MODELS = [
     ("graph", "conv2d(8,3,stride=2,pad=1) batchnorm relu6 mbconv(2,8,1) mbconv(2,16,2) a=relu "
      "@input conv2d(4,5,stride=4,pad=2) relu concat(@a) conv2d(12,1,groups=4) hardswish gap "
      "dense(10)", []),
+    ("dres", "flatten x=dense(32) relu dense(32) add(@x) relu6 a=dense(16) @x concat(@a) dense(10)",
+     []),
 ]
 
 
