@@ -29,6 +29,7 @@
  */
 #include "agent_daemon.h"
 #include "agent_metrics.h"
+#include "agent_probe.h"
 #include "agent_config.h"
 #include "agent_store.h"
 #include "agent_dp.h"
@@ -99,6 +100,7 @@ typedef struct {
     cnd_astore_t *store;
     cnd_audit_t *audit;
     cnd_client_t *cli;
+    int lock_fd; /* the site's lock (agent_probe.h), held while the agent runs */
     uint64_t seq;
     cnd_seqwin_t win; /* the coordinator's sequence numbers */
     int hello_ok;
@@ -1510,6 +1512,12 @@ static int s_open(s_agent_t *a)
                         a->cfg.certificate, cnd_pubkey_fingerprint(c, a->cert_ci.pubkey),
                         a->cfg.key, cnd_pubkey_fingerprint(k, cnd_identity_pk(a->id)));
     }
+    /* One agent per site: a second one (or doctor --connect) would end this one's session. */
+    char lock[sizeof a->cfg.state + 8];
+    cnd_agent_lock_path(lock, sizeof lock, &a->cfg);
+    if ((rc = cnd_file_lock(lock, 1, &a->lock_fd)))
+        return cnd_err_wrap(rc, "another agent runs for site %s (it holds %s): stop it first",
+                            a->cfg.name, lock);
     if ((rc = cnd_astore_open(&a->store, a->cfg.state, 0))) return rc;
     /* The audit log is signed by the key it was created with ([identity] audit_key after a
      * rotation, else the identity key). */
@@ -1691,6 +1699,7 @@ int cnd_agent_run(const cnd_agent_run_opts_t *o, volatile sig_atomic_t *stop)
     if (!a) return cnd_errf(CND_ENOMEM, "agent: out of memory");
     a->o = o;
     a->seq = cnd_proto_seq_start();
+    a->lock_fd = -1;
     a->hb_ms = 2000;
     cnd_seqwin_init(&a->win);
 #ifdef CND_TEST_HOOKS
@@ -1745,6 +1754,7 @@ out:
     cnd_client_destroy(&a->cli);
     cnd_audit_close(&a->audit);
     cnd_astore_close(&a->store);
+    cnd_file_unlock(&a->lock_fd);
     cnd_identity_destroy(&a->id);
     free(a->cert);
     free(a);

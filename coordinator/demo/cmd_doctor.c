@@ -7,13 +7,15 @@
  * (agent/, crypto/, compress/), a rollout server. The generic checks (permissions, ports,
  * disk, writable directories) and the report are common/doctor.c.
  *
- * Not checked: clock skew against the coordinator. The protocol does carry the coordinator's
- * time (HelloAck.server_unix_ms), but only in answer to a Hello with the site's key and
- * certificate, which opens a session the coordinator logs and audits; doctor does not connect.
- * The running agent compares them at every HelloAck and warns in its log (agent_daemon.c).
+ * Clock skew against the coordinator, and whether it accepts this site, are checked only with
+ * --connect: the coordinator's time comes in its answer to a Hello with the site's key and
+ * certificate (agent_probe.c), which opens a session the coordinator logs and audits, and would
+ * end a running agent's session; so doctor says Hello only when no agent holds the site's lock.
+ * The running agent compares the clocks at every HelloAck and warns in its log (agent_daemon.c).
  * The CA dates and certificate validity doctor checks are against this machine's clock.
  */
 #include "agent_config.h"
+#include "agent_probe.h"
 #include "ca.h"
 #include "cert.h"
 #include "cli.h"
@@ -160,7 +162,88 @@ static void s_data(cnd_doctor_t *r, const char *spec)
     cnd_data_destroy(&ds);
 }
 
-static void s_agent(cnd_doctor_t *r, const char *config, const char *metrics)
+#define S_SKEW_WARN 30  /* the agent's own warning threshold (agent_daemon.c) */
+#define S_SKEW_FAIL 300 /* certificates issued "now" look not yet valid to the other side */
+
+static void s_skew(cnd_doctor_t *r, const cnd_agent_probe_t *p)
+{
+    long long s = p->skew_s, a = s < 0 ? -s : s;
+    const char *fix = "synchronise the clocks of this machine and the coordinator's "
+                      "(systemd-timesyncd or chrony)";
+    if (!p->has_time) {
+        cnd_doctor_add(r, CND_DOCTOR_WARN, "clock skew", "upgrade the coordinator",
+                       "the coordinator's answer carries no time");
+        return;
+    }
+    cnd_doctor_status_t st = a > S_SKEW_FAIL   ? CND_DOCTOR_FAIL
+                             : a > S_SKEW_WARN ? CND_DOCTOR_WARN
+                                               : CND_DOCTOR_OK;
+    cnd_doctor_add(r, st, "clock skew", st == CND_DOCTOR_OK ? NULL : fix,
+                   "this machine's clock is %lld s %s the coordinator's (it sends whole "
+                   "seconds; answer in %.0f ms; warned above %d s, failed above %d s)",
+                   a,
+                   s > 0   ? "ahead of"
+                   : s < 0 ? "behind"
+                           : "level with",
+                   p->rtt_s * 1000, S_SKEW_WARN, S_SKEW_FAIL);
+}
+
+/* --connect: one Hello with the site's identity (agent_probe.h). */
+static void s_connect(cnd_doctor_t *r, const cnd_agent_config_t *c)
+{
+    cnd_agent_probe_t p;
+    if (cnd_agent_probe(&p, c, 5000) != 0) {
+        cnd_doctor_add(r, CND_DOCTOR_FAIL, "coordinator", "correct the file named", "%s",
+                       cnd_err_detail());
+        return;
+    }
+    char lock[CND_AGENT_PATH_MAX + 8];
+    cnd_agent_lock_path(lock, sizeof lock, c);
+    const char *ep = c->endpoint;
+    switch (p.outcome) {
+    case CND_PROBE_AGENT_RUNNING:
+        cnd_doctor_add(r, CND_DOCTOR_WARN, "coordinator",
+                       "stop the agent to run this check, or read its log: it warns of clock "
+                       "skew at every connection",
+                       "not connected: an agent runs for site %s (it holds %s), and a second "
+                       "hello would end its session",
+                       c->name, lock);
+        return;
+    case CND_PROBE_NO_SESSION:
+        cnd_doctor_add(r, CND_DOCTOR_FAIL, "coordinator",
+                       "check [coordinator] endpoint and public_key, that the coordinator runs, "
+                       "and the firewall",
+                       "%s: no CurveZMQ session within 5 s (not reachable, or not the "
+                       "coordinator whose key is configured)",
+                       ep);
+        return;
+    case CND_PROBE_KEY_REFUSED:
+        cnd_doctor_add(r, CND_DOCTOR_FAIL, "coordinator",
+                       "ask the federation operator to enrol this site's key (condenser site "
+                       "add)",
+                       "%s refused this site's key at the handshake", ep);
+        return;
+    case CND_PROBE_NO_ANSWER:
+        cnd_doctor_add(r, CND_DOCTOR_FAIL, "coordinator",
+                       "look at the coordinator's log for this site's hello",
+                       "%s: a session, but no answer to this site's hello within 5 s", ep);
+        return;
+    case CND_PROBE_REFUSED:
+        cnd_doctor_add(r, CND_DOCTOR_FAIL, "coordinator",
+                       "do what the coordinator's reason says (often: install a renewed "
+                       "certificate)",
+                       "%s refused this site's hello: %s", ep, p.refusal);
+        return;
+    case CND_PROBE_ACCEPTED:
+        cnd_doctor_add(r, CND_DOCTOR_OK, "coordinator", NULL,
+                       "%s: coordinator %s accepted this site's key and certificate", ep,
+                       p.coordinator);
+        s_skew(r, &p);
+        return;
+    }
+}
+
+static void s_agent(cnd_doctor_t *r, const char *config, const char *metrics, int connect)
 {
     cnd_agent_config_t c;
     if (cnd_agent_config_load(&c, config) != 0) {
@@ -182,13 +265,14 @@ static void s_agent(cnd_doctor_t *r, const char *config, const char *metrics)
     if (r->counts[CND_DOCTOR_FAIL] == fails) cnd_doctor_disk(r, "disk space", sd);
     if (strcmp(c.work, sd) != 0) cnd_doctor_writable(r, "teacher cache", c.work);
     if (metrics && metrics[0]) cnd_doctor_port(r, "metrics port", metrics);
+    if (connect) s_connect(r, &c);
 }
 
 int cnd_cmd_doctor(int argc, char **argv)
 {
     const char *coord = NULL, *agent = NULL, *rollout = NULL, *config = NULL, *endpoint = NULL;
     const char *metrics = NULL;
-    int json = 0;
+    int json = 0, connect = 0;
     const cnd_opt_t opts[] = {
         {"coordinator", CND_OPT_STR, &coord, "DIR", "check a coordinator directory"},
         {"agent", CND_OPT_STR, &agent, "CONFIG", "check a site agent by its configuration"},
@@ -198,18 +282,25 @@ int cnd_cmd_doctor(int argc, char **argv)
         {"endpoint", CND_OPT_STR, &endpoint, "EP",
          "the endpoint it will listen on (default the daemon's: tcp://127.0.0.1:7700 or :7710)"},
         {"metrics", CND_OPT_STR, &metrics, "HOST:PORT", "the metrics address it will listen on"},
+        {"connect", CND_OPT_FLAG, &connect, NULL,
+         "agent: say hello to the coordinator with the site's identity (reachable, key and "
+         "certificate accepted, clock skew); not while the site's agent runs"},
         {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
         {0}};
     const cnd_cli_t cli = {
-        "condenser doctor --coordinator DIR | --agent CONFIG | --rollout DIR | --config FILE "
-        "[--json]",
+        "condenser doctor --coordinator DIR | --agent CONFIG [--connect] | --rollout DIR | "
+        "--config FILE [--json]",
         "Checks a node before its daemon runs and says what to fix: key file permissions (no "
         "group or other access), the key itself, certificate validity and days left (agent), "
         "the federation CA and revocation list dates, that the ports are free, disk space, "
         "that the state directory is writable, that the database opens (coordinator) and that "
         "the data is readable (agent). Each check prints OK, WARN or FAIL; the exit status is "
-        "1 when any check fails. Clock skew against the coordinator is not checked here (doctor "
-        "does not connect); the running agent warns about it in its log.",
+        "1 when any check fails. With --connect an agent's check also says hello to the "
+        "coordinator as the agent would (one session, logged and audited there): whether it is "
+        "reachable, accepts this site's key and certificate, and the clock skew between the "
+        "two machines (WARN above 30 s, FAIL above 300 s). It does not connect while the site's "
+        "agent runs (a second hello would end its session); the running agent warns about "
+        "skew in its log.",
         opts, 0, 0};
     int npos;
     char **pos;
@@ -219,6 +310,8 @@ int cnd_cmd_doctor(int argc, char **argv)
         return cnd_errf(CND_EINVAL,
                         "give one of --coordinator DIR, --agent CONFIG, --rollout DIR or "
                         "--config FILE (try --help)");
+    if (connect && !agent)
+        return cnd_errf(CND_EINVAL, "--connect checks an agent: give --agent CONFIG with it");
     s_daemon_conf_t dc;
     memset(&dc, 0, sizeof dc);
     if (config) {
@@ -245,7 +338,7 @@ int cnd_cmd_doctor(int argc, char **argv)
     else if (rollout)
         s_coordinator(r, rollout, endpoint ? endpoint : "tcp://127.0.0.1:7710", metrics, 1);
     else
-        s_agent(r, agent, metrics);
+        s_agent(r, agent, metrics, connect);
     cnd_doctor_print(r, json);
     size_t fails = r->counts[CND_DOCTOR_FAIL];
     free(r);

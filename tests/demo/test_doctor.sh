@@ -4,7 +4,9 @@
 # others, a port another process holds, a certificate that has expired (the injected clock,
 # CND_TEST_CLOCK_FILE, moves doctor 3 days past a 1-day certificate), a missing data file, a
 # state directory that does not exist. --json agrees with the text. Then the agent's clock-skew
-# warning (HelloAck's time against its own), which doctor leaves to the agent.
+# warning (HelloAck's time against its own), doctor --connect (reachable, the site accepted, the
+# skew: OK level, WARN 60 s, FAIL 600 s; FAIL with no coordinator or an unenrolled key; not
+# connecting while the agent runs), and a second agent for the same site refused.
 set -euo pipefail
 bin=$1
 w=$(mktemp -d /tmp/cnd_doctor.XXXXXX)
@@ -141,5 +143,55 @@ echo 600 > "$w/clock"
 hello "$w/agent-skew.log" CND_TEST_CLOCK_FILE="$w/clock"
 grep -qE "warn agent site-a: warning: this machine's clock is (59[0-9]|60[0-9]) s ahead of the coordinator's" "$w/agent-skew.log" ||
   { cat "$w/agent-skew.log" >&2; fail "no clock-skew warning 600 s ahead"; }
+# doctor --connect: one hello with the site's identity.
+"$bin" doctor --agent "$s/agent.ini" --connect > "$w/conn.txt" || { cat "$w/conn.txt" >&2; fail "doctor --connect"; }
+expect OK coordinator "accepted this site's key and certificate" "$w/conn.txt"
+expect OK "clock skew" "[01] s (ahead of|behind|level with) the coordinator's" "$w/conn.txt"
+echo 60 > "$w/clock"
+CND_TEST_CLOCK_FILE="$w/clock" "$bin" doctor --agent "$s/agent.ini" --connect > "$w/conn60.txt" ||
+  { cat "$w/conn60.txt" >&2; fail "a 60 s skew is a warning, not a failure"; }
+expect WARN "clock skew" "(59|60|61) s ahead of the coordinator's" "$w/conn60.txt"
+grep -A1 "^WARN *clock skew" "$w/conn60.txt" | grep -q "fix: synchronise" || fail "no fix for skew"
+echo -600 > "$w/clock"
+rc=0; CND_TEST_CLOCK_FILE="$w/clock" "$bin" doctor --agent "$s/agent.ini" --connect --json > "$w/conn600.json" || rc=$?
+[ $rc = 1 ] || fail "doctor --connect exited $rc with the clock 600 s behind"
+python3 - "$w/conn600.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+c = {x["name"]: x for x in j["checks"]}
+assert c["coordinator"]["status"] == "OK", c
+assert c["clock skew"]["status"] == "FAIL" and "behind" in c["clock skew"]["what"], c
+PY
+grep -q "said hello" "$w/coordinator.log" || fail "the coordinator logged no hello from doctor"
+# A site with a CA certificate the coordinator never enrolled.
+b="$w/site-b"
+"$bin" keygen --out "$b" > /dev/null
+"$bin" ca issue --dir "$w/ca" --name site-b --role site --pubkey "$b/identity.pub" --out "$b/site.pem" > /dev/null
+cp "$s/images.idx" "$s/labels.idx" "$b/"
+mkdir "$b/state"
+sed -e 's/site-a/site-b/' "$s/agent.ini" > "$b/agent.ini"
+rc=0; "$bin" doctor --agent "$b/agent.ini" --connect > "$w/connb.txt" || rc=$?
+[ $rc = 1 ] || { cat "$w/connb.txt" >&2; fail "doctor --connect exited $rc for an unenrolled site"; }
+grep -qE "^FAIL +coordinator: .*refused this site's (key|hello)" "$w/connb.txt" || { cat "$w/connb.txt" >&2; fail "unenrolled site"; }
+# While the agent runs, doctor does not say hello (it would end the agent's session), and a
+# second agent for the same site is refused at start.
+"$bin" agent --config "$s/agent.ini" --max-seconds 60 2> "$w/agent-run.log" &
+a=$!
+for _ in $(seq 300); do grep -q "connected to coordinator" "$w/agent-run.log" && break; sleep 0.1; done
+"$bin" doctor --agent "$s/agent.ini" --connect > "$w/connrun.txt" || { cat "$w/connrun.txt" >&2; fail "doctor --connect beside the agent"; }
+expect WARN coordinator "not connected: an agent runs for site site-a" "$w/connrun.txt"
+rc=0; "$bin" agent --config "$s/agent.ini" --max-seconds 5 2> "$w/agent-two.log" || rc=$?
+[ $rc != 0 ] || fail "a second agent for the same site started"
+grep -q "another agent runs for site site-a" "$w/agent-two.log" || { cat "$w/agent-two.log" >&2; fail "second agent's reason"; }
+sleep 1
+kill -0 "$a" 2> /dev/null || { cat "$w/agent-run.log" >&2; fail "the first agent stopped"; }
+grep -q "DUPLICATE SESSION" "$w/coordinator.log" && fail "a second session while the agent ran"
+kill "$a"; wait "$a" 2> /dev/null || true
 kill "$holder"; wait "$holder" 2> /dev/null || true; holder=
+# No coordinator: no session within 5 s.
+rc=0; "$bin" doctor --agent "$s/agent.ini" --connect > "$w/conndown.txt" || rc=$?
+[ $rc = 1 ] || fail "doctor --connect exited $rc without a coordinator"
+expect FAIL coordinator "no CurveZMQ session within 5 s" "$w/conndown.txt"
+rc=0; "$bin" doctor --coordinator "$c" --connect > /dev/null 2> "$w/connarg.err" || rc=$?
+[ $rc != 0 ] && grep -q "connect checks an agent" "$w/connarg.err" || fail "--connect without --agent"
 echo "ok: doctor"
