@@ -146,8 +146,8 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
         "straight-through gradients through the fake-quantized model, clipped to --dp-clip, "
         "Gaussian noise; E is the total for each record, composing the float model's own DP "
         "training (its metadata) with the QAT steps, and the QAT noise is solved for it. Under DP "
-        "the activation ranges come from --calib-data (public samples) and stay fixed "
-        "(docs/privacy.md).",
+        "the activation ranges come from --calib-data (public samples) and stay fixed; --dp-delta "
+        "defaults to the model's (docs/privacy.md).",
         opts, 1, 1};
     int npos;
     char **pos;
