@@ -42,8 +42,6 @@ int cnd_dpsgd_new(cnd_dpsgd_t **out, cnd_model_t *m, int cap_B)
 
 int cnd_dpsgd_check_model(const cnd_model_t *m)
 {
-    if (m->hooks)
-        return cnd_errf(CND_EINVAL, "DP-SGD cannot run with quantization-aware training hooks");
     int refused = cnd_model_refuse_graph(m, "DP-SGD");
     if (refused) return refused;
     for (int i = 0; i < m->n_layers; i++)
@@ -112,14 +110,30 @@ void cnd_dpsgd_destroy(cnd_dpsgd_t **pd)
     *pd = NULL;
 }
 
+/* Layer i's weights as its forward pass used them: fake-quantized under QAT hooks. */
+static const float *s_weights(const cnd_model_t *m, int i)
+{
+    const cnd_model_hooks_t *h = m->hooks;
+    const float *w = m->params + m->layers[i].param_off;
+    if (h && h->weights && m->layers[i].n_weights) w = h->weights(h->ctx, i, w);
+    return w;
+}
+
 /* The first pass: model.c's backward loop, keeping each weighted layer's output gradient and
  * collecting per-sample squared norms in d->norm2. m->grads receive the unclipped sum (unused). */
 static void s_first_pass(cnd_dpsgd_t *d, cnd_model_t *m, const float *dlogits, int B)
 {
+    const cnd_model_hooks_t *h = m->hooks;
     const float *dout = dlogits;
+    if (h && h->act_backward) { /* the hook edits gradients in place: copy the caller's */
+        memcpy(m->dbuf[1], dlogits, (size_t)B * m->n_classes * sizeof(float));
+        dout = m->dbuf[1];
+    }
     memset(d->norm2, 0, (size_t)B * sizeof *d->norm2);
     for (int i = m->n_layers - 1; i >= m->first_param_layer; i--) {
         cnd_layer_t *l = &m->layers[i];
+        /* before skipping an alias: a fused relu's fake-quantization mask applies here */
+        if (h && h->act_backward) h->act_backward(h->ctx, i, (float *)(uintptr_t)dout, B);
         if (l->alias) continue;
         const float *in = i ? m->acts[i - 1] : m->last_in;
         float *din =
@@ -131,7 +145,7 @@ static void s_first_pass(cnd_dpsgd_t *d, cnd_model_t *m, const float *dlogits, i
             l->sample_grads = d->grads[i];
         }
         cnd_layer_ops(l->type)->backward(l, din, m->grads + l->param_off, dout, in, m->acts[i],
-                                         m->params + l->param_off, m->work, B);
+                                         s_weights(m, i), m->work, B);
         l->sample_norm2 = NULL;
         l->sample_grads = NULL;
         dout = din;
@@ -182,7 +196,7 @@ void cnd_dpsgd_accumulate(cnd_dpsgd_t *d, cnd_model_t *m, const float *dlogits, 
         s_scale_rows(l, d->saved[i], s, B);
         const float *in = i ? m->acts[i - 1] : m->last_in;
         cnd_layer_ops(l->type)->backward(l, NULL, d->sum + l->param_off, d->saved[i], in,
-                                         m->acts[i], m->params + l->param_off, m->work, B);
+                                         m->acts[i], s_weights(m, i), m->work, B);
     }
 }
 

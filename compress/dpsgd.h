@@ -20,7 +20,15 @@
  * Randomness: the sampling and the noise come from OpenSSL's CSPRNG (RAND_bytes), never from
  * the seeded generator, so knowing the run's --seed does not reveal them; a DP run is therefore
  * not bit-reproducible. Models with batchnorm (a sample's gradient depends on the others in its
- * batch) or with quantization hooks are refused.
+ * batch) are refused.
+ *
+ * Quantization-aware training (quant_fq.c hooks, model.h): both passes call the hooks as the
+ * model's own backward does, so the per-sample gradients are those of the fake-quantized
+ * forward with the straight-through estimator: weight gradients from the fake-quantized
+ * inputs, input gradients through the fake-quantized weights, zero where an activation was
+ * clipped. A sample's fake quantization must not depend on the other samples of its batch:
+ * fixed ranges, observers off (they move the ranges with each batch's min/max, unnoised;
+ * quant_qat.c turns them off under DP).
  */
 #ifndef CND_DPSGD_H
 #define CND_DPSGD_H
@@ -46,10 +54,10 @@ typedef struct {
 typedef struct cnd_dpsgd cnd_dpsgd_t;
 
 /* Whether m can be trained with DP-SGD: 0, or CND_EINVAL with a detail naming the layer at
- * fault (batchnorm) or the quantization hooks. */
+ * fault (batchnorm) or the graph. */
 CND_MUST_USE int cnd_dpsgd_check_model(const cnd_model_t *m);
 
-/* Checks that m can be trained with DP-SGD (no batchnorm, no hooks) and allocates the state
+/* Checks that m can be trained with DP-SGD (no batchnorm) and allocates the state
  * for batches up to cap_B samples. Sets m->no_fuse (layer.h: the conv's own output gradient is
  * needed). Returns 0 and an owned object, CND_EINVAL with a detail naming the layer at fault,
  * or CND_ENOMEM. */

@@ -216,13 +216,20 @@ typedef struct {
     cnd_loss_fn loss; /* NULL = cross-entropy on labels; a distillation loss plugs in
                        * here exactly as for cnd_train (train.h) */
     void *loss_ctx;
+    const cnd_optim_cfg_t *optim; /* NULL: Adam at lr; else this optimizer (its own lr) */
+    /* DP-SGD (dpsgd.h, train.h) when dp.clip > 0: the per-sample gradients go through the
+     * fake-quantized forward (straight-through), and the observers stay off (the ranges are
+     * the calibrated ones throughout: an observer's batch min/max would leave the records'
+     * values in the artifact without noise). */
+    cnd_dpsgd_cfg_t dp;
+    cnd_train_result_t *result; /* NULL, or receives the run's result (steps, dp_epsilon) */
 } cnd_qat_cfg_t;
 
 /* Fine-tunes folded model m with fake quantization (weights per channel at wbits, activations
- * at every point, observers on) on normalised `train` (val may be NULL). ranges holds the
- * calibrated ranges on entry and the observers' final ranges on return; w_scales[i] receives a
- * new array of per-channel weight scales for each dense/conv2d layer i (NULL elsewhere; free
- * with cnd_quant_free_scales) for cnd_qmodel_build. */
+ * at every point, observers on unless under DP-SGD) on normalised `train` (val may be NULL).
+ * ranges holds the calibrated ranges on entry and the observers' final ranges on return;
+ * w_scales[i] receives a new array of per-channel weight scales for each dense/conv2d layer i
+ * (NULL elsewhere; free with cnd_quant_free_scales) for cnd_qmodel_build. */
 CND_MUST_USE int cnd_quant_qat(cnd_model_t *m, const cnd_qplan_t *plan, cnd_qrange_t *ranges,
                                const int *w_mse, float **w_scales, int wbits,
                                const cnd_dataset_t *train, const cnd_dataset_t *val,

@@ -5,7 +5,11 @@
  * (quant_fq.c): forward passes see quantized weights and activations, backward passes use the
  * clipped straight-through gradient, and observers move each activation range with the data.
  * Because the loop and its loss callback are the plain ones, a distillation loss (train.h's
- * cnd_loss_fn) combines with QAT without any code here knowing about it.
+ * cnd_loss_fn) combines with QAT without any code here knowing about it, and so does DP-SGD
+ * (dpsgd.h): its per-sample backward passes run through the same hooks, so each record's
+ * clipped gradient is the straight-through gradient of the fake-quantized model. Under DP the
+ * observers are off: the activation ranges stay the calibrated ones (from public samples, as
+ * the caller arranges), since a moving min/max of the private batches is not noised.
  */
 #include "quant.h"
 #include "train.h"
@@ -26,12 +30,14 @@ int cnd_quant_qat(cnd_model_t *m, const cnd_qplan_t *plan, cnd_qrange_t *ranges,
 {
     for (int i = 0; i < m->n_layers; i++) w_scales[i] = NULL;
     cnd_fq_t *fq = NULL;
-    int rc = cnd_fq_new(&fq, m, plan, ranges, w_mse, wbits, 1, plan->n_points);
+    int dp = cfg->dp.clip > 0;
+    int rc = cnd_fq_new(&fq, m, plan, ranges, w_mse, wbits, !dp, plan->n_points);
     if (rc) return rc;
     cnd_train_cfg_t tc = cnd_train_defaults();
     tc.epochs = cfg->epochs;
     tc.batch = cfg->batch;
-    tc.optim = cnd_optim_defaults(CND_OPT_ADAM, cfg->lr);
+    tc.optim = cfg->optim ? *cfg->optim : cnd_optim_defaults(CND_OPT_ADAM, cfg->lr);
+    tc.dp = cfg->dp;
     tc.sched = CND_SCHED_COSINE;
     tc.seed = cfg->seed;
     tc.verbose = cfg->verbose;
@@ -39,6 +45,7 @@ int cnd_quant_qat(cnd_model_t *m, const cnd_qplan_t *plan, cnd_qrange_t *ranges,
     tc.loss_ctx = cfg->loss_ctx;
     cnd_train_result_t res;
     if ((rc = cnd_train(m, train, val, &tc, &res))) goto done;
+    if (cfg->result) *cfg->result = res;
     cnd_fq_ranges(fq, ranges);
     for (int i = 0; i < m->n_layers; i++) {
         const cnd_layer_t *l = &m->layers[i];

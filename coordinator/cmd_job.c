@@ -737,12 +737,44 @@ static void s_show_waiting(const s_job_view_t *v, const cnd_round_rec_t *r)
         printf("       session ended mid-round (dropouts): %s\n", names);
 }
 
+/* The job's DP mode as `job show` names it. */
+static const char *s_dp_mode(const cnd_job_spec_t *j)
+{
+    if (!(j->dp_clip > 0)) return "none";
+    return j->dp_mode == CND_JOB_DP_DISTRIBUTED ? "distributed" : "local";
+}
+
+/* The privacy line of `job show`: the DP mode and its parameters, from the recipe. */
+static void s_show_dp(const cnd_job_spec_t *j)
+{
+    if (!(j->dp_clip > 0)) {
+        printf("privacy: no differential privacy (secure aggregation only)\n");
+        return;
+    }
+    int ddp = j->dp_mode == CND_JOB_DP_DISTRIBUTED;
+    printf("privacy: %s, noise multiplier %.6g, clip %g (%s), delta %g", s_dp_mode(j), j->dp_noise,
+           j->dp_clip, ddp ? "each site's round update" : "per-sample gradient", j->dp_delta);
+    if (j->dp_target_eps > 0) printf(", target epsilon %g", j->dp_target_eps);
+    if (ddp)
+        printf(", min survivors %u (site-level DP of any sum of at least that many sites)",
+               j->dp_min_survivors);
+    else if (j->dp_assumed_n)
+        printf(" for a site of %llu records (record-level DP-SGD at every site; each site "
+               "computes its own spend)",
+               (unsigned long long)j->dp_assumed_n);
+    else
+        printf(" (record-level DP-SGD at every site; each site computes its own spend)");
+    printf("%s\n", j->qat_rounds ? "; QAT rounds train under the same DP" : "");
+}
+
 static void s_show_text(const s_job_view_t *v)
 {
     const cnd_job_rec_t *job = &v->job;
     printf("job %lld \"%s\": %s%s%s\n", v->id, job->name, job->state, job->reason[0] ? ": " : "",
            job->reason);
-    printf("recipe %s\n\n", job->spec_json);
+    printf("recipe %s\n", job->spec_json);
+    if (v->have_spec) s_show_dp(&v->spec);
+    printf("\n");
     printf("%-6s %-4s %-9s %-10s %-6s %-9s %-8s %-8s %-8s %-8s %s\n", "round", "try", "phase",
            "outcome", "sites", "survived", "acc", "loss", "secagg_s", "total_s", "reason");
     for (size_t i = 0; i < v->nr; i++) {
@@ -869,6 +901,36 @@ static void s_json_model(cnd_jw_t *w, const cnd_model_rec_t *m)
     cnd_jw_obj_end(w);
 }
 
+/* "privacy": the DP mode and its parameters (null where the mode has none). */
+static void s_json_dp(cnd_jw_t *w, const cnd_job_spec_t *j)
+{
+    int on = j->dp_clip > 0, ddp = on && j->dp_mode == CND_JOB_DP_DISTRIBUTED;
+    cnd_jw_key(w, "privacy");
+    cnd_jw_obj(w);
+    cnd_jw_key(w, "dp_mode"); /* none | local (DP-SGD at each site) | distributed */
+    cnd_jw_str(w, s_dp_mode(j));
+    const char *k[] = {"noise_multiplier", "clip", "delta", "target_epsilon"};
+    double x[] = {j->dp_noise, j->dp_clip, j->dp_delta, j->dp_target_eps};
+    for (int i = 0; i < 4; i++) {
+        cnd_jw_key(w, k[i]);
+        if (on && (i < 3 || x[i] > 0))
+            cnd_jw_double(w, x[i]);
+        else
+            cnd_jw_null(w);
+    }
+    cnd_jw_key(w, "min_survivors");
+    if (ddp)
+        cnd_jw_int(w, j->dp_min_survivors);
+    else
+        cnd_jw_null(w);
+    cnd_jw_key(w, "assumed_site_samples");
+    if (on && !ddp && j->dp_assumed_n)
+        cnd_jw_int(w, (int64_t)j->dp_assumed_n);
+    else
+        cnd_jw_null(w);
+    cnd_jw_obj_end(w);
+}
+
 static int s_show_json(const s_job_view_t *v)
 {
     cnd_jw_t w;
@@ -884,6 +946,7 @@ static int s_show_json(const s_job_view_t *v)
     cnd_jw_str(&w, v->job.reason);
     cnd_jw_key(&w, "recipe");
     cnd_jw_raw(&w, v->job.spec_json);
+    if (v->have_spec) s_json_dp(&w, &v->spec);
     cnd_jw_key(&w, "rounds");
     cnd_jw_arr(&w);
     for (size_t i = 0; i < v->nr; i++) s_json_round(&w, &v->rounds[i], v);
@@ -908,7 +971,9 @@ static int s_show(int argc, char **argv)
                               {"json", CND_OPT_FLAG, &json, NULL, "print JSON"},
                               {0}};
     const cnd_cli_t cli = {"condenser job show ID [--dir DIR] [--json]",
-                           "Shows a job: its recipe, every round (phase, outcome, participants, "
+                           "Shows a job: its recipe and privacy (DP mode, noise multiplier, clip, "
+                           "delta, target epsilon, min survivors), every round (phase, outcome, "
+                           "participants, "
                            "metrics, time per phase; for the round in flight, whom its phase "
                            "waits for) and its model versions with digests.",
                            opts, 1, 1};

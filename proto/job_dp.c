@@ -46,11 +46,9 @@ int cnd_job_dp_check(const cnd_job_spec_t *j)
         return cnd_errf(CND_EINVAL, "job: unknown DP mode %u", j->dp_mode);
     if (j->dp_min_survivors)
         return cnd_errf(CND_EINVAL, "job: dp_min_survivors is for distributed DP only");
-    if (j->qat_rounds)
-        return cnd_errf(CND_EINVAL,
-                        "job: %u QAT rounds, but quantization-aware training cannot "
-                        "run under DP-SGD (the artifact is calibrated after training)",
-                        j->qat_rounds);
+    /* QAT rounds train with DP-SGD like the others (the per-sample gradients go through the
+     * fake quantization, compress/dpsgd.h) and are counted like them; their quantizer comes
+     * from the coordinator's public calibration samples (compress/quant_fed.h). */
     return 0;
 }
 

@@ -46,9 +46,8 @@ CND_MUST_USE int cnd_job_ddp_mech(const cnd_job_spec_t *j, uint64_t dim, uint64_
 
 /* The DP fields of j: none (dp_clip 0 and all others 0), or noise in (0, 1e4], clip in
  * (0, 1e6], delta in (0, 0.01], target in [0, 1e6], assumed_n <= 2^40, and either DP-SGD at
- * each site (mode local, min_survivors 0, no QAT rounds) or distributed DP (min_survivors in
- * [1, sites_per_round]).
- * Returns 0 or CND_EINVAL naming the field. */
+ * each site (mode local, min_survivors 0; QAT rounds train under it too) or distributed DP
+ * (min_survivors in [1, sites_per_round]). Returns 0 or CND_EINVAL naming the field. */
 CND_MUST_USE int cnd_job_dp_check(const cnd_job_spec_t *j);
 
 /* A site with n >= 1 records: its sampling rate and its DP-SGD steps per round (above). */

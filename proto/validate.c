@@ -263,16 +263,12 @@ static int s_dp(cnd_proto_reject_t *rej, const Condenser__Recipe *r)
     S_TRY(s_u64(rej, c, "assumed_samples", d->assumed_samples, 0, (uint64_t)1 << 40));
     S_TRY(s_u64(rej, c, "mode", d->mode, 0, 1));
     if (d->mode == 1) { /* distributed: min_survivors is checked against the job's sites in
-                           cnd_job_check; local training is not DP-SGD, so QAT may run */
+                           cnd_job_check */
         S_TRY(s_u64(rej, c, "min_survivors", d->min_survivors, 1, 65535));
         return 0;
     }
+    /* DP-SGD: QAT rounds train under it too (compress/dpsgd.h, proto/job_dp.h) */
     S_TRY(s_u64(rej, c, "min_survivors", d->min_survivors, 0, 0));
-    if (r->qat_rounds)
-        return s_fail(rej, S_BAD,
-                      "%s: qat_rounds is %u, but quantization-aware training cannot run under "
-                      "DP-SGD",
-                      c, r->qat_rounds);
     return 0;
 }
 

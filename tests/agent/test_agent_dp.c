@@ -4,17 +4,21 @@
  * max_delta or 1/n, a job over the per-job or total budget), the per-round plans checked against
  * the accountant composed directly, a round refused once the budget is spent (a coordinator
  * that keeps rerunning), the spends surviving a reopen of the store, and `audit privacy`'s
- * recomputation (audit/audit_privacy.c) agreeing with every recorded spend.
+ * recomputation (audit/audit_privacy.c) agreeing with every recorded spend. And a QAT round of a
+ * DP job (agent/agent_train.c): it trains through DP-SGD (its update bounded by the clip) rather
+ * than failing or bypassing it.
  */
 #include "check.h"
 #include "agent_config.h"
 #include "agent_dp.h"
 #include "agent_store.h"
+#include "agent_train.h"
 #include "audit_privacy.h"
 #include "dp_accountant.h"
 #include "fileio.h"
 #include "identity.h"
 #include "job_dp.h"
+#include "quant_fed.h"
 
 #include <math.h>
 #include <sodium.h>
@@ -286,6 +290,69 @@ static void test_ddp_budget(void)
     cnd_astore_close(&s);
 }
 
+/* A QAT round of a DP job goes through DP-SGD: with a clip of 1e-3 and tiny noise, the local
+ * update of 3 steps of SGD (momentum 0.9, lr 0.5) has norm at most lr * steps * 10 * (clip times
+ * the drawn over the expected batch, plus the noise); the same round without DP moves the
+ * weights by far more. The round's fake quantization is the coordinator's (quant_fed.h). */
+static void test_qat_round_dp(void)
+{
+    enum { N = 300, K = 3 };
+    cnd_dataset_t dset = {.n = N, .shape = {1, 6, 6}, .n_classes = K}, cset = dset;
+    cset.n = 50;
+    cnd_dataset_t *ds = &dset, *calib = &cset;
+    ds->x = malloc(N * 36 * sizeof(float));
+    ds->y = malloc(N);
+    calib->x = malloc(50 * 36 * sizeof(float));
+    calib->y = calloc(50, 1);
+    cnd_model_t *g = NULL;
+    CHECK_EQ_INT(cnd_model_new(&g, "conv2d(4,3) relu flatten dense(3)", (cnd_shape_t){1, 6, 6}, 3),
+                 0);
+    float *tl = malloc(N * K * sizeof(float));
+    if (!ds->x || !ds->y || !calib->x || !calib->y || !g || !tl) goto done;
+    cnd_rng_t r;
+    cnd_rng_seed(&r, 4);
+    for (size_t i = 0; i < N; i++) {
+        ds->y[i] = (uint8_t)(i % K);
+        for (int k = 0; k < K; k++) tl[i * K + (size_t)k] = k == (int)(i % K) ? 3.0f : 0.0f;
+        for (int p = 0; p < 36; p++)
+            ds->x[i * 36 + (size_t)p] =
+                (p % K == (int)(i % K) ? 1.0f : -0.5f) + 0.5f * (float)cnd_rng_normal(&r);
+    }
+    memcpy(calib->x, ds->x, 50 * 36 * sizeof(float));
+    CHECK_EQ_INT(cnd_fedq_annotate(g, calib, 8), 0);
+    cnd_agent_data_t d = {.train = ds, .train_n = ds, .teacher_logits = tl, .classes = K};
+    cnd_job_spec_t j;
+    cnd_job_defaults(&j);
+    j.batch = 100;
+    j.lr = 0.5f;
+    j.alpha = 0.0f;
+    j.qat_rounds = 1;
+    j.dp_noise = 1e-3;
+    j.dp_clip = 1e-3;
+    j.dp_delta = 1e-5;
+    double bound = 0.5 * 3 * 10 * (1e-3 * 2.0 + 1e-3 * 1e-3 * 10);
+    for (int dp = 1; dp >= 0; dp--) {
+        if (!dp) j.dp_noise = j.dp_clip = j.dp_delta = 0;
+        cnd_agent_update_t u;
+        CHECK_EQ_INT(cnd_agent_local_round(&u, g, &d, &j, 1, 7), 0);
+        double n2 = 0;
+        for (size_t i = 0; i < u.dim && u.update; i++) n2 += (double)u.update[i] * u.update[i];
+        CHECK(u.dim == g->num_params && n2 > 0);
+        if (dp)
+            CHECK(sqrt(n2) <= bound);
+        else
+            CHECK(sqrt(n2) > 10 * bound); /* without DP the same round moves far more */
+        cnd_agent_update_free(&u);
+    }
+done:
+    free(tl);
+    free(ds->x);
+    free(ds->y);
+    free(calib->x);
+    free(calib->y);
+    cnd_model_destroy(&g);
+}
+
 int main(void)
 {
     CHECK(sodium_init() >= 0);
@@ -295,6 +362,7 @@ int main(void)
     test_config();
     test_budget();
     test_ddp_budget();
+    test_qat_round_dp();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", s_dir);

@@ -2,8 +2,11 @@
 # test_dpsgd_cli.sh: DP-SGD from the command line (docs/privacy.md): train and distill with
 # --dp-noise/--dp-epsilon print the epsilon the accountant (`condenser privacy`) gives for the
 # same sampling rate, noise and steps, record it in the model's metadata, and learn; bad DP
-# options and architectures are refused with a message naming the fault. Skipped (77) without
-# Debian's Fashion-MNIST.
+# options and architectures are refused with a message naming the fault. QAT under DP
+# (quantize --qat-epochs with --dp-*): the total it prints composes the model's DP training with
+# the QAT steps as `condenser privacy --compose` does from the artifact's dp_runs, stays within
+# --dp-epsilon, and the int8 model learns; what it cannot promise is refused. Skipped (77)
+# without Debian's Fashion-MNIST.
 set -euo pipefail
 bin=${CND_BIN:?CND_BIN must point at the condenser binary}
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || { echo "no Fashion-MNIST"; exit 77; }
@@ -72,4 +75,55 @@ assert abs(f - q) <= 0.02, (f, q)
 snr = float(re.search(r"^ +2 +tanh +([0-9.]+)", t, re.M).group(1))
 assert snr >= 25, snr
 PY
+
+# QAT under DP: --dp-epsilon is the total over the model's DP training (n.cnd: 30 steps at noise
+# 1.2, delta 1e-4, on a 2000-record subset) and the QAT steps; ranges from public samples
+pub=(--calib-data "fmnist" --calib 200)
+total=$(python3 -c "print($want + 1)")
+"$bin" quantize "$d/n.cnd" --out "$d/dq.cndq" --subset 2000 --qat-epochs 2 --batch 200 \
+  --optimizer sgd --lr 0.5 --dp-epsilon "$total" --dp-clip 0.5 "${pub[@]}" --threads 1 \
+  --no-report > "$d/dq.log" 2>&1 || fail "quantize DP QAT: $(cat "$d/dq.log")"
+"$bin" info "$d/dq.cndq" > "$d/dqi.log"
+runs=$(sed -n 's/^.*[[:space:]]dp_runs[[:space:]]*//p' "$d/dqi.log")
+composed=$("$bin" privacy --compose "$runs" --delta 1e-4 --json |
+  python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["epsilon"])')
+python3 - "$d/dq.log" "$total" "$composed" "$runs" <<'PY' || fail "DP QAT: $(cat "$d/dq.log") runs $runs"
+import re, sys
+t, total, composed, runs = open(sys.argv[1]).read(), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+m = re.search(r"^privacy: \(epsilon ([0-9.]+), delta 0.0001\)-DP for each training record, the "
+              r"model's DP training and the QAT steps composed", t, re.M)
+assert m and m.group(1) == composed, (m and m.group(1), composed)
+assert total - 0.002 <= float(composed) <= total, (composed, total)
+assert "(solved)" in t and "composed with the model's DP training (sampling rate 0.1, noise 1.2, 30 steps)" in t
+r = runs.split(",")
+assert len(r) == 2 and r[0] == "0.1:1.2:30" and r[1].startswith("0.1:") and r[1].endswith(":20"), runs
+assert "no observers under DP" in t
+f, q = map(float, re.search(r"test accuracy: float ([0-9.]+)  integer ([0-9.]+)", t).groups())
+assert q >= 0.4, q
+PY
+grep -q "calib_data *fmnist" "$d/dqi.log" || fail "calib_data metadata: $(cat "$d/dqi.log")"
+grep -q "qat_dp_clip *0.5" "$d/dqi.log" || fail "qat_dp metadata: $(cat "$d/dqi.log")"
+# --dp-noise: the QAT steps alone spend what the accountant gives for them
+"$bin" quantize "$d/n.cnd" --out "$d/dn.cndq" --subset 2000 --qat-epochs 1 --batch 200 \
+  --dp-noise 2 "${pub[@]}" --threads 1 --no-report > "$d/dn.log" 2>&1 ||
+  fail "quantize --dp-noise: $(cat "$d/dn.log")"
+alone=$("$bin" privacy --samples 2000 --batch 200 --epochs 1 --noise 2 --delta 1e-4 --json |
+  python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["epsilon"])')
+grep -q "noise multiplier 2: the QAT steps alone (epsilon $alone, delta 0.0001)" "$d/dn.log" ||
+  fail "QAT alone, want $alone: $(cat "$d/dn.log")"
+# a DP model fine-tuned without DP keeps no guarantee
+"$bin" quantize "$d/n.cnd" --out "$d/np.cndq" --subset 500 --qat-epochs 1 --threads 1 \
+  --no-report > "$d/np.log" 2>&1 || fail "quantize non-private QAT: $(cat "$d/np.log")"
+"$bin" info "$d/np.cndq" | grep -q "dp_epsilon *inf" || fail "non-private QAT kept dp_epsilon"
+qcommon=(--out "$d/r.cndq" --subset 500 --batch 50 --threads 1 --no-report)
+expect_err "give --qat-epochs N" quantize "$d/n.cnd" --dp-epsilon 5 "${pub[@]}" "${qcommon[@]}"
+expect_err "needs --calib-data" quantize "$d/n.cnd" --qat-epochs 1 --dp-noise 1 "${qcommon[@]}"
+expect_err "cannot be met" quantize "$d/n.cnd" --qat-epochs 1 --dp-epsilon 0.1 "${pub[@]}" \
+  "${qcommon[@]}"
+expect_err "not both" quantize "$d/n.cnd" --qat-epochs 1 --dp-epsilon 9 --dp-noise 1 "${pub[@]}" \
+  "${qcommon[@]}"
+expect_err "above 1/N" quantize "$d/n.cnd" --qat-epochs 1 --dp-noise 1 --dp-delta 0.01 \
+  "${pub[@]}" "${qcommon[@]}"
+expect_err "QAT runs adam or sgd" quantize "$d/n.cnd" --qat-epochs 1 --optimizer adamw \
+  "${qcommon[@]}"
 echo "test_dpsgd_cli: ok"

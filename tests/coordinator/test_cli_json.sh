@@ -108,6 +108,40 @@ assert lt[1].split(None, 4) == [str(x["id"]), x["state"], "%d/%d" % (x["rounds_d
 assert (x["id"], x["state"], x["rounds_done"], x["rounds"], x["name"]) == (1, "completed", 2, 2, 'json "job"'), x
 assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", x["created"]), x
 PY
+
+# job show's privacy: none for job 1; DP-SGD at each site (job 2, QAT rounds included) and
+# distributed DP (job 3) with their noise, clip, delta, target and survivors, text and JSON alike.
+"$bin" job create --dir "$c" --name dp-local --student-arch "flatten dense(8) tanh dense(4)" \
+  --teacher "$w/teacher.cnd" --calib-data "$pub" --rounds 3 --qat-rounds 1 --sites 3 --batch 16 \
+  --dp-epsilon 2.5 --dp-delta 1e-6 --dp-clip 0.7 --dp-site-samples 1000 > /dev/null
+"$bin" job create --dir "$c" --name dp-ddp --student-arch "flatten dense(8) relu dense(4)" \
+  --teacher "$w/teacher.cnd" --rounds 2 --sites 3 --quorum 2 --dp-mode distributed \
+  --dp-noise 1.5 --dp-clip 0.05 --dp-min-survivors 2 > /dev/null
+for id in 1 2 3; do
+  "$bin" job show $id --dir "$c" > "$w/dp$id.txt"
+  "$bin" job show $id --dir "$c" --json > "$w/dp$id.json"
+done
+check dp <<'PY'
+import json, re, sys
+w = sys.argv[1]
+t = {i: open("%s/dp%d.txt" % (w, i)).read() for i in (1, 2, 3)}
+j = {i: json.load(open("%s/dp%d.json" % (w, i)))["privacy"] for i in (1, 2, 3)}
+assert j[1] == {"dp_mode": "none", "noise_multiplier": None, "clip": None, "delta": None,
+                "target_epsilon": None, "min_survivors": None, "assumed_site_samples": None}, j[1]
+assert "\nprivacy: no differential privacy" in t[1], t[1]
+p = j[2]
+assert p["dp_mode"] == "local" and p["clip"] == 0.7 and p["delta"] == 1e-6, p
+assert p["target_epsilon"] == 2.5 and p["assumed_site_samples"] == 1000 and p["min_survivors"] is None, p
+assert p["noise_multiplier"] > 0.3, p
+m = re.search(r"^privacy: local, noise multiplier ([0-9.]+), clip 0.7 \(per-sample gradient\), "
+              r"delta 1e-06, target epsilon 2.5 for a site of 1000 records .*QAT rounds train under the same DP$", t[2], re.M)
+assert m and abs(float(m.group(1)) - p["noise_multiplier"]) <= 1e-5 * p["noise_multiplier"], t[2]
+p = j[3]
+assert p == {"dp_mode": "distributed", "noise_multiplier": 1.5, "clip": 0.05, "delta": 1e-5,
+             "target_epsilon": None, "min_survivors": 2, "assumed_site_samples": None}, p
+assert re.search(r"^privacy: distributed, noise multiplier 1.5, clip 0.05 \(each site's round update\), "
+                 r"delta 1e-05, min survivors 2 ", t[3], re.M), t[3]
+PY
 # Site side: what the agent did and what left the site.
 "$bin" agent status --config "$w/site-1/agent.ini" > "$w/agent.txt"
 "$bin" agent status --config "$w/site-1/agent.ini" --json > "$w/agent.json"

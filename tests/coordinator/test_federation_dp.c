@@ -4,10 +4,11 @@
  * records (160 for training, so a batch of 16 samples at q = 0.1, 10 DP-SGD steps per epoch).
  * Budgets: sites 0 and 1 allow epsilon 4 per job and 4 in total (delta 1e-3), site 2 only 2
  * per job.
- *   job 1   3 rounds of 2 sites at noise multiplier 1: each site spends epsilon 3.2, so site 2
- *           refuses the job naming the figure and its budget; sites 0 and 1 run it to the end
- *           with DP-SGD, each round's spend in their store and audit log (dp.spend) before the
- *           update left. `condenser audit privacy` recomputes the spends (and fails on a log
+ *   job 1   3 rounds of 2 sites at noise multiplier 1, the last a QAT round: each site spends
+ *           epsilon 3.2, so site 2 refuses the job naming the figure and its budget; sites 0 and
+ *           1 run it to the end with DP-SGD (the QAT round through the fake quantization, counted
+ *           like the others), each round's spend in their store and audit log (dp.spend) before
+ *           the update left. `condenser audit privacy` recomputes the spends (and fails on a log
  *           whose logged epsilon was altered); the HTML report draws epsilon over the rounds.
  *   job 2   a coordinator that solves the noise for a claimed epsilon of 1 at sites of 10^6
  *           records (so the recipe announces target_epsilon 1, within every budget): the sites
@@ -85,7 +86,21 @@ static const char *const s_recipe[] = {
 
 static void s_job_one(fx_fed_t *f)
 {
-    fx_job_create(f, s_recipe);
+    /* the last round trains with fake quantization, calibrated by the coordinator on site 2's
+     * records standing in for a public set (site 2 takes no part in the job) */
+    char img[400], lab[400], calib[900];
+    const char *extra[40];
+    int n = 0;
+    fx_path(img, sizeof img, f->site_dir[2], "images.idx");
+    fx_path(lab, sizeof lab, f->site_dir[2], "labels.idx");
+    snprintf(calib, sizeof calib, "idx:%s,%s", img, lab);
+    for (; s_recipe[n]; n++) extra[n] = s_recipe[n];
+    extra[n++] = "--qat-rounds";
+    extra[n++] = "1";
+    extra[n++] = "--calib-data";
+    extra[n++] = calib;
+    extra[n] = NULL;
+    fx_job_create(f, extra);
     pid_t coord = fx_start_coordinator(f, NULL);
     pid_t ag[3];
     for (int s = 0; s < 3; s++) ag[s] = fx_start_agent(f, s, NULL);
@@ -96,6 +111,13 @@ static void s_job_one(fx_fed_t *f)
     char state[32] = "";
     CHECK_EQ_INT(fx_job_state(f, state, sizeof state), 0);
     CHECK(strcmp(state, "completed") == 0);
+    /* the last round was a QAT round, and it completed */
+    char cdb[400];
+    fx_path(cdb, sizeof cdb, f->coord, "coordinator.db");
+    CHECK_EQ_INT((int)s_num(cdb, "SELECT count(*) FROM round WHERE job = 1 AND qat = 1 AND "
+                                 "outcome = 'ok'"),
+                 1);
+    CHECK_EQ_INT((int)s_num(cdb, "SELECT max(round) FROM round WHERE job = 1 AND qat = 1"), 3);
     /* site 2 refused by its budget, with the figure */
     CHECK_EQ_INT(s_refusals(f, 2, "epsilon 3.201, over this site''s [privacy] max_epsilon_job 2"),
                  1);
