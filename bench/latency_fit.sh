@@ -69,8 +69,14 @@ fi
 # Lists the model indices that have an artifact, waiting for each to be made or skipped (so
 # the measuring stages can run while the models stage is still making them).
 models() {
+  local i waited
   for i in $(seq 0 $((n - 1))); do
-    while [ ! -s "$d/m$i.cndq" ] && ! grep -q "^m$i:" "$d/skipped.txt" 2> /dev/null; do sleep 2; done
+    waited=0
+    while [ ! -s "$d/m$i.cndq" ] && ! grep -q "^m$i:" "$d/skipped.txt" 2> /dev/null; do
+      [ "$waited" -lt 1800 ] || { echo "m$i: not made after 30 minutes" >&2; return 1; }
+      sleep 2
+      waited=$((waited + 2))
+    done
     [ -s "$d/m$i.cndq" ] && echo "$i"
   done
   return 0
@@ -78,6 +84,11 @@ models() {
 
 p50() { python3 -c 'import json,sys; print(json.load(sys.stdin)["p50_us"])'; }
 minof() { python3 -c 'import sys; print(min(float(x) for x in sys.argv[1:]))' "$@"; }
+
+if { stage x86 || stage arm; } && [ ! -s "$d/specs.txt" ]; then
+  echo "no $d/specs.txt: run the models stage first (it may run beside the measuring ones)" >&2
+  exit 1
+fi
 
 if stage x86; then
   for p in $(seq "$PASSES"); do
