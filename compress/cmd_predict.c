@@ -1,6 +1,6 @@
 /*
  * cmd_predict.c: `condenser predict MODEL.cnd --device CLASS`: the batch-1 latency of the
- * model's int8 artifact in the integer runtime predicted by a per-op cost model (latency.h),
+ * model's int8 artifact in the integer runtime predicted by a per-kernel cost model (latency.h),
  * with that model's error on held-out measurements; `condenser predict --fit MEAS.csv`: fits a
  * cost model from measurements (bench/latency_fit.sh makes them).
  */
@@ -58,8 +58,13 @@ static int s_row(double *f, double *y, int *held, char *line, const char *dir, c
     return rc ? cnd_err_wrap(rc, "%s line %d", what, lineno) : 0;
 }
 
-static int s_fit(const char *csv, const char *device, const char *out)
+static int s_fit(const char *csv, const char *device, const char *kernels, const char *out)
 {
+    cnd_latency_model_t c = {0};
+    if (!strcmp(kernels, "ref"))
+        c.kernels = CND_LAT_KERNELS_REF;
+    else if (strcmp(kernels, "x86"))
+        return cnd_errf(CND_EINVAL, "--kernels: '%s' is not x86 or ref", kernels);
     char *text = NULL, dir[4096] = "";
     int rc = s_slurp(&text, csv, (size_t)1 << 22), n = 0, lineno = 0;
     if (rc) return rc;
@@ -77,7 +82,6 @@ static int s_fit(const char *csv, const char *device, const char *out)
         else if (!(rc = s_row(f[n], &y[n], &held[n], p, dir, csv, lineno)))
             n++;
     }
-    cnd_latency_model_t c = {0};
     snprintf(c.device, sizeof c.device, "%s", device);
     if (!rc) rc = cnd_latency_fit(&c, (const double(*)[CND_LAT_NF])f, y, held, n);
     if (!rc) {
@@ -107,10 +111,10 @@ static void s_print(const cnd_latency_model_t *c, const char *path, const double
         printf("  cost model error on %d held-out models: median %.1f%%, max %.1f%%\n",
                c->n_heldout, 100 * c->heldout_median, 100 * c->heldout_max);
         for (int k = 1; k < CND_LAT_NF; k++)
-            if (f[k] > 0)
-                printf("  %-11s %12.0f  x %.3g us = %8.1f us\n", cnd_latency_feature_name(k), f[k],
+            if (f[k] > 0 && cnd_latency_feature_used(k, c->kernels))
+                printf("  %-13s %12.0f  x %.3g us = %8.1f us\n", cnd_latency_feature_name(k), f[k],
                        c->coef[k], f[k] * c->coef[k]);
-        printf("  %-11s %12s    %8s   %8.1f us\n", "per call", "", "", c->coef[0]);
+        printf("  %-13s %12s    %8s   %8.1f us\n", "per call", "", "", c->coef[0]);
         return;
     }
     cnd_jw_t w;
@@ -131,6 +135,7 @@ static void s_print(const cnd_latency_model_t *c, const char *path, const double
     cnd_jw_key(&w, "features");
     cnd_jw_obj(&w);
     for (int k = 0; k < CND_LAT_NF; k++) {
+        if (!cnd_latency_feature_used(k, c->kernels)) continue;
         cnd_jw_key(&w, cnd_latency_feature_name(k));
         cnd_jw_double(&w, f[k]);
     }
@@ -143,24 +148,30 @@ static void s_print(const cnd_latency_model_t *c, const char *path, const double
 
 int cnd_cmd_predict(int argc, char **argv)
 {
-    const char *device = "x86", *costs = NULL, *fit = NULL, *out = NULL;
+    const char *device = "x86", *costs = NULL, *fit = NULL, *out = NULL, *kernels = "x86";
     int json = 0;
     const cnd_opt_t opts[] = {
-        {"device", CND_OPT_STR, &device, "CLASS", "device class (default x86: this kind of host)"},
+        {"device", CND_OPT_STR, &device, "CLASS",
+         "device class: x86 (this kind of host, default) or arm-a7-qemu (32-bit ARM code under "
+         "qemu-user on this host: emulation time, not a device's)"},
         {"costs", CND_OPT_STR, &costs, "FILE", "a cost model file instead of the built-in one"},
         {"json", CND_OPT_FLAG, &json, NULL, "print the prediction as JSON"},
         {"fit", CND_OPT_STR, &fit, "MEAS.csv",
          "fit a cost model from measurements (MODEL,LATENCY_US,HELDOUT rows) into --out"},
         {"out", CND_OPT_STR, &out, "FILE", "with --fit: where to write the cost model"},
+        {"kernels", CND_OPT_STR, &kernels, "K",
+         "with --fit: the kernel set the class runs, x86 (fast paths, default) or ref"},
         {0}};
     const cnd_cli_t cli = {
         "condenser predict MODEL.cnd [--device CLASS] [--costs FILE] [--json]\n"
-        "       condenser predict --fit MEAS.csv --device CLASS --out FILE",
+        "       condenser predict --fit MEAS.csv --device CLASS [--kernels K] --out FILE",
         "Predicts the batch-1 latency of a model's int8 artifact in the integer runtime on a\n"
-        "device class from a per-op cost model (MACs and values moved per op type) fitted by\n"
-        "least squares on measured latencies of generated models, and prints the cost model's\n"
-        "error on held-out models. Built in: x86 (docs/compression.md). --fit makes a cost\n"
-        "model from measurements (bench/latency_fit.sh).",
+        "device class from a per-kernel cost model (the work of each kernel the runtime runs,\n"
+        "plus a cost per layer and per call) fitted by least squares on measured latencies of\n"
+        "generated models, and prints the cost model's error on held-out models. Chains and\n"
+        "graphs (mbconv, resblock, add, concat, depthwise) alike. Built in: x86 and\n"
+        "arm-a7-qemu (docs/compression.md). --fit makes a cost model from measurements\n"
+        "(bench/latency_fit.sh).",
         opts, 0, 1};
     int npos;
     char **pos;
@@ -168,7 +179,7 @@ int cnd_cmd_predict(int argc, char **argv)
     if (rc) return rc > 0 ? 0 : rc;
     if (fit) {
         if (!out || npos) return cnd_errf(CND_EINVAL, "--fit takes --out FILE and no MODEL");
-        return s_fit(fit, device, out);
+        return s_fit(fit, device, kernels, out);
     }
     if (npos != 1) return cnd_errf(CND_EINVAL, "give one MODEL.cnd (try --help)");
     cnd_latency_model_t own;
@@ -185,8 +196,8 @@ int cnd_cmd_predict(int argc, char **argv)
         c = &own;
     } else if (!(c = cnd_latency_builtin(device))) {
         return cnd_errf(CND_EINVAL,
-                        "no cost model for device class %s (built in: x86; --costs FILE gives one)",
-                        device);
+                        "no cost model for device class %s (built in: %s; --costs FILE gives one)",
+                        device, cnd_latency_builtin_names());
     }
     cnd_model_t *m = NULL;
     double f[CND_LAT_NF];

@@ -4,7 +4,7 @@
 # (Taylor score), by a byte target (JSON summary); the pruned file is genuinely smaller (info's
 # parameter count and MACs, the file size) and evaluates to the accuracy it records; a student
 # distilled from the pruned model (--init); the errors (exit codes, messages naming what is
-# wrong); `condenser predict` with the built-in and a given cost model, and its refusals.
+# wrong). `condenser predict` is cli_predict.sh's.
 # Skipped (77) when Debian's Fashion-MNIST is not installed.
 set -euo pipefail
 bin=${CND_BIN:?CND_BIN must point at the condenser binary}
@@ -59,22 +59,6 @@ PY
 grep -q 'distilling into conv2d(4,3,pad=1) batchnorm relu' "$d/s.log" || fail "init: $(cat "$d/s.log")"
 "$bin" info "$d/s.cnd" | grep -q "init_from .*p.cnd" || fail "init metadata"
 
-# predict: the built-in x86 cost model, and a cost file of our own whose prediction is checked
-# against the features it reports (no timing here: bench/latency_fit.sh measures).
-"$bin" predict "$d/p.cnd" --json > "$d/pr.json"
-printf '# test\ndevice x86\ncoef one 3\ncoef ops 0.5\ncoef conv_macs 0.001\ncoef conv_patch 0\ncoef conv_out 0.01\ncoef dense_macs 0.002\ncoef dense_out 0\ncoef max_in 0.004\ncoef avg_in 0.5\nheldout_median 0.05\nheldout_max 0.1\ntrain 9\nheldout 3\n' > "$d/my.costs"
-"$bin" predict "$d/p.cnd" --costs "$d/my.costs" --json > "$d/pr2.json"
-python3 - "$d/pr.json" "$d/pr2.json" <<'PY' || fail "predict: $(cat "$d/pr.json" "$d/pr2.json")"
-import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:])
-assert a["device"] == "x86" and a["predicted_us"] > 0 and a["heldout_models"] > 0, a
-f = b["features"]
-assert f["conv_macs"] == 4 * 9 * 784 + 8 * 4 * 9 * 196 and f["dense_macs"] == 16 * 392 + 160, f
-want = 3 + 0.5 * f["ops"] + 0.001 * f["conv_macs"] + 0.01 * f["conv_out"] + 0.002 * f["dense_macs"] + 0.004 * f["max_in"] + 0.5 * f["avg_in"]
-assert abs(b["predicted_us"] - want) < 1e-6 * want and b["heldout_median_error"] == 0.05, (b, want)
-PY
-"$bin" predict "$d/p.cnd" | grep -q 'cost model error on [0-9]* held-out models: median' || fail "predict text"
-
 # Errors: 2 for bad usage, 1 for bad input, messages naming what is wrong.
 set +e
 "$bin" prune "$d/t.cnd" --out "$d/x.cnd" 2> "$d/err"; rc=$?
@@ -96,17 +80,6 @@ head -c 200 "$d/t.cnd" > "$d/trunc.cnd"
 [ $rc -eq 2 ] && grep -q 'layer 6 (add) cannot be pruned' "$d/err" || fail "graph refusal: rc $rc $(cat "$d/err")"
 "$bin" distill --teacher "$d/t.cnd" --init "$d/p.cnd" --arch "flatten dense(10)" --out "$d/x.cnd" 2> "$d/err"; rc=$?
 [ $rc -eq 2 ] && grep -q 'exactly one of --arch, --student or --init' "$d/err" || fail "init+arch: rc $rc"
-"$bin" predict "$d/g.cnd" 2> "$d/err"; rc=$?
-[ $rc -eq 2 ] && grep -q 'latency model (fitted on chains only) does not handle graph models' "$d/err" || fail "predict graph: rc $rc $(cat "$d/err")"
-"$bin" predict "$d/p.cnd" --device cortex-m4 2> "$d/err"; rc=$?
-[ $rc -eq 2 ] && grep -q 'no cost model for device class cortex-m4' "$d/err" || fail "device: rc $rc"
-sed 's/coef dense_out 0/coef dense_out x/' "$d/my.costs" > "$d/bad.costs"
-"$bin" predict "$d/p.cnd" --costs "$d/bad.costs" 2> "$d/err"; rc=$?
-[ $rc -eq 2 ] && grep -q 'bad.costs line 9' "$d/err" || fail "bad costs: rc $rc $(cat "$d/err")"
-printf 'model,latency_us,heldout\np.cnd,10,0\nt.cnd,20,0\n' > "$d/meas.csv"
-"$bin" predict --fit "$d/meas.csv" --out "$d/x.costs" 2> "$d/err"; rc=$?
-[ $rc -eq 2 ] && grep -q '2 training measurements; the fit needs at least 9' "$d/err" || fail "fit: rc $rc $(cat "$d/err")"
-[ ! -e "$d/x.costs" ] || fail "a refused fit wrote its output"
 set -e
 [ ! -e "$d/x.cnd" ] || fail "a refused command wrote its output"
 echo "cli_prune ok"
