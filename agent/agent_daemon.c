@@ -505,14 +505,14 @@ static void s_eval_step(s_agent_t *a)
         s_round_fail(a, "local data is not available");
         return;
     }
-    s_log(a, "round %u: evaluating %u candidates on %zu local validation samples", round, a->eval_k,
-          a->data.val ? a->data.val->n : 0);
+    s_log(a, "round %u: evaluating %u candidates on slice %u/%u of %zu local validation samples",
+          round, a->eval_k, round, a->spec.rounds, a->data.val ? a->data.val->n : 0);
     uint32_t *x = NULL;
     cnd_autoc_fed_layout_t lay;
     cnd_agent_eval_t e;
     atomic_store(&a->live.training, 1);
-    int rc = cnd_agent_eval_round(&x, &lay, &e, a->bundle, a->bundle_len, a->eval_k, a->n, &a->data,
-                                  &a->spec);
+    int rc = cnd_agent_eval_round(&x, &lay, &e, a->bundle, a->bundle_len, a->eval_k, a->n, round,
+                                  &a->data, &a->spec);
     atomic_store(&a->live.training, 0);
     if (!rc && (lay.len != a->sp.len || lay.bits != a->sp.bits))
         rc = cnd_errf(CND_EPROTO,

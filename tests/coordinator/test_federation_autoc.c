@@ -4,8 +4,14 @@
  *
  * Four candidates for the fixture's 1x8x8, 4-class data: a random linear model, a hand-built
  * linear model that sums each quadrant (near-perfect on the fixture's data: class c brightens
- * quadrant c), a random two-layer model, and the hand-built model negated (near-zero). Two
- * evaluation rounds: all four in round 1, the better two in round 2 (successive halving).
+ * quadrant c), a random two-layer model, and the hand-built model negated (near-zero). Three
+ * evaluation rounds: all four in round 1, the better two in round 2, the best in round 3.
+ *
+ * The coordinator is scripted as a malicious one (CND_COORD_EVIL="replay:1,rerun:2", test builds
+ * only): asked for round 2, it runs round 1 again with the exact SecAgg+ parameters (a replay);
+ * asked for round 3, round 2 again as a new attempt (a rerun): each a second sum of the same
+ * evaluation, which another set of sites would turn into one site's counts. Every site must
+ * refuse both.
  *
  * Checks:
  *   - the job completes; its model version 1 is the hand-built candidate (byte for byte), and its
@@ -13,6 +19,10 @@
  *     validated counts), with each site's counts from its test-only dump (CND_AGENT_DEBUG_DUMP);
  *   - every per-round sum the coordinator stored equals the sum of the three sites' counts, and
  *     the negated and random candidates left the race after round 1;
+ *   - each site evaluated disjoint thirds of its validation split in the three rounds (13 + 13 +
+ *     14 of its 40 samples), so no record is counted in two sums;
+ *   - the replay and the rerun were refused by every site (attempt 2 of rounds 1 and 2 ends
+ *     "retry": nobody advertised), each site served one attempt per round;
  *   - what the coordinator received (--capture: every frame) never holds a site's count vector
  *     in the clear: neither the packed ring vector the site masked nor its counts as 64-bit
  *     integers; only masked vectors reached it (the scanner is shown to find a site's key).
@@ -26,6 +36,7 @@
 #include "federation_fixture.h"
 
 #include <sodium.h>
+#include <sqlite3.h>
 #include <string.h>
 
 #define S_K 4
@@ -115,8 +126,8 @@ static void s_check_capture(fx_fed_t *f, const char *cap, uint32_t round, uint32
 static void s_check_sums(fx_fed_t *f, cnd_cstore_t *st, uint32_t pick, uint64_t *pv, uint64_t *pc)
 {
     *pv = *pc = 0;
-    uint32_t alive_r2[2], na = 0;
-    for (uint32_t r = 1; r <= 2; r++) {
+    static const uint32_t want_k[] = {4, 2, 1}, slice[] = {13, 13, 14}; /* 40 samples in 3 */
+    for (uint32_t r = 1; r <= 3; r++) {
         uint32_t ids[S_K], k = 0;
         for (uint32_t i = 0; i < S_K; i++) {
             uint64_t v, c;
@@ -125,11 +136,12 @@ static void s_check_sums(fx_fed_t *f, cnd_cstore_t *st, uint32_t pick, uint64_t 
             else
                 cnd_err_clear();
         }
-        CHECK_EQ_INT(k, r == 1 ? 4 : 2);
+        CHECK_EQ_INT(k, want_k[r - 1]);
         uint64_t sv = 0, sc[S_K] = {0};
         for (int s = 0; s < 3; s++) {
             uint64_t v = 0, c[S_K] = {0};
             CHECK_EQ_INT(s_dump(f, s, r, &v, c, k), 0);
+            CHECK_EQ_INT(v, slice[r - 1]); /* round r's third of the site's 40 samples */
             sv += v;
             for (uint32_t i = 0; i < k; i++) sc[i] += c[i];
         }
@@ -142,12 +154,42 @@ static void s_check_sums(fx_fed_t *f, cnd_cstore_t *st, uint32_t pick, uint64_t 
                 *pv += v;
                 *pc += c;
             }
-            if (r == 2 && na < 2) alive_r2[na++] = ids[i];
+            if (r > 1) CHECK(ids[i] != 3); /* the negated model was halved away first */
+            if (r == 3) CHECK_EQ_INT(ids[i], pick);
         }
     }
-    /* the negated model (3) was halved away after round 1 */
-    CHECK_EQ_INT(na, 2);
-    CHECK(alive_r2[0] != 3 && alive_r2[1] != 3);
+}
+
+/* Round 1 attempt 1 and round 2 attempt 1 ok; the replay (attempt 2) and rerun (attempt 3) of
+ * round 1 refused by every site; each site served exactly one attempt of each round. */
+static void s_check_rounds(fx_fed_t *f)
+{
+    cnd_round_rec_t *r = NULL;
+    size_t n = 0;
+    CHECK_EQ_INT(fx_rounds(f, &r, &n), 0);
+    CHECK_EQ_INT(n, 5);
+    for (size_t i = 0; i < n; i++) {
+        int honest = r[i].attempt == 1;
+        CHECK(strcmp(r[i].outcome, honest ? "ok" : "retry") == 0);
+        if (honest) CHECK_EQ_INT(r[i].survivors, 3);
+        if (!honest) CHECK(r[i].round <= 2 && strstr(r[i].reason, "did not advertise") != NULL);
+    }
+    fx_rounds_free(r, n);
+    for (int s = 0; s < 3; s++) {
+        char adb[400];
+        fx_path(adb, sizeof adb, f->site_dir[s], "agent.db");
+        sqlite3 *db = NULL;
+        CHECK_EQ_INT(sqlite3_open_v2(adb, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+        sqlite3_stmt *st = NULL;
+        CHECK_EQ_INT(sqlite3_prepare_v2(db, "SELECT count(*), sum(attempt != 1) FROM agent_served",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+        CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+        CHECK_EQ_INT(sqlite3_column_int(st, 0), 3);
+        CHECK_EQ_INT(sqlite3_column_int(st, 1), 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
 }
 
 int main(void)
@@ -166,14 +208,31 @@ int main(void)
     }
     fx_path(teacher, sizeof teacher, f.root, "teacher.cnd");
     fx_path(log, sizeof log, f.root, "setup.log");
-    const char *create[] = {
-        "job",          "create", "--dir",       f.coord, "--kind",   "autocompress",
-        "--candidates", cands,    "--teacher",   teacher, "--rounds", "2",
-        "--sites",      "3",      "--masked-ms", "20000", NULL};
+    const char *create[] = {"job",
+                            "create",
+                            "--dir",
+                            f.coord,
+                            "--kind",
+                            "autocompress",
+                            "--candidates",
+                            cands,
+                            "--teacher",
+                            teacher,
+                            "--rounds",
+                            "3",
+                            "--sites",
+                            "3",
+                            "--masked-ms",
+                            "20000",
+                            "--advertise-ms",
+                            "3000",
+                            NULL};
     CHECK_EQ_INT(fx_run(log, create), 0);
     char cap[400];
     fx_path(cap, sizeof cap, f.root, "capture.bin");
+    setenv("CND_COORD_EVIL", "replay:1,rerun:2", 1);
     pid_t coord = fx_start_coordinator(&f, cap);
+    unsetenv("CND_COORD_EVIL");
     pid_t ag[3];
     for (int s = 0; s < 3; s++) {
         char dump[320], envd[360];
@@ -188,6 +247,7 @@ int main(void)
     char state[32] = "";
     CHECK_EQ_INT(fx_job_state(&f, state, sizeof state), 0);
     CHECK(strcmp(state, "completed") == 0);
+    s_check_rounds(&f);
 
     char db[400];
     fx_path(db, sizeof db, f.coord, "coordinator.db");
@@ -217,6 +277,7 @@ int main(void)
     cnd_cstore_close(&st);
     s_check_capture(&f, cap, 1, 4);
     s_check_capture(&f, cap, 2, 2);
+    s_check_capture(&f, cap, 3, 1);
 
     /* `job candidates --json` shows the same sums; the audit log verifies */
     const char *show[] = {"job", "candidates", "1", "--dir", f.coord, "--json", NULL};
