@@ -26,12 +26,10 @@ static int s_eval_all(cnd_agent_eval_t *r, const uint8_t *bundle, const size_t *
                       const size_t *blen, const cnd_dataset_t *val, const cnd_job_spec_t *j)
 {
     for (uint32_t i = 0; i < r->k; i++) {
-        cnd_model_t *m = NULL;
         char what[48];
         snprintf(what, sizeof what, "candidate %u", i);
-        int rc = cnd_model_deserialize(&m, bundle + off[i], blen[i], what);
-        if (!rc) rc = cnd_autoc_fed_eval(&r->correct[i], m, val, (int)j->classes);
-        cnd_model_destroy(&m);
+        int rc = cnd_autoc_fed_eval_blob(&r->correct[i], bundle + off[i], blen[i], val,
+                                         (int)j->classes, what);
         if (rc) {
             char why[400];
             snprintf(why, sizeof why, "%s", cnd_err_detail());

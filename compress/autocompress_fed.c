@@ -6,7 +6,10 @@
  * sites' correct predictions over the sum of their validated samples, nothing rounded.
  */
 #include "autocompress_fed.h"
+#include "artifact.h"
 #include "bytes.h"
+#include "modelfile.h"
+#include "quant_eval.h"
 #include "train.h"
 
 #include <stdio.h>
@@ -177,4 +180,60 @@ int cnd_autoc_fed_eval(uint64_t *correct, cnd_model_t *m, const cnd_dataset_t *v
     for (int i = 0; i < ev.n_classes && i < 256; i++) c += ev.per_class_correct[i];
     *correct = c;
     return 0;
+}
+
+static int s_is_artifact(const uint8_t *blob, size_t len)
+{
+    return len >= 4 && memcmp(blob, "CNDQ", 4) == 0;
+}
+
+int cnd_autoc_fed_inspect(cnd_autoc_fed_info_t *info, const uint8_t *blob, size_t len,
+                          const char *what)
+{
+    memset(info, 0, sizeof *info);
+    if (s_is_artifact(blob, len)) {
+        cnd_artifact_t *a = NULL;
+        int rc = cnd_artifact_open(&a, blob, len, what);
+        if (!rc) rc = cnd_artifact_selftest(a, what);
+        if (!rc) {
+            info->artifact = 1;
+            info->in = (cnd_shape_t){a->info.c, a->info.h, a->info.w};
+            info->classes = (int)a->info.n_classes;
+        }
+        cnd_artifact_destroy(&a);
+        return rc;
+    }
+    cnd_model_t *m = NULL;
+    int rc = cnd_model_deserialize(&m, blob, len, what);
+    if (!rc) {
+        info->in = m->in;
+        info->classes = m->n_classes;
+    }
+    cnd_model_destroy(&m);
+    return rc;
+}
+
+int cnd_autoc_fed_eval_blob(uint64_t *correct, const uint8_t *blob, size_t len,
+                            const cnd_dataset_t *val, int classes, const char *what)
+{
+    *correct = 0;
+    if (!s_is_artifact(blob, len)) {
+        cnd_model_t *m = NULL;
+        int rc = cnd_model_deserialize(&m, blob, len, what);
+        if (!rc) rc = cnd_autoc_fed_eval(correct, m, val, classes);
+        cnd_model_destroy(&m);
+        return rc;
+    }
+    cnd_artifact_t *a = NULL;
+    int rc = cnd_artifact_open(&a, blob, len, what);
+    if (!rc) rc = cnd_artifact_selftest(a, what);
+    if (!rc && (int)a->info.n_classes != classes)
+        rc = cnd_errf(CND_EINVAL, "%s has %u outputs, the job %d classes", what, a->info.n_classes,
+                      classes);
+    cnd_eval_t ev;
+    if (!rc && val->n) rc = cnd_qeval(a, val, &ev);
+    if (!rc && val->n)
+        for (int i = 0; i < ev.n_classes && i < 256; i++) *correct += ev.per_class_correct[i];
+    cnd_artifact_destroy(&a);
+    return rc;
 }

@@ -69,6 +69,25 @@ CND_MUST_USE int cnd_autoc_fed_decode(uint64_t *validated, uint64_t *correct,
                                       const cnd_autoc_fed_layout_t *l, const uint32_t *sum,
                                       uint32_t survivors);
 
+/* A candidate file: a float model (.cnd) or an integer artifact (.cndq, starting "CNDQ"). */
+typedef struct {
+    int artifact;   /* 1: .cndq */
+    cnd_shape_t in; /* input shape */
+    int classes;    /* outputs */
+} cnd_autoc_fed_info_t;
+
+/* What blob is: a .cnd model (deserialized) or a .cndq artifact (loaded by the integer runtime,
+ * its self-test vectors run bit for bit). Returns 0 or the loader's error (CND_EFORMAT,
+ * CND_ECORRUPT, ...) naming `what`. */
+CND_MUST_USE int cnd_autoc_fed_inspect(cnd_autoc_fed_info_t *info, const uint8_t *blob, size_t len,
+                                       const char *what);
+
+/* Site: evaluates candidate file blob on the raw validation set val: a .cnd model as
+ * cnd_autoc_fed_eval does, a .cndq artifact (self-tested first) through the integer runtime as a
+ * device runs it (compress/quant_eval.h). Returns 0 with *correct, or an error naming `what`. */
+CND_MUST_USE int cnd_autoc_fed_eval_blob(uint64_t *correct, const uint8_t *blob, size_t len,
+                                         const cnd_dataset_t *val, int classes, const char *what);
+
 /* Site: evaluates candidate m on the raw validation set val (normalised here with m's own
  * statistics): *correct gets the exact number of right top-1 predictions. Checks that m takes
  * val's input shape and has `classes` outputs. Returns 0, CND_EINVAL (a mismatch, named) or

@@ -2,10 +2,11 @@
  * cmd_job_autoc.c: `condenser job create --kind autocompress` and `condenser job candidates`,
  * the federation operator's side of a federated AutoCompress search (coord_autoc.h).
  *
- * create: reads the candidate models (compressed from the teacher on public data, e.g. by
- * `condenser autocompress` or `condenser prune`), checks that they share one input shape and
- * class map (and the shipped teacher's), and stores the job (its student version 0 is candidate
- * 0, the recipe's student fields are its), the candidates and the job.create audit entry in one
+ * create: reads the candidates (compressed from the teacher on public data: .cnd models, e.g.
+ * from `condenser prune`, or .cndq integer artifacts, e.g. from `condenser autocompress`, loaded
+ * and self-tested here), checks that they share one input shape and class map (and the shipped
+ * teacher's), and stores the job (its student version 0 and recipe student are the first .cnd
+ * candidate's, else the teacher's), the candidates and the job.create audit entry in one
  * transaction. The running coordinator then runs the job's rounds as evaluation rounds.
  */
 #include "audit_entries.h"
@@ -36,8 +37,12 @@ typedef struct {
     uint8_t *blob[CND_AUTOC_FED_MAX];
     size_t len[CND_AUTOC_FED_MAX];
     char name[CND_AUTOC_FED_MAX][CND_AUTOC_NAME_MAX + 1];
-    cnd_model_t *first; /* candidate 0, the job's student version 0 */
-    uint8_t *tbytes;    /* the shipped teacher */
+    cnd_autoc_fed_info_t info[CND_AUTOC_FED_MAX];
+    cnd_model_t *first; /* the first .cnd candidate (index first_idx): the job's student version 0
+                           and its recipe's student; NULL when all are .cndq (then the teacher) */
+    uint32_t first_idx;
+    cnd_model_t *teacher; /* the shipped teacher, parsed */
+    uint8_t *tbytes;      /* the shipped teacher */
     size_t tlen;
     char *json; /* the recipe */
 } s_new_t;
@@ -46,6 +51,7 @@ static void s_new_free(s_new_t *n)
 {
     for (uint32_t i = 0; i < n->k; i++) free(n->blob[i]);
     cnd_model_destroy(&n->first);
+    cnd_model_destroy(&n->teacher);
     free(n->tbytes);
     free(n->json);
 }
@@ -74,7 +80,8 @@ static int s_parse(s_opts_t *o, int argc, char **argv)
     const cnd_opt_t opts[] = {
         {"kind", CND_OPT_STR, &o->kind, "KIND", "autocompress (required here)"},
         {"candidates", CND_OPT_STR, &o->cands, "FILE,FILE,...",
-         "the candidate models (.cnd), 1..64, compressed from the teacher on public data"},
+         "the candidates (.cnd models or .cndq artifacts), 1..64, compressed from the teacher "
+         "on public data"},
         {"dir", CND_OPT_STR, &o->dir, "DIR",
          "coordinator directory (default $CND_COORDINATOR_DIR or .)"},
         {"name", CND_OPT_STR, &o->name, "TEXT", "a label for the job"},
@@ -140,55 +147,75 @@ static int s_read_candidates(s_new_t *n, const char *list)
         n->k++;
         const char *base = strrchr(f, '/');
         snprintf(n->name[i], sizeof n->name[i], "%s", base ? base + 1 : f);
+        /* a .cnd model or a .cndq artifact (loaded and self-tested) */
+        cnd_autoc_fed_info_t *x = &n->info[i], *a = &n->info[0];
+        if ((rc = cnd_autoc_fed_inspect(x, n->blob[i], n->len[i], f))) break;
+        if (x->in.c != a->in.c || x->in.h != a->in.h || x->in.w != a->in.w ||
+            x->classes != a->classes) {
+            rc = cnd_errf(CND_EINVAL, "candidate %s (%dx%dx%d -> %d) differs from %s", f, x->in.c,
+                          x->in.h, x->in.w, x->classes, n->name[0]);
+            break;
+        }
+        if (x->artifact) continue;
         cnd_model_t *m = NULL;
         if ((rc = cnd_model_deserialize(&m, n->blob[i], n->len[i], f))) break;
-        const cnd_model_t *a = n->first ? n->first : m;
-        if (m->in.c != a->in.c || m->in.h != a->in.h || m->in.w != a->in.w ||
-            m->n_classes != a->n_classes)
-            rc = cnd_errf(CND_EINVAL, "candidate %s (%dx%dx%d -> %d) differs from %s", f, m->in.c,
-                          m->in.h, m->in.w, m->n_classes, n->name[0]);
-        const char *la = cnd_model_meta_get(a, "labels"), *lm = cnd_model_meta_get(m, "labels");
-        if (!rc && la && lm && strcmp(la, lm) != 0)
-            rc = cnd_errf(CND_EINVAL, "candidate %s: its classes differ from %s's", f, n->name[0]);
-        if (!n->first && !rc)
+        const char *la = n->first ? cnd_model_meta_get(n->first, "labels") : NULL,
+                   *lm = cnd_model_meta_get(m, "labels");
+        if (la && lm && strcmp(la, lm) != 0)
+            rc = cnd_errf(CND_EINVAL, "candidate %s: its classes differ from %s's", f,
+                          n->name[n->first_idx]);
+        if (!n->first && !rc) {
             n->first = m;
-        else
+            n->first_idx = i;
+        } else {
             cnd_model_destroy(&m);
+        }
     }
     free(copy);
     if (!rc && n->k == 0) rc = cnd_errf(CND_EINVAL, "--candidates: no file given");
     return rc;
 }
 
-/* The recipe: candidate 0 as the student, the teacher checked against it, the class map. */
+/* The teacher (shipped) checked against the candidates' input and classes; its labels. */
+static int s_teacher(s_new_t *n, const s_opts_t *o, const char **labels)
+{
+    int rc = cnd_file_read(o->teacher, CND_CSTORE_MODEL_MAX, &n->tbytes, &n->tlen);
+    if (!rc) rc = cnd_model_deserialize(&n->teacher, n->tbytes, n->tlen, o->teacher);
+    if (rc) return rc;
+    const cnd_model_t *t = n->teacher;
+    const cnd_autoc_fed_info_t *a = &n->info[0];
+    if (t->in.c != a->in.c || t->in.h != a->in.h || t->in.w != a->in.w ||
+        t->n_classes != a->classes)
+        return cnd_errf(CND_EINVAL,
+                        "the teacher %s does not take the candidates' inputs and "
+                        "classes",
+                        o->teacher);
+    const char *tl = cnd_model_meta_get(t, "labels");
+    if (!*labels && tl) *labels = tl;
+    if (tl && *labels && strcmp(tl, *labels) != 0)
+        return cnd_errf(CND_EINVAL, "the teacher's classes are not the candidates'");
+    return 0;
+}
+
+/* The recipe: the first .cnd candidate (else the .cnd teacher) as the student, the class map. */
 static int s_recipe(cnd_job_spec_t *j, s_new_t *n, const s_opts_t *o)
 {
     cnd_job_defaults(j);
     snprintf(j->name, sizeof j->name, "%s", o->name);
-    const cnd_model_t *s = n->first;
-    const char *labels = o->labels ? o->labels : cnd_model_meta_get(s, "labels");
+    const char *labels = o->labels  ? o->labels
+                         : n->first ? cnd_model_meta_get(n->first, "labels")
+                                    : NULL;
     int rc = 0;
     if (o->teacher) {
-        cnd_model_t *t = NULL;
-        if ((rc = cnd_file_read(o->teacher, CND_CSTORE_MODEL_MAX, &n->tbytes, &n->tlen)) ||
-            (rc = cnd_model_deserialize(&t, n->tbytes, n->tlen, o->teacher)))
-            return rc;
-        if (t->in.c != s->in.c || t->in.h != s->in.h || t->in.w != s->in.w ||
-            t->n_classes != s->n_classes)
-            rc = cnd_errf(CND_EINVAL,
-                          "the teacher %s does not take the candidates' inputs and "
-                          "classes",
-                          o->teacher);
-        const char *tl = cnd_model_meta_get(t, "labels");
-        if (!rc && !labels && tl) labels = tl;
-        if (!rc && tl && labels && strcmp(tl, labels) != 0)
-            rc = cnd_errf(CND_EINVAL, "the teacher's classes are not the candidates'");
-        if (!rc) j->teacher_shipped = 1;
-        cnd_model_destroy(&t);
-        if (rc) return rc;
+        if ((rc = s_teacher(n, o, &labels))) return rc;
+        j->teacher_shipped = 1;
     } else {
         snprintf(j->teacher_local, sizeof j->teacher_local, "%s", o->teacher_local);
     }
+    const cnd_model_t *s = n->first ? n->first : n->teacher;
+    if (!s)
+        return cnd_errf(CND_EINVAL, "every candidate is a .cndq artifact: give at least one .cnd "
+                                    "candidate or a .cnd --teacher (the job's student fields)");
     snprintf(j->arch, sizeof j->arch, "%s", s->spec);
     j->in_c = (uint32_t)s->in.c;
     j->in_h = (uint32_t)s->in.h;
@@ -215,17 +242,19 @@ static int s_recipe(cnd_job_spec_t *j, s_new_t *n, const s_opts_t *o)
 /* Job, student version 0 (candidate 0), candidates and audit entries in one transaction. */
 static int s_store(int64_t *id, cnd_coord_t *c, const s_new_t *n, const char *name)
 {
+    /* student version 0: the first .cnd candidate, else the teacher (s_recipe) */
+    const uint8_t *sbytes = n->first ? n->blob[n->first_idx] : n->tbytes;
+    size_t slen = n->first ? n->len[n->first_idx] : n->tlen;
     int rc = cnd_cstore_begin(c->store);
     if (rc) return rc;
     rc = cnd_autoc_init(cnd_cstore_db(c->store));
     if (!rc)
-        rc = cnd_cstore_job_create(c->store, id, name, n->json, n->tbytes, n->tlen, n->blob[0],
-                                   n->len[0]);
+        rc = cnd_cstore_job_create(c->store, id, name, n->json, n->tbytes, n->tlen, sbytes, slen);
     for (uint32_t i = 0; !rc && i < n->k; i++)
         rc = cnd_autoc_put(c->store, *id, i, n->name[i], n->blob[i], n->len[i]);
     uint8_t teacher[32], student[32];
     if (n->tbytes) cnd_sha256(teacher, n->tbytes, n->tlen);
-    cnd_sha256(student, n->blob[0], n->len[0]);
+    cnd_sha256(student, sbytes, slen);
     cnd_audit_job_create_t e = {.job = *id,
                                 .name = name,
                                 .recipe_json = n->json,

@@ -4,6 +4,8 @@
  * here ever sees one site's numbers.
  */
 #include "coord_autoc.h"
+#include "coord_quant.h"
+#include "registry.h"
 #include "autocompress_fed.h"
 #include "db.h"
 #include "digest.h"
@@ -296,7 +298,55 @@ static int s_blob(cnd_cstore_t *s, int64_t job, uint32_t idx, uint8_t **blob, si
     return rc;
 }
 
-int cnd_autoc_finish(cnd_coord_t *c, int64_t job, uint32_t last_round, uint32_t *picked)
+/* A .cnd pick: float model version 1 of the job with a model.version entry. */
+static int s_store_float(cnd_coord_t *c, int64_t job, uint32_t last_round, const uint8_t *blob,
+                         size_t len, double acc, uint64_t samples)
+{
+    cnd_model_rec_t mv;
+    memset(&mv, 0, sizeof mv);
+    mv.job = job;
+    mv.version = 1;
+    mv.round = last_round;
+    snprintf(mv.format, sizeof mv.format, "float");
+    mv.accuracy = acc;
+    int rc = cnd_cstore_model_put(c->store, &mv, blob, len);
+    if (rc) return rc;
+    char jid[32];
+    snprintf(jid, sizeof jid, "%lld", (long long)job);
+    cnd_audit_model_version_t e = {.version = "v1",
+                                   .job = jid,
+                                   .round = last_round,
+                                   .format = "float",
+                                   .size = len,
+                                   .has_accuracy = 1,
+                                   .accuracy = acc,
+                                   .samples = (int64_t)samples,
+                                   .digest = mv.digest};
+    return cnd_audit_log_model_version(c->audit, c->fpr, &e);
+}
+
+/* A .cndq pick: version 1 of the job's artifact in the registry (validated, self-tested, its
+ * manifest signed; model.version and artifact.sign entries), as a job's frozen artifact is. */
+static int s_store_artifact(cnd_coord_t *c, int64_t job, uint32_t last_round, const uint8_t *blob,
+                            size_t len, double acc)
+{
+    if (!c->id) return cnd_errf(CND_ESTATE, "publishing the pick needs the coordinator's key");
+    char name[64], jid[32];
+    cnd_fedq_name(name, sizeof name, job);
+    snprintf(jid, sizeof jid, "%lld", (long long)job);
+    cnd_publish_opts_t o = {.model = name,
+                            .version = 1,
+                            .accuracy = acc,
+                            .job = jid,
+                            .expires_s = 365LL * 86400,
+                            .round = last_round};
+    int64_t aid = 0;
+    return cnd_registry_publish(cnd_cstore_db(c->store), c->audit, c->id, c->fpr, blob, len, &o,
+                                &aid, NULL, NULL);
+}
+
+int cnd_autoc_finish(cnd_coord_t *c, int64_t job, uint32_t last_round, uint32_t *picked,
+                     double *accuracy)
 {
     uint32_t idx = 0;
     int rc = cnd_autoc_pick(c->store, job, &idx);
@@ -309,29 +359,15 @@ int cnd_autoc_finish(cnd_coord_t *c, int64_t job, uint32_t last_round, uint32_t 
     uint8_t *blob = NULL;
     size_t len = 0;
     rc = p ? s_blob(c->store, job, idx, &blob, &len) : CND_ENOTFOUND;
-    cnd_model_rec_t mv;
-    memset(&mv, 0, sizeof mv);
-    mv.job = job;
-    mv.version = 1;
-    mv.round = last_round;
-    snprintf(mv.format, sizeof mv.format, "float");
-    mv.accuracy = p && p->validated ? (double)p->correct / (double)p->validated : -1;
-    if (!rc) rc = cnd_cstore_model_put(c->store, &mv, blob, len);
+    double acc = p && p->validated ? (double)p->correct / (double)p->validated : -1;
+    if (!rc && len >= 4 && memcmp(blob, "CNDQ", 4) == 0)
+        rc = s_store_artifact(c, job, last_round, blob, len, acc);
+    else if (!rc)
+        rc = s_store_float(c, job, last_round, blob, len, acc, p->validated);
     if (!rc) {
-        char jid[32];
-        snprintf(jid, sizeof jid, "%lld", (long long)job);
-        cnd_audit_model_version_t e = {.version = "v1",
-                                       .job = jid,
-                                       .round = last_round,
-                                       .format = "float",
-                                       .size = len,
-                                       .has_accuracy = 1,
-                                       .accuracy = mv.accuracy,
-                                       .samples = (int64_t)p->validated,
-                                       .digest = mv.digest};
-        rc = cnd_audit_log_model_version(c->audit, c->fpr, &e);
+        *picked = idx;
+        *accuracy = acc;
     }
-    if (!rc) *picked = idx;
     free(blob);
     free(l);
     return rc;

@@ -10,7 +10,8 @@
  * survivors' validation samples; nothing of one site. After every round but the last, successive
  * halving keeps the better half (by accuracy summed over the rounds so far; ties: the smaller
  * model, then the lower index). When the rounds are over the best candidate still in the race
- * becomes the job's float model version 1, with its federated accuracy.
+ * becomes the job's model version 1 (float, or a signed artifact for a .cndq candidate), with
+ * its federated accuracy.
  *
  * Storage: the component "autocompress" of the coordinator database (common/db.h), its tables
  *   autoc_candidate(job, idx, name, size, digest, blob, alive, validated, correct, rounds)
@@ -70,11 +71,14 @@ CND_MUST_USE int cnd_autoc_result(cnd_cstore_t *s, int64_t job, uint32_t round, 
  * 0 with *idx, or CND_ENOTFOUND. */
 CND_MUST_USE int cnd_autoc_pick(cnd_cstore_t *s, int64_t job, uint32_t *idx);
 
-/* At the end of the job: stores the pick as float model version 1 of the job (its federated
- * accuracy with it) with a model.version audit entry, in the caller's transaction. *picked
- * gets its index. Returns 0, CND_ENOTFOUND (no candidate was evaluated) or a store error. */
+/* At the end of the job: stores the pick, in the caller's transaction, with its federated
+ * accuracy: a .cnd model as float model version 1 of the job (model.version entry), a .cndq
+ * artifact as version 1 of the job's artifact in the registry (cnd_fedq_name, manifest signed
+ * with c's key, as coord_quant.h publishes; `job export --format int8`). *picked and *accuracy
+ * get its index and accuracy. Returns 0, CND_ENOTFOUND (no candidate was evaluated) or an error
+ * of the store or the registry. */
 CND_MUST_USE int cnd_autoc_finish(cnd_coord_t *c, int64_t job, uint32_t last_round,
-                                  uint32_t *picked);
+                                  uint32_t *picked, double *accuracy);
 
 /* `condenser job create --kind autocompress` (cmd_job_autoc.c); _wanted says whether a `job
  * create` command line asks for it (it names --kind). `condenser job candidates`. */

@@ -789,7 +789,8 @@ static void s_end_job(s_daemon_t *d, const char *state, const char *reason)
 static void s_end_autoc(s_daemon_t *d, uint32_t last_round)
 {
     uint32_t idx = 0;
-    int rc = cnd_autoc_finish(&d->c, d->job, last_round, &idx);
+    double acc = -1;
+    int rc = cnd_autoc_finish(&d->c, d->job, last_round, &idx, &acc);
     if (rc) {
         char why[300];
         snprintf(why, sizeof why, "%s", cnd_err_detail());
@@ -797,13 +798,8 @@ static void s_end_autoc(s_daemon_t *d, uint32_t last_round)
         s_end_job(d, "failed", why);
         return;
     }
-    cnd_model_rec_t m;
-    if (!cnd_cstore_model_get(d->c.store, d->job, 1, "float", &m, NULL, NULL)) {
-        s_log(d, "autocompress: picked candidate %u (accuracy %.4f over the sites' secure sums)",
-              idx, m.accuracy);
-        cnd_model_rec_free(&m);
-    }
-    cnd_err_clear();
+    s_log(d, "autocompress: picked candidate %u (accuracy %.4f over the sites' secure sums)", idx,
+          acc);
     s_end_job(d, "completed", NULL);
 }
 

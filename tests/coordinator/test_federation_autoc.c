@@ -4,7 +4,8 @@
  *
  * Four candidates for the fixture's 1x8x8, 4-class data: a random linear model, a hand-built
  * linear model that sums each quadrant (near-perfect on the fixture's data: class c brightens
- * quadrant c), a random two-layer model, and the hand-built model negated (near-zero). Three
+ * quadrant c) frozen into an int8 artifact (.cndq: sites run it in the integer runtime), a random
+ * two-layer model, and the hand-built model negated (near-zero). Three
  * evaluation rounds: all four in round 1, the better two in round 2, the best in round 3.
  *
  * The coordinator is scripted as a malicious one (CND_COORD_EVIL="replay:1,rerun:2", test builds
@@ -14,9 +15,10 @@
  * refuse both.
  *
  * Checks:
- *   - the job completes; its model version 1 is the hand-built candidate (byte for byte), and its
- *     recorded accuracy is exactly (sum over sites and rounds of its correct counts) / (sum of
- *     validated counts), with each site's counts from its test-only dump (CND_AGENT_DEBUG_DUMP);
+ *   - the job completes; its model version 1 is the hand-built candidate (byte for byte), published
+ *     as the job's signed artifact (registry, manifest), and its recorded accuracy is exactly (sum
+ * over sites and rounds of its correct counts) / (sum of validated counts), with each site's counts
+ * from its test-only dump (CND_AGENT_DEBUG_DUMP);
  *   - every per-round sum the coordinator stored equals the sum of the three sites' counts, and
  *     the negated and random candidates left the race after round 1;
  *   - each site evaluated disjoint thirds of its validation split in the three rounds (13 + 13 +
@@ -30,8 +32,11 @@
 #include "autocompress_fed.h"
 #include "check.h"
 #include "coord_autoc.h"
+#include "coord_quant.h"
 #include "coord_store.h"
+#include "data.h"
 #include "fixedpoint.h"
+#include "quant_fed.h"
 #include "identity.h"
 #include "federation_fixture.h"
 
@@ -49,8 +54,9 @@ static int s_contains(const uint8_t *hay, size_t n, const void *needle, size_t k
     return 0;
 }
 
-/* Candidate `which` (see the top) saved to path. */
-static void s_candidate(const char *path, int which)
+/* Candidate `which` (see the top) saved to path; the hand-built one (1) frozen to int8 with
+ * calibration samples calib. */
+static void s_candidate(const char *path, int which, const cnd_dataset_t *calib)
 {
     cnd_model_t *m = NULL;
     const char *arch = which == 2 ? "flatten dense(8) relu dense(4)" : "flatten dense(4)";
@@ -67,7 +73,15 @@ static void s_candidate(const char *path, int which)
             }
         for (int c = 0; c < 4; c++) m->params[256 + c] = 0.0f;
     }
-    CHECK_EQ_INT(cnd_model_save(m, path), 0);
+    if (which == 1) {
+        uint8_t *art = NULL;
+        size_t alen = 0;
+        CHECK_EQ_INT(cnd_fedq_freeze(&art, &alen, m, calib, 8), 0);
+        if (art) CHECK_EQ_INT(cnd_file_write_atomic(path, art, alen, 0644), 0);
+        free(art);
+    } else {
+        CHECK_EQ_INT(cnd_model_save(m, path), 0);
+    }
     cnd_model_destroy(&m);
 }
 
@@ -198,11 +212,15 @@ int main(void)
     fx_fed_t f;
     fx_fed_init(&f, "autoc", 3);
     fx_fed_setup(&f, 200, NULL, 0);
-    char cands[4 * 420] = "", teacher[400], log[400];
-    for (int i = 0; i < S_K; i++) {
+    char cands[4 * 420] = "", teacher[400], log[400], img[400], lab[400];
+    fx_path(img, sizeof img, f.site_dir[0], "images.idx"); /* stands in for public data */
+    fx_path(lab, sizeof lab, f.site_dir[0], "labels.idx");
+    cnd_dataset_t *calib = NULL;
+    CHECK_EQ_INT(cnd_data_load_idx(&calib, img, lab), 0);
+    for (int i = 0; calib && i < S_K; i++) {
         char p[400];
-        snprintf(p, sizeof p, "%s/cand%d.cnd", f.root, i);
-        s_candidate(p, i);
+        snprintf(p, sizeof p, "%s/cand%d.%s", f.root, i, i == 1 ? "cndq" : "cnd");
+        s_candidate(p, i, calib);
         if (i) strcat(cands, ",");
         strcat(cands, p);
     }
@@ -259,13 +277,14 @@ int main(void)
     uint64_t pv = 0, pc = 0;
     if (st) s_check_sums(&f, st, pick, &pv, &pc);
     CHECK(pv > 0 && pc * 10 > pv * 9); /* the hand-built model is near perfect */
-    /* model version 1 is the pick, with the accuracy of the summed counts */
+    /* version 1 of the job's artifact is the pick, signed, with the summed counts' accuracy */
     cnd_model_rec_t m;
     uint8_t *blob = NULL, *want = NULL;
     size_t len = 0, wlen = 0;
-    if (st) CHECK_EQ_INT(cnd_cstore_model_get(st, 1, 1, "float", &m, &blob, &len), 0);
+    if (st) CHECK_EQ_INT(cnd_fedq_artifact(st, 1, 1, &m, &blob, &len), 0);
+    if (blob) CHECK(m.manifest != NULL && m.version == 1);
     char p1[400];
-    snprintf(p1, sizeof p1, "%s/cand1.cnd", f.root);
+    snprintf(p1, sizeof p1, "%s/cand1.cndq", f.root);
     CHECK_EQ_INT(cnd_file_read(p1, 1 << 20, &want, &wlen), 0);
     CHECK(blob && want && len == wlen && memcmp(blob, want, len) == 0);
     if (blob) {
@@ -294,6 +313,7 @@ int main(void)
             fx_dump(p);
         }
     }
+    cnd_data_destroy(&calib);
     fx_fed_cleanup(&f);
     return check_result("test_federation_autoc");
 }
