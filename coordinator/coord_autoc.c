@@ -210,6 +210,8 @@ static int s_halve(cnd_cstore_t *s, int64_t job)
     return rc;
 }
 
+/* A round's sums are inserted, never replaced: a second finish of one round (which the round
+ * machine never does) fails on the primary key instead of counting a round twice. */
 int cnd_autoc_record(cnd_cstore_t *s, int64_t job, uint32_t round, const uint32_t *ids, uint32_t k,
                      uint64_t validated, const uint64_t *correct, int halve)
 {
@@ -218,7 +220,7 @@ int cnd_autoc_record(cnd_cstore_t *s, int64_t job, uint32_t round, const uint32_
     for (uint32_t i = 0; !rc && i < k; i++) {
         sqlite3_stmt *st = NULL;
         if ((rc = cnd_db_prep(db, &st,
-                              "INSERT OR REPLACE INTO autoc_result(job, round, idx, validated, "
+                              "INSERT INTO autoc_result(job, round, idx, validated, "
                               "correct) VALUES(?, ?, ?, ?, ?)")))
             break;
         sqlite3_bind_int64(st, 1, job);
