@@ -24,8 +24,9 @@
  *                                far outside the clip, wrapping the ring;
  *   CND_AGENT_DEBUG_DUMP=DIR     writes each round's update, in float and encoded, UNMASKED, to
  *                                DIR/<site>-j<job>-r<round>.upd (local disk only), so a test can
- *                                compute the exact sum the coordinator must recover. Never set it
- *                                on a real site.
+ *                                compute the exact sum the coordinator must recover; in an
+ *                                evaluation round, its counts as text to
+ *                                DIR/<site>-j<job>-r<round>.eval. Never set it on a real site.
  */
 #include "agent_daemon.h"
 #include "agent_metrics.h"
@@ -33,6 +34,7 @@
 #include "agent_config.h"
 #include "agent_store.h"
 #include "agent_dp.h"
+#include "agent_eval.h"
 #include "dpsgd.h"
 #include "classmap.h"
 #include "agent_teacher.h"
@@ -142,6 +144,9 @@ typedef struct {
     cnd_secagg_client_t *sc;
     cnd_assembler_t *model_asm;
     cnd_model_t *global;
+    uint32_t eval_k; /* an evaluation round (RoundStart.candidates): candidates, else 0 */
+    uint8_t *bundle; /* its candidate bundle once received (agent_eval.h) */
+    size_t bundle_len;
     uint8_t *shares; /* SharesRelay body waiting for the model */
     size_t shares_len;
     uint8_t *masked; /* MASKED message kept for a resend after ERR_BUSY */
@@ -281,6 +286,10 @@ static void s_round_clear(s_agent_t *a)
     cnd_secagg_client_destroy(&a->sc);
     cnd_assembler_destroy(&a->model_asm);
     cnd_model_destroy(&a->global);
+    free(a->bundle);
+    a->bundle = NULL;
+    a->bundle_len = 0;
+    a->eval_k = 0;
     free(a->shares);
     a->shares = NULL;
     a->shares_len = 0;
@@ -449,10 +458,104 @@ static int s_encode(s_agent_t *a, uint32_t *x, cnd_fxp_report_t *rep, const cnd_
     return cnd_fxp_encode_metrics(x, fp, lay, &mt);
 }
 
+/* CND_AGENT_DEBUG_DUMP (test builds only): an evaluation round's counts, in the clear. */
+static void s_debug_dump_eval(s_agent_t *a, const cnd_agent_eval_t *e)
+{
+#ifndef CND_TEST_HOOKS
+    (void)a, (void)e;
+#else
+    const char *dir = getenv("CND_AGENT_DEBUG_DUMP");
+    if (!dir || !*dir) return;
+    char path[CND_AGENT_PATH_MAX + 128], text[CND_AUTOC_FED_MAX * 24 + 64];
+    size_t at = (size_t)snprintf(text, sizeof text, "%llu", (unsigned long long)e->validated);
+    for (uint32_t i = 0; i < e->k && at < sizeof text; i++)
+        at += (size_t)snprintf(text + at, sizeof text - at, " %llu",
+                               (unsigned long long)e->correct[i]);
+    if (at < sizeof text) at += (size_t)snprintf(text + at, sizeof text - at, "\n");
+    snprintf(path, sizeof path, "%s/%s-j%llu-r%u.eval", dir, a->cfg.name,
+             (unsigned long long)a->job, a->view.round);
+    if (cnd_file_write_atomic(path, text, at < sizeof text ? at : sizeof text - 1, 0600))
+        s_log(a, "debug dump: %s", cnd_err_detail());
+#endif
+}
+
+/* Masks x (lay_len values) and keeps the MASKED message for sending. Wipes x. */
+static int s_mask(s_agent_t *a, uint32_t *x, uint32_t lay_len)
+{
+    cnd_buf_t out;
+    cnd_buf_init(&out);
+    int rc = cnd_secagg_client_mask(a->sc, &out, a->shares, a->shares_len, x);
+    sodium_memzero(x, (size_t)lay_len * sizeof *x);
+    if (!rc && out.err) rc = CND_ENOMEM;
+    if (!rc)
+        rc = cnd_chunk_plan(&a->masked_info, a->masked_digest, out.data, out.len,
+                            CND_PROTO_CHUNK_DEFAULT);
+    if (rc) {
+        cnd_buf_free(&out);
+        return rc;
+    }
+    a->masked = out.data; /* ownership moves */
+    a->masked_len = out.len;
+    return 0;
+}
+
+/* An evaluation round's local step: evaluate the candidates, mask the counts, send. */
+static void s_eval_step(s_agent_t *a)
+{
+    uint32_t round = a->view.round;
+    if (!a->data_ok) {
+        s_round_fail(a, "local data is not available");
+        return;
+    }
+    s_log(a, "round %u: evaluating %u candidates on slice %u/%u of %zu local validation samples",
+          round, a->eval_k, round, a->spec.rounds, a->data.val ? a->data.val->n : 0);
+    uint32_t *x = NULL;
+    cnd_autoc_fed_layout_t lay;
+    cnd_agent_eval_t e;
+    atomic_store(&a->live.training, 1);
+    int rc = cnd_agent_eval_round(&x, &lay, &e, a->bundle, a->bundle_len, a->eval_k, a->n, round,
+                                  &a->data, &a->spec);
+    atomic_store(&a->live.training, 0);
+    if (!rc && (lay.len != a->sp.len || lay.bits != a->sp.bits))
+        rc = cnd_errf(CND_EPROTO,
+                      "the round's SecAgg+ parameters (%u values of %u bits) do not match "
+                      "%u candidates' counts (%u of %u)",
+                      a->sp.len, a->sp.bits, a->eval_k, lay.len, lay.bits);
+    if (!rc) s_debug_dump_eval(a, &e);
+    if (!rc)
+        rc = s_mask(a, x, lay.len);
+    else if (x)
+        sodium_memzero(x, (size_t)lay.len * sizeof *x);
+    free(x);
+    int stored = rc ? 0 : cnd_astore_served_mark(a->store, a->job, round, a->attempt, "masked");
+    if (rc || stored) {
+        char why[512];
+        snprintf(why, sizeof why, "%s%s", stored ? "store: " : "", cnd_err_detail());
+        s_round_fail(a, why);
+        return;
+    }
+    a->rr.train_ms = e.eval_ms;
+    condenser__metrics__init(&a->metrics);
+    a->metrics.train_ms = e.eval_ms; /* in the clear only the time it took */
+    if (s_send_masked(a) == 0) {
+        (void)s_send(a, CONDENSER__MSG_TYPE__MSG_METRICS, &a->metrics, a->job, round, 5000);
+        snprintf(a->rr.phase, sizeof a->rr.phase, "masked");
+        s_round_save(a);
+        s_log(a,
+              "round %u: sent the masked counts of %u candidates (%zu bytes, %u values of %u "
+              "bits; local counts only inside the secure sum)",
+              round, a->eval_k, a->masked_len, a->sp.len, a->sp.bits);
+    }
+}
+
 /* The local step: train, encode, mask, send. */
 static void s_local_step(s_agent_t *a)
 {
     uint32_t round = a->view.round;
+    if (a->eval_k) {
+        s_eval_step(a);
+        return;
+    }
     if (a->fault == S_FAULT_TRAIN && round == (uint32_t)a->fault_round) {
         s_round_fail(a, "local training failed (fault injection)");
         return;
@@ -663,6 +766,7 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
     a->pid = rs->participant_id;
     a->n = rs->participants;
     a->qat = rs->qat;
+    a->eval_k = rs->candidates;
     memset(&a->rr, 0, sizeof a->rr);
     a->rr.job = a->job;
     a->rr.round = env->round;
@@ -678,9 +782,17 @@ static void s_on_round_start(s_agent_t *a, const Condenser__Envelope *env)
     char why[600] = "";
     int adm = a->pid < a->n ? s_round_admit(a, env, why, sizeof why) : -1;
     if (adm < 0 && !why[0]) snprintf(why, sizeof why, "participant id %u >= %u", a->pid, a->n);
-    if (!adm && a->spec.dp_clip > 0 && a->data_ok) /* the site's privacy budget (agent_dp.h) */
+    if (!adm && !a->eval_k && a->spec.dp_clip > 0 &&
+        a->data_ok) /* the site's privacy budget (agent_dp.h) */
         adm = cnd_agent_dp_round_plan(&a->cfg, a->store, &a->spec, a->job, a->data.train_n->n,
                                       a->dim, &a->dp_plan, why, sizeof why);
+    /* Evaluation counts carry no DP noise: a DP job's sites train only (docs/privacy.md). */
+    if (!adm && a->eval_k && a->spec.dp_clip > 0) {
+        snprintf(why, sizeof why,
+                 "an evaluation round in a differentially private job: the counts would leave "
+                 "without noise");
+        adm = 1;
+    }
     if (adm > 0) s_audit_refusal(a, "round", env->round, a->attempt, why);
     uint64_t max = a->cfg.max_model_mb << 20;
     cnd_proto_reject_t rej;
@@ -728,6 +840,12 @@ static void s_on_model_chunk(s_agent_t *a, const Condenser__Chunk *ch)
     uint64_t len = 0;
     rc = cnd_assembler_finish(a->model_asm, &rej, &data, &len);
     cnd_assembler_destroy(&a->model_asm);
+    if (!rc && a->eval_k) { /* a candidate bundle: checked in full when evaluated */
+        a->bundle = data;
+        a->bundle_len = (size_t)len;
+        if (a->shares) s_local_step(a);
+        return;
+    }
     if (!rc) rc = cnd_model_deserialize(&a->global, data, (size_t)len, "the global model");
     free(data);
     if (!rc && (strcmp(a->global->spec, a->spec.arch) != 0 ||
@@ -1302,7 +1420,7 @@ static void s_on_shares_relay(s_agent_t *a, const Condenser__Envelope *env)
     }
     memcpy(a->shares, env->shares_relay->shares_for.data, env->shares_relay->shares_for.len);
     a->shares_len = env->shares_relay->shares_for.len;
-    if (a->global) s_local_step(a);
+    if (a->global || a->bundle) s_local_step(a);
 }
 
 /* ConsistencyRequest: sign the survivor sets if they match what this site saw. */

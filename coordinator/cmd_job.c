@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "commands.h"
 #include "coord_admin.h"
+#include "coord_autoc.h"
 #include "coord_round.h"
 #include "coord_quant.h"
 #include "job.h"
@@ -1109,13 +1110,16 @@ static int s_export(int argc, char **argv)
 int cnd_cmd_job(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        printf("usage: condenser job create|list|show|cancel|export [options]   (--help after "
-               "each)\n");
+        printf("usage: condenser job create|list|show|cancel|export|candidates [options]   (--help "
+               "after each)\n");
         return argc < 2 ? cnd_errf(CND_EINVAL,
                                    "a subcommand is required: create, list, show, cancel, export")
                         : 0;
     }
+    if (strcmp(argv[1], "create") == 0 && cnd_job_autoc_wanted(argc - 1, argv + 1))
+        return cnd_job_autoc_create(argc - 1, argv + 1); /* coord_autoc.h */
     if (strcmp(argv[1], "create") == 0) return s_create(argc - 1, argv + 1);
+    if (strcmp(argv[1], "candidates") == 0) return cnd_job_autoc_show(argc - 1, argv + 1);
     if (strcmp(argv[1], "list") == 0) return s_list(argc - 1, argv + 1);
     if (strcmp(argv[1], "show") == 0) return s_show(argc - 1, argv + 1);
     if (strcmp(argv[1], "cancel") == 0) return s_cancel(argc - 1, argv + 1);

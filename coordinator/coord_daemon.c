@@ -41,6 +41,7 @@
 #include "chunk.h"
 #include "clock.h"
 #include "coord_admin.h"
+#include "coord_autoc.h"
 #include "coord_outq.h"
 #include "coord_quant.h"
 #include "coord_round.h"
@@ -148,6 +149,7 @@ typedef struct {
     cnd_outq_blob_t *object; /* the last object a round sent (its global model) */
     uint8_t object_digest[32];
     int any_ok; /* some round of this job produced a model */
+    int autoc;  /* the job is an autocompress search: its rounds evaluate candidates */
     cnd_round_t *round;
     double wait_start; /* since when sites are awaited for the next round */
     double last_state_check;
@@ -746,6 +748,7 @@ static int s_load_job(s_daemon_t *d)
     }
     cnd_model_rec_t m;
     d->any_ok = 0;
+    d->autoc = cnd_autoc_is_job(d->c.store, id);
     if (!cnd_cstore_model_latest(d->c.store, id, "float", &m, NULL, NULL)) {
         d->any_ok = m.version > 0;
         cnd_model_rec_free(&m);
@@ -782,6 +785,24 @@ static void s_end_job(s_daemon_t *d, const char *state, const char *reason)
     s_unload_job(d);
 }
 
+/* The end of an autocompress job: its pick becomes float model version 1 (coord_autoc.h). */
+static void s_end_autoc(s_daemon_t *d, uint32_t last_round)
+{
+    uint32_t idx = 0;
+    double acc = -1;
+    int rc = cnd_autoc_finish(&d->c, d->job, last_round, &idx, &acc);
+    if (rc) {
+        char why[300];
+        snprintf(why, sizeof why, "%s", cnd_err_detail());
+        cnd_err_clear();
+        s_end_job(d, "failed", why);
+        return;
+    }
+    s_log(d, "autocompress: picked candidate %u (accuracy %.4f over the sites' secure sums)", idx,
+          acc);
+    s_end_job(d, "completed", NULL);
+}
+
 static int s_cmp_sites(const void *a, const void *b)
 {
     return strcmp(((const cnd_round_site_t *)a)->name, ((const cnd_round_site_t *)b)->name);
@@ -794,6 +815,10 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
     uint32_t round = 1, attempt = 1;
     if (cnd_cstore_round_next(d->c.store, d->job, &round, &attempt)) {
         s_log(d, "job %lld: %s", (long long)d->job, cnd_err_detail());
+        return;
+    }
+    if (round > d->spec.rounds && d->autoc) {
+        s_end_autoc(d, round - 1);
         return;
     }
     if (round > d->spec.rounds) {
@@ -874,10 +899,13 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
         sites[i].cert_len = s->cert_len;
     }
     qsort(sites, ne, sizeof *sites, s_cmp_sites);
-    int qat = round + d->spec.qat_rounds > d->spec.rounds;
+    int qat = !d->autoc && round + d->spec.qat_rounds > d->spec.rounds;
     cnd_round_io_t io = {d, s_round_send, s_round_send_object, s_commit};
-    int rc = cnd_round_start(&d->round, &d->c, &io, d->job, &d->spec, round, attempt, sites,
-                             (uint32_t)ne, qat, d->o->threads ? d->o->threads : 1);
+    unsigned thr = d->o->threads ? d->o->threads : 1;
+    int rc = d->autoc ? cnd_round_start_eval(&d->round, &d->c, &io, d->job, &d->spec, round,
+                                             attempt, sites, (uint32_t)ne, thr)
+                      : cnd_round_start(&d->round, &d->c, &io, d->job, &d->spec, round, attempt,
+                                        sites, (uint32_t)ne, qat, thr);
     if (rc) {
         for (size_t i = 0; i < d->n_sess; i++) d->sess[i].in_round = 0;
         char why[300];
@@ -885,7 +913,10 @@ static void s_maybe_start_round(s_daemon_t *d, double now)
         s_end_job(d, "failed", why);
     } else {
         s_log(d, "round %u/%u%s started with %zu sites%s", round, d->spec.rounds,
-              attempt > 1 ? " (again)" : "", ne, qat ? " (QAT)" : "");
+              attempt > 1 ? " (again)" : "", ne,
+              qat        ? " (QAT)"
+              : d->autoc ? " (evaluating candidates)"
+                         : "");
     }
     free(sites);
     free(elig);
@@ -895,7 +926,10 @@ static void s_round_ended(s_daemon_t *d)
 {
     int64_t v = -1;
     uint32_t n = cnd_round_number(d->round);
-    if (cnd_round_result(d->round, &v)) {
+    if (cnd_round_result(d->round, &v) && cnd_round_candidates(d->round)) {
+        s_log(d, "round %u/%u done: %u candidates evaluated (secure sums over the survivors)", n,
+              d->spec.rounds, cnd_round_candidates(d->round));
+    } else if (cnd_round_result(d->round, &v)) {
         d->any_ok = 1;
         cnd_model_rec_t m;
         double acc = -1;

@@ -11,12 +11,14 @@
  *     message changes nothing here either.
  */
 #include "coord_round.h"
+#include "coord_autoc.h"
 #include "quant_fed.h"
 #include "json.h"
 #include "job_dp.h"
 #include "chunk.h"
 #include "clock.h"
 #include "digest.h"
+#include "autocompress_fed.h"
 #include "fixedpoint.h"
 #include "modelfile.h"
 #include "secagg.h"
@@ -61,6 +63,11 @@ struct cnd_round {
     int ok;          /* ended with a new model version */
     int64_t new_version;
     unsigned threads;
+    /* an evaluation round of an autocompress job (coord_autoc.h): eval_k > 0 candidates, the
+     * job's candidate indices in bundle order, and the count layout of the sites' vectors */
+    uint32_t eval_k;
+    uint32_t eval_ids[CND_AUTOC_FED_MAX];
+    cnd_autoc_fed_layout_t elay;
 };
 
 static const char *const s_phase_names[] = {"idle",        "advertise", "share", "masked",
@@ -366,6 +373,7 @@ static int s_send_round_starts(cnd_round_t *r, const cnd_job_spec_t *spec, int q
         rs.secagg_params = cnd_proto_bytes(r->rec.params, sizeof r->rec.params);
         rs.n_peers = np;
         rs.peers = pcp;
+        rs.candidates = r->eval_k;
         s_send(r, i, CONDENSER__MSG_TYPE__MSG_ROUND_START, &rs);
         /* A failed send only means the site misses the model; its deadline handles the rest. */
         (void)r->io.send_object(r->io.ctx, r->rec.sites[i].name, CONDENSER__OBJECT_KIND__OBJ_MODEL,
@@ -479,9 +487,46 @@ static int s_record_start(cnd_round_t *r, int64_t job_id, uint32_t round, uint32
     return rc;
 }
 
-int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io, int64_t job_id,
-                    const cnd_job_spec_t *spec, uint32_t round, uint32_t attempt,
-                    const cnd_round_site_t *sites, uint32_t n, int qat, unsigned threads)
+/* A training round's model and update layout: the job's latest float model, its update
+ * (num_params + num_state values) encoded as crypto/fixedpoint.h says. */
+static int s_load_update(cnd_round_t *r, int64_t job_id, const cnd_job_spec_t *spec, int qat,
+                         uint32_t n, uint32_t round)
+{
+    size_t dim = 0;
+    int rc = s_load_model(r, job_id, spec, qat, &dim);
+    if (rc) return rc;
+    if (dim > UINT32_MAX / 2)
+        return cnd_errf(CND_ERANGE, "round %u: the model has %zu values; too many", round, dim);
+    r->fp = (cnd_fxp_params_t){(uint32_t)dim,   n, spec->value_bits, spec->clip, spec->l2_clip,
+                               spec->sample_cap};
+    if (spec->dp_mode == CND_JOB_DP_DISTRIBUTED) { /* the sites' encoding (proto/job_dp.h) */
+        cnd_dp_ddg_t m;
+        if ((rc = cnd_job_ddp_mech(spec, dim, &r->fp.ddp_s2, &m))) return rc;
+        r->fp.clip = (float)spec->dp_clip;
+        r->fp.l2_max = 0;
+    }
+    return cnd_fxp_layout(&r->lay, &r->fp);
+}
+
+/* An evaluation round's object and layout: the bundle of the candidates still in the race, and
+ * the count vector of compress/autocompress_fed.h (validated + one count per candidate). */
+static int s_load_candidates(cnd_round_t *r, int64_t job_id, const cnd_job_spec_t *spec, uint32_t n)
+{
+    int rc = cnd_autoc_bundle_alive(r->c->store, job_id, &r->model, &r->model_len, r->eval_ids,
+                                    &r->eval_k);
+    if (rc) return rc;
+    r->model_version = -1;
+    cnd_sha256(r->model_digest, r->model, r->model_len);
+    if ((rc = cnd_autoc_fed_layout(&r->elay, r->eval_k, n, spec->sample_cap))) return rc;
+    memset(&r->lay, 0, sizeof r->lay);
+    r->lay.len = r->elay.len;
+    r->lay.bits = r->elay.bits;
+    return 0;
+}
+
+static int s_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io, int64_t job_id,
+                   const cnd_job_spec_t *spec, uint32_t round, uint32_t attempt,
+                   const cnd_round_site_t *sites, uint32_t n, int qat, unsigned threads, int eval)
 {
     *out = NULL;
     int evil_replay = 0;
@@ -499,22 +544,9 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
     r->spec = *spec;
     r->threads = threads;
     r->new_version = -1;
-    size_t dim = 0;
-    int rc = s_load_model(r, job_id, spec, qat, &dim);
+    int rc = eval ? s_load_candidates(r, job_id, spec, n)
+                  : s_load_update(r, job_id, spec, qat, n, round);
     if (rc) goto fail;
-    if (dim > UINT32_MAX / 2) {
-        rc = cnd_errf(CND_ERANGE, "round %u: the model has %zu values; too many", round, dim);
-        goto fail;
-    }
-    r->fp = (cnd_fxp_params_t){(uint32_t)dim,   n, spec->value_bits, spec->clip, spec->l2_clip,
-                               spec->sample_cap};
-    if (spec->dp_mode == CND_JOB_DP_DISTRIBUTED) { /* the sites' encoding (proto/job_dp.h) */
-        cnd_dp_ddg_t m;
-        if ((rc = cnd_job_ddp_mech(spec, dim, &r->fp.ddp_s2, &m))) goto fail;
-        r->fp.clip = (float)spec->dp_clip;
-        r->fp.l2_max = 0;
-    }
-    if ((rc = cnd_fxp_layout(&r->lay, &r->fp))) goto fail;
     if ((rc = s_round_params(r, spec, job_id, round, attempt, n))) goto fail;
     if (evil_replay && (rc = cnd_secagg_params_decode(&r->sp, evil_params, sizeof evil_params)))
         goto fail;
@@ -540,6 +572,26 @@ int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
 fail:
     cnd_round_destroy(&r);
     return rc;
+}
+
+int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io, int64_t job_id,
+                    const cnd_job_spec_t *spec, uint32_t round, uint32_t attempt,
+                    const cnd_round_site_t *sites, uint32_t n, int qat, unsigned threads)
+{
+    return s_start(out, c, io, job_id, spec, round, attempt, sites, n, qat, threads, 0);
+}
+
+int cnd_round_start_eval(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
+                         int64_t job_id, const cnd_job_spec_t *spec, uint32_t round,
+                         uint32_t attempt, const cnd_round_site_t *sites, uint32_t n,
+                         unsigned threads)
+{
+    return s_start(out, c, io, job_id, spec, round, attempt, sites, n, 0, threads, 1);
+}
+
+uint32_t cnd_round_candidates(const cnd_round_t *r)
+{
+    return r->eval_k;
 }
 
 /* --- phases --------------------------------------------------------------------------------- */
@@ -798,9 +850,68 @@ static int s_ddp_survivors(cnd_round_t *r)
                     surv, r->spec.dp_min_survivors);
 }
 
+/* An evaluation round's end: the candidates' sums (coord_autoc.h), successive halving unless
+ * this was the job's last round, the round row with the best candidate's counts, round.end. */
+static int s_finish_eval_store(cnd_round_t *r, const uint32_t *sum, uint32_t surv, double t0)
+{
+    uint64_t validated = 0, correct[CND_AUTOC_FED_MAX] = {0}, best = 0;
+    int rc = cnd_autoc_fed_decode(&validated, correct, &r->elay, sum, surv);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < r->eval_k; i++)
+        if (correct[i] > best) best = correct[i];
+    rc = cnd_autoc_record(r->c->store, r->rec.job, r->rec.round, r->eval_ids, r->eval_k, validated,
+                          correct, r->rec.round < r->spec.rounds);
+    if (rc) return rc;
+    uint8_t agg[32];
+    if ((rc = s_sum_digest(r, sum, agg))) return rc;
+    r->rec.validated = validated;
+    r->rec.correct = best;
+    r->rec.survivors = surv;
+    snprintf(r->rec.outcome, sizeof r->rec.outcome, "ok");
+    r->rec.ended_ms = cnd_unix_ms();
+    r->rec.t_finish = cnd_now() - t0;
+    r->phase = CND_PHASE_DONE;
+    if ((rc = s_persist(r))) return rc;
+    return s_audit_round_end(r, "ok", agg, r->model_digest);
+}
+
+static int s_finish_eval(cnd_round_t *r)
+{
+    double t0 = cnd_now();
+    s_close_phase_time(r);
+    sqlite3 *db = cnd_cstore_db(r->c->store);
+    if (sqlite3_exec(db, "SAVEPOINT round_finish", NULL, NULL, NULL) != SQLITE_OK)
+        return cnd_errf(CND_EDB, "round %u: %s", r->rec.round, sqlite3_errmsg(db));
+    uint32_t *sum = malloc((size_t)r->sp.len * sizeof *sum);
+    int rc = sum ? cnd_secagg_server_finish(r->sa, sum)
+                 : cnd_errf(CND_ENOMEM, "round %u: out of memory for the aggregate", r->rec.round);
+    s_sync_status(r);
+    uint32_t surv = 0;
+    for (uint32_t i = 0; i < r->rec.n; i++)
+        surv += !!(r->rec.sites[i].status & CND_SECAGG_ST_MASKED);
+    if (!rc) rc = s_finish_eval_store(r, sum, surv, t0);
+    if (!rc && sqlite3_exec(db, "RELEASE round_finish", NULL, NULL, NULL) != SQLITE_OK)
+        rc = cnd_errf(CND_EDB, "round %u: %s", r->rec.round, sqlite3_errmsg(db));
+    if (!rc) rc = r->io.commit(r->io.ctx);
+    if (!rc) {
+        r->ok = 1;
+        s_send_round_end(r, CONDENSER__ROUND_OUTCOME__OUTCOME_COMPLETED);
+    } else {
+        sqlite3_exec(db, "ROLLBACK TO round_finish", NULL, NULL, NULL);
+        sqlite3_exec(db, "RELEASE round_finish", NULL, NULL, NULL);
+        r->rec.survivors = 0;
+        r->rec.validated = r->rec.correct = 0;
+        r->rec.outcome[0] = 0;
+        r->phase = CND_PHASE_UNMASK;
+    }
+    free(sum);
+    return rc;
+}
+
 /* Removes the masks, decodes the weighted average and writes the new model version. */
 static int s_finish(cnd_round_t *r)
 {
+    if (r->eval_k) return s_finish_eval(r);
     double t0 = cnd_now();
     s_close_phase_time(r);
     /* Everything this writes (model version, momentum, round row, audit entries) commits

@@ -77,6 +77,19 @@ CND_MUST_USE int cnd_round_start(cnd_round_t **out, cnd_coord_t *c, const cnd_ro
                                  uint32_t attempt, const cnd_round_site_t *sites, uint32_t n,
                                  int qat, unsigned threads);
 
+/* Starts an evaluation round of an autocompress job (coord_autoc.h) as cnd_round_start does a
+ * training round: the object sent is the bundle of the candidates still in the race
+ * (RoundStart.candidates = their number), the sites mask count vectors
+ * (compress/autocompress_fed.h), and the finish records each candidate's sums and halves the
+ * race unless `round` is the job's last. It produces no model version (cnd_round_result gives
+ * 1 with version -1 when it completed). Returns 0 or an error (CND_ENOTFOUND: no candidate). */
+CND_MUST_USE int cnd_round_start_eval(cnd_round_t **out, cnd_coord_t *c, const cnd_round_io_t *io,
+                                      int64_t job_id, const cnd_job_spec_t *spec, uint32_t round,
+                                      uint32_t attempt, const cnd_round_site_t *sites, uint32_t n,
+                                      unsigned threads);
+/* Candidates an evaluation round evaluates; 0 for a training round. */
+uint32_t cnd_round_candidates(const cnd_round_t *r);
+
 /* Index of the named site in this round, or -1. */
 int cnd_round_site_index(const cnd_round_t *r, const char *site);
 

@@ -72,6 +72,7 @@
 #define CND_PROTO_MAX_PEERS        4095  /* RoundStart.peers: sites in a round, minus one */
 #define CND_PROTO_MAX_PARTICIPANTS 65536 /* sites in a round; participant ids are 0..65535 */
 #define CND_PROTO_MAX_ROUNDS       100000
+#define CND_PROTO_MAX_CANDIDATES   64 /* RoundStart.candidates: models of one evaluation round */
 #define CND_PROTO_MAX_BITS         32 /* packed value width and SecAgg ring bits */
 #define CND_PROTO_MAX_VALUE_BITS   24 /* SecAggParams.value_bits (crypto/fixedpoint.h) */
 #define CND_PROTO_MASKED_HDR       26 /* MASKED message bytes before the packed vector */

@@ -489,6 +489,10 @@ int cnd_proto_validate_round_start(cnd_proto_reject_t *rej, const Condenser__Rou
         return s_fail(rej, S_BAD, "%s.participant_id: %u, but only %u participants", c,
                       m->participant_id, m->participants);
     S_TRY(s_deadlines(rej, c, m->deadlines));
+    S_TRY(s_u64(rej, c, "candidates", m->candidates, 0, CND_PROTO_MAX_CANDIDATES));
+    if (m->candidates && m->qat)
+        return s_fail(rej, S_BAD, "%s.qat: set in an evaluation round (%u candidates)", c,
+                      m->candidates);
     S_TRY(s_blob(rej, c, "secagg_params", m->secagg_params, 1, CND_PROTO_SECAGG_PARAMS_MAX));
     cnd_secagg_params_t p;
     if (cnd_secagg_params_decode(&p, m->secagg_params.data, m->secagg_params.len) != 0) {

@@ -269,6 +269,8 @@ MUT(m_rs_nb_out, f->pc[1].participant_id = 3)
 MUT(m_rs_nb_dup, f->pc[1].participant_id = 0)
 MUT(m_rs_nb_name, f->pc[0].node_name = S("site a"))
 MUT(m_rs_nb_cert, f->pc[1].certificate = B(MAN, 10))
+MUT(m_rs_cand_big, f->rs.candidates = CND_PROTO_MAX_CANDIDATES + 1)
+MUT(m_rs_cand_qat, f->rs.candidates = 3; f->rs.qat = 1)
 /* chunk */
 MUT(m_c_kind0, f->chunk.kind = 0)
 MUT(m_c_kind9, f->chunk.kind = 9)
@@ -466,6 +468,8 @@ static const bad_t s_bad[] = {
     {T(ROUND_START), "round_start.participant_id", BAD, m_rs_pid},
     {T(ROUND_START), "round_start.participants", BAD, m_rs_parts1},
     {T(ROUND_START), "round_start.participants", BIGC, m_rs_parts_big},
+    {T(ROUND_START), "round_start.candidates", BIGC, m_rs_cand_big},
+    {T(ROUND_START), "round_start.qat", BAD, m_rs_cand_qat},
     {T(ROUND_START), "round_start.model", BAD, m_rs_nomodel},
     {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_empty},
     {T(ROUND_START), "round_start.secagg_params", BAD, m_rs_params_junk},
