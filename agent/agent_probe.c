@@ -11,15 +11,34 @@
 #include "identity.h"
 #include "transport.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zmq.h>
 
 void cnd_agent_lock_path(char *out, size_t cap, const cnd_agent_config_t *c)
 {
     snprintf(out, cap, "%s.lock", c->state);
+}
+
+/* Whether the directory the lock file would be in does not exist. Then no agent can hold the
+ * lock (an agent creates its database there first), so the probe goes ahead without one rather
+ * than failing on the lock file; doctor's state directory check reports the missing directory. */
+static int s_state_dir_missing(const char *lock)
+{
+    char dir[CND_AGENT_PATH_MAX + 8];
+    snprintf(dir, sizeof dir, "%s", lock);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return 0;
+    if (slash == dir)
+        slash[1] = 0;
+    else
+        *slash = 0;
+    struct stat st;
+    return stat(dir, &st) != 0 && errno == ENOENT;
 }
 
 static int s_client(cnd_client_t **cli, const cnd_agent_config_t *c, const cnd_identity_t *id)
@@ -135,7 +154,7 @@ int cnd_agent_probe(cnd_agent_probe_t *out, const cnd_agent_config_t *c, int tim
     memset(out, 0, sizeof *out);
     char lock[CND_AGENT_PATH_MAX + 8];
     cnd_agent_lock_path(lock, sizeof lock, c);
-    int lfd = -1, rc = cnd_file_lock(lock, 1, &lfd);
+    int lfd = -1, rc = s_state_dir_missing(lock) ? 0 : cnd_file_lock(lock, 1, &lfd);
     if (rc == CND_ESTATE) {
         cnd_err_clear();
         out->outcome = CND_PROBE_AGENT_RUNNING;

@@ -173,6 +173,13 @@ sed -e 's/site-a/site-b/' "$s/agent.ini" > "$b/agent.ini"
 rc=0; "$bin" doctor --agent "$b/agent.ini" --connect > "$w/connb.txt" || rc=$?
 [ $rc = 1 ] || { cat "$w/connb.txt" >&2; fail "doctor --connect exited $rc for an unenrolled site"; }
 grep -qE "^FAIL +coordinator: .*refused this site's (key|hello)" "$w/connb.txt" || { cat "$w/connb.txt" >&2; fail "unenrolled site"; }
+# A state directory that does not exist yet: no agent can hold the lock there, so the hello is
+# still said (only the state directory check fails), not refused over the lock file.
+sed -e "s|^state = .*|state = nostate/agent.db|" "$s/agent.ini" > "$s/agent-nostate.ini"
+rc=0; "$bin" doctor --agent "$s/agent-nostate.ini" --connect > "$w/connns.txt" || rc=$?
+[ $rc = 1 ] || { cat "$w/connns.txt" >&2; fail "doctor --connect exited $rc without a state directory"; }
+expect FAIL "state directory" "nostate" "$w/connns.txt"
+expect OK coordinator "accepted this site's key and certificate" "$w/connns.txt"
 # While the agent runs, doctor does not say hello (it would end the agent's session), and a
 # second agent for the same site is refused at start.
 "$bin" agent --config "$s/agent.ini" --max-seconds 60 2> "$w/agent-run.log" &
