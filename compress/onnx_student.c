@@ -15,9 +15,10 @@
  * a constant (K, N) matrix -> dense, with an Add of a constant vector to its output (nothing
  * else reading that) as its bias, BatchNormalization -> batchnorm, an Add of two computed
  * tensors of one shape -> add, a Concat on channels of k computed tensors -> k - 1 concats;
- * Identity and Dropout vanish. The first node that does not map is named in the refusal. Each
- * layer's per-sample output size is checked against the graph's, so a mapping that computed
- * something else could not pass silently (and `import` compares the logits before writing).
+ * Identity and Dropout vanish, and so do nodes the graph output does not depend on. The first node
+ * that does not map is named in the refusal. Each layer's per-sample output size is checked against
+ * the graph's, so a mapping that computed something else could not pass silently (and `import`
+ * compares the logits before writing).
  */
 #include "onnx_internal.h"
 
@@ -192,7 +193,8 @@ typedef struct {
     int64_t size[S_SLOTS];                /* per-sample output size in the graph */
     int n;                                /* layers so far */
     int *node_of; /* per value: the layer computing it, -1 the model input, else S_NONE */
-    int *readers; /* per value: computed nodes reading it */
+    int *readers; /* per value: live computed nodes reading it */
+    char *live;   /* per node: its outputs reach the graph output (else it is left out) */
     int B;        /* the batch the graph was planned for */
 } s_net_t;
 
@@ -486,15 +488,27 @@ static int s_graph(const cnd_onnx_t *g, s_net_t *c)
 {
     for (int i = 0; i < g->n_v; i++) c->node_of[i] = S_NONE;
     c->node_of[g->input] = -1;
+    /* Nodes whose outputs nothing on the way to the graph output reads are left out: the
+     * logits do not depend on them, and a model's every node must be read. `needed` reuses
+     * readers as a flag until the readers are counted. */
+    c->readers[g->output] = 1;
+    for (int k = g->n_nodes - 1; k >= 0; k--) {
+        const s_node_t *n = &g->nodes[k];
+        for (int j = 0; j < n->n_out && !c->live[k]; j++)
+            c->live[k] = n->out[j] >= 0 && c->readers[n->out[j]];
+        for (int j = 0; c->live[k] && j < n->n_in; j++)
+            if (n->in[j] >= 0) c->readers[n->in[j]] = 1;
+    }
+    memset(c->readers, 0, ((size_t)g->n_v + 1) * sizeof(int));
     for (int k = 0; k < g->n_nodes; k++) {
         const s_node_t *n = &g->nodes[k];
-        if (n->folded) continue;
+        if (n->folded || !c->live[k]) continue;
         for (int j = 0; j < n->n_in; j++)
             if (n->in[j] >= 0 && !g->v[n->in[j]].known) c->readers[n->in[j]]++;
     }
     for (int k = 0; k < g->n_nodes; k++) {
         const s_node_t *n = &g->nodes[k];
-        if (n->folded) continue;
+        if (n->folded || !c->live[k]) continue;
         int rc = s_node(g, n, c);
         if (rc < 0) return rc;
     }
@@ -596,12 +610,14 @@ int cnd_onnx_to_model(cnd_model_t **out, cnd_onnx_t *g)
     c->B = 1;
     c->node_of = malloc(((size_t)g->n_v + 1) * sizeof(int));
     c->readers = calloc((size_t)g->n_v + 1, sizeof(int));
-    if (!c->node_of || !c->readers)
+    c->live = calloc((size_t)g->n_nodes + 1, 1);
+    if (!c->node_of || !c->readers || !c->live)
         rc = CND_ENOMEM;
     else if (!(rc = s_graph(g, c)))
         rc = s_build(out, g, c);
     free(c->node_of);
     free(c->readers);
+    free(c->live);
     free(c);
     return rc;
 }

@@ -367,9 +367,9 @@ static void test_student(void)
 }
 
 /* A graph (relu6 as Clip, depthwise conv, residual Add, hardswish as HardSigmoid and Mul, a
- * branch and a Concat) maps to a graph student computing the same logits; variant 1 gives the
- * HardSigmoid PyTorch's default alpha, 2 makes the Mul one of two unrelated computed tensors, 3
- * clips to [0, 5]: each refused naming its node. */
+ * branch and a Concat, a dead Sigmoid) maps to a graph student computing the same logits; variant 1
+ * gives the HardSigmoid PyTorch's default alpha, 2 makes the Mul one of two unrelated computed
+ * tensors, 3 clips to [0, 5]: each refused naming its node. */
 static size_t s_graph_model(uint8_t **out, int variant)
 {
     ob_t b;
@@ -394,6 +394,8 @@ static size_t s_graph_model(uint8_t **out, int variant)
     ob_ints(&b, n, "pads", (int64_t[]){1, 1, 1, 1}, 4);
     ob_int(&b, n, "group", 4);
     ob_node(&b, "Add", "res", (const char *[]){"r", "d"}, 2, (const char *[]){"s"}, 1);
+    /* read by nothing on the way to the output: left out of the student */
+    ob_node(&b, "Sigmoid", "dead", (const char *[]){"s"}, 1, (const char *[]){"unused"}, 1);
     n = ob_node(&b, "HardSigmoid", "hs", (const char *[]){"s"}, 1, (const char *[]){"h"}, 1);
     if (variant != 1) ob_float(&b, n, "alpha", 1.0f / 6.0f);
     ob_node(&b, "Mul", "hsw", (const char *[]){variant == 2 ? "r" : "s", "h"}, 2,
