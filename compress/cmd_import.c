@@ -2,11 +2,12 @@
  * cmd_import.c: `condenser import MODEL.onnx [--out MODEL.cnd] [--preprocess SPEC] [--json]`.
  *
  * Reads an ONNX model (onnx_graph.h) and says what Condenser can do with it: every model that
- * loads runs as a teacher (`distill --teacher MODEL.onnx`); one whose graph is a chain of
- * trainable layers also imports as a student. With --out the student is written as a .cnd with
- * the preprocessing folded into its input normalisation, after a self-check: the .cnd model and
- * the ONNX engine must give the same logits on a few seeded inputs. A graph that cannot be a
- * student is refused naming the first node and op that cannot be trained.
+ * loads runs as a teacher (`distill --teacher MODEL.onnx`); one whose nodes all map onto
+ * trainable layers (a chain or a graph: residual adds, concats) also imports as a student. With
+ * --out the student is written as a .cnd with the preprocessing folded into its input
+ * normalisation, after a self-check: the .cnd model and the ONNX engine must give the same logits
+ * on a few seeded inputs. A graph that cannot be a student is refused naming the first node and op
+ * that cannot be trained.
  */
 #include "classmap.h"
 #include "cli.h"
@@ -90,8 +91,9 @@ int cnd_cmd_import(int argc, char **argv)
         "condenser import MODEL.onnx [--out MODEL.cnd] [--preprocess SPEC] [--labels A,B,...] "
         "[--json]",
         "Reads an ONNX model (opsets 11-17) and says how Condenser can use it: any model that\n"
-        "loads runs as a teacher (condenser distill --teacher MODEL.onnx); a chain of conv,\n"
-        "relu, pooling, flatten, dense and batchnorm layers also imports as a student with\n"
+        "loads runs as a teacher (condenser distill --teacher MODEL.onnx); a graph of conv\n"
+        "(grouped, depthwise), relu, relu6 (Clip), hardswish, pooling, flatten, dense,\n"
+        "batchnorm, residual Add and channel Concat nodes also imports as a student with\n"
         "--out. The preprocessing (x * scale - mean) / std is stored in the .cnd as its input\n"
         "normalisation, so eval, distill and the agents apply it to raw data. A model that\n"
         "cannot be a student is refused naming the first node and op that cannot be trained.",

@@ -1,6 +1,6 @@
 /*
  * onnx_graph.h: ONNX models read with protobuf-c from the official schema (onnx.proto), checked,
- * and run in float32 as teachers; graphs that are a chain of trainable layers become students.
+ * and run in float32 as teachers; graphs whose nodes map onto trainable layers become students.
  *
  * Three steps, each with its own file:
  *   onnx_load.c   bytes -> graph: the ModelProto is decoded by the code protoc-c generates from
@@ -18,7 +18,7 @@
  *                 run through the training core's im2col + sgemm (layer_conv2d.c), per group;
  *                 depthwise, dilated and other convolutions through a direct kernel, which is
  *                 also the reference the fast path is tested against.
- * Then onnx_student.c maps a chain graph onto the .cnd layers (cnd_onnx_to_model).
+ * Then onnx_student.c maps a graph onto the layers of a .cnd graph model (cnd_onnx_to_model).
  *
  * Tensors are float32 NCHW between nodes; int64 appears only in values known at plan time
  * (shapes, axes, indices). The batch is dimension 0 of the one graph input; a Reshape whose
@@ -137,10 +137,12 @@ CND_MUST_USE int cnd_onnx_teacher_check(cnd_onnx_teacher_info_t *info, const uin
                                         size_t len, const char *name, const char *prep_spec,
                                         size_t max_bytes);
 
-/* A graph whose nodes form a chain of layers the trainer knows (Conv, Relu, MaxPool,
- * AveragePool, GlobalAveragePool, Flatten, Gemm/MatMul(+Add), BatchNormalization, with
- * Identity/Dropout skipped) as a .cnd model with the same weights. Returns 0 and an owned model,
- * CND_EPERM (naming the first node and op that cannot be trained, and why) or CND_ENOMEM. */
+/* A graph whose computed nodes map onto layers the trainer knows (Conv with any groups, Relu,
+ * Clip(0, 6), HardSwish or HardSigmoid(1/6, 1/2) times its input, Tanh, MaxPool, AveragePool,
+ * GlobalAveragePool, Flatten, Gemm/MatMul(+Add), BatchNormalization, an Add of two computed
+ * tensors, a Concat on channels, with Identity/Dropout skipped) as a .cnd graph model with the
+ * same wiring and weights (onnx_student.c). Returns 0 and an owned model, CND_EPERM (naming the
+ * first node and op that cannot be trained, and why) or CND_ENOMEM. */
 CND_MUST_USE int cnd_onnx_to_model(cnd_model_t **out, cnd_onnx_t *g);
 
 /* The float model m as an ONNX graph (opset 13; onnx_export.c says how each layer maps). The

@@ -193,6 +193,13 @@ static inline void ob_int(ob_t *b, Onnx__NodeProto *n, const char *name, int64_t
     a->i = v;
 }
 
+static inline void ob_float(ob_t *b, Onnx__NodeProto *n, const char *name, float v)
+{
+    Onnx__AttributeProto *a = ob_attr(b, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    a->has_f = 1;
+    a->f = v;
+}
+
 /* Packs the model with graph output `out` (dims unknown). Returns the length; *bytes is owned
  * by the caller. */
 static inline size_t ob_pack(ob_t *b, const char *out, uint8_t **bytes)

@@ -366,6 +366,96 @@ static void test_student(void)
     }
 }
 
+/* A graph (relu6 as Clip, depthwise conv, residual Add, hardswish as HardSigmoid and Mul, a
+ * branch and a Concat, a dead Sigmoid) maps to a graph student computing the same logits; variant 1
+ * gives the HardSigmoid PyTorch's default alpha, 2 makes the Mul one of two unrelated computed
+ * tensors, 3 clips to [0, 5]: each refused naming its node. */
+static size_t s_graph_model(uint8_t **out, int variant)
+{
+    ob_t b;
+    ob_init(&b, 13, "x", -1, 2, 5, 5);
+    float w[4 * 2 * 9];
+    cnd_rng_t rng;
+    cnd_rng_seed(&rng, 7);
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) w[i] = (float)cnd_rng_normal(&rng) * 0.5f;
+    ob_init_f(&b, "w1", (int64_t[]){4, 2, 3, 3}, 4, w);
+    ob_init_f(&b, "b1", (int64_t[]){4}, 1, w + 3);
+    ob_init_f(&b, "w2", (int64_t[]){4, 1, 3, 3}, 4, w + 11);
+    ob_init_f(&b, "w3", (int64_t[]){2, 4, 1, 1}, 4, w + 29);
+    ob_init_f(&b, "fw", (int64_t[]){6, 3}, 2, w + 41);
+    ob_init_f(&b, "fb", (int64_t[]){3}, 1, w + 60);
+    ob_init_f(&b, "lo", (int64_t[]){1}, 0, (float[]){0.0f});
+    ob_init_f(&b, "hi", (int64_t[]){1}, 0, (float[]){variant == 3 ? 5.0f : 6.0f});
+    Onnx__NodeProto *n =
+        ob_node(&b, "Conv", "c1", (const char *[]){"x", "w1", "b1"}, 3, (const char *[]){"a"}, 1);
+    ob_ints(&b, n, "pads", (int64_t[]){1, 1, 1, 1}, 4);
+    ob_node(&b, "Clip", "r6", (const char *[]){"a", "lo", "hi"}, 3, (const char *[]){"r"}, 1);
+    n = ob_node(&b, "Conv", "dw", (const char *[]){"r", "w2"}, 2, (const char *[]){"d"}, 1);
+    ob_ints(&b, n, "pads", (int64_t[]){1, 1, 1, 1}, 4);
+    ob_int(&b, n, "group", 4);
+    ob_node(&b, "Add", "res", (const char *[]){"r", "d"}, 2, (const char *[]){"s"}, 1);
+    /* read by nothing on the way to the output: left out of the student */
+    ob_node(&b, "Sigmoid", "dead", (const char *[]){"s"}, 1, (const char *[]){"unused"}, 1);
+    n = ob_node(&b, "HardSigmoid", "hs", (const char *[]){"s"}, 1, (const char *[]){"h"}, 1);
+    if (variant != 1) ob_float(&b, n, "alpha", 1.0f / 6.0f);
+    ob_node(&b, "Mul", "hsw", (const char *[]){variant == 2 ? "r" : "s", "h"}, 2,
+            (const char *[]){"t"}, 1);
+    ob_node(&b, "Conv", "pw", (const char *[]){"s", "w3"}, 2, (const char *[]){"p"}, 1);
+    n = ob_node(&b, "Concat", "cat", (const char *[]){"t", "p"}, 2, (const char *[]){"c"}, 1);
+    ob_int(&b, n, "axis", 1);
+    ob_node(&b, "GlobalAveragePool", "gap", (const char *[]){"c"}, 1, (const char *[]){"g"}, 1);
+    ob_node(&b, "Flatten", "flat", (const char *[]){"g"}, 1, (const char *[]){"f"}, 1);
+    ob_node(&b, "MatMul", "fc", (const char *[]){"f", "fw"}, 2, (const char *[]){"m"}, 1);
+    ob_node(&b, "Add", "bias", (const char *[]){"m", "fb"}, 2, (const char *[]){"y"}, 1);
+    size_t len = ob_pack(&b, "y", out);
+    ob_free(&b);
+    return len;
+}
+
+static void test_graph_student(void)
+{
+    const char *want[] = {NULL, "node 'hs' (HardSigmoid, opset 13): cannot be imported",
+                          "node 'hsw' (Mul, opset 13): cannot be imported as a trainable student: "
+                          "a product of two computed tensors",
+                          "node 'r6' (Clip, opset 13): cannot be imported as a trainable student: "
+                          "Clip to [0, 5]"};
+    for (int v = 0; v < 4; v++) {
+        uint8_t *p;
+        size_t n = s_graph_model(&p, v);
+        char name[32];
+        snprintf(name, sizeof name, "graph_student%d.onnx", v);
+        s_save(name, p, n);
+        cnd_onnx_t *g = NULL;
+        cnd_model_t *m = NULL;
+        CHECK(cnd_onnx_load_mem(&g, p, n, name) == 0);
+        int rc = g ? cnd_onnx_to_model(&m, g) : -1;
+        if (v) {
+            CHECK(rc == CND_EPERM && strstr(cnd_err_detail(), want[v]));
+            if (!strstr(cnd_err_detail(), want[v])) fprintf(stderr, "%s\n", cnd_err_detail());
+        } else {
+            CHECK(rc == 0 && m);
+            if (m) {
+                CHECK(strstr(m->spec, "relu6") && strstr(m->spec, "groups=4") &&
+                      strstr(m->spec, "add(@") && strstr(m->spec, "hardswish") &&
+                      strstr(m->spec, "concat(@") && m->graph);
+                float x[3 * 50];
+                for (int i = 0; i < 150; i++) x[i] = (float)((i * 37) % 23) * 0.3f - 3.0f;
+                const float *lg;
+                float ref[9];
+                CHECK(cnd_onnx_run(g, x, 3, &lg) == 0);
+                memcpy(ref, lg, sizeof ref);
+                CHECK(cnd_model_forward(m, x, 3, 0, &lg) == 0);
+                double diff = 0.0;
+                for (int i = 0; i < 9; i++) diff = fmax(diff, fabs((double)lg[i] - ref[i]));
+                CHECK(diff < 1e-5);
+            }
+        }
+        cnd_model_destroy(&m);
+        cnd_onnx_destroy(&g);
+        free(p);
+    }
+}
+
 /* cnd_onnx_teacher_check: what a coordinator and a site check of an ONNX teacher before they
  * keep or run it (the preprocessing against its channels, a memory limit, a truncated file). */
 static void test_teacher_check(void)
@@ -404,6 +494,7 @@ int main(int argc, char **argv)
     test_convolutions();
     test_hostile();
     test_student();
+    test_graph_student();
     test_teacher_check();
     return check_result("test_onnx");
 }

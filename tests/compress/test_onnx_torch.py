@@ -10,8 +10,8 @@ statistics; exports each with torch.onnx.export (opset 13, the MLP also at 11 an
 also with a fixed batch of 1), and compares Condenser's logits with PyTorch's on 1,000
 Fashion-MNIST test images: the largest absolute difference must stay within 1e-4.
 
-Then through the CLI: `condenser import` refuses the ResNet as a student naming its first
-residual Add, imports LeNet as a student whose `condenser eval` accuracy on the 10,000 test
+Then through the CLI: `condenser import` refuses the MobileNet as a student naming the Mul of
+its squeeze-and-excite block (test_onnx_student.py imports graph students), imports LeNet as a student whose `condenser eval` accuracy on the 10,000 test
 images is PyTorch's (and so is `condenser eval lenet.onnx --preprocess ...`), and
 `condenser distill --teacher lenet.onnx` trains a student on a subset, which
 `condenser quantize --teacher lenet.onnx --qat-epochs 1` then fine-tunes into an artifact.
@@ -233,12 +233,12 @@ def main():
 def cli_checks(condenser, d):
     """import (refusal and student), eval of the student, distill from an ONNX teacher."""
     bad = 0
-    rc, log = run([condenser, "import", os.path.join(d, "resnet.onnx"),
-                   "--out", os.path.join(d, "resnet.cnd")])
-    ok = rc != 0 and re.search(r"node '[^']*' \(Add, opset 13\)", log) and \
-        not os.path.exists(os.path.join(d, "resnet.cnd"))
-    print("%s import refuses the ResNet as a student: %s" % ("ok  " if ok else "FAIL",
-                                                             log.strip().splitlines()[-1]))
+    rc, log = run([condenser, "import", os.path.join(d, "mobilenet.onnx"),
+                   "--out", os.path.join(d, "mobilenet.cnd")])
+    ok = rc != 0 and re.search(r"node '[^']*' \(Mul, opset 13\)", log) and \
+        not os.path.exists(os.path.join(d, "mobilenet.cnd"))
+    print("%s import refuses the MobileNet's squeeze-and-excite Mul: %s" %
+          ("ok  " if ok else "FAIL", log.strip().splitlines()[-1]))
     bad += not ok
 
     lenet = LeNet()

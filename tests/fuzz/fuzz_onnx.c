@@ -7,10 +7,12 @@
  * class count; it is planned for 2 samples, and when its activations fit 16 Mi floats it runs
  * on a fixed input (every kernel, folding and buffer plan on fuzzed shapes); a second run must
  * give the same logits bit for bit (plans are deterministic and buffers never alias live data
- * wrongly). Then the mapping to a .cnd student is tried: a student that is built must have the
- * graph's input shape and classes.
- * Seeds in corpus/onnx/ are the models test_onnx.c builds (test_onnx --write-corpus) and small
- * PyTorch exports.
+ * wrongly). Then the mapping to a .cnd graph student is tried: a student that is built must
+ * have the graph's input shape and classes.
+ * Seeds in corpus/onnx/ are the models test_onnx.c builds (test_onnx --write-corpus; the
+ * graph_student*.onnx seeds reach the graph mapping: residual Add, Concat, depthwise Conv,
+ * Clip(0, 6), HardSigmoid and Mul, and its refusals) and small PyTorch exports (the ResNet's
+ * residual Adds map to a graph student).
  */
 #include "fuzz.h"
 #include "onnx_graph.h"
