@@ -12,8 +12,9 @@
  *      fresh keys and databases in --workdir: `coordinator init`, `keygen` and `site enroll` for
  *      each site, `job create`, then `coordinator run` and one `agent` per site over loopback
  *      CurveZMQ. Federated distillation rounds with SecAgg+, QAT in the last ones, and the
- *      signed int8 artifact at the end. This process only watches the coordinator's database to
- *      show progress.
+ *      signed int8 artifact at the end. The student is a small depthwise-separable graph CNN
+ *      with a residual add (S_STUDENT; the MLP under --dp-epsilon, as DP-SGD needs a chain).
+ *      This process only watches the coordinator's database to show progress.
  *   4. Checks and measurements: the artifact's manifest signature and digest; float and int8
  *      test accuracy; the same student distilled centrally on all private data with the same
  *      number of passes (the reference the federation should approach); bytes each site sent
