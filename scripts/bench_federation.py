@@ -5,7 +5,7 @@
    federated int8 student against the same student distilled centrally, the share of round time
    spent in the SecAgg+ phases, bytes each site sent against its data, wall time.
 2. Scale: a coordinator with N real agent processes on loopback (N = 10 and 50; each site holds 200
-   Fashion-MNIST images, the student is the demo's 101,770-parameter MLP, 3 rounds): the
+   Fashion-MNIST images, the student is the 101,770-parameter MLP, 3 rounds): the
    coordinator's peak resident memory (wait4 ru_maxrss), seconds per phase, and the measured
    bytes per parameter of a masked update on the wire (the site's egress log).
 3. Bytes per parameter from the ring-width rule for 3..256 sites of 8-bit values

@@ -9,6 +9,7 @@
  * One artifact registry: v2 (the job's artifact) is stored once, under the job's name, and every
  * manifest signed for that name (the job's end, v1's publication, the offer) has a higher
  * sequence than the one before.
+ * The default student is a graph CNN, so the artifact is a version-2 (graph) artifact.
  * Skipped (passes) when Fashion-MNIST is not installed.
  */
 #include "check.h"
@@ -236,6 +237,15 @@ int main(void)
     char p[700];
     fx_path(p, sizeof p, work, "student-int8.cndq");
     CHECK(cnd_file_exists(p));
+    /* the default student is a graph (depthwise-separable, residual add): its artifact is
+     * format version 2, little-endian at offset 4 (docs/quantization.md) */
+    {
+        uint8_t *a = NULL;
+        size_t an = 0;
+        CHECK_EQ_INT(cnd_file_read(p, 1 << 20, &a, &an), 0);
+        CHECK(a && an > 8 && (a[4] | a[5] << 8) == 2);
+        free(a);
+    }
     fx_path(p, sizeof p, work, "student-int8.cndq.manifest");
     CHECK(cnd_file_exists(p));
     /* The same work directory again: refused at once, naming it, and the first run's files
