@@ -82,6 +82,16 @@ static int s_same_fast(const cnd_layer_t *l)
            (l->in_cbhw || l->in.c == 1);
 }
 
+/* A 1x1 convolution with stride 1 (then no padding: the output keeps the input's size) on
+ * channel-major input, MobileNet's pointwise layers: its column matrix for samples [g0, g1) is
+ * the input itself, C rows of the group's pixels with leading dimension B*H*W. So the GEMMs
+ * read the activations (and backward writes the input gradient) in place, with no im2col or
+ * col2im copy. */
+static int s_pointwise(const cnd_layer_t *l)
+{
+    return l->p.conv.k == 1 && s_same_fast(l);
+}
+
 /* Zeroes, in n consecutive planes of a column row, the positions where tap (di, dj) falls in
  * the zero padding. A shift of a whole plane or more (padding at least the input size) zeroes
  * it all. */
@@ -294,9 +304,15 @@ static void s_forward_task(void *ctx, int task, int ntasks)
     for (long g0 = b0; g0 < b1; g0 += G) {
         long g1 = g0 + G < b1 ? g0 + G : b1;
         size_t c0 = (size_t)g0 * P, nc = (size_t)(g1 - g0) * P;
-        s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)nc, CKK, 1.0f, j->w, CKK,
-                    col, (int)nc, 0.0f, j->out + c0, (int)BP);
+        const float *x = j->in + c0; /* (CKK, nc), leading dimension ldx */
+        size_t ldx = BP;
+        if (!s_pointwise(l)) {
+            s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
+            x = col;
+            ldx = nc;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, (int)nc, CKK, 1.0f, j->w, CKK, x,
+                    (int)ldx, 0.0f, j->out + c0, (int)BP);
         for (int oc = 0; oc < OC; oc++) s_bias_act(j->out + (size_t)oc * BP + c0, nc, bias[oc], l);
     }
 }
@@ -361,13 +377,22 @@ static void s_backward_task(void *ctx, int task, int ntasks)
         } else {
             for (int oc = 0; oc < OC; oc++) dbias[oc] += cnd_vsum(dy + (size_t)oc * BP, nc);
         }
-        s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
-        if (l->sample_norm2)
-            s_sample_grads(l, part, dy, ldy, col, nc, g0, g1);
-        else
+        int pw = s_pointwise(l);
+        if (pw && !l->sample_norm2) { /* the columns are the input (s_pointwise) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy,
-                        (int)ldy, col, (int)nc, 1.0f, part, CKK);
-        if (j->din) {
+                        (int)ldy, j->in + c0, (int)BP, 1.0f, part, CKK);
+        } else {
+            s_im2col(col, nc, j->in, l, j->B, (int)g0, (int)g1);
+            if (l->sample_norm2)
+                s_sample_grads(l, part, dy, ldy, col, nc, g0, g1);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, CKK, (int)nc, 1.0f, dy,
+                            (int)ldy, col, (int)nc, 1.0f, part, CKK);
+        }
+        if (j->din && pw) { /* W^T (CKK, OC) * dY (OC, nc) is the group's input gradient */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w, CKK,
+                        dy, (int)ldy, 0.0f, j->din + c0, (int)BP);
+        } else if (j->din) {
             /* dcol overwrites col: W^T (CKK, OC) * dY (OC, nc). */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CKK, (int)nc, OC, 1.0f, j->w, CKK,
                         dy, (int)ldy, 0.0f, col, (int)nc);
