@@ -84,6 +84,7 @@ static int s_parse(cnd_fleet_sim_opts_t *o, s_args_t *a, int argc, char **argv)
     const char *fault = "selftest";
     long devices = 100, seed = 1, ram = 16 << 20, flash = 64 << 20, budget = 0, hb = 10000;
     long sites = 4;
+    int http = 0;
     double fail = 0;
     memset(o, 0, sizeof *o);
     memset(a, 0, sizeof *a);
@@ -125,6 +126,9 @@ static int s_parse(cnd_fleet_sim_opts_t *o, s_args_t *a, int argc, char **argv)
         {"duration", CND_OPT_DBL, &a->duration, "S", "stop after S seconds (default: when done)", 0,
          1e9},
         {"report", CND_OPT_STR, &a->report, "FILE", "write one line per device there"},
+        {"http", CND_OPT_FLAG, &http, NULL,
+         "fetch artifacts from the cache an offer names (rollout serve --artifact-url) over "
+         "HTTP, one connection per process; chunks over ZeroMQ when it fails"},
         {"quiet", CND_OPT_FLAG, &a->quiet, NULL, "print only the summary"},
         {0}};
     const cnd_cli_t cli = {
@@ -162,6 +166,7 @@ static int s_parse(cnd_fleet_sim_opts_t *o, s_args_t *a, int argc, char **argv)
     o->latency_budget_us = (uint32_t)budget;
     o->sites = (uint32_t)sites;
     o->heartbeat_ms = (int)hb;
+    o->http = http;
     return 0;
 }
 
@@ -254,11 +259,12 @@ static int s_summary(cnd_fleet_sim_t *s, const char *report, double t0)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("fleet-sim: %u devices (%u faulty), %.1f s, %llu frames in, %llu out, store "
-           "%.1f MiB, peak RSS %.1f MiB, cpu %.1f s\n",
+           "%.1f MiB, peak RSS %.1f MiB, cpu %.1f s, failovers %llu, dial retries %llu\n",
            n, faulty, cnd_now() - t0, (unsigned long long)ss.frames_in,
            (unsigned long long)ss.frames_out, ss.pool_bytes / 1048576.0, ru.ru_maxrss / 1024.0,
            ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
-               (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+               (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
+           (unsigned long long)ss.failovers, (unsigned long long)ss.dial_retries);
     for (uint32_t k = 0; k < nby; k++) {
         char hex[65];
         printf("  running %.16s...: %u devices\n", cnd_hex(hex, by[k].d, 32), by[k].n);
