@@ -106,7 +106,8 @@ typedef struct {
     int heartbeat_ivl_ms;     /* ZMTP PING interval; 0 = 2000 */
     int heartbeat_timeout_ms; /* drop a silent peer after; 0 = 3 * heartbeat_ivl_ms (the TTL
                                  the peer is asked to keep, ZMQ_HEARTBEAT_TTL, is capped at
-                                 65.5 s: libzmq 4.3 wraps larger ones, transport.c) */
+                                 65.5 s, and none is sent with PINGs rarer than that: libzmq 4.3
+                                 wraps larger ones, transport.c) */
     int handshake_ivl_ms;     /* handshake deadline; 0 = 5000 */
 } cnd_server_opts_t;
 

@@ -414,12 +414,25 @@ static void test_heartbeat_ttl_cap(void)
         cnd_server_destroy(&s);
         return;
     }
+    int ttl = -1;
+    size_t tl = sizeof ttl;
+    CHECK(zmq_getsockopt(cnd_client_socket(c), ZMQ_HEARTBEAT_TTL, &ttl, &tl) == 0);
+    CHECK_EQ_INT(ttl, 65500);
     CHECK(fx_round_trip(s, c, &a, &srv));
     fx_sleep_ms(1500); /* about 15 PINGs from the client */
     cnd_server_stats_t st;
     cnd_server_stats(s, &st);
     CHECK_EQ_INT((int)st.disconnects, 0);
     CHECK(fx_round_trip(s, c, &a, &srv));
+    cnd_client_destroy(&c);
+    /* PINGs every 10 minutes (rollout serve, fleet-sim): a TTL, capped below the interval, would
+     * make an idle peer drop the connection 65.5 s after each PING; none is sent. */
+    o.heartbeat_ivl_ms = 600000;
+    o.heartbeat_timeout_ms = 0; /* 3 x 600 s */
+    CHECK_EQ_INT(cnd_client_new(&c, &o), 0);
+    ttl = -1;
+    CHECK(c && zmq_getsockopt(cnd_client_socket(c), ZMQ_HEARTBEAT_TTL, &ttl, &tl) == 0);
+    CHECK_EQ_INT(ttl, 0);
     cnd_client_destroy(&c);
     cnd_server_destroy(&s);
 }
