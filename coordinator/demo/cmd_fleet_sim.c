@@ -17,10 +17,12 @@
 #include "rollout_serve.h"
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t s_stop;
 static void s_on_signal(int sig)
@@ -194,11 +196,30 @@ static int s_build(cnd_fleet_sim_t **s, cnd_fleet_sim_opts_t *o, const s_args_t 
 
 /* With --coordinator-dir: the devices enrolled there (each an "enroll" entry of its audit log,
  * as with `condenser rollout enroll`), and the watch set to rollouts newer than the newest. */
+/* Opening the directory (its audit log begins a transaction) and enrolling wait on the
+ * coordinator database's lock, which replicas sharing the directory take at every loop
+ * iteration; on a loaded machine one holder can keep it past the busy timeout (10 s), and one
+ * simulator of twenty in a 100,000-device run stopped there ("begin: database is locked") with
+ * its 5,000 devices (docs/benchmarks.md). Both steps are idempotent (enrolled devices are
+ * skipped), so they are tried again, S_BUSY_TRIES times in all; only SQLite's busy error
+ * (sqlite3_errstr(SQLITE_BUSY) in the detail: the directory is closed by then) is retried. */
+#define S_BUSY_TRIES 6
+
 static int s_enroll(cnd_rollout_dir_t *cd, s_watch_t *w, cnd_fleet_sim_t *s, const char *cdir,
                     const char *state)
 {
-    int rc = cnd_rollout_dir_open_state(cd, cdir, 1, state);
-    if (!rc) rc = cnd_demo_fleet_enroll_state(s, cd->state, cd->audit, cd->fpr);
+    int rc;
+    for (int tries = 1;; tries++) {
+        rc = cnd_rollout_dir_open_state(cd, cdir, 1, state);
+        if (!rc) rc = cnd_demo_fleet_enroll_state(s, cd->state, cd->audit, cd->fpr);
+        if (!rc || tries == S_BUSY_TRIES || !strstr(cnd_err_detail(), sqlite3_errstr(SQLITE_BUSY)))
+            break;
+        fprintf(stderr, "fleet-sim: enrolling: %s; trying again (%d of %d)\n", cnd_err_detail(),
+                tries + 1, S_BUSY_TRIES);
+        cnd_rollout_dir_close(cd);
+        cnd_err_clear();
+        sleep(1);
+    }
     if (rc) return rc;
     cnd_rollout_rec_t *r = NULL;
     size_t nr = 0;
