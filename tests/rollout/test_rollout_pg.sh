@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_rollout_pg.sh BIN MKART: the same rollout on both rollout-state back ends (rollout_state.h):
+# test_rollout_pg.sh BIN MKART [BATCH]: the same rollout on both rollout-state back ends (rollout_state.h):
 # sqlite: (the coordinator database) and PostgreSQL (a private server this test starts: initdb in
 # a temporary directory, a unix socket there, no TCP listener, tests/lib/pg_testutil.sh). For each:
 #   `rollout serve` and `fleet-sim` as real processes, 100 simulated devices on v1 enrolled through
@@ -11,10 +11,11 @@
 #   the PostgreSQL run left its tables there and none in the coordinator database.
 # Also: a bad state URL is refused with a message naming it; a device name with SQL in it is
 # refused by enroll and stored nowhere (values are bound, never spliced); fleet-sim's enrollment
-# waits out the coordinator database's lock held by another process past its busy timeout.
+# waits out the coordinator database's lock held by another process past its busy timeout; and
+# test_rollout_state_batch (BATCH, the third argument) checks the batched device rows there.
 # Exit 77 (skip) when Debian's PostgreSQL server binaries are not installed.
 set -euo pipefail
-bin=$1 mkart=$2
+bin=$1 mkart=$2 batch=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/pg_testutil.sh"
 command -v sqlite3 > /dev/null && command -v python3 > /dev/null || { echo "SKIP: needs sqlite3 and python3" >&2; exit 77; }
@@ -130,4 +131,6 @@ fi
 grep -q "is not a valid device name" "$w/evil.log" || fail "evil name reason: $(cat "$w/evil.log")"
 "$bin" rollout rollback 1 --dir "$w/coord-pg" --state "$PG_URL" --reason "it's o'clock; DROP TABLE rollout; --" > /dev/null
 [ "$(pg_sql "SELECT reason FROM rollout WHERE id = 1")" = "it's o'clock; DROP TABLE rollout; --" ] || fail "reason not stored as given"
+# The batched device rows of the PostgreSQL back end (test_rollout_state_batch.c).
+if [ -n "$batch" ]; then "$batch" "$PG_URL" || fail "test_rollout_state_batch"; fi
 echo "test_rollout_pg: ok"
