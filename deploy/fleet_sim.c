@@ -449,6 +449,9 @@ static void s_dial_or_defer(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k, double n
         d->dial_fails = 0;
         return;
     }
+    if (!s->st.dial_retries) /* said once, so a dial that can never work is not silent */
+        fprintf(stderr, "fleet-sim: %s: dialling %s failed (%s); retrying with a backoff\n",
+                d->name, s->eps.ep[d->ep_cur], cnd_err_detail());
     cnd_err_clear();
     if (d->dial_fails < 16) d->dial_fails++;
     double wait = 0.25 * (double)(1u << (d->dial_fails - 1));
