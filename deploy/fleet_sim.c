@@ -6,9 +6,18 @@
  * it; a send may consume the signal too, so every socket that sent is drained again). A sweep
  * about every 200 ms retries sessions that could not start yet (the handshake is not done, or
  * the coordinator asked for hello again), re-requests overdue chunks and sends heartbeats.
+ *
+ * Descriptors (issue 20): every socket holds two (its mailbox and its TCP connection), and a
+ * closed one keeps them until libzmq's reaper thread frees it, which lags when the I/O thread is
+ * busy with handshakes. So the context's socket cap is what the descriptor limit leaves (after
+ * the descriptors open at start and a reserve), not a count per device, and a dial that fails
+ * (no socket or descriptor free, epoll full) is not fatal: the device dials again after a backoff
+ * (0.25 s doubling to 30 s, jittered per device) and the other devices go on. The soft limit is
+ * raised to the hard one first; a shard that cannot fit even then is refused before it starts.
  */
 #include "fleet_sim.h"
 #include "clock.h"
+#include "edge_http.h"
 #include "identity.h"
 #include "proto.h"
 #include "rng.h"
@@ -20,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <zmq.h>
 
@@ -46,6 +56,8 @@ typedef struct {
     double connect_t;         /* when its connection was made */
     uint8_t ep_cur;           /* index into the simulator's endpoint list */
     double fail_since;        /* first failed send since the last success or frame (0 = none) */
+    double dial_at;           /* a failed dial is retried at this time (0 = none pending) */
+    uint8_t dial_fails;       /* failed dials in a row (the backoff's exponent) */
 } s_dev_t;
 
 struct cnd_fleet_sim {
@@ -65,6 +77,8 @@ struct cnd_fleet_sim {
     uint32_t n_connected;     /* devices whose first profile went out */
     uint32_t n_slow;          /* connections older than 5 s still without a session */
     cnd_edge_endpoints_t eps; /* o.endpoint parsed (list order; devices start at their hash) */
+    int max_sockets;          /* libzmq sockets the descriptor limit allows (s_fd_limit) */
+    cnd_edge_http_t *http;    /* with o.http: the artifact cache client all devices share */
 };
 
 void cnd_fleet_sim_device_name(char out[32], uint32_t i)
@@ -200,20 +214,44 @@ static void s_defaults(cnd_fleet_sim_opts_t *o)
     if (!o->latency_runs) o->latency_runs = 1;
 }
 
-/* Two descriptors per device, plus libzmq's own: raises the limit as far as allowed and refuses
- * a shard that still would not fit. */
-static int s_fd_limit(uint32_t count)
+/* Descriptors open now (/proc/self/fd, less the one reading it); -1 when it cannot be read. */
+static long s_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    long n = 0;
+    for (struct dirent *e = readdir(d); e; e = readdir(d)) n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+#define S_FD_RESERVE 64 /* libzmq's context and I/O thread, epoll, stdio, the state's sockets */
+
+/* Two descriptors per device socket: raises the soft limit to the hard one, refuses a shard
+ * that would not fit beside the descriptors already open, and sets *max_sockets to the sockets
+ * the rest allows (at least one per device; the spare ones cover closed sockets not yet
+ * reaped). */
+static int s_fd_limit(uint32_t count, int *max_sockets)
 {
     struct rlimit rl;
     if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (!getrlimit(RLIMIT_NOFILE, &rl) && (uint64_t)count * 2 + 64 > rl.rlim_cur)
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return cnd_errf(CND_EIO, "fleet-sim: getrlimit failed");
+    long open = s_open_fds();
+    if (open < 0) open = 0;
+    uint64_t lim = rl.rlim_cur == RLIM_INFINITY ? (1u << 30) : (uint64_t)rl.rlim_cur;
+    uint64_t need = (uint64_t)count * 2 + S_FD_RESERVE + (uint64_t)open;
+    if (need > lim)
         return cnd_errf(CND_ERANGE,
-                        "fleet-sim: %u devices need about %u file descriptors, the limit is %llu: "
-                        "split the fleet over processes with --shard",
-                        count, count * 2 + 64, (unsigned long long)rl.rlim_cur);
+                        "fleet-sim: %u devices need about %llu file descriptors (2 per device, "
+                        "%ld open already, %d spare), the limit is %llu: split the fleet over "
+                        "processes with --shard",
+                        count, (unsigned long long)need, open, S_FD_RESERVE,
+                        (unsigned long long)lim);
+    uint64_t socks = (lim - S_FD_RESERVE - (uint64_t)open) / 2;
+    *max_sockets = socks > INT32_MAX / 2 ? INT32_MAX / 2 : (int)socks;
     return 0;
 }
 
@@ -277,6 +315,7 @@ static int s_device_init(cnd_fleet_sim_t *s, uint32_t k)
                           .fault = CND_EDGE_FAULT_NONE};
     if ((rc = cnd_edge_store_mem(&d->store, s->pool))) return rc;
     if ((rc = cnd_edge_new(&d->edge, &cfg, &d->store, s_send, d))) return rc;
+    if (s->http) cnd_edge_set_fetch(d->edge, cnd_edge_http_fetch, s->http);
     if ((rc = cnd_edge_boot(d->edge))) return rc;
     if (o->initial) {
         cnd_edge_reason_t why;
@@ -309,14 +348,15 @@ int cnd_fleet_sim_new(cnd_fleet_sim_t **out, const cnd_fleet_sim_opts_t *o)
     s->ep = -1;
     cnd_buf_init(&s->buf);
     if ((rc = cnd_edge_endpoints_parse(&s->eps, o->endpoint, NULL))) goto fail;
-    if ((rc = s_parse_labels(s)) || (rc = s_fd_limit(o->count))) goto fail;
+    if ((rc = s_parse_labels(s)) || (rc = s_fd_limit(o->count, &s->max_sockets))) goto fail;
     if ((rc = cnd_edge_pool_new(&s->pool))) goto fail;
+    if (o->http && (rc = cnd_edge_http_new(&s->http))) goto fail;
     s->ctx = zmq_ctx_new();
-    /* With several endpoints a device that fails over dials its next socket while libzmq's
-     * reaper may still hold the closed one (a slot until reaped): a cap of one socket per device
-     * made such a burst fail the whole process ("creating DEALER: Too many open files"). */
-    int max_sockets = (int)o->count * (s->eps.n > 1 ? 2 : 1) + 64;
-    if (!s->ctx || zmq_ctx_set(s->ctx, ZMQ_MAX_SOCKETS, max_sockets)) {
+    /* A device that fails over dials its next socket while libzmq's reaper may still hold the
+     * closed one: a cap of one or two sockets per device made such bursts fail whole processes
+     * ("creating DEALER: Too many open files", docs/benchmarks.md); the descriptors are the
+     * real bound. */
+    if (!s->ctx || zmq_ctx_set(s->ctx, ZMQ_MAX_SOCKETS, s->max_sockets)) {
         rc = cnd_errf(CND_EIO, "fleet-sim: zmq context: %s", zmq_strerror(errno));
         goto fail;
     }
@@ -355,6 +395,7 @@ void cnd_fleet_sim_destroy(cnd_fleet_sim_t **ps)
     if (s->ep >= 0) close(s->ep);
     if (s->ctx) zmq_ctx_term(s->ctx);
     cnd_edge_pool_destroy(&s->pool);
+    cnd_edge_http_free(&s->http);
     cnd_buf_free(&s->buf);
     free(s->labels_copy);
     free(s);
@@ -362,7 +403,8 @@ void cnd_fleet_sim_destroy(cnd_fleet_sim_t **ps)
 }
 
 /* Dials device d's current endpoint and watches its socket. With one endpoint the CURVE secret
- * key is wiped once used; with several it is kept for the next dial (failover). */
+ * key is wiped once a connection is made; with several it is kept for the next dial (failover).
+ * On failure nothing of the dial is left (the caller retries, s_dial_or_defer). */
 static int s_dial(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k)
 {
     cnd_client_opts_t co = {.endpoint = s->eps.ep[d->ep_cur],
@@ -380,49 +422,71 @@ static int s_dial(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k)
     d->connect_t = cnd_now();
     d->fail_since = 0;
     int rc = cnd_client_new(&d->cli, &co);
-    if (s->eps.n < 2) sodium_memzero(d->csk, sizeof d->csk);
     if (rc) return rc;
     d->sock = cnd_client_socket(d->cli);
     int fd;
     size_t fsz = sizeof fd;
-    if (zmq_getsockopt(d->sock, ZMQ_FD, &fd, &fsz))
-        return cnd_errf(CND_EIO, "fleet-sim: ZMQ_FD: %s", zmq_strerror(errno));
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = d};
-    if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev))
-        return cnd_errf(CND_EIO, "fleet-sim: epoll: %s", strerror(errno));
+    if (zmq_getsockopt(d->sock, ZMQ_FD, &fd, &fsz))
+        rc = cnd_errf(CND_EIO, "fleet-sim: ZMQ_FD: %s", zmq_strerror(errno));
+    else if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev))
+        rc = cnd_errf(CND_EIO, "fleet-sim: epoll: %s", strerror(errno));
+    if (rc) {
+        cnd_client_destroy(&d->cli);
+        d->sock = NULL;
+        return rc;
+    }
+    if (s->eps.n < 2) sodium_memzero(d->csk, sizeof d->csk);
     return 0;
+}
+
+/* Dials d, or when that fails (descriptors, sockets or epoll slots short: the detail says which)
+ * schedules another try after a jittered backoff; the process goes on either way. */
+static void s_dial_or_defer(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k, double now)
+{
+    d->dial_at = 0;
+    if (s_dial(s, d, k) == 0) {
+        d->dial_fails = 0;
+        return;
+    }
+    if (!s->st.dial_retries) /* said once, so a dial that can never work is not silent */
+        fprintf(stderr, "fleet-sim: %s: dialling %s failed (%s); retrying with a backoff\n",
+                d->name, s->eps.ep[d->ep_cur], cnd_err_detail());
+    cnd_err_clear();
+    if (d->dial_fails < 16) d->dial_fails++;
+    double wait = 0.25 * (double)(1u << (d->dial_fails - 1));
+    if (wait > 30) wait = 30;
+    d->dial_at = now + wait * (0.5 + (double)(k % 1000) / 1000.0); /* spread the retries */
+    s->st.dial_retries++;
 }
 
 /* Connects every device (after enrollment: a key the coordinator refuses is not retried by
  * libzmq when no monitor watches the socket). */
-static int s_connect_some(cnd_fleet_sim_t *s, uint32_t max)
+static void s_connect_some(cnd_fleet_sim_t *s, uint32_t max, double now)
 {
     /* A few at a time: the coordinator's listen backlog is libzmq's default (100), and SYNs
      * beyond it are retried by TCP only after a second or more. */
     for (uint32_t k = s->next_connect; k < s->n && k < s->next_connect + max; k++) {
         s_dev_t *d = &s->dev[k];
         d->ep_cur = (uint8_t)cnd_edge_endpoint_first(d->name, s->eps.n);
-        int rc = s_dial(s, d, k);
-        if (rc) return rc;
+        s_dial_or_defer(s, d, k, now);
     }
     s->next_connect = s->next_connect + max < s->n ? s->next_connect + max : s->n;
-    return 0;
 }
 
 /* A device whose sends have failed for failover_s (no session: a dead or standby endpoint),
  * with no send succeeding and no frame arriving since, closes its connection and dials the next
  * endpoint of the list. An idle device with a session sends nothing to fail, so it stays; one
  * whose server died notices at its next send (hello retries, heartbeats, reports). */
-static int s_failover(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k, double now)
+static void s_failover(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k, double now)
 {
-    if (s->eps.n < 2 || !d->cli || !d->fail_since || now - d->fail_since < s->o.failover_s)
-        return 0;
+    if (s->eps.n < 2 || !d->cli || !d->fail_since || now - d->fail_since < s->o.failover_s) return;
     cnd_client_destroy(&d->cli); /* its descriptor leaves the epoll set as it closes */
     d->sock = NULL;
     d->ep_cur = (uint8_t)((d->ep_cur + 1) % s->eps.n);
     d->need_hello = 1;
     s->st.failovers++;
-    return s_dial(s, d, k);
+    s_dial_or_defer(s, d, k, now);
 }
 
 int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop, double max_seconds,
@@ -436,18 +500,16 @@ int cnd_fleet_sim_run(cnd_fleet_sim_t *s, volatile sig_atomic_t *stop, double ma
         /* At most 64 handshakes in flight: more only overflow the server's listen backlog,
          * and TCP retries a dropped SYN after a second, then two, then four. */
         uint32_t inflight = s->next_connect - s->n_connected - s->n_slow;
-        if (s->next_connect < s->n && inflight < 64) {
-            int rc = s_connect_some(s, 64 - inflight);
-            if (rc) return rc;
-        }
+        if (s->next_connect < s->n && inflight < 64) s_connect_some(s, 64 - inflight, now);
         if (now >= next_sweep) {
             next_sweep = now + 0.2;
             s->n_slow = 0;
             for (uint32_t k = 0; k < s->n; k++) {
                 s_dev_t *d = &s->dev[k];
+                if (!d->cli && d->dial_at && now >= d->dial_at) s_dial_or_defer(s, d, k, now);
                 if (!d->cli) continue;
-                int rc = s_failover(s, d, k, now);
-                if (rc) return rc;
+                s_failover(s, d, k, now);
+                if (!d->cli) continue;
                 if (!d->connected && now - d->connect_t > 5) s->n_slow++;
                 if (d->need_hello) s_hello(d, now);
                 cnd_edge_tick(d->edge, now);

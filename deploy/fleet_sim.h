@@ -17,7 +17,8 @@
  * back at boot and reports). "mixed" cycles through the three.
  *
  * Threads: one. File descriptors: two per device (socket and its mailbox); the process raises
- * its limit to the hard maximum, and larger fleets are split over several processes (--shard).
+ * its limit to the hard maximum, refuses a shard that cannot fit, retries a dial that finds no
+ * descriptor free later (fleet_sim.c), and larger fleets are split over processes (--shard).
  */
 #ifndef CND_FLEET_SIM_H
 #define CND_FLEET_SIM_H
@@ -53,6 +54,9 @@ typedef struct {
     size_t initial_manifest_len;
     int heartbeat_ms; /* default 10000 */
     int latency_runs; /* default 1 */
+    int http;         /* 1: offers naming an artifact cache (rollout serve --artifact-url) are
+                         fetched there, over one HTTP connection the process's devices share
+                         (edge_http.h); every byte is still checked by each device */
 } cnd_fleet_sim_opts_t;
 
 typedef struct cnd_fleet_sim cnd_fleet_sim_t;
@@ -79,9 +83,10 @@ uint32_t cnd_fleet_sim_connected(const cnd_fleet_sim_t *s);
 
 typedef struct {
     uint64_t frames_in, frames_out, send_failures;
-    uint64_t pool_bytes; /* shared blobs and private state of all stores */
-    uint64_t reboots;    /* CRASH faults that fired */
-    uint64_t failovers;  /* connections moved to the next endpoint (endpoint lists) */
+    uint64_t pool_bytes;   /* shared blobs and private state of all stores */
+    uint64_t reboots;      /* CRASH faults that fired */
+    uint64_t failovers;    /* connections moved to the next endpoint (endpoint lists) */
+    uint64_t dial_retries; /* dials that failed (no descriptor or socket free) and were retried */
 } cnd_fleet_sim_stats_t;
 void cnd_fleet_sim_stats(const cnd_fleet_sim_t *s, cnd_fleet_sim_stats_t *st);
 

@@ -100,6 +100,24 @@ static int s_setint(void *sock, int opt, int v, const char *name)
     return 0;
 }
 
+/* The TTL a PING asks the peer to keep the connection for, in ms. libzmq 4.3.4 sends it as 16
+ * bits of deciseconds and the receiver multiplies those by 100 into a 16-bit field of
+ * milliseconds, so any TTL above 65,535 ms wraps there (1,800 s arrived as 30.5 s, 655.4 s as
+ * 40 ms: tests/proto/test_transport.c). So it is capped at the largest multiple of 100 ms that
+ * survives. The peer arms the TTL at each of our PINGs and disarms it at our next message: with
+ * PINGs rarer than the cap (rollout serve and fleet-sim ping every 10 minutes) an idle peer would
+ * drop the connection every time, 65.5 s after a PING (a 100,000-device run lost thousands of
+ * connections at its tenth minute, docs/benchmarks.md). Then no TTL is sent (0: the peer keeps
+ * the connection), and the silent-peer check is our own ZMQ_HEARTBEAT_TIMEOUT (a plain int that
+ * keeps its full value) and the application's heartbeats. */
+#define S_HB_TTL_MAX_MS 65500
+
+static int s_hb_ttl(int ivl_ms, int timeout_ms)
+{
+    if (timeout_ms <= S_HB_TTL_MAX_MS) return timeout_ms;
+    return ivl_ms < S_HB_TTL_MAX_MS ? S_HB_TTL_MAX_MS : 0;
+}
+
 /* Options shared by ROUTER and DEALER. */
 static int s_common_opts(void *sock, int max_msg, int hwm, int sndhwm, int hb_ivl, int hb_timeout,
                          int handshake)
@@ -114,7 +132,8 @@ static int s_common_opts(void *sock, int max_msg, int hwm, int sndhwm, int hb_iv
         (rc = s_setint(sock, ZMQ_RCVHWM, hwm, "ZMQ_RCVHWM")) ||
         (rc = s_setint(sock, ZMQ_HEARTBEAT_IVL, hb_ivl, "ZMQ_HEARTBEAT_IVL")) ||
         (rc = s_setint(sock, ZMQ_HEARTBEAT_TIMEOUT, hb_timeout, "ZMQ_HEARTBEAT_TIMEOUT")) ||
-        (rc = s_setint(sock, ZMQ_HEARTBEAT_TTL, hb_timeout, "ZMQ_HEARTBEAT_TTL")) ||
+        (rc = s_setint(sock, ZMQ_HEARTBEAT_TTL, s_hb_ttl(hb_ivl, hb_timeout),
+                       "ZMQ_HEARTBEAT_TTL")) ||
         (rc = s_setint(sock, ZMQ_HANDSHAKE_IVL, handshake, "ZMQ_HANDSHAKE_IVL")))
         return rc;
     return 0;

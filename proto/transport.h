@@ -104,7 +104,10 @@ typedef struct {
     int hwm;                  /* messages queued per peer each way; 0 = 1000 */
     int sndhwm;               /* messages queued towards each peer; 0 = hwm */
     int heartbeat_ivl_ms;     /* ZMTP PING interval; 0 = 2000 */
-    int heartbeat_timeout_ms; /* drop a silent peer after; 0 = 3 * heartbeat_ivl_ms */
+    int heartbeat_timeout_ms; /* drop a silent peer after; 0 = 3 * heartbeat_ivl_ms (the TTL
+                                 the peer is asked to keep, ZMQ_HEARTBEAT_TTL, is capped at
+                                 65.5 s, and none is sent with PINGs rarer than that: libzmq 4.3
+                                 wraps larger ones, transport.c) */
     int handshake_ivl_ms;     /* handshake deadline; 0 = 5000 */
 } cnd_server_opts_t;
 
@@ -177,7 +180,7 @@ typedef struct {
     int max_msg;               /* 0 = CND_PROTO_MAX_MSG */
     int hwm;                   /* 0 = 1000 */
     int heartbeat_ivl_ms;      /* 0 = 2000 */
-    int heartbeat_timeout_ms;  /* 0 = 3 * heartbeat_ivl_ms */
+    int heartbeat_timeout_ms;  /* 0 = 3 * heartbeat_ivl_ms (TTL capped as the server's) */
     int handshake_ivl_ms;      /* 0 = 5000 */
     int reconnect_ivl_ms;      /* first reconnect delay; 0 = 100 */
     int reconnect_ivl_max_ms;  /* back-off cap, and the re-dial interval after the server refused

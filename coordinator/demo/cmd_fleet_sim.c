@@ -17,10 +17,12 @@
 #include "rollout_serve.h"
 
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 static volatile sig_atomic_t s_stop;
 static void s_on_signal(int sig)
@@ -84,6 +86,7 @@ static int s_parse(cnd_fleet_sim_opts_t *o, s_args_t *a, int argc, char **argv)
     const char *fault = "selftest";
     long devices = 100, seed = 1, ram = 16 << 20, flash = 64 << 20, budget = 0, hb = 10000;
     long sites = 4;
+    int http = 0;
     double fail = 0;
     memset(o, 0, sizeof *o);
     memset(a, 0, sizeof *a);
@@ -125,6 +128,9 @@ static int s_parse(cnd_fleet_sim_opts_t *o, s_args_t *a, int argc, char **argv)
         {"duration", CND_OPT_DBL, &a->duration, "S", "stop after S seconds (default: when done)", 0,
          1e9},
         {"report", CND_OPT_STR, &a->report, "FILE", "write one line per device there"},
+        {"http", CND_OPT_FLAG, &http, NULL,
+         "fetch artifacts from the cache an offer names (rollout serve --artifact-url) over "
+         "HTTP, one connection per process; chunks over ZeroMQ when it fails"},
         {"quiet", CND_OPT_FLAG, &a->quiet, NULL, "print only the summary"},
         {0}};
     const cnd_cli_t cli = {
@@ -162,6 +168,7 @@ static int s_parse(cnd_fleet_sim_opts_t *o, s_args_t *a, int argc, char **argv)
     o->latency_budget_us = (uint32_t)budget;
     o->sites = (uint32_t)sites;
     o->heartbeat_ms = (int)hb;
+    o->http = http;
     return 0;
 }
 
@@ -189,11 +196,30 @@ static int s_build(cnd_fleet_sim_t **s, cnd_fleet_sim_opts_t *o, const s_args_t 
 
 /* With --coordinator-dir: the devices enrolled there (each an "enroll" entry of its audit log,
  * as with `condenser rollout enroll`), and the watch set to rollouts newer than the newest. */
+/* Opening the directory (its audit log begins a transaction) and enrolling wait on the
+ * coordinator database's lock, which replicas sharing the directory take at every loop
+ * iteration; on a loaded machine one holder can keep it past the busy timeout (10 s), and one
+ * simulator of twenty in a 100,000-device run stopped there ("begin: database is locked") with
+ * its 5,000 devices (docs/benchmarks.md). Both steps are idempotent (enrolled devices are
+ * skipped), so they are tried again, S_BUSY_TRIES times in all; only SQLite's busy error
+ * (sqlite3_errstr(SQLITE_BUSY) in the detail: the directory is closed by then) is retried. */
+#define S_BUSY_TRIES 6
+
 static int s_enroll(cnd_rollout_dir_t *cd, s_watch_t *w, cnd_fleet_sim_t *s, const char *cdir,
                     const char *state)
 {
-    int rc = cnd_rollout_dir_open_state(cd, cdir, 1, state);
-    if (!rc) rc = cnd_demo_fleet_enroll_state(s, cd->state, cd->audit, cd->fpr);
+    int rc;
+    for (int tries = 1;; tries++) {
+        rc = cnd_rollout_dir_open_state(cd, cdir, 1, state);
+        if (!rc) rc = cnd_demo_fleet_enroll_state(s, cd->state, cd->audit, cd->fpr);
+        if (!rc || tries == S_BUSY_TRIES || !strstr(cnd_err_detail(), sqlite3_errstr(SQLITE_BUSY)))
+            break;
+        fprintf(stderr, "fleet-sim: enrolling: %s; trying again (%d of %d)\n", cnd_err_detail(),
+                tries + 1, S_BUSY_TRIES);
+        cnd_rollout_dir_close(cd);
+        cnd_err_clear();
+        sleep(1);
+    }
     if (rc) return rc;
     cnd_rollout_rec_t *r = NULL;
     size_t nr = 0;
@@ -254,11 +280,12 @@ static int s_summary(cnd_fleet_sim_t *s, const char *report, double t0)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("fleet-sim: %u devices (%u faulty), %.1f s, %llu frames in, %llu out, store "
-           "%.1f MiB, peak RSS %.1f MiB, cpu %.1f s\n",
+           "%.1f MiB, peak RSS %.1f MiB, cpu %.1f s, failovers %llu, dial retries %llu\n",
            n, faulty, cnd_now() - t0, (unsigned long long)ss.frames_in,
            (unsigned long long)ss.frames_out, ss.pool_bytes / 1048576.0, ru.ru_maxrss / 1024.0,
            ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
-               (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+               (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6,
+           (unsigned long long)ss.failovers, (unsigned long long)ss.dial_retries);
     for (uint32_t k = 0; k < nby; k++) {
         char hex[65];
         printf("  running %.16s...: %u devices\n", cnd_hex(hex, by[k].d, 32), by[k].n);

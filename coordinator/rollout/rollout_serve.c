@@ -96,9 +96,18 @@ static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int c
                         "%s: no coordinator database in %s (run `condenser rollout init --dir %s` "
                         "or `condenser coordinator init`)",
                         path, dir, dir);
+    /* With the state on PostgreSQL, replicas sharing this directory take its SQLite lock at
+     * every loop iteration, each right after the writers' lock (granted in turn). A newcomer
+     * asking SQLite alone (the schema checks, the audit log's first transaction) polls past
+     * that queue and could starve past the busy timeout (simulators of a 100,000-device run
+     * did: docs/benchmarks.md); it queues for the writers' lock first too, and holds it until
+     * the directory is open (nothing is written to PostgreSQL here: rolled back). */
+    int pg = cnd_rstate_url_is_pg(state_url), locked = 0;
+    if (!rc && pg && !(rc = cnd_rstate_open(&d->state, state_url, d->db)))
+        locked = (rc = cnd_rstate_begin(d->state)) == 0;
     if (!rc) rc = cnd_fleet_init(d->db);
     if (!rc) rc = cnd_rstore_init(d->db);
-    if (!rc) rc = cnd_rstate_open(&d->state, state_url, d->db);
+    if (!rc && !pg) rc = cnd_rstate_open(&d->state, state_url, d->db);
     if (!rc && with_key) {
         char kp[600];
         snprintf(kp, sizeof kp, "%s/%s", dir, CND_IDENTITY_KEY_FILE);
@@ -125,6 +134,7 @@ static int s_dir_open(cnd_rollout_dir_t *d, const char *dir, int with_key, int c
         }
         if (!rc) cnd_pubkey_fingerprint(d->fpr, cnd_identity_pk(d->id));
     }
+    if (locked) cnd_rstate_rollback(d->state);
     if (rc) cnd_rollout_dir_close(d);
     return rc;
 }

@@ -50,6 +50,10 @@ struct cnd_rstate {
     void *conn;                       /* PostgreSQL: its PGconn */
     int in_txn;                       /* PostgreSQL: a cnd_rstate_begin is open */
     int leading;                      /* PostgreSQL: this connection holds the leader lock */
+    cnd_rdevice_t *pend;              /* PostgreSQL: device rows put in the open transaction and
+                                         not yet sent: written in one statement before the next
+                                         statement or the commit (rollout_state_pg.c) */
+    size_t npend, cappend;
 };
 
 extern const cnd_rstate_ops_t cnd_rstate_pg_ops;

@@ -50,6 +50,13 @@ for u in condenser-coordinator.service condenser-agent@hospital-a.service conden
   echo "ok $u"
 done
 
+# The rollout server holds one descriptor per connected device: its unit asks for enough for
+# fleets of 100,000+ (docs/operations.md, "Large fleets"), and systemd must accept the value.
+grep -qx 'LimitNOFILE=262144' "$units/condenser-rollout.service" ||
+  fail "condenser-rollout.service lacks LimitNOFILE=262144"
+sed 's/^LimitNOFILE=262144/LimitNOFILE=lots/' "$units/condenser-rollout.service" > "$units/bad-nofile.service"
+verify bad-nofile.service > /dev/null && fail "systemd-analyze accepted LimitNOFILE=lots"
+
 # The check itself: a misspelt directive and a missing binary are reported.
 sed 's/^ProtectSystem=strict/ProtectSystem=strikt/' "$units/condenser-edge.service" > "$units/bad-edge.service"
 verify bad-edge.service > /dev/null && fail "systemd-analyze accepted ProtectSystem=strikt"

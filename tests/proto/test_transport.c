@@ -4,7 +4,8 @@
  * an oversized frame drops only its own connection while another client keeps being served;
  * multipart frames dropped; an unencrypted client and a client pinning the wrong server key get
  * nothing through; a send to a vanished peer fails (ROUTER_MANDATORY); a peer that stops reading
- * makes sends time out instead of queueing without bound; a frozen peer is dropped by heartbeats.
+ * makes sends time out instead of queueing without bound; a frozen peer is dropped by heartbeats;
+ * a heartbeat timeout longer than libzmq can carry is capped instead of wrapping at the peer.
  */
 #include "test_transport_fixture.h"
 
@@ -384,6 +385,58 @@ static void test_heartbeat_drop(void)
     cnd_server_destroy(&s);
 }
 
+/* A long heartbeat timeout must not shrink at the peer. libzmq 4.3.4 sends ZMQ_HEARTBEAT_TTL in
+ * a PING as 16 bits of deciseconds and the receiver multiplies it by 100 into a 16-bit field of
+ * milliseconds, so a TTL above 65,535 ms wraps there: 655,400 ms arrives as 40 ms (1,800 s, the
+ * rollout's 10-minute backstop, arrived as 30.5 s). A client that PINGs every 100 ms with that
+ * timeout would be dropped by the server 40 ms after each PING; capped at 65.5 s it stays. */
+static void test_heartbeat_ttl_cap(void)
+{
+    registry_t reg;
+    fx_reg_init(&reg);
+    ident_t srv, a;
+    fx_ident(&srv, "coordinator");
+    fx_ident(&a, "site-a");
+    fx_reg_add(&reg, &a);
+    cnd_server_t *s = fx_server(&reg, &srv, 0, 0, 0, 0);
+    if (!s) return;
+    cnd_client_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.endpoint = cnd_server_endpoint(s);
+    o.server_key = srv.pk;
+    o.public_key = a.pk;
+    o.secret_key = a.sk;
+    o.heartbeat_ivl_ms = 100;
+    o.heartbeat_timeout_ms = 655400; /* 6554 deciseconds: wraps to 40 ms at the peer */
+    cnd_client_t *c = NULL;
+    CHECK_EQ_INT(cnd_client_new(&c, &o), 0);
+    if (!c) {
+        cnd_server_destroy(&s);
+        return;
+    }
+    int ttl = -1;
+    size_t tl = sizeof ttl;
+    CHECK(zmq_getsockopt(cnd_client_socket(c), ZMQ_HEARTBEAT_TTL, &ttl, &tl) == 0);
+    CHECK_EQ_INT(ttl, 65500);
+    CHECK(fx_round_trip(s, c, &a, &srv));
+    fx_sleep_ms(1500); /* about 15 PINGs from the client */
+    cnd_server_stats_t st;
+    cnd_server_stats(s, &st);
+    CHECK_EQ_INT((int)st.disconnects, 0);
+    CHECK(fx_round_trip(s, c, &a, &srv));
+    cnd_client_destroy(&c);
+    /* PINGs every 10 minutes (rollout serve, fleet-sim): a TTL, capped below the interval, would
+     * make an idle peer drop the connection 65.5 s after each PING; none is sent. */
+    o.heartbeat_ivl_ms = 600000;
+    o.heartbeat_timeout_ms = 0; /* 3 x 600 s */
+    CHECK_EQ_INT(cnd_client_new(&c, &o), 0);
+    ttl = -1;
+    CHECK(c && zmq_getsockopt(cnd_client_socket(c), ZMQ_HEARTBEAT_TTL, &ttl, &tl) == 0);
+    CHECK_EQ_INT(ttl, 0);
+    cnd_client_destroy(&c);
+    cnd_server_destroy(&s);
+}
+
 static void test_bad_options(void)
 {
     cnd_server_opts_t o;
@@ -424,6 +477,7 @@ int main(void)
     test_unencrypted_and_wrong_server_key();
     test_probe();
     test_bounded_queue();
+    test_heartbeat_ttl_cap();
     test_bad_options();
     return check_result("test_transport");
 }

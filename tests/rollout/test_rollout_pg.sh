@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_rollout_pg.sh BIN MKART: the same rollout on both rollout-state back ends (rollout_state.h):
+# test_rollout_pg.sh BIN MKART [BATCH]: the same rollout on both rollout-state back ends (rollout_state.h):
 # sqlite: (the coordinator database) and PostgreSQL (a private server this test starts: initdb in
 # a temporary directory, a unix socket there, no TCP listener, tests/lib/pg_testutil.sh). For each:
 #   `rollout serve` and `fleet-sim` as real processes, 100 simulated devices on v1 enrolled through
@@ -10,10 +10,12 @@
 #   runs v2's digest (fleet-sim --report); `rollout show --json` through the same state agrees;
 #   the PostgreSQL run left its tables there and none in the coordinator database.
 # Also: a bad state URL is refused with a message naming it; a device name with SQL in it is
-# refused by enroll and stored nowhere (values are bound, never spliced).
+# refused by enroll and stored nowhere (values are bound, never spliced); fleet-sim's enrollment
+# waits out the coordinator database's lock held by another process past its busy timeout; and
+# test_rollout_state_batch (BATCH, the third argument) checks the batched device rows there.
 # Exit 77 (skip) when Debian's PostgreSQL server binaries are not installed.
 set -euo pipefail
-bin=$1 mkart=$2
+bin=$1 mkart=$2 batch=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/pg_testutil.sh"
 command -v sqlite3 > /dev/null && command -v python3 > /dev/null || { echo "SKIP: needs sqlite3 and python3" >&2; exit 77; }
@@ -99,6 +101,27 @@ run pg "$PG_URL"
 [ "$(sqlite3 "$w/coord-pg/coordinator.db" 'SELECT count(*) FROM fleet_device')" = 0 ] || fail "pg: fleet rows in SQLite"
 [ "$(pg_sql "SELECT version FROM condenser_schema WHERE component = 'rollout'")" = 2 ] || fail "pg: schema version"
 
+# Enrollment outlasts the coordinator database's lock held past its busy timeout (10 s) by another
+# process: fleet-sim waits it out (a simulator of a 100,000-device run stopped there once).
+python3 - "$w/coord-pg/coordinator.db" 13 > "$w/holder.log" 2>&1 <<'PY' &
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("ROLLBACK")
+PY
+holder=$!
+pids+=($holder)
+wait_for 10 grep -q held "$w/holder.log" || fail "the lock holder did not start"
+before=$(pg_sql "SELECT count(*) FROM fleet_device")
+"$bin" fleet-sim --devices 110 --shard 10/11 --endpoint "tcp://127.0.0.1:$(port)" --coordinator-key "$w/coord-pg/identity.pub" \
+  --coordinator-dir "$w/coord-pg" --state "$PG_URL" --duration 2 --quiet > "$w/busy.log" 2>&1 ||
+  fail "fleet-sim gave up on a held coordinator database: $(cat "$w/busy.log")"
+grep -q "trying again" "$w/busy.log" || fail "the lock was not waited out: $(cat "$w/busy.log")"
+wait $holder || true
+[ "$(pg_sql "SELECT count(*) FROM fleet_device")" = $((before + 10)) ] || fail "the 10 devices were not enrolled"
+
 # Values are bound, never spliced: a name with SQL in it is refused by the name rule, and a
 # quote-laden reason reaches PostgreSQL intact.
 "$bin" edge init --dir "$w/evil" --name "x" --class gw --endpoint tcp://127.0.0.1:1 --coordinator-key "$w/coord-pg/identity.pub" > /dev/null
@@ -108,4 +131,6 @@ fi
 grep -q "is not a valid device name" "$w/evil.log" || fail "evil name reason: $(cat "$w/evil.log")"
 "$bin" rollout rollback 1 --dir "$w/coord-pg" --state "$PG_URL" --reason "it's o'clock; DROP TABLE rollout; --" > /dev/null
 [ "$(pg_sql "SELECT reason FROM rollout WHERE id = 1")" = "it's o'clock; DROP TABLE rollout; --" ] || fail "reason not stored as given"
+# The batched device rows of the PostgreSQL back end (test_rollout_state_batch.c).
+if [ -n "$batch" ]; then "$batch" "$PG_URL" || fail "test_rollout_state_batch"; fi
 echo "test_rollout_pg: ok"
