@@ -411,9 +411,10 @@ static int s_dial(cnd_fleet_sim_t *s, s_dev_t *d, uint32_t k)
                             .server_key = s->server_curve,
                             .public_key = d->cpk,
                             .secret_key = d->csk,
-                            /* ZMTP pings only as a slow backstop: libzmq 4.3 cancels
-                             * timers by a walk over all of them (rollout_serve.c) */
-                            .heartbeat_ivl_ms = 600000,
+                            /* no ZMTP pings: libzmq 4.3 cancels timers by a walk over
+                             * all of them, and this process holds thousands of
+                             * connections (transport.h, rollout_serve.c) */
+                            .heartbeat_ivl_ms = CND_HEARTBEAT_OFF,
                             .handshake_ivl_ms = 30000,
                             .reconnect_ivl_ms = 200 + (int)(k % 400),
                             .reconnect_ivl_max_ms = 5000,

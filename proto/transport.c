@@ -105,9 +105,10 @@ static int s_setint(void *sock, int opt, int v, const char *name)
  * milliseconds, so any TTL above 65,535 ms wraps there (1,800 s arrived as 30.5 s, 655.4 s as
  * 40 ms: tests/proto/test_transport.c). So it is capped at the largest multiple of 100 ms that
  * survives. The peer arms the TTL at each of our PINGs and disarms it at our next message: with
- * PINGs rarer than the cap (rollout serve and fleet-sim ping every 10 minutes) an idle peer would
- * drop the connection every time, 65.5 s after a PING (a 100,000-device run lost thousands of
- * connections at its tenth minute, docs/benchmarks.md). Then no TTL is sent (0: the peer keeps
+ * PINGs rarer than the cap (rollout serve and fleet-sim pinged every 10 minutes before they
+ * stopped pinging, CND_HEARTBEAT_OFF) an idle peer would drop the connection every time, 65.5 s
+ * after a PING (a 100,000-device run lost thousands of connections at its tenth minute,
+ * docs/benchmarks.md). Then no TTL is sent (0: the peer keeps
  * the connection), and the silent-peer check is our own ZMQ_HEARTBEAT_TIMEOUT (a plain int that
  * keeps its full value) and the application's heartbeats. */
 #define S_HB_TTL_MAX_MS 65500
@@ -130,13 +131,34 @@ static int s_common_opts(void *sock, int max_msg, int hwm, int sndhwm, int hb_iv
     if ((rc = s_setint(sock, ZMQ_LINGER, 0, "ZMQ_LINGER")) ||
         (rc = s_setint(sock, ZMQ_SNDHWM, sndhwm, "ZMQ_SNDHWM")) ||
         (rc = s_setint(sock, ZMQ_RCVHWM, hwm, "ZMQ_RCVHWM")) ||
-        (rc = s_setint(sock, ZMQ_HEARTBEAT_IVL, hb_ivl, "ZMQ_HEARTBEAT_IVL")) ||
-        (rc = s_setint(sock, ZMQ_HEARTBEAT_TIMEOUT, hb_timeout, "ZMQ_HEARTBEAT_TIMEOUT")) ||
-        (rc = s_setint(sock, ZMQ_HEARTBEAT_TTL, s_hb_ttl(hb_ivl, hb_timeout),
-                       "ZMQ_HEARTBEAT_TTL")) ||
         (rc = s_setint(sock, ZMQ_HANDSHAKE_IVL, handshake, "ZMQ_HANDSHAKE_IVL")))
         return rc;
+    if (hb_ivl == CND_HEARTBEAT_OFF) { /* no libzmq timer per connection (transport.h) */
+        if ((rc = s_setint(sock, ZMQ_HEARTBEAT_IVL, 0, "ZMQ_HEARTBEAT_IVL")) ||
+            (rc = s_setint(sock, ZMQ_TCP_KEEPALIVE, 1, "ZMQ_TCP_KEEPALIVE")) ||
+            (rc = s_setint(sock, ZMQ_TCP_KEEPALIVE_IDLE, 60, "ZMQ_TCP_KEEPALIVE_IDLE")) ||
+            (rc = s_setint(sock, ZMQ_TCP_KEEPALIVE_INTVL, 10, "ZMQ_TCP_KEEPALIVE_INTVL")) ||
+            (rc = s_setint(sock, ZMQ_TCP_KEEPALIVE_CNT, 6, "ZMQ_TCP_KEEPALIVE_CNT")))
+            return rc;
+        return 0;
+    }
+    if ((rc = s_setint(sock, ZMQ_HEARTBEAT_IVL, hb_ivl, "ZMQ_HEARTBEAT_IVL")) ||
+        (rc = s_setint(sock, ZMQ_HEARTBEAT_TIMEOUT, hb_timeout, "ZMQ_HEARTBEAT_TIMEOUT")) ||
+        (rc = s_setint(sock, ZMQ_HEARTBEAT_TTL, s_hb_ttl(hb_ivl, hb_timeout), "ZMQ_HEARTBEAT_TTL")))
+        return rc;
     return 0;
+}
+
+/* The ZMTP heartbeat interval an option asks for (0: the default), and its timeout. */
+static void s_heartbeat(int ivl_ms, int timeout_ms, int *hb, int *hbt)
+{
+    if (ivl_ms == CND_HEARTBEAT_OFF) {
+        *hb = CND_HEARTBEAT_OFF;
+        *hbt = 0;
+        return;
+    }
+    *hb = ivl_ms ? ivl_ms : S_DEFAULT_HB_IVL_MS;
+    *hbt = timeout_ms ? timeout_ms : 3 * *hb;
 }
 
 static int s_check_curve(void)
@@ -361,7 +383,8 @@ int cnd_server_new(cnd_server_t **out, const cnd_server_opts_t *o)
     if (!o || !o->endpoint || !o->secret_key)
         return cnd_errf(CND_EINVAL, "server: endpoint and CURVE secret key are required");
     if (!o->allow) return cnd_errf(CND_EINVAL, "server: an allow() callback is required");
-    if (o->max_msg < 0 || o->hwm < 0 || o->sndhwm < 0 || o->heartbeat_ivl_ms < 0 ||
+    if (o->max_msg < 0 || o->hwm < 0 || o->sndhwm < 0 ||
+        (o->heartbeat_ivl_ms < 0 && o->heartbeat_ivl_ms != CND_HEARTBEAT_OFF) ||
         o->heartbeat_timeout_ms < 0 || o->handshake_ivl_ms < 0)
         return cnd_errf(CND_EINVAL, "server: negative option");
     if (o->max_msg > INT32_MAX - CND_CURVE_FRAME_OVERHEAD)
@@ -378,8 +401,8 @@ int cnd_server_new(cnd_server_t **out, const cnd_server_opts_t *o)
     s->max_msg = o->max_msg ? o->max_msg : (int)CND_PROTO_MAX_MSG;
     int hwm = o->hwm ? o->hwm : S_DEFAULT_HWM;
     int sndhwm = o->sndhwm ? o->sndhwm : hwm;
-    int hb = o->heartbeat_ivl_ms ? o->heartbeat_ivl_ms : S_DEFAULT_HB_IVL_MS;
-    int hbt = o->heartbeat_timeout_ms ? o->heartbeat_timeout_ms : 3 * hb;
+    int hb, hbt;
+    s_heartbeat(o->heartbeat_ivl_ms, o->heartbeat_timeout_ms, &hb, &hbt);
     int hs = o->handshake_ivl_ms ? o->handshake_ivl_ms : S_DEFAULT_HANDSHAKE_MS;
     unsigned inst = atomic_fetch_add(&s_instance, 1);
     char ctl_ep[64], mon_ep[64];
@@ -729,8 +752,10 @@ int cnd_client_new(cnd_client_t **out, const cnd_client_opts_t *o)
     if (!o || !o->endpoint || !o->server_key || !o->public_key || !o->secret_key)
         return cnd_errf(CND_EINVAL,
                         "client: endpoint, server key and this node's CURVE keys are required");
-    if (o->max_msg < 0 || o->hwm < 0 || o->heartbeat_ivl_ms < 0 || o->heartbeat_timeout_ms < 0 ||
-        o->handshake_ivl_ms < 0 || o->reconnect_ivl_ms < 0 || o->reconnect_ivl_max_ms < 0)
+    if (o->max_msg < 0 || o->hwm < 0 ||
+        (o->heartbeat_ivl_ms < 0 && o->heartbeat_ivl_ms != CND_HEARTBEAT_OFF) ||
+        o->heartbeat_timeout_ms < 0 || o->handshake_ivl_ms < 0 || o->reconnect_ivl_ms < 0 ||
+        o->reconnect_ivl_max_ms < 0)
         return cnd_errf(CND_EINVAL, "client: negative option");
     if (o->max_msg > INT32_MAX - CND_CURVE_FRAME_OVERHEAD)
         return cnd_errf(CND_EINVAL, "client: max_msg %d is too large", o->max_msg);
@@ -740,8 +765,8 @@ int cnd_client_new(cnd_client_t **out, const cnd_client_opts_t *o)
     if (!c) return cnd_errf(CND_ENOMEM, "client: out of memory");
     c->max_msg = o->max_msg ? o->max_msg : (int)CND_PROTO_MAX_MSG;
     int hwm = o->hwm ? o->hwm : S_DEFAULT_HWM;
-    int hb = o->heartbeat_ivl_ms ? o->heartbeat_ivl_ms : S_DEFAULT_HB_IVL_MS;
-    int hbt = o->heartbeat_timeout_ms ? o->heartbeat_timeout_ms : 3 * hb;
+    int hb, hbt;
+    s_heartbeat(o->heartbeat_ivl_ms, o->heartbeat_timeout_ms, &hb, &hbt);
     int hs = o->handshake_ivl_ms ? o->handshake_ivl_ms : S_DEFAULT_HANDSHAKE_MS;
     int ri = o->reconnect_ivl_ms ? o->reconnect_ivl_ms : 100;
     int rmax = o->reconnect_ivl_max_ms ? o->reconnect_ivl_max_ms : 5000;

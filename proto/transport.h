@@ -92,6 +92,15 @@ typedef struct {
 
 typedef void (*cnd_transport_event_fn)(void *ctx, const cnd_transport_event_t *ev);
 
+/* heartbeat_ivl_ms for a socket of many thousands of connections: no ZMTP heartbeats at all, and
+ * TCP keepalive (idle 60 s, then 6 probes 10 s apart) finds a dead peer instead; the application's
+ * own heartbeats say whether a peer is alive. libzmq 4.3.4 cancels an I/O-thread timer by walking
+ * all of them, and a PING arms one (the PONG timeout, later than every other timer) that the
+ * peer's next message cancels: with 16,700 connections per I/O thread, the tenth minute of a
+ * 100,000-device rollout spent 94% of each server's I/O thread in that walk and stalled
+ * (docs/benchmarks.md). */
+#define CND_HEARTBEAT_OFF (-1)
+
 typedef struct {
     const char *endpoint;      /* tcp://HOST:PORT (PORT may be a wildcard), ipc://PATH */
     const uint8_t *secret_key; /* 32-byte CURVE secret key of the coordinator (required) */
@@ -103,7 +112,7 @@ typedef struct {
     int max_msg;              /* bytes per frame; 0 = CND_PROTO_MAX_MSG */
     int hwm;                  /* messages queued per peer each way; 0 = 1000 */
     int sndhwm;               /* messages queued towards each peer; 0 = hwm */
-    int heartbeat_ivl_ms;     /* ZMTP PING interval; 0 = 2000 */
+    int heartbeat_ivl_ms;     /* ZMTP PING interval; 0 = 2000; CND_HEARTBEAT_OFF: none */
     int heartbeat_timeout_ms; /* drop a silent peer after; 0 = 3 * heartbeat_ivl_ms (the TTL
                                  the peer is asked to keep, ZMQ_HEARTBEAT_TTL, is capped at
                                  65.5 s, and none is sent with PINGs rarer than that: libzmq 4.3
@@ -179,7 +188,7 @@ typedef struct {
     const uint8_t *secret_key; /* this node's 32-byte CURVE secret key */
     int max_msg;               /* 0 = CND_PROTO_MAX_MSG */
     int hwm;                   /* 0 = 1000 */
-    int heartbeat_ivl_ms;      /* 0 = 2000 */
+    int heartbeat_ivl_ms;      /* 0 = 2000; CND_HEARTBEAT_OFF: none */
     int heartbeat_timeout_ms;  /* 0 = 3 * heartbeat_ivl_ms (TTL capped as the server's) */
     int handshake_ivl_ms;      /* 0 = 5000 */
     int reconnect_ivl_ms;      /* first reconnect delay; 0 = 100 */

@@ -764,10 +764,11 @@ static int s_start(s_srv_t *s)
     so.allow = s_allow;
     so.allow_ctx = s;
     /* libzmq 4.3 cancels a timer by walking every timer of the I/O thread, and a ZMTP
-     * heartbeat cancels one at every message after each PING: with 10,000 devices that is
-     * quadratic and took a whole core. Device liveness comes from the application's own
-     * heartbeats (offline_after_s), so ZMTP pings are only a slow backstop here. */
-    so.heartbeat_ivl_ms = 600000;
+     * heartbeat cancels one at the first message after each PING: quadratic in the connections.
+     * Even 10-minute PINGs stalled a 100,000-device rollout at its tenth minute (94% of each
+     * replica's I/O thread in the walk). Device liveness comes from the application's own
+     * heartbeats (offline_after_s), and TCP keepalive closes dead connections (transport.h). */
+    so.heartbeat_ivl_ms = CND_HEARTBEAT_OFF;
     so.handshake_ivl_ms = 30000; /* thousands of handshakes at once on a busy machine */
     rc = cnd_server_new(&s->srv, &so);
     sodium_memzero(csk, sizeof csk);

@@ -437,6 +437,55 @@ static void test_heartbeat_ttl_cap(void)
     cnd_server_destroy(&s);
 }
 
+/* Returns socket option opt of sock, or -1. */
+static int s_getint(void *sock, int opt)
+{
+    int v = -1;
+    size_t l = sizeof v;
+    return zmq_getsockopt(sock, opt, &v, &l) == 0 ? v : -1;
+}
+
+/* CND_HEARTBEAT_OFF (rollout serve, fleet-sim): no ZMTP heartbeat on either side, so libzmq keeps
+ * no timer per connection (its cancel walks all of them: a 100,000-device rollout stalled at its
+ * tenth minute), and TCP keepalive watches the connection instead; messages still flow. */
+static void test_heartbeat_off(void)
+{
+    registry_t reg;
+    fx_reg_init(&reg);
+    ident_t srv, a;
+    fx_ident(&srv, "rollout");
+    fx_ident(&a, "dev-a");
+    fx_reg_add(&reg, &a);
+    cnd_server_t *s = fx_server(&reg, &srv, 0, 0, 0, CND_HEARTBEAT_OFF);
+    if (!s) return;
+    void *ss = cnd_server_socket(s);
+    CHECK_EQ_INT(s_getint(ss, ZMQ_HEARTBEAT_IVL), 0);
+    CHECK_EQ_INT(s_getint(ss, ZMQ_TCP_KEEPALIVE), 1);
+    CHECK_EQ_INT(s_getint(ss, ZMQ_TCP_KEEPALIVE_IDLE), 60);
+    cnd_client_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.endpoint = cnd_server_endpoint(s);
+    o.server_key = srv.pk;
+    o.public_key = a.pk;
+    o.secret_key = a.sk;
+    o.heartbeat_ivl_ms = CND_HEARTBEAT_OFF;
+    cnd_client_t *c = NULL;
+    CHECK_EQ_INT(cnd_client_new(&c, &o), 0);
+    if (c) {
+        void *cs = cnd_client_socket(c);
+        CHECK_EQ_INT(s_getint(cs, ZMQ_HEARTBEAT_IVL), 0);
+        CHECK_EQ_INT(s_getint(cs, ZMQ_HEARTBEAT_TTL), 0);
+        CHECK_EQ_INT(s_getint(cs, ZMQ_TCP_KEEPALIVE), 1);
+        CHECK_EQ_INT(s_getint(cs, ZMQ_TCP_KEEPALIVE_CNT), 6);
+        CHECK(fx_round_trip(s, c, &a, &srv));
+        cnd_client_destroy(&c);
+    }
+    o.heartbeat_ivl_ms = CND_HEARTBEAT_OFF - 1; /* any other negative value is refused */
+    CHECK_EQ_INT(cnd_client_new(&c, &o), CND_EINVAL);
+    CHECK(c == NULL);
+    cnd_server_destroy(&s);
+}
+
 static void test_bad_options(void)
 {
     cnd_server_opts_t o;
@@ -478,6 +527,7 @@ int main(void)
     test_probe();
     test_bounded_queue();
     test_heartbeat_ttl_cap();
+    test_heartbeat_off();
     test_bad_options();
     return check_result("test_transport");
 }
