@@ -460,9 +460,12 @@ int cnd_server_new(cnd_server_t **out, const cnd_server_opts_t *o)
         rc = cnd_errf(CND_EIO, "server: socket monitor: %s", zmq_strerror(errno));
         goto fail;
     }
+    /* No receive limit on the monitor pipe: libzmq's I/O thread blocks on a full one while
+     * holding the lock zmq_socket_monitor(NULL) needs at shutdown, and thousands of peers
+     * leaving at once between two polls filled the default 2,000 events (test_transport). */
     s->mon = zmq_socket(s->ctx, ZMQ_PAIR);
     if (!s->mon || s_setint(s->mon, ZMQ_LINGER, 0, "ZMQ_LINGER") != 0 ||
-        zmq_connect(s->mon, mon_ep) != 0) {
+        s_setint(s->mon, ZMQ_RCVHWM, 0, "ZMQ_RCVHWM") != 0 || zmq_connect(s->mon, mon_ep) != 0) {
         rc = cnd_errf(CND_EIO, "server: connecting the monitor: %s", zmq_strerror(errno));
         goto fail;
     }
@@ -808,8 +811,9 @@ int cnd_client_new(cnd_client_t **out, const cnd_client_opts_t *o)
             rc = cnd_errf(CND_EIO, "client: socket monitor: %s", zmq_strerror(errno));
             goto fail;
         }
-        c->mon = zmq_socket(c->ctx, ZMQ_PAIR);
+        c->mon = zmq_socket(c->ctx, ZMQ_PAIR); /* unlimited, as the server's monitor */
         if (!c->mon || s_setint(c->mon, ZMQ_LINGER, 0, "ZMQ_LINGER") != 0 ||
+            s_setint(c->mon, ZMQ_RCVHWM, 0, "ZMQ_RCVHWM") != 0 ||
             zmq_connect(c->mon, mon_ep) != 0) {
             rc = cnd_errf(CND_EIO, "client: connecting the monitor: %s", zmq_strerror(errno));
             goto fail;

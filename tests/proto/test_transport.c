@@ -11,6 +11,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -486,6 +487,67 @@ static void test_heartbeat_off(void)
     cnd_server_destroy(&s);
 }
 
+/* Many peers leaving at once must not wedge the server's shutdown. libzmq's I/O thread writes a
+ * monitor event per disconnection and blocks, holding the monitor's lock, once the inproc pipe
+ * to our monitor reader is full (2,000 events at the default HWMs); stopping the monitor takes
+ * that lock. `rollout serve` hung at SIGTERM so after the 16,676 devices of each replica in a
+ * 100,000-device run disconnected. 2,500 peers leave while the server is not polled; then it is
+ * destroyed. */
+static void test_mass_disconnect(void)
+{
+    enum { N = 2500 };
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < 2 * N + 200) {
+        fprintf(stderr, "test_mass_disconnect: needs %d descriptors; skipped\n", 2 * N + 200);
+        return;
+    }
+    registry_t reg;
+    fx_reg_init(&reg);
+    ident_t srv, a;
+    fx_ident(&srv, "rollout");
+    fx_ident(&a, "dev-a");
+    fx_reg_add(&reg, &a);
+    cnd_server_t *s = fx_server(&reg, &srv, 0, 0, 0, CND_HEARTBEAT_OFF);
+    if (!s) return;
+    void *ctx = zmq_ctx_new();
+    CHECK(ctx && zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, N + 16) == 0);
+    cnd_client_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.endpoint = cnd_server_endpoint(s);
+    o.server_key = srv.pk;
+    o.public_key = a.pk;
+    o.secret_key = a.sk;
+    o.heartbeat_ivl_ms = CND_HEARTBEAT_OFF;
+    o.zmq_context = ctx;
+    o.no_monitor = 1;
+    static cnd_client_t *c[N];
+    size_t n;
+    uint8_t *hb = fx_heartbeat(&a, &n);
+    int made = 0, got = 0;
+    for (; made < N; made++)
+        if (cnd_client_new(&c[made], &o) != 0 || cnd_client_send(c[made], hb, n, 3000) != 0) break;
+    free(hb);
+    CHECK_EQ_INT(made, N);
+    for (; got < made; got++) { /* every session is up once its message arrived */
+        cnd_frame_t f;
+        if (cnd_server_recv(s, &f, 10000) != 0) break;
+        cnd_frame_clear(&f);
+    }
+    CHECK_EQ_INT(got, made);
+    for (int i = 0; i < made; i++) cnd_client_destroy(&c[i]);
+    zmq_ctx_term(ctx);
+    fx_sleep_ms(1500); /* the server's I/O thread sees every disconnection */
+    alarm(20);         /* a wedged destroy ends the test (SIGALRM) instead of hanging it */
+    double t0 = fx_now_ms();
+    cnd_server_destroy(&s);
+    alarm(0);
+    CHECK(fx_now_ms() - t0 < 30000);
+}
+
 static void test_bad_options(void)
 {
     cnd_server_opts_t o;
@@ -528,6 +590,7 @@ int main(void)
     test_bounded_queue();
     test_heartbeat_ttl_cap();
     test_heartbeat_off();
+    test_mass_disconnect();
     test_bad_options();
     return check_result("test_transport");
 }
