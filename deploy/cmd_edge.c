@@ -347,7 +347,10 @@ static int s_link(s_dev_t *d, s_failover_t *fo)
     cnd_client_opts_t co = {.endpoint = d->conf.eps.ep[fo->cur],
                             .server_key = fo->server,
                             .public_key = fo->cpk,
-                            .secret_key = fo->csk};
+                            .secret_key = fo->csk,
+                            /* PINGs without a TTL: a rollout server of thousands of devices
+                             * then keeps no libzmq timer per device (transport.h) */
+                            .heartbeat_no_ttl = 1};
     return cnd_client_new(&d->link.cli, &co);
 }
 

@@ -798,6 +798,8 @@ int cnd_client_new(cnd_client_t **out, const cnd_client_opts_t *o)
         goto fail;
     }
     if ((rc = s_common_opts(c->dealer, c->max_msg, hwm, hwm, hb, hbt, hs)) ||
+        (o->heartbeat_no_ttl && hb != CND_HEARTBEAT_OFF &&
+         (rc = s_setint(c->dealer, ZMQ_HEARTBEAT_TTL, 0, "ZMQ_HEARTBEAT_TTL"))) ||
         (rc = s_setint(c->dealer, ZMQ_IMMEDIATE, 1, "ZMQ_IMMEDIATE")) ||
         (rc = s_setint(c->dealer, ZMQ_RECONNECT_IVL, ri, "ZMQ_RECONNECT_IVL")) ||
         (rc = s_setint(c->dealer, ZMQ_RECONNECT_IVL_MAX, rmax, "ZMQ_RECONNECT_IVL_MAX")))

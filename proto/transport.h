@@ -190,6 +190,10 @@ typedef struct {
     int hwm;                   /* 0 = 1000 */
     int heartbeat_ivl_ms;      /* 0 = 2000; CND_HEARTBEAT_OFF: none */
     int heartbeat_timeout_ms;  /* 0 = 3 * heartbeat_ivl_ms (TTL capped as the server's) */
+    int heartbeat_no_ttl;      /* 1: PINGs ask the server for no TTL (ZMQ_HEARTBEAT_TTL 0), so
+                                  its libzmq arms no timer per PING (CND_HEARTBEAT_OFF says why);
+                                  this client's own PONG timeout still finds a dead server. For
+                                  the devices of large fleets (`edge run`) */
     int handshake_ivl_ms;      /* 0 = 5000 */
     int reconnect_ivl_ms;      /* first reconnect delay; 0 = 100 */
     int reconnect_ivl_max_ms;  /* back-off cap, and the re-dial interval after the server refused

@@ -481,6 +481,26 @@ static void test_heartbeat_off(void)
         CHECK(fx_round_trip(s, c, &a, &srv));
         cnd_client_destroy(&c);
     }
+    /* a device of a large fleet (edge run): its PINGs carry no TTL, so the server's libzmq arms
+     * no timer per PING; it still pings, and its own timeout watches the server */
+    o.heartbeat_ivl_ms = 100;
+    o.heartbeat_no_ttl = 1;
+    CHECK_EQ_INT(cnd_client_new(&c, &o), 0);
+    if (c) {
+        void *cs = cnd_client_socket(c);
+        CHECK_EQ_INT(s_getint(cs, ZMQ_HEARTBEAT_IVL), 100);
+        CHECK_EQ_INT(s_getint(cs, ZMQ_HEARTBEAT_TIMEOUT), 300);
+        CHECK_EQ_INT(s_getint(cs, ZMQ_HEARTBEAT_TTL), 0);
+        CHECK(fx_round_trip(s, c, &a, &srv));
+        cnd_server_stats_t st0, st;
+        cnd_server_stats(s, &st0);
+        fx_sleep_ms(500); /* about 5 PINGs, answered without a TTL timer at the server */
+        CHECK(fx_round_trip(s, c, &a, &srv));
+        cnd_server_stats(s, &st);
+        CHECK_EQ_INT((int)(st.disconnects - st0.disconnects), 0);
+        cnd_client_destroy(&c);
+    }
+    o.heartbeat_no_ttl = 0;
     o.heartbeat_ivl_ms = CND_HEARTBEAT_OFF - 1; /* any other negative value is refused */
     CHECK_EQ_INT(cnd_client_new(&c, &o), CND_EINVAL);
     CHECK(c == NULL);
